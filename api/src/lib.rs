@@ -1,0 +1,2 @@
+//! sealrun's control plane (work in progress: see issue 4).
+#![deny(missing_docs)]

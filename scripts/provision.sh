@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Provisions what sealrun's demo and test suite need on a Debian/Ubuntu machine:
+#   - a Docker engine (Debian's docker.io), started if its socket does not answer;
+#   - the static busybox used to build the local base image, never pulled;
+#   - PyNaCl, used by the vault's interop tests against libsodium;
+#   - the local image sealrun/busybox:latest, built FROM scratch.
+# It is idempotent and says what it does. Source it or run it.
+set -euo pipefail
+
+say() { printf '\033[1;34m[provision]\033[0m %s\n' "$*" >&2; }
+die() { printf '\033[1;31m[provision] error:\033[0m %s\n' "$*" >&2; exit 1; }
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || die "not root and no sudo: run as root or install sudo"
+  SUDO="sudo"
+fi
+
+if ! command -v cargo >/dev/null; then
+  die "no Rust toolchain found: install one with rustup (https://rustup.rs), then re-run"
+fi
+
+apt_updated=0
+apt_install() {
+  if [ "$apt_updated" -eq 0 ]; then
+    say "apt-get update"
+    $SUDO apt-get update -qq
+    apt_updated=1
+  fi
+  say "installing Debian packages: $*"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
+}
+
+need_pkgs=()
+command -v dockerd >/dev/null || need_pkgs+=(docker.io)
+# busybox-static's binary runs in an image with no libc; ldd fails on it.
+if ! { [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; }; then need_pkgs+=(busybox-static); fi
+command -v python3 >/dev/null || need_pkgs+=(python3)
+if [ "${#need_pkgs[@]}" -gt 0 ]; then apt_install "${need_pkgs[@]}"; fi
+
+# The Docker engine.
+if ! docker version --format '{{.Server.Version}}' >/dev/null 2>&1; then
+  if command -v systemctl >/dev/null && systemctl is-system-running >/dev/null 2>&1; then
+    say "starting the Docker engine (systemctl start docker)"
+    $SUDO systemctl start docker || true
+  fi
+fi
+if ! docker version --format '{{.Server.Version}}' >/dev/null 2>&1; then
+  say "starting dockerd in the background (log: /tmp/sealrun-dockerd.log)"
+  $SUDO sh -c 'nohup dockerd >/tmp/sealrun-dockerd.log 2>&1 &'
+  for _ in $(seq 1 60); do
+    docker version --format '{{.Server.Version}}' >/dev/null 2>&1 && break
+    sleep 0.5
+  done
+fi
+docker version --format '{{.Server.Version}}' >/dev/null 2>&1 \
+  || die "the Docker engine did not start; see /tmp/sealrun-dockerd.log"
+say "Docker engine $(docker version --format '{{.Server.Version}}') is answering"
+
+# PyNaCl, for the vault's libsodium interop tests.
+if ! python3 -c 'import nacl' >/dev/null 2>&1; then
+  say "installing PyNaCl (pip) for the libsodium interop tests"
+  python3 -m pip install -q pynacl 2>/dev/null \
+    || python3 -m pip install -q --break-system-packages pynacl 2>/dev/null \
+    || apt_install python3-nacl
+fi
+
+# The local base image: static busybox on an empty filesystem.
+"$(dirname "${BASH_SOURCE[0]}")/build-busybox-image.sh"

@@ -1,0 +1,245 @@
+//! Org administration: tokens, pools, targets, secrets and agents.
+
+use crate::agent::ResourceLimits;
+use sealrun_vault::KeyId;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// What a user token may do. Agents are a separate kind of principal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Manage tokens, pools, targets and agents; everything an operator can.
+    Admin,
+    /// Submit and cancel runs, set secrets, read runs and logs.
+    Operator,
+    /// Read runs, redacted logs and the audit trail; nothing else.
+    Auditor,
+}
+
+impl Role {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Operator => "operator",
+            Role::Auditor => "auditor",
+        }
+    }
+
+    /// Parses the wire name.
+    pub fn parse(s: &str) -> Option<Role> {
+        [Role::Admin, Role::Operator, Role::Auditor]
+            .into_iter()
+            .find(|r| r.as_str() == s)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `GET /v1/whoami`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Whoami {
+    /// Org name.
+    pub org: String,
+    /// Token name (for users) or agent name.
+    pub name: String,
+    /// `admin`, `operator`, `auditor` or `agent`.
+    pub role: String,
+}
+
+/// `POST /v1/tokens`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenCreate {
+    /// A label for the token (e.g. the person it belongs to).
+    pub name: String,
+    /// Its role.
+    pub role: Role,
+}
+
+/// A token's metadata; never its value or hash.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenView {
+    /// Public token id (also the token's prefix).
+    pub id: String,
+    /// Label.
+    pub name: String,
+    /// Role.
+    pub role: Role,
+    /// Unix milliseconds.
+    pub created_at_ms: i64,
+    /// Unix milliseconds, if revoked.
+    pub revoked_at_ms: Option<i64>,
+}
+
+/// Answer to `POST /v1/tokens`: the only time the token value is shown.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenCreated {
+    /// The token's metadata.
+    #[serde(flatten)]
+    pub view: TokenView,
+    /// The bearer token. Store it now: it cannot be shown again.
+    pub token: String,
+}
+
+/// `GET /v1/tokens`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenList {
+    /// Tokens of the caller's org.
+    pub tokens: Vec<TokenView>,
+}
+
+/// `POST /v1/pools`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolCreate {
+    /// Pool name, unique in the org.
+    pub name: String,
+}
+
+/// An agent pool.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolView {
+    /// Pool name.
+    pub name: String,
+    /// Unix milliseconds.
+    pub created_at_ms: i64,
+}
+
+/// `GET /v1/pools`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolList {
+    /// Pools of the caller's org.
+    pub pools: Vec<PoolView>,
+}
+
+/// `POST /v1/pools/{pool}/enrollment-tokens` answer: shown once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollmentToken {
+    /// Pool the token enrolls agents into.
+    pub pool: String,
+    /// The token.
+    pub token: String,
+    /// Unix milliseconds after which it no longer enrolls.
+    pub expires_at_ms: i64,
+}
+
+/// A target as declared by an admin (`PUT /v1/targets/{name}`, or
+/// `sealrun target apply -f targets.toml`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetSpec {
+    /// Target name, unique in the org.
+    pub name: String,
+    /// Label of the private network the target lives in (informational).
+    #[serde(default)]
+    pub private_network: String,
+    /// Pool whose agents serve it.
+    #[serde(default = "TargetSpec::default_pool")]
+    pub pool: String,
+    /// Image used when a run names none.
+    pub image: String,
+    /// Docker network to attach run containers to; absent means none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    /// Container limits.
+    #[serde(default)]
+    pub limits: ResourceLimits,
+    /// Default and maximum run timeout.
+    #[serde(default = "TargetSpec::default_timeout")]
+    pub timeout_secs: u64,
+    /// User to run as inside the container; absent means 65534:65534.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+}
+
+impl TargetSpec {
+    /// The pool targets belong to unless they name one.
+    pub fn default_pool() -> String {
+        "default".to_owned()
+    }
+    fn default_timeout() -> u64 {
+        3600
+    }
+}
+
+/// A target's public key (`GET /v1/targets/{name}/public-key`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublicKeyView {
+    /// Key id.
+    pub key_id: KeyId,
+    /// Public key, base64.
+    pub key: String,
+}
+
+/// A target as stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetView {
+    /// The declared spec.
+    #[serde(flatten)]
+    pub spec: TargetSpec,
+    /// Pinned by the first agent that served it.
+    pub public_key: Option<PublicKeyView>,
+    /// Unix milliseconds.
+    pub updated_at_ms: i64,
+}
+
+/// `GET /v1/targets`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetList {
+    /// Targets of the caller's org.
+    pub targets: Vec<TargetView>,
+}
+
+/// A secret's metadata (`GET /v1/targets/{t}/secrets`); never its ciphertext.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretView {
+    /// Secret name (the env var it becomes).
+    pub name: String,
+    /// Increases with every write.
+    pub version: u64,
+    /// Key it was sealed to.
+    pub key_id: KeyId,
+    /// Unix milliseconds.
+    pub updated_at_ms: i64,
+    /// Who wrote it.
+    pub updated_by: String,
+}
+
+/// `GET /v1/targets/{t}/secrets`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretList {
+    /// Secrets of the target.
+    pub secrets: Vec<SecretView>,
+}
+
+/// An agent as seen by admins (`GET /v1/agents`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentView {
+    /// Agent id.
+    pub id: String,
+    /// Agent name.
+    pub name: String,
+    /// Pool.
+    pub pool: String,
+    /// Targets it serves.
+    pub targets: Vec<String>,
+    /// Whether it has polled or heartbeated recently.
+    pub connected: bool,
+    /// Unix milliseconds.
+    pub last_seen_ms: Option<i64>,
+    /// Agent version.
+    pub version: Option<String>,
+}
+
+/// `GET /v1/agents`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentList {
+    /// Agents of the caller's org.
+    pub agents: Vec<AgentView>,
+}

@@ -1,0 +1,192 @@
+//! The agent protocol. Agents only ever dial out: every message here is a
+//! request from an agent to the control plane, answered synchronously.
+//!
+//! ```text
+//! POST /v1/agent/register    (enrollment token) RegisterRequest  -> Registered
+//! POST /v1/agent/connect     (agent token)      ConnectRequest   -> AgentSettings
+//! POST /v1/agent/poll        (agent token)      PollRequest      -> 200 Assignment | 204 (held ~25 s)
+//! POST /v1/agent/heartbeat   (agent token)      Heartbeat        -> HeartbeatAck
+//! POST /v1/agent/runs/{id}/logs   (agent token) LogUpload        -> LogUploadAck
+//! POST /v1/agent/runs/{id}/finish (agent token) FinishRequest    -> 204
+//! POST /v1/agent/deregister  (agent token)                       -> 204
+//! ```
+
+use crate::run::RunStatus;
+use sealrun_vault::SealedSecret;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A target an agent serves, with the public half of its key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServedTarget {
+    /// Target name, as declared by an admin.
+    pub name: String,
+    /// The target's public key, base64 (see `sealrun_vault::PublicKey`).
+    pub public_key: String,
+}
+
+/// Enrolls a new agent in the pool the enrollment token belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    /// Human-readable agent name (unique in the org).
+    pub name: String,
+}
+
+/// Answer to a registration: the agent's identity, shown once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registered {
+    /// Stable agent id.
+    pub agent_id: String,
+    /// Bearer token for every later call; the server keeps only its hash.
+    pub agent_token: String,
+}
+
+/// Sent on every agent start: which targets it serves, with their keys.
+///
+/// A target's key is pinned by the first agent that presents it; a different
+/// key later is refused (`409`) and audited. Runs the agent held before this
+/// call are marked `lost`: a process that connects afresh cannot be running
+/// them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectRequest {
+    /// The agent's version string.
+    pub version: String,
+    /// How many runs it executes at once.
+    pub max_concurrency: u32,
+    /// The targets it serves.
+    pub targets: Vec<ServedTarget>,
+}
+
+/// Knobs the control plane dictates to its agents (answer to connect).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentSettings {
+    /// The agent's id.
+    pub agent_id: String,
+    /// How often to heartbeat.
+    pub heartbeat_interval_ms: u64,
+    /// A run whose lease is not renewed within this becomes `lost`.
+    pub lease_ttl_ms: u64,
+    /// How long the server holds a poll open.
+    pub poll_timeout_ms: u64,
+    /// Largest `data` of one log chunk.
+    pub max_chunk_bytes: u64,
+    /// Per-run cap on stored output.
+    pub max_log_bytes: u64,
+    /// Time between SIGTERM and SIGKILL when canceling.
+    pub cancel_grace_ms: u64,
+}
+
+/// Asks for work. The agent sends it only when it has a free slot.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PollRequest {}
+
+/// Resource limits applied to a run's container.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceLimits {
+    /// Memory limit in MiB (swap is disabled).
+    #[serde(default = "ResourceLimits::default_memory_mb")]
+    pub memory_mb: u64,
+    /// CPU quota in thousandths of a CPU (1000 = one core).
+    #[serde(default = "ResourceLimits::default_millicpus")]
+    pub millicpus: u64,
+    /// Maximum number of processes.
+    #[serde(default = "ResourceLimits::default_pids")]
+    pub pids: u64,
+}
+
+impl ResourceLimits {
+    fn default_memory_mb() -> u64 {
+        512
+    }
+    fn default_millicpus() -> u64 {
+        1000
+    }
+    fn default_pids() -> u64 {
+        128
+    }
+}
+
+impl Default for ResourceLimits {
+    fn default() -> Self {
+        ResourceLimits {
+            memory_mb: Self::default_memory_mb(),
+            millicpus: Self::default_millicpus(),
+            pids: Self::default_pids(),
+        }
+    }
+}
+
+/// A secret a run references, still sealed to the target's key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssignedSecret {
+    /// Secret name; also the env var it is exposed as.
+    pub name: String,
+    /// The ciphertext; only the target's agent can open it.
+    pub sealed: SealedSecret,
+}
+
+/// A run handed to exactly one agent. The only message anywhere that carries
+/// ciphertext out of the control plane.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    /// Run id.
+    pub run_id: String,
+    /// Target name (selects the key that opens the secrets).
+    pub target: String,
+    /// Image to run.
+    pub image: String,
+    /// Command argv.
+    pub argv: Vec<String>,
+    /// Plain environment.
+    pub env: BTreeMap<String, String>,
+    /// Sealed secrets, opened by the agent just before the container starts.
+    pub secrets: Vec<AssignedSecret>,
+    /// Kill the command after this long.
+    pub timeout_secs: u64,
+    /// Container limits.
+    pub limits: ResourceLimits,
+    /// Docker network to attach; `None` means no network at all.
+    pub network: Option<String>,
+    /// `uid[:gid]` or user name to run as; `None` means 65534:65534.
+    pub user: Option<String>,
+}
+
+/// Renews the leases of the runs an agent is executing.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Heartbeat {
+    /// Ids of the runs in progress.
+    pub running: Vec<String>,
+}
+
+/// Answer to a heartbeat.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatAck {
+    /// Runs a user canceled: kill them and report `canceled`.
+    pub cancel: Vec<String>,
+    /// Runs the agent no longer holds (lease lapsed: now `lost`): kill them,
+    /// their results would be refused.
+    pub abandon: Vec<String>,
+}
+
+/// Reports how a run ended. Idempotent for the same outcome.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FinishRequest {
+    /// Terminal status: succeeded, failed, canceled, timed_out or error.
+    pub status: RunStatus,
+    /// The command's exit code, exactly as the container reported it.
+    pub exit_code: Option<i64>,
+    /// Redacted explanation (e.g. `OOM killed`, `image pull failed: ...`).
+    pub error: Option<String>,
+    /// Whether the kernel's OOM killer ended the command.
+    #[serde(default)]
+    pub oom_killed: bool,
+    /// Number of log chunks the agent produced (`seq` of the next one), so
+    /// the server can tell a complete log from one with a gap.
+    pub next_seq: u64,
+}

@@ -1,0 +1,37 @@
+//! The JSON types spoken over HTTPS between sealrun's control plane (`api`),
+//! its agents (`agent`) and its clients (the `sealrun` CLI, Slack).
+//!
+//! This crate is the only thing the agent and the server share, which is what
+//! keeps the dependency arrow pointing one way: `agent -> wire <- api`.
+//! It holds data and (de)serialisation only; no I/O and no policy.
+//!
+//! ```
+//! use sealrun_wire::run::{RunRequest, RunSource};
+//!
+//! let req: RunRequest = serde_json::from_str(
+//!     r#"{"target": "prod-db", "argv": ["psql", "-c", "select 1"]}"#,
+//! ).unwrap();
+//! assert_eq!(req.target, "prod-db");
+//! assert_eq!(req.source, RunSource::Api);
+//! assert!(req.secrets.is_empty());
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod admin;
+pub mod agent;
+pub mod audit;
+pub mod bytes;
+pub mod error;
+pub mod log;
+pub mod run;
+
+pub use bytes::Base64Bytes;
+pub use error::ErrorBody;
+
+/// Header an agent uses to send its protocol version; the server refuses
+/// versions it does not speak with `426 Upgrade Required`.
+pub const PROTOCOL_VERSION_HEADER: &str = "x-sealrun-protocol";
+
+/// The protocol version this crate describes.
+pub const PROTOCOL_VERSION: u32 = 1;

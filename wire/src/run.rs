@@ -1,0 +1,184 @@
+//! Runs: what an operator submits and what anyone with read access sees.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Where a run was submitted from, recorded in the run and the audit trail.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunSource {
+    /// The `sealrun` CLI.
+    Cli,
+    /// A Slack slash command.
+    Slack,
+    /// Any other API client.
+    #[default]
+    Api,
+}
+
+impl RunSource {
+    /// The lowercase name used on the wire and in storage.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunSource::Cli => "cli",
+            RunSource::Slack => "slack",
+            RunSource::Api => "api",
+        }
+    }
+}
+
+/// The life of a run.
+///
+/// ```text
+/// queued ──assign──> running ──finish──> succeeded | failed | timed_out | canceled | error
+///   │                   └──lease lapses──> lost
+///   └──cancel──> canceled
+/// ```
+/// Every state but `queued` and `running` is terminal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Waiting for an agent of its target.
+    Queued,
+    /// Handed to exactly one agent, which holds a lease on it.
+    Running,
+    /// The command exited 0.
+    Succeeded,
+    /// The command exited non-zero (or was killed by a signal / OOM).
+    Failed,
+    /// Canceled by a user before or while it ran.
+    Canceled,
+    /// Killed because it ran past its timeout.
+    TimedOut,
+    /// The agent stopped renewing its lease; the run may or may not have
+    /// executed and is never handed out again (at-most-once).
+    Lost,
+    /// sealrun itself could not run the command (image pull failed, bad
+    /// secret, Docker error...).
+    Error,
+}
+
+impl RunStatus {
+    /// All statuses, in life-cycle order.
+    pub const ALL: [RunStatus; 8] = [
+        RunStatus::Queued,
+        RunStatus::Running,
+        RunStatus::Succeeded,
+        RunStatus::Failed,
+        RunStatus::Canceled,
+        RunStatus::TimedOut,
+        RunStatus::Lost,
+        RunStatus::Error,
+    ];
+
+    /// Whether no further transition can happen.
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, RunStatus::Queued | RunStatus::Running)
+    }
+
+    /// The snake_case name used on the wire and in storage.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Canceled => "canceled",
+            RunStatus::TimedOut => "timed_out",
+            RunStatus::Lost => "lost",
+            RunStatus::Error => "error",
+        }
+    }
+
+    /// Parses the wire name.
+    pub fn parse(s: &str) -> Option<RunStatus> {
+        RunStatus::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+}
+
+impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `POST /v1/runs`: submit a command to run on a target.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunRequest {
+    /// Name of the target (in the caller's org).
+    pub target: String,
+    /// The command and its arguments; run directly, never through a shell.
+    pub argv: Vec<String>,
+    /// Plain (non-secret) environment variables.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Names of the target's secrets to expose to the command as env vars.
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    /// Overrides the target's run timeout (capped by it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<u64>,
+    /// Overrides the target's default image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Where the request came from.
+    #[serde(default)]
+    pub source: RunSource,
+}
+
+/// `POST /v1/runs` answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunCreated {
+    /// The new run's id.
+    pub id: String,
+    /// Always `queued`.
+    pub status: RunStatus,
+}
+
+/// A run as shown to users (`GET /v1/runs/{id}`). Never holds secret values.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunView {
+    /// Run id.
+    pub id: String,
+    /// Target name.
+    pub target: String,
+    /// Command argv.
+    pub argv: Vec<String>,
+    /// Names (only) of the secrets the run referenced.
+    pub secrets: Vec<String>,
+    /// Image the run used.
+    pub image: String,
+    /// Current status.
+    pub status: RunStatus,
+    /// Exit code of the command, when it exited.
+    pub exit_code: Option<i64>,
+    /// Why sealrun could not run it, or what killed it (redacted by the agent).
+    pub error: Option<String>,
+    /// Where it was submitted from.
+    pub source: RunSource,
+    /// Who submitted it (token name, or `slack:<team>/<user>`).
+    pub submitter: String,
+    /// Agent that ran it.
+    pub agent: Option<String>,
+    /// Timeout in seconds.
+    pub timeout_secs: u64,
+    /// Unix milliseconds.
+    pub created_at_ms: i64,
+    /// Unix milliseconds the agent was assigned the run.
+    pub started_at_ms: Option<i64>,
+    /// Unix milliseconds it reached a terminal state.
+    pub finished_at_ms: Option<i64>,
+    /// Bytes of (redacted) output stored.
+    pub log_bytes: u64,
+    /// Whether output past the per-run cap was dropped.
+    pub log_truncated: bool,
+}
+
+/// `GET /v1/runs` answer, newest first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunList {
+    /// The runs.
+    pub runs: Vec<RunView>,
+}
