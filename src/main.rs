@@ -1,5 +1,58 @@
-//! `sealrun`: the command-line interface (work in progress: see issue 6).
+//! `sealrun`: one binary for the control plane (`server`), the agent
+//! (`agent`), a local all-in-one setup (`dev`) and every client command.
+//!
+//! Errors are one line on stderr and a non-zero exit; never a panic or a
+//! backtrace for a user's mistake.
 
-fn main() {
-    println!("sealrun {}", env!("CARGO_PKG_VERSION"));
+mod cli;
+mod client;
+mod cmd;
+mod logging;
+mod output;
+mod profile;
+mod signal;
+
+use clap::Parser as _;
+use cli::{Cli, Command};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sealrun: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            // `{:#}` prints the context chain on one line: "a: b: c".
+            eprintln!("sealrun: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    let ok = |r: anyhow::Result<()>| r.map(|()| ExitCode::SUCCESS);
+    match command {
+        Command::Server(a) => ok(cmd::server::run(a).await),
+        Command::Agent(a) => ok(cmd::agent::run(a).await),
+        Command::Dev(a) => ok(cmd::dev::run(a).await),
+        Command::Login(a) => ok(cmd::session::login(a).await),
+        Command::Whoami(a) => ok(cmd::session::whoami(a).await),
+        Command::Target(c) => ok(cmd::target::run(c).await),
+        Command::Secret(c) => ok(cmd::secret::run(c).await),
+        Command::Run(a) => cmd::run::run(a).await,
+        Command::Runs(c) => cmd::runs::run(c).await,
+        Command::Token(c) => ok(cmd::token::run(c).await),
+        Command::AgentPool(c) => ok(cmd::pool::run(c).await),
+        Command::Agents(c) => ok(cmd::pool::run_agents(c).await),
+        Command::Audit(c) => cmd::audit::run(c).await,
+    }
 }

@@ -1,0 +1,573 @@
+//! The command line, parsed into types before anything runs.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Run sensitive commands against private infrastructure, safely and auditably.
+#[derive(Debug, Parser)]
+#[command(
+    name = "sealrun",
+    version,
+    about,
+    propagate_version = true,
+    after_help = "\
+Examples:
+  sealrun dev                                   # local control plane + agent + demo target
+  source .sealrun-dev/dev.env                   # point this shell at it
+  printf %s \"$PW\" | sealrun secret set --target demo DB_PASSWORD
+  sealrun run --target demo --secret DB_PASSWORD -- sh -c 'echo $DB_PASSWORD'
+  sealrun runs list
+  sealrun audit verify
+
+Client commands read SEALRUN_URL, SEALRUN_TOKEN and SEALRUN_CA_CERT, or the
+profile saved by `sealrun login`."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Connection settings shared by every client command.
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// Control plane URL, e.g. https://sealrun.internal:8443
+    #[arg(long, env = "SEALRUN_URL", global = true, hide_env_values = true)]
+    pub url: Option<String>,
+    /// API token (prefer the env var: flags show up in `ps`)
+    #[arg(long, env = "SEALRUN_TOKEN", global = true, hide_env_values = true)]
+    pub token: Option<String>,
+    /// PEM file of the CA to trust (pins the control plane's certificate)
+    #[arg(long, env = "SEALRUN_CA_CERT", global = true)]
+    pub ca_cert: Option<PathBuf>,
+    /// Print JSON instead of tables (read commands)
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the control plane (HTTPS API, queue, logs, audit trail)
+    #[command(after_help = "\
+Examples:
+  sealrun server --data-dir /var/lib/sealrun --listen 0.0.0.0:8443
+  sealrun server --config /etc/sealrun/server.toml
+  sealrun server create-org --data-dir /var/lib/sealrun acme")]
+    Server(ServerArgs),
+    /// Run an agent inside a private network (dials out to the control plane)
+    #[command(after_help = "\
+Examples:
+  sealrun agent --url https://sealrun.example:8443 --ca-cert ca.pem \\
+      --enrollment-token \"$ENROLL\" --name db-net-1 --target prod-db
+  sealrun agent --config /etc/sealrun/agent.toml")]
+    Agent(AgentArgs),
+    /// All-in-one local setup: control plane, agent, org, pool and a demo target
+    #[command(after_help = "\
+Examples:
+  sealrun dev                      # data in ./.sealrun-dev, Ctrl-C to stop
+  sealrun dev --data-dir /tmp/sr   # then: source /tmp/sr/dev.env")]
+    Dev(DevArgs),
+    /// Save the control plane URL, token and CA for later commands
+    #[command(after_help = "\
+Examples:
+  SEALRUN_TOKEN=... sealrun login --url https://sealrun.example:8443 --ca-cert ca.pem")]
+    Login(LoginArgs),
+    /// Show who the current token belongs to
+    Whoami(ClientOnly),
+    /// Declare and list targets
+    #[command(subcommand)]
+    Target(TargetCommand),
+    /// Set, list and remove write-only secrets (sealed on this machine)
+    #[command(subcommand)]
+    Secret(SecretCommand),
+    /// Run a command on a target and stream its (redacted) output
+    #[command(after_help = RUN_HELP)]
+    Run(RunArgs),
+    /// List, inspect, follow and cancel runs
+    #[command(subcommand)]
+    Runs(RunsCommand),
+    /// Issue, list and revoke API tokens (admin)
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Manage agent pools and enrollment tokens (admin)
+    #[command(subcommand, name = "agent-pool")]
+    AgentPool(PoolCommand),
+    /// List and revoke agents (admin)
+    #[command(subcommand)]
+    Agents(AgentsCommand),
+    /// Read, export and verify the tamper-evident audit trail
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+const RUN_HELP: &str = "\
+Exit status:
+  0-255  the command's own exit code
+  124    the run timed out (as timeout(1))
+  125    sealrun could not run it (bad request, image pull failed, ...)
+  75     the run was lost: its agent vanished and it may or may not have run
+         (EX_TEMPFAIL: check, then resubmit)
+  130    the run was canceled (Ctrl-C cancels the remote run)
+
+Examples:
+  sealrun run --target prod-db -- psql -c 'select count(*) from users'
+  sealrun run --target demo --secret DB_PASSWORD --env PGHOST=db -- sh -c 'echo $DB_PASSWORD'
+  sealrun run --target k8s --timeout 10m --image bitnami/kubectl -- kubectl get pods
+  sealrun run --target demo --detach -- sleep 60   # prints the run id";
+
+#[derive(Debug, Args)]
+pub struct ClientOnly {
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    #[command(subcommand)]
+    pub command: Option<ServerCommand>,
+    /// TOML config file (flags and SEALRUN_* env vars override it)
+    #[arg(long, env = "SEALRUN_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Directory for the database, TLS material and the first admin token
+    #[arg(long, env = "SEALRUN_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address to listen on
+    #[arg(long, env = "SEALRUN_LISTEN")]
+    pub listen: Option<String>,
+    /// TLS certificate chain (PEM); without it a self-signed CA is generated
+    #[arg(long, env = "SEALRUN_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM)
+    #[arg(long, env = "SEALRUN_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Extra DNS names / IPs for the generated certificate (repeatable)
+    #[arg(long = "hostname", env = "SEALRUN_HOSTNAMES", value_delimiter = ',')]
+    pub hostnames: Vec<String>,
+    /// Name of the org created on first start
+    #[arg(long, env = "SEALRUN_ORG")]
+    pub org: Option<String>,
+    /// On first start, write the one-time admin token to this file (mode 0600)
+    #[arg(long, env = "SEALRUN_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// Seconds without a heartbeat before a run's lease lapses (run becomes `lost`)
+    #[arg(long, env = "SEALRUN_LEASE_TTL_SECS")]
+    pub lease_ttl_secs: Option<u64>,
+    /// Per-run cap on stored output, in bytes
+    #[arg(long, env = "SEALRUN_MAX_LOG_BYTES")]
+    pub max_log_bytes: Option<u64>,
+    /// Maximum connected agents per org
+    #[arg(long, env = "SEALRUN_MAX_AGENTS_PER_ORG")]
+    pub max_agents_per_org: Option<u32>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServerCommand {
+    /// Create another org in the data directory and print its admin token (offline)
+    CreateOrg {
+        /// Directory of the control plane's data
+        #[arg(long, env = "SEALRUN_DATA_DIR")]
+        data_dir: PathBuf,
+        /// Org name
+        name: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// TOML config file (flags and SEALRUN_* env vars override it)
+    #[arg(long, env = "SEALRUN_AGENT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Control plane URL
+    #[arg(long, env = "SEALRUN_URL")]
+    pub url: Option<String>,
+    /// PEM file of the CA to trust
+    #[arg(long, env = "SEALRUN_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
+    /// Directory for the agent token and target keys
+    #[arg(long, env = "SEALRUN_AGENT_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Enrollment token (needed on first start only)
+    #[arg(long, env = "SEALRUN_ENROLLMENT_TOKEN", hide_env_values = true)]
+    pub enrollment_token: Option<String>,
+    /// Agent name (default: the host name)
+    #[arg(long, env = "SEALRUN_AGENT_NAME")]
+    pub name: Option<String>,
+    /// Target served, as NAME or NAME=KEYFILE (repeatable)
+    #[arg(long = "target", env = "SEALRUN_AGENT_TARGETS", value_delimiter = ',')]
+    pub targets: Vec<String>,
+    /// Runs executed at once
+    #[arg(long, env = "SEALRUN_AGENT_CONCURRENCY")]
+    pub concurrency: Option<u32>,
+    /// Docker endpoint (default: the local socket)
+    #[arg(long, env = "DOCKER_HOST")]
+    pub docker_host: Option<String>,
+    /// Seconds running commands get to finish on SIGTERM before they are killed
+    #[arg(long, env = "SEALRUN_AGENT_SHUTDOWN_GRACE_SECS")]
+    pub shutdown_grace_secs: Option<u64>,
+    /// Agent-side cap on any run's timeout, in seconds
+    #[arg(long, env = "SEALRUN_AGENT_MAX_RUN_TIMEOUT_SECS")]
+    pub max_run_timeout_secs: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Where the dev control plane and agent keep their state
+    #[arg(long, default_value = ".sealrun-dev")]
+    pub data_dir: PathBuf,
+    /// Address of the dev control plane
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    pub listen: String,
+    /// Image of the demo target (built FROM scratch with static busybox if absent)
+    #[arg(long, default_value = "sealrun/busybox:latest")]
+    pub image: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TargetCommand {
+    /// Create or replace a target
+    #[command(after_help = "\
+Examples:
+  sealrun target create prod-db --image postgres:16 --network db-net --private-network dc1")]
+    Create(TargetCreateArgs),
+    /// List targets
+    List(ClientOnly),
+    /// Show one target, with its public key id
+    Show {
+        /// Target name
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Create or replace every target declared in a TOML file
+    #[command(after_help = "\
+Examples:
+  sealrun target apply -f examples/targets.toml")]
+    Apply {
+        /// TOML file with [[target]] tables
+        #[arg(short, long)]
+        file: PathBuf,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Delete a target (its secrets go with it)
+    Rm {
+        /// Target name
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct TargetCreateArgs {
+    /// Target name
+    pub name: String,
+    /// Default image of its runs
+    #[arg(long)]
+    pub image: String,
+    /// Label of the private network it lives in
+    #[arg(long, default_value = "")]
+    pub private_network: String,
+    /// Agent pool that serves it
+    #[arg(long, default_value = "default")]
+    pub pool: String,
+    /// Docker network for its containers (default: no network at all)
+    #[arg(long)]
+    pub network: Option<String>,
+    /// Memory limit in MiB
+    #[arg(long, default_value_t = 512)]
+    pub memory_mb: u64,
+    /// CPU limit in thousandths of a core
+    #[arg(long, default_value_t = 1000)]
+    pub millicpus: u64,
+    /// Process limit
+    #[arg(long, default_value_t = 128)]
+    pub pids: u64,
+    /// Default and maximum run timeout (e.g. 90s, 10m, 1h)
+    #[arg(long, default_value = "1h", value_parser = parse_duration_secs)]
+    pub timeout: u64,
+    /// User to run as inside the container (default 65534:65534)
+    #[arg(long)]
+    pub user: Option<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Seal a secret on this machine and upload the ciphertext
+    #[command(after_help = "\
+The value is read from stdin (a hidden prompt on a terminal). It is sealed
+here with the target's public key; the control plane never sees it.
+
+Examples:
+  printf %s \"$PW\" | sealrun secret set --target prod-db DB_PASSWORD
+  sealrun secret set --target prod-db DB_PASSWORD     # prompts")]
+    Set {
+        /// Target the secret belongs to
+        #[arg(long)]
+        target: String,
+        /// Secret name (exposed to commands as this env var)
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List a target's secrets (names, versions and key ids only)
+    List {
+        /// Target
+        #[arg(long)]
+        target: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Delete a secret
+    Rm {
+        /// Target
+        #[arg(long)]
+        target: String,
+        /// Secret name
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Target to run on
+    #[arg(long)]
+    pub target: String,
+    /// Secret to expose as an env var (repeatable)
+    #[arg(long = "secret")]
+    pub secrets: Vec<String>,
+    /// Plain env var K=V (repeatable)
+    #[arg(long = "env", value_parser = parse_env_pair)]
+    pub env: Vec<(String, String)>,
+    /// Timeout (e.g. 90s, 10m, 1h); default: the target's
+    #[arg(long, value_parser = parse_duration_secs)]
+    pub timeout: Option<u64>,
+    /// Image to use instead of the target's default
+    #[arg(long)]
+    pub image: Option<String>,
+    /// Print the run id and return at once
+    #[arg(long)]
+    pub detach: bool,
+    /// The command and its arguments (run directly, not through a shell)
+    #[arg(last = true, required = true, num_args = 1..)]
+    pub argv: Vec<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// List recent runs
+    List {
+        /// Only runs in this status
+        #[arg(long)]
+        status: Option<String>,
+        /// Only runs of this target
+        #[arg(long)]
+        target: Option<String>,
+        /// How many
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show one run
+    Show {
+        /// Run id
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Print a run's redacted output
+    #[command(after_help = "\
+Examples:
+  sealrun runs logs r_01H... --follow")]
+    Logs {
+        /// Run id
+        id: String,
+        /// Keep streaming until the run ends
+        #[arg(long, short)]
+        follow: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Cancel a queued or running run
+    Cancel {
+        /// Run id
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RoleArg {
+    Admin,
+    Operator,
+    Auditor,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Issue a token (its value is shown once)
+    #[command(after_help = "\
+Examples:
+  sealrun token create --role operator --name alice
+  sealrun token create --role auditor --name soc")]
+    Create {
+        /// Role of the token
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// Label (who it is for)
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List tokens (never their values)
+    List(ClientOnly),
+    /// Revoke a token
+    Revoke {
+        /// Token id
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PoolCommand {
+    /// Create a pool
+    Create {
+        /// Pool name
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List pools
+    List(ClientOnly),
+    /// Issue an enrollment token for agents of a pool (shown once)
+    #[command(after_help = "\
+Examples:
+  sealrun agent-pool enroll-token default")]
+    EnrollToken {
+        /// Pool name
+        #[arg(default_value = "default")]
+        pool: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentsCommand {
+    /// List agents
+    List(ClientOnly),
+    /// Revoke an agent's token
+    Revoke {
+        /// Agent id
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Print the audit trail
+    List {
+        /// Only entries after this sequence number
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// How many
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Verify the hash chain of the live trail, or of an exported file offline
+    #[command(after_help = "\
+Examples:
+  sealrun audit verify                    # asks the control plane
+  sealrun audit verify --file audit.jsonl # offline, no server needed")]
+    Verify {
+        /// An export written by `sealrun audit export`
+        #[arg(long)]
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Write the whole trail as JSON lines
+    Export {
+        /// Output file (default: stdout)
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// Parses `90`, `90s`, `10m`, `2h` into seconds.
+pub fn parse_duration_secs(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, 's')) => (&s[..i], 1),
+        Some((i, 'm')) => (&s[..i], 60),
+        Some((i, 'h')) => (&s[..i], 3600),
+        _ => (s, 1),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (try 90s, 10m or 1h)"))?;
+    n.checked_mul(mult)
+        .filter(|&secs| secs > 0)
+        .ok_or_else(|| format!("`{s}` is not a positive duration"))
+}
+
+/// Parses `K=V`.
+pub fn parse_env_pair(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("`{s}` is not K=V")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations_accept_seconds_minutes_and_hours() {
+        assert_eq!(parse_duration_secs("90"), Ok(90));
+        assert_eq!(parse_duration_secs("90s"), Ok(90));
+        assert_eq!(parse_duration_secs("10m"), Ok(600));
+        assert_eq!(parse_duration_secs("2h"), Ok(7200));
+        assert!(parse_duration_secs("0s").is_err());
+        assert!(parse_duration_secs("soon").is_err());
+    }
+
+    #[test]
+    fn env_pairs_need_a_name() {
+        assert_eq!(
+            parse_env_pair("A=b=c"),
+            Ok(("A".to_owned(), "b=c".to_owned()))
+        );
+        assert!(parse_env_pair("=x").is_err());
+        assert!(parse_env_pair("nothing").is_err());
+    }
+}

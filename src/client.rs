@@ -1,0 +1,182 @@
+//! The HTTPS client every non-daemon subcommand uses, and the one-line errors
+//! it turns failures into.
+
+use crate::cli::ClientArgs;
+use crate::profile::Profile;
+use anyhow::{Context as _, Result, anyhow, bail};
+use reqwest::{Method, StatusCode};
+use sealrun_wire::ErrorBody;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where and as whom to connect.
+#[derive(Clone)]
+pub struct Connection {
+    pub url: String,
+    pub token: String,
+    pub ca_cert: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("url", &self.url)
+            .field("token", &"***")
+            .field("ca_cert", &self.ca_cert)
+            .finish()
+    }
+}
+
+impl Connection {
+    /// Flags and env vars first, then the saved profile.
+    pub fn resolve(args: &ClientArgs) -> Result<Connection> {
+        let profile = Profile::load()?;
+        let url = args
+            .url
+            .clone()
+            .or_else(|| profile.as_ref().map(|p| p.url.clone()))
+            .ok_or_else(|| {
+                anyhow!("no control plane configured: set SEALRUN_URL (or source dev.env, or run `sealrun login`)")
+            })?;
+        let token = args
+            .token
+            .clone()
+            .or_else(|| profile.as_ref().map(|p| p.token.clone()))
+            .ok_or_else(|| anyhow!("no API token: set SEALRUN_TOKEN (or run `sealrun login`)"))?;
+        let ca_cert = args
+            .ca_cert
+            .clone()
+            .or_else(|| profile.and_then(|p| p.ca_cert));
+        Ok(Connection {
+            url: url.trim_end_matches('/').to_owned(),
+            token,
+            ca_cert,
+        })
+    }
+}
+
+/// A typed client of the control plane's API.
+#[derive(Debug, Clone)]
+pub struct Client {
+    conn: Connection,
+    http: reqwest::Client,
+}
+
+impl Client {
+    pub fn new(conn: Connection) -> Result<Client> {
+        if !conn.url.starts_with("https://") {
+            bail!(
+                "control plane URL must start with https:// (got {}): sealrun never sends tokens in clear text",
+                conn.url
+            );
+        }
+        let mut builder = reqwest::Client::builder()
+            .use_rustls_tls()
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(concat!("sealrun-cli/", env!("CARGO_PKG_VERSION")));
+        if let Some(path) = &conn.ca_cert {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("cannot read CA certificate {}", path.display()))?;
+            let cert = reqwest::Certificate::from_pem(&pem)
+                .with_context(|| format!("{} is not a PEM certificate", path.display()))?;
+            builder = builder.add_root_certificate(cert);
+        }
+        let http = builder.build().context("cannot set up the HTTPS client")?;
+        Ok(Client { conn, http })
+    }
+
+    pub fn from_args(args: &ClientArgs) -> Result<Client> {
+        Client::new(Connection::resolve(args)?)
+    }
+
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.call(Method::GET, path, None::<&()>).await
+    }
+
+    pub async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    pub async fn put<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
+        self.call(Method::PUT, path, Some(body)).await
+    }
+
+    /// A call whose answer body does not matter (204s).
+    pub async fn send<B: Serialize>(&self, method: Method, path: &str, body: Option<&B>) -> Result<()> {
+        self.request(method, path, body).await.map(drop)
+    }
+
+    async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T> {
+        let resp = self.request(method, path, body).await?;
+        let bytes = resp.bytes().await.map_err(|e| self.transport_error(e))?;
+        serde_json::from_slice(&bytes).with_context(|| {
+            format!("unexpected answer from the control plane for {path} (is the CLI the same version as the server?)")
+        })
+    }
+
+    /// Sends a request and returns the response if it succeeded; any
+    /// failure becomes a one-line error.
+    pub async fn request<B: Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<reqwest::Response> {
+        let mut req = self
+            .http
+            .request(method, format!("{}{}", self.conn.url, path))
+            .bearer_auth(&self.conn.token);
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let resp = req.send().await.map_err(|e| self.transport_error(e))?;
+        check(resp).await
+    }
+
+    fn transport_error(&self, e: reqwest::Error) -> anyhow::Error {
+        // reqwest's Display is terse; the source chain holds the reason
+        // (connection refused, certificate unknown, ...). Keep it on one line.
+        let mut reason = String::new();
+        let mut src: Option<&dyn std::error::Error> = Some(&e);
+        while let Some(s) = src {
+            reason = s.to_string();
+            src = s.source();
+        }
+        let hint = if reason.contains("certificate") || reason.contains("UnknownIssuer") {
+            " (is SEALRUN_CA_CERT the control plane's CA?)"
+        } else {
+            ""
+        };
+        anyhow!("cannot reach the control plane at {}: {reason}{hint}", self.conn.url)
+    }
+}
+
+/// Turns a non-2xx answer into the server's own one-line message.
+async fn check(resp: reqwest::Response) -> Result<reqwest::Response> {
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    let text = resp.text().await.unwrap_or_default();
+    let message = serde_json::from_str::<ErrorBody>(&text)
+        .map(|b| b.error)
+        .unwrap_or_else(|_| status.canonical_reason().unwrap_or("error").to_owned());
+    let prefix = match status {
+        StatusCode::UNAUTHORIZED => "the control plane refused the token",
+        StatusCode::FORBIDDEN => "not allowed",
+        StatusCode::NOT_FOUND => "not found",
+        _ => "the control plane refused the request",
+    };
+    bail!("{prefix} ({}): {message}", status.as_u16())
+}

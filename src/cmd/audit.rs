@@ -1,0 +1,119 @@
+//! `sealrun audit ...`: the trail is hash-chained, so an export can be
+//! verified offline by anyone, without trusting the control plane.
+
+use crate::cli::AuditCommand;
+use crate::client::Client;
+use crate::output::{self, Table};
+use anyhow::{Context as _, Result, bail};
+use sealrun_wire::audit::{AuditEntry, AuditPage, AuditVerification, verify_chain};
+use std::io::{BufRead as _, Write as _};
+use std::process::ExitCode;
+
+const PAGE: u32 = 1000;
+
+pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
+    match cmd {
+        AuditCommand::List {
+            after,
+            limit,
+            client,
+        } => {
+            let json = client.json;
+            let client = Client::from_args(&client)?;
+            let page: AuditPage = client
+                .get(&format!("/v1/audit?after={after}&limit={limit}"))
+                .await?;
+            if json {
+                output::json(&page)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let mut t = Table::new(&["SEQ", "TIME", "ACTOR", "ACTION", "SUBJECT", "DETAIL"]);
+            for e in page.entries {
+                t.row(vec![
+                    e.seq.to_string(),
+                    output::time(e.at_ms),
+                    e.actor,
+                    e.action,
+                    e.subject,
+                    e.detail,
+                ]);
+            }
+            t.print()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Verify { file: Some(path), client } => {
+            let entries = read_export(&path)?;
+            report(&verify_chain(&entries), client.json, &format!("{}", path.display()))
+        }
+        AuditCommand::Verify { file: None, client } => {
+            let json = client.json;
+            let client = Client::from_args(&client)?;
+            let v: AuditVerification = client.get("/v1/audit/verify").await?;
+            report(&v, json, "the live audit trail")
+        }
+        AuditCommand::Export { output: path, client } => {
+            let client = Client::from_args(&client)?;
+            let mut sink: Box<dyn std::io::Write> = match &path {
+                Some(p) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+                )),
+                None => Box::new(std::io::stdout().lock()),
+            };
+            let mut after = 0;
+            let mut count = 0u64;
+            loop {
+                let page: AuditPage = client
+                    .get(&format!("/v1/audit?after={after}&limit={PAGE}"))
+                    .await?;
+                for e in &page.entries {
+                    serde_json::to_writer(&mut sink, e)?;
+                    sink.write_all(b"\n")?;
+                    count += 1;
+                }
+                if page.entries.is_empty() || page.next_after <= after {
+                    break;
+                }
+                after = page.next_after;
+            }
+            sink.flush()?;
+            if let Some(p) = path {
+                eprintln!("exported {count} audit entries to {}", p.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn report(v: &AuditVerification, json: bool, what: &str) -> Result<ExitCode> {
+    if json {
+        output::json(v)?;
+    } else if v.ok {
+        println!("{what}: OK, {} entries, head {}", v.entries, v.head);
+    } else {
+        println!(
+            "{what}: TAMPERED at entry {}: {}",
+            v.first_bad_seq.map(|s| s.to_string()).unwrap_or_else(|| "?".into()),
+            v.problem.as_deref().unwrap_or("chain does not verify")
+        );
+    }
+    Ok(if v.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Reads a JSONL export, refusing anything that is not one entry per line.
+fn read_export(path: &std::path::Path) -> Result<Vec<AuditEntry>> {
+    let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut entries = Vec::new();
+    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.with_context(|| format!("cannot read {}", path.display()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let entry: AuditEntry = serde_json::from_str(&line)
+            .with_context(|| format!("{} line {} is not an audit entry", path.display(), i + 1))?;
+        entries.push(entry);
+    }
+    if entries.is_empty() {
+        bail!("{} holds no audit entries", path.display());
+    }
+    Ok(entries)
+}

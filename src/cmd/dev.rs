@@ -1,0 +1,238 @@
+//! `sealrun dev`: a control plane, an agent, an org, a pool and a demo target
+//! on this machine, in one process, for trying sealrun out.
+
+use crate::cli::DevArgs;
+use crate::client::{Client, Connection};
+use crate::logging;
+use anyhow::{Context as _, Result, bail};
+use bollard::Docker;
+use futures_util::StreamExt as _;
+use sealrun_agent::{AgentConfig, TargetConfig};
+use sealrun_api::{Server, ServerConfig};
+use sealrun_wire::admin::{EnrollmentToken, TargetSpec, TargetView};
+use sealrun_wire::agent::ResourceLimits;
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::Path;
+use std::time::Duration;
+
+/// The image every fresh machine can have without a registry.
+const BUSYBOX_IMAGE: &str = "sealrun/busybox:latest";
+const DEMO_TARGET: &str = "demo";
+
+pub async fn run(args: DevArgs) -> Result<()> {
+    logging::init(logging::Format::Text);
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
+    let data_dir = std::fs::canonicalize(&args.data_dir)?;
+    say("checking the Docker engine");
+    ensure_image(&args.image).await?;
+
+    let token_file = data_dir.join("admin.token");
+    let mut config = ServerConfig::default();
+    config.data_dir = data_dir.join("server");
+    config.listen = args
+        .listen
+        .parse()
+        .with_context(|| format!("--listen {}: expected an address like 127.0.0.1:8443", args.listen))?;
+    config.org_name = "dev".to_owned();
+    config.admin_token_file = Some(token_file.clone());
+    let server = Server::bind(config)
+        .await
+        .context("cannot start the control plane (is another `sealrun dev` running?)")?;
+    let addr = server.local_addr();
+    let url = format!("https://localhost:{}", addr.port());
+    let ca_cert = server
+        .ca_cert_path()
+        .map(Path::to_path_buf)
+        .context("the dev control plane should have generated its own CA")?;
+    say(&format!("control plane listening on {url}"));
+    let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server_task = tokio::spawn(server.run(async {
+        let _ = server_stopped.await;
+    }));
+
+    let admin_token = std::fs::read_to_string(&token_file)
+        .with_context(|| format!("cannot read the admin token from {}", token_file.display()))?
+        .trim()
+        .to_owned();
+    let admin = Client::new(Connection {
+        url: url.clone(),
+        token: admin_token.clone(),
+        ca_cert: Some(ca_cert.clone()),
+    })?;
+    let spec = TargetSpec {
+        name: DEMO_TARGET.to_owned(),
+        private_network: "local".to_owned(),
+        pool: TargetSpec::default_pool(),
+        image: args.image.clone(),
+        network: None,
+        limits: ResourceLimits::default(),
+        timeout_secs: 600,
+        user: None,
+    };
+    let _: TargetView = admin.put(&format!("/v1/targets/{DEMO_TARGET}"), &spec).await?;
+    say(&format!("target `{DEMO_TARGET}` runs in image {}", args.image));
+
+    let agent_dir = data_dir.join("agent");
+    let enrollment_token = if agent_dir.join("agent.json").exists() {
+        None
+    } else {
+        let t: EnrollmentToken = admin
+            .post("/v1/pools/default/enrollment-tokens", &serde_json::json!({}))
+            .await?;
+        Some(t.token)
+    };
+    let agent_config = AgentConfig {
+        server_url: url.clone(),
+        ca_cert: Some(ca_cert.clone()),
+        state_dir: agent_dir,
+        enrollment_token,
+        name: "dev-agent".to_owned(),
+        targets: vec![TargetConfig {
+            name: DEMO_TARGET.to_owned(),
+            key_file: None,
+        }],
+        concurrency: 4,
+        docker_host: None,
+        shutdown_grace: Duration::from_secs(10),
+        max_run_timeout: None,
+    };
+    let (stop_agent, agent_stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut agent_task = tokio::spawn(sealrun_agent::run(agent_config, async {
+        let _ = agent_stopped.await;
+    }));
+    wait_for_key(&admin, &mut agent_task).await?;
+    say("agent connected and serving `demo`");
+
+    let env_file = data_dir.join("dev.env");
+    write_env(&env_file, &url, &admin_token, &ca_cert)?;
+    next_steps(&env_file);
+
+    tokio::select! {
+        _ = crate::signal::shutdown() => {}
+        r = &mut agent_task => {
+            let _ = stop_server.send(());
+            let _ = server_task.await;
+            return match r {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(anyhow::Error::new(e).context("the agent stopped")),
+                Err(e) => bail!("the agent crashed: {e}"),
+            };
+        }
+    }
+    say("stopping: agent first (running commands get 10 s), then the control plane");
+    let _ = stop_agent.send(());
+    let _ = agent_task.await;
+    let _ = stop_server.send(());
+    let _ = server_task.await;
+    Ok(())
+}
+
+fn say(msg: &str) {
+    eprintln!("\x1b[1;34m[sealrun dev]\x1b[0m {msg}");
+}
+
+/// Waits until the agent has pinned the demo target's key, or fails with the
+/// agent's own error if it stops first.
+async fn wait_for_key(
+    admin: &Client,
+    agent: &mut tokio::task::JoinHandle<Result<(), sealrun_agent::Error>>,
+) -> Result<()> {
+    for _ in 0..300 {
+        if agent.is_finished() {
+            return match agent.await {
+                Ok(Err(e)) => Err(anyhow::Error::new(e).context("the agent could not start")),
+                _ => bail!("the agent stopped before it connected"),
+            };
+        }
+        let t: TargetView = admin.get(&format!("/v1/targets/{DEMO_TARGET}")).await?;
+        if t.public_key.is_some() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("the agent did not connect within 30 s")
+}
+
+/// `dev.env` holds the admin token: readable by its owner only.
+fn write_env(path: &Path, url: &str, token: &str, ca: &Path) -> Result<()> {
+    let _ = std::fs::remove_file(path);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    writeln!(
+        f,
+        "# written by `sealrun dev`: source it to use the CLI against the dev control plane\n\
+         export SEALRUN_URL='{url}'\nexport SEALRUN_TOKEN='{token}'\nexport SEALRUN_CA_CERT='{}'",
+        ca.display()
+    )?;
+    Ok(())
+}
+
+fn next_steps(env_file: &Path) {
+    eprintln!(
+        "\n\x1b[1mReady.\x1b[0m In another shell:\n\n  \
+         source {env}\n  \
+         printf %s 'correct-horse-battery' | sealrun secret set --target demo DB_PASSWORD\n  \
+         sealrun run --target demo --secret DB_PASSWORD -- sh -c 'echo \"password: $DB_PASSWORD\"'\n  \
+         sealrun runs list\n  \
+         sealrun audit verify\n\n\
+         Ctrl-C here stops the control plane and the agent.\n",
+        env = env_file.display()
+    );
+}
+
+/// Makes sure the demo image exists; the default one is built FROM scratch
+/// with the host's static busybox, so a machine with no registry access works.
+async fn ensure_image(image: &str) -> Result<()> {
+    let docker = Docker::connect_with_local_defaults()
+        .context("cannot connect to the Docker engine")?
+        .negotiate_version()
+        .await
+        .context("the Docker engine is not answering (is dockerd running? try scripts/provision.sh)")?;
+    if docker.inspect_image(image).await.is_ok() {
+        return Ok(());
+    }
+    if image != BUSYBOX_IMAGE {
+        say(&format!("image {image} is not present; the agent will pull it on first run"));
+        return Ok(());
+    }
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .context("no busybox to build the demo image from: apt-get install busybox-static")?;
+    say(&format!("building {image} FROM scratch with {busybox}"));
+    let context = build_context(Path::new(busybox))?;
+    let options = bollard::query_parameters::BuildImageOptionsBuilder::new()
+        .dockerfile("Dockerfile")
+        .t(image)
+        .rm(true)
+        .build();
+    let mut stream = docker.build_image(options, None, Some(bollard::body_full(context.into())));
+    while let Some(step) = stream.next().await {
+        let info = step.context("building the demo image failed")?;
+        if let Some(e) = info.error {
+            bail!("building the demo image failed: {e}");
+        }
+    }
+    Ok(())
+}
+
+/// A tar build context: the Dockerfile and the static busybox.
+fn build_context(busybox: &Path) -> Result<Vec<u8>> {
+    const DOCKERFILE: &str = "FROM scratch\nCOPY busybox /bin/busybox\n\
+        RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nENV PATH=/bin\nCMD [\"/bin/sh\"]\n";
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(DOCKERFILE.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    tar.append_data(&mut header, "Dockerfile", DOCKERFILE.as_bytes())?;
+    tar.append_path_with_name(busybox, "busybox")
+        .with_context(|| format!("cannot read {}", busybox.display()))?;
+    Ok(tar.into_inner()?)
+}

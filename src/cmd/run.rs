@@ -1,0 +1,266 @@
+//! `sealrun run`: submit, stream the redacted output live, exit with the
+//! command's own exit code.
+
+use super::seg;
+use crate::cli::RunArgs;
+use crate::client::Client;
+use anyhow::{Context as _, Result, anyhow, bail};
+use futures_util::StreamExt as _;
+use reqwest::Method;
+use sealrun_wire::log::{LogChunk, LogEvent, RunEnd, StreamKind};
+use sealrun_wire::run::{RunCreated, RunRequest, RunSource, RunStatus, RunView};
+use std::io::{IsTerminal as _, Write as _};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// Exit status when the run timed out (as timeout(1)).
+pub const EXIT_TIMED_OUT: u8 = 124;
+/// Exit status when sealrun could not run the command (as docker run).
+pub const EXIT_ERROR: u8 = 125;
+/// Exit status when the run was lost (EX_TEMPFAIL: check, then resubmit).
+pub const EXIT_LOST: u8 = 75;
+/// Exit status when the run was canceled (as a shell after Ctrl-C).
+pub const EXIT_CANCELED: u8 = 130;
+
+pub async fn run(a: RunArgs) -> Result<ExitCode> {
+    let client = Client::from_args(&a.client)?;
+    let req = RunRequest {
+        target: a.target.clone(),
+        argv: a.argv,
+        env: a.env.into_iter().collect(),
+        secrets: a.secrets,
+        timeout_secs: a.timeout,
+        image: a.image,
+        source: RunSource::Cli,
+    };
+    let created: RunCreated = client.post("/v1/runs", &req).await?;
+    if a.detach {
+        println!("{}", created.id);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let end = follow(&client, &created.id, Interrupt::CancelRun).await?;
+    Ok(exit_code_for(&created.id, &end))
+}
+
+/// What Ctrl-C does while following.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interrupt {
+    /// Cancel the remote run, keep following until it ends.
+    CancelRun,
+    /// Just stop following.
+    Detach,
+}
+
+/// Maps how a run ended to this process's exit status, saying why on stderr
+/// when it is not the command's own code.
+pub fn exit_code_for(id: &str, end: &RunEnd) -> ExitCode {
+    let why = end.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default();
+    match end.status {
+        RunStatus::Succeeded => ExitCode::SUCCESS,
+        RunStatus::Failed => match end.exit_code {
+            Some(code) => {
+                if !why.is_empty() {
+                    eprintln!("sealrun: run {id} failed{why}");
+                }
+                ExitCode::from(u8::try_from(code.clamp(0, 255)).unwrap_or(1))
+            }
+            None => {
+                eprintln!("sealrun: run {id} failed{why}");
+                ExitCode::FAILURE
+            }
+        },
+        RunStatus::TimedOut => {
+            eprintln!("sealrun: run {id} timed out{why}");
+            ExitCode::from(EXIT_TIMED_OUT)
+        }
+        RunStatus::Canceled => {
+            eprintln!("sealrun: run {id} was canceled");
+            ExitCode::from(EXIT_CANCELED)
+        }
+        RunStatus::Lost => {
+            eprintln!(
+                "sealrun: run {id} was lost: its agent stopped answering, so it may or may not have run{why}"
+            );
+            ExitCode::from(EXIT_LOST)
+        }
+        RunStatus::Error => {
+            eprintln!("sealrun: run {id} could not run{why}");
+            ExitCode::from(EXIT_ERROR)
+        }
+        RunStatus::Queued | RunStatus::Running => {
+            eprintln!("sealrun: run {id} has not ended");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+/// Streams a run's output to stdout/stderr until it ends, reconnecting if the
+/// stream breaks (the control plane restarting, say) without repeating or
+/// skipping a chunk.
+pub async fn follow(client: &Client, id: &str, interrupt: Interrupt) -> Result<RunEnd> {
+    let spinner = Spinner::start(client.clone(), id.to_owned());
+    let mut next_seq = 0u64;
+    let mut failures = 0u32;
+    let mut canceling = false;
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        let attempt = stream_once(client, id, &mut next_seq, &spinner);
+        tokio::pin!(attempt);
+        let outcome = loop {
+            tokio::select! {
+                outcome = &mut attempt => break outcome,
+                _ = &mut ctrl_c => {
+                    spinner.stop();
+                    if interrupt == Interrupt::Detach || canceling {
+                        bail!("interrupted; the run goes on: sealrun runs logs {id} --follow");
+                    }
+                    canceling = true;
+                    eprintln!("\nsealrun: canceling run {id} (Ctrl-C again to stop waiting)");
+                    client
+                        .send::<()>(Method::POST, &format!("/v1/runs/{}/cancel", seg(id)), None)
+                        .await
+                        .context("cannot cancel the run")?;
+                    ctrl_c.set(tokio::signal::ctrl_c());
+                }
+            }
+        };
+        match outcome {
+            Ok(Some(end)) => {
+                spinner.stop();
+                return Ok(end);
+            }
+            Ok(None) => failures = 0, // clean end of a stream without End: reconnect
+            Err(e) => {
+                failures += 1;
+                if failures > 30 {
+                    spinner.stop();
+                    return Err(e.context(format!("lost the log stream of run {id}")));
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200 * u64::from(failures.min(10)))).await;
+    }
+}
+
+/// One follow request: `Ok(Some(end))` when the run ended, `Ok(None)` when the
+/// stream closed early, `Err` on a transport failure.
+async fn stream_once(
+    client: &Client,
+    id: &str,
+    next_seq: &mut u64,
+    spinner: &Spinner,
+) -> Result<Option<RunEnd>> {
+    let resp = client
+        .request::<()>(
+            Method::GET,
+            &format!("/v1/runs/{}/logs?follow=true&after={next_seq}", seg(id)),
+            None,
+        )
+        .await?;
+    let mut body = resp.bytes_stream();
+    let mut line = Vec::new();
+    while let Some(piece) = body.next().await {
+        let piece = piece.map_err(|e| anyhow!("log stream broke: {e}"))?;
+        for &b in piece.iter() {
+            if b != b'\n' {
+                line.push(b);
+                continue;
+            }
+            if line.is_empty() {
+                continue;
+            }
+            let event: LogEvent = serde_json::from_slice(&line)
+                .context("unexpected line in the log stream")?;
+            line.clear();
+            match event {
+                LogEvent::Chunk(chunk) => {
+                    // A reconnect may replay what we already printed.
+                    if chunk.seq < *next_seq {
+                        continue;
+                    }
+                    spinner.stop();
+                    *next_seq = chunk.seq + 1;
+                    write_chunk(&chunk)?;
+                }
+                LogEvent::End(end) => return Ok(Some(end)),
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Writes a chunk where it came from; sealrun's own notices go to stderr.
+pub fn write_chunk(chunk: &LogChunk) -> Result<()> {
+    match chunk.stream {
+        StreamKind::Stdout => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(&chunk.data.0)?;
+            out.flush()?;
+        }
+        StreamKind::Stderr | StreamKind::System => {
+            let mut err = std::io::stderr().lock();
+            err.write_all(&chunk.data.0)?;
+            err.flush()?;
+        }
+    }
+    Ok(())
+}
+
+/// A status line on a terminal while the run waits for its first output.
+struct Spinner {
+    stopped: Arc<AtomicBool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Spinner {
+    fn start(client: Client, id: String) -> Spinner {
+        let stopped = Arc::new(AtomicBool::new(false));
+        if !std::io::stderr().is_terminal() {
+            return Spinner {
+                stopped,
+                task: None,
+            };
+        }
+        let flag = stopped.clone();
+        let task = tokio::spawn(async move {
+            const FRAMES: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+            let mut status = "queued".to_owned();
+            for tick in 0u64.. {
+                if tick % 10 == 0 {
+                    if let Ok(v) = client.get::<RunView>(&format!("/v1/runs/{}", seg(&id))).await {
+                        status = v.status.to_string();
+                    }
+                }
+                if flag.load(Ordering::Acquire) {
+                    break;
+                }
+                let frame = FRAMES[(tick % 10) as usize];
+                eprint!("\r{frame} run {id}: {status}  ");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        Spinner {
+            stopped,
+            task: Some(task),
+        }
+    }
+
+    fn stop(&self) {
+        if !self.stopped.swap(true, Ordering::AcqRel) && self.task.is_some() {
+            // Clear the status line before real output is written.
+            eprint!("\r\x1b[2K");
+        }
+    }
+}
+
+impl Drop for Spinner {
+    fn drop(&mut self) {
+        self.stop();
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! `sealrun runs ...`
+
+use super::run::{Interrupt, exit_code_for, follow, write_chunk};
+use super::seg;
+use crate::cli::RunsCommand;
+use crate::client::Client;
+use crate::output::{self, Table};
+use anyhow::Result;
+use reqwest::Method;
+use sealrun_wire::log::LogPage;
+use sealrun_wire::run::{RunList, RunStatus, RunView};
+use std::process::ExitCode;
+
+pub async fn run(cmd: RunsCommand) -> Result<ExitCode> {
+    match cmd {
+        RunsCommand::List {
+            status,
+            target,
+            limit,
+            client,
+        } => {
+            if let Some(s) = &status {
+                if RunStatus::parse(s).is_none() {
+                    anyhow::bail!(
+                        "unknown status `{s}` (one of: {})",
+                        RunStatus::ALL.map(|s| s.as_str()).join(", ")
+                    );
+                }
+            }
+            let json = client.json;
+            let client = Client::from_args(&client)?;
+            let mut path = format!("/v1/runs?limit={limit}");
+            if let Some(s) = status {
+                path.push_str(&format!("&status={}", seg(&s)));
+            }
+            if let Some(t) = target {
+                path.push_str(&format!("&target={}", seg(&t)));
+            }
+            let list: RunList = client.get(&path).await?;
+            if json {
+                output::json(&list)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let mut t = Table::new(&[
+                "ID", "TARGET", "STATUS", "EXIT", "SOURCE", "SUBMITTER", "CREATED", "COMMAND",
+            ]);
+            for r in list.runs {
+                t.row(vec![
+                    r.id,
+                    r.target,
+                    r.status.to_string(),
+                    r.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
+                    r.source.as_str().to_owned(),
+                    r.submitter,
+                    output::time(r.created_at_ms),
+                    shell_words(&r.argv),
+                ]);
+            }
+            t.print()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        RunsCommand::Show { id, client } => {
+            let json = client.json;
+            let client = Client::from_args(&client)?;
+            let r: RunView = client.get(&format!("/v1/runs/{}", seg(&id))).await?;
+            if json {
+                output::json(&r)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!("id:        {}", r.id);
+            println!("target:    {}", r.target);
+            println!("image:     {}", r.image);
+            println!("command:   {}", shell_words(&r.argv));
+            println!("secrets:   {}", r.secrets.join(", "));
+            println!("status:    {}", r.status);
+            println!(
+                "exit code: {}",
+                r.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "-".into())
+            );
+            if let Some(e) = &r.error {
+                println!("error:     {e}");
+            }
+            println!("source:    {} ({})", r.source.as_str(), r.submitter);
+            println!("agent:     {}", r.agent.as_deref().unwrap_or("-"));
+            println!("created:   {}", output::time(r.created_at_ms));
+            println!("started:   {}", output::opt_time(r.started_at_ms));
+            println!("finished:  {}", output::opt_time(r.finished_at_ms));
+            println!(
+                "log:       {} bytes{}",
+                r.log_bytes,
+                if r.log_truncated { " (truncated)" } else { "" }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        RunsCommand::Logs { id, follow: true, client } => {
+            let client = Client::from_args(&client)?;
+            let end = follow(&client, &id, Interrupt::Detach).await?;
+            Ok(exit_code_for(&id, &end))
+        }
+        RunsCommand::Logs { id, follow: false, client } => {
+            let json = client.json;
+            let client = Client::from_args(&client)?;
+            let mut after = 0;
+            let mut chunks = Vec::new();
+            loop {
+                let page: LogPage = client
+                    .get(&format!("/v1/runs/{}/logs?after={after}", seg(&id)))
+                    .await?;
+                let done = page.chunks.is_empty() || page.next_seq <= after;
+                after = page.next_seq;
+                if json {
+                    chunks.extend(page.chunks);
+                } else {
+                    for c in &page.chunks {
+                        write_chunk(c)?;
+                    }
+                }
+                if done {
+                    break;
+                }
+            }
+            if json {
+                output::json(&chunks)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        RunsCommand::Cancel { id, client } => {
+            let client = Client::from_args(&client)?;
+            client
+                .send::<()>(Method::POST, &format!("/v1/runs/{}/cancel", seg(&id)), None)
+                .await?;
+            eprintln!("cancel requested for run {id}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Shows argv the way a shell user would type it.
+fn shell_words(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            if !a.is_empty()
+                && a.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@%+".contains(&b))
+            {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn commands_print_quoted_like_a_shell() {
+        let argv = ["sh", "-c", "echo it's $X"].map(String::from);
+        assert_eq!(super::shell_words(&argv), r"sh -c 'echo it'\''s $X'");
+    }
+}

@@ -1,0 +1,83 @@
+//! `sealrun server`: the control plane daemon.
+
+use crate::cli::{ServerArgs, ServerCommand};
+use crate::logging;
+use anyhow::{Context as _, Result};
+use sealrun_api::{Server, ServerConfig, TlsConfig};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// `server.toml`; every key is optional and flags / env vars win.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServerFile {
+    data_dir: Option<PathBuf>,
+    listen: Option<String>,
+    org: Option<String>,
+    admin_token_file: Option<PathBuf>,
+    #[serde(default)]
+    hostnames: Vec<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    lease_ttl_secs: Option<u64>,
+    max_log_bytes: Option<u64>,
+    max_agents_per_org: Option<u32>,
+}
+
+pub async fn run(args: ServerArgs) -> Result<()> {
+    if let Some(ServerCommand::CreateOrg { data_dir, name }) = args.command {
+        let token = sealrun_api::create_org(&data_dir, &name)
+            .with_context(|| format!("cannot create org {name}"))?;
+        eprintln!("org {name} created; its admin token is shown only this once:");
+        println!("{token}");
+        return Ok(());
+    }
+    logging::init(logging::Format::Json);
+    let config = config(args)?;
+    let server = Server::bind(config).await.context("cannot start the control plane")?;
+    tracing::info!(addr = %server.local_addr(), ca = ?server.ca_cert_path(), "control plane listening");
+    server.run(crate::signal::shutdown()).await?;
+    tracing::info!("control plane stopped");
+    Ok(())
+}
+
+fn load_file(path: &Path) -> Result<ServerFile> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message()))
+}
+
+fn config(args: ServerArgs) -> Result<ServerConfig> {
+    let file = match &args.config {
+        Some(p) => load_file(p)?,
+        None => ServerFile::default(),
+    };
+    let mut config = ServerConfig::default();
+    if let Some(d) = args.data_dir.or(file.data_dir) {
+        config.data_dir = d;
+    }
+    if let Some(l) = args.listen.or(file.listen) {
+        config.listen = l
+            .parse()
+            .with_context(|| format!("--listen {l}: expected an address like 0.0.0.0:8443"))?;
+    }
+    if let Some(o) = args.org.or(file.org) {
+        config.org_name = o;
+    }
+    config.admin_token_file = args.admin_token_file.or(file.admin_token_file);
+    config.extra_hostnames = if args.hostnames.is_empty() { file.hostnames } else { args.hostnames };
+    if let (Some(cert), Some(key)) = (args.tls_cert.or(file.tls_cert), args.tls_key.or(file.tls_key)) {
+        config.tls = TlsConfig::Files { cert, key };
+    }
+    if let Some(s) = args.lease_ttl_secs.or(file.lease_ttl_secs) {
+        config.settings.lease_ttl = Duration::from_secs(s);
+    }
+    if let Some(b) = args.max_log_bytes.or(file.max_log_bytes) {
+        config.settings.max_log_bytes = b;
+    }
+    if let Some(n) = args.max_agents_per_org.or(file.max_agents_per_org) {
+        config.settings.max_agents_per_org = n;
+    }
+    Ok(config)
+}

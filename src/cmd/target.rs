@@ -1,0 +1,170 @@
+//! `sealrun target ...`
+
+use super::seg;
+use crate::cli::{TargetCommand, TargetCreateArgs};
+use crate::client::Client;
+use crate::output::{self, Table};
+use anyhow::{Context as _, Result, bail};
+use reqwest::Method;
+use sealrun_wire::admin::{TargetList, TargetSpec, TargetView};
+use sealrun_wire::agent::ResourceLimits;
+use serde::Deserialize;
+use std::path::Path;
+
+/// The shape of `targets.toml`: a list of `[[target]]` tables.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TargetsFile {
+    #[serde(default)]
+    target: Vec<TargetSpec>,
+}
+
+pub async fn run(cmd: TargetCommand) -> Result<()> {
+    match cmd {
+        TargetCommand::Create(args) => create(args).await,
+        TargetCommand::List(a) => {
+            let client = Client::from_args(&a.client)?;
+            let list: TargetList = client.get("/v1/targets").await?;
+            if a.client.json {
+                return output::json(&list);
+            }
+            let mut t = Table::new(&["NAME", "POOL", "IMAGE", "NETWORK", "KEY ID", "TIMEOUT"]);
+            for v in list.targets {
+                t.row(vec![
+                    v.spec.name,
+                    v.spec.pool,
+                    v.spec.image,
+                    v.spec.network.unwrap_or_else(|| "none".to_owned()),
+                    v.public_key
+                        .map(|k| k.key_id.to_string())
+                        .unwrap_or_else(|| "(no agent yet)".to_owned()),
+                    format!("{}s", v.spec.timeout_secs),
+                ]);
+            }
+            t.print()
+        }
+        TargetCommand::Show { name, client } => {
+            let json = client.json;
+            let client = Client::from_args(&client)?;
+            let v: TargetView = client.get(&format!("/v1/targets/{}", seg(&name))).await?;
+            if json {
+                return output::json(&v);
+            }
+            println!("name:            {}", v.spec.name);
+            println!("private network: {}", v.spec.private_network);
+            println!("pool:            {}", v.spec.pool);
+            println!("image:           {}", v.spec.image);
+            println!(
+                "network:         {}",
+                v.spec.network.as_deref().unwrap_or("none")
+            );
+            println!(
+                "limits:          {} MiB, {} millicpus, {} pids",
+                v.spec.limits.memory_mb, v.spec.limits.millicpus, v.spec.limits.pids
+            );
+            println!("timeout:         {}s", v.spec.timeout_secs);
+            println!(
+                "user:            {}",
+                v.spec.user.as_deref().unwrap_or("65534:65534")
+            );
+            match v.public_key {
+                Some(k) => println!("key id:          {}", k.key_id),
+                None => println!("key id:          (no agent has served it yet)"),
+            }
+            Ok(())
+        }
+        TargetCommand::Apply { file, client } => {
+            let client = Client::from_args(&client)?;
+            let specs = read_targets_file(&file)?;
+            for spec in specs {
+                let name = spec.name.clone();
+                let _: TargetView = client
+                    .put(&format!("/v1/targets/{}", seg(&name)), &spec)
+                    .await
+                    .with_context(|| format!("target {name}"))?;
+                eprintln!("applied target {name}");
+            }
+            Ok(())
+        }
+        TargetCommand::Rm { name, client } => {
+            let client = Client::from_args(&client)?;
+            client
+                .send::<()>(Method::DELETE, &format!("/v1/targets/{}", seg(&name)), None)
+                .await?;
+            eprintln!("deleted target {name}");
+            Ok(())
+        }
+    }
+}
+
+async fn create(a: TargetCreateArgs) -> Result<()> {
+    let client = Client::from_args(&a.client)?;
+    let spec = TargetSpec {
+        name: a.name.clone(),
+        private_network: a.private_network,
+        pool: a.pool,
+        image: a.image,
+        network: a.network,
+        limits: ResourceLimits {
+            memory_mb: a.memory_mb,
+            millicpus: a.millicpus,
+            pids: a.pids,
+        },
+        timeout_secs: a.timeout,
+        user: a.user,
+    };
+    let v: TargetView = client
+        .put(&format!("/v1/targets/{}", seg(&a.name)), &spec)
+        .await?;
+    if a.client.json {
+        return output::json(&v);
+    }
+    eprintln!("target {} saved", v.spec.name);
+    Ok(())
+}
+
+/// Reads and checks a `targets.toml` before anything is sent.
+pub fn read_targets_file(path: &Path) -> Result<Vec<TargetSpec>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    parse_targets(&text).with_context(|| format!("{} is not a valid targets file", path.display()))
+}
+
+fn parse_targets(text: &str) -> Result<Vec<TargetSpec>> {
+    let file: TargetsFile = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+    if file.target.is_empty() {
+        bail!("it declares no [[target]]");
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for t in &file.target {
+        if !seen.insert(t.name.as_str()) {
+            bail!("target {} is declared twice", t.name);
+        }
+    }
+    Ok(file.target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_targets_file_parses() {
+        let text = include_str!("../../examples/targets.toml");
+        let targets = parse_targets(text).unwrap();
+        assert!(targets.iter().any(|t| t.name == "demo"));
+    }
+
+    #[test]
+    fn a_misspelled_field_is_refused() {
+        let err = parse_targets("[[target]]\nname = \"a\"\nimgae = \"x\"\n").unwrap_err();
+        assert!(err.to_string().contains("imgae"), "{err}");
+    }
+
+    #[test]
+    fn a_target_declared_twice_is_refused() {
+        let t = "[[target]]\nname = \"a\"\nimage = \"x\"\n";
+        let err = parse_targets(&format!("{t}{t}")).unwrap_err();
+        assert!(err.to_string().contains("twice"), "{err}");
+    }
+}

@@ -1,0 +1,59 @@
+//! `sealrun token ...`
+
+use super::seg;
+use crate::cli::{RoleArg, TokenCommand};
+use crate::client::Client;
+use crate::output::{self, Table};
+use anyhow::Result;
+use reqwest::Method;
+use sealrun_wire::admin::{Role, TokenCreate, TokenCreated, TokenList};
+
+pub async fn run(cmd: TokenCommand) -> Result<()> {
+    match cmd {
+        TokenCommand::Create { role, name, client } => {
+            let json = client.json;
+            let client = Client::from_args(&client)?;
+            let role = match role {
+                RoleArg::Admin => Role::Admin,
+                RoleArg::Operator => Role::Operator,
+                RoleArg::Auditor => Role::Auditor,
+            };
+            let created: TokenCreated = client.post("/v1/tokens", &TokenCreate { name, role }).await?;
+            if json {
+                return output::json(&created);
+            }
+            eprintln!(
+                "token {} ({}, role {}) created; it is shown only this once:",
+                created.view.id, created.view.name, created.view.role
+            );
+            println!("{}", created.token);
+            Ok(())
+        }
+        TokenCommand::List(a) => {
+            let client = Client::from_args(&a.client)?;
+            let list: TokenList = client.get("/v1/tokens").await?;
+            if a.client.json {
+                return output::json(&list);
+            }
+            let mut t = Table::new(&["ID", "NAME", "ROLE", "CREATED", "REVOKED"]);
+            for v in list.tokens {
+                t.row(vec![
+                    v.id,
+                    v.name,
+                    v.role.to_string(),
+                    output::time(v.created_at_ms),
+                    output::opt_time(v.revoked_at_ms),
+                ]);
+            }
+            t.print()
+        }
+        TokenCommand::Revoke { id, client } => {
+            let client = Client::from_args(&client)?;
+            client
+                .send::<()>(Method::DELETE, &format!("/v1/tokens/{}", seg(&id)), None)
+                .await?;
+            eprintln!("token {id} revoked");
+            Ok(())
+        }
+    }
+}
