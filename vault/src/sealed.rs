@@ -5,6 +5,7 @@ use crate::{Error, KeyId, PublicKey, Secret, TargetKeypair};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use crypto_box::aead::OsRng;
+use crypto_box::aead::rand_core::CryptoRngCore;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -36,6 +37,18 @@ pub fn seal(
     target: &str,
     value: &[u8],
 ) -> Result<SealedSecret, Error> {
+    seal_with_rng(&mut OsRng, public_key, name, target, value)
+}
+
+/// [`seal`] with the source of the ephemeral key made explicit, so a test can fix it
+/// and compare the output byte for byte with libsodium's.
+fn seal_with_rng(
+    rng: &mut impl CryptoRngCore,
+    public_key: &PublicKey,
+    name: &str,
+    target: &str,
+    value: &[u8],
+) -> Result<SealedSecret, Error> {
     if public_key.is_weak() {
         return Err(Error::InvalidPublicKey(
             "a low-order point, which would let anyone open what is sealed to it".into(),
@@ -44,7 +57,7 @@ pub fn seal(
     let plaintext = envelope::encode(name, target, value)?;
     let sealed = public_key
         .to_crypto_box()
-        .seal(&mut OsRng, &plaintext)
+        .seal(rng, &plaintext)
         .map_err(|_| Error::Seal)?;
     Ok(SealedSecret {
         version: ENVELOPE_VERSION,
@@ -105,4 +118,70 @@ pub fn open(
         });
     }
     Ok(Secret::new(envelope.value.to_vec()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crypto_box::aead::rand_core::{CryptoRng, RngCore};
+
+    /// Hands out fixed bytes: the ephemeral secret key of one test vector.
+    struct FixedRng(Vec<u8>);
+
+    impl RngCore for FixedRng {
+        fn next_u32(&mut self) -> u32 {
+            unreachable!("sealing only draws the ephemeral key with fill_bytes")
+        }
+        fn next_u64(&mut self) -> u64 {
+            unreachable!("sealing only draws the ephemeral key with fill_bytes")
+        }
+        fn fill_bytes(&mut self, dest: &mut [u8]) {
+            assert!(
+                dest.len() <= self.0.len(),
+                "asked for more bytes than the vector holds"
+            );
+            let rest = self.0.split_off(dest.len());
+            dest.copy_from_slice(&self.0);
+            self.0 = rest;
+        }
+        fn try_fill_bytes(
+            &mut self,
+            dest: &mut [u8],
+        ) -> Result<(), crypto_box::aead::rand_core::Error> {
+            self.fill_bytes(dest);
+            Ok(())
+        }
+    }
+
+    impl CryptoRng for FixedRng {}
+
+    #[test]
+    fn sealing_with_libsodiums_ephemeral_key_gives_libsodiums_bytes() {
+        let vectors: serde_json::Value =
+            serde_json::from_str(include_str!("../tests/vectors/pynacl_vectors.json")).unwrap();
+        let public_key = PublicKey::from_base64(vectors["public_key"].as_str().unwrap()).unwrap();
+        let cases = vectors["deterministic"].as_array().unwrap();
+        assert!(!cases.is_empty());
+        for case in cases {
+            let field = |k: &str| case[k].as_str().unwrap();
+            let ephemeral = STANDARD.decode(field("ephemeral_secret_key")).unwrap();
+            let value = STANDARD.decode(field("value")).unwrap();
+            let sealed = seal_with_rng(
+                &mut FixedRng(ephemeral),
+                &public_key,
+                field("name"),
+                field("target"),
+                &value,
+            )
+            .unwrap();
+            assert_eq!(
+                sealed.ciphertext,
+                field("ciphertext"),
+                "case {}",
+                field("name")
+            );
+            assert_eq!(sealed.key_id.0, vectors["key_id"].as_str().unwrap());
+        }
+    }
 }
