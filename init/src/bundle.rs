@@ -1,0 +1,567 @@
+//! The bundle: the framed message the agent writes to the container's stdin
+//! and the shim reads back. The wire layout is documented in the crate root.
+
+use std::fmt;
+use std::io::{self, Read};
+
+use zeroize::Zeroizing;
+
+use crate::checksum::Crc32;
+
+/// The four bytes every bundle starts with ("SealRun Init Bundle").
+pub const MAGIC: [u8; 4] = *b"SRIB";
+/// The format version this crate writes and reads.
+pub const VERSION: u8 = 1;
+/// Bytes before the body: magic, version, flags, two reserved bytes, body length.
+pub const HEADER_LEN: usize = 12;
+/// Bytes after the body: the CRC-32 of header and body.
+pub const TRAILER_LEN: usize = 4;
+/// Bytes before each record's payload: tag and payload length.
+pub const RECORD_HEADER_LEN: usize = 5;
+
+/// Record tag of an environment variable.
+pub const TAG_ENV: u8 = 0x01;
+/// Records whose tag has this bit set are optional: a decoder that does not know
+/// the tag skips the record. Unknown tags without it are refused, so that a
+/// setting the shim must honour is never silently ignored.
+pub const OPTIONAL_TAG_BIT: u8 = 0x80;
+
+/// Most environment variables one bundle may carry.
+pub const MAX_ENTRIES: usize = 1024;
+/// Longest variable name, in bytes.
+pub const MAX_NAME_LEN: usize = 255;
+/// Longest variable value, in bytes.
+///
+/// Linux refuses to `execve` a program with any single `NAME=VALUE` string
+/// (NUL included) longer than `MAX_ARG_STRLEN` = 128 KiB, so a longer value
+/// could be decoded but never reach the command.
+pub const MAX_VALUE_LEN: usize = 128 * 1024 - MAX_NAME_LEN - 2;
+/// Largest body, in bytes. Linux gives argv and environment together a quarter
+/// of the stack limit (2 MiB with the usual 8 MiB), and the container's own
+/// environment and the command line need room too.
+pub const MAX_BODY_LEN: usize = 1024 * 1024;
+
+/// Why a bundle could not be built or read. No variant carries a name or value
+/// from the bundle, so an error can be printed or logged as it is.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BundleError {
+    /// The input ended before the bundle did: the agent wrote nothing, wrote a
+    /// partial bundle, or the container's stdin was not attached.
+    #[error("bundle is short: expected {expected} bytes, received {received}")]
+    Truncated {
+        /// Bytes needed to complete what has been read so far.
+        expected: usize,
+        /// Bytes received before the input ended.
+        received: usize,
+    },
+    /// The input does not start with [`MAGIC`].
+    #[error("input is not a sealrun bundle (bad magic)")]
+    BadMagic,
+    /// The bundle's version is not [`VERSION`].
+    #[error("unsupported bundle version {found} (this shim reads version {VERSION})")]
+    UnsupportedVersion {
+        /// The version byte found.
+        found: u8,
+    },
+    /// The flags or reserved header bytes are not zero.
+    #[error("bundle header has reserved bits set")]
+    ReservedBits,
+    /// The body would exceed [`MAX_BODY_LEN`].
+    #[error("bundle body of {len} bytes exceeds the limit of {MAX_BODY_LEN}")]
+    TooLarge {
+        /// The body length declared or needed.
+        len: usize,
+    },
+    /// The trailer does not match the header and body.
+    #[error("bundle checksum mismatch")]
+    ChecksumMismatch,
+    /// A record does not fit its body or payload.
+    #[error("malformed bundle record at body offset {offset}: {reason}")]
+    MalformedRecord {
+        /// Offset of the record within the body.
+        offset: usize,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A record with an unknown tag that is not marked optional.
+    #[error("unknown required bundle record tag {tag:#04x}")]
+    UnknownRecord {
+        /// The tag.
+        tag: u8,
+    },
+    /// More than [`MAX_ENTRIES`] variables.
+    #[error("bundle has more than {MAX_ENTRIES} environment variables")]
+    TooManyEntries,
+    /// A variable name is empty, too long, not UTF-8, or contains `=` or NUL.
+    #[error("environment variable #{index} has an invalid name: {reason}")]
+    InvalidName {
+        /// Position of the variable in the bundle.
+        index: usize,
+        /// What is wrong with the name.
+        reason: &'static str,
+    },
+    /// A variable name appears twice.
+    #[error("environment variable #{index} repeats an earlier name")]
+    DuplicateName {
+        /// Position of the second occurrence.
+        index: usize,
+    },
+    /// A value is longer than [`MAX_VALUE_LEN`].
+    #[error(
+        "environment variable #{index} has a value of {len} bytes, over the limit of {MAX_VALUE_LEN}"
+    )]
+    ValueTooLong {
+        /// Position of the variable in the bundle.
+        index: usize,
+        /// Length of the value.
+        len: usize,
+    },
+    /// A value contains a NUL byte, which no process environment can hold.
+    #[error("environment variable #{index} has a value containing a NUL byte")]
+    ValueContainsNul {
+        /// Position of the variable in the bundle.
+        index: usize,
+    },
+    /// Reading the input failed.
+    #[error("cannot read bundle: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// One variable. The name is not secret; the value is, and is wiped on drop.
+struct EnvVar {
+    name: String,
+    value: Zeroizing<Vec<u8>>,
+}
+
+/// What the shim needs for one run: the secret environment variables (names
+/// and values) to set on top of the container's environment.
+///
+/// Values are zeroized when the bundle is dropped, and `Debug` shows names only.
+///
+/// ```
+/// let mut bundle = sealrun_init::Bundle::new();
+/// bundle.push_env("DB_PASSWORD", b"hunter2hunter2")?;
+/// assert_eq!(format!("{bundle:?}"), r#"Bundle { env: {"DB_PASSWORD": ***} }"#);
+/// # Ok::<(), sealrun_init::BundleError>(())
+/// ```
+pub struct Bundle {
+    env: Vec<EnvVar>,
+    /// Length of the encoded body, kept so `push_env` can enforce
+    /// [`MAX_BODY_LEN`] and `encode` can allocate exactly once.
+    body_len: usize,
+}
+
+impl Bundle {
+    /// An empty bundle. The agent sends one even for a run without secrets:
+    /// the shim always waits for a bundle before it starts the command.
+    pub fn new() -> Self {
+        Bundle {
+            env: Vec::new(),
+            body_len: 0,
+        }
+    }
+
+    /// Adds the variable `name=value`, checking every limit now so that
+    /// [`encode`](Self::encode) cannot fail and the shim never refuses a bundle
+    /// this crate produced.
+    pub fn push_env(&mut self, name: &str, value: &[u8]) -> Result<(), BundleError> {
+        let index = self.env.len();
+        if index >= MAX_ENTRIES {
+            return Err(BundleError::TooManyEntries);
+        }
+        check_name(index, name.as_bytes())?;
+        if value.len() > MAX_VALUE_LEN {
+            return Err(BundleError::ValueTooLong {
+                index,
+                len: value.len(),
+            });
+        }
+        if value.contains(&0) {
+            return Err(BundleError::ValueContainsNul { index });
+        }
+        if self.env.iter().any(|var| var.name == name) {
+            return Err(BundleError::DuplicateName { index });
+        }
+        let body_len = self.body_len + RECORD_HEADER_LEN + 2 + name.len() + value.len();
+        if body_len > MAX_BODY_LEN {
+            return Err(BundleError::TooLarge { len: body_len });
+        }
+        self.env.push(EnvVar {
+            name: name.to_owned(),
+            // `to_vec` allocates exactly once, so no stale copy of the value is
+            // left behind in a buffer freed by a reallocation.
+            value: Zeroizing::new(value.to_vec()),
+        });
+        self.body_len = body_len;
+        Ok(())
+    }
+
+    /// The variables, in the order they were pushed.
+    pub fn env(&self) -> impl ExactSizeIterator<Item = (&str, &[u8])> + '_ {
+        self.env
+            .iter()
+            .map(|var| (var.name.as_str(), var.value.as_slice()))
+    }
+
+    /// Number of variables.
+    pub fn len(&self) -> usize {
+        self.env.len()
+    }
+
+    /// Whether the bundle carries no variable.
+    pub fn is_empty(&self) -> bool {
+        self.env.is_empty()
+    }
+
+    /// Length of [`encode`](Self::encode)'s output.
+    pub fn encoded_len(&self) -> usize {
+        HEADER_LEN + self.body_len + TRAILER_LEN
+    }
+
+    /// The bundle in wire form, in a buffer that is wiped when dropped.
+    pub fn encode(&self) -> Zeroizing<Vec<u8>> {
+        let total = self.encoded_len();
+        // One allocation of the exact size: growing would leave copies of
+        // values in freed memory.
+        let mut out = Zeroizing::new(Vec::with_capacity(total));
+        out.extend_from_slice(&MAGIC);
+        out.push(VERSION);
+        out.extend_from_slice(&[0, 0, 0]);
+        // `push_env` keeps `body_len` <= MAX_BODY_LEN (1 MiB), which fits a u32;
+        // the same holds for every record and name length below.
+        out.extend_from_slice(&(self.body_len as u32).to_be_bytes());
+        for var in &self.env {
+            let payload_len = 2 + var.name.len() + var.value.len();
+            out.push(TAG_ENV);
+            out.extend_from_slice(&(payload_len as u32).to_be_bytes());
+            out.extend_from_slice(&(var.name.len() as u16).to_be_bytes());
+            out.extend_from_slice(var.name.as_bytes());
+            out.extend_from_slice(&var.value);
+        }
+        let mut crc = Crc32::new();
+        crc.update(&out);
+        out.extend_from_slice(&crc.finish().to_be_bytes());
+        debug_assert_eq!(out.len(), total);
+        out
+    }
+}
+
+impl Default for Bundle {
+    fn default() -> Self {
+        Bundle::new()
+    }
+}
+
+impl fmt::Debug for Bundle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        /// Stands in for a value in `Debug` output.
+        struct Masked;
+        impl fmt::Debug for Masked {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("***")
+            }
+        }
+        /// The variables as a map from name to `***`.
+        struct Env<'a>(&'a [EnvVar]);
+        impl fmt::Debug for Env<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_map()
+                    .entries(self.0.iter().map(|var| (&var.name, Masked)))
+                    .finish()
+            }
+        }
+        f.debug_struct("Bundle")
+            .field("env", &Env(&self.env))
+            .finish()
+    }
+}
+
+/// Reads one bundle from `reader`, consuming exactly its bytes: the header's
+/// length field says how many follow, so whatever the writer sends after the
+/// bundle stays unread.
+///
+/// `reader` should be unbuffered (a `File` or a pipe, not `std::io::stdin()`,
+/// whose buffer would swallow bytes past the bundle).
+pub fn read_bundle<R: Read>(mut reader: R) -> Result<Bundle, BundleError> {
+    let mut header = [0u8; HEADER_LEN];
+    let received = read_full(&mut reader, &mut header)?;
+    if received < HEADER_LEN {
+        return Err(BundleError::Truncated {
+            expected: HEADER_LEN,
+            received,
+        });
+    }
+    let body_len = parse_header(&header)?;
+
+    let mut rest = Zeroizing::new(vec![0u8; body_len + TRAILER_LEN]);
+    let received = read_full(&mut reader, &mut rest)?;
+    if received < rest.len() {
+        return Err(BundleError::Truncated {
+            expected: HEADER_LEN + rest.len(),
+            received: HEADER_LEN + received,
+        });
+    }
+    let (body, trailer) = rest.split_at(body_len);
+    let mut crc = Crc32::new();
+    crc.update(&header);
+    crc.update(body);
+    if crc.finish().to_be_bytes() != trailer {
+        return Err(BundleError::ChecksumMismatch);
+    }
+    decode_body(body)
+}
+
+/// Checks the fixed header and returns the body length.
+fn parse_header(header: &[u8; HEADER_LEN]) -> Result<usize, BundleError> {
+    if header[..4] != MAGIC {
+        return Err(BundleError::BadMagic);
+    }
+    if header[4] != VERSION {
+        return Err(BundleError::UnsupportedVersion { found: header[4] });
+    }
+    if header[5..8] != [0, 0, 0] {
+        return Err(BundleError::ReservedBits);
+    }
+    let body_len = u32::from_be_bytes([header[8], header[9], header[10], header[11]]) as usize;
+    if body_len > MAX_BODY_LEN {
+        return Err(BundleError::TooLarge { len: body_len });
+    }
+    Ok(body_len)
+}
+
+/// Decodes the records of a checksummed body.
+fn decode_body(body: &[u8]) -> Result<Bundle, BundleError> {
+    let mut bundle = Bundle::new();
+    let mut offset = 0;
+    while offset < body.len() {
+        let malformed = |reason| BundleError::MalformedRecord { offset, reason };
+        let Some(record_header) = body.get(offset..offset + RECORD_HEADER_LEN) else {
+            return Err(malformed("record header runs past the end of the body"));
+        };
+        let tag = record_header[0];
+        let len = u32::from_be_bytes([
+            record_header[1],
+            record_header[2],
+            record_header[3],
+            record_header[4],
+        ]) as usize;
+        let start = offset + RECORD_HEADER_LEN;
+        let Some(payload) = body.get(start..).and_then(|tail| tail.get(..len)) else {
+            return Err(malformed("record payload runs past the end of the body"));
+        };
+        match tag {
+            TAG_ENV => {
+                let Some((name_len, rest)) = payload.split_first_chunk::<2>() else {
+                    return Err(malformed(
+                        "environment record is shorter than its name length",
+                    ));
+                };
+                let name_len = usize::from(u16::from_be_bytes(*name_len));
+                if name_len > rest.len() {
+                    return Err(malformed(
+                        "environment name runs past the end of the record",
+                    ));
+                }
+                let (name, value) = rest.split_at(name_len);
+                let index = bundle.len();
+                check_name(index, name)?;
+                let name = std::str::from_utf8(name).map_err(|_| BundleError::InvalidName {
+                    index,
+                    reason: "not UTF-8",
+                })?;
+                bundle.push_env(name, value)?;
+            }
+            tag if tag & OPTIONAL_TAG_BIT != 0 => {}
+            tag => return Err(BundleError::UnknownRecord { tag }),
+        }
+        offset = start + len;
+    }
+    Ok(bundle)
+}
+
+/// Checks a variable name: 1..=[`MAX_NAME_LEN`] bytes, no `=`, no NUL.
+fn check_name(index: usize, name: &[u8]) -> Result<(), BundleError> {
+    let reason = if name.is_empty() {
+        "empty"
+    } else if name.len() > MAX_NAME_LEN {
+        "longer than 255 bytes"
+    } else if name.contains(&b'=') {
+        "contains '='"
+    } else if name.contains(&0) {
+        "contains a NUL byte"
+    } else {
+        return Ok(());
+    };
+    Err(BundleError::InvalidName { index, reason })
+}
+
+/// Fills `buf` from `reader` until it is full or the input ends; returns the
+/// number of bytes read. Never reads past `buf`.
+fn read_full<R: Read>(reader: &mut R, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(filled)
+}
+
+#[cfg(test)]
+mod tests {
+    //! Frames built by hand (with a valid checksum) to reach the record parser.
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// A version-1 frame around `body`, with a correct checksum.
+    fn frame(body: &[u8]) -> Vec<u8> {
+        let mut out = MAGIC.to_vec();
+        out.extend_from_slice(&[VERSION, 0, 0, 0]);
+        out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        out.extend_from_slice(body);
+        let mut crc = Crc32::new();
+        crc.update(&out);
+        out.extend_from_slice(&crc.finish().to_be_bytes());
+        out
+    }
+
+    /// A record with `tag` and `payload`.
+    fn record(tag: u8, payload: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag];
+        out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        out.extend_from_slice(payload);
+        out
+    }
+
+    /// An environment record payload.
+    fn env_payload(name: &[u8], value: &[u8]) -> Vec<u8> {
+        let mut out = (name.len() as u16).to_be_bytes().to_vec();
+        out.extend_from_slice(name);
+        out.extend_from_slice(value);
+        out
+    }
+
+    #[test]
+    fn the_encoder_writes_the_documented_layout() {
+        let mut bundle = Bundle::new();
+        bundle.push_env("A", b"xy").unwrap();
+        let expected = frame(&record(TAG_ENV, &env_payload(b"A", b"xy")));
+        assert_eq!(&bundle.encode()[..], &expected[..]);
+        assert_eq!(&expected[..12], b"SRIB\x01\x00\x00\x00\x00\x00\x00\x0a");
+    }
+
+    #[test]
+    fn optional_records_of_unknown_tags_are_skipped() {
+        let mut body = record(0x80, b"a future optional setting");
+        body.extend(record(TAG_ENV, &env_payload(b"K", b"v")));
+        body.extend(record(0xFF, b""));
+        let bundle = read_bundle(&frame(&body)[..]).unwrap();
+        assert_eq!(bundle.env().collect::<Vec<_>>(), [("K", &b"v"[..])]);
+    }
+
+    #[test]
+    fn required_records_of_unknown_tags_are_refused() {
+        for tag in [0x00, 0x02, 0x7F] {
+            let err = read_bundle(&frame(&record(tag, b"must be honoured"))[..]).unwrap_err();
+            assert!(
+                matches!(err, BundleError::UnknownRecord { tag: t } if t == tag),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_record_header_cut_by_the_end_of_the_body_is_refused() {
+        let err = read_bundle(&frame(&[TAG_ENV, 0, 0])[..]).unwrap_err();
+        assert!(
+            matches!(err, BundleError::MalformedRecord { offset: 0, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_record_payload_longer_than_the_body_is_refused() {
+        let mut body = record(TAG_ENV, &env_payload(b"K", b"v"));
+        body[4] += 1; // payload length one past the end
+        let err = read_bundle(&frame(&body)[..]).unwrap_err();
+        assert!(
+            matches!(err, BundleError::MalformedRecord { offset: 0, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_huge_record_length_is_refused_without_overflow() {
+        let body = [TAG_ENV, 0xFF, 0xFF, 0xFF, 0xFF];
+        let err = read_bundle(&frame(&body)[..]).unwrap_err();
+        assert!(matches!(err, BundleError::MalformedRecord { .. }), "{err}");
+    }
+
+    #[test]
+    fn an_environment_record_without_a_name_length_is_refused() {
+        let err = read_bundle(&frame(&record(TAG_ENV, b"K"))[..]).unwrap_err();
+        assert!(matches!(err, BundleError::MalformedRecord { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_name_length_past_the_record_is_refused() {
+        let mut payload = env_payload(b"K", b"");
+        payload[1] = 2;
+        let err = read_bundle(&frame(&record(TAG_ENV, &payload))[..]).unwrap_err();
+        assert!(matches!(err, BundleError::MalformedRecord { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_name_that_is_not_utf8_is_refused() {
+        let body = record(TAG_ENV, &env_payload(b"K\xFF", b"v"));
+        let err = read_bundle(&frame(&body)[..]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                BundleError::InvalidName {
+                    index: 0,
+                    reason: "not UTF-8"
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn decoded_names_and_values_obey_the_same_rules_as_pushed_ones() {
+        let cases: [(&[u8], &[u8]); 4] =
+            [(b"", b"v"), (b"A=B", b"v"), (b"A\0", b"v"), (b"A", b"v\0")];
+        for (name, value) in cases {
+            let body = record(TAG_ENV, &env_payload(name, value));
+            assert!(
+                read_bundle(&frame(&body)[..]).is_err(),
+                "{name:?}={value:?}"
+            );
+        }
+        let mut body = record(TAG_ENV, &env_payload(b"K", b"1"));
+        body.extend(record(TAG_ENV, &env_payload(b"K", b"2")));
+        let err = read_bundle(&frame(&body)[..]).unwrap_err();
+        assert!(
+            matches!(err, BundleError::DuplicateName { index: 1 }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_frame_with_more_than_the_maximum_entries_is_refused() {
+        let mut body = Vec::new();
+        for i in 0..=MAX_ENTRIES {
+            body.extend(record(
+                TAG_ENV,
+                &env_payload(format!("V{i}").as_bytes(), b""),
+            ));
+        }
+        let err = read_bundle(&frame(&body)[..]).unwrap_err();
+        assert!(matches!(err, BundleError::TooManyEntries), "{err}");
+    }
+}

@@ -1,0 +1,76 @@
+//! `sealrun-init -- CMD [ARGS...]`: the entrypoint of every sealrun run
+//! container. Reads the secret bundle from stdin, detaches stdin, runs `CMD`
+//! with the bundle's variables on top of the container's environment, and acts
+//! as the container's init until `CMD` exits. See the library documentation
+//! for the bundle format and the exit codes.
+
+#![forbid(unsafe_code)]
+
+mod command;
+mod stdin;
+mod supervisor;
+
+use std::ffi::{OsStr, OsString};
+use std::fmt::Arguments;
+use std::process::exit;
+
+use sealrun_init::EXIT_INIT_FAILED;
+
+use crate::supervisor::Signals;
+
+fn main() {
+    exit(run(std::env::args_os().skip(1).collect()));
+}
+
+/// Everything the shim does; returns its exit code.
+fn run(args: Vec<OsString>) -> i32 {
+    let Some((program, args)) = parse_args(&args) else {
+        return fail(format_args!("usage: sealrun-init -- CMD [ARGS...]"));
+    };
+    let signals = match Signals::block() {
+        Ok(signals) => signals,
+        Err(err) => return fail(format_args!("cannot block signals: {err}")),
+    };
+    supervisor::adopt_orphans();
+
+    let bundle = match stdin::take_bundle() {
+        Ok(bundle) => bundle,
+        Err(err) => return fail(format_args!("invalid bundle on stdin: {err}")),
+    };
+    if let Err(err) = stdin::detach() {
+        return fail(format_args!("cannot detach stdin: {err}"));
+    }
+
+    let pid = match command::spawn(program, args, bundle, signals.original_mask()) {
+        Ok(pid) => pid,
+        Err(err) => {
+            return fail_with(
+                err.exit_code(),
+                format_args!("cannot execute {}: {err}", program.to_string_lossy()),
+            );
+        }
+    };
+    match supervisor::supervise(pid, &signals) {
+        Ok(code) => code,
+        Err(err) => fail(format_args!("cannot supervise the command: {err}")),
+    }
+}
+
+/// Splits `-- CMD [ARGS...]` into `CMD` and `ARGS`.
+fn parse_args(args: &[OsString]) -> Option<(&OsStr, &[OsString])> {
+    match args {
+        [dashes, program, rest @ ..] if dashes == "--" => Some((program.as_os_str(), rest)),
+        _ => None,
+    }
+}
+
+/// Reports a failure of the shim itself and returns [`EXIT_INIT_FAILED`].
+fn fail(message: Arguments<'_>) -> i32 {
+    fail_with(EXIT_INIT_FAILED, message)
+}
+
+/// Writes `sealrun-init: error: MESSAGE` as one line on stderr and returns `code`.
+fn fail_with(code: i32, message: Arguments<'_>) -> i32 {
+    eprintln!("sealrun-init: error: {message}");
+    code
+}

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Builds the static sealrun-init shim and prints the path of the binary.
+#
+#   path="$(scripts/build-init.sh)"
+#
+# The binary runs in any Linux container, including FROM scratch images with no
+# shell and no libc: glibc is linked statically (-C target-feature=+crt-static;
+# no musl toolchain needed). It is built in its own target directory so that
+# its RUSTFLAGS and profile never invalidate the normal build cache, with a
+# size-tuned release profile set through Cargo's environment (opt-level "s",
+# panic=abort, LTO, stripped) so the workspace's profiles stay untouched.
+# Progress goes to stderr; stdout carries only the path.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+TARGET="$(rustc -vV | sed -n 's/^host: //p')"
+case "$TARGET" in
+  *-linux-gnu) ;;
+  *) echo "build-init: unsupported host target $TARGET (need *-linux-gnu)" >&2; exit 1 ;;
+esac
+TARGET_DIR="$PWD/target/init-static"
+
+# --target makes RUSTFLAGS apply to the shim and its dependencies only, not to
+# build scripts and proc-macros, which cannot be linked statically.
+CARGO_TARGET_DIR="$TARGET_DIR" \
+RUSTFLAGS="-C target-feature=+crt-static" \
+CARGO_PROFILE_RELEASE_OPT_LEVEL=s \
+CARGO_PROFILE_RELEASE_PANIC=abort \
+CARGO_PROFILE_RELEASE_LTO=true \
+CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 \
+CARGO_PROFILE_RELEASE_STRIP=symbols \
+CARGO_PROFILE_RELEASE_DEBUG=false \
+  "${CARGO:-cargo}" build --quiet --release --target "$TARGET" \
+    -p sealrun-init --bin sealrun-init >&2
+
+BIN="$TARGET_DIR/$TARGET/release/sealrun-init"
+# A dynamic binary would fail in a container without libc: refuse to hand one out.
+linkage="$(ldd "$BIN" 2>&1 || true)"
+case "$linkage" in
+  *"statically linked"* | *"not a dynamic executable"*) ;;
+  *) printf 'build-init: %s is not statically linked:\n%s\n' "$BIN" "$linkage" >&2; exit 1 ;;
+esac
+echo "$BIN"
