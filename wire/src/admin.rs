@@ -129,6 +129,38 @@ pub struct EnrollmentToken {
     pub expires_at_ms: i64,
 }
 
+/// `POST /v1/pools/{pool}/enrollment-tokens` body (optional: an empty body
+/// or `{}` takes the server's default lifetime).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollmentTokenCreate {
+    /// Seconds until the token stops enrolling agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_secs: Option<u64>,
+}
+
+/// An enrollment token's metadata; never its value or hash.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollmentTokenView {
+    /// Public token id (also part of the token), for `DELETE /v1/tokens/{id}`.
+    pub id: String,
+    /// Pool it enrolls agents into.
+    pub pool: String,
+    /// Unix milliseconds.
+    pub created_at_ms: i64,
+    /// Unix milliseconds after which it no longer enrolls.
+    pub expires_at_ms: i64,
+    /// Unix milliseconds, if revoked.
+    pub revoked_at_ms: Option<i64>,
+}
+
+/// `GET /v1/pools/{pool}/enrollment-tokens`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollmentTokenList {
+    /// The pool's enrollment tokens, newest first.
+    pub tokens: Vec<EnrollmentTokenView>,
+}
+
 /// A target as declared by an admin (`PUT /v1/targets/{name}`, or
 /// `sealrun target apply -f targets.toml`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -3,9 +3,36 @@
 //! Each entry commits to its predecessor: `hash = hex(sha256(prev_hash || "\n"
 //! || canonical))` where `canonical` is the entry's fields (without `hash`) as
 //! compact JSON in field order. The first entry's `prev_hash` is 64 zeros.
-//! Anyone holding an export can re-check the chain offline.
+//! Anyone holding an export can re-check the chain offline, with
+//! [`verify_chain`] (or [`ChainVerifier`] for a stream of entries).
+//!
+//! ```
+//! use sealrun_wire::audit::{AuditEntry, GENESIS_HASH, verify_chain};
+//!
+//! let mut first = AuditEntry {
+//!     seq: 1,
+//!     at_ms: 1_700_000_000_000,
+//!     actor: "system".into(),
+//!     action: "org.created".into(),
+//!     subject: "acme".into(),
+//!     detail: "{}".into(),
+//!     prev_hash: GENESIS_HASH.into(),
+//!     hash: String::new(),
+//! };
+//! first.hash = first.compute_hash();
+//! assert!(verify_chain(&[first.clone()]).ok);
+//!
+//! first.subject = "evil".into(); // edited after the fact
+//! let check = verify_chain(&[first]);
+//! assert!(!check.ok);
+//! assert_eq!(check.first_bad_seq, Some(1));
+//! ```
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+/// `prev_hash` of an org's first entry: 64 zeros.
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// One audit entry.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,6 +53,135 @@ pub struct AuditEntry {
     pub prev_hash: String,
     /// This entry's hash.
     pub hash: String,
+}
+
+impl AuditEntry {
+    /// The hash this entry must carry: `hex(sha256(prev_hash || "\n" ||
+    /// canonical))`, where `canonical` is the compact JSON of every field but
+    /// `hash`, in declaration order.
+    pub fn compute_hash(&self) -> String {
+        /// Field order here *is* the hash definition: never reorder.
+        #[derive(Serialize)]
+        struct Canonical<'a> {
+            seq: u64,
+            at_ms: i64,
+            actor: &'a str,
+            action: &'a str,
+            subject: &'a str,
+            detail: &'a str,
+            prev_hash: &'a str,
+        }
+        let canonical = Canonical {
+            seq: self.seq,
+            at_ms: self.at_ms,
+            actor: &self.actor,
+            action: &self.action,
+            subject: &self.subject,
+            detail: &self.detail,
+            prev_hash: &self.prev_hash,
+        };
+        let mut hasher = Sha256::new();
+        hasher.update(self.prev_hash.as_bytes());
+        hasher.update(b"\n");
+        // Serializing integers and strings into a Vec cannot fail.
+        let json = serde_json::to_vec(&canonical).expect("integers and strings always serialize");
+        hasher.update(&json);
+        hex::encode(hasher.finalize())
+    }
+}
+
+/// Checks a whole chain, from its first entry, in order.
+///
+/// Detects an edited entry (its hash no longer matches its content), a removed
+/// or inserted entry (a gap in `seq`, or a `prev_hash` that does not name its
+/// predecessor) and reordered entries. Removing entries from the *end* leaves a
+/// valid but shorter chain: compare `head` with one published earlier.
+pub fn verify_chain<'a>(entries: impl IntoIterator<Item = &'a AuditEntry>) -> AuditVerification {
+    let mut verifier = ChainVerifier::new();
+    for entry in entries {
+        verifier.push(entry);
+    }
+    verifier.finish()
+}
+
+/// Verifies a chain one entry at a time, so an export of any size can be
+/// checked without holding it in memory.
+#[derive(Clone, Debug)]
+pub struct ChainVerifier {
+    expected_seq: u64,
+    head: String,
+    entries: u64,
+    failure: Option<(u64, String)>,
+}
+
+impl Default for ChainVerifier {
+    fn default() -> Self {
+        ChainVerifier::new()
+    }
+}
+
+impl ChainVerifier {
+    /// A verifier expecting the chain's first entry (`seq` 1).
+    pub fn new() -> ChainVerifier {
+        ChainVerifier::resume(0, GENESIS_HASH)
+    }
+
+    /// A verifier expecting the entry after `seq`, whose hash was `hash`
+    /// (to check a page fetched with `after = seq`).
+    pub fn resume(seq: u64, hash: &str) -> ChainVerifier {
+        ChainVerifier {
+            expected_seq: seq + 1,
+            head: hash.to_owned(),
+            entries: 0,
+            failure: None,
+        }
+    }
+
+    /// Checks the next entry. After the first failure, later entries are only
+    /// counted.
+    pub fn push(&mut self, entry: &AuditEntry) {
+        self.entries += 1;
+        if self.failure.is_some() {
+            return;
+        }
+        let problem = if entry.seq != self.expected_seq {
+            Some(format!(
+                "expected entry {} but found entry {}: entries were removed, inserted or reordered",
+                self.expected_seq, entry.seq
+            ))
+        } else if entry.prev_hash != self.head {
+            Some(format!(
+                "entry {} does not follow the entry before it (prev_hash mismatch)",
+                entry.seq
+            ))
+        } else if entry.compute_hash() != entry.hash {
+            Some(format!("entry {} was altered (its hash does not match its content)", entry.seq))
+        } else {
+            None
+        };
+        match problem {
+            Some(p) => self.failure = Some((entry.seq, p)),
+            None => {
+                self.expected_seq += 1;
+                self.head.clone_from(&entry.hash);
+            }
+        }
+    }
+
+    /// The verdict. `head` is the hash of the last entry that checked out.
+    pub fn finish(self) -> AuditVerification {
+        let (first_bad_seq, problem) = match self.failure {
+            Some((seq, problem)) => (Some(seq), Some(problem)),
+            None => (None, None),
+        };
+        AuditVerification {
+            ok: first_bad_seq.is_none(),
+            entries: self.entries,
+            head: self.head,
+            first_bad_seq,
+            problem,
+        }
+    }
 }
 
 /// `GET /v1/audit`.
@@ -50,4 +206,102 @@ pub struct AuditVerification {
     pub first_bad_seq: Option<u64>,
     /// What is wrong, if anything.
     pub problem: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn chain(n: u64) -> Vec<AuditEntry> {
+        let mut prev = GENESIS_HASH.to_owned();
+        (1..=n)
+            .map(|seq| {
+                let mut e = AuditEntry {
+                    seq,
+                    at_ms: 1_000 + seq as i64,
+                    actor: "token:abc".into(),
+                    action: "run.submitted".into(),
+                    subject: format!("run_{seq}"),
+                    detail: r#"{"target":"db"}"#.into(),
+                    prev_hash: prev.clone(),
+                    hash: String::new(),
+                };
+                e.hash = e.compute_hash();
+                prev.clone_from(&e.hash);
+                e
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_hash_is_sha256_of_prev_hash_newline_and_compact_json_in_field_order() {
+        let e = &chain(1)[0];
+        let canonical = format!(
+            r#"{{"seq":1,"at_ms":1001,"actor":"token:abc","action":"run.submitted","subject":"run_1","detail":"{{\"target\":\"db\"}}","prev_hash":"{GENESIS_HASH}"}}"#
+        );
+        let expected = hex::encode(Sha256::digest(format!("{GENESIS_HASH}\n{canonical}")));
+        assert_eq!(e.hash, expected);
+    }
+
+    #[test]
+    fn an_intact_chain_verifies_and_reports_its_head() {
+        let c = chain(5);
+        let v = verify_chain(&c);
+        assert!(v.ok, "{v:?}");
+        assert_eq!(v.entries, 5);
+        assert_eq!(v.head, c[4].hash);
+    }
+
+    #[test]
+    fn an_empty_chain_verifies_with_the_genesis_head() {
+        let v = verify_chain(&[]);
+        assert!(v.ok);
+        assert_eq!(v.head, GENESIS_HASH);
+    }
+
+    #[test]
+    fn an_edited_entry_is_detected() {
+        let mut c = chain(5);
+        c[2].detail = r#"{"target":"other"}"#.into();
+        let v = verify_chain(&c);
+        assert!(!v.ok);
+        assert_eq!(v.first_bad_seq, Some(3));
+        assert!(v.problem.unwrap().contains("altered"));
+    }
+
+    #[test]
+    fn an_edited_entry_with_a_recomputed_hash_breaks_the_next_link() {
+        let mut c = chain(5);
+        c[2].actor = "token:someone-else".into();
+        c[2].hash = c[2].compute_hash();
+        let v = verify_chain(&c);
+        assert_eq!(v.first_bad_seq, Some(4));
+    }
+
+    #[test]
+    fn a_removed_entry_is_detected() {
+        let mut c = chain(5);
+        c.remove(1);
+        let v = verify_chain(&c);
+        assert_eq!(v.first_bad_seq, Some(3));
+        assert!(v.problem.unwrap().contains("expected entry 2"));
+    }
+
+    #[test]
+    fn swapped_entries_are_detected() {
+        let mut c = chain(5);
+        c.swap(1, 2);
+        assert_eq!(verify_chain(&c).first_bad_seq, Some(3));
+    }
+
+    #[test]
+    fn a_page_can_be_verified_from_where_the_previous_one_ended() {
+        let c = chain(6);
+        let mut v = ChainVerifier::resume(3, &c[2].hash);
+        for e in &c[3..] {
+            v.push(e);
+        }
+        assert!(v.finish().ok);
+    }
 }
