@@ -20,6 +20,9 @@ case "$TARGET" in
 esac
 TARGET_DIR="$PWD/target/init-static"
 
+# Cargo prefers CARGO_ENCODED_RUSTFLAGS over RUSTFLAGS; an inherited one (e.g.
+# when run from a build script or test) must not replace the flags below.
+unset CARGO_ENCODED_RUSTFLAGS
 # --target makes RUSTFLAGS apply to the shim and its dependencies only, not to
 # build scripts and proc-macros, which cannot be linked statically.
 CARGO_TARGET_DIR="$TARGET_DIR" \

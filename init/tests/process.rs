@@ -1,0 +1,111 @@
+//! The shim as a plain process on the host (not PID 1, no Docker needed):
+//! argument handling, the bundle on stdin, exit codes, and reaping orphans as
+//! a child subreaper.
+#![allow(clippy::unwrap_used)]
+
+mod harness;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use harness::{bundle, run_process};
+use sealrun_init::{EXIT_INIT_FAILED, EXIT_NOT_FOUND};
+
+fn shim() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_sealrun-init"))
+}
+
+fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8(output.stderr.clone()).unwrap()
+}
+
+#[test]
+fn without_a_double_dash_and_a_command_the_shim_exits_125_with_its_usage() {
+    for argv in [&[][..], &["--"], &["sh", "-c", "true"]] {
+        let output = run_process(shim(), argv, &bundle(&[]));
+        assert_eq!(output.status.code(), Some(EXIT_INIT_FAILED), "{argv:?}");
+        assert_eq!(
+            stderr(&output),
+            "sealrun-init: error: usage: sealrun-init -- CMD [ARGS...]\n"
+        );
+    }
+}
+
+#[test]
+fn the_command_gets_the_bundle_variables() {
+    let output = run_process(
+        shim(),
+        &["--", "printenv", "TOKEN"],
+        &bundle(&[("TOKEN", b"t-1")]),
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(output.stdout, b"t-1\n");
+}
+
+#[test]
+fn garbage_on_stdin_exits_125_and_runs_nothing() {
+    let output = run_process(shim(), &["--", "echo", "ran"], b"not a bundle at all");
+    assert_eq!(output.status.code(), Some(EXIT_INIT_FAILED));
+    assert_eq!(output.stdout, b"");
+    assert!(stderr(&output).starts_with("sealrun-init: error: invalid bundle on stdin: "));
+}
+
+#[test]
+fn exit_codes_and_deaths_by_signal_propagate() {
+    for (script, code) in [("exit 7", 7), ("kill -TERM $$", 143)] {
+        let output = run_process(shim(), &["--", "sh", "-c", script], &bundle(&[]));
+        assert_eq!(output.status.code(), Some(code), "{script}");
+    }
+}
+
+#[test]
+fn a_missing_command_exits_127() {
+    let output = run_process(shim(), &["--", "/nonexistent/command"], &bundle(&[]));
+    assert_eq!(output.status.code(), Some(EXIT_NOT_FOUND));
+}
+
+#[test]
+fn the_command_reads_end_of_file_while_the_writer_keeps_stdin_open() {
+    let mut child = Command::new(shim())
+        .args(["--", "sh", "-c", "cat; echo cat-done"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&bundle(&[])).unwrap();
+    stdin
+        .write_all(b"more input the command must not see\n")
+        .unwrap();
+    stdin.flush().unwrap();
+    // `stdin` stays open until the command is done.
+    let output = child.wait_with_output().unwrap();
+    drop(stdin);
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(output.stdout, b"cat-done\n");
+}
+
+#[test]
+fn orphans_are_adopted_and_reaped_by_the_shim_when_it_is_not_pid_1() {
+    // Each `( ... &)` leaves an orphan `sleep`. As a child subreaper the shim
+    // ($PPID of the script) adopts all three; once they exit, a zombie whose
+    // parent is the shim would mean it failed to reap them.
+    let script = r#"(sleep 1 &); (sleep 1 &); (sleep 1 &); sleep 0.3
+        count() {
+            n=0
+            for f in /proc/[0-9]*/status; do
+                grep -q "^PPid:.$PPID\$" "$f" 2>/dev/null && grep -q "$1" "$f" 2>/dev/null && n=$((n+1))
+            done
+            echo $n
+        }
+        echo "adopted=$(count '^Name:.sleep')"
+        sleep 1.5
+        echo "zombies=$(count '^State:.Z')""#;
+    let output = run_process(shim(), &["--", "sh", "-c", script], &bundle(&[]));
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(
+        String::from_utf8(output.stdout).unwrap(),
+        "adopted=3\nzombies=0\n"
+    );
+}
