@@ -109,3 +109,35 @@ fn orphans_are_adopted_and_reaped_by_the_shim_when_it_is_not_pid_1() {
         "adopted=3\nzombies=0\n"
     );
 }
+
+#[test]
+fn a_signal_sent_while_the_bundle_is_awaited_is_forwarded_once_the_command_runs() {
+    let mut child = Command::new(shim())
+        .args(["--", "sleep", "30"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the shim has blocked its signals (it then waits for the
+    // bundle), so SIGTERM is held rather than acted on.
+    let status = format!("/proc/{}/status", child.id());
+    loop {
+        let text = std::fs::read_to_string(&status).unwrap();
+        if text
+            .lines()
+            .any(|line| line.starts_with("SigBlk:") && !line.ends_with("0000000000000000"))
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&bundle(&[])).unwrap();
+    drop(stdin);
+    // `sleep` has no handler, so the held SIGTERM ends it at once: 128 + 15.
+    assert_eq!(child.wait().unwrap().code(), Some(143));
+}
