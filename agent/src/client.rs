@@ -1,0 +1,426 @@
+//! The agent's side of the agent protocol (see `sealrun_wire::agent`): one HTTPS
+//! client, pinned to the control plane's CA when one is given.
+//!
+//! Every call is a single attempt; [`ApiError::is_retryable`] tells callers which
+//! failures to retry (with [`crate::backoff`]): transport errors, `5xx`, `408` and
+//! `429`. Every other `4xx` is final: retrying a refusal cannot make it succeed.
+
+use reqwest::{Certificate, StatusCode, Url};
+use sealrun_wire::agent::{
+    AgentSettings, Assignment, ConnectRequest, FinishRequest, Heartbeat, HeartbeatAck, PollRequest,
+    RegisterRequest, Registered,
+};
+use sealrun_wire::log::{LogChunk, LogUploadAck};
+use sealrun_wire::{ErrorBody, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::path::Path;
+use std::time::Duration;
+use zeroize::Zeroizing;
+
+/// Time allowed for any call but a poll (which the server holds open).
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Slack added to the server's poll hold time before the client gives up.
+const POLL_SLACK: Duration = Duration::from_secs(15);
+/// Where Debian/Ubuntu, Fedora/RHEL and Alpine keep the system CA bundle.
+const SYSTEM_CA_BUNDLES: [&str; 3] = [
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/cert.pem",
+];
+
+/// A failed call to the control plane.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// No answer: connection refused or reset, TLS failure, timeout.
+    #[error("cannot reach the control plane: {0}")]
+    Transport(String),
+    /// An answer with an error status.
+    #[error("control plane answered {status}: {message}")]
+    Status {
+        /// HTTP status code.
+        status: u16,
+        /// The `error` field of the body, or the body itself.
+        message: String,
+    },
+    /// A success status with a body that is not what the protocol says.
+    #[error("unexpected answer from the control plane: {0}")]
+    Protocol(String),
+}
+
+impl ApiError {
+    /// Whether the same call may succeed later: transport errors, `5xx`, `408`,
+    /// `429`.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ApiError::Transport(_) => true,
+            ApiError::Status { status, .. } => *status >= 500 || *status == 408 || *status == 429,
+            ApiError::Protocol(_) => false,
+        }
+    }
+
+    /// Whether the control plane says the run is no longer this agent's
+    /// (`404`/`409`): its lease lapsed, or it never was.
+    pub fn is_run_gone(&self) -> bool {
+        matches!(
+            self,
+            ApiError::Status {
+                status: 404 | 409,
+                ..
+            }
+        )
+    }
+
+    /// The HTTP status, if the control plane answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ApiError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+impl From<reqwest::Error> for ApiError {
+    fn from(e: reqwest::Error) -> Self {
+        // `reqwest::Error`'s Display names the URL (no credentials in it) and the
+        // cause chain is where the useful part (connection refused, TLS) is.
+        let mut message = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            message.push_str(": ");
+            message.push_str(&s.to_string());
+            source = s.source();
+        }
+        ApiError::Transport(message)
+    }
+}
+
+/// An HTTPS client for the agent protocol.
+pub struct ControlPlane {
+    http: reqwest::Client,
+    base: Url,
+    token: Option<Zeroizing<String>>,
+}
+
+impl std::fmt::Debug for ControlPlane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlPlane")
+            .field("base", &self.base.as_str())
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+/// Why a client could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The server URL is not an `https://` URL.
+    #[error("server URL {0:?} must be an https:// URL")]
+    BadUrl(String),
+    /// The CA file could not be read or holds no certificate.
+    #[error("CA certificate {path}: {message}")]
+    Ca {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The TLS stack refused the configuration.
+    #[error("cannot build the HTTPS client: {0}")]
+    Tls(String),
+}
+
+fn load_certificates(path: &Path) -> Result<Vec<Certificate>, ClientError> {
+    let ca_error = |message: String| ClientError::Ca {
+        path: path.display().to_string(),
+        message,
+    };
+    let pem = std::fs::read(path).map_err(|e| ca_error(e.to_string()))?;
+    let certs = Certificate::from_pem_bundle(&pem).map_err(|e| ca_error(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(ca_error("no PEM certificate in the file".into()));
+    }
+    Ok(certs)
+}
+
+impl ControlPlane {
+    /// A client for `server_url`. With `ca_cert`, the client trusts that CA and
+    /// nothing else (pinning); without it, the system's CA bundle
+    /// (`SSL_CERT_FILE`, or the usual distribution paths).
+    pub fn new(server_url: &str, ca_cert: Option<&Path>) -> Result<ControlPlane, ClientError> {
+        let mut base = Url::parse(server_url)
+            .ok()
+            .filter(|u| u.scheme() == "https" && u.host().is_some())
+            .ok_or_else(|| ClientError::BadUrl(server_url.to_owned()))?;
+        // Join paths below the base even when it is given without a trailing slash.
+        if !base.path().ends_with('/') {
+            let path = format!("{}/", base.path());
+            base.set_path(&path);
+        }
+        let roots = match ca_cert {
+            Some(path) => load_certificates(path)?,
+            None => {
+                let from_env = std::env::var_os("SSL_CERT_FILE").map(std::path::PathBuf::from);
+                let bundle = from_env
+                    .into_iter()
+                    .chain(SYSTEM_CA_BUNDLES.iter().map(std::path::PathBuf::from))
+                    .find(|p| p.is_file())
+                    .ok_or_else(|| ClientError::Ca {
+                        path: "(system bundle)".into(),
+                        message: "no system CA bundle found: pass the control plane's CA file"
+                            .into(),
+                    })?;
+                load_certificates(&bundle)?
+            }
+        };
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            PROTOCOL_VERSION_HEADER,
+            reqwest::header::HeaderValue::from(PROTOCOL_VERSION),
+        );
+        let mut builder = reqwest::Client::builder()
+            .use_rustls_tls()
+            .https_only(true)
+            .tls_built_in_root_certs(false)
+            .connect_timeout(Duration::from_secs(10))
+            .tcp_keepalive(Duration::from_secs(30))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .user_agent(concat!("sealrun-agent/", env!("CARGO_PKG_VERSION")))
+            .default_headers(headers);
+        for cert in roots {
+            builder = builder.add_root_certificate(cert);
+        }
+        let http = builder
+            .build()
+            .map_err(|e| ClientError::Tls(ApiError::from(e).to_string()))?;
+        Ok(ControlPlane {
+            http,
+            base,
+            token: None,
+        })
+    }
+
+    /// The same client, authenticating every call with the agent's token.
+    pub fn with_token(mut self, token: Zeroizing<String>) -> ControlPlane {
+        self.token = Some(token);
+        self
+    }
+
+    fn url(&self, segments: &[&str]) -> Url {
+        let mut url = self.base.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            // Each segment is percent-encoded, so an odd run id cannot change the path.
+            path.pop_if_empty().extend(segments);
+        }
+        // (`new` accepts only https URLs with a host, which always have segments.)
+        url
+    }
+
+    async fn call<Req: Serialize + ?Sized, Resp: DeserializeOwned>(
+        &self,
+        path: &[&str],
+        bearer: Option<&str>,
+        body: &Req,
+        timeout: Duration,
+    ) -> Result<Option<Resp>, ApiError> {
+        let mut request = self.http.post(self.url(path)).timeout(timeout).json(body);
+        if let Some(token) = bearer.or(self.token.as_deref().map(String::as_str)) {
+            // bearer_auth marks the header sensitive, which keeps it out of Debug output.
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await?;
+        let status = response.status();
+        if status == StatusCode::NO_CONTENT {
+            return Ok(None);
+        }
+        let bytes = response.bytes().await?;
+        if !status.is_success() {
+            let message = serde_json::from_slice::<ErrorBody>(&bytes)
+                .map(|b| b.error)
+                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).chars().take(500).collect());
+            return Err(ApiError::Status {
+                status: status.as_u16(),
+                message,
+            });
+        }
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| ApiError::Protocol(format!("{}: {e}", path.join("/"))))
+    }
+
+    async fn call_expecting<Req: Serialize + ?Sized, Resp: DeserializeOwned>(
+        &self,
+        path: &[&str],
+        bearer: Option<&str>,
+        body: &Req,
+    ) -> Result<Resp, ApiError> {
+        self.call(path, bearer, body, CALL_TIMEOUT)
+            .await?
+            .ok_or_else(|| ApiError::Protocol(format!("{}: empty answer", path.join("/"))))
+    }
+
+    /// `POST /v1/agent/register` with an enrollment token.
+    pub async fn register(
+        &self,
+        enrollment_token: &str,
+        request: &RegisterRequest,
+    ) -> Result<Registered, ApiError> {
+        self.call_expecting(
+            &["v1", "agent", "register"],
+            Some(enrollment_token),
+            request,
+        )
+        .await
+    }
+
+    /// `POST /v1/agent/connect`.
+    pub async fn connect(&self, request: &ConnectRequest) -> Result<AgentSettings, ApiError> {
+        self.call_expecting(&["v1", "agent", "connect"], None, request)
+            .await
+    }
+
+    /// `POST /v1/agent/poll`: a run, or `None` when the server's hold time passed.
+    pub async fn poll(&self, hold: Duration) -> Result<Option<Assignment>, ApiError> {
+        self.call(
+            &["v1", "agent", "poll"],
+            None,
+            &PollRequest {},
+            hold + POLL_SLACK,
+        )
+        .await
+    }
+
+    /// `POST /v1/agent/heartbeat`.
+    pub async fn heartbeat(&self, request: &Heartbeat) -> Result<HeartbeatAck, ApiError> {
+        Ok(self
+            .call(&["v1", "agent", "heartbeat"], None, request, CALL_TIMEOUT)
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// `POST /v1/agent/runs/{id}/logs`.
+    pub async fn upload_logs(
+        &self,
+        run_id: &str,
+        chunks: &[LogChunk],
+    ) -> Result<LogUploadAck, ApiError> {
+        /// Serializes exactly like `LogUpload` without copying the chunks.
+        #[derive(Serialize)]
+        struct Upload<'a> {
+            chunks: &'a [LogChunk],
+        }
+        let path = ["v1", "agent", "runs", run_id, "logs"];
+        self.call_expecting(&path, None, &Upload { chunks }).await
+    }
+
+    /// `POST /v1/agent/runs/{id}/finish`.
+    pub async fn finish(&self, run_id: &str, request: &FinishRequest) -> Result<(), ApiError> {
+        let path = ["v1", "agent", "runs", run_id, "finish"];
+        self.call::<_, serde_json::Value>(&path, None, request, CALL_TIMEOUT)
+            .await
+            .map(drop)
+    }
+
+    /// `POST /v1/agent/deregister`.
+    pub async fn deregister(&self) -> Result<(), ApiError> {
+        self.call::<_, serde_json::Value>(
+            &["v1", "agent", "deregister"],
+            None,
+            &serde_json::json!({}),
+            CALL_TIMEOUT,
+        )
+        .await
+        .map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn client(url: &str) -> ControlPlane {
+        // Any readable PEM works for building; the system bundle may be absent.
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, TEST_CA).unwrap();
+        ControlPlane::new(url, Some(&ca)).unwrap()
+    }
+
+    // A throwaway self-signed certificate (its key was discarded; trusts nothing).
+    const TEST_CA: &str = "-----BEGIN CERTIFICATE-----
+MIIBmDCCAT2gAwIBAgIUPFxsxEpS2zdW/fIHdDe47HaEMv4wCgYIKoZIzj0EAwIw
+IDEeMBwGA1UEAwwVc2VhbHJ1bi1hZ2VudC10ZXN0LWNhMCAXDTI2MTEyNTExMzcy
+NloYDzIxMjYxMTAxMTEzNzI2WjAgMR4wHAYDVQQDDBVzZWFscnVuLWFnZW50LXRl
+c3QtY2EwWTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAAQqU/V9wLA2E5zXRrhQQvyP
+O0PB5pTt+Fjs0/2XYtBoXr4Jo6eLYpHJmTVTGoTu5E8MQ+3LyE6ovPjBHVmgi/ZT
+o1MwUTAdBgNVHQ4EFgQUl8a5rcreGCjMUGNm5t76BWZt71IwHwYDVR0jBBgwFoAU
+l8a5rcreGCjMUGNm5t76BWZt71IwDwYDVR0TAQH/BAUwAwEB/zAKBggqhkjOPQQD
+AgNJADBGAiEAuYy4zyCpNFCz5SnfiS6Eltc6RQahhLPjaRc5d6ylNYoCIQCASijK
+7XyniT92qNGLbo7d/xQOOb6k631NFhg5EP16kQ==
+-----END CERTIFICATE-----
+";
+
+    #[test]
+    fn plain_http_urls_are_refused() {
+        let err = ControlPlane::new("http://127.0.0.1:8443", None).unwrap_err();
+        assert!(matches!(err, ClientError::BadUrl(_)));
+    }
+
+    #[test]
+    fn a_missing_ca_file_is_a_clear_error() {
+        let err = ControlPlane::new(
+            "https://127.0.0.1:8443",
+            Some(Path::new("/nonexistent/ca.pem")),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/ca.pem"), "{err}");
+    }
+
+    #[test]
+    fn paths_are_joined_below_the_base_url() {
+        let c = client("https://cp.example:8443/sealrun");
+        assert_eq!(
+            c.url(&["v1", "agent", "poll"]).as_str(),
+            "https://cp.example:8443/sealrun/v1/agent/poll"
+        );
+        let c = client("https://cp.example:8443");
+        assert_eq!(
+            c.url(&["v1", "agent", "poll"]).as_str(),
+            "https://cp.example:8443/v1/agent/poll"
+        );
+    }
+
+    #[test]
+    fn a_run_id_cannot_add_path_segments() {
+        let c = client("https://cp.example");
+        let url = c.url(&["v1", "agent", "runs", "../../tokens", "logs"]);
+        assert_eq!(url.path(), "/v1/agent/runs/..%2F..%2Ftokens/logs");
+    }
+
+    #[test]
+    fn only_transient_failures_are_retryable() {
+        let status = |s| ApiError::Status {
+            status: s,
+            message: String::new(),
+        };
+        assert!(ApiError::Transport("refused".into()).is_retryable());
+        for s in [500, 502, 503, 408, 429] {
+            assert!(status(s).is_retryable(), "{s}");
+        }
+        for s in [400, 401, 403, 404, 409, 413, 426] {
+            assert!(!status(s).is_retryable(), "{s}");
+        }
+        assert!(status(409).is_run_gone() && status(404).is_run_gone());
+        assert!(!status(500).is_run_gone());
+    }
+
+    #[test]
+    fn the_token_never_appears_in_debug_output() {
+        let c =
+            client("https://cp.example").with_token(Zeroizing::new("sr_agent_topsecret".into()));
+        assert!(!format!("{c:?}").contains("topsecret"));
+    }
+}

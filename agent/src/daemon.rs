@@ -1,0 +1,510 @@
+//! The agent process: enroll, connect, then poll for runs while free slots last,
+//! heartbeat the runs in progress, and on shutdown let them finish (within the
+//! grace period) before deregistering.
+//!
+//! ```text
+//! start ─▶ keys ─▶ identity (register once) ─▶ remove orphans ─▶ connect
+//!   ─▶ loop { free slot? ─▶ poll ─▶ spawn run }      heartbeat every interval
+//!   ─▶ shutdown: stop polling ─▶ grace ─▶ SIGKILL + report ─▶ give up ─▶ deregister
+//! ```
+//!
+//! `connect` happens once per process: the control plane marks the runs an agent
+//! held before a connect as `lost`, which is right after a crash and wrong after a
+//! mere network blip. So a lost connection is retried call by call, never by
+//! reconnecting.
+
+use crate::backoff::Backoff;
+use crate::client::{ApiError, ControlPlane};
+use crate::docker::DockerRuntime;
+use crate::executor::{Job, Outcome, RunControl, StopRequest, execute};
+use crate::runtime::Runtime;
+use crate::state::{Identity, StateDir};
+use crate::upload::ControlPlaneSink;
+use crate::{AgentConfig, Error};
+use sealrun_vault::TargetKeypair;
+use sealrun_wire::agent::{
+    AgentSettings, Assignment, ConnectRequest, FinishRequest, Heartbeat, RegisterRequest,
+    ServedTarget,
+};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use zeroize::Zeroizing;
+
+/// After the grace period, how long killed runs get to report before the agent
+/// gives up on them (abandons them) and exits.
+const REPORT_WINDOW: Duration = Duration::from_secs(10);
+/// How long deregistration is attempted on the way out.
+const DEREGISTER_WINDOW: Duration = Duration::from_secs(5);
+
+/// Runs in progress, by run id: what heartbeats report and what they can stop.
+type Runs = Arc<Mutex<HashMap<String, RunControl>>>;
+
+fn lock(runs: &Runs) -> std::sync::MutexGuard<'_, HashMap<String, RunControl>> {
+    // A panic while holding this lock cannot leave the map half-updated (every
+    // critical section is a single insert, remove or clone), so a poisoned lock is
+    // still consistent.
+    runs.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Retries `call` with backoff while its errors are retryable, until it succeeds,
+/// fails for good, or `stop` is cancelled (then `None`).
+async fn retry<T, F, Fut>(
+    what: &str,
+    stop: &CancellationToken,
+    mut call: F,
+) -> Option<Result<T, ApiError>>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, ApiError>>,
+{
+    let mut backoff = Backoff::default();
+    loop {
+        let result = tokio::select! {
+            r = call() => r,
+            () = stop.cancelled() => return None,
+        };
+        match result {
+            Err(e) if e.is_retryable() => {
+                let delay = backoff.next_delay();
+                tracing::warn!(error = %e, ?delay, "{what} failed; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = stop.cancelled() => return None,
+                }
+            }
+            other => return Some(other),
+        }
+    }
+}
+
+/// The agent's main function; see [`crate::run`].
+pub async fn run(
+    config: AgentConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let stopping = CancellationToken::new();
+    {
+        let stopping = stopping.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            tracing::info!("shutdown requested");
+            stopping.cancel();
+        });
+    }
+    config.validate()?;
+    let state = StateDir::open(&config.state_dir)?;
+    let keys = load_keys(&config, &state)?;
+    let runtime = Arc::new(DockerRuntime::connect(config.docker_host.as_deref()).await?);
+    let client = ControlPlane::new(&config.server_url, config.ca_cert.as_deref())?;
+
+    let Some(identity) = identity(&config, &state, &client, &stopping).await? else {
+        return Ok(());
+    };
+    let agent_id = identity.agent_id.clone();
+    let client = Arc::new(client.with_token(Zeroizing::new(identity.agent_token.clone())));
+    drop(identity);
+
+    let removed = runtime.remove_orphans(&agent_id).await?;
+    if removed > 0 {
+        tracing::warn!(
+            removed,
+            "removed containers left behind by an earlier agent process"
+        );
+    }
+
+    let request = ConnectRequest {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        max_concurrency: config.concurrency,
+        targets: keys
+            .iter()
+            .map(|(name, kp)| ServedTarget {
+                name: name.clone(),
+                public_key: kp.public_key().to_base64(),
+            })
+            .collect(),
+    };
+    let settings = match retry("connect", &stopping, || client.connect(&request)).await {
+        None => return Ok(()),
+        Some(r) => r.map_err(|source| Error::Api {
+            during: "connect",
+            source,
+        })?,
+    };
+    tracing::info!(agent = %agent_id, targets = keys.len(), concurrency = config.concurrency, "connected");
+
+    Supervisor {
+        runtime,
+        client,
+        settings,
+        keys: Arc::new(keys),
+        agent_id,
+        max_run_timeout: config.max_run_timeout,
+        shutdown_grace: config.shutdown_grace,
+        runs: Arc::default(),
+        slots: Arc::new(Semaphore::new(config.concurrency as usize)),
+        tasks: JoinSet::new(),
+    }
+    .run(stopping)
+    .await
+}
+
+fn load_keys(
+    config: &AgentConfig,
+    state: &StateDir,
+) -> Result<HashMap<String, Arc<TargetKeypair>>, Error> {
+    let mut keys = HashMap::new();
+    for target in &config.targets {
+        let path = match &target.key_file {
+            Some(p) => p.clone(),
+            None => state.key_path(&target.name)?,
+        };
+        let (keypair, created) =
+            TargetKeypair::load_or_generate(&path).map_err(|source| Error::Key {
+                target: target.name.clone(),
+                source,
+            })?;
+        tracing::info!(
+            target = %target.name,
+            key_id = %keypair.key_id(),
+            created,
+            path = %path.display(),
+            "target key loaded"
+        );
+        keys.insert(target.name.clone(), Arc::new(keypair));
+    }
+    Ok(keys)
+}
+
+/// The stored identity, or a new one from registering with the enrollment token.
+/// `None` when shutdown was requested while the control plane was unreachable.
+async fn identity(
+    config: &AgentConfig,
+    state: &StateDir,
+    client: &ControlPlane,
+    stopping: &CancellationToken,
+) -> Result<Option<Identity>, Error> {
+    if let Some(identity) = state.load_identity()? {
+        if identity.server_url != config.server_url {
+            return Err(Error::Config(format!(
+                "{} holds an identity issued by {}, not {}: use another state directory, or delete the file to enroll again",
+                state.identity_path().display(),
+                identity.server_url,
+                config.server_url
+            )));
+        }
+        return Ok(Some(identity));
+    }
+    let Some(enrollment) = config.enrollment_token.as_deref() else {
+        return Err(Error::Config(format!(
+            "not enrolled yet ({} does not exist): pass an enrollment token",
+            state.identity_path().display()
+        )));
+    };
+    let request = RegisterRequest {
+        name: config.name.clone(),
+    };
+    let registered = match retry("register", stopping, || {
+        client.register(enrollment, &request)
+    })
+    .await
+    {
+        None => return Ok(None),
+        Some(r) => r.map_err(|source| Error::Api {
+            during: "register",
+            source,
+        })?,
+    };
+    let identity = Identity {
+        agent_id: registered.agent_id.clone(),
+        agent_token: registered.agent_token.clone(),
+        server_url: config.server_url.clone(),
+    };
+    drop(Zeroizing::new(registered.agent_token));
+    state.store_identity(&identity)?;
+    tracing::info!(agent = %identity.agent_id, name = %config.name, "registered");
+    Ok(Some(identity))
+}
+
+struct Supervisor<R: Runtime> {
+    runtime: Arc<R>,
+    client: Arc<ControlPlane>,
+    settings: AgentSettings,
+    keys: Arc<HashMap<String, Arc<TargetKeypair>>>,
+    agent_id: String,
+    max_run_timeout: Option<Duration>,
+    shutdown_grace: Duration,
+    runs: Runs,
+    slots: Arc<Semaphore>,
+    tasks: JoinSet<()>,
+}
+
+impl<R: Runtime> Supervisor<R> {
+    async fn run(mut self, stopping: CancellationToken) -> Result<(), Error> {
+        // Set when the control plane refuses the agent's token: nothing more can
+        // be reported, so the agent stops like on shutdown and exits with an error.
+        let revoked = CancellationToken::new();
+        let heartbeats_done = CancellationToken::new();
+        let heartbeat = tokio::spawn(heartbeat_loop(
+            Arc::clone(&self.client),
+            Arc::clone(&self.runs),
+            Duration::from_millis(self.settings.heartbeat_interval_ms.max(100)),
+            heartbeats_done.clone(),
+            revoked.clone(),
+        ));
+
+        let fatal = self.poll_loop(&stopping, &revoked).await;
+        let revoked_error = revoked.is_cancelled().then(|| {
+            Error::Revoked(
+                "the control plane refused the agent's token (revoked, or the agent was deleted)"
+                    .into(),
+            )
+        });
+        let error = fatal.or(revoked_error);
+        self.drain(error.is_some()).await;
+        heartbeats_done.cancel();
+        let _ = heartbeat.await;
+
+        if let Some(error) = error {
+            return Err(error);
+        }
+        match tokio::time::timeout(DEREGISTER_WINDOW, self.client.deregister()).await {
+            Ok(Ok(())) => tracing::info!("deregistered"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "deregistration failed"),
+            Err(_) => tracing::warn!("deregistration timed out"),
+        }
+        Ok(())
+    }
+
+    /// Polls while slots are free, until shutdown. Returns a fatal error if the
+    /// control plane refuses to talk to this agent any more.
+    async fn poll_loop(
+        &mut self,
+        stopping: &CancellationToken,
+        revoked: &CancellationToken,
+    ) -> Option<Error> {
+        let hold = Duration::from_millis(self.settings.poll_timeout_ms);
+        let mut backoff = Backoff::default();
+        loop {
+            // Reap finished run tasks so the JoinSet does not grow.
+            while self.tasks.try_join_next().is_some() {}
+            let permit = tokio::select! {
+                p = Arc::clone(&self.slots).acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => return None,
+                },
+                () = stopping.cancelled() => return None,
+                () = revoked.cancelled() => return None,
+            };
+            // A poll in flight when shutdown comes is abandoned; if the control plane
+            // assigned a run in that instant, the run ends `lost` (never run twice).
+            let polled = tokio::select! {
+                r = self.client.poll(hold) => r,
+                () = stopping.cancelled() => return None,
+                () = revoked.cancelled() => return None,
+            };
+            match polled {
+                Ok(Some(assignment)) => {
+                    backoff.reset();
+                    self.spawn_run(assignment, permit);
+                }
+                Ok(None) => backoff.reset(),
+                Err(e) if e.is_retryable() => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(error = %e, ?delay, "poll failed; retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        () = stopping.cancelled() => return None,
+                    }
+                }
+                Err(e) if matches!(e.status(), Some(401 | 403)) => {
+                    revoked.cancel();
+                    return None;
+                }
+                Err(source) => {
+                    return Some(Error::Api {
+                        during: "poll",
+                        source,
+                    });
+                }
+            }
+        }
+    }
+
+    fn spawn_run(&mut self, assignment: Assignment, permit: OwnedSemaphorePermit) {
+        let run_id = assignment.run_id.clone();
+        let control = RunControl::new();
+        {
+            let mut runs = lock(&self.runs);
+            if runs.contains_key(&run_id) {
+                tracing::error!(run = %run_id, "control plane assigned a run this agent is already executing; ignoring");
+                return;
+            }
+            runs.insert(run_id.clone(), control.clone());
+        }
+        tracing::info!(run = %run_id, target = %assignment.target, image = %assignment.image, "run assigned");
+        let runtime = Arc::clone(&self.runtime);
+        let client = Arc::clone(&self.client);
+        let runs = Arc::clone(&self.runs);
+        let keypair = self.keys.get(&assignment.target).cloned();
+        let job_settings = (
+            self.agent_id.clone(),
+            self.max_run_timeout,
+            Duration::from_millis(self.settings.cancel_grace_ms),
+            usize::try_from(self.settings.max_chunk_bytes).unwrap_or(usize::MAX),
+        );
+        self.tasks.spawn(async move {
+            let (agent_id, max_timeout, cancel_grace, max_chunk_bytes) = job_settings;
+            let outcome = match keypair {
+                None => Outcome::error(
+                    format!("this agent does not serve target {}", assignment.target),
+                    0,
+                ),
+                Some(keypair) => {
+                    let sink = Arc::new(ControlPlaneSink::new(Arc::clone(&client), run_id.clone()));
+                    let job = Job {
+                        assignment,
+                        agent_id,
+                        keypair,
+                        max_timeout,
+                        cancel_grace,
+                        max_chunk_bytes,
+                    };
+                    execute(&*runtime, job, sink, control.clone()).await
+                }
+            };
+            if let Outcome::Report(finish) = outcome {
+                report(&client, &run_id, &finish, &control).await;
+            }
+            // Only now stop heartbeating the run: its lease must outlive the report.
+            lock(&runs).remove(&run_id);
+            drop(permit);
+        });
+    }
+
+    /// Lets runs in progress finish within the grace period, then kills them and
+    /// lets them report, then abandons what is left.
+    async fn drain(&mut self, revoked: bool) {
+        if self.tasks.is_empty() {
+            return;
+        }
+        let phases: [(Duration, Option<StopRequest>); 3] = if revoked {
+            // Nothing can be reported any more: kill and remove at once.
+            [
+                (Duration::ZERO, None),
+                (Duration::ZERO, None),
+                (Duration::from_secs(60), Some(StopRequest::Abandon)),
+            ]
+        } else {
+            [
+                (self.shutdown_grace, None),
+                (REPORT_WINDOW, Some(StopRequest::Shutdown)),
+                (Duration::from_secs(60), Some(StopRequest::Abandon)),
+            ]
+        };
+        for (window, request) in phases {
+            if let Some(request) = request {
+                let controls: Vec<RunControl> = lock(&self.runs).values().cloned().collect();
+                if !controls.is_empty() {
+                    tracing::warn!(
+                        runs = controls.len(),
+                        ?request,
+                        "stopping runs still in progress"
+                    );
+                }
+                for c in controls {
+                    c.request(request.clone());
+                }
+            } else if !window.is_zero() {
+                tracing::info!(runs = self.tasks.len(), grace = ?window, "waiting for runs in progress");
+            }
+            let all_done = tokio::time::timeout(window, async {
+                while self.tasks.join_next().await.is_some() {}
+            });
+            if all_done.await.is_ok() {
+                return;
+            }
+        }
+        // Removal of abandoned containers hangs only if Docker does: give up.
+        tracing::error!(runs = self.tasks.len(), "runs did not end; exiting anyway");
+        self.tasks.abort_all();
+    }
+}
+
+/// Reports a run's end, retrying until the control plane takes it, refuses it,
+/// or the run is abandoned.
+async fn report(client: &ControlPlane, run_id: &str, finish: &FinishRequest, control: &RunControl) {
+    let abandoned = CancellationToken::new();
+    let watcher = {
+        let abandoned = abandoned.clone();
+        let mut stop = control.subscribe();
+        tokio::spawn(async move {
+            if stop.wait_for(StopRequest::is_abandon).await.is_ok() {
+                abandoned.cancel();
+            }
+        })
+    };
+    match retry("finish", &abandoned, || client.finish(run_id, finish)).await {
+        Some(Ok(())) => tracing::info!(run = %run_id, status = %finish.status, "run reported"),
+        Some(Err(e)) if e.is_run_gone() => {
+            tracing::warn!(run = %run_id, error = %e, "control plane no longer holds the run")
+        }
+        Some(Err(e)) => {
+            tracing::error!(run = %run_id, error = %e, "control plane refused the run's outcome")
+        }
+        None => tracing::warn!(run = %run_id, "gave up reporting the run"),
+    }
+    watcher.abort();
+}
+
+async fn heartbeat_loop(
+    client: Arc<ControlPlane>,
+    runs: Runs,
+    interval: Duration,
+    done: CancellationToken,
+    revoked: CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            () = done.cancelled() => return,
+        }
+        let running: Vec<String> = lock(&runs).keys().cloned().collect();
+        let beat = Heartbeat { running };
+        // A heartbeat that takes longer than the interval is superseded by the next.
+        let answer = tokio::select! {
+            r = tokio::time::timeout(interval.max(Duration::from_secs(2)), client.heartbeat(&beat)) => r,
+            () = done.cancelled() => return,
+        };
+        match answer {
+            Ok(Ok(ack)) => {
+                let runs = lock(&runs);
+                for id in &ack.cancel {
+                    if let Some(c) = runs.get(id) {
+                        tracing::info!(run = %id, "cancel requested");
+                        c.request(StopRequest::Cancel);
+                    }
+                }
+                for id in &ack.abandon {
+                    if let Some(c) = runs.get(id) {
+                        tracing::warn!(run = %id, "lease lost; abandoning the run");
+                        c.request(StopRequest::Abandon);
+                    }
+                }
+            }
+            Ok(Err(e)) if matches!(e.status(), Some(401 | 403)) => {
+                tracing::error!(error = %e, "heartbeat refused");
+                revoked.cancel();
+                return;
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "heartbeat failed"),
+            Err(_) => tracing::warn!("heartbeat timed out"),
+        }
+    }
+}

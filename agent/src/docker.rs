@@ -1,0 +1,571 @@
+//! [`Runtime`] on a Docker engine, through bollard: one hardened throwaway container
+//! per run.
+//!
+//! # Hardening (all on by default, none configurable away by a run)
+//!
+//! | setting | value | why |
+//! |---|---|---|
+//! | `Entrypoint` | `[]` | the argv runs exactly as submitted; an image's entrypoint script cannot wrap it |
+//! | `CapDrop` | `ALL` | CapEff is 0 even for a root user |
+//! | `SecurityOpt` | `no-new-privileges:true` | setuid binaries in the image cannot raise privileges |
+//! | `Privileged` | `false` | explicit |
+//! | `ReadonlyRootfs` | `true` | the command cannot alter the image's binaries or plant files |
+//! | `Tmpfs` | `/tmp`: `rw,noexec,nosuid,nodev,size=64m,mode=1777` | scratch space in RAM (counted against the memory limit); `noexec` stops a dropped binary from running (`sh /tmp/x.sh` still works) |
+//! | `User` | target's user, default `65534:65534` | never root unless an admin says so |
+//! | `Memory` = `MemorySwap` | target limit | no swap: an over-limit command is OOM-killed and reported |
+//! | `NanoCpus` | target millicpus × 10⁶ | CPU quota |
+//! | `PidsLimit` | target limit | fork bombs stop at the limit |
+//! | `NetworkMode` | `none` unless the target names a network; `host` and `container:*` refused | no network by default |
+//! | `Binds`, `Mounts`, `Volumes` | none | no host path, and so no Docker socket, is ever visible |
+//! | `IpcMode` | `private` | no shared memory with other containers |
+//! | `LogConfig` | `none` | output is read through attach only: Docker never writes it (and any secret it contains) to its log files |
+//! | `Ulimits` | `core=0` | a crashing command cannot dump memory holding secrets |
+//! | `AutoRemove` | `false` | the agent reads the exit state (exit code, OOM) first, then removes the container itself, with `v=true` |
+//!
+//! Limits of zero are refused: Docker reads 0 as "unlimited".
+
+use crate::runtime::{
+    AGENT_LABEL, ContainerId, ContainerSpec, DEFAULT_USER, ExitState, OutputFrame, OutputStream,
+    RUN_LABEL, Runtime, RuntimeError, StopSignal,
+};
+use bollard::Docker;
+use bollard::container::LogOutput;
+use bollard::errors::Error as DockerError;
+use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, ResourcesUlimits};
+use bollard::query_parameters::{
+    AttachContainerOptions, CreateContainerOptions, CreateImageOptions, InspectContainerOptions,
+    KillContainerOptions, ListContainersOptions, RemoveContainerOptions, StartContainerOptions,
+    WaitContainerOptions,
+};
+use futures_util::StreamExt as _;
+use sealrun_wire::log::StreamKind;
+use std::collections::HashMap;
+use std::time::Duration;
+use zeroize::Zeroizing;
+
+/// Mount options of the container's `/tmp`.
+pub const TMPFS_OPTIONS: &str = "rw,noexec,nosuid,nodev,size=64m,mode=1777";
+
+/// Seconds bollard waits for the engine to *answer* a request (not for a streamed
+/// body: waits and attaches last as long as the command).
+const ENGINE_TIMEOUT_SECS: u64 = 120;
+
+/// A Docker engine.
+#[derive(Clone, Debug)]
+pub struct DockerRuntime {
+    docker: Docker,
+}
+
+impl DockerRuntime {
+    /// Connects to the engine at `host` (`unix:///path`, `tcp://host:port` or
+    /// `http://host:port`), or to the local socket when `None`, and negotiates the
+    /// API version (engines as old as 20.10 speak API 1.41 only).
+    pub async fn connect(host: Option<&str>) -> Result<DockerRuntime, RuntimeError> {
+        let engine = |message: String| RuntimeError::Engine {
+            operation: "connect",
+            message,
+        };
+        let docker = match host {
+            None => Docker::connect_with_local_defaults(),
+            Some(h) if h.starts_with("unix://") => {
+                Docker::connect_with_unix(h, ENGINE_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
+            }
+            Some(h) if h.starts_with("tcp://") || h.starts_with("http://") => {
+                Docker::connect_with_http(h, ENGINE_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
+            }
+            Some(h) => {
+                return Err(engine(format!(
+                    "unsupported Docker host {h:?}: use unix:///path/to/docker.sock or tcp://host:port"
+                )));
+            }
+        }
+        .map_err(|e| engine(e.to_string()))?;
+        let docker = docker
+            .negotiate_version()
+            .await
+            .map_err(|e| engine(e.to_string()))?;
+        Ok(DockerRuntime { docker })
+    }
+
+    /// The underlying bollard client.
+    pub fn client(&self) -> &Docker {
+        &self.docker
+    }
+}
+
+/// `image` with `:latest` added when it names neither a tag nor a digest: pulling
+/// an untagged repository would otherwise fetch every tag.
+fn with_default_tag(image: &str) -> String {
+    if image.contains('@') {
+        return image.to_owned();
+    }
+    let last = image.rsplit('/').next().unwrap_or(image);
+    if last.contains(':') {
+        image.to_owned()
+    } else {
+        format!("{image}:latest")
+    }
+}
+
+fn status_of(e: &DockerError) -> Option<u16> {
+    match e {
+        DockerError::DockerResponseServerError { status_code, .. } => Some(*status_code),
+        _ => None,
+    }
+}
+
+fn engine_error(operation: &'static str) -> impl FnOnce(DockerError) -> RuntimeError {
+    move |e| RuntimeError::Engine {
+        operation,
+        message: e.to_string(),
+    }
+}
+
+/// Builds the container configuration for `spec`, checking what Docker would
+/// otherwise silently read as "unlimited" or "share the host".
+///
+/// The returned environment strings hold secret values; the caller keeps them in
+/// `Zeroizing` wrappers and passes copies to the engine (see the crate README on
+/// the copies the HTTP client makes, which issue 8 removes).
+fn container_body(
+    spec: &ContainerSpec,
+) -> Result<(ContainerCreateBody, Vec<Zeroizing<String>>), RuntimeError> {
+    let invalid = |m: String| Err(RuntimeError::InvalidSpec(m));
+    if spec.argv.is_empty() {
+        return invalid("the command is empty".into());
+    }
+    let limits = &spec.limits;
+    if limits.memory_mb < 6 {
+        return invalid(format!(
+            "memory limit {} MiB is below Docker's minimum of 6",
+            limits.memory_mb
+        ));
+    }
+    if limits.millicpus == 0 || limits.pids == 0 {
+        return invalid("CPU and process limits must be positive".into());
+    }
+    let network = spec.network.clone().unwrap_or_else(|| "none".to_owned());
+    if network == "host" || network.starts_with("container:") {
+        return invalid(format!(
+            "network {network:?} would share a namespace with the host or another container; name a Docker network instead"
+        ));
+    }
+
+    let mut env: Vec<Zeroizing<String>> = Vec::with_capacity(spec.env.len() + spec.secrets.len());
+    for (name, value) in &spec.env {
+        check_env_name(name)?;
+        if value.contains('\0') {
+            return invalid(format!("environment variable {name} contains a NUL byte"));
+        }
+        env.push(Zeroizing::new(format!("{name}={value}")));
+    }
+    for (name, secret) in &spec.secrets {
+        check_env_name(name)?;
+        let value = secret.expose_str().map_err(|_| {
+            RuntimeError::InvalidSpec(format!(
+                "secret {name} is not valid UTF-8, and environment variables must be text"
+            ))
+        })?;
+        if value.contains('\0') {
+            return invalid(format!(
+                "secret {name} contains a NUL byte, which an environment variable cannot hold"
+            ));
+        }
+        let mut entry = Zeroizing::new(String::with_capacity(name.len() + 1 + value.len()));
+        entry.push_str(name);
+        entry.push('=');
+        entry.push_str(value);
+        env.push(entry);
+    }
+
+    let memory = i64::try_from(limits.memory_mb.saturating_mul(1024 * 1024)).unwrap_or(i64::MAX);
+    let nano_cpus = i64::try_from(limits.millicpus.saturating_mul(1_000_000)).unwrap_or(i64::MAX);
+    let pids = i64::try_from(limits.pids).unwrap_or(i64::MAX);
+    let labels = HashMap::from([
+        (RUN_LABEL.to_owned(), spec.run_id.clone()),
+        (AGENT_LABEL.to_owned(), spec.agent_id.clone()),
+    ]);
+    let host_config = HostConfig {
+        cap_drop: Some(vec!["ALL".to_owned()]),
+        security_opt: Some(vec!["no-new-privileges:true".to_owned()]),
+        privileged: Some(false),
+        readonly_rootfs: Some(true),
+        tmpfs: Some(HashMap::from([(
+            "/tmp".to_owned(),
+            TMPFS_OPTIONS.to_owned(),
+        )])),
+        memory: Some(memory),
+        memory_swap: Some(memory),
+        nano_cpus: Some(nano_cpus),
+        pids_limit: Some(pids),
+        network_mode: Some(network),
+        ipc_mode: Some("private".to_owned()),
+        binds: None,
+        mounts: None,
+        auto_remove: Some(false),
+        publish_all_ports: Some(false),
+        log_config: Some(HostConfigLogConfig {
+            typ: Some("none".to_owned()),
+            config: None,
+        }),
+        ulimits: Some(vec![ResourcesUlimits {
+            name: Some("core".to_owned()),
+            soft: Some(0),
+            hard: Some(0),
+        }]),
+        ..Default::default()
+    };
+    let body = ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        cmd: Some(spec.argv.clone()),
+        // An empty (not absent) entrypoint: Docker then runs `cmd` itself instead of
+        // handing it to the image's ENTRYPOINT.
+        entrypoint: Some(Vec::new()),
+        env: Some(env.iter().map(|e| String::clone(e)).collect()),
+        user: Some(spec.user.clone().unwrap_or_else(|| DEFAULT_USER.to_owned())),
+        labels: Some(labels),
+        attach_stdin: Some(false),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        open_stdin: Some(false),
+        tty: Some(false),
+        network_disabled: Some(spec.network.is_none()),
+        host_config: Some(host_config),
+        ..Default::default()
+    };
+    Ok((body, env))
+}
+
+fn check_env_name(name: &str) -> Result<(), RuntimeError> {
+    let mut chars = name.chars();
+    let ok = matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic())
+        && chars.all(|c| c == '_' || c.is_ascii_alphanumeric());
+    if ok {
+        Ok(())
+    } else {
+        Err(RuntimeError::InvalidSpec(format!(
+            "{name:?} is not a valid environment variable name"
+        )))
+    }
+}
+
+impl Runtime for DockerRuntime {
+    async fn ensure_image(&self, image: &str) -> Result<(), RuntimeError> {
+        match self.docker.inspect_image(image).await {
+            Ok(_) => return Ok(()),
+            Err(e) if status_of(&e) == Some(404) => {}
+            Err(e) => return Err(engine_error("image inspect")(e)),
+        }
+        let reference = with_default_tag(image);
+        tracing::info!(image = %reference, "pulling image");
+        let options = CreateImageOptions {
+            from_image: Some(reference),
+            ..Default::default()
+        };
+        let mut progress = self.docker.create_image(Some(options), None, None);
+        let pull_error = |message: String| RuntimeError::Pull {
+            image: image.to_owned(),
+            message,
+        };
+        while let Some(item) = progress.next().await {
+            let info = item.map_err(|e| pull_error(e.to_string()))?;
+            if let Some(detail) = info.error_detail.and_then(|d| d.message).or(info.error) {
+                return Err(pull_error(detail));
+            }
+        }
+        // A pull that "succeeds" without producing the image (odd registries,
+        // platform mismatches) must still be an error, not a confusing create failure.
+        self.docker
+            .inspect_image(image)
+            .await
+            .map(drop)
+            .map_err(|e| pull_error(format!("image still absent after pulling: {e}")))
+    }
+
+    async fn create(&self, spec: ContainerSpec) -> Result<ContainerId, RuntimeError> {
+        let (body, env) = container_body(&spec)?;
+        // Drop (and so zeroize) the opened secrets before the engine round trip.
+        drop(spec);
+        let created = self
+            .docker
+            .create_container(None::<CreateContainerOptions>, body)
+            .await
+            .map_err(engine_error("create"));
+        drop(env);
+        let created = created?;
+        for warning in created.warnings {
+            tracing::warn!(container = %created.id, %warning, "engine warning on create");
+        }
+        Ok(ContainerId(created.id))
+    }
+
+    async fn start(&self, id: &ContainerId) -> Result<OutputStream, RuntimeError> {
+        // Attach before start: an attach after start could miss the first bytes.
+        let options = AttachContainerOptions {
+            stream: true,
+            stdout: true,
+            stderr: true,
+            stdin: false,
+            logs: false,
+            detach_keys: None,
+        };
+        let attached = self
+            .docker
+            .attach_container(&id.0, Some(options))
+            .await
+            .map_err(engine_error("attach"))?;
+        self.docker
+            .start_container(&id.0, None::<StartContainerOptions>)
+            .await
+            .map_err(engine_error("start"))?;
+        // The write half is kept alive with the stream so the engine never sees the
+        // connection half-closed while output is still flowing.
+        let input = attached.input;
+        let output = attached.output.filter_map(move |item| {
+            let _keep_open = &input;
+            let frame = match item {
+                Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => {
+                    Some(Ok(OutputFrame {
+                        stream: StreamKind::Stdout,
+                        data: message,
+                    }))
+                }
+                Ok(LogOutput::StdErr { message }) => Some(Ok(OutputFrame {
+                    stream: StreamKind::Stderr,
+                    data: message,
+                })),
+                Ok(LogOutput::StdIn { .. }) => None,
+                Err(e) => Some(Err(RuntimeError::Engine {
+                    operation: "attach",
+                    message: e.to_string(),
+                })),
+            };
+            std::future::ready(frame)
+        });
+        Ok(output.boxed())
+    }
+
+    async fn wait(&self, id: &ContainerId) -> Result<ExitState, RuntimeError> {
+        let options = WaitContainerOptions {
+            condition: "not-running".to_owned(),
+        };
+        let mut waiting = self.docker.wait_container(&id.0, Some(options));
+        match waiting.next().await {
+            // bollard turns a non-zero exit into an error; it is still an exit.
+            Some(Ok(_)) | Some(Err(DockerError::DockerContainerWaitError { .. })) | None => {}
+            Some(Err(e)) => return Err(engine_error("wait")(e)),
+        }
+        // Inspect for the exact exit code and the OOM flag, which wait does not give.
+        let inspected = self
+            .docker
+            .inspect_container(&id.0, None::<InspectContainerOptions>)
+            .await
+            .map_err(engine_error("inspect"))?;
+        let state = inspected.state.unwrap_or_default();
+        if state.running == Some(true) {
+            return Err(RuntimeError::Engine {
+                operation: "wait",
+                message: "the engine reported the container stopped, but it is still running"
+                    .into(),
+            });
+        }
+        Ok(ExitState {
+            exit_code: state.exit_code.unwrap_or(-1),
+            oom_killed: state.oom_killed.unwrap_or(false),
+        })
+    }
+
+    async fn signal(&self, id: &ContainerId, signal: StopSignal) -> Result<(), RuntimeError> {
+        let signal = match signal {
+            StopSignal::Terminate => "SIGTERM",
+            StopSignal::Kill => "SIGKILL",
+        };
+        let options = KillContainerOptions {
+            signal: signal.to_owned(),
+        };
+        match self.docker.kill_container(&id.0, Some(options)).await {
+            Ok(()) => Ok(()),
+            // 409: not running any more; 404: gone. Either way it is stopped.
+            Err(e) if matches!(status_of(&e), Some(404 | 409)) => Ok(()),
+            Err(e) => Err(engine_error("kill")(e)),
+        }
+    }
+
+    async fn remove(&self, id: &ContainerId) -> Result<(), RuntimeError> {
+        let options = RemoveContainerOptions {
+            force: true,
+            v: true,
+            link: false,
+        };
+        let mut attempt = 0u32;
+        loop {
+            match self
+                .docker
+                .remove_container(&id.0, Some(options.clone()))
+                .await
+            {
+                Ok(()) => return Ok(()),
+                Err(e) if status_of(&e) == Some(404) => return Ok(()),
+                // 409 "removal already in progress" and transient engine errors:
+                // try again briefly, since a container must never be left behind.
+                Err(e) if attempt < 5 => {
+                    tracing::debug!(container = %id, error = %e, attempt, "retrying container removal");
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+                }
+                Err(e) => return Err(engine_error("remove")(e)),
+            }
+        }
+    }
+
+    async fn list(&self, agent_id: &str) -> Result<Vec<ContainerId>, RuntimeError> {
+        let filters = HashMap::from([(
+            "label".to_owned(),
+            vec![format!("{AGENT_LABEL}={agent_id}")],
+        )]);
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        };
+        let containers = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(engine_error("list"))?;
+        Ok(containers
+            .into_iter()
+            .filter_map(|c| c.id.map(ContainerId))
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use sealrun_vault::Secret;
+    use sealrun_wire::agent::ResourceLimits;
+
+    fn spec() -> ContainerSpec {
+        ContainerSpec {
+            run_id: "r1".into(),
+            agent_id: "a1".into(),
+            image: "sealrun/busybox:latest".into(),
+            argv: vec!["true".into()],
+            env: vec![("PLAIN".into(), "1".into())],
+            secrets: vec![("TOKEN".into(), Secret::new(b"s3cr3t-value".to_vec()))],
+            limits: ResourceLimits::default(),
+            network: None,
+            user: None,
+        }
+    }
+
+    #[test]
+    fn an_untagged_image_is_pulled_as_latest_only() {
+        assert_eq!(with_default_tag("busybox"), "busybox:latest");
+        assert_eq!(
+            with_default_tag("localhost:5000/x/busybox"),
+            "localhost:5000/x/busybox:latest"
+        );
+        assert_eq!(
+            with_default_tag("localhost:5000/busybox:1.36"),
+            "localhost:5000/busybox:1.36"
+        );
+        assert_eq!(
+            with_default_tag("busybox@sha256:abcd"),
+            "busybox@sha256:abcd"
+        );
+    }
+
+    #[test]
+    fn the_default_body_is_hardened() {
+        let (body, _env) = container_body(&spec()).unwrap();
+        let host = body.host_config.unwrap();
+        assert_eq!(host.cap_drop.unwrap(), vec!["ALL"]);
+        assert_eq!(host.security_opt.unwrap(), vec!["no-new-privileges:true"]);
+        assert_eq!(host.readonly_rootfs, Some(true));
+        assert_eq!(host.privileged, Some(false));
+        assert_eq!(host.network_mode.as_deref(), Some("none"));
+        assert_eq!(host.memory, host.memory_swap);
+        assert_eq!(host.memory, Some(512 * 1024 * 1024));
+        assert_eq!(host.nano_cpus, Some(1_000_000_000));
+        assert_eq!(host.pids_limit, Some(128));
+        assert!(host.binds.is_none() && host.mounts.is_none());
+        assert_eq!(host.log_config.unwrap().typ.as_deref(), Some("none"));
+        assert_eq!(body.user.as_deref(), Some(DEFAULT_USER));
+        assert_eq!(body.entrypoint, Some(vec![]));
+        assert_eq!(body.env.unwrap(), vec!["PLAIN=1", "TOKEN=s3cr3t-value"]);
+    }
+
+    #[test]
+    fn host_and_container_networks_are_refused() {
+        for network in ["host", "container:abc"] {
+            let mut s = spec();
+            s.network = Some(network.into());
+            assert!(
+                matches!(container_body(&s), Err(RuntimeError::InvalidSpec(_))),
+                "{network}"
+            );
+        }
+        let mut s = spec();
+        s.network = Some("backend".into());
+        let (body, _) = container_body(&s).unwrap();
+        assert_eq!(
+            body.host_config.unwrap().network_mode.as_deref(),
+            Some("backend")
+        );
+    }
+
+    #[test]
+    fn zero_limits_are_refused_because_docker_reads_them_as_unlimited() {
+        for limits in [
+            ResourceLimits {
+                memory_mb: 0,
+                ..ResourceLimits::default()
+            },
+            ResourceLimits {
+                millicpus: 0,
+                ..ResourceLimits::default()
+            },
+            ResourceLimits {
+                pids: 0,
+                ..ResourceLimits::default()
+            },
+        ] {
+            let mut s = spec();
+            s.limits = limits;
+            assert!(matches!(
+                container_body(&s),
+                Err(RuntimeError::InvalidSpec(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn a_secret_that_is_not_text_is_refused_without_quoting_it() {
+        let mut s = spec();
+        s.secrets = vec![(
+            "BIN".into(),
+            Secret::new(vec![0xff, 0xfe, b'x', b'y', b'z', b'w']),
+        )];
+        let err = container_body(&s).unwrap_err().to_string();
+        assert!(err.contains("BIN") && err.contains("UTF-8"), "{err}");
+    }
+
+    #[test]
+    fn invalid_environment_names_are_refused() {
+        let mut s = spec();
+        s.env = vec![("A=B".into(), "x".into())];
+        assert!(container_body(&s).is_err());
+        s.env = vec![("1A".into(), "x".into())];
+        assert!(container_body(&s).is_err());
+    }
+
+    #[test]
+    fn the_spec_debug_shows_secret_names_but_never_values() {
+        let shown = format!("{:?}", spec());
+        assert!(shown.contains("TOKEN"));
+        assert!(!shown.contains("s3cr3t-value"));
+    }
+}

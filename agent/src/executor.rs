@@ -1,0 +1,638 @@
+//! One run, from assignment to outcome: open its secrets, build its redactor,
+//! create its container, stream its output, stop it when told to or when it
+//! runs out of time, remove it whatever happens, and say how it ended.
+//!
+//! ```text
+//! open secrets ─▶ redactor ─▶ pull image ─▶ create ─▶ attach+start ─▶ wait ─┬─▶ output drained ─▶ remove ─▶ uploads acked ─▶ outcome
+//!                                                         │               │
+//!                                   timeout / cancel: SIGTERM, grace, SIGKILL
+//!                                   shutdown / failure / abandon: SIGKILL
+//! ```
+//!
+//! Every string this module reports about a run goes through the run's redactor
+//! first: an image-pull error that quotes a registry token is masked like output.
+
+use crate::output::{self, PumpEnd, redact_message};
+use crate::runtime::{ContainerId, ContainerSpec, ExitState, Runtime, StopSignal};
+use crate::upload::{LogSink, UploadEnd, upload_all};
+use sealrun_redactor::Redactor;
+use sealrun_vault::{Secret, TargetKeypair};
+use sealrun_wire::agent::{Assignment, FinishRequest};
+use sealrun_wire::run::RunStatus;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+/// Output held between the container and the uploader, at most (the bound that
+/// turns a slow control plane into backpressure on the command).
+pub const CHANNEL_BYTES: usize = 4 * 1024 * 1024;
+
+/// A request to stop a run, from outside the executor. Requests only escalate:
+/// a later request of lower rank than the current one is ignored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StopRequest {
+    /// Keep running.
+    None,
+    /// A user canceled: SIGTERM, then SIGKILL after the grace period; `canceled`.
+    Cancel,
+    /// The agent is shutting down and the grace period is over: SIGKILL; `error`.
+    Shutdown,
+    /// The agent cannot carry on with the run (e.g. its log upload was refused):
+    /// SIGKILL; `error` with this message.
+    Fail(String),
+    /// The run is no longer this agent's (lease lapsed, or the agent gives up):
+    /// SIGKILL, remove the container, report nothing.
+    Abandon,
+}
+
+impl StopRequest {
+    fn rank(&self) -> u8 {
+        match self {
+            StopRequest::None => 0,
+            StopRequest::Cancel => 1,
+            StopRequest::Shutdown => 2,
+            StopRequest::Fail(_) => 3,
+            StopRequest::Abandon => 4,
+        }
+    }
+
+    /// Whether this is [`StopRequest::Abandon`].
+    pub fn is_abandon(&self) -> bool {
+        matches!(self, StopRequest::Abandon)
+    }
+}
+
+/// The handle through which the agent (heartbeats, uploads, shutdown) stops a run.
+#[derive(Clone, Debug)]
+pub struct RunControl {
+    tx: Arc<watch::Sender<StopRequest>>,
+}
+
+impl Default for RunControl {
+    fn default() -> Self {
+        RunControl::new()
+    }
+}
+
+impl RunControl {
+    /// A control with no stop requested.
+    pub fn new() -> RunControl {
+        let (tx, _) = watch::channel(StopRequest::None);
+        RunControl { tx: Arc::new(tx) }
+    }
+
+    /// Raises `request` unless a request of equal or higher rank is already made.
+    pub fn request(&self, request: StopRequest) {
+        self.tx.send_if_modified(|current| {
+            if request.rank() > current.rank() {
+                *current = request;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// The strongest request made so far.
+    pub fn current(&self) -> StopRequest {
+        self.tx.borrow().clone()
+    }
+
+    /// A receiver that sees every escalation.
+    pub fn subscribe(&self) -> watch::Receiver<StopRequest> {
+        self.tx.subscribe()
+    }
+}
+
+/// Everything needed to execute one assignment.
+pub struct Job {
+    /// The assignment as the control plane sent it.
+    pub assignment: Assignment,
+    /// This agent's id (labels the container).
+    pub agent_id: String,
+    /// The keypair of the assignment's target.
+    pub keypair: Arc<TargetKeypair>,
+    /// Agent-side cap on the run's timeout.
+    pub max_timeout: Option<Duration>,
+    /// Time between SIGTERM and SIGKILL when canceling or timing out.
+    pub cancel_grace: Duration,
+    /// Largest chunk of output the control plane accepts.
+    pub max_chunk_bytes: usize,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job")
+            .field("run_id", &self.assignment.run_id)
+            .field("target", &self.assignment.target)
+            .field("agent_id", &self.agent_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Job {
+    /// The run's timeout after the agent-side cap.
+    pub fn timeout(&self) -> Duration {
+        let asked = Duration::from_secs(self.assignment.timeout_secs);
+        self.max_timeout.map_or(asked, |cap| asked.min(cap))
+    }
+}
+
+/// How a run ended, from the agent's side.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Report this to the control plane.
+    Report(FinishRequest),
+    /// The run was abandoned: report nothing (the control plane would refuse it).
+    Abandoned,
+}
+
+impl Outcome {
+    /// An `error` outcome with `message` (already redacted by the caller).
+    pub fn error(message: String, next_seq: u64) -> Outcome {
+        Outcome::Report(FinishRequest {
+            status: RunStatus::Error,
+            exit_code: None,
+            error: Some(message),
+            oom_killed: false,
+            next_seq,
+        })
+    }
+}
+
+/// Why the executor stopped the command itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Stopped {
+    Canceled,
+    TimedOut,
+    Shutdown,
+    Failed(String),
+    Abandoned,
+}
+
+/// Opens every secret of the assignment with the target's key. Errors name the
+/// secret and say why; they never contain a value.
+fn open_secrets(keypair: &TargetKeypair, a: &Assignment) -> Result<Vec<(String, Secret)>, String> {
+    let mut seen = HashSet::new();
+    let mut opened = Vec::with_capacity(a.secrets.len());
+    for s in &a.secrets {
+        if !seen.insert(s.name.as_str()) {
+            return Err(format!("secret {} is assigned twice", s.name));
+        }
+        if a.env.contains_key(&s.name) {
+            return Err(format!(
+                "{} is both a secret and a plain environment variable",
+                s.name
+            ));
+        }
+        let secret = sealrun_vault::open(keypair, &s.name, &a.target, &s.sealed)
+            .map_err(|e| format!("secret {} could not be opened: {e}", s.name))?;
+        opened.push((s.name.clone(), secret));
+    }
+    Ok(opened)
+}
+
+fn build_redactor(secrets: &[(String, Secret)]) -> Result<Redactor, String> {
+    if secrets.is_empty() {
+        return Ok(Redactor::empty());
+    }
+    Redactor::new(secrets.iter().map(|(_, s)| s.expose())).map_err(|e| {
+        // The redactor's errors describe the rule (e.g. a minimum length), never the value.
+        let names: Vec<&str> = secrets.iter().map(|(n, _)| n.as_str()).collect();
+        format!("cannot mask secrets ({}): {e}", names.join(", "))
+    })
+}
+
+/// What the control plane wants reported if a stop was requested before the
+/// container exists.
+fn early_outcome(control: &RunControl) -> Option<Outcome> {
+    match control.current() {
+        StopRequest::None => None,
+        StopRequest::Cancel => Some(Outcome::Report(FinishRequest {
+            status: RunStatus::Canceled,
+            exit_code: None,
+            error: None,
+            oom_killed: false,
+            next_seq: 0,
+        })),
+        StopRequest::Shutdown => Some(Outcome::error(
+            "the agent shut down before the command started".into(),
+            0,
+        )),
+        StopRequest::Fail(message) => Some(Outcome::error(message, 0)),
+        StopRequest::Abandon => Some(Outcome::Abandoned),
+    }
+}
+
+/// Executes `job` on `runtime`, streaming its redacted output to `sink`, and
+/// returns how it ended. Never panics and never leaves the container behind.
+pub async fn execute<R: Runtime, S: LogSink>(
+    runtime: &R,
+    job: Job,
+    sink: Arc<S>,
+    control: RunControl,
+) -> Outcome {
+    let a = &job.assignment;
+    if let Some(outcome) = early_outcome(&control) {
+        return outcome;
+    }
+    let secrets = match open_secrets(&job.keypair, a) {
+        Ok(s) => s,
+        Err(message) => return Outcome::error(message, 0),
+    };
+    let redactor = match build_redactor(&secrets) {
+        Ok(r) => Arc::new(r),
+        Err(message) => return Outcome::error(message, 0),
+    };
+    let redact = |message: String| redact_message(&redactor, &message);
+
+    if let Err(e) = runtime.ensure_image(&a.image).await {
+        return Outcome::error(redact(e.to_string()), 0);
+    }
+    if let Some(outcome) = early_outcome(&control) {
+        return outcome;
+    }
+    let spec = ContainerSpec {
+        run_id: a.run_id.clone(),
+        agent_id: job.agent_id.clone(),
+        image: a.image.clone(),
+        argv: a.argv.clone(),
+        env: a.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        secrets,
+        limits: a.limits.clone(),
+        network: a.network.clone(),
+        user: a.user.clone(),
+    };
+    let id = match runtime.create(spec).await {
+        Ok(id) => id,
+        Err(e) => return Outcome::error(redact(e.to_string()), 0),
+    };
+    tracing::info!(run = %a.run_id, container = %id, "container created");
+
+    let driven = drive(runtime, &id, &job, Arc::clone(&redactor), sink, &control).await;
+
+    // Whatever happened, the container goes now: its output has been read in full
+    // (or the run was abandoned), and its exit state is known.
+    if let Err(e) = runtime.remove(&id).await {
+        tracing::error!(run = %a.run_id, container = %id, error = %e, "could not remove the container; it will be removed when the agent restarts");
+    }
+
+    let mut stop = control.subscribe();
+    let upload_end = match driven.uploader {
+        Some(mut uploader) => tokio::select! {
+            end = &mut uploader => end.unwrap_or_default(),
+            _ = stop.wait_for(StopRequest::is_abandon) => {
+                uploader.abort();
+                UploadEnd::default()
+            }
+        },
+        None => UploadEnd::default(),
+    };
+    let outcome = conclude(driven.result, driven.pump, &upload_end, &control, redact);
+    tracing::info!(run = %a.run_id, outcome = ?summary(&outcome), "run ended");
+    outcome
+}
+
+fn summary(outcome: &Outcome) -> (&'static str, Option<i64>) {
+    match outcome {
+        Outcome::Report(f) => (f.status.as_str(), f.exit_code),
+        Outcome::Abandoned => ("abandoned", None),
+    }
+}
+
+struct Driven {
+    /// How the command ended, or why it could not run.
+    result: Result<(ExitState, Option<Stopped>), String>,
+    pump: Option<PumpEnd>,
+    uploader: Option<tokio::task::JoinHandle<UploadEnd>>,
+}
+
+/// Starts the container and supervises it until it exits and its output is read.
+async fn drive<R: Runtime, S: LogSink>(
+    runtime: &R,
+    id: &ContainerId,
+    job: &Job,
+    redactor: Arc<Redactor>,
+    sink: Arc<S>,
+    control: &RunControl,
+) -> Driven {
+    let output = match runtime.start(id).await {
+        Ok(o) => o,
+        Err(e) => {
+            return Driven {
+                result: Err(e.to_string()),
+                pump: None,
+                uploader: None,
+            };
+        }
+    };
+    let max_chunk = job.max_chunk_bytes.max(1);
+    let (tx, rx) = mpsc::channel((CHANNEL_BYTES / max_chunk).max(2));
+    let truncated = Arc::new(AtomicBool::new(false));
+    let mut pump = tokio::spawn(output::pump(
+        output,
+        redactor,
+        tx,
+        max_chunk,
+        Arc::clone(&truncated),
+    ));
+    let uploader = {
+        let control = control.clone();
+        tokio::spawn(async move { upload_all(&*sink, rx, &control, &truncated).await })
+    };
+
+    let deadline = Instant::now() + job.timeout();
+    let grace = job.cancel_grace;
+    let mut stop = control.subscribe();
+    let mut stopped: Option<Stopped> = None;
+    let mut kill_at: Option<Instant> = None;
+    let mut pump_end: Option<PumpEnd> = None;
+    let wait = runtime.wait(id);
+    tokio::pin!(wait);
+
+    let exit = loop {
+        // Escalations that need a signal; computed in the select arms, sent after.
+        let mut send: Option<StopSignal> = None;
+        tokio::select! {
+            exit = &mut wait => break exit,
+            () = tokio::time::sleep_until(deadline), if stopped.is_none() => {
+                tracing::info!(run = %job.assignment.run_id, timeout = ?job.timeout(), "run timed out; stopping it");
+                stopped = Some(Stopped::TimedOut);
+                send = Some(StopSignal::Terminate);
+                kill_at = Some(Instant::now() + grace);
+            }
+            () = sleep_until_opt(kill_at) => {
+                send = Some(StopSignal::Kill);
+                kill_at = None;
+            }
+            end = &mut pump, if pump_end.is_none() => {
+                let end = end.unwrap_or_else(|e| PumpEnd { next_seq: 0, error: Some(crate::runtime::RuntimeError::Engine { operation: "output", message: e.to_string() }) });
+                if let Some(e) = &end.error {
+                    // Without its output stream the run cannot be observed: end it.
+                    stopped = escalate(stopped, Stopped::Failed(format!("lost the command's output: {e}")));
+                    send = Some(StopSignal::Kill);
+                    kill_at = None;
+                }
+                pump_end = Some(end);
+            }
+            changed = stop.changed() => {
+                if changed.is_err() {
+                    continue;
+                }
+                let request = stop.borrow_and_update().clone();
+                match request {
+                    StopRequest::None => {}
+                    StopRequest::Cancel => {
+                        if stopped.is_none() {
+                            tracing::info!(run = %job.assignment.run_id, "run canceled; stopping it");
+                            stopped = Some(Stopped::Canceled);
+                            send = Some(StopSignal::Terminate);
+                            kill_at = Some(Instant::now() + grace);
+                        }
+                    }
+                    StopRequest::Shutdown => {
+                        stopped = escalate(stopped, Stopped::Shutdown);
+                        send = Some(StopSignal::Kill);
+                        kill_at = None;
+                    }
+                    StopRequest::Fail(message) => {
+                        stopped = escalate(stopped, Stopped::Failed(message));
+                        send = Some(StopSignal::Kill);
+                        kill_at = None;
+                    }
+                    StopRequest::Abandon => {
+                        stopped = escalate(stopped, Stopped::Abandoned);
+                        send = Some(StopSignal::Kill);
+                        kill_at = None;
+                    }
+                }
+            }
+        }
+        if let Some(signal) = send {
+            if let Err(e) = runtime.signal(id, signal).await {
+                tracing::warn!(run = %job.assignment.run_id, error = %e, ?signal, "could not signal the container");
+            }
+        }
+    };
+
+    let exit = match exit {
+        Ok(exit) => exit,
+        Err(e) => {
+            // The engine lost track of the container: kill it so that removal and
+            // the output stream's end are not waiting on a command that still runs.
+            let _ = runtime.signal(id, StopSignal::Kill).await;
+            pump.abort();
+            return Driven {
+                result: Err(e.to_string()),
+                pump: pump_end,
+                uploader: Some(uploader),
+            };
+        }
+    };
+
+    // The command has exited; read the rest of its output, however long the
+    // control plane takes to accept it, unless the run is abandoned.
+    if pump_end.is_none() {
+        pump_end = tokio::select! {
+            end = &mut pump => end.ok(),
+            _ = stop.wait_for(StopRequest::is_abandon) => {
+                pump.abort();
+                stopped = escalate(stopped, Stopped::Abandoned);
+                None
+            }
+        };
+    }
+    Driven {
+        result: Ok((exit, stopped)),
+        pump: pump_end,
+        uploader: Some(uploader),
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The stronger of two reasons: abandonment beats failure beats shutdown beats
+/// the first of cancel and timeout.
+fn escalate(current: Option<Stopped>, new: Stopped) -> Option<Stopped> {
+    fn rank(s: &Stopped) -> u8 {
+        match s {
+            Stopped::Canceled | Stopped::TimedOut => 1,
+            Stopped::Shutdown => 2,
+            Stopped::Failed(_) => 3,
+            Stopped::Abandoned => 4,
+        }
+    }
+    match current {
+        Some(c) if rank(&c) >= rank(&new) => Some(c),
+        _ => Some(new),
+    }
+}
+
+fn conclude(
+    result: Result<(ExitState, Option<Stopped>), String>,
+    pump: Option<PumpEnd>,
+    upload: &UploadEnd,
+    control: &RunControl,
+    redact: impl Fn(String) -> String,
+) -> Outcome {
+    if control.current().is_abandon() {
+        return Outcome::Abandoned;
+    }
+    let next_seq = pump.as_ref().map_or(upload.acked, |p| p.next_seq);
+    let (exit, stopped) = match result {
+        Ok(r) => r,
+        Err(message) => return Outcome::error(redact(message), next_seq),
+    };
+    // A failure raised after the command exited (e.g. the last upload refused).
+    let stopped = match control.current() {
+        StopRequest::Fail(m) => escalate(stopped, Stopped::Failed(m)),
+        _ => stopped,
+    };
+    let (status, error) = match stopped {
+        Some(Stopped::Abandoned) => return Outcome::Abandoned,
+        Some(Stopped::Failed(m)) => (RunStatus::Error, Some(redact(m))),
+        Some(Stopped::Shutdown) => (
+            RunStatus::Error,
+            Some("killed: the agent shut down and the command outlived its grace period".into()),
+        ),
+        Some(Stopped::TimedOut) => (RunStatus::TimedOut, None),
+        Some(Stopped::Canceled) => (RunStatus::Canceled, None),
+        None if exit.oom_killed => (RunStatus::Failed, Some("OOM killed".into())),
+        None if exit.exit_code == 0 => (RunStatus::Succeeded, None),
+        None => (RunStatus::Failed, None),
+    };
+    if upload.gap {
+        tracing::error!(
+            next_seq,
+            acked = upload.acked,
+            "finishing a run whose stored log has a gap"
+        );
+    }
+    Outcome::Report(FinishRequest {
+        status,
+        exit_code: Some(exit.exit_code),
+        error,
+        oom_killed: exit.oom_killed,
+        next_seq,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stop_requests_only_escalate() {
+        let c = RunControl::new();
+        c.request(StopRequest::Shutdown);
+        c.request(StopRequest::Cancel);
+        assert_eq!(c.current(), StopRequest::Shutdown);
+        c.request(StopRequest::Abandon);
+        c.request(StopRequest::Fail("x".into()));
+        assert_eq!(c.current(), StopRequest::Abandon);
+    }
+
+    #[test]
+    fn the_agent_cap_shortens_a_runs_timeout_but_never_lengthens_it() {
+        let job = |secs, cap: Option<u64>| Job {
+            assignment: Assignment {
+                run_id: "r".into(),
+                target: "t".into(),
+                image: "i".into(),
+                argv: vec!["true".into()],
+                env: Default::default(),
+                secrets: vec![],
+                timeout_secs: secs,
+                limits: Default::default(),
+                network: None,
+                user: None,
+            },
+            agent_id: "a".into(),
+            keypair: Arc::new(TargetKeypair::generate()),
+            max_timeout: cap.map(Duration::from_secs),
+            cancel_grace: Duration::from_secs(1),
+            max_chunk_bytes: 1024,
+        };
+        assert_eq!(job(60, Some(10)).timeout(), Duration::from_secs(10));
+        assert_eq!(job(5, Some(10)).timeout(), Duration::from_secs(5));
+        assert_eq!(job(60, None).timeout(), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn an_oom_kill_is_a_failure_that_says_so() {
+        let exit = ExitState {
+            exit_code: 137,
+            oom_killed: true,
+        };
+        let outcome = conclude(
+            Ok((exit, None)),
+            None,
+            &UploadEnd::default(),
+            &RunControl::new(),
+            |m| m,
+        );
+        let Outcome::Report(f) = outcome else {
+            panic!("abandoned")
+        };
+        assert_eq!(f.status, RunStatus::Failed);
+        assert_eq!(f.error.as_deref(), Some("OOM killed"));
+        assert!(f.oom_killed);
+        assert_eq!(f.exit_code, Some(137));
+    }
+
+    #[test]
+    fn a_cancel_reports_canceled_with_the_exit_code() {
+        let exit = ExitState {
+            exit_code: 143,
+            oom_killed: false,
+        };
+        let outcome = conclude(
+            Ok((exit, Some(Stopped::Canceled))),
+            None,
+            &UploadEnd::default(),
+            &RunControl::new(),
+            |m| m,
+        );
+        let Outcome::Report(f) = outcome else {
+            panic!("abandoned")
+        };
+        assert_eq!((f.status, f.exit_code), (RunStatus::Canceled, Some(143)));
+    }
+
+    #[test]
+    fn an_abandoned_run_reports_nothing() {
+        let c = RunControl::new();
+        c.request(StopRequest::Abandon);
+        let exit = ExitState {
+            exit_code: 0,
+            oom_killed: false,
+        };
+        assert_eq!(
+            conclude(Ok((exit, None)), None, &UploadEnd::default(), &c, |m| m),
+            Outcome::Abandoned
+        );
+    }
+
+    #[test]
+    fn error_messages_pass_the_redactor() {
+        let outcome = conclude(
+            Err("pull failed: token abc".into()),
+            None,
+            &UploadEnd::default(),
+            &RunControl::new(),
+            |m| m.replace("abc", "***"),
+        );
+        let Outcome::Report(f) = outcome else {
+            panic!("abandoned")
+        };
+        assert_eq!(f.error.as_deref(), Some("pull failed: token ***"));
+    }
+}

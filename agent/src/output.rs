@@ -1,0 +1,279 @@
+//! From container output to sequenced, redacted log chunks.
+//!
+//! ```text
+//! runtime output ──▶ StreamRedactor (stdout) ─┐
+//!                └─▶ StreamRedactor (stderr) ─┴─▶ Batcher ──▶ bounded channel ──▶ uploader
+//! ```
+//!
+//! Each stream has its own [`StreamRedactor`], so a secret split across two writes
+//! of one stream is still masked, and bytes of one stream can never complete a
+//! match begun in the other. The [`Batcher`] cuts the redacted bytes into chunks
+//! of one stream each, at most `max_chunk_bytes` long, numbered from 0 across both
+//! streams; a chunk is closed when it is full, when the other stream writes, or
+//! [`FLUSH_INTERVAL`] after its first byte, so a slow trickle of output still
+//! shows up promptly.
+//!
+//! The channel to the uploader is bounded. When the control plane is slow or
+//! unreachable, sending into it waits, the pump stops reading the runtime's
+//! output, and the command blocks on its next write: output is delayed, never
+//! dropped, and the agent's memory stays flat.
+//!
+//! Ordering between the two streams is the order in which redacted bytes leave
+//! their redactors: a redactor holds back a tail that could still begin a secret,
+//! so that tail may land after output the other stream wrote later.
+
+use crate::runtime::{OutputStream, RuntimeError};
+use futures_util::StreamExt as _;
+use sealrun_redactor::{Redactor, StreamRedactor};
+use sealrun_wire::Base64Bytes;
+use sealrun_wire::log::{LogChunk, StreamKind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// Longest time a byte of output waits in a partly filled chunk.
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Cuts redacted output into sequenced chunks of one stream each.
+#[derive(Debug)]
+pub struct Batcher {
+    max_chunk_bytes: usize,
+    next_seq: u64,
+    pending: Option<(StreamKind, Vec<u8>)>,
+}
+
+impl Batcher {
+    /// A batcher whose first chunk gets `seq` 0.
+    pub fn new(max_chunk_bytes: usize) -> Batcher {
+        Batcher {
+            max_chunk_bytes: max_chunk_bytes.max(1),
+            next_seq: 0,
+            pending: None,
+        }
+    }
+
+    /// Appends redacted bytes of `stream`, moving every chunk this completes to `out`.
+    pub fn push(&mut self, stream: StreamKind, mut data: &[u8], out: &mut Vec<LogChunk>) {
+        if matches!(&self.pending, Some((s, _)) if *s != stream) {
+            out.extend(self.flush());
+        }
+        while !data.is_empty() {
+            let max = self.max_chunk_bytes;
+            let (_, buf) = self
+                .pending
+                .get_or_insert_with(|| (stream, Vec::with_capacity(max.min(64 * 1024))));
+            let take = (max - buf.len()).min(data.len());
+            buf.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if buf.len() >= max {
+                out.extend(self.flush());
+            }
+        }
+    }
+
+    /// Closes the chunk in progress, if any.
+    pub fn flush(&mut self) -> Option<LogChunk> {
+        let (stream, data) = self.pending.take()?;
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        Some(LogChunk {
+            seq,
+            stream,
+            data: Base64Bytes(data),
+        })
+    }
+
+    /// Whether a chunk is in progress.
+    pub fn has_pending(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// `seq` of the next chunk: the number of chunks produced so far.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+}
+
+/// Redacts `message` with `redactor` as a whole: for every string the agent
+/// reports about a run (errors included), not only the command's output.
+pub fn redact_message(redactor: &Arc<Redactor>, message: &str) -> String {
+    String::from_utf8_lossy(&redactor.redact(message.as_bytes())).into_owned()
+}
+
+/// How the pump ended.
+#[derive(Debug)]
+pub struct PumpEnd {
+    /// Number of chunks produced (`seq` of the next one).
+    pub next_seq: u64,
+    /// Set when the output stream failed before its end.
+    pub error: Option<RuntimeError>,
+}
+
+/// Reads `output` to its end, redacting and batching it into `tx`.
+///
+/// Once `truncated` is set (the control plane stored all it will store) the pump
+/// keeps reading, so the command is never blocked, but produces no more chunks. If
+/// the receiver goes away it likewise only drains.
+pub async fn pump(
+    mut output: OutputStream,
+    redactor: Arc<Redactor>,
+    tx: mpsc::Sender<LogChunk>,
+    max_chunk_bytes: usize,
+    truncated: Arc<AtomicBool>,
+) -> PumpEnd {
+    let mut stdout = StreamRedactor::new(Arc::clone(&redactor));
+    let mut stderr = StreamRedactor::new(redactor);
+    let mut batcher = Batcher::new(max_chunk_bytes);
+    let mut redacted = Vec::new();
+    let mut ready = Vec::new();
+    let mut flush_at: Option<Instant> = None;
+    let mut receiver_gone = false;
+    let mut error = None;
+
+    loop {
+        let next = match flush_at {
+            Some(deadline) => tokio::select! {
+                biased;
+                next = output.next() => next,
+                () = tokio::time::sleep_until(deadline) => {
+                    ready.extend(batcher.flush());
+                    flush_at = None;
+                    receiver_gone |= send_all(&tx, &mut ready, receiver_gone).await;
+                    continue;
+                }
+            },
+            None => output.next().await,
+        };
+        let frame = match next {
+            None => break,
+            Some(Err(e)) => {
+                error = Some(e);
+                break;
+            }
+            Some(Ok(frame)) => frame,
+        };
+        if truncated.load(Ordering::Relaxed) || receiver_gone {
+            continue;
+        }
+        redacted.clear();
+        match frame.stream {
+            StreamKind::Stderr => stderr.push(&frame.data, &mut redacted),
+            _ => stdout.push(&frame.data, &mut redacted),
+        }
+        batcher.push(frame.stream, &redacted, &mut ready);
+        flush_at = match (batcher.has_pending(), flush_at) {
+            (false, _) => None,
+            (true, None) => Some(Instant::now() + FLUSH_INTERVAL),
+            (true, keep) => keep,
+        };
+        receiver_gone |= send_all(&tx, &mut ready, receiver_gone).await;
+    }
+
+    // What the redactors still hold back is output too: the command has ended, so
+    // it can no longer become part of a secret.
+    if !truncated.load(Ordering::Relaxed) && !receiver_gone {
+        for (kind, redactor) in [
+            (StreamKind::Stdout, &mut stdout),
+            (StreamKind::Stderr, &mut stderr),
+        ] {
+            redacted.clear();
+            redactor.finish(&mut redacted);
+            batcher.push(kind, &redacted, &mut ready);
+        }
+        ready.extend(batcher.flush());
+        send_all(&tx, &mut ready, receiver_gone).await;
+    }
+    PumpEnd {
+        next_seq: batcher.next_seq(),
+        error,
+    }
+}
+
+/// Sends every ready chunk, waiting for room (this wait is the backpressure).
+/// Returns true if the receiver is gone.
+async fn send_all(tx: &mpsc::Sender<LogChunk>, ready: &mut Vec<LogChunk>, gone: bool) -> bool {
+    if gone {
+        ready.clear();
+        return true;
+    }
+    let mut gone = false;
+    for chunk in ready.drain(..) {
+        // After a failed send the remaining chunks are dropped with the drain.
+        if !gone && tx.send(chunk).await.is_err() {
+            gone = true;
+        }
+    }
+    gone
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn chunks(b: &mut Batcher, pushes: &[(StreamKind, &[u8])]) -> Vec<LogChunk> {
+        let mut out = Vec::new();
+        for (s, d) in pushes {
+            b.push(*s, d, &mut out);
+        }
+        out.extend(b.flush());
+        out
+    }
+
+    #[test]
+    fn chunks_never_exceed_the_maximum_and_keep_every_byte_in_order() {
+        let mut b = Batcher::new(4);
+        let out = chunks(
+            &mut b,
+            &[
+                (StreamKind::Stdout, b"abcdefghij"),
+                (StreamKind::Stdout, b"k"),
+            ],
+        );
+        let sizes: Vec<usize> = out.iter().map(|c| c.data.0.len()).collect();
+        assert_eq!(sizes, [4, 4, 3]);
+        let all: Vec<u8> = out.iter().flat_map(|c| c.data.0.clone()).collect();
+        assert_eq!(all, b"abcdefghijk");
+    }
+
+    #[test]
+    fn sequence_numbers_start_at_zero_and_run_across_streams() {
+        let mut b = Batcher::new(100);
+        let out = chunks(
+            &mut b,
+            &[
+                (StreamKind::Stdout, b"out1"),
+                (StreamKind::Stderr, b"err1"),
+                (StreamKind::Stdout, b"out2"),
+            ],
+        );
+        let seqs: Vec<u64> = out.iter().map(|c| c.seq).collect();
+        let streams: Vec<StreamKind> = out.iter().map(|c| c.stream).collect();
+        assert_eq!(seqs, [0, 1, 2]);
+        assert_eq!(
+            streams,
+            [StreamKind::Stdout, StreamKind::Stderr, StreamKind::Stdout]
+        );
+        assert_eq!(b.next_seq(), 3);
+    }
+
+    #[test]
+    fn consecutive_writes_of_one_stream_share_a_chunk() {
+        let mut b = Batcher::new(100);
+        let out = chunks(
+            &mut b,
+            &[(StreamKind::Stdout, b"a"), (StreamKind::Stdout, b"b")],
+        );
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].data.0, b"ab");
+    }
+
+    #[test]
+    fn empty_writes_produce_no_chunk() {
+        let mut b = Batcher::new(100);
+        assert!(chunks(&mut b, &[(StreamKind::Stdout, b"")]).is_empty());
+        assert_eq!(b.next_seq(), 0);
+    }
+}

@@ -1,0 +1,217 @@
+//! The seam between the agent and whatever runs a command in isolation.
+//!
+//! The executor ([`crate::executor`]) owns the policy of a run: when to stop it,
+//! how long to wait, what to report. A [`Runtime`] owns only the mechanism: pull an
+//! image, create an isolated unit (a container) from a [`ContainerSpec`], attach to
+//! its output and start it, wait for it, signal it, remove it, and sweep up units a
+//! crashed agent left behind. [`crate::docker::DockerRuntime`] is the one
+//! implementation today; a Kubernetes pod runtime would implement the same trait.
+//!
+//! Every unit a runtime creates must carry the run id and the agent id in a way
+//! [`Runtime::remove_orphans`] can find again (labels, for Docker), because that
+//! sweep is what guarantees "no container survives the agent" across crashes.
+
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+use sealrun_vault::Secret;
+use sealrun_wire::agent::ResourceLimits;
+use sealrun_wire::log::StreamKind;
+use std::fmt;
+use std::future::Future;
+
+/// Label naming the run a container executes.
+pub const RUN_LABEL: &str = "sealrun.run";
+/// Label naming the agent that created a container (found again after a crash).
+pub const AGENT_LABEL: &str = "sealrun.agent";
+/// User a run executes as when its target names none: `nobody:nogroup`.
+pub const DEFAULT_USER: &str = "65534:65534";
+
+/// Everything a runtime needs to create one run's isolated unit.
+///
+/// Holds opened secrets; its `Debug` prints their names only, and dropping it
+/// zeroizes their values (see [`Secret`]).
+pub struct ContainerSpec {
+    /// Run id (becomes the `sealrun.run` label).
+    pub run_id: String,
+    /// Agent id (becomes the `sealrun.agent` label).
+    pub agent_id: String,
+    /// Image reference, e.g. `sealrun/busybox:latest`.
+    pub image: String,
+    /// The exact argv to execute; never wrapped in a shell or an image entrypoint.
+    pub argv: Vec<String>,
+    /// Plain environment variables.
+    pub env: Vec<(String, String)>,
+    /// Opened secrets the command receives. How they are delivered is the runtime's
+    /// business (environment variables today; a stdin bundle read by an init shim
+    /// later), which is why they are not folded into `env`.
+    pub secrets: Vec<(String, Secret)>,
+    /// Memory, CPU and process limits.
+    pub limits: ResourceLimits,
+    /// Network to attach; `None` means no network at all.
+    pub network: Option<String>,
+    /// `uid[:gid]` or user name; `None` means [`DEFAULT_USER`].
+    pub user: Option<String>,
+}
+
+impl fmt::Debug for ContainerSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secret_names: Vec<&str> = self.secrets.iter().map(|(n, _)| n.as_str()).collect();
+        let env_names: Vec<&str> = self.env.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("ContainerSpec")
+            .field("run_id", &self.run_id)
+            .field("agent_id", &self.agent_id)
+            .field("image", &self.image)
+            .field("argv_len", &self.argv.len())
+            .field("env", &env_names)
+            .field("secrets", &secret_names)
+            .field("limits", &self.limits)
+            .field("network", &self.network)
+            .field("user", &self.user)
+            .finish()
+    }
+}
+
+/// A handle on a created unit (a Docker container id).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ContainerId(pub String);
+
+impl fmt::Display for ContainerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One piece of a command's output, as the runtime read it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OutputFrame {
+    /// [`StreamKind::Stdout`] or [`StreamKind::Stderr`].
+    pub stream: StreamKind,
+    /// Raw (unredacted) bytes: never log them.
+    pub data: Bytes,
+}
+
+impl fmt::Debug for OutputFrame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The bytes are unredacted command output: show their size only.
+        write!(
+            f,
+            "OutputFrame({}, {} bytes)",
+            self.stream.as_str(),
+            self.data.len()
+        )
+    }
+}
+
+/// The command's output, in the order the runtime delivered it. The stream ends
+/// when the unit has exited and all of its output has been read.
+///
+/// Reading it is what moves the output along: a consumer that stops polling makes
+/// the command block on its next write (backpressure) rather than buffering.
+pub type OutputStream = BoxStream<'static, Result<OutputFrame, RuntimeError>>;
+
+/// How a unit ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExitState {
+    /// Exit code exactly as reported (`128 + signal` when killed by a signal).
+    pub exit_code: i64,
+    /// Whether the kernel's OOM killer killed a process of the unit.
+    pub oom_killed: bool,
+}
+
+/// Signals the executor sends to a running unit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopSignal {
+    /// Ask politely (SIGTERM).
+    Terminate,
+    /// Kill at once (SIGKILL).
+    Kill,
+}
+
+/// What can go wrong in a runtime. Messages may quote the container engine, so
+/// the executor passes them through the run's redactor before reporting them.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RuntimeError {
+    /// The image is absent and could not be pulled.
+    #[error("image pull failed for {image}: {message}")]
+    Pull {
+        /// The image reference.
+        image: String,
+        /// What the engine said.
+        message: String,
+    },
+    /// The spec cannot be turned into a unit (e.g. a secret that is not text).
+    #[error("{0}")]
+    InvalidSpec(String),
+    /// The engine is unreachable or refused an operation.
+    #[error("container engine error during {operation}: {message}")]
+    Engine {
+        /// What was being done (`create`, `start`, `wait`, ...).
+        operation: &'static str,
+        /// What the engine said.
+        message: String,
+    },
+}
+
+/// A container runtime: the mechanism behind one run's isolation.
+///
+/// Futures are `Send` so that the agent can run many runs on a multi-threaded
+/// executor. Operations on a unit that no longer exists succeed where that is
+/// harmless (`signal`, `remove`), because the executor calls them on every path.
+pub trait Runtime: Send + Sync + 'static {
+    /// Makes sure `image` is available locally, pulling it when absent.
+    fn ensure_image(&self, image: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    /// Creates (does not start) the unit for `spec`, hardened as the runtime's
+    /// documentation says. Consumes the spec so that opened secrets are dropped, and
+    /// zeroized, as soon as the unit exists.
+    fn create(
+        &self,
+        spec: ContainerSpec,
+    ) -> impl Future<Output = Result<ContainerId, RuntimeError>> + Send;
+
+    /// Attaches to the unit's stdout and stderr and then starts it, so that no byte
+    /// of output can be missed.
+    fn start(
+        &self,
+        id: &ContainerId,
+    ) -> impl Future<Output = Result<OutputStream, RuntimeError>> + Send;
+
+    /// Waits until the unit has exited and says how.
+    fn wait(
+        &self,
+        id: &ContainerId,
+    ) -> impl Future<Output = Result<ExitState, RuntimeError>> + Send;
+
+    /// Sends a signal to the unit's main process; succeeds if it already exited.
+    fn signal(
+        &self,
+        id: &ContainerId,
+        signal: StopSignal,
+    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    /// Removes the unit and its anonymous volumes, killing it if it still runs;
+    /// succeeds if it is already gone.
+    fn remove(&self, id: &ContainerId) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    /// Lists the units created by `agent_id` (running or not).
+    fn list(
+        &self,
+        agent_id: &str,
+    ) -> impl Future<Output = Result<Vec<ContainerId>, RuntimeError>> + Send;
+
+    /// Removes every unit created by `agent_id`: what an earlier process of this
+    /// agent left behind when it crashed. Returns how many were removed.
+    fn remove_orphans(
+        &self,
+        agent_id: &str,
+    ) -> impl Future<Output = Result<usize, RuntimeError>> + Send {
+        async move {
+            let ids = self.list(agent_id).await?;
+            for id in &ids {
+                self.remove(id).await?;
+            }
+            Ok(ids.len())
+        }
+    }
+}

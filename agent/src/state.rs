@@ -1,0 +1,266 @@
+//! What the agent keeps on disk: its identity (`agent.json`) and the targets'
+//! keypairs (`keys/<target>.key`), all in its state directory.
+//!
+//! The directory is created `0700` and the files `0600` from the start (created with
+//! that mode, never chmod-ed after the fact, so they are never world-readable even
+//! for an instant). An identity file readable by group or others is refused, as
+//! ssh refuses a loose private key: someone may already have copied the token.
+
+use serde::{Deserialize, Serialize};
+use std::fs::{self, DirBuilder, OpenOptions};
+use std::io::{self, Write as _};
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+/// File name of the identity inside the state directory.
+pub const IDENTITY_FILE: &str = "agent.json";
+
+/// Problems with the state directory.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StateError {
+    /// A file or directory could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The identity file is readable by others than its owner.
+    #[error(
+        "{path} is readable by group or others (mode {mode:o}); the agent token may have leaked: revoke the agent, delete the file and enroll again, or chmod 600 it if you are sure"
+    )]
+    LoosePermissions {
+        /// The file.
+        path: PathBuf,
+        /// Its mode bits.
+        mode: u32,
+    },
+    /// The identity file is not what this agent writes.
+    #[error("{path} is not a valid agent identity file: {message}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A target name that cannot safely name a key file.
+    #[error(
+        "target name {0:?} cannot name a key file: use letters, digits, '.', '_' and '-', not starting with '.'"
+    )]
+    BadTargetName(String),
+}
+
+fn io_error(path: &Path) -> impl FnOnce(io::Error) -> StateError + '_ {
+    move |source| StateError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// The agent's identity as the control plane issued it at registration.
+#[derive(Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
+#[serde(deny_unknown_fields)]
+pub struct Identity {
+    /// Stable agent id.
+    pub agent_id: String,
+    /// Bearer token for every call after registration.
+    pub agent_token: String,
+    /// The control plane that issued it (a token is only good there).
+    pub server_url: String,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity")
+            .field("agent_id", &self.agent_id)
+            .field("agent_token", &"***")
+            .field("server_url", &self.server_url)
+            .finish()
+    }
+}
+
+/// The state directory.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+impl StateDir {
+    /// Opens `root`, creating it (mode `0700`) and its `keys/` subdirectory if needed.
+    pub fn open(root: &Path) -> Result<StateDir, StateError> {
+        let mut builder = DirBuilder::new();
+        builder.recursive(true).mode(0o700);
+        let keys = root.join("keys");
+        builder.create(&keys).map_err(io_error(&keys))?;
+        Ok(StateDir {
+            root: root.to_owned(),
+        })
+    }
+
+    /// Path of the identity file.
+    pub fn identity_path(&self) -> PathBuf {
+        self.root.join(IDENTITY_FILE)
+    }
+
+    /// Default key file of `target`: `keys/<target>.key`.
+    pub fn key_path(&self, target: &str) -> Result<PathBuf, StateError> {
+        let safe = !target.is_empty()
+            && !target.starts_with('.')
+            && target
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if !safe {
+            return Err(StateError::BadTargetName(target.to_owned()));
+        }
+        Ok(self.root.join("keys").join(format!("{target}.key")))
+    }
+
+    /// The stored identity, if the agent has registered.
+    pub fn load_identity(&self) -> Result<Option<Identity>, StateError> {
+        let path = self.identity_path();
+        let metadata = match fs::metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_error(&path)(e)),
+        };
+        let mode = metadata.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(StateError::LoosePermissions { path, mode });
+        }
+        let text = Zeroizing::new(fs::read(&path).map_err(io_error(&path))?);
+        let identity: Identity =
+            serde_json::from_slice(&text).map_err(|e| StateError::Corrupt {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+        Ok(Some(identity))
+    }
+
+    /// Stores `identity` atomically: written to a temporary file created `0600`,
+    /// synced, then renamed over `agent.json`.
+    pub fn store_identity(&self, identity: &Identity) -> Result<(), StateError> {
+        let path = self.identity_path();
+        let tmp = self
+            .root
+            .join(format!(".{IDENTITY_FILE}.tmp-{}", std::process::id()));
+        let json = Zeroizing::new(serde_json::to_vec_pretty(identity).map_err(|e| {
+            StateError::Corrupt {
+                path: path.clone(),
+                message: e.to_string(),
+            }
+        })?);
+        let _ = fs::remove_file(&tmp);
+        let write = || -> io::Result<()> {
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            file.write_all(&json)?;
+            file.sync_all()
+        };
+        if let Err(e) = write() {
+            let _ = fs::remove_file(&tmp);
+            return Err(io_error(&tmp)(e));
+        }
+        fs::rename(&tmp, &path).map_err(io_error(&path))?;
+        // Make the rename itself durable.
+        if let Ok(dir) = fs::File::open(&self.root) {
+            let _ = dir.sync_all();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn identity() -> Identity {
+        Identity {
+            agent_id: "ag_1".into(),
+            agent_token: "sr_agent_topsecret".into(),
+            server_url: "https://cp:8443".into(),
+        }
+    }
+
+    #[test]
+    fn the_identity_round_trips_and_is_owner_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::open(&dir.path().join("state")).unwrap();
+        assert!(state.load_identity().unwrap().is_none());
+        state.store_identity(&identity()).unwrap();
+        let loaded = state.load_identity().unwrap().unwrap();
+        assert_eq!(loaded.agent_id, "ag_1");
+        assert_eq!(loaded.agent_token, "sr_agent_topsecret");
+        let mode = fs::metadata(state.identity_path())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+        let dir_mode = fs::metadata(dir.path().join("state"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(dir_mode, 0o700);
+    }
+
+    #[test]
+    fn a_group_readable_identity_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::open(dir.path()).unwrap();
+        state.store_identity(&identity()).unwrap();
+        fs::set_permissions(state.identity_path(), fs::Permissions::from_mode(0o640)).unwrap();
+        let err = state.load_identity().unwrap_err();
+        assert!(
+            matches!(err, StateError::LoosePermissions { mode: 0o640, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_corrupt_identity_is_a_clear_error_that_does_not_quote_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::open(dir.path()).unwrap();
+        let path = state.identity_path();
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .unwrap()
+            .write_all(b"{\"agent_token\": \"sr_agent_topsecret\"")
+            .unwrap();
+        let err = state.load_identity().unwrap_err().to_string();
+        assert!(
+            err.contains("agent.json") && !err.contains("topsecret"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn target_names_cannot_escape_the_keys_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::open(dir.path()).unwrap();
+        assert!(
+            state
+                .key_path("prod-db")
+                .unwrap()
+                .ends_with("keys/prod-db.key")
+        );
+        for bad in ["", "../x", "a/b", ".hidden", "x y"] {
+            assert!(state.key_path(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn debug_hides_the_token() {
+        assert!(!format!("{:?}", identity()).contains("topsecret"));
+    }
+}
