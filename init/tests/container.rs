@@ -406,6 +406,50 @@ fn the_secret_search_finds_a_value_passed_as_container_env() {
     running.signal("KILL");
 }
 
+#[test]
+fn output_the_command_prints_is_on_disk_with_the_default_json_file_log_driver() {
+    // Why the agent must also pass `--log-driver none` (HostConfig.LogConfig
+    // type "none"): Docker's default logger stores raw, unredacted output in
+    // the state directory, so a secret the command prints lands on disk.
+    let Some(docker) = docker() else { return };
+    let secret = unique_secret("json-log");
+    let script = r#"echo "$TOKEN"; echo ready; sleep 60"#;
+    let stdin = bundle(&[("TOKEN", secret.as_bytes())]);
+    let options = ["--log-driver", "json-file"];
+    let mut running = docker.start(BUSYBOX, &options, &["sh", "-c", script], &stdin);
+    running.close_stdin();
+    running.wait_for_line("ready");
+    // The logger writes apart from the attach stream: poll, bounded.
+    let in_log = |places: &[String]| places.iter().any(|place| place.ends_with("-json.log"));
+    let mut places = places_holding(&running, &secret);
+    for _ in 0..100 {
+        if in_log(&places) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        places = places_holding(&running, &secret);
+    }
+    assert!(in_log(&places), "{places:?}");
+    running.signal("KILL");
+}
+
+#[test]
+fn with_the_none_log_driver_printed_secrets_reach_attach_but_never_disk() {
+    let Some(docker) = docker() else { return };
+    let secret = unique_secret("no-log");
+    let script = r#"echo "$TOKEN"; echo "$TOKEN" >&2; echo ready; sleep 60"#;
+    let stdin = bundle(&[("TOKEN", secret.as_bytes())]);
+    let options = ["--log-driver", "none"];
+    let mut running = docker.start(BUSYBOX, &options, &["sh", "-c", script], &stdin);
+    running.close_stdin();
+    running.wait_for_line(&secret);
+    running.wait_for_line("ready");
+    assert_eq!(places_holding(&running, &secret), Vec::<String>::new());
+    running.signal("KILL");
+    let run = running.finish();
+    assert_eq!(run.stderr, format!("{secret}\n"));
+}
+
 /// Where `secret` can be read while `running` runs: `docker inspect`, and the
 /// files of its Docker state directory (`<DockerRootDir>/containers/<id>`).
 fn places_holding(running: &harness::Running, secret: &str) -> Vec<String> {
