@@ -155,7 +155,10 @@ impl ChainVerifier {
                 entry.seq
             ))
         } else if entry.compute_hash() != entry.hash {
-            Some(format!("entry {} was altered (its hash does not match its content)", entry.seq))
+            Some(format!(
+                "entry {} was altered (its hash does not match its content)",
+                entry.seq
+            ))
         } else {
             None
         };

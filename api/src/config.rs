@@ -1,0 +1,113 @@
+//! How a control plane is set up: where it keeps its data, where it listens,
+//! which certificate it presents, and the protocol knobs it dictates to agents.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything [`Server::bind`](crate::Server::bind) needs.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Holds `sealrun.db` (SQLite, WAL) and `tls/`. Created (mode 0700) if missing.
+    pub data_dir: PathBuf,
+    /// Address to listen on; port 0 picks a free port (see
+    /// [`Server::local_addr`](crate::Server::local_addr)).
+    pub listen: SocketAddr,
+    /// Certificate the server presents.
+    pub tls: TlsConfig,
+    /// Names besides `localhost`, `127.0.0.1` and `::1` the self-signed
+    /// certificate is valid for (ignored with [`TlsConfig::Files`]).
+    pub extra_hostnames: Vec<String>,
+    /// Org created on first start.
+    pub org_name: String,
+    /// Where the first start writes the org's one-time admin token (mode 0600).
+    /// `None` prints it once to stderr instead.
+    pub admin_token_file: Option<PathBuf>,
+    /// Protocol knobs and limits.
+    pub settings: Settings,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            data_dir: PathBuf::from("./sealrun-data"),
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 8443)),
+            tls: TlsConfig::SelfSigned,
+            extra_hostnames: Vec::new(),
+            org_name: "default".to_owned(),
+            admin_token_file: None,
+            settings: Settings::default(),
+        }
+    }
+}
+
+/// The certificate the server presents.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum TlsConfig {
+    /// Generate a private CA and a server certificate signed by it into
+    /// `data_dir/tls/` on first start and reuse them afterwards. Clients pin
+    /// `tls/ca.pem`.
+    #[default]
+    SelfSigned,
+    /// PEM files: the certificate chain and its private key.
+    Files {
+        /// Certificate chain, leaf first.
+        cert: PathBuf,
+        /// Private key (PKCS#8, PKCS#1 or SEC1).
+        key: PathBuf,
+    },
+}
+
+/// Protocol timings and resource limits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// A running run whose lease is not renewed within this becomes `lost`.
+    pub lease_ttl: Duration,
+    /// How often agents heartbeat (should be well under `lease_ttl`).
+    pub heartbeat_interval: Duration,
+    /// How long a poll is held open when there is no work.
+    pub poll_timeout: Duration,
+    /// Largest log chunk an agent may upload.
+    pub max_chunk_bytes: u64,
+    /// Per-run cap on stored output; past it a truncation marker is stored.
+    pub max_log_bytes: u64,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// SIGTERM-to-SIGKILL delay agents apply when canceling.
+    pub cancel_grace: Duration,
+    /// Connected agents an org may have at once.
+    pub max_agents_per_org: u32,
+    /// How often expired leases are looked for.
+    pub lease_sweep_interval: Duration,
+    /// Lifetime of an enrollment token when the request names none.
+    pub enrollment_ttl: Duration,
+    /// How long in-flight requests (long polls, log streams) may take to
+    /// finish once shutdown starts.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            lease_ttl: Duration::from_secs(60),
+            heartbeat_interval: Duration::from_secs(10),
+            poll_timeout: Duration::from_secs(25),
+            max_chunk_bytes: 64 * 1024,
+            max_log_bytes: 64 * 1024 * 1024,
+            max_body_bytes: 4 * 1024 * 1024,
+            cancel_grace: Duration::from_secs(10),
+            max_agents_per_org: 100,
+            lease_sweep_interval: Duration::from_secs(1),
+            enrollment_ttl: Duration::from_secs(24 * 3600),
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Settings {
+    /// An agent counts as connected if it was heard from within this: a full
+    /// poll hold plus two heartbeats, so a healthy agent never flickers.
+    pub fn connected_window(&self) -> Duration {
+        self.poll_timeout + self.heartbeat_interval * 2
+    }
+}

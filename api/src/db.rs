@@ -1,0 +1,288 @@
+//! SQLite access: one writer thread that group-commits, and a pool of reader
+//! connections; both keep blocking work off the async threads.
+//!
+//! Every state change goes through [`Db::write`]. The writer thread takes
+//! whatever jobs are waiting, runs each inside its own savepoint of a single
+//! transaction, commits once (one fsync for the whole batch, with
+//! `synchronous = FULL`), and only then answers the callers. So nothing is
+//! acknowledged before it is durable, a failing job rolls back only its own
+//! changes, and under load the cost of the fsync is shared by many requests.
+//! A single writer also serializes audit appends, which the hash chain needs.
+
+use crate::error::{ApiError, Error};
+use rusqlite::{Connection, OpenFlags};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::oneshot;
+
+/// Most jobs one transaction holds (bounds the latency a batch adds).
+const MAX_BATCH: usize = 512;
+/// Reader connections kept open (more are opened under load, then closed).
+const IDLE_READERS: usize = 8;
+/// How long a statement waits for another process's lock (`create_org`).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Unix milliseconds now.
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Opens a connection with the settings every connection uses.
+pub(crate) fn open_connection(path: &Path) -> Result<Connection, rusqlite::Error> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // WAL: readers never block the writer. synchronous=FULL: a commit is on
+    // disk before anyone is told about it, which at-most-once dispatch
+    // needs (a run handed out, then forgotten by a power cut, would be handed
+    // out again).
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.set_prepared_statement_cache_capacity(128);
+    Ok(conn)
+}
+
+/// Opens (creating if needed) and migrates the database at `path`.
+pub(crate) fn open_migrated(path: &Path) -> Result<Connection, Error> {
+    let mut conn = open_connection(path).map_err(|source| Error::Database {
+        path: path.to_owned(),
+        source,
+    })?;
+    crate::schema::migrate(&mut conn, path)?;
+    Ok(conn)
+}
+
+/// A unit of work for the writer thread.
+trait WriteJob: Send {
+    /// Runs the job; returns whether its changes should be kept.
+    fn run(&mut self, conn: &Connection) -> bool;
+    /// Answers the caller once the batch's fate is known.
+    fn deliver(self: Box<Self>, committed: Result<(), ApiError>);
+}
+
+struct Job<T, F> {
+    work: Option<F>,
+    result: Option<Result<T, ApiError>>,
+    reply: oneshot::Sender<Result<T, ApiError>>,
+}
+
+impl<T, F> WriteJob for Job<T, F>
+where
+    T: Send,
+    F: FnOnce(&Connection) -> Result<T, ApiError> + Send,
+{
+    fn run(&mut self, conn: &Connection) -> bool {
+        let Some(work) = self.work.take() else {
+            return false;
+        };
+        // A bug in one job must not take the writer thread (and with it
+        // every later write) down.
+        let result = catch_unwind(AssertUnwindSafe(|| work(conn)))
+            .unwrap_or_else(|_| Err(ApiError::internal("a database job panicked")));
+        let keep = result.is_ok();
+        self.result = Some(result);
+        keep
+    }
+
+    fn deliver(self: Box<Self>, committed: Result<(), ApiError>) {
+        let answer = match (self.result, committed) {
+            (Some(Err(e)), _) => Err(e),
+            (Some(Ok(_)), Err(e)) | (None, Err(e)) => Err(e),
+            (Some(Ok(v)), Ok(())) => Ok(v),
+            (None, Ok(())) => Err(ApiError::internal("a database job was never run")),
+        };
+        // The caller may have gone away (client disconnected); its change
+        // stands, there is just nobody left to tell.
+        let _ = self.reply.send(answer);
+    }
+}
+
+enum Message {
+    Job(Box<dyn WriteJob>),
+    Stop,
+}
+
+/// Handle on the database; cheap to share behind an `Arc`.
+pub(crate) struct Db {
+    path: PathBuf,
+    jobs: Mutex<mpsc::Sender<Message>>,
+    readers: Arc<ReaderPool>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("path", &self.path).finish()
+    }
+}
+
+impl Db {
+    /// Opens and migrates the database and starts the writer thread.
+    pub(crate) fn open(path: &Path) -> Result<Db, Error> {
+        let conn = open_migrated(path)?;
+        let (tx, rx) = mpsc::channel();
+        let writer = std::thread::Builder::new()
+            .name("sealrun-db-writer".into())
+            .spawn(move || writer_loop(conn, rx))
+            .map_err(|source| Error::DataDir {
+                path: path.to_owned(),
+                source,
+            })?;
+        Ok(Db {
+            path: path.to_owned(),
+            jobs: Mutex::new(tx),
+            readers: Arc::new(ReaderPool {
+                path: path.to_owned(),
+                idle: Mutex::new(Vec::new()),
+            }),
+            writer: Mutex::new(Some(writer)),
+        })
+    }
+
+    /// Runs `work` in the writer's transaction. `Err` rolls back what `work`
+    /// did; `Ok` is answered only once committed.
+    pub(crate) async fn write<T, F>(&self, work: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, ApiError> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job = Box::new(Job {
+            work: Some(work),
+            result: None,
+            reply,
+        });
+        let sent = match self.jobs.lock() {
+            Ok(jobs) => jobs.send(Message::Job(job)).is_ok(),
+            Err(_) => false,
+        };
+        if !sent {
+            return Err(ApiError::unavailable("the server is shutting down"));
+        }
+        answer
+            .await
+            .map_err(|_| ApiError::unavailable("the server is shutting down"))?
+    }
+
+    /// Runs `work` on a reader connection on the blocking pool.
+    pub(crate) async fn read<T, F>(&self, work: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, ApiError> + Send + 'static,
+    {
+        let pool = Arc::clone(&self.readers);
+        tokio::task::spawn_blocking(move || {
+            let conn = pool.take()?;
+            let result = work(&conn);
+            pool.give_back(conn);
+            result
+        })
+        .await
+        .map_err(|e| ApiError::internal(format_args!("database reader: {e}")))?
+    }
+
+    /// Finishes queued writes, checkpoints the WAL and stops the writer.
+    pub(crate) fn close(&self) {
+        if let Ok(jobs) = self.jobs.lock() {
+            let _ = jobs.send(Message::Stop);
+        }
+        let writer = self.writer.lock().ok().and_then(|mut w| w.take());
+        if let Some(writer) = writer {
+            if writer.join().is_err() {
+                tracing::error!("the database writer thread panicked");
+            }
+        }
+    }
+}
+
+struct ReaderPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl ReaderPool {
+    fn take(&self) -> Result<Connection, ApiError> {
+        if let Some(conn) = self.idle.lock().ok().and_then(|mut idle| idle.pop()) {
+            return Ok(conn);
+        }
+        let conn = open_connection(&self.path)?;
+        conn.pragma_update(None, "query_only", "ON")?;
+        Ok(conn)
+    }
+
+    fn give_back(&self, conn: Connection) {
+        if let Ok(mut idle) = self.idle.lock() {
+            if idle.len() < IDLE_READERS {
+                idle.push(conn);
+            }
+        }
+    }
+}
+
+fn writer_loop(conn: Connection, jobs: mpsc::Receiver<Message>) {
+    let mut stopping = false;
+    while !stopping {
+        let mut batch: Vec<Box<dyn WriteJob>> = match jobs.recv() {
+            Ok(Message::Job(job)) => vec![job],
+            Ok(Message::Stop) | Err(_) => break,
+        };
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(Message::Job(job)) => batch.push(job),
+                Ok(Message::Stop) => {
+                    stopping = true;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        run_batch(&conn, batch);
+    }
+    // Fold the WAL back into the main file so a stopped server leaves one file.
+    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
+        tracing::warn!(error = %e, "WAL checkpoint at shutdown failed");
+    }
+}
+
+fn run_batch(conn: &Connection, mut batch: Vec<Box<dyn WriteJob>>) {
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        let err = ApiError::from(e);
+        for job in batch {
+            job.deliver(Err(err.clone()));
+        }
+        return;
+    }
+    for job in &mut batch {
+        if conn.execute_batch("SAVEPOINT job").is_err() {
+            continue; // never run: delivered as an error below
+        }
+        let keep = job.run(conn);
+        let end = if keep {
+            conn.execute_batch("RELEASE job")
+        } else {
+            conn.execute_batch("ROLLBACK TO job; RELEASE job")
+        };
+        if let Err(e) = end {
+            tracing::error!(error = %e, "cannot end a job's savepoint");
+        }
+    }
+    let committed = conn.execute_batch("COMMIT").map_err(|e| {
+        let err = ApiError::from(e);
+        let _ = conn.execute_batch("ROLLBACK");
+        err
+    });
+    for job in batch {
+        job.deliver(committed.clone());
+    }
+}

@@ -1,0 +1,114 @@
+//! The HTTP API: one module per area, wired into one router here.
+//! `docs/openapi.yaml` describes every route.
+
+mod admin;
+mod agent;
+mod audit;
+mod ops;
+mod runs;
+mod targets;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{Method, Uri};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post, put};
+
+/// Builds the router for `state`.
+pub(crate) fn router(state: AppState) -> Router {
+    let body_limit = state.settings.max_body_bytes;
+    Router::new()
+        .route("/health", get(ops::health))
+        .route("/metrics", get(ops::metrics))
+        .route("/v1/whoami", get(admin::whoami))
+        .route(
+            "/v1/tokens",
+            post(admin::create_token).get(admin::list_tokens),
+        )
+        .route(
+            "/v1/tokens/{id}",
+            axum::routing::delete(admin::revoke_token),
+        )
+        .route("/v1/pools", post(admin::create_pool).get(admin::list_pools))
+        .route(
+            "/v1/pools/{pool}/enrollment-tokens",
+            post(admin::create_enrollment_token).get(admin::list_enrollment_tokens),
+        )
+        .route("/v1/agents", get(admin::list_agents))
+        .route(
+            "/v1/agents/{id}",
+            axum::routing::delete(admin::revoke_agent),
+        )
+        .route("/v1/targets", get(targets::list))
+        .route(
+            "/v1/targets/{name}",
+            put(targets::put)
+                .get(targets::get_one)
+                .delete(targets::delete),
+        )
+        .route("/v1/targets/{name}/public-key", get(targets::public_key))
+        .route("/v1/targets/{name}/secrets", get(targets::list_secrets))
+        .route(
+            "/v1/targets/{name}/secrets/{secret}",
+            put(targets::put_secret).delete(targets::delete_secret),
+        )
+        .route("/v1/runs", post(runs::submit).get(runs::list))
+        .route("/v1/runs/{id}", get(runs::get_one))
+        .route("/v1/runs/{id}/cancel", post(runs::cancel))
+        .route("/v1/runs/{id}/logs", get(runs::logs))
+        .route("/v1/audit", get(audit::page))
+        .route("/v1/audit/verify", get(audit::verify))
+        .route("/v1/agent/register", post(agent::register))
+        .route("/v1/agent/connect", post(agent::connect))
+        .route("/v1/agent/poll", post(agent::poll))
+        .route("/v1/agent/heartbeat", post(agent::heartbeat))
+        .route("/v1/agent/runs/{id}/logs", post(agent::upload_logs))
+        .route("/v1/agent/runs/{id}/finish", post(agent::finish))
+        .route("/v1/agent/deregister", post(agent::deregister))
+        .route_layer(middleware::from_fn_with_state(state.clone(), track))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+/// Counts and logs every routed request by its route template.
+async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let started = std::time::Instant::now();
+    let response = next.run(req).await;
+    let status = response.status();
+    state
+        .metrics
+        .http_request(method.as_str(), &route, status.as_u16());
+    if status.is_server_error() {
+        tracing::warn!(%method, route, status = status.as_u16(), ms = started.elapsed().as_millis() as u64, "request failed");
+    } else {
+        tracing::debug!(%method, route, status = status.as_u16(), ms = started.elapsed().as_millis() as u64, "request");
+    }
+    response
+}
+
+async fn not_found(State(state): State<AppState>, method: Method, uri: Uri) -> ApiError {
+    state
+        .metrics
+        .http_request(method.as_str(), "unmatched", 404);
+    ApiError::not_found(format!("no such endpoint: {method} {}", uri.path()))
+}
+
+async fn method_not_allowed(State(state): State<AppState>, method: Method, uri: Uri) -> ApiError {
+    state
+        .metrics
+        .http_request(method.as_str(), "unmatched", 405);
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+}

@@ -1,0 +1,184 @@
+//! The SQLite schema and its migrations, versioned with `PRAGMA user_version`.
+//!
+//! Migrations are append-only: a released entry is never edited, a change is a
+//! new entry. Each runs in its own transaction together with the version bump.
+
+use crate::error::Error;
+use rusqlite::Connection;
+use std::path::Path;
+
+/// Migration `i` brings the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: everything.
+    r#"
+CREATE TABLE orgs (
+    id          INTEGER PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    created_ms  INTEGER NOT NULL
+);
+
+CREATE TABLE pools (
+    id          INTEGER PRIMARY KEY,
+    org_id      INTEGER NOT NULL REFERENCES orgs(id),
+    name        TEXT NOT NULL,
+    created_ms  INTEGER NOT NULL,
+    UNIQUE (org_id, name)
+);
+
+-- Every bearer credential: user tokens (role set), enrollment tokens (pool
+-- set) and agent tokens (agent set). Only SHA-256 of the secret is kept.
+CREATE TABLE tokens (
+    id             TEXT PRIMARY KEY,
+    org_id         INTEGER NOT NULL REFERENCES orgs(id),
+    kind           TEXT NOT NULL CHECK (kind IN ('user', 'enrollment', 'agent')),
+    role           TEXT CHECK (role IN ('admin', 'operator', 'auditor')),
+    name           TEXT NOT NULL,
+    secret_sha256  BLOB NOT NULL,
+    pool_id        INTEGER REFERENCES pools(id),
+    agent_id       TEXT,
+    created_ms     INTEGER NOT NULL,
+    expires_ms     INTEGER,
+    revoked_ms     INTEGER
+);
+CREATE INDEX tokens_by_org ON tokens (org_id, kind);
+
+CREATE TABLE targets (
+    id          INTEGER PRIMARY KEY,
+    org_id      INTEGER NOT NULL REFERENCES orgs(id),
+    name        TEXT NOT NULL,
+    pool_id     INTEGER NOT NULL REFERENCES pools(id),
+    spec        TEXT NOT NULL,            -- TargetSpec as JSON
+    public_key  TEXT,                     -- pinned by the first agent
+    key_id      TEXT,
+    updated_ms  INTEGER NOT NULL,
+    UNIQUE (org_id, name)
+);
+
+CREATE TABLE agents (
+    id               TEXT PRIMARY KEY,
+    org_id           INTEGER NOT NULL REFERENCES orgs(id),
+    pool_id          INTEGER NOT NULL REFERENCES pools(id),
+    name             TEXT NOT NULL,
+    version          TEXT,
+    max_concurrency  INTEGER NOT NULL DEFAULT 1,
+    registered_ms    INTEGER NOT NULL,
+    online           INTEGER NOT NULL DEFAULT 0,
+    last_seen_ms     INTEGER,
+    revoked_ms       INTEGER
+);
+CREATE UNIQUE INDEX agents_live_name ON agents (org_id, name) WHERE revoked_ms IS NULL;
+
+-- Which targets a connected agent serves (replaced on every connect).
+CREATE TABLE agent_targets (
+    agent_id   TEXT NOT NULL,
+    target_id  INTEGER NOT NULL,
+    PRIMARY KEY (agent_id, target_id)
+) WITHOUT ROWID;
+CREATE INDEX agent_targets_by_target ON agent_targets (target_id);
+
+-- Sealed secrets; the ciphertext leaves only inside an agent's Assignment.
+CREATE TABLE secrets (
+    target_id   INTEGER NOT NULL,
+    name        TEXT NOT NULL,
+    version     INTEGER NOT NULL,
+    key_id      TEXT NOT NULL,
+    sealed      TEXT NOT NULL,            -- SealedSecret as JSON
+    updated_ms  INTEGER NOT NULL,
+    updated_by  TEXT NOT NULL,
+    PRIMARY KEY (target_id, name)
+) WITHOUT ROWID;
+
+CREATE TABLE runs (
+    n                 INTEGER PRIMARY KEY AUTOINCREMENT,  -- queue order
+    id                TEXT NOT NULL UNIQUE,
+    org_id            INTEGER NOT NULL,
+    target_id         INTEGER NOT NULL,
+    target            TEXT NOT NULL,
+    argv              TEXT NOT NULL,      -- JSON array
+    env               TEXT NOT NULL,      -- JSON object
+    secrets           TEXT NOT NULL,      -- JSON array of names
+    image             TEXT NOT NULL,
+    timeout_secs      INTEGER NOT NULL,
+    source            TEXT NOT NULL,
+    submitter         TEXT NOT NULL,
+    status            TEXT NOT NULL,
+    exit_code         INTEGER,
+    error             TEXT,
+    oom_killed        INTEGER NOT NULL DEFAULT 0,
+    agent_id          TEXT,
+    agent_name        TEXT,
+    lease_expires_ms  INTEGER,
+    cancel_requested  INTEGER NOT NULL DEFAULT 0,
+    created_ms        INTEGER NOT NULL,
+    started_ms        INTEGER,
+    finished_ms       INTEGER,
+    log_bytes         INTEGER NOT NULL DEFAULT 0,
+    log_truncated     INTEGER NOT NULL DEFAULT 0,
+    log_next_seq      INTEGER NOT NULL DEFAULT 0, -- chunks below it are all stored
+    log_final_seq     INTEGER                     -- chunks the agent said it made
+);
+CREATE INDEX runs_by_org ON runs (org_id, n);
+CREATE INDEX runs_queued ON runs (target_id, n) WHERE status = 'queued';
+CREATE INDEX runs_leases ON runs (lease_expires_ms) WHERE status = 'running';
+CREATE INDEX runs_held ON runs (agent_id) WHERE status = 'running';
+
+CREATE TABLE log_chunks (
+    run_n   INTEGER NOT NULL,
+    seq     INTEGER NOT NULL,
+    stream  TEXT NOT NULL,
+    data    BLOB NOT NULL,
+    PRIMARY KEY (run_n, seq)
+) WITHOUT ROWID;
+
+-- One hash chain per org (see sealrun_wire::audit).
+CREATE TABLE audit (
+    org_id     INTEGER NOT NULL,
+    seq        INTEGER NOT NULL,
+    at_ms      INTEGER NOT NULL,
+    actor      TEXT NOT NULL,
+    action     TEXT NOT NULL,
+    subject    TEXT NOT NULL,
+    detail     TEXT NOT NULL,
+    prev_hash  TEXT NOT NULL,
+    hash       TEXT NOT NULL,
+    PRIMARY KEY (org_id, seq)
+) WITHOUT ROWID;
+"#,
+];
+
+/// Brings the database at `path` (open as `conn`) up to the current schema.
+pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), Error> {
+    let db_err = |source| Error::Database {
+        path: path.to_owned(),
+        source,
+    };
+    let known = MIGRATIONS.len() as i64;
+    let found: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(db_err)?;
+    if found > known {
+        return Err(Error::SchemaTooNew {
+            path: path.to_owned(),
+            found,
+            known,
+        });
+    }
+    for (version, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(db_err)?;
+        // Another process may have migrated while we waited for the lock.
+        let now: i64 = tx
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(db_err)?;
+        if now > version as i64 {
+            continue;
+        }
+        tx.execute_batch(sql).map_err(db_err)?;
+        tx.pragma_update(None, "user_version", version as i64 + 1)
+            .map_err(db_err)?;
+        tx.commit().map_err(db_err)?;
+        tracing::info!(version = version + 1, "database schema migrated");
+    }
+    Ok(())
+}
