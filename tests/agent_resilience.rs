@@ -1,0 +1,126 @@
+//! End to end: what happens to runs when processes die or stop. The agent is
+//! SIGKILLed mid-run and restarted; the control plane is killed while a run
+//! streams output and restarted on the same data directory and port; the agent
+//! is asked to stop (SIGTERM) with runs in progress.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use sealrun_wire::run::RunStatus;
+use serde_json::Value;
+use std::time::Duration;
+use support::{World, WorldOptions, containers_of, require_docker, wait_no_containers};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_killed_mid_run_comes_back_removes_the_orphan_and_the_run_is_lost() {
+    if !require_docker() {
+        return;
+    }
+    let mut world = World::start().await;
+    let id = world.submit(&["sh", "-c", "echo started; sleep 300"]).await;
+    world.admin.wait_output(&id, "started").await;
+
+    world.agent.kill();
+    let orphans = containers_of(&world.agent_id);
+    assert_eq!(
+        orphans.len(),
+        1,
+        "the killed agent's container is still there"
+    );
+    assert_eq!(world.admin.run(&id).await.status, RunStatus::Running);
+
+    world.agent.restart();
+    let run = world.admin.wait_status(&id, RunStatus::Lost).await;
+    assert_eq!(run.exit_code, None);
+    wait_no_containers(&world.agent_id).await;
+
+    // The restarted agent is healthy: it takes new work.
+    let next = world.submit(&["echo", "after restart"]).await;
+    assert_eq!(
+        world.admin.wait_terminal(&next).await.status,
+        RunStatus::Succeeded
+    );
+    assert_eq!(world.admin.stdout(&next).await, "after restart\n");
+    world.assert_no_containers();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn output_written_while_the_control_plane_is_down_is_stored_exactly_once_in_order() {
+    if !require_docker() {
+        return;
+    }
+    let mut world = World::start().await;
+    let lines = 400;
+    let script =
+        format!("i=0; while [ $i -lt {lines} ]; do echo \"line $i\"; i=$((i+1)); sleep 0.02; done");
+    let id = world.submit(&["sh", "-c", &script]).await;
+    world.admin.wait_output(&id, "line 20\n").await;
+
+    world.server.kill();
+    // The command keeps printing while nobody can store its output.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    world.agent.assert_alive();
+    world.server.restart().await;
+
+    let run = world.admin.wait_terminal(&id).await;
+    assert_eq!(run.status, RunStatus::Succeeded, "{run:?}");
+    let expected: String = (0..lines).map(|i| format!("line {i}\n")).collect();
+    let stored = world.admin.stdout(&id).await;
+    assert_eq!(stored.len(), expected.len(), "bytes lost or duplicated");
+    assert_eq!(stored, expected);
+    let chunks = world.admin.logs(&id).await;
+    assert!(
+        chunks.iter().enumerate().all(|(i, c)| c.seq == i as u64),
+        "a gap in the stored sequence"
+    );
+    world.assert_no_containers();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_lets_a_running_command_finish_then_the_agent_deregisters() {
+    if !require_docker() {
+        return;
+    }
+    let mut world = World::start().await;
+    let id = world
+        .submit(&["sh", "-c", "echo started; sleep 2; echo finished"])
+        .await;
+    world.admin.wait_output(&id, "started").await;
+
+    let status = world.agent.terminate(Duration::from_secs(60));
+    assert!(status.success(), "agent exited with {status}");
+    let run = world.admin.run(&id).await;
+    assert_eq!(run.status, RunStatus::Succeeded, "{run:?}");
+    assert_eq!(world.admin.stdout(&id).await, "started\nfinished\n");
+
+    let agents: Value = world.admin.get("/v1/agents").await;
+    assert_eq!(
+        agents["agents"][0]["connected"], false,
+        "the agent did not deregister: {agents}"
+    );
+    world.assert_no_containers();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_kills_a_command_that_outlives_the_grace_period_and_reports_it() {
+    if !require_docker() {
+        return;
+    }
+    let options = WorldOptions {
+        agent_args: vec!["--shutdown-grace-secs".into(), "1".into()],
+        ..Default::default()
+    };
+    let mut world = World::start_with(options).await;
+    let id = world.submit(&["sh", "-c", "echo started; sleep 300"]).await;
+    world.admin.wait_output(&id, "started").await;
+
+    let status = world.agent.terminate(Duration::from_secs(60));
+    assert!(status.success(), "agent exited with {status}");
+    let run = world.admin.run(&id).await;
+    assert_eq!(run.status, RunStatus::Error, "{run:?}");
+    assert!(
+        run.error.as_deref().unwrap().contains("shut down"),
+        "{run:?}"
+    );
+    world.assert_no_containers();
+}
