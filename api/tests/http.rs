@@ -1,0 +1,168 @@
+//! Bad requests get clear 4xx JSON errors; health and metrics answer.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{TestServer, World, quick_settings};
+use reqwest::StatusCode;
+use sealrun_api::Settings;
+use serde_json::json;
+
+#[tokio::test]
+async fn malformed_json_is_a_400_json_error() {
+    let s = TestServer::start().await;
+    let resp = s
+        .http
+        .post(format!("{}/v1/runs", s.url))
+        .bearer_auth(&s.admin_token)
+        .header("content-type", "application/json")
+        .body("{\"target\": \"db\", \"argv\": [")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("invalid JSON"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn json_of_the_wrong_shape_is_a_400_naming_the_problem() {
+    let s = TestServer::start().await;
+    let admin = s.admin();
+    let msg = admin
+        .post("/v1/runs", json!({"target": "db"}))
+        .await
+        .error(StatusCode::BAD_REQUEST);
+    assert!(msg.contains("argv"), "{msg}");
+    let msg = admin
+        .post(
+            "/v1/runs",
+            json!({"target": "db", "argv": ["x"], "shell": true}),
+        )
+        .await
+        .error(StatusCode::BAD_REQUEST);
+    assert!(msg.contains("shell"), "{msg}");
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_json_is_a_415() {
+    let s = TestServer::start().await;
+    let resp = s
+        .http
+        .post(format!("{}/v1/runs", s.url))
+        .bearer_auth(&s.admin_token)
+        .header("content-type", "text/plain")
+        .body("target=db")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert!(body["error"].is_string());
+}
+
+#[tokio::test]
+async fn an_oversize_body_is_a_413_json_error() {
+    let s = TestServer::start_with(Settings {
+        max_body_bytes: 64 * 1024,
+        ..quick_settings()
+    })
+    .await;
+    let big = "x".repeat(100 * 1024);
+    let a = s
+        .admin()
+        .post("/v1/runs", json!({"target": "db", "argv": [big]}))
+        .await;
+    a.error(StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn an_unknown_route_is_a_404_json_error_and_a_wrong_method_a_405() {
+    let s = TestServer::start().await;
+    let msg = s
+        .admin()
+        .get("/v1/nothing-here")
+        .await
+        .error(StatusCode::NOT_FOUND);
+    assert!(msg.contains("/v1/nothing-here"));
+    s.admin()
+        .delete("/v1/runs")
+        .await
+        .error(StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+async fn bad_query_parameters_are_400s() {
+    let s = TestServer::start().await;
+    let admin = s.admin();
+    admin
+        .get("/v1/runs?limit=lots")
+        .await
+        .error(StatusCode::BAD_REQUEST);
+    admin
+        .get("/v1/runs?status=sleeping")
+        .await
+        .error(StatusCode::BAD_REQUEST);
+    admin
+        .get("/v1/runs?colour=red")
+        .await
+        .error(StatusCode::BAD_REQUEST);
+    admin
+        .get("/v1/audit?after=-1")
+        .await
+        .error(StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn an_agent_speaking_another_protocol_version_gets_a_426() {
+    let w = World::new().await;
+    let resp = w
+        .server
+        .http
+        .post(format!("{}/v1/agent/poll", w.server.url))
+        .bearer_auth(&w.agent.client.token)
+        .header(sealrun_wire::PROTOCOL_VERSION_HEADER, "2")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UPGRADE_REQUIRED);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("protocol"));
+}
+
+#[tokio::test]
+async fn health_answers_without_a_token() {
+    let s = TestServer::start().await;
+    let a = s.anonymous().get("/health").await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.json(), json!({"status": "ok"}));
+}
+
+#[tokio::test]
+async fn metrics_expose_runs_dispatch_latency_agents_and_requests() {
+    let w = World::new().await;
+    let run = w.admin.submit("db", &["true"], &[]).await;
+    w.admin.submit("db", &["true"], &[]).await;
+    let a = w.agent.next_run().await;
+    assert_eq!(a.run_id, run);
+    let m = w.server.anonymous().get("/metrics").await;
+    assert_eq!(m.status, StatusCode::OK);
+    assert!(m.content_type.unwrap().starts_with("text/plain"));
+    for line in [
+        "sealrun_runs{status=\"queued\"} 1\n",
+        "sealrun_runs{status=\"running\"} 1\n",
+        "sealrun_runs{status=\"lost\"} 0\n",
+        "sealrun_dispatch_latency_seconds_count 1\n",
+        "sealrun_connected_agents 1\n",
+        "sealrun_http_requests_total{method=\"POST\",route=\"/v1/runs\",status=\"201\"} 2\n",
+        "sealrun_http_requests_total{method=\"POST\",route=\"/v1/agent/poll\",status=\"200\"} 1\n",
+    ] {
+        assert!(m.text.contains(line), "missing {line:?} in:\n{}", m.text);
+    }
+    assert!(!m.text.contains(&run), "metrics carry no ids");
+    assert!(!m.text.contains("acme"), "nor org names");
+}
