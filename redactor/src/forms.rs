@@ -163,8 +163,7 @@ impl Forms {
 }
 
 /// The values a secret may be read as before any encoding: itself, without trailing newlines
-/// (`$(cat file)` strips them), without surrounding quotes, and percent-decoded when it holds
-/// `%XX` escapes (a URL stored as a secret whose decoded password gets printed).
+/// (`$(cat file)` strips them) and without surrounding quotes.
 fn readings(secret: &[u8]) -> Vec<SecretBytes> {
     let mut out: Vec<SecretBytes> = vec![Zeroizing::new(secret.to_vec())];
     let mut push = |v: &[u8]| {
@@ -183,9 +182,6 @@ fn readings(secret: &[u8]) -> Vec<SecretBytes> {
         if first == last {
             push(inner);
         }
-    }
-    if let Some(decoded) = percent_decode(secret) {
-        push(&decoded);
     }
     out
 }
@@ -277,37 +273,6 @@ fn percent_encode(v: &[u8], style: &PercentStyle) -> SecretBytes {
         }
     }
     out
-}
-
-/// Decodes `%XX` escapes; `None` when there are none (or a `%` is not followed by two hex
-/// digits, in which case the value is not a percent-encoded text).
-fn percent_decode(v: &[u8]) -> Option<SecretBytes> {
-    if !v.contains(&b'%') {
-        return None;
-    }
-    let mut out = Zeroizing::new(Vec::with_capacity(v.len()));
-    let mut i = 0;
-    while i < v.len() {
-        if v[i] == b'%' {
-            let hi = hex_value(*v.get(i + 1)?)?;
-            let lo = hex_value(*v.get(i + 2)?)?;
-            out.push(hi << 4 | lo);
-            i += 3;
-        } else {
-            out.push(v[i]);
-            i += 1;
-        }
-    }
-    Some(out)
-}
-
-fn hex_value(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -652,11 +617,6 @@ mod tests {
     #[test]
     fn quoted_secret_is_also_masked_unquoted() {
         assert!(has(b"\"Password123!!\"", b"Password123!!"));
-    }
-
-    #[test]
-    fn percent_escaped_secret_is_also_masked_decoded() {
-        assert!(has(b"p%40ssw0rd%21", b"p@ssw0rd!"));
     }
 
     #[test]

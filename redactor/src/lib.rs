@@ -45,8 +45,8 @@
 //! # Derived forms
 //!
 //! For each secret `v`, the redactor first takes the *readings* of `v`: `v` itself; `v` without
-//! trailing `\r`/`\n` (what `$(cat file)` yields); `v` without surrounding `"` or `'` quotes;
-//! and, when `v` contains `%XX` escapes, `v` percent-decoded. For every reading `x` it masks:
+//! trailing `\r`/`\n` (what `$(cat file)` yields); and `v` without surrounding `"` or `'`
+//! quotes. For every reading `x` it masks:
 //!
 //! - `x` itself;
 //! - **base64**, standard (`+/`) and URL-safe (`-_`) alphabets, padded and unpadded, at the

@@ -10,7 +10,6 @@ pub(crate) struct PatternSet {
     bytes: Zeroizing<Vec<u8>>,
     /// `(start, len)` of each pattern in `bytes`.
     spans: Vec<(usize, usize)>,
-    min_len: usize,
     max_len: usize,
 }
 
@@ -26,12 +25,10 @@ impl PatternSet {
             spans.push((bytes.len(), form.len()));
             bytes.extend_from_slice(form);
         }
-        let min_len = spans.iter().map(|&(_, len)| len).min().unwrap_or(0);
         let max_len = spans.iter().map(|&(_, len)| len).max().unwrap_or(0);
         PatternSet {
             bytes,
             spans,
-            min_len,
             max_len,
         }
     }
@@ -59,11 +56,6 @@ impl PatternSet {
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = &[u8]> {
         (0..self.len()).map(|id| self.get(id))
-    }
-
-    /// Length of the shortest pattern (0 when empty).
-    pub(crate) fn min_len(&self) -> usize {
-        self.min_len
     }
 
     /// Length of the longest pattern (0 when empty).

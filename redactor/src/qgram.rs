@@ -1,18 +1,30 @@
 //! The sampling q-gram index: the prefilter that lets the redactor skip clean output at
-//! several GB/s, and the candidate table that confirms its hits.
+//! GB/s, and the candidate tables that confirm its hits.
 //!
-//! Every pattern is at least `L` bytes long (the shortest pattern of the set, never less than
-//! [`MIN_SECRET_LEN`](crate::MIN_SECRET_LEN)). With q-grams of [`Q`] bytes, an occurrence
-//! starting at `p` contains the `L - Q + 1` q-grams starting at `p ..= p + L - Q`. So reading
-//! only the q-grams at a grid of positions `i ≡ 0 (mod s)` with `s ≤ L - Q + 1` meets every
-//! occurrence exactly once, at offset `j = i - p < s` into its pattern. Registering the first
-//! `s` q-grams of every pattern (not all of them) is therefore enough, and keeps the filter
-//! sparse for tens of thousands of secrets with all their forms. This is the sampling idea of
-//! Hyperscan's FDR and of BNDM-style matchers.
+//! # Sampling
 //!
-//! A grid position whose q-gram hits the bit filter is confirmed in the candidate table, keyed
-//! by the exact q-gram: each entry names a pattern and the offset `j` it has that q-gram at, so
-//! the occurrence can only start at `i - j` and is checked with one comparison.
+//! Take patterns at least `L` bytes long, keyed by `K`-byte grams (`K` = 4 or 8). An
+//! occurrence starting at `p` contains the `L - K + 1` grams starting at `p ..= p + L - K`. So
+//! reading the text only at a grid of positions `i ≡ 0 (mod s)` with `s ≤ L - K + 1` meets
+//! every occurrence exactly once, at an offset `j = i - p < s` into its pattern. Registering
+//! the grams at the first `s` offsets of every pattern (not all of them) is therefore enough,
+//! which keeps the filter sparse for tens of thousands of secrets with all their forms. This
+//! is the sampling idea of Hyperscan's FDR and of BNDM-style matchers.
+//!
+//! # Two grids
+//!
+//! Four bytes of hex or base64 text carry only 16 to 24 bits, too few to tell tens of
+//! thousands of secrets from ordinary output, so patterns of at least [`LONG`] bytes are
+//! keyed by 8-byte grams, on a grid of stride `L_long - 7` (at least 9). The few patterns
+//! shorter than that (short secrets and some of their forms) get their own grid of stride
+//! `L_short - 3` (at least 5), keyed by 4-byte grams. Each grid position costs one load and one
+//! probe of a blocked Bloom filter (two bits in one 64-bit word).
+//!
+//! A filter hit is confirmed in the table keyed by the exact gram: each entry names a pattern
+//! and the offset `j` it has the gram at, so the occurrence can only start at `i - j` and is
+//! checked with one comparison.
+//!
+//! # Prefixes
 //!
 //! The index also answers "is this text a proper prefix of some pattern?", which decides how
 //! many bytes a stream must hold back.
@@ -21,186 +33,337 @@ use zeroize::Zeroizing;
 
 use crate::patterns::PatternSet;
 
-/// Length of the sampled q-grams: one unaligned `u32` load.
-pub(crate) const Q: usize = 4;
+/// Up to this many 4-byte keys, one grid keyed by 4-byte grams serves all patterns: too few
+/// keys to hit ordinary output often, and the longest stride.
+const SMALL_SET_KEYS: usize = 1 << 16;
+/// In larger sets, patterns shorter than this get a grid of their own: they force a short
+/// stride, and are usually few, so their grid's filter stays small and its probes cheap.
+const TINY: usize = 12;
+/// In larger sets, patterns at least this long go on the grid keyed by 8-byte grams...
+const LONG: usize = 24;
+/// ...and so do hex-only patterns (hex forms) at least this long: four hex digits carry only
+/// 16 bits, and hex text (hashes, ids) is common in output.
+const LONG_HEX: usize = 16;
 
 /// Largest sampling stride; offsets are packed in [`OFFSET_BITS`] bits of a table entry.
-/// Longer strides would register more q-grams per pattern than the skipped reads save.
+/// Longer strides would register more grams per pattern than the skipped reads save.
 const MAX_STRIDE: usize = 1 << OFFSET_BITS;
 const OFFSET_BITS: u32 = 5;
 const OFFSET_MASK: u32 = (1 << OFFSET_BITS) - 1;
 
+/// How many filter hits [`Grid::scan`] collects before they are confirmed.
+pub(crate) const HIT_BATCH: usize = 64;
+
 /// Number of patterns an index can address.
 pub(crate) const MAX_PATTERNS: usize = 1 << (32 - OFFSET_BITS);
 
-/// Filter bits per registered q-gram, as a power of two: 32 bits each keeps the filter's
-/// false-positive rate near 3%.
-const FILTER_BITS_PER_QGRAM_LOG2: u32 = 5;
-/// The filter never grows past 8 MiB (2^26 bits), which stays within the last-level cache.
+/// Filter bits per key, as a power of two: with 32 bits and two bits set per key, about 0.25%
+/// of unrelated grams pass.
+const FILTER_BITS_PER_KEY_LOG2: u32 = 5;
+/// A filter never grows past 8 MiB (2^26 bits), which stays within the last-level cache.
 const MAX_FILTER_BITS_LOG2: u32 = 26;
-const MIN_FILTER_BITS_LOG2: u32 = 12;
+const MIN_FILTER_BITS_LOG2: u32 = 9;
 
-/// Fibonacci hashing: one multiplication spreads the four bytes over the high bits.
+/// Fibonacci hashing: one multiplication spreads the key over the high bits.
 #[inline(always)]
-fn hash(qgram: u32) -> u64 {
-    u64::from(qgram).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+fn hash(key: u64) -> u64 {
+    key.wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
-/// Reads the q-gram at the start of `bytes` (which must hold at least [`Q`] bytes).
+/// The little-endian key of the first `N` (4 or 8) bytes of `bytes`.
 #[inline(always)]
-pub(crate) fn qgram_at(bytes: &[u8]) -> u32 {
-    u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])
+pub(crate) fn key<const N: usize>(bytes: &[u8]) -> u64 {
+    // Slicing checks the length once; converting a slice of exactly 4 or 8 bytes cannot fail,
+    // and the whole compiles to one unaligned load.
+    if N == 8 {
+        u64::from_le_bytes(bytes[..8].try_into().expect("an 8-byte slice"))
+    } else {
+        u64::from(u32::from_le_bytes(
+            bytes[..4].try_into().expect("a 4-byte slice"),
+        ))
+    }
 }
 
-/// See the module documentation.
-pub(crate) struct QgramIndex {
+/// A blocked Bloom filter: two bits per key, both in the word its top hash bits select.
+pub(crate) struct Bloom {
+    words: Zeroizing<Vec<u64>>,
+    shift: u32,
+}
+
+impl Bloom {
+    fn new(keys: &[u64]) -> Bloom {
+        let bits = (log2_ceil(keys.len().max(1)) + FILTER_BITS_PER_KEY_LOG2)
+            .clamp(MIN_FILTER_BITS_LOG2, MAX_FILTER_BITS_LOG2);
+        let shift = 64 - (bits - 6);
+        let mut words = Zeroizing::new(vec![0u64; 1 << (bits - 6)]);
+        for &key in keys {
+            let (word, mask) = Self::probe(hash(key), shift);
+            words[word] |= mask;
+        }
+        Bloom { words, shift }
+    }
+
+    #[inline(always)]
+    fn probe(h: u64, shift: u32) -> (usize, u64) {
+        // Bits 32..44 lie below the word index (`shift >= 44`) and, unlike the low bits of a
+        // product, depend on more than the key's first bytes.
+        (
+            (h >> shift) as usize,
+            (1u64 << ((h >> 32) & 63)) | (1u64 << ((h >> 38) & 63)),
+        )
+    }
+
+    /// `false` when `key` was not inserted; `true` means "maybe".
+    #[inline(always)]
+    pub(crate) fn may_contain(&self, key: u64) -> bool {
+        let (word, mask) = Self::probe(hash(key), self.shift);
+        self.words[word] & mask == mask
+    }
+}
+
+/// One sampling grid: its stride, the length of its keys, a filter and the exact table.
+pub(crate) struct Grid {
     stride: usize,
-    /// One bit per hash value: set when some registered q-gram hashes there.
-    filter: Zeroizing<Vec<u64>>,
-    filter_shift: u32,
+    key_len: usize,
+    filter: Bloom,
     /// Entries of bucket `b` are `bucket_starts[b] .. bucket_starts[b + 1]`.
     bucket_starts: Vec<u32>,
     bucket_shift: u32,
-    /// The exact q-gram of each entry (secret material).
-    keys: Zeroizing<Vec<u32>>,
+    /// The exact gram of each entry (secret material).
+    keys: Zeroizing<Vec<u64>>,
     /// `pattern id << OFFSET_BITS | offset` of each entry.
     targets: Vec<u32>,
-    /// Every prefix shorter than [`Q`] of every pattern, as `len << 24 | bytes`, sorted.
-    short_prefixes: Zeroizing<Vec<u32>>,
 }
 
-impl QgramIndex {
-    /// Indexes `patterns`, all of which are at least [`Q`] bytes long and fewer than
-    /// [`MAX_PATTERNS`].
-    pub(crate) fn new(patterns: &PatternSet) -> QgramIndex {
-        let stride = (patterns.min_len().saturating_sub(Q) + 1).min(MAX_STRIDE);
-        // (bucket, key, target) for the first `stride` q-grams of every pattern.
-        let mut entries: Zeroizing<Vec<(u32, u32, u32)>> =
-            Zeroizing::new(Vec::with_capacity(patterns.len() * stride));
-        let mut short: Zeroizing<Vec<u32>> =
-            Zeroizing::new(Vec::with_capacity(patterns.len() * (Q - 1)));
-        for (id, pattern) in patterns.iter().enumerate() {
+impl Grid {
+    /// A grid for the patterns `ids` of `patterns`, keyed by `key_len`-byte grams.
+    fn new(patterns: &PatternSet, ids: &[usize], key_len: usize) -> Grid {
+        let min_len = ids
+            .iter()
+            .map(|&id| patterns.len_of(id))
+            .min()
+            .unwrap_or(key_len);
+        let stride = (min_len + 1 - key_len).min(MAX_STRIDE);
+        let mut entries: Zeroizing<Vec<(u64, u32)>> =
+            Zeroizing::new(Vec::with_capacity(ids.len() * stride));
+        for &id in ids {
+            let pattern = patterns.get(id);
             for offset in 0..stride {
-                let target = (id as u32) << OFFSET_BITS | offset as u32;
-                entries.push((0, qgram_at(&pattern[offset..]), target));
-            }
-            for len in 1..Q {
-                short.push(short_key(&pattern[..len]));
+                let gram = &pattern[offset..];
+                let key = if key_len == 8 {
+                    key::<8>(gram)
+                } else {
+                    key::<4>(gram)
+                };
+                entries.push((key, (id as u32) << OFFSET_BITS | offset as u32));
             }
         }
-        short.sort_unstable();
-        short.dedup();
-
-        let mut distinct: Zeroizing<Vec<u32>> =
-            Zeroizing::new(entries.iter().map(|e| e.1).collect());
+        let mut distinct: Zeroizing<Vec<u64>> =
+            Zeroizing::new(entries.iter().map(|e| e.0).collect());
         distinct.sort_unstable();
         distinct.dedup();
-        let bucket_bits = log2_ceil(distinct.len().max(16)).min(28);
-        let filter_bits = (bucket_bits + FILTER_BITS_PER_QGRAM_LOG2)
-            .clamp(MIN_FILTER_BITS_LOG2, MAX_FILTER_BITS_LOG2);
+        let filter = Bloom::new(&distinct);
+        let bucket_bits = log2_ceil(distinct.len().max(1)).clamp(1, 28);
         let bucket_shift = 64 - bucket_bits;
-        let filter_shift = 64 - filter_bits;
-
-        let mut filter = Zeroizing::new(vec![0u64; 1 << (filter_bits - 6)]);
-        for &key in distinct.iter() {
-            let bit = hash(key) >> filter_shift;
-            filter[(bit >> 6) as usize] |= 1 << (bit & 63);
-        }
-
-        for entry in entries.iter_mut() {
-            entry.0 = (hash(entry.1) >> bucket_shift) as u32;
-        }
-        // Within a bucket, entries of one q-gram are contiguous and in offset order, so the
-        // offset-0 entries (the patterns a text can start) come first.
-        entries.sort_unstable_by_key(|&(bucket, key, target)| {
-            (bucket, key, target & OFFSET_MASK, target)
-        });
+        let bucket = |key: u64| (hash(key) >> bucket_shift) as usize;
+        // Bucket by bucket; within one, the entries of a gram are contiguous.
+        entries.sort_unstable_by_key(|&(key, target)| (bucket(key), key, target));
         let mut bucket_starts = vec![0u32; (1 << bucket_bits) + 1];
-        for &(bucket, _, _) in entries.iter() {
-            bucket_starts[bucket as usize + 1] += 1;
+        for &(key, _) in entries.iter() {
+            bucket_starts[bucket(key) + 1] += 1;
         }
         for b in 1..bucket_starts.len() {
             bucket_starts[b] += bucket_starts[b - 1];
         }
-        let keys = Zeroizing::new(entries.iter().map(|e| e.1).collect());
-        let targets = entries.iter().map(|e| e.2).collect();
-        QgramIndex {
+        let keys = Zeroizing::new(entries.iter().map(|e| e.0).collect());
+        let targets = entries.iter().map(|e| e.1).collect();
+        Grid {
             stride,
+            key_len,
             filter,
-            filter_shift,
             bucket_starts,
             bucket_shift,
             keys,
             targets,
-            short_prefixes: short,
         }
     }
 
-    /// The sampling stride `s`: grid positions are the multiples of `s`.
+    /// Grid positions are the multiples of the stride.
     pub(crate) fn stride(&self) -> usize {
         self.stride
     }
 
-    /// `false` when no pattern has `qgram` among its registered q-grams; `true` means "maybe".
+    /// Length of the grams read at each grid position: 4 or 8.
+    pub(crate) fn key_len(&self) -> usize {
+        self.key_len
+    }
+
+    /// `false` when no registered position has the gram `key`; `true` means "maybe".
     #[inline(always)]
-    pub(crate) fn may_contain(&self, qgram: u32) -> bool {
-        let bit = hash(qgram) >> self.filter_shift;
-        self.filter[(bit >> 6) as usize] & (1 << (bit & 63)) != 0
+    pub(crate) fn may_contain(&self, key: u64) -> bool {
+        self.filter.may_contain(key)
     }
 
-    /// Calls `f(pattern id, offset)` for every pattern that has `qgram` at `offset < stride`.
+    /// Probes the grid positions `r, r + stride, ...` below `r_end` of `text` (each with `N`
+    /// bytes available there), storing the ones that pass the filter in `hits`, and stops
+    /// early when `hits` is full. Returns the next position to probe and the number of hits.
+    ///
+    /// This is the hot loop of the redactor: a plain function over slices, four independent
+    /// probes per iteration and one branch for all four (hits are rare).
+    #[inline(always)]
+    pub(crate) fn scan<const N: usize>(
+        &self,
+        text: &[u8],
+        mut r: usize,
+        r_end: usize,
+        hits: &mut [usize; HIT_BATCH],
+    ) -> (usize, usize) {
+        let words: &[u64] = &self.filter.words;
+        let shift = self.filter.shift;
+        let s = self.stride;
+        let test = |r: usize| {
+            let (word, mask) = Bloom::probe(hash(key::<N>(&text[r..])), shift);
+            words[word] & mask == mask
+        };
+        let mut n = 0;
+        while r + 3 * s < r_end && n + 4 <= HIT_BATCH {
+            let (a, b, c, d) = (test(r), test(r + s), test(r + 2 * s), test(r + 3 * s));
+            if a | b | c | d {
+                for (k, hit) in [a, b, c, d].into_iter().enumerate() {
+                    if hit {
+                        hits[n] = r + k * s;
+                        n += 1;
+                    }
+                }
+            }
+            r += 4 * s;
+        }
+        while r < r_end && n < HIT_BATCH {
+            if test(r) {
+                hits[n] = r;
+                n += 1;
+            }
+            r += s;
+        }
+        (r, n)
+    }
+
+    /// `(pattern id, offset)` of every position registered with the gram `key`.
     #[inline]
-    pub(crate) fn for_each_candidate(&self, qgram: u32, mut f: impl FnMut(usize, usize)) {
-        let bucket = (hash(qgram) >> self.bucket_shift) as usize;
+    pub(crate) fn candidates(&self, key: u64) -> impl Iterator<Item = (usize, usize)> + '_ {
+        let bucket = (hash(key) >> self.bucket_shift) as usize;
         let (start, end) = (
             self.bucket_starts[bucket] as usize,
             self.bucket_starts[bucket + 1] as usize,
         );
-        for e in start..end {
-            if self.keys[e] == qgram {
-                let target = self.targets[e];
-                f(
-                    (target >> OFFSET_BITS) as usize,
-                    (target & OFFSET_MASK) as usize,
-                );
-            }
-        }
-    }
-
-    /// Whether some pattern starts with `qgram` (offset 0), checked further by `f`: returns
-    /// `true` as soon as `f(pattern id)` does.
-    pub(crate) fn any_starting_with(&self, qgram: u32, mut f: impl FnMut(usize) -> bool) -> bool {
-        if !self.may_contain(qgram) {
-            return false;
-        }
-        let bucket = (hash(qgram) >> self.bucket_shift) as usize;
-        let (start, end) = (
-            self.bucket_starts[bucket] as usize,
-            self.bucket_starts[bucket + 1] as usize,
-        );
-        for e in start..end {
+        (start..end).filter(move |&e| self.keys[e] == key).map(|e| {
             let target = self.targets[e];
-            if self.keys[e] == qgram
-                && target & OFFSET_MASK == 0
-                && f((target >> OFFSET_BITS) as usize)
-            {
-                return true;
-            }
-        }
-        false
-    }
-
-    /// Whether `text` (shorter than [`Q`]) is a prefix of some pattern.
-    pub(crate) fn is_short_prefix(&self, text: &[u8]) -> bool {
-        debug_assert!(!text.is_empty() && text.len() < Q);
-        self.short_prefixes.binary_search(&short_key(text)).is_ok()
+            (
+                (target >> OFFSET_BITS) as usize,
+                (target & OFFSET_MASK) as usize,
+            )
+        })
     }
 }
 
-fn short_key(prefix: &[u8]) -> u32 {
-    let mut bytes = [0u8; 4];
-    bytes[..prefix.len()].copy_from_slice(prefix);
-    (prefix.len() as u32) << 24 | u32::from_le_bytes(bytes)
+/// See the module documentation.
+pub(crate) struct QgramIndex {
+    /// One to three grids (see the module documentation); none without patterns.
+    grids: Vec<Grid>,
+    /// `(first 8 bytes big-endian, pattern id)` of every pattern, sorted: numeric order is
+    /// byte order, so the patterns sharing a prefix form a range.
+    starts: Zeroizing<Vec<(u64, u32)>>,
+    /// The first 8 bytes (little-endian) of every pattern.
+    start_filter: Bloom,
+}
+
+impl QgramIndex {
+    /// Indexes `patterns`, all of which are at least 8 bytes long and fewer than
+    /// [`MAX_PATTERNS`].
+    pub(crate) fn new(patterns: &PatternSet) -> QgramIndex {
+        let grids = classes(patterns)
+            .into_iter()
+            .map(|(ids, key_len)| Grid::new(patterns, &ids, key_len))
+            .collect();
+        let mut starts: Zeroizing<Vec<(u64, u32)>> = Zeroizing::new(
+            patterns
+                .iter()
+                .enumerate()
+                .map(|(id, p)| {
+                    (
+                        u64::from_be_bytes(p[..8].try_into().expect("8 bytes")),
+                        id as u32,
+                    )
+                })
+                .collect(),
+        );
+        starts.sort_unstable();
+        let start_keys: Zeroizing<Vec<u64>> =
+            Zeroizing::new(starts.iter().map(|s| s.0.swap_bytes()).collect());
+        let start_filter = Bloom::new(&start_keys);
+        QgramIndex {
+            grids,
+            starts,
+            start_filter,
+        }
+    }
+
+    pub(crate) fn grids(&self) -> &[Grid] {
+        &self.grids
+    }
+
+    /// Ids of the patterns whose first 8 bytes are the gram `key` (little-endian).
+    pub(crate) fn starting_with(&self, key: u64) -> impl Iterator<Item = usize> + '_ {
+        let range = if self.start_filter.may_contain(key) {
+            let be = key.swap_bytes();
+            let first = self.starts.partition_point(|s| s.0 < be);
+            let end = first + self.starts[first..].partition_point(|s| s.0 == be);
+            first..end
+        } else {
+            0..0
+        };
+        self.starts[range].iter().map(|s| s.1 as usize)
+    }
+
+    /// Whether `text` (shorter than 8 bytes) is a prefix of some pattern; since every pattern
+    /// is at least 8 bytes long, it is then a proper one.
+    pub(crate) fn is_short_prefix(&self, text: &[u8]) -> bool {
+        debug_assert!(!text.is_empty() && text.len() < 8);
+        let mut bytes = [0u8; 8];
+        bytes[..text.len()].copy_from_slice(text);
+        let low = u64::from_be_bytes(bytes);
+        let high = low | (u64::MAX >> (8 * text.len()));
+        bytes.iter_mut().for_each(|b| *b = 0);
+        let first = self.starts.partition_point(|s| s.0 < low);
+        self.starts.get(first).is_some_and(|s| s.0 <= high)
+    }
+}
+
+/// The grids of a pattern set: `(pattern ids, key length)` (see the module documentation).
+fn classes(patterns: &PatternSet) -> Vec<(Vec<usize>, usize)> {
+    let ids = 0..patterns.len();
+    let min_len = ids.clone().map(|id| patterns.len_of(id)).min().unwrap_or(0);
+    let keys4 = patterns.len() * (min_len.saturating_sub(3)).min(MAX_STRIDE);
+    if keys4 <= SMALL_SET_KEYS {
+        return vec![(ids.collect(), 4)];
+    }
+    let (mut tiny, mut short, mut long) = (Vec::new(), Vec::new(), Vec::new());
+    for id in ids {
+        let pattern = patterns.get(id);
+        if pattern.len() >= LONG
+            || (pattern.len() >= LONG_HEX && pattern.iter().all(u8::is_ascii_hexdigit))
+        {
+            long.push(id);
+        } else if pattern.len() >= TINY {
+            short.push(id);
+        } else {
+            tiny.push(id);
+        }
+    }
+    [(tiny, 4), (short, 4), (long, 8)]
+        .into_iter()
+        .filter(|(ids, _)| !ids.is_empty())
+        .collect()
 }
 
 fn log2_ceil(n: usize) -> u32 {

@@ -4,12 +4,12 @@
 //! followed by [`Scanner::finish`], so the two paths run the same code and streaming output
 //! equals whole-buffer output for any split of the input.
 //!
-//! A push samples the q-gram grid (see [`qgram`](crate::qgram)) over the held-back bytes and
-//! the new chunk, confirms hits, and records every complete occurrence in the
-//! [`Coverage`]. It then finds the longest suffix of the data that is a proper prefix of some
-//! pattern. Every occurrence starting before that suffix is complete (otherwise its start
-//! would begin a longer such suffix) and has been found (its grid position lies inside it), so
-//! everything before the suffix is written out and only the suffix is kept: at most
+//! A push samples the grids of the [q-gram index](crate::qgram) over the held-back bytes and
+//! the new chunk, confirms hits, and records every complete occurrence in the [`Coverage`].
+//! It then finds the longest suffix of the data that is a proper prefix of some pattern.
+//! Every occurrence starting before that suffix is complete (otherwise its start would begin a
+//! longer such suffix) and has been found (its grid position lies inside it), so everything
+//! before the suffix is written out and only the suffix is kept: at most
 //! `max_pattern_len - 1` bytes. Grid positions inside the kept suffix are sampled again on the
 //! next push, because their occurrences may not have been complete yet.
 
@@ -19,11 +19,15 @@ use zeroize::{Zeroize, Zeroizing};
 
 use crate::Redactor;
 use crate::coverage::Coverage;
-use crate::qgram::{Q, qgram_at};
+use crate::patterns::PatternSet;
+use crate::qgram::{Grid, HIT_BATCH, key};
 
 /// During a large push, output is written out at least this often (in bytes of input) so the
-/// list of secret runs stays short and the output is produced while still in cache.
+/// list of secret runs stays short and the output is produced while the input is in cache.
 const FLUSH_INTERVAL: u64 = 1 << 16;
+
+/// The most grids an index has (see [`crate::qgram`]).
+const MAX_GRIDS: usize = 3;
 
 /// The held-back bytes (`head`) followed by a new chunk (`tail`), addressed by absolute
 /// stream position. Only positions near the seam take the slow paths.
@@ -52,12 +56,20 @@ impl Hay<'_> {
         }
     }
 
-    /// The q-gram at `pos` (`pos + Q <= end`).
-    fn qgram(&self, pos: u64) -> u32 {
+    /// The key of the `N` bytes at `pos` (`pos + N <= end`), wherever they lie.
+    fn key<const N: usize>(&self, pos: u64) -> u64 {
         let r = (pos - self.origin) as usize;
         match r.checked_sub(self.head.len()) {
-            Some(t) => qgram_at(&self.tail[t..]),
-            None => u32::from_le_bytes([0, 1, 2, 3].map(|k| self.byte(pos + k))),
+            Some(t) => key::<N>(&self.tail[t..]),
+            None => {
+                let mut bytes = [0u8; 8];
+                for (k, b) in bytes[..N].iter_mut().enumerate() {
+                    *b = self.byte(pos + k as u64);
+                }
+                let key = u64::from_le_bytes(bytes);
+                bytes.zeroize();
+                key
+            }
         }
     }
 
@@ -88,6 +100,69 @@ impl Hay<'_> {
     }
 }
 
+/// Finds the occurrences of one grid's patterns in one push.
+struct Sampler<'a> {
+    hay: &'a Hay<'a>,
+    patterns: &'a PatternSet,
+    grid: &'a Grid,
+}
+
+impl Sampler<'_> {
+    /// Samples the grid positions from `from` (one of them) up to `to` whose `N`-byte gram is
+    /// available, recording the complete occurrences found; returns the first position not
+    /// sampled.
+    #[inline(always)]
+    fn run<const N: usize>(&self, from: u64, to: u64, coverage: &mut Coverage) -> u64 {
+        let hay = self.hay;
+        let stride = self.grid.stride() as u64;
+        let end = hay.end();
+        let tail_origin = hay.tail_origin();
+        let mut i = from;
+        // Positions whose gram starts in the held-back bytes.
+        while i < to && i + N as u64 <= end && i < tail_origin {
+            let key = hay.key::<N>(i);
+            if self.grid.may_contain(key) {
+                self.confirm(i, key, coverage);
+            }
+            i += stride;
+        }
+        // The hot loop: positions inside the chunk, probed in batches.
+        if i < to && i >= tail_origin {
+            let tail = hay.tail;
+            let mut r = (i - tail_origin) as usize;
+            let r_end = ((to - tail_origin) as usize).min((tail.len() + 1).saturating_sub(N));
+            let mut hits = [0usize; HIT_BATCH];
+            while r < r_end {
+                let (next, found) = self.grid.scan::<N>(tail, r, r_end, &mut hits);
+                for &hit in &hits[..found] {
+                    self.confirm(tail_origin + hit as u64, key::<N>(&tail[hit..]), coverage);
+                }
+                r = next;
+            }
+            i = tail_origin + r as u64;
+        }
+        i
+    }
+
+    /// Records every complete occurrence that has its grid position at `i`.
+    #[inline(never)]
+    fn confirm(&self, i: u64, key: u64, coverage: &mut Coverage) {
+        let end = self.hay.end();
+        for (id, offset) in self.grid.candidates(key) {
+            let Some(p) = i.checked_sub(offset as u64) else {
+                continue;
+            };
+            let len = self.patterns.len_of(id) as u64;
+            // Before `origin`: written out already, so found by an earlier push.
+            // Past `end`: not complete yet; this grid position is sampled again later.
+            if p >= self.hay.origin && p + len <= end && self.hay.matches(p, self.patterns.get(id))
+            {
+                coverage.add(p, p + len);
+            }
+        }
+    }
+}
+
 /// The state of one output stream.
 pub(crate) struct Scanner {
     /// Bytes held back: they may be the start of a pattern. Never more than
@@ -96,8 +171,8 @@ pub(crate) struct Scanner {
     pending: Zeroizing<Vec<u8>>,
     /// Stream position of `pending[0]`: everything before it has been written out.
     start: u64,
-    /// The next grid position to sample.
-    next_sample: u64,
+    /// The next position to sample, per grid.
+    next_sample: [u64; MAX_GRIDS],
     coverage: Coverage,
 }
 
@@ -106,7 +181,7 @@ impl Scanner {
         Scanner {
             pending: Zeroizing::new(Vec::with_capacity(redactor.max_pattern_len())),
             start: 0,
-            next_sample: 0,
+            next_sample: [0; MAX_GRIDS],
             coverage: Coverage::default(),
         }
     }
@@ -119,7 +194,7 @@ impl Scanner {
     /// no longer be part of an undecided occurrence.
     pub(crate) fn push(&mut self, redactor: &Redactor, chunk: &[u8], out: &mut Vec<u8>) {
         let patterns = &redactor.patterns;
-        let index = &redactor.index;
+        let grids = redactor.index.grids();
         if patterns.is_empty() {
             out.extend_from_slice(chunk);
             return;
@@ -131,59 +206,43 @@ impl Scanner {
             origin: self.start,
         };
         let end = hay.end();
-        let stride = index.stride() as u64;
-        // No pattern starting before `hold_floor` can still be incomplete.
+        // No occurrence starting before `hold_floor` can still be incomplete.
         let hold_floor = end.saturating_sub(patterns.max_len() as u64 - 1);
         let coverage = &mut self.coverage;
         let mut emitted = self.start;
+        let mut next = self.next_sample;
 
-        // Calls `record` for every complete occurrence whose grid position is `i`.
-        let confirm = |coverage: &mut Coverage, i: u64, qgram: u32| {
-            index.for_each_candidate(qgram, |id, offset| {
-                let Some(p) = i.checked_sub(offset as u64) else {
-                    return;
+        let mut block_start = self.start;
+        loop {
+            let block_end = (block_start + FLUSH_INTERVAL).min(end);
+            for (grid, next) in grids.iter().zip(next.iter_mut()) {
+                let sampler = Sampler {
+                    hay: &hay,
+                    patterns,
+                    grid,
                 };
-                let len = patterns.len_of(id) as u64;
-                // Before `origin`: written out already, so found by an earlier push.
-                // Past `end`: not complete yet; this grid position is sampled again later.
-                if p >= hay.origin && p + len <= end && hay.matches(p, patterns.get(id)) {
-                    coverage.add(p, p + len);
-                }
-            });
-        };
-
-        let mut i = self.next_sample;
-        // Grid positions whose q-gram straddles the seam or lies in the held-back bytes.
-        while i + Q as u64 <= end && i < hay.tail_origin() {
-            let qgram = hay.qgram(i);
-            if index.may_contain(qgram) {
-                confirm(coverage, i, qgram);
+                *next = match grid.key_len() {
+                    8 => sampler.run::<8>(*next, block_end, coverage),
+                    _ => sampler.run::<4>(*next, block_end, coverage),
+                };
             }
-            i += stride;
-        }
-        // The hot loop: grid positions inside the chunk, in blocks between flushes.
-        let tail_origin = hay.tail_origin();
-        let s = stride as usize;
-        while i + Q as u64 <= end {
-            let block_end = (i + FLUSH_INTERVAL).min(end - Q as u64 + 1);
-            let mut r = (i - tail_origin) as usize;
-            let r_end = (block_end - tail_origin) as usize;
-            while r < r_end {
-                let qgram = qgram_at(&chunk[r..]);
-                if index.may_contain(qgram) {
-                    confirm(coverage, tail_origin + r as u64, qgram);
-                }
-                r += s;
-            }
-            i = tail_origin + r as u64;
-            // Every occurrence starting at or before the last sampled position is known.
-            let safe = (i - stride + 1).min(hold_floor);
+            // Every occurrence starting at or before a grid's last sampled position is known.
+            let safe = grids
+                .iter()
+                .zip(next)
+                .map(|(grid, next)| (next + 1).saturating_sub(grid.stride() as u64))
+                .min()
+                .unwrap_or(end)
+                .min(hold_floor);
             if safe > emitted {
                 coverage.emit(emitted, safe, out, |out, a, b| hay.copy(out, a, b));
                 emitted = safe;
             }
+            if block_end == end {
+                break;
+            }
+            block_start = block_end;
         }
-        let frontier = i;
 
         // Hold back the longest suffix that is a proper prefix of some pattern.
         let mut keep = emitted.max(hold_floor);
@@ -203,18 +262,21 @@ impl Scanner {
             head.clear();
             head.extend_from_slice(&chunk[from..]);
         }
-        debug_assert!(head.len() < patterns.max_len().max(1));
+        debug_assert!(head.len() < patterns.max_len());
         *self.pending = head;
         self.start = keep;
         // Grid positions from `keep` on are sampled again: their occurrences may not have been
         // complete. Unsampled positions before `keep` can only start occurrences before `keep`,
         // which are complete and so were found at their own grid positions.
-        let first_kept = keep.div_ceil(stride) * stride;
-        self.next_sample = if frontier >= keep {
-            frontier.min(first_kept)
-        } else {
-            first_kept
-        };
+        for ((grid, next), slot) in grids.iter().zip(next).zip(self.next_sample.iter_mut()) {
+            let stride = grid.stride() as u64;
+            let first_kept = keep.div_ceil(stride) * stride;
+            *slot = if next >= keep {
+                next.min(first_kept)
+            } else {
+                first_kept
+            };
+        }
     }
 
     /// Writes out the held-back bytes and makes the scanner ready for a new stream.
@@ -230,7 +292,7 @@ impl Scanner {
         head.zeroize();
         *self.pending = head;
         self.start = 0;
-        self.next_sample = 0;
+        self.next_sample = [0; MAX_GRIDS];
         self.coverage.reset();
     }
 }
@@ -238,9 +300,8 @@ impl Scanner {
 /// Whether the bytes from `pos` to the end of `hay` are a proper prefix of some pattern.
 fn is_proper_prefix(redactor: &Redactor, hay: &Hay<'_>, pos: u64) -> bool {
     let len = (hay.end() - pos) as usize;
-    if len < Q {
-        // Every pattern is longer than Q, so any prefix this short is a proper one.
-        let mut text = [0u8; Q];
+    if len < 8 {
+        let mut text = [0u8; 8];
         for (k, b) in text[..len].iter_mut().enumerate() {
             *b = hay.byte(pos + k as u64);
         }
@@ -249,7 +310,7 @@ fn is_proper_prefix(redactor: &Redactor, hay: &Hay<'_>, pos: u64) -> bool {
         return found;
     }
     let patterns = &redactor.patterns;
-    redactor.index.any_starting_with(hay.qgram(pos), |id| {
+    redactor.index.starting_with(hay.key::<8>(pos)).any(|id| {
         let pattern = patterns.get(id);
         pattern.len() > len && hay.matches(pos, &pattern[..len])
     })
