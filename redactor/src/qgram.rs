@@ -281,7 +281,13 @@ impl QgramIndex {
     /// Indexes `patterns`, all of which are at least 8 bytes long and fewer than
     /// [`MAX_PATTERNS`].
     pub(crate) fn new(patterns: &PatternSet) -> QgramIndex {
-        let grids = classes(patterns)
+        QgramIndex::with_small_set_keys(patterns, SMALL_SET_KEYS)
+    }
+
+    /// [`QgramIndex::new`], with the size up to which a set counts as small (tests use 0 to
+    /// exercise the split into several grids on small sets).
+    pub(crate) fn with_small_set_keys(patterns: &PatternSet, small_set_keys: usize) -> QgramIndex {
+        let grids = classes(patterns, small_set_keys)
             .into_iter()
             .map(|(ids, key_len)| Grid::new(patterns, &ids, key_len))
             .collect();
@@ -340,11 +346,11 @@ impl QgramIndex {
 }
 
 /// The grids of a pattern set: `(pattern ids, key length)` (see the module documentation).
-fn classes(patterns: &PatternSet) -> Vec<(Vec<usize>, usize)> {
+fn classes(patterns: &PatternSet, small_set_keys: usize) -> Vec<(Vec<usize>, usize)> {
     let ids = 0..patterns.len();
     let min_len = ids.clone().map(|id| patterns.len_of(id)).min().unwrap_or(0);
     let keys4 = patterns.len() * (min_len.saturating_sub(3)).min(MAX_STRIDE);
-    if keys4 <= SMALL_SET_KEYS {
+    if keys4 <= small_set_keys {
         return vec![(ids.collect(), 4)];
     }
     let (mut tiny, mut short, mut long) = (Vec::new(), Vec::new(), Vec::new());

@@ -33,6 +33,30 @@ impl Redactor {
         I: IntoIterator<Item = S>,
         S: AsRef<[u8]>,
     {
+        Redactor::build(secrets, QgramIndex::new)
+    }
+
+    /// A redactor whose index is split into several grids however small the set is, so that
+    /// tests exercise the code paths of large sets.
+    #[cfg(test)]
+    pub(crate) fn with_split_grids<I, S>(secrets: I) -> Result<Redactor, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<[u8]>,
+    {
+        Redactor::build(secrets, |patterns| {
+            QgramIndex::with_small_set_keys(patterns, 0)
+        })
+    }
+
+    fn build<I, S>(
+        secrets: I,
+        index: impl FnOnce(&PatternSet) -> QgramIndex,
+    ) -> Result<Redactor, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<[u8]>,
+    {
         let mut forms = Vec::new();
         for secret in secrets {
             let secret = secret.as_ref();
@@ -57,7 +81,7 @@ impl Redactor {
                 max: MAX_PATTERNS - 1,
             });
         }
-        let index = QgramIndex::new(&patterns);
+        let index = index(&patterns);
         Ok(Redactor { patterns, index })
     }
 

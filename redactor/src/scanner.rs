@@ -392,29 +392,53 @@ mod tests {
             })
     }
 
+    /// Both index layouts: one grid (small sets) and the split into grids by pattern length
+    /// and alphabet (large sets).
+    fn redactors(secrets: &[Vec<u8>]) -> [Redactor; 2] {
+        [
+            Redactor::new(secrets).unwrap(),
+            Redactor::with_split_grids(secrets).unwrap(),
+        ]
+    }
+
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(400))]
+        #![proptest_config(ProptestConfig::with_cases(300))]
 
         #[test]
         fn whole_buffer_output_is_the_definition((secrets, text, _cuts) in case()) {
-            let redactor = Redactor::new(&secrets).unwrap();
-            prop_assert_eq!(redactor.redact(&text), oracle(&redactor, &text));
+            for redactor in redactors(&secrets) {
+                prop_assert_eq!(redactor.redact(&text), oracle(&redactor, &text));
+            }
         }
 
         #[test]
         fn any_split_gives_the_definition_and_holds_back_less_than_a_pattern((secrets, text, cuts) in case()) {
-            let redactor = Redactor::new(&secrets).unwrap();
-            let (out, max_pending) = streamed(&redactor, &text, &cuts);
-            prop_assert_eq!(out, oracle(&redactor, &text));
-            prop_assert!(max_pending < redactor.max_pattern_len());
+            for redactor in redactors(&secrets) {
+                let (out, max_pending) = streamed(&redactor, &text, &cuts);
+                prop_assert_eq!(out, oracle(&redactor, &text));
+                prop_assert!(max_pending < redactor.max_pattern_len());
+            }
         }
 
         #[test]
         fn one_byte_chunks_give_the_definition((secrets, text, _cuts) in case()) {
-            let redactor = Redactor::new(&secrets).unwrap();
             let cuts: Vec<usize> = (0..text.len()).collect();
-            prop_assert_eq!(streamed(&redactor, &text, &cuts).0, oracle(&redactor, &text));
+            for redactor in redactors(&secrets) {
+                prop_assert_eq!(streamed(&redactor, &text, &cuts).0, oracle(&redactor, &text));
+            }
         }
+    }
+
+    #[test]
+    fn split_grids_put_short_long_and_hex_patterns_on_separate_grids() {
+        let redactor = Redactor::with_split_grids([
+            &b"0123456789abcdef0123"[..],
+            b"tiny-sec",
+            b"short-secret",
+            b"a-much-longer-secret-value",
+        ])
+        .unwrap();
+        assert_eq!(redactor.index.grids().len(), 3);
     }
 
     /// The held-back bytes are exactly the longest suffix that is a proper prefix of a pattern.
