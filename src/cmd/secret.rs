@@ -122,11 +122,13 @@ fn read_value(name: &str) -> Result<Zeroizing<Vec<u8>>> {
             .lock()
             .read_to_end(&mut value)
             .context("cannot read the secret from stdin")?;
-        if value.ends_with(b"\r\n") {
-            value.truncate(value.len() - 2);
-        } else if value.ends_with(b"\n") {
-            value.truncate(value.len() - 1);
-        }
+        let newline = if value.ends_with(b"\r\n") {
+            2
+        } else {
+            usize::from(value.ends_with(b"\n"))
+        };
+        let len = value.len() - newline;
+        value.truncate(len);
     }
     if value.is_empty() {
         bail!("secret {name} is empty: pipe the value on stdin");
