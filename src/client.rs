@@ -108,7 +108,12 @@ impl Client {
     }
 
     /// A call whose answer body does not matter (204s).
-    pub async fn send<B: Serialize>(&self, method: Method, path: &str, body: Option<&B>) -> Result<()> {
+    pub async fn send<B: Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<()> {
         self.request(method, path, body).await.map(drop)
     }
 
@@ -158,7 +163,10 @@ impl Client {
         } else {
             ""
         };
-        anyhow!("cannot reach the control plane at {}: {reason}{hint}", self.conn.url)
+        anyhow!(
+            "cannot reach the control plane at {}: {reason}{hint}",
+            self.conn.url
+        )
     }
 }
 

@@ -40,8 +40,8 @@ pub async fn run(args: AgentArgs) -> Result<()> {
 }
 
 fn load_file(path: &Path) -> Result<AgentFile> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message()))
 }
 
@@ -84,7 +84,11 @@ fn config(args: AgentArgs) -> Result<AgentConfig> {
     let name = args
         .name
         .or(file.name)
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_owned()))
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| "agent".to_owned());
     Ok(AgentConfig {
@@ -100,7 +104,9 @@ fn config(args: AgentArgs) -> Result<AgentConfig> {
         concurrency: args.concurrency.or(file.concurrency).unwrap_or(4),
         docker_host: args.docker_host.or(file.docker_host),
         shutdown_grace: Duration::from_secs(
-            args.shutdown_grace_secs.or(file.shutdown_grace_secs).unwrap_or(30),
+            args.shutdown_grace_secs
+                .or(file.shutdown_grace_secs)
+                .unwrap_or(30),
         ),
         max_run_timeout: args
             .max_run_timeout_secs
@@ -115,7 +121,10 @@ mod tests {
     fn a_target_may_name_its_key_file() {
         let t = super::parse_target("prod-db=/etc/sealrun/prod-db.key");
         assert_eq!(t.name, "prod-db");
-        assert_eq!(t.key_file.unwrap().to_str(), Some("/etc/sealrun/prod-db.key"));
+        assert_eq!(
+            t.key_file.unwrap().to_str(),
+            Some("/etc/sealrun/prod-db.key")
+        );
         assert!(super::parse_target("demo").key_file.is_none());
     }
 }

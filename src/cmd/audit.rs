@@ -41,9 +41,16 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
             t.print()?;
             Ok(ExitCode::SUCCESS)
         }
-        AuditCommand::Verify { file: Some(path), client } => {
+        AuditCommand::Verify {
+            file: Some(path),
+            client,
+        } => {
             let entries = read_export(&path)?;
-            report(&verify_chain(&entries), client.json, &format!("{}", path.display()))
+            report(
+                &verify_chain(&entries),
+                client.json,
+                &format!("{}", path.display()),
+            )
         }
         AuditCommand::Verify { file: None, client } => {
             let json = client.json;
@@ -51,11 +58,15 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
             let v: AuditVerification = client.get("/v1/audit/verify").await?;
             report(&v, json, "the live audit trail")
         }
-        AuditCommand::Export { output: path, client } => {
+        AuditCommand::Export {
+            output: path,
+            client,
+        } => {
             let client = Client::from_args(&client)?;
             let mut sink: Box<dyn std::io::Write> = match &path {
                 Some(p) => Box::new(std::io::BufWriter::new(
-                    std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+                    std::fs::File::create(p)
+                        .with_context(|| format!("cannot create {}", p.display()))?,
                 )),
                 None => Box::new(std::io::stdout().lock()),
             };
@@ -92,16 +103,23 @@ fn report(v: &AuditVerification, json: bool, what: &str) -> Result<ExitCode> {
     } else {
         println!(
             "{what}: TAMPERED at entry {}: {}",
-            v.first_bad_seq.map(|s| s.to_string()).unwrap_or_else(|| "?".into()),
+            v.first_bad_seq
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "?".into()),
             v.problem.as_deref().unwrap_or("chain does not verify")
         );
     }
-    Ok(if v.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if v.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Reads a JSONL export, refusing anything that is not one entry per line.
 fn read_export(path: &std::path::Path) -> Result<Vec<AuditEntry>> {
-    let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut entries = Vec::new();
     for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
         let line = line.with_context(|| format!("cannot read {}", path.display()))?;

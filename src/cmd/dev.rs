@@ -29,14 +29,18 @@ pub async fn run(args: DevArgs) -> Result<()> {
     ensure_image(&args.image).await?;
 
     let token_file = data_dir.join("admin.token");
-    let mut config = ServerConfig::default();
-    config.data_dir = data_dir.join("server");
-    config.listen = args
-        .listen
-        .parse()
-        .with_context(|| format!("--listen {}: expected an address like 127.0.0.1:8443", args.listen))?;
-    config.org_name = "dev".to_owned();
-    config.admin_token_file = Some(token_file.clone());
+    let config = ServerConfig {
+        data_dir: data_dir.join("server"),
+        listen: args.listen.parse().with_context(|| {
+            format!(
+                "--listen {}: expected an address like 127.0.0.1:8443",
+                args.listen
+            )
+        })?,
+        org_name: "dev".to_owned(),
+        admin_token_file: Some(token_file.clone()),
+        ..ServerConfig::default()
+    };
     let server = Server::bind(config)
         .await
         .context("cannot start the control plane (is another `sealrun dev` running?)")?;
@@ -71,15 +75,23 @@ pub async fn run(args: DevArgs) -> Result<()> {
         timeout_secs: 600,
         user: None,
     };
-    let _: TargetView = admin.put(&format!("/v1/targets/{DEMO_TARGET}"), &spec).await?;
-    say(&format!("target `{DEMO_TARGET}` runs in image {}", args.image));
+    let _: TargetView = admin
+        .put(&format!("/v1/targets/{DEMO_TARGET}"), &spec)
+        .await?;
+    say(&format!(
+        "target `{DEMO_TARGET}` runs in image {}",
+        args.image
+    ));
 
     let agent_dir = data_dir.join("agent");
     let enrollment_token = if agent_dir.join("agent.json").exists() {
         None
     } else {
         let t: EnrollmentToken = admin
-            .post("/v1/pools/default/enrollment-tokens", &serde_json::json!({}))
+            .post(
+                "/v1/pools/default/enrollment-tokens",
+                &serde_json::json!({}),
+            )
             .await?;
         Some(t.token)
     };
@@ -193,12 +205,16 @@ async fn ensure_image(image: &str) -> Result<()> {
         .context("cannot connect to the Docker engine")?
         .negotiate_version()
         .await
-        .context("the Docker engine is not answering (is dockerd running? try scripts/provision.sh)")?;
+        .context(
+            "the Docker engine is not answering (is dockerd running? try scripts/provision.sh)",
+        )?;
     if docker.inspect_image(image).await.is_ok() {
         return Ok(());
     }
     if image != BUSYBOX_IMAGE {
-        say(&format!("image {image} is not present; the agent will pull it on first run"));
+        say(&format!(
+            "image {image} is not present; the agent will pull it on first run"
+        ));
         return Ok(());
     }
     let busybox = ["/bin/busybox", "/usr/bin/busybox"]

@@ -32,7 +32,10 @@ pub async fn run(cmd: PoolCommand) -> Result<()> {
             let json = client.json;
             let client = Client::from_args(&client)?;
             let tok: EnrollmentToken = client
-                .post(&format!("/v1/pools/{}/enrollment-tokens", seg(&pool)), &serde_json::json!({}))
+                .post(
+                    &format!("/v1/pools/{}/enrollment-tokens", seg(&pool)),
+                    &serde_json::json!({}),
+                )
                 .await?;
             if json {
                 return output::json(&tok);
@@ -56,7 +59,15 @@ pub async fn run_agents(cmd: AgentsCommand) -> Result<()> {
             if a.client.json {
                 return output::json(&list);
             }
-            let mut t = Table::new(&["ID", "NAME", "POOL", "TARGETS", "CONNECTED", "LAST SEEN", "VERSION"]);
+            let mut t = Table::new(&[
+                "ID",
+                "NAME",
+                "POOL",
+                "TARGETS",
+                "CONNECTED",
+                "LAST SEEN",
+                "VERSION",
+            ]);
             for v in list.agents {
                 t.row(vec![
                     v.id,

@@ -56,7 +56,11 @@ pub enum Interrupt {
 /// Maps how a run ended to this process's exit status, saying why on stderr
 /// when it is not the command's own code.
 pub fn exit_code_for(id: &str, end: &RunEnd) -> ExitCode {
-    let why = end.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default();
+    let why = end
+        .error
+        .as_deref()
+        .map(|e| format!(": {e}"))
+        .unwrap_or_default();
     match end.status {
         RunStatus::Succeeded => ExitCode::SUCCESS,
         RunStatus::Failed => match end.exit_code {
@@ -172,8 +176,8 @@ async fn stream_once(
             if line.is_empty() {
                 continue;
             }
-            let event: LogEvent = serde_json::from_slice(&line)
-                .context("unexpected line in the log stream")?;
+            let event: LogEvent =
+                serde_json::from_slice(&line).context("unexpected line in the log stream")?;
             line.clear();
             match event {
                 LogEvent::Chunk(chunk) => {
@@ -230,7 +234,10 @@ impl Spinner {
             let mut status = "queued".to_owned();
             for tick in 0u64.. {
                 if tick % 10 == 0 {
-                    if let Ok(v) = client.get::<RunView>(&format!("/v1/runs/{}", seg(&id))).await {
+                    if let Ok(v) = client
+                        .get::<RunView>(&format!("/v1/runs/{}", seg(&id)))
+                        .await
+                    {
                         status = v.status.to_string();
                     }
                 }

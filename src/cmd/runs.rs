@@ -42,14 +42,23 @@ pub async fn run(cmd: RunsCommand) -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let mut t = Table::new(&[
-                "ID", "TARGET", "STATUS", "EXIT", "SOURCE", "SUBMITTER", "CREATED", "COMMAND",
+                "ID",
+                "TARGET",
+                "STATUS",
+                "EXIT",
+                "SOURCE",
+                "SUBMITTER",
+                "CREATED",
+                "COMMAND",
             ]);
             for r in list.runs {
                 t.row(vec![
                     r.id,
                     r.target,
                     r.status.to_string(),
-                    r.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
+                    r.exit_code
+                        .map(|c| c.to_string())
+                        .unwrap_or_else(|| "-".into()),
                     r.source.as_str().to_owned(),
                     r.submitter,
                     output::time(r.created_at_ms),
@@ -75,7 +84,9 @@ pub async fn run(cmd: RunsCommand) -> Result<ExitCode> {
             println!("status:    {}", r.status);
             println!(
                 "exit code: {}",
-                r.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "-".into())
+                r.exit_code
+                    .map(|c| c.to_string())
+                    .unwrap_or_else(|| "-".into())
             );
             if let Some(e) = &r.error {
                 println!("error:     {e}");
@@ -92,12 +103,20 @@ pub async fn run(cmd: RunsCommand) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        RunsCommand::Logs { id, follow: true, client } => {
+        RunsCommand::Logs {
+            id,
+            follow: true,
+            client,
+        } => {
             let client = Client::from_args(&client)?;
             let end = follow(&client, &id, Interrupt::Detach).await?;
             Ok(exit_code_for(&id, &end))
         }
-        RunsCommand::Logs { id, follow: false, client } => {
+        RunsCommand::Logs {
+            id,
+            follow: false,
+            client,
+        } => {
             let json = client.json;
             let client = Client::from_args(&client)?;
             let mut after = 0;

@@ -100,7 +100,9 @@ fn check_name(name: &str) -> Result<()> {
     let ok = matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
     if !ok {
-        bail!("`{name}` is not a valid secret name: use letters, digits and _ (it becomes an env var)");
+        bail!(
+            "`{name}` is not a valid secret name: use letters, digits and _ (it becomes an env var)"
+        );
     }
     Ok(())
 }

@@ -35,7 +35,9 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     }
     logging::init(logging::Format::Json);
     let config = config(args)?;
-    let server = Server::bind(config).await.context("cannot start the control plane")?;
+    let server = Server::bind(config)
+        .await
+        .context("cannot start the control plane")?;
     tracing::info!(addr = %server.local_addr(), ca = ?server.ca_cert_path(), "control plane listening");
     server.run(crate::signal::shutdown()).await?;
     tracing::info!("control plane stopped");
@@ -43,8 +45,8 @@ pub async fn run(args: ServerArgs) -> Result<()> {
 }
 
 fn load_file(path: &Path) -> Result<ServerFile> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message()))
 }
 
@@ -66,8 +68,15 @@ fn config(args: ServerArgs) -> Result<ServerConfig> {
         config.org_name = o;
     }
     config.admin_token_file = args.admin_token_file.or(file.admin_token_file);
-    config.extra_hostnames = if args.hostnames.is_empty() { file.hostnames } else { args.hostnames };
-    if let (Some(cert), Some(key)) = (args.tls_cert.or(file.tls_cert), args.tls_key.or(file.tls_key)) {
+    config.extra_hostnames = if args.hostnames.is_empty() {
+        file.hostnames
+    } else {
+        args.hostnames
+    };
+    if let (Some(cert), Some(key)) = (
+        args.tls_cert.or(file.tls_cert),
+        args.tls_key.or(file.tls_key),
+    ) {
         config.tls = TlsConfig::Files { cert, key };
     }
     if let Some(s) = args.lease_ttl_secs.or(file.lease_ttl_secs) {

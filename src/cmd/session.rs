@@ -8,12 +8,15 @@ use anyhow::{Result, anyhow};
 use sealrun_wire::admin::Whoami;
 
 pub async fn login(a: LoginArgs) -> Result<()> {
-    let url = a.client.url.clone().ok_or_else(|| anyhow!("--url (or SEALRUN_URL) is required"))?;
-    let token = a
+    let url = a
         .client
-        .token
+        .url
         .clone()
-        .ok_or_else(|| anyhow!("set SEALRUN_TOKEN to the token to save (flags show up in `ps`)"))?;
+        .ok_or_else(|| anyhow!("--url (or SEALRUN_URL) is required"))?;
+    let token =
+        a.client.token.clone().ok_or_else(|| {
+            anyhow!("set SEALRUN_TOKEN to the token to save (flags show up in `ps`)")
+        })?;
     let ca_cert = match &a.client.ca_cert {
         Some(p) => Some(
             std::fs::canonicalize(p).map_err(|e| anyhow!("cannot read {}: {e}", p.display()))?,

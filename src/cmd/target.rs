@@ -125,8 +125,8 @@ async fn create(a: TargetCreateArgs) -> Result<()> {
 
 /// Reads and checks a `targets.toml` before anything is sent.
 pub fn read_targets_file(path: &Path) -> Result<Vec<TargetSpec>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     parse_targets(&text).with_context(|| format!("{} is not a valid targets file", path.display()))
 }
 

@@ -18,7 +18,9 @@ pub async fn run(cmd: TokenCommand) -> Result<()> {
                 RoleArg::Operator => Role::Operator,
                 RoleArg::Auditor => Role::Auditor,
             };
-            let created: TokenCreated = client.post("/v1/tokens", &TokenCreate { name, role }).await?;
+            let created: TokenCreated = client
+                .post("/v1/tokens", &TokenCreate { name, role })
+                .await?;
             if json {
                 return output::json(&created);
             }
