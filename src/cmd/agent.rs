@@ -117,6 +117,39 @@ fn config(args: AgentArgs) -> Result<AgentConfig> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    fn args(extra: &[&str]) -> AgentArgs {
+        let argv = ["sealrun", "agent"]
+            .into_iter()
+            .chain(extra.iter().copied());
+        match crate::cli::Cli::parse_from(argv).command {
+            crate::cli::Command::Agent(a) => a,
+            _ => unreachable!("parsed as the agent subcommand"),
+        }
+    }
+
+    #[test]
+    fn the_example_agent_config_is_read_whole() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/agent.toml");
+        let c = config(args(&["--config", path])).unwrap();
+        assert_eq!(c.server_url, "https://sealrun.internal:8443");
+        assert_eq!(c.name, "dc1-db-1");
+        assert_eq!(c.concurrency, 4);
+        assert_eq!(c.targets.len(), 2);
+        assert_eq!(
+            c.targets[1].key_file.as_deref(),
+            Some(Path::new("/etc/sealrun/keys/k8s-prod.key"))
+        );
+        assert_eq!(c.max_run_timeout, Some(Duration::from_secs(3600)));
+    }
+
+    #[test]
+    fn an_agent_without_targets_is_refused() {
+        let err = config(args(&["--url", "https://x:1"])).unwrap_err();
+        assert!(err.to_string().contains("--target"), "{err}");
+    }
     #[test]
     fn a_target_may_name_its_key_file() {
         let t = super::parse_target("prod-db=/etc/sealrun/prod-db.key");

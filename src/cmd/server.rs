@@ -90,3 +90,46 @@ fn config(args: ServerArgs) -> Result<ServerConfig> {
     }
     Ok(config)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    fn args(extra: &[&str]) -> ServerArgs {
+        let mut argv = vec!["server"];
+        argv.extend_from_slice(extra);
+        match crate::cli::Cli::parse_from(std::iter::once("sealrun").chain(argv)).command {
+            crate::cli::Command::Server(a) => a,
+            _ => unreachable!("parsed as the server subcommand"),
+        }
+    }
+
+    #[test]
+    fn the_example_server_config_is_read_whole() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/server.toml");
+        let c = config(args(&["--config", path])).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/sealrun"));
+        assert_eq!(c.listen.port(), 8443);
+        assert_eq!(c.org_name, "acme");
+        assert_eq!(c.extra_hostnames, ["sealrun.internal"]);
+        assert_eq!(c.settings.lease_ttl, Duration::from_secs(60));
+        assert_eq!(c.settings.max_agents_per_org, 100);
+    }
+
+    #[test]
+    fn flags_win_over_the_config_file() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/server.toml");
+        let c = config(args(&["--config", path, "--listen", "127.0.0.1:9000"])).unwrap();
+        assert_eq!(c.listen.port(), 9000);
+    }
+
+    #[test]
+    fn an_unknown_config_key_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server.toml");
+        std::fs::write(&path, "lisen = \"0.0.0.0:1\"\n").unwrap();
+        let err = config(args(&["--config", path.to_str().unwrap()])).unwrap_err();
+        assert!(err.to_string().contains("lisen"), "{err}");
+    }
+}
