@@ -106,6 +106,85 @@ impl Refusal {
     }
 }
 
+/// Recently verified tokens, so most requests authenticate without a
+/// database read. The secret is still hashed and compared (in constant time)
+/// on every request, and expiry re-checked; only the lookup is saved.
+///
+/// Every change that can revoke or reshape a principal (token or agent
+/// revocation, agent connect/deregister, target changes) calls
+/// [`invalidate`](AuthCache::invalidate) from its commit hook, so it takes
+/// effect before the change is even acknowledged. A lookup that started
+/// before an invalidation cannot repopulate the cache with what it read
+/// (generation check). Entries also expire after [`CACHE_TTL`].
+#[derive(Debug, Default)]
+pub(crate) struct AuthCache {
+    inner: Mutex<CacheInner>,
+}
+
+#[derive(Debug, Default)]
+struct CacheInner {
+    generation: u64,
+    entries: HashMap<String, Cached>,
+}
+
+#[derive(Debug)]
+struct Cached {
+    kind: TokenKind,
+    hash: Vec<u8>,
+    expires_ms: Option<i64>,
+    loaded: Instant,
+    principal: Principal,
+}
+
+/// Longest a verified token is trusted without a database read.
+const CACHE_TTL: Duration = Duration::from_secs(30);
+/// Most tokens cached at once.
+const CACHE_MAX: usize = 10_000;
+
+impl AuthCache {
+    fn get(&self, presented: &token::Presented<'_>) -> Option<Principal> {
+        let inner = self.inner.lock().ok()?;
+        let c = inner.entries.get(presented.id)?;
+        let fresh = c.loaded.elapsed() < CACHE_TTL && c.expires_ms.is_none_or(|e| e > now_ms());
+        (fresh && c.kind == presented.kind && presented.matches(&c.hash))
+            .then(|| c.principal.clone())
+    }
+
+    fn generation(&self) -> u64 {
+        self.inner.lock().map_or(u64::MAX, |i| i.generation)
+    }
+
+    fn insert(&self, generation: u64, id: String, kind: TokenKind, v: Verified) {
+        let Ok(mut inner) = self.inner.lock() else {
+            return;
+        };
+        if inner.generation != generation {
+            return; // invalidated while we were reading
+        }
+        if inner.entries.len() >= CACHE_MAX {
+            inner.entries.clear();
+        }
+        inner.entries.insert(
+            id,
+            Cached {
+                kind,
+                hash: v.hash,
+                expires_ms: v.expires_ms,
+                loaded: Instant::now(),
+                principal: v.principal,
+            },
+        );
+    }
+
+    /// Forgets every cached token.
+    pub(crate) fn invalidate(&self) {
+        if let Ok(mut inner) = self.inner.lock() {
+            inner.generation = inner.generation.wrapping_add(1);
+            inner.entries.clear();
+        }
+    }
+}
+
 /// Limits `auth.failed` audit entries to one per token id per second.
 #[derive(Debug, Default)]
 pub(crate) struct FailureThrottle {
@@ -153,6 +232,10 @@ async fn resolve(state: &AppState, value: String) -> Result<Principal, Refusal> 
     let Some(presented) = token::parse(&value) else {
         return Err(Refusal::anonymous("malformed token"));
     };
+    if let Some(principal) = state.auth.get(&presented) {
+        return Ok(principal);
+    }
+    let generation = state.auth.generation();
     let kind = presented.kind;
     let id = presented.id.to_owned();
     let looked_up = state
@@ -165,7 +248,12 @@ async fn resolve(state: &AppState, value: String) -> Result<Principal, Refusal> 
         })
         .await;
     match looked_up {
-        Ok(outcome) => outcome,
+        Ok(Ok(verified)) => {
+            let principal = verified.principal.clone();
+            state.auth.insert(generation, id, kind, verified);
+            Ok(principal)
+        }
+        Ok(Err(refusal)) => Err(refusal),
         Err(e) => {
             tracing::error!(error = %e.message, token_id = %id, ?kind, "cannot look up a token");
             Err(Refusal {
@@ -190,10 +278,18 @@ type Row = (
     Option<i64>,
 );
 
+/// A principal as verified from the database, with what re-verifying a
+/// later presentation of the same token needs.
+struct Verified {
+    principal: Principal,
+    hash: Vec<u8>,
+    expires_ms: Option<i64>,
+}
+
 fn lookup(
     conn: &rusqlite::Connection,
     presented: &token::Presented<'_>,
-) -> Result<Result<Principal, Refusal>, ApiError> {
+) -> Result<Result<Verified, Refusal>, ApiError> {
     let row: Option<Row> = conn
         .prepare_cached(
             "SELECT t.kind, t.role, t.name, t.secret_sha256, t.org_id, o.name, t.pool_id,
@@ -296,7 +392,11 @@ fn lookup(
             })
         }
     };
-    Ok(Ok(principal))
+    Ok(Ok(Verified {
+        principal,
+        hash,
+        expires_ms: expires,
+    }))
 }
 
 async fn refused(state: &AppState, parts: &Parts, refusal: Refusal) -> ApiError {

@@ -3,11 +3,19 @@
 //!
 //! Every state change goes through [`Db::write`]. The writer thread takes
 //! whatever jobs are waiting, runs each inside its own savepoint of a single
-//! transaction, commits once (one fsync for the whole batch, with
-//! `synchronous = FULL`), and only then answers the callers. So nothing is
-//! acknowledged before it is durable, a failing job rolls back only its own
-//! changes, and under load the cost of the fsync is shared by many requests.
-//! A single writer also serializes audit appends, which the hash chain needs.
+//! transaction and commits once; a failing job rolls back only its own
+//! changes. A single writer also serializes audit appends, which the hash
+//! chain needs.
+//!
+//! Durability is pipelined. The writer commits with `synchronous = NORMAL`
+//! (the commit reaches the WAL file, not yet the disk) and hands the batch to
+//! a syncer thread, which `fdatasync`s the WAL and only then answers the
+//! callers. So nothing is acknowledged before it is on disk (a run handed to
+//! an agent, then forgotten by a power cut, would be handed out twice), yet
+//! the writer never waits for the disk: while one fsync runs, the next
+//! batches commit, and one fsync covers all of them. On this project's test
+//! machine an fsync takes ~3.4 ms; committing under it is what lets dispatch
+//! reach thousands of runs per second.
 
 use crate::error::{ApiError, Error};
 use rusqlite::{Connection, OpenFlags};
@@ -42,10 +50,8 @@ pub(crate) fn open_connection(path: &Path) -> Result<Connection, rusqlite::Error
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
-    // WAL: readers never block the writer. synchronous=FULL: a commit is on
-    // disk before anyone is told about it, which at-most-once dispatch
-    // needs (a run handed out, then forgotten by a power cut, would be handed
-    // out again).
+    // WAL: readers never block the writer. synchronous=FULL for every
+    // connection but the writer's, which syncs through the syncer thread.
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -67,12 +73,18 @@ pub(crate) fn open_migrated(path: &Path) -> Result<Connection, Error> {
 trait WriteJob: Send {
     /// Runs the job; returns whether its changes should be kept.
     fn run(&mut self, conn: &Connection) -> bool;
-    /// Answers the caller once the batch's fate is known.
+    /// Called on the writer thread as soon as the batch committed (before
+    /// it is durable).
+    fn committed(&mut self);
+    /// Answers the caller once the batch's fate is known (durable, or not).
     fn deliver(self: Box<Self>, committed: Result<(), ApiError>);
 }
 
+type Hook<T> = Box<dyn FnOnce(&T) + Send>;
+
 struct Job<T, F> {
     work: Option<F>,
+    on_commit: Option<Hook<T>>,
     result: Option<Result<T, ApiError>>,
     reply: oneshot::Sender<Result<T, ApiError>>,
 }
@@ -82,6 +94,12 @@ where
     T: Send,
     F: FnOnce(&Connection) -> Result<T, ApiError> + Send,
 {
+    fn committed(&mut self) {
+        if let (Some(hook), Some(Ok(value))) = (self.on_commit.take(), self.result.as_ref()) {
+            hook(value);
+        }
+    }
+
     fn run(&mut self, conn: &Connection) -> bool {
         let Some(work) = self.work.take() else {
             return false;
@@ -116,7 +134,7 @@ enum Message {
 /// Handle on the database; cheap to share behind an `Arc`.
 pub(crate) struct Db {
     path: PathBuf,
-    jobs: Mutex<mpsc::Sender<Message>>,
+    jobs: mpsc::Sender<Message>,
     readers: Arc<ReaderPool>,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
@@ -128,20 +146,35 @@ impl std::fmt::Debug for Db {
 }
 
 impl Db {
-    /// Opens and migrates the database and starts the writer thread.
+    /// Opens and migrates the database and starts the writer and syncer
+    /// threads.
     pub(crate) fn open(path: &Path) -> Result<Db, Error> {
         let conn = open_migrated(path)?;
-        let (tx, rx) = mpsc::channel();
-        let writer = std::thread::Builder::new()
-            .name("sealrun-db-writer".into())
-            .spawn(move || writer_loop(conn, rx))
-            .map_err(|source| Error::DataDir {
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(|source| Error::Database {
                 path: path.to_owned(),
                 source,
             })?;
+        let thread_err = |source| Error::DataDir {
+            path: path.to_owned(),
+            source,
+        };
+        let (tx, rx) = mpsc::channel();
+        let (to_sync, syncing) = mpsc::channel();
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        let wal = PathBuf::from(wal);
+        let syncer = std::thread::Builder::new()
+            .name("sealrun-db-syncer".into())
+            .spawn(move || syncer_loop(&wal, syncing))
+            .map_err(thread_err)?;
+        let writer = std::thread::Builder::new()
+            .name("sealrun-db-writer".into())
+            .spawn(move || writer_loop(conn, rx, to_sync, syncer))
+            .map_err(thread_err)?;
         Ok(Db {
             path: path.to_owned(),
-            jobs: Mutex::new(tx),
+            jobs: tx,
             readers: Arc::new(ReaderPool {
                 path: path.to_owned(),
                 idle: Mutex::new(Vec::new()),
@@ -151,23 +184,33 @@ impl Db {
     }
 
     /// Runs `work` in the writer's transaction. `Err` rolls back what `work`
-    /// did; `Ok` is answered only once committed.
+    /// did; `Ok` is answered only once committed and on disk.
     pub(crate) async fn write<T, F>(&self, work: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, ApiError> + Send + 'static,
     {
+        self.write_then(work, |_| {}).await
+    }
+
+    /// [`write`](Db::write), also running `on_commit` with the result as soon
+    /// as it is committed, before it is on disk: for in-memory hints (waking
+    /// pollers) that may run early because anything they lead to is itself a
+    /// later write, made durable by a later (or the same) fsync.
+    pub(crate) async fn write_then<T, F, H>(&self, work: F, on_commit: H) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, ApiError> + Send + 'static,
+        H: FnOnce(&T) + Send + 'static,
+    {
         let (reply, answer) = oneshot::channel();
         let job = Box::new(Job {
             work: Some(work),
+            on_commit: Some(Box::new(on_commit)),
             result: None,
             reply,
         });
-        let sent = match self.jobs.lock() {
-            Ok(jobs) => jobs.send(Message::Job(job)).is_ok(),
-            Err(_) => false,
-        };
-        if !sent {
+        if self.jobs.send(Message::Job(job)).is_err() {
             return Err(ApiError::unavailable("the server is shutting down"));
         }
         answer
@@ -194,9 +237,7 @@ impl Db {
 
     /// Finishes queued writes, checkpoints the WAL and stops the writer.
     pub(crate) fn close(&self) {
-        if let Ok(jobs) = self.jobs.lock() {
-            let _ = jobs.send(Message::Stop);
-        }
+        let _ = self.jobs.send(Message::Stop);
         let writer = self.writer.lock().ok().and_then(|mut w| w.take());
         if let Some(writer) = writer {
             if writer.join().is_err() {
@@ -230,7 +271,12 @@ impl ReaderPool {
     }
 }
 
-fn writer_loop(conn: Connection, jobs: mpsc::Receiver<Message>) {
+fn writer_loop(
+    conn: Connection,
+    jobs: mpsc::Receiver<Message>,
+    to_sync: mpsc::Sender<Batch>,
+    syncer: JoinHandle<()>,
+) {
     let mut stopping = false;
     while !stopping {
         let mut batch: Vec<Box<dyn WriteJob>> = match jobs.recv() {
@@ -247,21 +293,36 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<Message>) {
                 Err(_) => break,
             }
         }
-        run_batch(&conn, batch);
+        if let Some(committed) = run_batch(&conn, batch) {
+            if let Err(mpsc::SendError(batch)) = to_sync.send(committed) {
+                for job in batch {
+                    job.deliver(Err(ApiError::internal("the database syncer stopped")));
+                }
+            }
+        }
     }
-    // Fold the WAL back into the main file so a stopped server leaves one file.
+    // Let the syncer answer what is committed, then fold the WAL back into
+    // the main file so a stopped server leaves one file.
+    drop(to_sync);
+    if syncer.join().is_err() {
+        tracing::error!("the database syncer thread panicked");
+    }
     if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
         tracing::warn!(error = %e, "WAL checkpoint at shutdown failed");
     }
 }
 
-fn run_batch(conn: &Connection, mut batch: Vec<Box<dyn WriteJob>>) {
+type Batch = Vec<Box<dyn WriteJob>>;
+
+/// Runs and commits a batch; returns it if committed (to be answered once
+/// durable), having answered it already if not.
+fn run_batch(conn: &Connection, mut batch: Batch) -> Option<Batch> {
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         let err = ApiError::from(e);
         for job in batch {
             job.deliver(Err(err.clone()));
         }
-        return;
+        return None;
     }
     for job in &mut batch {
         if conn.execute_batch("SAVEPOINT job").is_err() {
@@ -277,12 +338,36 @@ fn run_batch(conn: &Connection, mut batch: Vec<Box<dyn WriteJob>>) {
             tracing::error!(error = %e, "cannot end a job's savepoint");
         }
     }
-    let committed = conn.execute_batch("COMMIT").map_err(|e| {
-        let err = ApiError::from(e);
-        let _ = conn.execute_batch("ROLLBACK");
-        err
-    });
-    for job in batch {
-        job.deliver(committed.clone());
+    match conn.execute_batch("COMMIT") {
+        Ok(()) => {
+            for job in &mut batch {
+                job.committed();
+            }
+            Some(batch)
+        }
+        Err(e) => {
+            let err = ApiError::from(e);
+            let _ = conn.execute_batch("ROLLBACK");
+            for job in batch {
+                job.deliver(Err(err.clone()));
+            }
+            None
+        }
+    }
+}
+
+/// Makes committed batches durable: one `fdatasync` of the WAL for every
+/// batch that committed before it started, then their answers.
+fn syncer_loop(wal: &Path, batches: mpsc::Receiver<Batch>) {
+    while let Ok(mut jobs) = batches.recv() {
+        while let Ok(more) = batches.try_recv() {
+            jobs.extend(more);
+        }
+        let synced = std::fs::File::open(wal)
+            .and_then(|f| f.sync_data())
+            .map_err(|e| ApiError::internal(format_args!("cannot sync {}: {e}", wal.display())));
+        for job in jobs {
+            job.deliver(synced.clone());
+        }
     }
 }

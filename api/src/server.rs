@@ -64,6 +64,7 @@ impl Server {
             watchers: Default::default(),
             metrics: Default::default(),
             failures: Default::default(),
+            auth: Default::default(),
             shutdown,
         });
         tracing::info!(%local_addr, data_dir = %config.data_dir.display(), "control plane bound");

@@ -1,6 +1,6 @@
 //! What every request handler shares.
 
-use crate::auth::FailureThrottle;
+use crate::auth::{AuthCache, FailureThrottle};
 use crate::config::Settings;
 use crate::db::Db;
 use crate::dispatch::{PollWakeups, RunWatchers};
@@ -17,6 +17,7 @@ pub(crate) struct Shared {
     pub(crate) watchers: RunWatchers,
     pub(crate) metrics: Metrics,
     pub(crate) failures: FailureThrottle,
+    pub(crate) auth: AuthCache,
     /// Becomes `true` when shutdown starts; long polls and log streams end.
     pub(crate) shutdown: watch::Receiver<bool>,
 }

@@ -61,6 +61,16 @@ async fn a_wrong_secret_is_refused_and_audited_by_token_id_without_the_secret() 
 }
 
 #[tokio::test]
+async fn a_recently_used_token_id_with_another_secret_is_still_refused() {
+    let s = TestServer::start().await;
+    let admin = s.admin();
+    admin.get("/v1/whoami").await.ok();
+    let forged = format!("{}{}", &s.admin_token[..21], "ab".repeat(32));
+    s.client(&forged).get("/v1/whoami").await.error(StatusCode::UNAUTHORIZED);
+    admin.get("/v1/whoami").await.ok();
+}
+
+#[tokio::test]
 async fn a_revoked_token_is_refused() {
     let s = TestServer::start().await;
     let admin = s.admin();

@@ -19,6 +19,7 @@ use sealrun_wire::admin::{
     TokenList, TokenView, Whoami,
 };
 use serde_json::json;
+use std::sync::Arc;
 
 /// Longest enrollment token lifetime an admin may ask for.
 const MAX_ENROLLMENT_TTL_SECS: u64 = 365 * 24 * 3600;
@@ -126,10 +127,12 @@ pub(crate) async fn revoke_token(
     Segments(id): Segments<String>,
 ) -> Result<StatusCode, ApiError> {
     user.allow(&[Role::Admin], "manage tokens")?;
+    let invalidate = Arc::clone(&state);
     state
         .db
-        .write(move |conn| {
-            let row: Option<(String, Option<String>, String, Option<i64>)> = conn
+        .write_then(
+            move |conn| {
+                let row: Option<(String, Option<String>, String, Option<i64>)> = conn
                 .prepare_cached(
                     "SELECT kind, role, name, revoked_ms FROM tokens WHERE org_id = ?1 AND id = ?2",
                 )?
@@ -137,42 +140,44 @@ pub(crate) async fn revoke_token(
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
                 })
                 .optional()?;
-            let Some((kind, role, name, revoked)) = row else {
-                return Err(ApiError::not_found(format!("no token {id:?}")));
-            };
-            if kind == "agent" {
-                return Err(ApiError::bad_request(
-                    "agent tokens are revoked with their agent: DELETE /v1/agents/{id}",
-                ));
-            }
-            if revoked.is_some() {
-                return Ok(());
-            }
-            if role.as_deref() == Some("admin") {
-                let admins: i64 = conn
-                    .prepare_cached(
-                        "SELECT COUNT(*) FROM tokens WHERE org_id = ?1 AND kind = 'user'
-                         AND role = 'admin' AND revoked_ms IS NULL",
-                    )?
-                    .query_row([user.org_id], |r| r.get(0))?;
-                if admins <= 1 {
-                    return Err(ApiError::conflict(
-                        "this is the org's last admin token; issue another admin token first",
+                let Some((kind, role, name, revoked)) = row else {
+                    return Err(ApiError::not_found(format!("no token {id:?}")));
+                };
+                if kind == "agent" {
+                    return Err(ApiError::bad_request(
+                        "agent tokens are revoked with their agent: DELETE /v1/agents/{id}",
                     ));
                 }
-            }
-            conn.prepare_cached("UPDATE tokens SET revoked_ms = ?2 WHERE id = ?1")?
-                .execute(params![id, now_ms()])?;
-            audit::append(
-                conn,
-                user.org_id,
-                &user.actor(),
-                "token.revoked",
-                &format!("token:{id}"),
-                json!({"kind": kind, "name": name}),
-            )?;
-            Ok(())
-        })
+                if revoked.is_some() {
+                    return Ok(());
+                }
+                if role.as_deref() == Some("admin") {
+                    let admins: i64 = conn
+                        .prepare_cached(
+                            "SELECT COUNT(*) FROM tokens WHERE org_id = ?1 AND kind = 'user'
+                         AND role = 'admin' AND revoked_ms IS NULL",
+                        )?
+                        .query_row([user.org_id], |r| r.get(0))?;
+                    if admins <= 1 {
+                        return Err(ApiError::conflict(
+                            "this is the org's last admin token; issue another admin token first",
+                        ));
+                    }
+                }
+                conn.prepare_cached("UPDATE tokens SET revoked_ms = ?2 WHERE id = ?1")?
+                    .execute(params![id, now_ms()])?;
+                audit::append(
+                    conn,
+                    user.org_id,
+                    &user.actor(),
+                    "token.revoked",
+                    &format!("token:{id}"),
+                    json!({"kind": kind, "name": name}),
+                )?;
+                Ok(())
+            },
+            move |_| invalidate.auth.invalidate(),
+        )
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -385,40 +390,44 @@ pub(crate) async fn revoke_agent(
     Segments(id): Segments<String>,
 ) -> Result<StatusCode, ApiError> {
     user.allow(&[Role::Admin], "manage agents")?;
+    let invalidate = Arc::clone(&state);
     let lost = state
         .db
-        .write(move |conn| {
-            let row: Option<(String, Option<i64>)> = conn
-                .prepare_cached(
-                    "SELECT name, revoked_ms FROM agents WHERE org_id = ?1 AND id = ?2",
+        .write_then(
+            move |conn| {
+                let row: Option<(String, Option<i64>)> = conn
+                    .prepare_cached(
+                        "SELECT name, revoked_ms FROM agents WHERE org_id = ?1 AND id = ?2",
+                    )?
+                    .query_row(params![user.org_id, id], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?;
+                let Some((name, revoked)) = row else {
+                    return Err(ApiError::not_found(format!("no agent {id:?}")));
+                };
+                if revoked.is_some() {
+                    return Ok(Vec::new());
+                }
+                let now = now_ms();
+                conn.prepare_cached("UPDATE agents SET revoked_ms = ?2, online = 0 WHERE id = ?1")?
+                    .execute(params![id, now])?;
+                conn.prepare_cached(
+                    "UPDATE tokens SET revoked_ms = ?2 WHERE agent_id = ?1 AND revoked_ms IS NULL",
                 )?
-                .query_row(params![user.org_id, id], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()?;
-            let Some((name, revoked)) = row else {
-                return Err(ApiError::not_found(format!("no agent {id:?}")));
-            };
-            if revoked.is_some() {
-                return Ok(Vec::new());
-            }
-            let now = now_ms();
-            conn.prepare_cached("UPDATE agents SET revoked_ms = ?2, online = 0 WHERE id = ?1")?
                 .execute(params![id, now])?;
-            conn.prepare_cached(
-                "UPDATE tokens SET revoked_ms = ?2 WHERE agent_id = ?1 AND revoked_ms IS NULL",
-            )?
-            .execute(params![id, now])?;
-            conn.prepare_cached("DELETE FROM agent_targets WHERE agent_id = ?1")?
-                .execute([&id])?;
-            audit::append(
-                conn,
-                user.org_id,
-                &user.actor(),
-                "agent.revoked",
-                &id,
-                json!({"name": name}),
-            )?;
-            queue::lose_held(conn, user.org_id, &id, "agent revoked")
-        })
+                conn.prepare_cached("DELETE FROM agent_targets WHERE agent_id = ?1")?
+                    .execute([&id])?;
+                audit::append(
+                    conn,
+                    user.org_id,
+                    &user.actor(),
+                    "agent.revoked",
+                    &id,
+                    json!({"name": name}),
+                )?;
+                queue::lose_held(conn, user.org_id, &id, "agent revoked")
+            },
+            move |_| invalidate.auth.invalidate(),
+        )
         .await?;
     for run in &lost {
         state.watchers.touch(run);

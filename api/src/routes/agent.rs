@@ -280,9 +280,14 @@ pub(crate) async fn connect(
 ) -> Result<Json<AgentSettings>, ApiError> {
     let served = check_connect(&req)?;
     let st = Arc::clone(&state);
+    let invalidate = Arc::clone(&state);
     let outcome = state
         .db
-        .write(move |conn| connect_job(conn, &agent, &req, &served, &st))
+        .write_then(
+            move |conn| connect_job(conn, &agent, &req, &served, &st),
+            // The agent's cached principal (targets, online) is stale now.
+            move |_| invalidate.auth.invalidate(),
+        )
         .await?;
     match outcome {
         Connected::Ok(settings, lost) => {
@@ -431,22 +436,26 @@ pub(crate) async fn deregister(
     agent: Agent,
     OptionalJsonBody(_): OptionalJsonBody<Deregister>,
 ) -> Result<StatusCode, ApiError> {
+    let invalidate = Arc::clone(&state);
     let lost = state
         .db
-        .write(move |conn| {
-            conn.prepare_cached("UPDATE agents SET online = 0 WHERE id = ?1")?
-                .execute([&agent.id])?;
-            let lost = queue::lose_held(conn, agent.org_id, &agent.id, "agent deregistered")?;
-            audit::append(
-                conn,
-                agent.org_id,
-                &agent.actor(),
-                "agent.deregistered",
-                &agent.id,
-                json!({"name": agent.name, "runs_lost": lost.len()}),
-            )?;
-            Ok(lost)
-        })
+        .write_then(
+            move |conn| {
+                conn.prepare_cached("UPDATE agents SET online = 0 WHERE id = ?1")?
+                    .execute([&agent.id])?;
+                let lost = queue::lose_held(conn, agent.org_id, &agent.id, "agent deregistered")?;
+                audit::append(
+                    conn,
+                    agent.org_id,
+                    &agent.actor(),
+                    "agent.deregistered",
+                    &agent.id,
+                    json!({"name": agent.name, "runs_lost": lost.len()}),
+                )?;
+                Ok(lost)
+            },
+            move |_| invalidate.auth.invalidate(),
+        )
         .await?;
     for run in &lost {
         state.watchers.touch(run);

@@ -16,6 +16,7 @@ use sealrun_wire::admin::Role;
 use sealrun_wire::log::{LogEvent, LogPage};
 use sealrun_wire::run::{RunCreated, RunList, RunRequest, RunStatus, RunView};
 use serde::Deserialize;
+use std::sync::Arc;
 use std::time::Duration;
 
 const READERS: &[Role] = &[Role::Admin, Role::Operator, Role::Auditor];
@@ -32,18 +33,23 @@ pub(crate) async fn submit(
     JsonBody(req): JsonBody<RunRequest>,
 ) -> Result<(StatusCode, Json<RunCreated>), ApiError> {
     user.allow(&[Role::Admin, Role::Operator], "submit runs")?;
-    let (id, target_id) = state
+    let waker = Arc::clone(&state);
+    let (id, _target_id) = state
         .db
-        .write(move |conn| {
-            let who = Submitter {
-                org_id: user.org_id,
-                name: &user.name,
-                actor: &user.actor(),
-            };
-            queue::submit(conn, &who, &req)
-        })
+        .write_then(
+            move |conn| {
+                let who = Submitter {
+                    org_id: user.org_id,
+                    name: &user.name,
+                    actor: &user.actor(),
+                };
+                queue::submit(conn, &who, &req)
+            },
+            // Pollers may claim it as soon as it is committed: their claim
+            // is answered only once it (and so this submit) is on disk.
+            move |(_, target_id)| waker.wakeups.run_queued(*target_id),
+        )
         .await?;
-    state.wakeups.run_queued(target_id);
     Ok((
         StatusCode::CREATED,
         Json(RunCreated {

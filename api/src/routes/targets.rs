@@ -21,6 +21,7 @@ use sealrun_wire::admin::{
     PublicKeyView, Role, SecretList, SecretView, TargetList, TargetSpec, TargetView,
 };
 use serde_json::{Value, json};
+use std::sync::Arc;
 
 /// Longest run timeout a target may allow (a week).
 const MAX_TIMEOUT_SECS: u64 = 7 * 24 * 3600;
@@ -177,9 +178,10 @@ pub(crate) async fn put(
         )));
     }
     check_spec(&spec).map_err(ApiError::bad_request)?;
+    let invalidate = Arc::clone(&state);
     let (created, view) = state
         .db
-        .write(move |conn| {
+        .write_then(move |conn| {
             let pool_id: i64 = conn
                 .prepare_cached("SELECT id FROM pools WHERE org_id = ?1 AND name = ?2")?
                 .query_row(params![user.org_id, spec.pool], |r| r.get(0))
@@ -222,7 +224,9 @@ pub(crate) async fn put(
             };
             audit::append(conn, user.org_id, &user.actor(), "target.changed", &name, detail)?;
             Ok((created, load(conn, user.org_id, &name)?))
-        })
+            },
+            move |_| invalidate.auth.invalidate(),
+        )
         .await?;
     let status = if created {
         StatusCode::CREATED
@@ -240,9 +244,10 @@ pub(crate) async fn delete(
     Segments(name): Segments<String>,
 ) -> Result<StatusCode, ApiError> {
     user.allow(&[Role::Admin], "change targets")?;
+    let invalidate = Arc::clone(&state);
     state
         .db
-        .write(move |conn| {
+        .write_then(move |conn| {
             let id: i64 = conn
                 .prepare_cached("SELECT id FROM targets WHERE org_id = ?1 AND name = ?2")?
                 .query_row(params![user.org_id, name], |r| r.get(0))
@@ -273,7 +278,9 @@ pub(crate) async fn delete(
                 json!({"secrets_deleted": secrets}),
             )?;
             Ok(())
-        })
+            },
+            move |_| invalidate.auth.invalidate(),
+        )
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
