@@ -218,28 +218,44 @@ impl Grid {
         r_end: usize,
         hits: &mut [usize; HIT_BATCH],
     ) -> (usize, usize) {
-        let words: &[u64] = &self.filter.words;
-        let shift = self.filter.shift;
         let s = self.stride;
-        let test = |r: usize| {
-            let (word, mask) = Bloom::probe(hash(key::<N>(&text[r..])), shift);
-            words[word] & mask == mask
+        let shift = self.filter.shift;
+        // The filter has a power-of-two number of words; indexing through the mask (a no-op)
+        // lets the compiler drop the bounds check.
+        let word_mask = self.filter.words.len() - 1;
+        let words = &self.filter.words[..=word_mask];
+        let test = |gram: &[u8]| {
+            let (word, mask) = Bloom::probe(hash(key::<N>(gram)), shift);
+            words[word & word_mask] & mask == mask
         };
         let mut n = 0;
-        while r + 3 * s < r_end && n + 4 <= HIT_BATCH {
-            let (a, b, c, d) = (test(r), test(r + s), test(r + 2 * s), test(r + 3 * s));
-            if a | b | c | d {
-                for (k, hit) in [a, b, c, d].into_iter().enumerate() {
-                    if hit {
-                        hits[n] = r + k * s;
-                        n += 1;
+        // Every gram lies within its own stride (`s > N`, see `Grid::new`), so four strides
+        // are four grams at fixed offsets of one block.
+        if s > N {
+            let quad = 4 * s;
+            for block in text[r.min(text.len())..].chunks_exact(quad) {
+                if r + 3 * s >= r_end || n + 4 > HIT_BATCH {
+                    break;
+                }
+                let (a, b, c, d) = (
+                    test(block),
+                    test(&block[s..]),
+                    test(&block[2 * s..]),
+                    test(&block[3 * s..]),
+                );
+                if a | b | c | d {
+                    for (k, hit) in [a, b, c, d].into_iter().enumerate() {
+                        if hit {
+                            hits[n] = r + k * s;
+                            n += 1;
+                        }
                     }
                 }
+                r += quad;
             }
-            r += 4 * s;
         }
         while r < r_end && n < HIT_BATCH {
-            if test(r) {
+            if test(&text[r..]) {
                 hits[n] = r;
                 n += 1;
             }
