@@ -115,11 +115,20 @@ impl Server {
         });
         let sweeper = tokio::spawn(sweep_leases(Arc::clone(&state)));
         let app = routes::router(Arc::clone(&state));
-        let served = match axum_server::from_tcp_rustls(
-            listener,
+        // TCP_NODELAY: answers are small and latency-bound; Nagle plus
+        // delayed ACKs would add milliseconds to each of them.
+        let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(
             axum_server::tls_rustls::RustlsConfig::from_config(tls),
-        ) {
-            Ok(server) => server.handle(handle).serve(app.into_make_service()).await,
+        )
+        .acceptor(axum_server::accept::NoDelayAcceptor::new());
+        let served = match axum_server::from_tcp(listener) {
+            Ok(server) => {
+                server
+                    .acceptor(acceptor)
+                    .handle(handle)
+                    .serve(app.into_make_service())
+                    .await
+            }
             Err(e) => Err(e),
         };
         sweeper.abort();

@@ -66,7 +66,10 @@ async fn a_recently_used_token_id_with_another_secret_is_still_refused() {
     let admin = s.admin();
     admin.get("/v1/whoami").await.ok();
     let forged = format!("{}{}", &s.admin_token[..21], "ab".repeat(32));
-    s.client(&forged).get("/v1/whoami").await.error(StatusCode::UNAUTHORIZED);
+    s.client(&forged)
+        .get("/v1/whoami")
+        .await
+        .error(StatusCode::UNAUTHORIZED);
     admin.get("/v1/whoami").await.ok();
 }
 
