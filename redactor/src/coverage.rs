@@ -2,7 +2,7 @@
 //!
 //! Every byte inside an occurrence of a pattern is secret. Occurrences are kept as merged runs
 //! (overlapping or touching occurrences become one run), and each run is written as a single
-//! [`MASK`](crate::MASK). The state survives across chunks: a run may start in one chunk and
+//! [`MASK`]. The state survives across chunks: a run may start in one chunk and
 //! end in a later one, and a run that touches the previous one continues its mask.
 
 use std::collections::VecDeque;

@@ -11,14 +11,22 @@
 //! which keeps the filter sparse for tens of thousands of secrets with all their forms. This
 //! is the sampling idea of Hyperscan's FDR and of BNDM-style matchers.
 //!
-//! # Two grids
+//! # Grids
 //!
-//! Four bytes of hex or base64 text carry only 16 to 24 bits, too few to tell tens of
-//! thousands of secrets from ordinary output, so patterns of at least [`LONG`] bytes are
-//! keyed by 8-byte grams, on a grid of stride `L_long - 7` (at least 9). The few patterns
-//! shorter than that (short secrets and some of their forms) get their own grid of stride
-//! `L_short - 3` (at least 5), keyed by 4-byte grams. Each grid position costs one load and one
-//! probe of a blocked Bloom filter (two bits in one 64-bit word).
+//! The stride is set by the shortest pattern on a grid, and each grid position costs one load
+//! and one probe of a blocked Bloom filter (two bits in one 64-bit word). A small set (up to
+//! [`SMALL_SET_KEYS`] registered positions, e.g. 100 secrets with all their forms) has one
+//! grid keyed by 4-byte grams: the longest stride, and a filter that stays in the L1/L2 cache.
+//!
+//! In a large set, four bytes of hex or base64 text carry too few bits (16 to 24) to tell tens
+//! of thousands of secrets from ordinary output, and the filter outgrows the caches, so the
+//! patterns are split by length (and alphabet) over up to three grids:
+//! - *long* patterns (at least [`LONG`] bytes, or [`LONG_HEX`] for hex-only ones): keyed by
+//!   8-byte grams, stride `L - 7` (at least 9, usually 17): most patterns, few probes;
+//! - *short* patterns (from [`TINY`] bytes): keyed by 4-byte grams, stride `L - 3` (at least
+//!   9), a moderate filter;
+//! - *tiny* patterns (shorter than [`TINY`]): keyed by 4-byte grams, stride `L - 3` (at least
+//!   5), usually a handful with a filter that stays in the L1 cache.
 //!
 //! A filter hit is confirmed in the table keyed by the exact gram: each entry names a pattern
 //! and the offset `j` it has the gram at, so the occurrence can only start at `i - j` and is
@@ -60,8 +68,10 @@ pub(crate) const MAX_PATTERNS: usize = 1 << (32 - OFFSET_BITS);
 /// Filter bits per key, as a power of two: with 32 bits and two bits set per key, about 0.25%
 /// of unrelated grams pass.
 const FILTER_BITS_PER_KEY_LOG2: u32 = 5;
-/// A filter never grows past 8 MiB (2^26 bits), which stays within the last-level cache.
-const MAX_FILTER_BITS_LOG2: u32 = 26;
+/// A filter never grows past 2 MiB (2^24 bits): measured on 10,000 secrets, a larger one costs
+/// more in cache and TLB misses (the allocator hands out 4 KiB pages) than its lower
+/// false-positive rate saves.
+const MAX_FILTER_BITS_LOG2: u32 = 24;
 const MIN_FILTER_BITS_LOG2: u32 = 9;
 
 /// Fibonacci hashing: one multiplication spreads the key over the high bits.
