@@ -249,11 +249,17 @@ pub async fn execute<R: Runtime, S: LogSink>(
     };
     let redact = |message: String| redact_message(&redactor, &message);
 
-    if let Err(e) = runtime.ensure_image(&a.image).await {
-        return Outcome::error(redact(e.to_string()), 0);
-    }
+    // A pull can take long: a cancel, shutdown or abandonment must not wait for it.
+    let mut stop = control.subscribe();
+    let pulled = tokio::select! {
+        r = runtime.ensure_image(&a.image) => r,
+        _ = stop.wait_for(|r| *r != StopRequest::None) => Ok(()),
+    };
     if let Some(outcome) = early_outcome(&control) {
         return outcome;
+    }
+    if let Err(e) = pulled {
+        return Outcome::error(redact(e.to_string()), 0);
     }
     let spec = ContainerSpec {
         run_id: a.run_id.clone(),
@@ -280,7 +286,6 @@ pub async fn execute<R: Runtime, S: LogSink>(
         tracing::error!(run = %a.run_id, container = %id, error = %e, "could not remove the container; it will be removed when the agent restarts");
     }
 
-    let mut stop = control.subscribe();
     let upload_end = match driven.uploader {
         Some(mut uploader) => tokio::select! {
             end = &mut uploader => end.unwrap_or_default(),

@@ -266,6 +266,38 @@ async fn an_image_pull_failure_is_an_error_whose_message_is_redacted() {
 }
 
 #[tokio::test]
+async fn a_cancel_during_a_stalled_image_pull_ends_the_run_at_once() {
+    let Some(rt) = docker().await else { return };
+    // A "registry" that accepts connections and never answers.
+    let registry = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = registry.local_addr().unwrap().port();
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = registry.accept().await {
+            held.push(conn);
+        }
+    });
+    let mut j = job(&["true"]);
+    j.assignment.image = format!("127.0.0.1:{port}/stalled/image:latest");
+    let sink = MemorySink::new();
+    let control = RunControl::new();
+    let task = {
+        let (rt, sink, control) = (rt.clone(), Arc::clone(&sink), control.clone());
+        tokio::spawn(async move { run_with(&rt, j, sink, control).await })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!task.is_finished(), "the pull did not stall");
+    control.request(StopRequest::Cancel);
+    let finish = tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(finish.status, RunStatus::Canceled);
+    assert_eq!(finish.exit_code, None);
+    hold.abort();
+}
+
+#[tokio::test]
 async fn a_network_that_does_not_exist_is_an_error_and_leaves_no_container() {
     let Some(rt) = docker().await else { return };
     let mut j = job(&["true"]);
