@@ -24,7 +24,7 @@
 
 use reqwest::{Method, StatusCode};
 use sealrun_wire::admin::{EnrollmentToken, PublicKeyView, TargetSpec, TargetView};
-use sealrun_wire::log::{LogChunk, LogPage, StreamKind};
+use sealrun_wire::log::{LogChunk, LogEvent, LogPage, RunEnd, StreamKind};
 use sealrun_wire::run::{RunCreated, RunRequest, RunSource, RunStatus, RunView};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -692,6 +692,35 @@ impl Api {
     /// The stored stderr of the run, as text.
     pub async fn stderr(&self, id: &str) -> String {
         String::from_utf8_lossy(&self.output(id, StreamKind::Stderr).await).into_owned()
+    }
+
+    /// Follows the run's log (`?follow=true`, NDJSON) until the run ends and
+    /// returns how it ended: the fastest way to learn that a run is over.
+    pub async fn follow(&self, id: &str) -> RunEnd {
+        let mut resp = self
+            .http
+            .get(format!("{}/v1/runs/{id}/logs?follow=true", self.url))
+            .bearer_auth(&self.token)
+            .timeout(WAIT)
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "follow {id}: {}", resp.status());
+        let mut buf: Vec<u8> = Vec::new();
+        loop {
+            while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=pos).collect();
+                if line.len() > 1 {
+                    if let LogEvent::End(end) = serde_json::from_slice(&line).unwrap() {
+                        return end;
+                    }
+                }
+            }
+            match resp.chunk().await.unwrap() {
+                Some(bytes) => buf.extend_from_slice(&bytes),
+                None => panic!("the log of {id} ended without an end event"),
+            }
+        }
     }
 
     /// Polls the run's stored stdout until it contains `needle`.
