@@ -133,6 +133,11 @@ impl Forms {
         if v.contains(&b'\n') {
             for line in v.split(|&b| b == b'\n') {
                 let line = line.strip_suffix(b"\r").unwrap_or(line);
+                // PEM armor names the key type, which is public; masking it on its own would
+                // garble every other key or certificate the job prints.
+                if is_pem_armor(line.trim_ascii()) {
+                    continue;
+                }
                 self.add_slice(line);
                 self.add_slice(line.trim_ascii());
             }
@@ -160,6 +165,11 @@ impl Forms {
         }
         self.add(words);
     }
+}
+
+/// `-----BEGIN ...-----` or `-----END ...-----`.
+fn is_pem_armor(line: &[u8]) -> bool {
+    (line.starts_with(b"-----BEGIN ") || line.starts_with(b"-----END ")) && line.ends_with(b"-----")
 }
 
 /// The values a secret may be read as before any encoding: itself, without trailing newlines
@@ -590,7 +600,8 @@ mod tests {
     #[test]
     fn multiline_secret_forms() {
         let key = b"-----BEGIN KEY-----\nabcdefgh\nxyz\n-----END KEY-----\n";
-        assert!(has(key, b"-----BEGIN KEY-----"));
+        assert!(!has(key, b"-----BEGIN KEY-----"), "PEM armor is public");
+        assert!(!has(key, b"-----END KEY-----"), "PEM armor is public");
         assert!(has(key, b"abcdefgh"));
         assert!(
             !has(key, b"xyz"),

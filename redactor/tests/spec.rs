@@ -414,6 +414,14 @@ fn each_line_of_a_multiline_secret_is_masked_on_its_own() {
 }
 
 #[test]
+fn pem_armor_lines_are_not_masked_on_their_own() {
+    // They name the key type only; masking them would garble every other key the job prints.
+    let other =
+        "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAAother\n-----END OPENSSH PRIVATE KEY-----\n";
+    assert_eq!(redact(&[KEY], other), other);
+}
+
+#[test]
 fn lines_shorter_than_the_minimum_are_not_masked_on_their_own() {
     assert_eq!(redact(&[KEY], "a short line"), "a short line");
 }
@@ -459,6 +467,19 @@ fn a_json_document_secret_is_masked_whole_not_only_line_by_line() {
     // kubectl and logs print it JSON-escaped on one line.
     let escaped = serde_json::to_string(document).unwrap();
     assert_eq!(redact(&[document], &escaped), "\"***\"");
+}
+
+#[test]
+fn the_readme_example_holds() {
+    let redactor = Arc::new(Redactor::new(["s3cr3t-t0ken"]).unwrap());
+    let mut stdout = StreamRedactor::new(Arc::clone(&redactor));
+    let mut out = Vec::new();
+    stdout.push(b"token=s3cr3t-t", &mut out);
+    assert_eq!((out.as_slice(), stdout.pending_len()), (&b"token="[..], 8));
+    stdout.push(b"0ken\n", &mut out);
+    assert_eq!(out, b"token=***\n");
+    stdout.finish(&mut out);
+    assert_eq!(redactor.redact(b"czNjcjN0LXQwa2Vu"), b"***");
 }
 
 // --- Streaming ----------------------------------------------------------------------------
