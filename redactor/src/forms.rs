@@ -14,6 +14,9 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE};
 use zeroize::Zeroizing;
 
 /// A buffer holding secret material, wiped when dropped.
+///
+/// Every encoder below reserves the worst-case size of its output up front: a vector that
+/// grows reallocates, and the old allocation would be freed without being wiped.
 pub(crate) type SecretBytes = Zeroizing<Vec<u8>>;
 
 /// Width of the lines `base64` (GNU coreutils) and MIME wrap their output at.
@@ -142,7 +145,7 @@ impl Forms {
                 self.add_slice(line.trim_ascii());
             }
             // Printed through a PTY, every `\n` becomes `\r\n`.
-            let mut pty = Zeroizing::new(Vec::with_capacity(v.len() + v.len() / 8));
+            let mut pty = Zeroizing::new(Vec::with_capacity(2 * v.len()));
             for (i, &b) in v.iter().enumerate() {
                 if b == b'\n' && (i == 0 || v[i - 1] != b'\r') {
                     pty.push(b'\r');
@@ -296,7 +299,7 @@ enum JsonStyle {
 }
 
 fn json_escape(v: &[u8], style: JsonStyle) -> SecretBytes {
-    let mut out = Zeroizing::new(Vec::with_capacity(v.len() + 8));
+    let mut out = Zeroizing::new(Vec::with_capacity(6 * v.len()));
     for &b in v {
         match b {
             b'"' => out.extend_from_slice(b"\\\""),
@@ -324,7 +327,7 @@ fn json_ensure_ascii(v: &[u8]) -> Option<SecretBytes> {
         return None;
     }
     let text = std::str::from_utf8(v).ok()?;
-    let mut out = Zeroizing::new(Vec::with_capacity(v.len() * 2));
+    let mut out = Zeroizing::new(Vec::with_capacity(6 * v.len()));
     let mut utf16 = [0u16; 2];
     for c in text.chars() {
         if c.is_ascii() {
@@ -351,7 +354,7 @@ fn push_u_escape(out: &mut Vec<u8>, unit: u32) {
 
 /// Go's `strconv.Quote` (what `%q` prints), without the surrounding quotes.
 fn go_quote(v: &[u8]) -> SecretBytes {
-    let mut out = Zeroizing::new(Vec::with_capacity(v.len() + 8));
+    let mut out = Zeroizing::new(Vec::with_capacity(4 * v.len()));
     let mut rest = v;
     while let Some(&b) = rest.first() {
         let step = match b {
@@ -443,7 +446,7 @@ fn utf8_char_len(s: &[u8]) -> Option<usize> {
 }
 
 fn replace_byte(v: &[u8], needle: u8, with: &[u8]) -> SecretBytes {
-    let mut out = Zeroizing::new(Vec::with_capacity(v.len() + 8));
+    let mut out = Zeroizing::new(Vec::with_capacity(with.len().max(1) * v.len()));
     for &b in v {
         if b == needle {
             out.extend_from_slice(with);
@@ -479,7 +482,7 @@ const HTML_STYLES: [HtmlStyle; 3] = [
 ];
 
 fn html_escape(v: &[u8], style: &HtmlStyle) -> SecretBytes {
-    let mut out = Zeroizing::new(Vec::with_capacity(v.len() + 8));
+    let mut out = Zeroizing::new(Vec::with_capacity(6 * v.len()));
     for &b in v {
         match b {
             b'&' => out.extend_from_slice(b"&amp;"),
