@@ -16,6 +16,8 @@
 //! }
 //! ```
 //!
+//! [`cli`] runs any client subcommand against a [`Server`] with a given token.
+//!
 //! Every process writes its output to a log file in the world's temporary
 //! directory; when a test panics, dropping the processes prints the tail of each
 //! log to stderr. Dropping a [`Server`] or [`Agent`] kills its process (SIGKILL)
@@ -363,6 +365,30 @@ impl Server {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.daemon.log).unwrap_or_default()
     }
+}
+
+/// Runs `sealrun <args>` as a client of `server` authenticated by `token`
+/// (through `SEALRUN_URL`, `SEALRUN_TOKEN`, `SEALRUN_CA_CERT`, with a profile
+/// path that does not exist, so nothing from the user's machine leaks in),
+/// feeding `stdin`, and returns its exit status and output.
+pub fn cli(server: &Server, token: &str, args: &[&str], stdin: &[u8]) -> std::process::Output {
+    use std::io::Write as _;
+    let mut child = Command::new(sealrun_bin())
+        .args(args)
+        .env("SEALRUN_URL", &server.url)
+        .env("SEALRUN_TOKEN", token)
+        .env("SEALRUN_CA_CERT", &server.ca_cert)
+        .env(
+            "SEALRUN_PROFILE",
+            server.data_dir.join("no-such-profile.toml"),
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
 }
 
 /// A `sealrun agent` process.
