@@ -53,6 +53,14 @@ const LONG: usize = 24;
 /// 16 bits, and hex text (hashes, ids) is common in output.
 const LONG_HEX: usize = 16;
 
+// The strides and keys above rely on these.
+const _: () = assert!(
+    crate::MIN_SECRET_LEN >= 8
+        && LONG_HEX >= 16
+        && LONG >= LONG_HEX
+        && TINY >= crate::MIN_SECRET_LEN
+);
+
 /// Largest sampling stride; offsets are packed in [`OFFSET_BITS`] bits of a table entry.
 /// Longer strides would register more grams per pattern than the skipped reads save.
 const MAX_STRIDE: usize = 1 << OFFSET_BITS;
@@ -153,7 +161,10 @@ impl Grid {
             .map(|&id| patterns.len_of(id))
             .min()
             .unwrap_or(key_len);
+        // At least 5 for 4-byte keys (patterns of at least 8 bytes) and 9 for 8-byte keys
+        // (at least 16): always longer than a key, which `scan` relies on.
         let stride = (min_len + 1 - key_len).min(MAX_STRIDE);
+        debug_assert!(stride > key_len);
         let mut entries: Zeroizing<Vec<(u64, u32)>> =
             Zeroizing::new(Vec::with_capacity(ids.len() * stride));
         for &id in ids {
@@ -323,6 +334,7 @@ impl QgramIndex {
                 .enumerate()
                 .map(|(id, p)| {
                     (
+                        // Every pattern is at least `MIN_SECRET_LEN` (8) bytes long.
                         u64::from_be_bytes(p[..8].try_into().expect("8 bytes")),
                         id as u32,
                     )
@@ -376,6 +388,9 @@ fn classes(patterns: &PatternSet, small_set_keys: usize) -> Vec<(Vec<usize>, usi
     let ids = 0..patterns.len();
     let min_len = ids.clone().map(|id| patterns.len_of(id)).min().unwrap_or(0);
     let keys4 = patterns.len() * (min_len.saturating_sub(3)).min(MAX_STRIDE);
+    if patterns.is_empty() {
+        return Vec::new();
+    }
     if keys4 <= small_set_keys {
         return vec![(ids.collect(), 4)];
     }
