@@ -84,6 +84,13 @@ pub struct Settings {
     /// How long in-flight requests (long polls, log streams) may take to
     /// finish once shutdown starts.
     pub shutdown_grace: Duration,
+    /// Answer a change only once it is on disk (`fdatasync` of the WAL,
+    /// shared by every change committed meanwhile). Turning it off answers
+    /// once committed to the OS: a crash of the process loses nothing, a
+    /// power cut may lose the last moments, including run assignments (a run
+    /// could then be handed out twice). Keep it on unless the disk's fsync
+    /// latency is unbearable and the host is trusted not to lose power.
+    pub durable_commits: bool,
 }
 
 impl Default for Settings {
@@ -100,6 +107,7 @@ impl Default for Settings {
             lease_sweep_interval: Duration::from_secs(1),
             enrollment_ttl: Duration::from_secs(24 * 3600),
             shutdown_grace: Duration::from_secs(5),
+            durable_commits: true,
         }
     }
 }

@@ -147,8 +147,9 @@ impl std::fmt::Debug for Db {
 
 impl Db {
     /// Opens and migrates the database and starts the writer and syncer
-    /// threads.
-    pub(crate) fn open(path: &Path) -> Result<Db, Error> {
+    /// threads. With `durable` false, writes are answered once committed to
+    /// the WAL file (they survive the process crashing, not the machine).
+    pub(crate) fn open(path: &Path, durable: bool) -> Result<Db, Error> {
         let conn = open_migrated(path)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(|source| Error::Database {
@@ -166,7 +167,7 @@ impl Db {
         let wal = PathBuf::from(wal);
         let syncer = std::thread::Builder::new()
             .name("sealrun-db-syncer".into())
-            .spawn(move || syncer_loop(&wal, syncing))
+            .spawn(move || syncer_loop(&wal, syncing, durable))
             .map_err(thread_err)?;
         let writer = std::thread::Builder::new()
             .name("sealrun-db-writer".into())
@@ -358,14 +359,18 @@ fn run_batch(conn: &Connection, mut batch: Batch) -> Option<Batch> {
 
 /// Makes committed batches durable: one `fdatasync` of the WAL for every
 /// batch that committed before it started, then their answers.
-fn syncer_loop(wal: &Path, batches: mpsc::Receiver<Batch>) {
+fn syncer_loop(wal: &Path, batches: mpsc::Receiver<Batch>, durable: bool) {
     while let Ok(mut jobs) = batches.recv() {
         while let Ok(more) = batches.try_recv() {
             jobs.extend(more);
         }
-        let synced = std::fs::File::open(wal)
-            .and_then(|f| f.sync_data())
-            .map_err(|e| ApiError::internal(format_args!("cannot sync {}: {e}", wal.display())));
+        let synced = if durable {
+            std::fs::File::open(wal)
+                .and_then(|f| f.sync_data())
+                .map_err(|e| ApiError::internal(format_args!("cannot sync {}: {e}", wal.display())))
+        } else {
+            Ok(())
+        };
         for job in jobs {
             job.deliver(synced.clone());
         }

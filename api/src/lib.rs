@@ -65,6 +65,7 @@ mod queue;
 mod routes;
 mod schema;
 mod server;
+mod slack;
 mod state;
 mod tls;
 mod token;

@@ -1,7 +1,7 @@
 //! Prometheus metrics, written in the text exposition format by hand (a few
 //! counters and one histogram do not need a metrics framework).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,7 +14,9 @@ const LATENCY_BOUNDS: [f64; 14] = [
 /// In-process counters; database-backed gauges are read at scrape time.
 #[derive(Debug, Default)]
 pub(crate) struct Metrics {
-    http: Mutex<BTreeMap<(String, String, u16), u64>>,
+    /// route template -> (method, status, count); no allocation per request
+    /// once a route has been seen.
+    http: Mutex<HashMap<String, Vec<(String, u16, u64)>>>,
     dispatch_buckets: [AtomicU64; LATENCY_BOUNDS.len()],
     dispatch_count: AtomicU64,
     dispatch_sum_ms: AtomicU64,
@@ -33,10 +35,20 @@ impl Metrics {
     /// Counts one answered request. `route` is the route template, never a
     /// concrete path, so ids do not explode the label set.
     pub(crate) fn http_request(&self, method: &str, route: &str, status: u16) {
-        if let Ok(mut http) = self.http.lock() {
-            *http
-                .entry((method.to_owned(), route.to_owned(), status))
-                .or_default() += 1;
+        let Ok(mut http) = self.http.lock() else {
+            return;
+        };
+        if !http.contains_key(route) {
+            http.insert(route.to_owned(), Vec::new());
+        }
+        if let Some(counts) = http.get_mut(route) {
+            match counts
+                .iter_mut()
+                .find(|(m, s, _)| m == method && *s == status)
+            {
+                Some((_, _, n)) => *n += 1,
+                None => counts.push((method.to_owned(), status, 1)),
+            }
         }
     }
 
@@ -110,8 +122,19 @@ impl Metrics {
             "# HELP sealrun_http_requests_total HTTP requests answered."
         );
         let _ = writeln!(out, "# TYPE sealrun_http_requests_total counter");
-        if let Ok(http) = self.http.lock() {
-            for ((method, route, status), n) in http.iter() {
+        let sorted: BTreeMap<(String, String, u16), u64> = match self.http.lock() {
+            Ok(http) => http
+                .iter()
+                .flat_map(|(route, counts)| {
+                    counts
+                        .iter()
+                        .map(move |(m, s, n)| ((m.clone(), route.clone(), *s), *n))
+                })
+                .collect(),
+            Err(_) => BTreeMap::new(),
+        };
+        {
+            for ((method, route, status), n) in &sorted {
                 let _ = writeln!(
                     out,
                     "sealrun_http_requests_total{{method=\"{}\",route=\"{}\",status=\"{status}\"}} {n}",

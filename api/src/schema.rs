@@ -144,6 +144,31 @@ CREATE TABLE audit (
     PRIMARY KEY (org_id, seq)
 ) WITHOUT ROWID;
 "#,
+    // 2: the Slack integration.
+    r#"
+-- A Slack workspace (team ids are unique across Slack) belongs to one org.
+-- `sealed` is the app's signing secret as a SealedSecret (JSON), sealed to
+-- the server's data_dir/slack.key: it must be usable for HMACs, so it
+-- cannot be hashed.
+CREATE TABLE slack_workspaces (
+    team_id     TEXT PRIMARY KEY,
+    org_id      INTEGER NOT NULL REFERENCES orgs(id),
+    sealed      TEXT NOT NULL,
+    created_ms  INTEGER NOT NULL,
+    updated_ms  INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX slack_workspaces_by_org ON slack_workspaces (org_id);
+
+-- Slack users allowed to use /sealrun, and as whom.
+CREATE TABLE slack_users (
+    team_id     TEXT NOT NULL REFERENCES slack_workspaces(team_id) ON DELETE CASCADE,
+    user_id     TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    role        TEXT NOT NULL CHECK (role IN ('admin', 'operator', 'auditor')),
+    updated_ms  INTEGER NOT NULL,
+    PRIMARY KEY (team_id, user_id)
+) WITHOUT ROWID;
+"#,
 ];
 
 /// Brings the database at `path` (open as `conn`) up to the current schema.

@@ -65,6 +65,7 @@ impl Server {
             metrics: Default::default(),
             failures: Default::default(),
             auth: Default::default(),
+            slack: crate::slack::Slack::open(&config.data_dir)?,
             shutdown,
         });
         tracing::info!(%local_addr, data_dir = %config.data_dir.display(), "control plane bound");
@@ -152,7 +153,7 @@ fn prepare(config: &ServerConfig) -> Result<(Db, tls::Tls), Error> {
         )?;
     }
     let tls = tls::load(&config.data_dir, &config.tls, &config.extra_hostnames)?;
-    Ok((Db::open(&path)?, tls))
+    Ok((Db::open(&path, config.settings.durable_commits)?, tls))
 }
 
 /// Turns runs whose lease lapsed into `lost`, every `lease_sweep_interval`.

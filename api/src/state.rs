@@ -18,6 +18,8 @@ pub(crate) struct Shared {
     pub(crate) metrics: Metrics,
     pub(crate) failures: FailureThrottle,
     pub(crate) auth: AuthCache,
+    /// The Slack integration (sealing key, opened signing secrets, HTTP client).
+    pub(crate) slack: crate::slack::Slack,
     /// Becomes `true` when shutdown starts; long polls and log streams end.
     pub(crate) shutdown: watch::Receiver<bool>,
 }

@@ -68,6 +68,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/agent/runs/{id}/logs", post(agent::upload_logs))
         .route("/v1/agent/runs/{id}/finish", post(agent::finish))
         .route("/v1/agent/deregister", post(agent::deregister))
+        .merge(crate::slack::router())
         .route_layer(middleware::from_fn_with_state(state.clone(), track))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -78,16 +79,14 @@ pub(crate) fn router(state: AppState) -> Router {
 /// Counts and logs every routed request by its route template.
 async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let method = req.method().clone();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let matched = req.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
     let started = std::time::Instant::now();
     let response = next.run(req).await;
     let status = response.status();
     state
         .metrics
-        .http_request(method.as_str(), &route, status.as_u16());
+        .http_request(method.as_str(), route, status.as_u16());
     if status.is_server_error() {
         tracing::warn!(%method, route, status = status.as_u16(), ms = started.elapsed().as_millis() as u64, "request failed");
     } else {

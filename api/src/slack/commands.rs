@@ -1,0 +1,391 @@
+//! `POST /v1/integrations/slack/commands`: a `/sealrun` slash command.
+//!
+//! No bearer token: Slack's signature is the credential. The raw body is
+//! verified before anything in it is trusted; only `team_id` is read first,
+//! to pick the signing secret. A bad or missing signature answers `401` with
+//! one generic message (the reason goes to the org's audit trail, if the
+//! team is linked). Everything a verified user is refused (unknown team or
+//! user, too weak a role, a bad command) is a `200` with an ephemeral
+//! message, which is how Slack expects a refusal to be shown.
+
+use super::command::{self, Command, USAGE};
+use super::store::{self, LinkedUser, Workspace};
+use super::verify::{self, Headers, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use super::{escape, notify};
+use crate::audit;
+use crate::error::ApiError;
+use crate::queue::{self, Canceled, Submitter};
+use crate::state::AppState;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use sealrun_wire::admin::Role;
+use sealrun_wire::run::{RunRequest, RunSource, RunStatus, RunView};
+use sealrun_wire::slack::{ResponseType, SlackMessage};
+use serde_json::json;
+use std::sync::Arc;
+
+/// Bytes of output shown by `logs` and in the final message.
+pub(crate) const TAIL_BYTES: usize = 3000;
+
+/// The fields of a slash-command payload sealrun uses.
+#[derive(Debug, Default)]
+struct Payload {
+    team_id: String,
+    user_id: String,
+    text: String,
+    response_url: String,
+}
+
+fn field(body: &[u8], name: &str) -> Option<String> {
+    form_urlencoded::parse(body)
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+fn payload(body: &[u8]) -> Payload {
+    let mut p = Payload::default();
+    for (k, v) in form_urlencoded::parse(body) {
+        let slot = match k.as_ref() {
+            "team_id" => &mut p.team_id,
+            "user_id" => &mut p.user_id,
+            "text" => &mut p.text,
+            "response_url" => &mut p.response_url,
+            _ => continue,
+        };
+        if slot.is_empty() {
+            *slot = v.into_owned();
+        }
+    }
+    p
+}
+
+/// An ephemeral answer.
+fn say(text: impl Into<String>) -> Response {
+    Json(SlackMessage {
+        response_type: ResponseType::Ephemeral,
+        text: text.into(),
+    })
+    .into_response()
+}
+
+fn unix_now() -> i64 {
+    crate::db::now_ms().div_euclid(1000)
+}
+
+/// The handler.
+pub(crate) async fn handle(State(state): State<AppState>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let body = match axum::body::to_bytes(body, state.settings.max_body_bytes).await {
+        Ok(b) => b,
+        Err(_) => return ApiError::too_large("request body too large").into_response(),
+    };
+    match authenticate(&state, &parts.headers, &body).await {
+        Ok(Some((team_id, workspace))) => answer(&state, &team_id, &workspace, &body).await,
+        Ok(None) => say(
+            "This Slack workspace is not linked to sealrun. A sealrun admin can link it with \
+             `sealrun slack link-workspace --team-id <team id>`.",
+        ),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Verifies the request: `Ok(None)` for a well-signed-looking request from
+/// a team no org has linked (nothing can be checked, nothing will run).
+async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Option<(String, Workspace)>, ApiError> {
+    let signed = verify::parse_headers(Headers {
+        timestamp: headers.get(TIMESTAMP_HEADER).map(|v| v.as_bytes()),
+        signature: headers.get(SIGNATURE_HEADER).map(|v| v.as_bytes()),
+    });
+    // Only to choose the secret: nothing else is read before verification.
+    let team_id = field(body, "team_id").filter(|t| store::check_slack_id("team", t).is_ok());
+    let workspace = match &team_id {
+        Some(t) => store::workspace(state, t).await?,
+        None => None,
+    };
+    let checked = match (&signed, &workspace) {
+        (Err(refusal), _) => Err(*refusal),
+        (Ok(_), None) if team_id.is_some() => {
+            tracing::info!(team = team_id.as_deref().unwrap_or("-"), "slash command from an unlinked Slack team");
+            return Ok(None);
+        }
+        (Ok(_), None) => Err(verify::Refusal::MalformedHeaders),
+        (Ok(s), Some(w)) => verify::verify(&w.secret, s, body, unix_now()),
+    };
+    match (checked, team_id, workspace) {
+        (Ok(()), Some(t), Some(w)) => Ok(Some((t, w))),
+        (Ok(()), _, _) => Err(refused(state, None, None, "no team").await),
+        (Err(r), team, w) => Err(refused(state, team.as_deref(), w.map(|w| w.org_id), r.reason()).await),
+    }
+}
+
+/// Logs, meters and (for a linked team) audits a refused signature; the
+/// answer says nothing about which check failed.
+async fn refused(state: &AppState, team_id: Option<&str>, org_id: Option<i64>, reason: &'static str) -> ApiError {
+    state.metrics.auth_failed();
+    tracing::warn!(team = team_id.unwrap_or("-"), reason, "Slack request refused");
+    if let (Some(team), Some(org_id)) = (team_id, org_id) {
+        if state.slack.admit_failure(team) {
+            let subject = format!("slack:{team}");
+            let written = state
+                .db
+                .write(move |conn| {
+                    audit::append(
+                        conn,
+                        org_id,
+                        "slack",
+                        "auth.failed",
+                        &subject,
+                        json!({"reason": reason, "path": "/v1/integrations/slack/commands"}),
+                    )?;
+                    Ok(())
+                })
+                .await;
+            if let Err(e) = written {
+                tracing::error!(error = %e.message, "cannot audit a refused Slack request");
+            }
+        }
+    }
+    ApiError::unauthorized("invalid Slack request signature")
+}
+
+/// Answers a verified command.
+async fn answer(state: &AppState, team_id: &str, workspace: &Workspace, body: &[u8]) -> Response {
+    let p = payload(body);
+    if store::check_slack_id("user", &p.user_id).is_err() {
+        return say("sealrun could not tell who you are (no user id in the request).");
+    }
+    let org_id = workspace.org_id;
+    let actor = format!("slack:{team_id}/{}", p.user_id);
+    let (team, user) = (team_id.to_owned(), p.user_id.clone());
+    let linked = state
+        .db
+        .read(move |conn| store::linked_user(conn, &team, &user))
+        .await;
+    let linked = match linked {
+        Ok(l) => l,
+        Err(e) => return say(format!("sealrun failed: {}", escape::text(&e.message))),
+    };
+    let Some(linked) = linked else {
+        note_refusal(state, org_id, &actor, "unlinked user", &p.text).await;
+        return say(format!(
+            "Sorry, your Slack account ({}) is not linked to sealrun, so you cannot use `/sealrun`. \
+             Ask a sealrun admin to run `sealrun slack link-user --team-id {team_id} --user {} --name <you> --role operator`.",
+            escape::text(&p.user_id),
+            escape::text(&p.user_id),
+        ));
+    };
+    let cmd = match command::parse(&p.text) {
+        Ok(c) => c,
+        Err(e) => return say(format!("{}\n\n{USAGE}", escape::text(&e))),
+    };
+    if cmd.mutates() && !matches!(linked.role, Role::Operator | Role::Admin) {
+        note_refusal(state, org_id, &actor, "role may not run or cancel", &p.text).await;
+        return say(format!(
+            "Sorry, your sealrun role is *{}*, which can read runs (`status`, `logs`) but not run or cancel them. \
+             Nothing was run.",
+            linked.role
+        ));
+    }
+    let who = Who {
+        org_id,
+        actor,
+        submitter: format!("slack:{team_id}/{} ({})", p.user_id, linked.name),
+        linked,
+    };
+    let result = match cmd {
+        Command::Help => Ok(say(USAGE)),
+        Command::Run {
+            target,
+            secrets,
+            argv,
+        } => run(state, &who, target, secrets, argv, &p.response_url).await,
+        Command::Status(id) => status(state, &who, &id).await,
+        Command::Logs(id) => logs(state, &who, &id).await,
+        Command::Cancel(id) => cancel(state, &who, &id).await,
+    };
+    result.unwrap_or_else(|e| {
+        let why = if e.status.is_server_error() {
+            "sealrun had an internal error (see the server log)".to_owned()
+        } else {
+            escape::text(&e.message)
+        };
+        say(format!("Refused: {why}"))
+    })
+}
+
+/// A verified, linked Slack user acting in an org.
+struct Who {
+    org_id: i64,
+    /// `slack:<team>/<user>` (the audit actor).
+    actor: String,
+    /// `slack:<team>/<user> (<name>)` (shown in the run).
+    submitter: String,
+    #[allow(dead_code)]
+    linked: LinkedUser,
+}
+
+/// Audits a refused command (nothing else happened).
+async fn note_refusal(state: &AppState, org_id: i64, actor: &str, reason: &'static str, text: &str) {
+    let actor = actor.to_owned();
+    // The first word only: the rest may be a command line with values in it.
+    let verb = text.split_whitespace().next().unwrap_or("").chars().take(32).collect::<String>();
+    let written = state
+        .db
+        .write(move |conn| {
+            audit::append(
+                conn,
+                org_id,
+                &actor,
+                "slack.command_refused",
+                &actor,
+                json!({"reason": reason, "command": verb}),
+            )?;
+            Ok(())
+        })
+        .await;
+    if let Err(e) = written {
+        tracing::error!(error = %e.message, "cannot audit a refused Slack command");
+    }
+}
+
+/// `run`: exactly what `POST /v1/runs` does (the same validation and
+/// `run.submitted` entry, in `queue::submit`), as the linked user.
+async fn run(
+    state: &AppState,
+    who: &Who,
+    target: String,
+    secrets: Vec<String>,
+    argv: Vec<String>,
+    response_url: &str,
+) -> Result<Response, ApiError> {
+    let url = notify::check_response_url(response_url)
+        .map_err(|e| ApiError::bad_request(format!("response_url: {e}")))?;
+    let req = RunRequest {
+        target,
+        argv,
+        env: Default::default(),
+        secrets,
+        timeout_secs: None,
+        image: None,
+        source: RunSource::Slack,
+    };
+    let shown = escape::code_block(&escape::command_line(&req.argv));
+    let target = req.target.clone();
+    let (org_id, name, actor) = (who.org_id, who.submitter.clone(), who.actor.clone());
+    let waker = Arc::clone(state);
+    let (id, _) = state
+        .db
+        .write_then(
+            move |conn| {
+                let submitter = Submitter {
+                    org_id,
+                    name: &name,
+                    actor: &actor,
+                };
+                queue::submit(conn, &submitter, &req)
+            },
+            move |(_, target_id)| waker.wakeups.run_queued(*target_id),
+        )
+        .await?;
+    notify::spawn(Arc::clone(state), org_id, id.clone(), url);
+    Ok(say(format!(
+        "Queued run `{id}` on target `{}`:\n{shown}\nI will post the result here when it ends.",
+        escape::text(&target)
+    )))
+}
+
+fn run_line(v: &RunView) -> String {
+    let mut s = format!(
+        "Run `{}` on target `{}` is *{}*",
+        v.id,
+        escape::text(&v.target),
+        v.status
+    );
+    if let Some(code) = v.exit_code {
+        s.push_str(&format!(" (exit code {code})"));
+    }
+    s
+}
+
+async fn view(state: &AppState, who: &Who, id: &str) -> Result<RunView, ApiError> {
+    let (org_id, id) = (who.org_id, id.to_owned());
+    state
+        .db
+        .read(move |conn| queue::view(conn, org_id, &id))
+        .await
+}
+
+/// `status`.
+async fn status(state: &AppState, who: &Who, id: &str) -> Result<Response, ApiError> {
+    let v = view(state, who, id).await?;
+    let mut text = run_line(&v);
+    text.push_str(&format!(
+        ".\nSubmitted by {}{}.",
+        escape::text(&v.submitter),
+        v.agent
+            .as_deref()
+            .map(|a| format!(", run by agent {}", escape::text(a)))
+            .unwrap_or_default()
+    ));
+    if let Some(e) = &v.error {
+        text.push_str(&format!("\nError: {}", escape::text(e)));
+    }
+    Ok(say(text))
+}
+
+/// `logs`.
+async fn logs(state: &AppState, who: &Who, id: &str) -> Result<Response, ApiError> {
+    let (org_id, run_id) = (who.org_id, id.to_owned());
+    let (v, tail) = state
+        .db
+        .read(move |conn| notify::tail(conn, org_id, &run_id))
+        .await?;
+    Ok(say(notify::with_tail(run_line(&v), &v, &tail)))
+}
+
+/// `cancel`: as `POST /v1/runs/{id}/cancel`, audited as the Slack user.
+async fn cancel(state: &AppState, who: &Who, id: &str) -> Result<Response, ApiError> {
+    let (org_id, run_id, actor) = (who.org_id, id.to_owned(), who.actor.clone());
+    let (outcome, v) = state
+        .db
+        .write(move |conn| {
+            let outcome = queue::cancel(conn, org_id, &run_id, &actor)?;
+            Ok((outcome, queue::view(conn, org_id, &run_id)?))
+        })
+        .await?;
+    let text = match outcome {
+        Canceled::Now => {
+            state.watchers.touch(&v.id);
+            format!("Run `{}` was queued and is now canceled.", v.id)
+        }
+        Canceled::Requested if v.status == RunStatus::Running => format!(
+            "Cancel requested: run `{}` is stopped at its agent's next heartbeat.",
+            v.id
+        ),
+        Canceled::Requested => run_line(&v),
+    };
+    Ok(say(text))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_first_occurrence_of_each_field_is_used() {
+        let p = payload(b"team_id=T1&user_id=U1&text=run+db+--+echo+%27a+b%27&response_url=http%3A%2F%2F127.0.0.1%3A9%2Fx&team_id=T2");
+        assert_eq!((p.team_id.as_str(), p.user_id.as_str()), ("T1", "U1"));
+        assert_eq!(p.text, "run db -- echo 'a b'");
+        assert_eq!(p.response_url, "http://127.0.0.1:9/x");
+        assert_eq!(field(b"a=1&team_id=T9", "team_id").as_deref(), Some("T9"));
+        assert_eq!(field(b"a=1", "team_id"), None);
+    }
+}

@@ -1,0 +1,117 @@
+//! Making text safe to show in Slack.
+//!
+//! Slack's `mrkdwn` gives `&`, `<` and `>` control meaning: `<!channel>`
+//! pings a whole channel, `<@U123>` mentions someone, `<https://x|label>`
+//! disguises a link. Every piece of text sealrun did not write itself (a
+//! command, a target name, run output) goes through [`text`] or
+//! [`code_block`], so it shows up exactly as typed and can ping no one.
+
+/// Zero-width space: breaks a run of backticks without showing anything.
+const ZWSP: char = '\u{200B}';
+
+/// Escapes `&`, `<` and `>` as Slack asks.
+pub(crate) fn text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `s` escaped inside a ```` ``` ```` block. A zero-width space follows
+/// every backtick, so no run of three can end the block early and let the
+/// rest be read as formatting.
+pub(crate) fn code_block(s: &str) -> String {
+    let body = text(s);
+    let mut out = String::with_capacity(body.len() + 8);
+    out.push_str("```\n");
+    for c in body.chars() {
+        out.push(c);
+        if c == '`' {
+            out.push(ZWSP);
+        }
+    }
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+    out.push_str("```");
+    out
+}
+
+/// A command line for display: words joined by spaces, each quoted when a
+/// shell would need it, so what is shown is what was run.
+pub(crate) fn command_line(argv: &[String]) -> String {
+    let quoted: Vec<String> = argv
+        .iter()
+        .map(|w| {
+            let plain = !w.is_empty()
+                && w.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c));
+            if plain {
+                w.clone()
+            } else {
+                format!("'{}'", w.replace('\'', r"'\''"))
+            }
+        })
+        .collect();
+    quoted.join(" ")
+}
+
+/// The last `max` bytes of `s` at most, cut at a character boundary.
+pub(crate) fn tail(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut start = s.len() - max;
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    &s[start..]
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn mentions_channel_pings_and_links_are_neutralised() {
+        assert_eq!(
+            text("<!channel> <@U123> <https://evil|ok> a&b"),
+            "&lt;!channel&gt; &lt;@U123&gt; &lt;https://evil|ok&gt; a&amp;b"
+        );
+    }
+
+    #[test]
+    fn an_already_escaped_entity_is_escaped_again_so_it_shows_as_typed() {
+        assert_eq!(text("&lt;"), "&amp;lt;");
+    }
+
+    #[test]
+    fn triple_backticks_cannot_close_a_code_block() {
+        let block = code_block("a ``` <!here> b");
+        assert!(block.starts_with("```\n") && block.ends_with("\n```"));
+        let inner = &block[4..block.len() - 4];
+        assert!(!inner.contains("```"), "{inner:?}");
+        assert!(inner.contains("&lt;!here&gt;"));
+        assert_eq!(inner.replace(ZWSP, ""), "a ``` &lt;!here&gt; b\n");
+    }
+
+    #[test]
+    fn command_lines_quote_what_a_shell_would_need() {
+        let argv: Vec<String> = ["sh", "-c", "echo $X; it's", ""].map(String::from).to_vec();
+        assert_eq!(command_line(&argv), r#"sh -c 'echo $X; it'\''s' ''"#);
+    }
+
+    #[test]
+    fn a_tail_never_splits_a_character() {
+        assert_eq!(tail("abc", 10), "abc");
+        assert_eq!(tail("héllo", 4), "llo");
+        assert_eq!(tail("héllo", 5), "éllo");
+    }
+}
