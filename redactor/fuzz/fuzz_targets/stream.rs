@@ -44,17 +44,26 @@ fuzz_target!(|input: Input| {
     let mut rest = text.as_slice();
     let mut sizes = input.chunks.iter().cycle();
     while !rest.is_empty() {
-        let size = sizes.next().map_or(rest.len(), |&s| usize::from(s).max(1)).min(rest.len());
+        let size = sizes
+            .next()
+            .map_or(rest.len(), |&s| usize::from(s).max(1))
+            .min(rest.len());
         stream.push(&rest[..size], &mut out);
         assert!(stream.pending_len() < redactor.max_pattern_len().max(1));
         rest = &rest[size..];
     }
     stream.finish(&mut out);
-    assert_eq!(out, whole, "streamed output differs from whole-buffer output");
+    assert_eq!(
+        out, whole,
+        "streamed output differs from whole-buffer output"
+    );
 
     // A secret containing `*` could be spelled by a mask next to other text; the others must
     // never appear.
     for secret in secrets.iter().filter(|s| !s.contains(&b'*')) {
-        assert!(!whole.windows(secret.len()).any(|w| w == secret.as_slice()), "a secret survived");
+        assert!(
+            !whole.windows(secret.len()).any(|w| w == secret.as_slice()),
+            "a secret survived"
+        );
     }
 });
