@@ -25,6 +25,7 @@ pub mod bytes;
 pub mod error;
 pub mod log;
 pub mod run;
+pub mod slack;
 
 pub use bytes::Base64Bytes;
 pub use error::ErrorBody;

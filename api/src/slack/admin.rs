@@ -38,7 +38,8 @@ pub(crate) async fn put_workspace(
     user.allow(ADMIN, WHAT)?;
     check_slack_id("team", &team_id)?;
     check_signing_secret(&link.signing_secret)?;
-    let sealed = serde_json::to_string(&state.slack.seal(&team_id, link.signing_secret.as_bytes())?)?;
+    let sealed =
+        serde_json::to_string(&state.slack.seal(&team_id, link.signing_secret.as_bytes())?)?;
     drop(link);
     let invalidate = Arc::clone(&state);
     let view = state
@@ -135,7 +136,9 @@ pub(crate) async fn delete_workspace(
                     .prepare_cached("SELECT COUNT(*) FROM slack_users WHERE team_id = ?1")?
                     .query_row([&team_id], |r| r.get(0))?;
                 let deleted = conn
-                    .prepare_cached("DELETE FROM slack_workspaces WHERE team_id = ?1 AND org_id = ?2")?
+                    .prepare_cached(
+                        "DELETE FROM slack_workspaces WHERE team_id = ?1 AND org_id = ?2",
+                    )?
                     .execute(params![team_id, user.org_id])?;
                 if deleted == 0 {
                     return Err(not_linked(&team_id));
@@ -172,7 +175,9 @@ pub(crate) async fn put_user(
         .db
         .write(move |conn| {
             let linked = conn
-                .prepare_cached("SELECT 1 FROM slack_workspaces WHERE team_id = ?1 AND org_id = ?2")?
+                .prepare_cached(
+                    "SELECT 1 FROM slack_workspaces WHERE team_id = ?1 AND org_id = ?2",
+                )?
                 .exists(params![team_id, user.org_id])?;
             if !linked {
                 return Err(not_linked(&team_id));
@@ -184,7 +189,13 @@ pub(crate) async fn put_user(
                  ON CONFLICT (team_id, user_id) DO UPDATE SET
                     name = excluded.name, role = excluded.role, updated_ms = excluded.updated_ms",
             )?
-            .execute(params![team_id, user_id, link.name, link.role.as_str(), now])?;
+            .execute(params![
+                team_id,
+                user_id,
+                link.name,
+                link.role.as_str(),
+                now
+            ])?;
             audit::append(
                 conn,
                 user.org_id,

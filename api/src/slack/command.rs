@@ -42,14 +42,17 @@ Words are split like a shell does (quotes, backslashes); nothing is expanded.";
 /// Parses the text Slack sent (still entity-escaped). The error is a
 /// message for the user, without any formatting of its own.
 pub(crate) fn parse(text: &str) -> Result<Command, String> {
-    let words = words::split(&words::unescape(text)).map_err(|e| format!("cannot read the command: {e}"))?;
+    let words = words::split(&words::unescape(text))
+        .map_err(|e| format!("cannot read the command: {e}"))?;
     let Some((verb, rest)) = words.split_first() else {
         return Ok(Command::Help);
     };
     let one_id = |what: &str| -> Result<String, String> {
         match rest {
             [id] => Ok(id.clone()),
-            _ => Err(format!("`{what}` takes one run id, e.g. `{what} run_0123456789abcdef`")),
+            _ => Err(format!(
+                "`{what}` takes one run id, e.g. `{what} run_0123456789abcdef`"
+            )),
         }
     };
     match verb.as_str() {
@@ -75,7 +78,9 @@ fn parse_run(words: &[String]) -> Result<Command, String> {
         if let Some(name) = w.strip_prefix("--secret=") {
             secrets.push(name.to_owned());
         } else if w == "--secret" {
-            let name = it.next().ok_or_else(|| format!("`--secret` needs a secret name; {usage}"))?;
+            let name = it
+                .next()
+                .ok_or_else(|| format!("`--secret` needs a secret name; {usage}"))?;
             secrets.push(name.clone());
         } else if w.starts_with('-') {
             return Err(format!("unknown option {w:?}; {usage}"));
@@ -163,9 +168,18 @@ mod tests {
 
     #[test]
     fn status_logs_and_cancel_take_exactly_one_run_id() {
-        assert_eq!(parse("status run_1").unwrap(), Command::Status("run_1".into()));
-        assert_eq!(parse(" logs  run_1 ").unwrap(), Command::Logs("run_1".into()));
-        assert_eq!(parse("cancel run_1").unwrap(), Command::Cancel("run_1".into()));
+        assert_eq!(
+            parse("status run_1").unwrap(),
+            Command::Status("run_1".into())
+        );
+        assert_eq!(
+            parse(" logs  run_1 ").unwrap(),
+            Command::Logs("run_1".into())
+        );
+        assert_eq!(
+            parse("cancel run_1").unwrap(),
+            Command::Cancel("run_1".into())
+        );
         assert!(parse("status").is_err());
         assert!(parse("cancel a b").is_err());
     }
@@ -174,8 +188,16 @@ mod tests {
     fn nothing_or_help_is_help_and_anything_else_is_refused() {
         assert_eq!(parse("").unwrap(), Command::Help);
         assert_eq!(parse("help").unwrap(), Command::Help);
-        assert!(parse("deploy everything").unwrap_err().contains("unknown command"));
-        assert!(parse("run db -- 'oops").unwrap_err().contains("never closed"));
+        assert!(
+            parse("deploy everything")
+                .unwrap_err()
+                .contains("unknown command")
+        );
+        assert!(
+            parse("run db -- 'oops")
+                .unwrap_err()
+                .contains("never closed")
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! message, which is how Slack expects a refusal to be shown.
 
 use super::command::{self, Command, USAGE};
-use super::store::{self, LinkedUser, Workspace};
+use super::store::{self, Workspace};
 use super::verify::{self, Headers, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use super::{escape, notify};
 use crate::audit;
@@ -19,7 +19,7 @@ use crate::state::AppState;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use sealrun_wire::admin::Role;
 use sealrun_wire::run::{RunRequest, RunSource, RunStatus, RunView};
@@ -112,7 +112,10 @@ async fn authenticate(
     let checked = match (&signed, &workspace) {
         (Err(refusal), _) => Err(*refusal),
         (Ok(_), None) if team_id.is_some() => {
-            tracing::info!(team = team_id.as_deref().unwrap_or("-"), "slash command from an unlinked Slack team");
+            tracing::info!(
+                team = team_id.as_deref().unwrap_or("-"),
+                "slash command from an unlinked Slack team"
+            );
             return Ok(None);
         }
         (Ok(_), None) => Err(verify::Refusal::MalformedHeaders),
@@ -121,15 +124,26 @@ async fn authenticate(
     match (checked, team_id, workspace) {
         (Ok(()), Some(t), Some(w)) => Ok(Some((t, w))),
         (Ok(()), _, _) => Err(refused(state, None, None, "no team").await),
-        (Err(r), team, w) => Err(refused(state, team.as_deref(), w.map(|w| w.org_id), r.reason()).await),
+        (Err(r), team, w) => {
+            Err(refused(state, team.as_deref(), w.map(|w| w.org_id), r.reason()).await)
+        }
     }
 }
 
 /// Logs, meters and (for a linked team) audits a refused signature; the
 /// answer says nothing about which check failed.
-async fn refused(state: &AppState, team_id: Option<&str>, org_id: Option<i64>, reason: &'static str) -> ApiError {
+async fn refused(
+    state: &AppState,
+    team_id: Option<&str>,
+    org_id: Option<i64>,
+    reason: &'static str,
+) -> ApiError {
     state.metrics.auth_failed();
-    tracing::warn!(team = team_id.unwrap_or("-"), reason, "Slack request refused");
+    tracing::warn!(
+        team = team_id.unwrap_or("-"),
+        reason,
+        "Slack request refused"
+    );
     if let (Some(team), Some(org_id)) = (team_id, org_id) {
         if state.slack.admit_failure(team) {
             let subject = format!("slack:{team}");
@@ -197,7 +211,6 @@ async fn answer(state: &AppState, team_id: &str, workspace: &Workspace, body: &[
         org_id,
         actor,
         submitter: format!("slack:{team_id}/{} ({})", p.user_id, linked.name),
-        linked,
     };
     let result = match cmd {
         Command::Help => Ok(say(USAGE)),
@@ -227,15 +240,25 @@ struct Who {
     actor: String,
     /// `slack:<team>/<user> (<name>)` (shown in the run).
     submitter: String,
-    #[allow(dead_code)]
-    linked: LinkedUser,
 }
 
 /// Audits a refused command (nothing else happened).
-async fn note_refusal(state: &AppState, org_id: i64, actor: &str, reason: &'static str, text: &str) {
+async fn note_refusal(
+    state: &AppState,
+    org_id: i64,
+    actor: &str,
+    reason: &'static str,
+    text: &str,
+) {
     let actor = actor.to_owned();
     // The first word only: the rest may be a command line with values in it.
-    let verb = text.split_whitespace().next().unwrap_or("").chars().take(32).collect::<String>();
+    let verb = text
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .chars()
+        .take(32)
+        .collect::<String>();
     let written = state
         .db
         .write(move |conn| {

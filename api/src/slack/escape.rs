@@ -99,7 +99,7 @@ mod tests {
         let inner = &block[4..block.len() - 4];
         assert!(!inner.contains("```"), "{inner:?}");
         assert!(inner.contains("&lt;!here&gt;"));
-        assert_eq!(inner.replace(ZWSP, ""), "a ``` &lt;!here&gt; b\n");
+        assert_eq!(inner.replace(ZWSP, ""), "a ``` &lt;!here&gt; b");
     }
 
     #[test]

@@ -40,10 +40,7 @@ pub(crate) const KEY_FILE: &str = "slack.key";
 /// The routes of the integration.
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
-        .route(
-            "/v1/integrations/slack/commands",
-            post(commands::handle),
-        )
+        .route("/v1/integrations/slack/commands", post(commands::handle))
         .route(
             "/v1/integrations/slack/workspaces",
             get(admin::list_workspaces),

@@ -89,7 +89,10 @@ impl Slack {
 }
 
 /// The workspace `team_id` is linked as, if it is.
-pub(crate) async fn workspace(state: &AppState, team_id: &str) -> Result<Option<Workspace>, ApiError> {
+pub(crate) async fn workspace(
+    state: &AppState,
+    team_id: &str,
+) -> Result<Option<Workspace>, ApiError> {
     let slack = &state.slack;
     let generation = match slack.cache.lock() {
         Ok(c) => {
@@ -114,12 +117,13 @@ pub(crate) async fn workspace(state: &AppState, team_id: &str) -> Result<Option<
         return Ok(None);
     };
     let sealed: SealedSecret = serde_json::from_str(&sealed)?;
-    let opened = sealrun_vault::open(&slack.keypair, SEALED_NAME, team_id, &sealed).map_err(|e| {
-        ApiError::internal(format_args!(
-            "cannot open the signing secret of Slack team {team_id} (was {} replaced?): {e}",
-            super::KEY_FILE
-        ))
-    })?;
+    let opened =
+        sealrun_vault::open(&slack.keypair, SEALED_NAME, team_id, &sealed).map_err(|e| {
+            ApiError::internal(format_args!(
+                "cannot open the signing secret of Slack team {team_id} (was {} replaced?): {e}",
+                super::KEY_FILE
+            ))
+        })?;
     let workspace = Workspace {
         org_id,
         secret: Arc::new(Zeroizing::new(opened.expose().to_vec())),

@@ -65,7 +65,9 @@ pub(crate) fn parse_headers(headers: Headers<'_>) -> Result<Signed<'_>, Refusal>
     };
     let timestamp = std::str::from_utf8(timestamp).map_err(|_| Refusal::MalformedHeaders)?;
     // Digits only: `+5` or ` 5` would parse but is not what Slack signs.
-    if timestamp.is_empty() || timestamp.len() > 12 || !timestamp.bytes().all(|b| b.is_ascii_digit())
+    if timestamp.is_empty()
+        || timestamp.len() > 12
+        || !timestamp.bytes().all(|b| b.is_ascii_digit())
     {
         return Err(Refusal::MalformedHeaders);
     }
@@ -83,6 +85,7 @@ pub(crate) fn parse_headers(headers: Headers<'_>) -> Result<Signed<'_>, Refusal>
 }
 
 /// The signature Slack would send for `body` at `timestamp`.
+#[cfg(test)]
 pub(crate) fn sign(secret: &[u8], timestamp: &str, body: &[u8]) -> String {
     format!("v0={}", hex::encode(mac(secret, timestamp, body)))
 }
@@ -103,7 +106,12 @@ fn mac(secret: &[u8], timestamp: &str, body: &[u8]) -> [u8; 32] {
 /// Verifies a request signed at `signed` over the raw `body` with `secret`,
 /// `now` being Unix seconds. The replay window is checked first (cheap), and
 /// the MAC compared in constant time.
-pub(crate) fn verify(secret: &[u8], signed: &Signed<'_>, body: &[u8], now: i64) -> Result<(), Refusal> {
+pub(crate) fn verify(
+    secret: &[u8],
+    signed: &Signed<'_>,
+    body: &[u8],
+    now: i64,
+) -> Result<(), Refusal> {
     if signed.seconds.abs_diff(now) > MAX_SKEW_SECS.unsigned_abs() {
         return Err(Refusal::Stale);
     }
@@ -128,7 +136,13 @@ mod tests {
     const DOC_SIGNATURE: &str =
         "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503";
 
-    fn check(secret: &[u8], ts: Option<&str>, sig: Option<&str>, body: &str, now: i64) -> Result<(), Refusal> {
+    fn check(
+        secret: &[u8],
+        ts: Option<&str>,
+        sig: Option<&str>,
+        body: &str,
+        now: i64,
+    ) -> Result<(), Refusal> {
         let signed = parse_headers(Headers {
             timestamp: ts.map(str::as_bytes),
             signature: sig.map(str::as_bytes),
@@ -142,25 +156,46 @@ mod tests {
 
     #[test]
     fn slacks_published_example_signs_to_its_published_signature() {
-        assert_eq!(sign(DOC_SECRET, DOC_TIMESTAMP, DOC_BODY.as_bytes()), DOC_SIGNATURE);
+        assert_eq!(
+            sign(DOC_SECRET, DOC_TIMESTAMP, DOC_BODY.as_bytes()),
+            DOC_SIGNATURE
+        );
     }
 
     #[test]
     fn slacks_published_example_is_accepted_at_its_time() {
-        let r = check(DOC_SECRET, Some(DOC_TIMESTAMP), Some(DOC_SIGNATURE), DOC_BODY, doc_now());
+        let r = check(
+            DOC_SECRET,
+            Some(DOC_TIMESTAMP),
+            Some(DOC_SIGNATURE),
+            DOC_BODY,
+            doc_now(),
+        );
         assert_eq!(r, Ok(()));
     }
 
     #[test]
     fn slacks_published_example_is_refused_with_one_byte_of_the_body_changed() {
         let altered = DOC_BODY.replace("roadrunner", "roadrunnex");
-        let r = check(DOC_SECRET, Some(DOC_TIMESTAMP), Some(DOC_SIGNATURE), &altered, doc_now());
+        let r = check(
+            DOC_SECRET,
+            Some(DOC_TIMESTAMP),
+            Some(DOC_SIGNATURE),
+            &altered,
+            doc_now(),
+        );
         assert_eq!(r, Err(Refusal::BadSignature));
     }
 
     #[test]
     fn slacks_published_example_is_refused_today() {
-        let r = check(DOC_SECRET, Some(DOC_TIMESTAMP), Some(DOC_SIGNATURE), DOC_BODY, 1_700_000_000);
+        let r = check(
+            DOC_SECRET,
+            Some(DOC_TIMESTAMP),
+            Some(DOC_SIGNATURE),
+            DOC_BODY,
+            1_700_000_000,
+        );
         assert_eq!(r, Err(Refusal::Stale));
     }
 
@@ -216,9 +251,18 @@ mod tests {
     #[test]
     fn missing_headers_are_refused() {
         let sig = signature(SECRET, NOW, BODY);
-        assert_eq!(check(SECRET, None, Some(&sig), BODY, NOW), Err(Refusal::MissingHeaders));
-        assert_eq!(check(SECRET, Some(&at(NOW)), None, BODY, NOW), Err(Refusal::MissingHeaders));
-        assert_eq!(check(SECRET, None, None, BODY, NOW), Err(Refusal::MissingHeaders));
+        assert_eq!(
+            check(SECRET, None, Some(&sig), BODY, NOW),
+            Err(Refusal::MissingHeaders)
+        );
+        assert_eq!(
+            check(SECRET, Some(&at(NOW)), None, BODY, NOW),
+            Err(Refusal::MissingHeaders)
+        );
+        assert_eq!(
+            check(SECRET, None, None, BODY, NOW),
+            Err(Refusal::MissingHeaders)
+        );
     }
 
     #[test]
@@ -247,14 +291,20 @@ mod tests {
     fn a_request_signed_six_minutes_ago_is_refused() {
         let ts = NOW - 6 * 60;
         let sig = signature(SECRET, ts, BODY);
-        assert_eq!(check(SECRET, Some(&at(ts)), Some(&sig), BODY, NOW), Err(Refusal::Stale));
+        assert_eq!(
+            check(SECRET, Some(&at(ts)), Some(&sig), BODY, NOW),
+            Err(Refusal::Stale)
+        );
     }
 
     #[test]
     fn a_request_signed_six_minutes_ahead_is_refused() {
         let ts = NOW + 6 * 60;
         let sig = signature(SECRET, ts, BODY);
-        assert_eq!(check(SECRET, Some(&at(ts)), Some(&sig), BODY, NOW), Err(Refusal::Stale));
+        assert_eq!(
+            check(SECRET, Some(&at(ts)), Some(&sig), BODY, NOW),
+            Err(Refusal::Stale)
+        );
     }
 
     #[test]
@@ -267,7 +317,9 @@ mod tests {
 
     #[test]
     fn the_signature_hex_may_be_uppercase() {
-        let sig = signature(SECRET, NOW, BODY).to_uppercase().replace("V0=", "v0=");
+        let sig = signature(SECRET, NOW, BODY)
+            .to_uppercase()
+            .replace("V0=", "v0=");
         assert_eq!(check(SECRET, Some(&at(NOW)), Some(&sig), BODY, NOW), Ok(()));
     }
 }

@@ -121,19 +121,28 @@ mod tests {
 
     #[test]
     fn whitespace_of_any_kind_and_length_separates_words() {
-        assert_eq!(words("  run\tdb \n --  echo  hi "), ["run", "db", "--", "echo", "hi"]);
+        assert_eq!(
+            words("  run\tdb \n --  echo  hi "),
+            ["run", "db", "--", "echo", "hi"]
+        );
         assert!(words("   ").is_empty());
     }
 
     #[test]
     fn single_quotes_keep_everything_literally() {
-        assert_eq!(words(r#"sh -c 'echo $X; exit 3'"#), ["sh", "-c", "echo $X; exit 3"]);
+        assert_eq!(
+            words(r#"sh -c 'echo $X; exit 3'"#),
+            ["sh", "-c", "echo $X; exit 3"]
+        );
         assert_eq!(words(r#"'a\b"c'"#), [r#"a\b"c"#]);
     }
 
     #[test]
     fn double_quotes_keep_spaces_and_unescape_quotes_and_backslashes() {
-        assert_eq!(words(r#""a b" "say \"hi\"" "c\\d" "e\f""#), ["a b", r#"say "hi""#, r"c\d", r"e\f"]);
+        assert_eq!(
+            words(r#""a b" "say \"hi\"" "c\\d" "e\f""#),
+            ["a b", r#"say "hi""#, r"c\d", r"e\f"]
+        );
     }
 
     #[test]

@@ -1,0 +1,281 @@
+//! Telling Slack how a run ended: a message posted to the slash command's
+//! `response_url` once the run is over.
+//!
+//! One task per run waits on the run's change notifications (the same ones
+//! log followers use), re-reading the database when woken and at least every
+//! [`RECHECK`], so a lost wake-up costs latency, never the message. Slack
+//! accepts up to five posts to a `response_url` within 30 minutes: a failed
+//! post is retried with backoff within those limits; a run still going after
+//! 30 minutes is not reported (its result stays in sealrun).
+//! Nothing here survives a restart of the control plane: a run that ends
+//! while it is down is not reported to Slack.
+
+use super::commands::TAIL_BYTES;
+use super::escape;
+use crate::error::ApiError;
+use crate::queue;
+use crate::state::AppState;
+use reqwest::Url;
+use rusqlite::{Connection, OptionalExtension as _, params};
+use sealrun_wire::run::{RunStatus, RunView};
+use sealrun_wire::slack::{ResponseType, SlackMessage};
+use std::net::IpAddr;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How long Slack honours a `response_url`.
+const URL_LIFETIME: Duration = Duration::from_secs(30 * 60);
+/// Longest wait between two looks at a run.
+const RECHECK: Duration = Duration::from_secs(5);
+/// How long an ended run's late log uploads are waited for.
+const LOG_GRACE: Duration = Duration::from_secs(10);
+/// Posts per `response_url` (Slack allows five).
+const ATTEMPTS: u32 = 5;
+
+/// Accepts `https://` URLs, and `http://` to a loopback address (so a local
+/// process, such as a test, can stand in for Slack); refuses anything else.
+pub(crate) fn check_response_url(raw: &str) -> Result<Url, String> {
+    let url = Url::parse(raw).map_err(|e| format!("not a URL ({e})"))?;
+    let loopback = url.host_str().is_some_and(|h| {
+        h.eq_ignore_ascii_case("localhost")
+            || h.trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    });
+    match url.scheme() {
+        "https" if url.host_str().is_some() => Ok(url),
+        "http" if loopback => Ok(url),
+        _ => Err("must be https:// (or http:// to a loopback address)".to_owned()),
+    }
+}
+
+/// Starts watching `run_id`, to post its result to `url` when it ends.
+pub(crate) fn spawn(state: AppState, org_id: i64, run_id: String, url: Url) {
+    tokio::spawn(async move {
+        let deadline = Instant::now() + URL_LIFETIME;
+        let Some((view, tail)) = wait_for_end(&state, org_id, &run_id, deadline).await else {
+            return;
+        };
+        let message = SlackMessage {
+            response_type: ResponseType::Ephemeral,
+            text: final_text(&view, &tail),
+        };
+        post(&state, &run_id, &url, &message, deadline).await;
+    });
+}
+
+/// The run once it ended and its output is in (or `None` if it never did
+/// within the URL's lifetime, or the server is stopping).
+async fn wait_for_end(
+    state: &AppState,
+    org_id: i64,
+    run_id: &str,
+    deadline: Instant,
+) -> Option<(RunView, String)> {
+    let mut watch = state.watchers.watch(run_id);
+    let mut ended_at: Option<Instant> = None;
+    loop {
+        let id = run_id.to_owned();
+        let read = state
+            .db
+            .read(move |conn| {
+                let (view, tail) = tail(conn, org_id, &id)?;
+                let complete = logs_complete(conn, org_id, &id)?;
+                Ok((view, tail, complete))
+            })
+            .await;
+        match read {
+            Ok((view, tail, complete)) if view.status.is_terminal() => {
+                let since = *ended_at.get_or_insert_with(Instant::now);
+                if complete || since.elapsed() >= LOG_GRACE {
+                    return Some((view, tail));
+                }
+            }
+            Ok(_) => {}
+            Err(e) if e.status.is_client_error() => return None,
+            Err(e) => {
+                tracing::warn!(run = run_id, error = %e.message, "cannot read a run for Slack")
+            }
+        }
+        tokio::select! {
+            () = watch.changed() => {}
+            () = tokio::time::sleep(RECHECK) => {}
+            () = tokio::time::sleep_until(deadline) => {
+                tracing::info!(run = run_id, "run still going when its Slack response_url expired: not reported to Slack");
+                return None;
+            }
+            () = state.shutting_down() => return None,
+        }
+    }
+}
+
+/// Whether every chunk the agent said it made is stored.
+fn logs_complete(conn: &Connection, org_id: i64, run_id: &str) -> Result<bool, ApiError> {
+    let row: Option<(u64, Option<u64>)> = conn
+        .prepare_cached(
+            "SELECT log_next_seq, log_final_seq FROM runs WHERE org_id = ?1 AND id = ?2",
+        )?
+        .query_row(params![org_id, run_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    Ok(row.is_none_or(|(next, last)| last.is_none_or(|last| next >= last)))
+}
+
+/// The run and the last [`TAIL_BYTES`] of its stored (redacted) output, all
+/// streams in the order they were produced.
+pub(crate) fn tail(
+    conn: &Connection,
+    org_id: i64,
+    run_id: &str,
+) -> Result<(RunView, String), ApiError> {
+    let tx = conn.unchecked_transaction()?; // one snapshot for both reads
+    let view = queue::view(&tx, org_id, run_id)?;
+    let mut chunks: Vec<Vec<u8>> = Vec::new();
+    {
+        let mut stmt = tx.prepare_cached(
+            "SELECT data FROM log_chunks
+             WHERE run_n = (SELECT n FROM runs WHERE org_id = ?1 AND id = ?2) ORDER BY seq DESC",
+        )?;
+        let mut rows = stmt.query(params![org_id, run_id])?;
+        let mut size = 0;
+        // A little more than shown, so the cut lands on a character boundary.
+        while size < TAIL_BYTES + 4 {
+            let Some(r) = rows.next()? else { break };
+            let data: Vec<u8> = r.get(0)?;
+            size += data.len();
+            chunks.push(data);
+        }
+    }
+    tx.finish()?;
+    let bytes: Vec<u8> = chunks.into_iter().rev().flatten().collect();
+    let text = String::from_utf8_lossy(&bytes);
+    Ok((view, escape::tail(&text, TAIL_BYTES).to_owned()))
+}
+
+/// `head`, then the tail of the output in a code block.
+pub(crate) fn with_tail(head: String, view: &RunView, tail: &str) -> String {
+    let mut text = head;
+    if tail.is_empty() {
+        text.push_str(".\n_(no output)_");
+    } else {
+        let cut = (view.log_bytes as usize > tail.len()) || view.log_truncated;
+        text.push_str(if cut {
+            ". The end of its output:\n"
+        } else {
+            ". Output:\n"
+        });
+        text.push_str(&escape::code_block(tail));
+    }
+    text.push_str(&format!("\nFull log: `sealrun runs logs {}`", view.id));
+    text
+}
+
+fn final_text(view: &RunView, tail: &str) -> String {
+    let verdict = match view.status {
+        RunStatus::Succeeded => "succeeded",
+        RunStatus::Failed => "failed",
+        RunStatus::Canceled => "was canceled",
+        RunStatus::TimedOut => "timed out",
+        RunStatus::Lost => "was lost (its agent vanished; it may or may not have run)",
+        RunStatus::Error => "could not be run",
+        RunStatus::Queued | RunStatus::Running => "is still going",
+    };
+    let mut head = format!(
+        "Run `{}` on target `{}` *{verdict}*",
+        view.id,
+        escape::text(&view.target)
+    );
+    if let Some(code) = view.exit_code {
+        head.push_str(&format!(" with exit code {code}"));
+    }
+    if let (Some(start), Some(end)) = (view.started_at_ms, view.finished_at_ms) {
+        head.push_str(&format!(
+            " after {:.1} s",
+            (end - start).max(0) as f64 / 1000.0
+        ));
+    }
+    if let Some(e) = &view.error {
+        head.push_str(&format!(" ({})", escape::text(e)));
+    }
+    with_tail(head, view, tail)
+}
+
+/// Posts `message`, retrying failures (1 s, 2 s, 4 s... apart) until it is
+/// accepted, Slack refuses it for good, or the URL's attempts or lifetime
+/// run out.
+async fn post(
+    state: &AppState,
+    run_id: &str,
+    url: &Url,
+    message: &SlackMessage,
+    deadline: Instant,
+) {
+    let mut backoff = Duration::from_secs(1);
+    for attempt in 1..=ATTEMPTS {
+        let sent = state
+            .slack
+            .http
+            .post(url.clone())
+            .json(message)
+            .send()
+            .await;
+        let retry = match sent {
+            Ok(r) if r.status().is_success() => {
+                tracing::info!(run = run_id, "run result posted to Slack");
+                return;
+            }
+            // 4xx: the URL expired or was used up; asking again will not help.
+            Ok(r)
+                if r.status().is_client_error()
+                    && r.status() != reqwest::StatusCode::TOO_MANY_REQUESTS =>
+            {
+                tracing::warn!(
+                    run = run_id,
+                    status = r.status().as_u16(),
+                    "Slack refused the run result"
+                );
+                return;
+            }
+            Ok(r) => format!("HTTP {}", r.status().as_u16()),
+            // Without the URL: it is a credential for the channel.
+            Err(e) => format!("{}", e.without_url()),
+        };
+        tracing::warn!(run = run_id, attempt, error = %retry, "cannot post the run result to Slack");
+        if attempt == ATTEMPTS || Instant::now() + backoff >= deadline {
+            return;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = state.shutting_down() => return,
+        }
+        backoff *= 2;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn response_urls_must_be_https_or_loopback_http() {
+        for ok in [
+            "https://hooks.slack.com/commands/T1/2/x",
+            "http://127.0.0.1:8080/x",
+            "http://localhost:1/x",
+            "http://[::1]:1/x",
+        ] {
+            assert!(check_response_url(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://hooks.slack.com/commands/T1/2/x",
+            "http://10.0.0.1/x",
+            "ftp://127.0.0.1/x",
+            "file:///etc/passwd",
+            "not a url",
+            "",
+        ] {
+            assert!(check_response_url(bad).is_err(), "{bad}");
+        }
+    }
+}
