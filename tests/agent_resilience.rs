@@ -124,3 +124,31 @@ async fn sigterm_kills_a_command_that_outlives_the_grace_period_and_reports_it()
     );
     world.assert_no_containers();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revoked_agent_kills_its_run_and_exits_saying_why() {
+    if !require_docker() {
+        return;
+    }
+    let mut world = World::start().await;
+    let id = world.submit(&["sh", "-c", "echo started; sleep 300"]).await;
+    world.admin.wait_output(&id, "started").await;
+
+    let path = format!("/v1/agents/{}", world.agent_id);
+    let (status, body) = world
+        .admin
+        .request(reqwest::Method::DELETE, &path, None)
+        .await;
+    assert!(status.is_success(), "revoke answered {status}: {body}");
+
+    // The next heartbeat is refused: the agent stops its run and exits non-zero.
+    let exit = world.agent.wait_exit(Duration::from_secs(60));
+    assert!(!exit.success(), "a revoked agent exited successfully");
+    assert!(
+        world.agent.log().contains("refused the agent's token"),
+        "{}",
+        world.agent.log()
+    );
+    wait_no_containers(&world.agent_id).await;
+    assert_eq!(world.admin.run(&id).await.status, RunStatus::Lost);
+}

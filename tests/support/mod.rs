@@ -240,6 +240,26 @@ impl Daemon {
         }
     }
 
+    fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("process not running");
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "{} did not exit within {within:?}; its log:\n{}",
+                    self.what,
+                    self.tail(80)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn tail(&self, lines: usize) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();
@@ -507,6 +527,11 @@ impl Agent {
     /// SIGTERM, then waits (up to `within`) for it to drain and exit.
     pub fn terminate(&mut self, within: Duration) -> ExitStatus {
         self.daemon.terminate(within)
+    }
+
+    /// Waits (up to `within`) for the agent to exit on its own.
+    pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        self.daemon.wait_exit(within)
     }
 
     /// Starts the stopped agent again with the same flags.
