@@ -152,3 +152,28 @@ async fn a_revoked_agent_kills_its_run_and_exits_saying_why() {
     wait_no_containers(&world.agent_id).await;
     assert_eq!(world.admin.run(&id).await.status, RunStatus::Lost);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_started_while_the_control_plane_is_down_connects_when_it_returns() {
+    if !require_docker() {
+        return;
+    }
+    let mut world = World::start().await;
+    world.agent.kill();
+    world.server.kill();
+
+    world.agent.restart();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    world.agent.assert_alive();
+    world.server.restart().await;
+
+    let id = world.submit(&["echo", "connected late"]).await;
+    let run = world.admin.wait_terminal(&id).await;
+    assert_eq!(run.status, RunStatus::Succeeded, "{run:?}");
+    assert_eq!(world.admin.stdout(&id).await, "connected late\n");
+    assert!(
+        world.agent.log().contains("connect failed; retrying"),
+        "the agent never retried"
+    );
+    world.assert_no_containers();
+}
