@@ -1,0 +1,574 @@
+//! The Slack integration over real HTTPS: linking workspaces and users,
+//! signed slash commands, who may do what, and the result posted to a
+//! `response_url` served by this test.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{Client, TestServer, World};
+use hmac::{Hmac, Mac as _};
+use reqwest::StatusCode;
+use sealrun_wire::audit::AuditPage;
+use sealrun_wire::run::{RunList, RunSource, RunStatus};
+use sealrun_wire::slack::{UserList, WorkspaceList};
+use serde_json::{Value, json};
+use sha2::Sha256;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::sync::mpsc;
+
+const TEAM: &str = "T0SEALRUN";
+const SECRET: &str = "0123456789abcdef0123456789abcdef";
+const COMMANDS: &str = "/v1/integrations/slack/commands";
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn sign(secret: &str, ts: i64, body: &str) -> String {
+    let mut m = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    m.update(format!("v0:{ts}:{body}").as_bytes());
+    format!("v0={}", hex::encode(m.finalize().into_bytes()))
+}
+
+fn form(team: &str, user: &str, text: &str, response_url: &str) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .append_pair("token", "legacy-unused")
+        .append_pair("team_id", team)
+        .append_pair("team_domain", "acme")
+        .append_pair("channel_id", "C0123")
+        .append_pair("user_id", user)
+        .append_pair("user_name", "someone")
+        .append_pair("command", "/sealrun")
+        .append_pair("text", text)
+        .append_pair("response_url", response_url)
+        .append_pair("trigger_id", "1.2.3")
+        .finish()
+}
+
+/// Posts `body` to the commands endpoint with the given headers.
+async fn post_raw(
+    s: &TestServer,
+    body: String,
+    ts: Option<String>,
+    sig: Option<String>,
+) -> (StatusCode, Value) {
+    let mut req = s
+        .http
+        .post(format!("{}{COMMANDS}", s.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body);
+    if let Some(ts) = ts {
+        req = req.header("x-slack-request-timestamp", ts);
+    }
+    if let Some(sig) = sig {
+        req = req.header("x-slack-signature", sig);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status();
+    (status, resp.json().await.unwrap())
+}
+
+/// A slash command as Slack would send it: signed with `SECRET` now.
+async fn slash(s: &TestServer, user: &str, text: &str, response_url: &str) -> (StatusCode, Value) {
+    let body = form(TEAM, user, text, response_url);
+    let ts = now();
+    let sig = sign(SECRET, ts, &body);
+    post_raw(s, body, Some(ts.to_string()), Some(sig)).await
+}
+
+/// The ephemeral text of a 200 answer.
+fn said(answer: (StatusCode, Value)) -> String {
+    assert_eq!(answer.0, StatusCode::OK, "{}", answer.1);
+    assert_eq!(answer.1["response_type"], "ephemeral", "{}", answer.1);
+    answer.1["text"].as_str().unwrap().to_owned()
+}
+
+async fn link(admin: &Client, user: &str, name: &str, role: &str) {
+    admin
+        .put(
+            &format!("/v1/integrations/slack/workspaces/{TEAM}"),
+            json!({"signing_secret": SECRET}),
+        )
+        .await
+        .ok();
+    admin
+        .put(
+            &format!("/v1/integrations/slack/users/{TEAM}/{user}"),
+            json!({"name": name, "role": role}),
+        )
+        .await
+        .ok();
+}
+
+async fn runs(admin: &Client) -> RunList {
+    admin.get("/v1/runs").await.ok().parse()
+}
+
+async fn audit(admin: &Client) -> AuditPage {
+    admin.get("/v1/audit?limit=1000").await.ok().parse()
+}
+
+/// A stand-in for Slack's `response_url`: an HTTP server on loopback that
+/// hands every JSON body it receives to the test.
+async fn response_url() -> (String, mpsc::UnboundedReceiver<Value>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://127.0.0.1:{}/commands/T0SEALRUN/1/xyz",
+        listener.local_addr().unwrap().port()
+    );
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let (head_end, len) = loop {
+                    let n = sock.read(&mut chunk).await.unwrap();
+                    assert!(n > 0, "connection closed mid-request");
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..i]).to_ascii_lowercase();
+                        let len = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .map(|v| v.trim().parse::<usize>().unwrap())
+                            .unwrap_or(0);
+                        break (i + 4, len);
+                    }
+                };
+                while buf.len() < head_end + len {
+                    let n = sock.read(&mut chunk).await.unwrap();
+                    assert!(n > 0);
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                let body: Value = serde_json::from_slice(&buf[head_end..head_end + len]).unwrap();
+                let _ = tx.send(body);
+                sock.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                )
+                .await
+                .unwrap();
+            });
+        }
+    });
+    (url, rx)
+}
+
+const NOWHERE: &str = "https://hooks.slack.com/commands/T0SEALRUN/1/unused";
+
+#[tokio::test]
+async fn an_unlinked_slack_user_is_refused_politely_and_nothing_runs() {
+    let w = World::new().await;
+    link(&w.admin, "U0ALICE", "alice", "operator").await;
+    let text = said(slash(&w.server, "U0MALLORY", "run db -- echo hi", NOWHERE).await);
+    assert!(text.contains("not linked"), "{text}");
+    assert!(runs(&w.admin).await.runs.is_empty());
+    let page = audit(&w.admin).await;
+    let refused = page
+        .entries
+        .iter()
+        .find(|e| e.action == "slack.command_refused")
+        .unwrap();
+    assert_eq!(refused.actor, format!("slack:{TEAM}/U0MALLORY"));
+    assert!(!page.entries.iter().any(|e| e.action == "run.submitted"));
+}
+
+#[tokio::test]
+async fn an_auditor_may_read_runs_from_slack_but_not_run_or_cancel_them() {
+    let w = World::new().await;
+    link(&w.admin, "U0AUDIT", "soc", "auditor").await;
+    let text = said(slash(&w.server, "U0AUDIT", "run db -- echo hi", NOWHERE).await);
+    assert!(
+        text.contains("auditor") && text.contains("Nothing was run"),
+        "{text}"
+    );
+    assert!(runs(&w.admin).await.runs.is_empty());
+
+    let id = w.admin.submit("db", &["true"], &[]).await;
+    let text = said(slash(&w.server, "U0AUDIT", &format!("cancel {id}"), NOWHERE).await);
+    assert!(text.contains("auditor"), "{text}");
+    assert_eq!(w.admin.run(&id).await.status, RunStatus::Queued);
+
+    let text = said(slash(&w.server, "U0AUDIT", &format!("status {id}"), NOWHERE).await);
+    assert!(text.contains(&id) && text.contains("*queued*"), "{text}");
+    let text = said(slash(&w.server, "U0AUDIT", "help", NOWHERE).await);
+    assert!(text.contains("/sealrun run"), "{text}");
+}
+
+#[tokio::test]
+async fn a_team_no_org_linked_gets_a_polite_refusal_and_nothing_runs() {
+    let w = World::new().await;
+    let text = said(slash(&w.server, "U0ALICE", "run db -- echo hi", NOWHERE).await);
+    assert!(text.contains("workspace is not linked"), "{text}");
+    assert!(runs(&w.admin).await.runs.is_empty());
+}
+
+#[tokio::test]
+async fn bad_signatures_get_one_generic_401_and_are_audited_with_the_reason() {
+    let w = World::new().await;
+    link(&w.admin, "U0ALICE", "alice", "operator").await;
+    let body = form(TEAM, "U0ALICE", "run db -- echo hi", NOWHERE);
+    let ts = now();
+    let stale = ts - 6 * 60;
+    let ahead = ts + 6 * 60;
+    let cases = [
+        (
+            Some(ts),
+            Some(sign("another-secret-0123456789abcdef", ts, &body)),
+            body.clone(),
+            "signature mismatch",
+        ),
+        (
+            Some(ts),
+            Some(sign(SECRET, ts, &body)),
+            body.replace("echo+hi", "echo+pwned"),
+            "signature mismatch",
+        ),
+        (
+            Some(stale),
+            Some(sign(SECRET, stale, &body)),
+            body.clone(),
+            "replay window",
+        ),
+        (
+            Some(ahead),
+            Some(sign(SECRET, ahead, &body)),
+            body.clone(),
+            "replay window",
+        ),
+        (None, Some(sign(SECRET, ts, &body)), body.clone(), "missing"),
+        (Some(ts), None, body.clone(), "missing"),
+        (
+            Some(ts),
+            Some("v0=nothex".into()),
+            body.clone(),
+            "malformed",
+        ),
+    ];
+    let mut messages = Vec::new();
+    for (i, (ts, sig, body, reason)) in cases.into_iter().enumerate() {
+        if i > 0 {
+            // Failures are audited at most once a second per team.
+            tokio::time::sleep(Duration::from_millis(1100)).await;
+        }
+        let (status, v) = post_raw(&w.server, body, ts.map(|t| t.to_string()), sig).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "case {i}: {v}");
+        messages.push(v["error"].as_str().unwrap().to_owned());
+        let page = audit(&w.admin).await;
+        let last = page
+            .entries
+            .iter()
+            .rev()
+            .find(|e| e.action == "auth.failed")
+            .unwrap();
+        assert_eq!(
+            (last.actor.as_str(), last.subject.as_str()),
+            ("slack", "slack:T0SEALRUN")
+        );
+        assert!(last.detail.contains(reason), "case {i}: {}", last.detail);
+    }
+    messages.dedup();
+    assert_eq!(
+        messages.len(),
+        1,
+        "one message whatever failed: {messages:?}"
+    );
+    assert!(runs(&w.admin).await.runs.is_empty());
+    assert!(
+        !serde_json::to_string(&audit(&w.admin).await)
+            .unwrap()
+            .contains(SECRET)
+    );
+}
+
+#[tokio::test]
+async fn an_operator_run_is_queued_as_the_slack_user_and_the_result_is_posted_escaped() {
+    let w = World::new().await;
+    w.admin
+        .set_secret("db", "TOKEN", b"s3cr3t-value-for-slack")
+        .await;
+    link(&w.admin, "U0ALICE", "alice", "operator").await;
+    let (url, mut posted) = response_url().await;
+    let text = said(
+        slash(
+            &w.server,
+            "U0ALICE",
+            "run db --secret TOKEN -- sh -c \u{2018}echo $TOKEN &amp;&amp; exit 3\u{2019}",
+            &url,
+        )
+        .await,
+    );
+    assert!(text.starts_with("Queued run `run_"), "{text}");
+    assert!(
+        text.contains("&amp;&amp;"),
+        "the command is shown escaped: {text}"
+    );
+    let listed = runs(&w.admin).await.runs;
+    assert_eq!(listed.len(), 1);
+    let run = &listed[0];
+    assert_eq!(run.source, RunSource::Slack);
+    assert_eq!(run.submitter, format!("slack:{TEAM}/U0ALICE (alice)"));
+    assert_eq!(run.argv, ["sh", "-c", "echo $TOKEN && exit 3"]);
+    assert_eq!(run.secrets, ["TOKEN"]);
+    let submitted = audit(&w.admin)
+        .await
+        .entries
+        .into_iter()
+        .find(|e| e.action == "run.submitted")
+        .unwrap();
+    assert_eq!(submitted.actor, format!("slack:{TEAM}/U0ALICE"));
+    assert!(
+        submitted.detail.contains("\"source\":\"slack\""),
+        "{}",
+        submitted.detail
+    );
+
+    // The agent (simulated) runs it; its output tries to ping the channel
+    // and to break out of the code block.
+    let job = w.agent.next_run().await;
+    assert_eq!(job.run_id, run.id);
+    w.agent
+        .upload_ok(&run.id, &[(0, b"*** <!channel> ``` <@U0BOSS> & done\n")])
+        .await;
+    w.agent
+        .finish(&run.id, RunStatus::Failed, Some(3), 1)
+        .await
+        .ok();
+    let msg = tokio::time::timeout(Duration::from_secs(20), posted.recv())
+        .await
+        .expect("the result is posted to response_url")
+        .unwrap();
+    assert_eq!(msg["response_type"], "ephemeral");
+    let text = msg["text"].as_str().unwrap();
+    assert!(
+        text.contains(&run.id) && text.contains("*failed*") && text.contains("exit code 3"),
+        "{text}"
+    );
+    assert!(
+        text.contains("&lt;!channel&gt;")
+            && text.contains("&lt;@U0BOSS&gt;")
+            && text.contains("&amp; done"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("<!channel>") && !text.contains("<@"),
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("```").count(),
+        2,
+        "only the block's own fences: {text}"
+    );
+    assert!(
+        text.contains(&format!("sealrun runs logs {}", run.id)),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn an_operator_can_see_status_logs_and_cancel_from_slack() {
+    let w = World::new().await;
+    link(&w.admin, "U0ALICE", "alice", "operator").await;
+    let id = w.admin.submit("db", &["sleep", "60"], &[]).await;
+    let text = said(slash(&w.server, "U0ALICE", &format!("cancel {id}"), NOWHERE).await);
+    assert!(text.contains("now canceled"), "{text}");
+    assert_eq!(w.admin.run(&id).await.status, RunStatus::Canceled);
+    let canceled = audit(&w.admin)
+        .await
+        .entries
+        .into_iter()
+        .find(|e| e.action == "run.canceled")
+        .unwrap();
+    assert_eq!(canceled.actor, format!("slack:{TEAM}/U0ALICE"));
+
+    let text = said(slash(&w.server, "U0ALICE", &format!("logs {id}"), NOWHERE).await);
+    assert!(text.contains("no output"), "{text}");
+    let text = said(slash(&w.server, "U0ALICE", "status run_nope<!here>", NOWHERE).await);
+    assert!(
+        text.contains("Refused") && text.contains("&lt;!here&gt;"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn command_mistakes_answer_the_usage_and_nothing_runs() {
+    let w = World::new().await;
+    link(&w.admin, "U0ALICE", "alice", "operator").await;
+    for (typed, expect) in [
+        ("run db echo hi", "put `--` before the command"),
+        ("run db -- 'unclosed", "never closed"),
+        ("launch db", "unknown command"),
+        ("run db --image x -- ls", "unknown option"),
+    ] {
+        let text = said(slash(&w.server, "U0ALICE", typed, NOWHERE).await);
+        assert!(
+            text.contains(expect) && text.contains("/sealrun run"),
+            "{typed}: {text}"
+        );
+    }
+    let text = said(slash(&w.server, "U0ALICE", "run nosuch -- ls", NOWHERE).await);
+    assert!(text.contains("no target named"), "{text}");
+    let text = said(slash(&w.server, "U0ALICE", "run db --secret NOPE -- ls", NOWHERE).await);
+    assert!(text.contains("no secret named NOPE"), "{text}");
+    let text = said(slash(&w.server, "U0ALICE", "run db -- ls", "http://example.com/x").await);
+    assert!(text.contains("response_url"), "{text}");
+    assert!(runs(&w.admin).await.runs.is_empty());
+}
+
+#[tokio::test]
+async fn the_signing_secret_is_never_returned_and_is_not_stored_in_clear() {
+    let w = World::new().await;
+    link(&w.admin, "U0ALICE", "alice", "operator").await;
+    let a = w
+        .admin
+        .get("/v1/integrations/slack/workspaces")
+        .await
+        .ok()
+        .parse::<WorkspaceList>();
+    assert_eq!(a.workspaces.len(), 1);
+    assert_eq!(a.workspaces[0].team_id, TEAM);
+    let users: UserList = w
+        .admin
+        .get("/v1/integrations/slack/users")
+        .await
+        .ok()
+        .parse();
+    assert_eq!(
+        (
+            users.users[0].user_id.as_str(),
+            users.users[0].name.as_str()
+        ),
+        ("U0ALICE", "alice")
+    );
+    for path in [
+        "/v1/integrations/slack/workspaces",
+        "/v1/integrations/slack/users",
+        "/v1/audit?limit=1000",
+    ] {
+        assert!(!w.admin.get(path).await.text.contains(SECRET), "{path}");
+    }
+    // The database and its WAL, as they are on disk.
+    let db = w.server.db_path();
+    for entry in std::fs::read_dir(db.parent().unwrap()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(
+                !bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()),
+                "{}",
+                path.display()
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn only_admins_manage_links_and_a_team_belongs_to_one_org() {
+    let w = World::new().await;
+    let op = w
+        .admin
+        .token("op", sealrun_wire::admin::Role::Operator)
+        .await;
+    op.put(
+        &format!("/v1/integrations/slack/workspaces/{TEAM}"),
+        json!({"signing_secret": SECRET}),
+    )
+    .await
+    .error(StatusCode::FORBIDDEN);
+    op.get("/v1/integrations/slack/users")
+        .await
+        .error(StatusCode::FORBIDDEN);
+    w.admin
+        .put(
+            "/v1/integrations/slack/workspaces/not-a-team",
+            json!({"signing_secret": SECRET}),
+        )
+        .await
+        .error(StatusCode::BAD_REQUEST);
+    let short = w
+        .admin
+        .put(
+            &format!("/v1/integrations/slack/workspaces/{TEAM}"),
+            json!({"signing_secret": "short"}),
+        )
+        .await
+        .error(StatusCode::BAD_REQUEST);
+    assert!(!short.contains("short\""), "{short}");
+    w.admin
+        .put(
+            &format!("/v1/integrations/slack/users/{TEAM}/U0ALICE"),
+            json!({"name": "alice", "role": "operator"}),
+        )
+        .await
+        .error(StatusCode::NOT_FOUND);
+    link(&w.admin, "U0ALICE", "alice", "operator").await;
+    let other = w.server.create_org("globex");
+    other
+        .put(
+            &format!("/v1/integrations/slack/workspaces/{TEAM}"),
+            json!({"signing_secret": SECRET}),
+        )
+        .await
+        .error(StatusCode::CONFLICT);
+    other
+        .delete(&format!("/v1/integrations/slack/workspaces/{TEAM}"))
+        .await
+        .error(StatusCode::NOT_FOUND);
+    let actions: Vec<String> = audit(&w.admin)
+        .await
+        .entries
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert!(
+        actions.contains(&"slack.workspace_linked".into())
+            && actions.contains(&"slack.user_linked".into())
+    );
+}
+
+#[tokio::test]
+async fn relinking_or_unlinking_takes_effect_at_once() {
+    let w = World::new().await;
+    link(&w.admin, "U0ALICE", "alice", "operator").await;
+    said(slash(&w.server, "U0ALICE", "help", NOWHERE).await); // the secret is now cached
+    w.admin
+        .put(
+            &format!("/v1/integrations/slack/workspaces/{TEAM}"),
+            json!({"signing_secret": "a-brand-new-secret-0123456789abc"}),
+        )
+        .await
+        .ok();
+    let (status, _) = slash(&w.server, "U0ALICE", "help", NOWHERE).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "the old secret no longer verifies"
+    );
+
+    w.admin
+        .put(
+            &format!("/v1/integrations/slack/workspaces/{TEAM}"),
+            json!({"signing_secret": SECRET}),
+        )
+        .await
+        .ok();
+    said(slash(&w.server, "U0ALICE", "help", NOWHERE).await);
+    w.admin
+        .delete(&format!("/v1/integrations/slack/users/{TEAM}/U0ALICE"))
+        .await
+        .ok();
+    let text = said(slash(&w.server, "U0ALICE", "help", NOWHERE).await);
+    assert!(text.contains("not linked"), "{text}");
+    w.admin
+        .delete(&format!("/v1/integrations/slack/workspaces/{TEAM}"))
+        .await
+        .ok();
+    let text = said(slash(&w.server, "U0ALICE", "help", NOWHERE).await);
+    assert!(text.contains("workspace is not linked"), "{text}");
+}
