@@ -79,7 +79,8 @@
 //!   other key the job prints), and `x` with `\n` turned into `\r\n` (printed through a
 //!   PTY).
 //!
-//! Not covered: encodings of encodings (other than JSON twice), case changes, whitespace runs
+//! Not covered: encodings of encodings (other than JSON twice), case changes, backslash
+//! escaping as bash's `printf %q` writes it, whitespace runs
 //! other than those listed inside a multi-line secret (a line shorter than [`MIN_SECRET_LEN`]
 //! can then leak on its own), and the first partial base64 character at alignments 1 and 2
 //! (at most 4 bits of the first byte).
