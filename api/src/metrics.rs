@@ -11,12 +11,14 @@ const LATENCY_BOUNDS: [f64; 14] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0,
 ];
 
+/// Route template -> (method, status, count): no allocation per request once
+/// a route has been seen.
+type RequestCounts = HashMap<String, Vec<(String, u16, u64)>>;
+
 /// In-process counters; database-backed gauges are read at scrape time.
 #[derive(Debug, Default)]
 pub(crate) struct Metrics {
-    /// route template -> (method, status, count); no allocation per request
-    /// once a route has been seen.
-    http: Mutex<HashMap<String, Vec<(String, u16, u64)>>>,
+    http: Mutex<RequestCounts>,
     dispatch_buckets: [AtomicU64; LATENCY_BOUNDS.len()],
     dispatch_count: AtomicU64,
     dispatch_sum_ms: AtomicU64,
