@@ -78,6 +78,11 @@ impl Hay<'_> {
     fn matches(&self, pos: u64, pattern: &[u8]) -> bool {
         let r = (pos - self.origin) as usize;
         match r.checked_sub(self.head.len()) {
+            // Most candidates differ early: comparing 8 bytes inline first saves a call.
+            Some(t) if pattern.len() >= 8 => {
+                let text = &self.tail[t..t + pattern.len()];
+                key::<8>(text) == key::<8>(pattern) && text == pattern
+            }
             Some(t) => self.tail[t..t + pattern.len()] == *pattern,
             None => {
                 let in_head = (self.head.len() - r).min(pattern.len());
