@@ -294,7 +294,7 @@ fn stream_into(stream: &mut StreamRedactor, input: &[u8], chunk: usize, out: &mu
 
 /// One scenario: the redactor over the whole buffer (one push into a reused output buffer, as
 /// the agent does with its own buffers; and through the allocating `redact`), streamed in
-/// 64 KiB chunks, Aho-Corasick, and the naive masker on a `naive_len` prefix.
+/// 64 KiB and 4 KiB chunks, Aho-Corasick, and the naive masker on a `naive_len` prefix.
 fn scenario(c: &mut Criterion, name: &str, secrets: &[Vec<u8>], input: &[u8], naive_len: usize) {
     let redactor = std::sync::Arc::new(built(secrets));
     let baseline = baseline_patterns(secrets);
@@ -307,6 +307,10 @@ fn scenario(c: &mut Criterion, name: &str, secrets: &[Vec<u8>], input: &[u8], na
     });
     group.bench_function("sealrun_64KiB_chunks", |b| {
         b.iter(|| stream_into(&mut stream, black_box(input), 64 * 1024, &mut out))
+    });
+    // Small pushes (terminal-sized writes) show the fixed cost of a push.
+    group.bench_function("sealrun_4KiB_chunks", |b| {
+        b.iter(|| stream_into(&mut stream, black_box(input), 4 * 1024, &mut out))
     });
     group.bench_function("sealrun_redact_alloc", |b| {
         b.iter(|| redactor.redact(black_box(input)))
