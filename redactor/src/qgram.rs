@@ -67,6 +67,9 @@ const MAX_STRIDE: usize = 1 << OFFSET_BITS;
 const OFFSET_BITS: u32 = 5;
 const OFFSET_MASK: u32 = (1 << OFFSET_BITS) - 1;
 
+/// Sets with more patterns than this get the two-byte index into their sorted starts.
+const BY_FIRST2_FROM: usize = 4096;
+
 /// How many filter hits [`Grid::scan`] collects before they are confirmed.
 pub(crate) const HIT_BATCH: usize = 64;
 
@@ -339,18 +342,28 @@ pub(crate) struct QgramIndex {
     starts: Zeroizing<Vec<(u64, u32)>>,
     /// The first 8 bytes (little-endian) of every pattern.
     start_filter: Bloom,
+    /// In large sets, `by_first2[x]` is the index in `starts` of the first pattern whose first
+    /// two bytes (big-endian) are `x` or more: a prefix search then stays within a few cache
+    /// lines instead of bisecting the whole array, which a stream does on every push.
+    by_first2: Option<Vec<u32>>,
 }
 
 impl QgramIndex {
     /// Indexes `patterns`, all of which are at least 8 bytes long and fewer than
     /// [`MAX_PATTERNS`].
     pub(crate) fn new(patterns: &PatternSet) -> QgramIndex {
-        QgramIndex::with_small_set_keys(patterns, SMALL_SET_KEYS)
+        QgramIndex::with_layout(patterns, SMALL_SET_KEYS, BY_FIRST2_FROM)
     }
 
-    /// [`QgramIndex::new`], with the size up to which a set counts as small (tests use 0 to
-    /// exercise the split into several grids on small sets).
-    pub(crate) fn with_small_set_keys(patterns: &PatternSet, small_set_keys: usize) -> QgramIndex {
+    /// [`QgramIndex::new`] with the thresholds of the large-set layout: up to
+    /// `small_set_keys` registered positions a set has one grid, and from `by_first2_from`
+    /// patterns its starts are indexed by their first two bytes. Tests pass 0 and 0 to
+    /// exercise the large-set code paths on small sets.
+    pub(crate) fn with_layout(
+        patterns: &PatternSet,
+        small_set_keys: usize,
+        by_first2_from: usize,
+    ) -> QgramIndex {
         let grids = classes(patterns, small_set_keys)
             .into_iter()
             .map(|(ids, key_len)| Grid::new(patterns, &ids, key_len))
@@ -372,10 +385,33 @@ impl QgramIndex {
         let start_keys: Zeroizing<Vec<u64>> =
             Zeroizing::new(starts.iter().map(|s| s.0.swap_bytes()).collect());
         let start_filter = Bloom::new(&start_keys, bloom_bits(8));
+        let by_first2 = (starts.len() > by_first2_from).then(|| {
+            let mut index = Vec::with_capacity((1 << 16) + 1);
+            let mut at = 0;
+            for x in 0..=(1u64 << 16) {
+                while at < starts.len() && starts[at].0 >> 48 < x {
+                    at += 1;
+                }
+                index.push(at as u32);
+            }
+            index
+        });
         QgramIndex {
             grids,
             starts,
             start_filter,
+            by_first2,
+        }
+    }
+
+    /// The part of `starts` that can hold values from `low` to `high` (big-endian first bytes).
+    fn starts_between(&self, low: u64, high: u64) -> &[(u64, u32)] {
+        match &self.by_first2 {
+            Some(index) => {
+                &self.starts[index[(low >> 48) as usize] as usize
+                    ..index[(high >> 48) as usize + 1] as usize]
+            }
+            None => &self.starts,
         }
     }
 
@@ -385,15 +421,16 @@ impl QgramIndex {
 
     /// Ids of the patterns whose first 8 bytes are the gram `key` (little-endian).
     pub(crate) fn starting_with(&self, key: u64) -> impl Iterator<Item = usize> + '_ {
-        let range = if self.start_filter.may_contain(key) {
+        let found: &[(u64, u32)] = if self.start_filter.may_contain(key) {
             let be = key.swap_bytes();
-            let first = self.starts.partition_point(|s| s.0 < be);
-            let end = first + self.starts[first..].partition_point(|s| s.0 == be);
-            first..end
+            let starts = self.starts_between(be, be);
+            let first = starts.partition_point(|s| s.0 < be);
+            let end = first + starts[first..].partition_point(|s| s.0 == be);
+            &starts[first..end]
         } else {
-            0..0
+            &[]
         };
-        self.starts[range].iter().map(|s| s.1 as usize)
+        found.iter().map(|s| s.1 as usize)
     }
 
     /// Whether `text` (shorter than 8 bytes) is a prefix of some pattern; since every pattern
@@ -405,8 +442,9 @@ impl QgramIndex {
         let low = u64::from_be_bytes(bytes);
         let high = low | (u64::MAX >> (8 * text.len()));
         bytes.iter_mut().for_each(|b| *b = 0);
-        let first = self.starts.partition_point(|s| s.0 < low);
-        self.starts.get(first).is_some_and(|s| s.0 <= high)
+        let starts = self.starts_between(low, high);
+        let first = starts.partition_point(|s| s.0 < low);
+        starts.get(first).is_some_and(|s| s.0 <= high)
     }
 }
 

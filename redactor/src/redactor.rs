@@ -36,17 +36,16 @@ impl Redactor {
         Redactor::build(secrets, QgramIndex::new)
     }
 
-    /// A redactor whose index is split into several grids however small the set is, so that
-    /// tests exercise the code paths of large sets.
+    /// A redactor whose index has the large-set layout (grids split by length, starts
+    /// indexed by their first two bytes) however small the set is, so that tests exercise the
+    /// code paths of large sets.
     #[cfg(test)]
     pub(crate) fn with_split_grids<I, S>(secrets: I) -> Result<Redactor, Error>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<[u8]>,
     {
-        Redactor::build(secrets, |patterns| {
-            QgramIndex::with_small_set_keys(patterns, 0)
-        })
+        Redactor::build(secrets, |patterns| QgramIndex::with_layout(patterns, 0, 0))
     }
 
     fn build<I, S>(
