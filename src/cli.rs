@@ -97,6 +97,9 @@ Examples:
     /// Read, export and verify the tamper-evident audit trail
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Link a Slack workspace and its users, for the `/sealrun` slash command (admin)
+    #[command(subcommand)]
+    Slack(SlackCommand),
 }
 
 const RUN_HELP: &str = "\
@@ -539,6 +542,77 @@ pub fn parse_env_pair(s: &str) -> Result<(String, String), String> {
         Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
         _ => Err(format!("`{s}` is not K=V")),
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SlackCommand {
+    /// Link a Slack workspace, or replace its signing secret
+    #[command(after_help = "\
+The signing secret (Slack app > Basic Information > App Credentials) is read
+from stdin (a hidden prompt on a terminal). The control plane keeps it sealed
+at rest and never shows it again.
+
+Examples:
+  printf %s \"$SLACK_SIGNING_SECRET\" | sealrun slack link-workspace --team-id T0123ABCD
+  sealrun slack link-workspace --team-id T0123ABCD     # prompts")]
+    LinkWorkspace {
+        /// Slack team id (T...)
+        #[arg(long)]
+        team_id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List linked workspaces (team ids and dates; never secrets)
+    Workspaces(ClientOnly),
+    /// Unlink a workspace and every user linked in it
+    #[command(after_help = "\
+Examples:
+  sealrun slack unlink-workspace T0123ABCD")]
+    UnlinkWorkspace {
+        /// Slack team id
+        team_id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Let a Slack user use /sealrun as a named sealrun user with a role
+    #[command(after_help = "\
+operator and admin may run and cancel; auditor may only use status, logs and help.
+
+Examples:
+  sealrun slack link-user --team-id T0123ABCD --user U0456EFGH --name alice --role operator
+  sealrun slack link-user --team-id T0123ABCD --user U0789IJKL --name soc --role auditor")]
+    LinkUser {
+        /// Slack team id
+        #[arg(long)]
+        team_id: String,
+        /// Slack user id (U... or W...; Slack profile > ... > Copy member ID)
+        #[arg(long)]
+        user: String,
+        /// Who they are in sealrun (shown as the submitter of their runs)
+        #[arg(long)]
+        name: String,
+        /// What they may do from Slack
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List linked Slack users
+    Users(ClientOnly),
+    /// Unlink a Slack user
+    #[command(after_help = "\
+Examples:
+  sealrun slack unlink-user --team-id T0123ABCD --user U0456EFGH")]
+    UnlinkUser {
+        /// Slack team id
+        #[arg(long)]
+        team_id: String,
+        /// Slack user id
+        #[arg(long)]
+        user: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 #[cfg(test)]

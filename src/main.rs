@@ -54,5 +54,6 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::AgentPool(c) => ok(cmd::pool::run(c).await),
         Command::Agents(c) => ok(cmd::pool::run_agents(c).await),
         Command::Audit(c) => cmd::audit::run(c).await,
+        Command::Slack(c) => ok(cmd::slack::run(c).await),
     }
 }

@@ -9,6 +9,7 @@ pub mod runs;
 pub mod secret;
 pub mod server;
 pub mod session;
+pub mod slack;
 pub mod target;
 pub mod token;
 

@@ -1,0 +1,163 @@
+//! `sealrun slack ...`: linking Slack workspaces and users (admin).
+
+use super::seg;
+use crate::cli::{RoleArg, SlackCommand};
+use crate::client::Client;
+use crate::output::{self, Table};
+use anyhow::{Context as _, Result, bail};
+use reqwest::Method;
+use sealrun_wire::admin::Role;
+use sealrun_wire::slack::{
+    UserLink, UserList, UserView, WorkspaceLink, WorkspaceList, WorkspaceView,
+};
+use std::io::{IsTerminal as _, Read as _};
+use zeroize::Zeroizing;
+
+pub async fn run(cmd: SlackCommand) -> Result<()> {
+    match cmd {
+        SlackCommand::LinkWorkspace { team_id, client } => {
+            let json = client.json;
+            let client = Client::from_args(&client)?;
+            let link = WorkspaceLink {
+                signing_secret: read_signing_secret()?.to_string(),
+            };
+            let view: WorkspaceView = client
+                .put(
+                    &format!("/v1/integrations/slack/workspaces/{}", seg(&team_id)),
+                    &link,
+                )
+                .await?;
+            drop(link);
+            if json {
+                return output::json(&view);
+            }
+            eprintln!(
+                "Slack workspace {} linked; now link its users with `sealrun slack link-user`",
+                view.team_id
+            );
+            Ok(())
+        }
+        SlackCommand::Workspaces(a) => {
+            let client = Client::from_args(&a.client)?;
+            let list: WorkspaceList = client.get("/v1/integrations/slack/workspaces").await?;
+            if a.client.json {
+                return output::json(&list);
+            }
+            let mut t = Table::new(&["TEAM", "LINKED", "SECRET SET"]);
+            for w in list.workspaces {
+                t.row(vec![
+                    w.team_id,
+                    output::time(w.linked_at_ms),
+                    output::time(w.updated_at_ms),
+                ]);
+            }
+            t.print()
+        }
+        SlackCommand::UnlinkWorkspace { team_id, client } => {
+            let client = Client::from_args(&client)?;
+            client
+                .send::<()>(
+                    Method::DELETE,
+                    &format!("/v1/integrations/slack/workspaces/{}", seg(&team_id)),
+                    None,
+                )
+                .await?;
+            eprintln!("Slack workspace {team_id} unlinked (with its users)");
+            Ok(())
+        }
+        SlackCommand::LinkUser {
+            team_id,
+            user,
+            name,
+            role,
+            client,
+        } => {
+            let json = client.json;
+            let client = Client::from_args(&client)?;
+            let role = match role {
+                RoleArg::Admin => Role::Admin,
+                RoleArg::Operator => Role::Operator,
+                RoleArg::Auditor => Role::Auditor,
+            };
+            let view: UserView = client
+                .put(
+                    &format!(
+                        "/v1/integrations/slack/users/{}/{}",
+                        seg(&team_id),
+                        seg(&user)
+                    ),
+                    &UserLink { name, role },
+                )
+                .await?;
+            if json {
+                return output::json(&view);
+            }
+            eprintln!(
+                "Slack user {} of {} linked as {} (role {})",
+                view.user_id, view.team_id, view.name, view.role
+            );
+            Ok(())
+        }
+        SlackCommand::Users(a) => {
+            let client = Client::from_args(&a.client)?;
+            let list: UserList = client.get("/v1/integrations/slack/users").await?;
+            if a.client.json {
+                return output::json(&list);
+            }
+            let mut t = Table::new(&["TEAM", "USER", "NAME", "ROLE", "UPDATED"]);
+            for u in list.users {
+                t.row(vec![
+                    u.team_id,
+                    u.user_id,
+                    u.name,
+                    u.role.to_string(),
+                    output::time(u.updated_at_ms),
+                ]);
+            }
+            t.print()
+        }
+        SlackCommand::UnlinkUser {
+            team_id,
+            user,
+            client,
+        } => {
+            let client = Client::from_args(&client)?;
+            client
+                .send::<()>(
+                    Method::DELETE,
+                    &format!(
+                        "/v1/integrations/slack/users/{}/{}",
+                        seg(&team_id),
+                        seg(&user)
+                    ),
+                    None,
+                )
+                .await?;
+            eprintln!("Slack user {user} of {team_id} unlinked");
+            Ok(())
+        }
+    }
+}
+
+/// Reads the signing secret from stdin, or a hidden prompt on a terminal;
+/// surrounding whitespace (a trailing newline) is dropped.
+fn read_signing_secret() -> Result<Zeroizing<String>> {
+    let mut value = Zeroizing::new(String::with_capacity(1024));
+    if std::io::stdin().is_terminal() {
+        let typed = Zeroizing::new(
+            rpassword::prompt_password("Slack signing secret (hidden): ")
+                .context("cannot read the signing secret from the terminal")?,
+        );
+        value.push_str(&typed);
+    } else {
+        std::io::stdin()
+            .lock()
+            .read_to_string(&mut value)
+            .context("cannot read the signing secret from stdin")?;
+    }
+    let trimmed = Zeroizing::new(value.trim().to_owned());
+    if trimmed.is_empty() {
+        bail!("the signing secret is empty: pipe it on stdin");
+    }
+    Ok(trimmed)
+}
