@@ -5,7 +5,8 @@
 //!
 //! | setting | value | why |
 //! |---|---|---|
-//! | `Entrypoint` | `[]` | the argv runs exactly as submitted; an image's entrypoint script cannot wrap it |
+//! | `Entrypoint` | `["/.sealrun/init", "--"]` | the init shim ([`sealrun_init`]) runs the argv exactly as submitted; an image's entrypoint script cannot wrap it |
+//! | `Env` | plain variables only | secrets never enter the container's configuration: they go to the shim over the attached stdin (below) |
 //! | `CapDrop` | `ALL` | CapEff is 0 even for a root user |
 //! | `SecurityOpt` | `no-new-privileges:true` | setuid binaries in the image cannot raise privileges |
 //! | `Privileged` | `false` | explicit |
@@ -16,13 +17,25 @@
 //! | `NanoCpus` | target millicpus × 10⁶ | CPU quota |
 //! | `PidsLimit` | target limit | fork bombs stop at the limit |
 //! | `NetworkMode` | `none` unless the target names a network; `host` and `container:*` refused | no network by default |
-//! | `Binds`, `Mounts`, `Volumes` | none | no host path, and so no Docker socket, is ever visible |
+//! | `Mounts` | the shim, read-only, at `/.sealrun/init`; nothing else (no `Binds`, no `Volumes`) | no other host path, and so no Docker socket, is ever visible |
 //! | `IpcMode` | `private` | no shared memory with other containers |
 //! | `LogConfig` | `none` | output is read through attach only: Docker never writes it (and any secret it contains) to its log files |
 //! | `Ulimits` | `core=0` | a crashing command cannot dump memory holding secrets |
 //! | `AutoRemove` | `false` | the agent reads the exit state (exit code, OOM) first, then removes the container itself, with `v=true` |
 //!
 //! Limits of zero are refused: Docker reads 0 as "unlimited".
+//!
+//! # Secrets: a bundle on stdin, never the configuration
+//!
+//! Docker stores a container's configuration (its `Env` included) in
+//! `/var/lib/docker/containers/<id>/config.v2.json` and shows it to `docker
+//! inspect`. So [`Runtime::create`] encodes the opened secrets into a
+//! [`sealrun_init::Bundle`] held in the agent's memory (zeroized on drop) and
+//! creates the container with stdin open; [`Runtime::start`] attaches (stdin,
+//! stdout, stderr), starts the container and writes the bundle to its stdin. The
+//! shim reads exactly the bundle, detaches stdin, and runs the command with the
+//! secrets in its environment. What the container's configuration holds is the
+//! argv, the plain variables and the mount of the shim.
 
 use crate::runtime::{
     AGENT_LABEL, ContainerId, ContainerSpec, DEFAULT_USER, ExitState, OutputFrame, OutputStream,
@@ -31,16 +44,22 @@ use crate::runtime::{
 use bollard::Docker;
 use bollard::container::LogOutput;
 use bollard::errors::Error as DockerError;
-use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, ResourcesUlimits};
+use bollard::models::{
+    ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountTypeEnum, ResourcesUlimits,
+};
 use bollard::query_parameters::{
     AttachContainerOptions, CreateContainerOptions, CreateImageOptions, InspectContainerOptions,
     KillContainerOptions, ListContainersOptions, RemoveContainerOptions, StartContainerOptions,
     WaitContainerOptions,
 };
 use futures_util::StreamExt as _;
+use sealrun_init::{Bundle, CONTAINER_PATH, ENTRYPOINT};
 use sealrun_wire::log::StreamKind;
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+use tokio::io::AsyncWriteExt as _;
 use zeroize::Zeroizing;
 
 /// Mount options of the container's `/tmp`.
@@ -50,17 +69,37 @@ pub const TMPFS_OPTIONS: &str = "rw,noexec,nosuid,nodev,size=64m,mode=1777";
 /// body: waits and attaches last as long as the command).
 const ENGINE_TIMEOUT_SECS: u64 = 120;
 
-/// A Docker engine.
-#[derive(Clone, Debug)]
+/// Bundles encoded by `create` and not yet written by `start`, by container id.
+type Pending = Arc<Mutex<HashMap<String, Zeroizing<Vec<u8>>>>>;
+
+/// A Docker engine, and the init shim every container it creates starts with.
+#[derive(Clone)]
 pub struct DockerRuntime {
     docker: Docker,
+    init_binary: PathBuf,
+    pending: Pending,
+}
+
+impl std::fmt::Debug for DockerRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `pending` holds encoded secrets: never show it.
+        f.debug_struct("DockerRuntime")
+            .field("init_binary", &self.init_binary)
+            .finish_non_exhaustive()
+    }
 }
 
 impl DockerRuntime {
     /// Connects to the engine at `host` (`unix:///path`, `tcp://host:port` or
     /// `http://host:port`), or to the local socket when `None`, and negotiates the
     /// API version (engines as old as 20.10 speak API 1.41 only).
-    pub async fn connect(host: Option<&str>) -> Result<DockerRuntime, RuntimeError> {
+    ///
+    /// `init_binary` is the static `sealrun-init` shim, a path on the engine's
+    /// host (see [`crate::init::locate`], which finds and checks it).
+    pub async fn connect(
+        host: Option<&str>,
+        init_binary: &Path,
+    ) -> Result<DockerRuntime, RuntimeError> {
         let engine = |message: String| RuntimeError::Engine {
             operation: "connect",
             message,
@@ -84,12 +123,104 @@ impl DockerRuntime {
             .negotiate_version()
             .await
             .map_err(|e| engine(e.to_string()))?;
-        Ok(DockerRuntime { docker })
+        Ok(DockerRuntime {
+            docker,
+            init_binary: init_binary.to_owned(),
+            pending: Arc::default(),
+        })
     }
 
     /// The underlying bollard client.
     pub fn client(&self) -> &Docker {
         &self.docker
+    }
+
+    /// The shim bind-mounted into every container.
+    pub fn init_binary(&self) -> &Path {
+        &self.init_binary
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, Zeroizing<Vec<u8>>>> {
+        // Every critical section is one insert or remove: a panic elsewhere cannot
+        // leave the map half-updated, so a poisoned lock is still consistent.
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Attaches to the container's stdin, stdout and stderr, starts it, and writes
+    /// `input` to its stdin. [`Runtime::start`] calls this with the bundle
+    /// [`Runtime::create`] encoded; tests call it with malformed bundles to see
+    /// how a run that the shim refuses is reported.
+    pub async fn start_with_stdin(
+        &self,
+        id: &ContainerId,
+        input: &[u8],
+    ) -> Result<OutputStream, RuntimeError> {
+        // Attach before start: an attach after start could miss the first bytes.
+        let options = AttachContainerOptions {
+            stream: true,
+            stdin: true,
+            stdout: true,
+            stderr: true,
+            logs: false,
+            detach_keys: None,
+        };
+        let attached = self
+            .docker
+            .attach_container(&id.0, Some(options))
+            .await
+            .map_err(engine_error("attach"))?;
+        self.docker
+            .start_container(&id.0, None::<StartContainerOptions>)
+            .await
+            .map_err(engine_error("start"))?;
+        let mut stdin = attached.input;
+        let written = tokio::time::timeout(Duration::from_secs(ENGINE_TIMEOUT_SECS), async {
+            stdin.write_all(input).await?;
+            stdin.flush().await
+        })
+        .await;
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                return Err(RuntimeError::Engine {
+                    operation: "write the secret bundle",
+                    message: e.to_string(),
+                });
+            }
+            Err(_) => {
+                return Err(RuntimeError::Engine {
+                    operation: "write the secret bundle",
+                    message: format!(
+                        "the container did not read it within {ENGINE_TIMEOUT_SECS} s"
+                    ),
+                });
+            }
+        }
+        // The write half is kept alive with the stream so the engine never sees the
+        // connection half-closed while output is still flowing. The shim has
+        // already replaced its stdin, so nothing more reaches the command.
+        let output = attached.output.filter_map(move |item| {
+            let _keep_open = &stdin;
+            let frame = match item {
+                Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => {
+                    Some(Ok(OutputFrame {
+                        stream: StreamKind::Stdout,
+                        data: message,
+                    }))
+                }
+                Ok(LogOutput::StdErr { message }) => Some(Ok(OutputFrame {
+                    stream: StreamKind::Stderr,
+                    data: message,
+                })),
+                Ok(LogOutput::StdIn { .. }) => None,
+                Err(e) => Some(Err(RuntimeError::Engine {
+                    operation: "attach",
+                    message: e.to_string(),
+                })),
+            };
+            std::future::ready(frame)
+        });
+        Ok(output.boxed())
     }
 }
 
@@ -122,14 +253,12 @@ fn engine_error(operation: &'static str) -> impl FnOnce(DockerError) -> RuntimeE
 }
 
 /// Builds the container configuration for `spec`, checking what Docker would
-/// otherwise silently read as "unlimited" or "share the host".
-///
-/// The returned environment strings hold secret values; the caller keeps them in
-/// `Zeroizing` wrappers and passes copies to the engine (see the crate README on
-/// the copies the HTTP client makes, which issue 8 removes).
+/// otherwise silently read as "unlimited" or "share the host", and the bundle
+/// of its secrets for the shim. The configuration holds no secret.
 fn container_body(
     spec: &ContainerSpec,
-) -> Result<(ContainerCreateBody, Vec<Zeroizing<String>>), RuntimeError> {
+    init_binary: &Path,
+) -> Result<(ContainerCreateBody, Zeroizing<Vec<u8>>), RuntimeError> {
     let invalid = |m: String| Err(RuntimeError::InvalidSpec(m));
     if spec.argv.is_empty() {
         return invalid("the command is empty".into());
@@ -151,31 +280,25 @@ fn container_body(
         ));
     }
 
-    let mut env: Vec<Zeroizing<String>> = Vec::with_capacity(spec.env.len() + spec.secrets.len());
+    let mut env: Vec<String> = Vec::with_capacity(spec.env.len());
     for (name, value) in &spec.env {
         check_env_name(name)?;
         if value.contains('\0') {
             return invalid(format!("environment variable {name} contains a NUL byte"));
         }
-        env.push(Zeroizing::new(format!("{name}={value}")));
+        env.push(format!("{name}={value}"));
     }
+    // Always a bundle, even an empty one: the shim waits for it before it runs
+    // the command. Values may be any bytes but NUL (an environment string ends
+    // at NUL); the codec's errors never quote a value, and we add the name.
+    let mut bundle = Bundle::new();
     for (name, secret) in &spec.secrets {
         check_env_name(name)?;
-        let value = secret.expose_str().map_err(|_| {
+        bundle.push_env(name, secret.expose()).map_err(|e| {
             RuntimeError::InvalidSpec(format!(
-                "secret {name} is not valid UTF-8, and environment variables must be text"
+                "secret {name} cannot be passed to the command: {e}"
             ))
         })?;
-        if value.contains('\0') {
-            return invalid(format!(
-                "secret {name} contains a NUL byte, which an environment variable cannot hold"
-            ));
-        }
-        let mut entry = Zeroizing::new(String::with_capacity(name.len() + 1 + value.len()));
-        entry.push_str(name);
-        entry.push('=');
-        entry.push_str(value);
-        env.push(entry);
     }
 
     let memory = i64::try_from(limits.memory_mb.saturating_mul(1024 * 1024)).unwrap_or(i64::MAX);
@@ -201,7 +324,14 @@ fn container_body(
         network_mode: Some(network),
         ipc_mode: Some("private".to_owned()),
         binds: None,
-        mounts: None,
+        // The shim, read-only (it cannot be altered from inside), and nothing else.
+        mounts: Some(vec![Mount {
+            target: Some(CONTAINER_PATH.to_owned()),
+            source: Some(init_binary.display().to_string()),
+            typ: Some(MountTypeEnum::BIND),
+            read_only: Some(true),
+            ..Default::default()
+        }]),
         auto_remove: Some(false),
         publish_all_ports: Some(false),
         log_config: Some(HostConfigLogConfig {
@@ -218,22 +348,24 @@ fn container_body(
     let body = ContainerCreateBody {
         image: Some(spec.image.clone()),
         cmd: Some(spec.argv.clone()),
-        // An empty (not absent) entrypoint: Docker then runs `cmd` itself instead of
-        // handing it to the image's ENTRYPOINT.
-        entrypoint: Some(Vec::new()),
-        env: Some(env.iter().map(|e| String::clone(e)).collect()),
+        // The shim replaces the image's ENTRYPOINT and runs `cmd` as given.
+        entrypoint: Some(ENTRYPOINT.iter().map(|s| (*s).to_owned()).collect()),
+        env: Some(env),
         user: Some(spec.user.clone().unwrap_or_else(|| DEFAULT_USER.to_owned())),
         labels: Some(labels),
-        attach_stdin: Some(false),
+        // Stdin is how the bundle reaches the shim; `stdin_once` closes it in the
+        // container when the agent's attach ends.
+        attach_stdin: Some(true),
         attach_stdout: Some(true),
         attach_stderr: Some(true),
-        open_stdin: Some(false),
+        open_stdin: Some(true),
+        stdin_once: Some(true),
         tty: Some(false),
         network_disabled: Some(spec.network.is_none()),
         host_config: Some(host_config),
         ..Default::default()
     };
-    Ok((body, env))
+    Ok((body, bundle.encode()))
 }
 
 fn check_env_name(name: &str) -> Result<(), RuntimeError> {
@@ -283,66 +415,42 @@ impl Runtime for DockerRuntime {
     }
 
     async fn create(&self, spec: ContainerSpec) -> Result<ContainerId, RuntimeError> {
-        let (body, env) = container_body(&spec)?;
-        // Drop (and so zeroize) the opened secrets before the engine round trip.
+        let (body, bundle) = container_body(&spec, &self.init_binary)?;
+        // Drop (and so zeroize) the opened secrets: the bundle is their only copy.
         drop(spec);
         let created = self
             .docker
             .create_container(None::<CreateContainerOptions>, body)
             .await
-            .map_err(engine_error("create"));
-        drop(env);
-        let created = created?;
+            .map_err(|e| {
+                let mut message = e.to_string();
+                if message.contains("bind source path does not exist") {
+                    message.push_str(&format!(
+                        " (the sealrun-init shim {} must exist at that path on the Docker engine's host)",
+                        self.init_binary.display()
+                    ));
+                }
+                RuntimeError::Engine {
+                    operation: "create",
+                    message,
+                }
+            })?;
         for warning in created.warnings {
             tracing::warn!(container = %created.id, %warning, "engine warning on create");
         }
+        self.pending().insert(created.id.clone(), bundle);
         Ok(ContainerId(created.id))
     }
 
     async fn start(&self, id: &ContainerId) -> Result<OutputStream, RuntimeError> {
-        // Attach before start: an attach after start could miss the first bytes.
-        let options = AttachContainerOptions {
-            stream: true,
-            stdout: true,
-            stderr: true,
-            stdin: false,
-            logs: false,
-            detach_keys: None,
-        };
-        let attached = self
-            .docker
-            .attach_container(&id.0, Some(options))
-            .await
-            .map_err(engine_error("attach"))?;
-        self.docker
-            .start_container(&id.0, None::<StartContainerOptions>)
-            .await
-            .map_err(engine_error("start"))?;
-        // The write half is kept alive with the stream so the engine never sees the
-        // connection half-closed while output is still flowing.
-        let input = attached.input;
-        let output = attached.output.filter_map(move |item| {
-            let _keep_open = &input;
-            let frame = match item {
-                Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => {
-                    Some(Ok(OutputFrame {
-                        stream: StreamKind::Stdout,
-                        data: message,
-                    }))
-                }
-                Ok(LogOutput::StdErr { message }) => Some(Ok(OutputFrame {
-                    stream: StreamKind::Stderr,
-                    data: message,
-                })),
-                Ok(LogOutput::StdIn { .. }) => None,
-                Err(e) => Some(Err(RuntimeError::Engine {
-                    operation: "attach",
-                    message: e.to_string(),
-                })),
-            };
-            std::future::ready(frame)
-        });
-        Ok(output.boxed())
+        let bundle = self
+            .pending()
+            .remove(&id.0)
+            .ok_or_else(|| RuntimeError::Engine {
+                operation: "start",
+                message: "no secret bundle for this container: it was not created by this runtime, or was started already".into(),
+            })?;
+        self.start_with_stdin(id, &bundle).await
     }
 
     async fn wait(&self, id: &ContainerId) -> Result<ExitState, RuntimeError> {
@@ -392,6 +500,8 @@ impl Runtime for DockerRuntime {
     }
 
     async fn remove(&self, id: &ContainerId) -> Result<(), RuntimeError> {
+        // A container removed before it started never gets its bundle.
+        drop(self.pending().remove(&id.0));
         let options = RemoveContainerOptions {
             force: true,
             v: true,
@@ -447,6 +557,14 @@ mod tests {
     use sealrun_vault::Secret;
     use sealrun_wire::agent::ResourceLimits;
 
+    const INIT: &str = "/usr/local/lib/sealrun/sealrun-init";
+
+    fn body(
+        spec: &ContainerSpec,
+    ) -> Result<(ContainerCreateBody, Zeroizing<Vec<u8>>), RuntimeError> {
+        container_body(spec, Path::new(INIT))
+    }
+
     fn spec() -> ContainerSpec {
         ContainerSpec {
             run_id: "r1".into(),
@@ -480,7 +598,7 @@ mod tests {
 
     #[test]
     fn the_default_body_is_hardened() {
-        let (body, _env) = container_body(&spec()).unwrap();
+        let (body, _bundle) = body(&spec()).unwrap();
         let host = body.host_config.unwrap();
         assert_eq!(host.cap_drop.unwrap(), vec!["ALL"]);
         assert_eq!(host.security_opt.unwrap(), vec!["no-new-privileges:true"]);
@@ -491,11 +609,52 @@ mod tests {
         assert_eq!(host.memory, Some(512 * 1024 * 1024));
         assert_eq!(host.nano_cpus, Some(1_000_000_000));
         assert_eq!(host.pids_limit, Some(128));
-        assert!(host.binds.is_none() && host.mounts.is_none());
+        assert!(host.binds.is_none());
+        // The one mount: the shim, read-only.
+        assert_eq!(
+            host.mounts.unwrap(),
+            vec![Mount {
+                target: Some("/.sealrun/init".into()),
+                source: Some(INIT.into()),
+                typ: Some(MountTypeEnum::BIND),
+                read_only: Some(true),
+                ..Default::default()
+            }]
+        );
         assert_eq!(host.log_config.unwrap().typ.as_deref(), Some("none"));
         assert_eq!(body.user.as_deref(), Some(DEFAULT_USER));
-        assert_eq!(body.entrypoint, Some(vec![]));
-        assert_eq!(body.env.unwrap(), vec!["PLAIN=1", "TOKEN=s3cr3t-value"]);
+        assert_eq!(
+            body.entrypoint,
+            Some(vec!["/.sealrun/init".into(), "--".into()])
+        );
+        assert_eq!(body.cmd, Some(vec!["true".into()]));
+        assert_eq!(body.tty, Some(false));
+        assert_eq!(
+            (body.open_stdin, body.stdin_once, body.attach_stdin),
+            (Some(true), Some(true), Some(true))
+        );
+    }
+
+    #[test]
+    fn secrets_go_to_the_bundle_and_never_into_the_configuration() {
+        let (body, bundle) = body(&spec()).unwrap();
+        assert_eq!(body.env.as_deref(), Some(&["PLAIN=1".to_owned()][..]));
+        let config = serde_json::to_string(&body).unwrap();
+        assert!(!config.contains("s3cr3t-value"), "{config}");
+        let received = sealrun_init::read_bundle(&mut &bundle[..]).unwrap();
+        assert_eq!(
+            received.env().collect::<Vec<_>>(),
+            [("TOKEN", &b"s3cr3t-value"[..])]
+        );
+    }
+
+    #[test]
+    fn a_run_without_secrets_still_gets_an_empty_bundle() {
+        let mut s = spec();
+        s.secrets.clear();
+        let (_, bundle) = body(&s).unwrap();
+        let received = sealrun_init::read_bundle(&mut &bundle[..]).unwrap();
+        assert_eq!(received.env().count(), 0);
     }
 
     #[test]
@@ -504,15 +663,15 @@ mod tests {
             let mut s = spec();
             s.network = Some(network.into());
             assert!(
-                matches!(container_body(&s), Err(RuntimeError::InvalidSpec(_))),
+                matches!(body(&s), Err(RuntimeError::InvalidSpec(_))),
                 "{network}"
             );
         }
         let mut s = spec();
         s.network = Some("backend".into());
-        let (body, _) = container_body(&s).unwrap();
+        let (b, _) = body(&s).unwrap();
         assert_eq!(
-            body.host_config.unwrap().network_mode.as_deref(),
+            b.host_config.unwrap().network_mode.as_deref(),
             Some("backend")
         );
     }
@@ -535,31 +694,36 @@ mod tests {
         ] {
             let mut s = spec();
             s.limits = limits;
-            assert!(matches!(
-                container_body(&s),
-                Err(RuntimeError::InvalidSpec(_))
-            ));
+            assert!(matches!(body(&s), Err(RuntimeError::InvalidSpec(_))));
         }
     }
 
     #[test]
-    fn a_secret_that_is_not_text_is_refused_without_quoting_it() {
+    fn a_secret_that_is_not_text_is_passed_byte_for_byte() {
         let mut s = spec();
-        s.secrets = vec![(
-            "BIN".into(),
-            Secret::new(vec![0xff, 0xfe, b'x', b'y', b'z', b'w']),
-        )];
-        let err = container_body(&s).unwrap_err().to_string();
-        assert!(err.contains("BIN") && err.contains("UTF-8"), "{err}");
+        let value = vec![0xff, 0xfe, b'x', b'y', b'z', b'w'];
+        s.secrets = vec![("BIN".into(), Secret::new(value.clone()))];
+        let (_, bundle) = body(&s).unwrap();
+        let received = sealrun_init::read_bundle(&mut &bundle[..]).unwrap();
+        assert_eq!(received.env().collect::<Vec<_>>(), [("BIN", &value[..])]);
+    }
+
+    #[test]
+    fn a_secret_holding_nul_is_refused_by_name_without_quoting_it() {
+        let mut s = spec();
+        s.secrets = vec![("NUL_ONE".into(), Secret::new(b"abc\0defghij".to_vec()))];
+        let err = body(&s).unwrap_err().to_string();
+        assert!(err.contains("NUL_ONE"), "{err}");
+        assert!(!err.contains("defghij"), "{err}");
     }
 
     #[test]
     fn invalid_environment_names_are_refused() {
         let mut s = spec();
         s.env = vec![("A=B".into(), "x".into())];
-        assert!(container_body(&s).is_err());
+        assert!(body(&s).is_err());
         s.env = vec![("1A".into(), "x".into())];
-        assert!(container_body(&s).is_err());
+        assert!(body(&s).is_err());
     }
 
     #[test]

@@ -15,6 +15,7 @@
 use crate::output::{self, PumpEnd, redact_message};
 use crate::runtime::{ContainerId, ContainerSpec, ExitState, Runtime, StopSignal};
 use crate::upload::{LogSink, UploadEnd, upload_all};
+use sealrun_init::{EXIT_INIT_FAILED, EXIT_NOT_FOUND};
 use sealrun_redactor::Redactor;
 use sealrun_vault::{Secret, TargetKeypair};
 use sealrun_wire::agent::{Assignment, FinishRequest};
@@ -374,7 +375,7 @@ async fn drive<R: Runtime, S: LogSink>(
                 kill_at = None;
             }
             end = &mut pump, if pump_end.is_none() => {
-                let end = end.unwrap_or_else(|e| PumpEnd { next_seq: 0, error: Some(crate::runtime::RuntimeError::Engine { operation: "output", message: e.to_string() }) });
+                let end = end.unwrap_or_else(|e| PumpEnd { error: Some(crate::runtime::RuntimeError::Engine { operation: "output", message: e.to_string() }), ..PumpEnd::default() });
                 if let Some(e) = &end.error {
                     // Without its output stream the run cannot be observed: end it.
                     stopped = escalate(stopped, Stopped::Failed(format!("lost the command's output: {e}")));
@@ -501,6 +502,15 @@ fn conclude(
         StopRequest::Fail(m) => escalate(stopped, Stopped::Failed(m)),
         _ => stopped,
     };
+    // The init shim exits 125-127 after one `sealrun-init: ...` line on stderr when
+    // the command never ran: a bundle it refused, a command that is not there.
+    let init_error = pump
+        .as_ref()
+        .and_then(|p| p.init_error.as_ref())
+        .filter(|_| {
+            let shim_codes = i64::from(EXIT_INIT_FAILED)..=i64::from(EXIT_NOT_FOUND);
+            shim_codes.contains(&exit.exit_code) && !exit.oom_killed
+        });
     let (status, error) = match stopped {
         Some(Stopped::Abandoned) => return Outcome::Abandoned,
         Some(Stopped::Failed(m)) => (RunStatus::Error, Some(redact(m))),
@@ -511,6 +521,10 @@ fn conclude(
         Some(Stopped::TimedOut) => (RunStatus::TimedOut, None),
         Some(Stopped::Canceled) => (RunStatus::Canceled, None),
         None if exit.oom_killed => (RunStatus::Failed, Some("OOM killed".into())),
+        None if init_error.is_some() => (
+            RunStatus::Error,
+            init_error.map(|line| redact(format!("the command did not run: {}", line.trim_end()))),
+        ),
         None if exit.exit_code == 0 => (RunStatus::Succeeded, None),
         None => (RunStatus::Failed, None),
     };

@@ -30,7 +30,9 @@
 //! - [`executor`]: one run from assignment to outcome; policy (timeouts, cancel,
 //!   what to report).
 //! - [`runtime`]: the trait a container runtime implements; [`docker`] implements
-//!   it with bollard and documents the container hardening.
+//!   it with bollard and documents the container hardening and how secrets
+//!   reach the command (a bundle on stdin, read by the `sealrun-init` shim, never
+//!   the container's configuration); [`init`] finds and checks the shim.
 //! - [`output`] and [`upload`]: redaction, batching, the bounded buffer and the
 //!   uploader, which together give backpressure instead of loss.
 //! - [`client`]: the HTTPS client of the agent protocol; [`backoff`]: its retries.
@@ -45,6 +47,7 @@ pub mod client;
 pub mod daemon;
 pub mod docker;
 pub mod executor;
+pub mod init;
 pub mod output;
 pub mod runtime;
 pub mod state;
@@ -100,6 +103,10 @@ pub struct AgentConfig {
     pub shutdown_grace: Duration,
     /// Agent-side cap on any run's timeout.
     pub max_run_timeout: Option<Duration>,
+    /// The static `sealrun-init` shim every run container starts with (a path on
+    /// the Docker engine's host); `None` searches next to the current executable,
+    /// then [`init::SEARCH_PATHS`]. The agent refuses to start without a usable one.
+    pub init_binary: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for AgentConfig {
@@ -118,6 +125,7 @@ impl std::fmt::Debug for AgentConfig {
             .field("docker_host", &self.docker_host)
             .field("shutdown_grace", &self.shutdown_grace)
             .field("max_run_timeout", &self.max_run_timeout)
+            .field("init_binary", &self.init_binary)
             .finish()
     }
 }
@@ -125,7 +133,7 @@ impl std::fmt::Debug for AgentConfig {
 impl AgentConfig {
     /// A configuration with defaults: no pinned CA, no enrollment token, no
     /// targets, 4 runs at once, the local Docker socket, 30 s of shutdown grace,
-    /// no timeout cap.
+    /// no timeout cap, the shim found in the default places.
     pub fn new(
         server_url: impl Into<String>,
         state_dir: impl Into<PathBuf>,
@@ -142,6 +150,7 @@ impl AgentConfig {
             docker_host: None,
             shutdown_grace: Duration::from_secs(30),
             max_run_timeout: None,
+            init_binary: None,
         }
     }
 
@@ -188,6 +197,9 @@ pub enum Error {
     /// The container engine.
     #[error(transparent)]
     Runtime(#[from] runtime::RuntimeError),
+    /// The `sealrun-init` shim is missing or unusable.
+    #[error(transparent)]
+    Init(#[from] init::InitError),
     /// The HTTPS client could not be built.
     #[error(transparent)]
     Client(#[from] client::ClientError),
@@ -209,7 +221,8 @@ pub enum Error {
 /// the rest, removes their containers and deregisters.
 ///
 /// Errors are returned for what an operator must fix: bad configuration, an
-/// unreadable state directory, no Docker engine, an enrollment refused, a
+/// unreadable state directory, a missing or unusable `sealrun-init` shim, no
+/// Docker engine, an enrollment refused, a
 /// revoked token. An unreachable control plane is not an error: the agent retries
 /// with backoff until it answers or `shutdown` resolves.
 pub async fn run(

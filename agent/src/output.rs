@@ -103,12 +103,63 @@ pub fn redact_message(redactor: &Arc<Redactor>, message: &str) -> String {
 }
 
 /// How the pump ended.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct PumpEnd {
     /// Number of chunks produced (`seq` of the next one).
     pub next_seq: u64,
     /// Set when the output stream failed before its end.
     pub error: Option<RuntimeError>,
+    /// The first line of stderr, unredacted, when it is a line the init shim
+    /// writes when it fails (it starts with [`INIT_ERROR_PREFIX`]). Whether the
+    /// shim wrote it, rather than the command, is for the exit code to say.
+    pub init_error: Option<String>,
+}
+
+/// How the line `sealrun-init` writes to stderr before it exits 125-127 begins.
+pub const INIT_ERROR_PREFIX: &[u8] = b"sealrun-init: ";
+
+/// The longest first line of stderr kept to look for the shim's error.
+const FIRST_LINE_MAX: usize = 1024;
+
+/// Collects the first line of stderr (up to [`FIRST_LINE_MAX`] bytes) and keeps
+/// it only if it is the shim's: raw output is held no longer than needed.
+#[derive(Default)]
+struct FirstLine {
+    buf: zeroize::Zeroizing<Vec<u8>>,
+    done: bool,
+}
+
+impl FirstLine {
+    fn push(&mut self, data: &[u8]) {
+        if self.done {
+            return;
+        }
+        let room = FIRST_LINE_MAX - self.buf.len();
+        let (take, ends) = match memchr_newline(data) {
+            Some(at) if at <= room => (at, true),
+            _ => (data.len().min(room), data.len() >= room),
+        };
+        self.buf.extend_from_slice(&data[..take]);
+        let cannot_match = !self
+            .buf
+            .starts_with(&INIT_ERROR_PREFIX[..self.buf.len().min(INIT_ERROR_PREFIX.len())]);
+        if ends || cannot_match {
+            self.done = true;
+            if cannot_match {
+                self.buf.clear();
+            }
+        }
+    }
+
+    fn finish(self) -> Option<String> {
+        self.buf
+            .starts_with(INIT_ERROR_PREFIX)
+            .then(|| String::from_utf8_lossy(&self.buf).into_owned())
+    }
+}
+
+fn memchr_newline(data: &[u8]) -> Option<usize> {
+    data.iter().position(|&b| b == b'\n')
 }
 
 /// Reads `output` to its end, redacting and batching it into `tx`.
@@ -131,6 +182,7 @@ pub async fn pump(
     let mut flush_at: Option<Instant> = None;
     let mut receiver_gone = false;
     let mut error = None;
+    let mut first_stderr_line = FirstLine::default();
 
     loop {
         let next = match flush_at {
@@ -154,6 +206,9 @@ pub async fn pump(
             }
             Some(Ok(frame)) => frame,
         };
+        if frame.stream == StreamKind::Stderr {
+            first_stderr_line.push(&frame.data);
+        }
         if truncated.load(Ordering::Relaxed) || receiver_gone {
             continue;
         }
@@ -188,6 +243,7 @@ pub async fn pump(
     PumpEnd {
         next_seq: batcher.next_seq(),
         error,
+        init_error: first_stderr_line.finish(),
     }
 }
 

@@ -46,7 +46,8 @@ async fn exit_codes_are_reported_exactly() {
 async fn a_command_that_does_not_exist_is_an_error() {
     let Some(rt) = docker().await else { return };
     let (finish, _) = run(&rt, job(&["/no/such/binary"])).await;
-    // Docker refuses to start it: an `error`, not a command failure.
+    // The init shim cannot execute it (exit 127, one line on stderr): an `error`,
+    // not a command failure.
     assert_eq!(finish.status, RunStatus::Error);
     assert!(finish.error.unwrap().contains("/no/such/binary"));
 }
@@ -80,8 +81,8 @@ async fn a_timeout_kills_the_command_and_removes_its_container() {
     let started = std::time::Instant::now();
     let (finish, out) = run(&rt, j).await;
     assert_eq!(finish.status, RunStatus::TimedOut);
-    // sh as PID 1 ignores SIGTERM; the grace period ends in SIGKILL.
-    assert_eq!(finish.exit_code, Some(137));
+    // The init shim forwards SIGTERM to sh, which does not trap it and dies of it.
+    assert_eq!(finish.exit_code, Some(143));
     assert_eq!(out.stdout(), "started\n");
     assert!(
         started.elapsed() < Duration::from_secs(30),

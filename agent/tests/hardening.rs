@@ -131,11 +131,22 @@ async fn the_docker_socket_is_not_there() {
 async fn no_host_path_is_mounted() {
     let Some(rt) = docker().await else { return };
     // Only the overlay root, Docker's pseudo filesystems, its generated
-    // /etc/{hosts,hostname,resolv.conf} and our /tmp may appear.
+    // /etc/{hosts,hostname,resolv.conf}, our /tmp and the init shim (read-only)
+    // may appear.
     let (_, out) = run(&rt, job(&["cat", "/proc/mounts"])).await;
+    let mut shim_seen = false;
     for line in out.stdout().lines() {
         let mut fields = line.split_whitespace();
         let (source, point) = (fields.next().unwrap(), fields.next().unwrap());
+        if point == "/.sealrun/init" {
+            let options = fields.nth(1).unwrap();
+            assert!(
+                options.split(',').any(|o| o == "ro"),
+                "the shim is mounted writable: {line}"
+            );
+            shim_seen = true;
+            continue;
+        }
         let expected = point == "/"
             || point == "/tmp"
             || matches!(point, "/etc/hosts" | "/etc/hostname" | "/etc/resolv.conf")
@@ -144,6 +155,7 @@ async fn no_host_path_is_mounted() {
                 .any(|p| point == *p || point.starts_with(&format!("{p}/")));
         assert!(expected, "unexpected mount {source} on {point}");
     }
+    assert!(shim_seen, "the init shim is not mounted:\n{}", out.stdout());
 }
 
 #[tokio::test]

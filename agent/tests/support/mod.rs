@@ -23,7 +23,7 @@ pub const TARGET: &str = "test-target";
 /// The Docker engine, or `None` after printing `SKIPPED: no Docker engine` (a
 /// failure instead when `SEALRUN_REQUIRE_DOCKER` is set, as in CI).
 pub async fn docker() -> Option<DockerRuntime> {
-    let connected = match DockerRuntime::connect(None).await {
+    let connected = match DockerRuntime::connect(None, &init_binary()).await {
         Ok(rt) => rt
             .client()
             .ping()
@@ -45,6 +45,24 @@ pub async fn docker() -> Option<DockerRuntime> {
             None
         }
     }
+}
+
+/// The static `sealrun-init` shim, built by `scripts/build-init.sh` (a no-op
+/// when it is up to date, as after `scripts/test.sh`'s build step).
+pub fn init_binary() -> std::path::PathBuf {
+    static PATH: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/build-init.sh");
+        let out = std::process::Command::new(script)
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {script}: {e}"));
+        assert!(out.status.success(), "{script} failed: {:?}", out.status);
+        let path = std::path::PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+        sealrun_agent::init::check(&path).unwrap();
+        path
+    })
+    .clone()
 }
 
 /// Builds `sealrun/busybox:latest` locally (never pulled) if it is missing.
