@@ -4,6 +4,10 @@
 //! Errors are one line on stderr and a non-zero exit; never a panic or a
 //! backtrace for a user's mistake.
 
+// The doc comments of `cli.rs` are clap's --help text, written for a terminal
+// (bare URLs, `[[target]]`), not rustdoc markup.
+#![allow(rustdoc::bare_urls, rustdoc::broken_intra_doc_links)]
+
 mod cli;
 mod client;
 mod cmd;
