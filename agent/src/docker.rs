@@ -176,7 +176,10 @@ impl DockerRuntime {
         let mut stdin = attached.input;
         let written = tokio::time::timeout(Duration::from_secs(ENGINE_TIMEOUT_SECS), async {
             stdin.write_all(input).await?;
-            stdin.flush().await
+            stdin.flush().await?;
+            // End of input: a shim still waiting for more (a short bundle) reads
+            // EOF and fails at once, instead of hanging until the run's timeout.
+            stdin.shutdown().await
         })
         .await;
         match written {
@@ -196,9 +199,8 @@ impl DockerRuntime {
                 });
             }
         }
-        // The write half is kept alive with the stream so the engine never sees the
-        // connection half-closed while output is still flowing. The shim has
-        // already replaced its stdin, so nothing more reaches the command.
+        // The (shut down) write half lives as long as the output stream: dropping it
+        // would close the whole attach connection.
         let output = attached.output.filter_map(move |item| {
             let _keep_open = &stdin;
             let frame = match item {
