@@ -3,6 +3,10 @@
 #
 #   path="$(scripts/build-init.sh)"
 #
+# It is also copied (when changed) to debug/ and release/ of $CARGO_TARGET_DIR
+# (default target/) if they exist, next to the sealrun binary, which is where
+# the agent looks for it when --init-binary is not given.
+#
 # The binary runs in any Linux container, including FROM scratch images with no
 # shell and no libc: glibc is linked statically (-C target-feature=+crt-static;
 # no musl toolchain needed). It is built in its own target directory so that
@@ -43,4 +47,18 @@ case "$linkage" in
   *"statically linked"* | *"not a dynamic executable"*) ;;
   *) printf 'build-init: %s is not statically linked:\n%s\n' "$BIN" "$linkage" >&2; exit 1 ;;
 esac
+
+# Also put it next to the sealrun binaries of the usual target directory (e.g.
+# target/debug/sealrun-init), where `sealrun agent` and `sealrun dev` look for it
+# by default. Copied only when it differs, and renamed into place, so a shim that
+# a running container has mounted is never rewritten under it.
+chmod 0755 "$BIN"
+for dir in "${CARGO_TARGET_DIR:-$PWD/target}/debug" "${CARGO_TARGET_DIR:-$PWD/target}/release"; do
+  [ -d "$dir" ] || continue
+  if ! cmp -s "$BIN" "$dir/sealrun-init"; then
+    cp "$BIN" "$dir/.sealrun-init.tmp.$$" && chmod 0755 "$dir/.sealrun-init.tmp.$$" \
+      && mv -f "$dir/.sealrun-init.tmp.$$" "$dir/sealrun-init"
+    echo "build-init: installed $dir/sealrun-init" >&2
+  fi
+done
 echo "$BIN"

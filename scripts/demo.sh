@@ -12,6 +12,9 @@ say() { printf '\n\033[1;32m[demo]\033[0m %s\n' "$*" >&2; }
 say "building sealrun (cargo build)"
 cargo build --quiet --bin sealrun
 SEALRUN="$PWD/target/debug/sealrun"
+say "building the static sealrun-init shim: every run container starts with it, and it receives the secrets over stdin, never through Docker's config (scripts/build-init.sh)"
+SEALRUN_AGENT_INIT="$(./scripts/build-init.sh)"
+export SEALRUN_AGENT_INIT
 
 DIR="$(mktemp -d /tmp/sealrun-demo.XXXXXX)"
 PORT="${SEALRUN_DEMO_PORT:-18443}"

@@ -21,6 +21,8 @@ say "doctests"
 cargo test --workspace --doc --quiet
 say "building the binaries the end-to-end tests drive"
 cargo build --workspace --bins --quiet
+say "building the static sealrun-init shim every run container starts with"
+./scripts/build-init.sh >/dev/null
 if cargo nextest --version >/dev/null 2>&1; then
   say "cargo nextest run --workspace"
   cargo nextest run --workspace --no-fail-fast

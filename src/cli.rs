@@ -209,6 +209,10 @@ pub struct AgentArgs {
     /// Agent-side cap on any run's timeout, in seconds
     #[arg(long, env = "SEALRUN_AGENT_MAX_RUN_TIMEOUT_SECS")]
     pub max_run_timeout_secs: Option<u64>,
+    /// The static sealrun-init shim (scripts/build-init.sh builds it; default: next
+    /// to this binary, then /usr/local/lib/sealrun/, /usr/lib/sealrun/)
+    #[arg(long, env = "SEALRUN_AGENT_INIT")]
+    pub init_binary: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -222,6 +226,9 @@ pub struct DevArgs {
     /// Image of the demo target (built FROM scratch with static busybox if absent)
     #[arg(long, default_value = "sealrun/busybox:latest")]
     pub image: String,
+    /// The agent's static sealrun-init shim (as `sealrun agent --init-binary`)
+    #[arg(long, env = "SEALRUN_AGENT_INIT")]
+    pub init_binary: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -30,6 +30,7 @@ impl Dev {
             .args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path().join("dev"))
             .env("HOME", dir.path())
+            .env("SEALRUN_AGENT_INIT", support::init_binary())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

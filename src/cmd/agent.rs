@@ -23,6 +23,7 @@ struct AgentFile {
     docker_host: Option<String>,
     shutdown_grace_secs: Option<u64>,
     max_run_timeout_secs: Option<u64>,
+    init_binary: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -112,6 +113,7 @@ fn config(args: AgentArgs) -> Result<AgentConfig> {
             .max_run_timeout_secs
             .or(file.max_run_timeout_secs)
             .map(Duration::from_secs),
+        init_binary: args.init_binary.or(file.init_binary),
     })
 }
 

@@ -26,6 +26,8 @@ pub async fn run(args: DevArgs) -> Result<()> {
         .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
     let data_dir = std::fs::canonicalize(&args.data_dir)?;
     say("checking the Docker engine");
+    // Before anything starts: without the shim the agent could not run anything.
+    let init_binary = sealrun_agent::init::locate(args.init_binary.as_deref())?;
     ensure_image(&args.image).await?;
 
     let token_file = data_dir.join("admin.token");
@@ -109,6 +111,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
         docker_host: None,
         shutdown_grace: Duration::from_secs(10),
         max_run_timeout: None,
+        init_binary: Some(init_binary),
     };
     let (stop_agent, agent_stopped) = tokio::sync::oneshot::channel::<()>();
     let mut agent_task = tokio::spawn(sealrun_agent::run(agent_config, async {

@@ -47,6 +47,22 @@ pub fn sealrun_bin() -> &'static str {
     env!("CARGO_BIN_EXE_sealrun")
 }
 
+/// The static `sealrun-init` shim every agent of the harness is given
+/// (`--init-binary`), built by `scripts/build-init.sh` on first use (a no-op
+/// when it is up to date, as after `scripts/test.sh`'s build step).
+pub fn init_binary() -> &'static Path {
+    static PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/build-init.sh");
+        let out = Command::new(script)
+            .stderr(Stdio::inherit())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {script}: {e}"));
+        assert!(out.status.success(), "{script} failed: {:?}", out.status);
+        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+    })
+}
+
 /// Whether Docker-backed tests can run. Without a Docker engine this prints a
 /// loud `SKIPPED` line and returns false, unless `SEALRUN_REQUIRE_DOCKER` is set
 /// (CI), in which case it fails the test. Builds the busybox image if missing.
@@ -441,6 +457,8 @@ impl Agent {
             state_dir.display().to_string(),
             "--name".into(),
             name.into(),
+            "--init-binary".into(),
+            init_binary().display().to_string(),
         ];
         for t in targets {
             args.extend(["--target".into(), (*t).to_owned()]);
