@@ -585,6 +585,56 @@ mod tests {
         assert_eq!(job(60, None).timeout(), Duration::from_secs(60));
     }
 
+    fn conclude_with_stderr(code: i64, first_line: Option<&str>) -> FinishRequest {
+        let pump = PumpEnd {
+            init_error: first_line.map(str::to_owned),
+            ..PumpEnd::default()
+        };
+        let exit = ExitState {
+            exit_code: code,
+            oom_killed: false,
+        };
+        let outcome = conclude(
+            Ok((exit, None)),
+            Some(pump),
+            &UploadEnd::default(),
+            &RunControl::new(),
+            |m| m,
+        );
+        let Outcome::Report(f) = outcome else {
+            panic!("abandoned")
+        };
+        f
+    }
+
+    #[test]
+    fn a_shim_failure_is_an_error_quoting_the_shim() {
+        let line = "sealrun-init: error: invalid bundle on stdin: bad magic";
+        for code in [125, 126, 127] {
+            let f = conclude_with_stderr(code, Some(line));
+            assert_eq!((f.status, f.exit_code), (RunStatus::Error, Some(code)));
+            assert_eq!(
+                f.error.as_deref(),
+                Some(
+                    "the command did not run: sealrun-init: error: invalid bundle on stdin: bad magic"
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn the_shims_line_with_another_exit_code_is_the_commands_output() {
+        let line = "sealrun-init: error: printed by the command";
+        assert_eq!(
+            conclude_with_stderr(0, Some(line)).status,
+            RunStatus::Succeeded
+        );
+        let f = conclude_with_stderr(1, Some(line));
+        assert_eq!((f.status, f.error), (RunStatus::Failed, None));
+        let f = conclude_with_stderr(125, None);
+        assert_eq!((f.status, f.error), (RunStatus::Failed, None));
+    }
+
     #[test]
     fn an_oom_kill_is_a_failure_that_says_so() {
         let exit = ExitState {

@@ -135,7 +135,7 @@ impl FirstLine {
             return;
         }
         let room = FIRST_LINE_MAX - self.buf.len();
-        let (take, ends) = match memchr_newline(data) {
+        let (take, ends) = match data.iter().position(|&b| b == b'\n') {
             Some(at) if at <= room => (at, true),
             _ => (data.len().min(room), data.len() >= room),
         };
@@ -156,10 +156,6 @@ impl FirstLine {
             .starts_with(INIT_ERROR_PREFIX)
             .then(|| String::from_utf8_lossy(&self.buf).into_owned())
     }
-}
-
-fn memchr_newline(data: &[u8]) -> Option<usize> {
-    data.iter().position(|&b| b == b'\n')
 }
 
 /// Reads `output` to its end, redacting and batching it into `tx`.
@@ -268,6 +264,33 @@ async fn send_all(tx: &mpsc::Sender<LogChunk>, ready: &mut Vec<LogChunk>, gone: 
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    fn first_line(frames: &[&[u8]]) -> Option<String> {
+        let mut line = FirstLine::default();
+        for f in frames {
+            line.push(f);
+        }
+        line.finish()
+    }
+
+    #[test]
+    fn the_shims_error_line_is_kept_even_when_split_across_frames() {
+        assert_eq!(
+            first_line(&[b"sealrun-", b"init: error: bad", b" bundle\nmore\n"]).as_deref(),
+            Some("sealrun-init: error: bad bundle")
+        );
+        assert_eq!(
+            first_line(&[b"sealrun-init: error: no newline"]).as_deref(),
+            Some("sealrun-init: error: no newline")
+        );
+    }
+
+    #[test]
+    fn any_other_first_line_of_stderr_is_not_kept() {
+        assert_eq!(first_line(&[b"warning: x\nsealrun-init: error: y\n"]), None);
+        assert_eq!(first_line(&[b"seal", b"ant\n"]), None);
+        assert_eq!(first_line(&[b""]), None);
+    }
 
     fn chunks(b: &mut Batcher, pushes: &[(StreamKind, &[u8])]) -> Vec<LogChunk> {
         let mut out = Vec::new();
