@@ -386,6 +386,17 @@ fn html_escaped_secret_is_masked() {
 }
 
 #[test]
+fn a_secret_containing_percent_escapes_is_masked_as_written() {
+    // Masking the value as registered, never an unescaped reading of it (a GitHub leak).
+    let secret = "p%40ssw0rd%21";
+    assert_eq!(redact(&[secret], "pw=p%40ssw0rd%21"), "pw=***");
+    assert_eq!(
+        redact(&[secret], "url=https://u:p%2540ssw0rd%2521@h"),
+        "url=https://u:***@h"
+    );
+}
+
+#[test]
 fn a_quoted_secret_is_also_masked_without_its_quotes() {
     assert_eq!(
         redact(&["\"Password123!!\""], "echo Password123!!"),
