@@ -97,10 +97,11 @@ pub async fn run(
         });
     }
     config.validate()?;
-    let state = StateDir::open(&config.state_dir)?;
-    let keys = load_keys(&config, &state)?;
+    // Before anything is created on disk: without the shim no run can start.
     let init_binary = crate::init::locate(config.init_binary.as_deref())?;
     tracing::info!(init_binary = %init_binary.display(), "runs start with this init shim");
+    let state = StateDir::open(&config.state_dir)?;
+    let keys = load_keys(&config, &state)?;
     let runtime =
         Arc::new(DockerRuntime::connect(config.docker_host.as_deref(), &init_binary).await?);
     let client = ControlPlane::new(&config.server_url, config.ca_cert.as_deref())?;

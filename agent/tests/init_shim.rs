@@ -328,3 +328,20 @@ async fn a_non_utf8_secret_reaches_the_command_byte_for_byte() {
     let expected: String = value.iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(hex, expected);
 }
+
+#[tokio::test]
+async fn the_agent_refuses_to_start_without_a_usable_shim_and_touches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    for shim in [dir.path().join("missing"), "/bin/sh".into()] {
+        let mut config = sealrun_agent::AgentConfig::new("https://127.0.0.1:1", &state, "a");
+        config.targets.push(sealrun_agent::TargetConfig::new("t"));
+        config.init_binary = Some(shim);
+        let err = sealrun_agent::run(config, std::future::pending())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, sealrun_agent::Error::Init(_)), "{err}");
+        assert!(err.to_string().contains("scripts/build-init.sh"), "{err}");
+        assert!(!state.exists(), "the state directory was created");
+    }
+}
