@@ -42,8 +42,9 @@ pub struct ContainerSpec {
     /// Plain environment variables.
     pub env: Vec<(String, String)>,
     /// Opened secrets the command receives. How they are delivered is the runtime's
-    /// business (environment variables today; a stdin bundle read by an init shim
-    /// later), which is why they are not folded into `env`.
+    /// business, which is why they are not folded into `env`: the Docker runtime
+    /// writes them to the `sealrun-init` shim's stdin after start, never into the
+    /// container's configuration.
     pub secrets: Vec<(String, Secret)>,
     /// Memory, CPU and process limits.
     pub limits: ResourceLimits,
@@ -171,7 +172,8 @@ pub trait Runtime: Send + Sync + 'static {
     ) -> impl Future<Output = Result<ContainerId, RuntimeError>> + Send;
 
     /// Attaches to the unit's stdout and stderr and then starts it, so that no byte
-    /// of output can be missed.
+    /// of output can be missed, and hands it the secrets of the spec it was
+    /// created from.
     fn start(
         &self,
         id: &ContainerId,
