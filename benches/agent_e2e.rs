@@ -55,6 +55,29 @@ fn docker_run_true() -> Duration {
     start.elapsed()
 }
 
+fn docker_stream(script: &str) -> Duration {
+    let start = Instant::now();
+    let ok = Command::new("docker")
+        .args([
+            "run",
+            "--rm",
+            "--log-driver",
+            "none",
+            "-a",
+            "stdout",
+            support::IMAGE,
+            "sh",
+            "-c",
+            script,
+        ])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "docker run failed");
+    start.elapsed()
+}
+
 async fn sealrun_true(world: &World) -> Duration {
     let start = Instant::now();
     let id = world.submit(&["true"]).await;
@@ -113,6 +136,10 @@ fn main() {
         assert_eq!(stored, STREAM_BYTES, "not every byte was stored");
         let (_, stream_hwm) = memory_kib(agent_pid);
         let mb_per_s = STREAM_BYTES as f64 / 1e6 / elapsed.as_secs_f64();
+        // Baseline in the same run: the same output through `docker run -a
+        // stdout` into /dev/null, i.e. what Docker's attach stream alone gives.
+        let docker_elapsed = tokio::task::block_in_place(|| docker_stream(&script));
+        let docker_mb_per_s = STREAM_BYTES as f64 / 1e6 / docker_elapsed.as_secs_f64();
 
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         println!("agent_e2e ({runs} interleaved runs each; Docker engine {})", docker_version());
@@ -120,6 +147,7 @@ fn main() {
         println!("  sealrun submit -> end (true)         : median {:7.1} ms  mean {:7.1} ms  p90 {:7.1} ms", ms(s_med), ms(s_mean), ms(s_p90));
         println!("  ratio sealrun / docker run            : median {:.3}x  mean {:.3}x  (goal <= 1.10x)", ms(s_med) / ms(d_med), ms(s_mean) / ms(d_mean));
         println!("  streaming 256 MiB stored              : {:.2} s, {mb_per_s:.0} MB/s (goal >= 100 MB/s)", elapsed.as_secs_f64());
+        println!("  docker run -a stdout, same 256 MiB    : {:.2} s, {docker_mb_per_s:.0} MB/s; sealrun / docker = {:.2}x", docker_elapsed.as_secs_f64(), mb_per_s / docker_mb_per_s);
         println!("  agent peak RSS (VmHWM) after stream   : {:.1} MB (goal < 64 MB)", stream_hwm as f64 / 1024.0);
         println!("  idle agent RSS (VmRSS / VmHWM)        : {:.1} MB / {:.1} MB (goal < 15 MB)", idle_rss as f64 / 1024.0, idle_hwm as f64 / 1024.0);
     });
