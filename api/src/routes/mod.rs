@@ -5,7 +5,7 @@ mod admin;
 mod agent;
 mod audit;
 mod ops;
-mod runs;
+pub(crate) mod runs;
 mod targets;
 
 use crate::error::ApiError;

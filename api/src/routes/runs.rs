@@ -33,15 +33,35 @@ pub(crate) async fn submit(
     JsonBody(req): JsonBody<RunRequest>,
 ) -> Result<(StatusCode, Json<RunCreated>), ApiError> {
     user.allow(&[Role::Admin, Role::Operator], "submit runs")?;
-    let waker = Arc::clone(&state);
+    let id = enqueue(&state, user.org_id, user.name.clone(), user.actor(), req).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(RunCreated {
+            id,
+            status: RunStatus::Queued,
+        }),
+    ))
+}
+
+/// Queues a run for a caller already authorised to submit, and wakes the
+/// agents polling for its target. The one path every run takes, whether it
+/// came from `POST /v1/runs` or from Slack.
+pub(crate) async fn enqueue(
+    state: &AppState,
+    org_id: i64,
+    name: String,
+    actor: String,
+    req: RunRequest,
+) -> Result<String, ApiError> {
+    let waker = Arc::clone(state);
     let (id, _target_id) = state
         .db
         .write_then(
             move |conn| {
                 let who = Submitter {
-                    org_id: user.org_id,
-                    name: &user.name,
-                    actor: &user.actor(),
+                    org_id,
+                    name: &name,
+                    actor: &actor,
                 };
                 queue::submit(conn, &who, &req)
             },
@@ -50,13 +70,7 @@ pub(crate) async fn submit(
             move |(_, target_id)| waker.wakeups.run_queued(*target_id),
         )
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(RunCreated {
-            id,
-            status: RunStatus::Queued,
-        }),
-    ))
+    Ok(id)
 }
 
 /// Filters of `GET /v1/runs`.

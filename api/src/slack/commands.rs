@@ -14,7 +14,7 @@ use super::verify::{self, Headers, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use super::{escape, notify};
 use crate::audit;
 use crate::error::ApiError;
-use crate::queue::{self, Canceled, Submitter};
+use crate::queue::{self, Canceled};
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Bytes;
@@ -301,22 +301,10 @@ async fn run(
     };
     let shown = escape::code_block(&escape::command_line(&req.argv));
     let target = req.target.clone();
-    let (org_id, name, actor) = (who.org_id, who.submitter.clone(), who.actor.clone());
-    let waker = Arc::clone(state);
-    let (id, _) = state
-        .db
-        .write_then(
-            move |conn| {
-                let submitter = Submitter {
-                    org_id,
-                    name: &name,
-                    actor: &actor,
-                };
-                queue::submit(conn, &submitter, &req)
-            },
-            move |(_, target_id)| waker.wakeups.run_queued(*target_id),
-        )
-        .await?;
+    let org_id = who.org_id;
+    let id =
+        crate::routes::runs::enqueue(state, org_id, who.submitter.clone(), who.actor.clone(), req)
+            .await?;
     notify::spawn(Arc::clone(state), org_id, id.clone(), url);
     Ok(say(format!(
         "Queued run `{id}` on target `{}`:\n{shown}\nI will post the result here when it ends.",
