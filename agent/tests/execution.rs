@@ -14,7 +14,8 @@ use sealrun_wire::run::RunStatus;
 use std::sync::Arc;
 use std::time::Duration;
 use support::{
-    MemorySink, assert_no_container_left, docker, job, run, run_with, wait_until, with_secret,
+    MemorySink, assert_no_container_left, docker, job, run, run_with, start_until, wait_until,
+    with_secret,
 };
 
 #[tokio::test]
@@ -97,27 +98,6 @@ async fn the_agent_cap_on_timeouts_applies() {
     j.max_timeout = Some(Duration::from_secs(1));
     let (finish, _) = run(&rt, j).await;
     assert_eq!(finish.status, RunStatus::TimedOut);
-}
-
-/// Starts `job` in the background and returns once its output contains `ready`.
-async fn start_until(
-    rt: &sealrun_agent::docker::DockerRuntime,
-    j: sealrun_agent::executor::Job,
-    ready: &str,
-) -> (
-    tokio::task::JoinHandle<sealrun_wire::agent::FinishRequest>,
-    Arc<MemorySink>,
-    RunControl,
-) {
-    let sink = MemorySink::new();
-    let control = RunControl::new();
-    let task = {
-        let (rt, sink, control) = (rt.clone(), Arc::clone(&sink), control.clone());
-        tokio::spawn(async move { run_with(&rt, j, sink, control).await })
-    };
-    let probe = Arc::clone(&sink);
-    wait_until(30, ready, || probe.stdout().contains(ready)).await;
-    (task, sink, control)
 }
 
 #[tokio::test]

@@ -16,9 +16,7 @@ use sealrun_wire::agent::FinishRequest;
 use sealrun_wire::run::RunStatus;
 use std::sync::Arc;
 use std::time::Duration;
-use support::{
-    MemorySink, assert_no_container_left, docker, job, run, run_with, wait_until, with_secret,
-};
+use support::{MemorySink, assert_no_container_left, docker, job, run, start_until, with_secret};
 
 const SECRET: &str = "init-shim-s3cr3t-value";
 
@@ -129,27 +127,6 @@ async fn a_command_exiting_125_to_127_on_its_own_is_a_failure() {
             (RunStatus::Failed, Some(code), None)
         );
     }
-}
-
-/// Starts `job` in the background; returns once its output contains `ready`.
-async fn start_until(
-    rt: &DockerRuntime,
-    j: sealrun_agent::executor::Job,
-    ready: &str,
-) -> (
-    tokio::task::JoinHandle<FinishRequest>,
-    Arc<MemorySink>,
-    RunControl,
-) {
-    let sink = MemorySink::new();
-    let control = RunControl::new();
-    let task = {
-        let (rt, sink, control) = (rt.clone(), Arc::clone(&sink), control.clone());
-        tokio::spawn(async move { run_with(&rt, j, sink, control).await })
-    };
-    let probe = Arc::clone(&sink);
-    wait_until(30, ready, || probe.stdout().contains(ready)).await;
-    (task, sink, control)
 }
 
 #[tokio::test]

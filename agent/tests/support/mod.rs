@@ -217,6 +217,27 @@ pub async fn run_with(
     }
 }
 
+/// Starts `job` in the background and returns once its stdout contains `ready`.
+pub async fn start_until(
+    rt: &DockerRuntime,
+    job: Job,
+    ready: &str,
+) -> (
+    tokio::task::JoinHandle<FinishRequest>,
+    Arc<MemorySink>,
+    RunControl,
+) {
+    let sink = MemorySink::new();
+    let control = RunControl::new();
+    let task = {
+        let (rt, sink, control) = (rt.clone(), Arc::clone(&sink), control.clone());
+        tokio::spawn(async move { run_with(&rt, job, sink, control).await })
+    };
+    let probe = Arc::clone(&sink);
+    wait_until(30, ready, || probe.stdout().contains(ready)).await;
+    (task, sink, control)
+}
+
 /// Asserts that no container labeled with `agent_id` exists any more.
 pub async fn assert_no_container_left(rt: &DockerRuntime, agent_id: &str) {
     let left = rt.list(agent_id).await.unwrap();
