@@ -15,8 +15,9 @@
 
 use crate::backoff::Backoff;
 use crate::client::{ApiError, ControlPlane};
+use crate::control::{RunControl, Stop, is_abandoned};
 use crate::docker::DockerRuntime;
-use crate::executor::{Job, Outcome, RunControl, StopRequest, execute};
+use crate::executor::{Job, Outcome, execute};
 use crate::runtime::Runtime;
 use crate::state::{Identity, StateDir};
 use crate::upload::ControlPlaneSink;
@@ -396,18 +397,18 @@ impl<R: Runtime> Supervisor<R> {
         if self.tasks.is_empty() {
             return;
         }
-        let phases: [(Duration, Option<StopRequest>); 3] = if revoked {
+        let phases: [(Duration, Option<Stop>); 3] = if revoked {
             // Nothing can be reported any more: kill and remove at once.
             [
                 (Duration::ZERO, None),
                 (Duration::ZERO, None),
-                (Duration::from_secs(60), Some(StopRequest::Abandon)),
+                (Duration::from_secs(60), Some(Stop::Abandon)),
             ]
         } else {
             [
                 (self.shutdown_grace, None),
-                (REPORT_WINDOW, Some(StopRequest::Shutdown)),
-                (Duration::from_secs(60), Some(StopRequest::Abandon)),
+                (REPORT_WINDOW, Some(Stop::Shutdown)),
+                (Duration::from_secs(60), Some(Stop::Abandon)),
             ]
         };
         for (window, request) in phases {
@@ -447,7 +448,7 @@ async fn report(client: &ControlPlane, run_id: &str, finish: &FinishRequest, con
         let abandoned = abandoned.clone();
         let mut stop = control.subscribe();
         tokio::spawn(async move {
-            if stop.wait_for(StopRequest::is_abandon).await.is_ok() {
+            if stop.wait_for(is_abandoned).await.is_ok() {
                 abandoned.cancel();
             }
         })
@@ -492,13 +493,13 @@ async fn heartbeat_loop(
                 for id in &ack.cancel {
                     if let Some(c) = runs.get(id) {
                         tracing::info!(run = %id, "cancel requested");
-                        c.request(StopRequest::Cancel);
+                        c.request(Stop::Cancel);
                     }
                 }
                 for id in &ack.abandon {
                     if let Some(c) = runs.get(id) {
                         tracing::warn!(run = %id, "lease lost; abandoning the run");
-                        c.request(StopRequest::Abandon);
+                        c.request(Stop::Abandon);
                     }
                 }
             }

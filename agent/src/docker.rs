@@ -30,16 +30,18 @@
 //! Docker stores a container's configuration (its `Env` included) in
 //! `/var/lib/docker/containers/<id>/config.v2.json` and shows it to `docker
 //! inspect`. So [`Runtime::create`] encodes the opened secrets into a
-//! [`sealrun_init::Bundle`] held in the agent's memory (zeroized on drop) and
-//! creates the container with stdin open; [`Runtime::start`] attaches (stdin,
-//! stdout, stderr), starts the container and writes the bundle to its stdin. The
+//! [`sealrun_init::Bundle`], creates the container with stdin open, and hands
+//! the encoded bundle back to the caller (a [`StdinBundle`], zeroized on drop):
+//! the runtime itself keeps no secret. [`Runtime::start`] takes it back, attaches
+//! (stdin, stdout, stderr), starts the container and writes the bundle to its
+//! stdin. The
 //! shim reads exactly the bundle, detaches stdin, and runs the command with the
 //! secrets in its environment. What the container's configuration holds is the
 //! argv, the plain variables and the mount of the shim.
 
 use crate::runtime::{
-    AGENT_LABEL, ContainerId, ContainerSpec, DEFAULT_USER, ExitState, OutputFrame, OutputStream,
-    RUN_LABEL, Runtime, RuntimeError, StopSignal,
+    AGENT_LABEL, ContainerId, ContainerSpec, Created, DEFAULT_USER, ExitState, OutputFrame,
+    OutputStream, RUN_LABEL, Runtime, RuntimeError, StdinBundle, StopSignal,
 };
 use bollard::Docker;
 use bollard::container::LogOutput;
@@ -57,7 +59,6 @@ use sealrun_init::{Bundle, CONTAINER_PATH, ENTRYPOINT};
 use sealrun_wire::log::StreamKind;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt as _;
 use zeroize::Zeroizing;
@@ -69,20 +70,17 @@ pub const TMPFS_OPTIONS: &str = "rw,noexec,nosuid,nodev,size=64m,mode=1777";
 /// body: waits and attaches last as long as the command).
 const ENGINE_TIMEOUT_SECS: u64 = 120;
 
-/// Bundles encoded by `create` and not yet written by `start`, by container id.
-type Pending = Arc<Mutex<HashMap<String, Zeroizing<Vec<u8>>>>>;
-
 /// A Docker engine, and the init shim every container it creates starts with.
+/// It holds no secret: the bundle of each container goes back to the caller.
 #[derive(Clone)]
 pub struct DockerRuntime {
     docker: Docker,
     init_binary: PathBuf,
-    pending: Pending,
 }
 
 impl std::fmt::Debug for DockerRuntime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // `pending` holds encoded secrets: never show it.
+        // bollard's client is not `Debug`.
         f.debug_struct("DockerRuntime")
             .field("init_binary", &self.init_binary)
             .finish_non_exhaustive()
@@ -126,7 +124,6 @@ impl DockerRuntime {
         Ok(DockerRuntime {
             docker,
             init_binary: init_binary.to_owned(),
-            pending: Arc::default(),
         })
     }
 
@@ -140,17 +137,9 @@ impl DockerRuntime {
         &self.init_binary
     }
 
-    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, Zeroizing<Vec<u8>>>> {
-        // Every critical section is one insert or remove: a panic elsewhere cannot
-        // leave the map half-updated, so a poisoned lock is still consistent.
-        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     /// Attaches to the container's stdin, stdout and stderr, starts it, and writes
-    /// `input` to its stdin. [`Runtime::start`] calls this with the bundle
-    /// [`Runtime::create`] encoded; tests call it with malformed bundles to see
-    /// how a run that the shim refuses is reported.
-    pub async fn start_with_stdin(
+    /// `input` to its stdin, then closes it.
+    async fn start_with_stdin(
         &self,
         id: &ContainerId,
         input: &[u8],
@@ -416,7 +405,7 @@ impl Runtime for DockerRuntime {
             .map_err(|e| pull_error(format!("image still absent after pulling: {e}")))
     }
 
-    async fn create(&self, spec: ContainerSpec) -> Result<ContainerId, RuntimeError> {
+    async fn create(&self, spec: ContainerSpec) -> Result<Created, RuntimeError> {
         let (body, bundle) = container_body(&spec, &self.init_binary)?;
         // Drop (and so zeroize) the opened secrets: the bundle is their only copy.
         drop(spec);
@@ -440,19 +429,19 @@ impl Runtime for DockerRuntime {
         for warning in created.warnings {
             tracing::warn!(container = %created.id, %warning, "engine warning on create");
         }
-        self.pending().insert(created.id.clone(), bundle);
-        Ok(ContainerId(created.id))
+        Ok(Created {
+            id: ContainerId(created.id),
+            stdin: StdinBundle::new(bundle),
+        })
     }
 
-    async fn start(&self, id: &ContainerId) -> Result<OutputStream, RuntimeError> {
-        let bundle = self
-            .pending()
-            .remove(&id.0)
-            .ok_or_else(|| RuntimeError::Engine {
-                operation: "start",
-                message: "no secret bundle for this container: it was not created by this runtime, or was started already".into(),
-            })?;
-        self.start_with_stdin(id, &bundle).await
+    async fn start(
+        &self,
+        id: &ContainerId,
+        stdin: StdinBundle,
+    ) -> Result<OutputStream, RuntimeError> {
+        // `stdin` is dropped, and so zeroized, once it is written.
+        self.start_with_stdin(id, stdin.as_bytes()).await
     }
 
     async fn wait(&self, id: &ContainerId) -> Result<ExitState, RuntimeError> {
@@ -502,8 +491,6 @@ impl Runtime for DockerRuntime {
     }
 
     async fn remove(&self, id: &ContainerId) -> Result<(), RuntimeError> {
-        // A container removed before it started never gets its bundle.
-        drop(self.pending().remove(&id.0));
         let options = RemoveContainerOptions {
             force: true,
             v: true,

@@ -12,8 +12,11 @@
 //! Every string this module reports about a run goes through the run's redactor
 //! first: an image-pull error that quotes a registry token is masked like output.
 
+use crate::control::{RunControl, Stop, is_abandoned};
 use crate::output::{self, PumpEnd, redact_message};
-use crate::runtime::{ContainerId, ContainerSpec, ExitState, Runtime, StopSignal};
+use crate::runtime::{
+    ContainerId, ContainerSpec, Created, ExitState, Runtime, StdinBundle, StopSignal,
+};
 use crate::upload::{LogSink, UploadEnd, upload_all};
 use sealrun_init::{EXIT_INIT_FAILED, EXIT_NOT_FOUND};
 use sealrun_redactor::Redactor;
@@ -24,89 +27,12 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 /// Output held between the container and the uploader, at most (the bound that
 /// turns a slow control plane into backpressure on the command).
 pub const CHANNEL_BYTES: usize = 4 * 1024 * 1024;
-
-/// A request to stop a run, from outside the executor. Requests only escalate:
-/// a later request of lower rank than the current one is ignored.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum StopRequest {
-    /// Keep running.
-    None,
-    /// A user canceled: SIGTERM, then SIGKILL after the grace period; `canceled`.
-    Cancel,
-    /// The agent is shutting down and the grace period is over: SIGKILL; `error`.
-    Shutdown,
-    /// The agent cannot carry on with the run (e.g. its log upload was refused):
-    /// SIGKILL; `error` with this message.
-    Fail(String),
-    /// The run is no longer this agent's (lease lapsed, or the agent gives up):
-    /// SIGKILL, remove the container, report nothing.
-    Abandon,
-}
-
-impl StopRequest {
-    fn rank(&self) -> u8 {
-        match self {
-            StopRequest::None => 0,
-            StopRequest::Cancel => 1,
-            StopRequest::Shutdown => 2,
-            StopRequest::Fail(_) => 3,
-            StopRequest::Abandon => 4,
-        }
-    }
-
-    /// Whether this is [`StopRequest::Abandon`].
-    pub fn is_abandon(&self) -> bool {
-        matches!(self, StopRequest::Abandon)
-    }
-}
-
-/// The handle through which the agent (heartbeats, uploads, shutdown) stops a run.
-#[derive(Clone, Debug)]
-pub struct RunControl {
-    tx: Arc<watch::Sender<StopRequest>>,
-}
-
-impl Default for RunControl {
-    fn default() -> Self {
-        RunControl::new()
-    }
-}
-
-impl RunControl {
-    /// A control with no stop requested.
-    pub fn new() -> RunControl {
-        let (tx, _) = watch::channel(StopRequest::None);
-        RunControl { tx: Arc::new(tx) }
-    }
-
-    /// Raises `request` unless a request of equal or higher rank is already made.
-    pub fn request(&self, request: StopRequest) {
-        self.tx.send_if_modified(|current| {
-            if request.rank() > current.rank() {
-                *current = request;
-                true
-            } else {
-                false
-            }
-        });
-    }
-
-    /// The strongest request made so far.
-    pub fn current(&self) -> StopRequest {
-        self.tx.borrow().clone()
-    }
-
-    /// A receiver that sees every escalation.
-    pub fn subscribe(&self) -> watch::Receiver<StopRequest> {
-        self.tx.subscribe()
-    }
-}
 
 /// Everything needed to execute one assignment.
 pub struct Job {
@@ -164,16 +90,6 @@ impl Outcome {
     }
 }
 
-/// Why the executor stopped the command itself.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Stopped {
-    Canceled,
-    TimedOut,
-    Shutdown,
-    Failed(String),
-    Abandoned,
-}
-
 /// Opens every secret of the assignment with the target's key. Errors name the
 /// secret and say why; they never contain a value.
 fn open_secrets(keypair: &TargetKeypair, a: &Assignment) -> Result<Vec<(String, Secret)>, String> {
@@ -210,21 +126,26 @@ fn build_redactor(secrets: &[(String, Secret)]) -> Result<Redactor, String> {
 /// What the control plane wants reported if a stop was requested before the
 /// container exists.
 fn early_outcome(control: &RunControl) -> Option<Outcome> {
-    match control.current() {
-        StopRequest::None => None,
-        StopRequest::Cancel => Some(Outcome::Report(FinishRequest {
-            status: RunStatus::Canceled,
+    let status = |status| {
+        Some(Outcome::Report(FinishRequest {
+            status,
             exit_code: None,
             error: None,
             oom_killed: false,
             next_seq: 0,
-        })),
-        StopRequest::Shutdown => Some(Outcome::error(
+        }))
+    };
+    match control.current()? {
+        Stop::Cancel => status(RunStatus::Canceled),
+        // Nobody requests a timeout from outside today; were one requested, it
+        // would be reported as what it says.
+        Stop::Timeout => status(RunStatus::TimedOut),
+        Stop::Shutdown => Some(Outcome::error(
             "the agent shut down before the command started".into(),
             0,
         )),
-        StopRequest::Fail(message) => Some(Outcome::error(message, 0)),
-        StopRequest::Abandon => Some(Outcome::Abandoned),
+        Stop::Fail(message) => Some(Outcome::error(message, 0)),
+        Stop::Abandon => Some(Outcome::Abandoned),
     }
 }
 
@@ -254,7 +175,7 @@ pub async fn execute<R: Runtime, S: LogSink>(
     let mut stop = control.subscribe();
     let pulled = tokio::select! {
         r = runtime.ensure_image(&a.image) => r,
-        _ = stop.wait_for(|r| *r != StopRequest::None) => Ok(()),
+        _ = stop.wait_for(Option::is_some) => Ok(()),
     };
     if let Some(outcome) = early_outcome(&control) {
         return outcome;
@@ -273,13 +194,24 @@ pub async fn execute<R: Runtime, S: LogSink>(
         network: a.network.clone(),
         user: a.user.clone(),
     };
-    let id = match runtime.create(spec).await {
-        Ok(id) => id,
+    // The runtime hands the encoded secrets back with the container: this task
+    // holds their only copy until `start` writes them to the container's stdin.
+    let Created { id, stdin } = match runtime.create(spec).await {
+        Ok(created) => created,
         Err(e) => return Outcome::error(redact(e.to_string()), 0),
     };
     tracing::info!(run = %a.run_id, container = %id, "container created");
 
-    let driven = drive(runtime, &id, &job, Arc::clone(&redactor), sink, &control).await;
+    let driven = drive(
+        runtime,
+        &id,
+        stdin,
+        &job,
+        Arc::clone(&redactor),
+        sink,
+        &control,
+    )
+    .await;
 
     // Whatever happened, the container goes now: its output has been read in full
     // (or the run was abandoned), and its exit state is known.
@@ -290,7 +222,7 @@ pub async fn execute<R: Runtime, S: LogSink>(
     let upload_end = match driven.uploader {
         Some(mut uploader) => tokio::select! {
             end = &mut uploader => end.unwrap_or_default(),
-            _ = stop.wait_for(StopRequest::is_abandon) => {
+            _ = stop.wait_for(is_abandoned) => {
                 uploader.abort();
                 UploadEnd::default()
             }
@@ -311,21 +243,23 @@ fn summary(outcome: &Outcome) -> (&'static str, Option<i64>) {
 
 struct Driven {
     /// How the command ended, or why it could not run.
-    result: Result<(ExitState, Option<Stopped>), String>,
+    result: Result<(ExitState, Option<Stop>), String>,
     pump: Option<PumpEnd>,
     uploader: Option<tokio::task::JoinHandle<UploadEnd>>,
 }
 
-/// Starts the container and supervises it until it exits and its output is read.
+/// Starts the container with `stdin` (what `create` returned) and supervises it
+/// until it exits and its output is read.
 async fn drive<R: Runtime, S: LogSink>(
     runtime: &R,
     id: &ContainerId,
+    stdin: StdinBundle,
     job: &Job,
     redactor: Arc<Redactor>,
     sink: Arc<S>,
     control: &RunControl,
 ) -> Driven {
-    let output = match runtime.start(id).await {
+    let output = match runtime.start(id, stdin).await {
         Ok(o) => o,
         Err(e) => {
             return Driven {
@@ -353,7 +287,7 @@ async fn drive<R: Runtime, S: LogSink>(
     let deadline = Instant::now() + job.timeout();
     let grace = job.cancel_grace;
     let mut stop = control.subscribe();
-    let mut stopped: Option<Stopped> = None;
+    let mut stopped: Option<Stop> = None;
     let mut kill_at: Option<Instant> = None;
     let mut pump_end: Option<PumpEnd> = None;
     let wait = runtime.wait(id);
@@ -366,7 +300,7 @@ async fn drive<R: Runtime, S: LogSink>(
             exit = &mut wait => break exit,
             () = tokio::time::sleep_until(deadline), if stopped.is_none() => {
                 tracing::info!(run = %job.assignment.run_id, timeout = ?job.timeout(), "run timed out; stopping it");
-                stopped = Some(Stopped::TimedOut);
+                stopped = Some(Stop::Timeout);
                 send = Some(StopSignal::Terminate);
                 kill_at = Some(Instant::now() + grace);
             }
@@ -378,7 +312,7 @@ async fn drive<R: Runtime, S: LogSink>(
                 let end = end.unwrap_or_else(|e| PumpEnd { error: Some(crate::runtime::RuntimeError::Engine { operation: "output", message: e.to_string() }), ..PumpEnd::default() });
                 if let Some(e) = &end.error {
                     // Without its output stream the run cannot be observed: end it.
-                    stopped = escalate(stopped, Stopped::Failed(format!("lost the command's output: {e}")));
+                    stopped = Stop::escalate(stopped, Stop::Fail(format!("lost the command's output: {e}")));
                     send = Some(StopSignal::Kill);
                     kill_at = None;
                 }
@@ -390,27 +324,16 @@ async fn drive<R: Runtime, S: LogSink>(
                 }
                 let request = stop.borrow_and_update().clone();
                 match request {
-                    StopRequest::None => {}
-                    StopRequest::Cancel => {
-                        if stopped.is_none() {
-                            tracing::info!(run = %job.assignment.run_id, "run canceled; stopping it");
-                            stopped = Some(Stopped::Canceled);
-                            send = Some(StopSignal::Terminate);
-                            kill_at = Some(Instant::now() + grace);
-                        }
+                    // A polite stop, unless the run is already being stopped.
+                    Some(polite @ (Stop::Cancel | Stop::Timeout)) if stopped.is_none() => {
+                        tracing::info!(run = %job.assignment.run_id, "run canceled; stopping it");
+                        stopped = Some(polite);
+                        send = Some(StopSignal::Terminate);
+                        kill_at = Some(Instant::now() + grace);
                     }
-                    StopRequest::Shutdown => {
-                        stopped = escalate(stopped, Stopped::Shutdown);
-                        send = Some(StopSignal::Kill);
-                        kill_at = None;
-                    }
-                    StopRequest::Fail(message) => {
-                        stopped = escalate(stopped, Stopped::Failed(message));
-                        send = Some(StopSignal::Kill);
-                        kill_at = None;
-                    }
-                    StopRequest::Abandon => {
-                        stopped = escalate(stopped, Stopped::Abandoned);
+                    None | Some(Stop::Cancel | Stop::Timeout) => {}
+                    Some(hard @ (Stop::Shutdown | Stop::Fail(_) | Stop::Abandon)) => {
+                        stopped = Stop::escalate(stopped, hard);
                         send = Some(StopSignal::Kill);
                         kill_at = None;
                     }
@@ -444,9 +367,9 @@ async fn drive<R: Runtime, S: LogSink>(
     if pump_end.is_none() {
         pump_end = tokio::select! {
             end = &mut pump => end.ok(),
-            _ = stop.wait_for(StopRequest::is_abandon) => {
+            _ = stop.wait_for(is_abandoned) => {
                 pump.abort();
-                stopped = escalate(stopped, Stopped::Abandoned);
+                stopped = Stop::escalate(stopped, Stop::Abandon);
                 None
             }
         };
@@ -465,31 +388,14 @@ async fn sleep_until_opt(at: Option<Instant>) {
     }
 }
 
-/// The stronger of two reasons: abandonment beats failure beats shutdown beats
-/// the first of cancel and timeout.
-fn escalate(current: Option<Stopped>, new: Stopped) -> Option<Stopped> {
-    fn rank(s: &Stopped) -> u8 {
-        match s {
-            Stopped::Canceled | Stopped::TimedOut => 1,
-            Stopped::Shutdown => 2,
-            Stopped::Failed(_) => 3,
-            Stopped::Abandoned => 4,
-        }
-    }
-    match current {
-        Some(c) if rank(&c) >= rank(&new) => Some(c),
-        _ => Some(new),
-    }
-}
-
 fn conclude(
-    result: Result<(ExitState, Option<Stopped>), String>,
+    result: Result<(ExitState, Option<Stop>), String>,
     pump: Option<PumpEnd>,
     upload: &UploadEnd,
     control: &RunControl,
     redact: impl Fn(String) -> String,
 ) -> Outcome {
-    if control.current().is_abandon() {
+    if is_abandoned(&control.current()) {
         return Outcome::Abandoned;
     }
     let next_seq = pump.as_ref().map_or(upload.acked, |p| p.next_seq);
@@ -499,7 +405,7 @@ fn conclude(
     };
     // A failure raised after the command exited (e.g. the last upload refused).
     let stopped = match control.current() {
-        StopRequest::Fail(m) => escalate(stopped, Stopped::Failed(m)),
+        Some(failed @ Stop::Fail(_)) => Stop::escalate(stopped, failed),
         _ => stopped,
     };
     // The init shim exits 125-127 after one `sealrun-init: ...` line on stderr when
@@ -512,14 +418,14 @@ fn conclude(
             shim_codes.contains(&exit.exit_code) && !exit.oom_killed
         });
     let (status, error) = match stopped {
-        Some(Stopped::Abandoned) => return Outcome::Abandoned,
-        Some(Stopped::Failed(m)) => (RunStatus::Error, Some(redact(m))),
-        Some(Stopped::Shutdown) => (
+        Some(Stop::Abandon) => return Outcome::Abandoned,
+        Some(Stop::Fail(m)) => (RunStatus::Error, Some(redact(m))),
+        Some(Stop::Shutdown) => (
             RunStatus::Error,
             Some("killed: the agent shut down and the command outlived its grace period".into()),
         ),
-        Some(Stopped::TimedOut) => (RunStatus::TimedOut, None),
-        Some(Stopped::Canceled) => (RunStatus::Canceled, None),
+        Some(Stop::Timeout) => (RunStatus::TimedOut, None),
+        Some(Stop::Cancel) => (RunStatus::Canceled, None),
         None if exit.oom_killed => (RunStatus::Failed, Some("OOM killed".into())),
         None if init_error.is_some() => (
             RunStatus::Error,
@@ -547,17 +453,6 @@ fn conclude(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stop_requests_only_escalate() {
-        let c = RunControl::new();
-        c.request(StopRequest::Shutdown);
-        c.request(StopRequest::Cancel);
-        assert_eq!(c.current(), StopRequest::Shutdown);
-        c.request(StopRequest::Abandon);
-        c.request(StopRequest::Fail("x".into()));
-        assert_eq!(c.current(), StopRequest::Abandon);
-    }
 
     #[test]
     fn the_agent_cap_shortens_a_runs_timeout_but_never_lengthens_it() {
@@ -664,7 +559,7 @@ mod tests {
             oom_killed: false,
         };
         let outcome = conclude(
-            Ok((exit, Some(Stopped::Canceled))),
+            Ok((exit, Some(Stop::Cancel))),
             None,
             &UploadEnd::default(),
             &RunControl::new(),
@@ -679,7 +574,7 @@ mod tests {
     #[test]
     fn an_abandoned_run_reports_nothing() {
         let c = RunControl::new();
-        c.request(StopRequest::Abandon);
+        c.request(Stop::Abandon);
         let exit = ExitState {
             exit_code: 0,
             oom_killed: false,

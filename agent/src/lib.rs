@@ -29,6 +29,10 @@
 //! - [`daemon`]: enrollment, connection, the poll loop, heartbeats, shutdown.
 //! - [`executor`]: one run from assignment to outcome; policy (timeouts, cancel,
 //!   what to report).
+//! - [`control`]: run control: the one [`control::Stop`] type (its variant order
+//!   is its precedence) and the [`control::RunControl`] handle through which the
+//!   daemon and the uploader stop a run. It imports nothing from the agent, so
+//!   the executor and the uploader both use it without importing each other.
 //! - [`runtime`]: the trait a container runtime implements; [`docker`] implements
 //!   it with bollard and documents the container hardening and how secrets
 //!   reach the command (a bundle on stdin, read by the `sealrun-init` shim, never
@@ -44,6 +48,7 @@
 
 pub mod backoff;
 pub mod client;
+pub mod control;
 pub mod daemon;
 pub mod docker;
 pub mod executor;

@@ -110,13 +110,14 @@ pub struct PumpEnd {
     /// Set when the output stream failed before its end.
     pub error: Option<RuntimeError>,
     /// The first line of stderr, unredacted, when it is a line the init shim
-    /// writes when it fails (it starts with [`INIT_ERROR_PREFIX`]). Whether the
+    /// writes when it fails (it starts with [`sealrun_init::ERROR_PREFIX`]). Whether the
     /// shim wrote it, rather than the command, is for the exit code to say.
     pub init_error: Option<String>,
 }
 
-/// How the line `sealrun-init` writes to stderr before it exits 125-127 begins.
-pub const INIT_ERROR_PREFIX: &[u8] = b"sealrun-init: ";
+/// How the line `sealrun-init` writes to stderr before it exits 125-127 begins
+/// (the shim's own constant, so the two sides cannot drift).
+const INIT_ERROR_PREFIX: &[u8] = sealrun_init::ERROR_PREFIX.as_bytes();
 
 /// The longest first line of stderr kept to look for the shim's error.
 const FIRST_LINE_MAX: usize = 1024;
@@ -283,6 +284,16 @@ mod tests {
             first_line(&[b"sealrun-init: error: no newline"]).as_deref(),
             Some("sealrun-init: error: no newline")
         );
+    }
+
+    #[test]
+    fn the_line_is_recognised_by_the_prefix_the_shim_exports() {
+        let line = format!("{}cannot execute x", sealrun_init::ERROR_PREFIX);
+        assert_eq!(
+            first_line(&[line.as_bytes()]).as_deref(),
+            Some(line.as_str())
+        );
+        assert_eq!(first_line(&[b"sealrun-init: a note, not an error\n"]), None);
     }
 
     #[test]

@@ -18,6 +18,7 @@ use sealrun_wire::agent::ResourceLimits;
 use sealrun_wire::log::StreamKind;
 use std::fmt;
 use std::future::Future;
+use zeroize::Zeroizing;
 
 /// Label naming the run a container executes.
 pub const RUN_LABEL: &str = "sealrun.run";
@@ -43,8 +44,9 @@ pub struct ContainerSpec {
     pub env: Vec<(String, String)>,
     /// Opened secrets the command receives. How they are delivered is the runtime's
     /// business, which is why they are not folded into `env`: the Docker runtime
-    /// writes them to the `sealrun-init` shim's stdin after start, never into the
-    /// container's configuration.
+    /// encodes them into the [`StdinBundle`] that `create` returns and `start`
+    /// writes to the `sealrun-init` shim's stdin, never into the container's
+    /// configuration.
     pub secrets: Vec<(String, Secret)>,
     /// Memory, CPU and process limits.
     pub limits: ResourceLimits,
@@ -80,6 +82,61 @@ impl fmt::Display for ContainerId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// What a unit reads on its stdin when it starts: for the Docker runtime, the
+/// encoded [`sealrun_init::Bundle`] of the run's secrets.
+///
+/// It holds secrets, so its bytes are zeroized when it is dropped and its
+/// `Debug` shows only its length. [`Runtime::create`] hands it to the caller
+/// rather than keeping it, so that a runtime never stores a secret: whoever
+/// holds the unit's id holds its input, and dropping both (a run stopped before
+/// it started) wipes the input.
+pub struct StdinBundle(Zeroizing<Vec<u8>>);
+
+impl StdinBundle {
+    /// Wraps already encoded bytes (e.g. [`sealrun_init::Bundle::encode`]).
+    pub fn new(bytes: Zeroizing<Vec<u8>>) -> StdinBundle {
+        StdinBundle(bytes)
+    }
+
+    /// The bytes to write.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl From<Vec<u8>> for StdinBundle {
+    fn from(bytes: Vec<u8>) -> StdinBundle {
+        StdinBundle(Zeroizing::new(bytes))
+    }
+}
+
+impl fmt::Debug for StdinBundle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The bytes are secrets: show their size only.
+        write!(f, "StdinBundle({} bytes)", self.0.len())
+    }
+}
+
+/// A created (not yet started) unit, and the input [`Runtime::start`] must
+/// write to its stdin.
+#[derive(Debug)]
+pub struct Created {
+    /// The unit.
+    pub id: ContainerId,
+    /// What the unit reads on stdin when it starts; pass it to [`Runtime::start`].
+    pub stdin: StdinBundle,
 }
 
 /// One piece of a command's output, as the runtime read it.
@@ -164,19 +221,22 @@ pub trait Runtime: Send + Sync + 'static {
     fn ensure_image(&self, image: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
 
     /// Creates (does not start) the unit for `spec`, hardened as the runtime's
-    /// documentation says. Consumes the spec so that opened secrets are dropped, and
-    /// zeroized, as soon as the unit exists.
+    /// documentation says, and returns it with the input it must read on stdin
+    /// when it starts (the encoded secrets). Consumes the spec so that opened
+    /// secrets are dropped, and zeroized, as soon as the unit exists; the runtime
+    /// keeps no copy of them: the caller holds the only one, in [`Created::stdin`].
     fn create(
         &self,
         spec: ContainerSpec,
-    ) -> impl Future<Output = Result<ContainerId, RuntimeError>> + Send;
+    ) -> impl Future<Output = Result<Created, RuntimeError>> + Send;
 
     /// Attaches to the unit's stdout and stderr and then starts it, so that no byte
-    /// of output can be missed, and hands it the secrets of the spec it was
-    /// created from.
+    /// of output can be missed, and writes `stdin` (what [`Runtime::create`]
+    /// returned for this unit) to its standard input, then closes it.
     fn start(
         &self,
         id: &ContainerId,
+        stdin: StdinBundle,
     ) -> impl Future<Output = Result<OutputStream, RuntimeError>> + Send;
 
     /// Waits until the unit has exited and says how.

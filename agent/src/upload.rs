@@ -16,7 +16,7 @@
 
 use crate::backoff::Backoff;
 use crate::client::{ApiError, ControlPlane};
-use crate::executor::{RunControl, StopRequest};
+use crate::control::{RunControl, Stop, is_abandoned};
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
 use sealrun_wire::log::{LogChunk, LogUploadAck};
@@ -87,7 +87,7 @@ enum BatchError {
 async fn send_batch<S: LogSink>(
     sink: &S,
     batch: Arc<[LogChunk]>,
-    mut stop: watch::Receiver<StopRequest>,
+    mut stop: watch::Receiver<Option<Stop>>,
 ) -> Result<LogUploadAck, BatchError> {
     let mut backoff = Backoff::default();
     loop {
@@ -98,7 +98,7 @@ async fn send_batch<S: LogSink>(
                 tracing::debug!(error = %e, ?delay, "log upload failed; retrying");
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
-                    _ = stop.wait_for(StopRequest::is_abandon) => return Err(BatchError::Abandoned),
+                    _ = stop.wait_for(is_abandoned) => return Err(BatchError::Abandoned),
                 }
             }
             Err(e) => return Err(BatchError::Api(e)),
@@ -172,14 +172,14 @@ pub async fn upload_all<S: LogSink>(
             uploading && in_flight.len() < MAX_IN_FLIGHT && unconfirmed_bytes < WINDOW_BYTES;
         tokio::select! {
             biased;
-            _ = abandoned.wait_for(StopRequest::is_abandon), if uploading => {
+            _ = abandoned.wait_for(is_abandoned), if uploading => {
                 uploading = false;
                 in_flight.clear();
             }
             Some(result) = in_flight.next(), if !in_flight.is_empty() => match result {
                 Ok(ack) => {
                     if ack.cancel {
-                        control.request(StopRequest::Cancel);
+                        control.request(Stop::Cancel);
                     }
                     end.acked = end.acked.max(ack.next_seq);
                     while unconfirmed.front().is_some_and(|b| b.last().is_none_or(|c| c.seq < end.acked)) {
@@ -204,13 +204,13 @@ pub async fn upload_all<S: LogSink>(
                 }
                 Err(BatchError::Api(e)) if e.is_run_gone() => {
                     tracing::warn!(error = %e, "control plane no longer holds this run; abandoning it");
-                    control.request(StopRequest::Abandon);
+                    control.request(Stop::Abandon);
                     uploading = false;
                     in_flight.clear();
                 }
                 Err(BatchError::Api(e)) => {
                     tracing::error!(error = %e, "log upload refused");
-                    control.request(StopRequest::Fail(format!("log upload refused: {e}")));
+                    control.request(Stop::Fail(format!("log upload refused: {e}")));
                     uploading = false;
                     in_flight.clear();
                 }
@@ -365,7 +365,7 @@ mod tests {
         assert_eq!(end.acked, 50);
         assert_eq!(store.seqs(), (0..50).collect::<Vec<_>>());
         assert!(!end.gap);
-        assert_eq!(control.current(), StopRequest::None);
+        assert_eq!(control.current(), None);
     }
 
     #[tokio::test(start_paused = true)]
@@ -458,7 +458,7 @@ mod tests {
         });
         let (end, control) = run(&store, 20).await;
         assert_eq!(end.acked, 0);
-        assert_eq!(control.current(), StopRequest::Abandon);
+        assert_eq!(control.current(), Some(Stop::Abandon));
         assert_eq!(*store.calls.lock().unwrap(), 1, "a 409 is never retried");
     }
 
@@ -469,7 +469,7 @@ mod tests {
             message: "too big".into(),
         });
         let (_, control) = run(&store, 5).await;
-        assert!(matches!(control.current(), StopRequest::Fail(m) if m.contains("413")));
+        assert!(matches!(control.current(), Some(Stop::Fail(m)) if m.contains("413")));
         assert_eq!(*store.calls.lock().unwrap(), 1);
     }
 
@@ -491,7 +491,7 @@ mod tests {
         drop(tx);
         let control = RunControl::new();
         upload_all(&Cancels, rx, &control, &AtomicBool::new(false)).await;
-        assert_eq!(control.current(), StopRequest::Cancel);
+        assert_eq!(control.current(), Some(Stop::Cancel));
     }
 
     #[tokio::test(start_paused = true)]

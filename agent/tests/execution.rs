@@ -7,7 +7,8 @@ mod support;
 
 use base64::Engine as _;
 use bollard::query_parameters::InspectContainerOptions;
-use sealrun_agent::executor::{Outcome, RunControl, StopRequest, execute};
+use sealrun_agent::control::{RunControl, Stop};
+use sealrun_agent::executor::{Outcome, execute};
 use sealrun_agent::runtime::{ContainerSpec, Runtime};
 use sealrun_wire::log::StreamKind;
 use sealrun_wire::run::RunStatus;
@@ -110,7 +111,7 @@ async fn a_cancel_sends_sigterm_which_the_command_can_handle() {
     ]);
     j.cancel_grace = Duration::from_secs(20);
     let (task, sink, control) = start_until(&rt, j, "ready").await;
-    control.request(StopRequest::Cancel);
+    control.request(Stop::Cancel);
     let finish = task.await.unwrap();
     assert_eq!(finish.status, RunStatus::Canceled);
     assert_eq!(finish.exit_code, Some(3));
@@ -127,7 +128,7 @@ async fn a_cancel_kills_a_command_that_ignores_sigterm_after_the_grace_period() 
     ]);
     j.cancel_grace = Duration::from_millis(300);
     let (task, _, control) = start_until(&rt, j, "ready").await;
-    control.request(StopRequest::Cancel);
+    control.request(Stop::Cancel);
     let finish = task.await.unwrap();
     assert_eq!(finish.status, RunStatus::Canceled);
     assert_eq!(finish.exit_code, Some(137));
@@ -143,7 +144,7 @@ async fn a_shutdown_kills_the_command_at_once_and_reports_an_error() {
     ]);
     j.cancel_grace = Duration::from_secs(60);
     let (task, sink, control) = start_until(&rt, j, "ready").await;
-    control.request(StopRequest::Shutdown);
+    control.request(Stop::Shutdown);
     let finish = task.await.unwrap();
     assert_eq!(finish.status, RunStatus::Error);
     assert_eq!(finish.exit_code, Some(137));
@@ -163,7 +164,7 @@ async fn an_abandoned_run_is_killed_and_removed_and_reports_nothing() {
         tokio::spawn(async move { execute(&rt, j, sink, control).await })
     };
     wait_until(30, "ready", || sink.stdout().contains("ready")).await;
-    control.request(StopRequest::Abandon);
+    control.request(Stop::Abandon);
     assert_eq!(task.await.unwrap(), Outcome::Abandoned);
     assert_no_container_left(&rt, &agent_id).await;
 }
@@ -268,7 +269,7 @@ async fn a_cancel_during_a_stalled_image_pull_ends_the_run_at_once() {
     };
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(!task.is_finished(), "the pull did not stall");
-    control.request(StopRequest::Cancel);
+    control.request(Stop::Cancel);
     let finish = tokio::time::timeout(Duration::from_secs(10), task)
         .await
         .unwrap()
@@ -354,10 +355,10 @@ async fn orphans_of_this_agent_are_removed_and_other_agents_containers_are_kept(
         user: None,
     };
     let (mine, other) = (support::agent_id(), support::agent_id());
-    let left_behind = rt.create(spec(&mine)).await.unwrap();
+    let left_behind = rt.create(spec(&mine)).await.unwrap().id;
     let running = rt.create(spec(&mine)).await.unwrap();
-    drop(rt.start(&running).await.unwrap());
-    let kept = rt.create(spec(&other)).await.unwrap();
+    drop(rt.start(&running.id, running.stdin).await.unwrap());
+    let kept = rt.create(spec(&other)).await.unwrap().id;
 
     assert_eq!(rt.remove_orphans(&mine).await.unwrap(), 2);
     assert_no_container_left(&rt, &mine).await;

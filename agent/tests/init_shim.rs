@@ -7,10 +7,12 @@
 
 mod support;
 
+use sealrun_agent::control::{RunControl, Stop};
 use sealrun_agent::docker::DockerRuntime;
-use sealrun_agent::executor::{Outcome, RunControl, StopRequest, execute};
+use sealrun_agent::executor::{Outcome, execute};
 use sealrun_agent::runtime::{
-    ContainerId, ContainerSpec, ExitState, OutputStream, Runtime, RuntimeError, StopSignal,
+    ContainerId, ContainerSpec, Created, ExitState, OutputStream, Runtime, RuntimeError,
+    StdinBundle, StopSignal,
 };
 use sealrun_wire::agent::FinishRequest;
 use sealrun_wire::run::RunStatus;
@@ -142,7 +144,7 @@ async fn a_cancel_forwards_sigterm_through_the_shim_to_a_command_that_traps_it()
     j.cancel_grace = Duration::from_secs(30);
     let started = std::time::Instant::now();
     let (task, sink, control) = start_until(&rt, j, "ready").await;
-    control.request(StopRequest::Cancel);
+    control.request(Stop::Cancel);
     let finish = task.await.unwrap();
     assert_eq!(
         (finish.status, finish.exit_code),
@@ -165,7 +167,7 @@ async fn a_cancel_sigkills_a_command_that_ignores_sigterm_once_the_grace_period_
     ]);
     j.cancel_grace = Duration::from_millis(800);
     let (task, sink, control) = start_until(&rt, j, "ready").await;
-    control.request(StopRequest::Cancel);
+    control.request(Stop::Cancel);
     let finish = task.await.unwrap();
     assert_eq!(
         (finish.status, finish.exit_code),
@@ -211,11 +213,18 @@ impl Runtime for BadBundle {
     async fn ensure_image(&self, image: &str) -> Result<(), RuntimeError> {
         self.inner.ensure_image(image).await
     }
-    async fn create(&self, spec: ContainerSpec) -> Result<ContainerId, RuntimeError> {
+    async fn create(&self, spec: ContainerSpec) -> Result<Created, RuntimeError> {
         self.inner.create(spec).await
     }
-    async fn start(&self, id: &ContainerId) -> Result<OutputStream, RuntimeError> {
-        self.inner.start_with_stdin(id, &self.input).await
+    async fn start(
+        &self,
+        id: &ContainerId,
+        _encoded: StdinBundle,
+    ) -> Result<OutputStream, RuntimeError> {
+        // The bundle `create` encoded is dropped (and zeroized) unwritten.
+        self.inner
+            .start(id, StdinBundle::from(self.input.clone()))
+            .await
     }
     async fn wait(&self, id: &ContainerId) -> Result<ExitState, RuntimeError> {
         self.inner.wait(id).await

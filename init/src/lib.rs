@@ -76,8 +76,10 @@
 //! | 127 ([`EXIT_NOT_FOUND`]) | the command was not found (on `PATH`, or at the path given) |
 //!
 //! The command can exit 125-127 itself; when the shim does, it has first written
-//! one line starting with `sealrun-init: ` to stderr. That line never contains
-//! bundle content (neither names nor values).
+//! one line starting with [`ERROR_PREFIX`] (`sealrun-init: error: `) to stderr.
+//! That line never contains bundle content (neither names nor values). The
+//! agent looks for that prefix on the first line of stderr, so both sides use
+//! the constant rather than each spelling it.
 //!
 //! # Signals and processes
 //!
@@ -118,3 +120,8 @@ pub const EXIT_NOT_EXECUTABLE: i32 = 126;
 pub const EXIT_NOT_FOUND: i32 = 127;
 /// Added to the signal number when the command is killed by a signal.
 pub const EXIT_SIGNAL_BASE: i32 = 128;
+
+/// How the one line the shim writes to stderr when it fails (exit 125-127)
+/// begins. The shim writes it; the agent recognises the shim's failure by it
+/// (together with the exit code, since a command could print it too).
+pub const ERROR_PREFIX: &str = "sealrun-init: error: ";

@@ -14,7 +14,7 @@ use std::ffi::{OsStr, OsString};
 use std::fmt::Arguments;
 use std::process::exit;
 
-use sealrun_init::EXIT_INIT_FAILED;
+use sealrun_init::{ERROR_PREFIX, EXIT_INIT_FAILED};
 
 use crate::supervisor::Signals;
 
@@ -69,8 +69,8 @@ fn fail(message: Arguments<'_>) -> i32 {
     fail_with(EXIT_INIT_FAILED, message)
 }
 
-/// Writes `sealrun-init: error: MESSAGE` as one line on stderr and returns `code`.
+/// Writes [`ERROR_PREFIX`] and `message` as one line on stderr and returns `code`.
 fn fail_with(code: i32, message: Arguments<'_>) -> i32 {
-    eprintln!("sealrun-init: error: {message}");
+    eprintln!("{ERROR_PREFIX}{message}");
     code
 }

@@ -5,8 +5,9 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use sealrun_agent::client::ApiError;
+use sealrun_agent::control::RunControl;
 use sealrun_agent::docker::DockerRuntime;
-use sealrun_agent::executor::{Job, Outcome, RunControl, execute};
+use sealrun_agent::executor::{Job, Outcome, execute};
 use sealrun_agent::runtime::Runtime;
 use sealrun_agent::upload::LogSink;
 use sealrun_vault::TargetKeypair;
