@@ -57,11 +57,16 @@ use bollard::query_parameters::{
 use futures_util::StreamExt as _;
 use sealrun_init::{Bundle, CONTAINER_PATH, ENTRYPOINT};
 use sealrun_wire::log::StreamKind;
+use sealrun_wire::names;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt as _;
 use zeroize::Zeroizing;
+
+// Every name the shared rule accepts must fit the shim's bundle, or a run with a
+// valid but long secret name would fail only at create time.
+const _: () = assert!(names::MAX_ENV_VAR_LEN <= sealrun_init::MAX_NAME_LEN);
 
 /// Mount options of the container's `/tmp`.
 pub const TMPFS_OPTIONS: &str = "rw,noexec,nosuid,nodev,size=64m,mode=1777";
@@ -272,8 +277,11 @@ fn container_body(
     }
 
     let mut env: Vec<String> = Vec::with_capacity(spec.env.len());
+    // The same rule the control plane applied when the run was submitted
+    // (`sealrun_wire::names::env_var`), checked again here because this is where
+    // a name becomes part of a container's environment.
     for (name, value) in &spec.env {
-        check_env_name(name)?;
+        names::env_var(name)?;
         if value.contains('\0') {
             return invalid(format!("environment variable {name} contains a NUL byte"));
         }
@@ -284,7 +292,7 @@ fn container_body(
     // at NUL); the codec's errors never quote a value, and we add the name.
     let mut bundle = Bundle::new();
     for (name, secret) in &spec.secrets {
-        check_env_name(name)?;
+        names::env_var(name)?;
         bundle.push_env(name, secret.expose()).map_err(|e| {
             RuntimeError::InvalidSpec(format!(
                 "secret {name} cannot be passed to the command: {e}"
@@ -357,19 +365,6 @@ fn container_body(
         ..Default::default()
     };
     Ok((body, bundle.encode()))
-}
-
-fn check_env_name(name: &str) -> Result<(), RuntimeError> {
-    let mut chars = name.chars();
-    let ok = matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic())
-        && chars.all(|c| c == '_' || c.is_ascii_alphanumeric());
-    if ok {
-        Ok(())
-    } else {
-        Err(RuntimeError::InvalidSpec(format!(
-            "{name:?} is not a valid environment variable name"
-        )))
-    }
 }
 
 impl Runtime for DockerRuntime {
@@ -713,6 +708,31 @@ mod tests {
         assert!(body(&s).is_err());
         s.env = vec![("1A".into(), "x".into())];
         assert!(body(&s).is_err());
+    }
+
+    #[test]
+    fn an_invalid_name_is_refused_by_the_shared_env_var_rule() {
+        let mut s = spec();
+        s.secrets = vec![("A-B".into(), Secret::new(b"s3cr3t-value".to_vec()))];
+        let err = body(&s).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                RuntimeError::InvalidName(names::NameError::EnvVar { name }) if name == "A-B"
+            ),
+            "{err:?}"
+        );
+        let mut s = spec();
+        s.env = vec![("X".repeat(names::MAX_ENV_VAR_LEN + 1), "1".into())];
+        assert!(matches!(body(&s), Err(RuntimeError::InvalidName(_))));
+    }
+
+    #[test]
+    fn every_name_the_shared_rule_accepts_fits_the_shims_bundle() {
+        let mut bundle = Bundle::new();
+        let longest = "X".repeat(names::MAX_ENV_VAR_LEN);
+        assert!(names::env_var(&longest).is_ok());
+        assert!(bundle.push_env(&longest, b"value").is_ok());
     }
 
     #[test]

@@ -198,9 +198,12 @@ pub enum RuntimeError {
         /// What the engine said.
         message: String,
     },
-    /// The spec cannot be turned into a unit (e.g. a secret that is not text).
+    /// The spec cannot be turned into a unit (e.g. a secret holding NUL).
     #[error("{0}")]
     InvalidSpec(String),
+    /// An environment variable or secret name breaks the shared name rule.
+    #[error(transparent)]
+    InvalidName(#[from] sealrun_wire::names::NameError),
     /// The engine is unreachable or refused an operation.
     #[error("container engine error during {operation}: {message}")]
     Engine {

@@ -9,6 +9,7 @@ use anyhow::Result;
 use reqwest::Method;
 use sealrun_wire::log::LogPage;
 use sealrun_wire::run::{RunList, RunStatus, RunView};
+use sealrun_wire::shell;
 use std::process::ExitCode;
 
 pub async fn run(cmd: RunsCommand) -> Result<ExitCode> {
@@ -62,7 +63,7 @@ pub async fn run(cmd: RunsCommand) -> Result<ExitCode> {
                     r.source.as_str().to_owned(),
                     r.submitter,
                     output::time(r.created_at_ms),
-                    shell_words(&r.argv),
+                    shell::join(&r.argv),
                 ]);
             }
             t.print()?;
@@ -79,7 +80,7 @@ pub async fn run(cmd: RunsCommand) -> Result<ExitCode> {
             println!("id:        {}", r.id);
             println!("target:    {}", r.target);
             println!("image:     {}", r.image);
-            println!("command:   {}", shell_words(&r.argv));
+            println!("command:   {}", shell::join(&r.argv));
             println!("secrets:   {}", r.secrets.join(", "));
             println!("status:    {}", r.status);
             println!(
@@ -151,31 +152,5 @@ pub async fn run(cmd: RunsCommand) -> Result<ExitCode> {
             eprintln!("cancel requested for run {id}");
             Ok(ExitCode::SUCCESS)
         }
-    }
-}
-
-/// Shows argv the way a shell user would type it.
-fn shell_words(argv: &[String]) -> String {
-    argv.iter()
-        .map(|a| {
-            if !a.is_empty()
-                && a.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@%+".contains(&b))
-            {
-                a.clone()
-            } else {
-                format!("'{}'", a.replace('\'', r"'\''"))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn commands_print_quoted_like_a_shell() {
-        let argv = ["sh", "-c", "echo it's $X"].map(String::from);
-        assert_eq!(super::shell_words(&argv), r"sh -c 'echo it'\''s $X'");
     }
 }

@@ -94,17 +94,11 @@ pub async fn run(cmd: SecretCommand) -> Result<()> {
     }
 }
 
-/// Secret names become environment variable names.
+/// Secret names become environment variable names: the rule the control plane
+/// and the agent apply too, checked here before the value is read.
 fn check_name(name: &str) -> Result<()> {
-    let mut chars = name.chars();
-    let ok = matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if !ok {
-        bail!(
-            "`{name}` is not a valid secret name: use letters, digits and _ (it becomes an env var)"
-        );
-    }
-    Ok(())
+    sealrun_wire::names::env_var(name)
+        .with_context(|| format!("`{name}` is not a valid secret name (it becomes an env var)"))
 }
 
 /// Reads the value from stdin, or a hidden prompt on a terminal. One trailing

@@ -3,7 +3,10 @@
 //!
 //! This crate is the only thing the agent and the server share, which is what
 //! keeps the dependency arrow pointing one way: `agent -> wire <- api`.
-//! It holds data and (de)serialisation only; no I/O and no policy.
+//! It holds data and (de)serialisation only, no I/O, and the few pure rules
+//! that every side must apply identically, so that each is written once:
+//! [`names`] (object names, labels, environment variable names) and [`shell`]
+//! (splitting typed command lines into words, quoting an argv for display).
 //!
 //! ```
 //! use sealrun_wire::run::{RunRequest, RunSource};
@@ -24,7 +27,9 @@ pub mod audit;
 pub mod bytes;
 pub mod error;
 pub mod log;
+pub mod names;
 pub mod run;
+pub mod shell;
 pub mod slack;
 
 pub use bytes::Base64Bytes;
