@@ -9,7 +9,6 @@ use sealrun_wire::ErrorBody;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::path::PathBuf;
-use std::time::Duration;
 
 /// Where and as whom to connect.
 #[derive(Clone)]
@@ -72,18 +71,12 @@ impl Client {
                 conn.url
             );
         }
-        let mut builder = reqwest::Client::builder()
-            .use_rustls_tls()
-            .connect_timeout(Duration::from_secs(10))
-            .user_agent(concat!("sealrun-cli/", env!("CARGO_PKG_VERSION")));
-        if let Some(path) = &conn.ca_cert {
-            let pem = std::fs::read(path)
-                .with_context(|| format!("cannot read CA certificate {}", path.display()))?;
-            let cert = reqwest::Certificate::from_pem(&pem)
-                .with_context(|| format!("{} is not a PEM certificate", path.display()))?;
-            builder = builder.add_root_certificate(cert);
-        }
-        let http = builder.build().context("cannot set up the HTTPS client")?;
+        // The agent's rule, so the CLI and the agent trust the same servers:
+        // only the given CA (pinning), else the system's CA bundle.
+        let http = sealrun_agent::https::client_builder(conn.ca_cert.as_deref())?
+            .user_agent(concat!("sealrun-cli/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .context("cannot set up the HTTPS client")?;
         Ok(Client { conn, http })
     }
 

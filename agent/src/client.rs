@@ -1,11 +1,13 @@
 //! The agent's side of the agent protocol (see `sealrun_wire::agent`): one HTTPS
-//! client, pinned to the control plane's CA when one is given.
+//! client, pinned to the control plane's CA when one is given (the rule of
+//! [`crate::https`], which the CLI follows too).
 //!
 //! Every call is a single attempt; [`ApiError::is_retryable`] tells callers which
 //! failures to retry (with [`crate::backoff`]): transport errors, `5xx`, `408` and
 //! `429`. Every other `4xx` is final: retrying a refusal cannot make it succeed.
 
-use reqwest::{Certificate, StatusCode, Url};
+use crate::https;
+use reqwest::{StatusCode, Url};
 use sealrun_wire::agent::{
     AgentSettings, Assignment, ConnectRequest, FinishRequest, Heartbeat, HeartbeatAck, PollRequest,
     RegisterRequest, Registered,
@@ -22,12 +24,6 @@ use zeroize::Zeroizing;
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Slack added to the server's poll hold time before the client gives up.
 const POLL_SLACK: Duration = Duration::from_secs(15);
-/// Where Debian/Ubuntu, Fedora/RHEL and Alpine keep the system CA bundle.
-const SYSTEM_CA_BUNDLES: [&str; 3] = [
-    "/etc/ssl/certs/ca-certificates.crt",
-    "/etc/pki/tls/certs/ca-bundle.crt",
-    "/etc/ssl/cert.pem",
-];
 
 /// A failed call to the control plane.
 #[derive(Debug, thiserror::Error)]
@@ -132,23 +128,19 @@ pub enum ClientError {
     Tls(String),
 }
 
-fn load_certificates(path: &Path) -> Result<Vec<Certificate>, ClientError> {
-    let ca_error = |message: String| ClientError::Ca {
-        path: path.display().to_string(),
-        message,
-    };
-    let pem = std::fs::read(path).map_err(|e| ca_error(e.to_string()))?;
-    let certs = Certificate::from_pem_bundle(&pem).map_err(|e| ca_error(e.to_string()))?;
-    if certs.is_empty() {
-        return Err(ca_error("no PEM certificate in the file".into()));
+impl From<https::CaError> for ClientError {
+    fn from(e: https::CaError) -> Self {
+        ClientError::Ca {
+            path: e.path,
+            message: e.message,
+        }
     }
-    Ok(certs)
 }
 
 impl ControlPlane {
     /// A client for `server_url`. With `ca_cert`, the client trusts that CA and
     /// nothing else (pinning); without it, the system's CA bundle
-    /// (`SSL_CERT_FILE`, or the usual distribution paths).
+    /// (`SSL_CERT_FILE`, or the usual distribution paths): see [`crate::https`].
     pub fn new(server_url: &str, ca_cert: Option<&Path>) -> Result<ControlPlane, ClientError> {
         let mut base = Url::parse(server_url)
             .ok()
@@ -159,39 +151,16 @@ impl ControlPlane {
             let path = format!("{}/", base.path());
             base.set_path(&path);
         }
-        let roots = match ca_cert {
-            Some(path) => load_certificates(path)?,
-            None => {
-                let from_env = std::env::var_os("SSL_CERT_FILE").map(std::path::PathBuf::from);
-                let bundle = from_env
-                    .into_iter()
-                    .chain(SYSTEM_CA_BUNDLES.iter().map(std::path::PathBuf::from))
-                    .find(|p| p.is_file())
-                    .ok_or_else(|| ClientError::Ca {
-                        path: "(system bundle)".into(),
-                        message: "no system CA bundle found: pass the control plane's CA file"
-                            .into(),
-                    })?;
-                load_certificates(&bundle)?
-            }
-        };
         let mut headers = reqwest::header::HeaderMap::new();
         headers.insert(
             PROTOCOL_VERSION_HEADER,
             reqwest::header::HeaderValue::from(PROTOCOL_VERSION),
         );
-        let mut builder = reqwest::Client::builder()
-            .use_rustls_tls()
-            .https_only(true)
-            .tls_built_in_root_certs(false)
-            .connect_timeout(Duration::from_secs(10))
+        let builder = https::client_builder(ca_cert)?
             .tcp_keepalive(Duration::from_secs(30))
             .pool_idle_timeout(Duration::from_secs(90))
             .user_agent(concat!("sealrun-agent/", env!("CARGO_PKG_VERSION")))
             .default_headers(headers);
-        for cert in roots {
-            builder = builder.add_root_certificate(cert);
-        }
         let http = builder
             .build()
             .map_err(|e| ClientError::Tls(ApiError::from(e).to_string()))?;

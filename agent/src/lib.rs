@@ -39,7 +39,9 @@
 //!   the container's configuration); [`init`] finds and checks the shim.
 //! - [`output`] and [`upload`]: redaction, batching, the bounded buffer and the
 //!   uploader, which together give backpressure instead of loss.
-//! - [`client`]: the HTTPS client of the agent protocol; [`backoff`]: its retries.
+//! - [`client`]: the HTTPS client of the agent protocol; [`backoff`]: its retries;
+//!   [`https`]: which servers it trusts (a pinned CA, else the system bundle),
+//!   the one rule the `sealrun` CLI's client follows too.
 //! - [`state`]: the state directory (identity file and key files).
 //!
 //! The agent depends on `sealrun-wire` for the protocol and never on the server.
@@ -52,6 +54,7 @@ pub mod control;
 pub mod daemon;
 pub mod docker;
 pub mod executor;
+pub mod https;
 pub mod init;
 pub mod output;
 pub mod runtime;
