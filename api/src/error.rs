@@ -1,44 +1,22 @@
 //! Errors: [`Error`] for starting and running a server, [`ApiError`] for the
-//! answer to one HTTP request.
+//! answer to one HTTP request, and the one place a domain error becomes an
+//! HTTP status (`From<sealrun_control::Error> for ApiError`).
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use sealrun_control::OpenError;
 use sealrun_wire::ErrorBody;
 use std::io;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 /// Why a control plane could not start, run, or create an org.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
-    /// The data directory could not be created or secured.
-    #[error("data directory {path}: {source}")]
-    DataDir {
-        /// The directory.
-        path: PathBuf,
-        /// The cause.
-        source: io::Error,
-    },
-    /// The database could not be opened, migrated or written.
-    #[error("database {path}: {source}")]
-    Database {
-        /// The database file.
-        path: PathBuf,
-        /// The cause.
-        source: rusqlite::Error,
-    },
-    /// The database was written by a newer sealrun.
-    #[error(
-        "database {path} has schema version {found}, but this sealrun knows only up to {known}: upgrade sealrun"
-    )]
-    SchemaTooNew {
-        /// The database file.
-        path: PathBuf,
-        /// Its schema version.
-        found: i64,
-        /// The newest this build knows.
-        known: i64,
-    },
+    /// The data directory or database could not be opened (see
+    /// [`OpenError`]).
+    #[error(transparent)]
+    Open(OpenError),
     /// Certificates could not be generated, read or used.
     #[error("TLS: {0}")]
     Tls(String),
@@ -56,17 +34,19 @@ pub enum Error {
     /// A name (org, pool...) that does not follow the naming rules.
     #[error("{0}")]
     InvalidName(String),
-    /// The one-time admin token could not be written.
-    #[error("cannot write the admin token to {path}: {source}")]
-    TokenFile {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: io::Error,
-    },
     /// Serving failed.
     #[error("server: {0}")]
     Serve(io::Error),
+}
+
+impl From<OpenError> for Error {
+    fn from(e: OpenError) -> Error {
+        match e {
+            OpenError::OrgExists(name) => Error::OrgExists(name),
+            OpenError::InvalidName(message) => Error::InvalidName(message),
+            other => Error::Open(other),
+        }
+    }
 }
 
 /// A request that failed: an HTTP status and a one-line message for a human,
@@ -93,45 +73,32 @@ impl ApiError {
         ApiError::new(StatusCode::UNAUTHORIZED, message)
     }
 
-    pub(crate) fn forbidden(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::FORBIDDEN, message)
-    }
-
     pub(crate) fn not_found(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, message)
-    }
-
-    pub(crate) fn conflict(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::CONFLICT, message)
     }
 
     pub(crate) fn too_large(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, message)
     }
-
-    /// Hides the cause from the client (it may name files or SQL) and logs it.
-    pub(crate) fn internal(cause: impl std::fmt::Display) -> ApiError {
-        tracing::error!(error = %cause, "internal error");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal error (see the server log)",
-        )
-    }
-
-    pub(crate) fn unavailable(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message)
-    }
 }
 
-impl From<rusqlite::Error> for ApiError {
-    fn from(e: rusqlite::Error) -> ApiError {
-        ApiError::internal(format_args!("database: {e}"))
-    }
-}
-
-impl From<serde_json::Error> for ApiError {
-    fn from(e: serde_json::Error) -> ApiError {
-        ApiError::internal(format_args!("stored JSON: {e}"))
+/// The one mapping of domain failures to HTTP statuses.
+impl From<sealrun_control::Error> for ApiError {
+    fn from(e: sealrun_control::Error) -> ApiError {
+        use sealrun_control::Error as E;
+        let status = match &e {
+            E::NotFound { .. } => StatusCode::NOT_FOUND,
+            E::Invalid(_) => StatusCode::BAD_REQUEST,
+            E::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            E::Conflict(_) => StatusCode::CONFLICT,
+            E::Forbidden(_) => StatusCode::FORBIDDEN,
+            E::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            E::LimitReached(_) => StatusCode::TOO_MANY_REQUESTS,
+            E::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            // The cause was logged where it happened.
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, e.to_string())
     }
 }
 

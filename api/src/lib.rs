@@ -1,11 +1,14 @@
-//! sealrun's control plane: the HTTPS API that operators submit runs to and
-//! agents inside private networks long-poll for work.
+//! sealrun's control plane at the edge: the HTTPS API that operators submit
+//! runs to and agents inside private networks long-poll for work, and the
+//! Slack integration.
 //!
-//! It keeps orgs, role-scoped tokens, agent pools, targets, sealed secrets it
-//! cannot read, a run queue with leases, redacted run output and a
-//! hash-chained audit trail, all in one SQLite database in one data
-//! directory. See `README.md` for the API, the run state machine and the
-//! trust boundaries, and `docs/openapi.yaml` for every route.
+//! This crate is an adapter over the domain crate `sealrun-control` (orgs,
+//! tokens, agents, targets, sealed secrets, the run queue, logs, the audit
+//! chain and their storage): routing, extractors that parse requests into
+//! typed values, TLS, metrics, and the one mapping of a domain error to an
+//! HTTP status (`From<sealrun_control::Error> for ApiError`). It holds no SQL
+//! and no rule of its own. See `README.md` for the API and
+//! `docs/openapi.yaml` for every route.
 //!
 //! ```
 //! use sealrun_api::{Server, ServerConfig};
@@ -50,27 +53,28 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-mod audit;
 mod auth;
 mod config;
-mod db;
-mod dispatch;
 mod error;
 mod extract;
-mod logs;
 mod metrics;
-mod names;
-mod org;
-mod queue;
 mod routes;
-mod schema;
 mod server;
 mod slack;
 mod state;
 mod tls;
-mod token;
 
-pub use config::{ServerConfig, Settings, TlsConfig};
+pub use config::{ServerConfig, TlsConfig};
 pub use error::Error;
-pub use org::create_org;
+pub use sealrun_control::{OpenError, Settings};
 pub use server::Server;
+
+/// Creates the org `name` in the data directory `data_dir` and returns its
+/// one-time admin token. Works while a server is running on the same
+/// directory (SQLite serializes the two writers).
+///
+/// This is the offline `sealrun server create-org` command; the token is
+/// shown only here, the database keeps only its hash.
+pub fn create_org(data_dir: &std::path::Path, name: &str) -> Result<String, Error> {
+    Ok(sealrun_control::create_org(data_dir, name)?)
+}

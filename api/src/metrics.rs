@@ -1,6 +1,7 @@
 //! Prometheus metrics, written in the text exposition format by hand (a few
 //! counters and one histogram do not need a metrics framework).
 
+use sealrun_control::Gauges;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::Mutex;
@@ -23,14 +24,6 @@ pub(crate) struct Metrics {
     dispatch_count: AtomicU64,
     dispatch_sum_ms: AtomicU64,
     auth_failures: AtomicU64,
-}
-
-/// Gauges read from the database when scraped.
-#[derive(Debug, Default)]
-pub(crate) struct Gauges {
-    /// Runs per status name (every status present, zeros included).
-    pub(crate) runs_by_status: Vec<(&'static str, u64)>,
-    pub(crate) connected_agents: u64,
 }
 
 impl Metrics {

@@ -1,18 +1,15 @@
 //! Starting, running and stopping a control plane.
 
 use crate::config::ServerConfig;
-use crate::db::{self, Db, now_ms};
 use crate::error::Error;
-use crate::org::{self, DB_FILE};
-use crate::queue;
 use crate::routes;
-use crate::state::{AppState, Shared};
+use crate::state::AppState;
 use crate::tls;
+use sealrun_control::{Control, OpenOptions};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tokio::sync::watch;
 
 /// A bound control plane, ready to [`run`](Server::run).
 pub struct Server {
@@ -21,7 +18,7 @@ pub struct Server {
     tls: Arc<rustls::ServerConfig>,
     ca_cert: Option<PathBuf>,
     state: AppState,
-    stop: watch::Sender<bool>,
+    app: axum::Router,
 }
 
 impl std::fmt::Debug for Server {
@@ -42,7 +39,7 @@ impl Server {
         // crates); pin ring. Another caller having installed it is fine.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let blocking = config.clone();
-        let (db, tls) = tokio::task::spawn_blocking(move || prepare(&blocking))
+        let (control, tls) = tokio::task::spawn_blocking(move || prepare(blocking))
             .await
             .map_err(|e| Error::Serve(std::io::Error::other(e)))??;
         let listener =
@@ -56,18 +53,11 @@ impl Server {
         };
         listener.set_nonblocking(true).map_err(bind_err)?;
         let local_addr = listener.local_addr().map_err(bind_err)?;
-        let (stop, shutdown) = watch::channel(false);
-        let state = Arc::new(Shared {
-            db,
-            settings: config.settings,
-            wakeups: Default::default(),
-            watchers: Default::default(),
-            metrics: Default::default(),
-            failures: Default::default(),
-            auth: Default::default(),
-            slack: crate::slack::Slack::open(&config.data_dir)?,
-            shutdown,
-        });
+        let state = AppState {
+            control: Arc::new(control),
+            metrics: Arc::default(),
+        };
+        let app = routes::router(state.clone())?;
         tracing::info!(%local_addr, data_dir = %config.data_dir.display(), "control plane bound");
         Ok(Server {
             listener,
@@ -75,7 +65,7 @@ impl Server {
             tls: tls.config,
             ca_cert: tls.ca_cert,
             state,
-            stop,
+            app,
         })
     }
 
@@ -102,20 +92,21 @@ impl Server {
             listener,
             tls,
             state,
-            stop,
+            app,
             ..
         } = self;
         let handle = axum_server::Handle::new();
-        let grace = state.settings.shutdown_grace;
+        let grace = state.settings().shutdown_grace;
         let stopper = handle.clone();
+        let stopping = Arc::clone(&state.control);
         tokio::spawn(async move {
             shutdown.await;
             tracing::info!("shutting down");
-            let _ = stop.send(true);
+            stopping.begin_shutdown();
             stopper.graceful_shutdown(Some(grace));
         });
-        let sweeper = tokio::spawn(sweep_leases(Arc::clone(&state)));
-        let app = routes::router(Arc::clone(&state));
+        let sweeping = Arc::clone(&state.control);
+        let sweeper = tokio::spawn(async move { sweeping.sweep_leases().await });
         // TCP_NODELAY: answers are small and latency-bound; Nagle plus
         // delayed ACKs would add milliseconds to each of them.
         let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(
@@ -133,50 +124,20 @@ impl Server {
             Err(e) => Err(e),
         };
         sweeper.abort();
-        let closing = Arc::clone(&state);
-        let _ = tokio::task::spawn_blocking(move || closing.db.close()).await;
+        let closing = Arc::clone(&state.control);
+        let _ = tokio::task::spawn_blocking(move || closing.close()).await;
         served.map_err(Error::Serve)
     }
 }
 
 /// The blocking part of [`Server::bind`].
-fn prepare(config: &ServerConfig) -> Result<(Db, tls::Tls), Error> {
-    org::ensure_data_dir(&config.data_dir)?;
-    let path = config.data_dir.join(DB_FILE);
-    {
-        let mut conn = db::open_migrated(&path)?;
-        org::bootstrap(
-            &mut conn,
-            &path,
-            &config.org_name,
-            config.admin_token_file.as_ref(),
-        )?;
-    }
+fn prepare(config: ServerConfig) -> Result<(Control, tls::Tls), Error> {
+    let control = Control::open(OpenOptions {
+        data_dir: &config.data_dir,
+        org_name: &config.org_name,
+        admin_token_file: config.admin_token_file.as_deref(),
+        settings: config.settings.clone(),
+    })?;
     let tls = tls::load(&config.data_dir, &config.tls, &config.extra_hostnames)?;
-    Ok((Db::open(&path, config.settings.durable_commits)?, tls))
-}
-
-/// Turns runs whose lease lapsed into `lost`, every `lease_sweep_interval`.
-async fn sweep_leases(state: AppState) {
-    let mut tick = tokio::time::interval(state.settings.lease_sweep_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            () = state.shutting_down() => return,
-        }
-        match state
-            .db
-            .write(|conn| queue::expire_leases(conn, now_ms()))
-            .await
-        {
-            Ok(lost) => {
-                for run in &lost {
-                    tracing::warn!(run = %run, "lease expired: run lost");
-                    state.watchers.touch(run);
-                }
-            }
-            Err(e) => tracing::error!(error = %e.message, "lease sweep failed"),
-        }
-    }
+    Ok((control, tls))
 }

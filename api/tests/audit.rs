@@ -1,11 +1,11 @@
-//! The audit trail records every state change in a hash chain, and
-//! verification catches rows edited, deleted or reordered in the database.
+//! The audit trail records every state change in a hash chain and verifies
+//! online and offline. (Rows edited, deleted or reordered in the database
+//! behind the API are caught too: `control/tests/tampering.rs`.)
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
 use common::World;
-use rusqlite::Connection;
 use sealrun_wire::admin::Role;
 use sealrun_wire::audit::{AuditEntry, AuditPage, AuditVerification, verify_chain};
 use sealrun_wire::run::RunStatus;
@@ -56,10 +56,6 @@ async fn verify(w: &World) -> AuditVerification {
     w.admin.get("/v1/audit/verify").await.ok().parse()
 }
 
-fn db(w: &World) -> Connection {
-    Connection::open(w.server.db_path()).unwrap()
-}
-
 #[tokio::test]
 async fn every_state_change_is_in_the_chain_and_it_verifies_online_and_offline() {
     let w = busy_world().await;
@@ -91,97 +87,4 @@ async fn every_state_change_is_in_the_chain_and_it_verifies_online_and_offline()
     assert!(offline.ok);
     assert_eq!(offline.head, online.head);
     assert_eq!(online.head, entries.last().unwrap().hash);
-}
-
-#[tokio::test]
-async fn an_edited_audit_row_is_detected() {
-    let w = busy_world().await;
-    let n = db(&w)
-        .execute(
-            "UPDATE audit SET actor = 'token:someone-else' WHERE seq = 10",
-            [],
-        )
-        .unwrap();
-    assert_eq!(n, 1);
-    let v = verify(&w).await;
-    assert!(!v.ok);
-    assert_eq!(v.first_bad_seq, Some(10));
-    assert!(v.problem.unwrap().contains("altered"));
-}
-
-#[tokio::test]
-async fn an_edited_row_with_its_hash_recomputed_is_detected_at_the_next_row() {
-    let w = busy_world().await;
-    let conn = db(&w);
-    let mut e: AuditEntry = conn
-        .query_row(
-            "SELECT seq, at_ms, actor, action, subject, detail, prev_hash, hash FROM audit WHERE seq = 10",
-            [],
-            |r| {
-                Ok(AuditEntry {
-                    seq: r.get(0)?,
-                    at_ms: r.get(1)?,
-                    actor: r.get(2)?,
-                    action: r.get(3)?,
-                    subject: r.get(4)?,
-                    detail: r.get(5)?,
-                    prev_hash: r.get(6)?,
-                    hash: r.get(7)?,
-                })
-            },
-        )
-        .unwrap();
-    e.detail = "{}".into();
-    e.hash = e.compute_hash();
-    conn.execute(
-        "UPDATE audit SET detail = ?1, hash = ?2 WHERE seq = 10",
-        rusqlite::params![e.detail, e.hash],
-    )
-    .unwrap();
-    let v = verify(&w).await;
-    assert_eq!(v.first_bad_seq, Some(11));
-}
-
-#[tokio::test]
-async fn a_deleted_audit_row_is_detected() {
-    let w = busy_world().await;
-    assert_eq!(
-        db(&w)
-            .execute("DELETE FROM audit WHERE seq = 12", [])
-            .unwrap(),
-        1
-    );
-    let v = verify(&w).await;
-    assert!(!v.ok);
-    assert_eq!(v.first_bad_seq, Some(13));
-    assert!(v.problem.unwrap().contains("expected entry 12"));
-}
-
-#[tokio::test]
-async fn reordered_audit_rows_are_detected() {
-    let w = busy_world().await;
-    // Swap the positions of entries 8 and 9.
-    let conn = db(&w);
-    conn.execute_batch(
-        "BEGIN;
-         UPDATE audit SET seq = -1 WHERE seq = 8;
-         UPDATE audit SET seq = 8 WHERE seq = 9;
-         UPDATE audit SET seq = 9 WHERE seq = -1;
-         COMMIT;",
-    )
-    .unwrap();
-    let v = verify(&w).await;
-    assert!(!v.ok);
-    assert_eq!(v.first_bad_seq, Some(8));
-}
-
-#[tokio::test]
-async fn appends_after_tampering_do_not_hide_it() {
-    let w = busy_world().await;
-    db(&w)
-        .execute("UPDATE audit SET subject = 'x' WHERE seq = 5", [])
-        .unwrap();
-    w.admin.submit("db", &["true"], &[]).await;
-    let v = verify(&w).await;
-    assert_eq!(v.first_bad_seq, Some(5));
 }

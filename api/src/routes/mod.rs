@@ -5,10 +5,10 @@ mod admin;
 mod agent;
 mod audit;
 mod ops;
-pub(crate) mod runs;
+mod runs;
 mod targets;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Error};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
@@ -18,9 +18,9 @@ use axum::response::Response;
 use axum::routing::{get, post, put};
 
 /// Builds the router for `state`.
-pub(crate) fn router(state: AppState) -> Router {
-    let body_limit = state.settings.max_body_bytes;
-    Router::new()
+pub(crate) fn router(state: AppState) -> Result<Router, Error> {
+    let body_limit = state.settings().max_body_bytes;
+    Ok(Router::new()
         .route("/health", get(ops::health))
         .route("/metrics", get(ops::metrics))
         .route("/v1/whoami", get(admin::whoami))
@@ -68,12 +68,12 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/agent/runs/{id}/logs", post(agent::upload_logs))
         .route("/v1/agent/runs/{id}/finish", post(agent::finish))
         .route("/v1/agent/deregister", post(agent::deregister))
-        .merge(crate::slack::router())
+        .merge(crate::slack::router(state.clone())?)
         .route_layer(middleware::from_fn_with_state(state.clone(), track))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
-        .with_state(state)
+        .with_state(state))
 }
 
 /// Counts and logs every routed request by its route template.

@@ -1,27 +1,20 @@
 //! Runs as users see them: submit, list, inspect, cancel, read output.
 
-use crate::auth::User;
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::{JsonBody, Params, Segments};
-use crate::logs::{self, Page};
-use crate::queue::{self, Canceled, Submitter, VIEW_COLUMNS};
 use crate::state::AppState;
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use rusqlite::types::Value as SqlValue;
-use sealrun_wire::admin::Role;
+use sealrun_control::{Member, Page, RunFilter, RunWatch, User};
 use sealrun_wire::log::{LogEvent, LogPage};
 use sealrun_wire::run::{RunCreated, RunList, RunRequest, RunStatus, RunView};
 use serde::Deserialize;
-use std::sync::Arc;
 use std::time::Duration;
 
-const READERS: &[Role] = &[Role::Admin, Role::Operator, Role::Auditor];
-const DEFAULT_LIST: u32 = 50;
-const MAX_LIST: u32 = 500;
 /// A followed log with no news sends an empty line this often, so idle
 /// connections are not cut by proxies (clients skip empty lines).
 const FOLLOW_KEEPALIVE: Duration = Duration::from_secs(15);
@@ -29,11 +22,10 @@ const FOLLOW_KEEPALIVE: Duration = Duration::from_secs(15);
 /// `POST /v1/runs` (admin, operator).
 pub(crate) async fn submit(
     State(state): State<AppState>,
-    user: User,
+    Caller(user): Caller<User>,
     JsonBody(req): JsonBody<RunRequest>,
 ) -> Result<(StatusCode, Json<RunCreated>), ApiError> {
-    user.allow(&[Role::Admin, Role::Operator], "submit runs")?;
-    let id = enqueue(&state, user.org_id, user.name.clone(), user.actor(), req).await?;
+    let id = state.control.submit_run(&Member::from(&user), req).await?;
     Ok((
         StatusCode::CREATED,
         Json(RunCreated {
@@ -41,36 +33,6 @@ pub(crate) async fn submit(
             status: RunStatus::Queued,
         }),
     ))
-}
-
-/// Queues a run for a caller already authorised to submit, and wakes the
-/// agents polling for its target. The one path every run takes, whether it
-/// came from `POST /v1/runs` or from Slack.
-pub(crate) async fn enqueue(
-    state: &AppState,
-    org_id: i64,
-    name: String,
-    actor: String,
-    req: RunRequest,
-) -> Result<String, ApiError> {
-    let waker = Arc::clone(state);
-    let (id, _target_id) = state
-        .db
-        .write_then(
-            move |conn| {
-                let who = Submitter {
-                    org_id,
-                    name: &name,
-                    actor: &actor,
-                };
-                queue::submit(conn, &who, &req)
-            },
-            // Pollers may claim it as soon as it is committed: their claim
-            // is answered only once it (and so this submit) is on disk.
-            move |(_, target_id)| waker.wakeups.run_queued(*target_id),
-        )
-        .await?;
-    Ok(id)
 }
 
 /// Filters of `GET /v1/runs`.
@@ -87,44 +49,18 @@ pub(crate) struct ListQuery {
 /// `GET /v1/runs` (every role): newest first.
 pub(crate) async fn list(
     State(state): State<AppState>,
-    user: User,
+    Caller(user): Caller<User>,
     Params(q): Params<ListQuery>,
 ) -> Result<Json<RunList>, ApiError> {
-    user.allow(READERS, "read runs")?;
-    let status = match q.status.as_deref() {
-        None | Some("") => None,
-        Some(s) => Some(RunStatus::parse(s).ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "unknown status {s:?}; one of: {}",
-                RunStatus::ALL.map(RunStatus::as_str).join(", ")
-            ))
-        })?),
+    let filter = RunFilter {
+        status: q.status,
+        target: q.target,
+        limit: q.limit,
+        before: q.before,
     };
-    let limit = q.limit.unwrap_or(DEFAULT_LIST).clamp(1, MAX_LIST);
     let runs = state
-        .db
-        .read(move |conn| {
-            let mut sql = format!("SELECT {VIEW_COLUMNS} FROM runs WHERE org_id = ?");
-            let mut args = vec![SqlValue::Integer(user.org_id)];
-            if let Some(s) = status {
-                sql.push_str(" AND status = ?");
-                args.push(SqlValue::Text(s.as_str().to_owned()));
-            }
-            if let Some(t) = q.target.filter(|t| !t.is_empty()) {
-                sql.push_str(" AND target = ?");
-                args.push(SqlValue::Text(t));
-            }
-            if let Some(b) = q.before.filter(|b| !b.is_empty()) {
-                sql.push_str(" AND n < (SELECT n FROM runs WHERE org_id = ? AND id = ?)");
-                args.push(SqlValue::Integer(user.org_id));
-                args.push(SqlValue::Text(b));
-            }
-            sql.push_str(" ORDER BY n DESC LIMIT ?");
-            args.push(SqlValue::Integer(i64::from(limit)));
-            let mut stmt = conn.prepare_cached(&sql)?;
-            let rows = stmt.query_map(rusqlite::params_from_iter(args), queue::view_from_row)?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
+        .control
+        .list_runs(&Member::from(&user), filter)
         .await?;
     Ok(Json(RunList { runs }))
 }
@@ -132,15 +68,10 @@ pub(crate) async fn list(
 /// `GET /v1/runs/{id}` (every role).
 pub(crate) async fn get_one(
     State(state): State<AppState>,
-    user: User,
+    Caller(user): Caller<User>,
     Segments(id): Segments<String>,
 ) -> Result<Json<RunView>, ApiError> {
-    user.allow(READERS, "read runs")?;
-    let view = state
-        .db
-        .read(move |conn| queue::view(conn, user.org_id, &id))
-        .await?;
-    Ok(Json(view))
+    Ok(Json(state.control.run(&Member::from(&user), id).await?))
 }
 
 /// `POST /v1/runs/{id}/cancel` (admin, operator): a queued run is canceled
@@ -148,21 +79,11 @@ pub(crate) async fn get_one(
 /// heartbeat (or log upload). Answers the run as it now stands.
 pub(crate) async fn cancel(
     State(state): State<AppState>,
-    user: User,
+    Caller(user): Caller<User>,
     Segments(id): Segments<String>,
 ) -> Result<Json<RunView>, ApiError> {
-    user.allow(&[Role::Admin, Role::Operator], "cancel runs")?;
-    let (outcome, view) = state
-        .db
-        .write(move |conn| {
-            let outcome = queue::cancel(conn, user.org_id, &id, &user.actor())?;
-            Ok((outcome, queue::view(conn, user.org_id, &id)?))
-        })
-        .await?;
-    if matches!(outcome, Canceled::Now) {
-        state.watchers.touch(&view.id);
-    }
-    Ok(Json(view))
+    let canceled = state.control.cancel_run(&Member::from(&user), id).await?;
+    Ok(Json(canceled.run))
 }
 
 /// Parameters of `GET /v1/runs/{id}/logs`.
@@ -181,14 +102,13 @@ pub(crate) struct LogQuery {
 /// stream that ends when the run does.
 pub(crate) async fn logs(
     State(state): State<AppState>,
-    user: User,
+    Caller(user): Caller<User>,
     Segments(id): Segments<String>,
     Params(q): Params<LogQuery>,
 ) -> Result<Response, ApiError> {
-    user.allow(READERS, "read logs")?;
-    let org_id = user.org_id;
+    let who = Member::from(&user);
     if !q.follow {
-        let page = read_page(&state, org_id, &id, q.after).await?;
+        let page = state.control.log_page(&who, id, q.after).await?;
         return Ok(Json(LogPage {
             chunks: page.chunks,
             next_seq: page.next_seq,
@@ -197,11 +117,11 @@ pub(crate) async fn logs(
         .into_response());
     }
     // Subscribe before the first read, so nothing written in between is missed.
-    let watch = state.watchers.watch(&id);
-    let first = read_page(&state, org_id, &id, q.after).await?;
+    let watch = state.control.watch_run(&who, &id)?;
+    let first = state.control.log_page(&who, id.clone(), q.after).await?;
     let follow = Follow {
         state,
-        org_id,
+        who,
         run_id: id,
         watch,
         next: q.after,
@@ -220,20 +140,12 @@ pub(crate) async fn logs(
         .into_response())
 }
 
-async fn read_page(state: &AppState, org_id: i64, id: &str, from: u64) -> Result<Page, ApiError> {
-    let id = id.to_owned();
-    state
-        .db
-        .read(move |conn| logs::page(conn, org_id, &id, from))
-        .await
-}
-
 /// A log being followed.
 struct Follow {
     state: AppState,
-    org_id: i64,
+    who: Member,
     run_id: String,
-    watch: crate::dispatch::RunWatch,
+    watch: RunWatch,
     /// First `seq` not yet sent.
     next: u64,
     pending: Option<Page>,
@@ -250,7 +162,12 @@ impl Follow {
             let page = match self.pending.take() {
                 Some(p) => p,
                 None => {
-                    match read_page(&self.state, self.org_id, &self.run_id, self.next).await {
+                    let page = self
+                        .state
+                        .control
+                        .log_page(&self.who, self.run_id.clone(), self.next)
+                        .await;
+                    match page {
                         Ok(p) => p,
                         // The client reconnects with `after`; nothing is lost.
                         Err(_) => return None,
@@ -273,7 +190,7 @@ impl Follow {
             tokio::select! {
                 () = self.watch.changed() => {}
                 () = tokio::time::sleep(FOLLOW_KEEPALIVE) => return Some(Bytes::from_static(b"\n")),
-                () = self.state.shutting_down() => return None,
+                () = self.state.control.shutting_down() => return None,
             }
         }
     }

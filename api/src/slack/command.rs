@@ -1,6 +1,8 @@
 //! What a user typed after `/sealrun`, parsed into a [`Command`].
 
-use super::words;
+use super::escape;
+use sealrun_control::Action;
+use sealrun_wire::shell;
 
 /// A slash command.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,6 +28,18 @@ impl Command {
     pub(crate) fn mutates(&self) -> bool {
         matches!(self, Command::Run { .. } | Command::Cancel(_))
     }
+
+    /// What it asks to do, in the terms of the permission table (`help`
+    /// asks nothing).
+    pub(crate) fn action(&self) -> Option<Action> {
+        match self {
+            Command::Run { .. } => Some(Action::SubmitRuns),
+            Command::Cancel(_) => Some(Action::CancelRuns),
+            Command::Status(_) => Some(Action::ReadRuns),
+            Command::Logs(_) => Some(Action::ReadLogs),
+            Command::Help => None,
+        }
+    }
 }
 
 /// Usage, as shown by `help` and after a mistake (Slack `mrkdwn`).
@@ -42,7 +56,7 @@ Words are split like a shell does (quotes, backslashes); nothing is expanded.";
 /// Parses the text Slack sent (still entity-escaped). The error is a
 /// message for the user, without any formatting of its own.
 pub(crate) fn parse(text: &str) -> Result<Command, String> {
-    let words = words::split(&words::unescape(text))
+    let words = shell::split(&escape::unescape(text))
         .map_err(|e| format!("cannot read the command: {e}"))?;
     let Some((verb, rest)) = words.split_first() else {
         return Ok(Command::Help);

@@ -9,23 +9,18 @@
 //! message, which is how Slack expects a refusal to be shown.
 
 use super::command::{self, Command, USAGE};
-use super::store::{self, Workspace};
 use super::verify::{self, Headers, SIGNATURE_HEADER, TIMESTAMP_HEADER};
-use super::{escape, notify};
-use crate::audit;
+use super::{SlackState, escape, notify};
 use crate::error::ApiError;
-use crate::queue::{self, Canceled};
-use crate::state::AppState;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use sealrun_wire::admin::Role;
+use sealrun_control::{Member, Workspace, check_slack_id};
 use sealrun_wire::run::{RunRequest, RunSource, RunStatus, RunView};
 use sealrun_wire::slack::{ResponseType, SlackMessage};
-use serde_json::json;
-use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Bytes of output shown by `logs` and in the final message.
 pub(crate) const TAIL_BYTES: usize = 3000;
@@ -72,13 +67,16 @@ fn say(text: impl Into<String>) -> Response {
 }
 
 fn unix_now() -> i64 {
-    crate::db::now_ms().div_euclid(1000)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// The handler.
-pub(crate) async fn handle(State(state): State<AppState>, req: Request) -> Response {
+pub(crate) async fn handle(State(state): State<SlackState>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let body = match axum::body::to_bytes(body, state.settings.max_body_bytes).await {
+    let limit = state.app.settings().max_body_bytes;
+    let body = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
         Err(_) => return ApiError::too_large("request body too large").into_response(),
     };
@@ -95,7 +93,7 @@ pub(crate) async fn handle(State(state): State<AppState>, req: Request) -> Respo
 /// Verifies the request: `Ok(None)` for a well-signed-looking request from
 /// a team no org has linked (nothing can be checked, nothing will run).
 async fn authenticate(
-    state: &AppState,
+    state: &SlackState,
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Result<Option<(String, Workspace)>, ApiError> {
@@ -104,9 +102,9 @@ async fn authenticate(
         signature: headers.get(SIGNATURE_HEADER).map(|v| v.as_bytes()),
     });
     // Only to choose the secret: nothing else is read before verification.
-    let team_id = field(body, "team_id").filter(|t| store::check_slack_id("team", t).is_ok());
+    let team_id = field(body, "team_id").filter(|t| check_slack_id("team", t).is_ok());
     let workspace = match &team_id {
-        Some(t) => store::workspace(state, t).await?,
+        Some(t) => state.app.control.slack_workspace(t).await?,
         None => None,
     };
     let checked = match (&signed, &workspace) {
@@ -133,12 +131,12 @@ async fn authenticate(
 /// Logs, meters and (for a linked team) audits a refused signature; the
 /// answer says nothing about which check failed.
 async fn refused(
-    state: &AppState,
+    state: &SlackState,
     team_id: Option<&str>,
     org_id: Option<i64>,
     reason: &'static str,
 ) -> ApiError {
-    state.metrics.auth_failed();
+    state.app.metrics.auth_failed();
     tracing::warn!(
         team = team_id.unwrap_or("-"),
         reason,
@@ -146,47 +144,30 @@ async fn refused(
     );
     if let (Some(team), Some(org_id)) = (team_id, org_id) {
         if state.slack.admit_failure(team) {
-            let subject = format!("slack:{team}");
-            let written = state
-                .db
-                .write(move |conn| {
-                    audit::append(
-                        conn,
-                        org_id,
-                        "slack",
-                        "auth.failed",
-                        &subject,
-                        json!({"reason": reason, "path": "/v1/integrations/slack/commands"}),
-                    )?;
-                    Ok(())
-                })
+            state
+                .app
+                .control
+                .audit_slack_signature_refused(org_id, team, reason)
                 .await;
-            if let Err(e) = written {
-                tracing::error!(error = %e.message, "cannot audit a refused Slack request");
-            }
         }
     }
     ApiError::unauthorized("invalid Slack request signature")
 }
 
 /// Answers a verified command.
-async fn answer(state: &AppState, team_id: &str, workspace: &Workspace, body: &[u8]) -> Response {
+async fn answer(state: &SlackState, team_id: &str, workspace: &Workspace, body: &[u8]) -> Response {
     let p = payload(body);
-    if store::check_slack_id("user", &p.user_id).is_err() {
+    if check_slack_id("user", &p.user_id).is_err() {
         return say("sealrun could not tell who you are (no user id in the request).");
     }
+    let control = &state.app.control;
     let org_id = workspace.org_id;
     let actor = format!("slack:{team_id}/{}", p.user_id);
-    let (team, user) = (team_id.to_owned(), p.user_id.clone());
-    let linked = state
-        .db
-        .read(move |conn| store::linked_user(conn, &team, &user))
-        .await;
-    let linked = match linked {
-        Ok(l) => l,
-        Err(e) => return say(format!("sealrun failed: {}", escape::text(&e.message))),
+    let who = match control.slack_member(workspace, team_id, &p.user_id).await {
+        Ok(who) => who,
+        Err(e) => return say(format!("sealrun failed: {}", escape::text(&e.to_string()))),
     };
-    let Some(linked) = linked else {
+    let Some(who) = who else {
         note_refusal(state, org_id, &actor, "unlinked user", &p.text).await;
         return say(format!(
             "Sorry, your Slack account ({}) is not linked to sealrun, so you cannot use `/sealrun`. \
@@ -199,19 +180,22 @@ async fn answer(state: &AppState, team_id: &str, workspace: &Workspace, body: &[
         Ok(c) => c,
         Err(e) => return say(format!("{}\n\n{USAGE}", escape::text(&e))),
     };
-    if cmd.mutates() && !matches!(linked.role, Role::Operator | Role::Admin) {
-        note_refusal(state, org_id, &actor, "role may not run or cancel", &p.text).await;
+    if let Some(action) = cmd.action().filter(|a| !a.allows(who.role)) {
+        if cmd.mutates() {
+            note_refusal(state, org_id, &actor, "role may not run or cancel", &p.text).await;
+            return say(format!(
+                "Sorry, your sealrun role is *{}*, which can read runs (`status`, `logs`) but not run or cancel them. \
+                 Nothing was run.",
+                who.role
+            ));
+        }
+        note_refusal(state, org_id, &actor, "role may not read runs", &p.text).await;
         return say(format!(
-            "Sorry, your sealrun role is *{}*, which can read runs (`status`, `logs`) but not run or cancel them. \
-             Nothing was run.",
-            linked.role
+            "Sorry, your sealrun role is *{}*, which cannot {}.",
+            who.role,
+            action.permission().verb
         ));
     }
-    let who = Who {
-        org_id,
-        actor,
-        submitter: format!("slack:{team_id}/{} ({})", p.user_id, linked.name),
-    };
     let result = match cmd {
         Command::Help => Ok(say(USAGE)),
         Command::Run {
@@ -219,9 +203,9 @@ async fn answer(state: &AppState, team_id: &str, workspace: &Workspace, body: &[
             secrets,
             argv,
         } => run(state, &who, target, secrets, argv, &p.response_url).await,
-        Command::Status(id) => status(state, &who, &id).await,
-        Command::Logs(id) => logs(state, &who, &id).await,
-        Command::Cancel(id) => cancel(state, &who, &id).await,
+        Command::Status(id) => status(state, &who, id).await,
+        Command::Logs(id) => logs(state, &who, id).await,
+        Command::Cancel(id) => cancel(state, &who, id).await,
     };
     result.unwrap_or_else(|e| {
         let why = if e.status.is_server_error() {
@@ -233,24 +217,14 @@ async fn answer(state: &AppState, team_id: &str, workspace: &Workspace, body: &[
     })
 }
 
-/// A verified, linked Slack user acting in an org.
-struct Who {
-    org_id: i64,
-    /// `slack:<team>/<user>` (the audit actor).
-    actor: String,
-    /// `slack:<team>/<user> (<name>)` (shown in the run).
-    submitter: String,
-}
-
 /// Audits a refused command (nothing else happened).
 async fn note_refusal(
-    state: &AppState,
+    state: &SlackState,
     org_id: i64,
     actor: &str,
     reason: &'static str,
     text: &str,
 ) {
-    let actor = actor.to_owned();
     // The first word only: the rest may be a command line with values in it.
     let verb = text
         .split_whitespace()
@@ -259,30 +233,19 @@ async fn note_refusal(
         .chars()
         .take(32)
         .collect::<String>();
-    let written = state
-        .db
-        .write(move |conn| {
-            audit::append(
-                conn,
-                org_id,
-                &actor,
-                "slack.command_refused",
-                &actor,
-                json!({"reason": reason, "command": verb}),
-            )?;
-            Ok(())
-        })
+    state
+        .app
+        .control
+        .audit_slack_command_refused(org_id, actor, reason, &verb)
         .await;
-    if let Err(e) = written {
-        tracing::error!(error = %e.message, "cannot audit a refused Slack command");
-    }
 }
 
 /// `run`: exactly what `POST /v1/runs` does (the same validation and
-/// `run.submitted` entry, in `queue::submit`), as the linked user.
+/// `run.submitted` entry, in the domain's one submit path), as the linked
+/// user.
 async fn run(
-    state: &AppState,
-    who: &Who,
+    state: &SlackState,
+    who: &Member,
     target: String,
     secrets: Vec<String>,
     argv: Vec<String>,
@@ -299,13 +262,10 @@ async fn run(
         image: None,
         source: RunSource::Slack,
     };
-    let shown = escape::code_block(&escape::command_line(&req.argv));
+    let shown = escape::code_block(&sealrun_wire::shell::join(&req.argv));
     let target = req.target.clone();
-    let org_id = who.org_id;
-    let id =
-        crate::routes::runs::enqueue(state, org_id, who.submitter.clone(), who.actor.clone(), req)
-            .await?;
-    notify::spawn(Arc::clone(state), org_id, id.clone(), url);
+    let id = state.app.control.submit_run(who, req).await?;
+    notify::spawn(state.clone(), who.clone(), id.clone(), url);
     Ok(say(format!(
         "Queued run `{id}` on target `{}`:\n{shown}\nI will post the result here when it ends.",
         escape::text(&target)
@@ -325,17 +285,9 @@ fn run_line(v: &RunView) -> String {
     s
 }
 
-async fn view(state: &AppState, who: &Who, id: &str) -> Result<RunView, ApiError> {
-    let (org_id, id) = (who.org_id, id.to_owned());
-    state
-        .db
-        .read(move |conn| queue::view(conn, org_id, &id))
-        .await
-}
-
 /// `status`.
-async fn status(state: &AppState, who: &Who, id: &str) -> Result<Response, ApiError> {
-    let v = view(state, who, id).await?;
+async fn status(state: &SlackState, who: &Member, id: String) -> Result<Response, ApiError> {
+    let v = state.app.control.run(who, id).await?;
     let mut text = run_line(&v);
     text.push_str(&format!(
         ".\nSubmitted by {}{}.",
@@ -352,35 +304,24 @@ async fn status(state: &AppState, who: &Who, id: &str) -> Result<Response, ApiEr
 }
 
 /// `logs`.
-async fn logs(state: &AppState, who: &Who, id: &str) -> Result<Response, ApiError> {
-    let (org_id, run_id) = (who.org_id, id.to_owned());
-    let (v, tail) = state
-        .db
-        .read(move |conn| notify::tail(conn, org_id, &run_id))
-        .await?;
+async fn logs(state: &SlackState, who: &Member, id: String) -> Result<Response, ApiError> {
+    let (v, tail) = notify::tail(state, who, id).await?;
     Ok(say(notify::with_tail(run_line(&v), &v, &tail)))
 }
 
 /// `cancel`: as `POST /v1/runs/{id}/cancel`, audited as the Slack user.
-async fn cancel(state: &AppState, who: &Who, id: &str) -> Result<Response, ApiError> {
-    let (org_id, run_id, actor) = (who.org_id, id.to_owned(), who.actor.clone());
-    let (outcome, v) = state
-        .db
-        .write(move |conn| {
-            let outcome = queue::cancel(conn, org_id, &run_id, &actor)?;
-            Ok((outcome, queue::view(conn, org_id, &run_id)?))
-        })
-        .await?;
-    let text = match outcome {
-        Canceled::Now => {
-            state.watchers.touch(&v.id);
-            format!("Run `{}` was queued and is now canceled.", v.id)
-        }
-        Canceled::Requested if v.status == RunStatus::Running => format!(
+async fn cancel(state: &SlackState, who: &Member, id: String) -> Result<Response, ApiError> {
+    let canceled = state.app.control.cancel_run(who, id).await?;
+    let v = canceled.run;
+    let text = if canceled.immediate {
+        format!("Run `{}` was queued and is now canceled.", v.id)
+    } else if v.status == RunStatus::Running {
+        format!(
             "Cancel requested: run `{}` is stopped at its agent's next heartbeat.",
             v.id
-        ),
-        Canceled::Requested => run_line(&v),
+        )
+    } else {
+        run_line(&v)
     };
     Ok(say(text))
 }

@@ -43,23 +43,28 @@ pub(crate) fn code_block(s: &str) -> String {
     out
 }
 
-/// A command line for display: words joined by spaces, each quoted when a
-/// shell would need it, so what is shown is what was run.
-pub(crate) fn command_line(argv: &[String]) -> String {
-    let quoted: Vec<String> = argv
-        .iter()
-        .map(|w| {
-            let plain = !w.is_empty()
-                && w.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c));
-            if plain {
-                w.clone()
-            } else {
-                format!("'{}'", w.replace('\'', r"'\''"))
-            }
-        })
-        .collect();
-    quoted.join(" ")
+/// Undoes the escaping Slack applies to the text it sends: `&lt;`, `&gt;`
+/// and `&amp;` (in one pass, so `&amp;lt;` becomes `&lt;`, not `<`).
+pub(crate) fn unescape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find('&') {
+        out.push_str(&rest[..i]);
+        rest = &rest[i..];
+        let (decoded, len) = if rest.starts_with("&lt;") {
+            ('<', 4)
+        } else if rest.starts_with("&gt;") {
+            ('>', 4)
+        } else if rest.starts_with("&amp;") {
+            ('&', 5)
+        } else {
+            ('&', 1)
+        };
+        out.push(decoded);
+        rest = &rest[len..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The last `max` bytes of `s` at most, cut at a character boundary.
@@ -103,9 +108,9 @@ mod tests {
     }
 
     #[test]
-    fn command_lines_quote_what_a_shell_would_need() {
-        let argv: Vec<String> = ["sh", "-c", "echo $X; it's", ""].map(String::from).to_vec();
-        assert_eq!(command_line(&argv), r#"sh -c 'echo $X; it'\''s' ''"#);
+    fn slack_entities_are_decoded_once() {
+        assert_eq!(unescape("a &lt;b&gt; &amp;&amp; c"), "a <b> && c");
+        assert_eq!(unescape("&amp;lt; &x &"), "&lt; &x &");
     }
 
     #[test]

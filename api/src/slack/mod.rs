@@ -2,44 +2,43 @@
 //! workspace's signing secret and run as the linked sealrun user.
 //!
 //! * [`verify`]: Slack's v0 request signatures and the replay window.
-//! * [`words`] and [`command`]: what the user typed, parsed.
+//! * [`command`]: what the user typed, parsed (words split by
+//!   `sealrun_wire::shell`, the one shell-words rule).
 //! * [`escape`]: what Slack shows, made inert.
-//! * [`store`]: linked workspaces (signing secrets sealed at rest) and users.
-//! * [`admin`]: the admin endpoints that link and unlink them.
+//! * [`admin`]: the admin endpoints that link and unlink workspaces
+//!   (signing secrets sealed at rest by the domain) and users.
 //! * [`commands`]: the slash-command endpoint.
 //! * [`notify`]: posting a run's result to the command's `response_url`.
 //!
-//! A signing secret must be usable to compute HMACs, so it cannot be stored
-//! hashed. It is sealed (the vault's sealed box) to a keypair the control
-//! plane keeps in `data_dir/slack.key` (mode 0600), bound to its team id,
-//! and opened only to verify a request; the opened secret is cached in
-//! memory in zeroizing buffers and dropped whenever the link changes.
+//! The adapter holds only what is HTTP: the client that posts to
+//! `response_url`s and the throttle on audited signature failures. Links,
+//! sealed signing secrets, permissions and runs are the domain's
+//! (`sealrun_control`); the adapter depends on no route module and on no
+//! other feature's state.
 
 pub(crate) mod admin;
 pub(crate) mod command;
 pub(crate) mod commands;
 pub(crate) mod escape;
 pub(crate) mod notify;
-pub(crate) mod store;
 pub(crate) mod verify;
-pub(crate) mod words;
 
 use crate::error::Error;
 use crate::state::AppState;
 use axum::Router;
+use axum::extract::FromRef;
 use axum::routing::{get, post, put};
-use sealrun_vault::TargetKeypair;
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// File (in the data directory) holding the key signing secrets are sealed to.
-pub(crate) const KEY_FILE: &str = "slack.key";
-
-/// The routes of the integration.
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
+/// The routes of the integration, with their own state.
+pub(crate) fn router(app: AppState) -> Result<Router<AppState>, Error> {
+    let state = SlackState {
+        app,
+        slack: Arc::new(Slack::new()?),
+    };
+    Ok(Router::new()
         .route("/v1/integrations/slack/commands", post(commands::handle))
         .route(
             "/v1/integrations/slack/workspaces",
@@ -54,12 +53,24 @@ pub(crate) fn router() -> Router<AppState> {
             "/v1/integrations/slack/users/{team_id}/{user_id}",
             put(admin::put_user).delete(admin::delete_user),
         )
+        .with_state(state))
 }
 
-/// The integration's share of the server state.
+/// The state of the integration's handlers.
+#[derive(Clone, Debug)]
+pub(crate) struct SlackState {
+    app: AppState,
+    slack: Arc<Slack>,
+}
+
+impl FromRef<SlackState> for AppState {
+    fn from_ref(state: &SlackState) -> AppState {
+        state.app.clone()
+    }
+}
+
+/// What the integration holds of its own.
 pub(crate) struct Slack {
-    keypair: TargetKeypair,
-    cache: Mutex<store::SecretCache>,
     /// Posts to `response_url`s.
     http: reqwest::Client,
     /// Last audited signature failure per team (at most one a second).
@@ -68,9 +79,7 @@ pub(crate) struct Slack {
 
 impl std::fmt::Debug for Slack {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Slack")
-            .field("key_id", &self.keypair.key_id())
-            .finish_non_exhaustive()
+        f.debug_struct("Slack").finish_non_exhaustive()
     }
 }
 
@@ -78,18 +87,8 @@ impl std::fmt::Debug for Slack {
 const POST_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Slack {
-    /// Loads (or creates) `data_dir/slack.key` and sets up the HTTP client.
-    pub(crate) fn open(data_dir: &Path) -> Result<Slack, Error> {
-        let path = data_dir.join(KEY_FILE);
-        let data_dir_err = |e: &dyn std::fmt::Display| Error::DataDir {
-            path: path.clone(),
-            source: std::io::Error::other(e.to_string()),
-        };
-        let (keypair, created) =
-            TargetKeypair::load_or_generate(&path).map_err(|e| data_dir_err(&e))?;
-        if created {
-            tracing::info!(path = %path.display(), "generated the key Slack signing secrets are sealed to");
-        }
+    /// Sets up the HTTP client.
+    fn new() -> Result<Slack, Error> {
         // Mozilla's roots, compiled in: the server image may have no CA
         // store, and `response_url`s are on Slack's public endpoints.
         let roots = rustls::RootCertStore {
@@ -110,8 +109,6 @@ impl Slack {
             .build()
             .map_err(|e| Error::Tls(format!("HTTP client for Slack: {e}")))?;
         Ok(Slack {
-            keypair,
-            cache: Mutex::new(store::SecretCache::default()),
             http,
             failures: Mutex::new(HashMap::new()),
         })

@@ -11,12 +11,10 @@
 //! while it is down is not reported to Slack.
 
 use super::commands::TAIL_BYTES;
-use super::escape;
+use super::{SlackState, escape};
 use crate::error::ApiError;
-use crate::queue;
-use crate::state::AppState;
 use reqwest::Url;
-use rusqlite::{Connection, OptionalExtension as _, params};
+use sealrun_control::{Error, Member};
 use sealrun_wire::run::{RunStatus, RunView};
 use sealrun_wire::slack::{ResponseType, SlackMessage};
 use std::net::IpAddr;
@@ -50,11 +48,12 @@ pub(crate) fn check_response_url(raw: &str) -> Result<Url, String> {
     }
 }
 
-/// Starts watching `run_id`, to post its result to `url` when it ends.
-pub(crate) fn spawn(state: AppState, org_id: i64, run_id: String, url: Url) {
+/// Starts watching `run_id` (submitted by `who`), to post its result to
+/// `url` when it ends.
+pub(crate) fn spawn(state: SlackState, who: Member, run_id: String, url: Url) {
     tokio::spawn(async move {
         let deadline = Instant::now() + URL_LIFETIME;
-        let Some((view, tail)) = wait_for_end(&state, org_id, &run_id, deadline).await else {
+        let Some((view, tail)) = wait_for_end(&state, &who, &run_id, deadline).await else {
             return;
         };
         let message = SlackMessage {
@@ -68,35 +67,36 @@ pub(crate) fn spawn(state: AppState, org_id: i64, run_id: String, url: Url) {
 /// The run once it ended and its output is in (or `None` if it never did
 /// within the URL's lifetime, or the server is stopping).
 async fn wait_for_end(
-    state: &AppState,
-    org_id: i64,
+    state: &SlackState,
+    who: &Member,
     run_id: &str,
     deadline: Instant,
 ) -> Option<(RunView, String)> {
-    let mut watch = state.watchers.watch(run_id);
+    let control = &state.app.control;
+    let mut watch = match control.watch_run(who, run_id) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(run = run_id, error = %e, "cannot watch a run for Slack");
+            return None;
+        }
+    };
     let mut ended_at: Option<Instant> = None;
     loop {
-        let id = run_id.to_owned();
-        let read = state
-            .db
-            .read(move |conn| {
-                let (view, tail) = tail(conn, org_id, &id)?;
-                let complete = logs_complete(conn, org_id, &id)?;
-                Ok((view, tail, complete))
-            })
-            .await;
-        match read {
-            Ok((view, tail, complete)) if view.status.is_terminal() => {
+        match control
+            .run_tail(who, run_id.to_owned(), TAIL_BYTES + 4)
+            .await
+        {
+            Ok(t) if t.run.status.is_terminal() => {
                 let since = *ended_at.get_or_insert_with(Instant::now);
-                if complete || since.elapsed() >= LOG_GRACE {
-                    return Some((view, tail));
+                if t.complete || since.elapsed() >= LOG_GRACE {
+                    return Some((t.run, shown_tail(&t.tail)));
                 }
             }
             Ok(_) => {}
-            Err(e) if e.status.is_client_error() => return None,
-            Err(e) => {
-                tracing::warn!(run = run_id, error = %e.message, "cannot read a run for Slack")
+            Err(Error::Internal | Error::Unavailable(_)) => {
+                tracing::warn!(run = run_id, "cannot read a run for Slack")
             }
+            Err(_) => return None,
         }
         tokio::select! {
             () = watch.changed() => {}
@@ -105,51 +105,31 @@ async fn wait_for_end(
                 tracing::info!(run = run_id, "run still going when its Slack response_url expired: not reported to Slack");
                 return None;
             }
-            () = state.shutting_down() => return None,
+            () = control.shutting_down() => return None,
         }
     }
 }
 
-/// Whether every chunk the agent said it made is stored.
-fn logs_complete(conn: &Connection, org_id: i64, run_id: &str) -> Result<bool, ApiError> {
-    let row: Option<(u64, Option<u64>)> = conn
-        .prepare_cached(
-            "SELECT log_next_seq, log_final_seq FROM runs WHERE org_id = ?1 AND id = ?2",
-        )?
-        .query_row(params![org_id, run_id], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    Ok(row.is_none_or(|(next, last)| last.is_none_or(|last| next >= last)))
+/// The last [`TAIL_BYTES`] of `bytes`, as text.
+fn shown_tail(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    escape::tail(&text, TAIL_BYTES).to_owned()
 }
 
 /// The run and the last [`TAIL_BYTES`] of its stored (redacted) output, all
 /// streams in the order they were produced.
-pub(crate) fn tail(
-    conn: &Connection,
-    org_id: i64,
-    run_id: &str,
+pub(crate) async fn tail(
+    state: &SlackState,
+    who: &Member,
+    run_id: String,
 ) -> Result<(RunView, String), ApiError> {
-    let tx = conn.unchecked_transaction()?; // one snapshot for both reads
-    let view = queue::view(&tx, org_id, run_id)?;
-    let mut chunks: Vec<Vec<u8>> = Vec::new();
-    {
-        let mut stmt = tx.prepare_cached(
-            "SELECT data FROM log_chunks
-             WHERE run_n = (SELECT n FROM runs WHERE org_id = ?1 AND id = ?2) ORDER BY seq DESC",
-        )?;
-        let mut rows = stmt.query(params![org_id, run_id])?;
-        let mut size = 0;
-        // A little more than shown, so the cut lands on a character boundary.
-        while size < TAIL_BYTES + 4 {
-            let Some(r) = rows.next()? else { break };
-            let data: Vec<u8> = r.get(0)?;
-            size += data.len();
-            chunks.push(data);
-        }
-    }
-    tx.finish()?;
-    let bytes: Vec<u8> = chunks.into_iter().rev().flatten().collect();
-    let text = String::from_utf8_lossy(&bytes);
-    Ok((view, escape::tail(&text, TAIL_BYTES).to_owned()))
+    // A little more than shown, so the cut lands on a character boundary.
+    let t = state
+        .app
+        .control
+        .run_tail(who, run_id, TAIL_BYTES + 4)
+        .await?;
+    Ok((t.run, shown_tail(&t.tail)))
 }
 
 /// `head`, then the tail of the output in a code block.
@@ -204,7 +184,7 @@ fn final_text(view: &RunView, tail: &str) -> String {
 /// accepted, Slack refuses it for good, or the URL's attempts or lifetime
 /// run out.
 async fn post(
-    state: &AppState,
+    state: &SlackState,
     run_id: &str,
     url: &Url,
     message: &SlackMessage,
@@ -246,7 +226,7 @@ async fn post(
         }
         tokio::select! {
             () = tokio::time::sleep(backoff) => {}
-            () = state.shutting_down() => return,
+            () = state.app.control.shutting_down() => return,
         }
         backoff *= 2;
     }

@@ -17,7 +17,9 @@
 //! machine an fsync takes ~3.4 ms; committing under it is what lets dispatch
 //! reach thousands of runs per second.
 
-use crate::error::{ApiError, Error};
+use super::schema::{self, database_error};
+use super::tx::Tx;
+use crate::error::{Error, OpenError};
 use rusqlite::{Connection, OpenFlags};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
@@ -27,6 +29,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
 
+/// The database file inside the data directory.
+pub const DB_FILE: &str = "sealrun.db";
+
 /// Most jobs one transaction holds (bounds the latency a batch adds).
 const MAX_BATCH: usize = 512;
 /// Reader connections kept open (more are opened under load, then closed).
@@ -35,7 +40,7 @@ const IDLE_READERS: usize = 8;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Unix milliseconds now.
-pub(crate) fn now_ms() -> i64 {
+pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
@@ -60,12 +65,9 @@ pub(crate) fn open_connection(path: &Path) -> Result<Connection, rusqlite::Error
 }
 
 /// Opens (creating if needed) and migrates the database at `path`.
-pub(crate) fn open_migrated(path: &Path) -> Result<Connection, Error> {
-    let mut conn = open_connection(path).map_err(|source| Error::Database {
-        path: path.to_owned(),
-        source,
-    })?;
-    crate::schema::migrate(&mut conn, path)?;
+pub(crate) fn open_migrated(path: &Path) -> Result<Connection, OpenError> {
+    let mut conn = open_connection(path).map_err(|e| database_error(path, &e))?;
+    schema::migrate(&mut conn, path)?;
     Ok(conn)
 }
 
@@ -77,7 +79,7 @@ trait WriteJob: Send {
     /// it is durable).
     fn committed(&mut self);
     /// Answers the caller once the batch's fate is known (durable, or not).
-    fn deliver(self: Box<Self>, committed: Result<(), ApiError>);
+    fn deliver(self: Box<Self>, committed: Result<(), Error>);
 }
 
 type Hook<T> = Box<dyn FnOnce(&T) + Send>;
@@ -85,14 +87,14 @@ type Hook<T> = Box<dyn FnOnce(&T) + Send>;
 struct Job<T, F> {
     work: Option<F>,
     on_commit: Option<Hook<T>>,
-    result: Option<Result<T, ApiError>>,
-    reply: oneshot::Sender<Result<T, ApiError>>,
+    result: Option<Result<T, Error>>,
+    reply: oneshot::Sender<Result<T, Error>>,
 }
 
 impl<T, F> WriteJob for Job<T, F>
 where
     T: Send,
-    F: FnOnce(&Connection) -> Result<T, ApiError> + Send,
+    F: FnOnce(&Tx<'_>) -> Result<T, Error> + Send,
 {
     fn committed(&mut self) {
         if let (Some(hook), Some(Ok(value))) = (self.on_commit.take(), self.result.as_ref()) {
@@ -106,19 +108,19 @@ where
         };
         // A bug in one job must not take the writer thread (and with it
         // every later write) down.
-        let result = catch_unwind(AssertUnwindSafe(|| work(conn)))
-            .unwrap_or_else(|_| Err(ApiError::internal("a database job panicked")));
+        let result = catch_unwind(AssertUnwindSafe(|| work(&Tx::new(conn))))
+            .unwrap_or_else(|_| Err(Error::internal("a database job panicked")));
         let keep = result.is_ok();
         self.result = Some(result);
         keep
     }
 
-    fn deliver(self: Box<Self>, committed: Result<(), ApiError>) {
+    fn deliver(self: Box<Self>, committed: Result<(), Error>) {
         let answer = match (self.result, committed) {
             (Some(Err(e)), _) => Err(e),
             (Some(Ok(_)), Err(e)) | (None, Err(e)) => Err(e),
             (Some(Ok(v)), Ok(())) => Ok(v),
-            (None, Ok(())) => Err(ApiError::internal("a database job was never run")),
+            (None, Ok(())) => Err(Error::internal("a database job was never run")),
         };
         // The caller may have gone away (client disconnected); its change
         // stands, there is just nobody left to tell.
@@ -149,14 +151,11 @@ impl Db {
     /// Opens and migrates the database and starts the writer and syncer
     /// threads. With `durable` false, writes are answered once committed to
     /// the WAL file (they survive the process crashing, not the machine).
-    pub(crate) fn open(path: &Path, durable: bool) -> Result<Db, Error> {
+    pub(crate) fn open(path: &Path, durable: bool) -> Result<Db, OpenError> {
         let conn = open_migrated(path)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(|source| Error::Database {
-                path: path.to_owned(),
-                source,
-            })?;
-        let thread_err = |source| Error::DataDir {
+            .map_err(|e| database_error(path, &e))?;
+        let thread_err = |source| OpenError::DataDir {
             path: path.to_owned(),
             source,
         };
@@ -186,10 +185,10 @@ impl Db {
 
     /// Runs `work` in the writer's transaction. `Err` rolls back what `work`
     /// did; `Ok` is answered only once committed and on disk.
-    pub(crate) async fn write<T, F>(&self, work: F) -> Result<T, ApiError>
+    pub(crate) async fn write<T, F>(&self, work: F) -> Result<T, Error>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, ApiError> + Send + 'static,
+        F: FnOnce(&Tx<'_>) -> Result<T, Error> + Send + 'static,
     {
         self.write_then(work, |_| {}).await
     }
@@ -198,10 +197,10 @@ impl Db {
     /// as it is committed, before it is on disk: for in-memory hints (waking
     /// pollers) that may run early because anything they lead to is itself a
     /// later write, made durable by a later (or the same) fsync.
-    pub(crate) async fn write_then<T, F, H>(&self, work: F, on_commit: H) -> Result<T, ApiError>
+    pub(crate) async fn write_then<T, F, H>(&self, work: F, on_commit: H) -> Result<T, Error>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, ApiError> + Send + 'static,
+        F: FnOnce(&Tx<'_>) -> Result<T, Error> + Send + 'static,
         H: FnOnce(&T) + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
@@ -212,28 +211,26 @@ impl Db {
             reply,
         });
         if self.jobs.send(Message::Job(job)).is_err() {
-            return Err(ApiError::unavailable("the server is shutting down"));
+            return Err(Error::shutting_down());
         }
-        answer
-            .await
-            .map_err(|_| ApiError::unavailable("the server is shutting down"))?
+        answer.await.map_err(|_| Error::shutting_down())?
     }
 
     /// Runs `work` on a reader connection on the blocking pool.
-    pub(crate) async fn read<T, F>(&self, work: F) -> Result<T, ApiError>
+    pub(crate) async fn read<T, F>(&self, work: F) -> Result<T, Error>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, ApiError> + Send + 'static,
+        F: FnOnce(&Tx<'_>) -> Result<T, Error> + Send + 'static,
     {
         let pool = Arc::clone(&self.readers);
         tokio::task::spawn_blocking(move || {
             let conn = pool.take()?;
-            let result = work(&conn);
+            let result = work(&Tx::new(&conn));
             pool.give_back(conn);
             result
         })
         .await
-        .map_err(|e| ApiError::internal(format_args!("database reader: {e}")))?
+        .map_err(|e| Error::internal(format_args!("database reader: {e}")))?
     }
 
     /// Finishes queued writes, checkpoints the WAL and stops the writer.
@@ -254,12 +251,13 @@ struct ReaderPool {
 }
 
 impl ReaderPool {
-    fn take(&self) -> Result<Connection, ApiError> {
+    fn take(&self) -> Result<Connection, Error> {
         if let Some(conn) = self.idle.lock().ok().and_then(|mut idle| idle.pop()) {
             return Ok(conn);
         }
-        let conn = open_connection(&self.path)?;
-        conn.pragma_update(None, "query_only", "ON")?;
+        let conn = open_connection(&self.path).map_err(Error::internal)?;
+        conn.pragma_update(None, "query_only", "ON")
+            .map_err(Error::internal)?;
         Ok(conn)
     }
 
@@ -297,7 +295,7 @@ fn writer_loop(
         if let Some(committed) = run_batch(&conn, batch) {
             if let Err(mpsc::SendError(batch)) = to_sync.send(committed) {
                 for job in batch {
-                    job.deliver(Err(ApiError::internal("the database syncer stopped")));
+                    job.deliver(Err(Error::internal("the database syncer stopped")));
                 }
             }
         }
@@ -319,7 +317,7 @@ type Batch = Vec<Box<dyn WriteJob>>;
 /// durable), having answered it already if not.
 fn run_batch(conn: &Connection, mut batch: Batch) -> Option<Batch> {
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-        let err = ApiError::from(e);
+        let err = Error::internal(format_args!("database: {e}"));
         for job in batch {
             job.deliver(Err(err.clone()));
         }
@@ -347,7 +345,7 @@ fn run_batch(conn: &Connection, mut batch: Batch) -> Option<Batch> {
             Some(batch)
         }
         Err(e) => {
-            let err = ApiError::from(e);
+            let err = Error::internal(format_args!("database: {e}"));
             let _ = conn.execute_batch("ROLLBACK");
             for job in batch {
                 job.deliver(Err(err.clone()));
@@ -367,12 +365,53 @@ fn syncer_loop(wal: &Path, batches: mpsc::Receiver<Batch>, durable: bool) {
         let synced = if durable {
             std::fs::File::open(wal)
                 .and_then(|f| f.sync_data())
-                .map_err(|e| ApiError::internal(format_args!("cannot sync {}: {e}", wal.display())))
+                .map_err(|e| Error::internal(format_args!("cannot sync {}: {e}", wal.display())))
         } else {
             Ok(())
         };
         for job in jobs {
             job.deliver(synced.clone());
         }
+    }
+}
+
+/// A migrated connection of its own, outside the writer thread: for the
+/// offline `create-org` (which may run beside a live server: SQLite
+/// serializes the two writers) and the first start's bootstrap.
+pub(crate) struct Standalone {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Standalone {
+    /// Opens (creating and migrating) the database at `path`.
+    pub(crate) fn open(path: &Path) -> Result<Standalone, OpenError> {
+        Ok(Standalone {
+            conn: open_migrated(path)?,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Runs `work` in one `IMMEDIATE` transaction (it takes the write lock
+    /// at once, so a check and the insert it guards cannot interleave with
+    /// another writer); commits if it succeeds.
+    pub(crate) fn immediate<T>(
+        &mut self,
+        work: impl FnOnce(&Tx<'_>) -> Result<T, OpenError>,
+    ) -> Result<T, OpenError> {
+        let path = self.path.clone();
+        let db_err = |e: rusqlite::Error| database_error(&path, &e);
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(db_err)?;
+        let value = work(&Tx::new(&tx))?;
+        tx.commit().map_err(db_err)?;
+        Ok(value)
+    }
+
+    /// The database file.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
     }
 }

@@ -1,28 +1,28 @@
-//! Appending to and reading an org's hash-chained audit trail.
+//! The audit trail's rows: appending to and reading an org's hash chain.
 //!
-//! Appends happen only inside writer jobs (see [`crate::db`]), so they are
+//! Appends happen only inside writer jobs (see [`super::Db`]), so they are
 //! serialized and an entry is committed together with the change it records:
 //! there is no change without its entry and no entry without its change.
 
-use crate::db::now_ms;
-use rusqlite::{Connection, OptionalExtension as _, params};
+use super::db::now_ms;
+use super::tx::Tx;
+use crate::error::Error;
+use rusqlite::{OptionalExtension as _, params};
 use sealrun_wire::audit::{AuditEntry, ChainVerifier, GENESIS_HASH};
 use serde_json::Value;
-
-/// Who did something, as written in `actor`.
-pub(crate) const SYSTEM: &str = "system";
 
 /// Appends one entry to `org_id`'s chain. `detail` must be a JSON object and
 /// must never hold a secret value.
 pub(crate) fn append(
-    conn: &Connection,
+    tx: &Tx<'_>,
     org_id: i64,
     actor: &str,
     action: &str,
     subject: &str,
     detail: Value,
-) -> rusqlite::Result<AuditEntry> {
-    let head: Option<(u64, String)> = conn
+) -> Result<AuditEntry, Error> {
+    let head: Option<(u64, String)> = tx
+        .conn
         .prepare_cached("SELECT seq, hash FROM audit WHERE org_id = ?1 ORDER BY seq DESC LIMIT 1")?
         .query_row([org_id], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
@@ -38,7 +38,7 @@ pub(crate) fn append(
         hash: String::new(),
     };
     entry.hash = entry.compute_hash();
-    conn.prepare_cached(
+    tx.conn.prepare_cached(
         "INSERT INTO audit (org_id, seq, at_ms, actor, action, subject, detail, prev_hash, hash)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
@@ -73,22 +73,22 @@ const COLUMNS: &str = "seq, at_ms, actor, action, subject, detail, prev_hash, ha
 
 /// Entries with `seq > after`, at most `limit`, in order.
 pub(crate) fn page(
-    conn: &Connection,
+    tx: &Tx<'_>,
     org_id: i64,
     after: u64,
     limit: u32,
-) -> rusqlite::Result<Vec<AuditEntry>> {
-    let mut stmt = conn.prepare_cached(&format!(
+) -> Result<Vec<AuditEntry>, Error> {
+    let mut stmt = tx.conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM audit WHERE org_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
     ))?;
     let rows = stmt.query_map(params![org_id, after, limit], entry_from_row)?;
-    rows.collect()
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// Re-checks the org's whole chain, streaming it from the database.
-pub(crate) fn verify(conn: &Connection, org_id: i64) -> rusqlite::Result<ChainVerifier> {
+pub(crate) fn verify(tx: &Tx<'_>, org_id: i64) -> Result<ChainVerifier, Error> {
     let mut verifier = ChainVerifier::new();
-    let mut stmt = conn.prepare_cached(&format!(
+    let mut stmt = tx.conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM audit WHERE org_id = ?1 ORDER BY seq"
     ))?;
     let mut rows = stmt.query([org_id])?;

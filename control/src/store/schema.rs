@@ -3,7 +3,7 @@
 //! Migrations are append-only: a released entry is never edited, a change is a
 //! new entry. Each runs in its own transaction together with the version bump.
 
-use crate::error::Error;
+use crate::error::OpenError;
 use rusqlite::Connection;
 use std::path::Path;
 
@@ -172,17 +172,14 @@ CREATE TABLE slack_users (
 ];
 
 /// Brings the database at `path` (open as `conn`) up to the current schema.
-pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), Error> {
-    let db_err = |source| Error::Database {
-        path: path.to_owned(),
-        source,
-    };
+pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), OpenError> {
+    let db_err = |e: rusqlite::Error| database_error(path, &e);
     let known = MIGRATIONS.len() as i64;
     let found: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(db_err)?;
     if found > known {
-        return Err(Error::SchemaTooNew {
+        return Err(OpenError::SchemaTooNew {
             path: path.to_owned(),
             found,
             known,
@@ -206,4 +203,12 @@ pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), Error> {
         tracing::info!(version = version + 1, "database schema migrated");
     }
     Ok(())
+}
+
+/// [`OpenError::Database`] for `path`.
+pub(crate) fn database_error(path: &Path, e: &rusqlite::Error) -> OpenError {
+    OpenError::Database {
+        path: path.to_owned(),
+        message: e.to_string(),
+    }
 }

@@ -70,9 +70,10 @@ impl RunWatchers {
     }
 }
 
-/// A follower's subscription; unsubscribes when dropped.
+/// A follower's subscription to one run's changes; unsubscribes when
+/// dropped.
 #[derive(Debug)]
-pub(crate) struct RunWatch {
+pub struct RunWatch {
     rx: Option<watch::Receiver<u64>>,
     run_id: String,
     watchers: RunWatchers,
@@ -81,7 +82,7 @@ pub(crate) struct RunWatch {
 impl RunWatch {
     /// Waits for the next change (returns at once if one happened since the
     /// last call).
-    pub(crate) async fn changed(&mut self) {
+    pub async fn changed(&mut self) {
         match self.rx.as_mut() {
             Some(rx) => {
                 if rx.changed().await.is_err() {

@@ -1,0 +1,298 @@
+//! Org administration: user tokens, pools, enrollment tokens, agents.
+
+use crate::caller::{Principal, User};
+use crate::error::{Error, Object};
+use crate::permissions::Action;
+use crate::queue;
+use crate::service::Control;
+use crate::store::tokens::TokenRecord;
+use crate::store::{self, now_ms};
+use crate::token::{self, TokenKind};
+use sealrun_wire::admin::{
+    AgentView, EnrollmentToken, EnrollmentTokenView, PoolView, TokenCreate, TokenCreated,
+    TokenView, Whoami,
+};
+use sealrun_wire::names;
+use serde_json::json;
+use std::sync::Arc;
+
+/// Longest enrollment token lifetime an admin may ask for.
+const MAX_ENROLLMENT_TTL_SECS: u64 = 365 * 24 * 3600;
+
+fn invalid(e: impl std::fmt::Display) -> Error {
+    Error::Invalid(e.to_string())
+}
+
+impl Principal {
+    /// Who the caller is: user and agent tokens may ask, enrollment tokens
+    /// may only register agents.
+    pub fn whoami(self) -> Result<Whoami, Error> {
+        match self {
+            Principal::User(u) => Ok(Whoami {
+                org: u.org,
+                name: u.name,
+                role: u.role.as_str().to_owned(),
+            }),
+            Principal::Agent(a) => Ok(Whoami {
+                org: a.org,
+                name: a.name,
+                role: "agent".to_owned(),
+            }),
+            Principal::Enroller(_) => Err(Error::Forbidden(
+                "enrollment tokens can only register agents".into(),
+            )),
+        }
+    }
+}
+
+impl Control {
+    /// Issues a user token; its value is in the answer and nowhere else.
+    pub async fn create_token(&self, user: &User, req: TokenCreate) -> Result<TokenCreated, Error> {
+        user.require(Action::ManageTokens)?;
+        names::label("token name", &req.name).map_err(invalid)?;
+        let user = user.clone();
+        self.db
+            .write(move |tx| {
+                let new = token::mint(TokenKind::User);
+                let at = store::tokens::insert(
+                    tx,
+                    &new,
+                    &TokenRecord {
+                        org_id: user.org_id,
+                        kind: TokenKind::User,
+                        name: &req.name,
+                        role: Some(req.role),
+                        pool_id: None,
+                        agent_id: None,
+                        expires_ms: None,
+                    },
+                )?;
+                store::audit::append(
+                    tx,
+                    user.org_id,
+                    &user.actor(),
+                    "token.issued",
+                    &format!("token:{}", new.id),
+                    json!({"name": req.name, "role": req.role.as_str()}),
+                )?;
+                Ok(TokenCreated {
+                    view: TokenView {
+                        id: new.id.clone(),
+                        name: req.name,
+                        role: req.role,
+                        created_at_ms: at,
+                        revoked_at_ms: None,
+                    },
+                    token: new.value,
+                })
+            })
+            .await
+    }
+
+    /// The org's user tokens, newest first.
+    pub async fn list_tokens(&self, user: &User) -> Result<Vec<TokenView>, Error> {
+        user.require(Action::ManageTokens)?;
+        let org_id = user.org_id;
+        self.db
+            .read(move |tx| store::tokens::list_users(tx, org_id))
+            .await
+    }
+
+    /// Revokes a user or enrollment token (agent tokens go with their agent).
+    /// Refuses to revoke the org's last admin token.
+    pub async fn revoke_token(&self, user: &User, id: String) -> Result<(), Error> {
+        user.require(Action::ManageTokens)?;
+        let user = user.clone();
+        let cache = Arc::clone(&self.auth);
+        self.db
+            .write_then(
+                move |tx| {
+                    let Some(token) = store::tokens::revocable(tx, user.org_id, &id)? else {
+                        return Err(Error::not_found(Object::Token, id));
+                    };
+                    if token.kind == "agent" {
+                        return Err(Error::Invalid(
+                            "agent tokens are revoked with their agent: DELETE /v1/agents/{id}"
+                                .into(),
+                        ));
+                    }
+                    if token.revoked_ms.is_some() {
+                        return Ok(());
+                    }
+                    if token.role.as_deref() == Some("admin")
+                        && store::tokens::active_admins(tx, user.org_id)? <= 1
+                    {
+                        return Err(Error::Conflict(
+                            "this is the org's last admin token; issue another admin token first"
+                                .into(),
+                        ));
+                    }
+                    store::tokens::revoke(tx, &id, now_ms())?;
+                    store::audit::append(
+                        tx,
+                        user.org_id,
+                        &user.actor(),
+                        "token.revoked",
+                        &format!("token:{id}"),
+                        json!({"kind": token.kind, "name": token.name}),
+                    )?;
+                    Ok(())
+                },
+                move |_| cache.invalidate(),
+            )
+            .await
+    }
+
+    /// Creates an agent pool.
+    pub async fn create_pool(&self, user: &User, name: String) -> Result<PoolView, Error> {
+        user.require(Action::ManagePools)?;
+        names::object("pool", &name).map_err(invalid)?;
+        let user = user.clone();
+        self.db
+            .write(move |tx| {
+                let now = now_ms();
+                if !store::pools::insert(tx, user.org_id, &name, now)? {
+                    return Err(Error::Conflict(format!("pool {name:?} already exists")));
+                }
+                store::audit::append(
+                    tx,
+                    user.org_id,
+                    &user.actor(),
+                    "pool.created",
+                    &name,
+                    json!({}),
+                )?;
+                Ok(PoolView {
+                    name,
+                    created_at_ms: now,
+                })
+            })
+            .await
+    }
+
+    /// The org's pools, by name.
+    pub async fn list_pools(&self, user: &User) -> Result<Vec<PoolView>, Error> {
+        user.require(Action::ManagePools)?;
+        let org_id = user.org_id;
+        self.db.read(move |tx| store::pools::list(tx, org_id)).await
+    }
+
+    /// Issues an enrollment token for `pool`, valid `ttl_secs` (default:
+    /// the configured enrollment TTL); its value is in the answer only.
+    pub async fn create_enrollment_token(
+        &self,
+        user: &User,
+        pool: String,
+        ttl_secs: Option<u64>,
+    ) -> Result<EnrollmentToken, Error> {
+        user.require(Action::EnrollAgents)?;
+        let ttl = ttl_secs.unwrap_or(self.settings.enrollment_ttl.as_secs());
+        if ttl == 0 || ttl > MAX_ENROLLMENT_TTL_SECS {
+            return Err(Error::Invalid(format!(
+                "ttl_secs must be between 1 and {MAX_ENROLLMENT_TTL_SECS}"
+            )));
+        }
+        let user = user.clone();
+        self.db
+            .write(move |tx| {
+                let pool_id = store::pools::id(tx, user.org_id, &pool)?
+                    .ok_or_else(|| Error::not_found(Object::Pool, pool.clone()))?;
+                let new = token::mint(TokenKind::Enrollment);
+                let expires =
+                    now_ms().saturating_add(i64::try_from(ttl * 1000).unwrap_or(i64::MAX));
+                store::tokens::insert(
+                    tx,
+                    &new,
+                    &TokenRecord {
+                        org_id: user.org_id,
+                        kind: TokenKind::Enrollment,
+                        name: &format!("enrollment:{pool}"),
+                        role: None,
+                        pool_id: Some(pool_id),
+                        agent_id: None,
+                        expires_ms: Some(expires),
+                    },
+                )?;
+                store::audit::append(
+                    tx,
+                    user.org_id,
+                    &user.actor(),
+                    "token.issued",
+                    &format!("token:{}", new.id),
+                    json!({"kind": "enrollment", "pool": pool, "expires_at_ms": expires}),
+                )?;
+                Ok(EnrollmentToken {
+                    pool,
+                    token: new.value,
+                    expires_at_ms: expires,
+                })
+            })
+            .await
+    }
+
+    /// The enrollment tokens of `pool`: metadata only.
+    pub async fn list_enrollment_tokens(
+        &self,
+        user: &User,
+        pool: String,
+    ) -> Result<Vec<EnrollmentTokenView>, Error> {
+        user.require(Action::EnrollAgents)?;
+        let org_id = user.org_id;
+        self.db
+            .read(move |tx| {
+                let pool_id = store::pools::id(tx, org_id, &pool)?
+                    .ok_or_else(|| Error::not_found(Object::Pool, pool.clone()))?;
+                store::tokens::list_enrollment(tx, pool_id, &pool)
+            })
+            .await
+    }
+
+    /// The org's enrolled, unrevoked agents.
+    pub async fn list_agents(&self, user: &User) -> Result<Vec<AgentView>, Error> {
+        user.require(Action::ManageAgents)?;
+        let window =
+            i64::try_from(self.settings.connected_window().as_millis()).unwrap_or(i64::MAX);
+        let org_id = user.org_id;
+        self.db
+            .read(move |tx| store::agents::list(tx, org_id, now_ms().saturating_sub(window)))
+            .await
+    }
+
+    /// Revokes an agent and its token; the runs it holds become `lost`.
+    pub async fn revoke_agent(&self, user: &User, id: String) -> Result<(), Error> {
+        user.require(Action::ManageAgents)?;
+        let user = user.clone();
+        let cache = Arc::clone(&self.auth);
+        let lost = self
+            .db
+            .write_then(
+                move |tx| {
+                    let Some((name, revoked)) = store::agents::revocable(tx, user.org_id, &id)?
+                    else {
+                        return Err(Error::not_found(Object::Agent, id));
+                    };
+                    if revoked.is_some() {
+                        return Ok(Vec::new());
+                    }
+                    let now = now_ms();
+                    store::agents::revoke(tx, &id, now)?;
+                    store::tokens::revoke_agents(tx, &id, now)?;
+                    store::audit::append(
+                        tx,
+                        user.org_id,
+                        &user.actor(),
+                        "agent.revoked",
+                        &id,
+                        json!({"name": name}),
+                    )?;
+                    queue::lose_held(tx, user.org_id, &id, "agent revoked")
+                },
+                move |_| cache.invalidate(),
+            )
+            .await?;
+        for run in &lost {
+            self.watchers.touch(run);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,433 @@
+//! The agent protocol (see `sealrun_wire::agent`): register, connect,
+//! long-poll, heartbeat, upload output, finish, deregister.
+
+use crate::caller::{Agent, Enroller};
+use crate::error::Error;
+use crate::logs;
+use crate::queue::{self, Claim};
+use crate::service::Control;
+use crate::store::tokens::TokenRecord;
+use crate::store::{self, Tx, now_ms};
+use crate::token::{self, TokenKind};
+use sealrun_vault::PublicKey;
+use sealrun_wire::agent::{
+    AgentSettings, Assignment, ConnectRequest, FinishRequest, HeartbeatAck, RegisterRequest,
+    Registered,
+};
+use sealrun_wire::log::{LogChunk, LogUploadAck};
+use sealrun_wire::names;
+use serde_json::json;
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Most runs one agent may execute at once.
+const MAX_CONCURRENCY: u32 = 1024;
+/// Most targets one agent may serve.
+const MAX_TARGETS: usize = 1000;
+/// Most chunks in one upload.
+const MAX_CHUNKS: usize = 10_000;
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// A run handed to an agent by [`Control::poll`].
+#[derive(Debug)]
+pub struct Dispatched {
+    /// What the agent runs.
+    pub assignment: Box<Assignment>,
+    /// How long the run was queued.
+    pub waited_ms: u64,
+}
+
+/// A served target, checked.
+struct Served {
+    name: String,
+    key: PublicKey,
+}
+
+fn check_connect(req: &ConnectRequest) -> Result<Vec<Served>, Error> {
+    let bad = |m: String| Error::Invalid(m);
+    names::label("agent version", &req.version).map_err(|e| bad(e.to_string()))?;
+    if req.max_concurrency == 0 || req.max_concurrency > MAX_CONCURRENCY {
+        return Err(bad(format!(
+            "max_concurrency must be between 1 and {MAX_CONCURRENCY}"
+        )));
+    }
+    if req.targets.is_empty() || req.targets.len() > MAX_TARGETS {
+        return Err(bad(format!(
+            "an agent serves between 1 and {MAX_TARGETS} targets"
+        )));
+    }
+    let mut seen = BTreeSet::new();
+    req.targets
+        .iter()
+        .map(|t| {
+            if !seen.insert(&t.name) {
+                return Err(bad(format!("target {} is listed twice", t.name)));
+            }
+            let key = PublicKey::from_base64(&t.public_key)
+                .map_err(|e| bad(format!("target {}: {e}", t.name)))?;
+            Ok(Served {
+                name: t.name.clone(),
+                key,
+            })
+        })
+        .collect()
+}
+
+/// What a connect did (committed either way: a refused key is audited).
+enum Connected {
+    Ok(AgentSettings, Vec<String>),
+    KeyMismatch(Error),
+}
+
+fn connect_job(
+    tx: &Tx<'_>,
+    agent: &Agent,
+    req: &ConnectRequest,
+    served: &[Served],
+    s: &crate::settings::Settings,
+) -> Result<Connected, Error> {
+    let now = now_ms();
+    let mut resolved = Vec::with_capacity(served.len());
+    let mut mismatches = Vec::new();
+    for t in served {
+        let Some((id, pool_id, pinned)) = store::targets::pool_and_key(tx, agent.org_id, &t.name)?
+        else {
+            return Err(Error::Invalid(format!(
+                "target {} is not declared: an admin must declare it first (PUT /v1/targets/{})",
+                t.name, t.name
+            )));
+        };
+        if pool_id != agent.pool_id {
+            return Err(Error::Forbidden(format!(
+                "target {} belongs to another pool than this agent's",
+                t.name
+            )));
+        }
+        let presented = t.key.key_id();
+        match pinned {
+            Some(p) if p != presented.0 => mismatches.push((t.name.clone(), p, presented)),
+            Some(_) => resolved.push((id, t, false)),
+            None => resolved.push((id, t, true)),
+        }
+    }
+    if !mismatches.is_empty() {
+        // Refused, but recorded: this is what a stolen agent token with a
+        // swapped key (to read future secrets) looks like.
+        let mut names = Vec::new();
+        for (target, pinned, presented) in mismatches {
+            store::audit::append(
+                tx,
+                agent.org_id,
+                &agent.actor(),
+                "target.key_mismatch",
+                &target,
+                json!({"agent": agent.name, "pinned_key_id": pinned, "presented_key_id": presented.0}),
+            )?;
+            names.push(format!("{target} (pinned {pinned}, presented {presented})"));
+        }
+        return Ok(Connected::KeyMismatch(Error::Conflict(format!(
+            "refusing to connect: public key mismatch for {}; keys are never replaced silently (to re-key, an admin deletes and re-declares the target)",
+            names.join(", ")
+        ))));
+    }
+    let window = millis(s.connected_window());
+    let others = store::agents::connected_others(tx, agent.org_id, &agent.id, now - window)?;
+    if others >= i64::from(s.max_agents_per_org) {
+        return Err(Error::LimitReached(format!(
+            "the org already has {others} connected agents (the limit is {})",
+            s.max_agents_per_org
+        )));
+    }
+    let lost = queue::lose_held(tx, agent.org_id, &agent.id, "agent reconnected")?;
+    store::agents::clear_targets(tx, &agent.id)?;
+    for (target_id, t, pin) in &resolved {
+        if *pin {
+            store::targets::pin_key(tx, *target_id, &t.key.to_base64(), &t.key.key_id().0)?;
+            store::audit::append(
+                tx,
+                agent.org_id,
+                &agent.actor(),
+                "target.key_pinned",
+                &t.name,
+                json!({"agent": agent.name, "key_id": t.key.key_id().0}),
+            )?;
+        }
+        store::agents::add_target(tx, &agent.id, *target_id)?;
+    }
+    store::agents::set_connected(tx, &agent.id, &req.version, req.max_concurrency, now)?;
+    store::audit::append(
+        tx,
+        agent.org_id,
+        &agent.actor(),
+        "agent.connected",
+        &agent.id,
+        json!({
+            "name": agent.name,
+            "version": req.version,
+            "max_concurrency": req.max_concurrency,
+            "targets": served.iter().map(|t| &t.name).collect::<Vec<_>>(),
+            "runs_lost": lost.len(),
+        }),
+    )?;
+    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    Ok(Connected::Ok(
+        AgentSettings {
+            agent_id: agent.id.clone(),
+            heartbeat_interval_ms: ms(s.heartbeat_interval),
+            lease_ttl_ms: ms(s.lease_ttl),
+            poll_timeout_ms: ms(s.poll_timeout),
+            max_chunk_bytes: s.max_chunk_bytes,
+            max_log_bytes: s.max_log_bytes,
+            cancel_grace_ms: ms(s.cancel_grace),
+        },
+        lost,
+    ))
+}
+
+/// Resolves when any of `waits` does; never if there are none.
+async fn any(waits: Vec<Pin<Box<dyn Future<Output = ()> + Send + '_>>>) {
+    if waits.is_empty() {
+        std::future::pending::<()>().await;
+    } else {
+        futures_util::future::select_all(waits).await;
+    }
+}
+
+impl Control {
+    /// Enrolls an agent into the enrollment token's pool; returns its own
+    /// token, shown once.
+    pub async fn register_agent(
+        &self,
+        enroller: &Enroller,
+        req: RegisterRequest,
+    ) -> Result<Registered, Error> {
+        names::object("agent", &req.name).map_err(|e| Error::Invalid(e.to_string()))?;
+        let enroller = enroller.clone();
+        self.db
+            .write(move |tx| {
+                if store::agents::name_taken(tx, enroller.org_id, &req.name)? {
+                    return Err(Error::Conflict(format!(
+                        "an agent named {:?} is already enrolled; pick another name or revoke it first",
+                        req.name
+                    )));
+                }
+                let agent_id = format!("agt_{}", token::random_hex(8));
+                store::agents::insert(
+                    tx,
+                    &agent_id,
+                    enroller.org_id,
+                    enroller.pool_id,
+                    &req.name,
+                    now_ms(),
+                )?;
+                let new = token::mint(TokenKind::Agent);
+                store::tokens::insert(
+                    tx,
+                    &new,
+                    &TokenRecord {
+                        org_id: enroller.org_id,
+                        kind: TokenKind::Agent,
+                        name: &req.name,
+                        role: None,
+                        pool_id: Some(enroller.pool_id),
+                        agent_id: Some(&agent_id),
+                        expires_ms: None,
+                    },
+                )?;
+                store::audit::append(
+                    tx,
+                    enroller.org_id,
+                    &format!("token:{}", enroller.token_id),
+                    "agent.registered",
+                    &agent_id,
+                    json!({"name": req.name, "pool": enroller.pool, "agent_token": new.id}),
+                )?;
+                Ok(Registered {
+                    agent_id,
+                    agent_token: new.value,
+                })
+            })
+            .await
+    }
+
+    /// Declares the targets the agent serves (pinning keys on first sight,
+    /// refusing mismatches) and returns the protocol settings. Runs the
+    /// agent held before are `lost`.
+    pub async fn connect_agent(
+        &self,
+        agent: &Agent,
+        req: ConnectRequest,
+    ) -> Result<AgentSettings, Error> {
+        let served = check_connect(&req)?;
+        let agent = agent.clone();
+        let settings = self.settings.clone();
+        let cache = Arc::clone(&self.auth);
+        let outcome = self
+            .db
+            .write_then(
+                move |tx| connect_job(tx, &agent, &req, &served, &settings),
+                // The agent's cached principal (targets, online) is stale now.
+                move |_| cache.invalidate(),
+            )
+            .await?;
+        match outcome {
+            Connected::Ok(settings, lost) => {
+                for run in &lost {
+                    self.watchers.touch(run);
+                }
+                Ok(settings)
+            }
+            Connected::KeyMismatch(e) => Err(e),
+        }
+    }
+
+    /// A run for the agent, or `None` after the poll timeout without one
+    /// (or once shutdown starts). Woken as soon as a run for one of its
+    /// targets is queued.
+    pub async fn poll(&self, agent: &Agent) -> Result<Option<Dispatched>, Error> {
+        if !agent.online {
+            return Err(Error::Conflict(
+                "the agent is not connected: call /v1/agent/connect first".into(),
+            ));
+        }
+        let deadline = tokio::time::Instant::now() + self.settings.poll_timeout;
+        let notifiers: Vec<_> = agent
+            .targets
+            .iter()
+            .map(|t| self.wakeups.notifier(*t))
+            .collect();
+        let agent = Arc::new(agent.clone());
+        let ttl = millis(self.settings.lease_ttl);
+        loop {
+            // Register interest before looking, so a run queued between the
+            // look and the wait still wakes us.
+            let mut waits: Vec<Pin<Box<dyn Future<Output = ()> + Send + '_>>> = Vec::new();
+            for n in &notifiers {
+                let mut notified = Box::pin(n.notified());
+                notified.as_mut().enable();
+                waits.push(notified);
+            }
+            let a = Arc::clone(&agent);
+            match self.db.write(move |tx| queue::claim(tx, &a, ttl)).await? {
+                Claim::Assigned(assignment, waited_ms) => {
+                    tracing::info!(run = %assignment.run_id, agent = %agent.name, waited_ms, "run assigned");
+                    return Ok(Some(Dispatched {
+                        assignment,
+                        waited_ms,
+                    }));
+                }
+                Claim::Busy => {
+                    // Not entitled to a run now: do not take a wake-up another
+                    // agent could use.
+                    waits.clear();
+                }
+                Claim::Empty => {}
+            }
+            let woken = tokio::select! {
+                () = any(waits) => true,
+                () = tokio::time::sleep_until(deadline) => false,
+                () = self.shutting_down() => false,
+            };
+            if !woken {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Renews the leases of the runs listed; says which to cancel and which
+    /// the agent no longer holds.
+    pub async fn heartbeat(
+        &self,
+        agent: &Agent,
+        running: Vec<String>,
+    ) -> Result<HeartbeatAck, Error> {
+        if running.len() > MAX_CONCURRENCY as usize {
+            return Err(Error::Invalid("too many runs in one heartbeat".into()));
+        }
+        let ttl = millis(self.settings.lease_ttl);
+        let agent = agent.clone();
+        let (cancel, abandon) = self
+            .db
+            .write(move |tx| queue::heartbeat(tx, &agent, &running, ttl))
+            .await?;
+        Ok(HeartbeatAck { cancel, abandon })
+    }
+
+    /// Stores redacted output of a run the agent holds, idempotently.
+    pub async fn upload_logs(
+        &self,
+        agent: &Agent,
+        run_id: String,
+        chunks: Vec<LogChunk>,
+    ) -> Result<LogUploadAck, Error> {
+        if chunks.len() > MAX_CHUNKS {
+            return Err(Error::Invalid(format!(
+                "at most {MAX_CHUNKS} chunks per upload"
+            )));
+        }
+        let (max_chunk, max_log) = (self.settings.max_chunk_bytes, self.settings.max_log_bytes);
+        let agent = agent.clone();
+        let id = run_id.clone();
+        let ack = self
+            .db
+            .write(move |tx| logs::store(tx, &agent, &id, &chunks, max_chunk, max_log))
+            .await?;
+        self.watchers.touch(&run_id);
+        Ok(ack)
+    }
+
+    /// Records how a run the agent holds ended.
+    pub async fn finish_run(
+        &self,
+        agent: &Agent,
+        run_id: String,
+        req: FinishRequest,
+    ) -> Result<(), Error> {
+        let agent = agent.clone();
+        let id = run_id.clone();
+        let changed = self
+            .db
+            .write(move |tx| queue::finish(tx, &agent, &id, &req))
+            .await?;
+        if changed {
+            self.watchers.touch(&run_id);
+        }
+        Ok(())
+    }
+
+    /// The agent is going away (it stays enrolled and may connect again).
+    /// Runs it still holds are `lost`.
+    pub async fn deregister_agent(&self, agent: &Agent) -> Result<(), Error> {
+        let agent = agent.clone();
+        let cache = Arc::clone(&self.auth);
+        let lost = self
+            .db
+            .write_then(
+                move |tx| {
+                    store::agents::set_offline(tx, &agent.id)?;
+                    let lost = queue::lose_held(tx, agent.org_id, &agent.id, "agent deregistered")?;
+                    store::audit::append(
+                        tx,
+                        agent.org_id,
+                        &agent.actor(),
+                        "agent.deregistered",
+                        &agent.id,
+                        json!({"name": agent.name, "runs_lost": lost.len()}),
+                    )?;
+                    Ok(lost)
+                },
+                move |_| cache.invalidate(),
+            )
+            .await?;
+        for run in &lost {
+            self.watchers.touch(run);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,156 @@
+//! Who is calling: the identities every domain operation takes.
+
+use crate::error::Error;
+use crate::permissions::Action;
+use sealrun_wire::admin::Role;
+
+/// A person or program with a role in an org (a user token).
+#[derive(Clone, Debug)]
+pub struct User {
+    /// The org's id.
+    pub org_id: i64,
+    /// The org's name.
+    pub org: String,
+    /// The id of the token presented.
+    pub token_id: String,
+    /// The token's name.
+    pub name: String,
+    /// The token's role.
+    pub role: Role,
+}
+
+impl User {
+    /// `token:<id>`, as recorded in the audit trail.
+    pub fn actor(&self) -> String {
+        format!("token:{}", self.token_id)
+    }
+
+    /// Refuses ([`Error::Forbidden`]) unless the user's role may do `action`.
+    pub fn require(&self, action: Action) -> Result<(), Error> {
+        action.check(self.role)
+    }
+}
+
+/// An enrolled agent (an agent token).
+#[derive(Clone, Debug)]
+pub struct Agent {
+    /// The org's id.
+    pub org_id: i64,
+    /// The org's name.
+    pub org: String,
+    /// The agent's id.
+    pub id: String,
+    /// The agent's name.
+    pub name: String,
+    /// The pool it was enrolled into.
+    pub pool_id: i64,
+    /// Whether it has connected since it last deregistered.
+    pub online: bool,
+    /// Targets it serves (from its last connect).
+    pub targets: Vec<i64>,
+}
+
+impl Agent {
+    /// `agent:<id>`, as recorded in the audit trail.
+    pub fn actor(&self) -> String {
+        format!("agent:{}", self.id)
+    }
+}
+
+/// The holder of an enrollment token.
+#[derive(Clone, Debug)]
+pub struct Enroller {
+    /// The org's id.
+    pub org_id: i64,
+    /// The id of the token presented.
+    pub token_id: String,
+    /// The pool the token enrolls into.
+    pub pool_id: i64,
+    /// The pool's name.
+    pub pool: String,
+}
+
+/// An authenticated caller.
+#[derive(Clone, Debug)]
+pub enum Principal {
+    /// A user token.
+    User(User),
+    /// An agent token.
+    Agent(Agent),
+    /// An enrollment token.
+    Enroller(Enroller),
+}
+
+impl Principal {
+    /// The caller as a user, or [`Error::Forbidden`] naming what its token
+    /// kind is for.
+    pub fn into_user(self) -> Result<User, Error> {
+        match self {
+            Principal::User(u) => Ok(u),
+            Principal::Agent(_) => Err(Error::Forbidden(
+                "agent tokens can only call /v1/agent/* endpoints".into(),
+            )),
+            Principal::Enroller(_) => Err(Error::Forbidden(
+                "enrollment tokens can only register agents".into(),
+            )),
+        }
+    }
+
+    /// The caller as an agent, or [`Error::Forbidden`].
+    pub fn into_agent(self) -> Result<Agent, Error> {
+        match self {
+            Principal::Agent(a) => Ok(a),
+            Principal::User(_) => Err(Error::Forbidden("this endpoint is for agents".into())),
+            Principal::Enroller(_) => Err(Error::Forbidden(
+                "enrollment tokens can only register agents: use the agent token it returned"
+                    .into(),
+            )),
+        }
+    }
+
+    /// The caller as an enroller, or [`Error::Forbidden`].
+    pub fn into_enroller(self) -> Result<Enroller, Error> {
+        match self {
+            Principal::Enroller(e) => Ok(e),
+            _ => Err(Error::Forbidden(
+                "registering an agent needs an enrollment token".into(),
+            )),
+        }
+    }
+}
+
+/// The actor the control plane records for what it does on its own (lease
+/// expiry, a run failed because its secret was deleted, an org created).
+pub const SYSTEM: &str = "system";
+
+/// Someone acting in an org through an adapter: a user token, or a Slack
+/// user linked to the org. What runs record and the audit trail names.
+#[derive(Clone, Debug)]
+pub struct Member {
+    /// The org's id.
+    pub org_id: i64,
+    /// The role its permissions come from.
+    pub role: Role,
+    /// Shown as a run's `submitter`.
+    pub name: String,
+    /// Recorded as the audit trail's `actor`.
+    pub actor: String,
+}
+
+impl Member {
+    /// Refuses ([`Error::Forbidden`]) unless the member's role may do `action`.
+    pub fn require(&self, action: Action) -> Result<(), Error> {
+        action.check(self.role)
+    }
+}
+
+impl From<&User> for Member {
+    fn from(user: &User) -> Member {
+        Member {
+            org_id: user.org_id,
+            role: user.role,
+            name: user.name.clone(),
+            actor: user.actor(),
+        }
+    }
+}

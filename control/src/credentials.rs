@@ -1,0 +1,133 @@
+//! In-memory hints for authentication: the verified-token cache and the
+//! throttle on `auth.failed` audit entries.
+
+use crate::caller::Principal;
+use crate::store::now_ms;
+use crate::token::{self, TokenKind};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// A principal as verified from the database, with what re-verifying a
+/// later presentation of the same token needs.
+pub(crate) struct Verified {
+    pub(crate) principal: Principal,
+    pub(crate) hash: Vec<u8>,
+    pub(crate) expires_ms: Option<i64>,
+}
+
+/// Recently verified tokens, so most requests authenticate without a
+/// database read. The secret is still hashed and compared (in constant time)
+/// on every request, and expiry re-checked; only the lookup is saved.
+///
+/// Every change that can revoke or reshape a principal (token or agent
+/// revocation, agent connect/deregister, target changes) calls
+/// [`invalidate`](AuthCache::invalidate) from its commit hook, so it takes
+/// effect before the change is even acknowledged. A lookup that started
+/// before an invalidation cannot repopulate the cache with what it read
+/// (generation check). Entries also expire after [`CACHE_TTL`].
+#[derive(Debug, Default)]
+pub(crate) struct AuthCache {
+    inner: Mutex<CacheInner>,
+}
+
+#[derive(Debug, Default)]
+struct CacheInner {
+    generation: u64,
+    entries: HashMap<String, Cached>,
+}
+
+#[derive(Debug)]
+struct Cached {
+    kind: TokenKind,
+    hash: Vec<u8>,
+    expires_ms: Option<i64>,
+    loaded: Instant,
+    principal: Principal,
+}
+
+/// Longest a verified token is trusted without a database read.
+const CACHE_TTL: Duration = Duration::from_secs(30);
+/// Most tokens cached at once.
+const CACHE_MAX: usize = 10_000;
+
+impl AuthCache {
+    pub(crate) fn get(&self, presented: &token::Presented<'_>) -> Option<Principal> {
+        let inner = self.inner.lock().ok()?;
+        let c = inner.entries.get(presented.id)?;
+        let fresh = c.loaded.elapsed() < CACHE_TTL && c.expires_ms.is_none_or(|e| e > now_ms());
+        (fresh && c.kind == presented.kind && presented.matches(&c.hash))
+            .then(|| c.principal.clone())
+    }
+
+    pub(crate) fn generation(&self) -> u64 {
+        self.inner.lock().map_or(u64::MAX, |i| i.generation)
+    }
+
+    pub(crate) fn insert(&self, generation: u64, id: String, kind: TokenKind, v: Verified) {
+        let Ok(mut inner) = self.inner.lock() else {
+            return;
+        };
+        if inner.generation != generation {
+            return; // invalidated while we were reading
+        }
+        if inner.entries.len() >= CACHE_MAX {
+            inner.entries.clear();
+        }
+        inner.entries.insert(
+            id,
+            Cached {
+                kind,
+                hash: v.hash,
+                expires_ms: v.expires_ms,
+                loaded: Instant::now(),
+                principal: v.principal,
+            },
+        );
+    }
+
+    /// Forgets every cached token.
+    pub(crate) fn invalidate(&self) {
+        if let Ok(mut inner) = self.inner.lock() {
+            inner.generation = inner.generation.wrapping_add(1);
+            inner.entries.clear();
+        }
+    }
+}
+
+/// Limits `auth.failed` audit entries to one per token id per second.
+#[derive(Debug, Default)]
+pub(crate) struct FailureThrottle {
+    last: Mutex<HashMap<String, (Instant, u64)>>,
+}
+
+const THROTTLE_WINDOW: Duration = Duration::from_secs(1);
+const THROTTLE_MAX_IDS: usize = 10_000;
+
+impl FailureThrottle {
+    /// `Some(n)` if this failure should be audited, `n` being how many were
+    /// suppressed since the last audited one.
+    pub(crate) fn admit(&self, token_id: &str) -> Option<u64> {
+        let Ok(mut last) = self.last.lock() else {
+            return Some(0);
+        };
+        if last.len() > THROTTLE_MAX_IDS {
+            last.clear();
+        }
+        let now = Instant::now();
+        match last.get_mut(token_id) {
+            Some((at, suppressed)) if now.duration_since(*at) < THROTTLE_WINDOW => {
+                *suppressed += 1;
+                None
+            }
+            Some((at, suppressed)) => {
+                *at = now;
+                Some(std::mem::take(suppressed))
+            }
+            None => {
+                last.insert(token_id.to_owned(), (now, 0));
+                Some(0)
+            }
+        }
+    }
+}

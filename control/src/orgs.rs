@@ -1,0 +1,141 @@
+//! Orgs: the unit of isolation. Creating one also creates its `default` pool
+//! and its first admin token.
+
+use crate::caller::SYSTEM;
+use crate::error::OpenError;
+use crate::store::{self, Standalone, Tx, now_ms};
+use crate::token::{self, TokenKind};
+use sealrun_wire::admin::Role;
+use sealrun_wire::names;
+use serde_json::json;
+use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::path::Path;
+
+/// Name of the pool every org starts with.
+pub(crate) const DEFAULT_POOL: &str = "default";
+
+/// Creates `dir` (and parents) readable by the owner only, if missing.
+pub(crate) fn ensure_data_dir(dir: &Path) -> Result<(), OpenError> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| OpenError::DataDir {
+            path: dir.to_owned(),
+            source,
+        })
+}
+
+/// Creates the org `name` in the data directory `data_dir` and returns its
+/// one-time admin token. Works while a server is running on the same
+/// directory (SQLite serializes the two writers).
+///
+/// This is the offline `sealrun server create-org` command; the token is
+/// shown only here, the database keeps only its hash.
+pub fn create_org(data_dir: &Path, name: &str) -> Result<String, OpenError> {
+    ensure_data_dir(data_dir)?;
+    let mut conn = Standalone::open(&data_dir.join(store::DB_FILE))?;
+    create_org_in(&mut conn, name)
+}
+
+/// Creates an org in one transaction of `conn`; returns its admin token.
+fn create_org_in(conn: &mut Standalone, name: &str) -> Result<String, OpenError> {
+    names::object("org", name).map_err(|e| OpenError::InvalidName(e.to_string()))?;
+    let path = conn.path().to_owned();
+    let db_err = |e: crate::error::Error| OpenError::Database {
+        path: path.clone(),
+        message: e.to_string(),
+    };
+    let admin = conn.immediate(|tx| {
+        if store::orgs::exists(tx, name).map_err(db_err)? {
+            return Err(OpenError::OrgExists(name.to_owned()));
+        }
+        seed_org(tx, name).map_err(db_err)
+    })?;
+    tracing::info!(org = name, token_id = %admin.id, "org created");
+    Ok(admin.value)
+}
+
+/// Inserts the org, its default pool and its first admin token, audited.
+fn seed_org(tx: &Tx<'_>, name: &str) -> Result<token::NewToken, crate::error::Error> {
+    let now = now_ms();
+    let org_id = store::orgs::insert(tx, name, now)?;
+    store::pools::insert(tx, org_id, DEFAULT_POOL, now)?;
+    let admin = token::mint(TokenKind::User);
+    store::tokens::insert(
+        tx,
+        &admin,
+        &store::tokens::TokenRecord {
+            org_id,
+            kind: TokenKind::User,
+            name: "initial admin",
+            role: Some(Role::Admin),
+            pool_id: None,
+            agent_id: None,
+            expires_ms: None,
+        },
+    )?;
+    store::audit::append(tx, org_id, SYSTEM, "org.created", name, json!({}))?;
+    store::audit::append(tx, org_id, SYSTEM, "pool.created", DEFAULT_POOL, json!({}))?;
+    store::audit::append(
+        tx,
+        org_id,
+        SYSTEM,
+        "token.issued",
+        &format!("token:{}", admin.id),
+        json!({"name": "initial admin", "role": "admin"}),
+    )?;
+    Ok(admin)
+}
+
+/// On first start (no org yet), creates `org_name` and hands its admin token
+/// to the operator: written to `token_file` (mode 0600), or printed once to
+/// stderr.
+pub(crate) fn bootstrap(
+    conn: &mut Standalone,
+    org_name: &str,
+    token_file: Option<&Path>,
+) -> Result<(), OpenError> {
+    let path = conn.path().to_owned();
+    let orgs = conn.immediate(|tx| {
+        store::orgs::count(tx).map_err(|e| OpenError::Database {
+            path: path.clone(),
+            message: e.to_string(),
+        })
+    })?;
+    if orgs > 0 {
+        return Ok(());
+    }
+    let token = create_org_in(conn, org_name)?;
+    match token_file {
+        Some(file) => write_token_file(file, &token),
+        None => {
+            // The one and only time this token is visible; stderr so it
+            // does not end up in a JSON log stream on stdout.
+            eprintln!(
+                "sealrun: created org {org_name:?}; its admin token (shown only this once):\n{token}"
+            );
+            Ok(())
+        }
+    }
+}
+
+fn write_token_file(file: &Path, token: &str) -> Result<(), OpenError> {
+    let err = |source| OpenError::TokenFile {
+        path: file.to_owned(),
+        source,
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(file)
+        .map_err(err)?;
+    // `mode` applies only to a file created now; tighten an existing one too.
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(err)?;
+    writeln!(f, "{token}").map_err(err)?;
+    f.sync_all().map_err(err)
+}

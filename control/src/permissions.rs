@@ -1,0 +1,244 @@
+//! The one permission table: which role may do which [`Action`].
+//!
+//! Every check in the control plane (HTTP routes, Slack commands) goes
+//! through [`Action::allows`]; the role tables in `ARCHITECTURE.md`,
+//! `api/README.md` and `docs/openapi.yaml` are rendered from [`TABLE`] by
+//! [`markdown_table`] and checked by a test, so they cannot drift from what
+//! is enforced.
+
+use crate::error::Error;
+use sealrun_wire::admin::Role;
+
+/// Something a user token (or a linked Slack user) asks to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Action {
+    /// Issue, list and revoke user tokens.
+    ManageTokens,
+    /// Create and list agent pools.
+    ManagePools,
+    /// Issue and list enrollment tokens.
+    EnrollAgents,
+    /// List and revoke agents.
+    ManageAgents,
+    /// Declare, replace and delete targets.
+    ChangeTargets,
+    /// Read targets and their public keys.
+    ReadTargets,
+    /// Set, list (names and versions only) and delete sealed secrets.
+    ManageSecrets,
+    /// Submit runs.
+    SubmitRuns,
+    /// Cancel runs.
+    CancelRuns,
+    /// Read runs.
+    ReadRuns,
+    /// Read runs' redacted output.
+    ReadLogs,
+    /// Read and verify the audit trail.
+    ReadAudit,
+    /// Link and unlink Slack workspaces and users.
+    ManageSlack,
+}
+
+/// One row of the table.
+#[derive(Debug)]
+pub struct Permission {
+    /// The action.
+    pub action: Action,
+    /// The roles that may do it.
+    pub roles: &'static [Role],
+    /// The verb phrase refusals use: "a token with role X cannot ...".
+    pub verb: &'static str,
+    /// The HTTP routes and Slack commands that need it (for the docs).
+    pub surfaces: &'static str,
+}
+
+const ADMIN: &[Role] = &[Role::Admin];
+const ADMIN_OPERATOR: &[Role] = &[Role::Admin, Role::Operator];
+const ADMIN_AUDITOR: &[Role] = &[Role::Admin, Role::Auditor];
+const EVERY_ROLE: &[Role] = &[Role::Admin, Role::Operator, Role::Auditor];
+
+/// The permission table. The order is the order of the rendered docs.
+pub const TABLE: &[Permission] = &[
+    Permission {
+        action: Action::ManageTokens,
+        roles: ADMIN,
+        verb: "manage tokens",
+        surfaces: "`POST/GET /v1/tokens`, `DELETE /v1/tokens/{id}`",
+    },
+    Permission {
+        action: Action::ManagePools,
+        roles: ADMIN,
+        verb: "manage pools",
+        surfaces: "`POST/GET /v1/pools`",
+    },
+    Permission {
+        action: Action::EnrollAgents,
+        roles: ADMIN,
+        verb: "enroll agents",
+        surfaces: "`POST/GET /v1/pools/{pool}/enrollment-tokens`",
+    },
+    Permission {
+        action: Action::ManageAgents,
+        roles: ADMIN,
+        verb: "manage agents",
+        surfaces: "`GET /v1/agents`, `DELETE /v1/agents/{id}`",
+    },
+    Permission {
+        action: Action::ChangeTargets,
+        roles: ADMIN,
+        verb: "change targets",
+        surfaces: "`PUT/DELETE /v1/targets/{name}`",
+    },
+    Permission {
+        action: Action::ReadTargets,
+        roles: ADMIN_OPERATOR,
+        verb: "read targets",
+        surfaces: "`GET /v1/targets`, `GET /v1/targets/{name}`, `GET /v1/targets/{name}/public-key`",
+    },
+    Permission {
+        action: Action::ManageSecrets,
+        roles: ADMIN_OPERATOR,
+        verb: "manage secrets",
+        surfaces: "`GET /v1/targets/{name}/secrets`, `PUT/DELETE /v1/targets/{name}/secrets/{secret}`",
+    },
+    Permission {
+        action: Action::SubmitRuns,
+        roles: ADMIN_OPERATOR,
+        verb: "submit runs",
+        surfaces: "`POST /v1/runs`, Slack `/sealrun run`",
+    },
+    Permission {
+        action: Action::CancelRuns,
+        roles: ADMIN_OPERATOR,
+        verb: "cancel runs",
+        surfaces: "`POST /v1/runs/{id}/cancel`, Slack `/sealrun cancel`",
+    },
+    Permission {
+        action: Action::ReadRuns,
+        roles: EVERY_ROLE,
+        verb: "read runs",
+        surfaces: "`GET /v1/runs`, `GET /v1/runs/{id}`, Slack `/sealrun status`",
+    },
+    Permission {
+        action: Action::ReadLogs,
+        roles: EVERY_ROLE,
+        verb: "read logs",
+        surfaces: "`GET /v1/runs/{id}/logs`, Slack `/sealrun logs`",
+    },
+    Permission {
+        action: Action::ReadAudit,
+        roles: ADMIN_AUDITOR,
+        verb: "read the audit trail",
+        surfaces: "`GET /v1/audit`, `GET /v1/audit/verify`",
+    },
+    Permission {
+        action: Action::ManageSlack,
+        roles: ADMIN,
+        verb: "manage the Slack integration",
+        surfaces: "`/v1/integrations/slack/workspaces[/{team_id}]`, `/v1/integrations/slack/users[/{team_id}/{user_id}]`",
+    },
+];
+
+impl Action {
+    /// Every action, in table order.
+    pub fn all() -> impl Iterator<Item = Action> {
+        TABLE.iter().map(|p| p.action)
+    }
+
+    /// Its row of [`TABLE`].
+    pub fn permission(self) -> &'static Permission {
+        // Every action has a row: `every_action_has_exactly_one_row` checks it.
+        TABLE.iter().find(|p| p.action == self).unwrap_or(&TABLE[0])
+    }
+
+    /// Whether `role` may do it.
+    pub fn allows(self, role: Role) -> bool {
+        self.permission().roles.contains(&role)
+    }
+
+    /// `Ok` if `role` may do it, else [`Error::Forbidden`] saying so.
+    pub fn check(self, role: Role) -> Result<(), Error> {
+        if self.allows(role) {
+            Ok(())
+        } else {
+            Err(Error::Forbidden(format!(
+                "a token with role {role} cannot {}",
+                self.permission().verb
+            )))
+        }
+    }
+}
+
+/// The roles, in the columns' order.
+const COLUMNS: [Role; 3] = [Role::Admin, Role::Operator, Role::Auditor];
+
+/// [`TABLE`] as a Markdown table, as the docs show it between
+/// `<!-- permissions:begin -->` and `<!-- permissions:end -->`.
+pub fn markdown_table() -> String {
+    let mut out = String::from("| action | routes and commands | admin | operator | auditor |\n");
+    out.push_str("|---|---|:-:|:-:|:-:|\n");
+    for p in TABLE {
+        let marks: Vec<&str> = COLUMNS
+            .iter()
+            .map(|r| if p.roles.contains(r) { "yes" } else { "-" })
+            .collect();
+        out.push_str(&format!(
+            "| {} | {} | {} |\n",
+            p.verb,
+            p.surfaces,
+            marks.join(" | ")
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_action_has_exactly_one_row() {
+        for p in TABLE {
+            let rows = TABLE.iter().filter(|q| q.action == p.action).count();
+            assert_eq!(rows, 1, "{:?}", p.action);
+            assert_eq!(p.action.permission().action, p.action);
+        }
+    }
+
+    #[test]
+    fn a_refusal_names_the_role_and_the_action() {
+        let err = Action::ManageTokens.check(Role::Operator).unwrap_err();
+        assert_eq!(
+            err,
+            Error::Forbidden("a token with role operator cannot manage tokens".into())
+        );
+        assert!(Action::ManageTokens.check(Role::Admin).is_ok());
+    }
+
+    #[test]
+    fn auditors_may_read_only_runs_logs_and_the_trail() {
+        for p in TABLE {
+            let writes = !matches!(
+                p.action,
+                Action::ReadRuns | Action::ReadLogs | Action::ReadAudit
+            );
+            assert_eq!(
+                p.action.allows(Role::Auditor),
+                !writes,
+                "{:?}: auditors may only read",
+                p.action
+            );
+        }
+    }
+
+    #[test]
+    fn the_markdown_table_has_a_row_per_action() {
+        let table = markdown_table();
+        assert_eq!(table.lines().count(), TABLE.len() + 2);
+        assert!(table.contains(
+            "| read the audit trail | `GET /v1/audit`, `GET /v1/audit/verify` | yes | - | yes |"
+        ));
+    }
+}

@@ -1,0 +1,416 @@
+//! The run queue and each run's state machine.
+//!
+//! ```text
+//! queued ──claim──> running ──finish──> succeeded | failed | timed_out | canceled | error
+//!   │                  ├──lease lapses / agent reconnects / revoked──> lost
+//!   │                  └──cancel──> (flag; the agent finishes it as canceled)
+//!   ├──cancel──> canceled
+//!   └──a referenced secret was deleted──> error
+//! ```
+//!
+//! Every transition is a conditional `UPDATE ... WHERE status = <expected>`
+//! run by the single writer, so two transitions can never both apply: a run is
+//! claimed at most once, and a run that became `lost` can never be finished.
+//! Every function here runs inside a writer job and audits what it changes.
+
+use crate::caller::Agent;
+use crate::caller::SYSTEM;
+use crate::error::{Error, Object};
+use crate::store::{self, Tx, now_ms};
+use sealrun_wire::admin::TargetSpec;
+use sealrun_wire::agent::{AssignedSecret, Assignment, FinishRequest};
+use sealrun_wire::names;
+use sealrun_wire::run::{RunRequest, RunStatus, RunView};
+use serde_json::json;
+use std::collections::BTreeSet;
+
+/// Largest total size of a run's argv and env.
+const MAX_COMMAND_BYTES: usize = 256 * 1024;
+/// Longest error text an agent may report.
+const MAX_ERROR_CHARS: usize = 4096;
+
+/// One run of the caller's org, or 404.
+pub(crate) fn view(tx: &Tx<'_>, org_id: i64, run_id: &str) -> Result<RunView, Error> {
+    store::runs::view(tx, org_id, run_id)?.ok_or_else(|| no_such_run(run_id))
+}
+
+/// The answer for a run that does not exist in the caller's org.
+pub(crate) fn no_such_run(run_id: &str) -> Error {
+    Error::not_found(Object::Run, run_id)
+}
+
+/// Who submits a run.
+pub(crate) struct Submitter<'a> {
+    pub(crate) org_id: i64,
+    /// Shown in the run (`submitter`).
+    pub(crate) name: &'a str,
+    /// Recorded in the audit trail.
+    pub(crate) actor: &'a str,
+}
+
+fn check_request(req: &RunRequest, target: &TargetSpec) -> Result<u64, Error> {
+    let bad = |m: String| Error::Invalid(m);
+    if req.argv.is_empty() || req.argv[0].is_empty() {
+        return Err(bad(
+            "argv must name a command (its first element cannot be empty)".into(),
+        ));
+    }
+    let mut size = 0;
+    for arg in &req.argv {
+        if arg.contains('\0') {
+            return Err(bad("argv cannot contain NUL characters".into()));
+        }
+        size += arg.len();
+    }
+    for (name, value) in &req.env {
+        names::env_var(name).map_err(|e| bad(e.to_string()))?;
+        if value.contains('\0') {
+            return Err(bad(format!("env {name} cannot contain NUL characters")));
+        }
+        size += name.len() + value.len();
+    }
+    if size > MAX_COMMAND_BYTES {
+        return Err(bad(format!(
+            "argv and env take {size} bytes; the limit is {MAX_COMMAND_BYTES}"
+        )));
+    }
+    let mut seen = BTreeSet::new();
+    for name in &req.secrets {
+        names::env_var(name).map_err(|e| bad(e.to_string()))?;
+        if !seen.insert(name) {
+            return Err(bad(format!("secret {name} is listed twice")));
+        }
+        if req.env.contains_key(name) {
+            return Err(bad(format!(
+                "{name} is both a plain env var and a secret; pick one"
+            )));
+        }
+    }
+    if let Some(image) = &req.image {
+        if image.is_empty()
+            || image.len() > 512
+            || image.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(bad(format!("invalid image {image:?}")));
+        }
+    }
+    let max = target.timeout_secs;
+    match req.timeout_secs {
+        None => Ok(max),
+        Some(0) => Err(bad("timeout_secs must be at least 1".into())),
+        Some(t) if t > max => Err(bad(format!(
+            "timeout_secs {t} exceeds target {}'s maximum of {max}",
+            target.name
+        ))),
+        Some(t) => Ok(t),
+    }
+}
+
+/// Validates and queues a run; returns its id and its target's id.
+pub(crate) fn submit(
+    tx: &Tx<'_>,
+    who: &Submitter<'_>,
+    req: &RunRequest,
+) -> Result<(String, i64), Error> {
+    let (target_id, spec) = store::targets::spec_by_name(tx, who.org_id, &req.target)?
+        .ok_or_else(|| Error::not_found(Object::Target, req.target.clone()))?;
+    let timeout = check_request(req, &spec)?;
+    for name in &req.secrets {
+        if !store::secrets::exists(tx, target_id, name)? {
+            return Err(Error::Invalid(format!(
+                "target {} has no secret named {name}",
+                req.target
+            )));
+        }
+    }
+    let id = format!("run_{}", crate::token::random_hex(8));
+    let image = req.image.clone().unwrap_or_else(|| spec.image.clone());
+    store::runs::insert(
+        tx,
+        &store::runs::NewRun {
+            id: &id,
+            org_id: who.org_id,
+            target_id,
+            target: &req.target,
+            argv: &req.argv,
+            env: &req.env,
+            secrets: &req.secrets,
+            image: &image,
+            timeout_secs: timeout,
+            source: req.source,
+            submitter: who.name,
+            now: now_ms(),
+        },
+    )?;
+    store::audit::append(
+        tx,
+        who.org_id,
+        who.actor,
+        "run.submitted",
+        &id,
+        json!({
+            "target": req.target,
+            "argv": req.argv,
+            "env_names": req.env.keys().collect::<Vec<_>>(),
+            "secrets": req.secrets,
+            "image": image,
+            "timeout_secs": timeout,
+            "source": req.source.as_str(),
+            "submitter": who.name,
+        }),
+    )?;
+    Ok((id, target_id))
+}
+
+/// What a claim attempt found.
+pub(crate) enum Claim {
+    /// A run, now `running` and leased to the agent; with how long it queued.
+    Assigned(Box<Assignment>, u64),
+    /// No queued run for the agent's targets.
+    Empty,
+    /// The agent may not take a run now (every slot busy, or not connected).
+    Busy,
+}
+
+/// Hands the agent the oldest queued run of its targets, if it has a free
+/// slot: atomically `queued -> running` with a lease.
+pub(crate) fn claim(tx: &Tx<'_>, agent: &Agent, lease_ttl_ms: i64) -> Result<Claim, Error> {
+    let now = now_ms();
+    store::agents::touch(tx, &agent.id, now)?;
+    let (held, max, online) = store::agents::slots(tx, &agent.id)?;
+    if held >= max || !online {
+        return Ok(Claim::Busy);
+    }
+    loop {
+        let Some(claimed) =
+            store::runs::claim_next(tx, &agent.id, &agent.name, now + lease_ttl_ms, now)?
+        else {
+            return Ok(Claim::Empty);
+        };
+        let spec = store::targets::spec(tx, claimed.target_id)?;
+        let mut sealed = Vec::with_capacity(claimed.secrets.len());
+        let mut missing = None;
+        for name in &claimed.secrets {
+            match store::secrets::sealed(tx, claimed.target_id, name)? {
+                Some(secret) => sealed.push(AssignedSecret {
+                    sealed: secret,
+                    name: name.clone(),
+                }),
+                None => {
+                    missing = Some(name.clone());
+                    break;
+                }
+            }
+        }
+        if let Some(name) = missing {
+            // Deleted after the run was queued: the command would run without
+            // it. Fail the run visibly rather than hand it out.
+            let error = format!("secret {name} was deleted before the run started");
+            store::runs::fail_unstarted(tx, &claimed.run_id, &error, now)?;
+            store::audit::append(
+                tx,
+                agent.org_id,
+                SYSTEM,
+                "run.finished",
+                &claimed.run_id,
+                json!({"status": "error", "error": error}),
+            )?;
+            continue;
+        }
+        store::audit::append(
+            tx,
+            agent.org_id,
+            &agent.actor(),
+            "run.started",
+            &claimed.run_id,
+            json!({"agent": agent.name, "target": claimed.target}),
+        )?;
+        let waited = u64::try_from(now - claimed.created_ms).unwrap_or(0);
+        let assignment = Assignment {
+            run_id: claimed.run_id,
+            target: claimed.target,
+            image: claimed.image,
+            argv: claimed.argv,
+            env: claimed.env,
+            secrets: sealed,
+            timeout_secs: claimed.timeout_secs,
+            limits: spec.limits,
+            network: spec.network,
+            user: spec.user,
+        };
+        return Ok(Claim::Assigned(Box::new(assignment), waited));
+    }
+}
+
+/// What a cancel request did.
+pub(crate) enum Canceled {
+    /// It was queued and is now canceled.
+    Now,
+    /// It is running; the agent is told in its next heartbeat.
+    Requested,
+}
+
+/// Cancels a run of the org: at once if queued, through its agent if running.
+pub(crate) fn cancel(
+    tx: &Tx<'_>,
+    org_id: i64,
+    run_id: &str,
+    actor: &str,
+) -> Result<Canceled, Error> {
+    let status = store::runs::status(tx, org_id, run_id)?.ok_or_else(|| no_such_run(run_id))?;
+    match RunStatus::parse(&status) {
+        Some(RunStatus::Queued) => {
+            store::runs::cancel_queued(tx, run_id, now_ms())?;
+            store::audit::append(
+                tx,
+                org_id,
+                actor,
+                "run.canceled",
+                run_id,
+                json!({"was": "queued"}),
+            )?;
+            Ok(Canceled::Now)
+        }
+        Some(RunStatus::Running) => {
+            if store::runs::request_cancel(tx, run_id)? {
+                store::audit::append(tx, org_id, actor, "run.cancel_requested", run_id, json!({}))?;
+            }
+            Ok(Canceled::Requested)
+        }
+        _ => Err(Error::Conflict(format!(
+            "run {run_id} has already ended ({status})"
+        ))),
+    }
+}
+
+/// Records how a run ended, as reported by the agent holding it.
+/// Idempotent: the same report twice is accepted; a different one is not.
+pub(crate) fn finish(
+    tx: &Tx<'_>,
+    agent: &Agent,
+    run_id: &str,
+    req: &FinishRequest,
+) -> Result<bool, Error> {
+    if !req.status.is_terminal() || req.status == RunStatus::Lost {
+        return Err(Error::Invalid(format!(
+            "{} is not a status an agent can finish a run with",
+            req.status
+        )));
+    }
+    let Some((status, holder, exit_code)) = store::runs::holder(tx, agent.org_id, run_id)? else {
+        return Err(no_such_run(run_id));
+    };
+    if holder.as_deref() != Some(agent.id.as_str()) {
+        return Err(no_such_run(run_id));
+    }
+    match RunStatus::parse(&status) {
+        Some(RunStatus::Running) => {}
+        Some(RunStatus::Lost) => {
+            return Err(Error::Conflict(format!(
+                "run {run_id} is lost (its lease lapsed); its result is refused"
+            )));
+        }
+        Some(s) if s == req.status && exit_code == req.exit_code => return Ok(false),
+        _ => {
+            return Err(Error::Conflict(format!(
+                "run {run_id} already ended as {status}"
+            )));
+        }
+    }
+    let error = req.error.as_ref().map(|e| {
+        if e.chars().count() > MAX_ERROR_CHARS {
+            let mut short: String = e.chars().take(MAX_ERROR_CHARS).collect();
+            short.push_str("...");
+            short
+        } else {
+            e.clone()
+        }
+    });
+    store::runs::finish(
+        tx,
+        run_id,
+        &store::runs::Outcome {
+            status: req.status,
+            exit_code: req.exit_code,
+            error: error.as_deref(),
+            oom_killed: req.oom_killed,
+            now: now_ms(),
+            final_seq: req.next_seq,
+        },
+    )?;
+    store::audit::append(
+        tx,
+        agent.org_id,
+        &agent.actor(),
+        "run.finished",
+        run_id,
+        json!({
+            "status": req.status.as_str(),
+            "exit_code": req.exit_code,
+            "oom_killed": req.oom_killed,
+        }),
+    )?;
+    Ok(true)
+}
+
+/// Marks the runs `agent_id` holds as `lost` (it restarted, deregistered or
+/// was revoked: whatever they were doing, no result will come); returns
+/// their ids.
+pub(crate) fn lose_held(
+    tx: &Tx<'_>,
+    org_id: i64,
+    agent_id: &str,
+    reason: &str,
+) -> Result<Vec<String>, Error> {
+    let ids = store::runs::lose_held(tx, agent_id, &format!("lost: {reason}"), now_ms())?;
+    for id in &ids {
+        store::audit::append(
+            tx,
+            org_id,
+            SYSTEM,
+            "run.lost",
+            id,
+            json!({"agent": agent_id, "reason": reason}),
+        )?;
+    }
+    Ok(ids)
+}
+
+/// Marks every run whose lease expired before `now` as `lost`; returns
+/// their ids.
+pub(crate) fn expire_leases(tx: &Tx<'_>, now: i64) -> Result<Vec<String>, Error> {
+    let lost = store::runs::expire_leases(tx, now, "lost: the agent stopped renewing its lease")?;
+    for (id, org_id, agent) in &lost {
+        store::audit::append(
+            tx,
+            *org_id,
+            SYSTEM,
+            "run.lost",
+            id,
+            json!({"agent": agent, "reason": "lease expired"}),
+        )?;
+    }
+    Ok(lost.into_iter().map(|(id, _, _)| id).collect())
+}
+
+/// Renews the leases of the listed runs the agent holds; returns (runs to
+/// cancel, runs to abandon).
+pub(crate) fn heartbeat(
+    tx: &Tx<'_>,
+    agent: &Agent,
+    running: &[String],
+    lease_ttl_ms: i64,
+) -> Result<(Vec<String>, Vec<String>), Error> {
+    let now = now_ms();
+    store::agents::touch(tx, &agent.id, now)?;
+    let mut cancel = Vec::new();
+    let mut abandon = Vec::new();
+    for run_id in running {
+        match store::runs::renew_lease(tx, run_id, &agent.id, now + lease_ttl_ms)? {
+            Some(true) => cancel.push(run_id.clone()),
+            Some(false) => {}
+            None => abandon.push(run_id.clone()),
+        }
+    }
+    Ok((cancel, abandon))
+}

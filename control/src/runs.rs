@@ -1,0 +1,173 @@
+//! Runs as users see them: submit, list, inspect, cancel, read output.
+
+use crate::caller::Member;
+use crate::dispatch::RunWatch;
+use crate::error::Error;
+use crate::logs::{self, Page};
+use crate::permissions::Action;
+use crate::queue::{self, Canceled, Submitter};
+use crate::service::Control;
+use crate::store;
+use sealrun_wire::run::{RunRequest, RunStatus, RunView};
+use std::sync::Arc;
+
+const DEFAULT_LIST: u32 = 50;
+const MAX_LIST: u32 = 500;
+
+/// Which runs a listing wants (all filters optional).
+#[derive(Clone, Debug, Default)]
+pub struct RunFilter {
+    /// Only runs in this status (by name; an unknown name is refused).
+    pub status: Option<String>,
+    /// Only runs of this target.
+    pub target: Option<String>,
+    /// At most this many (default 50, at most 500).
+    pub limit: Option<u32>,
+    /// Only runs submitted before this run (for paging back).
+    pub before: Option<String>,
+}
+
+/// What a cancel did, with the run as it now stands.
+#[derive(Debug)]
+pub struct Cancellation {
+    /// `true` if the run was queued and is now canceled; `false` if it is
+    /// running and its agent is told at its next heartbeat.
+    pub immediate: bool,
+    /// The run after the cancel.
+    pub run: RunView,
+}
+
+impl Control {
+    /// Queues a run and wakes the agents polling for its target. The one
+    /// path every run takes, whether it comes from the HTTP API or Slack.
+    pub async fn submit_run(&self, who: &Member, req: RunRequest) -> Result<String, Error> {
+        who.require(Action::SubmitRuns)?;
+        let who = who.clone();
+        let wakeups = Arc::clone(&self.wakeups);
+        let (id, _target_id) = self
+            .db
+            .write_then(
+                move |tx| {
+                    let submitter = Submitter {
+                        org_id: who.org_id,
+                        name: &who.name,
+                        actor: &who.actor,
+                    };
+                    queue::submit(tx, &submitter, &req)
+                },
+                // Pollers may claim it as soon as it is committed: their claim
+                // is answered only once it (and so this submit) is on disk.
+                move |(_, target_id)| wakeups.run_queued(*target_id),
+            )
+            .await?;
+        Ok(id)
+    }
+
+    /// The org's runs, newest first.
+    pub async fn list_runs(&self, who: &Member, filter: RunFilter) -> Result<Vec<RunView>, Error> {
+        who.require(Action::ReadRuns)?;
+        let status = match filter.status.as_deref() {
+            None | Some("") => None,
+            Some(s) => Some(RunStatus::parse(s).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "unknown status {s:?}; one of: {}",
+                    RunStatus::ALL.map(RunStatus::as_str).join(", ")
+                ))
+            })?),
+        };
+        let filter = store::runs::Filter {
+            status,
+            target: filter.target.filter(|t| !t.is_empty()),
+            before: filter.before.filter(|b| !b.is_empty()),
+            limit: filter.limit.unwrap_or(DEFAULT_LIST).clamp(1, MAX_LIST),
+        };
+        let org_id = who.org_id;
+        self.db
+            .read(move |tx| store::runs::list(tx, org_id, filter))
+            .await
+    }
+
+    /// The org's run `id`.
+    pub async fn run(&self, who: &Member, id: String) -> Result<RunView, Error> {
+        who.require(Action::ReadRuns)?;
+        let org_id = who.org_id;
+        self.db.read(move |tx| queue::view(tx, org_id, &id)).await
+    }
+
+    /// Cancels run `id`: a queued run at once; a running one is flagged and
+    /// its agent told at its next heartbeat (or log upload).
+    pub async fn cancel_run(&self, who: &Member, id: String) -> Result<Cancellation, Error> {
+        who.require(Action::CancelRuns)?;
+        let (org_id, actor) = (who.org_id, who.actor.clone());
+        let (outcome, run) = self
+            .db
+            .write(move |tx| {
+                let outcome = queue::cancel(tx, org_id, &id, &actor)?;
+                Ok((outcome, queue::view(tx, org_id, &id)?))
+            })
+            .await?;
+        let immediate = matches!(outcome, Canceled::Now);
+        if immediate {
+            self.watchers.touch(&run.id);
+        }
+        Ok(Cancellation { immediate, run })
+    }
+
+    /// A page of run `id`'s output from `after`.
+    pub async fn log_page(&self, who: &Member, id: String, after: u64) -> Result<Page, Error> {
+        who.require(Action::ReadLogs)?;
+        let org_id = who.org_id;
+        self.db
+            .read(move |tx| logs::page(tx, org_id, &id, after))
+            .await
+    }
+
+    /// Subscribes to run `id`'s changes (new output, its end). Subscribe
+    /// before reading the first page, so nothing written in between is
+    /// missed.
+    pub fn watch_run(&self, who: &Member, id: &str) -> Result<RunWatch, Error> {
+        who.require(Action::ReadLogs)?;
+        Ok(self.watchers.watch(id))
+    }
+}
+
+/// A run with the end of its output.
+#[derive(Debug)]
+pub struct RunTail {
+    /// The run.
+    pub run: RunView,
+    /// At least the last `min_bytes` asked for of its stored (redacted)
+    /// output, all streams in the order they were produced (or all of it).
+    pub tail: Vec<u8>,
+    /// Whether every chunk the agent said it made is stored.
+    pub complete: bool,
+}
+
+impl Control {
+    /// Run `id` and the end of its output, read in one snapshot.
+    pub async fn run_tail(
+        &self,
+        who: &Member,
+        id: String,
+        min_bytes: usize,
+    ) -> Result<RunTail, Error> {
+        who.require(Action::ReadLogs)?;
+        let org_id = who.org_id;
+        self.db
+            .read(move |tx| {
+                let ((run, complete), tail) =
+                    store::logs::tail(tx, org_id, &id, min_bytes, |tx| {
+                        Ok((
+                            queue::view(tx, org_id, &id)?,
+                            store::logs::complete(tx, org_id, &id)?,
+                        ))
+                    })?;
+                Ok(RunTail {
+                    run,
+                    tail,
+                    complete,
+                })
+            })
+            .await
+    }
+}

@@ -1,0 +1,105 @@
+//! [`Control`]: the control plane's state, opened once per process.
+
+use crate::credentials::{AuthCache, FailureThrottle};
+use crate::dispatch::{PollWakeups, RunWatchers};
+use crate::error::OpenError;
+use crate::orgs;
+use crate::settings::Settings;
+use crate::slack_keys::SlackKeys;
+use crate::store::{DB_FILE, Db, Standalone};
+use std::path::Path;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// How to open a control plane's data directory.
+#[derive(Clone, Debug)]
+pub struct OpenOptions<'a> {
+    /// Holds `sealrun.db` and `slack.key`; created (mode 0700) if missing.
+    pub data_dir: &'a Path,
+    /// The org created on first start.
+    pub org_name: &'a str,
+    /// Where the first start writes the org's one-time admin token (mode
+    /// 0600); `None` prints it once to stderr instead.
+    pub admin_token_file: Option<&'a Path>,
+    /// Protocol knobs and limits.
+    pub settings: Settings,
+}
+
+/// The control plane: every domain operation is a method of it (in the
+/// module of its concern), taking the caller's identity.
+///
+/// It holds the database and the in-memory hints layered over it (poll
+/// wake-ups, log watchers, the verified-token cache). Share it behind an
+/// `Arc`; adapters (HTTP, Slack) hold nothing else of the domain.
+pub struct Control {
+    pub(crate) db: Db,
+    pub(crate) settings: Settings,
+    pub(crate) wakeups: Arc<PollWakeups>,
+    pub(crate) watchers: RunWatchers,
+    pub(crate) auth: Arc<AuthCache>,
+    pub(crate) failures: FailureThrottle,
+    pub(crate) slack: Arc<SlackKeys>,
+    stop: watch::Sender<bool>,
+    stopping: watch::Receiver<bool>,
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Control")
+            .field("db", &self.db)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Control {
+    /// Opens (creating and migrating) the database in `options.data_dir`,
+    /// creates the first org on first start, loads (or creates) the Slack
+    /// sealing key, and starts the database writer. Blocking: call it from
+    /// a blocking thread in async code.
+    pub fn open(options: OpenOptions<'_>) -> Result<Control, OpenError> {
+        orgs::ensure_data_dir(options.data_dir)?;
+        let path = options.data_dir.join(DB_FILE);
+        {
+            let mut conn = Standalone::open(&path)?;
+            orgs::bootstrap(&mut conn, options.org_name, options.admin_token_file)?;
+        }
+        let slack = SlackKeys::open(options.data_dir)?;
+        let db = Db::open(&path, options.settings.durable_commits)?;
+        let (stop, stopping) = watch::channel(false);
+        Ok(Control {
+            db,
+            settings: options.settings,
+            wakeups: Arc::default(),
+            watchers: RunWatchers::default(),
+            auth: Arc::default(),
+            failures: FailureThrottle::default(),
+            slack: Arc::new(slack),
+            stop,
+            stopping,
+        })
+    }
+
+    /// The protocol knobs and limits it was opened with.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Starts shutting down: long polls end empty, followed logs end.
+    pub fn begin_shutdown(&self) {
+        let _ = self.stop.send(true);
+    }
+
+    /// Resolves once shutdown has started.
+    pub async fn shutting_down(&self) {
+        let mut rx = self.stopping.clone();
+        // An error means the sender is gone, which also means shutdown.
+        let _ = rx.wait_for(|stopping| *stopping).await;
+    }
+
+    /// Commits queued writes, checkpoints the database and stops its writer.
+    /// Blocking.
+    pub fn close(&self) {
+        self.db.close();
+    }
+}

@@ -1,0 +1,321 @@
+//! Slack as the domain sees it: which workspaces (with their sealed signing
+//! secrets) and which users are linked to an org, and what their refused
+//! requests leave in the audit trail. The HTTP side (signatures, parsing,
+//! messages, `response_url`) is the `api` crate's Slack adapter.
+
+use crate::caller::{Member, User};
+use crate::error::{Error, Object};
+use crate::permissions::Action;
+use crate::service::Control;
+use crate::slack_keys::Workspace;
+use crate::store::{self, now_ms};
+use sealrun_wire::names;
+use sealrun_wire::slack::{UserLink, UserView, WorkspaceView};
+use serde_json::json;
+use std::sync::Arc;
+use zeroize::Zeroizing;
+
+/// A Slack id (team `T...`/`E...`, user `U...`/`W...`): 2-32 uppercase
+/// letters and digits, starting with a letter.
+pub fn check_slack_id(kind: &str, id: &str) -> Result<(), Error> {
+    let ok = (2..=32).contains(&id.len())
+        && id.bytes().next().is_some_and(|b| b.is_ascii_uppercase())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "invalid Slack {kind} id {id:?}: expected 2-32 uppercase letters and digits, e.g. T0123ABCD"
+        )))
+    }
+}
+
+/// A signing secret as Slack issues them (32 hex digits today); anything
+/// printable, without spaces, of a sensible length is accepted.
+pub fn check_signing_secret(secret: &str) -> Result<(), Error> {
+    let ok = (16..=256).contains(&secret.len()) && secret.bytes().all(|b| b.is_ascii_graphic());
+    if ok {
+        Ok(())
+    } else {
+        // Never echo the value.
+        Err(Error::Invalid(
+            "invalid signing secret: expected 16-256 printable characters without spaces (Slack app > Basic Information > Signing Secret)".into(),
+        ))
+    }
+}
+
+fn not_linked(team_id: &str) -> Error {
+    Error::not_found(Object::SlackWorkspace, team_id)
+}
+
+impl Control {
+    /// Links workspace `team_id` to the user's org, or replaces its signing
+    /// secret (sealed before it is stored; never returned).
+    pub async fn link_slack_workspace(
+        &self,
+        user: &User,
+        team_id: String,
+        signing_secret: Zeroizing<String>,
+    ) -> Result<WorkspaceView, Error> {
+        user.require(Action::ManageSlack)?;
+        check_slack_id("team", &team_id)?;
+        check_signing_secret(&signing_secret)?;
+        let sealed = self.slack.seal(&team_id, signing_secret.as_bytes())?;
+        drop(signing_secret);
+        let user = user.clone();
+        let keys = Arc::clone(&self.slack);
+        self.db
+            .write_then(
+                move |tx| {
+                    let now = now_ms();
+                    let existing = store::slack::workspace_org(tx, &team_id)?;
+                    let created = match existing {
+                        Some((org, _)) if org != user.org_id => {
+                            return Err(Error::Conflict(format!(
+                                "Slack team {team_id} is linked to another org; unlink it there first"
+                            )));
+                        }
+                        Some((_, created)) => {
+                            store::slack::update_workspace(tx, &team_id, &sealed, now)?;
+                            created
+                        }
+                        None => {
+                            store::slack::insert_workspace(tx, &team_id, user.org_id, &sealed, now)?;
+                            now
+                        }
+                    };
+                    store::audit::append(
+                        tx,
+                        user.org_id,
+                        &user.actor(),
+                        "slack.workspace_linked",
+                        &format!("slack:{team_id}"),
+                        json!({"replaced_secret": existing.is_some()}),
+                    )?;
+                    Ok(WorkspaceView {
+                        team_id,
+                        linked_at_ms: created,
+                        updated_at_ms: now,
+                    })
+                },
+                move |_| keys.invalidate(),
+            )
+            .await
+    }
+
+    /// The org's linked workspaces.
+    pub async fn list_slack_workspaces(&self, user: &User) -> Result<Vec<WorkspaceView>, Error> {
+        user.require(Action::ManageSlack)?;
+        let org_id = user.org_id;
+        self.db
+            .read(move |tx| store::slack::list_workspaces(tx, org_id))
+            .await
+    }
+
+    /// Unlinks workspace `team_id` and every user linked in it.
+    pub async fn unlink_slack_workspace(&self, user: &User, team_id: String) -> Result<(), Error> {
+        user.require(Action::ManageSlack)?;
+        let user = user.clone();
+        let keys = Arc::clone(&self.slack);
+        self.db
+            .write_then(
+                move |tx| {
+                    let users = store::slack::count_users(tx, &team_id)?;
+                    if !store::slack::delete_workspace(tx, &team_id, user.org_id)? {
+                        return Err(not_linked(&team_id));
+                    }
+                    store::audit::append(
+                        tx,
+                        user.org_id,
+                        &user.actor(),
+                        "slack.workspace_unlinked",
+                        &format!("slack:{team_id}"),
+                        json!({"users_unlinked": users}),
+                    )?;
+                    Ok(())
+                },
+                move |_| keys.invalidate(),
+            )
+            .await
+    }
+
+    /// Links Slack user `user_id` of a linked workspace, or changes their
+    /// name or role.
+    pub async fn link_slack_user(
+        &self,
+        user: &User,
+        team_id: String,
+        user_id: String,
+        link: UserLink,
+    ) -> Result<UserView, Error> {
+        user.require(Action::ManageSlack)?;
+        check_slack_id("team", &team_id)?;
+        check_slack_id("user", &user_id)?;
+        names::label("name", &link.name).map_err(|e| Error::Invalid(e.to_string()))?;
+        let user = user.clone();
+        self.db
+            .write(move |tx| {
+                if !store::slack::workspace_linked(tx, &team_id, user.org_id)? {
+                    return Err(not_linked(&team_id));
+                }
+                let now = now_ms();
+                store::slack::upsert_user(tx, &team_id, &user_id, &link.name, link.role, now)?;
+                store::audit::append(
+                    tx,
+                    user.org_id,
+                    &user.actor(),
+                    "slack.user_linked",
+                    &format!("slack:{team_id}/{user_id}"),
+                    json!({"name": link.name, "role": link.role.as_str()}),
+                )?;
+                Ok(UserView {
+                    team_id,
+                    user_id,
+                    name: link.name,
+                    role: link.role,
+                    updated_at_ms: now,
+                })
+            })
+            .await
+    }
+
+    /// The users linked in the org's workspaces.
+    pub async fn list_slack_users(&self, user: &User) -> Result<Vec<UserView>, Error> {
+        user.require(Action::ManageSlack)?;
+        let org_id = user.org_id;
+        self.db
+            .read(move |tx| store::slack::list_users(tx, org_id))
+            .await
+    }
+
+    /// Unlinks Slack user `user_id` of workspace `team_id`.
+    pub async fn unlink_slack_user(
+        &self,
+        user: &User,
+        team_id: String,
+        user_id: String,
+    ) -> Result<(), Error> {
+        user.require(Action::ManageSlack)?;
+        let user = user.clone();
+        self.db
+            .write(move |tx| {
+                if !store::slack::delete_user(tx, &team_id, &user_id, user.org_id)? {
+                    return Err(Error::not_found_because(
+                        Object::SlackUser,
+                        format!("{team_id}/{user_id}"),
+                        format!("Slack user {user_id} of team {team_id} is not linked to this org"),
+                    ));
+                }
+                store::audit::append(
+                    tx,
+                    user.org_id,
+                    &user.actor(),
+                    "slack.user_unlinked",
+                    &format!("slack:{team_id}/{user_id}"),
+                    json!({}),
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// The workspace `team_id` is linked as (with its signing secret opened,
+    /// to verify a request), if it is.
+    pub async fn slack_workspace(&self, team_id: &str) -> Result<Option<Workspace>, Error> {
+        let generation = match self.slack.cached(team_id) {
+            Ok(w) => return Ok(Some(w)),
+            Err(generation) => generation,
+        };
+        let team = team_id.to_owned();
+        let row = self
+            .db
+            .read(move |tx| store::slack::workspace_secret(tx, &team))
+            .await?;
+        let Some((org_id, sealed)) = row else {
+            return Ok(None);
+        };
+        let workspace = Workspace {
+            org_id,
+            secret: Arc::new(self.slack.open_secret(team_id, &sealed)?),
+        };
+        self.slack.remember(generation, team_id, workspace.clone());
+        Ok(Some(workspace))
+    }
+
+    /// Slack user `user_id` of the verified workspace `team_id` as a member
+    /// of its org, if linked: submitter `slack:<team>/<user> (<name>)`,
+    /// audit actor `slack:<team>/<user>`.
+    pub async fn slack_member(
+        &self,
+        workspace: &Workspace,
+        team_id: &str,
+        user_id: &str,
+    ) -> Result<Option<Member>, Error> {
+        let (team, user) = (team_id.to_owned(), user_id.to_owned());
+        let linked = self
+            .db
+            .read(move |tx| store::slack::user(tx, &team, &user))
+            .await?;
+        Ok(linked.map(|(name, role)| Member {
+            org_id: workspace.org_id,
+            role,
+            name: format!("slack:{team_id}/{user_id} ({name})"),
+            actor: format!("slack:{team_id}/{user_id}"),
+        }))
+    }
+
+    /// Audits a refused Slack request signature of a linked team (the caller
+    /// throttles).
+    pub async fn audit_slack_signature_refused(&self, org_id: i64, team_id: &str, reason: &str) {
+        let subject = format!("slack:{team_id}");
+        let reason = reason.to_owned();
+        let written = self
+            .db
+            .write(move |tx| {
+                store::audit::append(
+                    tx,
+                    org_id,
+                    "slack",
+                    "auth.failed",
+                    &subject,
+                    json!({"reason": reason, "path": "/v1/integrations/slack/commands"}),
+                )
+                .map(drop)
+            })
+            .await;
+        if let Err(e) = written {
+            tracing::error!(error = %e, "cannot audit a refused Slack request");
+        }
+    }
+
+    /// Audits a refused slash command of org `org_id` (nothing else
+    /// happened); `verb` is the command's first word only.
+    pub async fn audit_slack_command_refused(
+        &self,
+        org_id: i64,
+        actor: &str,
+        reason: &str,
+        verb: &str,
+    ) {
+        let (actor, reason, verb) = (actor.to_owned(), reason.to_owned(), verb.to_owned());
+        let written = self
+            .db
+            .write(move |tx| {
+                store::audit::append(
+                    tx,
+                    org_id,
+                    &actor,
+                    "slack.command_refused",
+                    &actor,
+                    json!({"reason": reason, "command": verb}),
+                )
+                .map(drop)
+            })
+            .await;
+        if let Err(e) = written {
+            tracing::error!(error = %e, "cannot audit a refused Slack command");
+        }
+    }
+}

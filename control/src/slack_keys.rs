@@ -1,0 +1,131 @@
+//! The key Slack signing secrets are sealed to, and the in-memory cache of
+//! opened ones.
+//!
+//! A signing secret must be usable to compute HMACs, so it cannot be stored
+//! hashed. It is sealed (the vault's sealed box) to a keypair the control
+//! plane keeps in `data_dir/slack.key` (mode 0600), bound to its team id,
+//! and opened only to verify a request; the opened secret is cached in
+//! memory in zeroizing buffers and dropped whenever the link changes.
+
+use crate::error::{Error, OpenError};
+use sealrun_vault::{SealedSecret, TargetKeypair};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use zeroize::Zeroizing;
+
+/// File (in the data directory) holding the key signing secrets are sealed to.
+pub const KEY_FILE: &str = "slack.key";
+
+/// The name a signing secret is sealed under (with the team id as target).
+const SEALED_NAME: &str = "slack-signing-secret";
+/// Most workspaces whose opened secrets are cached.
+const CACHE_MAX: usize = 10_000;
+
+/// A linked workspace, ready to verify its requests.
+#[derive(Clone)]
+pub struct Workspace {
+    /// The org it is linked to.
+    pub org_id: i64,
+    /// Its signing secret, opened.
+    pub secret: Arc<Zeroizing<Vec<u8>>>,
+}
+
+impl std::fmt::Debug for Workspace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Workspace")
+            .field("org_id", &self.org_id)
+            .field("secret", &"***")
+            .finish()
+    }
+}
+
+/// Opened signing secrets by team id. A lookup that began before an
+/// invalidation cannot put back what it read (generation check), so a
+/// replaced or unlinked secret is never used again once the change commits.
+#[derive(Default)]
+struct SecretCache {
+    generation: u64,
+    by_team: HashMap<String, Workspace>,
+}
+
+/// The sealing key and the cache.
+pub(crate) struct SlackKeys {
+    keypair: TargetKeypair,
+    cache: Mutex<SecretCache>,
+}
+
+impl std::fmt::Debug for SlackKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlackKeys")
+            .field("key_id", &self.keypair.key_id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SlackKeys {
+    /// Loads (or creates) `data_dir/slack.key`.
+    pub(crate) fn open(data_dir: &Path) -> Result<SlackKeys, OpenError> {
+        let path = data_dir.join(KEY_FILE);
+        let (keypair, created) =
+            TargetKeypair::load_or_generate(&path).map_err(|e| OpenError::DataDir {
+                path: path.clone(),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+        if created {
+            tracing::info!(path = %path.display(), "generated the key Slack signing secrets are sealed to");
+        }
+        Ok(SlackKeys {
+            keypair,
+            cache: Mutex::new(SecretCache::default()),
+        })
+    }
+
+    /// Seals `secret` of workspace `team_id` for storage.
+    pub(crate) fn seal(&self, team_id: &str, secret: &[u8]) -> Result<SealedSecret, Error> {
+        sealrun_vault::seal(&self.keypair.public_key(), SEALED_NAME, team_id, secret)
+            .map_err(|e| Error::internal(format_args!("cannot seal a signing secret: {e}")))
+    }
+
+    /// Opens the stored secret of workspace `team_id`.
+    pub(crate) fn open_secret(
+        &self,
+        team_id: &str,
+        sealed: &SealedSecret,
+    ) -> Result<Zeroizing<Vec<u8>>, Error> {
+        let opened = sealrun_vault::open(&self.keypair, SEALED_NAME, team_id, sealed).map_err(|e| {
+            Error::internal(format_args!(
+                "cannot open the signing secret of Slack team {team_id} (was {KEY_FILE} replaced?): {e}"
+            ))
+        })?;
+        Ok(Zeroizing::new(opened.expose().to_vec()))
+    }
+
+    /// The cached workspace `team_id`, or the generation to insert under.
+    pub(crate) fn cached(&self, team_id: &str) -> Result<Workspace, u64> {
+        match self.cache.lock() {
+            Ok(c) => c.by_team.get(team_id).cloned().ok_or(c.generation),
+            Err(_) => Err(u64::MAX),
+        }
+    }
+
+    /// Caches `workspace`, unless invalidated since `generation`.
+    pub(crate) fn remember(&self, generation: u64, team_id: &str, workspace: Workspace) {
+        if let Ok(mut c) = self.cache.lock() {
+            if c.generation == generation {
+                if c.by_team.len() >= CACHE_MAX {
+                    c.by_team.clear();
+                }
+                c.by_team.insert(team_id.to_owned(), workspace);
+            }
+        }
+    }
+
+    /// Forgets every opened secret (from the commit hook of any change).
+    pub(crate) fn invalidate(&self) {
+        if let Ok(mut c) = self.cache.lock() {
+            c.generation = c.generation.wrapping_add(1);
+            c.by_team.clear();
+        }
+    }
+}

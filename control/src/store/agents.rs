@@ -1,0 +1,228 @@
+//! Rows of `agents` and `agent_targets` (which agent serves which target).
+
+use super::tx::Tx;
+use crate::error::Error;
+use rusqlite::{OptionalExtension as _, params};
+use sealrun_wire::admin::AgentView;
+
+/// Whether the org has an unrevoked agent named `name`.
+pub(crate) fn name_taken(tx: &Tx<'_>, org_id: i64, name: &str) -> Result<bool, Error> {
+    Ok(tx
+        .conn
+        .prepare_cached(
+            "SELECT 1 FROM agents WHERE org_id = ?1 AND name = ?2 AND revoked_ms IS NULL",
+        )?
+        .exists(params![org_id, name])?)
+}
+
+/// Enrolls an agent.
+pub(crate) fn insert(
+    tx: &Tx<'_>,
+    id: &str,
+    org_id: i64,
+    pool_id: i64,
+    name: &str,
+    now: i64,
+) -> Result<(), Error> {
+    tx.conn
+        .prepare_cached(
+            "INSERT INTO agents (id, org_id, pool_id, name, registered_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![id, org_id, pool_id, name, now])?;
+    Ok(())
+}
+
+/// An agent as authentication needs it.
+#[derive(Debug)]
+pub(crate) struct AgentRow {
+    pub(crate) name: String,
+    pub(crate) pool_id: i64,
+    pub(crate) online: bool,
+    pub(crate) revoked_ms: Option<i64>,
+}
+
+/// Agent `id`.
+pub(crate) fn get(tx: &Tx<'_>, id: &str) -> Result<Option<AgentRow>, Error> {
+    Ok(tx
+        .conn
+        .prepare_cached("SELECT name, pool_id, online, revoked_ms FROM agents WHERE id = ?1")?
+        .query_row([id], |r| {
+            Ok(AgentRow {
+                name: r.get(0)?,
+                pool_id: r.get(1)?,
+                online: r.get(2)?,
+                revoked_ms: r.get(3)?,
+            })
+        })
+        .optional()?)
+}
+
+/// The ids of the targets agent `id` serves.
+pub(crate) fn target_ids(tx: &Tx<'_>, id: &str) -> Result<Vec<i64>, Error> {
+    Ok(tx
+        .conn
+        .prepare_cached("SELECT target_id FROM agent_targets WHERE agent_id = ?1")?
+        .query_map([id], |r| r.get(0))?
+        .collect::<Result<Vec<i64>, _>>()?)
+}
+
+/// The org's unrevoked agents by name; `connected` if online and heard from
+/// at or after `since`.
+pub(crate) fn list(tx: &Tx<'_>, org_id: i64, since: i64) -> Result<Vec<AgentView>, Error> {
+    let mut stmt = tx.conn.prepare_cached(
+        "SELECT a.id, a.name, p.name, a.online, a.last_seen_ms, a.version
+         FROM agents a JOIN pools p ON p.id = a.pool_id
+         WHERE a.org_id = ?1 AND a.revoked_ms IS NULL ORDER BY a.name",
+    )?;
+    let rows = stmt.query_map([org_id], |r| {
+        let online: bool = r.get(3)?;
+        let last_seen: Option<i64> = r.get(4)?;
+        Ok(AgentView {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            pool: r.get(2)?,
+            targets: Vec::new(),
+            connected: online && last_seen.is_some_and(|s| s >= since),
+            last_seen_ms: last_seen,
+            version: r.get(5)?,
+        })
+    })?;
+    let mut agents = rows.collect::<Result<Vec<_>, _>>()?;
+    let mut targets = tx.conn.prepare_cached(
+        "SELECT t.name FROM agent_targets a JOIN targets t ON t.id = a.target_id
+         WHERE a.agent_id = ?1 ORDER BY t.name",
+    )?;
+    for agent in &mut agents {
+        agent.targets = targets
+            .query_map([&agent.id], |r| r.get(0))?
+            .collect::<Result<Vec<String>, _>>()?;
+    }
+    Ok(agents)
+}
+
+/// The org's agent `id`: its name and when it was revoked.
+pub(crate) fn revocable(
+    tx: &Tx<'_>,
+    org_id: i64,
+    id: &str,
+) -> Result<Option<(String, Option<i64>)>, Error> {
+    Ok(tx
+        .conn
+        .prepare_cached("SELECT name, revoked_ms FROM agents WHERE org_id = ?1 AND id = ?2")?
+        .query_row(params![org_id, id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?)
+}
+
+/// Marks agent `id` revoked and offline; it serves nothing any more.
+pub(crate) fn revoke(tx: &Tx<'_>, id: &str, now: i64) -> Result<(), Error> {
+    tx.conn
+        .prepare_cached("UPDATE agents SET revoked_ms = ?2, online = 0 WHERE id = ?1")?
+        .execute(params![id, now])?;
+    clear_targets(tx, id)
+}
+
+/// Records that agent `id` was heard from.
+pub(crate) fn touch(tx: &Tx<'_>, id: &str, now: i64) -> Result<(), Error> {
+    tx.conn
+        .prepare_cached("UPDATE agents SET last_seen_ms = ?2 WHERE id = ?1")?
+        .execute(params![id, now])?;
+    Ok(())
+}
+
+/// Agent `id`'s running runs, the most it declared it runs at once, and
+/// whether it is connected.
+pub(crate) fn slots(tx: &Tx<'_>, id: &str) -> Result<(i64, i64, bool), Error> {
+    Ok(tx
+        .conn
+        .prepare_cached(
+            "SELECT (SELECT COUNT(*) FROM runs WHERE agent_id = ?1 AND status = 'running'),
+                    max_concurrency, online FROM agents WHERE id = ?1",
+        )?
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?)
+}
+
+/// How many of the org's agents other than `id` are connected (online,
+/// unrevoked, heard from at or after `since`).
+pub(crate) fn connected_others(
+    tx: &Tx<'_>,
+    org_id: i64,
+    id: &str,
+    since: i64,
+) -> Result<i64, Error> {
+    Ok(tx
+        .conn
+        .prepare_cached(
+            "SELECT COUNT(*) FROM agents WHERE org_id = ?1 AND id != ?2 AND online = 1
+             AND revoked_ms IS NULL AND last_seen_ms >= ?3",
+        )?
+        .query_row(params![org_id, id, since], |r| r.get(0))?)
+}
+
+/// How many agents of every org are connected (for metrics).
+pub(crate) fn connected(tx: &Tx<'_>, since: i64) -> Result<u64, Error> {
+    Ok(tx
+        .conn
+        .prepare_cached(
+            "SELECT COUNT(*) FROM agents WHERE online = 1 AND revoked_ms IS NULL AND last_seen_ms >= ?1",
+        )?
+        .query_row([since], |r| r.get(0))?)
+}
+
+/// Agent `id` serves no target any more.
+pub(crate) fn clear_targets(tx: &Tx<'_>, id: &str) -> Result<(), Error> {
+    tx.conn
+        .prepare_cached("DELETE FROM agent_targets WHERE agent_id = ?1")?
+        .execute([id])?;
+    Ok(())
+}
+
+/// Agent `id` serves target `target_id`.
+pub(crate) fn add_target(tx: &Tx<'_>, id: &str, target_id: i64) -> Result<(), Error> {
+    tx.conn
+        .prepare_cached("INSERT INTO agent_targets (agent_id, target_id) VALUES (?1, ?2)")?
+        .execute(params![id, target_id])?;
+    Ok(())
+}
+
+/// Agent `id` connected with `version` and `max_concurrency`.
+pub(crate) fn set_connected(
+    tx: &Tx<'_>,
+    id: &str,
+    version: &str,
+    max_concurrency: u32,
+    now: i64,
+) -> Result<(), Error> {
+    tx.conn
+        .prepare_cached(
+            "UPDATE agents SET version = ?2, max_concurrency = ?3, online = 1, last_seen_ms = ?4 WHERE id = ?1",
+        )?
+        .execute(params![id, version, max_concurrency, now])?;
+    Ok(())
+}
+
+/// Agent `id` went away (it stays enrolled).
+pub(crate) fn set_offline(tx: &Tx<'_>, id: &str) -> Result<(), Error> {
+    tx.conn
+        .prepare_cached("UPDATE agents SET online = 0 WHERE id = ?1")?
+        .execute([id])?;
+    Ok(())
+}
+
+/// Target `target_id` is served only by agents of pool `pool_id` from now on.
+pub(crate) fn keep_pool_for_target(tx: &Tx<'_>, target_id: i64, pool_id: i64) -> Result<(), Error> {
+    tx.conn
+        .prepare_cached(
+            "DELETE FROM agent_targets WHERE target_id = ?1
+             AND agent_id IN (SELECT id FROM agents WHERE pool_id != ?2)",
+        )?
+        .execute(params![target_id, pool_id])?;
+    Ok(())
+}
+
+/// Nobody serves target `target_id` any more.
+pub(crate) fn drop_target(tx: &Tx<'_>, target_id: i64) -> Result<(), Error> {
+    tx.conn
+        .prepare_cached("DELETE FROM agent_targets WHERE target_id = ?1")?
+        .execute([target_id])?;
+    Ok(())
+}

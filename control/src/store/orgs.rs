@@ -1,0 +1,30 @@
+//! Rows of `orgs`.
+
+use super::tx::Tx;
+use crate::error::Error;
+use rusqlite::{OptionalExtension as _, params};
+
+/// How many orgs exist.
+pub(crate) fn count(tx: &Tx<'_>) -> Result<i64, Error> {
+    Ok(tx
+        .conn
+        .query_row("SELECT COUNT(*) FROM orgs", [], |r| r.get(0))?)
+}
+
+/// Whether an org is named `name`.
+pub(crate) fn exists(tx: &Tx<'_>, name: &str) -> Result<bool, Error> {
+    Ok(tx
+        .conn
+        .query_row("SELECT 1 FROM orgs WHERE name = ?1", [name], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+/// Inserts an org; returns its id.
+pub(crate) fn insert(tx: &Tx<'_>, name: &str, now: i64) -> Result<i64, Error> {
+    tx.conn.execute(
+        "INSERT INTO orgs (name, created_ms) VALUES (?1, ?2)",
+        params![name, now],
+    )?;
+    Ok(tx.conn.last_insert_rowid())
+}

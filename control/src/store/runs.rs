@@ -1,0 +1,408 @@
+//! Rows of `runs`: the queue, leases and each run's outcome.
+//!
+//! Every transition is a conditional `UPDATE ... WHERE status = <expected>`,
+//! so two transitions can never both apply (see `crate::queue`).
+
+use super::tx::Tx;
+use crate::error::Error;
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{OptionalExtension as _, params};
+use sealrun_wire::run::{RunSource, RunStatus, RunView};
+use std::collections::HashMap;
+
+/// Columns [`view_from_row`] reads, in order.
+const VIEW_COLUMNS: &str = "id, target, argv, secrets, image, status, exit_code, error, \
+     source, submitter, agent_name, timeout_secs, created_ms, started_ms, finished_ms, log_bytes, log_truncated";
+
+fn json_column<T: serde::de::DeserializeOwned>(
+    r: &rusqlite::Row<'_>,
+    i: usize,
+) -> rusqlite::Result<T> {
+    let text: String = r.get(i)?;
+    serde_json::from_str(&text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+fn status_column(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<RunStatus> {
+    let text: String = r.get(i)?;
+    RunStatus::parse(&text).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Text,
+            format!("unknown run status {text:?}").into(),
+        )
+    })
+}
+
+fn source_column(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<RunSource> {
+    let text: String = r.get(i)?;
+    Ok(match text.as_str() {
+        "cli" => RunSource::Cli,
+        "slack" => RunSource::Slack,
+        _ => RunSource::Api,
+    })
+}
+
+/// A [`RunView`] from a row selected with [`VIEW_COLUMNS`].
+fn view_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunView> {
+    Ok(RunView {
+        id: r.get(0)?,
+        target: r.get(1)?,
+        argv: json_column(r, 2)?,
+        secrets: json_column(r, 3)?,
+        image: r.get(4)?,
+        status: status_column(r, 5)?,
+        exit_code: r.get(6)?,
+        error: r.get(7)?,
+        source: source_column(r, 8)?,
+        submitter: r.get(9)?,
+        agent: r.get(10)?,
+        timeout_secs: r.get(11)?,
+        created_at_ms: r.get(12)?,
+        started_at_ms: r.get(13)?,
+        finished_at_ms: r.get(14)?,
+        log_bytes: r.get(15)?,
+        log_truncated: r.get(16)?,
+    })
+}
+
+/// The org's run `run_id`.
+pub(crate) fn view(tx: &Tx<'_>, org_id: i64, run_id: &str) -> Result<Option<RunView>, Error> {
+    Ok(tx
+        .conn
+        .prepare_cached(&format!(
+            "SELECT {VIEW_COLUMNS} FROM runs WHERE org_id = ?1 AND id = ?2"
+        ))?
+        .query_row(params![org_id, run_id], view_from_row)
+        .optional()?)
+}
+
+/// Which runs a listing wants.
+#[derive(Debug, Default)]
+pub(crate) struct Filter {
+    pub(crate) status: Option<RunStatus>,
+    pub(crate) target: Option<String>,
+    /// Only runs submitted before this run.
+    pub(crate) before: Option<String>,
+    pub(crate) limit: u32,
+}
+
+/// The org's runs matching `filter`, newest first.
+pub(crate) fn list(tx: &Tx<'_>, org_id: i64, filter: Filter) -> Result<Vec<RunView>, Error> {
+    let mut sql = format!("SELECT {VIEW_COLUMNS} FROM runs WHERE org_id = ?");
+    let mut args = vec![SqlValue::Integer(org_id)];
+    if let Some(s) = filter.status {
+        sql.push_str(" AND status = ?");
+        args.push(SqlValue::Text(s.as_str().to_owned()));
+    }
+    if let Some(t) = filter.target {
+        sql.push_str(" AND target = ?");
+        args.push(SqlValue::Text(t));
+    }
+    if let Some(b) = filter.before {
+        sql.push_str(" AND n < (SELECT n FROM runs WHERE org_id = ? AND id = ?)");
+        args.push(SqlValue::Integer(org_id));
+        args.push(SqlValue::Text(b));
+    }
+    sql.push_str(" ORDER BY n DESC LIMIT ?");
+    args.push(SqlValue::Integer(i64::from(filter.limit)));
+    let mut stmt = tx.conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(args), view_from_row)?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// A run to queue.
+#[derive(Debug)]
+pub(crate) struct NewRun<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) org_id: i64,
+    pub(crate) target_id: i64,
+    pub(crate) target: &'a str,
+    pub(crate) argv: &'a [String],
+    pub(crate) env: &'a std::collections::BTreeMap<String, String>,
+    pub(crate) secrets: &'a [String],
+    pub(crate) image: &'a str,
+    pub(crate) timeout_secs: u64,
+    pub(crate) source: RunSource,
+    pub(crate) submitter: &'a str,
+    pub(crate) now: i64,
+}
+
+/// Queues a run.
+pub(crate) fn insert(tx: &Tx<'_>, run: &NewRun<'_>) -> Result<(), Error> {
+    tx.conn
+        .prepare_cached(
+            "INSERT INTO runs (id, org_id, target_id, target, argv, env, secrets, image, timeout_secs,
+                               source, submitter, status, created_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'queued', ?12)",
+        )?
+        .execute(params![
+            run.id,
+            run.org_id,
+            run.target_id,
+            run.target,
+            serde_json::to_string(run.argv)?,
+            serde_json::to_string(run.env)?,
+            serde_json::to_string(run.secrets)?,
+            run.image,
+            run.timeout_secs,
+            run.source.as_str(),
+            run.submitter,
+            run.now,
+        ])?;
+    Ok(())
+}
+
+/// A run just claimed, as stored.
+#[derive(Debug)]
+pub(crate) struct Claimed {
+    pub(crate) run_id: String,
+    pub(crate) target_id: i64,
+    pub(crate) target: String,
+    pub(crate) argv: Vec<String>,
+    pub(crate) env: std::collections::BTreeMap<String, String>,
+    pub(crate) secrets: Vec<String>,
+    pub(crate) image: String,
+    pub(crate) timeout_secs: u64,
+    pub(crate) created_ms: i64,
+}
+
+/// Atomically turns the oldest queued run of the agent's targets into
+/// `running`, leased to the agent until `lease_until`.
+pub(crate) fn claim_next(
+    tx: &Tx<'_>,
+    agent_id: &str,
+    agent_name: &str,
+    lease_until: i64,
+    now: i64,
+) -> Result<Option<Claimed>, Error> {
+    type Row = (
+        String,
+        i64,
+        String,
+        String,
+        String,
+        String,
+        String,
+        u64,
+        i64,
+    );
+    let row: Option<Row> = tx
+        .conn
+        .prepare_cached(
+            "UPDATE runs SET status = 'running', agent_id = ?1, agent_name = ?2,
+                             lease_expires_ms = ?3, started_ms = ?4
+             WHERE n = (SELECT r.n FROM agent_targets a
+                        JOIN runs r ON r.target_id = a.target_id AND r.status = 'queued'
+                        WHERE a.agent_id = ?1 ORDER BY r.n LIMIT 1)
+               AND status = 'queued'
+             RETURNING id, target_id, target, argv, env, secrets, image, timeout_secs, created_ms",
+        )?
+        .query_row(params![agent_id, agent_name, lease_until, now], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+                r.get(8)?,
+            ))
+        })
+        .optional()?;
+    let Some((run_id, target_id, target, argv, env, secrets, image, timeout_secs, created_ms)) =
+        row
+    else {
+        return Ok(None);
+    };
+    Ok(Some(Claimed {
+        run_id,
+        target_id,
+        target,
+        argv: serde_json::from_str(&argv)?,
+        env: serde_json::from_str(&env)?,
+        secrets: serde_json::from_str(&secrets)?,
+        image,
+        timeout_secs,
+        created_ms,
+    }))
+}
+
+/// Ends a just-claimed run as `error` before it was handed out.
+pub(crate) fn fail_unstarted(
+    tx: &Tx<'_>,
+    run_id: &str,
+    error: &str,
+    now: i64,
+) -> Result<(), Error> {
+    tx.conn
+        .prepare_cached(
+            "UPDATE runs SET status = 'error', error = ?2, finished_ms = ?3, lease_expires_ms = NULL
+             WHERE id = ?1",
+        )?
+        .execute(params![run_id, error, now])?;
+    Ok(())
+}
+
+/// The status of the org's run `run_id`, as stored.
+pub(crate) fn status(tx: &Tx<'_>, org_id: i64, run_id: &str) -> Result<Option<String>, Error> {
+    Ok(tx
+        .conn
+        .prepare_cached("SELECT status FROM runs WHERE org_id = ?1 AND id = ?2")?
+        .query_row(params![org_id, run_id], |r| r.get(0))
+        .optional()?)
+}
+
+/// `queued -> canceled`.
+pub(crate) fn cancel_queued(tx: &Tx<'_>, run_id: &str, now: i64) -> Result<(), Error> {
+    tx.conn
+        .prepare_cached(
+            "UPDATE runs SET status = 'canceled', finished_ms = ?2 WHERE id = ?1 AND status = 'queued'",
+        )?
+        .execute(params![run_id, now])?;
+    Ok(())
+}
+
+/// Flags a running run for cancellation; returns whether it was not yet.
+pub(crate) fn request_cancel(tx: &Tx<'_>, run_id: &str) -> Result<bool, Error> {
+    Ok(tx
+        .conn
+        .prepare_cached(
+            "UPDATE runs SET cancel_requested = 1 WHERE id = ?1 AND cancel_requested = 0",
+        )?
+        .execute([run_id])?
+        > 0)
+}
+
+/// The org's run `run_id` as its holder sees it: status, holding agent,
+/// exit code.
+pub(crate) fn holder(
+    tx: &Tx<'_>,
+    org_id: i64,
+    run_id: &str,
+) -> Result<Option<(String, Option<String>, Option<i64>)>, Error> {
+    Ok(tx
+        .conn
+        .prepare_cached(
+            "SELECT status, agent_id, exit_code FROM runs WHERE org_id = ?1 AND id = ?2",
+        )?
+        .query_row(params![org_id, run_id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .optional()?)
+}
+
+/// How a running run ended.
+#[derive(Debug)]
+pub(crate) struct Outcome<'a> {
+    pub(crate) status: RunStatus,
+    pub(crate) exit_code: Option<i64>,
+    pub(crate) error: Option<&'a str>,
+    pub(crate) oom_killed: bool,
+    pub(crate) now: i64,
+    pub(crate) final_seq: u64,
+}
+
+/// `running -> <outcome>`.
+pub(crate) fn finish(tx: &Tx<'_>, run_id: &str, o: &Outcome<'_>) -> Result<(), Error> {
+    tx.conn
+        .prepare_cached(
+            "UPDATE runs SET status = ?2, exit_code = ?3, error = ?4, oom_killed = ?5, finished_ms = ?6,
+                             lease_expires_ms = NULL, log_final_seq = ?7
+             WHERE id = ?1 AND status = 'running'",
+        )?
+        .execute(params![
+            run_id,
+            o.status.as_str(),
+            o.exit_code,
+            o.error,
+            o.oom_killed,
+            o.now,
+            o.final_seq,
+        ])?;
+    Ok(())
+}
+
+/// `running -> lost` for every run agent `agent_id` holds; returns their ids.
+pub(crate) fn lose_held(
+    tx: &Tx<'_>,
+    agent_id: &str,
+    error: &str,
+    now: i64,
+) -> Result<Vec<String>, Error> {
+    Ok(tx
+        .conn
+        .prepare_cached(
+            "UPDATE runs SET status = 'lost', finished_ms = ?2, lease_expires_ms = NULL,
+                             error = ?3
+             WHERE agent_id = ?1 AND status = 'running' RETURNING id",
+        )?
+        .query_map(params![agent_id, now, error], |r| r.get(0))?
+        .collect::<Result<Vec<String>, _>>()?)
+}
+
+/// `running -> lost` for every run whose lease expired before `now`;
+/// returns (run id, org id, agent id) of each.
+pub(crate) fn expire_leases(
+    tx: &Tx<'_>,
+    now: i64,
+    error: &str,
+) -> Result<Vec<(String, i64, Option<String>)>, Error> {
+    Ok(tx
+        .conn
+        .prepare_cached(
+            "UPDATE runs SET status = 'lost', finished_ms = ?1, lease_expires_ms = NULL,
+                             error = ?2
+             WHERE status = 'running' AND lease_expires_ms < ?1
+             RETURNING id, org_id, agent_id",
+        )?
+        .query_map(params![now, error], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?
+        .collect::<Result<Vec<_>, _>>()?)
+}
+
+/// Extends the lease of run `run_id` if agent `agent_id` holds it running;
+/// `Some(cancel requested)` if it did, `None` if the agent does not hold it.
+pub(crate) fn renew_lease(
+    tx: &Tx<'_>,
+    run_id: &str,
+    agent_id: &str,
+    until: i64,
+) -> Result<Option<bool>, Error> {
+    Ok(tx
+        .conn
+        .prepare_cached(
+            "UPDATE runs SET lease_expires_ms = ?3
+             WHERE id = ?1 AND agent_id = ?2 AND status = 'running'
+             RETURNING cancel_requested",
+        )?
+        .query_row(params![run_id, agent_id, until], |r| r.get(0))
+        .optional()?)
+}
+
+/// How many runs of target `target_id` are queued or running.
+pub(crate) fn active_for_target(tx: &Tx<'_>, target_id: i64) -> Result<i64, Error> {
+    Ok(tx
+        .conn
+        .prepare_cached(
+            "SELECT COUNT(*) FROM runs WHERE target_id = ?1 AND status IN ('queued', 'running')",
+        )?
+        .query_row([target_id], |r| r.get(0))?)
+}
+
+/// How many runs (of every org) are in each status.
+pub(crate) fn count_by_status(tx: &Tx<'_>) -> Result<HashMap<String, u64>, Error> {
+    let mut counts = HashMap::new();
+    let mut stmt = tx
+        .conn
+        .prepare_cached("SELECT status, COUNT(*) FROM runs GROUP BY status")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        counts.insert(r.get::<_, String>(0)?, r.get::<_, u64>(1)?);
+    }
+    Ok(counts)
+}

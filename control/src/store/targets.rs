@@ -1,0 +1,153 @@
+//! Rows of `targets`: specs and pinned public keys.
+
+use super::tx::Tx;
+use crate::error::Error;
+use rusqlite::{OptionalExtension as _, params};
+use sealrun_vault::KeyId;
+use sealrun_wire::admin::{PublicKeyView, TargetSpec, TargetView};
+
+const VIEW_COLUMNS: &str = "spec, public_key, key_id, updated_ms";
+
+type ViewRow = (String, Option<String>, Option<String>, i64);
+
+fn view_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ViewRow> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+}
+
+fn to_view((spec, key, key_id, updated): ViewRow) -> Result<TargetView, Error> {
+    Ok(TargetView {
+        spec: serde_json::from_str(&spec)?,
+        public_key: match (key, key_id) {
+            (Some(key), Some(id)) => Some(PublicKeyView {
+                key_id: KeyId(id),
+                key,
+            }),
+            _ => None,
+        },
+        updated_at_ms: updated,
+    })
+}
+
+/// The org's target `name`, as users see it.
+pub(crate) fn view(tx: &Tx<'_>, org_id: i64, name: &str) -> Result<Option<TargetView>, Error> {
+    tx.conn
+        .prepare_cached(&format!(
+            "SELECT {VIEW_COLUMNS} FROM targets WHERE org_id = ?1 AND name = ?2"
+        ))?
+        .query_row(params![org_id, name], view_row)
+        .optional()?
+        .map(to_view)
+        .transpose()
+}
+
+/// The org's targets, by name.
+pub(crate) fn list(tx: &Tx<'_>, org_id: i64) -> Result<Vec<TargetView>, Error> {
+    let mut stmt = tx.conn.prepare_cached(&format!(
+        "SELECT {VIEW_COLUMNS} FROM targets WHERE org_id = ?1 ORDER BY name"
+    ))?;
+    let rows = stmt
+        .query_map([org_id], view_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    rows.into_iter().map(to_view).collect()
+}
+
+/// The id of the org's target `name`.
+pub(crate) fn id(tx: &Tx<'_>, org_id: i64, name: &str) -> Result<Option<i64>, Error> {
+    Ok(tx
+        .conn
+        .prepare_cached("SELECT id FROM targets WHERE org_id = ?1 AND name = ?2")?
+        .query_row(params![org_id, name], |r| r.get(0))
+        .optional()?)
+}
+
+/// The org's target `name`: its id and spec.
+pub(crate) fn spec_by_name(
+    tx: &Tx<'_>,
+    org_id: i64,
+    name: &str,
+) -> Result<Option<(i64, TargetSpec)>, Error> {
+    let row: Option<(i64, String)> = tx
+        .conn
+        .prepare_cached("SELECT id, spec FROM targets WHERE org_id = ?1 AND name = ?2")?
+        .query_row(params![org_id, name], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    match row {
+        Some((id, spec)) => Ok(Some((id, serde_json::from_str(&spec)?))),
+        None => Ok(None),
+    }
+}
+
+/// Target `id`'s spec.
+pub(crate) fn spec(tx: &Tx<'_>, id: i64) -> Result<TargetSpec, Error> {
+    let spec: String = tx
+        .conn
+        .prepare_cached("SELECT spec FROM targets WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))?;
+    Ok(serde_json::from_str(&spec)?)
+}
+
+/// The org's target `name`: its id, pool and pinned key id.
+pub(crate) fn pool_and_key(
+    tx: &Tx<'_>,
+    org_id: i64,
+    name: &str,
+) -> Result<Option<(i64, i64, Option<String>)>, Error> {
+    Ok(tx
+        .conn
+        .prepare_cached("SELECT id, pool_id, key_id FROM targets WHERE org_id = ?1 AND name = ?2")?
+        .query_row(params![org_id, name], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .optional()?)
+}
+
+/// Pins target `id`'s public key, unless one is pinned already.
+pub(crate) fn pin_key(tx: &Tx<'_>, id: i64, key: &str, key_id: &str) -> Result<(), Error> {
+    tx.conn
+        .prepare_cached(
+            "UPDATE targets SET public_key = ?2, key_id = ?3 WHERE id = ?1 AND key_id IS NULL",
+        )?
+        .execute(params![id, key, key_id])?;
+    Ok(())
+}
+
+/// Declares a target.
+pub(crate) fn insert(
+    tx: &Tx<'_>,
+    org_id: i64,
+    name: &str,
+    pool_id: i64,
+    spec: &TargetSpec,
+    now: i64,
+) -> Result<(), Error> {
+    tx.conn
+        .prepare_cached(
+            "INSERT INTO targets (org_id, name, pool_id, spec, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![org_id, name, pool_id, serde_json::to_string(spec)?, now])?;
+    Ok(())
+}
+
+/// Replaces target `id`'s pool and spec (its key stays pinned).
+pub(crate) fn update(
+    tx: &Tx<'_>,
+    id: i64,
+    pool_id: i64,
+    spec: &TargetSpec,
+    now: i64,
+) -> Result<(), Error> {
+    tx.conn
+        .prepare_cached(
+            "UPDATE targets SET pool_id = ?2, spec = ?3, updated_ms = ?4 WHERE id = ?1",
+        )?
+        .execute(params![id, pool_id, serde_json::to_string(spec)?, now])?;
+    Ok(())
+}
+
+/// Removes target `id` (its secrets and agents' links must be gone first).
+pub(crate) fn delete(tx: &Tx<'_>, id: i64) -> Result<(), Error> {
+    tx.conn
+        .prepare_cached("DELETE FROM targets WHERE id = ?1")?
+        .execute([id])?;
+    Ok(())
+}

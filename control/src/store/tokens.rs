@@ -1,0 +1,180 @@
+//! Rows of `tokens`: user, enrollment and agent tokens (hashes only).
+
+use super::db::now_ms;
+use super::tx::Tx;
+use crate::error::Error;
+use crate::token::{NewToken, TokenKind};
+use rusqlite::{OptionalExtension as _, params};
+use sealrun_wire::admin::{EnrollmentTokenView, Role, TokenView};
+
+/// What is stored about a new token besides its id and hash.
+#[derive(Debug)]
+pub(crate) struct TokenRecord<'a> {
+    pub(crate) org_id: i64,
+    pub(crate) kind: TokenKind,
+    pub(crate) name: &'a str,
+    pub(crate) role: Option<Role>,
+    pub(crate) pool_id: Option<i64>,
+    pub(crate) agent_id: Option<&'a str>,
+    pub(crate) expires_ms: Option<i64>,
+}
+
+/// Stores a new token; returns its creation time.
+pub(crate) fn insert(tx: &Tx<'_>, new: &NewToken, rec: &TokenRecord<'_>) -> Result<i64, Error> {
+    let now = now_ms();
+    tx.conn.prepare_cached(
+        "INSERT INTO tokens (id, org_id, kind, role, name, secret_sha256, pool_id, agent_id, created_ms, expires_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?
+    .execute(params![
+        new.id,
+        rec.org_id,
+        rec.kind.as_str(),
+        rec.role.map(Role::as_str),
+        rec.name,
+        new.secret_sha256.as_slice(),
+        rec.pool_id,
+        rec.agent_id,
+        now,
+        rec.expires_ms
+    ])?;
+    Ok(now)
+}
+
+/// A token as authentication needs it.
+#[derive(Debug)]
+pub(crate) struct Credential {
+    pub(crate) kind: String,
+    pub(crate) role: Option<String>,
+    pub(crate) name: String,
+    pub(crate) secret_sha256: Vec<u8>,
+    pub(crate) org_id: i64,
+    pub(crate) org: String,
+    pub(crate) pool_id: Option<i64>,
+    pub(crate) agent_id: Option<String>,
+    pub(crate) expires_ms: Option<i64>,
+    pub(crate) revoked_ms: Option<i64>,
+}
+
+/// The token with id `id`, with its org's name.
+pub(crate) fn credential(tx: &Tx<'_>, id: &str) -> Result<Option<Credential>, Error> {
+    Ok(tx
+        .conn
+        .prepare_cached(
+            "SELECT t.kind, t.role, t.name, t.secret_sha256, t.org_id, o.name, t.pool_id,
+                    t.agent_id, t.expires_ms, t.revoked_ms
+             FROM tokens t JOIN orgs o ON o.id = t.org_id WHERE t.id = ?1",
+        )?
+        .query_row([id], |r| {
+            Ok(Credential {
+                kind: r.get(0)?,
+                role: r.get(1)?,
+                name: r.get(2)?,
+                secret_sha256: r.get(3)?,
+                org_id: r.get(4)?,
+                org: r.get(5)?,
+                pool_id: r.get(6)?,
+                agent_id: r.get(7)?,
+                expires_ms: r.get(8)?,
+                revoked_ms: r.get(9)?,
+            })
+        })
+        .optional()?)
+}
+
+/// The org's user tokens, newest first.
+pub(crate) fn list_users(tx: &Tx<'_>, org_id: i64) -> Result<Vec<TokenView>, Error> {
+    let mut stmt = tx.conn.prepare_cached(
+        "SELECT id, name, role, created_ms, revoked_ms FROM tokens
+         WHERE org_id = ?1 AND kind = 'user' ORDER BY created_ms DESC, id",
+    )?;
+    let rows = stmt.query_map([org_id], |r| {
+        let role: String = r.get(2)?;
+        Ok(TokenView {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            role: Role::parse(&role).unwrap_or(Role::Auditor),
+            created_at_ms: r.get(3)?,
+            revoked_at_ms: r.get(4)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// A token as revocation needs it.
+#[derive(Debug)]
+pub(crate) struct Revocable {
+    pub(crate) kind: String,
+    pub(crate) role: Option<String>,
+    pub(crate) name: String,
+    pub(crate) revoked_ms: Option<i64>,
+}
+
+/// The org's token `id`.
+pub(crate) fn revocable(tx: &Tx<'_>, org_id: i64, id: &str) -> Result<Option<Revocable>, Error> {
+    Ok(tx
+        .conn
+        .prepare_cached(
+            "SELECT kind, role, name, revoked_ms FROM tokens WHERE org_id = ?1 AND id = ?2",
+        )?
+        .query_row(params![org_id, id], |r| {
+            Ok(Revocable {
+                kind: r.get(0)?,
+                role: r.get(1)?,
+                name: r.get(2)?,
+                revoked_ms: r.get(3)?,
+            })
+        })
+        .optional()?)
+}
+
+/// How many unrevoked admin tokens the org has.
+pub(crate) fn active_admins(tx: &Tx<'_>, org_id: i64) -> Result<i64, Error> {
+    Ok(tx
+        .conn
+        .prepare_cached(
+            "SELECT COUNT(*) FROM tokens WHERE org_id = ?1 AND kind = 'user'
+             AND role = 'admin' AND revoked_ms IS NULL",
+        )?
+        .query_row([org_id], |r| r.get(0))?)
+}
+
+/// Marks token `id` revoked.
+pub(crate) fn revoke(tx: &Tx<'_>, id: &str, now: i64) -> Result<(), Error> {
+    tx.conn
+        .prepare_cached("UPDATE tokens SET revoked_ms = ?2 WHERE id = ?1")?
+        .execute(params![id, now])?;
+    Ok(())
+}
+
+/// Marks every unrevoked token of agent `agent_id` revoked.
+pub(crate) fn revoke_agents(tx: &Tx<'_>, agent_id: &str, now: i64) -> Result<(), Error> {
+    tx.conn
+        .prepare_cached(
+            "UPDATE tokens SET revoked_ms = ?2 WHERE agent_id = ?1 AND revoked_ms IS NULL",
+        )?
+        .execute(params![agent_id, now])?;
+    Ok(())
+}
+
+/// The enrollment tokens of pool `pool_id` (named `pool`), newest first.
+pub(crate) fn list_enrollment(
+    tx: &Tx<'_>,
+    pool_id: i64,
+    pool: &str,
+) -> Result<Vec<EnrollmentTokenView>, Error> {
+    let mut stmt = tx.conn.prepare_cached(
+        "SELECT id, created_ms, expires_ms, revoked_ms FROM tokens
+         WHERE kind = 'enrollment' AND pool_id = ?1 ORDER BY created_ms DESC, id",
+    )?;
+    let rows = stmt.query_map([pool_id], |r| {
+        Ok(EnrollmentTokenView {
+            id: r.get(0)?,
+            pool: pool.to_owned(),
+            created_at_ms: r.get(1)?,
+            expires_at_ms: r.get::<_, Option<i64>>(2)?.unwrap_or(0),
+            revoked_at_ms: r.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}

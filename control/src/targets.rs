@@ -1,0 +1,392 @@
+//! Targets (declared by admins) and their write-only secrets.
+//!
+//! Nothing here returns a ciphertext: secrets are listed by name, version
+//! and key id only. The one message that carries ciphertext out of the
+//! control plane is an agent's run assignment (`crate::queue::claim`).
+
+use crate::caller::User;
+use crate::error::{Error, Object};
+use crate::permissions::Action;
+use crate::service::Control;
+use crate::store::{self, now_ms};
+use sealrun_vault::{ENVELOPE_VERSION, KeyId, SEAL_OVERHEAD, SealedSecret};
+use sealrun_wire::admin::{PublicKeyView, SecretView, TargetSpec, TargetView};
+use sealrun_wire::names;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// Longest run timeout a target may allow (a week).
+const MAX_TIMEOUT_SECS: u64 = 7 * 24 * 3600;
+/// Largest sealed secret (base64 text).
+const MAX_CIPHERTEXT: usize = 128 * 1024;
+
+/// Whether a new target was declared or an existing one replaced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Written {
+    /// It did not exist before.
+    Created,
+    /// It existed and was replaced.
+    Replaced,
+}
+
+fn no_such_target(name: &str) -> Error {
+    Error::not_found(Object::Target, name)
+}
+
+fn check_spec(spec: &TargetSpec) -> Result<(), String> {
+    names::object("target", &spec.name).map_err(|e| e.to_string())?;
+    names::object("pool", &spec.pool).map_err(|e| e.to_string())?;
+    if spec.image.is_empty()
+        || spec.image.len() > 512
+        || spec
+            .image
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(format!("invalid image {:?}", spec.image));
+    }
+    if !spec.private_network.is_empty() {
+        names::label("private_network label", &spec.private_network).map_err(|e| e.to_string())?;
+    }
+    if let Some(network) = &spec.network {
+        names::object("network", network).map_err(|e| e.to_string())?;
+        if network == "host" || network == "none" {
+            return Err(format!(
+                "network {network:?} is not allowed: leave it out for no network, or name a Docker network"
+            ));
+        }
+    }
+    if spec.timeout_secs == 0 || spec.timeout_secs > MAX_TIMEOUT_SECS {
+        return Err(format!(
+            "timeout_secs must be between 1 and {MAX_TIMEOUT_SECS}"
+        ));
+    }
+    let l = &spec.limits;
+    if l.memory_mb < 6 || l.millicpus == 0 || l.pids == 0 {
+        return Err("limits: memory_mb must be at least 6, millicpus and pids at least 1".into());
+    }
+    if let Some(user) = &spec.user {
+        if user.is_empty()
+            || user.len() > 64
+            || user.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(format!("invalid user {user:?}"));
+        }
+    }
+    Ok(())
+}
+
+/// Names of the fields that differ between two specs.
+fn changed_fields(old: &TargetSpec, new: &TargetSpec) -> Result<Vec<String>, Error> {
+    let (Value::Object(old), Value::Object(new)) =
+        (serde_json::to_value(old)?, serde_json::to_value(new)?)
+    else {
+        return Ok(Vec::new());
+    };
+    let mut keys: Vec<&String> = old.keys().chain(new.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    Ok(keys
+        .into_iter()
+        .filter(|k| old.get(*k) != new.get(*k))
+        .cloned()
+        .collect())
+}
+
+/// The envelope checks the control plane can make without the key.
+fn check_sealed(sealed: &SealedSecret, name: &str, target: &str) -> Result<(), Error> {
+    use base64::Engine as _;
+    if sealed.version != ENVELOPE_VERSION {
+        return Err(Error::Invalid(format!(
+            "sealed secret version {} is not supported (this control plane takes version {ENVELOPE_VERSION})",
+            sealed.version
+        )));
+    }
+    if sealed.ciphertext.len() > MAX_CIPHERTEXT {
+        return Err(Error::TooLarge(format!(
+            "ciphertext is {} characters; the limit is {MAX_CIPHERTEXT}",
+            sealed.ciphertext.len()
+        )));
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(sealed.ciphertext.as_bytes())
+        .map_err(|_| Error::Invalid("ciphertext is not standard base64".into()))?;
+    // A sealed envelope holds at least the box overhead, the envelope header
+    // (9 bytes), the name and the target.
+    let min = SEAL_OVERHEAD + 9 + name.len() + target.len();
+    if bytes.len() < min {
+        return Err(Error::Invalid(format!(
+            "ciphertext is {} bytes, too short to be secret {name} sealed for target {target} (at least {min})",
+            bytes.len()
+        )));
+    }
+    Ok(())
+}
+
+impl Control {
+    /// The org's targets, by name.
+    pub async fn list_targets(&self, user: &User) -> Result<Vec<TargetView>, Error> {
+        user.require(Action::ReadTargets)?;
+        let org_id = user.org_id;
+        self.db
+            .read(move |tx| store::targets::list(tx, org_id))
+            .await
+    }
+
+    /// The org's target `name`.
+    pub async fn target(&self, user: &User, name: String) -> Result<TargetView, Error> {
+        user.require(Action::ReadTargets)?;
+        let org_id = user.org_id;
+        self.db
+            .read(move |tx| {
+                store::targets::view(tx, org_id, &name)?.ok_or_else(|| no_such_target(&name))
+            })
+            .await
+    }
+
+    /// The pinned public key of target `name`: what to seal its secrets to.
+    pub async fn target_public_key(
+        &self,
+        user: &User,
+        name: String,
+    ) -> Result<PublicKeyView, Error> {
+        let view = self.target(user, name).await?;
+        view.public_key.ok_or_else(|| {
+            let name = view.spec.name;
+            Error::not_found_because(
+                Object::Target,
+                name.clone(),
+                format!("target {name} has no public key: no agent has registered this target yet"),
+            )
+        })
+    }
+
+    /// Declares target `name` (which `spec` must name too), or replaces it.
+    /// A replaced target keeps its pinned key and its secrets.
+    pub async fn put_target(
+        &self,
+        user: &User,
+        name: String,
+        spec: TargetSpec,
+    ) -> Result<(Written, TargetView), Error> {
+        user.require(Action::ChangeTargets)?;
+        if spec.name != name {
+            return Err(Error::Invalid(format!(
+                "the body declares target {:?} but the URL names {name:?}",
+                spec.name
+            )));
+        }
+        check_spec(&spec).map_err(Error::Invalid)?;
+        let user = user.clone();
+        let cache = Arc::clone(&self.auth);
+        self.db
+            .write_then(
+                move |tx| {
+                    let pool_id =
+                        store::pools::id(tx, user.org_id, &spec.pool)?.ok_or_else(|| {
+                            Error::Invalid(format!(
+                                "no pool named {:?}: create it first (POST /v1/pools)",
+                                spec.pool
+                            ))
+                        })?;
+                    let now = now_ms();
+                    let (written, detail) =
+                        match store::targets::spec_by_name(tx, user.org_id, &name)? {
+                            None => {
+                                store::targets::insert(
+                                    tx,
+                                    user.org_id,
+                                    &name,
+                                    pool_id,
+                                    &spec,
+                                    now,
+                                )?;
+                                (Written::Created, json!({"created": true, "spec": spec}))
+                            }
+                            Some((id, old_spec)) => {
+                                let changed = changed_fields(&old_spec, &spec)?;
+                                store::targets::update(tx, id, pool_id, &spec, now)?;
+                                // Agents of another pool no longer serve it.
+                                store::agents::keep_pool_for_target(tx, id, pool_id)?;
+                                (
+                                    Written::Replaced,
+                                    json!({"created": false, "changed": changed}),
+                                )
+                            }
+                        };
+                    store::audit::append(
+                        tx,
+                        user.org_id,
+                        &user.actor(),
+                        "target.changed",
+                        &name,
+                        detail,
+                    )?;
+                    let view = store::targets::view(tx, user.org_id, &name)?
+                        .ok_or_else(|| no_such_target(&name))?;
+                    Ok((written, view))
+                },
+                move |_| cache.invalidate(),
+            )
+            .await
+    }
+
+    /// Deletes target `name` with its secrets and its key pin; refused
+    /// while runs are queued or running.
+    pub async fn delete_target(&self, user: &User, name: String) -> Result<(), Error> {
+        user.require(Action::ChangeTargets)?;
+        let user = user.clone();
+        let cache = Arc::clone(&self.auth);
+        self.db
+            .write_then(
+                move |tx| {
+                    let id = store::targets::id(tx, user.org_id, &name)?
+                        .ok_or_else(|| no_such_target(&name))?;
+                    let active = store::runs::active_for_target(tx, id)?;
+                    if active > 0 {
+                        return Err(Error::Conflict(format!(
+                            "target {name} has {active} queued or running runs; cancel them first"
+                        )));
+                    }
+                    let secrets = store::secrets::delete_all(tx, id)?;
+                    store::agents::drop_target(tx, id)?;
+                    store::targets::delete(tx, id)?;
+                    store::audit::append(
+                        tx,
+                        user.org_id,
+                        &user.actor(),
+                        "target.deleted",
+                        &name,
+                        json!({"secrets_deleted": secrets}),
+                    )?;
+                    Ok(())
+                },
+                move |_| cache.invalidate(),
+            )
+            .await
+    }
+
+    /// The secrets of target `target`: metadata only, never ciphertext.
+    pub async fn list_secrets(
+        &self,
+        user: &User,
+        target: String,
+    ) -> Result<Vec<SecretView>, Error> {
+        user.require(Action::ManageSecrets)?;
+        let org_id = user.org_id;
+        self.db
+            .read(move |tx| {
+                let id = store::targets::id(tx, org_id, &target)?
+                    .ok_or_else(|| no_such_target(&target))?;
+                store::secrets::list(tx, id)
+            })
+            .await
+    }
+
+    /// Stores secret `name` of target `target`, sealed (on the caller's
+    /// machine) to the target's pinned key.
+    pub async fn put_secret(
+        &self,
+        user: &User,
+        target: String,
+        name: String,
+        sealed: SealedSecret,
+    ) -> Result<(Written, SecretView), Error> {
+        user.require(Action::ManageSecrets)?;
+        names::env_var(&name).map_err(|e| Error::Invalid(format!("secret name: {e}")))?;
+        check_sealed(&sealed, &name, &target)?;
+        let user = user.clone();
+        self.db
+            .write(move |tx| {
+                let Some((target_id, _pool, pinned)) =
+                    store::targets::pool_and_key(tx, user.org_id, &target)?
+                else {
+                    return Err(no_such_target(&target));
+                };
+                let Some(pinned) = pinned else {
+                    return Err(Error::Conflict(format!(
+                        "target {target} has no key: no agent has registered this target yet"
+                    )));
+                };
+                if sealed.key_id.0 != pinned {
+                    return Err(Error::Conflict(format!(
+                        "the secret is sealed to key {} but target {target}'s key is {pinned}: fetch the public key again and re-seal",
+                        sealed.key_id
+                    )));
+                }
+                let old = store::secrets::version(tx, target_id, &name)?;
+                let version = old.map_or(1, |v| v + 1);
+                let now = now_ms();
+                let by = format!("{} ({})", user.name, user.actor());
+                store::secrets::upsert(
+                    tx,
+                    &store::secrets::Written {
+                        target_id,
+                        name: &name,
+                        version,
+                        key_id: &pinned,
+                        sealed: &sealed,
+                        now,
+                        by: &by,
+                    },
+                )?;
+                store::audit::append(
+                    tx,
+                    user.org_id,
+                    &user.actor(),
+                    "secret.written",
+                    &format!("{target}/{name}"),
+                    json!({"name": name, "version": version, "key_id": pinned}),
+                )?;
+                let written = if old.is_none() {
+                    Written::Created
+                } else {
+                    Written::Replaced
+                };
+                Ok((
+                    written,
+                    SecretView {
+                        name,
+                        version,
+                        key_id: KeyId(pinned),
+                        updated_at_ms: now,
+                        updated_by: by,
+                    },
+                ))
+            })
+            .await
+    }
+
+    /// Deletes secret `name` of target `target`.
+    pub async fn delete_secret(
+        &self,
+        user: &User,
+        target: String,
+        name: String,
+    ) -> Result<(), Error> {
+        user.require(Action::ManageSecrets)?;
+        let user = user.clone();
+        self.db
+            .write(move |tx| {
+                let target_id = store::targets::id(tx, user.org_id, &target)?
+                    .ok_or_else(|| no_such_target(&target))?;
+                let Some((version, key_id)) = store::secrets::delete(tx, target_id, &name)? else {
+                    return Err(Error::not_found_because(
+                        Object::Secret,
+                        name.clone(),
+                        format!("target {target} has no secret named {name:?}"),
+                    ));
+                };
+                store::audit::append(
+                    tx,
+                    user.org_id,
+                    &user.actor(),
+                    "secret.deleted",
+                    &format!("{target}/{name}"),
+                    json!({"name": name, "version": version, "key_id": key_id}),
+                )?;
+                Ok(())
+            })
+            .await
+    }
+}
