@@ -137,7 +137,7 @@ pub const TABLE: &[Permission] = &[
         action: Action::ManageSlack,
         roles: ADMIN,
         verb: "manage the Slack integration",
-        surfaces: "`/v1/integrations/slack/workspaces[/{team_id}]`, `/v1/integrations/slack/users[/{team_id}/{user_id}]`",
+        surfaces: "`GET /v1/integrations/slack/workspaces`, `PUT/DELETE /v1/integrations/slack/workspaces/{team_id}`, `GET /v1/integrations/slack/users`, `PUT/DELETE /v1/integrations/slack/users/{team_id}/{user_id}`",
     },
 ];
 
