@@ -11,6 +11,7 @@
 mod cli;
 mod client;
 mod cmd;
+mod config;
 mod logging;
 mod output;
 mod profile;

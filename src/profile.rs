@@ -44,9 +44,7 @@ impl Profile {
                 mode & 0o777
             );
         }
-        toml::from_str(&text)
-            .map(Some)
-            .with_context(|| format!("{} is not a valid profile", path.display()))
+        crate::config::parse(&path, &text).map(Some)
     }
 
     pub fn save(&self) -> Result<PathBuf> {

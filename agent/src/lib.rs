@@ -66,6 +66,30 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The defaults of [`AgentConfig`], defined once: [`AgentConfig::new`] uses
+/// them, and so does `sealrun agent` for every setting that no flag,
+/// environment variable or `agent.toml` key gives.
+pub mod defaults {
+    use std::time::Duration;
+
+    /// Where the identity file and target keys live.
+    pub const STATE_DIR: &str = "/var/lib/sealrun-agent";
+    /// Runs executed at once.
+    pub const CONCURRENCY: u32 = 4;
+    /// How long runs in progress get to finish on shutdown before they are killed.
+    pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+    /// The agent name when none is given and the host name cannot be read.
+    pub const NAME: &str = "agent";
+
+    /// The host name (`/etc/hostname`, trimmed), which `sealrun agent` uses as
+    /// the agent name when none is given; `None` if it cannot be read.
+    pub fn host_name() -> Option<String> {
+        std::fs::read_to_string("/etc/hostname")
+            .ok()
+            .map(|h| h.trim().to_owned())
+    }
+}
+
 /// A target this agent serves, with where its keypair lives.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TargetConfig {
@@ -140,8 +164,9 @@ impl std::fmt::Debug for AgentConfig {
 
 impl AgentConfig {
     /// A configuration with defaults: no pinned CA, no enrollment token, no
-    /// targets, 4 runs at once, the local Docker socket, 30 s of shutdown grace,
-    /// no timeout cap, the shim found in the default places.
+    /// targets, [`defaults::CONCURRENCY`] runs at once (4), the local Docker
+    /// socket, [`defaults::SHUTDOWN_GRACE`] (30 s), no timeout cap, the shim
+    /// found in the default places.
     pub fn new(
         server_url: impl Into<String>,
         state_dir: impl Into<PathBuf>,
@@ -154,9 +179,9 @@ impl AgentConfig {
             enrollment_token: None,
             name: name.into(),
             targets: Vec::new(),
-            concurrency: 4,
+            concurrency: defaults::CONCURRENCY,
             docker_host: None,
-            shutdown_grace: Duration::from_secs(30),
+            shutdown_grace: defaults::SHUTDOWN_GRACE,
             max_run_timeout: None,
             init_binary: None,
         }

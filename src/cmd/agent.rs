@@ -2,13 +2,14 @@
 
 use crate::cli::AgentArgs;
 use crate::logging;
-use anyhow::{Context as _, Result, bail};
-use sealrun_agent::{AgentConfig, TargetConfig};
+use anyhow::{Result, bail};
+use sealrun_agent::{AgentConfig, TargetConfig, defaults};
 use serde::Deserialize;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-/// `agent.toml`; every key is optional and flags / env vars win.
+/// `agent.toml`; every key is optional and flags / env vars win; what neither
+/// gives comes from [`sealrun_agent::defaults`].
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AgentFile {
@@ -40,12 +41,6 @@ pub async fn run(args: AgentArgs) -> Result<()> {
     Ok(())
 }
 
-fn load_file(path: &Path) -> Result<AgentFile> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message()))
-}
-
 /// `NAME` or `NAME=KEYFILE`.
 fn parse_target(s: &str) -> TargetConfig {
     match s.split_once('=') {
@@ -61,8 +56,8 @@ fn parse_target(s: &str) -> TargetConfig {
 }
 
 fn config(args: AgentArgs) -> Result<AgentConfig> {
-    let file = match &args.config {
-        Some(p) => load_file(p)?,
+    let file: AgentFile = match &args.config {
+        Some(p) => crate::config::load(p)?,
         None => AgentFile::default(),
     };
     let Some(server_url) = args.url.or(file.url) else {
@@ -85,42 +80,38 @@ fn config(args: AgentArgs) -> Result<AgentConfig> {
     let name = args
         .name
         .or(file.name)
-        .or_else(|| {
-            std::fs::read_to_string("/etc/hostname")
-                .ok()
-                .map(|h| h.trim().to_owned())
-        })
+        .or_else(defaults::host_name)
         .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| "agent".to_owned());
-    Ok(AgentConfig {
-        server_url,
-        ca_cert: args.ca_cert.or(file.ca_cert),
-        state_dir: args
-            .state_dir
-            .or(file.state_dir)
-            .unwrap_or_else(|| PathBuf::from("/var/lib/sealrun-agent")),
-        enrollment_token: args.enrollment_token.or(file.enrollment_token),
-        name,
-        targets,
-        concurrency: args.concurrency.or(file.concurrency).unwrap_or(4),
-        docker_host: args.docker_host.or(file.docker_host),
-        shutdown_grace: Duration::from_secs(
-            args.shutdown_grace_secs
-                .or(file.shutdown_grace_secs)
-                .unwrap_or(30),
-        ),
-        max_run_timeout: args
-            .max_run_timeout_secs
-            .or(file.max_run_timeout_secs)
-            .map(Duration::from_secs),
-        init_binary: args.init_binary.or(file.init_binary),
-    })
+        .unwrap_or_else(|| defaults::NAME.to_owned());
+    let state_dir = args
+        .state_dir
+        .or(file.state_dir)
+        .unwrap_or_else(|| PathBuf::from(defaults::STATE_DIR));
+    // Everything not given stays as `AgentConfig::new` sets it: the agent's defaults.
+    let mut agent = AgentConfig::new(server_url, state_dir, name);
+    agent.ca_cert = args.ca_cert.or(file.ca_cert);
+    agent.enrollment_token = args.enrollment_token.or(file.enrollment_token);
+    agent.targets = targets;
+    if let Some(n) = args.concurrency.or(file.concurrency) {
+        agent.concurrency = n;
+    }
+    agent.docker_host = args.docker_host.or(file.docker_host);
+    if let Some(secs) = args.shutdown_grace_secs.or(file.shutdown_grace_secs) {
+        agent.shutdown_grace = Duration::from_secs(secs);
+    }
+    agent.max_run_timeout = args
+        .max_run_timeout_secs
+        .or(file.max_run_timeout_secs)
+        .map(Duration::from_secs);
+    agent.init_binary = args.init_binary.or(file.init_binary);
+    Ok(agent)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::Parser as _;
+    use std::path::Path;
 
     fn args(extra: &[&str]) -> AgentArgs {
         let argv = ["sealrun", "agent"]
@@ -145,6 +136,15 @@ mod tests {
             Some(Path::new("/etc/sealrun/keys/k8s-prod.key"))
         );
         assert_eq!(c.max_run_timeout, Some(Duration::from_secs(3600)));
+    }
+
+    #[test]
+    fn what_no_flag_or_file_gives_comes_from_the_agent_crates_defaults() {
+        let c = config(args(&["--url", "https://x:1", "--target", "t"])).unwrap();
+        assert_eq!(c.state_dir, Path::new(defaults::STATE_DIR));
+        assert_eq!(c.concurrency, defaults::CONCURRENCY);
+        assert_eq!(c.shutdown_grace, defaults::SHUTDOWN_GRACE);
+        assert_eq!(c.max_run_timeout, None);
     }
 
     #[test]

@@ -97,22 +97,14 @@ pub async fn run(args: DevArgs) -> Result<()> {
             .await?;
         Some(t.token)
     };
-    let agent_config = AgentConfig {
-        server_url: url.clone(),
-        ca_cert: Some(ca_cert.clone()),
-        state_dir: agent_dir,
-        enrollment_token,
-        name: "dev-agent".to_owned(),
-        targets: vec![TargetConfig {
-            name: DEMO_TARGET.to_owned(),
-            key_file: None,
-        }],
-        concurrency: 4,
-        docker_host: None,
-        shutdown_grace: Duration::from_secs(10),
-        max_run_timeout: None,
-        init_binary: Some(init_binary),
-    };
+    // The agent's defaults, but for what a local setup knows better.
+    let mut agent_config = AgentConfig::new(url.clone(), agent_dir, "dev-agent");
+    agent_config.ca_cert = Some(ca_cert.clone());
+    agent_config.enrollment_token = enrollment_token;
+    agent_config.targets = vec![TargetConfig::new(DEMO_TARGET)];
+    // Ctrl-C on a dev setup should not hold the terminal for the full 30 s.
+    agent_config.shutdown_grace = Duration::from_secs(10);
+    agent_config.init_binary = Some(init_binary);
     let (stop_agent, agent_stopped) = tokio::sync::oneshot::channel::<()>();
     let mut agent_task = tokio::spawn(sealrun_agent::run(agent_config, async {
         let _ = agent_stopped.await;

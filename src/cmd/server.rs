@@ -5,7 +5,7 @@ use crate::logging;
 use anyhow::{Context as _, Result};
 use sealrun_api::{Server, ServerConfig, TlsConfig};
 use serde::Deserialize;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// `server.toml`; every key is optional and flags / env vars win.
@@ -44,15 +44,9 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     Ok(())
 }
 
-fn load_file(path: &Path) -> Result<ServerFile> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message()))
-}
-
 fn config(args: ServerArgs) -> Result<ServerConfig> {
-    let file = match &args.config {
-        Some(p) => load_file(p)?,
+    let file: ServerFile = match &args.config {
+        Some(p) => crate::config::load(p)?,
         None => ServerFile::default(),
     };
     let mut config = ServerConfig::default();

@@ -4,7 +4,7 @@ use super::seg;
 use crate::cli::{TargetCommand, TargetCreateArgs};
 use crate::client::Client;
 use crate::output::{self, Table};
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result, anyhow};
 use reqwest::Method;
 use sealrun_wire::admin::{TargetList, TargetSpec, TargetView};
 use sealrun_wire::agent::ResourceLimits;
@@ -125,20 +125,19 @@ async fn create(a: TargetCreateArgs) -> Result<()> {
 
 /// Reads and checks a `targets.toml` before anything is sent.
 pub fn read_targets_file(path: &Path) -> Result<Vec<TargetSpec>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    parse_targets(&text).with_context(|| format!("{} is not a valid targets file", path.display()))
+    check_targets(path, crate::config::load(path)?)
 }
 
-fn parse_targets(text: &str) -> Result<Vec<TargetSpec>> {
-    let file: TargetsFile = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+/// What the file format cannot say: at least one target, each declared once.
+fn check_targets(path: &Path, file: TargetsFile) -> Result<Vec<TargetSpec>> {
+    let invalid = |why: String| anyhow!("{} is not a valid targets file: {why}", path.display());
     if file.target.is_empty() {
-        bail!("it declares no [[target]]");
+        return Err(invalid("it declares no [[target]]".into()));
     }
     let mut seen = std::collections::BTreeSet::new();
     for t in &file.target {
         if !seen.insert(t.name.as_str()) {
-            bail!("target {} is declared twice", t.name);
+            return Err(invalid(format!("target {} is declared twice", t.name)));
         }
     }
     Ok(file.target)
@@ -148,23 +147,32 @@ fn parse_targets(text: &str) -> Result<Vec<TargetSpec>> {
 mod tests {
     use super::*;
 
+    /// `text` as if read from a `targets.toml`.
+    fn parse_targets(path: &Path, text: &str) -> Result<Vec<TargetSpec>> {
+        check_targets(path, crate::config::parse(path, text)?)
+    }
+
     #[test]
     fn the_example_targets_file_parses() {
         let text = include_str!("../../examples/targets.toml");
-        let targets = parse_targets(text).unwrap();
+        let targets = parse_targets(Path::new("examples/targets.toml"), text).unwrap();
         assert!(targets.iter().any(|t| t.name == "demo"));
     }
 
     #[test]
     fn a_misspelled_field_is_refused() {
-        let err = parse_targets("[[target]]\nname = \"a\"\nimgae = \"x\"\n").unwrap_err();
+        let err = parse_targets(
+            Path::new("targets.toml"),
+            "[[target]]\nname = \"a\"\nimgae = \"x\"\n",
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("imgae"), "{err}");
     }
 
     #[test]
     fn a_target_declared_twice_is_refused() {
         let t = "[[target]]\nname = \"a\"\nimage = \"x\"\n";
-        let err = parse_targets(&format!("{t}{t}")).unwrap_err();
+        let err = parse_targets(Path::new("targets.toml"), &format!("{t}{t}")).unwrap_err();
         assert!(err.to_string().contains("twice"), "{err}");
     }
 }
