@@ -16,7 +16,9 @@ const BEGIN: &str = "<!-- permissions:begin -->";
 const END: &str = "<!-- permissions:end -->";
 
 fn workspace_file(relative: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(relative)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(relative)
 }
 
 /// The block between the markers of `text`, the markers' indentation, and
@@ -42,10 +44,7 @@ fn split_block(text: &str, what: &str) -> (String, String, String, String) {
 }
 
 fn indented(table: &str, indent: &str) -> String {
-    table
-        .lines()
-        .map(|l| format!("{indent}{l}\n"))
-        .collect()
+    table.lines().map(|l| format!("{indent}{l}\n")).collect()
 }
 
 fn check_block(relative: &str) {
@@ -99,11 +98,9 @@ fn openapi_summaries() -> Vec<(String, String)> {
             .filter(|m| ["get", "put", "post", "delete"].contains(m))
         {
             method = Some(m.to_uppercase());
-        } else if let (Some(p), Some(m), Some(summary)) = (
-            &path,
-            &method,
-            line.trim_start().strip_prefix("summary: "),
-        ) {
+        } else if let (Some(p), Some(m), Some(summary)) =
+            (&path, &method, line.trim_start().strip_prefix("summary: "))
+        {
             out.push((format!("{m} {p}"), summary.to_owned()));
         }
     }
@@ -138,7 +135,10 @@ fn every_openapi_summary_names_the_roles_the_table_allows() {
         let expected = format!("({})", roles.join(", "));
         for op in operations(row.surfaces) {
             let Some((_, summary)) = summaries.iter().find(|(o, _)| *o == op) else {
-                panic!("docs/openapi.yaml has no operation {op} (named by {:?})", row.action);
+                panic!(
+                    "docs/openapi.yaml has no operation {op} (named by {:?})",
+                    row.action
+                );
             };
             assert!(
                 summary.contains(&expected),

@@ -22,9 +22,6 @@ use sealrun_wire::run::{RunRequest, RunSource, RunStatus, RunView};
 use sealrun_wire::slack::{ResponseType, SlackMessage};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Bytes of output shown by `logs` and in the final message.
-pub(crate) const TAIL_BYTES: usize = 3000;
-
 /// The fields of a slash-command payload sealrun uses.
 #[derive(Debug, Default)]
 struct Payload {

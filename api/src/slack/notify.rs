@@ -10,7 +10,6 @@
 //! Nothing here survives a restart of the control plane: a run that ends
 //! while it is down is not reported to Slack.
 
-use super::commands::TAIL_BYTES;
 use super::{SlackState, escape};
 use crate::error::ApiError;
 use reqwest::Url;
@@ -21,6 +20,8 @@ use std::net::IpAddr;
 use std::time::Duration;
 use tokio::time::Instant;
 
+/// Bytes of output shown by `logs` and in the final message.
+pub(crate) const TAIL_BYTES: usize = 3000;
 /// How long Slack honours a `response_url`.
 const URL_LIFETIME: Duration = Duration::from_secs(30 * 60);
 /// Longest wait between two looks at a run.
