@@ -15,13 +15,14 @@
 
 use crate::backoff::Backoff;
 use crate::client::{ApiError, ControlPlane};
+use crate::config::AgentConfig;
 use crate::control::{RunControl, Stop, is_abandoned};
 use crate::docker::DockerRuntime;
+use crate::error::Error;
 use crate::executor::{Job, Outcome, execute};
 use crate::runtime::Runtime;
 use crate::state::{Identity, StateDir};
 use crate::upload::ControlPlaneSink;
-use crate::{AgentConfig, Error};
 use sealrun_vault::TargetKeypair;
 use sealrun_wire::agent::{
     AgentSettings, Assignment, ConnectRequest, FinishRequest, Heartbeat, RegisterRequest,

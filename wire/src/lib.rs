@@ -8,6 +8,11 @@
 //! [`names`] (object names, labels, environment variable names) and [`shell`]
 //! (splitting typed command lines into words, quoting an argv for display).
 //!
+//! Modules import one another only downwards (`slack -> admin -> agent -> run`,
+//! `log -> bytes`, `log -> run`) and never the crate root, so there is no
+//! import cycle (checked by reading the `crate::` paths of `src/*.rs`, as the
+//! agent's `tests/layering.rs` does for the agent).
+//!
 //! ```
 //! use sealrun_wire::run::{RunRequest, RunSource};
 //!

@@ -1,6 +1,6 @@
 //! Redacted output: uploaded by agents in sequenced chunks, read by users.
 
-use crate::Base64Bytes;
+use crate::bytes::Base64Bytes;
 use crate::run::RunStatus;
 use serde::{Deserialize, Serialize};
 
