@@ -6,6 +6,7 @@ use crate::permissions::Action;
 use crate::service::Control;
 use crate::store;
 use sealrun_wire::audit::{AuditPage, AuditVerification};
+use serde_json::Value;
 
 const DEFAULT_PAGE: u32 = 100;
 const MAX_PAGE: u32 = 1000;
@@ -42,5 +43,39 @@ impl Control {
             .read(move |tx| store::audit::verify(tx, org_id))
             .await?;
         Ok(verifier.finish())
+    }
+}
+
+/// An entry about something refused, to append outside any other change.
+pub(crate) struct Refused {
+    pub(crate) org_id: i64,
+    pub(crate) actor: String,
+    pub(crate) action: &'static str,
+    pub(crate) subject: String,
+    pub(crate) detail: Value,
+}
+
+impl Control {
+    /// Appends an entry about a refused request. A failure to write it is
+    /// logged, not answered: the request is refused either way.
+    pub(crate) async fn audit_refusal(&self, entry: Refused) {
+        let action = entry.action;
+        let written = self
+            .db
+            .write(move |tx| {
+                store::audit::append(
+                    tx,
+                    entry.org_id,
+                    &entry.actor,
+                    entry.action,
+                    &entry.subject,
+                    entry.detail,
+                )
+                .map(drop)
+            })
+            .await;
+        if let Err(e) = written {
+            tracing::error!(error = %e, action, "cannot audit a refused request");
+        }
     }
 }

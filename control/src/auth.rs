@@ -5,6 +5,7 @@
 //! belongs to (if it belongs to one), at most once a second per token id so a
 //! flood cannot fill the disk.
 
+use crate::audit::Refused;
 use crate::caller::{Agent, Enroller, Principal, User};
 use crate::credentials::Verified;
 use crate::error::Error;
@@ -108,24 +109,14 @@ impl Control {
                     "path": attempt.path,
                     "suppressed_since_last": suppressed,
                 });
-                let subject = format!("token:{token_id}");
-                let written = self
-                    .db
-                    .write(move |tx| {
-                        store::audit::append(
-                            tx,
-                            org_id,
-                            "unauthenticated",
-                            "auth.failed",
-                            &subject,
-                            detail,
-                        )?;
-                        Ok(())
-                    })
-                    .await;
-                if let Err(e) = written {
-                    tracing::error!(error = %e, "cannot audit a failed authentication");
-                }
+                self.audit_refusal(Refused {
+                    org_id,
+                    actor: "unauthenticated".into(),
+                    action: "auth.failed",
+                    subject: format!("token:{token_id}"),
+                    detail,
+                })
+                .await;
             }
         }
         Error::Unauthenticated("invalid, expired or revoked token".into())

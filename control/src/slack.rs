@@ -3,6 +3,7 @@
 //! requests leave in the audit trail. The HTTP side (signatures, parsing,
 //! messages, `response_url`) is the `api` crate's Slack adapter.
 
+use crate::audit::Refused;
 use crate::caller::{Member, User};
 use crate::error::{Error, Object};
 use crate::permissions::Action;
@@ -269,25 +270,14 @@ impl Control {
     /// Audits a refused Slack request signature of a linked team (the caller
     /// throttles).
     pub async fn audit_slack_signature_refused(&self, org_id: i64, team_id: &str, reason: &str) {
-        let subject = format!("slack:{team_id}");
-        let reason = reason.to_owned();
-        let written = self
-            .db
-            .write(move |tx| {
-                store::audit::append(
-                    tx,
-                    org_id,
-                    "slack",
-                    "auth.failed",
-                    &subject,
-                    json!({"reason": reason, "path": "/v1/integrations/slack/commands"}),
-                )
-                .map(drop)
-            })
-            .await;
-        if let Err(e) = written {
-            tracing::error!(error = %e, "cannot audit a refused Slack request");
-        }
+        self.audit_refusal(Refused {
+            org_id,
+            actor: "slack".into(),
+            action: "auth.failed",
+            subject: format!("slack:{team_id}"),
+            detail: json!({"reason": reason, "path": "/v1/integrations/slack/commands"}),
+        })
+        .await;
     }
 
     /// Audits a refused slash command of org `org_id` (nothing else
@@ -299,23 +289,13 @@ impl Control {
         reason: &str,
         verb: &str,
     ) {
-        let (actor, reason, verb) = (actor.to_owned(), reason.to_owned(), verb.to_owned());
-        let written = self
-            .db
-            .write(move |tx| {
-                store::audit::append(
-                    tx,
-                    org_id,
-                    &actor,
-                    "slack.command_refused",
-                    &actor,
-                    json!({"reason": reason, "command": verb}),
-                )
-                .map(drop)
-            })
-            .await;
-        if let Err(e) = written {
-            tracing::error!(error = %e, "cannot audit a refused Slack command");
-        }
+        self.audit_refusal(Refused {
+            org_id,
+            actor: actor.to_owned(),
+            action: "slack.command_refused",
+            subject: actor.to_owned(),
+            detail: json!({"reason": reason, "command": verb}),
+        })
+        .await;
     }
 }

@@ -277,13 +277,11 @@ pub(crate) fn request_cancel(tx: &Tx<'_>, run_id: &str) -> Result<bool, Error> {
         > 0)
 }
 
-/// The org's run `run_id` as its holder sees it: status, holding agent,
-/// exit code.
-pub(crate) fn holder(
-    tx: &Tx<'_>,
-    org_id: i64,
-    run_id: &str,
-) -> Result<Option<(String, Option<String>, Option<i64>)>, Error> {
+/// A run as its holder sees it: status, holding agent, exit code.
+pub(crate) type Held = (String, Option<String>, Option<i64>);
+
+/// The org's run `run_id` as its holder sees it.
+pub(crate) fn holder(tx: &Tx<'_>, org_id: i64, run_id: &str) -> Result<Option<Held>, Error> {
     Ok(tx
         .conn
         .prepare_cached(
