@@ -2,7 +2,7 @@
 //! client, pinned to the control plane's CA when one is given (the rule of
 //! [`crate::https`], which the CLI follows too).
 //!
-//! Every call is a single attempt; [`ApiError::is_retryable`] tells callers which
+//! Every call is a single attempt; [`CallError::is_retryable`] tells callers which
 //! failures to retry (with [`crate::backoff`]): transport errors, `5xx`, `408` and
 //! `429`. Every other `4xx` is final: retrying a refusal cannot make it succeed.
 
@@ -28,7 +28,7 @@ const POLL_SLACK: Duration = Duration::from_secs(15);
 /// A failed call to the control plane.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum ApiError {
+pub enum CallError {
     /// No answer: connection refused or reset, TLS failure, timeout.
     #[error("cannot reach the control plane: {0}")]
     Transport(String),
@@ -45,14 +45,14 @@ pub enum ApiError {
     Protocol(String),
 }
 
-impl ApiError {
+impl CallError {
     /// Whether the same call may succeed later: transport errors, `5xx`, `408`,
     /// `429`.
     pub fn is_retryable(&self) -> bool {
         match self {
-            ApiError::Transport(_) => true,
-            ApiError::Status { status, .. } => *status >= 500 || *status == 408 || *status == 429,
-            ApiError::Protocol(_) => false,
+            CallError::Transport(_) => true,
+            CallError::Status { status, .. } => *status >= 500 || *status == 408 || *status == 429,
+            CallError::Protocol(_) => false,
         }
     }
 
@@ -61,7 +61,7 @@ impl ApiError {
     pub fn is_run_gone(&self) -> bool {
         matches!(
             self,
-            ApiError::Status {
+            CallError::Status {
                 status: 404 | 409,
                 ..
             }
@@ -71,13 +71,13 @@ impl ApiError {
     /// The HTTP status, if the control plane answered.
     pub fn status(&self) -> Option<u16> {
         match self {
-            ApiError::Status { status, .. } => Some(*status),
+            CallError::Status { status, .. } => Some(*status),
             _ => None,
         }
     }
 }
 
-impl From<reqwest::Error> for ApiError {
+impl From<reqwest::Error> for CallError {
     fn from(e: reqwest::Error) -> Self {
         // `reqwest::Error`'s Display names the URL (no credentials in it) and the
         // cause chain is where the useful part (connection refused, TLS) is.
@@ -88,7 +88,7 @@ impl From<reqwest::Error> for ApiError {
             message.push_str(&s.to_string());
             source = s.source();
         }
-        ApiError::Transport(message)
+        CallError::Transport(message)
     }
 }
 
@@ -163,7 +163,7 @@ impl ControlPlane {
             .default_headers(headers);
         let http = builder
             .build()
-            .map_err(|e| ClientError::Tls(ApiError::from(e).to_string()))?;
+            .map_err(|e| ClientError::Tls(CallError::from(e).to_string()))?;
         Ok(ControlPlane {
             http,
             base,
@@ -193,7 +193,7 @@ impl ControlPlane {
         bearer: Option<&str>,
         body: &Req,
         timeout: Duration,
-    ) -> Result<Option<Resp>, ApiError> {
+    ) -> Result<Option<Resp>, CallError> {
         let request = self.http.post(self.url(path)).timeout(timeout).json(body);
         self.send(path, bearer, request).await
     }
@@ -204,7 +204,7 @@ impl ControlPlane {
         path: &[&str],
         bearer: Option<&str>,
         mut request: reqwest::RequestBuilder,
-    ) -> Result<Option<Resp>, ApiError> {
+    ) -> Result<Option<Resp>, CallError> {
         if let Some(token) = bearer.or(self.token.as_deref().map(String::as_str)) {
             // bearer_auth marks the header sensitive, which keeps it out of Debug output.
             request = request.bearer_auth(token);
@@ -219,14 +219,14 @@ impl ControlPlane {
             let message = serde_json::from_slice::<ErrorBody>(&bytes)
                 .map(|b| b.error)
                 .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).chars().take(500).collect());
-            return Err(ApiError::Status {
+            return Err(CallError::Status {
                 status: status.as_u16(),
                 message,
             });
         }
         serde_json::from_slice(&bytes)
             .map(Some)
-            .map_err(|e| ApiError::Protocol(format!("{}: {e}", path.join("/"))))
+            .map_err(|e| CallError::Protocol(format!("{}: {e}", path.join("/"))))
     }
 
     async fn call_expecting<Req: Serialize + ?Sized, Resp: DeserializeOwned>(
@@ -234,10 +234,10 @@ impl ControlPlane {
         path: &[&str],
         bearer: Option<&str>,
         body: &Req,
-    ) -> Result<Resp, ApiError> {
+    ) -> Result<Resp, CallError> {
         self.call(path, bearer, body, CALL_TIMEOUT)
             .await?
-            .ok_or_else(|| ApiError::Protocol(format!("{}: empty answer", path.join("/"))))
+            .ok_or_else(|| CallError::Protocol(format!("{}: empty answer", path.join("/"))))
     }
 
     /// `POST /v1/agent/register` with an enrollment token.
@@ -245,7 +245,7 @@ impl ControlPlane {
         &self,
         enrollment_token: &str,
         request: &RegisterRequest,
-    ) -> Result<Registered, ApiError> {
+    ) -> Result<Registered, CallError> {
         self.call_expecting(
             &["v1", "agent", "register"],
             Some(enrollment_token),
@@ -255,13 +255,13 @@ impl ControlPlane {
     }
 
     /// `POST /v1/agent/connect`.
-    pub async fn connect(&self, request: &ConnectRequest) -> Result<AgentSettings, ApiError> {
+    pub async fn connect(&self, request: &ConnectRequest) -> Result<AgentSettings, CallError> {
         self.call_expecting(&["v1", "agent", "connect"], None, request)
             .await
     }
 
     /// `POST /v1/agent/poll`: a run, or `None` when the server's hold time passed.
-    pub async fn poll(&self, hold: Duration) -> Result<Option<Assignment>, ApiError> {
+    pub async fn poll(&self, hold: Duration) -> Result<Option<Assignment>, CallError> {
         self.call(
             &["v1", "agent", "poll"],
             None,
@@ -272,7 +272,7 @@ impl ControlPlane {
     }
 
     /// `POST /v1/agent/heartbeat`.
-    pub async fn heartbeat(&self, request: &Heartbeat) -> Result<HeartbeatAck, ApiError> {
+    pub async fn heartbeat(&self, request: &Heartbeat) -> Result<HeartbeatAck, CallError> {
         Ok(self
             .call(&["v1", "agent", "heartbeat"], None, request, CALL_TIMEOUT)
             .await?
@@ -284,7 +284,7 @@ impl ControlPlane {
         &self,
         run_id: &str,
         chunks: &[LogChunk],
-    ) -> Result<LogUploadAck, ApiError> {
+    ) -> Result<LogUploadAck, CallError> {
         let path = ["v1", "agent", "runs", run_id, "logs"];
         let request = self
             .http
@@ -294,11 +294,11 @@ impl ControlPlane {
             .body(encode_upload(chunks));
         self.send(&path, None, request)
             .await?
-            .ok_or_else(|| ApiError::Protocol(format!("{}: empty answer", path.join("/"))))
+            .ok_or_else(|| CallError::Protocol(format!("{}: empty answer", path.join("/"))))
     }
 
     /// `POST /v1/agent/runs/{id}/finish`.
-    pub async fn finish(&self, run_id: &str, request: &FinishRequest) -> Result<(), ApiError> {
+    pub async fn finish(&self, run_id: &str, request: &FinishRequest) -> Result<(), CallError> {
         let path = ["v1", "agent", "runs", run_id, "finish"];
         self.call::<_, serde_json::Value>(&path, None, request, CALL_TIMEOUT)
             .await
@@ -306,7 +306,7 @@ impl ControlPlane {
     }
 
     /// `POST /v1/agent/deregister`.
-    pub async fn deregister(&self) -> Result<(), ApiError> {
+    pub async fn deregister(&self) -> Result<(), CallError> {
         self.call::<_, serde_json::Value>(
             &["v1", "agent", "deregister"],
             None,
@@ -440,11 +440,11 @@ AgNJADBGAiEAuYy4zyCpNFCz5SnfiS6Eltc6RQahhLPjaRc5d6ylNYoCIQCASijK
 
     #[test]
     fn only_transient_failures_are_retryable() {
-        let status = |s| ApiError::Status {
+        let status = |s| CallError::Status {
             status: s,
             message: String::new(),
         };
-        assert!(ApiError::Transport("refused".into()).is_retryable());
+        assert!(CallError::Transport("refused".into()).is_retryable());
         for s in [500, 502, 503, 408, 429] {
             assert!(status(s).is_retryable(), "{s}");
         }

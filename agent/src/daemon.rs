@@ -14,7 +14,7 @@
 //! reconnecting.
 
 use crate::backoff::Backoff;
-use crate::client::{ApiError, ControlPlane};
+use crate::client::{CallError, ControlPlane};
 use crate::config::AgentConfig;
 use crate::control::{RunControl, Stop, is_abandoned};
 use crate::docker::DockerRuntime;
@@ -59,10 +59,10 @@ async fn retry<T, F, Fut>(
     what: &str,
     stop: &CancellationToken,
     mut call: F,
-) -> Option<Result<T, ApiError>>
+) -> Option<Result<T, CallError>>
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, ApiError>>,
+    Fut: Future<Output = Result<T, CallError>>,
 {
     let mut backoff = Backoff::default();
     loop {

@@ -35,7 +35,7 @@ pub enum Error {
         /// The call (`register`, `connect`, `poll`).
         during: &'static str,
         /// The refusal.
-        source: client::ApiError,
+        source: client::CallError,
     },
     /// The control plane no longer accepts the agent's token.
     #[error("{0}")]

@@ -15,7 +15,7 @@
 //! [`crate::output`]).
 
 use crate::backoff::Backoff;
-use crate::client::{ApiError, ControlPlane};
+use crate::client::{CallError, ControlPlane};
 use crate::control::{RunControl, Stop, is_abandoned};
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
@@ -42,7 +42,7 @@ pub trait LogSink: Send + Sync + 'static {
     fn upload(
         &self,
         chunks: &[LogChunk],
-    ) -> impl Future<Output = Result<LogUploadAck, ApiError>> + Send;
+    ) -> impl Future<Output = Result<LogUploadAck, CallError>> + Send;
 }
 
 /// The control plane as the sink of one run's output.
@@ -60,7 +60,7 @@ impl ControlPlaneSink {
 }
 
 impl LogSink for ControlPlaneSink {
-    async fn upload(&self, chunks: &[LogChunk]) -> Result<LogUploadAck, ApiError> {
+    async fn upload(&self, chunks: &[LogChunk]) -> Result<LogUploadAck, CallError> {
         self.client.upload_logs(&self.run_id, chunks).await
     }
 }
@@ -78,7 +78,7 @@ pub struct UploadEnd {
 
 /// Why one batch's upload ended without an acknowledgement.
 enum BatchError {
-    Api(ApiError),
+    Api(CallError),
     Abandoned,
 }
 
@@ -261,14 +261,14 @@ mod tests {
         calls: Mutex<u32>,
         chunks_sent: Mutex<u64>,
         fail: u32,
-        error: fn() -> ApiError,
+        error: fn() -> CallError,
         lose_answer_of_call: Option<u32>,
         contiguous_only: bool,
         delay: fn(u32) -> Duration,
     }
 
     impl Store {
-        fn new(fail: u32, error: fn() -> ApiError) -> Store {
+        fn new(fail: u32, error: fn() -> CallError) -> Store {
             Store {
                 stored: Mutex::default(),
                 calls: Mutex::new(0),
@@ -292,7 +292,7 @@ mod tests {
     }
 
     impl LogSink for Store {
-        async fn upload(&self, chunks: &[LogChunk]) -> Result<LogUploadAck, ApiError> {
+        async fn upload(&self, chunks: &[LogChunk]) -> Result<LogUploadAck, CallError> {
             let call = {
                 let mut calls = self.calls.lock().unwrap();
                 *calls += 1;
@@ -314,7 +314,7 @@ mod tests {
                 }
             }
             if self.lose_answer_of_call == Some(call) {
-                return Err(ApiError::Transport("connection reset".into()));
+                return Err(CallError::Transport("connection reset".into()));
             }
             Ok(LogUploadAck {
                 next_seq: self.prefix(),
@@ -357,7 +357,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn transient_failures_are_retried_and_every_chunk_is_stored_once_in_order() {
-        let store = Store::new(3, || ApiError::Status {
+        let store = Store::new(3, || CallError::Status {
             status: 503,
             message: "down".into(),
         });
@@ -412,7 +412,7 @@ mod tests {
         // taking output once the window is full, which blocks the producer.
         struct Forgetful(Mutex<u64>);
         impl LogSink for Forgetful {
-            async fn upload(&self, chunks: &[LogChunk]) -> Result<LogUploadAck, ApiError> {
+            async fn upload(&self, chunks: &[LogChunk]) -> Result<LogUploadAck, CallError> {
                 *self.0.lock().unwrap() += chunks.len() as u64;
                 Ok(LogUploadAck {
                     next_seq: 0,
@@ -452,7 +452,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_run_the_control_plane_no_longer_holds_is_abandoned_and_drained() {
-        let store = Store::new(u32::MAX, || ApiError::Status {
+        let store = Store::new(u32::MAX, || CallError::Status {
             status: 409,
             message: "lost".into(),
         });
@@ -464,7 +464,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_refused_upload_fails_the_run_without_retrying() {
-        let store = Store::new(u32::MAX, || ApiError::Status {
+        let store = Store::new(u32::MAX, || CallError::Status {
             status: 413,
             message: "too big".into(),
         });
@@ -477,7 +477,7 @@ mod tests {
     async fn a_cancel_in_an_acknowledgement_reaches_the_run() {
         struct Cancels;
         impl LogSink for Cancels {
-            async fn upload(&self, chunks: &[LogChunk]) -> Result<LogUploadAck, ApiError> {
+            async fn upload(&self, chunks: &[LogChunk]) -> Result<LogUploadAck, CallError> {
                 let next_seq = chunks.last().unwrap().seq + 1;
                 Ok(LogUploadAck {
                     next_seq,
@@ -498,7 +498,7 @@ mod tests {
     async fn once_truncated_the_uploader_stops_sending_but_keeps_draining() {
         struct Capped(Mutex<u32>);
         impl LogSink for Capped {
-            async fn upload(&self, chunks: &[LogChunk]) -> Result<LogUploadAck, ApiError> {
+            async fn upload(&self, chunks: &[LogChunk]) -> Result<LogUploadAck, CallError> {
                 *self.0.lock().unwrap() += 1;
                 Ok(LogUploadAck {
                     next_seq: chunks.last().unwrap().seq + 1,

@@ -4,7 +4,7 @@
 //! semantics.
 #![allow(dead_code, clippy::unwrap_used)]
 
-use sealrun_agent::client::ApiError;
+use sealrun_agent::client::CallError;
 use sealrun_agent::control::RunControl;
 use sealrun_agent::docker::DockerRuntime;
 use sealrun_agent::executor::{Job, Outcome, execute};
@@ -177,7 +177,7 @@ impl MemorySink {
 }
 
 impl LogSink for MemorySink {
-    async fn upload(&self, chunks: &[LogChunk]) -> Result<LogUploadAck, ApiError> {
+    async fn upload(&self, chunks: &[LogChunk]) -> Result<LogUploadAck, CallError> {
         if let Some(gate) = &self.gate {
             gate.acquire().await.unwrap().forget();
             gate.add_permits(1);
