@@ -352,23 +352,9 @@ mod tests {
         // Any readable PEM works for building; the system bundle may be absent.
         let dir = tempfile::tempdir().unwrap();
         let ca = dir.path().join("ca.pem");
-        std::fs::write(&ca, TEST_CA).unwrap();
+        std::fs::write(&ca, crate::https::TEST_CA).unwrap();
         ControlPlane::new(url, Some(&ca)).unwrap()
     }
-
-    // A throwaway self-signed certificate (its key was discarded; trusts nothing).
-    const TEST_CA: &str = "-----BEGIN CERTIFICATE-----
-MIIBmDCCAT2gAwIBAgIUPFxsxEpS2zdW/fIHdDe47HaEMv4wCgYIKoZIzj0EAwIw
-IDEeMBwGA1UEAwwVc2VhbHJ1bi1hZ2VudC10ZXN0LWNhMCAXDTI2MTEyNTExMzcy
-NloYDzIxMjYxMTAxMTEzNzI2WjAgMR4wHAYDVQQDDBVzZWFscnVuLWFnZW50LXRl
-c3QtY2EwWTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAAQqU/V9wLA2E5zXRrhQQvyP
-O0PB5pTt+Fjs0/2XYtBoXr4Jo6eLYpHJmTVTGoTu5E8MQ+3LyE6ovPjBHVmgi/ZT
-o1MwUTAdBgNVHQ4EFgQUl8a5rcreGCjMUGNm5t76BWZt71IwHwYDVR0jBBgwFoAU
-l8a5rcreGCjMUGNm5t76BWZt71IwDwYDVR0TAQH/BAUwAwEB/zAKBggqhkjOPQQD
-AgNJADBGAiEAuYy4zyCpNFCz5SnfiS6Eltc6RQahhLPjaRc5d6ylNYoCIQCASijK
-7XyniT92qNGLbo7d/xQOOb6k631NFhg5EP16kQ==
------END CERTIFICATE-----
-";
 
     #[test]
     fn hand_encoded_uploads_are_exactly_what_serde_would_send() {

@@ -99,13 +99,10 @@ pub fn client_builder(ca_cert: Option<&Path>) -> Result<reqwest::ClientBuilder, 
     Ok(builder)
 }
 
+/// A throwaway self-signed certificate for the agent's unit tests (its key was
+/// discarded; it can vouch for nothing).
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    // A throwaway self-signed certificate (its key was discarded; trusts nothing).
-    const TEST_CA: &str = "-----BEGIN CERTIFICATE-----
+pub(crate) const TEST_CA: &str = "-----BEGIN CERTIFICATE-----
 MIIBmDCCAT2gAwIBAgIUPFxsxEpS2zdW/fIHdDe47HaEMv4wCgYIKoZIzj0EAwIw
 IDEeMBwGA1UEAwwVc2VhbHJ1bi1hZ2VudC10ZXN0LWNhMCAXDTI2MTEyNTExMzcy
 NloYDzIxMjYxMTAxMTEzNzI2WjAgMR4wHAYDVQQDDBVzZWFscnVuLWFnZW50LXRl
@@ -117,6 +114,11 @@ AgNJADBGAiEAuYy4zyCpNFCz5SnfiS6Eltc6RQahhLPjaRc5d6ylNYoCIQCASijK
 7XyniT92qNGLbo7d/xQOOb6k631NFhg5EP16kQ==
 -----END CERTIFICATE-----
 ";
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
 
     fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
         let path = dir.path().join(name);
