@@ -47,9 +47,10 @@
 //! - [`AgentConfig`] and [`Error`] live in their own modules and are re-exported
 //!   here, and [`defaults`] holds the one definition of the agent's defaults.
 //!
-//! No two modules import each other, directly or through others:
-//! `tests/layering.rs` reads the `crate::` paths of every module (and the root's
-//! `mod` declarations) into a graph and fails on any cycle.
+//! No two modules import each other, directly or through others: the
+//! workspace test `tests/architecture.rs` reads the module import graph of
+//! every crate (`mod` declarations, `use` trees and paths in code) and fails
+//! on any cycle.
 //!
 //! The agent depends on `sealrun-wire` for the protocol and never on the server.
 #![forbid(unsafe_code)]
