@@ -1,6 +1,6 @@
 //! The shim as every run container's entrypoint, against the real Docker
 //! engine: bind-mounted read-only, stdin attached, the bundle written after
-//! start. Skips (loudly) without Docker unless `SEALRUN_REQUIRE_DOCKER` is set.
+//! start. Skips (loudly) without Docker unless `SEALRUN_REQUIRE_DOCKER` or `CI` is set.
 #![allow(clippy::unwrap_used)]
 
 use sealrun_init::{EXIT_INIT_FAILED, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND};

@@ -11,12 +11,14 @@
 //!
 //! Without an engine, [`require_docker`] prints one `SKIPPED` line on stderr
 //! naming the test and why, and the test returns early; under
-//! `SEALRUN_REQUIRE_DOCKER` (any value; `scripts/test.sh` sets it) or `CI=true`
-//! it fails the test instead, so CI can never pass by skipping. With an engine,
+//! `SEALRUN_REQUIRE_DOCKER` (`scripts/test.sh` sets it) or `CI=true` it fails
+//! the test instead, so CI can never pass by skipping ([`skip_or_fail`], the
+//! rule every other "cannot run here" of the suites follows too). With an engine,
 //! it also makes sure the base image exists, with the code `sealrun dev` uses
 //! ([`sealrun_agent::image::ensure`]).
 
 use sealrun_agent::image::{self, BASE_IMAGE};
+use std::io::Write as _;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
@@ -24,11 +26,30 @@ use std::sync::OnceLock;
 /// never pulled).
 pub const IMAGE: &str = BASE_IMAGE;
 
-/// Whether a missing engine must fail the test rather than skip it:
-/// `SEALRUN_REQUIRE_DOCKER` is set, or `CI` is `true` (or `1`).
-pub fn docker_required() -> bool {
-    std::env::var_os("SEALRUN_REQUIRE_DOCKER").is_some()
-        || std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
+/// Whether a test that cannot run here (no engine, no PyNaCl, no corpus...)
+/// must fail rather than skip: `SEALRUN_REQUIRE_DOCKER` or `CI` is set to
+/// anything but empty, `0` or `false`.
+pub fn skipping_forbidden() -> bool {
+    ["SEALRUN_REQUIRE_DOCKER", "CI"].iter().any(|var| {
+        std::env::var(var)
+            .is_ok_and(|v| !(v.is_empty() || v == "0" || v.eq_ignore_ascii_case("false")))
+    })
+}
+
+/// The one skip rule: a test (or part of one) that cannot run here because
+/// of `why` is skipped loudly (one `*** SKIPPED <test>: <why> ***` line on the
+/// process's stderr, which libtest does not capture), or failed when
+/// [`skipping_forbidden`]. Returns only when skipping.
+pub fn skip_or_fail(why: &str) {
+    let test = test_name();
+    assert!(
+        !skipping_forbidden(),
+        "{test}: {why} (SEALRUN_REQUIRE_DOCKER or CI is set: this must run here)"
+    );
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n*** SKIPPED {test}: {why}; set SEALRUN_REQUIRE_DOCKER=1 to fail instead ***\n"
+    );
 }
 
 /// Whether Docker-backed tests can run. See the [module docs](self): skips
@@ -38,11 +59,7 @@ pub fn require_docker() -> bool {
     static ENGINE: OnceLock<Result<(), String>> = OnceLock::new();
     let engine = ENGINE.get_or_init(|| block_on(probe_engine()));
     let Err(why) = engine else { return true };
-    let test = test_name();
-    if docker_required() {
-        panic!("{test}: Docker is required here (SEALRUN_REQUIRE_DOCKER or CI is set) but {why}");
-    }
-    eprintln!("\n*** SKIPPED {test}: {why}; set SEALRUN_REQUIRE_DOCKER=1 to fail instead ***\n");
+    skip_or_fail(why);
     false
 }
 

@@ -76,8 +76,8 @@ pub use agent::{AgentProcess, FakeAgent};
 pub use client::{Answer, Client, https_client, run_request, to_value};
 pub use dev::DevProcess;
 pub use docker::{
-    IMAGE, containers_labeled, containers_of, docker_cli, docker_required, remove_container,
-    require_docker, wait_no_containers,
+    IMAGE, containers_labeled, containers_of, docker_cli, remove_container, require_docker,
+    skip_or_fail, skipping_forbidden, wait_no_containers,
 };
 pub use process::{Cli, free_port, sealrun_bin, signal, sigterm, text};
 pub use server::{ControlPlane, InProcessServer, ServerProcess, quick_settings};
