@@ -6,7 +6,6 @@ use crate::client::{Answer, Client, to_value};
 use crate::docker::{containers_of, remove_container};
 use crate::process::{Daemon, sibling};
 use crate::server::{ControlPlane, InProcessServer, ServerProcess};
-use crate::wait::WAIT;
 use reqwest::StatusCode;
 use sealrun_vault::TargetKeypair;
 use sealrun_wire::admin::TargetView;
@@ -84,53 +83,40 @@ impl AgentProcess {
     /// The agent id from its identity file, once it has registered.
     async fn wait_registered(&mut self) -> String {
         let path = self.state_dir.join("agent.json");
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            self.daemon.assert_alive();
-            if let Ok(text) = std::fs::read_to_string(&path) {
-                if let Ok(v) = serde_json::from_str::<Value>(&text) {
-                    return v["agent_id"]
+        self.daemon
+            .wait_for("the agent to register", || async {
+                let text = std::fs::read_to_string(&path).ok()?;
+                let v = serde_json::from_str::<Value>(&text).ok()?;
+                Some(
+                    v["agent_id"]
                         .as_str()
                         .expect("agent.json holds agent_id")
-                        .to_owned();
-                }
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the agent did not register:\n{}",
-                self.daemon.tail(40)
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+                        .to_owned(),
+                )
+            })
+            .await
     }
 
     /// Waits until the control plane lists this agent as connected and has
     /// pinned the key of every target in `targets`.
     pub async fn wait_connected(&mut self, api: &Client, targets: &[&str]) {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            self.daemon.assert_alive();
-            let agents = api.get("/v1/agents").await.ok().json();
-            let connected = agents["agents"]
-                .as_array()
-                .expect("an agent list")
-                .iter()
-                .any(|a| a["name"] == self.name.as_str() && a["connected"] == true);
-            let mut keyed = true;
-            for t in targets {
-                let view: TargetView = api.get(&format!("/v1/targets/{t}")).await.ok().parse();
-                keyed &= view.public_key.is_some();
-            }
-            if connected && keyed {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the agent did not connect:\n{}",
-                self.daemon.tail(40)
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let name = self.name.as_str();
+        self.daemon
+            .wait_for("the agent to connect", || async {
+                let agents = api.get("/v1/agents").await.ok().json();
+                let connected = agents["agents"]
+                    .as_array()
+                    .expect("an agent list")
+                    .iter()
+                    .any(|a| a["name"] == name && a["connected"] == true);
+                let mut keyed = true;
+                for t in targets {
+                    let view: TargetView = api.get(&format!("/v1/targets/{t}")).await.ok().parse();
+                    keyed &= view.public_key.is_some();
+                }
+                (connected && keyed).then_some(())
+            })
+            .await;
     }
 
     /// Process id.

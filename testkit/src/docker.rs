@@ -52,9 +52,9 @@ pub fn skip_or_fail(why: &str) {
     );
 }
 
-/// Whether Docker-backed tests can run. See the [module docs](self): skips
-/// loudly (returns `false`) or fails (panics), and builds [`IMAGE`] when it
-/// is missing. The engine is asked once per process.
+/// Whether Docker-backed tests can run. Without an engine: [`skip_or_fail`]
+/// (returns `false` after a `SKIPPED` line, or fails the test). With one:
+/// builds [`IMAGE`] if it is missing. The engine is asked once per process.
 pub fn require_docker() -> bool {
     static ENGINE: OnceLock<Result<(), String>> = OnceLock::new();
     let engine = ENGINE.get_or_init(|| block_on(probe_engine()));

@@ -118,6 +118,28 @@ impl Daemon {
         self.child.as_ref().expect("process not running").id()
     }
 
+    /// Polls `check` every 50 ms until it returns `Some`, failing the test
+    /// (with the log) if the process exits first or after [`WAIT`].
+    pub(crate) async fn wait_for<T, Fut>(&mut self, what: &str, mut check: impl FnMut() -> Fut) -> T
+    where
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            self.assert_alive();
+            if let Some(v) = check().await {
+                return v;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out after {WAIT:?} waiting for {what}; the log of {}:\n{}",
+                self.what,
+                self.tail(40)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Fails the test (with the log) if the process has exited.
     pub(crate) fn assert_alive(&mut self) {
         if let Some(child) = &mut self.child {

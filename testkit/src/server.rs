@@ -5,7 +5,6 @@
 
 use crate::client::{Client, https_client};
 use crate::process::{Cli, Daemon, free_port, sibling};
-use crate::wait::WAIT;
 use sealrun_api::{Server, ServerConfig, Settings};
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
@@ -177,23 +176,31 @@ impl Drop for InProcessServer {
     }
 }
 
-impl ControlPlane for InProcessServer {
-    fn url(&self) -> &str {
-        &self.url
-    }
-    fn ca_cert(&self) -> &Path {
-        &self.ca_cert
-    }
-    fn admin_token(&self) -> &str {
-        &self.admin_token
-    }
-    fn http(&self) -> &reqwest::Client {
-        &self.http
-    }
-    fn data_dir(&self) -> &Path {
-        &self.data_dir
-    }
+/// Implements [`ControlPlane`] for a server type with the public fields
+/// `url`, `ca_cert`, `admin_token`, `data_dir` and `http: reqwest::Client`.
+macro_rules! control_plane {
+    ($server:ty) => {
+        impl ControlPlane for $server {
+            fn url(&self) -> &str {
+                &self.url
+            }
+            fn ca_cert(&self) -> &Path {
+                &self.ca_cert
+            }
+            fn admin_token(&self) -> &str {
+                &self.admin_token
+            }
+            fn http(&self) -> &reqwest::Client {
+                &self.http
+            }
+            fn data_dir(&self) -> &Path {
+                &self.data_dir
+            }
+        }
+    };
 }
+
+control_plane!(InProcessServer);
 
 fn read_token(file: &Path) -> String {
     std::fs::read_to_string(file)
@@ -207,7 +214,8 @@ fn read_token(file: &Path) -> String {
 #[derive(Debug)]
 pub struct ServerProcess {
     daemon: Daemon,
-    http: Option<reqwest::Client>,
+    /// The HTTPS client pinned to [`ServerProcess::ca_cert`].
+    pub http: reqwest::Client,
     /// Its data directory.
     pub data_dir: PathBuf,
     /// `127.0.0.1` port it listens on.
@@ -241,42 +249,41 @@ impl ServerProcess {
         ];
         args.extend(extra_args.iter().map(|s| (*s).to_owned()));
         let log = sibling(data_dir, &format!("server-{port}.log"));
-        let mut server = ServerProcess {
-            daemon: Daemon::spawn("sealrun server", args, vec![], log),
-            http: None,
+        let mut daemon = Daemon::spawn("sealrun server", args, vec![], log);
+        let url = format!("https://localhost:{port}");
+        let ca_cert = data_dir.join("tls").join("ca.pem");
+        let http = ServerProcess::wait_ready(&mut daemon, &url, &ca_cert, &token_file).await;
+        ServerProcess {
+            daemon,
+            http,
             data_dir: data_dir.to_owned(),
             port,
-            url: format!("https://localhost:{port}"),
-            ca_cert: data_dir.join("tls").join("ca.pem"),
-            admin_token: String::new(),
-        };
-        server.wait_ready().await;
-        server.admin_token = read_token(&token_file);
-        server
+            url,
+            ca_cert,
+            admin_token: read_token(&token_file),
+        }
     }
 
-    async fn wait_ready(&mut self) {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            self.daemon.assert_alive();
-            if self.http.is_none()
-                && self.ca_cert.exists()
-                && self.data_dir.join("admin.token").exists()
-            {
-                self.http = Some(https_client(&self.ca_cert));
-            }
-            if let Some(http) = &self.http {
-                if Client::new(&self.url, http.clone(), "").health().await {
-                    return;
+    /// Waits until the server has written its CA and admin token and answers
+    /// `/health`; the HTTPS client pinned to its CA.
+    async fn wait_ready(
+        daemon: &mut Daemon,
+        url: &str,
+        ca_cert: &Path,
+        token_file: &Path,
+    ) -> reqwest::Client {
+        daemon
+            .wait_for("the server to answer /health", || async {
+                if !(ca_cert.exists() && token_file.exists()) {
+                    return None;
                 }
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the server did not answer /health:\n{}",
-                self.daemon.tail(40)
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+                let http = https_client(ca_cert);
+                Client::new(url, http.clone(), "")
+                    .health()
+                    .await
+                    .then_some(http)
+            })
+            .await
     }
 
     /// Process id.
@@ -297,7 +304,10 @@ impl ServerProcess {
     /// Starts the stopped server again, same data directory, port and flags.
     pub async fn restart(&mut self) {
         self.daemon.respawn();
-        self.wait_ready().await;
+        let token_file = self.data_dir.join("admin.token");
+        self.http =
+            ServerProcess::wait_ready(&mut self.daemon, &self.url, &self.ca_cert, &token_file)
+                .await;
     }
 
     /// The server's log so far.
@@ -306,22 +316,4 @@ impl ServerProcess {
     }
 }
 
-impl ControlPlane for ServerProcess {
-    fn url(&self) -> &str {
-        &self.url
-    }
-    fn ca_cert(&self) -> &Path {
-        &self.ca_cert
-    }
-    fn admin_token(&self) -> &str {
-        &self.admin_token
-    }
-    fn http(&self) -> &reqwest::Client {
-        self.http
-            .as_ref()
-            .expect("the server has answered /health once")
-    }
-    fn data_dir(&self) -> &Path {
-        &self.data_dir
-    }
-}
+control_plane!(ServerProcess);
