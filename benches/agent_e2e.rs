@@ -11,13 +11,10 @@
 //! Run: `cargo bench -p sealrun --bench agent_e2e` (optionally `-- --runs 30`).
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
+use sealrun_testkit::{SpawnedWorld, World, WorldOptions, require_docker};
 use sealrun_wire::run::RunStatus;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{World, WorldOptions, require_docker};
 
 const STREAM_BYTES: u64 = 256 * 1024 * 1024;
 
@@ -46,7 +43,7 @@ fn stats(mut samples: Vec<Duration>) -> (Duration, Duration, Duration) {
 fn docker_run_true() -> Duration {
     let start = Instant::now();
     let ok = Command::new("docker")
-        .args(["run", "--rm", support::IMAGE, "true"])
+        .args(["run", "--rm", sealrun_testkit::IMAGE, "true"])
         .stdout(Stdio::null())
         .status()
         .unwrap()
@@ -65,7 +62,7 @@ fn docker_stream(script: &str) -> Duration {
             "none",
             "-a",
             "stdout",
-            support::IMAGE,
+            sealrun_testkit::IMAGE,
             "sh",
             "-c",
             script,
@@ -78,7 +75,7 @@ fn docker_stream(script: &str) -> Duration {
     start.elapsed()
 }
 
-async fn sealrun_true(world: &World) -> Duration {
+async fn sealrun_true(world: &SpawnedWorld) -> Duration {
     let start = Instant::now();
     let id = world.submit(&["true"]).await;
     let end = world.admin.follow(&id).await;
@@ -105,7 +102,7 @@ fn main() {
             server_args: vec!["--max-log-bytes".into(), (2 * STREAM_BYTES).to_string()],
             ..Default::default()
         };
-        let world = World::start_with(options).await;
+        let world = World::spawned_with(options).await;
         let agent_pid = world.agent.pid();
 
         // 3. Idle RSS first, before any run has grown the heap.
@@ -143,7 +140,7 @@ fn main() {
 
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         println!("agent_e2e ({runs} interleaved runs each; Docker engine {})", docker_version());
-        println!("  docker run --rm {} true : median {:7.1} ms  mean {:7.1} ms  p90 {:7.1} ms", support::IMAGE, ms(d_med), ms(d_mean), ms(d_p90));
+        println!("  docker run --rm {} true : median {:7.1} ms  mean {:7.1} ms  p90 {:7.1} ms", sealrun_testkit::IMAGE, ms(d_med), ms(d_mean), ms(d_p90));
         println!("  sealrun submit -> end (true)         : median {:7.1} ms  mean {:7.1} ms  p90 {:7.1} ms", ms(s_med), ms(s_mean), ms(s_p90));
         println!("  ratio sealrun / docker run            : median {:.3}x  mean {:.3}x  (goal <= 1.10x)", ms(s_med) / ms(d_med), ms(s_mean) / ms(d_mean));
         println!("  streaming 256 MiB stored              : {:.2} s, {mb_per_s:.0} MB/s (goal >= 100 MB/s)", elapsed.as_secs_f64());

@@ -224,7 +224,7 @@ pub struct DevArgs {
     #[arg(long, default_value = "127.0.0.1:8443")]
     pub listen: String,
     /// Image of the demo target (built FROM scratch with static busybox if absent)
-    #[arg(long, default_value = "sealrun/busybox:latest")]
+    #[arg(long, default_value = sealrun_agent::image::BASE_IMAGE)]
     pub image: String,
     /// The agent's static sealrun-init shim (as `sealrun agent --init-binary`)
     #[arg(long, env = "SEALRUN_AGENT_INIT")]

@@ -4,24 +4,22 @@
 //! is asked to stop (SIGTERM) with runs in progress.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
+use sealrun_testkit::{World, WorldOptions, containers_of, require_docker, wait_no_containers};
 use sealrun_wire::run::RunStatus;
 use serde_json::Value;
 use std::time::Duration;
-use support::{World, WorldOptions, containers_of, require_docker, wait_no_containers};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_agent_killed_mid_run_comes_back_removes_the_orphan_and_the_run_is_lost() {
     if !require_docker() {
         return;
     }
-    let mut world = World::start().await;
+    let mut world = World::spawned().await;
     let id = world.submit(&["sh", "-c", "echo started; sleep 300"]).await;
     world.admin.wait_output(&id, "started").await;
 
     world.agent.kill();
-    let orphans = containers_of(&world.agent_id);
+    let orphans = containers_of(&world.agent.id);
     assert_eq!(
         orphans.len(),
         1,
@@ -32,7 +30,7 @@ async fn an_agent_killed_mid_run_comes_back_removes_the_orphan_and_the_run_is_lo
     world.agent.restart();
     let run = world.admin.wait_status(&id, RunStatus::Lost).await;
     assert_eq!(run.exit_code, None);
-    wait_no_containers(&world.agent_id).await;
+    wait_no_containers(&world.agent.id).await;
 
     // The restarted agent is healthy: it takes new work.
     let next = world.submit(&["echo", "after restart"]).await;
@@ -49,7 +47,7 @@ async fn output_written_while_the_control_plane_is_down_is_stored_exactly_once_i
     if !require_docker() {
         return;
     }
-    let mut world = World::start().await;
+    let mut world = World::spawned().await;
     let lines = 400;
     let script =
         format!("i=0; while [ $i -lt {lines} ]; do echo \"line $i\"; i=$((i+1)); sleep 0.02; done");
@@ -81,7 +79,7 @@ async fn sigterm_lets_a_running_command_finish_then_the_agent_deregisters() {
     if !require_docker() {
         return;
     }
-    let mut world = World::start().await;
+    let mut world = World::spawned().await;
     let id = world
         .submit(&["sh", "-c", "echo started; sleep 2; echo finished"])
         .await;
@@ -93,7 +91,7 @@ async fn sigterm_lets_a_running_command_finish_then_the_agent_deregisters() {
     assert_eq!(run.status, RunStatus::Succeeded, "{run:?}");
     assert_eq!(world.admin.stdout(&id).await, "started\nfinished\n");
 
-    let agents: Value = world.admin.get("/v1/agents").await;
+    let agents: Value = world.admin.get("/v1/agents").await.ok().json();
     assert_eq!(
         agents["agents"][0]["connected"], false,
         "the agent did not deregister: {agents}"
@@ -110,7 +108,7 @@ async fn sigterm_kills_a_command_that_outlives_the_grace_period_and_reports_it()
         agent_args: vec!["--shutdown-grace-secs".into(), "1".into()],
         ..Default::default()
     };
-    let mut world = World::start_with(options).await;
+    let mut world = World::spawned_with(options).await;
     let id = world.submit(&["sh", "-c", "echo started; sleep 300"]).await;
     world.admin.wait_output(&id, "started").await;
 
@@ -130,16 +128,18 @@ async fn a_revoked_agent_kills_its_run_and_exits_saying_why() {
     if !require_docker() {
         return;
     }
-    let mut world = World::start().await;
+    let mut world = World::spawned().await;
     let id = world.submit(&["sh", "-c", "echo started; sleep 300"]).await;
     world.admin.wait_output(&id, "started").await;
 
-    let path = format!("/v1/agents/{}", world.agent_id);
-    let (status, body) = world
-        .admin
-        .request(reqwest::Method::DELETE, &path, None)
-        .await;
-    assert!(status.is_success(), "revoke answered {status}: {body}");
+    let path = format!("/v1/agents/{}", world.agent.id);
+    let revoked = world.admin.delete(&path).await;
+    assert!(
+        revoked.status.is_success(),
+        "revoke answered {}: {}",
+        revoked.status,
+        revoked.text
+    );
 
     // The next heartbeat is refused: the agent stops its run and exits non-zero.
     let exit = world.agent.wait_exit(Duration::from_secs(60));
@@ -149,7 +149,7 @@ async fn a_revoked_agent_kills_its_run_and_exits_saying_why() {
         "{}",
         world.agent.log()
     );
-    wait_no_containers(&world.agent_id).await;
+    wait_no_containers(&world.agent.id).await;
     assert_eq!(world.admin.run(&id).await.status, RunStatus::Lost);
 }
 
@@ -158,7 +158,7 @@ async fn an_agent_started_while_the_control_plane_is_down_connects_when_it_retur
     if !require_docker() {
         return;
     }
-    let mut world = World::start().await;
+    let mut world = World::spawned().await;
     world.agent.kill();
     world.server.kill();
 

@@ -4,18 +4,16 @@
 //! case, no container with the agent's label remains.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
+use sealrun_testkit::{World, require_docker};
 use sealrun_wire::run::RunStatus;
 use std::time::Duration;
-use support::{World, require_docker};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn stdout_stderr_and_the_exit_code_arrive() {
     if !require_docker() {
         return;
     }
-    let world = World::start().await;
+    let world = World::spawned().await;
     let id = world
         .submit(&["sh", "-c", "echo to-stdout; echo to-stderr >&2; exit 7"])
         .await;
@@ -24,7 +22,7 @@ async fn stdout_stderr_and_the_exit_code_arrive() {
     assert_eq!(run.exit_code, Some(7));
     let agent = run.agent.as_deref().unwrap();
     assert!(
-        agent == world.agent.name || agent == world.agent_id,
+        agent == world.agent.name || agent == world.agent.id,
         "ran by {agent}"
     );
     assert_eq!(world.admin.stdout(&id).await, "to-stdout\n");
@@ -67,7 +65,7 @@ async fn a_secret_never_appears_in_stored_logs_in_any_form() {
     if !require_docker() {
         return;
     }
-    let world = World::start().await;
+    let world = World::spawned().await;
     world
         .admin
         .set_secret(&world.target, "DB_PASSWORD", SECRET.as_bytes())
@@ -81,7 +79,7 @@ async fn a_secret_never_appears_in_stored_logs_in_any_form() {
     "#;
     let mut request = world.request(&["sh", "-c", script]);
     request.secrets = vec!["DB_PASSWORD".into()];
-    let id = world.admin.submit(&request).await;
+    let id = world.admin.submit_request(&request).await;
     let run = world.admin.wait_terminal(&id).await;
     assert_eq!(run.status, RunStatus::Succeeded, "{run:?}");
     assert_eq!(run.secrets, ["DB_PASSWORD"]);
@@ -111,10 +109,10 @@ async fn a_timeout_kills_the_container() {
     if !require_docker() {
         return;
     }
-    let world = World::start().await;
+    let world = World::spawned().await;
     let mut request = world.request(&["sh", "-c", "echo started; sleep 300"]);
     request.timeout_secs = Some(2);
-    let id = world.admin.submit(&request).await;
+    let id = world.admin.submit_request(&request).await;
     let run = world.admin.wait_terminal(&id).await;
     assert_eq!(run.status, RunStatus::TimedOut);
     assert_eq!(world.admin.stdout(&id).await, "started\n");
@@ -131,12 +129,12 @@ async fn a_cancel_kills_the_container() {
     if !require_docker() {
         return;
     }
-    let world = World::start().await;
+    let world = World::spawned().await;
     let script = "trap 'echo terminated; exit 143' TERM; while true; do echo tick; sleep 0.2; done";
     let id = world.submit(&["sh", "-c", script]).await;
     world.admin.wait_output(&id, "tick").await;
     assert_eq!(
-        support::containers_of(&world.agent_id).len(),
+        sealrun_testkit::containers_of(&world.agent.id).len(),
         1,
         "the run's container is running"
     );
@@ -160,7 +158,7 @@ async fn runs_execute_concurrently_up_to_the_agents_limit() {
     if !require_docker() {
         return;
     }
-    let world = World::start().await;
+    let world = World::spawned().await;
     // Four 3-second runs: four containers exist at once only if the agent (default
     // concurrency 4) executes them side by side.
     let mut ids = Vec::new();
@@ -171,8 +169,8 @@ async fn runs_execute_concurrently_up_to_the_agents_limit() {
                 .await,
         );
     }
-    support::wait_for("four containers at once", || async {
-        (support::containers_of(&world.agent_id).len() == 4).then_some(())
+    sealrun_testkit::wait_for("four containers at once", || async {
+        (sealrun_testkit::containers_of(&world.agent.id).len() == 4).then_some(())
     })
     .await;
     for id in &ids {

@@ -5,12 +5,10 @@
 //! while the command runs.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
+use sealrun_testkit::{World, containers_of, require_docker};
 use sealrun_wire::run::RunStatus;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use support::{World, containers_of, require_docker};
 
 /// The value and its standard base64 (`printf %s VALUE | base64`).
 const SECRET: &str = "shim-e2e-s3cr3t-Qx7";
@@ -59,15 +57,11 @@ fn docker_state_dir() -> Option<PathBuf> {
     .join("containers");
     match std::fs::read_dir(&dir) {
         Ok(_) => Some(dir),
-        Err(e) if std::env::var_os("SEALRUN_REQUIRE_DOCKER").is_some() => panic!(
-            "SEALRUN_REQUIRE_DOCKER is set but {} is unreadable ({e}): run the tests as root",
-            dir.display()
-        ),
         Err(e) => {
-            eprintln!(
-                "\n\n*** SKIPPED the disk half: {} is unreadable ({e}) ***\n",
+            sealrun_testkit::skip_or_fail(&format!(
+                "the disk half: {} is unreadable ({e}): run the tests as root",
                 dir.display()
-            );
+            ));
             None
         }
     }
@@ -78,7 +72,7 @@ async fn a_running_commands_secret_is_in_neither_docker_inspect_nor_dockers_stat
     if !require_docker() {
         return;
     }
-    let world = World::start().await;
+    let world = World::spawned().await;
     world
         .admin
         .set_secret(&world.target, "DB_PASSWORD", SECRET.as_bytes())
@@ -94,11 +88,11 @@ async fn a_running_commands_secret_is_in_neither_docker_inspect_nor_dockers_stat
     let mut request = world.request(&["sh", "-c", script]);
     request.secrets = vec!["DB_PASSWORD".into()];
     request.env.insert("PLAIN_VAR".into(), PLAIN.into());
-    let id = world.admin.submit(&request).await;
+    let id = world.admin.submit_request(&request).await;
     world.admin.wait_output(&id, "ready").await;
 
     // The command is running (it sleeps): look at its container now.
-    let containers = containers_of(&world.agent_id);
+    let containers = containers_of(&world.agent.id);
     assert_eq!(containers.len(), 1, "{containers:?}");
     let inspect = Command::new("docker")
         .args(["inspect", &containers[0]])
@@ -164,7 +158,7 @@ async fn a_cancel_reaches_the_command_through_the_shim_as_a_trappable_sigterm() 
     if !require_docker() {
         return;
     }
-    let world = World::start().await;
+    let world = World::spawned().await;
     let script = "trap 'echo got-term; exit 7' TERM; echo ready; while true; do sleep 0.1; done";
     let id = world.submit(&["sh", "-c", script]).await;
     world.admin.wait_output(&id, "ready").await;
@@ -180,7 +174,7 @@ async fn a_command_that_is_not_in_the_image_is_an_error_saying_so() {
     if !require_docker() {
         return;
     }
-    let world = World::start().await;
+    let world = World::spawned().await;
     let id = world.submit(&["/no/such/tool", "--flag"]).await;
     let run = world.admin.wait_terminal(&id).await;
     assert_eq!((run.status, run.exit_code), (RunStatus::Error, Some(127)));

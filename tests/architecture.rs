@@ -42,7 +42,7 @@ fn blank(src: &str, strings: bool) -> String {
     let b = src.as_bytes();
     let mut out = b.to_vec();
     let mut i = 0;
-    let mut blank_range = |out: &mut Vec<u8>, from: usize, to: usize| {
+    let blank_range = |out: &mut Vec<u8>, from: usize, to: usize| {
         for c in &mut out[from..to] {
             if *c != b'\n' {
                 *c = b' ';
@@ -226,7 +226,6 @@ fn relative_paths(code: &str) -> Vec<(usize, Vec<String>)> {
 /// A module: its absolute path (`[]` is the crate root) and its code.
 struct Module {
     path: Vec<String>,
-    file: PathBuf,
     code: String,
     /// Inline child modules: (name, byte range of their body).
     inline: Vec<(String, std::ops::Range<usize>)>,
@@ -299,7 +298,6 @@ fn modules(root: &Path) -> Vec<Module> {
         }
         out.push(Module {
             path,
-            file,
             code,
             inline,
         });

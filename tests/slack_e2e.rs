@@ -5,13 +5,11 @@
 //! standing in for Slack's `response_url`: exit code 3, the secret masked.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use hmac::{Hmac, Mac as _};
+use sealrun_testkit::{ControlPlane as _, World, require_docker};
 use serde_json::Value;
 use sha2::Sha256;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use support::{World, cli, require_docker};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 const TEAM: &str = "T0E2E";
@@ -78,13 +76,10 @@ async fn a_signed_slash_command_runs_in_docker_and_its_masked_result_is_posted_b
     if !require_docker() {
         return;
     }
-    let world = World::start().await;
-    let server = &world.server;
-    let token = &server.admin_token;
+    let world = World::spawned().await;
+    let cli = world.server.cli(&world.server.admin_token);
 
-    let out = cli(
-        server,
-        token,
+    let out = cli.output_with_stdin(
         &["slack", "link-workspace", "--team-id", TEAM],
         format!("{SIGNING_SECRET}\n").as_bytes(),
     );
@@ -93,29 +88,24 @@ async fn a_signed_slash_command_runs_in_docker_and_its_masked_result_is_posted_b
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = cli(
-        server,
-        token,
-        &[
-            "slack",
-            "link-user",
-            "--team-id",
-            TEAM,
-            "--user",
-            USER,
-            "--name",
-            "olivia",
-            "--role",
-            "operator",
-        ],
-        b"",
-    );
+    let out = cli.output(&[
+        "slack",
+        "link-user",
+        "--team-id",
+        TEAM,
+        "--user",
+        USER,
+        "--name",
+        "olivia",
+        "--role",
+        "operator",
+    ]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = cli(server, token, &["slack", "users", "--json"], b"");
+    let out = cli.output(&["slack", "users", "--json"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("olivia"));
     world
         .admin
@@ -152,13 +142,13 @@ async fn a_signed_slash_command_runs_in_docker_and_its_masked_result_is_posted_b
     mac.update(format!("v0:{ts}:{body}").as_bytes());
     let signature = format!("v0={}", hex::encode(mac.finalize().into_bytes()));
 
-    let ca = reqwest::Certificate::from_pem(&std::fs::read(&server.ca_cert).unwrap()).unwrap();
-    let http = reqwest::Client::builder()
-        .add_root_certificate(ca)
-        .build()
-        .unwrap();
-    let ack = http
-        .post(format!("{}/v1/integrations/slack/commands", server.url))
+    let ack = world
+        .server
+        .http()
+        .post(format!(
+            "{}/v1/integrations/slack/commands",
+            world.server.url
+        ))
         .header("content-type", "application/x-www-form-urlencoded")
         .header("x-slack-request-timestamp", ts)
         .header("x-slack-signature", signature)

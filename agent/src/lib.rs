@@ -36,7 +36,8 @@
 //! - [`runtime`]: the trait a container runtime implements; [`docker`] implements
 //!   it with bollard and documents the container hardening and how secrets
 //!   reach the command (a bundle on stdin, read by the `sealrun-init` shim, never
-//!   the container's configuration); [`init`] finds and checks the shim.
+//!   the container's configuration); [`init`] finds and checks the shim;
+//!   [`image`] builds the local base image (`sealrun dev` and the tests use it).
 //! - [`output`] and [`upload`]: redaction, batching, the bounded buffer and the
 //!   uploader, which together give backpressure instead of loss.
 //! - [`client`]: the HTTPS client of the agent protocol; [`backoff`]: its retries;
@@ -66,6 +67,7 @@ pub mod docker;
 mod error;
 pub mod executor;
 pub mod https;
+pub mod image;
 pub mod init;
 pub mod output;
 pub mod runtime;

@@ -3,25 +3,26 @@
 //! every case, no container labeled with the case's agent id may remain.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use base64::Engine as _;
 use bollard::query_parameters::InspectContainerOptions;
 use sealrun_agent::control::{RunControl, Stop};
 use sealrun_agent::executor::{Outcome, execute};
 use sealrun_agent::runtime::{ContainerSpec, Runtime};
+use sealrun_testkit::runtime::{
+    MemorySink, assert_no_container_left, docker_runtime, job, run, run_with, start_until,
+    with_secret,
+};
+use sealrun_testkit::wait_until;
 use sealrun_wire::log::StreamKind;
 use sealrun_wire::run::RunStatus;
 use std::sync::Arc;
 use std::time::Duration;
-use support::{
-    MemorySink, assert_no_container_left, docker, job, run, run_with, start_until, wait_until,
-    with_secret,
-};
 
 #[tokio::test]
 async fn stdout_and_stderr_arrive_on_their_own_streams() {
-    let Some(rt) = docker().await else { return };
+    let Some(rt) = docker_runtime().await else {
+        return;
+    };
     let (finish, out) = run(
         &rt,
         job(&["sh", "-c", "echo to-out; echo to-err >&2; echo more-out"]),
@@ -35,7 +36,9 @@ async fn stdout_and_stderr_arrive_on_their_own_streams() {
 
 #[tokio::test]
 async fn exit_codes_are_reported_exactly() {
-    let Some(rt) = docker().await else { return };
+    let Some(rt) = docker_runtime().await else {
+        return;
+    };
     for code in [1, 42, 255] {
         let (finish, _) = run(&rt, job(&["sh", "-c", &format!("exit {code}")])).await;
         assert_eq!(finish.status, RunStatus::Failed);
@@ -46,7 +49,9 @@ async fn exit_codes_are_reported_exactly() {
 
 #[tokio::test]
 async fn a_command_that_does_not_exist_is_an_error() {
-    let Some(rt) = docker().await else { return };
+    let Some(rt) = docker_runtime().await else {
+        return;
+    };
     let (finish, _) = run(&rt, job(&["/no/such/binary"])).await;
     // The init shim cannot execute it (exit 127, one line on stderr): an `error`,
     // not a command failure.
@@ -56,14 +61,18 @@ async fn a_command_that_does_not_exist_is_an_error() {
 
 #[tokio::test]
 async fn binary_output_is_kept_byte_for_byte() {
-    let Some(rt) = docker().await else { return };
+    let Some(rt) = docker_runtime().await else {
+        return;
+    };
     let (_, out) = run(&rt, job(&["printf", "\\377\\376\\000x\\n"])).await;
     assert_eq!(out.stream(StreamKind::Stdout), b"\xff\xfe\x00x\n");
 }
 
 #[tokio::test]
 async fn large_output_arrives_complete_in_bounded_sequenced_chunks() {
-    let Some(rt) = docker().await else { return };
+    let Some(rt) = docker_runtime().await else {
+        return;
+    };
     let mut j = job(&["sh", "-c", "seq 1 200000"]);
     j.max_chunk_bytes = 16 * 1024;
     let (finish, out) = run(&rt, j).await;
@@ -77,7 +86,9 @@ async fn large_output_arrives_complete_in_bounded_sequenced_chunks() {
 
 #[tokio::test]
 async fn a_timeout_kills_the_command_and_removes_its_container() {
-    let Some(rt) = docker().await else { return };
+    let Some(rt) = docker_runtime().await else {
+        return;
+    };
     let mut j = job(&["sh", "-c", "echo started; sleep 60"]);
     j.assignment.timeout_secs = 1;
     let started = std::time::Instant::now();
@@ -94,7 +105,9 @@ async fn a_timeout_kills_the_command_and_removes_its_container() {
 
 #[tokio::test]
 async fn the_agent_cap_on_timeouts_applies() {
-    let Some(rt) = docker().await else { return };
+    let Some(rt) = docker_runtime().await else {
+        return;
+    };
     let mut j = job(&["sleep", "60"]);
     j.max_timeout = Some(Duration::from_secs(1));
     let (finish, _) = run(&rt, j).await;
@@ -103,7 +116,9 @@ async fn the_agent_cap_on_timeouts_applies() {
 
 #[tokio::test]
 async fn a_cancel_sends_sigterm_which_the_command_can_handle() {
-    let Some(rt) = docker().await else { return };
+    let Some(rt) = docker_runtime().await else {
+        return;
+    };
     let mut j = job(&[
         "sh",
         "-c",
@@ -120,7 +135,9 @@ async fn a_cancel_sends_sigterm_which_the_command_can_handle() {
 
 #[tokio::test]
 async fn a_cancel_kills_a_command_that_ignores_sigterm_after_the_grace_period() {
-    let Some(rt) = docker().await else { return };
+    let Some(rt) = docker_runtime().await else {
+        return;
+    };
     let mut j = job(&[
         "sh",
         "-c",
@@ -136,7 +153,9 @@ async fn a_cancel_kills_a_command_that_ignores_sigterm_after_the_grace_period() 
 
 #[tokio::test]
 async fn a_shutdown_kills_the_command_at_once_and_reports_an_error() {
-    let Some(rt) = docker().await else { return };
+    let Some(rt) = docker_runtime().await else {
+        return;
+    };
     let mut j = job(&[
         "sh",
         "-c",
@@ -154,7 +173,9 @@ async fn a_shutdown_kills_the_command_at_once_and_reports_an_error() {
 
 #[tokio::test]
 async fn an_abandoned_run_is_killed_and_removed_and_reports_nothing() {
-    let Some(rt) = docker().await else { return };
+    let Some(rt) = docker_runtime().await else {
+        return;
+    };
     let j = job(&["sh", "-c", "echo ready; sleep 60"]);
     let agent_id = j.agent_id.clone();
     let sink = MemorySink::new();
@@ -171,7 +192,9 @@ async fn an_abandoned_run_is_killed_and_removed_and_reports_nothing() {
 
 #[tokio::test]
 async fn a_secret_reaches_the_command_and_is_masked_in_every_form() {
-    let Some(rt) = docker().await else { return };
+    let Some(rt) = docker_runtime().await else {
+        return;
+    };
     let secret = "pa55-w0rd-for-prod";
     let b64 = base64::engine::general_purpose::STANDARD.encode(secret);
     let script = r#"
@@ -195,7 +218,9 @@ async fn a_secret_reaches_the_command_and_is_masked_in_every_form() {
 
 #[tokio::test]
 async fn a_secret_shorter_than_the_minimum_ends_the_run_with_an_error() {
-    let Some(rt) = docker().await else { return };
+    let Some(rt) = docker_runtime().await else {
+        return;
+    };
     let j = with_secret(job(&["true"]), "PIN", "1234");
     let agent_id = j.agent_id.clone();
     let (finish, _) = run(&rt, j).await;
@@ -211,7 +236,9 @@ async fn a_secret_shorter_than_the_minimum_ends_the_run_with_an_error() {
 
 #[tokio::test]
 async fn a_secret_sealed_for_another_target_is_refused() {
-    let Some(rt) = docker().await else { return };
+    let Some(rt) = docker_runtime().await else {
+        return;
+    };
     let mut j = job(&["true"]);
     let sealed = sealrun_vault::seal(
         &j.keypair.public_key(),
@@ -233,7 +260,9 @@ async fn a_secret_sealed_for_another_target_is_refused() {
 
 #[tokio::test]
 async fn an_image_pull_failure_is_an_error_whose_message_is_redacted() {
-    let Some(rt) = docker().await else { return };
+    let Some(rt) = docker_runtime().await else {
+        return;
+    };
     // A registry that refuses connections: the engine's error quotes the image
     // reference, which here contains the secret (as a registry token might).
     let token = "leaked-registry-token-7";
@@ -249,7 +278,9 @@ async fn an_image_pull_failure_is_an_error_whose_message_is_redacted() {
 
 #[tokio::test]
 async fn a_cancel_during_a_stalled_image_pull_ends_the_run_at_once() {
-    let Some(rt) = docker().await else { return };
+    let Some(rt) = docker_runtime().await else {
+        return;
+    };
     // A "registry" that accepts connections and never answers.
     let registry = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = registry.local_addr().unwrap().port();
@@ -281,7 +312,9 @@ async fn a_cancel_during_a_stalled_image_pull_ends_the_run_at_once() {
 
 #[tokio::test]
 async fn a_network_that_does_not_exist_is_an_error_and_leaves_no_container() {
-    let Some(rt) = docker().await else { return };
+    let Some(rt) = docker_runtime().await else {
+        return;
+    };
     let mut j = job(&["true"]);
     j.assignment.network = Some("sealrun-no-such-network".into());
     let (finish, _) = run(&rt, j).await;
@@ -291,7 +324,9 @@ async fn a_network_that_does_not_exist_is_an_error_and_leaves_no_container() {
 
 #[tokio::test]
 async fn a_stalled_sink_blocks_the_command_instead_of_dropping_or_buffering_output() {
-    let Some(rt) = docker().await else { return };
+    let Some(rt) = docker_runtime().await else {
+        return;
+    };
     // 64 MiB: far more than the agent's bounded buffer plus the kernel's pipes.
     let total: usize = 64 * 1024 * 1024;
     let j = job(&[
@@ -342,11 +377,13 @@ async fn a_stalled_sink_blocks_the_command_instead_of_dropping_or_buffering_outp
 
 #[tokio::test]
 async fn orphans_of_this_agent_are_removed_and_other_agents_containers_are_kept() {
-    let Some(rt) = docker().await else { return };
+    let Some(rt) = docker_runtime().await else {
+        return;
+    };
     let spec = |agent: &str| ContainerSpec {
         run_id: "orphan".into(),
         agent_id: agent.into(),
-        image: support::IMAGE.into(),
+        image: sealrun_testkit::IMAGE.into(),
         argv: vec!["sleep".into(), "60".into()],
         env: vec![],
         secrets: vec![],
@@ -354,7 +391,10 @@ async fn orphans_of_this_agent_are_removed_and_other_agents_containers_are_kept(
         network: None,
         user: None,
     };
-    let (mine, other) = (support::agent_id(), support::agent_id());
+    let (mine, other) = (
+        sealrun_testkit::runtime::unique_agent_id(),
+        sealrun_testkit::runtime::unique_agent_id(),
+    );
     let left_behind = rt.create(spec(&mine)).await.unwrap().id;
     let running = rt.create(spec(&mine)).await.unwrap();
     drop(rt.start(&running.id, running.stdin).await.unwrap());

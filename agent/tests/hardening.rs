@@ -3,15 +3,15 @@
 //! also checks that no container of the run survives it.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
+use sealrun_testkit::runtime::{docker_runtime, job, run};
 use sealrun_wire::agent::ResourceLimits;
 use sealrun_wire::run::RunStatus;
-use support::{docker, job, run};
 
 #[tokio::test]
 async fn the_command_has_no_capabilities() {
-    let Some(rt) = docker().await else { return };
+    let Some(rt) = docker_runtime().await else {
+        return;
+    };
     let (finish, out) = run(&rt, job(&["grep", "^Cap", "/proc/self/status"])).await;
     assert_eq!(finish.status, RunStatus::Succeeded);
     let stdout = out.stdout();
@@ -25,14 +25,18 @@ async fn the_command_has_no_capabilities() {
 
 #[tokio::test]
 async fn the_command_cannot_gain_privileges() {
-    let Some(rt) = docker().await else { return };
+    let Some(rt) = docker_runtime().await else {
+        return;
+    };
     let (_, out) = run(&rt, job(&["grep", "NoNewPrivs", "/proc/self/status"])).await;
     assert_eq!(out.stdout(), "NoNewPrivs:\t1\n");
 }
 
 #[tokio::test]
 async fn the_command_does_not_run_as_root() {
-    let Some(rt) = docker().await else { return };
+    let Some(rt) = docker_runtime().await else {
+        return;
+    };
     let (_, out) = run(&rt, job(&["id"])).await;
     assert!(
         out.stdout().starts_with("uid=65534 gid=65534"),
@@ -43,7 +47,9 @@ async fn the_command_does_not_run_as_root() {
 
 #[tokio::test]
 async fn a_target_can_name_another_user() {
-    let Some(rt) = docker().await else { return };
+    let Some(rt) = docker_runtime().await else {
+        return;
+    };
     let mut j = job(&["id", "-u"]);
     j.assignment.user = Some("1234:1234".into());
     let (_, out) = run(&rt, j).await;
@@ -52,7 +58,9 @@ async fn a_target_can_name_another_user() {
 
 #[tokio::test]
 async fn the_root_filesystem_is_read_only() {
-    let Some(rt) = docker().await else { return };
+    let Some(rt) = docker_runtime().await else {
+        return;
+    };
     let (finish, out) = run(
         &rt,
         job(&[
@@ -73,7 +81,9 @@ async fn the_root_filesystem_is_read_only() {
 
 #[tokio::test]
 async fn tmp_is_writable_but_nothing_there_can_be_executed() {
-    let Some(rt) = docker().await else { return };
+    let Some(rt) = docker_runtime().await else {
+        return;
+    };
     let script = "echo scratch > /tmp/f && cat /tmp/f && cp /bin/busybox /tmp/bb && /tmp/bb true; echo rc=$?";
     let (_, out) = run(&rt, job(&["sh", "-c", script])).await;
     assert_eq!(
@@ -86,7 +96,9 @@ async fn tmp_is_writable_but_nothing_there_can_be_executed() {
 
 #[tokio::test]
 async fn there_is_no_network_interface_but_loopback() {
-    let Some(rt) = docker().await else { return };
+    let Some(rt) = docker_runtime().await else {
+        return;
+    };
     let (_, out) = run(&rt, job(&["cat", "/proc/net/dev"])).await;
     let interfaces: Vec<String> = out
         .stdout()
@@ -99,7 +111,9 @@ async fn there_is_no_network_interface_but_loopback() {
 
 #[tokio::test]
 async fn no_address_outside_the_container_is_reachable() {
-    let Some(rt) = docker().await else { return };
+    let Some(rt) = docker_runtime().await else {
+        return;
+    };
     // The Docker bridge gateway is the address a container would reach the host by.
     let (_, out) = run(
         &rt,
@@ -116,7 +130,9 @@ async fn no_address_outside_the_container_is_reachable() {
 
 #[tokio::test]
 async fn the_docker_socket_is_not_there() {
-    let Some(rt) = docker().await else { return };
+    let Some(rt) = docker_runtime().await else {
+        return;
+    };
     let probe = "ls /var/run/docker.sock /run/docker.sock 2>/dev/null; grep -c docker.sock /proc/mounts; true";
     let (_, out) = run(&rt, job(&["sh", "-c", probe])).await;
     assert_eq!(
@@ -129,7 +145,9 @@ async fn the_docker_socket_is_not_there() {
 
 #[tokio::test]
 async fn no_host_path_is_mounted() {
-    let Some(rt) = docker().await else { return };
+    let Some(rt) = docker_runtime().await else {
+        return;
+    };
     // Only the overlay root, Docker's pseudo filesystems, its generated
     // /etc/{hosts,hostname,resolv.conf}, our /tmp and the init shim (read-only)
     // may appear.
@@ -160,7 +178,9 @@ async fn no_host_path_is_mounted() {
 
 #[tokio::test]
 async fn the_resource_limits_are_applied_and_swap_is_off() {
-    let Some(rt) = docker().await else { return };
+    let Some(rt) = docker_runtime().await else {
+        return;
+    };
     // cgroup v1 paths first, v2 as the fallback; prints "quota period mem memsw pids".
     let probe = r#"
         if [ -f /sys/fs/cgroup/cpu.max ]; then
@@ -188,7 +208,9 @@ async fn the_resource_limits_are_applied_and_swap_is_off() {
 
 #[tokio::test]
 async fn a_fork_bomb_stops_at_the_pids_limit() {
-    let Some(rt) = docker().await else { return };
+    let Some(rt) = docker_runtime().await else {
+        return;
+    };
     let mut j = job(&[
         "sh",
         "-c",
@@ -203,7 +225,9 @@ async fn a_fork_bomb_stops_at_the_pids_limit() {
 
 #[tokio::test]
 async fn memory_beyond_the_limit_is_oom_killed_and_reported() {
-    let Some(rt) = docker().await else { return };
+    let Some(rt) = docker_runtime().await else {
+        return;
+    };
     let mut j = job(&["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"]);
     j.assignment.limits.memory_mb = 16;
     let (finish, _) = run(&rt, j).await;
@@ -215,7 +239,9 @@ async fn memory_beyond_the_limit_is_oom_killed_and_reported() {
 
 #[tokio::test]
 async fn an_image_entrypoint_does_not_wrap_the_command() {
-    let Some(rt) = docker().await else { return };
+    let Some(rt) = docker_runtime().await else {
+        return;
+    };
     let image = "sealrun/busybox-entrypoint:test";
     let mut build = std::process::Command::new("docker")
         .args(["build", "-q", "-t", image, "-"])

@@ -5,8 +5,6 @@
 //! labeled with the case's agent id may remain.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use sealrun_agent::control::{RunControl, Stop};
 use sealrun_agent::docker::DockerRuntime;
 use sealrun_agent::executor::{Outcome, execute};
@@ -14,17 +12,21 @@ use sealrun_agent::runtime::{
     ContainerId, ContainerSpec, Created, ExitState, OutputStream, Runtime, RuntimeError,
     StdinBundle, StopSignal,
 };
+use sealrun_testkit::runtime::{
+    MemorySink, assert_no_container_left, docker_runtime, job, run, start_until, with_secret,
+};
 use sealrun_wire::agent::FinishRequest;
 use sealrun_wire::run::RunStatus;
 use std::sync::Arc;
 use std::time::Duration;
-use support::{MemorySink, assert_no_container_left, docker, job, run, start_until, with_secret};
 
 const SECRET: &str = "init-shim-s3cr3t-value";
 
 #[tokio::test]
 async fn the_command_sees_its_secret_and_its_plain_variables() {
-    let Some(rt) = docker().await else { return };
+    let Some(rt) = docker_runtime().await else {
+        return;
+    };
     let mut j = with_secret(
         job(&[
             "sh",
@@ -74,7 +76,9 @@ fn build_image_without_a_shell() -> &'static str {
 
 #[tokio::test]
 async fn an_image_without_a_shell_or_libc_runs_its_binary_with_the_secret() {
-    let Some(rt) = docker().await else { return };
+    let Some(rt) = docker_runtime().await else {
+        return;
+    };
     let image = build_image_without_a_shell();
     let mut j = with_secret(job(&["/env"]), "DB_PASSWORD", SECRET);
     j.assignment.image = image.into();
@@ -93,7 +97,9 @@ async fn an_image_without_a_shell_or_libc_runs_its_binary_with_the_secret() {
 
 #[tokio::test]
 async fn the_commands_exit_code_is_the_runs() {
-    let Some(rt) = docker().await else { return };
+    let Some(rt) = docker_runtime().await else {
+        return;
+    };
     for code in [0, 1, 3, 124, 128, 200, 255] {
         let (finish, _) = run(&rt, job(&["sh", "-c", &format!("exit {code}")])).await;
         let expected = if code == 0 {
@@ -108,7 +114,9 @@ async fn the_commands_exit_code_is_the_runs() {
 
 #[tokio::test]
 async fn a_command_killed_by_a_signal_exits_128_plus_the_signal() {
-    let Some(rt) = docker().await else { return };
+    let Some(rt) = docker_runtime().await else {
+        return;
+    };
     let (finish, _) = run(&rt, job(&["sh", "-c", "kill -USR1 $$"])).await;
     assert_eq!(
         (finish.status, finish.exit_code),
@@ -120,7 +128,9 @@ async fn a_command_killed_by_a_signal_exits_128_plus_the_signal() {
 /// command failure and not a shim failure.
 #[tokio::test]
 async fn a_command_exiting_125_to_127_on_its_own_is_a_failure() {
-    let Some(rt) = docker().await else { return };
+    let Some(rt) = docker_runtime().await else {
+        return;
+    };
     for code in [125, 126, 127] {
         let script = format!("echo 'some error' >&2; exit {code}");
         let (finish, _) = run(&rt, job(&["sh", "-c", &script])).await;
@@ -133,7 +143,9 @@ async fn a_command_exiting_125_to_127_on_its_own_is_a_failure() {
 
 #[tokio::test]
 async fn a_cancel_forwards_sigterm_through_the_shim_to_a_command_that_traps_it() {
-    let Some(rt) = docker().await else { return };
+    let Some(rt) = docker_runtime().await else {
+        return;
+    };
     // `sh` is not PID 1 here (the shim is): it gets SIGTERM only if the shim
     // forwards it.
     let mut j = job(&[
@@ -159,7 +171,9 @@ async fn a_cancel_forwards_sigterm_through_the_shim_to_a_command_that_traps_it()
 
 #[tokio::test]
 async fn a_cancel_sigkills_a_command_that_ignores_sigterm_once_the_grace_period_ends() {
-    let Some(rt) = docker().await else { return };
+    let Some(rt) = docker_runtime().await else {
+        return;
+    };
     let mut j = job(&[
         "sh",
         "-c",
@@ -179,7 +193,9 @@ async fn a_cancel_sigkills_a_command_that_ignores_sigterm_once_the_grace_period_
 
 #[tokio::test]
 async fn orphans_are_reaped_so_a_zombie_spawning_command_leaves_none() {
-    let Some(rt) = docker().await else { return };
+    let Some(rt) = docker_runtime().await else {
+        return;
+    };
     // Each `(sleep ... &)` subshell exits at once, so its sleep is re-parented to
     // PID 1; the short ones then exit and would stay zombies if PID 1 never
     // reaped them. The long one shows who adopted them.
@@ -262,7 +278,9 @@ async fn run_with_input(rt: &DockerRuntime, input: Vec<u8>) -> (FinishRequest, A
 
 #[tokio::test]
 async fn a_malformed_bundle_is_an_error_and_the_command_never_runs() {
-    let Some(rt) = docker().await else { return };
+    let Some(rt) = docker_runtime().await else {
+        return;
+    };
     let (finish, out) = run_with_input(&rt, b"this is not a sealrun bundle".to_vec()).await;
     assert_eq!(finish.status, RunStatus::Error);
     assert_eq!(finish.exit_code, Some(125));
@@ -276,7 +294,9 @@ async fn a_malformed_bundle_is_an_error_and_the_command_never_runs() {
 
 #[tokio::test]
 async fn a_short_bundle_is_an_error_and_does_not_wait_for_the_timeout() {
-    let Some(rt) = docker().await else { return };
+    let Some(rt) = docker_runtime().await else {
+        return;
+    };
     let mut bundle = sealrun_init::Bundle::new();
     bundle.push_env("DB_PASSWORD", SECRET.as_bytes()).unwrap();
     let wire = bundle.encode();
@@ -297,11 +317,18 @@ async fn a_short_bundle_is_an_error_and_does_not_wait_for_the_timeout() {
 
 #[tokio::test]
 async fn a_non_utf8_secret_reaches_the_command_byte_for_byte() {
-    let Some(rt) = docker().await else { return };
+    let Some(rt) = docker_runtime().await else {
+        return;
+    };
     let value: &[u8] = b"\xff\xfe-binary-secret-\x01";
     let mut j = job(&["sh", "-c", "printf %s \"$BIN\" | od -An -tx1"]);
-    let sealed =
-        sealrun_vault::seal(&j.keypair.public_key(), "BIN", support::TARGET, value).unwrap();
+    let sealed = sealrun_vault::seal(
+        &j.keypair.public_key(),
+        "BIN",
+        sealrun_testkit::runtime::TARGET,
+        value,
+    )
+    .unwrap();
     j.assignment
         .secrets
         .push(sealrun_wire::agent::AssignedSecret {

@@ -12,7 +12,8 @@
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 use reqwest::StatusCode;
-use sealrun_api::{Server, ServerConfig, Settings};
+use sealrun_api::Settings;
+use sealrun_testkit::InProcessServer;
 use sealrun_wire::agent::Assignment;
 use serde_json::json;
 use std::collections::HashMap;
@@ -31,6 +32,8 @@ struct Env {
 }
 
 impl Env {
+    /// A client with its own connections. Unlike the kit's `https_client`, it
+    /// sets no request timeout: a timer per request would be measured too.
     fn client(&self) -> reqwest::Client {
         reqwest::Client::builder()
             .add_root_certificate(self.ca.clone())
@@ -326,45 +329,24 @@ fn ms(d: Duration) -> String {
 struct Bench {
     env: Env,
     rv: Shared,
-    _dir: tempfile::TempDir,
+    server: InProcessServer,
     stop_agents: Arc<AtomicBool>,
     agents: Vec<tokio::task::JoinHandle<()>>,
-    stop_server: oneshot::Sender<()>,
-    serving: tokio::task::JoinHandle<Result<(), sealrun_api::Error>>,
 }
 
 impl Bench {
     async fn start(durable_commits: bool) -> Bench {
-        let dir = tempfile::tempdir().unwrap();
-        let token_file = dir.path().join("admin.token");
-        let server = Server::bind(ServerConfig {
-            data_dir: dir.path().join("data"),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            admin_token_file: Some(token_file.clone()),
-            settings: Settings {
-                max_agents_per_org: 1000,
-                durable_commits,
-                ..Settings::default()
-            },
-            ..ServerConfig::default()
+        let server = InProcessServer::start_with(Settings {
+            max_agents_per_org: 1000,
+            durable_commits,
+            ..Settings::default()
         })
-        .await
-        .unwrap();
+        .await;
         let env = Env {
-            url: format!("https://localhost:{}", server.local_addr().port()),
-            ca: reqwest::Certificate::from_pem(
-                &std::fs::read(server.ca_cert_path().unwrap()).unwrap(),
-            )
-            .unwrap(),
-            admin: std::fs::read_to_string(&token_file)
-                .unwrap()
-                .trim()
-                .to_owned(),
+            url: server.url.clone(),
+            ca: reqwest::Certificate::from_pem(&std::fs::read(&server.ca_cert).unwrap()).unwrap(),
+            admin: server.admin_token.clone(),
         };
-        let (stop_server, stopped) = oneshot::channel::<()>();
-        let serving = tokio::spawn(server.run(async {
-            let _ = stopped.await;
-        }));
         let admin = env.client();
         let put = admin
             .put(format!("{}/v1/targets/bench", env.url))
@@ -404,21 +386,21 @@ impl Bench {
         Bench {
             env,
             rv,
-            _dir: dir,
+            server,
             stop_agents,
             agents,
-            stop_server,
-            serving,
         }
     }
 
     async fn stop(self) {
         self.stop_agents.store(true, Ordering::Relaxed);
-        let _ = self.stop_server.send(());
-        for a in self.agents {
-            let _ = a.await;
-        }
-        self.serving.await.unwrap().unwrap();
+        let stopped = self.server.stop();
+        let agents = async {
+            for a in self.agents {
+                let _ = a.await;
+            }
+        };
+        let ((), ()) = tokio::join!(stopped, agents);
     }
 }
 
@@ -485,7 +467,7 @@ async fn main() {
     println!();
     header();
     let durable = Bench::start(true).await;
-    let fsync = fsync_baseline(durable._dir.path(), Duration::from_secs(2));
+    let fsync = fsync_baseline(&durable.server.data_dir, Duration::from_secs(2));
     row("baseline: fdatasync of a 4 KiB append", &fsync);
     let health_1 = health_phase(&durable.env, 1, Duration::from_secs(2)).await;
     row("baseline: GET /health, 1 client", &health_1);

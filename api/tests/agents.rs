@@ -2,11 +2,9 @@
 //! cancellation, finishing, deregistration.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::{FakeAgent, TestServer, World, quick_settings};
 use reqwest::StatusCode;
 use sealrun_api::Settings;
+use sealrun_testkit::{ControlPlane as _, FakeAgent, InProcessServer, World, quick_settings};
 use sealrun_vault::TargetKeypair;
 use sealrun_wire::admin::{AgentList, TargetView};
 use sealrun_wire::audit::AuditPage;
@@ -16,7 +14,7 @@ use std::time::Duration;
 
 #[tokio::test]
 async fn registration_returns_an_agent_token_once_and_names_are_unique() {
-    let s = TestServer::start().await;
+    let s = InProcessServer::start().await;
     let admin = s.admin();
     let enrollment = admin.enrollment_token("default").await;
     let agent = FakeAgent::register(&s, &enrollment, "edge-1").await;
@@ -36,7 +34,7 @@ async fn registration_returns_an_agent_token_once_and_names_are_unique() {
 
 #[tokio::test]
 async fn the_first_connect_pins_each_targets_key() {
-    let w = World::new().await;
+    let w = World::in_process().await;
     let t: TargetView = w.admin.get("/v1/targets/db").await.ok().parse();
     let pinned = t.public_key.unwrap();
     let kp = &w.agent.keys[0].1;
@@ -48,7 +46,7 @@ async fn the_first_connect_pins_each_targets_key() {
 
 #[tokio::test]
 async fn a_different_key_is_refused_audited_and_the_pin_stays() {
-    let w = World::new().await;
+    let w = World::in_process().await;
     let original = w.agent.keys[0].1.key_id();
     let mut intruder = FakeAgent::register(
         &w.server,
@@ -84,7 +82,7 @@ async fn a_different_key_is_refused_audited_and_the_pin_stays() {
 
 #[tokio::test]
 async fn connecting_for_an_undeclared_target_or_another_pools_target_is_refused() {
-    let s = TestServer::start().await;
+    let s = InProcessServer::start().await;
     let admin = s.admin();
     admin.post("/v1/pools", json!({"name": "eu"})).await.ok();
     admin.declare_target_in("eu-db", "eu").await;
@@ -108,7 +106,7 @@ async fn connecting_for_an_undeclared_target_or_another_pools_target_is_refused(
 
 #[tokio::test]
 async fn the_connected_agent_cap_is_enforced_per_org() {
-    let s = TestServer::start_with(Settings {
+    let s = InProcessServer::start_with(Settings {
         max_agents_per_org: 1,
         ..quick_settings()
     })
@@ -150,7 +148,7 @@ impl CloneForTest for TargetKeypair {
 
 #[tokio::test]
 async fn an_idle_poll_is_held_then_answers_204() {
-    let w = World::new().await;
+    let w = World::in_process().await;
     let started = std::time::Instant::now();
     assert!(w.agent.poll().await.is_none());
     // Held for the configured time (500 ms in tests), not answered at once.
@@ -160,7 +158,7 @@ async fn an_idle_poll_is_held_then_answers_204() {
 #[tokio::test]
 async fn a_held_poll_is_woken_when_a_run_is_queued() {
     // With a 60 s hold, only a wake-up can answer the poll within the test.
-    let w = World::with(Settings {
+    let w = World::in_process_with(Settings {
         poll_timeout: Duration::from_secs(60),
         ..quick_settings()
     })
@@ -179,7 +177,7 @@ async fn a_held_poll_is_woken_when_a_run_is_queued() {
 
 #[tokio::test]
 async fn an_assignment_carries_the_command_and_the_targets_settings() {
-    let w = World::new().await;
+    let w = World::in_process().await;
     w.admin
         .put(
             "/v1/targets/db",
@@ -217,7 +215,7 @@ async fn an_assignment_carries_the_command_and_the_targets_settings() {
 
 #[tokio::test]
 async fn runs_are_handed_out_oldest_first_and_each_only_once() {
-    let w = World::new().await;
+    let w = World::in_process().await;
     w.admin.declare_target("other").await;
     // Serves another target: never gets db's runs.
     let second = FakeAgent::enroll(&w.server, &w.admin, "agent-2", &["other"]).await;
@@ -239,7 +237,7 @@ async fn runs_are_handed_out_oldest_first_and_each_only_once() {
 
 #[tokio::test]
 async fn an_agent_gets_no_more_runs_than_its_concurrency() {
-    let w = World::new().await;
+    let w = World::in_process().await;
     let conn = json!({"version": "t", "max_concurrency": 1, "targets": [
         {"name": "db", "public_key": w.agent.keys[0].1.public_key().to_base64()}]});
     w.agent.client.post("/v1/agent/connect", conn).await.ok();
@@ -256,7 +254,7 @@ async fn an_agent_gets_no_more_runs_than_its_concurrency() {
 
 #[tokio::test]
 async fn canceling_a_queued_run_ends_it_at_once_and_it_is_never_handed_out() {
-    let w = World::new().await;
+    let w = World::in_process().await;
     let run = w.admin.submit("db", &["sleep", "100"], &[]).await;
     let v = w
         .admin
@@ -274,7 +272,7 @@ async fn canceling_a_queued_run_ends_it_at_once_and_it_is_never_handed_out() {
 
 #[tokio::test]
 async fn canceling_a_running_run_reaches_the_agent_in_its_next_heartbeat() {
-    let w = World::new().await;
+    let w = World::in_process().await;
     let run = w.admin.submit("db", &["sleep", "100"], &[]).await;
     w.agent.next_run().await;
     assert!(w.agent.heartbeat(&[&run]).await.cancel.is_empty());
@@ -300,7 +298,7 @@ async fn canceling_a_running_run_reaches_the_agent_in_its_next_heartbeat() {
 
 #[tokio::test]
 async fn a_finish_is_idempotent_and_a_conflicting_one_is_refused() {
-    let w = World::new().await;
+    let w = World::in_process().await;
     let run = w.admin.submit("db", &["false"], &[]).await;
     w.agent.next_run().await;
     assert_eq!(
@@ -332,7 +330,7 @@ async fn a_finish_is_idempotent_and_a_conflicting_one_is_refused() {
 
 #[tokio::test]
 async fn only_the_agent_holding_a_run_may_report_on_it() {
-    let w = World::new().await;
+    let w = World::in_process().await;
     w.admin.declare_target("other").await;
     let other = FakeAgent::enroll(&w.server, &w.admin, "agent-2", &["other"]).await;
     let run = w.admin.submit("db", &["true"], &[]).await;
@@ -350,7 +348,7 @@ async fn only_the_agent_holding_a_run_may_report_on_it() {
 
 #[tokio::test]
 async fn reconnecting_marks_the_runs_the_agent_held_as_lost() {
-    let w = World::new().await;
+    let w = World::in_process().await;
     let run = w.admin.submit("db", &["true"], &[]).await;
     w.agent.next_run().await;
     w.agent.connect().await.ok();
@@ -365,7 +363,7 @@ async fn reconnecting_marks_the_runs_the_agent_held_as_lost() {
 
 #[tokio::test]
 async fn deregistering_loses_held_runs_and_stops_polls_until_the_next_connect() {
-    let w = World::new().await;
+    let w = World::in_process().await;
     let run = w.admin.submit("db", &["true"], &[]).await;
     w.agent.next_run().await;
     let a = w.agent.client.post("/v1/agent/deregister", json!({})).await;
@@ -387,7 +385,7 @@ async fn deregistering_loses_held_runs_and_stops_polls_until_the_next_connect() 
 
 #[tokio::test]
 async fn connect_answers_the_protocol_settings() {
-    let w = World::with(Settings {
+    let w = World::in_process_with(Settings {
         lease_ttl: Duration::from_secs(42),
         max_log_bytes: 1000,
         ..quick_settings()

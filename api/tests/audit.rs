@@ -3,17 +3,15 @@
 //! behind the API are caught too: `control/tests/tampering.rs`.)
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::World;
+use sealrun_testkit::{InProcessWorld, World};
 use sealrun_wire::admin::Role;
 use sealrun_wire::audit::{AuditEntry, AuditPage, AuditVerification, verify_chain};
 use sealrun_wire::run::RunStatus;
 use serde_json::json;
 
 /// A world with a few dozen audited events of every kind.
-async fn busy_world() -> World {
-    let w = World::new().await;
+async fn busy_world() -> InProcessWorld {
+    let w = World::in_process().await;
     let op = w.admin.token("ops", Role::Operator).await;
     op.set_secret("db", "PGPASSWORD", b"correct horse").await;
     for i in 0..3 {
@@ -34,7 +32,7 @@ async fn busy_world() -> World {
     w
 }
 
-async fn export(w: &World) -> Vec<AuditEntry> {
+async fn export(w: &InProcessWorld) -> Vec<AuditEntry> {
     let mut all = Vec::new();
     let mut after = 0;
     loop {
@@ -52,7 +50,7 @@ async fn export(w: &World) -> Vec<AuditEntry> {
     }
 }
 
-async fn verify(w: &World) -> AuditVerification {
+async fn verify(w: &InProcessWorld) -> AuditVerification {
     w.admin.get("/v1/audit/verify").await.ok().parse()
 }
 

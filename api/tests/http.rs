@@ -1,16 +1,14 @@
 //! Bad requests get clear 4xx JSON errors; health and metrics answer.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::{TestServer, World, quick_settings};
 use reqwest::StatusCode;
 use sealrun_api::Settings;
+use sealrun_testkit::{ControlPlane as _, InProcessServer, World, quick_settings};
 use serde_json::json;
 
 #[tokio::test]
 async fn malformed_json_is_a_400_json_error() {
-    let s = TestServer::start().await;
+    let s = InProcessServer::start().await;
     let resp = s
         .http
         .post(format!("{}/v1/runs", s.url))
@@ -30,7 +28,7 @@ async fn malformed_json_is_a_400_json_error() {
 
 #[tokio::test]
 async fn json_of_the_wrong_shape_is_a_400_naming_the_problem() {
-    let s = TestServer::start().await;
+    let s = InProcessServer::start().await;
     let admin = s.admin();
     let msg = admin
         .post("/v1/runs", json!({"target": "db"}))
@@ -49,7 +47,7 @@ async fn json_of_the_wrong_shape_is_a_400_naming_the_problem() {
 
 #[tokio::test]
 async fn a_body_that_is_not_json_is_a_415() {
-    let s = TestServer::start().await;
+    let s = InProcessServer::start().await;
     let resp = s
         .http
         .post(format!("{}/v1/runs", s.url))
@@ -66,7 +64,7 @@ async fn a_body_that_is_not_json_is_a_415() {
 
 #[tokio::test]
 async fn an_oversize_body_is_a_413_json_error() {
-    let s = TestServer::start_with(Settings {
+    let s = InProcessServer::start_with(Settings {
         max_body_bytes: 64 * 1024,
         ..quick_settings()
     })
@@ -81,7 +79,7 @@ async fn an_oversize_body_is_a_413_json_error() {
 
 #[tokio::test]
 async fn an_unknown_route_is_a_404_json_error_and_a_wrong_method_a_405() {
-    let s = TestServer::start().await;
+    let s = InProcessServer::start().await;
     let msg = s
         .admin()
         .get("/v1/nothing-here")
@@ -96,7 +94,7 @@ async fn an_unknown_route_is_a_404_json_error_and_a_wrong_method_a_405() {
 
 #[tokio::test]
 async fn bad_query_parameters_are_400s() {
-    let s = TestServer::start().await;
+    let s = InProcessServer::start().await;
     let admin = s.admin();
     admin
         .get("/v1/runs?limit=lots")
@@ -118,7 +116,7 @@ async fn bad_query_parameters_are_400s() {
 
 #[tokio::test]
 async fn an_agent_speaking_another_protocol_version_gets_a_426() {
-    let w = World::new().await;
+    let w = World::in_process().await;
     let resp = w
         .server
         .http
@@ -136,7 +134,7 @@ async fn an_agent_speaking_another_protocol_version_gets_a_426() {
 
 #[tokio::test]
 async fn health_answers_without_a_token() {
-    let s = TestServer::start().await;
+    let s = InProcessServer::start().await;
     let a = s.anonymous().get("/health").await;
     assert_eq!(a.status, StatusCode::OK);
     assert_eq!(a.json(), json!({"status": "ok"}));
@@ -144,7 +142,7 @@ async fn health_answers_without_a_token() {
 
 #[tokio::test]
 async fn metrics_expose_runs_dispatch_latency_agents_and_requests() {
-    let w = World::new().await;
+    let w = World::in_process().await;
     let run = w.admin.submit("db", &["true"], &[]).await;
     w.admin.submit("db", &["true"], &[]).await;
     let a = w.agent.next_run().await;

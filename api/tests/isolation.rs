@@ -2,16 +2,14 @@
 //! leaks into any answer.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::{FakeAgent, World};
 use reqwest::StatusCode;
+use sealrun_testkit::{FakeAgent, World};
 use sealrun_wire::run::RunStatus;
 use serde_json::json;
 
 #[tokio::test]
 async fn org_b_cannot_see_or_touch_org_a_objects() {
-    let w = World::new().await;
+    let w = World::in_process().await;
     let a = &w.admin;
     let sealed = a
         .set_secret("db", "PGPASSWORD", b"correct horse battery")
@@ -139,7 +137,7 @@ async fn org_b_cannot_see_or_touch_org_a_objects() {
 
 #[tokio::test]
 async fn an_agent_cannot_serve_another_orgs_target() {
-    let w = World::new().await;
+    let w = World::in_process().await;
     let b = w.server.create_org("umbrella");
     // B has no target "db"; A's is invisible to B's agent.
     let enrollment = b.enrollment_token("default").await;

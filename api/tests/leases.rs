@@ -2,11 +2,9 @@
 //! handed out again (at-most-once); heartbeats keep it alive.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::{FakeAgent, World, quick_settings};
 use reqwest::StatusCode;
 use sealrun_api::Settings;
+use sealrun_testkit::{FakeAgent, World, quick_settings};
 use sealrun_wire::audit::AuditPage;
 use sealrun_wire::run::RunStatus;
 use std::time::Duration;
@@ -20,7 +18,7 @@ fn short_leases() -> Settings {
 
 #[tokio::test]
 async fn a_run_whose_lease_lapses_becomes_lost_and_is_never_handed_out_again() {
-    let w = World::with(short_leases()).await;
+    let w = World::in_process_with(short_leases()).await;
     // A second agent serving the same target, with the same key.
     let backup = FakeAgent::enroll(&w.server, &w.admin, "agent-2", &[]).await;
     let backup = FakeAgent {
@@ -33,7 +31,7 @@ async fn a_run_whose_lease_lapses_becomes_lost_and_is_never_handed_out_again() {
     let first = w.agent.next_run().await;
     assert_eq!(first.run_id, run);
     // The first agent now goes silent: no heartbeat.
-    let lost = w.admin.wait_for(&run, RunStatus::Lost).await;
+    let lost = w.admin.wait_status(&run, RunStatus::Lost).await;
     assert!(lost.error.unwrap().contains("lease"));
     assert!(lost.finished_at_ms.is_some());
 
@@ -64,7 +62,7 @@ async fn a_run_whose_lease_lapses_becomes_lost_and_is_never_handed_out_again() {
 
 #[tokio::test]
 async fn heartbeats_keep_a_lease_alive() {
-    let w = World::with(short_leases()).await;
+    let w = World::in_process_with(short_leases()).await;
     let run = w.admin.submit("db", &["sleep", "3"], &[]).await;
     w.agent.next_run().await;
     for _ in 0..12 {

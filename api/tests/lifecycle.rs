@@ -2,11 +2,9 @@
 //! certificates.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::{TestServer, World, quick_settings};
 use reqwest::StatusCode;
 use sealrun_api::{Server, ServerConfig, Settings, TlsConfig};
+use sealrun_testkit::{ControlPlane as _, InProcessServer, World, https_client, quick_settings};
 use std::os::unix::fs::PermissionsExt as _;
 use std::time::Duration;
 
@@ -50,54 +48,36 @@ async fn the_first_start_writes_a_private_admin_token_and_a_restart_keeps_everyt
 #[tokio::test]
 async fn state_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::bind(config(dir.path())).await.unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let port = server.local_addr().port();
-    let task = tokio::spawn(server.run(async {
-        let _ = stopped.await;
-    }));
-    let ca =
-        reqwest::Certificate::from_pem(&std::fs::read(dir.path().join("data/tls/ca.pem")).unwrap())
-            .unwrap();
-    let http = reqwest::Client::builder()
-        .add_root_certificate(ca)
-        .build()
-        .unwrap();
-    let token = std::fs::read_to_string(dir.path().join("admin.token"))
-        .unwrap()
-        .trim()
-        .to_owned();
-    let put = http
-        .put(format!("https://localhost:{port}/v1/targets/db"))
-        .bearer_auth(&token)
-        .json(&serde_json::json!({"name": "db", "image": "x"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(put.status(), StatusCode::CREATED);
-    stop.send(()).unwrap();
-    task.await.unwrap().unwrap();
+    let server = InProcessServer::start_config(config(dir.path())).await;
+    let token = server.admin_token.clone();
+    let put = server
+        .admin()
+        .put(
+            "/v1/targets/db",
+            serde_json::json!({"name": "db", "image": "x"}),
+        )
+        .await;
+    assert_eq!(put.status, StatusCode::CREATED);
+    server.stop().await;
 
-    let server = Server::bind(config(dir.path())).await.unwrap();
-    let port = server.local_addr().port();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(server.run(async {
-        let _ = stopped.await;
-    }));
-    let got = http
-        .get(format!("https://127.0.0.1:{port}/v1/targets/db"))
+    let server = InProcessServer::start_config(config(dir.path())).await;
+    let got = server
+        .http
+        .get(format!(
+            "{}/v1/targets/db",
+            server.url.replace("localhost", "127.0.0.1")
+        ))
         .bearer_auth(&token)
         .send()
         .await
         .unwrap();
     assert_eq!(got.status(), StatusCode::OK);
-    stop.send(()).unwrap();
-    task.await.unwrap().unwrap();
+    server.stop().await;
 }
 
 #[tokio::test]
 async fn create_org_makes_an_independent_org_and_refuses_duplicates() {
-    let s = TestServer::start().await;
+    let s = InProcessServer::start().await;
     let b = s.create_org("umbrella");
     let me = b.get("/v1/whoami").await.ok().json();
     assert_eq!(me["org"], "umbrella");
@@ -114,7 +94,7 @@ async fn create_org_makes_an_independent_org_and_refuses_duplicates() {
 
 #[tokio::test]
 async fn shutdown_answers_held_polls_and_ends_run_cleanly() {
-    let w = World::with(Settings {
+    let w = World::in_process_with(Settings {
         poll_timeout: Duration::from_secs(60),
         ..quick_settings()
     })
@@ -153,12 +133,7 @@ async fn certificate_files_can_be_given_instead_of_generated() {
     let task = tokio::spawn(server.run(async {
         let _ = stopped.await;
     }));
-    let ca = reqwest::Certificate::from_pem(&std::fs::read(tls.join("ca.pem")).unwrap()).unwrap();
-    let http = reqwest::Client::builder()
-        .add_root_certificate(ca)
-        .build()
-        .unwrap();
-    let health = http
+    let health = https_client(&tls.join("ca.pem"))
         .get(format!("https://localhost:{port}/health"))
         .send()
         .await

@@ -2,23 +2,21 @@
 //! followed streams.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::{World, quick_settings};
 use futures_util::StreamExt as _;
 use reqwest::StatusCode;
 use sealrun_api::Settings;
+use sealrun_testkit::{InProcessWorld, World, quick_settings};
 use sealrun_wire::log::{LogEvent, LogPage, StreamKind};
 use sealrun_wire::run::RunStatus;
 use std::time::Duration;
 
-async fn running(w: &World) -> String {
+async fn running(w: &InProcessWorld) -> String {
     let run = w.admin.submit("db", &["cat"], &[]).await;
     assert_eq!(w.agent.next_run().await.run_id, run);
     run
 }
 
-async fn page(w: &World, run: &str, after: u64) -> LogPage {
+async fn page(w: &InProcessWorld, run: &str, after: u64) -> LogPage {
     w.admin
         .get(&format!("/v1/runs/{run}/logs?after={after}"))
         .await
@@ -35,7 +33,7 @@ fn text(p: &LogPage) -> String {
 
 #[tokio::test]
 async fn a_retried_log_chunk_is_stored_once() {
-    let w = World::new().await;
+    let w = World::in_process().await;
     let run = running(&w).await;
     let ack = w
         .agent
@@ -62,7 +60,7 @@ async fn a_retried_log_chunk_is_stored_once() {
 
 #[tokio::test]
 async fn a_chunk_resent_with_other_bytes_keeps_the_first() {
-    let w = World::new().await;
+    let w = World::in_process().await;
     let run = running(&w).await;
     w.agent.upload_ok(&run, &[(0, b"original")]).await;
     w.agent.upload_ok(&run, &[(0, b"replaced")]).await;
@@ -71,7 +69,7 @@ async fn a_chunk_resent_with_other_bytes_keeps_the_first() {
 
 #[tokio::test]
 async fn next_seq_points_at_the_first_gap_and_readers_stop_before_it() {
-    let w = World::new().await;
+    let w = World::in_process().await;
     let run = running(&w).await;
     let ack = w.agent.upload_ok(&run, &[(0, b"a"), (2, b"c")]).await;
     assert_eq!(ack.next_seq, 1);
@@ -88,7 +86,7 @@ async fn next_seq_points_at_the_first_gap_and_readers_stop_before_it() {
 
 #[tokio::test]
 async fn output_past_the_cap_ends_in_an_explicit_truncation_marker() {
-    let w = World::with(Settings {
+    let w = World::in_process_with(Settings {
         max_log_bytes: 10,
         ..quick_settings()
     })
@@ -127,7 +125,7 @@ async fn output_past_the_cap_ends_in_an_explicit_truncation_marker() {
 
 #[tokio::test]
 async fn a_chunk_larger_than_the_chunk_limit_is_a_413() {
-    let w = World::with(Settings {
+    let w = World::in_process_with(Settings {
         max_chunk_bytes: 8,
         ..quick_settings()
     })
@@ -141,7 +139,7 @@ async fn a_chunk_larger_than_the_chunk_limit_is_a_413() {
 
 #[tokio::test]
 async fn a_followed_log_streams_chunks_as_they_come_and_ends_with_the_run() {
-    let w = World::new().await;
+    let w = World::in_process().await;
     let run = running(&w).await;
     w.agent.upload_ok(&run, &[(0, b"first\n")]).await;
     let resp = w
@@ -194,7 +192,7 @@ async fn a_followed_log_streams_chunks_as_they_come_and_ends_with_the_run() {
 
 #[tokio::test]
 async fn following_a_finished_run_sends_everything_then_the_end() {
-    let w = World::new().await;
+    let w = World::in_process().await;
     let run = running(&w).await;
     w.agent.upload_ok(&run, &[(0, b"a"), (1, b"b")]).await;
     w.agent
@@ -218,7 +216,7 @@ async fn following_a_finished_run_sends_everything_then_the_end() {
 
 #[tokio::test]
 async fn a_follow_of_a_canceled_queued_run_ends_at_once() {
-    let w = World::new().await;
+    let w = World::in_process().await;
     let run = w.admin.submit("db", &["true"], &[]).await;
     let client = w.admin.clone();
     let path = format!("/v1/runs/{run}/logs?follow=true");
@@ -238,7 +236,7 @@ async fn a_follow_of_a_canceled_queued_run_ends_at_once() {
 
 #[tokio::test]
 async fn uploads_after_the_run_ended_are_refused_unless_they_fill_a_gap() {
-    let w = World::new().await;
+    let w = World::in_process().await;
     let run = running(&w).await;
     w.agent.upload_ok(&run, &[(0, b"a")]).await;
     w.agent

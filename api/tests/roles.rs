@@ -1,10 +1,8 @@
 //! Authentication and what each role may do.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::{FakeAgent, TestServer, World};
 use reqwest::StatusCode;
+use sealrun_testkit::{ControlPlane as _, FakeAgent, InProcessServer, World};
 use sealrun_wire::admin::{Role, TokenList, Whoami};
 use sealrun_wire::audit::AuditPage;
 use sealrun_wire::run::RunStatus;
@@ -12,7 +10,7 @@ use serde_json::json;
 
 #[tokio::test]
 async fn a_request_without_a_token_gets_a_401_json_error() {
-    let s = TestServer::start().await;
+    let s = InProcessServer::start().await;
     let a = s.anonymous().get("/v1/runs").await;
     let msg = a.error(StatusCode::UNAUTHORIZED);
     assert!(msg.contains("bearer"), "{msg}");
@@ -20,7 +18,7 @@ async fn a_request_without_a_token_gets_a_401_json_error() {
 
 #[tokio::test]
 async fn a_malformed_token_gets_a_401_json_error() {
-    let s = TestServer::start().await;
+    let s = InProcessServer::start().await;
     for bad in [
         "nonsense",
         "srt_x_y",
@@ -36,7 +34,7 @@ async fn a_malformed_token_gets_a_401_json_error() {
 
 #[tokio::test]
 async fn a_wrong_secret_is_refused_and_audited_by_token_id_without_the_secret() {
-    let s = TestServer::start().await;
+    let s = InProcessServer::start().await;
     let id = &s.admin_token[4..20];
     let presented = "0123456789abcdef".repeat(4);
     let forged = format!("srt_{id}_{presented}");
@@ -62,7 +60,7 @@ async fn a_wrong_secret_is_refused_and_audited_by_token_id_without_the_secret() 
 
 #[tokio::test]
 async fn a_recently_used_token_id_with_another_secret_is_still_refused() {
-    let s = TestServer::start().await;
+    let s = InProcessServer::start().await;
     let admin = s.admin();
     admin.get("/v1/whoami").await.ok();
     let forged = format!("{}{}", &s.admin_token[..21], "ab".repeat(32));
@@ -75,7 +73,7 @@ async fn a_recently_used_token_id_with_another_secret_is_still_refused() {
 
 #[tokio::test]
 async fn a_revoked_token_is_refused() {
-    let s = TestServer::start().await;
+    let s = InProcessServer::start().await;
     let admin = s.admin();
     let op = admin.token("ops", Role::Operator).await;
     op.get("/v1/runs").await.ok();
@@ -89,7 +87,7 @@ async fn a_revoked_token_is_refused() {
 
 #[tokio::test]
 async fn whoami_names_the_org_the_token_and_the_role() {
-    let s = TestServer::start().await;
+    let s = InProcessServer::start().await;
     let auditor = s.admin().token("alice", Role::Auditor).await;
     let me: Whoami = auditor.get("/v1/whoami").await.ok().parse();
     assert_eq!(
@@ -100,7 +98,7 @@ async fn whoami_names_the_org_the_token_and_the_role() {
 
 #[tokio::test]
 async fn an_auditor_cannot_submit_or_cancel_runs() {
-    let w = World::new().await;
+    let w = World::in_process().await;
     let auditor = w.admin.token("aud", Role::Auditor).await;
     let a = auditor
         .post("/v1/runs", json!({"target": "db", "argv": ["true"]}))
@@ -116,7 +114,7 @@ async fn an_auditor_cannot_submit_or_cancel_runs() {
 
 #[tokio::test]
 async fn an_auditor_reads_runs_logs_and_the_audit_trail_and_nothing_else() {
-    let w = World::new().await;
+    let w = World::in_process().await;
     let auditor = w.admin.token("aud", Role::Auditor).await;
     let run = w.admin.submit("db", &["true"], &[]).await;
     for path in [
@@ -156,7 +154,7 @@ async fn an_auditor_reads_runs_logs_and_the_audit_trail_and_nothing_else() {
 
 #[tokio::test]
 async fn an_operator_cannot_manage_tokens() {
-    let s = TestServer::start().await;
+    let s = InProcessServer::start().await;
     let admin = s.admin();
     let op = admin.token("ops", Role::Operator).await;
     op.get("/v1/tokens").await.error(StatusCode::FORBIDDEN);
@@ -172,7 +170,7 @@ async fn an_operator_cannot_manage_tokens() {
 
 #[tokio::test]
 async fn an_operator_cannot_change_targets_pools_or_agents() {
-    let w = World::new().await;
+    let w = World::in_process().await;
     let op = w.admin.token("ops", Role::Operator).await;
     op.put("/v1/targets/x", json!({"name": "x", "image": "busybox"}))
         .await
@@ -195,7 +193,7 @@ async fn an_operator_cannot_change_targets_pools_or_agents() {
 
 #[tokio::test]
 async fn an_operator_submits_cancels_sets_secrets_and_reads_targets() {
-    let w = World::new().await;
+    let w = World::in_process().await;
     let op = w.admin.token("ops", Role::Operator).await;
     op.get("/v1/targets").await.ok();
     op.set_secret("db", "PGPASSWORD", b"hunter2-hunter2").await;
@@ -210,7 +208,7 @@ async fn an_operator_submits_cancels_sets_secrets_and_reads_targets() {
 
 #[tokio::test]
 async fn agent_and_user_tokens_only_open_their_own_doors() {
-    let w = World::new().await;
+    let w = World::in_process().await;
     w.agent
         .client
         .get("/v1/runs")
@@ -238,7 +236,7 @@ async fn agent_and_user_tokens_only_open_their_own_doors() {
 
 #[tokio::test]
 async fn the_last_admin_token_cannot_be_revoked() {
-    let s = TestServer::start().await;
+    let s = InProcessServer::start().await;
     let admin = s.admin();
     let id = &s.admin_token[4..20];
     admin
@@ -254,7 +252,7 @@ async fn the_last_admin_token_cannot_be_revoked() {
 
 #[tokio::test]
 async fn token_listings_never_show_values_or_hashes() {
-    let s = TestServer::start().await;
+    let s = InProcessServer::start().await;
     let admin = s.admin();
     let op = admin.token("ops", Role::Operator).await;
     let a = admin.get("/v1/tokens").await;
@@ -267,7 +265,7 @@ async fn token_listings_never_show_values_or_hashes() {
 
 #[tokio::test]
 async fn an_expired_enrollment_token_cannot_register_agents() {
-    let s = TestServer::start().await;
+    let s = InProcessServer::start().await;
     let admin = s.admin();
     let a = admin
         .post(
@@ -285,7 +283,7 @@ async fn an_expired_enrollment_token_cannot_register_agents() {
 
 #[tokio::test]
 async fn a_revoked_enrollment_token_cannot_register_agents() {
-    let s = TestServer::start().await;
+    let s = InProcessServer::start().await;
     let admin = s.admin();
     let token = admin.enrollment_token("default").await;
     let list = admin
@@ -307,7 +305,7 @@ async fn a_revoked_enrollment_token_cannot_register_agents() {
 
 #[tokio::test]
 async fn a_revoked_agent_is_refused_and_its_runs_are_lost() {
-    let w = World::new().await;
+    let w = World::in_process().await;
     let run = w.admin.submit("db", &["true"], &[]).await;
     w.agent.next_run().await;
     assert_eq!(

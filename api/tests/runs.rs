@@ -2,10 +2,8 @@
 //! manage them.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::{TestServer, World};
 use reqwest::StatusCode;
+use sealrun_testkit::{ControlPlane as _, InProcessServer, World};
 use sealrun_wire::admin::{PoolList, Role, TargetList, TargetView};
 use sealrun_wire::audit::AuditPage;
 use sealrun_wire::run::{RunList, RunSource, RunStatus};
@@ -13,7 +11,7 @@ use serde_json::json;
 
 #[tokio::test]
 async fn a_submitted_run_records_who_from_where_and_what() {
-    let w = World::new().await;
+    let w = World::in_process().await;
     let op = w.admin.token("deploy-bot", Role::Operator).await;
     let a = op
         .post(
@@ -36,7 +34,7 @@ async fn a_submitted_run_records_who_from_where_and_what() {
 
 #[tokio::test]
 async fn invalid_runs_are_refused_with_the_reason() {
-    let w = World::new().await;
+    let w = World::in_process().await;
     let a = &w.admin;
     let cases = [
         (
@@ -95,7 +93,7 @@ async fn invalid_runs_are_refused_with_the_reason() {
 
 #[tokio::test]
 async fn a_secret_cannot_also_be_a_plain_env_var() {
-    let w = World::new().await;
+    let w = World::in_process().await;
     w.admin
         .set_secret("db", "PGPASSWORD", b"secret-value")
         .await;
@@ -110,7 +108,7 @@ async fn a_secret_cannot_also_be_a_plain_env_var() {
 
 #[tokio::test]
 async fn runs_are_listed_newest_first_and_filtered_by_status_and_target() {
-    let w = World::new().await;
+    let w = World::in_process().await;
     w.admin.declare_target("cache").await;
     let r1 = w.admin.submit("db", &["1"], &[]).await;
     let r2 = w.admin.submit("cache", &["2"], &[]).await;
@@ -136,7 +134,7 @@ async fn runs_are_listed_newest_first_and_filtered_by_status_and_target() {
 
 #[tokio::test]
 async fn a_target_is_created_then_replaced_keeping_its_key_and_the_audit_names_the_changes() {
-    let w = World::new().await;
+    let w = World::in_process().await;
     let before: TargetView = w.admin.get("/v1/targets/db").await.ok().parse();
     let a = w
         .admin
@@ -171,7 +169,7 @@ async fn a_target_is_created_then_replaced_keeping_its_key_and_the_audit_names_t
 
 #[tokio::test]
 async fn invalid_targets_are_refused() {
-    let s = TestServer::start().await;
+    let s = InProcessServer::start().await;
     let admin = s.admin();
     for (path, body) in [
         ("/v1/targets/a", json!({"name": "b", "image": "x"})),
@@ -203,7 +201,7 @@ async fn invalid_targets_are_refused() {
 
 #[tokio::test]
 async fn a_target_with_live_runs_cannot_be_deleted() {
-    let w = World::new().await;
+    let w = World::in_process().await;
     w.admin.set_secret("db", "S", b"value-value").await;
     let run = w.admin.submit("db", &["x"], &[]).await;
     w.admin
@@ -236,7 +234,7 @@ async fn a_target_with_live_runs_cannot_be_deleted() {
 
 #[tokio::test]
 async fn pools_are_created_once_and_listed() {
-    let s = TestServer::start().await;
+    let s = InProcessServer::start().await;
     let admin = s.admin();
     assert_eq!(
         admin.post("/v1/pools", json!({"name": "eu"})).await.status,

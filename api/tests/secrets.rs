@@ -2,10 +2,8 @@
 //! only inside the assignment of a run that references them.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::{World, to_value};
 use reqwest::StatusCode;
+use sealrun_testkit::{ControlPlane as _, World, to_value};
 use sealrun_vault::{TargetKeypair, open, seal};
 use sealrun_wire::admin::{Role, SecretList, SecretView};
 use sealrun_wire::run::RunStatus;
@@ -13,7 +11,7 @@ use serde_json::json;
 
 #[tokio::test]
 async fn no_answer_but_the_agents_assignment_contains_the_ciphertext() {
-    let w = World::new().await;
+    let w = World::in_process().await;
     let a = &w.admin;
     let sealed = a
         .set_secret("db", "PGPASSWORD", b"correct horse battery")
@@ -78,7 +76,7 @@ async fn no_answer_but_the_agents_assignment_contains_the_ciphertext() {
 
 #[tokio::test]
 async fn a_secret_sealed_to_another_key_is_refused_naming_both_keys() {
-    let w = World::new().await;
+    let w = World::in_process().await;
     let other = TargetKeypair::generate();
     let sealed = seal(&other.public_key(), "PGPASSWORD", "db", b"value-value").unwrap();
     let msg = w
@@ -92,7 +90,7 @@ async fn a_secret_sealed_to_another_key_is_refused_naming_both_keys() {
 
 #[tokio::test]
 async fn a_secret_for_a_target_no_agent_registered_is_refused() {
-    let w = World::new().await;
+    let w = World::in_process().await;
     w.admin.declare_target("fresh").await;
     w.admin
         .get("/v1/targets/fresh/public-key")
@@ -113,7 +111,7 @@ async fn a_secret_for_a_target_no_agent_registered_is_refused() {
 
 #[tokio::test]
 async fn a_secret_name_must_be_an_environment_variable_name() {
-    let w = World::new().await;
+    let w = World::in_process().await;
     let kp = &w.agent.keys[0].1;
     for bad in ["1ABC", "A-B", "A%3DB"] {
         let sealed = seal(&kp.public_key(), bad, "db", b"value-value").unwrap();
@@ -126,7 +124,7 @@ async fn a_secret_name_must_be_an_environment_variable_name() {
 
 #[tokio::test]
 async fn a_ciphertext_that_cannot_be_a_sealed_secret_is_refused() {
-    let w = World::new().await;
+    let w = World::in_process().await;
     let key_id = w.agent.keys[0].1.key_id();
     for (ciphertext, version) in [("bm90IGEgc2VhbGVkIGJveA==", 1), ("!!!", 1), ("", 1)] {
         w.admin
@@ -148,7 +146,7 @@ async fn a_ciphertext_that_cannot_be_a_sealed_secret_is_refused() {
 
 #[tokio::test]
 async fn rewriting_a_secret_bumps_its_version_and_the_audit_holds_only_metadata() {
-    let w = World::new().await;
+    let w = World::in_process().await;
     w.admin.set_secret("db", "TOKEN", b"first-value").await;
     let second = w.admin.set_secret("db", "TOKEN", b"second-value").await;
     let list: SecretList = w.admin.get("/v1/targets/db/secrets").await.ok().parse();
@@ -174,7 +172,7 @@ async fn rewriting_a_secret_bumps_its_version_and_the_audit_holds_only_metadata(
 
 #[tokio::test]
 async fn a_deleted_secret_is_gone_and_a_run_still_referencing_it_errors() {
-    let w = World::new().await;
+    let w = World::in_process().await;
     w.admin.set_secret("db", "TOKEN", b"some-value").await;
     let run = w.admin.submit("db", &["true"], &["TOKEN"]).await;
     assert_eq!(

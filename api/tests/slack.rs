@@ -3,11 +3,9 @@
 //! `response_url` served by this test.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::{Client, TestServer, World};
 use hmac::{Hmac, Mac as _};
 use reqwest::StatusCode;
+use sealrun_testkit::{Client, InProcessServer, World};
 use sealrun_wire::audit::AuditPage;
 use sealrun_wire::run::{RunList, RunSource, RunStatus};
 use sealrun_wire::slack::{UserList, WorkspaceList};
@@ -51,7 +49,7 @@ fn form(team: &str, user: &str, text: &str, response_url: &str) -> String {
 
 /// Posts `body` to the commands endpoint with the given headers.
 async fn post_raw(
-    s: &TestServer,
+    s: &InProcessServer,
     body: String,
     ts: Option<String>,
     sig: Option<String>,
@@ -73,7 +71,12 @@ async fn post_raw(
 }
 
 /// A slash command as Slack would send it: signed with `SECRET` now.
-async fn slash(s: &TestServer, user: &str, text: &str, response_url: &str) -> (StatusCode, Value) {
+async fn slash(
+    s: &InProcessServer,
+    user: &str,
+    text: &str,
+    response_url: &str,
+) -> (StatusCode, Value) {
     let body = form(TEAM, user, text, response_url);
     let ts = now();
     let sig = sign(SECRET, ts, &body);
@@ -164,7 +167,7 @@ const NOWHERE: &str = "https://hooks.slack.com/commands/T0SEALRUN/1/unused";
 
 #[tokio::test]
 async fn an_unlinked_slack_user_is_refused_politely_and_nothing_runs() {
-    let w = World::new().await;
+    let w = World::in_process().await;
     link(&w.admin, "U0ALICE", "alice", "operator").await;
     let text = said(slash(&w.server, "U0MALLORY", "run db -- echo hi", NOWHERE).await);
     assert!(text.contains("not linked"), "{text}");
@@ -181,7 +184,7 @@ async fn an_unlinked_slack_user_is_refused_politely_and_nothing_runs() {
 
 #[tokio::test]
 async fn an_auditor_may_read_runs_from_slack_but_not_run_or_cancel_them() {
-    let w = World::new().await;
+    let w = World::in_process().await;
     link(&w.admin, "U0AUDIT", "soc", "auditor").await;
     let text = said(slash(&w.server, "U0AUDIT", "run db -- echo hi", NOWHERE).await);
     assert!(
@@ -203,7 +206,7 @@ async fn an_auditor_may_read_runs_from_slack_but_not_run_or_cancel_them() {
 
 #[tokio::test]
 async fn a_team_no_org_linked_gets_a_polite_refusal_and_nothing_runs() {
-    let w = World::new().await;
+    let w = World::in_process().await;
     let text = said(slash(&w.server, "U0ALICE", "run db -- echo hi", NOWHERE).await);
     assert!(text.contains("workspace is not linked"), "{text}");
     assert!(runs(&w.admin).await.runs.is_empty());
@@ -211,7 +214,7 @@ async fn a_team_no_org_linked_gets_a_polite_refusal_and_nothing_runs() {
 
 #[tokio::test]
 async fn bad_signatures_get_one_generic_401_and_are_audited_with_the_reason() {
-    let w = World::new().await;
+    let w = World::in_process().await;
     link(&w.admin, "U0ALICE", "alice", "operator").await;
     let body = form(TEAM, "U0ALICE", "run db -- echo hi", NOWHERE);
     let ts = now();
@@ -289,7 +292,7 @@ async fn bad_signatures_get_one_generic_401_and_are_audited_with_the_reason() {
 
 #[tokio::test]
 async fn an_operator_run_is_queued_as_the_slack_user_and_the_result_is_posted_escaped() {
-    let w = World::new().await;
+    let w = World::in_process().await;
     w.admin
         .set_secret("db", "TOKEN", b"s3cr3t-value-for-slack")
         .await;
@@ -373,7 +376,7 @@ async fn an_operator_run_is_queued_as_the_slack_user_and_the_result_is_posted_es
 
 #[tokio::test]
 async fn an_operator_can_see_status_logs_and_cancel_from_slack() {
-    let w = World::new().await;
+    let w = World::in_process().await;
     link(&w.admin, "U0ALICE", "alice", "operator").await;
     let id = w.admin.submit("db", &["sleep", "60"], &[]).await;
     let text = said(slash(&w.server, "U0ALICE", &format!("cancel {id}"), NOWHERE).await);
@@ -398,7 +401,7 @@ async fn an_operator_can_see_status_logs_and_cancel_from_slack() {
 
 #[tokio::test]
 async fn command_mistakes_answer_the_usage_and_nothing_runs() {
-    let w = World::new().await;
+    let w = World::in_process().await;
     link(&w.admin, "U0ALICE", "alice", "operator").await;
     for (typed, expect) in [
         ("run db echo hi", "put `--` before the command"),
@@ -423,7 +426,7 @@ async fn command_mistakes_answer_the_usage_and_nothing_runs() {
 
 #[tokio::test]
 async fn the_signing_secret_is_never_returned_and_is_not_stored_in_clear() {
-    let w = World::new().await;
+    let w = World::in_process().await;
     link(&w.admin, "U0ALICE", "alice", "operator").await;
     let a = w
         .admin
@@ -470,7 +473,7 @@ async fn the_signing_secret_is_never_returned_and_is_not_stored_in_clear() {
 
 #[tokio::test]
 async fn only_admins_manage_links_and_a_team_belongs_to_one_org() {
-    let w = World::new().await;
+    let w = World::in_process().await;
     let op = w
         .admin
         .token("op", sealrun_wire::admin::Role::Operator)
@@ -534,7 +537,7 @@ async fn only_admins_manage_links_and_a_team_belongs_to_one_org() {
 
 #[tokio::test]
 async fn relinking_or_unlinking_takes_effect_at_once() {
-    let w = World::new().await;
+    let w = World::in_process().await;
     link(&w.admin, "U0ALICE", "alice", "operator").await;
     said(slash(&w.server, "U0ALICE", "help", NOWHERE).await); // the secret is now cached
     w.admin

@@ -6,15 +6,13 @@
 //! changes the number of rounds, default 20).
 #![allow(clippy::unwrap_used)]
 
-#[path = "../tests/harness/mod.rs"]
-mod harness;
-
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use harness::{BUSYBOX, bundle, docker, static_shim};
 use sealrun_init::{Bundle, CONTAINER_PATH, read_bundle};
+use sealrun_testkit::container::{bundle, shim_docker};
+use sealrun_testkit::{IMAGE, init_binary};
 
 /// One way of running `true` in a container.
 struct Variant {
@@ -58,7 +56,7 @@ fn median(samples: &mut [Duration]) -> Duration {
 }
 
 fn main() {
-    let Some(_docker) = docker() else { return };
+    let Some(_docker) = shim_docker() else { return };
     let rounds: usize = std::env::var("SEALRUN_BENCH_ROUNDS")
         .ok()
         .and_then(|rounds| rounds.parse().ok())
@@ -72,16 +70,16 @@ fn main() {
     let common = ["run", "--rm", "--network", "none"]
         .map(String::from)
         .to_vec();
-    let mount = format!("{}:{CONTAINER_PATH}:ro", static_shim().display());
+    let mount = format!("{}:{CONTAINER_PATH}:ro", init_binary().display());
     let variants = [
         Variant {
             name: "docker run --rm IMAGE true (baseline)",
-            args: [&common[..], &[BUSYBOX.into(), "true".into()]].concat(),
+            args: [&common[..], &[IMAGE.into(), "true".into()]].concat(),
             stdin: None,
         },
         Variant {
             name: "docker run -i (stdin attached) IMAGE true",
-            args: [&common[..], &["-i".into(), BUSYBOX.into(), "true".into()]].concat(),
+            args: [&common[..], &["-i".into(), IMAGE.into(), "true".into()]].concat(),
             stdin: Some(Vec::new()),
         },
         Variant {
@@ -94,7 +92,7 @@ fn main() {
                     mount,
                     "--entrypoint".into(),
                     CONTAINER_PATH.into(),
-                    BUSYBOX.into(),
+                    IMAGE.into(),
                     "--".into(),
                     "true".into(),
                 ],

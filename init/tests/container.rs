@@ -1,12 +1,11 @@
 //! The shim as every run container's entrypoint, against the real Docker
 //! engine: bind-mounted read-only, stdin attached, the bundle written after
-//! start. Skips (loudly) without Docker unless `SEALRUN_REQUIRE_DOCKER` is set.
+//! start. Skips (loudly) without Docker unless `SEALRUN_REQUIRE_DOCKER` or `CI` is set.
 #![allow(clippy::unwrap_used)]
 
-mod harness;
-
-use harness::{BUSYBOX, NO_SHELL, bundle, docker, docker_cli, unique_secret};
 use sealrun_init::{EXIT_INIT_FAILED, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND};
+use sealrun_testkit::container::{NO_SHELL, bundle, shim_docker, unique_secret};
+use sealrun_testkit::{IMAGE, docker_cli};
 
 /// Counts the zombie processes in the container's PID namespace after leaving
 /// three orphans behind: each `( ... &)` subshell exits at once, so its
@@ -16,13 +15,13 @@ echo "zombies=$(grep -l '^State:.Z' /proc/[0-9]*/status 2>/dev/null | wc -l)""#;
 
 #[test]
 fn the_command_sees_the_bundle_variables_on_top_of_the_container_environment() {
-    let Some(docker) = docker() else { return };
+    let Some(docker) = shim_docker() else { return };
     let stdin = bundle(&[
         ("DB_PASSWORD", b"pa ss=word"),
         ("OVERRIDDEN", b"from-bundle"),
     ]);
     let run = docker.run(
-        BUSYBOX,
+        IMAGE,
         &[
             "--env",
             "PLAIN=from-config",
@@ -51,11 +50,11 @@ fn the_command_sees_the_bundle_variables_on_top_of_the_container_environment() {
 
 #[test]
 fn a_multi_line_non_utf8_value_arrives_byte_for_byte() {
-    let Some(docker) = docker() else { return };
+    let Some(docker) = shim_docker() else { return };
     let value =
         b"-----BEGIN KEY-----\nAAAA\xff\xfe\x01 'quoted' \"double\" $HOME\n-----END KEY-----\n";
     let run = docker.run(
-        BUSYBOX,
+        IMAGE,
         &[],
         &["sh", "-c", r#"printf %s "$BLOB""#],
         &bundle(&[("BLOB", value)]),
@@ -66,10 +65,10 @@ fn a_multi_line_non_utf8_value_arrives_byte_for_byte() {
 
 #[test]
 fn the_command_exit_code_is_the_container_exit_code() {
-    let Some(docker) = docker() else { return };
+    let Some(docker) = shim_docker() else { return };
     for code in [0, 3, 255] {
         let run = docker.run(
-            BUSYBOX,
+            IMAGE,
             &[],
             &["sh", "-c", &format!("exit {code}")],
             &bundle(&[]),
@@ -81,20 +80,20 @@ fn the_command_exit_code_is_the_container_exit_code() {
 
 #[test]
 fn a_command_killed_by_a_signal_exits_128_plus_the_signal() {
-    let Some(docker) = docker() else { return };
+    let Some(docker) = shim_docker() else { return };
     for (signal, code) in [("KILL", 137), ("SEGV", 139)] {
         let script = format!("kill -{signal} $$");
-        let run = docker.run(BUSYBOX, &[], &["sh", "-c", &script], &bundle(&[]));
+        let run = docker.run(IMAGE, &[], &["sh", "-c", &script], &bundle(&[]));
         assert_eq!(run.code, Some(code), "SIG{signal}: {run:?}");
     }
 }
 
 #[test]
 fn sigterm_is_forwarded_to_the_command_which_can_trap_it() {
-    let Some(docker) = docker() else { return };
+    let Some(docker) = shim_docker() else { return };
     let script =
         r#"trap 'echo trapped TERM; exit 42' TERM; echo ready; while :; do sleep 0.1; done"#;
-    let mut running = docker.start(BUSYBOX, &[], &["sh", "-c", script], &bundle(&[]));
+    let mut running = docker.start(IMAGE, &[], &["sh", "-c", script], &bundle(&[]));
     running.close_stdin();
     running.wait_for_line("ready");
     running.signal("TERM");
@@ -105,14 +104,14 @@ fn sigterm_is_forwarded_to_the_command_which_can_trap_it() {
 
 #[test]
 fn every_forwarded_signal_reaches_the_command() {
-    let Some(docker) = docker() else { return };
+    let Some(docker) = shim_docker() else { return };
     let forwarded = ["INT", "HUP", "QUIT", "USR1", "USR2"];
     let mut script = String::new();
     for signal in forwarded {
         script.push_str(&format!("trap 'echo got {signal}' {signal}; "));
     }
     script.push_str("trap 'exit 42' TERM; echo ready; while :; do sleep 0.1; done");
-    let mut running = docker.start(BUSYBOX, &[], &["sh", "-c", &script], &bundle(&[]));
+    let mut running = docker.start(IMAGE, &[], &["sh", "-c", &script], &bundle(&[]));
     running.close_stdin();
     running.wait_for_line("ready");
     for signal in forwarded {
@@ -126,9 +125,9 @@ fn every_forwarded_signal_reaches_the_command() {
 
 #[test]
 fn a_command_without_a_sigterm_handler_is_terminated_by_it() {
-    let Some(docker) = docker() else { return };
+    let Some(docker) = shim_docker() else { return };
     let mut running = docker.start(
-        BUSYBOX,
+        IMAGE,
         &[],
         &["sh", "-c", "echo ready; exec sleep 60"],
         &bundle(&[]),
@@ -142,9 +141,9 @@ fn a_command_without_a_sigterm_handler_is_terminated_by_it() {
 
 #[test]
 fn docker_stop_kills_a_command_that_ignores_sigterm_after_the_grace_period() {
-    let Some(docker) = docker() else { return };
+    let Some(docker) = shim_docker() else { return };
     let script = r#"trap '' TERM; echo ready; while :; do sleep 0.1; done"#;
-    let mut running = docker.start(BUSYBOX, &[], &["sh", "-c", script], &bundle(&[]));
+    let mut running = docker.start(IMAGE, &[], &["sh", "-c", script], &bundle(&[]));
     running.close_stdin();
     running.wait_for_line("ready");
     docker_cli(&["stop", "--time", "1", &running.name]);
@@ -154,17 +153,17 @@ fn docker_stop_kills_a_command_that_ignores_sigterm_after_the_grace_period() {
 
 #[test]
 fn orphans_of_the_command_are_reaped_and_leave_no_zombies() {
-    let Some(docker) = docker() else { return };
-    let run = docker.run(BUSYBOX, &[], &["sh", "-c", ZOMBIE_PROBE], &bundle(&[]));
+    let Some(docker) = shim_docker() else { return };
+    let run = docker.run(IMAGE, &[], &["sh", "-c", ZOMBIE_PROBE], &bundle(&[]));
     assert_eq!(run.code, Some(0), "{run:?}");
     assert_eq!(run.stdout(), "zombies=0\n");
 }
 
 #[test]
 fn orphans_from_docker_exec_are_reaped_by_the_shim() {
-    let Some(docker) = docker() else { return };
+    let Some(docker) = shim_docker() else { return };
     let mut running = docker.start(
-        BUSYBOX,
+        IMAGE,
         &[],
         &["sh", "-c", "echo ready; exec sleep 60"],
         &bundle(&[]),
@@ -179,7 +178,7 @@ fn orphans_from_docker_exec_are_reaped_by_the_shim() {
 fn the_zombie_probe_sees_zombies_under_a_pid_1_that_does_not_reap() {
     // Control for the two tests above: the same probe, with busybox `sleep`
     // (which never calls wait) as PID 1 instead of the shim.
-    let Some(_docker) = docker() else { return };
+    let Some(_docker) = shim_docker() else { return };
     let name = format!("sealrun-init-test-{}-control", std::process::id());
     docker_cli(&[
         "run",
@@ -193,7 +192,7 @@ fn the_zombie_probe_sees_zombies_under_a_pid_1_that_does_not_reap() {
         "none",
         "--entrypoint",
         "sleep",
-        BUSYBOX,
+        IMAGE,
         "60",
     ]);
     let probe = std::process::Command::new("docker")
@@ -206,12 +205,12 @@ fn the_zombie_probe_sees_zombies_under_a_pid_1_that_does_not_reap() {
 
 #[test]
 fn nothing_written_after_the_bundle_reaches_the_command() {
-    let Some(docker) = docker() else { return };
+    let Some(docker) = shim_docker() else { return };
     let mut stdin = bundle(&[("K", b"v")]);
     stdin.extend_from_slice(b"typed into the attach stream after the bundle\n");
     // Stdin stays open while the command reads it: the command must see
     // end-of-file at once, not the extra line and not a hang.
-    let running = docker.start(BUSYBOX, &[], &["sh", "-c", "cat; echo cat-done"], &stdin);
+    let running = docker.start(IMAGE, &[], &["sh", "-c", "cat; echo cat-done"], &stdin);
     let run = running.finish();
     assert_eq!(run.code, Some(0), "{run:?}");
     assert_eq!(run.stdout(), "cat-done\n");
@@ -219,9 +218,9 @@ fn nothing_written_after_the_bundle_reaches_the_command() {
 
 #[test]
 fn a_malformed_bundle_exits_125_with_one_line_and_the_command_never_runs() {
-    let Some(docker) = docker() else { return };
+    let Some(docker) = shim_docker() else { return };
     let run = docker.run(
-        BUSYBOX,
+        IMAGE,
         &[],
         &["echo", "the command ran"],
         b"DB_PASSWORD=hunter2\n",
@@ -236,11 +235,11 @@ fn a_malformed_bundle_exits_125_with_one_line_and_the_command_never_runs() {
 
 #[test]
 fn a_short_bundle_exits_125_and_reveals_nothing_of_it() {
-    let Some(docker) = docker() else { return };
+    let Some(docker) = shim_docker() else { return };
     let secret = unique_secret("short");
     let full = bundle(&[("DB_PASSWORD", secret.as_bytes())]);
     let cut = &full[..full.len() - 10];
-    let run = docker.run(BUSYBOX, &[], &["echo", "the command ran"], cut);
+    let run = docker.run(IMAGE, &[], &["echo", "the command ran"], cut);
     assert_eq!(run.code, Some(EXIT_INIT_FAILED), "{run:?}");
     assert_eq!(run.stdout(), "");
     assert_eq!(
@@ -256,8 +255,8 @@ fn a_short_bundle_exits_125_and_reveals_nothing_of_it() {
 
 #[test]
 fn no_bundle_at_all_exits_125() {
-    let Some(docker) = docker() else { return };
-    let run = docker.run(BUSYBOX, &[], &["echo", "the command ran"], b"");
+    let Some(docker) = shim_docker() else { return };
+    let run = docker.run(IMAGE, &[], &["echo", "the command ran"], b"");
     assert_eq!(run.code, Some(EXIT_INIT_FAILED), "{run:?}");
     assert_eq!(run.stdout(), "");
     assert!(
@@ -269,10 +268,10 @@ fn no_bundle_at_all_exits_125() {
 
 #[test]
 fn a_bundle_of_another_version_exits_125_naming_the_version() {
-    let Some(docker) = docker() else { return };
+    let Some(docker) = shim_docker() else { return };
     let mut stdin = bundle(&[]);
     stdin[4] = 9;
-    let run = docker.run(BUSYBOX, &[], &["echo", "the command ran"], &stdin);
+    let run = docker.run(IMAGE, &[], &["echo", "the command ran"], &stdin);
     assert_eq!(run.code, Some(EXIT_INIT_FAILED), "{run:?}");
     assert!(
         run.stderr.contains("unsupported bundle version 9"),
@@ -282,8 +281,8 @@ fn a_bundle_of_another_version_exits_125_naming_the_version() {
 
 #[test]
 fn a_missing_command_exits_127() {
-    let Some(docker) = docker() else { return };
-    let run = docker.run(BUSYBOX, &[], &["no-such-command"], &bundle(&[]));
+    let Some(docker) = shim_docker() else { return };
+    let run = docker.run(IMAGE, &[], &["no-such-command"], &bundle(&[]));
     assert_eq!(run.code, Some(EXIT_NOT_FOUND), "{run:?}");
     assert!(
         run.stderr
@@ -294,8 +293,8 @@ fn a_missing_command_exits_127() {
 
 #[test]
 fn a_command_that_is_not_executable_exits_126() {
-    let Some(docker) = docker() else { return };
-    let run = docker.run(BUSYBOX, &[], &["/etc/hostname"], &bundle(&[]));
+    let Some(docker) = shim_docker() else { return };
+    let run = docker.run(IMAGE, &[], &["/etc/hostname"], &bundle(&[]));
     assert_eq!(run.code, Some(EXIT_NOT_EXECUTABLE), "{run:?}");
     assert!(
         run.stderr
@@ -306,7 +305,7 @@ fn a_command_that_is_not_executable_exits_126() {
 
 #[test]
 fn an_image_without_a_shell_or_libc_runs_its_command_with_the_secrets() {
-    let Some(docker) = docker() else { return };
+    let Some(docker) = shim_docker() else { return };
     let run = docker.run(
         NO_SHELL,
         &[],
@@ -325,7 +324,7 @@ fn an_image_without_a_shell_or_libc_runs_its_command_with_the_secrets() {
 
 #[test]
 fn the_shim_runs_under_the_agents_hardening() {
-    let Some(docker) = docker() else { return };
+    let Some(docker) = shim_docker() else { return };
     let hardening = [
         "--user",
         "65534:65534",
@@ -343,7 +342,7 @@ fn the_shim_runs_under_the_agents_hardening() {
     ];
     let script = r#"echo "uid=$(id -u) token=$TOKEN"; grep CapEff /proc/self/status"#;
     let run = docker.run(
-        BUSYBOX,
+        IMAGE,
         &hardening,
         &["sh", "-c", script],
         &bundle(&[("TOKEN", b"t0k")]),
@@ -357,9 +356,9 @@ fn the_shim_runs_under_the_agents_hardening() {
 
 #[test]
 fn the_command_starts_with_no_signal_blocked() {
-    let Some(docker) = docker() else { return };
+    let Some(docker) = shim_docker() else { return };
     let run = docker.run(
-        BUSYBOX,
+        IMAGE,
         &[],
         &["grep", "SigBlk", "/proc/self/status"],
         &bundle(&[]),
@@ -370,11 +369,11 @@ fn the_command_starts_with_no_signal_blocked() {
 
 #[test]
 fn no_secret_value_reaches_docker_inspect_or_the_docker_state_directory() {
-    let Some(docker) = docker() else { return };
+    let Some(docker) = shim_docker() else { return };
     let secret = unique_secret("inspect");
     let script = r#"echo "length=${#DB_PASSWORD}"; sleep 60"#;
     let stdin = bundle(&[("DB_PASSWORD", secret.as_bytes())]);
-    let mut running = docker.start(BUSYBOX, &[], &["sh", "-c", script], &stdin);
+    let mut running = docker.start(IMAGE, &[], &["sh", "-c", script], &stdin);
     running.close_stdin();
     // The command has the secret while we look.
     running.wait_for_line(&format!("length={}", secret.len()));
@@ -386,11 +385,11 @@ fn no_secret_value_reaches_docker_inspect_or_the_docker_state_directory() {
 fn the_secret_search_finds_a_value_passed_as_container_env() {
     // Control for the test above, and the reason the shim exists: a value in
     // the container's configuration is in `docker inspect` and on disk.
-    let Some(docker) = docker() else { return };
+    let Some(docker) = shim_docker() else { return };
     let secret = unique_secret("config");
     let env = format!("DB_PASSWORD={secret}");
     let mut running = docker.start(
-        BUSYBOX,
+        IMAGE,
         &["--env", &env],
         &["sh", "-c", "echo ready; sleep 60"],
         &bundle(&[]),
@@ -411,12 +410,12 @@ fn output_the_command_prints_is_on_disk_with_the_default_json_file_log_driver() 
     // Why the agent must also pass `--log-driver none` (HostConfig.LogConfig
     // type "none"): Docker's default logger stores raw, unredacted output in
     // the state directory, so a secret the command prints lands on disk.
-    let Some(docker) = docker() else { return };
+    let Some(docker) = shim_docker() else { return };
     let secret = unique_secret("json-log");
     let script = r#"echo "$TOKEN"; echo ready; sleep 60"#;
     let stdin = bundle(&[("TOKEN", secret.as_bytes())]);
     let options = ["--log-driver", "json-file"];
-    let mut running = docker.start(BUSYBOX, &options, &["sh", "-c", script], &stdin);
+    let mut running = docker.start(IMAGE, &options, &["sh", "-c", script], &stdin);
     running.close_stdin();
     running.wait_for_line("ready");
     // The logger writes apart from the attach stream: poll, bounded.
@@ -435,12 +434,12 @@ fn output_the_command_prints_is_on_disk_with_the_default_json_file_log_driver() 
 
 #[test]
 fn with_the_none_log_driver_printed_secrets_reach_attach_but_never_disk() {
-    let Some(docker) = docker() else { return };
+    let Some(docker) = shim_docker() else { return };
     let secret = unique_secret("no-log");
     let script = r#"echo "$TOKEN"; echo "$TOKEN" >&2; echo ready; sleep 60"#;
     let stdin = bundle(&[("TOKEN", secret.as_bytes())]);
     let options = ["--log-driver", "none"];
-    let mut running = docker.start(BUSYBOX, &options, &["sh", "-c", script], &stdin);
+    let mut running = docker.start(IMAGE, &options, &["sh", "-c", script], &stdin);
     running.close_stdin();
     running.wait_for_line(&secret);
     running.wait_for_line("ready");
@@ -452,7 +451,7 @@ fn with_the_none_log_driver_printed_secrets_reach_attach_but_never_disk() {
 
 /// Where `secret` can be read while `running` runs: `docker inspect`, and the
 /// files of its Docker state directory (`<DockerRootDir>/containers/<id>`).
-fn places_holding(running: &harness::Running, secret: &str) -> Vec<String> {
+fn places_holding(running: &sealrun_testkit::container::Running, secret: &str) -> Vec<String> {
     let mut places = Vec::new();
     if docker_cli(&["inspect", &running.name]).contains(secret) {
         places.push("docker inspect".to_owned());

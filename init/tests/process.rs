@@ -3,14 +3,12 @@
 //! a child subreaper.
 #![allow(clippy::unwrap_used)]
 
-mod harness;
-
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use harness::{bundle, run_process};
 use sealrun_init::{EXIT_INIT_FAILED, EXIT_NOT_FOUND};
+use sealrun_testkit::container::{bundle, run_process};
 
 fn shim() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_sealrun-init"))

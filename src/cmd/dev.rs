@@ -5,8 +5,6 @@ use crate::cli::DevArgs;
 use crate::client::{Client, Connection};
 use crate::logging;
 use anyhow::{Context as _, Result, bail};
-use bollard::Docker;
-use futures_util::StreamExt as _;
 use sealrun_agent::{AgentConfig, TargetConfig};
 use sealrun_api::{Server, ServerConfig};
 use sealrun_wire::admin::{EnrollmentToken, TargetSpec, TargetView};
@@ -16,8 +14,6 @@ use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 use std::time::Duration;
 
-/// The image every fresh machine can have without a registry.
-const BUSYBOX_IMAGE: &str = "sealrun/busybox:latest";
 const DEMO_TARGET: &str = "demo";
 
 pub async fn run(args: DevArgs) -> Result<()> {
@@ -194,56 +190,10 @@ fn next_steps(env_file: &Path) {
 }
 
 /// Makes sure the demo image exists; the default one is built FROM scratch
-/// with the host's static busybox, so a machine with no registry access works.
+/// with the host's static busybox (see [`sealrun_agent::image`]), so a machine
+/// with no registry access works.
 async fn ensure_image(image: &str) -> Result<()> {
-    let docker = Docker::connect_with_local_defaults()
-        .context("cannot connect to the Docker engine")?
-        .negotiate_version()
-        .await
-        .context(
-            "the Docker engine is not answering (is dockerd running? try scripts/provision.sh)",
-        )?;
-    if docker.inspect_image(image).await.is_ok() {
-        return Ok(());
-    }
-    if image != BUSYBOX_IMAGE {
-        say(&format!(
-            "image {image} is not present; the agent will pull it on first run"
-        ));
-        return Ok(());
-    }
-    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .context("no busybox to build the demo image from: apt-get install busybox-static")?;
-    say(&format!("building {image} FROM scratch with {busybox}"));
-    let context = build_context(Path::new(busybox))?;
-    let options = bollard::query_parameters::BuildImageOptionsBuilder::new()
-        .dockerfile("Dockerfile")
-        .t(image)
-        .rm(true)
-        .build();
-    let mut stream = docker.build_image(options, None, Some(bollard::body_full(context.into())));
-    while let Some(step) = stream.next().await {
-        let info = step.context("building the demo image failed")?;
-        if let Some(e) = info.error {
-            bail!("building the demo image failed: {e}");
-        }
-    }
+    let docker = sealrun_agent::image::connect_local().await?;
+    sealrun_agent::image::ensure(&docker, image, say).await?;
     Ok(())
-}
-
-/// A tar build context: the Dockerfile and the static busybox.
-fn build_context(busybox: &Path) -> Result<Vec<u8>> {
-    const DOCKERFILE: &str = "FROM scratch\nCOPY busybox /bin/busybox\n\
-        RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nENV PATH=/bin\nCMD [\"/bin/sh\"]\n";
-    let mut tar = tar::Builder::new(Vec::new());
-    let mut header = tar::Header::new_gnu();
-    header.set_size(DOCKERFILE.len() as u64);
-    header.set_mode(0o644);
-    header.set_cksum();
-    tar.append_data(&mut header, "Dockerfile", DOCKERFILE.as_bytes())?;
-    tar.append_path_with_name(busybox, "busybox")
-        .with_context(|| format!("cannot read {}", busybox.display()))?;
-    Ok(tar.into_inner()?)
 }

@@ -1,14 +1,14 @@
-//! Helpers for the agent's tests against a real Docker engine: connect (or skip
-//! loudly), make sure the local busybox image exists, build jobs, and collect a
-//! run's redacted output in memory with the control plane's acknowledgement
-//! semantics.
-#![allow(dead_code, clippy::unwrap_used)]
+//! The agent's executor against the real Docker engine, with no control
+//! plane: jobs in the base image, and a [`MemorySink`] that stores a run's
+//! redacted output with the control plane's acknowledgement semantics.
 
+use crate::docker::{IMAGE, require_docker};
+use crate::wait::wait_until;
 use sealrun_agent::client::CallError;
 use sealrun_agent::control::RunControl;
 use sealrun_agent::docker::DockerRuntime;
 use sealrun_agent::executor::{Job, Outcome, execute};
-use sealrun_agent::runtime::Runtime;
+use sealrun_agent::runtime::Runtime as _;
 use sealrun_agent::upload::LogSink;
 use sealrun_vault::TargetKeypair;
 use sealrun_wire::agent::{AssignedSecret, Assignment, FinishRequest, ResourceLimits};
@@ -18,77 +18,28 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 
-pub const IMAGE: &str = "sealrun/busybox:latest";
+/// The target every [`job`] runs on.
 pub const TARGET: &str = "test-target";
 
-/// The Docker engine, or `None` after printing `SKIPPED: no Docker engine` (a
-/// failure instead when `SEALRUN_REQUIRE_DOCKER` is set, as in CI).
-pub async fn docker() -> Option<DockerRuntime> {
-    let connected = match DockerRuntime::connect(None, &init_binary()).await {
-        Ok(rt) => rt
-            .client()
-            .ping()
-            .await
-            .map(|_| rt)
-            .map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
-    match connected {
-        Ok(rt) => {
-            ensure_image();
-            Some(rt)
-        }
-        Err(e) if std::env::var_os("SEALRUN_REQUIRE_DOCKER").is_some() => {
-            panic!("SEALRUN_REQUIRE_DOCKER is set but no Docker engine answers: {e}")
-        }
-        Err(e) => {
-            eprintln!("\n\n*** SKIPPED: no Docker engine ({e}) ***\n");
-            None
-        }
+/// The agent's Docker runtime with the kit's static shim, or `None` when
+/// [`require_docker`] says to skip.
+pub async fn docker_runtime() -> Option<DockerRuntime> {
+    if !require_docker() {
+        return None;
     }
-}
-
-/// The static `sealrun-init` shim, built by `scripts/build-init.sh` (a no-op
-/// when it is up to date, as after `scripts/test.sh`'s build step).
-pub fn init_binary() -> std::path::PathBuf {
-    static PATH: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    PATH.get_or_init(|| {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/build-init.sh");
-        let out = std::process::Command::new(script)
-            .stderr(std::process::Stdio::inherit())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {script}: {e}"));
-        assert!(out.status.success(), "{script} failed: {:?}", out.status);
-        let path = std::path::PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
-        sealrun_agent::init::check(&path).unwrap();
-        path
-    })
-    .clone()
-}
-
-/// Builds `sealrun/busybox:latest` locally (never pulled) if it is missing.
-pub fn ensure_image() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let script = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../scripts/build-busybox-image.sh"
-        );
-        let status = std::process::Command::new(script).status();
-        assert!(
-            matches!(status, Ok(s) if s.success()),
-            "{IMAGE} is missing and {script} could not build it: {status:?}"
-        );
-    });
+    let rt = DockerRuntime::connect(None, crate::init_binary())
+        .await
+        .unwrap_or_else(|e| panic!("the Docker engine answered, then refused the agent: {e}"));
+    Some(rt)
 }
 
 /// A unique agent id per test, so tests running in parallel never see (or
 /// remove) each other's containers.
-pub fn agent_id() -> String {
+pub fn unique_agent_id() -> String {
     static N: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
+        .expect("a clock after 1970")
         .subsec_nanos();
     format!(
         "test-{}-{}-{nanos}",
@@ -97,9 +48,10 @@ pub fn agent_id() -> String {
     )
 }
 
-/// A job running `argv` in the busybox image with default limits.
+/// A job running `argv` in [`IMAGE`] on [`TARGET`] with default limits, a
+/// 60 s timeout, a 500 ms cancel grace and a fresh agent id and keypair.
 pub fn job(argv: &[&str]) -> Job {
-    let agent_id = agent_id();
+    let agent_id = unique_agent_id();
     Job {
         assignment: Assignment {
             run_id: format!("run-{agent_id}"),
@@ -123,8 +75,8 @@ pub fn job(argv: &[&str]) -> Job {
 
 /// Adds a secret, sealed to the job's target key as the CLI would.
 pub fn with_secret(mut job: Job, name: &str, value: &str) -> Job {
-    let sealed =
-        sealrun_vault::seal(&job.keypair.public_key(), name, TARGET, value.as_bytes()).unwrap();
+    let sealed = sealrun_vault::seal(&job.keypair.public_key(), name, TARGET, value.as_bytes())
+        .expect("sealing succeeds");
     job.assignment.secrets.push(AssignedSecret {
         name: name.into(),
         sealed,
@@ -132,21 +84,24 @@ pub fn with_secret(mut job: Job, name: &str, value: &str) -> Job {
     job
 }
 
-/// Stores chunks as the control plane does (idempotent by seq, no gaps). Uploads
-/// wait for a permit while the sink is "stalled" (see [`MemorySink::stall`]).
-#[derive(Default)]
+/// Stores chunks as the control plane does (idempotent by seq, no gaps).
+/// Uploads wait for a permit while the sink is stalled (see
+/// [`MemorySink::stalled`]).
+#[derive(Debug, Default)]
 pub struct MemorySink {
+    /// The stored chunks, in order.
     pub chunks: Mutex<Vec<LogChunk>>,
     gate: Option<Arc<Semaphore>>,
 }
 
 impl MemorySink {
+    /// An empty sink that stores every upload at once.
     pub fn new() -> Arc<MemorySink> {
         Arc::new(MemorySink::default())
     }
 
-    /// A sink whose uploads block until [`Semaphore::add_permits`] is called on the
-    /// returned gate: a control plane that stopped answering.
+    /// A sink whose uploads block until [`Semaphore::add_permits`] is called
+    /// on the returned gate: a control plane that stopped answering.
     pub fn stalled() -> (Arc<MemorySink>, Arc<Semaphore>) {
         let gate = Arc::new(Semaphore::new(0));
         (
@@ -158,8 +113,9 @@ impl MemorySink {
         )
     }
 
+    /// The stored bytes of one stream.
     pub fn stream(&self, kind: StreamKind) -> Vec<u8> {
-        let chunks = self.chunks.lock().unwrap();
+        let chunks = self.chunks.lock().expect("the sink's lock");
         chunks
             .iter()
             .filter(|c| c.stream == kind)
@@ -167,10 +123,12 @@ impl MemorySink {
             .collect()
     }
 
+    /// The stored stdout, as text.
     pub fn stdout(&self) -> String {
         String::from_utf8_lossy(&self.stream(StreamKind::Stdout)).into_owned()
     }
 
+    /// The stored stderr, as text.
     pub fn stderr(&self) -> String {
         String::from_utf8_lossy(&self.stream(StreamKind::Stderr)).into_owned()
     }
@@ -179,10 +137,13 @@ impl MemorySink {
 impl LogSink for MemorySink {
     async fn upload(&self, chunks: &[LogChunk]) -> Result<LogUploadAck, CallError> {
         if let Some(gate) = &self.gate {
-            gate.acquire().await.unwrap().forget();
+            gate.acquire()
+                .await
+                .expect("the gate is never closed")
+                .forget();
             gate.add_permits(1);
         }
-        let mut stored = self.chunks.lock().unwrap();
+        let mut stored = self.chunks.lock().expect("the sink's lock");
         for c in chunks {
             if c.seq == stored.len() as u64 {
                 stored.push(c.clone());
@@ -203,6 +164,8 @@ pub async fn run(rt: &DockerRuntime, job: Job) -> (FinishRequest, Arc<MemorySink
     (finish, sink)
 }
 
+/// Runs `job` to its end with `sink` and `control`; asserts that no container
+/// of the job is left, and returns what would be reported.
 pub async fn run_with(
     rt: &DockerRuntime,
     job: Job,
@@ -241,21 +204,12 @@ pub async fn start_until(
 
 /// Asserts that no container labeled with `agent_id` exists any more.
 pub async fn assert_no_container_left(rt: &DockerRuntime, agent_id: &str) {
-    let left = rt.list(agent_id).await.unwrap();
+    let left = rt
+        .list(agent_id)
+        .await
+        .unwrap_or_else(|e| panic!("listing the containers of {agent_id}: {e}"));
     assert!(
         left.is_empty(),
         "containers left behind by {agent_id}: {left:?}"
     );
-}
-
-/// Waits until `cond` holds, polling every 20 ms, for at most `secs` seconds.
-pub async fn wait_until(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    while !cond() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }

@@ -1,0 +1,368 @@
+//! The one typed client of the control plane's HTTP API for tests: HTTPS
+//! pinned to the server's generated CA, a bearer token, typed `sealrun_wire`
+//! requests and responses for the common calls, and raw [`Answer`]s (status,
+//! body, content type) for tests that assert on them.
+
+use crate::wait::{WAIT, wait_for};
+use reqwest::{Method, StatusCode};
+use sealrun_vault::SealedSecret;
+use sealrun_wire::admin::{EnrollmentToken, PublicKeyView, Role, TargetSpec, TokenCreated};
+use sealrun_wire::log::{LogChunk, LogEvent, LogPage, RunEnd, StreamKind};
+use sealrun_wire::run::{RunCreated, RunRequest, RunStatus, RunView};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use std::path::Path;
+
+/// An HTTPS client trusting only the CA certificate at `ca_cert` (PEM), with
+/// a [`WAIT`] timeout on every request.
+pub fn https_client(ca_cert: &Path) -> reqwest::Client {
+    let pem = std::fs::read(ca_cert)
+        .unwrap_or_else(|e| panic!("cannot read the CA certificate {}: {e}", ca_cert.display()));
+    let ca = reqwest::Certificate::from_pem(&pem)
+        .unwrap_or_else(|e| panic!("{} is not a PEM certificate: {e}", ca_cert.display()));
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(ca)
+        .timeout(WAIT)
+        .build()
+        .expect("an HTTPS client")
+}
+
+/// `serde_json::to_value`, for request bodies.
+pub fn to_value<T: Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).expect("the value serializes to JSON")
+}
+
+/// An answer: status and body.
+#[derive(Debug)]
+pub struct Answer {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// The body, as text.
+    pub text: String,
+    /// The `content-type` header, if any.
+    pub content_type: Option<String>,
+}
+
+impl Answer {
+    /// The body as JSON; panics (with the body) if it is not.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", self.status, self.text))
+    }
+
+    /// The body as `T`; panics (with the body) if it does not parse.
+    pub fn parse<T: DeserializeOwned>(&self) -> T {
+        serde_json::from_str(&self.text)
+            .unwrap_or_else(|e| panic!("unexpected body ({e}): {} {}", self.status, self.text))
+    }
+
+    /// Asserts the status and that the body is `{"error": "..."}`; returns
+    /// the message.
+    pub fn error(&self, status: StatusCode) -> String {
+        assert_eq!(self.status, status, "{}", self.text);
+        let v = self.json();
+        let obj = v.as_object().expect("an error body is a JSON object");
+        assert_eq!(obj.len(), 1, "error body has only `error`: {v}");
+        let msg = obj["error"]
+            .as_str()
+            .expect("`error` is a string")
+            .to_owned();
+        assert!(!msg.is_empty());
+        msg
+    }
+
+    /// Asserts a 2xx status (the body is in the message otherwise).
+    pub fn ok(&self) -> &Self {
+        assert!(self.status.is_success(), "{} {}", self.status, self.text);
+        self
+    }
+}
+
+/// A user (or agent) talking to the API with one token; no token at all when
+/// the token is empty.
+#[derive(Clone, Debug)]
+pub struct Client {
+    /// `https://localhost:<port>`.
+    pub url: String,
+    /// The HTTPS client, pinned to the server's CA.
+    pub http: reqwest::Client,
+    /// The bearer token (empty: none is sent).
+    pub token: String,
+}
+
+impl Client {
+    /// A client of `url` with `http` (see [`https_client`]) and `token`.
+    pub fn new(url: &str, http: reqwest::Client, token: &str) -> Client {
+        Client {
+            url: url.to_owned(),
+            http,
+            token: token.to_owned(),
+        }
+    }
+
+    /// The same client with another token.
+    pub fn with_token(&self, token: &str) -> Client {
+        Client {
+            token: token.to_owned(),
+            ..self.clone()
+        }
+    }
+
+    /// Any request, with an optional JSON body.
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
+        let mut req = self
+            .http
+            .request(method.clone(), format!("{}{}", self.url, path));
+        if !self.token.is_empty() {
+            req = req.bearer_auth(&self.token);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let status = resp.status();
+        let content_type = resp
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().expect("an ASCII content-type").to_owned());
+        let text = resp
+            .text()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: reading the body: {e}"));
+        Answer {
+            status,
+            text,
+            content_type,
+        }
+    }
+
+    /// `GET path`.
+    pub async fn get(&self, path: &str) -> Answer {
+        self.call(Method::GET, path, None).await
+    }
+
+    /// `POST path` with a JSON body.
+    pub async fn post(&self, path: &str, body: Value) -> Answer {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    /// `PUT path` with a JSON body.
+    pub async fn put(&self, path: &str, body: Value) -> Answer {
+        self.call(Method::PUT, path, Some(body)).await
+    }
+
+    /// `DELETE path`.
+    pub async fn delete(&self, path: &str) -> Answer {
+        self.call(Method::DELETE, path, None).await
+    }
+
+    /// Whether `GET /health` answers 200 (false when nothing answers).
+    pub async fn health(&self) -> bool {
+        matches!(self.http.get(format!("{}/health", self.url)).send().await, Ok(r) if r.status().is_success())
+    }
+
+    /// A new token with `role` (named `name`), as a client.
+    pub async fn token(&self, name: &str, role: Role) -> Client {
+        let a = self
+            .post("/v1/tokens", json!({"name": name, "role": role}))
+            .await;
+        assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
+        let created: TokenCreated = a.parse();
+        self.with_token(&created.token)
+    }
+
+    /// Declares (or replaces) a target from its full spec.
+    pub async fn put_target(&self, spec: &TargetSpec) {
+        let a = self
+            .put(&format!("/v1/targets/{}", spec.name), to_value(spec))
+            .await;
+        assert!(a.status.is_success(), "{}", a.text);
+    }
+
+    /// Declares target `name` in the default pool, running [`crate::IMAGE`].
+    pub async fn declare_target(&self, name: &str) {
+        self.declare_target_in(name, "default").await;
+    }
+
+    /// Declares target `name` in `pool`, running [`crate::IMAGE`] with a
+    /// 600 s timeout.
+    pub async fn declare_target_in(&self, name: &str, pool: &str) {
+        let spec: TargetSpec = serde_json::from_value(json!({
+            "name": name, "image": crate::IMAGE, "pool": pool, "timeout_secs": 600,
+        }))
+        .expect("a valid target spec");
+        self.put_target(&spec).await;
+    }
+
+    /// A fresh enrollment token for `pool`.
+    pub async fn enrollment_token(&self, pool: &str) -> String {
+        let a = self
+            .post(&format!("/v1/pools/{pool}/enrollment-tokens"), json!({}))
+            .await;
+        assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
+        a.parse::<EnrollmentToken>().token
+    }
+
+    /// Submits a run; returns its id.
+    pub async fn submit_request(&self, request: &RunRequest) -> String {
+        let a = self.post("/v1/runs", to_value(request)).await;
+        assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
+        a.parse::<RunCreated>().id
+    }
+
+    /// Submits `argv` on `target` with `secrets`; returns the run's id.
+    pub async fn submit(&self, target: &str, argv: &[&str], secrets: &[&str]) -> String {
+        let mut request = run_request(target, argv);
+        request.secrets = secrets.iter().map(|s| (*s).to_owned()).collect();
+        self.submit_request(&request).await
+    }
+
+    /// `GET /v1/runs/{id}`.
+    pub async fn run(&self, id: &str) -> RunView {
+        let a = self.get(&format!("/v1/runs/{id}")).await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+        a.parse()
+    }
+
+    /// `POST /v1/runs/{id}/cancel`, expecting success.
+    pub async fn cancel(&self, id: &str) {
+        self.post(&format!("/v1/runs/{id}/cancel"), json!({}))
+            .await
+            .ok();
+    }
+
+    /// Seals `value` for `target` with its published key, as the CLI does,
+    /// and stores it; returns what was stored.
+    pub async fn set_secret(&self, target: &str, name: &str, value: &[u8]) -> SealedSecret {
+        let key: PublicKeyView = self
+            .get(&format!("/v1/targets/{target}/public-key"))
+            .await
+            .ok()
+            .parse();
+        let pk = sealrun_vault::PublicKey::from_base64(&key.key).expect("a valid public key");
+        let sealed = sealrun_vault::seal(&pk, name, target, value).expect("sealing succeeds");
+        let a = self
+            .put(
+                &format!("/v1/targets/{target}/secrets/{name}"),
+                to_value(&sealed),
+            )
+            .await;
+        assert!(a.status.is_success(), "{}", a.text);
+        sealed
+    }
+
+    /// Waits until the run has status `status`.
+    pub async fn wait_status(&self, id: &str, status: RunStatus) -> RunView {
+        wait_for(&format!("run {id} to be {status}"), || async {
+            let run = self.run(id).await;
+            (run.status == status).then_some(run)
+        })
+        .await
+    }
+
+    /// Waits until the run reaches a terminal status.
+    pub async fn wait_terminal(&self, id: &str) -> RunView {
+        wait_for(&format!("run {id} to end"), || async {
+            let run = self.run(id).await;
+            run.status.is_terminal().then_some(run)
+        })
+        .await
+    }
+
+    /// Every stored chunk of the run, in order (all pages).
+    pub async fn logs(&self, id: &str) -> Vec<LogChunk> {
+        let mut chunks = Vec::new();
+        loop {
+            let page: LogPage = self
+                .get(&format!("/v1/runs/{id}/logs?after={}", chunks.len()))
+                .await
+                .ok()
+                .parse();
+            if page.chunks.is_empty() {
+                return chunks;
+            }
+            chunks.extend(page.chunks);
+        }
+    }
+
+    /// The stored bytes of one stream of the run.
+    pub async fn output(&self, id: &str, stream: StreamKind) -> Vec<u8> {
+        self.logs(id)
+            .await
+            .into_iter()
+            .filter(|c| c.stream == stream)
+            .flat_map(|c| c.data.0)
+            .collect()
+    }
+
+    /// The stored stdout of the run, as text.
+    pub async fn stdout(&self, id: &str) -> String {
+        String::from_utf8_lossy(&self.output(id, StreamKind::Stdout).await).into_owned()
+    }
+
+    /// The stored stderr of the run, as text.
+    pub async fn stderr(&self, id: &str) -> String {
+        String::from_utf8_lossy(&self.output(id, StreamKind::Stderr).await).into_owned()
+    }
+
+    /// Polls the run's stored stdout until it contains `needle`.
+    pub async fn wait_output(&self, id: &str, needle: &str) {
+        wait_for(&format!("run {id} to print {needle:?}"), || async {
+            self.stdout(id).await.contains(needle).then_some(())
+        })
+        .await;
+    }
+
+    /// Follows the run's log (`?follow=true`, NDJSON) until the run ends and
+    /// returns how it ended: the fastest way to learn that a run is over.
+    pub async fn follow(&self, id: &str) -> RunEnd {
+        let mut resp = self
+            .http
+            .get(format!("{}/v1/runs/{id}/logs?follow=true", self.url))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("follow {id}: {e}"));
+        assert!(resp.status().is_success(), "follow {id}: {}", resp.status());
+        let mut buf: Vec<u8> = Vec::new();
+        loop {
+            while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=pos).collect();
+                if line.len() > 1 {
+                    let event: LogEvent =
+                        serde_json::from_slice(&line).expect("a log event per line");
+                    if let LogEvent::End(end) = event {
+                        return end;
+                    }
+                }
+            }
+            match resp
+                .chunk()
+                .await
+                .unwrap_or_else(|e| panic!("follow {id}: {e}"))
+            {
+                Some(bytes) => buf.extend_from_slice(&bytes),
+                None => panic!("the log of {id} ended without an end event"),
+            }
+        }
+    }
+}
+
+/// A run request for `argv` on `target`, everything else default.
+pub fn run_request(target: &str, argv: &[&str]) -> RunRequest {
+    RunRequest {
+        target: target.to_owned(),
+        argv: argv.iter().map(|s| (*s).to_owned()).collect(),
+        env: Default::default(),
+        secrets: vec![],
+        timeout_secs: None,
+        image: None,
+        source: Default::default(),
+    }
+}

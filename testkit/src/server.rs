@@ -1,0 +1,319 @@
+//! Control planes for tests: [`InProcessServer`] (the `sealrun_api` library
+//! serving on a task of the test's runtime) and [`ServerProcess`] (a
+//! `sealrun server` subprocess that can be killed and restarted in place).
+//! Both are a [`ControlPlane`]: a URL, a CA, an org admin token, clients.
+
+use crate::client::{Client, https_client};
+use crate::process::{Cli, Daemon, free_port, sibling};
+use sealrun_api::{Server, ServerConfig, Settings};
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use std::time::Duration;
+
+/// What every control plane of the kit offers a test.
+pub trait ControlPlane {
+    /// `https://localhost:<port>`.
+    fn url(&self) -> &str;
+    /// The generated CA clients pin.
+    fn ca_cert(&self) -> &Path;
+    /// The first org's admin token.
+    fn admin_token(&self) -> &str;
+    /// The HTTPS client pinned to [`ControlPlane::ca_cert`].
+    fn http(&self) -> &reqwest::Client;
+    /// The server's data directory.
+    fn data_dir(&self) -> &Path;
+
+    /// A client holding `token` (none at all when empty).
+    fn client(&self, token: &str) -> Client {
+        Client::new(self.url(), self.http().clone(), token)
+    }
+
+    /// The first org's admin.
+    fn admin(&self) -> Client {
+        self.client(self.admin_token())
+    }
+
+    /// A client with no token at all.
+    fn anonymous(&self) -> Client {
+        self.client("")
+    }
+
+    /// The `sealrun` CLI of this control plane with `token` (its `HOME` is
+    /// the data directory, which holds no profile).
+    fn cli(&self, token: &str) -> Cli {
+        Cli {
+            url: self.url().to_owned(),
+            token: token.to_owned(),
+            ca_cert: self.ca_cert().to_owned(),
+            home: self.data_dir().to_owned(),
+        }
+    }
+}
+
+/// Settings that keep tests quick: a 500 ms long poll, a 100 ms lease sweep,
+/// a 2 s shutdown grace.
+pub fn quick_settings() -> Settings {
+    Settings {
+        poll_timeout: Duration::from_millis(500),
+        lease_sweep_interval: Duration::from_millis(100),
+        shutdown_grace: Duration::from_secs(2),
+        ..Settings::default()
+    }
+}
+
+/// A server running in this process, in org `acme`, on a free loopback port.
+/// Dropping it aborts the serving task; [`InProcessServer::stop`] shuts it
+/// down gracefully and checks it stopped without an error.
+#[derive(Debug)]
+pub struct InProcessServer {
+    /// `https://localhost:<port>`.
+    pub url: String,
+    /// The HTTPS client pinned to the server's CA.
+    pub http: reqwest::Client,
+    /// The org's first admin token.
+    pub admin_token: String,
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// The generated CA certificate.
+    pub ca_cert: PathBuf,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<(), sealrun_api::Error>>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl InProcessServer {
+    /// A server with [`quick_settings`] in a temporary directory of its own.
+    pub async fn start() -> InProcessServer {
+        InProcessServer::start_with(quick_settings()).await
+    }
+
+    /// A server with `settings` in a temporary directory of its own.
+    pub async fn start_with(settings: Settings) -> InProcessServer {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let mut server = InProcessServer::start_in(dir.path(), settings).await;
+        server._dir = Some(dir);
+        server
+    }
+
+    /// A server with `settings` keeping its data in `dir/data` (and its
+    /// admin token in `dir/admin.token`); `dir` outlives the server.
+    pub async fn start_in(dir: &Path, settings: Settings) -> InProcessServer {
+        InProcessServer::start_config(ServerConfig {
+            data_dir: dir.join("data"),
+            listen: "127.0.0.1:0".parse().expect("an address"),
+            org_name: "acme".into(),
+            admin_token_file: Some(dir.join("admin.token")),
+            settings,
+            ..ServerConfig::default()
+        })
+        .await
+    }
+
+    /// A server with a full `config` (its `admin_token_file` must be set).
+    pub async fn start_config(config: ServerConfig) -> InProcessServer {
+        let data_dir = config.data_dir.clone();
+        let token_file = config
+            .admin_token_file
+            .clone()
+            .expect("the kit reads the admin token from admin_token_file");
+        let server = Server::bind(config)
+            .await
+            .unwrap_or_else(|e| panic!("the control plane did not start: {e}"));
+        let url = format!("https://localhost:{}", server.local_addr().port());
+        let ca_cert = server
+            .ca_cert_path()
+            .expect("a server with a generated CA")
+            .to_owned();
+        let http = https_client(&ca_cert);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async {
+            let _ = stopped.await;
+        }));
+        let admin_token = read_token(&token_file);
+        InProcessServer {
+            url,
+            http,
+            admin_token,
+            data_dir,
+            ca_cert,
+            stop: Some(stop),
+            task: Some(task),
+            _dir: None,
+        }
+    }
+
+    /// The SQLite database.
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("sealrun.db")
+    }
+
+    /// A second org (created offline, while the server runs); its admin.
+    pub fn create_org(&self, name: &str) -> Client {
+        let token = sealrun_api::create_org(&self.data_dir, name)
+            .unwrap_or_else(|e| panic!("cannot create org {name}: {e}"));
+        self.client(&token)
+    }
+
+    /// Shuts the server down gracefully; fails the test if it stopped with
+    /// an error.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await
+                .expect("the server task did not panic")
+                .expect("the server stopped without an error");
+        }
+    }
+}
+
+impl Drop for InProcessServer {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+/// Implements [`ControlPlane`] for a server type with the public fields
+/// `url`, `ca_cert`, `admin_token`, `data_dir` and `http: reqwest::Client`.
+macro_rules! control_plane {
+    ($server:ty) => {
+        impl ControlPlane for $server {
+            fn url(&self) -> &str {
+                &self.url
+            }
+            fn ca_cert(&self) -> &Path {
+                &self.ca_cert
+            }
+            fn admin_token(&self) -> &str {
+                &self.admin_token
+            }
+            fn http(&self) -> &reqwest::Client {
+                &self.http
+            }
+            fn data_dir(&self) -> &Path {
+                &self.data_dir
+            }
+        }
+    };
+}
+
+control_plane!(InProcessServer);
+
+fn read_token(file: &Path) -> String {
+    std::fs::read_to_string(file)
+        .unwrap_or_else(|e| panic!("cannot read the admin token {}: {e}", file.display()))
+        .trim()
+        .to_owned()
+}
+
+/// A `sealrun server` process on a fixed port, so it can be restarted in
+/// place. Its log is `server-<port>.log` next to its data directory.
+#[derive(Debug)]
+pub struct ServerProcess {
+    daemon: Daemon,
+    /// The HTTPS client pinned to [`ServerProcess::ca_cert`].
+    pub http: reqwest::Client,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+    /// `127.0.0.1` port it listens on.
+    pub port: u16,
+    /// `https://localhost:<port>`.
+    pub url: String,
+    /// The generated CA clients pin (`data_dir/tls/ca.pem`).
+    pub ca_cert: PathBuf,
+    /// The org's first admin token.
+    pub admin_token: String,
+}
+
+impl ServerProcess {
+    /// Starts a server on a free port with `data_dir` (created if needed) and
+    /// waits until it answers `/health`.
+    pub async fn start(data_dir: &Path, extra_args: &[&str]) -> ServerProcess {
+        ServerProcess::start_on(data_dir, free_port(), extra_args).await
+    }
+
+    /// Starts a server on `port`.
+    pub async fn start_on(data_dir: &Path, port: u16, extra_args: &[&str]) -> ServerProcess {
+        let token_file = data_dir.join("admin.token");
+        let mut args: Vec<String> = vec![
+            "server".into(),
+            "--data-dir".into(),
+            data_dir.display().to_string(),
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+            "--admin-token-file".into(),
+            token_file.display().to_string(),
+        ];
+        args.extend(extra_args.iter().map(|s| (*s).to_owned()));
+        let log = sibling(data_dir, &format!("server-{port}.log"));
+        let mut daemon = Daemon::spawn("sealrun server", args, vec![], log);
+        let url = format!("https://localhost:{port}");
+        let ca_cert = data_dir.join("tls").join("ca.pem");
+        let http = ServerProcess::wait_ready(&mut daemon, &url, &ca_cert, &token_file).await;
+        ServerProcess {
+            daemon,
+            http,
+            data_dir: data_dir.to_owned(),
+            port,
+            url,
+            ca_cert,
+            admin_token: read_token(&token_file),
+        }
+    }
+
+    /// Waits until the server has written its CA and admin token and answers
+    /// `/health`; the HTTPS client pinned to its CA.
+    async fn wait_ready(
+        daemon: &mut Daemon,
+        url: &str,
+        ca_cert: &Path,
+        token_file: &Path,
+    ) -> reqwest::Client {
+        daemon
+            .wait_for("the server to answer /health", || async {
+                if !(ca_cert.exists() && token_file.exists()) {
+                    return None;
+                }
+                let http = https_client(ca_cert);
+                Client::new(url, http.clone(), "")
+                    .health()
+                    .await
+                    .then_some(http)
+            })
+            .await
+    }
+
+    /// Process id.
+    pub fn pid(&self) -> u32 {
+        self.daemon.pid()
+    }
+
+    /// SIGKILL: the control plane vanishes without a goodbye.
+    pub fn kill(&mut self) {
+        self.daemon.kill();
+    }
+
+    /// SIGTERM, then waits (up to 30 s) for a graceful exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        self.daemon.terminate(Duration::from_secs(30))
+    }
+
+    /// Starts the stopped server again, same data directory, port and flags.
+    pub async fn restart(&mut self) {
+        self.daemon.respawn();
+        let token_file = self.data_dir.join("admin.token");
+        self.http =
+            ServerProcess::wait_ready(&mut self.daemon, &self.url, &self.ca_cert, &token_file)
+                .await;
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        self.daemon.log_text()
+    }
+}
+
+control_plane!(ServerProcess);

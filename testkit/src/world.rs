@@ -1,0 +1,153 @@
+//! [`World`]: a control plane, an agent serving one target, and the org's
+//! admin, cleaned up on drop (agent first, then the server, then the
+//! temporary directory: no container, process or file is left behind).
+
+use crate::agent::{AgentProcess, FakeAgent};
+use crate::client::{Client, run_request};
+use crate::docker::{IMAGE, containers_of};
+use crate::server::{ControlPlane, InProcessServer, ServerProcess, quick_settings};
+use sealrun_api::Settings;
+use sealrun_wire::admin::TargetSpec;
+use sealrun_wire::run::RunRequest;
+
+/// A control plane `S` with an agent `A` serving [`World::target`], and the
+/// first org's admin. Two kinds exist, for what the suites need:
+///
+/// - [`World::in_process`]: the `sealrun_api` library serving in this
+///   process ([`InProcessServer`]) and a [`FakeAgent`] speaking the protocol
+///   with reqwest, serving target `db` (no Docker);
+/// - [`World::spawned`]: `sealrun server` and `sealrun agent` subprocesses
+///   ([`ServerProcess`], [`AgentProcess`]) running commands in Docker,
+///   serving target `e2e`.
+#[derive(Debug)]
+pub struct World<S: ControlPlane, A> {
+    // Fields drop in order: the agent before the server, both before their files.
+    /// The agent.
+    pub agent: A,
+    /// The control plane.
+    pub server: S,
+    /// A client holding the first org's admin token.
+    pub admin: Client,
+    /// The target the agent serves.
+    pub target: String,
+    /// The world's temporary directory (`server/`, `agent/`, the logs).
+    pub dir: tempfile::TempDir,
+}
+
+/// A [`World::in_process`] world.
+pub type InProcessWorld = World<InProcessServer, FakeAgent>;
+/// A [`World::spawned`] world.
+pub type SpawnedWorld = World<ServerProcess, AgentProcess>;
+
+impl<S: ControlPlane, A> World<S, A> {
+    /// A run request for `argv` on the world's target.
+    pub fn request(&self, argv: &[&str]) -> RunRequest {
+        run_request(&self.target, argv)
+    }
+
+    /// Submits `argv` on the world's target as the admin; the run's id.
+    pub async fn submit(&self, argv: &[&str]) -> String {
+        self.admin.submit_request(&self.request(argv)).await
+    }
+}
+
+impl World<InProcessServer, FakeAgent> {
+    /// An in-process world with [`quick_settings`].
+    pub async fn in_process() -> Self {
+        World::in_process_with(quick_settings()).await
+    }
+
+    /// An in-process world with `settings`: org `acme`, target `db`, fake
+    /// agent `agent-1` connected with a fresh key.
+    pub async fn in_process_with(settings: Settings) -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let server = InProcessServer::start_in(dir.path(), settings).await;
+        let admin = server.admin();
+        let target = "db".to_owned();
+        admin.declare_target(&target).await;
+        let agent = FakeAgent::enroll(&server, &admin, "agent-1", &[&target]).await;
+        World {
+            agent,
+            server,
+            admin,
+            target,
+            dir,
+        }
+    }
+}
+
+/// How a [`World::spawned_with`] is set up.
+#[derive(Clone, Debug)]
+pub struct WorldOptions {
+    /// Extra `sealrun server` flags.
+    pub server_args: Vec<String>,
+    /// Extra `sealrun agent` flags.
+    pub agent_args: Vec<String>,
+    /// The target's run timeout.
+    pub target_timeout_secs: u64,
+}
+
+impl Default for WorldOptions {
+    fn default() -> Self {
+        WorldOptions {
+            server_args: vec![],
+            agent_args: vec![],
+            target_timeout_secs: 300,
+        }
+    }
+}
+
+impl World<ServerProcess, AgentProcess> {
+    /// A world of `sealrun` subprocesses with default options. Needs Docker
+    /// (check [`crate::require_docker`] first).
+    pub async fn spawned() -> Self {
+        World::spawned_with(WorldOptions::default()).await
+    }
+
+    /// A world of `sealrun` subprocesses: target `e2e` (image [`IMAGE`]) and
+    /// agent `e2e-agent` connected and serving it.
+    pub async fn spawned_with(options: WorldOptions) -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let server_args: Vec<&str> = options.server_args.iter().map(String::as_str).collect();
+        let server = ServerProcess::start(&dir.path().join("server"), &server_args).await;
+        let admin = server.admin();
+        let target = "e2e".to_owned();
+        admin
+            .put_target(&TargetSpec {
+                name: target.clone(),
+                private_network: "test".into(),
+                pool: TargetSpec::default_pool(),
+                image: IMAGE.into(),
+                network: None,
+                limits: Default::default(),
+                timeout_secs: options.target_timeout_secs,
+                user: None,
+            })
+            .await;
+        let enrollment = admin.enrollment_token("default").await;
+        let agent_args: Vec<&str> = options.agent_args.iter().map(String::as_str).collect();
+        let mut agent = AgentProcess::start(
+            &server,
+            &dir.path().join("agent"),
+            "e2e-agent",
+            &[&target],
+            Some(&enrollment),
+            &agent_args,
+        )
+        .await;
+        agent.wait_connected(&admin, &[&target]).await;
+        World {
+            agent,
+            server,
+            admin,
+            target,
+            dir,
+        }
+    }
+
+    /// Asserts that no container of the world's agent exists.
+    pub fn assert_no_containers(&self) {
+        let left = containers_of(&self.agent.id);
+        assert!(left.is_empty(), "containers left behind: {left:?}");
+    }
+}
