@@ -1,5 +1,5 @@
 //! Control planes for tests: [`InProcessServer`] (the `sealrun_api` library
-//! serving on a task of the test's runtime) and [`ServerProcess`] (a
+//! serving on a runtime and thread of its own) and [`ServerProcess`] (a
 //! `sealrun server` subprocess that can be killed and restarted in place).
 //! Both are a [`ControlPlane`]: a URL, a CA, an org admin token, clients.
 
@@ -62,8 +62,13 @@ pub fn quick_settings() -> Settings {
 }
 
 /// A server running in this process, in org `acme`, on a free loopback port.
-/// Dropping it aborts the serving task; [`InProcessServer::stop`] shuts it
-/// down gracefully and checks it stopped without an error.
+///
+/// It serves on a tokio runtime of its own, on a thread of its own, so that
+/// dropping it can wait for the server to be gone: dropping it shuts the
+/// server down gracefully and joins its thread (the database writer is
+/// stopped and its files closed) before its temporary directory is removed,
+/// so no test leaves a directory behind. [`InProcessServer::stop`] does the
+/// same from async code and checks the server stopped without an error.
 #[derive(Debug)]
 pub struct InProcessServer {
     /// `https://localhost:<port>`.
@@ -77,7 +82,8 @@ pub struct InProcessServer {
     /// The generated CA certificate.
     pub ca_cert: PathBuf,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<Result<(), sealrun_api::Error>>>,
+    thread: Option<std::thread::JoinHandle<Result<(), sealrun_api::Error>>>,
+    /// Declared last: dropped after the server's thread was joined.
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -116,19 +122,38 @@ impl InProcessServer {
             .admin_token_file
             .clone()
             .expect("the kit reads the admin token from admin_token_file");
-        let server = Server::bind(config)
-            .await
-            .unwrap_or_else(|e| panic!("the control plane did not start: {e}"));
-        let url = format!("https://localhost:{}", server.local_addr().port());
-        let ca_cert = server
-            .ca_cert_path()
-            .expect("a server with a generated CA")
-            .to_owned();
-        let http = https_client(&ca_cert);
+        let (ready, bound) = tokio::sync::oneshot::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(server.run(async {
-            let _ = stopped.await;
-        }));
+        let thread = std::thread::Builder::new()
+            .name("sealrun-test-server".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .expect("a tokio runtime for the test server");
+                runtime.block_on(async move {
+                    let server = Server::bind(config)
+                        .await
+                        .unwrap_or_else(|e| panic!("the control plane did not start: {e}"));
+                    let url = format!("https://localhost:{}", server.local_addr().port());
+                    let ca_cert = server
+                        .ca_cert_path()
+                        .expect("a server with a generated CA")
+                        .to_owned();
+                    let _ = ready.send((url, ca_cert));
+                    server
+                        .run(async {
+                            let _ = stopped.await;
+                        })
+                        .await
+                })
+            })
+            .expect("a thread for the test server");
+        let (url, ca_cert) = bound
+            .await
+            .expect("the control plane did not start (see the panic above)");
+        let http = https_client(&ca_cert);
         let admin_token = read_token(&token_file);
         InProcessServer {
             url,
@@ -137,7 +162,7 @@ impl InProcessServer {
             data_dir,
             ca_cert,
             stop: Some(stop),
-            task: Some(task),
+            thread: Some(thread),
             _dir: None,
         }
     }
@@ -160,9 +185,11 @@ impl InProcessServer {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        if let Some(task) = self.task.take() {
-            task.await
-                .expect("the server task did not panic")
+        if let Some(thread) = self.thread.take() {
+            tokio::task::spawn_blocking(move || thread.join())
+                .await
+                .expect("joining the server's thread")
+                .expect("the server's thread did not panic")
                 .expect("the server stopped without an error");
         }
     }
@@ -170,8 +197,15 @@ impl InProcessServer {
 
 impl Drop for InProcessServer {
     fn drop(&mut self) {
-        if let Some(task) = &self.task {
-            task.abort();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        // Blocking here is fine: the server runs on its own runtime, so it
+        // shuts down (within its shutdown grace) without this thread.
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() && !std::thread::panicking() {
+                panic!("the test server's thread panicked");
+            }
         }
     }
 }
