@@ -296,11 +296,7 @@ fn modules(root: &Path) -> Vec<Module> {
                 inline.push((name, open..close));
             }
         }
-        out.push(Module {
-            path,
-            code,
-            inline,
-        });
+        out.push(Module { path, code, inline });
     }
     out
 }
