@@ -1,13 +1,14 @@
 //! Org administration: user tokens, pools, enrollment tokens, agents.
 
 use crate::caller::{Principal, User};
+use crate::credentials::issue;
 use crate::error::{Error, Object};
 use crate::permissions::Action;
 use crate::queue;
 use crate::service::Control;
 use crate::store::tokens::TokenRecord;
 use crate::store::{self, now_ms};
-use crate::token::{self, TokenKind};
+use crate::token::TokenKind;
 use sealrun_wire::admin::{
     AgentView, EnrollmentToken, EnrollmentTokenView, PoolView, TokenCreate, TokenCreated,
     TokenView, Whoami,
@@ -53,10 +54,8 @@ impl Control {
         let user = user.clone();
         self.db
             .write(move |tx| {
-                let new = token::mint(TokenKind::User);
-                let at = store::tokens::insert(
+                let (new, at) = issue(
                     tx,
-                    &new,
                     &TokenRecord {
                         org_id: user.org_id,
                         kind: TokenKind::User,
@@ -66,13 +65,7 @@ impl Control {
                         agent_id: None,
                         expires_ms: None,
                     },
-                )?;
-                store::audit::append(
-                    tx,
-                    user.org_id,
                     &user.actor(),
-                    "token.issued",
-                    &format!("token:{}", new.id),
                     json!({"name": req.name, "role": req.role.as_str()}),
                 )?;
                 Ok(TokenCreated {
@@ -197,12 +190,10 @@ impl Control {
             .write(move |tx| {
                 let pool_id = store::pools::id(tx, user.org_id, &pool)?
                     .ok_or_else(|| Error::not_found(Object::Pool, pool.clone()))?;
-                let new = token::mint(TokenKind::Enrollment);
                 let expires =
                     now_ms().saturating_add(i64::try_from(ttl * 1000).unwrap_or(i64::MAX));
-                store::tokens::insert(
+                let (new, _) = issue(
                     tx,
-                    &new,
                     &TokenRecord {
                         org_id: user.org_id,
                         kind: TokenKind::Enrollment,
@@ -212,13 +203,7 @@ impl Control {
                         agent_id: None,
                         expires_ms: Some(expires),
                     },
-                )?;
-                store::audit::append(
-                    tx,
-                    user.org_id,
                     &user.actor(),
-                    "token.issued",
-                    &format!("token:{}", new.id),
                     json!({"kind": "enrollment", "pool": pool, "expires_at_ms": expires}),
                 )?;
                 Ok(EnrollmentToken {

@@ -2,11 +2,37 @@
 //! throttle on `auth.failed` audit entries.
 
 use crate::caller::Principal;
-use crate::store::now_ms;
-use crate::token::{self, TokenKind};
+use crate::error::Error;
+use crate::store::tokens::TokenRecord;
+use crate::store::{self, Tx, now_ms};
+use crate::token::{self, NewToken, TokenKind};
+use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// Issues a token: mints it, stores its hash as `record` says, and audits
+/// `token.issued` by `actor` with `detail` (which never holds the value).
+/// Returns the new token (its value is shown once, by the caller) and when
+/// it was created.
+pub(crate) fn issue(
+    tx: &Tx<'_>,
+    record: &TokenRecord<'_>,
+    actor: &str,
+    detail: Value,
+) -> Result<(NewToken, i64), Error> {
+    let new = token::mint(record.kind);
+    let at = store::tokens::insert(tx, &new, record)?;
+    store::audit::append(
+        tx,
+        record.org_id,
+        actor,
+        "token.issued",
+        &format!("token:{}", new.id),
+        detail,
+    )?;
+    Ok((new, at))
+}
 
 /// A principal as verified from the database, with what re-verifying a
 /// later presentation of the same token needs.

@@ -2,6 +2,7 @@
 //! and its first admin token.
 
 use crate::caller::SYSTEM;
+use crate::credentials::issue;
 use crate::error::OpenError;
 use crate::store::{self, Standalone, Tx, now_ms};
 use crate::token::{self, TokenKind};
@@ -62,10 +63,10 @@ fn seed_org(tx: &Tx<'_>, name: &str) -> Result<token::NewToken, crate::error::Er
     let now = now_ms();
     let org_id = store::orgs::insert(tx, name, now)?;
     store::pools::insert(tx, org_id, DEFAULT_POOL, now)?;
-    let admin = token::mint(TokenKind::User);
-    store::tokens::insert(
+    store::audit::append(tx, org_id, SYSTEM, "org.created", name, json!({}))?;
+    store::audit::append(tx, org_id, SYSTEM, "pool.created", DEFAULT_POOL, json!({}))?;
+    let (admin, _) = issue(
         tx,
-        &admin,
         &store::tokens::TokenRecord {
             org_id,
             kind: TokenKind::User,
@@ -75,15 +76,7 @@ fn seed_org(tx: &Tx<'_>, name: &str) -> Result<token::NewToken, crate::error::Er
             agent_id: None,
             expires_ms: None,
         },
-    )?;
-    store::audit::append(tx, org_id, SYSTEM, "org.created", name, json!({}))?;
-    store::audit::append(tx, org_id, SYSTEM, "pool.created", DEFAULT_POOL, json!({}))?;
-    store::audit::append(
-        tx,
-        org_id,
         SYSTEM,
-        "token.issued",
-        &format!("token:{}", admin.id),
         json!({"name": "initial admin", "role": "admin"}),
     )?;
     Ok(admin)
