@@ -95,8 +95,13 @@ impl From<sealrun_control::Error> for ApiError {
             E::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             E::LimitReached(_) => StatusCode::TOO_MANY_REQUESTS,
             E::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            // The cause was logged where it happened.
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
+            // The cause was logged where it happened, and is not shown.
+            E::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            // A kind this edge does not know yet: fail closed, visibly.
+            _ => {
+                tracing::error!(error = %e, "a domain error without a status");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         };
         ApiError::new(status, e.to_string())
     }
@@ -118,5 +123,41 @@ impl IntoResponse for ApiError {
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sealrun_control::{Error as E, Object};
+
+    fn status(e: E) -> StatusCode {
+        ApiError::from(e).status
+    }
+
+    #[test]
+    fn each_kind_of_domain_error_has_its_status() {
+        let cases = [
+            (E::not_found(Object::Run, "r"), StatusCode::NOT_FOUND),
+            (E::Invalid("x".into()), StatusCode::BAD_REQUEST),
+            (E::TooLarge("x".into()), StatusCode::PAYLOAD_TOO_LARGE),
+            (E::Conflict("x".into()), StatusCode::CONFLICT),
+            (E::Forbidden("x".into()), StatusCode::FORBIDDEN),
+            (E::Unauthenticated("x".into()), StatusCode::UNAUTHORIZED),
+            (E::LimitReached("x".into()), StatusCode::TOO_MANY_REQUESTS),
+            (E::Unavailable("x".into()), StatusCode::SERVICE_UNAVAILABLE),
+            (E::internal("x"), StatusCode::INTERNAL_SERVER_ERROR),
+        ];
+        for (e, expected) in cases {
+            assert_eq!(status(e.clone()), expected, "{e:?}");
+        }
+    }
+
+    #[test]
+    fn an_internal_error_answers_without_its_cause() {
+        let answer = ApiError::from(E::internal("database /var/lib/x.db: disk I/O error"));
+        assert_eq!(answer.message, "internal error (see the server log)");
+        // Positive control: the cause was kept for the log.
+        assert!(E::internal("disk I/O error").detail().contains("disk I/O"));
     }
 }

@@ -1,4 +1,8 @@
 //! Who is calling: the identities every domain operation takes.
+//!
+//! They are `#[non_exhaustive]`: only the domain makes them (from a verified
+//! token, `Control::authenticate`, or a linked Slack user,
+//! `Control::slack_member`), so an adapter cannot make up a caller.
 
 use crate::error::Error;
 use crate::permissions::Action;
@@ -6,6 +10,7 @@ use sealrun_wire::admin::Role;
 
 /// A person or program with a role in an org (a user token).
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct User {
     /// The org's id.
     pub org_id: i64,
@@ -33,6 +38,7 @@ impl User {
 
 /// An enrolled agent (an agent token).
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Agent {
     /// The org's id.
     pub org_id: i64,
@@ -59,6 +65,7 @@ impl Agent {
 
 /// The holder of an enrollment token.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Enroller {
     /// The org's id.
     pub org_id: i64,
@@ -121,11 +128,12 @@ impl Principal {
 
 /// The actor the control plane records for what it does on its own (lease
 /// expiry, a run failed because its secret was deleted, an org created).
-pub const SYSTEM: &str = "system";
+pub(crate) const SYSTEM: &str = "system";
 
 /// Someone acting in an org through an adapter: a user token, or a Slack
 /// user linked to the org. What runs record and the audit trail names.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Member {
     /// The org's id.
     pub org_id: i64,

@@ -74,7 +74,20 @@ pub enum Error {
     Unavailable(String),
     /// A bug or an I/O failure; the cause went to the log, not the caller.
     #[error("internal error (see the server log)")]
-    Internal,
+    Internal(Cause),
+}
+
+/// What went wrong inside, for the log and for offline tools that have no
+/// log (`create-org`); never shown to a caller of the API (it may name files
+/// or SQL). Not `Display`, so it cannot end up in a message by accident.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cause(String);
+
+impl Cause {
+    /// The cause, as logged.
+    pub fn message(&self) -> &str {
+        &self.0
+    }
 }
 
 impl Error {
@@ -111,8 +124,17 @@ impl Error {
 
     /// Logs `cause` (it may name files or SQL) and hides it from the caller.
     pub fn internal(cause: impl fmt::Display) -> Error {
+        let cause = cause.to_string();
         tracing::error!(error = %cause, "internal error");
-        Error::Internal
+        Error::Internal(Cause(cause))
+    }
+
+    /// The cause of an [`Error::Internal`], else the message.
+    pub fn detail(&self) -> String {
+        match self {
+            Error::Internal(cause) => cause.message().to_owned(),
+            other => other.to_string(),
+        }
     }
 
     /// The control plane is stopping.

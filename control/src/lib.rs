@@ -13,7 +13,7 @@
 //!
 //! ```
 //! use sealrun_control::{Action, Control, Error, Member, OpenOptions, Settings};
-//! use sealrun_wire::admin::Role;
+//! use sealrun_wire::admin::{Role, TokenCreate};
 //! use sealrun_wire::run::{RunRequest, RunSource};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -34,7 +34,10 @@
 //! assert_eq!(admin.org, "acme");
 //!
 //! // An auditor may read runs but not submit them; the refusal is typed.
-//! let auditor = Member { role: Role::Auditor, ..Member::from(&admin) };
+//! let issued = control
+//!     .create_token(&admin, TokenCreate { name: "soc".into(), role: Role::Auditor })
+//!     .await?;
+//! let auditor = control.authenticate(&issued.token, attempt).await?.into_user()?;
 //! let request = RunRequest {
 //!     target: "db".into(),
 //!     argv: vec!["true".into()],
@@ -44,8 +47,8 @@
 //!     image: None,
 //!     source: RunSource::Api,
 //! };
-//! let refused = control.submit_run(&auditor, request.clone()).await.unwrap_err();
-//! assert!(matches!(refused, Error::Forbidden(_)));
+//! let refused = control.submit_run(&Member::from(&auditor), request.clone()).await;
+//! assert!(matches!(refused, Err(Error::Forbidden(_))));
 //! assert!(!Action::SubmitRuns.allows(Role::Auditor));
 //!
 //! // An admin may, but there is no target `db` yet.
@@ -56,11 +59,12 @@
 //! # }
 //! ```
 //!
-//! **Layering.** `service` (the [`Control`] struct) depends only on leaf
-//! modules (`store`, `settings`, `dispatch`, `credentials`, `slack_keys`,
-//! `orgs`); each concern (`admin`, `targets`, `runs`, `agents`, `audit`,
-//! `auth`, `slack`, `leases`) adds its methods to [`Control`] in its own
-//! module and calls the rules in `queue` and `logs`, which call `store`.
+//! **Layering.** `service` (the [`Control`] struct) depends only on modules
+//! that know nothing of it (`store`, `settings`, `dispatch`, `credentials`,
+//! `slack_keys`, `orgs`); each concern (`admin`, `targets`, `runs`, `agents`,
+//! `audit`, `auth`, `slack`, `leases`) adds its methods to [`Control`] in its
+//! own module and calls the rules in `queue` and `logs`, which call `store`.
+//! `caller`, `permissions`, `error` and `token` are at the bottom.
 //! No two modules import each other: the workspace test
 //! `tests/architecture.rs` builds the module import graph of every crate and
 //! fails on a cycle.
@@ -91,17 +95,17 @@ mod token;
 
 pub use agents::Dispatched;
 pub use auth::Attempt;
-pub use caller::{Agent, Enroller, Member, Principal, SYSTEM, User};
+pub use caller::{Agent, Enroller, Member, Principal, User};
 pub use dispatch::RunWatch;
-pub use error::{Error, Object, OpenError};
+pub use error::{Cause, Error, Object, OpenError};
 pub use leases::Gauges;
-pub use logs::{Page, truncation_marker};
+pub use logs::Page;
 pub use orgs::create_org;
 pub use permissions::Action;
 pub use runs::{Cancellation, RunFilter, RunTail};
 pub use service::{Control, OpenOptions};
 pub use settings::Settings;
-pub use slack::{check_signing_secret, check_slack_id};
-pub use slack_keys::{KEY_FILE as SLACK_KEY_FILE, Workspace};
+pub use slack::check_slack_id;
+pub use slack_keys::Workspace;
 pub use store::DB_FILE;
 pub use targets::Written;

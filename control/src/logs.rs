@@ -19,7 +19,7 @@ const PAGE_BYTES: usize = 4 * 1024 * 1024;
 const PAGE_CHUNKS: usize = 1000;
 
 /// The text stored, as a `system` chunk, where output was cut.
-pub fn truncation_marker(limit: u64) -> String {
+pub(crate) fn truncation_marker(limit: u64) -> String {
     format!("\n[sealrun] log exceeded limit of {limit} bytes; further output dropped\n")
 }
 

@@ -46,7 +46,7 @@ fn create_org_in(conn: &mut Standalone, name: &str) -> Result<String, OpenError>
     let path = conn.path().to_owned();
     let db_err = |e: crate::error::Error| OpenError::Database {
         path: path.clone(),
-        message: e.to_string(),
+        message: e.detail(),
     };
     let admin = conn.immediate(|tx| {
         if store::orgs::exists(tx, name).map_err(db_err)? {
@@ -94,7 +94,7 @@ pub(crate) fn bootstrap(
     let orgs = conn.immediate(|tx| {
         store::orgs::count(tx).map_err(|e| OpenError::Database {
             path: path.clone(),
-            message: e.to_string(),
+            message: e.detail(),
         })
     })?;
     if orgs > 0 {

@@ -198,13 +198,44 @@ pub fn markdown_table() -> String {
 mod tests {
     use super::*;
 
+    /// Every variant. The `match` is exhaustive: a new `Action` does not
+    /// compile until it is listed here, and then must have its row.
+    fn every_variant() -> Vec<Action> {
+        use Action::*;
+        let all = [
+            ManageTokens,
+            ManagePools,
+            EnrollAgents,
+            ManageAgents,
+            ChangeTargets,
+            ReadTargets,
+            ManageSecrets,
+            SubmitRuns,
+            CancelRuns,
+            ReadRuns,
+            ReadLogs,
+            ReadAudit,
+            ManageSlack,
+        ];
+        for a in all {
+            match a {
+                ManageTokens | ManagePools | EnrollAgents | ManageAgents | ChangeTargets
+                | ReadTargets | ManageSecrets | SubmitRuns | CancelRuns | ReadRuns | ReadLogs
+                | ReadAudit | ManageSlack => {}
+            }
+        }
+        all.to_vec()
+    }
+
     #[test]
     fn every_action_has_exactly_one_row() {
-        for p in TABLE {
-            let rows = TABLE.iter().filter(|q| q.action == p.action).count();
-            assert_eq!(rows, 1, "{:?}", p.action);
-            assert_eq!(p.action.permission().action, p.action);
+        let variants = every_variant();
+        for a in &variants {
+            let rows = TABLE.iter().filter(|p| p.action == *a).count();
+            assert_eq!(rows, 1, "{a:?}");
+            assert_eq!(a.permission().action, *a);
         }
+        assert_eq!(TABLE.len(), variants.len());
     }
 
     #[test]

@@ -35,7 +35,7 @@ pub fn check_slack_id(kind: &str, id: &str) -> Result<(), Error> {
 
 /// A signing secret as Slack issues them (32 hex digits today); anything
 /// printable, without spaces, of a sensible length is accepted.
-pub fn check_signing_secret(secret: &str) -> Result<(), Error> {
+pub(crate) fn check_signing_secret(secret: &str) -> Result<(), Error> {
     let ok = (16..=256).contains(&secret.len()) && secret.bytes().all(|b| b.is_ascii_graphic());
     if ok {
         Ok(())
@@ -238,6 +238,7 @@ impl Control {
             return Ok(None);
         };
         let workspace = Workspace {
+            team_id: team_id.to_owned(),
             org_id,
             secret: Arc::new(self.slack.open_secret(team_id, &sealed)?),
         };
@@ -245,15 +246,15 @@ impl Control {
         Ok(Some(workspace))
     }
 
-    /// Slack user `user_id` of the verified workspace `team_id` as a member
-    /// of its org, if linked: submitter `slack:<team>/<user> (<name>)`,
-    /// audit actor `slack:<team>/<user>`.
+    /// Slack user `user_id` of the verified `workspace` as a member of its
+    /// org, if linked: submitter `slack:<team>/<user> (<name>)`, audit actor
+    /// `slack:<team>/<user>`.
     pub async fn slack_member(
         &self,
         workspace: &Workspace,
-        team_id: &str,
         user_id: &str,
     ) -> Result<Option<Member>, Error> {
+        let team_id = workspace.team_id();
         let (team, user) = (team_id.to_owned(), user_id.to_owned());
         let linked = self
             .db
@@ -269,31 +270,33 @@ impl Control {
 
     /// Audits a refused Slack request signature of a linked team (the caller
     /// throttles).
-    pub async fn audit_slack_signature_refused(&self, org_id: i64, team_id: &str, reason: &str) {
+    pub async fn audit_slack_signature_refused(&self, workspace: &Workspace, reason: &str) {
         self.audit_refusal(Refused {
-            org_id,
+            org_id: workspace.org_id,
             actor: "slack".into(),
             action: "auth.failed",
-            subject: format!("slack:{team_id}"),
+            subject: format!("slack:{}", workspace.team_id),
             detail: json!({"reason": reason, "path": "/v1/integrations/slack/commands"}),
         })
         .await;
     }
 
-    /// Audits a refused slash command of org `org_id` (nothing else
-    /// happened); `verb` is the command's first word only.
+    /// Audits a refused slash command of Slack user `user_id` of the
+    /// verified `workspace` (nothing else happened); `verb` is the command's
+    /// first word only.
     pub async fn audit_slack_command_refused(
         &self,
-        org_id: i64,
-        actor: &str,
+        workspace: &Workspace,
+        user_id: &str,
         reason: &str,
         verb: &str,
     ) {
+        let actor = format!("slack:{}/{user_id}", workspace.team_id);
         self.audit_refusal(Refused {
-            org_id,
-            actor: actor.to_owned(),
+            org_id: workspace.org_id,
+            actor: actor.clone(),
             action: "slack.command_refused",
-            subject: actor.to_owned(),
+            subject: actor,
             detail: json!({"reason": reason, "command": verb}),
         })
         .await;

@@ -15,25 +15,44 @@ use std::sync::{Arc, Mutex};
 use zeroize::Zeroizing;
 
 /// File (in the data directory) holding the key signing secrets are sealed to.
-pub const KEY_FILE: &str = "slack.key";
+pub(crate) const KEY_FILE: &str = "slack.key";
 
 /// The name a signing secret is sealed under (with the team id as target).
 const SEALED_NAME: &str = "slack-signing-secret";
 /// Most workspaces whose opened secrets are cached.
 const CACHE_MAX: usize = 10_000;
 
-/// A linked workspace, ready to verify its requests.
+/// A linked workspace, ready to verify its requests. Only the domain makes
+/// one (from the stored link), so a `Workspace` always pairs a team with the
+/// org it is linked to.
 #[derive(Clone)]
 pub struct Workspace {
+    pub(crate) team_id: String,
+    pub(crate) org_id: i64,
+    pub(crate) secret: Arc<Zeroizing<Vec<u8>>>,
+}
+
+impl Workspace {
+    /// The Slack team id.
+    pub fn team_id(&self) -> &str {
+        &self.team_id
+    }
+
     /// The org it is linked to.
-    pub org_id: i64,
-    /// Its signing secret, opened.
-    pub secret: Arc<Zeroizing<Vec<u8>>>,
+    pub fn org_id(&self) -> i64 {
+        self.org_id
+    }
+
+    /// Its signing secret, opened (to compute a request's HMAC).
+    pub fn signing_secret(&self) -> &[u8] {
+        &self.secret
+    }
 }
 
 impl std::fmt::Debug for Workspace {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Workspace")
+            .field("team_id", &self.team_id)
             .field("org_id", &self.org_id)
             .field("secret", &"***")
             .finish()

@@ -78,7 +78,7 @@ pub(crate) async fn handle(State(state): State<SlackState>, req: Request) -> Res
         Err(_) => return ApiError::too_large("request body too large").into_response(),
     };
     match authenticate(&state, &parts.headers, &body).await {
-        Ok(Some((team_id, workspace))) => answer(&state, &team_id, &workspace, &body).await,
+        Ok(Some(workspace)) => answer(&state, &workspace, &body).await,
         Ok(None) => say(
             "This Slack workspace is not linked to sealrun. A sealrun admin can link it with \
              `sealrun slack link-workspace --team-id <team id>`.",
@@ -93,7 +93,7 @@ async fn authenticate(
     state: &SlackState,
     headers: &HeaderMap,
     body: &Bytes,
-) -> Result<Option<(String, Workspace)>, ApiError> {
+) -> Result<Option<Workspace>, ApiError> {
     let signed = verify::parse_headers(Headers {
         timestamp: headers.get(TIMESTAMP_HEADER).map(|v| v.as_bytes()),
         signature: headers.get(SIGNATURE_HEADER).map(|v| v.as_bytes()),
@@ -114,14 +114,12 @@ async fn authenticate(
             return Ok(None);
         }
         (Ok(_), None) => Err(verify::Refusal::MalformedHeaders),
-        (Ok(s), Some(w)) => verify::verify(&w.secret, s, body, unix_now()),
+        (Ok(s), Some(w)) => verify::verify(w.signing_secret(), s, body, unix_now()),
     };
-    match (checked, team_id, workspace) {
-        (Ok(()), Some(t), Some(w)) => Ok(Some((t, w))),
-        (Ok(()), _, _) => Err(refused(state, None, None, "no team").await),
-        (Err(r), team, w) => {
-            Err(refused(state, team.as_deref(), w.map(|w| w.org_id), r.reason()).await)
-        }
+    match (checked, workspace) {
+        (Ok(()), Some(w)) => Ok(Some(w)),
+        (Ok(()), None) => Err(refused(state, None, None, "no team").await),
+        (Err(r), w) => Err(refused(state, team_id.as_deref(), w.as_ref(), r.reason()).await),
     }
 }
 
@@ -130,7 +128,7 @@ async fn authenticate(
 async fn refused(
     state: &SlackState,
     team_id: Option<&str>,
-    org_id: Option<i64>,
+    workspace: Option<&Workspace>,
     reason: &'static str,
 ) -> ApiError {
     state.app.metrics.auth_failed();
@@ -139,12 +137,12 @@ async fn refused(
         reason,
         "Slack request refused"
     );
-    if let (Some(team), Some(org_id)) = (team_id, org_id) {
-        if state.slack.admit_failure(team) {
+    if let Some(w) = workspace {
+        if state.slack.admit_failure(w.team_id()) {
             state
                 .app
                 .control
-                .audit_slack_signature_refused(org_id, team, reason)
+                .audit_slack_signature_refused(w, reason)
                 .await;
         }
     }
@@ -152,20 +150,19 @@ async fn refused(
 }
 
 /// Answers a verified command.
-async fn answer(state: &SlackState, team_id: &str, workspace: &Workspace, body: &[u8]) -> Response {
+async fn answer(state: &SlackState, workspace: &Workspace, body: &[u8]) -> Response {
     let p = payload(body);
     if check_slack_id("user", &p.user_id).is_err() {
         return say("sealrun could not tell who you are (no user id in the request).");
     }
     let control = &state.app.control;
-    let org_id = workspace.org_id;
-    let actor = format!("slack:{team_id}/{}", p.user_id);
-    let who = match control.slack_member(workspace, team_id, &p.user_id).await {
+    let team_id = workspace.team_id();
+    let who = match control.slack_member(workspace, &p.user_id).await {
         Ok(who) => who,
         Err(e) => return say(format!("sealrun failed: {}", escape::text(&e.to_string()))),
     };
     let Some(who) = who else {
-        note_refusal(state, org_id, &actor, "unlinked user", &p.text).await;
+        note_refusal(state, workspace, &p.user_id, "unlinked user", &p.text).await;
         return say(format!(
             "Sorry, your Slack account ({}) is not linked to sealrun, so you cannot use `/sealrun`. \
              Ask a sealrun admin to run `sealrun slack link-user --team-id {team_id} --user {} --name <you> --role operator`.",
@@ -179,14 +176,28 @@ async fn answer(state: &SlackState, team_id: &str, workspace: &Workspace, body: 
     };
     if let Some(action) = cmd.action().filter(|a| !a.allows(who.role)) {
         if cmd.mutates() {
-            note_refusal(state, org_id, &actor, "role may not run or cancel", &p.text).await;
+            note_refusal(
+                state,
+                workspace,
+                &p.user_id,
+                "role may not run or cancel",
+                &p.text,
+            )
+            .await;
             return say(format!(
                 "Sorry, your sealrun role is *{}*, which can read runs (`status`, `logs`) but not run or cancel them. \
                  Nothing was run.",
                 who.role
             ));
         }
-        note_refusal(state, org_id, &actor, "role may not read runs", &p.text).await;
+        note_refusal(
+            state,
+            workspace,
+            &p.user_id,
+            "role may not read runs",
+            &p.text,
+        )
+        .await;
         return say(format!(
             "Sorry, your sealrun role is *{}*, which cannot {}.",
             who.role,
@@ -217,8 +228,8 @@ async fn answer(state: &SlackState, team_id: &str, workspace: &Workspace, body: 
 /// Audits a refused command (nothing else happened).
 async fn note_refusal(
     state: &SlackState,
-    org_id: i64,
-    actor: &str,
+    workspace: &Workspace,
+    user_id: &str,
     reason: &'static str,
     text: &str,
 ) {
@@ -233,7 +244,7 @@ async fn note_refusal(
     state
         .app
         .control
-        .audit_slack_command_refused(org_id, actor, reason, &verb)
+        .audit_slack_command_refused(workspace, user_id, reason, &verb)
         .await;
 }
 

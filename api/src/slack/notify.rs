@@ -94,7 +94,7 @@ async fn wait_for_end(
                 }
             }
             Ok(_) => {}
-            Err(Error::Internal | Error::Unavailable(_)) => {
+            Err(Error::Internal(_) | Error::Unavailable(_)) => {
                 tracing::warn!(run = run_id, "cannot read a run for Slack")
             }
             Err(_) => return None,

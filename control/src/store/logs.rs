@@ -132,7 +132,7 @@ pub(crate) struct PageLimits {
 
 /// The org's run `run_id` and its chunks from `from` (below `upto(head)`),
 /// read in one snapshot; with whether the chunks reach the end of what
-/// is stored.
+/// is stored. On a reader's `Tx` only (it opens its own read transaction).
 pub(crate) fn page(
     tx: &Tx<'_>,
     org_id: i64,
@@ -211,7 +211,8 @@ pub(crate) fn complete(tx: &Tx<'_>, org_id: i64, run_id: &str) -> Result<bool, E
 }
 
 /// The last chunks of the org's run `run_id` holding at least `min_bytes`
-/// (or all of them), in order, read in one snapshot with `head`.
+/// (or all of them), in order, read in one snapshot with `head`. On a
+/// reader's `Tx` only (it opens its own read transaction).
 pub(crate) fn tail<T>(
     tx: &Tx<'_>,
     org_id: i64,

@@ -4,9 +4,17 @@
 //! The domain modules decide *what* happens (rules, state machine, audit
 //! entries) and call these functions to read and change rows; they never
 //! see a connection. SQLite is the backend today ([`Db`]: one group-committing
-//! writer thread plus reader connections). A second backend (PostgreSQL)
-//! implements the same functions behind the same [`Tx`] and [`Db`] handles,
-//! and neither the domain nor the HTTP edge changes.
+//! writer thread plus reader connections; each domain operation is one
+//! closure run in one transaction).
+//!
+//! What a second backend (PostgreSQL) takes: `Tx` becomes a handle over
+//! either connection kind (an enum, or a trait object with a method per
+//! function below), each function here gets its PostgreSQL statement next to
+//! its SQLite one, and `Db` runs the same closures in a PostgreSQL
+//! transaction (a synchronous client on the writer thread, or the closures
+//! made async). The domain modules and the HTTP edge do not change: they see
+//! only these functions' signatures, which speak domain types, never SQL
+//! types.
 
 mod db;
 mod schema;
