@@ -5,13 +5,15 @@
 //! keeps the dependency arrow pointing one way: `agent -> wire <- api`.
 //! It holds data and (de)serialisation only, no I/O, and the few pure rules
 //! that every side must apply identically, so that each is written once:
-//! [`names`] (object names, labels, environment variable names) and [`shell`]
-//! (splitting typed command lines into words, quoting an argv for display).
+//! [`names`] (object names, labels, environment variable names), [`shell`]
+//! (splitting typed command lines into words, quoting an argv for display) and
+//! [`text`] (showing untrusted text to a person without a terminal or chat
+//! client obeying the control characters in it).
 //!
 //! Modules import one another only downwards (`slack -> admin -> agent -> run`,
-//! `log -> bytes`, `log -> run`) and never the crate root, so there is no
-//! import cycle (checked by reading the `crate::` paths of `src/*.rs`, as the
-//! agent's `tests/layering.rs` does for the agent).
+//! `log -> bytes`, `log -> run`, `shell -> text`) and never the crate root, so
+//! there is no import cycle (checked by reading the `crate::` paths of
+//! `src/*.rs`, as the agent's `tests/layering.rs` does for the agent).
 //!
 //! ```
 //! use sealrun_wire::run::{RunRequest, RunSource};
@@ -36,6 +38,7 @@ pub mod names;
 pub mod run;
 pub mod shell;
 pub mod slack;
+pub mod text;
 
 pub use bytes::Base64Bytes;
 pub use error::ErrorBody;
