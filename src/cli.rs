@@ -110,6 +110,12 @@ Exit status:
   75     the run was lost: its agent vanished and it may or may not have run
          (EX_TEMPFAIL: check, then resubmit)
   130    the run was canceled (Ctrl-C cancels the remote run)
+  69     the run expired: no agent took it within the control plane's queue
+         TTL (default one hour), so it never ran (EX_UNAVAILABLE)
+
+When no connected agent serves the target, sealrun says so at once; the run
+then waits in the queue for an agent (--wait-for-agent, the default) until it
+expires, or is refused at once (--no-wait, exit 125).
 
 Examples:
   sealrun run --target prod-db -- psql -c 'select count(*) from users'
@@ -154,6 +160,10 @@ pub struct ServerArgs {
     /// Seconds without a heartbeat before a run's lease lapses (run becomes `lost`)
     #[arg(long, env = "SEALRUN_LEASE_TTL_SECS")]
     pub lease_ttl_secs: Option<u64>,
+    /// Seconds a run may wait in the queue for an agent before it expires
+    /// (default 3600)
+    #[arg(long, env = "SEALRUN_QUEUE_TTL_SECS")]
+    pub queue_ttl_secs: Option<u64>,
     /// Per-run cap on stored output, in bytes
     #[arg(long, env = "SEALRUN_MAX_LOG_BYTES")]
     pub max_log_bytes: Option<u64>,
@@ -367,6 +377,13 @@ pub struct RunArgs {
     /// Print the run id and return at once
     #[arg(long)]
     pub detach: bool,
+    /// Refuse the run at once (exit 125) if no connected agent serves the target
+    #[arg(long, conflicts_with = "wait_for_agent")]
+    pub no_wait: bool,
+    /// Queue the run even if no connected agent serves the target yet: it
+    /// waits for one until it expires (the default)
+    #[arg(long)]
+    pub wait_for_agent: bool,
     /// The command and its arguments (run directly, not through a shell)
     #[arg(last = true, required = true, num_args = 1..)]
     pub argv: Vec<String>,

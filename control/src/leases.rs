@@ -17,8 +17,9 @@ pub struct Gauges {
 }
 
 impl Control {
-    /// Turns runs whose lease lapsed into `lost`, every
-    /// `lease_sweep_interval`, until shutdown starts.
+    /// Turns runs whose lease lapsed into `lost`, and runs queued past the
+    /// queue TTL into `expired`, every `lease_sweep_interval`, until
+    /// shutdown starts.
     pub async fn sweep_leases(&self) {
         let mut tick = tokio::time::interval(self.settings.lease_sweep_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -35,6 +36,20 @@ impl Control {
                     }
                 }
                 Err(e) => tracing::error!(error = %e, "lease sweep failed"),
+            }
+            let ttl = i64::try_from(self.settings.queue_ttl.as_millis()).unwrap_or(i64::MAX);
+            match self
+                .db
+                .write(move |tx| queue::expire_queued(tx, now_ms(), ttl))
+                .await
+            {
+                Ok(expired) => {
+                    for run in &expired {
+                        tracing::warn!(run = %run, "no agent took it in time: run expired");
+                        self.watchers.touch(run);
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "queue expiry sweep failed"),
             }
         }
     }

@@ -46,6 +46,7 @@
 //!     timeout_secs: None,
 //!     image: None,
 //!     source: RunSource::Api,
+//!     require_agent: false,
 //! };
 //! let refused = control.submit_run(&Member::from(&auditor), request.clone()).await;
 //! assert!(matches!(refused, Err(Error::Forbidden(_))));
@@ -102,7 +103,7 @@ pub use leases::Gauges;
 pub use logs::Page;
 pub use orgs::create_org;
 pub use permissions::Action;
-pub use runs::{Cancellation, RunFilter, RunTail};
+pub use runs::{Cancellation, RunFilter, RunTail, Submitted};
 pub use service::{Control, OpenOptions};
 pub use settings::Settings;
 pub use slack::check_slack_id;

@@ -5,6 +5,7 @@
 //!   │                  ├──lease lapses / agent reconnects / revoked──> lost
 //!   │                  └──cancel──> (flag; the agent finishes it as canceled)
 //!   ├──cancel──> canceled
+//!   ├──no agent took it within the queue TTL──> expired
 //!   └──a referenced secret was deleted──> error
 //! ```
 //!
@@ -37,6 +38,14 @@ pub(crate) fn view(tx: &Tx<'_>, org_id: i64, run_id: &str) -> Result<RunView, Er
 /// The answer for a run that does not exist in the caller's org.
 pub(crate) fn no_such_run(run_id: &str) -> Error {
     Error::not_found(Object::Run, run_id)
+}
+
+/// What a submit found and did: the run's id, its target's id, and whether
+/// a connected agent serves the target now.
+pub(crate) struct Submitted {
+    pub(crate) id: String,
+    pub(crate) target_id: i64,
+    pub(crate) served: bool,
 }
 
 /// Who submits a run.
@@ -106,12 +115,14 @@ fn check_request(req: &RunRequest, target: &TargetSpec) -> Result<u64, Error> {
     }
 }
 
-/// Validates and queues a run; returns its id and its target's id.
+/// Validates and queues a run. `connected_since`: agents heard from since
+/// then count as connected (for `served`, and for `require_agent`).
 pub(crate) fn submit(
     tx: &Tx<'_>,
     who: &Submitter<'_>,
     req: &RunRequest,
-) -> Result<(String, i64), Error> {
+    connected_since: i64,
+) -> Result<Submitted, Error> {
     let (target_id, spec) = store::targets::spec_by_name(tx, who.org_id, &req.target)?
         .ok_or_else(|| Error::not_found(Object::Target, req.target.clone()))?;
     let timeout = check_request(req, &spec)?;
@@ -122,6 +133,13 @@ pub(crate) fn submit(
                 req.target
             )));
         }
+    }
+    let served = store::agents::serving(tx, target_id, connected_since)? > 0;
+    if req.require_agent && !served {
+        return Err(Error::Conflict(format!(
+            "no connected agent serves target {}; the run was not queued",
+            req.target
+        )));
     }
     let id = format!("run_{}", crate::token::random_hex(8));
     let image = req.image.clone().unwrap_or_else(|| spec.image.clone());
@@ -157,9 +175,14 @@ pub(crate) fn submit(
             "timeout_secs": timeout,
             "source": req.source.as_str(),
             "submitter": who.name,
+            "served": served,
         }),
     )?;
-    Ok((id, target_id))
+    Ok(Submitted {
+        id,
+        target_id,
+        served,
+    })
 }
 
 /// What a claim attempt found.
@@ -391,6 +414,28 @@ pub(crate) fn expire_leases(tx: &Tx<'_>, now: i64) -> Result<Vec<String>, Error>
         )?;
     }
     Ok(lost.into_iter().map(|(id, _, _)| id).collect())
+}
+
+/// Marks every run still queued `ttl_ms` after it was submitted as
+/// `expired` (it never ran, and never will); returns their ids.
+pub(crate) fn expire_queued(tx: &Tx<'_>, now: i64, ttl_ms: i64) -> Result<Vec<String>, Error> {
+    let ttl = std::time::Duration::from_millis(u64::try_from(ttl_ms).unwrap_or(0));
+    let error = format!(
+        "expired: no agent took it within {}s of its submission",
+        ttl.as_secs()
+    );
+    let expired = store::runs::expire_queued(tx, now - ttl_ms, now, &error)?;
+    for (id, org_id) in &expired {
+        store::audit::append(
+            tx,
+            *org_id,
+            SYSTEM,
+            "run.expired",
+            id,
+            json!({"queue_ttl_secs": ttl.as_secs()}),
+        )?;
+    }
+    Ok(expired.into_iter().map(|(id, _)| id).collect())
 }
 
 /// Renews the leases of the listed runs the agent holds; returns (runs to

@@ -7,11 +7,15 @@ use crate::logs::{self, Page};
 use crate::permissions::Action;
 use crate::queue::{self, Canceled, Submitter};
 use crate::service::Control;
-use crate::store;
+use crate::store::{self, now_ms};
 use sealrun_wire::run::{RunRequest, RunStatus, RunView};
 use std::sync::Arc;
 
 const DEFAULT_LIST: u32 = 50;
+
+fn millis(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
 const MAX_LIST: u32 = 500;
 
 /// Which runs a listing wants (all filters optional).
@@ -37,14 +41,30 @@ pub struct Cancellation {
     pub run: RunView,
 }
 
+/// A run just queued.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Submitted {
+    /// Its id.
+    pub id: String,
+    /// Whether a connected agent serves its target now; when not, it waits
+    /// for one until `expires_at_ms`.
+    pub served: bool,
+    /// Unix milliseconds after which it expires if still queued.
+    pub expires_at_ms: i64,
+}
+
 impl Control {
     /// Queues a run and wakes the agents polling for its target. The one
     /// path every run takes, whether it comes from the HTTP API or Slack.
-    pub async fn submit_run(&self, who: &Member, req: RunRequest) -> Result<String, Error> {
+    /// With `req.require_agent`, a target no connected agent serves is
+    /// refused ([`Error::Conflict`]) instead.
+    pub async fn submit_run(&self, who: &Member, req: RunRequest) -> Result<Submitted, Error> {
         who.require(Action::SubmitRuns)?;
         let who = who.clone();
         let wakeups = Arc::clone(&self.wakeups);
-        let (id, _target_id) = self
+        let window = millis(self.settings.connected_window());
+        let now = now_ms();
+        let submitted = self
             .db
             .write_then(
                 move |tx| {
@@ -53,14 +73,18 @@ impl Control {
                         name: &who.name,
                         actor: &who.actor,
                     };
-                    queue::submit(tx, &submitter, &req)
+                    queue::submit(tx, &submitter, &req, now_ms().saturating_sub(window))
                 },
                 // Pollers may claim it as soon as it is committed: their claim
                 // is answered only once it (and so this submit) is on disk.
-                move |(_, target_id)| wakeups.run_queued(*target_id),
+                move |s| wakeups.run_queued(s.target_id),
             )
             .await?;
-        Ok(id)
+        Ok(Submitted {
+            id: submitted.id,
+            served: submitted.served,
+            expires_at_ms: now.saturating_add(millis(self.settings.queue_ttl)),
+        })
     }
 
     /// The org's runs, newest first.

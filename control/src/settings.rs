@@ -25,6 +25,10 @@ pub struct Settings {
     pub lease_sweep_interval: Duration,
     /// Lifetime of an enrollment token when the request names none.
     pub enrollment_ttl: Duration,
+    /// A run still queued this long after it was submitted (no agent took
+    /// it) becomes `expired`: a run is never started hours after anyone
+    /// expected it.
+    pub queue_ttl: Duration,
     /// How long in-flight requests (long polls, log streams) may take to
     /// finish once shutdown starts.
     pub shutdown_grace: Duration,
@@ -50,6 +54,7 @@ impl Default for Settings {
             max_agents_per_org: 100,
             lease_sweep_interval: Duration::from_secs(1),
             enrollment_ttl: Duration::from_secs(24 * 3600),
+            queue_ttl: Duration::from_secs(3600),
             shutdown_grace: Duration::from_secs(5),
             durable_commits: true,
         }

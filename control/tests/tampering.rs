@@ -134,8 +134,9 @@ async fn busy_world() -> World {
             timeout_secs: None,
             image: None,
             source: RunSource::Api,
+            require_agent: false,
         };
-        let run = control.submit_run(&member, request).await.unwrap();
+        let run = control.submit_run(&member, request).await.unwrap().id;
         let dispatched = control.poll(&agent).await.unwrap().unwrap();
         assert_eq!(dispatched.assignment.run_id, run);
         let finish = FinishRequest {
@@ -155,8 +156,9 @@ async fn busy_world() -> World {
         timeout_secs: None,
         image: None,
         source: RunSource::Api,
+        require_agent: false,
     };
-    let queued = control.submit_run(&member, queued).await.unwrap();
+    let queued = control.submit_run(&member, queued).await.unwrap().id;
     control.cancel_run(&member, queued).await.unwrap();
     control.create_pool(&admin, "eu".into()).await.unwrap();
     World {

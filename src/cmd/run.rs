@@ -23,6 +23,9 @@ pub const EXIT_ERROR: u8 = 125;
 pub const EXIT_LOST: u8 = 75;
 /// Exit status when the run was canceled (as a shell after Ctrl-C).
 pub const EXIT_CANCELED: u8 = 130;
+/// Exit status when the run expired in the queue: no agent took it in time
+/// and it never ran (EX_UNAVAILABLE).
+pub const EXIT_EXPIRED: u8 = 69;
 
 pub async fn run(a: RunArgs) -> Result<ExitCode> {
     let client = Client::from_args(&a.client)?;
@@ -34,8 +37,31 @@ pub async fn run(a: RunArgs) -> Result<ExitCode> {
         timeout_secs: a.timeout,
         image: a.image,
         source: RunSource::Cli,
+        require_agent: a.no_wait,
     };
-    let created: RunCreated = client.post("/v1/runs", &req).await?;
+    let created: RunCreated = match client.post("/v1/runs", &req).await {
+        Ok(created) => created,
+        Err(e) => {
+            // Refused (bad input, unknown target or secret, permission, no
+            // agent with --no-wait) or unreachable: nothing runs.
+            eprintln!("sealrun: {e:#}");
+            return Ok(ExitCode::from(EXIT_ERROR));
+        }
+    };
+    if !created.served {
+        let wait = created
+            .expires_at_ms
+            .map(|at| {
+                let secs = (at - now_ms()).max(0) / 1000;
+                format!(" for up to {}m{:02}s", secs / 60, secs % 60)
+            })
+            .unwrap_or_default();
+        eprintln!(
+            "sealrun: no connected agent serves target {} right now: run {} waits in the queue{wait}, then expires \
+             (--no-wait refuses instead; `sealrun runs cancel {}` withdraws it)",
+            a.target, created.id, created.id
+        );
+    }
     if a.detach {
         println!("{}", created.id);
         return Ok(ExitCode::SUCCESS);
@@ -92,6 +118,12 @@ pub fn exit_code_for(id: &str, end: &RunEnd) -> ExitCode {
         RunStatus::Error => {
             eprintln!("sealrun: run {id} could not run{why}");
             ExitCode::from(EXIT_ERROR)
+        }
+        RunStatus::Expired => {
+            eprintln!(
+                "sealrun: run {id} expired in the queue: no agent took it in time, and it never ran"
+            );
+            ExitCode::from(EXIT_EXPIRED)
         }
         RunStatus::Queued | RunStatus::Running => {
             eprintln!("sealrun: run {id} has not ended");
@@ -270,4 +302,11 @@ impl Drop for Spinner {
             task.abort();
         }
     }
+}
+
+/// Unix milliseconds now.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

@@ -21,6 +21,7 @@ struct ServerFile {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     lease_ttl_secs: Option<u64>,
+    queue_ttl_secs: Option<u64>,
     max_log_bytes: Option<u64>,
     max_agents_per_org: Option<u32>,
 }
@@ -76,6 +77,12 @@ fn config(args: ServerArgs) -> Result<ServerConfig> {
     if let Some(s) = args.lease_ttl_secs.or(file.lease_ttl_secs) {
         config.settings.lease_ttl = Duration::from_secs(s);
     }
+    if let Some(s) = args.queue_ttl_secs.or(file.queue_ttl_secs) {
+        if s == 0 {
+            anyhow::bail!("queue_ttl_secs must be at least 1");
+        }
+        config.settings.queue_ttl = Duration::from_secs(s);
+    }
     if let Some(b) = args.max_log_bytes.or(file.max_log_bytes) {
         config.settings.max_log_bytes = b;
     }
@@ -108,7 +115,17 @@ mod tests {
         assert_eq!(c.org_name, "acme");
         assert_eq!(c.extra_hostnames, ["sealrun.internal"]);
         assert_eq!(c.settings.lease_ttl, Duration::from_secs(60));
+        assert_eq!(c.settings.queue_ttl, Duration::from_secs(3600));
         assert_eq!(c.settings.max_agents_per_org, 100);
+    }
+
+    #[test]
+    fn a_zero_queue_ttl_is_refused() {
+        let err = config(args(&["--queue-ttl-secs", "0"])).unwrap_err();
+        assert!(err.to_string().contains("queue_ttl_secs"), "{err}");
+        // Positive control: one second is a valid TTL.
+        let c = config(args(&["--queue-ttl-secs", "1"])).unwrap();
+        assert_eq!(c.settings.queue_ttl, Duration::from_secs(1));
     }
 
     #[test]

@@ -364,5 +364,6 @@ pub fn run_request(target: &str, argv: &[&str]) -> RunRequest {
         timeout_secs: None,
         image: None,
         source: Default::default(),
+        require_agent: false,
     }
 }

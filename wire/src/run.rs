@@ -57,11 +57,14 @@ pub enum RunStatus {
     /// sealrun itself could not run the command (image pull failed, bad
     /// secret, Docker error...).
     Error,
+    /// It waited in the queue longer than the control plane's queue TTL
+    /// without an agent taking it: it never ran.
+    Expired,
 }
 
 impl RunStatus {
     /// All statuses, in life-cycle order.
-    pub const ALL: [RunStatus; 8] = [
+    pub const ALL: [RunStatus; 9] = [
         RunStatus::Queued,
         RunStatus::Running,
         RunStatus::Succeeded,
@@ -70,6 +73,7 @@ impl RunStatus {
         RunStatus::TimedOut,
         RunStatus::Lost,
         RunStatus::Error,
+        RunStatus::Expired,
     ];
 
     /// Whether no further transition can happen.
@@ -88,6 +92,7 @@ impl RunStatus {
             RunStatus::TimedOut => "timed_out",
             RunStatus::Lost => "lost",
             RunStatus::Error => "error",
+            RunStatus::Expired => "expired",
         }
     }
 
@@ -126,6 +131,10 @@ pub struct RunRequest {
     /// Where the request came from.
     #[serde(default)]
     pub source: RunSource,
+    /// Refuse the run (`409`) instead of queueing it when no connected agent
+    /// serves the target now.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_agent: bool,
 }
 
 /// `POST /v1/runs` answer.
@@ -135,6 +144,17 @@ pub struct RunCreated {
     pub id: String,
     /// Always `queued`.
     pub status: RunStatus,
+    /// Whether a connected agent serves the target now. When not, the run
+    /// waits for one until `expires_at_ms`.
+    #[serde(default = "served_by_default")]
+    pub served: bool,
+    /// Unix milliseconds after which the run, if still queued, expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at_ms: Option<i64>,
+}
+
+fn served_by_default() -> bool {
+    true
 }
 
 /// A run as shown to users (`GET /v1/runs/{id}`). Never holds secret values.

@@ -25,12 +25,14 @@ pub(crate) async fn submit(
     Caller(user): Caller<User>,
     JsonBody(req): JsonBody<RunRequest>,
 ) -> Result<(StatusCode, Json<RunCreated>), ApiError> {
-    let id = state.control.submit_run(&Member::from(&user), req).await?;
+    let submitted = state.control.submit_run(&Member::from(&user), req).await?;
     Ok((
         StatusCode::CREATED,
         Json(RunCreated {
-            id,
+            id: submitted.id,
             status: RunStatus::Queued,
+            served: submitted.served,
+            expires_at_ms: Some(submitted.expires_at_ms),
         }),
     ))
 }

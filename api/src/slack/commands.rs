@@ -269,10 +269,11 @@ async fn run(
         timeout_secs: None,
         image: None,
         source: RunSource::Slack,
+        require_agent: false,
     };
     let shown = escape::code_block(&sealrun_wire::shell::join(&req.argv));
     let target = req.target.clone();
-    let id = state.app.control.submit_run(who, req).await?;
+    let id = state.app.control.submit_run(who, req).await?.id;
     notify::spawn(state.clone(), who.clone(), id.clone(), url);
     Ok(say(format!(
         "Queued run `{id}` on target `{}`:\n{shown}\nI will post the result here when it ends.",

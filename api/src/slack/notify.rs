@@ -159,6 +159,7 @@ fn final_text(view: &RunView, tail: &str) -> String {
         RunStatus::TimedOut => "timed out",
         RunStatus::Lost => "was lost (its agent vanished; it may or may not have run)",
         RunStatus::Error => "could not be run",
+        RunStatus::Expired => "expired: no agent took it in time, and it never ran",
         RunStatus::Queued | RunStatus::Running => "is still going",
     };
     let mut head = format!(

@@ -168,6 +168,19 @@ pub(crate) fn connected(tx: &Tx<'_>, since: i64) -> Result<u64, Error> {
         .query_row([since], |r| r.get(0))?)
 }
 
+/// How many connected agents (online, unrevoked, heard from at or after
+/// `since`) serve target `target_id`.
+pub(crate) fn serving(tx: &Tx<'_>, target_id: i64, since: i64) -> Result<i64, Error> {
+    Ok(tx
+        .conn
+        .prepare_cached(
+            "SELECT COUNT(*) FROM agent_targets t JOIN agents a ON a.id = t.agent_id
+             WHERE t.target_id = ?1 AND a.online = 1 AND a.revoked_ms IS NULL
+               AND a.last_seen_ms >= ?2",
+        )?
+        .query_row(params![target_id, since], |r| r.get(0))?)
+}
+
 /// Agent `id` serves no target any more.
 pub(crate) fn clear_targets(tx: &Tx<'_>, id: &str) -> Result<(), Error> {
     tx.conn

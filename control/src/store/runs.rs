@@ -363,6 +363,27 @@ pub(crate) fn expire_leases(
         .collect::<Result<Vec<_>, _>>()?)
 }
 
+/// `queued -> expired` for every run queued before `created_before`;
+/// returns (run id, org id) of each.
+pub(crate) fn expire_queued(
+    tx: &Tx<'_>,
+    created_before: i64,
+    now: i64,
+    error: &str,
+) -> Result<Vec<(String, i64)>, Error> {
+    Ok(tx
+        .conn
+        .prepare_cached(
+            "UPDATE runs SET status = 'expired', finished_ms = ?2, error = ?3
+             WHERE status = 'queued' AND created_ms < ?1
+             RETURNING id, org_id",
+        )?
+        .query_map(params![created_before, now, error], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
+        .collect::<Result<Vec<_>, _>>()?)
+}
+
 /// Extends the lease of run `run_id` if agent `agent_id` holds it running;
 /// `Some(cancel requested)` if it did, `None` if the agent does not hold it.
 pub(crate) fn renew_lease(
