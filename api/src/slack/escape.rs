@@ -5,12 +5,25 @@
 //! disguises a link. Every piece of text sealrun did not write itself (a
 //! command, a target name, run output) goes through [`text`] or
 //! [`code_block`], so it shows up exactly as typed and can ping no one.
+//!
+//! Control characters, bidi overrides and invisible code points are shown
+//! visibly first (`\e`, `\r`, `\u{202e}`), by the rule the CLI applies too
+//! ([`sealrun_wire::text`]): a Slack user can submit such an argv, and the
+//! same text reaches terminals (`sealrun runs list`) and other Slack clients.
+
+use sealrun_wire::text::{escape_controls, escape_lines};
 
 /// Zero-width space: breaks a run of backticks without showing anything.
 const ZWSP: char = '\u{200B}';
 
-/// Escapes `&`, `<` and `>` as Slack asks.
+/// One line of untrusted text: control characters (newlines included) shown
+/// visibly, then `&`, `<` and `>` escaped as Slack asks.
 pub(crate) fn text(s: &str) -> String {
+    entities(&escape_controls(s))
+}
+
+/// Escapes `&`, `<` and `>` as Slack asks.
+fn entities(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -23,11 +36,12 @@ pub(crate) fn text(s: &str) -> String {
     out
 }
 
-/// `s` escaped inside a ```` ``` ```` block. A zero-width space follows
-/// every backtick, so no run of three can end the block early and let the
-/// rest be read as formatting.
+/// `s` escaped inside a ```` ``` ```` block: lines and tabs kept, other
+/// control characters shown visibly, entities escaped. A zero-width space
+/// follows every backtick, so no run of three can end the block early and
+/// let the rest be read as formatting.
 pub(crate) fn code_block(s: &str) -> String {
-    let body = text(s);
+    let body = entities(&escape_lines(s));
     let mut out = String::with_capacity(body.len() + 8);
     out.push_str("```\n");
     for c in body.chars() {
@@ -105,6 +119,32 @@ mod tests {
         assert!(!inner.contains("```"), "{inner:?}");
         assert!(inner.contains("&lt;!here&gt;"));
         assert_eq!(inner.replace(ZWSP, ""), "a ``` &lt;!here&gt; b");
+    }
+
+    #[test]
+    fn control_characters_in_text_are_shown_visibly() {
+        assert_eq!(
+            text("DROP #\r\x1b[2Kselect 1\n\u{202e}<x>"),
+            r"DROP #\r\e[2Kselect 1\n\u{202e}&lt;x&gt;"
+        );
+    }
+
+    #[test]
+    fn a_code_block_keeps_its_lines_but_shows_other_controls() {
+        assert_eq!(
+            code_block("a\tb\n\x1b]0;T\x07c\rd\n"),
+            "```\na\tb\n\\e]0;T\\x07c\\rd\n```"
+        );
+    }
+
+    #[test]
+    fn backtick_separators_are_added_after_the_text_is_escaped() {
+        // The block's own zero-width spaces survive; one in the input is shown.
+        let block = code_block("\u{200b}```");
+        assert!(
+            block.starts_with(&format!("```\n\\u{{200b}}`{ZWSP}")),
+            "{block:?}"
+        );
     }
 
     #[test]
