@@ -157,6 +157,10 @@ pub enum OpenError {
         /// The cause.
         source: io::Error,
     },
+    /// Another process (a server, `sealrun dev`) holds the data directory,
+    /// or it could not be locked; the message names the holder's pid.
+    #[error(transparent)]
+    Lock(#[from] sealrun_dirlock::LockError),
     /// The database could not be opened, migrated or written.
     #[error("database {path}: {message}")]
     Database {

@@ -7,14 +7,17 @@ use crate::orgs;
 use crate::settings::Settings;
 use crate::slack_keys::SlackKeys;
 use crate::store::{DB_FILE, Db, Standalone};
+use sealrun_dirlock::DirLock;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::watch;
 
 /// How to open a control plane's data directory.
 #[derive(Clone, Debug)]
 pub struct OpenOptions<'a> {
-    /// Holds `sealrun.db` and `slack.key`; created (mode 0700) if missing.
+    /// Holds `sealrun.db` and `slack.key`; created (mode 0700) if missing,
+    /// and locked for this process (`sealrun.lock`) until
+    /// [`Control::close`].
     pub data_dir: &'a Path,
     /// The org created on first start.
     pub org_name: &'a str,
@@ -41,6 +44,10 @@ pub struct Control {
     pub(crate) slack: Arc<SlackKeys>,
     stop: watch::Sender<bool>,
     stopping: watch::Receiver<bool>,
+    /// The data directory's lock; `None` once closed, so that a control
+    /// plane reopened in the same process (a restart) does not find its
+    /// predecessor still holding it through a lingering `Arc`.
+    lock: Mutex<Option<DirLock>>,
 }
 
 impl std::fmt::Debug for Control {
@@ -53,12 +60,19 @@ impl std::fmt::Debug for Control {
 }
 
 impl Control {
-    /// Opens (creating and migrating) the database in `options.data_dir`,
-    /// creates the first org on first start, loads (or creates) the Slack
-    /// sealing key, and starts the database writer. Blocking: call it from
-    /// a blocking thread in async code.
+    /// Locks `options.data_dir` for this process, opens (creating and
+    /// migrating) the database in it, creates the first org on first start,
+    /// loads (or creates) the Slack sealing key, and starts the database
+    /// writer. Blocking: call it from a blocking thread in async code.
+    ///
+    /// A directory another control plane holds fails at once with
+    /// [`OpenError::Lock`], naming the holder's pid, before anything in it
+    /// is read or written: the database has one writer by design.
+    /// ([`crate::create_org`] takes no lock: it is meant to run beside a
+    /// server.)
     pub fn open(options: OpenOptions<'_>) -> Result<Control, OpenError> {
         orgs::ensure_data_dir(options.data_dir)?;
+        let lock = DirLock::acquire(options.data_dir, "data directory", "sealrun server")?;
         let path = options.data_dir.join(DB_FILE);
         {
             let mut conn = Standalone::open(&path)?;
@@ -77,6 +91,7 @@ impl Control {
             slack: Arc::new(slack),
             stop,
             stopping,
+            lock: Mutex::new(Some(lock)),
         })
     }
 
@@ -97,9 +112,16 @@ impl Control {
         let _ = rx.wait_for(|stopping| *stopping).await;
     }
 
-    /// Commits queued writes, checkpoints the database and stops its writer.
-    /// Blocking.
+    /// Commits queued writes, checkpoints the database, stops its writer and
+    /// releases the data directory. Blocking.
     pub fn close(&self) {
         self.db.close();
+        // A poisoned mutex still holds the lock; release it all the same.
+        drop(
+            self.lock
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
     }
 }
