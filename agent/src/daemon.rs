@@ -102,6 +102,8 @@ pub async fn run(
     // Before anything is created on disk: without the shim no run can start.
     let init_binary = crate::init::locate(config.init_binary.as_deref())?;
     tracing::info!(init_binary = %init_binary.display(), "runs start with this init shim");
+    // Locks the state directory (before keys are loaded or orphans removed)
+    // until this function returns: `state` lives to its end.
     let state = StateDir::open(&config.state_dir)?;
     let keys = load_keys(&config, &state)?;
     let runtime =

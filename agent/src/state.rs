@@ -1,16 +1,24 @@
 //! What the agent keeps on disk: its identity (`agent.json`) and the targets'
 //! keypairs (`keys/<target>.key`), all in its state directory.
 //!
+//! One agent per state directory: two would share one identity and one set of
+//! keys and remove each other's containers as orphans. [`StateDir::open`]
+//! locks the directory (`sealrun.lock`, see `sealrun-dirlock`) before
+//! anything in it is read or written, and a second agent fails at once with
+//! [`StateError::Lock`], naming the holder's pid.
+//!
 //! The directory is created `0700` and the files `0600` from the start (created with
 //! that mode, never chmod-ed after the fact, so they are never world-readable even
 //! for an instant). An identity file readable by group or others is refused, as
 //! ssh refuses a loose private key: someone may already have copied the token.
 
+use sealrun_dirlock::DirLock;
 use serde::{Deserialize, Serialize};
 use std::fs::{self, DirBuilder, OpenOptions};
 use std::io::{self, Write as _};
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 /// File name of the identity inside the state directory.
@@ -46,6 +54,10 @@ pub enum StateError {
         /// What is wrong.
         message: String,
     },
+    /// Another agent (or `sealrun dev`) holds the state directory, or it could
+    /// not be locked; the message names the holder's pid.
+    #[error(transparent)]
+    Lock(#[from] sealrun_dirlock::LockError),
     /// A target name that cannot safely name a key file.
     #[error(
         "target name {0:?} cannot name a key file: use letters, digits, '.', '_' and '-', not starting with '.'"
@@ -82,21 +94,27 @@ impl std::fmt::Debug for Identity {
     }
 }
 
-/// The state directory.
+/// The state directory, locked for this process while any clone of it lives.
 #[derive(Debug, Clone)]
 pub struct StateDir {
     root: PathBuf,
+    _lock: Arc<DirLock>,
 }
 
 impl StateDir {
-    /// Opens `root`, creating it (mode `0700`) and its `keys/` subdirectory if needed.
+    /// Opens `root`, creating it (mode `0700`) if needed, locks it for this
+    /// process (failing at once with [`StateError::Lock`] if another holds
+    /// it), then creates its `keys/` subdirectory if needed.
     pub fn open(root: &Path) -> Result<StateDir, StateError> {
         let mut builder = DirBuilder::new();
         builder.recursive(true).mode(0o700);
+        builder.create(root).map_err(io_error(root))?;
+        let lock = DirLock::acquire(root, "state directory", "sealrun agent")?;
         let keys = root.join("keys");
         builder.create(&keys).map_err(io_error(&keys))?;
         Ok(StateDir {
             root: root.to_owned(),
+            _lock: Arc::new(lock),
         })
     }
 
@@ -257,6 +275,35 @@ mod tests {
         for bad in ["", "../x", "a/b", ".hidden", "x y"] {
             assert!(state.key_path(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_second_agent_on_one_state_dir_fails_naming_the_holders_pid() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = StateDir::open(dir.path()).unwrap();
+
+        let err = StateDir::open(dir.path()).unwrap_err();
+
+        assert!(matches!(err, StateError::Lock(_)), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "state directory {} is in use by sealrun agent (pid {}); stop it first or use another state directory",
+                dir.path().display(),
+                std::process::id()
+            )
+        );
+    }
+
+    #[test]
+    fn the_state_dir_stays_locked_while_any_clone_lives() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = StateDir::open(dir.path()).unwrap();
+        let clone = first.clone();
+        drop(first);
+        assert!(StateDir::open(dir.path()).is_err(), "the clone holds it");
+        drop(clone);
+        StateDir::open(dir.path()).unwrap();
     }
 
     #[test]
