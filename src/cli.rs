@@ -117,6 +117,12 @@ When no connected agent serves the target, sealrun says so at once; the run
 then waits in the queue for an agent (--wait-for-agent, the default) until it
 expires, or is refused at once (--no-wait, exit 125).
 
+The command's output is written as it comes, control characters included (as
+docker logs does), so colours and progress bars work. --sanitize shows them
+visibly instead (\\e, \\r, \\x07; newlines and tabs kept): use it for output you
+do not trust. Everything else sealrun prints (error lines, tables, names)
+always shows such characters visibly.
+
 Examples:
   sealrun run --target prod-db -- psql -c 'select count(*) from users'
   sealrun run --target demo --secret DB_PASSWORD --env PGHOST=db -- sh -c 'echo $DB_PASSWORD'
@@ -377,6 +383,10 @@ pub struct RunArgs {
     /// Print the run id and return at once
     #[arg(long)]
     pub detach: bool,
+    /// Show control characters in the output visibly (\e, \r, \x07) instead
+    /// of letting the terminal act on them; newlines and tabs are kept
+    #[arg(long)]
+    pub sanitize: bool,
     /// Refuse the run at once (exit 125) if no connected agent serves the target
     #[arg(long, conflicts_with = "wait_for_agent")]
     pub no_wait: bool,
@@ -416,14 +426,23 @@ pub enum RunsCommand {
     },
     /// Print a run's redacted output
     #[command(after_help = "\
+The output is written raw, control characters included, as docker logs does;
+--sanitize shows them visibly instead (newlines and tabs kept). --json output
+is JSON (base64 data) and needs no sanitizing.
+
 Examples:
-  sealrun runs logs r_01H... --follow")]
+  sealrun runs logs r_01H... --follow
+  sealrun runs logs r_01H... --sanitize   # output you do not trust")]
     Logs {
         /// Run id
         id: String,
         /// Keep streaming until the run ends
         #[arg(long, short)]
         follow: bool,
+        /// Show control characters in the output visibly (\e, \r, \x07)
+        /// instead of letting the terminal act on them
+        #[arg(long)]
+        sanitize: bool,
         #[command(flatten)]
         client: ClientArgs,
     },

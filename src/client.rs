@@ -170,8 +170,10 @@ async fn check(resp: reqwest::Response) -> Result<reqwest::Response> {
         return Ok(resp);
     }
     let text = resp.text().await.unwrap_or_default();
+    // The server's message may quote what a user submitted: shown safely
+    // wherever this error ends up printed.
     let message = serde_json::from_str::<ErrorBody>(&text)
-        .map(|b| b.error)
+        .map(|b| crate::output::safe(&b.error).into_owned())
         .unwrap_or_else(|_| status.canonical_reason().unwrap_or("error").to_owned());
     let prefix = match status {
         StatusCode::UNAUTHORIZED => "the control plane refused the token",

@@ -36,8 +36,10 @@ fn main() -> ExitCode {
     match runtime.block_on(dispatch(cli.command)) {
         Ok(code) => code,
         Err(e) => {
-            // `{:#}` prints the context chain on one line: "a: b: c".
-            eprintln!("sealrun: {e:#}");
+            // `{:#}` prints the context chain on one line: "a: b: c". It may
+            // quote what others wrote (a run's error, a name): `safe` keeps
+            // their control characters from acting on the terminal.
+            eprintln!("sealrun: {}", output::safe(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }

@@ -1,7 +1,30 @@
-//! Human tables and `--json` output for read commands.
+//! Human tables and `--json` output for read commands, and the rule for
+//! printing what sealrun did not write itself.
+//!
+//! **Terminal safety.** Text that comes from the control plane (an argv, a
+//! name, a submitter, an error message, an audit detail) may hold control
+//! characters that a terminal would obey: `\r` and `ESC [2K` rewrite the
+//! line being read, `ESC ]0;...` sets the window title. Every such piece of
+//! text goes through [`safe`] (tables do it for every cell), which shows them
+//! visibly ([`sealrun_wire::text`], the rule Slack replies use too). This is
+//! done whether or not stdout is a terminal: piped text ends up in `less -R`,
+//! CI log viewers and terminals just the same, and one code path is one to
+//! test. `--json` output is left to serde, which escapes every control
+//! character. A command's own output (`run`, `runs logs`) is the exception:
+//! it is written raw, as `docker logs` does, unless `--sanitize` asks for
+//! [`ChunkWriter::sanitizing`].
 
+use sealrun_wire::log::{LogChunk, StreamKind};
+use sealrun_wire::text::{ByteEscaper, escape_controls};
 use serde::Serialize;
+use std::borrow::Cow;
 use std::io::Write as _;
+
+/// `s`, which sealrun did not write, safe to print: control characters,
+/// bidi overrides and invisible code points shown as `\e`, `\r`, `\u{202e}`...
+pub fn safe(s: &str) -> Cow<'_, str> {
+    escape_controls(s)
+}
 
 /// Prints `value` as pretty JSON.
 pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
@@ -26,8 +49,18 @@ impl Table {
         }
     }
 
+    /// Adds a row; every cell is printed through [`safe`], so a cell is
+    /// always one line that cannot rewrite the rest of the table.
     pub fn row(&mut self, cells: Vec<String>) {
-        self.rows.push(cells);
+        self.rows.push(
+            cells
+                .into_iter()
+                .map(|c| match safe(&c) {
+                    Cow::Borrowed(_) => c,
+                    Cow::Owned(escaped) => escaped,
+                })
+                .collect(),
+        );
     }
 
     pub fn print(&self) -> anyhow::Result<()> {
@@ -52,6 +85,78 @@ impl Table {
         }
         Ok(())
     }
+}
+
+/// Writes a run's output chunks where they came from (stdout to stdout,
+/// stderr and sealrun's own notices to stderr): raw, or escaped with
+/// `--sanitize`.
+#[derive(Debug, Default)]
+pub struct ChunkWriter {
+    /// One escaper per stream when sanitizing, so a character split across
+    /// two chunks of one stream is not completed by the other's bytes.
+    sanitize: Option<[ByteEscaper; 2]>,
+}
+
+impl ChunkWriter {
+    /// A writer that passes the bytes through as they are.
+    pub fn raw() -> ChunkWriter {
+        ChunkWriter::default()
+    }
+
+    /// A writer that shows control characters visibly (keeping newlines and
+    /// tabs) and bytes that are not UTF-8 as `\xHH`.
+    pub fn sanitizing() -> ChunkWriter {
+        ChunkWriter {
+            sanitize: Some(Default::default()),
+        }
+    }
+
+    /// `raw` or `sanitizing` as `sanitize` says.
+    pub fn new(sanitize: bool) -> ChunkWriter {
+        if sanitize {
+            ChunkWriter::sanitizing()
+        } else {
+            ChunkWriter::raw()
+        }
+    }
+
+    /// Writes one chunk and flushes it, so output shows as it arrives.
+    pub fn write(&mut self, chunk: &LogChunk) -> anyhow::Result<()> {
+        let to_stdout = chunk.stream == StreamKind::Stdout;
+        match &mut self.sanitize {
+            None => emit(to_stdout, &chunk.data.0),
+            Some(escapers) => {
+                let text = escapers[usize::from(!to_stdout)].push(&chunk.data.0);
+                emit(to_stdout, text.as_bytes())
+            }
+        }
+    }
+
+    /// Writes what a sanitizing writer still holds back (the start of a
+    /// character the stream never finished).
+    pub fn finish(&mut self) -> anyhow::Result<()> {
+        if let Some([out, err]) = self.sanitize.take() {
+            emit(true, out.finish().as_bytes())?;
+            emit(false, err.finish().as_bytes())?;
+        }
+        Ok(())
+    }
+}
+
+fn emit(to_stdout: bool, bytes: &[u8]) -> anyhow::Result<()> {
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    if to_stdout {
+        let mut out = std::io::stdout().lock();
+        out.write_all(bytes)?;
+        out.flush()?;
+    } else {
+        let mut err = std::io::stderr().lock();
+        err.write_all(bytes)?;
+        err.flush()?;
+    }
+    Ok(())
 }
 
 /// Unix milliseconds as `YYYY-MM-DD HH:MM:SS` UTC.
@@ -89,6 +194,13 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn table_cells_show_control_characters_visibly() {
+        let mut t = Table::new(&["COMMAND"]);
+        t.row(vec!["a\r\x1b[2Kb\nc".to_owned()]);
+        assert_eq!(t.rows, [[r"a\r\e[2Kb\nc"]]);
+    }
 
     #[test]
     fn times_print_as_utc_calendar_dates() {

@@ -99,14 +99,18 @@ fn report(v: &AuditVerification, json: bool, what: &str) -> Result<ExitCode> {
     if json {
         output::json(v)?;
     } else if v.ok {
-        println!("{what}: OK, {} entries, head {}", v.entries, v.head);
+        println!(
+            "{what}: OK, {} entries, head {}",
+            v.entries,
+            output::safe(&v.head)
+        );
     } else {
         println!(
             "{what}: TAMPERED at entry {}: {}",
             v.first_bad_seq
                 .map(|s| s.to_string())
                 .unwrap_or_else(|| "?".into()),
-            v.problem.as_deref().unwrap_or("chain does not verify")
+            output::safe(v.problem.as_deref().unwrap_or("chain does not verify"))
         );
     }
     Ok(if v.ok {

@@ -3,7 +3,7 @@
 use super::seg;
 use crate::cli::{AgentsCommand, PoolCommand};
 use crate::client::Client;
-use crate::output::{self, Table};
+use crate::output::{self, Table, safe};
 use anyhow::Result;
 use reqwest::Method;
 use sealrun_wire::admin::{AgentList, EnrollmentToken, PoolCreate, PoolList, PoolView};
@@ -13,7 +13,7 @@ pub async fn run(cmd: PoolCommand) -> Result<()> {
         PoolCommand::Create { name, client } => {
             let client = Client::from_args(&client)?;
             let v: PoolView = client.post("/v1/pools", &PoolCreate { name }).await?;
-            eprintln!("pool {} created", v.name);
+            eprintln!("pool {} created", safe(&v.name));
             Ok(())
         }
         PoolCommand::List(a) => {
@@ -42,7 +42,7 @@ pub async fn run(cmd: PoolCommand) -> Result<()> {
             }
             eprintln!(
                 "enrollment token for pool {} (valid until {} UTC; shown only this once):",
-                tok.pool,
+                safe(&tok.pool),
                 output::time(tok.expires_at_ms)
             );
             println!("{}", tok.token);

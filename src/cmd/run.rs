@@ -4,12 +4,13 @@
 use super::seg;
 use crate::cli::RunArgs;
 use crate::client::Client;
+use crate::output::{ChunkWriter, safe};
 use anyhow::{Context as _, Result, anyhow, bail};
 use futures_util::StreamExt as _;
 use reqwest::Method;
-use sealrun_wire::log::{LogChunk, LogEvent, RunEnd, StreamKind};
+use sealrun_wire::log::{LogEvent, RunEnd};
 use sealrun_wire::run::{RunCreated, RunRequest, RunSource, RunStatus, RunView};
-use std::io::{IsTerminal as _, Write as _};
+use std::io::IsTerminal as _;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,7 +45,7 @@ pub async fn run(a: RunArgs) -> Result<ExitCode> {
         Err(e) => {
             // Refused (bad input, unknown target or secret, permission, no
             // agent with --no-wait) or unreachable: nothing runs.
-            eprintln!("sealrun: {e:#}");
+            eprintln!("sealrun: {}", safe(&format!("{e:#}")));
             return Ok(ExitCode::from(EXIT_ERROR));
         }
     };
@@ -66,7 +67,7 @@ pub async fn run(a: RunArgs) -> Result<ExitCode> {
         println!("{}", created.id);
         return Ok(ExitCode::SUCCESS);
     }
-    let end = follow(&client, &created.id, Interrupt::CancelRun).await?;
+    let end = follow(&client, &created.id, Interrupt::CancelRun, a.sanitize).await?;
     Ok(exit_code_for(&created.id, &end))
 }
 
@@ -85,7 +86,7 @@ pub fn exit_code_for(id: &str, end: &RunEnd) -> ExitCode {
     let why = end
         .error
         .as_deref()
-        .map(|e| format!(": {e}"))
+        .map(|e| format!(": {}", safe(e)))
         .unwrap_or_default();
     match end.status {
         RunStatus::Succeeded => ExitCode::SUCCESS,
@@ -134,8 +135,26 @@ pub fn exit_code_for(id: &str, end: &RunEnd) -> ExitCode {
 
 /// Streams a run's output to stdout/stderr until it ends, reconnecting if the
 /// stream breaks (the control plane restarting, say) without repeating or
-/// skipping a chunk.
-pub async fn follow(client: &Client, id: &str, interrupt: Interrupt) -> Result<RunEnd> {
+/// skipping a chunk. `sanitize` shows control characters in the output
+/// visibly instead of writing them raw (`--sanitize`).
+pub async fn follow(
+    client: &Client,
+    id: &str,
+    interrupt: Interrupt,
+    sanitize: bool,
+) -> Result<RunEnd> {
+    let mut out = ChunkWriter::new(sanitize);
+    let end = follow_into(client, id, interrupt, &mut out).await;
+    out.finish()?;
+    end
+}
+
+async fn follow_into(
+    client: &Client,
+    id: &str,
+    interrupt: Interrupt,
+    out: &mut ChunkWriter,
+) -> Result<RunEnd> {
     let spinner = Spinner::start(client.clone(), id.to_owned());
     let mut next_seq = 0u64;
     let mut failures = 0u32;
@@ -143,7 +162,7 @@ pub async fn follow(client: &Client, id: &str, interrupt: Interrupt) -> Result<R
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     loop {
-        let attempt = stream_once(client, id, &mut next_seq, &spinner);
+        let attempt = stream_once(client, id, &mut next_seq, &spinner, out);
         tokio::pin!(attempt);
         let outcome = loop {
             tokio::select! {
@@ -188,6 +207,7 @@ async fn stream_once(
     id: &str,
     next_seq: &mut u64,
     spinner: &Spinner,
+    out: &mut ChunkWriter,
 ) -> Result<Option<RunEnd>> {
     let resp = client
         .request::<()>(
@@ -219,30 +239,13 @@ async fn stream_once(
                     }
                     spinner.stop();
                     *next_seq = chunk.seq + 1;
-                    write_chunk(&chunk)?;
+                    out.write(&chunk)?;
                 }
                 LogEvent::End(end) => return Ok(Some(end)),
             }
         }
     }
     Ok(None)
-}
-
-/// Writes a chunk where it came from; sealrun's own notices go to stderr.
-pub fn write_chunk(chunk: &LogChunk) -> Result<()> {
-    match chunk.stream {
-        StreamKind::Stdout => {
-            let mut out = std::io::stdout().lock();
-            out.write_all(&chunk.data.0)?;
-            out.flush()?;
-        }
-        StreamKind::Stderr | StreamKind::System => {
-            let mut err = std::io::stderr().lock();
-            err.write_all(&chunk.data.0)?;
-            err.flush()?;
-        }
-    }
-    Ok(())
 }
 
 /// A status line on a terminal while the run waits for its first output.

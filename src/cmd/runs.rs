@@ -1,10 +1,10 @@
 //! `sealrun runs ...`
 
-use super::run::{Interrupt, exit_code_for, follow, write_chunk};
+use super::run::{Interrupt, exit_code_for, follow};
 use super::seg;
 use crate::cli::RunsCommand;
 use crate::client::Client;
-use crate::output::{self, Table};
+use crate::output::{self, ChunkWriter, Table, safe};
 use anyhow::Result;
 use reqwest::Method;
 use sealrun_wire::log::LogPage;
@@ -77,11 +77,13 @@ pub async fn run(cmd: RunsCommand) -> Result<ExitCode> {
                 output::json(&r)?;
                 return Ok(ExitCode::SUCCESS);
             }
-            println!("id:        {}", r.id);
-            println!("target:    {}", r.target);
-            println!("image:     {}", r.image);
+            // Everything but the times and numbers comes from the submitter
+            // or the agent: printed through `safe` (see `output`).
+            println!("id:        {}", safe(&r.id));
+            println!("target:    {}", safe(&r.target));
+            println!("image:     {}", safe(&r.image));
             println!("command:   {}", shell::join(&r.argv));
-            println!("secrets:   {}", r.secrets.join(", "));
+            println!("secrets:   {}", safe(&r.secrets.join(", ")));
             println!("status:    {}", r.status);
             println!(
                 "exit code: {}",
@@ -90,10 +92,10 @@ pub async fn run(cmd: RunsCommand) -> Result<ExitCode> {
                     .unwrap_or_else(|| "-".into())
             );
             if let Some(e) = &r.error {
-                println!("error:     {e}");
+                println!("error:     {}", safe(e));
             }
-            println!("source:    {} ({})", r.source.as_str(), r.submitter);
-            println!("agent:     {}", r.agent.as_deref().unwrap_or("-"));
+            println!("source:    {} ({})", r.source.as_str(), safe(&r.submitter));
+            println!("agent:     {}", safe(r.agent.as_deref().unwrap_or("-")));
             println!("created:   {}", output::time(r.created_at_ms));
             println!("started:   {}", output::opt_time(r.started_at_ms));
             println!("finished:  {}", output::opt_time(r.finished_at_ms));
@@ -107,19 +109,22 @@ pub async fn run(cmd: RunsCommand) -> Result<ExitCode> {
         RunsCommand::Logs {
             id,
             follow: true,
+            sanitize,
             client,
         } => {
             let client = Client::from_args(&client)?;
-            let end = follow(&client, &id, Interrupt::Detach).await?;
+            let end = follow(&client, &id, Interrupt::Detach, sanitize).await?;
             Ok(exit_code_for(&id, &end))
         }
         RunsCommand::Logs {
             id,
             follow: false,
+            sanitize,
             client,
         } => {
             let json = client.json;
             let client = Client::from_args(&client)?;
+            let mut out = ChunkWriter::new(sanitize);
             let mut after = 0;
             let mut chunks = Vec::new();
             loop {
@@ -132,7 +137,7 @@ pub async fn run(cmd: RunsCommand) -> Result<ExitCode> {
                     chunks.extend(page.chunks);
                 } else {
                     for c in &page.chunks {
-                        write_chunk(c)?;
+                        out.write(c)?;
                     }
                 }
                 if done {
@@ -142,6 +147,7 @@ pub async fn run(cmd: RunsCommand) -> Result<ExitCode> {
             if json {
                 output::json(&chunks)?;
             }
+            out.finish()?;
             Ok(ExitCode::SUCCESS)
         }
         RunsCommand::Cancel { id, client } => {

@@ -4,7 +4,7 @@
 use super::seg;
 use crate::cli::SecretCommand;
 use crate::client::Client;
-use crate::output::{self, Table};
+use crate::output::{self, Table, safe};
 use anyhow::{Context as _, Result, anyhow, bail};
 use reqwest::Method;
 use sealrun_wire::admin::{PublicKeyView, SecretList, SecretView};
@@ -51,7 +51,7 @@ pub async fn run(cmd: SecretCommand) -> Result<()> {
             if json {
                 return output::json(&view);
             }
-            eprintln!("secret {} set (version {})", view.name, view.version);
+            eprintln!("secret {} set (version {})", safe(&view.name), view.version);
             Ok(())
         }
         SecretCommand::List { target, client } => {

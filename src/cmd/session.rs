@@ -2,7 +2,7 @@
 
 use crate::cli::{ClientOnly, LoginArgs};
 use crate::client::{Client, Connection};
-use crate::output;
+use crate::output::{self, safe};
 use crate::profile::Profile;
 use anyhow::{Result, anyhow};
 use sealrun_wire::admin::Whoami;
@@ -38,8 +38,8 @@ pub async fn login(a: LoginArgs) -> Result<()> {
     .save()?;
     eprintln!(
         "logged in to org {} as {} ({}); profile saved to {}",
-        me.org,
-        me.name,
+        safe(&me.org),
+        safe(&me.name),
         me.role,
         path.display()
     );
@@ -52,7 +52,12 @@ pub async fn whoami(a: ClientOnly) -> Result<()> {
     if a.client.json {
         return output::json(&me);
     }
-    println!("org:  {}\nname: {}\nrole: {}", me.org, me.name, me.role);
+    println!(
+        "org:  {}\nname: {}\nrole: {}",
+        safe(&me.org),
+        safe(&me.name),
+        me.role
+    );
     println!("url:  {}", client.connection().url);
     Ok(())
 }

@@ -3,7 +3,7 @@
 use super::seg;
 use crate::cli::{RoleArg, SlackCommand};
 use crate::client::Client;
-use crate::output::{self, Table};
+use crate::output::{self, Table, safe};
 use anyhow::{Context as _, Result, bail};
 use reqwest::Method;
 use sealrun_wire::admin::Role;
@@ -33,7 +33,7 @@ pub async fn run(cmd: SlackCommand) -> Result<()> {
             }
             eprintln!(
                 "Slack workspace {} linked; now link its users with `sealrun slack link-user`",
-                view.team_id
+                safe(&view.team_id)
             );
             Ok(())
         }
@@ -94,7 +94,10 @@ pub async fn run(cmd: SlackCommand) -> Result<()> {
             }
             eprintln!(
                 "Slack user {} of {} linked as {} (role {})",
-                view.user_id, view.team_id, view.name, view.role
+                safe(&view.user_id),
+                safe(&view.team_id),
+                safe(&view.name),
+                view.role
             );
             Ok(())
         }

@@ -3,7 +3,7 @@
 use super::seg;
 use crate::cli::{TargetCommand, TargetCreateArgs};
 use crate::client::Client;
-use crate::output::{self, Table};
+use crate::output::{self, Table, safe};
 use anyhow::{Context as _, Result, anyhow};
 use reqwest::Method;
 use sealrun_wire::admin::{TargetList, TargetSpec, TargetView};
@@ -50,13 +50,13 @@ pub async fn run(cmd: TargetCommand) -> Result<()> {
             if json {
                 return output::json(&v);
             }
-            println!("name:            {}", v.spec.name);
-            println!("private network: {}", v.spec.private_network);
-            println!("pool:            {}", v.spec.pool);
-            println!("image:           {}", v.spec.image);
+            println!("name:            {}", safe(&v.spec.name));
+            println!("private network: {}", safe(&v.spec.private_network));
+            println!("pool:            {}", safe(&v.spec.pool));
+            println!("image:           {}", safe(&v.spec.image));
             println!(
                 "network:         {}",
-                v.spec.network.as_deref().unwrap_or("none")
+                safe(v.spec.network.as_deref().unwrap_or("none"))
             );
             println!(
                 "limits:          {} MiB, {} millicpus, {} pids",
@@ -65,7 +65,7 @@ pub async fn run(cmd: TargetCommand) -> Result<()> {
             println!("timeout:         {}s", v.spec.timeout_secs);
             println!(
                 "user:            {}",
-                v.spec.user.as_deref().unwrap_or("65534:65534")
+                safe(v.spec.user.as_deref().unwrap_or("65534:65534"))
             );
             match v.public_key {
                 Some(k) => println!("key id:          {}", k.key_id),
@@ -119,7 +119,7 @@ async fn create(a: TargetCreateArgs) -> Result<()> {
     if a.client.json {
         return output::json(&v);
     }
-    eprintln!("target {} saved", v.spec.name);
+    eprintln!("target {} saved", safe(&v.spec.name));
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 use super::seg;
 use crate::cli::{RoleArg, TokenCommand};
 use crate::client::Client;
-use crate::output::{self, Table};
+use crate::output::{self, Table, safe};
 use anyhow::Result;
 use reqwest::Method;
 use sealrun_wire::admin::{Role, TokenCreate, TokenCreated, TokenList};
@@ -26,7 +26,9 @@ pub async fn run(cmd: TokenCommand) -> Result<()> {
             }
             eprintln!(
                 "token {} ({}, role {}) created; it is shown only this once:",
-                created.view.id, created.view.name, created.view.role
+                created.view.id,
+                safe(&created.view.name),
+                created.view.role
             );
             println!("{}", created.token);
             Ok(())
