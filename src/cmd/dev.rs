@@ -7,6 +7,7 @@ use crate::logging;
 use anyhow::{Context as _, Result, bail};
 use sealrun_agent::{AgentConfig, TargetConfig};
 use sealrun_api::{Server, ServerConfig};
+use sealrun_dirlock::DirLock;
 use sealrun_wire::admin::{EnrollmentToken, TargetSpec, TargetView};
 use sealrun_wire::agent::ResourceLimits;
 use std::io::Write as _;
@@ -21,6 +22,10 @@ pub async fn run(args: DevArgs) -> Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
     let data_dir = std::fs::canonicalize(&args.data_dir)?;
+    // One `sealrun dev` per data directory, and nothing touched before it is
+    // ours: not the image, the control plane (which locks `server/` too),
+    // the agent (`agent/`), the admin token or `dev.env`. Held until return.
+    let _lock = DirLock::acquire(&data_dir, "data directory", "sealrun dev")?;
     say("checking the Docker engine");
     // Before anything starts: without the shim the agent could not run anything.
     let init_binary = sealrun_agent::init::locate(args.init_binary.as_deref())?;

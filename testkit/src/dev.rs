@@ -61,6 +61,16 @@ impl DevProcess {
         DevProcess { child, dir, cli }
     }
 
+    /// Process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Its `--data-dir` (`dev.env`, `admin.token`, `server/`, `agent/`).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("dev")
+    }
+
     /// The log of `sealrun dev` so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("dev.log")).unwrap_or_default()

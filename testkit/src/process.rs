@@ -57,6 +57,42 @@ pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// Runs `command` (stdin empty, output captured) until it exits by itself,
+/// for daemons that must refuse to start: its output, or a failed test
+/// (naming `what`, with what it printed) if it is still running after
+/// `within`, in which case it is killed and reaped first.
+pub fn output_within(what: &str, command: &mut Command, within: Duration) -> Output {
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+    let pid = child.id();
+    let (done, finished) = std::sync::mpsc::channel();
+    // Waiting drains both pipes, so a chatty process cannot block on them.
+    let waiter = std::thread::spawn(move || {
+        let _ = done.send(child.wait_with_output());
+    });
+    let output = match finished.recv_timeout(within) {
+        Ok(output) => output,
+        Err(_) => {
+            signal(pid, "KILL");
+            let output = finished
+                .recv()
+                .expect("the waiter reports")
+                .expect("waitpid");
+            panic!(
+                "{what} was still running after {within:?} (killed); its output:\n{}{}",
+                text(&output.stdout),
+                text(&output.stderr)
+            );
+        }
+    };
+    let _ = waiter.join();
+    output.unwrap_or_else(|e| panic!("waiting for {what}: {e}"))
+}
+
 /// A daemon child process with its log file.
 #[derive(Debug)]
 pub(crate) struct Daemon {
