@@ -109,7 +109,7 @@ Exit status:
   125    sealrun could not run it (bad request, image pull failed, ...)
   75     the run was lost: its agent vanished and it may or may not have run
          (EX_TEMPFAIL: check, then resubmit)
-  130    the run was canceled (Ctrl-C cancels the remote run)
+  130    the run was canceled (Ctrl-C, SIGTERM or SIGHUP cancel the remote run)
   69     the run expired: no agent took it within the control plane's queue
          TTL (default one hour), so it never ran (EX_UNAVAILABLE)
 

@@ -191,6 +191,65 @@ fn ctrl_c_during_sealrun_run_cancels_the_remote_run() {
 }
 
 #[test]
+fn sigterm_or_sighup_during_sealrun_run_cancels_the_remote_run_like_ctrl_c() {
+    if !require_docker() {
+        return;
+    }
+    let dev = DevProcess::start();
+    for sig in ["TERM", "HUP"] {
+        let child = dev
+            .cli
+            .command(&[
+                "run",
+                "--target",
+                "demo",
+                "--",
+                "sh",
+                "-c",
+                "echo started; sleep 60",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let id = {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let runs = dev.cli.json(&["runs", "list", "--status", "running"]);
+                if let Some(id) = runs["runs"][0]["id"].as_str() {
+                    break id.to_owned();
+                }
+                assert!(Instant::now() < deadline, "the run never started");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        };
+        signal(child.id(), sig);
+        let out = child.wait_with_output().unwrap();
+        let err = text(&out.stderr);
+        assert_eq!(code(&out), 130, "SIG{sig}: {err}");
+        assert!(
+            err.contains(&format!("canceling run {id}")),
+            "SIG{sig}: {err}"
+        );
+        dev.cli.wait_status(&id, "canceled");
+    }
+}
+
+#[test]
+fn without_a_terminal_sealrun_run_names_its_run_on_stderr() {
+    if !require_docker() {
+        return;
+    }
+    let dev = DevProcess::start();
+    let out = dev.cli.output(&["run", "--target", "demo", "--", "true"]);
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let runs = dev.cli.json(&["runs", "list"]);
+    let id = runs["runs"][0]["id"].as_str().unwrap().to_owned();
+    assert!(err.contains(&format!("run {id} submitted")), "{err}");
+}
+
+#[test]
 fn the_audit_trail_verifies_live_and_as_an_offline_export() {
     if !require_docker() {
         return;

@@ -5,6 +5,7 @@ use super::seg;
 use crate::cli::RunArgs;
 use crate::client::Client;
 use crate::output::{ChunkWriter, safe};
+use crate::signal::Interrupts;
 use anyhow::{Context as _, Result, anyhow, bail};
 use futures_util::StreamExt as _;
 use reqwest::Method;
@@ -66,6 +67,14 @@ pub async fn run(a: RunArgs) -> Result<ExitCode> {
     if a.detach {
         println!("{}", created.id);
         return Ok(ExitCode::SUCCESS);
+    }
+    if !std::io::stderr().is_terminal() {
+        // No spinner shows the id without a terminal: a CI log must still
+        // say which run to look up.
+        eprintln!(
+            "sealrun: run {} submitted (sealrun runs show {} / sealrun runs logs {} --follow)",
+            created.id, created.id, created.id
+        );
     }
     let end = follow(&client, &created.id, Interrupt::CancelRun, a.sanitize).await?;
     Ok(exit_code_for(&created.id, &end))
@@ -159,26 +168,24 @@ async fn follow_into(
     let mut next_seq = 0u64;
     let mut failures = 0u32;
     let mut canceling = false;
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
+    let mut interrupts = Interrupts::new().context("cannot handle SIGINT/SIGTERM/SIGHUP")?;
     loop {
         let attempt = stream_once(client, id, &mut next_seq, &spinner, out);
         tokio::pin!(attempt);
         let outcome = loop {
             tokio::select! {
                 outcome = &mut attempt => break outcome,
-                _ = &mut ctrl_c => {
+                why = interrupts.recv() => {
                     spinner.stop();
                     if interrupt == Interrupt::Detach || canceling {
-                        bail!("interrupted; the run goes on: sealrun runs logs {id} --follow");
+                        bail!("{why}; the run goes on: sealrun runs logs {id} --follow");
                     }
                     canceling = true;
-                    eprintln!("\nsealrun: canceling run {id} (Ctrl-C again to stop waiting)");
+                    eprintln!("\nsealrun: {why}: canceling run {id} (Ctrl-C again to stop waiting)");
                     client
                         .send::<()>(Method::POST, &format!("/v1/runs/{}/cancel", seg(id)), None)
                         .await
                         .context("cannot cancel the run")?;
-                    ctrl_c.set(tokio::signal::ctrl_c());
                 }
             }
         };
