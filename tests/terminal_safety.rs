@@ -2,7 +2,8 @@
 //! command's output) cannot rewrite or take over the terminal of whoever
 //! reads it with the `sealrun` CLI. The CLI runs as a subprocess on a real
 //! pseudo-terminal, against an in-process control plane; the runs only need
-//! to be submitted (a queued run shows in `runs list` too), so no Docker.
+//! to be submitted (a queued run shows in `runs list` too), so no Docker,
+//! except for the last test, which streams a real command's output.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use nix::errno::Errno;
@@ -186,6 +187,35 @@ async fn runs_logs_writes_output_raw_by_default_and_escaped_with_sanitize() {
     assert_nothing_acts_on_the_terminal(&sanitized.replace('\t', ""));
     assert_eq!(
         sanitized, "red:\\e[31mred\\e[0m\ttab\n\\e]0;T\\x07\\e[2J\n",
+        "newlines and tabs kept, the rest shown"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sealrun_run_sanitize_escapes_the_commands_output_as_it_streams() {
+    if !sealrun_testkit::require_docker() {
+        return;
+    }
+    let world = World::spawned().await;
+    let cli = world.server.cli(world.server.admin_token());
+    let printf = ["printf", r"\033[31mred\033[0m\tok\r\n\033]0;T\007"];
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", "--target", world.target.as_str()];
+        args.extend_from_slice(extra);
+        args.push("--");
+        args.extend_from_slice(&printf);
+        cli.output(&args)
+    };
+
+    let raw = run(&[]);
+    assert!(raw.status.success(), "{}", text(&raw.stderr));
+    assert_eq!(text(&raw.stdout), "\x1b[31mred\x1b[0m\tok\r\n\x1b]0;T\x07");
+
+    let sanitized = run(&["--sanitize"]);
+    assert!(sanitized.status.success(), "{}", text(&sanitized.stderr));
+    assert_eq!(
+        text(&sanitized.stdout),
+        "\\e[31mred\\e[0m\tok\\r\n\\e]0;T\\x07",
         "newlines and tabs kept, the rest shown"
     );
 }
