@@ -112,6 +112,14 @@ Exit status:
   130    the run was canceled (Ctrl-C, SIGTERM or SIGHUP cancel the remote run)
   69     the run expired: no agent took it within the control plane's queue
          TTL (default one hour), so it never ran (EX_UNAVAILABLE)
+  74     sealrun lost contact with the control plane for 10 minutes while
+         following: the run's state is unknown (it prints how to follow it)
+  141    the reader of the output went away (`| head`): sealrun stops
+         following quietly; the run goes on
+
+A refused request (404 unknown run, 401/403 token) ends following at once
+(125); a control plane that cannot be reached is retried with a one-line
+notice.
 
 When no connected agent serves the target, sealrun says so at once; the run
 then waits in the queue for an agent (--wait-for-agent, the default) until it

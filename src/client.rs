@@ -163,6 +163,34 @@ impl Client {
     }
 }
 
+/// The control plane answered a request with an error status. Its
+/// `Display` is the one line a user sees.
+#[derive(Debug)]
+pub struct Refused {
+    /// The HTTP status.
+    pub status: StatusCode,
+    line: String,
+}
+
+impl Refused {
+    /// Whether asking again cannot help (the run does not exist, the token
+    /// is refused or not allowed, the request is wrong): every 4xx but
+    /// 408 and 429.
+    pub fn is_permanent(&self) -> bool {
+        self.status.is_client_error()
+            && self.status != StatusCode::REQUEST_TIMEOUT
+            && self.status != StatusCode::TOO_MANY_REQUESTS
+    }
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.line)
+    }
+}
+
+impl std::error::Error for Refused {}
+
 /// Turns a non-2xx answer into the server's own one-line message.
 async fn check(resp: reqwest::Response) -> Result<reqwest::Response> {
     let status = resp.status();
@@ -181,5 +209,9 @@ async fn check(resp: reqwest::Response) -> Result<reqwest::Response> {
         StatusCode::NOT_FOUND => "not found",
         _ => "the control plane refused the request",
     };
-    bail!("{prefix} ({}): {message}", status.as_u16())
+    Err(Refused {
+        status,
+        line: format!("{prefix} ({}): {message}", status.as_u16()),
+    }
+    .into())
 }

@@ -3,7 +3,7 @@
 
 use super::seg;
 use crate::cli::RunArgs;
-use crate::client::Client;
+use crate::client::{Client, Refused};
 use crate::output::{ChunkWriter, safe};
 use crate::signal::Interrupts;
 use anyhow::{Context as _, Result, anyhow, bail};
@@ -25,6 +25,45 @@ pub const EXIT_ERROR: u8 = 125;
 pub const EXIT_LOST: u8 = 75;
 /// Exit status when the run was canceled (as a shell after Ctrl-C).
 pub const EXIT_CANCELED: u8 = 130;
+/// Exit status when sealrun lost contact with the control plane while
+/// following: the run's state is unknown (EX_IOERR).
+pub const EXIT_DISCONNECTED: u8 = 74;
+/// Exit status when the reader of the output went away (`| head`), as for a
+/// process killed by SIGPIPE (128 + 13).
+pub const EXIT_SIGPIPE: u8 = 141;
+/// How long a follower keeps reconnecting to a control plane it cannot
+/// reach before it gives up (the run may still be going).
+pub const RECONNECT_FOR: Duration = Duration::from_secs(600);
+
+/// Following lost contact with the control plane for longer than
+/// [`RECONNECT_FOR`].
+#[derive(Debug)]
+pub struct Disconnected {
+    id: String,
+    cause: String,
+}
+
+impl std::fmt::Display for Disconnected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "lost contact with the control plane while following run {} ({}); it may still be going: sealrun runs logs {} --follow",
+            self.id, self.cause, self.id
+        )
+    }
+}
+
+impl std::error::Error for Disconnected {}
+
+/// How following a run stopped (errors aside).
+#[derive(Debug)]
+pub enum Followed {
+    /// The run ended so.
+    Ended(RunEnd),
+    /// The reader of the output went away (a closed pipe).
+    ReaderGone,
+}
+
 /// Exit status when the run expired in the queue: no agent took it in time
 /// and it never ran (EX_UNAVAILABLE).
 pub const EXIT_EXPIRED: u8 = 69;
@@ -76,8 +115,29 @@ pub async fn run(a: RunArgs) -> Result<ExitCode> {
             created.id, created.id, created.id
         );
     }
-    let end = follow(&client, &created.id, Interrupt::CancelRun, a.sanitize).await?;
-    Ok(exit_code_for(&created.id, &end))
+    let followed = follow(&client, &created.id, Interrupt::CancelRun, a.sanitize).await;
+    Ok(followed_exit_code(&created.id, followed))
+}
+
+/// The exit status of a command that followed run `id`: how the run ended,
+/// or why following stopped (saying so on stderr).
+pub fn followed_exit_code(id: &str, followed: Result<Followed>) -> ExitCode {
+    match followed {
+        Ok(Followed::Ended(end)) => exit_code_for(id, &end),
+        // The reader went away (`| head`): stop quietly, as a command killed
+        // by SIGPIPE would; the run goes on.
+        Ok(Followed::ReaderGone) => ExitCode::from(EXIT_SIGPIPE),
+        Err(e) => {
+            eprintln!("sealrun: {}", safe(&format!("{e:#}")));
+            if e.downcast_ref::<Disconnected>().is_some() {
+                ExitCode::from(EXIT_DISCONNECTED)
+            } else if e.downcast_ref::<Refused>().is_some() {
+                ExitCode::from(EXIT_ERROR)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
 }
 
 /// What Ctrl-C does while following.
@@ -151,11 +211,27 @@ pub async fn follow(
     id: &str,
     interrupt: Interrupt,
     sanitize: bool,
-) -> Result<RunEnd> {
+) -> Result<Followed> {
     let mut out = ChunkWriter::new(sanitize);
-    let end = follow_into(client, id, interrupt, &mut out).await;
-    out.finish()?;
-    end
+    let followed = follow_into(client, id, interrupt, &mut out).await;
+    let finished = out.finish();
+    match followed {
+        Err(e) if is_broken_pipe(&e) => Ok(Followed::ReaderGone),
+        Err(e) => Err(e),
+        Ok(end) => match finished {
+            Err(e) if is_broken_pipe(&e) => Ok(Followed::ReaderGone),
+            Err(e) => Err(e),
+            Ok(()) => Ok(Followed::Ended(end)),
+        },
+    }
+}
+
+/// Whether `e` is a write to a closed pipe.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 async fn follow_into(
@@ -168,6 +244,7 @@ async fn follow_into(
     let mut next_seq = 0u64;
     let mut failures = 0u32;
     let mut canceling = false;
+    let mut failing_since = None::<std::time::Instant>;
     let mut interrupts = Interrupts::new().context("cannot handle SIGINT/SIGTERM/SIGHUP")?;
     loop {
         let attempt = stream_once(client, id, &mut next_seq, &spinner, out);
@@ -194,12 +271,39 @@ async fn follow_into(
                 spinner.stop();
                 return Ok(end);
             }
-            Ok(None) => failures = 0, // clean end of a stream without End: reconnect
+            Ok(None) => {
+                // A clean end of a stream without End (a restarting control
+                // plane): reconnect.
+                failures = 0;
+                failing_since = None;
+            }
             Err(e) => {
-                failures += 1;
-                if failures > 30 {
+                // Asking again cannot help (the run is gone, the token was
+                // revoked...), and a closed reader will not come back.
+                let permanent = e
+                    .downcast_ref::<Refused>()
+                    .is_some_and(Refused::is_permanent);
+                if permanent || is_broken_pipe(&e) {
                     spinner.stop();
-                    return Err(e.context(format!("lost the log stream of run {id}")));
+                    return Err(e);
+                }
+                failures += 1;
+                let since = *failing_since.get_or_insert_with(std::time::Instant::now);
+                if failures == 1 {
+                    spinner.stop();
+                    eprintln!(
+                        "sealrun: {}; reconnecting for up to {} min",
+                        safe(&format!("{e:#}")),
+                        RECONNECT_FOR.as_secs() / 60
+                    );
+                }
+                if since.elapsed() >= RECONNECT_FOR {
+                    spinner.stop();
+                    return Err(Disconnected {
+                        id: id.to_owned(),
+                        cause: format!("{e:#}"),
+                    }
+                    .into());
                 }
             }
         }

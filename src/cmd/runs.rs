@@ -1,6 +1,6 @@
 //! `sealrun runs ...`
 
-use super::run::{Interrupt, exit_code_for, follow};
+use super::run::{Interrupt, follow, followed_exit_code};
 use super::seg;
 use crate::cli::RunsCommand;
 use crate::client::Client;
@@ -113,8 +113,8 @@ pub async fn run(cmd: RunsCommand) -> Result<ExitCode> {
             client,
         } => {
             let client = Client::from_args(&client)?;
-            let end = follow(&client, &id, Interrupt::Detach, sanitize).await?;
-            Ok(exit_code_for(&id, &end))
+            let followed = follow(&client, &id, Interrupt::Detach, sanitize).await;
+            Ok(followed_exit_code(&id, followed))
         }
         RunsCommand::Logs {
             id,
