@@ -6,7 +6,6 @@ use sealrun_testkit::{DevProcess, free_port, require_docker, sealrun_bin, signal
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
 const SECRET: &str = "correct-horse-battery-staple";
 
@@ -173,17 +172,7 @@ fn ctrl_c_during_sealrun_run_cancels_the_remote_run() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let id = {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let runs = dev.cli.json(&["runs", "list", "--status", "running"]);
-            if let Some(id) = runs["runs"][0]["id"].as_str() {
-                break id.to_owned();
-            }
-            assert!(Instant::now() < deadline, "the run never started");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    };
+    let id = dev.cli.wait_running_run();
     signal(child.id(), "INT");
     let out = child.wait_with_output().unwrap();
     assert_eq!(code(&out), 130, "{}", text(&out.stderr));
@@ -212,17 +201,7 @@ fn sigterm_or_sighup_during_sealrun_run_cancels_the_remote_run_like_ctrl_c() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let id = {
-            let deadline = Instant::now() + Duration::from_secs(60);
-            loop {
-                let runs = dev.cli.json(&["runs", "list", "--status", "running"]);
-                if let Some(id) = runs["runs"][0]["id"].as_str() {
-                    break id.to_owned();
-                }
-                assert!(Instant::now() < deadline, "the run never started");
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        };
+        let id = dev.cli.wait_running_run();
         signal(child.id(), sig);
         let out = child.wait_with_output().unwrap();
         let err = text(&out.stderr);

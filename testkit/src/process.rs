@@ -368,6 +368,20 @@ impl Cli {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+
+    /// Polls `sealrun runs list --status running` (every 100 ms, up to
+    /// [`WAIT`]) until a run is running; returns the newest one's id.
+    pub fn wait_running_run(&self) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let runs = self.json(&["runs", "list", "--status", "running"]);
+            if let Some(id) = runs["runs"][0]["id"].as_str() {
+                return id.to_owned();
+            }
+            assert!(Instant::now() < deadline, "no run started: {runs}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 }
 
 /// The path of `name` in `dir`, for logs next to a data directory.
