@@ -3,6 +3,13 @@
 //!
 //! Errors are one line on stderr and a non-zero exit; never a panic or a
 //! backtrace for a user's mistake.
+//!
+//! A closed stdout (`sealrun runs list | head`) ends any command quietly
+//! with exit 141, as a process killed by SIGPIPE would (128 + 13): nothing
+//! on stderr, and a script can tell it from success. Output goes through
+//! `output::outln!` and other writes that return `EPIPE` as an error rather
+//! than `println!`, which panics; the error is recognised here, in the one
+//! place errors are printed (`run` and `runs logs --follow` do the same).
 
 // The doc comments of `cli.rs` are clap's --help text, written for a terminal
 // (bare URLs, `[[target]]`), not rustdoc markup.
@@ -35,6 +42,7 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(dispatch(cli.command)) {
         Ok(code) => code,
+        Err(e) if output::is_broken_pipe(&e) => ExitCode::from(cmd::run::EXIT_SIGPIPE),
         Err(e) => {
             // `{:#}` prints the context chain on one line: "a: b: c". It may
             // quote what others wrote (a run's error, a name): `safe` keeps

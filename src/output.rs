@@ -13,12 +13,40 @@
 //! character. A command's own output (`run`, `runs logs`) is the exception:
 //! it is written raw, as `docker logs` does, unless `--sanitize` asks for
 //! [`ChunkWriter::sanitizing`].
+//!
+//! **A closed stdout.** Everything here writes to stdout with `write!` and
+//! returns the error ([`outln!`] instead of `println!`, which panics with
+//! "failed printing to stdout: Broken pipe" when the reader is gone: Rust
+//! ignores SIGPIPE, so a write to a closed pipe is an `EPIPE` error).
+//! `main` turns that error into a quiet exit 141 (see its doc).
 
 use sealrun_wire::log::{LogChunk, StreamKind};
 use sealrun_wire::text::{ByteEscaper, escape_controls};
 use serde::Serialize;
 use std::borrow::Cow;
 use std::io::Write as _;
+
+/// `println!` that returns the write's `io::Result` instead of panicking
+/// when stdout is closed (`| head`); use it as `outln!(...)?`.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+pub(crate) use outln;
+
+/// Whether `e` is a write to a closed pipe (the reader went away), also
+/// when serde_json's writer met it (it wraps the `io::Error` in its own).
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    let pipe = Some(std::io::ErrorKind::BrokenPipe);
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>().map(|io| io.kind()) == pipe
+            || c.downcast_ref::<serde_json::Error>()
+                .and_then(serde_json::Error::io_error_kind)
+                == pipe
+    })
+}
 
 /// `s`, which sealrun did not write, safe to print: control characters,
 /// bidi overrides and invisible code points shown as `\e`, `\r`, `\u{202e}`...

@@ -3,7 +3,7 @@
 
 use crate::cli::AuditCommand;
 use crate::client::Client;
-use crate::output::{self, Table};
+use crate::output::{self, Table, outln};
 use anyhow::{Context as _, Result, bail};
 use sealrun_wire::audit::{AuditEntry, AuditPage, AuditVerification, verify_chain};
 use std::io::{BufRead as _, Write as _};
@@ -99,19 +99,19 @@ fn report(v: &AuditVerification, json: bool, what: &str) -> Result<ExitCode> {
     if json {
         output::json(v)?;
     } else if v.ok {
-        println!(
+        outln!(
             "{what}: OK, {} entries, head {}",
             v.entries,
             output::safe(&v.head)
-        );
+        )?;
     } else {
-        println!(
+        outln!(
             "{what}: TAMPERED at entry {}: {}",
             v.first_bad_seq
                 .map(|s| s.to_string())
                 .unwrap_or_else(|| "?".into()),
             output::safe(v.problem.as_deref().unwrap_or("chain does not verify"))
-        );
+        )?;
     }
     Ok(if v.ok {
         ExitCode::SUCCESS

@@ -3,7 +3,7 @@
 use super::seg;
 use crate::cli::{AgentsCommand, PoolCommand};
 use crate::client::Client;
-use crate::output::{self, Table, safe};
+use crate::output::{self, Table, outln, safe};
 use anyhow::Result;
 use reqwest::Method;
 use sealrun_wire::admin::{AgentList, EnrollmentToken, PoolCreate, PoolList, PoolView};
@@ -45,7 +45,7 @@ pub async fn run(cmd: PoolCommand) -> Result<()> {
                 safe(&tok.pool),
                 output::time(tok.expires_at_ms)
             );
-            println!("{}", tok.token);
+            outln!("{}", tok.token)?;
             Ok(())
         }
     }

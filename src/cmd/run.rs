@@ -4,7 +4,7 @@
 use super::seg;
 use crate::cli::RunArgs;
 use crate::client::{Client, Refused};
-use crate::output::{ChunkWriter, safe};
+use crate::output::{ChunkWriter, is_broken_pipe, outln, safe};
 use crate::signal::Interrupts;
 use anyhow::{Context as _, Result, anyhow, bail};
 use futures_util::StreamExt as _;
@@ -104,7 +104,7 @@ pub async fn run(a: RunArgs) -> Result<ExitCode> {
         );
     }
     if a.detach {
-        println!("{}", created.id);
+        outln!("{}", created.id)?;
         return Ok(ExitCode::SUCCESS);
     }
     if !std::io::stderr().is_terminal() {
@@ -224,14 +224,6 @@ pub async fn follow(
             Ok(()) => Ok(Followed::Ended(end)),
         },
     }
-}
-
-/// Whether `e` is a write to a closed pipe.
-fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-    })
 }
 
 async fn follow_into(

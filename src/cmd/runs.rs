@@ -4,7 +4,7 @@ use super::run::{Interrupt, follow, followed_exit_code};
 use super::seg;
 use crate::cli::RunsCommand;
 use crate::client::Client;
-use crate::output::{self, ChunkWriter, Table, safe};
+use crate::output::{self, ChunkWriter, Table, outln, safe};
 use anyhow::Result;
 use reqwest::Method;
 use sealrun_wire::log::LogPage;
@@ -79,31 +79,31 @@ pub async fn run(cmd: RunsCommand) -> Result<ExitCode> {
             }
             // Everything but the times and numbers comes from the submitter
             // or the agent: printed through `safe` (see `output`).
-            println!("id:        {}", safe(&r.id));
-            println!("target:    {}", safe(&r.target));
-            println!("image:     {}", safe(&r.image));
-            println!("command:   {}", shell::join(&r.argv));
-            println!("secrets:   {}", safe(&r.secrets.join(", ")));
-            println!("status:    {}", r.status);
-            println!(
+            outln!("id:        {}", safe(&r.id))?;
+            outln!("target:    {}", safe(&r.target))?;
+            outln!("image:     {}", safe(&r.image))?;
+            outln!("command:   {}", shell::join(&r.argv))?;
+            outln!("secrets:   {}", safe(&r.secrets.join(", ")))?;
+            outln!("status:    {}", r.status)?;
+            outln!(
                 "exit code: {}",
                 r.exit_code
                     .map(|c| c.to_string())
                     .unwrap_or_else(|| "-".into())
-            );
+            )?;
             if let Some(e) = &r.error {
-                println!("error:     {}", safe(e));
+                outln!("error:     {}", safe(e))?;
             }
-            println!("source:    {} ({})", r.source.as_str(), safe(&r.submitter));
-            println!("agent:     {}", safe(r.agent.as_deref().unwrap_or("-")));
-            println!("created:   {}", output::time(r.created_at_ms));
-            println!("started:   {}", output::opt_time(r.started_at_ms));
-            println!("finished:  {}", output::opt_time(r.finished_at_ms));
-            println!(
+            outln!("source:    {} ({})", r.source.as_str(), safe(&r.submitter))?;
+            outln!("agent:     {}", safe(r.agent.as_deref().unwrap_or("-")))?;
+            outln!("created:   {}", output::time(r.created_at_ms))?;
+            outln!("started:   {}", output::opt_time(r.started_at_ms))?;
+            outln!("finished:  {}", output::opt_time(r.finished_at_ms))?;
+            outln!(
                 "log:       {} bytes{}",
                 r.log_bytes,
                 if r.log_truncated { " (truncated)" } else { "" }
-            );
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         RunsCommand::Logs {

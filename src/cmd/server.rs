@@ -2,6 +2,7 @@
 
 use crate::cli::{ServerArgs, ServerCommand};
 use crate::logging;
+use crate::output::outln;
 use anyhow::{Context as _, Result};
 use sealrun_api::{Server, ServerConfig, TlsConfig};
 use serde::Deserialize;
@@ -31,7 +32,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         let token = sealrun_api::create_org(&data_dir, &name)
             .with_context(|| format!("cannot create org {name}"))?;
         eprintln!("org {name} created; its admin token is shown only this once:");
-        println!("{token}");
+        outln!("{token}")?;
         return Ok(());
     }
     logging::init(logging::Format::Json);

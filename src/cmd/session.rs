@@ -2,7 +2,7 @@
 
 use crate::cli::{ClientOnly, LoginArgs};
 use crate::client::{Client, Connection};
-use crate::output::{self, safe};
+use crate::output::{self, outln, safe};
 use crate::profile::Profile;
 use anyhow::{Result, anyhow};
 use sealrun_wire::admin::Whoami;
@@ -52,12 +52,12 @@ pub async fn whoami(a: ClientOnly) -> Result<()> {
     if a.client.json {
         return output::json(&me);
     }
-    println!(
+    outln!(
         "org:  {}\nname: {}\nrole: {}",
         safe(&me.org),
         safe(&me.name),
         me.role
-    );
-    println!("url:  {}", client.connection().url);
+    )?;
+    outln!("url:  {}", client.connection().url)?;
     Ok(())
 }

@@ -3,7 +3,7 @@
 use super::seg;
 use crate::cli::{TargetCommand, TargetCreateArgs};
 use crate::client::Client;
-use crate::output::{self, Table, safe};
+use crate::output::{self, Table, outln, safe};
 use anyhow::{Context as _, Result, anyhow};
 use reqwest::Method;
 use sealrun_wire::admin::{TargetList, TargetSpec, TargetView};
@@ -50,26 +50,28 @@ pub async fn run(cmd: TargetCommand) -> Result<()> {
             if json {
                 return output::json(&v);
             }
-            println!("name:            {}", safe(&v.spec.name));
-            println!("private network: {}", safe(&v.spec.private_network));
-            println!("pool:            {}", safe(&v.spec.pool));
-            println!("image:           {}", safe(&v.spec.image));
-            println!(
+            outln!("name:            {}", safe(&v.spec.name))?;
+            outln!("private network: {}", safe(&v.spec.private_network))?;
+            outln!("pool:            {}", safe(&v.spec.pool))?;
+            outln!("image:           {}", safe(&v.spec.image))?;
+            outln!(
                 "network:         {}",
                 safe(v.spec.network.as_deref().unwrap_or("none"))
-            );
-            println!(
+            )?;
+            outln!(
                 "limits:          {} MiB, {} millicpus, {} pids",
-                v.spec.limits.memory_mb, v.spec.limits.millicpus, v.spec.limits.pids
-            );
-            println!("timeout:         {}s", v.spec.timeout_secs);
-            println!(
+                v.spec.limits.memory_mb,
+                v.spec.limits.millicpus,
+                v.spec.limits.pids
+            )?;
+            outln!("timeout:         {}s", v.spec.timeout_secs)?;
+            outln!(
                 "user:            {}",
                 safe(v.spec.user.as_deref().unwrap_or("65534:65534"))
-            );
+            )?;
             match v.public_key {
-                Some(k) => println!("key id:          {}", k.key_id),
-                None => println!("key id:          (no agent has served it yet)"),
+                Some(k) => outln!("key id:          {}", k.key_id)?,
+                None => outln!("key id:          (no agent has served it yet)")?,
             }
             Ok(())
         }

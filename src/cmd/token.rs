@@ -3,7 +3,7 @@
 use super::seg;
 use crate::cli::{RoleArg, TokenCommand};
 use crate::client::Client;
-use crate::output::{self, Table, safe};
+use crate::output::{self, Table, outln, safe};
 use anyhow::Result;
 use reqwest::Method;
 use sealrun_wire::admin::{Role, TokenCreate, TokenCreated, TokenList};
@@ -30,7 +30,7 @@ pub async fn run(cmd: TokenCommand) -> Result<()> {
                 safe(&created.view.name),
                 created.view.role
             );
-            println!("{}", created.token);
+            outln!("{}", created.token)?;
             Ok(())
         }
         TokenCommand::List(a) => {
