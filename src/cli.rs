@@ -561,6 +561,16 @@ Examples:
         client: ClientArgs,
     },
     /// Write the whole trail as JSON lines
+    #[command(after_help = "\
+When done, it prints on stderr (stdout may be the export itself) how many
+entries it wrote and the chain's head hash, e.g.
+  exported 42 audit entries to audit.jsonl, head 3f2a...
+Keep the head hash elsewhere: `sealrun audit verify --file` of this export
+reports the same head, and the live trail must always extend it.
+
+Examples:
+  sealrun audit export -o audit.jsonl && sealrun audit verify --file audit.jsonl
+  sealrun audit export > audit.jsonl     # the same, the summary on stderr")]
     Export {
         /// Output file (default: stdout)
         #[arg(long, short)]

@@ -440,6 +440,7 @@ fn every_subcommand_has_help_with_examples() {
         vec!["token", "create", "--help"],
         vec!["agent-pool", "enroll-token", "--help"],
         vec!["audit", "verify", "--help"],
+        vec!["audit", "export", "--help"],
     ];
     for args in with_examples {
         let out = Command::new(sealrun_bin()).args(&args).output().unwrap();

@@ -58,3 +58,61 @@ async fn a_closed_stdout_ends_every_printing_command_quietly_with_141() {
         assert_eq!(err, "", "{args:?}");
     }
 }
+
+/// `head <hash>` as `audit export` and `audit verify` print it.
+fn head_of(line: &str) -> &str {
+    let (_, head) = line
+        .trim_end()
+        .rsplit_once(", head ")
+        .unwrap_or_else(|| panic!("no head in {line:?}"));
+    head
+}
+
+#[tokio::test]
+async fn audit_export_prints_the_head_hash_that_offline_verification_reports() {
+    let server = InProcessServer::start_with(quick_settings()).await;
+    let admin = server.admin();
+    admin.declare_target("db").await;
+    admin.declare_target("web").await;
+    let cli = server.cli(server.admin_token());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("audit.jsonl");
+    let file = file.to_str().unwrap();
+
+    let out = cli.output(&["audit", "export", "-o", file]);
+    let err = text(&out.stderr);
+    assert_eq!(code(&out), 0, "{err}");
+    let entries = std::fs::read_to_string(file).unwrap().lines().count();
+    assert!(entries >= 2, "{entries} entries");
+    assert!(
+        err.starts_with(&format!(
+            "exported {entries} audit entries to {file}, head "
+        )),
+        "{err}"
+    );
+    let exported_head = head_of(&err);
+
+    let verified = cli.ok(&["audit", "verify", "--file", file]);
+    assert!(
+        verified.contains(&format!(": OK, {entries} entries")),
+        "{verified}"
+    );
+    assert_eq!(head_of(&verified), exported_head);
+    // Positive control: the head names this chain's last entry, so it moves
+    // when the trail grows.
+    let live = cli.json(&["audit", "verify"]);
+    assert_eq!(live["head"], exported_head, "{live}");
+    admin.declare_target("cache").await;
+    let grown = cli.output(&["audit", "export"]);
+    let grown_err = text(&grown.stderr);
+    assert!(
+        grown_err.starts_with(&format!(
+            "exported {} audit entries to stdout, head ",
+            entries + 1
+        )),
+        "{grown_err}"
+    );
+    assert_ne!(head_of(&grown_err), exported_head);
+    // Without -o, stdout is the export and nothing else.
+    assert_eq!(text(&grown.stdout).lines().count(), entries + 1);
+}

@@ -5,7 +5,7 @@ use crate::cli::AuditCommand;
 use crate::client::Client;
 use crate::output::{self, Table, outln};
 use anyhow::{Context as _, Result, bail};
-use sealrun_wire::audit::{AuditEntry, AuditPage, AuditVerification, verify_chain};
+use sealrun_wire::audit::{AuditEntry, AuditPage, AuditVerification, ChainVerifier, verify_chain};
 use std::io::{BufRead as _, Write as _};
 use std::process::ExitCode;
 
@@ -70,8 +70,11 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
                 )),
                 None => Box::new(std::io::stdout().lock()),
             };
+            // The export is verified as it is written, for the head hash to
+            // print: the one to keep elsewhere and compare with what
+            // `audit verify --file` says of the file later.
+            let mut chain = ChainVerifier::new();
             let mut after = 0;
-            let mut count = 0u64;
             loop {
                 let page: AuditPage = client
                     .get(&format!("/v1/audit?after={after}&limit={PAGE}"))
@@ -79,7 +82,7 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
                 for e in &page.entries {
                     serde_json::to_writer(&mut sink, e)?;
                     sink.write_all(b"\n")?;
-                    count += 1;
+                    chain.push(e);
                 }
                 if page.entries.is_empty() || page.next_after <= after {
                     break;
@@ -87,9 +90,25 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
                 after = page.next_after;
             }
             sink.flush()?;
-            if let Some(p) = path {
-                eprintln!("exported {count} audit entries to {}", p.display());
+            drop(sink);
+            let v = chain.finish();
+            let to = path.map_or_else(|| "stdout".to_owned(), |p| p.display().to_string());
+            if !v.ok {
+                bail!(
+                    "exported {} audit entries to {to}, but the chain does not verify at entry {}: {}",
+                    v.entries,
+                    v.first_bad_seq
+                        .map_or_else(|| "?".into(), |s| s.to_string()),
+                    output::safe(v.problem.as_deref().unwrap_or("?"))
+                );
             }
+            // On stderr whether or not -o is given: without it, stdout is
+            // the export itself.
+            eprintln!(
+                "exported {} audit entries to {to}, head {}",
+                v.entries,
+                output::safe(&v.head)
+            );
             Ok(ExitCode::SUCCESS)
         }
     }
