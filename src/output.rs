@@ -24,6 +24,8 @@ use sealrun_wire::log::{LogChunk, StreamKind};
 use sealrun_wire::text::{ByteEscaper, escape_controls};
 use serde::Serialize;
 use std::borrow::Cow;
+use std::ffi::OsStr;
+use std::io::IsTerminal as _;
 use std::io::Write as _;
 
 /// `println!` that returns the write's `io::Result` instead of panicking
@@ -46,6 +48,31 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
                 .and_then(serde_json::Error::io_error_kind)
                 == pipe
     })
+}
+
+/// Whether sealrun colours what it writes to stderr (`sealrun dev`'s
+/// messages, the daemons' text logs): only on a terminal, so pipes, files
+/// and CI logs get plain text, and never when `NO_COLOR` is set to anything
+/// but "" (https://no-color.org). The one place that decides.
+pub fn colour_stderr() -> bool {
+    use_colour(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    )
+}
+
+fn use_colour(terminal: bool, no_color: Option<&OsStr>) -> bool {
+    terminal && no_color.is_none_or(OsStr::is_empty)
+}
+
+/// `text` in the SGR style `sgr` ("1" bold, "1;34" bold blue) when stderr
+/// takes colour ([`colour_stderr`]), plain otherwise.
+pub fn paint_stderr(text: &str, sgr: &str) -> String {
+    if colour_stderr() {
+        format!("\x1b[{sgr}m{text}\x1b[0m")
+    } else {
+        text.to_owned()
+    }
 }
 
 /// `s`, which sealrun did not write, safe to print: control characters,
@@ -228,6 +255,14 @@ mod tests {
         let mut t = Table::new(&["COMMAND"]);
         t.row(vec!["a\r\x1b[2Kb\nc".to_owned()]);
         assert_eq!(t.rows, [[r"a\r\e[2Kb\nc"]]);
+    }
+
+    #[test]
+    fn colour_needs_a_terminal_and_no_non_empty_no_color() {
+        assert!(use_colour(true, None));
+        assert!(use_colour(true, Some(OsStr::new(""))));
+        assert!(!use_colour(true, Some(OsStr::new("1"))));
+        assert!(!use_colour(false, None));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use crate::cli::DevArgs;
 use crate::client::{Client, Connection};
 use crate::logging;
+use crate::output;
 use anyhow::{Context as _, Result, bail};
 use sealrun_agent::{AgentConfig, TargetConfig};
 use sealrun_api::{Server, ServerConfig};
@@ -138,7 +139,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
 }
 
 fn say(msg: &str) {
-    eprintln!("\x1b[1;34m[sealrun dev]\x1b[0m {msg}");
+    eprintln!("{} {msg}", output::paint_stderr("[sealrun dev]", "1;34"));
 }
 
 /// Waits until the agent has pinned the demo target's key, or fails with the
@@ -183,13 +184,14 @@ fn write_env(path: &Path, url: &str, token: &str, ca: &Path) -> Result<()> {
 
 fn next_steps(env_file: &Path) {
     eprintln!(
-        "\n\x1b[1mReady.\x1b[0m In another shell:\n\n  \
+        "\n{ready} In another shell:\n\n  \
          source {env}\n  \
          printf %s 'correct-horse-battery' | sealrun secret set --target demo DB_PASSWORD\n  \
          sealrun run --target demo --secret DB_PASSWORD -- sh -c 'echo \"password: $DB_PASSWORD\"'\n  \
          sealrun runs list\n  \
          sealrun audit verify\n\n\
          Ctrl-C here stops the control plane and the agent.\n",
+        ready = output::paint_stderr("Ready.", "1"),
         env = env_file.display()
     );
 }
