@@ -106,7 +106,10 @@ const RUN_HELP: &str = "\
 Exit status:
   0-255  the command's own exit code
   124    the run timed out (as timeout(1))
-  125    sealrun could not run it (bad request, image pull failed, ...)
+  125    sealrun could not run it (the request was refused, the image could
+         not be pulled, the agent failed, ...)
+  126    the command could not be executed (not executable), as in a shell
+  127    the command was not found in the image, as in a shell
   75     the run was lost: its agent vanished and it may or may not have run
          (EX_TEMPFAIL: check, then resubmit)
   130    the run was canceled (Ctrl-C, SIGTERM or SIGHUP cancel the remote run)

@@ -180,6 +180,30 @@ fn ctrl_c_during_sealrun_run_cancels_the_remote_run() {
 }
 
 #[test]
+fn a_command_that_is_not_found_or_not_executable_exits_127_or_126_as_stored() {
+    if !require_docker() {
+        return;
+    }
+    let dev = DevProcess::start();
+    for (argv, expected) in [
+        (&["no-such-command"][..], 127),
+        (&["/etc/hostname"][..], 126),
+    ] {
+        let mut args = vec!["run", "--target", "demo", "--"];
+        args.extend_from_slice(argv);
+        let out = dev.cli.output(&args);
+        assert_eq!(code(&out), expected, "{argv:?}: {}", text(&out.stderr));
+        let runs = dev.cli.json(&["runs", "list"]);
+        assert_eq!(runs["runs"][0]["exit_code"], expected, "{runs}");
+    }
+    // Positive control: a command's own exit code comes through as it is.
+    let out = dev
+        .cli
+        .output(&["run", "--target", "demo", "--", "sh", "-c", "exit 3"]);
+    assert_eq!(code(&out), 3, "{}", text(&out.stderr));
+}
+
+#[test]
 fn sigterm_or_sighup_during_sealrun_run_cancels_the_remote_run_like_ctrl_c() {
     if !require_docker() {
         return;

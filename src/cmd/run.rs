@@ -187,7 +187,15 @@ pub fn exit_code_for(id: &str, end: &RunEnd) -> ExitCode {
         }
         RunStatus::Error => {
             eprintln!("sealrun: run {id} could not run{why}");
-            ExitCode::from(EXIT_ERROR)
+            match end.exit_code {
+                // The command could not be executed (126) or was not found
+                // (127), as the shim and Docker report it: the same code a
+                // shell would give, and the one stored with the run.
+                Some(code @ (126 | 127)) => {
+                    ExitCode::from(u8::try_from(code).unwrap_or(EXIT_ERROR))
+                }
+                _ => ExitCode::from(EXIT_ERROR),
+            }
         }
         RunStatus::Expired => {
             eprintln!(
