@@ -89,7 +89,7 @@ pub const TABLE: &[Permission] = &[
         action: Action::ChangeTargets,
         roles: ADMIN,
         verb: "change targets",
-        surfaces: "`PUT/DELETE /v1/targets/{name}`",
+        surfaces: "`PUT /v1/targets`, `PUT/DELETE /v1/targets/{name}`",
     },
     Permission {
         action: Action::ReadTargets,

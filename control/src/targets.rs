@@ -123,6 +123,50 @@ fn check_sealed(sealed: &SealedSecret, name: &str, target: &str) -> Result<(), E
     Ok(())
 }
 
+/// Declares or replaces the checked target `spec` inside `tx`, audited.
+fn write_target(
+    tx: &store::Tx<'_>,
+    user: &User,
+    spec: TargetSpec,
+) -> Result<(Written, TargetView), Error> {
+    let name = spec.name.clone();
+    // Neutral: each adapter (HTTP, CLI) says how to create a pool.
+    let pool_id = store::pools::id(tx, user.org_id, &spec.pool)?.ok_or_else(|| {
+        Error::Invalid(format!(
+            "no pool named {:?}: create the pool first",
+            spec.pool
+        ))
+    })?;
+    let now = now_ms();
+    let (written, detail) = match store::targets::spec_by_name(tx, user.org_id, &name)? {
+        None => {
+            store::targets::insert(tx, user.org_id, &name, pool_id, &spec, now)?;
+            (Written::Created, json!({"created": true, "spec": spec}))
+        }
+        Some((id, old_spec)) => {
+            let changed = changed_fields(&old_spec, &spec)?;
+            store::targets::update(tx, id, pool_id, &spec, now)?;
+            // Agents of another pool no longer serve it.
+            store::agents::keep_pool_for_target(tx, id, pool_id)?;
+            (
+                Written::Replaced,
+                json!({"created": false, "changed": changed}),
+            )
+        }
+    };
+    store::audit::append(
+        tx,
+        user.org_id,
+        &user.actor(),
+        "target.changed",
+        &name,
+        detail,
+    )?;
+    let view =
+        store::targets::view(tx, user.org_id, &name)?.ok_or_else(|| no_such_target(&name))?;
+    Ok((written, view))
+}
+
 impl Control {
     /// The org's targets, by name.
     pub async fn list_targets(&self, user: &User) -> Result<Vec<TargetView>, Error> {
@@ -181,50 +225,51 @@ impl Control {
         let cache = Arc::clone(&self.auth);
         self.db
             .write_then(
+                move |tx| write_target(tx, &user, spec),
+                move |_| cache.invalidate(),
+            )
+            .await
+    }
+
+    /// Declares or replaces every target of `specs` in one transaction:
+    /// all of them, or none when any one is refused (each refusal names its
+    /// target). Each write is audited as a single put is.
+    pub async fn put_targets(
+        &self,
+        user: &User,
+        specs: Vec<TargetSpec>,
+    ) -> Result<Vec<(Written, TargetView)>, Error> {
+        user.require(Action::ChangeTargets)?;
+        if specs.is_empty() {
+            return Err(Error::Invalid("the list declares no target".into()));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for spec in &specs {
+            check_spec(spec).map_err(|e| Error::Invalid(format!("target {:?}: {e}", spec.name)))?;
+            if !seen.insert(spec.name.as_str()) {
+                return Err(Error::Invalid(format!(
+                    "target {:?} is declared twice",
+                    spec.name
+                )));
+            }
+        }
+        let user = user.clone();
+        let cache = Arc::clone(&self.auth);
+        self.db
+            .write_then(
                 move |tx| {
-                    let pool_id =
-                        store::pools::id(tx, user.org_id, &spec.pool)?.ok_or_else(|| {
-                            Error::Invalid(format!(
-                                "no pool named {:?}: create it first (POST /v1/pools)",
-                                spec.pool
-                            ))
-                        })?;
-                    let now = now_ms();
-                    let (written, detail) =
-                        match store::targets::spec_by_name(tx, user.org_id, &name)? {
-                            None => {
-                                store::targets::insert(
-                                    tx,
-                                    user.org_id,
-                                    &name,
-                                    pool_id,
-                                    &spec,
-                                    now,
-                                )?;
-                                (Written::Created, json!({"created": true, "spec": spec}))
-                            }
-                            Some((id, old_spec)) => {
-                                let changed = changed_fields(&old_spec, &spec)?;
-                                store::targets::update(tx, id, pool_id, &spec, now)?;
-                                // Agents of another pool no longer serve it.
-                                store::agents::keep_pool_for_target(tx, id, pool_id)?;
-                                (
-                                    Written::Replaced,
-                                    json!({"created": false, "changed": changed}),
-                                )
-                            }
-                        };
-                    store::audit::append(
-                        tx,
-                        user.org_id,
-                        &user.actor(),
-                        "target.changed",
-                        &name,
-                        detail,
-                    )?;
-                    let view = store::targets::view(tx, user.org_id, &name)?
-                        .ok_or_else(|| no_such_target(&name))?;
-                    Ok((written, view))
+                    specs
+                        .into_iter()
+                        .map(|spec| {
+                            let name = spec.name.clone();
+                            write_target(tx, &user, spec).map_err(|e| match e {
+                                Error::Invalid(why) => {
+                                    Error::Invalid(format!("target {name:?}: {why}"))
+                                }
+                                other => other,
+                            })
+                        })
+                        .collect()
                 },
                 move |_| cache.invalidate(),
             )

@@ -221,6 +221,14 @@ pub struct TargetView {
     pub updated_at_ms: i64,
 }
 
+/// `PUT /v1/targets`: targets to declare or replace all at once, or none.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetSpecs {
+    /// Each declared once.
+    pub targets: Vec<TargetSpec>,
+}
+
 /// `GET /v1/targets`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TargetList {

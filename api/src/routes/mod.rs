@@ -42,7 +42,7 @@ pub(crate) fn router(state: AppState) -> Result<Router, Error> {
             "/v1/agents/{id}",
             axum::routing::delete(admin::revoke_agent),
         )
-        .route("/v1/targets", get(targets::list))
+        .route("/v1/targets", get(targets::list).put(targets::put_all))
         .route(
             "/v1/targets/{name}",
             put(targets::put)

@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use sealrun_control::{User, Written};
 use sealrun_vault::SealedSecret;
 use sealrun_wire::admin::{
-    PublicKeyView, SecretList, SecretView, TargetList, TargetSpec, TargetView,
+    PublicKeyView, SecretList, SecretView, TargetList, TargetSpec, TargetSpecs, TargetView,
 };
 
 fn status(written: Written) -> StatusCode {
@@ -28,6 +28,19 @@ pub(crate) async fn list(
 ) -> Result<Json<TargetList>, ApiError> {
     let targets = state.control.list_targets(&user).await?;
     Ok(Json(TargetList { targets }))
+}
+
+/// `PUT /v1/targets` (admin): declares or replaces every listed target in
+/// one transaction, or none of them.
+pub(crate) async fn put_all(
+    State(state): State<AppState>,
+    Caller(user): Caller<User>,
+    JsonBody(req): JsonBody<TargetSpecs>,
+) -> Result<Json<TargetList>, ApiError> {
+    let written = state.control.put_targets(&user, req.targets).await?;
+    Ok(Json(TargetList {
+        targets: written.into_iter().map(|(_, view)| view).collect(),
+    }))
 }
 
 /// `GET /v1/targets/{name}` (admin, operator).
