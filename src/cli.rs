@@ -20,7 +20,7 @@ Examples:
   sealrun audit verify
 
 Client commands read SEALRUN_URL, SEALRUN_TOKEN and SEALRUN_CA_CERT, or the
-profile saved by `sealrun login`."
+profile saved by `sealrun login` (--profile NAME / SEALRUN_PROFILE picks one)."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -42,6 +42,10 @@ pub struct ClientArgs {
     /// Print JSON instead of tables (read commands)
     #[arg(long, global = true)]
     pub json: bool,
+    /// Saved profile to use (`sealrun login --profile NAME`; default `default`);
+    /// --url/--token/--ca-cert and their env vars override its settings
+    #[arg(long, env = "SEALRUN_PROFILE", global = true, value_name = "NAME")]
+    pub profile: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -66,12 +70,27 @@ Examples:
   sealrun dev                      # data in ./.sealrun-dev, Ctrl-C to stop
   sealrun dev --data-dir /tmp/sr   # then: source /tmp/sr/dev.env")]
     Dev(DevArgs),
-    /// Save the control plane URL, token and CA for later commands
+    /// Save the control plane URL, token and CA as a profile for later commands
+    #[command(after_help = "\
+The token is read from SEALRUN_TOKEN, else from stdin when it is not a
+terminal, else from a hidden prompt. --token works too but puts the token in
+shell history and `ps`, so login warns about it. It is checked against the
+control plane before it is saved, in ~/.config/sealrun/profile.toml (mode
+0600; a file others may read is refused; SEALRUN_PROFILE_FILE moves it).
+
+Examples:
+  sealrun login --url https://sealrun.example:8443 --ca-cert ca.pem   # prompts
+  pass show sealrun | sealrun login --url https://sealrun.example:8443
+  sealrun login --profile staging --url https://staging.example:8443
+  sealrun runs list --profile staging       # or: export SEALRUN_PROFILE=staging")]
+    Login(LoginArgs),
+    /// Remove a saved profile (its token stays valid until revoked)
     #[command(after_help = "\
 Examples:
-  SEALRUN_TOKEN=... sealrun login --url https://sealrun.example:8443 --ca-cert ca.pem")]
-    Login(LoginArgs),
-    /// Show who the current token belongs to
+  sealrun logout                      # the profile `default`
+  sealrun logout --profile staging")]
+    Logout(LoginArgs),
+    /// Show who the current token belongs to, and which profile gave it
     Whoami(ClientOnly),
     /// Declare and list targets
     #[command(subcommand)]

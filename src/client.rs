@@ -2,7 +2,7 @@
 //! it turns failures into.
 
 use crate::cli::ClientArgs;
-use crate::profile::Profile;
+use crate::profile::{self, Profiles};
 use anyhow::{Context as _, Result, anyhow, bail};
 use reqwest::{Method, StatusCode};
 use sealrun_wire::ErrorBody;
@@ -29,30 +29,56 @@ impl std::fmt::Debug for Connection {
 }
 
 impl Connection {
-    /// Flags and env vars first, then the saved profile.
+    /// Flags, then env vars (clap merges the two), then the saved profile.
     pub fn resolve(args: &ClientArgs) -> Result<Connection> {
-        let profile = Profile::load()?;
+        Ok(Connection::resolve_with_profile(args)?.0)
+    }
+
+    /// As [`Connection::resolve`], with the name of the saved profile that
+    /// gave at least one of the settings, if any did.
+    pub fn resolve_with_profile(args: &ClientArgs) -> Result<(Connection, Option<String>)> {
+        let name = args.profile.as_deref().unwrap_or(profile::DEFAULT);
+        profile::check_name(name)?;
+        let profiles = Profiles::load()?;
+        let profile = profiles.get(name);
+        if profile.is_none() && args.profile.is_some() {
+            let saved = profiles.names();
+            bail!(
+                "no profile `{name}` saved{}: run `sealrun login --profile {name}`",
+                if saved.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (saved: {})", saved.join(", "))
+                }
+            );
+        }
+        let used = profile.is_some_and(|p| {
+            args.url.is_none()
+                || args.token.is_none()
+                || (args.ca_cert.is_none() && p.ca_cert.is_some())
+        });
         let url = args
             .url
             .clone()
-            .or_else(|| profile.as_ref().map(|p| p.url.clone()))
+            .or_else(|| profile.map(|p| p.url.clone()))
             .ok_or_else(|| {
                 anyhow!("no control plane configured: set SEALRUN_URL (or source dev.env, or run `sealrun login`)")
             })?;
         let token = args
             .token
             .clone()
-            .or_else(|| profile.as_ref().map(|p| p.token.clone()))
+            .or_else(|| profile.map(|p| p.token.clone()))
             .ok_or_else(|| anyhow!("no API token: set SEALRUN_TOKEN (or run `sealrun login`)"))?;
         let ca_cert = args
             .ca_cert
             .clone()
-            .or_else(|| profile.and_then(|p| p.ca_cert));
-        Ok(Connection {
+            .or_else(|| profile.and_then(|p| p.ca_cert.clone()));
+        let conn = Connection {
             url: url.trim_end_matches('/').to_owned(),
             token,
             ca_cert,
-        })
+        };
+        Ok((conn, used.then(|| name.to_owned())))
     }
 }
 

@@ -60,6 +60,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Agent(a) => ok(cmd::agent::run(a).await),
         Command::Dev(a) => ok(cmd::dev::run(a).await),
         Command::Login(a) => ok(cmd::session::login(a).await),
+        Command::Logout(a) => ok(cmd::session::logout(a).await),
         Command::Whoami(a) => ok(cmd::session::whoami(a).await),
         Command::Target(c) => ok(cmd::target::run(c).await),
         Command::Secret(c) => ok(cmd::secret::run(c).await),

@@ -456,6 +456,7 @@ fn every_subcommand_has_help_with_examples() {
         vec!["agent", "--help"],
         vec!["dev", "--help"],
         vec!["login", "--help"],
+        vec!["logout", "--help"],
         vec!["run", "--help"],
         vec!["target", "create", "--help"],
         vec!["target", "apply", "--help"],

@@ -1,43 +1,90 @@
-//! `sealrun login` and `sealrun whoami`.
+//! `sealrun login`, `sealrun logout` and `sealrun whoami`.
 
 use crate::cli::{ClientOnly, LoginArgs};
 use crate::client::{Client, Connection};
 use crate::output::{self, outln, safe};
-use crate::profile::Profile;
-use anyhow::{Result, anyhow};
+use crate::profile::{self, Profile, Profiles};
+use anyhow::{Context as _, Result, anyhow, bail};
 use sealrun_wire::admin::Whoami;
+use std::io::{IsTerminal as _, Read as _};
+use zeroize::Zeroizing;
+
+/// The profile named by `--profile` / `SEALRUN_PROFILE`, else `default`.
+fn profile_name(a: &LoginArgs) -> Result<String> {
+    let name = a.client.profile.as_deref().unwrap_or(profile::DEFAULT);
+    profile::check_name(name)?;
+    Ok(name.to_owned())
+}
+
+/// The token to save: `--token`/`SEALRUN_TOKEN`, else stdin when it is not a
+/// terminal, else a hidden prompt.
+fn token_to_save(a: &LoginArgs, url: &str) -> Result<String> {
+    if let Some(token) = &a.client.token {
+        if std::env::var("SEALRUN_TOKEN").ok().as_deref() != Some(token.as_str()) {
+            eprintln!(
+                "warning: a token given with --token is kept in your shell history and shown \
+                 by `ps`; pipe it on stdin or let `sealrun login` prompt for it"
+            );
+        }
+        return Ok(token.clone());
+    }
+    let token = if std::io::stdin().is_terminal() {
+        Zeroizing::new(
+            rpassword::prompt_password(format!("API token for {url} (hidden): "))
+                .context("cannot read the token from the terminal")?,
+        )
+    } else {
+        let mut read = Zeroizing::new(String::new());
+        std::io::stdin()
+            .lock()
+            .read_to_string(&mut read)
+            .context("cannot read the token from stdin")?;
+        read
+    };
+    let token = token.trim();
+    if token.is_empty() {
+        bail!(
+            "no token: pipe it on stdin, set SEALRUN_TOKEN, or run `sealrun login` on a terminal to be prompted"
+        );
+    }
+    Ok(token.to_owned())
+}
 
 pub async fn login(a: LoginArgs) -> Result<()> {
+    let name = profile_name(&a)?;
     let url = a
         .client
         .url
         .clone()
         .ok_or_else(|| anyhow!("--url (or SEALRUN_URL) is required"))?;
-    let token =
-        a.client.token.clone().ok_or_else(|| {
-            anyhow!("set SEALRUN_TOKEN to the token to save (flags show up in `ps`)")
-        })?;
     let ca_cert = match &a.client.ca_cert {
         Some(p) => Some(
             std::fs::canonicalize(p).map_err(|e| anyhow!("cannot read {}: {e}", p.display()))?,
         ),
         None => None,
     };
+    // Refuse an unreadable or loose file before asking for anything.
+    let mut profiles = Profiles::load()?;
+    let url = url.trim_end_matches('/').to_owned();
+    let token = token_to_save(&a, &url)?;
     let conn = Connection {
-        url: url.trim_end_matches('/').to_owned(),
+        url,
         token,
         ca_cert,
     };
     // Check before saving: a profile that does not work is worse than none.
     let me: Whoami = Client::new(conn.clone())?.get("/v1/whoami").await?;
-    let path = Profile {
-        url: conn.url,
-        token: conn.token,
-        ca_cert: conn.ca_cert,
-    }
-    .save()?;
+    profiles.insert(
+        &name,
+        Profile {
+            url: conn.url,
+            token: conn.token,
+            ca_cert: conn.ca_cert,
+        },
+    );
+    let path = profiles.save()?;
     eprintln!(
-        "logged in to org {} as {} ({}); profile saved to {}",
+        "logged in to org {} as {} ({}); saved as profile {name} in {}",
         safe(&me.org),
         safe(&me.name),
         me.role,
@@ -46,11 +93,41 @@ pub async fn login(a: LoginArgs) -> Result<()> {
     Ok(())
 }
 
+pub async fn logout(a: LoginArgs) -> Result<()> {
+    let name = profile_name(&a)?;
+    let mut profiles = Profiles::load()?;
+    let path = Profiles::path().context("no HOME to find the profile under")?;
+    match profiles.remove(&name) {
+        Some(removed) => {
+            profiles.save()?;
+            eprintln!(
+                "removed profile {name} ({}) from {}; the token stays valid until revoked \
+                 (`sealrun token revoke`)",
+                safe(&removed.url),
+                path.display()
+            );
+        }
+        None => eprintln!(
+            "no profile {name} saved in {}: nothing to remove",
+            path.display()
+        ),
+    }
+    if std::env::var_os("SEALRUN_TOKEN").is_some() {
+        eprintln!("note: SEALRUN_TOKEN is still set in this environment");
+    }
+    Ok(())
+}
+
 pub async fn whoami(a: ClientOnly) -> Result<()> {
-    let client = Client::from_args(&a.client)?;
+    let (conn, profile) = Connection::resolve_with_profile(&a.client)?;
+    let client = Client::new(conn)?;
     let me: Whoami = client.get("/v1/whoami").await?;
     if a.client.json {
-        return output::json(&me);
+        let mut value = serde_json::to_value(&me)?;
+        if let Some(object) = value.as_object_mut() {
+            object.insert("profile".to_owned(), serde_json::json!(profile));
+        }
+        return output::json(&value);
     }
     outln!(
         "org:  {}\nname: {}\nrole: {}",
@@ -59,5 +136,9 @@ pub async fn whoami(a: ClientOnly) -> Result<()> {
         me.role
     )?;
     outln!("url:  {}", client.connection().url)?;
+    match profile {
+        Some(name) => outln!("profile: {name}")?,
+        None => outln!("profile: none (flags and environment)")?,
+    }
     Ok(())
 }

@@ -252,7 +252,7 @@ impl Drop for Daemon {
 /// The `sealrun` CLI as a user of one control plane runs it: its URL, token
 /// and CA through the environment (`SEALRUN_URL`, `SEALRUN_TOKEN`,
 /// `SEALRUN_CA_CERT`), and `HOME` set to a directory of the test with
-/// `XDG_CONFIG_HOME` and `SEALRUN_PROFILE` unset, so no profile on the machine
+/// `XDG_CONFIG_HOME`, `SEALRUN_PROFILE` and `SEALRUN_PROFILE_FILE` unset, so no profile on the machine
 /// running the tests can interfere.
 #[derive(Clone, Debug)]
 pub struct Cli {
@@ -282,6 +282,7 @@ impl Cli {
             .env("HOME", &self.home)
             .env_remove("XDG_CONFIG_HOME")
             .env_remove("SEALRUN_PROFILE")
+            .env_remove("SEALRUN_PROFILE_FILE")
             .env("SEALRUN_URL", &self.url)
             .env("SEALRUN_TOKEN", &self.token)
             .env("SEALRUN_CA_CERT", &self.ca_cert);
