@@ -6,7 +6,7 @@ use crate::client::Client;
 use crate::output::{self, Table, outln, safe};
 use anyhow::{Context as _, Result, anyhow};
 use reqwest::Method;
-use sealrun_wire::admin::{TargetList, TargetSpec, TargetView};
+use sealrun_wire::admin::{TargetList, TargetSpec, TargetSpecs, TargetView};
 use sealrun_wire::agent::ResourceLimits;
 use serde::Deserialize;
 use std::path::Path;
@@ -77,14 +77,15 @@ pub async fn run(cmd: TargetCommand) -> Result<()> {
         }
         TargetCommand::Apply { file, client } => {
             let client = Client::from_args(&client)?;
-            let specs = read_targets_file(&file)?;
-            for spec in specs {
-                let name = spec.name.clone();
-                let _: TargetView = client
-                    .put(&format!("/v1/targets/{}", seg(&name)), &spec)
-                    .await
-                    .with_context(|| format!("target {name}"))?;
-                eprintln!("applied target {name}");
+            let targets = read_targets_file(&file)?;
+            // One request, one transaction: every target or none.
+            let applied: TargetList = client
+                .put("/v1/targets", &TargetSpecs { targets })
+                .await
+                .map_err(with_pool_hint)
+                .with_context(|| format!("nothing in {} was applied", file.display()))?;
+            for v in applied.targets {
+                eprintln!("applied target {}", safe(&v.spec.name));
             }
             Ok(())
         }
@@ -117,12 +118,29 @@ async fn create(a: TargetCreateArgs) -> Result<()> {
     };
     let v: TargetView = client
         .put(&format!("/v1/targets/{}", seg(&a.name)), &spec)
-        .await?;
+        .await
+        .map_err(with_pool_hint)?;
     if a.client.json {
         return output::json(&v);
     }
     eprintln!("target {} saved", safe(&v.spec.name));
     Ok(())
+}
+
+/// The control plane refuses a target whose pool does not exist with
+/// `no pool named "NAME"`: adds the CLI command that creates it.
+fn with_pool_hint(err: anyhow::Error) -> anyhow::Error {
+    let text = err.to_string();
+    let pool = text
+        .split_once("no pool named \"")
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map(|(pool, _)| pool.to_owned());
+    match pool {
+        Some(pool) => err.context(format!(
+            "pool {pool} does not exist: run `sealrun agent-pool create {pool}` first"
+        )),
+        None => err,
+    }
 }
 
 /// Reads and checks a `targets.toml` before anything is sent.
