@@ -39,7 +39,8 @@ pub struct ClientArgs {
     /// PEM file of the CA to trust (pins the control plane's certificate)
     #[arg(long, env = "SEALRUN_CA_CERT", global = true)]
     pub ca_cert: Option<PathBuf>,
-    /// Print JSON instead of tables (read commands)
+    /// Print JSON instead of text: one object (streams: one object per line,
+    /// the run's output as base64 chunks, then its end); times are *_ms
     #[arg(long, global = true)]
     pub json: bool,
     /// Saved profile to use (`sealrun login --profile NAME`; default `default`);
@@ -119,6 +120,17 @@ Examples:
     /// Link a Slack workspace and its users, for the `/sealrun` slash command (admin)
     #[command(subcommand)]
     Slack(SlackCommand),
+    /// Print a shell completion script
+    #[command(after_help = "\
+Examples:
+  source <(sealrun completions bash)     # this shell (add it to ~/.bashrc)
+  sealrun completions zsh > ~/.zfunc/_sealrun   # a directory in $fpath
+  sealrun completions fish > ~/.config/fish/completions/sealrun.fish")]
+    Completions {
+        /// Shell to complete in
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 const RUN_HELP: &str = "\
@@ -559,13 +571,23 @@ pub enum AgentsCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Print the audit trail
+    /// Print a page of the audit trail, oldest first
+    #[command(after_help = "\
+A full page ends with a hint on stderr to the next one, e.g.
+  more: sealrun audit list --after 100 --limit 100
+--json prints the page as one object ({\"entries\": [...], \"next_after\": N}),
+each entry's detail as a JSON value.
+
+Examples:
+  sealrun audit list                       # entries 1-100
+  sealrun audit list --after 100 --limit 1000
+  sealrun audit list --json --limit 10")]
     List {
         /// Only entries after this sequence number
         #[arg(long, default_value_t = 0)]
         after: u64,
-        /// How many
-        #[arg(long, default_value_t = 100)]
+        /// How many (at most 1000)
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
         limit: u32,
         #[command(flatten)]
         client: ClientArgs,

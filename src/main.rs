@@ -53,6 +53,20 @@ fn main() -> ExitCode {
     }
 }
 
+/// `sealrun completions SHELL`: the script clap_complete derives from the
+/// command line definition, written with `outln!`'s error handling (clap's
+/// own writer panics on a closed stdout).
+fn completions(shell: clap_complete::Shell) -> anyhow::Result<()> {
+    use clap::CommandFactory as _;
+    use std::io::Write as _;
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "sealrun", &mut script);
+    let mut out = std::io::stdout().lock();
+    out.write_all(&script)?;
+    out.flush()?;
+    Ok(())
+}
+
 async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     let ok = |r: anyhow::Result<()>| r.map(|()| ExitCode::SUCCESS);
     match command {
@@ -71,5 +85,6 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Agents(c) => ok(cmd::pool::run_agents(c).await),
         Command::Audit(c) => cmd::audit::run(c).await,
         Command::Slack(c) => ok(cmd::slack::run(c).await),
+        Command::Completions { shell } => ok(completions(shell)),
     }
 }

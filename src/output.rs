@@ -20,7 +20,7 @@
 //! ignores SIGPIPE, so a write to a closed pipe is an `EPIPE` error).
 //! `main` turns that error into a quiet exit 141 (see its doc).
 
-use sealrun_wire::log::{LogChunk, StreamKind};
+use sealrun_wire::log::{LogChunk, LogEvent, RunEnd, StreamKind};
 use sealrun_wire::text::{ByteEscaper, escape_controls};
 use serde::Serialize;
 use std::borrow::Cow;
@@ -81,11 +81,23 @@ pub fn safe(s: &str) -> Cow<'_, str> {
     escape_controls(s)
 }
 
-/// Prints `value` as pretty JSON.
+/// Prints `value` as pretty JSON: the `--json` output of a command that
+/// prints one result (streams print one compact object per line instead,
+/// see [`json_line`]).
 pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, value)?;
     writeln!(out)?;
+    Ok(())
+}
+
+/// Prints `value` as one line of compact JSON and flushes it: the `--json`
+/// output of streams (`run`, `runs logs --follow`), one object per line.
+pub fn json_line<T: Serialize>(value: &T) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer(&mut out, value)?;
+    writeln!(out)?;
+    out.flush()?;
     Ok(())
 }
 
@@ -150,6 +162,9 @@ pub struct ChunkWriter {
     /// One escaper per stream when sanitizing, so a character split across
     /// two chunks of one stream is not completed by the other's bytes.
     sanitize: Option<[ByteEscaper; 2]>,
+    /// `--json`: every chunk, then the end, as one [`LogEvent`] per line on
+    /// stdout (the API's follow stream format).
+    json: bool,
 }
 
 impl ChunkWriter {
@@ -163,6 +178,25 @@ impl ChunkWriter {
     pub fn sanitizing() -> ChunkWriter {
         ChunkWriter {
             sanitize: Some(Default::default()),
+            json: false,
+        }
+    }
+
+    /// A writer that prints each chunk, and then the run's end, as one JSON
+    /// [`LogEvent`] per line on stdout (`--json`; the data is base64).
+    pub fn json_lines() -> ChunkWriter {
+        ChunkWriter {
+            sanitize: None,
+            json: true,
+        }
+    }
+
+    /// The writer `--json` and `--sanitize` ask for.
+    pub fn for_flags(json: bool, sanitize: bool) -> ChunkWriter {
+        if json {
+            ChunkWriter::json_lines()
+        } else {
+            ChunkWriter::new(sanitize)
         }
     }
 
@@ -177,6 +211,9 @@ impl ChunkWriter {
 
     /// Writes one chunk and flushes it, so output shows as it arrives.
     pub fn write(&mut self, chunk: &LogChunk) -> anyhow::Result<()> {
+        if self.json {
+            return json_line(&LogEvent::Chunk(chunk.clone()));
+        }
         let to_stdout = chunk.stream == StreamKind::Stdout;
         match &mut self.sanitize {
             None => emit(to_stdout, &chunk.data.0),
@@ -193,6 +230,15 @@ impl ChunkWriter {
         if let Some([out, err]) = self.sanitize.take() {
             emit(true, out.finish().as_bytes())?;
             emit(false, err.finish().as_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// Records how the run ended: the last line of `--json` output, nothing
+    /// otherwise.
+    pub fn end(&mut self, end: &RunEnd) -> anyhow::Result<()> {
+        if self.json {
+            json_line(&LogEvent::End(end.clone()))?;
         }
         Ok(())
     }
@@ -214,14 +260,16 @@ fn emit(to_stdout: bool, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Unix milliseconds as `YYYY-MM-DD HH:MM:SS` UTC.
+/// Unix milliseconds as ISO-8601 UTC, `YYYY-MM-DDTHH:MM:SSZ`: the one rule
+/// for every time sealrun prints (tables, `runs show`, messages), so no time
+/// is ever shown without its zone. `--json` keeps the raw `*_ms` numbers.
 pub fn time(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
     format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
         rem / 3600,
         rem % 3600 / 60,
         rem % 60
@@ -267,8 +315,8 @@ mod tests {
 
     #[test]
     fn times_print_as_utc_calendar_dates() {
-        assert_eq!(time(0), "1970-01-01 00:00:00");
-        assert_eq!(time(1_795_000_000_000), "2026-11-18 11:06:40");
-        assert_eq!(time(951_782_400_000), "2000-02-29 00:00:00");
+        assert_eq!(time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(time(1_795_000_000_000), "2026-11-18T11:06:40Z");
+        assert_eq!(time(951_782_400_000), "2000-02-29T00:00:00Z");
     }
 }

@@ -466,6 +466,8 @@ fn every_subcommand_has_help_with_examples() {
         vec!["agent-pool", "enroll-token", "--help"],
         vec!["audit", "verify", "--help"],
         vec!["audit", "export", "--help"],
+        vec!["audit", "list", "--help"],
+        vec!["completions", "--help"],
     ];
     for args in with_examples {
         let out = Command::new(sealrun_bin()).args(&args).output().unwrap();

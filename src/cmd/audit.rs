@@ -6,10 +6,57 @@ use crate::client::Client;
 use crate::output::{self, Table, outln};
 use anyhow::{Context as _, Result, bail};
 use sealrun_wire::audit::{AuditEntry, AuditPage, AuditVerification, ChainVerifier, verify_chain};
+use serde::Serialize;
 use std::io::{BufRead as _, Write as _};
 use std::process::ExitCode;
 
 const PAGE: u32 = 1000;
+
+/// `audit list --json`: the page with each entry's `detail` as the JSON value
+/// it is, not a string holding JSON. (`audit export` keeps the text as the
+/// control plane stored it: the hash chain is computed over it.)
+#[derive(Serialize)]
+struct ListedPage<'a> {
+    entries: Vec<ListedEntry<'a>>,
+    next_after: u64,
+}
+
+#[derive(Serialize)]
+struct ListedEntry<'a> {
+    seq: u64,
+    at_ms: i64,
+    actor: &'a str,
+    action: &'a str,
+    subject: &'a str,
+    /// The detail object; a detail that is not JSON stays a string.
+    detail: serde_json::Value,
+    prev_hash: &'a str,
+    hash: &'a str,
+}
+
+impl<'a> From<&'a AuditPage> for ListedPage<'a> {
+    fn from(page: &'a AuditPage) -> ListedPage<'a> {
+        let entries = page
+            .entries
+            .iter()
+            .map(|e| ListedEntry {
+                seq: e.seq,
+                at_ms: e.at_ms,
+                actor: &e.actor,
+                action: &e.action,
+                subject: &e.subject,
+                detail: serde_json::from_str(&e.detail)
+                    .unwrap_or_else(|_| serde_json::Value::String(e.detail.clone())),
+                prev_hash: &e.prev_hash,
+                hash: &e.hash,
+            })
+            .collect();
+        ListedPage {
+            entries,
+            next_after: page.next_after,
+        }
+    }
+}
 
 pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
     match cmd {
@@ -23,22 +70,31 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
             let page: AuditPage = client
                 .get(&format!("/v1/audit?after={after}&limit={limit}"))
                 .await?;
+            // A full page may not be the last: say how to get the next one,
+            // on stderr so that stdout (a table or JSON) stays as it is.
+            let full = page.entries.len() >= limit as usize;
             if json {
-                output::json(&page)?;
-                return Ok(ExitCode::SUCCESS);
+                output::json(&ListedPage::from(&page))?;
+            } else {
+                let mut t = Table::new(&["SEQ", "TIME", "ACTOR", "ACTION", "SUBJECT", "DETAIL"]);
+                for e in page.entries {
+                    t.row(vec![
+                        e.seq.to_string(),
+                        output::time(e.at_ms),
+                        e.actor,
+                        e.action,
+                        e.subject,
+                        e.detail,
+                    ]);
+                }
+                t.print()?;
             }
-            let mut t = Table::new(&["SEQ", "TIME", "ACTOR", "ACTION", "SUBJECT", "DETAIL"]);
-            for e in page.entries {
-                t.row(vec![
-                    e.seq.to_string(),
-                    output::time(e.at_ms),
-                    e.actor,
-                    e.action,
-                    e.subject,
-                    e.detail,
-                ]);
+            if full {
+                eprintln!(
+                    "more: sealrun audit list --after {} --limit {limit}",
+                    page.next_after
+                );
             }
-            t.print()?;
             Ok(ExitCode::SUCCESS)
         }
         AuditCommand::Verify {

@@ -11,8 +11,12 @@ use sealrun_wire::admin::{AgentList, EnrollmentToken, PoolCreate, PoolList, Pool
 pub async fn run(cmd: PoolCommand) -> Result<()> {
     match cmd {
         PoolCommand::Create { name, client } => {
+            let json = client.json;
             let client = Client::from_args(&client)?;
             let v: PoolView = client.post("/v1/pools", &PoolCreate { name }).await?;
+            if json {
+                return output::json(&v);
+            }
             eprintln!("pool {} created", safe(&v.name));
             Ok(())
         }
@@ -41,7 +45,7 @@ pub async fn run(cmd: PoolCommand) -> Result<()> {
                 return output::json(&tok);
             }
             eprintln!(
-                "enrollment token for pool {} (valid until {} UTC; shown only this once):",
+                "enrollment token for pool {} (valid until {}; shown only this once):",
                 safe(&tok.pool),
                 output::time(tok.expires_at_ms)
             );

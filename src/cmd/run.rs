@@ -104,7 +104,11 @@ pub async fn run(a: RunArgs) -> Result<ExitCode> {
         );
     }
     if a.detach {
-        outln!("{}", created.id)?;
+        if a.client.json {
+            crate::output::json(&created)?;
+        } else {
+            outln!("{}", created.id)?;
+        }
         return Ok(ExitCode::SUCCESS);
     }
     if !std::io::stderr().is_terminal() {
@@ -115,7 +119,8 @@ pub async fn run(a: RunArgs) -> Result<ExitCode> {
             created.id, created.id, created.id
         );
     }
-    let followed = follow(&client, &created.id, Interrupt::CancelRun, a.sanitize).await;
+    let out = ChunkWriter::for_flags(a.client.json, a.sanitize);
+    let followed = follow(&client, &created.id, Interrupt::CancelRun, out).await;
     Ok(followed_exit_code(&created.id, followed))
 }
 
@@ -212,17 +217,18 @@ pub fn exit_code_for(id: &str, end: &RunEnd) -> ExitCode {
 
 /// Streams a run's output to stdout/stderr until it ends, reconnecting if the
 /// stream breaks (the control plane restarting, say) without repeating or
-/// skipping a chunk. `sanitize` shows control characters in the output
-/// visibly instead of writing them raw (`--sanitize`).
+/// skipping a chunk, through `out` (raw, `--sanitize` or `--json`).
 pub async fn follow(
     client: &Client,
     id: &str,
     interrupt: Interrupt,
-    sanitize: bool,
+    mut out: ChunkWriter,
 ) -> Result<Followed> {
-    let mut out = ChunkWriter::new(sanitize);
     let followed = follow_into(client, id, interrupt, &mut out).await;
-    let finished = out.finish();
+    let finished = match (out.finish(), &followed) {
+        (Ok(()), Ok(end)) => out.end(end),
+        (finished, _) => finished,
+    };
     match followed {
         Err(e) if is_broken_pipe(&e) => Ok(Followed::ReaderGone),
         Err(e) => Err(e),

@@ -112,8 +112,9 @@ pub async fn run(cmd: RunsCommand) -> Result<ExitCode> {
             sanitize,
             client,
         } => {
+            let out = ChunkWriter::for_flags(client.json, sanitize);
             let client = Client::from_args(&client)?;
-            let followed = follow(&client, &id, Interrupt::Detach, sanitize).await;
+            let followed = follow(&client, &id, Interrupt::Detach, out).await;
             Ok(followed_exit_code(&id, followed))
         }
         RunsCommand::Logs {
