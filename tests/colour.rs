@@ -4,10 +4,8 @@
 //! Through the real binary; only the last test needs Docker.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use nix::errno::Errno;
-use nix::pty::openpty;
+use sealrun_testkit::pty::{self, Streams};
 use sealrun_testkit::{DevProcess, require_docker, sealrun_bin, text};
-use std::io::Read as _;
 use std::process::{Command, Stdio};
 
 const ESC: char = '\x1b';
@@ -29,29 +27,8 @@ fn dev_that_stops_early(dir: &tempfile::TempDir) -> Command {
 
 /// Everything `command` wrote with stdout and stderr on a new
 /// pseudo-terminal.
-fn on_a_terminal(mut command: Command) -> String {
-    let pty = openpty(None, None).expect("a pseudo-terminal");
-    command
-        .stdout(Stdio::from(pty.slave.try_clone().unwrap()))
-        .stderr(Stdio::from(pty.slave));
-    let mut child = command.spawn().expect("the command starts");
-    // The Command holds the last copies of the slave side: once they are
-    // closed, reading the master ends when the child exits.
-    drop(command);
-    let mut master = std::fs::File::from(pty.master);
-    let mut written = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        match master.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => written.extend_from_slice(&buf[..n]),
-            // Linux says EIO once no process holds the slave side any more.
-            Err(e) if e.raw_os_error() == Some(Errno::EIO as i32) => break,
-            Err(e) => panic!("reading the terminal: {e}"),
-        }
-    }
-    child.wait().expect("the command ends");
-    text(&written)
+fn on_a_terminal(command: Command) -> String {
+    text(&pty::on_a_terminal(command, Streams::Output))
 }
 
 #[test]

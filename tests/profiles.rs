@@ -4,16 +4,13 @@
 //! removed unless a test sets them, so the saved profile is what it uses.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use nix::errno::Errno;
-use nix::pty::openpty;
-use nix::sys::termios::{LocalFlags, tcgetattr};
+use sealrun_testkit::pty::{OnTerminal, Streams};
 use sealrun_testkit::{Cli, ControlPlane as _, World, text};
 use sealrun_wire::admin::Role;
-use std::io::{Read as _, Write as _};
+use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
 /// `sealrun ARGS` of `cli` with no connection settings in the environment.
 fn bare(cli: &Cli, args: &[&str]) -> Command {
@@ -150,52 +147,10 @@ async fn login_with_the_token_flag_works_but_warns() {
 /// controlling terminal, where a password prompt reads), types `typed` once
 /// the terminal stops echoing, and returns everything shown on the terminal.
 fn login_on_a_terminal(command: Command, typed: &str) -> (bool, String) {
-    let pty = openpty(None, None).expect("a pseudo-terminal");
-    // `setsid --ctty` makes the terminal on its stdin the controlling one,
-    // which needs no unsafe code of ours.
-    let mut leader = Command::new("setsid");
-    leader.arg("--ctty").arg(command.get_program());
-    leader.args(command.get_args());
-    for (key, value) in command.get_envs() {
-        match value {
-            Some(v) => leader.env(key, v),
-            None => leader.env_remove(key),
-        };
-    }
-    leader
-        .stdin(Stdio::from(pty.slave.try_clone().unwrap()))
-        .stdout(Stdio::from(pty.slave.try_clone().unwrap()))
-        .stderr(Stdio::from(pty.slave.try_clone().unwrap()));
-    let mut child = leader.spawn().expect("setsid runs");
-    drop(leader);
-    // Echo is off once the prompt is up: then type.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let flags = tcgetattr(&pty.slave).unwrap().local_flags;
-        if !flags.contains(LocalFlags::ECHO) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the terminal never stopped echoing"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    drop(pty.slave);
-    let mut master = std::fs::File::from(pty.master);
-    master.write_all(format!("{typed}\n").as_bytes()).unwrap();
-    let mut written = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        match master.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => written.extend_from_slice(&buf[..n]),
-            Err(e) if e.raw_os_error() == Some(Errno::EIO as i32) => break,
-            Err(e) => panic!("reading the terminal: {e}"),
-        }
-    }
-    let status = child.wait().unwrap();
-    (status.success(), text(&written).replace("\r\n", "\n"))
+    let mut on = OnTerminal::spawn(command, Streams::All, true);
+    on.type_when_echo_is_off(typed);
+    let (ok, written) = on.read_to_end();
+    (ok, text(&written).replace("\r\n", "\n"))
 }
 
 #[tokio::test(flavor = "multi_thread")]

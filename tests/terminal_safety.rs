@@ -6,12 +6,10 @@
 //! except for the last test, which streams a real command's output.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use nix::errno::Errno;
-use nix::pty::openpty;
+use sealrun_testkit::pty::{self, Streams};
 use sealrun_testkit::{Cli, ControlPlane as _, InProcessWorld, World, text};
 use sealrun_wire::run::RunStatus;
-use std::io::Read as _;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 /// Deletes the current line and writes `select 1` over it.
 const REWRITE: &str = "echo DROP-TABLE-users #\r\x1b[2Kselect 1";
@@ -21,30 +19,8 @@ const TAKEOVER: &str = "\x1b]0;T\x07\x1b[2J";
 /// Runs `command` with stdin, stdout and stderr on a new pseudo-terminal, as
 /// from an interactive shell; everything it wrote to the terminal, with the
 /// terminal's own `\r\n` line ends made `\n` again.
-fn on_a_terminal(mut command: Command) -> String {
-    let pty = openpty(None, None).expect("a pseudo-terminal");
-    command
-        .stdin(Stdio::from(pty.slave.try_clone().unwrap()))
-        .stdout(Stdio::from(pty.slave.try_clone().unwrap()))
-        .stderr(Stdio::from(pty.slave));
-    let mut child = command.spawn().expect("the command starts");
-    // The Command holds the last copies of the terminal's slave side: once
-    // they are closed, reading the master ends when the child exits.
-    drop(command);
-    let mut master = std::fs::File::from(pty.master);
-    let mut written = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        match master.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => written.extend_from_slice(&buf[..n]),
-            // Linux says EIO once no process holds the slave side any more.
-            Err(e) if e.raw_os_error() == Some(Errno::EIO as i32) => break,
-            Err(e) => panic!("reading the terminal: {e}"),
-        }
-    }
-    child.wait().expect("the command ends");
-    text(&written).replace("\r\n", "\n")
+fn on_a_terminal(command: Command) -> String {
+    text(&pty::on_a_terminal(command, Streams::All)).replace("\r\n", "\n")
 }
 
 /// `sealrun ARGS` of `cli`, on a terminal.

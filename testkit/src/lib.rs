@@ -66,6 +66,7 @@ pub mod container;
 mod dev;
 mod docker;
 mod process;
+pub mod pty;
 pub mod runtime;
 mod server;
 mod shim;
