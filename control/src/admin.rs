@@ -235,11 +235,10 @@ impl Control {
     /// The org's enrolled, unrevoked agents.
     pub async fn list_agents(&self, user: &User) -> Result<Vec<AgentView>, Error> {
         user.require(Action::ManageAgents)?;
-        let window =
-            i64::try_from(self.settings.connected_window().as_millis()).unwrap_or(i64::MAX);
+        let since = self.settings.connected_since(now_ms());
         let org_id = user.org_id;
         self.db
-            .read(move |tx| store::agents::list(tx, org_id, now_ms().saturating_sub(window)))
+            .read(move |tx| store::agents::list(tx, org_id, since))
             .await
     }
 

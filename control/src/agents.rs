@@ -6,6 +6,7 @@ use crate::error::Error;
 use crate::logs;
 use crate::queue::{self, Claim};
 use crate::service::Control;
+use crate::settings::millis;
 use crate::store::tokens::TokenRecord;
 use crate::store::{self, Tx, now_ms};
 use crate::token::{self, TokenKind};
@@ -29,10 +30,6 @@ const MAX_CONCURRENCY: u32 = 1024;
 const MAX_TARGETS: usize = 1000;
 /// Most chunks in one upload.
 const MAX_CHUNKS: usize = 10_000;
-
-fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
 
 /// A run handed to an agent by [`Control::poll`].
 #[derive(Debug)]
@@ -136,8 +133,8 @@ fn connect_job(
             names.join(", ")
         ))));
     }
-    let window = millis(s.connected_window());
-    let others = store::agents::connected_others(tx, agent.org_id, &agent.id, now - window)?;
+    let since = s.connected_since(now);
+    let others = store::agents::connected_others(tx, agent.org_id, &agent.id, since)?;
     if others >= i64::from(s.max_agents_per_org) {
         return Err(Error::LimitReached(format!(
             "the org already has {others} connected agents (the limit is {})",

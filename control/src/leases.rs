@@ -28,28 +28,29 @@ impl Control {
                 _ = tick.tick() => {}
                 () = self.shutting_down() => return,
             }
-            match self.db.write(|tx| queue::expire_leases(tx, now_ms())).await {
-                Ok(lost) => {
+            // One writer job (one commit, one fsync) for both sweeps.
+            let queue_ttl = self.settings.queue_ttl;
+            let swept = self
+                .db
+                .write(move |tx| {
+                    let now = now_ms();
+                    let lost = queue::expire_leases(tx, now)?;
+                    let expired = queue::expire_queued(tx, now, queue_ttl)?;
+                    Ok((lost, expired))
+                })
+                .await;
+            match swept {
+                Ok((lost, expired)) => {
                     for run in &lost {
                         tracing::warn!(run = %run, "lease expired: run lost");
                         self.watchers.touch(run);
                     }
-                }
-                Err(e) => tracing::error!(error = %e, "lease sweep failed"),
-            }
-            let ttl = i64::try_from(self.settings.queue_ttl.as_millis()).unwrap_or(i64::MAX);
-            match self
-                .db
-                .write(move |tx| queue::expire_queued(tx, now_ms(), ttl))
-                .await
-            {
-                Ok(expired) => {
                     for run in &expired {
                         tracing::warn!(run = %run, "no agent took it in time: run expired");
                         self.watchers.touch(run);
                     }
                 }
-                Err(e) => tracing::error!(error = %e, "queue expiry sweep failed"),
+                Err(e) => tracing::error!(error = %e, "lease and queue sweep failed"),
             }
         }
     }
@@ -64,8 +65,7 @@ impl Control {
 
     /// Counts for monitoring.
     pub async fn gauges(&self) -> Result<Gauges, Error> {
-        let window =
-            i64::try_from(self.settings.connected_window().as_millis()).unwrap_or(i64::MAX);
+        let since = self.settings.connected_since(now_ms());
         self.db
             .read(move |tx| {
                 let counts = store::runs::count_by_status(tx)?;
@@ -73,8 +73,7 @@ impl Control {
                     .iter()
                     .map(|s| (s.as_str(), counts.get(s.as_str()).copied().unwrap_or(0)))
                     .collect();
-                let connected_agents =
-                    store::agents::connected(tx, now_ms().saturating_sub(window))?;
+                let connected_agents = store::agents::connected(tx, since)?;
                 Ok(Gauges {
                     runs_by_status,
                     connected_agents,

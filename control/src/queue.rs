@@ -17,6 +17,7 @@
 use crate::caller::Agent;
 use crate::caller::SYSTEM;
 use crate::error::{Error, Object};
+use crate::settings::millis;
 use crate::store::{self, Tx, now_ms};
 use sealrun_wire::admin::TargetSpec;
 use sealrun_wire::agent::{AssignedSecret, Assignment, FinishRequest};
@@ -418,13 +419,17 @@ pub(crate) fn expire_leases(tx: &Tx<'_>, now: i64) -> Result<Vec<String>, Error>
 
 /// Marks every run still queued `ttl_ms` after it was submitted as
 /// `expired` (it never ran, and never will); returns their ids.
-pub(crate) fn expire_queued(tx: &Tx<'_>, now: i64, ttl_ms: i64) -> Result<Vec<String>, Error> {
-    let ttl = std::time::Duration::from_millis(u64::try_from(ttl_ms).unwrap_or(0));
+pub(crate) fn expire_queued(
+    tx: &Tx<'_>,
+    now: i64,
+    ttl: std::time::Duration,
+) -> Result<Vec<String>, Error> {
     let error = format!(
         "expired: no agent took it within {}s of its submission",
         ttl.as_secs()
     );
-    let expired = store::runs::expire_queued(tx, now - ttl_ms, now, &error)?;
+    let created_before = now.saturating_sub(millis(ttl));
+    let expired = store::runs::expire_queued(tx, created_before, now, &error)?;
     for (id, org_id) in &expired {
         store::audit::append(
             tx,

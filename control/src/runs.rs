@@ -7,15 +7,12 @@ use crate::logs::{self, Page};
 use crate::permissions::Action;
 use crate::queue::{self, Canceled, Submitter};
 use crate::service::Control;
+use crate::settings::millis;
 use crate::store::{self, now_ms};
 use sealrun_wire::run::{RunRequest, RunStatus, RunView};
 use std::sync::Arc;
 
 const DEFAULT_LIST: u32 = 50;
-
-fn millis(d: std::time::Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
 const MAX_LIST: u32 = 500;
 
 /// Which runs a listing wants (all filters optional).
@@ -62,8 +59,8 @@ impl Control {
         who.require(Action::SubmitRuns)?;
         let who = who.clone();
         let wakeups = Arc::clone(&self.wakeups);
-        let window = millis(self.settings.connected_window());
         let now = now_ms();
+        let connected_since = self.settings.connected_since(now);
         let submitted = self
             .db
             .write_then(
@@ -73,7 +70,7 @@ impl Control {
                         name: &who.name,
                         actor: &who.actor,
                     };
-                    queue::submit(tx, &submitter, &req, now_ms().saturating_sub(window))
+                    queue::submit(tx, &submitter, &req, connected_since)
                 },
                 // Pollers may claim it as soon as it is committed: their claim
                 // is answered only once it (and so this submit) is on disk.

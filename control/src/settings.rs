@@ -67,4 +67,16 @@ impl Settings {
     pub fn connected_window(&self) -> Duration {
         self.poll_timeout + self.heartbeat_interval * 2
     }
+
+    /// Agents heard from at or after this (Unix ms) count as connected at
+    /// `now`.
+    pub(crate) fn connected_since(&self, now: i64) -> i64 {
+        now.saturating_sub(millis(self.connected_window()))
+    }
+}
+
+/// `d` in milliseconds, as the database keeps times; a duration too long for
+/// that is as good as forever.
+pub(crate) fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
