@@ -2,7 +2,7 @@
 //! every other command as its own subprocess, against a real Docker engine.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use sealrun_testkit::{DevProcess, free_port, require_docker, sealrun_bin, signal, text};
+use sealrun_testkit::{DevProcess, code, free_port, require_docker, sealrun_bin, signal, text};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -20,10 +20,6 @@ fn base64(s: &str) -> String {
     text(&c.wait_with_output().unwrap().stdout)
         .trim()
         .to_owned()
-}
-
-fn code(out: &Output) -> i32 {
-    out.status.code().expect("exited, not killed")
 }
 
 /// Asserts a failed command said one line on stderr, and no panic.
@@ -138,17 +134,29 @@ fn a_run_canceled_from_another_shell_ends_canceled_and_its_follower_exits_130() 
         .ok(&["run", "--target", "demo", "--detach", "--", "sleep", "60"]);
     let id = id.trim();
     dev.cli.wait_status(id, "running");
-    let follower = dev
-        .cli
-        .command(&["runs", "logs", id, "--follow"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let follower = dev.cli.spawn(&["runs", "logs", id, "--follow"]);
     dev.cli.ok(&["runs", "cancel", id]);
     let out = follower.wait_with_output().unwrap();
     assert_eq!(code(&out), 130, "{}", text(&out.stderr));
     dev.cli.wait_status(id, "canceled");
+}
+
+/// Starts `sealrun run` of a command that runs for a minute, waits until the
+/// run is running, and sends `sealrun run` SIG`sig`; its output once it
+/// exited, and the run's id.
+fn signal_a_running_sealrun_run(dev: &DevProcess, sig: &str) -> (Output, String) {
+    let child = dev.cli.spawn(&[
+        "run",
+        "--target",
+        "demo",
+        "--",
+        "sh",
+        "-c",
+        "echo started; sleep 60",
+    ]);
+    let id = dev.cli.wait_running_run();
+    signal(child.id(), sig);
+    (child.wait_with_output().unwrap(), id)
 }
 
 #[test]
@@ -157,24 +165,7 @@ fn ctrl_c_during_sealrun_run_cancels_the_remote_run() {
         return;
     }
     let dev = DevProcess::start();
-    let child = dev
-        .cli
-        .command(&[
-            "run",
-            "--target",
-            "demo",
-            "--",
-            "sh",
-            "-c",
-            "echo started; sleep 60",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let id = dev.cli.wait_running_run();
-    signal(child.id(), "INT");
-    let out = child.wait_with_output().unwrap();
+    let (out, id) = signal_a_running_sealrun_run(&dev, "INT");
     assert_eq!(code(&out), 130, "{}", text(&out.stderr));
     dev.cli.wait_status(&id, "canceled");
 }
@@ -210,24 +201,7 @@ fn sigterm_or_sighup_during_sealrun_run_cancels_the_remote_run_like_ctrl_c() {
     }
     let dev = DevProcess::start();
     for sig in ["TERM", "HUP"] {
-        let child = dev
-            .cli
-            .command(&[
-                "run",
-                "--target",
-                "demo",
-                "--",
-                "sh",
-                "-c",
-                "echo started; sleep 60",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let id = dev.cli.wait_running_run();
-        signal(child.id(), sig);
-        let out = child.wait_with_output().unwrap();
+        let (out, id) = signal_a_running_sealrun_run(&dev, sig);
         let err = text(&out.stderr);
         assert_eq!(code(&out), 130, "SIG{sig}: {err}");
         assert!(

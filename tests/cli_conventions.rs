@@ -4,14 +4,9 @@
 //! hint, times are labelled UTC, and shell completions are printed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use sealrun_testkit::{ControlPlane, InProcessServer, quick_settings, text};
+use sealrun_testkit::{ControlPlane, InProcessServer, code, quick_settings, text};
 use serde_json::Value;
-use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
-
-fn code(out: &Output) -> i32 {
-    out.status.code().expect("exited, not killed")
-}
 
 /// Parses `stdout` as one JSON value, or as JSON lines if `lines`.
 fn parse(stdout: &str, lines: bool) -> Result<Vec<Value>, String> {
@@ -123,13 +118,7 @@ async fn a_followed_run_with_json_prints_one_object_per_line_ending_with_its_end
     let admin = server.admin();
     admin.declare_target("db").await;
     let cli = server.cli(server.admin_token());
-    let child = cli
-        .command(&["run", "--target", "db", "--json", "--", "true"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = cli.spawn(&["run", "--target", "db", "--json", "--", "true"]);
     // No agent serves `db`: the run waits in the queue; cancel it.
     let deadline = Instant::now() + Duration::from_secs(20);
     let id = loop {

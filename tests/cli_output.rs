@@ -2,24 +2,14 @@
 //! control plane (no Docker): through the real binary.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use sealrun_testkit::{ControlPlane, InProcessServer, quick_settings, text};
-use std::process::{Output, Stdio};
-
-fn code(out: &Output) -> i32 {
-    out.status.code().expect("exited, not killed")
-}
+use sealrun_testkit::{ControlPlane, InProcessServer, code, quick_settings, text};
+use std::process::Output;
 
 /// `sealrun ARGS` writing into a pipe whose reader is gone before anything
 /// is written, as `sealrun runs list | head -0` (or a `head` that has read
 /// enough) leaves it: the test holds the only read end and drops it at once.
 fn with_closed_stdout(cli: &sealrun_testkit::Cli, args: &[&str]) -> Output {
-    let mut child = cli
-        .command(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = cli.spawn(args);
     drop(child.stdout.take());
     child.wait_with_output().unwrap()
 }

@@ -3,15 +3,11 @@
 #![allow(clippy::unwrap_used)]
 
 use sealrun_testkit::{
-    ControlPlane, DevProcess, InProcessServer, quick_settings, require_docker, text,
+    ControlPlane, DevProcess, InProcessServer, code, quick_settings, require_docker, text,
 };
 use std::io::Read as _;
-use std::process::{Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
-
-fn code(out: &Output) -> i32 {
-    out.status.code().expect("exited, not killed")
-}
 
 /// The old follower retried a permanent error for about 51 s; "at once" is
 /// anything far below that.
@@ -70,21 +66,15 @@ fn a_closed_reader_stops_following_quietly_and_the_run_goes_on() {
         return;
     }
     let dev = DevProcess::start();
-    let mut child = dev
-        .cli
-        .command(&[
-            "run",
-            "--target",
-            "demo",
-            "--",
-            "sh",
-            "-c",
-            "while :; do echo y; done",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = dev.cli.spawn(&[
+        "run",
+        "--target",
+        "demo",
+        "--",
+        "sh",
+        "-c",
+        "while :; do echo y; done",
+    ]);
     let mut first = [0u8; 4];
     child
         .stdout

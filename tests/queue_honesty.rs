@@ -4,8 +4,7 @@
 //! instead of running whenever an agent shows up.
 #![allow(clippy::unwrap_used)]
 
-use sealrun_testkit::{ControlPlane, InProcessServer, quick_settings, text};
-use std::process::Output;
+use sealrun_testkit::{ControlPlane, InProcessServer, code, quick_settings, text};
 use std::time::Duration;
 
 async fn server(queue_ttl: Duration) -> InProcessServer {
@@ -16,10 +15,6 @@ async fn server(queue_ttl: Duration) -> InProcessServer {
     .await;
     server.admin().declare_target("idle").await;
     server
-}
-
-fn code(out: &Output) -> i32 {
-    out.status.code().expect("exited, not killed")
 }
 
 #[tokio::test]

@@ -80,7 +80,7 @@ pub use docker::{
     IMAGE, containers_labeled, containers_of, docker_cli, remove_container, require_docker,
     skip_or_fail, skipping_forbidden, wait_no_containers,
 };
-pub use process::{Cli, free_port, output_within, sealrun_bin, signal, sigterm, text};
+pub use process::{Cli, code, free_port, output_within, sealrun_bin, signal, sigterm, text};
 pub use server::{ControlPlane, InProcessServer, ServerProcess, quick_settings};
 pub use shim::{init_binary, workspace_root};
 pub use wait::{WAIT, wait_for, wait_until};

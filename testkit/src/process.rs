@@ -52,6 +52,12 @@ pub fn signal(pid: u32, name: &str) {
     assert!(ok, "kill -{name} {pid} failed");
 }
 
+/// The exit code of a process that exited by itself (a test fails if a
+/// signal killed it).
+pub fn code(out: &Output) -> i32 {
+    out.status.code().expect("exited, not killed")
+}
+
 /// The text of a process's output.
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -287,6 +293,17 @@ impl Cli {
             .env("SEALRUN_TOKEN", &self.token)
             .env("SEALRUN_CA_CERT", &self.ca_cert);
         c
+    }
+
+    /// Starts `sealrun ARGS` with no stdin and its stdout and stderr piped,
+    /// for a test that reads it or signals it while it runs.
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        self.command(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run sealrun {args:?}: {e}"))
     }
 
     /// Runs `sealrun ARGS` with an empty stdin; its exit status and output.
