@@ -143,6 +143,28 @@ impl Client {
         body: Option<&B>,
     ) -> Result<T> {
         let resp = self.request(method, path, body).await?;
+        self.decode(path, resp).await
+    }
+
+    /// `PUT path` with a streamed octet body (a run's input), decoding the
+    /// JSON answer.
+    pub async fn put_stream<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: reqwest::Body,
+    ) -> Result<T> {
+        let req = self
+            .http
+            .put(format!("{}{}", self.conn.url, path))
+            .bearer_auth(&self.conn.token)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(body);
+        let resp = req.send().await.map_err(|e| self.transport_error(e))?;
+        let resp = check(resp).await?;
+        self.decode(path, resp).await
+    }
+
+    async fn decode<T: DeserializeOwned>(&self, path: &str, resp: reqwest::Response) -> Result<T> {
         let bytes = resp.bytes().await.map_err(|e| self.transport_error(e))?;
         serde_json::from_slice(&bytes).with_context(|| {
             format!("unexpected answer from the control plane for {path} (is the CLI the same version as the server?)")

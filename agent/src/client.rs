@@ -216,13 +216,7 @@ impl ControlPlane {
         }
         let bytes = response.bytes().await?;
         if !status.is_success() {
-            let message = serde_json::from_slice::<ErrorBody>(&bytes)
-                .map(|b| b.error)
-                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).chars().take(500).collect());
-            return Err(CallError::Status {
-                status: status.as_u16(),
-                message,
-            });
+            return Err(status_error(status, &bytes));
         }
         serde_json::from_slice(&bytes)
             .map(Some)
@@ -297,6 +291,31 @@ impl ControlPlane {
             .ok_or_else(|| CallError::Protocol(format!("{}: empty answer", path.join("/"))))
     }
 
+    /// `GET /v1/agent/runs/{id}/stdin`: the run's input, streamed as the
+    /// submitter sends it. No overall timeout (input may take as long as the
+    /// run); TCP keep-alive notices a dead peer. A body that ends without its
+    /// final chunk yields an error: the input broke off.
+    pub async fn stdin(
+        &self,
+        run_id: &str,
+    ) -> Result<impl futures_util::Stream<Item = Result<bytes::Bytes, CallError>> + use<>, CallError>
+    {
+        let path = ["v1", "agent", "runs", run_id, "stdin"];
+        let mut request = self.http.get(self.url(&path));
+        if let Some(token) = self.token.as_deref() {
+            request = request.bearer_auth(token.as_str());
+        }
+        let response = request.send().await?;
+        let status = response.status();
+        if !status.is_success() {
+            let bytes = response.bytes().await?;
+            return Err(status_error(status, &bytes));
+        }
+        Ok(futures_util::StreamExt::map(response.bytes_stream(), |r| {
+            r.map_err(CallError::from)
+        }))
+    }
+
     /// `POST /v1/agent/runs/{id}/finish`.
     pub async fn finish(&self, run_id: &str, request: &FinishRequest) -> Result<(), CallError> {
         let path = ["v1", "agent", "runs", run_id, "finish"];
@@ -315,6 +334,18 @@ impl ControlPlane {
         )
         .await
         .map(drop)
+    }
+}
+
+/// The error of a call answered `status` with `body` (`{"error": ...}`, or
+/// the start of whatever else it was).
+fn status_error(status: StatusCode, body: &[u8]) -> CallError {
+    let message = serde_json::from_slice::<ErrorBody>(body)
+        .map(|b| b.error)
+        .unwrap_or_else(|_| String::from_utf8_lossy(body).chars().take(500).collect());
+    CallError::Status {
+        status: status.as_u16(),
+        message,
     }
 }
 

@@ -19,10 +19,11 @@ use crate::config::AgentConfig;
 use crate::control::{RunControl, Stop, is_abandoned};
 use crate::docker::DockerRuntime;
 use crate::error::Error;
-use crate::executor::{Job, Outcome, execute};
+use crate::executor::{Job, OpenInput, Outcome, execute};
 use crate::runtime::Runtime;
 use crate::state::{Identity, StateDir};
 use crate::upload::ControlPlaneSink;
+use futures_util::StreamExt as _;
 use sealrun_vault::TargetKeypair;
 use sealrun_wire::agent::{
     AgentSettings, Assignment, ConnectRequest, FinishRequest, Heartbeat, RegisterRequest,
@@ -374,6 +375,9 @@ impl<R: Runtime> Supervisor<R> {
                 ),
                 Some(keypair) => {
                     let sink = Arc::new(ControlPlaneSink::new(Arc::clone(&client), run_id.clone()));
+                    let input = assignment
+                        .stdin
+                        .then(|| open_input(Arc::clone(&client), run_id.clone()));
                     let job = Job {
                         assignment,
                         agent_id,
@@ -381,6 +385,7 @@ impl<R: Runtime> Supervisor<R> {
                         max_timeout,
                         cancel_grace,
                         max_chunk_bytes,
+                        input,
                     };
                     execute(&*runtime, job, sink, control.clone()).await
                 }
@@ -515,4 +520,15 @@ async fn heartbeat_loop(
             Err(_) => tracing::warn!("heartbeat timed out"),
         }
     }
+}
+
+/// The run's input from the control plane, requested when the executor
+/// asks (once the command has started).
+fn open_input(client: Arc<ControlPlane>, run_id: String) -> OpenInput {
+    Box::new(move || {
+        Box::pin(async move {
+            let stream = client.stdin(&run_id).await.map_err(|e| e.to_string())?;
+            Ok(stream.map(|r| r.map_err(|e| e.to_string())).boxed())
+        })
+    })
 }

@@ -35,13 +35,15 @@
 //! the runtime itself keeps no secret. [`Runtime::start`] takes it back, attaches
 //! (stdin, stdout, stderr), starts the container and writes the bundle to its
 //! stdin. The
-//! shim reads exactly the bundle, detaches stdin, and runs the command with the
+//! shim reads exactly the bundle, detaches stdin (unless the run has input:
+//! then the agent keeps writing, the run's input after the bundle, and the
+//! command reads it), and runs the command with the
 //! secrets in its environment. What the container's configuration holds is the
 //! argv, the plain variables and the mount of the shim.
 
 use crate::runtime::{
-    AGENT_LABEL, ContainerId, ContainerSpec, Created, DEFAULT_USER, ExitState, OutputFrame,
-    OutputStream, RUN_LABEL, Runtime, RuntimeError, StdinBundle, StopSignal,
+    AGENT_LABEL, CommandInput, ContainerId, ContainerSpec, Created, DEFAULT_USER, ExitState,
+    OutputFrame, RUN_LABEL, Runtime, RuntimeError, Started, StdinBundle, StopSignal,
 };
 use bollard::Docker;
 use bollard::container::LogOutput;
@@ -143,12 +145,14 @@ impl DockerRuntime {
     }
 
     /// Attaches to the container's stdin, stdout and stderr, starts it, and writes
-    /// `input` to its stdin, then closes it.
+    /// `bundle` to its stdin; then closes it, or hands it back when the run's
+    /// input follows.
     async fn start_with_stdin(
         &self,
         id: &ContainerId,
-        input: &[u8],
-    ) -> Result<OutputStream, RuntimeError> {
+        bundle: &[u8],
+        input_follows: bool,
+    ) -> Result<Started, RuntimeError> {
         // Attach before start: an attach after start could miss the first bytes.
         let options = AttachContainerOptions {
             stream: true,
@@ -169,8 +173,11 @@ impl DockerRuntime {
             .map_err(engine_error("start"))?;
         let mut stdin = attached.input;
         let written = tokio::time::timeout(Duration::from_secs(ENGINE_TIMEOUT_SECS), async {
-            stdin.write_all(input).await?;
+            stdin.write_all(bundle).await?;
             stdin.flush().await?;
+            if input_follows {
+                return Ok(());
+            }
             // End of input: a shim still waiting for more (a short bundle) reads
             // EOF and fails at once, instead of hanging until the run's timeout.
             stdin.shutdown().await
@@ -193,10 +200,17 @@ impl DockerRuntime {
                 });
             }
         }
-        // The (shut down) write half lives as long as the output stream: dropping it
-        // would close the whole attach connection.
+        // The write half must live as long as the output stream: dropping it
+        // would close the whole attach connection. With input to forward, the
+        // caller holds it (and must keep it as long); otherwise (shut down) the
+        // output stream does.
+        let (input, keep_open) = if input_follows {
+            (Some(CommandInput::new(stdin)), None)
+        } else {
+            (None, Some(stdin))
+        };
         let output = attached.output.filter_map(move |item| {
-            let _keep_open = &stdin;
+            let _keep_open = &keep_open;
             let frame = match item {
                 Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => {
                     Some(Ok(OutputFrame {
@@ -216,7 +230,10 @@ impl DockerRuntime {
             };
             std::future::ready(frame)
         });
-        Ok(output.boxed())
+        Ok(Started {
+            output: output.boxed(),
+            input,
+        })
     }
 }
 
@@ -364,6 +381,9 @@ fn container_body(
         host_config: Some(host_config),
         ..Default::default()
     };
+    if spec.stdin {
+        bundle.attach_stdin();
+    }
     Ok((body, bundle.encode()))
 }
 
@@ -402,6 +422,7 @@ impl Runtime for DockerRuntime {
 
     async fn create(&self, spec: ContainerSpec) -> Result<Created, RuntimeError> {
         let (body, bundle) = container_body(&spec, &self.init_binary)?;
+        let input = spec.stdin;
         // Drop (and so zeroize) the opened secrets: the bundle is their only copy.
         drop(spec);
         let created = self
@@ -426,17 +447,18 @@ impl Runtime for DockerRuntime {
         }
         Ok(Created {
             id: ContainerId(created.id),
-            stdin: StdinBundle::new(bundle),
+            stdin: if input {
+                StdinBundle::followed_by_input(bundle)
+            } else {
+                StdinBundle::new(bundle)
+            },
         })
     }
 
-    async fn start(
-        &self,
-        id: &ContainerId,
-        stdin: StdinBundle,
-    ) -> Result<OutputStream, RuntimeError> {
+    async fn start(&self, id: &ContainerId, stdin: StdinBundle) -> Result<Started, RuntimeError> {
         // `stdin` is dropped, and so zeroized, once it is written.
-        self.start_with_stdin(id, stdin.as_bytes()).await
+        self.start_with_stdin(id, stdin.as_bytes(), stdin.input_follows())
+            .await
     }
 
     async fn wait(&self, id: &ContainerId) -> Result<ExitState, RuntimeError> {
@@ -560,6 +582,7 @@ mod tests {
             limits: ResourceLimits::default(),
             network: None,
             user: None,
+            stdin: false,
         }
     }
 

@@ -15,9 +15,14 @@
 use crate::control::{RunControl, Stop, is_abandoned};
 use crate::output::{self, PumpEnd, redact_message};
 use crate::runtime::{
-    ContainerId, ContainerSpec, Created, ExitState, Runtime, StdinBundle, StopSignal,
+    CommandInput, ContainerId, ContainerSpec, Created, ExitState, Runtime, Started, StdinBundle,
+    StopSignal,
 };
 use crate::upload::{LogSink, UploadEnd, upload_all};
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
 use sealrun_init::{EXIT_INIT_FAILED, EXIT_NOT_FOUND};
 use sealrun_redactor::Redactor;
 use sealrun_vault::{Secret, TargetKeypair};
@@ -48,7 +53,18 @@ pub struct Job {
     pub cancel_grace: Duration,
     /// Largest chunk of output the control plane accepts.
     pub max_chunk_bytes: usize,
+    /// The run's input, for a run given some: opened once the command has
+    /// started, and written to its stdin after the bundle.
+    pub input: Option<OpenInput>,
 }
+
+/// The run's input as it arrives: chunks in order, or why it broke off.
+pub type InputStream = BoxStream<'static, Result<Bytes, String>>;
+
+/// Opens the run's input (for the agent: the request to the control plane),
+/// called once the command has started.
+pub type OpenInput =
+    Box<dyn FnOnce() -> BoxFuture<'static, Result<InputStream, String>> + Send + Sync>;
 
 impl std::fmt::Debug for Job {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -153,10 +169,11 @@ fn early_outcome(control: &RunControl) -> Option<Outcome> {
 /// returns how it ended. Never panics and never leaves the container behind.
 pub async fn execute<R: Runtime, S: LogSink>(
     runtime: &R,
-    job: Job,
+    mut job: Job,
     sink: Arc<S>,
     control: RunControl,
 ) -> Outcome {
+    let input = job.input.take();
     let a = &job.assignment;
     if let Some(outcome) = early_outcome(&control) {
         return outcome;
@@ -193,6 +210,7 @@ pub async fn execute<R: Runtime, S: LogSink>(
         limits: a.limits.clone(),
         network: a.network.clone(),
         user: a.user.clone(),
+        stdin: input.is_some(),
     };
     // The runtime hands the encoded secrets back with the container: this task
     // holds their only copy until `start` writes them to the container's stdin.
@@ -205,7 +223,10 @@ pub async fn execute<R: Runtime, S: LogSink>(
     let driven = drive(
         runtime,
         &id,
-        stdin,
+        StdinPlan {
+            bundle: stdin,
+            input,
+        },
         &job,
         Arc::clone(&redactor),
         sink,
@@ -248,19 +269,28 @@ struct Driven {
     uploader: Option<tokio::task::JoinHandle<UploadEnd>>,
 }
 
-/// Starts the container with `stdin` (what `create` returned) and supervises it
-/// until it exits and its output is read.
+/// What a container reads on stdin: the bundle, then the run's input if any.
+struct StdinPlan {
+    bundle: StdinBundle,
+    input: Option<OpenInput>,
+}
+
+/// Starts the container with `stdin` (the bundle `create` returned, and the
+/// run's input) and supervises it until it exits and its output is read.
 async fn drive<R: Runtime, S: LogSink>(
     runtime: &R,
     id: &ContainerId,
-    stdin: StdinBundle,
+    stdin: StdinPlan,
     job: &Job,
     redactor: Arc<Redactor>,
     sink: Arc<S>,
     control: &RunControl,
 ) -> Driven {
-    let output = match runtime.start(id, stdin).await {
-        Ok(o) => o,
+    let Started {
+        output,
+        input: mut command_input,
+    } = match runtime.start(id, stdin.bundle).await {
+        Ok(started) => started,
         Err(e) => {
             return Driven {
                 result: Err(e.to_string()),
@@ -292,12 +322,28 @@ async fn drive<R: Runtime, S: LogSink>(
     let mut pump_end: Option<PumpEnd> = None;
     let wait = runtime.wait(id);
     tokio::pin!(wait);
+    // Forwarding the run's input runs beside the command until the input
+    // ends, the command stops reading, or the command exits (then it is
+    // dropped, which ends the request for the rest of the input).
+    let mut feed = stdin
+        .input
+        .map(|open| Box::pin(forward_input(open, command_input.as_mut())));
 
     let exit = loop {
         // Escalations that need a signal; computed in the select arms, sent after.
         let mut send: Option<StopSignal> = None;
         tokio::select! {
             exit = &mut wait => break exit,
+            fed = async { feed.as_mut()?.as_mut().await.err() }, if feed.is_some() => {
+                feed = None;
+                if let Some(message) = fed {
+                    // The command must not go on with part of its input.
+                    tracing::warn!(run = %job.assignment.run_id, "the run's input broke off; killing the command");
+                    stopped = Stop::escalate(stopped, Stop::Fail(message));
+                    send = Some(StopSignal::Kill);
+                    kill_at = None;
+                }
+            }
             () = tokio::time::sleep_until(deadline), if stopped.is_none() => {
                 tracing::info!(run = %job.assignment.run_id, timeout = ?job.timeout(), "run timed out; stopping it");
                 stopped = Some(Stop::Timeout);
@@ -347,6 +393,8 @@ async fn drive<R: Runtime, S: LogSink>(
         }
     };
 
+    // The command has exited: the rest of its input, if any, is not needed.
+    drop(feed);
     let exit = match exit {
         Ok(exit) => exit,
         Err(e) => {
@@ -379,6 +427,32 @@ async fn drive<R: Runtime, S: LogSink>(
         pump: pump_end,
         uploader: Some(uploader),
     }
+}
+
+/// Writes the run's input to the command's stdin, then closes it. `Err`
+/// when the input broke off (or could not be had): the caller then kills the
+/// command. A command that stops reading (closes its stdin or exits) ends
+/// forwarding quietly, as with `docker run -i`.
+async fn forward_input(open: OpenInput, sink: Option<&mut CommandInput>) -> Result<(), String> {
+    let Some(sink) = sink else {
+        return Err("the container runtime gave no way to write the command's input".into());
+    };
+    let mut input = open()
+        .await
+        .map_err(|e| format!("could not get the run's input: {e}"))?;
+    let mut sent = 0u64;
+    while let Some(chunk) = input.next().await {
+        let chunk =
+            chunk.map_err(|e| format!("the run's input broke off after {sent} bytes: {e}"))?;
+        if sink.write_all(&chunk).await.is_err() {
+            return Ok(());
+        }
+        sent += chunk.len() as u64;
+    }
+    // Its end reached the command: it reads end-of-file next. Failing to say
+    // so means the command is gone already.
+    let _ = sink.close().await;
+    Ok(())
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {
@@ -468,12 +542,14 @@ mod tests {
                 limits: Default::default(),
                 network: None,
                 user: None,
+                stdin: false,
             },
             agent_id: "a".into(),
             keypair: Arc::new(TargetKeypair::generate()),
             max_timeout: cap.map(Duration::from_secs),
             cancel_grace: Duration::from_secs(1),
             max_chunk_bytes: 1024,
+            input: None,
         };
         assert_eq!(job(60, Some(10)).timeout(), Duration::from_secs(10));
         assert_eq!(job(5, Some(10)).timeout(), Duration::from_secs(5));

@@ -18,6 +18,8 @@ use sealrun_wire::agent::ResourceLimits;
 use sealrun_wire::log::StreamKind;
 use std::fmt;
 use std::future::Future;
+use std::pin::Pin;
+use tokio::io::{AsyncWrite, AsyncWriteExt as _};
 use zeroize::Zeroizing;
 
 /// Label naming the run a container executes.
@@ -54,6 +56,9 @@ pub struct ContainerSpec {
     pub network: Option<String>,
     /// `uid[:gid]` or user name; `None` means [`DEFAULT_USER`].
     pub user: Option<String>,
+    /// Whether the command reads the run's input: [`Runtime::start`] then
+    /// leaves its stdin open after the bundle and returns a [`CommandInput`].
+    pub stdin: bool,
 }
 
 impl fmt::Debug for ContainerSpec {
@@ -70,6 +75,7 @@ impl fmt::Debug for ContainerSpec {
             .field("limits", &self.limits)
             .field("network", &self.network)
             .field("user", &self.user)
+            .field("stdin", &self.stdin)
             .finish()
     }
 }
@@ -92,12 +98,24 @@ impl fmt::Display for ContainerId {
 /// rather than keeping it, so that a runtime never stores a secret: whoever
 /// holds the unit's id holds its input, and dropping both (a run stopped before
 /// it started) wipes the input.
-pub struct StdinBundle(Zeroizing<Vec<u8>>);
+pub struct StdinBundle(Zeroizing<Vec<u8>>, bool);
 
 impl StdinBundle {
-    /// Wraps already encoded bytes (e.g. [`sealrun_init::Bundle::encode`]).
+    /// Wraps already encoded bytes (e.g. [`sealrun_init::Bundle::encode`]),
+    /// after which stdin is closed.
     pub fn new(bytes: Zeroizing<Vec<u8>>) -> StdinBundle {
-        StdinBundle(bytes)
+        StdinBundle(bytes, false)
+    }
+
+    /// Wraps encoded bytes after which the run's input follows: stdin stays
+    /// open for [`Started::input`].
+    pub fn followed_by_input(bytes: Zeroizing<Vec<u8>>) -> StdinBundle {
+        StdinBundle(bytes, true)
+    }
+
+    /// Whether the run's input follows the bundle.
+    pub fn input_follows(&self) -> bool {
+        self.1
     }
 
     /// The bytes to write.
@@ -118,7 +136,7 @@ impl StdinBundle {
 
 impl From<Vec<u8>> for StdinBundle {
     fn from(bytes: Vec<u8>) -> StdinBundle {
-        StdinBundle(Zeroizing::new(bytes))
+        StdinBundle::new(Zeroizing::new(bytes))
     }
 }
 
@@ -137,6 +155,52 @@ pub struct Created {
     pub id: ContainerId,
     /// What the unit reads on stdin when it starts; pass it to [`Runtime::start`].
     pub stdin: StdinBundle,
+}
+
+/// The write end of a started unit's stdin, after the bundle: where the
+/// run's input goes. Keep it until the unit's output has been read in full
+/// (for Docker, dropping it closes the whole attach connection, output
+/// included); [`close`](Self::close) ends the command's input.
+pub struct CommandInput(Pin<Box<dyn AsyncWrite + Send>>);
+
+impl CommandInput {
+    /// Wraps the unit's stdin.
+    pub fn new(writer: Pin<Box<dyn AsyncWrite + Send>>) -> CommandInput {
+        CommandInput(writer)
+    }
+
+    /// Writes all of `data` (waits while the command does not read).
+    pub async fn write_all(&mut self, data: &[u8]) -> std::io::Result<()> {
+        self.0.write_all(data).await?;
+        self.0.flush().await
+    }
+
+    /// Ends the command's input: it reads end-of-file next.
+    pub async fn close(&mut self) -> std::io::Result<()> {
+        self.0.shutdown().await
+    }
+}
+
+impl fmt::Debug for CommandInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CommandInput")
+    }
+}
+
+/// A started unit: its output, and its stdin when the run has input.
+pub struct Started {
+    /// The command's output.
+    pub output: OutputStream,
+    /// Where the run's input goes, when [`StdinBundle::input_follows`].
+    pub input: Option<CommandInput>,
+}
+
+impl fmt::Debug for Started {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Started")
+            .field("input", &self.input)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One piece of a command's output, as the runtime read it.
@@ -235,12 +299,13 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// Attaches to the unit's stdout and stderr and then starts it, so that no byte
     /// of output can be missed, and writes `stdin` (what [`Runtime::create`]
-    /// returned for this unit) to its standard input, then closes it.
+    /// returned for this unit) to its standard input; then closes it, or,
+    /// when the run's input follows, hands it back as [`Started::input`].
     fn start(
         &self,
         id: &ContainerId,
         stdin: StdinBundle,
-    ) -> impl Future<Output = Result<OutputStream, RuntimeError>> + Send;
+    ) -> impl Future<Output = Result<Started, RuntimeError>> + Send;
 
     /// Waits until the unit has exited and says how.
     fn wait(

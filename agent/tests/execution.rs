@@ -390,6 +390,7 @@ async fn orphans_of_this_agent_are_removed_and_other_agents_containers_are_kept(
         limits: Default::default(),
         network: None,
         user: None,
+        stdin: false,
     };
     let (mine, other) = (
         sealrun_testkit::runtime::unique_agent_id(),

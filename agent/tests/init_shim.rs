@@ -9,8 +9,8 @@ use sealrun_agent::control::{RunControl, Stop};
 use sealrun_agent::docker::DockerRuntime;
 use sealrun_agent::executor::{Outcome, execute};
 use sealrun_agent::runtime::{
-    ContainerId, ContainerSpec, Created, ExitState, OutputStream, Runtime, RuntimeError,
-    StdinBundle, StopSignal,
+    ContainerId, ContainerSpec, Created, ExitState, Runtime, RuntimeError, Started, StdinBundle,
+    StopSignal,
 };
 use sealrun_testkit::runtime::{
     MemorySink, assert_no_container_left, docker_runtime, job, run, start_until, with_secret,
@@ -236,7 +236,7 @@ impl Runtime for BadBundle {
         &self,
         id: &ContainerId,
         _encoded: StdinBundle,
-    ) -> Result<OutputStream, RuntimeError> {
+    ) -> Result<Started, RuntimeError> {
         // The bundle `create` encoded is dropped (and zeroized) unwritten.
         self.inner
             .start(id, StdinBundle::from(self.input.clone()))

@@ -52,6 +52,7 @@ impl Control {
                 }
                 Err(e) => tracing::error!(error = %e, "lease and queue sweep failed"),
             }
+            self.prune_stdin_relays().await;
         }
     }
 

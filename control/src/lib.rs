@@ -47,6 +47,7 @@
 //!     image: None,
 //!     source: RunSource::Api,
 //!     require_agent: false,
+//!     stdin: false,
 //! };
 //! let refused = control.submit_run(&Member::from(&auditor), request.clone()).await;
 //! assert!(matches!(refused, Err(Error::Forbidden(_))));
@@ -90,6 +91,7 @@ mod service;
 mod settings;
 mod slack;
 mod slack_keys;
+mod stdin;
 mod store;
 mod targets;
 mod token;
@@ -108,5 +110,6 @@ pub use service::{Control, OpenOptions};
 pub use settings::Settings;
 pub use slack::check_slack_id;
 pub use slack_keys::Workspace;
+pub use stdin::{FEEDER_GRACE, RELAY_CHUNKS, StdinBroken, StdinStream};
 pub use store::DB_FILE;
 pub use targets::Written;

@@ -158,6 +158,7 @@ pub(crate) fn submit(
             timeout_secs: timeout,
             source: req.source,
             submitter: who.name,
+            stdin: req.stdin,
             now: now_ms(),
         },
     )?;
@@ -177,6 +178,7 @@ pub(crate) fn submit(
             "source": req.source.as_str(),
             "submitter": who.name,
             "served": served,
+            "stdin": req.stdin,
         }),
     )?;
     Ok(Submitted {
@@ -261,6 +263,7 @@ pub(crate) fn claim(tx: &Tx<'_>, agent: &Agent, lease_ttl_ms: i64) -> Result<Cla
             limits: spec.limits,
             network: spec.network,
             user: spec.user,
+            stdin: claimed.stdin,
         };
         return Ok(Claim::Assigned(Box::new(assignment), waited));
     }
@@ -314,6 +317,7 @@ pub(crate) fn finish(
     agent: &Agent,
     run_id: &str,
     req: &FinishRequest,
+    stdin_bytes: Option<u64>,
 ) -> Result<bool, Error> {
     if !req.status.is_terminal() || req.status == RunStatus::Lost {
         return Err(Error::Invalid(format!(
@@ -360,6 +364,7 @@ pub(crate) fn finish(
             oom_killed: req.oom_killed,
             now: now_ms(),
             final_seq: req.next_seq,
+            stdin_bytes,
         },
     )?;
     store::audit::append(

@@ -6,6 +6,7 @@ use crate::error::OpenError;
 use crate::orgs;
 use crate::settings::Settings;
 use crate::slack_keys::SlackKeys;
+use crate::stdin::StdinRelays;
 use crate::store::{DB_FILE, Db, Standalone};
 use sealrun_dirlock::DirLock;
 use std::path::Path;
@@ -42,6 +43,7 @@ pub struct Control {
     pub(crate) auth: Arc<AuthCache>,
     pub(crate) failures: FailureThrottle,
     pub(crate) slack: Arc<SlackKeys>,
+    pub(crate) stdin: StdinRelays,
     stop: watch::Sender<bool>,
     stopping: watch::Receiver<bool>,
     /// The data directory's lock; `None` once closed, so that a control
@@ -89,6 +91,7 @@ impl Control {
             auth: Arc::default(),
             failures: FailureThrottle::default(),
             slack: Arc::new(slack),
+            stdin: StdinRelays::default(),
             stop,
             stopping,
             lock: Mutex::new(Some(lock)),

@@ -135,6 +135,7 @@ async fn busy_world() -> World {
             image: None,
             source: RunSource::Api,
             require_agent: false,
+            stdin: false,
         };
         let run = control.submit_run(&member, request).await.unwrap().id;
         let dispatched = control.poll(&agent).await.unwrap().unwrap();
@@ -157,6 +158,7 @@ async fn busy_world() -> World {
         image: None,
         source: RunSource::Api,
         require_agent: false,
+        stdin: false,
     };
     let queued = control.submit_run(&member, queued).await.unwrap().id;
     control.cancel_run(&member, queued).await.unwrap();

@@ -21,6 +21,11 @@ pub const RECORD_HEADER_LEN: usize = 5;
 
 /// Record tag of an environment variable.
 pub const TAG_ENV: u8 = 0x01;
+/// Record tag saying the run's input follows the bundle on stdin (empty
+/// payload). Required, not optional: a shim that did not know it would hand
+/// the command an empty stdin, and the command would act on no input as if
+/// it were all of it.
+pub const TAG_STDIN: u8 = 0x02;
 /// Records whose tag has this bit set are optional: a decoder that does not know
 /// the tag skips the record. Unknown tags without it are refused, so that a
 /// setting the shim must honour is never silently ignored.
@@ -147,6 +152,8 @@ struct EnvVar {
 /// ```
 pub struct Bundle {
     env: Vec<EnvVar>,
+    /// Whether the run's input follows the bundle.
+    stdin: bool,
     /// Length of the encoded body, kept so `push_env` can enforce
     /// [`MAX_BODY_LEN`] and `encode` can allocate exactly once.
     body_len: usize,
@@ -158,8 +165,24 @@ impl Bundle {
     pub fn new() -> Self {
         Bundle {
             env: Vec::new(),
+            stdin: false,
             body_len: 0,
         }
+    }
+
+    /// Says that the run's input follows the bundle on stdin: the shim then
+    /// leaves stdin to the command (which reads everything after the bundle)
+    /// instead of replacing it with an empty one.
+    pub fn attach_stdin(&mut self) {
+        if !self.stdin {
+            self.stdin = true;
+            self.body_len += RECORD_HEADER_LEN;
+        }
+    }
+
+    /// Whether the run's input follows the bundle on stdin.
+    pub fn stdin_follows(&self) -> bool {
+        self.stdin
     }
 
     /// Adds the variable `name=value`, checking every limit now so that
@@ -239,6 +262,10 @@ impl Bundle {
             out.extend_from_slice(var.name.as_bytes());
             out.extend_from_slice(&var.value);
         }
+        if self.stdin {
+            out.push(TAG_STDIN);
+            out.extend_from_slice(&0u32.to_be_bytes());
+        }
         let mut crc = Crc32::new();
         crc.update(&out);
         out.extend_from_slice(&crc.finish().to_be_bytes());
@@ -271,9 +298,12 @@ impl fmt::Debug for Bundle {
                     .finish()
             }
         }
-        f.debug_struct("Bundle")
-            .field("env", &Env(&self.env))
-            .finish()
+        let mut d = f.debug_struct("Bundle");
+        d.field("env", &Env(&self.env));
+        if self.stdin {
+            d.field("stdin", &true);
+        }
+        d.finish()
     }
 }
 
@@ -372,6 +402,15 @@ fn decode_body(body: &[u8]) -> Result<Bundle, BundleError> {
                 })?;
                 bundle.push_env(name, value)?;
             }
+            TAG_STDIN => {
+                if !payload.is_empty() {
+                    return Err(malformed("stdin record has a payload"));
+                }
+                if bundle.stdin {
+                    return Err(malformed("stdin record appears twice"));
+                }
+                bundle.attach_stdin();
+            }
             tag if tag & OPTIONAL_TAG_BIT != 0 => {}
             tag => return Err(BundleError::UnknownRecord { tag }),
         }
@@ -456,6 +495,32 @@ mod tests {
     }
 
     #[test]
+    fn the_stdin_record_is_encoded_after_the_variables_and_round_trips() {
+        let mut bundle = Bundle::new();
+        bundle.push_env("A", b"xy").unwrap();
+        bundle.attach_stdin();
+        bundle.attach_stdin();
+        let mut body = record(TAG_ENV, &env_payload(b"A", b"xy"));
+        body.extend(record(TAG_STDIN, b""));
+        assert_eq!(&bundle.encode()[..], &frame(&body)[..]);
+        assert_eq!(bundle.encoded_len(), frame(&body).len());
+        let read = read_bundle(&frame(&body)[..]).unwrap();
+        assert!(read.stdin_follows());
+        assert!(!read_bundle(&frame(&[])[..]).unwrap().stdin_follows());
+    }
+
+    #[test]
+    fn a_stdin_record_with_a_payload_or_given_twice_is_refused() {
+        let with_payload = frame(&record(TAG_STDIN, b"x"));
+        let mut twice = record(TAG_STDIN, b"");
+        twice.extend(record(TAG_STDIN, b""));
+        for input in [with_payload, frame(&twice)] {
+            let err = read_bundle(&input[..]).unwrap_err();
+            assert!(matches!(err, BundleError::MalformedRecord { .. }), "{err}");
+        }
+    }
+
+    #[test]
     fn optional_records_of_unknown_tags_are_skipped() {
         let mut body = record(0x80, b"a future optional setting");
         body.extend(record(TAG_ENV, &env_payload(b"K", b"v")));
@@ -466,7 +531,7 @@ mod tests {
 
     #[test]
     fn required_records_of_unknown_tags_are_refused() {
-        for tag in [0x00, 0x02, 0x7F] {
+        for tag in [0x00, 0x03, 0x7F] {
             let err = read_bundle(&frame(&record(tag, b"must be honoured"))[..]).unwrap_err();
             assert!(
                 matches!(err, BundleError::UnknownRecord { tag: t } if t == tag),

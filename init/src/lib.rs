@@ -10,7 +10,9 @@
 //! stdin attached, and writes a [`Bundle`] to that stdin. The shim reads exactly
 //! the bundle, detaches stdin, sets the bundle's variables on top of the
 //! container's environment and runs the command as its child, acting as the
-//! container's init (in the manner of tini) until the command exits.
+//! container's init (in the manner of tini) until the command exits. When
+//! the run has input, the bundle says so and the shim leaves stdin to the
+//! command, which reads the input the agent streams after the bundle.
 //!
 //! This library is the bundle codec both sides share: the agent encodes, the
 //! shim decodes.
@@ -56,8 +58,15 @@
 //! | tag | record | payload |
 //! |---|---|---|
 //! | `0x01` ([`TAG_ENV`]) | environment variable | name length (2 bytes), name (UTF-8, 1..=[`MAX_NAME_LEN`] bytes, no `=` or NUL), value (the rest, at most [`MAX_VALUE_LEN`] bytes, no NUL) |
+//! | `0x02` ([`TAG_STDIN`]) | the run's input follows the bundle on stdin, at most once | empty |
 //! | `0x80..=0xFF` ([`OPTIONAL_TAG_BIT`] set) | reserved for optional per-run settings | skipped by this version |
 //! | any other | reserved for required per-run settings | refused by this version ([`BundleError::UnknownRecord`]) |
+//!
+//! Without a [`TAG_STDIN`] record the shim replaces its stdin with an empty
+//! one before the command starts, so nothing written after the bundle can
+//! reach the command; with it, the command inherits stdin and reads exactly
+//! what follows the bundle (the run's input, streamed by the agent) until the
+//! agent closes it.
 //!
 //! At most [`MAX_ENTRIES`] variables; each name at most once. The length field
 //! lets the reader consume exactly the bundle and nothing after it; the length
@@ -101,7 +110,7 @@ mod checksum;
 
 pub use bundle::{
     Bundle, BundleError, HEADER_LEN, MAGIC, MAX_BODY_LEN, MAX_ENTRIES, MAX_NAME_LEN, MAX_VALUE_LEN,
-    OPTIONAL_TAG_BIT, RECORD_HEADER_LEN, TAG_ENV, TRAILER_LEN, VERSION, read_bundle,
+    OPTIONAL_TAG_BIT, RECORD_HEADER_LEN, TAG_ENV, TAG_STDIN, TRAILER_LEN, VERSION, read_bundle,
 };
 
 /// Where the agent bind-mounts the shim (read-only) inside every run container.

@@ -1,5 +1,6 @@
 //! `sealrun-init -- CMD [ARGS...]`: the entrypoint of every sealrun run
-//! container. Reads the secret bundle from stdin, detaches stdin, runs `CMD`
+//! container. Reads the secret bundle from stdin, detaches stdin (unless the
+//! bundle says the run's input follows it), runs `CMD`
 //! with the bundle's variables on top of the container's environment, and acts
 //! as the container's init until `CMD` exits. See the library documentation
 //! for the bundle format and the exit codes.
@@ -37,8 +38,10 @@ fn run(args: Vec<OsString>) -> i32 {
         Ok(bundle) => bundle,
         Err(err) => return fail(format_args!("invalid bundle on stdin: {err}")),
     };
-    if let Err(err) = stdin::detach() {
-        return fail(format_args!("cannot detach stdin: {err}"));
+    if !bundle.stdin_follows() {
+        if let Err(err) = stdin::detach() {
+            return fail(format_args!("cannot detach stdin: {err}"));
+        }
     }
 
     let pid = match command::spawn(program, args, bundle, signals.original_mask()) {

@@ -85,6 +85,17 @@ fn the_command_reads_end_of_file_while_the_writer_keeps_stdin_open() {
 }
 
 #[test]
+fn with_a_stdin_record_the_command_reads_exactly_what_follows_the_bundle() {
+    let mut bundle = sealrun_init::Bundle::new();
+    bundle.push_env("TOKEN", b"t-1").unwrap();
+    bundle.attach_stdin();
+    let input = [&bundle.encode()[..], b"select 1;\nselect 2;\n"].concat();
+    let output = run_process(shim(), &["--", "sh", "-c", "cat; echo \"$TOKEN\""], &input);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(output.stdout, b"select 1;\nselect 2;\nt-1\n");
+}
+
+#[test]
 fn orphans_are_adopted_and_reaped_by_the_shim_when_it_is_not_pid_1() {
     // Each `( ... &)` leaves an orphan `sleep`. As a child subreaper the shim
     // ($PPID of the script) adopts all three; once they exit, a zombie whose

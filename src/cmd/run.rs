@@ -70,6 +70,7 @@ pub const EXIT_EXPIRED: u8 = 69;
 
 pub async fn run(a: RunArgs) -> Result<ExitCode> {
     let client = Client::from_args(&a.client)?;
+    let forward_stdin = !a.no_stdin && !a.detach && crate::input::stdin_has_input();
     let req = RunRequest {
         target: a.target.clone(),
         argv: a.argv,
@@ -79,6 +80,7 @@ pub async fn run(a: RunArgs) -> Result<ExitCode> {
         image: a.image,
         source: RunSource::Cli,
         require_agent: a.no_wait,
+        stdin: forward_stdin,
     };
     let created: RunCreated = match client.post("/v1/runs", &req).await {
         Ok(created) => created,
@@ -119,9 +121,43 @@ pub async fn run(a: RunArgs) -> Result<ExitCode> {
             created.id, created.id, created.id
         );
     }
+    let feeding = forward_stdin.then(|| tokio::spawn(feed(client.clone(), created.id.clone())));
     let out = ChunkWriter::for_flags(a.client.json, a.sanitize);
     let followed = follow(&client, &created.id, Interrupt::CancelRun, out).await;
+    if let Some(feeding) = feeding {
+        // The run has ended (or following stopped): the rest of the input,
+        // if any, is not needed.
+        feeding.abort();
+    }
     Ok(followed_exit_code(&created.id, followed))
+}
+
+/// Sends this process's stdin to run `id`. If that fails while the run is
+/// still going, says so and cancels the run: its command would otherwise
+/// wait for input that never comes (or act on part of it).
+async fn feed(client: Client, id: String) {
+    let Err(e) = crate::input::send(&client, &id).await else {
+        return;
+    };
+    let ended = client
+        .get::<RunView>(&format!("/v1/runs/{}", seg(&id)))
+        .await
+        .is_ok_and(|run| run.status.is_terminal());
+    if ended {
+        // A command that exited without reading all of its input.
+        return;
+    }
+    eprintln!(
+        "sealrun: could not send the input of run {id}: {}; canceling it",
+        safe(&format!("{e:#}"))
+    );
+    let _ = client
+        .send(
+            Method::POST,
+            &format!("/v1/runs/{}/cancel", seg(&id)),
+            None::<&()>,
+        )
+        .await;
 }
 
 /// The exit status of a command that followed run `id`: how the run ended,
@@ -154,6 +190,11 @@ pub enum Interrupt {
     Detach,
 }
 
+/// How the line the init shim writes when the command could not start
+/// begins (`sealrun_init::ERROR_PREFIX`); the agent quotes it as the run's
+/// error.
+const SHIM_ERROR: &str = "sealrun-init: error: ";
+
 /// Maps how a run ended to this process's exit status, saying why on stderr
 /// when it is not the command's own code.
 pub fn exit_code_for(id: &str, end: &RunEnd) -> ExitCode {
@@ -185,13 +226,24 @@ pub fn exit_code_for(id: &str, end: &RunEnd) -> ExitCode {
             ExitCode::from(EXIT_CANCELED)
         }
         RunStatus::Lost => {
+            // Its stored error reads "lost: <reason>": "lost" is said once.
+            let why = why.replacen(": lost: ", ": ", 1);
             eprintln!(
                 "sealrun: run {id} was lost: its agent stopped answering, so it may or may not have run{why}"
             );
             ExitCode::from(EXIT_LOST)
         }
         RunStatus::Error => {
-            eprintln!("sealrun: run {id} could not run{why}");
+            if end.error.as_deref().is_some_and(|e| e.contains(SHIM_ERROR)) {
+                // The shim's line ("sealrun-init: error: cannot execute ...")
+                // is the first line of the run's stderr, just printed with
+                // its output (and in --json's chunks and end): not repeated.
+                eprintln!(
+                    "sealrun: run {id} could not run: its command did not start (the sealrun-init line of its output says why)"
+                );
+            } else {
+                eprintln!("sealrun: run {id} could not run{why}");
+            }
             match end.exit_code {
                 // The command could not be executed (126) or was not found
                 // (127), as the shim and Docker report it: the same code a

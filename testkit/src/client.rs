@@ -157,6 +157,34 @@ impl Client {
         self.call(Method::PUT, path, Some(body)).await
     }
 
+    /// `PUT path` with a streamed octet body (a run's input).
+    pub async fn put_body(&self, path: &str, body: reqwest::Body) -> Answer {
+        let mut req = self
+            .http
+            .put(format!("{}{}", self.url, path))
+            .header("content-type", "application/octet-stream")
+            .body(body);
+        if !self.token.is_empty() {
+            req = req.bearer_auth(&self.token);
+        }
+        match req.send().await {
+            Ok(resp) => {
+                let status = resp.status();
+                let content_type = resp
+                    .headers()
+                    .get("content-type")
+                    .map(|v| v.to_str().expect("an ASCII content-type").to_owned());
+                let text = resp.text().await.unwrap_or_default();
+                Answer {
+                    status,
+                    text,
+                    content_type,
+                }
+            }
+            Err(e) => panic!("PUT {path}: {e}"),
+        }
+    }
+
     /// `DELETE path`.
     pub async fn delete(&self, path: &str) -> Answer {
         self.call(Method::DELETE, path, None).await
@@ -365,5 +393,6 @@ pub fn run_request(target: &str, argv: &[&str]) -> RunRequest {
         image: None,
         source: Default::default(),
         require_agent: false,
+        stdin: false,
     }
 }

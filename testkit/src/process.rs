@@ -306,12 +306,18 @@ impl Cli {
             .unwrap_or_else(|e| panic!("cannot run sealrun {args:?}: {e}"))
     }
 
-    /// Runs `sealrun ARGS` with an empty stdin; its exit status and output.
+    /// Runs `sealrun ARGS` with stdin on `/dev/null` (so `sealrun run`
+    /// gives its command no input); its exit status and output.
     pub fn output(&self, args: &[&str]) -> Output {
-        self.output_with_stdin(args, b"")
+        self.command(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run sealrun {args:?}: {e}"))
     }
 
-    /// Runs `sealrun ARGS`, feeding `stdin`; its exit status and output.
+    /// Runs `sealrun ARGS` with `stdin` piped in, written from another
+    /// thread while the output is read (so a large input and a chatty
+    /// command cannot block each other); its exit status and output.
     pub fn output_with_stdin(&self, args: &[&str], stdin: &[u8]) -> Output {
         let mut child = self
             .command(args)
@@ -320,13 +326,16 @@ impl Cli {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run sealrun {args:?}: {e}"));
-        child
-            .stdin
-            .take()
-            .expect("a piped stdin")
-            .write_all(stdin)
-            .expect("writing the command's stdin");
-        child.wait_with_output().expect("the command's output")
+        let mut input = child.stdin.take().expect("a piped stdin");
+        let stdin = stdin.to_vec();
+        let writer = std::thread::spawn(move || {
+            // sealrun may stop reading (the command exited early): a broken
+            // pipe is then expected.
+            let _ = input.write_all(&stdin);
+        });
+        let output = child.wait_with_output().expect("the command's output");
+        writer.join().expect("the stdin writer");
+        output
     }
 
     /// Runs `sealrun ARGS`, asserting success; its stdout.

@@ -64,12 +64,14 @@ pub fn job(argv: &[&str]) -> Job {
             limits: ResourceLimits::default(),
             network: None,
             user: None,
+            stdin: false,
         },
         agent_id,
         keypair: Arc::new(TargetKeypair::generate()),
         max_timeout: None,
         cancel_grace: Duration::from_millis(500),
         max_chunk_bytes: 64 * 1024,
+        input: None,
     }
 }
 

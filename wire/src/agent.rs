@@ -153,6 +153,12 @@ pub struct Assignment {
     pub network: Option<String>,
     /// `uid[:gid]` or user name to run as; `None` means 65534:65534.
     pub user: Option<String>,
+    /// The command reads the submitter's input: stream it from
+    /// `GET /v1/agent/runs/{id}/stdin` into the command's stdin, after the
+    /// secret bundle. A body that ends without its final chunk means the
+    /// input broke: the run must not go on with part of it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stdin: bool,
 }
 
 /// Renews the leases of the runs an agent is executing.

@@ -135,6 +135,25 @@ pub struct RunRequest {
     /// serves the target now.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub require_agent: bool,
+    /// The command reads input: the submitter streams it with
+    /// `PUT /v1/runs/{id}/stdin` ([`StdinSent`] answers), and the command's
+    /// stdin ends when that body does. Without it the command reads an empty
+    /// stdin at once.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stdin: bool,
+}
+
+/// `PUT /v1/runs/{id}/stdin` answer: how much of the body reached the run.
+///
+/// The input is relayed to the agent running the command and never stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StdinSent {
+    /// Bytes of the body the control plane accepted for the run.
+    pub bytes: u64,
+    /// Whether the whole body was accepted and its end passed on (the
+    /// command's stdin then ends). `false` when the run ended first, e.g. a
+    /// command that stopped reading and exited, or a canceled run.
+    pub complete: bool,
 }
 
 /// `POST /v1/runs` answer.
@@ -194,6 +213,13 @@ pub struct RunView {
     pub log_bytes: u64,
     /// Whether output past the per-run cap was dropped.
     pub log_truncated: bool,
+    /// Whether the command was given the submitter's input on stdin.
+    #[serde(default)]
+    pub stdin: bool,
+    /// Bytes of input relayed to the agent, once the run has ended (the
+    /// input itself is never stored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdin_bytes: Option<u64>,
 }
 
 /// `GET /v1/runs` answer, newest first.

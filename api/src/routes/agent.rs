@@ -6,8 +6,9 @@ use crate::error::ApiError;
 use crate::extract::{JsonBody, OptionalJsonBody, Segments};
 use crate::state::AppState;
 use axum::Json;
+use axum::body::Body;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use sealrun_control::{Agent, Enroller};
 use sealrun_wire::agent::{
@@ -88,6 +89,23 @@ pub(crate) async fn finish(
 ) -> Result<StatusCode, ApiError> {
     state.control.finish_run(&agent, run_id, req).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /v1/agent/runs/{id}/stdin`: the submitter's input of a run the
+/// agent holds, streamed as it arrives. A body cut off before its final
+/// chunk means the input broke off: the agent must not let the command go on
+/// with part of it.
+pub(crate) async fn stdin(
+    State(state): State<AppState>,
+    Caller(agent): Caller<Agent>,
+    Segments(run_id): Segments<String>,
+) -> Result<Response, ApiError> {
+    let input = state.control.take_stdin(&agent, run_id).await?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/octet-stream")],
+        Body::from_stream(input),
+    )
+        .into_response())
 }
 
 /// Body of `POST /v1/agent/deregister`: empty, or `{}`.

@@ -11,7 +11,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use sealrun_control::{Member, Page, RunFilter, RunWatch, User};
 use sealrun_wire::log::{LogEvent, LogPage};
-use sealrun_wire::run::{RunCreated, RunList, RunRequest, RunStatus, RunView};
+use sealrun_wire::run::{RunCreated, RunList, RunRequest, RunStatus, RunView, StdinSent};
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -65,6 +65,22 @@ pub(crate) async fn list(
         .list_runs(&Member::from(&user), filter)
         .await?;
     Ok(Json(RunList { runs }))
+}
+
+/// `PUT /v1/runs/{id}/stdin` (the run's submitter): streams the body to the
+/// run's command as its stdin; answers once it is passed on, or the run
+/// ended first. Never stored.
+pub(crate) async fn stdin(
+    State(state): State<AppState>,
+    Caller(user): Caller<User>,
+    Segments(id): Segments<String>,
+    body: Body,
+) -> Result<Json<StdinSent>, ApiError> {
+    let sent = state
+        .control
+        .feed_stdin(&Member::from(&user), id, body.into_data_stream())
+        .await?;
+    Ok(Json(sent))
 }
 
 /// `GET /v1/runs/{id}` (every role).

@@ -270,6 +270,8 @@ async fn run(
         image: None,
         source: RunSource::Slack,
         require_agent: false,
+        // Slack has no input to give: the command reads an empty stdin.
+        stdin: false,
     };
     let shown = escape::code_block(&sealrun_wire::shell::join(&req.argv));
     let target = req.target.clone();

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 /// Columns [`view_from_row`] reads, in order.
 const VIEW_COLUMNS: &str = "id, target, argv, secrets, image, status, exit_code, error, \
-     source, submitter, agent_name, timeout_secs, created_ms, started_ms, finished_ms, log_bytes, log_truncated";
+     source, submitter, agent_name, timeout_secs, created_ms, started_ms, finished_ms, log_bytes, log_truncated, stdin, stdin_bytes";
 
 fn json_column<T: serde::de::DeserializeOwned>(
     r: &rusqlite::Row<'_>,
@@ -64,6 +64,8 @@ fn view_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunView> {
         finished_at_ms: r.get(14)?,
         log_bytes: r.get(15)?,
         log_truncated: r.get(16)?,
+        stdin: r.get(17)?,
+        stdin_bytes: r.get(18)?,
     })
 }
 
@@ -126,6 +128,7 @@ pub(crate) struct NewRun<'a> {
     pub(crate) timeout_secs: u64,
     pub(crate) source: RunSource,
     pub(crate) submitter: &'a str,
+    pub(crate) stdin: bool,
     pub(crate) now: i64,
 }
 
@@ -134,8 +137,8 @@ pub(crate) fn insert(tx: &Tx<'_>, run: &NewRun<'_>) -> Result<(), Error> {
     tx.conn
         .prepare_cached(
             "INSERT INTO runs (id, org_id, target_id, target, argv, env, secrets, image, timeout_secs,
-                               source, submitter, status, created_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'queued', ?12)",
+                               source, submitter, status, created_ms, stdin)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'queued', ?12, ?13)",
         )?
         .execute(params![
             run.id,
@@ -150,6 +153,7 @@ pub(crate) fn insert(tx: &Tx<'_>, run: &NewRun<'_>) -> Result<(), Error> {
             run.source.as_str(),
             run.submitter,
             run.now,
+            run.stdin,
         ])?;
     Ok(())
 }
@@ -166,6 +170,7 @@ pub(crate) struct Claimed {
     pub(crate) image: String,
     pub(crate) timeout_secs: u64,
     pub(crate) created_ms: i64,
+    pub(crate) stdin: bool,
 }
 
 /// Atomically turns the oldest queued run of the agent's targets into
@@ -187,6 +192,7 @@ pub(crate) fn claim_next(
         String,
         u64,
         i64,
+        bool,
     );
     let row: Option<Row> = tx
         .conn
@@ -197,7 +203,7 @@ pub(crate) fn claim_next(
                         JOIN runs r ON r.target_id = a.target_id AND r.status = 'queued'
                         WHERE a.agent_id = ?1 ORDER BY r.n LIMIT 1)
                AND status = 'queued'
-             RETURNING id, target_id, target, argv, env, secrets, image, timeout_secs, created_ms",
+             RETURNING id, target_id, target, argv, env, secrets, image, timeout_secs, created_ms, stdin",
         )?
         .query_row(params![agent_id, agent_name, lease_until, now], |r| {
             Ok((
@@ -210,11 +216,22 @@ pub(crate) fn claim_next(
                 r.get(6)?,
                 r.get(7)?,
                 r.get(8)?,
+                r.get(9)?,
             ))
         })
         .optional()?;
-    let Some((run_id, target_id, target, argv, env, secrets, image, timeout_secs, created_ms)) =
-        row
+    let Some((
+        run_id,
+        target_id,
+        target,
+        argv,
+        env,
+        secrets,
+        image,
+        timeout_secs,
+        created_ms,
+        stdin,
+    )) = row
     else {
         return Ok(None);
     };
@@ -228,6 +245,7 @@ pub(crate) fn claim_next(
         image,
         timeout_secs,
         created_ms,
+        stdin,
     }))
 }
 
@@ -253,6 +271,31 @@ pub(crate) fn status(tx: &Tx<'_>, org_id: i64, run_id: &str) -> Result<Option<St
         .conn
         .prepare_cached("SELECT status FROM runs WHERE org_id = ?1 AND id = ?2")?
         .query_row(params![org_id, run_id], |r| r.get(0))
+        .optional()?)
+}
+
+/// The status of run `run_id`, whatever its org (for housekeeping).
+pub(crate) fn status_any_org(tx: &Tx<'_>, run_id: &str) -> Result<Option<String>, Error> {
+    Ok(tx
+        .conn
+        .prepare_cached("SELECT status FROM runs WHERE id = ?1")?
+        .query_row(params![run_id], |r| r.get(0))
+        .optional()?)
+}
+
+/// What feeding the org's run `run_id` input depends on: its status, its
+/// submitter, and whether it was submitted to read input.
+pub(crate) fn input_of(
+    tx: &Tx<'_>,
+    org_id: i64,
+    run_id: &str,
+) -> Result<Option<(RunStatus, String, bool)>, Error> {
+    Ok(tx
+        .conn
+        .prepare_cached("SELECT status, submitter, stdin FROM runs WHERE org_id = ?1 AND id = ?2")?
+        .query_row(params![org_id, run_id], |r| {
+            Ok((status_column(r, 0)?, r.get(1)?, r.get(2)?))
+        })
         .optional()?)
 }
 
@@ -302,6 +345,8 @@ pub(crate) struct Outcome<'a> {
     pub(crate) oom_killed: bool,
     pub(crate) now: i64,
     pub(crate) final_seq: u64,
+    /// Bytes of input relayed, for a run given input.
+    pub(crate) stdin_bytes: Option<u64>,
 }
 
 /// `running -> <outcome>`.
@@ -309,7 +354,8 @@ pub(crate) fn finish(tx: &Tx<'_>, run_id: &str, o: &Outcome<'_>) -> Result<(), E
     tx.conn
         .prepare_cached(
             "UPDATE runs SET status = ?2, exit_code = ?3, error = ?4, oom_killed = ?5, finished_ms = ?6,
-                             lease_expires_ms = NULL, log_final_seq = ?7
+                             lease_expires_ms = NULL, log_final_seq = ?7,
+                             stdin_bytes = CASE WHEN stdin THEN ?8 END
              WHERE id = ?1 AND status = 'running'",
         )?
         .execute(params![
@@ -320,6 +366,7 @@ pub(crate) fn finish(tx: &Tx<'_>, run_id: &str, o: &Outcome<'_>) -> Result<(), E
             o.oom_killed,
             o.now,
             o.final_seq,
+            o.stdin_bytes,
         ])?;
     Ok(())
 }

@@ -169,6 +169,12 @@ CREATE TABLE slack_users (
     PRIMARY KEY (team_id, user_id)
 ) WITHOUT ROWID;
 "#,
+    // 3: run input. The input itself is relayed, never stored: only whether
+    // the command was given some, and how much was relayed.
+    r#"
+ALTER TABLE runs ADD COLUMN stdin INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN stdin_bytes INTEGER;
+"#,
 ];
 
 /// Brings the database at `path` (open as `conn`) up to the current schema.
