@@ -58,3 +58,31 @@ async fn a_run_no_agent_takes_in_time_is_announced_then_expires_with_exit_69() {
     let runs = cli.json(&["runs", "list"]);
     assert_eq!(runs["runs"][0]["status"], "expired", "{runs}");
 }
+
+#[tokio::test]
+async fn an_agent_ends_a_run_at_its_own_maximum_timeout_whatever_the_target_allows() {
+    if !sealrun_testkit::require_docker() {
+        return;
+    }
+    // The target allows an hour; the agent's operator allows 2 s.
+    let w = sealrun_testkit::World::spawned_with(sealrun_testkit::WorldOptions {
+        agent_args: vec!["--max-run-timeout-secs".into(), "2".into()],
+        target_timeout_secs: 3600,
+        ..Default::default()
+    })
+    .await;
+    let cli = w.server.cli(w.server.admin_token());
+    let started = std::time::Instant::now();
+    let out = cli.output(&["run", "--target", &w.target, "--", "sleep", "60"]);
+    let err = text(&out.stderr);
+    assert_eq!(code(&out), 124, "{err}");
+    assert!(err.contains("timed out"), "{err}");
+    // Positive control on the cause: far sooner than the command's 60 s.
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    let runs = cli.json(&["runs", "list"]);
+    assert_eq!(runs["runs"][0]["status"], "timed_out", "{runs}");
+}
