@@ -6,12 +6,14 @@
 //!    the same process so both see the same machine; reports the ratio (goal <= 1.10);
 //! 2. streaming throughput of a command printing 256 MiB (goal >= 100 MB/s
 //!    stored), and the agent's peak RSS meanwhile (VmHWM, goal < 64 MB);
-//! 3. the idle agent's RSS (goal < 15 MB).
+//! 3. the idle agent's RSS (goal < 15 MB);
+//! 4. input throughput: a 256 MiB file piped into `sealrun run -- sh -c 'cat
+//!    >/dev/null'`, against the same file into `docker run -i --rm`.
 //!
 //! Run: `cargo bench -p sealrun --bench agent_e2e` (optionally `-- --runs 30`).
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
-use sealrun_testkit::{SpawnedWorld, World, WorldOptions, require_docker};
+use sealrun_testkit::{ControlPlane as _, SpawnedWorld, World, WorldOptions, require_docker};
 use sealrun_wire::run::RunStatus;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -73,6 +75,57 @@ fn docker_stream(script: &str) -> Duration {
         .success();
     assert!(ok, "docker run failed");
     start.elapsed()
+}
+
+/// How long `docker run -i --rm` takes to read `input` to its end.
+fn docker_input(input: &std::path::Path) -> Duration {
+    let start = Instant::now();
+    let ok = Command::new("docker")
+        .args([
+            "run",
+            "-i",
+            "--rm",
+            "--log-driver",
+            "none",
+            sealrun_testkit::IMAGE,
+            "sh",
+            "-c",
+            "cat >/dev/null",
+        ])
+        .stdin(std::fs::File::open(input).unwrap())
+        .stdout(Stdio::null())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "docker run -i failed");
+    start.elapsed()
+}
+
+/// How long `sealrun run` takes to hand `input` to a command that reads it
+/// to its end, and the bytes recorded as relayed.
+fn sealrun_input(world: &SpawnedWorld, input: &std::path::Path) -> Duration {
+    let cli = world.server.cli(world.server.admin_token());
+    let start = Instant::now();
+    let out = cli
+        .command(&[
+            "run",
+            "--target",
+            &world.target,
+            "--",
+            "sh",
+            "-c",
+            "cat >/dev/null",
+        ])
+        .stdin(std::fs::File::open(input).unwrap())
+        .output()
+        .unwrap();
+    let elapsed = start.elapsed();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    elapsed
 }
 
 async fn sealrun_true(world: &SpawnedWorld) -> Duration {
@@ -138,6 +191,26 @@ fn main() {
         let docker_elapsed = tokio::task::block_in_place(|| docker_stream(&script));
         let docker_mb_per_s = STREAM_BYTES as f64 / 1e6 / docker_elapsed.as_secs_f64();
 
+        // 4. Input: the same file through each, alternating, best of three.
+        let input = world.dir.path().join("input.bin");
+        {
+            use std::io::Write as _;
+            let mut f = std::io::BufWriter::new(std::fs::File::create(&input).unwrap());
+            let line = b"INSERT INTO items VALUES (42, 'a row of a migration file', now());\n";
+            let mut written = 0u64;
+            while written < STREAM_BYTES {
+                let n = line.len().min((STREAM_BYTES - written) as usize);
+                f.write_all(&line[..n]).unwrap();
+                written += n as u64;
+            }
+        }
+        let (mut d_in, mut s_in) = (Duration::MAX, Duration::MAX);
+        for _ in 0..3 {
+            d_in = d_in.min(tokio::task::block_in_place(|| docker_input(&input)));
+            s_in = s_in.min(tokio::task::block_in_place(|| sealrun_input(&world, &input)));
+        }
+        let in_mb = |d: Duration| STREAM_BYTES as f64 / 1e6 / d.as_secs_f64();
+
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         println!("agent_e2e ({runs} interleaved runs each; Docker engine {})", docker_version());
         println!("  docker run --rm {} true : median {:7.1} ms  mean {:7.1} ms  p90 {:7.1} ms", sealrun_testkit::IMAGE, ms(d_med), ms(d_mean), ms(d_p90));
@@ -147,6 +220,8 @@ fn main() {
         println!("  docker run -a stdout, same 256 MiB    : {:.2} s, {docker_mb_per_s:.0} MB/s; sealrun / docker = {:.2}x", docker_elapsed.as_secs_f64(), mb_per_s / docker_mb_per_s);
         println!("  agent peak RSS (VmHWM) after stream   : {:.1} MB (goal < 64 MB)", stream_hwm as f64 / 1024.0);
         println!("  idle agent RSS (VmRSS / VmHWM)        : {:.1} MB / {:.1} MB (goal < 15 MB)", idle_rss as f64 / 1024.0, idle_hwm as f64 / 1024.0);
+        println!("  input 256 MiB, sealrun run < file     : {:.2} s, {:.0} MB/s (best of 3)", s_in.as_secs_f64(), in_mb(s_in));
+        println!("  input 256 MiB, docker run -i < file   : {:.2} s, {:.0} MB/s; sealrun / docker = {:.2}x", d_in.as_secs_f64(), in_mb(d_in), in_mb(s_in) / in_mb(d_in));
     });
 }
 
