@@ -80,10 +80,11 @@ control plane before it is saved, in ~/.config/sealrun/profile.toml (mode
 0600; a file others may read is refused; SEALRUN_PROFILE_FILE moves it).
 
 Examples:
+  sealrun login                             # saves SEALRUN_URL, SEALRUN_TOKEN, SEALRUN_CA_CERT
+  sealrun login --profile staging           # the same, as the profile `staging`
+  sealrun runs list --profile staging       # or: export SEALRUN_PROFILE=staging
   sealrun login --url https://sealrun.example:8443 --ca-cert ca.pem   # prompts
-  pass show sealrun | sealrun login --url https://sealrun.example:8443
-  sealrun login --profile staging --url https://staging.example:8443
-  sealrun runs list --profile staging       # or: export SEALRUN_PROFILE=staging")]
+  pass show sealrun | sealrun login --url https://sealrun.example:8443")]
     Login(LoginArgs),
     /// Remove a saved profile (its token stays valid until revoked)
     #[command(after_help = "\
@@ -92,6 +93,10 @@ Examples:
   sealrun logout --profile staging")]
     Logout(LoginArgs),
     /// Show who the current token belongs to, and which profile gave it
+    #[command(after_help = "\
+Examples:
+  sealrun whoami
+  sealrun whoami --json")]
     Whoami(ClientOnly),
     /// Declare and list targets
     #[command(subcommand)]
@@ -124,7 +129,9 @@ Examples:
     #[command(after_help = "\
 Examples:
   source <(sealrun completions bash)     # this shell (add it to ~/.bashrc)
-  sealrun completions zsh > ~/.zfunc/_sealrun   # a directory in $fpath
+  mkdir -p ~/.zfunc                      # and fpath+=(~/.zfunc) in ~/.zshrc
+  sealrun completions zsh > ~/.zfunc/_sealrun
+  mkdir -p ~/.config/fish/completions
   sealrun completions fish > ~/.config/fish/completions/sealrun.fish")]
     Completions {
         /// Shell to complete in
@@ -166,10 +173,16 @@ do not trust. Everything else sealrun prints (error lines, tables, names)
 always shows such characters visibly.
 
 Examples:
-  sealrun run --target prod-db -- psql -c 'select count(*) from users'
+  sealrun run --target demo -- uname -a
+  printf %s \"$PW\" | sealrun secret set --target demo DB_PASSWORD   # once
   sealrun run --target demo --secret DB_PASSWORD --env PGHOST=db -- sh -c 'echo $DB_PASSWORD'
-  sealrun run --target k8s --timeout 10m --image bitnami/kubectl -- kubectl get pods
-  sealrun run --target demo --detach -- sleep 60   # prints the run id";
+  echo 'select 1;' | sealrun run --target demo -- cat
+  sealrun run --target demo -- sh -c 'exit 3'           # exits 3
+  sealrun run --target demo --timeout 2s -- sleep 30    # exits 124
+  sealrun run --target demo --detach -- sleep 30        # prints the run id
+  sealrun run --target prod-db -- psql -c 'select count(*) from users'
+  sealrun run --target prod-db -- psql < migration.sql
+  sealrun run --target prod-db --timeout 10m --image postgres:17-alpine -- pg_dump --schema-only";
 
 #[derive(Debug, Args)]
 pub struct ClientOnly {
@@ -223,6 +236,9 @@ pub struct ServerArgs {
 #[derive(Debug, Subcommand)]
 pub enum ServerCommand {
     /// Create another org in the data directory and print its admin token (offline)
+    #[command(after_help = "\
+Examples:
+  sealrun server create-org --data-dir /var/lib/sealrun acme   # prints acme's admin token")]
     CreateOrg {
         /// Directory of the control plane's data
         #[arg(long, env = "SEALRUN_DATA_DIR")]
@@ -303,8 +319,15 @@ Examples:
   sealrun target create prod-db --image postgres:16 --network db-net --private-network dc1")]
     Create(TargetCreateArgs),
     /// List targets
+    #[command(after_help = "\
+Examples:
+  sealrun target list
+  sealrun target list --json")]
     List(ClientOnly),
     /// Show one target, with its public key id
+    #[command(after_help = "\
+Examples:
+  sealrun target show demo")]
     Show {
         /// Target name
         name: String,
@@ -314,6 +337,7 @@ Examples:
     /// Create or replace every target declared in a TOML file
     #[command(after_help = "\
 Examples:
+  sealrun agent-pool create dc1        # once: the file's dc1 targets need it
   sealrun target apply -f examples/targets.toml")]
     Apply {
         /// TOML file with [[target]] tables
@@ -323,6 +347,9 @@ Examples:
         client: ClientArgs,
     },
     /// Delete a target (its secrets go with it)
+    #[command(after_help = "\
+Examples:
+  sealrun target rm prod-db")]
     Rm {
         /// Target name
         name: String,
@@ -374,8 +401,8 @@ The value is read from stdin (a hidden prompt on a terminal). It is sealed
 here with the target's public key; the control plane never sees it.
 
 Examples:
-  printf %s \"$PW\" | sealrun secret set --target prod-db DB_PASSWORD
-  sealrun secret set --target prod-db DB_PASSWORD     # prompts")]
+  printf %s \"$PW\" | sealrun secret set --target demo DB_PASSWORD
+  sealrun secret set --target demo DB_PASSWORD     # prompts")]
     Set {
         /// Target the secret belongs to
         #[arg(long)]
@@ -386,6 +413,9 @@ Examples:
         client: ClientArgs,
     },
     /// List a target's secrets (names, versions and key ids only)
+    #[command(after_help = "\
+Examples:
+  sealrun secret list --target demo")]
     List {
         /// Target
         #[arg(long)]
@@ -394,6 +424,9 @@ Examples:
         client: ClientArgs,
     },
     /// Delete a secret
+    #[command(after_help = "\
+Examples:
+  sealrun secret rm --target demo DB_PASSWORD")]
     Rm {
         /// Target
         #[arg(long)]
@@ -446,6 +479,10 @@ pub struct RunArgs {
 #[derive(Debug, Subcommand)]
 pub enum RunsCommand {
     /// List recent runs
+    #[command(after_help = "\
+Examples:
+  sealrun runs list
+  sealrun runs list --status failed --target demo --limit 10")]
     List {
         /// Only runs in this status
         #[arg(long)]
@@ -460,6 +497,11 @@ pub enum RunsCommand {
         client: ClientArgs,
     },
     /// Show one run
+    #[command(after_help = "\
+Examples:
+  id=$(sealrun run --target demo --detach -- echo hi)   # or an ID from `sealrun runs list`
+  sealrun runs show \"$id\"
+  sealrun runs show \"$id\" --json")]
     Show {
         /// Run id
         id: String,
@@ -473,8 +515,9 @@ The output is written raw, control characters included, as docker logs does;
 is JSON (base64 data) and needs no sanitizing.
 
 Examples:
-  sealrun runs logs r_01H... --follow
-  sealrun runs logs r_01H... --sanitize   # output you do not trust")]
+  id=$(sealrun run --target demo --detach -- sh -c 'echo started; sleep 1; echo done')
+  sealrun runs logs \"$id\" --follow     # until the run ends
+  sealrun runs logs \"$id\" --sanitize   # output you do not trust")]
     Logs {
         /// Run id
         id: String,
@@ -489,6 +532,10 @@ Examples:
         client: ClientArgs,
     },
     /// Cancel a queued or running run
+    #[command(after_help = "\
+Examples:
+  id=$(sealrun run --target demo --detach -- sleep 600)
+  sealrun runs cancel \"$id\"")]
     Cancel {
         /// Run id
         id: String,
@@ -522,8 +569,15 @@ Examples:
         client: ClientArgs,
     },
     /// List tokens (never their values)
+    #[command(after_help = "\
+Examples:
+  sealrun token list")]
     List(ClientOnly),
     /// Revoke a token
+    #[command(after_help = "\
+Examples:
+  sealrun token list                    # the ID of the token to revoke
+  sealrun token revoke <token-id>")]
     Revoke {
         /// Token id
         id: String,
@@ -535,6 +589,10 @@ Examples:
 #[derive(Debug, Subcommand)]
 pub enum PoolCommand {
     /// Create a pool
+    #[command(after_help = "\
+Examples:
+  sealrun agent-pool create eu-west
+  sealrun agent-pool enroll-token eu-west   # for its agents")]
     Create {
         /// Pool name
         name: String,
@@ -542,6 +600,9 @@ pub enum PoolCommand {
         client: ClientArgs,
     },
     /// List pools
+    #[command(after_help = "\
+Examples:
+  sealrun agent-pool list")]
     List(ClientOnly),
     /// Issue an enrollment token for agents of a pool (shown once)
     #[command(after_help = "\
@@ -559,8 +620,15 @@ Examples:
 #[derive(Debug, Subcommand)]
 pub enum AgentsCommand {
     /// List agents
+    #[command(after_help = "\
+Examples:
+  sealrun agents list")]
     List(ClientOnly),
     /// Revoke an agent's token
+    #[command(after_help = "\
+Examples:
+  sealrun agents list                   # the ID of the agent to revoke
+  sealrun agents revoke <agent-id>")]
     Revoke {
         /// Agent id
         id: String,
@@ -596,7 +664,8 @@ Examples:
     #[command(after_help = "\
 Examples:
   sealrun audit verify                    # asks the control plane
-  sealrun audit verify --file audit.jsonl # offline, no server needed")]
+  sealrun audit export -o audit.jsonl     # then, offline, no server needed:
+  sealrun audit verify --file audit.jsonl")]
     Verify {
         /// An export written by `sealrun audit export`
         #[arg(long)]
@@ -668,17 +737,10 @@ Examples:
         client: ClientArgs,
     },
     /// List linked workspaces (team ids and dates; never secrets)
-    Workspaces(ClientOnly),
-    /// Unlink a workspace and every user linked in it
     #[command(after_help = "\
 Examples:
-  sealrun slack unlink-workspace T0123ABCD")]
-    UnlinkWorkspace {
-        /// Slack team id
-        team_id: String,
-        #[command(flatten)]
-        client: ClientArgs,
-    },
+  sealrun slack workspaces")]
+    Workspaces(ClientOnly),
     /// Let a Slack user use /sealrun as a named sealrun user with a role
     #[command(after_help = "\
 operator and admin may run and cancel; auditor may only use status, logs and help.
@@ -703,6 +765,9 @@ Examples:
         client: ClientArgs,
     },
     /// List linked Slack users
+    #[command(after_help = "\
+Examples:
+  sealrun slack users")]
     Users(ClientOnly),
     /// Unlink a Slack user
     #[command(after_help = "\
@@ -715,6 +780,16 @@ Examples:
         /// Slack user id
         #[arg(long)]
         user: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Unlink a workspace and every user linked in it
+    #[command(after_help = "\
+Examples:
+  sealrun slack unlink-workspace T0123ABCD")]
+    UnlinkWorkspace {
+        /// Slack team id
+        team_id: String,
         #[command(flatten)]
         client: ClientArgs,
     },
