@@ -23,10 +23,28 @@ say "building the binaries the end-to-end tests drive"
 cargo build --workspace --bins --quiet
 say "building the static sealrun-init shim every run container starts with"
 ./scripts/build-init.sh >/dev/null
+# sealrun containers already on the engine (another agent's runs, a killed
+# earlier run of this script) are not this run's: only new ones count below.
+before=$(docker ps -aq --no-trunc --filter label=sealrun.run | sort)
+status=0
 if cargo nextest --version >/dev/null 2>&1; then
   say "cargo nextest run --workspace"
-  cargo nextest run --workspace --no-fail-fast
+  cargo nextest run --workspace --no-fail-fast || status=$?
 else
   say "cargo test --workspace (cargo-nextest not installed)"
-  cargo test --workspace --no-fail-fast
+  cargo test --workspace --no-fail-fast || status=$?
 fi
+# Every test removes what it created: a sealrun container that appeared
+# during the run and is still on the engine is a leak, and fails the run.
+after=$(docker ps -aq --no-trunc --filter label=sealrun.run | sort)
+left=$(comm -13 <(echo "$before") <(echo "$after") | sed '/^$/d')
+if [ -n "$left" ]; then
+  say "FAILED: the test suite left sealrun containers behind:"
+  for id in $left; do
+    docker ps -a --no-trunc --filter "id=$id" --format '  {{.ID}} {{.Status}} {{.Labels}}' >&2
+  done
+  docker rm -f $left >/dev/null
+  exit 1
+fi
+say "no sealrun container left on the engine"
+exit "$status"

@@ -177,3 +177,67 @@ async fn an_agent_started_while_the_control_plane_is_down_connects_when_it_retur
     );
     world.assert_no_containers();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_agents_command_ends_at_its_deadline_and_an_agent_under_a_new_identity_sweeps_it()
+{
+    if !require_docker() {
+        return;
+    }
+    let mut world = World::spawned_with(WorldOptions {
+        target_timeout_secs: 2,
+        ..Default::default()
+    })
+    .await;
+    let id = world.submit(&["sh", "-c", "echo started; sleep 600"]).await;
+    world.admin.wait_output(&id, "started").await;
+    let container = containers_of(&world.agent.id).pop().unwrap();
+    world.agent.kill();
+
+    // Nobody is left to stop it: its shim does, at the deadline (timeout 2 s
+    // + stop grace 10 s + margin 5 s), not after `sleep 600`.
+    let running = || {
+        sealrun_testkit::docker_cli(&["inspect", "--format", "{{.State.Running}}", &container])
+            .trim()
+            .to_owned()
+    };
+    sealrun_testkit::wait_until(40, "the orphan to be stopped by its shim", || {
+        running() == "false"
+    })
+    .await;
+    assert_eq!(
+        containers_of(&world.agent.id),
+        vec![container.clone()],
+        "stopped but still there: only an agent removes it"
+    );
+
+    // A new agent on the same engine, with its own state directory (a new
+    // identity, another target), removes it at start: its deadline passed.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    world.admin.declare_target("e2e-other").await;
+    let enrollment = world.admin.enrollment_token("default").await;
+    let mut other = sealrun_testkit::AgentProcess::start(
+        &world.server,
+        &world.dir.path().join("other-agent"),
+        "other-agent",
+        &["e2e-other"],
+        Some(&enrollment),
+        &[],
+    )
+    .await;
+    other.wait_connected(&world.admin, &["e2e-other"]).await;
+    wait_no_containers(&world.agent.id).await;
+    // Positive control on whose containers it may take: its own run, within
+    // its deadline, is left alone while it runs.
+    let mine = world
+        .admin
+        .submit_request(&sealrun_testkit::run_request(
+            "e2e-other",
+            &["sh", "-c", "echo mine; sleep 1"],
+        ))
+        .await;
+    assert_eq!(
+        world.admin.wait_terminal(&mine).await.status,
+        RunStatus::Succeeded
+    );
+}

@@ -125,6 +125,25 @@ pub async fn run(
             "removed containers left behind by an earlier agent process"
         );
     }
+    // Containers of agents that died under another identity (a killed
+    // `sealrun dev`, a host re-provisioned with a fresh state directory):
+    // any agent on the engine removes them once their deadline has passed,
+    // now and every SWEEP_INTERVAL.
+    sweep_expired(&*runtime).await;
+    let sweeper = {
+        let (runtime, stopping) = (Arc::clone(&runtime), stopping.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => sweep_expired(&*runtime).await,
+                    () = stopping.cancelled() => return,
+                }
+            }
+        })
+    };
+    let _sweeper = AbortOnDrop(sweeper);
 
     let request = ConnectRequest {
         version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -519,6 +538,31 @@ async fn heartbeat_loop(
             Ok(Err(e)) => tracing::warn!(error = %e, "heartbeat failed"),
             Err(_) => tracing::warn!("heartbeat timed out"),
         }
+    }
+}
+
+/// How often an agent removes containers whose deadline has passed, of any
+/// agent on its engine.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Removes expired containers of any agent on the engine, logging what it did.
+async fn sweep_expired<R: Runtime>(runtime: &R) {
+    match runtime.remove_expired().await {
+        Ok(0) => {}
+        Ok(removed) => tracing::warn!(
+            removed,
+            "removed containers past their deadline, left behind by an agent that is gone"
+        ),
+        Err(e) => tracing::warn!(error = %e, "could not sweep containers past their deadline"),
+    }
+}
+
+/// Aborts a background task when dropped (when `run` returns, however).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

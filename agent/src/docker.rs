@@ -42,8 +42,8 @@
 //! argv, the plain variables and the mount of the shim.
 
 use crate::runtime::{
-    AGENT_LABEL, CommandInput, ContainerId, ContainerSpec, Created, DEFAULT_USER, ExitState,
-    OutputFrame, RUN_LABEL, Runtime, RuntimeError, Started, StdinBundle, StopSignal,
+    AGENT_LABEL, CommandInput, ContainerId, ContainerSpec, Created, DEADLINE_LABEL, DEFAULT_USER,
+    ExitState, OutputFrame, RUN_LABEL, Runtime, RuntimeError, Started, StdinBundle, StopSignal,
 };
 use bollard::Docker;
 use bollard::container::LogOutput;
@@ -320,9 +320,17 @@ fn container_body(
     let memory = i64::try_from(limits.memory_mb.saturating_mul(1024 * 1024)).unwrap_or(i64::MAX);
     let nano_cpus = i64::try_from(limits.millicpus.saturating_mul(1_000_000)).unwrap_or(i64::MAX);
     let pids = i64::try_from(limits.pids).unwrap_or(i64::MAX);
+    let deadline_secs = spec.deadline.as_secs().max(1);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let labels = HashMap::from([
         (RUN_LABEL.to_owned(), spec.run_id.clone()),
         (AGENT_LABEL.to_owned(), spec.agent_id.clone()),
+        (
+            DEADLINE_LABEL.to_owned(),
+            now.saturating_add(deadline_secs).to_string(),
+        ),
     ]);
     let host_config = HostConfig {
         cap_drop: Some(vec!["ALL".to_owned()]),
@@ -384,6 +392,8 @@ fn container_body(
     if spec.stdin {
         bundle.attach_stdin();
     }
+    // The container ends itself at its deadline even if this agent dies.
+    bundle.set_deadline(deadline_secs);
     Ok((body, bundle.encode()))
 }
 
@@ -554,6 +564,32 @@ impl Runtime for DockerRuntime {
             .filter_map(|c| c.id.map(ContainerId))
             .collect())
     }
+
+    async fn list_expired(&self, now_unix_secs: u64) -> Result<Vec<ContainerId>, RuntimeError> {
+        let filters = HashMap::from([("label".to_owned(), vec![DEADLINE_LABEL.to_owned()])]);
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        };
+        let containers = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(engine_error("list"))?;
+        Ok(containers
+            .into_iter()
+            .filter(|c| {
+                c.labels
+                    .as_ref()
+                    .and_then(|l| l.get(DEADLINE_LABEL))
+                    .and_then(|d| d.parse::<u64>().ok())
+                    // A label that does not parse is not ours to judge.
+                    .is_some_and(|deadline| deadline < now_unix_secs)
+            })
+            .filter_map(|c| c.id.map(ContainerId))
+            .collect())
+    }
 }
 
 #[cfg(test)]
@@ -583,6 +619,7 @@ mod tests {
             network: None,
             user: None,
             stdin: false,
+            deadline: Duration::from_secs(60),
         }
     }
 

@@ -39,6 +39,12 @@ use tokio::time::Instant;
 /// turns a slow control plane into backpressure on the command).
 pub const CHANNEL_BYTES: usize = 4 * 1024 * 1024;
 
+/// How long past a run's timeout and stop grace its container ends itself
+/// (the shim's deadline) and may be swept by any agent on the engine: long
+/// enough that a live agent always stops the run first, and reports it as
+/// timed out.
+pub const DEADLINE_MARGIN: Duration = Duration::from_secs(5);
+
 /// Everything needed to execute one assignment.
 pub struct Job {
     /// The assignment as the control plane sent it.
@@ -211,6 +217,7 @@ pub async fn execute<R: Runtime, S: LogSink>(
         network: a.network.clone(),
         user: a.user.clone(),
         stdin: input.is_some(),
+        deadline: job.timeout() + job.cancel_grace + DEADLINE_MARGIN,
     };
     // The runtime hands the encoded secrets back with the container: this task
     // holds their only copy until `start` writes them to the container's stdin.

@@ -26,6 +26,10 @@ use zeroize::Zeroizing;
 pub const RUN_LABEL: &str = "sealrun.run";
 /// Label naming the agent that created a container (found again after a crash).
 pub const AGENT_LABEL: &str = "sealrun.agent";
+/// Label holding the Unix second after which a container may be removed by
+/// any agent on the engine: its run's timeout and stop grace have passed,
+/// and its shim has killed the command by then (see [`ContainerSpec::deadline`]).
+pub const DEADLINE_LABEL: &str = "sealrun.deadline";
 /// User a run executes as when its target names none: `nobody:nogroup`.
 pub const DEFAULT_USER: &str = "65534:65534";
 
@@ -59,6 +63,13 @@ pub struct ContainerSpec {
     /// Whether the command reads the run's input: [`Runtime::start`] then
     /// leaves its stdin open after the bundle and returns a [`CommandInput`].
     pub stdin: bool,
+    /// How long after it starts the unit must be gone, whatever happens to
+    /// the agent: the runtime makes the unit end itself then (the shim's
+    /// deadline), and records the instant so that any agent on the engine
+    /// removes it afterwards ([`Runtime::remove_expired`]). The executor
+    /// sets it past the run's timeout and stop grace, so an agent that is
+    /// alive always stops the run first.
+    pub deadline: std::time::Duration,
 }
 
 impl fmt::Debug for ContainerSpec {
@@ -76,6 +87,7 @@ impl fmt::Debug for ContainerSpec {
             .field("network", &self.network)
             .field("user", &self.user)
             .field("stdin", &self.stdin)
+            .field("deadline", &self.deadline)
             .finish()
     }
 }
@@ -329,6 +341,29 @@ pub trait Runtime: Send + Sync + 'static {
         &self,
         agent_id: &str,
     ) -> impl Future<Output = Result<Vec<ContainerId>, RuntimeError>> + Send;
+
+    /// Lists the units of any agent on this engine whose deadline passed
+    /// before `now_unix_secs` (running or not).
+    fn list_expired(
+        &self,
+        now_unix_secs: u64,
+    ) -> impl Future<Output = Result<Vec<ContainerId>, RuntimeError>> + Send;
+
+    /// Removes every unit, of any agent on this engine, whose deadline has
+    /// passed: what a dead agent (killed, or replaced under a new identity)
+    /// left behind. Returns how many were removed.
+    fn remove_expired(&self) -> impl Future<Output = Result<usize, RuntimeError>> + Send {
+        async move {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let ids = self.list_expired(now).await?;
+            for id in &ids {
+                self.remove(id).await?;
+            }
+            Ok(ids.len())
+        }
+    }
 
     /// Removes every unit created by `agent_id`: what an earlier process of this
     /// agent left behind when it crashed. Returns how many were removed.

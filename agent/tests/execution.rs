@@ -391,6 +391,7 @@ async fn orphans_of_this_agent_are_removed_and_other_agents_containers_are_kept(
         network: None,
         user: None,
         stdin: false,
+        deadline: std::time::Duration::from_secs(300),
     };
     let (mine, other) = (
         sealrun_testkit::runtime::unique_agent_id(),

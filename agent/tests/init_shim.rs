@@ -254,6 +254,9 @@ impl Runtime for BadBundle {
     async fn list(&self, agent_id: &str) -> Result<Vec<ContainerId>, RuntimeError> {
         self.inner.list(agent_id).await
     }
+    async fn list_expired(&self, now_unix_secs: u64) -> Result<Vec<ContainerId>, RuntimeError> {
+        self.inner.list_expired(now_unix_secs).await
+    }
 }
 
 async fn run_with_input(rt: &DockerRuntime, input: Vec<u8>) -> (FinishRequest, Arc<MemorySink>) {

@@ -26,6 +26,11 @@ pub const TAG_ENV: u8 = 0x01;
 /// the command an empty stdin, and the command would act on no input as if
 /// it were all of it.
 pub const TAG_STDIN: u8 = 0x02;
+/// Record tag of the run's deadline: 8 bytes, big-endian seconds after the
+/// shim starts at which it kills the command (SIGKILL) and so ends the
+/// container, whether or not an agent is still there to stop it. Required:
+/// a shim that ignored it would let a command outlive a dead agent.
+pub const TAG_DEADLINE: u8 = 0x03;
 /// Records whose tag has this bit set are optional: a decoder that does not know
 /// the tag skips the record. Unknown tags without it are refused, so that a
 /// setting the shim must honour is never silently ignored.
@@ -154,6 +159,8 @@ pub struct Bundle {
     env: Vec<EnvVar>,
     /// Whether the run's input follows the bundle.
     stdin: bool,
+    /// Seconds after start at which the shim kills the command.
+    deadline: Option<u64>,
     /// Length of the encoded body, kept so `push_env` can enforce
     /// [`MAX_BODY_LEN`] and `encode` can allocate exactly once.
     body_len: usize,
@@ -166,8 +173,23 @@ impl Bundle {
         Bundle {
             env: Vec::new(),
             stdin: false,
+            deadline: None,
             body_len: 0,
         }
+    }
+
+    /// Sets the run's deadline: `secs` after the shim starts, it kills the
+    /// command (SIGKILL), which ends the container.
+    pub fn set_deadline(&mut self, secs: u64) {
+        if self.deadline.is_none() {
+            self.body_len += RECORD_HEADER_LEN + 8;
+        }
+        self.deadline = Some(secs);
+    }
+
+    /// The run's deadline, in seconds after the shim starts.
+    pub fn deadline(&self) -> Option<u64> {
+        self.deadline
     }
 
     /// Says that the run's input follows the bundle on stdin: the shim then
@@ -266,6 +288,11 @@ impl Bundle {
             out.push(TAG_STDIN);
             out.extend_from_slice(&0u32.to_be_bytes());
         }
+        if let Some(secs) = self.deadline {
+            out.push(TAG_DEADLINE);
+            out.extend_from_slice(&8u32.to_be_bytes());
+            out.extend_from_slice(&secs.to_be_bytes());
+        }
         let mut crc = Crc32::new();
         crc.update(&out);
         out.extend_from_slice(&crc.finish().to_be_bytes());
@@ -302,6 +329,9 @@ impl fmt::Debug for Bundle {
         d.field("env", &Env(&self.env));
         if self.stdin {
             d.field("stdin", &true);
+        }
+        if let Some(secs) = self.deadline {
+            d.field("deadline_secs", &secs);
         }
         d.finish()
     }
@@ -411,6 +441,15 @@ fn decode_body(body: &[u8]) -> Result<Bundle, BundleError> {
                 }
                 bundle.attach_stdin();
             }
+            TAG_DEADLINE => {
+                let Ok(secs) = <[u8; 8]>::try_from(payload) else {
+                    return Err(malformed("deadline record is not 8 bytes"));
+                };
+                if bundle.deadline.is_some() {
+                    return Err(malformed("deadline record appears twice"));
+                }
+                bundle.set_deadline(u64::from_be_bytes(secs));
+            }
             tag if tag & OPTIONAL_TAG_BIT != 0 => {}
             tag => return Err(BundleError::UnknownRecord { tag }),
         }
@@ -510,6 +549,25 @@ mod tests {
     }
 
     #[test]
+    fn the_deadline_record_round_trips_and_a_malformed_one_is_refused() {
+        let mut bundle = Bundle::new();
+        bundle.set_deadline(90);
+        let encoded = bundle.encode();
+        assert_eq!(
+            &encoded[..],
+            &frame(&record(TAG_DEADLINE, &90u64.to_be_bytes()))[..]
+        );
+        assert_eq!(bundle.encoded_len(), encoded.len());
+        assert_eq!(read_bundle(&encoded[..]).unwrap().deadline(), Some(90));
+        let mut twice = record(TAG_DEADLINE, &1u64.to_be_bytes());
+        twice.extend(record(TAG_DEADLINE, &1u64.to_be_bytes()));
+        for input in [frame(&record(TAG_DEADLINE, b"short")), frame(&twice)] {
+            let err = read_bundle(&input[..]).unwrap_err();
+            assert!(matches!(err, BundleError::MalformedRecord { .. }), "{err}");
+        }
+    }
+
+    #[test]
     fn a_stdin_record_with_a_payload_or_given_twice_is_refused() {
         let with_payload = frame(&record(TAG_STDIN, b"x"));
         let mut twice = record(TAG_STDIN, b"");
@@ -531,7 +589,7 @@ mod tests {
 
     #[test]
     fn required_records_of_unknown_tags_are_refused() {
-        for tag in [0x00, 0x03, 0x7F] {
+        for tag in [0x00, 0x04, 0x7F] {
             let err = read_bundle(&frame(&record(tag, b"must be honoured"))[..]).unwrap_err();
             assert!(
                 matches!(err, BundleError::UnknownRecord { tag: t } if t == tag),

@@ -59,6 +59,7 @@
 //! |---|---|---|
 //! | `0x01` ([`TAG_ENV`]) | environment variable | name length (2 bytes), name (UTF-8, 1..=[`MAX_NAME_LEN`] bytes, no `=` or NUL), value (the rest, at most [`MAX_VALUE_LEN`] bytes, no NUL) |
 //! | `0x02` ([`TAG_STDIN`]) | the run's input follows the bundle on stdin, at most once | empty |
+//! | `0x03` ([`TAG_DEADLINE`]) | the run's deadline, at most once: that many seconds after it starts, the shim kills the command (SIGKILL) and the container ends, even if no agent is left to stop it | 8 bytes, big-endian |
 //! | `0x80..=0xFF` ([`OPTIONAL_TAG_BIT`] set) | reserved for optional per-run settings | skipped by this version |
 //! | any other | reserved for required per-run settings | refused by this version ([`BundleError::UnknownRecord`]) |
 //!
@@ -110,7 +111,8 @@ mod checksum;
 
 pub use bundle::{
     Bundle, BundleError, HEADER_LEN, MAGIC, MAX_BODY_LEN, MAX_ENTRIES, MAX_NAME_LEN, MAX_VALUE_LEN,
-    OPTIONAL_TAG_BIT, RECORD_HEADER_LEN, TAG_ENV, TAG_STDIN, TRAILER_LEN, VERSION, read_bundle,
+    OPTIONAL_TAG_BIT, RECORD_HEADER_LEN, TAG_DEADLINE, TAG_ENV, TAG_STDIN, TRAILER_LEN, VERSION,
+    read_bundle,
 };
 
 /// Where the agent bind-mounts the shim (read-only) inside every run container.

@@ -44,6 +44,7 @@ fn run(args: Vec<OsString>) -> i32 {
         }
     }
 
+    let deadline = bundle.deadline();
     let pid = match command::spawn(program, args, bundle, signals.original_mask()) {
         Ok(pid) => pid,
         Err(err) => {
@@ -53,6 +54,12 @@ fn run(args: Vec<OsString>) -> i32 {
             );
         }
     };
+    if let Some(secs) = deadline {
+        // SIGALRM is blocked and collected like the forwarded signals; the
+        // supervisor kills the command when it arrives. (An alarm of more
+        // than u32::MAX seconds is as good as none.)
+        nix::unistd::alarm::set(u32::try_from(secs).unwrap_or(u32::MAX).max(1));
+    }
     match supervisor::supervise(pid, &signals) {
         Ok(code) => code,
         Err(err) => fail(format_args!("cannot supervise the command: {err}")),

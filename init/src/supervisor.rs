@@ -2,6 +2,9 @@
 //! process, and turn the command's end into an exit code. Modelled on tini.
 //! (Part of the `sealrun-init` binary, not the library.)
 //!
+//! The run's deadline, when the bundle carries one, is an `alarm(2)` whose
+//! SIGALRM is collected the same way: the command is killed then.
+//!
 //! Signals are blocked and collected with `sigwait` rather than handled
 //! asynchronously: the shim stays single-threaded and free of signal handlers,
 //! and a blocked signal is queued even for PID 1, which the kernel otherwise
@@ -41,6 +44,8 @@ impl Signals {
             waited.add(signal);
         }
         waited.add(Signal::SIGCHLD);
+        // The run's deadline (see `TAG_DEADLINE`), never forwarded.
+        waited.add(Signal::SIGALRM);
         let original_mask = waited.thread_swap_mask(SigmaskHow::SIG_BLOCK)?;
         Ok(Signals {
             waited,
@@ -75,9 +80,18 @@ pub fn supervise(command: Pid, signals: &Signals) -> nix::Result<i32> {
             return Ok(code);
         }
         let signal = signals.waited.wait()?;
-        if signal != Signal::SIGCHLD {
-            // ESRCH only: the command exited and its SIGCHLD is on its way.
-            let _ = kill(command, signal);
+        // ESRCH only: the command exited and its SIGCHLD is on its way.
+        match signal {
+            Signal::SIGCHLD => {}
+            // The deadline passed: whoever should have stopped the command
+            // (its agent) did not. As PID 1 the shim then exits, and the
+            // kernel kills what is left of the container.
+            Signal::SIGALRM => {
+                let _ = kill(command, Signal::SIGKILL);
+            }
+            other => {
+                let _ = kill(command, other);
+            }
         }
     }
 }

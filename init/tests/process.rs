@@ -150,3 +150,20 @@ fn a_signal_sent_while_the_bundle_is_awaited_is_forwarded_once_the_command_runs(
     // `sleep` has no handler, so the held SIGTERM ends it at once: 128 + 15.
     assert_eq!(child.wait().unwrap().code(), Some(143));
 }
+
+#[test]
+fn at_its_deadline_the_shim_kills_the_command_even_with_nobody_else_to_stop_it() {
+    let mut with_deadline = sealrun_init::Bundle::new();
+    with_deadline.set_deadline(1);
+    let started = std::time::Instant::now();
+    let output = run_process(shim(), &["--", "sleep", "30"], &with_deadline.encode());
+    assert_eq!(output.status.code(), Some(137), "{}", stderr(&output));
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    // Positive control: without a deadline the same command runs to its end.
+    let output = run_process(
+        shim(),
+        &["--", "sh", "-c", "sleep 2; echo slept"],
+        &bundle(&[]),
+    );
+    assert_eq!(output.stdout, b"slept\n");
+}
