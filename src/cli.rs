@@ -63,7 +63,8 @@ Examples:
 Examples:
   sealrun agent --url https://sealrun.example:8443 --ca-cert ca.pem \\
       --enrollment-token \"$ENROLL\" --name db-net-1 --target prod-db
-  sealrun agent --config /etc/sealrun/agent.toml")]
+  sealrun agent --config /etc/sealrun/agent.toml
+  sealrun agent --config /etc/sealrun/agent.toml --print-key-ids   # for target rekey")]
     Agent(AgentArgs),
     /// All-in-one local setup: control plane, agent, org, pool and a demo target
     #[command(after_help = "\
@@ -296,6 +297,11 @@ pub struct DevArgs {
     pub data_dir: PathBuf,
     /// Address of the dev control plane
     #[arg(long, default_value = "127.0.0.1:8443")]
+    /// Print the key id of each served target's key and exit (creating a
+    /// missing key as the agent would): what `sealrun target rekey --key-id`
+    /// takes. Dials nothing; refused while an agent uses the state directory
+    #[arg(long)]
+    pub print_key_ids: bool,
     pub listen: String,
     /// Image of the demo target (built FROM scratch with static busybox if absent)
     #[arg(long, default_value = sealrun_agent::image::BASE_IMAGE)]
@@ -355,6 +361,37 @@ Examples:
         name: String,
         #[command(flatten)]
         client: ClientArgs,
+    /// Move a target to another agent key (a new or rebuilt agent) (admin)
+    #[command(after_help = "\
+From now on only an agent presenting exactly KEY_ID may serve the target: its
+key is pinned when that agent connects, so no other agent of the pool can take
+the target first. Agents serving it with the old key get none of its runs any
+more (runs they are running finish; queued runs wait for the new agent).
+
+The new key cannot open secrets sealed to the old one: while the target has
+any, rekey refuses and names them; --drop-secrets deletes them (it prints their
+names: set each again with `sealrun secret set` once the new agent is
+connected). Audited as target.rekeyed with both key ids.
+
+KEY_ID is in the new agent's refusal (\"... this agent presented key k1_...\"),
+in the audit trail (target.key_mismatch), or printed on the agent's host by
+`sealrun agent --print-key-ids` with the agent's flags or config.
+
+Examples:
+  sealrun target rekey prod-db --key-id k1_0123456789abcdef0123456789abcdef
+  sealrun target rekey prod-db --key-id k1_fedcba9876543210fedcba9876543210 --drop-secrets")]
+    Rekey {
+        /// Target name
+        name: String,
+        /// Id of the new agent's key for this target (k1_ + 32 hex digits)
+        #[arg(long)]
+        key_id: String,
+        /// Delete the secrets sealed to the old key (the new key cannot open them)
+        #[arg(long)]
+        drop_secrets: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     },
 }
 
@@ -511,13 +548,19 @@ Examples:
     /// Print a run's redacted output
     #[command(after_help = "\
 The output is written raw, control characters included, as docker logs does;
---sanitize shows them visibly instead (newlines and tabs kept). --json output
-is JSON (base64 data) and needs no sanitizing.
+--sanitize shows them visibly instead (newlines and tabs kept).
+
+--json prints one JSON object per line, with or without --follow: each chunk
+as {\"chunk\":{\"seq\":0,\"stream\":\"stdout\",\"data\":\"<base64>\"}}, then, once the
+run has ended, {\"end\":{\"status\":\"succeeded\",\"exit_code\":0,\"error\":null}}.
+Without --follow the output so far is printed; no end line means the run is
+still going. JSON needs no sanitizing.
 
 Examples:
   id=$(sealrun run --target demo --detach -- sh -c 'echo started; sleep 1; echo done')
   sealrun runs logs \"$id\" --follow     # until the run ends
-  sealrun runs logs \"$id\" --sanitize   # output you do not trust")]
+  sealrun runs logs \"$id\" --sanitize   # output you do not trust
+  sealrun runs logs \"$id\" --json       # one JSON object per line")]
     Logs {
         /// Run id
         id: String,

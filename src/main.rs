@@ -19,6 +19,7 @@ mod cli;
 mod client;
 mod cmd;
 mod config;
+mod input;
 mod logging;
 mod output;
 mod profile;
@@ -44,10 +45,11 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) if output::is_broken_pipe(&e) => ExitCode::from(cmd::run::EXIT_SIGPIPE),
         Err(e) => {
-            // `{:#}` prints the context chain on one line: "a: b: c". It may
-            // quote what others wrote (a run's error, a name): `safe` keeps
-            // their control characters from acting on the terminal.
-            eprintln!("sealrun: {}", output::safe(&format!("{e:#}")));
+            // The context chain on one line, "a: b: c", each cause once
+            // (`error_line`). It may quote what others wrote (a run's error,
+            // a name): `safe` keeps their control characters from acting on
+            // the terminal.
+            eprintln!("sealrun: {}", output::safe(&output::error_line(&e)));
             ExitCode::FAILURE
         }
     }

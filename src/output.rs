@@ -50,6 +50,31 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
+/// `e` as the one line sealrun prints for it: the context chain joined with
+/// ": " ("a: b: c", as `{:#}` does), leaving out a cause whose text the
+/// layer above already quoted. Many error types say their cause in their
+/// own message *and* return it as their `source` (`"connect: {source}"`),
+/// which `{:#}` would print twice.
+pub fn error_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    let mut above = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if above.contains(&text) {
+            // Said already; the next cause is compared with this one, which
+            // is as close to it as anything printed.
+            above = text;
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+        above = text;
+    }
+    line
+}
+
 /// Whether sealrun colours what it writes to stderr (`sealrun dev`'s
 /// messages, the daemons' text logs): only on a terminal, so pipes, files
 /// and CI logs get plain text, and never when `NO_COLOR` is set to anything
@@ -311,6 +336,37 @@ mod tests {
         assert!(use_colour(true, Some(OsStr::new(""))));
         assert!(!use_colour(true, Some(OsStr::new("1"))));
         assert!(!use_colour(false, None));
+    }
+
+    /// An error that quotes its source in its own message, as
+    /// `#[error("{during}: {source}")]` does.
+    #[derive(Debug)]
+    struct Quoting(std::io::Error);
+
+    impl std::fmt::Display for Quoting {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "connect: {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Quoting {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn an_error_line_says_a_quoted_cause_once() {
+        let e = anyhow::Error::new(Quoting(std::io::Error::other("refused")));
+        assert_eq!(format!("{e:#}"), "connect: refused: refused");
+        assert_eq!(error_line(&e), "connect: refused");
+    }
+
+    #[test]
+    fn an_error_line_keeps_every_cause_not_quoted_above() {
+        let e = anyhow::anyhow!("refused").context("cannot connect");
+        assert_eq!(error_line(&e), "cannot connect: refused");
+        assert_eq!(error_line(&e), format!("{e:#}"));
     }
 
     #[test]

@@ -41,7 +41,7 @@ async fn every_printing_command_prints_json_with_json() {
         (vec!["secret", "list", "--target", "db"], false),
         (vec!["runs", "list"], false),
         (vec!["runs", "show", &id], false),
-        (vec!["runs", "logs", &id], false),
+        (vec!["runs", "logs", &id], true),
         (vec!["runs", "logs", &id, "--follow"], true),
         (
             vec!["run", "--target", "db", "--detach", "--", "true"],

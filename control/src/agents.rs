@@ -109,14 +109,16 @@ fn connect_job(
         let presented = t.key.key_id();
         match pinned {
             Some(p) if p != presented.0 => mismatches.push((t.name.clone(), p, presented)),
-            Some(_) => resolved.push((id, t, false)),
-            None => resolved.push((id, t, true)),
+            // Pinned to this key, awaited after a re-key, or new: `pin_key`
+            // below stores the key if the target has none yet.
+            _ => resolved.push((id, t)),
         }
     }
     if !mismatches.is_empty() {
         // Refused, but recorded: this is what a stolen agent token with a
         // swapped key (to read future secrets) looks like.
         let mut names = Vec::new();
+        let mut commands = Vec::new();
         for (target, pinned, presented) in mismatches {
             store::audit::append(
                 tx,
@@ -126,11 +128,17 @@ fn connect_job(
                 &target,
                 json!({"agent": agent.name, "pinned_key_id": pinned, "presented_key_id": presented.0}),
             )?;
-            names.push(format!("{target} (pinned {pinned}, presented {presented})"));
+            names.push(format!(
+                "target {target} is pinned to key {pinned} but this agent presented key {presented}"
+            ));
+            commands.push(format!(
+                "`sealrun target rekey {target} --key-id {presented}`"
+            ));
         }
         return Ok(Connected::KeyMismatch(Error::Conflict(format!(
-            "refusing to connect: public key mismatch for {}; keys are never replaced silently (to re-key, an admin deletes and re-declares the target)",
-            names.join(", ")
+            "refusing to connect: {}; keys are never replaced silently: if this agent's key is the intended replacement, an admin runs {}, then this agent is started again",
+            names.join("; "),
+            commands.join(" and ")
         ))));
     }
     let since = s.connected_since(now);
@@ -143,9 +151,8 @@ fn connect_job(
     }
     let lost = queue::lose_held(tx, agent.org_id, &agent.id, "agent reconnected")?;
     store::agents::clear_targets(tx, &agent.id)?;
-    for (target_id, t, pin) in &resolved {
-        if *pin {
-            store::targets::pin_key(tx, *target_id, &t.key.to_base64(), &t.key.key_id().0)?;
+    for (target_id, t) in &resolved {
+        if store::targets::pin_key(tx, *target_id, &t.key.to_base64(), &t.key.key_id().0)? {
             store::audit::append(
                 tx,
                 agent.org_id,

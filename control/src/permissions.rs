@@ -23,6 +23,8 @@ pub enum Action {
     ManageAgents,
     /// Declare, replace and delete targets.
     ChangeTargets,
+    /// Move a target to another agent key (dropping what the old key sealed).
+    RekeyTargets,
     /// Read targets and their public keys.
     ReadTargets,
     /// Set, list (names and versions only) and delete sealed secrets.
@@ -90,6 +92,12 @@ pub const TABLE: &[Permission] = &[
         roles: ADMIN,
         verb: "change targets",
         surfaces: "`PUT /v1/targets`, `PUT/DELETE /v1/targets/{name}`",
+    },
+    Permission {
+        action: Action::RekeyTargets,
+        roles: ADMIN,
+        verb: "re-key targets",
+        surfaces: "`POST /v1/targets/{name}/rekey`",
     },
     Permission {
         action: Action::ReadTargets,
@@ -208,6 +216,7 @@ mod tests {
             EnrollAgents,
             ManageAgents,
             ChangeTargets,
+            RekeyTargets,
             ReadTargets,
             ManageSecrets,
             SubmitRuns,
@@ -220,8 +229,8 @@ mod tests {
         for a in all {
             match a {
                 ManageTokens | ManagePools | EnrollAgents | ManageAgents | ChangeTargets
-                | ReadTargets | ManageSecrets | SubmitRuns | CancelRuns | ReadRuns | ReadLogs
-                | ReadAudit | ManageSlack => {}
+                | RekeyTargets | ReadTargets | ManageSecrets | SubmitRuns | CancelRuns
+                | ReadRuns | ReadLogs | ReadAudit | ManageSlack => {}
             }
         }
         all.to_vec()

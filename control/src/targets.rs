@@ -10,7 +10,9 @@ use crate::permissions::Action;
 use crate::service::Control;
 use crate::store::{self, now_ms};
 use sealrun_vault::{ENVELOPE_VERSION, KeyId, SEAL_OVERHEAD, SealedSecret};
-use sealrun_wire::admin::{PublicKeyView, SecretView, TargetSpec, TargetView};
+use sealrun_wire::admin::{
+    PublicKeyView, RekeyRequest, Rekeyed, SecretView, TargetSpec, TargetView,
+};
 use sealrun_wire::names;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -167,6 +169,59 @@ fn write_target(
     Ok((written, view))
 }
 
+/// [`Control::rekey_target`] inside its transaction.
+fn rekey_job(
+    tx: &store::Tx<'_>,
+    user: &User,
+    name: &str,
+    new_key: KeyId,
+    drop_secrets: bool,
+) -> Result<Rekeyed, Error> {
+    let Some((id, _pool, old_key)) = store::targets::pool_and_key(tx, user.org_id, name)? else {
+        return Err(no_such_target(name));
+    };
+    if old_key.as_deref() == Some(new_key.0.as_str()) {
+        return Err(Error::Conflict(format!(
+            "target {name} already has key {new_key}: nothing to re-key"
+        )));
+    }
+    let secrets: Vec<String> = store::secrets::list(tx, id)?
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    if !secrets.is_empty() && !drop_secrets {
+        let old = old_key.as_deref().unwrap_or("the old key");
+        return Err(Error::Conflict(format!(
+            "target {name} has secrets sealed to key {old}, which key {new_key} cannot open ({}); nothing was changed: to delete them and re-key, run `sealrun target rekey {name} --key-id {new_key} --drop-secrets`, then set each again with `sealrun secret set`",
+            secrets.join(", ")
+        )));
+    }
+    store::secrets::delete_all(tx, id)?;
+    let stopped = store::agents::serving_agents(tx, id)?;
+    store::agents::drop_target(tx, id)?;
+    store::targets::rekey(tx, id, &new_key.0, now_ms())?;
+    store::audit::append(
+        tx,
+        user.org_id,
+        &user.actor(),
+        "target.rekeyed",
+        name,
+        json!({
+            "old_key_id": old_key,
+            "new_key_id": new_key.0,
+            "secrets_deleted": secrets,
+            "agents_stopped": stopped.iter().map(|a| &a.id).collect::<Vec<_>>(),
+        }),
+    )?;
+    Ok(Rekeyed {
+        target: name.to_owned(),
+        old_key_id: old_key.map(KeyId),
+        new_key_id: new_key,
+        secrets_deleted: secrets,
+        agents_stopped: stopped,
+    })
+}
+
 impl Control {
     /// The org's targets, by name.
     pub async fn list_targets(&self, user: &User) -> Result<Vec<TargetView>, Error> {
@@ -197,11 +252,15 @@ impl Control {
         let view = self.target(user, name).await?;
         view.public_key.ok_or_else(|| {
             let name = view.spec.name;
-            Error::not_found_because(
-                Object::Target,
-                name.clone(),
-                format!("target {name} has no public key: no agent has registered this target yet"),
-            )
+            let why = match view.awaiting_key_id {
+                Some(key) => format!(
+                    "target {name} has no public key: it was re-keyed to key {key} and no agent with that key has connected yet"
+                ),
+                None => format!(
+                    "target {name} has no public key: no agent has registered this target yet"
+                ),
+            };
+            Error::not_found_because(Object::Target, name.clone(), why)
         })
     }
 
@@ -306,6 +365,38 @@ impl Control {
                     )?;
                     Ok(())
                 },
+                move |_| cache.invalidate(),
+            )
+            .await
+    }
+
+    /// Moves target `name` to the agent key `req.key_id`: from now on only
+    /// an agent presenting exactly that key may serve it (its key bytes are
+    /// pinned when that agent connects, so no other agent of the pool can
+    /// take the target first). Agents serving it with the old key get none
+    /// of its runs any more (runs they are running finish; queued runs wait
+    /// for the new key's agent). Secrets sealed to the old key cannot be
+    /// opened by the new one: refused while there are any, naming them,
+    /// unless `req.drop_secrets`, which deletes them. Audited as
+    /// `target.rekeyed` with both key ids.
+    pub async fn rekey_target(
+        &self,
+        user: &User,
+        name: String,
+        req: RekeyRequest,
+    ) -> Result<Rekeyed, Error> {
+        user.require(Action::RekeyTargets)?;
+        let new_key = req
+            .key_id
+            .0
+            .parse::<KeyId>()
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        let user = user.clone();
+        let cache = Arc::clone(&self.auth);
+        self.db
+            .write_then(
+                move |tx| rekey_job(tx, &user, &name, new_key, req.drop_secrets),
+                // Agents' cached principals list the targets they serve.
                 move |_| cache.invalidate(),
             )
             .await

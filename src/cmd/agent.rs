@@ -2,8 +2,11 @@
 
 use crate::cli::AgentArgs;
 use crate::logging;
-use anyhow::{Result, bail};
+use crate::output::Table;
+use anyhow::{Context as _, Result, bail};
+use sealrun_agent::state::StateDir;
 use sealrun_agent::{AgentConfig, TargetConfig, defaults};
+use sealrun_vault::TargetKeypair;
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -35,10 +38,36 @@ struct TargetEntry {
 }
 
 pub async fn run(args: AgentArgs) -> Result<()> {
+    if args.print_key_ids {
+        return print_key_ids(&config(args)?);
+    }
     logging::init(logging::Format::Json);
     let config = config(args)?;
     sealrun_agent::run(config, crate::signal::shutdown()).await?;
     Ok(())
+}
+
+/// `sealrun agent --print-key-ids`: the key id of each target the agent
+/// serves, from the key file the agent would use (created if missing, as
+/// the agent would on start), under the state directory's lock.
+fn print_key_ids(config: &AgentConfig) -> Result<()> {
+    let state = StateDir::open(&config.state_dir)?;
+    let mut table = Table::new(&["TARGET", "KEY ID", "KEY FILE"]);
+    for target in &config.targets {
+        let path = match &target.key_file {
+            Some(p) => p.clone(),
+            None => state.key_path(&target.name)?,
+        };
+        let (keypair, created) = TargetKeypair::load_or_generate(&path)
+            .with_context(|| format!("key of target {}", target.name))?;
+        let note = if created { " (created)" } else { "" };
+        table.row(vec![
+            target.name.clone(),
+            keypair.key_id().to_string(),
+            format!("{}{note}", path.display()),
+        ]);
+    }
+    table.print()
 }
 
 /// `NAME` or `NAME=KEYFILE`.
@@ -60,7 +89,9 @@ fn config(args: AgentArgs) -> Result<AgentConfig> {
         Some(p) => crate::config::load(p)?,
         None => AgentFile::default(),
     };
-    let Some(server_url) = args.url.or(file.url) else {
+    // Printing key ids dials nothing: it needs no URL.
+    let no_url_needed = args.print_key_ids.then(String::new);
+    let Some(server_url) = args.url.or(file.url).or(no_url_needed) else {
         bail!("--url (or SEALRUN_URL) is required: the control plane to dial");
     };
     let targets: Vec<TargetConfig> = if args.targets.is_empty() {

@@ -7,7 +7,7 @@ use crate::client::Client;
 use crate::output::{self, ChunkWriter, Table, outln, safe};
 use anyhow::Result;
 use reqwest::Method;
-use sealrun_wire::log::LogPage;
+use sealrun_wire::log::{LogPage, RunEnd};
 use sealrun_wire::run::{RunList, RunStatus, RunView};
 use sealrun_wire::shell;
 use std::process::ExitCode;
@@ -123,31 +123,24 @@ pub async fn run(cmd: RunsCommand) -> Result<ExitCode> {
             sanitize,
             client,
         } => {
-            let json = client.json;
+            // --json: the format of --follow --json, one LogEvent per line
+            // (each chunk, then the run's end if it has ended).
+            let mut out = ChunkWriter::for_flags(client.json, sanitize);
             let client = Client::from_args(&client)?;
-            let mut out = ChunkWriter::new(sanitize);
             let mut after = 0;
-            let mut chunks = Vec::new();
-            loop {
+            let status = loop {
                 let page: LogPage = client
                     .get(&format!("/v1/runs/{}/logs?after={after}", seg(&id)))
                     .await?;
                 let done = page.chunks.is_empty() || page.next_seq <= after;
                 after = page.next_seq;
-                if json {
-                    chunks.extend(page.chunks);
-                } else {
-                    for c in &page.chunks {
-                        out.write(c)?;
-                    }
+                for c in &page.chunks {
+                    out.write(c)?;
                 }
                 if done {
-                    break;
+                    break page.status;
                 }
-            }
-            if json {
-                output::json(&chunks)?;
-            }
+            };
             out.finish()?;
             Ok(ExitCode::SUCCESS)
         }
@@ -155,6 +148,16 @@ pub async fn run(cmd: RunsCommand) -> Result<ExitCode> {
             let client = Client::from_args(&client)?;
             client
                 .send::<()>(Method::POST, &format!("/v1/runs/{}/cancel", seg(&id)), None)
+            if status.is_terminal() {
+                // The page says how far the run got; the end line needs its
+                // exit code and error too.
+                let run: RunView = client.get(&format!("/v1/runs/{}", seg(&id))).await?;
+                out.end(&RunEnd {
+                    status: run.status,
+                    exit_code: run.exit_code,
+                    error: run.error,
+                })?;
+            }
                 .await?;
             eprintln!("cancel requested for run {id}");
             Ok(ExitCode::SUCCESS)

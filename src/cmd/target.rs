@@ -1,12 +1,13 @@
 //! `sealrun target ...`
 
 use super::seg;
-use crate::cli::{TargetCommand, TargetCreateArgs};
+use crate::cli::{ClientArgs, TargetCommand, TargetCreateArgs};
 use crate::client::Client;
 use crate::output::{self, Table, outln, safe};
 use anyhow::{Context as _, Result, anyhow};
 use reqwest::Method;
-use sealrun_wire::admin::{TargetList, TargetSpec, TargetSpecs, TargetView};
+use sealrun_vault::KeyId;
+use sealrun_wire::admin::{RekeyRequest, Rekeyed, TargetList, TargetSpec, TargetSpecs, TargetView};
 use sealrun_wire::agent::ResourceLimits;
 use serde::Deserialize;
 use std::path::Path;
@@ -35,9 +36,11 @@ pub async fn run(cmd: TargetCommand) -> Result<()> {
                     v.spec.pool,
                     v.spec.image,
                     v.spec.network.unwrap_or_else(|| "none".to_owned()),
-                    v.public_key
-                        .map(|k| k.key_id.to_string())
-                        .unwrap_or_else(|| "(no agent yet)".to_owned()),
+                    match (v.public_key, v.awaiting_key_id) {
+                        (Some(k), _) => k.key_id.to_string(),
+                        (None, Some(k)) => format!("{k} (awaited)"),
+                        (None, None) => "(no agent yet)".to_owned(),
+                    },
                     format!("{}s", v.spec.timeout_secs),
                 ]);
             }
@@ -69,9 +72,12 @@ pub async fn run(cmd: TargetCommand) -> Result<()> {
                 "user:            {}",
                 safe(v.spec.user.as_deref().unwrap_or("65534:65534"))
             )?;
-            match v.public_key {
-                Some(k) => outln!("key id:          {}", k.key_id)?,
-                None => outln!("key id:          (no agent has served it yet)")?,
+            match (v.public_key, v.awaiting_key_id) {
+                (Some(k), _) => outln!("key id:          {}", k.key_id)?,
+                (None, Some(k)) => {
+                    outln!("key id:          {k} (re-keyed; no agent with this key yet)")?
+                }
+                (None, None) => outln!("key id:          (no agent has served it yet)")?,
             }
             Ok(())
         }
@@ -89,6 +95,12 @@ pub async fn run(cmd: TargetCommand) -> Result<()> {
             }
             Ok(())
         }
+        TargetCommand::Rekey {
+            name,
+            key_id,
+            drop_secrets,
+            client,
+        } => rekey(&name, key_id, drop_secrets, &client).await,
         TargetCommand::Rm { name, client } => {
             let client = Client::from_args(&client)?;
             client
@@ -98,6 +110,50 @@ pub async fn run(cmd: TargetCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+async fn rekey(name: &str, key_id: String, drop_secrets: bool, args: &ClientArgs) -> Result<()> {
+    let key_id: KeyId = key_id.parse()?;
+    let client = Client::from_args(args)?;
+    let done: Rekeyed = client
+        .post(
+            &format!("/v1/targets/{}/rekey", seg(name)),
+            &RekeyRequest {
+                key_id,
+                drop_secrets,
+            },
+        )
+        .await?;
+    if args.json {
+        return output::json(&done);
+    }
+    let was = done
+        .old_key_id
+        .as_ref()
+        .map(|k| format!(" (was {k})"))
+        .unwrap_or_default();
+    eprintln!(
+        "target {} now accepts only key {}{was}: start the agent that holds it",
+        safe(&done.target),
+        done.new_key_id
+    );
+    if !done.secrets_deleted.is_empty() {
+        eprintln!(
+            "deleted the secrets sealed to the old key: {}; set each again once the new agent is connected: sealrun secret set --target {} NAME",
+            safe(&done.secrets_deleted.join(", ")),
+            safe(&done.target)
+        );
+    }
+    for a in &done.agents_stopped {
+        eprintln!(
+            "agent {} ({}) gets no more runs of {}; once it is retired: sealrun agents revoke {}",
+            safe(&a.name),
+            safe(&a.id),
+            safe(&done.target),
+            safe(&a.id)
+        );
+    }
+    Ok(())
 }
 
 async fn create(a: TargetCreateArgs) -> Result<()> {
@@ -128,18 +184,21 @@ async fn create(a: TargetCreateArgs) -> Result<()> {
 }
 
 /// The control plane refuses a target whose pool does not exist with
-/// `no pool named "NAME"`: adds the CLI command that creates it.
+/// `no pool named "NAME": create the pool first` (neutral: each adapter says
+/// how): says it with the CLI command that creates it, once.
 fn with_pool_hint(err: anyhow::Error) -> anyhow::Error {
+    const NEUTRAL: &str = "create the pool first";
     let text = err.to_string();
     let pool = text
         .split_once("no pool named \"")
         .and_then(|(_, rest)| rest.split_once('"'))
         .map(|(pool, _)| pool.to_owned());
     match pool {
-        Some(pool) => err.context(format!(
-            "pool {pool} does not exist: run `sealrun agent-pool create {pool}` first"
+        Some(pool) if text.contains(NEUTRAL) => anyhow!(text.replace(
+            NEUTRAL,
+            &format!("run `sealrun agent-pool create {pool}` first")
         )),
-        None => err,
+        _ => err,
     }
 }
 

@@ -215,10 +215,56 @@ pub struct TargetView {
     /// The declared spec.
     #[serde(flatten)]
     pub spec: TargetSpec,
-    /// Pinned by the first agent that served it.
+    /// Pinned by the first agent that served it (or the first agent with
+    /// the key a re-key named).
     pub public_key: Option<PublicKeyView>,
+    /// After a re-key (`POST /v1/targets/{name}/rekey`), until an agent
+    /// presenting exactly this key connects: the only key the target
+    /// accepts. `public_key` is empty meanwhile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub awaiting_key_id: Option<KeyId>,
     /// Unix milliseconds.
     pub updated_at_ms: i64,
+}
+
+/// `POST /v1/targets/{name}/rekey`: move a target to another agent key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RekeyRequest {
+    /// The id of the new key (as the refused agent reports it, or as
+    /// `sealrun agent --print-key-ids` prints it): from now on only an agent
+    /// presenting exactly this key may serve the target.
+    pub key_id: KeyId,
+    /// Delete the secrets sealed to the old key (the new key cannot open
+    /// them). Without it, a target that has secrets is refused, naming them.
+    #[serde(default)]
+    pub drop_secrets: bool,
+}
+
+/// What a re-key did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rekeyed {
+    /// The target.
+    pub target: String,
+    /// The key it had (none if no agent had served it yet).
+    pub old_key_id: Option<KeyId>,
+    /// The only key it accepts now.
+    pub new_key_id: KeyId,
+    /// Secrets sealed to the old key, deleted (set them again).
+    pub secrets_deleted: Vec<String>,
+    /// The agents that served it with the old key: they get none of its
+    /// runs any more (runs they are running finish). Revoke them once
+    /// retired.
+    pub agents_stopped: Vec<AgentRef>,
+}
+
+/// An agent, named.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentRef {
+    /// Agent id (`agt_...`).
+    pub id: String,
+    /// Its name.
+    pub name: String,
 }
 
 /// `PUT /v1/targets`: targets to declare or replace all at once, or none.

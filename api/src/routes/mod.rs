@@ -49,6 +49,7 @@ pub(crate) fn router(state: AppState) -> Result<Router, Error> {
                 .get(targets::get_one)
                 .delete(targets::delete),
         )
+        .route("/v1/targets/{name}/rekey", post(targets::rekey))
         .route("/v1/targets/{name}/public-key", get(targets::public_key))
         .route("/v1/targets/{name}/secrets", get(targets::list_secrets))
         .route(

@@ -11,7 +11,8 @@ use axum::http::StatusCode;
 use sealrun_control::{User, Written};
 use sealrun_vault::SealedSecret;
 use sealrun_wire::admin::{
-    PublicKeyView, SecretList, SecretView, TargetList, TargetSpec, TargetSpecs, TargetView,
+    PublicKeyView, RekeyRequest, Rekeyed, SecretList, SecretView, TargetList, TargetSpec,
+    TargetSpecs, TargetView,
 };
 
 fn status(written: Written) -> StatusCode {
@@ -73,6 +74,17 @@ pub(crate) async fn delete(
 ) -> Result<StatusCode, ApiError> {
     state.control.delete_target(&user, name).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1/targets/{name}/rekey` (admin): move the target to another agent
+/// key; refused while it has secrets unless `drop_secrets`.
+pub(crate) async fn rekey(
+    State(state): State<AppState>,
+    Caller(user): Caller<User>,
+    Segments(name): Segments<String>,
+    JsonBody(req): JsonBody<RekeyRequest>,
+) -> Result<Json<Rekeyed>, ApiError> {
+    Ok(Json(state.control.rekey_target(&user, name, req).await?))
 }
 
 /// `GET /v1/targets/{name}/public-key` (admin, operator): what to seal to.

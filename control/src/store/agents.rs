@@ -3,7 +3,7 @@
 use super::tx::Tx;
 use crate::error::Error;
 use rusqlite::{OptionalExtension as _, params};
-use sealrun_wire::admin::AgentView;
+use sealrun_wire::admin::{AgentRef, AgentView};
 
 /// Whether the org has an unrevoked agent named `name`.
 pub(crate) fn name_taken(tx: &Tx<'_>, org_id: i64, name: &str) -> Result<bool, Error> {
@@ -230,6 +230,23 @@ pub(crate) fn keep_pool_for_target(tx: &Tx<'_>, target_id: i64, pool_id: i64) ->
         )?
         .execute(params![target_id, pool_id])?;
     Ok(())
+}
+
+/// The agents that serve target `target_id` (connected or not), by name.
+pub(crate) fn serving_agents(tx: &Tx<'_>, target_id: i64) -> Result<Vec<AgentRef>, Error> {
+    Ok(tx
+        .conn
+        .prepare_cached(
+            "SELECT a.id, a.name FROM agent_targets t JOIN agents a ON a.id = t.agent_id
+             WHERE t.target_id = ?1 ORDER BY a.name, a.id",
+        )?
+        .query_map([target_id], |r| {
+            Ok(AgentRef {
+                id: r.get(0)?,
+                name: r.get(1)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?)
 }
 
 /// Nobody serves target `target_id` any more.

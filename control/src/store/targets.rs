@@ -15,15 +15,22 @@ fn view_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ViewRow> {
 }
 
 fn to_view((spec, key, key_id, updated): ViewRow) -> Result<TargetView, Error> {
-    Ok(TargetView {
-        spec: serde_json::from_str(&spec)?,
-        public_key: match (key, key_id) {
-            (Some(key), Some(id)) => Some(PublicKeyView {
+    // A key id without the key: re-keyed, awaiting the agent with that key.
+    let (public_key, awaiting_key_id) = match (key, key_id) {
+        (Some(key), Some(id)) => (
+            Some(PublicKeyView {
                 key_id: KeyId(id),
                 key,
             }),
-            _ => None,
-        },
+            None,
+        ),
+        (None, Some(id)) => (None, Some(KeyId(id))),
+        _ => (None, None),
+    };
+    Ok(TargetView {
+        spec: serde_json::from_str(&spec)?,
+        public_key,
+        awaiting_key_id,
         updated_at_ms: updated,
     })
 }
@@ -86,7 +93,8 @@ pub(crate) fn spec(tx: &Tx<'_>, id: i64) -> Result<TargetSpec, Error> {
     Ok(serde_json::from_str(&spec)?)
 }
 
-/// The org's target `name`: its id, pool and pinned key id.
+/// The org's target `name`: its id, pool and pinned key id (or the key id a
+/// re-key awaits).
 pub(crate) fn pool_and_key(
     tx: &Tx<'_>,
     org_id: i64,
@@ -101,13 +109,27 @@ pub(crate) fn pool_and_key(
         .optional()?)
 }
 
-/// Pins target `id`'s public key, unless one is pinned already.
-pub(crate) fn pin_key(tx: &Tx<'_>, id: i64, key: &str, key_id: &str) -> Result<(), Error> {
+/// Pins target `id`'s public key if it has none: on first sight, or after a
+/// re-key that named exactly `key_id`. Whether it pinned it now.
+pub(crate) fn pin_key(tx: &Tx<'_>, id: i64, key: &str, key_id: &str) -> Result<bool, Error> {
+    Ok(tx
+        .conn
+        .prepare_cached(
+            "UPDATE targets SET public_key = ?2, key_id = ?3
+             WHERE id = ?1 AND public_key IS NULL AND (key_id IS NULL OR key_id = ?3)",
+        )?
+        .execute(params![id, key, key_id])?
+        > 0)
+}
+
+/// Target `id` accepts only the key `key_id` from now on; its key bytes are
+/// pinned when an agent presents that key ([`pin_key`]).
+pub(crate) fn rekey(tx: &Tx<'_>, id: i64, key_id: &str, now: i64) -> Result<(), Error> {
     tx.conn
         .prepare_cached(
-            "UPDATE targets SET public_key = ?2, key_id = ?3 WHERE id = ?1 AND key_id IS NULL",
+            "UPDATE targets SET public_key = NULL, key_id = ?2, updated_ms = ?3 WHERE id = ?1",
         )?
-        .execute(params![id, key, key_id])?;
+        .execute(params![id, key_id, now])?;
     Ok(())
 }
 
