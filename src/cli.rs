@@ -288,6 +288,11 @@ pub struct AgentArgs {
     /// to this binary, then /usr/local/lib/sealrun/, /usr/lib/sealrun/)
     #[arg(long, env = "SEALRUN_AGENT_INIT")]
     pub init_binary: Option<PathBuf>,
+    /// Print the key id of each served target's key and exit (creating a
+    /// missing key as the agent would): what `sealrun target rekey --key-id`
+    /// takes. Dials nothing; refused while an agent uses the state directory
+    #[arg(long)]
+    pub print_key_ids: bool,
 }
 
 #[derive(Debug, Args)]
@@ -297,11 +302,6 @@ pub struct DevArgs {
     pub data_dir: PathBuf,
     /// Address of the dev control plane
     #[arg(long, default_value = "127.0.0.1:8443")]
-    /// Print the key id of each served target's key and exit (creating a
-    /// missing key as the agent would): what `sealrun target rekey --key-id`
-    /// takes. Dials nothing; refused while an agent uses the state directory
-    #[arg(long)]
-    pub print_key_ids: bool,
     pub listen: String,
     /// Image of the demo target (built FROM scratch with static busybox if absent)
     #[arg(long, default_value = sealrun_agent::image::BASE_IMAGE)]
@@ -352,15 +352,6 @@ Examples:
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Delete a target (its secrets go with it)
-    #[command(after_help = "\
-Examples:
-  sealrun target rm prod-db")]
-    Rm {
-        /// Target name
-        name: String,
-        #[command(flatten)]
-        client: ClientArgs,
     /// Move a target to another agent key (a new or rebuilt agent) (admin)
     #[command(after_help = "\
 From now on only an agent presenting exactly KEY_ID may serve the target: its
@@ -392,6 +383,15 @@ Examples:
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Delete a target (its secrets go with it)
+    #[command(after_help = "\
+Examples:
+  sealrun target rm prod-db")]
+    Rm {
+        /// Target name
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
     },
 }
 

@@ -142,12 +142,6 @@ pub async fn run(cmd: RunsCommand) -> Result<ExitCode> {
                 }
             };
             out.finish()?;
-            Ok(ExitCode::SUCCESS)
-        }
-        RunsCommand::Cancel { id, client } => {
-            let client = Client::from_args(&client)?;
-            client
-                .send::<()>(Method::POST, &format!("/v1/runs/{}/cancel", seg(&id)), None)
             if status.is_terminal() {
                 // The page says how far the run got; the end line needs its
                 // exit code and error too.
@@ -158,6 +152,12 @@ pub async fn run(cmd: RunsCommand) -> Result<ExitCode> {
                     error: run.error,
                 })?;
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        RunsCommand::Cancel { id, client } => {
+            let client = Client::from_args(&client)?;
+            client
+                .send::<()>(Method::POST, &format!("/v1/runs/{}/cancel", seg(&id)), None)
                 .await?;
             eprintln!("cancel requested for run {id}");
             Ok(ExitCode::SUCCESS)
