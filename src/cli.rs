@@ -163,6 +163,15 @@ A refused request (404 unknown run, 401/403 token) ends following at once
 (125); a control plane that cannot be reached is retried with a one-line
 notice.
 
+Input: when sealrun's stdin is a pipe or a file, it is streamed to the
+command's stdin (as docker run -i does) and the command reads end-of-file
+where it ends; the input is never stored, only its size is recorded with the
+run. If the input breaks off (sealrun is killed mid-way), the command is killed
+rather than left to act on part of it (exit 125). A terminal or /dev/null
+stdin, --no-stdin and --detach give the command an empty stdin. Use
+--no-stdin in a `while read` loop, which would otherwise feed the loop's input
+to the first run.
+
 When no connected agent serves the target, sealrun says so at once; the run
 then waits in the queue for an agent (--wait-for-agent, the default) until it
 expires, or is refused at once (--no-wait, exit 125).
@@ -506,6 +515,10 @@ pub struct RunArgs {
     /// waits for one until it expires (the default)
     #[arg(long)]
     pub wait_for_agent: bool,
+    /// Give the command an empty stdin instead of this one's (the default
+    /// when stdin is a terminal or /dev/null, and with --detach)
+    #[arg(long)]
+    pub no_stdin: bool,
     /// The command and its arguments (run directly, not through a shell)
     #[arg(last = true, required = true, num_args = 1..)]
     pub argv: Vec<String>,

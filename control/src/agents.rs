@@ -395,9 +395,12 @@ impl Control {
     ) -> Result<(), Error> {
         let agent = agent.clone();
         let id = run_id.clone();
+        // The agent has stopped reading the run's input by now: what the
+        // relay handed it is final.
+        let stdin_bytes = self.stdin.finish(&run_id);
         let changed = self
             .db
-            .write(move |tx| queue::finish(tx, &agent, &id, &req))
+            .write(move |tx| queue::finish(tx, &agent, &id, &req, stdin_bytes))
             .await?;
         if changed {
             self.watchers.touch(&run_id);

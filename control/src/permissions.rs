@@ -115,7 +115,7 @@ pub const TABLE: &[Permission] = &[
         action: Action::SubmitRuns,
         roles: ADMIN_OPERATOR,
         verb: "submit runs",
-        surfaces: "`POST /v1/runs`, Slack `/sealrun run`",
+        surfaces: "`POST /v1/runs`, `PUT /v1/runs/{id}/stdin` (the run's submitter only), Slack `/sealrun run`",
     },
     Permission {
         action: Action::CancelRuns,

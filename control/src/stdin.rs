@@ -26,150 +26,18 @@
 use crate::caller::{Agent, Member};
 use crate::error::{Error, Object};
 use crate::permissions::Action;
+use crate::relay::{Piece, StdinStream};
 use crate::service::Control;
 use crate::store;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt as _};
 use sealrun_wire::run::{RunStatus, StdinSent};
-use std::collections::HashMap;
 use std::fmt::Display;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::sync::mpsc;
-
-/// Chunks held between feeder and reader, at most. With the CLI's 64 KiB
-/// reads that is at most 512 KiB of one run's input in memory.
-pub const RELAY_CHUNKS: usize = 8;
-
-/// How long an agent that takes a run's input waits for the submitter to
-/// start sending it before the input counts as broken (the submitter died
-/// between submitting and sending). The CLI sends right after submitting.
-pub const FEEDER_GRACE: Duration = Duration::from_secs(60);
 
 /// How often a blocked feeder re-checks that its run has not ended, should
 /// a change notification be missed.
 const RECHECK: Duration = Duration::from_secs(5);
-
-/// One message from feeder to reader.
-#[derive(Debug)]
-enum Piece {
-    Data(Bytes),
-    End,
-}
-
-/// One run's relay: the halves not yet taken, and what passed through.
-#[derive(Debug)]
-struct Slot {
-    feeder: Option<mpsc::Sender<Piece>>,
-    reader: Option<mpsc::Receiver<Piece>>,
-    /// Whether the feeder has attached (for the reader's [`FEEDER_GRACE`]).
-    fed: Arc<AtomicBool>,
-    /// Bytes handed to the reader.
-    delivered: Arc<AtomicU64>,
-}
-
-impl Slot {
-    fn new() -> Slot {
-        let (tx, rx) = mpsc::channel(RELAY_CHUNKS);
-        Slot {
-            feeder: Some(tx),
-            reader: Some(rx),
-            fed: Arc::new(AtomicBool::new(false)),
-            delivered: Arc::new(AtomicU64::new(0)),
-        }
-    }
-}
-
-/// The relays of the runs being given input, by run id.
-#[derive(Debug, Default)]
-pub(crate) struct StdinRelays {
-    by_run: Mutex<HashMap<String, Slot>>,
-}
-
-impl StdinRelays {
-    fn with_slot<T>(&self, run_id: &str, f: impl FnOnce(&mut Slot) -> T) -> T {
-        // A panic while holding this lock cannot leave a slot half-updated in
-        // a way that matters: every field is taken or read whole.
-        let mut map = self.by_run.lock().unwrap_or_else(PoisonError::into_inner);
-        f(map.entry(run_id.to_owned()).or_insert_with(Slot::new))
-    }
-
-    /// Bytes relayed for `run_id` so far, and forgets its relay.
-    pub(crate) fn finish(&self, run_id: &str) -> Option<u64> {
-        let mut map = self.by_run.lock().unwrap_or_else(PoisonError::into_inner);
-        map.remove(run_id)
-            .map(|slot| slot.delivered.load(Ordering::Relaxed))
-    }
-
-    /// Ids of the runs with a relay.
-    pub(crate) fn runs(&self) -> Vec<String> {
-        let map = self.by_run.lock().unwrap_or_else(PoisonError::into_inner);
-        map.keys().cloned().collect()
-    }
-}
-
-/// Why a run's input stream ended early. Carries no input.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct StdinBroken(String);
-
-/// A run's input as the agent reads it: the submitter's bytes in order, then
-/// the end; or [`StdinBroken`] if the submitter broke off (or never came).
-#[derive(Debug)]
-pub struct StdinStream {
-    rx: mpsc::Receiver<Piece>,
-    fed: Arc<AtomicBool>,
-    delivered: Arc<AtomicU64>,
-    /// Armed while the submitter has not started sending.
-    grace: Option<Pin<Box<tokio::time::Sleep>>>,
-    done: bool,
-}
-
-impl Stream for StdinStream {
-    type Item = Result<Bytes, StdinBroken>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.done {
-            return Poll::Ready(None);
-        }
-        match self.rx.poll_recv(cx) {
-            Poll::Ready(Some(Piece::Data(bytes))) => {
-                self.grace = None;
-                self.delivered
-                    .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                Poll::Ready(Some(Ok(bytes)))
-            }
-            Poll::Ready(Some(Piece::End)) => {
-                self.done = true;
-                Poll::Ready(None)
-            }
-            Poll::Ready(None) => {
-                self.done = true;
-                Poll::Ready(Some(Err(StdinBroken(
-                    "the submitter's input broke off before its end".into(),
-                ))))
-            }
-            Poll::Pending => {
-                if self.fed.load(Ordering::Relaxed) {
-                    self.grace = None;
-                }
-                if let Some(grace) = self.grace.as_mut() {
-                    if grace.as_mut().poll(cx).is_ready() {
-                        self.done = true;
-                        return Poll::Ready(Some(Err(StdinBroken(format!(
-                            "the submitter did not start sending the input within {} s",
-                            FEEDER_GRACE.as_secs()
-                        )))));
-                    }
-                }
-                Poll::Pending
-            }
-        }
-    }
-}
 
 impl Control {
     /// Relays `body` to run `id`'s command as its stdin. Only the run's
@@ -212,14 +80,11 @@ impl Control {
                 "run {id} already ended as {status}"
             )));
         }
-        let Some((tx, fed)) = self.stdin.with_slot(&id, |slot| {
-            Some((slot.feeder.take()?, Arc::clone(&slot.fed)))
-        }) else {
+        let Some(tx) = self.stdin.take_feeder(&id) else {
             return Err(Error::Conflict(format!(
                 "the input of run {id} is already being sent (input can be sent once)"
             )));
         };
-        fed.store(true, Ordering::Relaxed);
 
         let mut watch = self.watchers.watch(&id);
         let mut bytes = 0u64;
@@ -318,23 +183,10 @@ impl Control {
                 "run {id} was submitted without input (stdin)"
             )));
         }
-        let taken = self.stdin.with_slot(&id, |slot| {
-            let rx = slot.reader.take()?;
-            Some((rx, Arc::clone(&slot.fed), Arc::clone(&slot.delivered)))
-        });
-        let Some((rx, fed, delivered)) = taken else {
-            return Err(Error::Conflict(format!(
+        self.stdin.take_reader(&id).ok_or_else(|| {
+            Error::Conflict(format!(
                 "the input of run {id} was already taken (input can be read once)"
-            )));
-        };
-        let grace =
-            (!fed.load(Ordering::Relaxed)).then(|| Box::pin(tokio::time::sleep(FEEDER_GRACE)));
-        Ok(StdinStream {
-            rx,
-            fed,
-            delivered,
-            grace,
-            done: false,
+            ))
         })
     }
 

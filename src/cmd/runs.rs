@@ -104,6 +104,12 @@ pub async fn run(cmd: RunsCommand) -> Result<ExitCode> {
                 r.log_bytes,
                 if r.log_truncated { " (truncated)" } else { "" }
             )?;
+            let input = match (r.stdin, r.stdin_bytes) {
+                (false, _) => "none".to_owned(),
+                (true, Some(n)) => format!("{n} bytes relayed (never stored)"),
+                (true, None) => "piped in (size recorded when the run ends)".to_owned(),
+            };
+            outln!("input:     {input}")?;
             Ok(ExitCode::SUCCESS)
         }
         RunsCommand::Logs {
