@@ -337,6 +337,8 @@ impl Control {
                 () = any(waits) => true,
                 () = tokio::time::sleep_until(deadline) => false,
                 () = self.shutting_down() => false,
+                // A revoked agent's poll ends now, not at the poll timeout.
+                () = self.agent_revoked(&agent) => false,
             };
             if !woken {
                 return Ok(None);

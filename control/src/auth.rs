@@ -41,7 +41,96 @@ impl Refusal {
     }
 }
 
+/// The credential a long request rests on.
+#[derive(Clone, Copy, Debug)]
+enum Held<'a> {
+    /// A user token, by id.
+    Token(&'a str),
+    /// An agent, by id (its token is revoked with it).
+    Agent(&'a str),
+}
+
 impl Control {
+    /// Resolves once `user`'s token is revoked or expires. Requests that
+    /// outlive their authentication (a followed log) end then, instead of
+    /// running on until the run does.
+    ///
+    /// Woken by every change that can revoke a credential (the same commit
+    /// hooks that empty the token cache), it reads the token's row only
+    /// then, and sleeps until the expiry otherwise: a revocation committed
+    /// even between the authentication and this call is seen at once.
+    pub async fn revoked(&self, user: &User) {
+        self.until_invalid(
+            Held::Token(&user.token_id),
+            user.verified_at,
+            user.expires_at_ms,
+        )
+        .await;
+    }
+
+    /// Resolves once `agent` is revoked (its long poll ends then).
+    pub(crate) async fn agent_revoked(&self, agent: &Agent) {
+        self.until_invalid(Held::Agent(&agent.id), agent.verified_at, None)
+            .await;
+    }
+
+    async fn until_invalid(&self, held: Held<'_>, verified_at: u64, expires_ms: Option<i64>) {
+        let mut changes = self.auth.subscribe();
+        let mut checked = verified_at;
+        loop {
+            let generation = *changes.borrow_and_update();
+            if generation != checked {
+                checked = generation;
+                if !self.still_valid(held).await {
+                    return;
+                }
+            }
+            let expiry = async {
+                match expires_ms {
+                    Some(at) => {
+                        let left = u64::try_from(at.saturating_sub(now_ms())).unwrap_or(0);
+                        tokio::time::sleep(std::time::Duration::from_millis(left)).await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        // The cache (and so the control plane) is gone.
+                        return;
+                    }
+                }
+                () = expiry => return,
+            }
+        }
+    }
+
+    /// Whether `held` is still unrevoked and unexpired; a failed read counts
+    /// as valid (the next change looks again), since ending a stream on a
+    /// transient error would be a refusal the caller did not earn.
+    async fn still_valid(&self, held: Held<'_>) -> bool {
+        let (agent, id) = match held {
+            Held::Token(id) => (false, id.to_owned()),
+            Held::Agent(id) => (true, id.to_owned()),
+        };
+        let valid = self
+            .db
+            .read(move |tx| {
+                if agent {
+                    let agent = store::agents::get(tx, &id)?;
+                    Ok(agent.is_some_and(|a| a.revoked_ms.is_none()))
+                } else {
+                    store::tokens::active(tx, &id, now_ms())
+                }
+            })
+            .await;
+        valid.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot re-check a credential");
+            true
+        })
+    }
+
     /// The caller presenting bearer token `value`, or
     /// [`Error::Unauthenticated`] (with the reason logged and audited, never
     /// answered).
@@ -76,7 +165,15 @@ impl Control {
             })
             .await;
         match looked_up {
-            Ok(Ok(verified)) => {
+            Ok(Ok(mut verified)) => {
+                // What it was read at: a revocation committed since then
+                // makes `revoked` look again (a cache hit returns what this
+                // stored, and the cache is emptied by every invalidation).
+                match &mut verified.principal {
+                    Principal::User(u) => u.verified_at = generation,
+                    Principal::Agent(a) => a.verified_at = generation,
+                    Principal::Enroller(_) => {}
+                }
                 let principal = verified.principal.clone();
                 self.auth.insert(generation, id, kind, verified);
                 Ok(principal)
@@ -163,6 +260,8 @@ fn lookup(
                 token_id: presented.id.to_owned(),
                 name: row.name,
                 role,
+                expires_at_ms: row.expires_ms,
+                verified_at: 0,
             })
         }
         TokenKind::Enrollment => {
@@ -193,6 +292,7 @@ fn lookup(
                 pool_id: agent.pool_id,
                 online: agent.online,
                 targets,
+                verified_at: 0,
             })
         }
     };

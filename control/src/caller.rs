@@ -22,6 +22,11 @@ pub struct User {
     pub name: String,
     /// The token's role.
     pub role: Role,
+    /// When the token expires (Unix milliseconds), if it does.
+    pub expires_at_ms: Option<i64>,
+    /// The credential generation it was verified at (see
+    /// `Control::revoked`).
+    pub(crate) verified_at: u64,
 }
 
 impl User {
@@ -54,6 +59,8 @@ pub struct Agent {
     pub online: bool,
     /// Targets it serves (from its last connect).
     pub targets: Vec<i64>,
+    /// The credential generation it was verified at.
+    pub(crate) verified_at: u64,
 }
 
 impl Agent {

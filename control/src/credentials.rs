@@ -10,6 +10,7 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use tokio::sync::watch;
 
 /// Issues a token: mints it, stores its hash as `record` says, and audits
 /// `token.issued` by `actor` with `detail` (which never holds the value).
@@ -52,9 +53,23 @@ pub(crate) struct Verified {
 /// effect before the change is even acknowledged. A lookup that started
 /// before an invalidation cannot repopulate the cache with what it read
 /// (generation check). Entries also expire after [`CACHE_TTL`].
-#[derive(Debug, Default)]
+///
+/// The generation is also published ([`subscribe`](AuthCache::subscribe)),
+/// so that requests that outlive their authentication (followed logs, long
+/// polls) re-check their credential as soon as anything may have revoked it.
+#[derive(Debug)]
 pub(crate) struct AuthCache {
     inner: Mutex<CacheInner>,
+    changes: watch::Sender<u64>,
+}
+
+impl Default for AuthCache {
+    fn default() -> AuthCache {
+        AuthCache {
+            inner: Mutex::default(),
+            changes: watch::Sender::new(0),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -112,12 +127,20 @@ impl AuthCache {
         );
     }
 
-    /// Forgets every cached token.
+    /// Forgets every cached token, and tells every subscriber.
     pub(crate) fn invalidate(&self) {
         if let Ok(mut inner) = self.inner.lock() {
             inner.generation = inner.generation.wrapping_add(1);
             inner.entries.clear();
+            // Under the lock, so subscribers see generations in order.
+            self.changes.send_replace(inner.generation);
         }
+    }
+
+    /// Changes of the generation: each [`invalidate`](AuthCache::invalidate)
+    /// is seen by every receiver (the latest value, at least once).
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 }
 

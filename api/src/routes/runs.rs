@@ -137,8 +137,14 @@ pub(crate) async fn logs(
     // Subscribe before the first read, so nothing written in between is missed.
     let watch = state.control.watch_run(&who, &id)?;
     let first = state.control.log_page(&who, id.clone(), q.after).await?;
+    // The stream ends when the token is revoked or expires.
+    let revoked = {
+        let control = std::sync::Arc::clone(&state.control);
+        Box::pin(async move { control.revoked(&user).await })
+    };
     let follow = Follow {
         state,
+        revoked,
         who,
         run_id: id,
         watch,
@@ -161,6 +167,8 @@ pub(crate) async fn logs(
 /// A log being followed.
 struct Follow {
     state: AppState,
+    /// Resolves once the follower's token is revoked or expires.
+    revoked: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
     who: Member,
     run_id: String,
     watch: RunWatch,
@@ -177,6 +185,11 @@ impl Follow {
             return None;
         }
         loop {
+            // Also between pages, for a run whose output never pauses.
+            if futures_util::FutureExt::now_or_never(&mut self.revoked).is_some() {
+                self.done = true;
+                return None;
+            }
             let page = match self.pending.take() {
                 Some(p) => p,
                 None => {
@@ -209,6 +222,12 @@ impl Follow {
                 () = self.watch.changed() => {}
                 () = tokio::time::sleep(FOLLOW_KEEPALIVE) => return Some(Bytes::from_static(b"\n")),
                 () = self.state.control.shutting_down() => return None,
+                // Ended without an `end` event: the client's reconnect is
+                // refused (401), which is how it learns why.
+                () = &mut self.revoked => {
+                    self.done = true;
+                    return None;
+                }
             }
         }
     }

@@ -147,6 +147,17 @@ pub(crate) fn revoke(tx: &Tx<'_>, id: &str, now: i64) -> Result<(), Error> {
     Ok(())
 }
 
+/// Whether token `id` is unrevoked and unexpired at `now`.
+pub(crate) fn active(tx: &Tx<'_>, id: &str, now: i64) -> Result<bool, Error> {
+    Ok(tx
+        .conn
+        .prepare_cached(
+            "SELECT 1 FROM tokens WHERE id = ?1 AND revoked_ms IS NULL
+             AND (expires_ms IS NULL OR expires_ms > ?2)",
+        )?
+        .exists(params![id, now])?)
+}
+
 /// Marks every unrevoked token of agent `agent_id` revoked.
 pub(crate) fn revoke_agents(tx: &Tx<'_>, agent_id: &str, now: i64) -> Result<(), Error> {
     tx.conn
