@@ -610,16 +610,22 @@ pub enum RoleArg {
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
     /// Issue a token (its value is shown once)
+Without --expires-in a token works until it is revoked. A revoked or expired
+token is refused at once, also by a log stream it is following.
+
     #[command(after_help = "\
 Examples:
   sealrun token create --role operator --name alice
-  sealrun token create --role auditor --name soc")]
+  sealrun token create --role auditor --name soc --expires-in 90d")]
     Create {
         /// Role of the token
         #[arg(long, value_enum)]
         role: RoleArg,
         /// Label (who it is for)
         #[arg(long)]
+        /// Stop working after this long (90s, 10m, 12h, 30d; at most 10 years)
+        #[arg(long, value_parser = parse_duration_secs)]
+        expires_in: Option<u64>,
         name: String,
         #[command(flatten)]
         client: ClientArgs,
@@ -661,12 +667,26 @@ Examples:
   sealrun agent-pool list")]
     List(ClientOnly),
     /// Issue an enrollment token for agents of a pool (shown once)
+A token enrolls one agent unless --max-agents or --unlimited says otherwise;
+a registration the control plane refuses (a name in use, a key the target is
+not pinned to) does not count. It stops enrolling at its expiry either way.
+
     #[command(after_help = "\
 Examples:
-  sealrun agent-pool enroll-token default")]
+  sealrun agent-pool enroll-token default
+  sealrun agent-pool enroll-token default --max-agents 3 --ttl 2h")]
     EnrollToken {
         /// Pool name
         #[arg(default_value = "default")]
+        /// How many agents it may enroll (default 1)
+        #[arg(long, conflicts_with = "unlimited")]
+        max_agents: Option<u32>,
+        /// Enroll any number of agents until it expires
+        #[arg(long)]
+        unlimited: bool,
+        /// How long it enrolls (90s, 10m, 12h, 30d; default: the server's, 24 h)
+        #[arg(long, value_parser = parse_duration_secs)]
+        ttl: Option<u64>,
         pool: String,
         #[command(flatten)]
         client: ClientArgs,
@@ -749,12 +769,13 @@ Examples:
     },
 }
 
-/// Parses `90`, `90s`, `10m`, `2h` into seconds.
+/// Parses `90`, `90s`, `10m`, `2h`, `30d` into seconds.
 pub fn parse_duration_secs(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let (num, mult) = match s.char_indices().last() {
         Some((i, 's')) => (&s[..i], 1),
         Some((i, 'm')) => (&s[..i], 60),
+        Some((i, 'd')) => (&s[..i], 86_400),
         Some((i, 'h')) => (&s[..i], 3600),
         _ => (s, 1),
     };

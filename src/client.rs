@@ -100,7 +100,13 @@ impl Client {
         // The agent's rule, so the CLI and the agent trust the same servers:
         // only the given CA (pinning), else the system's CA bundle.
         let http = sealrun_agent::https::client_builder(conn.ca_cert.as_deref())?
-            .user_agent(concat!("sealrun-cli/", env!("CARGO_PKG_VERSION")))
+            // The product name tells the control plane a run comes from the
+            // CLI (recorded as its `source`).
+            .user_agent(format!(
+                "{}/{}",
+                sealrun_wire::run::CLI_PRODUCT,
+                env!("CARGO_PKG_VERSION")
+            ))
             .build()
             .context("cannot set up the HTTPS client")?;
         Ok(Client { conn, http })

@@ -125,9 +125,23 @@ async fn the_rotation_recipe_moves_a_target_to_a_new_agents_key() {
     assert_eq!(code(&out), 0, "{said}");
     assert!(said.contains(&world.agent.id), "{said}");
 
-    // The new agent starts again (enrolled already) and pins its key.
-    let mut new_agent =
-        AgentProcess::start(&world.server, &new_dir, "new-agent", &[target], None, &[]).await;
+    // The refusal came before enrollment: nothing of the single-use
+    // enrollment token was used, and the agent is not listed.
+    let listed = cli.json(&["agents", "list"]);
+    assert!(
+        !listed.to_string().contains("new-agent"),
+        "a refused agent is not enrolled: {listed}"
+    );
+    // The new agent starts again with the same token and pins its key.
+    let mut new_agent = AgentProcess::start(
+        &world.server,
+        &new_dir,
+        "new-agent",
+        &[target],
+        Some(&enrollment),
+        &[],
+    )
+    .await;
     new_agent.wait_connected(&world.admin, &[target]).await;
     let shown = cli.json(&["target", "show", target]);
     assert_eq!(shown["public_key"]["key_id"], new_key.as_str(), "{shown}");

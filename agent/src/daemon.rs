@@ -111,7 +111,7 @@ pub async fn run(
         Arc::new(DockerRuntime::connect(config.docker_host.as_deref(), &init_binary).await?);
     let client = ControlPlane::new(&config.server_url, config.ca_cert.as_deref())?;
 
-    let Some(identity) = identity(&config, &state, &client, &stopping).await? else {
+    let Some(identity) = identity(&config, &state, &keys, &client, &stopping).await? else {
         return Ok(());
     };
     let agent_id = identity.agent_id.clone();
@@ -148,13 +148,7 @@ pub async fn run(
     let request = ConnectRequest {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         max_concurrency: config.concurrency,
-        targets: keys
-            .iter()
-            .map(|(name, kp)| ServedTarget {
-                name: name.clone(),
-                public_key: kp.public_key().to_base64(),
-            })
-            .collect(),
+        targets: served(&keys),
     };
     let settings = match retry("connect", &stopping, || client.connect(&request)).await {
         None => return Ok(()),
@@ -180,6 +174,16 @@ pub async fn run(
     .run(stopping)
     .await
 }
+/// The targets of `keys`, with their public keys, as the agent presents them.
+fn served(keys: &HashMap<String, Arc<TargetKeypair>>) -> Vec<ServedTarget> {
+    keys.iter()
+        .map(|(name, kp)| ServedTarget {
+            name: name.clone(),
+            public_key: kp.public_key().to_base64(),
+        })
+        .collect()
+}
+
 
 fn load_keys(
     config: &AgentConfig,
@@ -212,6 +216,7 @@ fn load_keys(
 /// `None` when shutdown was requested while the control plane was unreachable.
 async fn identity(
     config: &AgentConfig,
+    keys: &HashMap<String, Arc<TargetKeypair>>,
     state: &StateDir,
     client: &ControlPlane,
     stopping: &CancellationToken,
@@ -232,8 +237,12 @@ async fn identity(
             "not enrolled yet ({} does not exist): pass an enrollment token",
             state.identity_path().display()
         )));
+    // With the targets and their keys, so that an agent the control plane
+    // would refuse on connect (a key mismatch) is refused before it is
+    // enrolled, using up nothing of the enrollment token.
     };
     let request = RegisterRequest {
+        targets: served(keys),
         name: config.name.clone(),
     };
     let registered = match retry("register", stopping, || {

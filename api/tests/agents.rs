@@ -6,7 +6,7 @@ use reqwest::StatusCode;
 use sealrun_api::Settings;
 use sealrun_testkit::{ControlPlane as _, FakeAgent, InProcessServer, World, quick_settings};
 use sealrun_vault::TargetKeypair;
-use sealrun_wire::admin::{AgentList, TargetView};
+use sealrun_wire::admin::{AgentList, EnrollmentToken, TargetView};
 use sealrun_wire::audit::AuditPage;
 use sealrun_wire::run::RunStatus;
 use serde_json::json;
@@ -16,11 +16,19 @@ use std::time::Duration;
 async fn registration_returns_an_agent_token_once_and_names_are_unique() {
     let s = InProcessServer::start().await;
     let admin = s.admin();
-    let enrollment = admin.enrollment_token("default").await;
+    let enrollment: EnrollmentToken = admin
+        .post(
+            "/v1/pools/default/enrollment-tokens",
+            json!({"max_agents": 3}),
+        )
+        .await
+        .ok()
+        .parse();
+    let enrollment = enrollment.token;
     let agent = FakeAgent::register(&s, &enrollment, "edge-1").await;
     assert!(agent.client.token.starts_with("sra_"));
     assert!(agent.id.starts_with("agt_"));
-    // The enrollment token is multi-use, but a live name is taken.
+    // The enrollment token enrolls three agents, but a live name is taken.
     s.client(&enrollment)
         .post("/v1/agent/register", json!({"name": "edge-1"}))
         .await
@@ -191,7 +199,7 @@ async fn an_assignment_carries_the_command_and_the_targets_settings() {
         .post(
             "/v1/runs",
             json!({"target": "db", "argv": ["psql", "-c", "select 1"], "env": {"PGDATABASE": "app"},
-                   "timeout_secs": 30, "source": "cli"}),
+                   "timeout_secs": 30}),
         )
         .await;
     let run = a.json()["id"].as_str().unwrap().to_owned();

@@ -16,7 +16,7 @@ async fn a_submitted_run_records_who_from_where_and_what() {
     let a = op
         .post(
             "/v1/runs",
-            json!({"target": "db", "argv": ["psql", "-c", "select 1"], "source": "cli", "timeout_secs": 60}),
+            json!({"target": "db", "argv": ["psql", "-c", "select 1"], "timeout_secs": 60}),
         )
         .await;
     assert_eq!(a.status, StatusCode::CREATED);
@@ -24,12 +24,54 @@ async fn a_submitted_run_records_who_from_where_and_what() {
     let id = a.json()["id"].as_str().unwrap().to_owned();
     let v = op.run(&id).await;
     assert_eq!(v.submitter, "deploy-bot");
-    assert_eq!(v.source, RunSource::Cli);
+    assert_eq!(v.source, RunSource::Api, "from the route, not the body");
     assert_eq!(v.argv, ["psql", "-c", "select 1"]);
     assert_eq!(v.image, "sealrun/busybox:latest");
     assert_eq!(v.timeout_secs, 60);
     assert_eq!(v.status, RunStatus::Queued);
     assert!(v.agent.is_none() && v.started_at_ms.is_none());
+}
+
+#[tokio::test]
+async fn an_api_token_cannot_set_a_runs_source() {
+    let w = World::in_process().await;
+    let op = w.admin.token("deploy-bot", Role::Operator).await;
+    for source in ["slack", "cli", "api"] {
+        let msg = op
+            .post(
+                "/v1/runs",
+                json!({"target": "db", "argv": ["true"], "source": source}),
+            )
+            .await
+            .error(StatusCode::BAD_REQUEST);
+        assert!(msg.contains("source"), "{source}: {msg}");
+    }
+    let list: RunList = op.get("/v1/runs").await.ok().parse();
+    assert!(list.runs.is_empty(), "nothing was queued");
+    // Positive control: the same request without it is queued, as `api`.
+    let id = op.submit("db", &["true"], &[]).await;
+    assert_eq!(op.run(&id).await.source, RunSource::Api);
+}
+
+#[tokio::test]
+async fn a_run_submitted_by_the_sealrun_cli_is_recorded_as_cli() {
+    let w = World::in_process().await;
+    let submit = |agent: &'static str| {
+        w.server
+            .http
+            .post(format!("{}/v1/runs", w.server.url))
+            .bearer_auth(&w.server.admin_token)
+            .header("user-agent", agent)
+            .json(&json!({"target": "db", "argv": ["true"]}))
+            .send()
+    };
+    let mut sources = Vec::new();
+    for agent in ["sealrun-cli/0.1.0", "curl/8.5.0", "sealrun-cli-fork/1"] {
+        let created: serde_json::Value = submit(agent).await.unwrap().json().await.unwrap();
+        let id = created["id"].as_str().unwrap();
+        sources.push(w.admin.run(id).await.source);
+    }
+    assert_eq!(sources, [RunSource::Cli, RunSource::Api, RunSource::Api]);
 }
 
 #[tokio::test]
@@ -80,7 +122,7 @@ async fn invalid_runs_are_refused_with_the_reason() {
         (
             json!({"target": "db", "argv": ["x"], "source": "email"}),
             StatusCode::BAD_REQUEST,
-            "email",
+            "source",
         ),
     ];
     for (body, status, needle) in cases {

@@ -5,7 +5,9 @@
 
 use hmac::{Hmac, Mac as _};
 use reqwest::StatusCode;
-use sealrun_testkit::{Client, InProcessServer, World};
+use sealrun_testkit::{
+    Client, ControlPlane as _, FakeAgent, InProcessServer, World, quick_settings,
+};
 use sealrun_wire::audit::AuditPage;
 use sealrun_wire::run::{RunList, RunSource, RunStatus};
 use sealrun_wire::slack::{UserList, WorkspaceList};
@@ -32,6 +34,13 @@ fn sign(secret: &str, ts: i64, body: &str) -> String {
     format!("v0={}", hex::encode(m.finalize().into_bytes()))
 }
 
+/// A fresh `trigger_id`.
+fn trigger_id() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{n}.47445629121.803a0bc887a14d10d2c447fce8b6703c")
+}
+
 fn form(team: &str, user: &str, text: &str, response_url: &str) -> String {
     form_urlencoded::Serializer::new(String::new())
         .append_pair("token", "legacy-unused")
@@ -43,7 +52,9 @@ fn form(team: &str, user: &str, text: &str, response_url: &str) -> String {
         .append_pair("command", "/sealrun")
         .append_pair("text", text)
         .append_pair("response_url", response_url)
-        .append_pair("trigger_id", "1.2.3")
+        // Unique per request, as Slack's are: two identical requests are
+        // one request sent twice.
+        .append_pair("trigger_id", &trigger_id())
         .finish()
 }
 
@@ -205,11 +216,142 @@ async fn an_auditor_may_read_runs_from_slack_but_not_run_or_cancel_them() {
 }
 
 #[tokio::test]
-async fn a_team_no_org_linked_gets_a_polite_refusal_and_nothing_runs() {
+async fn an_unlinked_and_a_linked_team_get_the_same_refusal_for_a_bad_signature() {
     let w = World::in_process().await;
-    let text = said(slash(&w.server, "U0ALICE", "run db -- echo hi", NOWHERE).await);
-    assert!(text.contains("workspace is not linked"), "{text}");
+    link(&w.admin, "U0ALICE", "alice", "operator").await;
+    let ts = now();
+    let bad = |team: &str| {
+        let body = form(team, "U0ALICE", "run db -- echo hi", NOWHERE);
+        let sig = sign("another-secret-0123456789abcdef", ts, &body);
+        (body, sig)
+    };
+    let (linked_body, linked_sig) = bad(TEAM);
+    let linked = post_raw(
+        &w.server,
+        linked_body,
+        Some(ts.to_string()),
+        Some(linked_sig),
+    )
+    .await;
+    let (unlinked_body, unlinked_sig) = bad("T0NOBODY");
+    let unlinked = post_raw(
+        &w.server,
+        unlinked_body,
+        Some(ts.to_string()),
+        Some(unlinked_sig),
+    )
+    .await;
+    assert_eq!(linked.0, StatusCode::UNAUTHORIZED, "{}", linked.1);
+    assert_eq!(unlinked, linked, "nothing tells a linked team from another");
+    // Not even a request correctly signed with the secret a linked team
+    // uses: an unlinked team has no secret to verify against.
+    let body = form("T0NOBODY", "U0ALICE", "run db -- echo hi", NOWHERE);
+    let signed = post_raw(
+        &w.server,
+        body.clone(),
+        Some(ts.to_string()),
+        Some(sign(SECRET, ts, &body)),
+    )
+    .await;
+    assert_eq!(signed, linked);
     assert!(runs(&w.admin).await.runs.is_empty());
+    // Positive control: the linked team, signed with its secret, is served.
+    let text = said(slash(&w.server, "U0ALICE", "help", NOWHERE).await);
+    assert!(text.contains("/sealrun run"), "{text}");
+}
+
+#[tokio::test]
+async fn a_replayed_signed_slack_request_creates_no_second_run() {
+    let w = World::in_process().await;
+    link(&w.admin, "U0ALICE", "alice", "operator").await;
+    let body = form(TEAM, "U0ALICE", "run db -- echo once", NOWHERE);
+    let ts = now().to_string();
+    let sig = sign(SECRET, now(), &body);
+    let first = said(post_raw(&w.server, body.clone(), Some(ts.clone()), Some(sig.clone())).await);
+    assert!(first.contains("Queued run"), "{first}");
+    let replayed = post_raw(&w.server, body, Some(ts), Some(sig)).await;
+    assert_eq!(replayed.0, StatusCode::UNAUTHORIZED, "{}", replayed.1);
+    assert_eq!(runs(&w.admin).await.runs.len(), 1, "one run, not two");
+    let page = audit(&w.admin).await;
+    let refused = page
+        .entries
+        .iter()
+        .rev()
+        .find(|e| e.action == "auth.failed")
+        .unwrap();
+    assert!(refused.detail.contains("replayed"), "{}", refused.detail);
+    // Positive control: the same command typed again is a new request,
+    // signed anew, and runs again.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let again = said(slash(&w.server, "U0ALICE", "run db -- echo once", NOWHERE).await);
+    assert!(again.contains("Queued run"), "{again}");
+    assert_eq!(runs(&w.admin).await.runs.len(), 2);
+}
+
+#[tokio::test]
+async fn a_replayed_slack_request_is_refused_after_a_restart_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = InProcessServer::start_in(dir.path(), quick_settings()).await;
+    let admin = server.admin();
+    admin.declare_target("db").await;
+    link(&admin, "U0ALICE", "alice", "operator").await;
+    let body = form(TEAM, "U0ALICE", "run db -- echo once", NOWHERE);
+    let ts = now();
+    let sig = sign(SECRET, ts, &body);
+    said(
+        post_raw(
+            &server,
+            body.clone(),
+            Some(ts.to_string()),
+            Some(sig.clone()),
+        )
+        .await,
+    );
+    server.stop().await;
+
+    let server = InProcessServer::start_in(dir.path(), quick_settings()).await;
+    let replayed = post_raw(&server, body, Some(ts.to_string()), Some(sig)).await;
+    assert_eq!(replayed.0, StatusCode::UNAUTHORIZED, "{}", replayed.1);
+    assert_eq!(runs(&server.admin()).await.runs.len(), 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_pending_slack_notification_survives_a_server_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = InProcessServer::start_in(dir.path(), quick_settings()).await;
+    let admin = server.admin();
+    admin.declare_target("db").await;
+    let mut agent = FakeAgent::enroll(&server, &admin, "agent-1", &["db"]).await;
+    link(&admin, "U0ALICE", "alice", "operator").await;
+    let (url, mut posted) = response_url().await;
+    let queued = said(slash(&server, "U0ALICE", "run db -- echo after-restart", &url).await);
+    assert!(queued.contains("Queued run"), "{queued}");
+    let run = agent.next_run().await.run_id;
+    // The control plane restarts while the run is going.
+    server.stop().await;
+    let server = InProcessServer::start_in(dir.path(), quick_settings()).await;
+    agent.client = server.client(&agent.client.token);
+    agent.upload_ok(&run, &[(0, b"after-restart\n")]).await;
+    agent
+        .finish(&run, RunStatus::Succeeded, Some(0), 1)
+        .await
+        .ok();
+    let message = tokio::time::timeout(Duration::from_secs(20), posted.recv())
+        .await
+        .expect("the result was posted after the restart")
+        .unwrap();
+    let text = message["text"].as_str().unwrap();
+    assert!(
+        text.contains(&run) && text.contains("succeeded") && text.contains("after-restart"),
+        "{text}"
+    );
+    // Posted once: settled, so a further restart does not post it again.
+    server.stop().await;
+    let server = InProcessServer::start_in(dir.path(), quick_settings()).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(posted.try_recv().is_err(), "posted once");
+    server.stop().await;
 }
 
 #[tokio::test]
@@ -572,6 +714,6 @@ async fn relinking_or_unlinking_takes_effect_at_once() {
         .delete(&format!("/v1/integrations/slack/workspaces/{TEAM}"))
         .await
         .ok();
-    let text = said(slash(&w.server, "U0ALICE", "help", NOWHERE).await);
-    assert!(text.contains("workspace is not linked"), "{text}");
+    let (status, _) = slash(&w.server, "U0ALICE", "help", NOWHERE).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "an unlinked team");
 }

@@ -10,8 +10,8 @@ use crate::store::tokens::TokenRecord;
 use crate::store::{self, now_ms};
 use crate::token::TokenKind;
 use sealrun_wire::admin::{
-    AgentView, EnrollmentToken, EnrollmentTokenView, PoolView, TokenCreate, TokenCreated,
-    TokenView, Whoami,
+    AgentView, EnrollmentToken, EnrollmentTokenCreate, EnrollmentTokenView, PoolView, TokenCreate,
+    TokenCreated, TokenView, Whoami,
 };
 use sealrun_wire::names;
 use serde_json::json;
@@ -19,6 +19,16 @@ use std::sync::Arc;
 
 /// Longest enrollment token lifetime an admin may ask for.
 const MAX_ENROLLMENT_TTL_SECS: u64 = 365 * 24 * 3600;
+/// Longest user token lifetime an admin may ask for (ten years: a token
+/// meant to outlive that should say so by having no expiry).
+const MAX_TOKEN_TTL_SECS: u64 = 10 * 365 * 24 * 3600;
+/// Most agents one enrollment token may be limited to.
+const MAX_ENROLLMENT_AGENTS: u32 = 10_000;
+
+/// Unix milliseconds `secs` seconds after `now`.
+fn after_secs(now: i64, secs: u64) -> i64 {
+    now.saturating_add(i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX))
+}
 
 fn invalid(e: impl std::fmt::Display) -> Error {
     Error::Invalid(e.to_string())
@@ -51,9 +61,18 @@ impl Control {
     pub async fn create_token(&self, user: &User, req: TokenCreate) -> Result<TokenCreated, Error> {
         user.require(Action::ManageTokens)?;
         names::label("token name", &req.name).map_err(invalid)?;
+        if req
+            .expires_in_secs
+            .is_some_and(|t| t == 0 || t > MAX_TOKEN_TTL_SECS)
+        {
+            return Err(Error::Invalid(format!(
+                "expires_in_secs must be between 1 and {MAX_TOKEN_TTL_SECS} (or absent: no expiry)"
+            )));
+        }
         let user = user.clone();
         self.db
             .write(move |tx| {
+                let expires = req.expires_in_secs.map(|t| after_secs(now_ms(), t));
                 let (new, at) = issue(
                     tx,
                     &TokenRecord {
@@ -63,10 +82,11 @@ impl Control {
                         role: Some(req.role),
                         pool_id: None,
                         agent_id: None,
-                        expires_ms: None,
+                        expires_ms: expires,
+                        max_uses: None,
                     },
                     &user.actor(),
-                    json!({"name": req.name, "role": req.role.as_str()}),
+                    json!({"name": req.name, "role": req.role.as_str(), "expires_at_ms": expires}),
                 )?;
                 Ok(TokenCreated {
                     view: TokenView {
@@ -75,6 +95,7 @@ impl Control {
                         role: req.role,
                         created_at_ms: at,
                         revoked_at_ms: None,
+                        expires_at_ms: expires,
                     },
                     token: new.value,
                 })
@@ -170,28 +191,46 @@ impl Control {
         self.db.read(move |tx| store::pools::list(tx, org_id)).await
     }
 
-    /// Issues an enrollment token for `pool`, valid `ttl_secs` (default:
-    /// the configured enrollment TTL); its value is in the answer only.
+    /// Issues an enrollment token for `pool`, valid `req.ttl_secs` (default:
+    /// the configured enrollment TTL) for `req.max_agents` agents (default
+    /// one) or, with `req.unlimited`, any number; its value is in the answer
+    /// only.
     pub async fn create_enrollment_token(
         &self,
         user: &User,
         pool: String,
-        ttl_secs: Option<u64>,
+        req: EnrollmentTokenCreate,
     ) -> Result<EnrollmentToken, Error> {
         user.require(Action::EnrollAgents)?;
-        let ttl = ttl_secs.unwrap_or(self.settings.enrollment_ttl.as_secs());
+        let ttl = req
+            .ttl_secs
+            .unwrap_or(self.settings.enrollment_ttl.as_secs());
         if ttl == 0 || ttl > MAX_ENROLLMENT_TTL_SECS {
             return Err(Error::Invalid(format!(
                 "ttl_secs must be between 1 and {MAX_ENROLLMENT_TTL_SECS}"
             )));
         }
+        let max_agents = match (req.max_agents, req.unlimited) {
+            (Some(_), true) => {
+                return Err(Error::Invalid(
+                    "give max_agents or unlimited, not both".into(),
+                ));
+            }
+            (None, true) => None,
+            (None, false) => Some(1),
+            (Some(n), false) if (1..=MAX_ENROLLMENT_AGENTS).contains(&n) => Some(n),
+            (Some(_), false) => {
+                return Err(Error::Invalid(format!(
+                    "max_agents must be between 1 and {MAX_ENROLLMENT_AGENTS}"
+                )));
+            }
+        };
         let user = user.clone();
         self.db
             .write(move |tx| {
                 let pool_id = store::pools::id(tx, user.org_id, &pool)?
                     .ok_or_else(|| Error::not_found(Object::Pool, pool.clone()))?;
-                let expires =
-                    now_ms().saturating_add(i64::try_from(ttl * 1000).unwrap_or(i64::MAX));
+                let expires = after_secs(now_ms(), ttl);
                 let (new, _) = issue(
                     tx,
                     &TokenRecord {
@@ -202,14 +241,16 @@ impl Control {
                         pool_id: Some(pool_id),
                         agent_id: None,
                         expires_ms: Some(expires),
+                        max_uses: max_agents,
                     },
                     &user.actor(),
-                    json!({"kind": "enrollment", "pool": pool, "expires_at_ms": expires}),
+                    json!({"kind": "enrollment", "pool": pool, "expires_at_ms": expires, "max_agents": max_agents}),
                 )?;
                 Ok(EnrollmentToken {
                     pool,
                     token: new.value,
                     expires_at_ms: expires,
+                    max_agents,
                 })
             })
             .await

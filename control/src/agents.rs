@@ -13,7 +13,7 @@ use crate::token::{self, TokenKind};
 use sealrun_vault::PublicKey;
 use sealrun_wire::agent::{
     AgentSettings, Assignment, ConnectRequest, FinishRequest, HeartbeatAck, RegisterRequest,
-    Registered,
+    Registered, ServedTarget,
 };
 use sealrun_wire::log::{LogChunk, LogUploadAck};
 use sealrun_wire::names;
@@ -54,13 +54,24 @@ fn check_connect(req: &ConnectRequest) -> Result<Vec<Served>, Error> {
             "max_concurrency must be between 1 and {MAX_CONCURRENCY}"
         )));
     }
-    if req.targets.is_empty() || req.targets.len() > MAX_TARGETS {
+    if req.targets.is_empty() {
+        return Err(bad(format!(
+            "an agent serves between 1 and {MAX_TARGETS} targets"
+        )));
+    }
+    parse_served(&req.targets)
+}
+
+/// The targets an agent says it serves, with their keys parsed.
+fn parse_served(targets: &[ServedTarget]) -> Result<Vec<Served>, Error> {
+    let bad = |m: String| Error::Invalid(m);
+    if targets.len() > MAX_TARGETS {
         return Err(bad(format!(
             "an agent serves between 1 and {MAX_TARGETS} targets"
         )));
     }
     let mut seen = BTreeSet::new();
-    req.targets
+    targets
         .iter()
         .map(|t| {
             if !seen.insert(&t.name) {
@@ -82,25 +93,31 @@ enum Connected {
     KeyMismatch(Error),
 }
 
-fn connect_job(
+/// The served targets checked against what is declared: each is declared
+/// in the agent's org and pool, and presents the key it is pinned to (or
+/// awaits after a re-key), or it is not pinned yet. `Ok(Err(refusal))` for
+/// a key mismatch, which is audited (in `tx`, which the caller commits):
+/// this is what a stolen token with a swapped key (to read future secrets)
+/// looks like.
+fn check_served<'s>(
     tx: &Tx<'_>,
-    agent: &Agent,
-    req: &ConnectRequest,
-    served: &[Served],
-    s: &crate::settings::Settings,
-) -> Result<Connected, Error> {
-    let now = now_ms();
+    org_id: i64,
+    pool_id: i64,
+    actor: &str,
+    agent_name: &str,
+    served: &'s [Served],
+) -> Result<Result<Vec<(i64, &'s Served)>, Error>, Error> {
     let mut resolved = Vec::with_capacity(served.len());
     let mut mismatches = Vec::new();
     for t in served {
-        let Some((id, pool_id, pinned)) = store::targets::pool_and_key(tx, agent.org_id, &t.name)?
+        let Some((id, target_pool, pinned)) = store::targets::pool_and_key(tx, org_id, &t.name)?
         else {
             return Err(Error::Invalid(format!(
                 "target {} is not declared: an admin must declare it first (PUT /v1/targets/{})",
                 t.name, t.name
             )));
         };
-        if pool_id != agent.pool_id {
+        if target_pool != pool_id {
             return Err(Error::Forbidden(format!(
                 "target {} belongs to another pool than this agent's",
                 t.name
@@ -110,36 +127,57 @@ fn connect_job(
         match pinned {
             Some(p) if p != presented.0 => mismatches.push((t.name.clone(), p, presented)),
             // Pinned to this key, awaited after a re-key, or new: `pin_key`
-            // below stores the key if the target has none yet.
+            // stores the key on connect if the target has none yet.
             _ => resolved.push((id, t)),
         }
     }
-    if !mismatches.is_empty() {
-        // Refused, but recorded: this is what a stolen agent token with a
-        // swapped key (to read future secrets) looks like.
-        let mut names = Vec::new();
-        let mut commands = Vec::new();
-        for (target, pinned, presented) in mismatches {
-            store::audit::append(
-                tx,
-                agent.org_id,
-                &agent.actor(),
-                "target.key_mismatch",
-                &target,
-                json!({"agent": agent.name, "pinned_key_id": pinned, "presented_key_id": presented.0}),
-            )?;
-            names.push(format!(
-                "target {target} is pinned to key {pinned} but this agent presented key {presented}"
-            ));
-            commands.push(format!(
-                "`sealrun target rekey {target} --key-id {presented}`"
-            ));
-        }
-        return Ok(Connected::KeyMismatch(Error::Conflict(format!(
-            "refusing to connect: {}; keys are never replaced silently: if this agent's key is the intended replacement, an admin runs {}, then this agent is started again",
-            names.join("; "),
-            commands.join(" and ")
-        ))));
+    if mismatches.is_empty() {
+        return Ok(Ok(resolved));
+    }
+    let mut names = Vec::new();
+    let mut commands = Vec::new();
+    for (target, pinned, presented) in mismatches {
+        store::audit::append(
+            tx,
+            org_id,
+            actor,
+            "target.key_mismatch",
+            &target,
+            json!({"agent": agent_name, "pinned_key_id": pinned, "presented_key_id": presented.0}),
+        )?;
+        names.push(format!(
+            "target {target} is pinned to key {pinned} but this agent presented key {presented}"
+        ));
+        commands.push(format!(
+            "`sealrun target rekey {target} --key-id {presented}`"
+        ));
+    Ok(Err(Error::Conflict(format!(
+        "refusing to connect: {}; keys are never replaced silently: if this agent's key is the intended replacement, an admin runs {}, then this agent is started again",
+        names.join("; "),
+        commands.join(" and ")
+    ))))
+}
+
+fn connect_job(
+    tx: &Tx<'_>,
+    agent: &Agent,
+    req: &ConnectRequest,
+    served: &[Served],
+    s: &crate::settings::Settings,
+) -> Result<Connected, Error> {
+    let now = now_ms();
+    let resolved = match check_served(
+        tx,
+        agent.org_id,
+        agent.pool_id,
+        &agent.actor(),
+        &agent.name,
+        served,
+    )? {
+        Ok(resolved) => resolved,
+        // Refused, but recorded.
+        Err(refusal) => return Ok(Connected::KeyMismatch(refusal)),
+    };
     }
     let since = s.connected_since(now);
     let others = store::agents::connected_others(tx, agent.org_id, &agent.id, since)?;
@@ -205,21 +243,50 @@ async fn any(waits: Vec<Pin<Box<dyn Future<Output = ()> + Send + '_>>>) {
 
 impl Control {
     /// Enrolls an agent into the enrollment token's pool; returns its own
+    ///
+    /// The targets the agent will serve (if it names them) are checked as
+    /// connecting checks them, so that an agent that would be refused (a
+    /// key the target is not pinned to, an undeclared target) is refused
+    /// here, before it is enrolled: a refused registration leaves no agent
+    /// behind and does not count against the enrollment token's agents.
+    /// Only a registration that succeeds counts one (atomically with it).
     /// token, shown once.
     pub async fn register_agent(
         &self,
         enroller: &Enroller,
         req: RegisterRequest,
     ) -> Result<Registered, Error> {
+        let served = parse_served(&req.targets)?;
         names::object("agent", &req.name).map_err(|e| Error::Invalid(e.to_string()))?;
         let enroller = enroller.clone();
-        self.db
+        let registered = self
+            .db
+                let now = now_ms();
             .write(move |tx| {
                 if store::agents::name_taken(tx, enroller.org_id, &req.name)? {
                     return Err(Error::Conflict(format!(
                         "an agent named {:?} is already enrolled; pick another name or revoke it first",
                         req.name
                     )));
+                let actor = format!("token:{}", enroller.token_id);
+                if let Err(refusal) = check_served(
+                    tx,
+                    enroller.org_id,
+                    enroller.pool_id,
+                    &actor,
+                    &req.name,
+                    &served,
+                )? {
+                    // Committed for the audit entry; nothing else was written.
+                    return Ok(Err(refusal));
+                }
+                if !store::tokens::use_enrollment(tx, &enroller.token_id, now)? {
+                    // Used up (or revoked, or expired) since it was verified:
+                    // a concurrent registration took its last agent.
+                    return Err(Error::Unauthenticated(
+                        "invalid, expired or revoked token".into(),
+                    ));
+                }
                 }
                 let agent_id = format!("agt_{}", token::random_hex(8));
                 store::agents::insert(
@@ -228,7 +295,7 @@ impl Control {
                     enroller.org_id,
                     enroller.pool_id,
                     &req.name,
-                    now_ms(),
+                    now,
                 )?;
                 let new = token::mint(TokenKind::Agent);
                 store::tokens::insert(
@@ -241,23 +308,29 @@ impl Control {
                         role: None,
                         pool_id: Some(enroller.pool_id),
                         agent_id: Some(&agent_id),
+                        max_uses: None,
                         expires_ms: None,
                     },
                 )?;
                 store::audit::append(
                     tx,
                     enroller.org_id,
-                    &format!("token:{}", enroller.token_id),
+                    &actor,
                     "agent.registered",
                     &agent_id,
                     json!({"name": req.name, "pool": enroller.pool, "agent_token": new.id}),
                 )?;
-                Ok(Registered {
+                Ok(Ok(Registered {
                     agent_id,
                     agent_token: new.value,
-                })
+                }))
             })
-            .await
+            .await?;
+        let registered = registered?;
+        // The enrollment token's use count changed: a cached principal of
+        // it must not outlive its last use.
+        self.auth.invalidate();
+        Ok(registered)
     }
 
     /// Declares the targets the agent serves (pinning keys on first sight,

@@ -268,6 +268,9 @@ fn lookup(
             let Some(pool_id) = row.pool_id else {
                 return refuse("enrollment token without a pool");
             };
+            if row.max_uses.is_some_and(|max| row.uses >= max) {
+                return refuse("used-up enrollment token");
+            }
             Principal::Enroller(Enroller {
                 org_id,
                 token_id: presented.id.to_owned(),

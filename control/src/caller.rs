@@ -7,6 +7,7 @@
 use crate::error::Error;
 use crate::permissions::Action;
 use sealrun_wire::admin::Role;
+use sealrun_wire::run::RunSource;
 
 /// A person or program with a role in an org (a user token).
 #[derive(Clone, Debug)]
@@ -150,9 +151,34 @@ pub struct Member {
     pub name: String,
     /// Recorded as the audit trail's `actor`.
     pub actor: String,
+    /// Where its runs come from: set by the domain from how the member was
+    /// made (a user token through the API, or a linked Slack user), never
+    /// taken from a request body.
+    pub source: RunSource,
 }
 
 impl Member {
+    /// A Slack user linked to org `org_id` with `role`.
+    pub(crate) fn slack(org_id: i64, role: Role, name: String, actor: String) -> Member {
+        Member {
+            org_id,
+            role,
+            name,
+            actor,
+            source: RunSource::Slack,
+        }
+    }
+
+    /// `user` acting through the sealrun CLI (which says so in a request
+    /// header): informational, as any API client could say the same, but it
+    /// can never make a run look as if it came from Slack.
+    pub fn via_cli(user: &User) -> Member {
+        Member {
+            source: RunSource::Cli,
+            ..Member::from(user)
+        }
+    }
+
     /// Refuses ([`Error::Forbidden`]) unless the member's role may do `action`.
     pub fn require(&self, action: Action) -> Result<(), Error> {
         action.check(self.role)
@@ -166,6 +192,7 @@ impl From<&User> for Member {
             role: user.role,
             name: user.name.clone(),
             actor: user.actor(),
+            source: RunSource::Api,
         }
     }
 }

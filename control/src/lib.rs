@@ -14,7 +14,7 @@
 //! ```
 //! use sealrun_control::{Action, Control, Error, Member, OpenOptions, Settings};
 //! use sealrun_wire::admin::{Role, TokenCreate};
-//! use sealrun_wire::run::{RunRequest, RunSource};
+//! use sealrun_wire::run::RunRequest;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -45,7 +45,6 @@
 //!     secrets: vec![],
 //!     timeout_secs: None,
 //!     image: None,
-//!     source: RunSource::Api,
 //!     require_agent: false,
 //!     stdin: false,
 //! };
@@ -110,7 +109,7 @@ pub use relay::{FEEDER_GRACE, RELAY_CHUNKS, StdinBroken, StdinStream};
 pub use runs::{Cancellation, RunFilter, RunTail, Submitted};
 pub use service::{Control, OpenOptions};
 pub use settings::Settings;
-pub use slack::check_slack_id;
+pub use slack::{SlackNotice, check_slack_id};
 pub use slack_keys::Workspace;
 pub use store::DB_FILE;
 pub use targets::Written;

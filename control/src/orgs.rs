@@ -75,6 +75,7 @@ fn seed_org(tx: &Tx<'_>, name: &str) -> Result<token::NewToken, crate::error::Er
             pool_id: None,
             agent_id: None,
             expires_ms: None,
+            max_uses: None,
         },
         SYSTEM,
         json!({"name": "initial admin", "role": "admin"}),

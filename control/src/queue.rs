@@ -22,7 +22,7 @@ use crate::store::{self, Tx, now_ms};
 use sealrun_wire::admin::TargetSpec;
 use sealrun_wire::agent::{AssignedSecret, Assignment, FinishRequest};
 use sealrun_wire::names;
-use sealrun_wire::run::{RunRequest, RunStatus, RunView};
+use sealrun_wire::run::{RunRequest, RunSource, RunStatus, RunView};
 use serde_json::json;
 use std::collections::BTreeSet;
 
@@ -56,6 +56,8 @@ pub(crate) struct Submitter<'a> {
     pub(crate) name: &'a str,
     /// Recorded in the audit trail.
     pub(crate) actor: &'a str,
+    /// Where the run comes from (from the member, never the request).
+    pub(crate) source: RunSource,
 }
 
 fn check_request(req: &RunRequest, target: &TargetSpec) -> Result<u64, Error> {
@@ -156,7 +158,7 @@ pub(crate) fn submit(
             secrets: &req.secrets,
             image: &image,
             timeout_secs: timeout,
-            source: req.source,
+            source: who.source,
             submitter: who.name,
             stdin: req.stdin,
             now: now_ms(),
@@ -175,7 +177,7 @@ pub(crate) fn submit(
             "secrets": req.secrets,
             "image": image,
             "timeout_secs": timeout,
-            "source": req.source.as_str(),
+            "source": who.source.as_str(),
             "submitter": who.name,
             "served": served,
             "stdin": req.stdin,

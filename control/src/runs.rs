@@ -69,6 +69,7 @@ impl Control {
                         org_id: who.org_id,
                         name: &who.name,
                         actor: &who.actor,
+                        source: who.source,
                     };
                     queue::submit(tx, &submitter, &req, connected_since)
                 },

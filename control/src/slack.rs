@@ -16,6 +16,36 @@ use serde_json::json;
 use std::sync::Arc;
 use zeroize::Zeroizing;
 
+/// Longest a verified request is remembered (its replay window, however
+/// the adapter sets it, is shorter).
+const MAX_REMEMBERED_MS: i64 = 3600 * 1000;
+
+/// A run result owed to Slack: posted to the slash command's
+/// `response_url` once the run ends, kept in the store until then (or
+/// until the URL expires), so that a restart of the control plane does not
+/// lose it.
+pub struct SlackNotice {
+    /// The run.
+    pub run_id: String,
+    /// Where to post (a credential for the channel: never logged).
+    pub response_url: Zeroizing<String>,
+    /// Unix milliseconds after which Slack no longer honours the URL.
+    pub expires_at_ms: i64,
+    /// Who submitted the run, to read it as.
+    pub member: Member,
+}
+
+impl std::fmt::Debug for SlackNotice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlackNotice")
+            .field("run_id", &self.run_id)
+            .field("response_url", &"***")
+            .field("expires_at_ms", &self.expires_at_ms)
+            .field("member", &self.member)
+            .finish()
+    }
+}
+
 /// A Slack id (team `T...`/`E...`, user `U...`/`W...`): 2-32 uppercase
 /// letters and digits, starting with a letter.
 pub fn check_slack_id(kind: &str, id: &str) -> Result<(), Error> {
@@ -260,11 +290,13 @@ impl Control {
             .db
             .read(move |tx| store::slack::user(tx, &team, &user))
             .await?;
-        Ok(linked.map(|(name, role)| Member {
-            org_id: workspace.org_id,
-            role,
-            name: format!("slack:{team_id}/{user_id} ({name})"),
-            actor: format!("slack:{team_id}/{user_id}"),
+        Ok(linked.map(|(name, role)| {
+            Member::slack(
+                workspace.org_id,
+                role,
+                format!("slack:{team_id}/{user_id} ({name})"),
+                format!("slack:{team_id}/{user_id}"),
+            )
         }))
     }
 
@@ -300,5 +332,84 @@ impl Control {
             detail: json!({"reason": reason, "command": verb}),
         })
         .await;
+    }
+}
+
+impl Control {
+    /// Whether a request of `workspace` (verified: only the domain makes a
+    /// [`Workspace`]) whose signature is `mac` is seen for the first time;
+    /// it is remembered until `until_ms` (when its timestamp leaves the
+    /// replay window), so a captured request replayed within the window
+    /// is refused instead of acted on twice. Kept in the store, so a
+    /// restart does not forget it.
+    pub async fn slack_accept_once(
+        &self,
+        workspace: &Workspace,
+        mac: [u8; 32],
+        until_ms: i64,
+    ) -> Result<bool, Error> {
+        let _verified = workspace;
+        let now = now_ms();
+        let until = until_ms.clamp(now, now.saturating_add(MAX_REMEMBERED_MS));
+        self.db
+            .write(move |tx| store::slack::accept_once(tx, &mac, until, now))
+            .await
+    }
+
+    /// Records that run `run_id`, submitted by `who` from Slack, owes its
+    /// result to `response_url` until `expires_at_ms`.
+    pub async fn slack_notice_owed(
+        &self,
+        who: &Member,
+        run_id: &str,
+        response_url: &str,
+        expires_at_ms: i64,
+    ) -> Result<(), Error> {
+        let notice = store::slack::Notice {
+            run_id: run_id.to_owned(),
+            org_id: who.org_id,
+            role: who.role,
+            submitter: who.name.clone(),
+            actor: who.actor.clone(),
+            response_url: self.slack.seal_response_url(run_id, response_url)?,
+            expires_ms: expires_at_ms,
+        };
+        self.db
+            .write(move |tx| store::slack::insert_notice(tx, &notice))
+            .await
+    }
+
+    /// The run results still owed to Slack (after a restart), their URLs
+    /// opened; those whose URL expired are forgotten.
+    pub async fn slack_notices_owed(&self) -> Result<Vec<SlackNotice>, Error> {
+        let now = now_ms();
+        let stored = self
+            .db
+            .write(move |tx| store::slack::pending_notices(tx, now))
+            .await?;
+        let mut owed = Vec::with_capacity(stored.len());
+        for n in stored {
+            let response_url = match self.slack.open_response_url(&n.run_id, &n.response_url) {
+                Ok(url) => url,
+                // Logged where it happened; the others can still be sent.
+                Err(_) => continue,
+            };
+            owed.push(SlackNotice {
+                member: Member::slack(n.org_id, n.role, n.submitter, n.actor),
+                run_id: n.run_id,
+                response_url,
+                expires_at_ms: n.expires_ms,
+            });
+        }
+        Ok(owed)
+    }
+
+    /// Forgets run `run_id`'s owed result (posted, refused for good by
+    /// Slack, or given up).
+    pub async fn slack_notice_settled(&self, run_id: &str) -> Result<(), Error> {
+        let run_id = run_id.to_owned();
+        self.db
+            .write(move |tx| store::slack::delete_notice(tx, &run_id))
+            .await
     }
 }

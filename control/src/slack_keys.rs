@@ -19,6 +19,8 @@ pub(crate) const KEY_FILE: &str = "slack.key";
 
 /// The name a signing secret is sealed under (with the team id as target).
 const SEALED_NAME: &str = "slack-signing-secret";
+/// The name a `response_url` is sealed under (with the run id as target).
+const URL_NAME: &str = "slack-response-url";
 /// Most workspaces whose opened secrets are cached.
 const CACHE_MAX: usize = 10_000;
 
@@ -104,6 +106,31 @@ impl SlackKeys {
     pub(crate) fn seal(&self, team_id: &str, secret: &[u8]) -> Result<SealedSecret, Error> {
         sealrun_vault::seal(&self.keypair.public_key(), SEALED_NAME, team_id, secret)
             .map_err(|e| Error::internal(format_args!("cannot seal a signing secret: {e}")))
+    }
+
+    /// Seals the `response_url` of run `run_id` for storage: it is a
+    /// credential for the channel the command was typed in.
+    pub(crate) fn seal_response_url(&self, run_id: &str, url: &str) -> Result<SealedSecret, Error> {
+        sealrun_vault::seal(&self.keypair.public_key(), URL_NAME, run_id, url.as_bytes())
+            .map_err(|e| Error::internal(format_args!("cannot seal a response_url: {e}")))
+    }
+
+    /// Opens the stored `response_url` of run `run_id`.
+    pub(crate) fn open_response_url(
+        &self,
+        run_id: &str,
+        sealed: &SealedSecret,
+    ) -> Result<Zeroizing<String>, Error> {
+        let opened = sealrun_vault::open(&self.keypair, URL_NAME, run_id, sealed).map_err(|e| {
+            Error::internal(format_args!(
+                "cannot open the Slack response_url of run {run_id} (was {KEY_FILE} replaced?): {e}"
+            ))
+        })?;
+        String::from_utf8(opened.expose().to_vec())
+            .map(Zeroizing::new)
+            .map_err(|_| {
+                Error::internal(format_args!("the response_url of run {run_id} is not text"))
+            })
     }
 
     /// Opens the stored secret of workspace `team_id`.

@@ -11,7 +11,7 @@ use sealrun_vault::TargetKeypair;
 use sealrun_wire::admin::{Role, TargetSpec, TokenCreate};
 use sealrun_wire::agent::{ConnectRequest, FinishRequest, RegisterRequest, ServedTarget};
 use sealrun_wire::audit::{AuditEntry, AuditVerification};
-use sealrun_wire::run::{RunRequest, RunSource, RunStatus};
+use sealrun_wire::run::{RunRequest, RunStatus};
 
 const ATTEMPT: Attempt<'static> = Attempt {
     method: "TEST",
@@ -133,7 +133,6 @@ async fn busy_world() -> World {
             secrets: vec!["PGPASSWORD".into()],
             timeout_secs: None,
             image: None,
-            source: RunSource::Api,
             require_agent: false,
             stdin: false,
         };
@@ -156,7 +155,6 @@ async fn busy_world() -> World {
         secrets: vec![],
         timeout_secs: None,
         image: None,
-        source: RunSource::Api,
         require_agent: false,
         stdin: false,
     };

@@ -6,7 +6,9 @@ use crate::client::Client;
 use crate::output::{self, Table, outln, safe};
 use anyhow::Result;
 use reqwest::Method;
-use sealrun_wire::admin::{AgentList, EnrollmentToken, PoolCreate, PoolList, PoolView};
+use sealrun_wire::admin::{
+    AgentList, EnrollmentToken, EnrollmentTokenCreate, PoolCreate, PoolList, PoolView,
+};
 
 pub async fn run(cmd: PoolCommand) -> Result<()> {
     match cmd {
@@ -32,20 +34,35 @@ pub async fn run(cmd: PoolCommand) -> Result<()> {
             }
             t.print()
         }
-        PoolCommand::EnrollToken { pool, client } => {
+        PoolCommand::EnrollToken {
+            pool,
+            max_agents,
+            unlimited,
+            ttl,
+            client,
+        } => {
             let json = client.json;
             let client = Client::from_args(&client)?;
             let tok: EnrollmentToken = client
                 .post(
                     &format!("/v1/pools/{}/enrollment-tokens", seg(&pool)),
-                    &serde_json::json!({}),
+                    &EnrollmentTokenCreate {
+                        ttl_secs: ttl,
+                        max_agents,
+                        unlimited,
+                    },
                 )
                 .await?;
             if json {
                 return output::json(&tok);
             }
+            let agents = match tok.max_agents {
+                Some(1) => "one agent".to_owned(),
+                Some(n) => format!("up to {n} agents"),
+                None => "any number of agents".to_owned(),
+            };
             eprintln!(
-                "enrollment token for pool {} (valid until {}; shown only this once):",
+                "enrollment token for pool {} ({agents}, until {}; shown only this once):",
                 safe(&tok.pool),
                 output::time(tok.expires_at_ms)
             );

@@ -10,7 +10,7 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use futures_util::StreamExt as _;
 use reqwest::Method;
 use sealrun_wire::log::{LogEvent, RunEnd};
-use sealrun_wire::run::{RunCreated, RunRequest, RunSource, RunStatus, RunView};
+use sealrun_wire::run::{RunCreated, RunRequest, RunStatus, RunView};
 use std::io::IsTerminal as _;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -78,7 +78,6 @@ pub async fn run(a: RunArgs) -> Result<ExitCode> {
         secrets: a.secrets,
         timeout_secs: a.timeout,
         image: a.image,
-        source: RunSource::Cli,
         require_agent: a.no_wait,
         stdin: forward_stdin,
     };

@@ -10,7 +10,12 @@ use sealrun_wire::admin::{Role, TokenCreate, TokenCreated, TokenList};
 
 pub async fn run(cmd: TokenCommand) -> Result<()> {
     match cmd {
-        TokenCommand::Create { role, name, client } => {
+        TokenCommand::Create {
+            role,
+            name,
+            expires_in,
+            client,
+        } => {
             let json = client.json;
             let client = Client::from_args(&client)?;
             let role = match role {
@@ -19,13 +24,25 @@ pub async fn run(cmd: TokenCommand) -> Result<()> {
                 RoleArg::Auditor => Role::Auditor,
             };
             let created: TokenCreated = client
-                .post("/v1/tokens", &TokenCreate { name, role })
+                .post(
+                    "/v1/tokens",
+                    &TokenCreate {
+                        name,
+                        role,
+                        expires_in_secs: expires_in,
+                    },
+                )
                 .await?;
             if json {
                 return output::json(&created);
             }
+            let until = created
+                .view
+                .expires_at_ms
+                .map(|at| format!(", valid until {}", output::time(at)))
+                .unwrap_or_default();
             eprintln!(
-                "token {} ({}, role {}) created; it is shown only this once:",
+                "token {} ({}, role {}{until}) created; it is shown only this once:",
                 created.view.id,
                 safe(&created.view.name),
                 created.view.role
@@ -39,13 +56,14 @@ pub async fn run(cmd: TokenCommand) -> Result<()> {
             if a.client.json {
                 return output::json(&list);
             }
-            let mut t = Table::new(&["ID", "NAME", "ROLE", "CREATED", "REVOKED"]);
+            let mut t = Table::new(&["ID", "NAME", "ROLE", "CREATED", "EXPIRES", "REVOKED"]);
             for v in list.tokens {
                 t.row(vec![
                     v.id,
                     v.name,
                     v.role.to_string(),
                     output::time(v.created_at_ms),
+                    output::opt_time(v.expires_at_ms),
                     output::opt_time(v.revoked_at_ms),
                 ]);
             }

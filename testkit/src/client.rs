@@ -391,7 +391,6 @@ pub fn run_request(target: &str, argv: &[&str]) -> RunRequest {
         secrets: vec![],
         timeout_secs: None,
         image: None,
-        source: Default::default(),
         require_agent: false,
         stdin: false,
     }

@@ -59,6 +59,10 @@ pub struct TokenCreate {
     /// A label for the token (e.g. the person it belongs to).
     pub name: String,
     /// Its role.
+    /// Seconds until the token stops working; absent: it works until
+    /// revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in_secs: Option<u64>,
     pub role: Role,
 }
 
@@ -74,6 +78,9 @@ pub struct TokenView {
     /// Unix milliseconds.
     pub created_at_ms: i64,
     /// Unix milliseconds, if revoked.
+    /// Unix milliseconds after which it no longer works, if it expires.
+    #[serde(default)]
+    pub expires_at_ms: Option<i64>,
     pub revoked_at_ms: Option<i64>,
 }
 
@@ -126,16 +133,28 @@ pub struct EnrollmentToken {
     /// The token.
     pub token: String,
     /// Unix milliseconds after which it no longer enrolls.
+    /// How many agents it enrolls at most; absent: any number until it
+    /// expires.
+    #[serde(default)]
+    pub max_agents: Option<u32>,
     pub expires_at_ms: i64,
 }
 
 /// `POST /v1/pools/{pool}/enrollment-tokens` body (optional: an empty body
-/// or `{}` takes the server's default lifetime).
+/// or `{}` takes the server's default lifetime and enrolls one agent).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EnrollmentTokenCreate {
     /// Seconds until the token stops enrolling agents.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// How many agents it may enroll (default 1: single use). Only a
+    /// registration that succeeds counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_agents: Option<u32>,
+    /// Enroll any number of agents until it expires (instead of
+    /// `max_agents`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unlimited: bool,
     pub ttl_secs: Option<u64>,
 }
 
@@ -151,6 +170,12 @@ pub struct EnrollmentTokenView {
     /// Unix milliseconds after which it no longer enrolls.
     pub expires_at_ms: i64,
     /// Unix milliseconds, if revoked.
+    /// How many agents it enrolls at most; absent: any number.
+    #[serde(default)]
+    pub max_agents: Option<u32>,
+    /// How many agents it has enrolled.
+    #[serde(default)]
+    pub agents_enrolled: u32,
     pub revoked_at_ms: Option<i64>,
 }
 

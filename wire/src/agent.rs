@@ -30,6 +30,13 @@ pub struct ServedTarget {
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     /// Human-readable agent name (unique in the org).
+    /// The targets it will serve, with their keys, checked as connecting
+    /// checks them: an agent that would be refused (a key mismatch, an
+    /// undeclared target) is refused before it is enrolled, so the refusal
+    /// uses up nothing of the enrollment token. Absent: checked on connect
+    /// only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<ServedTarget>,
     pub name: String,
 }
 

@@ -16,13 +16,15 @@
 //! `src/*.rs`, as the agent's `tests/layering.rs` does for the agent).
 //!
 //! ```
-//! use sealrun_wire::run::{RunRequest, RunSource};
+//! use sealrun_wire::run::RunRequest;
 //!
 //! let req: RunRequest = serde_json::from_str(
 //!     r#"{"target": "prod-db", "argv": ["psql", "-c", "select 1"]}"#,
 //! ).unwrap();
 //! assert_eq!(req.target, "prod-db");
-//! assert_eq!(req.source, RunSource::Api);
+//! // Where a run comes from is the server's to say, not the client's.
+//! let claimed = r#"{"target": "prod-db", "argv": ["true"], "source": "slack"}"#;
+//! assert!(serde_json::from_str::<RunRequest>(claimed).is_err());
 //! assert!(req.secrets.is_empty());
 //! ```
 #![forbid(unsafe_code)]

@@ -17,6 +17,13 @@ pub enum RunSource {
     Api,
 }
 
+/// The product name the `sealrun` CLI sends in its `User-Agent`
+/// (`sealrun-cli/<version>`): runs it submits are recorded with source
+/// `cli`, others submitted with a user token `api`. Any client can send
+/// it (it is informational), but no request can make a run's source
+/// `slack`: that is set only for runs from the Slack route.
+pub const CLI_PRODUCT: &str = "sealrun-cli";
+
 impl RunSource {
     /// The lowercase name used on the wire and in storage.
     pub fn as_str(self) -> &'static str {
@@ -128,9 +135,6 @@ pub struct RunRequest {
     /// Overrides the target's default image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
-    /// Where the request came from.
-    #[serde(default)]
-    pub source: RunSource,
     /// Refuse the run (`409`) instead of queueing it when no connected agent
     /// serves the target now.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

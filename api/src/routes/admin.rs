@@ -75,7 +75,7 @@ pub(crate) async fn create_enrollment_token(
 ) -> Result<(StatusCode, Json<EnrollmentToken>), ApiError> {
     let issued = state
         .control
-        .create_enrollment_token(&user, pool, req.ttl_secs)
+        .create_enrollment_token(&user, pool, req)
         .await?;
     Ok((StatusCode::CREATED, Json(issued)))
 }

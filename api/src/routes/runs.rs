@@ -7,11 +7,13 @@ use crate::state::AppState;
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use sealrun_control::{Member, Page, RunFilter, RunWatch, User};
 use sealrun_wire::log::{LogEvent, LogPage};
-use sealrun_wire::run::{RunCreated, RunList, RunRequest, RunStatus, RunView, StdinSent};
+use sealrun_wire::run::{
+    CLI_PRODUCT, RunCreated, RunList, RunRequest, RunStatus, RunView, StdinSent,
+};
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -19,13 +21,33 @@ use std::time::Duration;
 /// connections are not cut by proxies (clients skip empty lines).
 const FOLLOW_KEEPALIVE: Duration = Duration::from_secs(15);
 
+/// `user` submitting through the API: recorded with source `cli` when the
+/// request's `User-Agent` names the sealrun CLI ([`CLI_PRODUCT`]), else
+/// `api`. A request body cannot set the source.
+fn member(user: &User, headers: &HeaderMap) -> Member {
+    let cli = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|ua| ua.split_once('/'))
+        .is_some_and(|(product, _)| product == CLI_PRODUCT);
+    if cli {
+        Member::via_cli(user)
+    } else {
+        Member::from(user)
+    }
+}
+
 /// `POST /v1/runs` (admin, operator).
 pub(crate) async fn submit(
     State(state): State<AppState>,
     Caller(user): Caller<User>,
+    headers: HeaderMap,
     JsonBody(req): JsonBody<RunRequest>,
 ) -> Result<(StatusCode, Json<RunCreated>), ApiError> {
-    let submitted = state.control.submit_run(&Member::from(&user), req).await?;
+    let submitted = state
+        .control
+        .submit_run(&member(&user, &headers), req)
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(RunCreated {

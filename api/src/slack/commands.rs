@@ -2,11 +2,13 @@
 //!
 //! No bearer token: Slack's signature is the credential. The raw body is
 //! verified before anything in it is trusted; only `team_id` is read first,
-//! to pick the signing secret. A bad or missing signature answers `401` with
-//! one generic message (the reason goes to the org's audit trail, if the
-//! team is linked). Everything a verified user is refused (unknown team or
-//! user, too weak a role, a bad command) is a `200` with an ephemeral
-//! message, which is how Slack expects a refusal to be shown.
+//! to pick the signing secret. A request is accepted once: a replay within
+//! the window is refused. A bad, missing, stale or replayed signature, or a
+//! team no org has linked, answers the same `401` (the reason goes to the
+//! log, and to the org's audit trail if the team is linked), so the answer
+//! tells nobody which teams are linked. Everything a verified user is
+//! refused (unknown user, too weak a role, a bad command) is a `200` with an
+//! ephemeral message, which is how Slack expects a refusal to be shown.
 
 use super::command::{self, Command, USAGE};
 use super::verify::{self, Headers, SIGNATURE_HEADER, TIMESTAMP_HEADER};
@@ -18,7 +20,7 @@ use axum::extract::{Request, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use sealrun_control::{Member, Workspace, check_slack_id};
-use sealrun_wire::run::{RunRequest, RunSource, RunStatus, RunView};
+use sealrun_wire::run::{RunRequest, RunStatus, RunView};
 use sealrun_wire::slack::{ResponseType, SlackMessage};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -78,22 +80,26 @@ pub(crate) async fn handle(State(state): State<SlackState>, req: Request) -> Res
         Err(_) => return ApiError::too_large("request body too large").into_response(),
     };
     match authenticate(&state, &parts.headers, &body).await {
-        Ok(Some(workspace)) => answer(&state, &workspace, &body).await,
-        Ok(None) => say(
-            "This Slack workspace is not linked to sealrun. A sealrun admin can link it with \
-             `sealrun slack link-workspace --team-id <team id>`.",
-        ),
+        Ok(workspace) => answer(&state, &workspace, &body).await,
         Err(e) => e.into_response(),
     }
 }
 
-/// Verifies the request: `Ok(None)` for a well-signed-looking request from
-/// a team no org has linked (nothing can be checked, nothing will run).
+/// A key no signing secret equals: a request from a team no org has linked
+/// is checked against it, so it costs what a linked team's does, and then
+/// refused like a bad signature.
+const UNLINKED_KEY: &[u8] = b"sealrun: no workspace is linked for this team";
+
+/// Verifies the request, and that it is the first time it is seen. Every
+/// refusal (no or malformed headers, a stale timestamp, a bad signature, a
+/// team no org has linked, a replay) is the same `401`, so the answer says
+/// nothing about which teams are linked or why; the reason goes to the log
+/// and, for a linked team, to its org's audit trail.
 async fn authenticate(
     state: &SlackState,
     headers: &HeaderMap,
     body: &Bytes,
-) -> Result<Option<Workspace>, ApiError> {
+) -> Result<Workspace, ApiError> {
     let signed = verify::parse_headers(Headers {
         timestamp: headers.get(TIMESTAMP_HEADER).map(|v| v.as_bytes()),
         signature: headers.get(SIGNATURE_HEADER).map(|v| v.as_bytes()),
@@ -104,33 +110,40 @@ async fn authenticate(
         Some(t) => state.app.control.slack_workspace(t).await?,
         None => None,
     };
-    let checked = match (&signed, &workspace) {
-        (Err(refusal), _) => Err(*refusal),
-        (Ok(_), None) if team_id.is_some() => {
-            tracing::info!(
-                team = team_id.as_deref().unwrap_or("-"),
-                "slash command from an unlinked Slack team"
-            );
-            return Ok(None);
-        }
-        (Ok(_), None) => Err(verify::Refusal::MalformedHeaders),
-        (Ok(s), Some(w)) => verify::verify(w.signing_secret(), s, body, unix_now()),
+    let signed = match signed {
+        Ok(s) => s,
+        Err(r) => return Err(refused(state, team_id.as_deref(), workspace.as_ref(), r).await),
     };
-    match (checked, workspace) {
-        (Ok(()), Some(w)) => Ok(Some(w)),
-        (Ok(()), None) => Err(refused(state, None, None, "no team").await),
-        (Err(r), w) => Err(refused(state, team_id.as_deref(), w.as_ref(), r.reason()).await),
+    let now = unix_now();
+    let Some(workspace) = workspace else {
+        let checked = verify::verify(UNLINKED_KEY, &signed, body, now);
+        let why = checked.err().unwrap_or(verify::Refusal::Unlinked);
+        return Err(refused(state, team_id.as_deref(), None, why).await);
+    };
+    if let Err(r) = verify::verify(workspace.signing_secret(), &signed, body, now) {
+        return Err(refused(state, team_id.as_deref(), Some(&workspace), r).await);
     }
+    let first = state
+        .app
+        .control
+        .slack_accept_once(&workspace, signed.mac(), signed.replayable_until_ms())
+        .await?;
+    if !first {
+        let r = verify::Refusal::Replayed;
+        return Err(refused(state, team_id.as_deref(), Some(&workspace), r).await);
+    }
+    Ok(workspace)
 }
 
-/// Logs, meters and (for a linked team) audits a refused signature; the
-/// answer says nothing about which check failed.
+/// Logs, meters and (for a linked team) audits a refused request; the
+/// answer is the same whatever the reason.
 async fn refused(
     state: &SlackState,
     team_id: Option<&str>,
     workspace: Option<&Workspace>,
-    reason: &'static str,
+    why: verify::Refusal,
 ) -> ApiError {
+    let reason = why.reason();
     state.app.metrics.auth_failed();
     tracing::warn!(
         team = team_id.unwrap_or("-"),
@@ -146,8 +159,11 @@ async fn refused(
                 .await;
         }
     }
-    ApiError::unauthorized("invalid Slack request signature")
+    ApiError::unauthorized(REFUSED)
 }
+
+/// The one answer to every refused request.
+pub(crate) const REFUSED: &str = "Slack request refused: it is not signed with the signing secret of a linked workspace, or it is stale or was already received (see the control plane's log)";
 
 /// Answers a verified command.
 async fn answer(state: &SlackState, workspace: &Workspace, body: &[u8]) -> Response {
@@ -268,7 +284,6 @@ async fn run(
         secrets,
         timeout_secs: None,
         image: None,
-        source: RunSource::Slack,
         require_agent: false,
         // Slack has no input to give: the command reads an empty stdin.
         stdin: false,
@@ -276,7 +291,19 @@ async fn run(
     let shown = escape::code_block(&sealrun_wire::shell::join(&req.argv));
     let target = req.target.clone();
     let id = state.app.control.submit_run(who, req).await?.id;
-    notify::spawn(state.clone(), who.clone(), id.clone(), url);
+    let expires_at_ms = unix_now()
+        .saturating_mul(1000)
+        .saturating_add(i64::try_from(notify::URL_LIFETIME.as_millis()).unwrap_or(i64::MAX));
+    // Stored before it is watched, so a restart from now on still posts it.
+    if let Err(e) = state
+        .app
+        .control
+        .slack_notice_owed(who, &id, url.as_str(), expires_at_ms)
+        .await
+    {
+        tracing::warn!(run = %id, error = %e, "cannot store the Slack notice; it is kept in memory only");
+    }
+    notify::spawn(state.clone(), who.clone(), id.clone(), url, expires_at_ms);
     Ok(say(format!(
         "Queued run `{id}` on target `{}`:\n{shown}\nI will post the result here when it ends.",
         escape::text(&target)

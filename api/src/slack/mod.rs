@@ -38,6 +38,10 @@ pub(crate) fn router(app: AppState) -> Result<Router<AppState>, Error> {
         app,
         slack: Arc::new(Slack::new()?),
     };
+    // Run results a previous process owed to Slack.
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(notify::resume(state.clone()));
+    }
     Ok(Router::new()
         .route("/v1/integrations/slack/commands", post(commands::handle))
         .route(

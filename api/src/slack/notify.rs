@@ -7,13 +7,17 @@
 //! accepts up to five posts to a `response_url` within 30 minutes: a failed
 //! post is retried with backoff within those limits; a run still going after
 //! 30 minutes is not reported (its result stays in sealrun).
-//! Nothing here survives a restart of the control plane: a run that ends
-//! while it is down is not reported to Slack.
+//!
+//! What is owed is stored (`Control::slack_notice_owed`, the URL sealed)
+//! until it is posted, refused for good or given up, and resumed when the
+//! control plane starts ([`resume`]): a run that ends while the control
+//! plane is down or restarting is still reported, within the URL's
+//! lifetime.
 
 use super::{SlackState, escape};
 use crate::error::ApiError;
 use reqwest::Url;
-use sealrun_control::{Error, Member};
+use sealrun_control::{Error, Member, SlackNotice};
 use sealrun_wire::run::{RunStatus, RunView};
 use sealrun_wire::slack::{ResponseType, SlackMessage};
 use std::net::IpAddr;
@@ -23,7 +27,7 @@ use tokio::time::Instant;
 /// Bytes of output shown by `logs` and in the final message.
 pub(crate) const TAIL_BYTES: usize = 3000;
 /// How long Slack honours a `response_url`.
-const URL_LIFETIME: Duration = Duration::from_secs(30 * 60);
+pub(crate) const URL_LIFETIME: Duration = Duration::from_secs(30 * 60);
 /// Longest wait between two looks at a run.
 const RECHECK: Duration = Duration::from_secs(5);
 /// How long an ended run's late log uploads are waited for.
@@ -50,35 +54,86 @@ pub(crate) fn check_response_url(raw: &str) -> Result<Url, String> {
 }
 
 /// Starts watching `run_id` (submitted by `who`), to post its result to
-/// `url` when it ends.
-pub(crate) fn spawn(state: SlackState, who: Member, run_id: String, url: Url) {
+/// `url` when it ends, until Unix milliseconds `expires_at_ms` (the URL's
+/// end). The caller has stored the notice; it is forgotten here once
+/// settled, and kept if the server stops first.
+pub(crate) fn spawn(state: SlackState, who: Member, run_id: String, url: Url, expires_at_ms: i64) {
     tokio::spawn(async move {
-        let deadline = Instant::now() + URL_LIFETIME;
-        let Some((view, tail)) = wait_for_end(&state, &who, &run_id, deadline).await else {
-            return;
+        let left = u64::try_from(expires_at_ms.saturating_sub(unix_ms())).unwrap_or(0);
+        let deadline = Instant::now() + Duration::from_millis(left);
+        let settled = match wait_for_end(&state, &who, &run_id, deadline).await {
+            Waited::Ended(view, tail) => {
+                let message = SlackMessage {
+                    response_type: ResponseType::Ephemeral,
+                    text: final_text(&view, &tail),
+                };
+                post(&state, &run_id, &url, &message, deadline).await
+            }
+            Waited::GaveUp => true,
+            Waited::Stopping => false,
         };
-        let message = SlackMessage {
-            response_type: ResponseType::Ephemeral,
-            text: final_text(&view, &tail),
-        };
-        post(&state, &run_id, &url, &message, deadline).await;
+        if settled {
+            if let Err(e) = state.app.control.slack_notice_settled(&run_id).await {
+                tracing::warn!(run = %run_id, error = %e, "cannot forget a settled Slack notice");
+            }
+        }
     });
 }
 
-/// The run once it ended and its output is in (or `None` if it never did
-/// within the URL's lifetime, or the server is stopping).
-async fn wait_for_end(
-    state: &SlackState,
-    who: &Member,
-    run_id: &str,
-    deadline: Instant,
-) -> Option<(RunView, String)> {
+/// Resumes the notices a previous process owed (called once at start).
+pub(crate) async fn resume(state: SlackState) {
+    let owed = match state.app.control.slack_notices_owed().await {
+        Ok(owed) => owed,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the run results owed to Slack");
+            return;
+        }
+    };
+    if !owed.is_empty() {
+        tracing::info!(count = owed.len(), "resuming run results owed to Slack");
+    }
+    for SlackNotice {
+        run_id,
+        response_url,
+        expires_at_ms,
+        member,
+        ..
+    } in owed
+    {
+        match check_response_url(&response_url) {
+            Ok(url) => spawn(state.clone(), member, run_id, url, expires_at_ms),
+            Err(_) => {
+                let _ = state.app.control.slack_notice_settled(&run_id).await;
+            }
+        }
+    }
+}
+
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// How waiting for a run's end ended.
+enum Waited {
+    /// The run ended and its output is in.
+    Ended(RunView, String),
+    /// Nothing will be posted: the URL expired first, or the run cannot be
+    /// read.
+    GaveUp,
+    /// The server is stopping: the notice stays owed.
+    Stopping,
+}
+
+/// The run once it ended and its output is in.
+async fn wait_for_end(state: &SlackState, who: &Member, run_id: &str, deadline: Instant) -> Waited {
     let control = &state.app.control;
     let mut watch = match control.watch_run(who, run_id) {
         Ok(w) => w,
         Err(e) => {
             tracing::warn!(run = run_id, error = %e, "cannot watch a run for Slack");
-            return None;
+            return Waited::GaveUp;
         }
     };
     let mut ended_at: Option<Instant> = None;
@@ -90,23 +145,23 @@ async fn wait_for_end(
             Ok(t) if t.run.status.is_terminal() => {
                 let since = *ended_at.get_or_insert_with(Instant::now);
                 if t.complete || since.elapsed() >= LOG_GRACE {
-                    return Some((t.run, shown_tail(&t.tail)));
+                    return Waited::Ended(t.run, shown_tail(&t.tail));
                 }
             }
             Ok(_) => {}
             Err(Error::Internal(_) | Error::Unavailable(_)) => {
                 tracing::warn!(run = run_id, "cannot read a run for Slack")
             }
-            Err(_) => return None,
+            Err(_) => return Waited::GaveUp,
         }
         tokio::select! {
             () = watch.changed() => {}
             () = tokio::time::sleep(RECHECK) => {}
             () = tokio::time::sleep_until(deadline) => {
                 tracing::info!(run = run_id, "run still going when its Slack response_url expired: not reported to Slack");
-                return None;
+                return Waited::GaveUp;
             }
-            () = control.shutting_down() => return None,
+            () = control.shutting_down() => return Waited::Stopping,
         }
     }
 }
@@ -184,14 +239,14 @@ fn final_text(view: &RunView, tail: &str) -> String {
 
 /// Posts `message`, retrying failures (1 s, 2 s, 4 s... apart) until it is
 /// accepted, Slack refuses it for good, or the URL's attempts or lifetime
-/// run out.
+/// run out; `false` if the server began stopping first (it is owed still).
 async fn post(
     state: &SlackState,
     run_id: &str,
     url: &Url,
     message: &SlackMessage,
     deadline: Instant,
-) {
+) -> bool {
     let mut backoff = Duration::from_secs(1);
     for attempt in 1..=ATTEMPTS {
         let sent = state
@@ -204,7 +259,7 @@ async fn post(
         let retry = match sent {
             Ok(r) if r.status().is_success() => {
                 tracing::info!(run = run_id, "run result posted to Slack");
-                return;
+                return true;
             }
             // 4xx: the URL expired or was used up; asking again will not help.
             Ok(r)
@@ -216,7 +271,7 @@ async fn post(
                     status = r.status().as_u16(),
                     "Slack refused the run result"
                 );
-                return;
+                return true;
             }
             Ok(r) => format!("HTTP {}", r.status().as_u16()),
             // Without the URL: it is a credential for the channel.
@@ -224,14 +279,15 @@ async fn post(
         };
         tracing::warn!(run = run_id, attempt, error = %retry, "cannot post the run result to Slack");
         if attempt == ATTEMPTS || Instant::now() + backoff >= deadline {
-            return;
+            return true;
         }
         tokio::select! {
             () = tokio::time::sleep(backoff) => {}
-            () = state.app.control.shutting_down() => return,
+            () = state.app.control.shutting_down() => return false,
         }
         backoff *= 2;
     }
+    true
 }
 
 #[cfg(test)]

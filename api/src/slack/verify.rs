@@ -1,6 +1,8 @@
 //! Slack's v0 request signatures: `X-Slack-Signature` must be
 //! `v0=` + hex(HMAC-SHA256(signing secret, `v0:{timestamp}:{raw body}`)),
-//! and `X-Slack-Request-Timestamp` within [`MAX_SKEW_SECS`] of now.
+//! and `X-Slack-Request-Timestamp` within [`MAX_SKEW_SECS`] of now. Within
+//! that window a request is accepted once: the domain remembers each
+//! accepted signature ([`Signed::mac`]) until [`Signed::replayable_until_ms`].
 //!
 //! Pure functions of their inputs (the clock is a parameter), so every
 //! refusal can be tested without waiting or faking time.
@@ -28,6 +30,11 @@ pub(crate) enum Refusal {
     Stale,
     /// The signature does not match the body and the signing secret.
     BadSignature,
+    /// No org has linked the request's team (checked as a bad signature
+    /// would be, and answered the same).
+    Unlinked,
+    /// A request accepted before, sent again within the window.
+    Replayed,
 }
 
 impl Refusal {
@@ -38,6 +45,8 @@ impl Refusal {
             Refusal::MalformedHeaders => "malformed signature headers",
             Refusal::Stale => "timestamp outside the replay window",
             Refusal::BadSignature => "signature mismatch",
+            Refusal::Unlinked => "team not linked",
+            Refusal::Replayed => "request already accepted (replayed)",
         }
     }
 }
@@ -56,6 +65,24 @@ pub(crate) struct Signed<'a> {
     timestamp: &'a str,
     seconds: i64,
     mac: [u8; 32],
+}
+
+impl Signed<'_> {
+    /// The claimed MAC: what identifies the request (Slack signs each one
+    /// anew; a resend of a captured request carries the same one).
+    pub(crate) fn mac(&self) -> [u8; 32] {
+        self.mac
+    }
+
+    /// Unix milliseconds until which the request could still be replayed
+    /// (its timestamp leaves the window then), so how long it is
+    /// remembered.
+    pub(crate) fn replayable_until_ms(&self) -> i64 {
+        self.seconds
+            .saturating_add(MAX_SKEW_SECS)
+            .saturating_add(1)
+            .saturating_mul(1000)
+    }
 }
 
 /// Checks the headers' shape; done before anything else is looked at.

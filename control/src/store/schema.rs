@@ -216,6 +216,36 @@ CREATE TABLE health_probe (
     at_ms  INTEGER NOT NULL
 );
 "#,
+    // 5: enrollment tokens limited to a number of agents.
+    // `max_uses` NULL enrolls any number (what every earlier token was
+    // issued as); `uses` counts registrations that succeeded.
+    r#"
+ALTER TABLE tokens ADD COLUMN max_uses INTEGER;
+ALTER TABLE tokens ADD COLUMN uses INTEGER NOT NULL DEFAULT 0;
+"#,
+    // 6: Slack requests accepted once (by signature, until the request's
+    // timestamp leaves the replay window), and run results still owed to
+    // Slack, kept across restarts. A `response_url` is a credential for
+    // the channel, so it is stored sealed (to `slack.key`, like signing
+    // secrets); the submitter's role, name and audit actor are what reading
+    // the run again needs.
+    r#"
+CREATE TABLE slack_requests (
+    mac         BLOB PRIMARY KEY,
+    expires_ms  INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX slack_requests_by_expiry ON slack_requests (expires_ms);
+
+CREATE TABLE slack_notices (
+    run_id        TEXT PRIMARY KEY,
+    org_id        INTEGER NOT NULL,
+    role          TEXT NOT NULL CHECK (role IN ('admin', 'operator', 'auditor')),
+    submitter     TEXT NOT NULL,
+    actor         TEXT NOT NULL,
+    response_url  TEXT NOT NULL,
+    expires_ms    INTEGER NOT NULL
+) WITHOUT ROWID;
+"#,
 ];
 
 /// Brings the database at `path` (open as `conn`) up to the current schema.

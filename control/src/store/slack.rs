@@ -183,3 +183,107 @@ pub(crate) fn user(
         .optional()?;
     Ok(row.and_then(|(name, role)| Role::parse(&role).map(|role| (name, role))))
 }
+
+/// Records a verified request's signature `mac`, kept until `expires_ms`
+/// (when its timestamp has left the replay window), after forgetting those
+/// that have; returns whether it was new.
+pub(crate) fn accept_once(
+    tx: &Tx<'_>,
+    mac: &[u8; 32],
+    expires_ms: i64,
+    now: i64,
+) -> Result<bool, Error> {
+    tx.conn
+        .prepare_cached("DELETE FROM slack_requests WHERE expires_ms < ?1")?
+        .execute([now])?;
+    Ok(tx
+        .conn
+        .prepare_cached(
+            "INSERT INTO slack_requests (mac, expires_ms) VALUES (?1, ?2)
+             ON CONFLICT (mac) DO NOTHING",
+        )?
+        .execute(params![mac.as_slice(), expires_ms])?
+        == 1)
+}
+
+/// A run result owed to Slack, as stored.
+#[derive(Debug)]
+pub(crate) struct Notice {
+    pub(crate) run_id: String,
+    pub(crate) org_id: i64,
+    pub(crate) role: Role,
+    pub(crate) submitter: String,
+    pub(crate) actor: String,
+    pub(crate) response_url: SealedSecret,
+    pub(crate) expires_ms: i64,
+}
+
+/// Stores `notice` (replacing one for the same run).
+pub(crate) fn insert_notice(tx: &Tx<'_>, notice: &Notice) -> Result<(), Error> {
+    tx.conn
+        .prepare_cached(
+            "INSERT OR REPLACE INTO slack_notices
+             (run_id, org_id, role, submitter, actor, response_url, expires_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?
+        .execute(params![
+            notice.run_id,
+            notice.org_id,
+            notice.role.as_str(),
+            notice.submitter,
+            notice.actor,
+            serde_json::to_string(&notice.response_url)?,
+            notice.expires_ms
+        ])?;
+    Ok(())
+}
+
+/// The notices not yet expired at `now`, oldest deadline first, after
+/// deleting those that have.
+pub(crate) fn pending_notices(tx: &Tx<'_>, now: i64) -> Result<Vec<Notice>, Error> {
+    tx.conn
+        .prepare_cached("DELETE FROM slack_notices WHERE expires_ms <= ?1")?
+        .execute([now])?;
+    let mut stmt = tx.conn.prepare_cached(
+        "SELECT run_id, org_id, role, submitter, actor, response_url, expires_ms
+         FROM slack_notices ORDER BY expires_ms, run_id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, String>(4)?,
+            r.get::<_, String>(5)?,
+            r.get::<_, i64>(6)?,
+        ))
+    })?;
+    let mut notices = Vec::new();
+    for row in rows {
+        let (run_id, org_id, role, submitter, actor, url, expires_ms) = row?;
+        // The column's CHECK admits only valid roles.
+        let Some(role) = Role::parse(&role) else {
+            continue;
+        };
+        notices.push(Notice {
+            run_id,
+            org_id,
+            role,
+            submitter,
+            actor,
+            response_url: serde_json::from_str(&url)?,
+            expires_ms,
+        });
+    }
+    Ok(notices)
+}
+
+/// Forgets the notice of run `run_id` (delivered, refused for good, or
+/// given up).
+pub(crate) fn delete_notice(tx: &Tx<'_>, run_id: &str) -> Result<(), Error> {
+    tx.conn
+        .prepare_cached("DELETE FROM slack_notices WHERE run_id = ?1")?
+        .execute([run_id])?;
+    Ok(())
+}

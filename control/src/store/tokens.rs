@@ -17,14 +17,16 @@ pub(crate) struct TokenRecord<'a> {
     pub(crate) pool_id: Option<i64>,
     pub(crate) agent_id: Option<&'a str>,
     pub(crate) expires_ms: Option<i64>,
+    /// How many agents an enrollment token may enroll (`None`: any number).
+    pub(crate) max_uses: Option<u32>,
 }
 
 /// Stores a new token; returns its creation time.
 pub(crate) fn insert(tx: &Tx<'_>, new: &NewToken, rec: &TokenRecord<'_>) -> Result<i64, Error> {
     let now = now_ms();
     tx.conn.prepare_cached(
-        "INSERT INTO tokens (id, org_id, kind, role, name, secret_sha256, pool_id, agent_id, created_ms, expires_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        "INSERT INTO tokens (id, org_id, kind, role, name, secret_sha256, pool_id, agent_id, created_ms, expires_ms, max_uses)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?
     .execute(params![
         new.id,
@@ -36,7 +38,8 @@ pub(crate) fn insert(tx: &Tx<'_>, new: &NewToken, rec: &TokenRecord<'_>) -> Resu
         rec.pool_id,
         rec.agent_id,
         now,
-        rec.expires_ms
+        rec.expires_ms,
+        rec.max_uses
     ])?;
     Ok(now)
 }
@@ -54,6 +57,9 @@ pub(crate) struct Credential {
     pub(crate) agent_id: Option<String>,
     pub(crate) expires_ms: Option<i64>,
     pub(crate) revoked_ms: Option<i64>,
+    /// Enrollment tokens: how many agents it may enroll, and has.
+    pub(crate) max_uses: Option<i64>,
+    pub(crate) uses: i64,
 }
 
 /// The token with id `id`, with its org's name.
@@ -62,7 +68,7 @@ pub(crate) fn credential(tx: &Tx<'_>, id: &str) -> Result<Option<Credential>, Er
         .conn
         .prepare_cached(
             "SELECT t.kind, t.role, t.name, t.secret_sha256, t.org_id, o.name, t.pool_id,
-                    t.agent_id, t.expires_ms, t.revoked_ms
+                    t.agent_id, t.expires_ms, t.revoked_ms, t.max_uses, t.uses
              FROM tokens t JOIN orgs o ON o.id = t.org_id WHERE t.id = ?1",
         )?
         .query_row([id], |r| {
@@ -77,6 +83,8 @@ pub(crate) fn credential(tx: &Tx<'_>, id: &str) -> Result<Option<Credential>, Er
                 agent_id: r.get(7)?,
                 expires_ms: r.get(8)?,
                 revoked_ms: r.get(9)?,
+                max_uses: r.get(10)?,
+                uses: r.get(11)?,
             })
         })
         .optional()?)
@@ -85,7 +93,7 @@ pub(crate) fn credential(tx: &Tx<'_>, id: &str) -> Result<Option<Credential>, Er
 /// The org's user tokens, newest first.
 pub(crate) fn list_users(tx: &Tx<'_>, org_id: i64) -> Result<Vec<TokenView>, Error> {
     let mut stmt = tx.conn.prepare_cached(
-        "SELECT id, name, role, created_ms, revoked_ms FROM tokens
+        "SELECT id, name, role, created_ms, revoked_ms, expires_ms FROM tokens
          WHERE org_id = ?1 AND kind = 'user' ORDER BY created_ms DESC, id",
     )?;
     let rows = stmt.query_map([org_id], |r| {
@@ -96,6 +104,7 @@ pub(crate) fn list_users(tx: &Tx<'_>, org_id: i64) -> Result<Vec<TokenView>, Err
             role: Role::parse(&role).unwrap_or(Role::Auditor),
             created_at_ms: r.get(3)?,
             revoked_at_ms: r.get(4)?,
+            expires_at_ms: r.get(5)?,
         })
     })?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
@@ -175,7 +184,7 @@ pub(crate) fn list_enrollment(
     pool: &str,
 ) -> Result<Vec<EnrollmentTokenView>, Error> {
     let mut stmt = tx.conn.prepare_cached(
-        "SELECT id, created_ms, expires_ms, revoked_ms FROM tokens
+        "SELECT id, created_ms, expires_ms, revoked_ms, max_uses, uses FROM tokens
          WHERE kind = 'enrollment' AND pool_id = ?1 ORDER BY created_ms DESC, id",
     )?;
     let rows = stmt.query_map([pool_id], |r| {
@@ -185,7 +194,24 @@ pub(crate) fn list_enrollment(
             created_at_ms: r.get(1)?,
             expires_at_ms: r.get::<_, Option<i64>>(2)?.unwrap_or(0),
             revoked_at_ms: r.get(3)?,
+            max_agents: r.get(4)?,
+            agents_enrolled: r.get(5)?,
         })
     })?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// Counts one enrollment of enrollment token `id`, if it is unrevoked,
+/// unexpired at `now` and not used up; returns whether it was.
+pub(crate) fn use_enrollment(tx: &Tx<'_>, id: &str, now: i64) -> Result<bool, Error> {
+    Ok(tx
+        .conn
+        .prepare_cached(
+            "UPDATE tokens SET uses = uses + 1
+             WHERE id = ?1 AND kind = 'enrollment' AND revoked_ms IS NULL
+             AND (expires_ms IS NULL OR expires_ms > ?2)
+             AND (max_uses IS NULL OR uses < max_uses)",
+        )?
+        .execute(params![id, now])?
+        == 1)
 }
