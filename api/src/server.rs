@@ -107,6 +107,7 @@ impl Server {
         });
         let sweeping = Arc::clone(&state.control);
         let sweeper = tokio::spawn(async move { sweeping.sweep_leases().await });
+        crate::slack::resume_owed(state.clone())?;
         // TCP_NODELAY: answers are small and latency-bound; Nagle plus
         // delayed ACKs would add milliseconds to each of them.
         let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(

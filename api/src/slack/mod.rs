@@ -38,10 +38,6 @@ pub(crate) fn router(app: AppState) -> Result<Router<AppState>, Error> {
         app,
         slack: Arc::new(Slack::new()?),
     };
-    // Run results a previous process owed to Slack.
-    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-        runtime.spawn(notify::resume(state.clone()));
-    }
     Ok(Router::new()
         .route("/v1/integrations/slack/commands", post(commands::handle))
         .route(
@@ -58,6 +54,18 @@ pub(crate) fn router(app: AppState) -> Result<Router<AppState>, Error> {
             put(admin::put_user).delete(admin::delete_user),
         )
         .with_state(state))
+}
+
+/// Resumes posting the run results a previous process owed to Slack; called
+/// once the server runs (not when it is bound: a server bound and dropped
+/// without running must not leave tasks holding the control plane).
+pub(crate) fn resume_owed(app: AppState) -> Result<(), Error> {
+    let state = SlackState {
+        app,
+        slack: Arc::new(Slack::new()?),
+    };
+    tokio::spawn(notify::resume(state));
+    Ok(())
 }
 
 /// The state of the integration's handlers.
