@@ -92,6 +92,10 @@ enum Connected {
     Ok(AgentSettings, Vec<String>),
     KeyMismatch(Error),
 }
+/// Served targets that passed [`check_served`], with their target ids; or
+/// the refusal of a key mismatch (audited in the transaction).
+type Checked<'s> = Result<Vec<(i64, &'s Served)>, Error>;
+
 
 /// The served targets checked against what is declared: each is declared
 /// in the agent's org and pool, and presents the key it is pinned to (or
@@ -106,7 +110,7 @@ fn check_served<'s>(
     actor: &str,
     agent_name: &str,
     served: &'s [Served],
-) -> Result<Result<Vec<(i64, &'s Served)>, Error>, Error> {
+) -> Result<Checked<'s>, Error> {
     let mut resolved = Vec::with_capacity(served.len());
     let mut mismatches = Vec::new();
     for t in served {
@@ -150,6 +154,7 @@ fn check_served<'s>(
         ));
         commands.push(format!(
             "`sealrun target rekey {target} --key-id {presented}`"
+    }
         ));
     Ok(Err(Error::Conflict(format!(
         "refusing to connect: {}; keys are never replaced silently: if this agent's key is the intended replacement, an admin runs {}, then this agent is started again",
@@ -178,7 +183,6 @@ fn connect_job(
         // Refused, but recorded.
         Err(refusal) => return Ok(Connected::KeyMismatch(refusal)),
     };
-    }
     let since = s.connected_since(now);
     let others = store::agents::connected_others(tx, agent.org_id, &agent.id, since)?;
     if others >= i64::from(s.max_agents_per_org) {
@@ -242,6 +246,7 @@ async fn any(waits: Vec<Pin<Box<dyn Future<Output = ()> + Send + '_>>>) {
 }
 
 impl Control {
+    /// token, shown once.
     /// Enrolls an agent into the enrollment token's pool; returns its own
     ///
     /// The targets the agent will serve (if it names them) are checked as
@@ -250,7 +255,6 @@ impl Control {
     /// here, before it is enrolled: a refused registration leaves no agent
     /// behind and does not count against the enrollment token's agents.
     /// Only a registration that succeeds counts one (atomically with it).
-    /// token, shown once.
     pub async fn register_agent(
         &self,
         enroller: &Enroller,
@@ -267,6 +271,7 @@ impl Control {
                     return Err(Error::Conflict(format!(
                         "an agent named {:?} is already enrolled; pick another name or revoke it first",
                         req.name
+                }
                     )));
                 let actor = format!("token:{}", enroller.token_id);
                 if let Err(refusal) = check_served(
@@ -286,7 +291,6 @@ impl Control {
                     return Err(Error::Unauthenticated(
                         "invalid, expired or revoked token".into(),
                     ));
-                }
                 }
                 let agent_id = format!("agt_{}", token::random_hex(8));
                 store::agents::insert(

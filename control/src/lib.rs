@@ -35,7 +35,7 @@
 //!
 //! // An auditor may read runs but not submit them; the refusal is typed.
 //! let issued = control
-//!     .create_token(&admin, TokenCreate { name: "soc".into(), role: Role::Auditor })
+//!     .create_token(&admin, TokenCreate { name: "soc".into(), role: Role::Auditor, expires_in_secs: None })
 //!     .await?;
 //! let auditor = control.authenticate(&issued.token, attempt).await?.into_user()?;
 //! let request = RunRequest {

@@ -61,7 +61,7 @@ async fn busy_world() -> World {
     };
     control.put_target(&admin, "db".into(), spec).await.unwrap();
     let enroll = control
-        .create_enrollment_token(&admin, "default".into(), None)
+        .create_enrollment_token(&admin, "default".into(), Default::default())
         .await
         .unwrap();
     let enroller = control
@@ -71,7 +71,13 @@ async fn busy_world() -> World {
         .into_enroller()
         .unwrap();
     let registered = control
-        .register_agent(&enroller, RegisterRequest { name: "a1".into() })
+        .register_agent(
+            &enroller,
+            RegisterRequest {
+                name: "a1".into(),
+                targets: Vec::new(),
+            },
+        )
         .await
         .unwrap();
     let key = TargetKeypair::generate();
@@ -100,6 +106,7 @@ async fn busy_world() -> World {
             &admin,
             TokenCreate {
                 name: "ops".into(),
+                expires_in_secs: None,
                 role: Role::Operator,
             },
         )

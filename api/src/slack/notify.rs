@@ -118,7 +118,7 @@ fn unix_ms() -> i64 {
 /// How waiting for a run's end ended.
 enum Waited {
     /// The run ended and its output is in.
-    Ended(RunView, String),
+    Ended(Box<RunView>, String),
     /// Nothing will be posted: the URL expired first, or the run cannot be
     /// read.
     GaveUp,
@@ -145,7 +145,7 @@ async fn wait_for_end(state: &SlackState, who: &Member, run_id: &str, deadline: 
             Ok(t) if t.run.status.is_terminal() => {
                 let since = *ended_at.get_or_insert_with(Instant::now);
                 if t.complete || since.elapsed() >= LOG_GRACE {
-                    return Waited::Ended(t.run, shown_tail(&t.tail));
+                    return Waited::Ended(Box::new(t.run), shown_tail(&t.tail));
                 }
             }
             Ok(_) => {}
