@@ -5,6 +5,9 @@
 //! - **With a CA file**, that file's certificates are the only roots: the
 //!   client is pinned to the control plane's CA (typically the private CA the
 //!   control plane generated), and a certificate from any public CA is refused.
+//!   The pin replaces the system store rather than adding to it on purpose:
+//!   a pin that also trusted every public CA would let any of them vouch for
+//!   the control plane's name, and clients send it tokens and sealed secrets.
 //! - **Without one**, the system's CA bundle: the file `SSL_CERT_FILE` names,
 //!   else the first of [`SYSTEM_CA_BUNDLES`] that exists. This is what lets a
 //!   control plane behind a corporate or public CA work without flags, and it

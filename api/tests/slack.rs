@@ -614,7 +614,7 @@ async fn the_signing_secret_is_never_returned_and_is_not_stored_in_clear() {
 }
 
 #[tokio::test]
-async fn only_admins_manage_links_and_a_team_belongs_to_one_org() {
+async fn only_admins_manage_links_and_bad_links_are_refused() {
     let w = World::in_process().await;
     let op = w
         .admin
@@ -653,18 +653,6 @@ async fn only_admins_manage_links_and_a_team_belongs_to_one_org() {
         .await
         .error(StatusCode::NOT_FOUND);
     link(&w.admin, "U0ALICE", "alice", "operator").await;
-    let other = w.server.create_org("globex");
-    other
-        .put(
-            &format!("/v1/integrations/slack/workspaces/{TEAM}"),
-            json!({"signing_secret": SECRET}),
-        )
-        .await
-        .error(StatusCode::CONFLICT);
-    other
-        .delete(&format!("/v1/integrations/slack/workspaces/{TEAM}"))
-        .await
-        .error(StatusCode::NOT_FOUND);
     let actions: Vec<String> = audit(&w.admin)
         .await
         .entries
@@ -716,4 +704,94 @@ async fn relinking_or_unlinking_takes_effect_at_once() {
         .ok();
     let (status, _) = slash(&w.server, "U0ALICE", "help", NOWHERE).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "an unlinked team");
+}
+
+/// The second org's Slack app's signing secret.
+const OTHER_SECRET: &str = "fedcba9876543210fedcba9876543210";
+
+#[tokio::test]
+async fn two_orgs_link_one_workspace_each_with_its_own_app_and_neither_learns_of_the_other() {
+    let w = World::in_process().await;
+    let other = w.server.create_org("globex");
+    let before = other
+        .put(
+            &format!("/v1/integrations/slack/workspaces/{TEAM}"),
+            json!({"signing_secret": OTHER_SECRET}),
+        )
+        .await;
+    link(&w.admin, "U0ALICE", "alice", "operator").await;
+    // Linking a team another org linked answers as linking a new one did.
+    let after = w
+        .server
+        .create_org("initech")
+        .put(
+            &format!("/v1/integrations/slack/workspaces/{TEAM}"),
+            json!({"signing_secret": "0000111122223333444455556666777788"}),
+        )
+        .await;
+    assert_eq!(
+        (before.status, after.status),
+        (StatusCode::OK, StatusCode::OK)
+    );
+    let keys = |v: &Value| {
+        let mut k: Vec<_> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(keys(&before.json()), keys(&after.json()));
+    other
+        .put(
+            &format!("/v1/integrations/slack/users/{TEAM}/U0ALICE"),
+            json!({"name": "alice-at-globex", "role": "auditor"}),
+        )
+        .await
+        .ok();
+    // Each org sees its own link only.
+    let listed: WorkspaceList = other
+        .get("/v1/integrations/slack/workspaces")
+        .await
+        .ok()
+        .parse();
+    assert_eq!(listed.workspaces.len(), 1);
+    let users: UserList = other.get("/v1/integrations/slack/users").await.ok().parse();
+    assert_eq!(users.users.len(), 1);
+    assert_eq!(users.users[0].name, "alice-at-globex");
+
+    // The signing secret tells the orgs apart: the same Slack user is an
+    // operator through acme's app and an auditor through globex's.
+    let via = |secret: &'static str| {
+        let body = form(TEAM, "U0ALICE", "run db -- echo hi", NOWHERE);
+        let ts = now();
+        let sig = sign(secret, ts, &body);
+        post_raw(&w.server, body, Some(ts.to_string()), Some(sig))
+    };
+    let acme = said(via(SECRET).await);
+    assert!(acme.contains("Queued run"), "{acme}");
+    let globex = said(via(OTHER_SECRET).await);
+    assert!(
+        globex.contains("auditor") && globex.contains("Nothing was run"),
+        "{globex}"
+    );
+    assert_eq!(runs(&w.admin).await.runs.len(), 1);
+    assert!(runs(&other).await.runs.is_empty());
+
+    // A secret another org of the team uses is refused: a request it signs
+    // could not be told apart (this tells only a holder of the secret).
+    let msg = w
+        .server
+        .create_org("hooli")
+        .put(
+            &format!("/v1/integrations/slack/workspaces/{TEAM}"),
+            json!({"signing_secret": SECRET}),
+        )
+        .await
+        .error(StatusCode::CONFLICT);
+    assert!(msg.contains("already in use"), "{msg}");
+    // Unlinking is per org too.
+    other
+        .delete(&format!("/v1/integrations/slack/workspaces/{TEAM}"))
+        .await
+        .ok();
+    let still = said(slash(&w.server, "U0ALICE", "help", NOWHERE).await);
+    assert!(still.contains("/sealrun run"), "{still}");
 }

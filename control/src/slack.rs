@@ -14,6 +14,7 @@ use sealrun_wire::names;
 use sealrun_wire::slack::{UserLink, UserView, WorkspaceView};
 use serde_json::json;
 use std::sync::Arc;
+use subtle::ConstantTimeEq as _;
 use zeroize::Zeroizing;
 
 /// Longest a verified request is remembered (its replay window, however
@@ -83,7 +84,12 @@ fn not_linked(team_id: &str) -> Error {
 
 impl Control {
     /// Links workspace `team_id` to the user's org, or replaces its signing
-    /// secret (sealed before it is stored; never returned).
+    /// secret (sealed before it is stored; never returned). Other orgs may
+    /// link the same workspace, each with its own Slack app (and signing
+    /// secret), so linking says nothing about them; only a signing secret
+    /// another org of the team already uses is refused (which tells that
+    /// only to someone who holds it), since a request it signs could not
+    /// be told apart.
     pub async fn link_slack_workspace(
         &self,
         user: &User,
@@ -94,22 +100,27 @@ impl Control {
         check_slack_id("team", &team_id)?;
         check_signing_secret(&signing_secret)?;
         let sealed = self.slack.seal(&team_id, signing_secret.as_bytes())?;
+        let plain = Zeroizing::new(signing_secret.as_bytes().to_vec());
         drop(signing_secret);
         let user = user.clone();
         let keys = Arc::clone(&self.slack);
+        let invalidate = Arc::clone(&self.slack);
         self.db
             .write_then(
                 move |tx| {
                     let now = now_ms();
-                    let existing = store::slack::workspace_org(tx, &team_id)?;
-                    let created = match existing {
-                        Some((org, _)) if org != user.org_id => {
+                    for (org, other) in store::slack::workspace_secrets(tx, &team_id)? {
+                        if org != user.org_id && keys.open_secret(&team_id, &other)?.ct_eq(&plain).into() {
                             return Err(Error::Conflict(format!(
-                                "Slack team {team_id} is linked to another org; unlink it there first"
+                                "this signing secret is already in use for Slack team {team_id}: link the workspace with the signing secret of this org's own Slack app"
                             )));
                         }
-                        Some((_, created)) => {
-                            store::slack::update_workspace(tx, &team_id, &sealed, now)?;
+                    }
+                    drop(plain);
+                    let existing = store::slack::workspace_created(tx, &team_id, user.org_id)?;
+                    let created = match existing {
+                        Some(created) => {
+                            store::slack::update_workspace(tx, &team_id, user.org_id, &sealed, now)?;
                             created
                         }
                         None => {
@@ -131,7 +142,7 @@ impl Control {
                         updated_at_ms: now,
                     })
                 },
-                move |_| keys.invalidate(),
+                move |_| invalidate.invalidate(),
             )
             .await
     }
@@ -153,7 +164,7 @@ impl Control {
         self.db
             .write_then(
                 move |tx| {
-                    let users = store::slack::count_users(tx, &team_id)?;
+                    let users = store::slack::count_users(tx, &team_id, user.org_id)?;
                     if !store::slack::delete_workspace(tx, &team_id, user.org_id)? {
                         return Err(not_linked(&team_id));
                     }
@@ -188,11 +199,19 @@ impl Control {
         let user = user.clone();
         self.db
             .write(move |tx| {
-                if !store::slack::workspace_linked(tx, &team_id, user.org_id)? {
+                if store::slack::workspace_created(tx, &team_id, user.org_id)?.is_none() {
                     return Err(not_linked(&team_id));
                 }
                 let now = now_ms();
-                store::slack::upsert_user(tx, &team_id, &user_id, &link.name, link.role, now)?;
+                store::slack::upsert_user(
+                    tx,
+                    &team_id,
+                    user.org_id,
+                    &user_id,
+                    &link.name,
+                    link.role,
+                    now,
+                )?;
                 store::audit::append(
                     tx,
                     user.org_id,
@@ -252,28 +271,29 @@ impl Control {
             .await
     }
 
-    /// The workspace `team_id` is linked as (with its signing secret opened,
-    /// to verify a request), if it is.
-    pub async fn slack_workspace(&self, team_id: &str) -> Result<Option<Workspace>, Error> {
+    /// The links of workspace `team_id` (one per org that linked it, each
+    /// with its signing secret opened, to verify a request): none if no org
+    /// did.
+    pub async fn slack_workspaces(&self, team_id: &str) -> Result<Vec<Workspace>, Error> {
         let generation = match self.slack.cached(team_id) {
-            Ok(w) => return Ok(Some(w)),
+            Ok(w) => return Ok(w),
             Err(generation) => generation,
         };
         let team = team_id.to_owned();
-        let row = self
+        let rows = self
             .db
-            .read(move |tx| store::slack::workspace_secret(tx, &team))
+            .read(move |tx| store::slack::workspace_secrets(tx, &team))
             .await?;
-        let Some((org_id, sealed)) = row else {
-            return Ok(None);
-        };
-        let workspace = Workspace {
-            team_id: team_id.to_owned(),
-            org_id,
-            secret: Arc::new(self.slack.open_secret(team_id, &sealed)?),
-        };
-        self.slack.remember(generation, team_id, workspace.clone());
-        Ok(Some(workspace))
+        let mut links = Vec::with_capacity(rows.len());
+        for (org_id, sealed) in rows {
+            links.push(Workspace {
+                team_id: team_id.to_owned(),
+                org_id,
+                secret: Arc::new(self.slack.open_secret(team_id, &sealed)?),
+            });
+        }
+        self.slack.remember(generation, team_id, links.clone());
+        Ok(links)
     }
 
     /// Slack user `user_id` of the verified `workspace` as a member of its
@@ -285,10 +305,10 @@ impl Control {
         user_id: &str,
     ) -> Result<Option<Member>, Error> {
         let team_id = workspace.team_id();
-        let (team, user) = (team_id.to_owned(), user_id.to_owned());
+        let (team, org, user) = (team_id.to_owned(), workspace.org_id, user_id.to_owned());
         let linked = self
             .db
-            .read(move |tx| store::slack::user(tx, &team, &user))
+            .read(move |tx| store::slack::user(tx, &team, org, &user))
             .await?;
         Ok(linked.map(|(name, role)| {
             Member::slack(

@@ -61,13 +61,14 @@ impl std::fmt::Debug for Workspace {
     }
 }
 
-/// Opened signing secrets by team id. A lookup that began before an
-/// invalidation cannot put back what it read (generation check), so a
-/// replaced or unlinked secret is never used again once the change commits.
+/// Opened signing secrets by team id (one per org that linked the team). A
+/// lookup that began before an invalidation cannot put back what it read
+/// (generation check), so a replaced or unlinked secret is never used again
+/// once the change commits.
 #[derive(Default)]
 struct SecretCache {
     generation: u64,
-    by_team: HashMap<String, Workspace>,
+    by_team: HashMap<String, Vec<Workspace>>,
 }
 
 /// The sealing key and the cache.
@@ -147,16 +148,17 @@ impl SlackKeys {
         Ok(Zeroizing::new(opened.expose().to_vec()))
     }
 
-    /// The cached workspace `team_id`, or the generation to insert under.
-    pub(crate) fn cached(&self, team_id: &str) -> Result<Workspace, u64> {
+    /// The cached links of workspace `team_id`, or the generation to insert
+    /// under.
+    pub(crate) fn cached(&self, team_id: &str) -> Result<Vec<Workspace>, u64> {
         match self.cache.lock() {
             Ok(c) => c.by_team.get(team_id).cloned().ok_or(c.generation),
             Err(_) => Err(u64::MAX),
         }
     }
 
-    /// Caches `workspace`, unless invalidated since `generation`.
-    pub(crate) fn remember(&self, generation: u64, team_id: &str, workspace: Workspace) {
+    /// Caches the links of `team_id`, unless invalidated since `generation`.
+    pub(crate) fn remember(&self, generation: u64, team_id: &str, workspace: Vec<Workspace>) {
         if let Ok(mut c) = self.cache.lock() {
             if c.generation == generation {
                 if c.by_team.len() >= CACHE_MAX {

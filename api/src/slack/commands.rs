@@ -104,25 +104,36 @@ async fn authenticate(
         timestamp: headers.get(TIMESTAMP_HEADER).map(|v| v.as_bytes()),
         signature: headers.get(SIGNATURE_HEADER).map(|v| v.as_bytes()),
     });
-    // Only to choose the secret: nothing else is read before verification.
+    // Only to choose the secrets: nothing else is read before verification.
     let team_id = field(body, "team_id").filter(|t| check_slack_id("team", t).is_ok());
-    let workspace = match &team_id {
-        Some(t) => state.app.control.slack_workspace(t).await?,
-        None => None,
+    let links = match &team_id {
+        Some(t) => state.app.control.slack_workspaces(t).await?,
+        None => Vec::new(),
     };
     let signed = match signed {
         Ok(s) => s,
-        Err(r) => return Err(refused(state, team_id.as_deref(), workspace.as_ref(), r).await),
+        Err(r) => return Err(refused(state, team_id.as_deref(), &links, r).await),
     };
     let now = unix_now();
-    let Some(workspace) = workspace else {
+    if links.is_empty() {
         let checked = verify::verify(UNLINKED_KEY, &signed, body, now);
         let why = checked.err().unwrap_or(verify::Refusal::Unlinked);
-        return Err(refused(state, team_id.as_deref(), None, why).await);
-    };
-    if let Err(r) = verify::verify(workspace.signing_secret(), &signed, body, now) {
-        return Err(refused(state, team_id.as_deref(), Some(&workspace), r).await);
+        return Err(refused(state, team_id.as_deref(), &links, why).await);
     }
+    // Each org that linked the team has its own app and signing secret:
+    // the one that verifies says which org the request is for (linking
+    // refuses a secret another org of the team uses, so at most one does).
+    let mut verified = None;
+    let mut why = verify::Refusal::BadSignature;
+    for w in &links {
+        match verify::verify(w.signing_secret(), &signed, body, now) {
+            Ok(()) => verified = Some(w.clone()),
+            Err(r) => why = r,
+        }
+    }
+    let Some(workspace) = verified else {
+        return Err(refused(state, team_id.as_deref(), &links, why).await);
+    };
     let first = state
         .app
         .control
@@ -130,17 +141,18 @@ async fn authenticate(
         .await?;
     if !first {
         let r = verify::Refusal::Replayed;
-        return Err(refused(state, team_id.as_deref(), Some(&workspace), r).await);
+        return Err(refused(state, team_id.as_deref(), &[workspace], r).await);
     }
     Ok(workspace)
 }
 
-/// Logs, meters and (for a linked team) audits a refused request; the
-/// answer is the same whatever the reason.
+/// Logs, meters and audits a refused request (in the trail of each org
+/// that linked the team: any of them may be the one it claims to be for);
+/// the answer is the same whatever the reason.
 async fn refused(
     state: &SlackState,
     team_id: Option<&str>,
-    workspace: Option<&Workspace>,
+    links: &[Workspace],
     why: verify::Refusal,
 ) -> ApiError {
     let reason = why.reason();
@@ -150,13 +162,15 @@ async fn refused(
         reason,
         "Slack request refused"
     );
-    if let Some(w) = workspace {
-        if state.slack.admit_failure(w.team_id()) {
-            state
-                .app
-                .control
-                .audit_slack_signature_refused(w, reason)
-                .await;
+    if let Some(first) = links.first() {
+        if state.slack.admit_failure(first.team_id()) {
+            for w in links {
+                state
+                    .app
+                    .control
+                    .audit_slack_signature_refused(w, reason)
+                    .await;
+            }
         }
     }
     ApiError::unauthorized(REFUSED)

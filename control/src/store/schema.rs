@@ -246,6 +246,42 @@ CREATE TABLE slack_notices (
     expires_ms    INTEGER NOT NULL
 ) WITHOUT ROWID;
 "#,
+    // 8: a Slack workspace may be linked by several orgs, each with its own
+    // Slack app (and so its own signing secret, which tells them apart), so
+    // that linking a team says nothing about whether another org linked it.
+    // Users are linked per org.
+    r#"
+CREATE TABLE slack_workspaces_new (
+    team_id     TEXT NOT NULL,
+    org_id      INTEGER NOT NULL REFERENCES orgs(id),
+    sealed      TEXT NOT NULL,
+    created_ms  INTEGER NOT NULL,
+    updated_ms  INTEGER NOT NULL,
+    PRIMARY KEY (team_id, org_id)
+) WITHOUT ROWID;
+INSERT INTO slack_workspaces_new (team_id, org_id, sealed, created_ms, updated_ms)
+    SELECT team_id, org_id, sealed, created_ms, updated_ms FROM slack_workspaces;
+CREATE TABLE slack_users_new (
+    team_id     TEXT NOT NULL,
+    org_id      INTEGER NOT NULL,
+    user_id     TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    role        TEXT NOT NULL CHECK (role IN ('admin', 'operator', 'auditor')),
+    updated_ms  INTEGER NOT NULL,
+    PRIMARY KEY (team_id, org_id, user_id),
+    FOREIGN KEY (team_id, org_id) REFERENCES slack_workspaces_new (team_id, org_id)
+        ON DELETE CASCADE
+) WITHOUT ROWID;
+INSERT INTO slack_users_new (team_id, org_id, user_id, name, role, updated_ms)
+    SELECT u.team_id, w.org_id, u.user_id, u.name, u.role, u.updated_ms
+    FROM slack_users u JOIN slack_workspaces w ON w.team_id = u.team_id;
+DROP TABLE slack_users;
+DROP TABLE slack_workspaces;
+ALTER TABLE slack_workspaces_new RENAME TO slack_workspaces;
+ALTER TABLE slack_users_new RENAME TO slack_users;
+CREATE INDEX slack_workspaces_by_org ON slack_workspaces (org_id);
+CREATE INDEX slack_users_by_org ON slack_users (org_id);
+"#,
 ];
 
 /// Brings the database at `path` (open as `conn`) up to the current schema.

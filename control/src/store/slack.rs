@@ -1,4 +1,5 @@
-//! Rows of `slack_workspaces` (signing secrets, sealed) and `slack_users`.
+//! Rows of `slack_workspaces` (signing secrets, sealed; one per team and
+//! org), `slack_users`, the accepted requests and the owed notices.
 
 use super::tx::Tx;
 use crate::error::Error;
@@ -7,29 +8,39 @@ use sealrun_vault::SealedSecret;
 use sealrun_wire::admin::Role;
 use sealrun_wire::slack::{UserView, WorkspaceView};
 
-/// Workspace `team_id`'s org and creation time, if linked.
-pub(crate) fn workspace_org(tx: &Tx<'_>, team_id: &str) -> Result<Option<(i64, i64)>, Error> {
+/// When org `org_id` linked workspace `team_id`, if it did.
+pub(crate) fn workspace_created(
+    tx: &Tx<'_>,
+    team_id: &str,
+    org_id: i64,
+) -> Result<Option<i64>, Error> {
     Ok(tx
         .conn
-        .prepare_cached("SELECT org_id, created_ms FROM slack_workspaces WHERE team_id = ?1")?
-        .query_row([team_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .prepare_cached(
+            "SELECT created_ms FROM slack_workspaces WHERE team_id = ?1 AND org_id = ?2",
+        )?
+        .query_row(params![team_id, org_id], |r| r.get(0))
         .optional()?)
 }
 
-/// Workspace `team_id`'s org and sealed signing secret, if linked.
-pub(crate) fn workspace_secret(
+/// Every org that linked workspace `team_id`, with its sealed signing
+/// secret (one per org: each org installs its own Slack app), by org.
+pub(crate) fn workspace_secrets(
     tx: &Tx<'_>,
     team_id: &str,
-) -> Result<Option<(i64, SealedSecret)>, Error> {
-    let row: Option<(i64, String)> = tx
-        .conn
-        .prepare_cached("SELECT org_id, sealed FROM slack_workspaces WHERE team_id = ?1")?
-        .query_row([team_id], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    match row {
-        Some((org, sealed)) => Ok(Some((org, serde_json::from_str(&sealed)?))),
-        None => Ok(None),
+) -> Result<Vec<(i64, SealedSecret)>, Error> {
+    let mut stmt = tx.conn.prepare_cached(
+        "SELECT org_id, sealed FROM slack_workspaces WHERE team_id = ?1 ORDER BY org_id",
+    )?;
+    let rows = stmt.query_map([team_id], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (org, sealed) = row?;
+        out.push((org, serde_json::from_str(&sealed)?));
     }
+    Ok(out)
 }
 
 /// Links workspace `team_id` to org `org_id`.
@@ -54,18 +65,25 @@ pub(crate) fn insert_workspace(
     Ok(())
 }
 
-/// Replaces workspace `team_id`'s sealed signing secret.
+/// Replaces org `org_id`'s sealed signing secret for workspace `team_id`.
 pub(crate) fn update_workspace(
     tx: &Tx<'_>,
     team_id: &str,
+    org_id: i64,
     sealed: &SealedSecret,
     now: i64,
 ) -> Result<(), Error> {
     tx.conn
         .prepare_cached(
-            "UPDATE slack_workspaces SET sealed = ?2, updated_ms = ?3 WHERE team_id = ?1",
+            "UPDATE slack_workspaces SET sealed = ?3, updated_ms = ?4
+             WHERE team_id = ?1 AND org_id = ?2",
         )?
-        .execute(params![team_id, serde_json::to_string(sealed)?, now])?;
+        .execute(params![
+            team_id,
+            org_id,
+            serde_json::to_string(sealed)?,
+            now
+        ])?;
     Ok(())
 }
 
@@ -85,12 +103,12 @@ pub(crate) fn list_workspaces(tx: &Tx<'_>, org_id: i64) -> Result<Vec<WorkspaceV
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
-/// How many users are linked in workspace `team_id`.
-pub(crate) fn count_users(tx: &Tx<'_>, team_id: &str) -> Result<i64, Error> {
+/// How many users org `org_id` linked in workspace `team_id`.
+pub(crate) fn count_users(tx: &Tx<'_>, team_id: &str, org_id: i64) -> Result<i64, Error> {
     Ok(tx
         .conn
-        .prepare_cached("SELECT COUNT(*) FROM slack_users WHERE team_id = ?1")?
-        .query_row([team_id], |r| r.get(0))?)
+        .prepare_cached("SELECT COUNT(*) FROM slack_users WHERE team_id = ?1 AND org_id = ?2")?
+        .query_row(params![team_id, org_id], |r| r.get(0))?)
 }
 
 /// Unlinks the org's workspace `team_id` (its users go with it); returns
@@ -103,18 +121,11 @@ pub(crate) fn delete_workspace(tx: &Tx<'_>, team_id: &str, org_id: i64) -> Resul
         > 0)
 }
 
-/// Whether workspace `team_id` is linked to org `org_id`.
-pub(crate) fn workspace_linked(tx: &Tx<'_>, team_id: &str, org_id: i64) -> Result<bool, Error> {
-    Ok(tx
-        .conn
-        .prepare_cached("SELECT 1 FROM slack_workspaces WHERE team_id = ?1 AND org_id = ?2")?
-        .exists(params![team_id, org_id])?)
-}
-
-/// Links (or re-links) user `user_id` of workspace `team_id`.
+/// Links (or re-links) user `user_id` of the org's workspace `team_id`.
 pub(crate) fn upsert_user(
     tx: &Tx<'_>,
     team_id: &str,
+    org_id: i64,
     user_id: &str,
     name: &str,
     role: Role,
@@ -122,21 +133,20 @@ pub(crate) fn upsert_user(
 ) -> Result<(), Error> {
     tx.conn
         .prepare_cached(
-            "INSERT INTO slack_users (team_id, user_id, name, role, updated_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (team_id, user_id) DO UPDATE SET
+            "INSERT INTO slack_users (team_id, org_id, user_id, name, role, updated_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (team_id, org_id, user_id) DO UPDATE SET
                 name = excluded.name, role = excluded.role, updated_ms = excluded.updated_ms",
         )?
-        .execute(params![team_id, user_id, name, role.as_str(), now])?;
+        .execute(params![team_id, org_id, user_id, name, role.as_str(), now])?;
     Ok(())
 }
 
 /// The users linked in the org's workspaces.
 pub(crate) fn list_users(tx: &Tx<'_>, org_id: i64) -> Result<Vec<UserView>, Error> {
     let mut stmt = tx.conn.prepare_cached(
-        "SELECT u.team_id, u.user_id, u.name, u.role, u.updated_ms
-         FROM slack_users u JOIN slack_workspaces w ON w.team_id = u.team_id
-         WHERE w.org_id = ?1 ORDER BY u.team_id, u.user_id",
+        "SELECT team_id, user_id, name, role, updated_ms FROM slack_users
+         WHERE org_id = ?1 ORDER BY team_id, user_id",
     )?;
     let rows = stmt.query_map([org_id], |r| {
         let role: String = r.get(3)?;
@@ -163,23 +173,26 @@ pub(crate) fn delete_user(
     Ok(tx
         .conn
         .prepare_cached(
-            "DELETE FROM slack_users WHERE team_id = ?1 AND user_id = ?2
-             AND team_id IN (SELECT team_id FROM slack_workspaces WHERE org_id = ?3)",
+            "DELETE FROM slack_users WHERE team_id = ?1 AND org_id = ?2 AND user_id = ?3",
         )?
-        .execute(params![team_id, user_id, org_id])?
+        .execute(params![team_id, org_id, user_id])?
         > 0)
 }
 
-/// User `user_id` of workspace `team_id`: name and role, if linked.
+/// User `user_id` of workspace `team_id` as org `org_id` linked them: name
+/// and role, if linked.
 pub(crate) fn user(
     tx: &Tx<'_>,
     team_id: &str,
+    org_id: i64,
     user_id: &str,
 ) -> Result<Option<(String, Role)>, Error> {
     let row: Option<(String, String)> = tx
         .conn
-        .prepare_cached("SELECT name, role FROM slack_users WHERE team_id = ?1 AND user_id = ?2")?
-        .query_row(params![team_id, user_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .prepare_cached(
+            "SELECT name, role FROM slack_users WHERE team_id = ?1 AND org_id = ?2 AND user_id = ?3",
+        )?
+        .query_row(params![team_id, org_id, user_id], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     Ok(row.and_then(|(name, role)| Role::parse(&role).map(|role| (name, role))))
 }
