@@ -241,7 +241,9 @@ async fn after_a_rekey_only_the_named_key_may_serve_the_target() {
         keys_of(&cli, "db"),
         (Value::Null, Value::from(named_id.clone()))
     );
-    // The agent holding the named key connects and pins it.
+    // The agent holding the named key connects and pins it (enrolled with a
+    // token of its own: enrollment tokens are single-use by default).
+    let enrollment = admin.enrollment_token("default").await;
     let mut new = FakeAgent::register(&server, &enrollment, "new").await;
     new.keys.push(("db".into(), named));
     new.connect().await.ok();
