@@ -19,13 +19,23 @@ use tokio::task::JoinHandle;
 /// How long a revoked credential's stream may outlive the revocation.
 const REVOCATION_BOUND: Duration = Duration::from_secs(5);
 
+/// `POST /v1/tokens` with `body`, expecting success.
+async fn create(admin: &Client, body: serde_json::Value) -> TokenCreated {
+    admin.post("/v1/tokens", body).await.ok().parse()
+}
+
+/// An auditor token `name` that expires in a second.
+async fn brief(admin: &Client, name: &str) -> TokenCreated {
+    create(
+        admin,
+        json!({"name": name, "role": "auditor", "expires_in_secs": 1}),
+    )
+    .await
+}
+
 /// A new user token with `role`: its id and a client holding it.
 async fn issue(admin: &Client, name: &str, role: &str) -> (String, Client) {
-    let created: TokenCreated = admin
-        .post("/v1/tokens", json!({"name": name, "role": role}))
-        .await
-        .ok()
-        .parse();
+    let created = create(admin, json!({"name": name, "role": role})).await;
     let client = admin.with_token(&created.token);
     (created.view.id, client)
 }
@@ -127,15 +137,7 @@ async fn a_revoked_agents_long_poll_ends_within_five_seconds() {
 #[tokio::test]
 async fn a_token_with_an_expiry_is_refused_once_it_expires() {
     let w = World::in_process().await;
-    let created: TokenCreated = w
-        .admin
-        .post(
-            "/v1/tokens",
-            json!({"name": "temp", "role": "auditor", "expires_in_secs": 1}),
-        )
-        .await
-        .ok()
-        .parse();
+    let created = brief(&w.admin, "temp").await;
     let expires = created.view.expires_at_ms.unwrap();
     assert!(expires > created.view.created_at_ms);
     let temp = w.admin.with_token(&created.token);
@@ -159,15 +161,7 @@ async fn a_followed_log_ends_when_its_token_expires() {
     let w = World::in_process().await;
     let run = w.admin.submit("db", &["cat"], &[]).await;
     assert_eq!(w.agent.next_run().await.run_id, run);
-    let created: TokenCreated = w
-        .admin
-        .post(
-            "/v1/tokens",
-            json!({"name": "brief", "role": "auditor", "expires_in_secs": 1}),
-        )
-        .await
-        .ok()
-        .parse();
+    let created = brief(&w.admin, "brief").await;
     let stream = follow(&w.server, &created.token, &run).await;
     let carried = tokio::time::timeout(Duration::from_secs(1) + REVOCATION_BOUND, stream)
         .await
