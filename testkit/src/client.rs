@@ -228,7 +228,8 @@ impl Client {
         self.put_target(&spec).await;
     }
 
-    /// A fresh enrollment token for `pool`.
+    /// A fresh enrollment token for `pool`: it enrolls one agent (the
+    /// default), so each agent a test registers takes its own.
     pub async fn enrollment_token(&self, pool: &str) -> String {
         let a = self
             .post(&format!("/v1/pools/{pool}/enrollment-tokens"), json!({}))
