@@ -610,10 +610,10 @@ pub enum RoleArg {
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
     /// Issue a token (its value is shown once)
+    #[command(after_help = "\
 Without --expires-in a token works until it is revoked. A revoked or expired
 token is refused at once, also by a log stream it is following.
 
-    #[command(after_help = "\
 Examples:
   sealrun token create --role operator --name alice
   sealrun token create --role auditor --name soc --expires-in 90d")]
@@ -623,10 +623,10 @@ Examples:
         role: RoleArg,
         /// Label (who it is for)
         #[arg(long)]
+        name: String,
         /// Stop working after this long (90s, 10m, 12h, 30d; at most 10 years)
         #[arg(long, value_parser = parse_duration_secs)]
         expires_in: Option<u64>,
-        name: String,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -667,17 +667,18 @@ Examples:
   sealrun agent-pool list")]
     List(ClientOnly),
     /// Issue an enrollment token for agents of a pool (shown once)
+    #[command(after_help = "\
 A token enrolls one agent unless --max-agents or --unlimited says otherwise;
 a registration the control plane refuses (a name in use, a key the target is
 not pinned to) does not count. It stops enrolling at its expiry either way.
 
-    #[command(after_help = "\
 Examples:
   sealrun agent-pool enroll-token default
   sealrun agent-pool enroll-token default --max-agents 3 --ttl 2h")]
     EnrollToken {
         /// Pool name
         #[arg(default_value = "default")]
+        pool: String,
         /// How many agents it may enroll (default 1)
         #[arg(long, conflicts_with = "unlimited")]
         max_agents: Option<u32>,
@@ -687,7 +688,6 @@ Examples:
         /// How long it enrolls (90s, 10m, 12h, 30d; default: the server's, 24 h)
         #[arg(long, value_parser = parse_duration_secs)]
         ttl: Option<u64>,
-        pool: String,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -775,8 +775,8 @@ pub fn parse_duration_secs(s: &str) -> Result<u64, String> {
     let (num, mult) = match s.char_indices().last() {
         Some((i, 's')) => (&s[..i], 1),
         Some((i, 'm')) => (&s[..i], 60),
-        Some((i, 'd')) => (&s[..i], 86_400),
         Some((i, 'h')) => (&s[..i], 3600),
+        Some((i, 'd')) => (&s[..i], 86_400),
         _ => (s, 1),
     };
     let n: u64 = num

@@ -174,6 +174,7 @@ pub async fn run(
     .run(stopping)
     .await
 }
+
 /// The targets of `keys`, with their public keys, as the agent presents them.
 fn served(keys: &HashMap<String, Arc<TargetKeypair>>) -> Vec<ServedTarget> {
     keys.iter()
@@ -183,7 +184,6 @@ fn served(keys: &HashMap<String, Arc<TargetKeypair>>) -> Vec<ServedTarget> {
         })
         .collect()
 }
-
 
 fn load_keys(
     config: &AgentConfig,
@@ -216,8 +216,8 @@ fn load_keys(
 /// `None` when shutdown was requested while the control plane was unreachable.
 async fn identity(
     config: &AgentConfig,
-    keys: &HashMap<String, Arc<TargetKeypair>>,
     state: &StateDir,
+    keys: &HashMap<String, Arc<TargetKeypair>>,
     client: &ControlPlane,
     stopping: &CancellationToken,
 ) -> Result<Option<Identity>, Error> {
@@ -237,13 +237,13 @@ async fn identity(
             "not enrolled yet ({} does not exist): pass an enrollment token",
             state.identity_path().display()
         )));
+    };
     // With the targets and their keys, so that an agent the control plane
     // would refuse on connect (a key mismatch) is refused before it is
     // enrolled, using up nothing of the enrollment token.
-    };
     let request = RegisterRequest {
-        targets: served(keys),
         name: config.name.clone(),
+        targets: served(keys),
     };
     let registered = match retry("register", stopping, || {
         client.register(enrollment, &request)

@@ -92,10 +92,10 @@ enum Connected {
     Ok(AgentSettings, Vec<String>),
     KeyMismatch(Error),
 }
+
 /// Served targets that passed [`check_served`], with their target ids; or
 /// the refusal of a key mismatch (audited in the transaction).
 type Checked<'s> = Result<Vec<(i64, &'s Served)>, Error>;
-
 
 /// The served targets checked against what is declared: each is declared
 /// in the agent's org and pool, and presents the key it is pinned to (or
@@ -154,8 +154,8 @@ fn check_served<'s>(
         ));
         commands.push(format!(
             "`sealrun target rekey {target} --key-id {presented}`"
-    }
         ));
+    }
     Ok(Err(Error::Conflict(format!(
         "refusing to connect: {}; keys are never replaced silently: if this agent's key is the intended replacement, an admin runs {}, then this agent is started again",
         names.join("; "),
@@ -246,8 +246,8 @@ async fn any(waits: Vec<Pin<Box<dyn Future<Output = ()> + Send + '_>>>) {
 }
 
 impl Control {
-    /// token, shown once.
     /// Enrolls an agent into the enrollment token's pool; returns its own
+    /// token, shown once.
     ///
     /// The targets the agent will serve (if it names them) are checked as
     /// connecting checks them, so that an agent that would be refused (a
@@ -260,19 +260,19 @@ impl Control {
         enroller: &Enroller,
         req: RegisterRequest,
     ) -> Result<Registered, Error> {
-        let served = parse_served(&req.targets)?;
         names::object("agent", &req.name).map_err(|e| Error::Invalid(e.to_string()))?;
+        let served = parse_served(&req.targets)?;
         let enroller = enroller.clone();
         let registered = self
             .db
-                let now = now_ms();
             .write(move |tx| {
+                let now = now_ms();
                 if store::agents::name_taken(tx, enroller.org_id, &req.name)? {
                     return Err(Error::Conflict(format!(
                         "an agent named {:?} is already enrolled; pick another name or revoke it first",
                         req.name
-                }
                     )));
+                }
                 let actor = format!("token:{}", enroller.token_id);
                 if let Err(refusal) = check_served(
                     tx,
@@ -312,8 +312,8 @@ impl Control {
                         role: None,
                         pool_id: Some(enroller.pool_id),
                         agent_id: Some(&agent_id),
-                        max_uses: None,
                         expires_ms: None,
+                        max_uses: None,
                     },
                 )?;
                 store::audit::append(

@@ -106,8 +106,8 @@ async fn busy_world() -> World {
             &admin,
             TokenCreate {
                 name: "ops".into(),
-                expires_in_secs: None,
                 role: Role::Operator,
+                expires_in_secs: None,
             },
         )
         .await

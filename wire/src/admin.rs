@@ -59,11 +59,11 @@ pub struct TokenCreate {
     /// A label for the token (e.g. the person it belongs to).
     pub name: String,
     /// Its role.
+    pub role: Role,
     /// Seconds until the token stops working; absent: it works until
     /// revoked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_in_secs: Option<u64>,
-    pub role: Role,
 }
 
 /// A token's metadata; never its value or hash.
@@ -78,10 +78,10 @@ pub struct TokenView {
     /// Unix milliseconds.
     pub created_at_ms: i64,
     /// Unix milliseconds, if revoked.
+    pub revoked_at_ms: Option<i64>,
     /// Unix milliseconds after which it no longer works, if it expires.
     #[serde(default)]
     pub expires_at_ms: Option<i64>,
-    pub revoked_at_ms: Option<i64>,
 }
 
 /// Answer to `POST /v1/tokens`: the only time the token value is shown.
@@ -133,11 +133,11 @@ pub struct EnrollmentToken {
     /// The token.
     pub token: String,
     /// Unix milliseconds after which it no longer enrolls.
+    pub expires_at_ms: i64,
     /// How many agents it enrolls at most; absent: any number until it
     /// expires.
     #[serde(default)]
     pub max_agents: Option<u32>,
-    pub expires_at_ms: i64,
 }
 
 /// `POST /v1/pools/{pool}/enrollment-tokens` body (optional: an empty body
@@ -147,6 +147,7 @@ pub struct EnrollmentToken {
 pub struct EnrollmentTokenCreate {
     /// Seconds until the token stops enrolling agents.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_secs: Option<u64>,
     /// How many agents it may enroll (default 1: single use). Only a
     /// registration that succeeds counts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -155,7 +156,6 @@ pub struct EnrollmentTokenCreate {
     /// `max_agents`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unlimited: bool,
-    pub ttl_secs: Option<u64>,
 }
 
 /// An enrollment token's metadata; never its value or hash.
@@ -170,13 +170,13 @@ pub struct EnrollmentTokenView {
     /// Unix milliseconds after which it no longer enrolls.
     pub expires_at_ms: i64,
     /// Unix milliseconds, if revoked.
+    pub revoked_at_ms: Option<i64>,
     /// How many agents it enrolls at most; absent: any number.
     #[serde(default)]
     pub max_agents: Option<u32>,
     /// How many agents it has enrolled.
     #[serde(default)]
     pub agents_enrolled: u32,
-    pub revoked_at_ms: Option<i64>,
 }
 
 /// `GET /v1/pools/{pool}/enrollment-tokens`.

@@ -30,6 +30,7 @@ pub struct ServedTarget {
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     /// Human-readable agent name (unique in the org).
+    pub name: String,
     /// The targets it will serve, with their keys, checked as connecting
     /// checks them: an agent that would be refused (a key mismatch, an
     /// undeclared target) is refused before it is enrolled, so the refusal
@@ -37,7 +38,6 @@ pub struct RegisterRequest {
     /// only.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub targets: Vec<ServedTarget>,
-    pub name: String,
 }
 
 /// Answer to a registration: the agent's identity, shown once.

@@ -22,10 +22,10 @@
 //!     r#"{"target": "prod-db", "argv": ["psql", "-c", "select 1"]}"#,
 //! ).unwrap();
 //! assert_eq!(req.target, "prod-db");
+//! assert!(req.secrets.is_empty());
 //! // Where a run comes from is the server's to say, not the client's.
 //! let claimed = r#"{"target": "prod-db", "argv": ["true"], "source": "slack"}"#;
 //! assert!(serde_json::from_str::<RunRequest>(claimed).is_err());
-//! assert!(req.secrets.is_empty());
 //! ```
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
