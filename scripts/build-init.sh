@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
-# Builds the static sealrun-init shim and prints the path of the binary.
+# Builds the static sealrun-init shim, installs it where the agent looks for
+# it, and prints the installed path.
 #
 #   path="$(scripts/build-init.sh)"
 #
-# It is also copied (when changed) to debug/ and release/ of $CARGO_TARGET_DIR
-# (default target/) if they exist, next to the sealrun binary, which is where
-# the agent looks for it when --init-binary is not given.
+# Installed as $CARGO_TARGET_DIR/lib/sealrun/sealrun-init (default
+# target/lib/sealrun/sealrun-init): beside target/debug/ and target/release/,
+# in the lib/sealrun/ that `sealrun agent` and `sealrun dev` look for next to
+# their bin directory when --init-binary is not given (as /usr/local/bin/sealrun
+# finds /usr/local/lib/sealrun/sealrun-init). Cargo never writes there: a
+# `cargo build` of the workspace writes its own, dynamically linked,
+# target/debug/sealrun-init, which the agent does not look at, so no build order
+# breaks `sealrun dev`. The file and its directories are mode 0755 (the agent
+# refuses a shim, or a directory of it, that others can write).
 #
 # The binary runs in any Linux container, including FROM scratch images with no
 # shell and no libc: glibc is linked statically (-C target-feature=+crt-static;
@@ -48,17 +55,17 @@ case "$linkage" in
   *) printf 'build-init: %s is not statically linked:\n%s\n' "$BIN" "$linkage" >&2; exit 1 ;;
 esac
 
-# Also put it next to the sealrun binaries of the usual target directory (e.g.
-# target/debug/sealrun-init), where `sealrun agent` and `sealrun dev` look for it
-# by default. Copied only when it differs, and renamed into place, so a shim that
-# a running container has mounted is never rewritten under it.
+# Install it where the agent looks. Copied only when it differs, and renamed
+# into place, so a shim that a running container has mounted is never
+# rewritten under it.
 chmod 0755 "$BIN"
-for dir in "${CARGO_TARGET_DIR:-$PWD/target}/debug" "${CARGO_TARGET_DIR:-$PWD/target}/release"; do
-  [ -d "$dir" ] || continue
-  if ! cmp -s "$BIN" "$dir/sealrun-init"; then
-    cp "$BIN" "$dir/.sealrun-init.tmp.$$" && chmod 0755 "$dir/.sealrun-init.tmp.$$" \
-      && mv -f "$dir/.sealrun-init.tmp.$$" "$dir/sealrun-init"
-    echo "build-init: installed $dir/sealrun-init" >&2
-  fi
-done
-echo "$BIN"
+LIB="${CARGO_TARGET_DIR:-$PWD/target}/lib"
+mkdir -p "$LIB/sealrun"
+chmod 0755 "$LIB" "$LIB/sealrun"
+INSTALLED="$LIB/sealrun/sealrun-init"
+if ! cmp -s "$BIN" "$INSTALLED"; then
+  cp "$BIN" "$LIB/sealrun/.sealrun-init.tmp.$$" && chmod 0755 "$LIB/sealrun/.sealrun-init.tmp.$$" \
+    && mv -f "$LIB/sealrun/.sealrun-init.tmp.$$" "$INSTALLED"
+  echo "build-init: installed $INSTALLED" >&2
+fi
+echo "$INSTALLED"

@@ -19,10 +19,14 @@ say "rustdoc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 say "doctests"
 cargo test --workspace --doc --quiet
-say "building the binaries the end-to-end tests drive"
-cargo build --workspace --bins --quiet
+# The shim first, the workspace after: the order in which a workspace build
+# used to leave `sealrun dev` with cargo's dynamic sealrun-init (the agent now
+# looks where build-init.sh installs it, target/lib/sealrun/, where cargo never
+# writes; tests/dev_shim.rs checks that `sealrun dev` starts after this).
 say "building the static sealrun-init shim every run container starts with"
 ./scripts/build-init.sh >/dev/null
+say "building the binaries the end-to-end tests drive"
+cargo build --workspace --bins --quiet
 # sealrun containers already on the engine (another agent's runs, a killed
 # earlier run of this script) are not this run's: only new ones count below.
 before=$(docker ps -aq --no-trunc --filter label=sealrun.run | sort)

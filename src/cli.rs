@@ -293,8 +293,9 @@ pub struct AgentArgs {
     /// Agent-side cap on any run's timeout, in seconds
     #[arg(long, env = "SEALRUN_AGENT_MAX_RUN_TIMEOUT_SECS")]
     pub max_run_timeout_secs: Option<u64>,
-    /// The static sealrun-init shim (scripts/build-init.sh builds it; default: next
-    /// to this binary, then /usr/local/lib/sealrun/, /usr/lib/sealrun/)
+    /// The static sealrun-init shim (scripts/build-init.sh builds it; default:
+    /// ../lib/sealrun/sealrun-init from this binary's directory, then
+    /// /usr/local/lib/sealrun/, /usr/lib/sealrun/)
     #[arg(long, env = "SEALRUN_AGENT_INIT")]
     pub init_binary: Option<PathBuf>,
     /// Print the key id of each served target's key and exit (creating a
@@ -331,7 +332,8 @@ pub enum TargetCommand {
     /// Create or replace a target
     #[command(after_help = "\
 Examples:
-  sealrun target create prod-db --image postgres:16 --network db-net --private-network dc1")]
+  sealrun target create prod-db --image postgres:16 --network db-net --private-network dc1
+  sealrun target create tools --image busybox --allow-image 'registry.example.com/ops/*'")]
     Create(TargetCreateArgs),
     /// List targets
     #[command(after_help = "\
@@ -411,6 +413,11 @@ pub struct TargetCreateArgs {
     /// Default image of its runs
     #[arg(long)]
     pub image: String,
+    /// Another image its runs may name with --image (repeatable): an exact
+    /// reference, a digest (repo@sha256:...), or a repository prefix ending
+    /// in /* (registry.example.com/team/*). Without it, only --image's
+    #[arg(long = "allow-image", value_name = "IMAGE")]
+    pub allowed_images: Vec<String>,
     /// Label of the private network it lives in
     #[arg(long, default_value = "")]
     pub private_network: String,

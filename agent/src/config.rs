@@ -14,6 +14,11 @@ pub struct TargetConfig {
     /// Key file; `None` means `<state_dir>/keys/<name>.key`. Generated (mode 0600)
     /// on first start if absent.
     pub key_file: Option<PathBuf>,
+    /// The images this agent runs for the target, whatever the control plane
+    /// allows (entries as [`sealrun_wire::image`] reads them): what holds if
+    /// the control plane, or an admin token, is compromised. `None`: the
+    /// target's own list, as the control plane sends it with each run.
+    pub allowed_images: Option<Vec<String>>,
 }
 
 impl TargetConfig {
@@ -22,6 +27,7 @@ impl TargetConfig {
         TargetConfig {
             name: name.into(),
             key_file: None,
+            allowed_images: None,
         }
     }
 }
@@ -52,8 +58,9 @@ pub struct AgentConfig {
     /// Agent-side cap on any run's timeout.
     pub max_run_timeout: Option<Duration>,
     /// The static `sealrun-init` shim every run container starts with (a path on
-    /// the Docker engine's host); `None` searches next to the current executable,
-    /// then [`crate::init::SEARCH_PATHS`]. The agent refuses to start without a usable one.
+    /// the Docker engine's host); `None` searches [`crate::init::default_candidates`]
+    /// (`../lib/sealrun/sealrun-init` from the executable's directory, then
+    /// [`crate::init::SEARCH_PATHS`]). The agent refuses to start without a usable one.
     pub init_binary: Option<PathBuf>,
 }
 
@@ -116,6 +123,10 @@ impl AgentConfig {
         for t in &self.targets {
             if !seen.insert(t.name.as_str()) {
                 return bad(format!("target {} is listed twice", t.name));
+            }
+            if let Some(images) = &t.allowed_images {
+                sealrun_wire::image::check_allowed_images(images)
+                    .or_else(|e| bad(format!("target {}: {e}", t.name)))?;
             }
         }
         if self.concurrency == 0 {

@@ -164,6 +164,14 @@ pub async fn run(
         client,
         settings,
         keys: Arc::new(keys),
+        // The agent's own say on images, where its configuration has one.
+        allowed_images: Arc::new(
+            config
+                .targets
+                .iter()
+                .filter_map(|t| Some((t.name.clone(), t.allowed_images.clone()?)))
+                .collect(),
+        ),
         agent_id,
         max_run_timeout: config.max_run_timeout,
         shutdown_grace: config.shutdown_grace,
@@ -272,6 +280,8 @@ struct Supervisor<R: Runtime> {
     client: Arc<ControlPlane>,
     settings: AgentSettings,
     keys: Arc<HashMap<String, Arc<TargetKeypair>>>,
+    /// Targets whose images this agent's configuration restricts.
+    allowed_images: Arc<HashMap<String, Vec<String>>>,
     agent_id: String,
     max_run_timeout: Option<Duration>,
     shutdown_grace: Duration,
@@ -388,6 +398,7 @@ impl<R: Runtime> Supervisor<R> {
         let client = Arc::clone(&self.client);
         let runs = Arc::clone(&self.runs);
         let keypair = self.keys.get(&assignment.target).cloned();
+        let allowed_images = self.allowed_images.get(&assignment.target).cloned();
         let job_settings = (
             self.agent_id.clone(),
             self.max_run_timeout,
@@ -414,6 +425,7 @@ impl<R: Runtime> Supervisor<R> {
                         cancel_grace,
                         max_chunk_bytes,
                         input,
+                        allowed_images,
                     };
                     execute(&*runtime, job, sink, control.clone()).await
                 }

@@ -12,6 +12,9 @@
 //! | `Privileged` | `false` | explicit |
 //! | `ReadonlyRootfs` | `true` | the command cannot alter the image's binaries or plant files |
 //! | `Tmpfs` | `/tmp`: `rw,noexec,nosuid,nodev,size=64m,mode=1777` | scratch space in RAM (counted against the memory limit); `noexec` stops a dropped binary from running (`sh /tmp/x.sh` still works) |
+//! | `Tmpfs` | each `VOLUME` of the image, the same as `/tmp` (at most [`MAX_IMAGE_VOLUMES`]; more, or one at the shim's path, refuses the image) | Docker would otherwise create an anonymous volume there: writable, executable host disk outside the read-only root and every limit |
+//! | `Healthcheck` | `["NONE"]` | an image's `HEALTHCHECK` would run a probe beside the command whose output Docker keeps on disk and shows in `docker inspect` |
+//! | `Image` | the image's id, as inspected | the container is made from exactly the image whose volumes were read, even if the name is re-tagged meanwhile |
 //! | `User` | target's user, default `65534:65534` | never root unless an admin says so |
 //! | `Memory` = `MemorySwap` | target limit | no swap: an over-limit command is OOM-killed and reported |
 //! | `NanoCpus` | target millicpus × 10⁶ | CPU quota |
@@ -23,7 +26,10 @@
 //! | `Ulimits` | `core=0` | a crashing command cannot dump memory holding secrets |
 //! | `AutoRemove` | `false` | the agent reads the exit state (exit code, OOM) first, then removes the container itself, with `v=true` |
 //!
-//! Limits of zero are refused: Docker reads 0 as "unlimited".
+//! Limits outside [`ResourceLimits::check`](sealrun_wire::agent::ResourceLimits::check)'s
+//! ranges are refused (Docker reads 0 as "unlimited", and refuses other
+//! values only when the container starts), and so is a CPU limit above the
+//! engine's host's CPUs, which Docker would refuse for every run.
 //!
 //! # Secrets: a bundle on stdin, never the configuration
 //!
@@ -49,7 +55,8 @@ use bollard::Docker;
 use bollard::container::LogOutput;
 use bollard::errors::Error as DockerError;
 use bollard::models::{
-    ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountTypeEnum, ResourcesUlimits,
+    ContainerCreateBody, HealthConfig, HostConfig, HostConfigLogConfig, Mount, MountTypeEnum,
+    ResourcesUlimits,
 };
 use bollard::query_parameters::{
     AttachContainerOptions, CreateContainerOptions, CreateImageOptions, InspectContainerOptions,
@@ -70,8 +77,13 @@ use zeroize::Zeroizing;
 // valid but long secret name would fail only at create time.
 const _: () = assert!(names::MAX_ENV_VAR_LEN <= sealrun_init::MAX_NAME_LEN);
 
-/// Mount options of the container's `/tmp`.
+/// Mount options of the container's `/tmp`, and of the tmpfs put over each
+/// of the image's volumes.
 pub const TMPFS_OPTIONS: &str = "rw,noexec,nosuid,nodev,size=64m,mode=1777";
+
+/// Most `VOLUME`s an image may declare (each becomes a tmpfs of up to 64 MiB,
+/// counted against the memory limit); an image with more is refused.
+pub const MAX_IMAGE_VOLUMES: usize = 16;
 
 /// Seconds bollard waits for the engine to *answer* a request (not for a streamed
 /// body: waits and attaches last as long as the command).
@@ -83,6 +95,9 @@ const ENGINE_TIMEOUT_SECS: u64 = 120;
 pub struct DockerRuntime {
     docker: Docker,
     init_binary: PathBuf,
+    /// CPUs of the engine's host (`docker info`), if it said: Docker refuses
+    /// a CPU limit above it.
+    engine_cpus: Option<u64>,
 }
 
 impl std::fmt::Debug for DockerRuntime {
@@ -128,9 +143,17 @@ impl DockerRuntime {
             .negotiate_version()
             .await
             .map_err(|e| engine(e.to_string()))?;
+        let engine_cpus = match docker.info().await {
+            Ok(info) => info.ncpu.and_then(|n| u64::try_from(n).ok()),
+            Err(e) => {
+                tracing::warn!(error = %e, "docker info failed: CPU limits are not checked against the engine's host");
+                None
+            }
+        };
         Ok(DockerRuntime {
             docker,
             init_binary: init_binary.to_owned(),
+            engine_cpus,
         })
     }
 
@@ -265,27 +288,87 @@ fn engine_error(operation: &'static str) -> impl FnOnce(DockerError) -> RuntimeE
     }
 }
 
+/// What a container is made from besides its spec: the shim, the image as
+/// inspected, and the engine's host.
+#[derive(Debug)]
+struct Context<'a> {
+    /// The static shim on the engine's host.
+    init_binary: &'a Path,
+    /// The image's id (`sha256:...`), to create the container from exactly
+    /// the image inspected; `None` uses the spec's name.
+    image_id: Option<&'a str>,
+    /// The image's `VOLUME`s.
+    image_volumes: &'a [String],
+    /// CPUs of the engine's host, if known.
+    engine_cpus: Option<u64>,
+}
+
+/// The tmpfs mounts of a container: `/tmp`, and one over each of the image's
+/// volumes, so that Docker creates no anonymous volume (host disk). Refuses
+/// an image with more than [`MAX_IMAGE_VOLUMES`] volumes or one that would
+/// cover the shim.
+fn tmpfs_mounts(image_volumes: &[String]) -> Result<HashMap<String, String>, RuntimeError> {
+    let refuse = |m: String| Err(RuntimeError::InvalidSpec(m));
+    if image_volumes.len() > MAX_IMAGE_VOLUMES {
+        return refuse(format!(
+            "the image declares {} volumes; at most {MAX_IMAGE_VOLUMES} are replaced by tmpfs mounts, so it is refused",
+            image_volumes.len()
+        ));
+    }
+    let mut mounts = HashMap::from([("/tmp".to_owned(), TMPFS_OPTIONS.to_owned())]);
+    for volume in image_volumes {
+        // Docker cleans the path as Go's filepath.Clean would; only `/x/y`
+        // shapes are accepted here.
+        let path = volume.trim_end_matches('/');
+        let clean = path.starts_with('/')
+            && path
+                .split('/')
+                .skip(1)
+                .all(|c| !c.is_empty() && c != "." && c != "..");
+        if !clean {
+            return refuse(format!(
+                "the image declares a volume at {volume:?}, which is not a plain absolute path: refused"
+            ));
+        }
+        // `/.sealrun` and anything in it: a mount there would hide the shim.
+        let shim_dir = CONTAINER_PATH.rsplit_once('/').map_or("", |(dir, _)| dir);
+        if path == shim_dir || path.starts_with(&format!("{shim_dir}/")) {
+            return refuse(format!(
+                "the image declares a volume at {volume:?}, over the sealrun-init shim: refused"
+            ));
+        }
+        mounts.insert(path.to_owned(), TMPFS_OPTIONS.to_owned());
+    }
+    Ok(mounts)
+}
+
 /// Builds the container configuration for `spec`, checking what Docker would
 /// otherwise silently read as "unlimited" or "share the host", and the bundle
 /// of its secrets for the shim. The configuration holds no secret.
 fn container_body(
     spec: &ContainerSpec,
-    init_binary: &Path,
+    context: &Context<'_>,
 ) -> Result<(ContainerCreateBody, Zeroizing<Vec<u8>>), RuntimeError> {
     let invalid = |m: String| Err(RuntimeError::InvalidSpec(m));
     if spec.argv.is_empty() {
         return invalid("the command is empty".into());
     }
     let limits = &spec.limits;
-    if limits.memory_mb < 6 {
-        return invalid(format!(
-            "memory limit {} MiB is below Docker's minimum of 6",
-            limits.memory_mb
-        ));
+    // The ranges the control plane checked when the target was declared,
+    // again here, where a value becomes a container's.
+    limits
+        .check()
+        .map_err(|e| RuntimeError::InvalidSpec(e.to_string()))?;
+    if let Some(cpus) = context.engine_cpus {
+        if limits.millicpus > cpus.saturating_mul(1000) {
+            return invalid(format!(
+                "limits.millicpus {} is more than this agent's Docker engine has: its host has {cpus} CPUs, so it accepts at most {} (lower the target's limits.millicpus)",
+                limits.millicpus,
+                cpus * 1000
+            ));
+        }
     }
-    if limits.millicpus == 0 || limits.pids == 0 {
-        return invalid("CPU and process limits must be positive".into());
-    }
+    let tmpfs = tmpfs_mounts(context.image_volumes)?;
     let network = spec.network.clone().unwrap_or_else(|| "none".to_owned());
     if network == "host" || network.starts_with("container:") {
         return invalid(format!(
@@ -337,10 +420,7 @@ fn container_body(
         security_opt: Some(vec!["no-new-privileges:true".to_owned()]),
         privileged: Some(false),
         readonly_rootfs: Some(true),
-        tmpfs: Some(HashMap::from([(
-            "/tmp".to_owned(),
-            TMPFS_OPTIONS.to_owned(),
-        )])),
+        tmpfs: Some(tmpfs),
         memory: Some(memory),
         memory_swap: Some(memory),
         nano_cpus: Some(nano_cpus),
@@ -351,7 +431,7 @@ fn container_body(
         // The shim, read-only (it cannot be altered from inside), and nothing else.
         mounts: Some(vec![Mount {
             target: Some(CONTAINER_PATH.to_owned()),
-            source: Some(init_binary.display().to_string()),
+            source: Some(context.init_binary.display().to_string()),
             typ: Some(MountTypeEnum::BIND),
             read_only: Some(true),
             ..Default::default()
@@ -370,7 +450,13 @@ fn container_body(
         ..Default::default()
     };
     let body = ContainerCreateBody {
-        image: Some(spec.image.clone()),
+        image: Some(context.image_id.unwrap_or(&spec.image).to_owned()),
+        // An image's HEALTHCHECK would run a probe beside the command and
+        // keep its output in Docker's state: never.
+        healthcheck: Some(HealthConfig {
+            test: Some(vec!["NONE".to_owned()]),
+            ..Default::default()
+        }),
         cmd: Some(spec.argv.clone()),
         // The shim replaces the image's ENTRYPOINT and runs `cmd` as given.
         entrypoint: Some(ENTRYPOINT.iter().map(|s| (*s).to_owned()).collect()),
@@ -394,6 +480,8 @@ fn container_body(
     }
     // The container ends itself at its deadline even if this agent dies.
     bundle.set_deadline(deadline_secs);
+    // The shim signs its error line with it: see `sealrun_init::ShimNonce`.
+    bundle.set_nonce(spec.nonce.clone());
     Ok((body, bundle.encode()))
 }
 
@@ -431,7 +519,28 @@ impl Runtime for DockerRuntime {
     }
 
     async fn create(&self, spec: ContainerSpec) -> Result<Created, RuntimeError> {
-        let (body, bundle) = container_body(&spec, &self.init_binary)?;
+        // Checked at start, and again before every run: a shim someone else
+        // could have replaced since would see this run's secrets.
+        crate::init::check(&self.init_binary)
+            .map_err(|e| RuntimeError::InvalidSpec(e.to_string()))?;
+        // The image's volumes decide its tmpfs mounts; its id pins what is run.
+        let image = self
+            .docker
+            .inspect_image(&spec.image)
+            .await
+            .map_err(engine_error("image inspect"))?;
+        let image_volumes: Vec<String> = image
+            .config
+            .and_then(|c| c.volumes)
+            .map(|v| v.into_keys().collect())
+            .unwrap_or_default();
+        let context = Context {
+            init_binary: &self.init_binary,
+            image_id: image.id.as_deref(),
+            image_volumes: &image_volumes,
+            engine_cpus: self.engine_cpus,
+        };
+        let (body, bundle) = container_body(&spec, &context)?;
         let input = spec.stdin;
         // Drop (and so zeroize) the opened secrets: the bundle is their only copy.
         drop(spec);
@@ -604,7 +713,15 @@ mod tests {
     fn body(
         spec: &ContainerSpec,
     ) -> Result<(ContainerCreateBody, Zeroizing<Vec<u8>>), RuntimeError> {
-        container_body(spec, Path::new(INIT))
+        container_body(
+            spec,
+            &Context {
+                init_binary: Path::new(INIT),
+                image_id: None,
+                image_volumes: &[],
+                engine_cpus: None,
+            },
+        )
     }
 
     fn spec() -> ContainerSpec {
@@ -620,6 +737,7 @@ mod tests {
             user: None,
             stdin: false,
             deadline: Duration::from_secs(60),
+            nonce: sealrun_init::ShimNonce::from_bytes([9; sealrun_init::NONCE_LEN]),
         }
     }
 
@@ -679,6 +797,90 @@ mod tests {
         );
     }
 
+    fn body_in(
+        spec: &ContainerSpec,
+        image_volumes: &[String],
+        engine_cpus: Option<u64>,
+    ) -> Result<ContainerCreateBody, RuntimeError> {
+        container_body(
+            spec,
+            &Context {
+                init_binary: Path::new(INIT),
+                image_id: Some("sha256:abc"),
+                image_volumes,
+                engine_cpus,
+            },
+        )
+        .map(|(body, _)| body)
+    }
+
+    #[test]
+    fn the_container_is_made_from_the_inspected_image_with_no_healthcheck() {
+        let b = body_in(&spec(), &[], None).unwrap();
+        assert_eq!(b.image.as_deref(), Some("sha256:abc"));
+        assert_eq!(b.healthcheck.unwrap().test, Some(vec!["NONE".to_owned()]));
+    }
+
+    #[test]
+    fn image_volumes_become_size_limited_noexec_tmpfs_mounts() {
+        let volumes = [
+            "/data".to_owned(),
+            "/var/lib/x/".to_owned(),
+            "/tmp".to_owned(),
+        ];
+        let tmpfs = body_in(&spec(), &volumes, None)
+            .unwrap()
+            .host_config
+            .unwrap()
+            .tmpfs
+            .unwrap();
+        let mut paths: Vec<&str> = tmpfs.keys().map(String::as_str).collect();
+        paths.sort_unstable();
+        assert_eq!(paths, ["/data", "/tmp", "/var/lib/x"]);
+        for options in tmpfs.values() {
+            assert_eq!(options, TMPFS_OPTIONS);
+        }
+        assert!(TMPFS_OPTIONS.contains("noexec") && TMPFS_OPTIONS.contains("size=64m"));
+    }
+
+    #[test]
+    fn an_image_with_too_many_volumes_or_one_over_the_shim_is_refused() {
+        let many: Vec<String> = (0..=MAX_IMAGE_VOLUMES).map(|i| format!("/v{i}")).collect();
+        let err = body_in(&spec(), &many, None).unwrap_err().to_string();
+        assert!(err.contains("at most 16"), "{err}");
+        for bad in [
+            "/.sealrun",
+            "/.sealrun/init",
+            "/.sealrun/x",
+            "/a/../b",
+            "relative",
+            "/",
+        ] {
+            assert!(
+                matches!(
+                    body_in(&spec(), &[bad.to_owned()], None),
+                    Err(RuntimeError::InvalidSpec(_))
+                ),
+                "{bad}"
+            );
+        }
+        // Positive control: a path that merely begins like the shim's directory.
+        assert!(body_in(&spec(), &["/.sealrunner".to_owned()], None).is_ok());
+    }
+
+    #[test]
+    fn a_cpu_limit_above_the_engines_cpus_is_refused_naming_both() {
+        let mut s = spec();
+        s.limits.millicpus = 4000;
+        let err = body_in(&s, &[], Some(2)).unwrap_err().to_string();
+        assert!(
+            err.contains("limits.millicpus 4000") && err.contains("at most 2000"),
+            "{err}"
+        );
+        assert!(body_in(&s, &[], Some(4)).is_ok());
+        assert!(body_in(&s, &[], None).is_ok());
+    }
+
     #[test]
     fn secrets_go_to_the_bundle_and_never_into_the_configuration() {
         let (body, bundle) = body(&spec()).unwrap();
@@ -690,6 +892,9 @@ mod tests {
             received.env().collect::<Vec<_>>(),
             [("TOKEN", &b"s3cr3t-value"[..])]
         );
+        // The run's nonce goes to the shim the same way, never into the config.
+        assert_eq!(received.nonce(), Some(&spec().nonce));
+        assert!(!config.contains("0909"), "{config}");
     }
 
     #[test]
@@ -718,6 +923,24 @@ mod tests {
             b.host_config.unwrap().network_mode.as_deref(),
             Some("backend")
         );
+    }
+
+    #[test]
+    fn limits_docker_would_refuse_at_start_are_refused() {
+        for limits in [
+            ResourceLimits {
+                millicpus: 1_000_000,
+                ..ResourceLimits::default()
+            },
+            ResourceLimits {
+                pids: u64::MAX,
+                ..ResourceLimits::default()
+            },
+        ] {
+            let mut s = spec();
+            s.limits = limits;
+            assert!(matches!(body(&s), Err(RuntimeError::InvalidSpec(_))));
+        }
     }
 
     #[test]

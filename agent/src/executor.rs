@@ -23,7 +23,7 @@ use bytes::Bytes;
 use futures_util::StreamExt as _;
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
-use sealrun_init::{EXIT_INIT_FAILED, EXIT_NOT_FOUND};
+use sealrun_init::{EXIT_INIT_FAILED, EXIT_NOT_FOUND, ShimNonce};
 use sealrun_redactor::Redactor;
 use sealrun_vault::{Secret, TargetKeypair};
 use sealrun_wire::agent::{Assignment, FinishRequest};
@@ -62,6 +62,10 @@ pub struct Job {
     /// The run's input, for a run given some: opened once the command has
     /// started, and written to its stdin after the bundle.
     pub input: Option<OpenInput>,
+    /// The images this agent's configuration allows for the target, if it
+    /// restricts them ([`crate::TargetConfig::allowed_images`]): checked on
+    /// top of the target's list the assignment carries.
+    pub allowed_images: Option<Vec<String>>,
 }
 
 /// The run's input as it arrives: chunks in order, or why it broke off.
@@ -145,6 +149,37 @@ fn build_redactor(secrets: &[(String, Secret)]) -> Result<Redactor, String> {
     })
 }
 
+/// Whether the run's image is allowed: by the target's list the assignment
+/// carries (which the control plane also checked at submit), and by this
+/// agent's own list for the target when it has one. `Err` says which refused.
+fn check_image(a: &Assignment, own: Option<&[String]>) -> Result<(), String> {
+    use sealrun_wire::image::allows;
+    let image = &a.image;
+    if a.allowed_images.is_empty() {
+        return Err(format!(
+            "image {image} refused: the control plane sent no allowed images for target {} (is it older than this agent?); nothing was pulled",
+            a.target
+        ));
+    }
+    if !allows(&a.allowed_images, image).map_err(|e| e.to_string())? {
+        return Err(format!(
+            "image {image} is not allowed on target {}: it allows {}; nothing was pulled",
+            a.target,
+            a.allowed_images.join(", ")
+        ));
+    }
+    if let Some(own) = own {
+        if !allows(own, image).map_err(|e| e.to_string())? {
+            return Err(format!(
+                "image {image} is not allowed on target {} by this agent's configuration (allowed_images: {}); nothing was pulled",
+                a.target,
+                own.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// What the control plane wants reported if a stop was requested before the
 /// container exists.
 fn early_outcome(control: &RunControl) -> Option<Outcome> {
@@ -194,6 +229,11 @@ pub async fn execute<R: Runtime, S: LogSink>(
     };
     let redact = |message: String| redact_message(&redactor, &message);
 
+    // Before anything is pulled: a name the target (or this agent) does not
+    // allow could make the engine dial any host (`10.0.0.5:6379/x`).
+    if let Err(message) = check_image(a, job.allowed_images.as_deref()) {
+        return Outcome::error(redact(message), 0);
+    }
     // A pull can take long: a cancel, shutdown or abandonment must not wait for it.
     let mut stop = control.subscribe();
     let pulled = tokio::select! {
@@ -206,6 +246,14 @@ pub async fn execute<R: Runtime, S: LogSink>(
     if let Err(e) = pulled {
         return Outcome::error(redact(e.to_string()), 0);
     }
+    // Drawn per run: the shim signs its error line with it, and a command
+    // cannot (see `sealrun_init::ShimNonce`).
+    let nonce = {
+        use rand::RngCore as _;
+        let mut bytes = [0u8; sealrun_init::NONCE_LEN];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        ShimNonce::from_bytes(bytes)
+    };
     let spec = ContainerSpec {
         run_id: a.run_id.clone(),
         agent_id: job.agent_id.clone(),
@@ -218,6 +266,7 @@ pub async fn execute<R: Runtime, S: LogSink>(
         user: a.user.clone(),
         stdin: input.is_some(),
         deadline: job.timeout() + job.cancel_grace + DEADLINE_MARGIN,
+        nonce: nonce.clone(),
     };
     // The runtime hands the encoded secrets back with the container: this task
     // holds their only copy until `start` writes them to the container's stdin.
@@ -233,6 +282,7 @@ pub async fn execute<R: Runtime, S: LogSink>(
         StdinPlan {
             bundle: stdin,
             input,
+            nonce,
         },
         &job,
         Arc::clone(&redactor),
@@ -276,10 +326,12 @@ struct Driven {
     uploader: Option<tokio::task::JoinHandle<UploadEnd>>,
 }
 
-/// What a container reads on stdin: the bundle, then the run's input if any.
+/// What a container reads on stdin: the bundle, then the run's input if any;
+/// and the run's nonce, which the bundle carries to the shim.
 struct StdinPlan {
     bundle: StdinBundle,
     input: Option<OpenInput>,
+    nonce: ShimNonce,
 }
 
 /// Starts the container with `stdin` (the bundle `create` returned, and the
@@ -315,6 +367,7 @@ async fn drive<R: Runtime, S: LogSink>(
         tx,
         max_chunk,
         Arc::clone(&truncated),
+        stdin.nonce,
     ));
     let uploader = {
         let control = control.clone();
@@ -489,8 +542,11 @@ fn conclude(
         Some(failed @ Stop::Fail(_)) => Stop::escalate(stopped, failed),
         _ => stopped,
     };
-    // The init shim exits 125-127 after one `sealrun-init: ...` line on stderr when
-    // the command never ran: a bundle it refused, a command that is not there.
+    // The init shim exits 125-127 after one line on stderr, signed with the
+    // run's nonce, when the command never ran (it is not there, it cannot be
+    // executed). A command can print the same text and exit 125, but cannot
+    // sign it: unsigned, it is the command's own failure. (A bundle the shim
+    // could not read gave it no nonce: that line is unsigned too.)
     let init_error = pump
         .as_ref()
         .and_then(|p| p.init_error.as_ref())
@@ -542,6 +598,7 @@ mod tests {
                 run_id: "r".into(),
                 target: "t".into(),
                 image: "i".into(),
+                allowed_images: vec!["i".into()],
                 argv: vec!["true".into()],
                 env: Default::default(),
                 secrets: vec![],
@@ -557,10 +614,50 @@ mod tests {
             cancel_grace: Duration::from_secs(1),
             max_chunk_bytes: 1024,
             input: None,
+            allowed_images: None,
         };
         assert_eq!(job(60, Some(10)).timeout(), Duration::from_secs(10));
         assert_eq!(job(5, Some(10)).timeout(), Duration::from_secs(5));
         assert_eq!(job(60, None).timeout(), Duration::from_secs(60));
+    }
+
+    fn assignment(image: &str, allowed: &[&str]) -> Assignment {
+        Assignment {
+            run_id: "r".into(),
+            target: "t".into(),
+            image: image.into(),
+            allowed_images: allowed.iter().map(|s| (*s).to_owned()).collect(),
+            argv: vec!["true".into()],
+            env: Default::default(),
+            secrets: vec![],
+            timeout_secs: 60,
+            limits: Default::default(),
+            network: None,
+            user: None,
+            stdin: false,
+        }
+    }
+
+    #[test]
+    fn an_image_needs_the_targets_list_and_the_agents_own_to_allow_it() {
+        let a = assignment("postgres:16", &["sealrun/busybox:latest", "postgres:16"]);
+        assert_eq!(check_image(&a, None), Ok(()));
+        assert_eq!(
+            check_image(&a, Some(&["postgres:*".to_owned()][..])).map_err(|_| ()),
+            Err(())
+        );
+        let own = ["docker.io/library/postgres:16".to_owned()];
+        assert_eq!(check_image(&a, Some(&own)), Ok(()));
+        let err = check_image(&a, Some(&["postgres:17".to_owned()])).unwrap_err();
+        assert!(err.contains("by this agent's configuration"), "{err}");
+        let err = check_image(&assignment("x:1", &["y:1"]), None).unwrap_err();
+        assert!(
+            err.contains("not allowed on target t: it allows y:1"),
+            "{err}"
+        );
+        // A control plane that sends no list gets nothing pulled.
+        let err = check_image(&assignment("x:1", &[]), None).unwrap_err();
+        assert!(err.contains("sent no allowed images"), "{err}");
     }
 
     fn conclude_with_stderr(code: i64, first_line: Option<&str>) -> FinishRequest {

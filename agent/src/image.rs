@@ -134,7 +134,7 @@ fn static_busybox(image: &str) -> Result<PathBuf, ImageError> {
         if !candidate.exists() {
             continue;
         }
-        match crate::init::check(&candidate) {
+        match crate::init::check_static_executable(&candidate) {
             Ok(()) => return Ok(candidate),
             Err(e) => looked.push(e.to_string()),
         }

@@ -1,5 +1,6 @@
 //! The `sealrun-init` shim binary on the Docker host: where the agent finds it,
-//! and the checks it passes before the agent agrees to start.
+//! and the checks it passes before the agent agrees to start, and again
+//! before every run.
 //!
 //! Every run container starts the shim (bind-mounted read-only at
 //! [`sealrun_init::CONTAINER_PATH`]) as its entrypoint, and the shim is the only
@@ -10,23 +11,44 @@
 //! The shim must be a static executable, because it runs inside images that may
 //! have no libc at all (`FROM scratch` plus one binary), and readable and
 //! executable by everyone, because commands run as uid 65534 by default.
+//!
+//! It must also be trustworthy: whoever can replace it sees every secret of
+//! every run. So the file and its directory must belong to root or to the
+//! agent's own user and be writable by nobody else (no group or other write
+//! bit), and no directory above them may belong to another user or be
+//! writable by everyone without the sticky bit (a group-writable directory
+//! further up is accepted, as workspaces created under `umask 002` have
+//! them). Symbolic links are resolved first, and the resolved path is what
+//! Docker mounts.
+//!
+//! Where it is looked for when no path is configured: `<prefix>/lib/sealrun/`
+//! next to `<prefix>/bin/sealrun` (for a repository checkout,
+//! `target/lib/sealrun/sealrun-init` beside `target/debug/sealrun`, where
+//! `scripts/build-init.sh` installs it and cargo never writes: a `cargo build`
+//! of the workspace writes its own, dynamically linked, `target/debug/sealrun-init`,
+//! which the agent never picks up), then [`SEARCH_PATHS`].
 
 use std::fs::File;
 use std::io::Read as _;
-use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 /// What the error messages tell an operator to run.
-const BUILD_HINT: &str = "build it with scripts/build-init.sh and pass its path with --init-binary (SEALRUN_AGENT_INIT, or init_binary in agent.toml)";
+const BUILD_HINT: &str = "build it with scripts/build-init.sh (which installs it where the agent looks) or pass its path with --init-binary (SEALRUN_AGENT_INIT, or init_binary in agent.toml)";
 
-/// Where the agent looks for the shim when none is configured, after the
-/// directory of its own executable.
+/// Where the agent looks for the shim when none is configured, after
+/// [`BESIDE_EXE`] relative to its own executable.
 pub const SEARCH_PATHS: [&str; 2] = [
     "/usr/local/lib/sealrun/sealrun-init",
     "/usr/lib/sealrun/sealrun-init",
 ];
 
-/// File name of the shim next to the `sealrun` binary.
+/// Where the agent looks first, relative to the directory of its own
+/// executable: `<prefix>/bin/sealrun` finds `<prefix>/lib/sealrun/sealrun-init`,
+/// and `target/debug/sealrun` finds `target/lib/sealrun/sealrun-init`.
+pub const BESIDE_EXE: &str = "../lib/sealrun/sealrun-init";
+
+/// File name of the shim.
 pub const FILE_NAME: &str = "sealrun-init";
 
 /// Why the shim cannot be used.
@@ -49,9 +71,25 @@ pub enum InitError {
     },
 }
 
+/// The places searched when no shim is configured, in order.
+pub fn default_candidates() -> Vec<PathBuf> {
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(Path::to_owned))
+    {
+        // Lexically: `..` of the executable's directory, not of a symlink.
+        if let Some(prefix) = dir.parent() {
+            candidates.push(prefix.join(&BESIDE_EXE[3..]));
+        }
+    }
+    candidates.extend(SEARCH_PATHS.iter().map(PathBuf::from));
+    candidates
+}
+
 /// The shim to bind-mount: `configured` if given, else the first of
-/// `<directory of the current executable>/sealrun-init` and [`SEARCH_PATHS`]
-/// that exists; then [`check`]ed.
+/// [`default_candidates`] that exists; [`check`]ed, and resolved to the
+/// absolute path without symbolic links that Docker is to mount.
 ///
 /// The path is resolved on the agent's filesystem, and Docker resolves a bind
 /// mount's source on the engine's host: the two are the same with the local
@@ -61,14 +99,7 @@ pub fn locate(configured: Option<&Path>) -> Result<PathBuf, InitError> {
     let path = match configured {
         Some(p) => p.to_owned(),
         None => {
-            let mut candidates: Vec<PathBuf> = Vec::new();
-            if let Some(dir) = std::env::current_exe()
-                .ok()
-                .and_then(|exe| exe.parent().map(Path::to_owned))
-            {
-                candidates.push(dir.join(FILE_NAME));
-            }
-            candidates.extend(SEARCH_PATHS.iter().map(PathBuf::from));
+            let candidates = default_candidates();
             match candidates.iter().find(|p| p.exists()) {
                 Some(found) => found.clone(),
                 None => {
@@ -81,18 +112,81 @@ pub fn locate(configured: Option<&Path>) -> Result<PathBuf, InitError> {
             }
         }
     };
-    check(&path)?;
-    // Docker wants an absolute bind source.
-    std::path::absolute(&path).map_err(|e| InitError::Unusable {
-        path: path.clone(),
-        reason: format!("cannot make the path absolute: {e}"),
-    })
+    check(&path)
+}
+
+/// Checks that `path` is a shim the agent can trust and every container can
+/// run, and returns it resolved (absolute, no symbolic links): a static
+/// executable ([`check_static_executable`]) that only root or the agent's
+/// user can change (see the module documentation for the exact rule).
+pub fn check(path: &Path) -> Result<PathBuf, InitError> {
+    let unusable = |reason: String| InitError::Unusable {
+        path: path.to_owned(),
+        reason,
+    };
+    let real = std::fs::canonicalize(path).map_err(|e| unusable(e.to_string()))?;
+    check_static_executable(&real).map_err(|e| match e {
+        InitError::Unusable { reason, .. } => unusable(reason),
+        other => other,
+    })?;
+    check_trusted(&real).map_err(unusable)?;
+    Ok(real)
+}
+
+/// The rule on who may change the shim, for the resolved path `real`.
+fn check_trusted(real: &Path) -> Result<(), String> {
+    let me = nix::unistd::geteuid().as_raw();
+    let owner_ok = |uid: u32| uid == 0 || uid == me;
+    let meta = std::fs::metadata(real).map_err(|e| e.to_string())?;
+    if !owner_ok(meta.uid()) {
+        return Err(format!(
+            "it belongs to uid {}, neither root nor the agent's user (uid {me}), who could replace it and so read every run's secrets: chown it to root",
+            meta.uid()
+        ));
+    }
+    let mode = meta.permissions().mode();
+    if mode & 0o022 != 0 {
+        return Err(format!(
+            "mode {:o} lets group or others write it, and so read every run's secrets: chmod go-w it",
+            mode & 0o7777
+        ));
+    }
+    let mut first = true;
+    for dir in real.ancestors().skip(1) {
+        let meta = std::fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let mode = meta.permissions().mode();
+        if !owner_ok(meta.uid()) {
+            return Err(format!(
+                "directory {} belongs to uid {}, neither root nor the agent's user (uid {me}), who could replace the shim in it",
+                dir.display(),
+                meta.uid()
+            ));
+        }
+        let others_write = if first {
+            // Its own directory: nobody else may add, remove or rename files.
+            mode & 0o022 != 0
+        } else {
+            // Further up: world-writable only with the sticky bit (`/tmp`),
+            // where others cannot rename what is not theirs.
+            mode & 0o002 != 0 && mode & 0o1000 == 0
+        };
+        if others_write {
+            return Err(format!(
+                "directory {} (mode {:o}) lets others replace the shim in it: chmod go-w it",
+                dir.display(),
+                mode & 0o7777
+            ));
+        }
+        first = false;
+    }
+    Ok(())
 }
 
 /// Checks that `path` is a regular file, readable and executable by everyone,
 /// and a static ELF executable (no `PT_INTERP`: it needs no dynamic loader, so
-/// it runs in an image without libc).
-pub fn check(path: &Path) -> Result<(), InitError> {
+/// it runs in an image without libc). Also what the base image's busybox must
+/// be ([`crate::image`]).
+pub fn check_static_executable(path: &Path) -> Result<(), InitError> {
     let unusable = |reason: String| InitError::Unusable {
         path: path.to_owned(),
         reason,
@@ -115,7 +209,7 @@ pub fn check(path: &Path) -> Result<(), InitError> {
     match elf_interpreter(&header) {
         Ok(false) => Ok(()),
         Ok(true) => Err(unusable(
-            "dynamically linked (it names a program interpreter), so it cannot run in images without libc".into(),
+            "dynamically linked (it names a program interpreter), so it cannot run in images without libc (a `cargo build` writes such a sealrun-init: the static one is scripts/build-init.sh's)".into(),
         )),
         Err(reason) => Err(unusable(reason.into())),
     }
@@ -181,6 +275,101 @@ mod tests {
         let err = check(&exe).unwrap_err().to_string();
         assert!(err.contains("dynamically linked"), "{err}");
         assert!(err.contains("scripts/build-init.sh"), "{err}");
+    }
+
+    /// A copy of a static ELF header (enough for the checks) in a fresh
+    /// private directory, with `mode`.
+    fn static_shim(mode: u32) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        let mut elf = vec![0u8; 64 + 56];
+        elf[..4].copy_from_slice(b"\x7fELF");
+        elf[4] = 2;
+        elf[5] = 1;
+        elf[16..18].copy_from_slice(&2u16.to_le_bytes());
+        elf[32..40].copy_from_slice(&64u64.to_le_bytes());
+        elf[54..56].copy_from_slice(&56u16.to_le_bytes());
+        elf[56..58].copy_from_slice(&1u16.to_le_bytes());
+        elf[64..68].copy_from_slice(&1u32.to_le_bytes());
+        std::fs::write(&path, elf).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn a_static_shim_only_its_owner_can_change_is_accepted_and_resolved() {
+        let (dir, path) = static_shim(0o755);
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        assert_eq!(check(&link).unwrap(), std::fs::canonicalize(&path).unwrap());
+    }
+
+    #[test]
+    fn a_shim_group_or_others_can_write_is_refused() {
+        for mode in [0o777, 0o775, 0o757] {
+            let (_dir, path) = static_shim(mode);
+            let err = check(&path).unwrap_err().to_string();
+            assert!(err.contains("chmod go-w"), "{mode:o}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_shim_in_a_directory_others_can_write_is_refused() {
+        for mode in [0o777, 0o775, 0o1777] {
+            let (dir, path) = static_shim(0o755);
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(mode)).unwrap();
+            let err = check(&path).unwrap_err().to_string();
+            assert!(
+                err.contains("lets others replace the shim"),
+                "{mode:o}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_world_writable_directory_further_up_is_refused_unless_sticky() {
+        let top = tempfile::tempdir().unwrap();
+        let dir = top.path().join("lib");
+        std::fs::create_dir(&dir).unwrap();
+        let (_src, shim) = static_shim(0o755);
+        let path = dir.join(FILE_NAME);
+        std::fs::copy(&shim, &path).unwrap();
+        std::fs::set_permissions(top.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = check(&path).unwrap_err().to_string();
+        assert!(err.contains("lets others replace the shim"), "{err}");
+        // Positive control: sticky, as /tmp, others cannot rename `lib`.
+        std::fs::set_permissions(top.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+        assert!(check(&path).is_ok());
+    }
+
+    #[test]
+    fn a_shim_belonging_to_another_user_is_refused() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!(
+                "*** SKIPPED a_shim_belonging_to_another_user_is_refused: needs root to chown ***"
+            );
+            return;
+        }
+        let (dir, path) = static_shim(0o755);
+        let other = Some(nix::unistd::Uid::from_raw(4321));
+        nix::unistd::chown(&path, other, None).unwrap();
+        let err = check(&path).unwrap_err().to_string();
+        assert!(err.contains("belongs to uid 4321"), "{err}");
+        nix::unistd::chown(&path, Some(nix::unistd::Uid::from_raw(0)), None).unwrap();
+        nix::unistd::chown(dir.path(), other, None).unwrap();
+        let err = check(&path).unwrap_err().to_string();
+        assert!(err.contains("belongs to uid 4321"), "{err}");
+    }
+
+    #[test]
+    fn the_first_place_looked_is_lib_sealrun_beside_the_bin_directory() {
+        let exe = std::env::current_exe().unwrap();
+        let prefix = exe.parent().unwrap().parent().unwrap();
+        assert_eq!(
+            default_candidates()[0],
+            prefix.join("lib/sealrun/sealrun-init")
+        );
+        assert_eq!(&default_candidates()[1..], SEARCH_PATHS.map(PathBuf::from));
     }
 
     #[test]

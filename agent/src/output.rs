@@ -109,53 +109,107 @@ pub struct PumpEnd {
     pub next_seq: u64,
     /// Set when the output stream failed before its end.
     pub error: Option<RuntimeError>,
-    /// The first line of stderr, unredacted, when it is a line the init shim
-    /// writes when it fails (it starts with [`sealrun_init::ERROR_PREFIX`]). Whether the
-    /// shim wrote it, rather than the command, is for the exit code to say.
+    /// The first line of stderr, unredacted, when the init shim wrote it: it
+    /// began with the run's signature ([`sealrun_init::ShimNonce`]), which
+    /// the command cannot know, and goes on as [`sealrun_init::ERROR_PREFIX`]
+    /// does. Shown here (and in the run's output) with the plain prefix.
     pub init_error: Option<String>,
 }
-
-/// How the line `sealrun-init` writes to stderr before it exits 125-127 begins
-/// (the shim's own constant, so the two sides cannot drift).
-const INIT_ERROR_PREFIX: &[u8] = sealrun_init::ERROR_PREFIX.as_bytes();
 
 /// The longest first line of stderr kept to look for the shim's error.
 const FIRST_LINE_MAX: usize = 1024;
 
-/// Collects the first line of stderr (up to [`FIRST_LINE_MAX`] bytes) and keeps
-/// it only if it is the shim's: raw output is held no longer than needed.
-#[derive(Default)]
-struct FirstLine {
-    buf: zeroize::Zeroizing<Vec<u8>>,
-    done: bool,
+/// Watches the start of stderr for the shim's signed error line
+/// (`sealrun-init[<nonce>]: error: ...`): holds back the bytes that could
+/// still be the signature, passes on everything else unchanged, replaces a
+/// complete signature with the shim's plain name (so the nonce never reaches
+/// the run's output), and keeps that one line.
+///
+/// Only the very start of stderr can be the shim's: it signs a line only
+/// when the command never started, so nothing precedes it.
+struct ShimLine {
+    /// `sealrun-init[<nonce in hex>]`.
+    signature: zeroize::Zeroizing<String>,
+    /// Bytes of stderr's start that match the signature so far.
+    held: usize,
+    state: ShimLineState,
+    /// The signed line, with the plain name, while and after it is read.
+    line: zeroize::Zeroizing<Vec<u8>>,
 }
 
-impl FirstLine {
-    fn push(&mut self, data: &[u8]) {
-        if self.done {
-            return;
-        }
-        let room = FIRST_LINE_MAX - self.buf.len();
-        let (take, ends) = match data.iter().position(|&b| b == b'\n') {
-            Some(at) if at <= room => (at, true),
-            _ => (data.len().min(room), data.len() >= room),
-        };
-        self.buf.extend_from_slice(&data[..take]);
-        let cannot_match = !self
-            .buf
-            .starts_with(&INIT_ERROR_PREFIX[..self.buf.len().min(INIT_ERROR_PREFIX.len())]);
-        if ends || cannot_match {
-            self.done = true;
-            if cannot_match {
-                self.buf.clear();
-            }
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ShimLineState {
+    /// Stderr so far is a prefix of the signature.
+    Signature,
+    /// The signature matched: reading the rest of its line.
+    Line,
+    /// Nothing more to look for: everything passes.
+    Done,
+}
+
+impl ShimLine {
+    fn new(nonce: &sealrun_init::ShimNonce) -> ShimLine {
+        ShimLine {
+            signature: nonce.signature(),
+            held: 0,
+            state: ShimLineState::Signature,
+            line: zeroize::Zeroizing::new(Vec::new()),
         }
     }
 
-    fn finish(self) -> Option<String> {
-        self.buf
-            .starts_with(INIT_ERROR_PREFIX)
-            .then(|| String::from_utf8_lossy(&self.buf).into_owned())
+    /// Whether every further byte passes unchanged.
+    fn done(&self) -> bool {
+        self.state == ShimLineState::Done
+    }
+
+    /// Takes the next bytes of stderr; appends to `out` what the run's
+    /// output gets.
+    fn push(&mut self, mut data: &[u8], out: &mut Vec<u8>) {
+        if self.state == ShimLineState::Signature {
+            let signature = self.signature.as_bytes();
+            let take = (signature.len() - self.held).min(data.len());
+            if data[..take] != signature[self.held..self.held + take] {
+                // Not the shim's: what was held back was output after all.
+                out.extend_from_slice(&signature[..self.held]);
+                out.extend_from_slice(data);
+                self.held = 0;
+                self.state = ShimLineState::Done;
+                return;
+            }
+            self.held += take;
+            data = &data[take..];
+            if self.held < signature.len() {
+                return;
+            }
+            out.extend_from_slice(sealrun_init::SHIM_NAME.as_bytes());
+            self.line
+                .extend_from_slice(sealrun_init::SHIM_NAME.as_bytes());
+            self.state = ShimLineState::Line;
+        }
+        if self.state == ShimLineState::Line {
+            let room = FIRST_LINE_MAX.saturating_sub(self.line.len());
+            let (take, ends) = match data.iter().position(|&b| b == b'\n') {
+                Some(at) if at <= room => (at, true),
+                _ => (data.len().min(room), data.len() >= room),
+            };
+            self.line.extend_from_slice(&data[..take]);
+            if ends {
+                self.state = ShimLineState::Done;
+            }
+        }
+        out.extend_from_slice(data);
+    }
+
+    /// At the end of stderr: releases what is still held back into `out`,
+    /// and returns the signed line if there was one.
+    fn finish(self, out: &mut Vec<u8>) -> Option<String> {
+        if self.state == ShimLineState::Signature {
+            out.extend_from_slice(&self.signature.as_bytes()[..self.held]);
+            return None;
+        }
+        self.line
+            .starts_with(sealrun_init::ERROR_PREFIX.as_bytes())
+            .then(|| String::from_utf8_lossy(&self.line).into_owned())
     }
 }
 
@@ -164,12 +218,16 @@ impl FirstLine {
 /// Once `truncated` is set (the control plane stored all it will store) the pump
 /// keeps reading, so the command is never blocked, but produces no more chunks. If
 /// the receiver goes away it likewise only drains.
+///
+/// `nonce` is the run's: a first line of stderr signed with it is the init
+/// shim's ([`PumpEnd::init_error`]), and reaches the output unsigned.
 pub async fn pump(
     mut output: OutputStream,
     redactor: Arc<Redactor>,
     tx: mpsc::Sender<LogChunk>,
     max_chunk_bytes: usize,
     truncated: Arc<AtomicBool>,
+    nonce: sealrun_init::ShimNonce,
 ) -> PumpEnd {
     let mut stdout = StreamRedactor::new(Arc::clone(&redactor));
     let mut stderr = StreamRedactor::new(redactor);
@@ -179,7 +237,9 @@ pub async fn pump(
     let mut flush_at: Option<Instant> = None;
     let mut receiver_gone = false;
     let mut error = None;
-    let mut first_stderr_line = FirstLine::default();
+    let mut shim_line = ShimLine::new(&nonce);
+    drop(nonce);
+    let mut unsigned = Vec::new();
 
     loop {
         let next = match flush_at {
@@ -203,16 +263,19 @@ pub async fn pump(
             }
             Some(Ok(frame)) => frame,
         };
-        if frame.stream == StreamKind::Stderr {
-            first_stderr_line.push(&frame.data);
+        let mut data = &frame.data[..];
+        if frame.stream == StreamKind::Stderr && !shim_line.done() {
+            unsigned.clear();
+            shim_line.push(data, &mut unsigned);
+            data = &unsigned;
         }
         if truncated.load(Ordering::Relaxed) || receiver_gone {
             continue;
         }
         redacted.clear();
         match frame.stream {
-            StreamKind::Stderr => stderr.push(&frame.data, &mut redacted),
-            _ => stdout.push(&frame.data, &mut redacted),
+            StreamKind::Stderr => stderr.push(data, &mut redacted),
+            _ => stdout.push(data, &mut redacted),
         }
         batcher.push(frame.stream, &redacted, &mut ready);
         flush_at = match (batcher.has_pending(), flush_at) {
@@ -223,9 +286,17 @@ pub async fn pump(
         receiver_gone |= send_all(&tx, &mut ready, receiver_gone).await;
     }
 
+    // Bytes held back as a possible signature that never completed are output.
+    unsigned.clear();
+    let init_error = shim_line.finish(&mut unsigned);
     // What the redactors still hold back is output too: the command has ended, so
     // it can no longer become part of a secret.
     if !truncated.load(Ordering::Relaxed) && !receiver_gone {
+        if !unsigned.is_empty() {
+            redacted.clear();
+            stderr.push(&unsigned, &mut redacted);
+            batcher.push(StreamKind::Stderr, &redacted, &mut ready);
+        }
         for (kind, redactor) in [
             (StreamKind::Stdout, &mut stdout),
             (StreamKind::Stderr, &mut stderr),
@@ -240,7 +311,7 @@ pub async fn pump(
     PumpEnd {
         next_seq: batcher.next_seq(),
         error,
-        init_error: first_stderr_line.finish(),
+        init_error,
     }
 }
 
@@ -266,41 +337,69 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    fn first_line(frames: &[&[u8]]) -> Option<String> {
-        let mut line = FirstLine::default();
+    const NONCE: [u8; sealrun_init::NONCE_LEN] = [0x5a; sealrun_init::NONCE_LEN];
+    const SIGNED: &str = "sealrun-init[5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a]: error: ";
+
+    /// What the run's stderr shows and the shim line found, for these frames.
+    fn shim_line(frames: &[&[u8]]) -> (String, Option<String>) {
+        let mut line = ShimLine::new(&sealrun_init::ShimNonce::from_bytes(NONCE));
+        let mut out = Vec::new();
         for f in frames {
-            line.push(f);
+            line.push(f, &mut out);
         }
-        line.finish()
+        let found = line.finish(&mut out);
+        (String::from_utf8(out).unwrap(), found)
     }
 
     #[test]
-    fn the_shims_error_line_is_kept_even_when_split_across_frames() {
+    fn the_shims_signed_line_is_kept_and_shown_unsigned_even_when_split_across_frames() {
+        let (shown, found) = shim_line(&[
+            b"sealrun-init[5a5a",
+            b"5a5a5a5a5a5a5a5a5a5a5a5a5a5a]: error: cannot",
+            b" execute x\nmore\n",
+        ]);
         assert_eq!(
-            first_line(&[b"sealrun-", b"init: error: bad", b" bundle\nmore\n"]).as_deref(),
-            Some("sealrun-init: error: bad bundle")
+            found.as_deref(),
+            Some("sealrun-init: error: cannot execute x")
         );
-        assert_eq!(
-            first_line(&[b"sealrun-init: error: no newline"]).as_deref(),
-            Some("sealrun-init: error: no newline")
-        );
+        assert_eq!(shown, "sealrun-init: error: cannot execute x\nmore\n");
+        let whole = format!("{SIGNED}no newline");
+        let (shown, found) = shim_line(&[whole.as_bytes()]);
+        assert_eq!(found.as_deref(), Some("sealrun-init: error: no newline"));
+        assert_eq!(shown, "sealrun-init: error: no newline");
     }
 
     #[test]
-    fn the_line_is_recognised_by_the_prefix_the_shim_exports() {
-        let line = format!("{}cannot execute x", sealrun_init::ERROR_PREFIX);
-        assert_eq!(
-            first_line(&[line.as_bytes()]).as_deref(),
-            Some(line.as_str())
-        );
-        assert_eq!(first_line(&[b"sealrun-init: a note, not an error\n"]), None);
+    fn the_signature_is_the_one_the_shim_exports() {
+        let nonce = sealrun_init::ShimNonce::from_bytes(NONCE);
+        assert_eq!(&*nonce.signed_error_prefix(), SIGNED);
     }
 
     #[test]
-    fn any_other_first_line_of_stderr_is_not_kept() {
-        assert_eq!(first_line(&[b"warning: x\nsealrun-init: error: y\n"]), None);
-        assert_eq!(first_line(&[b"seal", b"ant\n"]), None);
-        assert_eq!(first_line(&[b""]), None);
+    fn an_unsigned_shim_line_is_the_commands_output() {
+        let line = "sealrun-init: error: printed by the command\n";
+        assert_eq!(shim_line(&[line.as_bytes()]), (line.to_owned(), None));
+    }
+
+    #[test]
+    fn a_line_signed_with_another_nonce_is_the_commands_output() {
+        let forged = "sealrun-init[00000000000000000000000000000000]: error: x\n";
+        assert_eq!(shim_line(&[forged.as_bytes()]), (forged.to_owned(), None));
+    }
+
+    #[test]
+    fn any_other_stderr_passes_byte_for_byte() {
+        for frames in [
+            &[&b"warning: x\n"[..], SIGNED.as_bytes()][..],
+            &[b"seal", b"ant\n"],
+            &[b"sealrun-init["],
+            &[b""],
+        ] {
+            let expected: Vec<u8> = frames.concat();
+            let (shown, found) = shim_line(frames);
+            assert_eq!(shown.as_bytes(), &expected[..], "{frames:?}");
+            assert_eq!(found, None, "{frames:?}");
+        }
     }
 
     fn chunks(b: &mut Batcher, pushes: &[(StreamKind, &[u8])]) -> Vec<LogChunk> {

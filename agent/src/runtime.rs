@@ -70,6 +70,10 @@ pub struct ContainerSpec {
     /// sets it past the run's timeout and stop grace, so an agent that is
     /// alive always stops the run first.
     pub deadline: std::time::Duration,
+    /// The run's nonce, which the runtime hands to the shim (in the bundle)
+    /// and the executor looks for in the shim's signed error line: how a
+    /// shim failure is told from a command printing the same text.
+    pub nonce: sealrun_init::ShimNonce,
 }
 
 impl fmt::Debug for ContainerSpec {

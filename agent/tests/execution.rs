@@ -9,8 +9,8 @@ use sealrun_agent::control::{RunControl, Stop};
 use sealrun_agent::executor::{Outcome, execute};
 use sealrun_agent::runtime::{ContainerSpec, Runtime};
 use sealrun_testkit::runtime::{
-    MemorySink, assert_no_container_left, docker_runtime, job, run, run_with, start_until,
-    with_secret,
+    MemorySink, assert_no_container_left, docker_runtime, in_image, job, run, run_with,
+    start_until, with_secret,
 };
 use sealrun_testkit::wait_until;
 use sealrun_wire::log::StreamKind;
@@ -267,7 +267,7 @@ async fn an_image_pull_failure_is_an_error_whose_message_is_redacted() {
     // reference, which here contains the secret (as a registry token might).
     let token = "leaked-registry-token-7";
     let mut j = with_secret(job(&["true"]), "REGISTRY_TOKEN", token);
-    j.assignment.image = format!("127.0.0.1:1/{token}:latest");
+    j = in_image(j, &format!("127.0.0.1:1/{token}:latest"));
     let (finish, _) = run(&rt, j).await;
     assert_eq!(finish.status, RunStatus::Error);
     let error = finish.error.unwrap();
@@ -291,7 +291,7 @@ async fn a_cancel_during_a_stalled_image_pull_ends_the_run_at_once() {
         }
     });
     let mut j = job(&["true"]);
-    j.assignment.image = format!("127.0.0.1:{port}/stalled/image:latest");
+    j = in_image(j, &format!("127.0.0.1:{port}/stalled/image:latest"));
     let sink = MemorySink::new();
     let control = RunControl::new();
     let task = {
@@ -392,6 +392,7 @@ async fn orphans_of_this_agent_are_removed_and_other_agents_containers_are_kept(
         user: None,
         stdin: false,
         deadline: std::time::Duration::from_secs(300),
+        nonce: sealrun_init::ShimNonce::from_bytes([1; sealrun_init::NONCE_LEN]),
     };
     let (mine, other) = (
         sealrun_testkit::runtime::unique_agent_id(),

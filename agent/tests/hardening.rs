@@ -3,7 +3,7 @@
 //! also checks that no container of the run survives it.
 #![allow(clippy::unwrap_used)]
 
-use sealrun_testkit::runtime::{docker_runtime, job, run};
+use sealrun_testkit::runtime::{docker_runtime, in_image, job, run};
 use sealrun_wire::agent::ResourceLimits;
 use sealrun_wire::run::RunStatus;
 
@@ -265,7 +265,7 @@ async fn an_image_entrypoint_does_not_wrap_the_command() {
         "could not build {image} locally"
     );
     let mut j = job(&["echo", "direct"]);
-    j.assignment.image = image.into();
+    j = in_image(j, image);
     let (_, out) = run(&rt, j).await;
     assert_eq!(out.stdout(), "direct\n");
 }

@@ -60,6 +60,21 @@ pub(crate) struct Submitter<'a> {
     pub(crate) source: RunSource,
 }
 
+/// A run may name only an image its target allows (`sealrun_wire::image`):
+/// any other name would make the agent's Docker pull from wherever it points.
+fn check_image_allowed(image: &str, target: &TargetSpec) -> Result<(), Error> {
+    let allowed = target.effective_images();
+    match sealrun_wire::image::allows(&allowed, image) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Error::Forbidden(format!(
+            "image {image} is not allowed on target {}: it allows {} (an admin can add images to the target's allowed_images)",
+            target.name,
+            allowed.join(", ")
+        ))),
+        Err(e) => Err(Error::Invalid(e.to_string())),
+    }
+}
+
 fn check_request(req: &RunRequest, target: &TargetSpec) -> Result<u64, Error> {
     let bad = |m: String| Error::Invalid(m);
     if req.argv.is_empty() || req.argv[0].is_empty() {
@@ -105,6 +120,7 @@ fn check_request(req: &RunRequest, target: &TargetSpec) -> Result<u64, Error> {
         {
             return Err(bad(format!("invalid image {image:?}")));
         }
+        check_image_allowed(image, target)?;
     }
     let max = target.timeout_secs;
     match req.timeout_secs {
@@ -258,6 +274,7 @@ pub(crate) fn claim(tx: &Tx<'_>, agent: &Agent, lease_ttl_ms: i64) -> Result<Cla
             run_id: claimed.run_id,
             target: claimed.target,
             image: claimed.image,
+            allowed_images: spec.effective_images(),
             argv: claimed.argv,
             env: claimed.env,
             secrets: sealed,

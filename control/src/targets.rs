@@ -38,15 +38,10 @@ fn no_such_target(name: &str) -> Error {
 fn check_spec(spec: &TargetSpec) -> Result<(), String> {
     names::object("target", &spec.name).map_err(|e| e.to_string())?;
     names::object("pool", &spec.pool).map_err(|e| e.to_string())?;
-    if spec.image.is_empty()
-        || spec.image.len() > 512
-        || spec
-            .image
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control())
-    {
-        return Err(format!("invalid image {:?}", spec.image));
-    }
+    // The image and every allowed-image entry parse as the rule that checks
+    // runs against them (`sealrun_wire::image`) reads them.
+    sealrun_wire::image::ImageRef::parse(&spec.image).map_err(|e| e.to_string())?;
+    sealrun_wire::image::check_allowed_images(&spec.allowed_images)?;
     if !spec.private_network.is_empty() {
         names::label("private_network label", &spec.private_network).map_err(|e| e.to_string())?;
     }
@@ -63,10 +58,8 @@ fn check_spec(spec: &TargetSpec) -> Result<(), String> {
             "timeout_secs must be between 1 and {MAX_TIMEOUT_SECS}"
         ));
     }
-    let l = &spec.limits;
-    if l.memory_mb < 6 || l.millicpus == 0 || l.pids == 0 {
-        return Err("limits: memory_mb must be at least 6, millicpus and pids at least 1".into());
-    }
+    // What the engine would refuse (or read as "unlimited") at every run.
+    spec.limits.check().map_err(|e| e.to_string())?;
     if let Some(user) = &spec.user {
         if user.is_empty()
             || user.len() > 64

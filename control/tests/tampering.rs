@@ -54,6 +54,7 @@ async fn busy_world() -> World {
         private_network: "lab".into(),
         pool: TargetSpec::default_pool(),
         image: "sealrun/busybox:latest".into(),
+        allowed_images: Vec::new(),
         network: None,
         limits: Default::default(),
         timeout_secs: 600,

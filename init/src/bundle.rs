@@ -31,6 +31,14 @@ pub const TAG_STDIN: u8 = 0x02;
 /// container, whether or not an agent is still there to stop it. Required:
 /// a shim that ignored it would let a command outlive a dead agent.
 pub const TAG_DEADLINE: u8 = 0x03;
+/// Record tag of the run's nonce: [`NONCE_LEN`] random bytes the agent
+/// chooses per run and the shim puts in its own error line
+/// ([`ShimNonce::signed_error_prefix`]), so that the agent can tell that line
+/// from one the command prints. Required: a shim that skipped it would write
+/// lines the agent takes for the command's.
+pub const TAG_NONCE: u8 = 0x04;
+/// Length of a [`ShimNonce`], in bytes.
+pub const NONCE_LEN: usize = 16;
 /// Records whose tag has this bit set are optional: a decoder that does not know
 /// the tag skips the record. Unknown tags without it are refused, so that a
 /// setting the shim must honour is never silently ignored.
@@ -138,6 +146,69 @@ pub enum BundleError {
     Io(#[from] io::Error),
 }
 
+/// A run's nonce: how the shim signs the one error line it writes when the
+/// command never ran, so that the agent can tell it from the same text
+/// printed by the command (which does not know the nonce).
+///
+/// Known only to the agent and the shim: it travels in the bundle, the shim
+/// makes itself non-dumpable before reading it (so the command, even as the
+/// same user, cannot read the shim's memory or `/proc/1/*`), and the shim
+/// writes it only when no command process exists (the command failed to
+/// start). Wiped on drop; `Debug` does not show it.
+///
+/// ```
+/// use sealrun_init::ShimNonce;
+/// let nonce = ShimNonce::from_bytes([0xab; 16]);
+/// assert_eq!(
+///     &*nonce.signed_error_prefix(),
+///     "sealrun-init[abababababababababababababababab]: error: "
+/// );
+/// assert_eq!(format!("{nonce:?}"), "ShimNonce(***)");
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct ShimNonce(Zeroizing<[u8; NONCE_LEN]>);
+
+impl ShimNonce {
+    /// A nonce of these bytes (the agent draws them at random per run).
+    pub fn from_bytes(bytes: [u8; NONCE_LEN]) -> Self {
+        ShimNonce(Zeroizing::new(bytes))
+    }
+
+    /// How the shim's signed error line begins: [`crate::ERROR_PREFIX`]
+    /// with the nonce, in hex and brackets, after the shim's name
+    /// (`sealrun-init[<32 hex digits>]: error: `). The agent replaces
+    /// [`Self::signature`] with [`crate::SHIM_NAME`] before the line reaches
+    /// the run's output, so people see the plain prefix.
+    pub fn signed_error_prefix(&self) -> Zeroizing<String> {
+        let mut out = self.signature();
+        out.push_str(&crate::ERROR_PREFIX[crate::SHIM_NAME.len()..]);
+        out
+    }
+
+    /// `sealrun-init[<32 hex digits>]`: what a signed line starts with in
+    /// place of [`crate::SHIM_NAME`].
+    pub fn signature(&self) -> Zeroizing<String> {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = Zeroizing::new(String::with_capacity(
+            crate::SHIM_NAME.len() + 2 + 2 * NONCE_LEN + crate::ERROR_PREFIX.len(),
+        ));
+        out.push_str(crate::SHIM_NAME);
+        out.push('[');
+        for b in self.0.iter() {
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
+        }
+        out.push(']');
+        out
+    }
+}
+
+impl fmt::Debug for ShimNonce {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ShimNonce(***)")
+    }
+}
+
 /// One variable. The name is not secret; the value is, and is wiped on drop.
 struct EnvVar {
     name: String,
@@ -161,6 +232,8 @@ pub struct Bundle {
     stdin: bool,
     /// Seconds after start at which the shim kills the command.
     deadline: Option<u64>,
+    /// The run's nonce, for the shim's signed error line.
+    nonce: Option<ShimNonce>,
     /// Length of the encoded body, kept so `push_env` can enforce
     /// [`MAX_BODY_LEN`] and `encode` can allocate exactly once.
     body_len: usize,
@@ -174,8 +247,25 @@ impl Bundle {
             env: Vec::new(),
             stdin: false,
             deadline: None,
+            nonce: None,
             body_len: 0,
         }
+    }
+
+    /// Sets the run's nonce, with which the shim signs its error line
+    /// ([`ShimNonce`]). The agent sets one on every bundle; a shim given
+    /// none writes its errors unsigned, and the agent then takes them for
+    /// the command's output.
+    pub fn set_nonce(&mut self, nonce: ShimNonce) {
+        if self.nonce.is_none() {
+            self.body_len += RECORD_HEADER_LEN + NONCE_LEN;
+        }
+        self.nonce = Some(nonce);
+    }
+
+    /// The run's nonce, if the bundle carries one.
+    pub fn nonce(&self) -> Option<&ShimNonce> {
+        self.nonce.as_ref()
     }
 
     /// Sets the run's deadline: `secs` after the shim starts, it kills the
@@ -293,6 +383,11 @@ impl Bundle {
             out.extend_from_slice(&8u32.to_be_bytes());
             out.extend_from_slice(&secs.to_be_bytes());
         }
+        if let Some(nonce) = &self.nonce {
+            out.push(TAG_NONCE);
+            out.extend_from_slice(&(NONCE_LEN as u32).to_be_bytes());
+            out.extend_from_slice(&nonce.0[..]);
+        }
         let mut crc = Crc32::new();
         crc.update(&out);
         out.extend_from_slice(&crc.finish().to_be_bytes());
@@ -332,6 +427,9 @@ impl fmt::Debug for Bundle {
         }
         if let Some(secs) = self.deadline {
             d.field("deadline_secs", &secs);
+        }
+        if let Some(nonce) = &self.nonce {
+            d.field("nonce", nonce);
         }
         d.finish()
     }
@@ -449,6 +547,15 @@ fn decode_body(body: &[u8]) -> Result<Bundle, BundleError> {
                     return Err(malformed("deadline record appears twice"));
                 }
                 bundle.set_deadline(u64::from_be_bytes(secs));
+            }
+            TAG_NONCE => {
+                let Ok(bytes) = <[u8; NONCE_LEN]>::try_from(payload) else {
+                    return Err(malformed("nonce record is not 16 bytes"));
+                };
+                if bundle.nonce.is_some() {
+                    return Err(malformed("nonce record appears twice"));
+                }
+                bundle.set_nonce(ShimNonce::from_bytes(bytes));
             }
             tag if tag & OPTIONAL_TAG_BIT != 0 => {}
             tag => return Err(BundleError::UnknownRecord { tag }),
@@ -568,6 +675,36 @@ mod tests {
     }
 
     #[test]
+    fn the_nonce_record_round_trips_and_a_malformed_one_is_refused() {
+        let mut bundle = Bundle::new();
+        bundle.set_nonce(ShimNonce::from_bytes([7; NONCE_LEN]));
+        let encoded = bundle.encode();
+        assert_eq!(
+            &encoded[..],
+            &frame(&record(TAG_NONCE, &[7; NONCE_LEN]))[..]
+        );
+        assert_eq!(bundle.encoded_len(), encoded.len());
+        let read = read_bundle(&encoded[..]).unwrap();
+        assert_eq!(read.nonce(), Some(&ShimNonce::from_bytes([7; NONCE_LEN])));
+        assert!(read_bundle(&frame(&[])[..]).unwrap().nonce().is_none());
+        let mut twice = record(TAG_NONCE, &[1; NONCE_LEN]);
+        twice.extend(record(TAG_NONCE, &[1; NONCE_LEN]));
+        for input in [frame(&record(TAG_NONCE, b"short")), frame(&twice)] {
+            let err = read_bundle(&input[..]).unwrap_err();
+            assert!(matches!(err, BundleError::MalformedRecord { .. }), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_nonce_never_shows_in_debug() {
+        let mut bundle = Bundle::new();
+        bundle.set_nonce(ShimNonce::from_bytes([0xcd; NONCE_LEN]));
+        let shown = format!("{bundle:?}");
+        assert!(!shown.contains("cdcd") && !shown.contains("205"), "{shown}");
+        assert!(shown.contains("nonce: ShimNonce(***)"), "{shown}");
+    }
+
+    #[test]
     fn a_stdin_record_with_a_payload_or_given_twice_is_refused() {
         let with_payload = frame(&record(TAG_STDIN, b"x"));
         let mut twice = record(TAG_STDIN, b"");
@@ -589,7 +726,7 @@ mod tests {
 
     #[test]
     fn required_records_of_unknown_tags_are_refused() {
-        for tag in [0x00, 0x04, 0x7F] {
+        for tag in [0x00, 0x05, 0x7F] {
             let err = read_bundle(&frame(&record(tag, b"must be honoured"))[..]).unwrap_err();
             assert!(
                 matches!(err, BundleError::UnknownRecord { tag: t } if t == tag),

@@ -60,6 +60,7 @@
 //! | `0x01` ([`TAG_ENV`]) | environment variable | name length (2 bytes), name (UTF-8, 1..=[`MAX_NAME_LEN`] bytes, no `=` or NUL), value (the rest, at most [`MAX_VALUE_LEN`] bytes, no NUL) |
 //! | `0x02` ([`TAG_STDIN`]) | the run's input follows the bundle on stdin, at most once | empty |
 //! | `0x03` ([`TAG_DEADLINE`]) | the run's deadline, at most once: that many seconds after it starts, the shim kills the command (SIGKILL) and the container ends, even if no agent is left to stop it | 8 bytes, big-endian |
+//! | `0x04` ([`TAG_NONCE`]) | the run's nonce, at most once: the shim signs its error line with it ([`ShimNonce`]) | [`NONCE_LEN`] (16) bytes |
 //! | `0x80..=0xFF` ([`OPTIONAL_TAG_BIT`] set) | reserved for optional per-run settings | skipped by this version |
 //! | any other | reserved for required per-run settings | refused by this version ([`BundleError::UnknownRecord`]) |
 //!
@@ -86,10 +87,39 @@
 //! | 127 ([`EXIT_NOT_FOUND`]) | the command was not found (on `PATH`, or at the path given) |
 //!
 //! The command can exit 125-127 itself; when the shim does, it has first written
-//! one line starting with [`ERROR_PREFIX`] (`sealrun-init: error: `) to stderr.
-//! That line never contains bundle content (neither names nor values). The
-//! agent looks for that prefix on the first line of stderr, so both sides use
-//! the constant rather than each spelling it.
+//! one line to stderr. That line never contains bundle content (neither names
+//! nor values). Before the bundle has been read (a malformed or short
+//! bundle, a usage error) the line starts with [`ERROR_PREFIX`]
+//! (`sealrun-init: error: `); once the bundle has given the shim the run's
+//! nonce ([`TAG_NONCE`]), a failure to start the command is *signed*: the
+//! line starts with [`ShimNonce::signed_error_prefix`]
+//! (`sealrun-init[<nonce in hex>]: error: `).
+//!
+//! # The error channel: why the agent can believe a signed line
+//!
+//! The command shares the shim's stderr, so it can print
+//! `sealrun-init: error: ...` and exit 125 to look as if it never started.
+//! The agent therefore reports "the command did not run" only for a *signed*
+//! first line of stderr (with an exit code of 125-127); anything else,
+//! unsigned shim lines included, is the command's own output and exit code.
+//! The command cannot sign a line because it never learns the nonce:
+//!
+//! - the nonce reaches the shim in the bundle, which the shim reads before
+//!   the command exists; it is never put in the command's environment,
+//!   arguments or files, and wiped once the command has started;
+//! - the shim makes itself non-dumpable (`PR_SET_DUMPABLE` 0) before it reads
+//!   the bundle, so `/proc/1/mem`, `/proc/1/environ` and `/proc/1/fd` are
+//!   closed to the command even when it runs as the shim's user (root
+//!   included: the agent drops `CAP_SYS_PTRACE` with every capability);
+//! - the shim writes a signed line only when the command failed to start,
+//!   when no process of the command exists to read it back out of the
+//!   stderr pipe.
+//!
+//! A bundle the shim cannot read gives it no nonce: that failure is
+//! reported unsigned, and so as the command's own exit 125 (the line is still
+//! in the run's output). The agent writes every bundle itself, so this
+//! means the agent's stream to the container broke, which the agent
+//! usually sees as a failed write first.
 //!
 //! # Signals and processes
 //!
@@ -111,8 +141,8 @@ mod checksum;
 
 pub use bundle::{
     Bundle, BundleError, HEADER_LEN, MAGIC, MAX_BODY_LEN, MAX_ENTRIES, MAX_NAME_LEN, MAX_VALUE_LEN,
-    OPTIONAL_TAG_BIT, RECORD_HEADER_LEN, TAG_DEADLINE, TAG_ENV, TAG_STDIN, TRAILER_LEN, VERSION,
-    read_bundle,
+    NONCE_LEN, OPTIONAL_TAG_BIT, RECORD_HEADER_LEN, ShimNonce, TAG_DEADLINE, TAG_ENV, TAG_NONCE,
+    TAG_STDIN, TRAILER_LEN, VERSION, read_bundle,
 };
 
 /// Where the agent bind-mounts the shim (read-only) inside every run container.
@@ -132,7 +162,11 @@ pub const EXIT_NOT_FOUND: i32 = 127;
 /// Added to the signal number when the command is killed by a signal.
 pub const EXIT_SIGNAL_BASE: i32 = 128;
 
+/// The shim's name, as its messages begin.
+pub const SHIM_NAME: &str = "sealrun-init";
+
 /// How the one line the shim writes to stderr when it fails (exit 125-127)
-/// begins. The shim writes it; the agent recognises the shim's failure by it
-/// (together with the exit code, since a command could print it too).
+/// begins, as people read it. A command can print it too, so the agent
+/// trusts only the signed form ([`ShimNonce::signed_error_prefix`]: the
+/// run's nonce after the shim's name), which it turns back into this.
 pub const ERROR_PREFIX: &str = "sealrun-init: error: ";

@@ -50,6 +50,45 @@ fn garbage_on_stdin_exits_125_and_runs_nothing() {
 }
 
 #[test]
+fn a_command_that_cannot_start_is_reported_on_a_line_signed_with_the_runs_nonce() {
+    let mut signed = sealrun_init::Bundle::new();
+    signed.set_nonce(sealrun_init::ShimNonce::from_bytes([0x5a; 16]));
+    let output = run_process(shim(), &["--", "no-such-command"], &signed.encode());
+    assert_eq!(output.status.code(), Some(EXIT_NOT_FOUND));
+    assert!(
+        stderr(&output).starts_with(
+            "sealrun-init[5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a]: error: cannot execute no-such-command: "
+        ),
+        "{}",
+        stderr(&output)
+    );
+    // Positive control: without a nonce the same failure is unsigned.
+    let output = run_process(shim(), &["--", "no-such-command"], &bundle(&[]));
+    assert!(
+        stderr(&output).starts_with("sealrun-init: error: cannot execute no-such-command: "),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn a_command_that_runs_never_sees_the_nonce() {
+    let mut signed = sealrun_init::Bundle::new();
+    signed.set_nonce(sealrun_init::ShimNonce::from_bytes([0x5a; 16]));
+    signed.push_env("VISIBLE", b"yes").unwrap();
+    let output = run_process(
+        shim(),
+        &["--", "sh", "-c", "env; cat /proc/self/cmdline; exit 3"],
+        &signed.encode(),
+    );
+    assert_eq!(output.status.code(), Some(3));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("VISIBLE=yes"), "{stdout}");
+    assert!(!stdout.to_lowercase().contains("5a5a"), "{stdout}");
+    assert_eq!(stderr(&output), "");
+}
+
+#[test]
 fn exit_codes_and_deaths_by_signal_propagate() {
     for (script, code) in [("exit 7", 7), ("kill -TERM $$", 143)] {
         let output = run_process(shim(), &["--", "sh", "-c", script], &bundle(&[]));

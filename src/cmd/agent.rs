@@ -35,6 +35,9 @@ struct AgentFile {
 struct TargetEntry {
     name: String,
     key_file: Option<PathBuf>,
+    /// The images this agent runs for the target, whatever the control
+    /// plane allows.
+    allowed_images: Option<Vec<String>>,
 }
 
 pub async fn run(args: AgentArgs) -> Result<()> {
@@ -74,13 +77,10 @@ fn print_key_ids(config: &AgentConfig) -> Result<()> {
 fn parse_target(s: &str) -> TargetConfig {
     match s.split_once('=') {
         Some((name, key)) => TargetConfig {
-            name: name.to_owned(),
             key_file: Some(PathBuf::from(key)),
+            ..TargetConfig::new(name)
         },
-        None => TargetConfig {
-            name: s.to_owned(),
-            key_file: None,
-        },
+        None => TargetConfig::new(s),
     }
 }
 
@@ -100,6 +100,7 @@ fn config(args: AgentArgs) -> Result<AgentConfig> {
             .map(|t| TargetConfig {
                 name: t.name,
                 key_file: t.key_file,
+                allowed_images: t.allowed_images,
             })
             .collect()
     } else {

@@ -30,6 +30,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
     say("checking the Docker engine");
     // Before anything starts: without the shim the agent could not run anything.
     let init_binary = sealrun_agent::init::locate(args.init_binary.as_deref())?;
+    say(&format!("init shim {}", init_binary.display()));
     ensure_image(&args.image).await?;
 
     let token_file = data_dir.join("admin.token");
@@ -74,6 +75,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
         private_network: "local".to_owned(),
         pool: TargetSpec::default_pool(),
         image: args.image.clone(),
+        allowed_images: Vec::new(),
         network: None,
         limits: ResourceLimits::default(),
         timeout_secs: 600,

@@ -57,6 +57,12 @@ pub async fn run(cmd: TargetCommand) -> Result<()> {
             outln!("private network: {}", safe(&v.spec.private_network))?;
             outln!("pool:            {}", safe(&v.spec.pool))?;
             outln!("image:           {}", safe(&v.spec.image))?;
+            if !v.spec.allowed_images.is_empty() {
+                outln!(
+                    "allowed images:  {}",
+                    safe(&v.spec.allowed_images.join(", "))
+                )?;
+            }
             outln!(
                 "network:         {}",
                 safe(v.spec.network.as_deref().unwrap_or("none"))
@@ -163,6 +169,7 @@ async fn create(a: TargetCreateArgs) -> Result<()> {
         private_network: a.private_network,
         pool: a.pool,
         image: a.image,
+        allowed_images: a.allowed_images,
         network: a.network,
         limits: ResourceLimits {
             memory_mb: a.memory_mb,

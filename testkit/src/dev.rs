@@ -21,19 +21,26 @@ impl DevProcess {
     /// Starts `sealrun dev` on a free port and waits (up to 60 s) until it
     /// has written `dev.env`.
     pub fn start() -> DevProcess {
+        Self::start_with(|_| {})
+    }
+
+    /// [`DevProcess::start`], with `configure` applied to the command last
+    /// (e.g. to take away `SEALRUN_AGENT_INIT`, which names the kit's shim).
+    pub fn start_with(configure: impl FnOnce(&mut Command)) -> DevProcess {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let log_path = dir.path().join("dev.log");
         let log = std::fs::File::create(&log_path).expect("the dev log");
-        let child = Command::new(sealrun_bin())
+        let mut command = Command::new(sealrun_bin());
+        command
             .args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path().join("dev"))
             .env("HOME", dir.path())
             .env("SEALRUN_AGENT_INIT", crate::init_binary())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("a second handle on the log"))
-            .stderr(log)
-            .spawn()
-            .expect("sealrun dev starts");
+            .stderr(log);
+        configure(&mut command);
+        let child = command.spawn().expect("sealrun dev starts");
         let env_file = dir.path().join("dev").join("dev.env");
         let deadline = Instant::now() + crate::WAIT;
         while !env_file.exists() {

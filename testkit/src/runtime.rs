@@ -57,6 +57,7 @@ pub fn job(argv: &[&str]) -> Job {
             run_id: format!("run-{agent_id}"),
             target: TARGET.into(),
             image: IMAGE.into(),
+            allowed_images: vec![IMAGE.into()],
             argv: argv.iter().map(|s| (*s).to_owned()).collect(),
             env: Default::default(),
             secrets: vec![],
@@ -72,7 +73,16 @@ pub fn job(argv: &[&str]) -> Job {
         cancel_grace: Duration::from_millis(500),
         max_chunk_bytes: 64 * 1024,
         input: None,
+        allowed_images: None,
     }
+}
+
+/// The job, in `image`, which its target then allows too (a job's target
+/// allows only [`IMAGE`]).
+pub fn in_image(mut job: Job, image: &str) -> Job {
+    job.assignment.image = image.to_owned();
+    job.assignment.allowed_images.push(image.to_owned());
+    job
 }
 
 /// Adds a secret, sealed to the job's target key as the CLI would.

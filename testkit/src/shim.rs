@@ -13,9 +13,10 @@ pub fn workspace_root() -> &'static Path {
         .expect("the test kit lives one level below the workspace root")
 }
 
-/// The static shim, built on first use in this process and checked as the
-/// agent checks it ([`sealrun_agent::init::check`]: a static, world-executable
-/// ELF file).
+/// The static shim, built on first use in this process and installed where
+/// the agent looks for it (`target/lib/sealrun/sealrun-init`), and checked as
+/// the agent checks it ([`sealrun_agent::init::check`]: a static,
+/// world-executable ELF file that only its owner can change).
 pub fn init_binary() -> &'static Path {
     static SHIM: OnceLock<PathBuf> = OnceLock::new();
     SHIM.get_or_init(|| {

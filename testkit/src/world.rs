@@ -118,6 +118,7 @@ impl World<ServerProcess, AgentProcess> {
                 private_network: "test".into(),
                 pool: TargetSpec::default_pool(),
                 image: IMAGE.into(),
+                allowed_images: Vec::new(),
                 network: None,
                 limits: Default::default(),
                 timeout_secs: options.target_timeout_secs,

@@ -201,6 +201,12 @@ pub struct TargetSpec {
     pub pool: String,
     /// Image used when a run names none.
     pub image: String,
+    /// Other images a run may name with `--image` (`sealrun_wire::image`
+    /// says how entries match: exact references, digests, or repository
+    /// prefixes ending in `/*`). Empty: only `image`, which is always
+    /// allowed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_images: Vec<String>,
     /// Docker network to attach run containers to; absent means none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<String>,
@@ -216,6 +222,12 @@ pub struct TargetSpec {
 }
 
 impl TargetSpec {
+    /// Every image a run of this target may use: its own `image`, then its
+    /// `allowed_images` ([`crate::image::effective`]).
+    pub fn effective_images(&self) -> Vec<String> {
+        crate::image::effective(&self.image, &self.allowed_images)
+    }
+
     /// The pool targets belong to unless they name one.
     pub fn default_pool() -> String {
         "default".to_owned()

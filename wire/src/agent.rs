@@ -127,6 +127,72 @@ impl Default for ResourceLimits {
     }
 }
 
+/// A limit outside what the container engine honours.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("limits.{limit} {value} is out of range: the accepted range is {min} to {max} ({why})")]
+pub struct LimitError {
+    /// `memory_mb`, `millicpus` or `pids`.
+    pub limit: &'static str,
+    /// The value given.
+    pub value: u64,
+    /// Smallest accepted value.
+    pub min: u64,
+    /// Largest accepted value.
+    pub max: u64,
+    /// Where the range comes from.
+    pub why: &'static str,
+}
+
+impl ResourceLimits {
+    /// Accepted `memory_mb`: Docker's minimum of 6 MiB, up to 4 TiB.
+    pub const MEMORY_MB: (u64, u64) = (6, 4 * 1024 * 1024);
+    /// Accepted `millicpus`: Docker's minimum of 0.01 CPU, up to 512 CPUs. An
+    /// engine also refuses more than its host's CPUs, which the agent checks
+    /// against its own engine before it creates a container.
+    pub const MILLICPUS: (u64, u64) = (10, 512_000);
+    /// Accepted `pids`: the shim and the command need two, and the kernel
+    /// counts at most 4,194,304 (`PID_MAX_LIMIT`).
+    pub const PIDS: (u64, u64) = (2, 4_194_304);
+
+    /// Checks every limit against what the container engine honours (a value
+    /// it refuses would fail every run of the target; 0 it reads as
+    /// "unlimited"). The message names the limit and the accepted range.
+    pub fn check(&self) -> Result<(), LimitError> {
+        let ranges = [
+            (
+                "memory_mb",
+                self.memory_mb,
+                Self::MEMORY_MB,
+                "MiB; Docker refuses less than 6",
+            ),
+            (
+                "millicpus",
+                self.millicpus,
+                Self::MILLICPUS,
+                "thousandths of a CPU: 0.01 to 512 CPUs, and at most the CPUs of the agent's host",
+            ),
+            (
+                "pids",
+                self.pids,
+                Self::PIDS,
+                "processes: the init shim and the command need 2; the kernel counts at most 4194304",
+            ),
+        ];
+        for (limit, value, (min, max), why) in ranges {
+            if !(min..=max).contains(&value) {
+                return Err(LimitError {
+                    limit,
+                    value,
+                    min,
+                    max,
+                    why,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A secret a run references, still sealed to the target's key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AssignedSecret {
@@ -146,6 +212,14 @@ pub struct Assignment {
     pub target: String,
     /// Image to run.
     pub image: String,
+    /// The images the target allows now (its own first; entries as
+    /// `sealrun_wire::image` reads them): the agent refuses `image` before
+    /// pulling anything unless one matches. The control plane checked it at
+    /// submit; this catches a target narrowed since, and a control plane
+    /// that skipped the check (an agent's own list in its configuration is
+    /// what holds against a control plane that lies).
+    #[serde(default)]
+    pub allowed_images: Vec<String>,
     /// Command argv.
     pub argv: Vec<String>,
     /// Plain environment.

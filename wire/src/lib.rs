@@ -5,7 +5,8 @@
 //! keeps the dependency arrow pointing one way: `agent -> wire <- api`.
 //! It holds data and (de)serialisation only, no I/O, and the few pure rules
 //! that every side must apply identically, so that each is written once:
-//! [`names`] (object names, labels, environment variable names), [`shell`]
+//! [`names`] (object names, labels, environment variable names), [`image`]
+//! (image references and which ones a target allows), [`shell`]
 //! (splitting typed command lines into words, quoting an argv for display) and
 //! [`text`] (showing untrusted text to a person without a terminal or chat
 //! client obeying the control characters in it).
@@ -35,6 +36,7 @@ pub mod agent;
 pub mod audit;
 pub mod bytes;
 pub mod error;
+pub mod image;
 pub mod log;
 pub mod names;
 pub mod run;
