@@ -161,7 +161,11 @@ Exit status:
 
 A refused request (404 unknown run, 401/403 token) ends following at once
 (125); a control plane that cannot be reached is retried with a one-line
-notice.
+notice. The submission itself carries an idempotency key: when it is not
+confirmed (the control plane unreachable, or a 5xx saying it may or may not
+have been applied), sealrun sends it again with the same key for about 30
+seconds, with a one-line notice each time, and the command still runs at most
+once.
 
 Input: when sealrun's stdin is a pipe or a file, it is streamed to the
 command's stdin (as docker run -i does) and the command reads end-of-file
@@ -228,7 +232,9 @@ pub struct ServerArgs {
     /// On first start, write the one-time admin token to this file (mode 0600)
     #[arg(long, env = "SEALRUN_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
-    /// Seconds without a heartbeat before a run's lease lapses (run becomes `lost`)
+    /// Seconds without a heartbeat before a run's lease lapses (run becomes `lost`);
+    /// default 60, at least 20 (two heartbeats). Judged only once the server has
+    /// been up, and able to write, for that long: outages lose no run
     #[arg(long, env = "SEALRUN_LEASE_TTL_SECS")]
     pub lease_ttl_secs: Option<u64>,
     /// Seconds a run may wait in the queue for an agent before it expires

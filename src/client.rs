@@ -128,6 +128,26 @@ impl Client {
         self.call(Method::POST, path, Some(body)).await
     }
 
+    /// `POST path` carrying an `Idempotency-Key`: sent again with the same
+    /// key, the control plane answers what the first one did instead of
+    /// acting twice.
+    pub async fn post_once<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        key: &str,
+    ) -> Result<T> {
+        let req = self
+            .http
+            .post(format!("{}{}", self.conn.url, path))
+            .bearer_auth(&self.conn.token)
+            .header("Idempotency-Key", key)
+            .json(body);
+        let resp = req.send().await.map_err(|e| self.transport_error(e))?;
+        let resp = check(resp).await?;
+        self.decode(path, resp).await
+    }
+
     pub async fn put<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
         self.call(Method::PUT, path, Some(body)).await
     }
@@ -210,12 +230,31 @@ impl Client {
         } else {
             ""
         };
-        anyhow!(
-            "cannot reach the control plane at {}: {reason}{hint}",
-            self.conn.url
-        )
+        Unreachable {
+            line: format!(
+                "cannot reach the control plane at {}: {reason}{hint}",
+                self.conn.url
+            ),
+        }
+        .into()
     }
 }
+
+/// The control plane could not be reached, or its answer did not arrive:
+/// whether a request was acted on is unknown. Its `Display` is the one line
+/// a user sees.
+#[derive(Debug)]
+pub struct Unreachable {
+    line: String,
+}
+
+impl std::fmt::Display for Unreachable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.line)
+    }
+}
+
+impl std::error::Error for Unreachable {}
 
 /// The control plane answered a request with an error status. Its
 /// `Display` is the one line a user sees.
@@ -234,6 +273,16 @@ impl Refused {
         self.status.is_client_error()
             && self.status != StatusCode::REQUEST_TIMEOUT
             && self.status != StatusCode::TOO_MANY_REQUESTS
+    }
+
+    /// Whether the request may have been acted on although it was refused
+    /// or not confirmed (every 5xx: a 503 saying a change may or may not
+    /// have been applied, a proxy's 502/504), or may succeed if sent again
+    /// (408, 429). A request sent again after this needs an idempotency key.
+    pub fn is_retryable(&self) -> bool {
+        self.status.is_server_error()
+            || self.status == StatusCode::REQUEST_TIMEOUT
+            || self.status == StatusCode::TOO_MANY_REQUESTS
     }
 }
 

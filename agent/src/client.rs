@@ -254,15 +254,19 @@ impl ControlPlane {
             .await
     }
 
-    /// `POST /v1/agent/poll`: a run, or `None` when the server's hold time passed.
-    pub async fn poll(&self, hold: Duration) -> Result<Option<Assignment>, CallError> {
-        self.call(
-            &["v1", "agent", "poll"],
-            None,
-            &PollRequest {},
-            hold + POLL_SLACK,
-        )
-        .await
+    /// `POST /v1/agent/poll`: a run, or `None` when the server's hold time
+    /// passed. After an error, ask again with the same `poll_id`: a run the
+    /// control plane handed out in that poll is handed out again.
+    pub async fn poll(
+        &self,
+        hold: Duration,
+        poll_id: &str,
+    ) -> Result<Option<Assignment>, CallError> {
+        let request = PollRequest {
+            poll_id: Some(poll_id.to_owned()),
+        };
+        self.call(&["v1", "agent", "poll"], None, &request, hold + POLL_SLACK)
+            .await
     }
 
     /// `POST /v1/agent/heartbeat`.

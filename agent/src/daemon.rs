@@ -336,6 +336,12 @@ impl<R: Runtime> Supervisor<R> {
     ) -> Option<Error> {
         let hold = Duration::from_millis(self.settings.poll_timeout_ms);
         let mut backoff = Backoff::default();
+        // One id per poll until it is answered: a poll that failed (an
+        // error after the control plane claimed a run for it, a cut
+        // connection) is asked again with the same id and gets that run,
+        // which would otherwise stay held by nobody until its lease lapsed.
+        let new_poll_id = || format!("{:032x}", rand::random::<u128>());
+        let mut poll_id = new_poll_id();
         loop {
             // Reap finished run tasks so the JoinSet does not grow.
             while self.tasks.try_join_next().is_some() {}
@@ -350,10 +356,13 @@ impl<R: Runtime> Supervisor<R> {
             // A poll in flight when shutdown comes is abandoned; if the control plane
             // assigned a run in that instant, the run ends `lost` (never run twice).
             let polled = tokio::select! {
-                r = self.client.poll(hold) => r,
+                r = self.client.poll(hold, &poll_id) => r,
                 () = stopping.cancelled() => return None,
                 () = revoked.cancelled() => return None,
             };
+            if polled.is_ok() {
+                poll_id = new_poll_id();
+            }
             match polled {
                 Ok(Some(assignment)) => {
                     backoff.reset();

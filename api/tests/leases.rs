@@ -12,6 +12,8 @@ use std::time::Duration;
 fn short_leases() -> Settings {
     Settings {
         lease_ttl: Duration::from_millis(800),
+        // A lease must outlast two heartbeats.
+        heartbeat_interval: Duration::from_millis(400),
         ..quick_settings()
     }
 }

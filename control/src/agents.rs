@@ -370,8 +370,14 @@ impl Control {
 
     /// A run for the agent, or `None` after the poll timeout without one
     /// (or once shutdown starts). Woken as soon as a run for one of its
-    /// targets is queued.
-    pub async fn poll(&self, agent: &Agent) -> Result<Option<Dispatched>, Error> {
+    /// targets is queued. An agent that did not get the answer to a poll
+    /// asks again with the same `poll_id` and gets the run handed out in it
+    /// (see `queue::claim`).
+    pub async fn poll(
+        &self,
+        agent: &Agent,
+        poll_id: Option<String>,
+    ) -> Result<Option<Dispatched>, Error> {
         if !agent.online {
             return Err(Error::Conflict(
                 "the agent is not connected: call /v1/agent/connect first".into(),
@@ -395,7 +401,12 @@ impl Control {
                 waits.push(notified);
             }
             let a = Arc::clone(&agent);
-            match self.db.write(move |tx| queue::claim(tx, &a, ttl)).await? {
+            let id = poll_id.clone();
+            match self
+                .db
+                .write(move |tx| queue::claim(tx, &a, ttl, id.as_deref()))
+                .await?
+            {
                 Claim::Assigned(assignment, waited_ms) => {
                     tracing::info!(run = %assignment.run_id, agent = %agent.name, waited_ms, "run assigned");
                     return Ok(Some(Dispatched {

@@ -187,6 +187,10 @@ pub enum OpenError {
     /// A name (org, pool...) that does not follow the naming rules.
     #[error("{0}")]
     InvalidName(String),
+    /// The settings would make the control plane misbehave (a lease shorter
+    /// than two heartbeats); the message says which and what would do.
+    #[error("{0}")]
+    Settings(String),
     /// The one-time admin token could not be written.
     #[error("cannot write the admin token to {path}: {source}")]
     TokenFile {

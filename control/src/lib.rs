@@ -108,6 +108,8 @@ pub use permissions::Action;
 pub use relay::{FEEDER_GRACE, RELAY_CHUNKS, StdinBroken, StdinStream};
 pub use runs::{Cancellation, RunFilter, RunTail, Submitted};
 pub use service::{Control, OpenOptions};
+#[cfg(any(test, feature = "fault-injection"))]
+pub use settings::Faults;
 pub use settings::Settings;
 pub use slack::{SlackNotice, check_slack_id};
 pub use slack_keys::Workspace;

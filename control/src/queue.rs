@@ -30,6 +30,10 @@ use std::collections::BTreeSet;
 const MAX_COMMAND_BYTES: usize = 256 * 1024;
 /// Longest error text an agent may report.
 const MAX_ERROR_CHARS: usize = 4096;
+/// Longest idempotency key of a submission.
+const MAX_KEY_CHARS: usize = 255;
+/// Longest poll id of an agent.
+const MAX_POLL_ID_CHARS: usize = 64;
 
 /// One run of the caller's org, or 404.
 pub(crate) fn view(tx: &Tx<'_>, org_id: i64, run_id: &str) -> Result<RunView, Error> {
@@ -41,12 +45,15 @@ pub(crate) fn no_such_run(run_id: &str) -> Error {
     Error::not_found(Object::Run, run_id)
 }
 
-/// What a submit found and did: the run's id, its target's id, and whether
-/// a connected agent serves the target now.
+/// What a submit found and did: the run's id, its target's id, whether a
+/// connected agent serves the target now, when the run was queued, and
+/// whether it was queued by an earlier submission with the same key.
 pub(crate) struct Submitted {
     pub(crate) id: String,
     pub(crate) target_id: i64,
     pub(crate) served: bool,
+    pub(crate) created_ms: i64,
+    pub(crate) replayed: bool,
 }
 
 /// Who submits a run.
@@ -134,14 +141,60 @@ fn check_request(req: &RunRequest, target: &TargetSpec) -> Result<u64, Error> {
     }
 }
 
-/// Validates and queues a run. `connected_since`: agents heard from since
-/// then count as connected (for `served`, and for `require_agent`).
+/// An idempotency key: 1 to 255 visible ASCII characters (a UUID, a ULID,
+/// random hex...).
+fn check_key(key: &str) -> Result<(), Error> {
+    if key.is_empty() || key.len() > MAX_KEY_CHARS || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Error::Invalid(format!(
+            "an idempotency key is 1 to {MAX_KEY_CHARS} visible ASCII characters"
+        )));
+    }
+    Ok(())
+}
+
+/// What tells two submissions apart: the SHA-256 of the request's JSON
+/// (its maps are ordered, so equal requests hash equally).
+fn fingerprint(req: &RunRequest) -> Result<String, Error> {
+    use sha2::Digest as _;
+    Ok(hex::encode(sha2::Sha256::digest(serde_json::to_vec(req)?)))
+}
+
+/// Validates and queues a run, once per idempotency key: a submission with
+/// a key this submitter used before answers the run queued then (if the
+/// request is the same; [`Error::Conflict`] if not) and queues nothing.
+/// `connected_since`: agents heard from since then count as connected (for
+/// `served`, and for `require_agent`).
 pub(crate) fn submit(
     tx: &Tx<'_>,
     who: &Submitter<'_>,
     req: &RunRequest,
+    key: Option<&str>,
     connected_since: i64,
 ) -> Result<Submitted, Error> {
+    let keyed = match key {
+        Some(key) => {
+            check_key(key)?;
+            Some((key, fingerprint(req)?))
+        }
+        None => None,
+    };
+    if let Some((key, fingerprint)) = &keyed {
+        if let Some(first) = store::runs::by_key(tx, who.org_id, who.actor, key)? {
+            if &first.fingerprint != fingerprint {
+                return Err(Error::Conflict(format!(
+                    "idempotency key {key:?} was already used for another request (run {}); a new run needs a new key",
+                    first.run_id
+                )));
+            }
+            return Ok(Submitted {
+                served: store::agents::serving(tx, first.target_id, connected_since)? > 0,
+                id: first.run_id,
+                target_id: first.target_id,
+                created_ms: first.created_ms,
+                replayed: true,
+            });
+        }
+    }
     let (target_id, spec) = store::targets::spec_by_name(tx, who.org_id, &req.target)?
         .ok_or_else(|| Error::not_found(Object::Target, req.target.clone()))?;
     let timeout = check_request(req, &spec)?;
@@ -162,6 +215,7 @@ pub(crate) fn submit(
     }
     let id = format!("run_{}", crate::token::random_hex(8));
     let image = req.image.clone().unwrap_or_else(|| spec.image.clone());
+    let now = now_ms();
     store::runs::insert(
         tx,
         &store::runs::NewRun {
@@ -177,9 +231,12 @@ pub(crate) fn submit(
             source: who.source,
             submitter: who.name,
             stdin: req.stdin,
-            now: now_ms(),
+            now,
         },
     )?;
+    if let Some((key, fingerprint)) = &keyed {
+        store::runs::insert_key(tx, who.org_id, who.actor, key, fingerprint, &id, now)?;
+    }
     store::audit::append(
         tx,
         who.org_id,
@@ -203,6 +260,8 @@ pub(crate) fn submit(
         id,
         target_id,
         served,
+        created_ms: now,
+        replayed: false,
     })
 }
 
@@ -216,51 +275,106 @@ pub(crate) enum Claim {
     Busy,
 }
 
+/// A poll id: 1 to 64 ASCII letters, digits, `-` or `_`.
+fn check_poll_id(id: &str) -> Result<(), Error> {
+    if id.is_empty()
+        || id.len() > MAX_POLL_ID_CHARS
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(Error::Invalid(format!(
+            "a poll id is 1 to {MAX_POLL_ID_CHARS} ASCII letters, digits, '-' or '_'"
+        )));
+    }
+    Ok(())
+}
+
 /// Hands the agent the oldest queued run of its targets, if it has a free
-/// slot: atomically `queued -> running` with a lease.
-pub(crate) fn claim(tx: &Tx<'_>, agent: &Agent, lease_ttl_ms: i64) -> Result<Claim, Error> {
+/// slot: atomically `queued -> running` with a lease, recorded as handed
+/// out in poll `poll_id`.
+///
+/// A poll whose answer the agent did not get (an error after the claim
+/// committed, a connection cut, a control plane that crashed) is asked
+/// again with the same `poll_id`, and answered with the same run, its lease
+/// renewed: the agent never got it, so it is not running it, and nothing
+/// else would ever run it or say it is gone but the lease expiring. An
+/// agent asks with a new id once it has an answer, so no run is handed to
+/// it twice.
+pub(crate) fn claim(
+    tx: &Tx<'_>,
+    agent: &Agent,
+    lease_ttl_ms: i64,
+    poll_id: Option<&str>,
+) -> Result<Claim, Error> {
+    if let Some(poll_id) = poll_id {
+        check_poll_id(poll_id)?;
+    }
     let now = now_ms();
     store::agents::touch(tx, &agent.id, now)?;
+    // Before the slot check: the run handed out before holds a slot.
+    if let Some(poll_id) = poll_id {
+        if let Some(claimed) =
+            store::runs::claimed_in_poll(tx, &agent.id, poll_id, now + lease_ttl_ms)?
+        {
+            tracing::warn!(run = %claimed.run_id, agent = %agent.name, "handing a run out again: the agent did not get the answer to the poll it was claimed in");
+            if let Some((assignment, waited)) = hand_out(tx, agent, claimed, now, false)? {
+                return Ok(Claim::Assigned(assignment, waited));
+            }
+        }
+    }
     let (held, max, online) = store::agents::slots(tx, &agent.id)?;
     if held >= max || !online {
         return Ok(Claim::Busy);
     }
     loop {
         let Some(claimed) =
-            store::runs::claim_next(tx, &agent.id, &agent.name, now + lease_ttl_ms, now)?
+            store::runs::claim_next(tx, &agent.id, &agent.name, poll_id, now + lease_ttl_ms, now)?
         else {
             return Ok(Claim::Empty);
         };
-        let spec = store::targets::spec(tx, claimed.target_id)?;
-        let mut sealed = Vec::with_capacity(claimed.secrets.len());
-        let mut missing = None;
-        for name in &claimed.secrets {
-            match store::secrets::sealed(tx, claimed.target_id, name)? {
-                Some(secret) => sealed.push(AssignedSecret {
-                    sealed: secret,
-                    name: name.clone(),
-                }),
-                None => {
-                    missing = Some(name.clone());
-                    break;
-                }
+        if let Some((assignment, waited)) = hand_out(tx, agent, claimed, now, true)? {
+            return Ok(Claim::Assigned(assignment, waited));
+        }
+    }
+}
+
+/// The assignment of a run just claimed (`first`) or claimed before and
+/// handed out again, with how long it queued; `None` if a secret it needs
+/// was deleted since it was queued, in which case it ended as `error`.
+fn hand_out(
+    tx: &Tx<'_>,
+    agent: &Agent,
+    claimed: store::runs::Claimed,
+    now: i64,
+    first: bool,
+) -> Result<Option<(Box<Assignment>, u64)>, Error> {
+    let spec = store::targets::spec(tx, claimed.target_id)?;
+    let mut sealed = Vec::with_capacity(claimed.secrets.len());
+    for name in &claimed.secrets {
+        match store::secrets::sealed(tx, claimed.target_id, name)? {
+            Some(secret) => sealed.push(AssignedSecret {
+                sealed: secret,
+                name: name.clone(),
+            }),
+            None => {
+                // Deleted after the run was queued: the command would run
+                // without it. Fail the run visibly rather than hand it out.
+                let error = format!("secret {name} was deleted before the run started");
+                store::runs::fail_unstarted(tx, &claimed.run_id, &error, now)?;
+                store::audit::append(
+                    tx,
+                    agent.org_id,
+                    SYSTEM,
+                    "run.finished",
+                    &claimed.run_id,
+                    json!({"status": "error", "error": error}),
+                )?;
+                return Ok(None);
             }
         }
-        if let Some(name) = missing {
-            // Deleted after the run was queued: the command would run without
-            // it. Fail the run visibly rather than hand it out.
-            let error = format!("secret {name} was deleted before the run started");
-            store::runs::fail_unstarted(tx, &claimed.run_id, &error, now)?;
-            store::audit::append(
-                tx,
-                agent.org_id,
-                SYSTEM,
-                "run.finished",
-                &claimed.run_id,
-                json!({"status": "error", "error": error}),
-            )?;
-            continue;
-        }
+    }
+    if first {
         store::audit::append(
             tx,
             agent.org_id,
@@ -269,23 +383,23 @@ pub(crate) fn claim(tx: &Tx<'_>, agent: &Agent, lease_ttl_ms: i64) -> Result<Cla
             &claimed.run_id,
             json!({"agent": agent.name, "target": claimed.target}),
         )?;
-        let waited = u64::try_from(now - claimed.created_ms).unwrap_or(0);
-        let assignment = Assignment {
-            run_id: claimed.run_id,
-            target: claimed.target,
-            image: claimed.image,
-            allowed_images: spec.effective_images(),
-            argv: claimed.argv,
-            env: claimed.env,
-            secrets: sealed,
-            timeout_secs: claimed.timeout_secs,
-            limits: spec.limits,
-            network: spec.network,
-            user: spec.user,
-            stdin: claimed.stdin,
-        };
-        return Ok(Claim::Assigned(Box::new(assignment), waited));
     }
+    let waited = u64::try_from(now - claimed.created_ms).unwrap_or(0);
+    let assignment = Assignment {
+        run_id: claimed.run_id,
+        target: claimed.target,
+        image: claimed.image,
+        allowed_images: spec.effective_images(),
+        argv: claimed.argv,
+        env: claimed.env,
+        secrets: sealed,
+        timeout_secs: claimed.timeout_secs,
+        limits: spec.limits,
+        network: spec.network,
+        user: spec.user,
+        stdin: claimed.stdin,
+    };
+    Ok(Some((Box::new(assignment), waited)))
 }
 
 /// What a cancel request did.

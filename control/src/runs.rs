@@ -38,7 +38,8 @@ pub struct Cancellation {
     pub run: RunView,
 }
 
-/// A run just queued.
+/// A run just queued (or queued by an earlier submission with the same
+/// idempotency key).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Submitted {
     /// Its id.
@@ -48,6 +49,9 @@ pub struct Submitted {
     pub served: bool,
     /// Unix milliseconds after which it expires if still queued.
     pub expires_at_ms: i64,
+    /// `true` if an earlier submission with the same idempotency key queued
+    /// it and this one queued nothing.
+    pub replayed: bool,
 }
 
 impl Control {
@@ -56,11 +60,27 @@ impl Control {
     /// With `req.require_agent`, a target no connected agent serves is
     /// refused ([`Error::Conflict`]) instead.
     pub async fn submit_run(&self, who: &Member, req: RunRequest) -> Result<Submitted, Error> {
+        self.submit_run_once(who, req, None).await
+    }
+
+    /// [`submit_run`](Control::submit_run), at most once per idempotency
+    /// `key` of this submitter: a submission with a key they used before
+    /// queues nothing and answers the run queued then (`replayed`), or
+    /// [`Error::Conflict`] if that run was asked for with another request.
+    /// A key is remembered as long as its run. So a client that does not
+    /// know whether its submission was applied (an answer lost on the way,
+    /// or [`Error::Unavailable`] saying it may or may not have been) sends
+    /// it again with the same key and gets one run.
+    pub async fn submit_run_once(
+        &self,
+        who: &Member,
+        req: RunRequest,
+        key: Option<String>,
+    ) -> Result<Submitted, Error> {
         who.require(Action::SubmitRuns)?;
         let who = who.clone();
         let wakeups = Arc::clone(&self.wakeups);
-        let now = now_ms();
-        let connected_since = self.settings.connected_since(now);
+        let connected_since = self.settings.connected_since(now_ms());
         let submitted = self
             .db
             .write_then(
@@ -71,7 +91,7 @@ impl Control {
                         actor: &who.actor,
                         source: who.source,
                     };
-                    queue::submit(tx, &submitter, &req, connected_since)
+                    queue::submit(tx, &submitter, &req, key.as_deref(), connected_since)
                 },
                 // Pollers may claim it as soon as it is committed: their claim
                 // is answered only once it (and so this submit) is on disk.
@@ -81,7 +101,10 @@ impl Control {
         Ok(Submitted {
             id: submitted.id,
             served: submitted.served,
-            expires_at_ms: now.saturating_add(millis(self.settings.queue_ttl)),
+            expires_at_ms: submitted
+                .created_ms
+                .saturating_add(millis(self.settings.queue_ttl)),
+            replayed: submitted.replayed,
         })
     }
 

@@ -73,6 +73,7 @@ impl Control {
     /// ([`crate::create_org`] takes no lock: it is meant to run beside a
     /// server.)
     pub fn open(options: OpenOptions<'_>) -> Result<Control, OpenError> {
+        options.settings.check().map_err(OpenError::Settings)?;
         orgs::ensure_data_dir(options.data_dir)?;
         let lock = DirLock::acquire(options.data_dir, "data directory", "sealrun server")?;
         let path = options.data_dir.join(DB_FILE);
@@ -81,7 +82,7 @@ impl Control {
             orgs::bootstrap(&mut conn, options.org_name, options.admin_token_file)?;
         }
         let slack = SlackKeys::open(options.data_dir)?;
-        let db = Db::open(&path, options.settings.durable_commits)?;
+        let db = Db::open(&path, &options.settings)?;
         let (stop, stopping) = watch::channel(false);
         Ok(Control {
             db,

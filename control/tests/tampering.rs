@@ -145,7 +145,7 @@ async fn busy_world() -> World {
             stdin: false,
         };
         let run = control.submit_run(&member, request).await.unwrap().id;
-        let dispatched = control.poll(&agent).await.unwrap().unwrap();
+        let dispatched = control.poll(&agent, None).await.unwrap().unwrap();
         assert_eq!(dispatched.assignment.run_id, run);
         let finish = FinishRequest {
             status: RunStatus::Succeeded,

@@ -3,7 +3,7 @@
 
 use super::seg;
 use crate::cli::RunArgs;
-use crate::client::{Client, Refused};
+use crate::client::{Client, Refused, Unreachable};
 use crate::output::{ChunkWriter, is_broken_pipe, outln, safe};
 use crate::signal::Interrupts;
 use anyhow::{Context as _, Result, anyhow, bail};
@@ -81,7 +81,7 @@ pub async fn run(a: RunArgs) -> Result<ExitCode> {
         require_agent: a.no_wait,
         stdin: forward_stdin,
     };
-    let created: RunCreated = match client.post("/v1/runs", &req).await {
+    let created: RunCreated = match submit(&client, &req).await {
         Ok(created) => created,
         Err(e) => {
             // Refused (bad input, unknown target or secret, permission, no
@@ -129,6 +129,49 @@ pub async fn run(a: RunArgs) -> Result<ExitCode> {
         feeding.abort();
     }
     Ok(followed_exit_code(&created.id, followed))
+}
+
+/// How long `sealrun run` waits before each new attempt at a submission
+/// whose fate it does not know (about half a minute in all: long enough to
+/// ride out a control plane restarting).
+const SUBMIT_RETRY_DELAYS: [Duration; 6] = [
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+    Duration::from_secs(4),
+    Duration::from_secs(8),
+    Duration::from_secs(15),
+];
+
+/// Submits `req`, at most once: with one idempotency key for this
+/// invocation, sent again (saying so on stderr) while the answer is unknown
+/// (the control plane unreachable, or a 5xx saying the submission may or
+/// may not have been applied), so a retry answers the run the first attempt
+/// queued instead of queueing a second one.
+async fn submit(client: &Client, req: &RunRequest) -> Result<RunCreated> {
+    let key = format!("cli-{:032x}", rand::random::<u128>());
+    let mut delays = SUBMIT_RETRY_DELAYS.iter();
+    loop {
+        let error = match client.post_once("/v1/runs", req, &key).await {
+            Ok(created) => return Ok(created),
+            Err(e) => e,
+        };
+        let unknown = error.downcast_ref::<Unreachable>().is_some()
+            || error
+                .downcast_ref::<Refused>()
+                .is_some_and(Refused::is_retryable);
+        match delays.next() {
+            Some(delay) if unknown => {
+                eprintln!(
+                    "sealrun: submission not confirmed ({}); sending it again in {}s with the same idempotency key, so it runs at most once",
+                    safe(&format!("{error:#}")),
+                    delay.as_secs_f64()
+                );
+                tokio::time::sleep(*delay).await;
+            }
+            _ => return Err(error),
+        }
+    }
 }
 
 /// Sends this process's stdin to run `id`. If that fails while the run is

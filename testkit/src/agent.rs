@@ -5,7 +5,7 @@
 use crate::client::{Answer, Client, to_value};
 use crate::docker::{containers_of, remove_container};
 use crate::process::{Daemon, sibling};
-use crate::server::{ControlPlane, InProcessServer, ServerProcess};
+use crate::server::{ControlPlane, InProcessServer};
 use reqwest::StatusCode;
 use sealrun_vault::TargetKeypair;
 use sealrun_wire::admin::TargetView;
@@ -36,11 +36,12 @@ pub struct AgentProcess {
 }
 
 impl AgentProcess {
-    /// Starts an agent of `server` serving `targets`, enrolling with
+    /// Starts an agent of `server` (a [`crate::ServerProcess`] or an
+    /// [`InProcessServer`]) serving `targets`, enrolling with
     /// `enrollment_token` if its state directory holds no identity yet, and
     /// waits until it has registered.
     pub async fn start(
-        server: &ServerProcess,
+        server: &impl ControlPlane,
         state_dir: &Path,
         name: &str,
         targets: &[&str],
@@ -50,9 +51,9 @@ impl AgentProcess {
         let mut args: Vec<String> = vec![
             "agent".into(),
             "--url".into(),
-            server.url.clone(),
+            server.url().to_owned(),
             "--ca-cert".into(),
-            server.ca_cert.display().to_string(),
+            server.ca_cert().display().to_string(),
             "--state-dir".into(),
             state_dir.display().to_string(),
             "--name".into(),

@@ -113,9 +113,23 @@ impl Client {
 
     /// Any request, with an optional JSON body.
     pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
+        self.call_with(method, path, body, &[]).await
+    }
+
+    /// Any request, with an optional JSON body and extra `headers`.
+    pub async fn call_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
         let mut req = self
             .http
             .request(method.clone(), format!("{}{}", self.url, path));
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
         if !self.token.is_empty() {
             req = req.bearer_auth(&self.token);
         }

@@ -88,7 +88,15 @@ pub struct AgentSettings {
 /// Asks for work. The agent sends it only when it has a free slot.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PollRequest {}
+pub struct PollRequest {
+    /// Names this poll (1 to 64 ASCII letters, digits, `-` or `_`). An
+    /// agent that got no answer (an error, a cut connection) asks again
+    /// with the same id and is answered with the run handed out in that
+    /// poll, if any, instead of that run staying held by nobody until its
+    /// lease lapses; after an answer, the next poll takes a new id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll_id: Option<String>,
+}
 
 /// Resource limits applied to a run's container.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

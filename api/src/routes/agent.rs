@@ -42,12 +42,13 @@ pub(crate) async fn connect(
 
 /// `POST /v1/agent/poll`: a run (`200`), or `204` after `poll_timeout`
 /// without one. Woken as soon as a run for one of its targets is queued.
+/// Asked again with the same `poll_id`, the run handed out in that poll.
 pub(crate) async fn poll(
     State(state): State<AppState>,
     Caller(agent): Caller<Agent>,
-    OptionalJsonBody(_): OptionalJsonBody<PollRequest>,
+    OptionalJsonBody(req): OptionalJsonBody<PollRequest>,
 ) -> Result<Response, ApiError> {
-    match state.control.poll(&agent).await? {
+    match state.control.poll(&agent, req.poll_id).await? {
         Some(dispatched) => {
             state.metrics.dispatched(dispatched.waited_ms);
             Ok(Json(*dispatched.assignment).into_response())

@@ -21,6 +21,9 @@ use std::time::Duration;
 /// connections are not cut by proxies (clients skip empty lines).
 const FOLLOW_KEEPALIVE: Duration = Duration::from_secs(15);
 
+/// The header naming a submission, so a retry queues nothing twice.
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
 /// `user` submitting through the API: recorded with source `cli` when the
 /// request's `User-Agent` names the sealrun CLI ([`CLI_PRODUCT`]), else
 /// `api`. A request body cannot set the source.
@@ -37,19 +40,31 @@ fn member(user: &User, headers: &HeaderMap) -> Member {
     }
 }
 
-/// `POST /v1/runs` (admin, operator).
+/// `POST /v1/runs` (admin, operator): `201` with the run queued, or `200`
+/// with the run an earlier submission with the same `Idempotency-Key`
+/// queued.
 pub(crate) async fn submit(
     State(state): State<AppState>,
     Caller(user): Caller<User>,
     headers: HeaderMap,
     JsonBody(req): JsonBody<RunRequest>,
 ) -> Result<(StatusCode, Json<RunCreated>), ApiError> {
+    // Bytes that are not text become U+FFFD, which the domain's key rule
+    // refuses: the rule stays in one place.
+    let key = headers
+        .get(IDEMPOTENCY_KEY)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     let submitted = state
         .control
-        .submit_run(&member(&user, &headers), req)
+        .submit_run_once(&member(&user, &headers), req, key)
         .await?;
+    let status = if submitted.replayed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
     Ok((
-        StatusCode::CREATED,
+        status,
         Json(RunCreated {
             id: submitted.id,
             status: RunStatus::Queued,

@@ -16,13 +16,29 @@
 //! batches commit, and one fsync covers all of them. On this project's test
 //! machine an fsync takes ~3.4 ms; committing under it is what lets dispatch
 //! reach thousands of runs per second.
+//!
+//! A write is acknowledged if and only if it is durable. When the fsync after
+//! a commit fails, the change is committed (readers see it) but may not be on
+//! disk: its callers get [`Error::Unavailable`] saying it may or may not have
+//! been applied ([`not_durable`]), never a success and never a plain failure,
+//! so a client retries with the same idempotency key instead of submitting
+//! twice. The syncer keeps one descriptor on the WAL for the life of the
+//! database: Linux reports a writeback error once to each descriptor open
+//! when it happened, so a file reopened for every sync could miss one and
+//! acknowledge a write the disk lost. And since a failed writeback may have
+//! dropped pages that a later, successful fsync no longer covers, nothing
+//! more is acknowledged after a failure until a full checkpoint has copied
+//! every committed page into the database file and synced that.
 
 use super::schema::{self, database_error};
 use super::tx::Tx;
 use crate::error::{Error, OpenError};
+use crate::settings::Settings;
 use rusqlite::{Connection, OpenFlags};
+use std::fs::File;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -44,6 +60,53 @@ pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The answer to a change that was committed but could not be made durable.
+pub(crate) fn not_durable() -> Error {
+    Error::Unavailable(
+        "the change may or may not have been applied: it was committed, but the database could not make it durable; retry (with the same idempotency key, for a run submission)"
+            .to_owned(),
+    )
+}
+
+/// Whether committed writes are being made durable: the lease sweeper judges
+/// leases only while they are (an agent whose heartbeats could not be
+/// written was not heard), and health checks can say so.
+#[derive(Debug)]
+struct Health {
+    /// Unix ms since which every batch was committed and made durable, or
+    /// [`Health::FAILING`] while the latest was not.
+    writable_since: AtomicI64,
+}
+
+impl Health {
+    const FAILING: i64 = i64::MIN;
+
+    fn new() -> Health {
+        Health {
+            writable_since: AtomicI64::new(now_ms()),
+        }
+    }
+
+    fn failed(&self) {
+        self.writable_since.store(Health::FAILING, Ordering::SeqCst);
+    }
+
+    fn succeeded(&self) {
+        // Only the first success after a failure starts a new period.
+        let _ = self.writable_since.compare_exchange(
+            Health::FAILING,
+            now_ms(),
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        );
+    }
+
+    fn since(&self) -> Option<i64> {
+        let since = self.writable_since.load(Ordering::SeqCst);
+        (since != Health::FAILING).then_some(since)
+    }
 }
 
 /// Opens a connection with the settings every connection uses.
@@ -136,6 +199,7 @@ enum Message {
 /// Handle on the database; cheap to share behind an `Arc`.
 pub(crate) struct Db {
     path: PathBuf,
+    health: Arc<Health>,
     jobs: mpsc::Sender<Message>,
     readers: Arc<ReaderPool>,
     writer: Mutex<Option<JoinHandle<()>>>,
@@ -149,9 +213,10 @@ impl std::fmt::Debug for Db {
 
 impl Db {
     /// Opens and migrates the database and starts the writer and syncer
-    /// threads. With `durable` false, writes are answered once committed to
-    /// the WAL file (they survive the process crashing, not the machine).
-    pub(crate) fn open(path: &Path, durable: bool) -> Result<Db, OpenError> {
+    /// threads. Without `settings.durable_commits`, writes are answered once
+    /// committed to the WAL file (they survive the process crashing, not the
+    /// machine).
+    pub(crate) fn open(path: &Path, settings: &Settings) -> Result<Db, OpenError> {
         let conn = open_migrated(path)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(|e| database_error(path, &e))?;
@@ -159,14 +224,36 @@ impl Db {
             path: path.to_owned(),
             source,
         };
-        let (tx, rx) = mpsc::channel();
-        let (to_sync, syncing) = mpsc::channel();
         let mut wal = path.as_os_str().to_owned();
         wal.push("-wal");
         let wal = PathBuf::from(wal);
+        // Opened once, now: the connection above keeps the WAL file in place
+        // (SQLite removes it only when the last connection closes), and a
+        // descriptor open from the start is told of every writeback error.
+        let wal_file = if settings.durable_commits {
+            Some(File::open(&wal).map_err(|source| OpenError::DataDir {
+                path: wal.clone(),
+                source,
+            })?)
+        } else {
+            None
+        };
+        let health = Arc::new(Health::new());
+        let syncer = Syncer {
+            db_path: path.to_owned(),
+            wal,
+            wal_file,
+            health: Arc::clone(&health),
+            checkpointer: None,
+            suspect: false,
+            #[cfg(any(test, feature = "fault-injection"))]
+            faults: settings.faults.clone(),
+        };
+        let (tx, rx) = mpsc::channel();
+        let (to_sync, syncing) = mpsc::channel();
         let syncer = std::thread::Builder::new()
             .name("sealrun-db-syncer".into())
-            .spawn(move || syncer_loop(&wal, syncing, durable))
+            .spawn(move || syncer.run(syncing))
             .map_err(thread_err)?;
         let writer = std::thread::Builder::new()
             .name("sealrun-db-writer".into())
@@ -174,6 +261,7 @@ impl Db {
             .map_err(thread_err)?;
         Ok(Db {
             path: path.to_owned(),
+            health,
             jobs: tx,
             readers: Arc::new(ReaderPool {
                 path: path.to_owned(),
@@ -181,6 +269,12 @@ impl Db {
             }),
             writer: Mutex::new(Some(writer)),
         })
+    }
+
+    /// Unix ms since which every write has been committed and made durable;
+    /// `None` while the latest could not be.
+    pub(crate) fn writable_since(&self) -> Option<i64> {
+        self.health.since()
     }
 
     /// Runs `work` in the writer's transaction. `Err` rolls back what `work`
@@ -273,7 +367,7 @@ impl ReaderPool {
 fn writer_loop(
     conn: Connection,
     jobs: mpsc::Receiver<Message>,
-    to_sync: mpsc::Sender<Batch>,
+    to_sync: mpsc::Sender<Committed>,
     syncer: JoinHandle<()>,
 ) {
     let mut stopping = false;
@@ -292,11 +386,13 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
-        if let Some(committed) = run_batch(&conn, batch) {
-            if let Err(mpsc::SendError(batch)) = to_sync.send(committed) {
-                for job in batch {
-                    job.deliver(Err(Error::internal("the database syncer stopped")));
-                }
+        let committed = match run_batch(&conn, batch) {
+            Some(batch) => Committed::Batch(batch),
+            None => Committed::Failed,
+        };
+        if let Err(mpsc::SendError(Committed::Batch(batch))) = to_sync.send(committed) {
+            for job in batch {
+                job.deliver(Err(Error::internal("the database syncer stopped")));
             }
         }
     }
@@ -312,6 +408,15 @@ fn writer_loop(
 }
 
 type Batch = Vec<Box<dyn WriteJob>>;
+
+/// What the writer hands the syncer, in commit order.
+enum Committed {
+    /// A committed batch, to answer once durable.
+    Batch(Batch),
+    /// A batch that could not commit (already answered): the store is not
+    /// writable until a later batch is made durable.
+    Failed,
+}
 
 /// Runs and commits a batch; returns it if committed (to be answered once
 /// durable), having answered it already if not.
@@ -355,23 +460,114 @@ fn run_batch(conn: &Connection, mut batch: Batch) -> Option<Batch> {
     }
 }
 
-/// Makes committed batches durable: one `fdatasync` of the WAL for every
-/// batch that committed before it started, then their answers.
-fn syncer_loop(wal: &Path, batches: mpsc::Receiver<Batch>, durable: bool) {
-    while let Ok(mut jobs) = batches.recv() {
-        while let Ok(more) = batches.try_recv() {
-            jobs.extend(more);
+/// Makes committed batches durable and answers them.
+struct Syncer {
+    db_path: PathBuf,
+    wal: PathBuf,
+    /// The WAL, open for the life of the database; `None` when commits are
+    /// not to be synced.
+    wal_file: Option<File>,
+    health: Arc<Health>,
+    /// A connection of its own for the checkpoint after a failed sync
+    /// (opened on first need).
+    checkpointer: Option<Connection>,
+    /// A sync failed: what it covered may be lost even if later syncs
+    /// succeed, until a checkpoint has put it in the database file.
+    suspect: bool,
+    #[cfg(any(test, feature = "fault-injection"))]
+    faults: crate::settings::Faults,
+}
+
+impl Syncer {
+    /// One `fdatasync` of the WAL for every batch that committed before it
+    /// started, then their answers.
+    fn run(mut self, batches: mpsc::Receiver<Committed>) {
+        while let Ok(first) = batches.recv() {
+            let mut jobs = Vec::new();
+            let mut last_failed = false;
+            for committed in std::iter::once(first).chain(batches.try_iter()) {
+                match committed {
+                    Committed::Batch(batch) => {
+                        jobs.extend(batch);
+                        last_failed = false;
+                    }
+                    Committed::Failed => {
+                        self.health.failed();
+                        last_failed = true;
+                    }
+                }
+            }
+            if jobs.is_empty() {
+                continue;
+            }
+            let synced = self.sync();
+            match &synced {
+                Ok(()) if !last_failed => self.health.succeeded(),
+                Ok(()) => {}
+                Err(_) => self.health.failed(),
+            }
+            for job in jobs {
+                job.deliver(synced.clone());
+            }
         }
-        let synced = if durable {
-            std::fs::File::open(wal)
-                .and_then(|f| f.sync_data())
-                .map_err(|e| Error::internal(format_args!("cannot sync {}: {e}", wal.display())))
-        } else {
-            Ok(())
+    }
+
+    /// Makes everything committed so far durable, or says it may not be.
+    fn sync(&mut self) -> Result<(), Error> {
+        let Some(wal) = &self.wal_file else {
+            return Ok(());
         };
-        for job in jobs {
-            job.deliver(synced.clone());
+        #[cfg(any(test, feature = "fault-injection"))]
+        let injected = self.faults.sync_fails();
+        #[cfg(not(any(test, feature = "fault-injection")))]
+        let injected = false;
+        let synced = if injected {
+            Err(std::io::Error::other("injected fault"))
+        } else {
+            wal.sync_data()
+        };
+        if let Err(e) = synced {
+            tracing::error!(error = %e, wal = %self.wal.display(), "cannot sync the database's WAL: committed changes may not be durable");
+            self.suspect = true;
+            return Err(not_durable());
         }
+        if self.suspect {
+            self.checkpoint()?;
+            self.suspect = false;
+            tracing::warn!(
+                "database durable again: every committed change is in the database file"
+            );
+        }
+        Ok(())
+    }
+
+    /// Copies every committed page into the database file and syncs it, so
+    /// that pages a failed WAL sync may have dropped are on disk after all.
+    fn checkpoint(&mut self) -> Result<(), Error> {
+        let failed = |why: String| {
+            tracing::error!(error = %why, "checkpoint after a failed sync did not complete; writes stay unacknowledged");
+            not_durable()
+        };
+        if self.checkpointer.is_none() {
+            let conn = open_connection(&self.db_path).map_err(|e| failed(e.to_string()))?;
+            self.checkpointer = Some(conn);
+        }
+        let Some(conn) = &self.checkpointer else {
+            return Err(failed("no connection".into()));
+        };
+        // FULL: waits (busy timeout) for the writer and for readers of older
+        // snapshots, so that every frame of the WAL is copied.
+        let (busy, frames, copied): (i64, i64, i64) = conn
+            .query_row("PRAGMA wal_checkpoint(FULL)", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .map_err(|e| failed(e.to_string()))?;
+        if busy != 0 || frames != copied {
+            return Err(failed(format!(
+                "busy {busy}, {copied} of {frames} frames copied"
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -413,5 +609,121 @@ impl Standalone {
     /// The database file.
     pub(crate) fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(dir: &Path, settings: &Settings) -> Db {
+        Db::open(&dir.join(DB_FILE), settings).expect("a database")
+    }
+
+    async fn add_org(db: &Db, name: &str) -> Result<(), Error> {
+        let name = name.to_owned();
+        db.write(move |tx| {
+            tx.conn
+                .execute("INSERT INTO orgs (name, created_ms) VALUES (?1, 0)", [name])?;
+            Ok(())
+        })
+        .await
+    }
+
+    fn orgs_in(path: &Path) -> Vec<String> {
+        let conn = Connection::open(path).expect("the database");
+        let mut stmt = conn
+            .prepare("SELECT name FROM orgs ORDER BY id")
+            .expect("a statement");
+        stmt.query_map([], |r| r.get(0))
+            .expect("a query")
+            .collect::<Result<_, _>>()
+            .expect("rows")
+    }
+
+    #[tokio::test]
+    async fn a_write_whose_sync_fails_after_its_commit_is_answered_as_maybe_applied() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let settings = Settings::default();
+        let db = open(dir.path(), &settings);
+        add_org(&db, "before").await.expect("a durable write");
+        settings.faults.fail_next_syncs(1);
+        let answer = add_org(&db, "ambiguous").await;
+        assert_eq!(answer, Err(not_durable()));
+        let Err(Error::Unavailable(message)) = answer else {
+            unreachable!("checked above");
+        };
+        assert!(
+            message.contains("may or may not have been applied"),
+            "{message}"
+        );
+        // It was committed all the same: the retry must find it, not redo it.
+        let names = db
+            .read(|tx| {
+                Ok(tx.conn.query_row(
+                    "SELECT COUNT(*) FROM orgs WHERE name = 'ambiguous'",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )?)
+            })
+            .await
+            .expect("a read");
+        assert_eq!(names, 1);
+        // Positive control: the next write is acknowledged.
+        add_org(&db, "after").await.expect("a durable write");
+        db.close();
+    }
+
+    #[tokio::test]
+    async fn after_a_failed_sync_writes_are_acknowledged_only_once_the_database_file_holds_them() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let settings = Settings::default();
+        let db = open(dir.path(), &settings);
+        add_org(&db, "first").await.expect("a durable write");
+        settings.faults.fail_next_syncs(1);
+        add_org(&db, "ambiguous")
+            .await
+            .expect_err("the sync failed");
+        add_org(&db, "acknowledged").await.expect("a durable write");
+        // The database file alone, without its WAL, already holds both:
+        // the acknowledgement waited for a checkpoint after the failure.
+        let copy = tempfile::tempdir().expect("a directory");
+        std::fs::copy(dir.path().join(DB_FILE), copy.path().join(DB_FILE)).expect("a copy");
+        let names = orgs_in(&copy.path().join(DB_FILE));
+        assert!(names.contains(&"ambiguous".to_owned()), "{names:?}");
+        assert!(names.contains(&"acknowledged".to_owned()), "{names:?}");
+        db.close();
+    }
+
+    #[tokio::test]
+    async fn without_a_failure_acknowledged_writes_wait_in_the_wal_not_the_database_file() {
+        // The positive control of the test above: a checkpoint is the
+        // recovery from a failure, not what every write costs.
+        let dir = tempfile::tempdir().expect("a directory");
+        // Closing checkpoints, so the file holds the schema (not the WAL).
+        open(dir.path(), &Settings::default()).close();
+        let db = open(dir.path(), &Settings::default());
+        add_org(&db, "acknowledged").await.expect("a durable write");
+        let copy = tempfile::tempdir().expect("a directory");
+        std::fs::copy(dir.path().join(DB_FILE), copy.path().join(DB_FILE)).expect("a copy");
+        assert!(orgs_in(&copy.path().join(DB_FILE)).is_empty());
+        db.close();
+    }
+
+    #[tokio::test]
+    async fn the_store_is_writable_again_from_the_first_durable_write_after_a_failure() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let settings = Settings::default();
+        let db = open(dir.path(), &settings);
+        let opened = db.writable_since().expect("writable once open");
+        settings.faults.fail_next_syncs(1);
+        add_org(&db, "ambiguous")
+            .await
+            .expect_err("the sync failed");
+        assert_eq!(db.writable_since(), None);
+        add_org(&db, "durable").await.expect("a durable write");
+        let again = db.writable_since().expect("writable again");
+        assert!(again >= opened);
+        db.close();
     }
 }

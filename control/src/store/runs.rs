@@ -173,80 +173,127 @@ pub(crate) struct Claimed {
     pub(crate) stdin: bool,
 }
 
+/// Columns [`claimed_from_row`] reads, in order.
+const CLAIMED_COLUMNS: &str =
+    "id, target_id, target, argv, env, secrets, image, timeout_secs, created_ms, stdin";
+
+/// A [`Claimed`] from a row returned with [`CLAIMED_COLUMNS`].
+fn claimed_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Claimed> {
+    Ok(Claimed {
+        run_id: r.get(0)?,
+        target_id: r.get(1)?,
+        target: r.get(2)?,
+        argv: json_column(r, 3)?,
+        env: json_column(r, 4)?,
+        secrets: json_column(r, 5)?,
+        image: r.get(6)?,
+        timeout_secs: r.get(7)?,
+        created_ms: r.get(8)?,
+        stdin: r.get(9)?,
+    })
+}
+
 /// Atomically turns the oldest queued run of the agent's targets into
-/// `running`, leased to the agent until `lease_until`.
+/// `running`, leased to the agent until `lease_until`, recording the poll
+/// it is handed out in.
 pub(crate) fn claim_next(
     tx: &Tx<'_>,
     agent_id: &str,
     agent_name: &str,
+    poll_id: Option<&str>,
     lease_until: i64,
     now: i64,
 ) -> Result<Option<Claimed>, Error> {
-    type Row = (
-        String,
-        i64,
-        String,
-        String,
-        String,
-        String,
-        String,
-        u64,
-        i64,
-        bool,
-    );
-    let row: Option<Row> = tx
+    Ok(tx
         .conn
-        .prepare_cached(
+        .prepare_cached(&format!(
             "UPDATE runs SET status = 'running', agent_id = ?1, agent_name = ?2,
-                             lease_expires_ms = ?3, started_ms = ?4
+                             lease_expires_ms = ?3, started_ms = ?4, poll_id = ?5
              WHERE n = (SELECT r.n FROM agent_targets a
                         JOIN runs r ON r.target_id = a.target_id AND r.status = 'queued'
                         WHERE a.agent_id = ?1 ORDER BY r.n LIMIT 1)
                AND status = 'queued'
-             RETURNING id, target_id, target, argv, env, secrets, image, timeout_secs, created_ms, stdin",
+             RETURNING {CLAIMED_COLUMNS}"
+        ))?
+        .query_row(
+            params![agent_id, agent_name, lease_until, now, poll_id],
+            claimed_from_row,
+        )
+        .optional()?)
+}
+
+/// The run handed to agent `agent_id` in its poll `poll_id`, if the agent
+/// still holds it running; its lease renewed until `lease_until`.
+pub(crate) fn claimed_in_poll(
+    tx: &Tx<'_>,
+    agent_id: &str,
+    poll_id: &str,
+    lease_until: i64,
+) -> Result<Option<Claimed>, Error> {
+    Ok(tx
+        .conn
+        .prepare_cached(&format!(
+            "UPDATE runs SET lease_expires_ms = ?3
+             WHERE agent_id = ?1 AND status = 'running' AND poll_id = ?2
+             RETURNING {CLAIMED_COLUMNS}"
+        ))?
+        .query_row(params![agent_id, poll_id, lease_until], claimed_from_row)
+        .optional()?)
+}
+
+/// A submission's idempotency key, as remembered.
+#[derive(Debug)]
+pub(crate) struct Keyed {
+    pub(crate) run_id: String,
+    /// The hash of the request first submitted with the key.
+    pub(crate) fingerprint: String,
+    pub(crate) target_id: i64,
+    pub(crate) created_ms: i64,
+}
+
+/// The run `actor` of org `org_id` submitted with idempotency key `key`.
+pub(crate) fn by_key(
+    tx: &Tx<'_>,
+    org_id: i64,
+    actor: &str,
+    key: &str,
+) -> Result<Option<Keyed>, Error> {
+    Ok(tx
+        .conn
+        .prepare_cached(
+            "SELECT k.run_id, k.fingerprint, r.target_id, r.created_ms
+             FROM run_keys k JOIN runs r ON r.id = k.run_id
+             WHERE k.org_id = ?1 AND k.actor = ?2 AND k.key = ?3",
         )?
-        .query_row(params![agent_id, agent_name, lease_until, now], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-                r.get(7)?,
-                r.get(8)?,
-                r.get(9)?,
-            ))
+        .query_row(params![org_id, actor, key], |r| {
+            Ok(Keyed {
+                run_id: r.get(0)?,
+                fingerprint: r.get(1)?,
+                target_id: r.get(2)?,
+                created_ms: r.get(3)?,
+            })
         })
-        .optional()?;
-    let Some((
-        run_id,
-        target_id,
-        target,
-        argv,
-        env,
-        secrets,
-        image,
-        timeout_secs,
-        created_ms,
-        stdin,
-    )) = row
-    else {
-        return Ok(None);
-    };
-    Ok(Some(Claimed {
-        run_id,
-        target_id,
-        target,
-        argv: serde_json::from_str(&argv)?,
-        env: serde_json::from_str(&env)?,
-        secrets: serde_json::from_str(&secrets)?,
-        image,
-        timeout_secs,
-        created_ms,
-        stdin,
-    }))
+        .optional()?)
+}
+
+/// Remembers that `actor` of org `org_id` submitted run `run_id` with
+/// idempotency key `key` and a request hashing to `fingerprint`.
+pub(crate) fn insert_key(
+    tx: &Tx<'_>,
+    org_id: i64,
+    actor: &str,
+    key: &str,
+    fingerprint: &str,
+    run_id: &str,
+    now: i64,
+) -> Result<(), Error> {
+    tx.conn
+        .prepare_cached(
+            "INSERT INTO run_keys (org_id, actor, key, fingerprint, run_id, created_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![org_id, actor, key, fingerprint, run_id, now])?;
+    Ok(())
 }
 
 /// Ends a just-claimed run as `error` before it was handed out.

@@ -246,6 +246,23 @@ CREATE TABLE slack_notices (
     expires_ms    INTEGER NOT NULL
 ) WITHOUT ROWID;
 "#,
+    // 7: retries that never act twice. A submission's idempotency key, per
+    // (org, submitter's audit actor), with a hash of the request it came
+    // with, kept as long as the run; and the poll a run was handed out in,
+    // so an agent that did not get the answer gets the same run again by
+    // asking with the same poll id instead of leaving it held by nobody.
+    r#"
+CREATE TABLE run_keys (
+    org_id       INTEGER NOT NULL,
+    actor        TEXT NOT NULL,
+    key          TEXT NOT NULL,
+    fingerprint  TEXT NOT NULL,
+    run_id       TEXT NOT NULL,
+    created_ms   INTEGER NOT NULL,
+    PRIMARY KEY (org_id, actor, key)
+) WITHOUT ROWID;
+ALTER TABLE runs ADD COLUMN poll_id TEXT;
+"#,
     // 8: a Slack workspace may be linked by several orgs, each with its own
     // Slack app (and so its own signing secret, which tells them apart), so
     // that linking a team says nothing about whether another org linked it.
