@@ -247,6 +247,21 @@ pub struct ServerArgs {
     /// Maximum connected agents per org
     #[arg(long, env = "SEALRUN_MAX_AGENTS_PER_ORG")]
     pub max_agents_per_org: Option<u32>,
+    /// Serve /metrics (and /health) over plain HTTP on this separate
+    /// address, without a token; bind it to loopback or an internal network
+    #[arg(long, env = "SEALRUN_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+    /// Serve /metrics on the API address to this file's token only
+    /// (Authorization: Bearer; at least 16 characters)
+    #[arg(long, env = "SEALRUN_METRICS_TOKEN_FILE")]
+    pub metrics_token_file: Option<PathBuf>,
+    /// Client connections kept at once (default 4096; lowered to fit the
+    /// open-file limit)
+    #[arg(long, env = "SEALRUN_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Client connections kept at once from one address (default 256)
+    #[arg(long, env = "SEALRUN_MAX_CONNECTIONS_PER_CLIENT")]
+    pub max_connections_per_client: Option<usize>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -751,14 +766,25 @@ Examples:
     },
     /// Verify the hash chain of the live trail, or of an exported file offline
     #[command(after_help = "\
+The control plane re-hashes only the entries appended since its last
+verification that found the trail intact (and checks that entry is still
+there with the same hash); --full re-hashes every entry, which also finds an
+older entry edited in place. Run --full now and then, and keep exported
+heads elsewhere: whoever can edit the database can edit its checkpoint too.
+
 Examples:
   sealrun audit verify                    # asks the control plane
+  sealrun audit verify --full             # every entry, from the first
   sealrun audit export -o audit.jsonl     # then, offline, no server needed:
   sealrun audit verify --file audit.jsonl")]
     Verify {
         /// An export written by `sealrun audit export`
         #[arg(long)]
         file: Option<PathBuf>,
+        /// Re-hash every entry of the live trail, not only those appended
+        /// since the last verification
+        #[arg(long, conflicts_with = "file")]
+        full: bool,
         #[command(flatten)]
         client: ClientArgs,
     },

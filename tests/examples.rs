@@ -2,7 +2,8 @@
 //! agent gets the init shim from its node (the agent refuses to start
 //! without it, and Docker resolves a bind source on the node), and the
 //! compose agent gets the CA certificate alone, never the server's volume
-//! (the CA key, the database, the Slack signing key).
+//! (the CA key, the database, the Slack signing key), and the systemd units
+//! set an open-file limit fit for many connections.
 //!
 //! The files are read line by line rather than with a YAML crate (the
 //! maintained ones are not worth a dependency for two files): [`block`]
@@ -143,4 +144,19 @@ fn the_compose_agent_gets_the_ca_certificate_but_not_the_servers_volume() {
         ca_mount.starts_with("./") && ca_mount.ends_with(":ro"),
         "the CA certificate comes read-only from a file: {ca_mount}"
     );
+}
+
+#[test]
+fn both_systemd_units_set_an_open_file_limit_far_above_the_default() {
+    for unit in ["sealrun-server.service", "sealrun-agent.service"] {
+        let text = example(&format!("systemd/{unit}"));
+        let limit: u64 = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("LimitNOFILE="))
+            .unwrap_or_else(|| panic!("{unit} sets no LimitNOFILE="))
+            .parse()
+            .unwrap_or_else(|e| panic!("{unit}: LimitNOFILE= is not a number: {e}"));
+        // Positive control on the parse: the default soft limit is 1024.
+        assert!(limit >= 16_384, "{unit}: LimitNOFILE={limit}");
+    }
 }

@@ -18,7 +18,8 @@ use sealrun_wire::{PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER};
 #[derive(Clone, Debug)]
 pub(crate) struct Caller<T>(pub(crate) T);
 
-fn bearer(parts: &Parts) -> Option<&str> {
+/// The token of an `Authorization: Bearer` header, if there is one.
+pub(crate) fn bearer(parts: &Parts) -> Option<&str> {
     let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())

@@ -4,6 +4,7 @@
 use sealrun_control::Settings;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Everything [`Server::bind`](crate::Server::bind) needs.
 #[derive(Clone, Debug)]
@@ -25,6 +26,11 @@ pub struct ServerConfig {
     pub admin_token_file: Option<PathBuf>,
     /// Protocol knobs and limits.
     pub settings: Settings,
+    /// How many connections are kept, and how long each phase of one may
+    /// take.
+    pub connections: ConnectionLimits,
+    /// Where `/metrics` is served, and to whom.
+    pub metrics: MetricsAccess,
 }
 
 impl Default for ServerConfig {
@@ -37,8 +43,66 @@ impl Default for ServerConfig {
             org_name: "default".to_owned(),
             admin_token_file: None,
             settings: Settings::default(),
+            connections: ConnectionLimits::default(),
+            metrics: MetricsAccess::default(),
         }
     }
+}
+
+/// Caps and timeouts of client connections (see `README.md`, "Limits").
+///
+/// Connections beyond a cap make room by closing the one idle longest (no
+/// request in flight: a handshake or headers not finished, or a keep-alive
+/// connection between requests); when every connection is busy, newcomers
+/// are answered `503` with `Retry-After`. Both caps are lowered to fit the
+/// process's open-file limit (raised to its hard limit at start), less a
+/// reserve the database can always use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Connections open at once, from all clients.
+    pub max_connections: usize,
+    /// Connections open at once from one client address.
+    pub max_per_client: usize,
+    /// Time for a TLS handshake.
+    pub tls_handshake_timeout: Duration,
+    /// Time for a request's headers to arrive, counted from the
+    /// connection's start or the end of its previous response: also how
+    /// long a keep-alive connection may stay idle.
+    pub idle_timeout: Duration,
+    /// Time for a request's body to arrive whole, after its headers. Run
+    /// input (`PUT /v1/runs/{id}/stdin`) is exempt: it may stream as long as
+    /// its run lasts.
+    pub body_timeout: Duration,
+    /// What `Retry-After` says when the server is saturated.
+    pub retry_after: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            max_connections: 4096,
+            max_per_client: 256,
+            tls_handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(20),
+            body_timeout: Duration::from_secs(60),
+            retry_after: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Where `/metrics` is served, and to whom. The metrics are of the whole
+/// control plane (every org's runs counted together), so they are never
+/// shown to anonymous callers of the API address: only on `listen`, or there
+/// with `token_file`'s token. With neither, `/metrics` is not served.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MetricsAccess {
+    /// A separate address serving `/metrics` (and `/health`) over plain
+    /// HTTP without a token: bind it to loopback or an internal network.
+    pub listen: Option<SocketAddr>,
+    /// A file holding the token (at least 16 characters) that
+    /// `Authorization: Bearer` must carry for `/metrics` on the API address.
+    /// Only its SHA-256 is kept in memory.
+    pub token_file: Option<PathBuf>,
 }
 
 /// The certificate the server presents.

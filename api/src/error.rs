@@ -34,6 +34,11 @@ pub enum Error {
     /// A name (org, pool...) that does not follow the naming rules.
     #[error("{0}")]
     InvalidName(String),
+    /// The configuration cannot be served: a metrics token file that is
+    /// unreadable or too short, an open-file limit that leaves no room for
+    /// connections.
+    #[error("{0}")]
+    Config(String),
     /// Serving failed.
     #[error("server: {0}")]
     Serve(io::Error),
@@ -107,9 +112,14 @@ impl From<sealrun_control::Error> for ApiError {
     }
 }
 
+/// What `Retry-After` says on a `503`: the failures behind one (storage
+/// full or failing, shutting down, saturated) take seconds to clear at best.
+const RETRY_AFTER_SECS: u32 = 5;
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let unauthorized = self.status == StatusCode::UNAUTHORIZED;
+        let unavailable = self.status == StatusCode::SERVICE_UNAVAILABLE;
         let mut response = (
             self.status,
             axum::Json(ErrorBody {
@@ -121,6 +131,11 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if unavailable {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
         }
         response
     }

@@ -55,6 +55,7 @@
 
 mod auth;
 mod config;
+mod connections;
 mod error;
 mod extract;
 mod metrics;
@@ -64,7 +65,7 @@ mod slack;
 mod state;
 mod tls;
 
-pub use config::{ServerConfig, TlsConfig};
+pub use config::{ConnectionLimits, MetricsAccess, ServerConfig, TlsConfig};
 pub use error::Error;
 pub use sealrun_control::{OpenError, Settings};
 pub use server::Server;

@@ -1,11 +1,58 @@
 //! Prometheus metrics, written in the text exposition format by hand (a few
 //! counters and one histogram do not need a metrics framework).
 
+use crate::connections::{Registry, Snapshot};
+use crate::error::Error;
 use sealrun_control::Gauges;
+use sha2::{Digest as _, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::sync::Mutex;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use subtle::ConstantTimeEq as _;
+use zeroize::Zeroizing;
+
+/// Shortest metrics token accepted (characters).
+const MIN_TOKEN_LEN: usize = 16;
+
+/// The token `/metrics` demands on the API address; only its SHA-256 is
+/// kept, and it is compared in constant time.
+pub(crate) struct MetricsToken {
+    sha256: [u8; 32],
+}
+
+impl std::fmt::Debug for MetricsToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetricsToken(***)")
+    }
+}
+
+impl MetricsToken {
+    /// Reads the token from `path` (surrounding whitespace ignored).
+    pub(crate) fn read(path: &Path) -> Result<MetricsToken, Error> {
+        let text =
+            Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+                Error::Config(format!("metrics token file {}: {e}", path.display()))
+            })?);
+        let token = text.trim();
+        if token.chars().count() < MIN_TOKEN_LEN {
+            return Err(Error::Config(format!(
+                "metrics token file {}: the token must be at least {MIN_TOKEN_LEN} characters",
+                path.display()
+            )));
+        }
+        Ok(MetricsToken {
+            sha256: Sha256::digest(token.as_bytes()).into(),
+        })
+    }
+
+    /// Whether `presented` is the token.
+    pub(crate) fn matches(&self, presented: &str) -> bool {
+        let hash: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        bool::from(hash.ct_eq(&self.sha256))
+    }
+}
 
 /// Upper bounds (seconds) of the dispatch latency histogram buckets.
 const LATENCY_BOUNDS: [f64; 14] = [
@@ -64,8 +111,13 @@ impl Metrics {
         self.auth_failures.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The exposition text.
-    pub(crate) fn render(&self, gauges: &Gauges) -> String {
+    /// The exposition text: `gauges` from the store, the connections of
+    /// each of `listeners`, and this process's counters.
+    pub(crate) fn render(
+        &self,
+        gauges: &Gauges,
+        listeners: &[(&'static str, Arc<Registry>)],
+    ) -> String {
         let mut out = String::with_capacity(4096);
         // Writing to a String cannot fail; the results are ignored.
         let _ = writeln!(out, "# HELP sealrun_runs Runs by status.");
@@ -102,6 +154,63 @@ impl Metrics {
         );
         let _ = writeln!(out, "# TYPE sealrun_connected_agents gauge");
         let _ = writeln!(out, "sealrun_connected_agents {}", gauges.connected_agents);
+        let snapshots: Vec<(&str, Snapshot)> = listeners
+            .iter()
+            .map(|(name, registry)| (*name, registry.snapshot()))
+            .collect();
+        let _ = writeln!(
+            out,
+            "# HELP sealrun_connections Client connections open, by listener and state (busy: a request in flight)."
+        );
+        let _ = writeln!(out, "# TYPE sealrun_connections gauge");
+        for (name, s) in &snapshots {
+            let busy = s.open.saturating_sub(s.idle);
+            let _ = writeln!(
+                out,
+                "sealrun_connections{{listener=\"{name}\",state=\"busy\"}} {busy}"
+            );
+            let _ = writeln!(
+                out,
+                "sealrun_connections{{listener=\"{name}\",state=\"idle\"}} {}",
+                s.idle
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP sealrun_connections_max Connections a listener keeps at once (fitted to the open-file limit)."
+        );
+        let _ = writeln!(out, "# TYPE sealrun_connections_max gauge");
+        for (name, s) in &snapshots {
+            let _ = writeln!(
+                out,
+                "sealrun_connections_max{{listener=\"{name}\"}} {}",
+                s.max
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP sealrun_connections_evicted_total Idle connections closed to make room for a new one."
+        );
+        let _ = writeln!(out, "# TYPE sealrun_connections_evicted_total counter");
+        for (name, s) in &snapshots {
+            let _ = writeln!(
+                out,
+                "sealrun_connections_evicted_total{{listener=\"{name}\"}} {}",
+                s.evicted
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP sealrun_connections_refused_total Connections refused (503, or closed) with every connection busy."
+        );
+        let _ = writeln!(out, "# TYPE sealrun_connections_refused_total counter");
+        for (name, s) in &snapshots {
+            let _ = writeln!(
+                out,
+                "sealrun_connections_refused_total{{listener=\"{name}\"}} {}",
+                s.refused
+            );
+        }
         let _ = writeln!(
             out,
             "# HELP sealrun_auth_failures_total Refused credentials."
@@ -159,7 +268,7 @@ mod tests {
         m.dispatched(0);
         m.dispatched(3);
         m.dispatched(20_000);
-        let text = m.render(&Gauges::default());
+        let text = m.render(&Gauges::default(), &[]);
         assert!(text.contains("sealrun_dispatch_latency_seconds_bucket{le=\"0.001\"} 1\n"));
         assert!(text.contains("sealrun_dispatch_latency_seconds_bucket{le=\"0.005\"} 2\n"));
         assert!(text.contains("sealrun_dispatch_latency_seconds_bucket{le=\"60\"} 3\n"));
@@ -168,9 +277,26 @@ mod tests {
     }
 
     #[test]
+    fn only_the_metrics_token_matches() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.token");
+        std::fs::write(&path, "a-metrics-token-of-some-length\n").unwrap();
+        let token = MetricsToken::read(&path).unwrap();
+        assert!(token.matches("a-metrics-token-of-some-length"));
+        assert!(!token.matches("a-metrics-token-of-some-lengt"));
+        assert_eq!(format!("{token:?}"), "MetricsToken(***)");
+        std::fs::write(&path, "short").unwrap();
+        let err = MetricsToken::read(&path).unwrap_err().to_string();
+        assert!(err.contains("at least 16"), "{err}");
+    }
+
+    #[test]
     fn label_values_are_escaped() {
         let m = Metrics::default();
         m.http_request("GET", "/a\"b", 200);
-        assert!(m.render(&Gauges::default()).contains("route=\"/a\\\"b\""));
+        assert!(
+            m.render(&Gauges::default(), &[])
+                .contains("route=\"/a\\\"b\"")
+        );
     }
 }

@@ -86,3 +86,22 @@ async fn every_state_change_is_in_the_chain_and_it_verifies_online_and_offline()
     assert_eq!(offline.head, online.head);
     assert_eq!(online.head, entries.last().unwrap().hash);
 }
+
+#[tokio::test]
+async fn verify_rehashes_only_what_was_appended_since_unless_asked_for_everything() {
+    let w = busy_world().await;
+    let first = verify(&w).await;
+    assert_eq!((first.ok, first.verified_from), (true, 1));
+    w.admin.post("/v1/pools", json!({"name": "us"})).await.ok();
+    let next = verify(&w).await;
+    assert!(next.ok, "{next:?}");
+    assert_eq!(next.verified_from, first.entries + 1);
+    assert_eq!(next.entries, first.entries + 1);
+    let full: AuditVerification = w.admin.get("/v1/audit/verify?full=true").await.ok().parse();
+    assert_eq!(
+        (full.ok, full.verified_from, full.head),
+        (true, 1, next.head)
+    );
+    let bad = w.admin.get("/v1/audit/verify?full=yes").await;
+    assert_eq!(bad.status, reqwest::StatusCode::BAD_REQUEST, "{}", bad.text);
+}

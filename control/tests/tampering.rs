@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 use rusqlite::Connection;
-use sealrun_control::{Attempt, Control, Member, OpenOptions, Settings, User};
+use sealrun_control::{Attempt, AuditScope, Control, Member, OpenOptions, Settings, User};
 use sealrun_vault::TargetKeypair;
 use sealrun_wire::admin::{Role, TargetSpec, TokenCreate};
 use sealrun_wire::agent::{ConnectRequest, FinishRequest, RegisterRequest, ServedTarget};
@@ -178,7 +178,10 @@ async fn busy_world() -> World {
 }
 
 async fn verify(w: &World) -> AuditVerification {
-    w.control.audit_verify(&w.admin).await.unwrap()
+    w.control
+        .audit_verify(&w.admin, AuditScope::SinceCheckpoint)
+        .await
+        .unwrap()
 }
 
 fn db(w: &World) -> Connection {
@@ -284,4 +287,171 @@ async fn appends_after_tampering_do_not_hide_it() {
     w.control.create_pool(&w.admin, "us".into()).await.unwrap();
     let v = verify(&w).await;
     assert_eq!(v.first_bad_seq, Some(5));
+}
+
+// Verification is incremental: a checkpoint (the last entry found intact,
+// and its hash) lets the next verification re-hash only what was appended
+// since. What that can and cannot see is the guarantee documented on
+// `Control::audit_verify`; the tests below pin each line of it.
+
+async fn verify_full(w: &World) -> AuditVerification {
+    w.control
+        .audit_verify(&w.admin, AuditScope::Full)
+        .await
+        .unwrap()
+}
+
+fn entry(conn: &Connection, seq: u64) -> AuditEntry {
+    conn.query_row(
+        "SELECT seq, at_ms, actor, action, subject, detail, prev_hash, hash FROM audit WHERE seq = ?1",
+        [seq],
+        |r| {
+            Ok(AuditEntry {
+                seq: r.get(0)?,
+                at_ms: r.get(1)?,
+                actor: r.get(2)?,
+                action: r.get(3)?,
+                subject: r.get(4)?,
+                detail: r.get(5)?,
+                prev_hash: r.get(6)?,
+                hash: r.get(7)?,
+            })
+        },
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_verification_rehashes_only_the_entries_appended_since_the_last_one() {
+    let w = busy_world().await;
+    let first = verify(&w).await;
+    assert!(first.ok, "{first:?}");
+    assert_eq!(
+        first.verified_from, 1,
+        "the first verification checks it all"
+    );
+    w.control.create_pool(&w.admin, "us".into()).await.unwrap();
+    let second = verify(&w).await;
+    assert!(second.ok, "{second:?}");
+    assert_eq!(second.entries, first.entries + 1);
+    assert_eq!(
+        second.verified_from,
+        first.entries + 1,
+        "only the new entry"
+    );
+    let third = verify(&w).await;
+    assert_eq!(
+        third.verified_from,
+        third.entries + 1,
+        "nothing new: nothing re-hashed"
+    );
+    assert_eq!(third.head, second.head);
+    let full = verify_full(&w).await;
+    assert!(full.ok);
+    assert_eq!((full.verified_from, full.head), (1, second.head));
+}
+
+#[tokio::test]
+async fn an_entry_appended_since_the_checkpoint_and_edited_is_detected() {
+    let w = busy_world().await;
+    let before = verify(&w).await;
+    w.control.create_pool(&w.admin, "us".into()).await.unwrap();
+    let new = before.entries + 1;
+    db(&w)
+        .execute("UPDATE audit SET subject = 'x' WHERE seq = ?1", [new])
+        .unwrap();
+    let v = verify(&w).await;
+    assert_eq!(v.first_bad_seq, Some(new), "{v:?}");
+    assert_eq!(v.verified_from, new);
+}
+
+#[tokio::test]
+async fn an_entry_edited_before_the_checkpoint_is_found_by_a_full_verification() {
+    let w = busy_world().await;
+    assert!(verify(&w).await.ok);
+    db(&w)
+        .execute(
+            "UPDATE audit SET actor = 'token:someone-else' WHERE seq = 10",
+            [],
+        )
+        .unwrap();
+    // The documented limit: an incremental verification does not re-hash
+    // entries before its checkpoint, and the checkpoint's entry is intact.
+    let incremental = verify(&w).await;
+    assert!(incremental.ok, "{incremental:?}");
+    let full = verify_full(&w).await;
+    assert!(!full.ok);
+    assert_eq!(full.first_bad_seq, Some(10));
+    assert!(full.problem.unwrap().contains("altered"));
+}
+
+#[tokio::test]
+async fn a_failure_found_once_is_reported_until_a_full_verification_passes() {
+    let w = busy_world().await;
+    assert!(verify(&w).await.ok);
+    let conn = db(&w);
+    let original = entry(&conn, 10);
+    conn.execute("UPDATE audit SET subject = 'x' WHERE seq = 10", [])
+        .unwrap();
+    assert_eq!(verify_full(&w).await.first_bad_seq, Some(10));
+    // The row is put back (a backup restored): incremental verifications
+    // still report what was found, a full one that passes clears it.
+    conn.execute(
+        "UPDATE audit SET subject = ?1 WHERE seq = 10",
+        [&original.subject],
+    )
+    .unwrap();
+    let later = verify(&w).await;
+    assert_eq!(later.first_bad_seq, Some(10), "{later:?}");
+    assert!(later.problem.unwrap().contains("earlier verification"));
+    assert!(verify_full(&w).await.ok);
+    assert!(verify(&w).await.ok);
+}
+
+#[tokio::test]
+async fn a_chain_rewritten_through_the_checkpoint_is_detected_without_a_full_verification() {
+    let w = busy_world().await;
+    let checked = verify(&w).await;
+    assert!(checked.ok);
+    // Edit entry 10 and re-link every entry after it, so the chain itself
+    // verifies from the first entry to the head.
+    let conn = db(&w);
+    let mut prev = entry(&conn, 9).hash;
+    for seq in 10..=checked.entries {
+        let mut e = entry(&conn, seq);
+        if seq == 10 {
+            e.actor = "token:someone-else".into();
+        }
+        e.prev_hash = prev;
+        e.hash = e.compute_hash();
+        conn.execute(
+            "UPDATE audit SET actor = ?1, prev_hash = ?2, hash = ?3 WHERE seq = ?4",
+            rusqlite::params![e.actor, e.prev_hash, e.hash, seq],
+        )
+        .unwrap();
+        prev = e.hash;
+    }
+    // Positive control: the rewritten chain is consistent on its own.
+    let exported: Vec<AuditEntry> = (1..=checked.entries).map(|s| entry(&conn, s)).collect();
+    assert!(sealrun_wire::audit::verify_chain(&exported).ok);
+    let v = verify(&w).await;
+    assert_eq!(v.first_bad_seq, Some(checked.entries), "{v:?}");
+    assert!(v.problem.unwrap().contains("rewritten"));
+}
+
+#[tokio::test]
+async fn entries_removed_from_the_end_after_a_verification_are_detected() {
+    let w = busy_world().await;
+    let checked = verify(&w).await;
+    assert!(checked.ok);
+    db(&w)
+        .execute("DELETE FROM audit WHERE seq > ?1", [checked.entries - 3])
+        .unwrap();
+    let v = verify(&w).await;
+    assert!(!v.ok);
+    assert_eq!(v.first_bad_seq, Some(checked.entries));
+    assert!(v.problem.as_deref().unwrap().contains("gone"), "{v:?}");
+    // A full verification, which otherwise finds a shorter chain intact,
+    // says so too.
+    assert_eq!(verify_full(&w).await.first_bad_seq, Some(checked.entries));
 }

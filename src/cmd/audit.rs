@@ -100,6 +100,7 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
         AuditCommand::Verify {
             file: Some(path),
             client,
+            ..
         } => {
             let entries = read_export(&path)?;
             report(
@@ -108,10 +109,19 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
                 &format!("{}", path.display()),
             )
         }
-        AuditCommand::Verify { file: None, client } => {
+        AuditCommand::Verify {
+            file: None,
+            full,
+            client,
+        } => {
             let json = client.json;
             let client = Client::from_args(&client)?;
-            let v: AuditVerification = client.get("/v1/audit/verify").await?;
+            let path = if full {
+                "/v1/audit/verify?full=true"
+            } else {
+                "/v1/audit/verify"
+            };
+            let v: AuditVerification = client.get(path).await?;
             report(&v, json, "the live audit trail")
         }
         AuditCommand::Export {
@@ -175,9 +185,10 @@ fn report(v: &AuditVerification, json: bool, what: &str) -> Result<ExitCode> {
         output::json(v)?;
     } else if v.ok {
         outln!(
-            "{what}: OK, {} entries, head {}",
+            "{what}: OK, {} entries, head {}{}",
             v.entries,
-            output::safe(&v.head)
+            output::safe(&v.head),
+            rehashed(v)
         )?;
     } else {
         outln!(
@@ -193,6 +204,20 @@ fn report(v: &AuditVerification, json: bool, what: &str) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// What an incremental verification re-hashed, when it was not everything.
+fn rehashed(v: &AuditVerification) -> String {
+    if v.verified_from <= 1 {
+        String::new()
+    } else if v.verified_from > v.entries {
+        " (nothing appended since the last verification; --full re-hashes every entry)".into()
+    } else {
+        format!(
+            " (re-hashed entries {}-{}, the ones before at an earlier verification; --full re-hashes every entry)",
+            v.verified_from, v.entries
+        )
+    }
 }
 
 /// Reads a JSONL export, refusing anything that is not one entry per line.

@@ -25,6 +25,10 @@ struct ServerFile {
     queue_ttl_secs: Option<u64>,
     max_log_bytes: Option<u64>,
     max_agents_per_org: Option<u32>,
+    metrics_listen: Option<String>,
+    metrics_token_file: Option<PathBuf>,
+    max_connections: Option<usize>,
+    max_connections_per_client: Option<usize>,
 }
 
 pub async fn run(args: ServerArgs) -> Result<()> {
@@ -90,6 +94,27 @@ fn config(args: ServerArgs) -> Result<ServerConfig> {
     if let Some(n) = args.max_agents_per_org.or(file.max_agents_per_org) {
         config.settings.max_agents_per_org = n;
     }
+    if let Some(l) = args.metrics_listen.or(file.metrics_listen) {
+        config.metrics.listen = Some(l.parse().with_context(|| {
+            format!("--metrics-listen {l}: expected an address like 127.0.0.1:9464")
+        })?);
+    }
+    config.metrics.token_file = args.metrics_token_file.or(file.metrics_token_file);
+    if let Some(n) = args.max_connections.or(file.max_connections) {
+        if n == 0 {
+            anyhow::bail!("max_connections must be at least 1");
+        }
+        config.connections.max_connections = n;
+    }
+    if let Some(n) = args
+        .max_connections_per_client
+        .or(file.max_connections_per_client)
+    {
+        if n == 0 {
+            anyhow::bail!("max_connections_per_client must be at least 1");
+        }
+        config.connections.max_per_client = n;
+    }
     Ok(config)
 }
 
@@ -118,6 +143,9 @@ mod tests {
         assert_eq!(c.settings.lease_ttl, Duration::from_secs(60));
         assert_eq!(c.settings.queue_ttl, Duration::from_secs(3600));
         assert_eq!(c.settings.max_agents_per_org, 100);
+        assert_eq!(c.metrics.listen, Some("127.0.0.1:9464".parse().unwrap()));
+        assert_eq!(c.connections.max_connections, 4096);
+        assert_eq!(c.connections.max_per_client, 256);
     }
 
     #[test]
@@ -127,6 +155,32 @@ mod tests {
         // Positive control: one second is a valid TTL.
         let c = config(args(&["--queue-ttl-secs", "1"])).unwrap();
         assert_eq!(c.settings.queue_ttl, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn metrics_access_and_connection_caps_are_read() {
+        let c = config(args(&[
+            "--metrics-listen",
+            "127.0.0.1:9464",
+            "--metrics-token-file",
+            "/etc/sealrun/metrics.token",
+            "--max-connections",
+            "100",
+            "--max-connections-per-client",
+            "10",
+        ]))
+        .unwrap();
+        assert_eq!(c.metrics.listen, Some("127.0.0.1:9464".parse().unwrap()));
+        assert_eq!(
+            c.metrics.token_file,
+            Some(PathBuf::from("/etc/sealrun/metrics.token"))
+        );
+        assert_eq!(c.connections.max_connections, 100);
+        assert_eq!(c.connections.max_per_client, 10);
+        let err = config(args(&["--max-connections", "0"])).unwrap_err();
+        assert!(err.to_string().contains("max_connections"), "{err}");
+        let err = config(args(&["--metrics-listen", "9464"])).unwrap_err();
+        assert!(err.to_string().contains("--metrics-listen"), "{err}");
     }
 
     #[test]

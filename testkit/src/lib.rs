@@ -19,6 +19,8 @@
 //!   [`FakeAgent`], [`DevProcess`], [`Cli`]).
 //! - **Agent runtime** ([`runtime`]) and **shim containers** ([`container`])
 //!   for the agent's and the shim's own tests.
+//! - **Stalling clients** ([`stall`]): connections held open without
+//!   finishing a request (silent, mid-handshake, mid-headers, mid-body).
 //!
 //! Everything cleans up on drop: processes are killed and reaped, containers
 //! removed, temporary directories deleted, also when a test fails (and then
@@ -70,6 +72,7 @@ pub mod pty;
 pub mod runtime;
 mod server;
 mod shim;
+pub mod stall;
 mod wait;
 mod world;
 

@@ -103,6 +103,9 @@ pub fn output_within(what: &str, command: &mut Command, within: Duration) -> Out
 #[derive(Debug)]
 pub(crate) struct Daemon {
     what: &'static str,
+    /// A program `sealrun` is started through (`prlimit --nofile=N:N`), or
+    /// nothing; it must `exec` sealrun, so the pid stays sealrun's.
+    launcher: Vec<String>,
     args: Vec<String>,
     envs: Vec<(String, PathBuf)>,
     pub(crate) log: PathBuf,
@@ -117,8 +120,20 @@ impl Daemon {
         envs: Vec<(String, PathBuf)>,
         log: PathBuf,
     ) -> Daemon {
+        Daemon::spawn_under(what, Vec::new(), args, envs, log)
+    }
+
+    /// Starts `LAUNCHER... sealrun ARGS` with `envs`, logging to `log`.
+    pub(crate) fn spawn_under(
+        what: &'static str,
+        launcher: Vec<String>,
+        args: Vec<String>,
+        envs: Vec<(String, PathBuf)>,
+        log: PathBuf,
+    ) -> Daemon {
         let mut d = Daemon {
             what,
+            launcher,
             args,
             envs,
             log,
@@ -136,7 +151,15 @@ impl Daemon {
             .open(&self.log)
             .unwrap_or_else(|e| panic!("cannot open {}: {e}", self.log.display()));
         let bin = sealrun_bin();
-        let child = Command::new(&bin)
+        let mut command = match self.launcher.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(&bin);
+                c
+            }
+            None => Command::new(&bin),
+        };
+        let child = command
             .args(&self.args)
             .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .env_remove("SEALRUN_CONFIG")

@@ -271,6 +271,19 @@ impl ServerProcess {
 
     /// Starts a server on `port`.
     pub async fn start_on(data_dir: &Path, port: u16, extra_args: &[&str]) -> ServerProcess {
+        ServerProcess::start_under(data_dir, port, &[], extra_args).await
+    }
+
+    /// Starts a server on `port` through `launcher`, a program that sets
+    /// something up and `exec`s the rest of its arguments (e.g.
+    /// `["prlimit", "--nofile=256:256", "--"]`, for a lower open-file
+    /// limit): the process the kit manages is then the server itself.
+    pub async fn start_under(
+        data_dir: &Path,
+        port: u16,
+        launcher: &[&str],
+        extra_args: &[&str],
+    ) -> ServerProcess {
         let token_file = data_dir.join("admin.token");
         let mut args: Vec<String> = vec![
             "server".into(),
@@ -283,7 +296,8 @@ impl ServerProcess {
         ];
         args.extend(extra_args.iter().map(|s| (*s).to_owned()));
         let log = sibling(data_dir, &format!("server-{port}.log"));
-        let mut daemon = Daemon::spawn("sealrun server", args, vec![], log);
+        let launcher = launcher.iter().map(|s| (*s).to_owned()).collect();
+        let mut daemon = Daemon::spawn_under("sealrun server", launcher, args, vec![], log);
         let url = format!("https://localhost:{port}");
         let ca_cert = data_dir.join("tls").join("ca.pem");
         let http = ServerProcess::wait_ready(&mut daemon, &url, &ca_cert, &token_file).await;

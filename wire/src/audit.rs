@@ -110,6 +110,7 @@ pub fn verify_chain<'a>(entries: impl IntoIterator<Item = &'a AuditEntry>) -> Au
 pub struct ChainVerifier {
     expected_seq: u64,
     head: String,
+    verified_from: u64,
     entries: u64,
     failure: Option<(u64, String)>,
 }
@@ -127,12 +128,15 @@ impl ChainVerifier {
     }
 
     /// A verifier expecting the entry after `seq`, whose hash was `hash`
-    /// (to check a page fetched with `after = seq`).
+    /// (to check a page fetched with `after = seq`, or to go on from a
+    /// checkpoint): its verdict covers the `seq` entries before as well, and
+    /// says it re-hashed from `seq + 1`.
     pub fn resume(seq: u64, hash: &str) -> ChainVerifier {
         ChainVerifier {
             expected_seq: seq + 1,
             head: hash.to_owned(),
-            entries: 0,
+            verified_from: seq + 1,
+            entries: seq,
             failure: None,
         }
     }
@@ -183,6 +187,7 @@ impl ChainVerifier {
             head: self.head,
             first_bad_seq,
             problem,
+            verified_from: self.verified_from,
         }
     }
 }
@@ -201,7 +206,7 @@ pub struct AuditPage {
 pub struct AuditVerification {
     /// Whether the whole chain checks out.
     pub ok: bool,
-    /// Entries checked.
+    /// Entries the verdict covers (when intact, the last entry's `seq`).
     pub entries: u64,
     /// Hash of the last entry (publish it to detect truncation later).
     pub head: String,
@@ -209,6 +214,16 @@ pub struct AuditVerification {
     pub first_bad_seq: Option<u64>,
     /// What is wrong, if anything.
     pub problem: Option<String>,
+    /// The first entry this verification re-hashed: 1 when it checked the
+    /// whole chain, later when the entries before it were covered by an
+    /// earlier verification's checkpoint (`entries + 1`: nothing new).
+    #[serde(default = "whole_chain")]
+    pub verified_from: u64,
+}
+
+/// `verified_from` of an answer that does not say (a whole-chain check).
+fn whole_chain() -> u64 {
+    1
 }
 
 #[cfg(test)]
@@ -305,6 +320,9 @@ mod tests {
         for e in &c[3..] {
             v.push(e);
         }
-        assert!(v.finish().ok);
+        let v = v.finish();
+        assert!(v.ok);
+        assert_eq!((v.entries, v.verified_from), (6, 4));
+        assert_eq!(verify_chain(&c).verified_from, 1);
     }
 }

@@ -6,7 +6,7 @@ use crate::extract::Params;
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
-use sealrun_control::User;
+use sealrun_control::{AuditScope, User};
 use sealrun_wire::audit::{AuditPage, AuditVerification};
 use serde::Deserialize;
 
@@ -30,10 +30,26 @@ pub(crate) async fn page(
     ))
 }
 
-/// `GET /v1/audit/verify` (admin, auditor): re-checks the whole chain.
+/// Parameters of `GET /v1/audit/verify`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct VerifyQuery {
+    /// Re-hash every entry, not only those appended since the checkpoint.
+    #[serde(default)]
+    full: bool,
+}
+
+/// `GET /v1/audit/verify` (admin, auditor): re-hashes the entries appended
+/// since the last verification (`full=true`: every entry).
 pub(crate) async fn verify(
     State(state): State<AppState>,
     Caller(user): Caller<User>,
+    Params(q): Params<VerifyQuery>,
 ) -> Result<Json<AuditVerification>, ApiError> {
-    Ok(Json(state.control.audit_verify(&user).await?))
+    let scope = if q.full {
+        AuditScope::Full
+    } else {
+        AuditScope::SinceCheckpoint
+    };
+    Ok(Json(state.control.audit_verify(&user, scope).await?))
 }

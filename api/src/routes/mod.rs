@@ -8,6 +8,8 @@ mod ops;
 mod runs;
 mod targets;
 
+pub(crate) use ops::metrics_router;
+
 use crate::error::{ApiError, Error};
 use crate::state::AppState;
 use axum::Router;

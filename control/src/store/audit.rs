@@ -8,7 +8,7 @@ use super::db::now_ms;
 use super::tx::Tx;
 use crate::error::Error;
 use rusqlite::{OptionalExtension as _, params};
-use sealrun_wire::audit::{AuditEntry, ChainVerifier, GENESIS_HASH};
+use sealrun_wire::audit::{AuditEntry, GENESIS_HASH};
 use serde_json::Value;
 
 /// Appends one entry to `org_id`'s chain. `detail` must be a JSON object and
@@ -85,15 +85,119 @@ pub(crate) fn page(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// Re-checks the org's whole chain, streaming it from the database.
-pub(crate) fn verify(tx: &Tx<'_>, org_id: i64) -> Result<ChainVerifier, Error> {
-    let mut verifier = ChainVerifier::new();
+/// Calls `each` with every entry of the org's chain with `seq > after`, in
+/// order, streaming them from the database (a chain of any length is never
+/// held in memory).
+pub(crate) fn each_after(
+    tx: &Tx<'_>,
+    org_id: i64,
+    after: u64,
+    mut each: impl FnMut(&AuditEntry),
+) -> Result<(), Error> {
     let mut stmt = tx.conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM audit WHERE org_id = ?1 ORDER BY seq"
+        "SELECT {COLUMNS} FROM audit WHERE org_id = ?1 AND seq > ?2 ORDER BY seq"
     ))?;
-    let mut rows = stmt.query([org_id])?;
+    let mut rows = stmt.query(params![org_id, after])?;
     while let Some(row) = rows.next()? {
-        verifier.push(&entry_from_row(row)?);
+        each(&entry_from_row(row)?);
     }
-    Ok(verifier)
+    Ok(())
+}
+
+/// The stored hash of entry `seq`, if that entry exists.
+pub(crate) fn hash_at(tx: &Tx<'_>, org_id: i64, seq: u64) -> Result<Option<String>, Error> {
+    Ok(tx
+        .conn
+        .prepare_cached("SELECT hash FROM audit WHERE org_id = ?1 AND seq = ?2")?
+        .query_row(params![org_id, seq], |r| r.get(0))
+        .optional()?)
+}
+
+/// The seq of the org's last entry (0 for an empty chain).
+pub(crate) fn last_seq(tx: &Tx<'_>, org_id: i64) -> Result<u64, Error> {
+    Ok(tx
+        .conn
+        .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM audit WHERE org_id = ?1")?
+        .query_row([org_id], |r| r.get(0))?)
+}
+
+/// What earlier verifications of an org's chain established.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Checkpoint {
+    /// The last entry found intact (0: none yet).
+    pub(crate) seq: u64,
+    /// Its hash ([`GENESIS_HASH`] for 0).
+    pub(crate) hash: String,
+    /// The first failure found, until a full verification passes.
+    pub(crate) failure: Option<(u64, String)>,
+}
+
+/// The org's checkpoint, if a verification ever ran.
+pub(crate) fn checkpoint(tx: &Tx<'_>, org_id: i64) -> Result<Option<Checkpoint>, Error> {
+    Ok(tx
+        .conn
+        .prepare_cached(
+            "SELECT seq, hash, failed_seq, problem FROM audit_checkpoints WHERE org_id = ?1",
+        )?
+        .query_row([org_id], |r| {
+            let failed: Option<u64> = r.get(2)?;
+            let problem: Option<String> = r.get(3)?;
+            Ok(Checkpoint {
+                seq: r.get(0)?,
+                hash: r.get(1)?,
+                failure: failed.map(|seq| (seq, problem.unwrap_or_default())),
+            })
+        })
+        .optional()?)
+}
+
+/// Moves the org's checkpoint forward to entry `seq` with `hash` (never
+/// back: verifications may finish out of order).
+pub(crate) fn advance_checkpoint(
+    tx: &Tx<'_>,
+    org_id: i64,
+    seq: u64,
+    hash: &str,
+) -> Result<(), Error> {
+    tx.conn
+        .prepare_cached(
+            "INSERT INTO audit_checkpoints (org_id, seq, hash, verified_ms) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (org_id) DO UPDATE
+                SET seq = excluded.seq, hash = excluded.hash, verified_ms = excluded.verified_ms
+                WHERE excluded.seq >= audit_checkpoints.seq",
+        )?
+        .execute(params![org_id, seq, hash, now_ms()])?;
+    Ok(())
+}
+
+/// Records that entry `seq` failed verification (keeping the earliest
+/// failure recorded), so that later verifications keep reporting it.
+pub(crate) fn record_failure(
+    tx: &Tx<'_>,
+    org_id: i64,
+    seq: u64,
+    problem: &str,
+) -> Result<(), Error> {
+    tx.conn
+        .prepare_cached(
+            "INSERT INTO audit_checkpoints (org_id, seq, hash, verified_ms, failed_seq, problem)
+             VALUES (?1, 0, ?2, ?3, ?4, ?5)
+             ON CONFLICT (org_id) DO UPDATE
+                SET failed_seq = excluded.failed_seq, problem = excluded.problem,
+                    verified_ms = excluded.verified_ms
+                WHERE audit_checkpoints.failed_seq IS NULL
+                   OR excluded.failed_seq < audit_checkpoints.failed_seq",
+        )?
+        .execute(params![org_id, GENESIS_HASH, now_ms(), seq, problem])?;
+    Ok(())
+}
+
+/// Forgets a recorded failure (a full verification found the chain intact).
+pub(crate) fn clear_failure(tx: &Tx<'_>, org_id: i64) -> Result<(), Error> {
+    tx.conn
+        .prepare_cached(
+            "UPDATE audit_checkpoints SET failed_seq = NULL, problem = NULL WHERE org_id = ?1",
+        )?
+        .execute([org_id])?;
+    Ok(())
 }

@@ -52,6 +52,11 @@ pub const DB_FILE: &str = "sealrun.db";
 const MAX_BATCH: usize = 512;
 /// Reader connections kept open (more are opened under load, then closed).
 const IDLE_READERS: usize = 8;
+/// Most reader connections open at once: each holds file descriptors (the
+/// database and its WAL), and the HTTP edge keeps a fixed reserve of
+/// descriptors for the database (`api`'s `FD_RESERVE`), so the number must
+/// be bounded for that reserve to suffice whatever the load.
+pub const MAX_READERS: usize = 16;
 /// How long a statement waits for another process's lock (`create_org`).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -266,6 +271,7 @@ impl Db {
             readers: Arc::new(ReaderPool {
                 path: path.to_owned(),
                 idle: Mutex::new(Vec::new()),
+                permits: Arc::new(tokio::sync::Semaphore::new(MAX_READERS)),
             }),
             writer: Mutex::new(Some(writer)),
         })
@@ -317,7 +323,14 @@ impl Db {
         F: FnOnce(&Tx<'_>) -> Result<T, Error> + Send + 'static,
     {
         let pool = Arc::clone(&self.readers);
+        // Waiting here, not on a blocking thread, bounds the reader
+        // connections (and their file descriptors) without holding threads.
+        let permit = Arc::clone(&pool.permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::shutting_down())?;
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let conn = pool.take()?;
             let result = work(&Tx::new(&conn));
             pool.give_back(conn);
@@ -342,6 +355,8 @@ impl Db {
 struct ReaderPool {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
+    /// One per reader connection that may be open at once.
+    permits: Arc<tokio::sync::Semaphore>,
 }
 
 impl ReaderPool {
@@ -349,9 +364,8 @@ impl ReaderPool {
         if let Some(conn) = self.idle.lock().ok().and_then(|mut idle| idle.pop()) {
             return Ok(conn);
         }
-        let conn = open_connection(&self.path).map_err(Error::internal)?;
-        conn.pragma_update(None, "query_only", "ON")
-            .map_err(Error::internal)?;
+        let conn = open_connection(&self.path)?;
+        conn.pragma_update(None, "query_only", "ON")?;
         Ok(conn)
     }
 
@@ -422,7 +436,8 @@ enum Committed {
 /// durable), having answered it already if not.
 fn run_batch(conn: &Connection, mut batch: Batch) -> Option<Batch> {
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-        let err = Error::internal(format_args!("database: {e}"));
+        // Storage that cannot write (full, read-only) answers Unavailable.
+        let err = Error::from(e);
         for job in batch {
             job.deliver(Err(err.clone()));
         }
@@ -450,7 +465,7 @@ fn run_batch(conn: &Connection, mut batch: Batch) -> Option<Batch> {
             Some(batch)
         }
         Err(e) => {
-            let err = Error::internal(format_args!("database: {e}"));
+            let err = Error::from(e);
             let _ = conn.execute_batch("ROLLBACK");
             for job in batch {
                 job.deliver(Err(err.clone()));

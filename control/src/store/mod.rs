@@ -22,6 +22,7 @@ mod tx;
 
 pub(crate) mod agents;
 pub(crate) mod audit;
+pub(crate) mod health;
 pub(crate) mod logs;
 pub(crate) mod orgs;
 pub(crate) mod pools;
@@ -31,6 +32,6 @@ pub(crate) mod slack;
 pub(crate) mod targets;
 pub(crate) mod tokens;
 
-pub use db::DB_FILE;
+pub use db::{DB_FILE, MAX_READERS};
 pub(crate) use db::{Db, Standalone, now_ms};
 pub use tx::Tx;
