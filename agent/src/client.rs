@@ -158,7 +158,10 @@ impl ControlPlane {
         );
         let builder = https::client_builder(ca_cert)?
             .tcp_keepalive(Duration::from_secs(30))
-            .pool_idle_timeout(Duration::from_secs(90))
+            // Under the control plane's keep-alive idle limit (20 s), so an
+            // idle connection is dropped here before the server closes it,
+            // never reused just as the server's close is on its way.
+            .pool_idle_timeout(Duration::from_secs(15))
             .user_agent(concat!("sealrun-agent/", env!("CARGO_PKG_VERSION")))
             .default_headers(headers);
         let http = builder
