@@ -2,16 +2,16 @@
 //! agent that runs the command, as `docker run -i` does.
 //!
 //! Input is as sensitive as output, so it is never stored: it passes through
-//! one bounded channel per run ([`RELAY_CHUNKS`] chunks), which makes a slow
+//! one bounded channel per run ([`RELAY_CHUNKS`](crate::RELAY_CHUNKS) chunks), which makes a slow
 //! command slow the submitter down (backpressure) instead of the control plane
 //! buffering. The submitter's side (the *feeder*, [`Control::feed_stdin`]) and
 //! the agent's side (the *reader*, [`Control::take_stdin`]) may arrive in
 //! either order: the feeder usually comes first, at submission, and blocks
 //! until an agent takes the run and reads.
 //!
-//! The end of the input is an explicit [`Piece::End`], so that a feeder that
+//! The end of the input is an explicit end marker (`relay::Piece::End`), so that a feeder that
 //! breaks off (its connection dropped) is told apart from one that finished:
-//! the reader's stream then ends with [`StdinBroken`] and the agent kills the
+//! the reader's stream then ends with [`StdinBroken`](crate::StdinBroken) and the agent kills the
 //! command rather than let it act on part of its input (a migration cut in
 //! half). Each side can attach once: input cannot be replayed, because it is
 //! not kept.
@@ -153,7 +153,7 @@ impl Control {
     }
 
     /// Run `id`'s input, for the agent that holds it: a stream that ends
-    /// when the submitter's input does, or with [`StdinBroken`]. Each run's
+    /// when the submitter's input does, or with [`StdinBroken`](crate::StdinBroken). Each run's
     /// input can be taken once.
     pub async fn take_stdin(&self, agent: &Agent, id: String) -> Result<StdinStream, Error> {
         let org_id = agent.org_id;
