@@ -359,7 +359,7 @@ impl Bench {
         let enrollment: serde_json::Value = admin
             .post(format!("{}/v1/pools/default/enrollment-tokens", env.url))
             .bearer_auth(&env.admin)
-            .json(&json!({}))
+            .json(&json!({"unlimited": true}))
             .send()
             .await
             .unwrap()
