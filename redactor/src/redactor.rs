@@ -1,31 +1,27 @@
-//! [`Redactor`]: the immutable, shareable index built from a run's secrets.
+//! [`Redactor`]: the immutable, shareable set of patterns built from a run's secrets.
 
 use std::fmt;
 
-use crate::forms::{Form, Value, forms_of, values_of};
-use crate::index::Index;
+use crate::forms::derived_forms;
+use crate::patterns::PatternSet;
+use crate::qgram::{MAX_PATTERNS, QgramIndex};
 use crate::scanner::Scanner;
 use crate::{Error, MAX_SECRET_LEN, MIN_SECRET_LEN};
 
-/// Masks a fixed set of secrets, and every covered encoding of every run of them, in output.
+/// Masks a fixed set of secrets, and their derived forms, in output.
 ///
 /// Immutable once built, `Send + Sync`: build it once per job and share it through an
 /// [`Arc`](std::sync::Arc) between the [`StreamRedactor`](crate::StreamRedactor)s of the job's
-/// output streams. Every table derived from the secrets is wiped when the last reference is
-/// dropped. `Debug` shows only counts.
+/// output streams. The pattern bytes (and every table derived from them) are wiped when the
+/// last reference is dropped. `Debug` shows only the number of patterns.
 pub struct Redactor {
-    pub(crate) values: Vec<Value>,
-    pub(crate) forms: Vec<Form>,
-    pub(crate) index: Index,
+    pub(crate) patterns: PatternSet,
+    pub(crate) index: QgramIndex,
 }
 
-/// How much a stream may hold back per byte of the longest form: the layout a form's
-/// characters may be spread over (line breaks, indentation, dump columns) included.
-const HOLD_BACK_PER_FORM_BYTE: usize = 64;
-
 impl Redactor {
-    /// Builds a redactor for `secrets`: every secret, its readings and structured values, and
-    /// every form the crate documentation lists.
+    /// Builds a redactor for `secrets`, adding every derived form the crate documentation
+    /// lists.
     ///
     /// # Errors
     ///
@@ -37,7 +33,30 @@ impl Redactor {
         I: IntoIterator<Item = S>,
         S: AsRef<[u8]>,
     {
-        let mut values: Vec<Value> = Vec::new();
+        Redactor::build(secrets, QgramIndex::new)
+    }
+
+    /// A redactor whose index has the large-set layout (grids split by length, starts
+    /// indexed by their first two bytes) however small the set is, so that tests exercise the
+    /// code paths of large sets.
+    #[cfg(test)]
+    pub(crate) fn with_split_grids<I, S>(secrets: I) -> Result<Redactor, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<[u8]>,
+    {
+        Redactor::build(secrets, |patterns| QgramIndex::with_layout(patterns, 0, 0))
+    }
+
+    fn build<I, S>(
+        secrets: I,
+        index: impl FnOnce(&PatternSet) -> QgramIndex,
+    ) -> Result<Redactor, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<[u8]>,
+    {
+        let mut forms = Vec::new();
         for secret in secrets {
             let secret = secret.as_ref();
             if secret.len() < MIN_SECRET_LEN {
@@ -52,33 +71,24 @@ impl Redactor {
                     max: MAX_SECRET_LEN,
                 });
             }
-            for value in values_of(secret) {
-                if !values.iter().any(|v| *v.bytes == *value.bytes) {
-                    values.push(value);
-                }
-            }
+            forms.extend(derived_forms(secret, MIN_SECRET_LEN));
         }
-        let forms = forms_of(&values);
-        let shortest = forms
-            .iter()
-            .map(|f| f.shortest_run(values[f.value as usize].need as usize))
-            .min()
-            .unwrap_or(usize::MAX);
-        let index = Index::new(&forms, shortest).map_err(|too| Error::TooManyPatterns {
-            count: too.0,
-            max: u32::MAX as usize - 1,
-        })?;
-        Ok(Redactor {
-            values,
-            forms,
-            index,
-        })
+        let patterns = PatternSet::new(forms);
+        if patterns.len() >= MAX_PATTERNS {
+            return Err(Error::TooManyPatterns {
+                count: patterns.len(),
+                max: MAX_PATTERNS - 1,
+            });
+        }
+        let index = index(&patterns);
+        Ok(Redactor { patterns, index })
     }
 
     /// A redactor that masks nothing, for runs without secrets.
     pub fn empty() -> Redactor {
-        // Infallible: an empty set indexes nothing.
-        Redactor::new(std::iter::empty::<&[u8]>()).unwrap_or_else(|_| unreachable!())
+        let patterns = PatternSet::new(Vec::new());
+        let index = QgramIndex::new(&patterns);
+        Redactor { patterns, index }
     }
 
     /// Masks a whole buffer at once.
@@ -86,72 +96,29 @@ impl Redactor {
     /// The result is exactly what a [`StreamRedactor`](crate::StreamRedactor) produces for the
     /// same bytes, however they are split into chunks.
     pub fn redact(&self, input: &[u8]) -> Vec<u8> {
-        self.redact_counted(input).0
-    }
-
-    /// [`Redactor::redact`], with the number of masks written (each `***`).
-    pub fn redact_counted(&self, input: &[u8]) -> (Vec<u8>, u64) {
         let mut out = Vec::with_capacity(input.len());
         let mut scanner = Scanner::new(self);
         scanner.push(self, input, &mut out);
-        scanner.finish(self, &mut out);
-        (out, scanner.masks())
+        scanner.finish(&mut out);
+        out
     }
 
-    /// Number of distinct encoded forms indexed: for each value (a secret, its readings and
-    /// its structured values), one per covered transform that spells it differently.
+    /// Number of distinct patterns: the secrets and all their derived forms.
     pub fn pattern_count(&self) -> usize {
-        self.forms.len()
+        self.patterns.len()
     }
 
-    /// Length of the longest encoded form (0 for a redactor without secrets).
+    /// Length of the longest pattern; a stream never holds back more than this many bytes
+    /// (0 for a redactor without secrets).
     pub fn max_pattern_len(&self) -> usize {
-        self.forms.iter().map(|f| f.text.len()).max().unwrap_or(0)
-    }
-
-    /// The most bytes a stream ever holds back: the longest form spread over the layout a
-    /// transform may put between its characters (line breaks, indentation, dump columns).
-    pub fn max_hold_back(&self) -> usize {
-        HOLD_BACK_PER_FORM_BYTE * self.max_pattern_len() + 128
-    }
-
-    /// Approximate heap memory held by the redactor, in bytes: the forms and their token
-    /// tables, and the index.
-    pub fn heap_bytes(&self) -> usize {
-        let values: usize = self.values.iter().map(|v| v.bytes.len()).sum();
-        let forms: usize = self
-            .forms
-            .iter()
-            .map(|f| {
-                f.text.len()
-                    + f.tok_src.as_ref().map_or(0, |s| 4 * s.len())
-                    + match &f.geometry {
-                        crate::forms::Geometry::Table { starts, .. } => 4 * starts.len(),
-                        _ => 0,
-                    }
-            })
-            .sum();
-        values + forms + self.index.heap_bytes()
-    }
-
-    /// Number of (gram, position) entries in the index: about one per character of every
-    /// form.
-    pub fn index_entries(&self) -> usize {
-        self.index.entries()
-    }
-
-    /// The sampling stride: the output is read every this many bytes.
-    pub fn stride(&self) -> usize {
-        self.index.stride()
+        self.patterns.max_len()
     }
 }
 
 impl fmt::Debug for Redactor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Redactor")
-            .field("values", &self.values.len())
             .field("patterns", &self.pattern_count())
-            .field("index_entries", &self.index_entries())
             .finish_non_exhaustive()
     }
 }
