@@ -16,6 +16,8 @@ pub(crate) struct Coverage {
     runs: VecDeque<(u64, u64)>,
     /// The last byte written out was secret: a run continuing from it writes no new mask.
     mask_open: bool,
+    /// Masks written since the coverage was created (not reset by [`Coverage::reset`]).
+    masks: u64,
 }
 
 impl Coverage {
@@ -67,6 +69,7 @@ impl Coverage {
             if !self.mask_open {
                 out.extend_from_slice(MASK);
                 self.mask_open = true;
+                self.masks += 1;
             }
             if end <= to {
                 self.runs.pop_front();
@@ -81,9 +84,15 @@ impl Coverage {
         }
     }
 
+    /// Forgets the runs of a finished stream; the count of masks written stays.
     pub(crate) fn reset(&mut self) {
         self.runs.clear();
         self.mask_open = false;
+    }
+
+    /// Masks written so far.
+    pub(crate) fn masks(&self) -> u64 {
+        self.masks
     }
 }
 

@@ -108,12 +108,13 @@
 
 mod coverage;
 mod error;
+mod extend;
 mod forms;
-mod patterns;
-mod qgram;
+mod index;
 mod redactor;
 mod scanner;
 mod stream;
+mod structured;
 
 pub use error::Error;
 pub use redactor::Redactor;
@@ -131,6 +132,10 @@ pub const MIN_SECRET_LEN: usize = 8;
 /// A stream holds back up to one pattern length of output, and derived forms can be six times
 /// the secret's length, so this bounds a stream's memory.
 pub const MAX_SECRET_LEN: usize = 64 * 1024;
+
+/// Length of the runs the guarantee is about: no run of `min(len(s), RUN_LEN)` consecutive
+/// bytes of a secret `s` survives in the output under any covered transform.
+pub const RUN_LEN: usize = 12;
 
 /// What every masked run of output is replaced by.
 pub const MASK: &[u8] = b"***";

@@ -4,14 +4,23 @@
 //! followed by [`Scanner::finish`], so the two paths run the same code and streaming output
 //! equals whole-buffer output for any split of the input.
 //!
-//! A push samples the grids of the [q-gram index](crate::qgram) over the held-back bytes and
-//! the new chunk, confirms hits, and records every complete occurrence in the [`Coverage`].
-//! It then finds the longest suffix of the data that is a proper prefix of some pattern.
-//! Every occurrence starting before that suffix is complete (otherwise its start would begin a
-//! longer such suffix) and has been found (its grid position lies inside it), so everything
-//! before the suffix is written out and only the suffix is kept: at most
-//! `max_pattern_len - 1` bytes. Grid positions inside the kept suffix are sampled again on the
-//! next push, because their occurrences may not have been complete yet.
+//! A push looks at the held-back bytes and the new chunk together:
+//!
+//! 1. *Grid*: it samples the [index](crate::index) at every stride-th stream position; each
+//!    hit names candidate (form, offset) pairs, and each candidate is [extended](crate::extend)
+//!    both ways into a maximal piece of its form. A piece covering a run of its value
+//!    (`W` non-public bytes) is recorded as secret in the [`Coverage`], segment by segment.
+//! 2. *Joins*: at every line break it also probes the gram made of the two characters before
+//!    it and the two after it (indentation skipped), so that a run wrapped across lines with
+//!    fewer than `stride + 3` characters on each side (base64 at 76 columns: 8 and 8) is met.
+//! 3. *Hold-back*: a piece that reaches the end of the data may go on, so everything from its
+//!    start is held back; so is any shorter suffix that could begin a piece (every position of
+//!    the last [`TAIL`] bytes is probed, and the last three bytes are looked up in the short
+//!    gram sets). Everything before is final and is written out.
+//!
+//! Grid positions, joins and pieces inside the held-back bytes are looked at again on the next
+//! push, with more data. A piece never extends before the held-back bytes: had it begun
+//! there, it would have been held back.
 
 use std::mem;
 
@@ -19,128 +28,217 @@ use zeroize::{Zeroize, Zeroizing};
 
 use crate::Redactor;
 use crate::coverage::Coverage;
-use crate::patterns::PatternSet;
-use crate::qgram::{Grid, HIT_BATCH, key};
+use crate::extend::{Hay, Piece, extend};
+use crate::index::{HIT_BATCH, key, key8};
 
-/// During a large push, output is written out at least this often (in bytes of input) so the
-/// list of secret runs stays short and the output is produced while the input is in cache.
-const FLUSH_INTERVAL: u64 = 1 << 16;
+/// A push is processed in pieces of at most this many bytes, so that the held-back bytes
+/// and the secret runs found stay small and the output is produced while the input is in
+/// cache.
+const PIECE: usize = 1 << 16;
 
-/// The most grids an index has (see [`crate::qgram`]).
-const MAX_GRIDS: usize = 3;
+/// How far from the end of the data every position is probed when deciding what to hold
+/// back: longer than a grid stride plus a gram plus the layout a dump puts between two lines.
+const TAIL: u64 = 80;
 
-/// The held-back bytes (`head`) followed by a new chunk (`tail`), addressed by absolute
-/// stream position. Only positions near the seam take the slow paths.
-struct Hay<'a> {
-    head: &'a [u8],
-    tail: &'a [u8],
-    /// Stream position of `head[0]`.
-    origin: u64,
+/// How many recent pieces are remembered, so that the other seeds of a long piece do not
+/// extend it again.
+const CACHE: usize = 16;
+
+/// The state of one output stream.
+pub(crate) struct Scanner {
+    /// Bytes held back: they may be the start of a piece. Grown only through [`grow`], which
+    /// wipes the old buffer.
+    pending: Zeroizing<Vec<u8>>,
+    /// Stream position of `pending[0]`: everything before it has been written out.
+    start: u64,
+    /// The next grid position to sample.
+    next_sample: u64,
+    coverage: Coverage,
 }
 
-impl Hay<'_> {
-    fn end(&self) -> u64 {
-        self.origin + (self.head.len() + self.tail.len()) as u64
-    }
-
-    /// Stream position of `tail[0]`.
-    fn tail_origin(&self) -> u64 {
-        self.origin + self.head.len() as u64
-    }
-
-    fn byte(&self, pos: u64) -> u8 {
-        let r = (pos - self.origin) as usize;
-        match r.checked_sub(self.head.len()) {
-            Some(t) => self.tail[t],
-            None => self.head[r],
-        }
-    }
-
-    /// The key of the `N` bytes at `pos` (`pos + N <= end`), wherever they lie.
-    fn key<const N: usize>(&self, pos: u64) -> u64 {
-        let r = (pos - self.origin) as usize;
-        match r.checked_sub(self.head.len()) {
-            Some(t) => key::<N>(&self.tail[t..]),
-            None => {
-                let mut bytes = [0u8; 8];
-                for (k, b) in bytes[..N].iter_mut().enumerate() {
-                    *b = self.byte(pos + k as u64);
-                }
-                let key = u64::from_le_bytes(bytes);
-                bytes.zeroize();
-                key
-            }
-        }
-    }
-
-    /// Whether `pattern` occurs at `pos` (`pos + pattern.len() <= end`).
-    #[inline]
-    fn matches(&self, pos: u64, pattern: &[u8]) -> bool {
-        let r = (pos - self.origin) as usize;
-        match r.checked_sub(self.head.len()) {
-            // Most candidates differ early: comparing 8 bytes inline first saves a call.
-            Some(t) if pattern.len() >= 8 => {
-                let text = &self.tail[t..t + pattern.len()];
-                key::<8>(text) == key::<8>(pattern) && text == pattern
-            }
-            Some(t) => self.tail[t..t + pattern.len()] == *pattern,
-            None => {
-                let in_head = (self.head.len() - r).min(pattern.len());
-                self.head[r..r + in_head] == pattern[..in_head]
-                    && self.tail[..pattern.len() - in_head] == pattern[in_head..]
-            }
-        }
-    }
-
-    /// Appends the bytes at `[from, to)` to `out`.
-    fn copy(&self, out: &mut Vec<u8>, from: u64, to: u64) {
-        let (a, b) = ((from - self.origin) as usize, (to - self.origin) as usize);
-        let h = self.head.len();
-        if a < h {
-            out.extend_from_slice(&self.head[a..b.min(h)]);
-        }
-        if b > h {
-            out.extend_from_slice(&self.tail[a.max(h) - h..b - h]);
-        }
-    }
-}
-
-/// Finds the occurrences of one grid's patterns in one push.
-struct Sampler<'a> {
+/// What one pass over the held-back bytes and a chunk works with.
+struct Pass<'a> {
+    redactor: &'a Redactor,
     hay: &'a Hay<'a>,
-    patterns: &'a PatternSet,
-    grid: &'a Grid,
+    last: bool,
+    coverage: &'a mut Coverage,
+    /// Recent pieces.
+    cache: Vec<Piece>,
+    /// The earliest start of a piece that may go on.
+    hold: u64,
 }
 
-impl Sampler<'_> {
-    /// Samples the grid positions from `from` (one of them) up to `to` whose `N`-byte gram is
-    /// available, recording the complete occurrences found; returns the first position not
-    /// sampled.
-    #[inline(always)]
-    fn run<const N: usize>(&self, from: u64, to: u64, coverage: &mut Coverage) -> u64 {
+impl Pass<'_> {
+    /// Extends every candidate of the gram `key` seen at `i`; `record` is false for probes
+    /// that only decide what to hold back.
+    fn confirm(&mut self, i: u64, key: u32, record: bool) {
+        let redactor = self.redactor;
+        // Only a gram that looks like hex can lie in a hex form (the key is folded: `\` is
+        // `|` there).
+        if redactor.index.has_hex8()
+            && key
+                .to_le_bytes()
+                .iter()
+                .all(|&b| b.is_ascii_hexdigit() || matches!(b, b' ' | b':' | b',' | b'|' | b'x'))
+        {
+            self.confirm_hex8(i, record);
+        }
+        for (form_id, j) in redactor.index.candidates(key) {
+            self.candidate(i, form_id, j, record);
+            // The value's own grams stand for its text forms too (see `Form::plain`).
+            let value = redactor.forms[form_id].value as usize;
+            if redactor.raw_forms[value] as usize == form_id {
+                for &other in &redactor.companions[value] {
+                    let form = &redactor.forms[other as usize];
+                    if let Some(at) = form.offset_of_source(j) {
+                        self.candidate(i, other as usize, at, record);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The hex forms looked up by 8-byte grams (see `Index::hex8`): the grams starting at
+    /// `i` and ending 4 bytes after it.
+    fn confirm_hex8(&mut self, i: u64, record: bool) {
         let hay = self.hay;
-        let stride = self.grid.stride() as u64;
+        let (origin, end) = (hay.origin, hay.end());
+        let index = &self.redactor.index;
+        for at in [Some(i), i.checked_sub(4).filter(|&a| a >= origin)]
+            .into_iter()
+            .flatten()
+        {
+            if at + 8 > end {
+                // Not all here yet: what begins at `i` may be such a piece, if it looks like
+                // hex.
+                let hexlike = (i..i + 4).all(|p| {
+                    p < end && matches!(hay.byte(p), b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F' | b' ' | b':' | b',' | b'\\' | b'x')
+                });
+                if !record && !self.last && hexlike {
+                    self.hold = self.hold.min(i);
+                }
+                continue;
+            }
+            let key = self.key8_at(at);
+            for (form_id, j) in index.hex8_candidates(key) {
+                self.candidate(at, form_id, j, record);
+            }
+        }
+    }
+
+    /// The folded key of the 8 bytes at `pos` (`pos + 8 <= end`).
+    fn key8_at(&self, pos: u64) -> u64 {
+        let hay = self.hay;
+        if pos >= hay.tail_origin() {
+            return key8(&hay.tail[(pos - hay.tail_origin()) as usize..]);
+        }
+        let mut bytes = [0u8; 8];
+        for (k, b) in bytes.iter_mut().enumerate() {
+            *b = hay.byte(pos + k as u64);
+        }
+        let key = key8(&bytes);
+        bytes.zeroize();
+        key
+    }
+
+    /// Extends the seed "output `i` spells `form_id` at `j`" unless a recent piece did.
+    fn candidate(&mut self, i: u64, form_id: usize, j: usize, record: bool) {
+        {
+            if self
+                .cache
+                .iter()
+                .any(|p| p.form as usize == form_id && p.aligns(i, j))
+            {
+                return;
+            }
+            let form = &self.redactor.forms[form_id];
+            let piece = extend(self.hay, form, form_id, i, j, self.last);
+            if piece.open {
+                self.hold = self.hold.min(piece.start());
+            } else if record {
+                let (x, y) = piece.form_range();
+                let (a, b) = form.source_range(x, y);
+                let value = &self.redactor.values[form.value as usize];
+                if b > a && value.secret_bytes_in(a, b) >= value.need {
+                    self.record(&piece, form.echo);
+                }
+            }
+            if self.cache.len() == CACHE {
+                self.cache.remove(0);
+            }
+            self.cache.push(piece);
+        }
+    }
+
+    /// Marks a qualifying piece secret, segment by segment (the layout between segments stays
+    /// visible). For the `echo $VAR` form, a space at either end is left out: it stands for
+    /// the value's own whitespace (`echo $KEY` turns the newlines around a line into spaces),
+    /// and masking it would glue the mask to the words around it.
+    fn record(&mut self, piece: &Piece, echo: bool) {
+        let trim = if echo { 1 } else { 0 };
+        let n = piece.segments.len();
+        for (k, s) in piece.segments.iter().enumerate() {
+            let (mut start, mut end) = (s.start, s.end);
+            if k == 0 {
+                while start < end
+                    && start - s.start < trim
+                    && matches!(self.hay.byte(start), b' ' | b'\t')
+                {
+                    start += 1;
+                }
+            }
+            if k + 1 == n {
+                while end > start
+                    && s.end - end < trim
+                    && matches!(self.hay.byte(end - 1), b' ' | b'\t')
+                {
+                    end -= 1;
+                }
+            }
+            if start < end {
+                self.coverage.add(start, end);
+            }
+        }
+    }
+
+    /// The folded key of the 4 bytes at `pos` (`pos + 4 <= end`), wherever they lie.
+    fn key_at(&self, pos: u64) -> u32 {
+        let mut bytes = [0u8; 4];
+        for (k, b) in bytes.iter_mut().enumerate() {
+            *b = self.hay.byte(pos + k as u64);
+        }
+        let key = key(&bytes);
+        bytes.zeroize();
+        key
+    }
+
+    /// Samples the grid from `from` (a grid position); returns the first position not
+    /// sampled (its gram does not fit yet).
+    fn grid(&mut self, from: u64) -> u64 {
+        let index = &self.redactor.index;
+        let stride = index.stride() as u64;
+        let hay = self.hay;
         let end = hay.end();
         let tail_origin = hay.tail_origin();
         let mut i = from;
         // Positions whose gram starts in the held-back bytes.
-        while i < to && i + N as u64 <= end && i < tail_origin {
-            let key = hay.key::<N>(i);
-            if self.grid.may_contain(key) {
-                self.confirm(i, key, coverage);
+        while i + 4 <= end && i < tail_origin {
+            let key = self.key_at(i);
+            if index.may_contain(key) {
+                self.confirm(i, key, true);
             }
             i += stride;
         }
         // The hot loop: positions inside the chunk, probed in batches.
-        if i < to && i >= tail_origin {
+        if i + 4 <= end && i >= tail_origin {
             let tail = hay.tail;
             let mut r = (i - tail_origin) as usize;
-            let r_end = ((to - tail_origin) as usize).min((tail.len() + 1).saturating_sub(N));
+            let r_end = tail.len() - 3;
             let mut hits = [0usize; HIT_BATCH];
             while r < r_end {
-                let (next, found) = self.grid.scan::<N>(tail, r, r_end, &mut hits);
+                let (next, found) = index.scan(tail, r, r_end, &mut hits);
                 for &hit in &hits[..found] {
-                    self.confirm(tail_origin + hit as u64, key::<N>(&tail[hit..]), coverage);
+                    self.confirm(tail_origin + hit as u64, key(&tail[hit..]), true);
                 }
                 r = next;
             }
@@ -149,44 +247,104 @@ impl Sampler<'_> {
         i
     }
 
-    /// Records every complete occurrence that has its grid position at `i`.
-    #[inline(never)]
-    fn confirm(&self, i: u64, key: u64, coverage: &mut Coverage) {
-        let end = self.hay.end();
-        for (id, offset) in self.grid.candidates(key) {
-            let Some(p) = i.checked_sub(offset as u64) else {
-                continue;
-            };
-            let len = self.patterns.len_of(id) as u64;
-            // Before `origin`: written out already, so found by an earlier push.
-            // Past `end`: not complete yet; this grid position is sampled again later.
-            if p >= self.hay.origin && p + len <= end && self.hay.matches(p, self.patterns.get(id))
-            {
-                coverage.add(p, p + len);
+    /// Probes the gram spanning each line break (two characters before it, two after the
+    /// indentation after it).
+    fn joins(&mut self) {
+        let hay = self.hay;
+        let tail_origin = hay.tail_origin();
+        for k in memchr::memchr_iter(b'\n', hay.head) {
+            self.join(hay.origin + k as u64);
+        }
+        let tail = hay.tail;
+        for k in memchr::memchr_iter(b'\n', tail) {
+            // The common case, all inside the chunk: `ab\ncd`.
+            if k >= 2 && k + 3 <= tail.len() {
+                let (a, b) = (tail[k - 2], tail[k - 1]);
+                let (c, d) = (tail[k + 1], tail[k + 2]);
+                let plain = |x: u8| !matches!(x, b'\n' | b'\r' | b' ' | b'\t');
+                if plain(a) && plain(b) && plain(c) && plain(d) {
+                    let key = key(&[a, b, c, d]);
+                    if self.redactor.index.may_contain(key) {
+                        self.confirm(tail_origin + k as u64 - 2, key, true);
+                    }
+                    continue;
+                }
+            }
+            self.join(tail_origin + k as u64);
+        }
+    }
+
+    /// The join at the line break at `nl`, wherever its bytes lie.
+    fn join(&mut self, nl: u64) {
+        let hay = self.hay;
+        let (origin, end) = (hay.origin, hay.end());
+        let mut a = nl;
+        while a > origin && hay.byte(a - 1) == b'\r' {
+            a -= 1;
+        }
+        if a < origin + 2 {
+            return;
+        }
+        let a = a - 2;
+        let mut b = nl + 1;
+        while b < end && matches!(hay.byte(b), b' ' | b'\t') && b - nl <= 16 {
+            b += 1;
+        }
+        let gram = [hay.byte(a), hay.byte(a + 1)];
+        if gram.iter().any(|&c| c == b'\n' || c == b'\r') {
+            return;
+        }
+        if b + 2 > end {
+            // The line after it has not come yet: what ends this one may go on there.
+            if !self.last && self.redactor.index.may_be_wrapped_piece(gram) {
+                self.hold = self.hold.min(a);
+            }
+            return;
+        }
+        let key = key(&[gram[0], gram[1], hay.byte(b), hay.byte(b + 1)]);
+        if self.redactor.index.may_contain(key) {
+            self.confirm(a, key, true);
+        }
+    }
+
+    /// What may begin a piece that goes on after the end of the data.
+    fn tail(&mut self) {
+        let hay = self.hay;
+        let (origin, end) = (hay.origin, hay.end());
+        let index = &self.redactor.index;
+        let from = end.saturating_sub(TAIL).max(origin);
+        let mut p = from;
+        while p + 4 <= end {
+            let key = self.key_at(p);
+            if index.may_contain(key) {
+                self.confirm(p, key, false);
+            }
+            p += 1;
+        }
+        for len in (1..=3u64).rev() {
+            if end >= origin + len {
+                let mut piece = [0u8; 3];
+                for k in 0..len {
+                    piece[k as usize] = hay.byte(end - len + k);
+                }
+                let found = index.may_be_piece(&piece[..len as usize]);
+                piece.zeroize();
+                if found {
+                    self.hold = self.hold.min(end - len);
+                    break;
+                }
             }
         }
     }
 }
 
-/// The state of one output stream.
-pub(crate) struct Scanner {
-    /// Bytes held back: they may be the start of a pattern. Never more than
-    /// `max_pattern_len - 1`, within a capacity reserved up front so that the buffer is never
-    /// reallocated (which would leave an unwiped copy behind).
-    pending: Zeroizing<Vec<u8>>,
-    /// Stream position of `pending[0]`: everything before it has been written out.
-    start: u64,
-    /// The next position to sample, per grid.
-    next_sample: [u64; MAX_GRIDS],
-    coverage: Coverage,
-}
-
 impl Scanner {
     pub(crate) fn new(redactor: &Redactor) -> Scanner {
+        let _ = redactor;
         Scanner {
-            pending: Zeroizing::new(Vec::with_capacity(redactor.max_pattern_len())),
+            pending: Zeroizing::new(Vec::new()),
             start: 0,
-            next_sample: [0; MAX_GRIDS],
+            next_sample: 0,
             coverage: Coverage::default(),
         }
     }
@@ -195,130 +353,95 @@ impl Scanner {
         self.pending.len()
     }
 
+    /// Masks written so far.
+    pub(crate) fn masks(&self) -> u64 {
+        self.coverage.masks()
+    }
+
     /// Scans `chunk` (following the held-back bytes) and appends to `out` every byte that can
-    /// no longer be part of an undecided occurrence.
+    /// no longer be part of an undecided piece.
     pub(crate) fn push(&mut self, redactor: &Redactor, chunk: &[u8], out: &mut Vec<u8>) {
-        let patterns = &redactor.patterns;
-        let grids = redactor.index.grids();
-        if patterns.is_empty() {
+        if redactor.forms.is_empty() {
             out.extend_from_slice(chunk);
             return;
         }
-        let head = mem::take(&mut *self.pending);
+        for piece in chunk.chunks(PIECE) {
+            self.pass(redactor, piece, false, out);
+        }
+    }
+
+    /// Writes out the held-back bytes (masked where they hold complete pieces) and makes the
+    /// scanner ready for a new stream. The count of masks written is kept.
+    pub(crate) fn finish(&mut self, redactor: &Redactor, out: &mut Vec<u8>) {
+        if !redactor.forms.is_empty() {
+            self.pass(redactor, &[], true, out);
+        }
+        self.pending.zeroize();
+        self.pending.clear();
+        self.start = 0;
+        self.next_sample = 0;
+        self.coverage.reset();
+    }
+
+    fn pass(&mut self, redactor: &Redactor, chunk: &[u8], last: bool, out: &mut Vec<u8>) {
+        let head = mem::take(&mut self.pending);
         let hay = Hay {
             head: &head,
             tail: chunk,
             origin: self.start,
         };
         let end = hay.end();
-        // No occurrence starting before `hold_floor` can still be incomplete.
-        let hold_floor = end.saturating_sub(patterns.max_len() as u64 - 1);
-        let coverage = &mut self.coverage;
-        let mut emitted = self.start;
-        let mut next = self.next_sample;
-
-        let mut block_start = self.start;
-        loop {
-            let block_end = (block_start + FLUSH_INTERVAL).min(end);
-            for (grid, next) in grids.iter().zip(next.iter_mut()) {
-                let sampler = Sampler {
-                    hay: &hay,
-                    patterns,
-                    grid,
-                };
-                *next = match grid.key_len() {
-                    8 => sampler.run::<8>(*next, block_end, coverage),
-                    _ => sampler.run::<4>(*next, block_end, coverage),
-                };
-            }
-            // Every occurrence starting at or before a grid's last sampled position is known.
-            let safe = grids
-                .iter()
-                .zip(next)
-                .map(|(grid, next)| (next + 1).saturating_sub(grid.stride() as u64))
-                .min()
-                .unwrap_or(end)
-                .min(hold_floor);
-            if safe > emitted {
-                coverage.emit(emitted, safe, out, |out, a, b| hay.copy(out, a, b));
-                emitted = safe;
-            }
-            if block_end == end {
-                break;
-            }
-            block_start = block_end;
-        }
-
-        // Hold back the longest suffix that is a proper prefix of some pattern.
-        let mut keep = emitted.max(hold_floor);
-        while keep < end && !is_proper_prefix(redactor, &hay, keep) {
-            keep += 1;
-        }
-        coverage.emit(emitted, keep, out, |out, a, b| hay.copy(out, a, b));
-
-        let mut head = head;
-        let skip = (keep - self.start) as usize;
-        if skip < head.len() {
-            head.copy_within(skip.., 0);
-            head.truncate(head.len() - skip);
-            head.extend_from_slice(chunk);
-        } else {
-            let from = skip - head.len();
-            head.clear();
-            head.extend_from_slice(&chunk[from..]);
-        }
-        debug_assert!(head.len() < patterns.max_len());
-        *self.pending = head;
-        self.start = keep;
-        // Grid positions from `keep` on are sampled again: their occurrences may not have been
-        // complete. Unsampled positions before `keep` can only start occurrences before `keep`,
-        // which are complete and so were found at their own grid positions.
-        for ((grid, next), slot) in grids.iter().zip(next).zip(self.next_sample.iter_mut()) {
-            let stride = grid.stride() as u64;
-            let first_kept = keep.div_ceil(stride) * stride;
-            *slot = if next >= keep {
-                next.min(first_kept)
-            } else {
-                first_kept
-            };
-        }
-    }
-
-    /// Writes out the held-back bytes and makes the scanner ready for a new stream.
-    pub(crate) fn finish(&mut self, out: &mut Vec<u8>) {
-        let mut head = mem::take(&mut *self.pending);
-        let hay = Hay {
-            head: &head,
-            tail: &[],
-            origin: self.start,
+        let mut pass = Pass {
+            redactor,
+            hay: &hay,
+            last,
+            coverage: &mut self.coverage,
+            cache: Vec::new(),
+            hold: end,
         };
+        pass.grid(self.next_sample);
+        pass.joins();
+        if !last {
+            pass.tail();
+        }
+        // A piece never starts before the held-back bytes (see the module documentation).
+        let keep = if last { end } else { pass.hold.max(self.start) };
         self.coverage
-            .emit(self.start, hay.end(), out, |out, a, b| hay.copy(out, a, b));
-        head.zeroize();
-        *self.pending = head;
-        self.start = 0;
-        self.next_sample = [0; MAX_GRIDS];
-        self.coverage.reset();
+            .emit(self.start, keep, out, |out, a, b| hay.copy(out, a, b));
+
+        // Keep `[keep, end)`, in a buffer that is wiped whenever it is replaced.
+        let from = (keep - self.start) as usize;
+        let kept = (end - keep) as usize;
+        let mut next = head;
+        if from < next.len() {
+            next.copy_within(from.., 0);
+            let h = next.len() - from;
+            next.truncate(h);
+            grow(&mut next, kept);
+            next.extend_from_slice(chunk);
+        } else {
+            let c = from - next.len();
+            next.clear();
+            grow(&mut next, kept);
+            next.extend_from_slice(&chunk[c..]);
+        }
+        self.pending = next;
+        self.start = keep;
+        let stride = redactor.index.stride() as u64;
+        self.next_sample = keep.div_ceil(stride) * stride;
     }
 }
 
-/// Whether the bytes from `pos` to the end of `hay` are a proper prefix of some pattern.
-fn is_proper_prefix(redactor: &Redactor, hay: &Hay<'_>, pos: u64) -> bool {
-    let len = (hay.end() - pos) as usize;
-    if len < 8 {
-        let mut text = [0u8; 8];
-        for (k, b) in text[..len].iter_mut().enumerate() {
-            *b = hay.byte(pos + k as u64);
-        }
-        let found = redactor.index.is_short_prefix(&text[..len]);
-        text.zeroize();
-        return found;
+/// Makes room for `len` bytes in `buf` without letting the vector reallocate on its own
+/// (which would free the old allocation unwiped).
+fn grow(buf: &mut Zeroizing<Vec<u8>>, len: usize) {
+    if buf.capacity() >= len {
+        return;
     }
-    let patterns = &redactor.patterns;
-    redactor.index.starting_with(hay.key::<8>(pos)).any(|id| {
-        let pattern = patterns.get(id);
-        pattern.len() > len && hay.matches(pos, &pattern[..len])
-    })
+    let mut bigger = Zeroizing::new(Vec::with_capacity(len.max(2 * buf.capacity())));
+    bigger.extend_from_slice(buf);
+    // The old buffer is wiped as it is dropped.
+    *buf = bigger;
 }
 
 #[cfg(test)]
@@ -328,31 +451,6 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::MASK;
-
-    /// The definition, computed the slow way: mark every byte inside any occurrence of any
-    /// pattern, then replace each maximal marked run with one mask.
-    fn oracle(redactor: &Redactor, input: &[u8]) -> Vec<u8> {
-        let mut secret = vec![false; input.len()];
-        for pattern in redactor.patterns.iter() {
-            for p in 0..input.len().saturating_sub(pattern.len() - 1) {
-                if input[p..].starts_with(pattern) {
-                    secret[p..p + pattern.len()]
-                        .iter_mut()
-                        .for_each(|s| *s = true);
-                }
-            }
-        }
-        let mut out = Vec::new();
-        for (k, &b) in input.iter().enumerate() {
-            if !secret[k] {
-                out.push(b);
-            } else if k == 0 || !secret[k - 1] {
-                out.extend_from_slice(MASK);
-            }
-        }
-        out
-    }
 
     fn streamed(redactor: &Redactor, input: &[u8], cuts: &[usize]) -> (Vec<u8>, usize) {
         let mut scanner = Scanner::new(redactor);
@@ -367,28 +465,26 @@ mod tests {
         }
         scanner.push(redactor, &input[at..], &mut out);
         max_pending = max_pending.max(scanner.pending_len());
-        scanner.finish(&mut out);
+        scanner.finish(redactor, &mut out);
         (out, max_pending)
     }
 
-    /// Secrets and text over a tiny alphabet, so that occurrences overlap, touch and nearly
-    /// match all the time; secret lengths up to 40 exercise strides up to 32.
+    /// Secrets and text over a tiny alphabet, so that pieces overlap, touch and nearly match
+    /// all the time.
     fn case() -> impl Strategy<Value = (Vec<Vec<u8>>, Vec<u8>, Vec<usize>)> {
         let secret = (8usize..40).prop_flat_map(|len| {
             proptest::collection::vec(prop_oneof![Just(b'a'), Just(b'b'), Just(b'\n')], len)
         });
-        (proptest::collection::vec(secret, 1..5), proptest::collection::vec(0usize..8, 0..300))
-            .prop_flat_map(|(secrets, picks)| {
-                // Text: random bytes interleaved with copies of the secrets.
+        proptest::collection::vec(secret, 1..4)
+            .prop_flat_map(|secrets| {
                 let text = proptest::collection::vec(
                     prop_oneof![
-                        3 => proptest::collection::vec(prop_oneof![Just(b'a'), Just(b'b'), Just(b'\n'), Just(b'c')], 0..6),
+                        3 => proptest::collection::vec(prop_oneof![Just(b'a'), Just(b'b'), Just(b'\n'), Just(b'c'), Just(b' ')], 0..6),
                         1 => (0..secrets.len()).prop_map({ let s = secrets.clone(); move |k| s[k].clone() }),
                     ],
                     0..30,
                 )
                 .prop_map(|parts| parts.concat());
-                let _ = picks;
                 (Just(secrets), text, proptest::collection::vec(0usize..400, 0..40))
             })
             .prop_map(|(secrets, text, mut cuts)| {
@@ -397,66 +493,36 @@ mod tests {
             })
     }
 
-    /// Both index layouts: one grid (small sets) and the split into grids by pattern length
-    /// and alphabet (large sets).
-    fn redactors(secrets: &[Vec<u8>]) -> [Redactor; 2] {
-        [
-            Redactor::new(secrets).unwrap(),
-            Redactor::with_split_grids(secrets).unwrap(),
-        ]
-    }
-
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(300))]
+        #![proptest_config(ProptestConfig::with_cases(200))]
 
         #[test]
-        fn whole_buffer_output_is_the_definition((secrets, text, _cuts) in case()) {
-            for redactor in redactors(&secrets) {
-                prop_assert_eq!(redactor.redact(&text), oracle(&redactor, &text));
-            }
+        fn any_split_gives_the_whole_buffer_output((secrets, text, cuts) in case()) {
+            let redactor = Redactor::new(&secrets).unwrap();
+            let whole = streamed(&redactor, &text, &[]).0;
+            let (out, max_pending) = streamed(&redactor, &text, &cuts);
+            prop_assert_eq!(out, whole);
+            prop_assert!(max_pending <= redactor.max_hold_back());
         }
 
         #[test]
-        fn any_split_gives_the_definition_and_holds_back_less_than_a_pattern((secrets, text, cuts) in case()) {
-            for redactor in redactors(&secrets) {
-                let (out, max_pending) = streamed(&redactor, &text, &cuts);
-                prop_assert_eq!(out, oracle(&redactor, &text));
-                prop_assert!(max_pending < redactor.max_pattern_len());
-            }
-        }
-
-        #[test]
-        fn one_byte_chunks_give_the_definition((secrets, text, _cuts) in case()) {
+        fn one_byte_chunks_give_the_whole_buffer_output((secrets, text, _cuts) in case()) {
+            let redactor = Redactor::new(&secrets).unwrap();
             let cuts: Vec<usize> = (0..text.len()).collect();
-            for redactor in redactors(&secrets) {
-                prop_assert_eq!(streamed(&redactor, &text, &cuts).0, oracle(&redactor, &text));
-            }
+            prop_assert_eq!(streamed(&redactor, &text, &cuts).0, streamed(&redactor, &text, &[]).0);
         }
     }
 
     #[test]
-    fn split_grids_put_short_long_and_hex_patterns_on_separate_grids() {
-        let redactor = Redactor::with_split_grids([
-            &b"0123456789abcdef0123"[..],
-            b"tiny-sec",
-            b"short-secret",
-            b"a-much-longer-secret-value",
-        ])
-        .unwrap();
-        assert_eq!(redactor.index.grids().len(), 3);
-    }
-
-    /// The held-back bytes are exactly the longest suffix that is a proper prefix of a pattern.
-    #[test]
-    fn holds_back_exactly_the_longest_proper_prefix_suffix() {
+    fn holds_back_what_could_begin_a_piece_only() {
         let redactor = Redactor::new(["abcdefgh-secret"]).unwrap();
         let mut scanner = Scanner::new(&redactor);
         let mut out = Vec::new();
         scanner.push(&redactor, b"log line abcdefgh-se", &mut out);
         assert_eq!(out, b"log line ");
-        assert_eq!(scanner.pending_len(), "abcdefgh-se".len());
-        scanner.push(&redactor, b"x", &mut out);
-        assert_eq!(out, b"log line abcdefgh-sex");
+        // A line break is in no form of the secret: nothing is held back any more.
+        scanner.push(&redactor, b"\n", &mut out);
+        assert_eq!(out, b"log line abcdefgh-se\n");
         assert_eq!(scanner.pending_len(), 0);
     }
 }

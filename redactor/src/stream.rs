@@ -11,9 +11,9 @@ use crate::scanner::Scanner;
 ///
 /// Chunks are arbitrary bytes (not necessarily UTF-8) of any size. A secret split across any
 /// number of chunks, at any byte, is still masked: the redactor holds back exactly the bytes
-/// that could still be the start of a pattern (the longest suffix of the data seen so far that
-/// is a proper prefix of some pattern), never a fixed window, and never more than
-/// [`Redactor::max_pattern_len`] bytes. The concatenated output of all [`push`](Self::push)es
+/// that could still begin a masked run (a piece of a form that reaches the end of the data
+/// seen so far, or a suffix of a few bytes that could begin one), never a fixed window, and
+/// never more than [`Redactor::max_hold_back`] bytes. The concatenated output of all [`push`](Self::push)es
 /// and the [`finish`](Self::finish) equals [`Redactor::redact`] of the concatenated input.
 ///
 /// The held-back bytes are wiped when they are written out by `finish` or when the stream is
@@ -38,7 +38,14 @@ impl StreamRedactor {
     /// Appends the held-back tail to `out` (masked where it holds complete patterns). The
     /// stream is then empty and can be reused for a new stream.
     pub fn finish(&mut self, out: &mut Vec<u8>) {
-        self.scanner.finish(out);
+        self.scanner.finish(&self.redactor, out);
+    }
+
+    /// How many masks (`***`) this stream has written since it was created: each is one run
+    /// of output that held a secret, or a covered encoding of one. [`finish`](Self::finish)
+    /// does not reset it.
+    pub fn masks_written(&self) -> u64 {
+        self.scanner.masks()
     }
 
     /// Number of bytes currently held back.

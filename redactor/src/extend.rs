@@ -1,0 +1,431 @@
+//! Extending a seed: from an output position that a 4-byte gram ties to a position in a form,
+//! walk both ways while the output spells the form, skipping what the form's family allows
+//! between its characters (line breaks and dump columns), and report the piece of the form
+//! found: its output segments and the bytes of the value it covers.
+
+use crate::forms::{Family, Form};
+
+/// The bytes held back (`head`) followed by a new chunk (`tail`), addressed by absolute stream
+/// position.
+pub(crate) struct Hay<'a> {
+    pub(crate) head: &'a [u8],
+    pub(crate) tail: &'a [u8],
+    /// Stream position of `head[0]`.
+    pub(crate) origin: u64,
+}
+
+impl Hay<'_> {
+    pub(crate) fn end(&self) -> u64 {
+        self.origin + (self.head.len() + self.tail.len()) as u64
+    }
+
+    /// Stream position of `tail[0]`.
+    pub(crate) fn tail_origin(&self) -> u64 {
+        self.origin + self.head.len() as u64
+    }
+
+    #[inline]
+    pub(crate) fn byte(&self, pos: u64) -> u8 {
+        let r = (pos - self.origin) as usize;
+        match r.checked_sub(self.head.len()) {
+            Some(t) => self.tail[t],
+            None => self.head[r],
+        }
+    }
+
+    /// Appends the bytes at `[from, to)` to `out`.
+    pub(crate) fn copy(&self, out: &mut Vec<u8>, from: u64, to: u64) {
+        let (a, b) = ((from - self.origin) as usize, (to - self.origin) as usize);
+        let h = self.head.len();
+        if a < h {
+            out.extend_from_slice(&self.head[a..b.min(h)]);
+        }
+        if b > h {
+            out.extend_from_slice(&self.tail[a.max(h) - h..b - h]);
+        }
+    }
+}
+
+/// A stretch of output spelling `form[form_at..]` character for character.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Segment {
+    pub(crate) start: u64,
+    pub(crate) end: u64,
+    pub(crate) form_at: u32,
+}
+
+/// A maximal piece of one form found in the output.
+#[derive(Debug)]
+pub(crate) struct Piece {
+    pub(crate) form: u32,
+    /// In output order; between two segments lies skipped layout.
+    pub(crate) segments: Vec<Segment>,
+    /// The piece reached the end of the data seen so far and may go on.
+    pub(crate) open: bool,
+    /// Where the seed was (the start of a piece that has no segment yet).
+    seed: u64,
+}
+
+impl Piece {
+    pub(crate) fn start(&self) -> u64 {
+        self.segments.first().map_or(self.seed, |s| s.start)
+    }
+
+    /// The form range `[x, y)` the piece spells.
+    pub(crate) fn form_range(&self) -> (usize, usize) {
+        match (self.segments.first(), self.segments.last()) {
+            (Some(first), Some(last)) => (
+                first.form_at as usize,
+                last.form_at as usize + (last.end - last.start) as usize,
+            ),
+            _ => (0, 0),
+        }
+    }
+
+    /// Whether the piece spells form position `j` at output position `i`.
+    pub(crate) fn aligns(&self, i: u64, j: usize) -> bool {
+        let k = self.segments.partition_point(|s| s.end <= i);
+        self.segments
+            .get(k)
+            .is_some_and(|s| s.start <= i && s.form_at as u64 + (i - s.start) == j as u64)
+    }
+}
+
+/// Whether output byte `o` spells form byte `f` in `family`.
+#[inline]
+fn same(family: Family, o: u8, f: u8) -> bool {
+    o == f
+        || match family {
+            Family::Base64 => (f == b'+' && o == b'-') || (f == b'/' && o == b'_'),
+            Family::Hex => f.is_ascii_lowercase() && o == f.to_ascii_uppercase(),
+            Family::Exact | Family::OdC => false,
+        }
+}
+
+/// Separators of the hex forms: layout may stand in for them.
+fn is_separator(b: u8) -> bool {
+    matches!(b, b' ' | b':' | b',')
+}
+
+enum Skip {
+    /// The layout ends at this position.
+    To(u64),
+    /// The layout runs into the end of the data.
+    NeedMore,
+    No,
+}
+
+/// Extends the seed "output position `i` spells form position `j`" both ways.
+pub(crate) fn extend(
+    hay: &Hay<'_>,
+    form: &Form,
+    form_id: usize,
+    i: u64,
+    j: usize,
+    last: bool,
+) -> Piece {
+    let end = hay.end();
+    let text = &form.text;
+    let family = form.family;
+    let mut segments = Vec::new();
+
+    // Leftwards from (i, j), exclusive.
+    let (mut p, mut q) = (i, j);
+    let mut seg_end = i;
+    loop {
+        if q == 0 || p == hay.origin {
+            break;
+        }
+        if same(family, hay.byte(p - 1), text[q - 1]) {
+            p -= 1;
+            q -= 1;
+            continue;
+        }
+        let Some((to, q2)) = skip_left(hay, family, text, p, q) else {
+            break;
+        };
+        if p < seg_end {
+            segments.push(Segment {
+                start: p,
+                end: seg_end,
+                form_at: q as u32,
+            });
+        }
+        p = to;
+        q = q2;
+        seg_end = p;
+    }
+    if p < seg_end {
+        segments.push(Segment {
+            start: p,
+            end: seg_end,
+            form_at: q as u32,
+        });
+    }
+    segments.reverse();
+
+    // Rightwards from (i, j).
+    let (mut p, mut q) = (i, j);
+    let (mut seg_start, mut seg_form) = (i, j);
+    let mut open = false;
+    loop {
+        if q == text.len() {
+            break;
+        }
+        if p == end {
+            open = !last;
+            break;
+        }
+        if same(family, hay.byte(p), text[q]) {
+            p += 1;
+            q += 1;
+            continue;
+        }
+        match skip_right(hay, family, text, p, q) {
+            Skip::To(to) => {
+                push_right(&mut segments, seg_start, p, seg_form);
+                p = to;
+                // Layout may stand in for the separator the form has here.
+                while q < text.len()
+                    && is_separator(text[q])
+                    && family == Family::Hex
+                    && (p == end || !same(family, hay.byte(p), text[q]))
+                {
+                    q += 1;
+                }
+                (seg_start, seg_form) = (p, q);
+            }
+            Skip::NeedMore => {
+                open = !last;
+                break;
+            }
+            Skip::No => break,
+        }
+    }
+    push_right(&mut segments, seg_start, p, seg_form);
+    Piece {
+        form: form_id as u32,
+        segments,
+        open,
+        seed: i,
+    }
+}
+
+/// Appends the rightward segment `[start, end)`, merging it with the seed's leftward one.
+fn push_right(segments: &mut Vec<Segment>, start: u64, end: u64, form_at: usize) {
+    if end <= start {
+        return;
+    }
+    if let Some(last) = segments.last_mut()
+        && last.end == start
+    {
+        last.end = end;
+        return;
+    }
+    segments.push(Segment {
+        start,
+        end,
+        form_at: form_at as u32,
+    });
+}
+
+/// Layout at output position `p` (where the form wanted `text[q]`) that the family skips.
+fn skip_right(hay: &Hay<'_>, family: Family, text: &[u8], p: u64, q: usize) -> Skip {
+    let end = hay.end();
+    let at = |k: u64| (k < end).then(|| hay.byte(k));
+    match family {
+        Family::Exact => Skip::No,
+        Family::Base64 => {
+            let mut k = p;
+            while at(k) == Some(b'\r') {
+                k += 1;
+            }
+            match at(k) {
+                Some(b'\n') => k += 1,
+                None if k > p => return Skip::NeedMore,
+                _ => return Skip::No,
+            }
+            indentation(hay, k)
+        }
+        Family::Hex => {
+            let first = hay.byte(p);
+            if !matches!(first, b' ' | b'\t' | b'\r' | b'\n') {
+                return Skip::No;
+            }
+            // A line break, with what dump layouts put before it (spaces and an ASCII column)
+            // and after it (an offset column).
+            let mut k = p;
+            while k < end && k - p <= 20 && hay.byte(k) != b'\n' {
+                k += 1;
+            }
+            if k == end {
+                return Skip::NeedMore;
+            }
+            if hay.byte(k) == b'\n' {
+                let mut k = k + 1;
+                // An offset column: hex digits followed by `:` or a space.
+                let digits_from = k;
+                while at(k).is_some_and(|b| b.is_ascii_hexdigit()) && k - digits_from < 16 {
+                    k += 1;
+                }
+                match at(k) {
+                    None => return Skip::NeedMore,
+                    Some(b':' | b' ') if k - digits_from >= 4 => k += 1,
+                    _ => k = digits_from,
+                }
+                return indentation(hay, k);
+            }
+            // Extra spaces between bytes (`hexdump -C` splits a line in two).
+            let mut k = p;
+            while at(k).is_some_and(|b| b == b' ' || b == b'\t') && k - p < 16 {
+                k += 1;
+            }
+            match at(k) {
+                None => Skip::NeedMore,
+                Some(b) if k > p && (same(family, b, text[q]) || is_separator(text[q])) => {
+                    Skip::To(k)
+                }
+                Some(_) => Skip::No,
+            }
+        }
+        Family::OdC => {
+            let mut k = p;
+            while at(k) == Some(b'\r') {
+                k += 1;
+            }
+            match at(k) {
+                Some(b'\n') => k += 1,
+                None if k > p => return Skip::NeedMore,
+                _ => return Skip::No,
+            }
+            let digits_from = k;
+            while at(k).is_some_and(|b| b.is_ascii_hexdigit()) && k - digits_from < 16 {
+                k += 1;
+            }
+            if k == end {
+                return Skip::NeedMore;
+            }
+            Skip::To(k)
+        }
+    }
+}
+
+/// Spaces and tabs after a line break (at most 16): indentation.
+fn indentation(hay: &Hay<'_>, mut k: u64) -> Skip {
+    let end = hay.end();
+    let from = k;
+    while k < end && matches!(hay.byte(k), b' ' | b'\t') && k - from < 16 {
+        k += 1;
+    }
+    if k == end {
+        Skip::NeedMore
+    } else {
+        Skip::To(k)
+    }
+}
+
+/// Layout ending at output position `p` (where the form wanted `text[q - 1]` before it) that
+/// the family skips: the new output position and form position.
+fn skip_left(hay: &Hay<'_>, family: Family, text: &[u8], p: u64, q: usize) -> Option<(u64, usize)> {
+    let origin = hay.origin;
+    let before = |k: u64| (k > origin).then(|| hay.byte(k - 1));
+    // Whether the output before `c` can go on with the form before `q` (hex separators the
+    // layout replaced are skipped in the form).
+    let fits = |c: u64| -> Option<(u64, usize)> {
+        let o = before(c)?;
+        let mut q = q;
+        while q > 0
+            && family == Family::Hex
+            && is_separator(text[q - 1])
+            && !same(family, o, text[q - 1])
+        {
+            q -= 1;
+        }
+        (q > 0 && same(family, o, text[q - 1])).then_some((c, q))
+    };
+    // Back over spaces (indentation, or an offset column's padding), an offset column, and
+    // the line break before them: the position of the line break.
+    let line_break = |digits: bool| -> Option<u64> {
+        let mut k = p;
+        while matches!(before(k), Some(b' ' | b'\t')) && p - k < 16 {
+            k -= 1;
+        }
+        if digits {
+            if before(k) == Some(b':') {
+                k -= 1;
+            }
+            let to = k;
+            while before(k).is_some_and(|b| b.is_ascii_hexdigit()) && to - k < 16 {
+                k -= 1;
+            }
+        }
+        (before(k) == Some(b'\n')).then(|| k - 1)
+    };
+    let strip_cr = |mut k: u64| {
+        while before(k) == Some(b'\r') {
+            k -= 1;
+        }
+        k
+    };
+    match family {
+        Family::Exact => None,
+        Family::Base64 => fits(strip_cr(line_break(false)?)),
+        Family::OdC => {
+            // The offset column is digits right before the first field.
+            let mut k = p;
+            while before(k).is_some_and(|b| b.is_ascii_hexdigit()) && p - k < 16 {
+                k -= 1;
+            }
+            if before(k) != Some(b'\n') {
+                return None;
+            }
+            fits(strip_cr(k - 1))
+        }
+        Family::Hex => {
+            if let Some(nl) = line_break(true).or_else(|| line_break(false)) {
+                let line_end = strip_cr(nl);
+                // The previous line: nothing after its bytes, a `|...|` column, or xxd's 16
+                // characters after two spaces.
+                if let Some(found) = fits(line_end) {
+                    return Some(found);
+                }
+                if before(line_end) == Some(b'|') {
+                    let mut k = line_end - 1;
+                    while before(k).is_some_and(|b| b != b'|') && line_end - k < 20 {
+                        k -= 1;
+                    }
+                    if before(k) == Some(b'|') {
+                        k -= 1;
+                        while before(k) == Some(b' ') && line_end - k < 24 {
+                            k -= 1;
+                        }
+                        if let Some(found) = fits(k) {
+                            return Some(found);
+                        }
+                    }
+                }
+                if line_end >= origin + 18 {
+                    let k = line_end - 16;
+                    if before(k) == Some(b' ') && before(k - 1) == Some(b' ') {
+                        let mut k = k - 1;
+                        while before(k) == Some(b' ') && line_end - k < 24 {
+                            k -= 1;
+                        }
+                        if let Some(found) = fits(k) {
+                            return Some(found);
+                        }
+                    }
+                }
+            }
+            // Extra spaces between bytes.
+            let mut k = p;
+            while matches!(before(k), Some(b' ' | b'\t')) && p - k < 16 {
+                k -= 1;
+            }
+            if k < p {
+                return fits(k);
+            }
+            None
+        }
+    }
+}
