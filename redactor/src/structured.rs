@@ -12,7 +12,9 @@
 
 use zeroize::Zeroizing;
 
-use crate::forms::SecretBytes;
+/// A buffer holding secret material, wiped when dropped (the same as the forms'; defined
+/// here too so that the two modules do not import each other).
+type SecretBytes = Zeroizing<Vec<u8>>;
 
 /// The string values of `secret` read as JSON, else as YAML, `.env` and INI lines. Values
 /// shorter than `min_len` are left out (they would mask ordinary words); keys never count as
