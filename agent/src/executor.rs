@@ -27,6 +27,7 @@ use sealrun_init::{EXIT_INIT_FAILED, EXIT_NOT_FOUND, ShimNonce};
 use sealrun_redactor::Redactor;
 use sealrun_vault::{Secret, TargetKeypair};
 use sealrun_wire::agent::{Assignment, FinishRequest};
+use sealrun_wire::run::Redactions;
 use sealrun_wire::run::RunStatus;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -112,6 +113,7 @@ impl Outcome {
             error: Some(message),
             oom_killed: false,
             next_seq,
+            redactions: Redactions::default(),
         })
     }
 }
@@ -190,6 +192,7 @@ fn early_outcome(control: &RunControl) -> Option<Outcome> {
             error: None,
             oom_killed: false,
             next_seq: 0,
+            redactions: Redactions::default(),
         }))
     };
     match control.current()? {
@@ -533,9 +536,17 @@ fn conclude(
         return Outcome::Abandoned;
     }
     let next_seq = pump.as_ref().map_or(upload.acked, |p| p.next_seq);
+    // What the redactor masked is reported whatever the outcome.
+    let redactions = pump.as_ref().map(|p| p.redactions).unwrap_or_default();
     let (exit, stopped) = match result {
         Ok(r) => r,
-        Err(message) => return Outcome::error(redact(message), next_seq),
+        Err(message) => {
+            let mut outcome = Outcome::error(redact(message), next_seq);
+            if let Outcome::Report(report) = &mut outcome {
+                report.redactions = redactions;
+            }
+            return outcome;
+        }
     };
     // A failure raised after the command exited (e.g. the last upload refused).
     let stopped = match control.current() {
@@ -584,6 +595,7 @@ fn conclude(
         error,
         oom_killed: exit.oom_killed,
         next_seq,
+        redactions,
     })
 }
 

@@ -27,6 +27,7 @@ use futures_util::StreamExt as _;
 use sealrun_redactor::{Redactor, StreamRedactor};
 use sealrun_wire::Base64Bytes;
 use sealrun_wire::log::{LogChunk, StreamKind};
+use sealrun_wire::run::Redactions;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -114,6 +115,8 @@ pub struct PumpEnd {
     /// the command cannot know, and goes on as [`sealrun_init::ERROR_PREFIX`]
     /// does. Shown here (and in the run's output) with the plain prefix.
     pub init_error: Option<String>,
+    /// Masks the redactors wrote in each stream (`***`s of the output).
+    pub redactions: Redactions,
 }
 
 /// The longest first line of stderr kept to look for the shim's error.
@@ -312,6 +315,10 @@ pub async fn pump(
         next_seq: batcher.next_seq(),
         error,
         init_error,
+        redactions: Redactions {
+            stdout: stdout.masks_written(),
+            stderr: stderr.masks_written(),
+        },
     }
 }
 

@@ -498,6 +498,7 @@ pub(crate) fn finish(
             now: now_ms(),
             final_seq: req.next_seq,
             stdin_bytes,
+            redactions: req.redactions,
         },
     )?;
     store::audit::append(
@@ -510,6 +511,11 @@ pub(crate) fn finish(
             "status": req.status.as_str(),
             "exit_code": req.exit_code,
             "oom_killed": req.oom_killed,
+            // An auditor sees that a command printed a secret (masked).
+            "redactions": {
+                "stdout": req.redactions.stdout,
+                "stderr": req.redactions.stderr,
+            },
         }),
     )?;
     Ok(true)

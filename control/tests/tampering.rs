@@ -153,6 +153,7 @@ async fn busy_world() -> World {
             error: None,
             oom_killed: false,
             next_seq: 0,
+            redactions: Default::default(),
         };
         control.finish_run(&agent, run, finish).await.unwrap();
     }

@@ -110,6 +110,13 @@ pub async fn run(cmd: RunsCommand) -> Result<ExitCode> {
                 (true, None) => "piped in (size recorded when the run ends)".to_owned(),
             };
             outln!("input:     {input}")?;
+            // Each mask is a run of output that held a secret (or an
+            // encoding of one): a command that printed a secret shows here.
+            let masked = match r.redactions {
+                Some(n) => format!("{} in stdout, {} in stderr", n.stdout, n.stderr),
+                None => "-".to_owned(),
+            };
+            outln!("masked:    {masked}")?;
             Ok(ExitCode::SUCCESS)
         }
         RunsCommand::Logs {

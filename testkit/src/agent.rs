@@ -316,6 +316,7 @@ impl FakeAgent {
             error: None,
             oom_killed: false,
             next_seq,
+            redactions: Default::default(),
         };
         self.client
             .post(&format!("/v1/agent/runs/{run}/finish"), to_value(&req))

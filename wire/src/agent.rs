@@ -11,7 +11,7 @@
 //! POST /v1/agent/deregister  (agent token)                       -> 204
 //! ```
 
-use crate::run::RunStatus;
+use crate::run::{Redactions, RunStatus};
 use sealrun_vault::SealedSecret;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -284,4 +284,8 @@ pub struct FinishRequest {
     /// Number of log chunks the agent produced (`seq` of the next one), so
     /// the server can tell a complete log from one with a gap.
     pub next_seq: u64,
+    /// Masks the redactor wrote in each output stream (zero from agents
+    /// that did not count).
+    #[serde(default)]
+    pub redactions: Redactions,
 }

@@ -224,6 +224,21 @@ pub struct RunView {
     /// input itself is never stored).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stdin_bytes: Option<u64>,
+    /// How many masks (`***`) the agent's redactor wrote in each stream of
+    /// the output, once the run has ended: each is a run of output that
+    /// held a secret or a covered encoding of one. Absent before the run
+    /// ends, and for runs finished by agents that did not count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redactions: Option<Redactions>,
+}
+
+/// Masks the redactor wrote in each stream of a run's output.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Redactions {
+    /// In standard output.
+    pub stdout: u64,
+    /// In standard error.
+    pub stderr: u64,
 }
 
 /// `GET /v1/runs` answer, newest first.

@@ -7,12 +7,13 @@ use super::tx::Tx;
 use crate::error::Error;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{OptionalExtension as _, params};
-use sealrun_wire::run::{RunSource, RunStatus, RunView};
+use sealrun_wire::run::{Redactions, RunSource, RunStatus, RunView};
 use std::collections::HashMap;
 
 /// Columns [`view_from_row`] reads, in order.
 const VIEW_COLUMNS: &str = "id, target, argv, secrets, image, status, exit_code, error, \
-     source, submitter, agent_name, timeout_secs, created_ms, started_ms, finished_ms, log_bytes, log_truncated, stdin, stdin_bytes";
+     source, submitter, agent_name, timeout_secs, created_ms, started_ms, finished_ms, log_bytes, log_truncated, stdin, stdin_bytes, \
+     redacted_stdout, redacted_stderr";
 
 fn json_column<T: serde::de::DeserializeOwned>(
     r: &rusqlite::Row<'_>,
@@ -66,6 +67,10 @@ fn view_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunView> {
         log_truncated: r.get(16)?,
         stdin: r.get(17)?,
         stdin_bytes: r.get(18)?,
+        redactions: match (r.get(19)?, r.get(20)?) {
+            (Some(stdout), Some(stderr)) => Some(Redactions { stdout, stderr }),
+            _ => None,
+        },
     })
 }
 
@@ -394,6 +399,8 @@ pub(crate) struct Outcome<'a> {
     pub(crate) final_seq: u64,
     /// Bytes of input relayed, for a run given input.
     pub(crate) stdin_bytes: Option<u64>,
+    /// Masks the agent's redactor wrote, per stream.
+    pub(crate) redactions: Redactions,
 }
 
 /// `running -> <outcome>`.
@@ -402,7 +409,8 @@ pub(crate) fn finish(tx: &Tx<'_>, run_id: &str, o: &Outcome<'_>) -> Result<(), E
         .prepare_cached(
             "UPDATE runs SET status = ?2, exit_code = ?3, error = ?4, oom_killed = ?5, finished_ms = ?6,
                              lease_expires_ms = NULL, log_final_seq = ?7,
-                             stdin_bytes = CASE WHEN stdin THEN ?8 END
+                             stdin_bytes = CASE WHEN stdin THEN ?8 END,
+                             redacted_stdout = ?9, redacted_stderr = ?10
              WHERE id = ?1 AND status = 'running'",
         )?
         .execute(params![
@@ -414,6 +422,8 @@ pub(crate) fn finish(tx: &Tx<'_>, run_id: &str, o: &Outcome<'_>) -> Result<(), E
             o.now,
             o.final_seq,
             o.stdin_bytes,
+            o.redactions.stdout,
+            o.redactions.stderr,
         ])?;
     Ok(())
 }

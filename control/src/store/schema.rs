@@ -299,6 +299,12 @@ ALTER TABLE slack_users_new RENAME TO slack_users;
 CREATE INDEX slack_workspaces_by_org ON slack_workspaces (org_id);
 CREATE INDEX slack_users_by_org ON slack_users (org_id);
 "#,
+    // 9: how many masks the agent's redactor wrote in each stream of a run's
+    // output (NULL until the run ends, and for runs finished before).
+    r#"
+ALTER TABLE runs ADD COLUMN redacted_stdout INTEGER;
+ALTER TABLE runs ADD COLUMN redacted_stderr INTEGER;
+"#,
 ];
 
 /// Brings the database at `path` (open as `conn`) up to the current schema.
