@@ -181,7 +181,7 @@ pub(crate) fn extend(
             q += 1;
             continue;
         }
-        match skip_right(hay, family, text, p, q) {
+        match skip_right(hay, family, text, p, q, last) {
             Skip::To(to) => {
                 push_right(&mut segments, seg_start, p, seg_form);
                 p = to;
@@ -230,7 +230,8 @@ fn push_right(segments: &mut Vec<Segment>, start: u64, end: u64, form_at: usize)
 }
 
 /// Layout at output position `p` (where the form wanted `text[q]`) that the family skips.
-fn skip_right(hay: &Hay<'_>, family: Family, text: &[u8], p: u64, q: usize) -> Skip {
+/// (`last`: no data comes after the end.)
+fn skip_right(hay: &Hay<'_>, family: Family, text: &[u8], p: u64, q: usize, last: bool) -> Skip {
     let end = hay.end();
     let at = |k: u64| (k < end).then(|| hay.byte(k));
     match family {
@@ -269,8 +270,32 @@ fn skip_right(hay: &Hay<'_>, family: Family, text: &[u8], p: u64, q: usize) -> S
                     k += 1;
                 }
                 match at(k) {
+                    // Digits at the very end are bytes, not an offset column, unless more
+                    // may come.
+                    None if last => k = digits_from,
                     None => return Skip::NeedMore,
-                    Some(b':' | b' ') if k - digits_from >= 4 => k += 1,
+                    Some(b':' | b' ') if k - digits_from >= 4 => {
+                        // Digits and a `:` may also be the form's own bytes followed by other
+                        // text: an offset column only if the bytes go on after it.
+                        let mut q = q;
+                        while q < text.len() && is_separator(text[q]) {
+                            q += 1;
+                        }
+                        let goes_on = |k: u64| {
+                            let mut k = k;
+                            while at(k).is_some_and(|b| b == b' ' || b == b'\t')
+                                && k - digits_from < 40
+                            {
+                                k += 1;
+                            }
+                            q < text.len() && at(k).is_some_and(|b| same(family, b, text[q]))
+                        };
+                        if goes_on(k + 1) || !goes_on(digits_from) {
+                            k += 1;
+                        } else {
+                            k = digits_from;
+                        }
+                    }
                     _ => k = digits_from,
                 }
                 return indentation(hay, k);

@@ -195,7 +195,8 @@ pub(crate) struct Form {
 
 impl Form {
     /// The bytes of the value encoded by the tokens whose significant characters all lie in
-    /// `[x, y)` of the text (for base64, see below): `(a, b)`, empty when `b <= a`.
+    /// `[x, y)` of the text (for base64: every byte with bits there): `(a, b)`, empty when
+    /// `b <= a`.
     pub(crate) fn source_range(&self, x: usize, y: usize) -> (usize, usize) {
         let tokens = self.tokens as usize;
         let (k0, k1) = match &self.geometry {
@@ -215,28 +216,15 @@ impl Form {
                 (k0, k1)
             }
             Geometry::Base64 { filler, core_start } => {
-                // Whole bytes, and also a byte split between the piece and an output character
-                // next to it that the value does not determine alone (the first character at
-                // alignments 1 and 2, mixing in the bytes before it; the last, mixing in the
-                // bytes after): the output character there is the real encoding, so decoding
-                // it with the piece gives the whole byte back. A character next to the piece
-                // that the value determines and the output contradicts reveals nothing.
+                // Every byte with bits in the piece: the characters on either side of a piece,
+                // which mix its first and last bytes with the bytes around them, may decode
+                // with it into the whole byte (whether they do depends on output the piece
+                // does not cover, and may not have arrived: counting the byte keeps the
+                // answer the same for every split, and only ever masks more).
                 let (f, cs) = (*filler as usize, *core_start as usize);
-                let first = if x == 0 {
-                    (6 * (x + cs)) / 8
-                } else {
-                    (6 * (x + cs)).div_ceil(8)
-                };
-                let determined = 6 * (y + cs) + 6 <= 8 * (f + tokens);
-                let last = if y >= self.text.len() || !determined {
-                    (6 * (y + cs)).div_ceil(8)
-                } else {
-                    (6 * (y + cs)) / 8
-                };
-                (
-                    first.saturating_sub(f).min(tokens),
-                    last.saturating_sub(f).min(tokens),
-                )
+                let first = ((6 * (x + cs)) / 8).saturating_sub(f);
+                let last = (6 * (y + cs)).div_ceil(8).saturating_sub(f);
+                (first.min(tokens), last.min(tokens))
             }
         };
         if k1 <= k0 {
@@ -512,8 +500,12 @@ enum Json {
     Plain,
     /// PHP's `json_encode` (and some Java encoders) also write `\/`.
     Slash,
-    /// Go's `encoding/json` also escapes `<`, `>` and `&`.
+    /// Go's `encoding/json`: `\u0008` and `\u000c` for backspace and form feed, and `<`,
+    /// `>` and `&` as `\u003c`, `\u003e`, `\u0026`.
     HtmlSafe,
+    /// Go's `encoding/json` with HTML escaping off (and other encoders that write every
+    /// control byte but `\n`, `\r`, `\t` as `\u00XX`).
+    GoPlain,
 }
 
 fn json_byte(b: u8, style: Json, out: &mut Vec<u8>) {
@@ -523,6 +515,9 @@ fn json_byte(b: u8, style: Json, out: &mut Vec<u8>) {
         b'\n' => out.extend_from_slice(b"\\n"),
         b'\r' => out.extend_from_slice(b"\\r"),
         b'\t' => out.extend_from_slice(b"\\t"),
+        0x08 | 0x0c if matches!(style, Json::HtmlSafe | Json::GoPlain) => {
+            push_u_escape(out, u32::from(b))
+        }
         0x08 => out.extend_from_slice(b"\\b"),
         0x0c => out.extend_from_slice(b"\\f"),
         b'/' if style == Json::Slash => out.extend_from_slice(b"\\/"),
@@ -772,7 +767,7 @@ fn value_forms(value: u32, v: &[u8], forms: &mut Vec<Form>) {
     if v.iter().any(u8::is_ascii_whitespace) {
         forms.push(echo_words(value, v));
     }
-    for style in [Json::Plain, Json::Slash, Json::HtmlSafe] {
+    for style in [Json::Plain, Json::Slash, Json::HtmlSafe, Json::GoPlain] {
         forms.push(bytewise(value, v, Exact, 6, 0, |_, b, o| {
             json_byte(b, style, o)
         }));
@@ -1034,16 +1029,9 @@ mod tests {
             .find(|f| matches!(f.geometry, Geometry::Base64 { filler: 0, .. }))
             .unwrap();
         assert_eq!(b64.source_range(0, 16), (0, 12));
-        // Character 1 holds bits 6..12; the rest of byte 0 is in character 0, which the value
-        // determines: a piece from character 1 on does not reveal byte 0.
-        assert_eq!(b64.source_range(1, 16), (1, 12));
-        assert_eq!(b64.source_range(2, 15), (2, 11));
-        // At alignment 1 the first character mixes in the byte before: byte 0 counts.
-        let shifted = forms
-            .iter()
-            .find(|f| matches!(f.geometry, Geometry::Base64 { filler: 1, .. }))
-            .unwrap();
-        assert_eq!(shifted.source_range(0, 5), (0, 4));
+        // Character 1 holds bits 6..12: byte 0 is touched.
+        assert_eq!(b64.source_range(1, 16), (0, 12));
+        assert_eq!(b64.source_range(2, 15), (1, 12));
         assert_eq!(b64.shortest_run(12), 14);
     }
 

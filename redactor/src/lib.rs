@@ -2,8 +2,8 @@
 //!
 //! sealrun promises that no stored or streamed log ever holds a secret value. This crate keeps
 //! that promise on the agent, before output leaves the host: a [`Redactor`] is built from the
-//! secret values of a job, and a [`StreamRedactor`] per output stream masks every occurrence of
-//! a secret, or of one of its [derived forms](#derived-forms), as `***`.
+//! secret values of a job, and a [`StreamRedactor`] per output stream masks, as `***`, every
+//! run of a secret that the output holds under any [covered transform](#covered-transforms).
 //!
 //! ```
 //! use std::sync::Arc;
@@ -22,87 +22,116 @@
 //! }
 //! stdout.finish(&mut out);
 //! assert_eq!(out, b"Authorization: ***\nbase64: ***\n");
+//! assert_eq!(stdout.masks_written(), 2);
 //!
 //! // Values too short to mask safely are refused when they are set.
 //! assert!(Redactor::new(["hunter2"]).is_err());
 //! # Ok::<(), sealrun_redactor::Error>(())
 //! ```
 //!
-//! # What is masked
+//! # The guarantee
 //!
-//! Every byte of the output that lies inside an occurrence of any pattern (a secret or one of
-//! its derived forms) is secret; each maximal run of secret bytes is replaced by one [`MASK`],
-//! `***`, whose fixed length reveals nothing. Overlapping, nested and touching occurrences
-//! therefore all end up masked, as one `***`. This covers everything leftmost-longest matching
-//! masks and also the occurrences it skips (with secrets `ipsum dolor` and `dolor sit`,
-//! `Lorem ipsum dolor sit amet` becomes `Lorem *** amet`, not `Lorem *** sit amet`). Matching
-//! is byte-wise and case-sensitive; input need not be UTF-8.
+//! For every secret `s` and every covered transform `T`, decoding the masked output with `T`'s
+//! inverse, at any alignment, yields no run of `min(len(s), 12)` ([`RUN_LEN`]) consecutive
+//! bytes of `s`. Prefixes, suffixes and any other piece of 12 bytes or more of a secret are
+//! therefore masked too, raw or encoded, wherever they stand in the output and however the
+//! output is split into chunks. `tests/guarantee.rs` checks this against the real tools
+//! (`base64`, `xxd`, `od`, `hexdump`, `iconv`, bash, Python, `jq`, busybox) by decoding the
+//! output with each inverse.
+//!
+//! Each maximal masked stretch of output becomes one [`MASK`], `***`, whose fixed length
+//! reveals nothing; overlapping and touching stretches merge. Layout that a transform puts
+//! between the characters of an encoding (line breaks, indentation, the offset and ASCII
+//! columns of a dump) is not masked: a wrapped base64 of a key becomes `***` on every line.
+//! Matching is byte-wise; input need not be UTF-8.
 //!
 //! Secrets must be at least [`MIN_SECRET_LEN`] bytes long: masking shorter values would mask
-//! ordinary words (GitLab enforces the same 8; GitHub masking one-character values is a known
-//! source of garbled logs). Derived forms shorter than that are not added.
+//! ordinary words (GitLab enforces the same 8), and so a secret of 8 to 11 bytes is masked
+//! only whole.
 //!
-//! # Derived forms
+//! # Covered transforms
 //!
-//! For each secret `v`, the redactor first takes the *readings* of `v`: `v` itself; `v` without
-//! trailing `\r`/`\n` (what `$(cat file)` yields); and `v` without surrounding `"` or `'`
-//! quotes. For every reading `x` it masks:
+//! Each applied to the secret alone or to the secret inside longer text, at any offset:
 //!
-//! - `x` itself;
-//! - **base64**, standard (`+/`) and URL-safe (`-_`) alphabets, padded and unpadded, at the
-//!   three byte alignments `x` can take inside a longer base64 text: for `k` = 0, 1, 2 filler
-//!   bytes before `x`, the characters of `base64(filler + x)` determined by `x` alone (the
-//!   stable core, used when more bytes follow `x`), and the core plus the final partial
-//!   character with and without `=` padding (used when `x` ends the encoded text; masking the
-//!   padding hides the length modulo 3). A long encoding is also masked line by line as
-//!   `base64` (76 columns) and `openssl base64`/PEM (64 columns) wrap it;
-//! - **hex**, lower and upper case;
-//! - **percent-encoding** as common URL encoders write it: RFC 3986 strict (`%20`, every byte
-//!   but `A-Za-z0-9-._~` escaped), form encoding (`+` for space), JavaScript
-//!   `encodeURIComponent` (keeps `!'()*`), Python `quote` (keeps `/`), Java `URLEncoder`
-//!   (keeps `*`, escapes `~`, `+` for space), and lower-case hex digits;
-//! - **JSON string escaping**: `\"`, `\\`, `\n` `\r` `\t` `\b` `\f`, `\u00XX` for other control
-//!   bytes; also with `\/` (PHP), with `<>&` as `\u003c\u003e\u0026` (Go's `encoding/json`),
-//!   with non-ASCII as `\uXXXX` (Python's `ensure_ascii`), and JSON escaped twice (a JSON
-//!   document inside a JSON string, such as kubectl's last-applied-configuration);
-//! - **Go `%q`** (`strconv.Quote`): `\a`..`\v`, `\xNN` for other control bytes and bytes that
-//!   are not UTF-8;
-//! - **quoting**, when `x` contains `'`: shell single quotes (`'\''` and `'"'"'`, as `set -x`
-//!   and Python's `shlex.quote` write them) and SQL/YAML/PowerShell doubling (`''`);
-//! - **HTML/XML escaping** of `&<>"'`: XML (`&quot;` `&apos;`), Go `html.EscapeString`
-//!   (`&#34;` `&#39;`) and Python `html.escape` (`&quot;` `&#x27;`);
-//! - **`echo $VAR`**: every whitespace run turned into one space, leading and trailing
-//!   whitespace dropped;
-//! - for a **multi-line** `x`: every line (without a trailing `\r`, and also trimmed of
-//!   surrounding whitespace) of at least [`MIN_SECRET_LEN`] bytes, except PEM armor lines
-//!   (`-----BEGIN ...-----`, `-----END ...-----`: public, and masking them would garble every
-//!   other key the job prints), and `x` with `\n` turned into `\r\n` (printed through a
-//!   PTY).
+//! - **raw**, and any piece of 12 bytes or more (prefixes, truncations); printed through a
+//!   PTY (`\n` as `\r\n`); `echo $VAR` (whitespace runs as one space; here a run counts
+//!   characters);
+//! - **base64**, standard and URL-safe, padded or not, at each of the three byte alignments a
+//!   piece can take in a longer text, unwrapped or wrapped at any width of 4 or more
+//!   characters, with `\n` or `\r\n`, with or without indentation after each line break. The
+//!   first and last characters of a piece mix its bits with the bytes around it: they count
+//!   toward the run only where the bytes around are the output's own;
+//! - **hex**, lower or upper case: contiguous, wrapped (`xxd -p`; lines of 12 characters or
+//!   more), with a space, colon or comma between bytes (`od -An -tx1`, `openssl`), grouped
+//!   two bytes at a time (`xxd`), as `\xNN` escapes, and in the dump layouts with offset and
+//!   ASCII columns (`xxd`, `hexdump -C`, `od -tx1`), across their line breaks;
+//! - **`od -c`** character dumps, with or without offsets, across line breaks;
+//! - **percent-encoding** as six common URL encoders write it (RFC 3986, form encoding with
+//!   `+` for space, `encodeURIComponent`, Python `quote`, Java `URLEncoder`, lower-case
+//!   digits), and twice;
+//! - **escaped strings**: JSON (plain, with `\/`, Go's HTML-safe `\u003c`, Python's
+//!   `ensure_ascii`, and JSON inside JSON), Go `%q`, Python `repr` and `ascii` of `str` and
+//!   `bytes` (either quote), bash `printf %q` (backslashes, or `$'...'` for control
+//!   characters), `declare -p` (`"..."` with `\"`, `\$`, `` \` ``, `\\`), ANSI-C `$'...'`,
+//!   shell single quotes (`'\''`, `'"'"'`), SQL doubling (`''`), HTML/XML entities;
+//! - **UTF-16**, little- or big-endian, with or without a BOM (the secret is read as UTF-8);
+//! - **structured secrets**: a secret that is a JSON document, or YAML, `.env`
+//!   (`KEY=VALUE`, `export`, quotes) or INI lines (two lines or more), is also masked value by
+//!   value: every string value of 8 bytes or more, as a tool prints it (JSON and YAML escapes
+//!   decoded, quotes removed, block scalars without their indentation), is a secret of its own
+//!   with all the forms above, so extracting one field (`jq -r .private_key_id`,
+//!   `grep PASS .env | cut -d= -f2`) never leaks it. Keys are not values.
 //!
-//! Not covered: encodings of encodings (other than JSON twice), case changes, backslash
-//! escaping as bash's `printf %q` writes it, whitespace runs
-//! other than those listed inside a multi-line secret (a line shorter than [`MIN_SECRET_LEN`]
-//! can then leak on its own), and the first partial base64 character at alignments 1 and 2
-//! (at most 4 bits of the first byte).
+//! A secret's readings are covered as well: without trailing line breaks (`$(cat file)`),
+//! without surrounding quotes, and each line of a multi-line secret of 8 to 11 bytes (longer
+//! lines are runs already).
+//!
+//! # Not covered, and why
+//!
+//! - **Case changes, reversal, and deliberate re-encoding by a hostile command** (XOR,
+//!   encryption, base32, one byte per line, interleaving): a command can always transform its
+//!   own input beyond recognition. Masking protects against accidents and ordinary tools;
+//!   policies and approvals decide which secrets a command may hold.
+//! - **Runs shorter than 12 bytes** of a secret longer than 12 bytes, and a secret of 8 to 11
+//!   bytes printed in pieces: a shorter run would mask ordinary words and hashes.
+//! - **PEM armor** (`-----BEGIN ...-----` and `-----END ...-----` lines, with the line breaks
+//!   next to them) is public: its bytes do not count toward the 12, so printing another key's
+//!   armor masks nothing.
+//! - **Encodings of encodings** other than the ones listed (JSON twice, percent twice).
+//! - **Partial base64 characters**: the first and last characters of a base64 piece, which
+//!   carry up to 4 bits of a secret's first and last bytes mixed with other bytes, stay
+//!   unless the run needs them.
+//! - **Narrow wrapping**: base64 wrapped at fewer than 4 characters a line, hex wrapped at
+//!   fewer than 12 (a piece's lines are then too short to be sampled); `od` dumps that repeat
+//!   lines as `*`; `hexdump` without `-C` (16-bit words, byte-swapped).
+//! - **Values `jq`-style tools compute** rather than extract (a concatenation of fields, a
+//!   number), and string values of structured secrets shorter than 8 bytes.
+//! - A secret containing `*` could be spelled across a mask by the output around it.
+//!
+//! # How it works
+//!
+//! Each secret's *values* (the secret, its readings, its structured values) are encoded once
+//! per transform into *forms* that know which characters encode which byte. A run of a value
+//! printed under a transform is a piece of a form that covers whole tokens, so the scanner
+//! looks for pieces of forms instead of enumerating every window of every encoding: the index
+//! holds one entry per character of each form (bounded, linear in the secret's length:
+//! [`Redactor::index_entries`], [`Redactor::heap_bytes`]), and never a pattern per window.
+//! The output is read only at a sparse grid of positions (every [`Redactor::stride`] bytes,
+//! 9 for secrets of 12 bytes or more), where a 4-byte gram is looked up in a Bloom filter; a
+//! hit names candidate positions in forms, and each is extended both ways into a maximal
+//! piece, skipping what the transform puts between characters. A piece covering 12 bytes of
+//! its value is masked. Since every qualifying piece is at least `stride + 3` characters long
+//! between layout breaks, the grid cannot miss one; a piece wrapped over lines shorter than
+//! that (base64 at 76 columns can leave 8 and 8) is met by the gram spanning each line break.
 //!
 //! # Streaming
 //!
-//! A [`StreamRedactor`] holds back only the longest suffix of the data seen so far that is a
-//! proper prefix of some pattern, so clean output flows through at once and memory is bounded
-//! by [`Redactor::max_pattern_len`] whatever the input size. The concatenated output of a
-//! stream equals [`Redactor::redact`] of the concatenated input for every split: the two run
-//! the same code.
-//!
-//! # Speed
-//!
-//! A plain Aho-Corasick automaton walks every byte once there are more than a few dozen
-//! patterns, and a job with 20 secrets already has hundreds. Every pattern here is at least
-//! [`MIN_SECRET_LEN`] bytes long, so the redactor reads the output only at a sparse grid of
-//! positions (one every 9 bytes for secrets of 12 bytes or more), where it looks a 4- or
-//! 8-byte gram up in a Bloom filter of the patterns' first grams; only the rare hits are
-//! confirmed against a table of candidate patterns. A sampled position always falls inside
-//! the first `stride` bytes of an occurrence, so no occurrence is missed. The crate's README
-//! has the measured throughput (GB/s, against memcpy and a naive masker).
+//! A [`StreamRedactor`] holds back only what could still begin a masked stretch: a piece that
+//! reaches the end of the data seen so far (it may go on), and a suffix of a few bytes that
+//! could begin one. Clean output flows through at once, and a stream never holds more than
+//! [`Redactor::max_hold_back`] bytes. The concatenated output of a stream equals
+//! [`Redactor::redact`] of the concatenated input for every split: the two run the same code,
+//! and the property tests and the fuzz target check it.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -124,13 +153,14 @@ pub use stream::StreamRedactor;
 ///
 /// Masking shorter values would mask ordinary words all over the output (and a short secret
 /// is weak anyway). GitLab Runner enforces the same minimum; the sampling prefilter also relies
-/// on it: the longer the shortest pattern, the fewer bytes it reads.
+/// on it: the longer the shortest qualifying piece, the fewer bytes it reads.
 pub const MIN_SECRET_LEN: usize = 8;
 
 /// Longest secret accepted, in bytes (64 KiB: a PEM bundle or a kubeconfig fits).
 ///
-/// A stream holds back up to one pattern length of output, and derived forms can be six times
-/// the secret's length, so this bounds a stream's memory.
+/// A stream holds back at most one piece of a form (spread over its layout), and a form is at
+/// most ten times the secret's length, so this bounds a stream's memory; the index grows
+/// linearly with it (about 600 bytes per secret byte, see the crate README).
 pub const MAX_SECRET_LEN: usize = 64 * 1024;
 
 /// Length of the runs the guarantee is about: no run of `min(len(s), RUN_LEN)` consecutive

@@ -368,8 +368,11 @@ fn check(case: &Case) -> Outcome {
             ));
         }
     }
+    // Base64 shift cases: the characters that mix a secret's bits with others' may be masked
+    // (2), and a third where another secret of the case (`"Password123!!"`, quoted) shares
+    // the run and its piece starts one character earlier.
     let slack = if case.notes.contains("Base64 shift variants") {
-        2
+        3
     } else {
         0
     };
