@@ -205,8 +205,11 @@ pub(crate) struct Index {
     grams1: [u64; 4],
     grams2: Zeroizing<Vec<u64>>,
     grams3: Zeroizing<Vec<u64>>,
-    /// Two-byte pieces of the forms whose pieces may be wrapped over lines.
+    /// One-, two- and three-byte pieces of the forms whose pieces may begin with that few
+    /// characters at the end of a line (base64, hex).
+    wrapped1: [u64; 4],
     wrapped2: Zeroizing<Vec<u64>>,
+    wrapped3: Zeroizing<Vec<u64>>,
 }
 
 /// Why an index could not be built.
@@ -232,9 +235,10 @@ impl Index {
         let mut grams1 = [0u64; 4];
         let mut grams2 = Zeroizing::new(vec![0u64; 1 << 10]);
         let mut grams3 = Zeroizing::new(vec![0u64; 1 << 10]);
+        let mut wrapped1 = [0u64; 4];
         let mut wrapped2 = Zeroizing::new(vec![0u64; 1 << 10]);
+        let mut wrapped3 = Zeroizing::new(vec![0u64; 1 << 10]);
         let mut grams = Vec::new();
-        let mut ignored = [0u64; 4];
         let mut hex8: Zeroizing<Vec<(u64, u32)>> = Zeroizing::new(Vec::new());
         let mut filter_only: Zeroizing<Vec<u32>> = Zeroizing::new(Vec::new());
         for (f, form) in forms.iter().enumerate() {
@@ -253,8 +257,10 @@ impl Index {
                 register(form, site_base[f], &mut entries, &mut grams);
             }
             short_grams(form, &mut grams1, &mut grams2, &mut grams3);
-            if form.family != Family::Exact {
-                short_grams(form, &mut ignored, &mut wrapped2, &mut []);
+            // A base64 or hex piece may begin with fewer than four characters at the end of a
+            // line (an `od -c` piece begins with a whole four-character field).
+            if matches!(form.family, Family::Base64 | Family::Hex) {
+                short_grams(form, &mut wrapped1, &mut wrapped2, &mut wrapped3);
             }
         }
         let filter = Bloom::new(
@@ -276,7 +282,9 @@ impl Index {
             grams1,
             grams2,
             grams3,
+            wrapped1,
             wrapped2,
+            wrapped3,
         })
     }
 
@@ -296,7 +304,8 @@ impl Index {
             + self.table.heap_bytes()
             + self.hex8.heap_bytes()
             + self.site_base.len() * 4
-            + (self.grams2.len() + self.grams3.len() + self.wrapped2.len()) * 8
+            + (self.grams2.len() + self.grams3.len() + self.wrapped2.len() + self.wrapped3.len())
+                * 8
     }
 
     /// `false` when no site has the gram `key`; `true` means "maybe".
@@ -346,9 +355,15 @@ impl Index {
         }
     }
 
-    /// Whether `pair` could be a piece of a form whose pieces may be wrapped over lines.
-    pub(crate) fn may_be_wrapped_piece(&self, pair: [u8; 2]) -> bool {
-        bit(&self.wrapped2, gram2(pair[0], pair[1]))
+    /// Whether `piece` (one to three bytes) could be a piece of a form whose pieces may be
+    /// wrapped over lines (as far as the short-gram sets tell: never no wrongly).
+    pub(crate) fn may_be_wrapped_piece(&self, piece: &[u8]) -> bool {
+        match *piece {
+            [a] => bit(&self.wrapped1, usize::from(a)),
+            [a, b] => bit(&self.wrapped2, gram2(a, b)),
+            [a, b, c] => bit(&self.wrapped3, gram3(a, b, c)),
+            _ => true,
+        }
     }
 
     /// Probes the grid positions `r, r + stride, ...` below `r_end` of `text` (each with 4

@@ -296,7 +296,7 @@ impl Pass<'_> {
         }
         if b + 2 > end {
             // The line after it has not come yet: what ends this one may go on there.
-            if !self.last && self.redactor.index.may_be_wrapped_piece(gram) {
+            if !self.last && self.redactor.index.may_be_wrapped_piece(&gram) {
                 self.hold = self.hold.min(a);
             }
             return;
@@ -321,17 +321,44 @@ impl Pass<'_> {
             }
             p += 1;
         }
-        for len in (1..=3u64).rev() {
-            if end >= origin + len {
-                let mut piece = [0u8; 3];
-                for k in 0..len {
-                    piece[k as usize] = hay.byte(end - len + k);
-                }
-                let found = index.may_be_piece(&piece[..len as usize]);
-                piece.zeroize();
-                if found {
-                    self.hold = self.hold.min(end - len);
-                    break;
+        // The last bytes before any trailing line break (and the indentation after it): a
+        // piece wrapped there goes on on the next line.
+        let mut content_end = end;
+        let mut k = end;
+        while k > origin && matches!(hay.byte(k - 1), b' ' | b'\t') {
+            k -= 1;
+        }
+        if k > origin && hay.byte(k - 1) == b'\n' {
+            k -= 1;
+        } else {
+            k = end;
+        }
+        while k > origin && hay.byte(k - 1) == b'\r' {
+            k -= 1;
+        }
+        if k < end {
+            content_end = k;
+        }
+        // The last bytes as they are, and, before trailing layout, the last bytes of content.
+        let ends = [(end, false), (content_end, true)];
+        for (at, wrapped) in ends.into_iter().take(if content_end < end { 2 } else { 1 }) {
+            for len in (1..=3u64).rev() {
+                if at >= origin + len {
+                    let mut piece = [0u8; 3];
+                    for k in 0..len {
+                        piece[k as usize] = hay.byte(at - len + k);
+                    }
+                    let found = if wrapped {
+                        // Before a line break only forms that wrap can go on.
+                        index.may_be_wrapped_piece(&piece[..len as usize])
+                    } else {
+                        index.may_be_piece(&piece[..len as usize])
+                    };
+                    piece.zeroize();
+                    if found {
+                        self.hold = self.hold.min(at - len);
+                        break;
+                    }
                 }
             }
         }
@@ -520,9 +547,9 @@ mod tests {
         let mut out = Vec::new();
         scanner.push(&redactor, b"log line abcdefgh-se", &mut out);
         assert_eq!(out, b"log line ");
-        // A line break is in no form of the secret: nothing is held back any more.
-        scanner.push(&redactor, b"\n", &mut out);
-        assert_eq!(out, b"log line abcdefgh-se\n");
+        // `!` and a line break are in no form of the secret: nothing is held back any more.
+        scanner.push(&redactor, b"!\n", &mut out);
+        assert_eq!(out, b"log line abcdefgh-se!\n");
         assert_eq!(scanner.pending_len(), 0);
     }
 }
