@@ -321,45 +321,103 @@ impl Pass<'_> {
             }
             p += 1;
         }
-        // The last bytes before any trailing line break (and the indentation after it): a
-        // piece wrapped there goes on on the next line.
-        let mut content_end = end;
-        let mut k = end;
-        while k > origin && matches!(hay.byte(k - 1), b' ' | b'\t') {
+        // The last bytes as they are.
+        for len in (1..=3u64).rev() {
+            if end >= origin + len {
+                let mut piece = [0u8; 3];
+                for k in 0..len {
+                    piece[k as usize] = hay.byte(end - len + k);
+                }
+                let found = index.may_be_piece(&piece[..len as usize]);
+                piece.zeroize();
+                if found {
+                    self.hold = self.hold.min(end - len);
+                    break;
+                }
+            }
+        }
+        // A base64 or hex piece may begin with the last one to three characters of a line and
+        // go on after the line break: if what is held (or the end) follows a line break, those
+        // characters are held too, line after line.
+        // A last line of one to three characters (no gram yet) may go on a wrapped piece from
+        // the line before.
+        let mut line = end;
+        while line > origin && end - line < 4 && hay.byte(line - 1) != b'\n' {
+            line -= 1;
+        }
+        let short_line =
+            line > origin && line < end && end - line <= 3 && hay.byte(line - 1) == b'\n';
+        if short_line {
+            let mut piece = [0u8; 3];
+            let len = (end - line) as usize;
+            for (n, b) in piece[..len].iter_mut().enumerate() {
+                *b = hay.byte(line + n as u64);
+            }
+            let wraps = index.may_be_wrapped_piece(&piece[..len]);
+            piece.zeroize();
+            if wraps {
+                self.hold = self.hold.min(line);
+            }
+        }
+        // Then every line break whose next line is held (or is all that follows): the last one
+        // to three characters before it may begin a piece wrapped there.
+        let mut nl = end;
+        for _ in 0..8 {
+            let Some(at) = (origin..nl).rev().take(80).find(|&p| hay.byte(p) == b'\n') else {
+                break;
+            };
+            nl = at;
+            let mut line = at + 1;
+            while line < end && matches!(hay.byte(line), b' ' | b'\t') && line - at <= 16 {
+                line += 1;
+            }
+            if self.hold.min(end) > line {
+                break;
+            }
+            self.hold_wrapped_start(at + 1);
+        }
+    }
+
+    /// If `from` follows a line break (and indentation), holds the last one to three
+    /// characters before it that could begin a wrapped base64 or hex piece, line after line.
+    fn hold_wrapped_start(&mut self, from: u64) {
+        let hay = self.hay;
+        let origin = hay.origin;
+        let index = &self.redactor.index;
+        let mut h = from;
+        for _ in 0..8 {
+            let mut k = h;
+            while k > origin && matches!(hay.byte(k - 1), b' ' | b'\t') && h - k < 16 {
+                k -= 1;
+            }
+            if k == origin || hay.byte(k - 1) != b'\n' {
+                break;
+            }
             k -= 1;
-        }
-        if k > origin && hay.byte(k - 1) == b'\n' {
-            k -= 1;
-        } else {
-            k = end;
-        }
-        while k > origin && hay.byte(k - 1) == b'\r' {
-            k -= 1;
-        }
-        if k < end {
-            content_end = k;
-        }
-        // The last bytes as they are, and, before trailing layout, the last bytes of content.
-        let ends = [(end, false), (content_end, true)];
-        for (at, wrapped) in ends.into_iter().take(if content_end < end { 2 } else { 1 }) {
+            while k > origin && hay.byte(k - 1) == b'\r' {
+                k -= 1;
+            }
+            let mut found = None;
             for len in (1..=3u64).rev() {
-                if at >= origin + len {
+                if k >= origin + len {
                     let mut piece = [0u8; 3];
-                    for k in 0..len {
-                        piece[k as usize] = hay.byte(at - len + k);
+                    for n in 0..len {
+                        piece[n as usize] = hay.byte(k - len + n);
                     }
-                    let found = if wrapped {
-                        // Before a line break only forms that wrap can go on.
-                        index.may_be_wrapped_piece(&piece[..len as usize])
-                    } else {
-                        index.may_be_piece(&piece[..len as usize])
-                    };
+                    let wraps = index.may_be_wrapped_piece(&piece[..len as usize]);
                     piece.zeroize();
-                    if found {
-                        self.hold = self.hold.min(at - len);
+                    if wraps {
+                        found = Some(k - len);
                         break;
                     }
                 }
+            }
+            match found {
+                Some(at) => {
+                    self.hold = self.hold.min(at);
+                    h = at;
+                }
+                None => break,
             }
         }
     }
