@@ -469,20 +469,25 @@ fn variants(form: &Form) -> impl Iterator<Item = fn(u8) -> u8> {
 }
 
 /// Adds the 1-, 2- and 3-byte pieces of `form`, as the output may spell them, to the
-/// short-gram sets.
+/// short-gram sets. Each character may be spelled either way on its own (extension accepts
+/// `E2b` for `e2b`), so every mix of spellings is added.
 fn short_grams(form: &Form, g1: &mut [u64; 4], g2: &mut [u64], g3: &mut [u64]) {
-    for spell in variants(form) {
-        let t = &form.text;
-        for k in 0..t.len() {
-            let a = spell(t[k]);
+    let spells: Vec<fn(u8) -> u8> = variants(form).collect();
+    let t = &form.text;
+    for k in 0..t.len() {
+        for sa in &spells {
+            let a = sa(t[k]);
             set_bit(g1, usize::from(a));
-            if let Some(&b) = t.get(k + 1) {
-                let b = spell(b);
+            let Some(&b) = t.get(k + 1) else { continue };
+            for sb in &spells {
+                let b = sb(b);
                 set_bit(g2, gram2(a, b));
-                if let Some(&c) = t.get(k + 2)
-                    && !g3.is_empty()
-                {
-                    set_bit(g3, gram3(a, b, spell(c)));
+                let Some(&c) = t.get(k + 2) else { continue };
+                if g3.is_empty() {
+                    continue;
+                }
+                for sc in &spells {
+                    set_bit(g3, gram3(a, b, sc(c)));
                 }
             }
         }

@@ -341,15 +341,27 @@ impl Pass<'_> {
         // characters are held too, line after line.
         // A last line of one to three characters (no gram yet) may go on a wrapped piece from
         // the line before.
-        let mut line = end;
-        while line > origin && end - line < 4 && hay.byte(line - 1) != b'\n' {
+        // Data that ends inside a `\r\n` (its `\r` here, its `\n` in the next chunk) ends
+        // with a line break: what is before the `\r` is judged as a line's end.
+        let mut text_end = end;
+        while text_end > origin && end - text_end < 2 && hay.byte(text_end - 1) == b'\r' {
+            text_end -= 1;
+        }
+        if text_end < end {
+            if let Some(at) = self.wrapped_start_before(text_end) {
+                self.hold = self.hold.min(at);
+                self.hold_wrapped_start(at);
+            }
+        }
+        let mut line = text_end;
+        while line > origin && text_end - line < 4 && hay.byte(line - 1) != b'\n' {
             line -= 1;
         }
         let short_line =
-            line > origin && line < end && end - line <= 3 && hay.byte(line - 1) == b'\n';
+            line > origin && line < text_end && text_end - line <= 3 && hay.byte(line - 1) == b'\n';
         if short_line {
             let mut piece = [0u8; 3];
-            let len = (end - line) as usize;
+            let len = (text_end - line) as usize;
             for (n, b) in piece[..len].iter_mut().enumerate() {
                 *b = hay.byte(line + n as u64);
             }
@@ -383,7 +395,6 @@ impl Pass<'_> {
     fn hold_wrapped_start(&mut self, from: u64) {
         let hay = self.hay;
         let origin = hay.origin;
-        let index = &self.redactor.index;
         let mut h = from;
         for _ in 0..8 {
             let mut k = h;
@@ -397,22 +408,7 @@ impl Pass<'_> {
             while k > origin && hay.byte(k - 1) == b'\r' {
                 k -= 1;
             }
-            let mut found = None;
-            for len in (1..=3u64).rev() {
-                if k >= origin + len {
-                    let mut piece = [0u8; 3];
-                    for n in 0..len {
-                        piece[n as usize] = hay.byte(k - len + n);
-                    }
-                    let wraps = index.may_be_wrapped_piece(&piece[..len as usize]);
-                    piece.zeroize();
-                    if wraps {
-                        found = Some(k - len);
-                        break;
-                    }
-                }
-            }
-            match found {
+            match self.wrapped_start_before(k) {
                 Some(at) => {
                     self.hold = self.hold.min(at);
                     h = at;
@@ -420,6 +416,29 @@ impl Pass<'_> {
                 None => break,
             }
         }
+    }
+
+    /// The start of the last one to three characters before `k` (where a line break begins)
+    /// that could begin a wrapped base64 or hex piece, if any.
+    fn wrapped_start_before(&self, k: u64) -> Option<u64> {
+        let hay = self.hay;
+        for len in (1..=3u64).rev() {
+            if k >= hay.origin + len {
+                let mut piece = [0u8; 3];
+                for n in 0..len {
+                    piece[n as usize] = hay.byte(k - len + n);
+                }
+                let wraps = self
+                    .redactor
+                    .index
+                    .may_be_wrapped_piece(&piece[..len as usize]);
+                piece.zeroize();
+                if wraps {
+                    return Some(k - len);
+                }
+            }
+        }
+        None
     }
 }
 

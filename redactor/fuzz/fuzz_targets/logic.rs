@@ -274,7 +274,12 @@ pub fn case(data: &[u8]) -> (Vec<Vec<u8>>, Vec<u8>, Vec<usize>) {
     let mut text = Vec::new();
     for _ in 0..input.below(12) {
         let filler = input.below(24);
-        text.extend(input.bytes(filler).into_iter().map(|b| if b == b'*' { b'.' } else { b }));
+        text.extend(
+            input
+                .bytes(filler)
+                .into_iter()
+                .map(|b| if b == b'*' { b'.' } else { b }),
+        );
         let k = input.below(secrets.len());
         print(&mut input, &secrets[k], &mut text);
     }
@@ -302,7 +307,10 @@ pub fn run(data: &[u8]) {
         rest = &rest[size..];
     }
     stream.finish(&mut out);
-    assert!(out == whole, "streamed output differs from whole-buffer output");
+    assert!(
+        out == whole,
+        "streamed output differs from whole-buffer output"
+    );
     for (n, decoded) in decodings(&whole).iter().enumerate() {
         for secret in &secrets {
             assert!(
