@@ -290,7 +290,23 @@ fn skip_right(hay: &Hay<'_>, family: Family, text: &[u8], p: u64, q: usize, last
                             }
                             q < text.len() && at(k).is_some_and(|b| same(family, b, text[q]))
                         };
-                        if goes_on(k + 1) || !goes_on(digits_from) {
+                        // Digits that all spell the form's next characters are read as bytes
+                        // (an offset column spelling four or more of them is one chance in
+                        // 65,536); otherwise they are an offset column if the form goes on
+                        // after them. Reading them as an offset column when they are the
+                        // form's bytes would end the piece early, short of its run.
+                        let spelled = {
+                            let mut q = q;
+                            (digits_from..k).all(|d| {
+                                while q < text.len() && is_separator(text[q]) {
+                                    q += 1;
+                                }
+                                let ok = q < text.len() && same(family, hay.byte(d), text[q]);
+                                q += 1;
+                                ok
+                            })
+                        };
+                        if !spelled && goes_on(k + 1) {
                             k += 1;
                         } else {
                             k = digits_from;

@@ -537,20 +537,23 @@ fn register(form: &Form, base: u32, entries: &mut Vec<(u32, u32)>, grams: &mut V
 
 fn push_gram(form: &Form, base: u32, j: usize, raw: u32, entries: &mut Vec<(u32, u32)>) {
     let site = base + j as u32;
-    let key = fold(raw);
-    entries.push((key, site));
+    entries.push((fold(raw), site));
     if form.family == Family::Base64 {
-        let mut bytes = raw.to_le_bytes();
-        let mut changed = false;
-        for b in &mut bytes {
-            match *b {
-                b'+' => (*b, changed) = (b'-', true),
-                b'/' => (*b, changed) = (b'_', true),
-                _ => {}
+        // Extension takes `-` for `+` and `_` for `/` character by character, so every mix of
+        // the two alphabets is a key of this site: what holding back probes must find what
+        // extension would accept.
+        let bytes = raw.to_le_bytes();
+        let swappable: Vec<usize> = (0..4)
+            .filter(|&k| matches!(bytes[k], b'+' | b'/'))
+            .collect();
+        for mask in 1..(1u32 << swappable.len()) {
+            let mut mixed = bytes;
+            for (bit, &k) in swappable.iter().enumerate() {
+                if mask & (1 << bit) != 0 {
+                    mixed[k] = if mixed[k] == b'+' { b'-' } else { b'_' };
+                }
             }
-        }
-        if changed {
-            entries.push((fold(u32::from_le_bytes(bytes)), site));
+            entries.push((fold(u32::from_le_bytes(mixed)), site));
         }
     }
 }
