@@ -111,6 +111,9 @@ Examples:
     /// List, inspect, follow and cancel runs
     #[command(subcommand)]
     Runs(RunsCommand),
+    /// Declare, list and show runbooks: named command templates with typed parameters
+    #[command(subcommand)]
+    Runbook(RunbookCommand),
     /// Issue, list and revoke API tokens (admin)
     #[command(subcommand)]
     Token(TokenCommand),
@@ -514,9 +517,16 @@ Examples:
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Target to run on
-    #[arg(long)]
-    pub target: String,
+    /// Target to run on (with --runbook: needed only if the runbook has several)
+    #[arg(long, required_unless_present = "runbook")]
+    pub target: Option<String>,
+    /// Run this runbook (an admin's template) instead of a command of your own
+    #[arg(long, conflicts_with_all = ["argv", "secrets", "env", "image"])]
+    pub runbook: Option<String>,
+    /// A runbook parameter NAME=VALUE (repeatable); the control plane checks
+    /// it against the runbook's rule and renders the command
+    #[arg(long = "param", value_parser = parse_env_pair, requires = "runbook")]
+    pub params: Vec<(String, String)>,
     /// Secret to expose as an env var (repeatable)
     #[arg(long = "secret")]
     pub secrets: Vec<String>,
@@ -548,10 +558,54 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_stdin: bool,
     /// The command and its arguments (run directly, not through a shell)
-    #[arg(last = true, required = true, num_args = 1..)]
+    #[arg(last = true, required_unless_present = "runbook", num_args = 1..)]
     pub argv: Vec<String>,
     #[command(flatten)]
     pub client: ClientArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunbookCommand {
+    /// Declare or change every runbook in a TOML file (admin): all or none
+    #[command(after_help = "\
+Each [[runbook]] names its targets, an argv template with {param}
+placeholders ({{ and }} for literal braces), typed [runbook.params.NAME]
+(string with a whole-value pattern, enum, integer with bounds, boolean), the
+secrets it injects, and optionally an image and a timeout. A runbook whose
+spec changed gets a new version; an unchanged one keeps its version.
+
+Examples:
+  sealrun runbook apply -f examples/runbooks.toml
+  sealrun run --runbook restart-api --param service=web --detach")]
+    Apply {
+        /// TOML file with [[runbook]] tables
+        #[arg(short, long)]
+        file: PathBuf,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List runbooks (their latest versions)
+    #[command(after_help = "\
+Examples:
+  sealrun runbook list
+  sealrun runbook list --json")]
+    List(ClientOnly),
+    /// Show a runbook: its template, parameters and rules, secrets, targets
+    #[command(after_help = "\
+Examples:
+  sealrun runbook show restart-api
+  sealrun runbook show restart-api --version 1",
+        // --version is the runbook's here, not sealrun's.
+        disable_version_flag = true)]
+    Show {
+        /// Runbook name
+        name: String,
+        /// An older version instead of the latest
+        #[arg(long)]
+        version: Option<u64>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -82,6 +82,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Secret(c) => ok(cmd::secret::run(c).await),
         Command::Run(a) => cmd::run::run(a).await,
         Command::Runs(c) => cmd::runs::run(c).await,
+        Command::Runbook(c) => ok(cmd::runbook::run(c).await),
         Command::Token(c) => ok(cmd::token::run(c).await),
         Command::AgentPool(c) => ok(cmd::pool::run(c).await),
         Command::Agents(c) => ok(cmd::pool::run_agents(c).await),

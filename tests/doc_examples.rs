@@ -151,6 +151,10 @@ const NOT_APPLIED: &[(&str, &str)] = &[
         "agent.toml",
         "`sealrun agent --config`'s file (parsed by the unit tests)",
     ),
+    (
+        "runbooks.toml",
+        "`sealrun runbook apply -f`'s file: applied by `sealrun runbook apply --help`'s example (and parsed by the unit tests)",
+    ),
 ];
 
 /// One logical line of a document (`\` continuations joined).

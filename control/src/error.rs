@@ -30,6 +30,8 @@ pub enum Object {
     SlackWorkspace,
     /// A linked Slack user, by `team/user`.
     SlackUser,
+    /// A runbook, by name (and version).
+    Runbook,
 }
 
 /// Why one domain operation failed. Messages are for a human, hold no
@@ -104,6 +106,7 @@ impl Error {
             Object::Agent => format!("no agent {name:?}"),
             Object::SlackWorkspace => format!("Slack team {name} is not linked to this org"),
             Object::SlackUser => format!("Slack user {name} is not linked to this org"),
+            Object::Runbook => format!("no runbook named {name:?}"),
         };
         Error::NotFound {
             object,

@@ -47,6 +47,7 @@
 //!     image: None,
 //!     require_agent: false,
 //!     stdin: false,
+//!     runbook: None,
 //! };
 //! let refused = control.submit_run(&Member::from(&auditor), request.clone()).await;
 //! assert!(matches!(refused, Err(Error::Forbidden(_))));
@@ -87,6 +88,7 @@ pub mod permissions;
 mod queue;
 mod readiness;
 mod relay;
+mod runbooks;
 mod runs;
 mod service;
 mod settings;

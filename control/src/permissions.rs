@@ -41,6 +41,10 @@ pub enum Action {
     ReadAudit,
     /// Link and unlink Slack workspaces and users.
     ManageSlack,
+    /// Declare and change runbooks (a change is a new version).
+    ManageRunbooks,
+    /// Read runbooks and their versions.
+    ReadRunbooks,
 }
 
 /// One row of the table.
@@ -147,6 +151,18 @@ pub const TABLE: &[Permission] = &[
         verb: "manage the Slack integration",
         surfaces: "`GET /v1/integrations/slack/workspaces`, `PUT/DELETE /v1/integrations/slack/workspaces/{team_id}`, `GET /v1/integrations/slack/users`, `PUT/DELETE /v1/integrations/slack/users/{team_id}/{user_id}`",
     },
+    Permission {
+        action: Action::ManageRunbooks,
+        roles: ADMIN,
+        verb: "manage runbooks",
+        surfaces: "`PUT /v1/runbooks`",
+    },
+    Permission {
+        action: Action::ReadRunbooks,
+        roles: ADMIN_OPERATOR,
+        verb: "read runbooks",
+        surfaces: "`GET /v1/runbooks`, `GET /v1/runbooks/{name}`",
+    },
 ];
 
 impl Action {
@@ -225,12 +241,15 @@ mod tests {
             ReadLogs,
             ReadAudit,
             ManageSlack,
+            ManageRunbooks,
+            ReadRunbooks,
         ];
         for a in all {
             match a {
                 ManageTokens | ManagePools | EnrollAgents | ManageAgents | ChangeTargets
                 | RekeyTargets | ReadTargets | ManageSecrets | SubmitRuns | CancelRuns
-                | ReadRuns | ReadLogs | ReadAudit | ManageSlack => {}
+                | ReadRuns | ReadLogs | ReadAudit | ManageSlack | ManageRunbooks
+                | ReadRunbooks => {}
             }
         }
         all.to_vec()

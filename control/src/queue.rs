@@ -82,6 +82,29 @@ fn check_image_allowed(image: &str, target: &TargetSpec) -> Result<(), Error> {
     }
 }
 
+/// What a target's policy says of an ad-hoc run (one whose argv the
+/// submitter wrote): whether it may run at all, and with which secrets.
+/// Runbook runs are not ad hoc: their argv is an admin's template.
+fn check_ad_hoc_policy(req: &RunRequest, target: &TargetSpec) -> Result<(), Error> {
+    if !target.policy.ad_hoc {
+        return Err(Error::Forbidden(format!(
+            "target {} allows only runbooks (policy.ad_hoc = false); `sealrun runbook list` shows them",
+            target.name
+        )));
+    }
+    if let Some(name) = req
+        .secrets
+        .iter()
+        .find(|s| !target.policy.ad_hoc_may_use(s))
+    {
+        return Err(Error::Forbidden(format!(
+            "secret {name} of target {} may only be used by runbooks (policy.runbook_only_secrets)",
+            target.name
+        )));
+    }
+    Ok(())
+}
+
 fn check_request(req: &RunRequest, target: &TargetSpec) -> Result<u64, Error> {
     let bad = |m: String| Error::Invalid(m);
     if req.argv.is_empty() || req.argv[0].is_empty() {
@@ -195,8 +218,23 @@ pub(crate) fn submit(
             });
         }
     }
+    // A runbook run becomes the request its runbook renders; from here on
+    // it is checked like any other (image, timeout, secrets, size).
+    let rendered = match &req.runbook {
+        Some(call) => Some(crate::runbooks::resolve(tx, who.org_id, req, call)?),
+        None => None,
+    };
+    let req = rendered.as_ref().map_or(req, |r| &r.request);
+    if req.target.is_empty() {
+        return Err(Error::Invalid(
+            "name a target (a run without a runbook needs one)".into(),
+        ));
+    }
     let (target_id, spec) = store::targets::spec_by_name(tx, who.org_id, &req.target)?
         .ok_or_else(|| Error::not_found(Object::Target, req.target.clone()))?;
+    if rendered.is_none() {
+        check_ad_hoc_policy(req, &spec)?;
+    }
     let timeout = check_request(req, &spec)?;
     for name in &req.secrets {
         if !store::secrets::exists(tx, target_id, name)? {
@@ -234,6 +272,9 @@ pub(crate) fn submit(
             now,
         },
     )?;
+    if let Some(r) = &rendered {
+        store::runs::set_runbook(tx, &id, &r.name, r.version)?;
+    }
     if let Some((key, fingerprint)) = &keyed {
         store::runs::insert_key(tx, who.org_id, who.actor, key, fingerprint, &id, now)?;
     }
@@ -254,6 +295,9 @@ pub(crate) fn submit(
             "submitter": who.name,
             "served": served,
             "stdin": req.stdin,
+            "runbook": rendered.as_ref().map(|r| &r.name),
+            "runbook_version": rendered.as_ref().map(|r| r.version),
+            "params": req.runbook.as_ref().map(|c| &c.params),
         }),
     )?;
     Ok(Submitted {

@@ -60,6 +60,13 @@ fn check_spec(spec: &TargetSpec) -> Result<(), String> {
     }
     // What the engine would refuse (or read as "unlimited") at every run.
     spec.limits.check().map_err(|e| e.to_string())?;
+    let mut runbook_only = std::collections::BTreeSet::new();
+    for name in &spec.policy.runbook_only_secrets {
+        names::env_var(name).map_err(|e| format!("policy.runbook_only_secrets: {e}"))?;
+        if !runbook_only.insert(name) {
+            return Err(format!("policy.runbook_only_secrets lists {name} twice"));
+        }
+    }
     if let Some(user) = &spec.user {
         if user.is_empty()
             || user.len() > 64

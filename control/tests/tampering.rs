@@ -58,6 +58,7 @@ async fn busy_world() -> World {
         network: None,
         limits: Default::default(),
         timeout_secs: 600,
+        policy: Default::default(),
         user: None,
     };
     control.put_target(&admin, "db".into(), spec).await.unwrap();
@@ -143,6 +144,7 @@ async fn busy_world() -> World {
             image: None,
             require_agent: false,
             stdin: false,
+            runbook: None,
         };
         let run = control.submit_run(&member, request).await.unwrap().id;
         let dispatched = control.poll(&agent, None).await.unwrap().unwrap();
@@ -166,6 +168,7 @@ async fn busy_world() -> World {
         image: None,
         require_agent: false,
         stdin: false,
+        runbook: None,
     };
     let queued = control.submit_run(&member, queued).await.unwrap().id;
     control.cancel_run(&member, queued).await.unwrap();

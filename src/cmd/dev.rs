@@ -79,6 +79,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
         network: None,
         limits: ResourceLimits::default(),
         timeout_secs: 600,
+        policy: Default::default(),
         user: None,
     };
     let _: TargetView = admin

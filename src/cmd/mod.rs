@@ -5,6 +5,7 @@ pub mod audit;
 pub mod dev;
 pub mod pool;
 pub mod run;
+pub mod runbook;
 pub mod runs;
 pub mod secret;
 pub mod server;

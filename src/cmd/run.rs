@@ -10,7 +10,7 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use futures_util::StreamExt as _;
 use reqwest::Method;
 use sealrun_wire::log::{LogEvent, RunEnd};
-use sealrun_wire::run::{RunCreated, RunRequest, RunStatus, RunView};
+use sealrun_wire::run::{RunCreated, RunRequest, RunStatus, RunView, RunbookCall};
 use std::io::IsTerminal as _;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -68,11 +68,37 @@ pub enum Followed {
 /// and it never ran (EX_UNAVAILABLE).
 pub const EXIT_EXPIRED: u8 = 69;
 
+/// `--param NAME=VALUE`s as a map; a name given twice is a mistake, not
+/// "the last one wins".
+fn runbook_params(
+    pairs: Vec<(String, String)>,
+) -> Result<std::collections::BTreeMap<String, String>> {
+    let mut params = std::collections::BTreeMap::new();
+    for (name, value) in pairs {
+        if params.contains_key(&name) {
+            bail!("--param {name} is given twice");
+        }
+        params.insert(name, value);
+    }
+    Ok(params)
+}
+
 pub async fn run(a: RunArgs) -> Result<ExitCode> {
     let client = Client::from_args(&a.client)?;
-    let forward_stdin = !a.no_stdin && !a.detach && crate::input::stdin_has_input();
+    // A runbook's command reads no input of the caller's (the control plane
+    // refuses it): its behaviour is the template's alone.
+    let forward_stdin =
+        a.runbook.is_none() && !a.no_stdin && !a.detach && crate::input::stdin_has_input();
+    let runbook = match a.runbook {
+        Some(name) => Some(RunbookCall {
+            name,
+            params: runbook_params(a.params)?,
+        }),
+        None => None,
+    };
+    let target = a.target.unwrap_or_default();
     let req = RunRequest {
-        target: a.target.clone(),
+        target: target.clone(),
         argv: a.argv,
         env: a.env.into_iter().collect(),
         secrets: a.secrets,
@@ -80,6 +106,7 @@ pub async fn run(a: RunArgs) -> Result<ExitCode> {
         image: a.image,
         require_agent: a.no_wait,
         stdin: forward_stdin,
+        runbook,
     };
     let created: RunCreated = match submit(&client, &req).await {
         Ok(created) => created,
@@ -101,7 +128,9 @@ pub async fn run(a: RunArgs) -> Result<ExitCode> {
         eprintln!(
             "sealrun: no connected agent serves target {} right now: run {} waits in the queue{wait}, then expires \
              (--no-wait refuses instead; `sealrun runs cancel {}` withdraws it)",
-            a.target, created.id, created.id
+            if target.is_empty() { "(the runbook's)" } else { &target },
+            created.id,
+            created.id
         );
     }
     if a.detach {

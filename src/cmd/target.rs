@@ -177,6 +177,7 @@ async fn create(a: TargetCreateArgs) -> Result<()> {
             pids: a.pids,
         },
         timeout_secs: a.timeout,
+        policy: Default::default(),
         user: a.user,
     };
     let v: TargetView = client

@@ -408,5 +408,6 @@ pub fn run_request(target: &str, argv: &[&str]) -> RunRequest {
         image: None,
         require_agent: false,
         stdin: false,
+        runbook: None,
     }
 }

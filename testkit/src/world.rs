@@ -122,6 +122,7 @@ impl World<ServerProcess, AgentProcess> {
                 network: None,
                 limits: Default::default(),
                 timeout_secs: options.target_timeout_secs,
+                policy: Default::default(),
                 user: None,
             })
             .await;

@@ -219,7 +219,56 @@ pub struct TargetSpec {
     /// User to run as inside the container; absent means 65534:65534.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// What runs the target accepts beyond its image and limits: whether
+    /// ad-hoc commands are allowed, and which secrets only runbooks may use
+    /// (TOML `[target.policy]`). Absent: the permissive default.
+    #[serde(default, skip_serializing_if = "TargetPolicy::is_default")]
+    pub policy: TargetPolicy,
 }
+
+/// A target's run policy (`[target.policy]` in `targets.toml`).
+///
+/// Runbooks (named, reviewed command templates) are always allowed; the
+/// policy limits *ad-hoc* runs, whose argv the submitter writes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetPolicy {
+    /// Whether ad-hoc commands (a submitted argv) are allowed at all.
+    /// Default `true`.
+    #[serde(default = "TargetPolicy::default_ad_hoc")]
+    pub ad_hoc: bool,
+    /// Secrets an ad-hoc command may not reference: only a runbook that
+    /// names them injects them. Each a valid environment variable name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runbook_only_secrets: Vec<String>,
+}
+
+impl Default for TargetPolicy {
+    fn default() -> Self {
+        TargetPolicy {
+            ad_hoc: true,
+            runbook_only_secrets: Vec::new(),
+        }
+    }
+}
+
+impl TargetPolicy {
+    fn default_ad_hoc() -> bool {
+        true
+    }
+
+    /// Whether it is the default policy (left out of a target's JSON, so
+    /// specs stored before policies existed compare equal to re-applied ones).
+    pub fn is_default(&self) -> bool {
+        *self == TargetPolicy::default()
+    }
+
+    /// Whether an ad-hoc command may reference secret `name`.
+    pub fn ad_hoc_may_use(&self, name: &str) -> bool {
+        !self.runbook_only_secrets.iter().any(|s| s == name)
+    }
+}
+
 
 impl TargetSpec {
     /// Every image a run of this target may use: its own `image`, then its

@@ -40,6 +40,7 @@ pub mod image;
 pub mod log;
 pub mod names;
 pub mod run;
+pub mod runbook;
 pub mod shell;
 pub mod slack;
 pub mod text;

@@ -119,9 +119,13 @@ impl fmt::Display for RunStatus {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunRequest {
-    /// Name of the target (in the caller's org).
+    /// Name of the target (in the caller's org). May be left empty for a
+    /// runbook with exactly one target.
+    #[serde(default)]
     pub target: String,
     /// The command and its arguments; run directly, never through a shell.
+    /// Empty (or left out) for a runbook run, whose argv the runbook renders.
+    #[serde(default)]
     pub argv: Vec<String>,
     /// Plain (non-secret) environment variables.
     #[serde(default)]
@@ -145,6 +149,24 @@ pub struct RunRequest {
     /// stdin at once.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stdin: bool,
+    /// Run a runbook instead of an ad-hoc argv: the control plane renders
+    /// its argv from the parameters and takes its secrets, image and
+    /// timeout; a request with a runbook gives no `argv`, `env`, `secrets`,
+    /// `image` or `stdin` of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runbook: Option<RunbookCall>,
+}
+
+/// Which runbook a run calls, with its parameters as typed (strings: the
+/// control plane checks each against the runbook's rule for it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunbookCall {
+    /// Runbook name.
+    pub name: String,
+    /// Parameter values by name; a parameter left out takes its default.
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
 }
 
 /// `PUT /v1/runs/{id}/stdin` answer: how much of the body reached the run.
@@ -230,6 +252,12 @@ pub struct RunView {
     /// ends, and for runs finished by agents that did not count.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redactions: Option<Redactions>,
+    /// The runbook the run was rendered from, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runbook: Option<String>,
+    /// That runbook's version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runbook_version: Option<u64>,
 }
 
 /// Masks the redactor wrote in each stream of a run's output.

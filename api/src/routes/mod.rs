@@ -5,6 +5,7 @@ mod admin;
 mod agent;
 mod audit;
 mod ops;
+mod runbooks;
 mod runs;
 mod targets;
 
@@ -58,6 +59,8 @@ pub(crate) fn router(state: AppState) -> Result<Router, Error> {
             "/v1/targets/{name}/secrets/{secret}",
             put(targets::put_secret).delete(targets::delete_secret),
         )
+        .route("/v1/runbooks", get(runbooks::list).put(runbooks::apply))
+        .route("/v1/runbooks/{name}", get(runbooks::get_one))
         .route("/v1/runs", post(runs::submit).get(runs::list))
         .route("/v1/runs/{id}", get(runs::get_one))
         .route("/v1/runs/{id}/cancel", post(runs::cancel))

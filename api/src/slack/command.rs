@@ -3,6 +3,7 @@
 use super::escape;
 use sealrun_control::Action;
 use sealrun_wire::shell;
+use std::collections::BTreeMap;
 
 /// A slash command.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -12,6 +13,12 @@ pub(crate) enum Command {
         target: String,
         secrets: Vec<String>,
         argv: Vec<String>,
+    },
+    /// `run <runbook> [--target T] [name=value]...` (no `--`)
+    Runbook {
+        name: String,
+        target: Option<String>,
+        params: BTreeMap<String, String>,
     },
     /// `status <run-id>`
     Status(String),
@@ -26,14 +33,17 @@ pub(crate) enum Command {
 impl Command {
     /// Whether it changes something (needs the operator or admin role).
     pub(crate) fn mutates(&self) -> bool {
-        matches!(self, Command::Run { .. } | Command::Cancel(_))
+        matches!(
+            self,
+            Command::Run { .. } | Command::Runbook { .. } | Command::Cancel(_)
+        )
     }
 
     /// What it asks to do, in the terms of the permission table (`help`
     /// asks nothing).
     pub(crate) fn action(&self) -> Option<Action> {
         match self {
-            Command::Run { .. } => Some(Action::SubmitRuns),
+            Command::Run { .. } | Command::Runbook { .. } => Some(Action::SubmitRuns),
             Command::Cancel(_) => Some(Action::CancelRuns),
             Command::Status(_) => Some(Action::ReadRuns),
             Command::Logs(_) => Some(Action::ReadLogs),
@@ -46,11 +56,13 @@ impl Command {
 pub(crate) const USAGE: &str = "\
 *sealrun* runs a command on a target, with its secrets masked in the output:
 • `/sealrun run <target> [--secret NAME]... -- <command...>`: queue a run; the result is posted here when it ends
+• `/sealrun run <runbook> [--target T] [name=value]...`: run a runbook (no `--`: the first word is a runbook); `--target` only if it has several
 • `/sealrun status <run-id>`: where a run is
 • `/sealrun logs <run-id>`: the end of its (redacted) output
 • `/sealrun cancel <run-id>`: stop a run
 • `/sealrun help`: this text
 Example: `/sealrun run prod-db --secret PGPASSWORD -- psql -c 'select 1'`
+Example: `/sealrun run restart-api service=web`
 Words are split like a shell does (quotes, backslashes); nothing is expanded.";
 
 /// Parses the text Slack sent (still entity-escaped). The error is a
@@ -79,10 +91,13 @@ pub(crate) fn parse(text: &str) -> Result<Command, String> {
     }
 }
 
+/// `run` with a `--` is an ad-hoc command (`run <target> ... -- <command>`);
+/// without one, its first word is a runbook (`run <runbook> name=value...`).
+/// The two cannot be confused: a runbook call never contains `--`.
 fn parse_run(words: &[String]) -> Result<Command, String> {
-    let usage = "usage: `run <target> [--secret NAME]... -- <command...>`";
+    let usage = "usage: `run <target> [--secret NAME]... -- <command...>` or `run <runbook> [--target T] [name=value]...`";
     let Some(dashes) = words.iter().position(|w| w == "--") else {
-        return Err(format!("put `--` before the command to run; {usage}"));
+        return parse_runbook(words, usage);
     };
     let (options, command) = (&words[..dashes], &words[dashes + 1..]);
     let mut target = None;
@@ -112,6 +127,61 @@ fn parse_run(words: &[String]) -> Result<Command, String> {
         target,
         secrets,
         argv: command.to_vec(),
+    })
+}
+
+fn parse_runbook(words: &[String], usage: &str) -> Result<Command, String> {
+    let Some((name, rest)) = words.split_first() else {
+        return Err(format!("name a runbook or a target; {usage}"));
+    };
+    if name.starts_with('-') {
+        return Err(format!(
+            "name a runbook first, or put `--` before the command to run; {usage}"
+        ));
+    }
+    let mut target = None;
+    let mut params = BTreeMap::new();
+    let mut it = rest.iter();
+    while let Some(w) = it.next() {
+        let t = if let Some(t) = w.strip_prefix("--target=") {
+            Some(t.to_owned())
+        } else if w == "--target" {
+            Some(
+                it.next()
+                    .ok_or_else(|| format!("`--target` needs a target name; {usage}"))?
+                    .clone(),
+            )
+        } else {
+            None
+        };
+        if let Some(t) = t {
+            if target.replace(t).is_some() {
+                return Err(format!("`--target` is given twice; {usage}"));
+            }
+            continue;
+        }
+        if w.starts_with('-') {
+            return Err(format!(
+                "unknown option {w:?} (an ad-hoc command needs `--` before it); {usage}"
+            ));
+        }
+        match w.split_once('=') {
+            Some((k, v)) if !k.is_empty() => {
+                if params.insert(k.to_owned(), v.to_owned()).is_some() {
+                    return Err(format!("parameter {k} is given twice; {usage}"));
+                }
+            }
+            _ => {
+                return Err(format!(
+                    "{w:?} is not a name=value parameter (an ad-hoc command needs `--` before it); {usage}"
+                ));
+            }
+        }
+    }
+    Ok(Command::Runbook {
+        name: name.clone(),
+        target,
+        params,
     })
 }
 
@@ -168,6 +238,7 @@ mod tests {
     fn a_run_without_double_dash_target_or_command_is_refused_with_usage() {
         for bad in [
             "run db ls",
+            "run --secret A db ls",
             "run -- ls",
             "run db --",
             "run db --secret",
@@ -175,6 +246,45 @@ mod tests {
             "run db extra -- ls",
             "run db --image x -- ls",
         ] {
+            let e = parse(bad).unwrap_err();
+            assert!(e.contains("usage"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_run_without_double_dash_calls_a_runbook_with_its_params() {
+        let params = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>()
+        };
+        assert_eq!(
+            parse("run restart-api service=web").unwrap(),
+            Command::Runbook {
+                name: "restart-api".into(),
+                target: None,
+                params: params(&[("service", "web")]),
+            }
+        );
+        // A value keeps its spaces, `=` and shell syntax as one value.
+        assert_eq!(
+            parse("run q --target=db sql='a=b; rm -rf /' n=3").unwrap(),
+            Command::Runbook {
+                name: "q".into(),
+                target: Some("db".into()),
+                params: params(&[("sql", "a=b; rm -rf /"), ("n", "3")]),
+            }
+        );
+        assert_eq!(
+            parse("run q --target db").unwrap(),
+            Command::Runbook {
+                name: "q".into(),
+                target: Some("db".into()),
+                params: params(&[]),
+            }
+        );
+        for bad in ["run q a=1 a=2", "run q --target", "run q --secret X", "run q =v"] {
             let e = parse(bad).unwrap_err();
             assert!(e.contains("usage"), "{bad}: {e}");
         }

@@ -20,7 +20,7 @@ use axum::extract::{Request, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use sealrun_control::{Member, Workspace, check_slack_id};
-use sealrun_wire::run::{RunRequest, RunStatus, RunView};
+use sealrun_wire::run::{RunRequest, RunStatus, RunView, RunbookCall};
 use sealrun_wire::slack::{ResponseType, SlackMessage};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -240,7 +240,16 @@ async fn answer(state: &SlackState, workspace: &Workspace, body: &[u8]) -> Respo
             target,
             secrets,
             argv,
-        } => run(state, &who, target, secrets, argv, &p.response_url).await,
+        } => run(state, &who, target, secrets, argv, None, &p.response_url).await,
+        Command::Runbook {
+            name,
+            target,
+            params,
+        } => {
+            let call = RunbookCall { name, params };
+            let target = target.unwrap_or_default();
+            run(state, &who, target, Vec::new(), Vec::new(), Some(call), &p.response_url).await
+        }
         Command::Status(id) => status(state, &who, id).await,
         Command::Logs(id) => logs(state, &who, id).await,
         Command::Cancel(id) => cancel(state, &who, id).await,
@@ -287,6 +296,7 @@ async fn run(
     target: String,
     secrets: Vec<String>,
     argv: Vec<String>,
+    runbook: Option<RunbookCall>,
     response_url: &str,
 ) -> Result<Response, ApiError> {
     let url = notify::check_response_url(response_url)
@@ -301,10 +311,18 @@ async fn run(
         require_agent: false,
         // Slack has no input to give: the command reads an empty stdin.
         stdin: false,
+        runbook,
     };
-    let shown = escape::code_block(&sealrun_wire::shell::join(&req.argv));
-    let target = req.target.clone();
     let id = state.app.control.submit_run(who, req).await?.id;
+    // What was queued, as the control plane rendered it (a runbook's argv
+    // and target are its to decide).
+    let queued = state.app.control.run(who, id.clone()).await?;
+    let shown = escape::code_block(&sealrun_wire::shell::join(&queued.argv));
+    let target = queued.target;
+    let from = match (&queued.runbook, queued.runbook_version) {
+        (Some(name), Some(v)) => format!(" (runbook `{}` version {v})", escape::text(name)),
+        _ => String::new(),
+    };
     let expires_at_ms = unix_now()
         .saturating_mul(1000)
         .saturating_add(i64::try_from(notify::URL_LIFETIME.as_millis()).unwrap_or(i64::MAX));
@@ -319,7 +337,7 @@ async fn run(
     }
     notify::spawn(state.clone(), who.clone(), id.clone(), url, expires_at_ms);
     Ok(say(format!(
-        "Queued run `{id}` on target `{}`:\n{shown}\nI will post the result here when it ends.",
+        "Queued run `{id}` on target `{}`{from}:\n{shown}\nI will post the result here when it ends.",
         escape::text(&target)
     )))
 }

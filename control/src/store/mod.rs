@@ -26,6 +26,7 @@ pub(crate) mod health;
 pub(crate) mod logs;
 pub(crate) mod orgs;
 pub(crate) mod pools;
+pub(crate) mod runbooks;
 pub(crate) mod runs;
 pub(crate) mod secrets;
 pub(crate) mod slack;

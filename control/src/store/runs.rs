@@ -13,7 +13,7 @@ use std::collections::HashMap;
 /// Columns [`view_from_row`] reads, in order.
 const VIEW_COLUMNS: &str = "id, target, argv, secrets, image, status, exit_code, error, \
      source, submitter, agent_name, timeout_secs, created_ms, started_ms, finished_ms, log_bytes, log_truncated, stdin, stdin_bytes, \
-     redacted_stdout, redacted_stderr";
+     redacted_stdout, redacted_stderr, runbook, runbook_version";
 
 fn json_column<T: serde::de::DeserializeOwned>(
     r: &rusqlite::Row<'_>,
@@ -71,6 +71,8 @@ fn view_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunView> {
             (Some(stdout), Some(stderr)) => Some(Redactions { stdout, stderr }),
             _ => None,
         },
+        runbook: r.get(21)?,
+        runbook_version: r.get(22)?,
     })
 }
 
@@ -160,6 +162,15 @@ pub(crate) fn insert(tx: &Tx<'_>, run: &NewRun<'_>) -> Result<(), Error> {
             run.now,
             run.stdin,
         ])?;
+    Ok(())
+}
+
+/// Records that run `run_id` (just queued) was rendered from version
+/// `version` of runbook `name`.
+pub(crate) fn set_runbook(tx: &Tx<'_>, run_id: &str, name: &str, version: u64) -> Result<(), Error> {
+    tx.conn
+        .prepare_cached("UPDATE runs SET runbook = ?2, runbook_version = ?3 WHERE id = ?1")?
+        .execute(params![run_id, name, version])?;
     Ok(())
 }
 

@@ -305,6 +305,22 @@ CREATE INDEX slack_users_by_org ON slack_users (org_id);
 ALTER TABLE runs ADD COLUMN redacted_stdout INTEGER;
 ALTER TABLE runs ADD COLUMN redacted_stderr INTEGER;
 "#,
+    // 10: runbooks (issue 15): every version of every runbook (a version is
+    // never rewritten, so a run names exactly what it rendered), and which
+    // runbook and version a run was rendered from (NULL: an ad-hoc run).
+    r#"
+CREATE TABLE runbooks (
+    org_id      INTEGER NOT NULL REFERENCES orgs(id),
+    name        TEXT NOT NULL,
+    version     INTEGER NOT NULL,
+    spec        TEXT NOT NULL,            -- RunbookSpec as JSON
+    created_ms  INTEGER NOT NULL,
+    created_by  TEXT NOT NULL,
+    PRIMARY KEY (org_id, name, version)
+) WITHOUT ROWID;
+ALTER TABLE runs ADD COLUMN runbook TEXT;
+ALTER TABLE runs ADD COLUMN runbook_version INTEGER;
+"#,
 ];
 
 /// Brings the database at `path` (open as `conn`) up to the current schema.

@@ -1,0 +1,91 @@
+//! Rows of `runbooks`: every version of every runbook, never rewritten.
+
+use super::tx::Tx;
+use crate::error::Error;
+use rusqlite::{OptionalExtension as _, params};
+use sealrun_wire::runbook::{RunbookSpec, RunbookView};
+
+type Row = (String, u64, i64, String);
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+}
+
+fn to_view((spec, version, created_ms, created_by): Row) -> Result<RunbookView, Error> {
+    Ok(RunbookView {
+        spec: serde_json::from_str::<RunbookSpec>(&spec)?,
+        version,
+        created_at_ms: created_ms,
+        created_by,
+    })
+}
+
+/// The latest version of the org's runbook `name`.
+pub(crate) fn latest(tx: &Tx<'_>, org_id: i64, name: &str) -> Result<Option<RunbookView>, Error> {
+    tx.conn
+        .prepare_cached(
+            "SELECT spec, version, created_ms, created_by FROM runbooks
+             WHERE org_id = ?1 AND name = ?2 ORDER BY version DESC LIMIT 1",
+        )?
+        .query_row(params![org_id, name], row)
+        .optional()?
+        .map(to_view)
+        .transpose()
+}
+
+/// Version `version` of the org's runbook `name`.
+pub(crate) fn version(
+    tx: &Tx<'_>,
+    org_id: i64,
+    name: &str,
+    version: u64,
+) -> Result<Option<RunbookView>, Error> {
+    tx.conn
+        .prepare_cached(
+            "SELECT spec, version, created_ms, created_by FROM runbooks
+             WHERE org_id = ?1 AND name = ?2 AND version = ?3",
+        )?
+        .query_row(params![org_id, name, version], row)
+        .optional()?
+        .map(to_view)
+        .transpose()
+}
+
+/// The latest version of each of the org's runbooks, by name.
+pub(crate) fn list_latest(tx: &Tx<'_>, org_id: i64) -> Result<Vec<RunbookView>, Error> {
+    let mut stmt = tx.conn.prepare_cached(
+        "SELECT spec, version, created_ms, created_by FROM runbooks r
+         WHERE org_id = ?1
+           AND version = (SELECT MAX(version) FROM runbooks WHERE org_id = r.org_id AND name = r.name)
+         ORDER BY name",
+    )?;
+    let rows = stmt
+        .query_map([org_id], row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    rows.into_iter().map(to_view).collect()
+}
+
+/// Stores a new version of a runbook.
+pub(crate) fn insert(
+    tx: &Tx<'_>,
+    org_id: i64,
+    spec: &RunbookSpec,
+    version: u64,
+    now: i64,
+    by: &str,
+) -> Result<(), Error> {
+    tx.conn
+        .prepare_cached(
+            "INSERT INTO runbooks (org_id, name, version, spec, created_ms, created_by)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![
+            org_id,
+            spec.name,
+            version,
+            serde_json::to_string(spec)?,
+            now,
+            by
+        ])?;
+    Ok(())
+}

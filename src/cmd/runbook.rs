@@ -1,0 +1,200 @@
+//! `sealrun runbook ...`: declare (from TOML, as `target apply` does), list
+//! and show runbooks. The CLI never renders a runbook: the control plane
+//! does, from the parameters `sealrun run --runbook` sends.
+
+use super::seg;
+use crate::cli::RunbookCommand;
+use crate::client::Client;
+use crate::output::{self, Table, outln, safe};
+use anyhow::{Context as _, Result, anyhow};
+use sealrun_wire::runbook::{
+    ParamSpec, ParamType, RunbookList, RunbookSpec, RunbookSpecs, RunbookView, RunbooksApplied,
+};
+use serde::Deserialize;
+use std::path::Path;
+
+/// The shape of `runbooks.toml`: a list of `[[runbook]]` tables.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunbooksFile {
+    #[serde(default)]
+    runbook: Vec<RunbookSpec>,
+}
+
+pub async fn run(cmd: RunbookCommand) -> Result<()> {
+    match cmd {
+        RunbookCommand::Apply { file, client } => {
+            let json = client.json;
+            let client = Client::from_args(&client)?;
+            let runbooks = read_runbooks_file(&file)?;
+            // One request, one transaction: every runbook or none.
+            let applied: RunbooksApplied = client
+                .put("/v1/runbooks", &RunbookSpecs { runbooks })
+                .await
+                .with_context(|| format!("nothing in {} was applied", file.display()))?;
+            if json {
+                return output::json(&applied);
+            }
+            for r in applied.runbooks {
+                eprintln!(
+                    "{} runbook {} (version {})",
+                    r.outcome.as_str(),
+                    safe(&r.name),
+                    r.version
+                );
+            }
+            Ok(())
+        }
+        RunbookCommand::List(a) => {
+            let client = Client::from_args(&a.client)?;
+            let list: RunbookList = client.get("/v1/runbooks").await?;
+            if a.client.json {
+                return output::json(&list);
+            }
+            let mut t = Table::new(&["NAME", "VERSION", "TARGETS", "PARAMS", "DESCRIPTION"]);
+            for v in list.runbooks {
+                t.row(vec![
+                    v.spec.name,
+                    v.version.to_string(),
+                    v.spec.targets.join(","),
+                    v.spec.params.keys().cloned().collect::<Vec<_>>().join(","),
+                    v.spec.description.lines().next().unwrap_or("").to_owned(),
+                ]);
+            }
+            t.print()
+        }
+        RunbookCommand::Show {
+            name,
+            version,
+            client,
+        } => {
+            let json = client.json;
+            let client = Client::from_args(&client)?;
+            let path = match version {
+                Some(v) => format!("/v1/runbooks/{}?version={v}", seg(&name)),
+                None => format!("/v1/runbooks/{}", seg(&name)),
+            };
+            let v: RunbookView = client.get(&path).await?;
+            if json {
+                return output::json(&v);
+            }
+            show(&v)
+        }
+    }
+}
+
+fn show(v: &RunbookView) -> Result<()> {
+    let s = &v.spec;
+    outln!("name:        {}", safe(&s.name))?;
+    outln!(
+        "version:     {} (applied {} by {})",
+        v.version,
+        output::time(v.created_at_ms),
+        safe(&v.created_by)
+    )?;
+    if !s.description.is_empty() {
+        outln!("description: {}", safe(&s.description))?;
+    }
+    outln!("targets:     {}", safe(&s.targets.join(", ")))?;
+    // The template as declared: one element per line would hide nothing,
+    // but shell quoting reads like the command it becomes.
+    outln!("argv:        {}", sealrun_wire::shell::join(&s.argv))?;
+    if !s.secrets.is_empty() {
+        outln!("secrets:     {}", safe(&s.secrets.join(", ")))?;
+    }
+    if let Some(image) = &s.image {
+        outln!("image:       {}", safe(image))?;
+    }
+    if let Some(t) = s.timeout_secs {
+        outln!("timeout:     {t}s")?;
+    }
+    if s.params.is_empty() {
+        outln!("params:      none")?;
+    } else {
+        outln!("params:")?;
+        for (name, p) in &s.params {
+            outln!("  {}: {}", safe(name), safe(&rule(p)))?;
+            if !p.description.is_empty() {
+                outln!("      {}", safe(&p.description))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A parameter's type, rule and default in one line.
+fn rule(p: &ParamSpec) -> String {
+    let mut out = match p.kind {
+        ParamType::String => format!(
+            "string matching {} (at most {} bytes)",
+            p.pattern.as_deref().unwrap_or(""),
+            p.max_len.unwrap_or(256)
+        ),
+        ParamType::Enum => format!("one of {}", p.values.join(", ")),
+        ParamType::Integer => match (p.min, p.max) {
+            (Some(a), Some(b)) => format!("integer from {a} to {b}"),
+            (Some(a), None) => format!("integer, at least {a}"),
+            (None, Some(b)) => format!("integer, at most {b}"),
+            (None, None) => "integer".to_owned(),
+        },
+        ParamType::Boolean => "boolean (true or false)".to_owned(),
+    };
+    match &p.default {
+        Some(d) => out.push_str(&format!("; default {d}")),
+        None => out.push_str("; required"),
+    }
+    out
+}
+
+/// Reads and checks a `runbooks.toml` before anything is sent (the control
+/// plane checks everything else).
+pub fn read_runbooks_file(path: &Path) -> Result<Vec<RunbookSpec>> {
+    check_runbooks(path, crate::config::load(path)?)
+}
+
+/// What the file format cannot say: at least one runbook, each declared once.
+fn check_runbooks(path: &Path, file: RunbooksFile) -> Result<Vec<RunbookSpec>> {
+    let invalid = |why: String| anyhow!("{} is not a valid runbooks file: {why}", path.display());
+    if file.runbook.is_empty() {
+        return Err(invalid("it declares no [[runbook]]".into()));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for r in &file.runbook {
+        if !seen.insert(r.name.as_str()) {
+            return Err(invalid(format!("runbook {} is declared twice", r.name)));
+        }
+    }
+    Ok(file.runbook)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Vec<RunbookSpec>> {
+        let path = Path::new("runbooks.toml");
+        check_runbooks(path, crate::config::parse(path, text)?)
+    }
+
+    #[test]
+    fn the_example_runbooks_file_parses() {
+        let runbooks = parse(include_str!("../../examples/runbooks.toml")).unwrap();
+        assert!(runbooks.iter().any(|r| r.name == "restart-api"));
+        let restart = runbooks.iter().find(|r| r.name == "restart-api").unwrap();
+        assert_eq!(restart.params["service"].kind, ParamType::String);
+    }
+
+    #[test]
+    fn a_misspelled_field_is_refused_naming_it() {
+        let err = parse("[[runbook]]\nname = \"a\"\ntargets = [\"t\"]\nargv = [\"x\"]\nparms = 1\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("parms"), "{err}");
+    }
+
+    #[test]
+    fn a_runbook_declared_twice_is_refused() {
+        let r = "[[runbook]]\nname = \"a\"\ntargets = [\"t\"]\nargv = [\"x\"]\n";
+        let err = parse(&format!("{r}{r}")).unwrap_err();
+        assert!(err.to_string().contains("twice"), "{err}");
+    }
+}
