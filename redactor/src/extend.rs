@@ -102,6 +102,17 @@ fn same(family: Family, o: u8, f: u8) -> bool {
         }
 }
 
+/// Whether spaces on one line may stand between the form's characters `q - 1` and `q`: only
+/// between bytes (`hexdump -C` splits a line in two there, `xxd` groups bytes), never inside
+/// one, so that a piece is the same whatever comes before it. Line breaks may split a byte
+/// (hex wrapped at an odd width).
+fn spaced(form: &Form, q: usize) -> bool {
+    let text = &form.text;
+    form.starts_token(q)
+        || (q > 0 && is_separator(text[q - 1]))
+        || (q < text.len() && is_separator(text[q]))
+}
+
 /// Separators of the hex forms: layout may stand in for them.
 fn is_separator(b: u8) -> bool {
     matches!(b, b' ' | b':' | b',')
@@ -141,7 +152,7 @@ pub(crate) fn extend(
             q -= 1;
             continue;
         }
-        let Some((to, q2)) = skip_left(hay, family, text, p, q) else {
+        let Some((to, q2)) = skip_left(hay, family, text, p, q, spaced(form, q)) else {
             break;
         };
         if p < seg_end {
@@ -163,6 +174,17 @@ pub(crate) fn extend(
         });
     }
     segments.reverse();
+    // A first segment left of layout that spells no whole byte (the last digit of a byte
+    // before a space) carries no byte of the value; it is dropped, so that no piece depends
+    // on a lone digit before it, which a stream could not know to hold back.
+    if family == Family::Hex && segments.len() > 1 {
+        let first = &segments[0];
+        let x = first.form_at as usize;
+        let (a, b) = form.source_range(x, x + (first.end - first.start) as usize);
+        if b <= a {
+            segments.remove(0);
+        }
+    }
 
     // Rightwards from (i, j).
     let (mut p, mut q) = (i, j);
@@ -181,7 +203,7 @@ pub(crate) fn extend(
             q += 1;
             continue;
         }
-        match skip_right(hay, family, text, p, q, last) {
+        match skip_right(hay, family, text, p, q, last, spaced(form, q)) {
             Skip::To(to) => {
                 push_right(&mut segments, seg_start, p, seg_form);
                 p = to;
@@ -231,7 +253,15 @@ fn push_right(segments: &mut Vec<Segment>, start: u64, end: u64, form_at: usize)
 
 /// Layout at output position `p` (where the form wanted `text[q]`) that the family skips.
 /// (`last`: no data comes after the end.)
-fn skip_right(hay: &Hay<'_>, family: Family, text: &[u8], p: u64, q: usize, last: bool) -> Skip {
+fn skip_right(
+    hay: &Hay<'_>,
+    family: Family,
+    text: &[u8],
+    p: u64,
+    q: usize,
+    last: bool,
+    spaced: bool,
+) -> Skip {
     let end = hay.end();
     let at = |k: u64| (k < end).then(|| hay.byte(k));
     match family {
@@ -317,6 +347,9 @@ fn skip_right(hay: &Hay<'_>, family: Family, text: &[u8], p: u64, q: usize, last
                 return indentation(hay, k);
             }
             // Extra spaces between bytes (`hexdump -C` splits a line in two).
+            if !spaced {
+                return Skip::No;
+            }
             let mut k = p;
             while at(k).is_some_and(|b| b == b' ' || b == b'\t') && k - p < 16 {
                 k += 1;
@@ -367,7 +400,14 @@ fn indentation(hay: &Hay<'_>, mut k: u64) -> Skip {
 
 /// Layout ending at output position `p` (where the form wanted `text[q - 1]` before it) that
 /// the family skips: the new output position and form position.
-fn skip_left(hay: &Hay<'_>, family: Family, text: &[u8], p: u64, q: usize) -> Option<(u64, usize)> {
+fn skip_left(
+    hay: &Hay<'_>,
+    family: Family,
+    text: &[u8],
+    p: u64,
+    q: usize,
+    spaced: bool,
+) -> Option<(u64, usize)> {
     let origin = hay.origin;
     let before = |k: u64| (k > origin).then(|| hay.byte(k - 1));
     // Whether the output before `c` can go on with the form before `q` (hex separators the
@@ -459,6 +499,9 @@ fn skip_left(hay: &Hay<'_>, family: Family, text: &[u8], p: u64, q: usize) -> Op
                 }
             }
             // Extra spaces between bytes.
+            if !spaced {
+                return None;
+            }
             let mut k = p;
             while matches!(before(k), Some(b' ' | b'\t')) && p - k < 16 {
                 k -= 1;

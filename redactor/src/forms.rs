@@ -194,6 +194,16 @@ pub(crate) struct Form {
 }
 
 impl Form {
+    /// Whether text position `q` begins a token (or ends the text): where an encoding's
+    /// layout may put spaces between the characters of a form.
+    pub(crate) fn starts_token(&self, q: usize) -> bool {
+        match &self.geometry {
+            Geometry::Fixed { width, .. } => q % (*width as usize).max(1) == 0,
+            Geometry::Table { starts, .. } => starts.binary_search(&(q as u32)).is_ok(),
+            Geometry::Base64 { .. } => true,
+        }
+    }
+
     /// The bytes of the value encoded by the tokens whose significant characters all lie in
     /// `[x, y)` of the text (for base64: every byte with bits there): `(a, b)`, empty when
     /// `b <= a`.

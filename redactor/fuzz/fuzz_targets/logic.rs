@@ -3,11 +3,12 @@
 //!
 //! From the input bytes: up to four secrets (8 to 64 bytes), output made of filler and runs of
 //! the secrets printed raw, as base64 (any alignment, wrapped at any width of 4 or more, `\n`
-//! or `\r\n`), as hex (either case, contiguous, wrapped at 12 or more), percent-encoded or
-//! JSON-escaped, and chunk sizes. Checks: the streamed output equals the whole-buffer output,
-//! and decoding it raw, as base64 (lines joined, every alignment), as contiguous hex (lines
-//! joined, both nibble alignments), percent-decoded or JSON-unescaped yields no run of
-//! `min(len, 12)` bytes of any secret.
+//! or `\r\n`), as hex (either case, contiguous, wrapped at 12 or more, byte-separated by
+//! spaces, colons or commas and wrapped as `od -An -tx1` does, `\xNN` escapes),
+//! percent-encoded or JSON-escaped, and chunk sizes. Checks: the streamed output equals the
+//! whole-buffer output, and decoding it raw, as base64 (lines joined, every alignment), as hex
+//! (lines joined, both nibble alignments; separators and `\x` skipped too), percent-decoded
+//! or JSON-unescaped yields no run of `min(len, 12)` bytes of any secret.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -79,7 +80,7 @@ fn print(input: &mut Input<'_>, secret: &[u8], out: &mut Vec<u8>) {
     let from = input.below(secret.len() - run + 1);
     let to = from + run + input.below(secret.len() - from - run + 1);
     let piece = &secret[from..to];
-    match input.byte() % 5 {
+    match input.byte() % 7 {
         0 => out.extend_from_slice(piece),
         1 => {
             // Behind 0 to 2 other bytes, at any alignment; wrapped or not.
@@ -111,6 +112,36 @@ fn print(input: &mut Input<'_>, secret: &[u8], out: &mut Vec<u8>) {
                 out.extend_from_slice(&hex);
             } else {
                 out.extend_from_slice(&wrap(&hex, 12 + input.below(60), false));
+            }
+        }
+        5 => {
+            // Byte-separated hex (`od -An -tx1`, openssl's colon dumps, commas), optionally
+            // 8 to 16 bytes a line with `od`'s leading space.
+            let upper = input.byte() % 2 == 1;
+            let sep = [b' ', b':', b','][input.below(3)];
+            let per_line = if input.byte() % 2 == 0 {
+                usize::MAX
+            } else {
+                8 + input.below(9)
+            };
+            for (k, b) in piece.iter().enumerate() {
+                if k > 0 && k % per_line == 0 {
+                    out.extend_from_slice(b"\n ");
+                } else if k > 0 {
+                    out.push(sep);
+                }
+                let s = if upper {
+                    format!("{b:02X}")
+                } else {
+                    format!("{b:02x}")
+                };
+                out.extend_from_slice(s.as_bytes());
+            }
+        }
+        6 => {
+            // `\xNN` escapes (Python bytes, `printf %q` of binary, C strings).
+            for b in piece {
+                out.extend_from_slice(format!("\\x{b:02x}").as_bytes());
             }
         }
         3 => {
@@ -192,6 +223,22 @@ fn decodings(out: &[u8]) -> Vec<Vec<u8>> {
             }
             all.push(bytes);
         }
+    }
+    // Hex with separators, line breaks and `\x` between bytes skipped.
+    let mut k = 0;
+    hex_runs.push(Vec::new());
+    while k < out.len() {
+        let c = out[k];
+        if c.is_ascii_hexdigit() {
+            if let Some(run) = hex_runs.last_mut() {
+                run.push(c);
+            }
+        } else if c == b'\\' && out.get(k + 1) == Some(&b'x') {
+            k += 1;
+        } else if !matches!(c, b' ' | b':' | b',' | b'\n' | b'\r') {
+            hex_runs.push(Vec::new());
+        }
+        k += 1;
     }
     for run in hex_runs {
         for offset in 0..2.min(run.len()) {
@@ -293,15 +340,21 @@ pub fn case(data: &[u8]) -> (Vec<Vec<u8>>, Vec<u8>, Vec<usize>) {
     (secrets, text, sizes)
 }
 
-/// Runs one case; panics on a failure.
+/// Runs the case `data` stands for; panics on a failure.
 pub fn run(data: &[u8]) {
     let (secrets, text, sizes) = case(data);
-    let redactor = Arc::new(Redactor::new(&secrets).expect("secrets of accepted lengths"));
-    let whole = redactor.redact(&text);
+    check(&secrets, &text, &sizes);
+}
+
+/// Redacts `text` whole and streamed in chunks of `sizes`; panics unless both give the same
+/// output and no decoding of it holds a run of a secret.
+pub fn check(secrets: &[Vec<u8>], text: &[u8], sizes: &[usize]) {
+    let redactor = Arc::new(Redactor::new(secrets).expect("secrets of accepted lengths"));
+    let whole = redactor.redact(text);
     let mut stream = StreamRedactor::new(Arc::clone(&redactor));
     let mut out = Vec::new();
-    let mut rest = text.as_slice();
-    for size in sizes {
+    let mut rest = text;
+    for &size in sizes {
         stream.push(&rest[..size], &mut out);
         assert!(stream.pending_len() <= redactor.max_hold_back());
         rest = &rest[size..];
@@ -312,12 +365,12 @@ pub fn run(data: &[u8]) {
         "streamed output differs from whole-buffer output"
     );
     for (n, decoded) in decodings(&whole).iter().enumerate() {
-        for secret in &secrets {
+        for secret in secrets {
             assert!(
                 !has_run(decoded, secret),
                 "a run of a secret survives decoding {n}:\n  secret  {:?}\n  printed {:?}\n  masked  {:?}\n  decoded {:?}",
                 String::from_utf8_lossy(secret),
-                String::from_utf8_lossy(&text),
+                String::from_utf8_lossy(text),
                 String::from_utf8_lossy(&whole),
                 String::from_utf8_lossy(decoded)
             );
