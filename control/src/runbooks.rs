@@ -275,8 +275,7 @@ fn check_param(name: &str, p: &ParamSpec) -> Result<(), String> {
                 p.kind
             ));
         }
-        check_value(name, p, &default.to_string())
-            .map_err(|e| format!("{e} (its default)"))?;
+        check_value(name, p, &default.to_string()).map_err(|e| format!("{e} (its default)"))?;
     }
     Ok(())
 }
@@ -335,7 +334,11 @@ pub(crate) fn check_spec(spec: &RunbookSpec) -> Result<(), String> {
     if spec.timeout_secs == Some(0) {
         return Err("timeout_secs must be at least 1".into());
     }
-    if spec.description.chars().any(|c| c.is_control() && c != '\n') {
+    if spec
+        .description
+        .chars()
+        .any(|c| c.is_control() && c != '\n')
+    {
         return Err("description cannot contain control characters".into());
     }
     Ok(())
@@ -562,7 +565,8 @@ impl Control {
         }
         let mut seen = BTreeSet::new();
         for spec in &specs {
-            check_spec(spec).map_err(|e| Error::Invalid(format!("runbook {:?}: {e}", spec.name)))?;
+            check_spec(spec)
+                .map_err(|e| Error::Invalid(format!("runbook {:?}: {e}", spec.name)))?;
             if !seen.insert(spec.name.as_str()) {
                 return Err(Error::Invalid(format!(
                     "runbook {:?} is declared twice",
@@ -651,10 +655,7 @@ mod tests {
             description: String::new(),
             targets: vec!["db".into()],
             argv: argv.iter().map(|s| s.to_string()).collect(),
-            params: params
-                .into_iter()
-                .map(|(n, p)| (n.to_owned(), p))
-                .collect(),
+            params: params.into_iter().map(|(n, p)| (n.to_owned(), p)).collect(),
             secrets: Vec::new(),
             image: None,
             timeout_secs: None,
@@ -760,7 +761,18 @@ mod tests {
         for ok in ["0", "7", "-5", "100"] {
             assert_eq!(render(&rb, &call(&[("n", ok)])).unwrap()[1], ok);
         }
-        for bad in ["+7", "007", "-0", " 7", "7 ", "", "1e2", "0x10", "-", "99999999999999999999"] {
+        for bad in [
+            "+7",
+            "007",
+            "-0",
+            " 7",
+            "7 ",
+            "",
+            "1e2",
+            "0x10",
+            "-",
+            "99999999999999999999",
+        ] {
             let err = render(&rb, &call(&[("n", bad)])).unwrap_err();
             assert!(err.contains("canonical form"), "{bad}: {err}");
         }
@@ -770,7 +782,10 @@ mod tests {
 
     #[test]
     fn a_boolean_is_true_or_false() {
-        let rb = runbook(&["x", "--dry-run={d}"], vec![("d", param(ParamType::Boolean))]);
+        let rb = runbook(
+            &["x", "--dry-run={d}"],
+            vec![("d", param(ParamType::Boolean))],
+        );
         assert_eq!(
             render(&rb, &call(&[("d", "false")])).unwrap()[1],
             "--dry-run=false"

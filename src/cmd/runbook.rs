@@ -186,8 +186,9 @@ mod tests {
 
     #[test]
     fn a_misspelled_field_is_refused_naming_it() {
-        let err = parse("[[runbook]]\nname = \"a\"\ntargets = [\"t\"]\nargv = [\"x\"]\nparms = 1\n")
-            .unwrap_err();
+        let err =
+            parse("[[runbook]]\nname = \"a\"\ntargets = [\"t\"]\nargv = [\"x\"]\nparms = 1\n")
+                .unwrap_err();
         assert!(err.to_string().contains("parms"), "{err}");
     }
 

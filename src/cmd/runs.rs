@@ -63,7 +63,13 @@ pub async fn run(cmd: RunsCommand) -> Result<ExitCode> {
                     r.source.as_str().to_owned(),
                     r.submitter,
                     output::time(r.created_at_ms),
-                    shell::join(&r.argv),
+                    // A runbook run names its runbook before what it rendered.
+                    match (&r.runbook, r.runbook_version) {
+                        (Some(name), Some(v)) => {
+                            format!("[{} v{v}] {}", safe(name), shell::join(&r.argv))
+                        }
+                        _ => shell::join(&r.argv),
+                    },
                 ]);
             }
             t.print()?;
@@ -83,6 +89,9 @@ pub async fn run(cmd: RunsCommand) -> Result<ExitCode> {
             outln!("target:    {}", safe(&r.target))?;
             outln!("image:     {}", safe(&r.image))?;
             outln!("command:   {}", shell::join(&r.argv))?;
+            if let (Some(name), Some(v)) = (&r.runbook, r.runbook_version) {
+                outln!("runbook:   {} (version {v})", safe(name))?;
+            }
             outln!("secrets:   {}", safe(&r.secrets.join(", ")))?;
             outln!("status:    {}", r.status)?;
             outln!(
