@@ -795,3 +795,48 @@ async fn two_orgs_link_one_workspace_each_with_its_own_app_and_neither_learns_of
     let still = said(slash(&w.server, "U0ALICE", "help", NOWHERE).await);
     assert!(still.contains("/sealrun run"), "{still}");
 }
+
+#[tokio::test]
+async fn a_runbook_runs_from_slack_by_name_with_its_params_and_a_refused_value_names_the_rule() {
+    let w = World::in_process().await;
+    w.admin
+        .put(
+            "/v1/runbooks",
+            json!({"runbooks": [{
+                "name": "restart-api",
+                "targets": ["db"],
+                "argv": ["printf", "%s\n", "{service}"],
+                "params": {"service": {"type": "string", "pattern": "^[a-z][a-z0-9-]{0,30}$"}},
+            }]}),
+        )
+        .await
+        .ok();
+    link(&w.admin, "U0ALICE", "alice", "operator").await;
+    let text = said(slash(&w.server, "U0ALICE", "run restart-api service=web", NOWHERE).await);
+    assert!(
+        text.contains("Queued run `run_")
+            && text.contains("(runbook `restart-api` version 1)")
+            && text.contains("printf"),
+        "{text}"
+    );
+    let listed = runs(&w.admin).await.runs;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].argv, ["printf", "%s\n", "web"]);
+    assert_eq!(listed[0].runbook.as_deref(), Some("restart-api"));
+    assert_eq!(listed[0].source, RunSource::Slack);
+    // A value its rule refuses is answered with the rule, and nothing runs.
+    let text = said(
+        slash(
+            &w.server,
+            "U0ALICE",
+            "run restart-api 'service=web; rm -rf /'",
+            NOWHERE,
+        )
+        .await,
+    );
+    assert!(
+        text.contains("param service: 'web; rm -rf /' does not match ^[a-z][a-z0-9-]{0,30}$"),
+        "{text}"
+    );
+    assert_eq!(runs(&w.admin).await.runs.len(), 1);
+}

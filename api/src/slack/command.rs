@@ -162,7 +162,7 @@ fn parse_runbook(words: &[String], usage: &str) -> Result<Command, String> {
         }
         if w.starts_with('-') {
             return Err(format!(
-                "unknown option {w:?} (an ad-hoc command needs `--` before it); {usage}"
+                "unknown option {w:?} (to run a command, put `--` before the command); {usage}"
             ));
         }
         match w.split_once('=') {
@@ -173,7 +173,7 @@ fn parse_runbook(words: &[String], usage: &str) -> Result<Command, String> {
             }
             _ => {
                 return Err(format!(
-                    "{w:?} is not a name=value parameter (an ad-hoc command needs `--` before it); {usage}"
+                    "{w:?} is not a name=value parameter of a runbook (to run a command, put `--` before the command); {usage}"
                 ));
             }
         }
