@@ -357,7 +357,8 @@ pub enum TargetCommand {
     #[command(after_help = "\
 Examples:
   sealrun target create prod-db --image postgres:16 --network db-net --private-network dc1
-  sealrun target create tools --image busybox --allow-image 'registry.example.com/ops/*'")]
+  sealrun target create tools --image busybox --allow-image 'registry.example.com/ops/*'
+  sealrun target create vault-ops --image busybox --runbook-only-secret VAULT_ROOT_TOKEN")]
     Create(TargetCreateArgs),
     /// List targets
     #[command(after_help = "\
@@ -466,6 +467,13 @@ pub struct TargetCreateArgs {
     /// User to run as inside the container (default 65534:65534)
     #[arg(long)]
     pub user: Option<String>,
+    /// Allow only runbooks here: refuse ad-hoc commands (policy.ad_hoc = false)
+    #[arg(long)]
+    pub no_ad_hoc: bool,
+    /// A secret only runbooks may use: ad-hoc commands naming it are refused
+    /// (repeatable; policy.runbook_only_secrets)
+    #[arg(long = "runbook-only-secret", value_name = "NAME")]
+    pub runbook_only_secrets: Vec<String>,
     #[command(flatten)]
     pub client: ClientArgs,
 }

@@ -291,6 +291,9 @@ fn a_value_its_rule_refuses_is_refused_naming_the_parameter_and_the_rule() {
 
 #[test]
 fn runbook_list_and_show_tell_versions_apart_and_apply_says_what_changed() {
+    if !require_docker() {
+        return;
+    }
     let dev = DevProcess::start();
     let dir = tempfile::tempdir().unwrap();
     apply_runbooks(&dev.cli, dir.path(), ECHO_ARGS);
@@ -324,4 +327,41 @@ fn runbook_list_and_show_tell_versions_apart_and_apply_says_what_changed() {
         ),
         "{old}"
     );
+}
+
+#[test]
+fn target_create_declares_a_policy_and_target_show_shows_it() {
+    if !require_docker() {
+        return;
+    }
+    let dev = DevProcess::start();
+    let shown = dev.cli.ok(&["target", "show", "demo"]);
+    assert!(shown.contains("ad hoc:          allowed"), "{shown}");
+    assert!(!shown.contains("runbook-only:"), "{shown}");
+    dev.cli.ok(&[
+        "target",
+        "create",
+        "vault-ops",
+        "--image",
+        IMAGE,
+        "--no-ad-hoc",
+        "--runbook-only-secret",
+        "VAULT_ROOT_TOKEN",
+        "--runbook-only-secret",
+        "PGPASSWORD",
+    ]);
+    let shown = dev.cli.ok(&["target", "show", "vault-ops"]);
+    assert!(
+        shown.contains("ad hoc:          refused: only runbooks run here"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("runbook-only:    VAULT_ROOT_TOKEN, PGPASSWORD"),
+        "{shown}"
+    );
+    let out = dev
+        .cli
+        .output(&["run", "--target", "vault-ops", "--detach", "--", "true"]);
+    assert_eq!(code(&out), 125, "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("allows only runbooks"));
 }

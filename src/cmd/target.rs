@@ -7,7 +7,9 @@ use crate::output::{self, Table, outln, safe};
 use anyhow::{Context as _, Result, anyhow};
 use reqwest::Method;
 use sealrun_vault::KeyId;
-use sealrun_wire::admin::{RekeyRequest, Rekeyed, TargetList, TargetSpec, TargetSpecs, TargetView};
+use sealrun_wire::admin::{
+    RekeyRequest, Rekeyed, TargetList, TargetPolicy, TargetSpec, TargetSpecs, TargetView,
+};
 use sealrun_wire::agent::ResourceLimits;
 use serde::Deserialize;
 use std::path::Path;
@@ -74,6 +76,21 @@ pub async fn run(cmd: TargetCommand) -> Result<()> {
                 v.spec.limits.pids
             )?;
             outln!("timeout:         {}s", v.spec.timeout_secs)?;
+            let policy = &v.spec.policy;
+            outln!(
+                "ad hoc:          {}",
+                if policy.ad_hoc {
+                    "allowed"
+                } else {
+                    "refused: only runbooks run here"
+                }
+            )?;
+            if !policy.runbook_only_secrets.is_empty() {
+                outln!(
+                    "runbook-only:    {}",
+                    safe(&policy.runbook_only_secrets.join(", "))
+                )?;
+            }
             outln!(
                 "user:            {}",
                 safe(v.spec.user.as_deref().unwrap_or("65534:65534"))
@@ -177,7 +194,13 @@ async fn create(a: TargetCreateArgs) -> Result<()> {
             pids: a.pids,
         },
         timeout_secs: a.timeout,
-        policy: Default::default(),
+        // `create` replaces the whole spec: a policy it does not give is
+        // the default one (ad hoc allowed, no runbook-only secret).
+        policy: TargetPolicy {
+            ad_hoc: !a.no_ad_hoc,
+            runbook_only_secrets: a.runbook_only_secrets,
+            ..TargetPolicy::default()
+        },
         user: a.user,
     };
     let v: TargetView = client
