@@ -320,21 +320,26 @@ fn skip_right(
                             }
                             q < text.len() && at(k).is_some_and(|b| same(family, b, text[q]))
                         };
-                        // Digits that all spell the form's next characters are read as bytes
-                        // (an offset column spelling four or more of them is one chance in
-                        // 65,536); otherwise they are an offset column if the form goes on
-                        // after them. Reading them as an offset column when they are the
-                        // form's bytes would end the piece early, short of its run.
+                        // Digits that spell the form's next characters (four or more of
+                        // them, or all that is left of the form) are read as bytes: an offset
+                        // column spelling them is one chance in 65,536. Otherwise they are an
+                        // offset column if the form goes on after them. Reading the form's
+                        // own bytes as an offset column would end the piece short of its run.
                         let spelled = {
-                            let mut q = q;
-                            (digits_from..k).all(|d| {
+                            let (mut q, mut matched) = (q, 0u64);
+                            for d in digits_from..k {
                                 while q < text.len() && is_separator(text[q]) {
                                     q += 1;
                                 }
-                                let ok = q < text.len() && same(family, hay.byte(d), text[q]);
+                                if q == text.len() || !same(family, hay.byte(d), text[q]) {
+                                    break;
+                                }
                                 q += 1;
-                                ok
-                            })
+                                matched += 1;
+                            }
+                            matched == k - digits_from
+                                || matched >= 4
+                                || (matched > 0 && q == text.len())
                         };
                         if !spelled && goes_on(k + 1) {
                             k += 1;
