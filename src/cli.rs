@@ -117,6 +117,12 @@ Examples:
     /// Issue, list and revoke API tokens (admin)
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Create, list and disable users: the people tokens belong to (admin)
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Groups of users, for approval rules (admin)
+    #[command(subcommand)]
+    Group(GroupCommand),
     /// Manage agent pools and enrollment tokens (admin)
     #[command(subcommand, name = "agent-pool")]
     AgentPool(PoolCommand),
@@ -697,23 +703,46 @@ pub enum RoleArg {
     Auditor,
 }
 
+impl RoleArg {
+    /// The wire role.
+    pub fn role(self) -> sealrun_wire::admin::Role {
+        use sealrun_wire::admin::Role;
+        match self {
+            RoleArg::Admin => Role::Admin,
+            RoleArg::Operator => Role::Operator,
+            RoleArg::Auditor => Role::Auditor,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
-    /// Issue a token (its value is shown once)
+    /// Issue a token for a user (its value is shown once)
     #[command(after_help = "\
+A token belongs to a user and acts with the user's role. --user issues one
+for an existing user (sealrun user create); --role with --name is the short
+way: it creates user NAME with that role, or issues another token for NAME if
+it exists with that role (a user has one role: another is refused).
+
 Without --expires-in a token works until it is revoked. A revoked or expired
-token is refused at once, also by a log stream it is following.
+token is refused at once, also by a log stream it is following; disabling its
+user revokes it too.
 
 Examples:
-  sealrun token create --role operator --name alice
+  sealrun token create --role operator --name alice      # creates user alice
+  sealrun token create --user alice --name alice-laptop  # another token for alice
   sealrun token create --role auditor --name soc --expires-in 90d")]
     Create {
-        /// Role of the token
-        #[arg(long, value_enum)]
-        role: RoleArg,
-        /// Label (who it is for)
-        #[arg(long)]
-        name: String,
+        /// The user it is for (an existing user)
+        #[arg(long, conflicts_with = "role")]
+        user: Option<String>,
+        /// Without --user: the role of user --name (created if missing)
+        #[arg(long, value_enum, required_unless_present = "user")]
+        role: Option<RoleArg>,
+        /// Label (with --role: also the user's name; with --user: defaults
+        /// to the user's name)
+        #[arg(long, required_unless_present = "user")]
+        name: Option<String>,
         /// Stop working after this long (90s, 10m, 12h, 30d; at most 10 years)
         #[arg(long, value_parser = parse_duration_secs)]
         expires_in: Option<u64>,
@@ -897,6 +926,115 @@ pub fn parse_env_pair(s: &str) -> Result<(String, String), String> {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user (then issue it tokens with `token create --user`)
+    #[command(after_help = "\
+A user is a person (or a program) with one role; its tokens and the Slack
+users linked to it act with that role, and count as the same person for
+approvals.
+
+Examples:
+  sealrun user create dave --role operator
+  sealrun token create --user dave --name dave-laptop")]
+    Create {
+        /// Its name, unique in the org
+        name: String,
+        /// What its tokens may do
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List users: role, working tokens, disabled
+    #[command(after_help = "\
+Examples:
+  sealrun user list")]
+    List(ClientOnly),
+    /// Disable a user: all its tokens are revoked at once
+    #[command(after_help = "\
+Its tokens stop working at once, also for log streams they are following; a
+Slack user linked to it is refused like an unlinked one. It cannot be undone:
+create another user.
+
+Examples:
+  sealrun user disable dave")]
+    Disable {
+        /// The user's name
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// Create a group, optionally with members
+    #[command(after_help = "\
+Examples:
+  sealrun group create dba --member alice --member dave")]
+    Create {
+        /// Its name, unique in the org
+        name: String,
+        /// A user to put in it (repeat for more)
+        #[arg(long = "member", value_name = "USER")]
+        members: Vec<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List groups and their members
+    #[command(after_help = "\
+Examples:
+  sealrun group list")]
+    List(ClientOnly),
+    /// Show a group's members
+    #[command(after_help = "\
+Examples:
+  sealrun group show dba")]
+    Show {
+        /// The group's name
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Add users to a group
+    #[command(after_help = "\
+Examples:
+  sealrun group add dba soc")]
+    Add {
+        /// The group's name
+        name: String,
+        /// Users to add
+        #[arg(required = true)]
+        users: Vec<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Remove users from a group
+    #[command(after_help = "\
+Examples:
+  sealrun group remove dba soc dave")]
+    Remove {
+        /// The group's name
+        name: String,
+        /// Users to remove
+        #[arg(required = true)]
+        users: Vec<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Delete a group (its members stay users)
+    #[command(after_help = "\
+Examples:
+  sealrun group delete dba")]
+    Delete {
+        /// The group's name
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum SlackCommand {
     /// Link a Slack workspace, or replace its signing secret
     #[command(after_help = "\
@@ -919,12 +1057,16 @@ Examples:
 Examples:
   sealrun slack workspaces")]
     Workspaces(ClientOnly),
-    /// Let a Slack user use /sealrun as a named sealrun user with a role
+    /// Let a Slack user use /sealrun as a sealrun user
     #[command(after_help = "\
-operator and admin may run and cancel; auditor may only use status, logs and help.
+The Slack user acts as the sealrun user given with --as, with its role, and
+counts as the same person as its tokens (for approvals). operator and admin
+may run and cancel; auditor may only use status, logs and help. A link to a
+disabled user works no more. (--name with --role, as before users existed,
+links to user NAME, created with that role if it does not exist.)
 
 Examples:
-  sealrun slack link-user --team-id T0123ABCD --user U0456EFGH --name alice --role operator
+  sealrun slack link-user --team-id T0123ABCD --user U0456EFGH --as alice
   sealrun slack link-user --team-id T0123ABCD --user U0789IJKL --name soc --role auditor")]
     LinkUser {
         /// Slack team id
@@ -933,12 +1075,15 @@ Examples:
         /// Slack user id (U... or W...; Slack profile > ... > Copy member ID)
         #[arg(long)]
         user: String,
-        /// Who they are in sealrun (shown as the submitter of their runs)
-        #[arg(long)]
-        name: String,
-        /// What they may do from Slack
-        #[arg(long, value_enum)]
-        role: RoleArg,
+        /// The sealrun user they are
+        #[arg(long = "as", value_name = "USER", conflicts_with_all = ["name", "role"], required_unless_present_all = ["name", "role"])]
+        as_user: Option<String>,
+        /// Without --as: the sealrun user's name (created with --role if missing)
+        #[arg(long, requires = "role")]
+        name: Option<String>,
+        /// Without --as: that user's role
+        #[arg(long, value_enum, requires = "name")]
+        role: Option<RoleArg>,
         #[command(flatten)]
         client: ClientArgs,
     },

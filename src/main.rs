@@ -84,6 +84,8 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Runs(c) => cmd::runs::run(c).await,
         Command::Runbook(c) => ok(cmd::runbook::run(c).await),
         Command::Token(c) => ok(cmd::token::run(c).await),
+        Command::User(c) => ok(cmd::people::user(c).await),
+        Command::Group(c) => ok(cmd::people::group(c).await),
         Command::AgentPool(c) => ok(cmd::pool::run(c).await),
         Command::Agents(c) => ok(cmd::pool::run_agents(c).await),
         Command::Audit(c) => cmd::audit::run(c).await,

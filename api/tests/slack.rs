@@ -840,3 +840,112 @@ async fn a_runbook_runs_from_slack_by_name_with_its_params_and_a_refused_value_n
     );
     assert_eq!(runs(&w.admin).await.runs.len(), 1);
 }
+
+/// Links the workspace, and Slack user `slack_user` to sealrun user `user`.
+async fn link_as(admin: &Client, slack_user: &str, user: &str) -> Value {
+    admin
+        .put(
+            &format!("/v1/integrations/slack/workspaces/{TEAM}"),
+            json!({"signing_secret": SECRET}),
+        )
+        .await
+        .ok();
+    admin
+        .put(
+            &format!("/v1/integrations/slack/users/{TEAM}/{slack_user}"),
+            json!({"user": user}),
+        )
+        .await
+        .ok()
+        .json()
+}
+
+#[tokio::test]
+async fn a_slack_user_linked_to_a_user_acts_with_that_users_role() {
+    let w = World::in_process().await;
+    w.admin
+        .post("/v1/users", json!({"name": "dana", "role": "auditor"}))
+        .await
+        .ok();
+    let linked = link_as(&w.admin, "U0DANA", "dana").await;
+    assert_eq!(
+        (&linked["name"], &linked["role"]),
+        (&json!("dana"), &json!("auditor"))
+    );
+
+    let text = said(slash(&w.server, "U0DANA", "run db -- echo hi", NOWHERE).await);
+    assert!(text.contains("auditor"), "{text}");
+    assert!(runs(&w.admin).await.runs.is_empty());
+    // Positive control: linked to an operator, the same command runs.
+    w.admin
+        .post("/v1/users", json!({"name": "olga", "role": "operator"}))
+        .await
+        .ok();
+    link_as(&w.admin, "U0OLGA", "olga").await;
+    slash(&w.server, "U0OLGA", "run db -- echo hi", NOWHERE).await;
+    let listed = runs(&w.admin).await.runs;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].submitter, format!("slack:{TEAM}/U0OLGA (olga)"));
+}
+
+#[tokio::test]
+async fn linking_a_slack_user_to_an_unknown_user_is_a_404_naming_it() {
+    let w = World::in_process().await;
+    w.admin
+        .put(
+            &format!("/v1/integrations/slack/workspaces/{TEAM}"),
+            json!({"signing_secret": SECRET}),
+        )
+        .await
+        .ok();
+    let msg = w
+        .admin
+        .put(
+            &format!("/v1/integrations/slack/users/{TEAM}/U0GHOST"),
+            json!({"user": "ghost"}),
+        )
+        .await
+        .error(StatusCode::NOT_FOUND);
+    assert_eq!(msg, "no user named \"ghost\"");
+    let users: UserList = w
+        .admin
+        .get("/v1/integrations/slack/users")
+        .await
+        .ok()
+        .parse();
+    assert!(users.users.is_empty());
+}
+
+#[tokio::test]
+async fn a_slack_user_linked_to_a_disabled_user_is_refused_like_an_unlinked_one() {
+    let w = World::in_process().await;
+    w.admin
+        .post("/v1/users", json!({"name": "alice", "role": "operator"}))
+        .await
+        .ok();
+    link_as(&w.admin, "U0ALICE", "alice").await;
+    // Positive control: while alice is enabled, her Slack user runs.
+    slash(&w.server, "U0ALICE", "run db -- echo hi", NOWHERE).await;
+    assert_eq!(runs(&w.admin).await.runs.len(), 1);
+
+    w.admin
+        .post("/v1/users/alice/disable", json!({}))
+        .await
+        .ok();
+    let disabled = said(slash(&w.server, "U0ALICE", "run db -- echo hi", NOWHERE).await);
+    let unlinked = said(slash(&w.server, "U0NOBODY", "run db -- echo hi", NOWHERE).await);
+    assert!(disabled.contains("not linked"), "{disabled}");
+    assert_eq!(
+        disabled.replace("U0ALICE", "U"),
+        unlinked.replace("U0NOBODY", "U"),
+        "the same refusal"
+    );
+    assert_eq!(runs(&w.admin).await.runs.len(), 1, "nothing more ran");
+    let users: UserList = w
+        .admin
+        .get("/v1/integrations/slack/users")
+        .await
+        .ok()
+        .parse();
+    assert!(users.users[0].disabled, "the link is listed as disabled");
+}

@@ -3,6 +3,7 @@
 use crate::caller::{Principal, User};
 use crate::credentials::issue;
 use crate::error::{Error, Object};
+use crate::people::create_user_in;
 use crate::permissions::Action;
 use crate::queue;
 use crate::service::Control;
@@ -43,11 +44,13 @@ impl Principal {
                 org: u.org,
                 name: u.name,
                 role: u.role.as_str().to_owned(),
+                user: Some(u.user),
             }),
             Principal::Agent(a) => Ok(Whoami {
                 org: a.org,
                 name: a.name,
                 role: "agent".to_owned(),
+                user: None,
             }),
             Principal::Enroller(_) => Err(Error::Forbidden(
                 "enrollment tokens can only register agents".into(),
@@ -58,9 +61,27 @@ impl Principal {
 
 impl Control {
     /// Issues a user token; its value is in the answer and nowhere else.
+    ///
+    /// With `req.user`, for that existing user (it acts with the user's
+    /// role; `req.role`, if given, must be that role). Without, `req.name`
+    /// and `req.role` name the user: created if it does not exist, given
+    /// another token if it does with that role, refused if its role
+    /// differs (a user has one role).
     pub async fn create_token(&self, user: &User, req: TokenCreate) -> Result<TokenCreated, Error> {
         user.require(Action::ManageTokens)?;
-        names::label("token name", &req.name).map_err(invalid)?;
+        if !req.name.is_empty() {
+            names::label("token name", &req.name).map_err(invalid)?;
+        }
+        let owner = match (&req.user, req.role) {
+            (Some(owner), _) => owner.clone(),
+            (None, Some(_)) if !req.name.is_empty() => req.name.clone(),
+            (None, _) => {
+                return Err(Error::Invalid(
+                    "say whose token it is: user (an existing user), or name and role (user name is created with that role if it does not exist)".into(),
+                ));
+            }
+        };
+        names::label("user name", &owner).map_err(invalid)?;
         if req
             .expires_in_secs
             .is_some_and(|t| t == 0 || t > MAX_TOKEN_TTL_SECS)
@@ -72,27 +93,55 @@ impl Control {
         let user = user.clone();
         self.db
             .write(move |tx| {
-                let expires = req.expires_in_secs.map(|t| after_secs(now_ms(), t));
+                let now = now_ms();
+                let found = store::users::by_name(tx, user.org_id, &owner)?;
+                let (user_id, role) = match (found, req.role) {
+                    (Some(u), _) if u.disabled_ms.is_some() => {
+                        return Err(Error::Conflict(format!(
+                            "user {owner:?} is disabled: it gets no new tokens"
+                        )));
+                    }
+                    (Some(u), Some(role)) if u.role != role => {
+                        return Err(Error::Conflict(format!(
+                            "user {owner:?} has role {}, not {role}: a user has one role, and its tokens act with it",
+                            u.role
+                        )));
+                    }
+                    (Some(u), _) => (u.id, u.role),
+                    (None, Some(role)) if req.user.is_none() => {
+                        let id = create_user_in(tx, &user, &owner, role, now)?;
+                        (id, role)
+                    }
+                    (None, _) => return Err(Error::not_found(Object::User, owner)),
+                };
+                let label = if req.name.is_empty() {
+                    owner.clone()
+                } else {
+                    req.name
+                };
+                let expires = req.expires_in_secs.map(|t| after_secs(now, t));
                 let (new, at) = issue(
                     tx,
                     &TokenRecord {
                         org_id: user.org_id,
                         kind: TokenKind::User,
-                        name: &req.name,
-                        role: Some(req.role),
+                        name: &label,
+                        role: Some(role),
+                        user_id: Some(user_id),
                         pool_id: None,
                         agent_id: None,
                         expires_ms: expires,
                         max_uses: None,
                     },
                     &user.actor(),
-                    json!({"name": req.name, "role": req.role.as_str(), "expires_at_ms": expires}),
+                    json!({"name": label, "role": role.as_str(), "for_user": owner, "user": user.user, "expires_at_ms": expires}),
                 )?;
                 Ok(TokenCreated {
                     view: TokenView {
                         id: new.id.clone(),
-                        name: req.name,
-                        role: req.role,
+                        name: label,
+                        user: owner,
+                        role,
                         created_at_ms: at,
                         revoked_at_ms: None,
                         expires_at_ms: expires,
@@ -238,6 +287,7 @@ impl Control {
                         kind: TokenKind::Enrollment,
                         name: &format!("enrollment:{pool}"),
                         role: None,
+                        user_id: None,
                         pool_id: Some(pool_id),
                         agent_id: None,
                         expires_ms: Some(expires),

@@ -310,6 +310,7 @@ impl Control {
                         kind: TokenKind::Agent,
                         name: &req.name,
                         role: None,
+                        user_id: None,
                         pool_id: Some(enroller.pool_id),
                         agent_id: Some(&agent_id),
                         expires_ms: None,

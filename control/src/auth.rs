@@ -251,14 +251,25 @@ fn lookup(
     }
     let principal = match presented.kind {
         TokenKind::User => {
-            let Some(role) = row.role.as_deref().and_then(Role::parse) else {
-                return refuse("user token without a role");
+            let Some((user_id, user, role, disabled)) = row.user else {
+                return refuse("user token without a user");
+            };
+            // Disabling a user revokes its tokens too; this also stops one
+            // issued in a race with the disabling. Same refusal as a
+            // revoked token's.
+            if disabled.is_some() {
+                return refuse("disabled user");
+            }
+            let Some(role) = Role::parse(&role) else {
+                return refuse("user without a role");
             };
             Principal::User(User {
                 org_id,
                 org: row.org,
                 token_id: presented.id.to_owned(),
                 name: row.name,
+                user_id,
+                user,
                 role,
                 expires_at_ms: row.expires_ms,
                 verified_at: 0,

@@ -19,9 +19,14 @@ pub struct User {
     pub org: String,
     /// The id of the token presented.
     pub token_id: String,
-    /// The token's name.
+    /// The token's name (its label).
     pub name: String,
-    /// The token's role.
+    /// The id of the user the token belongs to: the person behind the
+    /// request, whichever of its tokens it presents.
+    pub user_id: i64,
+    /// That user's name.
+    pub user: String,
+    /// The user's role (its tokens act with it).
     pub role: Role,
     /// When the token expires (Unix milliseconds), if it does.
     pub expires_at_ms: Option<i64>,
@@ -147,6 +152,11 @@ pub struct Member {
     pub org_id: i64,
     /// The role its permissions come from.
     pub role: Role,
+    /// The sealrun user behind the request (a user token's user, or the
+    /// user a Slack user is linked to): who a person is for self-approval
+    /// and group rules, whichever token or Slack account they use. 0 only
+    /// for a Slack notice owed since before users existed.
+    pub user_id: i64,
     /// Shown as a run's `submitter`.
     pub name: String,
     /// Recorded as the audit trail's `actor`.
@@ -158,11 +168,19 @@ pub struct Member {
 }
 
 impl Member {
-    /// A Slack user linked to org `org_id` with `role`.
-    pub(crate) fn slack(org_id: i64, role: Role, name: String, actor: String) -> Member {
+    /// A Slack user linked to org `org_id` as user `user_id`, with that
+    /// user's `role`.
+    pub(crate) fn slack(
+        org_id: i64,
+        role: Role,
+        user_id: i64,
+        name: String,
+        actor: String,
+    ) -> Member {
         Member {
             org_id,
             role,
+            user_id,
             name,
             actor,
             source: RunSource::Slack,
@@ -190,7 +208,9 @@ impl From<&User> for Member {
         Member {
             org_id: user.org_id,
             role: user.role,
-            name: user.name.clone(),
+            user_id: user.user_id,
+            // The person, not the token's label: runs show who submitted.
+            name: user.user.clone(),
             actor: user.actor(),
             source: RunSource::Api,
         }

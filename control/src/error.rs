@@ -32,6 +32,10 @@ pub enum Object {
     SlackUser,
     /// A runbook, by name (and version).
     Runbook,
+    /// A user (a person), by name.
+    User,
+    /// A group of users, by name.
+    Group,
 }
 
 /// Why one domain operation failed. Messages are for a human, hold no
@@ -107,6 +111,8 @@ impl Error {
             Object::SlackWorkspace => format!("Slack team {name} is not linked to this org"),
             Object::SlackUser => format!("Slack user {name} is not linked to this org"),
             Object::Runbook => format!("no runbook named {name:?}"),
+            Object::User => format!("no user named {name:?}"),
+            Object::Group => format!("no group named {name:?}"),
         };
         Error::NotFound {
             object,

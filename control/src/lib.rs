@@ -35,7 +35,7 @@
 //!
 //! // An auditor may read runs but not submit them; the refusal is typed.
 //! let issued = control
-//!     .create_token(&admin, TokenCreate { name: "soc".into(), role: Role::Auditor, expires_in_secs: None })
+//!     .create_token(&admin, TokenCreate { name: "soc".into(), user: None, role: Some(Role::Auditor), expires_in_secs: None })
 //!     .await?;
 //! let auditor = control.authenticate(&issued.token, attempt).await?.into_user()?;
 //! let request = RunRequest {
@@ -84,6 +84,7 @@ mod error;
 mod leases;
 mod logs;
 mod orgs;
+mod people;
 pub mod permissions;
 mod queue;
 mod readiness;

@@ -16,6 +16,9 @@ use std::path::Path;
 /// Name of the pool every org starts with.
 pub(crate) const DEFAULT_POOL: &str = "default";
 
+/// Name of the user every org starts with (holding the first admin token).
+const FIRST_ADMIN: &str = "admin";
+
 /// Creates `dir` (and parents) readable by the owner only, if missing.
 pub(crate) fn ensure_data_dir(dir: &Path) -> Result<(), OpenError> {
     std::fs::DirBuilder::new()
@@ -65,6 +68,17 @@ fn seed_org(tx: &Tx<'_>, name: &str) -> Result<token::NewToken, crate::error::Er
     store::pools::insert(tx, org_id, DEFAULT_POOL, now)?;
     store::audit::append(tx, org_id, SYSTEM, "org.created", name, json!({}))?;
     store::audit::append(tx, org_id, SYSTEM, "pool.created", DEFAULT_POOL, json!({}))?;
+    // A new org has no user yet, so the name is free.
+    let user_id = store::users::insert(tx, org_id, FIRST_ADMIN, Role::Admin, now)?
+        .ok_or_else(|| crate::error::Error::Conflict("user admin already exists".into()))?;
+    store::audit::append(
+        tx,
+        org_id,
+        SYSTEM,
+        "user.created",
+        &format!("user:{FIRST_ADMIN}"),
+        json!({"role": "admin"}),
+    )?;
     let (admin, _) = issue(
         tx,
         &store::tokens::TokenRecord {
@@ -72,13 +86,14 @@ fn seed_org(tx: &Tx<'_>, name: &str) -> Result<token::NewToken, crate::error::Er
             kind: TokenKind::User,
             name: "initial admin",
             role: Some(Role::Admin),
+            user_id: Some(user_id),
             pool_id: None,
             agent_id: None,
             expires_ms: None,
             max_uses: None,
         },
         SYSTEM,
-        json!({"name": "initial admin", "role": "admin"}),
+        json!({"name": "initial admin", "role": "admin", "user": FIRST_ADMIN}),
     )?;
     Ok(admin)
 }

@@ -15,6 +15,8 @@ use sealrun_wire::admin::Role;
 pub enum Action {
     /// Issue, list and revoke user tokens.
     ManageTokens,
+    /// Create, list and disable users; create, change and delete groups.
+    ManageUsers,
     /// Create and list agent pools.
     ManagePools,
     /// Issue and list enrollment tokens.
@@ -72,6 +74,12 @@ pub const TABLE: &[Permission] = &[
         roles: ADMIN,
         verb: "manage tokens",
         surfaces: "`POST/GET /v1/tokens`, `DELETE /v1/tokens/{id}`",
+    },
+    Permission {
+        action: Action::ManageUsers,
+        roles: ADMIN,
+        verb: "manage users and groups",
+        surfaces: "`POST/GET /v1/users`, `POST /v1/users/{user}/disable`, `POST/GET /v1/groups`, `GET/DELETE /v1/groups/{group}`, `POST /v1/groups/{group}/add`, `POST /v1/groups/{group}/remove`",
     },
     Permission {
         action: Action::ManagePools,
@@ -228,6 +236,7 @@ mod tests {
         use Action::*;
         let all = [
             ManageTokens,
+            ManageUsers,
             ManagePools,
             EnrollAgents,
             ManageAgents,
@@ -246,9 +255,9 @@ mod tests {
         ];
         for a in all {
             match a {
-                ManageTokens | ManagePools | EnrollAgents | ManageAgents | ChangeTargets
-                | RekeyTargets | ReadTargets | ManageSecrets | SubmitRuns | CancelRuns
-                | ReadRuns | ReadLogs | ReadAudit | ManageSlack | ManageRunbooks
+                ManageTokens | ManageUsers | ManagePools | EnrollAgents | ManageAgents
+                | ChangeTargets | RekeyTargets | ReadTargets | ManageSecrets | SubmitRuns
+                | CancelRuns | ReadRuns | ReadLogs | ReadAudit | ManageSlack | ManageRunbooks
                 | ReadRunbooks => {}
             }
         }

@@ -6,6 +6,7 @@
 use crate::audit::Refused;
 use crate::caller::{Member, User};
 use crate::error::{Error, Object};
+use crate::people::create_user_in;
 use crate::permissions::Action;
 use crate::service::Control;
 use crate::slack_keys::Workspace;
@@ -183,8 +184,11 @@ impl Control {
             .await
     }
 
-    /// Links Slack user `user_id` of a linked workspace, or changes their
-    /// name or role.
+    /// Links Slack user `user_id` of a linked workspace to a sealrun user
+    /// (`link.user`; or, as before users existed, user `link.name` with
+    /// `link.role`, created if it does not exist), or moves the link to
+    /// another user. The Slack user acts with that user's role, as that
+    /// user.
     pub async fn link_slack_user(
         &self,
         user: &User,
@@ -195,7 +199,16 @@ impl Control {
         user.require(Action::ManageSlack)?;
         check_slack_id("team", &team_id)?;
         check_slack_id("user", &user_id)?;
-        names::label("name", &link.name).map_err(|e| Error::Invalid(e.to_string()))?;
+        let (account, legacy_role) = match (link.user, link.name, link.role) {
+            (Some(account), None, None) => (account, None),
+            (None, Some(name), Some(role)) => (name, Some(role)),
+            _ => {
+                return Err(Error::Invalid(
+                    "link the Slack user to a sealrun user: give user (or, as before, name and role)".into(),
+                ));
+            }
+        };
+        names::label("user name", &account).map_err(|e| Error::Invalid(e.to_string()))?;
         let user = user.clone();
         self.db
             .write(move |tx| {
@@ -203,29 +216,41 @@ impl Control {
                     return Err(not_linked(&team_id));
                 }
                 let now = now_ms();
-                store::slack::upsert_user(
-                    tx,
-                    &team_id,
-                    user.org_id,
-                    &user_id,
-                    &link.name,
-                    link.role,
-                    now,
-                )?;
+                let (sealrun_id, role) = match (
+                    store::users::by_name(tx, user.org_id, &account)?,
+                    legacy_role,
+                ) {
+                    (Some(u), _) if u.disabled_ms.is_some() => {
+                        return Err(Error::Conflict(format!(
+                            "user {account:?} is disabled: a Slack user linked to it could do nothing"
+                        )));
+                    }
+                    (Some(u), Some(role)) if u.role != role => {
+                        return Err(Error::Conflict(format!(
+                            "user {account:?} has role {}, not {role}: link the Slack user to it with user {account:?}",
+                            u.role
+                        )));
+                    }
+                    (Some(u), _) => (u.id, u.role),
+                    (None, Some(role)) => (create_user_in(tx, &user, &account, role, now)?, role),
+                    (None, None) => return Err(Error::not_found(Object::User, account)),
+                };
+                store::slack::upsert_user(tx, &team_id, user.org_id, &user_id, sealrun_id, now)?;
                 store::audit::append(
                     tx,
                     user.org_id,
                     &user.actor(),
                     "slack.user_linked",
                     &format!("slack:{team_id}/{user_id}"),
-                    json!({"name": link.name, "role": link.role.as_str()}),
+                    json!({"name": account, "role": role.as_str(), "user": user.user}),
                 )?;
                 Ok(UserView {
                     team_id,
                     user_id,
-                    name: link.name,
-                    role: link.role,
+                    name: account,
+                    role,
                     updated_at_ms: now,
+                    disabled: false,
                 })
             })
             .await
@@ -297,7 +322,8 @@ impl Control {
     }
 
     /// Slack user `user_id` of the verified `workspace` as a member of its
-    /// org, if linked: submitter `slack:<team>/<user> (<name>)`, audit actor
+    /// org, if linked to a user that is not disabled: that user (its id and
+    /// role), submitter `slack:<team>/<user> (<name>)`, audit actor
     /// `slack:<team>/<user>`.
     pub async fn slack_member(
         &self,
@@ -310,10 +336,11 @@ impl Control {
             .db
             .read(move |tx| store::slack::user(tx, &team, org, &user))
             .await?;
-        Ok(linked.map(|(name, role)| {
+        Ok(linked.map(|(id, name, role)| {
             Member::slack(
                 workspace.org_id,
                 role,
+                id,
                 format!("slack:{team_id}/{user_id} ({name})"),
                 format!("slack:{team_id}/{user_id}"),
             )
@@ -389,6 +416,7 @@ impl Control {
             run_id: run_id.to_owned(),
             org_id: who.org_id,
             role: who.role,
+            user_id: who.user_id,
             submitter: who.name.clone(),
             actor: who.actor.clone(),
             response_url: self.slack.seal_response_url(run_id, response_url)?,
@@ -415,7 +443,7 @@ impl Control {
                 Err(_) => continue,
             };
             owed.push(SlackNotice {
-                member: Member::slack(n.org_id, n.role, n.submitter, n.actor),
+                member: Member::slack(n.org_id, n.role, n.user_id, n.submitter, n.actor),
                 run_id: n.run_id,
                 response_url,
                 expires_at_ms: n.expires_ms,

@@ -108,7 +108,8 @@ async fn busy_world() -> World {
             &admin,
             TokenCreate {
                 name: "ops".into(),
-                role: Role::Operator,
+                user: None,
+                role: Some(Role::Operator),
                 expires_in_secs: None,
             },
         )

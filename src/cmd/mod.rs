@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod audit;
 pub mod dev;
+pub mod people;
 pub mod pool;
 pub mod run;
 pub mod runbook;

@@ -86,7 +86,7 @@ pub async fn login(a: LoginArgs) -> Result<()> {
     eprintln!(
         "logged in to org {} as {} ({}); saved as profile {name} in {}",
         safe(&me.org),
-        safe(&me.name),
+        safe(me.user.as_deref().unwrap_or(&me.name)),
         me.role,
         path.display()
     );
@@ -129,12 +129,11 @@ pub async fn whoami(a: ClientOnly) -> Result<()> {
         }
         return output::json(&value);
     }
-    outln!(
-        "org:  {}\nname: {}\nrole: {}",
-        safe(&me.org),
-        safe(&me.name),
-        me.role
-    )?;
+    outln!("org:  {}", safe(&me.org))?;
+    if let Some(user) = &me.user {
+        outln!("user: {}", safe(user))?;
+    }
+    outln!("name: {}\nrole: {}", safe(&me.name), me.role)?;
     outln!("url:  {}", client.connection().url)?;
     match profile {
         Some(name) => outln!("profile: {name}")?,

@@ -6,7 +6,6 @@ use crate::client::Client;
 use crate::output::{self, Table, safe};
 use anyhow::{Context as _, Result, bail};
 use reqwest::Method;
-use sealrun_wire::admin::Role;
 use sealrun_wire::slack::{
     UserLink, UserList, UserView, WorkspaceLink, WorkspaceList, WorkspaceView,
 };
@@ -68,17 +67,13 @@ pub async fn run(cmd: SlackCommand) -> Result<()> {
         SlackCommand::LinkUser {
             team_id,
             user,
+            as_user,
             name,
             role,
             client,
         } => {
             let json = client.json;
             let client = Client::from_args(&client)?;
-            let role = match role {
-                RoleArg::Admin => Role::Admin,
-                RoleArg::Operator => Role::Operator,
-                RoleArg::Auditor => Role::Auditor,
-            };
             let view: UserView = client
                 .put(
                     &format!(
@@ -86,7 +81,11 @@ pub async fn run(cmd: SlackCommand) -> Result<()> {
                         seg(&team_id),
                         seg(&user)
                     ),
-                    &UserLink { name, role },
+                    &UserLink {
+                        user: as_user,
+                        name,
+                        role: role.map(RoleArg::role),
+                    },
                 )
                 .await?;
             if json {
@@ -107,7 +106,7 @@ pub async fn run(cmd: SlackCommand) -> Result<()> {
             if a.client.json {
                 return output::json(&list);
             }
-            let mut t = Table::new(&["TEAM", "USER", "NAME", "ROLE", "UPDATED"]);
+            let mut t = Table::new(&["TEAM", "USER", "NAME", "ROLE", "UPDATED", "DISABLED"]);
             for u in list.users {
                 t.row(vec![
                     u.team_id,
@@ -115,6 +114,7 @@ pub async fn run(cmd: SlackCommand) -> Result<()> {
                     u.name,
                     u.role.to_string(),
                     output::time(u.updated_at_ms),
+                    if u.disabled { "yes" } else { "-" }.to_owned(),
                 ]);
             }
             t.print()

@@ -6,11 +6,12 @@ use crate::client::Client;
 use crate::output::{self, Table, outln, safe};
 use anyhow::Result;
 use reqwest::Method;
-use sealrun_wire::admin::{Role, TokenCreate, TokenCreated, TokenList};
+use sealrun_wire::admin::{TokenCreate, TokenCreated, TokenList};
 
 pub async fn run(cmd: TokenCommand) -> Result<()> {
     match cmd {
         TokenCommand::Create {
+            user,
             role,
             name,
             expires_in,
@@ -18,17 +19,13 @@ pub async fn run(cmd: TokenCommand) -> Result<()> {
         } => {
             let json = client.json;
             let client = Client::from_args(&client)?;
-            let role = match role {
-                RoleArg::Admin => Role::Admin,
-                RoleArg::Operator => Role::Operator,
-                RoleArg::Auditor => Role::Auditor,
-            };
             let created: TokenCreated = client
                 .post(
                     "/v1/tokens",
                     &TokenCreate {
-                        name,
-                        role,
+                        name: name.unwrap_or_default(),
+                        user,
+                        role: role.map(RoleArg::role),
                         expires_in_secs: expires_in,
                     },
                 )
@@ -42,9 +39,10 @@ pub async fn run(cmd: TokenCommand) -> Result<()> {
                 .map(|at| format!(", valid until {}", output::time(at)))
                 .unwrap_or_default();
             eprintln!(
-                "token {} ({}, role {}{until}) created; it is shown only this once:",
+                "token {} ({}, user {}, role {}{until}) created; it is shown only this once:",
                 created.view.id,
                 safe(&created.view.name),
+                safe(&created.view.user),
                 created.view.role
             );
             outln!("{}", created.token)?;
@@ -56,11 +54,14 @@ pub async fn run(cmd: TokenCommand) -> Result<()> {
             if a.client.json {
                 return output::json(&list);
             }
-            let mut t = Table::new(&["ID", "NAME", "ROLE", "CREATED", "EXPIRES", "REVOKED"]);
+            let mut t = Table::new(&[
+                "ID", "NAME", "USER", "ROLE", "CREATED", "EXPIRES", "REVOKED",
+            ]);
             for v in list.tokens {
                 t.row(vec![
                     v.id,
                     v.name,
+                    v.user,
                     v.role.to_string(),
                     output::time(v.created_at_ms),
                     output::opt_time(v.expires_at_ms),

@@ -50,16 +50,28 @@ pub struct Whoami {
     pub name: String,
     /// `admin`, `operator`, `auditor` or `agent`.
     pub role: String,
+    /// The user the token belongs to (absent for agents).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
 }
 
 /// `POST /v1/tokens`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenCreate {
-    /// A label for the token (e.g. the person it belongs to).
+    /// A label for the token (e.g. the machine it lives on); empty or
+    /// absent: the user's name.
+    #[serde(default)]
     pub name: String,
-    /// Its role.
-    pub role: Role,
+    /// The user it belongs to (who must exist); it acts with the user's
+    /// role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Without `user`: the role of user `name`, which is created with it
+    /// if it does not exist (and refused if it exists with another role).
+    /// With `user`: if given, it must be that user's role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
     /// Seconds until the token stops working; absent: it works until
     /// revoked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -73,7 +85,10 @@ pub struct TokenView {
     pub id: String,
     /// Label.
     pub name: String,
-    /// Role.
+    /// The user it belongs to.
+    #[serde(default)]
+    pub user: String,
+    /// Role (its user's).
     pub role: Role,
     /// Unix milliseconds.
     pub created_at_ms: i64,

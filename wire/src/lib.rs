@@ -39,6 +39,7 @@ pub mod error;
 pub mod image;
 pub mod log;
 pub mod names;
+pub mod people;
 pub mod run;
 pub mod runbook;
 pub mod shell;

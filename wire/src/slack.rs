@@ -3,8 +3,9 @@
 //!
 //! A workspace is linked with its app's signing secret, which the control
 //! plane needs in clear to check request signatures: it keeps it sealed at
-//! rest and never returns it. Users are linked one by one, each with a
-//! role; an unlinked Slack user can do nothing.
+//! rest and never returns it. Users are linked one by one, each to a
+//! sealrun user (whose role they act with); an unlinked Slack user, or one
+//! linked to a disabled user, can do nothing.
 
 use crate::admin::Role;
 use serde::{Deserialize, Serialize};
@@ -54,15 +55,24 @@ pub struct WorkspaceList {
 }
 
 /// `PUT /v1/integrations/slack/users/{team_id}/{user_id}`: links a Slack
-/// user to a sealrun identity with a role.
+/// user to a sealrun user, whose role it acts with (`operator` or `admin`
+/// may run and cancel; `auditor` may only read status and logs).
+///
+/// Either `user` (an existing user), or, as before users existed, `name`
+/// and `role`: user `name` is created with `role` if it does not exist,
+/// and refused if it exists with another role.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserLink {
-    /// Who the Slack user is in sealrun (shown in runs they submit).
-    pub name: String,
-    /// What they may do from Slack: `operator` or `admin` may run and
-    /// cancel; `auditor` may only read status and logs.
-    pub role: Role,
+    /// The sealrun user the Slack user is (shown in runs they submit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Without `user`: the user's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Without `user`: the user's role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
 }
 
 /// A linked Slack user.
@@ -72,10 +82,13 @@ pub struct UserView {
     pub team_id: String,
     /// Slack user id (`U...` or `W...`).
     pub user_id: String,
-    /// Their sealrun name.
+    /// The sealrun user they are linked to.
     pub name: String,
-    /// Their role.
+    /// That user's role.
     pub role: Role,
+    /// Whether that user is disabled (the link then works no more).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disabled: bool,
     /// Unix milliseconds the link was made or last changed.
     pub updated_at_ms: i64,
 }

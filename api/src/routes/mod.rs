@@ -6,6 +6,7 @@ mod agent;
 mod audit;
 mod ops;
 mod runbooks;
+mod people;
 mod runs;
 mod targets;
 
@@ -35,6 +36,21 @@ pub(crate) fn router(state: AppState) -> Result<Router, Error> {
             "/v1/tokens/{id}",
             axum::routing::delete(admin::revoke_token),
         )
+        .route(
+            "/v1/users",
+            post(people::create_user).get(people::list_users),
+        )
+        .route("/v1/users/{name}/disable", post(people::disable_user))
+        .route(
+            "/v1/groups",
+            post(people::create_group).get(people::list_groups),
+        )
+        .route(
+            "/v1/groups/{name}",
+            get(people::get_group).delete(people::delete_group),
+        )
+        .route("/v1/groups/{name}/add", post(people::add_members))
+        .route("/v1/groups/{name}/remove", post(people::remove_members))
         .route("/v1/pools", post(admin::create_pool).get(admin::list_pools))
         .route(
             "/v1/pools/{pool}/enrollment-tokens",

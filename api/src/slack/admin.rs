@@ -58,7 +58,7 @@ pub(crate) async fn delete_workspace(
 }
 
 /// `PUT /v1/integrations/slack/users/{team_id}/{user_id}` (admin): links a
-/// Slack user of a linked workspace, or changes their name or role.
+/// Slack user of a linked workspace to a sealrun user, or moves the link.
 pub(crate) async fn put_user(
     State(state): State<SlackState>,
     Caller(user): Caller<User>,

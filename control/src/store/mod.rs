@@ -20,6 +20,9 @@ mod db;
 mod schema;
 mod tx;
 
+#[cfg(test)]
+mod migration_tests;
+
 pub(crate) mod agents;
 pub(crate) mod audit;
 pub(crate) mod health;
@@ -32,6 +35,7 @@ pub(crate) mod secrets;
 pub(crate) mod slack;
 pub(crate) mod targets;
 pub(crate) mod tokens;
+pub(crate) mod users;
 
 pub use db::{DB_FILE, MAX_READERS};
 pub(crate) use db::{Db, Standalone, now_ms};

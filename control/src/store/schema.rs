@@ -8,7 +8,7 @@ use rusqlite::Connection;
 use std::path::Path;
 
 /// Migration `i` brings the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     // 1: everything.
     r#"
 CREATE TABLE orgs (
@@ -320,6 +320,101 @@ CREATE TABLE runbooks (
 ) WITHOUT ROWID;
 ALTER TABLE runs ADD COLUMN runbook TEXT;
 ALTER TABLE runs ADD COLUMN runbook_version INTEGER;
+"#,
+    // 11: people (issue 15). Tokens belong to users (a user has one role;
+    // its tokens act with it, and disabling it stops them all); groups of
+    // users; Slack users link to a user instead of carrying a name and a
+    // role of their own.
+    //
+    // Existing credentials become users: one per (org, label, role) among
+    // the user tokens and the Slack links, named after the label, so two
+    // tokens with the same label and role become one user with two tokens.
+    // The same label with another role is another person as far as we can
+    // tell: the one seen later gets a suffix (`name-2`, `name-3`, ...; or,
+    // should a label already be spelt that way, `name-2-<its first token
+    // or Slack id>`), since a user has one role and names are unique.
+    r#"
+CREATE TABLE users (
+    id           INTEGER PRIMARY KEY,
+    org_id       INTEGER NOT NULL REFERENCES orgs(id),
+    name         TEXT NOT NULL,
+    role         TEXT NOT NULL CHECK (role IN ('admin', 'operator', 'auditor')),
+    disabled_ms  INTEGER,
+    created_ms   INTEGER NOT NULL,
+    UNIQUE (org_id, name)
+);
+-- NULL for enrollment and agent tokens.
+ALTER TABLE tokens ADD COLUMN user_id INTEGER REFERENCES users(id);
+CREATE INDEX tokens_by_user ON tokens (user_id) WHERE user_id IS NOT NULL;
+
+CREATE TABLE groups (
+    id          INTEGER PRIMARY KEY,
+    org_id      INTEGER NOT NULL REFERENCES orgs(id),
+    name        TEXT NOT NULL,
+    created_ms  INTEGER NOT NULL,
+    UNIQUE (org_id, name)
+);
+CREATE TABLE group_members (
+    group_id  INTEGER NOT NULL REFERENCES groups(id) ON DELETE CASCADE,
+    user_id   INTEGER NOT NULL REFERENCES users(id),
+    PRIMARY KEY (group_id, user_id)
+) WITHOUT ROWID;
+CREATE INDEX group_members_by_user ON group_members (user_id);
+
+CREATE TEMP TABLE people_11 AS
+WITH seen AS (
+    SELECT org_id, name, role, MIN(created_ms) AS since, MIN(id) AS first_id
+        FROM tokens WHERE kind = 'user' AND role IS NOT NULL GROUP BY org_id, name, role
+    UNION ALL
+    SELECT org_id, name, role, MIN(updated_ms), MIN(team_id || '/' || user_id)
+        FROM slack_users GROUP BY org_id, name, role
+), who AS (
+    SELECT org_id, name, role, MIN(since) AS since, MIN(first_id) AS first_id
+        FROM seen GROUP BY org_id, name, role
+), ranked AS (
+    SELECT who.*, ROW_NUMBER() OVER (PARTITION BY org_id, name ORDER BY since, role) AS k
+        FROM who
+)
+SELECT org_id, name AS label, role, since,
+    CASE
+        WHEN k = 1 THEN name
+        WHEN NOT EXISTS (SELECT 1 FROM who o WHERE o.org_id = ranked.org_id
+                         AND o.name = ranked.name || '-' || k) THEN name || '-' || k
+        ELSE name || '-' || k || '-' || first_id
+    END AS user_name
+FROM ranked;
+
+INSERT INTO users (org_id, name, role, created_ms)
+    SELECT org_id, user_name, role, since FROM people_11;
+UPDATE tokens SET user_id = (
+    SELECT u.id FROM people_11 p JOIN users u ON u.org_id = p.org_id AND u.name = p.user_name
+    WHERE p.org_id = tokens.org_id AND p.label = tokens.name AND p.role = tokens.role
+) WHERE kind = 'user';
+
+CREATE TABLE slack_users_new (
+    team_id          TEXT NOT NULL,
+    org_id           INTEGER NOT NULL,
+    user_id          TEXT NOT NULL,                      -- Slack's (U... or W...)
+    sealrun_user_id  INTEGER NOT NULL REFERENCES users(id),
+    updated_ms       INTEGER NOT NULL,
+    PRIMARY KEY (team_id, org_id, user_id),
+    FOREIGN KEY (team_id, org_id) REFERENCES slack_workspaces (team_id, org_id)
+        ON DELETE CASCADE
+) WITHOUT ROWID;
+INSERT INTO slack_users_new (team_id, org_id, user_id, sealrun_user_id, updated_ms)
+    SELECT s.team_id, s.org_id, s.user_id, u.id, s.updated_ms
+    FROM slack_users s
+    JOIN people_11 p ON p.org_id = s.org_id AND p.label = s.name AND p.role = s.role
+    JOIN users u ON u.org_id = p.org_id AND u.name = p.user_name;
+DROP TABLE slack_users;
+ALTER TABLE slack_users_new RENAME TO slack_users;
+CREATE INDEX slack_users_by_org ON slack_users (org_id);
+CREATE INDEX slack_users_by_user ON slack_users (sealrun_user_id);
+
+-- Who submitted a run owed to Slack (NULL for notices owed before).
+ALTER TABLE slack_notices ADD COLUMN user_id INTEGER;
+
+DROP TABLE people_11;
 "#,
 ];
 

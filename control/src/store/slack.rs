@@ -121,32 +121,33 @@ pub(crate) fn delete_workspace(tx: &Tx<'_>, team_id: &str, org_id: i64) -> Resul
         > 0)
 }
 
-/// Links (or re-links) user `user_id` of the org's workspace `team_id`.
+/// Links (or re-links) Slack user `user_id` of the org's workspace
+/// `team_id` to sealrun user `sealrun_user_id`.
 pub(crate) fn upsert_user(
     tx: &Tx<'_>,
     team_id: &str,
     org_id: i64,
     user_id: &str,
-    name: &str,
-    role: Role,
+    sealrun_user_id: i64,
     now: i64,
 ) -> Result<(), Error> {
     tx.conn
         .prepare_cached(
-            "INSERT INTO slack_users (team_id, org_id, user_id, name, role, updated_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+            "INSERT INTO slack_users (team_id, org_id, user_id, sealrun_user_id, updated_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (team_id, org_id, user_id) DO UPDATE SET
-                name = excluded.name, role = excluded.role, updated_ms = excluded.updated_ms",
+                sealrun_user_id = excluded.sealrun_user_id, updated_ms = excluded.updated_ms",
         )?
-        .execute(params![team_id, org_id, user_id, name, role.as_str(), now])?;
+        .execute(params![team_id, org_id, user_id, sealrun_user_id, now])?;
     Ok(())
 }
 
-/// The users linked in the org's workspaces.
+/// The users linked in the org's workspaces, with the sealrun user each is.
 pub(crate) fn list_users(tx: &Tx<'_>, org_id: i64) -> Result<Vec<UserView>, Error> {
     let mut stmt = tx.conn.prepare_cached(
-        "SELECT team_id, user_id, name, role, updated_ms FROM slack_users
-         WHERE org_id = ?1 ORDER BY team_id, user_id",
+        "SELECT s.team_id, s.user_id, u.name, u.role, s.updated_ms, u.disabled_ms IS NOT NULL
+         FROM slack_users s JOIN users u ON u.id = s.sealrun_user_id
+         WHERE s.org_id = ?1 ORDER BY s.team_id, s.user_id",
     )?;
     let rows = stmt.query_map([org_id], |r| {
         let role: String = r.get(3)?;
@@ -157,6 +158,7 @@ pub(crate) fn list_users(tx: &Tx<'_>, org_id: i64) -> Result<Vec<UserView>, Erro
             // The column's CHECK admits only valid roles.
             role: Role::parse(&role).unwrap_or(Role::Auditor),
             updated_at_ms: r.get(4)?,
+            disabled: r.get(5)?,
         })
     })?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
@@ -179,22 +181,25 @@ pub(crate) fn delete_user(
         > 0)
 }
 
-/// User `user_id` of workspace `team_id` as org `org_id` linked them: name
-/// and role, if linked.
+/// The sealrun user Slack user `user_id` of workspace `team_id` is linked
+/// to in org `org_id`, if linked and that user is not disabled.
 pub(crate) fn user(
     tx: &Tx<'_>,
     team_id: &str,
     org_id: i64,
     user_id: &str,
-) -> Result<Option<(String, Role)>, Error> {
-    let row: Option<(String, String)> = tx
+) -> Result<Option<(i64, String, Role)>, Error> {
+    let row: Option<(i64, String, String)> = tx
         .conn
         .prepare_cached(
-            "SELECT name, role FROM slack_users WHERE team_id = ?1 AND org_id = ?2 AND user_id = ?3",
+            "SELECT u.id, u.name, u.role FROM slack_users s JOIN users u ON u.id = s.sealrun_user_id
+             WHERE s.team_id = ?1 AND s.org_id = ?2 AND s.user_id = ?3 AND u.disabled_ms IS NULL",
         )?
-        .query_row(params![team_id, org_id, user_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row(params![team_id, org_id, user_id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
         .optional()?;
-    Ok(row.and_then(|(name, role)| Role::parse(&role).map(|role| (name, role))))
+    Ok(row.and_then(|(id, name, role)| Role::parse(&role).map(|role| (id, name, role))))
 }
 
 /// Records a verified request's signature `mac`, kept until `expires_ms`
@@ -225,6 +230,8 @@ pub(crate) struct Notice {
     pub(crate) run_id: String,
     pub(crate) org_id: i64,
     pub(crate) role: Role,
+    /// The submitter's sealrun user (0: owed since before users existed).
+    pub(crate) user_id: i64,
     pub(crate) submitter: String,
     pub(crate) actor: String,
     pub(crate) response_url: SealedSecret,
@@ -236,8 +243,8 @@ pub(crate) fn insert_notice(tx: &Tx<'_>, notice: &Notice) -> Result<(), Error> {
     tx.conn
         .prepare_cached(
             "INSERT OR REPLACE INTO slack_notices
-             (run_id, org_id, role, submitter, actor, response_url, expires_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+             (run_id, org_id, role, submitter, actor, response_url, expires_ms, user_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )?
         .execute(params![
             notice.run_id,
@@ -246,7 +253,8 @@ pub(crate) fn insert_notice(tx: &Tx<'_>, notice: &Notice) -> Result<(), Error> {
             notice.submitter,
             notice.actor,
             serde_json::to_string(&notice.response_url)?,
-            notice.expires_ms
+            notice.expires_ms,
+            notice.user_id
         ])?;
     Ok(())
 }
@@ -258,7 +266,8 @@ pub(crate) fn pending_notices(tx: &Tx<'_>, now: i64) -> Result<Vec<Notice>, Erro
         .prepare_cached("DELETE FROM slack_notices WHERE expires_ms <= ?1")?
         .execute([now])?;
     let mut stmt = tx.conn.prepare_cached(
-        "SELECT run_id, org_id, role, submitter, actor, response_url, expires_ms
+        "SELECT run_id, org_id, role, submitter, actor, response_url, expires_ms,
+                COALESCE(user_id, 0)
          FROM slack_notices ORDER BY expires_ms, run_id",
     )?;
     let rows = stmt.query_map([], |r| {
@@ -270,11 +279,12 @@ pub(crate) fn pending_notices(tx: &Tx<'_>, now: i64) -> Result<Vec<Notice>, Erro
             r.get::<_, String>(4)?,
             r.get::<_, String>(5)?,
             r.get::<_, i64>(6)?,
+            r.get::<_, i64>(7)?,
         ))
     })?;
     let mut notices = Vec::new();
     for row in rows {
-        let (run_id, org_id, role, submitter, actor, url, expires_ms) = row?;
+        let (run_id, org_id, role, submitter, actor, url, expires_ms, user_id) = row?;
         // The column's CHECK admits only valid roles.
         let Some(role) = Role::parse(&role) else {
             continue;
@@ -283,6 +293,7 @@ pub(crate) fn pending_notices(tx: &Tx<'_>, now: i64) -> Result<Vec<Notice>, Erro
             run_id,
             org_id,
             role,
+            user_id,
             submitter,
             actor,
             response_url: serde_json::from_str(&url)?,

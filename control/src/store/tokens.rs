@@ -14,6 +14,8 @@ pub(crate) struct TokenRecord<'a> {
     pub(crate) kind: TokenKind,
     pub(crate) name: &'a str,
     pub(crate) role: Option<Role>,
+    /// User tokens: the user they belong to.
+    pub(crate) user_id: Option<i64>,
     pub(crate) pool_id: Option<i64>,
     pub(crate) agent_id: Option<&'a str>,
     pub(crate) expires_ms: Option<i64>,
@@ -25,8 +27,8 @@ pub(crate) struct TokenRecord<'a> {
 pub(crate) fn insert(tx: &Tx<'_>, new: &NewToken, rec: &TokenRecord<'_>) -> Result<i64, Error> {
     let now = now_ms();
     tx.conn.prepare_cached(
-        "INSERT INTO tokens (id, org_id, kind, role, name, secret_sha256, pool_id, agent_id, created_ms, expires_ms, max_uses)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        "INSERT INTO tokens (id, org_id, kind, role, name, secret_sha256, pool_id, agent_id, created_ms, expires_ms, max_uses, user_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )?
     .execute(params![
         new.id,
@@ -39,7 +41,8 @@ pub(crate) fn insert(tx: &Tx<'_>, new: &NewToken, rec: &TokenRecord<'_>) -> Resu
         rec.agent_id,
         now,
         rec.expires_ms,
-        rec.max_uses
+        rec.max_uses,
+        rec.user_id
     ])?;
     Ok(now)
 }
@@ -48,9 +51,10 @@ pub(crate) fn insert(tx: &Tx<'_>, new: &NewToken, rec: &TokenRecord<'_>) -> Resu
 #[derive(Debug)]
 pub(crate) struct Credential {
     pub(crate) kind: String,
-    pub(crate) role: Option<String>,
     pub(crate) name: String,
     pub(crate) secret_sha256: Vec<u8>,
+    /// User tokens: the user's id, name, role and when it was disabled.
+    pub(crate) user: Option<(i64, String, String, Option<i64>)>,
     pub(crate) org_id: i64,
     pub(crate) org: String,
     pub(crate) pool_id: Option<i64>,
@@ -67,14 +71,20 @@ pub(crate) fn credential(tx: &Tx<'_>, id: &str) -> Result<Option<Credential>, Er
     Ok(tx
         .conn
         .prepare_cached(
-            "SELECT t.kind, t.role, t.name, t.secret_sha256, t.org_id, o.name, t.pool_id,
-                    t.agent_id, t.expires_ms, t.revoked_ms, t.max_uses, t.uses
-             FROM tokens t JOIN orgs o ON o.id = t.org_id WHERE t.id = ?1",
+            "SELECT t.kind, u.role, t.name, t.secret_sha256, t.org_id, o.name, t.pool_id,
+                    t.agent_id, t.expires_ms, t.revoked_ms, t.max_uses, t.uses,
+                    u.id, u.name, u.disabled_ms
+             FROM tokens t JOIN orgs o ON o.id = t.org_id
+             LEFT JOIN users u ON u.id = t.user_id WHERE t.id = ?1",
         )?
         .query_row([id], |r| {
+            let user = match (r.get::<_, Option<i64>>(12)?, r.get(13)?, r.get(1)?) {
+                (Some(id), Some(name), Some(role)) => Some((id, name, role, r.get(14)?)),
+                _ => None,
+            };
             Ok(Credential {
                 kind: r.get(0)?,
-                role: r.get(1)?,
+                user,
                 name: r.get(2)?,
                 secret_sha256: r.get(3)?,
                 org_id: r.get(4)?,
@@ -93,14 +103,17 @@ pub(crate) fn credential(tx: &Tx<'_>, id: &str) -> Result<Option<Credential>, Er
 /// The org's user tokens, newest first.
 pub(crate) fn list_users(tx: &Tx<'_>, org_id: i64) -> Result<Vec<TokenView>, Error> {
     let mut stmt = tx.conn.prepare_cached(
-        "SELECT id, name, role, created_ms, revoked_ms, expires_ms FROM tokens
-         WHERE org_id = ?1 AND kind = 'user' ORDER BY created_ms DESC, id",
+        "SELECT t.id, t.name, COALESCE(u.role, t.role), t.created_ms, t.revoked_ms, t.expires_ms,
+                COALESCE(u.name, '')
+         FROM tokens t LEFT JOIN users u ON u.id = t.user_id
+         WHERE t.org_id = ?1 AND t.kind = 'user' ORDER BY t.created_ms DESC, t.id",
     )?;
     let rows = stmt.query_map([org_id], |r| {
         let role: String = r.get(2)?;
         Ok(TokenView {
             id: r.get(0)?,
             name: r.get(1)?,
+            user: r.get(6)?,
             role: Role::parse(&role).unwrap_or(Role::Auditor),
             created_at_ms: r.get(3)?,
             revoked_at_ms: r.get(4)?,
@@ -124,7 +137,9 @@ pub(crate) fn revocable(tx: &Tx<'_>, org_id: i64, id: &str) -> Result<Option<Rev
     Ok(tx
         .conn
         .prepare_cached(
-            "SELECT kind, role, name, revoked_ms FROM tokens WHERE org_id = ?1 AND id = ?2",
+            "SELECT t.kind, COALESCE(u.role, t.role), t.name, t.revoked_ms
+             FROM tokens t LEFT JOIN users u ON u.id = t.user_id
+             WHERE t.org_id = ?1 AND t.id = ?2",
         )?
         .query_row(params![org_id, id], |r| {
             Ok(Revocable {
@@ -137,13 +152,14 @@ pub(crate) fn revocable(tx: &Tx<'_>, org_id: i64, id: &str) -> Result<Option<Rev
         .optional()?)
 }
 
-/// How many unrevoked admin tokens the org has.
+/// How many unrevoked tokens of enabled admin users the org has.
 pub(crate) fn active_admins(tx: &Tx<'_>, org_id: i64) -> Result<i64, Error> {
     Ok(tx
         .conn
         .prepare_cached(
-            "SELECT COUNT(*) FROM tokens WHERE org_id = ?1 AND kind = 'user'
-             AND role = 'admin' AND revoked_ms IS NULL",
+            "SELECT COUNT(*) FROM tokens t JOIN users u ON u.id = t.user_id
+             WHERE t.org_id = ?1 AND t.kind = 'user' AND u.role = 'admin'
+             AND u.disabled_ms IS NULL AND t.revoked_ms IS NULL",
         )?
         .query_row([org_id], |r| r.get(0))?)
 }
@@ -156,15 +172,28 @@ pub(crate) fn revoke(tx: &Tx<'_>, id: &str, now: i64) -> Result<(), Error> {
     Ok(())
 }
 
-/// Whether token `id` is unrevoked and unexpired at `now`.
+/// Whether token `id` is unrevoked and unexpired at `now`, and its user
+/// (if it has one) not disabled.
 pub(crate) fn active(tx: &Tx<'_>, id: &str, now: i64) -> Result<bool, Error> {
     Ok(tx
         .conn
         .prepare_cached(
-            "SELECT 1 FROM tokens WHERE id = ?1 AND revoked_ms IS NULL
-             AND (expires_ms IS NULL OR expires_ms > ?2)",
+            "SELECT 1 FROM tokens t LEFT JOIN users u ON u.id = t.user_id
+             WHERE t.id = ?1 AND t.revoked_ms IS NULL
+             AND (t.expires_ms IS NULL OR t.expires_ms > ?2) AND u.disabled_ms IS NULL",
         )?
         .exists(params![id, now])?)
+}
+
+/// Marks every unrevoked token of user `user_id` revoked; returns how
+/// many.
+pub(crate) fn revoke_user(tx: &Tx<'_>, user_id: i64, now: i64) -> Result<usize, Error> {
+    Ok(tx
+        .conn
+        .prepare_cached(
+            "UPDATE tokens SET revoked_ms = ?2 WHERE user_id = ?1 AND revoked_ms IS NULL",
+        )?
+        .execute(params![user_id, now])?)
 }
 
 /// Marks every unrevoked token of agent `agent_id` revoked.
