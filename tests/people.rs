@@ -124,3 +124,47 @@ async fn an_operator_cannot_create_users_and_is_told_why_in_one_line() {
     assert!(!users.contains("eve"), "{users}");
     admin.ok(&["user", "create", "eve", "--role", "admin"]);
 }
+
+#[tokio::test]
+async fn a_slack_user_is_linked_to_a_sealrun_user_with_as_and_listed_with_its_role() {
+    let server = InProcessServer::start_with(quick_settings()).await;
+    let admin = server.cli(server.admin_token());
+    admin.ok(&["user", "create", "alice", "--role", "auditor"]);
+    let out = admin.output_with_stdin(
+        &["slack", "link-workspace", "--team-id", "T0PEOPLE"],
+        b"0123456789abcdef0123456789abcdef",
+    );
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+
+    admin.ok(&[
+        "slack",
+        "link-user",
+        "--team-id",
+        "T0PEOPLE",
+        "--user",
+        "U0ALICE",
+        "--as",
+        "alice",
+    ]);
+    let users = admin.json(&["slack", "users"]);
+    let linked = &users["users"][0];
+    assert_eq!(
+        (&linked["user_id"], &linked["name"], &linked["role"]),
+        (
+            &serde_json::json!("U0ALICE"),
+            &serde_json::json!("alice"),
+            &serde_json::json!("auditor")
+        )
+    );
+    let unknown = admin.output(&[
+        "slack",
+        "link-user",
+        "--team-id",
+        "T0PEOPLE",
+        "--user",
+        "U0BOB",
+        "--as",
+        "bob",
+    ]);
+    assert_one_line_error(&unknown, "no user named \"bob\"");
+}

@@ -263,3 +263,33 @@ async fn agent_and_enrollment_tokens_belong_to_no_user() {
     assert!(principal.into_enroller().is_ok());
     control.close();
 }
+
+#[tokio::test]
+async fn a_suffix_that_is_already_a_label_gets_the_first_token_id_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(super::DB_FILE);
+    let conn = database_at(&path, people_migration());
+    conn.execute(
+        "INSERT INTO orgs (id, name, created_ms) VALUES (1, 'acme', 1)",
+        [],
+    )
+    .unwrap();
+    let admin = old_user_token(&conn, 1, "root", "admin", 1);
+    let bob = old_user_token(&conn, 1, "bob", "operator", 10);
+    let other_bob = old_user_token(&conn, 1, "bob", "auditor", 20);
+    let bob_2 = old_user_token(&conn, 1, "bob-2", "operator", 30);
+    drop(conn);
+    let control = open(dir.path());
+
+    let (bob_id, bob_user, _) = who(&control, &bob.value).await;
+    let (_, bob_2_user, _) = who(&control, &bob_2.value).await;
+    let (other_id, other_user, other_role) = who(&control, &other_bob.value).await;
+    assert_eq!(bob_user, "bob");
+    assert_eq!(bob_2_user, "bob-2", "a label keeps its name");
+    assert_eq!(other_user, format!("bob-2-{}", other_bob.id));
+    assert_eq!(other_role, Role::Auditor);
+    assert_ne!(other_id, bob_id);
+    let (_, root, _) = who(&control, &admin.value).await;
+    assert_eq!(root, "root");
+    control.close();
+}
