@@ -403,3 +403,31 @@ async fn users_are_listed_with_role_working_tokens_and_whether_disabled() {
         ]
     );
 }
+
+#[tokio::test]
+async fn issuing_and_revoking_a_token_are_audited_with_its_user_and_the_acting_user() {
+    let s = InProcessServer::start().await;
+    let admin = s.admin();
+    create_user(&admin, "alice", "operator").await;
+    let created: TokenCreated = admin
+        .post("/v1/tokens", json!({"user": "alice", "name": "laptop"}))
+        .await
+        .ok()
+        .parse();
+    admin
+        .delete(&format!("/v1/tokens/{}", created.view.id))
+        .await
+        .ok();
+    let subject = format!("token:{}", created.view.id);
+    let audited = audit_actions(&admin).await;
+    for action in ["token.issued", "token.revoked"] {
+        let (_, _, detail) = audited
+            .iter()
+            .find(|(a, s, _)| a == action && *s == subject)
+            .unwrap_or_else(|| panic!("{action} is audited"));
+        assert!(
+            detail.contains(r#""for_user":"alice""#) && detail.contains(r#""user":"admin""#),
+            "{action}: {detail}"
+        );
+    }
+}

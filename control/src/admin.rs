@@ -197,7 +197,7 @@ impl Control {
                         &user.actor(),
                         "token.revoked",
                         &format!("token:{id}"),
-                        json!({"kind": token.kind, "name": token.name}),
+                        json!({"kind": token.kind, "name": token.name, "for_user": token.user, "user": user.user}),
                     )?;
                     Ok(())
                 },

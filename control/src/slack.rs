@@ -289,7 +289,7 @@ impl Control {
                     &user.actor(),
                     "slack.user_unlinked",
                     &format!("slack:{team_id}/{user_id}"),
-                    json!({}),
+                    json!({"user": user.user}),
                 )?;
                 Ok(())
             })

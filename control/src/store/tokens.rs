@@ -130,6 +130,8 @@ pub(crate) struct Revocable {
     pub(crate) role: Option<String>,
     pub(crate) name: String,
     pub(crate) revoked_ms: Option<i64>,
+    /// User tokens: the name of the user it belongs to.
+    pub(crate) user: Option<String>,
 }
 
 /// The org's token `id`.
@@ -137,7 +139,7 @@ pub(crate) fn revocable(tx: &Tx<'_>, org_id: i64, id: &str) -> Result<Option<Rev
     Ok(tx
         .conn
         .prepare_cached(
-            "SELECT t.kind, COALESCE(u.role, t.role), t.name, t.revoked_ms
+            "SELECT t.kind, COALESCE(u.role, t.role), t.name, t.revoked_ms, u.name
              FROM tokens t LEFT JOIN users u ON u.id = t.user_id
              WHERE t.org_id = ?1 AND t.id = ?2",
         )?
@@ -147,6 +149,7 @@ pub(crate) fn revocable(tx: &Tx<'_>, org_id: i64, id: &str) -> Result<Option<Rev
                 role: r.get(1)?,
                 name: r.get(2)?,
                 revoked_ms: r.get(3)?,
+                user: r.get(4)?,
             })
         })
         .optional()?)
