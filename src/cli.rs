@@ -589,6 +589,7 @@ secrets it injects, and optionally an image and a timeout. A runbook whose
 spec changed gets a new version; an unchanged one keeps its version.
 
 Examples:
+  sealrun target apply -f examples/targets.toml     # their targets first (prod-db, k8s-prod)
   sealrun runbook apply -f examples/runbooks.toml
   sealrun run --runbook restart-api --param service=web --detach")]
     Apply {
