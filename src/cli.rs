@@ -111,6 +111,9 @@ Examples:
     /// List, inspect, follow and cancel runs
     #[command(subcommand)]
     Runs(RunsCommand),
+    /// List, show, approve and reject runs waiting for approval (four eyes)
+    #[command(subcommand)]
+    Approvals(ApprovalsCommand),
     /// Declare, list and show runbooks: named command templates with typed parameters
     #[command(subcommand)]
     Runbook(RunbookCommand),
@@ -155,7 +158,8 @@ Exit status:
   0-255  the command's own exit code
   124    the run timed out (as timeout(1))
   125    sealrun could not run it (the request was refused, the image could
-         not be pulled, the agent failed, ...)
+         not be pulled, the agent failed, ...), or it needed approval and was
+         rejected (the reason is printed) or not approved in time
   126    the command could not be executed (not executable), as in a shell
   127    the command was not found in the image, as in a shell
   75     the run was lost: its agent vanished and it may or may not have run
@@ -184,6 +188,13 @@ rather than left to act on part of it (exit 125). A terminal or /dev/null
 stdin, --no-stdin and --detach give the command an empty stdin. Use
 --no-stdin in a `while read` loop, which would otherwise feed the loop's input
 to the first run.
+
+When the target's policy demands approval, the run waits as
+pending_approval and sealrun says so (\"run X is waiting for approval (0 of 2
+from group dba)\") and keeps following: once enough other people approve it
+(`sealrun approvals approve X`) it is queued and streams as usual. Ctrl-C
+withdraws it. --break-glass \"reason\" skips approval if the policy lets your
+role (audited as run.break_glass, flagged for review).
 
 When no connected agent serves the target, sealrun says so at once; the run
 then waits in the queue for an agent (--wait-for-agent, the default) until it
@@ -571,6 +582,10 @@ pub struct RunArgs {
     /// when stdin is a terminal or /dev/null, and with --detach)
     #[arg(long)]
     pub no_stdin: bool,
+    /// Skip the approval the target's policy demands, saying why (only roles
+    /// the policy's break_glass_roles lists; loudly audited, flagged for review)
+    #[arg(long, value_name = "REASON")]
+    pub break_glass: Option<String>,
     /// The command and its arguments (run directly, not through a shell)
     #[arg(last = true, required_unless_present = "runbook", num_args = 1..)]
     pub argv: Vec<String>,
@@ -692,6 +707,77 @@ Examples:
     Cancel {
         /// Run id
         id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApprovalsCommand {
+    /// List approval requests (default: those waiting)
+    #[command(after_help = "\
+Examples:
+  sealrun approvals list
+  sealrun approvals list --status rejected
+  sealrun approvals list --break-glass     # runs that skipped approval, to review")]
+    List {
+        /// Only requests whose run is in this status (default pending_approval)
+        #[arg(long)]
+        status: Option<String>,
+        /// Runs whose submitter skipped approval by break-glass instead
+        #[arg(long)]
+        break_glass: bool,
+        /// How many
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show the full spec a request asks to approve, its digest, who approved
+    #[command(after_help = "\
+Environment values are shown (they are not secrets); secrets by name only.
+The digest is SHA-256 over the whole spec; approving sends it back, so an
+approval never applies to another spec.
+
+Examples:
+  sealrun target apply -f examples/targets.toml   # prod-db: ad-hoc runs need 2 approvals from dba
+  id=$(sealrun run --target prod-db --detach -- psql -c 'select 1')
+  sealrun approvals show \"$id\"
+  sealrun approvals show \"$id\" --json")]
+    Show {
+        /// Run id
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Approve a run (never your own): binds the digest of the spec shown
+    #[command(after_help = "\
+Fetches the request, checks that its digest is the digest of the spec it
+shows, and approves exactly that digest: a run whose spec is not that one is
+refused (409). Each person counts once, whichever token they use.
+
+Examples:
+  sealrun approvals list                          # what waits, and from whom
+  sealrun approvals approve run_0123456789abcdef --comment \"checked with Bob\"")]
+    Approve {
+        /// Run id
+        id: String,
+        /// A note for the audit trail
+        #[arg(long)]
+        comment: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Reject a run (it never runs), saying why
+    #[command(after_help = "\
+Examples:
+  sealrun approvals reject run_0123456789abcdef --reason \"use the migrate runbook\"")]
+    Reject {
+        /// Run id
+        id: String,
+        /// Why (mandatory; the submitter sees it)
+        #[arg(long)]
+        reason: String,
         #[command(flatten)]
         client: ClientArgs,
     },

@@ -82,6 +82,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Secret(c) => ok(cmd::secret::run(c).await),
         Command::Run(a) => cmd::run::run(a).await,
         Command::Runs(c) => cmd::runs::run(c).await,
+        Command::Approvals(c) => ok(cmd::approvals::run(c).await),
         Command::Runbook(c) => ok(cmd::runbook::run(c).await),
         Command::Token(c) => ok(cmd::token::run(c).await),
         Command::User(c) => ok(cmd::people::user(c).await),

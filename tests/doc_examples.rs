@@ -121,6 +121,16 @@ const EXEMPT: &[(&str, &str, &str)] = &[
         "a PostgreSQL target served by an agent in its network",
     ),
     (
+        "sealrun approvals approve --help",
+        "sealrun approvals approve run_",
+        "needs a run waiting for approval and a second person its rule names (README's Approvals section runs it)",
+    ),
+    (
+        "sealrun approvals reject --help",
+        "sealrun approvals reject run_",
+        "needs a run waiting for approval and a second person its rule names (README's Approvals section runs it)",
+    ),
+    (
         "sealrun agents revoke --help",
         "sealrun agents revoke ",
         "the dev has one agent, and `sealrun dev` stops when it is revoked",

@@ -65,7 +65,8 @@ pub struct Gauges {
 
 impl Control {
     /// Turns runs whose lease lapsed into `lost`, and runs queued past the
-    /// queue TTL into `expired`, every `lease_sweep_interval`, until
+    /// queue TTL or waiting for approval past their request's expiry into
+    /// `expired`, every `lease_sweep_interval`, until
     /// shutdown starts. Leases are judged only while the control plane has
     /// been able to hear from agents for a whole lease: not in the first
     /// lease after it starts, after it stalled for longer than a heartbeat
@@ -103,7 +104,8 @@ impl Control {
                     } else {
                         Vec::new()
                     };
-                    let expired = queue::expire_queued(tx, now, queue_ttl)?;
+                    let mut expired = queue::expire_queued(tx, now, queue_ttl)?;
+                    expired.extend(crate::approval::expire_pending(tx, now)?);
                     Ok((lost, expired))
                 })
                 .await;
@@ -114,7 +116,7 @@ impl Control {
                         self.watchers.touch(run);
                     }
                     for run in &expired {
-                        tracing::warn!(run = %run, "no agent took it in time: run expired");
+                        tracing::warn!(run = %run, "no agent took it (or no one approved it) in time: run expired");
                         self.watchers.touch(run);
                     }
                 }

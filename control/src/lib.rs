@@ -47,6 +47,7 @@
 //!     image: None,
 //!     require_agent: false,
 //!     stdin: false,
+//!     break_glass: None,
 //!     runbook: None,
 //! };
 //! let refused = control.submit_run(&Member::from(&auditor), request.clone()).await;
@@ -75,6 +76,8 @@
 
 mod admin;
 mod agents;
+mod approval;
+mod approvals;
 mod audit;
 mod auth;
 mod caller;
@@ -101,6 +104,7 @@ mod targets;
 mod token;
 
 pub use agents::Dispatched;
+pub use approvals::ApprovalFilter;
 pub use audit::AuditScope;
 pub use auth::Attempt;
 pub use caller::{Agent, Enroller, Member, Principal, User};

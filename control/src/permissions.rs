@@ -43,6 +43,10 @@ pub enum Action {
     ReadAudit,
     /// Link and unlink Slack workspaces and users.
     ManageSlack,
+    /// Approve or reject runs waiting for approval (never one's own).
+    ApproveRuns,
+    /// Read approval requests: the full spec of a run waiting for approval.
+    ReadApprovals,
     /// Declare and change runbooks (a change is a new version).
     ManageRunbooks,
     /// Read runbooks and their versions.
@@ -160,6 +164,18 @@ pub const TABLE: &[Permission] = &[
         surfaces: "`GET /v1/integrations/slack/workspaces`, `PUT/DELETE /v1/integrations/slack/workspaces/{team_id}`, `GET /v1/integrations/slack/users`, `PUT/DELETE /v1/integrations/slack/users/{team_id}/{user_id}`",
     },
     Permission {
+        action: Action::ApproveRuns,
+        roles: ADMIN_OPERATOR,
+        verb: "approve runs",
+        surfaces: "`POST /v1/approvals/{run_id}/approve`, `POST /v1/approvals/{run_id}/reject`",
+    },
+    Permission {
+        action: Action::ReadApprovals,
+        roles: EVERY_ROLE,
+        verb: "read approval requests",
+        surfaces: "`GET /v1/approvals`, `GET /v1/approvals/{run_id}`",
+    },
+    Permission {
         action: Action::ManageRunbooks,
         roles: ADMIN,
         verb: "manage runbooks",
@@ -250,6 +266,8 @@ mod tests {
             ReadLogs,
             ReadAudit,
             ManageSlack,
+            ApproveRuns,
+            ReadApprovals,
             ManageRunbooks,
             ReadRunbooks,
         ];
@@ -258,7 +276,7 @@ mod tests {
                 ManageTokens | ManageUsers | ManagePools | EnrollAgents | ManageAgents
                 | ChangeTargets | RekeyTargets | ReadTargets | ManageSecrets | SubmitRuns
                 | CancelRuns | ReadRuns | ReadLogs | ReadAudit | ManageSlack | ManageRunbooks
-                | ReadRunbooks => {}
+                | ReadRunbooks | ApproveRuns | ReadApprovals => {}
             }
         }
         all.to_vec()
@@ -290,7 +308,7 @@ mod tests {
         for p in TABLE {
             let writes = !matches!(
                 p.action,
-                Action::ReadRuns | Action::ReadLogs | Action::ReadAudit
+                Action::ReadRuns | Action::ReadLogs | Action::ReadAudit | Action::ReadApprovals
             );
             assert_eq!(
                 p.action.allows(Role::Auditor),

@@ -1,6 +1,7 @@
 //! The run queue and each run's state machine.
 //!
 //! ```text
+//! pending_approval ──approved──> queued (see `crate::approval`: also rejected, expired, canceled)
 //! queued ──claim──> running ──finish──> succeeded | failed | timed_out | canceled | error
 //!   │                  ├──lease lapses / agent reconnects / revoked──> lost
 //!   │                  └──cancel──> (flag; the agent finishes it as canceled)
@@ -21,6 +22,7 @@ use crate::settings::millis;
 use crate::store::{self, Tx, now_ms};
 use sealrun_wire::admin::TargetSpec;
 use sealrun_wire::agent::{AssignedSecret, Assignment, FinishRequest};
+use sealrun_wire::approval::{RunSpec, RunbookRef};
 use sealrun_wire::names;
 use sealrun_wire::run::{RunRequest, RunSource, RunStatus, RunView};
 use serde_json::json;
@@ -54,6 +56,9 @@ pub(crate) struct Submitted {
     pub(crate) served: bool,
     pub(crate) created_ms: i64,
     pub(crate) replayed: bool,
+    /// `queued`, or `pending_approval` (with how far its approval is).
+    pub(crate) status: RunStatus,
+    pub(crate) approval: Option<sealrun_wire::run::ApprovalProgress>,
 }
 
 /// Who submits a run.
@@ -65,6 +70,10 @@ pub(crate) struct Submitter<'a> {
     pub(crate) actor: &'a str,
     /// Where the run comes from (from the member, never the request).
     pub(crate) source: RunSource,
+    /// The user behind it (part of its spec digest; never its approver).
+    pub(crate) user_id: i64,
+    /// Their role (for break-glass).
+    pub(crate) role: sealrun_wire::admin::Role,
 }
 
 /// A run may name only an image its target allows (`sealrun_wire::image`):
@@ -194,6 +203,8 @@ pub(crate) fn submit(
     key: Option<&str>,
     connected_since: i64,
 ) -> Result<Submitted, Error> {
+    // The request as sent: a runbook run is rendered into a new request.
+    let break_glass = req.break_glass.as_deref();
     let keyed = match key {
         Some(key) => {
             check_key(key)?;
@@ -209,12 +220,17 @@ pub(crate) fn submit(
                     first.run_id
                 )));
             }
+            let status = store::runs::status(tx, who.org_id, &first.run_id)?
+                .and_then(|s| RunStatus::parse(&s))
+                .unwrap_or(RunStatus::Queued);
             return Ok(Submitted {
                 served: store::agents::serving(tx, first.target_id, connected_since)? > 0,
+                approval: crate::approval::progress(tx, who.org_id, &first.run_id)?,
                 id: first.run_id,
                 target_id: first.target_id,
                 created_ms: first.created_ms,
                 replayed: true,
+                status,
             });
         }
     }
@@ -300,12 +316,42 @@ pub(crate) fn submit(
             "params": req.runbook.as_ref().map(|c| &c.params),
         }),
     )?;
+    let admitted = crate::approval::admit(
+        tx,
+        crate::approval::Submission {
+            org_id: who.org_id,
+            run_id: &id,
+            spec: RunSpec {
+                org: String::new(),
+                target: req.target.clone(),
+                argv: req.argv.clone(),
+                env: req.env.clone(),
+                secrets: req.secrets.clone(),
+                image: image.clone(),
+                timeout_secs: timeout,
+                runbook: rendered.as_ref().map(|r| RunbookRef {
+                    name: r.name.clone(),
+                    version: r.version,
+                }),
+                submitter_user_id: who.user_id,
+                stdin: req.stdin,
+            },
+            target_rule: spec.policy.approval.as_ref(),
+            runbook_rule: rendered.as_ref().and_then(|r| r.approval.as_ref()),
+            role: who.role,
+            actor: who.actor,
+            break_glass,
+            now,
+        },
+    )?;
     Ok(Submitted {
         id,
         target_id,
         served,
         created_ms: now,
         replayed: false,
+        status: admitted.status,
+        approval: admitted.approval,
     })
 }
 
@@ -454,7 +500,8 @@ pub(crate) enum Canceled {
     Requested,
 }
 
-/// Cancels a run of the org: at once if queued, through its agent if running.
+/// Cancels a run of the org: at once if queued or waiting for approval,
+/// through its agent if running.
 pub(crate) fn cancel(
     tx: &Tx<'_>,
     org_id: i64,
@@ -463,7 +510,7 @@ pub(crate) fn cancel(
 ) -> Result<Canceled, Error> {
     let status = store::runs::status(tx, org_id, run_id)?.ok_or_else(|| no_such_run(run_id))?;
     match RunStatus::parse(&status) {
-        Some(RunStatus::Queued) => {
+        Some(was @ (RunStatus::Queued | RunStatus::PendingApproval)) => {
             store::runs::cancel_queued(tx, run_id, now_ms())?;
             store::audit::append(
                 tx,
@@ -471,7 +518,7 @@ pub(crate) fn cancel(
                 actor,
                 "run.canceled",
                 run_id,
-                json!({"was": "queued"}),
+                json!({"was": was.as_str()}),
             )?;
             Ok(Canceled::Now)
         }
@@ -605,7 +652,8 @@ pub(crate) fn expire_leases(tx: &Tx<'_>, now: i64) -> Result<Vec<String>, Error>
     Ok(lost.into_iter().map(|(id, _, _)| id).collect())
 }
 
-/// Marks every run still queued `ttl_ms` after it was submitted as
+/// Marks every run still queued `ttl` after it entered the queue (its
+/// submission, or its approval) as
 /// `expired` (it never ran, and never will); returns their ids.
 pub(crate) fn expire_queued(
     tx: &Tx<'_>,
@@ -613,7 +661,7 @@ pub(crate) fn expire_queued(
     ttl: std::time::Duration,
 ) -> Result<Vec<String>, Error> {
     let error = format!(
-        "expired: no agent took it within {}s of its submission",
+        "expired: no agent took it within {}s of entering the queue",
         ttl.as_secs()
     );
     let created_before = now.saturating_sub(millis(ttl));

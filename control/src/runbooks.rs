@@ -428,6 +428,8 @@ pub(crate) struct Rendered {
     pub(crate) request: RunRequest,
     pub(crate) name: String,
     pub(crate) version: u64,
+    /// The runbook's own approval rule, if it has one.
+    pub(crate) approval: Option<sealrun_wire::approval::ApprovalRule>,
 }
 
 /// Resolves a request that calls a runbook: the latest version of the
@@ -500,6 +502,7 @@ pub(crate) fn resolve(
             stdin: false,
             ..req.clone()
         },
+        approval: spec.approval.clone(),
         name: spec.name,
         version: view.version,
     })
@@ -507,6 +510,10 @@ pub(crate) fn resolve(
 
 /// Stores `spec` as a new version if it differs from the latest one.
 fn apply_one(tx: &Tx<'_>, user: &User, spec: RunbookSpec) -> Result<RunbookApplied, Error> {
+    if let Some(rule) = &spec.approval {
+        crate::approval::check_rule(rule)
+            .map_err(|e| Error::Invalid(format!("runbook {}: {e}", spec.name)))?;
+    }
     for name in &spec.targets {
         let (_, target) = store::targets::spec_by_name(tx, user.org_id, name)?
             .ok_or_else(|| Error::Invalid(format!("target {name} does not exist")))?;
@@ -659,6 +666,7 @@ mod tests {
             secrets: Vec::new(),
             image: None,
             timeout_secs: None,
+            approval: None,
         }
     }
 

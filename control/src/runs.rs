@@ -9,7 +9,7 @@ use crate::queue::{self, Canceled, Submitter};
 use crate::service::Control;
 use crate::settings::millis;
 use crate::store::{self, now_ms};
-use sealrun_wire::run::{RunRequest, RunStatus, RunView};
+use sealrun_wire::run::{ApprovalProgress, RunRequest, RunStatus, RunView};
 use std::sync::Arc;
 
 const DEFAULT_LIST: u32 = 50;
@@ -47,11 +47,17 @@ pub struct Submitted {
     /// Whether a connected agent serves its target now; when not, it waits
     /// for one until `expires_at_ms`.
     pub served: bool,
-    /// Unix milliseconds after which it expires if still queued.
+    /// Unix milliseconds after which it expires if still queued (or, while
+    /// it waits for approval, if still not approved).
     pub expires_at_ms: i64,
     /// `true` if an earlier submission with the same idempotency key queued
     /// it and this one queued nothing.
     pub replayed: bool,
+    /// `queued`, or `pending_approval` when its target's rule demands
+    /// approval first.
+    pub status: RunStatus,
+    /// How far its approval is, while it waits for one.
+    pub approval: Option<ApprovalProgress>,
 }
 
 impl Control {
@@ -90,21 +96,33 @@ impl Control {
                         name: &who.name,
                         actor: &who.actor,
                         source: who.source,
+                        user_id: who.user_id,
+                        role: who.role,
                     };
                     queue::submit(tx, &submitter, &req, key.as_deref(), connected_since)
                 },
                 // Pollers may claim it as soon as it is committed: their claim
                 // is answered only once it (and so this submit) is on disk.
-                move |s| wakeups.run_queued(s.target_id),
+                // A run waiting for approval is not theirs yet.
+                move |s| {
+                    if s.status == RunStatus::Queued {
+                        wakeups.run_queued(s.target_id);
+                    }
+                },
             )
             .await?;
         Ok(Submitted {
             id: submitted.id,
             served: submitted.served,
-            expires_at_ms: submitted
-                .created_ms
-                .saturating_add(millis(self.settings.queue_ttl)),
+            expires_at_ms: match &submitted.approval {
+                Some(approval) => approval.expires_at_ms,
+                None => submitted
+                    .created_ms
+                    .saturating_add(millis(self.settings.queue_ttl)),
+            },
             replayed: submitted.replayed,
+            status: submitted.status,
+            approval: submitted.approval,
         })
     }
 
@@ -139,7 +157,8 @@ impl Control {
         self.db.read(move |tx| queue::view(tx, org_id, &id)).await
     }
 
-    /// Cancels run `id`: a queued run at once; a running one is flagged and
+    /// Cancels run `id`: a queued run (or one waiting for approval) at once;
+    /// a running one is flagged and
     /// its agent told at its next heartbeat (or log upload).
     pub async fn cancel_run(&self, who: &Member, id: String) -> Result<Cancellation, Error> {
         who.require(Action::CancelRuns)?;

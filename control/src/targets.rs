@@ -62,10 +62,16 @@ fn check_spec(spec: &TargetSpec) -> Result<(), String> {
     spec.limits.check().map_err(|e| e.to_string())?;
     let mut runbook_only = std::collections::BTreeSet::new();
     for name in &spec.policy.runbook_only_secrets {
-        names::env_var(name).map_err(|e| format!("policy.runbook_only_secrets: {e}"))?;
+        names::env_var(name)
+            .map_err(|e| format!("policy.runbook_only_secrets: {e}"))?;
         if !runbook_only.insert(name) {
-            return Err(format!("policy.runbook_only_secrets lists {name} twice"));
+            return Err(format!(
+                "policy.runbook_only_secrets lists {name} twice"
+            ));
         }
+    }
+    if let Some(rule) = &spec.policy.approval {
+        crate::approval::check_rule(rule).map_err(|e| format!("policy.{e}"))?;
     }
     if let Some(user) = &spec.user {
         if user.is_empty()
@@ -349,7 +355,7 @@ impl Control {
                     let active = store::runs::active_for_target(tx, id)?;
                     if active > 0 {
                         return Err(Error::Conflict(format!(
-                            "target {name} has {active} queued or running runs; cancel them first"
+                            "target {name} has {active} runs waiting for approval, queued or running; cancel them first"
                         )));
                     }
                     let secrets = store::secrets::delete_all(tx, id)?;

@@ -145,6 +145,7 @@ async fn busy_world() -> World {
             image: None,
             require_agent: false,
             stdin: false,
+            break_glass: None,
             runbook: None,
         };
         let run = control.submit_run(&member, request).await.unwrap().id;
@@ -169,6 +170,7 @@ async fn busy_world() -> World {
         image: None,
         require_agent: false,
         stdin: false,
+        break_glass: None,
         runbook: None,
     };
     let queued = control.submit_run(&member, queued).await.unwrap().id;

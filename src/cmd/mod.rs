@@ -1,6 +1,7 @@
 //! One module per subcommand family.
 
 pub mod agent;
+pub mod approvals;
 pub mod audit;
 pub mod dev;
 pub mod people;

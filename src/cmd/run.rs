@@ -9,6 +9,7 @@ use crate::signal::Interrupts;
 use anyhow::{Context as _, Result, anyhow, bail};
 use futures_util::StreamExt as _;
 use reqwest::Method;
+use sealrun_wire::approval::APPROVAL_EXPIRED;
 use sealrun_wire::log::{LogEvent, RunEnd};
 use sealrun_wire::run::{RunCreated, RunRequest, RunStatus, RunView, RunbookCall};
 use std::io::IsTerminal as _;
@@ -106,6 +107,7 @@ pub async fn run(a: RunArgs) -> Result<ExitCode> {
         image: a.image,
         require_agent: a.no_wait,
         stdin: forward_stdin,
+        break_glass: a.break_glass,
         runbook,
     };
     let created: RunCreated = match submit(&client, &req).await {
@@ -117,7 +119,16 @@ pub async fn run(a: RunArgs) -> Result<ExitCode> {
             return Ok(ExitCode::from(EXIT_ERROR));
         }
     };
-    if !created.served {
+    if let Some(approval) = &created.approval {
+        eprintln!(
+            "sealrun: run {} is waiting for approval ({} of {} from {}) — `sealrun approvals show {}`",
+            created.id,
+            approval.approved,
+            approval.required,
+            safe(&approval.approvers),
+            created.id
+        );
+    } else if !created.served {
         let wait = created
             .expires_at_ms
             .map(|at| {
@@ -325,13 +336,35 @@ pub fn exit_code_for(id: &str, end: &RunEnd) -> ExitCode {
                 _ => ExitCode::from(EXIT_ERROR),
             }
         }
+        RunStatus::Expired
+            if end
+                .error
+                .as_deref()
+                .is_some_and(|e| e.starts_with(APPROVAL_EXPIRED)) =>
+        {
+            eprintln!(
+                "sealrun: run {id} expired waiting for approval: it was not approved in time, and it never ran"
+            );
+            ExitCode::from(EXIT_ERROR)
+        }
         RunStatus::Expired => {
             eprintln!(
                 "sealrun: run {id} expired in the queue: no agent took it in time, and it never ran"
             );
             ExitCode::from(EXIT_EXPIRED)
         }
-        RunStatus::Queued | RunStatus::Running => {
+        RunStatus::Rejected => {
+            // Its stored error reads "rejected by <user>: <reason>".
+            eprintln!(
+                "sealrun: run {id} was {}; it never ran",
+                end.error
+                    .as_deref()
+                    .map(safe)
+                    .map_or_else(|| "rejected".to_owned(), |e| e.to_string())
+            );
+            ExitCode::from(EXIT_ERROR)
+        }
+        RunStatus::PendingApproval | RunStatus::Queued | RunStatus::Running => {
             eprintln!("sealrun: run {id} has not ended");
             ExitCode::from(EXIT_ERROR)
         }

@@ -91,6 +91,27 @@ pub async fn run(cmd: TargetCommand) -> Result<()> {
                     safe(&policy.runbook_only_secrets.join(", "))
                 )?;
             }
+            if let Some(rule) = &policy.approval {
+                let mut which = rule.require.as_str().to_owned();
+                if !rule.runbooks.is_empty() {
+                    which.push_str(&format!(" + runbooks {}", rule.runbooks.join(", ")));
+                }
+                let glass = if rule.break_glass_roles.is_empty() {
+                    "none".to_owned()
+                } else {
+                    let roles: Vec<&str> =
+                        rule.break_glass_roles.iter().map(|r| r.as_str()).collect();
+                    roles.join(", ")
+                };
+                outln!(
+                    "approval:        {} from {} for {} runs, within {}s; break-glass: {}",
+                    rule.approvals,
+                    safe(&rule.approvers()),
+                    safe(&which),
+                    rule.expires_in_secs,
+                    glass
+                )?;
+            }
             outln!(
                 "user:            {}",
                 safe(v.spec.user.as_deref().unwrap_or("65534:65534"))

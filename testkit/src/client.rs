@@ -408,6 +408,7 @@ pub fn run_request(target: &str, argv: &[&str]) -> RunRequest {
         image: None,
         require_agent: false,
         stdin: false,
+        break_glass: None,
         runbook: None,
     }
 }

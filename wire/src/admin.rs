@@ -1,45 +1,11 @@
 //! Org administration: tokens, pools, targets, secrets and agents.
 
 use crate::agent::ResourceLimits;
+use crate::approval::ApprovalRule;
 use sealrun_vault::KeyId;
 use serde::{Deserialize, Serialize};
-use std::fmt;
 
-/// What a user token may do. Agents are a separate kind of principal.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// Manage tokens, pools, targets and agents; everything an operator can.
-    Admin,
-    /// Submit and cancel runs, set secrets, read runs and logs.
-    Operator,
-    /// Read runs, redacted logs and the audit trail; nothing else.
-    Auditor,
-}
-
-impl Role {
-    /// The wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Admin => "admin",
-            Role::Operator => "operator",
-            Role::Auditor => "auditor",
-        }
-    }
-
-    /// Parses the wire name.
-    pub fn parse(s: &str) -> Option<Role> {
-        [Role::Admin, Role::Operator, Role::Auditor]
-            .into_iter()
-            .find(|r| r.as_str() == s)
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::role::Role;
 
 /// `GET /v1/whoami`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -256,6 +222,10 @@ pub struct TargetPolicy {
     /// names them injects them. Each a valid environment variable name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub runbook_only_secrets: Vec<String>,
+    /// Which runs need approval, how many, from whom (TOML
+    /// `[targets.policy.approval]`). Absent: none do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalRule>,
 }
 
 impl Default for TargetPolicy {
@@ -263,6 +233,7 @@ impl Default for TargetPolicy {
         TargetPolicy {
             ad_hoc: true,
             runbook_only_secrets: Vec::new(),
+            approval: None,
         }
     }
 }
@@ -283,7 +254,6 @@ impl TargetPolicy {
         !self.runbook_only_secrets.iter().any(|s| s == name)
     }
 }
-
 
 impl TargetSpec {
     /// Every image a run of this target may use: its own `image`, then its

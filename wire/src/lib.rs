@@ -12,7 +12,8 @@
 //! client obeying the control characters in it).
 //!
 //! Modules import one another only downwards (`slack -> admin -> agent -> run`,
-//! `log -> bytes`, `log -> run`, `shell -> text`) and never the crate root, so
+//! `admin -> role`, `approval -> role, run, names`, `log -> bytes`, `log -> run`,
+//! `shell -> text`) and never the crate root, so
 //! there is no import cycle (checked by reading the `crate::` paths of
 //! `src/*.rs`, as the agent's `tests/layering.rs` does for the agent).
 //!
@@ -33,6 +34,7 @@
 
 pub mod admin;
 pub mod agent;
+pub mod approval;
 pub mod audit;
 pub mod bytes;
 pub mod error;
@@ -40,6 +42,7 @@ pub mod image;
 pub mod log;
 pub mod names;
 pub mod people;
+pub mod role;
 pub mod run;
 pub mod runbook;
 pub mod shell;

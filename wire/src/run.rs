@@ -38,11 +38,12 @@ impl RunSource {
 /// The life of a run.
 ///
 /// ```text
-/// queued ──assign──> running ──finish──> succeeded | failed | timed_out | canceled | error
-///   │                   └──lease lapses──> lost
-///   └──cancel──> canceled
+/// pending_approval ──approved──> queued ──assign──> running ──finish──> succeeded | failed | timed_out | canceled | error
+///   ├──rejected──> rejected            │                   └──lease lapses──> lost
+///   ├──not approved in time──> expired ├──cancel──> canceled
+///   └──cancel──> canceled              └──not taken in time──> expired
 /// ```
-/// Every state but `queued` and `running` is terminal.
+/// Every state but `pending_approval`, `queued` and `running` is terminal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
@@ -65,13 +66,20 @@ pub enum RunStatus {
     /// secret, Docker error...).
     Error,
     /// It waited in the queue longer than the control plane's queue TTL
-    /// without an agent taking it: it never ran.
+    /// without an agent taking it, or for approval longer than its rule
+    /// allows (its error says which): it never ran.
     Expired,
+    /// Waiting for the approvals its target's (or runbook's) rule demands;
+    /// never handed to an agent in this state.
+    PendingApproval,
+    /// An approver rejected it (its error holds the reason): it never ran.
+    Rejected,
 }
 
 impl RunStatus {
     /// All statuses, in life-cycle order.
-    pub const ALL: [RunStatus; 9] = [
+    pub const ALL: [RunStatus; 11] = [
+        RunStatus::PendingApproval,
         RunStatus::Queued,
         RunStatus::Running,
         RunStatus::Succeeded,
@@ -81,11 +89,15 @@ impl RunStatus {
         RunStatus::Lost,
         RunStatus::Error,
         RunStatus::Expired,
+        RunStatus::Rejected,
     ];
 
     /// Whether no further transition can happen.
     pub fn is_terminal(self) -> bool {
-        !matches!(self, RunStatus::Queued | RunStatus::Running)
+        !matches!(
+            self,
+            RunStatus::PendingApproval | RunStatus::Queued | RunStatus::Running
+        )
     }
 
     /// The snake_case name used on the wire and in storage.
@@ -100,6 +112,8 @@ impl RunStatus {
             RunStatus::Lost => "lost",
             RunStatus::Error => "error",
             RunStatus::Expired => "expired",
+            RunStatus::PendingApproval => "pending_approval",
+            RunStatus::Rejected => "rejected",
         }
     }
 
@@ -149,6 +163,11 @@ pub struct RunRequest {
     /// stdin at once.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stdin: bool,
+    /// Skip the approval the target's rule demands, for this reason
+    /// (break-glass): only roles the rule lists may, the run is audited as
+    /// `run.break_glass` and flagged for review. Blank is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub break_glass: Option<String>,
     /// Run a runbook instead of an ad-hoc argv: the control plane renders
     /// its argv from the parameters and takes its secrets, image and
     /// timeout; a request with a runbook gives no `argv`, `env`, `secrets`,
@@ -187,7 +206,8 @@ pub struct StdinSent {
 pub struct RunCreated {
     /// The new run's id.
     pub id: String,
-    /// Always `queued`.
+    /// `queued`, or `pending_approval` when its target's rule demands
+    /// approval first.
     pub status: RunStatus,
     /// Whether a connected agent serves the target now. When not, the run
     /// waits for one until `expires_at_ms`.
@@ -196,6 +216,24 @@ pub struct RunCreated {
     /// Unix milliseconds after which the run, if still queued, expires.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at_ms: Option<i64>,
+    /// For a run waiting for approval: how many approvals it needs, from
+    /// whom, and until when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalProgress>,
+}
+
+/// How far a run submitted for approval is (`sealrun_wire::approval` has
+/// the rest of the approval types).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalProgress {
+    /// Approvals given.
+    pub approved: u32,
+    /// Approvals needed.
+    pub required: u32,
+    /// Who may approve ("group dba").
+    pub approvers: String,
+    /// Unix milliseconds after which the request expires.
+    pub expires_at_ms: i64,
 }
 
 fn served_by_default() -> bool {

@@ -41,8 +41,10 @@ pub struct RunbookSpec {
     /// Run timeout (at most each target's maximum); absent: the target's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_secs: Option<u64>,
-    // The approvals part of issue 15 adds the runbook's own `approval` rule
-    // here (overriding its target's for its runs).
+    /// The runbook's own approval rule: it replaces its target's for the
+    /// runbook's runs (`require` says which of them; `all` for every one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<crate::approval::ApprovalRule>,
 }
 
 /// The type of a runbook parameter.

@@ -3,10 +3,11 @@
 
 mod admin;
 mod agent;
+mod approvals;
 mod audit;
 mod ops;
-mod runbooks;
 mod people;
+mod runbooks;
 mod runs;
 mod targets;
 
@@ -82,6 +83,10 @@ pub(crate) fn router(state: AppState) -> Result<Router, Error> {
         .route("/v1/runs/{id}/cancel", post(runs::cancel))
         .route("/v1/runs/{id}/logs", get(runs::logs))
         .route("/v1/runs/{id}/stdin", put(runs::stdin))
+        .route("/v1/approvals", get(approvals::list))
+        .route("/v1/approvals/{run_id}", get(approvals::get_one))
+        .route("/v1/approvals/{run_id}/approve", post(approvals::approve))
+        .route("/v1/approvals/{run_id}/reject", post(approvals::reject))
         .route("/v1/audit", get(audit::page))
         .route("/v1/audit/verify", get(audit::verify))
         .route("/v1/agent/register", post(agent::register))

@@ -11,9 +11,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use sealrun_control::{Member, Page, RunFilter, RunWatch, User};
 use sealrun_wire::log::{LogEvent, LogPage};
-use sealrun_wire::run::{
-    CLI_PRODUCT, RunCreated, RunList, RunRequest, RunStatus, RunView, StdinSent,
-};
+use sealrun_wire::run::{CLI_PRODUCT, RunCreated, RunList, RunRequest, RunView, StdinSent};
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -67,9 +65,10 @@ pub(crate) async fn submit(
         status,
         Json(RunCreated {
             id: submitted.id,
-            status: RunStatus::Queued,
+            status: submitted.status,
             served: submitted.served,
             expires_at_ms: Some(submitted.expires_at_ms),
+            approval: submitted.approval,
         }),
     ))
 }

@@ -311,9 +311,11 @@ async fn run(
         require_agent: false,
         // Slack has no input to give: the command reads an empty stdin.
         stdin: false,
+        break_glass: None,
         runbook,
     };
-    let id = state.app.control.submit_run(who, req).await?.id;
+    let submitted = state.app.control.submit_run(who, req).await?;
+    let id = submitted.id;
     // What was queued, as the control plane rendered it (a runbook's argv
     // and target are its to decide).
     let queued = state.app.control.run(who, id.clone()).await?;
@@ -336,8 +338,17 @@ async fn run(
         tracing::warn!(run = %id, error = %e, "cannot store the Slack notice; it is kept in memory only");
     }
     notify::spawn(state.clone(), who.clone(), id.clone(), url, expires_at_ms);
+    let state_now = match &submitted.approval {
+        Some(a) => format!(
+            "Run `{id}` waits for approval ({} of {} from {}; `sealrun approvals show {id}`)",
+            a.approved,
+            a.required,
+            escape::text(&a.approvers)
+        ),
+        None => format!("Queued run `{id}`"),
+    };
     Ok(say(format!(
-        "Queued run `{id}` on target `{}`{from}:\n{shown}\nI will post the result here when it ends.",
+        "{state_now} on target `{}`{from}:\n{shown}\nI will post the result here when it ends.",
         escape::text(&target)
     )))
 }

@@ -18,6 +18,7 @@ use super::{SlackState, escape};
 use crate::error::ApiError;
 use reqwest::Url;
 use sealrun_control::{Error, Member, SlackNotice};
+use sealrun_wire::approval::APPROVAL_EXPIRED;
 use sealrun_wire::run::{RunStatus, RunView};
 use sealrun_wire::slack::{ResponseType, SlackMessage};
 use std::net::IpAddr;
@@ -214,7 +215,17 @@ fn final_text(view: &RunView, tail: &str) -> String {
         RunStatus::TimedOut => "timed out",
         RunStatus::Lost => "was lost (its agent vanished; it may or may not have run)",
         RunStatus::Error => "could not be run",
+        RunStatus::Expired
+            if view
+                .error
+                .as_deref()
+                .is_some_and(|e| e.starts_with(APPROVAL_EXPIRED)) =>
+        {
+            "expired: it was not approved in time, and it never ran"
+        }
         RunStatus::Expired => "expired: no agent took it in time, and it never ran",
+        RunStatus::Rejected => "was rejected, and never ran",
+        RunStatus::PendingApproval => "is waiting for approval",
         RunStatus::Queued | RunStatus::Running => "is still going",
     };
     let mut head = format!(

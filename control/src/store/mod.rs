@@ -24,6 +24,7 @@ mod tx;
 mod migration_tests;
 
 pub(crate) mod agents;
+pub(crate) mod approvals;
 pub(crate) mod audit;
 pub(crate) mod health;
 pub(crate) mod logs;

@@ -190,8 +190,8 @@ pub(crate) struct Claimed {
 }
 
 /// Columns [`claimed_from_row`] reads, in order.
-const CLAIMED_COLUMNS: &str =
-    "id, target_id, target, argv, env, secrets, image, timeout_secs, created_ms, stdin";
+const CLAIMED_COLUMNS: &str = "id, target_id, target, argv, env, secrets, image, timeout_secs, \
+     COALESCE(queued_ms, created_ms), stdin";
 
 /// A [`Claimed`] from a row returned with [`CLAIMED_COLUMNS`].
 fn claimed_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Claimed> {
@@ -362,11 +362,12 @@ pub(crate) fn input_of(
         .optional()?)
 }
 
-/// `queued -> canceled`.
+/// `queued | pending_approval -> canceled`.
 pub(crate) fn cancel_queued(tx: &Tx<'_>, run_id: &str, now: i64) -> Result<(), Error> {
     tx.conn
         .prepare_cached(
-            "UPDATE runs SET status = 'canceled', finished_ms = ?2 WHERE id = ?1 AND status = 'queued'",
+            "UPDATE runs SET status = 'canceled', finished_ms = ?2
+             WHERE id = ?1 AND status IN ('queued', 'pending_approval')",
         )?
         .execute(params![run_id, now])?;
     Ok(())
@@ -478,8 +479,9 @@ pub(crate) fn expire_leases(
         .collect::<Result<Vec<_>, _>>()?)
 }
 
-/// `queued -> expired` for every run queued before `created_before`;
-/// returns (run id, org id) of each.
+/// `queued -> expired` for every run queued before `created_before`
+/// (since it entered the queue: a run that waited for approval entered it
+/// when approved); returns (run id, org id) of each.
 pub(crate) fn expire_queued(
     tx: &Tx<'_>,
     created_before: i64,
@@ -490,7 +492,7 @@ pub(crate) fn expire_queued(
         .conn
         .prepare_cached(
             "UPDATE runs SET status = 'expired', finished_ms = ?2, error = ?3
-             WHERE status = 'queued' AND created_ms < ?1
+             WHERE status = 'queued' AND COALESCE(queued_ms, created_ms) < ?1
              RETURNING id, org_id",
         )?
         .query_map(params![created_before, now, error], |r| {
@@ -518,12 +520,14 @@ pub(crate) fn renew_lease(
         .optional()?)
 }
 
-/// How many runs of target `target_id` are queued or running.
+/// How many runs of target `target_id` are waiting for approval, queued
+/// or running.
 pub(crate) fn active_for_target(tx: &Tx<'_>, target_id: i64) -> Result<i64, Error> {
     Ok(tx
         .conn
         .prepare_cached(
-            "SELECT COUNT(*) FROM runs WHERE target_id = ?1 AND status IN ('queued', 'running')",
+            "SELECT COUNT(*) FROM runs
+             WHERE target_id = ?1 AND status IN ('pending_approval', 'queued', 'running')",
         )?
         .query_row([target_id], |r| r.get(0))?)
 }

@@ -416,6 +416,36 @@ ALTER TABLE slack_notices ADD COLUMN user_id INTEGER;
 
 DROP TABLE people_11;
 "#,
+    // 12: four-eyes approvals (issue 15). Every run records the digest of
+    // its spec (`sealrun_wire::approval::RunSpec`) and its submitter's user
+    // id; a run that needs approval also the rule that applied (JSON) and
+    // when its request expires, and waits as `pending_approval`; `queued_ms`
+    // is when it entered the queue (NULL: when it was submitted), since the
+    // queue TTL counts from then; `break_glass` the reason its submitter
+    // gave for skipping approval. `approvals` holds one decision per person
+    // and run (the primary key is what makes each person count once).
+    r#"
+ALTER TABLE runs ADD COLUMN spec_digest TEXT;
+ALTER TABLE runs ADD COLUMN submitter_user_id INTEGER;
+ALTER TABLE runs ADD COLUMN queued_ms INTEGER;
+ALTER TABLE runs ADD COLUMN approval_rule TEXT;
+ALTER TABLE runs ADD COLUMN approval_expires_ms INTEGER;
+ALTER TABLE runs ADD COLUMN break_glass TEXT;
+CREATE INDEX runs_pending ON runs (approval_expires_ms) WHERE status = 'pending_approval';
+CREATE INDEX runs_approval ON runs (org_id, n) WHERE approval_rule IS NOT NULL;
+
+CREATE TABLE approvals (
+    run_id     TEXT NOT NULL,
+    user_id    INTEGER NOT NULL,
+    user_name  TEXT NOT NULL,
+    actor      TEXT NOT NULL,
+    decision   TEXT NOT NULL CHECK (decision IN ('approved', 'rejected')),
+    digest     TEXT NOT NULL,
+    comment    TEXT,                  -- an approval's comment, a rejection's reason
+    at_ms      INTEGER NOT NULL,
+    PRIMARY KEY (run_id, user_id)
+) WITHOUT ROWID;
+"#,
 ];
 
 /// Brings the database at `path` (open as `conn`) up to the current schema.
