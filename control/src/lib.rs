@@ -64,7 +64,7 @@
 //!
 //! **Layering.** `service` (the [`Control`] struct) depends only on modules
 //! that know nothing of it (`store`, `settings`, `dispatch`, `credentials`,
-//! `slack_keys`, `orgs`); each concern (`admin`, `targets`, `runs`, `agents`,
+//! `slack_keys`, `orgs`); each concern (`admin`, `targets`, `runbooks`, `runs`, `agents`,
 //! `audit`, `auth`, `slack`, `leases`) adds its methods to [`Control`] in its
 //! own module and calls the rules in `queue` and `logs`, which call `store`.
 //! `caller`, `permissions`, `error` and `token` are at the bottom.
