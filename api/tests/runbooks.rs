@@ -395,3 +395,22 @@ async fn a_policy_naming_an_invalid_secret_is_refused_when_the_target_is_declare
     let target = w.admin.get("/v1/targets/db").await.ok().json();
     assert!(target.get("policy").is_none(), "{target}");
 }
+
+#[tokio::test]
+async fn an_ad_hoc_run_still_needs_a_target_and_a_command() {
+    let w = World::in_process().await;
+    let message = submit_error(
+        &w.admin,
+        &sealrun_testkit::run_request("", &["true"]),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_eq!(message, "name a target (a run without a runbook needs one)");
+    let message = submit_error(&w.admin, &w.request(&[]), StatusCode::BAD_REQUEST).await;
+    assert_eq!(
+        message,
+        "argv must name a command (its first element cannot be empty)"
+    );
+    // The control: with both, it is queued.
+    w.admin.submit_request(&w.request(&["true"])).await;
+}
