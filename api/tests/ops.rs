@@ -273,3 +273,40 @@ async fn health_is_not_ready_and_writes_answer_503_while_the_store_cannot_write(
     s.stop().await;
     drop(tmpfs);
 }
+
+#[tokio::test]
+async fn run_counts_include_runs_waiting_for_approval_and_rejected_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = MetricsAccess {
+        token_file: Some(token_file(dir.path())),
+        ..MetricsAccess::default()
+    };
+    let s = InProcessServer::start_config(config(dir.path(), metrics)).await;
+    let admin = s.admin();
+    let target = serde_json::json!({
+        "name": "db", "image": sealrun_testkit::IMAGE,
+        "policy": {"approval": {"require": "all"}},
+    });
+    admin.put("/v1/targets/db", target).await.ok();
+    let approver = admin
+        .token("alice", sealrun_wire::admin::Role::Operator)
+        .await;
+    let waiting = admin.submit("db", &["true"], &[]).await;
+    let rejected = admin.submit("db", &["true"], &[]).await;
+    approver
+        .post(
+            &format!("/v1/approvals/{rejected}/reject"),
+            serde_json::json!({"reason": "not now"}),
+        )
+        .await
+        .ok();
+    assert_eq!(admin.run(&waiting).await.status, RunStatus::PendingApproval);
+    let (_, text) = get(&s, "/metrics", METRICS_TOKEN).await;
+    for line in [
+        "sealrun_runs{status=\"pending_approval\"} 1\n",
+        "sealrun_runs{status=\"rejected\"} 1\n",
+        "sealrun_runs{status=\"queued\"} 0\n",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
+}
