@@ -59,7 +59,6 @@ pub(crate) fn by_name(tx: &Tx<'_>, org_id: i64, name: &str) -> Result<Option<Use
 }
 
 /// The name of user `user_id` (for approvals and messages), if it exists.
-#[allow(dead_code, reason = "for approvals (issue 15), whose rules name users")]
 pub(crate) fn name(tx: &Tx<'_>, user_id: i64) -> Result<Option<String>, Error> {
     Ok(tx
         .conn
@@ -70,10 +69,6 @@ pub(crate) fn name(tx: &Tx<'_>, user_id: i64) -> Result<Option<String>, Error> {
 
 /// Whether user `user_id` is a member of the org's group `group` (false if
 /// there is no such group).
-#[allow(
-    dead_code,
-    reason = "for approvals (issue 15), whose rules name groups"
-)]
 pub(crate) fn in_group(tx: &Tx<'_>, org_id: i64, user_id: i64, group: &str) -> Result<bool, Error> {
     Ok(tx
         .conn
