@@ -419,6 +419,12 @@ async fn someone_outside_dba_is_refused_naming_the_rule() {
         listed.contains(&id) && listed.contains("0 of 2"),
         "{listed}"
     );
+    let shown = p.carol.ok(&["runs", "show", &id]);
+    assert!(
+        shown.contains("status:    pending_approval")
+            && shown.contains(&format!("approval:  sealrun approvals show {id}")),
+        "{shown}"
+    );
     drop(w);
 }
 

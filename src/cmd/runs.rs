@@ -94,6 +94,10 @@ pub async fn run(cmd: RunsCommand) -> Result<ExitCode> {
             }
             outln!("secrets:   {}", safe(&r.secrets.join(", ")))?;
             outln!("status:    {}", r.status)?;
+            if r.status == RunStatus::PendingApproval {
+                // Who approved so far and who may still: the request's own view.
+                outln!("approval:  sealrun approvals show {}", safe(&r.id))?;
+            }
             outln!(
                 "exit code: {}",
                 r.exit_code
