@@ -62,12 +62,9 @@ fn check_spec(spec: &TargetSpec) -> Result<(), String> {
     spec.limits.check().map_err(|e| e.to_string())?;
     let mut runbook_only = std::collections::BTreeSet::new();
     for name in &spec.policy.runbook_only_secrets {
-        names::env_var(name)
-            .map_err(|e| format!("policy.runbook_only_secrets: {e}"))?;
+        names::env_var(name).map_err(|e| format!("policy.runbook_only_secrets: {e}"))?;
         if !runbook_only.insert(name) {
-            return Err(format!(
-                "policy.runbook_only_secrets lists {name} twice"
-            ));
+            return Err(format!("policy.runbook_only_secrets lists {name} twice"));
         }
     }
     if let Some(rule) = &spec.policy.approval {

@@ -139,7 +139,11 @@ pub async fn run(a: RunArgs) -> Result<ExitCode> {
         eprintln!(
             "sealrun: no connected agent serves target {} right now: run {} waits in the queue{wait}, then expires \
              (--no-wait refuses instead; `sealrun runs cancel {}` withdraws it)",
-            if target.is_empty() { "(the runbook's)" } else { &target },
+            if target.is_empty() {
+                "(the runbook's)"
+            } else {
+                &target
+            },
             created.id,
             created.id
         );

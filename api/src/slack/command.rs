@@ -284,7 +284,12 @@ mod tests {
                 params: params(&[]),
             }
         );
-        for bad in ["run q a=1 a=2", "run q --target", "run q --secret X", "run q =v"] {
+        for bad in [
+            "run q a=1 a=2",
+            "run q --target",
+            "run q --secret X",
+            "run q =v",
+        ] {
             let e = parse(bad).unwrap_err();
             assert!(e.contains("usage"), "{bad}: {e}");
         }

@@ -248,7 +248,16 @@ async fn answer(state: &SlackState, workspace: &Workspace, body: &[u8]) -> Respo
         } => {
             let call = RunbookCall { name, params };
             let target = target.unwrap_or_default();
-            run(state, &who, target, Vec::new(), Vec::new(), Some(call), &p.response_url).await
+            run(
+                state,
+                &who,
+                target,
+                Vec::new(),
+                Vec::new(),
+                Some(call),
+                &p.response_url,
+            )
+            .await
         }
         Command::Status(id) => status(state, &who, id).await,
         Command::Logs(id) => logs(state, &who, id).await,

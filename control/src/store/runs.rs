@@ -167,7 +167,12 @@ pub(crate) fn insert(tx: &Tx<'_>, run: &NewRun<'_>) -> Result<(), Error> {
 
 /// Records that run `run_id` (just queued) was rendered from version
 /// `version` of runbook `name`.
-pub(crate) fn set_runbook(tx: &Tx<'_>, run_id: &str, name: &str, version: u64) -> Result<(), Error> {
+pub(crate) fn set_runbook(
+    tx: &Tx<'_>,
+    run_id: &str,
+    name: &str,
+    version: u64,
+) -> Result<(), Error> {
     tx.conn
         .prepare_cached("UPDATE runs SET runbook = ?2, runbook_version = ?3 WHERE id = ?1")?
         .execute(params![run_id, name, version])?;
