@@ -3,7 +3,6 @@
 //! and who may manage them (issue 15).
 #![allow(clippy::unwrap_used)]
 
-use futures_util::StreamExt as _;
 use reqwest::StatusCode;
 use sealrun_testkit::{Client, ControlPlane as _, InProcessServer, World};
 use sealrun_wire::admin::{Role, TokenCreated, Whoami};
@@ -11,7 +10,6 @@ use sealrun_wire::audit::AuditPage;
 use sealrun_wire::people::{GroupList, GroupView, UserDisabled, UserList, UserView};
 use serde_json::json;
 use std::time::Duration;
-use tokio::task::JoinHandle;
 
 /// How long a disabled user's stream may outlive the disabling.
 const REVOCATION_BOUND: Duration = Duration::from_secs(5);
@@ -192,25 +190,6 @@ async fn only_admins_manage_users_and_groups() {
 }
 
 /// Starts following run `run` with `token`; the task ends with the stream.
-async fn follow(server: &InProcessServer, token: &str, run: &str) -> JoinHandle<String> {
-    let resp = server
-        .http
-        .get(format!("{}/v1/runs/{run}/logs?follow=true", server.url))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    tokio::spawn(async move {
-        let mut body = resp.bytes_stream();
-        let mut text = Vec::new();
-        while let Some(Ok(piece)) = body.next().await {
-            text.extend_from_slice(&piece);
-        }
-        String::from_utf8_lossy(&text).into_owned()
-    })
-}
-
 #[tokio::test]
 async fn disabling_a_user_revokes_every_token_at_once_and_ends_its_followed_log() {
     let w = World::in_process().await;
@@ -220,8 +199,8 @@ async fn disabling_a_user_revokes_every_token_at_once_and_ends_its_followed_log(
     let laptop = token_for(&w.admin, "alice", "laptop").await;
     let phone = token_for(&w.admin, "alice", "phone").await;
     let bob = w.admin.token("bob", Role::Auditor).await;
-    let gone = follow(&w.server, &laptop.token, &run).await;
-    let kept = follow(&w.server, &bob.token, &run).await;
+    let gone = w.server.follow_log(&laptop.token, &run).await;
+    let kept = w.server.follow_log(&bob.token, &run).await;
 
     let done: UserDisabled = w
         .admin

@@ -3,7 +3,6 @@
 //! an expiry, and enrollment tokens a limit on the agents they enroll.
 #![allow(clippy::unwrap_used)]
 
-use futures_util::StreamExt as _;
 use reqwest::StatusCode;
 use sealrun_testkit::{Answer, Client, ControlPlane as _, InProcessServer, World, quick_settings};
 use sealrun_vault::TargetKeypair;
@@ -14,7 +13,6 @@ use sealrun_wire::audit::AuditPage;
 use sealrun_wire::run::RunStatus;
 use serde_json::json;
 use std::time::Duration;
-use tokio::task::JoinHandle;
 
 /// How long a revoked credential's stream may outlive the revocation.
 const REVOCATION_BOUND: Duration = Duration::from_secs(5);
@@ -42,25 +40,6 @@ async fn issue(admin: &Client, name: &str, role: &str) -> (String, Client) {
 
 /// Starts following run `run` with `token`; the task ends with the stream
 /// and returns what it carried.
-async fn follow(server: &InProcessServer, token: &str, run: &str) -> JoinHandle<String> {
-    let resp = server
-        .http
-        .get(format!("{}/v1/runs/{run}/logs?follow=true", server.url))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    tokio::spawn(async move {
-        let mut body = resp.bytes_stream();
-        let mut text = Vec::new();
-        while let Some(Ok(piece)) = body.next().await {
-            text.extend_from_slice(&piece);
-        }
-        String::from_utf8_lossy(&text).into_owned()
-    })
-}
-
 #[tokio::test]
 async fn a_revoked_tokens_followed_log_ends_within_five_seconds() {
     let w = World::in_process().await;
@@ -68,8 +47,8 @@ async fn a_revoked_tokens_followed_log_ends_within_five_seconds() {
     assert_eq!(w.agent.next_run().await.run_id, run);
     let (id, revoked) = issue(&w.admin, "leaving", "auditor").await;
     let (_, kept) = issue(&w.admin, "staying", "auditor").await;
-    let gone = follow(&w.server, &revoked.token, &run).await;
-    let control = follow(&w.server, &kept.token, &run).await;
+    let gone = w.server.follow_log(&revoked.token, &run).await;
+    let control = w.server.follow_log(&kept.token, &run).await;
     w.agent.upload_ok(&run, &[(0, b"before\n")]).await;
 
     w.admin.delete(&format!("/v1/tokens/{id}")).await.ok();
@@ -162,7 +141,7 @@ async fn a_followed_log_ends_when_its_token_expires() {
     let run = w.admin.submit("db", &["cat"], &[]).await;
     assert_eq!(w.agent.next_run().await.run_id, run);
     let created = brief(&w.admin, "brief").await;
-    let stream = follow(&w.server, &created.token, &run).await;
+    let stream = w.server.follow_log(&created.token, &run).await;
     let carried = tokio::time::timeout(Duration::from_secs(1) + REVOCATION_BOUND, stream)
         .await
         .expect("the expired token's stream ended")

@@ -88,6 +88,28 @@ pub struct InProcessServer {
 }
 
 impl InProcessServer {
+    /// Starts following run `run`'s log (`?follow=true`) with `token` and
+    /// collects the raw body in a task until the server ends the stream
+    /// (the run ended, or the token stopped working): what a client holding
+    /// a long request sees.
+    pub async fn follow_log(&self, token: &str, run: &str) -> tokio::task::JoinHandle<String> {
+        let mut resp = self
+            .http
+            .get(format!("{}/v1/runs/{run}/logs?follow=true", self.url))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("follow {run}: {e}"));
+        assert_eq!(resp.status(), reqwest::StatusCode::OK, "follow {run}");
+        tokio::spawn(async move {
+            let mut text = Vec::new();
+            while let Ok(Some(piece)) = resp.chunk().await {
+                text.extend_from_slice(&piece);
+            }
+            String::from_utf8_lossy(&text).into_owned()
+        })
+    }
+
     /// A server with [`quick_settings`] in a temporary directory of its own.
     pub async fn start() -> InProcessServer {
         InProcessServer::start_with(quick_settings()).await
