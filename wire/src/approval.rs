@@ -125,8 +125,9 @@ impl ApprovalRule {
 
     /// Whether a run needs approval under this rule: `runbook` is the
     /// runbook it calls (`None` for an ad-hoc command), `with_secrets`
-    /// whether it references a secret. A runbook's own rule
-    /// ([`ApprovalRule::for_runbook`]) is asked the same way.
+    /// whether it references a secret. A runbook's own rule (its
+    /// `approval`, which replaces the target's for its runs) is asked the
+    /// same way.
     pub fn applies(&self, runbook: Option<&str>, with_secrets: bool) -> bool {
         if let Some(name) = runbook {
             if self.runbooks.iter().any(|r| r == name) {
