@@ -37,6 +37,18 @@ use tokio::time::Instant;
 /// Longest time a byte of output waits in a partly filled chunk.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 
+/// How long a stream may be silent before its redactor writes out what it
+/// holds back. A redactor holds the end of every line that could begin a
+/// wrapped encoding of a secret (the last characters and the line break,
+/// until the next line shows whether it goes on), so without this the last
+/// line of a command that then waits (a prompt, "waiting for lock...")
+/// would show only when it prints again or ends. After this much silence
+/// the stream is judged as ended so far (complete secrets still masked)
+/// and a new one begins: tools print an encoding in one go, so only a
+/// command that pauses a second in the middle of printing a secret would
+/// have it judged in two parts, which is deliberate evasion, out of scope.
+pub const HOLD_IDLE: Duration = Duration::from_secs(1);
+
 /// Cuts redacted output into sequenced chunks of one stream each.
 #[derive(Debug)]
 pub struct Batcher {
@@ -244,14 +256,38 @@ pub async fn pump(
     drop(nonce);
     let mut unsigned = Vec::new();
 
+    // When the redactors, holding bytes back, last saw output.
+    let mut idle_at: Option<Instant> = None;
     loop {
-        let next = match flush_at {
+        let wake = match (flush_at, idle_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let next = match wake {
             Some(deadline) => tokio::select! {
                 biased;
                 next = output.next() => next,
                 () = tokio::time::sleep_until(deadline) => {
-                    ready.extend(batcher.flush());
-                    flush_at = None;
+                    let now = Instant::now();
+                    if idle_at.is_some_and(|at| at <= now) {
+                        idle_at = None;
+                        if !truncated.load(Ordering::Relaxed) && !receiver_gone {
+                            for (kind, redactor) in [
+                                (StreamKind::Stdout, &mut stdout),
+                                (StreamKind::Stderr, &mut stderr),
+                            ] {
+                                if redactor.pending_len() > 0 {
+                                    redacted.clear();
+                                    redactor.finish(&mut redacted);
+                                    batcher.push(kind, &redacted, &mut ready);
+                                }
+                            }
+                        }
+                    }
+                    if flush_at.is_some_and(|at| at <= now) || idle_at.is_none() {
+                        ready.extend(batcher.flush());
+                        flush_at = None;
+                    }
                     receiver_gone |= send_all(&tx, &mut ready, receiver_gone).await;
                     continue;
                 }
@@ -281,6 +317,8 @@ pub async fn pump(
             _ => stdout.push(data, &mut redacted),
         }
         batcher.push(frame.stream, &redacted, &mut ready);
+        idle_at =
+            (stdout.pending_len() + stderr.pending_len() > 0).then(|| Instant::now() + HOLD_IDLE);
         flush_at = match (batcher.has_pending(), flush_at) {
             (false, _) => None,
             (true, None) => Some(Instant::now() + FLUSH_INTERVAL),
@@ -471,5 +509,50 @@ mod tests {
         let mut b = Batcher::new(100);
         assert!(chunks(&mut b, &[(StreamKind::Stdout, b"")]).is_empty());
         assert_eq!(b.next_seq(), 0);
+    }
+
+    /// Output frames, then a command that stays silent and never ends.
+    fn silent_after(frames: &[&'static [u8]]) -> crate::runtime::OutputStream {
+        let frames: Vec<Result<crate::runtime::OutputFrame, RuntimeError>> = frames
+            .iter()
+            .map(|d| {
+                Ok(crate::runtime::OutputFrame {
+                    stream: StreamKind::Stdout,
+                    data: bytes::Bytes::from_static(d),
+                })
+            })
+            .collect();
+        futures_util::stream::iter(frames)
+            .chain(futures_util::stream::pending())
+            .boxed()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_last_line_held_back_is_written_after_a_second_of_silence_and_secrets_stay_masked() {
+        let redactor = Arc::new(Redactor::new(&[b"s3cr3t-t0ken-value".to_vec()]).unwrap());
+        let (tx, mut rx) = mpsc::channel(16);
+        let output = silent_after(&[b"token s3cr3t-t0ken-value\nready\n"]);
+        let pump = tokio::spawn(pump(
+            output,
+            redactor,
+            tx,
+            1 << 16,
+            Arc::new(AtomicBool::new(false)),
+            sealrun_init::ShimNonce::from_bytes(NONCE),
+        ));
+        let mut shown = Vec::new();
+        // Before the silence has lasted HOLD_IDLE, the line's end is held back (the
+        // control: without the idle write-out, this is all a follower would see).
+        tokio::time::sleep(HOLD_IDLE / 2).await;
+        while let Ok(chunk) = rx.try_recv() {
+            shown.extend_from_slice(&chunk.data.0);
+        }
+        assert_eq!(String::from_utf8_lossy(&shown), "token ***\nread");
+        tokio::time::sleep(HOLD_IDLE).await;
+        while let Ok(chunk) = rx.try_recv() {
+            shown.extend_from_slice(&chunk.data.0);
+        }
+        assert_eq!(String::from_utf8_lossy(&shown), "token ***\nready\n");
+        pump.abort();
     }
 }
