@@ -241,6 +241,13 @@ pub(crate) fn submit(
         None => None,
     };
     let req = rendered.as_ref().map_or(req, |r| &r.request);
+    // The request's shape before anything it names is looked up: a command
+    // without argv is a 400 whatever its target.
+    if rendered.is_none() && req.argv.is_empty() {
+        return Err(Error::Invalid(
+            "argv must name a command (or call a runbook)".into(),
+        ));
+    }
     if req.target.is_empty() {
         return Err(Error::Invalid(
             "name a target (a run without a runbook needs one)".into(),
