@@ -256,11 +256,22 @@ impl Index {
             } else {
                 register(form, site_base[f], &mut entries, &mut grams);
             }
-            short_grams(form, &mut grams1, &mut grams2, &mut grams3);
             // A base64 or hex piece may begin with fewer than four characters at the end of a
-            // line (an `od -c` piece begins with a whole four-character field).
+            // line (an `od -c` piece begins with a whole four-character field): their short
+            // grams go into the wrapped sets, which join the others below.
             if matches!(form.family, Family::Base64 | Family::Hex) {
                 short_grams(form, &mut wrapped1, &mut wrapped2, &mut wrapped3);
+            } else {
+                short_grams(form, &mut grams1, &mut grams2, &mut grams3);
+            }
+        }
+        for (all, wrapped) in [
+            (&mut grams1[..], &wrapped1[..]),
+            (&mut grams2[..], &wrapped2[..]),
+            (&mut grams3[..], &wrapped3[..]),
+        ] {
+            for (a, w) in all.iter_mut().zip(wrapped) {
+                *a |= w;
             }
         }
         let filter = Bloom::new(
