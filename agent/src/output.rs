@@ -272,16 +272,12 @@ pub async fn pump(
                     if idle_at.is_some_and(|at| at <= now) {
                         idle_at = None;
                         if !truncated.load(Ordering::Relaxed) && !receiver_gone {
-                            for (kind, redactor) in [
-                                (StreamKind::Stdout, &mut stdout),
-                                (StreamKind::Stderr, &mut stderr),
-                            ] {
-                                if redactor.pending_len() > 0 {
-                                    redacted.clear();
-                                    redactor.finish(&mut redacted);
-                                    batcher.push(kind, &redacted, &mut ready);
-                                }
-                            }
+                            write_out_held(
+                                [&mut stdout, &mut stderr],
+                                &mut batcher,
+                                &mut redacted,
+                                &mut ready,
+                            );
                         }
                     }
                     if flush_at.is_some_and(|at| at <= now) || idle_at.is_none() {
@@ -338,14 +334,12 @@ pub async fn pump(
             stderr.push(&unsigned, &mut redacted);
             batcher.push(StreamKind::Stderr, &redacted, &mut ready);
         }
-        for (kind, redactor) in [
-            (StreamKind::Stdout, &mut stdout),
-            (StreamKind::Stderr, &mut stderr),
-        ] {
-            redacted.clear();
-            redactor.finish(&mut redacted);
-            batcher.push(kind, &redacted, &mut ready);
-        }
+        write_out_held(
+            [&mut stdout, &mut stderr],
+            &mut batcher,
+            &mut redacted,
+            &mut ready,
+        );
         ready.extend(batcher.flush());
         send_all(&tx, &mut ready, receiver_gone).await;
     }
@@ -357,6 +351,25 @@ pub async fn pump(
             stdout: stdout.masks_written(),
             stderr: stderr.masks_written(),
         },
+    }
+}
+
+/// Writes out what the stdout and stderr redactors hold back, judged as if
+/// both streams ended here (complete secrets still masked); each then starts
+/// over as a new stream. Used when the command ends and after [`HOLD_IDLE`]
+/// of silence.
+fn write_out_held(
+    [stdout, stderr]: [&mut StreamRedactor; 2],
+    batcher: &mut Batcher,
+    redacted: &mut Vec<u8>,
+    ready: &mut Vec<LogChunk>,
+) {
+    for (kind, redactor) in [(StreamKind::Stdout, stdout), (StreamKind::Stderr, stderr)] {
+        if redactor.pending_len() > 0 {
+            redacted.clear();
+            redactor.finish(redacted);
+            batcher.push(kind, redacted, ready);
+        }
     }
 }
 
