@@ -554,14 +554,15 @@ fn push_gram(form: &Form, base: u32, j: usize, raw: u32, entries: &mut Vec<(u32,
         // the two alphabets is a key of this site: what holding back probes must find what
         // extension would accept.
         let bytes = raw.to_le_bytes();
-        let swappable: Vec<usize> = (0..4)
+        // Bit `k` set: byte `k` is `+` or `/`. Every non-empty subset of them, in order.
+        let swappable = (0..4)
             .filter(|&k| matches!(bytes[k], b'+' | b'/'))
-            .collect();
-        for mask in 1..(1u32 << swappable.len()) {
+            .fold(0u32, |set, k| set | 1 << k);
+        for mask in (1..16u32).filter(|&m| m & !swappable == 0) {
             let mut mixed = bytes;
-            for (bit, &k) in swappable.iter().enumerate() {
-                if mask & (1 << bit) != 0 {
-                    mixed[k] = if mixed[k] == b'+' { b'-' } else { b'_' };
+            for (k, b) in mixed.iter_mut().enumerate() {
+                if mask & (1 << k) != 0 {
+                    *b = if *b == b'+' { b'-' } else { b'_' };
                 }
             }
             entries.push((fold(u32::from_le_bytes(mixed)), site));
