@@ -275,6 +275,10 @@ pub struct ServerArgs {
     /// (Authorization: Bearer; at least 16 characters)
     #[arg(long, env = "SEALRUN_METRICS_TOKEN_FILE")]
     pub metrics_token_file: Option<PathBuf>,
+    /// Slack's Web API, where approval requests are posted (default
+    /// https://slack.com/api/; http:// only to a loopback address)
+    #[arg(long, env = "SEALRUN_SLACK_API_URL")]
+    pub slack_api_url: Option<String>,
     /// Client connections kept at once (default 4096; lowered to fit the
     /// open-file limit)
     #[arg(long, env = "SEALRUN_MAX_CONNECTIONS")]
@@ -1199,6 +1203,44 @@ Examples:
   sealrun slack unlink-workspace T0123ABCD")]
     UnlinkWorkspace {
         /// Slack team id
+        team_id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Post approval requests to a channel, with Approve / Reject buttons
+    #[command(after_help = "\
+Every run of the org that waits for approval is posted to CHANNEL of the
+workspace, as the Slack app's bot, with the spec being approved and Approve /
+Reject buttons; the message shows the outcome once decided, and the requester
+(if linked) is told in a direct message. A click counts as the clicker's
+linked sealrun user, under the same rules as `sealrun approvals approve`.
+
+The bot token (Slack app > OAuth & Permissions > Bot User OAuth Token, xoxb-...;
+scope chat:write; invite the bot to the channel) is read from stdin (a hidden
+prompt on a terminal), sealed at rest and never shown again. The app's
+Interactivity Request URL must be https://<server>/v1/integrations/slack/interactions
+(examples/slack-app-manifest.yaml).
+
+Examples:
+  printf %s \"$SLACK_BOT_TOKEN\" | sealrun slack set-approvals --team-id T0123ABCD --channel C0APPROVE
+  sealrun slack clear-approvals --team-id T0123ABCD")]
+    SetApprovals {
+        /// Slack team id (T...)
+        #[arg(long)]
+        team_id: String,
+        /// The approvers' channel id (C... or G...; channel details > About)
+        #[arg(long)]
+        channel: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Stop posting approval requests to Slack (the bot token is forgotten)
+    #[command(after_help = "\
+Examples:
+  sealrun slack clear-approvals --team-id T0123ABCD")]
+    ClearApprovals {
+        /// Slack team id (T...)
+        #[arg(long)]
         team_id: String,
         #[command(flatten)]
         client: ClientArgs,

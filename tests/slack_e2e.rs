@@ -5,12 +5,10 @@
 //! standing in for Slack's `response_url`: exit code 3, the secret masked.
 #![allow(clippy::unwrap_used)]
 
-use hmac::{Hmac, Mac as _};
+use sealrun_testkit::slack::{StandIn, now_secs, sign};
 use sealrun_testkit::{ControlPlane as _, World, require_docker};
 use serde_json::Value;
-use sha2::Sha256;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use std::time::Duration;
 
 const TEAM: &str = "T0E2E";
 const USER: &str = "U0OPERATOR";
@@ -31,44 +29,6 @@ fn encode(s: &str) -> String {
         }
     }
     out
-}
-
-/// Accepts one POST on loopback and returns its URL and its JSON body.
-async fn response_url() -> (String, tokio::task::JoinHandle<Value>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!(
-        "http://127.0.0.1:{}/commands/{TEAM}/1/abc",
-        listener.local_addr().unwrap().port()
-    );
-    let task = tokio::spawn(async move {
-        let (mut sock, _) = listener.accept().await.unwrap();
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 8192];
-        loop {
-            let n = sock.read(&mut chunk).await.unwrap();
-            assert!(n > 0, "closed mid-request");
-            buf.extend_from_slice(&chunk[..n]);
-            let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-                continue;
-            };
-            let head = String::from_utf8_lossy(&buf[..i]).to_ascii_lowercase();
-            assert!(head.starts_with("post "), "{head}");
-            let len: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .map(|v| v.trim().parse().unwrap())
-                .unwrap();
-            if buf.len() >= i + 4 + len {
-                sock.write_all(
-                    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
-                )
-                .await
-                .unwrap();
-                return serde_json::from_slice(&buf[i + 4..i + 4 + len]).unwrap();
-            }
-        }
-    });
-    (url, task)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -112,7 +72,8 @@ async fn a_signed_slash_command_runs_in_docker_and_its_masked_result_is_posted_b
         .set_secret(&world.target, SECRET_NAME, SECRET_VALUE.as_bytes())
         .await;
 
-    let (url, posted) = response_url().await;
+    let mut slack = StandIn::start().await;
+    let url = slack.url(&format!("/commands/{TEAM}/1/abc"));
     let text = format!(
         "run {} --secret {SECRET_NAME} -- sh -c 'echo ${SECRET_NAME}; exit 3'",
         world.target
@@ -133,14 +94,8 @@ async fn a_signed_slash_command_runs_in_docker_and_its_masked_result_is_posted_b
     .map(|(k, v)| format!("{k}={}", encode(v)))
     .collect::<Vec<_>>()
     .join("&");
-    let ts = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        .to_string();
-    let mut mac = Hmac::<Sha256>::new_from_slice(SIGNING_SECRET.as_bytes()).unwrap();
-    mac.update(format!("v0:{ts}:{body}").as_bytes());
-    let signature = format!("v0={}", hex::encode(mac.finalize().into_bytes()));
+    let ts = now_secs();
+    let signature = sign(SIGNING_SECRET, ts, &body);
 
     let ack = world
         .server
@@ -150,7 +105,7 @@ async fn a_signed_slash_command_runs_in_docker_and_its_masked_result_is_posted_b
             world.server.url
         ))
         .header("content-type", "application/x-www-form-urlencoded")
-        .header("x-slack-request-timestamp", ts)
+        .header("x-slack-request-timestamp", ts.to_string())
         .header("x-slack-signature", signature)
         .body(body)
         .send()
@@ -163,10 +118,7 @@ async fn a_signed_slash_command_runs_in_docker_and_its_masked_result_is_posted_b
     assert!(ack_text.starts_with("Queued run `run_"), "{ack_text}");
     let run_id = ack_text.split('`').nth(1).unwrap().to_owned();
 
-    let message = tokio::time::timeout(Duration::from_secs(120), posted)
-        .await
-        .expect("the result reaches response_url")
-        .unwrap();
+    let message = slack.next_within(Duration::from_secs(120)).await.body;
     let text = message["text"].as_str().unwrap();
     assert!(
         text.contains(&run_id) && text.contains("*failed*") && text.contains("exit code 3"),

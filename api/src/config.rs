@@ -31,6 +31,10 @@ pub struct ServerConfig {
     pub connections: ConnectionLimits,
     /// Where `/metrics` is served, and to whom.
     pub metrics: MetricsAccess,
+    /// Slack's Web API, where approval requests are posted (default
+    /// [`crate::SLACK_API_URL`]); `http://` only to a loopback address (a
+    /// local stand-in).
+    pub slack_api_url: String,
 }
 
 impl Default for ServerConfig {
@@ -45,6 +49,7 @@ impl Default for ServerConfig {
             settings: Settings::default(),
             connections: ConnectionLimits::default(),
             metrics: MetricsAccess::default(),
+            slack_api_url: crate::SLACK_API_URL.to_owned(),
         }
     }
 }

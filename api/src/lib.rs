@@ -69,6 +69,7 @@ pub use config::{ConnectionLimits, MetricsAccess, ServerConfig, TlsConfig};
 pub use error::Error;
 pub use sealrun_control::{OpenError, Settings};
 pub use server::Server;
+pub use slack::DEFAULT_API_URL as SLACK_API_URL;
 
 /// Creates the org `name` in the data directory `data_dir` and returns its
 /// one-time admin token. Works while a server is running on the same

@@ -31,6 +31,7 @@ pub struct Server {
     ca_cert: Option<PathBuf>,
     limits: ConnectionLimits,
     state: AppState,
+    slack: crate::slack::SlackState,
     app: axum::Router,
 }
 
@@ -100,10 +101,10 @@ impl Server {
             metrics_token,
             readiness: Arc::default(),
         };
-        let app = routes::router(state.clone())?.layer(middleware::from_fn_with_state(
-            limits.clone(),
-            connections::body_deadline,
-        ));
+        let slack = crate::slack::state(state.clone(), &config.slack_api_url)?;
+        let app = routes::router(state.clone(), slack.clone())?.layer(
+            middleware::from_fn_with_state(limits.clone(), connections::body_deadline),
+        );
         tracing::info!(
             %local_addr,
             metrics_addr = ?metrics_listener.as_ref().map(|(_, a)| *a),
@@ -120,6 +121,7 @@ impl Server {
             ca_cert: tls.ca_cert,
             limits,
             state,
+            slack,
             app,
         })
     }
@@ -154,6 +156,7 @@ impl Server {
             tls,
             limits,
             state,
+            slack,
             app,
             ..
         } = self;
@@ -169,7 +172,7 @@ impl Server {
         });
         let sweeping = Arc::clone(&state.control);
         let sweeper = tokio::spawn(async move { sweeping.sweep_leases().await });
-        crate::slack::resume_owed(state.clone())?;
+        crate::slack::start(slack);
         let metrics = metrics_listener.map(|(listener, _)| {
             let registry = Arc::clone(&state.listeners[1].1);
             let router = routes::metrics_router(state.clone());

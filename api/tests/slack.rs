@@ -3,8 +3,8 @@
 //! `response_url` served by this test.
 #![allow(clippy::unwrap_used)]
 
-use hmac::{Hmac, Mac as _};
 use reqwest::StatusCode;
+use sealrun_testkit::slack::{StandIn, now_secs, sign};
 use sealrun_testkit::{
     Client, ControlPlane as _, FakeAgent, InProcessServer, World, quick_settings,
 };
@@ -12,27 +12,11 @@ use sealrun_wire::audit::AuditPage;
 use sealrun_wire::run::{RunList, RunSource, RunStatus};
 use sealrun_wire::slack::{UserList, WorkspaceList};
 use serde_json::{Value, json};
-use sha2::Sha256;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::sync::mpsc;
+use std::time::Duration;
 
 const TEAM: &str = "T0SEALRUN";
 const SECRET: &str = "0123456789abcdef0123456789abcdef";
 const COMMANDS: &str = "/v1/integrations/slack/commands";
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-fn sign(secret: &str, ts: i64, body: &str) -> String {
-    let mut m = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    m.update(format!("v0:{ts}:{body}").as_bytes());
-    format!("v0={}", hex::encode(m.finalize().into_bytes()))
-}
 
 /// A fresh `trigger_id`.
 fn trigger_id() -> String {
@@ -89,7 +73,7 @@ async fn slash(
     response_url: &str,
 ) -> (StatusCode, Value) {
     let body = form(TEAM, user, text, response_url);
-    let ts = now();
+    let ts = now_secs();
     let sig = sign(SECRET, ts, &body);
     post_raw(s, body, Some(ts.to_string()), Some(sig)).await
 }
@@ -126,52 +110,10 @@ async fn audit(admin: &Client) -> AuditPage {
     admin.get("/v1/audit?limit=1000").await.ok().parse()
 }
 
-/// A stand-in for Slack's `response_url`: an HTTP server on loopback that
-/// hands every JSON body it receives to the test.
-async fn response_url() -> (String, mpsc::UnboundedReceiver<Value>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!(
-        "http://127.0.0.1:{}/commands/T0SEALRUN/1/xyz",
-        listener.local_addr().unwrap().port()
-    );
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        loop {
-            let (mut sock, _) = listener.accept().await.unwrap();
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                let (head_end, len) = loop {
-                    let n = sock.read(&mut chunk).await.unwrap();
-                    assert!(n > 0, "connection closed mid-request");
-                    buf.extend_from_slice(&chunk[..n]);
-                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        let head = String::from_utf8_lossy(&buf[..i]).to_ascii_lowercase();
-                        let len = head
-                            .lines()
-                            .find_map(|l| l.strip_prefix("content-length:"))
-                            .map(|v| v.trim().parse::<usize>().unwrap())
-                            .unwrap_or(0);
-                        break (i + 4, len);
-                    }
-                };
-                while buf.len() < head_end + len {
-                    let n = sock.read(&mut chunk).await.unwrap();
-                    assert!(n > 0);
-                    buf.extend_from_slice(&chunk[..n]);
-                }
-                let body: Value = serde_json::from_slice(&buf[head_end..head_end + len]).unwrap();
-                let _ = tx.send(body);
-                sock.write_all(
-                    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
-                )
-                .await
-                .unwrap();
-            });
-        }
-    });
-    (url, rx)
+/// A stand-in for Slack's `response_url`, and its URL.
+async fn response_url() -> (String, StandIn) {
+    let slack = StandIn::start().await;
+    (slack.url("/commands/T0SEALRUN/1/xyz"), slack)
 }
 
 const NOWHERE: &str = "https://hooks.slack.com/commands/T0SEALRUN/1/unused";
@@ -219,7 +161,7 @@ async fn an_auditor_may_read_runs_from_slack_but_not_run_or_cancel_them() {
 async fn an_unlinked_and_a_linked_team_get_the_same_refusal_for_a_bad_signature() {
     let w = World::in_process().await;
     link(&w.admin, "U0ALICE", "alice", "operator").await;
-    let ts = now();
+    let ts = now_secs();
     let bad = |team: &str| {
         let body = form(team, "U0ALICE", "run db -- echo hi", NOWHERE);
         let sig = sign("another-secret-0123456789abcdef", ts, &body);
@@ -265,8 +207,8 @@ async fn a_replayed_signed_slack_request_creates_no_second_run() {
     let w = World::in_process().await;
     link(&w.admin, "U0ALICE", "alice", "operator").await;
     let body = form(TEAM, "U0ALICE", "run db -- echo once", NOWHERE);
-    let ts = now().to_string();
-    let sig = sign(SECRET, now(), &body);
+    let ts = now_secs().to_string();
+    let sig = sign(SECRET, now_secs(), &body);
     let first = said(post_raw(&w.server, body.clone(), Some(ts.clone()), Some(sig.clone())).await);
     assert!(first.contains("Queued run"), "{first}");
     let replayed = post_raw(&w.server, body, Some(ts), Some(sig)).await;
@@ -296,7 +238,7 @@ async fn a_replayed_slack_request_is_refused_after_a_restart_too() {
     admin.declare_target("db").await;
     link(&admin, "U0ALICE", "alice", "operator").await;
     let body = form(TEAM, "U0ALICE", "run db -- echo once", NOWHERE);
-    let ts = now();
+    let ts = now_secs();
     let sig = sign(SECRET, ts, &body);
     said(
         post_raw(
@@ -337,10 +279,7 @@ async fn a_pending_slack_notification_survives_a_server_restart() {
         .finish(&run, RunStatus::Succeeded, Some(0), 1)
         .await
         .ok();
-    let message = tokio::time::timeout(Duration::from_secs(20), posted.recv())
-        .await
-        .expect("the result was posted after the restart")
-        .unwrap();
+    let message = posted.next().await.body;
     let text = message["text"].as_str().unwrap();
     assert!(
         text.contains(&run) && text.contains("succeeded") && text.contains("after-restart"),
@@ -350,7 +289,7 @@ async fn a_pending_slack_notification_survives_a_server_restart() {
     server.stop().await;
     let server = InProcessServer::start_in(dir.path(), quick_settings()).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(posted.try_recv().is_err(), "posted once");
+    assert!(posted.drain().is_empty(), "posted once");
     server.stop().await;
 }
 
@@ -359,7 +298,7 @@ async fn bad_signatures_get_one_generic_401_and_are_audited_with_the_reason() {
     let w = World::in_process().await;
     link(&w.admin, "U0ALICE", "alice", "operator").await;
     let body = form(TEAM, "U0ALICE", "run db -- echo hi", NOWHERE);
-    let ts = now();
+    let ts = now_secs();
     let stale = ts - 6 * 60;
     let ahead = ts + 6 * 60;
     let cases = [
@@ -485,10 +424,7 @@ async fn an_operator_run_is_queued_as_the_slack_user_and_the_result_is_posted_es
         .finish(&run.id, RunStatus::Failed, Some(3), 1)
         .await
         .ok();
-    let msg = tokio::time::timeout(Duration::from_secs(20), posted.recv())
-        .await
-        .expect("the result is posted to response_url")
-        .unwrap();
+    let msg = posted.next().await.body;
     assert_eq!(msg["response_type"], "ephemeral");
     let text = msg["text"].as_str().unwrap();
     assert!(
@@ -761,7 +697,7 @@ async fn two_orgs_link_one_workspace_each_with_its_own_app_and_neither_learns_of
     // operator through acme's app and an auditor through globex's.
     let via = |secret: &'static str| {
         let body = form(TEAM, "U0ALICE", "run db -- echo hi", NOWHERE);
-        let ts = now();
+        let ts = now_secs();
         let sig = sign(secret, ts, &body);
         post_raw(&w.server, body, Some(ts.to_string()), Some(sig))
     };

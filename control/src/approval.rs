@@ -137,6 +137,9 @@ pub(crate) fn admit(tx: &Tx<'_>, mut s: Submission<'_>) -> Result<Admitted, Erro
         i64::try_from(rule.expires_in_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
     );
     store::approvals::hold(tx, s.run_id, &rule_json, expires_ms)?;
+    // In the same transaction: the request is never held without its
+    // message owed to the approvers' channels.
+    store::slack::queue_approval_posts(tx, s.org_id, s.run_id, s.now)?;
     store::audit::append(
         tx,
         s.org_id,

@@ -100,6 +100,7 @@ impl Control {
             self.wakeups.run_queued(target_id);
         }
         self.watchers.touch(&decided.view.run_id);
+        self.slack_outbox.notify_one();
         Ok(decided.view)
     }
 
@@ -123,6 +124,7 @@ impl Control {
             })
             .await?;
         self.watchers.touch(&decided.view.run_id);
+        self.slack_outbox.notify_one();
         Ok(decided.view)
     }
 }

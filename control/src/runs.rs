@@ -86,6 +86,7 @@ impl Control {
         who.require(Action::SubmitRuns)?;
         let who = who.clone();
         let wakeups = Arc::clone(&self.wakeups);
+        let outbox = Arc::clone(&self.slack_outbox);
         let connected_since = self.settings.connected_since(now_ms());
         let submitted = self
             .db
@@ -104,10 +105,10 @@ impl Control {
                 // Pollers may claim it as soon as it is committed: their claim
                 // is answered only once it (and so this submit) is on disk.
                 // A run waiting for approval is not theirs yet.
-                move |s| {
-                    if s.status == RunStatus::Queued {
-                        wakeups.run_queued(s.target_id);
-                    }
+                move |s| match s.status {
+                    RunStatus::Queued => wakeups.run_queued(s.target_id),
+                    RunStatus::PendingApproval => outbox.notify_one(),
+                    _ => {}
                 },
             )
             .await?;
@@ -173,6 +174,7 @@ impl Control {
         let immediate = matches!(outcome, Canceled::Now);
         if immediate {
             self.watchers.touch(&run.id);
+            self.slack_outbox.notify_one();
         }
         Ok(Cancellation { immediate, run })
     }

@@ -44,6 +44,9 @@ pub struct Control {
     pub(crate) failures: FailureThrottle,
     pub(crate) slack: Arc<SlackKeys>,
     pub(crate) stdin: StdinRelays,
+    /// Woken when an approval request may need its Slack message posted or
+    /// updated (the adapter also looks every few seconds).
+    pub(crate) slack_outbox: Arc<tokio::sync::Notify>,
     stop: watch::Sender<bool>,
     stopping: watch::Receiver<bool>,
     /// The data directory's lock; `None` once closed, so that a control
@@ -93,6 +96,7 @@ impl Control {
             failures: FailureThrottle::default(),
             slack: Arc::new(slack),
             stdin: StdinRelays::default(),
+            slack_outbox: Arc::default(),
             stop,
             stopping,
             lock: Mutex::new(Some(lock)),

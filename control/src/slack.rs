@@ -137,10 +137,13 @@ impl Control {
                         &format!("slack:{team_id}"),
                         json!({"replaced_secret": existing.is_some()}),
                     )?;
+                    let approvals_channel =
+                        store::slack::approvals_channel(tx, &team_id, user.org_id)?;
                     Ok(WorkspaceView {
                         team_id,
                         linked_at_ms: created,
                         updated_at_ms: now,
+                        approvals_channel,
                     })
                 },
                 move |_| invalidate.invalidate(),
@@ -349,13 +352,18 @@ impl Control {
 
     /// Audits a refused Slack request signature of a linked team (the caller
     /// throttles).
-    pub async fn audit_slack_signature_refused(&self, workspace: &Workspace, reason: &str) {
+    pub async fn audit_slack_signature_refused(
+        &self,
+        workspace: &Workspace,
+        reason: &str,
+        path: &str,
+    ) {
         self.audit_refusal(Refused {
             org_id: workspace.org_id,
             actor: "slack".into(),
             action: "auth.failed",
             subject: format!("slack:{}", workspace.team_id),
-            detail: json!({"reason": reason, "path": "/v1/integrations/slack/commands"}),
+            detail: json!({"reason": reason, "path": path}),
         })
         .await;
     }

@@ -19,6 +19,8 @@ pub(crate) const KEY_FILE: &str = "slack.key";
 
 /// The name a signing secret is sealed under (with the team id as target).
 const SEALED_NAME: &str = "slack-signing-secret";
+/// The name a bot token is sealed under (with the team id as target).
+const BOT_TOKEN_NAME: &str = "slack-bot-token";
 /// The name a `response_url` is sealed under (with the run id as target).
 const URL_NAME: &str = "slack-response-url";
 /// Most workspaces whose opened secrets are cached.
@@ -107,6 +109,36 @@ impl SlackKeys {
     pub(crate) fn seal(&self, team_id: &str, secret: &[u8]) -> Result<SealedSecret, Error> {
         sealrun_vault::seal(&self.keypair.public_key(), SEALED_NAME, team_id, secret)
             .map_err(|e| Error::internal(format_args!("cannot seal a signing secret: {e}")))
+    }
+
+    /// Seals the bot token of workspace `team_id` for storage.
+    pub(crate) fn seal_bot_token(
+        &self,
+        team_id: &str,
+        token: &[u8],
+    ) -> Result<SealedSecret, Error> {
+        sealrun_vault::seal(&self.keypair.public_key(), BOT_TOKEN_NAME, team_id, token)
+            .map_err(|e| Error::internal(format_args!("cannot seal a bot token: {e}")))
+    }
+
+    /// Opens the stored bot token of workspace `team_id`.
+    pub(crate) fn open_bot_token(
+        &self,
+        team_id: &str,
+        sealed: &SealedSecret,
+    ) -> Result<Zeroizing<String>, Error> {
+        let opened = sealrun_vault::open(&self.keypair, BOT_TOKEN_NAME, team_id, sealed).map_err(|e| {
+            Error::internal(format_args!(
+                "cannot open the bot token of Slack team {team_id} (was {KEY_FILE} replaced?): {e}"
+            ))
+        })?;
+        String::from_utf8(opened.expose().to_vec())
+            .map(Zeroizing::new)
+            .map_err(|_| {
+                Error::internal(format_args!(
+                    "the bot token of Slack team {team_id} is not text"
+                ))
+            })
     }
 
     /// Seals the `response_url` of run `run_id` for storage: it is a

@@ -27,6 +27,7 @@ struct ServerFile {
     max_agents_per_org: Option<u32>,
     metrics_listen: Option<String>,
     metrics_token_file: Option<PathBuf>,
+    slack_api_url: Option<String>,
     max_connections: Option<usize>,
     max_connections_per_client: Option<usize>,
 }
@@ -100,6 +101,9 @@ fn config(args: ServerArgs) -> Result<ServerConfig> {
         })?);
     }
     config.metrics.token_file = args.metrics_token_file.or(file.metrics_token_file);
+    if let Some(url) = args.slack_api_url.or(file.slack_api_url) {
+        config.slack_api_url = url;
+    }
     if let Some(n) = args.max_connections.or(file.max_connections) {
         if n == 0 {
             anyhow::bail!("max_connections must be at least 1");

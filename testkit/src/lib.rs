@@ -72,6 +72,7 @@ pub mod pty;
 pub mod runtime;
 mod server;
 mod shim;
+pub mod slack;
 pub mod stall;
 mod wait;
 mod world;

@@ -126,15 +126,19 @@ impl InProcessServer {
     /// A server with `settings` keeping its data in `dir/data` (and its
     /// admin token in `dir/admin.token`); `dir` outlives the server.
     pub async fn start_in(dir: &Path, settings: Settings) -> InProcessServer {
-        InProcessServer::start_config(ServerConfig {
+        InProcessServer::start_config(InProcessServer::config_in(dir, settings)).await
+    }
+
+    /// The configuration [`start_in`](InProcessServer::start_in) uses.
+    pub fn config_in(dir: &Path, settings: Settings) -> ServerConfig {
+        ServerConfig {
             data_dir: dir.join("data"),
             listen: "127.0.0.1:0".parse().expect("an address"),
             org_name: "acme".into(),
             admin_token_file: Some(dir.join("admin.token")),
             settings,
             ..ServerConfig::default()
-        })
-        .await
+        }
     }
 
     /// A server with a full `config` (its `admin_token_file` must be set).

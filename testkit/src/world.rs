@@ -6,7 +6,7 @@ use crate::agent::{AgentProcess, FakeAgent};
 use crate::client::{Client, run_request};
 use crate::docker::{IMAGE, containers_of};
 use crate::server::{ControlPlane, InProcessServer, ServerProcess, quick_settings};
-use sealrun_api::Settings;
+use sealrun_api::{ServerConfig, Settings};
 use sealrun_wire::admin::TargetSpec;
 use sealrun_wire::run::RunRequest;
 
@@ -60,8 +60,19 @@ impl World<InProcessServer, FakeAgent> {
     /// An in-process world with `settings`: org `acme`, target `db`, fake
     /// agent `agent-1` connected with a fresh key.
     pub async fn in_process_with(settings: Settings) -> Self {
+        World::in_process_configured(|_| {}, settings).await
+    }
+
+    /// [`World::in_process_with`], the server's configuration changed by
+    /// `configure` first (to point it at a Slack stand-in, say).
+    pub async fn in_process_configured(
+        configure: impl FnOnce(&mut ServerConfig),
+        settings: Settings,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let server = InProcessServer::start_in(dir.path(), settings).await;
+        let mut config = InProcessServer::config_in(dir.path(), settings);
+        configure(&mut config);
+        let server = InProcessServer::start_config(config).await;
         let admin = server.admin();
         let target = "db".to_owned();
         admin.declare_target(&target).await;

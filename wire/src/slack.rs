@@ -45,6 +45,38 @@ pub struct WorkspaceView {
     pub linked_at_ms: i64,
     /// Unix milliseconds its signing secret was last set.
     pub updated_at_ms: i64,
+    /// The channel approval requests are posted to, if one is set (its bot
+    /// token is never returned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approvals_channel: Option<String>,
+}
+
+/// `PUT /v1/integrations/slack/workspaces/{team_id}/approvals`: post every
+/// approval request of the org to `channel`, with Approve and Reject
+/// buttons, as the Slack app's bot.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalsChannel {
+    /// The channel's id (`C...` or `G...`; the bot must be a member).
+    pub channel: String,
+    /// The app's bot token (`xoxb-...`, scope `chat:write`): sealed at
+    /// rest, never returned, never logged.
+    pub bot_token: String,
+}
+
+impl fmt::Debug for ApprovalsChannel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApprovalsChannel")
+            .field("channel", &self.channel)
+            .field("bot_token", &"***")
+            .finish()
+    }
+}
+
+impl Drop for ApprovalsChannel {
+    fn drop(&mut self) {
+        self.bot_token.zeroize();
+    }
 }
 
 /// `GET /v1/integrations/slack/workspaces`.

@@ -23,7 +23,7 @@ use axum::response::Response;
 use axum::routing::{get, post, put};
 
 /// Builds the router for `state`.
-pub(crate) fn router(state: AppState) -> Result<Router, Error> {
+pub(crate) fn router(state: AppState, slack: crate::slack::SlackState) -> Result<Router, Error> {
     let body_limit = state.settings().max_body_bytes;
     Ok(Router::new()
         .route("/health", get(ops::health))
@@ -97,7 +97,7 @@ pub(crate) fn router(state: AppState) -> Result<Router, Error> {
         .route("/v1/agent/runs/{id}/finish", post(agent::finish))
         .route("/v1/agent/runs/{id}/stdin", get(agent::stdin))
         .route("/v1/agent/deregister", post(agent::deregister))
-        .merge(crate::slack::router(state.clone())?)
+        .merge(crate::slack::router(slack))
         .route_layer(middleware::from_fn_with_state(state.clone(), track))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -1,6 +1,6 @@
-//! Admin endpoints linking Slack workspaces and users to the caller's org.
-//! Every change is audited (by the domain); no endpoint ever returns a
-//! signing secret.
+//! Admin endpoints linking Slack workspaces, users and the approvers'
+//! channel to the caller's org. Every change is audited (by the domain); no
+//! endpoint ever returns a signing secret or a bot token.
 
 use super::SlackState;
 use crate::auth::Caller;
@@ -11,7 +11,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use sealrun_control::User;
 use sealrun_wire::slack::{
-    UserLink, UserList, UserView, WorkspaceLink, WorkspaceList, WorkspaceView,
+    ApprovalsChannel, UserLink, UserList, UserView, WorkspaceLink, WorkspaceList, WorkspaceView,
 };
 use zeroize::Zeroizing;
 
@@ -92,6 +92,38 @@ pub(crate) async fn delete_user(
         .app
         .control
         .unlink_slack_user(&user, team_id, user_id)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `PUT /v1/integrations/slack/workspaces/{team_id}/approvals` (admin):
+/// posts the org's approval requests to a channel of the workspace, as its
+/// app's bot (the token sealed; never returned).
+pub(crate) async fn put_approvals(
+    State(state): State<SlackState>,
+    Caller(user): Caller<User>,
+    Segments(team_id): Segments<String>,
+    JsonBody(req): JsonBody<ApprovalsChannel>,
+) -> Result<Json<WorkspaceView>, ApiError> {
+    let view = state
+        .app
+        .control
+        .set_slack_approvals(&user, team_id, req)
+        .await?;
+    Ok(Json(view))
+}
+
+/// `DELETE /v1/integrations/slack/workspaces/{team_id}/approvals` (admin):
+/// stops posting approval requests there, and forgets the bot token.
+pub(crate) async fn delete_approvals(
+    State(state): State<SlackState>,
+    Caller(user): Caller<User>,
+    Segments(team_id): Segments<String>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .app
+        .control
+        .clear_slack_approvals(&user, team_id)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,28 +1,23 @@
 //! `POST /v1/integrations/slack/commands`: a `/sealrun` slash command.
 //!
-//! No bearer token: Slack's signature is the credential. The raw body is
-//! verified before anything in it is trusted; only `team_id` is read first,
-//! to pick the signing secret. A request is accepted once: a replay within
-//! the window is refused. A bad, missing, stale or replayed signature, or a
-//! team no org has linked, answers the same `401` (the reason goes to the
-//! log, and to the org's audit trail if the team is linked), so the answer
-//! tells nobody which teams are linked. Everything a verified user is
-//! refused (unknown user, too weak a role, a bad command) is a `200` with an
-//! ephemeral message, which is how Slack expects a refusal to be shown.
+//! Verified by [`auth::authenticate`] (Slack's signature, once, within the
+//! replay window) before anything in it is trusted. Everything a verified
+//! user is refused (unknown user, too weak a role, a bad command) is a
+//! `200` with an ephemeral message, which is how Slack expects a refusal
+//! to be shown.
 
 use super::command::{self, Command, USAGE};
-use super::verify::{self, Headers, SIGNATURE_HEADER, TIMESTAMP_HEADER};
-use super::{SlackState, escape, notify};
+use super::{SlackState, auth, escape, notify};
 use crate::error::ApiError;
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Request, State};
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use sealrun_control::{Member, Workspace, check_slack_id};
 use sealrun_wire::run::{RunRequest, RunStatus, RunView, RunbookCall};
 use sealrun_wire::slack::{ResponseType, SlackMessage};
-use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Where Slack posts slash commands.
+pub(crate) const PATH: &str = "/v1/integrations/slack/commands";
 
 /// The fields of a slash-command payload sealrun uses.
 #[derive(Debug, Default)]
@@ -65,12 +60,6 @@ fn say(text: impl Into<String>) -> Response {
     .into_response()
 }
 
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
 /// The handler.
 pub(crate) async fn handle(State(state): State<SlackState>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
@@ -79,105 +68,12 @@ pub(crate) async fn handle(State(state): State<SlackState>, req: Request) -> Res
         Ok(b) => b,
         Err(_) => return ApiError::too_large("request body too large").into_response(),
     };
-    match authenticate(&state, &parts.headers, &body).await {
+    let team_id = field(&body, "team_id");
+    match auth::authenticate(&state, &parts.headers, &body, team_id, PATH).await {
         Ok(workspace) => answer(&state, &workspace, &body).await,
         Err(e) => e.into_response(),
     }
 }
-
-/// A key no signing secret equals: a request from a team no org has linked
-/// is checked against it, so it costs what a linked team's does, and then
-/// refused like a bad signature.
-const UNLINKED_KEY: &[u8] = b"sealrun: no workspace is linked for this team";
-
-/// Verifies the request, and that it is the first time it is seen. Every
-/// refusal (no or malformed headers, a stale timestamp, a bad signature, a
-/// team no org has linked, a replay) is the same `401`, so the answer says
-/// nothing about which teams are linked or why; the reason goes to the log
-/// and, for a linked team, to its org's audit trail.
-async fn authenticate(
-    state: &SlackState,
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> Result<Workspace, ApiError> {
-    let signed = verify::parse_headers(Headers {
-        timestamp: headers.get(TIMESTAMP_HEADER).map(|v| v.as_bytes()),
-        signature: headers.get(SIGNATURE_HEADER).map(|v| v.as_bytes()),
-    });
-    // Only to choose the secrets: nothing else is read before verification.
-    let team_id = field(body, "team_id").filter(|t| check_slack_id("team", t).is_ok());
-    let links = match &team_id {
-        Some(t) => state.app.control.slack_workspaces(t).await?,
-        None => Vec::new(),
-    };
-    let signed = match signed {
-        Ok(s) => s,
-        Err(r) => return Err(refused(state, team_id.as_deref(), &links, r).await),
-    };
-    let now = unix_now();
-    if links.is_empty() {
-        let checked = verify::verify(UNLINKED_KEY, &signed, body, now);
-        let why = checked.err().unwrap_or(verify::Refusal::Unlinked);
-        return Err(refused(state, team_id.as_deref(), &links, why).await);
-    }
-    // Each org that linked the team has its own app and signing secret:
-    // the one that verifies says which org the request is for (linking
-    // refuses a secret another org of the team uses, so at most one does).
-    let mut verified = None;
-    let mut why = verify::Refusal::BadSignature;
-    for w in &links {
-        match verify::verify(w.signing_secret(), &signed, body, now) {
-            Ok(()) => verified = Some(w.clone()),
-            Err(r) => why = r,
-        }
-    }
-    let Some(workspace) = verified else {
-        return Err(refused(state, team_id.as_deref(), &links, why).await);
-    };
-    let first = state
-        .app
-        .control
-        .slack_accept_once(&workspace, signed.mac(), signed.replayable_until_ms())
-        .await?;
-    if !first {
-        let r = verify::Refusal::Replayed;
-        return Err(refused(state, team_id.as_deref(), &[workspace], r).await);
-    }
-    Ok(workspace)
-}
-
-/// Logs, meters and audits a refused request (in the trail of each org
-/// that linked the team: any of them may be the one it claims to be for);
-/// the answer is the same whatever the reason.
-async fn refused(
-    state: &SlackState,
-    team_id: Option<&str>,
-    links: &[Workspace],
-    why: verify::Refusal,
-) -> ApiError {
-    let reason = why.reason();
-    state.app.metrics.auth_failed();
-    tracing::warn!(
-        team = team_id.unwrap_or("-"),
-        reason,
-        "Slack request refused"
-    );
-    if let Some(first) = links.first() {
-        if state.slack.admit_failure(first.team_id()) {
-            for w in links {
-                state
-                    .app
-                    .control
-                    .audit_slack_signature_refused(w, reason)
-                    .await;
-            }
-        }
-    }
-    ApiError::unauthorized(REFUSED)
-}
-
-/// The one answer to every refused request.
-pub(crate) const REFUSED: &str = "Slack request refused: it is not signed with the signing secret of a linked workspace, or it is stale or was already received (see the control plane's log)";
 
 /// Answers a verified command.
 async fn answer(state: &SlackState, workspace: &Workspace, body: &[u8]) -> Response {
@@ -274,7 +170,7 @@ async fn answer(state: &SlackState, workspace: &Workspace, body: &[u8]) -> Respo
 }
 
 /// Audits a refused command (nothing else happened).
-async fn note_refusal(
+pub(crate) async fn note_refusal(
     state: &SlackState,
     workspace: &Workspace,
     user_id: &str,
@@ -334,7 +230,7 @@ async fn run(
         (Some(name), Some(v)) => format!(" (runbook `{}` version {v})", escape::text(name)),
         _ => String::new(),
     };
-    let expires_at_ms = unix_now()
+    let expires_at_ms = auth::unix_now()
         .saturating_mul(1000)
         .saturating_add(i64::try_from(notify::URL_LIFETIME.as_millis()).unwrap_or(i64::MAX));
     // Stored before it is watched, so a restart from now on still posts it.

@@ -446,6 +446,32 @@ CREATE TABLE approvals (
     PRIMARY KEY (run_id, user_id)
 ) WITHOUT ROWID;
 "#,
+    // 13: approval requests in Slack (issue 15). A workspace may name the
+    // channel its approvers read and the bot token to post there with
+    // (sealed to `slack.key`, like the signing secret: it is a credential).
+    // `slack_approval_posts` is the outbox of approval messages: one row per
+    // pending run and workspace with a channel, written in the transaction
+    // that holds the run, so a restart loses none; `ts` is Slack's id of
+    // the posted message (NULL: not posted yet), `shown` the state it last
+    // showed. A row is deleted once the message shows the outcome.
+    r#"
+ALTER TABLE slack_workspaces ADD COLUMN approvals_channel TEXT;
+ALTER TABLE slack_workspaces ADD COLUMN bot_token TEXT;
+
+CREATE TABLE slack_approval_posts (
+    run_id      TEXT NOT NULL,
+    team_id     TEXT NOT NULL,
+    org_id      INTEGER NOT NULL,
+    channel     TEXT NOT NULL,
+    ts          TEXT,
+    shown       TEXT,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    created_ms  INTEGER NOT NULL,
+    PRIMARY KEY (run_id, team_id, org_id),
+    FOREIGN KEY (team_id, org_id) REFERENCES slack_workspaces (team_id, org_id)
+        ON DELETE CASCADE
+) WITHOUT ROWID;
+"#,
 ];
 
 /// Brings the database at `path` (open as `conn`) up to the current schema.

@@ -90,7 +90,7 @@ pub(crate) fn update_workspace(
 /// The org's linked workspaces, by team id.
 pub(crate) fn list_workspaces(tx: &Tx<'_>, org_id: i64) -> Result<Vec<WorkspaceView>, Error> {
     let mut stmt = tx.conn.prepare_cached(
-        "SELECT team_id, created_ms, updated_ms FROM slack_workspaces
+        "SELECT team_id, created_ms, updated_ms, approvals_channel FROM slack_workspaces
          WHERE org_id = ?1 ORDER BY team_id",
     )?;
     let rows = stmt.query_map([org_id], |r| {
@@ -98,6 +98,7 @@ pub(crate) fn list_workspaces(tx: &Tx<'_>, org_id: i64) -> Result<Vec<WorkspaceV
             team_id: r.get(0)?,
             linked_at_ms: r.get(1)?,
             updated_at_ms: r.get(2)?,
+            approvals_channel: r.get(3)?,
         })
     })?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
@@ -310,4 +311,188 @@ pub(crate) fn delete_notice(tx: &Tx<'_>, run_id: &str) -> Result<(), Error> {
         .prepare_cached("DELETE FROM slack_notices WHERE run_id = ?1")?
         .execute([run_id])?;
     Ok(())
+}
+
+/// Sets (or, with `None`, clears) the approvals channel of org `org_id`'s
+/// link of workspace `team_id`, with its sealed bot token; `false` if the
+/// org has not linked the workspace.
+pub(crate) fn set_approvals(
+    tx: &Tx<'_>,
+    team_id: &str,
+    org_id: i64,
+    channel: Option<(&str, &SealedSecret)>,
+) -> Result<bool, Error> {
+    let (channel, token) = match channel {
+        Some((c, t)) => (Some(c), Some(serde_json::to_string(t)?)),
+        None => (None, None),
+    };
+    let changed = tx
+        .conn
+        .prepare_cached(
+            "UPDATE slack_workspaces SET approvals_channel = ?3, bot_token = ?4
+             WHERE team_id = ?1 AND org_id = ?2",
+        )?
+        .execute(params![team_id, org_id, channel, token])?;
+    if channel.is_none() {
+        tx.conn
+            .prepare_cached("DELETE FROM slack_approval_posts WHERE team_id = ?1 AND org_id = ?2")?
+            .execute(params![team_id, org_id])?;
+    }
+    Ok(changed == 1)
+}
+
+/// Org `org_id`'s sealed bot token for workspace `team_id`, if it set an
+/// approvals channel.
+pub(crate) fn bot_token(
+    tx: &Tx<'_>,
+    team_id: &str,
+    org_id: i64,
+) -> Result<Option<SealedSecret>, Error> {
+    let sealed: Option<String> = tx
+        .conn
+        .prepare_cached(
+            "SELECT bot_token FROM slack_workspaces
+             WHERE team_id = ?1 AND org_id = ?2 AND approvals_channel IS NOT NULL",
+        )?
+        .query_row(params![team_id, org_id], |r| r.get(0))
+        .optional()?
+        .flatten();
+    Ok(sealed.map(|s| serde_json::from_str(&s)).transpose()?)
+}
+
+/// Queues the approval message of org `org_id`'s run `run_id` for every
+/// workspace the org linked with an approvals channel; how many.
+pub(crate) fn queue_approval_posts(
+    tx: &Tx<'_>,
+    org_id: i64,
+    run_id: &str,
+    now: i64,
+) -> Result<usize, Error> {
+    Ok(tx
+        .conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO slack_approval_posts (run_id, team_id, org_id, channel, created_ms)
+             SELECT ?2, team_id, org_id, approvals_channel, ?3 FROM slack_workspaces
+             WHERE org_id = ?1 AND approvals_channel IS NOT NULL",
+        )?
+        .execute(params![org_id, run_id, now])?)
+}
+
+/// An approval message owed to (or posted in) a Slack channel.
+pub(crate) struct ApprovalPost {
+    pub(crate) run_id: String,
+    pub(crate) team_id: String,
+    pub(crate) org_id: i64,
+    pub(crate) channel: String,
+    pub(crate) ts: Option<String>,
+    pub(crate) shown: Option<String>,
+    pub(crate) attempts: u32,
+    pub(crate) bot_token: Option<SealedSecret>,
+    /// The Slack user (in that workspace) linked to the run's submitter.
+    pub(crate) requester: Option<String>,
+}
+
+/// The approval messages not settled yet, oldest first (at most `limit`).
+pub(crate) fn approval_posts(tx: &Tx<'_>, limit: u32) -> Result<Vec<ApprovalPost>, Error> {
+    let mut stmt = tx.conn.prepare_cached(
+        "SELECT p.run_id, p.team_id, p.org_id, p.channel, p.ts, p.shown, p.attempts, w.bot_token,
+                (SELECT su.user_id FROM slack_users su JOIN runs r ON r.id = p.run_id
+                 WHERE su.team_id = p.team_id AND su.org_id = p.org_id
+                   AND su.sealrun_user_id = r.submitter_user_id
+                 ORDER BY su.user_id LIMIT 1)
+         FROM slack_approval_posts p
+         JOIN slack_workspaces w ON w.team_id = p.team_id AND w.org_id = p.org_id
+         ORDER BY p.created_ms, p.run_id LIMIT ?1",
+    )?;
+    let rows = stmt.query_map([limit], |r| {
+        Ok((
+            ApprovalPost {
+                run_id: r.get(0)?,
+                team_id: r.get(1)?,
+                org_id: r.get(2)?,
+                channel: r.get(3)?,
+                ts: r.get(4)?,
+                shown: r.get(5)?,
+                attempts: r.get(6)?,
+                bot_token: None,
+                requester: r.get(8)?,
+            },
+            r.get::<_, Option<String>>(7)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (mut post, sealed) = row?;
+        post.bot_token = sealed.map(|s| serde_json::from_str(&s)).transpose()?;
+        out.push(post);
+    }
+    Ok(out)
+}
+
+/// Records what the approval message of run `run_id` in workspace
+/// `team_id` shows now (and its Slack id once posted).
+pub(crate) fn approval_post_shown(
+    tx: &Tx<'_>,
+    run_id: &str,
+    team_id: &str,
+    org_id: i64,
+    ts: &str,
+    shown: &str,
+) -> Result<(), Error> {
+    tx.conn
+        .prepare_cached(
+            "UPDATE slack_approval_posts SET ts = ?4, shown = ?5, attempts = 0
+             WHERE run_id = ?1 AND team_id = ?2 AND org_id = ?3",
+        )?
+        .execute(params![run_id, team_id, org_id, ts, shown])?;
+    Ok(())
+}
+
+/// Counts a failed post of the approval message; the attempts so far.
+pub(crate) fn approval_post_failed(
+    tx: &Tx<'_>,
+    run_id: &str,
+    team_id: &str,
+    org_id: i64,
+) -> Result<u32, Error> {
+    Ok(tx
+        .conn
+        .prepare_cached(
+            "UPDATE slack_approval_posts SET attempts = attempts + 1
+             WHERE run_id = ?1 AND team_id = ?2 AND org_id = ?3 RETURNING attempts",
+        )?
+        .query_row(params![run_id, team_id, org_id], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0))
+}
+
+/// Forgets the approval message of run `run_id` in workspace `team_id`.
+pub(crate) fn delete_approval_post(
+    tx: &Tx<'_>,
+    run_id: &str,
+    team_id: &str,
+    org_id: i64,
+) -> Result<(), Error> {
+    tx.conn
+        .prepare_cached(
+            "DELETE FROM slack_approval_posts WHERE run_id = ?1 AND team_id = ?2 AND org_id = ?3",
+        )?
+        .execute(params![run_id, team_id, org_id])?;
+    Ok(())
+}
+
+/// The approvals channel org `org_id` set for workspace `team_id`, if any.
+pub(crate) fn approvals_channel(
+    tx: &Tx<'_>,
+    team_id: &str,
+    org_id: i64,
+) -> Result<Option<String>, Error> {
+    Ok(tx
+        .conn
+        .prepare_cached(
+            "SELECT approvals_channel FROM slack_workspaces WHERE team_id = ?1 AND org_id = ?2",
+        )?
+        .query_row(params![team_id, org_id], |r| r.get(0))
+        .optional()?
+        .flatten())
 }
