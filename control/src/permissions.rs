@@ -161,13 +161,13 @@ pub const TABLE: &[Permission] = &[
         action: Action::ManageSlack,
         roles: ADMIN,
         verb: "manage the Slack integration",
-        surfaces: "`GET /v1/integrations/slack/workspaces`, `PUT/DELETE /v1/integrations/slack/workspaces/{team_id}`, `GET /v1/integrations/slack/users`, `PUT/DELETE /v1/integrations/slack/users/{team_id}/{user_id}`",
+        surfaces: "`GET /v1/integrations/slack/workspaces`, `PUT/DELETE /v1/integrations/slack/workspaces/{team_id}`, `PUT/DELETE /v1/integrations/slack/workspaces/{team_id}/approvals`, `GET /v1/integrations/slack/users`, `PUT/DELETE /v1/integrations/slack/users/{team_id}/{user_id}`",
     },
     Permission {
         action: Action::ApproveRuns,
         roles: ADMIN_OPERATOR,
         verb: "approve runs",
-        surfaces: "`POST /v1/approvals/{run_id}/approve`, `POST /v1/approvals/{run_id}/reject`",
+        surfaces: "`POST /v1/approvals/{run_id}/approve`, `POST /v1/approvals/{run_id}/reject`, Slack Approve / Reject buttons",
     },
     Permission {
         action: Action::ReadApprovals,
