@@ -7,6 +7,7 @@
 
 use sealrun_testkit::slack::{StandIn, now_secs, sign};
 use sealrun_testkit::{ControlPlane as _, World, require_docker};
+use sealrun_wire::run::RunStatus;
 use serde_json::Value;
 use std::time::Duration;
 
@@ -133,5 +134,149 @@ async fn a_signed_slash_command_runs_in_docker_and_its_masked_result_is_posted_b
     let run = world.admin.run(&run_id).await;
     assert_eq!(run.exit_code, Some(3));
     assert_eq!(run.submitter, format!("slack:{TEAM}/{USER} (olivia)"));
+    world.assert_no_containers();
+}
+
+/// The buttons of a Slack message.
+fn buttons(message: &Value) -> Vec<Value> {
+    message["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["type"] == "actions")
+        .flat_map(|b| b["elements"].as_array().unwrap().clone())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_waiting_for_approval_is_approved_by_a_slack_click_and_runs_in_docker() {
+    if !require_docker() {
+        return;
+    }
+    const BOT_TOKEN: &str = "xoxb-e2e-0123456789-abcdefghij";
+    let mut slack = StandIn::start().await;
+    let world = World::spawned_with(sealrun_testkit::WorldOptions {
+        server_args: vec!["--slack-api-url".into(), slack.api_url()],
+        ..Default::default()
+    })
+    .await;
+    let spec: sealrun_wire::admin::TargetSpec = serde_json::from_value(serde_json::json!({
+        "name": world.target, "image": sealrun_testkit::IMAGE, "private_network": "test",
+        "timeout_secs": 300,
+        "policy": {"approval": {"require": "ad_hoc", "approvals": 1, "from_groups": ["dba"]}},
+    }))
+    .unwrap();
+    world.admin.put_target(&spec).await;
+    let admin = world.server.cli(&world.server.admin_token);
+    admin.ok(&["user", "create", "alice", "--role", "operator"]);
+    admin.ok(&["user", "create", "carol", "--role", "operator"]);
+    admin.ok(&["group", "create", "dba", "--member", "alice"]);
+    let carol = admin.with_token(admin.ok(&["token", "create", "--user", "carol"]).trim());
+    let linked = admin.output_with_stdin(
+        &["slack", "link-workspace", "--team-id", TEAM],
+        SIGNING_SECRET.as_bytes(),
+    );
+    assert!(
+        linked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&linked.stderr)
+    );
+    admin.ok(&[
+        "slack",
+        "link-user",
+        "--team-id",
+        TEAM,
+        "--user",
+        "U0ALICE",
+        "--as",
+        "alice",
+    ]);
+    let set = admin.output_with_stdin(
+        &[
+            "slack",
+            "set-approvals",
+            "--team-id",
+            TEAM,
+            "--channel",
+            "C0APPROVE",
+        ],
+        format!("{BOT_TOKEN}\n").as_bytes(),
+    );
+    assert!(
+        set.status.success(),
+        "{}",
+        String::from_utf8_lossy(&set.stderr)
+    );
+    let listed = admin.ok(&["slack", "workspaces"]);
+    assert!(listed.contains("C0APPROVE"), "{listed}");
+    assert!(!listed.contains(BOT_TOKEN), "{listed}");
+
+    // Carol's `sealrun run` waits for approval...
+    let mut run = carol.spawn(&[
+        "run",
+        "--target",
+        &world.target,
+        "--",
+        "echo",
+        "approved-in-slack",
+    ]);
+    let posted = slack.next_to("chat.postMessage").await;
+    assert_eq!(
+        posted.authorization.as_deref(),
+        Some(format!("Bearer {BOT_TOKEN}").as_str())
+    );
+    let value = buttons(&posted.body)[0]["value"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let run_id = value.split(' ').next().unwrap().to_owned();
+    assert_eq!(
+        world.admin.run(&run_id).await.status,
+        RunStatus::PendingApproval
+    );
+
+    // ...until alice clicks Approve in the channel.
+    let payload = serde_json::json!({
+        "type": "block_actions",
+        "team": {"id": TEAM},
+        "user": {"id": "U0ALICE"},
+        "trigger_id": "1.2.3",
+        "response_url": slack.response_url(),
+        "actions": [{"type": "button", "action_id": "sealrun_approve", "value": value}],
+    });
+    let body = format!("payload={}", encode(&payload.to_string()));
+    let ts = now_secs();
+    let clicked = world
+        .server
+        .http()
+        .post(format!(
+            "{}/v1/integrations/slack/interactions",
+            world.server.url
+        ))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-slack-request-timestamp", ts.to_string())
+        .header("x-slack-signature", sign(SIGNING_SECRET, ts, &body))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(clicked.status(), 200);
+    let out = tokio::task::spawn_blocking(move || run.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "approved-in-slack\n");
+    let updated = slack.next_to("chat.update").await;
+    assert!(buttons(&updated.body).is_empty());
+    assert!(
+        updated.body["blocks"]
+            .to_string()
+            .contains("Approved* by alice")
+    );
     world.assert_no_containers();
 }
