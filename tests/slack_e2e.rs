@@ -212,7 +212,7 @@ async fn a_run_waiting_for_approval_is_approved_by_a_slack_click_and_runs_in_doc
     assert!(!listed.contains(BOT_TOKEN), "{listed}");
 
     // Carol's `sealrun run` waits for approval...
-    let mut run = carol.spawn(&[
+    let run = carol.spawn(&[
         "run",
         "--target",
         &world.target,
