@@ -1197,16 +1197,6 @@ Examples:
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Unlink a workspace and every user linked in it
-    #[command(after_help = "\
-Examples:
-  sealrun slack unlink-workspace T0123ABCD")]
-    UnlinkWorkspace {
-        /// Slack team id
-        team_id: String,
-        #[command(flatten)]
-        client: ClientArgs,
-    },
     /// Post approval requests to a channel, with Approve / Reject buttons
     #[command(after_help = "\
 Every run of the org that waits for approval is posted to CHANNEL of the
@@ -1241,6 +1231,16 @@ Examples:
     ClearApprovals {
         /// Slack team id (T...)
         #[arg(long)]
+        team_id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Unlink a workspace and every user linked in it
+    #[command(after_help = "\
+Examples:
+  sealrun slack unlink-workspace T0123ABCD")]
+    UnlinkWorkspace {
+        /// Slack team id
         team_id: String,
         #[command(flatten)]
         client: ClientArgs,

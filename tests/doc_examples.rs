@@ -146,6 +146,10 @@ const EXEMPT: &[(&str, &str, &str)] = &[
 const READER_ENV: &[(&str, &str)] = &[
     ("PW", "correct-horse-battery-staple"),
     ("SLACK_SIGNING_SECRET", "8f742231b10e8888abcd99yyyzzz85a5"),
+    (
+        "SLACK_BOT_TOKEN",
+        "xoxb-0123456789-0123456789-abcdefghijklmnopqrstuvwx",
+    ),
 ];
 
 /// The files of `examples/` that `sealrun target apply -f` takes.
