@@ -9,7 +9,7 @@
 use crate::https;
 use reqwest::{StatusCode, Url};
 use sealrun_wire::agent::{
-    AgentSettings, Assignment, ConnectRequest, FinishRequest, Heartbeat, HeartbeatAck, PollRequest,
+    AgentSettings, Assignment, ChallengeRequest, Challenges, ConnectRequest, FinishRequest, Heartbeat, HeartbeatAck, PollRequest,
     RegisterRequest, Registered,
 };
 use sealrun_wire::log::{LogChunk, LogUploadAck};
@@ -249,6 +249,13 @@ impl ControlPlane {
             request,
         )
         .await
+    }
+
+    /// `POST /v1/agent/challenge`: challenges to prove possession of the
+    /// targets' private keys with, on connect.
+    pub async fn challenge(&self, request: &ChallengeRequest) -> Result<Challenges, CallError> {
+        self.call_expecting(&["v1", "agent", "challenge"], None, request)
+            .await
     }
 
     /// `POST /v1/agent/connect`.

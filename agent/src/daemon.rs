@@ -26,7 +26,7 @@ use crate::upload::ControlPlaneSink;
 use futures_util::StreamExt as _;
 use sealrun_vault::TargetKeypair;
 use sealrun_wire::agent::{
-    AgentSettings, Assignment, ConnectRequest, FinishRequest, Heartbeat, RegisterRequest,
+    AgentSettings, Assignment, ChallengeRequest, Challenges, ConnectRequest, PROOF_NAME, Proof, FinishRequest, Heartbeat, RegisterRequest,
     ServedTarget,
 };
 use std::collections::HashMap;
@@ -145,12 +145,23 @@ pub async fn run(
     };
     let _sweeper = AbortOnDrop(sweeper);
 
-    let request = ConnectRequest {
-        version: env!("CARGO_PKG_VERSION").to_owned(),
-        max_concurrency: config.concurrency,
-        targets: served(&keys),
+    let connect = || async {
+        // Fresh challenges on every attempt: each is answered once.
+        let targets = served(&keys);
+        let challenges = client
+            .challenge(&ChallengeRequest {
+                targets: targets.clone(),
+            })
+            .await?;
+        let request = ConnectRequest {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            max_concurrency: config.concurrency,
+            targets,
+            proofs: answer_challenges(&keys, &challenges),
+        };
+        client.connect(&request).await
     };
-    let settings = match retry("connect", &stopping, || client.connect(&request)).await {
+    let settings = match retry("connect", &stopping, connect).await {
         None => return Ok(()),
         Some(r) => r.map_err(|source| Error::Api {
             during: "connect",
@@ -184,6 +195,35 @@ pub async fn run(
 }
 
 /// The targets of `keys`, with their public keys, as the agent presents them.
+/// Proves possession of each target's private key: opens each challenge
+/// with the target's keypair, under [`PROOF_NAME`] only (so a "challenge"
+/// that is really one of the target's sealed secrets does not open, and no
+/// secret value is ever sent back). A challenge that does not open is left
+/// unanswered, and the control plane refuses the connect naming the target.
+fn answer_challenges(
+    keys: &HashMap<String, Arc<TargetKeypair>>,
+    challenges: &Challenges,
+) -> Vec<Proof> {
+    challenges
+        .challenges
+        .iter()
+        .filter_map(|c| {
+            let keypair = keys.get(&c.target)?;
+            match sealrun_vault::open(keypair, PROOF_NAME, &c.target, &c.sealed) {
+                Ok(nonce) => Some(Proof {
+                    target: c.target.clone(),
+                    challenge_id: c.id.clone(),
+                    nonce: hex::encode(nonce.expose()),
+                }),
+                Err(e) => {
+                    tracing::warn!(target = %c.target, error = %e, "a connect challenge does not open with this target's key: not answered");
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
 fn served(keys: &HashMap<String, Arc<TargetKeypair>>) -> Vec<ServedTarget> {
     keys.iter()
         .map(|(name, kp)| ServedTarget {
@@ -605,4 +645,42 @@ fn open_input(client: Arc<ControlPlane>, run_id: String) -> OpenInput {
             Ok(stream.map(|r| r.map_err(|e| e.to_string())).boxed())
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use sealrun_wire::agent::Challenge;
+
+    fn challenge(sealed: sealrun_vault::SealedSecret) -> Challenges {
+        Challenges {
+            challenges: vec![Challenge {
+                target: "db".into(),
+                id: "ch_1".into(),
+                sealed,
+            }],
+        }
+    }
+
+    #[test]
+    fn a_challenge_is_answered_with_the_nonce_it_sealed() {
+        let kp = Arc::new(TargetKeypair::generate());
+        let keys = HashMap::from([("db".to_owned(), Arc::clone(&kp))]);
+        let sealed = sealrun_vault::seal(&kp.public_key(), PROOF_NAME, "db", &[7u8; 32]).unwrap();
+        let proofs = answer_challenges(&keys, &challenge(sealed));
+        assert_eq!(proofs.len(), 1);
+        assert_eq!(proofs[0].nonce, "07".repeat(32));
+        assert_eq!(proofs[0].challenge_id, "ch_1");
+    }
+
+    #[test]
+    fn a_challenge_that_is_really_a_sealed_secret_is_not_opened() {
+        // A control plane sending one of the target's sealed secrets as a
+        // "challenge" to have the agent open it gets nothing back.
+        let kp = Arc::new(TargetKeypair::generate());
+        let keys = HashMap::from([("db".to_owned(), Arc::clone(&kp))]);
+        let secret = sealrun_vault::seal(&kp.public_key(), "PGPASSWORD", "db", b"hunter2").unwrap();
+        assert!(answer_challenges(&keys, &challenge(secret)).is_empty());
+    }
 }

@@ -81,7 +81,7 @@ async fn start_agent(
     env: &Env,
     enrollment: &str,
     i: usize,
-    key: &str,
+    key: &sealrun_vault::TargetKeypair,
 ) -> (reqwest::Client, String) {
     let http = env.client();
     let reg: serde_json::Value = http
@@ -95,11 +95,32 @@ async fn start_agent(
         .await
         .unwrap();
     let token = reg["agent_token"].as_str().unwrap().to_owned();
+    // Proof of possession, as the real agent gives it.
+    let targets = json!([{"name": "bench", "public_key": key.public_key().to_base64()}]);
+    let challenges: sealrun_wire::agent::Challenges = http
+        .post(format!("{}/v1/agent/challenge", env.url))
+        .bearer_auth(&token)
+        .json(&json!({ "targets": targets }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let challenge = &challenges.challenges[0];
+    let nonce = sealrun_vault::open(
+        key,
+        sealrun_wire::agent::PROOF_NAME,
+        "bench",
+        &challenge.sealed,
+    )
+    .unwrap();
     let resp = http
         .post(format!("{}/v1/agent/connect", env.url))
         .bearer_auth(&token)
-        .json(&json!({"version": "bench", "max_concurrency": 1,
-                      "targets": [{"name": "bench", "public_key": key}]}))
+        .json(&json!({"version": "bench", "max_concurrency": 1, "targets": targets,
+                      "proofs": [{"target": "bench", "challenge_id": challenge.id,
+                                  "nonce": hex::encode(nonce.expose())}]}))
         .send()
         .await
         .unwrap();
@@ -367,9 +388,7 @@ impl Bench {
             .await
             .unwrap();
         let enrollment = enrollment["token"].as_str().unwrap().to_owned();
-        let key = sealrun_vault::TargetKeypair::generate()
-            .public_key()
-            .to_base64();
+        let key = sealrun_vault::TargetKeypair::generate();
         let rv: Shared = Arc::default();
         let stop_agents = Arc::new(AtomicBool::new(false));
         let mut agents = Vec::new();

@@ -7,6 +7,7 @@ use sealrun_api::Settings;
 use sealrun_testkit::{ControlPlane as _, FakeAgent, InProcessServer, World, quick_settings};
 use sealrun_vault::TargetKeypair;
 use sealrun_wire::admin::{AgentList, EnrollmentToken, TargetView};
+use sealrun_wire::agent::Challenges;
 use sealrun_wire::audit::AuditPage;
 use sealrun_wire::run::RunStatus;
 use serde_json::json;
@@ -246,8 +247,8 @@ async fn runs_are_handed_out_oldest_first_and_each_only_once() {
 #[tokio::test]
 async fn an_agent_gets_no_more_runs_than_its_concurrency() {
     let w = World::in_process().await;
-    let conn = json!({"version": "t", "max_concurrency": 1, "targets": [
-        {"name": "db", "public_key": w.agent.keys[0].1.public_key().to_base64()}]});
+    let mut conn = w.agent.connect_request(w.agent.prove(&w.agent.challenges().await));
+    conn["max_concurrency"] = json!(1);
     w.agent.client.post("/v1/agent/connect", conn).await.ok();
     w.admin.submit("db", &["a"], &[]).await;
     w.admin.submit("db", &["b"], &[]).await;
@@ -404,4 +405,114 @@ async fn connect_answers_the_protocol_settings() {
     assert_eq!(s.lease_ttl_ms, 42_000);
     assert_eq!(s.max_log_bytes, 1000);
     assert_eq!(s.poll_timeout_ms, 500);
+}
+
+/// The body of a connect serving `targets` with `proofs`.
+fn connect_body(targets: &serde_json::Value, proofs: serde_json::Value) -> serde_json::Value {
+    json!({"version": "t", "max_concurrency": 1, "targets": targets, "proofs": proofs})
+}
+
+#[tokio::test]
+async fn an_agent_presenting_a_targets_public_key_without_its_private_key_is_refused_and_audited() {
+    let w = World::in_process().await;
+    // A target's key is public: anyone who can read the target has it.
+    let t: TargetView = w.admin.get("/v1/targets/db").await.ok().parse();
+    let targets = json!([{"name": "db", "public_key": t.public_key.unwrap().key}]);
+    let intruder = FakeAgent::register(
+        &w.server,
+        &w.admin.enrollment_token("default").await,
+        "intruder",
+    )
+    .await;
+    let challenges: Challenges = intruder
+        .client
+        .post("/v1/agent/challenge", json!({ "targets": targets }))
+        .await
+        .ok()
+        .parse();
+    let guessed = json!([{"target": "db", "challenge_id": challenges.challenges[0].id, "nonce": "00".repeat(32)}]);
+    for proofs in [json!([]), guessed] {
+        let msg = intruder
+            .client
+            .post("/v1/agent/connect", connect_body(&targets, proofs))
+            .await
+            .error(StatusCode::FORBIDDEN);
+        assert!(
+            msg.contains("did not prove") && msg.contains("target db"),
+            "{msg}"
+        );
+    }
+    let audit: AuditPage = w.admin.get("/v1/audit?limit=1000").await.ok().parse();
+    let failed: Vec<_> = audit
+        .entries
+        .iter()
+        .filter(|e| e.action == "agent.proof_failed")
+        .collect();
+    assert_eq!(failed.len(), 2);
+    assert_eq!(failed[0].subject, intruder.id);
+    assert!(failed[0].detail.contains("db"), "{}", failed[0].detail);
+    // It serves nothing: a queued run goes to the agent that proved the key.
+    intruder
+        .client
+        .post("/v1/agent/poll", json!({}))
+        .await
+        .error(StatusCode::CONFLICT);
+    let run = w.submit(&["echo", "hi"]).await;
+    w.agent.connect().await.ok();
+    assert_eq!(w.agent.next_run().await.run_id, run);
+}
+
+#[tokio::test]
+async fn a_proof_counts_once_and_only_for_the_agent_it_was_issued_to() {
+    let w = World::in_process().await;
+    let targets = serde_json::to_value(w.agent.served()).unwrap();
+    let proofs = serde_json::to_value(w.agent.prove(&w.agent.challenges().await)).unwrap();
+    // Another agent of the pool replaying the real agent's proof is refused...
+    let intruder = FakeAgent::register(
+        &w.server,
+        &w.admin.enrollment_token("default").await,
+        "intruder",
+    )
+    .await;
+    intruder
+        .client
+        .post("/v1/agent/connect", connect_body(&targets, proofs.clone()))
+        .await
+        .error(StatusCode::FORBIDDEN);
+    // ...which leaves it to the agent it was issued to (positive control),
+    w.agent
+        .client
+        .post("/v1/agent/connect", connect_body(&targets, proofs.clone()))
+        .await
+        .ok();
+    // once.
+    w.agent
+        .client
+        .post("/v1/agent/connect", connect_body(&targets, proofs))
+        .await
+        .error(StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn a_proof_for_another_key_does_not_prove_the_presented_one() {
+    let w = World::in_process().await;
+    // Challenges asked for a key the agent holds, answered, then presented
+    // with the target's real (pinned) key instead.
+    let decoy = FakeAgent {
+        keys: vec![("db".into(), TargetKeypair::generate())],
+        ..FakeAgent::register(
+            &w.server,
+            &w.admin.enrollment_token("default").await,
+            "decoy",
+        )
+        .await
+    };
+    let proofs = serde_json::to_value(decoy.prove(&decoy.challenges().await)).unwrap();
+    let real = serde_json::to_value(w.agent.served()).unwrap();
+    let msg = decoy
+        .client
+        .post("/v1/agent/connect", connect_body(&real, proofs))
+        .await
+        .error(StatusCode::FORBIDDEN);
+    assert!(msg.contains("did not prove"), "{msg}");
 }

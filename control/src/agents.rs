@@ -4,6 +4,7 @@
 use crate::caller::{Agent, Enroller};
 use crate::error::Error;
 use crate::logs;
+use crate::possession;
 use crate::queue::{self, Claim};
 use crate::service::Control;
 use crate::settings::millis;
@@ -41,9 +42,9 @@ pub struct Dispatched {
 }
 
 /// A served target, checked.
-struct Served {
-    name: String,
-    key: PublicKey,
+pub(crate) struct Served {
+    pub(crate) name: String,
+    pub(crate) key: PublicKey,
 }
 
 fn check_connect(req: &ConnectRequest) -> Result<Vec<Served>, Error> {
@@ -63,7 +64,7 @@ fn check_connect(req: &ConnectRequest) -> Result<Vec<Served>, Error> {
 }
 
 /// The targets an agent says it serves, with their keys parsed.
-fn parse_served(targets: &[ServedTarget]) -> Result<Vec<Served>, Error> {
+pub(crate) fn parse_served(targets: &[ServedTarget]) -> Result<Vec<Served>, Error> {
     let bad = |m: String| Error::Invalid(m);
     if targets.len() > MAX_TARGETS {
         return Err(bad(format!(
@@ -87,10 +88,11 @@ fn parse_served(targets: &[ServedTarget]) -> Result<Vec<Served>, Error> {
         .collect()
 }
 
-/// What a connect did (committed either way: a refused key is audited).
+/// What a connect did (committed either way: a refused key or proof is
+/// audited).
 enum Connected {
     Ok(AgentSettings, Vec<String>),
-    KeyMismatch(Error),
+    Refused(Error),
 }
 
 /// Served targets that passed [`check_served`], with their target ids; or
@@ -181,8 +183,30 @@ fn connect_job(
     )? {
         Ok(resolved) => resolved,
         // Refused, but recorded.
-        Err(refusal) => return Ok(Connected::KeyMismatch(refusal)),
+        Err(refusal) => return Ok(Connected::Refused(refusal)),
     };
+    let unproven = possession::check_proofs(
+        tx,
+        &agent.id,
+        &req.proofs,
+        served.iter().map(|t| (t.name.as_str(), &t.key)),
+        now,
+    )?;
+    if !unproven.is_empty() {
+        store::audit::append(
+            tx,
+            agent.org_id,
+            &agent.actor(),
+            "agent.proof_failed",
+            &agent.id,
+            json!({"name": agent.name, "targets": unproven}),
+        )?;
+        return Ok(Connected::Refused(Error::Forbidden(format!(
+            "refusing to connect: agent {} did not prove it holds the private key of target {} (answer a fresh challenge from POST /v1/agent/challenge for each target, with the key it presents)",
+            agent.name,
+            unproven.join(", ")
+        ))));
+    }
     let since = s.connected_since(now);
     let others = store::agents::connected_others(tx, agent.org_id, &agent.id, since)?;
     if others >= i64::from(s.max_agents_per_org) {
@@ -365,7 +389,7 @@ impl Control {
                 }
                 Ok(settings)
             }
-            Connected::KeyMismatch(e) => Err(e),
+            Connected::Refused(e) => Err(e),
         }
     }
 

@@ -88,6 +88,7 @@ mod leases;
 mod logs;
 mod orgs;
 mod people;
+mod possession;
 pub mod permissions;
 mod queue;
 mod readiness;

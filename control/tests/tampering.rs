@@ -9,7 +9,10 @@ use rusqlite::Connection;
 use sealrun_control::{Attempt, AuditScope, Control, Member, OpenOptions, Settings, User};
 use sealrun_vault::TargetKeypair;
 use sealrun_wire::admin::{Role, TargetSpec, TokenCreate};
-use sealrun_wire::agent::{ConnectRequest, FinishRequest, RegisterRequest, ServedTarget};
+use sealrun_wire::agent::{
+    ChallengeRequest, ConnectRequest, FinishRequest, PROOF_NAME, Proof, RegisterRequest,
+    ServedTarget,
+};
 use sealrun_wire::audit::{AuditEntry, AuditVerification};
 use sealrun_wire::run::{RunRequest, RunStatus};
 
@@ -89,16 +92,40 @@ async fn busy_world() -> World {
         .unwrap()
         .into_agent()
         .unwrap();
+    let targets = vec![ServedTarget {
+        name: "db".into(),
+        public_key: key.public_key().to_base64(),
+    }];
+    let challenges = control
+        .agent_challenges(
+            &agent,
+            ChallengeRequest {
+                targets: targets.clone(),
+            },
+        )
+        .await
+        .unwrap();
+    let proofs = challenges
+        .challenges
+        .iter()
+        .map(|c| Proof {
+            target: c.target.clone(),
+            challenge_id: c.id.clone(),
+            nonce: hex::encode(
+                sealrun_vault::open(&key, PROOF_NAME, &c.target, &c.sealed)
+                    .unwrap()
+                    .expose(),
+            ),
+        })
+        .collect();
     control
         .connect_agent(
             &agent,
             ConnectRequest {
                 version: "test".into(),
                 max_concurrency: 4,
-                targets: vec![ServedTarget {
-                    name: "db".into(),
-                    public_key: key.public_key().to_base64(),
-                }],
+                targets,
+                proofs,
             },
         )
         .await

@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use sealrun_vault::TargetKeypair;
 use sealrun_wire::admin::TargetView;
 use sealrun_wire::agent::{
-    AgentSettings, Assignment, ConnectRequest, FinishRequest, HeartbeatAck, Registered,
+    AgentSettings, Assignment, ChallengeRequest, Challenges, ConnectRequest, PROOF_NAME, Proof, FinishRequest, HeartbeatAck, Registered,
     ServedTarget,
 };
 use sealrun_wire::log::{LogChunk, LogUploadAck, StreamKind};
@@ -222,26 +222,65 @@ impl FakeAgent {
         agent
     }
 
-    /// The body of `POST /v1/agent/connect` serving [`FakeAgent::keys`].
-    pub fn connect_request(&self) -> Value {
+    /// The targets it serves, with its keys' public halves.
+    pub fn served(&self) -> Vec<ServedTarget> {
+        self.keys
+            .iter()
+            .map(|(name, kp)| ServedTarget {
+                name: name.clone(),
+                public_key: kp.public_key().to_base64(),
+            })
+            .collect()
+    }
+
+    /// `POST /v1/agent/challenge` for the targets it serves.
+    pub async fn challenges(&self) -> Challenges {
+        let a = self
+            .client
+            .post(
+                "/v1/agent/challenge",
+                to_value(&ChallengeRequest {
+                    targets: self.served(),
+                }),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::OK, "challenge: {}", a.text);
+        a.parse()
+    }
+
+    /// Proofs answering `challenges` with its keys (as the real agent does).
+    pub fn prove(&self, challenges: &Challenges) -> Vec<Proof> {
+        challenges
+            .challenges
+            .iter()
+            .filter_map(|c| {
+                let (_, kp) = self.keys.iter().find(|(name, _)| *name == c.target)?;
+                let nonce = sealrun_vault::open(kp, PROOF_NAME, &c.target, &c.sealed).ok()?;
+                Some(Proof {
+                    target: c.target.clone(),
+                    challenge_id: c.id.clone(),
+                    nonce: hex::encode(nonce.expose()),
+                })
+            })
+            .collect()
+    }
+
+    /// The body of `POST /v1/agent/connect` serving [`FakeAgent::keys`],
+    /// with `proofs`.
+    pub fn connect_request(&self, proofs: Vec<Proof>) -> Value {
         to_value(&ConnectRequest {
             version: "test".into(),
             max_concurrency: 4,
-            targets: self
-                .keys
-                .iter()
-                .map(|(name, kp)| ServedTarget {
-                    name: name.clone(),
-                    public_key: kp.public_key().to_base64(),
-                })
-                .collect(),
+            targets: self.served(),
+            proofs,
         })
     }
 
-    /// `POST /v1/agent/connect`.
+    /// `POST /v1/agent/connect`, proving possession of its keys first.
     pub async fn connect(&self) -> Answer {
+        let proofs = self.prove(&self.challenges().await);
         self.client
-            .post("/v1/agent/connect", self.connect_request())
+            .post("/v1/agent/connect", self.connect_request(proofs))
             .await
     }
 

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! POST /v1/agent/register    (enrollment token) RegisterRequest  -> Registered
+//! POST /v1/agent/challenge   (agent token)      ChallengeRequest -> Challenges
 //! POST /v1/agent/connect     (agent token)      ConnectRequest   -> AgentSettings
 //! POST /v1/agent/poll        (agent token)      PollRequest      -> 200 Assignment | 204 (held ~25 s)
 //! POST /v1/agent/heartbeat   (agent token)      Heartbeat        -> HeartbeatAck
@@ -64,6 +65,62 @@ pub struct ConnectRequest {
     pub max_concurrency: u32,
     /// The targets it serves.
     pub targets: Vec<ServedTarget>,
+    /// Proof that it holds each target's private key: one answered
+    /// [`Challenge`] per target. A target without a valid proof is refused
+    /// (`403`) and audited: a public key is public, so presenting one
+    /// proves nothing.
+    #[serde(default)]
+    pub proofs: Vec<Proof>,
+}
+
+/// The name a challenge's nonce is sealed under. Not a valid secret name
+/// (secret names are environment variable names), so a challenge can never
+/// make an agent open one of its secrets and hand back the value: the
+/// vault opens a sealed value only under the name it was sealed for.
+pub const PROOF_NAME: &str = "sealrun:proof-of-possession";
+
+/// `POST /v1/agent/challenge`: asks for one challenge per target the agent
+/// is about to connect serving, each sealed to the key it will present.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChallengeRequest {
+    /// The targets, with the public keys the agent will present.
+    pub targets: Vec<ServedTarget>,
+}
+
+/// Answer to a [`ChallengeRequest`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Challenges {
+    /// One per target asked about, valid for [`CHALLENGE_TTL_SECS`], usable once.
+    pub challenges: Vec<Challenge>,
+}
+
+/// How long a challenge can be answered.
+pub const CHALLENGE_TTL_SECS: u64 = 60;
+
+/// A fresh random nonce sealed to a target's public key, under
+/// [`PROOF_NAME`] and the target's name: only the holder of the target's
+/// private key can open it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Challenge {
+    /// The target.
+    pub target: String,
+    /// Names the challenge in the [`Proof`].
+    pub id: String,
+    /// The nonce, sealed.
+    pub sealed: SealedSecret,
+}
+
+/// An answered [`Challenge`]: the nonce it sealed, as lowercase hex.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Proof {
+    /// The target.
+    pub target: String,
+    /// [`Challenge::id`].
+    pub challenge_id: String,
+    /// The opened nonce, lowercase hex.
+    pub nonce: String,
 }
 
 /// Knobs the control plane dictates to its agents (answer to connect).

@@ -1,4 +1,4 @@
-//! The agent protocol (see `sealrun_wire::agent`): register, connect,
+//! The agent protocol (see `sealrun_wire::agent`): register, challenge, connect,
 //! long-poll, heartbeat, upload output, finish, deregister.
 
 use crate::auth::Caller;
@@ -12,7 +12,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use sealrun_control::{Agent, Enroller};
 use sealrun_wire::agent::{
-    AgentSettings, ConnectRequest, FinishRequest, Heartbeat, HeartbeatAck, PollRequest,
+    AgentSettings, ChallengeRequest, Challenges, ConnectRequest, FinishRequest, Heartbeat, HeartbeatAck, PollRequest,
     RegisterRequest, Registered,
 };
 use sealrun_wire::log::{LogUpload, LogUploadAck};
@@ -29,9 +29,20 @@ pub(crate) async fn register(
     Ok((StatusCode::CREATED, Json(registered)))
 }
 
+/// `POST /v1/agent/challenge`: one challenge per target the agent is about
+/// to connect serving, sealed to the key it will present (proof of
+/// possession).
+pub(crate) async fn challenge(
+    State(state): State<AppState>,
+    Caller(agent): Caller<Agent>,
+    JsonBody(req): JsonBody<ChallengeRequest>,
+) -> Result<Json<Challenges>, ApiError> {
+    Ok(Json(state.control.agent_challenges(&agent, req).await?))
+}
+
 /// `POST /v1/agent/connect`: declares the targets served (pinning keys on
-/// first sight, refusing mismatches) and gets the protocol settings. Runs
-/// the agent held before are `lost`.
+/// first sight, refusing mismatches), proves it holds their private keys
+/// and gets the protocol settings. Runs the agent held before are `lost`.
 pub(crate) async fn connect(
     State(state): State<AppState>,
     Caller(agent): Caller<Agent>,

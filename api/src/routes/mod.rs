@@ -90,6 +90,7 @@ pub(crate) fn router(state: AppState, slack: crate::slack::SlackState) -> Result
         .route("/v1/audit", get(audit::page))
         .route("/v1/audit/verify", get(audit::verify))
         .route("/v1/agent/register", post(agent::register))
+        .route("/v1/agent/challenge", post(agent::challenge))
         .route("/v1/agent/connect", post(agent::connect))
         .route("/v1/agent/poll", post(agent::poll))
         .route("/v1/agent/heartbeat", post(agent::heartbeat))

@@ -256,3 +256,72 @@ pub(crate) fn drop_target(tx: &Tx<'_>, target_id: i64) -> Result<(), Error> {
         .execute([target_id])?;
     Ok(())
 }
+
+/// A challenge handed to an agent (see `Control::agent_challenges`).
+pub(crate) struct ChallengeRow {
+    pub(crate) id: String,
+    pub(crate) agent_id: String,
+    pub(crate) target: String,
+    pub(crate) key_id: String,
+    pub(crate) nonce_hash: [u8; 32],
+    pub(crate) expires_ms: i64,
+}
+
+/// Stores `row`, and forgets challenges that expired before `now`.
+pub(crate) fn insert_challenge(tx: &Tx<'_>, row: &ChallengeRow, now: i64) -> Result<(), Error> {
+    tx.conn
+        .prepare_cached("DELETE FROM agent_challenges WHERE expires_ms < ?1")?
+        .execute([now])?;
+    tx.conn
+        .prepare_cached(
+            "INSERT INTO agent_challenges (id, agent_id, target, key_id, nonce_hash, expires_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![
+            row.id,
+            row.agent_id,
+            row.target,
+            row.key_id,
+            &row.nonce_hash[..],
+            row.expires_ms
+        ])?;
+    Ok(())
+}
+
+/// Challenge `id` of agent `agent_id`, removed (a challenge is answered
+/// once, rightly or not).
+pub(crate) fn take_challenge(
+    tx: &Tx<'_>,
+    id: &str,
+    agent_id: &str,
+) -> Result<Option<ChallengeRow>, Error> {
+    let row = tx
+        .conn
+        .prepare_cached(
+            "DELETE FROM agent_challenges WHERE id = ?1 AND agent_id = ?2
+             RETURNING target, key_id, nonce_hash, expires_ms",
+        )?
+        .query_row(params![id, agent_id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Vec<u8>>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
+        })
+        .optional()?;
+    Ok(row.map(|(target, key_id, hash, expires_ms)| {
+        let mut nonce_hash = [0u8; 32];
+        if hash.len() == 32 {
+            nonce_hash.copy_from_slice(&hash);
+        }
+        ChallengeRow {
+            id: id.to_owned(),
+            agent_id: agent_id.to_owned(),
+            target,
+            key_id,
+            nonce_hash,
+            expires_ms,
+        }
+    }))
+}

@@ -472,6 +472,22 @@ CREATE TABLE slack_approval_posts (
         ON DELETE CASCADE
 ) WITHOUT ROWID;
 "#,
+    // 14: proof of possession (issue 16). Before connecting, an agent asks
+    // for one challenge per target: a random nonce sealed to the key it
+    // will present. Only the nonce's SHA-256 is kept, with the agent, the
+    // target and the key it was sealed to; a challenge is answered once,
+    // within its TTL, by that agent, for that key.
+    r#"
+CREATE TABLE agent_challenges (
+    id          TEXT PRIMARY KEY,
+    agent_id    TEXT NOT NULL,
+    target      TEXT NOT NULL,
+    key_id      TEXT NOT NULL,
+    nonce_hash  BLOB NOT NULL,
+    expires_ms  INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX agent_challenges_by_expiry ON agent_challenges (expires_ms);
+"#,
 ];
 
 /// Brings the database at `path` (open as `conn`) up to the current schema.
