@@ -118,9 +118,11 @@ async fn start_agent(
     let resp = http
         .post(format!("{}/v1/agent/connect", env.url))
         .bearer_auth(&token)
-        .json(&json!({"version": "bench", "max_concurrency": 1, "targets": targets,
+        .json(
+            &json!({"version": "bench", "max_concurrency": 1, "targets": targets,
                       "proofs": [{"target": "bench", "challenge_id": challenge.id,
-                                  "nonce": hex::encode(nonce.expose())}]}))
+                                  "nonce": hex::encode(nonce.expose())}]}),
+        )
         .send()
         .await
         .unwrap();

@@ -172,6 +172,7 @@ impl Server {
         });
         let sweeping = Arc::clone(&state.control);
         let sweeper = tokio::spawn(async move { sweeping.sweep_leases().await });
+        let slack_tasks = slack.clone();
         crate::slack::start(slack);
         let metrics = metrics_listener.map(|(listener, _)| {
             let registry = Arc::clone(&state.listeners[1].1);
@@ -189,6 +190,7 @@ impl Server {
             .handshake_timeout(limits.tls_handshake_timeout);
         let acceptor = Admission::new(Arc::clone(&state.listeners[0].1), tls);
         let served = serve(listener, acceptor, &limits, handle, app).await;
+        crate::slack::drain(&slack_tasks, grace).await;
         if let Some(metrics) = metrics {
             metrics.abort();
         }

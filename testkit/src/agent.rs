@@ -10,8 +10,8 @@ use reqwest::StatusCode;
 use sealrun_vault::TargetKeypair;
 use sealrun_wire::admin::TargetView;
 use sealrun_wire::agent::{
-    AgentSettings, Assignment, ChallengeRequest, Challenges, ConnectRequest, PROOF_NAME, Proof, FinishRequest, HeartbeatAck, Registered,
-    ServedTarget,
+    AgentSettings, Assignment, ChallengeRequest, Challenges, ConnectRequest, FinishRequest,
+    HeartbeatAck, PROOF_NAME, Proof, Registered, ServedTarget,
 };
 use sealrun_wire::log::{LogChunk, LogUploadAck, StreamKind};
 use sealrun_wire::run::RunStatus;

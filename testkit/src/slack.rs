@@ -75,7 +75,6 @@ impl StandIn {
                         } else {
                             json!("ok")
                         };
-                        let _ = tx.send(received);
                         let body = answer.to_string();
                         let head = format!(
                             "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
@@ -83,6 +82,9 @@ impl StandIn {
                         );
                         let _ = sock.write_all(head.as_bytes()).await;
                         let _ = sock.write_all(body.as_bytes()).await;
+                        // Handed to the test once answered, as Slack would
+                        // have taken it by then.
+                        let _ = tx.send(received);
                     }
                 });
             }

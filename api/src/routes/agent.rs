@@ -12,8 +12,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use sealrun_control::{Agent, Enroller};
 use sealrun_wire::agent::{
-    AgentSettings, ChallengeRequest, Challenges, ConnectRequest, FinishRequest, Heartbeat, HeartbeatAck, PollRequest,
-    RegisterRequest, Registered,
+    AgentSettings, ChallengeRequest, Challenges, ConnectRequest, FinishRequest, Heartbeat,
+    HeartbeatAck, PollRequest, RegisterRequest, Registered,
 };
 use sealrun_wire::log::{LogUpload, LogUploadAck};
 use serde::Deserialize;

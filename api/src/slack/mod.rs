@@ -94,8 +94,20 @@ pub(crate) fn router(state: SlackState) -> Router<AppState> {
 /// results a previous process owed to Slack, and draining the approval
 /// messages' outbox.
 pub(crate) fn start(state: SlackState) {
-    tokio::spawn(notify::resume(state.clone()));
-    tokio::spawn(approvals::outbox(state));
+    let tasks = state.slack.tasks.clone();
+    tasks.spawn(notify::resume(state.clone()));
+    tasks.spawn(approvals::outbox(state));
+}
+
+/// Waits (at most `grace`) for the integration's background tasks to end
+/// once shutdown has begun: a message posted during shutdown is then also
+/// recorded as posted, so the next start does not post it again.
+pub(crate) async fn drain(state: &SlackState, grace: Duration) {
+    let tasks = &state.slack.tasks;
+    tasks.close();
+    if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
+        tracing::warn!(left = tasks.len(), "Slack tasks still running at shutdown: what they owed is posted after the next start");
+    }
 }
 
 /// The state of the integration's handlers.
@@ -117,6 +129,8 @@ pub(crate) struct Slack {
     http: reqwest::Client,
     /// Slack's Web API, ending in `/`.
     api: Url,
+    /// Every background task (result notices, the approvals outbox).
+    tasks: tokio_util::task::TaskTracker,
     /// Last audited signature failure per team (at most one a second).
     failures: Mutex<HashMap<String, Instant>>,
 }
@@ -155,6 +169,7 @@ impl Slack {
         Ok(Slack {
             http,
             api,
+            tasks: tokio_util::task::TaskTracker::new(),
             failures: Mutex::new(HashMap::new()),
         })
     }

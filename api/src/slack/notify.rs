@@ -59,7 +59,8 @@ pub(crate) fn check_response_url(raw: &str) -> Result<Url, String> {
 /// end). The caller has stored the notice; it is forgotten here once
 /// settled, and kept if the server stops first.
 pub(crate) fn spawn(state: SlackState, who: Member, run_id: String, url: Url, expires_at_ms: i64) {
-    tokio::spawn(async move {
+    let tasks = state.slack.tasks.clone();
+    tasks.spawn(async move {
         let left = u64::try_from(expires_at_ms.saturating_sub(unix_ms())).unwrap_or(0);
         let deadline = Instant::now() + Duration::from_millis(left);
         let settled = match wait_for_end(&state, &who, &run_id, deadline).await {
