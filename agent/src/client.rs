@@ -9,8 +9,8 @@
 use crate::https;
 use reqwest::{StatusCode, Url};
 use sealrun_wire::agent::{
-    AgentSettings, Assignment, ChallengeRequest, Challenges, ConnectRequest, FinishRequest, Heartbeat, HeartbeatAck, PollRequest,
-    RegisterRequest, Registered,
+    AgentSettings, Assignment, ChallengeRequest, Challenges, ConnectRequest, FinishRequest,
+    Heartbeat, HeartbeatAck, PollRequest, RegisterRequest, Registered,
 };
 use sealrun_wire::log::{LogChunk, LogUploadAck};
 use sealrun_wire::{ErrorBody, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER};

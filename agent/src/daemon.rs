@@ -26,8 +26,8 @@ use crate::upload::ControlPlaneSink;
 use futures_util::StreamExt as _;
 use sealrun_vault::TargetKeypair;
 use sealrun_wire::agent::{
-    AgentSettings, Assignment, ChallengeRequest, Challenges, ConnectRequest, PROOF_NAME, Proof, FinishRequest, Heartbeat, RegisterRequest,
-    ServedTarget,
+    AgentSettings, Assignment, ChallengeRequest, Challenges, ConnectRequest, FinishRequest,
+    Heartbeat, PROOF_NAME, Proof, RegisterRequest, ServedTarget,
 };
 use std::collections::HashMap;
 use std::future::Future;
