@@ -9,8 +9,9 @@
 use crate::https;
 use reqwest::{StatusCode, Url};
 use sealrun_wire::agent::{
-    AgentSettings, Assignment, ChallengeRequest, Challenges, ConnectRequest, FinishRequest,
-    Heartbeat, HeartbeatAck, PollRequest, RegisterRequest, Registered,
+    AgentSettings, Assignment, AuditLinks, AuditLinksRequest, ChallengeRequest, Challenges,
+    ConnectRequest, FinishRequest, Heartbeat, HeartbeatAck, PollRequest, RegisterRequest,
+    Registered,
 };
 use sealrun_wire::log::{LogChunk, LogUploadAck};
 use sealrun_wire::{ErrorBody, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER};
@@ -255,6 +256,12 @@ impl ControlPlane {
     /// targets' private keys with, on connect.
     pub async fn challenge(&self, request: &ChallengeRequest) -> Result<Challenges, CallError> {
         self.call_expecting(&["v1", "agent", "challenge"], None, request)
+            .await
+    }
+
+    /// `POST /v1/agent/audit`: links of the org's audit chain, to witness.
+    pub async fn audit_links(&self, request: &AuditLinksRequest) -> Result<AuditLinks, CallError> {
+        self.call_expecting(&["v1", "agent", "audit"], None, request)
             .await
     }
 

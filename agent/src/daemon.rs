@@ -23,6 +23,7 @@ use crate::executor::{Job, OpenInput, Outcome, execute};
 use crate::runtime::Runtime;
 use crate::state::{Identity, StateDir};
 use crate::upload::ControlPlaneSink;
+use crate::witness::{CheckError, Witness};
 use futures_util::StreamExt as _;
 use sealrun_vault::TargetKeypair;
 use sealrun_wire::agent::{
@@ -189,6 +190,7 @@ pub async fn run(
         runs: Arc::default(),
         slots: Arc::new(Semaphore::new(config.concurrency as usize)),
         tasks: JoinSet::new(),
+        witness: Witness::load(state.clone())?,
     }
     .run(stopping)
     .await
@@ -328,6 +330,8 @@ struct Supervisor<R: Runtime> {
     runs: Runs,
     slots: Arc<Semaphore>,
     tasks: JoinSet<()>,
+    /// What the agent saw of the org's audit history.
+    witness: Witness,
 }
 
 impl<R: Runtime> Supervisor<R> {
@@ -393,6 +397,25 @@ impl<R: Runtime> Supervisor<R> {
                 () = stopping.cancelled() => return None,
                 () = revoked.cancelled() => return None,
             };
+            // No work is asked for unless the history the control plane
+            // shows extends what this agent saw.
+            match self.witness.check(&self.client).await {
+                Ok(()) => {}
+                Err(CheckError::Rewritten(e)) => return Some(Error::AuditRewritten(e)),
+                Err(CheckError::Call(e)) if matches!(e.status(), Some(401 | 403)) => {
+                    revoked.cancel();
+                    return None;
+                }
+                Err(e) => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(error = %e, ?delay, "cannot check the audit history; no work is asked for until it is checked");
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        () = stopping.cancelled() => return None,
+                    }
+                    continue;
+                }
+            }
             // A poll in flight when shutdown comes is abandoned; if the control plane
             // assigned a run in that instant, the run ends `lost` (never run twice).
             let polled = tokio::select! {
@@ -406,7 +429,25 @@ impl<R: Runtime> Supervisor<R> {
             match polled {
                 Ok(Some(assignment)) => {
                     backoff.reset();
-                    self.spawn_run(assignment, permit);
+                    // History may have been rewritten while the poll was
+                    // held: checked again before anything of the run is
+                    // opened or created.
+                    match self.check_before_run().await {
+                        Ok(()) => self.spawn_run(assignment, permit, None),
+                        Err(CheckError::Rewritten(e)) => {
+                            tracing::error!(run = %assignment.run_id, error = %e, "the control plane's audit history was rewritten: refusing this run and all work");
+                            let why =
+                                format!("refused by agent: {e}; the agent takes no more work");
+                            self.spawn_run(assignment, permit, Some(why));
+                            return Some(Error::AuditRewritten(e));
+                        }
+                        Err(e) => {
+                            let why = format!(
+                                "refused by agent: it could not check the control plane's audit history before the run ({e})"
+                            );
+                            self.spawn_run(assignment, permit, Some(why));
+                        }
+                    }
                 }
                 Ok(None) => backoff.reset(),
                 Err(e) if e.is_retryable() => {
@@ -431,7 +472,29 @@ impl<R: Runtime> Supervisor<R> {
         }
     }
 
-    fn spawn_run(&mut self, assignment: Assignment, permit: OwnedSemaphorePermit) {
+    /// [`Witness::check`], tried a few times on transport errors.
+    async fn check_before_run(&mut self) -> Result<(), CheckError> {
+        let mut attempt = 0;
+        loop {
+            match self.witness.check(&self.client).await {
+                Err(CheckError::Call(e)) if e.is_retryable() && attempt < 3 => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(500 * attempt)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Runs `assignment` in a task of its own; with `refusal`, reports it as
+    /// an error with that message instead, having opened and created
+    /// nothing.
+    fn spawn_run(
+        &mut self,
+        assignment: Assignment,
+        permit: OwnedSemaphorePermit,
+        refusal: Option<String>,
+    ) {
         let run_id = assignment.run_id.clone();
         let control = RunControl::new();
         {
@@ -456,12 +519,13 @@ impl<R: Runtime> Supervisor<R> {
         );
         self.tasks.spawn(async move {
             let (agent_id, max_timeout, cancel_grace, max_chunk_bytes) = job_settings;
-            let outcome = match keypair {
-                None => Outcome::error(
+            let outcome = match (refusal, keypair) {
+                (Some(why), _) => Outcome::error(why, 0),
+                (None, None) => Outcome::error(
                     format!("this agent does not serve target {}", assignment.target),
                     0,
                 ),
-                Some(keypair) => {
+                (None, Some(keypair)) => {
                     let sink = Arc::new(ControlPlaneSink::new(Arc::clone(&client), run_id.clone()));
                     let input = assignment
                         .stdin

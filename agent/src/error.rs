@@ -40,4 +40,10 @@ pub enum Error {
     /// The control plane no longer accepts the agent's token.
     #[error("{0}")]
     Revoked(String),
+    /// The control plane's audit history does not extend what this agent
+    /// saw before: rewritten or cut. The agent takes no more work.
+    #[error(
+        "refusing all work: {0}. Someone changed the control plane's audit trail (or its database) behind its back, or the control plane is not the one this agent saw before; investigate before starting this agent again (its state directory remembers what it saw)"
+    )]
+    AuditRewritten(sealrun_wire::audit::WitnessError),
 }

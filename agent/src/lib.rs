@@ -73,6 +73,7 @@ pub mod output;
 pub mod runtime;
 pub mod state;
 pub mod upload;
+pub mod witness;
 
 pub use config::{AgentConfig, TargetConfig};
 pub use error::Error;

@@ -13,6 +13,7 @@
 //! ssh refuses a loose private key: someone may already have copied the token.
 
 use sealrun_dirlock::DirLock;
+use sealrun_wire::audit::AuditLink;
 use serde::{Deserialize, Serialize};
 use std::fs::{self, DirBuilder, OpenOptions};
 use std::io::{self, Write as _};
@@ -23,6 +24,8 @@ use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 /// File name of the identity inside the state directory.
 pub const IDENTITY_FILE: &str = "agent.json";
+/// File (in the state directory) holding the audit link the agent saw last.
+pub const AUDIT_HEAD_FILE: &str = "audit-head.json";
 
 /// Problems with the state directory.
 #[derive(Debug, thiserror::Error)]
@@ -157,19 +160,52 @@ impl StateDir {
         Ok(Some(identity))
     }
 
-    /// Stores `identity` atomically: written to a temporary file created `0600`,
-    /// synced, then renamed over `agent.json`.
+    /// Stores `identity` atomically (see [`StateDir::write_file`]).
     pub fn store_identity(&self, identity: &Identity) -> Result<(), StateError> {
         let path = self.identity_path();
-        let tmp = self
-            .root
-            .join(format!(".{IDENTITY_FILE}.tmp-{}", std::process::id()));
         let json = Zeroizing::new(serde_json::to_vec_pretty(identity).map_err(|e| {
             StateError::Corrupt {
                 path: path.clone(),
                 message: e.to_string(),
             }
         })?);
+        self.write_file(IDENTITY_FILE, &json)
+    }
+
+    /// The audit link this agent saw last (`None` before the first), which
+    /// the control plane's chain must extend from then on.
+    pub fn load_audit_head(&self) -> Result<Option<AuditLink>, StateError> {
+        let path = self.root.join(AUDIT_HEAD_FILE);
+        let text = match fs::read(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_error(&path)(e)),
+        };
+        serde_json::from_slice(&text)
+            .map(Some)
+            .map_err(|e| StateError::Corrupt {
+                path,
+                message: e.to_string(),
+            })
+    }
+
+    /// Remembers `head` (atomically), so a restart still holds the control
+    /// plane to the history seen before it.
+    pub fn store_audit_head(&self, head: &AuditLink) -> Result<(), StateError> {
+        let json = serde_json::to_vec(head).map_err(|e| StateError::Corrupt {
+            path: self.root.join(AUDIT_HEAD_FILE),
+            message: e.to_string(),
+        })?;
+        self.write_file(AUDIT_HEAD_FILE, &json)
+    }
+
+    /// Writes `bytes` to `name` atomically: to a temporary file created
+    /// `0600`, synced, then renamed over `name`, and the rename synced.
+    fn write_file(&self, name: &str, bytes: &[u8]) -> Result<(), StateError> {
+        let path = self.root.join(name);
+        let tmp = self
+            .root
+            .join(format!(".{name}.tmp-{}", std::process::id()));
         let _ = fs::remove_file(&tmp);
         let write = || -> io::Result<()> {
             let mut file = OpenOptions::new()
@@ -177,7 +213,7 @@ impl StateDir {
                 .create_new(true)
                 .mode(0o600)
                 .open(&tmp)?;
-            file.write_all(&json)?;
+            file.write_all(bytes)?;
             file.sync_all()
         };
         if let Err(e) = write() {

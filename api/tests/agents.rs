@@ -247,7 +247,9 @@ async fn runs_are_handed_out_oldest_first_and_each_only_once() {
 #[tokio::test]
 async fn an_agent_gets_no_more_runs_than_its_concurrency() {
     let w = World::in_process().await;
-    let mut conn = w.agent.connect_request(w.agent.prove(&w.agent.challenges().await));
+    let mut conn = w
+        .agent
+        .connect_request(w.agent.prove(&w.agent.challenges().await));
     conn["max_concurrency"] = json!(1);
     w.agent.client.post("/v1/agent/connect", conn).await.ok();
     w.admin.submit("db", &["a"], &[]).await;

@@ -13,8 +13,8 @@ use crate::store::{self, Tx, now_ms};
 use crate::token::{self, TokenKind};
 use sealrun_vault::PublicKey;
 use sealrun_wire::agent::{
-    AgentSettings, Assignment, ConnectRequest, FinishRequest, HeartbeatAck, RegisterRequest,
-    Registered, ServedTarget,
+    AgentSettings, Assignment, AuditLinks, ConnectRequest, FinishRequest, HeartbeatAck,
+    MAX_AUDIT_LINKS, RegisterRequest, Registered, ServedTarget,
 };
 use sealrun_wire::log::{LogChunk, LogUploadAck};
 use sealrun_wire::names;
@@ -391,6 +391,23 @@ impl Control {
             }
             Connected::Refused(e) => Err(e),
         }
+    }
+
+    /// The links of the agent's org's audit chain from entry `from_seq` on
+    /// (`0`: the last link only), for the agent to check that the history
+    /// it is shown extends what it saw (`sealrun_wire::audit::witness`).
+    /// Links carry no entry's content: an agent learns nothing of other
+    /// pools' runs from them.
+    pub async fn audit_links(&self, agent: &Agent, from_seq: u64) -> Result<AuditLinks, Error> {
+        let org_id = agent.org_id;
+        self.db
+            .read(move |tx| {
+                let head_seq = store::audit::last_seq(tx, org_id)?;
+                let from = if from_seq == 0 { head_seq } else { from_seq };
+                let links = store::audit::links(tx, org_id, from, MAX_AUDIT_LINKS)?;
+                Ok(AuditLinks { links, head_seq })
+            })
+            .await
     }
 
     /// A run for the agent, or `None` after the poll timeout without one

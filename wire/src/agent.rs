@@ -5,6 +5,7 @@
 //! POST /v1/agent/register    (enrollment token) RegisterRequest  -> Registered
 //! POST /v1/agent/challenge   (agent token)      ChallengeRequest -> Challenges
 //! POST /v1/agent/connect     (agent token)      ConnectRequest   -> AgentSettings
+//! POST /v1/agent/audit       (agent token)      AuditLinksRequest -> AuditLinks
 //! POST /v1/agent/poll        (agent token)      PollRequest      -> 200 Assignment | 204 (held ~25 s)
 //! POST /v1/agent/heartbeat   (agent token)      Heartbeat        -> HeartbeatAck
 //! POST /v1/agent/runs/{id}/logs   (agent token) LogUpload        -> LogUploadAck
@@ -110,6 +111,31 @@ pub struct Challenge {
     /// The nonce, sealed.
     pub sealed: SealedSecret,
 }
+
+/// `POST /v1/agent/audit`: the links of the org's audit chain from entry
+/// `from_seq` on (inclusive), so the agent checks that the chain extends
+/// what it saw before (`crate::audit::witness`). `0`: only the last link
+/// (what an agent that saw nothing yet starts from).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditLinksRequest {
+    /// The entry the agent remembers (0: none).
+    pub from_seq: u64,
+}
+
+/// Answer to an [`AuditLinksRequest`]: at most [`MAX_AUDIT_LINKS`] links,
+/// oldest first, and the seq of the trail's last entry (ask again from the
+/// last link while it is behind).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditLinks {
+    /// The links.
+    pub links: Vec<crate::audit::AuditLink>,
+    /// The last entry's seq (0: the trail is empty).
+    pub head_seq: u64,
+}
+
+/// Most links in one [`AuditLinks`].
+pub const MAX_AUDIT_LINKS: u32 = 1000;
 
 /// An answered [`Challenge`]: the nonce it sealed, as lowercase hex.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -231,6 +231,59 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    fn link(seq: u64, prev: &str, hash: &str) -> AuditLink {
+        AuditLink {
+            seq,
+            prev_hash: prev.into(),
+            hash: hash.into(),
+        }
+    }
+
+    #[test]
+    fn a_first_witness_remembers_the_last_link_it_is_shown() {
+        let shown = [link(41, "a", "b"), link(42, "b", "c")];
+        assert_eq!(witness(None, &shown, 42), Ok(Some(link(42, "b", "c"))));
+        assert_eq!(witness(None, &[], 0), Ok(None));
+    }
+
+    #[test]
+    fn a_trail_that_did_not_grow_is_accepted_as_it_was() {
+        let seen = link(7, "a", "b");
+        assert_eq!(
+            witness(Some(&seen), std::slice::from_ref(&seen), 7),
+            Ok(Some(seen))
+        );
+    }
+
+    #[test]
+    fn a_trail_cut_before_the_seen_entry_is_truncation() {
+        let seen = link(7, "a", "b");
+        assert_eq!(
+            witness(Some(&seen), &[], 5),
+            Err(WitnessError::Truncated { seen: 7, head: 5 })
+        );
+        // The seen entry missing from what is shown is no better.
+        assert_eq!(
+            witness(Some(&seen), &[], 7),
+            Err(WitnessError::Broken { seq: 7 })
+        );
+    }
+
+    #[test]
+    fn links_that_do_not_chain_are_broken() {
+        let seen = link(7, "a", "b");
+        let gap = [link(7, "a", "b"), link(9, "b", "c")];
+        assert_eq!(
+            witness(Some(&seen), &gap, 9),
+            Err(WitnessError::Broken { seq: 9 })
+        );
+        let spliced = [link(7, "a", "b"), link(8, "z", "c")];
+        assert_eq!(
+            witness(Some(&seen), &spliced, 8),
+            Err(WitnessError::Broken { seq: 8 })
+        );
+    }
+
     fn chain(n: u64) -> Vec<AuditEntry> {
         let mut prev = GENESIS_HASH.to_owned();
         (1..=n)
@@ -325,4 +378,127 @@ mod tests {
         assert_eq!((v.entries, v.verified_from), (6, 4));
         assert_eq!(verify_chain(&c).verified_from, 1);
     }
+}
+
+/// One link of an org's audit chain, without the entry's content: what a
+/// witness (an agent, a CLI) remembers and is shown.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditLink {
+    /// The entry's position.
+    pub seq: u64,
+    /// The previous entry's hash.
+    pub prev_hash: String,
+    /// The entry's hash.
+    pub hash: String,
+}
+
+impl From<&AuditEntry> for AuditLink {
+    fn from(e: &AuditEntry) -> AuditLink {
+        AuditLink {
+            seq: e.seq,
+            prev_hash: e.prev_hash.clone(),
+            hash: e.hash.clone(),
+        }
+    }
+}
+
+/// Why the chain shown to a witness does not extend what it saw before:
+/// history was rewritten or cut since. Every later hash changes when an
+/// entry is edited (the chain commits each entry to its predecessor), so
+/// editing any entry up to the one a witness remembers, and recomputing
+/// every hash after it, still changes the hash the witness remembers.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum WitnessError {
+    /// The trail now ends before the entry the witness saw.
+    #[error(
+        "the audit trail was cut: entry {seen} was seen before, the trail now ends at entry {head}"
+    )]
+    Truncated {
+        /// The entry the witness remembers.
+        seen: u64,
+        /// The last entry now.
+        head: u64,
+    },
+    /// The entry the witness saw has another hash now.
+    #[error(
+        "the audit history was rewritten: entry {seq} had hash {seen} and has hash {shown} now"
+    )]
+    Rewritten {
+        /// The entry.
+        seq: u64,
+        /// The hash the witness remembers.
+        seen: String,
+        /// The hash shown now.
+        shown: String,
+    },
+    /// The links shown do not chain (a gap, or a `prev_hash` that is not
+    /// its predecessor's hash).
+    #[error("the audit chain shown is broken at entry {seq}")]
+    Broken {
+        /// The first entry that does not chain.
+        seq: u64,
+    },
+}
+
+/// What a witness that saw `seen` (nothing yet: `None`) makes of `links`,
+/// the chain from `seen`'s entry on (inclusive, oldest first, as many as
+/// were sent) of a trail whose last entry is `head_seq`: the newest link it
+/// may now remember, or why the chain does not extend what it saw.
+///
+/// ```
+/// use sealrun_wire::audit::{AuditLink, WitnessError, witness};
+///
+/// let link = |seq: u64, prev: &str, hash: &str| AuditLink {
+///     seq,
+///     prev_hash: prev.into(),
+///     hash: hash.into(),
+/// };
+/// let seen = link(7, "a", "b");
+/// // The trail grew: the witness moves on to entry 8.
+/// let grown = [link(7, "a", "b"), link(8, "b", "c")];
+/// assert_eq!(witness(Some(&seen), &grown, 8), Ok(Some(grown[1].clone())));
+/// // Entry 7 was edited and every later hash recomputed: caught.
+/// let rewritten = [link(7, "a", "x"), link(8, "x", "y")];
+/// assert!(matches!(
+///     witness(Some(&seen), &rewritten, 8),
+///     Err(WitnessError::Rewritten { seq: 7, .. })
+/// ));
+/// ```
+pub fn witness(
+    seen: Option<&AuditLink>,
+    links: &[AuditLink],
+    head_seq: u64,
+) -> Result<Option<AuditLink>, WitnessError> {
+    if let Some(seen) = seen {
+        if head_seq < seen.seq {
+            return Err(WitnessError::Truncated {
+                seen: seen.seq,
+                head: head_seq,
+            });
+        }
+        let Some(first) = links.first() else {
+            return Err(WitnessError::Broken { seq: seen.seq });
+        };
+        if first.seq != seen.seq {
+            return Err(WitnessError::Broken { seq: seen.seq });
+        }
+        if first.hash != seen.hash {
+            return Err(WitnessError::Rewritten {
+                seq: seen.seq,
+                seen: seen.hash.clone(),
+                shown: first.hash.clone(),
+            });
+        }
+    }
+    for pair in links.windows(2) {
+        if pair[1].seq != pair[0].seq + 1 || pair[1].prev_hash != pair[0].hash {
+            return Err(WitnessError::Broken { seq: pair[1].seq });
+        }
+    }
+    if let Some(last) = links.last() {
+        if last.seq > head_seq {
+            return Err(WitnessError::Broken { seq: last.seq });
+        }
+    }
+    Ok(links.last().or(seen).cloned())
 }

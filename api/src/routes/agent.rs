@@ -12,8 +12,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use sealrun_control::{Agent, Enroller};
 use sealrun_wire::agent::{
-    AgentSettings, ChallengeRequest, Challenges, ConnectRequest, FinishRequest, Heartbeat,
-    HeartbeatAck, PollRequest, RegisterRequest, Registered,
+    AgentSettings, AuditLinks, AuditLinksRequest, ChallengeRequest, Challenges, ConnectRequest,
+    FinishRequest, Heartbeat, HeartbeatAck, PollRequest, RegisterRequest, Registered,
 };
 use sealrun_wire::log::{LogUpload, LogUploadAck};
 use serde::Deserialize;
@@ -49,6 +49,16 @@ pub(crate) async fn connect(
     JsonBody(req): JsonBody<ConnectRequest>,
 ) -> Result<Json<AgentSettings>, ApiError> {
     Ok(Json(state.control.connect_agent(&agent, req).await?))
+}
+
+/// `POST /v1/agent/audit`: the links of the org's audit chain from an
+/// entry on, for the agent to witness that history was not rewritten.
+pub(crate) async fn audit(
+    State(state): State<AppState>,
+    Caller(agent): Caller<Agent>,
+    JsonBody(req): JsonBody<AuditLinksRequest>,
+) -> Result<Json<AuditLinks>, ApiError> {
+    Ok(Json(state.control.audit_links(&agent, req.from_seq).await?))
 }
 
 /// `POST /v1/agent/poll`: a run (`200`), or `204` after `poll_timeout`

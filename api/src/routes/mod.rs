@@ -92,6 +92,7 @@ pub(crate) fn router(state: AppState, slack: crate::slack::SlackState) -> Result
         .route("/v1/agent/register", post(agent::register))
         .route("/v1/agent/challenge", post(agent::challenge))
         .route("/v1/agent/connect", post(agent::connect))
+        .route("/v1/agent/audit", post(agent::audit))
         .route("/v1/agent/poll", post(agent::poll))
         .route("/v1/agent/heartbeat", post(agent::heartbeat))
         .route("/v1/agent/runs/{id}/logs", post(agent::upload_logs))

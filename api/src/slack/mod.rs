@@ -106,7 +106,10 @@ pub(crate) async fn drain(state: &SlackState, grace: Duration) {
     let tasks = &state.slack.tasks;
     tasks.close();
     if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
-        tracing::warn!(left = tasks.len(), "Slack tasks still running at shutdown: what they owed is posted after the next start");
+        tracing::warn!(
+            left = tasks.len(),
+            "Slack tasks still running at shutdown: what they owed is posted after the next start"
+        );
     }
 }
 

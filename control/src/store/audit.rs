@@ -8,7 +8,7 @@ use super::db::now_ms;
 use super::tx::Tx;
 use crate::error::Error;
 use rusqlite::{OptionalExtension as _, params};
-use sealrun_wire::audit::{AuditEntry, GENESIS_HASH};
+use sealrun_wire::audit::{AuditEntry, AuditLink, GENESIS_HASH};
 use serde_json::Value;
 
 /// Appends one entry to `org_id`'s chain. `detail` must be a JSON object and
@@ -200,4 +200,25 @@ pub(crate) fn clear_failure(tx: &Tx<'_>, org_id: i64) -> Result<(), Error> {
         )?
         .execute([org_id])?;
     Ok(())
+}
+
+/// The links (seq and hashes) of org `org_id`'s chain from entry `from` on
+/// (inclusive), at most `limit`.
+pub(crate) fn links(
+    tx: &Tx<'_>,
+    org_id: i64,
+    from: u64,
+    limit: u32,
+) -> Result<Vec<AuditLink>, Error> {
+    let mut stmt = tx.conn.prepare_cached(
+        "SELECT seq, prev_hash, hash FROM audit WHERE org_id = ?1 AND seq >= ?2 ORDER BY seq LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(params![org_id, from, limit], |r| {
+        Ok(AuditLink {
+            seq: r.get(0)?,
+            prev_hash: r.get(1)?,
+            hash: r.get(2)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
