@@ -160,7 +160,8 @@ impl StateDir {
         Ok(Some(identity))
     }
 
-    /// Stores `identity` atomically (see [`StateDir::write_file`]).
+    /// Stores `identity` atomically: written to a temporary file created
+    /// `0600`, synced, then renamed over `agent.json`.
     pub fn store_identity(&self, identity: &Identity) -> Result<(), StateError> {
         let path = self.identity_path();
         let json = Zeroizing::new(serde_json::to_vec_pretty(identity).map_err(|e| {
