@@ -954,9 +954,16 @@ there with the same hash); --full re-hashes every entry, which also finds an
 older entry edited in place. Run --full now and then, and keep exported
 heads elsewhere: whoever can edit the database can edit its checkpoint too.
 
+With --witness this CLI also remembers the last entry it saw (per control
+plane and org, next to its profile file) and checks that the trail still
+extends it: an entry edited with every later hash recomputed, which the
+control plane's own verification cannot see, or entries cut from the end,
+fail the check (exit 1).
+
 Examples:
   sealrun audit verify                    # asks the control plane
   sealrun audit verify --full             # every entry, from the first
+  sealrun audit verify --witness          # and the trail extends what this CLI saw
   sealrun audit export -o audit.jsonl     # then, offline, no server needed:
   sealrun audit verify --file audit.jsonl")]
     Verify {
@@ -967,6 +974,10 @@ Examples:
         /// since the last verification
         #[arg(long, conflicts_with = "file")]
         full: bool,
+        /// Also check that the trail extends the last entry this CLI saw,
+        /// and remember the newest
+        #[arg(long, conflicts_with = "file")]
+        witness: bool,
         #[command(flatten)]
         client: ClientArgs,
     },

@@ -175,6 +175,24 @@ async fn told(s: &mut Setup) -> String {
     got.body["text"].as_str().unwrap().to_owned()
 }
 
+/// The approval message was updated to show the outcome (`shows`), without
+/// buttons, and the requester (carol, U0CAROL) was told (`told`) in a direct
+/// message.
+async fn outcome_shown_and_told(s: &mut Setup, shows: &str, told: &str) {
+    let updated = s.slack.next_to("chat.update").await;
+    assert_eq!(
+        updated.body["ts"], "1700000000.000001",
+        "the posted message"
+    );
+    assert!(buttons(&updated.body).is_empty());
+    let blocks = updated.body["blocks"].to_string();
+    assert!(blocks.contains(shows), "{blocks}");
+    let dm = s.slack.next_to("chat.postMessage").await;
+    assert_eq!(dm.body["channel"], "U0CAROL");
+    let text = dm.body["text"].as_str().unwrap();
+    assert!(text.contains(told), "{text}");
+}
+
 async fn trail(s: &Setup, action: &str) -> Vec<sealrun_wire::audit::AuditEntry> {
     let page: AuditPage = s.w.admin.get("/v1/audit?limit=1000").await.ok().parse();
     page.entries
@@ -242,24 +260,7 @@ async fn a_signed_approve_click_records_the_approval_and_the_run_is_dispatched()
     let assignment = s.w.agent.next_run().await;
     assert_eq!(assignment.run_id, created.id);
 
-    // The message now shows the outcome, without buttons.
-    let updated = s.slack.next_to("chat.update").await;
-    assert_eq!(updated.body["ts"], "1700000000.000001");
-    assert!(buttons(&updated.body).is_empty());
-    assert!(
-        updated.body["blocks"]
-            .to_string()
-            .contains("Approved* by alice")
-    );
-    // And the requester is told, in a direct message.
-    let dm = s.slack.next_to("chat.postMessage").await;
-    assert_eq!(dm.body["channel"], "U0CAROL");
-    assert!(
-        dm.body["text"]
-            .as_str()
-            .unwrap()
-            .contains("was *approved* by alice")
-    );
+    outcome_shown_and_told(&mut s, "Approved* by alice", "was *approved* by alice").await;
 }
 
 #[tokio::test]
@@ -397,21 +398,12 @@ async fn reject_asks_for_a_reason_in_a_dialog_and_its_submission_rejects() {
         s.w.agent.poll().await.is_none(),
         "a rejected run was dispatched"
     );
-    let updated = s.slack.next_to("chat.update").await;
-    assert!(buttons(&updated.body).is_empty());
-    assert!(
-        updated.body["blocks"]
-            .to_string()
-            .contains("Rejected* by bob: not during business hours")
-    );
-    let dm = s.slack.next_to("chat.postMessage").await;
-    assert_eq!(dm.body["channel"], "U0CAROL");
-    assert!(
-        dm.body["text"]
-            .as_str()
-            .unwrap()
-            .contains("was *rejected* by bob")
-    );
+    outcome_shown_and_told(
+        &mut s,
+        "Rejected* by bob: not during business hours",
+        "was *rejected* by bob",
+    )
+    .await;
 }
 
 #[tokio::test]

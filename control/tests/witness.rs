@@ -10,17 +10,17 @@
 #![allow(clippy::unwrap_used)]
 
 use rusqlite::{Connection, params};
-use sealrun_testkit::{World, require_docker};
+use sealrun_testkit::{ControlPlane as _, ServerProcess, World, require_docker, text};
 use sealrun_wire::audit::{AuditEntry, AuditVerification};
 use sealrun_wire::run::RunStatus;
 use std::path::Path;
 use std::time::Duration;
 
-/// Edits the `run.submitted` entry of `run` (what was run, for the record)
+/// Edits the entry `action` on `subject` (its detail: `from` becomes `to`)
 /// and recomputes the hash of it and of every later entry of its org, in
 /// one transaction, and drops the verification checkpoint: a rewrite that
 /// `audit verify` cannot see.
-fn rewrite_history(db: &Path, run: &str) {
+fn rewrite_history(db: &Path, action: &str, subject: &str, from: &str, to: &str) {
     let mut conn = Connection::open(db).unwrap();
     conn.busy_timeout(Duration::from_secs(10)).unwrap();
     let tx = conn
@@ -28,8 +28,8 @@ fn rewrite_history(db: &Path, run: &str) {
         .unwrap();
     let (org, edited): (i64, u64) = tx
         .query_row(
-            "SELECT org_id, seq FROM audit WHERE action = 'run.submitted' AND subject = ?1",
-            [run],
+            "SELECT org_id, seq FROM audit WHERE action = ?1 AND subject = ?2",
+            [action, subject],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .unwrap();
@@ -54,12 +54,8 @@ fn rewrite_history(db: &Path, run: &str) {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert!(
-        entries[0].detail.contains("before"),
-        "{}",
-        entries[0].detail
-    );
-    entries[0].detail = entries[0].detail.replace("before", "harmless");
+    assert!(entries[0].detail.contains(from), "{}", entries[0].detail);
+    entries[0].detail = entries[0].detail.replace(from, to);
     let mut prev = entries[0].prev_hash.clone();
     for e in &mut entries {
         e.prev_hash = prev;
@@ -86,7 +82,8 @@ async fn an_agent_refuses_all_work_once_the_audit_history_it_saw_is_rewritten() 
     let done = w.admin.wait_terminal(&before).await;
     assert_eq!(done.status, RunStatus::Succeeded, "{done:?}");
 
-    rewrite_history(&w.server.data_dir.join(sealrun_control::DB_FILE), &before);
+    let db = w.server.data_dir.join(sealrun_control::DB_FILE);
+    rewrite_history(&db, "run.submitted", &before, "before", "harmless");
     // The rewrite is invisible to the chain alone.
     let verified: AuditVerification = w.admin.get("/v1/audit/verify").await.ok().parse();
     assert!(verified.ok, "{verified:?}");
@@ -108,4 +105,68 @@ async fn an_agent_refuses_all_work_once_the_audit_history_it_saw_is_rewritten() 
         w.agent.log()
     );
     w.assert_no_containers();
+}
+
+#[tokio::test]
+async fn a_cli_that_saw_the_trail_detects_a_rewrite_that_audit_verify_cannot() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&dir.path().join("server"), &[]).await;
+    let cli = server.cli(&server.admin_token);
+    cli.ok(&[
+        "token",
+        "create",
+        "--role",
+        "operator",
+        "--name",
+        "ops-before",
+    ]);
+    let first = cli.output(&["audit", "verify", "--witness"]);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    assert!(
+        text(&first.stderr).contains("remembering entry"),
+        "{}",
+        text(&first.stderr)
+    );
+    // The trail grows: still its extension (positive control).
+    cli.ok(&[
+        "token",
+        "create",
+        "--role",
+        "auditor",
+        "--name",
+        "audit-later",
+    ]);
+    let grown = cli.output(&["audit", "verify", "--witness"]);
+    assert!(grown.status.success(), "{}", text(&grown.stderr));
+    assert!(
+        text(&grown.stderr).contains("OK, the trail extends"),
+        "{}",
+        text(&grown.stderr)
+    );
+
+    let issued: String = {
+        let conn = Connection::open(server.data_dir.join(sealrun_control::DB_FILE)).unwrap();
+        conn.query_row(
+            "SELECT subject FROM audit WHERE action = 'token.issued' AND detail LIKE '%ops-before%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    rewrite_history(
+        &server.data_dir.join(sealrun_control::DB_FILE),
+        "token.issued",
+        &issued,
+        "ops-before",
+        "ops-harmless",
+    );
+    let plain = cli.output(&["audit", "verify"]);
+    assert!(
+        plain.status.success(),
+        "the rewrite is invisible to the chain alone"
+    );
+    let witnessed = cli.output(&["audit", "verify", "--witness"]);
+    assert!(!witnessed.status.success());
+    let said = text(&witnessed.stderr);
+    assert!(said.contains("audit history was rewritten"), "{said}");
 }

@@ -4,10 +4,15 @@
 use crate::cli::AuditCommand;
 use crate::client::Client;
 use crate::output::{self, Table, outln};
+use crate::profile::Profiles;
 use anyhow::{Context as _, Result, bail};
-use sealrun_wire::audit::{AuditEntry, AuditPage, AuditVerification, ChainVerifier, verify_chain};
+use sealrun_wire::admin::Whoami;
+use sealrun_wire::audit::{
+    AuditEntry, AuditLink, AuditPage, AuditVerification, ChainVerifier, verify_chain, witness,
+};
 use serde::Serialize;
 use std::io::{BufRead as _, Write as _};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 const PAGE: u32 = 1000;
@@ -112,6 +117,7 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
         AuditCommand::Verify {
             file: None,
             full,
+            witness: as_witness,
             client,
         } => {
             let json = client.json;
@@ -122,7 +128,11 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
                 "/v1/audit/verify"
             };
             let v: AuditVerification = client.get(path).await?;
-            report(&v, json, "the live audit trail")
+            let code = report(&v, json, "the live audit trail")?;
+            if as_witness && v.ok {
+                return witness_check(&client, &v).await;
+            }
+            Ok(code)
         }
         AuditCommand::Export {
             output: path,
@@ -204,6 +214,109 @@ fn report(v: &AuditVerification, json: bool, what: &str) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Where this CLI remembers the last link it saw of `org`'s trail on the
+/// control plane at `url`: `witness/<org>@<host_port>.json` next to the
+/// profile file.
+fn witness_file(url: &str, org: &str) -> Result<PathBuf> {
+    let dir = Profiles::path()
+        .and_then(|p| p.parent().map(|d| d.join("witness")))
+        .context("cannot tell where to remember the audit trail (no HOME)")?;
+    // Readable, and one file per control plane and org: every character
+    // but letters, digits, `.` and `-` becomes `_`.
+    let safe = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '.' | '-') {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    };
+    let host = url.trim_start_matches("https://").trim_end_matches('/');
+    Ok(dir.join(format!("{}@{}.json", safe(org), safe(host))))
+}
+
+/// `audit verify --witness`, after the control plane's verification `v`
+/// passed: the trail must extend the link this CLI remembers (the same
+/// check agents make, `sealrun_wire::audit::witness`), each entry shown
+/// re-hashed here too; then the newest link is remembered.
+async fn witness_check(client: &Client, v: &AuditVerification) -> Result<ExitCode> {
+    let me: Whoami = client.get("/v1/whoami").await?;
+    let file = witness_file(&client.connection().url, &me.org)?;
+    let seen: Option<AuditLink> = match std::fs::read(&file) {
+        Ok(bytes) => Some(
+            serde_json::from_slice(&bytes)
+                .with_context(|| format!("{} is not a remembered audit link", file.display()))?,
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", file.display())),
+    };
+    let next = match &seen {
+        None => AuditLink {
+            seq: v.entries,
+            prev_hash: String::new(),
+            hash: v.head.clone(),
+        },
+        Some(seen) => {
+            let mut links = Vec::new();
+            let mut after = seen.seq.saturating_sub(1);
+            loop {
+                let page: AuditPage = client
+                    .get(&format!("/v1/audit?after={after}&limit={PAGE}"))
+                    .await?;
+                for e in &page.entries {
+                    if e.compute_hash() != e.hash {
+                        eprintln!(
+                            "witness: entry {} does not match its own hash: the trail was edited",
+                            e.seq
+                        );
+                        return Ok(ExitCode::FAILURE);
+                    }
+                    links.push(AuditLink::from(e));
+                }
+                if page.entries.is_empty() || page.next_after <= after {
+                    break;
+                }
+                after = page.next_after;
+            }
+            match witness(Some(seen), &links, v.entries) {
+                Ok(next) => next.unwrap_or_else(|| seen.clone()),
+                Err(e) => {
+                    eprintln!(
+                        "witness: {} (this CLI remembers entry {} in {})",
+                        output::safe(&e.to_string()),
+                        seen.seq,
+                        file.display()
+                    );
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+        }
+    };
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let tmp = file.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec(&next)?)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, &file).with_context(|| format!("cannot write {}", file.display()))?;
+    match seen {
+        None => eprintln!(
+            "witness: remembering entry {} (head {}) of org {}; the next `audit verify --witness` checks that the trail extends it",
+            next.seq,
+            output::safe(&next.hash),
+            output::safe(&me.org)
+        ),
+        Some(seen) => eprintln!(
+            "witness: OK, the trail extends entry {} this CLI saw before; remembering entry {}",
+            seen.seq, next.seq
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// What an incremental verification re-hashed, when it was not everything.
