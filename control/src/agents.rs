@@ -13,8 +13,9 @@ use crate::store::{self, Tx, now_ms};
 use crate::token::{self, TokenKind};
 use sealrun_vault::PublicKey;
 use sealrun_wire::agent::{
-    AgentSettings, Assignment, AuditLinks, ConnectRequest, FinishRequest, HeartbeatAck,
-    MAX_AUDIT_LINKS, RegisterRequest, Registered, ServedTarget,
+    AgentSettings, Assignment, AuditLinks, CHALLENGE_TTL_SECS, ChallengeRequest, Challenges,
+    ConnectRequest, FinishRequest, HeartbeatAck, MAX_AUDIT_LINKS, RegisterRequest, Registered,
+    ServedTarget,
 };
 use sealrun_wire::log::{LogChunk, LogUploadAck};
 use sealrun_wire::names;
@@ -42,9 +43,9 @@ pub struct Dispatched {
 }
 
 /// A served target, checked.
-pub(crate) struct Served {
-    pub(crate) name: String,
-    pub(crate) key: PublicKey,
+struct Served {
+    name: String,
+    key: PublicKey,
 }
 
 fn check_connect(req: &ConnectRequest) -> Result<Vec<Served>, Error> {
@@ -64,7 +65,7 @@ fn check_connect(req: &ConnectRequest) -> Result<Vec<Served>, Error> {
 }
 
 /// The targets an agent says it serves, with their keys parsed.
-pub(crate) fn parse_served(targets: &[ServedTarget]) -> Result<Vec<Served>, Error> {
+fn parse_served(targets: &[ServedTarget]) -> Result<Vec<Served>, Error> {
     let bad = |m: String| Error::Invalid(m);
     if targets.len() > MAX_TARGETS {
         return Err(bad(format!(
@@ -391,6 +392,42 @@ impl Control {
             }
             Connected::Refused(e) => Err(e),
         }
+    }
+
+    /// One challenge per target in `req`, sealed to the key given for it
+    /// (the key the agent will present when it connects; see
+    /// `crate::possession`).
+    pub async fn agent_challenges(
+        &self,
+        agent: &Agent,
+        req: ChallengeRequest,
+    ) -> Result<Challenges, Error> {
+        if req.targets.is_empty() {
+            return Err(Error::Invalid(
+                "a challenge is asked for at least one target".into(),
+            ));
+        }
+        let served = parse_served(&req.targets)?;
+        let now = now_ms();
+        let expires_ms = now.saturating_add(
+            i64::try_from(CHALLENGE_TTL_SECS.saturating_mul(1000)).unwrap_or(i64::MAX),
+        );
+        let mut challenges = Vec::with_capacity(served.len());
+        let mut rows = Vec::with_capacity(served.len());
+        for t in &served {
+            let (challenge, row) = possession::challenge(&agent.id, &t.name, &t.key, expires_ms)?;
+            challenges.push(challenge);
+            rows.push(row);
+        }
+        self.db
+            .write(move |tx| {
+                for row in &rows {
+                    store::agents::insert_challenge(tx, row, now)?;
+                }
+                Ok(())
+            })
+            .await?;
+        Ok(Challenges { challenges })
     }
 
     /// The links of the agent's org's audit chain from entry `from_seq` on

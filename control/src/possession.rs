@@ -1,5 +1,6 @@
 //! Proof of possession: an agent that connects serving a target proves it
-//! holds the target's private key, not merely its public half.
+//! holds the target's private key, not merely its public half (the protocol
+//! side is `Control::agent_challenges` and `connect_agent`).
 //!
 //! A target's public key is public (it is shown to every operator who seals
 //! a secret), so presenting it proves nothing: without this check, any agent
@@ -19,17 +20,13 @@
 //! opens one of its secrets for whoever sends it (the vault binds the name
 //! into what it seals).
 
-use crate::caller::Agent;
 use crate::error::Error;
-use crate::service::Control;
 use crate::store::agents::ChallengeRow;
-use crate::store::{self, Tx, now_ms};
+use crate::store::{self, Tx};
 use crate::token::random_hex;
 use rand::RngCore as _;
 use sealrun_vault::PublicKey;
-use sealrun_wire::agent::{
-    CHALLENGE_TTL_SECS, Challenge, ChallengeRequest, Challenges, PROOF_NAME, Proof,
-};
+use sealrun_wire::agent::{Challenge, PROOF_NAME, Proof};
 use sha2::{Digest as _, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use subtle::ConstantTimeEq as _;
@@ -38,56 +35,35 @@ use zeroize::Zeroizing;
 /// Bytes of a challenge's nonce.
 const NONCE_BYTES: usize = 32;
 
-impl Control {
-    /// One challenge per target in `req`, sealed to the key given for it
-    /// (the key the agent will present when it connects).
-    pub async fn agent_challenges(
-        &self,
-        agent: &Agent,
-        req: ChallengeRequest,
-    ) -> Result<Challenges, Error> {
-        if req.targets.is_empty() {
-            return Err(Error::Invalid(
-                "a challenge is asked for at least one target".into(),
-            ));
-        }
-        let served = crate::agents::parse_served(&req.targets)?;
-        let now = now_ms();
-        let expires_ms = now.saturating_add(
-            i64::try_from(CHALLENGE_TTL_SECS.saturating_mul(1000)).unwrap_or(i64::MAX),
-        );
-        let mut challenges = Vec::with_capacity(served.len());
-        let mut rows = Vec::with_capacity(served.len());
-        for t in &served {
-            let mut nonce = Zeroizing::new([0u8; NONCE_BYTES]);
-            rand::rngs::OsRng.fill_bytes(&mut nonce[..]);
-            let sealed = sealrun_vault::seal(&t.key, PROOF_NAME, &t.name, &nonce[..])
-                .map_err(|e| Error::internal(format_args!("cannot seal a challenge: {e}")))?;
-            let id = format!("ch_{}", random_hex(16));
-            rows.push(ChallengeRow {
-                id: id.clone(),
-                agent_id: agent.id.clone(),
-                target: t.name.clone(),
-                key_id: t.key.key_id().0,
-                nonce_hash: Sha256::digest(&nonce[..]).into(),
-                expires_ms,
-            });
-            challenges.push(Challenge {
-                target: t.name.clone(),
-                id,
-                sealed,
-            });
-        }
-        self.db
-            .write(move |tx| {
-                for row in &rows {
-                    store::agents::insert_challenge(tx, row, now)?;
-                }
-                Ok(())
-            })
-            .await?;
-        Ok(Challenges { challenges })
-    }
+/// A challenge for `agent_id` to prove it holds the private half of `key`,
+/// target `target`'s: the challenge to send, and the row to store.
+pub(crate) fn challenge(
+    agent_id: &str,
+    target: &str,
+    key: &PublicKey,
+    expires_ms: i64,
+) -> Result<(Challenge, ChallengeRow), Error> {
+    let mut nonce = Zeroizing::new([0u8; NONCE_BYTES]);
+    rand::rngs::OsRng.fill_bytes(&mut nonce[..]);
+    let sealed = sealrun_vault::seal(key, PROOF_NAME, target, &nonce[..])
+        .map_err(|e| Error::internal(format_args!("cannot seal a challenge: {e}")))?;
+    let id = format!("ch_{}", random_hex(16));
+    let row = ChallengeRow {
+        id: id.clone(),
+        agent_id: agent_id.to_owned(),
+        target: target.to_owned(),
+        key_id: key.key_id().0,
+        nonce_hash: Sha256::digest(&nonce[..]).into(),
+        expires_ms,
+    };
+    Ok((
+        Challenge {
+            target: target.to_owned(),
+            id,
+            sealed,
+        },
+        row,
+    ))
 }
 
 /// The targets among `served` (name, presented key) for which `proofs` hold
