@@ -69,59 +69,58 @@ struct Pass<'a> {
 }
 
 impl Pass<'_> {
-    /// Extends every candidate of the gram `key` seen at `i`; `record` is false for probes
-    /// that only decide what to hold back.
+    /// A grid gram `key` seen at `i` (it passed the grid's filter): extends every candidate of
+    /// the values shorter than 12 bytes with that gram, and of the longer ones with the 8-byte
+    /// grams around it (see `Index::long`).
     fn confirm(&mut self, i: u64, key: u32, record: bool) {
-        let redactor = self.redactor;
-        // Only a gram that looks like hex can lie in a hex form (the key is folded: `\` is
-        // `|` there).
-        if redactor.index.has_hex8()
-            && key
-                .to_le_bytes()
-                .iter()
-                .all(|&b| b.is_ascii_hexdigit() || matches!(b, b' ' | b':' | b',' | b'|' | b'x'))
-        {
-            self.confirm_hex8(i, record);
-        }
-        for (form_id, j) in redactor.index.candidates(key) {
-            self.candidate(i, form_id, j, record);
-            // The value's own grams stand for its text forms too (see `Form::plain`).
-            let value = redactor.forms[form_id].value as usize;
-            if redactor.raw_forms[value] as usize == form_id {
-                for &other in &redactor.companions[value] {
-                    let form = &redactor.forms[other as usize];
-                    if let Some(at) = form.offset_of_source(j) {
-                        self.candidate(i, other as usize, at, record);
-                    }
-                }
-            }
-        }
-    }
-
-    /// The hex forms looked up by 8-byte grams (see `Index::hex8`): the grams starting at
-    /// `i` and ending 4 bytes after it.
-    fn confirm_hex8(&mut self, i: u64, record: bool) {
-        let hay = self.hay;
-        let (origin, end) = (hay.origin, hay.end());
         let index = &self.redactor.index;
+        for (form_id, j) in index.short_candidates(key) {
+            self.seed(i, form_id, j, record);
+        }
+        let (origin, end) = (self.hay.origin, self.hay.end());
         for at in [Some(i), i.checked_sub(4).filter(|&a| a >= origin)]
             .into_iter()
             .flatten()
         {
-            if at + 8 > end {
-                // Not all here yet: what begins at `i` may be such a piece, if it looks like
-                // hex.
-                let hexlike = (i..i + 4).all(|p| {
-                    p < end && matches!(hay.byte(p), b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F' | b' ' | b':' | b',' | b'\\' | b'x')
-                });
-                if !record && !self.last && hexlike {
-                    self.hold = self.hold.min(i);
-                }
-                continue;
+            if at + 8 <= end {
+                self.confirm8(at, record);
             }
-            let key = self.key8_at(at);
-            for (form_id, j) in index.hex8_candidates(key) {
-                self.candidate(at, form_id, j, record);
+        }
+    }
+
+    /// Extends every candidate of the 8-byte gram at `at` (`at + 8 <= end`).
+    #[inline]
+    fn confirm8(&mut self, at: u64, record: bool) {
+        let key = self.key8_at(at);
+        for (form_id, j) in self.redactor.index.long_candidates(key) {
+            self.seed(at, form_id, j, record);
+        }
+    }
+
+    /// The gram `key` spanning a line break, seen at `i`: the values shorter than 12 bytes and
+    /// the wrapping forms of the longer ones.
+    fn confirm_join(&mut self, i: u64, key: u32, record: bool) {
+        let index = &self.redactor.index;
+        for (form_id, j) in index.short_candidates(key) {
+            self.seed(i, form_id, j, record);
+        }
+        for (form_id, j) in index.wrapped_candidates(key) {
+            self.seed(i, form_id, j, record);
+        }
+    }
+
+    /// Extends the seed "output `i` spells the form `form_id` at `j`", and, for a value's own
+    /// form, its text forms at the same byte (see `Form::plain`).
+    fn seed(&mut self, i: u64, form_id: usize, j: usize, record: bool) {
+        let redactor = self.redactor;
+        self.candidate(i, form_id, j, record);
+        let value = redactor.forms[form_id].value as usize;
+        if redactor.raw_forms[value] as usize == form_id {
+            for &other in &redactor.companions[value] {
+                let form = &redactor.forms[other as usize];
+                if let Some(at) = form.offset_of_source(j) {
+                    self.candidate(i, other as usize, at, record);
+                }
             }
         }
     }
@@ -237,6 +236,7 @@ impl Pass<'_> {
             let mut hits = [0usize; HIT_BATCH];
             while r < r_end {
                 let (next, found) = index.scan(tail, r, r_end, &mut hits);
+                let found = index.sift(tail, &mut hits[..found]);
                 for &hit in &hits[..found] {
                     self.confirm(tail_origin + hit as u64, key(&tail[hit..]), true);
                 }
@@ -264,9 +264,7 @@ impl Pass<'_> {
                 let plain = |x: u8| !matches!(x, b'\n' | b'\r' | b' ' | b'\t');
                 if plain(a) && plain(b) && plain(c) && plain(d) {
                     let key = key(&[a, b, c, d]);
-                    if self.redactor.index.may_contain(key) {
-                        self.confirm(tail_origin + k as u64 - 2, key, true);
-                    }
+                    self.confirm_join(tail_origin + k as u64 - 2, key, true);
                     continue;
                 }
             }
@@ -302,9 +300,7 @@ impl Pass<'_> {
             return;
         }
         let key = key(&[gram[0], gram[1], hay.byte(b), hay.byte(b + 1)]);
-        if self.redactor.index.may_contain(key) {
-            self.confirm(a, key, true);
-        }
+        self.confirm_join(a, key, true);
     }
 
     /// What may begin a piece that goes on after the end of the data.
@@ -316,8 +312,14 @@ impl Pass<'_> {
         let mut p = from;
         while p + 4 <= end {
             let key = self.key_at(p);
-            if index.may_contain(key) {
-                self.confirm(p, key, false);
+            // Every position is probed here, so the 8-byte gram starting at each is enough.
+            // Where it does not fit yet, what follows may begin a piece of a longer value if
+            // every 4-byte gram of it is a gram of some form.
+            self.confirm_join(p, key, false);
+            if p + 8 <= end {
+                self.confirm8(p, false);
+            } else if (p..=end - 4).all(|k| index.may_contain(self.key_at(k))) {
+                self.hold = self.hold.min(p);
             }
             p += 1;
         }
