@@ -96,8 +96,17 @@ pub(crate) fn key8(bytes: &[u8]) -> u64 {
     ))
 }
 
+/// [`hash`] for an 8-byte key: its halves are mixed first, so that every bit of the product
+/// above bit 31 depends on every byte.
 fn hash8(key: u64) -> u64 {
-    key.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    (key ^ (key >> 32)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// What the index keeps of an 8-byte key: 32 bits of its hash. Two grams that share it only
+/// cost an extension that fails at once; half the memory of the whole key.
+#[inline(always)]
+pub(crate) fn fingerprint8(key: u64) -> u32 {
+    (hash8(key) >> 32) as u32
 }
 
 /// The folded key of the 4 bytes at the start of `bytes`.
@@ -119,22 +128,34 @@ struct Bloom {
 
 impl Bloom {
     fn new(hashes: impl Iterator<Item = u64>, count: usize, max_bits_log2: u32) -> Bloom {
+        let mut bloom = Bloom::empty(count, max_bits_log2);
+        for h in hashes {
+            bloom.insert(h);
+        }
+        bloom
+    }
+
+    /// An empty filter sized for `count` keys.
+    fn empty(count: usize, max_bits_log2: u32) -> Bloom {
         let size = (log2_ceil(count.max(1)) + FILTER_BITS_PER_KEY_LOG2)
             .clamp(MIN_FILTER_BITS_LOG2, max_bits_log2);
-        let shift = 64 - (size - 6);
-        let mut words = Zeroizing::new(vec![0u64; 1 << (size - 6)]);
-        for h in hashes {
-            let (word, mask) = Self::probe(h, shift);
-            words[word] |= mask;
+        Bloom {
+            words: Zeroizing::new(vec![0u64; 1 << (size - 6)]),
+            shift: 64 - (size - 6),
         }
-        Bloom { words, shift }
+    }
+
+    #[inline(always)]
+    fn insert(&mut self, h: u64) {
+        let (word, mask) = Self::probe(h, self.shift);
+        self.words[word] |= mask;
     }
 
     /// The word and the two bits of a hashed key.
     #[inline(always)]
     fn probe(h: u64, shift: u32) -> (usize, u64) {
-        // Bits 32..44 lie below the word index (`shift >= 64 - 19`) and depend on every byte.
-        let mask = (1u64 << ((h >> 32) & 63)) | (1u64 << ((h >> 38) & 63));
+        // Bits 24..36 lie below the word index of any filter (`shift >= 64 - 22`).
+        let mask = (1u64 << ((h >> 24) & 63)) | (1u64 << ((h >> 30) & 63));
         ((h >> shift) as usize, mask)
     }
 
@@ -260,7 +281,8 @@ pub(crate) struct Index {
     /// bytes of clean log text (timestamps, hex digests, words) often spell four bytes of
     /// some form of a large set; eight rarely do, so a grid hit is confirmed by the two
     /// 8-byte grams around it before any form is extended. Keys are folded ([`key8`]).
-    long: Sites<u64>,
+    /// Keys are [`fingerprint8`]s.
+    long: Sites<u32>,
     /// Values shorter than 12 bytes (a piece may be their whole value, 8 to 11 characters):
     /// 4-byte grams, at grid positions, joins and the tail.
     short: Sites<u32>,
@@ -298,13 +320,14 @@ impl Index {
         if total >= u64::from(u32::MAX) {
             return Err(TooLarge(total as usize));
         }
-        let mut long8: Zeroizing<Vec<(u64, u32)>> =
+        let mut long8: Zeroizing<Vec<(u32, u32)>> =
             Zeroizing::new(Vec::with_capacity(total as usize));
         let mut short4: Zeroizing<Vec<(u32, u32)>> = Zeroizing::new(Vec::new());
         let mut wrapped4: Zeroizing<Vec<(u32, u32)>> = Zeroizing::new(Vec::new());
-        // Every 4-gram of every form, for the grid's filter (duplicates set the same bits).
-        let mut grid: Zeroizing<Vec<u32>> =
-            Zeroizing::new(Vec::with_capacity(total as usize + total as usize / 8));
+        // Every 4-gram of every form goes into the grid's filter (duplicates set the same
+        // bits), sized for one key a character.
+        let mut filter = Bloom::empty(total as usize, MAX_FILTER_BITS_LOG2);
+        let mut keys = Vec::with_capacity(16);
         let mut short_exact = ShortGrams::new();
         let mut short_hex = ShortGrams::new();
         let mut short_base64 = ShortGrams::new();
@@ -314,7 +337,11 @@ impl Index {
             let base = site_base[f];
             for w in form.text.windows(4) {
                 let raw = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
-                push_gram(form, raw, &mut grid);
+                keys.clear();
+                push_gram(form, raw, &mut keys);
+                for &k in &keys {
+                    filter.insert(hash(k));
+                }
             }
             if long[f] {
                 register8(form, base, &mut long8, &mut grams8);
@@ -332,15 +359,10 @@ impl Index {
                 Family::Exact | Family::OdC => short_exact.add(&form.text),
             }
         }
-        let filter = Bloom::new(
-            grid.iter().map(|&k| hash(k)),
-            grid.len(),
-            MAX_FILTER_BITS_LOG2,
-        );
         Ok(Index {
             stride,
             filter,
-            long: Sites::new(&long8, hash8, MAX_FILTER8_BITS_LOG2),
+            long: Sites::new(&long8, hash, MAX_FILTER8_BITS_LOG2),
             short: Sites::new(&short4, hash, MAX_FILTER_BITS_LOG2),
             wrapped: Sites::new(&wrapped4, hash, MAX_FILTER_BITS_LOG2),
             site_base,
@@ -380,7 +402,9 @@ impl Index {
     /// 8-byte gram `key` (a [`key8`]).
     #[inline]
     pub(crate) fn long_candidates(&self, key: u64) -> impl Iterator<Item = (usize, usize)> + '_ {
-        self.long.get(key, hash8).map(|site| self.resolve(site))
+        self.long
+            .get(fingerprint8(key), hash)
+            .map(|site| self.resolve(site))
     }
 
     /// `(form, offset)` of every site of a value shorter than 12 bytes registered with the
@@ -388,6 +412,14 @@ impl Index {
     #[inline]
     pub(crate) fn short_candidates(&self, key: u32) -> impl Iterator<Item = (usize, usize)> + '_ {
         self.short.get(key, hash).map(|site| self.resolve(site))
+    }
+
+    /// Whether the gram `key` spanning a line break may have candidates (see
+    /// [`Index::short_candidates`] and [`Index::wrapped_candidates`]).
+    #[inline(always)]
+    pub(crate) fn may_join(&self, key: u32) -> bool {
+        let h = hash(key);
+        self.short.may_contain(h) || self.wrapped.may_contain(h)
     }
 
     /// `(form, offset)` of every site of a base64 or `od -c` form of a value of at least 12
@@ -410,8 +442,10 @@ impl Index {
             let r = hits[k];
             let pass = match text.get(r.wrapping_sub(4)..r + 8) {
                 Some(around) => {
-                    self.long.may_contain(hash8(key8(around)))
-                        | self.long.may_contain(hash8(key8(&around[4..])))
+                    self.long.may_contain(hash(fingerprint8(key8(around))))
+                        | self
+                            .long
+                            .may_contain(hash(fingerprint8(key8(&around[4..]))))
                         | self.short.may_contain(hash(key(&around[4..])))
                 }
                 None => true,
@@ -639,7 +673,7 @@ fn register(form: &Form, base: u32, entries: &mut Vec<(u32, u32)>, grams: &mut V
 }
 
 /// Registers every 8-byte gram of `form` (thinned inside periodic stretches) at its site.
-fn register8(form: &Form, base: u32, entries: &mut Vec<(u64, u32)>, grams: &mut Vec<u64>) {
+fn register8(form: &Form, base: u32, entries: &mut Vec<(u32, u32)>, grams: &mut Vec<u64>) {
     let t = &form.text;
     if t.len() < 8 {
         return;
@@ -651,7 +685,7 @@ fn register8(form: &Form, base: u32, entries: &mut Vec<(u64, u32)>, grams: &mut 
     );
     thinned(grams, |j| {
         if !own(form, j, 8) {
-            entries.push((fold8(grams[j]), base + j as u32));
+            entries.push((fingerprint8(fold8(grams[j])), base + j as u32));
         }
     });
 }

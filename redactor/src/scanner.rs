@@ -264,7 +264,9 @@ impl Pass<'_> {
                 let plain = |x: u8| !matches!(x, b'\n' | b'\r' | b' ' | b'\t');
                 if plain(a) && plain(b) && plain(c) && plain(d) {
                     let key = key(&[a, b, c, d]);
-                    self.confirm_join(tail_origin + k as u64 - 2, key, true);
+                    if self.redactor.index.may_join(key) {
+                        self.confirm_join(tail_origin + k as u64 - 2, key, true);
+                    }
                     continue;
                 }
             }
