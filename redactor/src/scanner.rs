@@ -78,12 +78,28 @@ impl Pass<'_> {
             self.seed(i, form_id, j, record);
         }
         let (origin, end) = (self.hay.origin, self.hay.end());
-        for at in [Some(i), i.checked_sub(4).filter(|&a| a >= origin)]
-            .into_iter()
-            .flatten()
-        {
-            if at + 8 <= end {
-                self.confirm8(at, record);
+        // The candidates of the gram at `i`, so that those of the gram at `i - 4` in the same
+        // alignment (the same piece, in a piece that holds both) are not extended again.
+        let mut first = [(0usize, 0usize); 8];
+        let mut n = 0;
+        if i + 8 <= end {
+            let key = self.key8_at(i);
+            for (form_id, j) in index.long_candidates(key) {
+                if n < first.len() {
+                    first[n] = (form_id, j);
+                    n += 1;
+                }
+                self.seed(i, form_id, j, record);
+            }
+        }
+        if let Some(at) = i.checked_sub(4).filter(|&a| a >= origin && a + 8 <= end) {
+            let key = self.key8_at(at);
+            for (form_id, j) in index.long_candidates(key) {
+                if first[..n].contains(&(form_id, j + 4)) {
+                    self.seed_companions(at, form_id, j, Some(j + 4), record);
+                } else {
+                    self.seed(at, form_id, j, record);
+                }
             }
         }
     }
@@ -112,15 +128,36 @@ impl Pass<'_> {
     /// Extends the seed "output `i` spells the form `form_id` at `j`", and, for a value's own
     /// form, its text forms at the same byte (see `Form::plain`).
     fn seed(&mut self, i: u64, form_id: usize, j: usize, record: bool) {
-        let redactor = self.redactor;
         self.candidate(i, form_id, j, record);
+        self.seed_companions(i, form_id, j, None, record);
+    }
+
+    /// The text forms of `form_id` (if it is a value's own form) at the byte `j` spelled at
+    /// output `i`; with `done = Some(k)`, those whose alignment is the one the seed at
+    /// `i + (k - j)` for byte `k` gave them (their tokens in between are one character
+    /// each) are skipped: that seed extended them already.
+    fn seed_companions(
+        &mut self,
+        i: u64,
+        form_id: usize,
+        j: usize,
+        done: Option<usize>,
+        record: bool,
+    ) {
+        let redactor = self.redactor;
         let value = redactor.forms[form_id].value as usize;
-        if redactor.raw_forms[value] as usize == form_id {
-            for &other in &redactor.companions[value] {
-                let form = &redactor.forms[other as usize];
-                if let Some(at) = form.offset_of_source(j) {
-                    self.candidate(i, other as usize, at, record);
+        if redactor.raw_forms[value] as usize != form_id {
+            return;
+        }
+        for &other in &redactor.companions[value] {
+            let form = &redactor.forms[other as usize];
+            if let Some(at) = form.offset_of_source(j) {
+                if let Some(k) = done
+                    && form.offset_of_source(k) == Some(at + (k - j))
+                {
+                    continue;
                 }
+                self.candidate(i, other as usize, at, record);
             }
         }
     }
