@@ -239,6 +239,10 @@ impl Pass<'_> {
 
     /// The folded key of the 4 bytes at `pos` (`pos + 4 <= end`), wherever they lie.
     fn key_at(&self, pos: u64) -> u32 {
+        let hay = self.hay;
+        if pos >= hay.tail_origin() {
+            return key(&hay.tail[(pos - hay.tail_origin()) as usize..]);
+        }
         let mut bytes = [0u8; 4];
         for (k, b) in bytes.iter_mut().enumerate() {
             *b = self.hay.byte(pos + k as u64);
@@ -351,6 +355,12 @@ impl Pass<'_> {
         let mut p = from;
         while p + 4 <= end {
             let key = self.key_at(p);
+            // The grid's filter holds every 4-byte gram of every form: a gram it does not
+            // hold begins no site, short, wrapped or 8-byte.
+            if !index.may_contain(key) {
+                p += 1;
+                continue;
+            }
             // Every position is probed here, so the 8-byte gram starting at each is enough.
             // Where it does not fit yet, what follows may begin a piece of a longer value if
             // every 4-byte gram of it is a gram of some form.
