@@ -174,17 +174,6 @@ pub(crate) fn extend(
         });
     }
     segments.reverse();
-    // A first segment left of layout that spells no whole byte (the last digit of a byte
-    // before a space) carries no byte of the value; it is dropped, so that no piece depends
-    // on a lone digit before it, which a stream could not know to hold back.
-    if family == Family::Hex && segments.len() > 1 {
-        let first = &segments[0];
-        let x = first.form_at as usize;
-        let (a, b) = form.source_range(x, x + (first.end - first.start) as usize);
-        if b <= a {
-            segments.remove(0);
-        }
-    }
 
     // Rightwards from (i, j).
     let (mut p, mut q) = (i, j);
@@ -225,6 +214,18 @@ pub(crate) fn extend(
         }
     }
     push_right(&mut segments, seg_start, p, seg_form);
+    // A first segment left of layout that spells no whole byte (the last digit of a byte
+    // before a space, a separator) carries no byte of the value; it is dropped, so that no
+    // piece depends on a lone character before it, which a stream could not know to hold
+    // back. (Judged on the whole piece, so that every seed of it finds the same piece.)
+    if family == Family::Hex && segments.len() > 1 {
+        let first = &segments[0];
+        let x = first.form_at as usize;
+        let (a, b) = form.source_range(x, x + (first.end - first.start) as usize);
+        if b <= a {
+            segments.remove(0);
+        }
+    }
     Piece {
         form: form_id as u32,
         segments,

@@ -13,8 +13,19 @@
 //! line breaks (wrapped base64) are met by the joins (see the scanner).
 //!
 //! A grid position costs one load, a fold (ASCII letters to lower case, so that hex in either
-//! case is one key) and one probe of a blocked Bloom filter; hits are confirmed in a table
-//! bucketed by the exact gram, whose entries name a form and an offset ("site").
+//! case is one key) and one probe of a blocked Bloom filter holding every 4-byte gram of every
+//! form. Four bytes of clean log text often spell four bytes of some form (any four hex digits
+//! or a timestamp's `12:34` spell some secret's hex forms once there are a few hundred), so a
+//! hit is confirmed by a second filter over 8-byte grams before any table is read: for values
+//! of 12 bytes or more (every other one, see [`Index::long`]), the sites are registered by
+//! their 8-byte gram, and a grid gram inside a qualifying piece has one of the two 8-byte
+//! grams around it inside the piece too. The hits of a batch are sifted this way in one tight
+//! loop ([`Index::sift`]); the survivors are looked up in tables bucketed by the exact gram,
+//! whose entries name a form and an offset ("site").
+//!
+//! Joins (the gram made of the two characters before a line break and the two after it) and
+//! the last bytes of the data are looked up by 4-byte grams, in the tables of the short
+//! values and of the forms that wrap (base64, `od -c`).
 //!
 //! # Bounds
 //!
@@ -23,7 +34,7 @@
 //! is found from any of them, and one crossing an end from one near that end. This bounds the
 //! candidates of a hit, and so the cost of pathological output.
 
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::forms::{Family, Form};
 
@@ -44,6 +55,11 @@ const FILTER_BITS_PER_KEY_LOG2: u32 = 4;
 /// A filter never grows past 4 MiB (2^25 bits): a larger one costs more in cache and TLB
 /// misses than its lower false-positive rate saves.
 const MAX_FILTER_BITS_LOG2: u32 = 25;
+/// The filter of 8-byte grams is probed only after the grid's filter passes, so it may be
+/// larger: up to 8 MiB (2^26 bits), about 6 bits a gram (11 a distinct one) for 10,000
+/// secrets; a larger one measured slower (more cache and TLB misses than false positives
+/// saved).
+const MAX_FILTER8_BITS_LOG2: u32 = 26;
 const MIN_FILTER_BITS_LOG2: u32 = 9;
 
 /// Fibonacci hashing: one multiplication spreads the key over the high bits.
@@ -59,10 +75,19 @@ pub(crate) fn fold(key: u32) -> u32 {
     key | ((key >> 1) & 0x2020_2020)
 }
 
-/// [`fold`] for an 8-byte gram.
+/// [`fold`] for an 8-byte gram, with the URL-safe base64 alphabet spelled as the standard one
+/// (`-` as `+`, `_` as `/`; `_` is `0x7f` once folded, as DEL is): extension accepts either
+/// alphabet character by character, so one key stands for every mix of the two.
 #[inline(always)]
 pub(crate) fn fold8(key: u64) -> u64 {
-    key | ((key >> 1) & 0x2020_2020_2020_2020)
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let k = key | ((key >> 1) & 0x2020_2020_2020_2020);
+    // One bit (0x01) in each byte equal to `c`: exact, no carries between bytes.
+    let equal = |c: u8| {
+        let x = k ^ (ONES * u64::from(c));
+        (!(((x & (ONES * 0x7f)) + ONES * 0x7f) | x) >> 7) & ONES
+    };
+    k ^ (equal(b'-') * u64::from(b'-' ^ b'+')) ^ (equal(0x7f) * u64::from(0x7f ^ b'/'))
 }
 
 /// The folded key of the 8 bytes at the start of `bytes`.
@@ -73,8 +98,17 @@ pub(crate) fn key8(bytes: &[u8]) -> u64 {
     ))
 }
 
+/// [`hash`] for an 8-byte key: its halves are mixed first, so that every bit of the product
+/// above bit 31 depends on every byte.
 fn hash8(key: u64) -> u64 {
-    key.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    (key ^ (key >> 32)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// What the index keeps of an 8-byte key: 32 bits of its hash. Two grams that share it only
+/// cost an extension that fails at once; half the memory of the whole key.
+#[inline(always)]
+pub(crate) fn fingerprint8(key: u64) -> u32 {
+    (hash8(key) >> 32) as u32
 }
 
 /// The folded key of the 4 bytes at the start of `bytes`.
@@ -95,23 +129,35 @@ struct Bloom {
 }
 
 impl Bloom {
-    fn new(hashes: impl Iterator<Item = u64>, count: usize) -> Bloom {
-        let size = (log2_ceil(count.max(1)) + FILTER_BITS_PER_KEY_LOG2)
-            .clamp(MIN_FILTER_BITS_LOG2, MAX_FILTER_BITS_LOG2);
-        let shift = 64 - (size - 6);
-        let mut words = Zeroizing::new(vec![0u64; 1 << (size - 6)]);
+    fn new(hashes: impl Iterator<Item = u64>, count: usize, max_bits_log2: u32) -> Bloom {
+        let mut bloom = Bloom::empty(count, max_bits_log2);
         for h in hashes {
-            let (word, mask) = Self::probe(h, shift);
-            words[word] |= mask;
+            bloom.insert(h);
         }
-        Bloom { words, shift }
+        bloom
+    }
+
+    /// An empty filter sized for `count` keys.
+    fn empty(count: usize, max_bits_log2: u32) -> Bloom {
+        let size = (log2_ceil(count.max(1)) + FILTER_BITS_PER_KEY_LOG2)
+            .clamp(MIN_FILTER_BITS_LOG2, max_bits_log2);
+        Bloom {
+            words: Zeroizing::new(vec![0u64; 1 << (size - 6)]),
+            shift: 64 - (size - 6),
+        }
+    }
+
+    #[inline(always)]
+    fn insert(&mut self, h: u64) {
+        let (word, mask) = Self::probe(h, self.shift);
+        self.words[word] |= mask;
     }
 
     /// The word and the two bits of a hashed key.
     #[inline(always)]
     fn probe(h: u64, shift: u32) -> (usize, u64) {
-        // Bits 32..44 lie below the word index (`shift >= 64 - 19`) and depend on every byte.
-        let mask = (1u64 << ((h >> 32) & 63)) | (1u64 << ((h >> 38) & 63));
+        // Bits 24..36 lie below the word index of any filter (`shift >= 64 - 22`).
+        let mask = (1u64 << ((h >> 24) & 63)) | (1u64 << ((h >> 30) & 63));
         ((h >> shift) as usize, mask)
     }
 
@@ -177,46 +223,92 @@ impl<K: PartialEq + zeroize::DefaultIsZeroes> Table<K> {
             .map(|e| self.sites[e])
     }
 
+    fn len(&self) -> usize {
+        self.keys.len()
+    }
+
     fn heap_bytes(&self) -> usize {
         self.starts.len() * 4 + self.keys.len() * (std::mem::size_of::<K>() + 4)
+    }
+}
+
+/// A table with its own filter, so that a miss costs one probe.
+struct Sites<K: zeroize::DefaultIsZeroes> {
+    filter: Bloom,
+    table: Table<K>,
+}
+
+impl<K: PartialEq + Copy + zeroize::DefaultIsZeroes> Sites<K> {
+    fn new(entries: &[(K, u32)], hash: fn(K) -> u64, max_bits_log2: u32) -> Sites<K> {
+        Sites {
+            filter: Bloom::new(
+                entries.iter().map(|e| hash(e.0)),
+                entries.len(),
+                max_bits_log2,
+            ),
+            table: Table::new(entries, hash),
+        }
+    }
+
+    /// `false` when no site has `key` (whose hash is `h`).
+    #[inline(always)]
+    fn may_contain(&self, h: u64) -> bool {
+        !self.table.keys.is_empty() && self.filter.may_contain(h)
+    }
+
+    /// The sites registered with `key` (none, after one filter probe, for most keys).
+    #[inline]
+    fn get(&self, key: K, hash: fn(K) -> u64) -> impl Iterator<Item = u32> + '_ {
+        let h = hash(key);
+        let maybe = !self.table.keys.is_empty() && self.filter.may_contain(h);
+        let sites = maybe.then(|| self.table.sites(key, h));
+        sites.into_iter().flatten()
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.filter.words.len() * 8 + self.table.heap_bytes()
     }
 }
 
 /// See the module documentation.
 pub(crate) struct Index {
     stride: usize,
+    /// The grid's filter: every 4-gram of every form, at every offset, as the output may
+    /// spell it (hex in either case, base64 in either alphabet).
     filter: Bloom,
-    /// The sites of every 4-byte gram but those of [`Index::hex8`].
-    table: Table<u32>,
-    /// The hex forms of values of at least 12 bytes are looked up by 8-byte grams: four hex
-    /// digits carry only 16 bits, and hex text (hashes, ids) is common in output, so 4-byte
-    /// hex grams of a hundred secrets already match a fair share of any hex in the output.
-    /// Their 4-byte grams are in the filter (a first look); a hit then checks the 8-byte
-    /// grams starting and ending with it here. A piece of such a form covers 12 bytes, so
-    /// each of its segments (what lies between line breaks) is at least 12 characters long,
-    /// and holds one of those two 8-byte grams around any 4-byte gram inside it.
-    hex8_filter: Bloom,
-    hex8: Table<u64>,
+    /// Values of at least 12 bytes are looked up by 8-byte grams: a qualifying piece of one
+    /// of their forms is at least 12 characters long between layout breaks (a wrapped base64
+    /// piece whose lines are all shorter is met by a join instead, below), so a grid gram
+    /// `[i, i + 4)` inside it lies in `[i - 4, i + 4)` or `[i, i + 8)` inside it too. Four
+    /// bytes of clean log text (timestamps, hex digests, words) often spell four bytes of
+    /// some form of a large set; eight rarely do, so a grid hit is confirmed by the two
+    /// 8-byte grams around it before any form is extended. Keys are folded ([`key8`]).
+    /// Keys are [`fingerprint8`]s.
+    long: Sites<u32>,
+    /// Values shorter than 12 bytes (a piece may be their whole value, 8 to 11 characters):
+    /// 4-byte grams, at grid positions, joins and the tail.
+    short: Sites<u32>,
+    /// The base64 and `od -c` forms of values of at least 12 bytes by 4-byte grams, for the
+    /// gram spanning a line break (joins) and the end of the data only: a piece wrapped over
+    /// lines shorter than 12 characters has no 8-byte gram inside one line.
+    wrapped: Sites<u32>,
     /// First site of each form, increasing.
     site_base: Vec<u32>,
-    /// Short pieces of forms (one to three bytes, as the output may spell them), for deciding
-    /// whether the
-    /// last bytes of a push could begin an occurrence.
-    grams1: [u64; 4],
-    grams2: Zeroizing<Vec<u64>>,
-    grams3: Zeroizing<Vec<u64>>,
-    /// One-, two- and three-byte pieces of the forms whose pieces may begin with that few
-    /// characters at the end of a line (base64, hex).
-    wrapped1: [u64; 4],
-    wrapped2: Zeroizing<Vec<u64>>,
-    wrapped3: Zeroizing<Vec<u64>>,
+    /// Short pieces (one to three bytes) of the forms, for deciding whether the last bytes of
+    /// a push could begin an occurrence: of the text and `od -c` forms as they are spelled...
+    short_exact: ShortGrams,
+    /// ...of the hex forms, in lower case (the output is looked up with `A-F` lowered)...
+    short_hex: ShortGrams,
+    /// ...and of the base64 forms, in the standard alphabet (the output is looked up with `-`
+    /// as `+` and `_` as `/`). Hex and base64 pieces may begin with that few characters at
+    /// the end of a line.
+    short_base64: ShortGrams,
 }
 
 /// Why an index could not be built.
 pub(crate) struct TooLarge(pub(crate) usize);
 
 impl Index {
-    /// Indexes `forms`; `shortest` is the shortest qualifying piece over all of them.
     /// Indexes `forms`; `shortest` is the shortest qualifying piece over all of them, and
     /// `long[f]` tells whether form `f`'s value needs runs of at least 12 bytes.
     pub(crate) fn new(forms: &[Form], shortest: usize, long: &[bool]) -> Result<Index, TooLarge> {
@@ -230,72 +322,55 @@ impl Index {
         if total >= u64::from(u32::MAX) {
             return Err(TooLarge(total as usize));
         }
-        let mut entries: Zeroizing<Vec<(u32, u32)>> =
-            Zeroizing::new(Vec::with_capacity(total as usize + total as usize / 8));
-        let mut grams1 = [0u64; 4];
-        let mut grams2 = Zeroizing::new(vec![0u64; 1 << 10]);
-        let mut grams3 = Zeroizing::new(vec![0u64; 1 << 10]);
-        let mut wrapped1 = [0u64; 4];
-        let mut wrapped2 = Zeroizing::new(vec![0u64; 1 << 10]);
-        let mut wrapped3 = Zeroizing::new(vec![0u64; 1 << 10]);
+        let mut long8: Zeroizing<Vec<(u32, u32)>> =
+            Zeroizing::new(Vec::with_capacity(total as usize));
+        let mut short4: Zeroizing<Vec<(u32, u32)>> = Zeroizing::new(Vec::new());
+        let mut wrapped4: Zeroizing<Vec<(u32, u32)>> = Zeroizing::new(Vec::new());
+        // Every 4-gram of every form goes into the grid's filter (duplicates set the same
+        // bits), sized for one key a character.
+        let mut filter = Bloom::empty(total as usize, MAX_FILTER_BITS_LOG2);
+        let mut keys = Vec::with_capacity(16);
+        let mut short_exact = ShortGrams::new();
+        let mut short_hex = ShortGrams::new();
+        let mut short_base64 = ShortGrams::new();
         let mut grams = Vec::new();
-        let mut hex8: Zeroizing<Vec<(u64, u32)>> = Zeroizing::new(Vec::new());
-        let mut filter_only: Zeroizing<Vec<u32>> = Zeroizing::new(Vec::new());
+        let mut grams8 = Vec::new();
         for (f, form) in forms.iter().enumerate() {
-            if form.family == Family::Hex && long[f] {
-                let mut these = Zeroizing::new(Vec::new());
-                register(form, site_base[f], &mut these, &mut grams);
-                let t = &form.text;
-                for &(key, site) in these.iter() {
-                    filter_only.push(key);
-                    let j = (site - site_base[f]) as usize;
-                    if j + 8 <= t.len() {
-                        hex8.push((key8(&t[j..]), site));
-                    }
+            let base = site_base[f];
+            for w in form.text.windows(4) {
+                let raw = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+                keys.clear();
+                push_gram(form, raw, &mut keys);
+                for &k in &keys {
+                    filter.insert(hash(k));
+                }
+            }
+            if long[f] {
+                register8(form, base, &mut long8, &mut grams8);
+                if matches!(form.family, Family::Base64 | Family::OdC) {
+                    register(form, base, &mut wrapped4, &mut grams);
                 }
             } else {
-                register(form, site_base[f], &mut entries, &mut grams);
+                register(form, base, &mut short4, &mut grams);
             }
             // A base64 or hex piece may begin with fewer than four characters at the end of a
-            // line (an `od -c` piece begins with a whole four-character field): their short
-            // grams go into the wrapped sets, which join the others below.
-            if matches!(form.family, Family::Base64 | Family::Hex) {
-                short_grams(form, &mut wrapped1, &mut wrapped2, &mut wrapped3);
-            } else {
-                short_grams(form, &mut grams1, &mut grams2, &mut grams3);
+            // line (an `od -c` piece begins with a whole four-character field).
+            match form.family {
+                Family::Hex => short_hex.add(&form.text),
+                Family::Base64 => short_base64.add(&form.text),
+                Family::Exact | Family::OdC => short_exact.add(&form.text),
             }
         }
-        for (all, wrapped) in [
-            (&mut grams1[..], &wrapped1[..]),
-            (&mut grams2[..], &wrapped2[..]),
-            (&mut grams3[..], &wrapped3[..]),
-        ] {
-            for (a, w) in all.iter_mut().zip(wrapped) {
-                *a |= w;
-            }
-        }
-        let filter = Bloom::new(
-            entries
-                .iter()
-                .map(|e| e.0)
-                .chain(filter_only.iter().copied())
-                .map(hash),
-            entries.len() + filter_only.len(),
-        );
-        let hex8_filter = Bloom::new(hex8.iter().map(|e| hash8(e.0)), hex8.len());
         Ok(Index {
             stride,
             filter,
-            table: Table::new(&entries, hash),
-            hex8_filter,
-            hex8: Table::new(&hex8, hash8),
+            long: Sites::new(&long8, hash, MAX_FILTER8_BITS_LOG2),
+            short: Sites::new(&short4, hash, MAX_FILTER_BITS_LOG2),
+            wrapped: Sites::new(&wrapped4, hash, MAX_FILTER_BITS_LOG2),
             site_base,
-            grams1,
-            grams2,
-            grams3,
-            wrapped1,
-            wrapped2,
-            wrapped3,
+            short_exact,
+            short_hex,
+            short_base64,
         })
     }
 
@@ -306,48 +381,81 @@ impl Index {
 
     /// Number of registered (gram, site) entries.
     pub(crate) fn entries(&self) -> usize {
-        self.table.keys.len() + self.hex8.keys.len()
+        self.long.table.len() + self.short.table.len() + self.wrapped.table.len()
     }
 
     /// Approximate heap bytes held.
     pub(crate) fn heap_bytes(&self) -> usize {
-        (self.filter.words.len() + self.hex8_filter.words.len()) * 8
-            + self.table.heap_bytes()
-            + self.hex8.heap_bytes()
+        self.filter.words.len() * 8
+            + self.long.heap_bytes()
+            + self.short.heap_bytes()
+            + self.wrapped.heap_bytes()
             + self.site_base.len() * 4
-            + (self.grams2.len() + self.grams3.len() + self.wrapped2.len() + self.wrapped3.len())
-                * 8
+            + 3 * ShortGrams::HEAP_BYTES
     }
 
-    /// `false` when no site has the gram `key`; `true` means "maybe".
+    /// `false` when no form has the gram `key` anywhere; `true` means "maybe".
     #[inline(always)]
     pub(crate) fn may_contain(&self, key: u32) -> bool {
         self.filter.may_contain(hash(key))
     }
 
-    /// `(form, offset)` of every site registered with the gram `key` (but those looked up by
-    /// 8-byte grams).
+    /// `(form, offset)` of every site of a value of at least 12 bytes registered with the
+    /// 8-byte gram `key` (a [`key8`]).
     #[inline]
-    pub(crate) fn candidates(&self, key: u32) -> impl Iterator<Item = (usize, usize)> + '_ {
-        self.table
-            .sites(key, hash(key))
+    pub(crate) fn long_candidates(&self, key: u64) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.long
+            .get(fingerprint8(key), hash)
             .map(|site| self.resolve(site))
     }
 
-    /// Whether some forms are looked up by 8-byte grams (see [`Index::hex8`]).
-    pub(crate) fn has_hex8(&self) -> bool {
-        !self.hex8.keys.is_empty()
+    /// `(form, offset)` of every site of a value shorter than 12 bytes registered with the
+    /// 4-byte gram `key`.
+    #[inline]
+    pub(crate) fn short_candidates(&self, key: u32) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.short.get(key, hash).map(|site| self.resolve(site))
     }
 
-    /// `(form, offset)` of every hex site registered with the 8-byte gram `key`.
+    /// Whether the gram `key` spanning a line break may have candidates (see
+    /// [`Index::short_candidates`] and [`Index::wrapped_candidates`]).
+    #[inline(always)]
+    pub(crate) fn may_join(&self, key: u32) -> bool {
+        let h = hash(key);
+        self.short.may_contain(h) || self.wrapped.may_contain(h)
+    }
+
+    /// `(form, offset)` of every site of a base64 or `od -c` form of a value of at least 12
+    /// bytes registered with the 4-byte gram `key`: for joins and the end of the data.
     #[inline]
-    pub(crate) fn hex8_candidates(&self, key: u64) -> impl Iterator<Item = (usize, usize)> + '_ {
-        let h = hash8(key);
-        let maybe = self.hex8_filter.may_contain(h);
-        self.hex8
-            .sites(key, h)
-            .take(if maybe { usize::MAX } else { 0 })
-            .map(|site| self.resolve(site))
+    pub(crate) fn wrapped_candidates(&self, key: u32) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.wrapped.get(key, hash).map(|site| self.resolve(site))
+    }
+
+    /// Keeps, in order at the front of `hits` (grid positions of `text` whose 4-byte gram
+    /// passed the grid's filter), those that may have candidates (see [`Index::long`]), and
+    /// returns how many. A hit too close to either end of `text` for its 8-byte grams is kept.
+    ///
+    /// One tight loop over a batch of hits, so that the probes of the larger filters, which
+    /// may miss the cache, overlap.
+    #[inline]
+    pub(crate) fn sift(&self, text: &[u8], hits: &mut [usize]) -> usize {
+        let mut kept = 0;
+        for k in 0..hits.len() {
+            let r = hits[k];
+            let pass = match text.get(r.wrapping_sub(4)..r + 8) {
+                Some(around) => {
+                    self.long.may_contain(hash(fingerprint8(key8(around))))
+                        | self
+                            .long
+                            .may_contain(hash(fingerprint8(key8(&around[4..]))))
+                        | self.short.may_contain(hash(key(&around[4..])))
+                }
+                None => true,
+            };
+            hits[kept] = r;
+            kept += usize::from(pass);
+        }
+        kept
     }
 
     fn resolve(&self, site: u32) -> (usize, usize) {
@@ -358,23 +466,35 @@ impl Index {
     /// Whether `piece` (one to three bytes) could be a piece of some form, as far as the
     /// short-gram sets tell (they may answer yes wrongly, never no wrongly).
     pub(crate) fn may_be_piece(&self, piece: &[u8]) -> bool {
-        match *piece {
-            [a] => bit(&self.grams1, usize::from(a)),
-            [a, b] => bit(&self.grams2, gram2(a, b)),
-            [a, b, c] => bit(&self.grams3, gram3(a, b, c)),
-            _ => true,
-        }
+        self.short_exact.contains(piece) || self.may_be_wrapped_piece(piece)
     }
 
     /// Whether `piece` (one to three bytes) could be a piece of a form whose pieces may be
-    /// wrapped over lines (as far as the short-gram sets tell: never no wrongly).
+    /// wrapped over lines (as far as the short-gram sets tell: never no wrongly). Extension
+    /// takes `E2b` for `e2b` and `-` for `+` character by character, so the piece is looked up
+    /// in each family's own spelling.
     pub(crate) fn may_be_wrapped_piece(&self, piece: &[u8]) -> bool {
-        match *piece {
-            [a] => bit(&self.wrapped1, usize::from(a)),
-            [a, b] => bit(&self.wrapped2, gram2(a, b)),
-            [a, b, c] => bit(&self.wrapped3, gram3(a, b, c)),
-            _ => true,
+        let mut hex = [0u8; 3];
+        let mut base64 = [0u8; 3];
+        let n = piece.len().min(3);
+        for (k, &b) in piece[..n].iter().enumerate() {
+            hex[k] = if matches!(b, b'A'..=b'F') {
+                b | 0x20
+            } else {
+                b
+            };
+            base64[k] = match b {
+                b'-' => b'+',
+                b'_' => b'/',
+                b => b,
+            };
         }
+        let found = piece.len() > 3
+            || self.short_hex.contains(&hex[..n])
+            || self.short_base64.contains(&base64[..n]);
+        hex.zeroize();
+        base64.zeroize();
+        found
     }
 
     /// Probes the grid positions `r, r + stride, ...` below `r_end` of `text` (each with 4
@@ -458,54 +578,81 @@ fn gram3(a: u8, b: u8, c: u8) -> usize {
     (h >> 48) as usize
 }
 
-/// The ways the output may spell the characters of `form`: as they are, with hex digits in
-/// upper case, with the URL-safe base64 alphabet.
-fn variants(form: &Form) -> impl Iterator<Item = fn(u8) -> u8> {
-    let same: fn(u8) -> u8 = |b| b;
-    let url: fn(u8) -> u8 = |b| match b {
-        b'+' => b'-',
-        b'/' => b'_',
-        b => b,
-    };
-    let upper: fn(u8) -> u8 = |b| match b {
-        b'a'..=b'f' => b.to_ascii_uppercase(),
-        b => b,
-    };
-    let other = match form.family {
-        Family::Base64 if form.text.iter().any(|b| b"+/".contains(b)) => Some(url),
-        Family::Hex => Some(upper),
-        _ => None,
-    };
-    std::iter::once(same).chain(other)
+/// The one-, two- and three-byte pieces of some forms, as bit sets (exact for one and two
+/// bytes, hashed for three).
+struct ShortGrams {
+    g1: [u64; 4],
+    g2: Zeroizing<Vec<u64>>,
+    g3: Zeroizing<Vec<u64>>,
 }
 
-/// Adds the 1-, 2- and 3-byte pieces of `form`, as the output may spell them, to the
-/// short-gram sets. Each character may be spelled either way on its own (extension accepts
-/// `E2b` for `e2b`), so every mix of spellings is added.
-fn short_grams(form: &Form, g1: &mut [u64; 4], g2: &mut [u64], g3: &mut [u64]) {
-    let spells: Vec<fn(u8) -> u8> = variants(form).collect();
-    let t = &form.text;
-    for k in 0..t.len() {
-        for sa in &spells {
-            let a = sa(t[k]);
-            set_bit(g1, usize::from(a));
-            let Some(&b) = t.get(k + 1) else { continue };
-            for sb in &spells {
-                let b = sb(b);
-                set_bit(g2, gram2(a, b));
-                let Some(&c) = t.get(k + 2) else { continue };
-                if g3.is_empty() {
-                    continue;
-                }
-                for sc in &spells {
-                    set_bit(g3, gram3(a, b, sc(c)));
-                }
+impl ShortGrams {
+    const WORDS: usize = 1 << 10;
+    const HEAP_BYTES: usize = 2 * Self::WORDS * 8;
+
+    fn new() -> ShortGrams {
+        ShortGrams {
+            g1: [0; 4],
+            g2: Zeroizing::new(vec![0; Self::WORDS]),
+            g3: Zeroizing::new(vec![0; Self::WORDS]),
+        }
+    }
+
+    /// Adds every piece of one to three bytes of `text`.
+    fn add(&mut self, text: &[u8]) {
+        for (k, &a) in text.iter().enumerate() {
+            set_bit(&mut self.g1, usize::from(a));
+            let Some(&b) = text.get(k + 1) else { continue };
+            set_bit(&mut self.g2, gram2(a, b));
+            let Some(&c) = text.get(k + 2) else { continue };
+            set_bit(&mut self.g3, gram3(a, b, c));
+        }
+    }
+
+    fn contains(&self, piece: &[u8]) -> bool {
+        match *piece {
+            [a] => bit(&self.g1, usize::from(a)),
+            [a, b] => bit(&self.g2, gram2(a, b)),
+            [a, b, c] => bit(&self.g3, gram3(a, b, c)),
+            _ => true,
+        }
+    }
+}
+
+/// Whether the `q` characters of `form` from `j` are all the value's own bytes (see
+/// [`Form::plain`]): such a gram is indexed at the value itself.
+fn own(form: &Form, j: usize, q: usize) -> bool {
+    form.plain
+        .as_ref()
+        .is_some_and(|bits| (j..j + q).all(|c| bits[c / 64] & (1 << (c % 64)) != 0))
+}
+
+/// The grams of `form` to register, thinned inside periodic stretches: calls `keep(j)` for
+/// each offset `j` of `grams` (the raw grams at every offset) that is registered.
+fn thinned<G: PartialEq>(grams: &[G], mut keep: impl FnMut(usize)) {
+    // A gram equal to one at most `MAX_PERIOD` before it lies in a periodic stretch.
+    let periodic = |j: usize| (1..=MAX_PERIOD.min(j)).any(|d| grams[j] == grams[j - d]);
+    let n = grams.len();
+    let mut j = 0;
+    while j < n {
+        if !periodic(j) {
+            keep(j);
+            j += 1;
+            continue;
+        }
+        let start = j;
+        while j < n && periodic(j) {
+            j += 1;
+        }
+        for k in start..j {
+            if k - start < PERIODIC_EDGE || j - k <= PERIODIC_EDGE {
+                keep(k);
             }
         }
     }
 }
 
-/// Registers every gram of `form` (thinned inside periodic stretches) at its site.
+/// Registers every 4-byte gram of `form` (thinned inside periodic stretches) at its site.
 fn register(form: &Form, base: u32, entries: &mut Vec<(u32, u32)>, grams: &mut Vec<u32>) {
     let t = &form.text;
     if t.len() < 4 {
@@ -516,39 +663,39 @@ fn register(form: &Form, base: u32, entries: &mut Vec<(u32, u32)>, grams: &mut V
         t.windows(4)
             .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]])),
     );
-    // A gram of the value's own bytes is indexed at the value itself.
-    let own = |j: usize| {
-        form.plain
-            .as_ref()
-            .is_some_and(|bits| (j..j + 4).all(|c| bits[c / 64] & (1 << (c % 64)) != 0))
-    };
-    // A gram equal to one at most `MAX_PERIOD` before it lies in a periodic stretch.
-    let periodic = |j: usize| (1..=MAX_PERIOD.min(j)).any(|d| grams[j] == grams[j - d]);
-    let n = grams.len();
-    let mut j = 0;
-    while j < n {
-        if !periodic(j) {
-            if !own(j) {
-                push_gram(form, base, j, grams[j], entries);
-            }
-            j += 1;
-            continue;
+    let mut keys = Vec::with_capacity(16);
+    thinned(grams, |j| {
+        // A gram of the value's own bytes is indexed at the value itself.
+        if !own(form, j, 4) {
+            keys.clear();
+            push_gram(form, grams[j], &mut keys);
+            entries.extend(keys.iter().map(|&k| (k, base + j as u32)));
         }
-        let start = j;
-        while j < n && periodic(j) {
-            j += 1;
-        }
-        for (k, &gram) in grams.iter().enumerate().take(j).skip(start) {
-            if (k - start < PERIODIC_EDGE || j - k <= PERIODIC_EDGE) && !own(k) {
-                push_gram(form, base, k, gram, entries);
-            }
-        }
-    }
+    });
 }
 
-fn push_gram(form: &Form, base: u32, j: usize, raw: u32, entries: &mut Vec<(u32, u32)>) {
-    let site = base + j as u32;
-    entries.push((fold(raw), site));
+/// Registers every 8-byte gram of `form` (thinned inside periodic stretches) at its site.
+fn register8(form: &Form, base: u32, entries: &mut Vec<(u32, u32)>, grams: &mut Vec<u64>) {
+    let t = &form.text;
+    if t.len() < 8 {
+        return;
+    }
+    grams.clear();
+    grams.extend(
+        t.windows(8)
+            .map(|w| u64::from_le_bytes(w.try_into().expect("an 8-byte window"))),
+    );
+    thinned(grams, |j| {
+        if !own(form, j, 8) {
+            entries.push((fingerprint8(fold8(grams[j])), base + j as u32));
+        }
+    });
+}
+
+/// Appends the keys of the 4-byte gram `raw` of `form`: its folded key and, for base64, every
+/// mix of the two alphabets.
+fn push_gram(form: &Form, raw: u32, keys: &mut Vec<u32>) {
+    keys.push(fold(raw));
     if form.family == Family::Base64 {
         // Extension takes `-` for `+` and `_` for `/` character by character, so every mix of
         // the two alphabets is a key of this site: what holding back probes must find what
@@ -558,6 +705,9 @@ fn push_gram(form: &Form, base: u32, j: usize, raw: u32, entries: &mut Vec<(u32,
         let swappable = (0..4)
             .filter(|&k| matches!(bytes[k], b'+' | b'/'))
             .fold(0u32, |set, k| set | 1 << k);
+        if swappable == 0 {
+            return;
+        }
         for mask in (1..16u32).filter(|&m| m & !swappable == 0) {
             let mut mixed = bytes;
             for (k, b) in mixed.iter_mut().enumerate() {
@@ -565,7 +715,7 @@ fn push_gram(form: &Form, base: u32, j: usize, raw: u32, entries: &mut Vec<(u32,
                     *b = if *b == b'+' { b'-' } else { b'_' };
                 }
             }
-            entries.push((fold(u32::from_le_bytes(mixed)), site));
+            keys.push(fold(u32::from_le_bytes(mixed)));
         }
     }
 }

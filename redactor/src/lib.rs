@@ -117,10 +117,15 @@
 //! holds one entry per character of each form (bounded, linear in the secret's length:
 //! [`Redactor::index_entries`], [`Redactor::heap_bytes`]), and never a pattern per window.
 //! The output is read only at a sparse grid of positions (every [`Redactor::stride`] bytes,
-//! 9 for secrets of 12 bytes or more), where a 4-byte gram is looked up in a Bloom filter; a
-//! hit names candidate positions in forms, and each is extended both ways into a maximal
-//! piece, skipping what the transform puts between characters. A piece covering 12 bytes of
-//! its value is masked. Since every qualifying piece is at least `stride + 3` characters long
+//! 9 for secrets of 12 bytes or more), where a 4-byte gram is looked up in a Bloom filter.
+//! Four bytes of log text often spell four bytes of some form of a large set (any four hex
+//! digits do), so for values of 12 bytes or more a hit is confirmed by the two 8-byte grams
+//! around it in a second filter (a piece of such a value that the grid must find has 12
+//! characters or more between layout breaks, so one of the two lies inside it); what passes
+//! names
+//! candidate positions in forms, and each is extended both ways into a maximal piece,
+//! skipping what the transform puts between characters. A piece covering 12 bytes of its
+//! value is masked. Since every qualifying piece is at least `stride + 3` characters long
 //! between layout breaks, the grid cannot miss one; a piece wrapped over lines shorter than
 //! that (base64 at 76 columns can leave 8 and 8) is met by the gram spanning each line break.
 //!
@@ -160,7 +165,7 @@ pub const MIN_SECRET_LEN: usize = 8;
 ///
 /// A stream holds back at most one piece of a form (spread over its layout), and a form is at
 /// most ten times the secret's length, so this bounds a stream's memory; the index grows
-/// linearly with it (about 600 bytes per secret byte, see the crate README).
+/// linearly with it (about 700 bytes per secret byte, see the crate README).
 pub const MAX_SECRET_LEN: usize = 64 * 1024;
 
 /// Length of the runs the guarantee is about: no run of `min(len(s), RUN_LEN)` consecutive

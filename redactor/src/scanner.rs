@@ -69,59 +69,95 @@ struct Pass<'a> {
 }
 
 impl Pass<'_> {
-    /// Extends every candidate of the gram `key` seen at `i`; `record` is false for probes
-    /// that only decide what to hold back.
+    /// A grid gram `key` seen at `i` (it passed the grid's filter): extends every candidate of
+    /// the values shorter than 12 bytes with that gram, and of the longer ones with the 8-byte
+    /// grams around it (see `Index::long`).
     fn confirm(&mut self, i: u64, key: u32, record: bool) {
-        let redactor = self.redactor;
-        // Only a gram that looks like hex can lie in a hex form (the key is folded: `\` is
-        // `|` there).
-        if redactor.index.has_hex8()
-            && key
-                .to_le_bytes()
-                .iter()
-                .all(|&b| b.is_ascii_hexdigit() || matches!(b, b' ' | b':' | b',' | b'|' | b'x'))
-        {
-            self.confirm_hex8(i, record);
+        let index = &self.redactor.index;
+        for (form_id, j) in index.short_candidates(key) {
+            self.seed(i, form_id, j, record);
         }
-        for (form_id, j) in redactor.index.candidates(key) {
-            self.candidate(i, form_id, j, record);
-            // The value's own grams stand for its text forms too (see `Form::plain`).
-            let value = redactor.forms[form_id].value as usize;
-            if redactor.raw_forms[value] as usize == form_id {
-                for &other in &redactor.companions[value] {
-                    let form = &redactor.forms[other as usize];
-                    if let Some(at) = form.offset_of_source(j) {
-                        self.candidate(i, other as usize, at, record);
-                    }
+        let (origin, end) = (self.hay.origin, self.hay.end());
+        // The candidates of the gram at `i`, so that those of the gram at `i - 4` in the same
+        // alignment (the same piece, in a piece that holds both) are not extended again.
+        let mut first = [(0usize, 0usize); 8];
+        let mut n = 0;
+        if i + 8 <= end {
+            let key = self.key8_at(i);
+            for (form_id, j) in index.long_candidates(key) {
+                if n < first.len() {
+                    first[n] = (form_id, j);
+                    n += 1;
+                }
+                self.seed(i, form_id, j, record);
+            }
+        }
+        if let Some(at) = i.checked_sub(4).filter(|&a| a >= origin && a + 8 <= end) {
+            let key = self.key8_at(at);
+            for (form_id, j) in index.long_candidates(key) {
+                if first[..n].contains(&(form_id, j + 4)) {
+                    self.seed_companions(at, form_id, j, Some(j + 4), record);
+                } else {
+                    self.seed(at, form_id, j, record);
                 }
             }
         }
     }
 
-    /// The hex forms looked up by 8-byte grams (see `Index::hex8`): the grams starting at
-    /// `i` and ending 4 bytes after it.
-    fn confirm_hex8(&mut self, i: u64, record: bool) {
-        let hay = self.hay;
-        let (origin, end) = (hay.origin, hay.end());
+    /// Extends every candidate of the 8-byte gram at `at` (`at + 8 <= end`).
+    #[inline]
+    fn confirm8(&mut self, at: u64, record: bool) {
+        let key = self.key8_at(at);
+        for (form_id, j) in self.redactor.index.long_candidates(key) {
+            self.seed(at, form_id, j, record);
+        }
+    }
+
+    /// The gram `key` spanning a line break, seen at `i`: the values shorter than 12 bytes and
+    /// the wrapping forms of the longer ones.
+    fn confirm_join(&mut self, i: u64, key: u32, record: bool) {
         let index = &self.redactor.index;
-        for at in [Some(i), i.checked_sub(4).filter(|&a| a >= origin)]
-            .into_iter()
-            .flatten()
-        {
-            if at + 8 > end {
-                // Not all here yet: what begins at `i` may be such a piece, if it looks like
-                // hex.
-                let hexlike = (i..i + 4).all(|p| {
-                    p < end && matches!(hay.byte(p), b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F' | b' ' | b':' | b',' | b'\\' | b'x')
-                });
-                if !record && !self.last && hexlike {
-                    self.hold = self.hold.min(i);
+        for (form_id, j) in index.short_candidates(key) {
+            self.seed(i, form_id, j, record);
+        }
+        for (form_id, j) in index.wrapped_candidates(key) {
+            self.seed(i, form_id, j, record);
+        }
+    }
+
+    /// Extends the seed "output `i` spells the form `form_id` at `j`", and, for a value's own
+    /// form, its text forms at the same byte (see `Form::plain`).
+    fn seed(&mut self, i: u64, form_id: usize, j: usize, record: bool) {
+        self.candidate(i, form_id, j, record);
+        self.seed_companions(i, form_id, j, None, record);
+    }
+
+    /// The text forms of `form_id` (if it is a value's own form) at the byte `j` spelled at
+    /// output `i`; with `done = Some(k)`, those whose alignment is the one the seed at
+    /// `i + (k - j)` for byte `k` gave them (their tokens in between are one character
+    /// each) are skipped: that seed extended them already.
+    fn seed_companions(
+        &mut self,
+        i: u64,
+        form_id: usize,
+        j: usize,
+        done: Option<usize>,
+        record: bool,
+    ) {
+        let redactor = self.redactor;
+        let value = redactor.forms[form_id].value as usize;
+        if redactor.raw_forms[value] as usize != form_id {
+            return;
+        }
+        for &other in &redactor.companions[value] {
+            let form = &redactor.forms[other as usize];
+            if let Some(at) = form.offset_of_source(j) {
+                if let Some(k) = done
+                    && form.offset_of_source(k) == Some(at + (k - j))
+                {
+                    continue;
                 }
-                continue;
-            }
-            let key = self.key8_at(at);
-            for (form_id, j) in index.hex8_candidates(key) {
-                self.candidate(at, form_id, j, record);
+                self.candidate(i, other as usize, at, record);
             }
         }
     }
@@ -203,6 +239,10 @@ impl Pass<'_> {
 
     /// The folded key of the 4 bytes at `pos` (`pos + 4 <= end`), wherever they lie.
     fn key_at(&self, pos: u64) -> u32 {
+        let hay = self.hay;
+        if pos >= hay.tail_origin() {
+            return key(&hay.tail[(pos - hay.tail_origin()) as usize..]);
+        }
         let mut bytes = [0u8; 4];
         for (k, b) in bytes.iter_mut().enumerate() {
             *b = self.hay.byte(pos + k as u64);
@@ -237,6 +277,7 @@ impl Pass<'_> {
             let mut hits = [0usize; HIT_BATCH];
             while r < r_end {
                 let (next, found) = index.scan(tail, r, r_end, &mut hits);
+                let found = index.sift(tail, &mut hits[..found]);
                 for &hit in &hits[..found] {
                     self.confirm(tail_origin + hit as u64, key(&tail[hit..]), true);
                 }
@@ -264,8 +305,8 @@ impl Pass<'_> {
                 let plain = |x: u8| !matches!(x, b'\n' | b'\r' | b' ' | b'\t');
                 if plain(a) && plain(b) && plain(c) && plain(d) {
                     let key = key(&[a, b, c, d]);
-                    if self.redactor.index.may_contain(key) {
-                        self.confirm(tail_origin + k as u64 - 2, key, true);
+                    if self.redactor.index.may_join(key) {
+                        self.confirm_join(tail_origin + k as u64 - 2, key, true);
                     }
                     continue;
                 }
@@ -302,9 +343,7 @@ impl Pass<'_> {
             return;
         }
         let key = key(&[gram[0], gram[1], hay.byte(b), hay.byte(b + 1)]);
-        if self.redactor.index.may_contain(key) {
-            self.confirm(a, key, true);
-        }
+        self.confirm_join(a, key, true);
     }
 
     /// What may begin a piece that goes on after the end of the data.
@@ -316,8 +355,20 @@ impl Pass<'_> {
         let mut p = from;
         while p + 4 <= end {
             let key = self.key_at(p);
-            if index.may_contain(key) {
-                self.confirm(p, key, false);
+            // The grid's filter holds every 4-byte gram of every form: a gram it does not
+            // hold begins no site, short, wrapped or 8-byte.
+            if !index.may_contain(key) {
+                p += 1;
+                continue;
+            }
+            // Every position is probed here, so the 8-byte gram starting at each is enough.
+            // Where it does not fit yet, what follows may begin a piece of a longer value if
+            // every 4-byte gram of it is a gram of some form.
+            self.confirm_join(p, key, false);
+            if p + 8 <= end {
+                self.confirm8(p, false);
+            } else if (p..=end - 4).all(|k| index.may_contain(self.key_at(k))) {
+                self.hold = self.hold.min(p);
             }
             p += 1;
         }
