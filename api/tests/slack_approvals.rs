@@ -478,3 +478,20 @@ async fn approval_requests_are_posted_only_once_a_channel_is_set_and_stop_when_c
         .await;
     assert_eq!(op.status, StatusCode::FORBIDDEN, "{}", op.text);
 }
+
+#[tokio::test]
+async fn a_request_canceled_while_it_waits_is_shown_canceled_and_its_requester_told() {
+    let mut s = setup(1).await;
+    let created = submit(&s).await;
+    posted(&mut s).await;
+    s.w.admin
+        .post(&format!("/v1/runs/{}/cancel", created.id), json!({}))
+        .await
+        .ok();
+    outcome_shown_and_told(
+        &mut s,
+        "Canceled* before enough approvals",
+        "was *canceled* before enough people approved it",
+    )
+    .await;
+}

@@ -72,7 +72,8 @@ enum Outcome {
     Approved,
     Rejected,
     Expired,
-    Withdrawn,
+    /// Canceled while it waited (by its submitter or anyone who may cancel).
+    Canceled,
 }
 
 fn outcome(v: &ApprovalView) -> Outcome {
@@ -80,7 +81,7 @@ fn outcome(v: &ApprovalView) -> Outcome {
         RunStatus::PendingApproval => Outcome::Pending,
         RunStatus::Rejected => Outcome::Rejected,
         RunStatus::Expired if v.remaining() > 0 => Outcome::Expired,
-        RunStatus::Canceled if v.remaining() > 0 => Outcome::Withdrawn,
+        RunStatus::Canceled if v.remaining() > 0 => Outcome::Canceled,
         _ => Outcome::Approved,
     }
 }
@@ -173,15 +174,15 @@ fn backoff(attempts: u32, e: &WebError) -> Duration {
 }
 
 /// Tells the requester (if their sealrun user is linked in the workspace)
-/// how their request ended, in a direct message from the bot. A request
-/// they withdrew themselves is not news to them.
+/// how their request ended, in a direct message from the bot.
 async fn tell_requester(state: &SlackState, post: &ApprovalPost) {
     let Some(requester) = &post.requester else {
         return;
     };
     let v = &post.view;
     let what = match outcome(v) {
-        Outcome::Pending | Outcome::Withdrawn => return,
+        Outcome::Pending => return,
+        Outcome::Canceled => "was *canceled* before enough people approved it. It will not run".to_owned(),
         Outcome::Approved => format!("was *approved* by {} and is {}", names(v), v.status),
         Outcome::Rejected => match &v.rejection {
             Some(r) => format!(
@@ -241,7 +242,7 @@ pub(crate) fn message(v: &ApprovalView) -> (String, Value) {
         Outcome::Approved => "Approved",
         Outcome::Rejected => "Rejected",
         Outcome::Expired => "Expired",
-        Outcome::Withdrawn => "Withdrawn",
+        Outcome::Canceled => "Canceled",
     };
     let text = format!(
         "{title}: run {id} on target {} by {}",
@@ -350,9 +351,8 @@ pub(crate) fn message(v: &ApprovalView) -> (String, Value) {
                 Outcome::Expired => {
                     ":hourglass: *Expired* before enough approvals: it will not run.".to_owned()
                 }
-                Outcome::Withdrawn | Outcome::Pending => {
-                    ":leftwards_arrow_with_hook: *Withdrawn* by its submitter: it will not run."
-                        .to_owned()
+                Outcome::Canceled | Outcome::Pending => {
+                    ":no_entry_sign: *Canceled* before enough approvals: it will not run.".to_owned()
                 }
             };
             blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": verdict}}));
