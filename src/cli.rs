@@ -138,6 +138,12 @@ Examples:
     /// Link a Slack workspace and its users, for the `/sealrun` slash command (admin)
     #[command(subcommand)]
     Slack(SlackCommand),
+    /// Your admin signing key, which certifies target keys (it never leaves this machine)
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// The admin keys this machine trusts to certify target keys
+    #[command(subcommand)]
+    Trust(TrustCommand),
     /// Print a shell completion script
     #[command(after_help = "\
 Examples:
@@ -406,6 +412,33 @@ Examples:
         /// TOML file with [[target]] tables
         #[arg(short, long)]
         file: PathBuf,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Certify the target's key with your admin key, so `secret set` seals to it (admin)
+    #[command(after_help = "\
+Signs, with your admin key (`sealrun keys init`), that the key the target is
+pinned to (the key its agent proved it holds) is the target's, for --days.
+Check the key id against `sealrun agent --print-key-ids` on the agent's host
+first: you are asked to confirm it, or pass --key-id. After a re-key, certify
+the new key: until then `secret set` refuses to seal to it. Audited as
+target.certified.
+
+Examples:
+  sealrun target show demo      # the key id it is pinned to
+  sealrun target trust demo --key-id k1_0123456789abcdef0123456789abcdef")]
+    Trust {
+        /// Target name
+        name: String,
+        /// The key id you checked (asked for on a terminal otherwise)
+        #[arg(long)]
+        key_id: Option<String>,
+        /// How long the certificate is valid
+        #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=3650))]
+        days: u32,
+        /// Your admin key file
+        #[arg(long, env = "SEALRUN_ADMIN_KEY_FILE")]
+        key_file: Option<PathBuf>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -1287,4 +1320,65 @@ mod tests {
         assert!(parse_env_pair("=x").is_err());
         assert!(parse_env_pair("nothing").is_err());
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create your admin signing key on this machine (0600)
+    #[command(after_help = "\
+The key is written to admin.key next to the profile file (or --key-file, or
+$SEALRUN_ADMIN_KEY_FILE) and never leaves this machine; this machine trusts
+it at once. The public key is printed: give it to your team out of band (each
+runs `sealrun trust add <key>` after checking its fingerprint with you).
+
+Examples:
+  sealrun keys init
+  sealrun keys show")]
+    Init {
+        /// Where to write the key
+        #[arg(long, env = "SEALRUN_ADMIN_KEY_FILE")]
+        key_file: Option<PathBuf>,
+    },
+    /// Print your admin public key and its fingerprint
+    #[command(after_help = "\
+Examples:
+  sealrun keys show")]
+    Show {
+        /// The key file
+        #[arg(long, env = "SEALRUN_ADMIN_KEY_FILE")]
+        key_file: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrustCommand {
+    /// Trust an admin's public key to certify target keys
+    #[command(after_help = "\
+`sealrun secret set` seals only to a target key that an admin this machine
+trusts certified (`sealrun target trust`): a control plane that offers a key
+of its own gets nothing. Get the key from the admin themselves (not from the
+control plane) and compare its fingerprint (`sealrun trust list`) with theirs
+(`sealrun keys show`). The keys are kept in trust.toml next to the profile
+file, or $SEALRUN_TRUST_FILE.
+
+Examples:
+  sealrun trust add \"$(sealrun keys show)\"
+  sealrun trust list")]
+    Add {
+        /// The admin's public key (ed25519:...)
+        key: String,
+    },
+    /// List the admin keys this machine trusts
+    #[command(after_help = "\
+Examples:
+  sealrun trust list")]
+    List,
+    /// Stop trusting an admin key
+    #[command(after_help = "\
+Examples:
+  sealrun trust remove ed25519:6J2x2mWJk4nq8m0V0g3qkXGx8Q7W2N6b4cY1V8v2Jx0=")]
+    Remove {
+        /// The admin's public key (ed25519:...)
+        key: String,
+    },
 }

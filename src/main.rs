@@ -91,6 +91,8 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Agents(c) => ok(cmd::pool::run_agents(c).await),
         Command::Audit(c) => cmd::audit::run(c).await,
         Command::Slack(c) => ok(cmd::slack::run(c).await),
+        Command::Keys(c) => ok(cmd::trust::keys(c).await),
+        Command::Trust(c) => ok(cmd::trust::trust(c).await),
         Command::Completions { shell } => ok(completions(shell)),
     }
 }

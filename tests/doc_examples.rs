@@ -136,6 +136,21 @@ const EXEMPT: &[(&str, &str, &str)] = &[
         "the dev has one agent, and `sealrun dev` stops when it is revoked",
     ),
     (
+        "sealrun target trust --help",
+        "sealrun target trust demo --key-id k1_0123456789abcdef0123456789abcdef",
+        "a key id the reader reads from `sealrun target show` and checks on the agent's host; `sealrun dev` certified demo's key already",
+    ),
+    (
+        "sealrun keys init --help",
+        "sealrun keys init",
+        "the dev made this machine's admin key already (dev.env names it); a second `init` refuses to replace it",
+    ),
+    (
+        "sealrun trust remove --help",
+        "sealrun trust remove ",
+        "an example key this machine does not trust",
+    ),
+    (
         "sealrun slack link-workspace --help",
         "sealrun slack link-workspace --team-id T0123ABCD     # prompts",
         "prompts on a terminal",

@@ -112,8 +112,8 @@ pub const TABLE: &[Permission] = &[
     Permission {
         action: Action::RekeyTargets,
         roles: ADMIN,
-        verb: "re-key targets",
-        surfaces: "`POST /v1/targets/{name}/rekey`",
+        verb: "re-key and certify targets",
+        surfaces: "`POST /v1/targets/{name}/rekey`, `PUT /v1/targets/{name}/certificate`",
     },
     Permission {
         action: Action::ReadTargets,

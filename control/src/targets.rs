@@ -14,6 +14,7 @@ use sealrun_wire::admin::{
     PublicKeyView, RekeyRequest, Rekeyed, SecretView, TargetSpec, TargetView,
 };
 use sealrun_wire::names;
+use sealrun_wire::trust::SignedCertificate;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -402,6 +403,66 @@ impl Control {
                 // Agents' cached principals list the targets they serve.
                 move |_| cache.invalidate(),
             )
+            .await
+    }
+
+    /// Stores an admin's certificate of target `name`'s key. The control
+    /// plane cannot tell whether the signer is trusted (clients decide that,
+    /// against the admin keys they pin); it refuses only what cannot be
+    /// right: a certificate for another org or target, for a key the target
+    /// is not pinned to, or whose signature does not verify with the key
+    /// it names. Audited as `target.certified`.
+    pub async fn certify_target(
+        &self,
+        user: &User,
+        name: String,
+        signed: SignedCertificate,
+    ) -> Result<TargetView, Error> {
+        user.require(Action::RekeyTargets)?;
+        let signer = signed
+            .check_signature()
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        let json = serde_json::to_string(&signed)?;
+        let user = user.clone();
+        self.db
+            .write(move |tx| {
+                let org = store::approvals::org_name(tx, user.org_id)?;
+                let view = store::targets::view(tx, user.org_id, &name)?
+                    .ok_or_else(|| no_such_target(&name))?;
+                let c = &signed.certificate;
+                if c.org != org || c.target != name {
+                    return Err(Error::Invalid(format!(
+                        "this certificate is for target {} of org {}, not target {name} of org {org}",
+                        c.target, c.org
+                    )));
+                }
+                let Some(pinned) = &view.public_key else {
+                    return Err(Error::Conflict(format!(
+                        "target {name} has no key yet: an agent serving it must connect first"
+                    )));
+                };
+                if pinned.key != c.public_key || pinned.key_id.0 != c.key_id {
+                    return Err(Error::Conflict(format!(
+                        "this certificate is for key {} but target {name} is pinned to key {}",
+                        c.key_id, pinned.key_id.0
+                    )));
+                }
+                store::targets::set_certificate(tx, user.org_id, &name, &json)?;
+                store::audit::append(
+                    tx,
+                    user.org_id,
+                    &user.actor(),
+                    "target.certified",
+                    &name,
+                    json!({
+                        "key_id": c.key_id,
+                        "signer": signer.fingerprint(),
+                        "expires_at_ms": c.expires_at_ms,
+                    }),
+                )?;
+                store::targets::view(tx, user.org_id, &name)?
+                    .ok_or_else(|| no_such_target(&name))
+            })
             .await
     }
 

@@ -9,11 +9,11 @@ use anyhow::{Context as _, Result, bail};
 use sealrun_agent::{AgentConfig, TargetConfig};
 use sealrun_api::{Server, ServerConfig};
 use sealrun_dirlock::DirLock;
-use sealrun_wire::admin::{EnrollmentToken, TargetSpec, TargetView};
+use sealrun_wire::admin::{EnrollmentToken, TargetSpec, TargetView, Whoami};
 use sealrun_wire::agent::ResourceLimits;
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const DEMO_TARGET: &str = "demo";
@@ -116,9 +116,11 @@ pub async fn run(args: DevArgs) -> Result<()> {
     }));
     wait_for_key(&admin, &mut agent_task).await?;
     say("agent connected and serving `demo`");
+    let trust = trust_demo(&data_dir, &admin).await?;
+    say("demo's key certified with this dev's admin key, which its CLI trusts");
 
     let env_file = data_dir.join("dev.env");
-    write_env(&env_file, &url, &admin_token, &ca_cert)?;
+    write_env(&env_file, &url, &admin_token, &ca_cert, &trust)?;
     next_steps(&env_file);
 
     tokio::select! {
@@ -167,8 +169,37 @@ async fn wait_for_key(
     bail!("the agent did not connect within 30 s")
 }
 
+/// The dev's trust root: its admin key and trust file (in the data
+/// directory; created once), and the demo target's key certified with it
+/// (again at every start: an agent with a new state directory has a new
+/// key).
+struct DevTrust {
+    admin_key: PathBuf,
+    trust_file: PathBuf,
+}
+
+async fn trust_demo(data_dir: &Path, admin: &Client) -> Result<DevTrust> {
+    let trust = DevTrust {
+        admin_key: data_dir.join("admin.key"),
+        trust_file: data_dir.join("trust.toml"),
+    };
+    let key = if trust.admin_key.exists() {
+        super::trust::load_admin_key(&trust.admin_key)?
+    } else {
+        super::trust::create_admin_key(&trust.admin_key)?
+    };
+    super::trust::trust_key(&trust.trust_file, key.public_key())?;
+    let me: Whoami = admin.get("/v1/whoami").await?;
+    let view: TargetView = admin.get(&format!("/v1/targets/{DEMO_TARGET}")).await?;
+    let signed = super::trust::certificate(&key, &me.org, &view, 365)?;
+    let _: TargetView = admin
+        .put(&format!("/v1/targets/{DEMO_TARGET}/certificate"), &signed)
+        .await?;
+    Ok(trust)
+}
+
 /// `dev.env` holds the admin token: readable by its owner only.
-fn write_env(path: &Path, url: &str, token: &str, ca: &Path) -> Result<()> {
+fn write_env(path: &Path, url: &str, token: &str, ca: &Path, trust: &DevTrust) -> Result<()> {
     let _ = std::fs::remove_file(path);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -179,8 +210,11 @@ fn write_env(path: &Path, url: &str, token: &str, ca: &Path) -> Result<()> {
     writeln!(
         f,
         "# written by `sealrun dev`: source it to use the CLI against the dev control plane\n\
-         export SEALRUN_URL='{url}'\nexport SEALRUN_TOKEN='{token}'\nexport SEALRUN_CA_CERT='{}'",
-        ca.display()
+         export SEALRUN_URL='{url}'\nexport SEALRUN_TOKEN='{token}'\nexport SEALRUN_CA_CERT='{}'\n\
+         export SEALRUN_ADMIN_KEY_FILE='{}'\nexport SEALRUN_TRUST_FILE='{}'",
+        ca.display(),
+        trust.admin_key.display(),
+        trust.trust_file.display()
     )?;
     Ok(())
 }

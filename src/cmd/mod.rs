@@ -15,6 +15,7 @@ pub mod session;
 pub mod slack;
 pub mod target;
 pub mod token;
+pub mod trust;
 
 /// Percent-encodes one URL path segment (names are validated server-side,
 /// but a stray `/` or `?` must never change which endpoint is called).

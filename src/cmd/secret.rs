@@ -7,7 +7,7 @@ use crate::client::Client;
 use crate::output::{self, Table, safe};
 use anyhow::{Context as _, Result, anyhow, bail};
 use reqwest::Method;
-use sealrun_wire::admin::{PublicKeyView, SecretList, SecretView};
+use sealrun_wire::admin::{SecretList, SecretView};
 use std::io::{IsTerminal as _, Read as _};
 use zeroize::Zeroizing;
 
@@ -26,19 +26,9 @@ pub async fn run(cmd: SecretCommand) -> Result<()> {
             // a secret too short to mask safely would mask ordinary words.
             sealrun_redactor::Redactor::new([value.as_slice()])
                 .map_err(|e| anyhow!("secret {name} refused: {e}"))?;
-            let key: PublicKeyView = client
-                .get(&format!("/v1/targets/{}/public-key", seg(&target)))
-                .await?;
-            let public_key = sealrun_vault::PublicKey::from_base64(&key.key)
-                .map_err(|e| anyhow!("target {target} has an invalid public key: {e}"))?;
-            if public_key.key_id() != key.key_id {
-                bail!(
-                    "the control plane sent key {} but its bytes are key {}: refusing to seal",
-                    key.key_id,
-                    public_key.key_id()
-                );
-            }
-            eprintln!("sealing {name} for target {target} with key {}", key.key_id);
+            // Only to a key an admin this machine trusts certified.
+            let (public_key, key_id) = super::trust::certified_key(&client, &target).await?;
+            eprintln!("sealing {name} for target {target} with certified key {key_id}");
             let sealed = sealrun_vault::seal(&public_key, &name, &target, &value)
                 .map_err(|e| anyhow!("cannot seal {name}: {e}"))?;
             drop(value);

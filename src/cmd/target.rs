@@ -145,6 +145,29 @@ pub async fn run(cmd: TargetCommand) -> Result<()> {
             drop_secrets,
             client,
         } => rekey(&name, key_id, drop_secrets, &client).await,
+        TargetCommand::Trust {
+            name,
+            key_id,
+            days,
+            key_file,
+            client,
+        } => {
+            let json = client.json;
+            let client = Client::from_args(&client)?;
+            let view = super::trust::certify_target(&client, &name, key_id, days, key_file).await?;
+            if json {
+                return output::json(&view);
+            }
+            if let Some(c) = &view.certificate {
+                eprintln!(
+                    "target {} key {} certified until {}; `sealrun secret set` now seals to it",
+                    safe(&name),
+                    safe(&c.certificate.key_id),
+                    output::time(c.certificate.expires_at_ms)
+                );
+            }
+            Ok(())
+        }
         TargetCommand::Rm { name, client } => {
             let client = Client::from_args(&client)?;
             client

@@ -293,6 +293,8 @@ pub struct Cli {
     pub ca_cert: PathBuf,
     /// `HOME` of every command.
     pub home: PathBuf,
+    /// More of its environment (a `dev.env`'s admin key and trust files).
+    pub env: Vec<(String, String)>,
 }
 
 impl Cli {
@@ -314,7 +316,10 @@ impl Cli {
             .env_remove("SEALRUN_PROFILE_FILE")
             .env("SEALRUN_URL", &self.url)
             .env("SEALRUN_TOKEN", &self.token)
-            .env("SEALRUN_CA_CERT", &self.ca_cert);
+            .env("SEALRUN_CA_CERT", &self.ca_cert)
+            .env_remove("SEALRUN_ADMIN_KEY_FILE")
+            .env_remove("SEALRUN_TRUST_FILE");
+        c.envs(self.env.iter().map(|(k, v)| (k, v)));
         c
     }
 

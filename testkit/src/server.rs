@@ -46,6 +46,7 @@ pub trait ControlPlane {
             token: token.to_owned(),
             ca_cert: self.ca_cert().to_owned(),
             home: self.data_dir().to_owned(),
+            env: Vec::new(),
         }
     }
 }

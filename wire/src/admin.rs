@@ -294,6 +294,11 @@ pub struct TargetView {
     /// accepts. `public_key` is empty meanwhile.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub awaiting_key_id: Option<KeyId>,
+    /// An admin's certificate of the target's key (`sealrun target trust`),
+    /// which `sealrun secret set` checks against the admin keys its user
+    /// trusts before it seals anything to `public_key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<crate::trust::SignedCertificate>,
     /// Unix milliseconds.
     pub updated_at_ms: i64,
 }

@@ -48,6 +48,7 @@ pub mod runbook;
 pub mod shell;
 pub mod slack;
 pub mod text;
+pub mod trust;
 
 pub use bytes::Base64Bytes;
 pub use error::ErrorBody;

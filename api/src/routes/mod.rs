@@ -70,6 +70,7 @@ pub(crate) fn router(state: AppState, slack: crate::slack::SlackState) -> Result
                 .delete(targets::delete),
         )
         .route("/v1/targets/{name}/rekey", post(targets::rekey))
+        .route("/v1/targets/{name}/certificate", put(targets::certify))
         .route("/v1/targets/{name}/public-key", get(targets::public_key))
         .route("/v1/targets/{name}/secrets", get(targets::list_secrets))
         .route(

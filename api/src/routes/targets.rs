@@ -14,6 +14,7 @@ use sealrun_wire::admin::{
     PublicKeyView, RekeyRequest, Rekeyed, SecretList, SecretView, TargetList, TargetSpec,
     TargetSpecs, TargetView,
 };
+use sealrun_wire::trust::SignedCertificate;
 
 fn status(written: Written) -> StatusCode {
     match written {
@@ -74,6 +75,19 @@ pub(crate) async fn delete(
 ) -> Result<StatusCode, ApiError> {
     state.control.delete_target(&user, name).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `PUT /v1/targets/{name}/certificate` (admin): store an admin's
+/// certificate of the target's key (made and signed on the admin's machine).
+pub(crate) async fn certify(
+    State(state): State<AppState>,
+    Caller(user): Caller<User>,
+    Segments(name): Segments<String>,
+    JsonBody(signed): JsonBody<SignedCertificate>,
+) -> Result<Json<TargetView>, ApiError> {
+    Ok(Json(
+        state.control.certify_target(&user, name, signed).await?,
+    ))
 }
 
 /// `POST /v1/targets/{name}/rekey` (admin): move the target to another agent

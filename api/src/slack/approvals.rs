@@ -182,7 +182,9 @@ async fn tell_requester(state: &SlackState, post: &ApprovalPost) {
     let v = &post.view;
     let what = match outcome(v) {
         Outcome::Pending => return,
-        Outcome::Canceled => "was *canceled* before enough people approved it. It will not run".to_owned(),
+        Outcome::Canceled => {
+            "was *canceled* before enough people approved it. It will not run".to_owned()
+        }
         Outcome::Approved => format!("was *approved* by {} and is {}", names(v), v.status),
         Outcome::Rejected => match &v.rejection {
             Some(r) => format!(
@@ -352,7 +354,8 @@ pub(crate) fn message(v: &ApprovalView) -> (String, Value) {
                     ":hourglass: *Expired* before enough approvals: it will not run.".to_owned()
                 }
                 Outcome::Canceled | Outcome::Pending => {
-                    ":no_entry_sign: *Canceled* before enough approvals: it will not run.".to_owned()
+                    ":no_entry_sign: *Canceled* before enough approvals: it will not run."
+                        .to_owned()
                 }
             };
             blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": verdict}}));

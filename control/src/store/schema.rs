@@ -488,6 +488,13 @@ CREATE TABLE agent_challenges (
 ) WITHOUT ROWID;
 CREATE INDEX agent_challenges_by_expiry ON agent_challenges (expires_ms);
 "#,
+    // 15: target-key certificates (issue 16): an admin's signature, made on
+    // their machine, that a target's key is that target's
+    // (`sealrun_wire::trust::SignedCertificate`, JSON). Stored and relayed,
+    // never trusted here: clients check it against the admin keys they pin.
+    r#"
+ALTER TABLE targets ADD COLUMN certificate TEXT;
+"#,
 ];
 
 /// Brings the database at `path` (open as `conn`) up to the current schema.

@@ -6,15 +6,15 @@ use rusqlite::{OptionalExtension as _, params};
 use sealrun_vault::KeyId;
 use sealrun_wire::admin::{PublicKeyView, TargetSpec, TargetView};
 
-const VIEW_COLUMNS: &str = "spec, public_key, key_id, updated_ms";
+const VIEW_COLUMNS: &str = "spec, public_key, key_id, updated_ms, certificate";
 
-type ViewRow = (String, Option<String>, Option<String>, i64);
+type ViewRow = (String, Option<String>, Option<String>, i64, Option<String>);
 
 fn view_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ViewRow> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
 }
 
-fn to_view((spec, key, key_id, updated): ViewRow) -> Result<TargetView, Error> {
+fn to_view((spec, key, key_id, updated, certificate): ViewRow) -> Result<TargetView, Error> {
     // A key id without the key: re-keyed, awaiting the agent with that key.
     let (public_key, awaiting_key_id) = match (key, key_id) {
         (Some(key), Some(id)) => (
@@ -31,6 +31,7 @@ fn to_view((spec, key, key_id, updated): ViewRow) -> Result<TargetView, Error> {
         spec: serde_json::from_str(&spec)?,
         public_key,
         awaiting_key_id,
+        certificate: certificate.map(|c| serde_json::from_str(&c)).transpose()?,
         updated_at_ms: updated,
     })
 }
@@ -171,5 +172,18 @@ pub(crate) fn delete(tx: &Tx<'_>, id: i64) -> Result<(), Error> {
     tx.conn
         .prepare_cached("DELETE FROM targets WHERE id = ?1")?
         .execute([id])?;
+    Ok(())
+}
+
+/// Stores `certificate` (JSON) as the org's target `name`'s.
+pub(crate) fn set_certificate(
+    tx: &Tx<'_>,
+    org_id: i64,
+    name: &str,
+    certificate: &str,
+) -> Result<(), Error> {
+    tx.conn
+        .prepare_cached("UPDATE targets SET certificate = ?3 WHERE org_id = ?1 AND name = ?2")?
+        .execute(params![org_id, name, certificate])?;
     Ok(())
 }

@@ -1,0 +1,167 @@
+//! `sealrun secret set` seals only to a target key an admin this machine
+//! trusts certified: a control plane (or whoever edits its database) that
+//! offers a key of its own, or a certificate of its own making, gets
+//! nothing sealed. The edits are made with SQLite directly, on the running
+//! server's database; the CLI is the real `sealrun` binary (run these with
+//! the workspace, so that binary is current).
+#![allow(clippy::unwrap_used)]
+
+use rusqlite::{Connection, params};
+use sealrun_testkit::{
+    Cli, ControlPlane as _, FakeAgent, InProcessServer, quick_settings, text, trust_target,
+};
+use sealrun_vault::TargetKeypair;
+use sealrun_wire::admin::TargetView;
+use sealrun_wire::trust::{AdminSigningKey, TargetCertificate};
+
+/// A control plane with target `db` served (its key pinned) by a fake
+/// agent, and an admin CLI.
+async fn world() -> (InProcessServer, FakeAgent, Cli) {
+    let server = InProcessServer::start_with(quick_settings()).await;
+    let admin = server.admin();
+    admin.declare_target("db").await;
+    let agent = FakeAgent::enroll(&server, &admin, "agent-1", &["db"]).await;
+    let cli = server.cli(server.admin_token());
+    (server, agent, cli)
+}
+
+fn set_secret(cli: &Cli, name: &str) -> std::process::Output {
+    cli.output_with_stdin(
+        &["secret", "set", "--target", "db", name],
+        b"correct-horse-battery-staple\n",
+    )
+}
+
+/// What the database says target `db`'s key and certificate are.
+fn replace_key(server: &InProcessServer, key: &TargetKeypair, certificate: Option<String>) {
+    let conn = Connection::open(server.db_path()).unwrap();
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .unwrap();
+    conn.execute(
+        "UPDATE targets SET public_key = ?1, key_id = ?2, certificate = COALESCE(?3, certificate) WHERE name = 'db'",
+        params![key.public_key().to_base64(), key.key_id().0, certificate],
+    )
+    .unwrap();
+}
+
+#[tokio::test]
+async fn secret_set_refuses_a_machine_that_trusts_no_admin_key() {
+    let (_server, _agent, cli) = world().await;
+    let out = set_secret(&cli, "PW");
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("no admin key is trusted on this machine"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn an_admin_certifies_the_pinned_key_from_the_cli_and_secret_set_then_seals() {
+    let (server, _agent, cli) = world().await;
+    let out = set_secret(&cli, "PW");
+    assert!(!out.status.success(), "before any trust");
+    let public = cli.ok(&["keys", "init"]);
+    assert!(public.starts_with("ed25519:"), "{public}");
+    let listed = cli.ok(&["trust", "list"]);
+    assert!(
+        listed.contains(public.trim()),
+        "its own key is trusted: {listed}"
+    );
+    let view: TargetView = server.admin().get("/v1/targets/db").await.ok().parse();
+    let key_id = view.public_key.unwrap().key_id.0;
+    let wrong = cli.output(&[
+        "target",
+        "trust",
+        "db",
+        "--key-id",
+        "k1_00000000000000000000000000000000",
+    ]);
+    assert!(
+        !wrong.status.success(),
+        "a key id that is not the pinned one certifies nothing"
+    );
+    cli.ok(&["target", "trust", "db", "--key-id", &key_id]);
+    let out = set_secret(&cli, "PW");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("certified key"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn a_swapped_target_key_gets_nothing_sealed() {
+    let (server, _agent, cli) = world().await;
+    trust_target(&server, &server.admin(), "db").await;
+    // Positive control: the certified key is sealed to.
+    let out = set_secret(&cli, "PW");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // The database now offers another key for the target.
+    let swapped = TargetKeypair::generate();
+    replace_key(&server, &swapped, None);
+    let out = set_secret(&cli, "PW");
+    assert!(!out.status.success());
+    let said = text(&out.stderr);
+    assert!(
+        said.contains(&format!("offers key {}", swapped.key_id()))
+            && said.contains("nothing was sealed"),
+        "{said}"
+    );
+    let list = cli.json(&["secret", "list", "--target", "db"]);
+    assert_eq!(list["secrets"][0]["version"], 1, "still version 1: {list}");
+}
+
+#[tokio::test]
+async fn a_certificate_forged_by_a_key_this_machine_does_not_trust_gets_nothing_sealed() {
+    let (server, _agent, cli) = world().await;
+    trust_target(&server, &server.admin(), "db").await;
+    let swapped = TargetKeypair::generate();
+    let forger = AdminSigningKey::generate();
+    let cert = |signer: &AdminSigningKey| {
+        signer.certify(TargetCertificate {
+            org: "acme".into(),
+            target: "db".into(),
+            public_key: swapped.public_key().to_base64(),
+            key_id: swapped.key_id().0,
+            issued_at_ms: 0,
+            expires_at_ms: i64::MAX,
+        })
+    };
+    // Signed by the forger's own key.
+    replace_key(
+        &server,
+        &swapped,
+        Some(serde_json::to_string(&cert(&forger)).unwrap()),
+    );
+    let out = set_secret(&cli, "PW");
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("which this machine does not trust"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Claiming the trusted admin as its signer.
+    let trusted = cli.ok(&["keys", "show"]);
+    let mut claimed = cert(&forger);
+    claimed.signer = trusted.trim().to_owned();
+    replace_key(
+        &server,
+        &swapped,
+        Some(serde_json::to_string(&claimed).unwrap()),
+    );
+    let out = set_secret(&cli, "PW");
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("signature does not verify"),
+        "{}",
+        text(&out.stderr)
+    );
+    let list = cli.json(&["secret", "list", "--target", "db"]);
+    assert_eq!(
+        list["secrets"].as_array().unwrap().len(),
+        0,
+        "nothing sealed: {list}"
+    );
+}

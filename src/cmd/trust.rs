@@ -1,0 +1,349 @@
+//! `sealrun keys ...`, `sealrun trust ...` and `sealrun target trust`: the
+//! org's trust root, kept on people's machines, never on the control plane
+//! (see `sealrun_wire::trust`).
+//!
+//! - An admin's signing key: `admin.key` next to the profile file (or
+//!   `SEALRUN_ADMIN_KEY_FILE`), 0600, made by `sealrun keys init`.
+//! - The admin keys this machine trusts: `trust.toml` next to the profile
+//!   file (or `SEALRUN_TRUST_FILE`), `admins = ["ed25519:..."]`, added by
+//!   `sealrun trust add` after checking the key out of band.
+//! - `sealrun target trust NAME` signs the key the target is pinned to;
+//!   `sealrun secret set` seals only to a key certified by a trusted admin
+//!   ([`certified_key`]).
+
+use super::seg;
+use crate::cli::{KeysCommand, TrustCommand};
+use crate::client::Client;
+use crate::output::{outln, safe};
+use crate::profile::Profiles;
+use anyhow::{Context as _, Result, bail};
+use sealrun_vault::{KeyId, PublicKey};
+use sealrun_wire::admin::{TargetView, Whoami};
+use sealrun_wire::trust::{AdminKey, AdminSigningKey, SignedCertificate, TargetCertificate};
+use serde::{Deserialize, Serialize};
+use std::io::{IsTerminal as _, Write as _};
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+
+/// The directory of the profile file (`~/.config/sealrun`).
+fn config_dir() -> Result<PathBuf> {
+    Profiles::path()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .context("cannot tell where sealrun keeps its files (no HOME)")
+}
+
+/// The admin key file: `flag`, else `SEALRUN_ADMIN_KEY_FILE` (clap reads
+/// it into the flag), else `admin.key` in the config directory.
+fn admin_key_path(flag: Option<PathBuf>) -> Result<PathBuf> {
+    match flag {
+        Some(p) => Ok(p),
+        None => Ok(config_dir()?.join("admin.key")),
+    }
+}
+
+/// The trust file: `SEALRUN_TRUST_FILE`, else `trust.toml` in the config
+/// directory.
+fn trust_path() -> Result<PathBuf> {
+    match std::env::var_os("SEALRUN_TRUST_FILE") {
+        Some(p) => Ok(PathBuf::from(p)),
+        None => Ok(config_dir()?.join("trust.toml")),
+    }
+}
+
+/// What `trust.toml` holds.
+#[derive(Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrustFile {
+    /// Admin public keys, `ed25519:...`.
+    #[serde(default)]
+    admins: Vec<String>,
+}
+
+fn load_trust(path: &Path) -> Result<Vec<AdminKey>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let file: TrustFile = crate::config::parse(path, &text)?;
+    file.admins
+        .iter()
+        .map(|k| AdminKey::parse(k).with_context(|| format!("{}: {k}", path.display())))
+        .collect()
+}
+
+fn save_trust(path: &Path, keys: &[AdminKey]) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let file = TrustFile {
+        admins: keys.iter().map(ToString::to_string).collect(),
+    };
+    let text = format!(
+        "# Admin keys this machine trusts to certify target keys (sealrun trust add).\n{}",
+        toml::to_string(&file)?
+    );
+    let tmp = path.with_extension("toml.tmp");
+    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Reads the admin signing key at `path`.
+pub fn load_admin_key(path: &Path) -> Result<AdminSigningKey> {
+    let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "cannot read the admin signing key {} (make one with `sealrun keys init`)",
+            path.display()
+        )
+    })?);
+    AdminSigningKey::from_text(&text).with_context(|| format!("{}", path.display()))
+}
+
+/// Writes a new admin signing key to `path` (0600; never over an existing
+/// one).
+pub fn create_admin_key(path: &Path) -> Result<AdminSigningKey> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let key = AdminSigningKey::generate();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(key.to_text().as_bytes())?;
+    file.sync_all()?;
+    Ok(key)
+}
+
+/// Adds `key` to the trust file at `path` (once).
+pub fn trust_key(path: &Path, key: AdminKey) -> Result<bool> {
+    let mut keys = load_trust(path)?;
+    if keys.contains(&key) {
+        return Ok(false);
+    }
+    keys.push(key);
+    save_trust(path, &keys)?;
+    Ok(true)
+}
+
+pub async fn keys(cmd: KeysCommand) -> Result<()> {
+    match cmd {
+        KeysCommand::Init { key_file } => {
+            let path = admin_key_path(key_file)?;
+            if path.exists() {
+                bail!(
+                    "{} already holds an admin key (`sealrun keys show` prints it); remove it first to make another",
+                    path.display()
+                );
+            }
+            let key = create_admin_key(&path)?;
+            let public = key.public_key();
+            // This machine trusts its own admin's key.
+            trust_key(&trust_path()?, public)?;
+            outln!("{public}")?;
+            eprintln!(
+                "admin key {} written to {} (keep it there; it never leaves this machine).\n\
+                 Give the public key above to your team out of band: each runs `sealrun trust add <key>`.",
+                public.fingerprint(),
+                path.display()
+            );
+            Ok(())
+        }
+        KeysCommand::Show { key_file } => {
+            let key = load_admin_key(&admin_key_path(key_file)?)?;
+            let public = key.public_key();
+            outln!("{public}")?;
+            eprintln!("fingerprint {}", public.fingerprint());
+            Ok(())
+        }
+    }
+}
+
+pub async fn trust(cmd: TrustCommand) -> Result<()> {
+    let path = trust_path()?;
+    match cmd {
+        TrustCommand::Add { key } => {
+            let key = AdminKey::parse(&key)?;
+            if trust_key(&path, key)? {
+                eprintln!(
+                    "trusting admin key {} (in {})",
+                    key.fingerprint(),
+                    path.display()
+                );
+            } else {
+                eprintln!("admin key {} was already trusted", key.fingerprint());
+            }
+            Ok(())
+        }
+        TrustCommand::List => {
+            for key in load_trust(&path)? {
+                outln!("{}  {key}", key.fingerprint())?;
+            }
+            Ok(())
+        }
+        TrustCommand::Remove { key } => {
+            let key = AdminKey::parse(&key)?;
+            let mut keys = load_trust(&path)?;
+            let before = keys.len();
+            keys.retain(|k| *k != key);
+            if keys.len() == before {
+                bail!("admin key {} is not trusted here", key.fingerprint());
+            }
+            save_trust(&path, &keys)?;
+            eprintln!("no longer trusting admin key {}", key.fingerprint());
+            Ok(())
+        }
+    }
+}
+
+/// How long a certificate made now is valid.
+fn validity_ms(days: u32) -> i64 {
+    i64::from(days) * 24 * 3600 * 1000
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Signs, as `admin`, that `view`'s pinned key is target `view`'s in `org`,
+/// for `days`.
+pub fn certificate(
+    admin: &AdminSigningKey,
+    org: &str,
+    view: &TargetView,
+    days: u32,
+) -> Result<SignedCertificate> {
+    let Some(key) = &view.public_key else {
+        bail!(
+            "target {} has no key yet: start an agent serving it first",
+            safe(&view.spec.name)
+        );
+    };
+    let now = now_ms();
+    Ok(admin.certify(TargetCertificate {
+        org: org.to_owned(),
+        target: view.spec.name.clone(),
+        public_key: key.key.clone(),
+        key_id: key.key_id.0.clone(),
+        issued_at_ms: now,
+        expires_at_ms: now.saturating_add(validity_ms(days)),
+    }))
+}
+
+/// `sealrun target trust NAME`.
+pub async fn certify_target(
+    client: &Client,
+    name: &str,
+    key_id: Option<String>,
+    days: u32,
+    key_file: Option<PathBuf>,
+) -> Result<TargetView> {
+    let admin = load_admin_key(&admin_key_path(key_file)?)?;
+    let me: Whoami = client.get("/v1/whoami").await?;
+    let view: TargetView = client.get(&format!("/v1/targets/{}", seg(name))).await?;
+    let Some(pinned) = &view.public_key else {
+        bail!(
+            "target {} has no key yet: start an agent serving it first",
+            safe(name)
+        );
+    };
+    match key_id {
+        Some(expected) if expected == pinned.key_id.0 => {}
+        Some(expected) => bail!(
+            "target {} is pinned to key {}, not {}: nothing certified",
+            safe(name),
+            pinned.key_id,
+            safe(&expected)
+        ),
+        None if std::io::stdin().is_terminal() => {
+            eprint!(
+                "Target {} is pinned to key {} (its agent proved it holds it). Compare with `sealrun agent --print-key-ids` on the agent's host.\nCertify it with admin key {}? [y/N] ",
+                safe(name),
+                pinned.key_id,
+                admin.public_key().fingerprint()
+            );
+            let mut answer = String::new();
+            std::io::stdin().read_line(&mut answer)?;
+            if !matches!(answer.trim(), "y" | "Y" | "yes") {
+                bail!("nothing certified");
+            }
+        }
+        None => bail!(
+            "target {} is pinned to key {}: check it against `sealrun agent --print-key-ids` on the agent's host, then pass --key-id {}",
+            safe(name),
+            pinned.key_id,
+            pinned.key_id
+        ),
+    }
+    let signed = certificate(&admin, &me.org, &view, days)?;
+    client
+        .put(&format!("/v1/targets/{}/certificate", seg(name)), &signed)
+        .await
+}
+
+/// The public key of target `target` to seal to, only if an admin this
+/// machine trusts certified it, for this org and target, unexpired: a
+/// control plane that offers a key of its own gets nothing sealed to it.
+pub async fn certified_key(client: &Client, target: &str) -> Result<(PublicKey, KeyId)> {
+    let path = trust_path()?;
+    let trusted = load_trust(&path)?;
+    if trusted.is_empty() {
+        bail!(
+            "no admin key is trusted on this machine ({} is empty or missing): ask an admin for theirs and run `sealrun trust add <key>` after checking its fingerprint with them; secrets are sealed only to target keys an admin certified",
+            path.display()
+        );
+    }
+    let me: Whoami = client.get("/v1/whoami").await?;
+    let view: TargetView = client.get(&format!("/v1/targets/{}", seg(target))).await?;
+    let Some(offered) = &view.public_key else {
+        bail!(
+            "target {} has no key yet: an agent serving it must connect first",
+            safe(target)
+        );
+    };
+    let Some(signed) = &view.certificate else {
+        bail!(
+            "target {}'s key {} is not certified by an admin: an admin runs `sealrun target trust {}` (nothing was sealed)",
+            safe(target),
+            offered.key_id,
+            safe(target)
+        );
+    };
+    signed
+        .verify(&trusted, &me.org, target, now_ms())
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "refusing to seal to target {}'s key: {e} (nothing was sealed)",
+                safe(target)
+            )
+        })?;
+    let c = &signed.certificate;
+    if c.public_key != offered.key || c.key_id != offered.key_id.0 {
+        bail!(
+            "refusing to seal: the control plane offers key {} for target {}, but the admin certified key {} (nothing was sealed; if the target was re-keyed on purpose, an admin runs `sealrun target trust {}` again)",
+            offered.key_id,
+            safe(target),
+            safe(&c.key_id),
+            safe(target)
+        );
+    }
+    let public_key = PublicKey::from_base64(&c.public_key).map_err(|e| {
+        anyhow::anyhow!(
+            "the certified key of target {} is invalid: {e}",
+            safe(target)
+        )
+    })?;
+    if public_key.key_id().0 != c.key_id {
+        bail!(
+            "the certified key's bytes are key {}, not {}: refusing to seal",
+            public_key.key_id(),
+            safe(&c.key_id)
+        );
+    }
+    let id = public_key.key_id();
+    Ok((public_key, id))
+}
