@@ -9,7 +9,7 @@
 
 use sealrun_testkit::{
     AgentProcess, ControlPlane, FakeAgent, InProcessServer, World, code, output_within,
-    require_docker, sealrun_bin, text,
+    require_docker, sealrun_bin, text, trust_target,
 };
 use sealrun_vault::TargetKeypair;
 use serde_json::Value;
@@ -185,6 +185,8 @@ async fn served_db() -> (InProcessServer, FakeAgent, sealrun_testkit::Cli) {
     let admin = server.admin();
     admin.declare_target("db").await;
     let old = FakeAgent::enroll(&server, &admin, "old", &["db"]).await;
+    // The admin trusts its own key and certified db's: `secret set` seals.
+    trust_target(&server, &admin, "db").await;
     let cli = server.cli(server.admin_token());
     (server, old, cli)
 }
@@ -208,7 +210,7 @@ async fn an_operator_cannot_rekey_a_target() {
     let err = text(&out.stderr);
     assert_eq!(code(&out), 1, "{err}");
     assert!(
-        err.contains("a token with role operator cannot re-key targets"),
+        err.contains("a token with role operator cannot re-key and certify targets"),
         "{err}"
     );
     assert_eq!(keys_of(&cli, "db"), (Value::from(pinned), Value::Null));

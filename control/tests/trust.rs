@@ -165,3 +165,56 @@ async fn a_certificate_forged_by_a_key_this_machine_does_not_trust_gets_nothing_
         "nothing sealed: {list}"
     );
 }
+
+#[tokio::test]
+async fn the_control_plane_stores_only_a_certificate_that_could_be_right() {
+    let (server, agent, _cli) = world().await;
+    let admin = server.admin();
+    let key = AdminSigningKey::generate();
+    let pinned = &agent.keys[0].1;
+    let cert = |target: &str, public: &TargetKeypair| TargetCertificate {
+        org: "acme".into(),
+        target: target.into(),
+        public_key: public.public_key().to_base64(),
+        key_id: public.key_id().0,
+        issued_at_ms: 0,
+        expires_at_ms: i64::MAX,
+    };
+    let put = |signed: sealrun_wire::trust::SignedCertificate| {
+        let admin = admin.clone();
+        async move {
+            admin
+                .put(
+                    "/v1/targets/db/certificate",
+                    serde_json::to_value(&signed).unwrap(),
+                )
+                .await
+        }
+    };
+    // For a key the target is not pinned to: 409.
+    let other = TargetKeypair::generate();
+    assert_eq!(put(key.certify(cert("db", &other))).await.status, 409);
+    // For another target: 400.
+    assert_eq!(put(key.certify(cert("web", pinned))).await.status, 400);
+    // Whose signature does not verify: 400.
+    let mut altered = key.certify(cert("db", pinned));
+    altered.certificate.expires_at_ms -= 1;
+    assert_eq!(put(altered).await.status, 400);
+    // By an operator: 403.
+    let operator = admin
+        .token("olive", sealrun_wire::admin::Role::Operator)
+        .await;
+    let refused = operator
+        .put(
+            "/v1/targets/db/certificate",
+            serde_json::to_value(key.certify(cert("db", pinned))).unwrap(),
+        )
+        .await;
+    assert_eq!(refused.status, 403);
+    // Positive control: the admin's certificate of the pinned key is stored.
+    let stored: TargetView = put(key.certify(cert("db", pinned))).await.ok().parse();
+    assert_eq!(
+        stored.certificate.unwrap().certificate.key_id,
+        pinned.key_id().0
+    );
+}
