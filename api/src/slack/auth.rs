@@ -16,6 +16,20 @@ use axum::http::HeaderMap;
 use sealrun_control::{Workspace, check_slack_id};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// The request's head and raw body (the signature covers the body byte
+/// for byte, so it is read whole first), up to the body limit.
+pub(crate) async fn read(
+    state: &SlackState,
+    req: axum::extract::Request,
+) -> Result<(axum::http::request::Parts, axum::body::Bytes), ApiError> {
+    let (parts, body) = req.into_parts();
+    let limit = state.app.settings().max_body_bytes;
+    let body = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| ApiError::too_large("request body too large"))?;
+    Ok((parts, body))
+}
+
 pub(crate) fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -62,11 +62,9 @@ fn say(text: impl Into<String>) -> Response {
 
 /// The handler.
 pub(crate) async fn handle(State(state): State<SlackState>, req: Request) -> Response {
-    let (parts, body) = req.into_parts();
-    let limit = state.app.settings().max_body_bytes;
-    let body = match axum::body::to_bytes(body, limit).await {
-        Ok(b) => b,
-        Err(_) => return ApiError::too_large("request body too large").into_response(),
+    let (parts, body) = match auth::read(&state, req).await {
+        Ok(read) => read,
+        Err(e) => return e.into_response(),
     };
     let team_id = field(&body, "team_id");
     match auth::authenticate(&state, &parts.headers, &body, team_id, PATH).await {
