@@ -471,11 +471,11 @@ fn skip_left(
         Family::Hex => {
             if let Some(nl) = line_break(true).or_else(|| line_break(false)) {
                 let line_end = strip_cr(nl);
-                // The previous line: nothing after its bytes, a `|...|` column, or xxd's 16
-                // characters after two spaces.
-                if let Some(found) = fits(line_end) {
-                    return Some(found);
-                }
+                // The previous line: a `|...|` column, xxd's 16 characters after two spaces,
+                // or nothing after its bytes. The columns are tried first: a column's last
+                // character can equal the hex digit the form wants (the byte 0x37 is `7` in
+                // xxd's column and ends its hex `37`), and reading it as that digit would end
+                // the piece at the column.
                 if before(line_end) == Some(b'|') {
                     let mut k = line_end - 1;
                     while before(k).is_some_and(|b| b != b'|') && line_end - k < 20 {
@@ -502,6 +502,9 @@ fn skip_left(
                             return Some(found);
                         }
                     }
+                }
+                if let Some(found) = fits(line_end) {
+                    return Some(found);
                 }
             }
             // Extra spaces between bytes.

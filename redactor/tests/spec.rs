@@ -613,3 +613,16 @@ fn empty_chunks_change_nothing() {
     let chunks: [&[u8]; 5] = [b"", b"s3cr3t/p", b"", b"@ss+w0rd", b""];
     assert_eq!(stream(redactor(&[SECRET]), &chunks), b"***");
 }
+
+#[test]
+fn a_secret_an_xxd_dump_wraps_after_a_digit_is_masked_on_both_lines() {
+    // The byte 0x37 is `7` in xxd's character column and ends its hex `37`: the column's
+    // last character must not be read as the hex digit the secret wants there.
+    let dump = "00000000: 4142 4344 4546 4748 494a 4b4c 4d4e 4f37  ABCDEFGHIJKLMNO7\n\
+                00000010: 6162 6364 6566 670a                      abcdefg.\n";
+    let out = redact(&["7abcdefg"], dump);
+    assert!(!out.contains("4f37"), "{out}");
+    assert!(!out.contains("6162 6364 6566 67"), "{out}");
+    // Positive control: the same dump with another secret is left as it is.
+    assert_eq!(redact(&["zzzzzzzz"], dump), dump);
+}
