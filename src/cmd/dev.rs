@@ -198,24 +198,30 @@ async fn trust_demo(data_dir: &Path, admin: &Client) -> Result<DevTrust> {
     Ok(trust)
 }
 
-/// `dev.env` holds the admin token: readable by its owner only.
+/// `dev.env` holds the admin token: readable by its owner only. Written
+/// whole to a temporary file and renamed into place, so whoever waits for
+/// `dev.env` to appear (a script, the test kit) never reads half of it.
 fn write_env(path: &Path, url: &str, token: &str, ca: &Path, trust: &DevTrust) -> Result<()> {
-    let _ = std::fs::remove_file(path);
+    let text = format!(
+        "# written by `sealrun dev`: source it to use the CLI against the dev control plane\n\
+         export SEALRUN_URL='{url}'\nexport SEALRUN_TOKEN='{token}'\nexport SEALRUN_CA_CERT='{}'\n\
+         export SEALRUN_ADMIN_KEY_FILE='{}'\nexport SEALRUN_TRUST_FILE='{}'\n",
+        ca.display(),
+        trust.admin_key.display(),
+        trust.trust_file.display()
+    );
+    let tmp = path.with_extension("env.tmp");
+    let _ = std::fs::remove_file(&tmp);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    writeln!(
-        f,
-        "# written by `sealrun dev`: source it to use the CLI against the dev control plane\n\
-         export SEALRUN_URL='{url}'\nexport SEALRUN_TOKEN='{token}'\nexport SEALRUN_CA_CERT='{}'\n\
-         export SEALRUN_ADMIN_KEY_FILE='{}'\nexport SEALRUN_TRUST_FILE='{}'",
-        ca.display(),
-        trust.admin_key.display(),
-        trust.trust_file.display()
-    )?;
+        .open(&tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
 
