@@ -28,7 +28,7 @@ use futures_util::StreamExt as _;
 use sealrun_vault::TargetKeypair;
 use sealrun_wire::agent::{
     AgentSettings, Assignment, ChallengeRequest, Challenges, ConnectRequest, FinishRequest,
-    Heartbeat, PROOF_NAME, Proof, RegisterRequest, ServedTarget,
+    Heartbeat, Proof, RegisterRequest, ServedTarget,
 };
 use std::collections::HashMap;
 use std::future::Future;
@@ -197,11 +197,9 @@ pub async fn run(
 }
 
 /// The targets of `keys`, with their public keys, as the agent presents them.
-/// Proves possession of each target's private key: opens each challenge
-/// with the target's keypair, under [`PROOF_NAME`] only (so a "challenge"
-/// that is really one of the target's sealed secrets does not open, and no
-/// secret value is ever sent back). A challenge that does not open is left
-/// unanswered, and the control plane refuses the connect naming the target.
+/// Proves possession of each target's private key ([`Challenge::answer`]).
+/// A challenge that does not open is left unanswered, and the control plane
+/// refuses the connect naming the target.
 fn answer_challenges(
     keys: &HashMap<String, Arc<TargetKeypair>>,
     challenges: &Challenges,
@@ -211,12 +209,8 @@ fn answer_challenges(
         .iter()
         .filter_map(|c| {
             let keypair = keys.get(&c.target)?;
-            match sealrun_vault::open(keypair, PROOF_NAME, &c.target, &c.sealed) {
-                Ok(nonce) => Some(Proof {
-                    target: c.target.clone(),
-                    challenge_id: c.id.clone(),
-                    nonce: hex::encode(nonce.expose()),
-                }),
+            match c.answer(keypair) {
+                Ok(proof) => Some(proof),
                 Err(e) => {
                     tracing::warn!(target = %c.target, error = %e, "a connect challenge does not open with this target's key: not answered");
                     None
@@ -715,7 +709,7 @@ fn open_input(client: Arc<ControlPlane>, run_id: String) -> OpenInput {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use sealrun_wire::agent::Challenge;
+    use sealrun_wire::agent::{Challenge, PROOF_NAME};
 
     fn challenge(sealed: sealrun_vault::SealedSecret) -> Challenges {
         Challenges {

@@ -107,21 +107,13 @@ async fn start_agent(
         .json()
         .await
         .unwrap();
-    let challenge = &challenges.challenges[0];
-    let nonce = sealrun_vault::open(
-        key,
-        sealrun_wire::agent::PROOF_NAME,
-        "bench",
-        &challenge.sealed,
-    )
-    .unwrap();
+    let proof = challenges.challenges[0].answer(key).unwrap();
     let resp = http
         .post(format!("{}/v1/agent/connect", env.url))
         .bearer_auth(&token)
         .json(
             &json!({"version": "bench", "max_concurrency": 1, "targets": targets,
-                      "proofs": [{"target": "bench", "challenge_id": challenge.id,
-                                  "nonce": hex::encode(nonce.expose())}]}),
+                      "proofs": [proof]}),
         )
         .send()
         .await

@@ -10,8 +10,7 @@ use sealrun_control::{Attempt, AuditScope, Control, Member, OpenOptions, Setting
 use sealrun_vault::TargetKeypair;
 use sealrun_wire::admin::{Role, TargetSpec, TokenCreate};
 use sealrun_wire::agent::{
-    ChallengeRequest, ConnectRequest, FinishRequest, PROOF_NAME, Proof, RegisterRequest,
-    ServedTarget,
+    ChallengeRequest, ConnectRequest, FinishRequest, RegisterRequest, ServedTarget,
 };
 use sealrun_wire::audit::{AuditEntry, AuditVerification};
 use sealrun_wire::run::{RunRequest, RunStatus};
@@ -108,15 +107,7 @@ async fn busy_world() -> World {
     let proofs = challenges
         .challenges
         .iter()
-        .map(|c| Proof {
-            target: c.target.clone(),
-            challenge_id: c.id.clone(),
-            nonce: hex::encode(
-                sealrun_vault::open(&key, PROOF_NAME, &c.target, &c.sealed)
-                    .unwrap()
-                    .expose(),
-            ),
-        })
+        .map(|c| c.answer(&key).unwrap())
         .collect();
     control
         .connect_agent(

@@ -11,7 +11,7 @@ use sealrun_vault::TargetKeypair;
 use sealrun_wire::admin::TargetView;
 use sealrun_wire::agent::{
     AgentSettings, Assignment, ChallengeRequest, Challenges, ConnectRequest, FinishRequest,
-    HeartbeatAck, PROOF_NAME, Proof, Registered, ServedTarget,
+    HeartbeatAck, Proof, Registered, ServedTarget,
 };
 use sealrun_wire::log::{LogChunk, LogUploadAck, StreamKind};
 use sealrun_wire::run::RunStatus;
@@ -255,12 +255,7 @@ impl FakeAgent {
             .iter()
             .filter_map(|c| {
                 let (_, kp) = self.keys.iter().find(|(name, _)| *name == c.target)?;
-                let nonce = sealrun_vault::open(kp, PROOF_NAME, &c.target, &c.sealed).ok()?;
-                Some(Proof {
-                    target: c.target.clone(),
-                    challenge_id: c.id.clone(),
-                    nonce: hex::encode(nonce.expose()),
-                })
+                c.answer(kp).ok()
             })
             .collect()
     }

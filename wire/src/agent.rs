@@ -112,6 +112,24 @@ pub struct Challenge {
     pub sealed: SealedSecret,
 }
 
+impl Challenge {
+    /// The proof that `keypair` (the target's) opens this challenge: the
+    /// nonce, opened under [`PROOF_NAME`] and the target's name only, so a
+    /// "challenge" that is really one of the target's sealed secrets does
+    /// not open and no secret value is ever sent back.
+    pub fn answer(
+        &self,
+        keypair: &sealrun_vault::TargetKeypair,
+    ) -> Result<Proof, sealrun_vault::Error> {
+        let nonce = sealrun_vault::open(keypair, PROOF_NAME, &self.target, &self.sealed)?;
+        Ok(Proof {
+            target: self.target.clone(),
+            challenge_id: self.id.clone(),
+            nonce: hex::encode(nonce.expose()),
+        })
+    }
+}
+
 /// `POST /v1/agent/audit`: the links of the org's audit chain from entry
 /// `from_seq` on (inclusive), so the agent checks that the chain extends
 /// what it saw before (`crate::audit::witness`). `0`: only the last link
