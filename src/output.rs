@@ -285,6 +285,14 @@ fn emit(to_stdout: bool, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Unix milliseconds now (what [`time`] formats; what certificates and
+/// deadlines are compared with).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// Unix milliseconds as ISO-8601 UTC, `YYYY-MM-DDTHH:MM:SSZ`: the one rule
 /// for every time sealrun prints (tables, `runs show`, messages), so no time
 /// is ever shown without its zone. `--json` keeps the raw `*_ms` numbers.

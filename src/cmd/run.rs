@@ -4,7 +4,7 @@
 use super::seg;
 use crate::cli::RunArgs;
 use crate::client::{Client, Refused, Unreachable};
-use crate::output::{ChunkWriter, is_broken_pipe, outln, safe};
+use crate::output::{self, ChunkWriter, is_broken_pipe, outln, safe};
 use crate::signal::Interrupts;
 use anyhow::{Context as _, Result, anyhow, bail};
 use futures_util::StreamExt as _;
@@ -132,7 +132,7 @@ pub async fn run(a: RunArgs) -> Result<ExitCode> {
         let wait = created
             .expires_at_ms
             .map(|at| {
-                let secs = (at - now_ms()).max(0) / 1000;
+                let secs = (at - output::now_ms()).max(0) / 1000;
                 format!(" for up to {}m{:02}s", secs / 60, secs % 60)
             })
             .unwrap_or_default();
@@ -582,11 +582,4 @@ impl Drop for Spinner {
             task.abort();
         }
     }
-}
-
-/// Unix milliseconds now.
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

@@ -14,7 +14,7 @@
 use super::seg;
 use crate::cli::{KeysCommand, TrustCommand};
 use crate::client::Client;
-use crate::output::{outln, safe};
+use crate::output::{self, outln, safe};
 use crate::profile::Profiles;
 use anyhow::{Context as _, Result, bail};
 use sealrun_vault::{KeyId, PublicKey};
@@ -203,12 +203,6 @@ fn validity_ms(days: u32) -> i64 {
     i64::from(days) * 24 * 3600 * 1000
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 /// Signs, as `admin`, that `view`'s pinned key is target `view`'s in `org`,
 /// for `days`.
 pub fn certificate(
@@ -223,7 +217,7 @@ pub fn certificate(
             safe(&view.spec.name)
         );
     };
-    let now = now_ms();
+    let now = output::now_ms();
     Ok(admin.certify(TargetCertificate {
         org: org.to_owned(),
         target: view.spec.name.clone(),
@@ -314,7 +308,7 @@ pub async fn certified_key(client: &Client, target: &str) -> Result<(PublicKey, 
         );
     };
     signed
-        .verify(&trusted, &me.org, target, now_ms())
+        .verify(&trusted, &me.org, target, output::now_ms())
         .map_err(|e| {
             anyhow::anyhow!(
                 "refusing to seal to target {}'s key: {e} (nothing was sealed)",
