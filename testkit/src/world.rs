@@ -168,43 +168,16 @@ impl World<ServerProcess, AgentProcess> {
 
 /// Makes `server`'s CLIs ([`ControlPlane::cli`]: `HOME` is its data
 /// directory) trust a new admin key, and certifies `target`'s pinned key
-/// with it, as `sealrun keys init` and `sealrun target trust` would: so
-/// `sealrun secret set` seals to it. The key's file is `admin.key` in the
-/// same place the CLI looks for it.
+/// with it, through the real `sealrun keys init` and `sealrun target trust`
+/// (as `admin`): so `sealrun secret set` seals to it.
 pub async fn trust_target(server: &impl ControlPlane, admin: &Client, target: &str) {
-    use sealrun_wire::trust::{AdminSigningKey, TargetCertificate};
-    let config = server.data_dir().join(".config").join("sealrun");
-    std::fs::create_dir_all(&config).expect("the CLI's config directory");
-    let key = AdminSigningKey::generate();
-    std::fs::write(config.join("admin.key"), key.to_text().as_bytes()).expect("admin.key");
-    std::fs::write(
-        config.join("trust.toml"),
-        format!("admins = [\"{}\"]\n", key.public_key()),
-    )
-    .expect("trust.toml");
-    let me: sealrun_wire::admin::Whoami = admin.get("/v1/whoami").await.ok().parse();
     let view: TargetView = admin
         .get(&format!("/v1/targets/{target}"))
         .await
         .ok()
         .parse();
-    let pinned = view.public_key.expect("the target's key is pinned");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
-    let signed = key.certify(TargetCertificate {
-        org: me.org,
-        target: target.to_owned(),
-        public_key: pinned.key,
-        key_id: pinned.key_id.0,
-        issued_at_ms: now,
-        expires_at_ms: now + 24 * 3600 * 1000,
-    });
-    admin
-        .put(
-            &format!("/v1/targets/{target}/certificate"),
-            serde_json::to_value(&signed).expect("a certificate as JSON"),
-        )
-        .await
-        .ok();
+    let key_id = view.public_key.expect("the target's key is pinned").key_id.0;
+    let cli = server.cli(&admin.token);
+    cli.ok(&["keys", "init"]);
+    cli.ok(&["target", "trust", target, "--key-id", &key_id]);
 }
