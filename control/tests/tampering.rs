@@ -5,6 +5,9 @@
 //! the domain, as the HTTP API and Slack do.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::{AUDIT_COLUMNS, audit_entry};
 use rusqlite::Connection;
 use sealrun_control::{Attempt, AuditScope, Control, Member, OpenOptions, Settings, User};
 use sealrun_vault::TargetKeypair;
@@ -241,24 +244,7 @@ async fn an_edited_audit_row_is_detected() {
 async fn an_edited_row_with_its_hash_recomputed_is_detected_at_the_next_row() {
     let w = busy_world().await;
     let conn = db(&w);
-    let mut e: AuditEntry = conn
-        .query_row(
-            "SELECT seq, at_ms, actor, action, subject, detail, prev_hash, hash FROM audit WHERE seq = 10",
-            [],
-            |r| {
-                Ok(AuditEntry {
-                    seq: r.get(0)?,
-                    at_ms: r.get(1)?,
-                    actor: r.get(2)?,
-                    action: r.get(3)?,
-                    subject: r.get(4)?,
-                    detail: r.get(5)?,
-                    prev_hash: r.get(6)?,
-                    hash: r.get(7)?,
-                })
-            },
-        )
-        .unwrap();
+    let mut e = entry(&conn, 10);
     e.detail = "{}".into();
     e.hash = e.compute_hash();
     conn.execute(
@@ -328,20 +314,9 @@ async fn verify_full(w: &World) -> AuditVerification {
 
 fn entry(conn: &Connection, seq: u64) -> AuditEntry {
     conn.query_row(
-        "SELECT seq, at_ms, actor, action, subject, detail, prev_hash, hash FROM audit WHERE seq = ?1",
+        &format!("SELECT {AUDIT_COLUMNS} FROM audit WHERE seq = ?1"),
         [seq],
-        |r| {
-            Ok(AuditEntry {
-                seq: r.get(0)?,
-                at_ms: r.get(1)?,
-                actor: r.get(2)?,
-                action: r.get(3)?,
-                subject: r.get(4)?,
-                detail: r.get(5)?,
-                prev_hash: r.get(6)?,
-                hash: r.get(7)?,
-            })
-        },
+        audit_entry,
     )
     .unwrap()
 }

@@ -9,6 +9,9 @@
 //! current.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::{AUDIT_COLUMNS, audit_entry};
 use rusqlite::{Connection, params};
 use sealrun_testkit::{ControlPlane as _, ServerProcess, World, require_docker, text};
 use sealrun_wire::audit::{AuditEntry, AuditVerification};
@@ -34,23 +37,11 @@ fn rewrite_history(db: &Path, action: &str, subject: &str, from: &str, to: &str)
         )
         .unwrap();
     let mut entries: Vec<AuditEntry> = tx
-        .prepare(
-            "SELECT seq, at_ms, actor, action, subject, detail, prev_hash, hash FROM audit
-             WHERE org_id = ?1 AND seq >= ?2 ORDER BY seq",
-        )
+        .prepare(&format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit WHERE org_id = ?1 AND seq >= ?2 ORDER BY seq"
+        ))
         .unwrap()
-        .query_map(params![org, edited], |r| {
-            Ok(AuditEntry {
-                seq: r.get(0)?,
-                at_ms: r.get(1)?,
-                actor: r.get(2)?,
-                action: r.get(3)?,
-                subject: r.get(4)?,
-                detail: r.get(5)?,
-                prev_hash: r.get(6)?,
-                hash: r.get(7)?,
-            })
-        })
+        .query_map(params![org, edited], audit_entry)
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();

@@ -176,7 +176,11 @@ pub async fn trust_target(server: &impl ControlPlane, admin: &Client, target: &s
         .await
         .ok()
         .parse();
-    let key_id = view.public_key.expect("the target's key is pinned").key_id.0;
+    let key_id = view
+        .public_key
+        .expect("the target's key is pinned")
+        .key_id
+        .0;
     let cli = server.cli(&admin.token);
     cli.ok(&["keys", "init"]);
     cli.ok(&["target", "trust", target, "--key-id", &key_id]);
