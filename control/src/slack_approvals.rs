@@ -21,7 +21,6 @@ use crate::store;
 use sealrun_wire::approval::ApprovalView;
 use sealrun_wire::slack::{ApprovalsChannel, WorkspaceView};
 use serde_json::json;
-use std::sync::Arc;
 use zeroize::Zeroizing;
 
 /// How many approval messages one look at the outbox returns.
@@ -278,7 +277,6 @@ impl Control {
     /// or updated (submitted, decided, withdrawn). Wake-ups are a hint:
     /// expiry wakes nobody, so the adapter also looks every few seconds.
     pub async fn slack_approvals_changed(&self) {
-        let notify = Arc::clone(&self.slack_outbox);
-        notify.notified().await;
+        self.slack_outbox.notified().await;
     }
 }

@@ -30,7 +30,8 @@ pub(crate) async fn read(
     Ok((parts, body))
 }
 
-pub(crate) fn unix_now() -> i64 {
+/// Unix seconds now, as Slack stamps requests.
+fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))

@@ -111,7 +111,8 @@ pub(crate) async fn resume(state: SlackState) {
     }
 }
 
-fn unix_ms() -> i64 {
+/// Unix milliseconds now.
+pub(crate) fn unix_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
