@@ -316,7 +316,12 @@ impl Db {
         answer.await.map_err(|_| Error::shutting_down())?
     }
 
-    /// Runs `work` on a reader connection on the blocking pool.
+    /// Runs `work` on a reader connection on the blocking pool, inside one
+    /// read transaction: every statement `work` runs sees the same snapshot.
+    /// Without it each statement sees the latest commit, and a read made of
+    /// two statements can mix states; the agent's audit witness, reading the
+    /// head of the chain and then its links while a run appended to it, saw
+    /// a link past the head it was shown and took it for a broken history.
     pub(crate) async fn read<T, F>(&self, work: F) -> Result<T, Error>
     where
         T: Send + 'static,
@@ -332,7 +337,7 @@ impl Db {
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let conn = pool.take()?;
-            let result = work(&Tx::new(&conn));
+            let result = read_snapshot(&conn, work);
             pool.give_back(conn);
             result
         })
@@ -350,6 +355,21 @@ impl Db {
             }
         }
     }
+}
+
+/// Runs `work` in a deferred transaction on a reader connection. It takes
+/// its snapshot at the first statement and ends (rolled back: it wrote
+/// nothing) before the connection goes back to the pool, whatever `work`
+/// returned, so an idle reader never pins an old snapshot and keeps the WAL
+/// from being checkpointed.
+fn read_snapshot<T>(
+    conn: &Connection,
+    work: impl FnOnce(&Tx<'_>) -> Result<T, Error>,
+) -> Result<T, Error> {
+    let snapshot = conn.unchecked_transaction()?;
+    let result = work(&Tx::new(&snapshot));
+    snapshot.rollback()?;
+    result
 }
 
 struct ReaderPool {
@@ -722,6 +742,41 @@ mod tests {
         let copy = tempfile::tempdir().expect("a directory");
         std::fs::copy(dir.path().join(DB_FILE), copy.path().join(DB_FILE)).expect("a copy");
         assert!(orgs_in(&copy.path().join(DB_FILE)).is_empty());
+        db.close();
+    }
+
+    #[tokio::test]
+    async fn every_statement_of_one_read_sees_the_same_snapshot() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let db = open(dir.path(), &Settings::default());
+        add_org(&db, "first").await.expect("a durable write");
+        let count = |tx: &Tx<'_>| -> Result<i64, Error> {
+            Ok(tx
+                .conn
+                .query_row("SELECT COUNT(*) FROM orgs", [], |r| r.get(0))?)
+        };
+        // The read counts, lets a write commit, and counts again.
+        let (counted, wait_write) = std::sync::mpsc::channel::<()>();
+        let (written, wait_count) = std::sync::mpsc::channel::<()>();
+        let read = db.read(move |tx| {
+            let before = count(tx)?;
+            counted.send(()).expect("the test waits");
+            wait_count.recv().expect("the write is done");
+            Ok((before, count(tx)?))
+        });
+        let write = async {
+            tokio::task::spawn_blocking(move || wait_write.recv())
+                .await
+                .expect("a thread")
+                .expect("the first count");
+            add_org(&db, "during").await.expect("a durable write");
+            written.send(()).expect("the read waits");
+        };
+        let (read, ()) = tokio::join!(read, write);
+        let (before, after) = read.expect("a read");
+        assert_eq!((before, after), (1, 1));
+        // Positive control: the next read sees the write.
+        assert_eq!(db.read(count).await.expect("a read"), 2);
         db.close();
     }
 
