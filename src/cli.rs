@@ -138,7 +138,7 @@ Examples:
     /// Link a Slack workspace and its users, for the `/sealrun` slash command (admin)
     #[command(subcommand)]
     Slack(SlackCommand),
-    /// Your admin signing key, which certifies target keys (it never leaves this machine)
+    /// Your signing key: signs your runs and approvals; an admin's certifies targets and users
     #[command(subcommand)]
     Keys(KeysCommand),
     /// The admin keys this machine trusts to certify target keys
@@ -437,7 +437,7 @@ Examples:
         #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=3650))]
         days: u32,
         /// Your admin key file
-        #[arg(long, env = "SEALRUN_ADMIN_KEY_FILE")]
+        #[arg(long, env = "SEALRUN_SIGNING_KEY_FILE")]
         key_file: Option<PathBuf>,
         #[command(flatten)]
         client: ClientArgs,
@@ -1324,28 +1324,36 @@ mod tests {
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
-    /// Create your admin signing key on this machine (0600)
+    /// Create your signing key on this machine (0600)
     #[command(after_help = "\
-The key is written to admin.key next to the profile file (or --key-file, or
-$SEALRUN_ADMIN_KEY_FILE) and never leaves this machine; this machine trusts
-it at once. The public key is printed: give it to your team out of band (each
-runs `sealrun trust add <key>` after checking its fingerprint with you).
+The key is written to signing.key next to the profile file (or --key-file, or
+$SEALRUN_SIGNING_KEY_FILE) and never leaves this machine. It signs your runs
+and approvals, once an admin certified it (`sealrun user certify`); an
+admin's also certifies targets and users. The public key is printed.
+
+An admin passes --admin: this machine then trusts the key as an admin key at
+once. They give the public key to their team out of band: each runs
+`sealrun trust add <key>` after checking its fingerprint with them, and each
+agent lists it in its trust_file. Anyone else gives the key to an admin.
 
 Examples:
-  sealrun keys init
+  sealrun keys init --admin
   sealrun keys show")]
     Init {
         /// Where to write the key
-        #[arg(long, env = "SEALRUN_ADMIN_KEY_FILE")]
+        #[arg(long, env = "SEALRUN_SIGNING_KEY_FILE")]
         key_file: Option<PathBuf>,
+        /// You are an admin: trust the new key here as an admin key
+        #[arg(long)]
+        admin: bool,
     },
-    /// Print your admin public key and its fingerprint
+    /// Print your public signing key and its fingerprint
     #[command(after_help = "\
 Examples:
   sealrun keys show")]
     Show {
         /// The key file
-        #[arg(long, env = "SEALRUN_ADMIN_KEY_FILE")]
+        #[arg(long, env = "SEALRUN_SIGNING_KEY_FILE")]
         key_file: Option<PathBuf>,
     },
 }

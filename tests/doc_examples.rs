@@ -142,8 +142,8 @@ const EXEMPT: &[(&str, &str, &str)] = &[
     ),
     (
         "sealrun keys init --help",
-        "sealrun keys init",
-        "the dev made this machine's admin key already (dev.env names it); a second `init` refuses to replace it",
+        "sealrun keys init --admin",
+        "the dev made this machine's signing key already (dev.env names it); a second `init` refuses to replace it",
     ),
     (
         "sealrun trust remove --help",

@@ -14,7 +14,7 @@ use sealrun_wire::admin::{
     PublicKeyView, RekeyRequest, Rekeyed, SecretView, TargetSpec, TargetView,
 };
 use sealrun_wire::names;
-use sealrun_wire::trust::SignedCertificate;
+use sealrun_wire::trust::{Signed, TargetCertificate};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -406,22 +406,21 @@ impl Control {
             .await
     }
 
-    /// Stores an admin's certificate of target `name`'s key. The control
-    /// plane cannot tell whether the signer is trusted (clients decide that,
-    /// against the admin keys they pin); it refuses only what cannot be
-    /// right: a certificate for another org or target, for a key the target
-    /// is not pinned to, or whose signature does not verify with the key
-    /// it names. Audited as `target.certified`.
+    /// Stores an admin's certificate of target `name`'s key, spec and
+    /// policy. The control plane cannot tell whether the signer is trusted
+    /// (clients and agents decide that, against the admin keys they pin);
+    /// it refuses only what cannot be right: a certificate for another org
+    /// or target, for a key the target is not pinned to, for a spec other
+    /// than the target's now, or whose signature does not verify with the
+    /// key it names. Audited as `target.certified`.
     pub async fn certify_target(
         &self,
         user: &User,
         name: String,
-        signed: SignedCertificate,
+        signed: Signed<TargetCertificate>,
     ) -> Result<TargetView, Error> {
         user.require(Action::RekeyTargets)?;
-        let signer = signed
-            .check_signature()
-            .map_err(|e| Error::Invalid(e.to_string()))?;
+        let (certificate, signer) = signed.open().map_err(|e| Error::Invalid(e.to_string()))?;
         let json = serde_json::to_string(&signed)?;
         let user = user.clone();
         self.db
@@ -429,7 +428,7 @@ impl Control {
                 let org = store::approvals::org_name(tx, user.org_id)?;
                 let view = store::targets::view(tx, user.org_id, &name)?
                     .ok_or_else(|| no_such_target(&name))?;
-                let c = &signed.certificate;
+                let c = &certificate;
                 if c.org != org || c.target != name {
                     return Err(Error::Invalid(format!(
                         "this certificate is for target {} of org {}, not target {name} of org {org}",
@@ -445,6 +444,11 @@ impl Control {
                     return Err(Error::Conflict(format!(
                         "this certificate is for key {} but target {name} is pinned to key {}",
                         c.key_id, pinned.key_id.0
+                    )));
+                }
+                if c.spec != view.spec {
+                    return Err(Error::Conflict(format!(
+                        "this certificate is for another declaration of target {name} than its current one: it changed since; certify it again (sealrun target trust {name})"
                     )));
                 }
                 store::targets::set_certificate(tx, user.org_id, &name, &json)?;

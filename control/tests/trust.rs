@@ -12,7 +12,7 @@ use sealrun_testkit::{
 };
 use sealrun_vault::TargetKeypair;
 use sealrun_wire::admin::TargetView;
-use sealrun_wire::trust::{AdminSigningKey, TargetCertificate};
+use sealrun_wire::trust::{Signed, SigningKey, TargetCertificate};
 
 /// A control plane with target `db` served (its key pinned) by a fake
 /// agent, and an admin CLI.
@@ -61,7 +61,7 @@ async fn an_admin_certifies_the_pinned_key_from_the_cli_and_secret_set_then_seal
     let (server, _agent, cli) = world().await;
     let out = set_secret(&cli, "PW");
     assert!(!out.status.success(), "before any trust");
-    let public = cli.ok(&["keys", "init"]);
+    let public = cli.ok(&["keys", "init", "--admin"]);
     assert!(public.starts_with("ed25519:"), "{public}");
     let listed = cli.ok(&["trust", "list"]);
     assert!(
@@ -118,13 +118,15 @@ async fn a_certificate_forged_by_a_key_this_machine_does_not_trust_gets_nothing_
     let (server, _agent, cli) = world().await;
     trust_target(&server, &server.admin(), "db").await;
     let swapped = TargetKeypair::generate();
-    let forger = AdminSigningKey::generate();
-    let cert = |signer: &AdminSigningKey| {
-        signer.certify(TargetCertificate {
+    let forger = SigningKey::generate();
+    let view: TargetView = server.admin().get("/v1/targets/db").await.ok().parse();
+    let cert = |signer: &SigningKey| {
+        signer.sign(&TargetCertificate {
             org: "acme".into(),
             target: "db".into(),
             public_key: swapped.public_key().to_base64(),
             key_id: swapped.key_id().0,
+            spec: view.spec.clone(),
             issued_at_ms: 0,
             expires_at_ms: i64::MAX,
         })
@@ -138,7 +140,7 @@ async fn a_certificate_forged_by_a_key_this_machine_does_not_trust_gets_nothing_
     let out = set_secret(&cli, "PW");
     assert!(!out.status.success());
     assert!(
-        text(&out.stderr).contains("which this machine does not trust"),
+        text(&out.stderr).contains("which is not a trusted admin key here"),
         "{}",
         text(&out.stderr)
     );
@@ -170,17 +172,19 @@ async fn a_certificate_forged_by_a_key_this_machine_does_not_trust_gets_nothing_
 async fn the_control_plane_stores_only_a_certificate_that_could_be_right() {
     let (server, agent, _cli) = world().await;
     let admin = server.admin();
-    let key = AdminSigningKey::generate();
+    let key = SigningKey::generate();
     let pinned = &agent.keys[0].1;
+    let view: TargetView = admin.get("/v1/targets/db").await.ok().parse();
     let cert = |target: &str, public: &TargetKeypair| TargetCertificate {
         org: "acme".into(),
         target: target.into(),
         public_key: public.public_key().to_base64(),
         key_id: public.key_id().0,
+        spec: view.spec.clone(),
         issued_at_ms: 0,
         expires_at_ms: i64::MAX,
     };
-    let put = |signed: sealrun_wire::trust::SignedCertificate| {
+    let put = |signed: Signed<TargetCertificate>| {
         let admin = admin.clone();
         async move {
             admin
@@ -193,12 +197,18 @@ async fn the_control_plane_stores_only_a_certificate_that_could_be_right() {
     };
     // For a key the target is not pinned to: 409.
     let other = TargetKeypair::generate();
-    assert_eq!(put(key.certify(cert("db", &other))).await.status, 409);
+    assert_eq!(put(key.sign(&cert("db", &other))).await.status, 409);
     // For another target: 400.
-    assert_eq!(put(key.certify(cert("web", pinned))).await.status, 400);
+    assert_eq!(put(key.sign(&cert("web", pinned))).await.status, 400);
+    // For a declaration other than the target's now: 409.
+    let mut stale = cert("db", pinned);
+    stale.spec.timeout_secs += 1;
+    assert_eq!(put(key.sign(&stale)).await.status, 409);
     // Whose signature does not verify: 400.
-    let mut altered = key.certify(cert("db", pinned));
-    altered.certificate.expires_at_ms -= 1;
+    let mut altered = key.sign(&cert("db", pinned));
+    altered.payload = altered
+        .payload
+        .replace("\"expires_at_ms\":", "\"expires_at_ms\":1");
     assert_eq!(put(altered).await.status, 400);
     // By an operator: 403.
     let operator = admin
@@ -207,14 +217,12 @@ async fn the_control_plane_stores_only_a_certificate_that_could_be_right() {
     let refused = operator
         .put(
             "/v1/targets/db/certificate",
-            serde_json::to_value(key.certify(cert("db", pinned))).unwrap(),
+            serde_json::to_value(key.sign(&cert("db", pinned))).unwrap(),
         )
         .await;
     assert_eq!(refused.status, 403);
     // Positive control: the admin's certificate of the pinned key is stored.
-    let stored: TargetView = put(key.certify(cert("db", pinned))).await.ok().parse();
-    assert_eq!(
-        stored.certificate.unwrap().certificate.key_id,
-        pinned.key_id().0
-    );
+    let stored: TargetView = put(key.sign(&cert("db", pinned))).await.ok().parse();
+    let (certified, _) = stored.certificate.unwrap().open().unwrap();
+    assert_eq!(certified.key_id, pinned.key_id().0);
 }

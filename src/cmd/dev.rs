@@ -180,13 +180,13 @@ struct DevTrust {
 
 async fn trust_demo(data_dir: &Path, admin: &Client) -> Result<DevTrust> {
     let trust = DevTrust {
-        admin_key: data_dir.join("admin.key"),
+        admin_key: data_dir.join("signing.key"),
         trust_file: data_dir.join("trust.toml"),
     };
     let key = if trust.admin_key.exists() {
-        super::trust::load_admin_key(&trust.admin_key)?
+        super::trust::load_signing_key(&trust.admin_key)?
     } else {
-        super::trust::create_admin_key(&trust.admin_key)?
+        super::trust::create_signing_key(&trust.admin_key)?
     };
     super::trust::trust_key(&trust.trust_file, key.public_key())?;
     let me: Whoami = admin.get("/v1/whoami").await?;
@@ -205,7 +205,7 @@ fn write_env(path: &Path, url: &str, token: &str, ca: &Path, trust: &DevTrust) -
     let text = format!(
         "# written by `sealrun dev`: source it to use the CLI against the dev control plane\n\
          export SEALRUN_URL='{url}'\nexport SEALRUN_TOKEN='{token}'\nexport SEALRUN_CA_CERT='{}'\n\
-         export SEALRUN_ADMIN_KEY_FILE='{}'\nexport SEALRUN_TRUST_FILE='{}'\n",
+         export SEALRUN_SIGNING_KEY_FILE='{}'\nexport SEALRUN_TRUST_FILE='{}'\n",
         ca.display(),
         trust.admin_key.display(),
         trust.trust_file.display()

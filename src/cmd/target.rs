@@ -158,12 +158,12 @@ pub async fn run(cmd: TargetCommand) -> Result<()> {
             if json {
                 return output::json(&view);
             }
-            if let Some(c) = &view.certificate {
+            if let Some(Ok((c, _))) = view.certificate.as_ref().map(|c| c.open()) {
                 eprintln!(
-                    "target {} key {} certified until {}; `sealrun secret set` now seals to it",
+                    "target {} key {} and declaration certified until {}; `sealrun secret set` now seals to it, and agents that trust your key enforce its declaration and policy",
                     safe(&name),
-                    safe(&c.certificate.key_id),
-                    output::time(c.certificate.expires_at_ms)
+                    safe(&c.key_id),
+                    output::time(c.expires_at_ms)
                 );
             }
             Ok(())

@@ -2,8 +2,8 @@
 //! org's trust root, kept on people's machines, never on the control plane
 //! (see `sealrun_wire::trust`).
 //!
-//! - An admin's signing key: `admin.key` next to the profile file (or
-//!   `SEALRUN_ADMIN_KEY_FILE`), 0600, made by `sealrun keys init`.
+//! - An admin's signing key: `signing.key` next to the profile file (or
+//!   `SEALRUN_SIGNING_KEY_FILE`), 0600, made by `sealrun keys init`.
 //! - The admin keys this machine trusts: `trust.toml` next to the profile
 //!   file (or `SEALRUN_TRUST_FILE`), `admins = ["ed25519:..."]`, added by
 //!   `sealrun trust add` after checking the key out of band.
@@ -19,7 +19,7 @@ use crate::profile::Profiles;
 use anyhow::{Context as _, Result, bail};
 use sealrun_vault::{KeyId, PublicKey};
 use sealrun_wire::admin::{TargetView, Whoami};
-use sealrun_wire::trust::{AdminKey, AdminSigningKey, SignedCertificate, TargetCertificate};
+use sealrun_wire::trust::{Signed, SignerKey, SigningKey, TargetCertificate};
 use serde::{Deserialize, Serialize};
 use std::io::{IsTerminal as _, Write as _};
 use std::os::unix::fs::OpenOptionsExt as _;
@@ -32,12 +32,12 @@ fn config_dir() -> Result<PathBuf> {
         .context("cannot tell where sealrun keeps its files (no HOME)")
 }
 
-/// The admin key file: `flag`, else `SEALRUN_ADMIN_KEY_FILE` (clap reads
-/// it into the flag), else `admin.key` in the config directory.
-fn admin_key_path(flag: Option<PathBuf>) -> Result<PathBuf> {
+/// The admin key file: `flag`, else `SEALRUN_SIGNING_KEY_FILE` (clap reads
+/// it into the flag), else `signing.key` in the config directory.
+fn signing_key_path(flag: Option<PathBuf>) -> Result<PathBuf> {
     match flag {
         Some(p) => Ok(p),
-        None => Ok(config_dir()?.join("admin.key")),
+        None => Ok(config_dir()?.join("signing.key")),
     }
 }
 
@@ -59,7 +59,7 @@ struct TrustFile {
     admins: Vec<String>,
 }
 
-fn load_trust(path: &Path) -> Result<Vec<AdminKey>> {
+fn load_trust(path: &Path) -> Result<Vec<SignerKey>> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -68,11 +68,11 @@ fn load_trust(path: &Path) -> Result<Vec<AdminKey>> {
     let file: TrustFile = crate::config::parse(path, &text)?;
     file.admins
         .iter()
-        .map(|k| AdminKey::parse(k).with_context(|| format!("{}: {k}", path.display())))
+        .map(|k| SignerKey::parse(k).with_context(|| format!("{}: {k}", path.display())))
         .collect()
 }
 
-fn save_trust(path: &Path, keys: &[AdminKey]) -> Result<()> {
+fn save_trust(path: &Path, keys: &[SignerKey]) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
@@ -88,24 +88,24 @@ fn save_trust(path: &Path, keys: &[AdminKey]) -> Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// Reads the admin signing key at `path`.
-pub fn load_admin_key(path: &Path) -> Result<AdminSigningKey> {
+/// Reads the signing key at `path`.
+pub fn load_signing_key(path: &Path) -> Result<SigningKey> {
     let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).with_context(|| {
         format!(
-            "cannot read the admin signing key {} (make one with `sealrun keys init`)",
+            "cannot read your signing key {} (make one with `sealrun keys init`)",
             path.display()
         )
     })?);
-    AdminSigningKey::from_text(&text).with_context(|| format!("{}", path.display()))
+    SigningKey::from_text(&text).with_context(|| format!("{}", path.display()))
 }
 
-/// Writes a new admin signing key to `path` (0600; never over an existing
+/// Writes a new signing key to `path` (0600; never over an existing
 /// one).
-pub fn create_admin_key(path: &Path) -> Result<AdminSigningKey> {
+pub fn create_signing_key(path: &Path) -> Result<SigningKey> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let key = AdminSigningKey::generate();
+    let key = SigningKey::generate();
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -118,7 +118,7 @@ pub fn create_admin_key(path: &Path) -> Result<AdminSigningKey> {
 }
 
 /// Adds `key` to the trust file at `path` (once).
-pub fn trust_key(path: &Path, key: AdminKey) -> Result<bool> {
+pub fn trust_key(path: &Path, key: SignerKey) -> Result<bool> {
     let mut keys = load_trust(path)?;
     if keys.contains(&key) {
         return Ok(false);
@@ -130,29 +130,40 @@ pub fn trust_key(path: &Path, key: AdminKey) -> Result<bool> {
 
 pub async fn keys(cmd: KeysCommand) -> Result<()> {
     match cmd {
-        KeysCommand::Init { key_file } => {
-            let path = admin_key_path(key_file)?;
+        KeysCommand::Init { key_file, admin } => {
+            let path = signing_key_path(key_file)?;
             if path.exists() {
                 bail!(
-                    "{} already holds an admin key (`sealrun keys show` prints it); remove it first to make another",
+                    "{} already holds a signing key (`sealrun keys show` prints it); remove it first to make another",
                     path.display()
                 );
             }
-            let key = create_admin_key(&path)?;
+            let key = create_signing_key(&path)?;
             let public = key.public_key();
-            // This machine trusts its own admin's key.
-            trust_key(&trust_path()?, public)?;
+            if admin {
+                // This machine trusts its own admin's key.
+                trust_key(&trust_path()?, public)?;
+            }
             outln!("{public}")?;
-            eprintln!(
-                "admin key {} written to {} (keep it there; it never leaves this machine).\n\
-                 Give the public key above to your team out of band: each runs `sealrun trust add <key>`.",
-                public.fingerprint(),
-                path.display()
-            );
+            if admin {
+                eprintln!(
+                    "signing key {} written to {} and trusted here as an admin key (keep it there; it never leaves this machine).\n\
+                     Give the public key above to your team out of band: each runs `sealrun trust add <key>`; agents list it in their trust_file.",
+                    public.fingerprint(),
+                    path.display()
+                );
+            } else {
+                eprintln!(
+                    "signing key {} written to {} (keep it there; it never leaves this machine).\n\
+                     Give the public key above to an admin out of band: they run `sealrun user certify <you> --key <key>`.",
+                    public.fingerprint(),
+                    path.display()
+                );
+            }
             Ok(())
         }
         KeysCommand::Show { key_file } => {
-            let key = load_admin_key(&admin_key_path(key_file)?)?;
+            let key = load_signing_key(&signing_key_path(key_file)?)?;
             let public = key.public_key();
             outln!("{public}")?;
             eprintln!("fingerprint {}", public.fingerprint());
@@ -165,7 +176,7 @@ pub async fn trust(cmd: TrustCommand) -> Result<()> {
     let path = trust_path()?;
     match cmd {
         TrustCommand::Add { key } => {
-            let key = AdminKey::parse(&key)?;
+            let key = SignerKey::parse(&key)?;
             if trust_key(&path, key)? {
                 eprintln!(
                     "trusting admin key {} (in {})",
@@ -184,7 +195,7 @@ pub async fn trust(cmd: TrustCommand) -> Result<()> {
             Ok(())
         }
         TrustCommand::Remove { key } => {
-            let key = AdminKey::parse(&key)?;
+            let key = SignerKey::parse(&key)?;
             let mut keys = load_trust(&path)?;
             let before = keys.len();
             keys.retain(|k| *k != key);
@@ -203,14 +214,14 @@ fn validity_ms(days: u32) -> i64 {
     i64::from(days) * 24 * 3600 * 1000
 }
 
-/// Signs, as `admin`, that `view`'s pinned key is target `view`'s in `org`,
-/// for `days`.
+/// Signs, as `admin`, that `view`'s pinned key and declaration are target
+/// `view`'s in `org`, for `days`.
 pub fn certificate(
-    admin: &AdminSigningKey,
+    admin: &SigningKey,
     org: &str,
     view: &TargetView,
     days: u32,
-) -> Result<SignedCertificate> {
+) -> Result<Signed<TargetCertificate>> {
     let Some(key) = &view.public_key else {
         bail!(
             "target {} has no key yet: start an agent serving it first",
@@ -218,11 +229,12 @@ pub fn certificate(
         );
     };
     let now = output::now_ms();
-    Ok(admin.certify(TargetCertificate {
+    Ok(admin.sign(&TargetCertificate {
         org: org.to_owned(),
         target: view.spec.name.clone(),
         public_key: key.key.clone(),
         key_id: key.key_id.0.clone(),
+        spec: view.spec.clone(),
         issued_at_ms: now,
         expires_at_ms: now.saturating_add(validity_ms(days)),
     }))
@@ -236,7 +248,7 @@ pub async fn certify_target(
     days: u32,
     key_file: Option<PathBuf>,
 ) -> Result<TargetView> {
-    let admin = load_admin_key(&admin_key_path(key_file)?)?;
+    let admin = load_signing_key(&signing_key_path(key_file)?)?;
     let me: Whoami = client.get("/v1/whoami").await?;
     let view: TargetView = client.get(&format!("/v1/targets/{}", seg(name))).await?;
     let Some(pinned) = &view.public_key else {
@@ -307,15 +319,15 @@ pub async fn certified_key(client: &Client, target: &str) -> Result<(PublicKey, 
             safe(target)
         );
     };
-    signed
-        .verify(&trusted, &me.org, target, output::now_ms())
+    let c = signed
+        .verify(&trusted)
+        .and_then(|c| c.check(&me.org, target, output::now_ms()).map(|()| c))
         .map_err(|e| {
             anyhow::anyhow!(
                 "refusing to seal to target {}'s key: {e} (nothing was sealed)",
                 safe(target)
             )
         })?;
-    let c = &signed.certificate;
     if c.public_key != offered.key || c.key_id != offered.key_id.0 {
         bail!(
             "refusing to seal: the control plane offers key {} for target {}, but the admin certified key {} (nothing was sealed; if the target was re-keyed on purpose, an admin runs `sealrun target trust {}` again)",

@@ -64,7 +64,7 @@ impl DevProcess {
             token: var("SEALRUN_TOKEN"),
             ca_cert: PathBuf::from(var("SEALRUN_CA_CERT")),
             home: dir.path().to_owned(),
-            env: ["SEALRUN_ADMIN_KEY_FILE", "SEALRUN_TRUST_FILE"]
+            env: ["SEALRUN_SIGNING_KEY_FILE", "SEALRUN_TRUST_FILE"]
                 .into_iter()
                 .map(|name| (name.to_owned(), var(name)))
                 .collect(),

@@ -317,7 +317,7 @@ impl Cli {
             .env("SEALRUN_URL", &self.url)
             .env("SEALRUN_TOKEN", &self.token)
             .env("SEALRUN_CA_CERT", &self.ca_cert)
-            .env_remove("SEALRUN_ADMIN_KEY_FILE")
+            .env_remove("SEALRUN_SIGNING_KEY_FILE")
             .env_remove("SEALRUN_TRUST_FILE");
         c.envs(self.env.iter().map(|(k, v)| (k, v)));
         c

@@ -182,6 +182,6 @@ pub async fn trust_target(server: &impl ControlPlane, admin: &Client, target: &s
         .key_id
         .0;
     let cli = server.cli(&admin.token);
-    cli.ok(&["keys", "init"]);
+    cli.ok(&["keys", "init", "--admin"]);
     cli.ok(&["target", "trust", target, "--key-id", &key_id]);
 }

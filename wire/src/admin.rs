@@ -1,11 +1,10 @@
 //! Org administration: tokens, pools, targets, secrets and agents.
 
-use crate::agent::ResourceLimits;
-use crate::approval::ApprovalRule;
 use sealrun_vault::KeyId;
 use serde::{Deserialize, Serialize};
 
 pub use crate::role::Role;
+pub use crate::target::{TargetPolicy, TargetSpec};
 
 /// `GET /v1/whoami`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -167,110 +166,6 @@ pub struct EnrollmentTokenList {
     pub tokens: Vec<EnrollmentTokenView>,
 }
 
-/// A target as declared by an admin (`PUT /v1/targets/{name}`, or
-/// `sealrun target apply -f targets.toml`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TargetSpec {
-    /// Target name, unique in the org.
-    pub name: String,
-    /// Label of the private network the target lives in (informational).
-    #[serde(default)]
-    pub private_network: String,
-    /// Pool whose agents serve it.
-    #[serde(default = "TargetSpec::default_pool")]
-    pub pool: String,
-    /// Image used when a run names none.
-    pub image: String,
-    /// Other images a run may name with `--image` (`sealrun_wire::image`
-    /// says how entries match: exact references, digests, or repository
-    /// prefixes ending in `/*`). Empty: only `image`, which is always
-    /// allowed.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub allowed_images: Vec<String>,
-    /// Docker network to attach run containers to; absent means none.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub network: Option<String>,
-    /// Container limits.
-    #[serde(default)]
-    pub limits: ResourceLimits,
-    /// Default and maximum run timeout.
-    #[serde(default = "TargetSpec::default_timeout")]
-    pub timeout_secs: u64,
-    /// User to run as inside the container; absent means 65534:65534.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user: Option<String>,
-    /// What runs the target accepts beyond its image and limits: whether
-    /// ad-hoc commands are allowed, and which secrets only runbooks may use
-    /// (TOML `[target.policy]`). Absent: the permissive default.
-    #[serde(default, skip_serializing_if = "TargetPolicy::is_default")]
-    pub policy: TargetPolicy,
-}
-
-/// A target's run policy (`[target.policy]` in `targets.toml`).
-///
-/// Runbooks (named, reviewed command templates) are always allowed; the
-/// policy limits *ad-hoc* runs, whose argv the submitter writes.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TargetPolicy {
-    /// Whether ad-hoc commands (a submitted argv) are allowed at all.
-    /// Default `true`.
-    #[serde(default = "TargetPolicy::default_ad_hoc")]
-    pub ad_hoc: bool,
-    /// Secrets an ad-hoc command may not reference: only a runbook that
-    /// names them injects them. Each a valid environment variable name.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub runbook_only_secrets: Vec<String>,
-    /// Which runs need approval, how many, from whom (TOML
-    /// `[targets.policy.approval]`). Absent: none do.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub approval: Option<ApprovalRule>,
-}
-
-impl Default for TargetPolicy {
-    fn default() -> Self {
-        TargetPolicy {
-            ad_hoc: true,
-            runbook_only_secrets: Vec::new(),
-            approval: None,
-        }
-    }
-}
-
-impl TargetPolicy {
-    fn default_ad_hoc() -> bool {
-        true
-    }
-
-    /// Whether it is the default policy (left out of a target's JSON, so
-    /// specs stored before policies existed compare equal to re-applied ones).
-    pub fn is_default(&self) -> bool {
-        *self == TargetPolicy::default()
-    }
-
-    /// Whether an ad-hoc command may reference secret `name`.
-    pub fn ad_hoc_may_use(&self, name: &str) -> bool {
-        !self.runbook_only_secrets.iter().any(|s| s == name)
-    }
-}
-
-impl TargetSpec {
-    /// Every image a run of this target may use: its own `image`, then its
-    /// `allowed_images` ([`crate::image::effective`]).
-    pub fn effective_images(&self) -> Vec<String> {
-        crate::image::effective(&self.image, &self.allowed_images)
-    }
-
-    /// The pool targets belong to unless they name one.
-    pub fn default_pool() -> String {
-        "default".to_owned()
-    }
-    fn default_timeout() -> u64 {
-        3600
-    }
-}
-
 /// A target's public key (`GET /v1/targets/{name}/public-key`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PublicKeyView {
@@ -298,7 +193,7 @@ pub struct TargetView {
     /// which `sealrun secret set` checks against the admin keys its user
     /// trusts before it seals anything to `public_key`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub certificate: Option<crate::trust::SignedCertificate>,
+    pub certificate: Option<crate::trust::Signed<crate::trust::TargetCertificate>>,
     /// Unix milliseconds.
     pub updated_at_ms: i64,
 }

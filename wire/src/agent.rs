@@ -14,6 +14,7 @@
 //! ```
 
 use crate::run::{Redactions, RunStatus};
+pub use crate::target::{LimitError, ResourceLimits};
 use sealrun_vault::SealedSecret;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -197,109 +198,6 @@ pub struct PollRequest {
     /// lease lapses; after an answer, the next poll takes a new id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub poll_id: Option<String>,
-}
-
-/// Resource limits applied to a run's container.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ResourceLimits {
-    /// Memory limit in MiB (swap is disabled).
-    #[serde(default = "ResourceLimits::default_memory_mb")]
-    pub memory_mb: u64,
-    /// CPU quota in thousandths of a CPU (1000 = one core).
-    #[serde(default = "ResourceLimits::default_millicpus")]
-    pub millicpus: u64,
-    /// Maximum number of processes.
-    #[serde(default = "ResourceLimits::default_pids")]
-    pub pids: u64,
-}
-
-impl ResourceLimits {
-    fn default_memory_mb() -> u64 {
-        512
-    }
-    fn default_millicpus() -> u64 {
-        1000
-    }
-    fn default_pids() -> u64 {
-        128
-    }
-}
-
-impl Default for ResourceLimits {
-    fn default() -> Self {
-        ResourceLimits {
-            memory_mb: Self::default_memory_mb(),
-            millicpus: Self::default_millicpus(),
-            pids: Self::default_pids(),
-        }
-    }
-}
-
-/// A limit outside what the container engine honours.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("limits.{limit} {value} is out of range: the accepted range is {min} to {max} ({why})")]
-pub struct LimitError {
-    /// `memory_mb`, `millicpus` or `pids`.
-    pub limit: &'static str,
-    /// The value given.
-    pub value: u64,
-    /// Smallest accepted value.
-    pub min: u64,
-    /// Largest accepted value.
-    pub max: u64,
-    /// Where the range comes from.
-    pub why: &'static str,
-}
-
-impl ResourceLimits {
-    /// Accepted `memory_mb`: Docker's minimum of 6 MiB, up to 4 TiB.
-    pub const MEMORY_MB: (u64, u64) = (6, 4 * 1024 * 1024);
-    /// Accepted `millicpus`: Docker's minimum of 0.01 CPU, up to 512 CPUs. An
-    /// engine also refuses more than its host's CPUs, which the agent checks
-    /// against its own engine before it creates a container.
-    pub const MILLICPUS: (u64, u64) = (10, 512_000);
-    /// Accepted `pids`: the shim and the command need two, and the kernel
-    /// counts at most 4,194,304 (`PID_MAX_LIMIT`).
-    pub const PIDS: (u64, u64) = (2, 4_194_304);
-
-    /// Checks every limit against what the container engine honours (a value
-    /// it refuses would fail every run of the target; 0 it reads as
-    /// "unlimited"). The message names the limit and the accepted range.
-    pub fn check(&self) -> Result<(), LimitError> {
-        let ranges = [
-            (
-                "memory_mb",
-                self.memory_mb,
-                Self::MEMORY_MB,
-                "MiB; Docker refuses less than 6",
-            ),
-            (
-                "millicpus",
-                self.millicpus,
-                Self::MILLICPUS,
-                "thousandths of a CPU: 0.01 to 512 CPUs, and at most the CPUs of the agent's host",
-            ),
-            (
-                "pids",
-                self.pids,
-                Self::PIDS,
-                "processes: the init shim and the command need 2; the kernel counts at most 4194304",
-            ),
-        ];
-        for (limit, value, (min, max), why) in ranges {
-            if !(min..=max).contains(&value) {
-                return Err(LimitError {
-                    limit,
-                    value,
-                    min,
-                    max,
-                    why,
-                });
-            }
-        }
-        Ok(())
-    }
 }
 
 /// A secret a run references, still sealed to the target's key.

@@ -36,6 +36,7 @@ pub mod admin;
 pub mod agent;
 pub mod approval;
 pub mod audit;
+pub mod authority;
 pub mod bytes;
 pub mod error;
 pub mod image;
@@ -47,6 +48,7 @@ pub mod run;
 pub mod runbook;
 pub mod shell;
 pub mod slack;
+pub mod target;
 pub mod text;
 pub mod trust;
 

@@ -14,7 +14,7 @@ use sealrun_wire::admin::{
     PublicKeyView, RekeyRequest, Rekeyed, SecretList, SecretView, TargetList, TargetSpec,
     TargetSpecs, TargetView,
 };
-use sealrun_wire::trust::SignedCertificate;
+use sealrun_wire::trust::{Signed, TargetCertificate};
 
 fn status(written: Written) -> StatusCode {
     match written {
@@ -83,7 +83,7 @@ pub(crate) async fn certify(
     State(state): State<AppState>,
     Caller(user): Caller<User>,
     Segments(name): Segments<String>,
-    JsonBody(signed): JsonBody<SignedCertificate>,
+    JsonBody(signed): JsonBody<Signed<TargetCertificate>>,
 ) -> Result<Json<TargetView>, ApiError> {
     Ok(Json(
         state.control.certify_target(&user, name, signed).await?,

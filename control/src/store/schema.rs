@@ -490,10 +490,25 @@ CREATE INDEX agent_challenges_by_expiry ON agent_challenges (expires_ms);
 "#,
     // 15: target-key certificates (issue 16): an admin's signature, made on
     // their machine, that a target's key is that target's
-    // (`sealrun_wire::trust::SignedCertificate`, JSON). Stored and relayed,
+    // (`sealrun_wire::trust::Signed<TargetCertificate>`, JSON). Stored and relayed,
     // never trusted here: clients check it against the admin keys they pin.
     r#"
 ALTER TABLE targets ADD COLUMN certificate TEXT;
+"#,
+    // 16: signed runs (issue 16). A user's certificate (an admin's
+    // signature over their signing key, role and groups); a run's intent as
+    // its submitter signed it, with the submitter's certificate as it was
+    // then; an approval's signed statement with its approver's certificate.
+    // All stored and relayed to the agent, which checks them; never trusted
+    // here. Target certificates now also certify the target's spec and
+    // policy (`sealrun_wire::trust::TargetCertificate`): those of migration
+    // 15 no longer parse and are dropped (`sealrun target trust` again).
+    r#"
+ALTER TABLE users ADD COLUMN certificate TEXT;
+ALTER TABLE runs ADD COLUMN signed_intent TEXT;
+ALTER TABLE runs ADD COLUMN submitter_certificate TEXT;
+ALTER TABLE approvals ADD COLUMN signed TEXT;
+UPDATE targets SET certificate = NULL;
 "#,
 ];
 
