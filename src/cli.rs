@@ -349,6 +349,12 @@ pub struct AgentArgs {
     /// /usr/local/lib/sealrun/, /usr/lib/sealrun/)
     #[arg(long, env = "SEALRUN_AGENT_INIT")]
     pub init_binary: Option<PathBuf>,
+    /// The admin keys this agent trusts (TOML: admins = ["ed25519:..."], as
+    /// `sealrun trust add` writes): it then runs only runs signed by users
+    /// they certified, within the targets' certified policy. Without it the
+    /// agent runs whatever the control plane hands it
+    #[arg(long, env = "SEALRUN_AGENT_TRUST_FILE")]
+    pub trust_file: Option<PathBuf>,
     /// Print the key id of each served target's key and exit (creating a
     /// missing key as the agent would): what `sealrun target rekey --key-id`
     /// takes. Dials nothing; refused while an agent uses the state directory
@@ -1096,6 +1102,30 @@ Examples:
     Disable {
         /// The user's name
         name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Certify a user's signing key, role and groups with your admin key
+    #[command(after_help = "\
+The user makes their key with `sealrun keys init` and gives you the public key
+out of band; compare its fingerprint with them. You sign (org, user, role,
+groups, key, expiry) on this machine: their runs and approvals count with
+agents that trust your key. Certify again after changing their role or groups.
+
+Examples:
+  sealrun user certify dave --key ed25519:AAAA... --days 90")]
+    Certify {
+        /// The user's name
+        name: String,
+        /// Their public signing key, as `sealrun keys show` prints it
+        #[arg(long)]
+        key: String,
+        /// How long the certificate is valid
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+        /// Your admin signing key
+        #[arg(long, env = "SEALRUN_SIGNING_KEY_FILE")]
+        key_file: Option<PathBuf>,
         #[command(flatten)]
         client: ClientArgs,
     },

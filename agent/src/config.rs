@@ -62,6 +62,10 @@ pub struct AgentConfig {
     /// (`../lib/sealrun/sealrun-init` from the executable's directory, then
     /// [`crate::init::SEARCH_PATHS`]). The agent refuses to start without a usable one.
     pub init_binary: Option<PathBuf>,
+    /// The admin public keys this agent trusts (its trust file): with them,
+    /// it runs only runs whose signatures they back ([`crate::gate`]);
+    /// `None` runs what the control plane hands out (and says so at start).
+    pub trusted_admins: Option<Vec<sealrun_wire::trust::SignerKey>>,
 }
 
 impl std::fmt::Debug for AgentConfig {
@@ -81,6 +85,7 @@ impl std::fmt::Debug for AgentConfig {
             .field("shutdown_grace", &self.shutdown_grace)
             .field("max_run_timeout", &self.max_run_timeout)
             .field("init_binary", &self.init_binary)
+            .field("trusted_admins", &self.trusted_admins)
             .finish()
     }
 }
@@ -107,6 +112,7 @@ impl AgentConfig {
             shutdown_grace: defaults::SHUTDOWN_GRACE,
             max_run_timeout: None,
             init_binary: None,
+            trusted_admins: None,
         }
     }
 
@@ -131,6 +137,11 @@ impl AgentConfig {
         }
         if self.concurrency == 0 {
             return bad("concurrency must be at least 1".into());
+        }
+        if self.trusted_admins.as_ref().is_some_and(Vec::is_empty) {
+            return bad(
+                "the trust file lists no admin key: the agent would refuse every run".into(),
+            );
         }
         Ok(())
     }

@@ -20,6 +20,7 @@ use crate::control::{RunControl, Stop, is_abandoned};
 use crate::docker::DockerRuntime;
 use crate::error::Error;
 use crate::executor::{Job, OpenInput, Outcome, execute};
+use crate::gate::Gate;
 use crate::runtime::Runtime;
 use crate::state::{Identity, StateDir};
 use crate::upload::ControlPlaneSink;
@@ -170,6 +171,18 @@ pub async fn run(
         })?,
     };
     tracing::info!(agent = %agent_id, targets = keys.len(), concurrency = config.concurrency, "connected");
+    match &config.trusted_admins {
+        Some(keys) => {
+            let admins: Vec<String> = keys.iter().map(|k| k.fingerprint()).collect();
+            tracing::info!(
+                ?admins,
+                "runs must be signed by users these admins certified"
+            );
+        }
+        None => tracing::warn!(
+            "no trust file: this agent runs whatever the control plane hands it, unsigned runs included; set trust_file to the admins' keys so that a compromised control plane cannot run commands here"
+        ),
+    }
 
     Supervisor {
         runtime,
@@ -191,9 +204,20 @@ pub async fn run(
         slots: Arc::new(Semaphore::new(config.concurrency as usize)),
         tasks: JoinSet::new(),
         witness: Witness::load(state.clone())?,
+        gate: match config.trusted_admins.clone() {
+            Some(trusted) => Some(Gate::load(trusted, state.clone(), now_ms())?),
+            None => None,
+        },
     }
     .run(stopping)
     .await
+}
+
+/// Unix milliseconds now.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// The targets of `keys`, with their public keys, as the agent presents them.
@@ -326,6 +350,8 @@ struct Supervisor<R: Runtime> {
     tasks: JoinSet<()>,
     /// What the agent saw of the org's audit history.
     witness: Witness,
+    /// Checks each run's signatures, with a trust file; `None` without.
+    gate: Option<Gate>,
 }
 
 impl<R: Runtime> Supervisor<R> {
@@ -427,7 +453,10 @@ impl<R: Runtime> Supervisor<R> {
                     // held: checked again before anything of the run is
                     // opened or created.
                     match self.check_before_run().await {
-                        Ok(()) => self.spawn_run(assignment, permit, None),
+                        Ok(()) => {
+                            let refusal = self.gate_refusal(&assignment);
+                            self.spawn_run(assignment, permit, refusal);
+                        }
                         Err(CheckError::Rewritten(e)) => {
                             tracing::error!(run = %assignment.run_id, error = %e, "the control plane's audit history was rewritten: refusing this run and all work");
                             let why =
@@ -462,6 +491,19 @@ impl<R: Runtime> Supervisor<R> {
                         source,
                     });
                 }
+            }
+        }
+    }
+
+    /// Why the gate refuses `assignment`, if it does (no gate: none).
+    fn gate_refusal(&mut self, assignment: &Assignment) -> Option<String> {
+        let gate = self.gate.as_mut()?;
+        let keypair = self.keys.get(&assignment.target)?;
+        match gate.admit(assignment, keypair, now_ms()) {
+            Ok(()) => None,
+            Err(e) => {
+                tracing::error!(run = %assignment.run_id, error = %e, "refusing the run: its signatures do not authorize it");
+                Some(format!("refused by agent: {e}"))
             }
         }
     }

@@ -619,6 +619,7 @@ mod tests {
                 network: None,
                 user: None,
                 stdin: false,
+                authority: None,
             },
             agent_id: "a".into(),
             keypair: Arc::new(TargetKeypair::generate()),
@@ -647,6 +648,7 @@ mod tests {
             network: None,
             user: None,
             stdin: false,
+            authority: None,
         }
     }
 

@@ -66,6 +66,7 @@ pub mod defaults;
 pub mod docker;
 mod error;
 pub mod executor;
+pub mod gate;
 pub mod https;
 pub mod image;
 pub mod init;

@@ -26,6 +26,9 @@ use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 pub const IDENTITY_FILE: &str = "agent.json";
 /// File (in the state directory) holding the audit link the agent saw last.
 pub const AUDIT_HEAD_FILE: &str = "audit-head.json";
+/// File (in the state directory) of the signed runs' nonces the agent ran,
+/// one `<expires_ms> <nonce>` line each, appended before the run starts.
+pub const NONCES_FILE: &str = "run-nonces";
 
 /// Problems with the state directory.
 #[derive(Debug, thiserror::Error)]
@@ -198,6 +201,55 @@ impl StateDir {
             message: e.to_string(),
         })?;
         self.write_file(AUDIT_HEAD_FILE, &json)
+    }
+
+    /// The nonces of signed runs this agent started that are still
+    /// unexpired at `now_ms` (with their expiry), and rewrites the file with
+    /// only those.
+    pub fn load_nonces(
+        &self,
+        now_ms: i64,
+    ) -> Result<std::collections::HashMap<String, i64>, StateError> {
+        let path = self.root.join(NONCES_FILE);
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(io_error(&path)(e)),
+        };
+        let mut live = std::collections::HashMap::new();
+        for line in text.lines() {
+            let parsed = line
+                .split_once(' ')
+                .and_then(|(at, nonce)| Some((at.parse::<i64>().ok()?, nonce)));
+            // A torn last line (a crash mid-append) names no run that started:
+            // the run starts only once its line is synced.
+            if let Some((expires, nonce)) = parsed {
+                if expires >= now_ms {
+                    live.insert(nonce.to_owned(), expires);
+                }
+            }
+        }
+        let mut kept = String::new();
+        for (nonce, expires) in &live {
+            kept.push_str(&format!("{expires} {nonce}\n"));
+        }
+        self.write_file(NONCES_FILE, kept.as_bytes())?;
+        Ok(live)
+    }
+
+    /// Appends `nonce` (counting until `expires_ms`) and syncs it, before
+    /// its run starts: after a crash the agent still refuses it.
+    pub fn append_nonce(&self, nonce: &str, expires_ms: i64) -> Result<(), StateError> {
+        let path = self.root.join(NONCES_FILE);
+        let mut file = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io_error(&path))?;
+        file.write_all(format!("{expires_ms} {nonce}\n").as_bytes())
+            .and_then(|()| file.sync_data())
+            .map_err(io_error(&path))
     }
 
     /// Writes `bytes` to `name` atomically: to a temporary file created

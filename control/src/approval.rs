@@ -22,7 +22,9 @@ use sealrun_wire::admin::Role;
 use sealrun_wire::approval::{
     APPROVAL_EXPIRED, ApprovalRule, ApprovalView, BreakGlass, RunSpec, RunbookRef,
 };
+use sealrun_wire::authority::ApprovalStatement;
 use sealrun_wire::run::{ApprovalProgress, RunStatus};
+use sealrun_wire::trust::Signed;
 use serde_json::json;
 
 /// Longest comment or rejection reason (characters).
@@ -58,6 +60,9 @@ pub(crate) struct Submission<'a> {
     pub(crate) run_id: &'a str,
     /// Everything its digest covers, but the org's name (read here).
     pub(crate) spec: RunSpec,
+    /// The digest of its signed intent, if its submitter signed it: then
+    /// approvals bind that instead of the spec's.
+    pub(crate) signed_digest: Option<&'a str>,
     /// The target's rule, if it has one.
     pub(crate) target_rule: Option<&'a ApprovalRule>,
     /// The runbook's own rule, if the run calls a runbook that has one
@@ -83,7 +88,9 @@ pub(crate) struct Admitted {
 /// one with a blank reason, or one for a run that needs no approval.
 pub(crate) fn admit(tx: &Tx<'_>, mut s: Submission<'_>) -> Result<Admitted, Error> {
     s.spec.org = store::approvals::org_name(tx, s.org_id)?;
-    let digest = s.spec.digest();
+    let digest = s
+        .signed_digest
+        .map_or_else(|| s.spec.digest(), str::to_owned);
     store::approvals::set_spec(tx, s.run_id, &digest, s.spec.submitter_user_id)?;
     let runbook = s.spec.runbook.as_ref().map(|r| r.name.as_str());
     let rule = s.runbook_rule.or(s.target_rule);
@@ -222,6 +229,9 @@ pub(crate) fn view(tx: &Tx<'_>, org_id: i64, run_id: &str) -> Result<ApprovalVie
             reason,
             review_required: true,
         }),
+        signed: store::runs::signed(tx, run_id)?
+            .map(|(intent, _)| serde_json::from_str(&intent))
+            .transpose()?,
     })
 }
 
@@ -257,6 +267,8 @@ pub(crate) enum Asked<'a> {
     Approve {
         digest: &'a str,
         comment: Option<&'a str>,
+        /// Its signed form (required for a signed run).
+        signed: Option<&'a Signed<ApprovalStatement>>,
     },
     /// Reject, for this reason.
     Reject { reason: &'a str },
@@ -331,13 +343,28 @@ pub(crate) fn decide(
     let user = store::users::name(tx, who.user_id)?.unwrap_or_else(|| who.actor.to_owned());
     let mut released = None;
     match asked {
-        Asked::Approve { digest, comment } => {
+        Asked::Approve {
+            digest,
+            comment,
+            signed,
+        } => {
             if digest != current.digest {
                 return Err(Error::Conflict(format!(
                     "digest {digest} is not the digest of run {run_id}'s spec ({}): the spec you were shown is not the one submitted; look again with `sealrun approvals show {run_id}`",
                     current.digest
                 )));
             }
+            let signed = match &current.signed {
+                Some(_) => Some(crate::signing::check_approval(
+                    tx,
+                    who.org_id,
+                    who.user_id,
+                    &user,
+                    digest,
+                    signed,
+                )?),
+                None => None,
+            };
             let comment = comment.map(|c| check_text("a comment", c)).transpose()?;
             let recorded = store::approvals::insert_decision(
                 tx,
@@ -356,6 +383,9 @@ pub(crate) fn decide(
                 return Err(Error::Conflict(format!(
                     "you already approved run {run_id}; each person counts once"
                 )));
+            }
+            if let Some(signed) = &signed {
+                store::approvals::set_signed(tx, run_id, who.user_id, signed)?;
             }
             let count = current.approvals.len() + 1;
             let complete = count >= current.required as usize;

@@ -92,6 +92,7 @@ impl Control {
                 let asked = Asked::Approve {
                     digest: &req.digest,
                     comment: req.comment.as_deref(),
+                    signed: req.signed.as_ref(),
                 };
                 approval::decide(tx, &approver(&who), &run_id, asked, now_ms())
             })

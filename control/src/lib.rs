@@ -97,6 +97,7 @@ mod runbooks;
 mod runs;
 mod service;
 mod settings;
+mod signing;
 mod slack;
 mod slack_approvals;
 mod slack_keys;

@@ -15,6 +15,7 @@ use crate::store::{self, Tx, now_ms};
 use sealrun_wire::admin::Role;
 use sealrun_wire::names;
 use sealrun_wire::people::{GroupCreate, GroupView, UserCreate, UserDisabled, UserView};
+use sealrun_wire::trust::{Signed, SignerKey, UserCertificate};
 use serde_json::json;
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -105,6 +106,8 @@ impl Control {
                     tokens: 0,
                     created_at_ms: now,
                     disabled_at_ms: None,
+                    groups: Vec::new(),
+                    certificate: None,
                 })
             })
             .await
@@ -168,6 +171,75 @@ impl Control {
                 // re-check their token and find it revoked.
                 move |_| cache.invalidate(),
             )
+            .await
+    }
+
+    /// Stores an admin's certificate of user `name`'s signing key, role and
+    /// groups (made on the admin's machine: `sealrun user certify`). The
+    /// control plane cannot tell whether the signer is trusted (agents
+    /// decide, against the admin keys in their trust file); it refuses what
+    /// cannot be right: a certificate for another org or user, whose
+    /// signature does not verify with the key it names, or whose role or
+    /// groups are not the user's now. Audited as `user.certified`.
+    pub async fn certify_user(
+        &self,
+        user: &User,
+        name: String,
+        signed: Signed<UserCertificate>,
+    ) -> Result<UserView, Error> {
+        user.require(Action::ManageUsers)?;
+        let (c, signer) = signed.open().map_err(invalid)?;
+        let json = serde_json::to_string(&signed)?;
+        let user = user.clone();
+        self.db
+            .write(move |tx| {
+                let now = now_ms();
+                let org = store::approvals::org_name(tx, user.org_id)?;
+                if c.org != org || c.user != name {
+                    return Err(Error::Invalid(format!(
+                        "this certificate is for user {} of org {}, not user {name} of org {org}",
+                        c.user, c.org
+                    )));
+                }
+                let row = store::users::by_name(tx, user.org_id, &name)?
+                    .ok_or_else(|| Error::not_found(Object::User, name.clone()))?;
+                if row.disabled_ms.is_some() {
+                    return Err(Error::Conflict(format!("user {name:?} is disabled")));
+                }
+                let groups = store::users::groups_of(tx, row.id)?;
+                let mut certified = c.groups.clone();
+                certified.sort();
+                if c.role != row.role || certified != groups {
+                    return Err(Error::Conflict(format!(
+                        "this certificate says role {} and groups [{}], but user {name} has role {} and groups [{}] now: certify it again",
+                        c.role,
+                        c.groups.join(", "),
+                        row.role,
+                        groups.join(", ")
+                    )));
+                }
+                let key = SignerKey::parse(&c.public_key).map_err(invalid)?;
+                store::users::set_certificate(tx, row.id, &json)?;
+                store::audit::append(
+                    tx,
+                    user.org_id,
+                    &user.actor(),
+                    "user.certified",
+                    &user_subject(&name),
+                    json!({
+                        "key": key.fingerprint(),
+                        "role": c.role.as_str(),
+                        "groups": c.groups,
+                        "signer": signer.fingerprint(),
+                        "expires_at_ms": c.expires_at_ms,
+                        "user": user.user,
+                    }),
+                )?;
+                store::users::list(tx, user.org_id, now)?
+                    .into_iter()
+                    .find(|u| u.name == name)
+                    .ok_or_else(|| Error::not_found(Object::User, name.clone()))
+            })
             .await
     }
 

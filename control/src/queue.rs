@@ -277,6 +277,31 @@ pub(crate) fn submit(
     let id = format!("run_{}", crate::token::random_hex(8));
     let image = req.image.clone().unwrap_or_else(|| spec.image.clone());
     let now = now_ms();
+    let signed = match &req.signed {
+        Some(_) if rendered.is_some() => {
+            return Err(Error::Invalid(
+                "runbook runs are not signed yet: submit the runbook run without a signature (agents that enforce signatures refuse it)".into(),
+            ));
+        }
+        Some(signed) => Some(crate::signing::check_intent(
+            tx,
+            signed,
+            &crate::signing::Queued {
+                org_id: who.org_id,
+                user_id: who.user_id,
+                target: &req.target,
+                argv: &req.argv,
+                env: &req.env,
+                secrets: &req.secrets,
+                image: &image,
+                timeout_secs: timeout,
+                stdin: req.stdin,
+                break_glass,
+            },
+            now,
+        )?),
+        None => None,
+    };
     store::runs::insert(
         tx,
         &store::runs::NewRun {
@@ -297,6 +322,9 @@ pub(crate) fn submit(
     )?;
     if let Some(r) = &rendered {
         store::runs::set_runbook(tx, &id, &r.name, r.version)?;
+    }
+    if let Some(s) = &signed {
+        store::runs::set_signed(tx, &id, &s.intent, &s.certificate)?;
     }
     if let Some((key, fingerprint)) = &keyed {
         store::runs::insert_key(tx, who.org_id, who.actor, key, fingerprint, &id, now)?;
@@ -321,6 +349,7 @@ pub(crate) fn submit(
             "runbook": rendered.as_ref().map(|r| &r.name),
             "runbook_version": rendered.as_ref().map(|r| r.version),
             "params": req.runbook.as_ref().map(|c| &c.params),
+            "signed": signed.as_ref().map(|s| &s.digest),
         }),
     )?;
     let admitted = crate::approval::admit(
@@ -343,6 +372,7 @@ pub(crate) fn submit(
                 submitter_user_id: who.user_id,
                 stdin: req.stdin,
             },
+            signed_digest: signed.as_ref().map(|s| s.digest.as_str()),
             target_rule: spec.policy.approval.as_ref(),
             runbook_rule: rendered.as_ref().and_then(|r| r.approval.as_ref()),
             role: who.role,
@@ -482,6 +512,7 @@ fn hand_out(
         )?;
     }
     let waited = u64::try_from(now - claimed.created_ms).unwrap_or(0);
+    let run_id = claimed.run_id.clone();
     let assignment = Assignment {
         run_id: claimed.run_id,
         target: claimed.target,
@@ -495,6 +526,7 @@ fn hand_out(
         network: spec.network,
         user: spec.user,
         stdin: claimed.stdin,
+        authority: crate::signing::authority(tx, &run_id, claimed.target_id)?,
     };
     Ok(Some((Box::new(assignment), waited)))
 }

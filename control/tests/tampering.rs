@@ -168,6 +168,7 @@ async fn busy_world() -> World {
             stdin: false,
             break_glass: None,
             runbook: None,
+            signed: None,
         };
         let run = control.submit_run(&member, request).await.unwrap().id;
         let dispatched = control.poll(&agent, None).await.unwrap().unwrap();
@@ -193,6 +194,7 @@ async fn busy_world() -> World {
         stdin: false,
         break_glass: None,
         runbook: None,
+        signed: None,
     };
     let queued = control.submit_run(&member, queued).await.unwrap().id;
     control.cancel_run(&member, queued).await.unwrap();

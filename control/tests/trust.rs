@@ -145,7 +145,8 @@ async fn a_certificate_forged_by_a_key_this_machine_does_not_trust_gets_nothing_
         text(&out.stderr)
     );
     // Claiming the trusted admin as its signer.
-    let trusted = cli.ok(&["keys", "show"]);
+    let admin_key = server.data_dir.join(sealrun_testkit::ADMIN_KEY_FILE);
+    let trusted = cli.ok(&["keys", "show", "--key-file", admin_key.to_str().unwrap()]);
     let mut claimed = cert(&forger);
     claimed.signer = trusted.trim().to_owned();
     replace_key(

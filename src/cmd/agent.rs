@@ -28,6 +28,7 @@ struct AgentFile {
     shutdown_grace_secs: Option<u64>,
     max_run_timeout_secs: Option<u64>,
     init_binary: Option<PathBuf>,
+    trust_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -136,6 +137,16 @@ fn config(args: AgentArgs) -> Result<AgentConfig> {
         .or(file.max_run_timeout_secs)
         .map(Duration::from_secs);
     agent.init_binary = args.init_binary.or(file.init_binary);
+    if let Some(path) = args.trust_file.or(file.trust_file) {
+        let keys = super::trust::load_trust(&path)?;
+        if keys.is_empty() {
+            bail!(
+                "{} lists no admin key (admins = [\"ed25519:...\"]): the agent would refuse every run",
+                path.display()
+            );
+        }
+        agent.trusted_admins = Some(keys);
+    }
     Ok(agent)
 }
 

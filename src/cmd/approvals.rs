@@ -110,6 +110,7 @@ pub async fn run(cmd: ApprovalsCommand) -> Result<()> {
             let req = ApproveRequest {
                 digest: view.digest.clone(),
                 comment,
+                signed: super::sign::sign_approval(&client, &view).await?,
             };
             let after: ApprovalView = client
                 .post(&format!("/v1/approvals/{}/approve", seg(&id)), &req)
@@ -162,8 +163,33 @@ pub async fn run(cmd: ApprovalsCommand) -> Result<()> {
 /// The approval request of run `id`, refused unless its digest is the
 /// digest of the spec it shows: what is displayed is what is approved,
 /// whatever the control plane says.
+///
+/// A signed run is shown as its submitter signed it (that is what its
+/// agent runs, and what the approval's signature binds).
 async fn fetch(client: &Client, id: &str) -> Result<ApprovalView> {
-    let view: ApprovalView = client.get(&format!("/v1/approvals/{}", seg(id))).await?;
+    let mut view: ApprovalView = client.get(&format!("/v1/approvals/{}", seg(id))).await?;
+    if let Some(signed) = &view.signed {
+        let (intent, _) = signed.open().map_err(|e| {
+            anyhow::anyhow!("run {id}'s signature does not hold ({e}); not approving")
+        })?;
+        let computed = signed.digest();
+        if computed != view.digest {
+            bail!(
+                "the control plane's digest of run {id} ({}) is not the digest of the run its submitter signed ({computed}); not approving",
+                safe(&view.digest)
+            );
+        }
+        let s = &mut view.spec;
+        s.target = intent.target;
+        s.argv = intent.argv;
+        s.env = intent.env;
+        s.secrets = intent.secrets;
+        s.image = intent.image;
+        s.timeout_secs = intent.timeout_secs;
+        s.stdin = intent.stdin;
+        view.submitter = intent.submitter;
+        return Ok(view);
+    }
     let computed = view.spec.digest();
     if computed != view.digest {
         bail!(

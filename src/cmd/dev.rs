@@ -195,6 +195,17 @@ async fn trust_demo(data_dir: &Path, admin: &Client) -> Result<DevTrust> {
     let _: TargetView = admin
         .put(&format!("/v1/targets/{DEMO_TARGET}/certificate"), &signed)
         .await?;
+    // The dev's admin signs their runs and approvals with the same key.
+    if let Some(user) = &me.user {
+        super::trust::certify_user(
+            admin,
+            user,
+            &key.public_key().to_string(),
+            365,
+            Some(trust.admin_key.clone()),
+        )
+        .await?;
+    }
     Ok(trust)
 }
 

@@ -12,6 +12,7 @@ pub mod runs;
 pub mod secret;
 pub mod server;
 pub mod session;
+pub mod sign;
 pub mod slack;
 pub mod target;
 pub mod token;

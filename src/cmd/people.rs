@@ -41,17 +41,51 @@ pub async fn user(cmd: UserCommand) -> Result<()> {
             if a.client.json {
                 return output::json(&list);
             }
-            let mut t = Table::new(&["NAME", "ROLE", "TOKENS", "CREATED", "DISABLED"]);
+            let mut t = Table::new(&[
+                "NAME",
+                "ROLE",
+                "TOKENS",
+                "CREATED",
+                "DISABLED",
+                "CERTIFIED UNTIL",
+            ]);
             for u in list.users {
+                let certified = u
+                    .certificate
+                    .as_ref()
+                    .and_then(|c| c.open().ok())
+                    .map_or_else(|| "-".to_owned(), |(c, _)| output::time(c.expires_at_ms));
                 t.row(vec![
                     u.name,
                     u.role.to_string(),
                     u.tokens.to_string(),
                     output::time(u.created_at_ms),
                     output::opt_time(u.disabled_at_ms),
+                    certified,
                 ]);
             }
             t.print()
+        }
+        UserCommand::Certify {
+            name,
+            key,
+            days,
+            key_file,
+            client,
+        } => {
+            let json = client.json;
+            let client = Client::from_args(&client)?;
+            let view = super::trust::certify_user(&client, &name, &key, days, key_file).await?;
+            if json {
+                return output::json(&view);
+            }
+            eprintln!(
+                "user {} certified (role {}, groups [{}]) for {days} days: their signed runs and approvals count with agents that trust your key",
+                safe(&view.name),
+                view.role,
+                safe(&view.groups.join(", "))
+            );
+            Ok(())
         }
         UserCommand::Disable { name, client } => {
             let json = client.json;

@@ -98,7 +98,7 @@ pub async fn run(a: RunArgs) -> Result<ExitCode> {
         None => None,
     };
     let target = a.target.unwrap_or_default();
-    let req = RunRequest {
+    let mut req = RunRequest {
         target: target.clone(),
         argv: a.argv,
         env: a.env.into_iter().collect(),
@@ -109,6 +109,14 @@ pub async fn run(a: RunArgs) -> Result<ExitCode> {
         stdin: forward_stdin,
         break_glass: a.break_glass,
         runbook,
+        signed: None,
+    };
+    req.signed = match super::sign::sign_run(&client, &req).await {
+        Ok(signed) => signed,
+        Err(e) => {
+            eprintln!("sealrun: cannot sign the run: {}", safe(&format!("{e:#}")));
+            return Ok(ExitCode::from(EXIT_ERROR));
+        }
     };
     let created: RunCreated = match submit(&client, &req).await {
         Ok(created) => created,

@@ -19,7 +19,8 @@ use crate::profile::Profiles;
 use anyhow::{Context as _, Result, bail};
 use sealrun_vault::{KeyId, PublicKey};
 use sealrun_wire::admin::{TargetView, Whoami};
-use sealrun_wire::trust::{Signed, SignerKey, SigningKey, TargetCertificate};
+use sealrun_wire::people::{UserList, UserView};
+use sealrun_wire::trust::{Signed, SignerKey, SigningKey, TargetCertificate, UserCertificate};
 use serde::{Deserialize, Serialize};
 use std::io::{IsTerminal as _, Write as _};
 use std::os::unix::fs::OpenOptionsExt as _;
@@ -59,7 +60,7 @@ struct TrustFile {
     admins: Vec<String>,
 }
 
-fn load_trust(path: &Path) -> Result<Vec<SignerKey>> {
+pub fn load_trust(path: &Path) -> Result<Vec<SignerKey>> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -238,6 +239,52 @@ pub fn certificate(
         issued_at_ms: now,
         expires_at_ms: now.saturating_add(validity_ms(days)),
     }))
+}
+
+/// This person's signing key, if they made one
+/// (`SEALRUN_SIGNING_KEY_FILE`, else `signing.key` in the config
+/// directory): what `sealrun run` and `sealrun approvals approve` sign with.
+pub fn own_signing_key() -> Result<Option<SigningKey>> {
+    let path = match std::env::var_os("SEALRUN_SIGNING_KEY_FILE") {
+        Some(p) => PathBuf::from(p),
+        None => config_dir()?.join("signing.key"),
+    };
+    if !path.exists() {
+        return Ok(None);
+    }
+    load_signing_key(&path).map(Some)
+}
+
+/// `sealrun user certify NAME --key K`: signs, as the admin, user NAME's
+/// key with the role and groups the control plane shows for them (the
+/// control plane refuses a certificate that does not match them).
+pub async fn certify_user(
+    client: &Client,
+    name: &str,
+    key: &str,
+    days: u32,
+    key_file: Option<PathBuf>,
+) -> Result<UserView> {
+    let admin = load_signing_key(&signing_key_path(key_file)?)?;
+    let key = SignerKey::parse(key)?;
+    let me: Whoami = client.get("/v1/whoami").await?;
+    let users: UserList = client.get("/v1/users").await?;
+    let Some(user) = users.users.into_iter().find(|u| u.name == name) else {
+        bail!("there is no user {}", safe(name));
+    };
+    let now = output::now_ms();
+    let signed = admin.sign(&UserCertificate {
+        org: me.org,
+        user: user.name.clone(),
+        role: user.role,
+        groups: user.groups.clone(),
+        public_key: key.to_string(),
+        issued_at_ms: now,
+        expires_at_ms: now.saturating_add(validity_ms(days)),
+    });
+    client
+        .put(&format!("/v1/users/{}/certificate", seg(name)), &signed)
+        .await
 }
 
 /// `sealrun target trust NAME`.

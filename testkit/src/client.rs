@@ -410,5 +410,6 @@ pub fn run_request(target: &str, argv: &[&str]) -> RunRequest {
         stdin: false,
         break_glass: None,
         runbook: None,
+        signed: None,
     }
 }

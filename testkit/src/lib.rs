@@ -88,4 +88,7 @@ pub use process::{Cli, code, free_port, output_within, sealrun_bin, signal, sigt
 pub use server::{ControlPlane, InProcessServer, ServerProcess, quick_settings};
 pub use shim::{init_binary, workspace_root};
 pub use wait::{WAIT, wait_for, wait_until};
-pub use world::{InProcessWorld, SpawnedWorld, World, WorldOptions, trust_target};
+pub use world::{
+    ADMIN_KEY_FILE, InProcessWorld, SpawnedWorld, World, WorldOptions, certify_user, signing_cli,
+    trust_target,
+};

@@ -66,6 +66,7 @@ pub fn job(argv: &[&str]) -> Job {
             network: None,
             user: None,
             stdin: false,
+            authority: None,
         },
         agent_id,
         keypair: Arc::new(TargetKeypair::generate()),

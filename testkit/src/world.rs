@@ -5,10 +5,12 @@
 use crate::agent::{AgentProcess, FakeAgent};
 use crate::client::{Client, run_request};
 use crate::docker::{IMAGE, containers_of};
+use crate::process::Cli;
 use crate::server::{ControlPlane, InProcessServer, ServerProcess, quick_settings};
 use sealrun_api::{ServerConfig, Settings};
 use sealrun_wire::admin::{TargetSpec, TargetView};
 use sealrun_wire::run::RunRequest;
+use std::path::Path;
 
 /// A control plane `S` with an agent `A` serving [`World::target`], and the
 /// first org's admin. Two kinds exist, for what the suites need:
@@ -96,6 +98,10 @@ pub struct WorldOptions {
     pub agent_args: Vec<String>,
     /// The target's run timeout.
     pub target_timeout_secs: u64,
+    /// Signed runs: the agent trusts the admin key of [`trust_target`] (its
+    /// trust file), and the admin user's key is certified, so runs the
+    /// admin submits with [`World::signing_cli`] are signed.
+    pub signed: bool,
 }
 
 impl Default for WorldOptions {
@@ -104,6 +110,7 @@ impl Default for WorldOptions {
             server_args: vec![],
             agent_args: vec![],
             target_timeout_secs: 300,
+            signed: false,
         }
     }
 }
@@ -138,7 +145,16 @@ impl World<ServerProcess, AgentProcess> {
             })
             .await;
         let enrollment = admin.enrollment_token("default").await;
-        let agent_args: Vec<&str> = options.agent_args.iter().map(String::as_str).collect();
+        let mut agent_args = options.agent_args.clone();
+        if options.signed {
+            let cli = server.cli(&admin.token);
+            let key_file = server.data_dir().join(ADMIN_KEY_FILE);
+            cli.ok(&["keys", "init", "--admin", "--key-file", path_str(&key_file)]);
+            let trust_file = server.data_dir().join(".config/sealrun/trust.toml");
+            agent_args.push("--trust-file".into());
+            agent_args.push(path_str(&trust_file).to_owned());
+        }
+        let agent_args: Vec<&str> = agent_args.iter().map(String::as_str).collect();
         let mut agent = AgentProcess::start(
             &server,
             &dir.path().join("agent"),
@@ -150,6 +166,12 @@ impl World<ServerProcess, AgentProcess> {
         .await;
         agent.wait_connected(&admin, &[&target]).await;
         trust_target(&server, &admin, &target).await;
+        if options.signed {
+            let me: sealrun_wire::admin::Whoami = admin.get("/v1/whoami").await.ok().parse();
+            let user = me.user.expect("the admin is a user");
+            let key_file = server.data_dir().join(ADMIN_KEY_FILE);
+            certify_user(&server, &admin, &user, &key_file);
+        }
         World {
             agent,
             server,
@@ -159,12 +181,61 @@ impl World<ServerProcess, AgentProcess> {
         }
     }
 
+    /// The admin's CLI, signing with the admin's key (certified for the
+    /// admin user in a [`WorldOptions::signed`] world).
+    pub fn signing_cli(&self) -> Cli {
+        signing_cli(
+            &self.server,
+            &self.admin.token,
+            &self.server.data_dir().join(ADMIN_KEY_FILE),
+        )
+    }
+
     /// Asserts that no container of the world's agent exists.
     pub fn assert_no_containers(&self) {
         let left = containers_of(&self.agent.id);
         assert!(left.is_empty(), "containers left behind: {left:?}");
     }
 }
+
+fn path_str(path: &Path) -> &str {
+    path.to_str().expect("a UTF-8 path")
+}
+
+/// `server`'s CLI with `token`, signing with the key in `key_file`.
+pub fn signing_cli(server: &impl ControlPlane, token: &str, key_file: &Path) -> Cli {
+    let mut cli = server.cli(token);
+    cli.env.push((
+        "SEALRUN_SIGNING_KEY_FILE".into(),
+        path_str(key_file).to_owned(),
+    ));
+    cli
+}
+
+/// Makes a signing key for `user` in `key_file` (unless there is one) and
+/// certifies it with [`trust_target`]'s admin key, through the real
+/// `sealrun keys init` and `sealrun user certify` (as `admin`).
+pub fn certify_user(server: &impl ControlPlane, admin: &Client, user: &str, key_file: &Path) {
+    let cli = server.cli(&admin.token);
+    if !key_file.exists() {
+        cli.ok(&["keys", "init", "--key-file", path_str(key_file)]);
+    }
+    let public = cli.ok(&["keys", "show", "--key-file", path_str(key_file)]);
+    let admin_key = server.data_dir().join(ADMIN_KEY_FILE);
+    cli.ok(&[
+        "user",
+        "certify",
+        user,
+        "--key",
+        public.trim(),
+        "--key-file",
+        path_str(&admin_key),
+    ]);
+}
+
+/// Where [`trust_target`] keeps the admin's signing key, in the server's
+/// data directory.
+pub const ADMIN_KEY_FILE: &str = "admin-signing.key";
 
 /// Makes `server`'s CLIs ([`ControlPlane::cli`]: `HOME` is its data
 /// directory) trust a new admin key, and certifies `target`'s pinned key
@@ -182,6 +253,20 @@ pub async fn trust_target(server: &impl ControlPlane, admin: &Client, target: &s
         .key_id
         .0;
     let cli = server.cli(&admin.token);
-    cli.ok(&["keys", "init", "--admin"]);
-    cli.ok(&["target", "trust", target, "--key-id", &key_id]);
+    // Not the CLI's default key file: a CLI run from this HOME stays
+    // unsigned unless a test signs on purpose ([`SIGNING_KEY_FILE`]).
+    let key_file = server.data_dir().join(ADMIN_KEY_FILE);
+    let key_file = path_str(&key_file);
+    if !Path::new(key_file).exists() {
+        cli.ok(&["keys", "init", "--admin", "--key-file", key_file]);
+    }
+    cli.ok(&[
+        "target",
+        "trust",
+        target,
+        "--key-id",
+        &key_id,
+        "--key-file",
+        key_file,
+    ]);
 }

@@ -247,6 +247,29 @@ pub struct Assignment {
     /// input broke: the run must not go on with part of it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stdin: bool,
+    /// The signatures that authorize the run, for the agent to check
+    /// against its own trust file before it opens a secret
+    /// ([`crate::authority::authorize`]); absent for an unsigned run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authority: Option<Box<crate::authority::Authority>>,
+}
+
+impl Assignment {
+    /// The run as the agent executes it, for [`crate::authority::authorize`].
+    pub fn execution(&self) -> crate::authority::Execution<'_> {
+        crate::authority::Execution {
+            target: &self.target,
+            image: &self.image,
+            argv: &self.argv,
+            env: &self.env,
+            secrets: self.secrets.iter().map(|s| s.name.as_str()).collect(),
+            timeout_secs: self.timeout_secs,
+            stdin: self.stdin,
+            network: self.network.as_deref(),
+            user: self.user.as_deref(),
+            limits: &self.limits,
+        }
+    }
 }
 
 /// Renews the leases of the runs an agent is executing.

@@ -32,9 +32,9 @@
 //!     org: "acme".into(), target: "db".into(), argv: vec!["true".into()],
 //!     env: Default::default(), secrets: vec![], image: "busybox".into(),
 //!     timeout_secs: 3600, stdin: false, submitter: "alice".into(), break_glass: None,
-//!     nonce: "n1".into(), issued_at_ms: 0, expires_at_ms: 10_000,
+//!     nonce: "00112233445566778899aabbccddeeff".into(), issued_at_ms: 0, expires_at_ms: 10_000,
 //! };
-//! let authority = Authority { target, run: alice.sign(&intent), submitter, approvals: vec![] };
+//! let authority = Authority { target: Some(target), run: alice.sign(&intent), submitter, approvals: vec![] };
 //! let mut run = Execution::of_intent(&intent, &spec);
 //! let trusted = [admin.public_key()];
 //! assert!(authorize(&run, &authority, &trusted, "K", 5_000).is_ok());
@@ -44,8 +44,8 @@
 //! assert!(authorize(&run, &authority, &trusted, "K", 5_000).is_err());
 //! ```
 
-use crate::approval::ApprovalRule;
 use crate::role::Role;
+use crate::rule::ApprovalRule;
 use crate::target::{ResourceLimits, TargetSpec};
 use crate::trust::{Signed, SignerKey, Statement, TargetCertificate, TrustError, UserCertificate};
 use serde::{Deserialize, Serialize};
@@ -93,6 +93,15 @@ pub struct RunIntent {
     pub expires_at_ms: i64,
 }
 
+impl RunIntent {
+    /// A fresh nonce: 16 random bytes, hex.
+    pub fn fresh_nonce() -> String {
+        let mut bytes = [0u8; 16];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+        hex::encode(bytes)
+    }
+}
+
 impl Statement for RunIntent {
     const KIND: &'static str = "signed run";
     const CONTEXT: &'static [u8] = b"sealrun run v1\n";
@@ -133,8 +142,9 @@ pub struct SignedApproval {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Authority {
-    /// The target's certificate: key, spec and policy.
-    pub target: Signed<TargetCertificate>,
+    /// The target's certificate: key, spec and policy (`None`: no admin
+    /// certified the target, and the agent refuses the run).
+    pub target: Option<Signed<TargetCertificate>>,
     /// The run, signed by its submitter.
     pub run: Signed<RunIntent>,
     /// The submitter's certificate.
@@ -196,6 +206,11 @@ pub enum Refusal {
         "the run is not signed: this agent runs only runs signed by a certified user (sealrun run signs them)"
     )]
     Unsigned,
+    /// No admin certified the target.
+    #[error(
+        "target {0} is not certified: an admin runs `sealrun target trust {0}` (this agent enforces the certified declaration and policy)"
+    )]
+    TargetNotCertified(String),
     /// A certificate or signature does not hold.
     #[error(transparent)]
     Trust(#[from] TrustError),
@@ -286,7 +301,10 @@ pub fn authorize(
     now_ms: i64,
 ) -> Result<Authorized, Refusal> {
     // The target: certified by a trusted admin, for this agent's key.
-    let cert = authority.target.verify(trusted)?;
+    let Some(target) = &authority.target else {
+        return Err(Refusal::TargetNotCertified(run.target.to_owned()));
+    };
+    let cert = target.verify(trusted)?;
     let org = cert.org.clone();
     cert.check(&org, run.target, now_ms)?;
     if cert.public_key != target_key {
@@ -313,6 +331,16 @@ pub fn authorize(
     check_intent(run, &intent)?;
     if intent.expires_at_ms < now_ms {
         return Err(Refusal::Expired(intent.expires_at_ms));
+    }
+    // What an agent records of it: hex only, so it is one word on a line.
+    let nonce_ok = (16..=128).contains(&intent.nonce.len())
+        && intent.nonce.bytes().all(|b| b.is_ascii_hexdigit());
+    if !nonce_ok {
+        return Err(changed(
+            "nonce",
+            SIGNED,
+            "it is not 16 to 128 hex digits".into(),
+        ));
     }
     if intent.issued_at_ms > now_ms + CLOCK_SKEW_MS {
         return Err(Refusal::FromTheFuture(intent.issued_at_ms));
@@ -489,7 +517,7 @@ fn check_intent(run: &Execution<'_>, intent: &RunIntent) -> Result<(), Refusal> 
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::approval::ApprovalScope;
+    use crate::rule::ApprovalScope;
     use crate::trust::SigningKey;
 
     struct World {
@@ -548,7 +576,7 @@ mod tests {
                 stdin: false,
                 submitter: "alice".into(),
                 break_glass: None,
-                nonce: "0123".into(),
+                nonce: "0123456789abcdef".into(),
                 issued_at_ms: NOW - 10,
                 expires_at_ms: NOW + 10,
             }
@@ -556,7 +584,7 @@ mod tests {
 
         fn authority(&self, intent: &RunIntent) -> Authority {
             Authority {
-                target: self.admin.sign(&TargetCertificate {
+                target: Some(self.admin.sign(&TargetCertificate {
                     org: "acme".into(),
                     target: "db".into(),
                     public_key: "K".into(),
@@ -564,7 +592,7 @@ mod tests {
                     spec: self.spec.clone(),
                     issued_at_ms: 0,
                     expires_at_ms: NOW * 2,
-                }),
+                })),
                 run: self.alice.sign(intent),
                 submitter: self.user("alice", &self.alice, Role::Operator, &[]),
                 approvals: Vec::new(),
@@ -610,7 +638,7 @@ mod tests {
         let intent = w.intent();
         let ok = w.check(&intent, &w.authority(&intent)).unwrap();
         assert_eq!(ok.submitter, "alice");
-        assert_eq!(ok.nonce, "0123");
+        assert_eq!(ok.nonce, "0123456789abcdef");
     }
 
     #[test]
@@ -737,7 +765,7 @@ mod tests {
         let intent = w.intent();
         let mut authority = w.authority(&intent);
         let mut other = intent.clone();
-        other.nonce = "another".into();
+        other.nonce = "fedcba9876543210".into();
         let mut elsewhere = w.authority(&other);
         w.approve(&mut elsewhere, "bob", &w.bob, &["dba"]);
         authority.approvals = elsewhere.approvals;

@@ -44,6 +44,7 @@ pub mod log;
 pub mod names;
 pub mod people;
 pub mod role;
+pub mod rule;
 pub mod run;
 pub mod runbook;
 pub mod shell;

@@ -29,6 +29,12 @@ pub struct UserView {
     /// revoked then, and its Slack links stopped working).
     #[serde(default)]
     pub disabled_at_ms: Option<i64>,
+    /// The groups it belongs to.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// An admin's certificate of its signing key (`sealrun user certify`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<crate::trust::Signed<crate::trust::UserCertificate>>,
 }
 
 /// `GET /v1/users`.

@@ -174,6 +174,12 @@ pub struct RunRequest {
     /// `image` or `stdin` of its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runbook: Option<RunbookCall>,
+    /// The run as its submitter signed it (`sealrun run` signs with the
+    /// user's certified key): it must say exactly what this request asks
+    /// for, image and timeout included. The agent checks it again, against
+    /// the admin keys it trusts, before anything runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed: Option<crate::trust::Signed<crate::authority::RunIntent>>,
 }
 
 /// Which runbook a run calls, with its parameters as typed (strings: the

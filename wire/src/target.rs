@@ -3,7 +3,7 @@
 //! admin API ([`crate::admin`]) and the admin-signed certificate an agent
 //! enforces ([`crate::trust::TargetCertificate`]) carry it.
 
-use crate::approval::ApprovalRule;
+use crate::rule::ApprovalRule;
 use serde::{Deserialize, Serialize};
 
 /// A target as declared by an admin (`PUT /v1/targets/{name}`, or

@@ -42,6 +42,7 @@ pub(crate) fn router(state: AppState, slack: crate::slack::SlackState) -> Result
             post(people::create_user).get(people::list_users),
         )
         .route("/v1/users/{name}/disable", post(people::disable_user))
+        .route("/v1/users/{name}/certificate", put(people::certify_user))
         .route(
             "/v1/groups",
             post(people::create_group).get(people::list_groups),

@@ -11,6 +11,7 @@ use sealrun_control::User;
 use sealrun_wire::people::{
     GroupCreate, GroupList, GroupMembers, GroupView, UserCreate, UserDisabled, UserList, UserView,
 };
+use sealrun_wire::trust::{Signed, UserCertificate};
 
 /// `POST /v1/users`.
 pub(crate) async fn create_user(
@@ -38,6 +39,17 @@ pub(crate) async fn disable_user(
     Segments(name): Segments<String>,
 ) -> Result<Json<UserDisabled>, ApiError> {
     Ok(Json(state.control.disable_user(&user, name).await?))
+}
+
+/// `PUT /v1/users/{name}/certificate`: an admin's certificate of the
+/// user's signing key.
+pub(crate) async fn certify_user(
+    State(state): State<AppState>,
+    Caller(user): Caller<User>,
+    Segments(name): Segments<String>,
+    JsonBody(signed): JsonBody<Signed<UserCertificate>>,
+) -> Result<Json<UserView>, ApiError> {
+    Ok(Json(state.control.certify_user(&user, name, signed).await?))
 }
 
 /// `POST /v1/groups`.

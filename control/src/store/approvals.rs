@@ -166,6 +166,31 @@ pub(crate) fn insert_decision(tx: &Tx<'_>, d: &NewDecision<'_>) -> Result<bool, 
         > 0)
 }
 
+/// Records the signed form (JSON of a `SignedApproval`) of user
+/// `user_id`'s approval of run `run_id`, just recorded.
+pub(crate) fn set_signed(
+    tx: &Tx<'_>,
+    run_id: &str,
+    user_id: i64,
+    signed: &str,
+) -> Result<(), Error> {
+    tx.conn
+        .prepare_cached("UPDATE approvals SET signed = ?3 WHERE run_id = ?1 AND user_id = ?2")?
+        .execute(params![run_id, user_id, signed])?;
+    Ok(())
+}
+
+/// The signed approvals of run `run_id` (JSON of each `SignedApproval`).
+pub(crate) fn signed(tx: &Tx<'_>, run_id: &str) -> Result<Vec<String>, Error> {
+    let mut stmt = tx.conn.prepare_cached(
+        "SELECT signed FROM approvals
+         WHERE run_id = ?1 AND decision = 'approved' AND signed IS NOT NULL
+         ORDER BY at_ms, user_id",
+    )?;
+    let rows = stmt.query_map([run_id], |r| r.get(0))?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
 /// The decisions on run `run_id`, oldest first: approvals, and the
 /// rejection if any.
 pub(crate) fn decisions(

@@ -132,7 +132,7 @@ pub(crate) struct PageLimits {
 
 /// The org's run `run_id` and its chunks from `from` (below `upto(head)`),
 /// read in one snapshot; with whether the chunks reach the end of what
-/// is stored. On a reader's `Tx` only (it opens its own read transaction).
+/// is stored. On a reader's `Tx` only (`Db::read`: one snapshot).
 pub(crate) fn page(
     tx: &Tx<'_>,
     org_id: i64,
@@ -141,8 +141,9 @@ pub(crate) fn page(
     upto: impl FnOnce(&PageHead) -> u64,
     limits: PageLimits,
 ) -> Result<Option<(PageHead, Vec<LogChunk>, bool)>, Error> {
-    let snapshot = tx.conn.unchecked_transaction()?; // one snapshot for both reads
-    let head: Option<(i64, PageHead)> = snapshot
+    // `Db::read` runs this in one read transaction: one snapshot for both reads.
+    let head: Option<(i64, PageHead)> = tx
+        .conn
         .prepare_cached(
             "SELECT n, status, log_next_seq, exit_code, error FROM runs WHERE org_id = ?1 AND id = ?2",
         )?
@@ -166,7 +167,7 @@ pub(crate) fn page(
     let mut size = 0usize;
     let mut complete = true;
     {
-        let mut stmt = snapshot.prepare_cached(
+        let mut stmt = tx.conn.prepare_cached(
             "SELECT seq, stream, data FROM log_chunks
              WHERE run_n = ?1 AND seq >= ?2 AND seq < ?3 ORDER BY seq",
         )?;
@@ -185,7 +186,6 @@ pub(crate) fn page(
             });
         }
     }
-    snapshot.finish()?;
     Ok(Some((head, chunks, complete)))
 }
 
@@ -212,7 +212,7 @@ pub(crate) fn complete(tx: &Tx<'_>, org_id: i64, run_id: &str) -> Result<bool, E
 
 /// The last chunks of the org's run `run_id` holding at least `min_bytes`
 /// (or all of them), in order, read in one snapshot with `head`. On a
-/// reader's `Tx` only (it opens its own read transaction).
+/// reader's `Tx` only (`Db::read`: one snapshot).
 pub(crate) fn tail<T>(
     tx: &Tx<'_>,
     org_id: i64,
@@ -220,11 +220,11 @@ pub(crate) fn tail<T>(
     min_bytes: usize,
     head: impl FnOnce(&Tx<'_>) -> Result<T, Error>,
 ) -> Result<(T, Vec<u8>), Error> {
-    let snapshot = tx.conn.unchecked_transaction()?; // one snapshot for both reads
-    let first = head(&Tx::new(&snapshot))?;
+    // `Db::read` runs this in one read transaction: one snapshot for both reads.
+    let first = head(tx)?;
     let mut chunks: Vec<Vec<u8>> = Vec::new();
     {
-        let mut stmt = snapshot.prepare_cached(
+        let mut stmt = tx.conn.prepare_cached(
             "SELECT data FROM log_chunks
              WHERE run_n = (SELECT n FROM runs WHERE org_id = ?1 AND id = ?2) ORDER BY seq DESC",
         )?;
@@ -237,6 +237,5 @@ pub(crate) fn tail<T>(
             chunks.push(data);
         }
     }
-    snapshot.finish()?;
     Ok((first, chunks.into_iter().rev().flatten().collect()))
 }

@@ -179,6 +179,35 @@ pub(crate) fn set_runbook(
     Ok(())
 }
 
+/// Records run `run_id`'s signed intent and its submitter's certificate
+/// then (both JSON), just inserted.
+pub(crate) fn set_signed(
+    tx: &Tx<'_>,
+    run_id: &str,
+    intent: &str,
+    certificate: &str,
+) -> Result<(), Error> {
+    tx.conn
+        .prepare_cached(
+            "UPDATE runs SET signed_intent = ?2, submitter_certificate = ?3 WHERE id = ?1",
+        )?
+        .execute(params![run_id, intent, certificate])?;
+    Ok(())
+}
+
+/// Run `run_id`'s signed intent and its submitter's certificate (JSON), if
+/// it was signed.
+pub(crate) fn signed(tx: &Tx<'_>, run_id: &str) -> Result<Option<(String, String)>, Error> {
+    Ok(tx
+        .conn
+        .prepare_cached(
+            "SELECT signed_intent, submitter_certificate FROM runs
+             WHERE id = ?1 AND signed_intent IS NOT NULL AND submitter_certificate IS NOT NULL",
+        )?
+        .query_row([run_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?)
+}
+
 /// A run just claimed, as stored.
 #[derive(Debug)]
 pub(crate) struct Claimed {

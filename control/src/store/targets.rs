@@ -94,6 +94,14 @@ pub(crate) fn spec(tx: &Tx<'_>, id: i64) -> Result<TargetSpec, Error> {
     Ok(serde_json::from_str(&spec)?)
 }
 
+/// Target `id`'s certificate (JSON), if an admin certified it.
+pub(crate) fn certificate(tx: &Tx<'_>, id: i64) -> Result<Option<String>, Error> {
+    Ok(tx
+        .conn
+        .prepare_cached("SELECT certificate FROM targets WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))?)
+}
+
 /// The org's target `name`: its id, pool and pinned key id (or the key id a
 /// re-key awaits).
 pub(crate) fn pool_and_key(

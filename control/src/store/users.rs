@@ -85,19 +85,63 @@ pub(crate) fn list(tx: &Tx<'_>, org_id: i64, now: i64) -> Result<Vec<UserView>, 
     let mut stmt = tx.conn.prepare_cached(
         "SELECT u.name, u.role, u.created_ms, u.disabled_ms,
                 (SELECT COUNT(*) FROM tokens t WHERE t.user_id = u.id AND t.revoked_ms IS NULL
-                 AND (t.expires_ms IS NULL OR t.expires_ms > ?2))
+                 AND (t.expires_ms IS NULL OR t.expires_ms > ?2)),
+                u.id, u.certificate
          FROM users u WHERE u.org_id = ?1 ORDER BY u.name",
     )?;
-    let rows = stmt.query_map(params![org_id, now], |r| {
-        Ok(UserView {
-            name: r.get(0)?,
-            role: role_of(&r.get::<_, String>(1)?),
-            created_at_ms: r.get(2)?,
-            disabled_at_ms: r.get(3)?,
-            tokens: r.get(4)?,
-        })
-    })?;
+    let rows = stmt
+        .query_map(params![org_id, now], |r| {
+            Ok((
+                UserView {
+                    name: r.get(0)?,
+                    role: role_of(&r.get::<_, String>(1)?),
+                    created_at_ms: r.get(2)?,
+                    disabled_at_ms: r.get(3)?,
+                    tokens: r.get(4)?,
+                    groups: Vec::new(),
+                    certificate: None,
+                },
+                r.get::<_, i64>(5)?,
+                r.get::<_, Option<String>>(6)?,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (mut view, id, certificate) in rows {
+        view.groups = groups_of(tx, id)?;
+        view.certificate = certificate.map(|c| serde_json::from_str(&c)).transpose()?;
+        out.push(view);
+    }
+    Ok(out)
+}
+
+/// The names of the groups user `user_id` belongs to, sorted.
+pub(crate) fn groups_of(tx: &Tx<'_>, user_id: i64) -> Result<Vec<String>, Error> {
+    let mut stmt = tx.conn.prepare_cached(
+        "SELECT g.name FROM group_members m JOIN groups g ON g.id = m.group_id
+         WHERE m.user_id = ?1 ORDER BY g.name",
+    )?;
+    let rows = stmt.query_map([user_id], |r| r.get(0))?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// Stores `certificate` (JSON of a signed `UserCertificate`) as user
+/// `user_id`'s.
+pub(crate) fn set_certificate(tx: &Tx<'_>, user_id: i64, certificate: &str) -> Result<(), Error> {
+    tx.conn
+        .prepare_cached("UPDATE users SET certificate = ?2 WHERE id = ?1")?
+        .execute(params![user_id, certificate])?;
+    Ok(())
+}
+
+/// User `user_id`'s certificate (JSON), if an admin certified its key.
+pub(crate) fn certificate(tx: &Tx<'_>, user_id: i64) -> Result<Option<String>, Error> {
+    Ok(tx
+        .conn
+        .prepare_cached("SELECT certificate FROM users WHERE id = ?1")?
+        .query_row([user_id], |r| r.get(0))
+        .optional()?
+        .flatten())
 }
 
 /// Marks user `user_id` disabled at `now`.

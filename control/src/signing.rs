@@ -1,0 +1,175 @@
+//! Signed runs, as the control plane handles them: it stores and relays
+//! what people sign, and checks only that it is consistent, so a client's
+//! mistake is a clear `400` now rather than a refusal by the agent later.
+//! It trusts none of it: the agent checks everything again, against the
+//! admin keys in its own trust file (`sealrun_wire::authority`).
+//!
+//! - A signed run ([`check_intent`]) must say exactly what the request
+//!   asks for and be signed with the key an admin certified for its
+//!   submitter; its digest is then what approvals bind.
+//! - An approval of a signed run must be signed too ([`check_approval`]),
+//!   with the approver's certified key, over that digest.
+//! - At hand-out, the signatures travel with the assignment ([`authority`]).
+
+use crate::error::Error;
+use crate::store::{self, Tx};
+use sealrun_wire::authority::{ApprovalStatement, Authority, RunIntent, SignedApproval};
+use sealrun_wire::trust::{Signed, SignerKey, UserCertificate};
+use std::collections::BTreeMap;
+
+/// The run the control plane is about to queue, as a signed intent must
+/// describe it.
+pub(crate) struct Queued<'a> {
+    pub(crate) org_id: i64,
+    pub(crate) user_id: i64,
+    pub(crate) target: &'a str,
+    pub(crate) argv: &'a [String],
+    pub(crate) env: &'a BTreeMap<String, String>,
+    pub(crate) secrets: &'a [String],
+    pub(crate) image: &'a str,
+    pub(crate) timeout_secs: u64,
+    pub(crate) stdin: bool,
+    pub(crate) break_glass: Option<&'a str>,
+}
+
+/// A signed run checked for consistency: what to store with it.
+pub(crate) struct SignedRun {
+    /// The signed intent (JSON).
+    pub(crate) intent: String,
+    /// The submitter's certificate (JSON), as it is now.
+    pub(crate) certificate: String,
+    /// The intent's digest: what approvals bind.
+    pub(crate) digest: String,
+}
+
+fn mismatch(field: &str, detail: impl std::fmt::Display) -> Error {
+    Error::Invalid(format!(
+        "the signed run does not match the request: its {field} {detail}; sign exactly what you submit"
+    ))
+}
+
+/// The certificate an admin gave user `user_id` (named `name`), if its key
+/// is `key`; else why the signature cannot count.
+fn certified(
+    tx: &Tx<'_>,
+    user_id: i64,
+    name: &str,
+    key: &SignerKey,
+) -> Result<(String, UserCertificate), Error> {
+    let not_certified = || {
+        Error::Invalid(format!(
+            "user {name}'s signing key {} is not certified: an admin runs `sealrun user certify {name} --key {key}`",
+            key.fingerprint()
+        ))
+    };
+    let json = store::users::certificate(tx, user_id)?.ok_or_else(not_certified)?;
+    let signed: Signed<UserCertificate> = serde_json::from_str(&json)?;
+    let (cert, _) = signed.open().map_err(|e| Error::Invalid(e.to_string()))?;
+    if cert.public_key != key.to_string() {
+        return Err(not_certified());
+    }
+    Ok((json, cert))
+}
+
+/// Checks that `signed` says exactly what `run` is, signed by its
+/// submitter with their certified key, unexpired.
+pub(crate) fn check_intent(
+    tx: &Tx<'_>,
+    signed: &Signed<RunIntent>,
+    run: &Queued<'_>,
+    now: i64,
+) -> Result<SignedRun, Error> {
+    let (intent, key) = signed.open().map_err(|e| Error::Invalid(e.to_string()))?;
+    let org = store::approvals::org_name(tx, run.org_id)?;
+    let name = store::users::name(tx, run.user_id)?.unwrap_or_default();
+    if intent.org != org {
+        return Err(mismatch("org", format!("is {}, not {org}", intent.org)));
+    }
+    if intent.submitter != name {
+        return Err(mismatch(
+            "submitter",
+            format!("is {}, not you ({name})", intent.submitter),
+        ));
+    }
+    let fields: [(&str, bool); 8] = [
+        ("target", intent.target == run.target),
+        ("argv", intent.argv == run.argv),
+        ("env", &intent.env == run.env),
+        ("secrets", intent.secrets == run.secrets),
+        ("image", intent.image == run.image),
+        ("timeout", intent.timeout_secs == run.timeout_secs),
+        ("stdin", intent.stdin == run.stdin),
+        (
+            "break-glass reason",
+            intent.break_glass.as_deref() == run.break_glass,
+        ),
+    ];
+    if let Some((field, _)) = fields.iter().find(|(_, same)| !same) {
+        return Err(mismatch(field, "differs"));
+    }
+    if intent.expires_at_ms < now {
+        return Err(Error::Invalid(
+            "the signed run has expired; sign it again".into(),
+        ));
+    }
+    let (certificate, _) = certified(tx, run.user_id, &name, &key)?;
+    Ok(SignedRun {
+        intent: serde_json::to_string(signed)?,
+        certificate,
+        digest: signed.digest(),
+    })
+}
+
+/// Checks that `signed` is user `user_id`'s (named `name`) approval of the
+/// run whose signed intent has `digest`, with their certified key; the
+/// [`SignedApproval`] to store (JSON).
+pub(crate) fn check_approval(
+    tx: &Tx<'_>,
+    org_id: i64,
+    user_id: i64,
+    name: &str,
+    digest: &str,
+    signed: Option<&Signed<ApprovalStatement>>,
+) -> Result<String, Error> {
+    let Some(signed) = signed else {
+        return Err(Error::Invalid(
+            "this run is signed, so its approvals must be too: approve it with `sealrun approvals approve` and your certified signing key (its agent counts only signed approvals)".into(),
+        ));
+    };
+    let (statement, key) = signed.open().map_err(|e| Error::Invalid(e.to_string()))?;
+    let org = store::approvals::org_name(tx, org_id)?;
+    if statement.org != org || statement.approver != name || statement.run_digest != digest {
+        return Err(Error::Invalid(format!(
+            "the signed approval is not {name}'s approval of this run (digest {digest})"
+        )));
+    }
+    let (certificate, _) = certified(tx, user_id, name, &key)?;
+    Ok(serde_json::to_string(&SignedApproval {
+        approval: signed.clone(),
+        certificate: serde_json::from_str(&certificate)?,
+    })?)
+}
+
+/// The signatures behind run `run_id` of target `target_id`, for its
+/// agent; `None` for an unsigned run.
+pub(crate) fn authority(
+    tx: &Tx<'_>,
+    run_id: &str,
+    target_id: i64,
+) -> Result<Option<Box<Authority>>, Error> {
+    let Some((intent, certificate)) = store::runs::signed(tx, run_id)? else {
+        return Ok(None);
+    };
+    let approvals = store::approvals::signed(tx, run_id)?
+        .iter()
+        .map(|json| serde_json::from_str(json))
+        .collect::<Result<_, _>>()?;
+    Ok(Some(Box::new(Authority {
+        target: store::targets::certificate(tx, target_id)?
+            .map(|json| serde_json::from_str(&json))
+            .transpose()?,
+        run: serde_json::from_str(&intent)?,
+        submitter: serde_json::from_str(&certificate)?,
+        approvals,
+    })))
+}

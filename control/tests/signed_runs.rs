@@ -1,0 +1,322 @@
+//! Signed runs, against an adversary who controls the control plane: the
+//! real agent, with a trust file naming the admin's key, runs only what a
+//! certified user signed, within the target's certified policy, once.
+//! Each attack is made as that adversary would make it: requests with an
+//! admin token, and SQLite edits of the running server's database. Each
+//! refused run ends `error` with the agent's reason, having produced no
+//! output and created no container (the agent logs every container it
+//! creates), and a signed run through the CLI is the positive control.
+//!
+//! It drives `target/<profile>/sealrun`: run it with the workspace
+//! (`scripts/test.sh`, `cargo nextest run --workspace`) so that binary is
+//! current.
+#![allow(clippy::unwrap_used)]
+
+use rusqlite::{Connection, params};
+use sealrun_testkit::{
+    ADMIN_KEY_FILE, Cli, IMAGE, SpawnedWorld, World, WorldOptions, certify_user, require_docker,
+    signing_cli, trust_target,
+};
+use sealrun_wire::admin::{Role, TargetSpec};
+use sealrun_wire::approval::{ApprovalRule, ApprovalScope};
+use sealrun_wire::authority::{ApprovalStatement, SignedApproval};
+use sealrun_wire::run::{RunStatus, RunView};
+use sealrun_wire::trust::{Signed, SigningKey, UserCertificate};
+use std::time::Duration;
+
+async fn signed_world() -> SpawnedWorld {
+    World::spawned_with(WorldOptions {
+        signed: true,
+        ..WorldOptions::default()
+    })
+    .await
+}
+
+fn db(w: &SpawnedWorld) -> Connection {
+    let conn = Connection::open(w.server.data_dir.join(sealrun_control::DB_FILE)).unwrap();
+    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    conn
+}
+
+/// `sealrun run --detach` through `cli`: the run's id.
+fn detach(cli: &Cli, target: &str, args: &[&str]) -> String {
+    let mut argv = vec!["run", "--detach", "--target", target];
+    argv.extend_from_slice(args);
+    cli.ok(&argv).trim().to_owned()
+}
+
+/// Waits for `run` to end, and checks that the agent refused it for
+/// `reason`, with nothing run and no container created.
+async fn assert_refused(w: &SpawnedWorld, run: &str, reason: &str) -> RunView {
+    let view = w.admin.wait_terminal(run).await;
+    assert_eq!(view.status, RunStatus::Error, "{view:?}");
+    let why = view.error.clone().unwrap_or_default();
+    assert!(
+        why.starts_with("refused by agent") && why.contains(reason),
+        "{run}: wanted {reason:?}: {why}"
+    );
+    assert_eq!(view.log_bytes, 0, "nothing ran: {view:?}");
+    assert!(
+        !w.agent
+            .log()
+            .lines()
+            .any(|l| l.contains("container created") && l.contains(run)),
+        "no container was created for {run}"
+    );
+    view
+}
+
+/// A positive control: a run signed through the CLI goes through.
+fn assert_signed_run_works(w: &SpawnedWorld) {
+    let out = w
+        .signing_cli()
+        .ok(&["run", "--target", &w.target, "--", "echo", "signed-ok"]);
+    assert!(out.contains("signed-ok"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_with_a_trust_file_refuses_a_run_nobody_signed() {
+    if !require_docker() {
+        return;
+    }
+    let w = signed_world().await;
+    assert_signed_run_works(&w);
+    // The control plane (here: anyone with an admin token) injects an
+    // ad-hoc command.
+    let injected = w.submit(&["sh", "-c", "echo injected"]).await;
+    assert_refused(&w, &injected, "the run is not signed").await;
+    w.assert_no_containers();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signed_run_changed_after_signing_or_carrying_a_forged_certificate_is_refused() {
+    if !require_docker() {
+        return;
+    }
+    let mut w = signed_world().await;
+    let cli = w.signing_cli();
+    cli.set_secret(&w.target, "PW", "hunter2-hunter2");
+    // Queued while no agent is connected, so the database can be edited
+    // before any agent sees them.
+    w.agent.kill();
+    let run = |args: &[&str]| detach(&cli, "e2e", args);
+    let argv = run(&["--", "echo", "original"]);
+    let env = run(&["--env", "A=1", "--", "echo", "original"]);
+    let image = run(&["--", "echo", "original"]);
+    let secrets = run(&["--", "echo", "original"]);
+    let forged = run(&["--", "echo", "original"]);
+    let control = run(&["--", "echo", "untouched"]);
+    let conn = db(&w);
+    let set = |column: &str, value: &str, id: &str| {
+        let n = conn
+            .execute(
+                &format!("UPDATE runs SET {column} = ?1 WHERE id = ?2"),
+                params![value, id],
+            )
+            .unwrap();
+        assert_eq!(n, 1);
+    };
+    set("argv", r#"["sh","-c","echo pwned"]"#, &argv);
+    set("env", r#"{"A":"2"}"#, &env);
+    set("image", "sealrun/busybox:evil", &image);
+    set("secrets", r#"["PW"]"#, &secrets);
+    // Alice's certificate, re-made by a key the agent does not trust, with
+    // the admin role.
+    let forger = SigningKey::generate();
+    let real: String = conn
+        .query_row(
+            "SELECT submitter_certificate FROM runs WHERE id = ?1",
+            [&forged],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let real: Signed<UserCertificate> = serde_json::from_str(&real).unwrap();
+    let (mut cert, _) = real.open().unwrap();
+    cert.role = Role::Admin;
+    let mut claimed = forger.sign(&cert);
+    set(
+        "submitter_certificate",
+        &serde_json::to_string(&claimed).unwrap(),
+        &forged,
+    );
+    w.agent.restart();
+    assert_refused(&w, &argv, "argv is not what its submitter signed").await;
+    assert_refused(&w, &env, "env is not what its submitter signed").await;
+    assert_refused(&w, &image, "image is not what").await;
+    assert_refused(&w, &secrets, "secrets is not what its submitter signed").await;
+    assert_refused(&w, &forged, "not a trusted admin key here").await;
+    let ok = w.admin.wait_terminal(&control).await;
+    assert_eq!(ok.status, RunStatus::Succeeded, "{ok:?}");
+    // The forger naming the trusted admin as its signer fails too.
+    let trusted = cli.ok(&[
+        "keys",
+        "show",
+        "--key-file",
+        w.server.data_dir.join(ADMIN_KEY_FILE).to_str().unwrap(),
+    ]);
+    claimed.signer = trusted.trim().to_owned();
+    w.agent.kill();
+    let named = run(&["--", "echo", "original"]);
+    set(
+        "submitter_certificate",
+        &serde_json::to_string(&claimed).unwrap(),
+        &named,
+    );
+    w.agent.restart();
+    assert_refused(&w, &named, "signature does not verify").await;
+    w.assert_no_containers();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replayed_signed_run_is_refused() {
+    if !require_docker() {
+        return;
+    }
+    let w = signed_world().await;
+    let cli = w.signing_cli();
+    let first = detach(&cli, "e2e", &["--", "echo", "once"]);
+    let done = w.admin.wait_terminal(&first).await;
+    assert_eq!(done.status, RunStatus::Succeeded, "{done:?}");
+    // The same signed run queued again under a new id.
+    let replay = "run_0123456789abcdef";
+    db(&w)
+        .execute(
+            "INSERT INTO runs (id, org_id, target_id, target, argv, env, secrets, image,
+                 timeout_secs, source, submitter, status, created_ms, queued_ms, stdin,
+                 spec_digest, submitter_user_id, signed_intent, submitter_certificate)
+             SELECT ?2, org_id, target_id, target, argv, env, secrets, image,
+                 timeout_secs, source, submitter, 'queued', created_ms, queued_ms, stdin,
+                 spec_digest, submitter_user_id, signed_intent, submitter_certificate
+             FROM runs WHERE id = ?1",
+            params![first, replay],
+        )
+        .unwrap();
+    // Another run wakes the agent's poll; it claims both.
+    let wake = detach(&cli, "e2e", &["--", "echo", "wake"]);
+    assert_refused(&w, replay, "replayed").await;
+    let woke = w.admin.wait_terminal(&wake).await;
+    assert_eq!(woke.status, RunStatus::Succeeded, "{woke:?}");
+    w.assert_no_containers();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_signed_approvals_by_certified_people_other_than_the_submitter_count() {
+    if !require_docker() {
+        return;
+    }
+    let w = signed_world().await;
+    // The target now needs one approval for ad-hoc runs; its admin
+    // certifies that declaration.
+    w.admin
+        .put_target(&TargetSpec {
+            name: w.target.clone(),
+            private_network: "test".into(),
+            pool: TargetSpec::default_pool(),
+            image: IMAGE.into(),
+            allowed_images: Vec::new(),
+            network: None,
+            limits: Default::default(),
+            timeout_secs: 300,
+            policy: sealrun_wire::admin::TargetPolicy {
+                approval: Some(ApprovalRule {
+                    require: ApprovalScope::AdHoc,
+                    approvals: 1,
+                    ..ApprovalRule::default()
+                }),
+                ..Default::default()
+            },
+            user: None,
+        })
+        .await;
+    trust_target(&w.server, &w.admin, &w.target).await;
+    let bob = w.admin.token("bob", Role::Operator).await;
+    let bob_key = w.dir.path().join("bob.key");
+    certify_user(&w.server, &w.admin, "bob", &bob_key);
+    let bob_cli = signing_cli(&w.server, &bob.token, &bob_key);
+
+    // Positive control: bob's signed approval releases the run, and it runs.
+    let cli = w.signing_cli();
+    let approved = detach(&cli, "e2e", &["--", "echo", "approved-ok"]);
+    bob_cli.ok(&["approvals", "approve", &approved]);
+    let done = w.admin.wait_terminal(&approved).await;
+    assert_eq!(done.status, RunStatus::Succeeded, "{done:?}");
+
+    // An unsigned approval of a signed run is refused by the control plane
+    // (its agent would not count it).
+    let pending = detach(&cli, "e2e", &["--", "echo", "self-approved"]);
+    let digest = w
+        .admin
+        .get(&format!("/v1/approvals/{pending}"))
+        .await
+        .ok()
+        .json()["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let unsigned = bob
+        .post(
+            &format!("/v1/approvals/{pending}/approve"),
+            serde_json::json!({ "digest": digest }),
+        )
+        .await;
+    assert_eq!(unsigned.status, 400, "{}", unsigned.text);
+
+    // The control plane records the submitter's own signed approval and
+    // releases the run: the agent does not count it.
+    let conn = db(&w);
+    let (intent, certificate): (String, String) = conn
+        .query_row(
+            "SELECT signed_intent, submitter_certificate FROM runs WHERE id = ?1",
+            [&pending],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    let intent: Signed<sealrun_wire::authority::RunIntent> = serde_json::from_str(&intent).unwrap();
+    let (said, _) = intent.open().unwrap();
+    let admin_key = std::fs::read_to_string(w.server.data_dir.join(ADMIN_KEY_FILE)).unwrap();
+    let submitter_key = SigningKey::from_text(&admin_key).unwrap();
+    let own = SignedApproval {
+        approval: submitter_key.sign(&ApprovalStatement {
+            org: said.org.clone(),
+            run_digest: intent.digest(),
+            approver: said.submitter.clone(),
+            at_ms: 0,
+        }),
+        certificate: serde_json::from_str(&certificate).unwrap(),
+    };
+    let user_id: i64 = conn
+        .query_row(
+            "SELECT submitter_user_id FROM runs WHERE id = ?1",
+            [&pending],
+            |r| r.get(0),
+        )
+        .unwrap();
+    conn.execute(
+        "INSERT INTO approvals (run_id, user_id, user_name, actor, decision, digest, at_ms, signed)
+         VALUES (?1, ?2 + 1000, 'someone-else', 'token:x', 'approved', ?3, 0, ?4)",
+        params![
+            pending,
+            user_id,
+            intent.digest(),
+            serde_json::to_string(&own).unwrap()
+        ],
+    )
+    .unwrap();
+    conn.execute(
+        "UPDATE runs SET status = 'queued', queued_ms = created_ms WHERE id = ?1",
+        [&pending],
+    )
+    .unwrap();
+    // A run bob approves wakes the agent, which claims both in order.
+    let wake = detach(&cli, "e2e", &["--", "true"]);
+    bob_cli.ok(&["approvals", "approve", &wake]);
+    let refused = assert_refused(&w, &pending, "needs 1 approval(s)").await;
+    let why = refused.error.unwrap();
+    assert!(
+        why.contains("the submitter never approves their own run"),
+        "{why}"
+    );
+    let woke = w.admin.wait_terminal(&wake).await;
+    assert_eq!(woke.status, RunStatus::Succeeded, "{woke:?}");
+    w.assert_no_containers();
+}
