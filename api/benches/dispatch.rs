@@ -8,16 +8,26 @@
 //! measured in the same run: `GET /health` round trips over the same HTTPS
 //! stack at the same concurrency.
 //!
-//! `cargo bench -p sealrun-api --bench dispatch` (about 20 s).
+//! Signed runs are measured against unsigned ones in the same run: each
+//! submission then carries a run signed as `sealrun run` signs it (the
+//! signing is timed as part of the submission), the control plane checks it
+//! and relays the signatures, and each simulated agent authorizes every
+//! assignment as the real agent's gate does
+//! (`sealrun_wire::authority::authorize`); the time that takes per run is
+//! reported too.
+//!
+//! `cargo bench -p sealrun-api --bench dispatch` (about 30 s).
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 use reqwest::StatusCode;
 use sealrun_api::Settings;
 use sealrun_testkit::InProcessServer;
 use sealrun_wire::agent::Assignment;
+use sealrun_wire::authority::{RunIntent, authorize};
+use sealrun_wire::trust::{SigningKey, TargetCertificate, UserCertificate};
 use serde_json::json;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -29,6 +39,74 @@ struct Env {
     url: String,
     ca: reqwest::Certificate,
     admin: String,
+    /// Set when runs are signed.
+    signing: Option<Arc<Signing>>,
+}
+
+/// What signed runs need: the admin's key (it certified itself, the target,
+/// and signs the runs), the names a run binds, and the agents' clock of the
+/// time spent authorizing.
+struct Signing {
+    key: SigningKey,
+    org: String,
+    user: String,
+    target_key: String,
+    verify_nanos: AtomicU64,
+    verified: AtomicU64,
+}
+
+impl Signing {
+    /// The body of `POST /v1/runs` for `true` on `bench`, signed.
+    fn body(&self) -> serde_json::Value {
+        let now = now_ms();
+        let signed = self.key.sign(&RunIntent {
+            org: self.org.clone(),
+            target: "bench".into(),
+            argv: vec!["true".into()],
+            env: Default::default(),
+            secrets: vec![],
+            image: "busybox".into(),
+            timeout_secs: 3600,
+            stdin: false,
+            submitter: self.user.clone(),
+            break_glass: None,
+            nonce: RunIntent::fresh_nonce(),
+            issued_at_ms: now,
+            expires_at_ms: now + 3_600_000,
+        });
+        json!({"target": "bench", "argv": ["true"], "signed": signed})
+    }
+
+    /// Authorizes `a` as the agent's gate does, counting the time.
+    fn authorize(&self, a: &Assignment) {
+        let t0 = Instant::now();
+        let authority = a.authority.as_ref().expect("a signed run");
+        authorize(
+            &a.execution(),
+            authority,
+            &[self.key.public_key()],
+            &self.target_key,
+            now_ms(),
+        )
+        .expect("the run is authorized");
+        let took = u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.verify_nanos.fetch_add(took, Ordering::Relaxed);
+        self.verified.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The body of one submission: signed when `signing` is set.
+fn run_body(signing: Option<&Signing>) -> serde_json::Value {
+    match signing {
+        Some(s) => s.body(),
+        None => json!({"target": "bench", "argv": ["true"]}),
+    }
 }
 
 impl Env {
@@ -129,6 +207,7 @@ async fn agent_loop(
     token: String,
     rv: Shared,
     stop: Arc<AtomicBool>,
+    signing: Option<Arc<Signing>>,
 ) {
     while !stop.load(Ordering::Relaxed) {
         let resp = match http
@@ -147,6 +226,9 @@ async fn agent_loop(
             continue;
         }
         let a: Assignment = resp.json().await.unwrap();
+        if let Some(s) = &signing {
+            s.authorize(&a);
+        }
         assigned(&rv, a.run_id.clone(), Instant::now());
         let done = match http
             .post(format!("{url}/v1/agent/runs/{}/finish", a.run_id))
@@ -191,21 +273,23 @@ async fn dispatch_phase(env: &Env, rv: &Shared, submitters: usize, length: Durat
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     for _ in 0..submitters {
-        let (http, url, admin, rv) = (
+        let (http, url, admin, rv, signing) = (
             env.client(),
             env.url.clone(),
             env.admin.clone(),
             Arc::clone(rv),
+            env.signing.clone(),
         );
         let (counting, stop) = (Arc::clone(&counting), Arc::clone(&stop));
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             while !stop.load(Ordering::Relaxed) {
                 let t0 = Instant::now();
+                let body = run_body(signing.as_deref());
                 let created: serde_json::Value = http
                     .post(format!("{url}/v1/runs"))
                     .bearer_auth(&admin)
-                    .json(&json!({"target": "bench", "argv": ["true"]}))
+                    .json(&body)
                     .send()
                     .await
                     .unwrap()
@@ -296,19 +380,21 @@ async fn open_loop_phase(env: &Env, rv: &Shared, rate: u32, length: Duration) ->
                 shed += usize::from(Instant::now() >= from);
                 continue;
             };
-            let (http, url, admin, rv) = (
+            let (http, url, admin, rv, signing) = (
                 http.clone(),
                 env.url.clone(),
                 env.admin.clone(),
                 Arc::clone(rv),
+                env.signing.clone(),
             );
             tasks.push(tokio::spawn(async move {
                 let _slot = slot;
                 let t0 = Instant::now();
+                let body = run_body(signing.as_deref());
                 let created: serde_json::Value = http
                     .post(format!("{url}/v1/runs"))
                     .bearer_auth(&admin)
-                    .json(&json!({"target": "bench", "argv": ["true"]}))
+                    .json(&body)
                     .send()
                     .await
                     .unwrap()
@@ -350,17 +436,18 @@ struct Bench {
 }
 
 impl Bench {
-    async fn start(durable_commits: bool) -> Bench {
+    async fn start(durable_commits: bool, signed: bool) -> Bench {
         let server = InProcessServer::start_with(Settings {
             max_agents_per_org: 1000,
             durable_commits,
             ..Settings::default()
         })
         .await;
-        let env = Env {
+        let mut env = Env {
             url: server.url.clone(),
             ca: reqwest::Certificate::from_pem(&std::fs::read(&server.ca_cert).unwrap()).unwrap(),
             admin: server.admin_token.clone(),
+            signing: None,
         };
         let admin = env.client();
         let put = admin
@@ -386,14 +473,21 @@ impl Bench {
         let rv: Shared = Arc::default();
         let stop_agents = Arc::new(AtomicBool::new(false));
         let mut agents = Vec::new();
+        let mut connected = Vec::new();
         for i in 0..AGENTS {
-            let (http, token) = start_agent(&env, &enrollment, i, &key).await;
+            connected.push(start_agent(&env, &enrollment, i, &key).await);
+        }
+        if signed {
+            env.signing = Some(Arc::new(certify(&env, &admin, &key).await));
+        }
+        for (http, token) in connected {
             agents.push(tokio::spawn(agent_loop(
                 env.url.clone(),
                 http,
                 token,
                 Arc::clone(&rv),
                 Arc::clone(&stop_agents),
+                env.signing.clone(),
             )));
         }
         Bench {
@@ -414,6 +508,77 @@ impl Bench {
             }
         };
         let ((), ()) = tokio::join!(stopped, agents);
+    }
+}
+
+/// Certifies, with a new admin key, the admin user's own key and target
+/// `bench` (pinned to `key` by now), as `sealrun user certify` and
+/// `sealrun target trust` do.
+async fn certify(env: &Env, http: &reqwest::Client, key: &sealrun_vault::TargetKeypair) -> Signing {
+    let get = |path: &str| {
+        http.get(format!("{}{path}", env.url))
+            .bearer_auth(&env.admin)
+            .send()
+    };
+    let me: serde_json::Value = get("/v1/whoami").await.unwrap().json().await.unwrap();
+    let target: sealrun_wire::admin::TargetView = get("/v1/targets/bench")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (org, user) = (
+        me["org"].as_str().unwrap().to_owned(),
+        me["user"].as_str().unwrap().to_owned(),
+    );
+    let admin = SigningKey::generate();
+    let now = now_ms();
+    let user_cert = admin.sign(&UserCertificate {
+        org: org.clone(),
+        user: user.clone(),
+        role: sealrun_wire::admin::Role::Admin,
+        groups: vec![],
+        public_key: admin.public_key().to_string(),
+        issued_at_ms: now,
+        expires_at_ms: now + 3_600_000,
+    });
+    let pinned = target.public_key.unwrap();
+    let target_cert = admin.sign(&TargetCertificate {
+        org: org.clone(),
+        target: "bench".into(),
+        public_key: pinned.key.clone(),
+        key_id: pinned.key_id.0.clone(),
+        spec: target.spec,
+        issued_at_ms: now,
+        expires_at_ms: now + 3_600_000,
+    });
+    for (path, body) in [
+        (format!("/v1/users/{user}/certificate"), json!(user_cert)),
+        (
+            "/v1/targets/bench/certificate".to_owned(),
+            json!(target_cert),
+        ),
+    ] {
+        let put = http
+            .put(format!("{}{path}", env.url))
+            .bearer_auth(&env.admin)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            put.status().is_success(),
+            "{path}: {}",
+            put.text().await.unwrap()
+        );
+    }
+    Signing {
+        key: admin,
+        org,
+        user,
+        target_key: key.public_key().to_base64(),
+        verify_nanos: AtomicU64::new(0),
+        verified: AtomicU64::new(0),
     }
 }
 
@@ -479,7 +644,7 @@ async fn main() {
     println!("submit -> assign: from sending POST /v1/runs to the agent holding the assignment");
     println!();
     header();
-    let durable = Bench::start(true).await;
+    let durable = Bench::start(true, false).await;
     let fsync = fsync_baseline(&durable.server.data_dir, Duration::from_secs(2));
     row("baseline: fdatasync of a 4 KiB append", &fsync);
     let health_1 = health_phase(&durable.env, 1, Duration::from_secs(2)).await;
@@ -488,9 +653,15 @@ async fn main() {
     row("baseline: GET /health, 16 clients", &health_16);
     let (d1, d16, dopen) = dispatch_phases(&durable, "durable").await;
     durable.stop().await;
-    let relaxed = Bench::start(false).await;
+    let relaxed = Bench::start(false, false).await;
     let (r1, r16, ropen) = dispatch_phases(&relaxed, "durable_commits=false").await;
     relaxed.stop().await;
+    let signed = Bench::start(true, true).await;
+    let (s1, s16, _) = dispatch_phases(&signed, "durable, signed runs").await;
+    let signing = signed.env.signing.clone().unwrap();
+    let verified = signing.verified.load(Ordering::Relaxed).max(1);
+    let verify_us = signing.verify_nanos.load(Ordering::Relaxed) as f64 / verified as f64 / 1000.0;
+    signed.stop().await;
 
     println!();
     println!(
@@ -503,6 +674,13 @@ async fn main() {
         d1.p50.as_secs_f64() / health_1.p50.as_secs_f64(),
         r1.p50.as_secs_f64() / health_1.p50.as_secs_f64(),
         d1.p99.as_secs_f64() / fsync.p99.as_secs_f64()
+    );
+    println!(
+        "signed runs: {:.2} x the unsigned dispatch rate at 16 in flight ({:.0} vs {:.0}/s), unloaded p50 {:.2} x; the agent's authorization takes {verify_us:.0} us a run ({verified} runs)",
+        s16.per_sec / d16.per_sec,
+        s16.per_sec,
+        d16.per_sec,
+        s1.p50.as_secs_f64() / d1.p50.as_secs_f64(),
     );
     println!(
         "at 2000 runs/s offered: durable {:.0}/s p99 {}, relaxed {:.0}/s p99 {} (goal: >= 2000/s, p99 < 10 ms)",

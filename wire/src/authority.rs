@@ -646,7 +646,8 @@ mod tests {
         let w = World::new();
         let signed = w.intent();
         let authority = w.authority(&signed);
-        let cases: Vec<(&str, Box<dyn Fn(&mut RunIntent)>)> = vec![
+        type Change = Box<dyn Fn(&mut RunIntent)>;
+        let cases: Vec<(&str, Change)> = vec![
             ("argv", Box::new(|i| i.argv.push("; drop table x".into()))),
             (
                 "env",
