@@ -49,6 +49,7 @@
 //!     stdin: false,
 //!     break_glass: None,
 //!     runbook: None,
+//!     signed: None,
 //! };
 //! let refused = control.submit_run(&Member::from(&auditor), request.clone()).await;
 //! assert!(matches!(refused, Err(Error::Forbidden(_))));
