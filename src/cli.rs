@@ -1091,20 +1091,6 @@ Examples:
 Examples:
   sealrun user list")]
     List(ClientOnly),
-    /// Disable a user: all its tokens are revoked at once
-    #[command(after_help = "\
-Its tokens stop working at once, also for log streams they are following; a
-Slack user linked to it is refused like an unlinked one. It cannot be undone:
-create another user.
-
-Examples:
-  sealrun user disable dave")]
-    Disable {
-        /// The user's name
-        name: String,
-        #[command(flatten)]
-        client: ClientArgs,
-    },
     /// Certify a user's signing key, role and groups with your admin key
     #[command(after_help = "\
 The user makes their key with `sealrun keys init` and gives you the public key
@@ -1113,7 +1099,8 @@ groups, key, expiry) on this machine: their runs and approvals count with
 agents that trust your key. Certify again after changing their role or groups.
 
 Examples:
-  sealrun user certify dave --key ed25519:AAAA... --days 90")]
+  sealrun keys init --key-file dave.key    # on dave's machine; he sends the public key
+  sealrun user certify dave --key \"$(sealrun keys show --key-file dave.key)\" --days 90")]
     Certify {
         /// The user's name
         name: String,
@@ -1126,6 +1113,20 @@ Examples:
         /// Your admin signing key
         #[arg(long, env = "SEALRUN_SIGNING_KEY_FILE")]
         key_file: Option<PathBuf>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Disable a user: all its tokens are revoked at once
+    #[command(after_help = "\
+Its tokens stop working at once, also for log streams they are following; a
+Slack user linked to it is refused like an unlinked one. It cannot be undone:
+create another user.
+
+Examples:
+  sealrun user disable dave")]
+    Disable {
+        /// The user's name
+        name: String,
         #[command(flatten)]
         client: ClientArgs,
     },
