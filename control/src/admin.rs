@@ -45,12 +45,14 @@ impl Principal {
                 name: u.name,
                 role: u.role.as_str().to_owned(),
                 user: Some(u.user),
+                signing_key: None,
             }),
             Principal::Agent(a) => Ok(Whoami {
                 org: a.org,
                 name: a.name,
                 role: "agent".to_owned(),
                 user: None,
+                signing_key: None,
             }),
             Principal::Enroller(_) => Err(Error::Forbidden(
                 "enrollment tokens can only register agents".into(),
@@ -60,6 +62,23 @@ impl Principal {
 }
 
 impl Control {
+    /// Who the caller is ([`Principal::whoami`]), with the signing key an
+    /// admin certified for its user, if any.
+    pub async fn whoami(&self, principal: Principal) -> Result<Whoami, Error> {
+        let user_id = match &principal {
+            Principal::User(u) => Some(u.user_id),
+            _ => None,
+        };
+        let mut me = principal.whoami()?;
+        if let Some(user_id) = user_id {
+            me.signing_key = self
+                .db
+                .read(move |tx| crate::signing::certified_key(tx, user_id))
+                .await?;
+        }
+        Ok(me)
+    }
+
     /// Issues a user token; its value is in the answer and nowhere else.
     ///
     /// With `req.user`, for that existing user (it acts with the user's

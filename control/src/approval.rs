@@ -354,17 +354,11 @@ pub(crate) fn decide(
                     current.digest
                 )));
             }
-            let signed = match &current.signed {
-                Some(_) => Some(crate::signing::check_approval(
-                    tx,
-                    who.org_id,
-                    who.user_id,
-                    &user,
-                    digest,
-                    signed,
-                )?),
-                None => None,
-            };
+            let signed = signed
+                .map(|s| {
+                    crate::signing::check_approval(tx, who.org_id, who.user_id, &user, digest, s)
+                })
+                .transpose()?;
             let comment = comment.map(|c| check_text("a comment", c)).transpose()?;
             let recorded = store::approvals::insert_decision(
                 tx,

@@ -7,8 +7,9 @@
 //! - A signed run ([`check_intent`]) must say exactly what the request
 //!   asks for and be signed with the key an admin certified for its
 //!   submitter; its digest is then what approvals bind.
-//! - An approval of a signed run must be signed too ([`check_approval`]),
-//!   with the approver's certified key, over that digest.
+//! - A signed approval ([`check_approval`]) must be the approver's, with
+//!   their certified key, over that digest. (An unsigned one is recorded,
+//!   and not counted by an agent with a trust file.)
 //! - At hand-out, the signatures travel with the assignment ([`authority`]).
 
 use crate::error::Error;
@@ -71,6 +72,16 @@ fn certified(
     Ok((json, cert))
 }
 
+/// The public key an admin certified for user `user_id`, if any (as the
+/// certificate names it; whether that admin is trusted is for agents).
+pub(crate) fn certified_key(tx: &Tx<'_>, user_id: i64) -> Result<Option<String>, Error> {
+    let Some(json) = store::users::certificate(tx, user_id)? else {
+        return Ok(None);
+    };
+    let signed: Signed<UserCertificate> = serde_json::from_str(&json)?;
+    Ok(signed.open().ok().map(|(cert, _)| cert.public_key))
+}
+
 /// Checks that `signed` says exactly what `run` is, signed by its
 /// submitter with their certified key, unexpired.
 pub(crate) fn check_intent(
@@ -122,20 +133,17 @@ pub(crate) fn check_intent(
 
 /// Checks that `signed` is user `user_id`'s (named `name`) approval of the
 /// run whose signed intent has `digest`, with their certified key; the
-/// [`SignedApproval`] to store (JSON).
+/// [`SignedApproval`] to store (JSON). An unsigned approval of a signed run
+/// is recorded all the same (an agent without a trust file runs it); an
+/// agent with one counts only signed approvals.
 pub(crate) fn check_approval(
     tx: &Tx<'_>,
     org_id: i64,
     user_id: i64,
     name: &str,
     digest: &str,
-    signed: Option<&Signed<ApprovalStatement>>,
+    signed: &Signed<ApprovalStatement>,
 ) -> Result<String, Error> {
-    let Some(signed) = signed else {
-        return Err(Error::Invalid(
-            "this run is signed, so its approvals must be too: approve it with `sealrun approvals approve` and your certified signing key (its agent counts only signed approvals)".into(),
-        ));
-    };
     let (statement, key) = signed.open().map_err(|e| Error::Invalid(e.to_string()))?;
     let org = store::approvals::org_name(tx, org_id)?;
     if statement.org != org || statement.approver != name || statement.run_digest != digest {

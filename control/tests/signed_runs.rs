@@ -241,25 +241,10 @@ async fn only_signed_approvals_by_certified_people_other_than_the_submitter_coun
     let done = w.admin.wait_terminal(&approved).await;
     assert_eq!(done.status, RunStatus::Succeeded, "{done:?}");
 
-    // An unsigned approval of a signed run is refused by the control plane
-    // (its agent would not count it).
+    // Two runs wait for approval; the control plane releases each with an
+    // approval the agent must not count.
+    let unsigned = detach(&cli, "e2e", &["--", "echo", "unsigned-approval"]);
     let pending = detach(&cli, "e2e", &["--", "echo", "self-approved"]);
-    let digest = w
-        .admin
-        .get(&format!("/v1/approvals/{pending}"))
-        .await
-        .ok()
-        .json()["digest"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let unsigned = bob
-        .post(
-            &format!("/v1/approvals/{pending}/approve"),
-            serde_json::json!({ "digest": digest }),
-        )
-        .await;
-    assert_eq!(unsigned.status, 400, "{}", unsigned.text);
 
     // The control plane records the submitter's own signed approval and
     // releases the run: the agent does not count it.
@@ -307,16 +292,32 @@ async fn only_signed_approvals_by_certified_people_other_than_the_submitter_coun
         [&pending],
     )
     .unwrap();
-    // A run bob approves wakes the agent, which claims both in order.
-    let wake = detach(&cli, "e2e", &["--", "true"]);
-    bob_cli.ok(&["approvals", "approve", &wake]);
+    // An approval without a signature (as a Slack click gives), which the
+    // control plane records and counts; releasing the run wakes the agent,
+    // which claims both.
+    let digest = w
+        .admin
+        .get(&format!("/v1/approvals/{unsigned}"))
+        .await
+        .ok()
+        .json()["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let approved = bob
+        .post(
+            &format!("/v1/approvals/{unsigned}/approve"),
+            serde_json::json!({ "digest": digest }),
+        )
+        .await;
+    assert_eq!(approved.status, 200, "{}", approved.text);
     let refused = assert_refused(&w, &pending, "needs 1 approval(s)").await;
     let why = refused.error.unwrap();
     assert!(
         why.contains("the submitter never approves their own run"),
         "{why}"
     );
-    let woke = w.admin.wait_terminal(&wake).await;
-    assert_eq!(woke.status, RunStatus::Succeeded, "{woke:?}");
+    let refused = assert_refused(&w, &unsigned, "needs 1 approval(s)").await;
+    assert!(refused.error.unwrap().contains("it has 0"));
     w.assert_no_containers();
 }

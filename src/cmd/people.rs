@@ -46,8 +46,8 @@ pub async fn user(cmd: UserCommand) -> Result<()> {
                 "ROLE",
                 "TOKENS",
                 "CREATED",
-                "DISABLED",
                 "CERTIFIED UNTIL",
+                "DISABLED",
             ]);
             for u in list.users {
                 let certified = u
@@ -60,8 +60,8 @@ pub async fn user(cmd: UserCommand) -> Result<()> {
                     u.role.to_string(),
                     u.tokens.to_string(),
                     output::time(u.created_at_ms),
-                    output::opt_time(u.disabled_at_ms),
                     certified,
+                    output::opt_time(u.disabled_at_ms),
                 ]);
             }
             t.print()

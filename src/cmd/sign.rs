@@ -12,36 +12,61 @@ use sealrun_wire::admin::{TargetView, Whoami};
 use sealrun_wire::approval::ApprovalView;
 use sealrun_wire::authority::{ApprovalStatement, RUN_SIGNATURE_TTL_MS, RunIntent};
 use sealrun_wire::run::RunRequest;
-use sealrun_wire::trust::Signed;
+use sealrun_wire::trust::{Signed, SigningKey};
 
-/// Who is signing, by the control plane's account (the org and user names
-/// a certificate binds; a lie here only makes the agent refuse).
-async fn whoami(client: &Client) -> Result<(String, String)> {
+/// This person's key and who they are, if the control plane says an admin
+/// certified that key for them; else `None`, having said on stderr why
+/// nothing is signed (an agent with a trust file will refuse what is not).
+/// `what` names what would have been signed.
+async fn certified_signer(client: &Client, what: &str) -> Result<Option<Signer>> {
+    let Some(key) = own_signing_key()? else {
+        return Ok(None);
+    };
     let me: Whoami = client.get("/v1/whoami").await?;
     let Some(user) = me.user else {
         bail!("this token belongs to no user: only a user's runs can be signed");
     };
-    Ok((me.org, user))
+    let public = key.public_key();
+    if me.signing_key.as_deref() != Some(public.to_string().as_str()) {
+        eprintln!(
+            "sealrun: {what} is not signed: your signing key {} is not certified for user {} (an admin runs `sealrun user certify {} --key {public}`); agents with a trust file refuse unsigned runs and do not count unsigned approvals",
+            public.fingerprint(),
+            output::safe(&user),
+            output::safe(&user)
+        );
+        return Ok(None);
+    }
+    Ok(Some(Signer {
+        key,
+        org: me.org,
+        user,
+    }))
 }
 
-/// `req` signed with this person's key, or `None` if they have no key (or
-/// it is a runbook run, which is not signed yet). The image and timeout the
-/// control plane would pick are looked up and signed explicitly: a
-/// signature covers exactly what runs.
+/// A person's certified key, with the names a statement binds.
+struct Signer {
+    key: SigningKey,
+    org: String,
+    user: String,
+}
+
+/// `req` signed with this person's certified key, or `None` if they have
+/// none (or it is a runbook run, which is not signed yet). The image and
+/// timeout the control plane would pick are looked up and signed
+/// explicitly: a signature covers exactly what runs.
 pub async fn sign_run(client: &Client, req: &RunRequest) -> Result<Option<Signed<RunIntent>>> {
     if req.runbook.is_some() {
         return Ok(None);
     }
-    let Some(key) = own_signing_key()? else {
+    let Some(signer) = certified_signer(client, "the run").await? else {
         return Ok(None);
     };
-    let (org, submitter) = whoami(client).await?;
     let target: TargetView = client
         .get(&format!("/v1/targets/{}", seg(&req.target)))
         .await?;
     let now = output::now_ms();
-    Ok(Some(key.sign(&RunIntent {
-        org,
+    Ok(Some(signer.key.sign(&RunIntent {
+        org: signer.org,
         target: req.target.clone(),
         argv: req.argv.clone(),
         env: req.env.clone(),
@@ -49,7 +74,7 @@ pub async fn sign_run(client: &Client, req: &RunRequest) -> Result<Option<Signed
         image: req.image.clone().unwrap_or(target.spec.image),
         timeout_secs: req.timeout_secs.unwrap_or(target.spec.timeout_secs),
         stdin: req.stdin,
-        submitter,
+        submitter: signer.user,
         break_glass: req.break_glass.clone(),
         nonce: RunIntent::fresh_nonce(),
         issued_at_ms: now,
@@ -57,9 +82,8 @@ pub async fn sign_run(client: &Client, req: &RunRequest) -> Result<Option<Signed
     })))
 }
 
-/// An approval of `view`'s signed run, signed with this person's key;
-/// `None` for an unsigned run. A signed run needs a signed approval, so
-/// no key is an error here.
+/// An approval of `view`'s signed run, signed with this person's certified
+/// key; `None` for an unsigned run, or without a certified key.
 pub async fn sign_approval(
     client: &Client,
     view: &ApprovalView,
@@ -67,17 +91,13 @@ pub async fn sign_approval(
     let Some(signed) = &view.signed else {
         return Ok(None);
     };
-    let Some(key) = own_signing_key()? else {
-        bail!(
-            "run {} is signed, so its approval must be too, and you have no signing key: run `sealrun keys init` and have an admin certify it (`sealrun user certify`)",
-            output::safe(&view.run_id)
-        );
+    let Some(signer) = certified_signer(client, "your approval").await? else {
+        return Ok(None);
     };
-    let (org, approver) = whoami(client).await?;
-    Ok(Some(key.sign(&ApprovalStatement {
-        org,
+    Ok(Some(signer.key.sign(&ApprovalStatement {
+        org: signer.org,
         run_digest: signed.digest(),
-        approver,
+        approver: signer.user,
         at_ms: output::now_ms(),
     })))
 }

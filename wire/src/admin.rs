@@ -18,6 +18,11 @@ pub struct Whoami {
     /// The user the token belongs to (absent for agents).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// The public signing key an admin certified for that user
+    /// (`ed25519:...`), if any: what the CLI signs runs and approvals with
+    /// only if it holds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_key: Option<String>,
 }
 
 /// `POST /v1/tokens`.

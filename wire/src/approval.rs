@@ -211,9 +211,9 @@ pub struct ApproveRequest {
     /// Optional note, recorded in the audit trail.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
-    /// The approval signed with the approver's certified key: required for
-    /// a signed run (its agent counts only signed approvals), over the
-    /// digest of the run's signed intent.
+    /// The approval signed with the approver's certified key, over the
+    /// digest of the run's signed intent: an agent with a trust file counts
+    /// only signed approvals of a signed run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signed: Option<crate::trust::Signed<crate::authority::ApprovalStatement>>,
 }

@@ -14,8 +14,11 @@ use sealrun_wire::admin::{
 };
 
 /// `GET /v1/whoami`: any user or agent token.
-pub(crate) async fn whoami(Caller(principal): Caller<Principal>) -> Result<Json<Whoami>, ApiError> {
-    Ok(Json(principal.whoami()?))
+pub(crate) async fn whoami(
+    State(state): State<AppState>,
+    Caller(principal): Caller<Principal>,
+) -> Result<Json<Whoami>, ApiError> {
+    Ok(Json(state.control.whoami(principal).await?))
 }
 
 /// `POST /v1/tokens` (admin).

@@ -198,8 +198,8 @@ impl Click<'_> {
         let Some(who) = self.member("approve").await else {
             return;
         };
-        // A click carries no signature: the control plane refuses it for a
-        // signed run, whose agent counts only signed approvals.
+        // A click carries no signature: an agent with a trust file does not
+        // count it (see ARCHITECTURE.md's "Signed runs").
         let req = ApproveRequest {
             digest: digest.to_owned(),
             comment: None,
