@@ -9,7 +9,10 @@
 //! declaration and policy the run stays within; and the approvals that
 //! policy demands. A signed run runs at most once: its nonce is recorded
 //! (synced to the state directory) before it starts, and a nonce seen
-//! before is refused. Whatever the control plane says.
+//! before is refused. A target certificate older than the newest one the
+//! agent ran a run under is refused too: an admin who tightens a target's
+//! policy and certifies it again is not undone by a control plane relaying
+//! the old certificate. Whatever the control plane says.
 //!
 //! Without a trust file the agent runs what the control plane hands it,
 //! and says so loudly at start.
@@ -32,6 +35,19 @@ pub enum Refused {
         "replayed: this agent already ran the signed run with nonce {0} (a signed run runs once)"
     )]
     Replayed(String),
+    /// The target's certificate is older than one the agent already ran a
+    /// run under.
+    #[error(
+        "the certificate of target {target} (issued at {shown} ms) is older than one this agent already ran under (issued at {seen} ms): the control plane is relaying a superseded declaration"
+    )]
+    Superseded {
+        /// Target name.
+        target: String,
+        /// When the newest one seen was issued.
+        seen: i64,
+        /// When the one shown was issued.
+        shown: i64,
+    },
     /// The nonce could not be recorded (so the run must not start).
     #[error("cannot record the run's nonce: {0}")]
     State(#[from] StateError),
@@ -42,6 +58,8 @@ pub enum Refused {
 pub struct Gate {
     trusted: Vec<SignerKey>,
     seen: HashMap<String, i64>,
+    /// Per target, when the newest certificate run under was issued.
+    certified: HashMap<String, i64>,
     state: StateDir,
 }
 
@@ -52,6 +70,7 @@ impl Gate {
         Ok(Gate {
             trusted,
             seen: state.load_nonces(now_ms)?,
+            certified: state.load_certified()?,
             state,
         })
     }
@@ -77,6 +96,22 @@ impl Gate {
         if self.seen.contains_key(&ok.nonce) {
             return Err(Refused::Replayed(ok.nonce));
         }
+        let newest = self.certified.get(&assignment.target).copied();
+        match newest {
+            Some(seen) if ok.target_certified_at_ms < seen => {
+                return Err(Refused::Superseded {
+                    target: assignment.target.clone(),
+                    seen,
+                    shown: ok.target_certified_at_ms,
+                });
+            }
+            Some(seen) if ok.target_certified_at_ms == seen => {}
+            _ => {
+                self.certified
+                    .insert(assignment.target.clone(), ok.target_certified_at_ms);
+                self.state.store_certified(&self.certified)?;
+            }
+        }
         self.seen.retain(|_, expires| *expires >= now_ms);
         self.state.append_nonce(&ok.nonce, ok.expires_at_ms)?;
         tracing::info!(
@@ -88,5 +123,162 @@ impl Gate {
         );
         self.seen.insert(ok.nonce, ok.expires_at_ms);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use sealrun_wire::authority::{Authority, RunIntent};
+    use sealrun_wire::role::Role;
+    use sealrun_wire::target::TargetSpec;
+    use sealrun_wire::trust::{SigningKey, TargetCertificate, UserCertificate};
+
+    const NOW: i64 = 1_000_000;
+
+    /// An admin, a certified operator, and this agent's key for target `db`.
+    struct Org {
+        admin: SigningKey,
+        alice: SigningKey,
+        keypair: TargetKeypair,
+        spec: TargetSpec,
+    }
+
+    impl Org {
+        fn new() -> Org {
+            Org {
+                admin: SigningKey::generate(),
+                alice: SigningKey::generate(),
+                keypair: TargetKeypair::generate(),
+                spec: serde_json::from_str(r#"{"name": "db", "image": "busybox"}"#).unwrap(),
+            }
+        }
+
+        /// A run of `echo` signed by alice (nonce `nonce`), under a target
+        /// certificate issued at `issued`.
+        fn run(&self, nonce: &str, issued: i64) -> Assignment {
+            let intent = RunIntent {
+                org: "acme".into(),
+                target: "db".into(),
+                argv: vec!["echo".into()],
+                env: Default::default(),
+                secrets: vec![],
+                image: "busybox".into(),
+                timeout_secs: 3600,
+                stdin: false,
+                submitter: "alice".into(),
+                break_glass: None,
+                nonce: nonce.into(),
+                issued_at_ms: NOW,
+                expires_at_ms: NOW + 1000,
+            };
+            let authority = Authority {
+                target: Some(self.admin.sign(&TargetCertificate {
+                    org: "acme".into(),
+                    target: "db".into(),
+                    public_key: self.keypair.public_key().to_base64(),
+                    key_id: self.keypair.key_id().0,
+                    spec: self.spec.clone(),
+                    issued_at_ms: issued,
+                    expires_at_ms: NOW * 2,
+                })),
+                run: self.alice.sign(&intent),
+                submitter: self.admin.sign(&UserCertificate {
+                    org: "acme".into(),
+                    user: "alice".into(),
+                    role: Role::Operator,
+                    groups: vec![],
+                    public_key: self.alice.public_key().to_string(),
+                    issued_at_ms: 0,
+                    expires_at_ms: NOW * 2,
+                }),
+                approvals: vec![],
+            };
+            Assignment {
+                run_id: format!("run_{nonce}"),
+                target: "db".into(),
+                image: "busybox".into(),
+                allowed_images: vec!["busybox".into()],
+                argv: intent.argv,
+                env: Default::default(),
+                secrets: vec![],
+                timeout_secs: 3600,
+                limits: self.spec.limits.clone(),
+                network: None,
+                user: None,
+                stdin: false,
+                authority: Some(Box::new(authority)),
+            }
+        }
+
+        fn gate(&self, dir: &std::path::Path) -> Gate {
+            let state = StateDir::open(dir).unwrap();
+            Gate::load(vec![self.admin.public_key()], state, NOW).unwrap()
+        }
+    }
+
+    #[test]
+    fn a_signed_run_is_admitted_once_even_across_a_restart() {
+        let org = Org::new();
+        let dir = tempfile::tempdir().unwrap();
+        let run = org.run("00112233445566778899aabbccddeeff", 10);
+        let mut gate = org.gate(dir.path());
+        gate.admit(&run, &org.keypair, NOW).unwrap();
+        assert!(matches!(
+            gate.admit(&run, &org.keypair, NOW),
+            Err(Refused::Replayed(_))
+        ));
+        drop(gate);
+        let mut restarted = org.gate(dir.path());
+        assert!(matches!(
+            restarted.admit(&run, &org.keypair, NOW),
+            Err(Refused::Replayed(_))
+        ));
+        // Positive control: another signed run goes through.
+        let other = org.run("ffeeddccbbaa99887766554433221100", 10);
+        restarted.admit(&other, &org.keypair, NOW).unwrap();
+    }
+
+    #[test]
+    fn a_target_certificate_older_than_one_already_run_under_is_refused_even_across_a_restart() {
+        let org = Org::new();
+        let dir = tempfile::tempdir().unwrap();
+        let mut gate = org.gate(dir.path());
+        gate.admit(&org.run("0000000000000001", 20), &org.keypair, NOW)
+            .unwrap();
+        drop(gate);
+        let mut gate = org.gate(dir.path());
+        let refused = gate
+            .admit(&org.run("0000000000000002", 10), &org.keypair, NOW)
+            .unwrap_err();
+        assert!(
+            matches!(
+                refused,
+                Refused::Superseded {
+                    seen: 20,
+                    shown: 10,
+                    ..
+                }
+            ),
+            "{refused}"
+        );
+        // Positive control: the same certificate, and a newer one, count.
+        gate.admit(&org.run("0000000000000003", 20), &org.keypair, NOW)
+            .unwrap();
+        gate.admit(&org.run("0000000000000004", 30), &org.keypair, NOW)
+            .unwrap();
+    }
+
+    #[test]
+    fn an_unsigned_run_is_refused() {
+        let org = Org::new();
+        let dir = tempfile::tempdir().unwrap();
+        let mut run = org.run("0000000000000005", 10);
+        run.authority = None;
+        assert!(matches!(
+            org.gate(dir.path()).admit(&run, &org.keypair, NOW),
+            Err(Refused::Unauthorized(Refusal::Unsigned))
+        ));
     }
 }

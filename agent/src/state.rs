@@ -29,6 +29,9 @@ pub const AUDIT_HEAD_FILE: &str = "audit-head.json";
 /// File (in the state directory) of the signed runs' nonces the agent ran,
 /// one `<expires_ms> <nonce>` line each, appended before the run starts.
 pub const NONCES_FILE: &str = "run-nonces";
+/// File (in the state directory) of when each served target's newest
+/// certificate the agent ran a run under was issued (JSON object).
+pub const CERTIFIED_FILE: &str = "target-certificates.json";
 
 /// Problems with the state directory.
 #[derive(Debug, thiserror::Error)]
@@ -235,6 +238,33 @@ impl StateDir {
         }
         self.write_file(NONCES_FILE, kept.as_bytes())?;
         Ok(live)
+    }
+
+    /// When the newest certificate of each target the agent ran a run under
+    /// was issued (Unix milliseconds).
+    pub fn load_certified(&self) -> Result<std::collections::HashMap<String, i64>, StateError> {
+        let path = self.root.join(CERTIFIED_FILE);
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt {
+                path,
+                message: e.to_string(),
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Default::default()),
+            Err(e) => Err(io_error(&path)(e)),
+        }
+    }
+
+    /// Remembers `certified` (atomically), before a run under a newer
+    /// certificate starts.
+    pub fn store_certified(
+        &self,
+        certified: &std::collections::HashMap<String, i64>,
+    ) -> Result<(), StateError> {
+        let json = serde_json::to_vec(certified).map_err(|e| StateError::Corrupt {
+            path: self.root.join(CERTIFIED_FILE),
+            message: e.to_string(),
+        })?;
+        self.write_file(CERTIFIED_FILE, &json)
     }
 
     /// Appends `nonce` (counting until `expires_ms`) and syncs it, before

@@ -278,6 +278,10 @@ pub struct Authorized {
     pub nonce: String,
     /// Until when the agent must remember the nonce.
     pub expires_at_ms: i64,
+    /// When the target's certificate was issued: an agent refuses a
+    /// certificate older than one it already ran a run under (a control
+    /// plane replaying a looser, still unexpired declaration).
+    pub target_certified_at_ms: i64,
 }
 
 fn changed(field: &'static str, by: &'static str, detail: String) -> Refusal {
@@ -362,6 +366,7 @@ pub fn authorize(
         break_glass: false,
         nonce: intent.nonce.clone(),
         expires_at_ms: intent.expires_at_ms,
+        target_certified_at_ms: cert.issued_at_ms,
     };
     let Some(rule) = &policy.approval else {
         return Ok(authorized);
