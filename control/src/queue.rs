@@ -277,6 +277,21 @@ pub(crate) fn submit(
     let id = format!("run_{}", crate::token::random_hex(8));
     let image = req.image.clone().unwrap_or_else(|| spec.image.clone());
     let now = now_ms();
+    let run = store::runs::NewRun {
+        id: &id,
+        org_id: who.org_id,
+        target_id,
+        target: &req.target,
+        argv: &req.argv,
+        env: &req.env,
+        secrets: &req.secrets,
+        image: &image,
+        timeout_secs: timeout,
+        source: who.source,
+        submitter: who.name,
+        stdin: req.stdin,
+        now,
+    };
     let signed = match &req.signed {
         Some(_) if rendered.is_some() => {
             return Err(Error::Invalid(
@@ -286,40 +301,13 @@ pub(crate) fn submit(
         Some(signed) => Some(crate::signing::check_intent(
             tx,
             signed,
-            &crate::signing::Queued {
-                org_id: who.org_id,
-                user_id: who.user_id,
-                target: &req.target,
-                argv: &req.argv,
-                env: &req.env,
-                secrets: &req.secrets,
-                image: &image,
-                timeout_secs: timeout,
-                stdin: req.stdin,
-                break_glass,
-            },
-            now,
+            &run,
+            who.user_id,
+            break_glass,
         )?),
         None => None,
     };
-    store::runs::insert(
-        tx,
-        &store::runs::NewRun {
-            id: &id,
-            org_id: who.org_id,
-            target_id,
-            target: &req.target,
-            argv: &req.argv,
-            env: &req.env,
-            secrets: &req.secrets,
-            image: &image,
-            timeout_secs: timeout,
-            source: who.source,
-            submitter: who.name,
-            stdin: req.stdin,
-            now,
-        },
-    )?;
+    store::runs::insert(tx, &run)?;
     if let Some(r) = &rendered {
         store::runs::set_runbook(tx, &id, &r.name, r.version)?;
     }

@@ -16,22 +16,6 @@ use crate::error::Error;
 use crate::store::{self, Tx};
 use sealrun_wire::authority::{ApprovalStatement, Authority, RunIntent, SignedApproval};
 use sealrun_wire::trust::{Signed, SignerKey, UserCertificate};
-use std::collections::BTreeMap;
-
-/// The run the control plane is about to queue, as a signed intent must
-/// describe it.
-pub(crate) struct Queued<'a> {
-    pub(crate) org_id: i64,
-    pub(crate) user_id: i64,
-    pub(crate) target: &'a str,
-    pub(crate) argv: &'a [String],
-    pub(crate) env: &'a BTreeMap<String, String>,
-    pub(crate) secrets: &'a [String],
-    pub(crate) image: &'a str,
-    pub(crate) timeout_secs: u64,
-    pub(crate) stdin: bool,
-    pub(crate) break_glass: Option<&'a str>,
-}
 
 /// A signed run checked for consistency: what to store with it.
 pub(crate) struct SignedRun {
@@ -82,17 +66,19 @@ pub(crate) fn certified_key(tx: &Tx<'_>, user_id: i64) -> Result<Option<String>,
     Ok(signed.open().ok().map(|(cert, _)| cert.public_key))
 }
 
-/// Checks that `signed` says exactly what `run` is, signed by its
-/// submitter with their certified key, unexpired.
+/// Checks that `signed` says exactly what `run` (with `break_glass`) is,
+/// signed by its submitter, user `user_id`, with their certified key,
+/// unexpired.
 pub(crate) fn check_intent(
     tx: &Tx<'_>,
     signed: &Signed<RunIntent>,
-    run: &Queued<'_>,
-    now: i64,
+    run: &store::runs::NewRun<'_>,
+    user_id: i64,
+    break_glass: Option<&str>,
 ) -> Result<SignedRun, Error> {
     let (intent, key) = signed.open().map_err(|e| Error::Invalid(e.to_string()))?;
     let org = store::approvals::org_name(tx, run.org_id)?;
-    let name = store::users::name(tx, run.user_id)?.unwrap_or_default();
+    let name = store::users::name(tx, user_id)?.unwrap_or_default();
     if intent.org != org {
         return Err(mismatch("org", format!("is {}, not {org}", intent.org)));
     }
@@ -112,18 +98,18 @@ pub(crate) fn check_intent(
         ("stdin", intent.stdin == run.stdin),
         (
             "break-glass reason",
-            intent.break_glass.as_deref() == run.break_glass,
+            intent.break_glass.as_deref() == break_glass,
         ),
     ];
     if let Some((field, _)) = fields.iter().find(|(_, same)| !same) {
         return Err(mismatch(field, "differs"));
     }
-    if intent.expires_at_ms < now {
+    if intent.expires_at_ms < run.now {
         return Err(Error::Invalid(
             "the signed run has expired; sign it again".into(),
         ));
     }
-    let (certificate, _) = certified(tx, run.user_id, &name, &key)?;
+    let (certificate, _) = certified(tx, user_id, &name, &key)?;
     Ok(SignedRun {
         intent: serde_json::to_string(signed)?,
         certificate,

@@ -107,14 +107,16 @@ pub async fn run(cmd: ApprovalsCommand) -> Result<()> {
             // The digest sent is the one of the spec fetched (and checked)
             // here: if the run is not that spec, the control plane refuses.
             let view = fetch(&client, &id).await?;
+            let signing = super::sign::sign_approval(&client, &view).await?;
             let req = ApproveRequest {
                 digest: view.digest.clone(),
                 comment,
-                signed: super::sign::sign_approval(&client, &view).await?,
+                signed: signing.signed.clone(),
             };
             let after: ApprovalView = client
                 .post(&format!("/v1/approvals/{}/approve", seg(&id)), &req)
                 .await?;
+            signing.explain();
             if json {
                 return output::json(&after);
             }

@@ -111,13 +111,14 @@ pub async fn run(a: RunArgs) -> Result<ExitCode> {
         runbook,
         signed: None,
     };
-    req.signed = match super::sign::sign_run(&client, &req).await {
-        Ok(signed) => signed,
+    let signing = match super::sign::sign_run(&client, &req).await {
+        Ok(signing) => signing,
         Err(e) => {
             eprintln!("sealrun: cannot sign the run: {}", safe(&format!("{e:#}")));
             return Ok(ExitCode::from(EXIT_ERROR));
         }
     };
+    req.signed = signing.signed.clone();
     let created: RunCreated = match submit(&client, &req).await {
         Ok(created) => created,
         Err(e) => {
@@ -127,6 +128,7 @@ pub async fn run(a: RunArgs) -> Result<ExitCode> {
             return Ok(ExitCode::from(EXIT_ERROR));
         }
     };
+    signing.explain();
     if let Some(approval) = &created.approval {
         eprintln!(
             "sealrun: run {} is waiting for approval ({} of {} from {}) — `sealrun approvals show {}`",

@@ -14,13 +14,38 @@ use sealrun_wire::authority::{ApprovalStatement, RUN_SIGNATURE_TTL_MS, RunIntent
 use sealrun_wire::run::RunRequest;
 use sealrun_wire::trust::{Signed, SigningKey};
 
-/// This person's key and who they are, if the control plane says an admin
-/// certified that key for them; else `None`, having said on stderr why
-/// nothing is signed (an agent with a trust file will refuse what is not).
-/// `what` names what would have been signed.
-async fn certified_signer(client: &Client, what: &str) -> Result<Option<Signer>> {
+/// What signing gave: the statement, or why there is none (to say once
+/// the request it was for succeeded: a refused request says only why).
+pub struct Signing<T> {
+    /// The signed statement.
+    pub signed: Option<Signed<T>>,
+    /// Why nothing was signed although this person has a key.
+    pub unsigned_because: Option<String>,
+}
+
+impl<T> Signing<T> {
+    fn none() -> Signing<T> {
+        Signing {
+            signed: None,
+            unsigned_because: None,
+        }
+    }
+
+    /// Says on stderr why nothing was signed, if something should have been.
+    pub fn explain(&self) {
+        if let Some(why) = &self.unsigned_because {
+            eprintln!("sealrun: {why}");
+        }
+    }
+}
+
+/// This person's key and who they are if the control plane says an admin
+/// certified that key for them; else why nothing is signed, if they have a
+/// key (an agent with a trust file refuses what is not signed). `what`
+/// names what would have been signed.
+async fn certified_signer(client: &Client, what: &str) -> Result<Result<Signer, Option<String>>> {
     let Some(key) = own_signing_key()? else {
-        return Ok(None);
+        return Ok(Err(None));
     };
     let me: Whoami = client.get("/v1/whoami").await?;
     let Some(user) = me.user else {
@@ -28,15 +53,14 @@ async fn certified_signer(client: &Client, what: &str) -> Result<Option<Signer>>
     };
     let public = key.public_key();
     if me.signing_key.as_deref() != Some(public.to_string().as_str()) {
-        eprintln!(
-            "sealrun: {what} is not signed: your signing key {} is not certified for user {} (an admin runs `sealrun user certify {} --key {public}`); agents with a trust file refuse unsigned runs and do not count unsigned approvals",
+        return Ok(Err(Some(format!(
+            "{what} is not signed: your signing key {} is not certified for user {} (an admin runs `sealrun user certify {} --key {public}`); agents with a trust file refuse unsigned runs and do not count unsigned approvals",
             public.fingerprint(),
             output::safe(&user),
             output::safe(&user)
-        );
-        return Ok(None);
+        ))));
     }
-    Ok(Some(Signer {
+    Ok(Ok(Signer {
         key,
         org: me.org,
         user,
@@ -50,22 +74,28 @@ struct Signer {
     user: String,
 }
 
-/// `req` signed with this person's certified key, or `None` if they have
+/// `req` signed with this person's certified key, or nothing if they have
 /// none (or it is a runbook run, which is not signed yet). The image and
 /// timeout the control plane would pick are looked up and signed
 /// explicitly: a signature covers exactly what runs.
-pub async fn sign_run(client: &Client, req: &RunRequest) -> Result<Option<Signed<RunIntent>>> {
+pub async fn sign_run(client: &Client, req: &RunRequest) -> Result<Signing<RunIntent>> {
     if req.runbook.is_some() {
-        return Ok(None);
+        return Ok(Signing::none());
     }
-    let Some(signer) = certified_signer(client, "the run").await? else {
-        return Ok(None);
+    let signer = match certified_signer(client, "the run").await? {
+        Ok(signer) => signer,
+        Err(why) => {
+            return Ok(Signing {
+                signed: None,
+                unsigned_because: why,
+            });
+        }
     };
     let target: TargetView = client
         .get(&format!("/v1/targets/{}", seg(&req.target)))
         .await?;
     let now = output::now_ms();
-    Ok(Some(signer.key.sign(&RunIntent {
+    let signed = signer.key.sign(&RunIntent {
         org: signer.org,
         target: req.target.clone(),
         argv: req.argv.clone(),
@@ -79,25 +109,38 @@ pub async fn sign_run(client: &Client, req: &RunRequest) -> Result<Option<Signed
         nonce: RunIntent::fresh_nonce(),
         issued_at_ms: now,
         expires_at_ms: now.saturating_add(RUN_SIGNATURE_TTL_MS),
-    })))
+    });
+    Ok(Signing {
+        signed: Some(signed),
+        unsigned_because: None,
+    })
 }
 
 /// An approval of `view`'s signed run, signed with this person's certified
-/// key; `None` for an unsigned run, or without a certified key.
+/// key; nothing for an unsigned run, or without a certified key.
 pub async fn sign_approval(
     client: &Client,
     view: &ApprovalView,
-) -> Result<Option<Signed<ApprovalStatement>>> {
-    let Some(signed) = &view.signed else {
-        return Ok(None);
+) -> Result<Signing<ApprovalStatement>> {
+    let Some(run) = &view.signed else {
+        return Ok(Signing::none());
     };
-    let Some(signer) = certified_signer(client, "your approval").await? else {
-        return Ok(None);
+    let signer = match certified_signer(client, "your approval").await? {
+        Ok(signer) => signer,
+        Err(why) => {
+            return Ok(Signing {
+                signed: None,
+                unsigned_because: why,
+            });
+        }
     };
-    Ok(Some(signer.key.sign(&ApprovalStatement {
-        org: signer.org,
-        run_digest: signed.digest(),
-        approver: signer.user,
-        at_ms: output::now_ms(),
-    })))
+    Ok(Signing {
+        signed: Some(signer.key.sign(&ApprovalStatement {
+            org: signer.org,
+            run_digest: run.digest(),
+            approver: signer.user,
+            at_ms: output::now_ms(),
+        })),
+        unsigned_because: None,
+    })
 }
