@@ -68,26 +68,49 @@ fn hash(key: u32) -> u64 {
     u64::from(key).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
-/// ASCII letters (and `@[\]^_`) to the lower-case half: hex digits in either case, `%2F` and
-/// `%2f`, give one key. Bytes below 0x40 (digits, punctuation, controls, NUL) are unchanged.
+/// The `0x20` bit of each byte of `$key` that is `A`-`F` or `X` (SWAR, no carries between
+/// bytes: every sum stays below `0x100` in its byte).
+macro_rules! fold_bits {
+    ($key:expr, $ones:expr, $t:ty) => {{
+        let key: $t = $key;
+        let low = key & ($ones * 0x7f);
+        // The high bit of each byte: at least `A`, at least `G`, not `X`.
+        let from_a = low + $ones * (0x80 - 0x41);
+        let from_g = low + $ones * (0x80 - 0x47);
+        let not_x = (low ^ ($ones * 0x58)) + $ones * 0x7f;
+        let high = ((from_a & !from_g) | !not_x) & !key & ($ones * 0x80);
+        high >> 2
+    }};
+}
+
+/// `A`-`F` and `X` to lower case, every other byte unchanged: hex digits in either case (and
+/// `\X` for `\x`: extension takes the upper case of every lower-case character of a hex form,
+/// and those are the only letters hex forms have) give one key.
+///
+/// Only those: folding every letter (as this once did) made the four letters of almost any
+/// word a key of some base64 form once there are thousands of secrets (base64 has both cases,
+/// so its grams, folded, cover nearly every four lower-case letters), and half of all grid
+/// positions of clean log text hit; base64 and text forms are matched case-sensitively
+/// anyway.
 #[inline(always)]
 pub(crate) fn fold(key: u32) -> u32 {
-    key | ((key >> 1) & 0x2020_2020)
+    const ONES: u32 = 0x0101_0101;
+    key | fold_bits!(key, ONES, u32)
 }
 
 /// [`fold`] for an 8-byte gram, with the URL-safe base64 alphabet spelled as the standard one
-/// (`-` as `+`, `_` as `/`; `_` is `0x7f` once folded, as DEL is): extension accepts either
-/// alphabet character by character, so one key stands for every mix of the two.
+/// (`-` as `+`, `_` as `/`): extension accepts either alphabet character by character, so one
+/// key stands for every mix of the two.
 #[inline(always)]
 pub(crate) fn fold8(key: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
-    let k = key | ((key >> 1) & 0x2020_2020_2020_2020);
+    let k = key | fold_bits!(key, ONES, u64);
     // One bit (0x01) in each byte equal to `c`: exact, no carries between bytes.
     let equal = |c: u8| {
         let x = k ^ (ONES * u64::from(c));
         (!(((x & (ONES * 0x7f)) + ONES * 0x7f) | x) >> 7) & ONES
     };
-    k ^ (equal(b'-') * u64::from(b'-' ^ b'+')) ^ (equal(0x7f) * u64::from(0x7f ^ b'/'))
+    k ^ (equal(b'-') * u64::from(b'-' ^ b'+')) ^ (equal(b'_') * u64::from(b'_' ^ b'/'))
 }
 
 /// The folded key of the 8 bytes at the start of `bytes`.
@@ -722,4 +745,49 @@ fn push_gram(form: &Form, raw: u32, keys: &mut Vec<u32>) {
 
 fn log2_ceil(n: usize) -> u32 {
     n.next_power_of_two().trailing_zeros()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The folding of one byte, as [`fold`] and [`fold8`] must do it in every lane.
+    fn fold_byte(b: u8) -> u8 {
+        if matches!(b, b'A'..=b'F' | b'X') {
+            b | 0x20
+        } else {
+            b
+        }
+    }
+
+    #[test]
+    fn folding_lowers_hex_letters_and_x_only_in_every_lane() {
+        for b in 0..=255u8 {
+            for lane in 0..4 {
+                // Neighbours that could carry into the lane if the arithmetic overflowed.
+                for other in [0x00u8, 0x41, 0x7f, 0x80, 0xff] {
+                    let mut bytes = [other; 4];
+                    bytes[lane] = b;
+                    let want = u32::from_le_bytes(bytes.map(fold_byte));
+                    assert_eq!(fold(u32::from_le_bytes(bytes)), want, "{bytes:02x?}");
+                }
+            }
+            for lane in 0..8 {
+                for other in [0x00u8, 0x41, 0x7f, 0x80, 0xff] {
+                    let mut bytes = [other; 8];
+                    bytes[lane] = b;
+                    let want = bytes.map(|c| match fold_byte(c) {
+                        b'-' => b'+',
+                        b'_' => b'/',
+                        c => c,
+                    });
+                    assert_eq!(
+                        fold8(u64::from_le_bytes(bytes)),
+                        u64::from_le_bytes(want),
+                        "{bytes:02x?}"
+                    );
+                }
+            }
+        }
+    }
 }
