@@ -149,11 +149,19 @@ pub(crate) fn key(bytes: &[u8]) -> u32 {
 struct Bloom {
     words: Zeroizing<Vec<u64>>,
     shift: u32,
+    /// Four bits per key instead of two (see [`Bloom::probe_wide`]).
+    wide: bool,
 }
 
 impl Bloom {
-    fn new(hashes: impl Iterator<Item = u64>, count: usize, max_bits_log2: u32) -> Bloom {
+    fn new(
+        hashes: impl Iterator<Item = u64>,
+        count: usize,
+        max_bits_log2: u32,
+        wide: bool,
+    ) -> Bloom {
         let mut bloom = Bloom::empty(count, max_bits_log2);
+        bloom.wide = wide;
         for h in hashes {
             bloom.insert(h);
         }
@@ -167,13 +175,23 @@ impl Bloom {
         Bloom {
             words: Zeroizing::new(vec![0u64; 1 << (size - 6)]),
             shift: 64 - (size - 6),
+            wide: false,
         }
     }
 
     #[inline(always)]
     fn insert(&mut self, h: u64) {
-        let (word, mask) = Self::probe(h, self.shift);
+        let (word, mask) = self.bits(h);
         self.words[word] |= mask;
+    }
+
+    #[inline(always)]
+    fn bits(&self, h: u64) -> (usize, u64) {
+        if self.wide {
+            Self::probe_wide(h, self.shift)
+        } else {
+            Self::probe(h, self.shift)
+        }
     }
 
     /// The word and the two bits of a hashed key.
@@ -184,9 +202,22 @@ impl Bloom {
         ((h >> shift) as usize, mask)
     }
 
+    /// The word and the four bits of a hashed key: two more, from the hash mixed again.
+    /// For the filter of 8-byte grams, which is fuller (with 10,000 secrets about six
+    /// million keys in 8 MiB) and whose false positives each cost a table read (two cache
+    /// misses): four bits pass about a third as many unrelated grams as two, for the same
+    /// one memory access.
+    #[inline(always)]
+    fn probe_wide(h: u64, shift: u32) -> (usize, u64) {
+        let (word, mask) = Self::probe(h, shift);
+        let g = (h ^ (h >> 29)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        let more = (1u64 << (g >> 58)) | (1u64 << ((g >> 52) & 63));
+        (word, mask | more)
+    }
+
     #[inline(always)]
     fn may_contain(&self, h: u64) -> bool {
-        let (word, mask) = Self::probe(h, self.shift);
+        let (word, mask) = self.bits(h);
         self.words[word] & mask == mask
     }
 }
@@ -262,12 +293,13 @@ struct Sites<K: zeroize::DefaultIsZeroes> {
 }
 
 impl<K: PartialEq + Copy + zeroize::DefaultIsZeroes> Sites<K> {
-    fn new(entries: &[(K, u32)], hash: fn(K) -> u64, max_bits_log2: u32) -> Sites<K> {
+    fn new(entries: &[(K, u32)], hash: fn(K) -> u64, max_bits_log2: u32, wide: bool) -> Sites<K> {
         Sites {
             filter: Bloom::new(
                 entries.iter().map(|e| hash(e.0)),
                 entries.len(),
                 max_bits_log2,
+                wide,
             ),
             table: Table::new(entries, hash),
         }
@@ -387,9 +419,9 @@ impl Index {
         Ok(Index {
             stride,
             filter,
-            long: Sites::new(&long8, hash, MAX_FILTER8_BITS_LOG2),
-            short: Sites::new(&short4, hash, MAX_FILTER_BITS_LOG2),
-            wrapped: Sites::new(&wrapped4, hash, MAX_FILTER_BITS_LOG2),
+            long: Sites::new(&long8, hash, MAX_FILTER8_BITS_LOG2, true),
+            short: Sites::new(&short4, hash, MAX_FILTER_BITS_LOG2, false),
+            wrapped: Sites::new(&wrapped4, hash, MAX_FILTER_BITS_LOG2, false),
             site_base,
             short_exact,
             short_hex,
@@ -475,8 +507,8 @@ impl Index {
             let r = hits[k];
             let ((wa, ma), (wb, mb)) = match text.get(r.wrapping_sub(4)..r + 8) {
                 Some(around) => {
-                    let a = Bloom::probe(hash(fingerprint8(key8(around))), filter.shift);
-                    let b = Bloom::probe(hash(fingerprint8(key8(&around[4..]))), filter.shift);
+                    let a = filter.bits(hash(fingerprint8(key8(around))));
+                    let b = filter.bits(hash(fingerprint8(key8(&around[4..]))));
                     if self.short.may_contain(hash(key(&around[4..]))) {
                         // An empty mask always passes.
                         ((0, 0), (0, 0))
