@@ -83,24 +83,17 @@ macro_rules! fold_bits {
     }};
 }
 
-/// `A`-`F` and `X` to lower case, every other byte unchanged: hex digits in either case (and
-/// `\X` for `\x`: extension takes the upper case of every lower-case character of a hex form,
-/// and those are the only letters hex forms have) give one key.
+/// The key of an 8-byte gram: `A`-`F` and `X` to lower case and the URL-safe base64 alphabet
+/// spelled as the standard one (`-` as `+`, `_` as `/`), every other byte unchanged.
+/// Extension takes the upper case of every lower-case character of a hex form (digits `a`-`f`,
+/// the `x` of `\x`) and either base64 alphabet, character by character, so one key stands
+/// for every such spelling.
 ///
-/// Only those: folding every letter (as this once did) made the four letters of almost any
-/// word a key of some base64 form once there are thousands of secrets (base64 has both cases,
-/// so its grams, folded, cover nearly every four lower-case letters), and half of all grid
-/// positions of clean log text hit; base64 and text forms are matched case-sensitively
-/// anyway.
-#[inline(always)]
-pub(crate) fn fold(key: u32) -> u32 {
-    const ONES: u32 = 0x0101_0101;
-    key | fold_bits!(key, ONES, u32)
-}
-
-/// [`fold`] for an 8-byte gram, with the URL-safe base64 alphabet spelled as the standard one
-/// (`-` as `+`, `_` as `/`): extension accepts either alphabet character by character, so one
-/// key stands for every mix of the two.
+/// Only those letters: folding every letter (as this once did, for the 4-byte grams too)
+/// made the four letters of almost any word a key of some base64 form once there are
+/// thousands of secrets (base64 has both cases, so its grams, folded, cover nearly every
+/// four lower-case letters), and half of all grid positions of clean log text hit; base64
+/// and text forms are matched case-sensitively anyway.
 #[inline(always)]
 pub(crate) fn fold8(key: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
@@ -134,14 +127,14 @@ pub(crate) fn fingerprint8(key: u64) -> u32 {
     (hash8(key) >> 32) as u32
 }
 
-/// The folded key of the 4 bytes at the start of `bytes`.
+/// The key of the 4 bytes at the start of `bytes`: the bytes as they are. (A form registers
+/// every spelling of its grams that extension accepts, see [`push_gram`]: the grid's hot loop
+/// does no folding, and no letters are folded together.)
 #[inline(always)]
 pub(crate) fn key(bytes: &[u8]) -> u32 {
     // Slicing checks the length once; converting a slice of exactly 4 bytes cannot fail, and
     // the whole compiles to one unaligned load.
-    fold(u32::from_le_bytes(
-        bytes[..4].try_into().expect("a 4-byte slice"),
-    ))
+    u32::from_le_bytes(bytes[..4].try_into().expect("a 4-byte slice"))
 }
 
 /// A blocked Bloom filter: two bits per key, both in the word its top hash bits select, so a
@@ -769,31 +762,47 @@ fn register8(form: &Form, base: u32, entries: &mut Vec<(u32, u32)>, grams: &mut 
     });
 }
 
-/// Appends the keys of the 4-byte gram `raw` of `form`: its folded key and, for base64, every
-/// mix of the two alphabets.
+/// Appends the keys of the 4-byte gram `raw` of `form`: every spelling of it that extension
+/// accepts (`same` in `extend`), so that the grid, the joins and holding back, which look the
+/// output's bytes up as they are, find what extension would take: a hex form's lower-case
+/// letters (`a`-`f`, `x`) in either case, a base64 form's `+` and `/` in either alphabet, in
+/// every mix (the output may mix them: hex from two tools, base64 pasted together).
 fn push_gram(form: &Form, raw: u32, keys: &mut Vec<u32>) {
-    keys.push(fold(raw));
-    if form.family == Family::Base64 {
-        // Extension takes `-` for `+` and `_` for `/` character by character, so every mix of
-        // the two alphabets is a key of this site: what holding back probes must find what
-        // extension would accept.
-        let bytes = raw.to_le_bytes();
-        // Bit `k` set: byte `k` is `+` or `/`. Every non-empty subset of them, in order.
-        let swappable = (0..4)
-            .filter(|&k| matches!(bytes[k], b'+' | b'/'))
-            .fold(0u32, |set, k| set | 1 << k);
-        if swappable == 0 {
-            return;
-        }
-        for mask in (1..16u32).filter(|&m| m & !swappable == 0) {
-            let mut mixed = bytes;
-            for (k, b) in mixed.iter_mut().enumerate() {
-                if mask & (1 << k) != 0 {
-                    *b = if *b == b'+' { b'-' } else { b'_' };
-                }
+    keys.push(raw);
+    // Bit `k` set: byte `k` has another spelling.
+    let swappable = match form.family {
+        Family::Exact | Family::OdC => return,
+        // Lower-case ASCII letters: bytes `0x61..=0x7a`.
+        Family::Hex => raw
+            .to_le_bytes()
+            .iter()
+            .enumerate()
+            .fold(0u32, |set, (k, b)| {
+                set | u32::from(b.is_ascii_lowercase()) << k
+            }),
+        Family::Base64 => raw
+            .to_le_bytes()
+            .iter()
+            .enumerate()
+            .fold(0u32, |set, (k, b)| {
+                set | u32::from(matches!(b, b'+' | b'/')) << k
+            }),
+    };
+    // Every non-empty subset of them (the submasks of `swappable`, largest first).
+    let mut mask = swappable;
+    while mask != 0 {
+        let mut mixed = raw.to_le_bytes();
+        for (k, b) in mixed.iter_mut().enumerate() {
+            if mask & (1 << k) != 0 {
+                *b = match *b {
+                    b'+' => b'-',
+                    b'/' => b'_',
+                    b => b.to_ascii_uppercase(),
+                };
             }
-            keys.push(fold(u32::from_le_bytes(mixed)));
         }
+        keys.push(u32::from_le_bytes(mixed));
+        mask = (mask - 1) & swappable;
     }
 }
 
@@ -805,7 +814,7 @@ fn log2_ceil(n: usize) -> u32 {
 mod tests {
     use super::*;
 
-    /// The folding of one byte, as [`fold`] and [`fold8`] must do it in every lane.
+    /// The folding of one byte, as [`fold8`] must do it in every lane.
     fn fold_byte(b: u8) -> u8 {
         if matches!(b, b'A'..=b'F' | b'X') {
             b | 0x20
@@ -815,17 +824,8 @@ mod tests {
     }
 
     #[test]
-    fn folding_lowers_hex_letters_and_x_only_in_every_lane() {
+    fn the_8_byte_key_lowers_hex_letters_and_x_only_in_every_lane() {
         for b in 0..=255u8 {
-            for lane in 0..4 {
-                // Neighbours that could carry into the lane if the arithmetic overflowed.
-                for other in [0x00u8, 0x41, 0x7f, 0x80, 0xff] {
-                    let mut bytes = [other; 4];
-                    bytes[lane] = b;
-                    let want = u32::from_le_bytes(bytes.map(fold_byte));
-                    assert_eq!(fold(u32::from_le_bytes(bytes)), want, "{bytes:02x?}");
-                }
-            }
             for lane in 0..8 {
                 for other in [0x00u8, 0x41, 0x7f, 0x80, 0xff] {
                     let mut bytes = [other; 8];
