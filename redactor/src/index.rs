@@ -12,15 +12,16 @@
 //! is the sampling idea of Hyperscan's FDR and of BNDM-style matchers. Occurrences broken by
 //! line breaks (wrapped base64) are met by the joins (see the scanner).
 //!
-//! A grid position costs one load, a fold (ASCII letters to lower case, so that hex in either
-//! case is one key) and one probe of a blocked Bloom filter holding every 4-byte gram of every
-//! form. Four bytes of clean log text often spell four bytes of some form (any four hex digits
+//! A grid position costs one load and one probe of a blocked Bloom filter holding every 4-byte
+//! gram of every form, in every spelling extension accepts (hex letters in either case, base64
+//! in either alphabet: see [`push_gram`]), so that the output's bytes are looked up as they
+//! are. Four bytes of clean log text often spell four bytes of some form (any four hex digits
 //! or a timestamp's `12:34` spell some secret's hex forms once there are a few hundred), so a
 //! hit is confirmed by a second filter over 8-byte grams before any table is read: for values
 //! of 12 bytes or more (every other one, see [`Index::long`]), the sites are registered by
 //! their 8-byte gram, and a grid gram inside a qualifying piece has one of the two 8-byte
-//! grams around it inside the piece too. The hits of a batch are sifted this way in one tight
-//! loop ([`Index::sift`]); the survivors are looked up in tables bucketed by the exact gram,
+//! grams around it inside the piece too. The hits of a batch are sifted this way together
+//! ([`Index::sift`]); the survivors are looked up in tables bucketed by the exact gram,
 //! whose entries name a form and an offset ("site").
 //!
 //! Joins (the gram made of the two characters before a line break and the two after it) and
@@ -106,7 +107,7 @@ pub(crate) fn fold8(key: u64) -> u64 {
     k ^ (equal(b'-') * u64::from(b'-' ^ b'+')) ^ (equal(b'_') * u64::from(b'_' ^ b'/'))
 }
 
-/// The folded key of the 8 bytes at the start of `bytes`.
+/// The key ([`fold8`]) of the 8 bytes at the start of `bytes`.
 #[inline(always)]
 pub(crate) fn key8(bytes: &[u8]) -> u64 {
     fold8(u64::from_le_bytes(
@@ -322,7 +323,7 @@ impl<K: PartialEq + Copy + zeroize::DefaultIsZeroes> Sites<K> {
 pub(crate) struct Index {
     stride: usize,
     /// The grid's filter: every 4-gram of every form, at every offset, as the output may
-    /// spell it (hex in either case, base64 in either alphabet).
+    /// spell it (hex in either case, base64 in either alphabet, see [`push_gram`]).
     filter: Bloom,
     /// Values of at least 12 bytes are looked up by 8-byte grams: a qualifying piece of one
     /// of their forms is at least 12 characters long between layout breaks (a wrapped base64
@@ -330,7 +331,7 @@ pub(crate) struct Index {
     /// `[i, i + 4)` inside it lies in `[i - 4, i + 4)` or `[i, i + 8)` inside it too. Four
     /// bytes of clean log text (timestamps, hex digests, words) often spell four bytes of
     /// some form of a large set; eight rarely do, so a grid hit is confirmed by the two
-    /// 8-byte grams around it before any form is extended. Keys are folded ([`key8`]).
+    /// 8-byte grams around it before any form is extended. Keys are [`key8`]s.
     /// Keys are [`fingerprint8`]s.
     long: Sites<u32>,
     /// Values shorter than 12 bytes (a piece may be their whole value, 8 to 11 characters):

@@ -169,7 +169,7 @@ impl Pass<'_> {
         }
     }
 
-    /// The folded key of the 8 bytes at `pos` (`pos + 8 <= end`).
+    /// The key ([`key8`]) of the 8 bytes at `pos` (`pos + 8 <= end`).
     fn key8_at(&self, pos: u64) -> u64 {
         let hay = self.hay;
         if pos >= hay.tail_origin() {
@@ -244,7 +244,7 @@ impl Pass<'_> {
         }
     }
 
-    /// The folded key of the 4 bytes at `pos` (`pos + 4 <= end`), wherever they lie.
+    /// The key of the 4 bytes at `pos` (`pos + 4 <= end`), wherever they lie.
     fn key_at(&self, pos: u64) -> u32 {
         let hay = self.hay;
         if pos >= hay.tail_origin() {
