@@ -214,6 +214,9 @@ pub(crate) fn extend(
         }
     }
     push_right(&mut segments, seg_start, p, seg_form);
+    if family == Family::Hex {
+        canonical_separators(hay, text, &mut segments);
+    }
     // A first segment left of layout that spells no whole byte (the last digit of a byte
     // before a space, a separator) carries no byte of the value; it is dropped, so that no
     // piece depends on a lone character before it, which a stream could not know to hold
@@ -231,6 +234,39 @@ pub(crate) fn extend(
         segments,
         open,
         seed: i,
+    }
+}
+
+/// Gives a hex piece the segments its leftmost seed would give it, whichever seed found it.
+/// Where the form has a separator and the output more spaces than one (`hexdump -C`'s
+/// double space mid-line, spaces before a line break), extending rightwards reads the first
+/// space as the separator and skips the others, but extending leftwards reads the last one
+/// as it and skips those before it: the same piece, cut into different segments, so the
+/// layout left visible between two masks differed with where a stream's chunks ended (the
+/// masks of two seeds of one piece merged over the space). The separator is moved to the
+/// segment before the layout, as extending rightwards has it: after a rightward segment the
+/// output never spells the form's next character.
+fn canonical_separators(hay: &Hay<'_>, text: &[u8], segments: &mut Vec<Segment>) {
+    let mut k = 1;
+    while k < segments.len() {
+        let a = segments[k - 1];
+        let b = segments[k];
+        let a_form_end = a.form_at as usize + (a.end - a.start) as usize;
+        if b.form_at as usize == a_form_end
+            && a.end < b.start
+            && a_form_end < text.len()
+            && is_separator(text[a_form_end])
+            && same(Family::Hex, hay.byte(a.end), text[a_form_end])
+        {
+            segments[k - 1].end += 1;
+            segments[k].start += 1;
+            segments[k].form_at += 1;
+            if segments[k].start == segments[k].end {
+                segments.remove(k);
+            }
+            continue;
+        }
+        k += 1;
     }
 }
 
@@ -312,14 +348,24 @@ fn skip_right(
                         while q < text.len() && is_separator(text[q]) {
                             q += 1;
                         }
-                        let goes_on = |k: u64| {
+                        // `None`: the data ends before it tells (a chunk may end right
+                        // after the column's `:` or its spaces). The answer then waits for
+                        // more data, as a stream holding back the line before it must: a
+                        // "no" here would end the piece at the line break and let the
+                        // stream write out the line's part of a secret that the next chunk
+                        // shows going on (a whole buffer saw it go on and masked both).
+                        let goes_on = |k: u64| -> Option<bool> {
                             let mut k = k;
                             while at(k).is_some_and(|b| b == b' ' || b == b'\t')
                                 && k - digits_from < 40
                             {
                                 k += 1;
                             }
-                            q < text.len() && at(k).is_some_and(|b| same(family, b, text[q]))
+                            match at(k) {
+                                None if !last => None,
+                                None => Some(false),
+                                Some(b) => Some(q < text.len() && same(family, b, text[q])),
+                            }
                         };
                         // Digits that spell the form's next characters (four or more of
                         // them, or all that is left of the form) are read as bytes: an offset
@@ -342,10 +388,14 @@ fn skip_right(
                                 || matched >= 4
                                 || (matched > 0 && q == text.len())
                         };
-                        if !spelled && goes_on(k + 1) {
-                            k += 1;
-                        } else {
+                        if spelled {
                             k = digits_from;
+                        } else {
+                            match goes_on(k + 1) {
+                                Some(true) => k += 1,
+                                Some(false) => k = digits_from,
+                                None => return Skip::NeedMore,
+                            }
                         }
                     }
                     _ => k = digits_from,
@@ -476,19 +526,23 @@ fn skip_left(
                 // character can equal the hex digit the form wants (the byte 0x37 is `7` in
                 // xxd's column and ends its hex `37`), and reading it as that digit would end
                 // the piece at the column.
+                // The column's own characters may be `|` (the byte 0x7c, and a space before
+                // it): its opening `|` is the farthest one within a column's width that has a
+                // space before it, so they are tried farthest first (a nearer one could read
+                // a character of the column as the hex digit the form wants).
                 if before(line_end) == Some(b'|') {
-                    let mut k = line_end - 1;
-                    while before(k).is_some_and(|b| b != b'|') && line_end - k < 20 {
-                        k -= 1;
-                    }
-                    if before(k) == Some(b'|') {
-                        k -= 1;
-                        while before(k) == Some(b' ') && line_end - k < 24 {
-                            k -= 1;
+                    let mut k = line_end.saturating_sub(19).max(origin + 2);
+                    while k < line_end {
+                        if before(k) == Some(b'|') && hay.byte(k - 2) == b' ' {
+                            let mut c = k - 1;
+                            while before(c) == Some(b' ') && line_end - c < 24 {
+                                c -= 1;
+                            }
+                            if let Some(found) = fits(c) {
+                                return Some(found);
+                            }
                         }
-                        if let Some(found) = fits(k) {
-                            return Some(found);
-                        }
+                        k += 1;
                     }
                 }
                 if line_end >= origin + 18 {

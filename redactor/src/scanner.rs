@@ -40,6 +40,13 @@ const PIECE: usize = 1 << 16;
 /// back: longer than a grid stride plus a gram plus the layout a dump puts between two lines.
 const TAIL: u64 = 80;
 
+/// The most a dump puts between a line's last hex character and its line break:
+/// `hexdump -C`'s two spaces and `|` column of 16 characters, with a `\r`, and a margin.
+const DUMP_TRAILER: u64 = 24;
+
+/// The longest dump line looked for: `hexdump -C`'s 79 characters, with a margin.
+const DUMP_LINE: usize = 100;
+
 /// How many recent pieces are remembered, so that the other seeds of a long piece do not
 /// extend it again.
 const CACHE: usize = 16;
@@ -162,7 +169,7 @@ impl Pass<'_> {
         }
     }
 
-    /// The folded key of the 8 bytes at `pos` (`pos + 8 <= end`).
+    /// The key ([`key8`]) of the 8 bytes at `pos` (`pos + 8 <= end`).
     fn key8_at(&self, pos: u64) -> u64 {
         let hay = self.hay;
         if pos >= hay.tail_origin() {
@@ -237,7 +244,7 @@ impl Pass<'_> {
         }
     }
 
-    /// The folded key of the 4 bytes at `pos` (`pos + 4 <= end`), wherever they lie.
+    /// The key of the 4 bytes at `pos` (`pos + 4 <= end`), wherever they lie.
     fn key_at(&self, pos: u64) -> u32 {
         let hay = self.hay;
         if pos >= hay.tail_origin() {
@@ -422,6 +429,12 @@ impl Pass<'_> {
                 self.hold = self.hold.min(line);
             }
         }
+        // Data that ends in a dump line's trailer (the spaces and character column after its
+        // hex, before its line break): the hex may go on after the line break.
+        let line_start = self.line_start(end);
+        if self.may_be_dump_line(line_start) {
+            self.hold_dump_hex_ends(line_start.max(end.saturating_sub(DUMP_TRAILER)), end);
+        }
         // Then every line break whose next line is held (or is all that follows): the last one
         // to three characters before it may begin a piece wrapped there.
         let mut nl = end;
@@ -434,11 +447,126 @@ impl Pass<'_> {
             while line < end && matches!(hay.byte(line), b' ' | b'\t') && line - at <= 16 {
                 line += 1;
             }
-            if self.hold.min(end) > line {
+            // A dump's next line begins with an offset column (hex digits, then `:` or
+            // spaces) before its first byte: what is held after it (or the end of the data
+            // inside it) leaves the piece undecided as well.
+            let mut bytes = at + 1;
+            while bytes < end && hay.byte(bytes).is_ascii_hexdigit() && bytes - at <= 16 {
+                bytes += 1;
+            }
+            if bytes < end && hay.byte(bytes) == b':' {
+                bytes += 1;
+            }
+            while bytes < end && matches!(hay.byte(bytes), b' ' | b'\t') && bytes - at <= 40 {
+                bytes += 1;
+            }
+            let held = self.hold.min(end);
+            if held > line.max(bytes) {
+                break;
+            }
+            // A dump line's hex may end before its character column: a piece wrapped from
+            // it there begins with its last characters.
+            let line_start = self.line_start(at);
+            if self.may_be_dump_line(line_start) {
+                self.hold_dump_hex_ends(line_start.max(at.saturating_sub(DUMP_TRAILER)), at);
+            }
+            if held > line {
                 break;
             }
             self.hold_wrapped_start(at + 1);
         }
+    }
+
+    /// The start of the line that `pos` is in or ends (after its line break), or `origin` if
+    /// that is more than a dump line's length before `pos`.
+    fn line_start(&self, pos: u64) -> u64 {
+        let hay = self.hay;
+        let origin = hay.origin;
+        (origin..pos)
+            .rev()
+            .take(DUMP_LINE)
+            .find(|&p| hay.byte(p) == b'\n')
+            .map_or(pos.saturating_sub(DUMP_LINE as u64).max(origin), |nl| {
+                nl + 1
+            })
+    }
+
+    /// Whether the line starting at `line` may be a dump line with an offset column (four to
+    /// sixteen hex digits, then `:` or a space: `xxd`, `hexdump -C`, `od -tx1`). A line whose
+    /// start was written out already (before the held-back bytes, not at the stream's start)
+    /// may be one.
+    fn may_be_dump_line(&self, line: u64) -> bool {
+        let hay = self.hay;
+        let end = hay.end();
+        if line == hay.origin && line > 0 {
+            return true;
+        }
+        let mut k = line;
+        while k < end && hay.byte(k).is_ascii_hexdigit() && k - line < 16 {
+            k += 1;
+        }
+        k - line >= 4 && (k == end || matches!(hay.byte(k), b':' | b' '))
+    }
+
+    /// Holds the last characters that could begin a hex piece before every run of layout in
+    /// `[from, to)` (a dump line's trailer, or the data's end in one): a hex piece of a dump
+    /// may go on across the character column and the line break, and extension reads it so
+    /// (`skip_right`, `skip_left`), so the characters before the column are undecided until
+    /// the next line's first byte is seen. Pieces of eight characters or more are met by the
+    /// probes of the last bytes (their 8-byte gram extends into the layout and needs more);
+    /// shorter ones have no gram to be met by, so every such end is held: a few bytes more
+    /// held back at the end of a push, and never a part of a piece written out before the
+    /// rest of it is seen.
+    fn hold_dump_hex_ends(&mut self, from: u64, to: u64) {
+        let hay = self.hay;
+        let origin = hay.origin;
+        let layout = |b: u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
+        let mut e = from.max(origin + 1);
+        while e < to {
+            if layout(hay.byte(e)) && hay.byte(e - 1).is_ascii_hexdigit() {
+                if let Some(at) = self.hex_start_before(e) {
+                    self.hold = self.hold.min(at);
+                }
+            }
+            e += 1;
+        }
+    }
+
+    /// The start of the longest run of one to seven hex characters (digits and the hex forms'
+    /// separators, ending with a digit) ending at `e` that could begin a hex piece, if any: up
+    /// to three are looked up in the short-gram sets, more must have every 4-byte gram in the
+    /// grid's filter.
+    fn hex_start_before(&self, e: u64) -> Option<u64> {
+        let hay = self.hay;
+        let index = &self.redactor.index;
+        if e == hay.origin || !hay.byte(e - 1).is_ascii_hexdigit() {
+            return None;
+        }
+        for len in (1..=7u64).rev() {
+            if e < hay.origin + len {
+                continue;
+            }
+            let a = e - len;
+            let hexish = |b: u8| b.is_ascii_hexdigit() || matches!(b, b' ' | b':' | b',');
+            if !(a..e).all(|p| hexish(hay.byte(p))) {
+                continue;
+            }
+            let found = if len <= 3 {
+                let mut piece = [0u8; 3];
+                for n in 0..len {
+                    piece[n as usize] = hay.byte(a + n);
+                }
+                let wraps = index.may_be_wrapped_piece(&piece[..len as usize]);
+                piece.zeroize();
+                wraps
+            } else {
+                (a..=e - 4).all(|k| index.may_contain(self.key_at(k)))
+            };
+            if found {
+                return Some(a);
+            }
+        }
+        None
     }
 
     /// If `from` follows a line break (and indentation), holds the last one to three
@@ -472,6 +600,13 @@ impl Pass<'_> {
     /// The start of the last one to three characters before `k` (where a line break begins)
     /// that could begin a wrapped base64 or hex piece, if any.
     fn wrapped_start_before(&self, k: u64) -> Option<u64> {
+        // Four to seven hex characters of a value of 12 bytes or more at the end of a line
+        // (`xxd -p`) have no 8-byte gram on the line and no join (those are for base64 and
+        // short values): they are held like the shorter ends, when every gram of them is a
+        // gram of some form.
+        if let Some(at) = self.hex_start_before(k).filter(|&at| k - at > 3) {
+            return Some(at);
+        }
         let hay = self.hay;
         for len in (1..=3u64).rev() {
             if k >= hay.origin + len {

@@ -626,3 +626,122 @@ fn a_secret_an_xxd_dump_wraps_after_a_digit_is_masked_on_both_lines() {
     // Positive control: the same dump with another secret is left as it is.
     assert_eq!(redact(&["zzzzzzzz"], dump), dump);
 }
+
+/// The output of streaming `text` through `redactor` split once at every position, and in
+/// one-byte chunks, must be the whole buffer's output; returns that output.
+fn every_split_gives_the_whole(redactor: Redactor, text: &str) -> String {
+    let redactor = Arc::new(redactor);
+    let text = text.as_bytes();
+    let whole = redactor.redact(text);
+    let streamed = |cuts: &mut dyn Iterator<Item = usize>| {
+        let mut stream = StreamRedactor::new(Arc::clone(&redactor));
+        let mut out = Vec::new();
+        let mut at = 0;
+        for cut in cuts {
+            stream.push(&text[at..cut], &mut out);
+            at = cut;
+        }
+        stream.push(&text[at..], &mut out);
+        stream.finish(&mut out);
+        out
+    };
+    for cut in 1..text.len() {
+        assert_eq!(
+            String::from_utf8_lossy(&streamed(&mut std::iter::once(cut))),
+            String::from_utf8_lossy(&whole),
+            "split after {:?}",
+            String::from_utf8_lossy(&text[..cut])
+        );
+    }
+    assert_eq!(streamed(&mut (1..text.len())), whole, "one-byte chunks");
+    String::from_utf8(whole).unwrap()
+}
+
+#[test]
+fn a_chunk_ending_in_a_dump_lines_offset_column_leaves_the_wrapped_secret_undecided() {
+    // `xxd -u` (issue 14, guarantee seed 7 case 6): the secret's last two bytes wrap to the
+    // next line. A chunk that ended right after that line's `00000020:` (or its space) made
+    // extension decide that the digits were not an offset column (nothing came after them
+    // yet), so the first line's eight bytes were written out, and the two on the next line
+    // were too few to mask: nothing of the secret was masked.
+    let secret = [0x35, 0xaf, 0xe1, 0x38, 0x66, 0xe3, 0x30, 0x74, 0xdd, 0x43];
+    let dump = "2025-11-25T10:00:00Z INFO starting\n1q0p4.4,sny5b6am3\n\
+        00000000: 7D20 2F2D 7773 6274 3036 6664 6278 7D6D  } /-wsbt06fdbx}m\n\
+        00000010: 6171 2F63 3637 7A6D 35AF E138 66E3 3074  aq/c67zm5..8f.0t\n\
+        00000020: DD43 6D78 686E 2F30 6836 7474 326D       .Cmxhn/0h6tt2m\n";
+    let out = every_split_gives_the_whole(Redactor::new([secret]).unwrap(), dump);
+    assert!(!out.contains("35AF E138 66E3 3074"), "{out}");
+    assert!(!out.contains("DD43"), "{out}");
+    // Positive control: the same dump with another secret is left as it is.
+    assert_eq!(redact(&["zzzzzzzz"], dump), dump);
+}
+
+#[test]
+fn the_end_of_a_dump_lines_hex_is_held_back_until_the_next_lines_bytes_show() {
+    // A piece may begin with the last byte or two of a dump line, before its character
+    // column (xxd) or before the next line's offset column (od): too short for any gram, they
+    // were written out when a chunk ended in the column, the line break or the offset, and
+    // the rest of the secret on the next line was one byte short of a run.
+    let xxd = "00000000: 7D20 2F2D 7773 6274 3036 6664 6278 7D6D  } /-wsbt06fdbx}m\n\
+        00000010: 6171 2F63 3637 7A6D 35AF E138 66E3 3074  aq/c67zm5..8f.0t\n";
+    let secret = [
+        0x7d, 0x6d, 0x61, 0x71, 0x2f, 0x63, 0x36, 0x37, 0x7a, 0x6d, 0x35, 0xaf,
+    ];
+    let out = every_split_gives_the_whole(Redactor::new([secret]).unwrap(), xxd);
+    assert!(!out.contains("6171 2F63 3637 7A6D 35AF"), "{out}");
+    let od = "0000000 79 69 75 6e 76 72 6c 74 78 7a 62 78 65 67 76 6f\n\
+        0000020 71 69 73 74 70 77 6b 6e 64 67 70 74 74 6c 73 61\n\
+        0000040 50 2a 7a 52 3f 44 44 3b 6c 3a 74 6c 71 6c 61 78\n";
+    let secret = [
+        0x61, 0x50, 0x2a, 0x7a, 0x52, 0x3f, 0x44, 0x44, 0x3b, 0x6c, 0x3a,
+    ];
+    let out = every_split_gives_the_whole(Redactor::new([secret]).unwrap(), od);
+    assert!(!out.contains("50 2a 7a 52 3f 44 44 3b 6c 3a"), "{out}");
+    // Positive control.
+    assert_eq!(redact(&["zzzzzzzz"], xxd), xxd);
+    assert_eq!(redact(&["zzzzzzzz"], od), od);
+}
+
+#[test]
+fn a_hexdump_pieces_masks_do_not_depend_on_where_chunks_end() {
+    // `hexdump -C` puts two spaces mid-line where the secret's hex form has one: extending
+    // rightwards read the first as the form's space, leftwards the second, and the masks of
+    // the two readings merged over the other, so the output depended on the chunking.
+    let dump = "00000000  6b 2c 3d 66 79 25 2e 5a  77 6b 25 79 79 63 61 6f  |k,=fy%.Zwk%yycao|\n\
+        00000010\n";
+    let secret = [0x2c, 0x3d, 0x66, 0x79, 0x25, 0x2e, 0x5a, 0x77, 0x6b, 0x25];
+    let out = every_split_gives_the_whole(Redactor::new([secret]).unwrap(), dump);
+    assert!(out.starts_with("00000000  6b *** ***79 79"), "{out}");
+    // The character column may hold `|` itself: the column is still found, and a secret
+    // wrapped across it is masked on both lines whatever the chunks.
+    let dump = "00000020  63 74 f5 0c 32 5e ae b7  7c 7c 00 1a 3c 50 98 5b  |ct..2^..||..<P.[|\n\
+        00000030  c3 e8 09 7f bd cc b9 0a  f8 93 de b7 71 79 75 6d  |............qyum|\n";
+    let secret = [
+        0xf5, 0x0c, 0x32, 0x5e, 0xae, 0xb7, 0x7c, 0x7c, 0x00, 0x1a, 0x3c, 0x50, 0x98, 0x5b, 0xc3,
+        0xe8, 0x09, 0x7f, 0xbd, 0xcc, 0xb9, 0x0a, 0xf8, 0x93, 0xde, 0xb7,
+    ];
+    let out = every_split_gives_the_whole(Redactor::new([secret]).unwrap(), dump);
+    assert!(!out.contains("98 5b"), "{out}");
+    assert!(!out.contains("c3 e8"), "{out}");
+    // Positive control.
+    assert_eq!(redact(&["zzzzzzzz"], dump), dump);
+}
+
+#[test]
+fn four_to_seven_hex_digits_ending_a_wrapped_line_are_held_back() {
+    // `xxd -p`: a secret of 12 bytes or more whose hex begins with four to seven digits at the
+    // end of a line has no 8-byte gram there; they were written out when a chunk ended
+    // early in the next line, and the whole buffer masked them.
+    let dump = "736d72636465786c676b676e7478776a6e666567706d6e626d6a7072435b\n\
+        43686a2a606773656879417170726c6768767164\n";
+    let secret = [
+        0x43, 0x5b, 0x43, 0x68, 0x6a, 0x2a, 0x60, 0x67, 0x73, 0x65, 0x68, 0x79, 0x41,
+    ];
+    let out = every_split_gives_the_whole(Redactor::new([secret]).unwrap(), dump);
+    assert!(
+        out.starts_with("736d72636465786c676b676e7478776a6e666567706d6e626d6a7072***\n"),
+        "{out}"
+    );
+    // Positive control.
+    assert_eq!(redact(&["zzzzzzzz"], dump), dump);
+}
