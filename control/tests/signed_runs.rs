@@ -14,10 +14,10 @@
 
 use rusqlite::{Connection, params};
 use sealrun_testkit::{
-    ADMIN_KEY_FILE, Cli, IMAGE, SpawnedWorld, World, WorldOptions, certify_user, require_docker,
-    signing_cli, trust_target,
+    ADMIN_KEY_FILE, Cli, SpawnedWorld, World, WorldOptions, certify_user, require_docker,
+    signing_cli, spawned_target, trust_target,
 };
-use sealrun_wire::admin::{Role, TargetSpec};
+use sealrun_wire::admin::Role;
 use sealrun_wire::approval::{ApprovalRule, ApprovalScope};
 use sealrun_wire::authority::{ApprovalStatement, SignedApproval};
 use sealrun_wire::run::{RunStatus, RunView};
@@ -207,27 +207,13 @@ async fn only_signed_approvals_by_certified_people_other_than_the_submitter_coun
     let w = signed_world().await;
     // The target now needs one approval for ad-hoc runs; its admin
     // certifies that declaration.
-    w.admin
-        .put_target(&TargetSpec {
-            name: w.target.clone(),
-            private_network: "test".into(),
-            pool: TargetSpec::default_pool(),
-            image: IMAGE.into(),
-            allowed_images: Vec::new(),
-            network: None,
-            limits: Default::default(),
-            timeout_secs: 300,
-            policy: sealrun_wire::admin::TargetPolicy {
-                approval: Some(ApprovalRule {
-                    require: ApprovalScope::AdHoc,
-                    approvals: 1,
-                    ..ApprovalRule::default()
-                }),
-                ..Default::default()
-            },
-            user: None,
-        })
-        .await;
+    let mut spec = spawned_target(&w.target, WorldOptions::default().target_timeout_secs);
+    spec.policy.approval = Some(ApprovalRule {
+        require: ApprovalScope::AdHoc,
+        approvals: 1,
+        ..ApprovalRule::default()
+    });
+    w.admin.put_target(&spec).await;
     trust_target(&w.server, &w.admin, &w.target).await;
     let bob = w.admin.token("bob", Role::Operator).await;
     let bob_key = w.dir.path().join("bob.key");

@@ -90,5 +90,5 @@ pub use shim::{init_binary, workspace_root};
 pub use wait::{WAIT, wait_for, wait_until};
 pub use world::{
     ADMIN_KEY_FILE, InProcessWorld, SpawnedWorld, World, WorldOptions, certify_user, signing_cli,
-    trust_target,
+    spawned_target, trust_target,
 };

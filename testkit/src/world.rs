@@ -131,18 +131,7 @@ impl World<ServerProcess, AgentProcess> {
         let admin = server.admin();
         let target = "e2e".to_owned();
         admin
-            .put_target(&TargetSpec {
-                name: target.clone(),
-                private_network: "test".into(),
-                pool: TargetSpec::default_pool(),
-                image: IMAGE.into(),
-                allowed_images: Vec::new(),
-                network: None,
-                limits: Default::default(),
-                timeout_secs: options.target_timeout_secs,
-                policy: Default::default(),
-                user: None,
-            })
+            .put_target(&spawned_target(&target, options.target_timeout_secs))
             .await;
         let enrollment = admin.enrollment_token("default").await;
         let mut agent_args = options.agent_args.clone();
@@ -195,6 +184,24 @@ impl World<ServerProcess, AgentProcess> {
     pub fn assert_no_containers(&self) {
         let left = containers_of(&self.agent.id);
         assert!(left.is_empty(), "containers left behind: {left:?}");
+    }
+}
+
+/// The declaration of a [`World::spawned`] world's target `name`: image
+/// [`IMAGE`] in the default pool, default limits and policy, and runs of at
+/// most `timeout_secs`.
+pub fn spawned_target(name: &str, timeout_secs: u64) -> TargetSpec {
+    TargetSpec {
+        name: name.to_owned(),
+        private_network: "test".into(),
+        pool: TargetSpec::default_pool(),
+        image: IMAGE.into(),
+        allowed_images: Vec::new(),
+        network: None,
+        limits: Default::default(),
+        timeout_secs,
+        policy: Default::default(),
+        user: None,
     }
 }
 
