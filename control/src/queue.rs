@@ -302,6 +302,7 @@ pub(crate) fn submit(
             tx,
             signed,
             &run,
+            &spec,
             who.user_id,
             break_glass,
         )?),

@@ -14,7 +14,10 @@
 
 use crate::error::Error;
 use crate::store::{self, Tx};
-use sealrun_wire::authority::{ApprovalStatement, Authority, RunIntent, SignedApproval};
+use sealrun_wire::authority::{
+    ApprovalStatement, Authority, Execution, Refusal, RunIntent, SignedApproval,
+};
+use sealrun_wire::target::TargetSpec;
 use sealrun_wire::trust::{Signed, SignerKey, UserCertificate};
 
 /// A signed run checked for consistency: what to store with it.
@@ -66,13 +69,15 @@ pub(crate) fn certified_key(tx: &Tx<'_>, user_id: i64) -> Result<Option<String>,
     Ok(signed.open().ok().map(|(cert, _)| cert.public_key))
 }
 
-/// Checks that `signed` says exactly what `run` (with `break_glass`) is,
-/// signed by its submitter, user `user_id`, with their certified key,
-/// unexpired.
+/// Checks that `signed` says exactly what `run` (on a target declared as
+/// `target`, with `break_glass`) is, by the agent's own rule
+/// ([`RunIntent::check_matches`]), signed by its submitter, user `user_id`,
+/// with their certified key, unexpired.
 pub(crate) fn check_intent(
     tx: &Tx<'_>,
     signed: &Signed<RunIntent>,
     run: &store::runs::NewRun<'_>,
+    target: &TargetSpec,
     user_id: i64,
     break_glass: Option<&str>,
 ) -> Result<SignedRun, Error> {
@@ -88,21 +93,25 @@ pub(crate) fn check_intent(
             format!("is {}, not you ({name})", intent.submitter),
         ));
     }
-    let fields: [(&str, bool); 8] = [
-        ("target", intent.target == run.target),
-        ("argv", intent.argv == run.argv),
-        ("env", &intent.env == run.env),
-        ("secrets", intent.secrets == run.secrets),
-        ("image", intent.image == run.image),
-        ("timeout", intent.timeout_secs == run.timeout_secs),
-        ("stdin", intent.stdin == run.stdin),
-        (
-            "break-glass reason",
-            intent.break_glass.as_deref() == break_glass,
-        ),
-    ];
-    if let Some((field, _)) = fields.iter().find(|(_, same)| !same) {
-        return Err(mismatch(field, "differs"));
+    let execution = Execution {
+        target: run.target,
+        image: run.image,
+        argv: run.argv,
+        env: run.env,
+        secrets: run.secrets.iter().map(String::as_str).collect(),
+        timeout_secs: run.timeout_secs,
+        stdin: run.stdin,
+        network: target.network.as_deref(),
+        user: target.user.as_deref(),
+        limits: &target.limits,
+    };
+    match intent.check_matches(&execution) {
+        Ok(()) => {}
+        Err(Refusal::Changed { field, .. }) => return Err(mismatch(field, "differs")),
+        Err(other) => return Err(Error::Invalid(other.to_string())),
+    }
+    if intent.break_glass.as_deref() != break_glass {
+        return Err(mismatch("break-glass reason", "differs"));
     }
     if intent.expires_at_ms < run.now {
         return Err(Error::Invalid(

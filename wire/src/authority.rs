@@ -100,6 +100,49 @@ impl RunIntent {
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
         hex::encode(bytes)
     }
+
+    /// Whether `run` is, field by field, what this intent says: the one
+    /// list of what a signature binds, for the agent ([`authorize`]) and
+    /// for the control plane's check at submit. [`Refusal::Changed`] names
+    /// the first field that differs.
+    pub fn check_matches(&self, run: &Execution<'_>) -> Result<(), Refusal> {
+        let intent = self;
+        if run.target != intent.target {
+            return Err(changed("target", SIGNED, intent.target.clone()));
+        }
+        if run.argv != intent.argv.as_slice() {
+            return Err(changed("argv", SIGNED, "the command differs".into()));
+        }
+        if run.env != &intent.env {
+            return Err(changed("env", SIGNED, "the environment differs".into()));
+        }
+        if !run
+            .secrets
+            .iter()
+            .copied()
+            .eq(intent.secrets.iter().map(String::as_str))
+        {
+            return Err(changed("secrets", SIGNED, "the secret list differs".into()));
+        }
+        if run.image != intent.image {
+            return Err(changed(
+                "image",
+                SIGNED,
+                format!("{} was signed", intent.image),
+            ));
+        }
+        if run.timeout_secs != intent.timeout_secs {
+            return Err(changed(
+                "timeout",
+                SIGNED,
+                format!("{} s was signed", intent.timeout_secs),
+            ));
+        }
+        if run.stdin != intent.stdin {
+            return Err(changed("stdin", SIGNED, "input streaming differs".into()));
+        }
+        Ok(())
+    }
 }
 
 impl Statement for RunIntent {
@@ -332,7 +375,7 @@ pub fn authorize(
     if intent.org != org {
         return Err(changed("org", SIGNED, format!("{} was signed", intent.org)));
     }
-    check_intent(run, &intent)?;
+    intent.check_matches(run)?;
     if intent.expires_at_ms < now_ms {
         return Err(Refusal::Expired(intent.expires_at_ms));
     }
@@ -475,45 +518,6 @@ fn check_spec(run: &Execution<'_>, spec: &TargetSpec) -> Result<(), Refusal> {
             CERTIFIED,
             format!("{} s is over {} s", run.timeout_secs, spec.timeout_secs),
         ));
-    }
-    Ok(())
-}
-
-/// The run is, field by field, what was signed.
-fn check_intent(run: &Execution<'_>, intent: &RunIntent) -> Result<(), Refusal> {
-    if run.target != intent.target {
-        return Err(changed("target", SIGNED, intent.target.clone()));
-    }
-    if run.argv != intent.argv.as_slice() {
-        return Err(changed("argv", SIGNED, "the command differs".into()));
-    }
-    if run.env != &intent.env {
-        return Err(changed("env", SIGNED, "the environment differs".into()));
-    }
-    if !run
-        .secrets
-        .iter()
-        .copied()
-        .eq(intent.secrets.iter().map(String::as_str))
-    {
-        return Err(changed("secrets", SIGNED, "the secret list differs".into()));
-    }
-    if run.image != intent.image {
-        return Err(changed(
-            "image",
-            SIGNED,
-            format!("{} was signed", intent.image),
-        ));
-    }
-    if run.timeout_secs != intent.timeout_secs {
-        return Err(changed(
-            "timeout",
-            SIGNED,
-            format!("{} s was signed", intent.timeout_secs),
-        ));
-    }
-    if run.stdin != intent.stdin {
-        return Err(changed("stdin", SIGNED, "input streaming differs".into()));
     }
     Ok(())
 }
