@@ -53,11 +53,21 @@ pub enum Refused {
     State(#[from] StateError),
 }
 
+/// Fewest nonce lines appended before the file is compacted.
+const COMPACT_AFTER: usize = 1024;
+
 /// The check, with what it remembers.
 #[derive(Debug)]
 pub struct Gate {
     trusted: Vec<SignerKey>,
     seen: HashMap<String, i64>,
+    /// Nonce lines appended since the file last held only live ones. Once
+    /// they are as many as the live nonces (and at least `compact_after`),
+    /// the expired ones are dropped from memory and the file rewritten: the
+    /// file stays within twice what a restart must refuse, and the pruning
+    /// costs O(1) a run, amortized.
+    appended: usize,
+    compact_after: usize,
     /// Per target, when the newest certificate run under was issued.
     certified: HashMap<String, i64>,
     state: StateDir,
@@ -70,6 +80,8 @@ impl Gate {
         Ok(Gate {
             trusted,
             seen: state.load_nonces(now_ms)?,
+            appended: 0,
+            compact_after: COMPACT_AFTER,
             certified: state.load_certified()?,
             state,
         })
@@ -112,8 +124,13 @@ impl Gate {
                 self.state.store_certified(&self.certified)?;
             }
         }
-        self.seen.retain(|_, expires| *expires >= now_ms);
+        if self.appended >= self.seen.len().max(self.compact_after) {
+            self.seen.retain(|_, expires| *expires >= now_ms);
+            self.state.store_nonces(&self.seen)?;
+            self.appended = 0;
+        }
         self.state.append_nonce(&ok.nonce, ok.expires_at_ms)?;
+        self.appended += 1;
         tracing::info!(
             run = %assignment.run_id,
             submitter = %ok.submitter,
@@ -158,6 +175,11 @@ mod tests {
         /// A run of `echo` signed by alice (nonce `nonce`), under a target
         /// certificate issued at `issued`.
         fn run(&self, nonce: &str, issued: i64) -> Assignment {
+            self.run_expiring(nonce, issued, NOW + 1000)
+        }
+
+        /// [`Org::run`] whose signature expires at `expires`.
+        fn run_expiring(&self, nonce: &str, issued: i64, expires: i64) -> Assignment {
             let intent = RunIntent {
                 org: "acme".into(),
                 target: "db".into(),
@@ -171,7 +193,7 @@ mod tests {
                 break_glass: None,
                 nonce: nonce.into(),
                 issued_at_ms: NOW,
-                expires_at_ms: NOW + 1000,
+                expires_at_ms: expires,
             };
             let authority = Authority {
                 target: Some(self.admin.sign(&TargetCertificate {
@@ -268,6 +290,40 @@ mod tests {
             .unwrap();
         gate.admit(&org.run("0000000000000004", 30), &org.keypair, NOW)
             .unwrap();
+    }
+
+    #[test]
+    fn the_nonce_file_is_compacted_to_the_live_nonces_which_are_still_refused() {
+        let org = Org::new();
+        let dir = tempfile::tempdir().unwrap();
+        let mut gate = org.gate(dir.path());
+        gate.compact_after = 4;
+        for i in 0..3 {
+            let run = org.run_expiring(&format!("{i:016x}"), 10, NOW + 1);
+            gate.admit(&run, &org.keypair, NOW).unwrap();
+        }
+        let live = org.run_expiring("00000000000000aa", 10, NOW + 1000);
+        gate.admit(&live, &org.keypair, NOW).unwrap();
+        let file = dir.path().join(crate::state::NONCES_FILE);
+        assert_eq!(std::fs::read_to_string(&file).unwrap().lines().count(), 4);
+        // The three short-lived nonces have expired: the fifth run's record
+        // compacts the file to the live one and its own.
+        let later = NOW + 2;
+        let next = org.run_expiring("00000000000000bb", 10, NOW + 1000);
+        gate.admit(&next, &org.keypair, later).unwrap();
+        let kept = std::fs::read_to_string(&file).unwrap();
+        assert_eq!(kept.lines().count(), 2, "{kept}");
+        assert!(kept.contains("00000000000000aa") && kept.contains("00000000000000bb"));
+        // The live nonce is still refused, by this process and the next.
+        assert!(matches!(
+            gate.admit(&live, &org.keypair, later),
+            Err(Refused::Replayed(_))
+        ));
+        drop(gate);
+        assert!(matches!(
+            org.gate(dir.path()).admit(&live, &org.keypair, later),
+            Err(Refused::Replayed(_))
+        ));
     }
 
     #[test]

@@ -208,7 +208,7 @@ impl StateDir {
 
     /// The nonces of signed runs this agent started that are still
     /// unexpired at `now_ms` (with their expiry), and rewrites the file with
-    /// only those.
+    /// only those ([`StateDir::store_nonces`]).
     pub fn load_nonces(
         &self,
         now_ms: i64,
@@ -232,12 +232,21 @@ impl StateDir {
                 }
             }
         }
+        self.store_nonces(&live)?;
+        Ok(live)
+    }
+
+    /// Replaces the nonces file (atomically) with `live`: what a restart
+    /// must still refuse, without the expired lines appended since.
+    pub fn store_nonces(
+        &self,
+        live: &std::collections::HashMap<String, i64>,
+    ) -> Result<(), StateError> {
         let mut kept = String::new();
-        for (nonce, expires) in &live {
+        for (nonce, expires) in live {
             kept.push_str(&format!("{expires} {nonce}\n"));
         }
-        self.write_file(NONCES_FILE, kept.as_bytes())?;
-        Ok(live)
+        self.write_file(NONCES_FILE, kept.as_bytes())
     }
 
     /// When the newest certificate of each target the agent ran a run under
