@@ -643,8 +643,13 @@ pub enum RunbookCommand {
 Each [[runbook]] names its targets, an argv template with {param}
 placeholders ({{ and }} for literal braces), typed [runbook.params.NAME]
 (string with a whole-value pattern, enum, integer with bounds, boolean), the
-secrets it injects, and optionally an image and a timeout. A runbook whose
-spec changed gets a new version; an unchanged one keeps its version.
+secrets it injects, and optionally an image, a timeout, an approval rule and
+allow_slack = true (Slack may run it although no person signs it). A runbook
+whose spec changed gets a new version; an unchanged one keeps its version.
+
+If your signing key is an admin key this machine trusts (`sealrun trust
+list`), each new version is also certified with it (`sealrun runbook trust`):
+agents with a trust file run a runbook only as an admin certified it.
 
 Examples:
   sealrun target apply -f examples/targets.toml     # their targets first (prod-db, k8s-prod)
@@ -676,6 +681,30 @@ Examples:
         /// An older version instead of the latest
         #[arg(long)]
         version: Option<u64>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Certify a runbook's latest definition with your admin key (admin)
+    #[command(after_help = "\
+Signs, with your admin key (`sealrun keys init --admin`), the runbook's latest
+definition: its template, parameter rules, secrets, image, timeout, approval
+rule and allow_slack. Agents with a trust file run a runbook only as an admin
+certified it, and refuse a definition older than one they already ran. A new
+version needs certifying again (`runbook apply` does it when your key is a
+trusted admin key). Audited as runbook.certified.
+
+Examples:
+  sealrun runbook show restart-api     # read what you certify
+  sealrun runbook trust restart-api")]
+    Trust {
+        /// Runbook name
+        name: String,
+        /// How long the certificate is valid
+        #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=3650))]
+        days: u32,
+        /// Your admin key file
+        #[arg(long, env = "SEALRUN_SIGNING_KEY_FILE")]
+        key_file: Option<PathBuf>,
         #[command(flatten)]
         client: ClientArgs,
     },

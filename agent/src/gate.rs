@@ -9,10 +9,11 @@
 //! declaration and policy the run stays within; and the approvals that
 //! policy demands. A signed run runs at most once: its nonce is recorded
 //! (synced to the state directory) before it starts, and a nonce seen
-//! before is refused. A target certificate older than the newest one the
-//! agent ran a run under is refused too: an admin who tightens a target's
-//! policy and certifies it again is not undone by a control plane relaying
-//! the old certificate. Whatever the control plane says.
+//! before is refused. A target or runbook certificate older than the newest
+//! one the agent ran a run under is refused too: an admin who tightens a
+//! target's policy or a runbook's rules and certifies it again is not
+//! undone by a control plane relaying the old certificate. Whatever the
+//! control plane says.
 //!
 //! Without a trust file the agent runs what the control plane hands it,
 //! and says so loudly at start.
@@ -35,14 +36,14 @@ pub enum Refused {
         "replayed: this agent already ran the signed run with nonce {0} (a signed run runs once)"
     )]
     Replayed(String),
-    /// The target's certificate is older than one the agent already ran a
-    /// run under.
+    /// The target's or runbook's certificate is older than one the agent
+    /// already ran a run under.
     #[error(
-        "the certificate of target {target} (issued at {shown} ms) is older than one this agent already ran under (issued at {seen} ms): the control plane is relaying a superseded declaration"
+        "the certificate of {what} (issued at {shown} ms) is older than one this agent already ran under (issued at {seen} ms): the control plane is relaying a superseded declaration"
     )]
     Superseded {
-        /// Target name.
-        target: String,
+        /// `target NAME` or `runbook NAME`.
+        what: String,
         /// When the newest one seen was issued.
         seen: i64,
         /// When the one shown was issued.
@@ -68,7 +69,8 @@ pub struct Gate {
     /// costs O(1) a run, amortized.
     appended: usize,
     compact_after: usize,
-    /// Per target, when the newest certificate run under was issued.
+    /// Per target (by name) and runbook (`runbook:NAME`; no target name
+    /// has a colon), when the newest certificate run under was issued.
     certified: HashMap<String, i64>,
     state: StateDir,
 }
@@ -108,21 +110,37 @@ impl Gate {
         if self.seen.contains_key(&ok.nonce) {
             return Err(Refused::Replayed(ok.nonce));
         }
-        let newest = self.certified.get(&assignment.target).copied();
-        match newest {
-            Some(seen) if ok.target_certified_at_ms < seen => {
-                return Err(Refused::Superseded {
-                    target: assignment.target.clone(),
-                    seen,
-                    shown: ok.target_certified_at_ms,
-                });
+        let mut shown = vec![(
+            assignment.target.clone(),
+            format!("target {}", assignment.target),
+            ok.target_certified_at_ms,
+        )];
+        if let Some((name, issued)) = &ok.runbook_certified {
+            shown.push((
+                format!("runbook:{name}"),
+                format!("runbook {name}"),
+                *issued,
+            ));
+        }
+        let mut newer = false;
+        for (key, what, issued) in &shown {
+            match self.certified.get(key).copied() {
+                Some(seen) if *issued < seen => {
+                    return Err(Refused::Superseded {
+                        what: what.clone(),
+                        seen,
+                        shown: *issued,
+                    });
+                }
+                Some(seen) if *issued == seen => {}
+                _ => newer = true,
             }
-            Some(seen) if ok.target_certified_at_ms == seen => {}
-            _ => {
-                self.certified
-                    .insert(assignment.target.clone(), ok.target_certified_at_ms);
-                self.state.store_certified(&self.certified)?;
+        }
+        if newer {
+            for (key, _, issued) in shown {
+                self.certified.insert(key, issued);
             }
+            self.state.store_certified(&self.certified)?;
         }
         if self.appended >= self.seen.len().max(self.compact_after) {
             self.seen.retain(|_, expires| *expires >= now_ms);
@@ -134,6 +152,7 @@ impl Gate {
         tracing::info!(
             run = %assignment.run_id,
             submitter = %ok.submitter,
+            signed = ok.signed,
             approvers = ?ok.approvers,
             break_glass = ok.break_glass,
             "run authorized by its signatures"
@@ -147,10 +166,11 @@ impl Gate {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use sealrun_wire::authority::{Authority, RunIntent};
+    use sealrun_wire::authority::{Authority, Mandate, RunIntent};
     use sealrun_wire::role::Role;
+    use sealrun_wire::run::RunbookCall;
     use sealrun_wire::target::TargetSpec;
-    use sealrun_wire::trust::{SigningKey, TargetCertificate, UserCertificate};
+    use sealrun_wire::trust::{RunbookCertificate, SigningKey, TargetCertificate, UserCertificate};
 
     const NOW: i64 = 1_000_000;
 
@@ -180,6 +200,22 @@ mod tests {
 
         /// [`Org::run`] whose signature expires at `expires`.
         fn run_expiring(&self, nonce: &str, issued: i64, expires: i64) -> Assignment {
+            self.run_of(nonce, issued, expires, None)
+        }
+
+        /// A signed run of runbook `hello` (`echo`), certified at
+        /// `runbook_issued`, under a target certificate issued at `issued`.
+        fn runbook_run(&self, nonce: &str, issued: i64, runbook_issued: i64) -> Assignment {
+            self.run_of(nonce, issued, NOW + 1000, Some(runbook_issued))
+        }
+
+        fn run_of(
+            &self,
+            nonce: &str,
+            issued: i64,
+            expires: i64,
+            runbook_issued: Option<i64>,
+        ) -> Assignment {
             let intent = RunIntent {
                 org: "acme".into(),
                 target: "db".into(),
@@ -194,7 +230,22 @@ mod tests {
                 nonce: nonce.into(),
                 issued_at_ms: NOW,
                 expires_at_ms: expires,
+                runbook: runbook_issued.map(|_| RunbookCall {
+                    name: "hello".into(),
+                    params: Default::default(),
+                }),
             };
+            let runbook = runbook_issued.map(|issued_at_ms| {
+                self.admin.sign(&RunbookCertificate {
+                    org: "acme".into(),
+                    runbook: serde_json::from_str(
+                        r#"{"name": "hello", "targets": ["db"], "argv": ["echo"]}"#,
+                    )
+                    .unwrap(),
+                    issued_at_ms,
+                    expires_at_ms: NOW * 2,
+                })
+            });
             let authority = Authority {
                 target: Some(self.admin.sign(&TargetCertificate {
                     org: "acme".into(),
@@ -205,16 +256,19 @@ mod tests {
                     issued_at_ms: issued,
                     expires_at_ms: NOW * 2,
                 })),
-                run: self.alice.sign(&intent),
-                submitter: self.admin.sign(&UserCertificate {
-                    org: "acme".into(),
-                    user: "alice".into(),
-                    role: Role::Operator,
-                    groups: vec![],
-                    public_key: self.alice.public_key().to_string(),
-                    issued_at_ms: 0,
-                    expires_at_ms: NOW * 2,
-                }),
+                runbook,
+                mandate: Mandate::Submitter {
+                    run: self.alice.sign(&intent),
+                    certificate: self.admin.sign(&UserCertificate {
+                        org: "acme".into(),
+                        user: "alice".into(),
+                        role: Role::Operator,
+                        groups: vec![],
+                        public_key: self.alice.public_key().to_string(),
+                        issued_at_ms: 0,
+                        expires_at_ms: NOW * 2,
+                    }),
+                },
                 approvals: vec![],
             };
             Assignment {
@@ -290,6 +344,41 @@ mod tests {
             .unwrap();
         gate.admit(&org.run("0000000000000004", 30), &org.keypair, NOW)
             .unwrap();
+    }
+
+    #[test]
+    fn a_runbook_certificate_older_than_one_a_run_ran_under_is_refused() {
+        let org = Org::new();
+        let dir = tempfile::tempdir().unwrap();
+        let mut gate = org.gate(dir.path());
+        gate.admit(
+            &org.runbook_run("0000000000000011", 20, 50),
+            &org.keypair,
+            NOW,
+        )
+        .unwrap();
+        drop(gate);
+        // After a restart too: the control plane relays the runbook's
+        // older (say, looser) definition.
+        let mut gate = org.gate(dir.path());
+        let refused = gate
+            .admit(
+                &org.runbook_run("0000000000000012", 20, 40),
+                &org.keypair,
+                NOW,
+            )
+            .unwrap_err();
+        assert!(
+            matches!(&refused, Refused::Superseded { what, seen: 50, shown: 40 } if what == "runbook hello"),
+            "{refused}"
+        );
+        // Positive control: the same definition counts.
+        gate.admit(
+            &org.runbook_run("0000000000000013", 20, 50),
+            &org.keypair,
+            NOW,
+        )
+        .unwrap();
     }
 
     #[test]

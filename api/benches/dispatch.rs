@@ -73,6 +73,7 @@ impl Signing {
             nonce: RunIntent::fresh_nonce(),
             issued_at_ms: now,
             expires_at_ms: now + 3_600_000,
+            runbook: None,
         });
         json!({"target": "bench", "argv": ["true"], "signed": signed})
     }

@@ -60,9 +60,10 @@ pub(crate) struct Submission<'a> {
     pub(crate) run_id: &'a str,
     /// Everything its digest covers, but the org's name (read here).
     pub(crate) spec: RunSpec,
-    /// The digest of its signed intent, if its submitter signed it: then
-    /// approvals bind that instead of the spec's.
-    pub(crate) signed_digest: Option<&'a str>,
+    /// The digest of its intent, if its submitter signed one or one was
+    /// stated for it (a Slack command): then approvals bind that instead
+    /// of the spec's.
+    pub(crate) intent_digest: Option<&'a str>,
     /// The target's rule, if it has one.
     pub(crate) target_rule: Option<&'a ApprovalRule>,
     /// The runbook's own rule, if the run calls a runbook that has one
@@ -89,7 +90,7 @@ pub(crate) struct Admitted {
 pub(crate) fn admit(tx: &Tx<'_>, mut s: Submission<'_>) -> Result<Admitted, Error> {
     s.spec.org = store::approvals::org_name(tx, s.org_id)?;
     let digest = s
-        .signed_digest
+        .intent_digest
         .map_or_else(|| s.spec.digest(), str::to_owned);
     store::approvals::set_spec(tx, s.run_id, &digest, s.spec.submitter_user_id)?;
     let runbook = s.spec.runbook.as_ref().map(|r| r.name.as_str());
@@ -232,6 +233,7 @@ pub(crate) fn view(tx: &Tx<'_>, org_id: i64, run_id: &str) -> Result<ApprovalVie
         signed: store::runs::signed(tx, run_id)?
             .map(|(intent, _)| serde_json::from_str(&intent))
             .transpose()?,
+        stated: store::runs::stated(tx, run_id)?,
     })
 }
 

@@ -179,7 +179,7 @@ pub const TABLE: &[Permission] = &[
         action: Action::ManageRunbooks,
         roles: ADMIN,
         verb: "manage runbooks",
-        surfaces: "`PUT /v1/runbooks`",
+        surfaces: "`PUT /v1/runbooks`, `PUT /v1/runbooks/{name}/certificate`",
     },
     Permission {
         action: Action::ReadRunbooks,

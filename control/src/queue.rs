@@ -293,20 +293,27 @@ pub(crate) fn submit(
         now,
     };
     let signed = match &req.signed {
-        Some(_) if rendered.is_some() => {
-            return Err(Error::Invalid(
-                "runbook runs are not signed yet: submit the runbook run without a signature (agents that enforce signatures refuse it)".into(),
-            ));
-        }
         Some(signed) => Some(crate::signing::check_intent(
             tx,
             signed,
             &run,
+            req.runbook.as_ref(),
             &spec,
             who.user_id,
             break_glass,
         )?),
         None => None,
+    };
+    // A Slack command is signed by no one: the intent is stated here, for
+    // approvers to sign and for an agent to hold to what admins allowed.
+    let stated = match (&signed, who.source) {
+        (None, RunSource::Slack) => Some(crate::signing::state_intent(
+            tx,
+            &run,
+            req.runbook.as_ref(),
+            break_glass,
+        )?),
+        _ => None,
     };
     store::runs::insert(tx, &run)?;
     if let Some(r) = &rendered {
@@ -315,6 +322,13 @@ pub(crate) fn submit(
     if let Some(s) = &signed {
         store::runs::set_signed(tx, &id, &s.intent, &s.certificate)?;
     }
+    if let Some(s) = &stated {
+        store::runs::set_stated(tx, &id, &s.intent)?;
+    }
+    let intent_digest = signed
+        .as_ref()
+        .map(|s| s.digest.as_str())
+        .or(stated.as_ref().map(|s| s.digest.as_str()));
     if let Some((key, fingerprint)) = &keyed {
         store::runs::insert_key(tx, who.org_id, who.actor, key, fingerprint, &id, now)?;
     }
@@ -361,7 +375,7 @@ pub(crate) fn submit(
                 submitter_user_id: who.user_id,
                 stdin: req.stdin,
             },
-            signed_digest: signed.as_ref().map(|s| s.digest.as_str()),
+            intent_digest,
             target_rule: spec.policy.approval.as_ref(),
             runbook_rule: rendered.as_ref().and_then(|r| r.approval.as_ref()),
             role: who.role,

@@ -7,18 +7,26 @@
 //! - A signed run ([`check_intent`]) must say exactly what the request
 //!   asks for and be signed with the key an admin certified for its
 //!   submitter; its digest is then what approvals bind.
+//! - A run no person signs (a Slack command) gets an intent stated here
+//!   ([`state_intent`]): approvers sign its digest, and an agent with a
+//!   trust file runs it only as far as admins' signatures allow (a runbook
+//!   certified with `allow_slack`, or the signed approvals its rule
+//!   demands).
 //! - A signed approval ([`check_approval`]) must be the approver's, with
 //!   their certified key, over that digest. (An unsigned one is recorded,
 //!   and not counted by an agent with a trust file.)
-//! - At hand-out, the signatures travel with the assignment ([`authority`]).
+//! - At hand-out, the signatures travel with the assignment ([`authority`]),
+//!   with the certificate of the runbook version a runbook run calls.
 
 use crate::error::Error;
 use crate::store::{self, Tx};
 use sealrun_wire::authority::{
-    ApprovalStatement, Authority, Execution, Refusal, RunIntent, SignedApproval,
+    ApprovalStatement, Authority, Execution, Mandate, RUN_SIGNATURE_TTL_MS, Refusal, RunIntent,
+    SignedApproval,
 };
+use sealrun_wire::run::RunbookCall;
 use sealrun_wire::target::TargetSpec;
-use sealrun_wire::trust::{Signed, SignerKey, UserCertificate};
+use sealrun_wire::trust::{Signed, SignerKey, UserCertificate, digest_of};
 
 /// A signed run checked for consistency: what to store with it.
 pub(crate) struct SignedRun {
@@ -70,13 +78,14 @@ pub(crate) fn certified_key(tx: &Tx<'_>, user_id: i64) -> Result<Option<String>,
 }
 
 /// Checks that `signed` says exactly what `run` (on a target declared as
-/// `target`, with `break_glass`) is, by the agent's own rule
-/// ([`RunIntent::check_matches`]), signed by its submitter, user `user_id`,
-/// with their certified key, unexpired.
+/// `target`, calling `runbook`, with `break_glass`) is, by the agent's own
+/// rule ([`RunIntent::check_matches`]), signed by its submitter, user
+/// `user_id`, with their certified key, unexpired.
 pub(crate) fn check_intent(
     tx: &Tx<'_>,
     signed: &Signed<RunIntent>,
     run: &store::runs::NewRun<'_>,
+    runbook: Option<&RunbookCall>,
     target: &TargetSpec,
     user_id: i64,
     break_glass: Option<&str>,
@@ -113,6 +122,9 @@ pub(crate) fn check_intent(
     if intent.break_glass.as_deref() != break_glass {
         return Err(mismatch("break-glass reason", "differs"));
     }
+    if intent.runbook.as_ref() != runbook {
+        return Err(mismatch("runbook call", "differs"));
+    }
     if intent.expires_at_ms < run.now {
         return Err(Error::Invalid(
             "the signed run has expired; sign it again".into(),
@@ -123,6 +135,48 @@ pub(crate) fn check_intent(
         intent: serde_json::to_string(signed)?,
         certificate,
         digest: signed.digest(),
+    })
+}
+
+/// A run no person signed, stated: its intent (JSON) and that text's
+/// digest, which approvals bind.
+pub(crate) struct StatedRun {
+    /// The intent (JSON).
+    pub(crate) intent: String,
+    /// Its digest.
+    pub(crate) digest: String,
+}
+
+/// The intent of `run` (calling `runbook`, with `break_glass`), which no
+/// person signed: what an agent holds the run to, and what approvers sign.
+/// It binds the run as a signed one does, with a fresh nonce, so an agent
+/// runs it at most once.
+pub(crate) fn state_intent(
+    tx: &Tx<'_>,
+    run: &store::runs::NewRun<'_>,
+    runbook: Option<&RunbookCall>,
+    break_glass: Option<&str>,
+) -> Result<StatedRun, Error> {
+    let intent = RunIntent {
+        org: store::approvals::org_name(tx, run.org_id)?,
+        target: run.target.to_owned(),
+        argv: run.argv.to_vec(),
+        env: run.env.clone(),
+        secrets: run.secrets.to_vec(),
+        image: run.image.to_owned(),
+        timeout_secs: run.timeout_secs,
+        stdin: run.stdin,
+        submitter: run.submitter.to_owned(),
+        break_glass: break_glass.map(str::to_owned),
+        nonce: RunIntent::fresh_nonce(),
+        issued_at_ms: run.now,
+        expires_at_ms: run.now.saturating_add(RUN_SIGNATURE_TTL_MS),
+        runbook: runbook.cloned(),
+    };
+    let intent = serde_json::to_string(&intent)?;
+    Ok(StatedRun {
+        digest: digest_of(&intent),
+        intent,
     })
 }
 
@@ -154,14 +208,22 @@ pub(crate) fn check_approval(
 }
 
 /// The signatures behind run `run_id` of target `target_id`, for its
-/// agent; `None` for an unsigned run.
+/// agent; `None` for a run neither signed nor stated (submitted unsigned
+/// from the CLI or the API: an agent with a trust file refuses it).
 pub(crate) fn authority(
     tx: &Tx<'_>,
     run_id: &str,
     target_id: i64,
 ) -> Result<Option<Box<Authority>>, Error> {
-    let Some((intent, certificate)) = store::runs::signed(tx, run_id)? else {
-        return Ok(None);
+    let mandate = match store::runs::signed(tx, run_id)? {
+        Some((intent, certificate)) => Mandate::Submitter {
+            run: serde_json::from_str(&intent)?,
+            certificate: serde_json::from_str(&certificate)?,
+        },
+        None => match store::runs::stated(tx, run_id)? {
+            Some(intent) => Mandate::Nobody { intent },
+            None => return Ok(None),
+        },
     };
     let approvals = store::approvals::signed(tx, run_id)?
         .iter()
@@ -171,8 +233,10 @@ pub(crate) fn authority(
         target: store::targets::certificate(tx, target_id)?
             .map(|json| serde_json::from_str(&json))
             .transpose()?,
-        run: serde_json::from_str(&intent)?,
-        submitter: serde_json::from_str(&certificate)?,
+        runbook: store::runbooks::certificate_of_run(tx, run_id)?
+            .map(|json| serde_json::from_str(&json))
+            .transpose()?,
+        mandate,
         approvals,
     })))
 }

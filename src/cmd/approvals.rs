@@ -7,8 +7,10 @@ use crate::client::Client;
 use crate::output::{self, Table, outln, safe};
 use anyhow::{Result, bail};
 use sealrun_wire::approval::{ApprovalList, ApprovalView, ApproveRequest, RejectRequest};
+use sealrun_wire::authority::RunIntent;
 use sealrun_wire::run::RunStatus;
 use sealrun_wire::shell;
+use sealrun_wire::trust::digest_of;
 
 pub async fn run(cmd: ApprovalsCommand) -> Result<()> {
     match cmd {
@@ -170,14 +172,30 @@ pub async fn run(cmd: ApprovalsCommand) -> Result<()> {
 /// agent runs, and what the approval's signature binds).
 async fn fetch(client: &Client, id: &str) -> Result<ApprovalView> {
     let mut view: ApprovalView = client.get(&format!("/v1/approvals/{}", seg(id))).await?;
-    if let Some(signed) = &view.signed {
-        let (intent, _) = signed.open().map_err(|e| {
-            anyhow::anyhow!("run {id}'s signature does not hold ({e}); not approving")
-        })?;
-        let computed = signed.digest();
+    let intent = match (&view.signed, &view.stated) {
+        (Some(signed), _) => {
+            let (intent, _) = signed.open().map_err(|e| {
+                anyhow::anyhow!("run {id}'s signature does not hold ({e}); not approving")
+            })?;
+            Some((intent, signed.digest(), "the run its submitter signed"))
+        }
+        (None, Some(stated)) => {
+            let intent = serde_json::from_str(stated).map_err(|e| {
+                anyhow::anyhow!("run {id}'s stated intent cannot be read ({e}); not approving")
+            })?;
+            Some((
+                intent,
+                digest_of(stated),
+                "the run the control plane states",
+            ))
+        }
+        (None, None) => None,
+    };
+    if let Some((intent, computed, what)) = intent {
+        let intent: RunIntent = intent;
         if computed != view.digest {
             bail!(
-                "the control plane's digest of run {id} ({}) is not the digest of the run its submitter signed ({computed}); not approving",
+                "the control plane's digest of run {id} ({}) is not the digest of {what} ({computed}); not approving",
                 safe(&view.digest)
             );
         }

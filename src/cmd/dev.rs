@@ -11,6 +11,7 @@ use sealrun_api::{Server, ServerConfig};
 use sealrun_dirlock::DirLock;
 use sealrun_wire::admin::{EnrollmentToken, TargetSpec, TargetView, Whoami};
 use sealrun_wire::agent::ResourceLimits;
+use sealrun_wire::trust::SigningKey;
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
@@ -110,14 +111,20 @@ pub async fn run(args: DevArgs) -> Result<()> {
     // Ctrl-C on a dev setup should not hold the terminal for the full 30 s.
     agent_config.shutdown_grace = Duration::from_secs(10);
     agent_config.init_binary = Some(init_binary);
+    // The dev's own trust root: one admin key, made once in the data
+    // directory. Its agent trusts it, as a production agent trusts its
+    // admins' keys (`trust_file`), so the dev runs only what is signed,
+    // certified and approved, like the real thing.
+    let trust = DevTrust::open(&data_dir)?;
+    agent_config.trusted_admins = Some(vec![trust.key.public_key()]);
     let (stop_agent, agent_stopped) = tokio::sync::oneshot::channel::<()>();
     let mut agent_task = tokio::spawn(sealrun_agent::run(agent_config, async {
         let _ = agent_stopped.await;
     }));
     wait_for_key(&admin, &mut agent_task).await?;
     say("agent connected and serving `demo`");
-    let trust = trust_demo(&data_dir, &admin).await?;
-    say("demo's key certified with this dev's admin key, which its CLI trusts");
+    trust_demo(&trust, &admin).await?;
+    say("demo's key certified with this dev's admin key, which its CLI and agent trust");
 
     let env_file = data_dir.join("dev.env");
     write_env(&env_file, &url, &admin_token, &ca_cert, &trust)?;
@@ -170,28 +177,39 @@ async fn wait_for_key(
 }
 
 /// The dev's trust root: its admin key and trust file (in the data
-/// directory; created once), and the demo target's key certified with it
-/// (again at every start: an agent with a new state directory has a new
-/// key).
+/// directory; created once).
 struct DevTrust {
     admin_key: PathBuf,
     trust_file: PathBuf,
+    key: SigningKey,
 }
 
-async fn trust_demo(data_dir: &Path, admin: &Client) -> Result<DevTrust> {
-    let trust = DevTrust {
-        admin_key: data_dir.join("signing.key"),
-        trust_file: data_dir.join("trust.toml"),
-    };
-    let key = if trust.admin_key.exists() {
-        super::trust::load_signing_key(&trust.admin_key)?
-    } else {
-        super::trust::create_signing_key(&trust.admin_key)?
-    };
-    super::trust::trust_key(&trust.trust_file, key.public_key())?;
+impl DevTrust {
+    fn open(data_dir: &Path) -> Result<DevTrust> {
+        let admin_key = data_dir.join("signing.key");
+        let trust_file = data_dir.join("trust.toml");
+        let key = if admin_key.exists() {
+            super::trust::load_signing_key(&admin_key)?
+        } else {
+            super::trust::create_signing_key(&admin_key)?
+        };
+        super::trust::trust_key(&trust_file, key.public_key())?;
+        Ok(DevTrust {
+            admin_key,
+            trust_file,
+            key,
+        })
+    }
+}
+
+/// Certifies the demo target's key and declaration with the dev's admin
+/// key (again at every start: an agent with a new state directory has a
+/// new key), and the dev admin's own signing key (the same key).
+async fn trust_demo(trust: &DevTrust, admin: &Client) -> Result<()> {
+    let key = &trust.key;
     let me: Whoami = admin.get("/v1/whoami").await?;
     let view: TargetView = admin.get(&format!("/v1/targets/{DEMO_TARGET}")).await?;
-    let signed = super::trust::certificate(&key, &me.org, &view, 365)?;
+    let signed = super::trust::certificate(key, &me.org, &view, 365)?;
     let _: TargetView = admin
         .put(&format!("/v1/targets/{DEMO_TARGET}/certificate"), &signed)
         .await?;
@@ -206,7 +224,7 @@ async fn trust_demo(data_dir: &Path, admin: &Client) -> Result<DevTrust> {
         )
         .await?;
     }
-    Ok(trust)
+    Ok(())
 }
 
 /// `dev.env` holds the admin token: readable by its owner only. Written

@@ -1,6 +1,7 @@
-//! `sealrun runbook ...`: declare (from TOML, as `target apply` does), list
-//! and show runbooks. The CLI never renders a runbook: the control plane
-//! does, from the parameters `sealrun run --runbook` sends.
+//! `sealrun runbook ...`: declare (from TOML, as `target apply` does), list,
+//! show and certify runbooks. The control plane renders a runbook run; the
+//! CLI renders it too, with the same rule (`sealrun_wire::runbook::render`),
+//! only to sign exactly what will run.
 
 use super::seg;
 use crate::cli::RunbookCommand;
@@ -8,10 +9,48 @@ use crate::client::Client;
 use crate::output::{self, Table, outln, safe};
 use anyhow::{Context as _, Result, anyhow};
 use sealrun_wire::runbook::{
-    ParamSpec, ParamType, RunbookList, RunbookSpec, RunbookSpecs, RunbookView, RunbooksApplied,
+    Applied, ParamSpec, ParamType, RunbookList, RunbookSpec, RunbookSpecs, RunbookView,
+    RunbooksApplied,
 };
 use serde::Deserialize;
 use std::path::Path;
+
+/// After an apply: certifies each runbook whose latest version is not
+/// certified yet, if this person's key is an admin key this machine
+/// trusts; else says that agents with a trust file will not run them.
+async fn certify_applied(client: &Client, applied: &RunbooksApplied) -> Result<()> {
+    let Some(admin) = super::trust::own_admin_key()? else {
+        let fresh: Vec<&str> = applied
+            .runbooks
+            .iter()
+            .filter(|r| r.outcome != Applied::Unchanged)
+            .map(|r| r.name.as_str())
+            .collect();
+        if !fresh.is_empty() {
+            eprintln!(
+                "not certified: {} (agents with a trust file run a runbook only as an admin certified it: `sealrun runbook trust NAME`)",
+                safe(&fresh.join(", "))
+            );
+        }
+        return Ok(());
+    };
+    for r in &applied.runbooks {
+        let view: RunbookView = client
+            .get(&format!("/v1/runbooks/{}", seg(&r.name)))
+            .await?;
+        if view.certificate.is_some() && r.outcome == Applied::Unchanged {
+            continue;
+        }
+        let view = super::trust::certify_runbook_with(client, &admin, &r.name, 365).await?;
+        eprintln!(
+            "certified runbook {} version {} with your admin key {}",
+            safe(&view.spec.name),
+            view.version,
+            admin.public_key().fingerprint()
+        );
+    }
+    Ok(())
+}
 
 /// The shape of `runbooks.toml`: a list of `[[runbook]]` tables.
 #[derive(Debug, Deserialize)]
@@ -35,7 +74,7 @@ pub async fn run(cmd: RunbookCommand) -> Result<()> {
             if json {
                 return output::json(&applied);
             }
-            for r in applied.runbooks {
+            for r in &applied.runbooks {
                 eprintln!(
                     "{} runbook {} (version {})",
                     r.outcome.as_str(),
@@ -43,6 +82,25 @@ pub async fn run(cmd: RunbookCommand) -> Result<()> {
                     r.version
                 );
             }
+            certify_applied(&client, &applied).await
+        }
+        RunbookCommand::Trust {
+            name,
+            days,
+            key_file,
+            client,
+        } => {
+            let json = client.json;
+            let client = Client::from_args(&client)?;
+            let view = super::trust::certify_runbook(&client, &name, days, key_file).await?;
+            if json {
+                return output::json(&view);
+            }
+            eprintln!(
+                "certified runbook {} version {}",
+                safe(&view.spec.name),
+                view.version
+            );
             Ok(())
         }
         RunbookCommand::List(a) => {
@@ -107,6 +165,21 @@ fn show(v: &RunbookView) -> Result<()> {
     }
     if let Some(t) = s.timeout_secs {
         outln!("timeout:     {t}s")?;
+    }
+    if s.allow_slack {
+        outln!("slack:       may run from Slack unsigned")?;
+    }
+    match v.certificate.as_ref().map(|c| c.open()) {
+        Some(Ok((c, signer))) => outln!(
+            "certified:   by admin key {} until {}",
+            signer.fingerprint(),
+            output::time(c.expires_at_ms)
+        )?,
+        Some(Err(e)) => outln!("certified:   no (its certificate does not hold: {e})")?,
+        None => outln!(
+            "certified:   no (`sealrun runbook trust {}`)",
+            safe(&s.name)
+        )?,
     }
     if s.params.is_empty() {
         outln!("params:      none")?;

@@ -12,7 +12,8 @@ use sealrun_wire::admin::{TargetView, Whoami};
 use sealrun_wire::approval::ApprovalView;
 use sealrun_wire::authority::{ApprovalStatement, RUN_SIGNATURE_TTL_MS, RunIntent};
 use sealrun_wire::run::RunRequest;
-use sealrun_wire::trust::{Signed, SigningKey};
+use sealrun_wire::runbook::{RunbookView, render};
+use sealrun_wire::trust::{Signed, SigningKey, digest_of};
 
 /// What signing gave: the statement, or why there is none (to say once
 /// the request it was for succeeded: a refused request says only why).
@@ -75,13 +76,12 @@ struct Signer {
 }
 
 /// `req` signed with this person's certified key, or nothing if they have
-/// none (or it is a runbook run, which is not signed yet). The image and
-/// timeout the control plane would pick are looked up and signed
-/// explicitly: a signature covers exactly what runs.
+/// none. The image and timeout the control plane would pick are looked up
+/// and signed explicitly, and a runbook call is rendered by the one rule
+/// the control plane and agents render it by: a signature covers exactly
+/// what runs. (A call the rule refuses is sent unsigned, for the control
+/// plane to refuse with its own message.)
 pub async fn sign_run(client: &Client, req: &RunRequest) -> Result<Signing<RunIntent>> {
-    if req.runbook.is_some() {
-        return Ok(Signing::none());
-    }
     let signer = match certified_signer(client, "the run").await? {
         Ok(signer) => signer,
         Err(why) => {
@@ -91,39 +91,68 @@ pub async fn sign_run(client: &Client, req: &RunRequest) -> Result<Signing<RunIn
             });
         }
     };
-    let target: TargetView = client
-        .get(&format!("/v1/targets/{}", seg(&req.target)))
-        .await?;
     let now = output::now_ms();
-    let signed = signer.key.sign(&RunIntent {
+    let mut intent = RunIntent {
         org: signer.org,
         target: req.target.clone(),
         argv: req.argv.clone(),
         env: req.env.clone(),
         secrets: req.secrets.clone(),
-        image: req.image.clone().unwrap_or(target.spec.image),
-        timeout_secs: req.timeout_secs.unwrap_or(target.spec.timeout_secs),
+        image: String::new(),
+        timeout_secs: 0,
         stdin: req.stdin,
         submitter: signer.user,
         break_glass: req.break_glass.clone(),
         nonce: RunIntent::fresh_nonce(),
         issued_at_ms: now,
         expires_at_ms: now.saturating_add(RUN_SIGNATURE_TTL_MS),
-    });
+        runbook: req.runbook.clone(),
+    };
+    let mut image = req.image.clone();
+    let mut timeout = req.timeout_secs;
+    if let Some(call) = &req.runbook {
+        let view: RunbookView = client
+            .get(&format!("/v1/runbooks/{}", seg(&call.name)))
+            .await?;
+        let spec = view.spec;
+        let Ok(argv) = render(&spec, &call.params) else {
+            return Ok(Signing::none());
+        };
+        if intent.target.is_empty() {
+            match spec.targets.as_slice() {
+                [only] => intent.target = only.clone(),
+                _ => return Ok(Signing::none()),
+            }
+        }
+        intent.argv = argv;
+        intent.secrets = spec.secrets;
+        image = spec.image;
+        timeout = timeout.or(spec.timeout_secs);
+    }
+    let target: TargetView = client
+        .get(&format!("/v1/targets/{}", seg(&intent.target)))
+        .await?;
+    intent.image = image.unwrap_or(target.spec.image);
+    intent.timeout_secs = timeout.unwrap_or(target.spec.timeout_secs);
     Ok(Signing {
-        signed: Some(signed),
+        signed: Some(signer.key.sign(&intent)),
         unsigned_because: None,
     })
 }
 
-/// An approval of `view`'s signed run, signed with this person's certified
-/// key; nothing for an unsigned run, or without a certified key.
+/// An approval of `view`'s run, signed with this person's certified key,
+/// if its submitter signed it or the control plane stated it (a Slack
+/// command); nothing for another unsigned run, or without a certified key.
 pub async fn sign_approval(
     client: &Client,
     view: &ApprovalView,
 ) -> Result<Signing<ApprovalStatement>> {
-    let Some(run) = &view.signed else {
-        return Ok(Signing::none());
+    // A run signed by its submitter, or stated for a Slack command: the
+    // digest was checked against what is shown (`approvals::fetch`).
+    let run_digest = match (&view.signed, &view.stated) {
+        (Some(signed), _) => signed.digest(),
+        (None, Some(stated)) => digest_of(stated),
+        (None, None) => return Ok(Signing::none()),
     };
     let signer = match certified_signer(client, "your approval").await? {
         Ok(signer) => signer,
@@ -137,7 +166,7 @@ pub async fn sign_approval(
     Ok(Signing {
         signed: Some(signer.key.sign(&ApprovalStatement {
             org: signer.org,
-            run_digest: run.digest(),
+            run_digest,
             approver: signer.user,
             at_ms: output::now_ms(),
         })),

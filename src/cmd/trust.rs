@@ -20,7 +20,10 @@ use anyhow::{Context as _, Result, bail};
 use sealrun_vault::{KeyId, PublicKey};
 use sealrun_wire::admin::{TargetView, Whoami};
 use sealrun_wire::people::{UserList, UserView};
-use sealrun_wire::trust::{Signed, SignerKey, SigningKey, TargetCertificate, UserCertificate};
+use sealrun_wire::runbook::RunbookView;
+use sealrun_wire::trust::{
+    RunbookCertificate, Signed, SignerKey, SigningKey, TargetCertificate, UserCertificate,
+};
 use serde::{Deserialize, Serialize};
 use std::io::{IsTerminal as _, Write as _};
 use std::os::unix::fs::OpenOptionsExt as _;
@@ -336,6 +339,49 @@ pub async fn certify_target(
     client
         .put(&format!("/v1/targets/{}/certificate", seg(name)), &signed)
         .await
+}
+
+/// `sealrun runbook trust NAME`: certifies the runbook's latest definition
+/// with the admin key at `key_file` (or the default).
+pub async fn certify_runbook(
+    client: &Client,
+    name: &str,
+    days: u32,
+    key_file: Option<PathBuf>,
+) -> Result<RunbookView> {
+    let admin = load_signing_key(&signing_key_path(key_file)?)?;
+    certify_runbook_with(client, &admin, name, days).await
+}
+
+/// Certifies runbook `name`'s latest definition with `admin`'s key.
+pub async fn certify_runbook_with(
+    client: &Client,
+    admin: &SigningKey,
+    name: &str,
+    days: u32,
+) -> Result<RunbookView> {
+    let me: Whoami = client.get("/v1/whoami").await?;
+    let view: RunbookView = client.get(&format!("/v1/runbooks/{}", seg(name))).await?;
+    let now = output::now_ms();
+    let signed = admin.sign(&RunbookCertificate {
+        org: me.org,
+        runbook: view.spec,
+        issued_at_ms: now,
+        expires_at_ms: now.saturating_add(validity_ms(days)),
+    });
+    client
+        .put(&format!("/v1/runbooks/{}/certificate", seg(name)), &signed)
+        .await
+}
+
+/// This person's signing key if this machine trusts it as an admin key
+/// (it is in the trust file): then what they declare, they certify.
+pub fn own_admin_key() -> Result<Option<SigningKey>> {
+    let Some(key) = own_signing_key()? else {
+        return Ok(None);
+    };
+    let trusted = load_trust(&trust_path()?)?;
+    Ok(trusted.contains(&key.public_key()).then_some(key))
 }
 
 /// The public key of target `target` to seal to, only if an admin this

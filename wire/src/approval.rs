@@ -184,6 +184,13 @@ pub struct ApprovalView {
     /// it says, not `spec`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signed: Option<crate::trust::Signed<crate::authority::RunIntent>>,
+    /// For a run no person signed (a Slack command): the intent the
+    /// control plane stated for it, as JSON text (a
+    /// [`crate::authority::RunIntent`]). Then `digest` is its digest
+    /// ([`crate::trust::digest_of`]), and an approver's client shows and
+    /// signs what it says, as for a signed run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stated: Option<String>,
 }
 
 impl ApprovalView {

@@ -11,7 +11,7 @@
 //! secret is opened or container created.
 //!
 //! ```
-//! use sealrun_wire::authority::{authorize, Authority, Execution, RunIntent};
+//! use sealrun_wire::authority::{authorize, Authority, Execution, Mandate, RunIntent};
 //! use sealrun_wire::role::Role;
 //! use sealrun_wire::target::TargetSpec;
 //! use sealrun_wire::trust::{SigningKey, TargetCertificate, UserCertificate};
@@ -33,8 +33,14 @@
 //!     env: Default::default(), secrets: vec![], image: "busybox".into(),
 //!     timeout_secs: 3600, stdin: false, submitter: "alice".into(), break_glass: None,
 //!     nonce: "00112233445566778899aabbccddeeff".into(), issued_at_ms: 0, expires_at_ms: 10_000,
+//!     runbook: None,
 //! };
-//! let authority = Authority { target: Some(target), run: alice.sign(&intent), submitter, approvals: vec![] };
+//! let authority = Authority {
+//!     target: Some(target),
+//!     runbook: None,
+//!     mandate: Mandate::Submitter { run: alice.sign(&intent), certificate: submitter },
+//!     approvals: vec![],
+//! };
 //! let mut run = Execution::of_intent(&intent, &spec);
 //! let trusted = [admin.public_key()];
 //! assert!(authorize(&run, &authority, &trusted, "K", 5_000).is_ok());
@@ -46,8 +52,12 @@
 
 use crate::role::Role;
 use crate::rule::ApprovalRule;
+use crate::runbook::{RunbookCall, RunbookSpec};
 use crate::target::{ResourceLimits, TargetSpec};
-use crate::trust::{Signed, SignerKey, Statement, TargetCertificate, TrustError, UserCertificate};
+use crate::trust::{
+    RunbookCertificate, Signed, SignerKey, Statement, TargetCertificate, TrustError,
+    UserCertificate, digest_of,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -91,6 +101,11 @@ pub struct RunIntent {
     pub issued_at_ms: i64,
     /// Unix milliseconds after which no agent starts it.
     pub expires_at_ms: i64,
+    /// The runbook it calls, with the parameters as given: an agent
+    /// renders the runbook's admin-signed definition with them and runs it
+    /// only if that gives exactly this run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runbook: Option<RunbookCall>,
 }
 
 impl RunIntent {
@@ -180,18 +195,52 @@ pub struct SignedApproval {
     pub certificate: Signed<UserCertificate>,
 }
 
-/// Everything an agent checks before it runs a signed run, relayed by the
-/// control plane with the assignment.
+/// Who vouches for a run: the person who submitted it, by their signature,
+/// or nobody (a Slack command: Slack holds no one's key).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "signed_by", rename_all = "snake_case")]
+pub enum Mandate {
+    /// Signed by its submitter.
+    Submitter {
+        /// The run, signed.
+        run: Signed<RunIntent>,
+        /// The submitter's certificate.
+        certificate: Signed<UserCertificate>,
+    },
+    /// Signed by no one: the control plane states the run (a
+    /// [`RunIntent`]'s JSON text, whose digest approvals sign). An agent
+    /// runs it only as far as admins' signatures allow: a runbook certified
+    /// with `allow_slack`, or with the approvals the rule demands.
+    Nobody {
+        /// The intent, as JSON text.
+        intent: String,
+    },
+}
+
+impl Mandate {
+    /// What approvals of the run bind: the digest of its intent's text.
+    pub fn digest(&self) -> String {
+        match self {
+            Mandate::Submitter { run, .. } => run.digest(),
+            Mandate::Nobody { intent } => digest_of(intent),
+        }
+    }
+}
+
+/// Everything an agent checks before it runs a run, relayed by the control
+/// plane with the assignment.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Authority {
     /// The target's certificate: key, spec and policy (`None`: no admin
     /// certified the target, and the agent refuses the run).
     pub target: Option<Signed<TargetCertificate>>,
-    /// The run, signed by its submitter.
-    pub run: Signed<RunIntent>,
-    /// The submitter's certificate.
-    pub submitter: Signed<UserCertificate>,
+    /// For a runbook run: the runbook's admin-signed definition (its
+    /// latest certified version).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runbook: Option<Signed<RunbookCertificate>>,
+    /// Who vouches for the run.
+    pub mandate: Mandate,
     /// The approvals given.
     pub approvals: Vec<SignedApproval>,
 }
@@ -294,6 +343,22 @@ pub enum Refusal {
     /// The certified policy forbids it.
     #[error("the target's certified policy forbids it: {0}")]
     Policy(String),
+    /// No admin certified the runbook the run calls.
+    #[error(
+        "runbook {0} is not certified: an admin runs `sealrun runbook trust {0}` (this agent runs a runbook only as an admin signed it)"
+    )]
+    RunbookNotCertified(String),
+    /// The run is not what the runbook's certified definition renders.
+    #[error("the runbook an admin certified does not give this run: {0}")]
+    Runbook(String),
+    /// No person signed the run, and nothing admins signed allows that.
+    #[error(
+        "no person signed this run (a Slack command): this agent runs such a run only of a runbook an admin certified with allow_slack, or with the signed approvals its rule demands"
+    )]
+    UnsignedNotAllowed,
+    /// The control plane's statement of an unsigned run cannot be read.
+    #[error("the run's stated intent cannot be read: {0}")]
+    Unreadable(String),
     /// Fewer valid approvals than the certified rule demands.
     #[error("the run needs {needed} approval(s) from {from}; it has {valid}{ignored}")]
     Approvals {
@@ -325,6 +390,13 @@ pub struct Authorized {
     /// certificate older than one it already ran a run under (a control
     /// plane replaying a looser, still unexpired declaration).
     pub target_certified_at_ms: i64,
+    /// For a runbook run: the runbook's name and when its certified
+    /// definition was issued (refused likewise if older than one run
+    /// under before).
+    pub runbook_certified: Option<(String, i64)>,
+    /// Whether the submitter signed it (else a Slack command the
+    /// admins' signatures allow).
+    pub signed: bool,
 }
 
 fn changed(field: &'static str, by: &'static str, detail: String) -> Refusal {
@@ -333,13 +405,17 @@ fn changed(field: &'static str, by: &'static str, detail: String) -> Refusal {
 
 const SIGNED: &str = "its submitter signed";
 const CERTIFIED: &str = "an admin certified for the target";
+const STATED: &str = "the control plane stated";
 
 /// Checks, against the admin keys `trusted`, that `run` is exactly what a
-/// certified user signed, on a target an admin certified with `target_key`
-/// (this agent's key for it), within the target's certified spec and
-/// policy, with the approvals that policy demands from certified
-/// approvers other than the submitter, and unexpired at `now_ms`. The
-/// caller then refuses a nonce it has seen ([`Authorized::nonce`]).
+/// certified user signed (or, for a run no person signed, what admins'
+/// signatures allow: [`Mandate::Nobody`]), on a target an admin certified
+/// with `target_key` (this agent's key for it), within the target's
+/// certified spec and policy and, for a runbook run, exactly what the
+/// runbook's certified definition renders; with the approvals the rule
+/// demands from certified approvers other than the submitter; unexpired at
+/// `now_ms`. The caller then refuses a nonce it has seen
+/// ([`Authorized::nonce`]) and superseded certificates.
 pub fn authorize(
     run: &Execution<'_>,
     authority: &Authority,
@@ -362,20 +438,35 @@ pub fn authorize(
     }
     check_spec(run, &cert.spec)?;
 
-    // The run: signed by a user a trusted admin certified.
-    let (intent, key) = authority.run.open()?;
-    let submitter = authority.submitter.verify(trusted)?;
-    submitter.check(&org, &intent.submitter, &key, now_ms)?;
-    if !matches!(submitter.role, Role::Admin | Role::Operator) {
-        return Err(Refusal::Role {
-            user: submitter.user,
-            role: submitter.role,
-        });
-    }
+    // The run, and who vouches for it: a user a trusted admin certified,
+    // or no one.
+    let (intent, role) = match &authority.mandate {
+        Mandate::Submitter { run, certificate } => {
+            let (intent, key) = run.open()?;
+            let submitter = certificate.verify(trusted)?;
+            submitter.check(&org, &intent.submitter, &key, now_ms)?;
+            if !matches!(submitter.role, Role::Admin | Role::Operator) {
+                return Err(Refusal::Role {
+                    user: submitter.user,
+                    role: submitter.role,
+                });
+            }
+            (intent, Some(submitter.role))
+        }
+        Mandate::Nobody { intent } => {
+            let intent: RunIntent =
+                serde_json::from_str(intent).map_err(|e| Refusal::Unreadable(e.to_string()))?;
+            (intent, None)
+        }
+    };
+    let by = if role.is_some() { SIGNED } else { STATED };
     if intent.org != org {
-        return Err(changed("org", SIGNED, format!("{} was signed", intent.org)));
+        return Err(changed("org", by, format!("{} was signed", intent.org)));
     }
-    intent.check_matches(run)?;
+    intent.check_matches(run).map_err(|refusal| match refusal {
+        Refusal::Changed { field, detail, .. } => changed(field, by, detail),
+        other => other,
+    })?;
     if intent.expires_at_ms < now_ms {
         return Err(Refusal::Expired(intent.expires_at_ms));
     }
@@ -385,7 +476,7 @@ pub fn authorize(
     if !nonce_ok {
         return Err(changed(
             "nonce",
-            SIGNED,
+            by,
             "it is not 16 to 128 hex digits".into(),
         ));
     }
@@ -393,16 +484,40 @@ pub fn authorize(
         return Err(Refusal::FromTheFuture(intent.issued_at_ms));
     }
 
-    // The policy it was certified with.
+    // What may run: a runbook as an admin certified it, or an ad-hoc
+    // command the target's certified policy allows.
     let policy = &cert.spec.policy;
-    if !policy.ad_hoc {
-        return Err(Refusal::Policy(
-            "ad-hoc commands are not allowed on this target".into(),
-        ));
-    }
-    if let Some(s) = intent.secrets.iter().find(|s| !policy.ad_hoc_may_use(s)) {
-        return Err(Refusal::Policy(format!("secret {s} is for runbooks only")));
-    }
+    let (rule, runbook_certified, slack_allowed) = match &intent.runbook {
+        Some(call) => {
+            let Some(signed) = &authority.runbook else {
+                return Err(Refusal::RunbookNotCertified(call.name.clone()));
+            };
+            let certified = signed.verify(trusted)?;
+            certified.check(&org, &call.name, now_ms)?;
+            check_runbook(run, &certified.runbook, call, &cert.spec)?;
+            let RunbookCertificate {
+                runbook,
+                issued_at_ms,
+                ..
+            } = certified;
+            (
+                runbook.approval.clone().or_else(|| policy.approval.clone()),
+                Some((runbook.name, issued_at_ms)),
+                runbook.allow_slack,
+            )
+        }
+        None => {
+            if !policy.ad_hoc {
+                return Err(Refusal::Policy(
+                    "ad-hoc commands are not allowed on this target".into(),
+                ));
+            }
+            if let Some(s) = intent.secrets.iter().find(|s| !policy.ad_hoc_may_use(s)) {
+                return Err(Refusal::Policy(format!("secret {s} is for runbooks only")));
+            }
+            (policy.approval.clone(), None, false)
+        }
+    };
     let mut authorized = Authorized {
         submitter: intent.submitter.clone(),
         approvers: Vec::new(),
@@ -410,24 +525,35 @@ pub fn authorize(
         nonce: intent.nonce.clone(),
         expires_at_ms: intent.expires_at_ms,
         target_certified_at_ms: cert.issued_at_ms,
+        runbook_certified,
+        signed: role.is_some(),
     };
-    let Some(rule) = &policy.approval else {
+    let runbook = intent.runbook.as_ref().map(|c| c.name.as_str());
+    let needed = rule.filter(|r| r.applies(runbook, !intent.secrets.is_empty()));
+    let Some(rule) = needed else {
+        // No approval demanded: a person's signature, or the runbook's
+        // allowance, is all it takes.
+        if role.is_none() && !slack_allowed {
+            return Err(Refusal::UnsignedNotAllowed);
+        }
         return Ok(authorized);
     };
-    if !rule.applies(None, !intent.secrets.is_empty()) {
-        return Ok(authorized);
+    if rule.approvals == 0 && role.is_none() && !slack_allowed {
+        return Err(Refusal::UnsignedNotAllowed);
     }
-    if intent.break_glass.is_some() && rule.allows_break_glass(submitter.role) {
-        authorized.break_glass = true;
-        return Ok(authorized);
+    if let Some(role) = role {
+        if intent.break_glass.is_some() && rule.allows_break_glass(role) {
+            authorized.break_glass = true;
+            return Ok(authorized);
+        }
     }
-    let digest = authority.run.digest();
+    let digest = authority.mandate.digest();
     let mut ignored = Vec::new();
     let mut approvers = BTreeSet::new();
     for given in &authority.approvals {
         match approver(
             given,
-            rule,
+            &rule,
             trusted,
             &org,
             &digest,
@@ -455,6 +581,56 @@ pub fn authorize(
     }
     authorized.approvers = approvers.into_iter().collect();
     Ok(authorized)
+}
+
+/// The run is exactly what `runbook`'s certified definition renders for
+/// `call` on a target declared as `target`: its argv from the parameters
+/// (each within its signed rule), its secrets, image and timeout, no plain
+/// environment and no input.
+fn check_runbook(
+    run: &Execution<'_>,
+    runbook: &RunbookSpec,
+    call: &RunbookCall,
+    target: &TargetSpec,
+) -> Result<(), Refusal> {
+    let wrong = |what: String| {
+        Err(Refusal::Runbook(format!(
+            "runbook {}: {what}",
+            runbook.name
+        )))
+    };
+    if !runbook.targets.iter().any(|t| t == run.target) {
+        return wrong(format!("it does not run on target {}", run.target));
+    }
+    let argv = crate::runbook::render(runbook, &call.params)
+        .map_err(|e| Refusal::Runbook(format!("runbook {}: {e}", runbook.name)))?;
+    if run.argv != argv.as_slice() {
+        return wrong("its template renders another command".into());
+    }
+    if !run
+        .secrets
+        .iter()
+        .copied()
+        .eq(runbook.secrets.iter().map(String::as_str))
+    {
+        return wrong("it injects other secrets".into());
+    }
+    let image = runbook.image.as_deref().unwrap_or(&target.image);
+    if run.image != image {
+        return wrong(format!("it runs in {image}, not {}", run.image));
+    }
+    if let Some(max) = runbook.timeout_secs {
+        if run.timeout_secs > max {
+            return wrong(format!(
+                "its timeout is {max} s, not {} s",
+                run.timeout_secs
+            ));
+        }
+    }
+    if !run.env.is_empty() || run.stdin {
+        return wrong("a runbook run takes no plain environment and no input".into());
+    }
+    Ok(())
 }
 
 /// The approver's name, if `given` counts under `rule`; else why not.
@@ -588,6 +764,7 @@ mod tests {
                 nonce: "0123456789abcdef".into(),
                 issued_at_ms: NOW - 10,
                 expires_at_ms: NOW + 10,
+                runbook: None,
             }
         }
 
@@ -602,8 +779,11 @@ mod tests {
                     issued_at_ms: 0,
                     expires_at_ms: NOW * 2,
                 })),
-                run: self.alice.sign(intent),
-                submitter: self.user("alice", &self.alice, Role::Operator, &[]),
+                runbook: None,
+                mandate: Mandate::Submitter {
+                    run: self.alice.sign(intent),
+                    certificate: self.user("alice", &self.alice, Role::Operator, &[]),
+                },
                 approvals: Vec::new(),
             }
         }
@@ -618,7 +798,7 @@ mod tests {
             authority.approvals.push(SignedApproval {
                 approval: key.sign(&ApprovalStatement {
                     org: "acme".into(),
-                    run_digest: authority.run.digest(),
+                    run_digest: authority.mandate.digest(),
                     approver: name.into(),
                     at_ms: NOW,
                 }),
@@ -629,6 +809,13 @@ mod tests {
         fn check(&self, intent: &RunIntent, authority: &Authority) -> Result<Authorized, Refusal> {
             let run = Execution::of_intent(intent, &self.spec);
             authorize(&run, authority, &[self.admin.public_key()], "K", NOW)
+        }
+    }
+
+    /// Relays `certificate` as the submitter's.
+    fn set_certificate(authority: &mut Authority, certificate: Signed<UserCertificate>) {
+        if let Mandate::Submitter { certificate: c, .. } = &mut authority.mandate {
+            *c = certificate;
         }
     }
 
@@ -690,7 +877,10 @@ mod tests {
         let intent = w.intent();
         let mut authority = w.authority(&intent);
         // Mallory signs with her own key and relays alice's certificate.
-        authority.run = SigningKey::generate().sign(&intent);
+        let Mandate::Submitter { run, .. } = &mut authority.mandate else {
+            unreachable!()
+        };
+        *run = SigningKey::generate().sign(&intent);
         assert!(matches!(
             w.check(&intent, &authority),
             Err(Refusal::Trust(TrustError::Mismatch { what: "key", .. }))
@@ -706,7 +896,10 @@ mod tests {
             admin: SigningKey::generate(),
             ..World::new()
         };
-        authority.submitter = forger.user("alice", &w.alice, Role::Admin, &[]);
+        set_certificate(
+            &mut authority,
+            forger.user("alice", &w.alice, Role::Admin, &[]),
+        );
         assert!(matches!(
             w.check(&intent, &authority),
             Err(Refusal::Trust(TrustError::Untrusted { .. }))
@@ -718,7 +911,10 @@ mod tests {
         let w = World::new();
         let intent = w.intent();
         let mut authority = w.authority(&intent);
-        authority.submitter = w.user("alice", &w.alice, Role::Auditor, &[]);
+        set_certificate(
+            &mut authority,
+            w.user("alice", &w.alice, Role::Auditor, &[]),
+        );
         assert!(matches!(
             w.check(&intent, &authority),
             Err(Refusal::Role { .. })
@@ -770,6 +966,7 @@ mod tests {
     fn an_approval_of_another_run_does_not_count() {
         let w = World::new().with_rule(ApprovalRule {
             approvals: 1,
+            break_glass_roles: vec![Role::Operator],
             ..two_from_dba()
         });
         let intent = w.intent();
@@ -799,7 +996,7 @@ mod tests {
             w.check(&intent, &authority),
             Err(Refusal::Approvals { .. })
         ));
-        authority.submitter = w.user("alice", &w.alice, Role::Admin, &[]);
+        set_certificate(&mut authority, w.user("alice", &w.alice, Role::Admin, &[]));
         assert!(w.check(&intent, &authority).unwrap().break_glass);
     }
 
@@ -829,6 +1026,165 @@ mod tests {
         assert!(matches!(
             authorize(&run, &authority, &[w.admin.public_key()], "other", NOW),
             Err(Refusal::NotOurKey { .. })
+        ));
+    }
+
+    /// A runbook `restart` on target db: `systemctl restart {unit}`, the
+    /// unit a lower-case word, with secret DB_PASSWORD.
+    fn restart(allow_slack: bool) -> RunbookSpec {
+        serde_json::from_value(serde_json::json!({
+            "name": "restart",
+            "targets": ["db"],
+            "argv": ["systemctl", "restart", "{unit}"],
+            "params": {"unit": {"type": "string", "pattern": "[a-z]+"}},
+            "secrets": ["DB_PASSWORD"],
+            "allow_slack": allow_slack,
+        }))
+        .unwrap()
+    }
+
+    impl World {
+        /// The intent of a call of `restart` with `unit` (argv rendered
+        /// as the CLI renders it).
+        fn runbook_intent(&self, unit: &str) -> RunIntent {
+            RunIntent {
+                argv: vec!["systemctl".into(), "restart".into(), unit.into()],
+                env: BTreeMap::new(),
+                runbook: Some(RunbookCall {
+                    name: "restart".into(),
+                    params: BTreeMap::from([("unit".into(), unit.into())]),
+                }),
+                ..self.intent()
+            }
+        }
+
+        /// `authority` with `runbook` certified by `by`.
+        fn certify_runbook(
+            &self,
+            authority: &mut Authority,
+            runbook: RunbookSpec,
+            by: &SigningKey,
+        ) {
+            authority.runbook = Some(by.sign(&RunbookCertificate {
+                org: "acme".into(),
+                runbook,
+                issued_at_ms: 5,
+                expires_at_ms: NOW * 2,
+            }));
+        }
+
+        /// What the control plane would relay for `intent` if no person
+        /// signed it (a Slack command).
+        fn unsigned(&self, intent: &RunIntent) -> Authority {
+            Authority {
+                mandate: Mandate::Nobody {
+                    intent: serde_json::to_string(intent).unwrap(),
+                },
+                ..self.authority(intent)
+            }
+        }
+    }
+
+    #[test]
+    fn a_signed_runbook_run_is_authorized_exactly_as_its_certified_definition_renders() {
+        let w = World::new();
+        let intent = w.runbook_intent("nginx");
+        let mut authority = w.authority(&intent);
+        w.certify_runbook(&mut authority, restart(false), &w.admin);
+        let ok = w.check(&intent, &authority).unwrap();
+        assert_eq!(ok.runbook_certified, Some(("restart".into(), 5)));
+        assert!(ok.signed);
+        // A parameter outside its certified rule: refused, even signed.
+        let bad = w.runbook_intent("nginx; reboot");
+        let mut authority = w.authority(&bad);
+        w.certify_runbook(&mut authority, restart(false), &w.admin);
+        let refused = w.check(&bad, &authority).unwrap_err();
+        assert!(
+            matches!(&refused, Refusal::Runbook(m) if m.contains("does not match")),
+            "{refused}"
+        );
+        // A command the template does not render, under the runbook's name.
+        let mut other = w.runbook_intent("nginx");
+        other.argv = vec!["sh".into(), "-c".into(), "reboot".into()];
+        let mut authority = w.authority(&other);
+        w.certify_runbook(&mut authority, restart(false), &w.admin);
+        assert!(matches!(
+            w.check(&other, &authority),
+            Err(Refusal::Runbook(_))
+        ));
+    }
+
+    #[test]
+    fn a_runbook_run_without_a_definition_certified_by_a_trusted_admin_is_refused() {
+        let w = World::new();
+        let intent = w.runbook_intent("nginx");
+        let authority = w.authority(&intent);
+        assert!(matches!(
+            w.check(&intent, &authority),
+            Err(Refusal::RunbookNotCertified(name)) if name == "restart"
+        ));
+        let mut authority = w.authority(&intent);
+        w.certify_runbook(&mut authority, restart(false), &SigningKey::generate());
+        assert!(matches!(
+            w.check(&intent, &authority),
+            Err(Refusal::Trust(TrustError::Untrusted { .. }))
+        ));
+    }
+
+    #[test]
+    fn a_run_no_person_signed_runs_only_a_runbook_certified_with_allow_slack() {
+        let w = World::new();
+        let intent = w.runbook_intent("nginx");
+        let mut allowed = w.unsigned(&intent);
+        w.certify_runbook(&mut allowed, restart(true), &w.admin);
+        let ok = w.check(&intent, &allowed).unwrap();
+        assert!(!ok.signed);
+        let mut not_allowed = w.unsigned(&intent);
+        w.certify_runbook(&mut not_allowed, restart(false), &w.admin);
+        assert_eq!(
+            w.check(&intent, &not_allowed),
+            Err(Refusal::UnsignedNotAllowed)
+        );
+        // Its parameters are held to the signed rule all the same.
+        let bad = w.runbook_intent("nginx; reboot");
+        let mut authority = w.unsigned(&bad);
+        w.certify_runbook(&mut authority, restart(true), &w.admin);
+        assert!(matches!(
+            w.check(&bad, &authority),
+            Err(Refusal::Runbook(_))
+        ));
+        // An ad-hoc command no person signed.
+        let ad_hoc = w.intent();
+        assert_eq!(
+            w.check(&ad_hoc, &w.unsigned(&ad_hoc)),
+            Err(Refusal::UnsignedNotAllowed)
+        );
+    }
+
+    #[test]
+    fn a_run_no_person_signed_runs_with_the_signed_approvals_its_rule_demands() {
+        let w = World::new().with_rule(ApprovalRule {
+            approvals: 1,
+            break_glass_roles: vec![Role::Operator],
+            ..two_from_dba()
+        });
+        let intent = w.intent();
+        let mut authority = w.unsigned(&intent);
+        assert!(matches!(
+            w.check(&intent, &authority),
+            Err(Refusal::Approvals { valid: 0, .. })
+        ));
+        w.approve(&mut authority, "bob", &w.bob, &["dba"]);
+        let ok = w.check(&intent, &authority).unwrap();
+        assert_eq!(ok.approvers, vec!["bob".to_owned()]);
+        // Break-glass needs a person's signature: a stated reason is not
+        // one (the signed run with the same reason is the control).
+        let mut glass = w.intent();
+        glass.break_glass = Some("outage".into());
+        assert!(w.check(&glass, &w.authority(&glass)).unwrap().break_glass);
+        assert!(matches!(
+            w.check(&glass, &w.unsigned(&glass)),
+            Err(Refusal::Approvals { .. })
         ));
     }
 }

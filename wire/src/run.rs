@@ -182,17 +182,7 @@ pub struct RunRequest {
     pub signed: Option<crate::trust::Signed<crate::authority::RunIntent>>,
 }
 
-/// Which runbook a run calls, with its parameters as typed (strings: the
-/// control plane checks each against the runbook's rule for it).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RunbookCall {
-    /// Runbook name.
-    pub name: String,
-    /// Parameter values by name; a parameter left out takes its default.
-    #[serde(default)]
-    pub params: BTreeMap<String, String>,
-}
+pub use crate::runbook::RunbookCall;
 
 /// `PUT /v1/runs/{id}/stdin` answer: how much of the body reached the run.
 ///

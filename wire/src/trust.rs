@@ -47,6 +47,7 @@
 //! ```
 
 use crate::role::Role;
+use crate::runbook::RunbookSpec;
 use crate::target::TargetSpec;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -257,14 +258,18 @@ impl<T> fmt::Debug for Signed<T> {
     }
 }
 
+/// `sha256:<hex>` of a statement's JSON text: what approvals bind (of a
+/// signed run, [`Signed::digest`]; of a run no person signed, the text the
+/// control plane stated).
+pub fn digest_of(payload: &str) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(payload.as_bytes())))
+}
+
 impl<T: Statement> Signed<T> {
     /// `sha256:<hex>` of the signed payload: what approvals of a signed run
     /// bind.
     pub fn digest(&self) -> String {
-        format!(
-            "sha256:{}",
-            hex::encode(Sha256::digest(self.payload.as_bytes()))
-        )
+        digest_of(&self.payload)
     }
 
     /// The statement and its signer, if the signature is the signer's over
@@ -353,6 +358,41 @@ impl TargetCertificate {
     pub fn check(&self, org: &str, target: &str, now_ms: i64) -> Result<(), TrustError> {
         same(Self::KIND, "org", &self.org, org)?;
         same(Self::KIND, "target", &self.target, target)?;
+        if self.expires_at_ms < now_ms {
+            return Err(TrustError::Expired(Self::KIND, self.expires_at_ms));
+        }
+        Ok(())
+    }
+}
+
+/// What an admin certifies of a runbook: this definition (template,
+/// parameter rules, secrets, image, timeout, approval rule, whether Slack
+/// may run it unsigned) is the one agents render and check its runs by.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunbookCertificate {
+    /// The org's name.
+    pub org: String,
+    /// The runbook as declared when it was certified.
+    pub runbook: RunbookSpec,
+    /// Unix milliseconds it was signed: an agent refuses a definition
+    /// older than one it already ran a run of.
+    pub issued_at_ms: i64,
+    /// Unix milliseconds after which it no longer counts.
+    pub expires_at_ms: i64,
+}
+
+impl Statement for RunbookCertificate {
+    const KIND: &'static str = "runbook certificate";
+    const CONTEXT: &'static [u8] = b"sealrun runbook certificate v1\n";
+}
+
+impl RunbookCertificate {
+    /// Checks that it is runbook `name`'s of org `org`, unexpired at
+    /// `now_ms`.
+    pub fn check(&self, org: &str, name: &str, now_ms: i64) -> Result<(), TrustError> {
+        same(Self::KIND, "org", &self.org, org)?;
+        same(Self::KIND, "runbook", &self.runbook.name, name)?;
         if self.expires_at_ms < now_ms {
             return Err(TrustError::Expired(Self::KIND, self.expires_at_ms));
         }

@@ -80,6 +80,7 @@ pub(crate) fn router(state: AppState, slack: crate::slack::SlackState) -> Result
         )
         .route("/v1/runbooks", get(runbooks::list).put(runbooks::apply))
         .route("/v1/runbooks/{name}", get(runbooks::get_one))
+        .route("/v1/runbooks/{name}/certificate", put(runbooks::certify))
         .route("/v1/runs", post(runs::submit).get(runs::list))
         .route("/v1/runs/{id}", get(runs::get_one))
         .route("/v1/runs/{id}/cancel", post(runs::cancel))

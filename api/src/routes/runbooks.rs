@@ -9,6 +9,7 @@ use axum::Json;
 use axum::extract::State;
 use sealrun_control::User;
 use sealrun_wire::runbook::{RunbookList, RunbookSpecs, RunbookView, RunbooksApplied};
+use sealrun_wire::trust::{RunbookCertificate, Signed};
 use serde::Deserialize;
 
 /// `PUT /v1/runbooks` (admin): declares or changes every listed runbook in
@@ -48,4 +49,18 @@ pub(crate) async fn get_one(
     Params(q): Params<VersionQuery>,
 ) -> Result<Json<RunbookView>, ApiError> {
     Ok(Json(state.control.runbook(&user, name, q.version).await?))
+}
+
+/// `PUT /v1/runbooks/{name}/certificate` (admin): store an admin's
+/// certificate of the runbook's latest definition (made and signed on the
+/// admin's machine: `sealrun runbook trust`).
+pub(crate) async fn certify(
+    State(state): State<AppState>,
+    Caller(user): Caller<User>,
+    Segments(name): Segments<String>,
+    JsonBody(signed): JsonBody<Signed<RunbookCertificate>>,
+) -> Result<Json<RunbookView>, ApiError> {
+    Ok(Json(
+        state.control.certify_runbook(&user, name, signed).await?,
+    ))
 }

@@ -5,18 +5,21 @@ use crate::error::Error;
 use rusqlite::{OptionalExtension as _, params};
 use sealrun_wire::runbook::{RunbookSpec, RunbookView};
 
-type Row = (String, u64, i64, String);
+type Row = (String, u64, i64, String, Option<String>);
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
 }
 
-fn to_view((spec, version, created_ms, created_by): Row) -> Result<RunbookView, Error> {
+fn to_view(
+    (spec, version, created_ms, created_by, certificate): Row,
+) -> Result<RunbookView, Error> {
     Ok(RunbookView {
         spec: serde_json::from_str::<RunbookSpec>(&spec)?,
         version,
         created_at_ms: created_ms,
         created_by,
+        certificate: certificate.map(|c| serde_json::from_str(&c)).transpose()?,
     })
 }
 
@@ -24,7 +27,7 @@ fn to_view((spec, version, created_ms, created_by): Row) -> Result<RunbookView, 
 pub(crate) fn latest(tx: &Tx<'_>, org_id: i64, name: &str) -> Result<Option<RunbookView>, Error> {
     tx.conn
         .prepare_cached(
-            "SELECT spec, version, created_ms, created_by FROM runbooks
+            "SELECT spec, version, created_ms, created_by, certificate FROM runbooks
              WHERE org_id = ?1 AND name = ?2 ORDER BY version DESC LIMIT 1",
         )?
         .query_row(params![org_id, name], row)
@@ -42,7 +45,7 @@ pub(crate) fn version(
 ) -> Result<Option<RunbookView>, Error> {
     tx.conn
         .prepare_cached(
-            "SELECT spec, version, created_ms, created_by FROM runbooks
+            "SELECT spec, version, created_ms, created_by, certificate FROM runbooks
              WHERE org_id = ?1 AND name = ?2 AND version = ?3",
         )?
         .query_row(params![org_id, name, version], row)
@@ -54,7 +57,7 @@ pub(crate) fn version(
 /// The latest version of each of the org's runbooks, by name.
 pub(crate) fn list_latest(tx: &Tx<'_>, org_id: i64) -> Result<Vec<RunbookView>, Error> {
     let mut stmt = tx.conn.prepare_cached(
-        "SELECT spec, version, created_ms, created_by FROM runbooks r
+        "SELECT spec, version, created_ms, created_by, certificate FROM runbooks r
          WHERE org_id = ?1
            AND version = (SELECT MAX(version) FROM runbooks WHERE org_id = r.org_id AND name = r.name)
          ORDER BY name",
@@ -63,6 +66,38 @@ pub(crate) fn list_latest(tx: &Tx<'_>, org_id: i64) -> Result<Vec<RunbookView>, 
         .query_map([org_id], row)?
         .collect::<Result<Vec<_>, _>>()?;
     rows.into_iter().map(to_view).collect()
+}
+
+/// Stores `certificate` (JSON) as version `version` of the org's runbook
+/// `name`'s.
+pub(crate) fn set_certificate(
+    tx: &Tx<'_>,
+    org_id: i64,
+    name: &str,
+    version: u64,
+    certificate: &str,
+) -> Result<(), Error> {
+    tx.conn
+        .prepare_cached(
+            "UPDATE runbooks SET certificate = ?4 WHERE org_id = ?1 AND name = ?2 AND version = ?3",
+        )?
+        .execute(params![org_id, name, version, certificate])?;
+    Ok(())
+}
+
+/// The certificate (JSON) of the runbook version run `run_id` calls, if
+/// it calls one and an admin certified that version.
+pub(crate) fn certificate_of_run(tx: &Tx<'_>, run_id: &str) -> Result<Option<String>, Error> {
+    Ok(tx
+        .conn
+        .prepare_cached(
+            "SELECT b.certificate FROM runs r
+             JOIN runbooks b ON b.org_id = r.org_id AND b.name = r.runbook AND b.version = r.runbook_version
+             WHERE r.id = ?1",
+        )?
+        .query_row([run_id], |r| r.get(0))
+        .optional()?
+        .flatten())
 }
 
 /// Stores a new version of a runbook.

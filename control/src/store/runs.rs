@@ -195,6 +195,26 @@ pub(crate) fn set_signed(
     Ok(())
 }
 
+/// Records the intent stated for run `run_id`, which no person signed
+/// (JSON of a `RunIntent`), just inserted.
+pub(crate) fn set_stated(tx: &Tx<'_>, run_id: &str, intent: &str) -> Result<(), Error> {
+    tx.conn
+        .prepare_cached("UPDATE runs SET stated_intent = ?2 WHERE id = ?1")?
+        .execute(params![run_id, intent])?;
+    Ok(())
+}
+
+/// The intent stated for run `run_id` (JSON), if no person signed it and
+/// one was stated.
+pub(crate) fn stated(tx: &Tx<'_>, run_id: &str) -> Result<Option<String>, Error> {
+    Ok(tx
+        .conn
+        .prepare_cached("SELECT stated_intent FROM runs WHERE id = ?1")?
+        .query_row([run_id], |r| r.get(0))
+        .optional()?
+        .flatten())
+}
+
 /// Run `run_id`'s signed intent and its submitter's certificate (JSON), if
 /// it was signed.
 pub(crate) fn signed(tx: &Tx<'_>, run_id: &str) -> Result<Option<(String, String)>, Error> {

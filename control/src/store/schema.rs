@@ -510,6 +510,16 @@ ALTER TABLE runs ADD COLUMN submitter_certificate TEXT;
 ALTER TABLE approvals ADD COLUMN signed TEXT;
 UPDATE targets SET certificate = NULL;
 "#,
+    // 17: signed runbooks and runs no person signs (issue 16). A runbook
+    // version's certificate (an admin's signature over its definition,
+    // `sealrun_wire::trust::RunbookCertificate`); a run no person signed
+    // (a Slack command) gets the intent the control plane states for it,
+    // whose digest approvals sign. Both relayed to agents, never trusted
+    // here.
+    r#"
+ALTER TABLE runbooks ADD COLUMN certificate TEXT;
+ALTER TABLE runs ADD COLUMN stated_intent TEXT;
+"#,
 ];
 
 /// Brings the database at `path` (open as `conn`) up to the current schema.
