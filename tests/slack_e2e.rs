@@ -5,7 +5,7 @@
 //! standing in for Slack's `response_url`: exit code 3, the secret masked.
 #![allow(clippy::unwrap_used)]
 
-use sealrun_testkit::slack::{StandIn, now_secs, sign};
+use sealrun_testkit::slack::{StandIn, interaction_form, now_secs, sign, slash_command};
 use sealrun_testkit::{ControlPlane as _, World, require_docker};
 use sealrun_wire::run::RunStatus;
 use serde_json::Value;
@@ -16,21 +16,6 @@ const USER: &str = "U0OPERATOR";
 const SIGNING_SECRET: &str = "e2e0signing0secret0123456789abcd";
 const SECRET_NAME: &str = "API_TOKEN";
 const SECRET_VALUE: &str = "slack-e2e-Secret-Value-77";
-
-/// `application/x-www-form-urlencoded` encoding of one value.
-fn encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => {
-                out.push(b as char)
-            }
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_signed_slash_command_runs_in_docker_and_its_masked_result_is_posted_back() {
@@ -79,41 +64,9 @@ async fn a_signed_slash_command_runs_in_docker_and_its_masked_result_is_posted_b
         "run {} --secret {SECRET_NAME} -- sh -c 'echo ${SECRET_NAME}; exit 3'",
         world.target
     );
-    let body = [
-        ("token", "unused"),
-        ("team_id", TEAM),
-        ("team_domain", "e2e"),
-        ("channel_id", "C0E2E"),
-        ("user_id", USER),
-        ("user_name", "olivia"),
-        ("command", "/sealrun"),
-        ("text", &text),
-        ("response_url", &url),
-        ("trigger_id", "1.2.3"),
-    ]
-    .iter()
-    .map(|(k, v)| format!("{k}={}", encode(v)))
-    .collect::<Vec<_>>()
-    .join("&");
-    let ts = now_secs();
-    let signature = sign(SIGNING_SECRET, ts, &body);
-
-    let ack = world
-        .server
-        .http()
-        .post(format!(
-            "{}/v1/integrations/slack/commands",
-            world.server.url
-        ))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header("x-slack-request-timestamp", ts.to_string())
-        .header("x-slack-signature", signature)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ack.status(), 200);
-    let ack: Value = ack.json().await.unwrap();
+    let (status, ack) =
+        slash_command(&world.server, SIGNING_SECRET, (TEAM, USER), &text, &url).await;
+    assert_eq!(status, 200);
     let ack_text = ack["text"].as_str().unwrap();
     assert_eq!(ack["response_type"], "ephemeral");
     assert!(ack_text.starts_with("Queued run `run_"), "{ack_text}");
@@ -244,7 +197,7 @@ async fn a_run_waiting_for_approval_is_approved_by_a_slack_click_and_runs_in_doc
         "response_url": slack.response_url(),
         "actions": [{"type": "button", "action_id": "sealrun_approve", "value": value}],
     });
-    let body = format!("payload={}", encode(&payload.to_string()));
+    let body = interaction_form(&payload);
     let ts = now_secs();
     let clicked = world
         .server

@@ -18,28 +18,8 @@ const TEAM: &str = "T0SEALRUN";
 const SECRET: &str = "0123456789abcdef0123456789abcdef";
 const COMMANDS: &str = "/v1/integrations/slack/commands";
 
-/// A fresh `trigger_id`.
-fn trigger_id() -> String {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!("{n}.47445629121.803a0bc887a14d10d2c447fce8b6703c")
-}
-
 fn form(team: &str, user: &str, text: &str, response_url: &str) -> String {
-    form_urlencoded::Serializer::new(String::new())
-        .append_pair("token", "legacy-unused")
-        .append_pair("team_id", team)
-        .append_pair("team_domain", "acme")
-        .append_pair("channel_id", "C0123")
-        .append_pair("user_id", user)
-        .append_pair("user_name", "someone")
-        .append_pair("command", "/sealrun")
-        .append_pair("text", text)
-        .append_pair("response_url", response_url)
-        // Unique per request, as Slack's are: two identical requests are
-        // one request sent twice.
-        .append_pair("trigger_id", &trigger_id())
-        .finish()
+    sealrun_testkit::slack::command_form(team, user, text, response_url)
 }
 
 /// Posts `body` to the commands endpoint with the given headers.

@@ -310,6 +310,7 @@ pub(crate) fn submit(
         (None, RunSource::Slack) => Some(crate::signing::state_intent(
             tx,
             &run,
+            who.user_id,
             req.runbook.as_ref(),
             break_glass,
         )?),

@@ -147,13 +147,16 @@ pub(crate) struct StatedRun {
     pub(crate) digest: String,
 }
 
-/// The intent of `run` (calling `runbook`, with `break_glass`), which no
-/// person signed: what an agent holds the run to, and what approvers sign.
-/// It binds the run as a signed one does, with a fresh nonce, so an agent
-/// runs it at most once.
+/// The intent of `run` (by user `user_id`, calling `runbook`, with
+/// `break_glass`), which no person signed: what an agent holds the run to,
+/// and what approvers sign. It binds the run as a signed one does, with a
+/// fresh nonce, so an agent runs it at most once; its submitter is the
+/// user's name, as approvals name people (so an agent does not count the
+/// submitter's own approval).
 pub(crate) fn state_intent(
     tx: &Tx<'_>,
     run: &store::runs::NewRun<'_>,
+    user_id: i64,
     runbook: Option<&RunbookCall>,
     break_glass: Option<&str>,
 ) -> Result<StatedRun, Error> {
@@ -166,7 +169,7 @@ pub(crate) fn state_intent(
         image: run.image.to_owned(),
         timeout_secs: run.timeout_secs,
         stdin: run.stdin,
-        submitter: run.submitter.to_owned(),
+        submitter: store::users::name(tx, user_id)?.unwrap_or_else(|| run.submitter.to_owned()),
         break_glass: break_glass.map(str::to_owned),
         nonce: RunIntent::fresh_nonce(),
         issued_at_ms: run.now,

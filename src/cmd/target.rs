@@ -134,10 +134,11 @@ pub async fn run(cmd: TargetCommand) -> Result<()> {
                 .await
                 .map_err(with_pool_hint)
                 .with_context(|| format!("nothing in {} was applied", file.display()))?;
-            for v in applied.targets {
+            for v in &applied.targets {
                 eprintln!("applied target {}", safe(&v.spec.name));
             }
-            Ok(())
+            let names: Vec<String> = applied.targets.into_iter().map(|v| v.spec.name).collect();
+            super::trust::recertify_targets(&client, &names).await
         }
         TargetCommand::Rekey {
             name,
@@ -254,6 +255,7 @@ async fn create(a: TargetCreateArgs) -> Result<()> {
         .put(&format!("/v1/targets/{}", seg(&a.name)), &spec)
         .await
         .map_err(with_pool_hint)?;
+    super::trust::recertify_targets(&client, std::slice::from_ref(&v.spec.name)).await?;
     if a.client.json {
         return output::json(&v);
     }

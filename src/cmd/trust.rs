@@ -374,6 +374,55 @@ pub async fn certify_runbook_with(
         .await
 }
 
+/// After an admin changed targets `names`' declarations: certifies each
+/// again with their key (`own_admin_key`) if it was certified, by an admin
+/// this machine trusts, for the key it is still pinned to, so agents keep
+/// running its runs under the new declaration. A key never certified is
+/// not certified here: that needs `sealrun target trust`, which asks to
+/// check the key id out of band. Without such a key, says that agents with
+/// a trust file refuse runs of a changed declaration until it is.
+pub async fn recertify_targets(client: &Client, names: &[String]) -> Result<()> {
+    let admin = own_admin_key()?;
+    let trusted = load_trust(&trust_path()?)?;
+    let mut stale = Vec::new();
+    for name in names {
+        let view: TargetView = client.get(&format!("/v1/targets/{}", seg(name))).await?;
+        let Some(pinned) = &view.public_key else {
+            continue;
+        };
+        let Some(old) = view
+            .certificate
+            .as_ref()
+            .and_then(|c| c.verify(&trusted).ok())
+        else {
+            continue;
+        };
+        if old.spec == view.spec {
+            continue;
+        }
+        let (Some(admin), true) = (&admin, old.key_id == pinned.key_id.0) else {
+            stale.push(name.as_str());
+            continue;
+        };
+        let signed = certificate(admin, &old.org, &view, 365)?;
+        let _: TargetView = client
+            .put(&format!("/v1/targets/{}/certificate", seg(name)), &signed)
+            .await?;
+        eprintln!(
+            "certified target {}'s new declaration with your admin key {}",
+            safe(name),
+            admin.public_key().fingerprint()
+        );
+    }
+    if !stale.is_empty() {
+        eprintln!(
+            "not certified: the new declaration of {} (agents with a trust file refuse its runs until an admin runs `sealrun target trust NAME`)",
+            safe(&stale.join(", "))
+        );
+    }
+    Ok(())
+}
+
 /// This person's signing key if this machine trusts it as an admin key
 /// (it is in the trust file): then what they declare, they certify.
 pub fn own_admin_key() -> Result<Option<SigningKey>> {

@@ -24,6 +24,64 @@ pub fn sign(secret: &str, ts: i64, body: &str) -> String {
     format!("v0={}", hex::encode(m.finalize().into_bytes()))
 }
 
+/// A fresh `trigger_id`: Slack's are unique per request, so two identical
+/// requests are one request sent twice.
+pub fn trigger_id() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{n}.47445629121.803a0bc887a14d10d2c447fce8b6703c")
+}
+
+/// The form body of a `/sealrun` slash command: `text` typed by Slack
+/// user `user` of workspace `team`, answered later at `response_url`.
+pub fn command_form(team: &str, user: &str, text: &str, response_url: &str) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .append_pair("token", "legacy-unused")
+        .append_pair("team_id", team)
+        .append_pair("team_domain", "acme")
+        .append_pair("channel_id", "C0123")
+        .append_pair("user_id", user)
+        .append_pair("user_name", "someone")
+        .append_pair("command", "/sealrun")
+        .append_pair("text", text)
+        .append_pair("response_url", response_url)
+        .append_pair("trigger_id", &trigger_id())
+        .finish()
+}
+
+/// The form body of an interaction (a button click): `payload=<JSON>`.
+pub fn interaction_form(payload: &Value) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .append_pair("payload", &payload.to_string())
+        .finish()
+}
+
+/// Sends [`command_form`] to `server` as Slack would, signed with the
+/// workspace's `signing_secret` now: the HTTP status and the JSON answer.
+pub async fn slash_command(
+    server: &impl crate::ControlPlane,
+    signing_secret: &str,
+    (team, user): (&str, &str),
+    text: &str,
+    response_url: &str,
+) -> (u16, Value) {
+    let body = command_form(team, user, text, response_url);
+    let ts = now_secs();
+    let signature = sign(signing_secret, ts, &body);
+    let answer = server
+        .http()
+        .post(format!("{}/v1/integrations/slack/commands", server.url()))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-slack-request-timestamp", ts.to_string())
+        .header("x-slack-signature", signature)
+        .body(body)
+        .send()
+        .await
+        .expect("the slash command reaches the server");
+    let status = answer.status().as_u16();
+    (status, answer.json().await.expect("a JSON answer"))
+}
+
 /// A request the stand-in received.
 #[derive(Clone, Debug)]
 pub struct Received {
