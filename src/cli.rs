@@ -80,6 +80,12 @@ shell history and `ps`, so login warns about it. It is checked against the
 control plane before it is saved, in ~/.config/sealrun/profile.toml (mode
 0600; a file others may read is refused; SEALRUN_PROFILE_FILE moves it).
 
+Like ssh with a host key, login then offers the admin keys that signed the
+org's certificates for pinning: compare each fingerprint with your admin
+(`sealrun keys show` on their machine) and confirm it, or pass
+--trust-admin FINGERPRINT. A pinned key is trusted for this profile as the
+trust file's keys are: `secret set` seals only to target keys it certified.
+
 Examples:
   sealrun login                             # saves SEALRUN_URL, SEALRUN_TOKEN, SEALRUN_CA_CERT
   sealrun login --profile staging           # the same, as the profile `staging`
@@ -92,7 +98,7 @@ Examples:
 Examples:
   sealrun logout                      # the profile `default`
   sealrun logout --profile staging")]
-    Logout(LoginArgs),
+    Logout(LogoutArgs),
     /// Show who the current token belongs to, and which profile gave it
     #[command(after_help = "\
 Examples:
@@ -380,6 +386,16 @@ pub struct DevArgs {
 
 #[derive(Debug, Args)]
 pub struct LoginArgs {
+    /// Pin this admin key (its fingerprint, or the key) for the profile, after
+    /// checking it with your admin; repeat for several (asked on a terminal)
+    #[arg(long = "trust-admin", value_name = "FINGERPRINT")]
+    pub trust_admin: Vec<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
     #[command(flatten)]
     pub client: ClientArgs,
 }

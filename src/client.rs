@@ -16,6 +16,9 @@ pub struct Connection {
     pub url: String,
     pub token: String,
     pub ca_cert: Option<PathBuf>,
+    /// The admin keys the profile used pinned for this URL (empty when the
+    /// URL came from elsewhere).
+    pub pinned_admins: Vec<String>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -73,10 +76,17 @@ impl Connection {
             .ca_cert
             .clone()
             .or_else(|| profile.and_then(|p| p.ca_cert.clone()));
+        let url = url.trim_end_matches('/').to_owned();
+        // A profile's pins are for its own control plane only.
+        let pinned_admins = profile
+            .filter(|p| p.url.trim_end_matches('/') == url)
+            .map(|p| p.trusted_admins.clone())
+            .unwrap_or_default();
         let conn = Connection {
-            url: url.trim_end_matches('/').to_owned(),
+            url,
             token,
             ca_cert,
+            pinned_admins,
         };
         Ok((conn, used.then(|| name.to_owned())))
     }

@@ -37,6 +37,11 @@ pub struct Profile {
     pub token: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_cert: Option<PathBuf>,
+    /// Admin keys (`ed25519:...`) pinned for this control plane on `sealrun
+    /// login`, after the person checked their fingerprints with an admin:
+    /// trusted, with the trust file's, for what this profile reaches.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_admins: Vec<String>,
 }
 
 /// Every saved profile, by name.
@@ -115,6 +120,7 @@ impl Profiles {
                         url,
                         token,
                         ca_cert,
+                        trusted_admins: Vec::new(),
                     });
             }
             (None, None) if profiles.ca_cert.is_none() => {}

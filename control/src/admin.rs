@@ -46,6 +46,7 @@ impl Principal {
                 role: u.role.as_str().to_owned(),
                 user: Some(u.user),
                 signing_key: None,
+                certifiers: Vec::new(),
             }),
             Principal::Agent(a) => Ok(Whoami {
                 org: a.org,
@@ -53,6 +54,7 @@ impl Principal {
                 role: "agent".to_owned(),
                 user: None,
                 signing_key: None,
+                certifiers: Vec::new(),
             }),
             Principal::Enroller(_) => Err(Error::Forbidden(
                 "enrollment tokens can only register agents".into(),
@@ -63,18 +65,26 @@ impl Principal {
 
 impl Control {
     /// Who the caller is ([`Principal::whoami`]), with the signing key an
-    /// admin certified for its user, if any.
+    /// admin certified for its user, if any, and the keys that signed the
+    /// org's certificates.
     pub async fn whoami(&self, principal: Principal) -> Result<Whoami, Error> {
-        let user_id = match &principal {
-            Principal::User(u) => Some(u.user_id),
+        let user = match &principal {
+            Principal::User(u) => Some((u.user_id, u.org_id)),
             _ => None,
         };
         let mut me = principal.whoami()?;
-        if let Some(user_id) = user_id {
-            me.signing_key = self
+        if let Some((user_id, org_id)) = user {
+            let (key, certifiers) = self
                 .db
-                .read(move |tx| crate::signing::certified_key(tx, user_id))
+                .read(move |tx| {
+                    Ok((
+                        crate::signing::certified_key(tx, user_id)?,
+                        store::orgs::certifiers(tx, org_id)?,
+                    ))
+                })
                 .await?;
+            me.signing_key = key;
+            me.certifiers = certifiers;
         }
         Ok(me)
     }

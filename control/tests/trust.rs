@@ -11,8 +11,8 @@ use sealrun_testkit::{
     Cli, ControlPlane as _, FakeAgent, InProcessServer, quick_settings, text, trust_target,
 };
 use sealrun_vault::TargetKeypair;
-use sealrun_wire::admin::TargetView;
-use sealrun_wire::trust::{Signed, SigningKey, TargetCertificate};
+use sealrun_wire::admin::{Role, TargetView};
+use sealrun_wire::trust::{Signed, SignerKey, SigningKey, TargetCertificate};
 
 /// A control plane with target `db` served (its key pinned) by a fake
 /// agent, and an admin CLI.
@@ -226,4 +226,80 @@ async fn the_control_plane_stores_only_a_certificate_that_could_be_right() {
     let stored: TargetView = put(key.sign(&cert("db", pinned))).await.ok().parse();
     let (certified, _) = stored.certificate.unwrap().open().unwrap();
     assert_eq!(certified.key_id, pinned.key_id().0);
+}
+
+/// An operator's CLI on their own machine (its own `HOME`: no trust file),
+/// and the fingerprint of the admin key that certified target `db`.
+async fn operator_machine(server: &InProcessServer, home: &std::path::Path) -> (Cli, String) {
+    let admin = server.admin();
+    trust_target(server, &admin, "db").await;
+    let key = server.cli(server.admin_token()).ok(&[
+        "keys",
+        "show",
+        "--key-file",
+        server
+            .data_dir()
+            .join(sealrun_testkit::ADMIN_KEY_FILE)
+            .to_str()
+            .unwrap(),
+    ]);
+    let fingerprint = SignerKey::parse(key.trim()).unwrap().fingerprint();
+    let olga = admin.token("olga", Role::Operator).await;
+    let cli = Cli {
+        home: home.to_owned(),
+        ..server.cli(&olga.token)
+    };
+    (cli, fingerprint)
+}
+
+fn login(cli: &Cli, trust: &[&str]) -> std::process::Output {
+    let ca = cli.ca_cert.to_str().unwrap().to_owned();
+    let mut args = vec!["login", "--url", &cli.url, "--ca-cert", &ca];
+    for t in trust {
+        args.extend(["--trust-admin", t]);
+    }
+    cli.output(&args)
+}
+
+#[tokio::test]
+async fn login_pins_the_admin_key_whose_fingerprint_was_checked_and_secret_set_then_seals() {
+    let (server, _agent, _) = world().await;
+    let home = tempfile::tempdir().unwrap();
+    let (cli, fingerprint) = operator_machine(&server, home.path()).await;
+    // Without the check, login pins nothing, says so, and nothing is sealed.
+    let out = login(&cli, &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(&format!("not pinned: admin key(s) {fingerprint}")),
+        "{}",
+        text(&out.stderr)
+    );
+    let refused = set_secret(&cli, "PW");
+    assert!(!refused.status.success());
+    assert!(text(&refused.stderr).contains("no admin key is trusted"));
+    // With the fingerprint checked out of band: pinned, and secret set seals.
+    let out = login(&cli, &[&fingerprint]);
+    assert!(
+        text(&out.stderr).contains(&format!("pinned admin key {fingerprint}")),
+        "{}",
+        text(&out.stderr)
+    );
+    let sealed = set_secret(&cli, "PW");
+    assert!(sealed.status.success(), "{}", text(&sealed.stderr));
+}
+
+#[tokio::test]
+async fn login_refuses_to_pin_a_fingerprint_no_certifier_of_the_org_has() {
+    let (server, _agent, _) = world().await;
+    let home = tempfile::tempdir().unwrap();
+    let (cli, _) = operator_machine(&server, home.path()).await;
+    let other = SigningKey::generate().public_key().fingerprint();
+    let out = login(&cli, &[&other]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("no admin key with this fingerprint"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!set_secret(&cli, "PW").status.success(), "nothing pinned");
 }

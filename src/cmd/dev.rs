@@ -70,6 +70,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
         url: url.clone(),
         token: admin_token.clone(),
         ca_cert: Some(ca_cert.clone()),
+        pinned_admins: Vec::new(),
     })?;
     let spec = TargetSpec {
         name: DEMO_TARGET.to_owned(),

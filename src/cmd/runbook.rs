@@ -19,7 +19,7 @@ use std::path::Path;
 /// certified yet, if this person's key is an admin key this machine
 /// trusts; else says that agents with a trust file will not run them.
 async fn certify_applied(client: &Client, applied: &RunbooksApplied) -> Result<()> {
-    let Some(admin) = super::trust::own_admin_key()? else {
+    let Some(admin) = super::trust::own_admin_key(client)? else {
         let fresh: Vec<&str> = applied
             .runbooks
             .iter()

@@ -7,6 +7,10 @@
 //! - The admin keys this machine trusts: `trust.toml` next to the profile
 //!   file (or `SEALRUN_TRUST_FILE`), `admins = ["ed25519:..."]`, added by
 //!   `sealrun trust add` after checking the key out of band.
+//! - Or pinned per profile on `sealrun login`, as ssh pins host keys: the
+//!   control plane offers the keys that signed the org's certificates, and
+//!   the person confirms a fingerprint they checked with their admin
+//!   ([`trusted_here`] is the union).
 //! - `sealrun target trust NAME` signs the key the target is pinned to;
 //!   `sealrun secret set` seals only to a key certified by a trusted admin
 //!   ([`certified_key`]).
@@ -382,8 +386,8 @@ pub async fn certify_runbook_with(
 /// check the key id out of band. Without such a key, says that agents with
 /// a trust file refuse runs of a changed declaration until it is.
 pub async fn recertify_targets(client: &Client, names: &[String]) -> Result<()> {
-    let admin = own_admin_key()?;
-    let trusted = load_trust(&trust_path()?)?;
+    let admin = own_admin_key(client)?;
+    let trusted = trusted_here(client)?;
     let mut stale = Vec::new();
     for name in names {
         let view: TargetView = client.get(&format!("/v1/targets/{}", seg(name))).await?;
@@ -425,12 +429,26 @@ pub async fn recertify_targets(client: &Client, names: &[String]) -> Result<()> 
 
 /// This person's signing key if this machine trusts it as an admin key
 /// (it is in the trust file): then what they declare, they certify.
-pub fn own_admin_key() -> Result<Option<SigningKey>> {
+pub fn own_admin_key(client: &Client) -> Result<Option<SigningKey>> {
     let Some(key) = own_signing_key()? else {
         return Ok(None);
     };
-    let trusted = load_trust(&trust_path()?)?;
+    let trusted = trusted_here(client)?;
     Ok(trusted.contains(&key.public_key()).then_some(key))
+}
+
+/// The admin keys trusted for what `client` reaches: the trust file's, and
+/// those its profile pinned on `sealrun login`.
+pub fn trusted_here(client: &Client) -> Result<Vec<SignerKey>> {
+    let mut keys = load_trust(&trust_path()?)?;
+    for pinned in &client.connection().pinned_admins {
+        let key = SignerKey::parse(pinned)
+            .with_context(|| format!("a pinned admin key of your profile: {pinned}"))?;
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    Ok(keys)
 }
 
 /// The public key of target `target` to seal to, only if an admin this
@@ -438,10 +456,10 @@ pub fn own_admin_key() -> Result<Option<SigningKey>> {
 /// control plane that offers a key of its own gets nothing sealed to it.
 pub async fn certified_key(client: &Client, target: &str) -> Result<(PublicKey, KeyId)> {
     let path = trust_path()?;
-    let trusted = load_trust(&path)?;
+    let trusted = trusted_here(client)?;
     if trusted.is_empty() {
         bail!(
-            "no admin key is trusted on this machine ({} is empty or missing): ask an admin for theirs and run `sealrun trust add <key>` after checking its fingerprint with them; secrets are sealed only to target keys an admin certified",
+            "no admin key is trusted on this machine ({} is empty or missing, and your profile pins none): check your admin's key fingerprint with them, then `sealrun login --trust-admin FINGERPRINT` or `sealrun trust add <key>`; secrets are sealed only to target keys an admin certified",
             path.display()
         );
     }

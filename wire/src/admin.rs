@@ -23,6 +23,12 @@ pub struct Whoami {
     /// only if it holds it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing_key: Option<String>,
+    /// The keys that signed the org's certificates (of targets, users and
+    /// runbooks), `ed25519:...`, for `sealrun login` to offer for pinning
+    /// once the person has checked a fingerprint with their admin. The
+    /// control plane's say-so: never trusted without that check.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certifiers: Vec<String>,
 }
 
 /// `POST /v1/tokens`.

@@ -5,6 +5,24 @@ use crate::error::Error;
 use rusqlite::{OptionalExtension as _, params};
 
 /// How many orgs exist.
+/// The distinct signers (`ed25519:...`) of the org's target, user and
+/// runbook certificates.
+pub(crate) fn certifiers(tx: &Tx<'_>, org_id: i64) -> Result<Vec<String>, Error> {
+    let mut stmt = tx.conn.prepare_cached(
+        "SELECT json_extract(certificate, '$.signer') AS signer FROM targets
+             WHERE org_id = ?1 AND certificate IS NOT NULL
+         UNION SELECT json_extract(certificate, '$.signer') FROM users
+             WHERE org_id = ?1 AND certificate IS NOT NULL
+         UNION SELECT json_extract(certificate, '$.signer') FROM runbooks
+             WHERE org_id = ?1 AND certificate IS NOT NULL
+         ORDER BY signer",
+    )?;
+    let rows = stmt
+        .query_map([org_id], |r| r.get::<_, Option<String>>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows.into_iter().flatten().collect())
+}
+
 pub(crate) fn count(tx: &Tx<'_>) -> Result<i64, Error> {
     Ok(tx
         .conn
