@@ -440,9 +440,10 @@ Examples:
     /// Certify the target's key with your admin key, so `secret set` seals to it (admin)
     #[command(after_help = "\
 Signs, with your admin key (`sealrun keys init`), that the key the target is
-pinned to (the key its agent proved it holds) is the target's, for --days.
-Check the key id against `sealrun agent --print-key-ids` on the agent's host
-first: you are asked to confirm it, or pass --key-id. After a re-key, certify
+pinned to (the key its agent proved it holds) is the target's, for --days,
+with the run-report key its agents sign run outcomes with. Check both against
+`sealrun agent --print-key-ids` on the agent's host first: you are asked to
+confirm them, or pass --key-id (and --report-key). After a re-key, certify
 the new key: until then `secret set` refuses to seal to it. Audited as
 target.certified.
 
@@ -455,6 +456,9 @@ Examples:
         /// The key id you checked (asked for on a terminal otherwise)
         #[arg(long)]
         key_id: Option<String>,
+        /// The run-report key fingerprint you checked (`--print-key-ids`)
+        #[arg(long, value_name = "FINGERPRINT")]
+        report_key: Option<String>,
         /// How long the certificate is valid
         #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=3650))]
         days: u32,

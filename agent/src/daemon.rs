@@ -249,6 +249,7 @@ fn served(keys: &HashMap<String, Arc<TargetKeypair>>) -> Vec<ServedTarget> {
         .map(|(name, kp)| ServedTarget {
             name: name.clone(),
             public_key: kp.public_key().to_base64(),
+            report_key: Some(crate::report::key(kp).public_key().to_string()),
         })
         .collect()
 }
@@ -546,6 +547,14 @@ impl<R: Runtime> Supervisor<R> {
         let client = Arc::clone(&self.client);
         let runs = Arc::clone(&self.runs);
         let keypair = self.keys.get(&assignment.target).cloned();
+        let report_key = keypair.as_deref().map(crate::report::key);
+        let subject = crate::report::Subject {
+            target: assignment.target.clone(),
+            run_id: run_id.clone(),
+            secrets: assignment.secrets.iter().map(|s| s.name.clone()).collect(),
+            nonce: assignment.nonce(),
+        };
+        let started = refusal.is_none();
         let allowed_images = self.allowed_images.get(&assignment.target).cloned();
         let job_settings = (
             self.agent_id.clone(),
@@ -579,7 +588,16 @@ impl<R: Runtime> Supervisor<R> {
                     execute(&*runtime, job, sink, control.clone()).await
                 }
             };
-            if let Outcome::Report(finish) = outcome {
+            if let Outcome::Report(mut finish) = outcome {
+                if let Some(key) = &report_key {
+                    finish.report = Some(crate::report::sign(
+                        key,
+                        &subject,
+                        &finish,
+                        started,
+                        now_ms(),
+                    ));
+                }
                 report(&client, &run_id, &finish, &control).await;
             }
             // Only now stop heartbeating the run: its lease must outlive the report.

@@ -114,6 +114,7 @@ impl Outcome {
             oom_killed: false,
             next_seq,
             redactions: Redactions::default(),
+            report: None,
         })
     }
 }
@@ -193,6 +194,7 @@ fn early_outcome(control: &RunControl) -> Option<Outcome> {
             oom_killed: false,
             next_seq: 0,
             redactions: Redactions::default(),
+            report: None,
         }))
     };
     match control.current()? {
@@ -596,6 +598,7 @@ fn conclude(
         oom_killed: exit.oom_killed,
         next_seq,
         redactions,
+        report: None,
     })
 }
 

@@ -253,6 +253,7 @@ mod tests {
                     public_key: self.keypair.public_key().to_base64(),
                     key_id: self.keypair.key_id().0,
                     spec: self.spec.clone(),
+                    report_key: None,
                     issued_at_ms: issued,
                     expires_at_ms: NOW * 2,
                 })),

@@ -550,6 +550,7 @@ async fn certify(env: &Env, http: &reqwest::Client, key: &sealrun_vault::TargetK
         public_key: pinned.key.clone(),
         key_id: pinned.key_id.0.clone(),
         spec: target.spec,
+        report_key: None,
         issued_at_ms: now,
         expires_at_ms: now + 3_600_000,
     });

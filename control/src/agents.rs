@@ -46,6 +46,8 @@ pub struct Dispatched {
 struct Served {
     name: String,
     key: PublicKey,
+    /// Its run-report key (`ed25519:...`), if the agent presented one.
+    report_key: Option<String>,
 }
 
 fn check_connect(req: &ConnectRequest) -> Result<Vec<Served>, Error> {
@@ -81,9 +83,19 @@ fn parse_served(targets: &[ServedTarget]) -> Result<Vec<Served>, Error> {
             }
             let key = PublicKey::from_base64(&t.public_key)
                 .map_err(|e| bad(format!("target {}: {e}", t.name)))?;
+            let report_key = t
+                .report_key
+                .as_deref()
+                .map(|k| {
+                    sealrun_wire::trust::SignerKey::parse(k)
+                        .map(|k| k.to_string())
+                        .map_err(|e| bad(format!("target {}: report_key: {e}", t.name)))
+                })
+                .transpose()?;
             Ok(Served {
                 name: t.name.clone(),
                 key,
+                report_key,
             })
         })
         .collect()
@@ -228,6 +240,9 @@ fn connect_job(
                 &t.name,
                 json!({"agent": agent.name, "key_id": t.key.key_id().0}),
             )?;
+        }
+        if let Some(report_key) = &t.report_key {
+            store::targets::set_report_key(tx, *target_id, &t.key.to_base64(), report_key)?;
         }
         store::agents::add_target(tx, &agent.id, *target_id)?;
     }

@@ -24,7 +24,9 @@ use sealrun_wire::admin::TargetSpec;
 use sealrun_wire::agent::{AssignedSecret, Assignment, FinishRequest};
 use sealrun_wire::approval::{RunSpec, RunbookRef};
 use sealrun_wire::names;
+use sealrun_wire::report::RunReport;
 use sealrun_wire::run::{RunRequest, RunSource, RunStatus, RunView};
+use sealrun_wire::trust::Signed;
 use serde_json::json;
 use std::collections::BTreeSet;
 
@@ -612,6 +614,10 @@ pub(crate) fn finish(
             )));
         }
     }
+    let report = match &req.report {
+        Some(signed) => Some(check_report(tx, run_id, req, signed)?),
+        None => None,
+    };
     let error = req.error.as_ref().map(|e| {
         if e.chars().count() > MAX_ERROR_CHARS {
             let mut short: String = e.chars().take(MAX_ERROR_CHARS).collect();
@@ -633,6 +639,7 @@ pub(crate) fn finish(
             final_seq: req.next_seq,
             stdin_bytes,
             redactions: req.redactions,
+            report: report.as_deref(),
         },
     )?;
     store::audit::append(
@@ -650,9 +657,42 @@ pub(crate) fn finish(
                 "stdout": req.redactions.stdout,
                 "stderr": req.redactions.stderr,
             },
+            // What the agent signed of it: the control plane cannot
+            // change the outcome above without this failing to match.
+            "report": req.report,
         }),
     )?;
     Ok(true)
+}
+
+/// Checks that the agent's signed report of run `run_id` says what `req`
+/// says, signed with the target's report key (as its agent presented it
+/// with the target's key): the report's JSON, to store. A mismatch is the
+/// agent's mistake, refused (`400`) rather than stored to look forged.
+fn check_report(
+    tx: &Tx<'_>,
+    run_id: &str,
+    req: &FinishRequest,
+    signed: &Signed<RunReport>,
+) -> Result<String, Error> {
+    let bad = |why: &str| Error::Invalid(format!("the run report {why}"));
+    let (report, signer) = signed
+        .open()
+        .map_err(|e| Error::Invalid(format!("the run report: {e}")))?;
+    if report.run_id != run_id
+        || report.status != req.status.as_str()
+        || report.exit_code != req.exit_code
+        || report.stdout_redactions != req.redactions.stdout
+        || report.stderr_redactions != req.redactions.stderr
+        || report.log_chunks != req.next_seq
+    {
+        return Err(bad("does not say what the request says"));
+    }
+    let key = store::runs::report_key(tx, run_id)?;
+    if key.as_deref() != Some(signer.to_string().as_str()) {
+        return Err(bad("is not signed with the target's report key"));
+    }
+    Ok(serde_json::to_string(signed)?)
 }
 
 /// Marks the runs `agent_id` holds as `lost` (it restarted, deregistered or

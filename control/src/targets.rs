@@ -446,6 +446,11 @@ impl Control {
                         c.key_id, pinned.key_id.0
                     )));
                 }
+                if pinned.report_key != c.report_key {
+                    return Err(Error::Conflict(format!(
+                        "this certificate names another run-report key than the one target {name}'s agent presented; certify it again (sealrun target trust {name})"
+                    )));
+                }
                 if c.spec != view.spec {
                     return Err(Error::Conflict(format!(
                         "this certificate is for another declaration of target {name} than its current one: it changed since; certify it again (sealrun target trust {name})"

@@ -307,3 +307,64 @@ async fn only_signed_approvals_by_certified_people_other_than_the_submitter_coun
     assert!(refused.error.unwrap().contains("it has 0"));
     w.assert_no_containers();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_outcome_rewritten_in_the_database_is_shown_as_not_what_the_agent_signed() {
+    if !require_docker() {
+        return;
+    }
+    let w = signed_world().await;
+    let cli = w.signing_cli();
+    let run = detach(&cli, "e2e", &["--", "sh", "-c", "exit 3"]);
+    let done = w.admin.wait_terminal(&run).await;
+    assert_eq!(done.exit_code, Some(3), "{done:?}");
+    // Positive control: the record is what the agent signed.
+    let shown = cli.ok(&["runs", "show", &run]);
+    assert!(
+        shown.contains("report:    verified: signed by target e2e's agent"),
+        "{shown}"
+    );
+    // Whoever edits the database turns the failure into a success.
+    let n = db(&w)
+        .execute(
+            "UPDATE runs SET status = 'succeeded', exit_code = 0 WHERE id = ?1",
+            [&run],
+        )
+        .unwrap();
+    assert_eq!(n, 1);
+    let out = cli.output(&["runs", "show", &run]);
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("DOES NOT MATCH what the agent signed")
+            && stdout.contains("exit code 3 signed, 0 shown"),
+        "{stdout}"
+    );
+    // Nor can it sign a report of its own: the certificate names the key.
+    let forged = SigningKey::generate().sign(&sealrun_wire::report::RunReport {
+        target: "e2e".into(),
+        run_id: run.clone(),
+        status: "succeeded".into(),
+        exit_code: Some(0),
+        stdout_redactions: 0,
+        stderr_redactions: 0,
+        log_chunks: 0,
+        secrets: vec![],
+        nonce: None,
+        finished_at_ms: 0,
+    });
+    db(&w)
+        .execute(
+            "UPDATE runs SET report = ?1, redacted_stdout = 0, redacted_stderr = 0 WHERE id = ?2",
+            params![serde_json::to_string(&forged).unwrap(), run],
+        )
+        .unwrap();
+    let out = cli.output(&["runs", "show", &run]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("not signed with the target's certified report key"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

@@ -97,6 +97,7 @@ async fn busy_world() -> World {
     let targets = vec![ServedTarget {
         name: "db".into(),
         public_key: key.public_key().to_base64(),
+        report_key: None,
     }];
     let challenges = control
         .agent_challenges(
@@ -180,6 +181,7 @@ async fn busy_world() -> World {
             oom_killed: false,
             next_seq: 0,
             redactions: Default::default(),
+            report: None,
         };
         control.finish_run(&agent, run, finish).await.unwrap();
     }

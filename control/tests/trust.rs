@@ -127,6 +127,7 @@ async fn a_certificate_forged_by_a_key_this_machine_does_not_trust_gets_nothing_
             public_key: swapped.public_key().to_base64(),
             key_id: swapped.key_id().0,
             spec: view.spec.clone(),
+            report_key: None,
             issued_at_ms: 0,
             expires_at_ms: i64::MAX,
         })
@@ -182,6 +183,7 @@ async fn the_control_plane_stores_only_a_certificate_that_could_be_right() {
         public_key: public.public_key().to_base64(),
         key_id: public.key_id().0,
         spec: view.spec.clone(),
+        report_key: None,
         issued_at_ms: 0,
         expires_at_ms: i64::MAX,
     };

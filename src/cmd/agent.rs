@@ -52,11 +52,13 @@ pub async fn run(args: AgentArgs) -> Result<()> {
 }
 
 /// `sealrun agent --print-key-ids`: the key id of each target the agent
-/// serves, from the key file the agent would use (created if missing, as
-/// the agent would on start), under the state directory's lock.
+/// serves, and the fingerprint of the run-report key derived from it, from
+/// the key file the agent would use (created if missing, as the agent would
+/// on start), under the state directory's lock: what an admin compares
+/// before `sealrun target trust`.
 fn print_key_ids(config: &AgentConfig) -> Result<()> {
     let state = StateDir::open(&config.state_dir)?;
-    let mut table = Table::new(&["TARGET", "KEY ID", "KEY FILE"]);
+    let mut table = Table::new(&["TARGET", "KEY ID", "REPORT KEY", "KEY FILE"]);
     for target in &config.targets {
         let path = match &target.key_file {
             Some(p) => p.clone(),
@@ -68,6 +70,9 @@ fn print_key_ids(config: &AgentConfig) -> Result<()> {
         table.row(vec![
             target.name.clone(),
             keypair.key_id().to_string(),
+            sealrun_agent::report::key(&keypair)
+                .public_key()
+                .fingerprint(),
             format!("{}{note}", path.display()),
         ]);
     }

@@ -2,10 +2,11 @@
 
 use super::run::{Interrupt, follow, followed_exit_code};
 use super::seg;
+use super::trust::Report;
 use crate::cli::RunsCommand;
 use crate::client::Client;
 use crate::output::{self, ChunkWriter, Table, outln, safe};
-use anyhow::Result;
+use anyhow::{Result, bail};
 use reqwest::Method;
 use sealrun_wire::log::{LogPage, RunEnd};
 use sealrun_wire::run::{RunList, RunStatus, RunView};
@@ -130,6 +131,17 @@ pub async fn run(cmd: RunsCommand) -> Result<ExitCode> {
                 None => "-".to_owned(),
             };
             outln!("masked:    {masked}")?;
+            match super::trust::check_report(&client, &r).await? {
+                Report::Verified(by) => outln!("report:    {by}")?,
+                Report::Absent(why) | Report::Unchecked(why) => outln!("report:    {why}")?,
+                Report::Forged(what) => {
+                    outln!("report:    DOES NOT MATCH what the agent signed: {what}")?;
+                    bail!(
+                        "run {}: the control plane shows another outcome than the one its agent signed ({what}); do not trust this record",
+                        safe(&r.id)
+                    );
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         RunsCommand::Logs {

@@ -149,13 +149,16 @@ pub async fn run(cmd: TargetCommand) -> Result<()> {
         TargetCommand::Trust {
             name,
             key_id,
+            report_key,
             days,
             key_file,
             client,
         } => {
             let json = client.json;
             let client = Client::from_args(&client)?;
-            let view = super::trust::certify_target(&client, &name, key_id, days, key_file).await?;
+            let view =
+                super::trust::certify_target(&client, &name, (key_id, report_key), days, key_file)
+                    .await?;
             if json {
                 return output::json(&view);
             }

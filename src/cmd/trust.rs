@@ -24,6 +24,7 @@ use anyhow::{Context as _, Result, bail};
 use sealrun_vault::{KeyId, PublicKey};
 use sealrun_wire::admin::{TargetView, Whoami};
 use sealrun_wire::people::{UserList, UserView};
+use sealrun_wire::run::RunView;
 use sealrun_wire::runbook::RunbookView;
 use sealrun_wire::trust::{
     RunbookCertificate, Signed, SignerKey, SigningKey, TargetCertificate, UserCertificate,
@@ -242,6 +243,7 @@ pub fn certificate(
         target: view.spec.name.clone(),
         public_key: key.key.clone(),
         key_id: key.key_id.0.clone(),
+        report_key: key.report_key.clone(),
         spec: view.spec.clone(),
         issued_at_ms: now,
         expires_at_ms: now.saturating_add(validity_ms(days)),
@@ -298,7 +300,7 @@ pub async fn certify_user(
 pub async fn certify_target(
     client: &Client,
     name: &str,
-    key_id: Option<String>,
+    (key_id, report_key): (Option<String>, Option<String>),
     days: u32,
     key_file: Option<PathBuf>,
 ) -> Result<TargetView> {
@@ -320,8 +322,13 @@ pub async fn certify_target(
             safe(&expected)
         ),
         None if std::io::stdin().is_terminal() => {
+            let report = pinned
+                .report_key
+                .as_deref()
+                .and_then(|k| SignerKey::parse(k).ok())
+                .map_or_else(|| "none".to_owned(), |k| k.fingerprint());
             eprint!(
-                "Target {} is pinned to key {} (its agent proved it holds it). Compare with `sealrun agent --print-key-ids` on the agent's host.\nCertify it with admin key {}? [y/N] ",
+                "Target {} is pinned to key {} (its agent proved it holds it), with run-report key {report}. Compare both with `sealrun agent --print-key-ids` on the agent's host.\nCertify them with admin key {}? [y/N] ",
                 safe(name),
                 pinned.key_id,
                 admin.public_key().fingerprint()
@@ -338,6 +345,21 @@ pub async fn certify_target(
             pinned.key_id,
             pinned.key_id
         ),
+    }
+    if let Some(expected) = report_key {
+        let pinned = pinned
+            .report_key
+            .as_deref()
+            .and_then(|k| SignerKey::parse(k).ok())
+            .map(|k| k.fingerprint());
+        if pinned.as_deref() != Some(expected.trim()) {
+            bail!(
+                "target {}'s run-report key is {}, not {}: nothing certified",
+                safe(name),
+                pinned.as_deref().unwrap_or("none"),
+                safe(&expected)
+            );
+        }
     }
     let signed = certificate(&admin, &me.org, &view, days)?;
     client
@@ -449,6 +471,108 @@ pub fn trusted_here(client: &Client) -> Result<Vec<SignerKey>> {
         }
     }
     Ok(keys)
+}
+
+/// What a run's signed report says of the record the control plane shows.
+pub enum Report {
+    /// Signed with the target's certified report key, and it matches.
+    Verified(String),
+    /// The agent signed something else: what differs.
+    Forged(String),
+    /// No report (why that can be).
+    Absent(String),
+    /// A report that cannot be checked here (why).
+    Unchecked(String),
+}
+
+/// Checks run `r`'s report against its target's certificate, from admin
+/// keys trusted here: the control plane stores and shows results, and
+/// cannot sign one.
+pub async fn check_report(client: &Client, r: &RunView) -> Result<Report> {
+    let Some(signed) = &r.report else {
+        return Ok(Report::Absent(if r.status.is_terminal() {
+            "none signed (an agent that signs none, or an end no agent reported: canceled or expired while queued, lost)".into()
+        } else {
+            "- (the run has not ended)".into()
+        }));
+    };
+    let trusted = trusted_here(client)?;
+    if trusted.is_empty() {
+        return Ok(Report::Unchecked(
+            "signed by its agent, not checked: no admin key is trusted here".into(),
+        ));
+    }
+    let view: TargetView = client
+        .get(&format!("/v1/targets/{}", seg(&r.target)))
+        .await?;
+    let cert = match view.certificate.as_ref().map(|c| c.verify(&trusted)) {
+        Some(Ok(cert)) => cert,
+        Some(Err(e)) => {
+            return Ok(Report::Unchecked(format!(
+                "signed by its agent, not checked: target {}'s certificate does not hold here ({e})",
+                safe(&r.target)
+            )));
+        }
+        None => {
+            return Ok(Report::Unchecked(format!(
+                "signed by its agent, not checked: target {} is not certified",
+                safe(&r.target)
+            )));
+        }
+    };
+    let Some(key) = &cert.report_key else {
+        return Ok(Report::Unchecked(format!(
+            "signed by its agent, not checked: target {}'s certificate names no report key (certify it again: sealrun target trust {})",
+            safe(&r.target),
+            safe(&r.target)
+        )));
+    };
+    let said = match signed.check_by(key) {
+        Ok(said) => said,
+        Err(e) => {
+            return Ok(Report::Forged(format!(
+                "not signed with the target's certified report key ({e})"
+            )));
+        }
+    };
+    let mut differs = Vec::new();
+    if said.run_id != r.id || said.target != r.target {
+        differs.push(format!(
+            "it is the report of run {} of target {}",
+            said.run_id, said.target
+        ));
+    }
+    if said.status != r.status.as_str() {
+        differs.push(format!("status {} signed, {} shown", said.status, r.status));
+    }
+    if said.exit_code != r.exit_code {
+        let code = |c: Option<i64>| c.map_or("none".to_owned(), |c| c.to_string());
+        differs.push(format!(
+            "exit code {} signed, {} shown",
+            code(said.exit_code),
+            code(r.exit_code)
+        ));
+    }
+    let shown = r.redactions.map(|n| (n.stdout, n.stderr));
+    if shown != Some((said.stdout_redactions, said.stderr_redactions)) {
+        differs.push(format!(
+            "{} and {} masks signed",
+            said.stdout_redactions, said.stderr_redactions
+        ));
+    }
+    if !differs.is_empty() {
+        return Ok(Report::Forged(differs.join("; ")));
+    }
+    let opened = if said.secrets.is_empty() {
+        "no secret".to_owned()
+    } else {
+        format!("secrets {}", safe(&said.secrets.join(", ")))
+    };
+    Ok(Report::Verified(format!(
+        "verified: signed by target {}'s agent with its certified report key {} ({opened} opened)",
+        safe(&r.target),
+        SignerKey::parse(key).map_or_else(|_| key.clone(), |k| k.fingerprint())
+    )))
 }
 
 /// The public key of target `target` to seal to, only if an admin this

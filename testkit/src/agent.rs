@@ -229,6 +229,8 @@ impl FakeAgent {
             .map(|(name, kp)| ServedTarget {
                 name: name.clone(),
                 public_key: kp.public_key().to_base64(),
+                // A bare protocol client: it signs no run reports.
+                report_key: None,
             })
             .collect()
     }
@@ -351,6 +353,7 @@ impl FakeAgent {
             oom_killed: false,
             next_seq,
             redactions: Default::default(),
+            report: None,
         };
         self.client
             .post(&format!("/v1/agent/runs/{run}/finish"), to_value(&req))

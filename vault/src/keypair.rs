@@ -71,6 +71,21 @@ impl TargetKeypair {
         &self.secret
     }
 
+    /// 32 bytes derived from the secret half for one purpose, named by
+    /// `context` (SHA-256 of the context, a zero byte and the secret): a
+    /// second key that only holders of this one have, with no file of its
+    /// own, which changes when the target is re-keyed. Different contexts
+    /// give unrelated bytes, none of which reveals the secret.
+    pub fn derive_seed(&self, context: &str) -> Zeroizing<[u8; 32]> {
+        use sha2::Digest as _;
+        let secret = Zeroizing::new(self.secret.to_bytes());
+        let mut hash = sha2::Sha256::new();
+        hash.update(context.as_bytes());
+        hash.update([0u8]);
+        hash.update(secret.as_slice());
+        Zeroizing::new(hash.finalize().into())
+    }
+
     /// Writes the keypair to a new key file with mode `0600`.
     ///
     /// The file is written under a temporary name in the same directory and then

@@ -184,6 +184,10 @@ pub struct PublicKeyView {
     pub key_id: KeyId,
     /// Public key, base64.
     pub key: String,
+    /// The target's run-report key (`ed25519:...`), as its agent presented
+    /// it with the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_key: Option<String>,
 }
 
 /// A target as stored.

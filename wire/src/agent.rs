@@ -26,6 +26,10 @@ pub struct ServedTarget {
     pub name: String,
     /// The target's public key, base64 (see `sealrun_vault::PublicKey`).
     pub public_key: String,
+    /// The public half of the key derived from it that signs run reports
+    /// (`ed25519:...`, [`crate::report`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_key: Option<String>,
 }
 
 /// Enrolls a new agent in the pool the enrollment token belongs to.
@@ -255,6 +259,20 @@ pub struct Assignment {
 }
 
 impl Assignment {
+    /// The nonce of the run's intent, if it carries one (signed by its
+    /// submitter or stated for a Slack command), read without checking
+    /// anything: for the agent's report, after the gate checked it all.
+    pub fn nonce(&self) -> Option<String> {
+        use crate::authority::{Mandate, RunIntent};
+        let payload = match &self.authority.as_ref()?.mandate {
+            Mandate::Submitter { run, .. } => &run.payload,
+            Mandate::Nobody { intent } => intent,
+        };
+        serde_json::from_str::<RunIntent>(payload)
+            .ok()
+            .map(|i| i.nonce)
+    }
+
     /// The run as the agent executes it, for [`crate::authority::authorize`].
     pub fn execution(&self) -> crate::authority::Execution<'_> {
         crate::authority::Execution {
@@ -310,4 +328,7 @@ pub struct FinishRequest {
     /// that did not count).
     #[serde(default)]
     pub redactions: Redactions,
+    /// The agent's signed account of all of the above.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<crate::trust::Signed<crate::report::RunReport>>,
 }

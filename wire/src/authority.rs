@@ -22,7 +22,7 @@
 //!     serde_json::from_str(r#"{"name": "db", "image": "busybox"}"#).unwrap();
 //! let target = admin.sign(&TargetCertificate {
 //!     org: "acme".into(), target: "db".into(), public_key: "K".into(),
-//!     key_id: "k1_00".into(), spec: spec.clone(), issued_at_ms: 0, expires_at_ms: 10_000,
+//!     key_id: "k1_00".into(), spec: spec.clone(), report_key: None, issued_at_ms: 0, expires_at_ms: 10_000,
 //! });
 //! let submitter = admin.sign(&UserCertificate {
 //!     org: "acme".into(), user: "alice".into(), role: Role::Operator, groups: vec![],
@@ -776,6 +776,7 @@ mod tests {
                     public_key: "K".into(),
                     key_id: "k1_00".into(),
                     spec: self.spec.clone(),
+                    report_key: None,
                     issued_at_ms: 0,
                     expires_at_ms: NOW * 2,
                 })),

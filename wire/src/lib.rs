@@ -43,6 +43,7 @@ pub mod image;
 pub mod log;
 pub mod names;
 pub mod people;
+pub mod report;
 pub mod role;
 pub mod rule;
 pub mod run;

@@ -292,6 +292,11 @@ pub struct RunView {
     /// That runbook's version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runbook_version: Option<u64>,
+    /// How the run ended, as the agent that ran it signed it (with the
+    /// target's report key, which the target's certificate names): what a
+    /// client checks the status, exit code and redaction counts against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<crate::trust::Signed<crate::report::RunReport>>,
 }
 
 /// Masks the redactor wrote in each stream of a run's output.

@@ -34,7 +34,7 @@
 //!     target: "prod-db".into(),
 //!     public_key: "hVb0c1Bq3yG6Xw2V2aI4o2hO6o2Rk1xk4Xh2gS2m9lE=".into(),
 //!     key_id: "k1_00112233445566778899aabbccddeeff".into(),
-//!     spec,
+//!     spec, report_key: None,
 //!     issued_at_ms: 1_700_000_000_000,
 //!     expires_at_ms: 1_800_000_000_000,
 //! });
@@ -153,6 +153,12 @@ impl SigningKey {
         let mut seed = Zeroizing::new([0u8; 32]);
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut seed[..]);
         SigningKey(ed25519_dalek::SigningKey::from_bytes(&seed))
+    }
+
+    /// The key whose seed is `seed` (a key derived from another secret:
+    /// `crate::report::report_key`).
+    pub fn from_seed(seed: &[u8; 32]) -> SigningKey {
+        SigningKey(ed25519_dalek::SigningKey::from_bytes(seed))
     }
 
     /// The key stored as [`SigningKey::to_text`].
@@ -340,6 +346,10 @@ pub struct TargetCertificate {
     /// The target as declared when it was certified: its images, network,
     /// user, limits, timeout and policy.
     pub spec: TargetSpec,
+    /// The public half of the key its agents sign run reports with
+    /// (`ed25519:...`; `crate::report`), if they presented one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_key: Option<String>,
     /// Unix milliseconds it was signed.
     pub issued_at_ms: i64,
     /// Unix milliseconds after which it no longer counts.
@@ -457,6 +467,7 @@ mod tests {
             public_key: "key".into(),
             key_id: "k1_x".into(),
             spec: serde_json::from_str(r#"{"name": "db", "image": "busybox"}"#).unwrap(),
+            report_key: None,
             issued_at_ms: 10,
             expires_at_ms: 100,
         }

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 /// Columns [`view_from_row`] reads, in order.
 const VIEW_COLUMNS: &str = "id, target, argv, secrets, image, status, exit_code, error, \
      source, submitter, agent_name, timeout_secs, created_ms, started_ms, finished_ms, log_bytes, log_truncated, stdin, stdin_bytes, \
-     redacted_stdout, redacted_stderr, runbook, runbook_version";
+     redacted_stdout, redacted_stderr, runbook, runbook_version, report";
 
 fn json_column<T: serde::de::DeserializeOwned>(
     r: &rusqlite::Row<'_>,
@@ -73,6 +73,10 @@ fn view_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunView> {
         },
         runbook: r.get(21)?,
         runbook_version: r.get(22)?,
+        report: match r.get::<_, Option<String>>(23)? {
+            Some(_) => Some(json_column(r, 23)?),
+            None => None,
+        },
     })
 }
 
@@ -467,6 +471,21 @@ pub(crate) struct Outcome<'a> {
     pub(crate) stdin_bytes: Option<u64>,
     /// Masks the agent's redactor wrote, per stream.
     pub(crate) redactions: Redactions,
+    /// The agent's signed report of all of it (JSON), if it sent one.
+    pub(crate) report: Option<&'a str>,
+}
+
+/// The report key of run `run_id`'s target (`ed25519:...`), if its agent
+/// presented one.
+pub(crate) fn report_key(tx: &Tx<'_>, run_id: &str) -> Result<Option<String>, Error> {
+    Ok(tx
+        .conn
+        .prepare_cached(
+            "SELECT t.report_key FROM runs r JOIN targets t ON t.id = r.target_id WHERE r.id = ?1",
+        )?
+        .query_row([run_id], |r| r.get(0))
+        .optional()?
+        .flatten())
 }
 
 /// `running -> <outcome>`.
@@ -476,7 +495,7 @@ pub(crate) fn finish(tx: &Tx<'_>, run_id: &str, o: &Outcome<'_>) -> Result<(), E
             "UPDATE runs SET status = ?2, exit_code = ?3, error = ?4, oom_killed = ?5, finished_ms = ?6,
                              lease_expires_ms = NULL, log_final_seq = ?7,
                              stdin_bytes = CASE WHEN stdin THEN ?8 END,
-                             redacted_stdout = ?9, redacted_stderr = ?10
+                             redacted_stdout = ?9, redacted_stderr = ?10, report = ?11
              WHERE id = ?1 AND status = 'running'",
         )?
         .execute(params![
@@ -490,6 +509,7 @@ pub(crate) fn finish(tx: &Tx<'_>, run_id: &str, o: &Outcome<'_>) -> Result<(), E
             o.stdin_bytes,
             o.redactions.stdout,
             o.redactions.stderr,
+            o.report,
         ])?;
     Ok(())
 }

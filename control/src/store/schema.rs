@@ -520,6 +520,15 @@ UPDATE targets SET certificate = NULL;
 ALTER TABLE runbooks ADD COLUMN certificate TEXT;
 ALTER TABLE runs ADD COLUMN stated_intent TEXT;
 "#,
+    // 18: agent-signed run reports (issue 16). A target's report key (the
+    // Ed25519 key its agents derive from the target's secret key, presented
+    // with the public key and pinned with it); a run's report as its agent
+    // signed it (`sealrun_wire::report`), stored and shown, never trusted
+    // here: clients check it against the target's certificate.
+    r#"
+ALTER TABLE targets ADD COLUMN report_key TEXT;
+ALTER TABLE runs ADD COLUMN report TEXT;
+"#,
 ];
 
 /// Brings the database at `path` (open as `conn`) up to the current schema.

@@ -6,21 +6,38 @@ use rusqlite::{OptionalExtension as _, params};
 use sealrun_vault::KeyId;
 use sealrun_wire::admin::{PublicKeyView, TargetSpec, TargetView};
 
-const VIEW_COLUMNS: &str = "spec, public_key, key_id, updated_ms, certificate";
+const VIEW_COLUMNS: &str = "spec, public_key, key_id, updated_ms, certificate, report_key";
 
-type ViewRow = (String, Option<String>, Option<String>, i64, Option<String>);
+type ViewRow = (
+    String,
+    Option<String>,
+    Option<String>,
+    i64,
+    Option<String>,
+    Option<String>,
+);
 
 fn view_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ViewRow> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+    ))
 }
 
-fn to_view((spec, key, key_id, updated, certificate): ViewRow) -> Result<TargetView, Error> {
+fn to_view(
+    (spec, key, key_id, updated, certificate, report_key): ViewRow,
+) -> Result<TargetView, Error> {
     // A key id without the key: re-keyed, awaiting the agent with that key.
     let (public_key, awaiting_key_id) = match (key, key_id) {
         (Some(key), Some(id)) => (
             Some(PublicKeyView {
                 key_id: KeyId(id),
                 key,
+                report_key,
             }),
             None,
         ),
@@ -131,12 +148,29 @@ pub(crate) fn pin_key(tx: &Tx<'_>, id: i64, key: &str, key_id: &str) -> Result<b
         > 0)
 }
 
+/// Records target `id`'s report key, presented with its pinned key `key`,
+/// if it has none yet (pinned now, or pinned before agents presented one).
+pub(crate) fn set_report_key(
+    tx: &Tx<'_>,
+    id: i64,
+    key: &str,
+    report_key: &str,
+) -> Result<(), Error> {
+    tx.conn
+        .prepare_cached(
+            "UPDATE targets SET report_key = ?3
+             WHERE id = ?1 AND public_key = ?2 AND report_key IS NULL",
+        )?
+        .execute(params![id, key, report_key])?;
+    Ok(())
+}
+
 /// Target `id` accepts only the key `key_id` from now on; its key bytes are
 /// pinned when an agent presents that key ([`pin_key`]).
 pub(crate) fn rekey(tx: &Tx<'_>, id: i64, key_id: &str, now: i64) -> Result<(), Error> {
     tx.conn
         .prepare_cached(
-            "UPDATE targets SET public_key = NULL, key_id = ?2, updated_ms = ?3 WHERE id = ?1",
+            "UPDATE targets SET public_key = NULL, report_key = NULL, key_id = ?2, updated_ms = ?3 WHERE id = ?1",
         )?
         .execute(params![id, key_id, now])?;
     Ok(())
