@@ -169,8 +169,9 @@ mod tests {
     use sealrun_wire::authority::{Authority, Mandate, RunIntent};
     use sealrun_wire::role::Role;
     use sealrun_wire::run::RunbookCall;
+    use sealrun_wire::runbook::RunbookCertificate;
     use sealrun_wire::target::TargetSpec;
-    use sealrun_wire::trust::{RunbookCertificate, SigningKey, TargetCertificate, UserCertificate};
+    use sealrun_wire::trust::{SigningKey, TargetCertificate, UserCertificate};
 
     const NOW: i64 = 1_000_000;
 

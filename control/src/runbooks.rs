@@ -9,10 +9,11 @@ use crate::service::Control;
 use crate::store::{self, Tx, now_ms};
 use sealrun_wire::admin::TargetSpec;
 use sealrun_wire::run::{RunRequest, RunbookCall};
+use sealrun_wire::runbook::RunbookCertificate;
 use sealrun_wire::runbook::{
     Applied, RunbookApplied, RunbookSpec, RunbookView, check_spec, render,
 };
-use sealrun_wire::trust::{RunbookCertificate, Signed};
+use sealrun_wire::trust::Signed;
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 

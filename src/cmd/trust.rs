@@ -25,10 +25,8 @@ use sealrun_vault::{KeyId, PublicKey};
 use sealrun_wire::admin::{TargetView, Whoami};
 use sealrun_wire::people::{UserList, UserView};
 use sealrun_wire::run::RunView;
-use sealrun_wire::runbook::RunbookView;
-use sealrun_wire::trust::{
-    RunbookCertificate, Signed, SignerKey, SigningKey, TargetCertificate, UserCertificate,
-};
+use sealrun_wire::runbook::{RunbookCertificate, RunbookView};
+use sealrun_wire::trust::{Signed, SignerKey, SigningKey, TargetCertificate, UserCertificate};
 use serde::{Deserialize, Serialize};
 use std::io::{IsTerminal as _, Write as _};
 use std::os::unix::fs::OpenOptionsExt as _;

@@ -52,11 +52,10 @@
 
 use crate::role::Role;
 use crate::rule::ApprovalRule;
-use crate::runbook::{RunbookCall, RunbookSpec};
+use crate::runbook::{RunbookCall, RunbookCertificate, RunbookSpec};
 use crate::target::{ResourceLimits, TargetSpec};
 use crate::trust::{
-    RunbookCertificate, Signed, SignerKey, Statement, TargetCertificate, TrustError,
-    UserCertificate, digest_of,
+    Signed, SignerKey, Statement, TargetCertificate, TrustError, UserCertificate, digest_of,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};

@@ -30,6 +30,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use crate::names;
+use crate::trust::{Statement, TrustError};
 
 /// A runbook as declared (`[[runbook]]` in `runbooks.toml`).
 ///
@@ -181,6 +182,41 @@ pub struct ParamSpec {
     pub max: Option<i64>,
 }
 
+/// What an admin certifies of a runbook: this definition (template,
+/// parameter rules, secrets, image, timeout, approval rule, whether Slack
+/// may run it unsigned) is the one agents render and check its runs by.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunbookCertificate {
+    /// The org's name.
+    pub org: String,
+    /// The runbook as declared when it was certified.
+    pub runbook: RunbookSpec,
+    /// Unix milliseconds it was signed: an agent refuses a definition
+    /// older than one it already ran a run of.
+    pub issued_at_ms: i64,
+    /// Unix milliseconds after which it no longer counts.
+    pub expires_at_ms: i64,
+}
+
+impl Statement for RunbookCertificate {
+    const KIND: &'static str = "runbook certificate";
+    const CONTEXT: &'static [u8] = b"sealrun runbook certificate v1\n";
+}
+
+impl RunbookCertificate {
+    /// Checks that it is runbook `name`'s of org `org`, unexpired at
+    /// `now_ms`.
+    pub fn check(&self, org: &str, name: &str, now_ms: i64) -> Result<(), TrustError> {
+        crate::trust::same(Self::KIND, "org", &self.org, org)?;
+        crate::trust::same(Self::KIND, "runbook", &self.runbook.name, name)?;
+        if self.expires_at_ms < now_ms {
+            return Err(TrustError::Expired(Self::KIND, self.expires_at_ms));
+        }
+        Ok(())
+    }
+}
+
 /// `PUT /v1/runbooks`: runbooks to declare or change, all at once or none.
 /// Runbooks not listed are left as they are.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -206,7 +242,7 @@ pub struct RunbookView {
     /// certified it (`sealrun runbook trust`): agents with a trust file
     /// run a runbook only as certified.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub certificate: Option<crate::trust::Signed<crate::trust::RunbookCertificate>>,
+    pub certificate: Option<crate::trust::Signed<RunbookCertificate>>,
 }
 
 /// `GET /v1/runbooks`: the latest version of each runbook, by name.

@@ -47,7 +47,6 @@
 //! ```
 
 use crate::role::Role;
-use crate::runbook::RunbookSpec;
 use crate::target::TargetSpec;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -313,7 +312,7 @@ impl<T: Statement> Signed<T> {
 }
 
 /// Checks that `found` is `expected`.
-fn same(
+pub(crate) fn same(
     statement: &'static str,
     what: &'static str,
     found: &str,
@@ -368,41 +367,6 @@ impl TargetCertificate {
     pub fn check(&self, org: &str, target: &str, now_ms: i64) -> Result<(), TrustError> {
         same(Self::KIND, "org", &self.org, org)?;
         same(Self::KIND, "target", &self.target, target)?;
-        if self.expires_at_ms < now_ms {
-            return Err(TrustError::Expired(Self::KIND, self.expires_at_ms));
-        }
-        Ok(())
-    }
-}
-
-/// What an admin certifies of a runbook: this definition (template,
-/// parameter rules, secrets, image, timeout, approval rule, whether Slack
-/// may run it unsigned) is the one agents render and check its runs by.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RunbookCertificate {
-    /// The org's name.
-    pub org: String,
-    /// The runbook as declared when it was certified.
-    pub runbook: RunbookSpec,
-    /// Unix milliseconds it was signed: an agent refuses a definition
-    /// older than one it already ran a run of.
-    pub issued_at_ms: i64,
-    /// Unix milliseconds after which it no longer counts.
-    pub expires_at_ms: i64,
-}
-
-impl Statement for RunbookCertificate {
-    const KIND: &'static str = "runbook certificate";
-    const CONTEXT: &'static [u8] = b"sealrun runbook certificate v1\n";
-}
-
-impl RunbookCertificate {
-    /// Checks that it is runbook `name`'s of org `org`, unexpired at
-    /// `now_ms`.
-    pub fn check(&self, org: &str, name: &str, now_ms: i64) -> Result<(), TrustError> {
-        same(Self::KIND, "org", &self.org, org)?;
-        same(Self::KIND, "runbook", &self.runbook.name, name)?;
         if self.expires_at_ms < now_ms {
             return Err(TrustError::Expired(Self::KIND, self.expires_at_ms));
         }

@@ -8,8 +8,10 @@ use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
 use sealrun_control::User;
-use sealrun_wire::runbook::{RunbookList, RunbookSpecs, RunbookView, RunbooksApplied};
-use sealrun_wire::trust::{RunbookCertificate, Signed};
+use sealrun_wire::runbook::{
+    RunbookCertificate, RunbookList, RunbookSpecs, RunbookView, RunbooksApplied,
+};
+use sealrun_wire::trust::Signed;
 use serde::Deserialize;
 
 /// `PUT /v1/runbooks` (admin): declares or changes every listed runbook in

@@ -512,7 +512,7 @@ UPDATE targets SET certificate = NULL;
 "#,
     // 17: signed runbooks and runs no person signs (issue 16). A runbook
     // version's certificate (an admin's signature over its definition,
-    // `sealrun_wire::trust::RunbookCertificate`); a run no person signed
+    // `sealrun_wire::runbook::RunbookCertificate`); a run no person signed
     // (a Slack command) gets the intent the control plane states for it,
     // whose digest approvals sign. Both relayed to agents, never trusted
     // here.
