@@ -1048,6 +1048,11 @@ extends it: an entry edited with every later hash recomputed, which the
 control plane's own verification cannot see, or entries cut from the end,
 fail the check (exit 1).
 
+With --file it also checks each run's outcome (run.finished) against the
+report its agent signed, with the report key of the target's certificate
+(target.certified) from an admin this machine trusts: an outcome rewritten
+with every hash recomputed fails too (exit 1).
+
 Examples:
   sealrun audit verify                    # asks the control plane
   sealrun audit verify --full             # every entry, from the first

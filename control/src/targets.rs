@@ -467,6 +467,10 @@ impl Control {
                         "key_id": c.key_id,
                         "signer": signer.fingerprint(),
                         "expires_at_ms": c.expires_at_ms,
+                        // The certificate itself: an export of the trail
+                        // then holds what checks the agents' signed run
+                        // reports (`sealrun audit verify --file`).
+                        "certificate": signed,
                     }),
                 )?;
                 store::targets::view(tx, user.org_id, &name)?

@@ -368,3 +368,59 @@ async fn a_run_outcome_rewritten_in_the_database_is_shown_as_not_what_the_agent_
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_exported_trail_whose_run_outcome_was_rewritten_with_every_hash_recomputed_fails_verification()
+ {
+    if !require_docker() {
+        return;
+    }
+    let w = signed_world().await;
+    let cli = w.signing_cli();
+    let run = detach(&cli, "e2e", &["--", "sh", "-c", "exit 3"]);
+    assert_eq!(w.admin.wait_terminal(&run).await.exit_code, Some(3));
+    let file = w.dir.path().join("audit.jsonl");
+    let path = file.to_str().unwrap();
+    cli.ok(&["audit", "export", "-o", path]);
+    // Positive control: the outcome is what the agent signed.
+    let ok = cli.ok(&["audit", "verify", "--file", path]);
+    assert!(
+        ok.contains("OK") && ok.contains("1 match their agents' signed reports"),
+        "{ok}"
+    );
+    // The run's failure rewritten as a success, and every later hash
+    // recomputed: the chain verifies, the agent's signature does not.
+    let mut entries: Vec<sealrun_wire::audit::AuditEntry> = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut prev: Option<String> = None;
+    for e in &mut entries {
+        if e.action == "run.finished" && e.subject == run {
+            let mut detail: serde_json::Value = serde_json::from_str(&e.detail).unwrap();
+            detail["status"] = "succeeded".into();
+            detail["exit_code"] = 0.into();
+            e.detail = detail.to_string();
+        }
+        if let Some(p) = prev {
+            e.prev_hash = p;
+        }
+        e.hash = e.compute_hash();
+        prev = Some(e.hash.clone());
+    }
+    let lines: Vec<String> = entries
+        .iter()
+        .map(|e| serde_json::to_string(e).unwrap())
+        .collect();
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let out = cli.output(&["audit", "verify", "--file", path]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("OK")
+            && stdout.contains("DO NOT MATCH")
+            && stdout.contains("its agent signed failed (exit code 3)"),
+        "{stdout}"
+    );
+}

@@ -108,11 +108,22 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
             ..
         } => {
             let entries = read_export(&path)?;
-            report(
-                &verify_chain(&entries),
-                client.json,
-                &format!("{}", path.display()),
-            )
+            let what = format!("{}", path.display());
+            let code = report(&verify_chain(&entries), client.json, &what)?;
+            if code != ExitCode::SUCCESS || client.json {
+                return Ok(code);
+            }
+            let trusted = super::trust::trusted_offline(&client)?;
+            let checked = super::trust::check_reports(&entries, &trusted);
+            outln!("{what}: {}", checked.summary())?;
+            for problem in &checked.forged {
+                outln!("  {problem}")?;
+            }
+            Ok(if checked.forged.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         AuditCommand::Verify {
             file: None,

@@ -471,6 +471,137 @@ pub fn trusted_here(client: &Client) -> Result<Vec<SignerKey>> {
     Ok(keys)
 }
 
+/// The admin keys trusted here without a control plane: the trust file's,
+/// and those of the profile `client` names, if any.
+pub fn trusted_offline(client: &crate::cli::ClientArgs) -> Result<Vec<SignerKey>> {
+    let mut keys = load_trust(&trust_path()?)?;
+    if let Ok((conn, _)) = crate::client::Connection::resolve_with_profile(client) {
+        for pinned in &conn.pinned_admins {
+            if let Ok(key) = SignerKey::parse(pinned) {
+                if !keys.contains(&key) {
+                    keys.push(key);
+                }
+            }
+        }
+    }
+    Ok(keys)
+}
+
+/// What checking an audit trail's run outcomes against their agents'
+/// signed reports found.
+#[derive(Default)]
+pub struct CheckedReports {
+    /// Outcomes that match their agent's report.
+    pub verified: u64,
+    /// Outcomes with no report, or whose target has no report key certified
+    /// by a trusted admin in the trail.
+    pub unchecked: u64,
+    /// Outcomes that differ from their agent's report, or reports not
+    /// signed with the certified key: one line each.
+    pub forged: Vec<String>,
+}
+
+impl CheckedReports {
+    /// One line.
+    pub fn summary(&self) -> String {
+        if self.forged.is_empty() {
+            format!(
+                "run outcomes: {} match their agents' signed reports, {} not checkable (no report, or no certified report key)",
+                self.verified, self.unchecked
+            )
+        } else {
+            format!(
+                "run outcomes: {} DO NOT MATCH what their agents signed ({} match, {} not checkable)",
+                self.forged.len(),
+                self.verified,
+                self.unchecked
+            )
+        }
+    }
+}
+
+/// Checks each `run.finished` entry of `entries` (in order) against the
+/// report its agent signed, with the report key of the latest
+/// `target.certified` entry before it whose certificate a key in `trusted`
+/// signed.
+pub fn check_reports(
+    entries: &[sealrun_wire::audit::AuditEntry],
+    trusted: &[SignerKey],
+) -> CheckedReports {
+    use sealrun_wire::report::RunReport;
+    let mut keys: std::collections::HashMap<String, String> = Default::default();
+    let mut out = CheckedReports::default();
+    for e in entries {
+        let Ok(detail) = serde_json::from_str::<serde_json::Value>(&e.detail) else {
+            continue;
+        };
+        match e.action.as_str() {
+            "target.certified" => {
+                let cert = serde_json::from_value::<Signed<TargetCertificate>>(
+                    detail["certificate"].clone(),
+                )
+                .ok()
+                .and_then(|c| c.verify(trusted).ok());
+                match cert.and_then(|c| c.report_key) {
+                    Some(key) => keys.insert(e.subject.clone(), key),
+                    None => keys.remove(&e.subject),
+                };
+            }
+            "run.finished" => {
+                let Ok(signed) =
+                    serde_json::from_value::<Signed<RunReport>>(detail["report"].clone())
+                else {
+                    out.unchecked += 1;
+                    continue;
+                };
+                let Ok((claimed, _)) = signed.open() else {
+                    out.forged.push(format!(
+                        "entry {}: run {}: its report's signature does not verify",
+                        e.seq, e.subject
+                    ));
+                    continue;
+                };
+                let Some(key) = keys.get(&claimed.target) else {
+                    out.unchecked += 1;
+                    continue;
+                };
+                let said = match signed.check_by(key) {
+                    Ok(said) => said,
+                    Err(_) => {
+                        out.forged.push(format!(
+                            "entry {}: run {}: not signed with target {}'s certified report key",
+                            e.seq,
+                            safe(&e.subject),
+                            safe(&claimed.target)
+                        ));
+                        continue;
+                    }
+                };
+                let matches = said.run_id == e.subject
+                    && detail["status"].as_str() == Some(said.status.as_str())
+                    && detail["exit_code"].as_i64() == said.exit_code
+                    && detail["redactions"]["stdout"].as_u64() == Some(said.stdout_redactions)
+                    && detail["redactions"]["stderr"].as_u64() == Some(said.stderr_redactions);
+                if matches {
+                    out.verified += 1;
+                } else {
+                    out.forged.push(format!(
+                        "entry {}: run {}: the entry says {} (exit code {}), its agent signed {} (exit code {})",
+                        e.seq,
+                        safe(&e.subject),
+                        safe(detail["status"].as_str().unwrap_or("?")),
+                        detail["exit_code"].as_i64().map_or("none".into(), |c| c.to_string()),
+                        safe(&said.status),
+                        said.exit_code.map_or("none".into(), |c| c.to_string()),
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
 /// What a run's signed report says of the record the control plane shows.
 pub enum Report {
     /// Signed with the target's certified report key, and it matches.
