@@ -49,8 +49,10 @@ async fn a_closed_stdout_ends_every_printing_command_quietly_with_141() {
     }
 }
 
-/// `head <hash>` as `audit export` and `audit verify` print it.
-fn head_of(line: &str) -> &str {
+/// `head <hash>` as `audit export` and `audit verify` print it, on the
+/// first line of `text`.
+fn head_of(text: &str) -> &str {
+    let line = text.lines().next().unwrap_or_default();
     let (_, head) = line
         .trim_end()
         .rsplit_once(", head ")

@@ -115,6 +115,10 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
             }
             let trusted = super::trust::trusted_offline(&client)?;
             let checked = super::trust::check_reports(&entries, &trusted);
+            if checked.verified + checked.unchecked + checked.forged.len() as u64 == 0 {
+                // No run ended in it: nothing more to say.
+                return Ok(code);
+            }
             outln!("{what}: {}", checked.summary())?;
             for problem in &checked.forged {
                 outln!("  {problem}")?;
