@@ -287,6 +287,42 @@ fn hex_of_a_secret_is_masked_in_either_case() {
     );
 }
 
+/// The 8-byte grams of eight hex digits are looked up in a filter and table of their own:
+/// hex in mixed case, starting on either nibble of a byte, is still found there, whole and
+/// streamed a byte at a time.
+#[test]
+fn mixed_case_hex_of_a_long_secret_is_masked_at_either_nibble_phase() {
+    let secret = "0123-long-Secret/with+40-bytes=of-text!!";
+    let hex: String = secret
+        .bytes()
+        .enumerate()
+        .map(|(k, b)| {
+            let digits = format!("{b:02x}");
+            if k % 3 == 0 {
+                digits.to_uppercase()
+            } else {
+                digits
+            }
+        })
+        .collect();
+    for phase in [0, 1] {
+        // At phase 1 the hex starts on the low nibble of the first byte.
+        let printed = &hex[phase..];
+        let text = format!("dump {printed} end\n");
+        // (The lone low nibble is masked with the piece that goes on from it.)
+        let want = "dump *** end\n";
+        assert_eq!(redact(&[secret], &text), want, "phase {phase}");
+        let bytes: Vec<&[u8]> = text.as_bytes().chunks(1).collect();
+        assert_eq!(
+            stream(redactor(&[secret]), &bytes),
+            want.as_bytes(),
+            "phase {phase}, streamed"
+        );
+        // Positive control: the same text without the secret passes unchanged.
+        assert_eq!(redact(&["unrelated-secret-value"], &text), text);
+    }
+}
+
 #[test]
 fn percent_encoded_secret_is_masked_as_common_url_encoders_write_it() {
     let secret = "p@ss word/1~x!";
