@@ -62,6 +62,8 @@ fi
 say "the stored log, as an auditor would read it"
 RUN_ID="$("$SEALRUN" runs list --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["runs"][0]["id"])')"
 "$SEALRUN" runs logs "$RUN_ID" 2>&1
+say "the run as the control plane records it, checked against the outcome its agent signed (the run itself was signed by you, and the agent checked that before it opened the secret)"
+"$SEALRUN" runs show "$RUN_ID"
 say "the audit trail"
 "$SEALRUN" audit list | tail -n 8
 "$SEALRUN" audit verify
