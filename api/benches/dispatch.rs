@@ -221,7 +221,14 @@ async fn agent_loop(
             Ok(resp) => resp,
             // The server closing connections at the end of the run.
             Err(_) if stop.load(Ordering::Relaxed) => return,
-            Err(e) => panic!("poll failed: {e}"),
+            // As the real agent does: say so, and poll again (a run handed
+            // out in the lost answer waits for its lease, which shows in
+            // the figures).
+            Err(e) => {
+                eprintln!("bench agent: poll failed ({e:?}); polling again");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
         };
         if resp.status() == StatusCode::NO_CONTENT {
             continue;

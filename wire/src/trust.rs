@@ -277,6 +277,14 @@ impl<T: Statement> Signed<T> {
         digest_of(&self.payload)
     }
 
+    /// The statement as it reads, without checking its signature: for one
+    /// who stores and relays statements and checked each signature when it
+    /// took it (the control plane), never for one who acts on it.
+    pub fn claimed(&self) -> Result<T, TrustError> {
+        serde_json::from_str(&self.payload)
+            .map_err(|e| TrustError::Unreadable(T::KIND, e.to_string()))
+    }
+
     /// The statement and its signer, if the signature is the signer's over
     /// it (whoever the signer is: [`Signed::verify`] also checks that).
     pub fn open(&self) -> Result<(T, SignerKey), TrustError> {
