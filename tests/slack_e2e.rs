@@ -5,7 +5,9 @@
 //! standing in for Slack's `response_url`: exit code 3, the secret masked.
 #![allow(clippy::unwrap_used)]
 
-use sealrun_testkit::slack::{StandIn, interaction_form, now_secs, sign, slash_command};
+use sealrun_testkit::slack::{
+    StandIn, interaction_form, link_workspace, now_secs, sign, slash_command,
+};
 use sealrun_testkit::{ControlPlane as _, World, require_docker};
 use sealrun_wire::run::RunStatus;
 use serde_json::Value;
@@ -25,15 +27,7 @@ async fn a_signed_slash_command_runs_in_docker_and_its_masked_result_is_posted_b
     let world = World::spawned().await;
     let cli = world.server.cli(&world.server.admin_token);
 
-    let out = cli.output_with_stdin(
-        &["slack", "link-workspace", "--team-id", TEAM],
-        format!("{SIGNING_SECRET}\n").as_bytes(),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    link_workspace(&cli, TEAM, SIGNING_SECRET);
     let out = cli.output(&[
         "slack",
         "link-user",
@@ -125,15 +119,7 @@ async fn a_run_waiting_for_approval_is_approved_by_a_slack_click_and_runs_in_doc
     admin.ok(&["user", "create", "carol", "--role", "operator"]);
     admin.ok(&["group", "create", "dba", "--member", "alice"]);
     let carol = admin.with_token(admin.ok(&["token", "create", "--user", "carol"]).trim());
-    let linked = admin.output_with_stdin(
-        &["slack", "link-workspace", "--team-id", TEAM],
-        SIGNING_SECRET.as_bytes(),
-    );
-    assert!(
-        linked.status.success(),
-        "{}",
-        String::from_utf8_lossy(&linked.stderr)
-    );
+    link_workspace(&admin, TEAM, SIGNING_SECRET);
     admin.ok(&[
         "slack",
         "link-user",

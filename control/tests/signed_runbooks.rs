@@ -12,33 +12,16 @@
 //! (`scripts/test.sh`) so that binary is current.
 #![allow(clippy::unwrap_used)]
 
-use rusqlite::Connection;
-use sealrun_testkit::slack::{StandIn, slash_command};
-use sealrun_testkit::{
-    ADMIN_KEY_FILE, ControlPlane as _, SpawnedWorld, World, WorldOptions, require_docker,
-    spawned_target, trust_target,
-};
-use sealrun_wire::approval::{ApprovalRule, ApprovalScope};
-use sealrun_wire::run::{RunStatus, RunView};
-use std::time::Duration;
+mod signing;
+
+use sealrun_testkit::slack::{StandIn, link_workspace, slash_command};
+use sealrun_testkit::{ADMIN_KEY_FILE, ControlPlane as _, SpawnedWorld, require_docker};
+use sealrun_wire::run::RunStatus;
+use signing::{approve_unsigned, assert_refused, db, require_one_approval, signed_world};
 
 const TEAM: &str = "T0SIGNED";
 const SLACK_USER: &str = "U0OLIVIA";
 const SIGNING_SECRET: &str = "signed0runbooks0secret0123456789";
-
-async fn signed_world() -> SpawnedWorld {
-    World::spawned_with(WorldOptions {
-        signed: true,
-        ..WorldOptions::default()
-    })
-    .await
-}
-
-fn db(w: &SpawnedWorld) -> Connection {
-    let conn = Connection::open(w.server.data_dir.join(sealrun_control::DB_FILE)).unwrap();
-    conn.busy_timeout(Duration::from_secs(10)).unwrap();
-    conn
-}
 
 /// Declares runbooks on the world's target (`runbook apply`, by the admin
 /// on a machine without their key, so nothing is certified on the way):
@@ -82,27 +65,6 @@ fn loosen(w: &SpawnedWorld, name: &str) {
     assert!(n >= 1);
 }
 
-/// Waits for `run` to end, and checks that the agent refused it for
-/// `reason`, with nothing run and no container created.
-async fn assert_refused(w: &SpawnedWorld, run: &str, reason: &str) -> RunView {
-    let view = w.admin.wait_terminal(run).await;
-    assert_eq!(view.status, RunStatus::Error, "{view:?}");
-    let why = view.error.clone().unwrap_or_default();
-    assert!(
-        why.starts_with("refused by agent") && why.contains(reason),
-        "{run}: wanted {reason:?}: {why}"
-    );
-    assert_eq!(view.log_bytes, 0, "nothing ran: {view:?}");
-    assert!(
-        !w.agent
-            .log()
-            .lines()
-            .any(|l| l.contains("container created") && l.contains(run)),
-        "no container was created for {run}"
-    );
-    view
-}
-
 /// Waits for `run` to succeed printing `out`.
 async fn assert_ran(w: &SpawnedWorld, run: &str, out: &str) {
     let view = w.admin.wait_terminal(run).await;
@@ -121,15 +83,7 @@ struct Slack {
 impl Slack {
     async fn link(w: &SpawnedWorld) -> Slack {
         let admin = w.server.cli(&w.server.admin_token);
-        let linked = admin.output_with_stdin(
-            &["slack", "link-workspace", "--team-id", TEAM],
-            format!("{SIGNING_SECRET}\n").as_bytes(),
-        );
-        assert!(
-            linked.status.success(),
-            "{}",
-            String::from_utf8_lossy(&linked.stderr)
-        );
+        link_workspace(&admin, TEAM, SIGNING_SECRET);
         admin.ok(&[
             "slack",
             "link-user",
@@ -237,15 +191,7 @@ async fn a_slack_command_runs_with_the_signed_approval_the_certified_rule_demand
         return;
     }
     let w = signed_world().await;
-    // Ad-hoc runs of the target need one approval; the admin certifies it.
-    let mut spec = spawned_target(&w.target, WorldOptions::default().target_timeout_secs);
-    spec.policy.approval = Some(ApprovalRule {
-        require: ApprovalScope::AdHoc,
-        approvals: 1,
-        ..ApprovalRule::default()
-    });
-    w.admin.put_target(&spec).await;
-    trust_target(&w.server, &w.admin, &w.target).await;
+    require_one_approval(&w).await;
     let slack = Slack::link(&w).await;
     let run = slack
         .run(&w, &format!("run {} -- echo approved-from-slack", w.target))
@@ -262,23 +208,7 @@ async fn a_slack_command_runs_with_the_signed_approval_the_certified_rule_demand
     let unsigned = slack
         .run(&w, &format!("run {} -- echo clicked", w.target))
         .await;
-    let digest = w
-        .admin
-        .get(&format!("/v1/approvals/{unsigned}"))
-        .await
-        .ok()
-        .json()["digest"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let approved = w
-        .admin
-        .post(
-            &format!("/v1/approvals/{unsigned}/approve"),
-            serde_json::json!({ "digest": digest }),
-        )
-        .await;
-    assert_eq!(approved.status, 200, "{}", approved.text);
+    approve_unsigned(&w.admin, &unsigned).await;
     assert_refused(&w, &unsigned, "needs 1 approval(s)").await;
     w.assert_no_containers();
 }

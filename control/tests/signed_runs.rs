@@ -12,58 +12,23 @@
 //! current.
 #![allow(clippy::unwrap_used)]
 
-use rusqlite::{Connection, params};
+mod signing;
+
+use rusqlite::params;
 use sealrun_testkit::{
-    ADMIN_KEY_FILE, Cli, SpawnedWorld, World, WorldOptions, certify_user, require_docker,
-    signing_cli, spawned_target, trust_target,
+    ADMIN_KEY_FILE, Cli, SpawnedWorld, certify_user, require_docker, signing_cli,
 };
 use sealrun_wire::admin::Role;
-use sealrun_wire::approval::{ApprovalRule, ApprovalScope};
 use sealrun_wire::authority::{ApprovalStatement, SignedApproval};
-use sealrun_wire::run::{RunStatus, RunView};
+use sealrun_wire::run::RunStatus;
 use sealrun_wire::trust::{Signed, SigningKey, UserCertificate};
-use std::time::Duration;
-
-async fn signed_world() -> SpawnedWorld {
-    World::spawned_with(WorldOptions {
-        signed: true,
-        ..WorldOptions::default()
-    })
-    .await
-}
-
-fn db(w: &SpawnedWorld) -> Connection {
-    let conn = Connection::open(w.server.data_dir.join(sealrun_control::DB_FILE)).unwrap();
-    conn.busy_timeout(Duration::from_secs(10)).unwrap();
-    conn
-}
+use signing::{approve_unsigned, assert_refused, db, require_one_approval, signed_world};
 
 /// `sealrun run --detach` through `cli`: the run's id.
 fn detach(cli: &Cli, target: &str, args: &[&str]) -> String {
     let mut argv = vec!["run", "--detach", "--target", target];
     argv.extend_from_slice(args);
     cli.ok(&argv).trim().to_owned()
-}
-
-/// Waits for `run` to end, and checks that the agent refused it for
-/// `reason`, with nothing run and no container created.
-async fn assert_refused(w: &SpawnedWorld, run: &str, reason: &str) -> RunView {
-    let view = w.admin.wait_terminal(run).await;
-    assert_eq!(view.status, RunStatus::Error, "{view:?}");
-    let why = view.error.clone().unwrap_or_default();
-    assert!(
-        why.starts_with("refused by agent") && why.contains(reason),
-        "{run}: wanted {reason:?}: {why}"
-    );
-    assert_eq!(view.log_bytes, 0, "nothing ran: {view:?}");
-    assert!(
-        !w.agent
-            .log()
-            .lines()
-            .any(|l| l.contains("container created") && l.contains(run)),
-        "no container was created for {run}"
-    );
-    view
 }
 
 /// A positive control: a run signed through the CLI goes through.
@@ -207,14 +172,7 @@ async fn only_signed_approvals_by_certified_people_other_than_the_submitter_coun
     let w = signed_world().await;
     // The target now needs one approval for ad-hoc runs; its admin
     // certifies that declaration.
-    let mut spec = spawned_target(&w.target, WorldOptions::default().target_timeout_secs);
-    spec.policy.approval = Some(ApprovalRule {
-        require: ApprovalScope::AdHoc,
-        approvals: 1,
-        ..ApprovalRule::default()
-    });
-    w.admin.put_target(&spec).await;
-    trust_target(&w.server, &w.admin, &w.target).await;
+    require_one_approval(&w).await;
     let bob = w.admin.token("bob", Role::Operator).await;
     let bob_key = w.dir.path().join("bob.key");
     certify_user(&w.server, &w.admin, "bob", &bob_key);
@@ -281,22 +239,7 @@ async fn only_signed_approvals_by_certified_people_other_than_the_submitter_coun
     // An approval without a signature (as a Slack click gives), which the
     // control plane records and counts; releasing the run wakes the agent,
     // which claims both.
-    let digest = w
-        .admin
-        .get(&format!("/v1/approvals/{unsigned}"))
-        .await
-        .ok()
-        .json()["digest"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let approved = bob
-        .post(
-            &format!("/v1/approvals/{unsigned}/approve"),
-            serde_json::json!({ "digest": digest }),
-        )
-        .await;
-    assert_eq!(approved.status, 200, "{}", approved.text);
+    approve_unsigned(&bob, &unsigned).await;
     let refused = assert_refused(&w, &pending, "needs 1 approval(s)").await;
     let why = refused.error.unwrap();
     assert!(

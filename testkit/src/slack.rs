@@ -49,6 +49,20 @@ pub fn command_form(team: &str, user: &str, text: &str, response_url: &str) -> S
         .finish()
 }
 
+/// `sealrun slack link-workspace --team-id TEAM` through `admin`, the
+/// signing secret on stdin, as an admin links a workspace.
+pub fn link_workspace(admin: &crate::Cli, team: &str, signing_secret: &str) {
+    let out = admin.output_with_stdin(
+        &["slack", "link-workspace", "--team-id", team],
+        format!("{signing_secret}\n").as_bytes(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The form body of an interaction (a button click): `payload=<JSON>`.
 pub fn interaction_form(payload: &Value) -> String {
     form_urlencoded::Serializer::new(String::new())
