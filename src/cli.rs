@@ -441,15 +441,19 @@ Examples:
     #[command(after_help = "\
 Signs, with your admin key (`sealrun keys init`), that the key the target is
 pinned to (the key its agent proved it holds) is the target's, for --days,
-with the run-report key its agents sign run outcomes with. Check both against
-`sealrun agent --print-key-ids` on the agent's host first: you are asked to
-confirm them, or pass --key-id (and --report-key). After a re-key, certify
+with the run-report key its agents sign run outcomes with, and its
+declaration and policy as you reviewed them. Check both keys against
+`sealrun agent --print-key-ids` on the agent's host first. On a terminal you
+are shown what is not given and asked to confirm it; otherwise pass --key-id,
+--report-key and -f (your targets file). `target create` and `target apply` by
+an admin whose key this machine trusts re-certify a changed declaration. After a re-key, certify
 the new key: until then `secret set` refuses to seal to it. Audited as
 target.certified.
 
 Examples:
   sealrun target show demo      # the key id it is pinned to
-  sealrun target trust demo --key-id k1_0123456789abcdef0123456789abcdef")]
+  sealrun target trust demo --key-id k1_0123456789abcdef0123456789abcdef \\
+      --report-key ak1_0123456789abcdef -f examples/targets.toml")]
     Trust {
         /// Target name
         name: String,
@@ -459,6 +463,9 @@ Examples:
         /// The run-report key fingerprint you checked (`--print-key-ids`)
         #[arg(long, value_name = "FINGERPRINT")]
         report_key: Option<String>,
+        /// The targets file (as for `target apply`) holding the declaration to certify
+        #[arg(short, long)]
+        file: Option<PathBuf>,
         /// How long the certificate is valid
         #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=3650))]
         days: u32,
@@ -713,12 +720,19 @@ certified it, and refuse a definition older than one they already ran. A new
 version needs certifying again (`runbook apply` does it when your key is a
 trusted admin key). Audited as runbook.certified.
 
+Signed is the definition you reviewed: from your runbooks file (-f), or, on a
+terminal, the control plane's latest shown in full for you to confirm. The
+control plane stores it only on a latest version with exactly that definition.
+
 Examples:
   sealrun runbook show restart-api     # read what you certify
-  sealrun runbook trust restart-api")]
+  sealrun runbook trust restart-api -f examples/runbooks.toml")]
     Trust {
         /// Runbook name
         name: String,
+        /// The runbooks file (as for `runbook apply`) holding the definition to certify
+        #[arg(short, long)]
+        file: Option<PathBuf>,
         /// How long the certificate is valid
         #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=3650))]
         days: u32,

@@ -137,7 +137,7 @@ const EXEMPT: &[(&str, &str, &str)] = &[
     ),
     (
         "sealrun target trust --help",
-        "sealrun target trust demo --key-id k1_0123456789abcdef0123456789abcdef",
+        "sealrun target trust demo --key-id k1_0123456789abcdef0123456789abcdef --report-key ak1_0123456789abcdef -f examples/targets.toml",
         "a key id the reader reads from `sealrun target show` and checks on the agent's host; `sealrun dev` certified demo's key already",
     ),
     (

@@ -47,6 +47,8 @@ fn declare(w: &SpawnedWorld, certify: &[&str]) {
             "runbook",
             "trust",
             name,
+            "-f",
+            file.to_str().unwrap(),
             "--key-file",
             key.to_str().unwrap(),
         ]);

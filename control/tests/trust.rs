@@ -9,6 +9,7 @@
 use rusqlite::{Connection, params};
 use sealrun_testkit::{
     Cli, ControlPlane as _, FakeAgent, InProcessServer, quick_settings, text, trust_target,
+    what_an_admin_checks,
 };
 use sealrun_vault::TargetKeypair;
 use sealrun_wire::admin::{Role, TargetView};
@@ -68,8 +69,8 @@ async fn an_admin_certifies_the_pinned_key_from_the_cli_and_secret_set_then_seal
         listed.contains(public.trim()),
         "its own key is trusted: {listed}"
     );
-    let view: TargetView = server.admin().get("/v1/targets/db").await.ok().parse();
-    let key_id = view.public_key.unwrap().key_id.0;
+    let checked = what_an_admin_checks(&server, &server.admin(), "db").await;
+    let key_id = checked.key_id.clone();
     let wrong = cli.output(&[
         "target",
         "trust",
@@ -81,7 +82,26 @@ async fn an_admin_certifies_the_pinned_key_from_the_cli_and_secret_set_then_seal
         !wrong.status.success(),
         "a key id that is not the pinned one certifies nothing"
     );
-    cli.ok(&["target", "trust", "db", "--key-id", &key_id]);
+    // Without a terminal, nothing is certified that was not checked: the
+    // report key and the declaration too.
+    let unseen = cli.output(&["target", "trust", "db", "--key-id", &key_id]);
+    assert!(!unseen.status.success());
+    assert!(
+        text(&unseen.stderr).contains("--report-key"),
+        "{}",
+        text(&unseen.stderr)
+    );
+    cli.ok(&[
+        "target",
+        "trust",
+        "db",
+        "--key-id",
+        &key_id,
+        "--report-key",
+        &checked.report_key,
+        "-f",
+        checked.file.to_str().unwrap(),
+    ]);
     let out = set_secret(&cli, "PW");
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(

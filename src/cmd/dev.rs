@@ -124,7 +124,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
     }));
     wait_for_key(&admin, &mut agent_task).await?;
     say("agent connected and serving `demo`");
-    trust_demo(&trust, &admin).await?;
+    trust_demo(&trust, &admin, &spec).await?;
     say("demo's key certified with this dev's admin key, which its CLI and agent trust");
 
     let env_file = data_dir.join("dev.env");
@@ -206,11 +206,16 @@ impl DevTrust {
 /// Certifies the demo target's key and declaration with the dev's admin
 /// key (again at every start: an agent with a new state directory has a
 /// new key), and the dev admin's own signing key (the same key).
-async fn trust_demo(trust: &DevTrust, admin: &Client) -> Result<()> {
+async fn trust_demo(trust: &DevTrust, admin: &Client, spec: &TargetSpec) -> Result<()> {
     let key = &trust.key;
     let me: Whoami = admin.get("/v1/whoami").await?;
     let view: TargetView = admin.get(&format!("/v1/targets/{DEMO_TARGET}")).await?;
-    let signed = super::trust::certificate(key, &me.org, &view, 365)?;
+    let Some(pinned) = &view.public_key else {
+        bail!("target {DEMO_TARGET} has no key yet");
+    };
+    // The declaration this process just made, for the key its own agent
+    // presented: nothing to check out of band on one machine.
+    let signed = super::trust::certificate(key, &me.org, spec, pinned, 365);
     let _: TargetView = admin
         .put(&format!("/v1/targets/{DEMO_TARGET}/certificate"), &signed)
         .await?;

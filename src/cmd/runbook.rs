@@ -13,12 +13,49 @@ use sealrun_wire::runbook::{
     RunbooksApplied,
 };
 use serde::Deserialize;
+use std::io::IsTerminal as _;
 use std::path::Path;
 
 /// After an apply: certifies each runbook whose latest version is not
 /// certified yet, if this person's key is an admin key this machine
 /// trusts; else says that agents with a trust file will not run them.
-async fn certify_applied(client: &Client, applied: &RunbooksApplied) -> Result<()> {
+/// The definition of runbook `name` the admin certifies: from their file
+/// (`-f`), or the control plane's latest, shown in full and confirmed on a
+/// terminal. Never the control plane's unseen.
+async fn reviewed(client: &Client, name: &str, file: Option<&Path>) -> Result<RunbookSpec> {
+    if let Some(file) = file {
+        return read_runbooks_file(file)?
+            .into_iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| anyhow!("{} declares no runbook {}", file.display(), safe(name)));
+    }
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!(
+            "pass -f FILE, the runbooks file you reviewed: without a terminal to confirm it on, nothing the control plane shows is certified"
+        );
+    }
+    let view: RunbookView = client.get(&format!("/v1/runbooks/{}", seg(name))).await?;
+    show(&view)?;
+    eprint!(
+        "Certify exactly this definition of runbook {}? [y/N] ",
+        safe(name)
+    );
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    if !matches!(answer.trim(), "y" | "Y" | "yes") {
+        anyhow::bail!("nothing certified");
+    }
+    Ok(view.spec)
+}
+
+/// What is certified is the definition in the admin's own file, never the
+/// one the control plane serves back: a control plane that answers with
+/// another definition gets its certificate refused (`409`), not signed.
+async fn certify_applied(
+    client: &Client,
+    applied: &RunbooksApplied,
+    declared: &[RunbookSpec],
+) -> Result<()> {
     let Some(admin) = super::trust::own_admin_key(client)? else {
         let fresh: Vec<&str> = applied
             .runbooks
@@ -35,13 +72,16 @@ async fn certify_applied(client: &Client, applied: &RunbooksApplied) -> Result<(
         return Ok(());
     };
     for r in &applied.runbooks {
+        let Some(spec) = declared.iter().find(|s| s.name == r.name) else {
+            continue;
+        };
         let view: RunbookView = client
             .get(&format!("/v1/runbooks/{}", seg(&r.name)))
             .await?;
         if view.certificate.is_some() && r.outcome == Applied::Unchanged {
             continue;
         }
-        let view = super::trust::certify_runbook_with(client, &admin, &r.name, 365).await?;
+        let view = super::trust::certify_runbook_with(client, &admin, spec, 365).await?;
         eprintln!(
             "certified runbook {} version {} with your admin key {}",
             safe(&view.spec.name),
@@ -68,7 +108,12 @@ pub async fn run(cmd: RunbookCommand) -> Result<()> {
             let runbooks = read_runbooks_file(&file)?;
             // One request, one transaction: every runbook or none.
             let applied: RunbooksApplied = client
-                .put("/v1/runbooks", &RunbookSpecs { runbooks })
+                .put(
+                    "/v1/runbooks",
+                    &RunbookSpecs {
+                        runbooks: runbooks.clone(),
+                    },
+                )
                 .await
                 .with_context(|| format!("nothing in {} was applied", file.display()))?;
             if json {
@@ -82,17 +127,19 @@ pub async fn run(cmd: RunbookCommand) -> Result<()> {
                     r.version
                 );
             }
-            certify_applied(&client, &applied).await
+            certify_applied(&client, &applied, &runbooks).await
         }
         RunbookCommand::Trust {
             name,
+            file,
             days,
             key_file,
             client,
         } => {
             let json = client.json;
             let client = Client::from_args(&client)?;
-            let view = super::trust::certify_runbook(&client, &name, days, key_file).await?;
+            let spec = reviewed(&client, &name, file.as_deref()).await?;
+            let view = super::trust::certify_runbook(&client, &spec, days, key_file).await?;
             if json {
                 return output::json(&view);
             }

@@ -130,15 +130,21 @@ pub async fn run(cmd: TargetCommand) -> Result<()> {
             let targets = read_targets_file(&file)?;
             // One request, one transaction: every target or none.
             let applied: TargetList = client
-                .put("/v1/targets", &TargetSpecs { targets })
+                .put(
+                    "/v1/targets",
+                    &TargetSpecs {
+                        targets: targets.clone(),
+                    },
+                )
                 .await
                 .map_err(with_pool_hint)
                 .with_context(|| format!("nothing in {} was applied", file.display()))?;
             for v in &applied.targets {
                 eprintln!("applied target {}", safe(&v.spec.name));
             }
-            let names: Vec<String> = applied.targets.into_iter().map(|v| v.spec.name).collect();
-            super::trust::recertify_targets(&client, &names).await
+            // Re-certified: the declarations of the file, not the control
+            // plane's answer.
+            super::trust::recertify_targets(&client, &targets).await
         }
         TargetCommand::Rekey {
             name,
@@ -150,15 +156,20 @@ pub async fn run(cmd: TargetCommand) -> Result<()> {
             name,
             key_id,
             report_key,
+            file,
             days,
             key_file,
             client,
         } => {
             let json = client.json;
             let client = Client::from_args(&client)?;
-            let view =
-                super::trust::certify_target(&client, &name, (key_id, report_key), days, key_file)
-                    .await?;
+            let asked = super::trust::TrustTarget {
+                name: name.clone(),
+                key_id,
+                report_key,
+                file,
+            };
+            let view = super::trust::certify_target(&client, asked, days, key_file).await?;
             if json {
                 return output::json(&view);
             }
@@ -258,7 +269,7 @@ async fn create(a: TargetCreateArgs) -> Result<()> {
         .put(&format!("/v1/targets/{}", seg(&a.name)), &spec)
         .await
         .map_err(with_pool_hint)?;
-    super::trust::recertify_targets(&client, std::slice::from_ref(&v.spec.name)).await?;
+    super::trust::recertify_targets(&client, std::slice::from_ref(&spec)).await?;
     if a.client.json {
         return output::json(&v);
     }

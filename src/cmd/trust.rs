@@ -22,10 +22,10 @@ use crate::output::{self, outln, safe};
 use crate::profile::Profiles;
 use anyhow::{Context as _, Result, bail};
 use sealrun_vault::{KeyId, PublicKey};
-use sealrun_wire::admin::{TargetView, Whoami};
+use sealrun_wire::admin::{PublicKeyView, TargetSpec, TargetView, Whoami};
 use sealrun_wire::people::{UserList, UserView};
 use sealrun_wire::run::RunView;
-use sealrun_wire::runbook::{RunbookCertificate, RunbookView};
+use sealrun_wire::runbook::{RunbookCertificate, RunbookSpec, RunbookView};
 use sealrun_wire::trust::{Signed, SignerKey, SigningKey, TargetCertificate, UserCertificate};
 use serde::{Deserialize, Serialize};
 use std::io::{IsTerminal as _, Write as _};
@@ -221,31 +221,27 @@ fn validity_ms(days: u32) -> i64 {
     i64::from(days) * 24 * 3600 * 1000
 }
 
-/// Signs, as `admin`, that `view`'s pinned key and declaration are target
-/// `view`'s in `org`, for `days`.
+/// Signs, as `admin`, that `key` (with its report key) and declaration
+/// `spec` are target `spec.name`'s in `org`, for `days`. `spec` is what the
+/// admin reviewed: their file, or what they were shown and confirmed.
 pub fn certificate(
     admin: &SigningKey,
     org: &str,
-    view: &TargetView,
+    spec: &TargetSpec,
+    key: &PublicKeyView,
     days: u32,
-) -> Result<Signed<TargetCertificate>> {
-    let Some(key) = &view.public_key else {
-        bail!(
-            "target {} has no key yet: start an agent serving it first",
-            safe(&view.spec.name)
-        );
-    };
+) -> Signed<TargetCertificate> {
     let now = output::now_ms();
-    Ok(admin.sign(&TargetCertificate {
+    admin.sign(&TargetCertificate {
         org: org.to_owned(),
-        target: view.spec.name.clone(),
+        target: spec.name.clone(),
         public_key: key.key.clone(),
         key_id: key.key_id.0.clone(),
         report_key: key.report_key.clone(),
-        spec: view.spec.clone(),
+        spec: spec.clone(),
         issued_at_ms: now,
         expires_at_ms: now.saturating_add(validity_ms(days)),
-    }))
+    })
 }
 
 /// This person's signing key, if they made one
@@ -294,14 +290,31 @@ pub async fn certify_user(
         .await
 }
 
-/// `sealrun target trust NAME`.
+/// What `sealrun target trust` is told to certify.
+#[derive(Debug)]
+pub struct TrustTarget {
+    /// Target name.
+    pub name: String,
+    /// The key id the admin checked (`--key-id`).
+    pub key_id: Option<String>,
+    /// The report-key fingerprint the admin checked (`--report-key`).
+    pub report_key: Option<String>,
+    /// The targets file holding the declaration to certify (`-f`).
+    pub file: Option<PathBuf>,
+}
+
+/// `sealrun target trust NAME`: certifies the key the target is pinned to,
+/// its report key and a declaration the admin reviewed. Without a
+/// terminal, all three must be given (`--key-id`, `--report-key`, `-f`);
+/// on one, what is not given is shown and confirmed. Nothing the control
+/// plane says is signed unseen.
 pub async fn certify_target(
     client: &Client,
-    name: &str,
-    (key_id, report_key): (Option<String>, Option<String>),
+    t: TrustTarget,
     days: u32,
     key_file: Option<PathBuf>,
 ) -> Result<TargetView> {
+    let name = t.name.as_str();
     let admin = load_signing_key(&signing_key_path(key_file)?)?;
     let me: Whoami = client.get("/v1/whoami").await?;
     let view: TargetView = client.get(&format!("/v1/targets/{}", seg(name))).await?;
@@ -311,90 +324,114 @@ pub async fn certify_target(
             safe(name)
         );
     };
-    match key_id {
-        Some(expected) if expected == pinned.key_id.0 => {}
-        Some(expected) => bail!(
-            "target {} is pinned to key {}, not {}: nothing certified",
-            safe(name),
-            pinned.key_id,
-            safe(&expected)
-        ),
-        None if std::io::stdin().is_terminal() => {
-            let report = pinned
-                .report_key
-                .as_deref()
-                .and_then(|k| SignerKey::parse(k).ok())
-                .map_or_else(|| "none".to_owned(), |k| k.fingerprint());
-            eprint!(
-                "Target {} is pinned to key {} (its agent proved it holds it), with run-report key {report}. Compare both with `sealrun agent --print-key-ids` on the agent's host.\nCertify them with admin key {}? [y/N] ",
+    let report = pinned
+        .report_key
+        .as_deref()
+        .and_then(|k| SignerKey::parse(k).ok())
+        .map(|k| k.fingerprint());
+    if let Some(expected) = &t.key_id {
+        if *expected != pinned.key_id.0 {
+            bail!(
+                "target {} is pinned to key {}, not {}: nothing certified",
                 safe(name),
                 pinned.key_id,
-                admin.public_key().fingerprint()
+                safe(expected)
             );
-            let mut answer = String::new();
-            std::io::stdin().read_line(&mut answer)?;
-            if !matches!(answer.trim(), "y" | "Y" | "yes") {
-                bail!("nothing certified");
-            }
         }
-        None => bail!(
-            "target {} is pinned to key {}: check it against `sealrun agent --print-key-ids` on the agent's host, then pass --key-id {}",
-            safe(name),
-            pinned.key_id,
-            pinned.key_id
-        ),
     }
-    if let Some(expected) = report_key {
-        let pinned = pinned
-            .report_key
-            .as_deref()
-            .and_then(|k| SignerKey::parse(k).ok())
-            .map(|k| k.fingerprint());
-        if pinned.as_deref() != Some(expected.trim()) {
+    if let Some(expected) = &t.report_key {
+        // `none`: the agent presented no report key (an older agent).
+        if report.as_deref().unwrap_or("none") != expected.trim() {
             bail!(
                 "target {}'s run-report key is {}, not {}: nothing certified",
                 safe(name),
-                pinned.as_deref().unwrap_or("none"),
-                safe(&expected)
+                report.as_deref().unwrap_or("none"),
+                safe(expected)
             );
         }
     }
-    let signed = certificate(&admin, &me.org, &view, days)?;
+    let declared = match &t.file {
+        Some(file) => Some(
+            super::target::read_targets_file(file)?
+                .into_iter()
+                .find(|s| s.name == name)
+                .ok_or_else(|| {
+                    anyhow::anyhow!("{} declares no target {}", file.display(), safe(name))
+                })?,
+        ),
+        None => None,
+    };
+    let checked = t.key_id.is_some() && t.report_key.is_some() && declared.is_some();
+    if !checked {
+        if !std::io::stdin().is_terminal() {
+            bail!(
+                "target {} is pinned to key {} with run-report key {}: check both against `sealrun agent --print-key-ids` on the agent's host, then pass --key-id, --report-key and -f (the targets file holding the declaration you certify)",
+                safe(name),
+                pinned.key_id,
+                report.as_deref().unwrap_or("none")
+            );
+        }
+        let spec = declared.as_ref().unwrap_or(&view.spec);
+        eprintln!(
+            "Target {} is pinned to key {} (its agent proved it holds it), with run-report key {}. Compare both with `sealrun agent --print-key-ids` on the agent's host.\nIts declaration and policy, as certified:\n{}",
+            safe(name),
+            pinned.key_id,
+            report.as_deref().unwrap_or("none"),
+            safe(&serde_json::to_string_pretty(spec)?)
+        );
+        eprint!(
+            "Certify them with admin key {}? [y/N] ",
+            admin.public_key().fingerprint()
+        );
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            bail!("nothing certified");
+        }
+    }
+    let spec = declared.unwrap_or_else(|| view.spec.clone());
+    let signed = certificate(&admin, &me.org, &spec, pinned, days);
     client
         .put(&format!("/v1/targets/{}/certificate", seg(name)), &signed)
         .await
 }
 
-/// `sealrun runbook trust NAME`: certifies the runbook's latest definition
-/// with the admin key at `key_file` (or the default).
+/// `sealrun runbook trust NAME`: certifies runbook `spec` (the definition
+/// the admin reviewed: from their file, or shown and confirmed) with the
+/// admin key at `key_file` (or the default).
 pub async fn certify_runbook(
     client: &Client,
-    name: &str,
+    spec: &RunbookSpec,
     days: u32,
     key_file: Option<PathBuf>,
 ) -> Result<RunbookView> {
     let admin = load_signing_key(&signing_key_path(key_file)?)?;
-    certify_runbook_with(client, &admin, name, days).await
+    certify_runbook_with(client, &admin, spec, days).await
 }
 
-/// Certifies runbook `name`'s latest definition with `admin`'s key.
+/// Certifies the runbook definition `spec` with `admin`'s key: the control
+/// plane stores it only on a latest version with exactly that definition
+/// (`409` otherwise), so what is signed is what the admin read, never what
+/// the control plane says the runbook is.
 pub async fn certify_runbook_with(
     client: &Client,
     admin: &SigningKey,
-    name: &str,
+    spec: &RunbookSpec,
     days: u32,
 ) -> Result<RunbookView> {
     let me: Whoami = client.get("/v1/whoami").await?;
-    let view: RunbookView = client.get(&format!("/v1/runbooks/{}", seg(name))).await?;
     let now = output::now_ms();
     let signed = admin.sign(&RunbookCertificate {
         org: me.org,
-        runbook: view.spec,
+        runbook: spec.clone(),
         issued_at_ms: now,
         expires_at_ms: now.saturating_add(validity_ms(days)),
     });
     client
-        .put(&format!("/v1/runbooks/{}/certificate", seg(name)), &signed)
+        .put(
+            &format!("/v1/runbooks/{}/certificate", seg(&spec.name)),
+            &signed,
+        )
         .await
 }
 
@@ -405,11 +442,12 @@ pub async fn certify_runbook_with(
 /// not certified here: that needs `sealrun target trust`, which asks to
 /// check the key id out of band. Without such a key, says that agents with
 /// a trust file refuse runs of a changed declaration until it is.
-pub async fn recertify_targets(client: &Client, names: &[String]) -> Result<()> {
+pub async fn recertify_targets(client: &Client, declared: &[TargetSpec]) -> Result<()> {
     let admin = own_admin_key(client)?;
     let trusted = trusted_here(client)?;
     let mut stale = Vec::new();
-    for name in names {
+    for spec in declared {
+        let name = spec.name.as_str();
         let view: TargetView = client.get(&format!("/v1/targets/{}", seg(name))).await?;
         let Some(pinned) = &view.public_key else {
             continue;
@@ -421,14 +459,23 @@ pub async fn recertify_targets(client: &Client, names: &[String]) -> Result<()> 
         else {
             continue;
         };
-        if old.spec == view.spec {
+        if old.spec == *spec {
             continue;
         }
-        let (Some(admin), true) = (&admin, old.key_id == pinned.key_id.0) else {
-            stale.push(name.as_str());
+        // The key and report key stay what was certified (checked byte for
+        // byte against the pinned ones); only the declaration changes, to
+        // the one the admin just applied.
+        let same_key = old.public_key == pinned.key && old.key_id == pinned.key_id.0;
+        let (Some(admin), true) = (&admin, same_key) else {
+            stale.push(name);
             continue;
         };
-        let signed = certificate(admin, &old.org, &view, 365)?;
+        let key = PublicKeyView {
+            key_id: pinned.key_id.clone(),
+            key: old.public_key.clone(),
+            report_key: old.report_key.clone(),
+        };
+        let signed = certificate(admin, &old.org, spec, &key, 365);
         let _: TargetView = client
             .put(&format!("/v1/targets/{}/certificate", seg(name)), &signed)
             .await?;

@@ -89,6 +89,6 @@ pub use server::{ControlPlane, InProcessServer, ServerProcess, quick_settings};
 pub use shim::{init_binary, workspace_root};
 pub use wait::{WAIT, wait_for, wait_until};
 pub use world::{
-    ADMIN_KEY_FILE, InProcessWorld, SpawnedWorld, World, WorldOptions, certify_user, signing_cli,
-    spawned_target, trust_target,
+    ADMIN_KEY_FILE, Checked, InProcessWorld, SpawnedWorld, World, WorldOptions, certify_user,
+    signing_cli, spawned_target, trust_target, what_an_admin_checks,
 };

@@ -10,7 +10,7 @@ use crate::server::{ControlPlane, InProcessServer, ServerProcess, quick_settings
 use sealrun_api::{ServerConfig, Settings};
 use sealrun_wire::admin::{TargetSpec, TargetView};
 use sealrun_wire::run::RunRequest;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// A control plane `S` with an agent `A` serving [`World::target`], and the
 /// first org's admin. Two kinds exist, for what the suites need:
@@ -244,21 +244,63 @@ pub fn certify_user(server: &impl ControlPlane, admin: &Client, user: &str, key_
 /// data directory.
 pub const ADMIN_KEY_FILE: &str = "admin-signing.key";
 
-/// Makes `server`'s CLIs ([`ControlPlane::cli`]: `HOME` is its data
-/// directory) trust a new admin key, and certifies `target`'s pinned key
-/// with it, through the real `sealrun keys init` and `sealrun target trust`
-/// (as `admin`): so `sealrun secret set` seals to it.
-pub async fn trust_target(server: &impl ControlPlane, admin: &Client, target: &str) {
+/// What an admin checks before `sealrun target trust` certifies a target:
+/// the key id and report-key fingerprint it is pinned to (as `--key-id` and
+/// `--report-key` take them) and its declaration, written as a targets file
+/// in `server`'s data directory (as `-f` takes it).
+#[derive(Clone, Debug)]
+pub struct Checked {
+    /// `--key-id`.
+    pub key_id: String,
+    /// `--report-key` (`none` if its agent presented none).
+    pub report_key: String,
+    /// `-f`.
+    pub file: PathBuf,
+}
+
+/// [`Checked`] for `target`, read as `admin`.
+pub async fn what_an_admin_checks(
+    server: &impl ControlPlane,
+    admin: &Client,
+    target: &str,
+) -> Checked {
     let view: TargetView = admin
         .get(&format!("/v1/targets/{target}"))
         .await
         .ok()
         .parse();
-    let key_id = view
-        .public_key
-        .expect("the target's key is pinned")
-        .key_id
-        .0;
+    let pinned = view.public_key.expect("the target's key is pinned");
+    let report_key = pinned
+        .report_key
+        .and_then(|k| sealrun_wire::trust::SignerKey::parse(&k).ok())
+        .map_or_else(|| "none".to_owned(), |k| k.fingerprint());
+    #[derive(serde::Serialize)]
+    struct TargetsFile<'a> {
+        target: [&'a sealrun_wire::admin::TargetSpec; 1],
+    }
+    let file = server.data_dir().join(format!("certified-{target}.toml"));
+    std::fs::write(
+        &file,
+        toml::to_string(&TargetsFile {
+            target: [&view.spec],
+        })
+        .expect("a target declaration is TOML"),
+    )
+    .expect("the data directory is writable");
+    Checked {
+        key_id: pinned.key_id.0,
+        report_key,
+        file,
+    }
+}
+
+/// Makes `server`'s CLIs ([`ControlPlane::cli`]: `HOME` is its data
+/// directory) trust a new admin key, and certifies `target`'s pinned key,
+/// report key and current declaration with it, through the real `sealrun
+/// keys init` and `sealrun target trust` (as `admin`, given
+/// [`what_an_admin_checks`]): so `sealrun secret set` seals to it.
+pub async fn trust_target(server: &impl ControlPlane, admin: &Client, target: &str) {
+    let checked = what_an_admin_checks(server, admin, target).await;
     let cli = server.cli(&admin.token);
     // Not the CLI's default key file: a CLI run from this HOME stays
     // unsigned unless a test signs on purpose ([`SIGNING_KEY_FILE`]).
@@ -272,7 +314,11 @@ pub async fn trust_target(server: &impl ControlPlane, admin: &Client, target: &s
         "trust",
         target,
         "--key-id",
-        &key_id,
+        &checked.key_id,
+        "--report-key",
+        &checked.report_key,
+        "-f",
+        path_str(&checked.file),
         "--key-file",
         key_file,
     ]);
