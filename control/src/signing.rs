@@ -22,11 +22,11 @@ use crate::error::Error;
 use crate::store::{self, Tx};
 use sealrun_wire::authority::{
     ApprovalStatement, Authority, Execution, Mandate, RUN_SIGNATURE_TTL_MS, Refusal, RunIntent,
-    SignedApproval,
+    SignedApproval, stated_digest,
 };
 use sealrun_wire::run::RunbookCall;
 use sealrun_wire::target::TargetSpec;
-use sealrun_wire::trust::{Signed, SignerKey, UserCertificate, digest_of};
+use sealrun_wire::trust::{Signed, SignerKey, UserCertificate};
 
 /// A signed run checked for consistency: what to store with it.
 pub(crate) struct SignedRun {
@@ -182,7 +182,7 @@ pub(crate) fn state_intent(
     };
     let intent = serde_json::to_string(&intent)?;
     Ok(StatedRun {
-        digest: digest_of(&intent),
+        digest: stated_digest(&intent),
         intent,
     })
 }

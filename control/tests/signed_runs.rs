@@ -306,7 +306,7 @@ async fn a_run_outcome_rewritten_in_the_database_is_shown_as_not_what_the_agent_
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stdout)
-            .contains("not signed with the target's certified report key"),
+            .contains("not signed with the report key target e2e's certificate names now"),
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );

@@ -7,10 +7,9 @@ use crate::client::Client;
 use crate::output::{self, Table, outln, safe};
 use anyhow::{Result, bail};
 use sealrun_wire::approval::{ApprovalList, ApprovalView, ApproveRequest, RejectRequest};
-use sealrun_wire::authority::RunIntent;
+use sealrun_wire::authority::{RunIntent, stated_digest};
 use sealrun_wire::run::RunStatus;
 use sealrun_wire::shell;
-use sealrun_wire::trust::digest_of;
 
 pub async fn run(cmd: ApprovalsCommand) -> Result<()> {
     match cmd {
@@ -185,7 +184,7 @@ async fn fetch(client: &Client, id: &str) -> Result<ApprovalView> {
             })?;
             Some((
                 intent,
-                digest_of(stated),
+                stated_digest(stated),
                 "the run the control plane states",
             ))
         }

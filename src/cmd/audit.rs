@@ -110,18 +110,22 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
             let entries = read_export(&path)?;
             let what = format!("{}", path.display());
             let code = report(&verify_chain(&entries), client.json, &what)?;
-            if code != ExitCode::SUCCESS || client.json {
+            if code != ExitCode::SUCCESS {
                 return Ok(code);
             }
             let trusted = super::trust::trusted_offline(&client)?;
             let checked = super::trust::check_reports(&entries, &trusted);
-            if checked.verified + checked.unchecked + checked.forged.len() as u64 == 0 {
-                // No run ended in it: nothing more to say.
-                return Ok(code);
-            }
-            outln!("{what}: {}", checked.summary())?;
-            for problem in &checked.forged {
-                outln!("  {problem}")?;
+            if client.json {
+                // The chain's verdict is the JSON on stdout; a forged
+                // outcome still fails the command, said on stderr.
+                for problem in &checked.forged {
+                    eprintln!("sealrun: {problem}");
+                }
+            } else if checked.verified + checked.unchecked + checked.forged.len() as u64 > 0 {
+                outln!("{what}: {}", checked.summary())?;
+                for problem in &checked.forged {
+                    outln!("  {problem}")?;
+                }
             }
             Ok(if checked.forged.is_empty() {
                 ExitCode::SUCCESS

@@ -10,10 +10,10 @@ use crate::output;
 use anyhow::{Result, bail};
 use sealrun_wire::admin::{TargetView, Whoami};
 use sealrun_wire::approval::ApprovalView;
-use sealrun_wire::authority::{ApprovalStatement, RUN_SIGNATURE_TTL_MS, RunIntent};
+use sealrun_wire::authority::{ApprovalStatement, RUN_SIGNATURE_TTL_MS, RunIntent, stated_digest};
 use sealrun_wire::run::RunRequest;
 use sealrun_wire::runbook::{RunbookView, render};
-use sealrun_wire::trust::{Signed, SigningKey, digest_of};
+use sealrun_wire::trust::{Signed, SigningKey};
 
 /// What signing gave: the statement, or why there is none (to say once
 /// the request it was for succeeded: a refused request says only why).
@@ -151,7 +151,7 @@ pub async fn sign_approval(
     // digest was checked against what is shown (`approvals::fetch`).
     let run_digest = match (&view.signed, &view.stated) {
         (Some(signed), _) => signed.digest(),
-        (None, Some(stated)) => digest_of(stated),
+        (None, Some(stated)) => stated_digest(stated),
         (None, None) => return Ok(Signing::none()),
     };
     let signer = match certified_signer(client, "your approval").await? {

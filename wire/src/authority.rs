@@ -217,13 +217,20 @@ pub enum Mandate {
 }
 
 impl Mandate {
-    /// What approvals of the run bind: the digest of its intent's text.
+    /// What approvals of the run bind: the digest of its intent's text
+    /// (of a stated one, under its own context: an approval of a signed
+    /// run never counts for the same text relayed as unsigned).
     pub fn digest(&self) -> String {
         match self {
             Mandate::Submitter { run, .. } => run.digest(),
-            Mandate::Nobody { intent } => digest_of(intent),
+            Mandate::Nobody { intent } => stated_digest(intent),
         }
     }
+}
+
+/// The digest approvals of a stated intent (a run no person signed) bind.
+pub fn stated_digest(intent: &str) -> String {
+    digest_of(&format!("sealrun stated intent v1\n{intent}"))
 }
 
 /// Everything an agent checks before it runs a run, relayed by the control
@@ -468,6 +475,18 @@ pub fn authorize(
     })?;
     if intent.expires_at_ms < now_ms {
         return Err(Refusal::Expired(intent.expires_at_ms));
+    }
+    // No intent counts longer than a signature does: the agent remembers
+    // each nonce until its intent expires, so nobody may make that long.
+    if intent.expires_at_ms.saturating_sub(intent.issued_at_ms) > RUN_SIGNATURE_TTL_MS {
+        return Err(changed(
+            "expiry",
+            by,
+            format!(
+                "it is valid for more than {} h",
+                RUN_SIGNATURE_TTL_MS / 3_600_000
+            ),
+        ));
     }
     // What an agent records of it: hex only, so it is one word on a line.
     let nonce_ok = (16..=128).contains(&intent.nonce.len())
@@ -1186,5 +1205,51 @@ mod tests {
             w.check(&glass, &w.unsigned(&glass)),
             Err(Refusal::Approvals { .. })
         ));
+    }
+
+    #[test]
+    fn an_approval_of_a_signed_run_does_not_count_for_the_same_text_relayed_unsigned() {
+        let w = World::new().with_rule(ApprovalRule {
+            approvals: 1,
+            ..two_from_dba()
+        });
+        let intent = w.intent();
+        let mut signed = w.authority(&intent);
+        w.approve(&mut signed, "bob", &w.bob, &["dba"]);
+        assert!(
+            w.check(&intent, &signed).is_ok(),
+            "the control: it counts for the signed run"
+        );
+        // Bob's approval, and the signed payload's exact text, relayed as
+        // a run nobody signed (which skips the submitter's certificate).
+        let Mandate::Submitter { run, .. } = &signed.mandate else {
+            unreachable!()
+        };
+        let relayed = Authority {
+            mandate: Mandate::Nobody {
+                intent: run.payload.clone(),
+            },
+            ..signed.clone()
+        };
+        assert!(matches!(
+            w.check(&intent, &relayed),
+            Err(Refusal::Approvals { valid: 0, .. })
+        ));
+    }
+
+    #[test]
+    fn an_intent_valid_for_longer_than_a_signature_is_refused() {
+        let w = World::new();
+        let mut intent = w.intent();
+        intent.expires_at_ms = intent.issued_at_ms + RUN_SIGNATURE_TTL_MS + 1;
+        assert!(matches!(
+            w.check(&intent, &w.unsigned(&intent)),
+            Err(Refusal::Changed {
+                field: "expiry",
+                ..
+            })
+        ));
+        intent.expires_at_ms = intent.issued_at_ms + RUN_SIGNATURE_TTL_MS;
+        assert!(w.check(&intent, &w.authority(&intent)).is_ok());
     }
 }
