@@ -862,12 +862,21 @@ Fetches the request, checks that its digest is the digest of the spec it
 shows, and approves exactly that digest: a run whose spec is not that one is
 refused (409). Each person counts once, whichever token they use.
 
+What you approve is what you reviewed: --digest takes the digest `approvals
+show` printed, and nothing is approved if the run is not that one now; on a
+terminal without it, the run is shown and you confirm it. Otherwise the run is
+approved as fetched, and what was approved is said on stderr.
+
 Examples:
   sealrun approvals list                          # what waits, and from whom
   sealrun approvals approve run_0123456789abcdef --comment \"checked with Bob\"")]
     Approve {
         /// Run id
         id: String,
+        /// The digest `approvals show` showed you: approved only if the run
+        /// is still exactly that (on a terminal you are shown it otherwise)
+        #[arg(long)]
+        digest: Option<String>,
         /// A note for the audit trail
         #[arg(long)]
         comment: Option<String>,

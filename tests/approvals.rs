@@ -372,7 +372,10 @@ async fn an_approval_of_one_spec_does_not_approve_a_changed_spec() {
     assert_eq!(shown_a["spec"]["env"]["MODE"], "read-only");
     assert_ne!(shown_a["digest"], shown_b["digest"]);
 
-    p.alice.ok(&["approvals", "approve", &a]);
+    // The approver approves what they reviewed: A, by its digest.
+    let reviewed_a = shown_a["digest"].as_str().unwrap();
+    p.alice
+        .ok(&["approvals", "approve", &a, "--digest", reviewed_a]);
     let ran = w.admin.wait_terminal(&a).await;
     assert_eq!(ran.status, RunStatus::Succeeded);
     assert_eq!(w.admin.stdout(&a).await, "read-only\n");
@@ -391,6 +394,21 @@ async fn an_approval_of_one_spec_does_not_approve_a_changed_spec() {
         )
         .await;
     assert_eq!(sent.status, reqwest::StatusCode::CONFLICT, "{}", sent.text);
+    // Through the CLI, A's reviewed digest approves nothing of B: what the
+    // control plane hands the approval is not what was reviewed.
+    let out = p
+        .alice
+        .output(&["approvals", "approve", &b, "--digest", reviewed_a]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is not the one you reviewed"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        p.alice.json(&["approvals", "show", &b])["approvals"],
+        json!([])
+    );
     w.assert_no_containers();
 }
 

@@ -10,6 +10,7 @@ use sealrun_wire::approval::{ApprovalList, ApprovalView, ApproveRequest, RejectR
 use sealrun_wire::authority::{RunIntent, stated_digest};
 use sealrun_wire::run::RunStatus;
 use sealrun_wire::shell;
+use std::io::IsTerminal as _;
 
 pub async fn run(cmd: ApprovalsCommand) -> Result<()> {
     match cmd {
@@ -100,6 +101,7 @@ pub async fn run(cmd: ApprovalsCommand) -> Result<()> {
         }
         ApprovalsCommand::Approve {
             id,
+            digest,
             comment,
             client,
         } => {
@@ -108,6 +110,34 @@ pub async fn run(cmd: ApprovalsCommand) -> Result<()> {
             // The digest sent is the one of the spec fetched (and checked)
             // here: if the run is not that spec, the control plane refuses.
             let view = fetch(&client, &id).await?;
+            // What is approved (and signed) is what the approver reviewed:
+            // the digest they were shown, or the run shown now and
+            // confirmed. A control plane that showed one run and hands the
+            // approval another gets nothing.
+            match digest {
+                Some(reviewed) if reviewed.trim() != view.digest => bail!(
+                    "run {} is not the one you reviewed (its digest is {}, you reviewed {}): nothing approved",
+                    safe(&id),
+                    safe(&view.digest),
+                    safe(&reviewed)
+                ),
+                Some(_) => {}
+                None if std::io::stdin().is_terminal() && !json => {
+                    show(&view)?;
+                    eprint!("Approve exactly this run? [y/N] ");
+                    let mut answer = String::new();
+                    std::io::stdin().read_line(&mut answer)?;
+                    if !matches!(answer.trim(), "y" | "Y" | "yes") {
+                        bail!("nothing approved");
+                    }
+                }
+                None => eprintln!(
+                    "approving run {} as shown now: {} (digest {}; pass --digest to approve only what you reviewed)",
+                    safe(&id),
+                    shell::join(&view.spec.argv),
+                    safe(&view.digest)
+                ),
+            }
             let signing = super::sign::sign_approval(&client, &view).await?;
             let req = ApproveRequest {
                 digest: view.digest.clone(),

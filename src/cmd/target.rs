@@ -163,11 +163,22 @@ pub async fn run(cmd: TargetCommand) -> Result<()> {
         } => {
             let json = client.json;
             let client = Client::from_args(&client)?;
+            let declared = match &file {
+                Some(file) => Some(
+                    read_targets_file(file)?
+                        .into_iter()
+                        .find(|s| s.name == name)
+                        .ok_or_else(|| {
+                            anyhow!("{} declares no target {}", file.display(), safe(&name))
+                        })?,
+                ),
+                None => None,
+            };
             let asked = super::trust::TrustTarget {
                 name: name.clone(),
                 key_id,
                 report_key,
-                file,
+                declared,
             };
             let view = super::trust::certify_target(&client, asked, days, key_file).await?;
             if json {

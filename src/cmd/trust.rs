@@ -299,8 +299,8 @@ pub struct TrustTarget {
     pub key_id: Option<String>,
     /// The report-key fingerprint the admin checked (`--report-key`).
     pub report_key: Option<String>,
-    /// The targets file holding the declaration to certify (`-f`).
-    pub file: Option<PathBuf>,
+    /// The declaration to certify, from the admin's targets file (`-f`).
+    pub declared: Option<TargetSpec>,
 }
 
 /// `sealrun target trust NAME`: certifies the key the target is pinned to,
@@ -350,17 +350,7 @@ pub async fn certify_target(
             );
         }
     }
-    let declared = match &t.file {
-        Some(file) => Some(
-            super::target::read_targets_file(file)?
-                .into_iter()
-                .find(|s| s.name == name)
-                .ok_or_else(|| {
-                    anyhow::anyhow!("{} declares no target {}", file.display(), safe(name))
-                })?,
-        ),
-        None => None,
-    };
+    let declared = t.declared;
     let checked = t.key_id.is_some() && t.report_key.is_some() && declared.is_some();
     if !checked {
         if !std::io::stdin().is_terminal() {
