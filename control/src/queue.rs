@@ -24,7 +24,7 @@ use sealrun_wire::admin::TargetSpec;
 use sealrun_wire::agent::{AssignedSecret, Assignment, FinishRequest};
 use sealrun_wire::approval::{RunSpec, RunbookRef};
 use sealrun_wire::names;
-use sealrun_wire::report::RunReport;
+use sealrun_wire::report::{Ended, RunReport};
 use sealrun_wire::run::{RunRequest, RunSource, RunStatus, RunView};
 use sealrun_wire::trust::Signed;
 use serde_json::json;
@@ -679,13 +679,14 @@ fn check_report(
     let (report, signer) = signed
         .open()
         .map_err(|e| Error::Invalid(format!("the run report: {e}")))?;
-    if report.run_id != run_id
-        || report.status != req.status.as_str()
-        || report.exit_code != req.exit_code
-        || report.stdout_redactions != req.redactions.stdout
-        || report.stderr_redactions != req.redactions.stderr
-        || report.log_chunks != req.next_seq
-    {
+    let ended = Ended {
+        run_id,
+        target: None,
+        status: req.status.as_str(),
+        exit_code: req.exit_code,
+        redactions: Some((req.redactions.stdout, req.redactions.stderr)),
+    };
+    if !report.differences(&ended).is_empty() || report.log_chunks != req.next_seq {
         return Err(bad("does not say what the request says"));
     }
     let key = store::runs::report_key(tx, run_id)?;

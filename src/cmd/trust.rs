@@ -24,6 +24,7 @@ use anyhow::{Context as _, Result, bail};
 use sealrun_vault::{KeyId, PublicKey};
 use sealrun_wire::admin::{PublicKeyView, TargetSpec, TargetView, Whoami};
 use sealrun_wire::people::{UserList, UserView};
+use sealrun_wire::report::Ended;
 use sealrun_wire::run::RunView;
 use sealrun_wire::runbook::{RunbookCertificate, RunbookSpec, RunbookView};
 use sealrun_wire::trust::{Signed, SignerKey, SigningKey, TargetCertificate, UserCertificate};
@@ -497,8 +498,13 @@ pub fn own_admin_key(client: &Client) -> Result<Option<SigningKey>> {
 /// The admin keys trusted for what `client` reaches: the trust file's, and
 /// those its profile pinned on `sealrun login`.
 pub fn trusted_here(client: &Client) -> Result<Vec<SignerKey>> {
+    trusted_with(&client.connection().pinned_admins)
+}
+
+/// The trust file's admin keys and the profile's `pins`.
+fn trusted_with(pins: &[String]) -> Result<Vec<SignerKey>> {
     let mut keys = load_trust(&trust_path()?)?;
-    for pinned in &client.connection().pinned_admins {
+    for pinned in pins {
         let key = SignerKey::parse(pinned)
             .with_context(|| format!("a pinned admin key of your profile: {pinned}"))?;
         if !keys.contains(&key) {
@@ -511,17 +517,11 @@ pub fn trusted_here(client: &Client) -> Result<Vec<SignerKey>> {
 /// The admin keys trusted here without a control plane: the trust file's,
 /// and those of the profile `client` names, if any.
 pub fn trusted_offline(client: &crate::cli::ClientArgs) -> Result<Vec<SignerKey>> {
-    let mut keys = load_trust(&trust_path()?)?;
-    if let Ok((conn, _)) = crate::client::Connection::resolve_with_profile(client) {
-        for pinned in &conn.pinned_admins {
-            if let Ok(key) = SignerKey::parse(pinned) {
-                if !keys.contains(&key) {
-                    keys.push(key);
-                }
-            }
-        }
+    // No control plane configured is fine offline: then the trust file only.
+    match crate::client::Connection::resolve_with_profile(client) {
+        Ok((conn, _)) => trusted_with(&conn.pinned_admins),
+        Err(_) => trusted_with(&[]),
     }
-    Ok(keys)
 }
 
 /// What checking an audit trail's run outcomes against their agents'
@@ -629,13 +629,19 @@ pub fn check_reports(
                         continue;
                     }
                 };
-                let matches = said.run_id == e.subject
-                    && Some(&said.target) == target
-                    && detail["status"].as_str() == Some(said.status.as_str())
-                    && detail["exit_code"].as_i64() == said.exit_code
-                    && detail["redactions"]["stdout"].as_u64() == Some(said.stdout_redactions)
-                    && detail["redactions"]["stderr"].as_u64() == Some(said.stderr_redactions);
-                if matches {
+                let redactions = &detail["redactions"];
+                let ended = Ended {
+                    run_id: &e.subject,
+                    // An entry whose run never started names no target:
+                    // the report's own is then not what the trail says.
+                    target: Some(target.map_or("", String::as_str)),
+                    status: detail["status"].as_str().unwrap_or(""),
+                    exit_code: detail["exit_code"].as_i64(),
+                    redactions: redactions["stdout"]
+                        .as_u64()
+                        .zip(redactions["stderr"].as_u64()),
+                };
+                if said.differences(&ended).is_empty() {
                     out.verified += 1;
                 } else {
                     out.forged.push(format!(
@@ -720,31 +726,19 @@ pub async fn check_report(client: &Client, r: &RunView) -> Result<Report> {
             )));
         }
     };
-    let mut differs = Vec::new();
-    if said.run_id != r.id || said.target != r.target {
-        differs.push(format!(
-            "it is the report of run {} of target {}",
-            said.run_id, said.target
-        ));
-    }
-    if said.status != r.status.as_str() {
-        differs.push(format!("status {} signed, {} shown", said.status, r.status));
-    }
-    if said.exit_code != r.exit_code {
-        let code = |c: Option<i64>| c.map_or("none".to_owned(), |c| c.to_string());
-        differs.push(format!(
-            "exit code {} signed, {} shown",
-            code(said.exit_code),
-            code(r.exit_code)
-        ));
-    }
-    let shown = r.redactions.map(|n| (n.stdout, n.stderr));
-    if shown != Some((said.stdout_redactions, said.stderr_redactions)) {
-        differs.push(format!(
-            "{} and {} masks signed",
-            said.stdout_redactions, said.stderr_redactions
-        ));
-    }
+    let differs: Vec<String> = said
+        .differences(&Ended {
+            run_id: &r.id,
+            target: Some(&r.target),
+            status: r.status.as_str(),
+            exit_code: r.exit_code,
+            redactions: r.redactions.map(|n| (n.stdout, n.stderr)),
+        })
+        .into_iter()
+        .map(|(what, signed, shown)| {
+            format!("{what} {} signed, {} shown", safe(&signed), safe(&shown))
+        })
+        .collect();
     if !differs.is_empty() {
         return Ok(Report::Forged(differs.join("; ")));
     }

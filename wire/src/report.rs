@@ -83,3 +83,56 @@ impl Signed<RunReport> {
         Ok(report)
     }
 }
+
+/// How a run ended as a record states it (the agent's request, the run the
+/// control plane shows, an audit entry), to hold against the agent's
+/// report: the one comparison every reader of a report makes.
+#[derive(Clone, Copy, Debug)]
+pub struct Ended<'a> {
+    /// Run id.
+    pub run_id: &'a str,
+    /// Target name, if the record names it.
+    pub target: Option<&'a str>,
+    /// Terminal status, as the API names it.
+    pub status: &'a str,
+    /// Exit code.
+    pub exit_code: Option<i64>,
+    /// Masks in standard output and standard error, if recorded.
+    pub redactions: Option<(u64, u64)>,
+}
+
+/// One field a record states otherwise than the report: what, as signed,
+/// as recorded.
+pub type Difference = (&'static str, String, String);
+
+impl RunReport {
+    /// Every field `ended` states otherwise than this report.
+    pub fn differences(&self, ended: &Ended<'_>) -> Vec<Difference> {
+        let code = |c: Option<i64>| c.map_or_else(|| "none".to_owned(), |c| c.to_string());
+        let masks = |m: Option<(u64, u64)>| {
+            m.map_or_else(|| "none".to_owned(), |(o, e)| format!("{o}/{e}"))
+        };
+        let signed_masks = Some((self.stdout_redactions, self.stderr_redactions));
+        let mut out = Vec::new();
+        if self.run_id != ended.run_id {
+            out.push(("run", self.run_id.clone(), ended.run_id.to_owned()));
+        }
+        if let Some(target) = ended.target.filter(|t| *t != self.target) {
+            out.push(("target", self.target.clone(), target.to_owned()));
+        }
+        if self.status != ended.status {
+            out.push(("status", self.status.clone(), ended.status.to_owned()));
+        }
+        if self.exit_code != ended.exit_code {
+            out.push(("exit code", code(self.exit_code), code(ended.exit_code)));
+        }
+        if signed_masks != ended.redactions {
+            out.push((
+                "masks (stdout/stderr)",
+                masks(signed_masks),
+                masks(ended.redactions),
+            ));
+        }
+        out
+    }
+}
