@@ -56,8 +56,10 @@
 mod auth;
 mod config;
 mod connections;
+mod console;
 mod error;
 mod extract;
+mod follow;
 mod metrics;
 mod routes;
 mod server;

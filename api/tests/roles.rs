@@ -113,7 +113,7 @@ async fn an_auditor_cannot_submit_or_cancel_runs() {
 }
 
 #[tokio::test]
-async fn an_auditor_reads_runs_logs_and_the_audit_trail_and_nothing_else() {
+async fn an_auditor_reads_runs_logs_the_trail_and_the_inventory_and_changes_nothing() {
     let w = World::in_process().await;
     let auditor = w.admin.token("aud", Role::Auditor).await;
     let run = w.admin.submit("db", &["true"], &[]).await;
@@ -124,17 +124,19 @@ async fn an_auditor_reads_runs_logs_and_the_audit_trail_and_nothing_else() {
         "/v1/audit".to_owned(),
         "/v1/audit/verify".to_owned(),
         "/v1/whoami".to_owned(),
+        // Read-only inventory (issue 17: the console shows it to auditors).
+        "/v1/agents".to_owned(),
+        "/v1/targets".to_owned(),
+        "/v1/targets/db".to_owned(),
+        "/v1/targets/db/public-key".to_owned(),
+        "/v1/targets/db/secrets".to_owned(),
+        "/v1/runbooks".to_owned(),
     ] {
         assert_eq!(auditor.get(&path).await.status, StatusCode::OK, "{path}");
     }
     for path in [
         "/v1/tokens",
         "/v1/pools",
-        "/v1/agents",
-        "/v1/targets",
-        "/v1/targets/db",
-        "/v1/targets/db/public-key",
-        "/v1/targets/db/secrets",
         "/v1/pools/default/enrollment-tokens",
     ] {
         auditor.get(path).await.error(StatusCode::FORBIDDEN);
@@ -184,7 +186,8 @@ async fn an_operator_cannot_change_targets_pools_or_agents() {
     op.post("/v1/pools/default/enrollment-tokens", json!({}))
         .await
         .error(StatusCode::FORBIDDEN);
-    op.get("/v1/agents").await.error(StatusCode::FORBIDDEN);
+    // Operators see agents (read-only), as the console shows them.
+    op.get("/v1/agents").await.ok();
     op.delete(&format!("/v1/agents/{}", w.agent.id))
         .await
         .error(StatusCode::FORBIDDEN);

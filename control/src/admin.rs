@@ -161,6 +161,7 @@ impl Control {
                         agent_id: None,
                         expires_ms: expires,
                         max_uses: None,
+                        parent_id: None,
                     },
                     &user.actor(),
                     json!({"name": label, "role": role.as_str(), "for_user": owner, "user": user.user, "expires_at_ms": expires}),
@@ -321,6 +322,7 @@ impl Control {
                         agent_id: None,
                         expires_ms: Some(expires),
                         max_uses: max_agents,
+                        parent_id: None,
                     },
                     &user.actor(),
                     json!({"kind": "enrollment", "pool": pool, "expires_at_ms": expires, "max_agents": max_agents}),
@@ -354,7 +356,7 @@ impl Control {
 
     /// The org's enrolled, unrevoked agents.
     pub async fn list_agents(&self, user: &User) -> Result<Vec<AgentView>, Error> {
-        user.require(Action::ManageAgents)?;
+        user.require(Action::ReadAgents)?;
         let since = self.settings.connected_since(now_ms());
         let org_id = user.org_id;
         self.db

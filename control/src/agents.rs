@@ -355,6 +355,7 @@ impl Control {
                         agent_id: Some(&agent_id),
                         expires_ms: None,
                         max_uses: None,
+                        parent_id: None,
                     },
                 )?;
                 store::audit::append(

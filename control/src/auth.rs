@@ -134,11 +134,49 @@ impl Control {
     /// The caller presenting bearer token `value`, or
     /// [`Error::Unauthenticated`] (with the reason logged and audited, never
     /// answered).
+    ///
+    /// A console session token is refused here: it is accepted only from
+    /// the console's cookie ([`authenticate_session`](Control::authenticate_session)).
     pub async fn authenticate(
         &self,
         value: &str,
         attempt: Attempt<'_>,
     ) -> Result<Principal, Error> {
+        self.authenticate_as(value, attempt, false).await
+    }
+
+    /// The user whose console session token (from the console's cookie) is
+    /// `value`, or [`Error::Unauthenticated`]. Only session tokens are
+    /// accepted: a bearer token in a cookie is refused.
+    pub async fn authenticate_session(
+        &self,
+        value: &str,
+        attempt: Attempt<'_>,
+    ) -> Result<User, Error> {
+        match self.authenticate_as(value, attempt, true).await? {
+            Principal::User(user) => Ok(user),
+            // `lookup` makes only users of session tokens.
+            _ => Err(Error::Unauthenticated(
+                "invalid, expired or revoked session".into(),
+            )),
+        }
+    }
+
+    async fn authenticate_as(
+        &self,
+        value: &str,
+        attempt: Attempt<'_>,
+        session: bool,
+    ) -> Result<Principal, Error> {
+        let kind = token::parse(value).map(|p| p.kind);
+        if kind.is_some_and(|k| (k == TokenKind::Session) != session) {
+            let reason = if session {
+                "a bearer token presented as a console session"
+            } else {
+                "a console session token presented as a bearer token"
+            };
+            return Err(self.refused(attempt, Refusal::anonymous(reason)).await);
+        }
         match self.resolve(value.to_owned()).await {
             Ok(principal) => Ok(principal),
             Err(refusal) => Err(self.refused(attempt, refusal).await),
@@ -249,8 +287,12 @@ fn lookup(
     if row.expires_ms.is_some_and(|e| e <= now_ms()) {
         return refuse("expired token");
     }
+    // A session lives only as long as the token it was signed in with.
+    if presented.kind == TokenKind::Session && row.parent_valid != Some(true) {
+        return refuse("session of a revoked or expired token");
+    }
     let principal = match presented.kind {
-        TokenKind::User => {
+        TokenKind::User | TokenKind::Session => {
             let Some((user_id, user, role, disabled)) = row.user else {
                 return refuse("user token without a user");
             };

@@ -97,6 +97,7 @@ mod relay;
 mod runbooks;
 mod runs;
 mod service;
+mod sessions;
 mod settings;
 mod signing;
 mod slack;
@@ -121,6 +122,7 @@ pub use permissions::Action;
 pub use relay::{FEEDER_GRACE, RELAY_CHUNKS, StdinBroken, StdinStream};
 pub use runs::{Cancellation, RunFilter, RunTail, Submitted};
 pub use service::{Control, OpenOptions};
+pub use sessions::{SESSION_TTL, Session};
 #[cfg(any(test, feature = "fault-injection"))]
 pub use settings::Faults;
 pub use settings::Settings;

@@ -91,6 +91,7 @@ fn seed_org(tx: &Tx<'_>, name: &str) -> Result<token::NewToken, crate::error::Er
             agent_id: None,
             expires_ms: None,
             max_uses: None,
+            parent_id: None,
         },
         SYSTEM,
         json!({"name": "initial admin", "role": "admin", "user": FIRST_ADMIN}),

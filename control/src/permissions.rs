@@ -21,16 +21,21 @@ pub enum Action {
     ManagePools,
     /// Issue and list enrollment tokens.
     EnrollAgents,
-    /// List and revoke agents.
+    /// Revoke agents.
     ManageAgents,
+    /// List agents: online, version, targets, last seen.
+    ReadAgents,
     /// Declare, replace and delete targets.
     ChangeTargets,
     /// Move a target to another agent key (dropping what the old key sealed).
     RekeyTargets,
     /// Read targets and their public keys.
     ReadTargets,
-    /// Set, list (names and versions only) and delete sealed secrets.
+    /// Set and delete sealed secrets.
     ManageSecrets,
+    /// List a target's secrets: names, versions and key ids only (never a
+    /// value or its ciphertext).
+    ReadSecrets,
     /// Submit runs.
     SubmitRuns,
     /// Cancel runs.
@@ -100,8 +105,14 @@ pub const TABLE: &[Permission] = &[
     Permission {
         action: Action::ManageAgents,
         roles: ADMIN,
-        verb: "manage agents",
-        surfaces: "`GET /v1/agents`, `DELETE /v1/agents/{id}`",
+        verb: "revoke agents",
+        surfaces: "`DELETE /v1/agents/{id}`",
+    },
+    Permission {
+        action: Action::ReadAgents,
+        roles: EVERY_ROLE,
+        verb: "read agents",
+        surfaces: "`GET /v1/agents`, console `/ui/agents`",
     },
     Permission {
         action: Action::ChangeTargets,
@@ -117,15 +128,21 @@ pub const TABLE: &[Permission] = &[
     },
     Permission {
         action: Action::ReadTargets,
-        roles: ADMIN_OPERATOR,
+        roles: EVERY_ROLE,
         verb: "read targets",
-        surfaces: "`GET /v1/targets`, `GET /v1/targets/{name}`, `GET /v1/targets/{name}/public-key`",
+        surfaces: "`GET /v1/targets`, `GET /v1/targets/{name}`, `GET /v1/targets/{name}/public-key`, console `/ui/targets`",
     },
     Permission {
         action: Action::ManageSecrets,
         roles: ADMIN_OPERATOR,
         verb: "manage secrets",
-        surfaces: "`GET /v1/targets/{name}/secrets`, `PUT/DELETE /v1/targets/{name}/secrets/{secret}`",
+        surfaces: "`PUT/DELETE /v1/targets/{name}/secrets/{secret}`",
+    },
+    Permission {
+        action: Action::ReadSecrets,
+        roles: EVERY_ROLE,
+        verb: "list secrets (names, versions, key ids)",
+        surfaces: "`GET /v1/targets/{name}/secrets`, console `/ui/targets/{name}`",
     },
     Permission {
         action: Action::SubmitRuns,
@@ -137,25 +154,25 @@ pub const TABLE: &[Permission] = &[
         action: Action::CancelRuns,
         roles: ADMIN_OPERATOR,
         verb: "cancel runs",
-        surfaces: "`POST /v1/runs/{id}/cancel`, Slack `/sealrun cancel`",
+        surfaces: "`POST /v1/runs/{id}/cancel`, Slack `/sealrun cancel`, console Cancel button",
     },
     Permission {
         action: Action::ReadRuns,
         roles: EVERY_ROLE,
         verb: "read runs",
-        surfaces: "`GET /v1/runs`, `GET /v1/runs/{id}`, Slack `/sealrun status`",
+        surfaces: "`GET /v1/runs`, `GET /v1/runs/{id}`, Slack `/sealrun status`, console `/ui/runs`",
     },
     Permission {
         action: Action::ReadLogs,
         roles: EVERY_ROLE,
         verb: "read logs",
-        surfaces: "`GET /v1/runs/{id}/logs`, Slack `/sealrun logs`",
+        surfaces: "`GET /v1/runs/{id}/logs`, Slack `/sealrun logs`, console `/ui/runs/{id}` (live log, download)",
     },
     Permission {
         action: Action::ReadAudit,
         roles: ADMIN_AUDITOR,
         verb: "read the audit trail",
-        surfaces: "`GET /v1/audit`, `GET /v1/audit/verify`",
+        surfaces: "`GET /v1/audit`, `GET /v1/audit/verify`, console `/ui/audit` (and its JSONL export)",
     },
     Permission {
         action: Action::ManageSlack,
@@ -167,13 +184,13 @@ pub const TABLE: &[Permission] = &[
         action: Action::ApproveRuns,
         roles: ADMIN_OPERATOR,
         verb: "approve runs",
-        surfaces: "`POST /v1/approvals/{run_id}/approve`, `POST /v1/approvals/{run_id}/reject`, Slack Approve / Reject buttons",
+        surfaces: "`POST /v1/approvals/{run_id}/approve`, `POST /v1/approvals/{run_id}/reject`, Slack Approve / Reject buttons, console Reject button",
     },
     Permission {
         action: Action::ReadApprovals,
         roles: EVERY_ROLE,
         verb: "read approval requests",
-        surfaces: "`GET /v1/approvals`, `GET /v1/approvals/{run_id}`",
+        surfaces: "`GET /v1/approvals`, `GET /v1/approvals/{run_id}`, console `/ui/approvals`",
     },
     Permission {
         action: Action::ManageRunbooks,
@@ -183,9 +200,9 @@ pub const TABLE: &[Permission] = &[
     },
     Permission {
         action: Action::ReadRunbooks,
-        roles: ADMIN_OPERATOR,
+        roles: EVERY_ROLE,
         verb: "read runbooks",
-        surfaces: "`GET /v1/runbooks`, `GET /v1/runbooks/{name}`",
+        surfaces: "`GET /v1/runbooks`, `GET /v1/runbooks/{name}`, console `/ui/runbooks`",
     },
 ];
 
@@ -256,10 +273,12 @@ mod tests {
             ManagePools,
             EnrollAgents,
             ManageAgents,
+            ReadAgents,
             ChangeTargets,
             RekeyTargets,
             ReadTargets,
             ManageSecrets,
+            ReadSecrets,
             SubmitRuns,
             CancelRuns,
             ReadRuns,
@@ -274,9 +293,9 @@ mod tests {
         for a in all {
             match a {
                 ManageTokens | ManageUsers | ManagePools | EnrollAgents | ManageAgents
-                | ChangeTargets | RekeyTargets | ReadTargets | ManageSecrets | SubmitRuns
-                | CancelRuns | ReadRuns | ReadLogs | ReadAudit | ManageSlack | ManageRunbooks
-                | ReadRunbooks | ApproveRuns | ReadApprovals => {}
+                | ReadAgents | ChangeTargets | RekeyTargets | ReadTargets | ManageSecrets
+                | ReadSecrets | SubmitRuns | CancelRuns | ReadRuns | ReadLogs | ReadAudit
+                | ManageSlack | ManageRunbooks | ReadRunbooks | ApproveRuns | ReadApprovals => {}
             }
         }
         all.to_vec()
@@ -304,11 +323,18 @@ mod tests {
     }
 
     #[test]
-    fn auditors_may_read_only_runs_logs_and_the_trail() {
+    fn auditors_may_read_but_never_change_anything() {
         for p in TABLE {
             let writes = !matches!(
                 p.action,
-                Action::ReadRuns | Action::ReadLogs | Action::ReadAudit | Action::ReadApprovals
+                Action::ReadRuns
+                    | Action::ReadLogs
+                    | Action::ReadAudit
+                    | Action::ReadApprovals
+                    | Action::ReadTargets
+                    | Action::ReadSecrets
+                    | Action::ReadRunbooks
+                    | Action::ReadAgents
             );
             assert_eq!(
                 p.action.allows(Role::Auditor),
@@ -324,7 +350,7 @@ mod tests {
         let table = markdown_table();
         assert_eq!(table.lines().count(), TABLE.len() + 2);
         assert!(table.contains(
-            "| read the audit trail | `GET /v1/audit`, `GET /v1/audit/verify` | yes | - | yes |"
+            "| read the audit trail | `GET /v1/audit`, `GET /v1/audit/verify`, console `/ui/audit` (and its JSONL export) | yes | - | yes |"
         ));
     }
 }

@@ -9,7 +9,7 @@ use crate::queue::{self, Canceled, Submitter};
 use crate::service::Control;
 use crate::settings::millis;
 use crate::store::{self, now_ms};
-use sealrun_wire::run::{ApprovalProgress, RunRequest, RunStatus, RunView};
+use sealrun_wire::run::{ApprovalProgress, RunRequest, RunSource, RunStatus, RunView};
 use std::sync::Arc;
 
 const DEFAULT_LIST: u32 = 50;
@@ -26,6 +26,15 @@ pub struct RunFilter {
     pub limit: Option<u32>,
     /// Only runs submitted before this run (for paging back).
     pub before: Option<String>,
+    /// Only runs of this submitter (the name runs show).
+    pub submitter: Option<String>,
+    /// Only runs submitted from here (`cli`, `api`, `slack`; an unknown
+    /// name is refused).
+    pub source: Option<String>,
+    /// Only runs submitted at or after this Unix millisecond.
+    pub since_ms: Option<i64>,
+    /// Only runs submitted before this Unix millisecond.
+    pub until_ms: Option<i64>,
 }
 
 /// What a cancel did, with the run as it now stands.
@@ -139,10 +148,23 @@ impl Control {
                 ))
             })?),
         };
+        let source = match filter.source.as_deref() {
+            None | Some("") => None,
+            Some(s) => Some(RunSource::parse(s).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "unknown source {s:?}; one of: {}",
+                    RunSource::ALL.map(RunSource::as_str).join(", ")
+                ))
+            })?),
+        };
         let filter = store::runs::Filter {
             status,
             target: filter.target.filter(|t| !t.is_empty()),
             before: filter.before.filter(|b| !b.is_empty()),
+            submitter: filter.submitter.filter(|s| !s.is_empty()),
+            source,
+            since_ms: filter.since_ms,
+            until_ms: filter.until_ms,
             limit: filter.limit.unwrap_or(DEFAULT_LIST).clamp(1, MAX_LIST),
         };
         let org_id = who.org_id;

@@ -485,7 +485,7 @@ impl Control {
         user: &User,
         target: String,
     ) -> Result<Vec<SecretView>, Error> {
-        user.require(Action::ManageSecrets)?;
+        user.require(Action::ReadSecrets)?;
         let org_id = user.org_id;
         self.db
             .read(move |tx| {

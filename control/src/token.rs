@@ -1,6 +1,7 @@
 //! Bearer tokens: `<prefix>_<id>_<secret>`.
 //!
-//! The prefix names the kind (`srt` user, `sre` enrollment, `sra` agent), so
+//! The prefix names the kind (`srt` user, `sre` enrollment, `sra` agent,
+//! `srs` console session), so
 //! a leaked token is recognisable (secret scanners, the redactor) and cannot be
 //! presented as another kind. The id (16 hex digits) is public: it names the
 //! token in listings and the audit trail and is how it is looked up. The
@@ -20,14 +21,27 @@ pub(crate) enum TokenKind {
     Enrollment,
     /// One enrolled agent.
     Agent,
+    /// A web console session: a user's token exchanged at sign-in for a
+    /// short-lived one that lives only in a cookie (`HttpOnly`), so the
+    /// token the person typed is never stored in the browser. Accepted from
+    /// the console's cookie only, never as a bearer token.
+    Session,
 }
 
 impl TokenKind {
+    const ALL: [TokenKind; 4] = [
+        TokenKind::User,
+        TokenKind::Enrollment,
+        TokenKind::Agent,
+        TokenKind::Session,
+    ];
+
     fn prefix(self) -> &'static str {
         match self {
             TokenKind::User => "srt",
             TokenKind::Enrollment => "sre",
             TokenKind::Agent => "sra",
+            TokenKind::Session => "srs",
         }
     }
 
@@ -37,13 +51,12 @@ impl TokenKind {
             TokenKind::User => "user",
             TokenKind::Enrollment => "enrollment",
             TokenKind::Agent => "agent",
+            TokenKind::Session => "session",
         }
     }
 
     pub(crate) fn parse(s: &str) -> Option<TokenKind> {
-        [TokenKind::User, TokenKind::Enrollment, TokenKind::Agent]
-            .into_iter()
-            .find(|k| k.as_str() == s)
+        TokenKind::ALL.into_iter().find(|k| k.as_str() == s)
     }
 }
 
@@ -107,9 +120,7 @@ impl Presented<'_> {
 /// Splits a presented token; `None` if it does not have the token shape.
 pub(crate) fn parse(value: &str) -> Option<Presented<'_>> {
     let (prefix, rest) = value.split_once('_')?;
-    let kind = [TokenKind::User, TokenKind::Enrollment, TokenKind::Agent]
-        .into_iter()
-        .find(|k| k.prefix() == prefix)?;
+    let kind = TokenKind::ALL.into_iter().find(|k| k.prefix() == prefix)?;
     let (id, secret) = rest.split_once('_')?;
     let hex = |s: &str, len: usize| {
         s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))

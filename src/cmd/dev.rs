@@ -129,7 +129,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
 
     let env_file = data_dir.join("dev.env");
     write_env(&env_file, &url, &admin_token, &ca_cert, &trust)?;
-    next_steps(&env_file);
+    next_steps(&env_file, &url, &ca_cert);
 
     tokio::select! {
         _ = crate::signal::shutdown() => {}
@@ -260,7 +260,7 @@ fn write_env(path: &Path, url: &str, token: &str, ca: &Path, trust: &DevTrust) -
     Ok(())
 }
 
-fn next_steps(env_file: &Path) {
+fn next_steps(env_file: &Path, url: &str, ca_cert: &Path) {
     eprintln!(
         "\n{ready} In another shell:\n\n  \
          source {env}\n  \
@@ -268,9 +268,12 @@ fn next_steps(env_file: &Path) {
          sealrun run --target demo --secret DB_PASSWORD -- sh -c 'echo \"password: $DB_PASSWORD\"'\n  \
          sealrun runs list\n  \
          sealrun audit verify\n\n\
+         Web console: {url}/ui/ (sign in with the token in {env}; the certificate is\n\
+         signed by this dev's own CA, {ca}, which your browser does not know).\n\n\
          Ctrl-C here stops the control plane and the agent.\n",
         ready = output::paint_stderr("Ready.", "1"),
-        env = env_file.display()
+        env = env_file.display(),
+        ca = ca_cert.display()
     );
 }
 

@@ -17,6 +17,14 @@ use std::path::Path;
 /// An HTTPS client trusting only the CA certificate at `ca_cert` (PEM), with
 /// a [`WAIT`] timeout on every request.
 pub fn https_client(ca_cert: &Path) -> reqwest::Client {
+    https_client_with(ca_cert, reqwest::redirect::Policy::default())
+}
+
+/// [`https_client`] with the redirect policy `redirects`.
+pub(crate) fn https_client_with(
+    ca_cert: &Path,
+    redirects: reqwest::redirect::Policy,
+) -> reqwest::Client {
     let pem = std::fs::read(ca_cert)
         .unwrap_or_else(|e| panic!("cannot read the CA certificate {}: {e}", ca_cert.display()));
     let ca = reqwest::Certificate::from_pem(&pem)
@@ -25,6 +33,7 @@ pub fn https_client(ca_cert: &Path) -> reqwest::Client {
         .use_rustls_tls()
         .tls_built_in_root_certs(false)
         .add_root_certificate(ca)
+        .redirect(redirects)
         .timeout(WAIT)
         .build()
         .expect("an HTTPS client")

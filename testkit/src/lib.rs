@@ -64,6 +64,7 @@
 
 mod agent;
 mod client;
+pub mod console;
 pub mod container;
 mod dev;
 mod docker;

@@ -25,6 +25,9 @@ pub enum RunSource {
 pub const CLI_PRODUCT: &str = "sealrun-cli";
 
 impl RunSource {
+    /// Every source.
+    pub const ALL: [RunSource; 3] = [RunSource::Cli, RunSource::Slack, RunSource::Api];
+
     /// The lowercase name used on the wire and in storage.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -32,6 +35,11 @@ impl RunSource {
             RunSource::Slack => "slack",
             RunSource::Api => "api",
         }
+    }
+
+    /// The source named `s` ([`as_str`](RunSource::as_str)'s inverse).
+    pub fn parse(s: &str) -> Option<RunSource> {
+        RunSource::ALL.into_iter().find(|r| r.as_str() == s)
     }
 }
 

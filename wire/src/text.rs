@@ -174,6 +174,43 @@ impl ByteEscaper {
     }
 }
 
+/// Unix milliseconds as ISO-8601 UTC, `YYYY-MM-DDTHH:MM:SSZ`: the one rule
+/// for every time sealrun shows (the CLI's tables and messages, the web
+/// console, which turns it into the viewer's time zone in the browser), so
+/// no time is ever shown without its zone.
+///
+/// ```
+/// assert_eq!(sealrun_wire::text::utc(0), "1970-01-01T00:00:00Z");
+/// assert_eq!(sealrun_wire::text::utc(1_796_083_200_000), "2026-12-01T00:00:00Z");
+/// ```
+pub fn utc(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian, UTC).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    // Both are in range by construction: a day of 1..=31, a month of 1..=12.
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -103,6 +103,7 @@ pub(crate) fn router(state: AppState, slack: crate::slack::SlackState) -> Result
         .route("/v1/agent/runs/{id}/stdin", get(agent::stdin))
         .route("/v1/agent/deregister", post(agent::deregister))
         .merge(crate::slack::router(slack))
+        .merge(crate::console::router())
         .route_layer(middleware::from_fn_with_state(state.clone(), track))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

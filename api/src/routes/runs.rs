@@ -3,21 +3,17 @@
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::{JsonBody, Params, Segments};
+use crate::follow::{Follow, Followed};
 use crate::state::AppState;
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use sealrun_control::{Member, Page, RunFilter, RunWatch, User};
+use sealrun_control::{Member, RunFilter, User};
 use sealrun_wire::log::{LogEvent, LogPage};
 use sealrun_wire::run::{CLI_PRODUCT, RunCreated, RunList, RunRequest, RunView, StdinSent};
 use serde::Deserialize;
-use std::time::Duration;
-
-/// A followed log with no news sends an empty line this often, so idle
-/// connections are not cut by proxies (clients skip empty lines).
-const FOLLOW_KEEPALIVE: Duration = Duration::from_secs(15);
 
 /// The header naming a submission, so a retry queues nothing twice.
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -82,6 +78,10 @@ pub(crate) struct ListQuery {
     limit: Option<u32>,
     /// Only runs submitted before this run (for paging back).
     before: Option<String>,
+    submitter: Option<String>,
+    source: Option<String>,
+    since_ms: Option<i64>,
+    until_ms: Option<i64>,
 }
 
 /// `GET /v1/runs` (every role): newest first.
@@ -95,6 +95,10 @@ pub(crate) async fn list(
         target: q.target,
         limit: q.limit,
         before: q.before,
+        submitter: q.submitter,
+        source: q.source,
+        since_ms: q.since_ms,
+        until_ms: q.until_ms,
     };
     let runs = state
         .control
@@ -170,103 +174,26 @@ pub(crate) async fn logs(
         })
         .into_response());
     }
-    // Subscribe before the first read, so nothing written in between is missed.
-    let watch = state.control.watch_run(&who, &id)?;
-    let first = state.control.log_page(&who, id.clone(), q.after).await?;
-    // The stream ends when the token is revoked or expires.
-    let revoked = {
-        let control = std::sync::Arc::clone(&state.control);
-        Box::pin(async move { control.revoked(&user).await })
-    };
-    let follow = Follow {
-        state,
-        revoked,
-        who,
-        run_id: id,
-        watch,
-        next: q.after,
-        pending: Some(first),
-        done: false,
-    };
+    let follow = Follow::start(state, user, id, q.after).await?;
     let stream = futures_util::stream::unfold(follow, |mut f| async move {
-        f.next_bytes()
-            .await
-            .map(|bytes| (Ok::<_, std::convert::Infallible>(bytes), f))
+        let bytes = match f.next().await? {
+            Followed::Events(events) => {
+                let mut out = Vec::new();
+                for event in &events {
+                    line(&mut out, event);
+                }
+                Bytes::from(out)
+            }
+            // Clients skip empty lines.
+            Followed::KeepAlive => Bytes::from_static(b"\n"),
+        };
+        Some((Ok::<_, std::convert::Infallible>(bytes), f))
     });
     Ok((
         [(header::CONTENT_TYPE, "application/x-ndjson")],
         Body::from_stream(stream),
     )
         .into_response())
-}
-
-/// A log being followed.
-struct Follow {
-    state: AppState,
-    /// Resolves once the follower's token is revoked or expires.
-    revoked: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
-    who: Member,
-    run_id: String,
-    watch: RunWatch,
-    /// First `seq` not yet sent.
-    next: u64,
-    pending: Option<Page>,
-    done: bool,
-}
-
-impl Follow {
-    /// The next piece of the stream; `None` ends it.
-    async fn next_bytes(&mut self) -> Option<Bytes> {
-        if self.done {
-            return None;
-        }
-        loop {
-            // Also between pages, for a run whose output never pauses.
-            if futures_util::FutureExt::now_or_never(&mut self.revoked).is_some() {
-                self.done = true;
-                return None;
-            }
-            let page = match self.pending.take() {
-                Some(p) => p,
-                None => {
-                    let page = self
-                        .state
-                        .control
-                        .log_page(&self.who, self.run_id.clone(), self.next)
-                        .await;
-                    match page {
-                        Ok(p) => p,
-                        // The client reconnects with `after`; nothing is lost.
-                        Err(_) => return None,
-                    }
-                }
-            };
-            let mut out = Vec::new();
-            for chunk in page.chunks {
-                line(&mut out, &LogEvent::Chunk(chunk));
-            }
-            self.next = page.next_seq;
-            if let Some(end) = page.end {
-                line(&mut out, &LogEvent::End(end));
-                self.done = true;
-                return Some(Bytes::from(out));
-            }
-            if !out.is_empty() {
-                return Some(Bytes::from(out));
-            }
-            tokio::select! {
-                () = self.watch.changed() => {}
-                () = tokio::time::sleep(FOLLOW_KEEPALIVE) => return Some(Bytes::from_static(b"\n")),
-                () = self.state.control.shutting_down() => return None,
-                // Ended without an `end` event: the client's reconnect is
-                // refused (401), which is how it learns why.
-                () = &mut self.revoked => {
-                    self.done = true;
-                    return None;
-                }
-            }
-        }
-    }
 }
 
 fn line(out: &mut Vec<u8>, event: &LogEvent) {

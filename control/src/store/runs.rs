@@ -98,6 +98,11 @@ pub(crate) struct Filter {
     pub(crate) target: Option<String>,
     /// Only runs submitted before this run.
     pub(crate) before: Option<String>,
+    pub(crate) submitter: Option<String>,
+    pub(crate) source: Option<RunSource>,
+    /// Submitted at or after / before these Unix milliseconds.
+    pub(crate) since_ms: Option<i64>,
+    pub(crate) until_ms: Option<i64>,
     pub(crate) limit: u32,
 }
 
@@ -112,6 +117,22 @@ pub(crate) fn list(tx: &Tx<'_>, org_id: i64, filter: Filter) -> Result<Vec<RunVi
     if let Some(t) = filter.target {
         sql.push_str(" AND target = ?");
         args.push(SqlValue::Text(t));
+    }
+    if let Some(s) = filter.submitter {
+        sql.push_str(" AND submitter = ?");
+        args.push(SqlValue::Text(s));
+    }
+    if let Some(s) = filter.source {
+        sql.push_str(" AND source = ?");
+        args.push(SqlValue::Text(s.as_str().to_owned()));
+    }
+    if let Some(t) = filter.since_ms {
+        sql.push_str(" AND created_ms >= ?");
+        args.push(SqlValue::Integer(t));
+    }
+    if let Some(t) = filter.until_ms {
+        sql.push_str(" AND created_ms < ?");
+        args.push(SqlValue::Integer(t));
     }
     if let Some(b) = filter.before {
         sql.push_str(" AND n < (SELECT n FROM runs WHERE org_id = ? AND id = ?)");

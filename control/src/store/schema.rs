@@ -529,6 +529,39 @@ ALTER TABLE runs ADD COLUMN stated_intent TEXT;
 ALTER TABLE targets ADD COLUMN report_key TEXT;
 ALTER TABLE runs ADD COLUMN report TEXT;
 "#,
+    // 19: web console sessions (issue 17): a session is a token of kind
+    // `session` (hash only, like every token), valid only while the user
+    // token it was signed in with is: `parent_id` names that token. The
+    // kind's CHECK constraint changes, which SQLite does only by rebuilding
+    // the table (no table references `tokens`).
+    r#"
+CREATE TABLE tokens_v19 (
+    id             TEXT PRIMARY KEY,
+    org_id         INTEGER NOT NULL REFERENCES orgs(id),
+    kind           TEXT NOT NULL CHECK (kind IN ('user', 'enrollment', 'agent', 'session')),
+    role           TEXT CHECK (role IN ('admin', 'operator', 'auditor')),
+    name           TEXT NOT NULL,
+    secret_sha256  BLOB NOT NULL,
+    pool_id        INTEGER REFERENCES pools(id),
+    agent_id       TEXT,
+    created_ms     INTEGER NOT NULL,
+    expires_ms     INTEGER,
+    revoked_ms     INTEGER,
+    max_uses       INTEGER,
+    uses           INTEGER NOT NULL DEFAULT 0,
+    user_id        INTEGER REFERENCES users(id),
+    parent_id      TEXT
+);
+INSERT INTO tokens_v19 (id, org_id, kind, role, name, secret_sha256, pool_id, agent_id,
+                        created_ms, expires_ms, revoked_ms, max_uses, uses, user_id)
+    SELECT id, org_id, kind, role, name, secret_sha256, pool_id, agent_id,
+           created_ms, expires_ms, revoked_ms, max_uses, uses, user_id FROM tokens;
+DROP TABLE tokens;
+ALTER TABLE tokens_v19 RENAME TO tokens;
+CREATE INDEX tokens_by_org ON tokens (org_id, kind);
+CREATE INDEX tokens_by_user ON tokens (user_id) WHERE user_id IS NOT NULL;
+CREATE INDEX tokens_by_parent ON tokens (parent_id) WHERE parent_id IS NOT NULL;
+"#,
 ];
 
 /// Brings the database at `path` (open as `conn`) up to the current schema.

@@ -21,14 +21,17 @@ pub(crate) struct TokenRecord<'a> {
     pub(crate) expires_ms: Option<i64>,
     /// How many agents an enrollment token may enroll (`None`: any number).
     pub(crate) max_uses: Option<u32>,
+    /// Session tokens: the user token signed in with; the session is valid
+    /// only while that token is.
+    pub(crate) parent_id: Option<&'a str>,
 }
 
 /// Stores a new token; returns its creation time.
 pub(crate) fn insert(tx: &Tx<'_>, new: &NewToken, rec: &TokenRecord<'_>) -> Result<i64, Error> {
     let now = now_ms();
     tx.conn.prepare_cached(
-        "INSERT INTO tokens (id, org_id, kind, role, name, secret_sha256, pool_id, agent_id, created_ms, expires_ms, max_uses, user_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        "INSERT INTO tokens (id, org_id, kind, role, name, secret_sha256, pool_id, agent_id, created_ms, expires_ms, max_uses, user_id, parent_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )?
     .execute(params![
         new.id,
@@ -42,7 +45,8 @@ pub(crate) fn insert(tx: &Tx<'_>, new: &NewToken, rec: &TokenRecord<'_>) -> Resu
         now,
         rec.expires_ms,
         rec.max_uses,
-        rec.user_id
+        rec.user_id,
+        rec.parent_id
     ])?;
     Ok(now)
 }
@@ -64,6 +68,9 @@ pub(crate) struct Credential {
     /// Enrollment tokens: how many agents it may enroll, and has.
     pub(crate) max_uses: Option<i64>,
     pub(crate) uses: i64,
+    /// Session tokens: whether the token signed in with is still valid
+    /// (unrevoked, unexpired); `None` for other kinds.
+    pub(crate) parent_valid: Option<bool>,
 }
 
 /// The token with id `id`, with its org's name.
@@ -73,11 +80,15 @@ pub(crate) fn credential(tx: &Tx<'_>, id: &str) -> Result<Option<Credential>, Er
         .prepare_cached(
             "SELECT t.kind, u.role, t.name, t.secret_sha256, t.org_id, o.name, t.pool_id,
                     t.agent_id, t.expires_ms, t.revoked_ms, t.max_uses, t.uses,
-                    u.id, u.name, u.disabled_ms
+                    u.id, u.name, u.disabled_ms,
+                    CASE WHEN t.parent_id IS NULL THEN NULL
+                         ELSE p.id IS NOT NULL AND p.revoked_ms IS NULL
+                              AND (p.expires_ms IS NULL OR p.expires_ms > ?2) END
              FROM tokens t JOIN orgs o ON o.id = t.org_id
-             LEFT JOIN users u ON u.id = t.user_id WHERE t.id = ?1",
+             LEFT JOIN users u ON u.id = t.user_id
+             LEFT JOIN tokens p ON p.id = t.parent_id WHERE t.id = ?1",
         )?
-        .query_row([id], |r| {
+        .query_row(params![id, now_ms()], |r| {
             let user = match (r.get::<_, Option<i64>>(12)?, r.get(13)?, r.get(1)?) {
                 (Some(id), Some(name), Some(role)) => Some((id, name, role, r.get(14)?)),
                 _ => None,
@@ -95,6 +106,7 @@ pub(crate) fn credential(tx: &Tx<'_>, id: &str) -> Result<Option<Credential>, Er
                 revoked_ms: r.get(9)?,
                 max_uses: r.get(10)?,
                 uses: r.get(11)?,
+                parent_valid: r.get(15)?,
             })
         })
         .optional()?)
@@ -175,15 +187,19 @@ pub(crate) fn revoke(tx: &Tx<'_>, id: &str, now: i64) -> Result<(), Error> {
     Ok(())
 }
 
-/// Whether token `id` is unrevoked and unexpired at `now`, and its user
-/// (if it has one) not disabled.
+/// Whether token `id` is unrevoked and unexpired at `now`, its user (if it
+/// has one) not disabled, and the token a session signed in with (if it is
+/// one) just as valid.
 pub(crate) fn active(tx: &Tx<'_>, id: &str, now: i64) -> Result<bool, Error> {
     Ok(tx
         .conn
         .prepare_cached(
             "SELECT 1 FROM tokens t LEFT JOIN users u ON u.id = t.user_id
+             LEFT JOIN tokens p ON p.id = t.parent_id
              WHERE t.id = ?1 AND t.revoked_ms IS NULL
-             AND (t.expires_ms IS NULL OR t.expires_ms > ?2) AND u.disabled_ms IS NULL",
+             AND (t.expires_ms IS NULL OR t.expires_ms > ?2) AND u.disabled_ms IS NULL
+             AND (t.parent_id IS NULL OR (p.revoked_ms IS NULL
+                  AND (p.expires_ms IS NULL OR p.expires_ms > ?2)))",
         )?
         .exists(params![id, now])?)
 }

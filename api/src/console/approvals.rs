@@ -1,0 +1,216 @@
+//! The approvals inbox: pending requests with the exact spec being
+//! approved, history, and rejecting.
+//!
+//! **Approving in the browser is off.** Where signed approvals exist (an
+//! agent with a trust file counts only approvals signed by a certified
+//! person's key), a click in a browser must not count as one: it would
+//! weaken them. Browser approvals need the approver's passkey (WebAuthn),
+//! whose assertion over the spec digest the agent verifies; until that is
+//! built, each request shows the one command that approves exactly this
+//! spec from the approver's machine (`sealrun approvals approve ID
+//! --digest D`). Rejecting weakens nothing (a run only runs less), so it is
+//! offered here, recorded exactly as the CLI's rejection is.
+
+use super::error::PageError;
+use super::page::{self, Section, argv_list, command, empty, time, visible};
+use super::session::Viewer;
+use crate::state::AppState;
+use axum::Form;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::html;
+use sealrun_control::{Action, ApprovalFilter, Member};
+use sealrun_wire::approval::RejectRequest;
+use sealrun_wire::run::RunStatus;
+use serde::Deserialize;
+
+/// `?status=` of the inbox: which requests (default: pending).
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct InboxQuery {
+    #[serde(default)]
+    status: String,
+}
+
+/// `GET /ui/approvals`.
+pub(crate) async fn inbox(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Query(q): Query<InboxQuery>,
+) -> Result<Response, PageError> {
+    let who = Member::from(&viewer.user);
+    let requests = state
+        .control
+        .list_approvals(
+            &who,
+            ApprovalFilter {
+                status: Some(q.status.clone()),
+                break_glass: false,
+                limit: Some(100),
+            },
+        )
+        .await?;
+    let pending = q.status.is_empty() || q.status == RunStatus::PendingApproval.as_str();
+    let may_decide = Action::ApproveRuns.allows(viewer.user.role);
+    let content = html! {
+        nav aria-label="Which requests" class="tabs" {
+            a href="/ui/approvals" aria-current=[pending.then_some("page")] { "Pending" }
+            @for s in [RunStatus::Queued, RunStatus::Succeeded, RunStatus::Failed, RunStatus::Rejected, RunStatus::Expired, RunStatus::Canceled] {
+                a href={"/ui/approvals?status=" (s.as_str())} aria-current=[(q.status == s.as_str()).then_some("page")] { (s.as_str()) }
+            }
+        }
+        @if requests.is_empty() {
+            (empty(if pending { "Nothing waits for approval." } else { "No requests in this state." }))
+        } @else {
+            div class="scroll" {
+                table {
+                    thead { tr {
+                        th scope="col" { "Run" } th scope="col" { "Target" } th scope="col" { "Command" }
+                        th scope="col" { "Submitter" } th scope="col" { "Approvals" } th scope="col" { "Asked" }
+                        @if pending { th scope="col" { "Expires" } }
+                    } }
+                    tbody {
+                        @for r in &requests {
+                            tr {
+                                td { a href={"/ui/approvals/" (r.run_id)} { code { (r.run_id) } } }
+                                td { (r.spec.target) }
+                                td { (command(&r.spec.argv)) }
+                                td { (r.submitter)
+                                    @if r.spec.submitter_user_id == viewer.user.user_id { " " span class="meta" { "(you: someone else must approve)" } } }
+                                td { (r.approvals.len()) " of " (r.required) }
+                                td { (time(r.created_at_ms)) }
+                                @if pending { td { @if let Some(t) = r.expires_at_ms { (time(t)) } } }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @if !may_decide {
+            p class="meta" { "Your role (" (viewer.user.role.as_str()) ") may read requests but not decide them." }
+        }
+    };
+    Ok(page::page(
+        &viewer,
+        Section::Approvals,
+        "Approvals",
+        content,
+    ))
+}
+
+/// `GET /ui/approvals/{run_id}`: one request, the spec element by element.
+pub(crate) async fn detail(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
+    let who = Member::from(&viewer.user);
+    let r = state.control.approval(&who, id).await?;
+    let pending = r.status == RunStatus::PendingApproval;
+    let may_decide = Action::ApproveRuns.allows(viewer.user.role)
+        && pending
+        && r.spec.submitter_user_id != viewer.user.user_id;
+    let title = format!("Approval of run {}", r.run_id);
+    let content = html! {
+        p { "Status: " (page::status(r.status)) " · " a href={"/ui/runs/" (r.run_id)} { "the run's page" } }
+        section aria-labelledby="spec" {
+            h2 id="spec" { "The exact spec being approved" }
+            dl class="facts" {
+                dt { "Org" } dd { (r.spec.org) }
+                dt { "Target" } dd { (r.spec.target) }
+                dt { "Command" } dd { (command(&r.spec.argv)) }
+                dt { "Arguments, one per item" } dd { (argv_list(&r.spec.argv)) }
+                dt { "Environment" } dd {
+                    @if r.spec.env.is_empty() { "none" } @else {
+                        table class="env" {
+                            thead { tr { th scope="col" { "Name" } th scope="col" { "Value" } } }
+                            tbody { @for (k, v) in &r.spec.env { tr { td { code { (visible(k)) } } td { code { (visible(v)) } } } } }
+                        }
+                    }
+                }
+                dt { "Secrets (names)" } dd {
+                    @if r.spec.secrets.is_empty() { "none" } @else {
+                        @for (i, s) in r.spec.secrets.iter().enumerate() { @if i > 0 { ", " } code { (s) } }
+                    }
+                }
+                dt { "Image" } dd { code { (r.spec.image) } }
+                dt { "Timeout" } dd { (r.spec.timeout_secs) " s" }
+                @if let Some(rb) = &r.spec.runbook {
+                    dt { "Runbook" } dd { (rb.name) " v" (rb.version) }
+                }
+                dt { "Submitted by" } dd { (r.submitter) " at " (time(r.created_at_ms)) }
+                dt { "Spec digest" } dd { code class="digest" { (r.digest) } }
+                @if r.signed.is_some() { dt { "Signed" } dd { "by its submitter (the agent checks the signature)" } }
+            }
+        }
+        section aria-labelledby="progress" {
+            h2 id="progress" { "Approvals" }
+            p { (r.approvals.len()) " of " (r.required) " needed, from " (r.approvers) "."
+                @if let Some(t) = r.expires_at_ms { @if pending { " Expires " (time(t)) "." } } }
+            @if r.approvals.is_empty() { (empty("No approvals yet.")) } @else {
+                ul { @for a in &r.approvals {
+                    li { (a.user) " approved " (time(a.at_ms)) @if let Some(c) = &a.comment { ": “" (c) "”" } }
+                } }
+            }
+            @if let Some(rej) = &r.rejection {
+                p { "Rejected by " (rej.user) " " (time(rej.at_ms)) ": “" (rej.reason) "”" }
+            }
+        }
+        @if may_decide {
+            section aria-labelledby="decide" {
+                h2 id="decide" { "Decide" }
+                h3 { "Approve" }
+                p {
+                    "Approvals are signed with your own key, on your machine, so that an agent "
+                    "that checks signatures counts them. Approve exactly this spec with:"
+                }
+                pre class="cmd" { "sealrun approvals approve " (r.run_id) " --digest " (r.digest) }
+                p class="meta" { "Approving in the browser needs a passkey (WebAuthn); it is not offered until then." }
+                h3 { "Reject" }
+                form method="post" action={"/ui/approvals/" (r.run_id) "/reject"} class="stack" {
+                    input type="hidden" name="csrf" value=(viewer.csrf());
+                    label for="reason" { "Why (recorded in the audit trail)" }
+                    textarea id="reason" name="reason" required rows="3" {}
+                    button type="submit" class="danger" { "Reject this run" }
+                }
+            }
+        }
+    };
+    Ok(page::page(&viewer, Section::Approvals, &title, content))
+}
+
+/// The reject form as posted.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Reject {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// `POST /ui/approvals/{run_id}/reject`.
+pub(crate) async fn reject(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    form: Result<Form<Reject>, FormRejection>,
+) -> Result<Response, PageError> {
+    let form = form.map(|Form(f)| f).unwrap_or(Reject {
+        csrf: String::new(),
+        reason: String::new(),
+    });
+    viewer.check_form(&headers, &form.csrf)?;
+    let decided = state
+        .control
+        .reject_run(
+            &Member::from(&viewer.user),
+            id,
+            RejectRequest {
+                reason: form.reason,
+            },
+        )
+        .await?;
+    Ok(Redirect::to(&format!("/ui/approvals/{}", decided.run_id)).into_response())
+}

@@ -1,0 +1,68 @@
+// sealrun console: progressive enhancement only. Every page works without
+// this script; it shows times in the viewer's time zone and follows a live
+// run's redacted output (server-sent events) without reloading.
+"use strict";
+
+function localTimes(root) {
+  for (const el of root.querySelectorAll("time[datetime]")) {
+    const d = new Date(el.dateTime);
+    if (isNaN(d)) continue;
+    el.title = el.dateTime;
+    el.textContent = d.toLocaleString(undefined, {
+      year: "numeric", month: "short", day: "numeric",
+      hour: "2-digit", minute: "2-digit", second: "2-digit", timeZoneName: "short",
+    });
+  }
+}
+
+function decodeBase64(b64) {
+  const raw = atob(b64);
+  const bytes = new Uint8Array(raw.length);
+  for (let i = 0; i < raw.length; i++) bytes[i] = raw.charCodeAt(i);
+  return bytes;
+}
+
+function followLog(log) {
+  const url = log.dataset.events;
+  if (!url || !window.EventSource) return;
+  // One decoder per stream: a character split between chunks stays whole.
+  const decoders = {};
+  const live = document.getElementById("live");
+  const source = new EventSource(url);
+  source.addEventListener("chunk", (ev) => {
+    const c = JSON.parse(ev.data);
+    const decoder = decoders[c.stream] || (decoders[c.stream] = new TextDecoder("utf-8"));
+    const text = decoder.decode(decodeBase64(c.b64), { stream: true });
+    const atBottom = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
+    const span = document.createElement("span");
+    span.className = c.stream;
+    span.textContent = text; // text, never markup
+    log.appendChild(span);
+    if (atBottom) log.scrollTop = log.scrollHeight;
+  });
+  source.addEventListener("end", (ev) => {
+    source.close();
+    const end = JSON.parse(ev.data);
+    const status = document.querySelector("#run-status .badge");
+    if (status) {
+      status.textContent = end.status;
+      status.dataset.status = end.status;
+      status.className = "badge " + (end.status === "succeeded" ? "ok" : "bad");
+    }
+    const exit = document.getElementById("exit-code");
+    if (exit) exit.textContent = end.exit_code === null ? "–" : String(end.exit_code);
+    if (live) live.textContent = "finished (" + end.status + ")";
+    log.dataset.ended = end.status;
+  });
+  source.onerror = () => {
+    // The server ended the stream without an end (signed out, restarted):
+    // the browser reconnects by itself; a refusal closes it for good.
+    if (source.readyState === EventSource.CLOSED && live) live.textContent = "not following (reload to retry)";
+  };
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  localTimes(document);
+  const log = document.getElementById("log");
+  if (log) followLog(log);
+});
