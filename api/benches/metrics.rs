@@ -15,9 +15,7 @@
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 use sealrun_api::{MetricsAccess, ServerConfig, Settings};
-use sealrun_testkit::{ControlPlane as _, InProcessServer, run_request};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use sealrun_testkit::{ControlPlane as _, InProcessServer};
 use std::time::{Duration, Instant};
 
 const SMALL: usize = 1_000;
@@ -27,36 +25,7 @@ const SUBMITTERS: usize = 32;
 
 /// Submits runs until the store holds `total`.
 async fn fill_to(server: &InProcessServer, already: usize, total: usize) {
-    let left = Arc::new(AtomicUsize::new(total - already));
-    let body = Arc::new(serde_json::to_value(run_request("db", &["true"])).unwrap());
-    let tasks: Vec<_> = (0..SUBMITTERS)
-        .map(|_| {
-            let (left, body) = (Arc::clone(&left), Arc::clone(&body));
-            let (http, url, token) = (
-                server.http.clone(),
-                format!("{}/v1/runs", server.url),
-                server.admin_token.clone(),
-            );
-            tokio::spawn(async move {
-                while left
-                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                    .is_ok()
-                {
-                    let answer = http
-                        .post(&url)
-                        .bearer_auth(&token)
-                        .json(&*body)
-                        .send()
-                        .await
-                        .unwrap();
-                    assert!(answer.status().is_success(), "{}", answer.status());
-                }
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await.unwrap();
-    }
+    server.submit_many("db", total - already, SUBMITTERS).await;
 }
 
 /// p50 and p99 of `SCRAPES` sequential GETs of `url` (after some to warm

@@ -3,7 +3,7 @@
 //! `sealrun server` subprocess that can be killed and restarted in place).
 //! Both are a [`ControlPlane`]: a URL, a CA, an org admin token, clients.
 
-use crate::client::{Client, https_client};
+use crate::client::{Client, https_client, run_request, to_value};
 use crate::process::{Cli, Daemon, free_port, sibling};
 use sealrun_api::{Server, ServerConfig, Settings};
 use std::path::{Path, PathBuf};
@@ -109,6 +109,44 @@ impl InProcessServer {
             }
             String::from_utf8_lossy(&text).into_owned()
         })
+    }
+
+    /// Submits `count` runs of `true` on `target` as the admin, from
+    /// `concurrency` clients at once (what benchmarks fill a store with).
+    pub async fn submit_many(&self, target: &str, count: usize, concurrency: usize) {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let left = Arc::new(AtomicUsize::new(count));
+        let body = Arc::new(to_value(&run_request(target, &["true"])));
+        let tasks: Vec<_> = (0..concurrency.max(1))
+            .map(|_| {
+                let (left, body) = (Arc::clone(&left), Arc::clone(&body));
+                let (http, url, token) = (
+                    self.http.clone(),
+                    format!("{}/v1/runs", self.url),
+                    self.admin_token.clone(),
+                );
+                tokio::spawn(async move {
+                    while left
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                        .is_ok()
+                    {
+                        let answer = http
+                            .post(&url)
+                            .bearer_auth(&token)
+                            .json(&*body)
+                            .send()
+                            .await
+                            .unwrap_or_else(|e| panic!("submit: {e}"));
+                        assert!(answer.status().is_success(), "submit: {}", answer.status());
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await
+                .unwrap_or_else(|e| panic!("a submitter failed: {e}"));
+        }
     }
 
     /// A server with [`quick_settings`] in a temporary directory of its own.
