@@ -1175,15 +1175,24 @@ out of band; compare its fingerprint with them. You sign (org, user, role,
 groups, key, expiry) on this machine: their runs and approvals count with
 agents that trust your key. Certify again after changing their role or groups.
 
+Passkeys: a user registers one in the web console (Passkeys page), which
+shows its fingerprint (pk1_...); compare it with them and pass it with
+--passkey. Their approvals in the console then count as signed ones.
+
 Examples:
   sealrun keys init --key-file dave.key    # on dave's machine; he sends the public key
-  sealrun user certify dave --key \"$(sealrun keys show --key-file dave.key)\" --days 90")]
+  sealrun user certify dave --key \"$(sealrun keys show --key-file dave.key)\" --days 90
+  sealrun user certify dave --key ed25519:... --passkey pk1_0123456789abcdef")]
     Certify {
         /// The user's name
         name: String,
         /// Their public signing key, as `sealrun keys show` prints it
         #[arg(long)]
         key: String,
+        /// A passkey they registered in the web console, by its fingerprint
+        /// (repeat for several)
+        #[arg(long = "passkey", value_name = "FINGERPRINT")]
+        passkeys: Vec<String>,
         /// How long the certificate is valid
         #[arg(long, default_value_t = 365)]
         days: u32,

@@ -267,6 +267,7 @@ mod tests {
                         role: Role::Operator,
                         groups: vec![],
                         public_key: self.alice.public_key().to_string(),
+                        passkeys: Vec::new(),
                         issued_at_ms: 0,
                         expires_at_ms: NOW * 2,
                     }),

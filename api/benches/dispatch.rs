@@ -547,6 +547,7 @@ async fn certify(env: &Env, http: &reqwest::Client, key: &sealrun_vault::TargetK
         role: sealrun_wire::admin::Role::Admin,
         groups: vec![],
         public_key: admin.public_key().to_string(),
+        passkeys: Vec::new(),
         issued_at_ms: now,
         expires_at_ms: now + 3_600_000,
     });

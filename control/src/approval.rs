@@ -22,7 +22,7 @@ use sealrun_wire::admin::Role;
 use sealrun_wire::approval::{
     APPROVAL_EXPIRED, ApprovalRule, ApprovalView, BreakGlass, RunSpec, RunbookRef,
 };
-use sealrun_wire::authority::ApprovalStatement;
+use sealrun_wire::authority::{ApprovalStatement, PasskeyApproval};
 use sealrun_wire::run::{ApprovalProgress, RunStatus};
 use sealrun_wire::trust::Signed;
 use serde_json::json;
@@ -271,6 +271,8 @@ pub(crate) enum Asked<'a> {
         comment: Option<&'a str>,
         /// Its signed form (required for a signed run).
         signed: Option<&'a Signed<ApprovalStatement>>,
+        /// Or its form asserted with a passkey.
+        passkey: Option<&'a PasskeyApproval>,
     },
     /// Reject, for this reason.
     Reject { reason: &'a str },
@@ -349,6 +351,7 @@ pub(crate) fn decide(
             digest,
             comment,
             signed,
+            passkey,
         } => {
             if digest != current.digest {
                 return Err(Error::Conflict(format!(
@@ -356,9 +359,20 @@ pub(crate) fn decide(
                     current.digest
                 )));
             }
-            let signed = signed
-                .map(|s| {
-                    crate::signing::check_approval(tx, who.org_id, who.user_id, &user, digest, s)
+            let proof = match (signed, passkey) {
+                (Some(s), None) => Some(crate::signing::Proof::Key(s)),
+                (None, Some(p)) => Some(crate::signing::Proof::Passkey(p)),
+                (None, None) => None,
+                (Some(_), Some(_)) => {
+                    return Err(Error::Invalid(
+                        "an approval is signed with a key or asserted with a passkey, not both"
+                            .into(),
+                    ));
+                }
+            };
+            let signed = proof
+                .map(|p| {
+                    crate::signing::check_approval(tx, who.org_id, who.user_id, &user, digest, p)
                 })
                 .transpose()?;
             let comment = comment.map(|c| check_text("a comment", c)).transpose()?;

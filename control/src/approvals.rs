@@ -93,6 +93,7 @@ impl Control {
                     digest: &req.digest,
                     comment: req.comment.as_deref(),
                     signed: req.signed.as_ref(),
+                    passkey: req.passkey.as_ref(),
                 };
                 approval::decide(tx, &approver(&who), &run_id, asked, now_ms())
             })

@@ -88,7 +88,7 @@ pub const TABLE: &[Permission] = &[
         action: Action::ManageUsers,
         roles: ADMIN,
         verb: "manage users and groups",
-        surfaces: "`POST/GET /v1/users`, `POST /v1/users/{user}/disable`, `PUT /v1/users/{user}/certificate`, `POST/GET /v1/groups`, `GET/DELETE /v1/groups/{group}`, `POST /v1/groups/{group}/add`, `POST /v1/groups/{group}/remove`",
+        surfaces: "`POST/GET /v1/users`, `POST /v1/users/{user}/disable`, `PUT /v1/users/{user}/certificate`, `GET /v1/users/{user}/passkeys`, `POST/GET /v1/groups`, `GET/DELETE /v1/groups/{group}`, `POST /v1/groups/{group}/add`, `POST /v1/groups/{group}/remove`",
     },
     Permission {
         action: Action::ManagePools,

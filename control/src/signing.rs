@@ -21,8 +21,8 @@
 use crate::error::Error;
 use crate::store::{self, Tx};
 use sealrun_wire::authority::{
-    ApprovalStatement, Authority, Execution, Mandate, RUN_SIGNATURE_TTL_MS, Refusal, RunIntent,
-    SignedApproval, stated_digest,
+    ApprovalStatement, Authority, Execution, Mandate, PasskeyApproval, RUN_SIGNATURE_TTL_MS,
+    Refusal, RunIntent, SignedApproval, stated_digest,
 };
 use sealrun_wire::run::RunbookCall;
 use sealrun_wire::target::TargetSpec;
@@ -198,20 +198,59 @@ pub(crate) fn check_approval(
     user_id: i64,
     name: &str,
     digest: &str,
-    signed: &Signed<ApprovalStatement>,
+    proof: Proof<'_>,
 ) -> Result<String, Error> {
-    let (statement, key) = signed.open().map_err(|e| Error::Invalid(e.to_string()))?;
+    let (statement, certificate, approval) = match proof {
+        Proof::Key(signed) => {
+            let (statement, key) = signed.open().map_err(|e| Error::Invalid(e.to_string()))?;
+            let (certificate, _) = certified(tx, user_id, name, &key)?;
+            let approval = SignedApproval {
+                approval: Some(signed.clone()),
+                passkey: None,
+                certificate: serde_json::from_str(&certificate)?,
+            };
+            (statement, certificate, approval)
+        }
+        Proof::Passkey(asserted) => {
+            let json = store::users::certificate(tx, user_id)?.ok_or_else(|| {
+                Error::Invalid(format!(
+                    "user {name} has no certificate: an admin certifies their passkey first (`sealrun user certify {name} --passkey FINGERPRINT`)"
+                ))
+            })?;
+            let signed: Signed<UserCertificate> = serde_json::from_str(&json)?;
+            let cert = signed
+                .claimed()
+                .map_err(|e| Error::Invalid(e.to_string()))?;
+            let statement = asserted.open(&cert).map_err(|e| {
+                Error::Invalid(format!(
+                    "the passkey approval does not verify: {e} (an admin certifies a passkey with `sealrun user certify {name} --passkey FINGERPRINT`)"
+                ))
+            })?;
+            let approval = SignedApproval {
+                approval: None,
+                passkey: Some(asserted.clone()),
+                certificate: signed,
+            };
+            (statement, json, approval)
+        }
+    };
+    drop(certificate);
     let org = store::approvals::org_name(tx, org_id)?;
     if statement.org != org || statement.approver != name || statement.run_digest != digest {
         return Err(Error::Invalid(format!(
             "the signed approval is not {name}'s approval of this run (digest {digest})"
         )));
     }
-    let (certificate, _) = certified(tx, user_id, name, &key)?;
-    Ok(serde_json::to_string(&SignedApproval {
-        approval: signed.clone(),
-        certificate: serde_json::from_str(&certificate)?,
-    })?)
+    Ok(serde_json::to_string(&approval)?)
+}
+
+/// How an approval is signed.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Proof<'a> {
+    /// With the approver's Ed25519 key (the CLI).
+    Key(&'a Signed<ApprovalStatement>),
+    /// With one of their passkeys (the web console).
+    Passkey(&'a PasskeyApproval),
 }
 
 /// The signatures behind run `run_id` of target `target_id`, for its

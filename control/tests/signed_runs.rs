@@ -205,12 +205,13 @@ async fn only_signed_approvals_by_certified_people_other_than_the_submitter_coun
     let admin_key = std::fs::read_to_string(w.server.data_dir.join(ADMIN_KEY_FILE)).unwrap();
     let submitter_key = SigningKey::from_text(&admin_key).unwrap();
     let own = SignedApproval {
-        approval: submitter_key.sign(&ApprovalStatement {
+        passkey: None,
+        approval: Some(submitter_key.sign(&ApprovalStatement {
             org: said.org.clone(),
             run_digest: intent.digest(),
             approver: said.submitter.clone(),
             at_ms: 0,
-        }),
+        })),
         certificate: serde_json::from_str(&certificate).unwrap(),
     };
     let user_id: i64 = conn

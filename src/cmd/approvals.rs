@@ -143,6 +143,7 @@ pub async fn run(cmd: ApprovalsCommand) -> Result<()> {
                 digest: view.digest.clone(),
                 comment,
                 signed: signing.signed.clone(),
+                passkey: None,
             };
             let after: ApprovalView = client
                 .post(&format!("/v1/approvals/{}/approve", seg(&id)), &req)

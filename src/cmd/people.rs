@@ -69,13 +69,15 @@ pub async fn user(cmd: UserCommand) -> Result<()> {
         UserCommand::Certify {
             name,
             key,
+            passkeys,
             days,
             key_file,
             client,
         } => {
             let json = client.json;
             let client = Client::from_args(&client)?;
-            let view = super::trust::certify_user(&client, &name, &key, days, key_file).await?;
+            let view =
+                super::trust::certify_user(&client, &name, &key, &passkeys, days, key_file).await?;
             if json {
                 return output::json(&view);
             }

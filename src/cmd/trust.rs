@@ -266,6 +266,7 @@ pub async fn certify_user(
     client: &Client,
     name: &str,
     key: &str,
+    passkeys: &[String],
     days: u32,
     key_file: Option<PathBuf>,
 ) -> Result<UserView> {
@@ -276,6 +277,31 @@ pub async fn certify_user(
     let Some(user) = users.users.into_iter().find(|u| u.name == name) else {
         bail!("there is no user {}", safe(name));
     };
+    // Only the passkeys whose fingerprints the admin compared with the user:
+    // the control plane's list is where to find them, not what to sign.
+    let certified_passkeys = if passkeys.is_empty() {
+        Vec::new()
+    } else {
+        let registered: sealrun_wire::people::PasskeyList = client
+            .get(&format!("/v1/users/{}/passkeys", seg(name)))
+            .await?;
+        let mut chosen = Vec::new();
+        for fingerprint in passkeys {
+            let Some(p) = registered
+                .passkeys
+                .iter()
+                .find(|p| p.fingerprint() == *fingerprint)
+            else {
+                bail!(
+                    "user {} has registered no passkey {} (they register one in the web console, which shows its fingerprint)",
+                    safe(name),
+                    safe(fingerprint)
+                );
+            };
+            chosen.push(p.clone());
+        }
+        chosen
+    };
     let now = output::now_ms();
     let signed = admin.sign(&UserCertificate {
         org: me.org,
@@ -283,6 +309,7 @@ pub async fn certify_user(
         role: user.role,
         groups: user.groups.clone(),
         public_key: key.to_string(),
+        passkeys: certified_passkeys,
         issued_at_ms: now,
         expires_at_ms: now.saturating_add(validity_ms(days)),
     });

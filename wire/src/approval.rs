@@ -223,6 +223,10 @@ pub struct ApproveRequest {
     /// only signed approvals of a signed run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signed: Option<crate::trust::Signed<crate::authority::ApprovalStatement>>,
+    /// Or the approval asserted with one of the approver's certified
+    /// passkeys (the web console): counted as a signed one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passkey: Option<crate::authority::PasskeyApproval>,
 }
 
 /// `POST /v1/approvals/{run_id}/reject`.

@@ -184,14 +184,48 @@ impl Statement for ApprovalStatement {
     const CONTEXT: &'static [u8] = b"sealrun approval v1\n";
 }
 
-/// An approval with its approver's certificate.
+/// An approval with its approver's certificate: signed with their key (the
+/// CLI) or asserted with one of their certified passkeys (the web console).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SignedApproval {
-    /// The approval.
-    pub approval: Signed<ApprovalStatement>,
+    /// The approval, signed with the approver's Ed25519 key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Signed<ApprovalStatement>>,
+    /// Or the approval asserted with a passkey.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passkey: Option<PasskeyApproval>,
     /// The approver's certificate.
     pub certificate: Signed<UserCertificate>,
+}
+
+/// An [`ApprovalStatement`] asserted with a passkey: the statement's JSON
+/// text and the authenticator's signature over its
+/// [`challenge`](crate::passkey::challenge).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasskeyApproval {
+    /// The statement, as the exact JSON text whose challenge was signed.
+    pub statement: String,
+    /// The assertion.
+    pub assertion: crate::passkey::PasskeyAssertion,
+}
+
+impl PasskeyApproval {
+    /// The statement, if `certificate` names the passkey that asserted it
+    /// and the assertion is that passkey's over it.
+    pub fn open(&self, certificate: &UserCertificate) -> Result<ApprovalStatement, String> {
+        let passkey = certificate
+            .passkeys
+            .iter()
+            .find(|p| p.credential_id == self.assertion.credential_id)
+            .ok_or("the passkey that asserted it is not in the approver's certificate")?;
+        let challenge = crate::passkey::challenge::<ApprovalStatement>(&self.statement);
+        passkey
+            .verify(&challenge, &self.assertion)
+            .map_err(|e| e.to_string())?;
+        serde_json::from_str(&self.statement).map_err(|e| format!("unreadable approval: {e}"))
+    }
 }
 
 /// Who vouches for a run: the person who submitted it, by their signature,
@@ -661,14 +695,28 @@ fn approver(
     submitter: &str,
     now_ms: i64,
 ) -> Result<String, String> {
-    let (statement, key) = given.approval.open().map_err(|e| e.to_string())?;
-    let who = statement.approver.clone();
     let cert = given
         .certificate
         .verify(trusted)
-        .map_err(|e| format!("{who}: {e}"))?;
-    cert.check(org, &who, &key, now_ms)
-        .map_err(|e| format!("{who}: {e}"))?;
+        .map_err(|e| format!("an approver's certificate: {e}"))?;
+    let statement = match (&given.approval, &given.passkey) {
+        (Some(signed), None) => {
+            let (statement, key) = signed.open().map_err(|e| e.to_string())?;
+            cert.check(org, &statement.approver, &key, now_ms)
+                .map_err(|e| format!("{}: {e}", statement.approver))?;
+            statement
+        }
+        (None, Some(asserted)) => {
+            let statement = asserted
+                .open(&cert)
+                .map_err(|e| format!("{}: {e}", cert.user))?;
+            cert.check_holder(org, &statement.approver, now_ms)
+                .map_err(|e| format!("{}: {e}", statement.approver))?;
+            statement
+        }
+        _ => return Err("an approval must be signed with one key or one passkey".into()),
+    };
+    let who = statement.approver.clone();
     if statement.org != org || statement.run_digest != digest {
         return Err(format!("{who}: approved another run"));
     }
@@ -762,6 +810,7 @@ mod tests {
                 role,
                 groups: groups.iter().map(|g| (*g).to_owned()).collect(),
                 public_key: key.public_key().to_string(),
+                passkeys: Vec::new(),
                 issued_at_ms: 0,
                 expires_at_ms: NOW * 2,
             })
@@ -815,12 +864,13 @@ mod tests {
             groups: &[&str],
         ) {
             authority.approvals.push(SignedApproval {
-                approval: key.sign(&ApprovalStatement {
+                passkey: None,
+                approval: Some(key.sign(&ApprovalStatement {
                     org: "acme".into(),
                     run_digest: authority.mandate.digest(),
                     approver: name.into(),
                     at_ms: NOW,
-                }),
+                })),
                 certificate: self.user(name, key, Role::Operator, groups),
             });
         }
@@ -979,6 +1029,122 @@ mod tests {
         w.approve(&mut authority, "carol", &w.carol, &["dba"]);
         let ok = w.check(&intent, &authority).unwrap();
         assert_eq!(ok.approvers, ["bob", "carol"]);
+    }
+
+    /// Bob's approval of `authority`'s run, asserted with `authenticator`,
+    /// with a certificate naming `certified` passkeys.
+    fn approve_with_passkey(
+        w: &World,
+        authority: &mut Authority,
+        authenticator: &crate::passkey::testing::Authenticator,
+        certified: Vec<crate::passkey::Passkey>,
+    ) {
+        use crate::passkey::testing::{ORIGIN, PRESENT_AND_VERIFIED};
+        let statement = serde_json::to_string(&ApprovalStatement {
+            org: "acme".into(),
+            run_digest: authority.mandate.digest(),
+            approver: "bob".into(),
+            at_ms: NOW,
+        })
+        .unwrap();
+        let challenge = crate::passkey::challenge::<ApprovalStatement>(&statement);
+        let assertion = authenticator.assert(&challenge, ORIGIN, "localhost", PRESENT_AND_VERIFIED);
+        let mut cert = w
+            .user("bob", &w.bob, Role::Operator, &["dba"])
+            .claimed()
+            .unwrap();
+        cert.passkeys = certified;
+        authority.approvals.push(SignedApproval {
+            approval: None,
+            passkey: Some(PasskeyApproval {
+                statement,
+                assertion,
+            }),
+            certificate: w.admin.sign(&cert),
+        });
+    }
+
+    #[test]
+    fn an_approval_asserted_with_a_certified_passkey_counts() {
+        let w = World::new().with_rule(ApprovalRule {
+            approvals: 1,
+            ..two_from_dba()
+        });
+        let intent = w.intent();
+        let mut authority = w.authority(&intent);
+        let bobs = crate::passkey::testing::Authenticator::new();
+        approve_with_passkey(&w, &mut authority, &bobs, vec![bobs.passkey.clone()]);
+        assert_eq!(w.check(&intent, &authority).unwrap().approvers, ["bob"]);
+    }
+
+    #[test]
+    fn an_approval_asserted_with_a_passkey_the_certificate_does_not_name_does_not_count() {
+        let w = World::new().with_rule(ApprovalRule {
+            approvals: 1,
+            ..two_from_dba()
+        });
+        let intent = w.intent();
+        let mut authority = w.authority(&intent);
+        let bobs = crate::passkey::testing::Authenticator::new();
+        // The control plane's own authenticator, presenting bob's credential
+        // id: its assertion is well formed, and counts for nothing.
+        let forged = crate::passkey::testing::Authenticator::new();
+        assert_eq!(forged.passkey.credential_id, bobs.passkey.credential_id);
+        approve_with_passkey(&w, &mut authority, &forged, vec![bobs.passkey.clone()]);
+        let refused = w.check(&intent, &authority).unwrap_err();
+        let Refusal::Approvals {
+            valid: 0, ignored, ..
+        } = &refused
+        else {
+            panic!("{refused}");
+        };
+        assert!(
+            ignored.contains("signature is not the certified key"),
+            "{ignored}"
+        );
+    }
+
+    #[test]
+    fn a_passkey_assertion_over_another_runs_statement_does_not_count() {
+        let w = World::new().with_rule(ApprovalRule {
+            approvals: 1,
+            ..two_from_dba()
+        });
+        let intent = w.intent();
+        let mut other = intent.clone();
+        other.nonce = "fedcba9876543210".into();
+        let bobs = crate::passkey::testing::Authenticator::new();
+        let mut elsewhere = w.authority(&other);
+        approve_with_passkey(&w, &mut elsewhere, &bobs, vec![bobs.passkey.clone()]);
+        let mut authority = w.authority(&intent);
+        authority.approvals = elsewhere.approvals;
+        let refused = w.check(&intent, &authority).unwrap_err();
+        let Refusal::Approvals {
+            valid: 0, ignored, ..
+        } = &refused
+        else {
+            panic!("{refused}");
+        };
+        assert!(ignored.contains("approved another run"), "{ignored}");
+    }
+
+    #[test]
+    fn an_approval_with_both_a_key_signature_and_a_passkey_does_not_count() {
+        let w = World::new().with_rule(ApprovalRule {
+            approvals: 1,
+            ..two_from_dba()
+        });
+        let intent = w.intent();
+        let mut authority = w.authority(&intent);
+        let bobs = crate::passkey::testing::Authenticator::new();
+        approve_with_passkey(&w, &mut authority, &bobs, vec![bobs.passkey.clone()]);
+        w.approve(&mut authority, "bob", &w.bob, &["dba"]);
+        let keyed = authority.approvals.pop().unwrap();
+        authority.approvals[0].approval = keyed.approval;
+        assert!(matches!(
+            w.check(&intent, &authority),
+            Err(Refusal::Approvals { valid: 0, .. })
+        ));
     }
 
     #[test]

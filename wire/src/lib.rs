@@ -42,6 +42,7 @@ pub mod error;
 pub mod image;
 pub mod log;
 pub mod names;
+pub mod passkey;
 pub mod people;
 pub mod report;
 pub mod role;

@@ -37,6 +37,14 @@ pub struct UserView {
     pub certificate: Option<crate::trust::Signed<crate::trust::UserCertificate>>,
 }
 
+/// `GET /v1/users/{name}/passkeys`: the passkeys a user registered in the
+/// web console (public keys), for an admin to certify.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasskeyList {
+    /// Oldest first.
+    pub passkeys: Vec<crate::passkey::Passkey>,
+}
+
 /// `GET /v1/users`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserList {

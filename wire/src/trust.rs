@@ -396,6 +396,10 @@ pub struct UserCertificate {
     pub groups: Vec<String>,
     /// Their public signing key (`ed25519:...`).
     pub public_key: String,
+    /// Their passkeys (registered in the web console): approvals they
+    /// assert with one of these count as signed ones.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub passkeys: Vec<crate::passkey::Passkey>,
     /// Unix milliseconds it was signed.
     pub issued_at_ms: i64,
     /// Unix milliseconds after which it no longer counts.
@@ -420,6 +424,15 @@ impl UserCertificate {
         same(Self::KIND, "org", &self.org, org)?;
         same(Self::KIND, "user", &self.user, user)?;
         same(Self::KIND, "key", &self.public_key, &key.to_string())?;
+        self.check_holder(org, user, now_ms)
+    }
+
+    /// Checks that it is user `user`'s of org `org` and unexpired at
+    /// `now_ms`, whichever of its keys signed (a passkey's assertion is
+    /// checked against [`passkeys`](UserCertificate::passkeys)).
+    pub fn check_holder(&self, org: &str, user: &str, now_ms: i64) -> Result<(), TrustError> {
+        same(Self::KIND, "org", &self.org, org)?;
+        same(Self::KIND, "user", &self.user, user)?;
         if self.expires_at_ms < now_ms {
             return Err(TrustError::Expired(Self::KIND, self.expires_at_ms));
         }
@@ -481,6 +494,7 @@ mod tests {
             role: Role::Admin,
             groups: vec![],
             public_key: k.public_key().to_string(),
+            passkeys: Vec::new(),
             issued_at_ms: 10,
             expires_at_ms: 100,
         };

@@ -1,15 +1,17 @@
 //! The approvals inbox: pending requests with the exact spec being
 //! approved, history, and rejecting.
 //!
-//! **Approving in the browser is off.** Where signed approvals exist (an
-//! agent with a trust file counts only approvals signed by a certified
-//! person's key), a click in a browser must not count as one: it would
-//! weaken them. Browser approvals need the approver's passkey (WebAuthn),
-//! whose assertion over the spec digest the agent verifies; until that is
-//! built, each request shows the one command that approves exactly this
-//! spec from the approver's machine (`sealrun approvals approve ID
-//! --digest D`). Rejecting weakens nothing (a run only runs less), so it is
-//! offered here, recorded exactly as the CLI's rejection is.
+//! **Approving in the browser takes a passkey.** An agent with a trust file
+//! counts only approvals signed by a certified person, so a click alone must
+//! not count: the console approves only with the approver's certified
+//! passkey (WebAuthn). The page states the approval (org, the run's intent
+//! digest, the approver, the time), the authenticator signs its challenge
+//! ([`sealrun_wire::passkey::challenge`]), and the control plane stores the
+//! assertion with the approver's certificate, for the agent to check
+//! (`sealrun_wire::authority`). Without a certified passkey, the page shows
+//! the one CLI command that approves exactly this spec. Rejecting weakens
+//! nothing (a run only runs less), so it needs no signature: recorded
+//! exactly as the CLI's rejection is.
 
 use super::error::PageError;
 use super::page::{self, Section, argv_list, command, empty, time, visible};
@@ -22,7 +24,9 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 use sealrun_control::{Action, ApprovalFilter, Member};
-use sealrun_wire::approval::RejectRequest;
+use sealrun_wire::approval::{ApproveRequest, RejectRequest};
+use sealrun_wire::authority::{ApprovalStatement, PasskeyApproval};
+use sealrun_wire::passkey::{PasskeyAssertion, challenge_text};
 use sealrun_wire::run::RunStatus;
 use serde::Deserialize;
 
@@ -111,6 +115,32 @@ pub(crate) async fn detail(
     let may_decide = Action::ApproveRuns.allows(viewer.user.role)
         && pending
         && r.spec.submitter_user_id != viewer.user.user_id;
+    let passkeys: Vec<_> = if may_decide {
+        state
+            .control
+            .own_passkeys(&viewer.user)
+            .await?
+            .into_iter()
+            .filter(|p| p.certified)
+            .map(|p| p.passkey)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    // What the approver's authenticator signs: the CLI's statement, word
+    // for word, timed now.
+    let statement = serde_json::to_string(&ApprovalStatement {
+        org: viewer.user.org.clone(),
+        run_digest: r.digest.clone(),
+        approver: viewer.user.user.clone(),
+        at_ms: now_ms(),
+    })
+    .map_err(|e| PageError::bad_request(e.to_string()))?;
+    let request = serde_json::json!({
+        "challenge": challenge_text::<ApprovalStatement>(&statement),
+        "rpId": passkeys.first().and_then(|p| p.rp_id().ok()).unwrap_or_default(),
+        "allow": passkeys.iter().map(|p| p.credential_id.clone()).collect::<Vec<_>>(),
+    });
     let title = format!("Approval of run {}", r.run_id);
     let content = html! {
         p { "Status: " (page::status(r.status)) " · " a href={"/ui/runs/" (r.run_id)} { "the run's page" } }
@@ -161,12 +191,31 @@ pub(crate) async fn detail(
             section aria-labelledby="decide" {
                 h2 id="decide" { "Decide" }
                 h3 { "Approve" }
-                p {
-                    "Approvals are signed with your own key, on your machine, so that an agent "
-                    "that checks signatures counts them. Approve exactly this spec with:"
+                @if passkeys.is_empty() {
+                    p {
+                        "Approvals are signed, so that an agent that checks signatures counts them. "
+                        "You have no certified passkey (" a href="/ui/passkeys" { "register one" }
+                        " and have an admin certify it); approve exactly this spec from your machine with:"
+                    }
+                    pre class="cmd" { "sealrun approvals approve " (r.run_id) " --digest " (r.digest) }
+                } @else {
+                    form id="approve-passkey" method="post" action={"/ui/approvals/" (r.run_id) "/approve"}
+                        class="stack" data-request=(request.to_string()) {
+                        input type="hidden" name="csrf" value=(viewer.csrf());
+                        input type="hidden" name="digest" value=(r.digest);
+                        input type="hidden" name="statement" value=(statement);
+                        input type="hidden" name="credential_id";
+                        input type="hidden" name="authenticator_data";
+                        input type="hidden" name="client_data_json";
+                        input type="hidden" name="signature";
+                        label for="comment" { "Comment (optional, recorded in the audit trail)" }
+                        textarea id="comment" name="comment" rows="2" {}
+                        button type="submit" { "Approve with my passkey" }
+                        p class="meta" id="approve-status" role="status" {
+                            "Your authenticator signs: I, " (viewer.user.user) ", approve the run whose intent digest is " code { (r.digest) } "."
+                        }
+                    }
                 }
-                pre class="cmd" { "sealrun approvals approve " (r.run_id) " --digest " (r.digest) }
-                p class="meta" { "Approving in the browser needs a passkey (WebAuthn); it is not offered until then." }
                 h3 { "Reject" }
                 form method="post" action={"/ui/approvals/" (r.run_id) "/reject"} class="stack" {
                     input type="hidden" name="csrf" value=(viewer.csrf());
@@ -178,6 +227,72 @@ pub(crate) async fn detail(
         }
     };
     Ok(page::page(&viewer, Section::Approvals, &title, content))
+}
+
+/// The approve form as the page's script posts it: the statement and the
+/// passkey's assertion over it.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Approve {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    digest: String,
+    #[serde(default)]
+    comment: String,
+    #[serde(default)]
+    statement: String,
+    #[serde(default)]
+    credential_id: String,
+    #[serde(default)]
+    authenticator_data: String,
+    #[serde(default)]
+    client_data_json: String,
+    #[serde(default)]
+    signature: String,
+}
+
+/// `POST /ui/approvals/{run_id}/approve`: an approval asserted with the
+/// approver's passkey; the control plane refuses one that does not verify
+/// against their certificate, as the agent would.
+pub(crate) async fn approve(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    form: Result<Form<Approve>, FormRejection>,
+) -> Result<Response, PageError> {
+    let Form(form) = form.map_err(|e| PageError::bad_request(e.body_text()))?;
+    viewer.check_form(&headers, &form.csrf)?;
+    if form.signature.is_empty() {
+        return Err(PageError::bad_request(
+            "approving in the console takes your passkey's signature (the page's script asks your authenticator for it)",
+        ));
+    }
+    let request = ApproveRequest {
+        digest: form.digest,
+        comment: Some(form.comment).filter(|c| !c.trim().is_empty()),
+        signed: None,
+        passkey: Some(PasskeyApproval {
+            statement: form.statement,
+            assertion: PasskeyAssertion {
+                credential_id: form.credential_id,
+                authenticator_data: form.authenticator_data,
+                client_data_json: form.client_data_json,
+                signature: form.signature,
+            },
+        }),
+    };
+    let decided = state
+        .control
+        .approve_run(&Member::from(&viewer.user), id, request)
+        .await?;
+    Ok(Redirect::to(&format!("/ui/approvals/{}", decided.run_id)).into_response())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// The reject form as posted.

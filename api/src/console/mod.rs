@@ -24,6 +24,7 @@ mod error;
 mod inventory;
 mod login;
 mod page;
+mod passkeys;
 mod runs;
 mod session;
 
@@ -56,7 +57,9 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/ui/runs/{id}/cancel", post(runs::cancel))
         .route("/ui/approvals", get(approvals::inbox))
         .route("/ui/approvals/{id}", get(approvals::detail))
+        .route("/ui/approvals/{id}/approve", post(approvals::approve))
         .route("/ui/approvals/{id}/reject", post(approvals::reject))
+        .route("/ui/passkeys", get(passkeys::list).post(passkeys::register))
         .route("/ui/audit", get(audit::trail))
         .route("/ui/audit/export", get(audit::export))
         .route("/ui/targets", get(inventory::targets))

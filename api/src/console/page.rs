@@ -23,16 +23,18 @@ pub(crate) enum Section {
     Targets,
     Runbooks,
     Agents,
+    Passkeys,
 }
 
 impl Section {
-    const ALL: [Section; 6] = [
+    const ALL: [Section; 7] = [
         Section::Runs,
         Section::Approvals,
         Section::Audit,
         Section::Targets,
         Section::Runbooks,
         Section::Agents,
+        Section::Passkeys,
     ];
 
     fn label(self) -> &'static str {
@@ -43,6 +45,7 @@ impl Section {
             Section::Targets => "Targets",
             Section::Runbooks => "Runbooks",
             Section::Agents => "Agents",
+            Section::Passkeys => "Passkeys",
         }
     }
 
@@ -54,19 +57,22 @@ impl Section {
             Section::Targets => "/ui/targets",
             Section::Runbooks => "/ui/runbooks",
             Section::Agents => "/ui/agents",
+            Section::Passkeys => "/ui/passkeys",
         }
     }
 
     /// What a role must be allowed to see the section (the one permission
-    /// table decides; the page itself is refused the same way).
-    fn needs(self) -> Action {
+    /// table decides; the page itself is refused the same way); `None`:
+    /// everyone's own (their passkeys).
+    fn needs(self) -> Option<Action> {
         match self {
-            Section::Runs => Action::ReadRuns,
-            Section::Approvals => Action::ReadApprovals,
-            Section::Audit => Action::ReadAudit,
-            Section::Targets => Action::ReadTargets,
-            Section::Runbooks => Action::ReadRunbooks,
-            Section::Agents => Action::ReadAgents,
+            Section::Runs => Some(Action::ReadRuns),
+            Section::Approvals => Some(Action::ReadApprovals),
+            Section::Audit => Some(Action::ReadAudit),
+            Section::Targets => Some(Action::ReadTargets),
+            Section::Runbooks => Some(Action::ReadRunbooks),
+            Section::Agents => Some(Action::ReadAgents),
+            Section::Passkeys => None,
         }
     }
 }
@@ -91,7 +97,7 @@ pub(crate) fn page(viewer: &Viewer, section: Section, title: &str, content: Mark
                         a class="brand" href="/ui/runs" { "sealrun" }
                         ul {
                             @for s in Section::ALL {
-                                @if s.needs().allows(role) {
+                                @if s.needs().is_none_or(|a| a.allows(role)) {
                                     li {
                                         a href=(s.href()) aria-current=[(s == section).then_some("page")] { (s.label()) }
                                     }

@@ -43,6 +43,7 @@ pub(crate) fn router(state: AppState, slack: crate::slack::SlackState) -> Result
         )
         .route("/v1/users/{name}/disable", post(people::disable_user))
         .route("/v1/users/{name}/certificate", put(people::certify_user))
+        .route("/v1/users/{name}/passkeys", get(people::user_passkeys))
         .route(
             "/v1/groups",
             post(people::create_group).get(people::list_groups),

@@ -52,6 +52,17 @@ pub(crate) async fn certify_user(
     Ok(Json(state.control.certify_user(&user, name, signed).await?))
 }
 
+/// `GET /v1/users/{name}/passkeys`: what `sealrun user certify --passkey`
+/// picks from.
+pub(crate) async fn user_passkeys(
+    State(state): State<AppState>,
+    Caller(user): Caller<User>,
+    Segments(name): Segments<String>,
+) -> Result<Json<sealrun_wire::people::PasskeyList>, ApiError> {
+    let passkeys = state.control.user_passkeys(&user, name).await?;
+    Ok(Json(sealrun_wire::people::PasskeyList { passkeys }))
+}
+
 /// `POST /v1/groups`.
 pub(crate) async fn create_group(
     State(state): State<AppState>,

@@ -204,6 +204,7 @@ impl Click<'_> {
             digest: digest.to_owned(),
             comment: None,
             signed: None,
+            passkey: None,
         };
         match self
             .state

@@ -29,6 +29,7 @@ pub(crate) mod audit;
 pub(crate) mod health;
 pub(crate) mod logs;
 pub(crate) mod orgs;
+pub(crate) mod passkeys;
 pub(crate) mod pools;
 pub(crate) mod runbooks;
 pub(crate) mod runs;

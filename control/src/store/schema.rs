@@ -562,6 +562,21 @@ CREATE INDEX tokens_by_org ON tokens (org_id, kind);
 CREATE INDEX tokens_by_user ON tokens (user_id) WHERE user_id IS NOT NULL;
 CREATE INDEX tokens_by_parent ON tokens (parent_id) WHERE parent_id IS NOT NULL;
 "#,
+    // 20: passkeys (issue 17): registered by their user in the web console,
+    // certified by an admin into the user's certificate
+    // (`sealrun user certify --passkey`), whose approvals agents then count.
+    // Public keys only; what counts is the admin's certificate, never a row
+    // here.
+    r#"
+CREATE TABLE passkeys (
+    credential_id  TEXT PRIMARY KEY,
+    user_id        INTEGER NOT NULL REFERENCES users(id),
+    public_key     TEXT NOT NULL,
+    origin         TEXT NOT NULL,
+    created_ms     INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX passkeys_by_user ON passkeys (user_id);
+"#,
 ];
 
 /// Brings the database at `path` (open as `conn`) up to the current schema.

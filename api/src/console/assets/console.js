@@ -61,8 +61,79 @@ function followLog(log) {
   };
 }
 
+function fromB64url(text) {
+  const b64 = text.replace(/-/g, "+").replace(/_/g, "/");
+  return decodeBase64(b64 + "===".slice((b64.length + 3) % 4));
+}
+
+function toB64url(buffer) {
+  const bytes = new Uint8Array(buffer);
+  let raw = "";
+  for (const b of bytes) raw += String.fromCharCode(b);
+  return btoa(raw).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+// Passkeys (WebAuthn): the form is posted once the authenticator answered;
+// the server (and, for approvals, the agent) checks what it signed.
+function withPasskey(form, status, ask) {
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    if (!window.PublicKeyCredential) {
+      status.textContent = "This browser has no passkey support.";
+      return;
+    }
+    try {
+      status.textContent = "Waiting for your authenticator…";
+      await ask();
+      form.submit();
+    } catch (e) {
+      status.textContent = "The authenticator did not sign: " + e.message;
+    }
+  });
+}
+
+function passkeyForms() {
+  const register = document.getElementById("register-passkey");
+  if (register) {
+    const status = document.getElementById("passkey-status");
+    withPasskey(register, status, async () => {
+      const o = JSON.parse(register.dataset.options);
+      const credential = await navigator.credentials.create({ publicKey: {
+        challenge: fromB64url(o.challenge),
+        rp: o.rp,
+        user: { id: fromB64url(o.user.id), name: o.user.name, displayName: o.user.displayName },
+        pubKeyCredParams: [{ type: "public-key", alg: o.alg }],
+        authenticatorSelection: { userVerification: "required", residentKey: "preferred" },
+        excludeCredentials: o.exclude.map((id) => ({ type: "public-key", id: fromB64url(id) })),
+        attestation: "none",
+      } });
+      register.elements.credential_id.value = toB64url(credential.rawId);
+      register.elements.public_key.value = toB64url(credential.response.getPublicKey());
+    });
+  }
+  const approve = document.getElementById("approve-passkey");
+  if (approve) {
+    const status = document.getElementById("approve-status");
+    withPasskey(approve, status, async () => {
+      const o = JSON.parse(approve.dataset.request);
+      const assertion = await navigator.credentials.get({ publicKey: {
+        challenge: fromB64url(o.challenge),
+        rpId: o.rpId,
+        allowCredentials: o.allow.map((id) => ({ type: "public-key", id: fromB64url(id) })),
+        userVerification: "required",
+      } });
+      const f = approve.elements;
+      f.credential_id.value = toB64url(assertion.rawId);
+      f.authenticator_data.value = toB64url(assertion.response.authenticatorData);
+      f.client_data_json.value = toB64url(assertion.response.clientDataJSON);
+      f.signature.value = toB64url(assertion.response.signature);
+    });
+  }
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   localTimes(document);
   const log = document.getElementById("log");
   if (log) followLog(log);
+  passkeyForms();
 });
