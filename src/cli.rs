@@ -1177,12 +1177,12 @@ agents that trust your key. Certify again after changing their role or groups.
 
 Passkeys: a user registers one in the web console (Passkeys page), which
 shows its fingerprint (pk1_...); compare it with them and pass it with
---passkey. Their approvals in the console then count as signed ones.
+--passkey (with --key, as above). Their approvals in the console then count
+as signed ones.
 
 Examples:
   sealrun keys init --key-file dave.key    # on dave's machine; he sends the public key
-  sealrun user certify dave --key \"$(sealrun keys show --key-file dave.key)\" --days 90
-  sealrun user certify dave --key ed25519:... --passkey pk1_0123456789abcdef")]
+  sealrun user certify dave --key \"$(sealrun keys show --key-file dave.key)\" --days 90")]
     Certify {
         /// The user's name
         name: String,

@@ -26,7 +26,7 @@
 //! });
 //! let submitter = admin.sign(&UserCertificate {
 //!     org: "acme".into(), user: "alice".into(), role: Role::Operator, groups: vec![],
-//!     public_key: alice.public_key().to_string(), issued_at_ms: 0, expires_at_ms: 10_000,
+//!     public_key: alice.public_key().to_string(), passkeys: vec![], issued_at_ms: 0, expires_at_ms: 10_000,
 //! });
 //! let intent = RunIntent {
 //!     org: "acme".into(), target: "db".into(), argv: vec!["true".into()],
@@ -220,7 +220,7 @@ impl PasskeyApproval {
             .iter()
             .find(|p| p.credential_id == self.assertion.credential_id)
             .ok_or("the passkey that asserted it is not in the approver's certificate")?;
-        let challenge = crate::passkey::challenge::<ApprovalStatement>(&self.statement);
+        let challenge = crate::passkey::challenge(ApprovalStatement::CONTEXT, &self.statement);
         passkey
             .verify(&challenge, &self.assertion)
             .map_err(|e| e.to_string())?;
@@ -1047,7 +1047,7 @@ mod tests {
             at_ms: NOW,
         })
         .unwrap();
-        let challenge = crate::passkey::challenge::<ApprovalStatement>(&statement);
+        let challenge = crate::passkey::challenge(ApprovalStatement::CONTEXT, &statement);
         let assertion = authenticator.assert(&challenge, ORIGIN, "localhost", PRESENT_AND_VERIFIED);
         let mut cert = w
             .user("bob", &w.bob, Role::Operator, &["dba"])

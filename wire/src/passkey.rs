@@ -2,7 +2,7 @@
 //! whoever holds their certificate, not by the server that served the page.
 //!
 //! A passkey is registered in the web console and certified by an admin
-//! like a signing key ([`crate::trust::UserCertificate::passkeys`]: its
+//! like a signing key (`trust::UserCertificate::passkeys`: its
 //! credential id, its P-256 public key and the origin it lives at). An
 //! approval in the console asks the authenticator to sign a challenge that
 //! is the hash of the approval statement under its signing context
@@ -29,7 +29,6 @@
 //! assert!(matches!(bad, Err(PasskeyError::BadKey(_))));
 //! ```
 
-use crate::trust::Statement;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use p256::ecdsa::signature::Verifier as _;
@@ -120,19 +119,20 @@ struct ClientData {
     cross_origin: bool,
 }
 
-/// The challenge a passkey signs for statement `payload` of kind `T`: the
-/// SHA-256 of the statement's signing context and text, so an assertion
-/// over it is bound to that statement as an Ed25519 signature is.
-pub fn challenge<T: Statement>(payload: &str) -> [u8; 32] {
+/// The challenge a passkey signs for a statement's JSON text `payload`
+/// whose kind signs under `context` (`Statement::CONTEXT` in `trust`): the
+/// SHA-256 of both, so an assertion over it is bound to that statement as an
+/// Ed25519 signature is.
+pub fn challenge(context: &[u8], payload: &str) -> [u8; 32] {
     let mut h = Sha256::new();
-    h.update(T::CONTEXT);
+    h.update(context);
     h.update(payload.as_bytes());
     h.finalize().into()
 }
 
 /// [`challenge`] as the browser is given it (base64url).
-pub fn challenge_text<T: Statement>(payload: &str) -> String {
-    B64URL.encode(challenge::<T>(payload))
+pub fn challenge_text(context: &[u8], payload: &str) -> String {
+    B64URL.encode(challenge(context, payload))
 }
 
 impl Passkey {

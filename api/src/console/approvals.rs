@@ -28,6 +28,7 @@ use sealrun_wire::approval::{ApproveRequest, RejectRequest};
 use sealrun_wire::authority::{ApprovalStatement, PasskeyApproval};
 use sealrun_wire::passkey::{PasskeyAssertion, challenge_text};
 use sealrun_wire::run::RunStatus;
+use sealrun_wire::trust::Statement as _;
 use serde::Deserialize;
 
 /// `?status=` of the inbox: which requests (default: pending).
@@ -137,7 +138,7 @@ pub(crate) async fn detail(
     })
     .map_err(|e| PageError::bad_request(e.to_string()))?;
     let request = serde_json::json!({
-        "challenge": challenge_text::<ApprovalStatement>(&statement),
+        "challenge": challenge_text(ApprovalStatement::CONTEXT, &statement),
         "rpId": passkeys.first().and_then(|p| p.rp_id().ok()).unwrap_or_default(),
         "allow": passkeys.iter().map(|p| p.credential_id.clone()).collect::<Vec<_>>(),
     });
