@@ -3,6 +3,8 @@
 #   - a Docker engine (Debian's docker.io), started if its socket does not answer;
 #   - the static busybox used to build the local base image, never pulled;
 #   - PyNaCl, used by the vault's interop tests against libsodium;
+#   - headless Chromium and its WebDriver (Debian's chromium and chromium-driver:
+#     /usr/bin/chromium, /usr/bin/chromedriver), which the console's browser tests drive;
 #   - the local image sealrun/busybox:latest, built FROM scratch.
 # It is idempotent and says what it does. Source it or run it.
 set -euo pipefail
@@ -36,6 +38,9 @@ command -v dockerd >/dev/null || need_pkgs+=(docker.io)
 # busybox-static's binary runs in an image with no libc; ldd fails on it.
 if ! { [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; }; then need_pkgs+=(busybox-static); fi
 command -v python3 >/dev/null || need_pkgs+=(python3)
+# The browser tests (sealrun_testkit::Browser) start these two by their paths.
+[ -x /usr/bin/chromium ] || need_pkgs+=(chromium)
+[ -x /usr/bin/chromedriver ] || need_pkgs+=(chromium-driver)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then apt_install "${need_pkgs[@]}"; fi
 
 # The Docker engine.
@@ -56,6 +61,9 @@ fi
 docker version --format '{{.Server.Version}}' >/dev/null 2>&1 \
   || die "the Docker engine did not start; see /tmp/sealrun-dockerd.log"
 say "Docker engine $(docker version --format '{{.Server.Version}}') is answering"
+
+# Chromium and chromedriver must be the same build: chromedriver refuses a browser of another major version.
+say "browser: $(/usr/bin/chromium --version 2>/dev/null || echo '/usr/bin/chromium does not start'); $(/usr/bin/chromedriver --version 2>/dev/null | cut -d' ' -f1-2 || echo '/usr/bin/chromedriver does not start')"
 
 # PyNaCl, for the vault's libsodium interop tests.
 if ! python3 -c 'import nacl' >/dev/null 2>&1; then

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, exactly as CI runs it (.ci/run calls this script):
-# provision Docker + base image + PyNaCl, then formatting, lints, docs and every
+# provision Docker + base image + PyNaCl + Chromium, then formatting, lints, docs and every
 # test, including the end-to-end ones against real Docker.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -9,6 +9,8 @@ say() { printf '\033[1;34m[test]\033[0m %s\n' "$*" >&2; }
 ./scripts/provision.sh
 # Docker-backed tests must never skip here: they fail instead when Docker is missing.
 export SEALRUN_REQUIRE_DOCKER=1
+# Browser tests likewise: they fail when chromium or chromedriver is missing.
+export SEALRUN_REQUIRE_BROWSER=1
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 say "cargo fmt --check"

@@ -30,7 +30,12 @@ pub const IMAGE: &str = BASE_IMAGE;
 /// must fail rather than skip: `SEALRUN_REQUIRE_DOCKER` or `CI` is set to
 /// anything but empty, `0` or `false`.
 pub fn skipping_forbidden() -> bool {
-    ["SEALRUN_REQUIRE_DOCKER", "CI"].iter().any(|var| {
+    forbidden_by("SEALRUN_REQUIRE_DOCKER")
+}
+
+/// Whether `var` or `CI` is set to anything but empty, `0` or `false`.
+fn forbidden_by(var: &str) -> bool {
+    [var, "CI"].iter().any(|var| {
         std::env::var(var)
             .is_ok_and(|v| !(v.is_empty() || v == "0" || v.eq_ignore_ascii_case("false")))
     })
@@ -41,14 +46,20 @@ pub fn skipping_forbidden() -> bool {
 /// process's stderr, which libtest does not capture), or failed when
 /// [`skipping_forbidden`]. Returns only when skipping.
 pub fn skip_or_fail(why: &str) {
+    skip_or_fail_unless(why, "SEALRUN_REQUIRE_DOCKER");
+}
+
+/// [`skip_or_fail`] with `var` (or `CI`) forbidding the skip: the browser
+/// tests' rule names `SEALRUN_REQUIRE_BROWSER`.
+pub(crate) fn skip_or_fail_unless(why: &str, var: &str) {
     let test = test_name();
     assert!(
-        !skipping_forbidden(),
-        "{test}: {why} (SEALRUN_REQUIRE_DOCKER or CI is set: this must run here)"
+        !forbidden_by(var),
+        "{test}: {why} ({var} or CI is set: this must run here)"
     );
     let _ = writeln!(
         std::io::stderr(),
-        "\n*** SKIPPED {test}: {why}; set SEALRUN_REQUIRE_DOCKER=1 to fail instead ***\n"
+        "\n*** SKIPPED {test}: {why}; set {var}=1 to fail instead ***\n"
     );
 }
 

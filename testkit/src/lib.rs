@@ -21,9 +21,14 @@
 //!   for the agent's and the shim's own tests.
 //! - **Stalling clients** ([`stall`]): connections held open without
 //!   finishing a request (silent, mid-handshake, mid-headers, mid-body).
+//! - **Browser** ([`browser`]): headless Chromium through WebDriver for the
+//!   web console's tests ([`Browser`]: pages, elements, scripts, cookies,
+//!   screenshots, a WebAuthn virtual authenticator), with its own rule,
+//!   [`require_browser`]: skip loudly without Chromium or, under
+//!   `SEALRUN_REQUIRE_BROWSER` or `CI=true`, fail.
 //!
-//! Everything cleans up on drop: processes are killed and reaped, containers
-//! removed, temporary directories deleted, also when a test fails (and then
+//! Everything cleans up on drop: processes are killed and reaped (a browser's
+//! Chromium included), containers removed, temporary directories deleted, also when a test fails (and then
 //! the logs of the processes are printed).
 //!
 //! A control-plane test, no Docker needed:
@@ -63,6 +68,7 @@
 #![forbid(unsafe_code)]
 
 mod agent;
+pub mod browser;
 mod client;
 pub mod console;
 pub mod container;
@@ -79,6 +85,7 @@ mod wait;
 mod world;
 
 pub use agent::{AgentProcess, FakeAgent};
+pub use browser::{Browser, require_browser};
 pub use client::{Answer, Client, https_client, run_request, to_value};
 pub use dev::DevProcess;
 pub use docker::{
