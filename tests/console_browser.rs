@@ -48,6 +48,8 @@ impl Console {
         // but be sure the target is there for the API).
         admin.get("/v1/targets/demo").await.ok();
         let browser = Browser::start().await.expect("headless Chromium starts");
+        // Tall enough for a run's page with its log in one screenshot.
+        browser.set_window_size(1280, 1300).await.unwrap();
         let shots = if std::env::var("SEALRUN_UPDATE_SCREENSHOTS").is_ok_and(|v| v == "1") {
             ShotDir::Docs(workspace_root().join("docs/screenshots"))
         } else {
@@ -193,6 +195,20 @@ async fn an_operator_sees_a_live_runs_masked_output_appear_without_reloading() {
     c.goto("/ui/runs").await;
     b.wait_for_text("table.runs", &id, WAIT).await.unwrap();
     c.shot("runs.png").await;
+    // Readable on a phone: the page fits its width (tables scroll in their
+    // own box, not the page).
+    b.set_window_size(390, 844).await.unwrap();
+    c.goto(&format!("/ui/runs/{id}")).await;
+    b.wait_for_text("#log", "second-line", WAIT).await.unwrap();
+    let overflow = b
+        .execute(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(overflow, 0, "no sideways scrolling of the page on a phone");
+    c.shot("run-phone.png").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -476,9 +476,12 @@ async fn a_command_is_shown_quoted_and_element_by_element_with_controls_visible(
     assert!(!page.contains("<script>x"), "escaped as HTML");
     assert!(page.contains("&lt;script&gt;x&lt;/script&gt;"));
     assert!(page.contains(r"\r\e[2K"), "control characters shown");
-    assert!(page.contains("echo␠a␠b"), "spaces inside an element shown");
+    assert!(
+        page.contains("<code class=\"arg\">echo a b"),
+        "an element with spaces in one box"
+    );
     assert_eq!(
-        page.matches("<li><code>").count(),
+        page.matches("<li><code class=\"arg\">").count(),
         4,
         "one item per argument"
     );

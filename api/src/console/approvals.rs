@@ -156,7 +156,7 @@ pub(crate) async fn detail(
                     @if r.spec.env.is_empty() { "none" } @else {
                         table class="env" {
                             thead { tr { th scope="col" { "Name" } th scope="col" { "Value" } } }
-                            tbody { @for (k, v) in &r.spec.env { tr { td { code { (visible(k)) } } td { code { (visible(v)) } } } } }
+                            tbody { @for (k, v) in &r.spec.env { tr { td { code class="arg" { (visible(k)) } } td { code class="arg" { (visible(v)) } } } } }
                         }
                     }
                 }

@@ -155,14 +155,15 @@ pub(crate) fn command(argv: &[String]) -> Markup {
 }
 
 /// A command element by element: what approving means approving, with no
-/// doubt where one argument ends (each in its own item, with its length;
-/// spaces and control characters made visible).
+/// doubt where one argument ends (each in its own item and its own box,
+/// spaces kept as they are inside it, with its length; control characters
+/// made visible).
 pub(crate) fn argv_list(argv: &[String]) -> Markup {
     html! {
         ol class="argv" start="0" {
             @for arg in argv {
                 li {
-                    code { (visible(arg)) }
+                    code class="arg" { (visible(arg)) }
                     " "
                     span class="meta" { "(" (arg.chars().count()) " characters)" }
                 }
@@ -171,10 +172,11 @@ pub(crate) fn argv_list(argv: &[String]) -> Markup {
     }
 }
 
-/// `s` with control characters escaped and spaces shown as `␠`, so that
-/// nothing in it is invisible.
+/// `s` with control characters (and bidi overrides) escaped, so that
+/// nothing in it acts instead of showing; where it starts and ends, and so
+/// any leading or trailing space, the box around it shows (`code.arg`).
 pub(crate) fn visible(s: &str) -> String {
-    escape_controls(s).replace(' ', "␠")
+    escape_controls(s).into_owned()
 }
 
 /// A run's status as a badge.

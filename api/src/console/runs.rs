@@ -288,6 +288,7 @@ pub(crate) async fn detail(
                 }
                 dt { "Agent's report" } dd {
                     @if run.report.is_some() { "signed by the target's agent (" code { "sealrun runs show " (run.id) } " verifies it)" }
+                    @else if live { "signed when the run ends (by agents that sign reports)" }
                     @else { "none" }
                 }
             }
