@@ -107,6 +107,7 @@ fn every_path(run: &str, target: &str) -> Vec<String> {
         format!("/ui/targets/{target}"),
         "/ui/runbooks".into(),
         "/ui/agents".into(),
+        "/ui/passkeys".into(),
         "/ui/assets/console.css".into(),
         "/ui/assets/console.js".into(),
         "/ui/login".into(),
@@ -484,5 +485,129 @@ async fn a_command_is_shown_quoted_and_element_by_element_with_controls_visible(
         page.matches("<li><code class=\"arg\">").count(),
         4,
         "one item per argument"
+    );
+}
+
+/// Target `db` with one approval needed for ad-hoc runs.
+async fn needing_approval(w: &InProcessWorld) {
+    let answer = w
+        .admin
+        .put(
+            "/v1/targets/db",
+            serde_json::json!({"name": "db", "image": sealrun_testkit::IMAGE,
+                "policy": {"approval": {"require": "ad_hoc", "approvals": 1}}}),
+        )
+        .await;
+    assert!(answer.status.is_success(), "{}", answer.text);
+}
+
+#[tokio::test]
+async fn an_auditor_sees_no_approve_or_reject_control_and_an_operator_does() {
+    let w = World::in_process().await;
+    needing_approval(&w).await;
+    let run = w.submit(&["true"]).await;
+    let (auditor, _) = signed_in(&w, "aud", Role::Auditor).await;
+    let (operator, _) = signed_in(&w, "oz", Role::Operator).await;
+    let path = format!("/ui/approvals/{run}");
+    let seen = auditor.get(&path).await;
+    assert_eq!(seen.status, StatusCode::OK);
+    assert!(seen.text.contains("The exact spec being approved"));
+    for control in ["/reject\"", "approve-passkey", "sealrun approvals approve"] {
+        assert!(!seen.text.contains(control), "auditor sees {control}");
+    }
+    // Positive control: an operator may decide (no passkey yet: the CLI
+    // command to approve, and the reject form).
+    let seen = operator.get(&path).await.text;
+    assert!(seen.contains(&format!("/ui/approvals/{run}/reject\"")));
+    assert!(seen.contains(&format!("sealrun approvals approve {run} --digest sha256:")));
+}
+
+#[tokio::test]
+async fn a_console_approval_without_a_passkey_signature_is_refused_and_approves_nothing() {
+    let w = World::in_process().await;
+    needing_approval(&w).await;
+    let run = w.submit(&["true"]).await;
+    let (operator, _) = signed_in(&w, "oz", Role::Operator).await;
+    let digest = w.admin.get(&format!("/v1/approvals/{run}")).await.json()["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // A click with no assertion (a forged form, or no authenticator).
+    let answer = operator
+        .post(
+            &format!("/ui/approvals/{run}/approve"),
+            &[("digest", &digest)],
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert!(answer.text.contains("passkey"), "{}", answer.text);
+    // One made up, for a passkey no admin certified.
+    let statement =
+        format!(r#"{{"org":"acme","run_digest":"{digest}","approver":"oz","at_ms":1}}"#);
+    let answer = operator
+        .post(
+            &format!("/ui/approvals/{run}/approve"),
+            &[
+                ("digest", &digest),
+                ("statement", &statement),
+                ("credential_id", "Y3JlZA"),
+                ("authenticator_data", "AAAA"),
+                ("client_data_json", "e30"),
+                ("signature", "AAAA"),
+            ],
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.text);
+    assert!(answer.text.contains("certif"), "{}", answer.text);
+    let view = w.admin.get(&format!("/v1/approvals/{run}")).await.json();
+    assert_eq!(view["status"], "pending_approval");
+    assert_eq!(view["approvals"].as_array().unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn a_passkey_registered_in_the_console_waits_for_an_admin_to_certify_it() {
+    let w = World::in_process().await;
+    let (operator, _) = signed_in(&w, "oz", Role::Operator).await;
+    // A P-256 public key as a browser's getPublicKey() gives it (SPKI DER).
+    let spki = "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEU6Oq7RMQeAAkHdLbgx2vn71dIfMxX5pgD0qjfJDXCu-lBfTPQ4FrD7ei3kOR-SUHavV1rRLqhRgMjc8WitHFDA";
+    let answer = operator
+        .post(
+            "/ui/passkeys",
+            &[("credential_id", "Y3JlZA"), ("public_key", spki)],
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.text);
+    let page = operator.get("/ui/passkeys").await.text;
+    assert!(
+        page.contains("pk1_") && page.contains("waiting for an admin"),
+        "{page}"
+    );
+    // What `sealrun user certify --passkey` picks from, for admins only.
+    let listed = w.admin.get("/v1/users/oz/passkeys").await.json();
+    assert_eq!(listed["passkeys"][0]["credential_id"], "Y3JlZA");
+    assert_eq!(
+        listed["passkeys"][0]["origin"].as_str().unwrap(),
+        w.server.url
+    );
+    w.admin
+        .token("oz2", Role::Operator)
+        .await
+        .get("/v1/users/oz/passkeys")
+        .await
+        .error(StatusCode::FORBIDDEN);
+    // Not a key: refused, nothing registered.
+    let answer = operator
+        .post(
+            "/ui/passkeys",
+            &[("credential_id", "b3RoZXI"), ("public_key", "AAAA")],
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        w.admin.get("/v1/users/oz/passkeys").await.json()["passkeys"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
     );
 }
