@@ -15,12 +15,9 @@
 
 use super::error::PageError;
 use super::page::{self, Section, argv_list, command, empty, time, visible};
-use super::session::Viewer;
+use super::session::{Posted, Viewer};
 use crate::state::AppState;
-use axum::Form;
-use axum::extract::rejection::FormRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 use sealrun_control::{Action, ApprovalFilter, Member};
@@ -235,8 +232,6 @@ pub(crate) async fn detail(
 #[derive(Debug, Deserialize)]
 pub(crate) struct Approve {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     digest: String,
     #[serde(default)]
     comment: String,
@@ -257,13 +252,9 @@ pub(crate) struct Approve {
 /// against their certificate, as the agent would.
 pub(crate) async fn approve(
     State(state): State<AppState>,
-    viewer: Viewer,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    form: Result<Form<Approve>, FormRejection>,
+    Posted { viewer, form }: Posted<Approve>,
 ) -> Result<Response, PageError> {
-    let Form(form) = form.map_err(|e| PageError::bad_request(e.body_text()))?;
-    viewer.check_form(&headers, &form.csrf)?;
     if form.signature.is_empty() {
         return Err(PageError::bad_request(
             "approving in the console takes your passkey's signature (the page's script asks your authenticator for it)",
@@ -300,24 +291,15 @@ fn now_ms() -> i64 {
 #[derive(Debug, Deserialize)]
 pub(crate) struct Reject {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     reason: String,
 }
 
 /// `POST /ui/approvals/{run_id}/reject`.
 pub(crate) async fn reject(
     State(state): State<AppState>,
-    viewer: Viewer,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    form: Result<Form<Reject>, FormRejection>,
+    Posted { viewer, form }: Posted<Reject>,
 ) -> Result<Response, PageError> {
-    let form = form.map(|Form(f)| f).unwrap_or(Reject {
-        csrf: String::new(),
-        reason: String::new(),
-    });
-    viewer.check_form(&headers, &form.csrf)?;
     let decided = state
         .control
         .reject_run(

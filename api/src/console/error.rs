@@ -1,6 +1,7 @@
 //! A console request that failed, as a page: the status and a one-line
 //! message, or, for a missing or ended session, the way back to sign-in.
 
+use super::document::head;
 use crate::error::ApiError;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -69,12 +70,7 @@ fn page(status: StatusCode, title: &str, message: &str) -> Response {
     let body = html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { "sealrun · " (title) }
-                link rel="stylesheet" href="/ui/assets/console.css";
-            }
+            (head(title, false))
             body {
                 main class="narrow" {
                     h1 { (status.as_u16()) " " (title) }

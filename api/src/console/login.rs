@@ -7,10 +7,11 @@
 //! sign a browser in to an account of its choosing. Sign-out revokes the
 //! session server-side, so its cookie is worthless even if kept.
 
+use super::document::head;
 use super::error::PageError;
 use super::page::html_response;
 use super::session::{
-    LOGIN_COOKIE, SESSION_COOKIE, Viewer, cookie, same_site, same_token, set_cookie,
+    LOGIN_COOKIE, NoFields, Posted, SESSION_COOKIE, cookie, same_site, same_token, set_cookie,
 };
 use crate::state::AppState;
 use axum::Form;
@@ -61,12 +62,7 @@ fn login_page(status: StatusCode, next: Option<&str>, error: Option<&str>) -> Re
     let doc = html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { "Sign in · sealrun" }
-                link rel="stylesheet" href="/ui/assets/console.css";
-            }
+            (head("Sign in", false))
             body {
                 main id="main" class="narrow" {
                     h1 { "Sign in to sealrun" }
@@ -153,22 +149,11 @@ pub(crate) async fn sign_in(
     Ok(response)
 }
 
-/// The sign-out form as posted.
-#[derive(Debug, Deserialize)]
-pub(crate) struct SignOut {
-    #[serde(default)]
-    csrf: String,
-}
-
 /// `POST /ui/logout`: revokes the session and forgets its cookie.
 pub(crate) async fn sign_out(
     State(state): State<AppState>,
-    viewer: Viewer,
-    headers: HeaderMap,
-    form: Result<Form<SignOut>, FormRejection>,
+    Posted { viewer, .. }: Posted<NoFields>,
 ) -> Result<Response, PageError> {
-    let csrf = form.map(|Form(f)| f.csrf).unwrap_or_default();
-    viewer.check_form(&headers, &csrf)?;
     state.control.close_session(&viewer.user).await?;
     let mut response = Redirect::to("/ui/login").into_response();
     if let Ok(v) = HeaderValue::from_str(&set_cookie(SESSION_COOKIE, "", 0)) {

@@ -16,10 +16,12 @@
 //!   or style, nothing from another origin) and the headers below; assets
 //!   are embedded in the binary (no CDN, no build step).
 //!
-//! Module order (no cycles): `error` ← `session` ← `page` ← the pages.
+//! Module order (no cycles): `document` ← `error` ← `session` ← `page` ←
+//! the pages.
 
 mod approvals;
 mod audit;
+mod document;
 mod error;
 mod inventory;
 mod login;

@@ -6,6 +6,7 @@
 //! Every value goes through maud, which escapes it for HTML: nothing a run,
 //! a target or a person wrote can become markup.
 
+use super::document::head;
 use super::session::Viewer;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -83,13 +84,7 @@ pub(crate) fn page(viewer: &Viewer, section: Section, title: &str, content: Mark
     let doc = html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · sealrun" }
-                link rel="stylesheet" href="/ui/assets/console.css";
-                script src="/ui/assets/console.js" defer {}
-            }
+            (head(title, true))
             body {
                 a class="skip" href="#main" { "Skip to content" }
                 header class="top" {

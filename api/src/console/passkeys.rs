@@ -7,11 +7,9 @@
 
 use super::error::PageError;
 use super::page::{self, Section, empty};
-use super::session::Viewer;
+use super::session::{Posted, Viewer};
 use crate::state::AppState;
-use axum::Form;
 use axum::extract::State;
-use axum::extract::rejection::FormRejection;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use base64::Engine as _;
@@ -91,8 +89,6 @@ pub(crate) async fn list(
 #[derive(Debug, Deserialize)]
 pub(crate) struct Register {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     credential_id: String,
     /// The public key's SPKI DER (`response.getPublicKey()`), base64url.
     #[serde(default)]
@@ -102,12 +98,9 @@ pub(crate) struct Register {
 /// `POST /ui/passkeys`: registers the caller's new passkey.
 pub(crate) async fn register(
     State(state): State<AppState>,
-    viewer: Viewer,
     headers: HeaderMap,
-    form: Result<Form<Register>, FormRejection>,
+    Posted { viewer, form }: Posted<Register>,
 ) -> Result<Response, PageError> {
-    let Form(form) = form.map_err(|e| PageError::bad_request(e.body_text()))?;
-    viewer.check_form(&headers, &form.csrf)?;
     let spki = B64URL
         .decode(form.public_key.trim_end_matches('='))
         .map_err(|_| PageError::bad_request("the passkey's public key is not base64url"))?;

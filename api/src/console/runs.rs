@@ -4,12 +4,10 @@
 
 use super::error::PageError;
 use super::page::{self, Section, argv_list, command, empty, time};
-use super::session::Viewer;
+use super::session::{NoFields, Posted, Viewer};
 use crate::follow::{Follow, Followed};
 use crate::state::AppState;
-use axum::Form;
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::FormRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -441,23 +439,12 @@ fn run_file_id(id: &str) -> String {
         .collect()
 }
 
-/// A form that carries only its CSRF token.
-#[derive(Debug, Deserialize)]
-pub(crate) struct Confirm {
-    #[serde(default)]
-    csrf: String,
-}
-
 /// `POST /ui/runs/{id}/cancel`.
 pub(crate) async fn cancel(
     State(state): State<AppState>,
-    viewer: Viewer,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    form: Result<Form<Confirm>, FormRejection>,
+    Posted { viewer, .. }: Posted<NoFields>,
 ) -> Result<Response, PageError> {
-    let csrf = form.map(|Form(f)| f.csrf).unwrap_or_default();
-    viewer.check_form(&headers, &csrf)?;
     let done = state
         .control
         .cancel_run(&Member::from(&viewer.user), id)

@@ -11,10 +11,13 @@
 
 use super::error::PageError;
 use crate::state::AppState;
-use axum::extract::FromRequestParts;
+use axum::Form;
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, header};
 use sealrun_control::{Attempt, User};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 use zeroize::Zeroizing;
@@ -89,17 +92,54 @@ impl Viewer {
     pub(crate) fn csrf(&self) -> &str {
         &self.csrf
     }
+}
 
-    /// Refuses a form (`403`) whose CSRF token is missing or not this
-    /// session's, or that the browser marks as cross-site.
-    pub(crate) fn check_form(&self, headers: &HeaderMap, presented: &str) -> Result<(), PageError> {
-        same_site(headers)?;
-        if presented.is_empty() || !same_token(presented, &self.csrf) {
-            return Err(PageError::forbidden(
+/// A form posted by a signed-in person: who, and its fields. The one place
+/// forms are accepted: refused (`403`) when the browser marks the request
+/// cross-site or the form's `csrf` field is missing or not the session's,
+/// before any of it is acted on.
+pub(crate) struct Posted<T> {
+    pub(crate) viewer: Viewer,
+    pub(crate) form: T,
+}
+
+/// A form with no fields but its CSRF token.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct NoFields {}
+
+/// What a console form sends: its CSRF token and its own fields.
+#[derive(Deserialize)]
+struct WithCsrf<T> {
+    #[serde(default)]
+    csrf: String,
+    #[serde(flatten)]
+    form: T,
+}
+
+impl<T: DeserializeOwned + Send> FromRequest<AppState> for Posted<T> {
+    type Rejection = PageError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, PageError> {
+        let (mut parts, body) = req.into_parts();
+        let viewer = Viewer::from_request_parts(&mut parts, state).await?;
+        same_site(&parts.headers)?;
+        let refused = || {
+            PageError::forbidden(
                 "the form's CSRF token is missing or not this session's: reload the page and try again",
-            ));
+            )
+        };
+        let Form(posted) =
+            Form::<WithCsrf<T>>::from_request(Request::from_parts(parts, body), state)
+                .await
+                // Unreadable is refused as unchecked: nothing of it is used.
+                .map_err(|_| refused())?;
+        if posted.csrf.is_empty() || !same_token(&posted.csrf, &viewer.csrf) {
+            return Err(refused());
         }
-        Ok(())
+        Ok(Posted {
+            viewer,
+            form: posted.form,
+        })
     }
 }
 
