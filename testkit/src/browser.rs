@@ -366,14 +366,17 @@ async fn send(
         Err(source) => return Err(BrowserError::Transport { command, source }),
     };
     let status = answer.status();
-    let mut json: Value = match answer.json().await {
+    let mut answer: Value = match answer.json().await {
         Ok(json) => json,
         Err(source) => return Err(BrowserError::Transport { command, source }),
     };
-    let value = json
-        .get_mut("value")
-        .map(Value::take)
-        .unwrap_or(Value::Null);
+    let Some(value) = answer.get_mut("value").map(Value::take) else {
+        return Err(protocol(
+            &command,
+            &format!("HTTP {status}, no value"),
+            &answer,
+        ));
+    };
     if status.is_success() {
         return Ok(value);
     }
@@ -385,7 +388,7 @@ async fn send(
             error,
             message: field("message").unwrap_or_default(),
         }),
-        None => Err(protocol(&command, &format!("HTTP {status}"), &json)),
+        None => Err(protocol(&command, &format!("HTTP {status}"), &value)),
     }
 }
 
