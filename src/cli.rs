@@ -1178,7 +1178,10 @@ agents that trust your key. Certify again after changing their role or groups.
 Passkeys: a user registers one in the web console (Passkeys page), which
 shows its fingerprint (pk1_...); compare it with them and pass it with
 --passkey (with --key, as above). Their approvals in the console then count
-as signed ones.
+as signed ones. Certifying again without --passkey keeps the passkeys of
+their current certificate (if a key you trust signed it); --drop-passkeys
+certifies none. A passkey is registered through the control plane: certify
+one only while you trust the control plane (ARCHITECTURE.md, threat model).
 
 Examples:
   sealrun keys init --key-file dave.key    # on dave's machine; he sends the public key
@@ -1193,6 +1196,10 @@ Examples:
         /// (repeat for several)
         #[arg(long = "passkey", value_name = "FINGERPRINT")]
         passkeys: Vec<String>,
+        /// Certify no passkey (without --passkey, those of their current
+        /// certificate are kept when a key you trust signed it)
+        #[arg(long, conflicts_with = "passkeys")]
+        drop_passkeys: bool,
         /// How long the certificate is valid
         #[arg(long, default_value_t = 365)]
         days: u32,

@@ -611,3 +611,63 @@ async fn a_passkey_registered_in_the_console_waits_for_an_admin_to_certify_it() 
         1
     );
 }
+
+#[tokio::test]
+async fn an_admins_console_session_can_be_revoked_on_its_own() {
+    let w = World::in_process().await;
+    // The org's only admin token signed in: its session is still revocable.
+    let mut console = admin_console(&w);
+    console.sign_in(&w.admin.token).await;
+    let id = console.session.split('_').nth(1).unwrap().to_owned();
+    let answer = w.admin.delete(&format!("/v1/tokens/{id}")).await;
+    assert!(answer.status.is_success(), "{}", answer.text);
+    assert_eq!(console.get("/ui/runs").await.status, StatusCode::SEE_OTHER);
+    // The admin token itself still works (and stays the last admin token).
+    w.admin.get("/v1/whoami").await.ok();
+}
+
+#[tokio::test]
+async fn a_log_or_audit_position_out_of_range_is_a_400() {
+    let w = World::in_process().await;
+    let run = w.submit(&["true"]).await;
+    let (console, _) = signed_in(&w, "aud", Role::Auditor).await;
+    for path in [
+        format!("/ui/runs/{run}/events?after=18446744073709551615"),
+        "/ui/audit?after=18446744073709551615".to_owned(),
+    ] {
+        assert_eq!(
+            console.get(&path).await.status,
+            StatusCode::BAD_REQUEST,
+            "{path}"
+        );
+    }
+    // Positive control: in range, the stream answers (to its end: the run
+    // ended).
+    w.agent.next_run().await;
+    w.agent.finish(&run, RunStatus::Succeeded, Some(0), 0).await.ok();
+    let answer = console.get(&format!("/ui/runs/{run}/events?after=0")).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert!(answer.text.contains("event: end"));
+}
+
+#[tokio::test]
+async fn an_unknown_console_path_is_the_consoles_own_404_with_its_headers() {
+    let w = World::in_process().await;
+    let (console, _) = signed_in(&w, "aud", Role::Auditor).await;
+    let page = console.get("/ui/no-such-page").await;
+    assert_eq!(page.status, StatusCode::NOT_FOUND);
+    assert!(page.text.contains("no such page"));
+    assert!(page.headers.contains_key("content-security-policy"));
+    assert!(page.headers.contains_key("strict-transport-security"));
+}
+
+#[tokio::test]
+async fn a_literal_backslash_in_an_argument_is_not_shown_as_an_escape() {
+    let w = World::in_process().await;
+    let run = w.submit(&["printf", "a\\nb", "a\nb"]).await;
+    let (console, _) = signed_in(&w, "aud", Role::Auditor).await;
+    let page = console.get(&format!("/ui/runs/{run}")).await.text;
+    // The backslash and n, then the newline: two different arguments.
+    assert!(page.contains(r#"<code class="arg">a\\nb</code>"#), "{page}");
+    assert!(page.contains(r#"<code class="arg">a\nb</code>"#));
+}

@@ -212,7 +212,11 @@ impl Control {
                     if token.revoked_ms.is_some() {
                         return Ok(());
                     }
-                    if token.role.as_deref() == Some("admin")
+                    // A console session is not one of the org's admin
+                    // tokens (the token it was signed in with is): ending
+                    // a stolen one must always be possible.
+                    if token.kind == "user"
+                        && token.role.as_deref() == Some("admin")
                         && store::tokens::active_admins(tx, user.org_id)? <= 1
                     {
                         return Err(Error::Conflict(

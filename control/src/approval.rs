@@ -359,6 +359,12 @@ pub(crate) fn decide(
                     current.digest
                 )));
             }
+            // Recorded with the decision: how the approval is signed.
+            let signed_with = match (signed, passkey) {
+                (Some(_), _) => Some("key"),
+                (None, Some(_)) => Some("passkey"),
+                (None, None) => None,
+            };
             let proof = match (signed, passkey) {
                 (Some(s), None) => Some(crate::signing::Proof::Key(s)),
                 (None, Some(p)) => Some(crate::signing::Proof::Passkey(p)),
@@ -410,6 +416,7 @@ pub(crate) fn decide(
                     "user_id": who.user_id,
                     "digest": digest,
                     "comment": comment,
+                    "signed_with": signed_with,
                     "approvals": count,
                     "required": current.required,
                     "queued": complete,

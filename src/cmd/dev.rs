@@ -225,7 +225,7 @@ async fn trust_demo(trust: &DevTrust, admin: &Client, spec: &TargetSpec) -> Resu
             admin,
             user,
             &key.public_key().to_string(),
-            &[],
+            super::trust::Passkeys::Keep,
             365,
             Some(trust.admin_key.clone()),
         )

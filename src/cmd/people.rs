@@ -70,14 +70,22 @@ pub async fn user(cmd: UserCommand) -> Result<()> {
             name,
             key,
             passkeys,
+            drop_passkeys,
             days,
             key_file,
             client,
         } => {
             let json = client.json;
             let client = Client::from_args(&client)?;
+            let chosen = if drop_passkeys {
+                super::trust::Passkeys::None
+            } else if passkeys.is_empty() {
+                super::trust::Passkeys::Keep
+            } else {
+                super::trust::Passkeys::These(passkeys)
+            };
             let view =
-                super::trust::certify_user(&client, &name, &key, &passkeys, days, key_file).await?;
+                super::trust::certify_user(&client, &name, &key, chosen, days, key_file).await?;
             if json {
                 return output::json(&view);
             }

@@ -28,7 +28,6 @@ pub async fn run(cmd: SecretCommand) -> Result<()> {
                 .map_err(|e| anyhow!("secret {name} refused: {e}"))?;
             // Only to a key an admin this machine trusts certified.
             let (public_key, key_id) = super::trust::certified_key(&client, &target).await?;
-            eprintln!("sealing {name} for target {target} with certified key {key_id}");
             let sealed = sealrun_vault::seal(&public_key, &name, &target, &value)
                 .map_err(|e| anyhow!("cannot seal {name}: {e}"))?;
             drop(value);
@@ -41,7 +40,14 @@ pub async fn run(cmd: SecretCommand) -> Result<()> {
             if json {
                 return output::json(&view);
             }
-            eprintln!("secret {} set (version {})", safe(&view.name), view.version);
+            // Said once it is stored: a refused write (a role that may read
+            // the target's key but not set secrets) is then one line.
+            eprintln!(
+                "secret {} set (version {}), sealed for target {} with certified key {key_id}",
+                safe(&view.name),
+                view.version,
+                safe(&target)
+            );
             Ok(())
         }
         SecretCommand::List { target, client } => {

@@ -262,11 +262,23 @@ pub fn own_signing_key() -> Result<Option<SigningKey>> {
 /// `sealrun user certify NAME --key K`: signs, as the admin, user NAME's
 /// key with the role and groups the control plane shows for them (the
 /// control plane refuses a certificate that does not match them).
+/// Which passkeys `sealrun user certify` certifies.
+#[derive(Debug)]
+pub enum Passkeys {
+    /// Those of the user's current certificate, if a key trusted here
+    /// signed it (none otherwise).
+    Keep,
+    /// None.
+    None,
+    /// These, by fingerprint (`--passkey`), from what the user registered.
+    These(Vec<String>),
+}
+
 pub async fn certify_user(
     client: &Client,
     name: &str,
     key: &str,
-    passkeys: &[String],
+    passkeys: Passkeys,
     days: u32,
     key_file: Option<PathBuf>,
 ) -> Result<UserView> {
@@ -279,28 +291,61 @@ pub async fn certify_user(
     };
     // Only the passkeys whose fingerprints the admin compared with the user:
     // the control plane's list is where to find them, not what to sign.
-    let certified_passkeys = if passkeys.is_empty() {
-        Vec::new()
-    } else {
+    let certified_passkeys = if let Passkeys::Keep = passkeys {
+        // What a key trusted here certified before, and nothing else: a
+        // re-certification (a new role or group) keeps the person's passkeys.
+        let mut trusted = trusted_with(&[]).unwrap_or_default();
+        trusted.push(admin.public_key());
+        let kept = user
+            .certificate
+            .as_ref()
+            .and_then(|c| c.verify(&trusted).ok())
+            .filter(|c| c.org == me.org && c.user == user.name)
+            .map(|c| c.passkeys)
+            .unwrap_or_default();
+        if !kept.is_empty() {
+            let names: Vec<String> = kept.iter().map(|p| p.fingerprint()).collect();
+            eprintln!(
+                "keeping the passkeys of {}'s current certificate: {} (--drop-passkeys certifies none)",
+                safe(name),
+                names.join(", ")
+            );
+        }
+        kept
+    } else if let Passkeys::These(passkeys) = passkeys {
         let registered: sealrun_wire::people::PasskeyList = client
             .get(&format!("/v1/users/{}/passkeys", seg(name)))
             .await?;
         let mut chosen = Vec::new();
-        for fingerprint in passkeys {
-            let Some(p) = registered
+        for fingerprint in &passkeys {
+            let matching: Vec<_> = registered
                 .passkeys
                 .iter()
-                .find(|p| p.fingerprint() == *fingerprint)
-            else {
+                .filter(|p| p.fingerprint() == *fingerprint)
+                .collect();
+            let [p] = matching.as_slice() else {
                 bail!(
-                    "user {} has registered no passkey {} (they register one in the web console, which shows its fingerprint)",
+                    "user {} has registered {} passkey {} (one must match: they register one in the web console, which shows its fingerprint)",
                     safe(name),
+                    if matching.is_empty() {
+                        "no"
+                    } else {
+                        "more than one"
+                    },
                     safe(fingerprint)
                 );
             };
-            chosen.push(p.clone());
+            eprintln!(
+                "certifying passkey {} of {} (origin {})",
+                safe(fingerprint),
+                safe(name),
+                safe(&p.origin)
+            );
+            chosen.push((*p).clone());
         }
         chosen
+    } else {
+        Vec::new()
     };
     let now = output::now_ms();
     let signed = admin.sign(&UserCertificate {

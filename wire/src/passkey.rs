@@ -16,9 +16,11 @@
 //! - the ECDSA P-256 signature over authenticator data and the client
 //!   data's hash is the certified key's.
 //!
-//! So a control plane that serves the page cannot make up or replay an
-//! approval: the statement names the run's digest, and only the
-//! authenticator can sign it.
+//! So a control plane that serves the page cannot make up an approval with
+//! a certified passkey, nor count one for another run: the statement names
+//! the run's digest, and only the authenticator can sign it. (What a
+//! certificate is worth depends on how its passkey reached the admin: see
+//! ARCHITECTURE.md's threat model.)
 //!
 //! ```
 //! use sealrun_wire::passkey::{Passkey, PasskeyError};

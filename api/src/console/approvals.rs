@@ -106,6 +106,7 @@ pub(crate) async fn detail(
     State(state): State<AppState>,
     viewer: Viewer,
     Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
 ) -> Result<Response, PageError> {
     let who = Member::from(&viewer.user);
     let r = state.control.approval(&who, id).await?;
@@ -113,13 +114,16 @@ pub(crate) async fn detail(
     let may_decide = Action::ApproveRuns.allows(viewer.user.role)
         && pending
         && r.spec.submitter_user_id != viewer.user.user_id;
+    let here = super::passkeys::origin(&headers)?;
     let passkeys: Vec<_> = if may_decide {
         state
             .control
             .own_passkeys(&viewer.user)
             .await?
             .into_iter()
-            .filter(|p| p.certified)
+            // A passkey asserts only for the origin it was registered at:
+            // offer those of the page's own.
+            .filter(|p| p.certified && p.passkey.origin == here)
             .map(|p| p.passkey)
             .collect()
     } else {
@@ -146,7 +150,7 @@ pub(crate) async fn detail(
             h2 id="spec" { "The exact spec being approved" }
             dl class="facts" {
                 dt { "Org" } dd { (r.spec.org) }
-                dt { "Target" } dd { (r.spec.target) }
+                dt { "Target" } dd { (visible(&r.spec.target)) }
                 dt { "Command" } dd { (command(&r.spec.argv)) }
                 dt { "Arguments, one per item" } dd { (argv_list(&r.spec.argv)) }
                 dt { "Environment" } dd {
@@ -159,15 +163,15 @@ pub(crate) async fn detail(
                 }
                 dt { "Secrets (names)" } dd {
                     @if r.spec.secrets.is_empty() { "none" } @else {
-                        @for (i, s) in r.spec.secrets.iter().enumerate() { @if i > 0 { ", " } code { (s) } }
+                        @for (i, s) in r.spec.secrets.iter().enumerate() { @if i > 0 { ", " } code { (visible(s)) } }
                     }
                 }
-                dt { "Image" } dd { code { (r.spec.image) } }
+                dt { "Image" } dd { code class="arg" { (visible(&r.spec.image)) } }
                 dt { "Timeout" } dd { (r.spec.timeout_secs) " s" }
                 @if let Some(rb) = &r.spec.runbook {
-                    dt { "Runbook" } dd { (rb.name) " v" (rb.version) }
+                    dt { "Runbook" } dd { (visible(&rb.name)) " v" (rb.version) }
                 }
-                dt { "Submitted by" } dd { (r.submitter) " at " (time(r.created_at_ms)) }
+                dt { "Submitted by" } dd { (visible(&r.submitter)) " at " (time(r.created_at_ms)) }
                 dt { "Spec digest" } dd { code class="digest" { (r.digest) } }
                 @if r.signed.is_some() { dt { "Signed" } dd { "by its submitter (the agent checks the signature)" } }
             }
@@ -178,11 +182,11 @@ pub(crate) async fn detail(
                 @if let Some(t) = r.expires_at_ms { @if pending { " Expires " (time(t)) "." } } }
             @if r.approvals.is_empty() { (empty("No approvals yet.")) } @else {
                 ul { @for a in &r.approvals {
-                    li { (a.user) " approved " (time(a.at_ms)) @if let Some(c) = &a.comment { ": “" (c) "”" } }
+                    li { (visible(&a.user)) " approved " (time(a.at_ms)) @if let Some(c) = &a.comment { ": “" (visible(c)) "”" } }
                 } }
             }
             @if let Some(rej) = &r.rejection {
-                p { "Rejected by " (rej.user) " " (time(rej.at_ms)) ": “" (rej.reason) "”" }
+                p { "Rejected by " (visible(&rej.user)) " " (time(rej.at_ms)) ": “" (visible(&rej.reason)) "”" }
             }
         }
         @if may_decide {

@@ -38,6 +38,9 @@ pub(crate) async fn trail(
     viewer: Viewer,
     Query(q): Query<AuditQuery>,
 ) -> Result<Response, PageError> {
+    if q.after.is_some_and(|a| i64::try_from(a).is_err()) {
+        return Err(PageError::bad_request("the entry position is out of range"));
+    }
     let verdict = state
         .control
         .audit_verify(&viewer.user, AuditScope::SinceCheckpoint)

@@ -35,13 +35,17 @@ pub(crate) struct Next {
 }
 
 /// Where a sign-in may send the browser: a console page of this host only
-/// (never `//elsewhere`, never another scheme), else the runs list.
+/// (never `//elsewhere`, another scheme, or out of `/ui/` by dot segments,
+/// plain or escaped), else the runs list.
 fn next_page(next: Option<&str>) -> &str {
     match next {
         Some(n)
             if n.starts_with("/ui/")
-                && !n.starts_with("//")
                 && !n.contains('\\')
+                && !n.contains("..")
+                && !["%2e", "%2f", "%5c"]
+                    .iter()
+                    .any(|e| n.to_ascii_lowercase().contains(e))
                 && !n.chars().any(char::is_control) =>
         {
             n
@@ -175,9 +179,16 @@ mod tests {
             "/v1/tokens",
             "/ui\\evil",
             "/ui/\r\nx",
+            "/ui/../v1/tokens",
+            "/ui/%2e%2e/v1/tokens",
+            "/ui/%2E%2E%2Fv1",
         ] {
             assert_eq!(next_page(Some(bad)), "/ui/runs", "{bad}");
         }
         assert_eq!(next_page(None), "/ui/runs");
+        assert_eq!(
+            next_page(Some("/ui/runs?submitter=a%20b")),
+            "/ui/runs?submitter=a%20b"
+        );
     }
 }

@@ -69,11 +69,19 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/ui/runbooks", get(inventory::runbooks))
         .route("/ui/agents", get(inventory::agents))
         .route("/ui/assets/{name}", get(asset))
+        // Any other /ui/ path: the console's own 404, with its headers.
+        .route("/ui/{*rest}", axum::routing::any(no_such_page))
         .layer(middleware::from_fn(secure))
 }
 
 async fn home() -> Redirect {
     Redirect::to("/ui/runs")
+}
+
+async fn no_such_page() -> error::PageError {
+    error::PageError::Failed(crate::error::ApiError::not_found(
+        "there is no such page in the console",
+    ))
 }
 
 /// The console's embedded assets: (name, content type, bytes).
@@ -113,7 +121,9 @@ async fn secure(req: Request, next: Next) -> Response {
     let is_asset = req.uri().path().starts_with("/ui/assets/");
     let mut response = next.run(req).await;
     let headers = response.headers_mut();
-    let fixed: [(HeaderName, &str); 6] = [
+    let fixed: [(HeaderName, &str); 7] = [
+        // HTTPS only, as the console is: no downgrade to plain HTTP.
+        (header::STRICT_TRANSPORT_SECURITY, "max-age=31536000"),
         (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::X_FRAME_OPTIONS, "DENY"),

@@ -167,11 +167,13 @@ pub(crate) fn argv_list(argv: &[String]) -> Markup {
     }
 }
 
-/// `s` with control characters (and bidi overrides) escaped, so that
-/// nothing in it acts instead of showing; where it starts and ends, and so
-/// any leading or trailing space, the box around it shows (`code.arg`).
+/// `s` with control characters (and bidi overrides) escaped, and its own
+/// backslashes doubled so that `\n` written out is not taken for a newline,
+/// so that nothing in it acts instead of showing and nothing reads as what
+/// it is not; where it starts and ends, and so any leading or trailing
+/// space, the box around it shows (`code.arg`).
 pub(crate) fn visible(s: &str) -> String {
-    escape_controls(s).into_owned()
+    escape_controls(&s.replace('\\', "\\\\")).into_owned()
 }
 
 /// A run's status as a badge.

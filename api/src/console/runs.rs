@@ -369,7 +369,9 @@ pub(crate) async fn events(
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
-        .map_or(q.after, |seq| seq + 1);
+        .map_or(Some(q.after), |seq| seq.checked_add(1))
+        .filter(|&a| i64::try_from(a).is_ok())
+        .ok_or_else(|| PageError::bad_request("the log position is out of range"))?;
     let follow = Follow::start(state, viewer.user, id, after).await?;
     let stream = futures_util::stream::unfold(follow, |mut f| async move {
         let text = match f.next().await? {
