@@ -644,7 +644,10 @@ async fn a_log_or_audit_position_out_of_range_is_a_400() {
     // Positive control: in range, the stream answers (to its end: the run
     // ended).
     w.agent.next_run().await;
-    w.agent.finish(&run, RunStatus::Succeeded, Some(0), 0).await.ok();
+    w.agent
+        .finish(&run, RunStatus::Succeeded, Some(0), 0)
+        .await
+        .ok();
     let answer = console.get(&format!("/ui/runs/{run}/events?after=0")).await;
     assert_eq!(answer.status, StatusCode::OK);
     assert!(answer.text.contains("event: end"));
@@ -670,4 +673,34 @@ async fn a_literal_backslash_in_an_argument_is_not_shown_as_an_escape() {
     // The backslash and n, then the newline: two different arguments.
     assert!(page.contains(r#"<code class="arg">a\\nb</code>"#), "{page}");
     assert!(page.contains(r#"<code class="arg">a\nb</code>"#));
+}
+
+#[tokio::test]
+async fn signing_in_again_ends_the_session_the_browser_had() {
+    let w = World::in_process().await;
+    let (first, api) = signed_in(&w, "oz", Role::Operator).await;
+    // The same browser (its cookie) signs in again.
+    let mut again = first.clone();
+    let form = again.raw_get("/ui/login", None).await;
+    let login = cookie_value(&form.set_cookies(), "__Host-sealrun-login").unwrap();
+    let csrf = form.input_value("csrf").unwrap();
+    let cookies = format!(
+        "__Host-sealrun-login={login}; {SESSION_COOKIE}={}",
+        first.session
+    );
+    let answer = again
+        .raw_post_with_cookie(
+            "/ui/login",
+            &cookies,
+            &[("csrf", &csrf), ("token", &api.token)],
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER);
+    again.session = cookie_value(&answer.set_cookies(), SESSION_COOKIE).unwrap();
+    assert_eq!(
+        first.get("/ui/runs").await.status,
+        StatusCode::SEE_OTHER,
+        "the old one ended"
+    );
+    assert_eq!(again.get("/ui/runs").await.status, StatusCode::OK);
 }

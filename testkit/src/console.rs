@@ -144,6 +144,17 @@ impl Console {
             .await
     }
 
+    /// `POST path` with exactly `cookie` (a `Cookie` header value) and
+    /// `fields`.
+    pub async fn raw_post_with_cookie(
+        &self,
+        path: &str,
+        cookie: &str,
+        fields: &[(&str, &str)],
+    ) -> Page {
+        self.raw_post(path, Some(cookie), fields, &[]).await
+    }
+
     fn cookie(&self) -> Option<String> {
         (!self.session.is_empty()).then(|| format!("{SESSION_COOKIE}={}", self.session))
     }

@@ -127,6 +127,13 @@ pub(crate) async fn sign_in(
         method: "POST",
         path: "/ui/login",
     };
+    // Signing in again ends the session the browser had (one browser, one
+    // session): a session is never left behind valid and forgotten.
+    if let Some(old) = cookie(&headers, SESSION_COOKIE) {
+        if let Ok(previous) = state.control.authenticate_session(old, attempt).await {
+            state.control.close_session(&previous).await?;
+        }
+    }
     let session = match state.control.open_session(form.token.trim(), attempt).await {
         Ok(session) => session,
         Err(sealrun_control::Error::Unauthenticated(_) | sealrun_control::Error::Forbidden(_)) => {
