@@ -21,8 +21,10 @@
 //! of 12 bytes or more (every other one, see [`Index::long`]), the sites are registered by
 //! their 8-byte gram, and a grid gram inside a qualifying piece has one of the two 8-byte
 //! grams around it inside the piece too. The hits of a batch are sifted this way together
-//! ([`Index::sift`]); the 8-byte grams of eight hex digits have a small filter and table of
-//! their own ([`Filter8`]). The survivors are looked up in tables bucketed by the exact gram,
+//! ([`Index::sift`]), each looked up only if its other half (beside the grid's gram) is in
+//! the grid's filter too; the 8-byte grams of eight hex digits, and those of digits with the
+//! punctuation of numbers and timestamps, have small filters and tables of their own
+//! ([`Filter8`]). The survivors are looked up in tables bucketed by the exact gram,
 //! whose entries name a form and an offset ("site").
 //!
 //! Joins (the gram made of the two characters before a line break and the two after it) and
