@@ -89,7 +89,9 @@ impl Pass<'_> {
         // alignment (the same piece, in a piece that holds both) are not extended again.
         let mut first = [(0usize, 0usize); 8];
         let mut n = 0;
-        if i + 8 <= end {
+        // An 8-byte gram whose other half no form has is no gram of a form (see
+        // `Index::sift`, which drops such hits).
+        if i + 8 <= end && index.may_hold8(self.key_at(i + 4)) {
             let key = self.key8_at(i);
             for (form_id, j) in index.long_candidates(key) {
                 if n < first.len() {
@@ -99,7 +101,10 @@ impl Pass<'_> {
                 self.seed(i, form_id, j, record);
             }
         }
-        if let Some(at) = i.checked_sub(4).filter(|&a| a >= origin && a + 8 <= end) {
+        if let Some(at) = i
+            .checked_sub(4)
+            .filter(|&a| a >= origin && a + 8 <= end && index.may_hold8(self.key_at(a)))
+        {
             let key = self.key8_at(at);
             for (form_id, j) in index.long_candidates(key) {
                 if first[..n].contains(&(form_id, j + 4)) {
@@ -373,7 +378,10 @@ impl Pass<'_> {
             // every 4-byte gram of it is a gram of some form.
             self.confirm_join(p, key, false);
             if p + 8 <= end {
-                self.confirm8(p, false);
+                // See `Index::sift`.
+                if index.may_hold8(self.key_at(p + 4)) {
+                    self.confirm8(p, false);
+                }
             } else if (p..=end - 4).all(|k| index.may_contain(self.key_at(k))) {
                 self.hold = self.hold.min(p);
             }
