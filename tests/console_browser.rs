@@ -74,12 +74,7 @@ impl Console {
             .send_keys(token)
             .await
             .unwrap();
-        b.find("form button[type=submit]")
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        self.click("form button[type=submit]").await;
         b.wait_for("header.top .who", WAIT).await.unwrap();
     }
 
@@ -127,6 +122,22 @@ impl Console {
             .unwrap()
             .as_u64()
             .unwrap()
+    }
+
+    /// Clicks the element `css` selects.
+    async fn click(&self, css: &str) {
+        self.browser.find(css).await.unwrap().click().await.unwrap();
+    }
+
+    /// Signs in as a new `role` user `name` and opens the page of a run
+    /// that goes on for 30 s (the dev's admin's); its id.
+    async fn on_a_running_runs_page(&self, name: &str, role: Role) -> String {
+        let id = self.submit(&["--", "sleep", "30"]);
+        let token = self.person(name, role).await;
+        self.sign_in(&token).await;
+        self.goto(&format!("/ui/runs/{id}")).await;
+        self.browser.wait_for("#log", WAIT).await.unwrap();
+        id
     }
 
     /// The page's CSRF token (from its sign-out form).
@@ -235,12 +246,7 @@ async fn an_approver_approves_with_a_passkey_and_the_trusted_agent_runs_the_run(
     // Val registers a passkey (the virtual authenticator verifies the user).
     let authenticator = b.add_virtual_authenticator().await.unwrap();
     c.goto("/ui/passkeys").await;
-    b.find("#register-passkey button[type=submit]")
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    c.click("#register-passkey button[type=submit]").await;
     b.wait_for_text("table", "waiting for an admin", WAIT)
         .await
         .unwrap();
@@ -278,12 +284,7 @@ async fn an_approver_approves_with_a_passkey_and_the_trusted_agent_runs_the_run(
     c.goto(&format!("/ui/approvals/{id}")).await;
     b.wait_for("#approve-passkey", WAIT).await.unwrap();
     c.shot("approval.png").await;
-    b.find("#approve-passkey button[type=submit]")
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    c.click("#approve-passkey button[type=submit]").await;
     // Dispatched, and run by the agent that counts only signed approvals.
     let run = c.admin.wait_terminal(&id).await;
     assert_eq!(run.status, RunStatus::Succeeded, "{run:?}");
@@ -302,12 +303,8 @@ async fn an_auditor_has_no_controls_and_a_forged_post_from_their_session_is_refu
     let Some(c) = Console::start().await else {
         return;
     };
-    let id = c.submit(&["--", "sleep", "30"]);
-    let auditor = c.person("aud", Role::Auditor).await;
-    c.sign_in(&auditor).await;
+    let id = c.on_a_running_runs_page("aud", Role::Auditor).await;
     let b = &c.browser;
-    c.goto(&format!("/ui/runs/{id}")).await;
-    b.wait_for("#log", WAIT).await.unwrap();
     let source = b.page_source().await.unwrap();
     assert!(
         !source.contains("/cancel"),
@@ -333,23 +330,14 @@ async fn a_form_without_the_csrf_token_is_refused_and_signing_out_ends_the_sessi
     let Some(c) = Console::start().await else {
         return;
     };
-    let id = c.submit(&["--", "sleep", "30"]);
-    let operator = c.person("olga", Role::Operator).await;
-    c.sign_in(&operator).await;
+    let id = c.on_a_running_runs_page("olga", Role::Operator).await;
     let b = &c.browser;
-    c.goto(&format!("/ui/runs/{id}")).await;
-    b.wait_for("#log", WAIT).await.unwrap();
     let path = format!("/ui/runs/{id}/cancel");
     assert_eq!(c.post_from_page(&path, "").await, 403);
     assert_eq!(c.post_from_page(&path, "csrf=0000").await, 403);
     assert_ne!(c.admin.run(&id).await.status, RunStatus::Canceled);
     // Positive control: the page's own Cancel button.
-    b.find("form[action$='/cancel'] button")
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    c.click("form[action$='/cancel'] button").await;
     let run = c.admin.wait_terminal(&id).await;
     assert_eq!(run.status, RunStatus::Canceled);
 
@@ -359,12 +347,7 @@ async fn a_form_without_the_csrf_token_is_refused_and_signing_out_ends_the_sessi
         .find(|c| c.name == "__Host-sealrun-session")
         .expect("the session cookie");
     assert!(session.http_only && session.secure, "{session:?}");
-    b.find("form[action='/ui/logout'] button")
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    c.click("form[action='/ui/logout'] button").await;
     b.wait_for("#token", WAIT).await.unwrap();
     c.goto("/ui/runs").await;
     tokio::time::sleep(Duration::from_millis(200)).await;

@@ -1064,28 +1064,38 @@ mod tests {
         });
     }
 
-    #[test]
-    fn an_approval_asserted_with_a_certified_passkey_counts() {
+    /// A world whose rule wants one approval from `dba`, its run, and bob's
+    /// authenticator.
+    fn one_from_dba_and_bobs_passkey() -> (
+        World,
+        RunIntent,
+        Authority,
+        crate::passkey::testing::Authenticator,
+    ) {
         let w = World::new().with_rule(ApprovalRule {
             approvals: 1,
             ..two_from_dba()
         });
         let intent = w.intent();
-        let mut authority = w.authority(&intent);
-        let bobs = crate::passkey::testing::Authenticator::new();
+        let authority = w.authority(&intent);
+        (
+            w,
+            intent,
+            authority,
+            crate::passkey::testing::Authenticator::new(),
+        )
+    }
+
+    #[test]
+    fn an_approval_asserted_with_a_certified_passkey_counts() {
+        let (w, intent, mut authority, bobs) = one_from_dba_and_bobs_passkey();
         approve_with_passkey(&w, &mut authority, &bobs, vec![bobs.passkey.clone()]);
         assert_eq!(w.check(&intent, &authority).unwrap().approvers, ["bob"]);
     }
 
     #[test]
     fn an_approval_asserted_with_a_passkey_the_certificate_does_not_name_does_not_count() {
-        let w = World::new().with_rule(ApprovalRule {
-            approvals: 1,
-            ..two_from_dba()
-        });
-        let intent = w.intent();
-        let mut authority = w.authority(&intent);
-        let bobs = crate::passkey::testing::Authenticator::new();
+        let (w, intent, mut authority, bobs) = one_from_dba_and_bobs_passkey();
         // The control plane's own authenticator, presenting bob's credential
         // id: its assertion is well formed, and counts for nothing.
         let forged = crate::passkey::testing::Authenticator::new();
@@ -1106,17 +1116,11 @@ mod tests {
 
     #[test]
     fn a_passkey_assertion_over_another_runs_statement_does_not_count() {
-        let w = World::new().with_rule(ApprovalRule {
-            approvals: 1,
-            ..two_from_dba()
-        });
-        let intent = w.intent();
+        let (w, intent, mut authority, bobs) = one_from_dba_and_bobs_passkey();
         let mut other = intent.clone();
         other.nonce = "fedcba9876543210".into();
-        let bobs = crate::passkey::testing::Authenticator::new();
         let mut elsewhere = w.authority(&other);
         approve_with_passkey(&w, &mut elsewhere, &bobs, vec![bobs.passkey.clone()]);
-        let mut authority = w.authority(&intent);
         authority.approvals = elsewhere.approvals;
         let refused = w.check(&intent, &authority).unwrap_err();
         let Refusal::Approvals {
@@ -1130,13 +1134,7 @@ mod tests {
 
     #[test]
     fn an_approval_with_both_a_key_signature_and_a_passkey_does_not_count() {
-        let w = World::new().with_rule(ApprovalRule {
-            approvals: 1,
-            ..two_from_dba()
-        });
-        let intent = w.intent();
-        let mut authority = w.authority(&intent);
-        let bobs = crate::passkey::testing::Authenticator::new();
+        let (w, intent, mut authority, bobs) = one_from_dba_and_bobs_passkey();
         approve_with_passkey(&w, &mut authority, &bobs, vec![bobs.passkey.clone()]);
         w.approve(&mut authority, "bob", &w.bob, &["dba"]);
         let keyed = authority.approvals.pop().unwrap();
