@@ -499,11 +499,19 @@ impl Driver {
             path: self.log(),
             source,
         })?;
+        // Chromium makes its scoped directories under TMPDIR and leaves them
+        // when it is killed: there, they go with the temporary directory.
+        let tmp = home.join("tmp");
+        std::fs::create_dir_all(&tmp).map_err(|source| BrowserError::Io {
+            path: tmp.clone(),
+            source,
+        })?;
         let child = Command::new(CHROMEDRIVER)
             .arg(format!("--port={}", self.port))
-            // Chromium inherits this environment: its crash reports and
-            // caches stay in the temporary directory.
+            // Chromium inherits this environment: its crash reports, caches
+            // and scratch directories stay in the temporary directory.
             .env("HOME", home)
+            .env("TMPDIR", &tmp)
             .env("XDG_CONFIG_HOME", home.join(".config"))
             .env("XDG_CACHE_HOME", home.join(".cache"))
             .stdin(Stdio::null())
