@@ -54,6 +54,7 @@
 #![deny(missing_docs)]
 
 mod auth;
+mod clock;
 mod config;
 mod connections;
 mod console;

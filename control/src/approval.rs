@@ -359,12 +359,6 @@ pub(crate) fn decide(
                     current.digest
                 )));
             }
-            // Recorded with the decision: how the approval is signed.
-            let signed_with = match (signed, passkey) {
-                (Some(_), _) => Some("key"),
-                (None, Some(_)) => Some("passkey"),
-                (None, None) => None,
-            };
             let proof = match (signed, passkey) {
                 (Some(s), None) => Some(crate::signing::Proof::Key(s)),
                 (None, Some(p)) => Some(crate::signing::Proof::Passkey(p)),
@@ -376,6 +370,11 @@ pub(crate) fn decide(
                     ));
                 }
             };
+            // Recorded with the decision: how the approval is signed.
+            let signed_with = proof.map(|p| match p {
+                crate::signing::Proof::Key(_) => "key",
+                crate::signing::Proof::Passkey(_) => "passkey",
+            });
             let signed = proof
                 .map(|p| {
                     crate::signing::check_approval(tx, who.org_id, who.user_id, &user, digest, p)

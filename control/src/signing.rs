@@ -200,7 +200,7 @@ pub(crate) fn check_approval(
     digest: &str,
     proof: Proof<'_>,
 ) -> Result<String, Error> {
-    let (statement, certificate, approval) = match proof {
+    let (statement, approval) = match proof {
         Proof::Key(signed) => {
             let (statement, key) = signed.open().map_err(|e| Error::Invalid(e.to_string()))?;
             let (certificate, _) = certified(tx, user_id, name, &key)?;
@@ -209,7 +209,7 @@ pub(crate) fn check_approval(
                 passkey: None,
                 certificate: serde_json::from_str(&certificate)?,
             };
-            (statement, certificate, approval)
+            (statement, approval)
         }
         Proof::Passkey(asserted) => {
             let json = store::users::certificate(tx, user_id)?.ok_or_else(|| {
@@ -231,10 +231,9 @@ pub(crate) fn check_approval(
                 passkey: Some(asserted.clone()),
                 certificate: signed,
             };
-            (statement, json, approval)
+            (statement, approval)
         }
     };
-    drop(certificate);
     let org = store::approvals::org_name(tx, org_id)?;
     if statement.org != org || statement.approver != name || statement.run_digest != digest {
         return Err(Error::Invalid(format!(

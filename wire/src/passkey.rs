@@ -251,8 +251,9 @@ impl Passkey {
     }
 }
 
-/// The host of `https://host[:port]`.
-fn rp_id(origin: &str) -> Result<&str, PasskeyError> {
+/// The WebAuthn relying party id of `origin` (`https://host[:port]`): its
+/// host.
+pub fn rp_id(origin: &str) -> Result<&str, PasskeyError> {
     let bad = || PasskeyError::BadOrigin(origin.chars().take(200).collect());
     let rest = origin.strip_prefix("https://").ok_or_else(bad)?;
     let host = match rest.rsplit_once(':') {

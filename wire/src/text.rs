@@ -196,6 +196,37 @@ pub fn utc(ms: i64) -> String {
     )
 }
 
+/// Unix milliseconds of midnight UTC starting `date` (`YYYY-MM-DD`), the
+/// inverse of [`utc`]'s date; `None` if it is not such a date.
+///
+/// ```
+/// use sealrun_wire::text::{utc, utc_day_start};
+///
+/// assert_eq!(utc_day_start("2026-12-01"), Some(1_796_083_200_000));
+/// assert_eq!(utc(utc_day_start("1970-01-01").unwrap()), "1970-01-01T00:00:00Z");
+/// assert_eq!(utc_day_start("2026-13-01"), None);
+/// ```
+pub fn utc_day_start(date: &str) -> Option<i64> {
+    let mut parts = date.splitn(3, '-');
+    let mut next = |max: i64| -> Option<i64> {
+        let n: i64 = parts.next()?.parse().ok()?;
+        (1..=max).contains(&n).then_some(n)
+    };
+    let (y, m, d) = (next(9999)?, next(12)?, next(31)?);
+    Some(days_from_civil(y, m, d) * 86_400_000)
+}
+
+/// Howard Hinnant's civil-to-days algorithm, [`civil_from_days`]'s inverse.
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian, UTC).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;

@@ -135,7 +135,7 @@ pub(crate) async fn detail(
         org: viewer.user.org.clone(),
         run_digest: r.digest.clone(),
         approver: viewer.user.user.clone(),
-        at_ms: now_ms(),
+        at_ms: crate::clock::unix_ms(),
     })
     .map_err(|e| PageError::bad_request(e.to_string()))?;
     let request = serde_json::json!({
@@ -283,12 +283,6 @@ pub(crate) async fn approve(
         .approve_run(&Member::from(&viewer.user), id, request)
         .await?;
     Ok(Redirect::to(&format!("/ui/approvals/{}", decided.run_id)).into_response())
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// The reject form as posted.

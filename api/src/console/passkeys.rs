@@ -16,7 +16,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use maud::html;
 use rand::RngCore as _;
-use sealrun_wire::passkey::{ALGORITHM, Passkey};
+use sealrun_wire::passkey::{ALGORITHM, Passkey, rp_id};
 use serde::Deserialize;
 
 /// The origin the browser is on: `https://` and the `Host` it asked for
@@ -38,11 +38,7 @@ pub(crate) async fn list(
 ) -> Result<Response, PageError> {
     let own = state.control.own_passkeys(&viewer.user).await?;
     let origin = origin(&headers)?;
-    let rp_id = origin
-        .trim_start_matches("https://")
-        .rsplit_once(':')
-        .map_or(origin.trim_start_matches("https://"), |(h, _)| h)
-        .to_owned();
+    let rp_id = rp_id(&origin).map_err(|e| PageError::bad_request(e.to_string()))?;
     let mut challenge = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut challenge);
     let options = serde_json::json!({

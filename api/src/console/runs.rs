@@ -16,6 +16,7 @@ use maud::{Markup, html};
 use sealrun_control::{Action, Member, RunFilter};
 use sealrun_wire::log::{LogChunk, LogEvent, StreamKind};
 use sealrun_wire::run::{RunSource, RunStatus};
+use sealrun_wire::text::utc_day_start;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -47,26 +48,8 @@ pub(crate) struct ListQuery {
 
 /// Unix milliseconds of midnight UTC starting `date` (`YYYY-MM-DD`).
 fn day_start_ms(date: &str) -> Result<i64, PageError> {
-    let bad = || PageError::bad_request(format!("{date:?} is not a date (YYYY-MM-DD)"));
-    let mut parts = date.splitn(3, '-');
-    let mut next = |max: i64| -> Result<i64, PageError> {
-        let n: i64 = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
-        if (1..=max).contains(&n) {
-            Ok(n)
-        } else {
-            Err(bad())
-        }
-    };
-    let (y, m, d) = (next(9999)?, next(12)?, next(31)?);
-    // Howard Hinnant's days_from_civil.
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Ok(days * 86_400_000)
+    utc_day_start(date)
+        .ok_or_else(|| PageError::bad_request(format!("{date:?} is not a date (YYYY-MM-DD)")))
 }
 
 /// `GET /ui/runs`.

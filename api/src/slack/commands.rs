@@ -231,7 +231,7 @@ async fn run(
         (Some(name), Some(v)) => format!(" (runbook `{}` version {v})", escape::text(name)),
         _ => String::new(),
     };
-    let expires_at_ms = notify::unix_ms()
+    let expires_at_ms = crate::clock::unix_ms()
         .saturating_add(i64::try_from(notify::URL_LIFETIME.as_millis()).unwrap_or(i64::MAX));
     // Stored before it is watched, so a restart from now on still posts it.
     if let Err(e) = state

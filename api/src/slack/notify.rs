@@ -15,6 +15,7 @@
 //! lifetime.
 
 use super::{SlackState, escape};
+use crate::clock::unix_ms;
 use crate::error::ApiError;
 use reqwest::Url;
 use sealrun_control::{Error, Member, SlackNotice};
@@ -109,13 +110,6 @@ pub(crate) async fn resume(state: SlackState) {
             }
         }
     }
-}
-
-/// Unix milliseconds now.
-pub(crate) fn unix_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// How waiting for a run's end ended.
