@@ -1,8 +1,10 @@
 //! The bundle: the framed message the agent writes to the container's stdin
 //! and the shim reads back. The wire layout is documented in the crate root.
 
+use std::ffi::OsString;
 use std::fmt;
 use std::io::{self, Read};
+use std::os::unix::ffi::OsStringExt as _;
 
 use zeroize::Zeroizing;
 
@@ -39,6 +41,15 @@ pub const TAG_DEADLINE: u8 = 0x03;
 pub const TAG_NONCE: u8 = 0x04;
 /// Length of a [`ShimNonce`], in bytes.
 pub const NONCE_LEN: usize = 16;
+/// Record tag of one argument of the command, the program first: the
+/// records, in order, are the command's argv. Required: a shim that skipped
+/// them would run whatever its own command line says. A shim started with
+/// `--` and a command line refuses a bundle that carries argv too (two
+/// commands, one of them silently ignored); a shim started waiting
+/// ([`WAITING_ENTRYPOINT`](crate::WAITING_ENTRYPOINT)) refuses one without.
+pub const TAG_ARG: u8 = 0x05;
+/// Most arguments one bundle may carry (the program included).
+pub const MAX_ARGS: usize = 4096;
 /// Records whose tag has this bit set are optional: a decoder that does not know
 /// the tag skips the record. Unknown tags without it are refused, so that a
 /// setting the shim must honour is never silently ignored.
@@ -111,6 +122,18 @@ pub enum BundleError {
     /// More than [`MAX_ENTRIES`] variables.
     #[error("bundle has more than {MAX_ENTRIES} environment variables")]
     TooManyEntries,
+    /// More than [`MAX_ARGS`] arguments.
+    #[error("bundle has more than {MAX_ARGS} arguments")]
+    TooManyArgs,
+    /// An argument contains a NUL byte (no `execve` argument can), or the
+    /// program (the first argument) is empty.
+    #[error("argument #{index} is invalid: {reason}")]
+    InvalidArg {
+        /// Position of the argument, the program being #0.
+        index: usize,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// A variable name is empty, too long, not UTF-8, or contains `=` or NUL.
     #[error("environment variable #{index} has an invalid name: {reason}")]
     InvalidName {
@@ -227,6 +250,9 @@ struct EnvVar {
 /// # Ok::<(), sealrun_init::BundleError>(())
 /// ```
 pub struct Bundle {
+    /// The command's argv, the program first; empty when the shim's own
+    /// command line names the command.
+    argv: Vec<Vec<u8>>,
     env: Vec<EnvVar>,
     /// Whether the run's input follows the bundle.
     stdin: bool,
@@ -244,6 +270,7 @@ impl Bundle {
     /// the shim always waits for a bundle before it starts the command.
     pub fn new() -> Self {
         Bundle {
+            argv: Vec::new(),
             env: Vec::new(),
             stdin: false,
             deadline: None,
@@ -332,6 +359,55 @@ impl Bundle {
         Ok(())
     }
 
+    /// Appends one argument of the command (the program first), checking
+    /// every limit now, as [`push_env`](Self::push_env) does.
+    pub fn push_arg(&mut self, arg: &[u8]) -> Result<(), BundleError> {
+        let index = self.argv.len();
+        if index >= MAX_ARGS {
+            return Err(BundleError::TooManyArgs);
+        }
+        if arg.contains(&0) {
+            return Err(BundleError::InvalidArg {
+                index,
+                reason: "contains a NUL byte",
+            });
+        }
+        if index == 0 && arg.is_empty() {
+            return Err(BundleError::InvalidArg {
+                index,
+                reason: "the program is empty",
+            });
+        }
+        let body_len = self.body_len + RECORD_HEADER_LEN + arg.len();
+        if body_len > MAX_BODY_LEN {
+            return Err(BundleError::TooLarge { len: body_len });
+        }
+        self.argv.push(arg.to_vec());
+        self.body_len = body_len;
+        Ok(())
+    }
+
+    /// The command's argv, the program first; empty when the bundle names no
+    /// command.
+    pub fn argv(&self) -> &[Vec<u8>] {
+        &self.argv
+    }
+
+    /// Takes the command out of the bundle: the program and its arguments,
+    /// or `None` when the bundle names none.
+    pub fn take_argv(&mut self) -> Option<(OsString, Vec<OsString>)> {
+        if self.argv.is_empty() {
+            return None;
+        }
+        let taken: usize = self.argv.iter().map(|a| RECORD_HEADER_LEN + a.len()).sum();
+        self.body_len -= taken;
+        let mut argv = std::mem::take(&mut self.argv)
+            .into_iter()
+            .map(OsString::from_vec);
+        let program = argv.next()?;
+        Some((program, argv.collect()))
+    }
+
     /// The variables, in the order they were pushed.
     pub fn env(&self) -> impl ExactSizeIterator<Item = (&str, &[u8])> + '_ {
         self.env
@@ -366,6 +442,11 @@ impl Bundle {
         // `push_env` keeps `body_len` <= MAX_BODY_LEN (1 MiB), which fits a u32;
         // the same holds for every record and name length below.
         out.extend_from_slice(&(self.body_len as u32).to_be_bytes());
+        for arg in &self.argv {
+            out.push(TAG_ARG);
+            out.extend_from_slice(&(arg.len() as u32).to_be_bytes());
+            out.extend_from_slice(arg);
+        }
         for var in &self.env {
             let payload_len = 2 + var.name.len() + var.value.len();
             out.push(TAG_ENV);
@@ -421,6 +502,10 @@ impl fmt::Debug for Bundle {
             }
         }
         let mut d = f.debug_struct("Bundle");
+        if !self.argv.is_empty() {
+            // How many, not what: an argument can quote anything.
+            d.field("argc", &self.argv.len());
+        }
         d.field("env", &Env(&self.env));
         if self.stdin {
             d.field("stdin", &true);
@@ -529,6 +614,9 @@ fn decode_body(body: &[u8]) -> Result<Bundle, BundleError> {
                     reason: "not UTF-8",
                 })?;
                 bundle.push_env(name, value)?;
+            }
+            TAG_ARG => {
+                bundle.push_arg(payload)?;
             }
             TAG_STDIN => {
                 if !payload.is_empty() {
@@ -726,7 +814,7 @@ mod tests {
 
     #[test]
     fn required_records_of_unknown_tags_are_refused() {
-        for tag in [0x00, 0x05, 0x7F] {
+        for tag in [0x00, 0x06, 0x7F] {
             let err = read_bundle(&frame(&record(tag, b"must be honoured"))[..]).unwrap_err();
             assert!(
                 matches!(err, BundleError::UnknownRecord { tag: t } if t == tag),

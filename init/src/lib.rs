@@ -61,6 +61,7 @@
 //! | `0x02` ([`TAG_STDIN`]) | the run's input follows the bundle on stdin, at most once | empty |
 //! | `0x03` ([`TAG_DEADLINE`]) | the run's deadline, at most once: that many seconds after it starts, the shim kills the command (SIGKILL) and the container ends, even if no agent is left to stop it | 8 bytes, big-endian |
 //! | `0x04` ([`TAG_NONCE`]) | the run's nonce, at most once: the shim signs its error line with it ([`ShimNonce`]) | [`NONCE_LEN`] (16) bytes |
+//! | `0x05` ([`TAG_ARG`]) | one argument of the command, the program first, in order; at most [`MAX_ARGS`]; only for a shim started with [`WAITING_ENTRYPOINT`] | the argument (no NUL; the program not empty) |
 //! | `0x80..=0xFF` ([`OPTIONAL_TAG_BIT`] set) | reserved for optional per-run settings | skipped by this version |
 //! | any other | reserved for required per-run settings | refused by this version ([`BundleError::UnknownRecord`]) |
 //!
@@ -140,9 +141,9 @@ mod bundle;
 mod checksum;
 
 pub use bundle::{
-    Bundle, BundleError, HEADER_LEN, MAGIC, MAX_BODY_LEN, MAX_ENTRIES, MAX_NAME_LEN, MAX_VALUE_LEN,
-    NONCE_LEN, OPTIONAL_TAG_BIT, RECORD_HEADER_LEN, ShimNonce, TAG_DEADLINE, TAG_ENV, TAG_NONCE,
-    TAG_STDIN, TRAILER_LEN, VERSION, read_bundle,
+    Bundle, BundleError, HEADER_LEN, MAGIC, MAX_ARGS, MAX_BODY_LEN, MAX_ENTRIES, MAX_NAME_LEN,
+    MAX_VALUE_LEN, NONCE_LEN, OPTIONAL_TAG_BIT, RECORD_HEADER_LEN, ShimNonce, TAG_ARG,
+    TAG_DEADLINE, TAG_ENV, TAG_NONCE, TAG_STDIN, TRAILER_LEN, VERSION, read_bundle,
 };
 
 /// Where the agent bind-mounts the shim (read-only) inside every run container.
@@ -151,6 +152,17 @@ pub const CONTAINER_PATH: &str = "/.sealrun/init";
 
 /// The container `Entrypoint`; the user's argv follows as the container `Cmd`.
 pub const ENTRYPOINT: [&str; 2] = [CONTAINER_PATH, "--"];
+
+/// The `Entrypoint` of a container that waits for its whole run: the
+/// command's argv arrives in the bundle ([`TAG_ARG`]) with everything else,
+/// so the container's configuration holds nothing about the run. It can be
+/// created and started before there is a run (a warm pool). Followed by
+/// [`IDLE_FLAG`] and a number of seconds, the shim gives up (exit
+/// [`EXIT_INIT_FAILED`]) if no bundle has begun to arrive by then.
+pub const WAITING_ENTRYPOINT: [&str; 2] = [CONTAINER_PATH, "--wait"];
+
+/// `--idle-secs N`: how long a waiting shim waits for its bundle to begin.
+pub const IDLE_FLAG: &str = "--idle-secs";
 
 /// Exit code when the shim fails before the command starts (malformed or short
 /// bundle, usage error, OS setup failure).

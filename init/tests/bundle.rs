@@ -4,8 +4,8 @@
 
 use proptest::prelude::*;
 use sealrun_init::{
-    Bundle, BundleError, HEADER_LEN, MAX_BODY_LEN, MAX_ENTRIES, MAX_NAME_LEN, MAX_VALUE_LEN,
-    TRAILER_LEN, read_bundle,
+    Bundle, BundleError, HEADER_LEN, MAX_ARGS, MAX_BODY_LEN, MAX_ENTRIES, MAX_NAME_LEN,
+    MAX_VALUE_LEN, TRAILER_LEN, read_bundle,
 };
 
 /// A bundle with a few variables, one value not UTF-8 and one multi-line.
@@ -235,6 +235,66 @@ fn the_body_limit_is_enforced_when_pushing() {
     assert!(matches!(err, BundleError::TooLarge { len } if len > MAX_BODY_LEN));
     assert!(bundle.encoded_len() <= HEADER_LEN + MAX_BODY_LEN + TRAILER_LEN);
     assert_eq!(read_bundle(&bundle.encode()[..]).unwrap().len(), pushed);
+}
+
+#[test]
+fn the_commands_argv_round_trips_in_order_byte_for_byte() {
+    let mut bundle = sample();
+    for arg in [
+        &b"sh"[..],
+        b"-c",
+        b"echo \"$1\"",
+        b"",
+        b"\xff\xfe not utf-8",
+    ] {
+        bundle.push_arg(arg).unwrap();
+    }
+    assert_eq!(bundle.encoded_len(), bundle.encode().len());
+    let mut decoded = read_bundle(&bundle.encode()[..]).unwrap();
+    assert_eq!(decoded.argv(), bundle.argv());
+    assert_eq!(owned(&decoded), owned(&bundle));
+    let (program, args) = decoded.take_argv().unwrap();
+    assert_eq!(program, "sh");
+    assert_eq!(args.len(), 4);
+    assert!(decoded.argv().is_empty());
+    // What is left still encodes to the length it says.
+    assert_eq!(decoded.encoded_len(), decoded.encode().len());
+}
+
+#[test]
+fn an_argument_with_nul_an_empty_program_or_too_many_arguments_are_refused() {
+    let mut bundle = Bundle::new();
+    assert!(matches!(
+        bundle.push_arg(b""),
+        Err(BundleError::InvalidArg { index: 0, .. })
+    ));
+    bundle.push_arg(b"echo").unwrap();
+    assert!(matches!(
+        bundle.push_arg(b"a\0b"),
+        Err(BundleError::InvalidArg { index: 1, .. })
+    ));
+    // Positive control: an empty argument after the program is an argument.
+    bundle.push_arg(b"").unwrap();
+    for _ in 2..MAX_ARGS {
+        bundle.push_arg(b"x").unwrap();
+    }
+    assert!(matches!(
+        bundle.push_arg(b"x"),
+        Err(BundleError::TooManyArgs)
+    ));
+}
+
+#[test]
+fn debug_counts_the_arguments_but_never_shows_them() {
+    let mut bundle = Bundle::new();
+    bundle.push_arg(b"psql").unwrap();
+    bundle.push_arg(b"--password=inline-value").unwrap();
+    let shown = format!("{bundle:?}");
+    assert!(shown.contains("argc: 2"), "{shown}");
+    assert!(
+        !shown.contains("inline-value") && !shown.contains("psql"),
+        "{shown}"
+    );
 }
 
 proptest! {

@@ -19,13 +19,13 @@ fn stderr(output: &std::process::Output) -> String {
 }
 
 #[test]
-fn without_a_double_dash_and_a_command_the_shim_exits_125_with_its_usage() {
+fn without_wait_or_a_double_dash_and_a_command_the_shim_exits_125_with_its_usage() {
     for argv in [&[][..], &["--"], &["sh", "-c", "true"]] {
         let output = run_process(shim(), argv, &bundle(&[]));
         assert_eq!(output.status.code(), Some(EXIT_INIT_FAILED), "{argv:?}");
         assert_eq!(
             stderr(&output),
-            "sealrun-init: error: usage: sealrun-init -- CMD [ARGS...]\n"
+            "sealrun-init: error: usage: sealrun-init --wait [--idle-secs N] | sealrun-init -- CMD [ARGS...]\n"
         );
     }
 }
@@ -205,4 +205,81 @@ fn at_its_deadline_the_shim_kills_the_command_even_with_nobody_else_to_stop_it()
         &bundle(&[]),
     );
     assert_eq!(output.stdout, b"slept\n");
+}
+
+/// A bundle naming `argv` (the program first) and holding `vars`.
+fn bundle_with_argv(argv: &[&str], vars: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut bundle = sealrun_init::Bundle::new();
+    for arg in argv {
+        bundle.push_arg(arg.as_bytes()).unwrap();
+    }
+    for (name, value) in vars {
+        bundle.push_env(name, value).unwrap();
+    }
+    bundle.encode().to_vec()
+}
+
+#[test]
+fn a_waiting_shim_runs_the_command_the_bundle_names_with_its_variables() {
+    let output = run_process(
+        shim(),
+        &["--wait"],
+        &bundle_with_argv(
+            &["sh", "-c", "echo \"$1 $TOKEN\"", "sh", "a b"],
+            &[("TOKEN", b"t-1")],
+        ),
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(output.stdout, b"a b t-1\n");
+}
+
+#[test]
+fn a_waiting_shim_given_a_bundle_without_a_command_exits_125_and_runs_nothing() {
+    let output = run_process(shim(), &["--wait"], &bundle(&[("TOKEN", b"t-1")]));
+    assert_eq!(output.status.code(), Some(EXIT_INIT_FAILED));
+    assert_eq!(output.stdout, b"");
+    assert_eq!(
+        stderr(&output),
+        "sealrun-init: error: the bundle names no command\n"
+    );
+}
+
+#[test]
+fn a_command_in_both_the_bundle_and_the_command_line_is_refused() {
+    let output = run_process(
+        shim(),
+        &["--", "echo", "from-the-command-line"],
+        &bundle_with_argv(&["echo", "from-the-bundle"], &[]),
+    );
+    assert_eq!(output.status.code(), Some(EXIT_INIT_FAILED));
+    assert_eq!(output.stdout, b"");
+    assert!(stderr(&output).contains("the bundle names a command, and so does the command line"));
+}
+
+#[test]
+fn a_waiting_shim_whose_bundle_never_comes_gives_up_after_its_idle_limit() {
+    // The writer keeps stdin open and silent, as an agent that died after
+    // starting the container would leave it (Docker holds the pipe).
+    let mut child = Command::new(shim())
+        .args(["--wait", "--idle-secs", "1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take().unwrap();
+    let output = child.wait_with_output().unwrap();
+    drop(stdin);
+    assert_eq!(output.status.code(), Some(EXIT_INIT_FAILED));
+    assert_eq!(
+        stderr(&output),
+        "sealrun-init: error: no bundle arrived within 1 s\n"
+    );
+    // Positive control: with the same limit, a bundle that comes runs.
+    let output = run_process(
+        shim(),
+        &["--wait", "--idle-secs", "1"],
+        &bundle_with_argv(&["echo", "ran"], &[]),
+    );
+    assert_eq!(output.stdout, b"ran\n", "{}", stderr(&output));
 }
