@@ -350,6 +350,15 @@ pub struct AgentArgs {
     /// Agent-side cap on any run's timeout, in seconds
     #[arg(long, env = "SEALRUN_AGENT_MAX_RUN_TIMEOUT_SECS")]
     pub max_run_timeout_secs: Option<u64>,
+    /// Containers kept started and waiting, per served target, so that a run
+    /// skips Docker's create and start (each is used for one run, then
+    /// destroyed; default 0: none)
+    #[arg(long, env = "SEALRUN_AGENT_POOL_SIZE")]
+    pub pool_size: Option<usize>,
+    /// Seconds after which a waiting container that no run took is replaced
+    /// (default 300)
+    #[arg(long, env = "SEALRUN_AGENT_POOL_MAX_AGE_SECS")]
+    pub pool_max_age_secs: Option<u64>,
     /// The static sealrun-init shim (scripts/build-init.sh builds it; default:
     /// ../lib/sealrun/sealrun-init from this binary's directory, then
     /// /usr/local/lib/sealrun/, /usr/lib/sealrun/)

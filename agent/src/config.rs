@@ -2,6 +2,7 @@
 
 use crate::defaults;
 use crate::error::Error;
+use crate::pool::PoolConfig;
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -19,6 +20,8 @@ pub struct TargetConfig {
     /// the control plane, or an admin token, is compromised. `None`: the
     /// target's own list, as the control plane sends it with each run.
     pub allowed_images: Option<Vec<String>>,
+    /// The target's warm pool ([`crate::pool`]); size 0, the default, is none.
+    pub pool: PoolConfig,
 }
 
 impl TargetConfig {
@@ -28,9 +31,14 @@ impl TargetConfig {
             name: name.into(),
             key_file: None,
             allowed_images: None,
+            pool: PoolConfig::default(),
         }
     }
 }
+
+/// Most containers kept warm per target: each holds its memory limit's worth
+/// of tmpfs and a process, idle.
+pub const MAX_POOL_SIZE: usize = 64;
 
 /// How to run the agent.
 #[derive(Clone, PartialEq, Eq)]
@@ -129,6 +137,18 @@ impl AgentConfig {
         for t in &self.targets {
             if !seen.insert(t.name.as_str()) {
                 return bad(format!("target {} is listed twice", t.name));
+            }
+            if t.pool.size > 0 && t.pool.max_age.is_zero() {
+                return bad(format!(
+                    "target {}: the pool's maximum age must be at least a second",
+                    t.name
+                ));
+            }
+            if t.pool.size > MAX_POOL_SIZE {
+                return bad(format!(
+                    "target {}: a pool of {} is more than the {MAX_POOL_SIZE} containers an agent keeps warm per target",
+                    t.name, t.pool.size
+                ));
             }
             if let Some(images) = &t.allowed_images {
                 sealrun_wire::image::check_allowed_images(images)

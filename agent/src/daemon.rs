@@ -21,6 +21,7 @@ use crate::docker::DockerRuntime;
 use crate::error::Error;
 use crate::executor::{Job, OpenInput, Outcome, execute};
 use crate::gate::Gate;
+use crate::pool::Pool;
 use crate::runtime::Runtime;
 use crate::state::{Identity, StateDir};
 use crate::upload::ControlPlaneSink;
@@ -184,6 +185,14 @@ pub async fn run(
         ),
     }
 
+    let pool = Pool::new(
+        &agent_id,
+        config
+            .targets
+            .iter()
+            .map(|t| (t.name.clone(), t.pool))
+            .collect(),
+    );
     Supervisor {
         runtime,
         client,
@@ -201,6 +210,7 @@ pub async fn run(
         max_run_timeout: config.max_run_timeout,
         shutdown_grace: config.shutdown_grace,
         runs: Arc::default(),
+        pool,
         slots: Arc::new(Semaphore::new(config.concurrency as usize)),
         tasks: JoinSet::new(),
         witness: Witness::load(state.clone())?,
@@ -347,6 +357,8 @@ struct Supervisor<R: Runtime> {
     max_run_timeout: Option<Duration>,
     shutdown_grace: Duration,
     runs: Runs,
+    /// The warm pools, when a target has one.
+    pool: Option<Arc<Pool>>,
     slots: Arc<Semaphore>,
     tasks: JoinSet<()>,
     /// What the agent saw of the org's audit history.
@@ -369,6 +381,11 @@ impl<R: Runtime> Supervisor<R> {
             revoked.clone(),
         ));
 
+        // The pools stop after the runs: a run still starting may take a member.
+        let pools_stop = CancellationToken::new();
+        let pools = self.pool.clone().map(|pool| {
+            tokio::spawn(pool.keep_warm(Arc::clone(&self.runtime), pools_stop.clone()))
+        });
         let fatal = self.poll_loop(&stopping, &revoked).await;
         let revoked_error = revoked.is_cancelled().then(|| {
             Error::Revoked(
@@ -378,6 +395,11 @@ impl<R: Runtime> Supervisor<R> {
         });
         let error = fatal.or(revoked_error);
         self.drain(error.is_some()).await;
+        pools_stop.cancel();
+        if let Some(pools) = pools {
+            // It removes every member before it returns.
+            let _ = pools.await;
+        }
         heartbeats_done.cancel();
         let _ = heartbeat.await;
 
@@ -556,6 +578,7 @@ impl<R: Runtime> Supervisor<R> {
         };
         let started = refusal.is_none();
         let allowed_images = self.allowed_images.get(&assignment.target).cloned();
+        let pool = self.pool.clone();
         let job_settings = (
             self.agent_id.clone(),
             self.max_run_timeout,
@@ -584,6 +607,7 @@ impl<R: Runtime> Supervisor<R> {
                         max_chunk_bytes,
                         input,
                         allowed_images,
+                        pool,
                     };
                     execute(&*runtime, job, sink, control.clone()).await
                 }

@@ -5,8 +5,8 @@
 //!
 //! | setting | value | why |
 //! |---|---|---|
-//! | `Entrypoint` | `["/.sealrun/init", "--"]` | the init shim ([`sealrun_init`]) runs the argv exactly as submitted; an image's entrypoint script cannot wrap it |
-//! | `Env` | plain variables only | secrets never enter the container's configuration: they go to the shim over the attached stdin (below) |
+//! | `Entrypoint` | `["/.sealrun/init", "--wait", "--idle-secs", N]` | the init shim ([`sealrun_init`]) waits for its run and runs the argv exactly as submitted; an image's entrypoint script cannot wrap it |
+//! | `Cmd`, `Env` | none | nothing about the run is in the container's configuration: argv, plain variables and secrets go to the shim over the attached stdin (below) |
 //! | `CapDrop` | `ALL` | CapEff is 0 even for a root user |
 //! | `SecurityOpt` | `no-new-privileges:true` | setuid binaries in the image cannot raise privileges |
 //! | `Privileged` | `false` | explicit |
@@ -31,25 +31,28 @@
 //! values only when the container starts), and so is a CPU limit above the
 //! engine's host's CPUs, which Docker would refuse for every run.
 //!
-//! # Secrets: a bundle on stdin, never the configuration
+//! # The run: a bundle on stdin, never the configuration
 //!
-//! Docker stores a container's configuration (its `Env` included) in
-//! `/var/lib/docker/containers/<id>/config.v2.json` and shows it to `docker
-//! inspect`. So [`Runtime::create`] encodes the opened secrets into a
-//! [`sealrun_init::Bundle`], creates the container with stdin open, and hands
-//! the encoded bundle back to the caller (a [`StdinBundle`], zeroized on drop):
-//! the runtime itself keeps no secret. [`Runtime::start`] takes it back, attaches
-//! (stdin, stdout, stderr), starts the container and writes the bundle to its
-//! stdin. The
-//! shim reads exactly the bundle, detaches stdin (unless the run has input:
-//! then the agent keeps writing, the run's input after the bundle, and the
-//! command reads it), and runs the command with the
-//! secrets in its environment. What the container's configuration holds is the
-//! argv, the plain variables and the mount of the shim.
+//! Docker stores a container's configuration (its `Cmd` and `Env` included)
+//! in `/var/lib/docker/containers/<id>/config.v2.json` and shows it to
+//! `docker inspect`. So [`Runtime::prepare`] creates the container with stdin
+//! open and starts it with the shim waiting ([`sealrun_init::WAITING_ENTRYPOINT`]),
+//! before anything about the run is known to it. [`Runtime::deliver`] attaches
+//! (stdin, stdout, stderr) and writes the run's bundle ([`RunSpec::bundle`]:
+//! argv, plain variables, secrets, deadline, nonce) to its stdin. The shim
+//! reads exactly the bundle, detaches stdin (unless the run has input: then
+//! the agent keeps writing, the run's input after the bundle, and the command
+//! reads it), and runs the command with the variables in its environment.
+//! What the container's configuration holds is the shape (image, limits,
+//! network, user), the labels and the mount of the shim: the same for every
+//! run of a target, which is what lets a unit be prepared ahead ([`crate::pool`]).
+//!
+//! Attaching after the start misses nothing: the shim writes nothing and
+//! runs nothing before its bundle has arrived, over the attachment.
 
 use crate::runtime::{
-    AGENT_LABEL, CommandInput, ContainerId, ContainerSpec, Created, DEADLINE_LABEL, DEFAULT_USER,
-    ExitState, OutputFrame, RUN_LABEL, Runtime, RuntimeError, Started, StdinBundle, StopSignal,
+    AGENT_LABEL, CommandInput, ContainerId, DEADLINE_LABEL, DEFAULT_USER, ExitState, OutputFrame,
+    POOL_LABEL, RUN_LABEL, Runtime, RuntimeError, Started, StdinBundle, StopSignal, UnitSpec,
 };
 use bollard::Docker;
 use bollard::container::LogOutput;
@@ -64,18 +67,12 @@ use bollard::query_parameters::{
     WaitContainerOptions,
 };
 use futures_util::StreamExt as _;
-use sealrun_init::{Bundle, CONTAINER_PATH, ENTRYPOINT};
+use sealrun_init::{CONTAINER_PATH, IDLE_FLAG, WAITING_ENTRYPOINT};
 use sealrun_wire::log::StreamKind;
-use sealrun_wire::names;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt as _;
-use zeroize::Zeroizing;
-
-// Every name the shared rule accepts must fit the shim's bundle, or a run with a
-// valid but long secret name would fail only at create time.
-const _: () = assert!(names::MAX_ENV_VAR_LEN <= sealrun_init::MAX_NAME_LEN);
 
 /// Mount options of the container's `/tmp`, and of the tmpfs put over each
 /// of the image's volumes.
@@ -167,16 +164,17 @@ impl DockerRuntime {
         &self.init_binary
     }
 
-    /// Attaches to the container's stdin, stdout and stderr, starts it, and writes
+    /// Attaches to the container's stdin, stdout and stderr and writes
     /// `bundle` to its stdin; then closes it, or hands it back when the run's
     /// input follows.
-    async fn start_with_stdin(
+    async fn attach_and_write(
         &self,
         id: &ContainerId,
         bundle: &[u8],
         input_follows: bool,
     ) -> Result<Started, RuntimeError> {
-        // Attach before start: an attach after start could miss the first bytes.
+        // The shim writes nothing before its bundle has come through this
+        // attachment, so attaching to a started container misses no output.
         let options = AttachContainerOptions {
             stream: true,
             stdin: true,
@@ -190,10 +188,6 @@ impl DockerRuntime {
             .attach_container(&id.0, Some(options))
             .await
             .map_err(engine_error("attach"))?;
-        self.docker
-            .start_container(&id.0, None::<StartContainerOptions>)
-            .await
-            .map_err(engine_error("start"))?;
         let mut stdin = attached.input;
         let written = tokio::time::timeout(Duration::from_secs(ENGINE_TIMEOUT_SECS), async {
             stdin.write_all(bundle).await?;
@@ -342,18 +336,16 @@ fn tmpfs_mounts(image_volumes: &[String]) -> Result<HashMap<String, String>, Run
     Ok(mounts)
 }
 
-/// Builds the container configuration for `spec`, checking what Docker would
-/// otherwise silently read as "unlimited" or "share the host", and the bundle
-/// of its secrets for the shim. The configuration holds no secret.
+/// Builds the container configuration for `unit`, checking what Docker would
+/// otherwise silently read as "unlimited" or "share the host". It holds
+/// nothing about a run: the run reaches the waiting shim as its bundle.
 fn container_body(
-    spec: &ContainerSpec,
+    unit: &UnitSpec,
     context: &Context<'_>,
-) -> Result<(ContainerCreateBody, Zeroizing<Vec<u8>>), RuntimeError> {
+) -> Result<ContainerCreateBody, RuntimeError> {
     let invalid = |m: String| Err(RuntimeError::InvalidSpec(m));
-    if spec.argv.is_empty() {
-        return invalid("the command is empty".into());
-    }
-    let limits = &spec.limits;
+    let shape = &unit.shape;
+    let limits = &shape.limits;
     // The ranges the control plane checked when the target was declared,
     // again here, where a value becomes a container's.
     limits
@@ -369,52 +361,33 @@ fn container_body(
         }
     }
     let tmpfs = tmpfs_mounts(context.image_volumes)?;
-    let network = spec.network.clone().unwrap_or_else(|| "none".to_owned());
+    let network = shape.network.clone().unwrap_or_else(|| "none".to_owned());
     if network == "host" || network.starts_with("container:") {
         return invalid(format!(
             "network {network:?} would share a namespace with the host or another container; name a Docker network instead"
         ));
     }
 
-    let mut env: Vec<String> = Vec::with_capacity(spec.env.len());
-    // The same rule the control plane applied when the run was submitted
-    // (`sealrun_wire::names::env_var`), checked again here because this is where
-    // a name becomes part of a container's environment.
-    for (name, value) in &spec.env {
-        names::env_var(name)?;
-        if value.contains('\0') {
-            return invalid(format!("environment variable {name} contains a NUL byte"));
-        }
-        env.push(format!("{name}={value}"));
-    }
-    // Always a bundle, even an empty one: the shim waits for it before it runs
-    // the command. Values may be any bytes but NUL (an environment string ends
-    // at NUL); the codec's errors never quote a value, and we add the name.
-    let mut bundle = Bundle::new();
-    for (name, secret) in &spec.secrets {
-        names::env_var(name)?;
-        bundle.push_env(name, secret.expose()).map_err(|e| {
-            RuntimeError::InvalidSpec(format!(
-                "secret {name} cannot be passed to the command: {e}"
-            ))
-        })?;
-    }
-
     let memory = i64::try_from(limits.memory_mb.saturating_mul(1024 * 1024)).unwrap_or(i64::MAX);
     let nano_cpus = i64::try_from(limits.millicpus.saturating_mul(1_000_000)).unwrap_or(i64::MAX);
     let pids = i64::try_from(limits.pids).unwrap_or(i64::MAX);
-    let deadline_secs = spec.deadline.as_secs().max(1);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let labels = HashMap::from([
-        (RUN_LABEL.to_owned(), spec.run_id.clone()),
-        (AGENT_LABEL.to_owned(), spec.agent_id.clone()),
+    let mut labels = HashMap::from([
+        (AGENT_LABEL.to_owned(), unit.agent_id.clone()),
         (
             DEADLINE_LABEL.to_owned(),
-            now.saturating_add(deadline_secs).to_string(),
+            now.saturating_add(unit.deadline.as_secs().max(1))
+                .to_string(),
         ),
     ]);
+    if let Some(run_id) = &unit.run_id {
+        labels.insert(RUN_LABEL.to_owned(), run_id.clone());
+    }
+    if let Some(target) = &unit.pool {
+        labels.insert(POOL_LABEL.to_owned(), target.clone());
+    }
     let host_config = HostConfig {
         cap_drop: Some(vec!["ALL".to_owned()]),
         security_opt: Some(vec!["no-new-privileges:true".to_owned()]),
@@ -449,19 +422,30 @@ fn container_body(
         }]),
         ..Default::default()
     };
+    // The shim waits for its run; it gives up after the idle time, so that a
+    // unit whose agent died ends by itself.
+    let mut entrypoint: Vec<String> = WAITING_ENTRYPOINT.iter().map(|s| (*s).to_owned()).collect();
+    entrypoint.push(IDLE_FLAG.to_owned());
+    entrypoint.push(unit.idle.as_secs().max(1).to_string());
     let body = ContainerCreateBody {
-        image: Some(context.image_id.unwrap_or(&spec.image).to_owned()),
+        image: Some(context.image_id.unwrap_or(&shape.image_id).to_owned()),
         // An image's HEALTHCHECK would run a probe beside the command and
         // keep its output in Docker's state: never.
         healthcheck: Some(HealthConfig {
             test: Some(vec!["NONE".to_owned()]),
             ..Default::default()
         }),
-        cmd: Some(spec.argv.clone()),
-        // The shim replaces the image's ENTRYPOINT and runs `cmd` as given.
-        entrypoint: Some(ENTRYPOINT.iter().map(|s| (*s).to_owned()).collect()),
-        env: Some(env),
-        user: Some(spec.user.clone().unwrap_or_else(|| DEFAULT_USER.to_owned())),
+        // With an entrypoint given, Docker adds no image `CMD`; the shim
+        // refuses any argument it does not expect, so it would show.
+        cmd: None,
+        entrypoint: Some(entrypoint),
+        env: None,
+        user: Some(
+            shape
+                .user
+                .clone()
+                .unwrap_or_else(|| DEFAULT_USER.to_owned()),
+        ),
         labels: Some(labels),
         // Stdin is how the bundle reaches the shim; `stdin_once` closes it in the
         // container when the agent's attach ends.
@@ -471,24 +455,21 @@ fn container_body(
         open_stdin: Some(true),
         stdin_once: Some(true),
         tty: Some(false),
-        network_disabled: Some(spec.network.is_none()),
+        network_disabled: Some(shape.network.is_none()),
         host_config: Some(host_config),
         ..Default::default()
     };
-    if spec.stdin {
-        bundle.attach_stdin();
-    }
-    // The container ends itself at its deadline even if this agent dies.
-    bundle.set_deadline(deadline_secs);
-    // The shim signs its error line with it: see `sealrun_init::ShimNonce`.
-    bundle.set_nonce(spec.nonce.clone());
-    Ok((body, bundle.encode()))
+    Ok(body)
 }
 
 impl Runtime for DockerRuntime {
-    async fn ensure_image(&self, image: &str) -> Result<(), RuntimeError> {
+    async fn ensure_image(&self, image: &str) -> Result<String, RuntimeError> {
+        let no_id = || RuntimeError::Engine {
+            operation: "image inspect",
+            message: format!("the engine gave no id for image {image}"),
+        };
         match self.docker.inspect_image(image).await {
-            Ok(_) => return Ok(()),
+            Ok(inspected) => return inspected.id.ok_or_else(no_id),
             Err(e) if status_of(&e) == Some(404) => {}
             Err(e) => return Err(engine_error("image inspect")(e)),
         }
@@ -514,19 +495,20 @@ impl Runtime for DockerRuntime {
         self.docker
             .inspect_image(image)
             .await
-            .map(drop)
-            .map_err(|e| pull_error(format!("image still absent after pulling: {e}")))
+            .map_err(|e| pull_error(format!("image still absent after pulling: {e}")))?
+            .id
+            .ok_or_else(no_id)
     }
 
-    async fn create(&self, spec: ContainerSpec) -> Result<Created, RuntimeError> {
-        // Checked at start, and again before every run: a shim someone else
-        // could have replaced since would see this run's secrets.
+    async fn prepare(&self, unit: UnitSpec) -> Result<ContainerId, RuntimeError> {
+        // Checked at start, and again before every unit: a shim someone else
+        // could have replaced since would see its run's secrets.
         crate::init::check(&self.init_binary)
             .map_err(|e| RuntimeError::InvalidSpec(e.to_string()))?;
-        // The image's volumes decide its tmpfs mounts; its id pins what is run.
+        // The image's volumes decide its tmpfs mounts.
         let image = self
             .docker
-            .inspect_image(&spec.image)
+            .inspect_image(&unit.shape.image_id)
             .await
             .map_err(engine_error("image inspect"))?;
         let image_volumes: Vec<String> = image
@@ -540,10 +522,7 @@ impl Runtime for DockerRuntime {
             image_volumes: &image_volumes,
             engine_cpus: self.engine_cpus,
         };
-        let (body, bundle) = container_body(&spec, &context)?;
-        let input = spec.stdin;
-        // Drop (and so zeroize) the opened secrets: the bundle is their only copy.
-        drop(spec);
+        let body = container_body(&unit, &context)?;
         let created = self
             .docker
             .create_container(None::<CreateContainerOptions>, body)
@@ -564,19 +543,28 @@ impl Runtime for DockerRuntime {
         for warning in created.warnings {
             tracing::warn!(container = %created.id, %warning, "engine warning on create");
         }
-        Ok(Created {
-            id: ContainerId(created.id),
-            stdin: if input {
-                StdinBundle::followed_by_input(bundle)
-            } else {
-                StdinBundle::new(bundle)
-            },
-        })
+        let id = ContainerId(created.id);
+        if let Err(e) = self
+            .docker
+            .start_container(&id.0, None::<StartContainerOptions>)
+            .await
+        {
+            // Never leave a unit behind: one that did not start is removed now.
+            if let Err(removal) = self.remove(&id).await {
+                tracing::error!(container = %id, error = %removal, "could not remove a container that failed to start; it will be removed when the agent restarts");
+            }
+            return Err(engine_error("start")(e));
+        }
+        Ok(id)
     }
 
-    async fn start(&self, id: &ContainerId, stdin: StdinBundle) -> Result<Started, RuntimeError> {
-        // `stdin` is dropped, and so zeroized, once it is written.
-        self.start_with_stdin(id, stdin.as_bytes(), stdin.input_follows())
+    async fn deliver(
+        &self,
+        id: &ContainerId,
+        bundle: StdinBundle,
+    ) -> Result<Started, RuntimeError> {
+        // `bundle` is dropped, and so zeroized, once it is written.
+        self.attach_and_write(id, bundle.as_bytes(), bundle.input_follows())
             .await
     }
 
@@ -705,14 +693,12 @@ impl Runtime for DockerRuntime {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use sealrun_vault::Secret;
+    use crate::runtime::Shape;
     use sealrun_wire::agent::ResourceLimits;
 
     const INIT: &str = "/usr/local/lib/sealrun/sealrun-init";
 
-    fn body(
-        spec: &ContainerSpec,
-    ) -> Result<(ContainerCreateBody, Zeroizing<Vec<u8>>), RuntimeError> {
+    fn body(spec: &UnitSpec) -> Result<ContainerCreateBody, RuntimeError> {
         container_body(
             spec,
             &Context {
@@ -724,20 +710,19 @@ mod tests {
         )
     }
 
-    fn spec() -> ContainerSpec {
-        ContainerSpec {
-            run_id: "r1".into(),
+    fn spec() -> UnitSpec {
+        UnitSpec {
+            shape: Shape {
+                image_id: "sha256:0123".into(),
+                limits: ResourceLimits::default(),
+                network: None,
+                user: None,
+            },
             agent_id: "a1".into(),
-            image: "sealrun/busybox:latest".into(),
-            argv: vec!["true".into()],
-            env: vec![("PLAIN".into(), "1".into())],
-            secrets: vec![("TOKEN".into(), Secret::new(b"s3cr3t-value".to_vec()))],
-            limits: ResourceLimits::default(),
-            network: None,
-            user: None,
-            stdin: false,
-            deadline: Duration::from_secs(60),
-            nonce: sealrun_init::ShimNonce::from_bytes([9; sealrun_init::NONCE_LEN]),
+            run_id: Some("r1".into()),
+            pool: None,
+            idle: Duration::from_secs(120),
+            deadline: Duration::from_secs(180),
         }
     }
 
@@ -760,7 +745,7 @@ mod tests {
 
     #[test]
     fn the_default_body_is_hardened() {
-        let (body, _bundle) = body(&spec()).unwrap();
+        let body = body(&spec()).unwrap();
         let host = body.host_config.unwrap();
         assert_eq!(host.cap_drop.unwrap(), vec!["ALL"]);
         assert_eq!(host.security_opt.unwrap(), vec!["no-new-privileges:true"]);
@@ -787,9 +772,14 @@ mod tests {
         assert_eq!(body.user.as_deref(), Some(DEFAULT_USER));
         assert_eq!(
             body.entrypoint,
-            Some(vec!["/.sealrun/init".into(), "--".into()])
+            Some(vec![
+                "/.sealrun/init".into(),
+                "--wait".into(),
+                "--idle-secs".into(),
+                "120".into()
+            ])
         );
-        assert_eq!(body.cmd, Some(vec!["true".into()]));
+        assert_eq!((body.cmd, body.env), (None, None));
         assert_eq!(body.tty, Some(false));
         assert_eq!(
             (body.open_stdin, body.stdin_once, body.attach_stdin),
@@ -798,7 +788,7 @@ mod tests {
     }
 
     fn body_in(
-        spec: &ContainerSpec,
+        spec: &UnitSpec,
         image_volumes: &[String],
         engine_cpus: Option<u64>,
     ) -> Result<ContainerCreateBody, RuntimeError> {
@@ -811,7 +801,6 @@ mod tests {
                 engine_cpus,
             },
         )
-        .map(|(body, _)| body)
     }
 
     #[test]
@@ -871,7 +860,7 @@ mod tests {
     #[test]
     fn a_cpu_limit_above_the_engines_cpus_is_refused_naming_both() {
         let mut s = spec();
-        s.limits.millicpus = 4000;
+        s.shape.limits.millicpus = 4000;
         let err = body_in(&s, &[], Some(2)).unwrap_err().to_string();
         assert!(
             err.contains("limits.millicpus 4000") && err.contains("at most 2000"),
@@ -882,43 +871,18 @@ mod tests {
     }
 
     #[test]
-    fn secrets_go_to_the_bundle_and_never_into_the_configuration() {
-        let (body, bundle) = body(&spec()).unwrap();
-        assert_eq!(body.env.as_deref(), Some(&["PLAIN=1".to_owned()][..]));
-        let config = serde_json::to_string(&body).unwrap();
-        assert!(!config.contains("s3cr3t-value"), "{config}");
-        let received = sealrun_init::read_bundle(&mut &bundle[..]).unwrap();
-        assert_eq!(
-            received.env().collect::<Vec<_>>(),
-            [("TOKEN", &b"s3cr3t-value"[..])]
-        );
-        // The run's nonce goes to the shim the same way, never into the config.
-        assert_eq!(received.nonce(), Some(&spec().nonce));
-        assert!(!config.contains("0909"), "{config}");
-    }
-
-    #[test]
-    fn a_run_without_secrets_still_gets_an_empty_bundle() {
-        let mut s = spec();
-        s.secrets.clear();
-        let (_, bundle) = body(&s).unwrap();
-        let received = sealrun_init::read_bundle(&mut &bundle[..]).unwrap();
-        assert_eq!(received.env().count(), 0);
-    }
-
-    #[test]
     fn host_and_container_networks_are_refused() {
         for network in ["host", "container:abc"] {
             let mut s = spec();
-            s.network = Some(network.into());
+            s.shape.network = Some(network.into());
             assert!(
                 matches!(body(&s), Err(RuntimeError::InvalidSpec(_))),
                 "{network}"
             );
         }
         let mut s = spec();
-        s.network = Some("backend".into());
-        let (b, _) = body(&s).unwrap();
+        s.shape.network = Some("backend".into());
+        let b = body(&s).unwrap();
         assert_eq!(
             b.host_config.unwrap().network_mode.as_deref(),
             Some("backend")
@@ -938,7 +902,7 @@ mod tests {
             },
         ] {
             let mut s = spec();
-            s.limits = limits;
+            s.shape.limits = limits;
             assert!(matches!(body(&s), Err(RuntimeError::InvalidSpec(_))));
         }
     }
@@ -960,68 +924,24 @@ mod tests {
             },
         ] {
             let mut s = spec();
-            s.limits = limits;
+            s.shape.limits = limits;
             assert!(matches!(body(&s), Err(RuntimeError::InvalidSpec(_))));
         }
     }
 
     #[test]
-    fn a_secret_that_is_not_text_is_passed_byte_for_byte() {
+    fn a_pool_members_configuration_names_its_target_and_no_run() {
         let mut s = spec();
-        let value = vec![0xff, 0xfe, b'x', b'y', b'z', b'w'];
-        s.secrets = vec![("BIN".into(), Secret::new(value.clone()))];
-        let (_, bundle) = body(&s).unwrap();
-        let received = sealrun_init::read_bundle(&mut &bundle[..]).unwrap();
-        assert_eq!(received.env().collect::<Vec<_>>(), [("BIN", &value[..])]);
-    }
-
-    #[test]
-    fn a_secret_holding_nul_is_refused_by_name_without_quoting_it() {
-        let mut s = spec();
-        s.secrets = vec![("NUL_ONE".into(), Secret::new(b"abc\0defghij".to_vec()))];
-        let err = body(&s).unwrap_err().to_string();
-        assert!(err.contains("NUL_ONE"), "{err}");
-        assert!(!err.contains("defghij"), "{err}");
-    }
-
-    #[test]
-    fn invalid_environment_names_are_refused() {
-        let mut s = spec();
-        s.env = vec![("A=B".into(), "x".into())];
-        assert!(body(&s).is_err());
-        s.env = vec![("1A".into(), "x".into())];
-        assert!(body(&s).is_err());
-    }
-
-    #[test]
-    fn an_invalid_name_is_refused_by_the_shared_env_var_rule() {
-        let mut s = spec();
-        s.secrets = vec![("A-B".into(), Secret::new(b"s3cr3t-value".to_vec()))];
-        let err = body(&s).unwrap_err();
-        assert!(
-            matches!(
-                &err,
-                RuntimeError::InvalidName(names::NameError::EnvVar { name }) if name == "A-B"
-            ),
-            "{err:?}"
-        );
-        let mut s = spec();
-        s.env = vec![("X".repeat(names::MAX_ENV_VAR_LEN + 1), "1".into())];
-        assert!(matches!(body(&s), Err(RuntimeError::InvalidName(_))));
-    }
-
-    #[test]
-    fn every_name_the_shared_rule_accepts_fits_the_shims_bundle() {
-        let mut bundle = Bundle::new();
-        let longest = "X".repeat(names::MAX_ENV_VAR_LEN);
-        assert!(names::env_var(&longest).is_ok());
-        assert!(bundle.push_env(&longest, b"value").is_ok());
-    }
-
-    #[test]
-    fn the_spec_debug_shows_secret_names_but_never_values() {
-        let shown = format!("{:?}", spec());
-        assert!(shown.contains("TOKEN"));
-        assert!(!shown.contains("s3cr3t-value"));
+        s.run_id = None;
+        s.pool = Some("demo".into());
+        let labels = body(&s).unwrap().labels.unwrap();
+        assert_eq!(labels.get(POOL_LABEL).map(String::as_str), Some("demo"));
+        assert_eq!(labels.get(AGENT_LABEL).map(String::as_str), Some("a1"));
+        assert!(labels.contains_key(DEADLINE_LABEL));
+        assert!(!labels.contains_key(RUN_LABEL));
+        // Positive control: a unit prepared for a run names it.
+        let labels = body(&spec()).unwrap().labels.unwrap();
+        assert_eq!(labels.get(RUN_LABEL).map(String::as_str), Some("r1"));
+        assert!(!labels.contains_key(POOL_LABEL));
     }
 }

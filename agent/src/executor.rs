@@ -3,7 +3,7 @@
 //! runs out of time, remove it whatever happens, and say how it ended.
 //!
 //! ```text
-//! open secrets ─▶ redactor ─▶ pull image ─▶ create ─▶ attach+start ─▶ wait ─┬─▶ output drained ─▶ remove ─▶ uploads acked ─▶ outcome
+//! open secrets ─▶ redactor ─▶ pull image ─▶ bundle ─▶ warm unit, or prepare one ─▶ attach+deliver ─▶ wait ─┬─▶ output drained ─▶ remove ∥ uploads acked ─▶ outcome
 //!                                                         │               │
 //!                                   timeout / cancel: SIGTERM, grace, SIGKILL
 //!                                   shutdown / failure / abandon: SIGKILL
@@ -14,9 +14,10 @@
 
 use crate::control::{RunControl, Stop, is_abandoned};
 use crate::output::{self, PumpEnd, redact_message};
+use crate::pool::Pool;
 use crate::runtime::{
-    CommandInput, ContainerId, ContainerSpec, Created, ExitState, Runtime, Started, StdinBundle,
-    StopSignal,
+    CommandInput, ContainerId, ExitState, RunSpec, Runtime, Shape, Started, StdinBundle,
+    StopSignal, UnitSpec,
 };
 use crate::upload::{LogSink, UploadEnd, upload_all};
 use bytes::Bytes;
@@ -46,6 +47,11 @@ pub const CHANNEL_BYTES: usize = 4 * 1024 * 1024;
 /// timed out.
 pub const DEADLINE_MARGIN: Duration = Duration::from_secs(5);
 
+/// How long the shim of a unit prepared for one run waits for its bundle:
+/// the executor delivers it right after, so only a dead agent leaves it
+/// waiting this long.
+pub const COLD_IDLE: Duration = Duration::from_secs(120);
+
 /// Everything needed to execute one assignment.
 pub struct Job {
     /// The assignment as the control plane sent it.
@@ -67,6 +73,9 @@ pub struct Job {
     /// restricts them ([`crate::TargetConfig::allowed_images`]): checked on
     /// top of the target's list the assignment carries.
     pub allowed_images: Option<Vec<String>>,
+    /// The agent's warm pools, if it keeps any: a run of the target's own
+    /// image takes a ready unit from its target's pool.
+    pub pool: Option<Arc<Pool>>,
 }
 
 /// The run's input as it arrives: chunks in order, or why it broke off.
@@ -242,15 +251,18 @@ pub async fn execute<R: Runtime, S: LogSink>(
     // A pull can take long: a cancel, shutdown or abandonment must not wait for it.
     let mut stop = control.subscribe();
     let pulled = tokio::select! {
-        r = runtime.ensure_image(&a.image) => r,
-        _ = stop.wait_for(Option::is_some) => Ok(()),
+        r = runtime.ensure_image(&a.image) => Some(r),
+        _ = stop.wait_for(Option::is_some) => None,
     };
     if let Some(outcome) = early_outcome(&control) {
         return outcome;
     }
-    if let Err(e) = pulled {
-        return Outcome::error(redact(e.to_string()), 0);
-    }
+    let image_id = match pulled {
+        Some(Ok(id)) => id,
+        Some(Err(e)) => return Outcome::error(redact(e.to_string()), 0),
+        // Only a stop ends the select early, and `early_outcome` saw it.
+        None => return Outcome::error("the run was stopped before its image was ready".into(), 0),
+    };
     // Drawn per run: the shim signs its error line with it, and a command
     // cannot (see `sealrun_init::ShimNonce`).
     let nonce = {
@@ -259,33 +271,63 @@ pub async fn execute<R: Runtime, S: LogSink>(
         rand::rngs::OsRng.fill_bytes(&mut bytes);
         ShimNonce::from_bytes(bytes)
     };
-    let spec = ContainerSpec {
-        run_id: a.run_id.clone(),
-        agent_id: job.agent_id.clone(),
-        image: a.image.clone(),
+    let deadline = job.timeout() + job.cancel_grace + DEADLINE_MARGIN;
+    let run = RunSpec {
         argv: a.argv.clone(),
         env: a.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         secrets,
+        stdin: input.is_some(),
+        deadline,
+        nonce: nonce.clone(),
+    };
+    // The opened secrets go into the bundle and are dropped (zeroized): this
+    // task holds their only copy until `deliver` writes it to the unit.
+    let bundle = match run.bundle() {
+        Ok(bundle) => bundle,
+        Err(e) => return Outcome::error(redact(e.to_string()), 0),
+    };
+    let shape = Shape {
+        image_id,
         limits: a.limits.clone(),
         network: a.network.clone(),
         user: a.user.clone(),
-        stdin: input.is_some(),
-        deadline: job.timeout() + job.cancel_grace + DEADLINE_MARGIN,
-        nonce: nonce.clone(),
     };
-    // The runtime hands the encoded secrets back with the container: this task
-    // holds their only copy until `start` writes them to the container's stdin.
-    let Created { id, stdin } = match runtime.create(spec).await {
-        Ok(created) => created,
-        Err(e) => return Outcome::error(redact(e.to_string()), 0),
+    // Only runs of the target's own image (the first of the allowed ones)
+    // use, and shape, the target's pool: a per-run image gets a cold unit.
+    let warm = job
+        .pool
+        .as_ref()
+        .filter(|_| a.allowed_images.first() == Some(&a.image))
+        .and_then(|pool| pool.take(&a.target, &shape, deadline));
+    let id = match warm {
+        Some(id) => {
+            tracing::info!(run = %a.run_id, container = %id, "took a warm container from the pool");
+            id
+        }
+        None => {
+            let unit = UnitSpec {
+                shape,
+                agent_id: job.agent_id.clone(),
+                run_id: Some(a.run_id.clone()),
+                pool: None,
+                idle: COLD_IDLE,
+                deadline: COLD_IDLE + deadline,
+            };
+            match runtime.prepare(unit).await {
+                Ok(id) => {
+                    tracing::info!(run = %a.run_id, container = %id, "container prepared");
+                    id
+                }
+                Err(e) => return Outcome::error(redact(e.to_string()), 0),
+            }
+        }
     };
-    tracing::info!(run = %a.run_id, container = %id, "container created");
 
     let driven = drive(
         runtime,
         &id,
         StdinPlan {
-            bundle: stdin,
+            bundle,
             input,
             nonce,
         },
@@ -297,21 +339,26 @@ pub async fn execute<R: Runtime, S: LogSink>(
     .await;
 
     // Whatever happened, the container goes now: its output has been read in full
-    // (or the run was abandoned), and its exit state is known.
-    if let Err(e) = runtime.remove(&id).await {
-        tracing::error!(run = %a.run_id, container = %id, error = %e, "could not remove the container; it will be removed when the agent restarts");
-    }
-
-    let upload_end = match driven.uploader {
-        Some(mut uploader) => tokio::select! {
-            end = &mut uploader => end.unwrap_or_default(),
-            _ = stop.wait_for(is_abandoned) => {
-                uploader.abort();
-                UploadEnd::default()
-            }
-        },
-        None => UploadEnd::default(),
+    // (or the run was abandoned), and its exit state is known. The last
+    // uploads are acknowledged meanwhile: neither waits for the other.
+    let removal = async {
+        if let Err(e) = runtime.remove(&id).await {
+            tracing::error!(run = %a.run_id, container = %id, error = %e, "could not remove the container; it will be removed when the agent restarts");
+        }
     };
+    let uploads = async {
+        match driven.uploader {
+            Some(mut uploader) => tokio::select! {
+                end = &mut uploader => end.unwrap_or_default(),
+                _ = stop.wait_for(is_abandoned) => {
+                    uploader.abort();
+                    UploadEnd::default()
+                }
+            },
+            None => UploadEnd::default(),
+        }
+    };
+    let ((), upload_end) = tokio::join!(removal, uploads);
     let outcome = conclude(driven.result, driven.pump, &upload_end, &control, redact);
     tracing::info!(run = %a.run_id, outcome = ?summary(&outcome), "run ended");
     outcome
@@ -339,8 +386,8 @@ struct StdinPlan {
     nonce: ShimNonce,
 }
 
-/// Starts the container with `stdin` (the bundle `create` returned, and the
-/// run's input) and supervises it until it exits and its output is read.
+/// Delivers the run to the prepared unit (the bundle, then the run's input)
+/// and supervises it until it exits and its output is read.
 async fn drive<R: Runtime, S: LogSink>(
     runtime: &R,
     id: &ContainerId,
@@ -353,7 +400,7 @@ async fn drive<R: Runtime, S: LogSink>(
     let Started {
         output,
         input: mut command_input,
-    } = match runtime.start(id, stdin.bundle).await {
+    } = match runtime.deliver(id, stdin.bundle).await {
         Ok(started) => started,
         Err(e) => {
             return Driven {
@@ -631,6 +678,7 @@ mod tests {
             max_chunk_bytes: 1024,
             input: None,
             allowed_images: None,
+            pool: None,
         };
         assert_eq!(job(60, Some(10)).timeout(), Duration::from_secs(10));
         assert_eq!(job(5, Some(10)).timeout(), Duration::from_secs(5));

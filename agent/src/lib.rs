@@ -71,6 +71,7 @@ pub mod https;
 pub mod image;
 pub mod init;
 pub mod output;
+pub mod pool;
 pub mod report;
 pub mod runtime;
 pub mod state;

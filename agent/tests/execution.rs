@@ -7,7 +7,7 @@ use base64::Engine as _;
 use bollard::query_parameters::InspectContainerOptions;
 use sealrun_agent::control::{RunControl, Stop};
 use sealrun_agent::executor::{Outcome, execute};
-use sealrun_agent::runtime::{ContainerSpec, Runtime};
+use sealrun_agent::runtime::{RunSpec, Runtime, Shape, UnitSpec};
 use sealrun_testkit::runtime::{
     MemorySink, assert_no_container_left, docker_runtime, in_image, job, run, run_with,
     start_until, with_secret,
@@ -380,33 +380,42 @@ async fn orphans_of_this_agent_are_removed_and_other_agents_containers_are_kept(
     let Some(rt) = docker_runtime().await else {
         return;
     };
-    let spec = |agent: &str| ContainerSpec {
-        run_id: "orphan".into(),
+    let image_id = rt.ensure_image(sealrun_testkit::IMAGE).await.unwrap();
+    let spec = |agent: &str, pool: Option<&str>| UnitSpec {
+        shape: Shape {
+            image_id: image_id.clone(),
+            limits: Default::default(),
+            network: None,
+            user: None,
+        },
         agent_id: agent.into(),
-        image: sealrun_testkit::IMAGE.into(),
-        argv: vec!["sleep".into(), "60".into()],
-        env: vec![],
-        secrets: vec![],
-        limits: Default::default(),
-        network: None,
-        user: None,
-        stdin: false,
-        deadline: std::time::Duration::from_secs(300),
-        nonce: sealrun_init::ShimNonce::from_bytes([1; sealrun_init::NONCE_LEN]),
+        run_id: pool.is_none().then(|| "orphan".into()),
+        pool: pool.map(str::to_owned),
+        idle: std::time::Duration::from_secs(300),
+        deadline: std::time::Duration::from_secs(600),
     };
     let (mine, other) = (
         sealrun_testkit::runtime::unique_agent_id(),
         sealrun_testkit::runtime::unique_agent_id(),
     );
-    let left_behind = rt.create(spec(&mine)).await.unwrap().id;
-    let running = rt.create(spec(&mine)).await.unwrap();
-    drop(rt.start(&running.id, running.stdin).await.unwrap());
-    let kept = rt.create(spec(&other)).await.unwrap().id;
+    // One waiting for its run, one running a command, one pool member.
+    let _waiting = rt.prepare(spec(&mine, None)).await.unwrap();
+    let running = rt.prepare(spec(&mine, None)).await.unwrap();
+    let run = RunSpec {
+        argv: vec!["sleep".into(), "60".into()],
+        env: vec![],
+        secrets: vec![],
+        stdin: false,
+        deadline: std::time::Duration::from_secs(300),
+        nonce: sealrun_init::ShimNonce::from_bytes([1; sealrun_init::NONCE_LEN]),
+    };
+    drop(rt.deliver(&running, run.bundle().unwrap()).await.unwrap());
+    let _member = rt.prepare(spec(&mine, Some("demo"))).await.unwrap();
+    let kept = rt.prepare(spec(&other, None)).await.unwrap();
 
-    assert_eq!(rt.remove_orphans(&mine).await.unwrap(), 2);
+    assert_eq!(rt.remove_orphans(&mine).await.unwrap(), 3);
     assert_no_container_left(&rt, &mine).await;
     assert_eq!(rt.list(&other).await.unwrap(), vec![kept.clone()]);
     rt.remove(&kept).await.unwrap();
     assert_no_container_left(&rt, &other).await;
-    let _ = left_behind;
 }

@@ -10,8 +10,7 @@ use sealrun_agent::control::{RunControl, Stop};
 use sealrun_agent::docker::DockerRuntime;
 use sealrun_agent::executor::{Outcome, execute};
 use sealrun_agent::runtime::{
-    ContainerId, ContainerSpec, Created, ExitState, Runtime, RuntimeError, Started, StdinBundle,
-    StopSignal,
+    ContainerId, ExitState, Runtime, RuntimeError, Started, StdinBundle, StopSignal, UnitSpec,
 };
 use sealrun_testkit::runtime::{
     MemorySink, assert_no_container_left, docker_runtime, in_image, job, run, start_until,
@@ -220,28 +219,28 @@ async fn orphans_are_reaped_so_a_zombie_spawning_command_leaves_none() {
     assert!(stdout.ends_with("zombies=0\n"), "{stdout}");
 }
 
-/// [`DockerRuntime`] writing `input` to the shim instead of the bundle `create`
-/// encoded: a bundle gone wrong between the agent and the container.
+/// [`DockerRuntime`] writing `input` to the shim instead of the run's bundle:
+/// a bundle gone wrong between the agent and the container.
 struct BadBundle {
     inner: DockerRuntime,
     input: Vec<u8>,
 }
 
 impl Runtime for BadBundle {
-    async fn ensure_image(&self, image: &str) -> Result<(), RuntimeError> {
+    async fn ensure_image(&self, image: &str) -> Result<String, RuntimeError> {
         self.inner.ensure_image(image).await
     }
-    async fn create(&self, spec: ContainerSpec) -> Result<Created, RuntimeError> {
-        self.inner.create(spec).await
+    async fn prepare(&self, spec: UnitSpec) -> Result<ContainerId, RuntimeError> {
+        self.inner.prepare(spec).await
     }
-    async fn start(
+    async fn deliver(
         &self,
         id: &ContainerId,
         _encoded: StdinBundle,
     ) -> Result<Started, RuntimeError> {
-        // The bundle `create` encoded is dropped (and zeroized) unwritten.
+        // The run's bundle is dropped (and zeroized) unwritten.
         self.inner
-            .start(id, StdinBundle::from(self.input.clone()))
+            .deliver(id, StdinBundle::from(self.input.clone()))
             .await
     }
     async fn wait(&self, id: &ContainerId) -> Result<ExitState, RuntimeError> {

@@ -4,6 +4,7 @@ use crate::cli::AgentArgs;
 use crate::logging;
 use crate::output::Table;
 use anyhow::{Context as _, Result, bail};
+use sealrun_agent::pool::PoolConfig;
 use sealrun_agent::state::StateDir;
 use sealrun_agent::{AgentConfig, TargetConfig, defaults};
 use sealrun_vault::TargetKeypair;
@@ -39,6 +40,10 @@ struct TargetEntry {
     /// The images this agent runs for the target, whatever the control
     /// plane allows.
     allowed_images: Option<Vec<String>>,
+    /// Containers kept warm for the target (default 0: none).
+    pool_size: Option<usize>,
+    /// Seconds after which a warm container no run took is replaced.
+    pool_max_age_secs: Option<u64>,
 }
 
 pub async fn run(args: AgentArgs) -> Result<()> {
@@ -104,6 +109,12 @@ fn config(args: AgentArgs) -> Result<AgentConfig> {
         file.target
             .into_iter()
             .map(|t| TargetConfig {
+                pool: PoolConfig {
+                    size: t.pool_size.unwrap_or(0),
+                    max_age: t
+                        .pool_max_age_secs
+                        .map_or(PoolConfig::DEFAULT_MAX_AGE, Duration::from_secs),
+                },
                 name: t.name,
                 key_file: t.key_file,
                 allowed_images: t.allowed_images,
@@ -114,6 +125,16 @@ fn config(args: AgentArgs) -> Result<AgentConfig> {
     };
     if targets.is_empty() {
         bail!("name at least one --target the agent serves");
+    }
+    // The flags set every target's pool, over what the file says.
+    let mut targets = targets;
+    for t in &mut targets {
+        if let Some(size) = args.pool_size {
+            t.pool.size = size;
+        }
+        if let Some(secs) = args.pool_max_age_secs {
+            t.pool.max_age = Duration::from_secs(secs);
+        }
     }
     let name = args
         .name
@@ -184,6 +205,28 @@ mod tests {
             Some(Path::new("/etc/sealrun/keys/k8s-prod.key"))
         );
         assert_eq!(c.max_run_timeout, Some(Duration::from_secs(3600)));
+        assert_eq!(
+            (c.targets[0].pool.size, c.targets[0].pool.max_age),
+            (2, Duration::from_secs(300))
+        );
+        assert_eq!(c.targets[1].pool.size, 0);
+    }
+
+    #[test]
+    fn the_pool_flags_set_every_targets_pool_over_the_file() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/agent.toml");
+        let c = config(args(&[
+            "--config",
+            path,
+            "--pool-size",
+            "1",
+            "--pool-max-age-secs",
+            "30",
+        ]))
+        .unwrap();
+        for t in &c.targets {
+            assert_eq!((t.pool.size, t.pool.max_age), (1, Duration::from_secs(30)));
+        }
     }
 
     #[test]

@@ -75,6 +75,7 @@ pub fn job(argv: &[&str]) -> Job {
         max_chunk_bytes: 64 * 1024,
         input: None,
         allowed_images: None,
+        pool: None,
     }
 }
 
