@@ -230,6 +230,7 @@ pub async fn execute<R: Runtime, S: LogSink>(
 ) -> Outcome {
     let input = job.input.take();
     let a = &job.assignment;
+    let began = Instant::now();
     if let Some(outcome) = early_outcome(&control) {
         return outcome;
     }
@@ -257,6 +258,7 @@ pub async fn execute<R: Runtime, S: LogSink>(
     if let Some(outcome) = early_outcome(&control) {
         return outcome;
     }
+    let imaged = Instant::now();
     let image_id = match pulled {
         Some(Ok(id)) => id,
         Some(Err(e)) => return Outcome::error(redact(e.to_string()), 0),
@@ -294,11 +296,14 @@ pub async fn execute<R: Runtime, S: LogSink>(
     };
     // Only runs of the target's own image (the first of the allowed ones)
     // use, and shape, the target's pool: a per-run image gets a cold unit.
-    let warm = job
-        .pool
-        .as_ref()
-        .filter(|_| a.allowed_images.first() == Some(&a.image))
-        .and_then(|pool| pool.take(&a.target, &shape, deadline));
+    // `_refill` refills the pool when this function returns: after the run.
+    let (warm, _refill) = match job.pool.as_ref() {
+        Some(pool) if a.allowed_images.first() == Some(&a.image) => {
+            pool.take(&a.target, &shape, deadline)
+        }
+        _ => (None, None),
+    };
+    let warmed = warm.is_some();
     let id = match warm {
         Some(id) => {
             tracing::info!(run = %a.run_id, container = %id, "took a warm container from the pool");
@@ -323,6 +328,7 @@ pub async fn execute<R: Runtime, S: LogSink>(
         }
     };
 
+    let unit_ready = Instant::now();
     let driven = drive(
         runtime,
         &id,
@@ -359,8 +365,27 @@ pub async fn execute<R: Runtime, S: LogSink>(
         }
     };
     let ((), upload_end) = tokio::join!(removal, uploads);
+    let driven_times = driven.times;
     let outcome = conclude(driven.result, driven.pump, &upload_end, &control, redact);
-    tracing::info!(run = %a.run_id, outcome = ?summary(&outcome), "run ended");
+    // Where the run's time went, for operators and the end-to-end benchmark.
+    let us = |from: Instant, to: Option<Instant>| {
+        to.map_or(0, |to| {
+            u64::try_from(to.saturating_duration_since(from).as_micros()).unwrap_or(u64::MAX)
+        })
+    };
+    let ended = Instant::now();
+    let delivered = driven_times.delivered;
+    tracing::info!(
+        run = %a.run_id,
+        outcome = ?summary(&outcome),
+        warm = warmed,
+        setup_us = us(began, Some(imaged)),
+        unit_us = us(imaged, Some(unit_ready)),
+        deliver_us = us(unit_ready, delivered),
+        command_us = delivered.map_or(0, |d| us(d, driven_times.exited)),
+        teardown_us = driven_times.exited.map_or(0, |e| us(e, Some(ended))),
+        "run ended"
+    );
     outcome
 }
 
@@ -371,7 +396,17 @@ fn summary(outcome: &Outcome) -> (&'static str, Option<i64>) {
     }
 }
 
+/// When a run's stages ended, as `drive` saw them.
+#[derive(Clone, Copy, Default)]
+struct Times {
+    /// The bundle was written.
+    delivered: Option<Instant>,
+    /// The command's exit was seen and its output read.
+    exited: Option<Instant>,
+}
+
 struct Driven {
+    times: Times,
     /// How the command ended, or why it could not run.
     result: Result<(ExitState, Option<Stop>), String>,
     pump: Option<PumpEnd>,
@@ -404,12 +439,14 @@ async fn drive<R: Runtime, S: LogSink>(
         Ok(started) => started,
         Err(e) => {
             return Driven {
+                times: Times::default(),
                 result: Err(e.to_string()),
                 pump: None,
                 uploader: None,
             };
         }
     };
+    let delivered = Instant::now();
     let max_chunk = job.max_chunk_bytes.max(1);
     let (tx, rx) = mpsc::channel((CHANNEL_BYTES / max_chunk).max(2));
     let truncated = Arc::new(AtomicBool::new(false));
@@ -515,6 +552,10 @@ async fn drive<R: Runtime, S: LogSink>(
             let _ = runtime.signal(id, StopSignal::Kill).await;
             pump.abort();
             return Driven {
+                times: Times {
+                    delivered: Some(delivered),
+                    exited: None,
+                },
                 result: Err(e.to_string()),
                 pump: pump_end,
                 uploader: Some(uploader),
@@ -535,6 +576,10 @@ async fn drive<R: Runtime, S: LogSink>(
         };
     }
     Driven {
+        times: Times {
+            delivered: Some(delivered),
+            exited: Some(Instant::now()),
+        },
         result: Ok((exit, stopped)),
         pump: pump_end,
         uploader: Some(uploader),

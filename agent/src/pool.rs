@@ -18,7 +18,10 @@
 //!   has asked for. A run of another shape (another image, a re-tagged image,
 //!   changed limits) gets a cold unit; members of an older shape are retired.
 //! - **Refill.** [`Pool::keep_warm`] prepares members one at a time until each
-//!   target has its [`PoolConfig::size`], after every take.
+//!   target has its [`PoolConfig::size`], after each run that took one has
+//!   ended ([`Refill`]): preparing a container while a run executes slows the
+//!   run (measured: the command's stage took 46 ms instead of 31 with
+//!   preparing beside it), and a pool of two serves back-to-back runs.
 //! - **Age.** A member older than [`PoolConfig::max_age`] is never handed out;
 //!   it is removed and replaced. Its shim also gives up by itself a little
 //!   later ([`IDLE_MARGIN`]), so a member whose agent died ends on its own.
@@ -115,6 +118,17 @@ struct Member {
     born: Instant,
 }
 
+/// Refills the pool it came from when dropped ([`Pool::take`]).
+#[derive(Debug)]
+#[must_use = "the pool refills when this is dropped: hold it until the run has ended"]
+pub struct Refill(Arc<Pool>);
+
+impl Drop for Refill {
+    fn drop(&mut self) {
+        self.0.wake.notify_one();
+    }
+}
+
 /// One member to prepare.
 struct Wanted {
     target: String,
@@ -151,8 +165,19 @@ impl Pool {
     /// pool, the run is longer than [`RUN_HORIZON`], the pool follows another
     /// shape (it follows this one from now on), or no member is ready. The
     /// member leaves the pool: the caller must remove it after its run.
-    pub fn take(&self, target: &str, shape: &Shape, run_deadline: Duration) -> Option<ContainerId> {
-        let config = self.configs.get(target)?;
+    ///
+    /// The pool is refilled when the returned [`Refill`] is dropped: the
+    /// caller holds it until its run has ended, so that preparing the next
+    /// member does not compete with the run for the container engine.
+    pub fn take(
+        self: &Arc<Self>,
+        target: &str,
+        shape: &Shape,
+        run_deadline: Duration,
+    ) -> (Option<ContainerId>, Option<Refill>) {
+        let Some(config) = self.configs.get(target) else {
+            return (None, None);
+        };
         let taken = {
             let mut state = self.state();
             let State { targets, retired } = &mut *state;
@@ -176,8 +201,7 @@ impl Pool {
                 taken
             }
         };
-        self.wake.notify_one();
-        taken
+        (taken, Some(Refill(Arc::clone(self))))
     }
 
     /// How many members of `target` are ready now.

@@ -143,6 +143,32 @@ fn parse_args(args: &[OsString]) -> Option<Mode<'_>> {
     }
 }
 
+/// Reports a failure of the shim itself and returns [`EXIT_INIT_FAILED`].
+fn fail(message: Arguments<'_>) -> i32 {
+    fail_with(EXIT_INIT_FAILED, message)
+}
+
+/// Writes [`ERROR_PREFIX`] and `message` as one line on stderr and returns
+/// `code`: an unsigned line, which the agent treats as the command's output.
+fn fail_with(code: i32, message: Arguments<'_>) -> i32 {
+    eprintln!("{ERROR_PREFIX}{message}");
+    code
+}
+
+/// Writes `message` as one line on stderr, signed with the run's `nonce`
+/// when the bundle gave one ([`ShimNonce::signed_error_prefix`]), and returns
+/// `code`. Only for failures before the command started: the agent reports a
+/// signed line as "the command did not run".
+fn fail_signed(nonce: Option<&ShimNonce>, code: i32, message: Arguments<'_>) -> i32 {
+    match nonce {
+        Some(nonce) => {
+            eprintln!("{}{message}", &*nonce.signed_error_prefix());
+            code
+        }
+        None => fail_with(code, message),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,31 +211,5 @@ mod tests {
         ] {
             assert_eq!(parse_args(&args(bad)), None, "{bad:?}");
         }
-    }
-}
-
-/// Reports a failure of the shim itself and returns [`EXIT_INIT_FAILED`].
-fn fail(message: Arguments<'_>) -> i32 {
-    fail_with(EXIT_INIT_FAILED, message)
-}
-
-/// Writes [`ERROR_PREFIX`] and `message` as one line on stderr and returns
-/// `code`: an unsigned line, which the agent treats as the command's output.
-fn fail_with(code: i32, message: Arguments<'_>) -> i32 {
-    eprintln!("{ERROR_PREFIX}{message}");
-    code
-}
-
-/// Writes `message` as one line on stderr, signed with the run's `nonce`
-/// when the bundle gave one ([`ShimNonce::signed_error_prefix`]), and returns
-/// `code`. Only for failures before the command started: the agent reports a
-/// signed line as "the command did not run".
-fn fail_signed(nonce: Option<&ShimNonce>, code: i32, message: Arguments<'_>) -> i32 {
-    match nonce {
-        Some(nonce) => {
-            eprintln!("{}{message}", &*nonce.signed_error_prefix());
-            code
-        }
-        None => fail_with(code, message),
     }
 }

@@ -282,6 +282,27 @@ impl Client {
         a.parse()
     }
 
+    /// Every run submitted since `since_ms` (Unix ms), newest first, paging
+    /// back through `GET /v1/runs`.
+    pub async fn runs_since(&self, since_ms: i64) -> Vec<RunView> {
+        let mut all: Vec<RunView> = Vec::new();
+        loop {
+            let before = all
+                .last()
+                .map(|r| format!("&before={}", r.id))
+                .unwrap_or_default();
+            let a = self
+                .get(&format!("/v1/runs?since_ms={since_ms}&limit=100{before}"))
+                .await;
+            assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+            let page: sealrun_wire::run::RunList = a.parse();
+            if page.runs.is_empty() {
+                return all;
+            }
+            all.extend(page.runs);
+        }
+    }
+
     /// `POST /v1/runs/{id}/cancel`, expecting success.
     pub async fn cancel(&self, id: &str) {
         self.post(&format!("/v1/runs/{id}/cancel"), json!({}))
