@@ -16,7 +16,8 @@ const SECRET_B64: &str = "c2hpbS1lMmUtczNjcjN0LVF4Nw==";
 /// `printf %s VALUE | sha256sum`: how the command proves it saw the value
 /// without the value appearing in its argv (which Docker does store).
 const SECRET_SHA256: &str = "36263c53ad3c75fd09b3a90af8d505404697b99b06fec7ee12f225f111ca7c7a";
-/// A plain variable's value: it is expected in Docker's state (the control).
+/// A plain variable's value: like the command, it reaches the shim in the
+/// bundle, so it is not in Docker's state either.
 const PLAIN: &str = "plain-marker-5f1c0e";
 
 fn contains(haystack: &[u8], needle: &str) -> bool {
@@ -105,13 +106,16 @@ async fn a_running_commands_secret_is_in_neither_docker_inspect_nor_dockers_stat
     let container = &shown[0];
     assert_eq!(container["State"]["Running"], true, "not running any more");
     let full_id = container["Id"].as_str().unwrap().to_owned();
-    // Control: inspect does show the plain variable, and the shim as entrypoint.
-    assert!(contains(&inspect, PLAIN), "the control value is not shown");
+    // Control: inspect does show the run's id (a label), and the waiting
+    // shim as entrypoint.
+    assert!(contains(&inspect, &id), "the control value is not shown");
     assert_eq!(
         container["Config"]["Entrypoint"],
-        serde_json::json!(["/.sealrun/init", "--"])
+        serde_json::json!(["/.sealrun/init", "--wait", "--idle-secs", "120"])
     );
-    for needle in [SECRET, SECRET_B64] {
+    // Nothing about the run is in its configuration: neither the command
+    // nor the plain variable, let alone the secret.
+    for needle in [SECRET, SECRET_B64, PLAIN, "trap 'echo done"] {
         assert!(
             !contains(&inspect, needle),
             "docker inspect shows {needle:?}"
@@ -122,11 +126,11 @@ async fn a_running_commands_secret_is_in_neither_docker_inspect_nor_dockers_stat
         let mut all = Vec::new();
         files(&state, &mut all).unwrap();
         // Control: the running container's directory is there, and its
-        // configuration holds the plain value, so the search reads what it must.
+        // configuration holds the run's id, so the search reads what it must.
         let own = state.join(&full_id);
         let config = std::fs::read(own.join("config.v2.json")).unwrap();
         assert!(
-            contains(&config, PLAIN),
+            contains(&config, &id),
             "config.v2.json lacks the control value"
         );
         assert!(all.iter().any(|p| p.starts_with(&own)));
@@ -135,7 +139,7 @@ async fn a_running_commands_secret_is_in_neither_docker_inspect_nor_dockers_stat
             let Ok(bytes) = std::fs::read(path) else {
                 continue;
             };
-            for needle in [SECRET, SECRET_B64] {
+            for needle in [SECRET, SECRET_B64, PLAIN] {
                 assert!(
                     !contains(&bytes, needle),
                     "{} holds {needle:?}",

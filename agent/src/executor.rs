@@ -316,7 +316,10 @@ pub async fn execute<R: Runtime, S: LogSink>(
                 run_id: Some(a.run_id.clone()),
                 pool: None,
                 idle: COLD_IDLE,
-                deadline: COLD_IDLE + deadline,
+                // Its run is delivered right after it is prepared: the run's
+                // deadline is the unit's (an agent that died before
+                // delivering leaves a unit with nothing in it to protect).
+                deadline,
             };
             match runtime.prepare(unit).await {
                 Ok(id) => {
