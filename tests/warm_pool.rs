@@ -1,7 +1,8 @@
 //! End to end: `sealrun agent --pool-size N` keeps containers started and
 //! waiting for the target's runs. A run through `sealrun run` takes one, which
 //! is gone after it; an agent killed with a full pool leaves no member behind
-//! once it restarts, and one that stops removes its members.
+//! once it restarts, warms its pool again at once (it remembers the target's
+//! shape), and one that stops removes its members.
 #![allow(clippy::unwrap_used)]
 
 use sealrun_testkit::{
@@ -89,14 +90,22 @@ async fn a_killed_agent_leaves_no_pool_member_behind_once_restarted_and_a_stoppe
         now.is_disjoint(&members).then_some(())
     })
     .await;
-    // The restarted agent is healthy, and fills its pool again after a run.
-    let next = world.submit(&["echo", "after restart"]).await;
-    assert_eq!(
-        world.admin.wait_terminal(&next).await.status,
-        RunStatus::Succeeded
-    );
+    // The restarted agent remembers the target's shape: it fills its pool
+    // again before any run, with new members, and a run takes one.
     let refilled = full_pool(&world.agent.id, 2).await;
     assert!(refilled.is_disjoint(&members));
+    let cli = world.server.cli(world.server.admin_token());
+    let out = cli
+        .command(&["run", "--target", &world.target, "--", "hostname"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let host = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(refilled.iter().any(|m| m.starts_with(&host)), "{host}");
 
     // Stopping the agent removes its members.
     let status = world.agent.terminate(Duration::from_secs(30));

@@ -193,6 +193,18 @@ pub async fn run(
             .map(|t| (t.name.clone(), t.pool))
             .collect(),
     );
+    if let Some(pool) = &pool {
+        match state.load_pool_shapes() {
+            Ok(shapes) => {
+                for (target, shape) in shapes {
+                    pool.remember(&target, shape);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the pools' shapes; they warm after a run")
+            }
+        }
+    }
     Supervisor {
         runtime,
         client,
@@ -213,6 +225,7 @@ pub async fn run(
         pool,
         slots: Arc::new(Semaphore::new(config.concurrency as usize)),
         tasks: JoinSet::new(),
+        state: state.clone(),
         witness: Witness::load(state.clone())?,
         gate: match config.trusted_admins.clone() {
             Some(trusted) => Some(Gate::load(trusted, state.clone(), now_ms())?),
@@ -361,6 +374,9 @@ struct Supervisor<R: Runtime> {
     pool: Option<Arc<Pool>>,
     slots: Arc<Semaphore>,
     tasks: JoinSet<()>,
+    /// The state directory (locked for the process): the pools remember
+    /// their shapes there.
+    state: StateDir,
     /// What the agent saw of the org's audit history.
     witness: Witness,
     /// Checks each run's signatures, with a trust file; `None` without.
@@ -384,7 +400,11 @@ impl<R: Runtime> Supervisor<R> {
         // The pools stop after the runs: a run still starting may take a member.
         let pools_stop = CancellationToken::new();
         let pools = self.pool.clone().map(|pool| {
-            tokio::spawn(pool.keep_warm(Arc::clone(&self.runtime), pools_stop.clone()))
+            tokio::spawn(pool.keep_warm(
+                Arc::clone(&self.runtime),
+                Some(self.state.clone()),
+                pools_stop.clone(),
+            ))
         });
         let fatal = self.poll_loop(&stopping, &revoked).await;
         let revoked_error = revoked.is_cancelled().then(|| {

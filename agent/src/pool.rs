@@ -15,7 +15,9 @@
 //!   the target's own image (the first of the assignment's allowed images).
 //!   The agent learns it from a run it was about to execute (checked by the
 //!   gate and the image rules first), so the pool holds nothing that no run
-//!   has asked for. A run of another shape (another image, a re-tagged image,
+//!   has asked for. It remembers it in its state directory
+//!   ([`StateDir::store_pool_shapes`]), so a restarted agent warms its pools
+//!   at once. A run of another shape (another image, a re-tagged image,
 //!   changed limits) gets a cold unit; members of an older shape are retired.
 //! - **Refill.** [`Pool::keep_warm`] prepares members one at a time until each
 //!   target has its [`PoolConfig::size`], after each run that took one has
@@ -34,6 +36,7 @@
 //! Size 0 (the default) is no pool: every run prepares its own unit.
 
 use crate::runtime::{ContainerId, Runtime, Shape, UnitSpec};
+use crate::state::StateDir;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -96,6 +99,8 @@ pub struct Pool {
 #[derive(Debug, Default)]
 struct State {
     targets: HashMap<String, TargetPool>,
+    /// A shape changed since the shapes were last remembered.
+    shapes_changed: bool,
     /// Members taken out of service (too old, or of an older shape), for
     /// `keep_warm` to remove.
     retired: Vec<ContainerId>,
@@ -180,12 +185,17 @@ impl Pool {
         };
         let taken = {
             let mut state = self.state();
-            let State { targets, retired } = &mut *state;
+            let State {
+                targets,
+                retired,
+                shapes_changed,
+            } = &mut *state;
             let pool = targets.entry(target.to_owned()).or_default();
             if pool.shape.as_ref() != Some(shape) {
                 retired.extend(pool.ready.drain(..).map(|m| m.id));
                 pool.shape = Some(shape.clone());
                 pool.generation += 1;
+                *shapes_changed = true;
                 None
             } else if run_deadline > RUN_HORIZON {
                 None
@@ -204,6 +214,22 @@ impl Pool {
         (taken, Some(Refill(Arc::clone(self))))
     }
 
+    /// Starts `target`'s pool with `shape` (remembered from an earlier
+    /// process, [`StateDir::load_pool_shapes`]) before any run has shown it;
+    /// a target without a pool is ignored.
+    pub fn remember(&self, target: &str, shape: Shape) {
+        if !self.configs.contains_key(target) {
+            return;
+        }
+        let mut state = self.state();
+        let pool = state.targets.entry(target.to_owned()).or_default();
+        if pool.shape.is_none() {
+            pool.shape = Some(shape);
+        }
+        drop(state);
+        self.wake.notify_one();
+    }
+
     /// How many members of `target` are ready now.
     pub fn ready(&self, target: &str) -> usize {
         self.state()
@@ -213,15 +239,22 @@ impl Pool {
     }
 
     /// Keeps every pool at its size until `stopping`, then removes every
-    /// member. Runs as one task per agent.
+    /// member. Runs as one task per agent. With `state`, each change of a
+    /// pool's shape is remembered there, for the next process.
     pub async fn keep_warm<R: Runtime>(
         self: Arc<Self>,
         runtime: Arc<R>,
+        state: Option<StateDir>,
         stopping: CancellationToken,
     ) {
         let mut backoff = FIRST_BACKOFF;
         while !stopping.is_cancelled() {
             let (retired, wanted, next_expiry) = self.survey();
+            if let (Some(state), Some(shapes)) = (&state, self.changed_shapes()) {
+                if let Err(e) = state.store_pool_shapes(&shapes) {
+                    tracing::warn!(error = %e, "could not remember the pools' shapes; a restarted agent warms them after a run");
+                }
+            }
             for id in retired {
                 remove(&*runtime, &id).await;
             }
@@ -248,7 +281,9 @@ impl Pool {
                 Ok(id) => {
                     backoff = FIRST_BACKOFF;
                     let mut state = self.state();
-                    let State { targets, retired } = &mut *state;
+                    let State {
+                        targets, retired, ..
+                    } = &mut *state;
                     match targets.get_mut(&wanted.target) {
                         Some(pool) if pool.generation == wanted.generation => {
                             tracing::debug!(target = %wanted.target, container = %id, "pool member ready");
@@ -273,7 +308,9 @@ impl Pool {
         }
         let members: Vec<ContainerId> = {
             let mut state = self.state();
-            let State { targets, retired } = &mut *state;
+            let State {
+                targets, retired, ..
+            } = &mut *state;
             let mut all = std::mem::take(retired);
             for pool in targets.values_mut() {
                 all.extend(pool.ready.drain(..).map(|m| m.id));
@@ -290,7 +327,9 @@ impl Pool {
     /// when the next member comes of age.
     fn survey(&self) -> (Vec<ContainerId>, Option<Wanted>, Option<Instant>) {
         let mut state = self.state();
-        let State { targets, retired } = &mut *state;
+        let State {
+            targets, retired, ..
+        } = &mut *state;
         let mut wanted = None;
         let mut next_expiry: Option<Instant> = None;
         for (target, pool) in targets.iter_mut() {
@@ -323,6 +362,23 @@ impl Pool {
             }
         }
         (std::mem::take(retired), wanted, next_expiry)
+    }
+}
+
+impl Pool {
+    /// Every pool's shape, if one changed since the last call.
+    fn changed_shapes(&self) -> Option<HashMap<String, Shape>> {
+        let mut state = self.state();
+        if !std::mem::take(&mut state.shapes_changed) {
+            return None;
+        }
+        Some(
+            state
+                .targets
+                .iter()
+                .filter_map(|(target, pool)| Some((target.clone(), pool.shape.clone()?)))
+                .collect(),
+        )
     }
 }
 

@@ -54,7 +54,8 @@ pub const POOL_LABEL: &str = "sealrun.pool";
 /// What a unit is made from: everything about a container that does not
 /// depend on the run it executes. Two runs of the same shape can use units
 /// made ahead of time alike ([`crate::pool`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Shape {
     /// The image's id (`sha256:...`), as [`Runtime::ensure_image`] found it:
     /// an image re-tagged since makes another shape.

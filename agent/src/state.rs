@@ -32,6 +32,9 @@ pub const NONCES_FILE: &str = "run-nonces";
 /// File (in the state directory) of when each served target's newest
 /// certificate the agent ran a run under was issued (JSON object).
 pub const CERTIFIED_FILE: &str = "target-certificates.json";
+/// The shape of each target's warm pool, as the agent last learned it from a
+/// run ([`crate::pool`]): so that a restarted agent warms its pools at once.
+pub const POOL_SHAPES_FILE: &str = "pool-shapes.json";
 
 /// Problems with the state directory.
 #[derive(Debug, thiserror::Error)]
@@ -276,6 +279,34 @@ impl StateDir {
         self.write_file(CERTIFIED_FILE, &json)
     }
 
+    /// The shapes of the targets' warm pools the agent remembered; none if
+    /// it never wrote any.
+    pub fn load_pool_shapes(
+        &self,
+    ) -> Result<std::collections::HashMap<String, crate::runtime::Shape>, StateError> {
+        let path = self.root.join(POOL_SHAPES_FILE);
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt {
+                path,
+                message: e.to_string(),
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Default::default()),
+            Err(e) => Err(io_error(&path)(e)),
+        }
+    }
+
+    /// Remembers the pools' `shapes` (atomically).
+    pub fn store_pool_shapes(
+        &self,
+        shapes: &std::collections::HashMap<String, crate::runtime::Shape>,
+    ) -> Result<(), StateError> {
+        let json = serde_json::to_vec(shapes).map_err(|e| StateError::Corrupt {
+            path: self.root.join(POOL_SHAPES_FILE),
+            message: e.to_string(),
+        })?;
+        self.write_file(POOL_SHAPES_FILE, &json)
+    }
+
     /// Appends `nonce` (counting until `expires_ms`) and syncs it, before
     /// its run starts: after a crash the agent still refuses it.
     pub fn append_nonce(&self, nonce: &str, expires_ms: i64) -> Result<(), StateError> {
@@ -332,6 +363,28 @@ mod tests {
             agent_token: "sr_agent_topsecret".into(),
             server_url: "https://cp:8443".into(),
         }
+    }
+
+    #[test]
+    fn the_pools_shapes_round_trip_and_none_is_an_empty_map() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::open(&dir.path().join("state")).unwrap();
+        assert!(state.load_pool_shapes().unwrap().is_empty());
+        let shape = crate::runtime::Shape {
+            image_id: "sha256:abc".into(),
+            limits: Default::default(),
+            network: Some("backend".into()),
+            user: None,
+        };
+        let shapes = std::collections::HashMap::from([("demo".to_owned(), shape)]);
+        state.store_pool_shapes(&shapes).unwrap();
+        assert_eq!(state.load_pool_shapes().unwrap(), shapes);
+        // A file that does not parse is an error naming it, not an empty pool.
+        fs::write(dir.path().join("state").join(POOL_SHAPES_FILE), b"{").unwrap();
+        assert!(matches!(
+            state.load_pool_shapes(),
+            Err(StateError::Corrupt { .. })
+        ));
     }
 
     #[test]

@@ -43,7 +43,8 @@ impl Warm {
         let configs = HashMap::from([(TARGET.to_owned(), PoolConfig { size, max_age })]);
         let pool = Pool::new(&agent_id, configs).unwrap();
         let stop = CancellationToken::new();
-        let task = tokio::spawn(Arc::clone(&pool).keep_warm(Arc::new(rt.clone()), stop.clone()));
+        let task =
+            tokio::spawn(Arc::clone(&pool).keep_warm(Arc::new(rt.clone()), None, stop.clone()));
         Warm {
             rt: rt.clone(),
             agent_id,
