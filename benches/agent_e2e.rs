@@ -96,19 +96,24 @@ fn runc_bundle(dir: &Path) -> PathBuf {
     bundle
 }
 
-fn runc_true(bundle: &Path, n: usize) -> Duration {
+/// How long `command` takes to run to its end, its stdout discarded;
+/// panics naming `what` if it fails.
+fn timed(what: &str, command: &mut Command) -> Duration {
     let start = Instant::now();
-    let ok = Command::new("runc")
-        .args(["run", "--bundle"])
-        .arg(bundle)
-        .arg(format!("sealrun-bench-{}-{n}", std::process::id()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "runc run failed");
+    let ok = command.stdout(Stdio::null()).status().unwrap().success();
+    assert!(ok, "{what} failed");
     start.elapsed()
+}
+
+fn runc_true(bundle: &Path, n: usize) -> Duration {
+    timed(
+        "runc run",
+        Command::new("runc")
+            .args(["run", "--bundle"])
+            .arg(bundle)
+            .arg(format!("sealrun-bench-{}-{n}", std::process::id()))
+            .stdin(Stdio::null()),
+    )
 }
 
 /// How long the `sealrun` binary takes to start and exit (`--version`):
@@ -241,21 +246,16 @@ async fn breakdown(world: &SpawnedWorld, runs: &[(Duration, i64, i64)], label: &
 }
 
 fn docker_run_true() -> Duration {
-    let start = Instant::now();
-    let ok = Command::new("docker")
-        .args(["run", "--rm", sealrun_testkit::IMAGE, "true"])
-        .stdout(Stdio::null())
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "docker run failed");
-    start.elapsed()
+    timed(
+        "docker run",
+        Command::new("docker").args(["run", "--rm", sealrun_testkit::IMAGE, "true"]),
+    )
 }
 
 fn docker_stream(script: &str) -> Duration {
-    let start = Instant::now();
-    let ok = Command::new("docker")
-        .args([
+    timed(
+        "docker run",
+        Command::new("docker").args([
             "run",
             "--rm",
             "--log-driver",
@@ -266,37 +266,28 @@ fn docker_stream(script: &str) -> Duration {
             "sh",
             "-c",
             script,
-        ])
-        .stdout(Stdio::null())
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "docker run failed");
-    start.elapsed()
+        ]),
+    )
 }
 
 /// How long `docker run -i --rm` takes to read `input` to its end.
 fn docker_input(input: &std::path::Path) -> Duration {
-    let start = Instant::now();
-    let ok = Command::new("docker")
-        .args([
-            "run",
-            "-i",
-            "--rm",
-            "--log-driver",
-            "none",
-            sealrun_testkit::IMAGE,
-            "sh",
-            "-c",
-            "cat >/dev/null",
-        ])
-        .stdin(std::fs::File::open(input).unwrap())
-        .stdout(Stdio::null())
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "docker run -i failed");
-    start.elapsed()
+    timed(
+        "docker run -i",
+        Command::new("docker")
+            .args([
+                "run",
+                "-i",
+                "--rm",
+                "--log-driver",
+                "none",
+                sealrun_testkit::IMAGE,
+                "sh",
+                "-c",
+                "cat >/dev/null",
+            ])
+            .stdin(std::fs::File::open(input).unwrap()),
+    )
 }
 
 /// How long `sealrun run` takes to hand `input` to a command that reads it

@@ -6,8 +6,8 @@
 #![allow(clippy::unwrap_used)]
 
 use sealrun_testkit::{
-    ControlPlane as _, World, WorldOptions, containers_of, require_docker, wait_for,
-    wait_no_containers,
+    AgentProcess, ControlPlane as _, ServerProcess, World, WorldOptions, containers_of,
+    require_docker, wait_for, wait_no_containers,
 };
 use sealrun_wire::run::RunStatus;
 use std::collections::HashSet;
@@ -18,6 +18,22 @@ fn options() -> WorldOptions {
         agent_args: vec!["--pool-size".into(), "2".into()],
         ..Default::default()
     }
+}
+
+/// `sealrun run --target T -- hostname` through the CLI: the short id of the
+/// container the run got.
+fn run_hostname(world: &World<ServerProcess, AgentProcess>) -> String {
+    let cli = world.server.cli(world.server.admin_token());
+    let out = cli
+        .command(&["run", "--target", &world.target, "--", "hostname"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
 /// Waits until the agent `agent_id` has `n` containers, none running a run,
@@ -45,17 +61,7 @@ async fn sealrun_run_takes_a_waiting_container_which_is_gone_after_the_run() {
     let mut seen = HashSet::new();
     for _ in 0..2 {
         let members = full_pool(&world.agent.id, 2).await;
-        let cli = world.server.cli(world.server.admin_token());
-        let out = cli
-            .command(&["run", "--target", &world.target, "--", "hostname"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let host = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        let host = run_hostname(&world);
         let taken: Vec<&String> = members.iter().filter(|m| m.starts_with(&host)).collect();
         assert_eq!(taken.len(), 1, "{host} is not one of {members:?}");
         assert!(seen.insert(host.clone()), "{host} served two runs");
@@ -94,17 +100,7 @@ async fn a_killed_agent_leaves_no_pool_member_behind_once_restarted_and_a_stoppe
     // again before any run, with new members, and a run takes one.
     let refilled = full_pool(&world.agent.id, 2).await;
     assert!(refilled.is_disjoint(&members));
-    let cli = world.server.cli(world.server.admin_token());
-    let out = cli
-        .command(&["run", "--target", &world.target, "--", "hostname"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let host = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let host = run_hostname(&world);
     assert!(refilled.iter().any(|m| m.starts_with(&host)), "{host}");
 
     // Stopping the agent removes its members.

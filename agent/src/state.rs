@@ -185,28 +185,13 @@ impl StateDir {
     /// The audit link this agent saw last (`None` before the first), which
     /// the control plane's chain must extend from then on.
     pub fn load_audit_head(&self) -> Result<Option<AuditLink>, StateError> {
-        let path = self.root.join(AUDIT_HEAD_FILE);
-        let text = match fs::read(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_error(&path)(e)),
-        };
-        serde_json::from_slice(&text)
-            .map(Some)
-            .map_err(|e| StateError::Corrupt {
-                path,
-                message: e.to_string(),
-            })
+        self.read_json(AUDIT_HEAD_FILE)
     }
 
     /// Remembers `head` (atomically), so a restart still holds the control
     /// plane to the history seen before it.
     pub fn store_audit_head(&self, head: &AuditLink) -> Result<(), StateError> {
-        let json = serde_json::to_vec(head).map_err(|e| StateError::Corrupt {
-            path: self.root.join(AUDIT_HEAD_FILE),
-            message: e.to_string(),
-        })?;
-        self.write_file(AUDIT_HEAD_FILE, &json)
+        self.write_json(AUDIT_HEAD_FILE, head)
     }
 
     /// The nonces of signed runs this agent started that are still
@@ -255,15 +240,7 @@ impl StateDir {
     /// When the newest certificate of each target the agent ran a run under
     /// was issued (Unix milliseconds).
     pub fn load_certified(&self) -> Result<std::collections::HashMap<String, i64>, StateError> {
-        let path = self.root.join(CERTIFIED_FILE);
-        match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt {
-                path,
-                message: e.to_string(),
-            }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Default::default()),
-            Err(e) => Err(io_error(&path)(e)),
-        }
+        Ok(self.read_json(CERTIFIED_FILE)?.unwrap_or_default())
     }
 
     /// Remembers `certified` (atomically), before a run under a newer
@@ -272,11 +249,7 @@ impl StateDir {
         &self,
         certified: &std::collections::HashMap<String, i64>,
     ) -> Result<(), StateError> {
-        let json = serde_json::to_vec(certified).map_err(|e| StateError::Corrupt {
-            path: self.root.join(CERTIFIED_FILE),
-            message: e.to_string(),
-        })?;
-        self.write_file(CERTIFIED_FILE, &json)
+        self.write_json(CERTIFIED_FILE, certified)
     }
 
     /// The shapes of the targets' warm pools the agent remembered; none if
@@ -284,15 +257,7 @@ impl StateDir {
     pub fn load_pool_shapes(
         &self,
     ) -> Result<std::collections::HashMap<String, crate::runtime::Shape>, StateError> {
-        let path = self.root.join(POOL_SHAPES_FILE);
-        match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt {
-                path,
-                message: e.to_string(),
-            }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Default::default()),
-            Err(e) => Err(io_error(&path)(e)),
-        }
+        Ok(self.read_json(POOL_SHAPES_FILE)?.unwrap_or_default())
     }
 
     /// Remembers the pools' `shapes` (atomically).
@@ -300,11 +265,36 @@ impl StateDir {
         &self,
         shapes: &std::collections::HashMap<String, crate::runtime::Shape>,
     ) -> Result<(), StateError> {
-        let json = serde_json::to_vec(shapes).map_err(|e| StateError::Corrupt {
-            path: self.root.join(POOL_SHAPES_FILE),
+        self.write_json(POOL_SHAPES_FILE, shapes)
+    }
+
+    /// The JSON file `name`, or `None` if it does not exist; one that does
+    /// not parse is [`StateError::Corrupt`], naming it.
+    fn read_json<T: serde::de::DeserializeOwned>(
+        &self,
+        name: &str,
+    ) -> Result<Option<T>, StateError> {
+        let path = self.root.join(name);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_error(&path)(e)),
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| StateError::Corrupt {
+                path,
+                message: e.to_string(),
+            })
+    }
+
+    /// Writes `value` as JSON to `name`, atomically ([`Self::write_file`]).
+    fn write_json<T: Serialize + ?Sized>(&self, name: &str, value: &T) -> Result<(), StateError> {
+        let json = serde_json::to_vec(value).map_err(|e| StateError::Corrupt {
+            path: self.root.join(name),
             message: e.to_string(),
         })?;
-        self.write_file(POOL_SHAPES_FILE, &json)
+        self.write_file(name, &json)
     }
 
     /// Appends `nonce` (counting until `expires_ms`) and syncs it, before
