@@ -38,7 +38,7 @@
 //! `docker inspect`. So [`Runtime::prepare`] creates the container with stdin
 //! open and starts it with the shim waiting ([`sealrun_init::WAITING_ENTRYPOINT`]),
 //! before anything about the run is known to it. [`Runtime::deliver`] attaches
-//! (stdin, stdout, stderr) and writes the run's bundle ([`RunSpec::bundle`]:
+//! (stdin, stdout, stderr) and writes the run's bundle ([`RunSpec::bundle`](crate::runtime::RunSpec::bundle):
 //! argv, plain variables, secrets, deadline, nonce) to its stdin. The shim
 //! reads exactly the bundle, detaches stdin (unless the run has input: then
 //! the agent keeps writing, the run's input after the bundle, and the command
