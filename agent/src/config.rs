@@ -36,9 +36,13 @@ impl TargetConfig {
     }
 }
 
-/// Most containers kept warm per target: each holds its memory limit's worth
-/// of tmpfs and a process, idle.
+/// Most containers kept warm per target: each is a container and an idle
+/// process on the engine's host.
 pub const MAX_POOL_SIZE: usize = 64;
+/// Shortest maximum age of a pool member.
+pub const MIN_POOL_AGE: std::time::Duration = std::time::Duration::from_secs(10);
+/// Longest maximum age of a pool member: a day.
+pub const MAX_POOL_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// How to run the agent.
 #[derive(Clone, PartialEq, Eq)]
@@ -138,10 +142,12 @@ impl AgentConfig {
             if !seen.insert(t.name.as_str()) {
                 return bad(format!("target {} is listed twice", t.name));
             }
-            if t.pool.size > 0 && t.pool.max_age.is_zero() {
+            if t.pool.size > 0 && !(MIN_POOL_AGE..=MAX_POOL_AGE).contains(&t.pool.max_age) {
                 return bad(format!(
-                    "target {}: the pool's maximum age must be at least a second",
-                    t.name
+                    "target {}: pool_max_age_secs must be between {} and {} (a member replaced every few seconds only loads the engine; one kept for days pins an old image)",
+                    t.name,
+                    MIN_POOL_AGE.as_secs(),
+                    MAX_POOL_AGE.as_secs()
                 ));
             }
             if t.pool.size > MAX_POOL_SIZE {
@@ -164,5 +170,38 @@ impl AgentConfig {
             );
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn with_pool(size: usize, max_age_secs: u64) -> AgentConfig {
+        let mut config = AgentConfig::new("https://cp:8443", "/tmp/x", "a");
+        let mut target = TargetConfig::new("demo");
+        target.pool = PoolConfig {
+            size,
+            max_age: std::time::Duration::from_secs(max_age_secs),
+        };
+        config.targets = vec![target];
+        config
+    }
+
+    #[test]
+    fn a_pool_is_refused_beyond_its_size_and_age_bounds_and_accepted_within() {
+        for (size, age) in [
+            (MAX_POOL_SIZE + 1, 300),
+            (2, 9),
+            (2, 24 * 3600 + 1),
+            (2, u64::MAX),
+        ] {
+            let err = with_pool(size, age).validate().unwrap_err().to_string();
+            assert!(err.contains("demo"), "{size} {age}: {err}");
+        }
+        for (size, age) in [(MAX_POOL_SIZE, 10), (2, 300), (1, 24 * 3600), (0, 0)] {
+            assert!(with_pool(size, age).validate().is_ok(), "{size} {age}");
+        }
     }
 }

@@ -397,7 +397,9 @@ impl<R: Runtime> Supervisor<R> {
             revoked.clone(),
         ));
 
-        // The pools stop after the runs: a run still starting may take a member.
+        // The pools stop when polling does: no run can take a member after
+        // that (runs in progress hold theirs), so refilling would only make
+        // containers to remove.
         let pools_stop = CancellationToken::new();
         let pools = self.pool.clone().map(|pool| {
             tokio::spawn(pool.keep_warm(
@@ -407,6 +409,7 @@ impl<R: Runtime> Supervisor<R> {
             ))
         });
         let fatal = self.poll_loop(&stopping, &revoked).await;
+        pools_stop.cancel();
         let revoked_error = revoked.is_cancelled().then(|| {
             Error::Revoked(
                 "the control plane refused the agent's token (revoked, or the agent was deleted)"
@@ -415,10 +418,11 @@ impl<R: Runtime> Supervisor<R> {
         });
         let error = fatal.or(revoked_error);
         self.drain(error.is_some()).await;
-        pools_stop.cancel();
         if let Some(pools) = pools {
-            // It removes every member before it returns.
-            let _ = pools.await;
+            // It removes every member (within a bound) before it returns.
+            if let Err(e) = pools.await {
+                tracing::error!(error = %e, "the pools' task failed; their members will be removed when the agent restarts");
+            }
         }
         heartbeats_done.cancel();
         let _ = heartbeat.await;

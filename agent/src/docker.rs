@@ -568,6 +568,16 @@ impl Runtime for DockerRuntime {
             .await
     }
 
+    async fn is_running(&self, id: &ContainerId) -> bool {
+        self.docker
+            .inspect_container(&id.0, None::<InspectContainerOptions>)
+            .await
+            .ok()
+            .and_then(|c| c.state)
+            .and_then(|s| s.running)
+            .unwrap_or(false)
+    }
+
     async fn wait(&self, id: &ContainerId) -> Result<ExitState, RuntimeError> {
         let options = WaitContainerOptions {
             condition: "not-running".to_owned(),

@@ -303,6 +303,20 @@ pub async fn execute<R: Runtime, S: LogSink>(
         }
         _ => (None, None),
     };
+    // A member can have stopped since it was made (an engine restart, a
+    // `docker kill`): it would end the run before its command starts. One
+    // inspect, then a cold unit instead.
+    let warm = match warm {
+        Some(id) if runtime.is_running(&id).await => Some(id),
+        Some(id) => {
+            tracing::warn!(run = %a.run_id, container = %id, "a pool member was no longer running; removing it and preparing a container for the run");
+            if let Err(e) = runtime.remove(&id).await {
+                tracing::error!(container = %id, error = %e, "could not remove a stopped pool member; it will be removed when the agent restarts");
+            }
+            None
+        }
+        None => None,
+    };
     let warmed = warm.is_some();
     let id = match warm {
         Some(id) => {

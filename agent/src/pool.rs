@@ -79,12 +79,20 @@ pub const IDLE_MARGIN: Duration = Duration::from_secs(60);
 /// declare (7 days).
 pub const RUN_HORIZON: Duration = Duration::from_secs(8 * 24 * 3600);
 
-/// Wait before preparing again after the engine refused a member (a shape
-/// the engine cannot make, an engine restarting), doubled up to
-/// [`MAX_BACKOFF`] while it keeps refusing.
+/// Wait before preparing again for a target after the engine refused one of
+/// its members (a shape the engine cannot make, an engine restarting),
+/// doubled up to [`MAX_BACKOFF`] while it keeps refusing. Per target: one
+/// target's failures never hold up another's pool.
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
-/// The longest wait between attempts to prepare a member.
+/// The longest wait between attempts to prepare a member for a target.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// Failures in a row after which a target's pool forgets its shape (and the
+/// next run of the target shows it again): a shape the engine cannot make
+/// any more, such as that of an image since removed, is not retried forever.
+const MAX_FAILURES: u32 = 5;
+/// How long a stopping agent spends removing its members before it leaves
+/// the rest to its next start ([`Runtime::remove_orphans`]).
+const TEARDOWN_LIMIT: Duration = Duration::from_secs(60);
 
 /// The warm pools of one agent: see the module documentation.
 #[derive(Debug)]
@@ -115,6 +123,9 @@ struct TargetPool {
     /// Counts changes of shape: a member prepared for an older one is
     /// retired as soon as it is ready.
     generation: u64,
+    /// Failures in a row to prepare a member, and when to try again.
+    failures: u32,
+    retry_at: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -247,11 +258,14 @@ impl Pool {
         state: Option<StateDir>,
         stopping: CancellationToken,
     ) {
-        let mut backoff = FIRST_BACKOFF;
         while !stopping.is_cancelled() {
             let (retired, wanted, next_expiry) = self.survey();
             if let (Some(state), Some(shapes)) = (&state, self.changed_shapes()) {
-                if let Err(e) = state.store_pool_shapes(&shapes) {
+                // Two fsyncs: off the async threads.
+                let state = state.clone();
+                let stored =
+                    tokio::task::spawn_blocking(move || state.store_pool_shapes(&shapes)).await;
+                if let Ok(Err(e)) = stored {
                     tracing::warn!(error = %e, "could not remember the pools' shapes; a restarted agent warms them after a run");
                 }
             }
@@ -268,44 +282,57 @@ impl Pool {
                 }
                 continue;
             };
-            let idle = wanted.config.max_age + IDLE_MARGIN;
+            let idle = wanted.config.max_age.saturating_add(IDLE_MARGIN);
             let unit = UnitSpec {
                 shape: wanted.shape,
                 agent_id: self.agent_id.clone(),
                 run_id: None,
                 pool: Some(wanted.target.clone()),
                 idle,
-                deadline: idle + RUN_HORIZON,
+                deadline: idle.saturating_add(RUN_HORIZON),
             };
-            match runtime.prepare(unit).await {
-                Ok(id) => {
-                    backoff = FIRST_BACKOFF;
-                    let mut state = self.state();
-                    let State {
-                        targets, retired, ..
-                    } = &mut *state;
-                    match targets.get_mut(&wanted.target) {
-                        Some(pool) if pool.generation == wanted.generation => {
-                            tracing::debug!(target = %wanted.target, container = %id, "pool member ready");
-                            pool.ready.push_back(Member {
-                                id,
-                                born: Instant::now(),
-                            });
-                        }
-                        // The shape changed while it was being prepared.
-                        _ => retired.push(id),
+            let prepared = runtime.prepare(unit).await;
+            let mut state = self.state();
+            let State {
+                targets,
+                retired,
+                shapes_changed,
+            } = &mut *state;
+            let pool = targets.get_mut(&wanted.target);
+            match (prepared, pool) {
+                (Ok(id), Some(pool)) if pool.generation == wanted.generation => {
+                    tracing::debug!(target = %wanted.target, container = %id, "pool member ready");
+                    pool.failures = 0;
+                    pool.retry_at = None;
+                    pool.ready.push_back(Member {
+                        id,
+                        born: Instant::now(),
+                    });
+                }
+                // The shape changed while it was being prepared.
+                (Ok(id), _) => retired.push(id),
+                (Err(e), Some(pool)) if pool.generation == wanted.generation => {
+                    pool.failures += 1;
+                    if pool.failures >= MAX_FAILURES {
+                        tracing::warn!(target = %wanted.target, error = %e, failures = pool.failures, "could not prepare a pool member; the pool forgets the target's shape until a run shows it again");
+                        pool.shape = None;
+                        pool.generation += 1;
+                        pool.failures = 0;
+                        pool.retry_at = None;
+                        *shapes_changed = true;
+                    } else {
+                        let wait = FIRST_BACKOFF
+                            .saturating_mul(1 << pool.failures.min(6))
+                            .min(MAX_BACKOFF);
+                        tracing::warn!(target = %wanted.target, error = %e, retry_in = ?wait, "could not prepare a pool member; runs of this target get cold containers meanwhile");
+                        pool.retry_at = Some(Instant::now() + wait);
                     }
                 }
-                Err(e) => {
-                    tracing::warn!(target = %wanted.target, error = %e, retry_in = ?backoff, "could not prepare a pool member; runs of this target get cold containers meanwhile");
-                    tokio::select! {
-                        () = tokio::time::sleep(backoff) => {}
-                        () = stopping.cancelled() => {}
-                    }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                }
+                (Err(_), _) => {}
             }
         }
+        // Stopping: whatever is ready goes, within a bound (the rest is
+        // removed at the next start, with the other orphans).
         let members: Vec<ContainerId> = {
             let mut state = self.state();
             let State {
@@ -317,8 +344,16 @@ impl Pool {
             }
             all
         };
-        for id in members {
-            remove(&*runtime, &id).await;
+        let removing =
+            futures_util::future::join_all(members.iter().map(|id| remove(&*runtime, id)));
+        if tokio::time::timeout(TEARDOWN_LIMIT, removing)
+            .await
+            .is_err()
+        {
+            tracing::error!(
+                members = members.len(),
+                "the engine did not remove the pool's members in time; they will be removed when the agent restarts"
+            );
         }
     }
 
@@ -347,10 +382,17 @@ impl Pool {
                 }
             }
             if let Some(oldest) = pool.ready.front() {
-                let expiry = oldest.born + config.max_age;
+                let expiry = oldest
+                    .born
+                    .checked_add(config.max_age)
+                    .unwrap_or(oldest.born + MAX_BACKOFF);
                 next_expiry = Some(next_expiry.map_or(expiry, |e| e.min(expiry)));
             }
-            if wanted.is_none() && pool.ready.len() < config.size {
+            let backing_off = pool.retry_at.is_some_and(|at| at > Instant::now());
+            if let Some(at) = pool.retry_at.filter(|_| backing_off) {
+                next_expiry = Some(next_expiry.map_or(at, |e| e.min(at)));
+            }
+            if wanted.is_none() && !backing_off && pool.ready.len() < config.size {
                 if let Some(shape) = &pool.shape {
                     wanted = Some(Wanted {
                         target: target.clone(),

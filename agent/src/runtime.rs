@@ -35,6 +35,11 @@ use zeroize::Zeroizing;
 // Every name the shared rule accepts must fit the shim's bundle, or a run with a
 // valid but long secret name would fail only when its bundle is built.
 const _: () = assert!(names::MAX_ENV_VAR_LEN <= sealrun_init::MAX_NAME_LEN);
+// What the control plane accepts at submit must fit one bundle: the same
+// counts and value length as the shim's codec.
+const _: () = assert!(names::MAX_ARGS == sealrun_init::MAX_ARGS);
+const _: () = assert!(names::MAX_ENV_VARS == sealrun_init::MAX_ENTRIES);
+const _: () = assert!(names::MAX_ENV_VALUE_LEN == sealrun_init::MAX_VALUE_LEN);
 
 /// Label naming the run a container executes.
 pub const RUN_LABEL: &str = "sealrun.run";
@@ -409,6 +414,11 @@ pub trait Runtime: Send + Sync + 'static {
         id: &ContainerId,
         bundle: StdinBundle,
     ) -> impl Future<Output = Result<Started, RuntimeError>> + Send;
+
+    /// Whether the prepared unit is still running, its shim waiting: a warm
+    /// unit can have been stopped since (an engine restart, `docker kill`,
+    /// its idle limit). `false` on any doubt, so the caller prepares another.
+    fn is_running(&self, id: &ContainerId) -> impl Future<Output = bool> + Send;
 
     /// Waits until the unit has exited and says how.
     fn wait(

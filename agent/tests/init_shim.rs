@@ -243,6 +243,9 @@ impl Runtime for BadBundle {
             .deliver(id, StdinBundle::from(self.input.clone()))
             .await
     }
+    async fn is_running(&self, id: &ContainerId) -> bool {
+        self.inner.is_running(id).await
+    }
     async fn wait(&self, id: &ContainerId) -> Result<ExitState, RuntimeError> {
         self.inner.wait(id).await
     }

@@ -161,6 +161,7 @@ async fn a_secret_of_one_run_is_never_visible_to_the_next_run_of_the_same_target
     let warm = Warm::start(&rt, 2, Duration::from_secs(300));
     run(&rt, warm.job(job(&["true"]))).await;
     warm.until_ready(2).await;
+    let members_a = warm.members().await;
     // Run A leaves its secret everywhere it can write.
     let a = with_secret(
         job(&[
@@ -177,11 +178,12 @@ async fn a_secret_of_one_run_is_never_visible_to_the_next_run_of_the_same_target
     let shown = out_a.stdout();
     assert!(shown.contains("***") && !shown.contains(SECRET), "{shown}");
     warm.until_ready(2).await;
+    let members_b = warm.members().await;
     // Run B looks for it, from inside, while the test inspects its container.
     let b = job(&[
         "sh",
         "-c",
-        "hostname; ls /tmp; env | grep -c DB_PASSWORD; grep -rl pool-secret /tmp /proc/1/environ 2>/dev/null | wc -l; echo looked; sleep 30",
+        "hostname; ls /tmp; env | grep -c DB_PASSWORD; grep -rl pool-secret /tmp 2>/dev/null | wc -l; echo looked; sleep 30",
     ]);
     let (control, out_b) = (RunControl::new(), MemorySink::new());
     let task = tokio::spawn({
@@ -192,7 +194,11 @@ async fn a_secret_of_one_run_is_never_visible_to_the_next_run_of_the_same_target
     let probe = Arc::clone(&out_b);
     wait_until(30, "run B to look", || probe.stdout().contains("looked")).await;
     let host_b = container_of(&out_b.stdout());
-    assert_ne!(host_b, container_of(&out_a.stdout()));
+    let host_a = container_of(&out_a.stdout());
+    assert_ne!(host_b, host_a);
+    // Both runs took a pool member: the case is about the pool.
+    assert!(members_a.iter().any(|m| m.starts_with(&host_a)), "{host_a}");
+    assert!(members_b.iter().any(|m| m.starts_with(&host_b)), "{host_b}");
     let inspected = rt
         .client()
         .inspect_container(&host_b, None::<InspectContainerOptions>)
@@ -416,5 +422,33 @@ async fn a_run_with_other_limits_gets_a_cold_container_and_the_pool_takes_its_sh
         .await
         .unwrap();
     assert_eq!(inspected.host_config.unwrap().pids_limit, Some(77));
+    warm.stop().await;
+}
+
+#[tokio::test]
+async fn a_member_that_stopped_since_it_was_made_is_not_used_and_the_run_gets_a_cold_container() {
+    let Some(rt) = docker_runtime().await else {
+        return;
+    };
+    let warm = Warm::start(&rt, 1, Duration::from_secs(300));
+    run(&rt, warm.job(job(&["true"]))).await;
+    warm.until_ready(1).await;
+    let members = warm.members().await;
+    let dead = members.iter().next().unwrap().clone();
+    // As an engine restart or `docker kill` would leave it.
+    rt.signal(
+        &sealrun_agent::runtime::ContainerId(dead.clone()),
+        sealrun_agent::runtime::StopSignal::Kill,
+    )
+    .await
+    .unwrap();
+    let (finish, out) = run(&rt, warm.job(job(&["hostname"]))).await;
+    assert_eq!(finish.status, RunStatus::Succeeded, "{finish:?}");
+    let host = container_of(&out.stdout());
+    assert!(!dead.starts_with(&host), "the stopped member was used");
+    assert!(
+        !exists(&rt, &dead).await,
+        "the stopped member was left behind"
+    );
     warm.stop().await;
 }

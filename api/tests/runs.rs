@@ -133,6 +133,47 @@ async fn invalid_runs_are_refused_with_the_reason() {
     assert!(list.runs.is_empty(), "nothing was queued");
 }
 
+// The whole run reaches the container's shim in one bundle: what it could
+// not take is refused at submit, not by the agent after the run was queued.
+#[tokio::test]
+async fn a_run_larger_than_the_shim_takes_is_refused_at_submit_and_one_at_the_limits_is_queued() {
+    use sealrun_wire::names::{MAX_ARGS, MAX_ENV_VALUE_LEN, MAX_ENV_VARS};
+    let w = World::in_process().await;
+    let a = &w.admin;
+    let env = |n: usize| -> serde_json::Map<String, serde_json::Value> {
+        (0..n).map(|i| (format!("V{i}"), json!("1"))).collect()
+    };
+    let cases = [
+        (
+            json!({"target": "db", "argv": vec!["x"; MAX_ARGS + 1]}),
+            "arguments",
+        ),
+        (
+            json!({"target": "db", "argv": ["x"], "env": env(MAX_ENV_VARS + 1)}),
+            "variables",
+        ),
+        (
+            json!({"target": "db", "argv": ["x"], "env": {"BIG": "v".repeat(MAX_ENV_VALUE_LEN + 1)}}),
+            "BIG",
+        ),
+    ];
+    for (body, needle) in cases {
+        let msg = a
+            .post("/v1/runs", body)
+            .await
+            .error(StatusCode::BAD_REQUEST);
+        assert!(msg.contains(needle), "{msg}");
+    }
+    // Positive control: exactly at each limit, the run is queued.
+    for body in [
+        json!({"target": "db", "argv": vec!["x"; MAX_ARGS]}),
+        json!({"target": "db", "argv": ["x"], "env": env(MAX_ENV_VARS)}),
+        json!({"target": "db", "argv": ["x"], "env": {"BIG": "v".repeat(MAX_ENV_VALUE_LEN)}}),
+    ] {
+        assert_eq!(a.post("/v1/runs", body).await.status, StatusCode::CREATED);
+    }
+}
+
 #[tokio::test]
 async fn a_secret_cannot_also_be_a_plain_env_var() {
     let w = World::in_process().await;

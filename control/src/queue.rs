@@ -123,6 +123,32 @@ fn check_request(req: &RunRequest, target: &TargetSpec) -> Result<u64, Error> {
             "argv must name a command (its first element cannot be empty)".into(),
         ));
     }
+    // What the agent's shim can take (one bundle), refused here rather than
+    // by the agent after the run was accepted.
+    if req.argv.len() > names::MAX_ARGS {
+        return Err(bad(format!(
+            "argv has {} arguments; the limit is {}",
+            req.argv.len(),
+            names::MAX_ARGS
+        )));
+    }
+    if req.env.len() + req.secrets.len() > names::MAX_ENV_VARS {
+        return Err(bad(format!(
+            "env and secrets name {} variables; the limit is {}",
+            req.env.len() + req.secrets.len(),
+            names::MAX_ENV_VARS
+        )));
+    }
+    if let Some((name, _)) = req
+        .env
+        .iter()
+        .find(|(_, v)| v.len() > names::MAX_ENV_VALUE_LEN)
+    {
+        return Err(bad(format!(
+            "env {name} is longer than {} bytes, more than a program can be given",
+            names::MAX_ENV_VALUE_LEN
+        )));
+    }
     let mut size = 0;
     for arg in &req.argv {
         if arg.contains('\0') {

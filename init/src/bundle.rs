@@ -238,8 +238,10 @@ struct EnvVar {
     value: Zeroizing<Vec<u8>>,
 }
 
-/// What the shim needs for one run: the secret environment variables (names
-/// and values) to set on top of the container's environment.
+/// What the shim needs for one run: the command's argv (when the shim waits
+/// for its run, [`crate::WAITING_ENTRYPOINT`]), the environment variables
+/// (names and values: plain ones and secrets) to set on top of the
+/// container's environment, and the run's settings (input, deadline, nonce).
 ///
 /// Values are zeroized when the bundle is dropped, and `Debug` shows names only.
 ///

@@ -25,6 +25,21 @@ pub const MAX_LABEL_LEN: usize = 128;
 /// being stored and echoed back. No real variable comes close to 128 bytes.
 pub const MAX_ENV_VAR_LEN: usize = 128;
 
+/// Most arguments a run's command may have, the program included. The whole
+/// run reaches the container's shim in one bundle (`sealrun-init`'s
+/// `MAX_ARGS`; the agent checks at compile time that they agree), so the
+/// control plane refuses at submit what the agent could not deliver.
+pub const MAX_ARGS: usize = 4096;
+
+/// Most environment variables a run may have, plain ones and secrets
+/// together (`sealrun-init`'s `MAX_ENTRIES`, as [`MAX_ARGS`]).
+pub const MAX_ENV_VARS: usize = 1024;
+
+/// Longest value of a plain variable, in bytes: Linux refuses to start a
+/// program with any `NAME=VALUE` string over 128 KiB (`sealrun-init`'s
+/// `MAX_VALUE_LEN`, as [`MAX_ARGS`]).
+pub const MAX_ENV_VALUE_LEN: usize = 128 * 1024 - 255 - 2;
+
 /// A name that breaks one of the rules of this module; the variant says which.
 /// Messages quote the offending name (names are not secret) and the rule.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
