@@ -738,8 +738,11 @@ impl Index {
     #[inline]
     pub(crate) fn sift(&self, text: &[u8], hits: &mut [usize]) -> usize {
         let n = hits.len().min(HIT_BATCH);
-        let grid = &self.filter;
-        let grid_words = &grid.words[..];
+        // The grid's filter, indexed through its mask (no bounds checks), as in the scan.
+        let word_mask = self.filter.word_mask;
+        let grid_words = &self.filter.words[..=word_mask];
+        // Whether there are values shorter than 12 bytes at all (none in most large sets).
+        let short = !self.short.table.keys.is_empty();
         // 1. The grid probes of each hit's halves (`2k`: before it, `2k + 1`: after it).
         let mut words = [0usize; 2 * HIT_BATCH];
         let mut masks = [0u64; 2 * HIT_BATCH];
@@ -748,9 +751,9 @@ impl Index {
             let r = hits[k];
             match text.get(r.wrapping_sub(4)..r + 8) {
                 Some(around) => {
-                    (words[2 * k], masks[2 * k]) = grid.bits(hash(key(around)));
-                    (words[2 * k + 1], masks[2 * k + 1]) = grid.bits(hash(key(&around[8..])));
-                    keep[k] = self.short.may_contain(hash(key(&around[4..])));
+                    (words[2 * k], masks[2 * k]) = Bloom::probe(hash(key(around)));
+                    (words[2 * k + 1], masks[2 * k + 1]) = Bloom::probe(hash(key(&around[8..])));
+                    keep[k] = short && self.short.filter.may_contain(hash(key(&around[4..])));
                 }
                 // Too close to an end for its 8-byte grams: kept.
                 None => keep[k] = true,
@@ -762,7 +765,7 @@ impl Index {
         let mut m = 0;
         for p in 0..2 * n {
             grams[m] = p;
-            let half = grid_words[words[p]] & masks[p] == masks[p];
+            let half = grid_words[words[p] & word_mask] & masks[p] == masks[p];
             m += usize::from(half & !keep[p / 2]);
         }
         // 3. Their probes...
