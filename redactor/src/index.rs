@@ -1294,7 +1294,10 @@ mod tests {
             let any = run(false, from);
             // Positive control: the printed secrets hit (more than a batch of them).
             assert!(any.len() > HIT_BATCH, "{} hits", any.len());
-            assert!(any.iter().all(|&r| (r - from) % 9 == 0 && index.may_contain(key(&text[r..]))));
+            assert!(
+                any.iter()
+                    .all(|&r| (r - from) % 9 == 0 && index.may_contain(key(&text[r..])))
+            );
             assert_eq!(run(true, from), any);
         }
     }
