@@ -135,7 +135,6 @@ pub(crate) fn extend(
     j: usize,
     last: bool,
 ) -> Piece {
-    let end = hay.end();
     let text = &form.text;
     let family = form.family;
     let mut segments = Vec::new();
@@ -175,45 +174,34 @@ pub(crate) fn extend(
     }
     segments.reverse();
 
-    // Rightwards from (i, j).
-    let (mut p, mut q) = (i, j);
-    let (mut seg_start, mut seg_form) = (i, j);
-    let mut open = false;
-    loop {
-        if q == text.len() {
-            break;
+    // Rightwards from (i, j). Digits and a `:` after a line break that spell the form's
+    // next characters only in part are either an offset column (the form goes on after
+    // it) or the form's last bytes followed by other text. The first reading is tried
+    // first; if it was taken anywhere, the other is tried too, and the one that spells
+    // more of the form wins (or the one still waiting for data): reading the form's own
+    // bytes as a column would end the piece short of its run.
+    let mut ambiguous = false;
+    let first = extend_right(
+        hay,
+        form,
+        segments.clone(),
+        i,
+        j,
+        last,
+        false,
+        &mut ambiguous,
+    );
+    let (mut segments, open) = if ambiguous {
+        let second = extend_right(hay, form, segments, i, j, last, true, &mut false);
+        match (first.open, second.open) {
+            (true, _) => (first.segments, true),
+            (false, true) => (second.segments, true),
+            (false, false) if second.q > first.q => (second.segments, false),
+            (false, false) => (first.segments, false),
         }
-        if p == end {
-            open = !last;
-            break;
-        }
-        if same(family, hay.byte(p), text[q]) {
-            p += 1;
-            q += 1;
-            continue;
-        }
-        match skip_right(hay, family, text, p, q, last, spaced(form, q)) {
-            Skip::To(to) => {
-                push_right(&mut segments, seg_start, p, seg_form);
-                p = to;
-                // Layout may stand in for the separator the form has here.
-                while q < text.len()
-                    && is_separator(text[q])
-                    && family == Family::Hex
-                    && (p == end || !same(family, hay.byte(p), text[q]))
-                {
-                    q += 1;
-                }
-                (seg_start, seg_form) = (p, q);
-            }
-            Skip::NeedMore => {
-                open = !last;
-                break;
-            }
-            Skip::No => break,
-        }
-    }
-    push_right(&mut segments, seg_start, p, seg_form);
+    } else {
+        (first.segments, first.open)
+    };
     if family == Family::Hex {
         canonical_separators(hay, text, &mut segments);
     }
@@ -235,6 +223,91 @@ pub(crate) fn extend(
         open,
         seed: i,
     }
+}
+
+/// Where extending rightwards got to.
+struct Right {
+    segments: Vec<Segment>,
+    /// The form position reached.
+    q: usize,
+    /// The data ended before the piece did.
+    open: bool,
+}
+
+/// Extends "output position `i` spells form position `j`" rightwards (inclusive of `i`),
+/// after the `segments` found leftwards (the first one found here may join the last).
+/// `bytes_first`: digits after a line break that spell the form's next characters in part
+/// are read as its bytes, not as an offset column; `ambiguous` is set when that choice
+/// came up.
+#[allow(clippy::too_many_arguments)] // one call site, two readings of one extension
+fn extend_right(
+    hay: &Hay<'_>,
+    form: &Form,
+    mut segments: Vec<Segment>,
+    i: u64,
+    j: usize,
+    last: bool,
+    bytes_first: bool,
+    ambiguous: &mut bool,
+) -> Right {
+    let end = hay.end();
+    let text = &form.text;
+    let family = form.family;
+    let (mut p, mut q) = (i, j);
+    let (mut seg_start, mut seg_form) = (i, j);
+    let mut open = false;
+    loop {
+        if q == text.len() {
+            break;
+        }
+        if p == end {
+            open = !last;
+            break;
+        }
+        if same(family, hay.byte(p), text[q]) {
+            p += 1;
+            q += 1;
+            continue;
+        }
+        let layout = Layout {
+            last,
+            spaced: spaced(form, q),
+            bytes_first,
+        };
+        match skip_right(hay, family, text, p, q, layout, ambiguous) {
+            Skip::To(to) => {
+                push_right(&mut segments, seg_start, p, seg_form);
+                p = to;
+                // Layout may stand in for the separator the form has here.
+                while q < text.len()
+                    && is_separator(text[q])
+                    && family == Family::Hex
+                    && (p == end || !same(family, hay.byte(p), text[q]))
+                {
+                    q += 1;
+                }
+                (seg_start, seg_form) = (p, q);
+            }
+            Skip::NeedMore => {
+                open = !last;
+                break;
+            }
+            Skip::No => break,
+        }
+    }
+    push_right(&mut segments, seg_start, p, seg_form);
+    Right { segments, q, open }
+}
+
+/// How [`skip_right`] reads layout.
+#[derive(Clone, Copy)]
+struct Layout {
+    /// No data comes after the end.
+    last: bool,
+    /// The form has extra spaces between bytes here (`hexdump -C`).
+    spaced: bool,
+    /// Ambiguous digits after a line break are the form's bytes ([`extend_right`]).
+    bytes_first: bool,
 }
 
 /// Gives a hex piece the segments its leftmost seed would give it, whichever seed found it.
@@ -296,9 +369,14 @@ fn skip_right(
     text: &[u8],
     p: u64,
     q: usize,
-    last: bool,
-    spaced: bool,
+    layout: Layout,
+    ambiguous: &mut bool,
 ) -> Skip {
+    let Layout {
+        last,
+        spaced,
+        bytes_first,
+    } = layout;
     let end = hay.end();
     let at = |k: u64| (k < end).then(|| hay.byte(k));
     match family {
@@ -372,7 +450,7 @@ fn skip_right(
                         // column spelling them is one chance in 65,536. Otherwise they are an
                         // offset column if the form goes on after them. Reading the form's
                         // own bytes as an offset column would end the piece short of its run.
-                        let spelled = {
+                        let (spelled, matched) = {
                             let (mut q, mut matched) = (q, 0u64);
                             for d in digits_from..k {
                                 while q < text.len() && is_separator(text[q]) {
@@ -384,14 +462,24 @@ fn skip_right(
                                 q += 1;
                                 matched += 1;
                             }
-                            matched == k - digits_from
+                            let spelled = matched == k - digits_from
                                 || matched >= 4
-                                || (matched > 0 && q == text.len())
+                                || (matched > 0 && q == text.len());
+                            (spelled, matched)
                         };
                         if spelled {
                             k = digits_from;
                         } else {
                             match goes_on(k + 1) {
+                                Some(true) if matched > 0 => {
+                                    // Both readings hold: see `extend_right`.
+                                    *ambiguous = true;
+                                    if bytes_first {
+                                        k = digits_from;
+                                    } else {
+                                        k += 1;
+                                    }
+                                }
                                 Some(true) => k += 1,
                                 Some(false) => k = digits_from,
                                 None => return Skip::NeedMore,

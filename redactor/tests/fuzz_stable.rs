@@ -30,6 +30,22 @@ struct Found {
 
 const FOUND: &[Found] = &[
     Found {
+        what: "wrapped hex cut within a byte whose last line runs on into other hex and a `:`: the digits that spell the form's next characters in part are its last bytes, not a dump's offset column",
+        secrets: &[
+            "2be6d659d653c618795c8c98f23211aaa97924b733f310d47792cc0dab33a2991c2eb574e7750698bfea7c9fa3f520c6ef291b6f",
+        ],
+        text: concat!(
+            "ba31382c37392c35432c38432c39382c46322c33322c31312c41412c41392c37390a2032342c42372c33332c",
+            "46332c31302c44342c37372c39322c43432c30442c41420a2033332c41322c39392c31432c32452c42352c37",
+            "342c45372c373557e91522faa97924b733f35c7530303130d47792cc5c72ab33a2a8f52d3119be48c156fbb7",
+            "ef9016d47792cc5c72ab33a2995c75303031632eb574e7755c753030303698bfea7c9fa3f520c6efd0d0a6b3",
+            "b4d192f4f700393938424645413743394641334635323043364546320a39314237373a39323a43433a30443a",
+            "41423a33333a41323a39390a2031433a32453a42353a37343a45373a37353a30363a39380a2042463a45413a",
+            "37433a39463a41333a4635",
+        ),
+        chunks: &[33, 227, 15],
+    },
+    Found {
         what: "wrapped hex whose next line's digits run on past the secret's end into `:`: they are the secret's last bytes, not a dump's offset column",
         secrets: &[
             "ba574050cd52bd47b2da0152740ff0222998f1013cfcb9167e27648c1e2bc88edb9294842e3eb5a2b448eabb45ea32e18921399da3b73bfc3d",
