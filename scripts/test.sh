@@ -53,4 +53,19 @@ if [ -n "$left" ]; then
   exit 1
 fi
 say "no sealrun container left on the engine"
+
+# The control-plane suite again, every server on a PostgreSQL database of its
+# own (testkit/src/postgres.rs): the same tests, the other backend.
+pg_url="postgres://sealrun:sealrun@127.0.0.1:$(pg_lsclusters --no-header | awk 'NR==1 {print $3}')/postgres"
+if cargo nextest --version >/dev/null 2>&1; then
+  say "the control-plane suite (api/tests) against PostgreSQL"
+  SEALRUN_TEST_DATABASE_URL="$pg_url" cargo nextest run -p sealrun-api --no-fail-fast || status=$?
+else
+  say "the control-plane suite (api/tests) against PostgreSQL"
+  SEALRUN_TEST_DATABASE_URL="$pg_url" cargo test -p sealrun-api --no-fail-fast || status=$?
+fi
+# Servers in a caller's directory may leave their database: drop them all.
+left_dbs=$(psql "$pg_url" -tAc "SELECT datname FROM pg_database WHERE datname LIKE 'sealrun\_t\_%'")
+for db in $left_dbs; do psql "$pg_url" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)"; done
+say "no test database left on PostgreSQL"
 exit "$status"

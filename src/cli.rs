@@ -246,6 +246,11 @@ pub struct ServerArgs {
     /// Directory for the database, TLS material and the first admin token
     #[arg(long, env = "SEALRUN_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// A shared PostgreSQL database (postgres://USER:PASSWORD@HOST/DB) for
+    /// several replicas, instead of SQLite in the data directory; prefer the
+    /// environment variable or the config file (a flag is visible in `ps`)
+    #[arg(long, env = "SEALRUN_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
     /// Address to listen on
     #[arg(long, env = "SEALRUN_LISTEN")]
     pub listen: Option<String>,
@@ -310,6 +315,9 @@ Examples:
         /// Directory of the control plane's data
         #[arg(long, env = "SEALRUN_DATA_DIR")]
         data_dir: PathBuf,
+        /// The shared PostgreSQL database, when the control plane uses one
+        #[arg(long, env = "SEALRUN_DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
         /// Org name
         name: String,
     },

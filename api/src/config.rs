@@ -35,6 +35,9 @@ pub struct ServerConfig {
     /// [`crate::SLACK_API_URL`]); `http://` only to a loopback address (a
     /// local stand-in).
     pub slack_api_url: String,
+    /// A shared PostgreSQL database (several replicas); `None` keeps the
+    /// embedded SQLite database in `data_dir`.
+    pub database: Option<sealrun_control::DatabaseUrl>,
 }
 
 impl Default for ServerConfig {
@@ -50,6 +53,7 @@ impl Default for ServerConfig {
             connections: ConnectionLimits::default(),
             metrics: MetricsAccess::default(),
             slack_api_url: crate::SLACK_API_URL.to_owned(),
+            database: None,
         }
     }
 }

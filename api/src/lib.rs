@@ -70,7 +70,7 @@ mod tls;
 
 pub use config::{ConnectionLimits, MetricsAccess, ServerConfig, TlsConfig};
 pub use error::Error;
-pub use sealrun_control::{OpenError, Settings};
+pub use sealrun_control::{DatabaseUrl, OpenError, Settings};
 pub use server::Server;
 pub use slack::DEFAULT_API_URL as SLACK_API_URL;
 
@@ -80,6 +80,10 @@ pub use slack::DEFAULT_API_URL as SLACK_API_URL;
 ///
 /// This is the offline `sealrun server create-org` command; the token is
 /// shown only here, the database keeps only its hash.
-pub fn create_org(data_dir: &std::path::Path, name: &str) -> Result<String, Error> {
-    Ok(sealrun_control::create_org(data_dir, name)?)
+pub fn create_org(
+    data_dir: &std::path::Path,
+    database: Option<&sealrun_control::DatabaseUrl>,
+    name: &str,
+) -> Result<String, Error> {
+    Ok(sealrun_control::create_org(data_dir, database, name)?)
 }

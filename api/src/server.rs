@@ -280,6 +280,7 @@ fn prepare(config: ServerConfig) -> Result<(Control, tls::Tls), Error> {
         org_name: &config.org_name,
         admin_token_file: config.admin_token_file.as_deref(),
         settings: config.settings.clone(),
+        database: config.database.clone(),
     })?;
     let tls = tls::load(&config.data_dir, &config.tls, &config.extra_hostnames)?;
     Ok((control, tls))

@@ -82,9 +82,11 @@ async fn create_org_makes_an_independent_org_and_refuses_duplicates() {
     let me = b.get("/v1/whoami").await.ok().json();
     assert_eq!(me["org"], "umbrella");
     assert_eq!(me["role"], "admin");
-    let err = sealrun_api::create_org(&s.data_dir, "umbrella").unwrap_err();
+    let err = sealrun_api::create_org(&s.data_dir, s.database.as_ref().map(|d| &d.url), "umbrella")
+        .unwrap_err();
     assert!(matches!(err, sealrun_api::Error::OrgExists(_)), "{err}");
-    let err = sealrun_api::create_org(&s.data_dir, "no/slash").unwrap_err();
+    let err = sealrun_api::create_org(&s.data_dir, s.database.as_ref().map(|d| &d.url), "no/slash")
+        .unwrap_err();
     assert!(matches!(err, sealrun_api::Error::InvalidName(_)), "{err}");
     // Each org has its own chain, starting at 1.
     let audit = b.get("/v1/audit").await.ok().json();

@@ -171,20 +171,20 @@ pub enum OpenError {
     #[error(transparent)]
     Lock(#[from] sealrun_dirlock::LockError),
     /// The database could not be opened, migrated or written.
-    #[error("database {path}: {message}")]
+    #[error("database {location}: {message}")]
     Database {
-        /// The database file.
-        path: PathBuf,
+        /// The database file, or the PostgreSQL server and database.
+        location: String,
         /// What the database said.
         message: String,
     },
     /// The database was written by a newer sealrun.
     #[error(
-        "database {path} has schema version {found}, but this sealrun knows only up to {known}: upgrade sealrun"
+        "database {location} has schema version {found}, but this sealrun knows only up to {known}: upgrade sealrun"
     )]
     SchemaTooNew {
-        /// The database file.
-        path: PathBuf,
+        /// The database file, or the PostgreSQL server and database.
+        location: String,
         /// Its schema version.
         found: i64,
         /// The newest this build knows.

@@ -25,6 +25,7 @@
 //!     org_name: "acme",
 //!     admin_token_file: Some(&token_file),
 //!     settings: Settings::default(),
+//!     database: None,
 //! })?;
 //!
 //! // The first start created the org and its one-time admin token.
@@ -131,5 +132,5 @@ pub use settings::Settings;
 pub use slack::{SlackNotice, check_slack_id};
 pub use slack_approvals::{ApprovalPost, MAX_POST_ATTEMPTS};
 pub use slack_keys::Workspace;
-pub use store::{DB_FILE, MAX_READERS};
+pub use store::{DB_FILE, DatabaseUrl, MAX_READERS};
 pub use targets::Written;

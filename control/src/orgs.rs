@@ -37,18 +37,27 @@ pub(crate) fn ensure_data_dir(dir: &Path) -> Result<(), OpenError> {
 ///
 /// This is the offline `sealrun server create-org` command; the token is
 /// shown only here, the database keeps only its hash.
-pub fn create_org(data_dir: &Path, name: &str) -> Result<String, OpenError> {
-    ensure_data_dir(data_dir)?;
-    let mut conn = Standalone::open(&data_dir.join(store::DB_FILE))?;
+pub fn create_org(
+    data_dir: &Path,
+    database: Option<&store::DatabaseUrl>,
+    name: &str,
+) -> Result<String, OpenError> {
+    let mut conn = match database {
+        Some(url) => Standalone::open_postgres(url)?,
+        None => {
+            ensure_data_dir(data_dir)?;
+            Standalone::open(&data_dir.join(store::DB_FILE))?
+        }
+    };
     create_org_in(&mut conn, name)
 }
 
 /// Creates an org in one transaction of `conn`; returns its admin token.
 fn create_org_in(conn: &mut Standalone, name: &str) -> Result<String, OpenError> {
     names::object("org", name).map_err(|e| OpenError::InvalidName(e.to_string()))?;
-    let path = conn.path().to_owned();
+    let location = conn.location().to_owned();
     let db_err = |e: crate::error::Error| OpenError::Database {
-        path: path.clone(),
+        location: location.clone(),
         message: e.detail(),
     };
     let admin = conn.immediate(|tx| {
@@ -107,17 +116,23 @@ pub(crate) fn bootstrap(
     org_name: &str,
     token_file: Option<&Path>,
 ) -> Result<(), OpenError> {
-    let path = conn.path().to_owned();
+    let location = conn.location().to_owned();
     let orgs = conn.immediate(|tx| {
         store::orgs::count(tx).map_err(|e| OpenError::Database {
-            path: path.clone(),
+            location: location.clone(),
             message: e.detail(),
         })
     })?;
     if orgs > 0 {
         return Ok(());
     }
-    let token = create_org_in(conn, org_name)?;
+    let token = match create_org_in(conn, org_name) {
+        Ok(token) => token,
+        // Another replica of a shared database created it between the
+        // count and now: it handed out the token.
+        Err(OpenError::OrgExists(_)) => return Ok(()),
+        Err(e) => return Err(e),
+    };
     match token_file {
         Some(file) => write_token_file(file, &token),
         None => {

@@ -7,7 +7,7 @@ use crate::orgs;
 use crate::relay::StdinRelays;
 use crate::settings::Settings;
 use crate::slack_keys::SlackKeys;
-use crate::store::{DB_FILE, Db, Standalone};
+use crate::store::{DB_FILE, DatabaseUrl, Db, Standalone};
 use sealrun_dirlock::DirLock;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -27,6 +27,9 @@ pub struct OpenOptions<'a> {
     pub admin_token_file: Option<&'a Path>,
     /// Protocol knobs and limits.
     pub settings: Settings,
+    /// A shared PostgreSQL database, for several replicas; `None` keeps the
+    /// embedded SQLite database in `data_dir`.
+    pub database: Option<DatabaseUrl>,
 }
 
 /// The control plane: every domain operation is a method of it (in the
@@ -81,11 +84,17 @@ impl Control {
         let lock = DirLock::acquire(options.data_dir, "data directory", "sealrun server")?;
         let path = options.data_dir.join(DB_FILE);
         {
-            let mut conn = Standalone::open(&path)?;
+            let mut conn = match &options.database {
+                Some(url) => Standalone::open_postgres(url)?,
+                None => Standalone::open(&path)?,
+            };
             orgs::bootstrap(&mut conn, options.org_name, options.admin_token_file)?;
         }
         let slack = SlackKeys::open(options.data_dir)?;
-        let db = Db::open(&path, &options.settings)?;
+        let db = match &options.database {
+            Some(url) => Db::open_postgres(url, &options.settings)?,
+            None => Db::open(&path, &options.settings)?,
+        };
         let (stop, stopping) = watch::channel(false);
         Ok(Control {
             db,

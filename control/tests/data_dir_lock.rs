@@ -14,6 +14,7 @@ fn open(data_dir: &Path, admin_token_file: &Path) -> Result<Control, OpenError> 
         org_name: "acme",
         admin_token_file: Some(admin_token_file),
         settings: Settings::default(),
+        database: None,
     })
 }
 
@@ -61,7 +62,7 @@ fn create_org_works_beside_a_running_control_plane() {
     let data = dir.path().join("data");
     let control = open(&data, &dir.path().join("admin.token")).unwrap();
 
-    let token = create_org(&data, "umbrella").unwrap();
+    let token = create_org(&data, None, "umbrella").unwrap();
 
     assert!(token.starts_with("srt_"), "a user token");
     control.close();

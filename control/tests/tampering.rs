@@ -45,6 +45,7 @@ async fn busy_world() -> World {
         org_name: "acme",
         admin_token_file: Some(&token_file),
         settings: Settings::default(),
+        database: None,
     })
     .unwrap();
     let token = std::fs::read_to_string(&token_file).unwrap();

@@ -14,6 +14,7 @@ use std::time::Duration;
 #[serde(deny_unknown_fields)]
 struct ServerFile {
     data_dir: Option<PathBuf>,
+    database_url: Option<String>,
     listen: Option<String>,
     org: Option<String>,
     admin_token_file: Option<PathBuf>,
@@ -33,8 +34,14 @@ struct ServerFile {
 }
 
 pub async fn run(args: ServerArgs) -> Result<()> {
-    if let Some(ServerCommand::CreateOrg { data_dir, name }) = args.command {
-        let token = sealrun_api::create_org(&data_dir, &name)
+    if let Some(ServerCommand::CreateOrg {
+        data_dir,
+        database_url: url,
+        name,
+    }) = args.command
+    {
+        let database = url.as_deref().map(database_url).transpose()?;
+        let token = sealrun_api::create_org(&data_dir, database.as_ref(), &name)
             .with_context(|| format!("cannot create org {name}"))?;
         eprintln!("org {name} created; its admin token is shown only this once:");
         outln!("{token}")?;
@@ -51,6 +58,13 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     Ok(())
 }
 
+/// `database_url` / `SEALRUN_DATABASE_URL`, checked; the error never
+/// quotes the URL, which may hold a password.
+fn database_url(url: &str) -> Result<sealrun_api::DatabaseUrl> {
+    url.parse()
+        .map_err(|e: String| anyhow::anyhow!("database_url: {e}"))
+}
+
 fn config(args: ServerArgs) -> Result<ServerConfig> {
     let file: ServerFile = match &args.config {
         Some(p) => crate::config::load(p)?,
@@ -59,6 +73,9 @@ fn config(args: ServerArgs) -> Result<ServerConfig> {
     let mut config = ServerConfig::default();
     if let Some(d) = args.data_dir.or(file.data_dir) {
         config.data_dir = d;
+    }
+    if let Some(url) = args.database_url.or(file.database_url) {
+        config.database = Some(database_url(&url)?);
     }
     if let Some(l) = args.listen.or(file.listen) {
         config.listen = l

@@ -4,6 +4,7 @@
 //! Both are a [`ControlPlane`]: a URL, a CA, an org admin token, clients.
 
 use crate::client::{Client, https_client, run_request, to_value};
+use crate::postgres::TestDatabase;
 use crate::process::{Cli, Daemon, free_port, sibling};
 use sealrun_api::{Server, ServerConfig, Settings};
 use std::path::{Path, PathBuf};
@@ -82,6 +83,8 @@ pub struct InProcessServer {
     pub data_dir: PathBuf,
     /// The generated CA certificate.
     pub ca_cert: PathBuf,
+    /// Its PostgreSQL database, when the suite tests that backend.
+    pub database: Option<TestDatabase>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<Result<(), sealrun_api::Error>>>,
     /// Declared last: dropped after the server's thread was joined.
@@ -181,8 +184,17 @@ impl InProcessServer {
     }
 
     /// A server with a full `config` (its `admin_token_file` must be set).
-    pub async fn start_config(config: ServerConfig) -> InProcessServer {
+    /// Under `SEALRUN_TEST_DATABASE_URL` (and without a database of its
+    /// own), it gets a PostgreSQL database named after its data directory.
+    pub async fn start_config(mut config: ServerConfig) -> InProcessServer {
         let data_dir = config.data_dir.clone();
+        let database = match config.database {
+            Some(_) => None,
+            None => TestDatabase::for_data_dir(&data_dir),
+        };
+        if let Some(db) = &database {
+            config.database = Some(db.url.clone());
+        }
         let token_file = config
             .admin_token_file
             .clone()
@@ -226,6 +238,7 @@ impl InProcessServer {
             admin_token,
             data_dir,
             ca_cert,
+            database,
             stop: Some(stop),
             thread: Some(thread),
             _dir: None,
@@ -239,7 +252,8 @@ impl InProcessServer {
 
     /// A second org (created offline, while the server runs); its admin.
     pub fn create_org(&self, name: &str) -> Client {
-        let token = sealrun_api::create_org(&self.data_dir, name)
+        let database = self.database.as_ref().map(|db| &db.url);
+        let token = sealrun_api::create_org(&self.data_dir, database, name)
             .unwrap_or_else(|e| panic!("cannot create org {name}: {e}"));
         self.client(&token)
     }
@@ -271,6 +285,11 @@ impl Drop for InProcessServer {
             if thread.join().is_err() && !std::thread::panicking() {
                 panic!("the test server's thread panicked");
             }
+        }
+        // A server that owns its directory takes its database with it; one
+        // in a caller's directory may be restarted there.
+        if let (Some(db), Some(_)) = (&self.database, &self._dir) {
+            db.drop_database();
         }
     }
 }

@@ -1,14 +1,13 @@
 //! Rows of `agents` and `agent_targets` (which agent serves which target).
 
+use super::sql::Optional as _;
 use super::tx::Tx;
 use crate::error::Error;
-use rusqlite::{OptionalExtension as _, params};
 use sealrun_wire::admin::{AgentRef, AgentView};
 
 /// Whether the org has an unrevoked agent named `name`.
 pub(crate) fn name_taken(tx: &Tx<'_>, org_id: i64, name: &str) -> Result<bool, Error> {
     Ok(tx
-        .conn
         .prepare_cached(
             "SELECT 1 FROM agents WHERE org_id = ?1 AND name = ?2 AND revoked_ms IS NULL",
         )?
@@ -24,11 +23,10 @@ pub(crate) fn insert(
     name: &str,
     now: i64,
 ) -> Result<(), Error> {
-    tx.conn
-        .prepare_cached(
-            "INSERT INTO agents (id, org_id, pool_id, name, registered_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?
-        .execute(params![id, org_id, pool_id, name, now])?;
+    tx.prepare_cached(
+        "INSERT INTO agents (id, org_id, pool_id, name, registered_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![id, org_id, pool_id, name, now])?;
     Ok(())
 }
 
@@ -44,9 +42,8 @@ pub(crate) struct AgentRow {
 /// Agent `id`.
 pub(crate) fn get(tx: &Tx<'_>, id: &str) -> Result<Option<AgentRow>, Error> {
     Ok(tx
-        .conn
         .prepare_cached("SELECT name, pool_id, online, revoked_ms FROM agents WHERE id = ?1")?
-        .query_row([id], |r| {
+        .query_row(params![id], |r| {
             Ok(AgentRow {
                 name: r.get(0)?,
                 pool_id: r.get(1)?,
@@ -60,21 +57,20 @@ pub(crate) fn get(tx: &Tx<'_>, id: &str) -> Result<Option<AgentRow>, Error> {
 /// The ids of the targets agent `id` serves.
 pub(crate) fn target_ids(tx: &Tx<'_>, id: &str) -> Result<Vec<i64>, Error> {
     Ok(tx
-        .conn
         .prepare_cached("SELECT target_id FROM agent_targets WHERE agent_id = ?1")?
-        .query_map([id], |r| r.get(0))?
+        .query_map(params![id], |r| r.get(0))?
         .collect::<Result<Vec<i64>, _>>()?)
 }
 
 /// The org's unrevoked agents by name; `connected` if online and heard from
 /// at or after `since`.
 pub(crate) fn list(tx: &Tx<'_>, org_id: i64, since: i64) -> Result<Vec<AgentView>, Error> {
-    let mut stmt = tx.conn.prepare_cached(
+    let mut stmt = tx.prepare_cached(
         "SELECT a.id, a.name, p.name, a.online, a.last_seen_ms, a.version
          FROM agents a JOIN pools p ON p.id = a.pool_id
          WHERE a.org_id = ?1 AND a.revoked_ms IS NULL ORDER BY a.name",
     )?;
-    let rows = stmt.query_map([org_id], |r| {
+    let rows = stmt.query_map(params![org_id], |r| {
         let online: bool = r.get(3)?;
         let last_seen: Option<i64> = r.get(4)?;
         Ok(AgentView {
@@ -88,13 +84,13 @@ pub(crate) fn list(tx: &Tx<'_>, org_id: i64, since: i64) -> Result<Vec<AgentView
         })
     })?;
     let mut agents = rows.collect::<Result<Vec<_>, _>>()?;
-    let mut targets = tx.conn.prepare_cached(
+    let mut targets = tx.prepare_cached(
         "SELECT t.name FROM agent_targets a JOIN targets t ON t.id = a.target_id
          WHERE a.agent_id = ?1 ORDER BY t.name",
     )?;
     for agent in &mut agents {
         agent.targets = targets
-            .query_map([&agent.id], |r| r.get(0))?
+            .query_map(params![&agent.id], |r| r.get(0))?
             .collect::<Result<Vec<String>, _>>()?;
     }
     Ok(agents)
@@ -107,7 +103,6 @@ pub(crate) fn revocable(
     id: &str,
 ) -> Result<Option<(String, Option<i64>)>, Error> {
     Ok(tx
-        .conn
         .prepare_cached("SELECT name, revoked_ms FROM agents WHERE org_id = ?1 AND id = ?2")?
         .query_row(params![org_id, id], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?)
@@ -115,16 +110,14 @@ pub(crate) fn revocable(
 
 /// Marks agent `id` revoked and offline; it serves nothing any more.
 pub(crate) fn revoke(tx: &Tx<'_>, id: &str, now: i64) -> Result<(), Error> {
-    tx.conn
-        .prepare_cached("UPDATE agents SET revoked_ms = ?2, online = 0 WHERE id = ?1")?
+    tx.prepare_cached("UPDATE agents SET revoked_ms = ?2, online = 0 WHERE id = ?1")?
         .execute(params![id, now])?;
     clear_targets(tx, id)
 }
 
 /// Records that agent `id` was heard from.
 pub(crate) fn touch(tx: &Tx<'_>, id: &str, now: i64) -> Result<(), Error> {
-    tx.conn
-        .prepare_cached("UPDATE agents SET last_seen_ms = ?2 WHERE id = ?1")?
+    tx.prepare_cached("UPDATE agents SET last_seen_ms = ?2 WHERE id = ?1")?
         .execute(params![id, now])?;
     Ok(())
 }
@@ -133,12 +126,11 @@ pub(crate) fn touch(tx: &Tx<'_>, id: &str, now: i64) -> Result<(), Error> {
 /// whether it is connected.
 pub(crate) fn slots(tx: &Tx<'_>, id: &str) -> Result<(i64, i64, bool), Error> {
     Ok(tx
-        .conn
         .prepare_cached(
             "SELECT (SELECT COUNT(*) FROM runs WHERE agent_id = ?1 AND status = 'running'),
                     max_concurrency, online FROM agents WHERE id = ?1",
         )?
-        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?)
+        .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?)
 }
 
 /// How many of the org's agents other than `id` are connected (online,
@@ -150,7 +142,6 @@ pub(crate) fn connected_others(
     since: i64,
 ) -> Result<i64, Error> {
     Ok(tx
-        .conn
         .prepare_cached(
             "SELECT COUNT(*) FROM agents WHERE org_id = ?1 AND id != ?2 AND online = 1
              AND revoked_ms IS NULL AND last_seen_ms >= ?3",
@@ -160,19 +151,16 @@ pub(crate) fn connected_others(
 
 /// How many agents of every org are connected (for metrics).
 pub(crate) fn connected(tx: &Tx<'_>, since: i64) -> Result<u64, Error> {
-    Ok(tx
-        .conn
-        .prepare_cached(
+    Ok(tx.prepare_cached(
             "SELECT COUNT(*) FROM agents WHERE online = 1 AND revoked_ms IS NULL AND last_seen_ms >= ?1",
         )?
-        .query_row([since], |r| r.get(0))?)
+        .query_row(params![since], |r| r.get(0))?)
 }
 
 /// How many connected agents (online, unrevoked, heard from at or after
 /// `since`) serve target `target_id`.
 pub(crate) fn serving(tx: &Tx<'_>, target_id: i64, since: i64) -> Result<i64, Error> {
     Ok(tx
-        .conn
         .prepare_cached(
             "SELECT COUNT(*) FROM agent_targets t JOIN agents a ON a.id = t.agent_id
              WHERE t.target_id = ?1 AND a.online = 1 AND a.revoked_ms IS NULL
@@ -183,16 +171,14 @@ pub(crate) fn serving(tx: &Tx<'_>, target_id: i64, since: i64) -> Result<i64, Er
 
 /// Agent `id` serves no target any more.
 pub(crate) fn clear_targets(tx: &Tx<'_>, id: &str) -> Result<(), Error> {
-    tx.conn
-        .prepare_cached("DELETE FROM agent_targets WHERE agent_id = ?1")?
-        .execute([id])?;
+    tx.prepare_cached("DELETE FROM agent_targets WHERE agent_id = ?1")?
+        .execute(params![id])?;
     Ok(())
 }
 
 /// Agent `id` serves target `target_id`.
 pub(crate) fn add_target(tx: &Tx<'_>, id: &str, target_id: i64) -> Result<(), Error> {
-    tx.conn
-        .prepare_cached("INSERT INTO agent_targets (agent_id, target_id) VALUES (?1, ?2)")?
+    tx.prepare_cached("INSERT INTO agent_targets (agent_id, target_id) VALUES (?1, ?2)")?
         .execute(params![id, target_id])?;
     Ok(())
 }
@@ -205,8 +191,7 @@ pub(crate) fn set_connected(
     max_concurrency: u32,
     now: i64,
 ) -> Result<(), Error> {
-    tx.conn
-        .prepare_cached(
+    tx.prepare_cached(
             "UPDATE agents SET version = ?2, max_concurrency = ?3, online = 1, last_seen_ms = ?4 WHERE id = ?1",
         )?
         .execute(params![id, version, max_concurrency, now])?;
@@ -215,32 +200,29 @@ pub(crate) fn set_connected(
 
 /// Agent `id` went away (it stays enrolled).
 pub(crate) fn set_offline(tx: &Tx<'_>, id: &str) -> Result<(), Error> {
-    tx.conn
-        .prepare_cached("UPDATE agents SET online = 0 WHERE id = ?1")?
-        .execute([id])?;
+    tx.prepare_cached("UPDATE agents SET online = 0 WHERE id = ?1")?
+        .execute(params![id])?;
     Ok(())
 }
 
 /// Target `target_id` is served only by agents of pool `pool_id` from now on.
 pub(crate) fn keep_pool_for_target(tx: &Tx<'_>, target_id: i64, pool_id: i64) -> Result<(), Error> {
-    tx.conn
-        .prepare_cached(
-            "DELETE FROM agent_targets WHERE target_id = ?1
+    tx.prepare_cached(
+        "DELETE FROM agent_targets WHERE target_id = ?1
              AND agent_id IN (SELECT id FROM agents WHERE pool_id != ?2)",
-        )?
-        .execute(params![target_id, pool_id])?;
+    )?
+    .execute(params![target_id, pool_id])?;
     Ok(())
 }
 
 /// The agents that serve target `target_id` (connected or not), by name.
 pub(crate) fn serving_agents(tx: &Tx<'_>, target_id: i64) -> Result<Vec<AgentRef>, Error> {
     Ok(tx
-        .conn
         .prepare_cached(
             "SELECT a.id, a.name FROM agent_targets t JOIN agents a ON a.id = t.agent_id
              WHERE t.target_id = ?1 ORDER BY a.name, a.id",
         )?
-        .query_map([target_id], |r| {
+        .query_map(params![target_id], |r| {
             Ok(AgentRef {
                 id: r.get(0)?,
                 name: r.get(1)?,
@@ -251,9 +233,8 @@ pub(crate) fn serving_agents(tx: &Tx<'_>, target_id: i64) -> Result<Vec<AgentRef
 
 /// Nobody serves target `target_id` any more.
 pub(crate) fn drop_target(tx: &Tx<'_>, target_id: i64) -> Result<(), Error> {
-    tx.conn
-        .prepare_cached("DELETE FROM agent_targets WHERE target_id = ?1")?
-        .execute([target_id])?;
+    tx.prepare_cached("DELETE FROM agent_targets WHERE target_id = ?1")?
+        .execute(params![target_id])?;
     Ok(())
 }
 
@@ -269,22 +250,20 @@ pub(crate) struct ChallengeRow {
 
 /// Stores `row`, and forgets challenges that expired before `now`.
 pub(crate) fn insert_challenge(tx: &Tx<'_>, row: &ChallengeRow, now: i64) -> Result<(), Error> {
-    tx.conn
-        .prepare_cached("DELETE FROM agent_challenges WHERE expires_ms < ?1")?
-        .execute([now])?;
-    tx.conn
-        .prepare_cached(
-            "INSERT INTO agent_challenges (id, agent_id, target, key_id, nonce_hash, expires_ms)
+    tx.prepare_cached("DELETE FROM agent_challenges WHERE expires_ms < ?1")?
+        .execute(params![now])?;
+    tx.prepare_cached(
+        "INSERT INTO agent_challenges (id, agent_id, target, key_id, nonce_hash, expires_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?
-        .execute(params![
-            row.id,
-            row.agent_id,
-            row.target,
-            row.key_id,
-            &row.nonce_hash[..],
-            row.expires_ms
-        ])?;
+    )?
+    .execute(params![
+        row.id,
+        row.agent_id,
+        row.target,
+        row.key_id,
+        &row.nonce_hash[..],
+        row.expires_ms
+    ])?;
     Ok(())
 }
 
@@ -296,7 +275,6 @@ pub(crate) fn take_challenge(
     agent_id: &str,
 ) -> Result<Option<ChallengeRow>, Error> {
     let row = tx
-        .conn
         .prepare_cached(
             "DELETE FROM agent_challenges WHERE id = ?1 AND agent_id = ?2
              RETURNING target, key_id, nonce_hash, expires_ms",

@@ -5,19 +5,18 @@
 //! Every transition is a conditional `UPDATE ... WHERE status = <expected>`,
 //! like those of `runs`, so an approval and an expiry can never both apply.
 
+use super::sql::Arg;
+use super::sql::{self, Optional as _};
 use super::tx::Tx;
 use crate::error::Error;
-use rusqlite::types::Value as SqlValue;
-use rusqlite::{OptionalExtension as _, params};
 use sealrun_wire::approval::{ApprovalGiven, Rejection};
 use std::collections::BTreeMap;
 
 /// The org's name (part of every run's spec digest).
 pub(crate) fn org_name(tx: &Tx<'_>, org_id: i64) -> Result<String, Error> {
     Ok(tx
-        .conn
         .prepare_cached("SELECT name FROM orgs WHERE id = ?1")?
-        .query_row([org_id], |r| r.get(0))?)
+        .query_row(params![org_id], |r| r.get(0))?)
 }
 
 /// Records the spec digest and the submitter's user id of run `run_id`,
@@ -28,8 +27,7 @@ pub(crate) fn set_spec(
     digest: &str,
     submitter_user_id: i64,
 ) -> Result<(), Error> {
-    tx.conn
-        .prepare_cached("UPDATE runs SET spec_digest = ?2, submitter_user_id = ?3 WHERE id = ?1")?
+    tx.prepare_cached("UPDATE runs SET spec_digest = ?2, submitter_user_id = ?3 WHERE id = ?1")?
         .execute(params![run_id, digest, submitter_user_id])?;
     Ok(())
 }
@@ -37,12 +35,11 @@ pub(crate) fn set_spec(
 /// `queued -> pending_approval` for run `run_id`, just inserted, under
 /// `rule` (JSON) until `expires_ms`.
 pub(crate) fn hold(tx: &Tx<'_>, run_id: &str, rule: &str, expires_ms: i64) -> Result<(), Error> {
-    tx.conn
-        .prepare_cached(
-            "UPDATE runs SET status = 'pending_approval', approval_rule = ?2, approval_expires_ms = ?3
+    tx.prepare_cached(
+        "UPDATE runs SET status = 'pending_approval', approval_rule = ?2, approval_expires_ms = ?3
              WHERE id = ?1 AND status = 'queued'",
-        )?
-        .execute(params![run_id, rule, expires_ms])?;
+    )?
+    .execute(params![run_id, rule, expires_ms])?;
     Ok(())
 }
 
@@ -54,8 +51,7 @@ pub(crate) fn set_break_glass(
     rule: &str,
     reason: &str,
 ) -> Result<(), Error> {
-    tx.conn
-        .prepare_cached("UPDATE runs SET approval_rule = ?2, break_glass = ?3 WHERE id = ?1")?
+    tx.prepare_cached("UPDATE runs SET approval_rule = ?2, break_glass = ?3 WHERE id = ?1")?
         .execute(params![run_id, rule, reason])?;
     Ok(())
 }
@@ -77,7 +73,6 @@ pub(crate) struct Request {
 /// The approval side of the org's run `run_id`.
 pub(crate) fn request(tx: &Tx<'_>, org_id: i64, run_id: &str) -> Result<Option<Request>, Error> {
     Ok(tx
-        .conn
         .prepare_cached(
             "SELECT target_id, env, spec_digest, submitter_user_id, approval_rule,
                     approval_expires_ms, break_glass
@@ -87,13 +82,8 @@ pub(crate) fn request(tx: &Tx<'_>, org_id: i64, run_id: &str) -> Result<Option<R
             let env: String = r.get(1)?;
             Ok(Request {
                 target_id: r.get(0)?,
-                env: serde_json::from_str(&env).map_err(|e| {
-                    rusqlite::Error::FromSqlConversionFailure(
-                        1,
-                        rusqlite::types::Type::Text,
-                        Box::new(e),
-                    )
-                })?,
+                env: serde_json::from_str(&env)
+                    .map_err(|e| sql::SqlError::Conversion(format!("column 1: {e}")))?,
                 digest: r.get(2)?,
                 submitter_user_id: r.get(3)?,
                 rule: r.get(4)?,
@@ -146,9 +136,7 @@ pub(crate) fn insert_decision(tx: &Tx<'_>, d: &NewDecision<'_>) -> Result<bool, 
                 digest = excluded.digest, comment = excluded.comment, at_ms = excluded.at_ms"
         }
     };
-    Ok(tx
-        .conn
-        .prepare_cached(&format!(
+    Ok(tx.prepare_cached(&format!(
             "INSERT INTO approvals (run_id, user_id, user_name, actor, decision, digest, comment, at_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
              ON CONFLICT (run_id, user_id) {on_conflict}"
@@ -174,20 +162,19 @@ pub(crate) fn set_signed(
     user_id: i64,
     signed: &str,
 ) -> Result<(), Error> {
-    tx.conn
-        .prepare_cached("UPDATE approvals SET signed = ?3 WHERE run_id = ?1 AND user_id = ?2")?
+    tx.prepare_cached("UPDATE approvals SET signed = ?3 WHERE run_id = ?1 AND user_id = ?2")?
         .execute(params![run_id, user_id, signed])?;
     Ok(())
 }
 
 /// The signed approvals of run `run_id` (JSON of each `SignedApproval`).
 pub(crate) fn signed(tx: &Tx<'_>, run_id: &str) -> Result<Vec<String>, Error> {
-    let mut stmt = tx.conn.prepare_cached(
+    let mut stmt = tx.prepare_cached(
         "SELECT signed FROM approvals
          WHERE run_id = ?1 AND decision = 'approved' AND signed IS NOT NULL
          ORDER BY at_ms, user_id",
     )?;
-    let rows = stmt.query_map([run_id], |r| r.get(0))?;
+    let rows = stmt.query_map(params![run_id], |r| r.get(0))?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
@@ -197,13 +184,12 @@ pub(crate) fn decisions(
     tx: &Tx<'_>,
     run_id: &str,
 ) -> Result<(Vec<ApprovalGiven>, Option<Rejection>), Error> {
-    let mut stmt = tx.conn.prepare_cached(
+    let mut stmt = tx.prepare_cached(
         "SELECT decision, user_id, user_name, digest, comment, at_ms
          FROM approvals WHERE run_id = ?1 ORDER BY at_ms, user_id",
     )?;
-    let mut rows = stmt.query([run_id])?;
     let (mut approved, mut rejected) = (Vec::new(), None);
-    while let Some(r) = rows.next()? {
+    stmt.each(params![run_id], |r| {
         let decision: String = r.get(0)?;
         if decision == Decision::Rejected.as_str() {
             let reason: Option<String> = r.get(4)?;
@@ -221,7 +207,8 @@ pub(crate) fn decisions(
                 at_ms: r.get(5)?,
             });
         }
-    }
+        Ok(true)
+    })?;
     Ok((approved, rejected))
 }
 
@@ -229,7 +216,6 @@ pub(crate) fn decisions(
 /// whether it applied.
 pub(crate) fn release(tx: &Tx<'_>, run_id: &str, now: i64) -> Result<bool, Error> {
     Ok(tx
-        .conn
         .prepare_cached(
             "UPDATE runs SET status = 'queued', queued_ms = ?2
              WHERE id = ?1 AND status = 'pending_approval'",
@@ -241,7 +227,6 @@ pub(crate) fn release(tx: &Tx<'_>, run_id: &str, now: i64) -> Result<bool, Error
 /// `pending_approval -> rejected`; whether it applied.
 pub(crate) fn reject(tx: &Tx<'_>, run_id: &str, error: &str, now: i64) -> Result<bool, Error> {
     Ok(tx
-        .conn
         .prepare_cached(
             "UPDATE runs SET status = 'rejected', error = ?2, finished_ms = ?3
              WHERE id = ?1 AND status = 'pending_approval'",
@@ -258,7 +243,6 @@ pub(crate) fn expire_pending(
     error: &str,
 ) -> Result<Vec<(String, i64)>, Error> {
     Ok(tx
-        .conn
         .prepare_cached(
             "UPDATE runs SET status = 'expired', finished_ms = ?1, error = ?2
              WHERE status = 'pending_approval' AND approval_expires_ms < ?1
@@ -283,7 +267,7 @@ pub(crate) struct Filter {
 /// first.
 pub(crate) fn list(tx: &Tx<'_>, org_id: i64, filter: &Filter) -> Result<Vec<String>, Error> {
     let mut sql = String::from("SELECT id FROM runs WHERE org_id = ?");
-    let mut args = vec![SqlValue::Integer(org_id)];
+    let mut args = vec![Arg::Int(org_id)];
     sql.push_str(if filter.break_glass {
         " AND break_glass IS NOT NULL"
     } else {
@@ -291,11 +275,11 @@ pub(crate) fn list(tx: &Tx<'_>, org_id: i64, filter: &Filter) -> Result<Vec<Stri
     });
     if let Some(status) = filter.status {
         sql.push_str(" AND status = ?");
-        args.push(SqlValue::Text(status.to_owned()));
+        args.push(Arg::Text(status.to_owned()));
     }
     sql.push_str(" ORDER BY n DESC LIMIT ?");
-    args.push(SqlValue::Integer(i64::from(filter.limit)));
-    let mut stmt = tx.conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| r.get(0))?;
+    args.push(Arg::Int(i64::from(filter.limit)));
+    let mut stmt = tx.prepare_cached(&sql)?;
+    let rows = stmt.query_map(&sql::args(&args), |r| r.get(0))?;
     Ok(rows.collect::<Result<Vec<String>, _>>()?)
 }

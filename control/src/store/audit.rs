@@ -5,9 +5,9 @@
 //! there is no change without its entry and no entry without its change.
 
 use super::db::now_ms;
+use super::sql::{self, Optional as _, Row};
 use super::tx::Tx;
 use crate::error::Error;
-use rusqlite::{OptionalExtension as _, params};
 use sealrun_wire::audit::{AuditEntry, AuditLink, GENESIS_HASH};
 use serde_json::Value;
 
@@ -22,9 +22,8 @@ pub(crate) fn append(
     detail: Value,
 ) -> Result<AuditEntry, Error> {
     let head: Option<(u64, String)> = tx
-        .conn
         .prepare_cached("SELECT seq, hash FROM audit WHERE org_id = ?1 ORDER BY seq DESC LIMIT 1")?
-        .query_row([org_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row(params![org_id], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     let (prev_seq, prev_hash) = head.unwrap_or((0, GENESIS_HASH.to_owned()));
     let mut entry = AuditEntry {
@@ -38,7 +37,7 @@ pub(crate) fn append(
         hash: String::new(),
     };
     entry.hash = entry.compute_hash();
-    tx.conn.prepare_cached(
+    tx.prepare_cached(
         "INSERT INTO audit (org_id, seq, at_ms, actor, action, subject, detail, prev_hash, hash)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
@@ -56,7 +55,7 @@ pub(crate) fn append(
     Ok(entry)
 }
 
-fn entry_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEntry> {
+fn entry_from_row(r: &Row<'_>) -> sql::Result<AuditEntry> {
     Ok(AuditEntry {
         seq: r.get(0)?,
         at_ms: r.get(1)?,
@@ -78,7 +77,7 @@ pub(crate) fn page(
     after: u64,
     limit: u32,
 ) -> Result<Vec<AuditEntry>, Error> {
-    let mut stmt = tx.conn.prepare_cached(&format!(
+    let mut stmt = tx.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM audit WHERE org_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
     ))?;
     let rows = stmt.query_map(params![org_id, after, limit], entry_from_row)?;
@@ -94,20 +93,19 @@ pub(crate) fn each_after(
     after: u64,
     mut each: impl FnMut(&AuditEntry),
 ) -> Result<(), Error> {
-    let mut stmt = tx.conn.prepare_cached(&format!(
+    let mut stmt = tx.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM audit WHERE org_id = ?1 AND seq > ?2 ORDER BY seq"
     ))?;
-    let mut rows = stmt.query(params![org_id, after])?;
-    while let Some(row) = rows.next()? {
+    stmt.each(params![org_id, after], |row| {
         each(&entry_from_row(row)?);
-    }
+        Ok(true)
+    })?;
     Ok(())
 }
 
 /// The stored hash of entry `seq`, if that entry exists.
 pub(crate) fn hash_at(tx: &Tx<'_>, org_id: i64, seq: u64) -> Result<Option<String>, Error> {
     Ok(tx
-        .conn
         .prepare_cached("SELECT hash FROM audit WHERE org_id = ?1 AND seq = ?2")?
         .query_row(params![org_id, seq], |r| r.get(0))
         .optional()?)
@@ -116,9 +114,8 @@ pub(crate) fn hash_at(tx: &Tx<'_>, org_id: i64, seq: u64) -> Result<Option<Strin
 /// The seq of the org's last entry (0 for an empty chain).
 pub(crate) fn last_seq(tx: &Tx<'_>, org_id: i64) -> Result<u64, Error> {
     Ok(tx
-        .conn
         .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM audit WHERE org_id = ?1")?
-        .query_row([org_id], |r| r.get(0))?)
+        .query_row(params![org_id], |r| r.get(0))?)
 }
 
 /// What earlier verifications of an org's chain established.
@@ -135,11 +132,10 @@ pub(crate) struct Checkpoint {
 /// The org's checkpoint, if a verification ever ran.
 pub(crate) fn checkpoint(tx: &Tx<'_>, org_id: i64) -> Result<Option<Checkpoint>, Error> {
     Ok(tx
-        .conn
         .prepare_cached(
             "SELECT seq, hash, failed_seq, problem FROM audit_checkpoints WHERE org_id = ?1",
         )?
-        .query_row([org_id], |r| {
+        .query_row(params![org_id], |r| {
             let failed: Option<u64> = r.get(2)?;
             let problem: Option<String> = r.get(3)?;
             Ok(Checkpoint {
@@ -159,14 +155,13 @@ pub(crate) fn advance_checkpoint(
     seq: u64,
     hash: &str,
 ) -> Result<(), Error> {
-    tx.conn
-        .prepare_cached(
-            "INSERT INTO audit_checkpoints (org_id, seq, hash, verified_ms) VALUES (?1, ?2, ?3, ?4)
+    tx.prepare_cached(
+        "INSERT INTO audit_checkpoints (org_id, seq, hash, verified_ms) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (org_id) DO UPDATE
                 SET seq = excluded.seq, hash = excluded.hash, verified_ms = excluded.verified_ms
                 WHERE excluded.seq >= audit_checkpoints.seq",
-        )?
-        .execute(params![org_id, seq, hash, now_ms()])?;
+    )?
+    .execute(params![org_id, seq, hash, now_ms()])?;
     Ok(())
 }
 
@@ -178,27 +173,25 @@ pub(crate) fn record_failure(
     seq: u64,
     problem: &str,
 ) -> Result<(), Error> {
-    tx.conn
-        .prepare_cached(
-            "INSERT INTO audit_checkpoints (org_id, seq, hash, verified_ms, failed_seq, problem)
+    tx.prepare_cached(
+        "INSERT INTO audit_checkpoints (org_id, seq, hash, verified_ms, failed_seq, problem)
              VALUES (?1, 0, ?2, ?3, ?4, ?5)
              ON CONFLICT (org_id) DO UPDATE
                 SET failed_seq = excluded.failed_seq, problem = excluded.problem,
                     verified_ms = excluded.verified_ms
                 WHERE audit_checkpoints.failed_seq IS NULL
                    OR excluded.failed_seq < audit_checkpoints.failed_seq",
-        )?
-        .execute(params![org_id, GENESIS_HASH, now_ms(), seq, problem])?;
+    )?
+    .execute(params![org_id, GENESIS_HASH, now_ms(), seq, problem])?;
     Ok(())
 }
 
 /// Forgets a recorded failure (a full verification found the chain intact).
 pub(crate) fn clear_failure(tx: &Tx<'_>, org_id: i64) -> Result<(), Error> {
-    tx.conn
-        .prepare_cached(
-            "UPDATE audit_checkpoints SET failed_seq = NULL, problem = NULL WHERE org_id = ?1",
-        )?
-        .execute([org_id])?;
+    tx.prepare_cached(
+        "UPDATE audit_checkpoints SET failed_seq = NULL, problem = NULL WHERE org_id = ?1",
+    )?
+    .execute(params![org_id])?;
     Ok(())
 }
 
@@ -210,7 +203,7 @@ pub(crate) fn links(
     from: u64,
     limit: u32,
 ) -> Result<Vec<AuditLink>, Error> {
-    let mut stmt = tx.conn.prepare_cached(
+    let mut stmt = tx.prepare_cached(
         "SELECT seq, prev_hash, hash FROM audit WHERE org_id = ?1 AND seq >= ?2 ORDER BY seq LIMIT ?3",
     )?;
     let rows = stmt.query_map(params![org_id, from, limit], |r| {

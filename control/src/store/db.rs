@@ -30,89 +30,30 @@
 //! more is acknowledged after a failure until a full checkpoint has copied
 //! every committed page into the database file and synced that.
 
+use super::pg::DatabaseUrl;
 use super::schema::{self, database_error};
 use super::tx::Tx;
+use super::writer::{
+    Batch, Health, IDLE_READERS, Job, MAX_READERS, Message, next_batch, not_durable, run_jobs,
+};
 use crate::error::{Error, OpenError};
 use crate::settings::Settings;
 use rusqlite::{Connection, OpenFlags};
 use std::fs::File;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::sync::oneshot;
 
 /// The database file inside the data directory.
 pub const DB_FILE: &str = "sealrun.db";
 
-/// Most jobs one transaction holds (bounds the latency a batch adds).
-const MAX_BATCH: usize = 512;
-/// Reader connections kept open (more are opened under load, then closed).
-const IDLE_READERS: usize = 8;
-/// Most reader connections open at once: each holds file descriptors (the
-/// database and its WAL), and the HTTP edge keeps a fixed reserve of
-/// descriptors for the database (`api`'s `FD_RESERVE`), so the number must
-/// be bounded for that reserve to suffice whatever the load.
-pub const MAX_READERS: usize = 16;
 /// How long a statement waits for another process's lock (`create_org`).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Unix milliseconds now.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-/// The answer to a change that was committed but could not be made durable.
-pub(crate) fn not_durable() -> Error {
-    Error::Unavailable(
-        "the change may or may not have been applied: it was committed, but the database could not make it durable; retry (with the same idempotency key, for a run submission)"
-            .to_owned(),
-    )
-}
-
-/// Whether committed writes are being made durable: the lease sweeper judges
-/// leases only while they are (an agent whose heartbeats could not be
-/// written was not heard), and health checks can say so.
-#[derive(Debug)]
-struct Health {
-    /// Unix ms since which every batch was committed and made durable, or
-    /// [`Health::FAILING`] while the latest was not.
-    writable_since: AtomicI64,
-}
-
-impl Health {
-    const FAILING: i64 = i64::MIN;
-
-    fn new() -> Health {
-        Health {
-            writable_since: AtomicI64::new(now_ms()),
-        }
-    }
-
-    fn failed(&self) {
-        self.writable_since.store(Health::FAILING, Ordering::SeqCst);
-    }
-
-    fn succeeded(&self) {
-        // Only the first success after a failure starts a new period.
-        let _ = self.writable_since.compare_exchange(
-            Health::FAILING,
-            now_ms(),
-            Ordering::SeqCst,
-            Ordering::SeqCst,
-        );
-    }
-
-    fn since(&self) -> Option<i64> {
-        let since = self.writable_since.load(Ordering::SeqCst);
-        (since != Health::FAILING).then_some(since)
-    }
-}
+pub use super::writer::now_ms;
 
 /// Opens a connection with the settings every connection uses.
 pub(crate) fn open_connection(path: &Path) -> Result<Connection, rusqlite::Error> {
@@ -139,80 +80,28 @@ pub(crate) fn open_migrated(path: &Path) -> Result<Connection, OpenError> {
     Ok(conn)
 }
 
-/// A unit of work for the writer thread.
-trait WriteJob: Send {
-    /// Runs the job; returns whether its changes should be kept.
-    fn run(&mut self, conn: &Connection) -> bool;
-    /// Called on the writer thread as soon as the batch committed (before
-    /// it is durable).
-    fn committed(&mut self);
-    /// Answers the caller once the batch's fate is known (durable, or not).
-    fn deliver(self: Box<Self>, committed: Result<(), Error>);
-}
-
-type Hook<T> = Box<dyn FnOnce(&T) + Send>;
-
-struct Job<T, F> {
-    work: Option<F>,
-    on_commit: Option<Hook<T>>,
-    result: Option<Result<T, Error>>,
-    reply: oneshot::Sender<Result<T, Error>>,
-}
-
-impl<T, F> WriteJob for Job<T, F>
-where
-    T: Send,
-    F: FnOnce(&Tx<'_>) -> Result<T, Error> + Send,
-{
-    fn committed(&mut self) {
-        if let (Some(hook), Some(Ok(value))) = (self.on_commit.take(), self.result.as_ref()) {
-            hook(value);
-        }
-    }
-
-    fn run(&mut self, conn: &Connection) -> bool {
-        let Some(work) = self.work.take() else {
-            return false;
-        };
-        // A bug in one job must not take the writer thread (and with it
-        // every later write) down.
-        let result = catch_unwind(AssertUnwindSafe(|| work(&Tx::new(conn))))
-            .unwrap_or_else(|_| Err(Error::internal("a database job panicked")));
-        let keep = result.is_ok();
-        self.result = Some(result);
-        keep
-    }
-
-    fn deliver(self: Box<Self>, committed: Result<(), Error>) {
-        let answer = match (self.result, committed) {
-            (Some(Err(e)), _) => Err(e),
-            (Some(Ok(_)), Err(e)) | (None, Err(e)) => Err(e),
-            (Some(Ok(v)), Ok(())) => Ok(v),
-            (None, Ok(())) => Err(Error::internal("a database job was never run")),
-        };
-        // The caller may have gone away (client disconnected); its change
-        // stands, there is just nobody left to tell.
-        let _ = self.reply.send(answer);
-    }
-}
-
-enum Message {
-    Job(Box<dyn WriteJob>),
-    Stop,
-}
-
-/// Handle on the database; cheap to share behind an `Arc`.
+/// Handle on the database; cheap to share behind an `Arc`. Either backend
+/// has one writer thread taking [`Message`]s (so writes look the same to
+/// callers) and a pool of readers.
 pub(crate) struct Db {
-    path: PathBuf,
+    /// The file, or the PostgreSQL URL without its password.
+    location: String,
     health: Arc<Health>,
     jobs: mpsc::Sender<Message>,
-    readers: Arc<ReaderPool>,
+    readers: Readers,
     writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+enum Readers {
+    Sqlite(Arc<ReaderPool>),
+    Postgres(Arc<super::pg_engine::ReaderPool>),
 }
 
 impl std::fmt::Debug for Db {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Db").field("path", &self.path).finish()
+        f.debug_struct("Db")
+            .field("location", &self.location)
+            .finish()
     }
 }
 
@@ -265,14 +154,67 @@ impl Db {
             .spawn(move || writer_loop(conn, rx, to_sync, syncer))
             .map_err(thread_err)?;
         Ok(Db {
-            path: path.to_owned(),
+            location: path.display().to_string(),
             health,
             jobs: tx,
-            readers: Arc::new(ReaderPool {
+            readers: Readers::Sqlite(Arc::new(ReaderPool {
                 path: path.to_owned(),
                 idle: Mutex::new(Vec::new()),
                 permits: Arc::new(tokio::sync::Semaphore::new(MAX_READERS)),
-            }),
+            })),
+            writer: Mutex::new(Some(writer)),
+        })
+    }
+
+    /// Connects to PostgreSQL at `url`, migrates it and starts the writer
+    /// thread. Commits are durable when PostgreSQL acknowledges them
+    /// (`synchronous_commit`), so there is no syncer.
+    pub(crate) fn open_postgres(url: &DatabaseUrl, settings: &Settings) -> Result<Db, OpenError> {
+        let connector = super::pg::Connector::new(url)?;
+        let thread_err = |source| OpenError::DataDir {
+            path: PathBuf::from(connector.location()),
+            source,
+        };
+        let health = Arc::new(Health::new());
+        let (tx, rx) = mpsc::channel();
+        let (opened, open) = mpsc::sync_channel(1);
+        let writer = {
+            let connector = connector.clone();
+            let health = Arc::clone(&health);
+            #[cfg(any(test, feature = "fault-injection"))]
+            let faults = settings.faults.clone();
+            #[cfg(not(any(test, feature = "fault-injection")))]
+            let _ = settings;
+            std::thread::Builder::new()
+                .name("sealrun-db-writer".into())
+                .spawn(move || {
+                    super::pg_engine::writer_loop(
+                        connector,
+                        rx,
+                        health,
+                        opened,
+                        #[cfg(any(test, feature = "fault-injection"))]
+                        faults,
+                    )
+                })
+        }
+        .map_err(thread_err)?;
+        // The writer connects and migrates first, and says how that went.
+        if let Err(e) = open.recv().unwrap_or_else(|_| {
+            Err(OpenError::Database {
+                location: connector.location().to_owned(),
+                message: "the database writer stopped while opening".into(),
+            })
+        }) {
+            let _ = writer.join();
+            return Err(e);
+        }
+        let readers = super::pg_engine::ReaderPool::new(connector.clone()).map_err(thread_err)?;
+        Ok(Db {
+            location: connector.location().to_owned(),
+            health,
+            jobs: tx,
+            readers: Readers::Postgres(Arc::new(readers)),
             writer: Mutex::new(Some(writer)),
         })
     }
@@ -327,7 +269,10 @@ impl Db {
         T: Send + 'static,
         F: FnOnce(&Tx<'_>) -> Result<T, Error> + Send + 'static,
     {
-        let pool = Arc::clone(&self.readers);
+        let pool = match &self.readers {
+            Readers::Sqlite(pool) => Arc::clone(pool),
+            Readers::Postgres(pool) => return pool.read(work).await,
+        };
         // Waiting here, not on a blocking thread, bounds the reader
         // connections (and their file descriptors) without holding threads.
         let permit = Arc::clone(&pool.permits)
@@ -347,6 +292,9 @@ impl Db {
 
     /// Finishes queued writes, checkpoints the WAL and stops the writer.
     pub(crate) fn close(&self) {
+        if let Readers::Postgres(readers) = &self.readers {
+            readers.close();
+        }
         let _ = self.jobs.send(Message::Stop);
         let writer = self.writer.lock().ok().and_then(|mut w| w.take());
         if let Some(writer) = writer {
@@ -367,7 +315,7 @@ fn read_snapshot<T>(
     work: impl FnOnce(&Tx<'_>) -> Result<T, Error>,
 ) -> Result<T, Error> {
     let snapshot = conn.unchecked_transaction()?;
-    let result = work(&Tx::new(&snapshot));
+    let result = work(&Tx::sqlite(&snapshot));
     snapshot.rollback()?;
     result
 }
@@ -406,20 +354,9 @@ fn writer_loop(
 ) {
     let mut stopping = false;
     while !stopping {
-        let mut batch: Vec<Box<dyn WriteJob>> = match jobs.recv() {
-            Ok(Message::Job(job)) => vec![job],
-            Ok(Message::Stop) | Err(_) => break,
+        let Some(batch) = next_batch(&jobs, &mut stopping) else {
+            break;
         };
-        while batch.len() < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(Message::Job(job)) => batch.push(job),
-                Ok(Message::Stop) => {
-                    stopping = true;
-                    break;
-                }
-                Err(_) => break,
-            }
-        }
         let committed = match run_batch(&conn, batch) {
             Some(batch) => Committed::Batch(batch),
             None => Committed::Failed,
@@ -441,8 +378,6 @@ fn writer_loop(
     }
 }
 
-type Batch = Vec<Box<dyn WriteJob>>;
-
 /// What the writer hands the syncer, in commit order.
 enum Committed {
     /// A committed batch, to answer once durable.
@@ -463,20 +398,7 @@ fn run_batch(conn: &Connection, mut batch: Batch) -> Option<Batch> {
         }
         return None;
     }
-    for job in &mut batch {
-        if conn.execute_batch("SAVEPOINT job").is_err() {
-            continue; // never run: delivered as an error below
-        }
-        let keep = job.run(conn);
-        let end = if keep {
-            conn.execute_batch("RELEASE job")
-        } else {
-            conn.execute_batch("ROLLBACK TO job; RELEASE job")
-        };
-        if let Err(e) = end {
-            tracing::error!(error = %e, "cannot end a job's savepoint");
-        }
-    }
+    run_jobs(&mut batch, &Tx::sqlite(conn), |sql| conn.execute_batch(sql));
     match conn.execute_batch("COMMIT") {
         Ok(()) => {
             for job in &mut batch {
@@ -607,43 +529,57 @@ impl Syncer {
 }
 
 /// A migrated connection of its own, outside the writer thread: for the
-/// offline `create-org` (which may run beside a live server: SQLite
+/// offline `create-org` (which may run beside a live server: the database
 /// serializes the two writers) and the first start's bootstrap.
-pub(crate) struct Standalone {
-    conn: Connection,
-    path: PathBuf,
+pub(crate) enum Standalone {
+    Sqlite { conn: Connection, path: PathBuf },
+    Postgres(Box<super::pg_engine::Standalone>),
 }
 
 impl Standalone {
-    /// Opens (creating and migrating) the database at `path`.
+    /// Opens (creating and migrating) the SQLite database at `path`.
     pub(crate) fn open(path: &Path) -> Result<Standalone, OpenError> {
-        Ok(Standalone {
+        Ok(Standalone::Sqlite {
             conn: open_migrated(path)?,
             path: path.to_owned(),
         })
     }
 
-    /// Runs `work` in one `IMMEDIATE` transaction (it takes the write lock
-    /// at once, so a check and the insert it guards cannot interleave with
-    /// another writer); commits if it succeeds.
-    pub(crate) fn immediate<T>(
-        &mut self,
-        work: impl FnOnce(&Tx<'_>) -> Result<T, OpenError>,
-    ) -> Result<T, OpenError> {
-        let path = self.path.clone();
-        let db_err = |e: rusqlite::Error| database_error(&path, &e);
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(db_err)?;
-        let value = work(&Tx::new(&tx))?;
-        tx.commit().map_err(db_err)?;
-        Ok(value)
+    /// Connects to (and migrates) the PostgreSQL database at `url`.
+    pub(crate) fn open_postgres(url: &DatabaseUrl) -> Result<Standalone, OpenError> {
+        Ok(Standalone::Postgres(Box::new(
+            super::pg_engine::Standalone::open(url)?,
+        )))
     }
 
-    /// The database file.
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
+    /// Runs `work` in one transaction that holds the write lock from its
+    /// start (SQLite's `IMMEDIATE`; on PostgreSQL the advisory lock every
+    /// writer takes), so a check and the insert it guards cannot interleave
+    /// with another writer; commits if it succeeds.
+    pub(crate) fn immediate<T: Send>(
+        &mut self,
+        work: impl FnOnce(&Tx<'_>) -> Result<T, OpenError> + Send,
+    ) -> Result<T, OpenError> {
+        match self {
+            Standalone::Sqlite { conn, path } => {
+                let db_err = |e: rusqlite::Error| database_error(path, &e);
+                let tx = conn
+                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                    .map_err(db_err)?;
+                let value = work(&Tx::sqlite(&tx))?;
+                tx.commit().map_err(db_err)?;
+                Ok(value)
+            }
+            Standalone::Postgres(pg) => pg.immediate(work),
+        }
+    }
+
+    /// The database file, or the PostgreSQL server and database.
+    pub(crate) fn location(&self) -> String {
+        match self {
+            Standalone::Sqlite { path, .. } => path.display().to_string(),
+            Standalone::Postgres(pg) => pg.location().to_owned(),
+        }
     }
 }
 
@@ -658,8 +594,8 @@ mod tests {
     async fn add_org(db: &Db, name: &str) -> Result<(), Error> {
         let name = name.to_owned();
         db.write(move |tx| {
-            tx.conn
-                .execute("INSERT INTO orgs (name, created_ms) VALUES (?1, 0)", [name])?;
+            tx.prepare_cached("INSERT INTO orgs (name, created_ms) VALUES (?1, 0)")?
+                .execute(params![name])?;
             Ok(())
         })
         .await
@@ -695,9 +631,9 @@ mod tests {
         // It was committed all the same: the retry must find it, not redo it.
         let names = db
             .read(|tx| {
-                Ok(tx.conn.query_row(
+                Ok(tx.query_row(
                     "SELECT COUNT(*) FROM orgs WHERE name = 'ambiguous'",
-                    [],
+                    params![],
                     |r| r.get::<_, i64>(0),
                 )?)
             })
@@ -751,9 +687,7 @@ mod tests {
         let db = open(dir.path(), &Settings::default());
         add_org(&db, "first").await.expect("a durable write");
         let count = |tx: &Tx<'_>| -> Result<i64, Error> {
-            Ok(tx
-                .conn
-                .query_row("SELECT COUNT(*) FROM orgs", [], |r| r.get(0))?)
+            Ok(tx.query_row("SELECT COUNT(*) FROM orgs", params![], |r| r.get(0))?)
         };
         // The read counts, lets a write commit, and counts again.
         let (counted, wait_write) = std::sync::mpsc::channel::<()>();

@@ -1,8 +1,8 @@
 //! Rows of `log_chunks` and the log bookkeeping columns of `runs`.
 
+use super::sql::Optional as _;
 use super::tx::Tx;
 use crate::error::Error;
-use rusqlite::{OptionalExtension as _, params};
 use sealrun_wire::Base64Bytes;
 use sealrun_wire::log::{LogChunk, StreamKind};
 
@@ -23,9 +23,7 @@ pub(crate) struct LogState {
 
 /// The org's run `run_id`'s log state.
 pub(crate) fn state(tx: &Tx<'_>, org_id: i64, run_id: &str) -> Result<Option<LogState>, Error> {
-    Ok(tx
-        .conn
-        .prepare_cached(
+    Ok(tx.prepare_cached(
             "SELECT n, status, agent_id, cancel_requested, log_bytes, log_truncated, log_next_seq, log_final_seq
              FROM runs WHERE org_id = ?1 AND id = ?2",
         )?
@@ -52,18 +50,16 @@ pub(crate) fn save_state(
     truncated: bool,
     next_seq: u64,
 ) -> Result<(), Error> {
-    tx.conn
-        .prepare_cached(
-            "UPDATE runs SET log_bytes = ?2, log_truncated = ?3, log_next_seq = ?4 WHERE n = ?1",
-        )?
-        .execute(params![n, bytes, truncated, next_seq])?;
+    tx.prepare_cached(
+        "UPDATE runs SET log_bytes = ?2, log_truncated = ?3, log_next_seq = ?4 WHERE n = ?1",
+    )?
+    .execute(params![n, bytes, truncated, next_seq])?;
     Ok(())
 }
 
 /// The bytes of chunk `seq` of run row `n`, if stored.
 pub(crate) fn chunk(tx: &Tx<'_>, n: i64, seq: u64) -> Result<Option<Vec<u8>>, Error> {
     Ok(tx
-        .conn
         .prepare_cached("SELECT data FROM log_chunks WHERE run_n = ?1 AND seq = ?2")?
         .query_row(params![n, seq], |r| r.get(0))
         .optional()?)
@@ -77,10 +73,7 @@ pub(crate) fn insert_chunk(
     stream: StreamKind,
     data: &[u8],
 ) -> Result<(), Error> {
-    tx.conn
-        .prepare_cached(
-            "INSERT INTO log_chunks (run_n, seq, stream, data) VALUES (?1, ?2, ?3, ?4)",
-        )?
+    tx.prepare_cached("INSERT INTO log_chunks (run_n, seq, stream, data) VALUES (?1, ?2, ?3, ?4)")?
         .execute(params![n, seq, stream.as_str(), data])?;
     Ok(())
 }
@@ -88,7 +81,6 @@ pub(crate) fn insert_chunk(
 /// Deletes the chunks of run row `n` after `seq`; returns their total size.
 pub(crate) fn drop_after(tx: &Tx<'_>, n: i64, seq: u64) -> Result<u64, Error> {
     Ok(tx
-        .conn
         .prepare_cached(
             "DELETE FROM log_chunks WHERE run_n = ?1 AND seq > ?2 RETURNING length(data)",
         )?
@@ -100,16 +92,15 @@ pub(crate) fn drop_after(tx: &Tx<'_>, n: i64, seq: u64) -> Result<u64, Error> {
 pub(crate) fn first_gap(tx: &Tx<'_>, n: i64, from: u64) -> Result<u64, Error> {
     let mut next = from;
     let mut stmt = tx
-        .conn
         .prepare_cached("SELECT seq FROM log_chunks WHERE run_n = ?1 AND seq >= ?2 ORDER BY seq")?;
-    let mut rows = stmt.query(params![n, from])?;
-    while let Some(r) = rows.next()? {
+    stmt.each(params![n, from], |r| {
         let seq: u64 = r.get(0)?;
         if seq != next {
-            break;
+            return Ok(false);
         }
         next += 1;
-    }
+        Ok(true)
+    })?;
     Ok(next)
 }
 
@@ -142,9 +133,7 @@ pub(crate) fn page(
     limits: PageLimits,
 ) -> Result<Option<(PageHead, Vec<LogChunk>, bool)>, Error> {
     // `Db::read` runs this in one read transaction: one snapshot for both reads.
-    let head: Option<(i64, PageHead)> = tx
-        .conn
-        .prepare_cached(
+    let head: Option<(i64, PageHead)> = tx.prepare_cached(
             "SELECT n, status, log_next_seq, exit_code, error FROM runs WHERE org_id = ?1 AND id = ?2",
         )?
         .query_row(params![org_id, run_id], |r| {
@@ -167,15 +156,14 @@ pub(crate) fn page(
     let mut size = 0usize;
     let mut complete = true;
     {
-        let mut stmt = tx.conn.prepare_cached(
+        let mut stmt = tx.prepare_cached(
             "SELECT seq, stream, data FROM log_chunks
              WHERE run_n = ?1 AND seq >= ?2 AND seq < ?3 ORDER BY seq",
         )?;
-        let mut rows = stmt.query(params![n, from, upto])?;
-        while let Some(r) = rows.next()? {
+        stmt.each(params![n, from, upto], |r| {
             if chunks.len() >= limits.chunks || (size >= limits.bytes && !chunks.is_empty()) {
                 complete = false;
-                break;
+                return Ok(false);
             }
             let data: Vec<u8> = r.get(2)?;
             size += data.len();
@@ -184,7 +172,8 @@ pub(crate) fn page(
                 stream: stream_from(&r.get::<_, String>(1)?),
                 data: Base64Bytes(data),
             });
-        }
+            Ok(true)
+        })?;
     }
     Ok(Some((head, chunks, complete)))
 }
@@ -201,7 +190,6 @@ fn stream_from(s: &str) -> StreamKind {
 /// is stored (true for a missing run: nothing more will come).
 pub(crate) fn complete(tx: &Tx<'_>, org_id: i64, run_id: &str) -> Result<bool, Error> {
     let row: Option<(u64, Option<u64>)> = tx
-        .conn
         .prepare_cached(
             "SELECT log_next_seq, log_final_seq FROM runs WHERE org_id = ?1 AND id = ?2",
         )?
@@ -224,17 +212,18 @@ pub(crate) fn tail<T>(
     let first = head(tx)?;
     let mut chunks: Vec<Vec<u8>> = Vec::new();
     {
-        let mut stmt = tx.conn.prepare_cached(
+        let mut stmt = tx.prepare_cached(
             "SELECT data FROM log_chunks
              WHERE run_n = (SELECT n FROM runs WHERE org_id = ?1 AND id = ?2) ORDER BY seq DESC",
         )?;
-        let mut rows = stmt.query(params![org_id, run_id])?;
         let mut size = 0;
-        while size < min_bytes {
-            let Some(r) = rows.next()? else { break };
-            let data: Vec<u8> = r.get(0)?;
-            size += data.len();
-            chunks.push(data);
+        if min_bytes > 0 {
+            stmt.each(params![org_id, run_id], |r| {
+                let data: Vec<u8> = r.get(0)?;
+                size += data.len();
+                chunks.push(data);
+                Ok(size < min_bytes)
+            })?;
         }
     }
     Ok((first, chunks.into_iter().rev().flatten().collect()))

@@ -6,7 +6,7 @@ use super::db::open_connection;
 use super::schema::MIGRATIONS;
 use crate::token::{self, NewToken, TokenKind};
 use crate::{Attempt, Control, OpenOptions, Settings};
-use rusqlite::{Connection, params};
+use rusqlite::Connection;
 use sealrun_wire::admin::Role;
 use std::path::Path;
 
@@ -44,7 +44,7 @@ fn old_user_token(conn: &Connection, org_id: i64, label: &str, role: &str, at: i
     conn.execute(
         "INSERT INTO tokens (id, org_id, kind, role, name, secret_sha256, created_ms)
          VALUES (?1, ?2, 'user', ?3, ?4, ?5, ?6)",
-        params![
+        rusqlite::params![
             new.id,
             org_id,
             role,
@@ -61,7 +61,7 @@ fn old_slack_user(conn: &Connection, org_id: i64, user_id: &str, name: &str, rol
     conn.execute(
         "INSERT INTO slack_users (team_id, org_id, user_id, name, role, updated_ms)
          VALUES ('T1', ?1, ?2, ?3, ?4, 50)",
-        params![org_id, user_id, name, role],
+        rusqlite::params![org_id, user_id, name, role],
     )
     .unwrap();
 }
@@ -113,6 +113,7 @@ fn open(dir: &Path) -> Control {
         org_name: "acme",
         admin_token_file: None,
         settings: Settings::default(),
+        database: None,
     })
     .unwrap()
 }
@@ -240,7 +241,7 @@ async fn agent_and_enrollment_tokens_belong_to_no_user() {
     conn.execute(
         "INSERT INTO tokens (id, org_id, kind, name, secret_sha256, pool_id, created_ms)
          VALUES (?1, 1, 'enrollment', 'enrollment:default', ?2, 1, 1)",
-        params![enroll.id, enroll.secret_sha256.as_slice()],
+        rusqlite::params![enroll.id, enroll.secret_sha256.as_slice()],
     )
     .unwrap();
     drop(conn);
@@ -249,11 +250,11 @@ async fn agent_and_enrollment_tokens_belong_to_no_user() {
     let owner: Option<i64> = control
         .db
         .read(move |tx| {
-            Ok(tx
-                .conn
-                .query_row("SELECT user_id FROM tokens WHERE id = ?1", [id], |r| {
-                    r.get(0)
-                })?)
+            Ok(tx.query_row(
+                "SELECT user_id FROM tokens WHERE id = ?1",
+                params![id],
+                |r| r.get(0),
+            )?)
         })
         .await
         .unwrap();

@@ -16,9 +16,25 @@
 //! only these functions' signatures, which speak domain types, never SQL
 //! types.
 
+/// The parameters of one statement, as rusqlite's `params!` (each argument
+/// is borrowed, so temporaries live to the end of the call).
+macro_rules! params {
+    () => {
+        &[] as &[&dyn $crate::store::sql::Param]
+    };
+    ($($p:expr),+ $(,)?) => {
+        &[$(&$p as &dyn $crate::store::sql::Param),+] as &[&dyn $crate::store::sql::Param]
+    };
+}
+
 mod db;
+mod pg;
+mod pg_engine;
+mod pg_schema;
 mod schema;
+mod sql;
 mod tx;
+mod writer;
 
 #[cfg(test)]
 mod migration_tests;
@@ -39,6 +55,8 @@ pub(crate) mod targets;
 pub(crate) mod tokens;
 pub(crate) mod users;
 
-pub use db::{DB_FILE, MAX_READERS};
+pub use db::DB_FILE;
 pub(crate) use db::{Db, Standalone, now_ms};
+pub use pg::DatabaseUrl;
 pub use tx::Tx;
+pub use writer::MAX_READERS;

@@ -3,7 +3,6 @@
 
 use super::tx::Tx;
 use crate::error::Error;
-use rusqlite::params;
 use sealrun_wire::passkey::Passkey;
 
 /// Stores `passkey` as user `user_id`'s; `false` if that credential is
@@ -15,7 +14,6 @@ pub(crate) fn insert(
     now: i64,
 ) -> Result<bool, Error> {
     Ok(tx
-        .conn
         .prepare_cached(
             "INSERT INTO passkeys (credential_id, user_id, public_key, origin, created_ms)
              VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (credential_id) DO NOTHING",
@@ -32,11 +30,11 @@ pub(crate) fn insert(
 
 /// User `user_id`'s passkeys, oldest first.
 pub(crate) fn of_user(tx: &Tx<'_>, user_id: i64) -> Result<Vec<Passkey>, Error> {
-    let mut stmt = tx.conn.prepare_cached(
+    let mut stmt = tx.prepare_cached(
         "SELECT credential_id, public_key, origin FROM passkeys WHERE user_id = ?1
          ORDER BY created_ms, credential_id",
     )?;
-    let rows = stmt.query_map([user_id], |r| {
+    let rows = stmt.query_map(params![user_id], |r| {
         Ok(Passkey {
             credential_id: r.get(0)?,
             public_key: r.get(1)?,

@@ -3,10 +3,10 @@
 //! Every transition is a conditional `UPDATE ... WHERE status = <expected>`,
 //! so two transitions can never both apply (see `crate::queue`).
 
+use super::sql::Arg;
+use super::sql::{self, Optional as _, Row};
 use super::tx::Tx;
 use crate::error::Error;
-use rusqlite::types::Value as SqlValue;
-use rusqlite::{OptionalExtension as _, params};
 use sealrun_wire::run::{Redactions, RunSource, RunStatus, RunView};
 use std::collections::HashMap;
 
@@ -15,28 +15,19 @@ const VIEW_COLUMNS: &str = "id, target, argv, secrets, image, status, exit_code,
      source, submitter, agent_name, timeout_secs, created_ms, started_ms, finished_ms, log_bytes, log_truncated, stdin, stdin_bytes, \
      redacted_stdout, redacted_stderr, runbook, runbook_version, report";
 
-fn json_column<T: serde::de::DeserializeOwned>(
-    r: &rusqlite::Row<'_>,
-    i: usize,
-) -> rusqlite::Result<T> {
+fn json_column<T: serde::de::DeserializeOwned>(r: &Row<'_>, i: usize) -> sql::Result<T> {
     let text: String = r.get(i)?;
-    serde_json::from_str(&text).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
-    })
+    serde_json::from_str(&text).map_err(|e| sql::SqlError::Conversion(format!("column {i}: {e}")))
 }
 
-fn status_column(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<RunStatus> {
+fn status_column(r: &Row<'_>, i: usize) -> sql::Result<RunStatus> {
     let text: String = r.get(i)?;
     RunStatus::parse(&text).ok_or_else(|| {
-        rusqlite::Error::FromSqlConversionFailure(
-            i,
-            rusqlite::types::Type::Text,
-            format!("unknown run status {text:?}").into(),
-        )
+        sql::SqlError::Conversion(format!("column {i}: unknown run status {text:?}"))
     })
 }
 
-fn source_column(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<RunSource> {
+fn source_column(r: &Row<'_>, i: usize) -> sql::Result<RunSource> {
     let text: String = r.get(i)?;
     Ok(match text.as_str() {
         "cli" => RunSource::Cli,
@@ -46,7 +37,7 @@ fn source_column(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<RunSource>
 }
 
 /// A [`RunView`] from a row selected with [`VIEW_COLUMNS`].
-fn view_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunView> {
+fn view_from_row(r: &Row<'_>) -> sql::Result<RunView> {
     Ok(RunView {
         id: r.get(0)?,
         target: r.get(1)?,
@@ -83,7 +74,6 @@ fn view_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunView> {
 /// The org's run `run_id`.
 pub(crate) fn view(tx: &Tx<'_>, org_id: i64, run_id: &str) -> Result<Option<RunView>, Error> {
     Ok(tx
-        .conn
         .prepare_cached(&format!(
             "SELECT {VIEW_COLUMNS} FROM runs WHERE org_id = ?1 AND id = ?2"
         ))?
@@ -109,40 +99,40 @@ pub(crate) struct Filter {
 /// The org's runs matching `filter`, newest first.
 pub(crate) fn list(tx: &Tx<'_>, org_id: i64, filter: Filter) -> Result<Vec<RunView>, Error> {
     let mut sql = format!("SELECT {VIEW_COLUMNS} FROM runs WHERE org_id = ?");
-    let mut args = vec![SqlValue::Integer(org_id)];
+    let mut args = vec![Arg::Int(org_id)];
     if let Some(s) = filter.status {
         sql.push_str(" AND status = ?");
-        args.push(SqlValue::Text(s.as_str().to_owned()));
+        args.push(Arg::Text(s.as_str().to_owned()));
     }
     if let Some(t) = filter.target {
         sql.push_str(" AND target = ?");
-        args.push(SqlValue::Text(t));
+        args.push(Arg::Text(t));
     }
     if let Some(s) = filter.submitter {
         sql.push_str(" AND submitter = ?");
-        args.push(SqlValue::Text(s));
+        args.push(Arg::Text(s));
     }
     if let Some(s) = filter.source {
         sql.push_str(" AND source = ?");
-        args.push(SqlValue::Text(s.as_str().to_owned()));
+        args.push(Arg::Text(s.as_str().to_owned()));
     }
     if let Some(t) = filter.since_ms {
         sql.push_str(" AND created_ms >= ?");
-        args.push(SqlValue::Integer(t));
+        args.push(Arg::Int(t));
     }
     if let Some(t) = filter.until_ms {
         sql.push_str(" AND created_ms < ?");
-        args.push(SqlValue::Integer(t));
+        args.push(Arg::Int(t));
     }
     if let Some(b) = filter.before {
         sql.push_str(" AND n < (SELECT n FROM runs WHERE org_id = ? AND id = ?)");
-        args.push(SqlValue::Integer(org_id));
-        args.push(SqlValue::Text(b));
+        args.push(Arg::Int(org_id));
+        args.push(Arg::Text(b));
     }
     sql.push_str(" ORDER BY n DESC LIMIT ?");
-    args.push(SqlValue::Integer(i64::from(filter.limit)));
-    let mut stmt = tx.conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(args), view_from_row)?;
+    args.push(Arg::Int(i64::from(filter.limit)));
+    let mut stmt = tx.prepare_cached(&sql)?;
+    let rows = stmt.query_map(&sql::args(&args), view_from_row)?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
@@ -166,27 +156,26 @@ pub(crate) struct NewRun<'a> {
 
 /// Queues a run.
 pub(crate) fn insert(tx: &Tx<'_>, run: &NewRun<'_>) -> Result<(), Error> {
-    tx.conn
-        .prepare_cached(
-            "INSERT INTO runs (id, org_id, target_id, target, argv, env, secrets, image, timeout_secs,
+    tx.prepare_cached(
+        "INSERT INTO runs (id, org_id, target_id, target, argv, env, secrets, image, timeout_secs,
                                source, submitter, status, created_ms, stdin)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'queued', ?12, ?13)",
-        )?
-        .execute(params![
-            run.id,
-            run.org_id,
-            run.target_id,
-            run.target,
-            serde_json::to_string(run.argv)?,
-            serde_json::to_string(run.env)?,
-            serde_json::to_string(run.secrets)?,
-            run.image,
-            run.timeout_secs,
-            run.source.as_str(),
-            run.submitter,
-            run.now,
-            run.stdin,
-        ])?;
+    )?
+    .execute(params![
+        run.id,
+        run.org_id,
+        run.target_id,
+        run.target,
+        serde_json::to_string(run.argv)?,
+        serde_json::to_string(run.env)?,
+        serde_json::to_string(run.secrets)?,
+        run.image,
+        run.timeout_secs,
+        run.source.as_str(),
+        run.submitter,
+        run.now,
+        run.stdin,
+    ])?;
     Ok(())
 }
 
@@ -198,8 +187,7 @@ pub(crate) fn set_runbook(
     name: &str,
     version: u64,
 ) -> Result<(), Error> {
-    tx.conn
-        .prepare_cached("UPDATE runs SET runbook = ?2, runbook_version = ?3 WHERE id = ?1")?
+    tx.prepare_cached("UPDATE runs SET runbook = ?2, runbook_version = ?3 WHERE id = ?1")?
         .execute(params![run_id, name, version])?;
     Ok(())
 }
@@ -212,19 +200,17 @@ pub(crate) fn set_signed(
     intent: &str,
     certificate: &str,
 ) -> Result<(), Error> {
-    tx.conn
-        .prepare_cached(
-            "UPDATE runs SET signed_intent = ?2, submitter_certificate = ?3 WHERE id = ?1",
-        )?
-        .execute(params![run_id, intent, certificate])?;
+    tx.prepare_cached(
+        "UPDATE runs SET signed_intent = ?2, submitter_certificate = ?3 WHERE id = ?1",
+    )?
+    .execute(params![run_id, intent, certificate])?;
     Ok(())
 }
 
 /// Records the intent stated for run `run_id`, which no person signed
 /// (JSON of a `RunIntent`), just inserted.
 pub(crate) fn set_stated(tx: &Tx<'_>, run_id: &str, intent: &str) -> Result<(), Error> {
-    tx.conn
-        .prepare_cached("UPDATE runs SET stated_intent = ?2 WHERE id = ?1")?
+    tx.prepare_cached("UPDATE runs SET stated_intent = ?2 WHERE id = ?1")?
         .execute(params![run_id, intent])?;
     Ok(())
 }
@@ -233,9 +219,8 @@ pub(crate) fn set_stated(tx: &Tx<'_>, run_id: &str, intent: &str) -> Result<(), 
 /// one was stated.
 pub(crate) fn stated(tx: &Tx<'_>, run_id: &str) -> Result<Option<String>, Error> {
     Ok(tx
-        .conn
         .prepare_cached("SELECT stated_intent FROM runs WHERE id = ?1")?
-        .query_row([run_id], |r| r.get(0))
+        .query_row(params![run_id], |r| r.get(0))
         .optional()?
         .flatten())
 }
@@ -244,12 +229,11 @@ pub(crate) fn stated(tx: &Tx<'_>, run_id: &str) -> Result<Option<String>, Error>
 /// it was signed.
 pub(crate) fn signed(tx: &Tx<'_>, run_id: &str) -> Result<Option<(String, String)>, Error> {
     Ok(tx
-        .conn
         .prepare_cached(
             "SELECT signed_intent, submitter_certificate FROM runs
              WHERE id = ?1 AND signed_intent IS NOT NULL AND submitter_certificate IS NOT NULL",
         )?
-        .query_row([run_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row(params![run_id], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?)
 }
 
@@ -273,7 +257,7 @@ const CLAIMED_COLUMNS: &str = "id, target_id, target, argv, env, secrets, image,
      COALESCE(queued_ms, created_ms), stdin";
 
 /// A [`Claimed`] from a row returned with [`CLAIMED_COLUMNS`].
-fn claimed_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Claimed> {
+fn claimed_from_row(r: &Row<'_>) -> sql::Result<Claimed> {
     Ok(Claimed {
         run_id: r.get(0)?,
         target_id: r.get(1)?,
@@ -300,7 +284,6 @@ pub(crate) fn claim_next(
     now: i64,
 ) -> Result<Option<Claimed>, Error> {
     Ok(tx
-        .conn
         .prepare_cached(&format!(
             "UPDATE runs SET status = 'running', agent_id = ?1, agent_name = ?2,
                              lease_expires_ms = ?3, started_ms = ?4, poll_id = ?5
@@ -326,7 +309,6 @@ pub(crate) fn claimed_in_poll(
     lease_until: i64,
 ) -> Result<Option<Claimed>, Error> {
     Ok(tx
-        .conn
         .prepare_cached(&format!(
             "UPDATE runs SET lease_expires_ms = ?3
              WHERE agent_id = ?1 AND status = 'running' AND poll_id = ?2
@@ -354,7 +336,6 @@ pub(crate) fn by_key(
     key: &str,
 ) -> Result<Option<Keyed>, Error> {
     Ok(tx
-        .conn
         .prepare_cached(
             "SELECT k.run_id, k.fingerprint, r.target_id, r.created_ms
              FROM run_keys k JOIN runs r ON r.id = k.run_id
@@ -382,12 +363,11 @@ pub(crate) fn insert_key(
     run_id: &str,
     now: i64,
 ) -> Result<(), Error> {
-    tx.conn
-        .prepare_cached(
-            "INSERT INTO run_keys (org_id, actor, key, fingerprint, run_id, created_ms)
+    tx.prepare_cached(
+        "INSERT INTO run_keys (org_id, actor, key, fingerprint, run_id, created_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?
-        .execute(params![org_id, actor, key, fingerprint, run_id, now])?;
+    )?
+    .execute(params![org_id, actor, key, fingerprint, run_id, now])?;
     Ok(())
 }
 
@@ -398,19 +378,17 @@ pub(crate) fn fail_unstarted(
     error: &str,
     now: i64,
 ) -> Result<(), Error> {
-    tx.conn
-        .prepare_cached(
-            "UPDATE runs SET status = 'error', error = ?2, finished_ms = ?3, lease_expires_ms = NULL
+    tx.prepare_cached(
+        "UPDATE runs SET status = 'error', error = ?2, finished_ms = ?3, lease_expires_ms = NULL
              WHERE id = ?1",
-        )?
-        .execute(params![run_id, error, now])?;
+    )?
+    .execute(params![run_id, error, now])?;
     Ok(())
 }
 
 /// The status of the org's run `run_id`, as stored.
 pub(crate) fn status(tx: &Tx<'_>, org_id: i64, run_id: &str) -> Result<Option<String>, Error> {
     Ok(tx
-        .conn
         .prepare_cached("SELECT status FROM runs WHERE org_id = ?1 AND id = ?2")?
         .query_row(params![org_id, run_id], |r| r.get(0))
         .optional()?)
@@ -419,7 +397,6 @@ pub(crate) fn status(tx: &Tx<'_>, org_id: i64, run_id: &str) -> Result<Option<St
 /// The status of run `run_id`, whatever its org (for housekeeping).
 pub(crate) fn status_any_org(tx: &Tx<'_>, run_id: &str) -> Result<Option<String>, Error> {
     Ok(tx
-        .conn
         .prepare_cached("SELECT status FROM runs WHERE id = ?1")?
         .query_row(params![run_id], |r| r.get(0))
         .optional()?)
@@ -433,7 +410,6 @@ pub(crate) fn input_of(
     run_id: &str,
 ) -> Result<Option<(RunStatus, String, bool)>, Error> {
     Ok(tx
-        .conn
         .prepare_cached("SELECT status, submitter, stdin FROM runs WHERE org_id = ?1 AND id = ?2")?
         .query_row(params![org_id, run_id], |r| {
             Ok((status_column(r, 0)?, r.get(1)?, r.get(2)?))
@@ -443,23 +419,21 @@ pub(crate) fn input_of(
 
 /// `queued | pending_approval -> canceled`.
 pub(crate) fn cancel_queued(tx: &Tx<'_>, run_id: &str, now: i64) -> Result<(), Error> {
-    tx.conn
-        .prepare_cached(
-            "UPDATE runs SET status = 'canceled', finished_ms = ?2
+    tx.prepare_cached(
+        "UPDATE runs SET status = 'canceled', finished_ms = ?2
              WHERE id = ?1 AND status IN ('queued', 'pending_approval')",
-        )?
-        .execute(params![run_id, now])?;
+    )?
+    .execute(params![run_id, now])?;
     Ok(())
 }
 
 /// Flags a running run for cancellation; returns whether it was not yet.
 pub(crate) fn request_cancel(tx: &Tx<'_>, run_id: &str) -> Result<bool, Error> {
     Ok(tx
-        .conn
         .prepare_cached(
             "UPDATE runs SET cancel_requested = 1 WHERE id = ?1 AND cancel_requested = 0",
         )?
-        .execute([run_id])?
+        .execute(params![run_id])?
         > 0)
 }
 
@@ -469,7 +443,6 @@ pub(crate) type Held = (String, Option<String>, Option<i64>);
 /// The org's run `run_id` as its holder sees it.
 pub(crate) fn holder(tx: &Tx<'_>, org_id: i64, run_id: &str) -> Result<Option<Held>, Error> {
     Ok(tx
-        .conn
         .prepare_cached(
             "SELECT status, agent_id, exit_code FROM runs WHERE org_id = ?1 AND id = ?2",
         )?
@@ -500,22 +473,20 @@ pub(crate) struct Outcome<'a> {
 /// presented one.
 pub(crate) fn report_key(tx: &Tx<'_>, run_id: &str) -> Result<Option<String>, Error> {
     Ok(tx
-        .conn
         .prepare_cached(
             "SELECT t.report_key FROM runs r JOIN targets t ON t.id = r.target_id WHERE r.id = ?1",
         )?
-        .query_row([run_id], |r| r.get(0))
+        .query_row(params![run_id], |r| r.get(0))
         .optional()?
         .flatten())
 }
 
 /// `running -> <outcome>`.
 pub(crate) fn finish(tx: &Tx<'_>, run_id: &str, o: &Outcome<'_>) -> Result<(), Error> {
-    tx.conn
-        .prepare_cached(
+    tx.prepare_cached(
             "UPDATE runs SET status = ?2, exit_code = ?3, error = ?4, oom_killed = ?5, finished_ms = ?6,
                              lease_expires_ms = NULL, log_final_seq = ?7,
-                             stdin_bytes = CASE WHEN stdin THEN ?8 END,
+                             stdin_bytes = CASE WHEN stdin <> 0 THEN CAST(?8 AS BIGINT) END,
                              redacted_stdout = ?9, redacted_stderr = ?10, report = ?11
              WHERE id = ?1 AND status = 'running'",
         )?
@@ -543,7 +514,6 @@ pub(crate) fn lose_held(
     now: i64,
 ) -> Result<Vec<String>, Error> {
     Ok(tx
-        .conn
         .prepare_cached(
             "UPDATE runs SET status = 'lost', finished_ms = ?2, lease_expires_ms = NULL,
                              error = ?3
@@ -561,7 +531,6 @@ pub(crate) fn expire_leases(
     error: &str,
 ) -> Result<Vec<(String, i64, Option<String>)>, Error> {
     Ok(tx
-        .conn
         .prepare_cached(
             "UPDATE runs SET status = 'lost', finished_ms = ?1, lease_expires_ms = NULL,
                              error = ?2
@@ -584,7 +553,6 @@ pub(crate) fn expire_queued(
     error: &str,
 ) -> Result<Vec<(String, i64)>, Error> {
     Ok(tx
-        .conn
         .prepare_cached(
             "UPDATE runs SET status = 'expired', finished_ms = ?2, error = ?3
              WHERE status = 'queued' AND COALESCE(queued_ms, created_ms) < ?1
@@ -605,7 +573,6 @@ pub(crate) fn renew_lease(
     until: i64,
 ) -> Result<Option<bool>, Error> {
     Ok(tx
-        .conn
         .prepare_cached(
             "UPDATE runs SET lease_expires_ms = ?3
              WHERE id = ?1 AND agent_id = ?2 AND status = 'running'
@@ -619,12 +586,11 @@ pub(crate) fn renew_lease(
 /// or running.
 pub(crate) fn active_for_target(tx: &Tx<'_>, target_id: i64) -> Result<i64, Error> {
     Ok(tx
-        .conn
         .prepare_cached(
             "SELECT COUNT(*) FROM runs
              WHERE target_id = ?1 AND status IN ('pending_approval', 'queued', 'running')",
         )?
-        .query_row([target_id], |r| r.get(0))?)
+        .query_row(params![target_id], |r| r.get(0))?)
 }
 
 /// How many runs (of every org) are in each status: read from `run_counts`,
@@ -632,10 +598,10 @@ pub(crate) fn active_for_target(tx: &Tx<'_>, target_id: i64) -> Result<i64, Erro
 /// the cost does not grow with the number of runs (`/metrics` asks often).
 pub(crate) fn count_by_status(tx: &Tx<'_>) -> Result<HashMap<String, u64>, Error> {
     let mut counts = HashMap::new();
-    let mut stmt = tx.conn.prepare_cached("SELECT status, n FROM run_counts")?;
-    let mut rows = stmt.query([])?;
-    while let Some(r) = rows.next()? {
+    let mut stmt = tx.prepare_cached("SELECT status, n FROM run_counts")?;
+    stmt.each(params![], |r| {
         counts.insert(r.get::<_, String>(0)?, r.get::<_, u64>(1)?);
-    }
+        Ok(true)
+    })?;
     Ok(counts)
 }

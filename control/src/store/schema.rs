@@ -588,7 +588,7 @@ pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), OpenErro
         .map_err(db_err)?;
     if found > known {
         return Err(OpenError::SchemaTooNew {
-            path: path.to_owned(),
+            location: path.display().to_string(),
             found,
             known,
         });
@@ -616,7 +616,7 @@ pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), OpenErro
 /// [`OpenError::Database`] for `path`.
 pub(crate) fn database_error(path: &Path, e: &rusqlite::Error) -> OpenError {
     OpenError::Database {
-        path: path.to_owned(),
+        location: path.display().to_string(),
         message: e.to_string(),
     }
 }

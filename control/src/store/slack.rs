@@ -1,9 +1,9 @@
 //! Rows of `slack_workspaces` (signing secrets, sealed; one per team and
 //! org), `slack_users`, the accepted requests and the owed notices.
 
+use super::sql::Optional as _;
 use super::tx::Tx;
 use crate::error::Error;
-use rusqlite::{OptionalExtension as _, params};
 use sealrun_vault::SealedSecret;
 use sealrun_wire::admin::Role;
 use sealrun_wire::slack::{UserView, WorkspaceView};
@@ -15,7 +15,6 @@ pub(crate) fn workspace_created(
     org_id: i64,
 ) -> Result<Option<i64>, Error> {
     Ok(tx
-        .conn
         .prepare_cached(
             "SELECT created_ms FROM slack_workspaces WHERE team_id = ?1 AND org_id = ?2",
         )?
@@ -29,10 +28,10 @@ pub(crate) fn workspace_secrets(
     tx: &Tx<'_>,
     team_id: &str,
 ) -> Result<Vec<(i64, SealedSecret)>, Error> {
-    let mut stmt = tx.conn.prepare_cached(
+    let mut stmt = tx.prepare_cached(
         "SELECT org_id, sealed FROM slack_workspaces WHERE team_id = ?1 ORDER BY org_id",
     )?;
-    let rows = stmt.query_map([team_id], |r| {
+    let rows = stmt.query_map(params![team_id], |r| {
         Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
     })?;
     let mut out = Vec::new();
@@ -51,17 +50,16 @@ pub(crate) fn insert_workspace(
     sealed: &SealedSecret,
     now: i64,
 ) -> Result<(), Error> {
-    tx.conn
-        .prepare_cached(
-            "INSERT INTO slack_workspaces (team_id, org_id, sealed, created_ms, updated_ms)
+    tx.prepare_cached(
+        "INSERT INTO slack_workspaces (team_id, org_id, sealed, created_ms, updated_ms)
              VALUES (?1, ?2, ?3, ?4, ?4)",
-        )?
-        .execute(params![
-            team_id,
-            org_id,
-            serde_json::to_string(sealed)?,
-            now
-        ])?;
+    )?
+    .execute(params![
+        team_id,
+        org_id,
+        serde_json::to_string(sealed)?,
+        now
+    ])?;
     Ok(())
 }
 
@@ -73,27 +71,26 @@ pub(crate) fn update_workspace(
     sealed: &SealedSecret,
     now: i64,
 ) -> Result<(), Error> {
-    tx.conn
-        .prepare_cached(
-            "UPDATE slack_workspaces SET sealed = ?3, updated_ms = ?4
+    tx.prepare_cached(
+        "UPDATE slack_workspaces SET sealed = ?3, updated_ms = ?4
              WHERE team_id = ?1 AND org_id = ?2",
-        )?
-        .execute(params![
-            team_id,
-            org_id,
-            serde_json::to_string(sealed)?,
-            now
-        ])?;
+    )?
+    .execute(params![
+        team_id,
+        org_id,
+        serde_json::to_string(sealed)?,
+        now
+    ])?;
     Ok(())
 }
 
 /// The org's linked workspaces, by team id.
 pub(crate) fn list_workspaces(tx: &Tx<'_>, org_id: i64) -> Result<Vec<WorkspaceView>, Error> {
-    let mut stmt = tx.conn.prepare_cached(
+    let mut stmt = tx.prepare_cached(
         "SELECT team_id, created_ms, updated_ms, approvals_channel FROM slack_workspaces
          WHERE org_id = ?1 ORDER BY team_id",
     )?;
-    let rows = stmt.query_map([org_id], |r| {
+    let rows = stmt.query_map(params![org_id], |r| {
         Ok(WorkspaceView {
             team_id: r.get(0)?,
             linked_at_ms: r.get(1)?,
@@ -107,7 +104,6 @@ pub(crate) fn list_workspaces(tx: &Tx<'_>, org_id: i64) -> Result<Vec<WorkspaceV
 /// How many users org `org_id` linked in workspace `team_id`.
 pub(crate) fn count_users(tx: &Tx<'_>, team_id: &str, org_id: i64) -> Result<i64, Error> {
     Ok(tx
-        .conn
         .prepare_cached("SELECT COUNT(*) FROM slack_users WHERE team_id = ?1 AND org_id = ?2")?
         .query_row(params![team_id, org_id], |r| r.get(0))?)
 }
@@ -116,7 +112,6 @@ pub(crate) fn count_users(tx: &Tx<'_>, team_id: &str, org_id: i64) -> Result<i64
 /// whether it was linked to the org.
 pub(crate) fn delete_workspace(tx: &Tx<'_>, team_id: &str, org_id: i64) -> Result<bool, Error> {
     Ok(tx
-        .conn
         .prepare_cached("DELETE FROM slack_workspaces WHERE team_id = ?1 AND org_id = ?2")?
         .execute(params![team_id, org_id])?
         > 0)
@@ -132,25 +127,24 @@ pub(crate) fn upsert_user(
     sealrun_user_id: i64,
     now: i64,
 ) -> Result<(), Error> {
-    tx.conn
-        .prepare_cached(
-            "INSERT INTO slack_users (team_id, org_id, user_id, sealrun_user_id, updated_ms)
+    tx.prepare_cached(
+        "INSERT INTO slack_users (team_id, org_id, user_id, sealrun_user_id, updated_ms)
              VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (team_id, org_id, user_id) DO UPDATE SET
                 sealrun_user_id = excluded.sealrun_user_id, updated_ms = excluded.updated_ms",
-        )?
-        .execute(params![team_id, org_id, user_id, sealrun_user_id, now])?;
+    )?
+    .execute(params![team_id, org_id, user_id, sealrun_user_id, now])?;
     Ok(())
 }
 
 /// The users linked in the org's workspaces, with the sealrun user each is.
 pub(crate) fn list_users(tx: &Tx<'_>, org_id: i64) -> Result<Vec<UserView>, Error> {
-    let mut stmt = tx.conn.prepare_cached(
+    let mut stmt = tx.prepare_cached(
         "SELECT s.team_id, s.user_id, u.name, u.role, s.updated_ms, u.disabled_ms IS NOT NULL
          FROM slack_users s JOIN users u ON u.id = s.sealrun_user_id
          WHERE s.org_id = ?1 ORDER BY s.team_id, s.user_id",
     )?;
-    let rows = stmt.query_map([org_id], |r| {
+    let rows = stmt.query_map(params![org_id], |r| {
         let role: String = r.get(3)?;
         Ok(UserView {
             team_id: r.get(0)?,
@@ -174,7 +168,6 @@ pub(crate) fn delete_user(
     org_id: i64,
 ) -> Result<bool, Error> {
     Ok(tx
-        .conn
         .prepare_cached(
             "DELETE FROM slack_users WHERE team_id = ?1 AND org_id = ?2 AND user_id = ?3",
         )?
@@ -190,9 +183,7 @@ pub(crate) fn user(
     org_id: i64,
     user_id: &str,
 ) -> Result<Option<(i64, String, Role)>, Error> {
-    let row: Option<(i64, String, String)> = tx
-        .conn
-        .prepare_cached(
+    let row: Option<(i64, String, String)> = tx.prepare_cached(
             "SELECT u.id, u.name, u.role FROM slack_users s JOIN users u ON u.id = s.sealrun_user_id
              WHERE s.team_id = ?1 AND s.org_id = ?2 AND s.user_id = ?3 AND u.disabled_ms IS NULL",
         )?
@@ -212,11 +203,9 @@ pub(crate) fn accept_once(
     expires_ms: i64,
     now: i64,
 ) -> Result<bool, Error> {
-    tx.conn
-        .prepare_cached("DELETE FROM slack_requests WHERE expires_ms < ?1")?
-        .execute([now])?;
+    tx.prepare_cached("DELETE FROM slack_requests WHERE expires_ms < ?1")?
+        .execute(params![now])?;
     Ok(tx
-        .conn
         .prepare_cached(
             "INSERT INTO slack_requests (mac, expires_ms) VALUES (?1, ?2)
              ON CONFLICT (mac) DO NOTHING",
@@ -241,37 +230,39 @@ pub(crate) struct Notice {
 
 /// Stores `notice` (replacing one for the same run).
 pub(crate) fn insert_notice(tx: &Tx<'_>, notice: &Notice) -> Result<(), Error> {
-    tx.conn
-        .prepare_cached(
-            "INSERT OR REPLACE INTO slack_notices
+    tx.prepare_cached(
+        "INSERT INTO slack_notices
              (run_id, org_id, role, submitter, actor, response_url, expires_ms, user_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )?
-        .execute(params![
-            notice.run_id,
-            notice.org_id,
-            notice.role.as_str(),
-            notice.submitter,
-            notice.actor,
-            serde_json::to_string(&notice.response_url)?,
-            notice.expires_ms,
-            notice.user_id
-        ])?;
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (run_id) DO UPDATE SET org_id = excluded.org_id, role = excluded.role,
+             submitter = excluded.submitter, actor = excluded.actor,
+             response_url = excluded.response_url, expires_ms = excluded.expires_ms,
+             user_id = excluded.user_id",
+    )?
+    .execute(params![
+        notice.run_id,
+        notice.org_id,
+        notice.role.as_str(),
+        notice.submitter,
+        notice.actor,
+        serde_json::to_string(&notice.response_url)?,
+        notice.expires_ms,
+        notice.user_id
+    ])?;
     Ok(())
 }
 
 /// The notices not yet expired at `now`, oldest deadline first, after
 /// deleting those that have.
 pub(crate) fn pending_notices(tx: &Tx<'_>, now: i64) -> Result<Vec<Notice>, Error> {
-    tx.conn
-        .prepare_cached("DELETE FROM slack_notices WHERE expires_ms <= ?1")?
-        .execute([now])?;
-    let mut stmt = tx.conn.prepare_cached(
+    tx.prepare_cached("DELETE FROM slack_notices WHERE expires_ms <= ?1")?
+        .execute(params![now])?;
+    let mut stmt = tx.prepare_cached(
         "SELECT run_id, org_id, role, submitter, actor, response_url, expires_ms,
                 COALESCE(user_id, 0)
          FROM slack_notices ORDER BY expires_ms, run_id",
     )?;
-    let rows = stmt.query_map([], |r| {
+    let rows = stmt.query_map(params![], |r| {
         Ok((
             r.get::<_, String>(0)?,
             r.get::<_, i64>(1)?,
@@ -307,9 +298,8 @@ pub(crate) fn pending_notices(tx: &Tx<'_>, now: i64) -> Result<Vec<Notice>, Erro
 /// Forgets the notice of run `run_id` (delivered, refused for good, or
 /// given up).
 pub(crate) fn delete_notice(tx: &Tx<'_>, run_id: &str) -> Result<(), Error> {
-    tx.conn
-        .prepare_cached("DELETE FROM slack_notices WHERE run_id = ?1")?
-        .execute([run_id])?;
+    tx.prepare_cached("DELETE FROM slack_notices WHERE run_id = ?1")?
+        .execute(params![run_id])?;
     Ok(())
 }
 
@@ -327,15 +317,13 @@ pub(crate) fn set_approvals(
         None => (None, None),
     };
     let changed = tx
-        .conn
         .prepare_cached(
             "UPDATE slack_workspaces SET approvals_channel = ?3, bot_token = ?4
              WHERE team_id = ?1 AND org_id = ?2",
         )?
         .execute(params![team_id, org_id, channel, token])?;
     if channel.is_none() {
-        tx.conn
-            .prepare_cached("DELETE FROM slack_approval_posts WHERE team_id = ?1 AND org_id = ?2")?
+        tx.prepare_cached("DELETE FROM slack_approval_posts WHERE team_id = ?1 AND org_id = ?2")?
             .execute(params![team_id, org_id])?;
     }
     Ok(changed == 1)
@@ -349,7 +337,6 @@ pub(crate) fn bot_token(
     org_id: i64,
 ) -> Result<Option<SealedSecret>, Error> {
     let sealed: Option<String> = tx
-        .conn
         .prepare_cached(
             "SELECT bot_token FROM slack_workspaces
              WHERE team_id = ?1 AND org_id = ?2 AND approvals_channel IS NOT NULL",
@@ -369,11 +356,11 @@ pub(crate) fn queue_approval_posts(
     now: i64,
 ) -> Result<usize, Error> {
     Ok(tx
-        .conn
         .prepare_cached(
-            "INSERT OR IGNORE INTO slack_approval_posts (run_id, team_id, org_id, channel, created_ms)
+            "INSERT INTO slack_approval_posts (run_id, team_id, org_id, channel, created_ms)
              SELECT ?2, team_id, org_id, approvals_channel, ?3 FROM slack_workspaces
-             WHERE org_id = ?1 AND approvals_channel IS NOT NULL",
+             WHERE org_id = ?1 AND approvals_channel IS NOT NULL
+             ON CONFLICT DO NOTHING",
         )?
         .execute(params![org_id, run_id, now])?)
 }
@@ -394,7 +381,7 @@ pub(crate) struct ApprovalPost {
 
 /// The approval messages not settled yet, oldest first (at most `limit`).
 pub(crate) fn approval_posts(tx: &Tx<'_>, limit: u32) -> Result<Vec<ApprovalPost>, Error> {
-    let mut stmt = tx.conn.prepare_cached(
+    let mut stmt = tx.prepare_cached(
         "SELECT p.run_id, p.team_id, p.org_id, p.channel, p.ts, p.shown, p.attempts, w.bot_token,
                 (SELECT su.user_id FROM slack_users su JOIN runs r ON r.id = p.run_id
                  WHERE su.team_id = p.team_id AND su.org_id = p.org_id
@@ -404,7 +391,7 @@ pub(crate) fn approval_posts(tx: &Tx<'_>, limit: u32) -> Result<Vec<ApprovalPost
          JOIN slack_workspaces w ON w.team_id = p.team_id AND w.org_id = p.org_id
          ORDER BY p.created_ms, p.run_id LIMIT ?1",
     )?;
-    let rows = stmt.query_map([limit], |r| {
+    let rows = stmt.query_map(params![limit], |r| {
         Ok((
             ApprovalPost {
                 run_id: r.get(0)?,
@@ -439,12 +426,11 @@ pub(crate) fn approval_post_shown(
     ts: &str,
     shown: &str,
 ) -> Result<(), Error> {
-    tx.conn
-        .prepare_cached(
-            "UPDATE slack_approval_posts SET ts = ?4, shown = ?5, attempts = 0
+    tx.prepare_cached(
+        "UPDATE slack_approval_posts SET ts = ?4, shown = ?5, attempts = 0
              WHERE run_id = ?1 AND team_id = ?2 AND org_id = ?3",
-        )?
-        .execute(params![run_id, team_id, org_id, ts, shown])?;
+    )?
+    .execute(params![run_id, team_id, org_id, ts, shown])?;
     Ok(())
 }
 
@@ -456,7 +442,6 @@ pub(crate) fn approval_post_failed(
     org_id: i64,
 ) -> Result<u32, Error> {
     Ok(tx
-        .conn
         .prepare_cached(
             "UPDATE slack_approval_posts SET attempts = attempts + 1
              WHERE run_id = ?1 AND team_id = ?2 AND org_id = ?3 RETURNING attempts",
@@ -473,11 +458,10 @@ pub(crate) fn delete_approval_post(
     team_id: &str,
     org_id: i64,
 ) -> Result<(), Error> {
-    tx.conn
-        .prepare_cached(
-            "DELETE FROM slack_approval_posts WHERE run_id = ?1 AND team_id = ?2 AND org_id = ?3",
-        )?
-        .execute(params![run_id, team_id, org_id])?;
+    tx.prepare_cached(
+        "DELETE FROM slack_approval_posts WHERE run_id = ?1 AND team_id = ?2 AND org_id = ?3",
+    )?
+    .execute(params![run_id, team_id, org_id])?;
     Ok(())
 }
 
@@ -488,7 +472,6 @@ pub(crate) fn approvals_channel(
     org_id: i64,
 ) -> Result<Option<String>, Error> {
     Ok(tx
-        .conn
         .prepare_cached(
             "SELECT approvals_channel FROM slack_workspaces WHERE team_id = ?1 AND org_id = ?2",
         )?

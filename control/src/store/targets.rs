@@ -1,8 +1,8 @@
 //! Rows of `targets`: specs and pinned public keys.
 
+use super::sql::{self, Optional as _, Row};
 use super::tx::Tx;
 use crate::error::Error;
-use rusqlite::{OptionalExtension as _, params};
 use sealrun_vault::KeyId;
 use sealrun_wire::admin::{PublicKeyView, TargetSpec, TargetView};
 
@@ -17,7 +17,7 @@ type ViewRow = (
     Option<String>,
 );
 
-fn view_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ViewRow> {
+fn view_row(r: &Row<'_>) -> sql::Result<ViewRow> {
     Ok((
         r.get(0)?,
         r.get(1)?,
@@ -55,23 +55,22 @@ fn to_view(
 
 /// The org's target `name`, as users see it.
 pub(crate) fn view(tx: &Tx<'_>, org_id: i64, name: &str) -> Result<Option<TargetView>, Error> {
-    tx.conn
-        .prepare_cached(&format!(
-            "SELECT {VIEW_COLUMNS} FROM targets WHERE org_id = ?1 AND name = ?2"
-        ))?
-        .query_row(params![org_id, name], view_row)
-        .optional()?
-        .map(to_view)
-        .transpose()
+    tx.prepare_cached(&format!(
+        "SELECT {VIEW_COLUMNS} FROM targets WHERE org_id = ?1 AND name = ?2"
+    ))?
+    .query_row(params![org_id, name], view_row)
+    .optional()?
+    .map(to_view)
+    .transpose()
 }
 
 /// The org's targets, by name.
 pub(crate) fn list(tx: &Tx<'_>, org_id: i64) -> Result<Vec<TargetView>, Error> {
-    let mut stmt = tx.conn.prepare_cached(&format!(
+    let mut stmt = tx.prepare_cached(&format!(
         "SELECT {VIEW_COLUMNS} FROM targets WHERE org_id = ?1 ORDER BY name"
     ))?;
     let rows = stmt
-        .query_map([org_id], view_row)?
+        .query_map(params![org_id], view_row)?
         .collect::<Result<Vec<_>, _>>()?;
     rows.into_iter().map(to_view).collect()
 }
@@ -79,7 +78,6 @@ pub(crate) fn list(tx: &Tx<'_>, org_id: i64) -> Result<Vec<TargetView>, Error> {
 /// The id of the org's target `name`.
 pub(crate) fn id(tx: &Tx<'_>, org_id: i64, name: &str) -> Result<Option<i64>, Error> {
     Ok(tx
-        .conn
         .prepare_cached("SELECT id FROM targets WHERE org_id = ?1 AND name = ?2")?
         .query_row(params![org_id, name], |r| r.get(0))
         .optional()?)
@@ -92,7 +90,6 @@ pub(crate) fn spec_by_name(
     name: &str,
 ) -> Result<Option<(i64, TargetSpec)>, Error> {
     let row: Option<(i64, String)> = tx
-        .conn
         .prepare_cached("SELECT id, spec FROM targets WHERE org_id = ?1 AND name = ?2")?
         .query_row(params![org_id, name], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
@@ -105,18 +102,16 @@ pub(crate) fn spec_by_name(
 /// Target `id`'s spec.
 pub(crate) fn spec(tx: &Tx<'_>, id: i64) -> Result<TargetSpec, Error> {
     let spec: String = tx
-        .conn
         .prepare_cached("SELECT spec FROM targets WHERE id = ?1")?
-        .query_row([id], |r| r.get(0))?;
+        .query_row(params![id], |r| r.get(0))?;
     Ok(serde_json::from_str(&spec)?)
 }
 
 /// Target `id`'s certificate (JSON), if an admin certified it.
 pub(crate) fn certificate(tx: &Tx<'_>, id: i64) -> Result<Option<String>, Error> {
     Ok(tx
-        .conn
         .prepare_cached("SELECT certificate FROM targets WHERE id = ?1")?
-        .query_row([id], |r| r.get(0))?)
+        .query_row(params![id], |r| r.get(0))?)
 }
 
 /// The org's target `name`: its id, pool and pinned key id (or the key id a
@@ -127,7 +122,6 @@ pub(crate) fn pool_and_key(
     name: &str,
 ) -> Result<Option<(i64, i64, Option<String>)>, Error> {
     Ok(tx
-        .conn
         .prepare_cached("SELECT id, pool_id, key_id FROM targets WHERE org_id = ?1 AND name = ?2")?
         .query_row(params![org_id, name], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
@@ -139,7 +133,6 @@ pub(crate) fn pool_and_key(
 /// re-key that named exactly `key_id`. Whether it pinned it now.
 pub(crate) fn pin_key(tx: &Tx<'_>, id: i64, key: &str, key_id: &str) -> Result<bool, Error> {
     Ok(tx
-        .conn
         .prepare_cached(
             "UPDATE targets SET public_key = ?2, key_id = ?3
              WHERE id = ?1 AND public_key IS NULL AND (key_id IS NULL OR key_id = ?3)",
@@ -156,20 +149,18 @@ pub(crate) fn set_report_key(
     key: &str,
     report_key: &str,
 ) -> Result<(), Error> {
-    tx.conn
-        .prepare_cached(
-            "UPDATE targets SET report_key = ?3
+    tx.prepare_cached(
+        "UPDATE targets SET report_key = ?3
              WHERE id = ?1 AND public_key = ?2 AND report_key IS NULL",
-        )?
-        .execute(params![id, key, report_key])?;
+    )?
+    .execute(params![id, key, report_key])?;
     Ok(())
 }
 
 /// Target `id` accepts only the key `key_id` from now on; its key bytes are
 /// pinned when an agent presents that key ([`pin_key`]).
 pub(crate) fn rekey(tx: &Tx<'_>, id: i64, key_id: &str, now: i64) -> Result<(), Error> {
-    tx.conn
-        .prepare_cached(
+    tx.prepare_cached(
             "UPDATE targets SET public_key = NULL, report_key = NULL, key_id = ?2, updated_ms = ?3 WHERE id = ?1",
         )?
         .execute(params![id, key_id, now])?;
@@ -185,11 +176,16 @@ pub(crate) fn insert(
     spec: &TargetSpec,
     now: i64,
 ) -> Result<(), Error> {
-    tx.conn
-        .prepare_cached(
-            "INSERT INTO targets (org_id, name, pool_id, spec, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?
-        .execute(params![org_id, name, pool_id, serde_json::to_string(spec)?, now])?;
+    tx.prepare_cached(
+        "INSERT INTO targets (org_id, name, pool_id, spec, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        org_id,
+        name,
+        pool_id,
+        serde_json::to_string(spec)?,
+        now
+    ])?;
     Ok(())
 }
 
@@ -201,19 +197,15 @@ pub(crate) fn update(
     spec: &TargetSpec,
     now: i64,
 ) -> Result<(), Error> {
-    tx.conn
-        .prepare_cached(
-            "UPDATE targets SET pool_id = ?2, spec = ?3, updated_ms = ?4 WHERE id = ?1",
-        )?
+    tx.prepare_cached("UPDATE targets SET pool_id = ?2, spec = ?3, updated_ms = ?4 WHERE id = ?1")?
         .execute(params![id, pool_id, serde_json::to_string(spec)?, now])?;
     Ok(())
 }
 
 /// Removes target `id` (its secrets and agents' links must be gone first).
 pub(crate) fn delete(tx: &Tx<'_>, id: i64) -> Result<(), Error> {
-    tx.conn
-        .prepare_cached("DELETE FROM targets WHERE id = ?1")?
-        .execute([id])?;
+    tx.prepare_cached("DELETE FROM targets WHERE id = ?1")?
+        .execute(params![id])?;
     Ok(())
 }
 
@@ -224,8 +216,7 @@ pub(crate) fn set_certificate(
     name: &str,
     certificate: &str,
 ) -> Result<(), Error> {
-    tx.conn
-        .prepare_cached("UPDATE targets SET certificate = ?3 WHERE org_id = ?1 AND name = ?2")?
+    tx.prepare_cached("UPDATE targets SET certificate = ?3 WHERE org_id = ?1 AND name = ?2")?
         .execute(params![org_id, name, certificate])?;
     Ok(())
 }

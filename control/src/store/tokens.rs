@@ -1,10 +1,10 @@
 //! Rows of `tokens`: user, enrollment and agent tokens (hashes only).
 
 use super::db::now_ms;
+use super::sql::Optional as _;
 use super::tx::Tx;
 use crate::error::Error;
 use crate::token::{NewToken, TokenKind};
-use rusqlite::{OptionalExtension as _, params};
 use sealrun_wire::admin::{EnrollmentTokenView, Role, TokenView};
 
 /// What is stored about a new token besides its id and hash.
@@ -29,7 +29,7 @@ pub(crate) struct TokenRecord<'a> {
 /// Stores a new token; returns its creation time.
 pub(crate) fn insert(tx: &Tx<'_>, new: &NewToken, rec: &TokenRecord<'_>) -> Result<i64, Error> {
     let now = now_ms();
-    tx.conn.prepare_cached(
+    tx.prepare_cached(
         "INSERT INTO tokens (id, org_id, kind, role, name, secret_sha256, pool_id, agent_id, created_ms, expires_ms, max_uses, user_id, parent_id)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )?
@@ -76,7 +76,6 @@ pub(crate) struct Credential {
 /// The token with id `id`, with its org's name.
 pub(crate) fn credential(tx: &Tx<'_>, id: &str) -> Result<Option<Credential>, Error> {
     Ok(tx
-        .conn
         .prepare_cached(
             "SELECT t.kind, u.role, t.name, t.secret_sha256, t.org_id, o.name, t.pool_id,
                     t.agent_id, t.expires_ms, t.revoked_ms, t.max_uses, t.uses,
@@ -114,13 +113,13 @@ pub(crate) fn credential(tx: &Tx<'_>, id: &str) -> Result<Option<Credential>, Er
 
 /// The org's user tokens, newest first.
 pub(crate) fn list_users(tx: &Tx<'_>, org_id: i64) -> Result<Vec<TokenView>, Error> {
-    let mut stmt = tx.conn.prepare_cached(
+    let mut stmt = tx.prepare_cached(
         "SELECT t.id, t.name, COALESCE(u.role, t.role), t.created_ms, t.revoked_ms, t.expires_ms,
                 COALESCE(u.name, '')
          FROM tokens t LEFT JOIN users u ON u.id = t.user_id
          WHERE t.org_id = ?1 AND t.kind = 'user' ORDER BY t.created_ms DESC, t.id",
     )?;
-    let rows = stmt.query_map([org_id], |r| {
+    let rows = stmt.query_map(params![org_id], |r| {
         let role: String = r.get(2)?;
         Ok(TokenView {
             id: r.get(0)?,
@@ -149,7 +148,6 @@ pub(crate) struct Revocable {
 /// The org's token `id`.
 pub(crate) fn revocable(tx: &Tx<'_>, org_id: i64, id: &str) -> Result<Option<Revocable>, Error> {
     Ok(tx
-        .conn
         .prepare_cached(
             "SELECT t.kind, COALESCE(u.role, t.role), t.name, t.revoked_ms, u.name
              FROM tokens t LEFT JOIN users u ON u.id = t.user_id
@@ -170,19 +168,17 @@ pub(crate) fn revocable(tx: &Tx<'_>, org_id: i64, id: &str) -> Result<Option<Rev
 /// How many unrevoked tokens of enabled admin users the org has.
 pub(crate) fn active_admins(tx: &Tx<'_>, org_id: i64) -> Result<i64, Error> {
     Ok(tx
-        .conn
         .prepare_cached(
             "SELECT COUNT(*) FROM tokens t JOIN users u ON u.id = t.user_id
              WHERE t.org_id = ?1 AND t.kind = 'user' AND u.role = 'admin'
              AND u.disabled_ms IS NULL AND t.revoked_ms IS NULL",
         )?
-        .query_row([org_id], |r| r.get(0))?)
+        .query_row(params![org_id], |r| r.get(0))?)
 }
 
 /// Marks token `id` revoked.
 pub(crate) fn revoke(tx: &Tx<'_>, id: &str, now: i64) -> Result<(), Error> {
-    tx.conn
-        .prepare_cached("UPDATE tokens SET revoked_ms = ?2 WHERE id = ?1")?
+    tx.prepare_cached("UPDATE tokens SET revoked_ms = ?2 WHERE id = ?1")?
         .execute(params![id, now])?;
     Ok(())
 }
@@ -192,7 +188,6 @@ pub(crate) fn revoke(tx: &Tx<'_>, id: &str, now: i64) -> Result<(), Error> {
 /// one) just as valid.
 pub(crate) fn active(tx: &Tx<'_>, id: &str, now: i64) -> Result<bool, Error> {
     Ok(tx
-        .conn
         .prepare_cached(
             "SELECT 1 FROM tokens t LEFT JOIN users u ON u.id = t.user_id
              LEFT JOIN tokens p ON p.id = t.parent_id
@@ -208,7 +203,6 @@ pub(crate) fn active(tx: &Tx<'_>, id: &str, now: i64) -> Result<bool, Error> {
 /// many.
 pub(crate) fn revoke_user(tx: &Tx<'_>, user_id: i64, now: i64) -> Result<usize, Error> {
     Ok(tx
-        .conn
         .prepare_cached(
             "UPDATE tokens SET revoked_ms = ?2 WHERE user_id = ?1 AND revoked_ms IS NULL",
         )?
@@ -217,11 +211,10 @@ pub(crate) fn revoke_user(tx: &Tx<'_>, user_id: i64, now: i64) -> Result<usize, 
 
 /// Marks every unrevoked token of agent `agent_id` revoked.
 pub(crate) fn revoke_agents(tx: &Tx<'_>, agent_id: &str, now: i64) -> Result<(), Error> {
-    tx.conn
-        .prepare_cached(
-            "UPDATE tokens SET revoked_ms = ?2 WHERE agent_id = ?1 AND revoked_ms IS NULL",
-        )?
-        .execute(params![agent_id, now])?;
+    tx.prepare_cached(
+        "UPDATE tokens SET revoked_ms = ?2 WHERE agent_id = ?1 AND revoked_ms IS NULL",
+    )?
+    .execute(params![agent_id, now])?;
     Ok(())
 }
 
@@ -231,11 +224,11 @@ pub(crate) fn list_enrollment(
     pool_id: i64,
     pool: &str,
 ) -> Result<Vec<EnrollmentTokenView>, Error> {
-    let mut stmt = tx.conn.prepare_cached(
+    let mut stmt = tx.prepare_cached(
         "SELECT id, created_ms, expires_ms, revoked_ms, max_uses, uses FROM tokens
          WHERE kind = 'enrollment' AND pool_id = ?1 ORDER BY created_ms DESC, id",
     )?;
-    let rows = stmt.query_map([pool_id], |r| {
+    let rows = stmt.query_map(params![pool_id], |r| {
         Ok(EnrollmentTokenView {
             id: r.get(0)?,
             pool: pool.to_owned(),
@@ -253,7 +246,6 @@ pub(crate) fn list_enrollment(
 /// unexpired at `now` and not used up; returns whether it was.
 pub(crate) fn use_enrollment(tx: &Tx<'_>, id: &str, now: i64) -> Result<bool, Error> {
     Ok(tx
-        .conn
         .prepare_cached(
             "UPDATE tokens SET uses = uses + 1
              WHERE id = ?1 AND kind = 'enrollment' AND revoked_ms IS NULL

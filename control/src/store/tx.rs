@@ -1,21 +1,73 @@
 //! [`Tx`]: the handle every store function takes.
 
-/// A transaction of the writer, or a reader's connection: what the domain
+use super::pg::PgTx;
+use super::sql::{self, Optional as _, Param, Result, Row, SqlError, bind};
+use std::cell::RefCell;
+
+/// A transaction of the writer, or a reader's snapshot: what the domain
 /// hands to store functions. Only the store modules can reach the
 /// connection inside, so only they can say SQL.
 pub struct Tx<'c> {
-    pub(super) conn: &'c rusqlite::Connection,
+    conn: Conn<'c>,
 }
 
 impl std::fmt::Debug for Tx<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tx").finish_non_exhaustive()
+        f.debug_struct("Tx")
+            .field("backend", &self.backend())
+            .finish_non_exhaustive()
     }
 }
 
+/// Which database a [`Tx`] runs on, for the few statements whose SQL
+/// differs between the two.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Backend {
+    Sqlite,
+    Postgres,
+}
+
 impl<'c> Tx<'c> {
-    pub(super) fn new(conn: &'c rusqlite::Connection) -> Tx<'c> {
-        Tx { conn }
+    pub(super) fn sqlite(conn: &'c rusqlite::Connection) -> Tx<'c> {
+        Tx {
+            conn: Conn::Sqlite(conn),
+        }
+    }
+
+    pub(super) fn postgres(conn: &'c RefCell<PgTx<'c>>) -> Tx<'c> {
+        Tx {
+            conn: Conn::Postgres(conn),
+        }
+    }
+
+    /// The backend this transaction runs on.
+    pub(crate) fn backend(&self) -> Backend {
+        match self.conn {
+            Conn::Sqlite(_) => Backend::Sqlite,
+            Conn::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Prepares `sql` (written with `?N` placeholders), cached per
+    /// connection.
+    pub(crate) fn prepare_cached(&self, sql: &str) -> sql::Result<Stmt<'c>> {
+        match self.conn {
+            Conn::Sqlite(c) => Ok(Stmt::Sqlite(c.prepare_cached(sql)?)),
+            Conn::Postgres(c) => {
+                let stmt = c.borrow_mut().prepare(sql)?;
+                Ok(Stmt::Postgres { conn: c, stmt })
+            }
+        }
+    }
+
+    /// Runs one query; its first row, mapped.
+    pub(crate) fn query_row<T>(
+        &self,
+        sql: &str,
+        params: &[&dyn sql::Param],
+        f: impl FnOnce(&sql::Row<'_>) -> sql::Result<T>,
+    ) -> sql::Result<T> {
+        self.prepare_cached(sql)?.query_row(params, f)
     }
 }
 
@@ -57,5 +109,115 @@ impl From<rusqlite::Error> for crate::error::Error {
 impl From<serde_json::Error> for crate::error::Error {
     fn from(e: serde_json::Error) -> Self {
         crate::error::Error::internal(format_args!("stored JSON: {e}"))
+    }
+}
+
+impl From<SqlError> for crate::error::Error {
+    fn from(e: SqlError) -> Self {
+        match e {
+            SqlError::Sqlite(e) => e.into(),
+            SqlError::Postgres(e) => super::pg::error(&e),
+            SqlError::NoRow => crate::error::Error::internal("database: no row"),
+            SqlError::Conversion(m) => crate::error::Error::internal(format_args!("database: {m}")),
+        }
+    }
+}
+
+/// The connection a [`Tx`](super::Tx) runs on.
+pub(crate) enum Conn<'c> {
+    Sqlite(&'c rusqlite::Connection),
+    Postgres(&'c RefCell<PgTx<'c>>),
+}
+
+/// A prepared statement of either backend.
+pub(crate) enum Stmt<'c> {
+    Sqlite(rusqlite::CachedStatement<'c>),
+    Postgres {
+        conn: &'c RefCell<PgTx<'c>>,
+        stmt: postgres::Statement,
+    },
+}
+
+impl Stmt<'_> {
+    /// Runs the statement; the number of rows changed.
+    pub(crate) fn execute(&mut self, params: &[&dyn Param]) -> Result<usize> {
+        let values = bind(params)?;
+        match self {
+            Stmt::Sqlite(s) => Ok(s.execute(rusqlite::params_from_iter(values.iter()))?),
+            Stmt::Postgres { conn, stmt } => {
+                let n = conn.borrow_mut().execute(stmt, &values)?;
+                usize::try_from(n).map_err(|_| SqlError::Conversion("row count".into()))
+            }
+        }
+    }
+
+    /// The first row, mapped; [`SqlError::NoRow`] if none.
+    pub(crate) fn query_row<T>(
+        &mut self,
+        params: &[&dyn Param],
+        f: impl FnOnce(&Row<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let values = bind(params)?;
+        match self {
+            Stmt::Sqlite(s) => {
+                let mut rows = s.query(rusqlite::params_from_iter(values.iter()))?;
+                match rows.next()? {
+                    Some(r) => f(&Row::Sqlite(r)),
+                    None => Err(SqlError::NoRow),
+                }
+            }
+            Stmt::Postgres { conn, stmt } => {
+                let rows = conn.borrow_mut().query(stmt, &values)?;
+                match rows.first() {
+                    Some(r) => f(&Row::Postgres(r)),
+                    None => Err(SqlError::NoRow),
+                }
+            }
+        }
+    }
+
+    /// Every row, mapped.
+    pub(crate) fn query_map<T>(
+        &mut self,
+        params: &[&dyn Param],
+        mut f: impl FnMut(&Row<'_>) -> Result<T>,
+    ) -> Result<std::vec::IntoIter<Result<T>>> {
+        let mut out = Vec::new();
+        self.each(params, |r| {
+            out.push(f(r));
+            Ok(true)
+        })?;
+        Ok(out.into_iter())
+    }
+
+    /// Calls `f` with every row, in order, without holding them all, until
+    /// it returns `false`.
+    pub(crate) fn each(
+        &mut self,
+        params: &[&dyn Param],
+        mut f: impl FnMut(&Row<'_>) -> Result<bool>,
+    ) -> Result<()> {
+        let values = bind(params)?;
+        match self {
+            Stmt::Sqlite(s) => {
+                let mut rows = s.query(rusqlite::params_from_iter(values.iter()))?;
+                while let Some(r) = rows.next()? {
+                    if !f(&Row::Sqlite(r))? {
+                        break;
+                    }
+                }
+                Ok(())
+            }
+            Stmt::Postgres { conn, stmt } => conn
+                .borrow_mut()
+                .each(stmt, &values, |r| f(&Row::Postgres(r))),
+        }
+    }
+
+    /// Whether the query returns a row.
+    pub(crate) fn exists(&mut self, params: &[&dyn Param]) -> Result<bool> {
+        self.query_row(params, |_| Ok(()))
+            .optional()
+            .map(|r| r.is_some())
     }
 }

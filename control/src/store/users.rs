@@ -1,9 +1,9 @@
 //! Rows of `users` (people: a name and one role per org; their tokens act
 //! with it), `groups` and `group_members`.
 
+use super::sql::Optional as _;
 use super::tx::Tx;
 use crate::error::Error;
-use rusqlite::{OptionalExtension as _, params};
 use sealrun_wire::admin::Role;
 use sealrun_wire::people::{GroupView, UserView};
 
@@ -30,20 +30,18 @@ pub(crate) fn insert(
     role: Role,
     now: i64,
 ) -> Result<Option<i64>, Error> {
-    let n = tx
-        .conn
+    Ok(tx
         .prepare_cached(
             "INSERT INTO users (org_id, name, role, created_ms) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (org_id, name) DO NOTHING",
+             ON CONFLICT (org_id, name) DO NOTHING RETURNING id",
         )?
-        .execute(params![org_id, name, role.as_str(), now])?;
-    Ok((n == 1).then(|| tx.conn.last_insert_rowid()))
+        .query_row(params![org_id, name, role.as_str(), now], |r| r.get(0))
+        .optional()?)
 }
 
 /// The org's user `name`, if any.
 pub(crate) fn by_name(tx: &Tx<'_>, org_id: i64, name: &str) -> Result<Option<UserRow>, Error> {
     Ok(tx
-        .conn
         .prepare_cached(
             "SELECT id, name, role, disabled_ms FROM users WHERE org_id = ?1 AND name = ?2",
         )?
@@ -61,9 +59,8 @@ pub(crate) fn by_name(tx: &Tx<'_>, org_id: i64, name: &str) -> Result<Option<Use
 /// The name of user `user_id` (for approvals and messages), if it exists.
 pub(crate) fn name(tx: &Tx<'_>, user_id: i64) -> Result<Option<String>, Error> {
     Ok(tx
-        .conn
         .prepare_cached("SELECT name FROM users WHERE id = ?1")?
-        .query_row([user_id], |r| r.get(0))
+        .query_row(params![user_id], |r| r.get(0))
         .optional()?)
 }
 
@@ -71,7 +68,6 @@ pub(crate) fn name(tx: &Tx<'_>, user_id: i64) -> Result<Option<String>, Error> {
 /// there is no such group).
 pub(crate) fn in_group(tx: &Tx<'_>, org_id: i64, user_id: i64, group: &str) -> Result<bool, Error> {
     Ok(tx
-        .conn
         .prepare_cached(
             "SELECT 1 FROM group_members m JOIN groups g ON g.id = m.group_id
              WHERE g.org_id = ?1 AND g.name = ?2 AND m.user_id = ?3",
@@ -82,7 +78,7 @@ pub(crate) fn in_group(tx: &Tx<'_>, org_id: i64, user_id: i64, group: &str) -> R
 /// The org's users by name, with how many live (unrevoked, unexpired at
 /// `now`) tokens each holds.
 pub(crate) fn list(tx: &Tx<'_>, org_id: i64, now: i64) -> Result<Vec<UserView>, Error> {
-    let mut stmt = tx.conn.prepare_cached(
+    let mut stmt = tx.prepare_cached(
         "SELECT u.name, u.role, u.created_ms, u.disabled_ms,
                 (SELECT COUNT(*) FROM tokens t WHERE t.user_id = u.id AND t.revoked_ms IS NULL
                  AND (t.expires_ms IS NULL OR t.expires_ms > ?2)),
@@ -117,19 +113,18 @@ pub(crate) fn list(tx: &Tx<'_>, org_id: i64, now: i64) -> Result<Vec<UserView>, 
 
 /// The names of the groups user `user_id` belongs to, sorted.
 pub(crate) fn groups_of(tx: &Tx<'_>, user_id: i64) -> Result<Vec<String>, Error> {
-    let mut stmt = tx.conn.prepare_cached(
+    let mut stmt = tx.prepare_cached(
         "SELECT g.name FROM group_members m JOIN groups g ON g.id = m.group_id
          WHERE m.user_id = ?1 ORDER BY g.name",
     )?;
-    let rows = stmt.query_map([user_id], |r| r.get(0))?;
+    let rows = stmt.query_map(params![user_id], |r| r.get(0))?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
 /// Stores `certificate` (JSON of a signed `UserCertificate`) as user
 /// `user_id`'s.
 pub(crate) fn set_certificate(tx: &Tx<'_>, user_id: i64, certificate: &str) -> Result<(), Error> {
-    tx.conn
-        .prepare_cached("UPDATE users SET certificate = ?2 WHERE id = ?1")?
+    tx.prepare_cached("UPDATE users SET certificate = ?2 WHERE id = ?1")?
         .execute(params![user_id, certificate])?;
     Ok(())
 }
@@ -137,17 +132,15 @@ pub(crate) fn set_certificate(tx: &Tx<'_>, user_id: i64, certificate: &str) -> R
 /// User `user_id`'s certificate (JSON), if an admin certified its key.
 pub(crate) fn certificate(tx: &Tx<'_>, user_id: i64) -> Result<Option<String>, Error> {
     Ok(tx
-        .conn
         .prepare_cached("SELECT certificate FROM users WHERE id = ?1")?
-        .query_row([user_id], |r| r.get(0))
+        .query_row(params![user_id], |r| r.get(0))
         .optional()?
         .flatten())
 }
 
 /// Marks user `user_id` disabled at `now`.
 pub(crate) fn disable(tx: &Tx<'_>, user_id: i64, now: i64) -> Result<(), Error> {
-    tx.conn
-        .prepare_cached("UPDATE users SET disabled_ms = ?2 WHERE id = ?1 AND disabled_ms IS NULL")?
+    tx.prepare_cached("UPDATE users SET disabled_ms = ?2 WHERE id = ?1 AND disabled_ms IS NULL")?
         .execute(params![user_id, now])?;
     Ok(())
 }
@@ -161,7 +154,6 @@ pub(crate) fn admins_with_tokens(
     now: i64,
 ) -> Result<i64, Error> {
     Ok(tx
-        .conn
         .prepare_cached(
             "SELECT COUNT(DISTINCT u.id) FROM users u JOIN tokens t ON t.user_id = u.id
              WHERE u.org_id = ?1 AND u.id != ?2 AND u.role = 'admin' AND u.disabled_ms IS NULL
@@ -177,20 +169,18 @@ pub(crate) fn insert_group(
     name: &str,
     now: i64,
 ) -> Result<Option<i64>, Error> {
-    let n = tx
-        .conn
+    Ok(tx
         .prepare_cached(
             "INSERT INTO groups (org_id, name, created_ms) VALUES (?1, ?2, ?3)
-             ON CONFLICT (org_id, name) DO NOTHING",
+             ON CONFLICT (org_id, name) DO NOTHING RETURNING id",
         )?
-        .execute(params![org_id, name, now])?;
-    Ok((n == 1).then(|| tx.conn.last_insert_rowid()))
+        .query_row(params![org_id, name, now], |r| r.get(0))
+        .optional()?)
 }
 
 /// The id of the org's group `name`, if any.
 pub(crate) fn group_id(tx: &Tx<'_>, org_id: i64, name: &str) -> Result<Option<i64>, Error> {
     Ok(tx
-        .conn
         .prepare_cached("SELECT id FROM groups WHERE org_id = ?1 AND name = ?2")?
         .query_row(params![org_id, name], |r| r.get(0))
         .optional()?)
@@ -200,7 +190,6 @@ pub(crate) fn group_id(tx: &Tx<'_>, org_id: i64, name: &str) -> Result<Option<i6
 /// member yet.
 pub(crate) fn add_member(tx: &Tx<'_>, group_id: i64, user_id: i64) -> Result<bool, Error> {
     Ok(tx
-        .conn
         .prepare_cached(
             "INSERT INTO group_members (group_id, user_id) VALUES (?1, ?2)
              ON CONFLICT DO NOTHING",
@@ -213,7 +202,6 @@ pub(crate) fn add_member(tx: &Tx<'_>, group_id: i64, user_id: i64) -> Result<boo
 /// member.
 pub(crate) fn remove_member(tx: &Tx<'_>, group_id: i64, user_id: i64) -> Result<bool, Error> {
     Ok(tx
-        .conn
         .prepare_cached("DELETE FROM group_members WHERE group_id = ?1 AND user_id = ?2")?
         .execute(params![group_id, user_id])?
         == 1)
@@ -221,32 +209,30 @@ pub(crate) fn remove_member(tx: &Tx<'_>, group_id: i64, user_id: i64) -> Result<
 
 /// Deletes group `group_id` and its memberships.
 pub(crate) fn delete_group(tx: &Tx<'_>, group_id: i64) -> Result<(), Error> {
-    tx.conn
-        .prepare_cached("DELETE FROM group_members WHERE group_id = ?1")?
-        .execute([group_id])?;
-    tx.conn
-        .prepare_cached("DELETE FROM groups WHERE id = ?1")?
-        .execute([group_id])?;
+    tx.prepare_cached("DELETE FROM group_members WHERE group_id = ?1")?
+        .execute(params![group_id])?;
+    tx.prepare_cached("DELETE FROM groups WHERE id = ?1")?
+        .execute(params![group_id])?;
     Ok(())
 }
 
 /// The names of group `group_id`'s members, by name.
 pub(crate) fn members(tx: &Tx<'_>, group_id: i64) -> Result<Vec<String>, Error> {
-    let mut stmt = tx.conn.prepare_cached(
+    let mut stmt = tx.prepare_cached(
         "SELECT u.name FROM group_members m JOIN users u ON u.id = m.user_id
          WHERE m.group_id = ?1 ORDER BY u.name",
     )?;
-    let rows = stmt.query_map([group_id], |r| r.get(0))?;
+    let rows = stmt.query_map(params![group_id], |r| r.get(0))?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
 /// The org's groups by name, with their members.
 pub(crate) fn list_groups(tx: &Tx<'_>, org_id: i64) -> Result<Vec<GroupView>, Error> {
-    let mut stmt = tx.conn.prepare_cached(
+    let mut stmt = tx.prepare_cached(
         "SELECT id, name, created_ms FROM groups WHERE org_id = ?1 ORDER BY name",
     )?;
     let groups = stmt
-        .query_map([org_id], |r| {
+        .query_map(params![org_id], |r| {
             Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get(2)?))
         })?
         .collect::<Result<Vec<_>, _>>()?;

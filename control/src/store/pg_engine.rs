@@ -1,0 +1,273 @@
+//! The PostgreSQL engine: its writer thread, reader threads and standalone
+//! transactions, over the connections of [`super::pg`].
+
+use super::pg::{Connector, DatabaseUrl, PgConn, WRITE_LOCK, error};
+use super::tx::Tx;
+use super::writer::{Health, MAX_READERS, Message, next_batch, not_durable, run_jobs};
+use crate::error::{Error, OpenError};
+use std::cell::RefCell;
+use std::sync::{Arc, Mutex, mpsc};
+
+/// Begins a write transaction holding [`WRITE_LOCK`]. A connection found
+/// broken (the server restarted since its last use) is replaced once: no job
+/// has run yet, so nothing is lost by retrying.
+fn begin_write(conn: &mut Option<PgConn>, connector: &Connector) -> Result<(), postgres::Error> {
+    let begin = format!("BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})");
+    if let Some(c) = conn.as_mut().filter(|c| !c.client.is_closed()) {
+        match c.client.batch_execute(&begin) {
+            Ok(()) => return Ok(()),
+            Err(e) if !(e.is_closed() || e.code().is_none()) => {
+                let _ = c.client.batch_execute("ROLLBACK");
+                return Err(e);
+            }
+            Err(_) => {}
+        }
+    }
+    *conn = None;
+    let mut fresh = connector.connect()?;
+    fresh.client.batch_execute(&begin)?;
+    *conn = Some(fresh);
+    Ok(())
+}
+
+/// The PostgreSQL writer thread: batches as SQLite's does, each batch one
+/// transaction under [`WRITE_LOCK`], each job in its own savepoint. A
+/// commit PostgreSQL acknowledged is durable; one whose answer was lost (the
+/// connection broke during `COMMIT`) may or may not have happened and is
+/// answered so ([`not_durable`]).
+pub(super) fn writer_loop(
+    connector: Connector,
+    jobs: mpsc::Receiver<Message>,
+    health: Arc<Health>,
+    opened: mpsc::SyncSender<Result<(), OpenError>>,
+    #[cfg(any(test, feature = "fault-injection"))] faults: crate::settings::Faults,
+) {
+    let first = connector
+        .connect()
+        .map_err(|e| connector.open_error(&e))
+        .and_then(|mut conn| super::pg_schema::migrate(&mut conn, &connector).map(|()| conn));
+    let mut conn = match first {
+        Ok(conn) => {
+            let _ = opened.send(Ok(()));
+            Some(conn)
+        }
+        Err(e) => {
+            let _ = opened.send(Err(e));
+            return;
+        }
+    };
+    let mut stopping = false;
+    while !stopping {
+        let Some(mut batch) = next_batch(&jobs, &mut stopping) else {
+            break;
+        };
+        if let Err(e) = begin_write(&mut conn, &connector) {
+            health.failed();
+            let err = error(&e);
+            for job in batch {
+                job.deliver(Err(err.clone()));
+            }
+            continue;
+        }
+        let Some(c) = conn.as_mut() else {
+            continue; // begin_write left a connection: cannot happen
+        };
+        {
+            let cell = RefCell::new(c.tx());
+            run_jobs(&mut batch, &Tx::postgres(&cell), |sql| {
+                cell.borrow_mut().batch(sql)
+            });
+        }
+        let committed = c.client.batch_execute("COMMIT");
+        // The injected fault: PostgreSQL committed, but its answer was lost
+        // on the way (as when the connection breaks during `COMMIT`).
+        #[cfg(any(test, feature = "fault-injection"))]
+        if committed.is_ok() && faults.sync_fails() {
+            health.failed();
+            for job in batch {
+                job.deliver(Err(not_durable()));
+            }
+            continue;
+        }
+        match committed {
+            Ok(()) => {
+                health.succeeded();
+                for job in &mut batch {
+                    job.committed();
+                }
+                for job in batch {
+                    job.deliver(Ok(()));
+                }
+            }
+            Err(e) => {
+                health.failed();
+                let err = if e.is_closed() || e.code().is_none() {
+                    conn = None;
+                    not_durable()
+                } else {
+                    let _ = c.client.batch_execute("ROLLBACK");
+                    error(&e)
+                };
+                for job in batch {
+                    job.deliver(Err(err.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// A read for a reader thread.
+type ReadJob = Box<dyn FnOnce(&mut Option<PgConn>) + Send>;
+
+/// Reader connections to PostgreSQL, bounded as SQLite's are: each lives on
+/// a thread of its own. (The synchronous client runs a runtime of its own,
+/// which tokio forbids inside the server's runtime, blocking pool included;
+/// the same holds for the writer thread and [`Standalone`].)
+pub(crate) struct ReaderPool {
+    jobs: Mutex<Option<mpsc::Sender<ReadJob>>>,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+impl ReaderPool {
+    pub(super) fn new(connector: Connector) -> Result<ReaderPool, std::io::Error> {
+        let (tx, rx) = mpsc::channel::<ReadJob>();
+        let rx = Arc::new(Mutex::new(rx));
+        let threads = (0..MAX_READERS)
+            .map(|i| {
+                let (rx, connector) = (Arc::clone(&rx), connector.clone());
+                std::thread::Builder::new()
+                    .name(format!("sealrun-db-reader-{i}"))
+                    .spawn(move || reader_thread(&rx, &connector))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(ReaderPool {
+            jobs: Mutex::new(Some(tx)),
+            threads: Mutex::new(threads),
+        })
+    }
+
+    /// Runs `work` in one read-only `REPEATABLE READ` transaction: every
+    /// statement sees the same snapshot, as on SQLite.
+    pub(super) async fn read<T, F>(&self, work: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Tx<'_>) -> Result<T, Error> + Send + 'static,
+    {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job: ReadJob = Box::new(move |conn| {
+            let _ = reply.send(read_snapshot(conn, work));
+        });
+        let sent = self
+            .jobs
+            .lock()
+            .ok()
+            .and_then(|jobs| jobs.as_ref().map(|jobs| jobs.send(job).is_ok()));
+        if sent != Some(true) {
+            return Err(Error::shutting_down());
+        }
+        answer.await.map_err(|_| Error::shutting_down())?
+    }
+
+    /// Stops the reader threads (after the reads already sent).
+    pub(super) fn close(&self) {
+        drop(self.jobs.lock().ok().and_then(|mut jobs| jobs.take()));
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+}
+
+fn reader_thread(jobs: &Mutex<mpsc::Receiver<ReadJob>>, connector: &Connector) {
+    let mut conn: Option<PgConn> = None;
+    loop {
+        // The lock is held only while waiting for the next job.
+        let job = match jobs.lock() {
+            Ok(rx) => rx.recv(),
+            Err(_) => return,
+        };
+        let Ok(job) = job else { return };
+        if conn.is_none() {
+            conn = connector.connect().ok();
+        }
+        job(&mut conn);
+    }
+}
+
+/// One read on `conn` (replaced if found broken; left `None` if no
+/// connection can be made, and the read answers why).
+fn read_snapshot<T>(
+    conn: &mut Option<PgConn>,
+    work: impl FnOnce(&Tx<'_>) -> Result<T, Error>,
+) -> Result<T, Error> {
+    const BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
+    let begun = conn
+        .as_mut()
+        .is_some_and(|c| c.client.batch_execute(BEGIN).is_ok());
+    if !begun {
+        *conn = None;
+        return Err(Error::Unavailable(
+            "the control plane's database is unreachable; retry later".into(),
+        ));
+    }
+    let Some(c) = conn.as_mut() else {
+        return Err(Error::internal("a reader lost its connection"));
+    };
+    let result = {
+        let cell = RefCell::new(c.tx());
+        work(&Tx::postgres(&cell))
+    };
+    if c.client.batch_execute("ROLLBACK").is_err() {
+        *conn = None;
+    }
+    result
+}
+
+/// [`super::Standalone`] on PostgreSQL: each transaction on a connection of
+/// its own, on a thread of its own (see [`ReaderPool`]).
+pub(crate) struct Standalone {
+    connector: Connector,
+}
+
+impl Standalone {
+    pub(super) fn open(url: &DatabaseUrl) -> Result<Standalone, OpenError> {
+        let connector = Connector::new(url)?;
+        off_runtime(|| {
+            let mut conn = connector.connect().map_err(|e| connector.open_error(&e))?;
+            super::pg_schema::migrate(&mut conn, &connector)
+        })?;
+        Ok(Standalone { connector })
+    }
+
+    pub(super) fn immediate<T: Send>(
+        &mut self,
+        work: impl FnOnce(&Tx<'_>) -> Result<T, OpenError> + Send,
+    ) -> Result<T, OpenError> {
+        let connector = &self.connector;
+        off_runtime(|| {
+            let db_err = |e: &postgres::Error| connector.open_error(e);
+            let mut conn = connector.connect().map_err(|e| db_err(&e))?;
+            let begin = format!("BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})");
+            conn.client.batch_execute(&begin).map_err(|e| db_err(&e))?;
+            let result = {
+                let cell = RefCell::new(conn.tx());
+                work(&Tx::postgres(&cell))
+            };
+            let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+            conn.client.batch_execute(end).map_err(|e| db_err(&e))?;
+            result
+        })
+    }
+
+    pub(super) fn location(&self) -> &str {
+        self.connector.location()
+    }
+}
+
+/// Runs `f` on a thread outside any tokio runtime and waits for it.
+pub(super) fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| match s.spawn(f).join() {
+        Ok(v) => v,
+        Err(panic) => std::panic::resume_unwind(panic),
+    })
+}

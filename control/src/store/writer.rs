@@ -1,0 +1,184 @@
+//! What both backends' writer threads share: the jobs callers send, how
+//! they are batched and run (each in its own savepoint), and whether
+//! committed writes are being made durable.
+
+use super::tx::Tx;
+use crate::error::Error;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::mpsc;
+use tokio::sync::oneshot;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Most jobs one transaction holds (bounds the latency a batch adds).
+const MAX_BATCH: usize = 512;
+/// Reader connections kept open (more are opened under load, then closed).
+pub(super) const IDLE_READERS: usize = 8;
+/// Most reader connections open at once: each holds file descriptors (the
+/// database and its WAL), and the HTTP edge keeps a fixed reserve of
+/// descriptors for the database (`api`'s `FD_RESERVE`), so the number must
+/// be bounded for that reserve to suffice whatever the load.
+pub const MAX_READERS: usize = 16;
+/// The answer to a change that was committed but could not be made durable.
+pub(crate) fn not_durable() -> Error {
+    Error::Unavailable(
+        "the change may or may not have been applied: it was committed, but the database could not make it durable; retry (with the same idempotency key, for a run submission)"
+            .to_owned(),
+    )
+}
+
+/// Whether committed writes are being made durable: the lease sweeper judges
+/// leases only while they are (an agent whose heartbeats could not be
+/// written was not heard), and health checks can say so.
+#[derive(Debug)]
+pub(super) struct Health {
+    /// Unix ms since which every batch was committed and made durable, or
+    /// [`Health::FAILING`] while the latest was not.
+    writable_since: AtomicI64,
+}
+
+impl Health {
+    const FAILING: i64 = i64::MIN;
+
+    pub(super) fn new() -> Health {
+        Health {
+            writable_since: AtomicI64::new(now_ms()),
+        }
+    }
+
+    pub(super) fn failed(&self) {
+        self.writable_since.store(Health::FAILING, Ordering::SeqCst);
+    }
+
+    pub(super) fn succeeded(&self) {
+        // Only the first success after a failure starts a new period.
+        let _ = self.writable_since.compare_exchange(
+            Health::FAILING,
+            now_ms(),
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        );
+    }
+
+    pub(super) fn since(&self) -> Option<i64> {
+        let since = self.writable_since.load(Ordering::SeqCst);
+        (since != Health::FAILING).then_some(since)
+    }
+}
+
+/// A unit of work for the writer thread.
+pub(super) trait WriteJob: Send {
+    /// Runs the job; returns whether its changes should be kept.
+    fn run(&mut self, tx: &Tx<'_>) -> bool;
+    /// Called on the writer thread as soon as the batch committed (before
+    /// it is durable).
+    fn committed(&mut self);
+    /// Answers the caller once the batch's fate is known (durable, or not).
+    fn deliver(self: Box<Self>, committed: Result<(), Error>);
+}
+
+pub(super) type Hook<T> = Box<dyn FnOnce(&T) + Send>;
+
+pub(super) struct Job<T, F> {
+    pub(super) work: Option<F>,
+    pub(super) on_commit: Option<Hook<T>>,
+    pub(super) result: Option<Result<T, Error>>,
+    pub(super) reply: oneshot::Sender<Result<T, Error>>,
+}
+
+impl<T, F> WriteJob for Job<T, F>
+where
+    T: Send,
+    F: FnOnce(&Tx<'_>) -> Result<T, Error> + Send,
+{
+    fn committed(&mut self) {
+        if let (Some(hook), Some(Ok(value))) = (self.on_commit.take(), self.result.as_ref()) {
+            hook(value);
+        }
+    }
+
+    fn run(&mut self, tx: &Tx<'_>) -> bool {
+        let Some(work) = self.work.take() else {
+            return false;
+        };
+        // A bug in one job must not take the writer thread (and with it
+        // every later write) down.
+        let result = catch_unwind(AssertUnwindSafe(|| work(tx)))
+            .unwrap_or_else(|_| Err(Error::internal("a database job panicked")));
+        let keep = result.is_ok();
+        self.result = Some(result);
+        keep
+    }
+
+    fn deliver(self: Box<Self>, committed: Result<(), Error>) {
+        let answer = match (self.result, committed) {
+            (Some(Err(e)), _) => Err(e),
+            (Some(Ok(_)), Err(e)) | (None, Err(e)) => Err(e),
+            (Some(Ok(v)), Ok(())) => Ok(v),
+            (None, Ok(())) => Err(Error::internal("a database job was never run")),
+        };
+        // The caller may have gone away (client disconnected); its change
+        // stands, there is just nobody left to tell.
+        let _ = self.reply.send(answer);
+    }
+}
+
+pub(super) enum Message {
+    Job(Box<dyn WriteJob>),
+    Stop,
+}
+
+pub(super) type Batch = Vec<Box<dyn WriteJob>>;
+
+/// Waits for a job, then takes those already waiting behind it (up to
+/// [`MAX_BATCH`]); `None` once told to stop with nothing left. A `Stop`
+/// behind the jobs sets `stopping`: the batch still runs.
+pub(super) fn next_batch(jobs: &mpsc::Receiver<Message>, stopping: &mut bool) -> Option<Batch> {
+    let mut batch: Batch = match jobs.recv() {
+        Ok(Message::Job(job)) => vec![job],
+        Ok(Message::Stop) | Err(_) => return None,
+    };
+    while batch.len() < MAX_BATCH {
+        match jobs.try_recv() {
+            Ok(Message::Job(job)) => batch.push(job),
+            Ok(Message::Stop) => {
+                *stopping = true;
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+    Some(batch)
+}
+
+/// Runs each job of `batch` in its own savepoint of the open transaction
+/// (`control` runs the savepoint statements), so that a failing job rolls
+/// back only its own changes. The same SQL on both backends.
+pub(super) fn run_jobs<E: std::fmt::Display>(
+    batch: &mut Batch,
+    tx: &Tx<'_>,
+    mut control: impl FnMut(&str) -> Result<(), E>,
+) {
+    for job in batch {
+        if control("SAVEPOINT job").is_err() {
+            continue; // never run: delivered as an error
+        }
+        let keep = job.run(tx);
+        let end = if keep {
+            control("RELEASE job")
+        } else {
+            control("ROLLBACK TO job; RELEASE job")
+        };
+        if let Err(e) = end {
+            tracing::error!(error = %e, "cannot end a job's savepoint");
+        }
+    }
+}
