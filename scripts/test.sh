@@ -11,6 +11,9 @@ say() { printf '\033[1;34m[test]\033[0m %s\n' "$*" >&2; }
 export SEALRUN_REQUIRE_DOCKER=1
 # Browser tests likewise: they fail when chromium or chromedriver is missing.
 export SEALRUN_REQUIRE_BROWSER=1
+# PostgreSQL tests (replicas, migrate-store) likewise, on the cluster provision.sh started.
+export SEALRUN_REQUIRE_POSTGRES=1
+export SEALRUN_TEST_DATABASE_URL="postgres://sealrun:sealrun@127.0.0.1:$(pg_lsclusters --no-header | awk 'NR==1 {print $3}')/postgres"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 say "cargo fmt --check"
@@ -56,13 +59,12 @@ say "no sealrun container left on the engine"
 
 # The control-plane suite again, every server on a PostgreSQL database of its
 # own (testkit/src/postgres.rs): the same tests, the other backend.
-pg_url="postgres://sealrun:sealrun@127.0.0.1:$(pg_lsclusters --no-header | awk 'NR==1 {print $3}')/postgres"
+pg_url="$SEALRUN_TEST_DATABASE_URL"
+say "the control-plane suite (api/tests) again, on PostgreSQL"
 if cargo nextest --version >/dev/null 2>&1; then
-  say "the control-plane suite (api/tests) against PostgreSQL"
-  SEALRUN_TEST_DATABASE_URL="$pg_url" cargo nextest run -p sealrun-api --no-fail-fast || status=$?
+  SEALRUN_TEST_STORE=postgres cargo nextest run -p sealrun-api --no-fail-fast || status=$?
 else
-  say "the control-plane suite (api/tests) against PostgreSQL"
-  SEALRUN_TEST_DATABASE_URL="$pg_url" cargo test -p sealrun-api --no-fail-fast || status=$?
+  SEALRUN_TEST_STORE=postgres cargo test -p sealrun-api --no-fail-fast || status=$?
 fi
 # Servers in a caller's directory may leave their database: drop them all.
 left_dbs=$(psql "$pg_url" -tAc "SELECT datname FROM pg_database WHERE datname LIKE 'sealrun\_t\_%'")

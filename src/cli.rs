@@ -321,6 +321,21 @@ Examples:
         /// Org name
         name: String,
     },
+    /// Copy a SQLite installation into an empty PostgreSQL database, every
+    /// org's audit chain verified on the copy (offline: stop the server first)
+    #[command(after_help = "\
+Examples:
+  SEALRUN_DATABASE_URL=postgres://sealrun:PASSWORD@db/sealrun \\
+    sealrun server migrate-store --from /var/lib/sealrun/sealrun.db")]
+    MigrateStore {
+        /// The SQLite database to copy (DATA_DIR/sealrun.db)
+        #[arg(long)]
+        from: PathBuf,
+        /// The empty PostgreSQL database to fill; prefer SEALRUN_DATABASE_URL
+        /// (a flag is visible in `ps`)
+        #[arg(long, env = "SEALRUN_DATABASE_URL", hide_env_values = true)]
+        to: String,
+    },
 }
 
 #[derive(Debug, Args)]

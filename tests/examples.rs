@@ -160,3 +160,47 @@ fn both_systemd_units_set_an_open_file_limit_far_above_the_default() {
         assert!(limit >= 16_384, "{unit}: LimitNOFILE={limit}");
     }
 }
+
+#[test]
+fn the_replicas_share_the_database_and_certificate_but_each_keeps_its_data_directory() {
+    let compose = example("compose-replicas.yaml");
+    for replica in ["server-1", "server-2"] {
+        assert!(
+            compose.contains(&format!("  {replica}:\n    <<: *replica\n")),
+            "{replica} is not made from the shared replica block"
+        );
+    }
+    let shared = compose
+        .split_once("x-replica: &replica\n")
+        .and_then(|(_, rest)| rest.split_once("\nservices:"))
+        .map(|(shared, _)| shared)
+        .expect("the shared replica block");
+    for setting in [
+        "SEALRUN_DATABASE_URL",
+        "SEALRUN_TLS_CERT",
+        "SEALRUN_TLS_KEY",
+        "slack.key",
+    ] {
+        assert!(
+            shared.contains(setting),
+            "the replicas do not share {setting}"
+        );
+    }
+    assert!(compose.contains("sealrun-data-1:/data") && compose.contains("sealrun-data-2:/data"));
+    let haproxy = example("haproxy.cfg");
+    assert!(
+        haproxy.contains("mode tcp"),
+        "the balancer must pass TLS through"
+    );
+    for replica in ["server-1", "server-2"] {
+        assert!(haproxy.contains(&format!("server {replica} {replica}:8443")));
+    }
+    let k8s = example("k8s/server.yaml");
+    assert!(k8s.contains("  replicas: 2\n"));
+    assert!(k8s.contains("secretKeyRef: { name: sealrun-db, key: url }"));
+    // The database's password is never a flag (visible in `ps`) or a plain value.
+    for text in [&compose, &k8s] {
+        assert!(!text.contains("--database-url"));
+        assert!(!text.contains("postgres://sealrun:change-me"));
+    }
+}

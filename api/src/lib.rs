@@ -70,7 +70,7 @@ mod tls;
 
 pub use config::{ConnectionLimits, MetricsAccess, ServerConfig, TlsConfig};
 pub use error::Error;
-pub use sealrun_control::{DatabaseUrl, OpenError, Settings};
+pub use sealrun_control::{DatabaseUrl, OpenError, Settings, StoreMigration, migrate_store};
 pub use server::Server;
 pub use slack::DEFAULT_API_URL as SLACK_API_URL;
 

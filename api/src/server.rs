@@ -172,6 +172,8 @@ impl Server {
         });
         let sweeping = Arc::clone(&state.control);
         let sweeper = tokio::spawn(async move { sweeping.sweep_leases().await });
+        let relaying = Arc::clone(&state.control);
+        let relay = tokio::spawn(async move { relaying.relay_hints().await });
         let slack_tasks = slack.clone();
         crate::slack::start(slack);
         let metrics = metrics_listener.map(|(listener, _)| {
@@ -195,6 +197,7 @@ impl Server {
             metrics.abort();
         }
         sweeper.abort();
+        relay.abort();
         let closing = Arc::clone(&state.control);
         let _ = tokio::task::spawn_blocking(move || closing.close()).await;
         served.map_err(Error::Serve)

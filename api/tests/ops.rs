@@ -218,7 +218,7 @@ async fn health_is_not_ready_and_writes_answer_503_while_the_store_cannot_write(
         // The PostgreSQL pass covers a store that cannot write with the
         // injected lost commit (tests/retries.rs).
         eprintln!(
-            "SKIPPED health_is_not_ready_and_writes_answer_503_while_the_store_cannot_write: it fills the SQLite data directory's disk; the database is PostgreSQL in this pass"
+            "\n*** SKIPPED health_is_not_ready_and_writes_answer_503_while_the_store_cannot_write: it fills the SQLite data directory's disk; the database is PostgreSQL in this pass (SEALRUN_TEST_STORE) ***\n"
         );
         return;
     }

@@ -102,7 +102,7 @@ impl Control {
             self.wakeups.run_queued(target_id);
         }
         self.watchers.touch(&decided.view.run_id);
-        self.slack_outbox.notify_one();
+        self.slack_outbox.cue();
         Ok(decided.view)
     }
 
@@ -126,7 +126,7 @@ impl Control {
             })
             .await?;
         self.watchers.touch(&decided.view.run_id);
-        self.slack_outbox.notify_one();
+        self.slack_outbox.cue();
         Ok(decided.view)
     }
 }

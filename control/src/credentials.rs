@@ -3,12 +3,14 @@
 
 use crate::caller::Principal;
 use crate::error::Error;
+use crate::store::Broadcast;
 use crate::store::tokens::TokenRecord;
 use crate::store::{self, Tx, now_ms};
 use crate::token::{self, NewToken, TokenKind};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -57,18 +59,24 @@ pub(crate) struct Verified {
 /// The generation is also published ([`subscribe`](AuthCache::subscribe)),
 /// so that requests that outlive their authentication (followed logs, long
 /// polls) re-check their credential as soon as anything may have revoked it.
+///
+/// With replicas on one database, an invalidation is also sent to the other
+/// replicas, which drop their entries when the hint arrives; while a
+/// replica cannot hear the others (its listener is down, or not yet up),
+/// it trusts no entry ([`set_hearing`](AuthCache::set_hearing)).
 #[derive(Debug)]
 pub(crate) struct AuthCache {
     inner: Mutex<CacheInner>,
     changes: watch::Sender<u64>,
+    broadcast: Option<Broadcast>,
+    /// Whether invalidations from other replicas reach this one (always,
+    /// without replicas).
+    hearing: AtomicBool,
 }
 
 impl Default for AuthCache {
     fn default() -> AuthCache {
-        AuthCache {
-            inner: Mutex::default(),
-            changes: watch::Sender::new(0),
-        }
+        AuthCache::new(None)
     }
 }
 
@@ -93,7 +101,26 @@ const CACHE_TTL: Duration = Duration::from_secs(30);
 const CACHE_MAX: usize = 10_000;
 
 impl AuthCache {
+    /// A cache whose invalidations also reach the other replicas.
+    pub(crate) fn new(broadcast: Option<Broadcast>) -> AuthCache {
+        AuthCache {
+            inner: Mutex::default(),
+            changes: watch::Sender::new(0),
+            hearing: AtomicBool::new(broadcast.is_none()),
+            broadcast,
+        }
+    }
+
+    /// Whether this replica hears the others' invalidations; while it does
+    /// not, every lookup reads the database.
+    pub(crate) fn set_hearing(&self, hearing: bool) {
+        self.hearing.store(hearing, Ordering::SeqCst);
+    }
+
     pub(crate) fn get(&self, presented: &token::Presented<'_>) -> Option<Principal> {
+        if !self.hearing.load(Ordering::SeqCst) {
+            return None;
+        }
         let inner = self.inner.lock().ok()?;
         let c = inner.entries.get(presented.id)?;
         let fresh = c.loaded.elapsed() < CACHE_TTL && c.expires_ms.is_none_or(|e| e > now_ms());
@@ -129,6 +156,14 @@ impl AuthCache {
 
     /// Forgets every cached token, and tells every subscriber.
     pub(crate) fn invalidate(&self) {
+        self.invalidate_here();
+        if let Some(b) = &self.broadcast {
+            b.send("a");
+        }
+    }
+
+    /// Drops this replica's entries only (another replica's hint).
+    pub(crate) fn invalidate_here(&self) {
         if let Ok(mut inner) = self.inner.lock() {
             inner.generation = inner.generation.wrapping_add(1);
             inner.entries.clear();

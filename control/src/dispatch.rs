@@ -5,6 +5,7 @@
 //! source of truth: a waiter that is woken re-reads the database, and every
 //! wait is bounded, so a lost hint costs latency, never correctness.
 
+use crate::store::Broadcast;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{Notify, watch};
@@ -18,6 +19,8 @@ use tokio::sync::{Notify, watch};
 #[derive(Debug, Default)]
 pub(crate) struct PollWakeups {
     by_target: Mutex<HashMap<i64, Arc<Notify>>>,
+    /// The other replicas of a shared database, told of each queued run.
+    broadcast: Option<Broadcast>,
 }
 
 impl PollWakeups {
@@ -32,7 +35,33 @@ impl PollWakeups {
 
     /// A run for `target_id` was queued (and committed).
     pub(crate) fn run_queued(&self, target_id: i64) {
+        self.run_queued_here(target_id);
+        if let Some(b) = &self.broadcast {
+            b.send(&format!("q:{target_id}"));
+        }
+    }
+
+    /// Wakes a poller of this replica only (another replica's hint).
+    pub(crate) fn run_queued_here(&self, target_id: i64) {
         self.notifier(target_id).notify_one();
+    }
+
+    /// Wakes every waiting poller (hints may have been missed): each looks
+    /// at the queue again.
+    pub(crate) fn wake_all(&self) {
+        if let Ok(map) = self.by_target.lock() {
+            for n in map.values() {
+                n.notify_waiters();
+            }
+        }
+    }
+
+    /// Wake-ups that also reach the other replicas through `broadcast`.
+    pub(crate) fn new(broadcast: Option<Broadcast>) -> PollWakeups {
+        PollWakeups {
+            by_target: Mutex::default(),
+            broadcast,
+        }
     }
 }
 
@@ -41,6 +70,8 @@ impl PollWakeups {
 #[derive(Debug, Default, Clone)]
 pub(crate) struct RunWatchers {
     by_run: Arc<Mutex<HashMap<String, watch::Sender<u64>>>>,
+    /// The other replicas of a shared database, told of each change.
+    broadcast: Option<Broadcast>,
 }
 
 impl RunWatchers {
@@ -62,10 +93,36 @@ impl RunWatchers {
 
     /// `run_id` has new output or changed state.
     pub(crate) fn touch(&self, run_id: &str) {
+        self.touch_here(run_id);
+        if let Some(b) = &self.broadcast {
+            b.send(&format!("r:{run_id}"));
+        }
+    }
+
+    /// Wakes this replica's followers of `run_id` only (another replica's
+    /// hint).
+    pub(crate) fn touch_here(&self, run_id: &str) {
         if let Ok(map) = self.by_run.lock() {
             if let Some(tx) = map.get(run_id) {
                 tx.send_modify(|n| *n = n.wrapping_add(1));
             }
+        }
+    }
+
+    /// Wakes every follower (hints may have been missed).
+    pub(crate) fn touch_all(&self) {
+        if let Ok(map) = self.by_run.lock() {
+            for tx in map.values() {
+                tx.send_modify(|n| *n = n.wrapping_add(1));
+            }
+        }
+    }
+
+    /// Watchers whose changes also reach the other replicas.
+    pub(crate) fn new(broadcast: Option<Broadcast>) -> RunWatchers {
+        RunWatchers {
+            by_run: Arc::default(),
+            broadcast,
         }
     }
 }
@@ -110,6 +167,42 @@ impl Drop for RunWatch {
                 map.remove(&self.run_id);
             }
         }
+    }
+}
+
+/// The cue that an approval request may need its Slack message posted or
+/// updated: the adapter's outbox worker waits on it (and also looks every
+/// few seconds). Cued on every replica of a shared database.
+#[derive(Debug, Default)]
+pub(crate) struct Outbox {
+    notify: Notify,
+    broadcast: Option<Broadcast>,
+}
+
+impl Outbox {
+    pub(crate) fn new(broadcast: Option<Broadcast>) -> Outbox {
+        Outbox {
+            notify: Notify::new(),
+            broadcast,
+        }
+    }
+
+    /// Cues the outbox here and on the other replicas.
+    pub(crate) fn cue(&self) {
+        self.cue_here();
+        if let Some(b) = &self.broadcast {
+            b.send("s");
+        }
+    }
+
+    /// Cues this replica's outbox only (another replica's hint).
+    pub(crate) fn cue_here(&self) {
+        self.notify.notify_one();
+    }
+
+    /// Resolves at the next cue (or at once for one not yet taken).
+    pub(crate) async fn cued(&self) {
+        self.notify.notified().await;
     }
 }
 

@@ -132,5 +132,5 @@ pub use settings::Settings;
 pub use slack::{SlackNotice, check_slack_id};
 pub use slack_approvals::{ApprovalPost, MAX_POST_ATTEMPTS};
 pub use slack_keys::Workspace;
-pub use store::{DB_FILE, DatabaseUrl, MAX_READERS};
+pub use store::{DB_FILE, DatabaseUrl, MAX_READERS, StoreMigration, migrate_store};
 pub use targets::Written;

@@ -116,7 +116,7 @@ impl Control {
                 // A run waiting for approval is not theirs yet.
                 move |s| match s.status {
                     RunStatus::Queued => wakeups.run_queued(s.target_id),
-                    RunStatus::PendingApproval => outbox.notify_one(),
+                    RunStatus::PendingApproval => outbox.cue(),
                     _ => {}
                 },
             )
@@ -196,7 +196,7 @@ impl Control {
         let immediate = matches!(outcome, Canceled::Now);
         if immediate {
             self.watchers.touch(&run.id);
-            self.slack_outbox.notify_one();
+            self.slack_outbox.cue();
         }
         Ok(Cancellation { immediate, run })
     }

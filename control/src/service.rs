@@ -1,12 +1,13 @@
 //! [`Control`]: the control plane's state, opened once per process.
 
 use crate::credentials::{AuthCache, FailureThrottle};
-use crate::dispatch::{PollWakeups, RunWatchers};
+use crate::dispatch::{Outbox, PollWakeups, RunWatchers};
 use crate::error::OpenError;
 use crate::orgs;
 use crate::relay::StdinRelays;
 use crate::settings::Settings;
 use crate::slack_keys::SlackKeys;
+use crate::store::Heard;
 use crate::store::{DB_FILE, DatabaseUrl, Db, Standalone};
 use sealrun_dirlock::DirLock;
 use std::path::Path;
@@ -49,7 +50,7 @@ pub struct Control {
     pub(crate) stdin: StdinRelays,
     /// Woken when an approval request may need its Slack message posted or
     /// updated (the adapter also looks every few seconds).
-    pub(crate) slack_outbox: Arc<tokio::sync::Notify>,
+    pub(crate) slack_outbox: Arc<Outbox>,
     stop: watch::Sender<bool>,
     stopping: watch::Receiver<bool>,
     /// The data directory's lock; `None` once closed, so that a control
@@ -90,22 +91,23 @@ impl Control {
             };
             orgs::bootstrap(&mut conn, options.org_name, options.admin_token_file)?;
         }
-        let slack = SlackKeys::open(options.data_dir)?;
         let db = match &options.database {
             Some(url) => Db::open_postgres(url, &options.settings)?,
             None => Db::open(&path, &options.settings)?,
         };
+        let broadcast = db.broadcast();
+        let slack = SlackKeys::open(options.data_dir, broadcast.clone())?;
         let (stop, stopping) = watch::channel(false);
         Ok(Control {
             db,
             settings: options.settings,
-            wakeups: Arc::default(),
-            watchers: RunWatchers::default(),
-            auth: Arc::default(),
+            wakeups: Arc::new(PollWakeups::new(broadcast.clone())),
+            watchers: RunWatchers::new(broadcast.clone()),
+            auth: Arc::new(AuthCache::new(broadcast.clone())),
             failures: FailureThrottle::default(),
             slack: Arc::new(slack),
             stdin: StdinRelays::default(),
-            slack_outbox: Arc::default(),
+            slack_outbox: Arc::new(Outbox::new(broadcast)),
             stop,
             stopping,
             lock: Mutex::new(Some(lock)),
@@ -120,6 +122,54 @@ impl Control {
     /// Starts shutting down: long polls end empty, followed logs end.
     pub fn begin_shutdown(&self) {
         let _ = self.stop.send(true);
+    }
+
+    /// Relays hints between the replicas of a shared PostgreSQL database
+    /// (a run queued, a run changed, cached credentials or keys stale)
+    /// until shutdown starts; returns at once on SQLite. Spawn it beside
+    /// the server.
+    pub async fn relay_hints(&self) {
+        if self.db.broadcast().is_none() {
+            return;
+        }
+        let heard = |heard: Heard<'_>| match heard {
+            Heard::Hint(hint) => self.apply_hint(hint),
+            Heard::Missed => {
+                // Every cue may have been missed: drop what is cached, and
+                // let every waiter look at the database again.
+                self.auth.invalidate_here();
+                self.slack.invalidate_here();
+                self.auth.set_hearing(true);
+                self.slack.set_hearing(true);
+                self.wakeups.wake_all();
+                self.watchers.touch_all();
+                self.slack_outbox.cue_here();
+            }
+            Heard::Deaf => {
+                self.auth.set_hearing(false);
+                self.slack.set_hearing(false);
+            }
+        };
+        tokio::select! {
+            () = self.db.listen(heard) => {}
+            () = self.shutting_down() => {}
+        }
+    }
+
+    /// Applies another replica's hint here.
+    fn apply_hint(&self, hint: &str) {
+        match hint.split_once(':') {
+            Some(("q", target)) => {
+                if let Ok(target) = target.parse() {
+                    self.wakeups.run_queued_here(target);
+                }
+            }
+            Some(("r", run)) => self.watchers.touch_here(run),
+            None if hint == "a" => self.auth.invalidate_here(),
+            None if hint == "k" => self.slack.invalidate_here(),
+            None if hint == "s" => self.slack_outbox.cue_here(),
+            _ => tracing::debug!(hint, "an unknown hint from another replica"),
+        }
     }
 
     /// Resolves once shutdown has started.

@@ -277,6 +277,6 @@ impl Control {
     /// or updated (submitted, decided, withdrawn). Wake-ups are a hint:
     /// expiry wakes nobody, so the adapter also looks every few seconds.
     pub async fn slack_approvals_changed(&self) {
-        self.slack_outbox.notified().await;
+        self.slack_outbox.cued().await;
     }
 }

@@ -8,9 +8,11 @@
 //! memory in zeroizing buffers and dropped whenever the link changes.
 
 use crate::error::{Error, OpenError};
+use crate::store::Broadcast;
 use sealrun_vault::{SealedSecret, TargetKeypair};
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use zeroize::Zeroizing;
 
@@ -77,6 +79,11 @@ struct SecretCache {
 pub(crate) struct SlackKeys {
     keypair: TargetKeypair,
     cache: Mutex<SecretCache>,
+    /// The other replicas of a shared database, told of each invalidation.
+    broadcast: Option<Broadcast>,
+    /// Whether the other replicas' invalidations reach this one; while not,
+    /// nothing cached is used (as [`crate::credentials::AuthCache`]).
+    hearing: AtomicBool,
 }
 
 impl std::fmt::Debug for SlackKeys {
@@ -89,7 +96,10 @@ impl std::fmt::Debug for SlackKeys {
 
 impl SlackKeys {
     /// Loads (or creates) `data_dir/slack.key`.
-    pub(crate) fn open(data_dir: &Path) -> Result<SlackKeys, OpenError> {
+    pub(crate) fn open(
+        data_dir: &Path,
+        broadcast: Option<Broadcast>,
+    ) -> Result<SlackKeys, OpenError> {
         let path = data_dir.join(KEY_FILE);
         let (keypair, created) =
             TargetKeypair::load_or_generate(&path).map_err(|e| OpenError::DataDir {
@@ -102,6 +112,8 @@ impl SlackKeys {
         Ok(SlackKeys {
             keypair,
             cache: Mutex::new(SecretCache::default()),
+            hearing: AtomicBool::new(broadcast.is_none()),
+            broadcast,
         })
     }
 
@@ -183,6 +195,9 @@ impl SlackKeys {
     /// The cached links of workspace `team_id`, or the generation to insert
     /// under.
     pub(crate) fn cached(&self, team_id: &str) -> Result<Vec<Workspace>, u64> {
+        if !self.hearing.load(Ordering::SeqCst) {
+            return Err(u64::MAX); // never cached either: `remember` checks it
+        }
         match self.cache.lock() {
             Ok(c) => c.by_team.get(team_id).cloned().ok_or(c.generation),
             Err(_) => Err(u64::MAX),
@@ -203,6 +218,19 @@ impl SlackKeys {
 
     /// Forgets every opened secret (from the commit hook of any change).
     pub(crate) fn invalidate(&self) {
+        self.invalidate_here();
+        if let Some(b) = &self.broadcast {
+            b.send("k");
+        }
+    }
+
+    /// Whether this replica hears the others' invalidations.
+    pub(crate) fn set_hearing(&self, hearing: bool) {
+        self.hearing.store(hearing, Ordering::SeqCst);
+    }
+
+    /// Forgets this replica's opened secrets only (another replica's hint).
+    pub(crate) fn invalidate_here(&self) {
         if let Ok(mut c) = self.cache.lock() {
             c.generation = c.generation.wrapping_add(1);
             c.by_team.clear();

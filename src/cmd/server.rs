@@ -47,6 +47,27 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         outln!("{token}")?;
         return Ok(());
     }
+    if let Some(ServerCommand::MigrateStore { from, to }) = args.command {
+        let to = database_url(&to)?;
+        let moved = sealrun_api::migrate_store(&from, &to)
+            .with_context(|| format!("cannot move {} to {}", from.display(), to.location()))?;
+        for (table, rows) in &moved.rows {
+            eprintln!("  {table}: {rows} rows");
+        }
+        for (org, entries, head) in &moved.chains {
+            eprintln!(
+                "  org {org}: audit chain of {entries} entries verified on the copy, head {head}"
+            );
+        }
+        outln!(
+            "moved {} to {}: {} rows, {} audit chains verified",
+            from.display(),
+            to.location(),
+            moved.rows.values().sum::<u64>(),
+            moved.chains.len()
+        )?;
+        return Ok(());
+    }
     logging::init(logging::Format::Json);
     let config = config(args)?;
     let server = Server::bind(config)

@@ -93,7 +93,9 @@ pub use docker::{
     IMAGE, containers_labeled, containers_of, docker_cli, remove_container, require_docker,
     skip_or_fail, skipping_forbidden, wait_no_containers,
 };
-pub use postgres::{TEST_DATABASE_URL, TestDatabase, postgres_under_test};
+pub use postgres::{
+    TEST_DATABASE_URL, TEST_STORE, TestDatabase, postgres_under_test, require_postgres,
+};
 pub use process::{Cli, code, free_port, output_within, sealrun_bin, signal, sigterm, text};
 pub use server::{ControlPlane, InProcessServer, ServerProcess, quick_settings};
 pub use shim::{init_binary, workspace_root};

@@ -1,9 +1,14 @@
-//! PostgreSQL for the control-plane suite: with `SEALRUN_TEST_DATABASE_URL`
-//! set (a role that may create databases, e.g.
-//! `postgres://sealrun:sealrun@127.0.0.1/postgres`), every server the kit
-//! starts gets a database of its own on that cluster instead of SQLite, so
-//! the same tests run against both backends (`scripts/test.sh` runs them
-//! twice).
+//! PostgreSQL for the test suite. `SEALRUN_TEST_DATABASE_URL` names a
+//! cluster and a role that may create databases (e.g.
+//! `postgres://sealrun:sealrun@127.0.0.1/postgres`):
+//!
+//! - tests of PostgreSQL itself (replicas, `migrate-store`) take a database
+//!   with [`require_postgres`], which skips loudly without the variable, or
+//!   fails under `SEALRUN_REQUIRE_POSTGRES` or `CI`;
+//! - with `SEALRUN_TEST_STORE=postgres` besides, every server the kit starts
+//!   in process gets a database of its own instead of SQLite, so the same
+//!   control-plane tests run against both backends (`scripts/test.sh` runs
+//!   `api/tests` twice).
 //!
 //! A server's database is named after its data directory, so a server
 //! restarted on the same directory finds its data again. It is dropped with
@@ -16,9 +21,26 @@ use std::path::Path;
 /// The variable naming the cluster the suite uses.
 pub const TEST_DATABASE_URL: &str = "SEALRUN_TEST_DATABASE_URL";
 
-/// Whether this run tests the PostgreSQL backend.
+/// The variable that puts the in-process servers on PostgreSQL.
+pub const TEST_STORE: &str = "SEALRUN_TEST_STORE";
+
+/// Whether this pass runs the control-plane suite on PostgreSQL.
 pub fn postgres_under_test() -> bool {
-    std::env::var_os(TEST_DATABASE_URL).is_some()
+    std::env::var(TEST_STORE).is_ok_and(|s| s == "postgres")
+}
+
+/// A database of its own for a test of PostgreSQL, named after `dir`; or
+/// `None` after a loud `SKIPPED` line when no cluster is configured (a
+/// failure instead under `SEALRUN_REQUIRE_POSTGRES` or `CI`).
+pub fn require_postgres(dir: &Path) -> Option<TestDatabase> {
+    if std::env::var_os(TEST_DATABASE_URL).is_none() {
+        crate::docker::skip_or_fail_unless(
+            &format!("no PostgreSQL cluster ({TEST_DATABASE_URL} is not set)"),
+            "SEALRUN_REQUIRE_POSTGRES",
+        );
+        return None;
+    }
+    TestDatabase::create(dir)
 }
 
 /// A test's own database.
@@ -36,7 +58,17 @@ impl TestDatabase {
     /// The database for a server keeping its data in `data_dir`, created if
     /// new; `None` when the suite tests SQLite.
     pub fn for_data_dir(data_dir: &Path) -> Option<TestDatabase> {
+        if !postgres_under_test() {
+            return None;
+        }
+        TestDatabase::create(data_dir)
+    }
+
+    /// The database named after `dir`, created if new; `None` without a
+    /// cluster.
+    pub fn create(dir: &Path) -> Option<TestDatabase> {
         let admin = std::env::var(TEST_DATABASE_URL).ok()?;
+        let data_dir = dir;
         let name = format!(
             "sealrun_t_{:016x}",
             fnv1a(data_dir.as_os_str().as_encoded_bytes())

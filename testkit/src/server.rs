@@ -157,6 +157,20 @@ impl InProcessServer {
         InProcessServer::start_with(quick_settings()).await
     }
 
+    /// A server on a PostgreSQL database of its own, whatever the pass
+    /// (for tests of PostgreSQL: replicas); `None` after a loud `SKIPPED`
+    /// line without a cluster ([`crate::require_postgres`]).
+    pub async fn start_on_postgres(settings: Settings) -> Option<InProcessServer> {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let database = crate::require_postgres(&dir.path().join("data"))?;
+        let mut config = InProcessServer::config_in(dir.path(), settings);
+        config.database = Some(database.url.clone());
+        let mut server = InProcessServer::start_config(config).await;
+        server.database = Some(database);
+        server._dir = Some(dir);
+        Some(server)
+    }
+
     /// A server with `settings` in a temporary directory of its own.
     pub async fn start_with(settings: Settings) -> InProcessServer {
         let dir = tempfile::tempdir().expect("a temporary directory");
@@ -243,6 +257,24 @@ impl InProcessServer {
             thread: Some(thread),
             _dir: None,
         }
+    }
+
+    /// A second replica of this server, with `settings`: its own data
+    /// directory (in `dir`), the same PostgreSQL database. `None` when the
+    /// suite tests SQLite (one process per database).
+    pub async fn start_replica(&self, dir: &Path, settings: Settings) -> Option<InProcessServer> {
+        let db = self.database.as_ref()?;
+        let mut config = InProcessServer::config_in(dir, settings);
+        config.database = Some(db.url.clone());
+        // The org exists: the replica creates no admin token, so the kit
+        // reads the first one's.
+        let token_file = config
+            .admin_token_file
+            .clone()
+            .expect("config_in sets the token file");
+        std::fs::create_dir_all(dir).expect("the replica's directory");
+        std::fs::write(&token_file, &self.admin_token).expect("the admin token");
+        Some(InProcessServer::start_config(config).await)
     }
 
     /// The SQLite database.
@@ -368,6 +400,19 @@ impl ServerProcess {
         launcher: &[&str],
         extra_args: &[&str],
     ) -> ServerProcess {
+        ServerProcess::start_with_env(data_dir, port, launcher, extra_args, vec![]).await
+    }
+
+    /// [`start_under`](ServerProcess::start_under) with environment
+    /// variables (`SEALRUN_DATABASE_URL`, say: a URL holding a password is
+    /// never a flag).
+    pub async fn start_with_env(
+        data_dir: &Path,
+        port: u16,
+        launcher: &[&str],
+        extra_args: &[&str],
+        envs: Vec<(String, PathBuf)>,
+    ) -> ServerProcess {
         let token_file = data_dir.join("admin.token");
         let mut args: Vec<String> = vec![
             "server".into(),
@@ -381,7 +426,7 @@ impl ServerProcess {
         args.extend(extra_args.iter().map(|s| (*s).to_owned()));
         let log = sibling(data_dir, &format!("server-{port}.log"));
         let launcher = launcher.iter().map(|s| (*s).to_owned()).collect();
-        let mut daemon = Daemon::spawn_under("sealrun server", launcher, args, vec![], log);
+        let mut daemon = Daemon::spawn_under("sealrun server", launcher, args, envs, log);
         let url = format!("https://localhost:{port}");
         let ca_cert = data_dir.join("tls").join("ca.pem");
         let http = ServerProcess::wait_ready(&mut daemon, &url, &ca_cert, &token_file).await;

@@ -30,6 +30,7 @@
 //! more is acknowledged after a failure until a full checkpoint has copied
 //! every committed page into the database file and synced that.
 
+use super::broadcast::{Broadcast, Heard, Listener};
 use super::pg::DatabaseUrl;
 use super::schema::{self, database_error};
 use super::tx::Tx;
@@ -90,6 +91,8 @@ pub(crate) struct Db {
     jobs: mpsc::Sender<Message>,
     readers: Readers,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// Hints to and from the other replicas (PostgreSQL only).
+    replicas: Option<(Broadcast, Listener)>,
 }
 
 enum Readers {
@@ -163,6 +166,7 @@ impl Db {
                 permits: Arc::new(tokio::sync::Semaphore::new(MAX_READERS)),
             })),
             writer: Mutex::new(Some(writer)),
+            replicas: None,
         })
     }
 
@@ -216,7 +220,23 @@ impl Db {
             jobs: tx,
             readers: Readers::Postgres(Arc::new(readers)),
             writer: Mutex::new(Some(writer)),
+            replicas: Some(super::broadcast::channel(url)),
         })
+    }
+
+    /// Where to send hints for the other replicas; `None` on SQLite (one
+    /// process).
+    pub(crate) fn broadcast(&self) -> Option<Broadcast> {
+        self.replicas.as_ref().map(|(b, _)| b.clone())
+    }
+
+    /// Relays hints between the replicas (see [`Listener::run`]); on
+    /// SQLite, never returns.
+    pub(crate) async fn listen(&self, heard: impl Fn(Heard<'_>)) {
+        match &self.replicas {
+            Some((_, listener)) => listener.run(heard).await,
+            None => std::future::pending().await,
+        }
     }
 
     /// Unix ms since which every write has been committed and made durable;

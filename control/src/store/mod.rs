@@ -27,6 +27,8 @@ macro_rules! params {
     };
 }
 
+mod broadcast;
+mod copy;
 mod db;
 mod pg;
 mod pg_engine;
@@ -55,6 +57,8 @@ pub(crate) mod targets;
 pub(crate) mod tokens;
 pub(crate) mod users;
 
+pub(crate) use broadcast::{Broadcast, Heard};
+pub use copy::{StoreMigration, migrate_store};
 pub use db::DB_FILE;
 pub(crate) use db::{Db, Standalone, now_ms};
 pub use pg::DatabaseUrl;

@@ -156,7 +156,7 @@ impl From<postgres::Error> for Error {
 /// database without it.
 #[derive(Clone)]
 pub struct DatabaseUrl {
-    config: postgres::Config,
+    config: tokio_postgres::Config,
     location: String,
 }
 
@@ -174,7 +174,7 @@ impl std::str::FromStr for DatabaseUrl {
             return Err("a database URL must start with postgres:// (or postgresql://)".into());
         }
         // The parser's message never quotes the URL (it may hold a password).
-        let config: postgres::Config = url
+        let config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| format!("not a PostgreSQL URL: {e}"))?;
         let Some(dbname) = config.get_dbname().map(str::to_owned) else {
@@ -186,8 +186,8 @@ impl std::str::FromStr for DatabaseUrl {
             .get_hosts()
             .iter()
             .map(|h| match h {
-                postgres::config::Host::Tcp(h) => h.clone(),
-                postgres::config::Host::Unix(p) => p.display().to_string(),
+                tokio_postgres::config::Host::Tcp(h) => h.clone(),
+                tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
             })
             .collect();
         let port = config.get_ports().first().copied().unwrap_or(5432);
@@ -202,6 +202,11 @@ impl DatabaseUrl {
     pub fn location(&self) -> &str {
         &self.location
     }
+
+    /// The connection settings, for the asynchronous client (hints).
+    pub(super) fn config(&self) -> &tokio_postgres::Config {
+        &self.config
+    }
 }
 
 /// The key of the transaction-level advisory lock every write transaction
@@ -215,26 +220,30 @@ pub(super) const WRITE_LOCK: i64 = 0x7365_616c_7275_6e02;
 /// Opens connections to one database.
 #[derive(Clone)]
 pub(crate) struct Connector {
-    url: DatabaseUrl,
+    config: postgres::Config,
+    location: String,
 }
 
 impl Connector {
     pub(super) fn new(url: &DatabaseUrl) -> Result<Connector, OpenError> {
-        let mut url = url.clone();
-        url.config
+        let mut config = postgres::Config::from(url.config.clone());
+        config
             .application_name("sealrun")
             .connect_timeout(std::time::Duration::from_secs(5))
             .keepalives(true)
             .keepalives_idle(std::time::Duration::from_secs(30));
-        Ok(Connector { url })
+        Ok(Connector {
+            config,
+            location: url.location().to_owned(),
+        })
     }
 
     pub(super) fn connect(&self) -> Result<PgConn, postgres::Error> {
-        Ok(PgConn::new(self.url.config.connect(postgres::NoTls)?))
+        Ok(PgConn::new(self.config.connect(postgres::NoTls)?))
     }
 
     pub(super) fn location(&self) -> &str {
-        self.url.location()
+        &self.location
     }
 
     pub(super) fn open_error(&self, e: &postgres::Error) -> OpenError {

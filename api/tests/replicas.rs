@@ -1,0 +1,165 @@
+//! Several control-plane replicas on one PostgreSQL database: what one
+//! replica does reaches clients and agents connected to another at once
+//! (the replicas' hints over LISTEN/NOTIFY), not at the next timeout.
+//!
+//! These tests need PostgreSQL: they run in `scripts/test.sh`'s PostgreSQL
+//! pass (`SEALRUN_TEST_DATABASE_URL`) and skip loudly in the SQLite one.
+#![allow(clippy::unwrap_used)]
+
+use reqwest::StatusCode;
+use sealrun_testkit::{
+    ControlPlane as _, FakeAgent, InProcessServer, quick_settings, run_request, to_value,
+};
+use sealrun_wire::admin::TokenCreated;
+use sealrun_wire::run::{RunCreated, RunView};
+use serde_json::json;
+use std::time::Duration;
+
+/// A long poll that a missed wake-up would leave waiting for its whole
+/// timeout, far longer than the tests wait.
+const LONG_POLL: Duration = Duration::from_secs(60);
+/// How long a test waits for what a hint should bring at once.
+const PROMPTLY: Duration = Duration::from_secs(10);
+
+/// Two replicas on one PostgreSQL database, the second with long polls;
+/// `None` (after a SKIPPED line) without a PostgreSQL cluster.
+async fn replicas() -> Option<(InProcessServer, InProcessServer, tempfile::TempDir)> {
+    let first = InProcessServer::start_on_postgres(quick_settings()).await?;
+    let dir = tempfile::tempdir().unwrap();
+    let settings = sealrun_api::Settings {
+        poll_timeout: LONG_POLL,
+        ..quick_settings()
+    };
+    let second = first
+        .start_replica(dir.path(), settings)
+        .await
+        .expect("the first replica is on PostgreSQL");
+    Some((first, second, dir))
+}
+
+#[tokio::test]
+async fn a_run_submitted_on_one_replica_wakes_an_agent_long_polling_another() {
+    let Some((a, b, _dir)) = replicas().await else {
+        return;
+    };
+    let admin_a = a.admin();
+    admin_a.declare_target("db").await;
+    let agent = FakeAgent::enroll(&b, &b.admin(), "agent-b", &["db"]).await;
+    // Positive control: with nothing queued, the poll on B is still waiting
+    // after a while (it does not just return every few milliseconds).
+    let poll = tokio::spawn(async move {
+        let run = agent.poll().await;
+        (agent, run)
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !poll.is_finished(),
+        "the long poll returned with nothing queued"
+    );
+    let created: RunCreated = admin_a
+        .post("/v1/runs", to_value(&run_request("db", &["true"])))
+        .await
+        .ok()
+        .parse();
+    let (_agent, assigned) = tokio::time::timeout(PROMPTLY, poll)
+        .await
+        .expect("the agent on the other replica was not woken")
+        .unwrap();
+    assert_eq!(assigned.expect("an assignment").run_id, created.id);
+}
+
+#[tokio::test]
+async fn a_log_followed_on_one_replica_shows_output_uploaded_to_another_at_once() {
+    let Some((a, b, _dir)) = replicas().await else {
+        return;
+    };
+    let admin_a = a.admin();
+    admin_a.declare_target("db").await;
+    let agent = FakeAgent::enroll(&b, &b.admin(), "agent-b", &["db"]).await;
+    let created: RunCreated = admin_a
+        .post("/v1/runs", to_value(&run_request("db", &["echo"])))
+        .await
+        .ok()
+        .parse();
+    let run = agent.next_run().await;
+    assert_eq!(run.run_id, created.id);
+    let mut follow = a
+        .http
+        .get(format!("{}/v1/runs/{}/logs?follow=true", a.url, created.id))
+        .bearer_auth(&a.admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(follow.status(), StatusCode::OK);
+    agent
+        .upload_ok(&created.id, &[(0, b"hello from replica b\n")])
+        .await;
+    // The chunk's event (its data is base64): `"seq":0`.
+    let seen = tokio::time::timeout(PROMPTLY, async {
+        let mut text = String::new();
+        while !text.contains("\"seq\":0") {
+            match follow.chunk().await {
+                Ok(Some(piece)) => text.push_str(&String::from_utf8_lossy(&piece)),
+                _ => break,
+            }
+        }
+        text
+    })
+    .await
+    .expect("the follower on the other replica saw nothing (a follow re-reads every 15 s)");
+    assert!(seen.contains("\"seq\":0"), "{seen}");
+}
+
+#[tokio::test]
+async fn a_token_revoked_on_one_replica_is_refused_by_another() {
+    let Some((a, b, _dir)) = replicas().await else {
+        return;
+    };
+    let admin_a = a.admin();
+    let created: TokenCreated = admin_a
+        .post("/v1/tokens", json!({"name": "ops", "role": "operator"}))
+        .await
+        .ok()
+        .parse();
+    let on_b = b.client(&created.token);
+    // Positive control: B accepts it (and caches it).
+    assert_eq!(on_b.get("/v1/runs").await.status, StatusCode::OK);
+    assert_eq!(on_b.get("/v1/runs").await.status, StatusCode::OK);
+    let revoked = admin_a
+        .delete(&format!("/v1/tokens/{}", created.view.id))
+        .await;
+    assert!(revoked.status.is_success(), "{}", revoked.text);
+    let refused = tokio::time::timeout(PROMPTLY, async {
+        loop {
+            let status = on_b.get("/v1/runs").await.status;
+            if status == StatusCode::UNAUTHORIZED {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    // Without the hint, B would trust its cached entry for 30 s.
+    assert!(refused.is_ok(), "B still accepts the revoked token");
+}
+
+#[tokio::test]
+async fn a_run_is_readable_from_every_replica() {
+    let Some((a, b, _dir)) = replicas().await else {
+        return;
+    };
+    let admin_a = a.admin();
+    admin_a.declare_target("db").await;
+    let created: RunCreated = admin_a
+        .post("/v1/runs", to_value(&run_request("db", &["true"])))
+        .await
+        .ok()
+        .parse();
+    let seen: RunView = b
+        .admin()
+        .get(&format!("/v1/runs/{}", created.id))
+        .await
+        .ok()
+        .parse();
+    assert_eq!(seen.id, created.id);
+}
