@@ -8,7 +8,7 @@
 
 use reqwest::StatusCode;
 use sealrun_testkit::{
-    ControlPlane as _, FakeAgent, InProcessServer, quick_settings, run_request, to_value,
+    Client, ControlPlane as _, FakeAgent, InProcessServer, quick_settings, run_request, to_value,
 };
 use sealrun_wire::admin::TokenCreated;
 use sealrun_wire::run::{RunCreated, RunView};
@@ -37,14 +37,21 @@ async fn replicas() -> Option<(InProcessServer, InProcessServer, tempfile::TempD
     Some((first, second, dir))
 }
 
+/// Target `db` declared through `a`, served by an agent connected to `b`;
+/// `a`'s admin and the agent.
+async fn target_on_a_agent_on_b(a: &InProcessServer, b: &InProcessServer) -> (Client, FakeAgent) {
+    let admin_a = a.admin();
+    admin_a.declare_target("db").await;
+    let agent = FakeAgent::enroll(b, &b.admin(), "agent-b", &["db"]).await;
+    (admin_a, agent)
+}
+
 #[tokio::test]
 async fn a_run_submitted_on_one_replica_wakes_an_agent_long_polling_another() {
     let Some((a, b, _dir)) = replicas().await else {
         return;
     };
-    let admin_a = a.admin();
-    admin_a.declare_target("db").await;
-    let agent = FakeAgent::enroll(&b, &b.admin(), "agent-b", &["db"]).await;
+    let (admin_a, agent) = target_on_a_agent_on_b(&a, &b).await;
     // Positive control: with nothing queued, the poll on B is still waiting
     // after a while (it does not just return every few milliseconds).
     let poll = tokio::spawn(async move {
@@ -73,9 +80,7 @@ async fn a_log_followed_on_one_replica_shows_output_uploaded_to_another_at_once(
     let Some((a, b, _dir)) = replicas().await else {
         return;
     };
-    let admin_a = a.admin();
-    admin_a.declare_target("db").await;
-    let agent = FakeAgent::enroll(&b, &b.admin(), "agent-b", &["db"]).await;
+    let (admin_a, agent) = target_on_a_agent_on_b(&a, &b).await;
     let created: RunCreated = admin_a
         .post("/v1/runs", to_value(&run_request("db", &["echo"])))
         .await
