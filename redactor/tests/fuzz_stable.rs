@@ -30,6 +30,27 @@ struct Found {
 
 const FOUND: &[Found] = &[
     Found {
+        what: "an `od`-style dump split over lines (`df 0a\\n 44 01`), a push ending after it: re-extended from the next line, leftwards, its indentation was read as the form's separator and masked, where the whole buffer (extending rightwards) left it visible; a line's leading layout is now read alike both ways",
+        secrets: &[
+            "95f00759e9a30413488f1ff26d93db26a26203530d49e9016826c469df4210ec744d16193a",
+            "6ed96ed73147c4abdf0a4401e0d8b0c277c88c8599",
+        ],
+        text: concat!(
+            "e8085b9cd75c7249e95c75303030316826c469df425c7530303130ec744d5c75303031365c75303031393a2c",
+            "15986a7a0b36652064392036652064372033312034372063342061622064662030610a203434203031206530",
+            "206438206230206332203737206338203863203835ff642caad0c98da80f156112ff44392036452044372033",
+            "312034372043342041422044462030410a203434203031204530204438204230204332203737204338203843",
+            "0a2038352596cd7fa7c4abdf5c6e445c7530303031e0d8b0c277c88c8599cb6e08c46e88c6a78e3b9ae3eb5f",
+            "abccadb83092fc813147c4abdf5c6e445c7530303031e0d8b0c277c88c85d6b4899f6df721f1923ccfc52b9e",
+            "6ed73147c4abdf0a4401e0d8b0c24c17e8f29b3f1523d3d122811fc4dbc4cd4e45594b52414867324c444364",
+            "38694d685a6b41075ed5fd5897424d41eae08e2271e380ecb5e95c75303030316826c469df425c7530303130",
+            "ec744d5c75303031365c75303031393a8382e5c527a1d05eabbe137fb9ed8b47254334254142254446253041",
+            "44253031254530254438254230254332772543385c7864395c7836655c7864375c7833315c7834375c786334",
+            "5c7861625c7864665c7830615c7834345c7830315c7865305c786438",
+        ),
+        chunks: &[123, 61, 145, 83, 20, 35, 1],
+    },
+    Found {
         what: "wrapped hex cut within a byte whose last line runs on into other hex and a `:`: the digits that spell the form's next characters in part are its last bytes, not a dump's offset column",
         secrets: &[
             "2be6d659d653c618795c8c98f23211aaa97924b733f310d47792cc0dab33a2991c2eb574e7750698bfea7c9fa3f520c6ef291b6f",
