@@ -651,7 +651,34 @@ fn line_layout_before(
             && r2 == q + 1
             && hay.byte(p) == b' '
             && same(family, b' ', text[q]));
-    lands.then_some((s, r))
+    if !lands {
+        return None;
+    }
+    // Both readings hold. Read as the form, the line's leading characters may spell bytes
+    // that the layout reading loses (digits of other hex before a separated run, read as an
+    // offset column: `B9a2 0b 70`, whose `a2` the run needs): the layout reading is taken
+    // only if the line before spells at least as much of the form as they do.
+    let origin = hay.origin;
+    let (mut a, mut x) = (p, q);
+    while a > origin
+        && x > 0
+        && hay.byte(a - 1) != b'\n'
+        && same(family, hay.byte(a - 1), text[x - 1])
+    {
+        a -= 1;
+        x -= 1;
+    }
+    if a > origin && hay.byte(a - 1) != b'\n' {
+        let (mut b, mut y) = (s, r);
+        while y > x && b > origin && same(family, hay.byte(b - 1), text[y - 1]) {
+            b -= 1;
+            y -= 1;
+        }
+        if y > x {
+            return None;
+        }
+    }
+    Some((s, r))
 }
 
 /// Spaces and tabs after a line break (at most 16): indentation.

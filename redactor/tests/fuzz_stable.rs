@@ -30,6 +30,22 @@ struct Found {
 
 const FOUND: &[Found] = &[
     Found {
+        what: "contiguous hex wrapped just before separated hex (`...E92\\nB9a2 0b 70`): the separated run's `a2` is its bytes, not part of an offset column `B9a2 `, although extending rightwards from the line before reads it so (found by seed 77031 against the first form of that case's fix: the layout reading lost a byte of the run)",
+        secrets: &["8e41fffc8a85a20b70689e92b97ce263b28f"],
+        text: concat!(
+            "b0f5ce2824fc8a85a20b70689e92b97ce2bec8996d6d02f7f4f3910fb80249d8ea303a0b85a20b70689e92b9",
+            "7ce263b28fd27674e53c3e6570586ccb8ad79b02e93425464325384125383525413225304270682539452539",
+            "322542392537432545326a04a6330418575e8c9fa8245c7861325c7830625c7837305c7836385c7839655c78",
+            "39325c7862395c7837635c7865325c7836335c7862325c78386681802e7e767739ddf0fd30693d8d35414e69",
+            "466f677477614a365375587a69593749aa610b7fd6c15cf809f47e8bd8771b5f64daa16ed234314646464338",
+            "4138354132304237303638394539320a42396132203062203730203638203965203932206239203763206532",
+            "203633206232203866c505b26b94711cbb47a87c5c7866635c7838615c7838355c7861325c7830625c783730",
+            "5c7836385c7839655c7839325c7862395c7837635c7865325c7836335c7862325c7838661b111173e8bf01e5",
+            "ef96d7daa2af31fbc0243d6866794b68610a494c634769650a6b726c38346d0a4d",
+        ),
+        chunks: &[114, 29, 1, 146, 95],
+    },
+    Found {
         what: "an `od`-style dump split over lines (`df 0a\\n 44 01`), a push ending after it: re-extended from the next line, leftwards, its indentation was read as the form's separator and masked, where the whole buffer (extending rightwards) left it visible; a line's leading layout is now read alike both ways",
         secrets: &[
             "95f00759e9a30413488f1ff26d93db26a26203530d49e9016826c469df4210ec744d16193a",
