@@ -233,33 +233,39 @@ pub(crate) fn extend(
     };
     if family == Family::Hex {
         canonical_separators(hay, text, &mut segments);
-        // Separators before a piece's first byte carry none of the value: a piece begins
-        // with a digit, so that it is the same whether a stream's held-back bytes begin
-        // before the separator or after it, or after the line break before it (where
-        // `line_layout_before` cannot see the line before).
-        if let Some(first) = segments.first_mut() {
-            let mut x = first.form_at as usize;
-            while first.start < first.end && x < text.len() && is_separator(text[x]) {
-                first.start += 1;
-                x += 1;
-            }
-            first.form_at = x as u32;
-            if first.start == first.end {
-                segments.remove(0);
-            }
-        }
     }
-    // A first segment left of layout that spells no whole byte (the last digit of a byte
-    // before a space, a separator) carries no byte of the value; it is dropped, so that no
-    // piece depends on a lone character before it, which a stream could not know to hold
-    // back. (Judged on the whole piece, so that every seed of it finds the same piece.)
-    if family == Family::Hex && segments.len() > 1 {
-        let first = &segments[0];
-        let x = first.form_at as usize;
-        let (a, b) = form.source_range(x, x + (first.end - first.start) as usize);
-        if b <= a {
-            segments.remove(0);
+    // The piece begins with its first whole byte. A first segment left of layout that spells
+    // no whole byte (the last digit of a byte before a space, a separator) carries no byte of
+    // the value; it is dropped, so that no piece depends on a lone character before it, which
+    // a stream could not know to hold back. (Judged on the whole piece, so that every seed of
+    // it finds the same piece.) Separators before the first byte carry none either: they are
+    // left out, so that the piece is the same whether a stream's held-back bytes begin before
+    // them or after them, or after the line break before them (where `line_layout_before`
+    // cannot see the line before). Each may bring the other about, so until neither applies.
+    while family == Family::Hex {
+        let Some(first) = segments.first_mut() else {
+            break;
+        };
+        let mut x = first.form_at as usize;
+        while first.start < first.end && x < text.len() && is_separator(text[x]) {
+            first.start += 1;
+            x += 1;
         }
+        first.form_at = x as u32;
+        if first.start == first.end {
+            segments.remove(0);
+            continue;
+        }
+        if segments.len() > 1 {
+            let first = &segments[0];
+            let x = first.form_at as usize;
+            let (a, b) = form.source_range(x, x + (first.end - first.start) as usize);
+            if b <= a {
+                segments.remove(0);
+                continue;
+            }
+        }
+        break;
     }
     Piece {
         form: form_id as u32,

@@ -30,6 +30,27 @@ struct Found {
 
 const FOUND: &[Found] = &[
     Found {
+        what: "a comma-separated run after a lone hex digit and a space (`YC ,C8,C1`): the digit is dropped first, then the separator, whether a stream's held-back bytes begin before them or after (found by seed 77031 against the second form of that case's fix, which left the separator out before dropping the digit)",
+        secrets: &[
+            "4846d1ed7fc41f108be3f76ecc0f02fe24",
+            "9857dab2c0acc8c10b53f1e2f091a808a177b928cbe871e3efcd12c6",
+        ],
+        text: concat!(
+            "ad209cb35584b9014b3b9cb95657e8ff7c0b5b9a273766633431663130386265336637366563633066303266",
+            "657c525cc4099f4be087db56b1d4dd30b772c51ac8c15c753030306253f1e2f091a85c7530303038a177b928",
+            "cbe49d49981a3c999023cb51c2130b53f1e2f091a808a177b9287fc45c75303031665c75303031308be3f76e",
+            "cc5c75303030665c7530303032fe24904107ea037c65c679cb6086a808a177b928cbe871e3efcd12fb374837",
+            "7c16a3d0e48ab97867a81382ea215c7862325c7863305c7861635c7863385c7863315c7830625c7835335c78",
+            "66315c7865325c7866305c7839315c7861385c78303812aef091a808a177b928cbe871e3efc74ddeef85435d",
+            "15767a988bc7c7d4e5d6e65943202c43382c43312c30422c35332c46312c45322c46302c39312c41382c3038",
+            "2c41312c37372c42392c32382c43420a2045382c37317260e7aaadcc985e01bf82bf908bbd468af395d839ff",
+            "3533463145324630393141383038413137374239323843424538373145334546434431327527b48d094f358b",
+            "9eccd1566271f747f1e2f091a808a177b928cbe871e3ef3beb241b1dbbbeb079c7a496f4411bc45c75303031",
+            "665c75303031308be3f76ecc5c75303030665c7530303032fe24",
+        ),
+        chunks: &[168, 118, 134, 24, 5, 17],
+    },
+    Found {
         what: "contiguous hex wrapped just before separated hex (`...E92\\nB9a2 0b 70`): the separated run's `a2` is its bytes, not part of an offset column `B9a2 `, although extending rightwards from the line before reads it so (found by seed 77031 against the first form of that case's fix: the layout reading lost a byte of the run)",
         secrets: &["8e41fffc8a85a20b70689e92b97ce263b28f"],
         text: concat!(
