@@ -242,30 +242,29 @@ pub(crate) fn extend(
     // left out, so that the piece is the same whether a stream's held-back bytes begin before
     // them or after them, or after the line break before them (where `line_layout_before`
     // cannot see the line before). Each may bring the other about, so until neither applies.
-    while family == Family::Hex {
-        let Some(first) = segments.first_mut() else {
-            break;
-        };
-        let mut x = first.form_at as usize;
-        while first.start < first.end && x < text.len() && is_separator(text[x]) {
-            first.start += 1;
-            x += 1;
-        }
-        first.form_at = x as u32;
-        if first.start == first.end {
-            segments.remove(0);
-            continue;
-        }
-        if segments.len() > 1 {
-            let first = &segments[0];
-            let x = first.form_at as usize;
-            let (a, b) = form.source_range(x, x + (first.end - first.start) as usize);
-            if b <= a {
+    if family == Family::Hex {
+        while let Some(first) = segments.first_mut() {
+            let mut x = first.form_at as usize;
+            while first.start < first.end && x < text.len() && is_separator(text[x]) {
+                first.start += 1;
+                x += 1;
+            }
+            first.form_at = x as u32;
+            if first.start == first.end {
                 segments.remove(0);
                 continue;
             }
+            if segments.len() > 1 {
+                let first = &segments[0];
+                let x = first.form_at as usize;
+                let (a, b) = form.source_range(x, x + (first.end - first.start) as usize);
+                if b <= a {
+                    segments.remove(0);
+                    continue;
+                }
+            }
+            break;
         }
-        break;
     }
     Piece {
         form: form_id as u32,
@@ -610,8 +609,10 @@ fn skip_right(
 /// segments, or ended, with the side of the line break its seed was on: a stream whose
 /// held-back bytes began on the line before re-extended from the line after, and masked the
 /// indentation that the whole buffer left visible (fuzz seed 77031). The layout reading is
-/// taken only where extending rightwards from the line before gives it (so the two agree);
-/// otherwise the output is read as the form, as before.
+/// taken only where extending rightwards from the line before gives it (so the two agree)
+/// and the line before spells at least as much of the form as the line's leading characters
+/// read as the form do (so no byte of a run is lost to it); otherwise the output is read as
+/// the form, as before.
 fn line_layout_before(
     hay: &Hay<'_>,
     form: &Form,
