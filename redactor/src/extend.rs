@@ -146,7 +146,36 @@ pub(crate) fn extend(
         if q == 0 || p == hay.origin {
             break;
         }
-        if same(family, hay.byte(p - 1), text[q - 1]) {
+        let o = hay.byte(p - 1);
+        if same(family, o, text[q - 1]) {
+            // The output before `p` spells the form, but it may also be the layout that
+            // begins a line (indentation, an offset column): read as extending rightwards
+            // from the line before reads it (see `line_layout_before`).
+            let line_start = match family {
+                // The end of an indentation or offset column, or a seed on the space after
+                // an offset column (its last digit spelling the digit the form wants).
+                Family::Hex => {
+                    matches!(o, b' ' | b':') || (o.is_ascii_hexdigit() && hay.byte(p) == b' ')
+                }
+                Family::OdC => o.is_ascii_hexdigit(),
+                Family::Exact | Family::Base64 => false,
+            };
+            if let Some((to, q2)) = line_start
+                .then(|| line_layout_before(hay, form, p, q, last))
+                .flatten()
+            {
+                if p < seg_end {
+                    segments.push(Segment {
+                        start: p,
+                        end: seg_end,
+                        form_at: q as u32,
+                    });
+                }
+                p = to;
+                q = q2;
+                seg_end = p;
+                continue;
+            }
             p -= 1;
             q -= 1;
             continue;
@@ -205,16 +234,36 @@ pub(crate) fn extend(
     if family == Family::Hex {
         canonical_separators(hay, text, &mut segments);
     }
-    // A first segment left of layout that spells no whole byte (the last digit of a byte
-    // before a space, a separator) carries no byte of the value; it is dropped, so that no
-    // piece depends on a lone character before it, which a stream could not know to hold
-    // back. (Judged on the whole piece, so that every seed of it finds the same piece.)
-    if family == Family::Hex && segments.len() > 1 {
-        let first = &segments[0];
-        let x = first.form_at as usize;
-        let (a, b) = form.source_range(x, x + (first.end - first.start) as usize);
-        if b <= a {
-            segments.remove(0);
+    // The piece begins with its first whole byte. A first segment left of layout that spells
+    // no whole byte (the last digit of a byte before a space, a separator) carries no byte of
+    // the value; it is dropped, so that no piece depends on a lone character before it, which
+    // a stream could not know to hold back. (Judged on the whole piece, so that every seed of
+    // it finds the same piece.) Separators before the first byte carry none either: they are
+    // left out, so that the piece is the same whether a stream's held-back bytes begin before
+    // them or after them, or after the line break before them (where `line_layout_before`
+    // cannot see the line before). Each may bring the other about, so until neither applies.
+    if family == Family::Hex {
+        while let Some(first) = segments.first_mut() {
+            let mut x = first.form_at as usize;
+            while first.start < first.end && x < text.len() && is_separator(text[x]) {
+                first.start += 1;
+                x += 1;
+            }
+            first.form_at = x as u32;
+            if first.start == first.end {
+                segments.remove(0);
+                continue;
+            }
+            if segments.len() > 1 {
+                let first = &segments[0];
+                let x = first.form_at as usize;
+                let (a, b) = form.source_range(x, x + (first.end - first.start) as usize);
+                if b <= a {
+                    segments.remove(0);
+                    continue;
+                }
+            }
+            break;
         }
     }
     Piece {
@@ -332,6 +381,25 @@ fn canonical_separators(hay: &Hay<'_>, text: &[u8], segments: &mut Vec<Segment>)
             && same(Family::Hex, hay.byte(a.end), text[a_form_end])
         {
             segments[k - 1].end += 1;
+            segments[k].start += 1;
+            segments[k].form_at += 1;
+            if segments[k].start == segments[k].end {
+                segments.remove(k);
+            }
+            continue;
+        }
+        // The layout before the segment does not begin with the separator, but the segment
+        // does, with a space: extending rightwards skips every space of the layout (the
+        // indentation after a line break, or the spaces mid-line) and lets the layout stand
+        // in for the separator, so that space is layout (a seed on the space itself, after
+        // a dump line's offset column, read it as the form's).
+        if b.form_at as usize == a_form_end
+            && a.end < b.start
+            && a_form_end < text.len()
+            && is_separator(text[a_form_end])
+            && hay.byte(b.start) == b' '
+            && same(Family::Hex, b' ', text[a_form_end])
+        {
             segments[k].start += 1;
             segments[k].form_at += 1;
             if segments[k].start == segments[k].end {
@@ -526,6 +594,98 @@ fn skip_right(
             Skip::To(k)
         }
     }
+}
+
+/// Extending leftwards at output `p` (form `q`), where the output before `p` spells the
+/// form's previous character too: if that output is the layout that begins a line (the
+/// indentation of `od -An -tx1`, the offset column of `od -tx1`, `xxd` and `hexdump -C` and
+/// the spaces after it, `od -c`'s offset) and the line before ends in the form, the position
+/// where extending rightwards from that line's end leaves the form, with its form position.
+///
+/// Extending rightwards meets the line break first and skips the next line's offset column
+/// and indentation whole, layout standing in for the form's separator there; extending
+/// leftwards met the indentation first and read its last space as the separator (or an
+/// offset's last digit as the digit the form wanted), so the same piece was cut into other
+/// segments, or ended, with the side of the line break its seed was on: a stream whose
+/// held-back bytes began on the line before re-extended from the line after, and masked the
+/// indentation that the whole buffer left visible (fuzz seed 77031). The layout reading is
+/// taken only where extending rightwards from the line before gives it (so the two agree)
+/// and the line before spells at least as much of the form as the line's leading characters
+/// read as the form do (so no byte of a run is lost to it); otherwise the output is read as
+/// the form, as before.
+fn line_layout_before(
+    hay: &Hay<'_>,
+    form: &Form,
+    p: u64,
+    q: usize,
+    last: bool,
+) -> Option<(u64, usize)> {
+    let text = &form.text;
+    let family = form.family;
+    let (c, q2) = skip_left(hay, family, text, p, q, false)?;
+    // Extend rightwards from there: the form's characters, then one run of layout, which
+    // must end at `p` with the form at `q`.
+    let (mut s, mut r) = (c, q2);
+    while s < p && r < text.len() && same(family, hay.byte(s), text[r]) {
+        s += 1;
+        r += 1;
+    }
+    if s >= p || r == text.len() {
+        return None;
+    }
+    let layout = Layout {
+        last,
+        spaced: spaced(form, r),
+        bytes_first: false,
+    };
+    let Skip::To(k) = skip_right(hay, family, text, s, r, layout, &mut false) else {
+        return None;
+    };
+    let mut r2 = r;
+    while r2 < text.len()
+        && family == Family::Hex
+        && is_separator(text[r2])
+        && (k == hay.end() || !same(family, hay.byte(k), text[r2]))
+    {
+        r2 += 1;
+    }
+    // It may also land one space after `p`: a seed on the space after an offset column
+    // spells the form's separator there (`canonical_separators` then leaves it to the
+    // layout, as here).
+    let lands = (k == p && r2 == q)
+        || (family == Family::Hex
+            && k == p + 1
+            && r2 == q + 1
+            && hay.byte(p) == b' '
+            && same(family, b' ', text[q]));
+    if !lands {
+        return None;
+    }
+    // Both readings hold. Read as the form, the line's leading characters may spell bytes
+    // that the layout reading loses (digits of other hex before a separated run, read as an
+    // offset column: `B9a2 0b 70`, whose `a2` the run needs): the layout reading is taken
+    // only if the line before spells at least as much of the form as they do.
+    let origin = hay.origin;
+    let (mut a, mut x) = (p, q);
+    while a > origin
+        && x > 0
+        && hay.byte(a - 1) != b'\n'
+        && same(family, hay.byte(a - 1), text[x - 1])
+    {
+        a -= 1;
+        x -= 1;
+    }
+    if a > origin && hay.byte(a - 1) != b'\n' {
+        let (mut b, mut y) = (s, r);
+        while y > x && b > origin && same(family, hay.byte(b - 1), text[y - 1]) {
+            b -= 1;
+            y -= 1;
+        }
+        if y > x {
+            return None;
+        }
+    }
+    Some((s, r))
 }
 
 /// Spaces and tabs after a line break (at most 16): indentation.

@@ -781,3 +781,40 @@ fn four_to_seven_hex_digits_ending_a_wrapped_line_are_held_back() {
     // Positive control.
     assert_eq!(redact(&["zzzzzzzz"], dump), dump);
 }
+
+#[test]
+fn the_layout_that_begins_a_dump_line_stays_visible_whichever_side_a_seed_is_on() {
+    // Extending rightwards meets a line break first and skips the next line's indentation or
+    // offset column whole; extending leftwards from a seed on the next line (or on the space
+    // after its offset column) read the indentation's space as the form's separator, or the
+    // offset's last digit as the digit the form wanted there, so the mask depended on which
+    // side of the line break a seed was on: a stream whose held-back bytes began on the line
+    // before re-extended from the line after and masked the indentation (fuzz seed 77031).
+    let secret = "Tr0ub4dor&3horse-battery";
+    // `od -An -tx1`, two bytes of the secret on the first line (no seed there).
+    let od_an = " 2e 2e 2e 2e 2e 2e 2e 2e 2e 2e 2e 2e 2e 2e 54 72\n \
+        30 75 62 34 64 6f 72 26 33 68 6f 72 73 65 2d 62\n \
+        61 74 74 65 72 79 20 61 6e 64 20 6d 6f 72 65 20\n \
+        74 65 78 74\n";
+    let out = every_split_gives_the_whole(redactor(&[secret]), od_an);
+    assert_eq!(
+        out,
+        " 2e 2e 2e 2e 2e 2e 2e 2e 2e 2e 2e 2e 2e 2e ***\n ***\n \
+        ***20 61 6e 64 20 6d 6f 72 65 20\n 74 65 78 74\n"
+    );
+    // `od -tx1`, the first line ending in `30` and the offset column in `0`: the first
+    // line's three bytes were left out of the piece, and the offset's `0` masked.
+    let od = "0000000 2e 2e 2e 2e 2e 2e 2e 2e 2e 2e 2e 2e 2e 54 72 30\n\
+        0000020 75 62 34 64 6f 72 26 33 68 6f 72 73 65 2d 62 61\n\
+        0000040 74 74 65 72 79 20 61 6e 64 20 6d 6f 72 65 20 74\n\
+        0000060 65 78 74\n";
+    let out = every_split_gives_the_whole(redactor(&[secret]), od);
+    assert_eq!(
+        out,
+        "0000000 2e 2e 2e 2e 2e 2e 2e 2e 2e 2e 2e 2e 2e ***\n0000020 ***\n\
+        0000040 ***20 61 6e 64 20 6d 6f 72 65 20 74\n0000060 65 78 74\n"
+    );
+    // Positive control.
+    assert_eq!(redact(&["zzzzzzzz"], od_an), od_an);
+    assert_eq!(redact(&["zzzzzzzz"], od), od);
+}
