@@ -16,7 +16,13 @@
 //! (`sealrun_wire::authority::authorize`); the time that takes per run is
 //! reported too.
 //!
-//! `cargo bench -p sealrun-api --bench dispatch` (about 30 s).
+//! The same phases run on PostgreSQL, with one control plane and with three
+//! replicas of one database (agents and submitters spread over them), when
+//! `SEALRUN_TEST_DATABASE_URL` names a cluster (see `testkit/src/postgres.rs`;
+//! `scripts/provision.sh` makes one): their rates are reported as ratios of
+//! the SQLite figure measured in the same run.
+//!
+//! `cargo bench -p sealrun-api --bench dispatch` (about a minute).
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 use reqwest::StatusCode;
@@ -276,11 +282,18 @@ fn summarize(mut lat: Vec<Duration>, elapsed: Duration) -> Measured {
 }
 
 /// `submitters` tasks each submit a run and wait until an agent holds it.
-async fn dispatch_phase(env: &Env, rv: &Shared, submitters: usize, length: Duration) -> Measured {
+/// Submitter `i` talks to `envs[i % envs.len()]` (the replicas in turn).
+async fn dispatch_phase(
+    envs: &[Env],
+    rv: &Shared,
+    submitters: usize,
+    length: Duration,
+) -> Measured {
     let counting = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
-    for _ in 0..submitters {
+    for i in 0..submitters {
+        let env = &envs[i % envs.len()];
         let (http, url, admin, rv, signing) = (
             env.client(),
             env.url.clone(),
@@ -370,10 +383,17 @@ const OPEN_LOOP_MAX_IN_FLIGHT: usize = 128;
 /// Open loop: submissions at a fixed `rate` whatever the answers, each timed
 /// to its assignment. Reports the rate of assignments achieved within the
 /// window, and how many submissions had to be shed.
-async fn open_loop_phase(env: &Env, rv: &Shared, rate: u32, length: Duration) -> (Measured, usize) {
+/// Submissions go to the replicas in turn.
+async fn open_loop_phase(
+    envs: &[Env],
+    rv: &Shared,
+    rate: u32,
+    length: Duration,
+) -> (Measured, usize) {
     const TICK: Duration = Duration::from_millis(1);
     let per_tick = (rate / 1000).max(1);
-    let http = env.client();
+    let clients: Vec<reqwest::Client> = envs.iter().map(Env::client).collect();
+    let mut next = 0usize;
     let slots = Arc::new(tokio::sync::Semaphore::new(OPEN_LOOP_MAX_IN_FLIGHT));
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -388,6 +408,8 @@ async fn open_loop_phase(env: &Env, rv: &Shared, rate: u32, length: Duration) ->
                 shed += usize::from(Instant::now() >= from);
                 continue;
             };
+            let (env, http) = (&envs[next % envs.len()], &clients[next % envs.len()]);
+            next += 1;
             let (http, url, admin, rv, signing) = (
                 http.clone(),
                 env.url.clone(),
@@ -436,27 +458,64 @@ fn ms(d: Duration) -> String {
 
 /// A running control plane with its simulated agents.
 struct Bench {
-    env: Env,
+    /// One per replica; the first is where the bench is set up.
+    envs: Vec<Env>,
     rv: Shared,
-    server: InProcessServer,
+    servers: Vec<InProcessServer>,
+    /// The other replicas' directories.
+    _dirs: Vec<tempfile::TempDir>,
     stop_agents: Arc<AtomicBool>,
     agents: Vec<tokio::task::JoinHandle<()>>,
 }
 
+fn env_of(server: &InProcessServer) -> Env {
+    Env {
+        url: server.url.clone(),
+        ca: reqwest::Certificate::from_pem(&std::fs::read(&server.ca_cert).unwrap()).unwrap(),
+        admin: server.admin_token.clone(),
+        signing: None,
+    }
+}
+
 impl Bench {
+    /// One control plane on SQLite.
     async fn start(durable_commits: bool, signed: bool) -> Bench {
-        let server = InProcessServer::start_with(Settings {
+        let settings = Settings {
             max_agents_per_org: 1000,
             durable_commits,
             ..Settings::default()
-        })
-        .await;
-        let mut env = Env {
-            url: server.url.clone(),
-            ca: reqwest::Certificate::from_pem(&std::fs::read(&server.ca_cert).unwrap()).unwrap(),
-            admin: server.admin_token.clone(),
-            signing: None,
         };
+        let server = InProcessServer::start_with(settings).await;
+        Bench::set_up(vec![server], Vec::new(), signed).await
+    }
+
+    /// `replicas` control planes on one PostgreSQL database; `None` without
+    /// a cluster.
+    async fn start_postgres(replicas: usize) -> Option<Bench> {
+        let settings = || Settings {
+            max_agents_per_org: 1000,
+            ..Settings::default()
+        };
+        let first = InProcessServer::start_on_postgres(settings()).await?;
+        let mut servers = vec![first];
+        let mut dirs = Vec::new();
+        for _ in 1..replicas {
+            let dir = tempfile::tempdir().unwrap();
+            let replica = servers[0].start_replica(dir.path(), settings()).await?;
+            servers.push(replica);
+            dirs.push(dir);
+        }
+        Some(Bench::set_up(servers, dirs, false).await)
+    }
+
+    /// Target `bench` and the agents, spread over the servers.
+    async fn set_up(
+        servers: Vec<InProcessServer>,
+        dirs: Vec<tempfile::TempDir>,
+        signed: bool,
+    ) -> Bench {
+        let mut envs: Vec<Env> = servers.iter().map(env_of).collect();
+        let env = &envs[0];
         let admin = env.client();
         let put = admin
             .put(format!("{}/v1/targets/bench", env.url))
@@ -483,12 +542,17 @@ impl Bench {
         let mut agents = Vec::new();
         let mut connected = Vec::new();
         for i in 0..AGENTS {
-            connected.push(start_agent(&env, &enrollment, i, &key).await);
+            let env = &envs[i % envs.len()];
+            connected.push((i, start_agent(env, &enrollment, i, &key).await));
         }
         if signed {
-            env.signing = Some(Arc::new(certify(&env, &admin, &key).await));
+            let signing = Arc::new(certify(&envs[0], &admin, &key).await);
+            for env in &mut envs {
+                env.signing = Some(Arc::clone(&signing));
+            }
         }
-        for (http, token) in connected {
+        for (i, (http, token)) in connected {
+            let env = &envs[i % envs.len()];
             agents.push(tokio::spawn(agent_loop(
                 env.url.clone(),
                 http,
@@ -499,9 +563,10 @@ impl Bench {
             )));
         }
         Bench {
-            env,
+            envs,
             rv,
-            server,
+            servers,
+            _dirs: dirs,
             stop_agents,
             agents,
         }
@@ -509,7 +574,11 @@ impl Bench {
 
     async fn stop(self) {
         self.stop_agents.store(true, Ordering::Relaxed);
-        let stopped = self.server.stop();
+        let stopped = async {
+            for s in self.servers {
+                s.stop().await;
+            }
+        };
         let agents = async {
             for a in self.agents {
                 let _ = a.await;
@@ -633,11 +702,11 @@ fn row(name: &str, m: &Measured) {
 /// The dispatch phases against one server: closed loops at 1 and 16 runs in
 /// flight, then 2000 runs/s offered.
 async fn dispatch_phases(b: &Bench, label: &str) -> (Measured, Measured, Measured) {
-    let one = dispatch_phase(&b.env, &b.rv, 1, Duration::from_secs(3)).await;
+    let one = dispatch_phase(&b.envs, &b.rv, 1, Duration::from_secs(3)).await;
     row(&format!("{label}: 1 in flight (closed loop)"), &one);
-    let many = dispatch_phase(&b.env, &b.rv, 16, Duration::from_secs(3)).await;
+    let many = dispatch_phase(&b.envs, &b.rv, 16, Duration::from_secs(3)).await;
     row(&format!("{label}: 16 in flight (closed loop)"), &many);
-    let (open, shed) = open_loop_phase(&b.env, &b.rv, 2000, Duration::from_secs(3)).await;
+    let (open, shed) = open_loop_phase(&b.envs, &b.rv, 2000, Duration::from_secs(3)).await;
     row(&format!("{label}: 2000/s offered (open loop)"), &open);
     if shed > 0 {
         println!("  ({shed} submissions shed: {OPEN_LOOP_MAX_IN_FLIGHT} already outstanding)");
@@ -655,20 +724,33 @@ async fn main() {
     println!();
     header();
     let durable = Bench::start(true, false).await;
-    let fsync = fsync_baseline(&durable.server.data_dir, Duration::from_secs(2));
+    let fsync = fsync_baseline(&durable.servers[0].data_dir, Duration::from_secs(2));
     row("baseline: fdatasync of a 4 KiB append", &fsync);
-    let health_1 = health_phase(&durable.env, 1, Duration::from_secs(2)).await;
+    let health_1 = health_phase(&durable.envs[0], 1, Duration::from_secs(2)).await;
     row("baseline: GET /health, 1 client", &health_1);
-    let health_16 = health_phase(&durable.env, 16, Duration::from_secs(2)).await;
+    let health_16 = health_phase(&durable.envs[0], 16, Duration::from_secs(2)).await;
     row("baseline: GET /health, 16 clients", &health_16);
     let (d1, d16, dopen) = dispatch_phases(&durable, "durable").await;
     durable.stop().await;
+    let mut postgres = Vec::new();
+    for replicas in [1, 3] {
+        let Some(bench) = Bench::start_postgres(replicas).await else {
+            println!("PostgreSQL: not measured (set SEALRUN_TEST_DATABASE_URL to a cluster)");
+            break;
+        };
+        let label = format!(
+            "PostgreSQL, {replicas} replica{}",
+            if replicas > 1 { "s" } else { "" }
+        );
+        postgres.push((label.clone(), dispatch_phases(&bench, &label).await));
+        bench.stop().await;
+    }
     let relaxed = Bench::start(false, false).await;
     let (r1, r16, ropen) = dispatch_phases(&relaxed, "durable_commits=false").await;
     relaxed.stop().await;
     let signed = Bench::start(true, true).await;
     let (s1, s16, _) = dispatch_phases(&signed, "durable, signed runs").await;
-    let signing = signed.env.signing.clone().unwrap();
+    let signing = signed.envs[0].signing.clone().unwrap();
     let verified = signing.verified.load(Ordering::Relaxed).max(1);
     let verify_us = signing.verify_nanos.load(Ordering::Relaxed) as f64 / verified as f64 / 1000.0;
     signed.stop().await;
@@ -692,6 +774,20 @@ async fn main() {
         d16.per_sec,
         s1.p50.as_secs_f64() / d1.p50.as_secs_f64(),
     );
+    for (label, (one, many, open)) in &postgres {
+        println!(
+            "{label}: {:.0} runs/s at 16 in flight = {:.2} x SQLite's ({:.0}/s), p99 {}; unloaded p50 {} = {:.2} x SQLite's; at 2000/s offered {:.0}/s = {:.2} x SQLite's, p99 {} (goal for 3 replicas: >= 0.5 x, p99 < 25 ms)",
+            many.per_sec,
+            many.per_sec / d16.per_sec,
+            d16.per_sec,
+            ms(many.p99),
+            ms(one.p50),
+            one.p50.as_secs_f64() / d1.p50.as_secs_f64(),
+            open.per_sec,
+            open.per_sec / dopen.per_sec,
+            ms(open.p99),
+        );
+    }
     println!(
         "at 2000 runs/s offered: durable {:.0}/s p99 {}, relaxed {:.0}/s p99 {} (goal: >= 2000/s, p99 < 10 ms)",
         dopen.per_sec,
