@@ -239,6 +239,14 @@ async fn agent_loop(
         if resp.status() == StatusCode::NO_CONTENT {
             continue;
         }
+        if resp.status() != StatusCode::OK {
+            // As the real agent does: say so, wait a little, poll again.
+            let status = resp.status();
+            let body = resp.text().await.unwrap_or_default();
+            eprintln!("bench agent: poll answered {status}: {body}; polling again");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
         let a: Assignment = resp.json().await.unwrap();
         if let Some(s) = &signing {
             s.authorize(&a);
@@ -255,6 +263,10 @@ async fn agent_loop(
             Err(_) if stop.load(Ordering::Relaxed) => return,
             Err(e) => panic!("finish failed: {e}"),
         };
+        // A control plane shutting down at the end of a phase answers 503.
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
         assert_eq!(done.status(), StatusCode::NO_CONTENT);
     }
 }
