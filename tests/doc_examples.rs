@@ -91,6 +91,11 @@ const EXEMPT: &[(&str, &str, &str)] = &[
         "a production server's data directory",
     ),
     (
+        "sealrun server migrate-store --help",
+        "SEALRUN_DATABASE_URL=postgres://",
+        "a production PostgreSQL database and a stopped server's SQLite file",
+    ),
+    (
         "sealrun agent --help",
         "sealrun agent ",
         "an agent of a production control plane, configured in /etc",
