@@ -21,6 +21,16 @@ impl PgConn {
         }
     }
 
+    /// Begins a write transaction holding [`WRITE_LOCK`]: the first
+    /// statement of every writer (the writer thread's batches, standalone
+    /// transactions), so all of them are one writer.
+    pub(super) fn begin_write(&mut self) -> Result<(), postgres::Error> {
+        static BEGIN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            format!("BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})")
+        });
+        self.client.batch_execute(&BEGIN)
+    }
+
     /// A handle for one transaction's statements (the caller has begun it).
     pub(super) fn tx(&mut self) -> PgTx<'_> {
         PgTx {

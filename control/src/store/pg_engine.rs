@@ -1,20 +1,19 @@
 //! The PostgreSQL engine: its writer thread, reader threads and standalone
 //! transactions, over the connections of [`super::pg`].
 
-use super::pg::{Connector, DatabaseUrl, PgConn, WRITE_LOCK, error};
+use super::pg::{Connector, DatabaseUrl, PgConn, error};
 use super::tx::Tx;
 use super::writer::{Health, MAX_READERS, Message, next_batch, not_durable, run_jobs};
 use crate::error::{Error, OpenError};
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex, mpsc};
 
-/// Begins a write transaction holding [`WRITE_LOCK`]. A connection found
+/// Begins a write transaction holding [`WRITE_LOCK`](super::pg::WRITE_LOCK). A connection found
 /// broken (the server restarted since its last use) is replaced once: no job
 /// has run yet, so nothing is lost by retrying.
 fn begin_write(conn: &mut Option<PgConn>, connector: &Connector) -> Result<(), postgres::Error> {
-    let begin = format!("BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})");
     if let Some(c) = conn.as_mut().filter(|c| !c.client.is_closed()) {
-        match c.client.batch_execute(&begin) {
+        match c.begin_write() {
             Ok(()) => return Ok(()),
             Err(e) if !(e.is_closed() || e.code().is_none()) => {
                 let _ = c.client.batch_execute("ROLLBACK");
@@ -25,13 +24,13 @@ fn begin_write(conn: &mut Option<PgConn>, connector: &Connector) -> Result<(), p
     }
     *conn = None;
     let mut fresh = connector.connect()?;
-    fresh.client.batch_execute(&begin)?;
+    fresh.begin_write()?;
     *conn = Some(fresh);
     Ok(())
 }
 
 /// The PostgreSQL writer thread: batches as SQLite's does, each batch one
-/// transaction under [`WRITE_LOCK`], each job in its own savepoint. A
+/// transaction under [`WRITE_LOCK`](super::pg::WRITE_LOCK), each job in its own savepoint. A
 /// commit PostgreSQL acknowledged is durable; one whose answer was lost (the
 /// connection broke during `COMMIT`) may or may not have happened and is
 /// answered so ([`not_durable`]).
@@ -247,8 +246,7 @@ impl Standalone {
         off_runtime(|| {
             let db_err = |e: &postgres::Error| connector.open_error(e);
             let mut conn = connector.connect().map_err(|e| db_err(&e))?;
-            let begin = format!("BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})");
-            conn.client.batch_execute(&begin).map_err(|e| db_err(&e))?;
+            conn.begin_write().map_err(|e| db_err(&e))?;
             let result = {
                 let cell = RefCell::new(conn.tx());
                 work(&Tx::postgres(&cell))
