@@ -177,18 +177,22 @@ impl Control {
             };
             return Err(self.refused(attempt, Refusal::anonymous(reason)).await);
         }
-        match self.resolve(value.to_owned()).await {
+        match self.resolve(value.to_owned()).await? {
             Ok(principal) => Ok(principal),
             Err(refusal) => Err(self.refused(attempt, refusal).await),
         }
     }
 
-    async fn resolve(&self, value: String) -> Result<Principal, Refusal> {
+    /// The principal of a token, or why it is refused; `Err` when the store
+    /// cannot say (a database that is down): that is no verdict on the
+    /// token, so it must not be answered as a refusal (401 tells clients to
+    /// give up, when asking again once the database is back would succeed).
+    async fn resolve(&self, value: String) -> Result<Result<Principal, Refusal>, Error> {
         let Some(presented) = token::parse(&value) else {
-            return Err(Refusal::anonymous("malformed token"));
+            return Ok(Err(Refusal::anonymous("malformed token")));
         };
         if let Some(principal) = self.auth.get(&presented) {
-            return Ok(principal);
+            return Ok(Ok(principal));
         }
         let generation = self.auth.generation();
         let kind = presented.kind;
@@ -214,16 +218,12 @@ impl Control {
                 }
                 let principal = verified.principal.clone();
                 self.auth.insert(generation, id, kind, verified);
-                Ok(principal)
+                Ok(Ok(principal))
             }
-            Ok(Err(refusal)) => Err(refusal),
+            Ok(Err(refusal)) => Ok(Err(refusal)),
             Err(e) => {
                 tracing::error!(error = %e, token_id = %id, ?kind, "cannot look up a token");
-                Err(Refusal {
-                    org_id: None,
-                    token_id: Some(id),
-                    reason: "lookup failed",
-                })
+                Err(e)
             }
         }
     }

@@ -187,15 +187,22 @@ pub struct FakeAgent {
 
 impl FakeAgent {
     /// Registers with an enrollment token.
-    pub async fn register(server: &InProcessServer, enrollment: &str, name: &str) -> FakeAgent {
+    pub async fn register(server: &impl ControlPlane, enrollment: &str, name: &str) -> FakeAgent {
+        FakeAgent::register_via(&server.anonymous(), enrollment, name).await
+    }
+
+    /// Registers with an enrollment token through `server`, a client of any
+    /// control plane (its token is not used): for agents registered from
+    /// tasks of their own.
+    pub async fn register_via(server: &Client, enrollment: &str, name: &str) -> FakeAgent {
         let a = server
-            .client(enrollment)
+            .with_token(enrollment)
             .post("/v1/agent/register", json!({"name": name}))
             .await;
         assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
         let r: Registered = a.parse();
         FakeAgent {
-            client: server.client(&r.agent_token),
+            client: server.with_token(&r.agent_token),
             id: r.agent_id,
             keys: Vec::new(),
         }

@@ -77,6 +77,7 @@ mod docker;
 mod postgres;
 mod process;
 pub mod pty;
+mod replicas;
 pub mod runtime;
 mod server;
 mod shim;
@@ -94,9 +95,11 @@ pub use docker::{
     skip_or_fail, skipping_forbidden, wait_no_containers,
 };
 pub use postgres::{
-    TEST_DATABASE_URL, TEST_STORE, TestDatabase, postgres_under_test, require_postgres,
+    PrivateCluster, TEST_DATABASE_URL, TEST_STORE, TestDatabase, postgres_under_test,
+    require_postgres,
 };
 pub use process::{Cli, code, free_port, output_within, sealrun_bin, signal, sigterm, text};
+pub use replicas::{Balancer, Replicas};
 pub use server::{ControlPlane, InProcessServer, ServerProcess, quick_settings};
 pub use shim::{init_binary, workspace_root};
 pub use wait::{WAIT, wait_for, wait_until};

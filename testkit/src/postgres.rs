@@ -16,7 +16,9 @@
 //! (`sealrun_t_*`) after the run.
 
 use sealrun_api::DatabaseUrl;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// The variable naming the cluster the suite uses.
 pub const TEST_DATABASE_URL: &str = "SEALRUN_TEST_DATABASE_URL";
@@ -134,4 +136,191 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
     })
+}
+
+/// A PostgreSQL server of one test's own, from the distribution's binaries
+/// (`/usr/lib/postgresql/N/bin`, N the newest), in a temporary directory
+/// and on a port of its own: for the fault of PostgreSQL itself going down
+/// and coming back, which the suite's shared cluster cannot take. It runs
+/// as the `postgres` user when the tests run as root (PostgreSQL refuses
+/// root), trusts local connections, and is stopped and removed on drop.
+#[derive(Debug)]
+pub struct PrivateCluster {
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    port: u16,
+    /// `(uid, gid)` of `postgres` when the tests run as root.
+    run_as: Option<(u32, u32)>,
+    child: Option<Child>,
+    /// `postgres://sealrun@127.0.0.1:<port>/postgres`: no password (the
+    /// cluster trusts local connections).
+    pub url_text: String,
+}
+
+impl PrivateCluster {
+    /// Creates and starts a cluster; `None` after a loud `SKIPPED` line when
+    /// PostgreSQL's binaries are not installed (a failure instead under
+    /// `SEALRUN_REQUIRE_POSTGRES` or `CI`).
+    pub fn require() -> Option<PrivateCluster> {
+        let Some(bin) = newest_server_binaries() else {
+            crate::docker::skip_or_fail_unless(
+                "PostgreSQL's server binaries are not installed (/usr/lib/postgresql/N/bin)",
+                "SEALRUN_REQUIRE_POSTGRES",
+            );
+            return None;
+        };
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let run_as = (nix::unistd::geteuid().is_root()).then(|| {
+            let user = nix::unistd::User::from_name("postgres")
+                .ok()
+                .flatten()
+                .expect("a `postgres` user (Debian's postgresql package makes one)");
+            (user.uid.as_raw(), user.gid.as_raw())
+        });
+        if let Some((uid, gid)) = run_as {
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))
+                .expect("the cluster's directory handed to postgres");
+        }
+        let port = crate::free_port();
+        let mut cluster = PrivateCluster {
+            url_text: format!("postgres://sealrun@127.0.0.1:{port}/postgres"),
+            bin,
+            dir,
+            port,
+            run_as,
+            child: None,
+        };
+        let out = cluster
+            .command("initdb")
+            .args(["--auth=trust", "--username=sealrun", "--no-sync", "-D"])
+            .arg(cluster.data())
+            .output()
+            .expect("initdb runs");
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        cluster.start();
+        Some(cluster)
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// `PROGRAM` of the cluster's binaries, as `postgres` when root.
+    fn command(&self, program: &str) -> Command {
+        let path = self.bin.join(program);
+        match self.run_as {
+            Some((uid, gid)) => {
+                let mut c = Command::new("setpriv");
+                c.args([
+                    &format!("--reuid={uid}"),
+                    &format!("--regid={gid}"),
+                    "--clear-groups",
+                    "--",
+                ])
+                .arg(path);
+                c
+            }
+            None => Command::new(path),
+        }
+    }
+
+    /// Starts the server and waits until it accepts connections.
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "the cluster is running");
+        let log = std::fs::File::create(self.dir.path().join(format!("log-{}", now_nanos())))
+            .expect("the cluster's log");
+        let child = self
+            .command("postgres")
+            .arg("-D")
+            .arg(self.data())
+            .args(["-p", &self.port.to_string(), "-k"])
+            .arg(self.dir.path())
+            .args(["-c", "listen_addresses=127.0.0.1"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("a second handle on the log"))
+            .stderr(log)
+            .spawn()
+            .expect("postgres starts");
+        self.child = Some(child);
+        let deadline = Instant::now() + crate::WAIT;
+        loop {
+            let ready = self
+                .command("pg_isready")
+                .args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string()])
+                .status()
+                .is_ok_and(|s| s.success());
+            if ready {
+                return;
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                panic!("postgres exited ({status}): {}", self.logs());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "postgres did not start: {}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Immediate shutdown (SIGQUIT): every connection cut at once, nothing
+    /// flushed, crash recovery at the next start: the harshest stop short
+    /// of losing the machine. Waits until the server has exited.
+    pub fn stop_immediately(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            crate::signal(child.id(), "QUIT");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while child.try_wait().ok().flatten().is_none() {
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    /// The server's logs so far.
+    pub fn logs(&self) -> String {
+        let mut logs = String::new();
+        if let Ok(entries) = std::fs::read_dir(self.dir.path()) {
+            for entry in entries.flatten() {
+                if entry.file_name().to_string_lossy().starts_with("log-") {
+                    logs.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
+                }
+            }
+        }
+        logs
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        self.stop_immediately();
+    }
+}
+
+/// `/usr/lib/postgresql/N/bin` for the newest N holding `postgres`.
+fn newest_server_binaries() -> Option<PathBuf> {
+    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let version = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("postgres").exists().then_some((version, bin))
+        })
+        .collect();
+    found.sort();
+    found.pop().map(|(_, bin)| bin)
+}
+
+fn now_nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
 }

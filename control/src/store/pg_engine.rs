@@ -8,12 +8,24 @@ use crate::error::{Error, OpenError};
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex, mpsc};
 
-/// Begins a write transaction holding [`WRITE_LOCK`](super::pg::WRITE_LOCK). A connection found
-/// broken (the server restarted since its last use) is replaced once: no job
-/// has run yet, so nothing is lost by retrying.
+/// Begins a write transaction holding [`WRITE_LOCK`](super::pg::WRITE_LOCK)
+/// (see [`begin_on`]).
 fn begin_write(conn: &mut Option<PgConn>, connector: &Connector) -> Result<(), postgres::Error> {
+    begin_on(conn, connector, PgConn::begin_write)
+}
+
+/// Begins a transaction on `conn` with `begin`, connecting first if there is
+/// no connection. A connection found broken (the server restarted since its
+/// last use) is replaced once: no statement of the transaction has run yet,
+/// so nothing is lost by retrying, and the first request after PostgreSQL
+/// comes back succeeds instead of being told to retry.
+fn begin_on(
+    conn: &mut Option<PgConn>,
+    connector: &Connector,
+    begin: impl Fn(&mut PgConn) -> Result<(), postgres::Error>,
+) -> Result<(), postgres::Error> {
     if let Some(c) = conn.as_mut().filter(|c| !c.client.is_closed()) {
-        match c.begin_write() {
+        match begin(c) {
             Ok(()) => return Ok(()),
             Err(e) if !(e.is_closed() || e.code().is_none()) => {
                 let _ = c.client.batch_execute("ROLLBACK");
@@ -24,7 +36,7 @@ fn begin_write(conn: &mut Option<PgConn>, connector: &Connector) -> Result<(), p
     }
     *conn = None;
     let mut fresh = connector.connect()?;
-    fresh.begin_write()?;
+    begin(&mut fresh)?;
     *conn = Some(fresh);
     Ok(())
 }
@@ -116,7 +128,7 @@ pub(super) fn writer_loop(
 }
 
 /// A read for a reader thread.
-type ReadJob = Box<dyn FnOnce(&mut Option<PgConn>) + Send>;
+type ReadJob = Box<dyn FnOnce(&mut Option<PgConn>, &Connector) + Send>;
 
 /// Reader connections to PostgreSQL, bounded as SQLite's are: each lives on
 /// a thread of its own. (The synchronous client runs a runtime of its own,
@@ -153,8 +165,8 @@ impl ReaderPool {
         F: FnOnce(&Tx<'_>) -> Result<T, Error> + Send + 'static,
     {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let job: ReadJob = Box::new(move |conn| {
-            let _ = reply.send(read_snapshot(conn, work));
+        let job: ReadJob = Box::new(move |conn, connector| {
+            let _ = reply.send(read_snapshot(conn, connector, work));
         });
         let sent = self
             .jobs
@@ -186,28 +198,21 @@ fn reader_thread(jobs: &Mutex<mpsc::Receiver<ReadJob>>, connector: &Connector) {
             Err(_) => return,
         };
         let Ok(job) = job else { return };
-        if conn.is_none() {
-            conn = connector.connect().ok();
-        }
-        job(&mut conn);
+        job(&mut conn, connector);
     }
 }
 
-/// One read on `conn` (replaced if found broken; left `None` if no
-/// connection can be made, and the read answers why).
+/// One read on `conn` (made or replaced as [`begin_on`] does; left `None`
+/// if no connection can be made, and the read answers why).
 fn read_snapshot<T>(
     conn: &mut Option<PgConn>,
+    connector: &Connector,
     work: impl FnOnce(&Tx<'_>) -> Result<T, Error>,
 ) -> Result<T, Error> {
     const BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
-    let begun = conn
-        .as_mut()
-        .is_some_and(|c| c.client.batch_execute(BEGIN).is_ok());
-    if !begun {
+    if let Err(e) = begin_on(conn, connector, |c| c.client.batch_execute(BEGIN)) {
         *conn = None;
-        return Err(Error::Unavailable(
-            "the control plane's database is unreachable; retry later".into(),
-        ));
+        return Err(error(&e));
     }
     let Some(c) = conn.as_mut() else {
         return Err(Error::internal("a reader lost its connection"));

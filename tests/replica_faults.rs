@@ -1,0 +1,603 @@
+//! Several control-plane replicas on one PostgreSQL database, against real
+//! processes and real faults: a replica SIGKILLed under the agent polling it
+//! and under the CLI following a run, PostgreSQL itself stopped and started
+//! mid-run, and a thousand agents spread over three replicas taking ten
+//! thousand runs. Nothing is lost, nothing runs twice, nobody has to step in.
+//!
+//! Each test needs a PostgreSQL (the suite's cluster, or its server binaries
+//! for a private one) and all but the last Docker; each skips loudly
+//! without them, and fails under `CI` / `SEALRUN_REQUIRE_POSTGRES`.
+#![allow(clippy::unwrap_used)]
+
+use sealrun_testkit::{
+    AgentProcess, Client, ControlPlane, FakeAgent, PrivateCluster, Replicas, code, require_docker,
+    require_postgres, run_request, spawned_target, text, to_value, trust_target,
+};
+use sealrun_vault::TargetKeypair;
+use sealrun_wire::admin::Role;
+use sealrun_wire::agent::Assignment;
+use sealrun_wire::run::{RunCreated, RunStatus};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A command printing `lines` numbered lines, one every `pause` seconds.
+fn printer(lines: u32, pause: &str) -> String {
+    format!("i=0; while [ $i -lt {lines} ]; do echo line $i; i=$((i+1)); sleep {pause}; done")
+}
+
+/// What [`printer`] prints.
+fn printed(lines: u32) -> String {
+    (0..lines).map(|i| format!("line {i}\n")).collect()
+}
+
+/// What a process has written to a pipe so far, read on a thread of its own.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Captured {
+    fn of(
+        mut pipe: impl std::io::Read + Send + 'static,
+    ) -> (Captured, std::thread::JoinHandle<()>) {
+        let captured = Captured::default();
+        let sink = captured.clone();
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.0.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        (captured, reader)
+    }
+
+    fn text(&self) -> String {
+        text(&self.0.lock().unwrap())
+    }
+
+    async fn wait_for(&self, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !self.text().contains(what) {
+            assert!(
+                Instant::now() < deadline,
+                "{what:?} never came; so far: {:?}",
+                self.text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killing_the_replicas_an_agent_polls_and_a_cli_follows_mid_run_loses_no_byte() {
+    if !require_docker() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let Some(db) = require_postgres(&dir.path().join("pg")) else {
+        return;
+    };
+    let mut replicas = Replicas::start(dir.path(), &db.url_text, 3, &[]).await;
+    let admin = replicas.at(0).admin();
+    // Two agents spread over the replicas: `a` reaches replica 0 first, `b`
+    // replica 2; the CLI reaches replica 1 first.
+    let via_a = replicas.balancer(&[0, 1, 2]).await;
+    let via_b = replicas.balancer(&[2, 0, 1]).await;
+    let via_cli = replicas.balancer(&[1, 2, 0]).await;
+    let mut agents = Vec::new();
+    for (name, via) in [("a", &via_a), ("b", &via_b)] {
+        admin.put_target(&spawned_target(name, 300)).await;
+        let enrollment = admin.enrollment_token("default").await;
+        let mut agent = AgentProcess::start(
+            via,
+            &dir.path().join(format!("agent-{name}")),
+            &format!("agent-{name}"),
+            &[name],
+            Some(&enrollment),
+            &[],
+        )
+        .await;
+        agent.wait_connected(&admin, &[name]).await;
+        trust_target(replicas.at(0), &admin, name).await;
+        agents.push(agent);
+    }
+
+    // 40 lines over about 20 s on each target: the CLI follows `a`'s.
+    let lines = 40;
+    let mut cli = via_cli.cli(&admin.token).spawn(&[
+        "run",
+        "--target",
+        "a",
+        "--",
+        "sh",
+        "-c",
+        &printer(lines, "0.5"),
+    ]);
+    let (shown, reader) = Captured::of(cli.stdout.take().unwrap());
+    let (said, said_reader) = Captured::of(cli.stderr.take().unwrap());
+    let other: RunCreated = admin
+        .post(
+            "/v1/runs",
+            to_value(&run_request("b", &["sh", "-c", &printer(lines, "0.5")])),
+        )
+        .await
+        .ok()
+        .parse();
+
+    shown.wait_for("line 5\n").await;
+    let before_kill = via_a.routed().len();
+    replicas.at_mut(0).kill(); // under agent `a`
+    shown.wait_for("line 15\n").await;
+    replicas.at_mut(1).kill(); // under the CLI, and where `a` went next
+
+    let status = tokio::task::spawn_blocking(move || cli.wait().unwrap())
+        .await
+        .unwrap();
+    reader.join().unwrap();
+    said_reader.join().unwrap();
+    assert!(
+        status.success(),
+        "sealrun run: {status}: {}\n{}",
+        said.text(),
+        replicas.logs()
+    );
+    // The CLI showed every byte once, in order, across a reconnection
+    // (which it says it made: the fault did reach it).
+    assert_eq!(shown.text(), printed(lines));
+    assert!(said.text().contains("reconnecting"), "{}", said.text());
+
+    let survivor = replicas.at(2).admin();
+    let runs: serde_json::Value = survivor.get("/v1/runs?target=a").await.ok().json();
+    let followed = runs["runs"][0]["id"].as_str().unwrap().to_owned();
+    for id in [followed.as_str(), other.id.as_str()] {
+        let end = survivor.wait_terminal(id).await;
+        assert_eq!(end.status, RunStatus::Succeeded, "{id}: {:?}", end.error);
+        // Stored once, in order, whichever replica each upload went to.
+        assert_eq!(survivor.stdout(id).await, printed(lines), "{id}");
+    }
+    // Positive control: agent `a` did move off the replica it started on.
+    let moved = &via_a.routed()[before_kill..];
+    assert!(
+        moved.iter().any(|&port| port != replicas.at(0).port),
+        "agent a never reconnected elsewhere: {moved:?}"
+    );
+    for agent in &agents {
+        assert!(agent.containers().is_empty(), "{:?}", agent.containers());
+    }
+    drop(agents);
+    drop(replicas);
+    db.drop_database();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_stopped_and_started_mid_run_loses_nothing_and_needs_no_operator() {
+    if !require_docker() {
+        return;
+    }
+    let Some(mut cluster) = PrivateCluster::require() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let replicas = Replicas::start(dir.path(), &cluster.url_text, 2, &[]).await;
+    let admin = replicas.at(0).admin();
+    let via_agent = replicas.balancer(&[0, 1]).await;
+    let via_cli = replicas.balancer(&[1, 0]).await;
+    admin.put_target(&spawned_target("db", 300)).await;
+    let enrollment = admin.enrollment_token("default").await;
+    let mut agent = AgentProcess::start(
+        &via_agent,
+        &dir.path().join("agent"),
+        "agent",
+        &["db"],
+        Some(&enrollment),
+        &[],
+    )
+    .await;
+    agent.wait_connected(&admin, &["db"]).await;
+    trust_target(replicas.at(0), &admin, "db").await;
+
+    let lines = 40;
+    let mut cli = via_cli.cli(&admin.token).spawn(&[
+        "run",
+        "--target",
+        "db",
+        "--",
+        "sh",
+        "-c",
+        &printer(lines, "0.5"),
+    ]);
+    let (shown, reader) = Captured::of(cli.stdout.take().unwrap());
+    let (said, said_reader) = Captured::of(cli.stderr.take().unwrap());
+    shown.wait_for("line 5\n").await;
+    // Down for 5 s: uploads, heartbeats and the follower's reads all fail
+    // meanwhile.
+    tokio::task::block_in_place(|| {
+        cluster.stop_immediately();
+        std::thread::sleep(Duration::from_secs(5));
+        cluster.start();
+    });
+
+    let status = tokio::task::spawn_blocking(move || cli.wait().unwrap())
+        .await
+        .unwrap();
+    reader.join().unwrap();
+    said_reader.join().unwrap();
+    assert!(
+        status.success(),
+        "sealrun run: {status}: {}\n{}",
+        said.text(),
+        replicas.logs()
+    );
+    assert_eq!(shown.text(), printed(lines));
+    // Positive control: the outage did reach every replica (the CLI's
+    // stream may or may not have broken, depending on what it was doing).
+    for server in &replicas.servers {
+        assert!(
+            server.log().contains("hint channel was lost"),
+            "{}",
+            server.log()
+        );
+    }
+    let runs: serde_json::Value = admin.get("/v1/runs?target=db").await.ok().json();
+    let id = runs["runs"][0]["id"].as_str().unwrap().to_owned();
+    let end = admin.wait_terminal(&id).await;
+    assert_eq!(end.status, RunStatus::Succeeded, "{:?}", end.error);
+    assert_eq!(admin.stdout(&id).await, printed(lines));
+
+    // And afterwards, with nobody restarting anything, both replicas serve:
+    // a run submitted on each is taken and finishes.
+    for i in 0..2 {
+        let out = replicas
+            .at(i)
+            .cli(&admin.token)
+            .output(&["run", "--target", "db", "--", "echo", "after"]);
+        assert_eq!(code(&out), 0, "replica {i}: {}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), "after\n");
+    }
+    assert!(agent.containers().is_empty(), "{:?}", agent.containers());
+    drop(agent);
+    drop(replicas);
+    drop(cluster);
+}
+
+/// What the simulated agents saw: how often each run was handed out.
+#[derive(Default)]
+struct Executed {
+    times: Mutex<HashMap<String, u32>>,
+    finished: AtomicUsize,
+}
+
+/// A simulated agent: long-polls, "executes" each run by finishing it at
+/// once, and records every assignment; forever (the test aborts it).
+async fn simulated_agent(agent: FakeAgent, executed: Arc<Executed>) {
+    loop {
+        let answer = agent
+            .client
+            .post("/v1/agent/poll", serde_json::json!({}))
+            .await;
+        match answer.status.as_u16() {
+            204 => continue,
+            200 => {}
+            other => panic!("agent {}: poll answered {other}: {}", agent.id, answer.text),
+        }
+        let a: Assignment = answer.parse();
+        *executed
+            .times
+            .lock()
+            .unwrap()
+            .entry(a.run_id.clone())
+            .or_default() += 1;
+        let done = agent
+            .finish(&a.run_id, RunStatus::Succeeded, Some(0), 0)
+            .await;
+        assert_eq!(
+            done.status.as_u16(),
+            204,
+            "finish {}: {}",
+            a.run_id,
+            done.text
+        );
+        executed.finished.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_thousand_agents_on_three_replicas_execute_ten_thousand_runs_each_exactly_once() {
+    const AGENTS: usize = 1_000;
+    const RUNS: usize = 10_000;
+    const SUBMITTERS: usize = 32;
+    let dir = tempfile::tempdir().unwrap();
+    let Some(db) = require_postgres(&dir.path().join("pg")) else {
+        return;
+    };
+    let replicas = Replicas::start(
+        dir.path(),
+        &db.url_text,
+        3,
+        &[
+            "--max-agents-per-org",
+            "2000",
+            "--max-connections-per-client",
+            "2000",
+        ],
+    )
+    .await;
+    let admin = replicas.at(0).admin();
+    admin.declare_target("t").await;
+    let enrollment: serde_json::Value = admin
+        .post(
+            "/v1/pools/default/enrollment-tokens",
+            serde_json::json!({"unlimited": true}),
+        )
+        .await
+        .ok()
+        .json();
+    let enrollment = enrollment["token"].as_str().unwrap().to_owned();
+    // Every agent of a target holds its keypair (any 32 bytes make one).
+    let seed = [7u8; 32];
+
+    let executed = Arc::new(Executed::default());
+    let mut agents = tokio::task::JoinSet::new();
+    let mut joining = tokio::task::JoinSet::new();
+    for i in 0..AGENTS {
+        let replica = replicas.at(i % 3);
+        let (url, http) = (replica.url().to_owned(), replica.http().clone());
+        let enrollment = enrollment.clone();
+        joining.spawn(async move {
+            let server = Client::new(&url, http, "");
+            let mut agent =
+                FakeAgent::register_via(&server, &enrollment, &format!("sim-{i}")).await;
+            agent
+                .keys
+                .push(("t".into(), TargetKeypair::from_secret_bytes(seed)));
+            agent.connect().await.ok();
+            agent
+        });
+    }
+    while let Some(agent) = joining.join_next().await {
+        agents.spawn(simulated_agent(agent.unwrap(), Arc::clone(&executed)));
+    }
+
+    let submitted = Arc::new(Mutex::new(HashSet::new()));
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut submitters = tokio::task::JoinSet::new();
+    for s in 0..SUBMITTERS {
+        let admin = replicas.at(s % 3).admin();
+        let (submitted, next) = (Arc::clone(&submitted), Arc::clone(&next));
+        submitters.spawn(async move {
+            while next.fetch_add(1, Ordering::Relaxed) < RUNS {
+                let created: RunCreated = admin
+                    .post("/v1/runs", to_value(&run_request("t", &["true"])))
+                    .await
+                    .ok()
+                    .parse();
+                assert!(submitted.lock().unwrap().insert(created.id));
+            }
+        });
+    }
+    while let Some(done) = submitters.join_next().await {
+        done.unwrap();
+    }
+
+    let deadline = Instant::now() + Duration::from_secs(900);
+    while executed.finished.load(Ordering::Relaxed) < RUNS {
+        if let Some(Err(e)) = agents.try_join_next() {
+            panic!("a simulated agent failed: {e}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {RUNS} runs finished",
+            executed.finished.load(Ordering::Relaxed)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A moment for a run handed out twice to show up.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    agents.abort_all();
+
+    let times = executed.times.lock().unwrap().clone();
+    let twice: Vec<_> = times.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "runs executed more than once: {twice:?}");
+    let submitted = submitted.lock().unwrap().clone();
+    assert_eq!(submitted.len(), RUNS);
+    let ran: HashSet<String> = times.keys().cloned().collect();
+    assert_eq!(
+        ran, submitted,
+        "the runs executed are not the runs submitted"
+    );
+    // None stuck: nothing is left queued or running on any replica's view.
+    for status in ["queued", "running"] {
+        let left: serde_json::Value = replicas
+            .at(2)
+            .admin()
+            .get(&format!("/v1/runs?status={status}"))
+            .await
+            .ok()
+            .json();
+        assert_eq!(
+            left["runs"].as_array().unwrap().len(),
+            0,
+            "{status}: {left}"
+        );
+    }
+    drop(replicas);
+    db.drop_database();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_the_database_cannot_check_is_answered_503_not_401_while_postgres_is_down() {
+    let Some(mut cluster) = PrivateCluster::require() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let replicas = Replicas::start(dir.path(), &cluster.url_text, 1, &[]).await;
+    // A fresh client each time: a token verified before would be answered
+    // from the replica's cache, whatever the database.
+    let whoami = || async { replicas.at(0).admin().get("/v1/whoami").await };
+    assert_eq!(whoami().await.status.as_u16(), 200);
+    // The admin's token with another id: well formed, unknown.
+    let admin_token = replicas.at(0).admin_token.clone();
+    let mut parts = admin_token.splitn(3, '_');
+    let (kind, id, secret) = (
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+    );
+    let stranger = replicas
+        .at(0)
+        .client(&format!("{kind}_{}_{secret}", "0".repeat(id.len())));
+    tokio::task::block_in_place(|| cluster.stop_immediately());
+    // Not cached, and the database cannot say: "retry later", never "your
+    // token is bad" (a 401 makes the CLI and agents give up).
+    let down = stranger.get("/v1/whoami").await;
+    assert_eq!(down.status.as_u16(), 503, "{}", down.text);
+    assert!(down.text.contains("retry later"), "{}", down.text);
+    tokio::task::block_in_place(|| cluster.start());
+    // Positive control: the database back, the same unknown token is a 401,
+    // and the admin's is accepted.
+    let back = replicas.at(0).client(&stranger.token);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer = back.get("/v1/whoami").await;
+        if answer.status.as_u16() == 401 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} {}",
+            answer.status,
+            answer.text
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(whoami().await.status.as_u16(), 200);
+    drop(replicas);
+    drop(cluster);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_journey_of_a_secret_run_needing_approval_crosses_two_replicas() {
+    if !require_docker() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let Some(db) = require_postgres(&dir.path().join("pg")) else {
+        return;
+    };
+    let replicas = Replicas::start(dir.path(), &db.url_text, 2, &[]).await;
+    let admin = replicas.at(0).admin();
+    // The agent polls replica 0; every person below talks to replica 1
+    // except the approver.
+    let via_agent = replicas.balancer(&[0, 1]).await;
+    let mut spec = spawned_target("db", 300);
+    spec.policy.approval = serde_json::from_value(
+        serde_json::json!({"require": "ad_hoc", "approvals": 1, "from_groups": ["dba"]}),
+    )
+    .unwrap();
+    admin.put_target(&spec).await;
+    let enrollment = admin.enrollment_token("default").await;
+    let mut agent = AgentProcess::start(
+        &via_agent,
+        &dir.path().join("agent"),
+        "agent",
+        &["db"],
+        Some(&enrollment),
+        &[],
+    )
+    .await;
+    agent.wait_connected(&admin, &["db"]).await;
+    trust_target(replicas.at(0), &admin, "db").await;
+    // Replica 1 first; its CLIs share the first replica's HOME, whose trust
+    // file `trust_target` wrote.
+    let via_1 = replicas.balancer(&[1, 0]).await;
+    let on_1 = via_1.cli(&admin.token);
+    let alice = admin.token("alice", Role::Operator).await.token;
+    let carol = admin.token("carol", Role::Operator).await.token;
+    on_1.ok(&["group", "create", "dba", "--member", "alice"]);
+    // Sealed on this machine, stored through replica 1.
+    let secret = "s3cr3t-across-replicas-7f1c";
+    on_1.set_secret("db", "DB_PASSWORD", secret);
+
+    let mut run = on_1.with_token(&carol).spawn(&[
+        "run",
+        "--target",
+        "db",
+        "--secret",
+        "DB_PASSWORD",
+        "--",
+        "sh",
+        "-c",
+        "echo \"pw: $DB_PASSWORD\"; printf %s \"$DB_PASSWORD\" | base64",
+    ]);
+    let (shown, reader) = Captured::of(run.stdout.take().unwrap());
+    let (said, said_reader) = Captured::of(run.stderr.take().unwrap());
+    said.wait_for("is waiting for approval").await;
+    let id = said
+        .text()
+        .split_whitespace()
+        .find(|w| w.starts_with("run_"))
+        .unwrap()
+        .to_owned();
+    // Approved on the other replica.
+    replicas
+        .at(0)
+        .cli(&alice)
+        .ok(&["approvals", "approve", &id, "--comment", "checked"]);
+    let status = tokio::task::spawn_blocking(move || run.wait().unwrap())
+        .await
+        .unwrap();
+    reader.join().unwrap();
+    said_reader.join().unwrap();
+    assert!(status.success(), "{}", said.text());
+    assert_eq!(shown.text(), "pw: ***\n***\n", "{}", said.text());
+
+    // Either replica tells the same story: the masks counted, the approval,
+    // one audit chain, verified, with the same head.
+    let shown_0 = replicas.at(0).cli(&admin.token).ok(&["runs", "show", &id]);
+    let shown_1 = on_1.ok(&["runs", "show", &id]);
+    assert!(
+        shown_0.contains("masked:    2 in stdout, 0 in stderr"),
+        "{shown_0}"
+    );
+    assert_eq!(shown_0, shown_1);
+    let mut heads = Vec::new();
+    for i in 0..2 {
+        let v: serde_json::Value = replicas
+            .at(i)
+            .admin()
+            .get("/v1/audit/verify")
+            .await
+            .ok()
+            .json();
+        assert_eq!(v["ok"], true, "{v}");
+        heads.push(v["head"].clone());
+    }
+    assert_eq!(heads[0], heads[1]);
+    let trail: serde_json::Value = replicas
+        .at(1)
+        .admin()
+        .get("/v1/audit?limit=1000")
+        .await
+        .ok()
+        .json();
+    let actions: Vec<&str> = trail["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["subject"] == id.as_str())
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    for action in ["run.approved", "run.started", "run.finished"] {
+        assert!(
+            actions.contains(&action),
+            "{action} missing from {actions:?}"
+        );
+    }
+    assert!(agent.containers().is_empty(), "{:?}", agent.containers());
+    drop(agent);
+    drop(replicas);
+    db.drop_database();
+}
