@@ -193,6 +193,11 @@ impl Server {
         let acceptor = Admission::new(Arc::clone(&state.listeners[0].1), tls);
         let served = serve(listener, acceptor, &limits, handle, app).await;
         crate::slack::drain(&slack_tasks, grace).await;
+        // Slack's work this replica still held goes to the next replica
+        // (or this one restarted) at once, instead of when the hold lapses.
+        if let Err(e) = state.control.release_slack_holds().await {
+            tracing::warn!(error = %e, "cannot hand over Slack's outbox; another replica takes it over within 30 s");
+        }
         if let Some(metrics) = metrics {
             metrics.abort();
         }

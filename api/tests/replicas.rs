@@ -7,10 +7,11 @@
 #![allow(clippy::unwrap_used)]
 
 use reqwest::StatusCode;
+use sealrun_testkit::slack::StandIn;
 use sealrun_testkit::{
     Client, ControlPlane as _, FakeAgent, InProcessServer, quick_settings, run_request, to_value,
 };
-use sealrun_wire::admin::TokenCreated;
+use sealrun_wire::admin::{TargetSpec, TokenCreated};
 use sealrun_wire::run::{RunCreated, RunView};
 use serde_json::json;
 use std::time::Duration;
@@ -167,4 +168,66 @@ async fn a_run_is_readable_from_every_replica() {
         .ok()
         .parse();
     assert_eq!(seen.id, created.id);
+}
+
+#[tokio::test]
+async fn an_approval_request_is_posted_to_slack_once_though_every_replica_drains_the_outbox() {
+    const TEAM: &str = "T0SEALRUN";
+    let mut slack = StandIn::start().await;
+    let api = slack.api_url();
+    let Some(a) = InProcessServer::start_on_postgres_with(quick_settings(), |c| {
+        c.slack_api_url = api.clone();
+    })
+    .await
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let b = a
+        .start_replica_with(dir.path(), quick_settings(), |c| c.slack_api_url = api)
+        .await
+        .unwrap();
+    let admin = a.admin();
+    let spec: TargetSpec = serde_json::from_value(json!({
+        "name": "db", "image": sealrun_testkit::IMAGE, "timeout_secs": 600,
+        "policy": {"approval": {"require": "ad_hoc", "approvals": 1}},
+    }))
+    .unwrap();
+    admin.put("/v1/targets/db", to_value(&spec)).await.ok();
+    admin
+        .put(
+            &format!("/v1/integrations/slack/workspaces/{TEAM}"),
+            json!({"signing_secret": "0123456789abcdef0123456789abcdef"}),
+        )
+        .await
+        .ok();
+    admin
+        .put(
+            &format!("/v1/integrations/slack/workspaces/{TEAM}/approvals"),
+            json!({"channel": "C0APPROVE", "bot_token": "xoxb-1234567890-abcdefghijklmnop"}),
+        )
+        .await
+        .ok();
+
+    // Submitted on B; both replicas drain the outbox (each wakes on the
+    // hint, and looks every 5 s).
+    let created: RunCreated = b
+        .admin()
+        .post("/v1/runs", to_value(&run_request("db", &["true"])))
+        .await
+        .ok()
+        .parse();
+    let first = slack.next_to("chat.postMessage").await;
+    assert_eq!(first.body["channel"], "C0APPROVE");
+    assert!(first.body.to_string().contains(&created.id));
+    // Two more looks by each replica: still one message.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let again: Vec<_> = slack
+        .drain()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/chat.postMessage"))
+        .collect();
+    assert!(again.is_empty(), "posted again: {again:?}");
+    b.stop().await;
+    a.stop().await;
 }

@@ -51,6 +51,9 @@ pub struct Control {
     /// Woken when an approval request may need its Slack message posted or
     /// updated (the adapter also looks every few seconds).
     pub(crate) slack_outbox: Arc<Outbox>,
+    /// This process's id among the replicas sharing its database: what it
+    /// holds of Slack's outbox is marked with it (`store::slack::Hold`).
+    pub(crate) replica: String,
     stop: watch::Sender<bool>,
     stopping: watch::Receiver<bool>,
     /// The data directory's lock; `None` once closed, so that a control
@@ -108,6 +111,7 @@ impl Control {
             slack: Arc::new(slack),
             stdin: StdinRelays::default(),
             slack_outbox: Arc::new(Outbox::new(broadcast)),
+            replica: crate::token::random_hex(8),
             stop,
             stopping,
             lock: Mutex::new(Some(lock)),

@@ -430,18 +430,28 @@ impl Control {
             response_url: self.slack.seal_response_url(run_id, response_url)?,
             expires_ms: expires_at_ms,
         };
+        let replica = self.replica.clone();
         self.db
-            .write(move |tx| store::slack::insert_notice(tx, &notice))
+            .write(move |tx| {
+                let hold = store::slack::Hold::from_now(&replica);
+                store::slack::insert_notice(tx, &notice, hold)
+            })
             .await
     }
 
-    /// The run results still owed to Slack (after a restart), their URLs
-    /// opened; those whose URL expired are forgotten.
+    /// Renews this replica's hold on the run results it waits for, and
+    /// takes the ones owed to Slack that no live replica holds (after a
+    /// restart, or a replica's death): those newly taken, their URLs
+    /// opened; those whose URL expired are forgotten. Called every
+    /// few seconds while the server runs (the Slack adapter's renewal).
     pub async fn slack_notices_owed(&self) -> Result<Vec<SlackNotice>, Error> {
-        let now = now_ms();
+        let replica = self.replica.clone();
         let stored = self
             .db
-            .write(move |tx| store::slack::pending_notices(tx, now))
+            .write(move |tx| {
+                let hold = store::slack::Hold::from_now(&replica);
+                store::slack::claim_notices(tx, hold)
+            })
             .await?;
         let mut owed = Vec::with_capacity(stored.len());
         for n in stored {
@@ -458,6 +468,16 @@ impl Control {
             });
         }
         Ok(owed)
+    }
+
+    /// Lets go of the rows of Slack's outbox this replica holds (at a
+    /// graceful stop, once its Slack tasks ended): another replica, or this
+    /// one restarted, takes them at once.
+    pub async fn release_slack_holds(&self) -> Result<(), Error> {
+        let replica = self.replica.clone();
+        self.db
+            .write(move |tx| store::slack::release_holds(tx, &replica))
+            .await
     }
 
     /// Forgets run `run_id`'s owed result (posted, refused for good by

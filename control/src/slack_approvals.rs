@@ -182,11 +182,13 @@ impl Control {
     /// request as it is now. Messages whose run is gone, or whose bot
     /// token cannot be opened, are settled here.
     pub async fn slack_approval_posts(&self) -> Result<Vec<ApprovalPost>, Error> {
+        let replica = self.replica.clone();
         let rows = self
             .db
-            .read(|tx| {
+            .write(move |tx| {
+                let hold = store::slack::Hold::from_now(&replica);
                 let mut out = Vec::new();
-                for row in store::slack::approval_posts(tx, OUTBOX_BATCH)? {
+                for row in store::slack::claim_approval_posts(tx, hold, OUTBOX_BATCH)? {
                     let view = match approval::view(tx, row.org_id, &row.run_id) {
                         Ok(v) => Some(v),
                         Err(Error::NotFound { .. }) => None,

@@ -161,9 +161,19 @@ impl InProcessServer {
     /// (for tests of PostgreSQL: replicas); `None` after a loud `SKIPPED`
     /// line without a cluster ([`crate::require_postgres`]).
     pub async fn start_on_postgres(settings: Settings) -> Option<InProcessServer> {
+        InProcessServer::start_on_postgres_with(settings, |_| {}).await
+    }
+
+    /// [`start_on_postgres`](InProcessServer::start_on_postgres), its
+    /// configuration changed by `configure` first (Slack's API URL, say).
+    pub async fn start_on_postgres_with(
+        settings: Settings,
+        configure: impl FnOnce(&mut ServerConfig),
+    ) -> Option<InProcessServer> {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let database = crate::require_postgres(&dir.path().join("data"))?;
         let mut config = InProcessServer::config_in(dir.path(), settings);
+        configure(&mut config);
         config.database = Some(database.url.clone());
         let mut server = InProcessServer::start_config(config).await;
         server.database = Some(database);
@@ -263,9 +273,30 @@ impl InProcessServer {
     /// directory (in `dir`), the same PostgreSQL database. `None` when the
     /// suite tests SQLite (one process per database).
     pub async fn start_replica(&self, dir: &Path, settings: Settings) -> Option<InProcessServer> {
+        self.start_replica_with(dir, settings, |_| {}).await
+    }
+
+    /// [`start_replica`](InProcessServer::start_replica), its configuration
+    /// changed by `configure` first. The replica shares what replicas must
+    /// (README): the database, and the key Slack's secrets are sealed to.
+    pub async fn start_replica_with(
+        &self,
+        dir: &Path,
+        settings: Settings,
+        configure: impl FnOnce(&mut ServerConfig),
+    ) -> Option<InProcessServer> {
         let db = self.database.as_ref()?;
         let mut config = InProcessServer::config_in(dir, settings);
+        configure(&mut config);
         config.database = Some(db.url.clone());
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(&config.data_dir)
+            .expect("the replica's data directory");
+        std::fs::copy(
+            self.data_dir.join("slack.key"),
+            config.data_dir.join("slack.key"),
+        )
+        .expect("the first replica's Slack key");
         // The org exists: the replica creates no admin token, so the kit
         // reads the first one's.
         let token_file = config

@@ -83,8 +83,25 @@ pub(crate) fn spawn(state: SlackState, who: Member, run_id: String, url: Url, ex
     });
 }
 
-/// Resumes the notices a previous process owed (called once at start).
+/// Until the server stops, every [`RENEW`]: keeps this replica's hold on
+/// the notices it waits for, and resumes those no live replica holds (a
+/// previous process's, a dead replica's): each notice is waited on, and
+/// posted, by one replica at a time.
 pub(crate) async fn resume(state: SlackState) {
+    loop {
+        resume_owed(&state).await;
+        tokio::select! {
+            () = tokio::time::sleep(RENEW) => {}
+            () = state.app.control.shutting_down() => return,
+        }
+    }
+}
+
+/// How often a replica renews its hold on the notices it waits for: well
+/// within the hold's 30 s, so a live replica never loses one.
+const RENEW: Duration = Duration::from_secs(5);
+
+async fn resume_owed(state: &SlackState) {
     let owed = match state.app.control.slack_notices_owed().await {
         Ok(owed) => owed,
         Err(e) => {

@@ -342,6 +342,13 @@ CREATE TRIGGER run_counts_update AFTER UPDATE OF status ON runs
 CREATE TRIGGER run_counts_delete AFTER DELETE ON runs
     FOR EACH ROW EXECUTE FUNCTION run_counts_track();
 "#,
+    // 2: SQLite's migration 21: Slack's outbox held by one replica at a time.
+    r#"
+ALTER TABLE slack_approval_posts ADD COLUMN holder TEXT;
+ALTER TABLE slack_approval_posts ADD COLUMN held_until_ms BIGINT;
+ALTER TABLE slack_notices ADD COLUMN holder TEXT;
+ALTER TABLE slack_notices ADD COLUMN held_until_ms BIGINT;
+"#,
 ];
 
 /// The advisory lock key migrations run under ("sealrun" + 1).

@@ -577,6 +577,17 @@ CREATE TABLE passkeys (
 ) WITHOUT ROWID;
 CREATE INDEX passkeys_by_user ON passkeys (user_id);
 "#,
+    // 21: Slack's outbox held by one replica at a time (issue 18). Every
+    // replica drains the approval messages and owed run results; a row is
+    // worked on only by its holder (a replica's random id) until
+    // `held_until_ms`, which the holder renews while it lives, so a message
+    // is posted once and a dead replica's work is taken over.
+    r#"
+ALTER TABLE slack_approval_posts ADD COLUMN holder TEXT;
+ALTER TABLE slack_approval_posts ADD COLUMN held_until_ms INTEGER;
+ALTER TABLE slack_notices ADD COLUMN holder TEXT;
+ALTER TABLE slack_notices ADD COLUMN held_until_ms INTEGER;
+"#,
 ];
 
 /// Brings the database at `path` (open as `conn`) up to the current schema.

@@ -3,6 +3,7 @@
 
 use super::sql::Optional as _;
 use super::tx::Tx;
+use super::writer::now_ms;
 use crate::error::Error;
 use sealrun_vault::SealedSecret;
 use sealrun_wire::admin::Role;
@@ -228,16 +229,48 @@ pub(crate) struct Notice {
     pub(crate) expires_ms: i64,
 }
 
-/// Stores `notice` (replacing one for the same run).
-pub(crate) fn insert_notice(tx: &Tx<'_>, notice: &Notice) -> Result<(), Error> {
+/// How long a replica's hold on a row of Slack's outbox lasts unrenewed:
+/// holders renew theirs every few seconds, and a replica that died is
+/// taken over after at most this long.
+pub(crate) const HOLD_MS: i64 = 30_000;
+
+/// Who works on a row of Slack's outbox, and until when (see
+/// [`claim_notices`], [`claim_approval_posts`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Hold<'a> {
+    /// The replica's id.
+    pub(crate) holder: &'a str,
+    /// Now.
+    pub(crate) now: i64,
+    /// When an unrenewed hold lapses.
+    pub(crate) until: i64,
+}
+
+impl Hold<'_> {
+    /// `holder`'s hold from now, for [`HOLD_MS`].
+    pub(crate) fn from_now(holder: &str) -> Hold<'_> {
+        let now = now_ms();
+        Hold {
+            holder,
+            now,
+            until: now + HOLD_MS,
+        }
+    }
+}
+
+/// Stores `notice` (replacing one for the same run), held by `hold`'s
+/// replica, which waits for the run's end.
+pub(crate) fn insert_notice(tx: &Tx<'_>, notice: &Notice, hold: Hold<'_>) -> Result<(), Error> {
     tx.prepare_cached(
         "INSERT INTO slack_notices
-             (run_id, org_id, role, submitter, actor, response_url, expires_ms, user_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             (run_id, org_id, role, submitter, actor, response_url, expires_ms, user_id,
+              holder, held_until_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
          ON CONFLICT (run_id) DO UPDATE SET org_id = excluded.org_id, role = excluded.role,
              submitter = excluded.submitter, actor = excluded.actor,
              response_url = excluded.response_url, expires_ms = excluded.expires_ms,
-             user_id = excluded.user_id",
+             user_id = excluded.user_id, holder = excluded.holder,
+             held_until_ms = excluded.held_until_ms",
     )?
     .execute(params![
         notice.run_id,
@@ -247,22 +280,31 @@ pub(crate) fn insert_notice(tx: &Tx<'_>, notice: &Notice) -> Result<(), Error> {
         notice.actor,
         serde_json::to_string(&notice.response_url)?,
         notice.expires_ms,
-        notice.user_id
+        notice.user_id,
+        hold.holder,
+        hold.until
     ])?;
     Ok(())
 }
 
-/// The notices not yet expired at `now`, oldest deadline first, after
-/// deleting those that have.
-pub(crate) fn pending_notices(tx: &Tx<'_>, now: i64) -> Result<Vec<Notice>, Error> {
+/// Renews `hold`'s replica's hold on the notices it works on, and takes
+/// those nobody holds any more (their replica stopped or died, or they
+/// predate holds): the notices newly taken, oldest deadline first, after
+/// deleting those expired. Each notice is thus waited on by one replica
+/// at a time, and by another one once its holder is gone.
+pub(crate) fn claim_notices(tx: &Tx<'_>, hold: Hold<'_>) -> Result<Vec<Notice>, Error> {
     tx.prepare_cached("DELETE FROM slack_notices WHERE expires_ms <= ?1")?
-        .execute(params![now])?;
+        .execute(params![hold.now])?;
+    tx.prepare_cached("UPDATE slack_notices SET held_until_ms = ?2 WHERE holder = ?1")?
+        .execute(params![hold.holder, hold.until])?;
     let mut stmt = tx.prepare_cached(
         "SELECT run_id, org_id, role, submitter, actor, response_url, expires_ms,
                 COALESCE(user_id, 0)
-         FROM slack_notices ORDER BY expires_ms, run_id",
+         FROM slack_notices
+         WHERE holder IS NULL OR held_until_ms IS NULL OR held_until_ms <= ?1
+         ORDER BY expires_ms, run_id",
     )?;
-    let rows = stmt.query_map(params![], |r| {
+    let rows = stmt.query_map(params![hold.now], |r| {
         Ok((
             r.get::<_, String>(0)?,
             r.get::<_, i64>(1)?,
@@ -292,7 +334,24 @@ pub(crate) fn pending_notices(tx: &Tx<'_>, now: i64) -> Result<Vec<Notice>, Erro
             expires_ms,
         });
     }
+    let mut take = tx.prepare_cached(
+        "UPDATE slack_notices SET holder = ?2, held_until_ms = ?3 WHERE run_id = ?1",
+    )?;
+    for n in &notices {
+        take.execute(params![n.run_id, hold.holder, hold.until])?;
+    }
     Ok(notices)
+}
+
+/// Drops every hold of `holder` on Slack's outbox.
+pub(crate) fn release_holds(tx: &Tx<'_>, holder: &str) -> Result<(), Error> {
+    for sql in [
+        "UPDATE slack_notices SET holder = NULL, held_until_ms = NULL WHERE holder = ?1",
+        "UPDATE slack_approval_posts SET holder = NULL, held_until_ms = NULL WHERE holder = ?1",
+    ] {
+        tx.prepare_cached(sql)?.execute(params![holder])?;
+    }
+    Ok(())
 }
 
 /// Forgets the notice of run `run_id` (delivered, refused for good, or
@@ -379,8 +438,24 @@ pub(crate) struct ApprovalPost {
     pub(crate) requester: Option<String>,
 }
 
-/// The approval messages not settled yet, oldest first (at most `limit`).
-pub(crate) fn approval_posts(tx: &Tx<'_>, limit: u32) -> Result<Vec<ApprovalPost>, Error> {
+/// The approval messages not settled yet that `hold`'s replica holds,
+/// oldest first (at most `limit`): it renews its hold on those it held and
+/// takes those nobody holds (new, or their replica stopped or died), so a
+/// message is posted and updated by one replica at a time.
+pub(crate) fn claim_approval_posts(
+    tx: &Tx<'_>,
+    hold: Hold<'_>,
+    limit: u32,
+) -> Result<Vec<ApprovalPost>, Error> {
+    tx.prepare_cached(
+        "UPDATE slack_approval_posts SET holder = ?1, held_until_ms = ?2
+         WHERE (run_id, team_id, org_id) IN (
+             SELECT run_id, team_id, org_id FROM slack_approval_posts
+             WHERE holder IS NULL OR holder = ?1 OR held_until_ms IS NULL
+                OR held_until_ms <= ?3
+             ORDER BY created_ms, run_id LIMIT ?4)",
+    )?
+    .execute(params![hold.holder, hold.until, hold.now, limit])?;
     let mut stmt = tx.prepare_cached(
         "SELECT p.run_id, p.team_id, p.org_id, p.channel, p.ts, p.shown, p.attempts, w.bot_token,
                 (SELECT su.user_id FROM slack_users su JOIN runs r ON r.id = p.run_id
@@ -389,9 +464,10 @@ pub(crate) fn approval_posts(tx: &Tx<'_>, limit: u32) -> Result<Vec<ApprovalPost
                  ORDER BY su.user_id LIMIT 1)
          FROM slack_approval_posts p
          JOIN slack_workspaces w ON w.team_id = p.team_id AND w.org_id = p.org_id
-         ORDER BY p.created_ms, p.run_id LIMIT ?1",
+         WHERE p.holder = ?1
+         ORDER BY p.created_ms, p.run_id LIMIT ?2",
     )?;
-    let rows = stmt.query_map(params![limit], |r| {
+    let rows = stmt.query_map(params![hold.holder, limit], |r| {
         Ok((
             ApprovalPost {
                 run_id: r.get(0)?,
