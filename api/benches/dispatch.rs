@@ -108,6 +108,44 @@ fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// Submits `body` as `sealrun run` does: with an idempotency key, sent again
+/// with the same key when the answer is lost (a keep-alive connection the
+/// server closed as the request went out: it closes the longest-idle one
+/// of a client at its per-client cap, and every simulated client here is
+/// one address), so the run is submitted once. The run's id.
+async fn submit(
+    http: &reqwest::Client,
+    url: &str,
+    admin: &str,
+    body: &serde_json::Value,
+) -> String {
+    static KEYS: AtomicU64 = AtomicU64::new(0);
+    let key = format!(
+        "bench-{}-{}",
+        now_ms(),
+        KEYS.fetch_add(1, Ordering::Relaxed)
+    );
+    for attempt in 1.. {
+        let sent = http
+            .post(format!("{url}/v1/runs"))
+            .bearer_auth(admin)
+            .header("Idempotency-Key", &key)
+            .json(body)
+            .send()
+            .await;
+        let created: serde_json::Value = match sent {
+            Ok(resp) => resp.json().await.unwrap(),
+            Err(e) if attempt < 5 => {
+                eprintln!("bench submitter: {e:?}; sending again with the same idempotency key");
+                continue;
+            }
+            Err(e) => panic!("submission failed five times: {e:?}"),
+        };
+        return created["id"].as_str().unwrap().to_owned();
+    }
+    unreachable!("the loop returns or panics")
+}
+
 /// The body of one submission: signed when `signing` is set.
 fn run_body(signing: Option<&Signing>) -> serde_json::Value {
     match signing {
@@ -252,16 +290,25 @@ async fn agent_loop(
             s.authorize(&a);
         }
         assigned(&rv, a.run_id.clone(), Instant::now());
-        let done = match http
-            .post(format!("{url}/v1/agent/runs/{}/finish", a.run_id))
-            .bearer_auth(&token)
-            .json(&json!({"status": "succeeded", "exit_code": 0, "error": null, "next_seq": 0}))
-            .send()
-            .await
-        {
-            Ok(done) => done,
-            Err(_) if stop.load(Ordering::Relaxed) => return,
-            Err(e) => panic!("finish failed: {e}"),
+        // As the real agent does, a finish whose answer was lost is sent
+        // again (a run's finish is idempotent).
+        let mut attempts = 0;
+        let done = loop {
+            attempts += 1;
+            match http
+                .post(format!("{url}/v1/agent/runs/{}/finish", a.run_id))
+                .bearer_auth(&token)
+                .json(&json!({"status": "succeeded", "exit_code": 0, "error": null, "next_seq": 0}))
+                .send()
+                .await
+            {
+                Ok(done) => break done,
+                Err(_) if stop.load(Ordering::Relaxed) => return,
+                Err(e) if attempts < 5 => {
+                    eprintln!("bench agent: finish failed ({e:?}); sending it again");
+                }
+                Err(e) => panic!("finish failed five times: {e}"),
+            }
         };
         // A control plane shutting down at the end of a phase answers 503.
         if stop.load(Ordering::Relaxed) {
@@ -319,17 +366,8 @@ async fn dispatch_phase(
             while !stop.load(Ordering::Relaxed) {
                 let t0 = Instant::now();
                 let body = run_body(signing.as_deref());
-                let created: serde_json::Value = http
-                    .post(format!("{url}/v1/runs"))
-                    .bearer_auth(&admin)
-                    .json(&body)
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
-                let at = wait_assigned(&rv, created["id"].as_str().unwrap()).await;
+                let id = submit(&http, &url, &admin, &body).await;
+                let at = wait_assigned(&rv, &id).await;
                 if counting.load(Ordering::Relaxed) {
                     lat.push(at.duration_since(t0));
                 }
@@ -433,17 +471,8 @@ async fn open_loop_phase(
                 let _slot = slot;
                 let t0 = Instant::now();
                 let body = run_body(signing.as_deref());
-                let created: serde_json::Value = http
-                    .post(format!("{url}/v1/runs"))
-                    .bearer_auth(&admin)
-                    .json(&body)
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
-                let at = wait_assigned(&rv, created["id"].as_str().unwrap()).await;
+                let id = submit(&http, &url, &admin, &body).await;
+                let at = wait_assigned(&rv, &id).await;
                 (t0, at)
             }));
         }

@@ -242,12 +242,18 @@ impl InProcessServer {
                         .ca_cert_path()
                         .expect("a server with a generated CA")
                         .to_owned();
-                    let _ = ready.send((url, ca_cert));
-                    server
+                    let _ = ready.send((url.clone(), ca_cert));
+                    let served = server
                         .run(async {
                             let _ = stopped.await;
                         })
-                        .await
+                        .await;
+                    // Said at once: a server that stops on its own leaves its
+                    // clients with refused connections, far from the cause.
+                    if let Err(e) = &served {
+                        eprintln!("the in-process control plane at {url} stopped: {e}");
+                    }
+                    served
                 })
             })
             .expect("a thread for the test server");
