@@ -309,6 +309,8 @@ async fn a_thousand_agents_on_three_replicas_execute_ten_thousand_runs_each_exac
     const AGENTS: usize = 1_000;
     const RUNS: usize = 10_000;
     const SUBMITTERS: usize = 32;
+    // A connection per agent, and the replicas' own.
+    sealrun_testkit::raise_open_file_limit(4096);
     let dir = tempfile::tempdir().unwrap();
     let Some(db) = require_postgres(&dir.path().join("pg")) else {
         return;

@@ -98,7 +98,9 @@ pub use postgres::{
     PrivateCluster, TEST_DATABASE_URL, TEST_STORE, TestDatabase, postgres_under_test,
     require_postgres,
 };
-pub use process::{Cli, code, free_port, output_within, sealrun_bin, signal, sigterm, text};
+pub use process::{
+    Cli, code, free_port, output_within, raise_open_file_limit, sealrun_bin, signal, sigterm, text,
+};
 pub use replicas::{Balancer, Replicas};
 pub use server::{ControlPlane, InProcessServer, ServerProcess, quick_settings};
 pub use shim::{init_binary, workspace_root};

@@ -38,6 +38,22 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Raises this process's soft open-file limit to at least `want`: a test
+/// holding a thousand connections needs more than the usual default of
+/// 1024. Fails the test if the hard limit is lower.
+pub fn raise_open_file_limit(want: u64) {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("the open-file limit");
+    if soft >= want {
+        return;
+    }
+    assert!(
+        hard >= want,
+        "this test needs {want} open files; the hard limit is {hard} (raise it: ulimit -Hn)"
+    );
+    setrlimit(Resource::RLIMIT_NOFILE, want, hard).expect("raising the open-file limit");
+}
+
 /// Sends SIGTERM to `pid` (through kill(1): the tests stay free of unsafe code).
 pub fn sigterm(pid: u32) {
     signal(pid, "TERM");
