@@ -297,14 +297,14 @@ pub(crate) fn claim_notices(tx: &Tx<'_>, hold: Hold<'_>) -> Result<Vec<Notice>, 
         .execute(params![hold.now])?;
     tx.prepare_cached("UPDATE slack_notices SET held_until_ms = ?2 WHERE holder = ?1")?
         .execute(params![hold.holder, hold.until])?;
+    // Taken and read in one statement; `RETURNING` has no order of its own.
     let mut stmt = tx.prepare_cached(
-        "SELECT run_id, org_id, role, submitter, actor, response_url, expires_ms,
-                COALESCE(user_id, 0)
-         FROM slack_notices
-         WHERE holder IS NULL OR held_until_ms IS NULL OR held_until_ms <= ?1
-         ORDER BY expires_ms, run_id",
+        "UPDATE slack_notices SET holder = ?1, held_until_ms = ?2
+         WHERE holder IS NULL OR held_until_ms IS NULL OR held_until_ms <= ?3
+         RETURNING run_id, org_id, role, submitter, actor, response_url, expires_ms,
+                   COALESCE(user_id, 0)",
     )?;
-    let rows = stmt.query_map(params![hold.now], |r| {
+    let rows = stmt.query_map(params![hold.holder, hold.until, hold.now], |r| {
         Ok((
             r.get::<_, String>(0)?,
             r.get::<_, i64>(1)?,
@@ -334,12 +334,7 @@ pub(crate) fn claim_notices(tx: &Tx<'_>, hold: Hold<'_>) -> Result<Vec<Notice>, 
             expires_ms,
         });
     }
-    let mut take = tx.prepare_cached(
-        "UPDATE slack_notices SET holder = ?2, held_until_ms = ?3 WHERE run_id = ?1",
-    )?;
-    for n in &notices {
-        take.execute(params![n.run_id, hold.holder, hold.until])?;
-    }
+    notices.sort_by(|a, b| (a.expires_ms, &a.run_id).cmp(&(b.expires_ms, &b.run_id)));
     Ok(notices)
 }
 
