@@ -170,23 +170,7 @@ impl Drop for Balancer {
     }
 }
 
-impl ControlPlane for Balancer {
-    fn url(&self) -> &str {
-        &self.url
-    }
-    fn ca_cert(&self) -> &Path {
-        &self.ca_cert
-    }
-    fn admin_token(&self) -> &str {
-        &self.admin_token
-    }
-    fn http(&self) -> &reqwest::Client {
-        &self.http
-    }
-    fn data_dir(&self) -> &Path {
-        &self.data_dir
-    }
-}
+crate::server::control_plane!(Balancer);
 
 /// The accept loop; its connections live in a `JoinSet` it owns, so
 /// aborting it closes them all.

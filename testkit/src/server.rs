@@ -387,6 +387,9 @@ macro_rules! control_plane {
     };
 }
 
+/// For the kit's other control planes (the replicas' [`crate::Balancer`]).
+pub(crate) use control_plane;
+
 control_plane!(InProcessServer);
 
 fn read_token(file: &Path) -> String {
