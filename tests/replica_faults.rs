@@ -10,8 +10,8 @@
 #![allow(clippy::unwrap_used)]
 
 use sealrun_testkit::{
-    AgentProcess, Client, ControlPlane, FakeAgent, PrivateCluster, Replicas, code, require_docker,
-    require_postgres, run_request, spawned_target, text, to_value, trust_target,
+    AgentProcess, Cli, Client, ControlPlane, FakeAgent, PrivateCluster, Replicas, code,
+    require_docker, require_postgres, run_request, spawned_target, text, to_value, trust_target,
 };
 use sealrun_vault::TargetKeypair;
 use sealrun_wire::admin::Role;
@@ -30,6 +30,42 @@ fn printer(lines: u32, pause: &str) -> String {
 /// What [`printer`] prints.
 fn printed(lines: u32) -> String {
     (0..lines).map(|i| format!("line {i}\n")).collect()
+}
+
+/// `sealrun ARGS` running, its stdout and stderr captured as they come.
+struct Following {
+    child: std::process::Child,
+    shown: Captured,
+    said: Captured,
+    readers: [std::thread::JoinHandle<()>; 2],
+}
+
+impl Following {
+    fn start(cli: &Cli, args: &[&str]) -> Following {
+        let mut child = cli.spawn(args);
+        let (shown, out) = Captured::of(child.stdout.take().unwrap());
+        let (said, err) = Captured::of(child.stderr.take().unwrap());
+        Following {
+            child,
+            shown,
+            said,
+            readers: [out, err],
+        }
+    }
+
+    /// Waits for it to exit and for both pipes to be read to their end.
+    async fn finish(self) -> std::process::ExitStatus {
+        let Following {
+            mut child, readers, ..
+        } = self;
+        let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+            .await
+            .unwrap();
+        for reader in readers {
+            reader.join().unwrap();
+        }
+        status
+    }
 }
 
 /// What a process has written to a pipe so far, read on a thread of its own.
@@ -107,17 +143,19 @@ async fn killing_the_replicas_an_agent_polls_and_a_cli_follows_mid_run_loses_no_
 
     // 40 lines over about 20 s on each target: the CLI follows `a`'s.
     let lines = 40;
-    let mut cli = via_cli.cli(&admin.token).spawn(&[
-        "run",
-        "--target",
-        "a",
-        "--",
-        "sh",
-        "-c",
-        &printer(lines, "0.5"),
-    ]);
-    let (shown, reader) = Captured::of(cli.stdout.take().unwrap());
-    let (said, said_reader) = Captured::of(cli.stderr.take().unwrap());
+    let cli = Following::start(
+        &via_cli.cli(&admin.token),
+        &[
+            "run",
+            "--target",
+            "a",
+            "--",
+            "sh",
+            "-c",
+            &printer(lines, "0.5"),
+        ],
+    );
+    let (shown, said) = (cli.shown.clone(), cli.said.clone());
     let other: RunCreated = admin
         .post(
             "/v1/runs",
@@ -133,11 +171,7 @@ async fn killing_the_replicas_an_agent_polls_and_a_cli_follows_mid_run_loses_no_
     shown.wait_for("line 15\n").await;
     replicas.at_mut(1).kill(); // under the CLI, and where `a` went next
 
-    let status = tokio::task::spawn_blocking(move || cli.wait().unwrap())
-        .await
-        .unwrap();
-    reader.join().unwrap();
-    said_reader.join().unwrap();
+    let status = cli.finish().await;
     assert!(
         status.success(),
         "sealrun run: {status}: {}\n{}",
@@ -200,17 +234,19 @@ async fn postgres_stopped_and_started_mid_run_loses_nothing_and_needs_no_operato
     trust_target(replicas.at(0), &admin, "db").await;
 
     let lines = 40;
-    let mut cli = via_cli.cli(&admin.token).spawn(&[
-        "run",
-        "--target",
-        "db",
-        "--",
-        "sh",
-        "-c",
-        &printer(lines, "0.5"),
-    ]);
-    let (shown, reader) = Captured::of(cli.stdout.take().unwrap());
-    let (said, said_reader) = Captured::of(cli.stderr.take().unwrap());
+    let cli = Following::start(
+        &via_cli.cli(&admin.token),
+        &[
+            "run",
+            "--target",
+            "db",
+            "--",
+            "sh",
+            "-c",
+            &printer(lines, "0.5"),
+        ],
+    );
+    let (shown, said) = (cli.shown.clone(), cli.said.clone());
     shown.wait_for("line 5\n").await;
     // Down for 5 s: uploads, heartbeats and the follower's reads all fail
     // meanwhile.
@@ -220,11 +256,7 @@ async fn postgres_stopped_and_started_mid_run_loses_nothing_and_needs_no_operato
         cluster.start();
     });
 
-    let status = tokio::task::spawn_blocking(move || cli.wait().unwrap())
-        .await
-        .unwrap();
-    reader.join().unwrap();
-    said_reader.join().unwrap();
+    let status = cli.finish().await;
     assert!(
         status.success(),
         "sealrun run: {status}: {}\n{}",
@@ -523,19 +555,21 @@ async fn the_journey_of_a_secret_run_needing_approval_crosses_two_replicas() {
     let secret = "s3cr3t-across-replicas-7f1c";
     on_1.set_secret("db", "DB_PASSWORD", secret);
 
-    let mut run = on_1.with_token(&carol).spawn(&[
-        "run",
-        "--target",
-        "db",
-        "--secret",
-        "DB_PASSWORD",
-        "--",
-        "sh",
-        "-c",
-        "echo \"pw: $DB_PASSWORD\"; printf %s \"$DB_PASSWORD\" | base64",
-    ]);
-    let (shown, reader) = Captured::of(run.stdout.take().unwrap());
-    let (said, said_reader) = Captured::of(run.stderr.take().unwrap());
+    let run = Following::start(
+        &on_1.with_token(&carol),
+        &[
+            "run",
+            "--target",
+            "db",
+            "--secret",
+            "DB_PASSWORD",
+            "--",
+            "sh",
+            "-c",
+            "echo \"pw: $DB_PASSWORD\"; printf %s \"$DB_PASSWORD\" | base64",
+        ],
+    );
+    let (shown, said) = (run.shown.clone(), run.said.clone());
     said.wait_for("is waiting for approval").await;
     let id = said
         .text()
@@ -548,11 +582,7 @@ async fn the_journey_of_a_secret_run_needing_approval_crosses_two_replicas() {
         .at(0)
         .cli(&alice)
         .ok(&["approvals", "approve", &id, "--comment", "checked"]);
-    let status = tokio::task::spawn_blocking(move || run.wait().unwrap())
-        .await
-        .unwrap();
-    reader.join().unwrap();
-    said_reader.join().unwrap();
+    let status = run.finish().await;
     assert!(status.success(), "{}", said.text());
     assert_eq!(shown.text(), "pw: ***\n***\n", "{}", said.text());
 
