@@ -199,6 +199,7 @@ pub(crate) fn view(tx: &Tx<'_>, org_id: i64, run_id: &str) -> Result<ApprovalVie
     };
     let rule: ApprovalRule = serde_json::from_str(rule)?;
     let (approvals, rejected) = store::approvals::decisions(tx, run_id)?;
+    let intents = store::runs::intents(tx, run_id)?;
     Ok(ApprovalView {
         spec: RunSpec {
             org: store::approvals::org_name(tx, org_id)?,
@@ -230,10 +231,11 @@ pub(crate) fn view(tx: &Tx<'_>, org_id: i64, run_id: &str) -> Result<ApprovalVie
             reason,
             review_required: true,
         }),
-        signed: store::runs::signed(tx, run_id)?
+        signed: intents
+            .signed
             .map(|(intent, _)| serde_json::from_str(&intent))
             .transpose()?,
-        stated: store::runs::stated(tx, run_id)?,
+        stated: intents.stated,
     })
 }
 

@@ -470,7 +470,7 @@ pub(crate) fn claim(
         check_poll_id(poll_id)?;
     }
     let now = now_ms();
-    store::agents::touch(tx, &agent.id, now)?;
+    let (mut held, max, online) = store::agents::touch_and_slots(tx, &agent.id, now)?;
     // Before the slot check: the run handed out before holds a slot.
     if let Some(poll_id) = poll_id {
         if let Some(claimed) =
@@ -480,9 +480,11 @@ pub(crate) fn claim(
             if let Some((assignment, waited)) = hand_out(tx, agent, claimed, now, false)? {
                 return Ok(Claim::Assigned(assignment, waited));
             }
+            // It ended instead (a secret it needs is gone): counted running
+            // above, its slot is free now.
+            held -= 1;
         }
     }
-    let (held, max, online) = store::agents::slots(tx, &agent.id)?;
     if held >= max || !online {
         return Ok(Claim::Busy);
     }

@@ -260,12 +260,13 @@ pub(crate) fn authority(
     run_id: &str,
     target_id: i64,
 ) -> Result<Option<Box<Authority>>, Error> {
-    let mandate = match store::runs::signed(tx, run_id)? {
+    let intents = store::runs::intents(tx, run_id)?;
+    let mandate = match intents.signed {
         Some((intent, certificate)) => Mandate::Submitter {
             run: serde_json::from_str(&intent)?,
             certificate: serde_json::from_str(&certificate)?,
         },
-        None => match store::runs::stated(tx, run_id)? {
+        None => match intents.stated {
             Some(intent) => Mandate::Nobody { intent },
             None => return Ok(None),
         },

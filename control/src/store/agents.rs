@@ -122,15 +122,17 @@ pub(crate) fn touch(tx: &Tx<'_>, id: &str, now: i64) -> Result<(), Error> {
     Ok(())
 }
 
-/// Agent `id`'s running runs, the most it declared it runs at once, and
-/// whether it is connected.
-pub(crate) fn slots(tx: &Tx<'_>, id: &str) -> Result<(i64, i64, bool), Error> {
+/// [`touch`]es agent `id` and returns its running runs, the most it
+/// declared it runs at once, and whether it is connected: one statement
+/// (every poll takes both).
+pub(crate) fn touch_and_slots(tx: &Tx<'_>, id: &str, now: i64) -> Result<(i64, i64, bool), Error> {
     Ok(tx
         .prepare_cached(
-            "SELECT (SELECT COUNT(*) FROM runs WHERE agent_id = ?1 AND status = 'running'),
-                    max_concurrency, online FROM agents WHERE id = ?1",
+            "UPDATE agents SET last_seen_ms = ?2 WHERE id = ?1
+             RETURNING (SELECT COUNT(*) FROM runs WHERE agent_id = ?1 AND status = 'running'),
+                       max_concurrency, online",
         )?
-        .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?)
+        .query_row(params![id, now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?)
 }
 
 /// How many of the org's agents other than `id` are connected (online,

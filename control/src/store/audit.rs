@@ -21,10 +21,15 @@ pub(crate) fn append(
     subject: &str,
     detail: Value,
 ) -> Result<AuditEntry, Error> {
-    let head: Option<(u64, String)> = tx
-        .prepare_cached("SELECT seq, hash FROM audit WHERE org_id = ?1 ORDER BY seq DESC LIMIT 1")?
-        .query_row(params![org_id], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
+    let head: Option<(u64, String)> = match tx.audit_head(org_id) {
+        Some(head) => Some(head),
+        None => tx
+            .prepare_cached(
+                "SELECT seq, hash FROM audit WHERE org_id = ?1 ORDER BY seq DESC LIMIT 1",
+            )?
+            .query_row(params![org_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?,
+    };
     let (prev_seq, prev_hash) = head.unwrap_or((0, GENESIS_HASH.to_owned()));
     let mut entry = AuditEntry {
         seq: prev_seq + 1,
@@ -52,6 +57,7 @@ pub(crate) fn append(
         entry.prev_hash,
         entry.hash
     ])?;
+    tx.remember_audit_head(org_id, entry.seq, &entry.hash);
     Ok(entry)
 }
 

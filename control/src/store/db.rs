@@ -35,7 +35,8 @@ use super::pg::DatabaseUrl;
 use super::schema::{self, database_error};
 use super::tx::Tx;
 use super::writer::{
-    Batch, Health, IDLE_READERS, Job, MAX_READERS, Message, next_batch, not_durable, run_jobs,
+    Batch, FIRST_SAVEPOINT, Health, IDLE_READERS, Job, MAX_READERS, Message, next_batch,
+    not_durable, run_jobs,
 };
 use crate::error::{Error, OpenError};
 use crate::settings::Settings;
@@ -410,7 +411,9 @@ enum Committed {
 /// Runs and commits a batch; returns it if committed (to be answered once
 /// durable), having answered it already if not.
 fn run_batch(conn: &Connection, mut batch: Batch) -> Option<Batch> {
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+    static BEGIN: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| format!("BEGIN IMMEDIATE; {FIRST_SAVEPOINT}"));
+    if let Err(e) = conn.execute_batch(&BEGIN) {
         // Storage that cannot write (full, read-only) answers Unavailable.
         let err = Error::from(e);
         for job in batch {
@@ -418,8 +421,8 @@ fn run_batch(conn: &Connection, mut batch: Batch) -> Option<Batch> {
         }
         return None;
     }
-    run_jobs(&mut batch, &Tx::sqlite(conn), |sql| conn.execute_batch(sql));
-    match conn.execute_batch("COMMIT") {
+    let end = run_jobs(&mut batch, &Tx::sqlite(conn), |sql| conn.execute_batch(sql));
+    match end.and_then(|end| conn.execute_batch(end)) {
         Ok(()) => {
             for job in &mut batch {
                 job.committed();
@@ -732,6 +735,219 @@ mod tests {
         // Positive control: the next read sees the write.
         assert_eq!(db.read(count).await.expect("a read"), 2);
         db.close();
+    }
+
+    type TestJob = Box<dyn FnOnce(&Tx<'_>) -> Result<(), Error> + Send>;
+
+    /// Sends `jobs` so that the writer runs them as one batch (behind a job
+    /// that holds the writer until all of them are queued); their answers.
+    async fn one_batch(db: &Db, jobs: Vec<TestJob>) -> Vec<Result<(), Error>> {
+        let (go, wait) = std::sync::mpsc::channel::<()>();
+        let hold = db.write(move |_| {
+            wait.recv()
+                .map_err(|_| Error::internal("the test went away"))?;
+            Ok(())
+        });
+        let writes = futures_util::future::join_all(jobs.into_iter().map(|job| db.write(job)));
+        // `join!` polls in order: the holder is queued, then every job,
+        // then the holder is let go.
+        let (held, answers, ()) = tokio::join!(hold, writes, async {
+            go.send(()).expect("the holder waits");
+        });
+        held.expect("the holder");
+        answers
+    }
+
+    /// A job adding org `name`, then failing if `fails`.
+    fn org_job(name: &'static str, fails: bool) -> TestJob {
+        Box::new(move |tx| {
+            tx.prepare_cached("INSERT INTO orgs (name, created_ms) VALUES (?1, 0)")?
+                .execute(params![name])?;
+            // The insert happened in the job's savepoint (positive control
+            // for its absence afterwards).
+            let here: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM orgs WHERE name = ?1",
+                params![name],
+                |r| r.get(0),
+            )?;
+            assert_eq!(here, 1);
+            if fails {
+                return Err(Error::Invalid(format!("{name} fails")));
+            }
+            Ok(())
+        })
+    }
+
+    async fn org_names(db: &Db) -> Vec<String> {
+        db.read(|tx| {
+            let mut names = Vec::new();
+            tx.prepare_cached("SELECT name FROM orgs ORDER BY name")?
+                .each(params![], |r| {
+                    names.push(r.get::<_, String>(0)?);
+                    Ok(true)
+                })?;
+            Ok(names)
+        })
+        .await
+        .expect("a read")
+    }
+
+    /// A failing job in the middle of a batch and one ending it: each rolls
+    /// back its own changes only, and is answered with its own error.
+    async fn a_failing_job_undoes_only_its_own_changes(db: &Db) {
+        let answers = one_batch(
+            db,
+            vec![
+                org_job("kept-1", false),
+                org_job("dropped-1", true),
+                org_job("kept-2", false),
+            ],
+        )
+        .await;
+        assert_eq!(answers[0], Ok(()));
+        assert_eq!(answers[1], Err(Error::Invalid("dropped-1 fails".into())));
+        assert_eq!(answers[2], Ok(()));
+        let names = org_names(db).await;
+        assert!(names.contains(&"kept-1".to_owned()), "{names:?}");
+        assert!(names.contains(&"kept-2".to_owned()), "{names:?}");
+        assert!(!names.contains(&"dropped-1".to_owned()), "{names:?}");
+        let answers = one_batch(
+            db,
+            vec![org_job("kept-3", false), org_job("dropped-2", true)],
+        )
+        .await;
+        assert_eq!(answers[0], Ok(()));
+        assert!(answers[1].is_err());
+        let names = org_names(db).await;
+        assert!(names.contains(&"kept-3".to_owned()), "{names:?}");
+        assert!(!names.contains(&"dropped-2".to_owned()), "{names:?}");
+        // Two failing in a row, then one kept.
+        let answers = one_batch(
+            db,
+            vec![
+                org_job("dropped-3", true),
+                org_job("dropped-4", true),
+                org_job("kept-4", false),
+            ],
+        )
+        .await;
+        assert!(answers[0].is_err() && answers[1].is_err());
+        assert_eq!(answers[2], Ok(()));
+        let names = org_names(db).await;
+        assert!(names.contains(&"kept-4".to_owned()), "{names:?}");
+        assert!(!names.iter().any(|n| n.starts_with("dropped")), "{names:?}");
+    }
+
+    /// A job appending `action` to org `org_id`'s audit chain, then failing
+    /// if `fails`.
+    fn audit_job(org_id: i64, action: &'static str, fails: bool) -> TestJob {
+        Box::new(move |tx| {
+            super::super::audit::append(tx, org_id, "test", action, "-", serde_json::json!({}))?;
+            if fails {
+                return Err(Error::Invalid(format!("{action} fails")));
+            }
+            Ok(())
+        })
+    }
+
+    /// Appends in one batch, one of them rolled back between the others:
+    /// the chain holds the kept entries, consecutive and verified (the
+    /// transaction remembers the head it appended, and must forget the
+    /// rolled-back one's).
+    async fn appends_around_a_rolled_back_one_keep_the_chain_whole(db: &Db) {
+        add_org(db, "audited").await.expect("an org");
+        let org_id = db
+            .read(|tx| {
+                Ok(tx.query_row(
+                    "SELECT id FROM orgs WHERE name = 'audited'",
+                    params![],
+                    |r| r.get::<_, i64>(0),
+                )?)
+            })
+            .await
+            .expect("a read");
+        let answers = one_batch(
+            db,
+            vec![
+                audit_job(org_id, "first", false),
+                audit_job(org_id, "second", false),
+                audit_job(org_id, "rolled-back", true),
+                audit_job(org_id, "third", false),
+            ],
+        )
+        .await;
+        assert!(answers[2].is_err());
+        // And one more in a batch of its own, which reads the head back.
+        one_batch(db, vec![audit_job(org_id, "fourth", false)]).await;
+        let entries = db
+            .read(move |tx| super::super::audit::page(tx, org_id, 0, 100))
+            .await
+            .expect("a read");
+        let actions: Vec<&str> = entries.iter().map(|e| e.action.as_str()).collect();
+        assert_eq!(actions, ["first", "second", "third", "fourth"]);
+        assert_eq!(
+            entries.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            [1, 2, 3, 4]
+        );
+        let verdict = sealrun_wire::audit::verify_chain(&entries);
+        assert!(verdict.ok, "{verdict:?}");
+    }
+
+    /// A store on PostgreSQL: a database of its own on the test cluster,
+    /// dropped with it; `None` (after a loud skip) without a cluster.
+    struct OnPostgres {
+        db: Db,
+        database: sealrun_testkit::TestDatabase,
+        _dir: tempfile::TempDir,
+    }
+
+    impl OnPostgres {
+        fn open() -> Option<OnPostgres> {
+            let dir = tempfile::tempdir().expect("a directory");
+            let database = sealrun_testkit::require_postgres(dir.path())?;
+            let url: DatabaseUrl = database.url_text.parse().expect("a URL");
+            let db = Db::open_postgres(&url, &Settings::default()).expect("a database");
+            Some(OnPostgres {
+                db,
+                database,
+                _dir: dir,
+            })
+        }
+
+        fn close(self) {
+            self.db.close();
+            self.database.drop_database();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failing_job_of_a_batch_undoes_only_its_own_changes_on_sqlite() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let db = open(dir.path(), &Settings::default());
+        a_failing_job_undoes_only_its_own_changes(&db).await;
+        db.close();
+    }
+
+    #[tokio::test]
+    async fn a_failing_job_of_a_batch_undoes_only_its_own_changes_on_postgres() {
+        let Some(pg) = OnPostgres::open() else { return };
+        a_failing_job_undoes_only_its_own_changes(&pg.db).await;
+        pg.close();
+    }
+
+    #[tokio::test]
+    async fn audit_appends_around_a_rolled_back_one_keep_the_chain_whole_on_sqlite() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let db = open(dir.path(), &Settings::default());
+        appends_around_a_rolled_back_one_keep_the_chain_whole(&db).await;
+        db.close();
+    }
+
+    #[tokio::test]
+    async fn audit_appends_around_a_rolled_back_one_keep_the_chain_whole_on_postgres() {
+        let Some(pg) = OnPostgres::open() else { return };
+        appends_around_a_rolled_back_one_keep_the_chain_whole(&pg.db).await;
+        pg.close();
     }
 
     #[tokio::test]

@@ -31,6 +31,18 @@ impl PgConn {
         self.client.batch_execute(&BEGIN)
     }
 
+    /// Begins the writer thread's batch: [`PgConn::begin_write`] and the
+    /// savepoint of its first job, in one round trip.
+    pub(super) fn begin_batch(&mut self) -> Result<(), postgres::Error> {
+        static BEGIN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            format!(
+                "BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK}); {}",
+                super::writer::FIRST_SAVEPOINT
+            )
+        });
+        self.client.batch_execute(&BEGIN)
+    }
+
     /// A handle for one transaction's statements (the caller has begun it).
     pub(super) fn tx(&mut self) -> PgTx<'_> {
         PgTx {

@@ -8,10 +8,10 @@ use crate::error::{Error, OpenError};
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex, mpsc};
 
-/// Begins a write transaction holding [`WRITE_LOCK`](super::pg::WRITE_LOCK)
-/// (see [`begin_on`]).
-fn begin_write(conn: &mut Option<PgConn>, connector: &Connector) -> Result<(), postgres::Error> {
-    begin_on(conn, connector, PgConn::begin_write)
+/// Begins a batch's write transaction holding
+/// [`WRITE_LOCK`](super::pg::WRITE_LOCK) (see [`begin_on`]).
+fn begin_batch(conn: &mut Option<PgConn>, connector: &Connector) -> Result<(), postgres::Error> {
+    begin_on(conn, connector, PgConn::begin_batch)
 }
 
 /// Begins a transaction on `conn` with `begin`, connecting first if there is
@@ -72,7 +72,7 @@ pub(super) fn writer_loop(
         let Some(mut batch) = next_batch(&jobs, &mut stopping) else {
             break;
         };
-        if let Err(e) = begin_write(&mut conn, &connector) {
+        if let Err(e) = begin_batch(&mut conn, &connector) {
             health.failed();
             let err = error(&e);
             for job in batch {
@@ -81,15 +81,15 @@ pub(super) fn writer_loop(
             continue;
         }
         let Some(c) = conn.as_mut() else {
-            continue; // begin_write left a connection: cannot happen
+            continue; // begin_batch left a connection: cannot happen
         };
-        {
+        let end = {
             let cell = RefCell::new(c.tx());
             run_jobs(&mut batch, &Tx::postgres(&cell), |sql| {
                 cell.borrow_mut().batch(sql)
-            });
-        }
-        let committed = c.client.batch_execute("COMMIT");
+            })
+        };
+        let committed = end.and_then(|end| c.client.batch_execute(end));
         // The injected fault: PostgreSQL committed, but its answer was lost
         // on the way (as when the connection breaks during `COMMIT`).
         #[cfg(any(test, feature = "fault-injection"))]

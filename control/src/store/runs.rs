@@ -215,26 +215,32 @@ pub(crate) fn set_stated(tx: &Tx<'_>, run_id: &str, intent: &str) -> Result<(), 
     Ok(())
 }
 
-/// The intent stated for run `run_id` (JSON), if no person signed it and
-/// one was stated.
-pub(crate) fn stated(tx: &Tx<'_>, run_id: &str) -> Result<Option<String>, Error> {
-    Ok(tx
-        .prepare_cached("SELECT stated_intent FROM runs WHERE id = ?1")?
-        .query_row(params![run_id], |r| r.get(0))
-        .optional()?
-        .flatten())
+/// What run `run_id` carries of the intent it was submitted with (JSON),
+/// read in one statement: an agent's every claim needs it.
+#[derive(Debug, Default)]
+pub(crate) struct Intents {
+    /// The signed intent and its submitter's certificate, if it was signed.
+    pub(crate) signed: Option<(String, String)>,
+    /// The intent stated for it, if no person signed it and one was stated.
+    pub(crate) stated: Option<String>,
 }
 
-/// Run `run_id`'s signed intent and its submitter's certificate (JSON), if
-/// it was signed.
-pub(crate) fn signed(tx: &Tx<'_>, run_id: &str) -> Result<Option<(String, String)>, Error> {
+/// Run `run_id`'s [`Intents`] (none for a run that does not exist).
+pub(crate) fn intents(tx: &Tx<'_>, run_id: &str) -> Result<Intents, Error> {
     Ok(tx
         .prepare_cached(
-            "SELECT signed_intent, submitter_certificate FROM runs
-             WHERE id = ?1 AND signed_intent IS NOT NULL AND submitter_certificate IS NOT NULL",
+            "SELECT signed_intent, submitter_certificate, stated_intent FROM runs WHERE id = ?1",
         )?
-        .query_row(params![run_id], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?)
+        .query_row(params![run_id], |r| {
+            let intent: Option<String> = r.get(0)?;
+            let certificate: Option<String> = r.get(1)?;
+            Ok(Intents {
+                signed: intent.zip(certificate),
+                stated: r.get(2)?,
+            })
+        })
+        .optional()?
+        .unwrap_or_default())
 }
 
 /// A run just claimed, as stored.

@@ -9,6 +9,13 @@ use std::cell::RefCell;
 /// connection inside, so only they can say SQL.
 pub struct Tx<'c> {
     conn: Conn<'c>,
+    /// The head of each org's audit chain as this transaction last appended
+    /// it: the next append in the same transaction need not read it back (a
+    /// round trip on PostgreSQL). Exact because no other writer can append
+    /// while the transaction is open (SQLite's one writer, PostgreSQL's
+    /// write lock) and because a job rolled back forgets it
+    /// ([`Tx::forget_memos`]).
+    audit_heads: RefCell<Vec<(i64, u64, String)>>,
 }
 
 impl std::fmt::Debug for Tx<'_> {
@@ -31,12 +38,14 @@ impl<'c> Tx<'c> {
     pub(super) fn sqlite(conn: &'c rusqlite::Connection) -> Tx<'c> {
         Tx {
             conn: Conn::Sqlite(conn),
+            audit_heads: RefCell::default(),
         }
     }
 
     pub(super) fn postgres(conn: &'c RefCell<PgTx<'c>>) -> Tx<'c> {
         Tx {
             conn: Conn::Postgres(conn),
+            audit_heads: RefCell::default(),
         }
     }
 
@@ -46,6 +55,30 @@ impl<'c> Tx<'c> {
             Conn::Sqlite(_) => Backend::Sqlite,
             Conn::Postgres(_) => Backend::Postgres,
         }
+    }
+
+    /// The head (`seq`, `hash`) of org `org_id`'s audit chain, if this
+    /// transaction appended to it (see [`Tx::remember_audit_head`]).
+    pub(super) fn audit_head(&self, org_id: i64) -> Option<(u64, String)> {
+        self.audit_heads
+            .borrow()
+            .iter()
+            .find(|(org, _, _)| *org == org_id)
+            .map(|(_, seq, hash)| (*seq, hash.clone()))
+    }
+
+    /// Remembers the entry this transaction just appended to org `org_id`'s
+    /// audit chain as its head.
+    pub(super) fn remember_audit_head(&self, org_id: i64, seq: u64, hash: &str) {
+        let mut heads = self.audit_heads.borrow_mut();
+        heads.retain(|(org, _, _)| *org != org_id);
+        heads.push((org_id, seq, hash.to_owned()));
+    }
+
+    /// Forgets what the transaction remembered of its own writes: a job's
+    /// changes were rolled back.
+    pub(super) fn forget_memos(&self) {
+        self.audit_heads.borrow_mut().clear();
     }
 
     /// Prepares `sql` (written with `?N` placeholders), cached per

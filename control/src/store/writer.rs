@@ -159,26 +159,46 @@ pub(super) fn next_batch(jobs: &mpsc::Receiver<Message>, stopping: &mut bool) ->
     Some(batch)
 }
 
-/// Runs each job of `batch` in its own savepoint of the open transaction
-/// (`control` runs the savepoint statements), so that a failing job rolls
-/// back only its own changes. The same SQL on both backends.
-pub(super) fn run_jobs<E: std::fmt::Display>(
+/// Opens the savepoint of a batch's first job: the engine sends it with its
+/// `BEGIN`, in the same round trip (one of five control statements a
+/// single-job batch took on PostgreSQL, where each is a round trip).
+pub(super) const FIRST_SAVEPOINT: &str = "SAVEPOINT job";
+/// Between two jobs when the first is kept: its savepoint released, the
+/// next one's opened, in one round trip.
+const KEEP_AND_NEXT: &str = "RELEASE job; SAVEPOINT job";
+/// Between two jobs when the first is not kept: rolling back to its
+/// savepoint keeps the savepoint open, and the next job runs in it.
+const DROP_AND_NEXT: &str = "ROLLBACK TO job";
+/// Ends a batch whose last job is kept: `COMMIT` keeps what an open
+/// savepoint holds, so nothing need release it first.
+pub(super) const COMMIT: &str = "COMMIT";
+/// Ends a batch whose last job is not kept. If the rollback fails, the
+/// `COMMIT` behind it does not run (a multi-statement batch stops at its
+/// first error), so the job's changes can never be committed.
+const DROP_AND_COMMIT: &str = "ROLLBACK TO job; COMMIT";
+
+/// Runs each job of `batch` in its own savepoint of the open transaction,
+/// whose first savepoint ([`FIRST_SAVEPOINT`]) the engine opened with its
+/// `BEGIN`, so that a failing job rolls back only its own changes.
+/// `control` runs the one statement between two jobs. Returns the
+/// statement that ends the transaction ([`COMMIT`], or one rolling the last
+/// job back first), or the error of a statement between jobs: the
+/// transaction then cannot be trusted to hold exactly the kept jobs, and
+/// the engine rolls it all back. The same SQL on both backends.
+pub(super) fn run_jobs<E>(
     batch: &mut Batch,
     tx: &Tx<'_>,
     mut control: impl FnMut(&str) -> Result<(), E>,
-) {
-    for job in batch {
-        if control("SAVEPOINT job").is_err() {
-            continue; // never run: delivered as an error
+) -> Result<&'static str, E> {
+    let mut kept = true;
+    for (i, job) in batch.iter_mut().enumerate() {
+        if i > 0 {
+            control(if kept { KEEP_AND_NEXT } else { DROP_AND_NEXT })?;
         }
-        let keep = job.run(tx);
-        let end = if keep {
-            control("RELEASE job")
-        } else {
-            control("ROLLBACK TO job; RELEASE job")
-        };
-        if let Err(e) = end {
-            tracing::error!(error = %e, "cannot end a job's savepoint");
+        kept = job.run(tx);
+        if !kept {
+            tx.forget_memos();
         }
     }
+    Ok(if kept { COMMIT } else { DROP_AND_COMMIT })
 }
