@@ -510,7 +510,6 @@ fn hand_out(
     now: i64,
     first: bool,
 ) -> Result<Option<(Box<Assignment>, u64)>, Error> {
-    let spec = store::targets::spec(tx, claimed.target_id)?;
     let mut sealed = Vec::with_capacity(claimed.secrets.len());
     for name in &claimed.secrets {
         match store::secrets::sealed(tx, claimed.target_id, name)? {
@@ -546,21 +545,22 @@ fn hand_out(
         )?;
     }
     let waited = u64::try_from(now - claimed.created_ms).unwrap_or(0);
-    let run_id = claimed.run_id.clone();
+    let authority =
+        crate::signing::authority(tx, &claimed.run_id, claimed.target_id, claimed.intents)?;
     let assignment = Assignment {
         run_id: claimed.run_id,
         target: claimed.target,
         image: claimed.image,
-        allowed_images: spec.effective_images(),
+        allowed_images: claimed.spec.effective_images(),
         argv: claimed.argv,
         env: claimed.env,
         secrets: sealed,
         timeout_secs: claimed.timeout_secs,
-        limits: spec.limits,
-        network: spec.network,
-        user: spec.user,
+        limits: claimed.spec.limits,
+        network: claimed.spec.network,
+        user: claimed.spec.user,
         stdin: claimed.stdin,
-        authority: crate::signing::authority(tx, &run_id, claimed.target_id)?,
+        authority,
     };
     Ok(Some((Box::new(assignment), waited)))
 }

@@ -253,14 +253,15 @@ pub(crate) enum Proof<'a> {
 }
 
 /// The signatures behind run `run_id` of target `target_id`, for its
-/// agent; `None` for a run neither signed nor stated (submitted unsigned
-/// from the CLI or the API: an agent with a trust file refuses it).
+/// agent, given the run's `intents`; `None` for a run neither signed nor
+/// stated (submitted unsigned from the CLI or the API: an agent with a
+/// trust file refuses it).
 pub(crate) fn authority(
     tx: &Tx<'_>,
     run_id: &str,
     target_id: i64,
+    intents: store::runs::Intents,
 ) -> Result<Option<Box<Authority>>, Error> {
-    let intents = store::runs::intents(tx, run_id)?;
     let mandate = match intents.signed {
         Some((intent, certificate)) => Mandate::Submitter {
             run: serde_json::from_str(&intent)?,

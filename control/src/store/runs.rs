@@ -7,6 +7,7 @@ use super::sql::Arg;
 use super::sql::{self, Optional as _, Row};
 use super::tx::Tx;
 use crate::error::Error;
+use sealrun_wire::admin::TargetSpec;
 use sealrun_wire::run::{Redactions, RunSource, RunStatus, RunView};
 use std::collections::HashMap;
 
@@ -231,16 +232,20 @@ pub(crate) fn intents(tx: &Tx<'_>, run_id: &str) -> Result<Intents, Error> {
         .prepare_cached(
             "SELECT signed_intent, submitter_certificate, stated_intent FROM runs WHERE id = ?1",
         )?
-        .query_row(params![run_id], |r| {
-            let intent: Option<String> = r.get(0)?;
-            let certificate: Option<String> = r.get(1)?;
-            Ok(Intents {
-                signed: intent.zip(certificate),
-                stated: r.get(2)?,
-            })
-        })
+        .query_row(params![run_id], |r| intents_from_row(r, 0))
         .optional()?
         .unwrap_or_default())
+}
+
+/// [`Intents`] from columns `signed_intent, submitter_certificate,
+/// stated_intent` from column `i` on.
+fn intents_from_row(r: &Row<'_>, i: usize) -> sql::Result<Intents> {
+    let intent: Option<String> = r.get(i)?;
+    let certificate: Option<String> = r.get(i + 1)?;
+    Ok(Intents {
+        signed: intent.zip(certificate),
+        stated: r.get(i + 2)?,
+    })
 }
 
 /// A run just claimed, as stored.
@@ -256,11 +261,19 @@ pub(crate) struct Claimed {
     pub(crate) timeout_secs: u64,
     pub(crate) created_ms: i64,
     pub(crate) stdin: bool,
+    /// Its target's spec as it is now.
+    pub(crate) spec: TargetSpec,
+    /// What it carries of the intent it was submitted with.
+    pub(crate) intents: Intents,
 }
 
-/// Columns [`claimed_from_row`] reads, in order.
+/// Columns [`claimed_from_row`] reads, in order: those of `runs` and its
+/// target's spec, returned by the statement that claims it (one round trip
+/// for all an assignment needs of the run).
 const CLAIMED_COLUMNS: &str = "id, target_id, target, argv, env, secrets, image, timeout_secs, \
-     COALESCE(queued_ms, created_ms), stdin";
+     COALESCE(queued_ms, created_ms), stdin, \
+     (SELECT t.spec FROM targets t WHERE t.id = runs.target_id), \
+     signed_intent, submitter_certificate, stated_intent";
 
 /// A [`Claimed`] from a row returned with [`CLAIMED_COLUMNS`].
 fn claimed_from_row(r: &Row<'_>) -> sql::Result<Claimed> {
@@ -275,6 +288,8 @@ fn claimed_from_row(r: &Row<'_>) -> sql::Result<Claimed> {
         timeout_secs: r.get(7)?,
         created_ms: r.get(8)?,
         stdin: r.get(9)?,
+        spec: json_column(r, 10)?,
+        intents: intents_from_row(r, 11)?,
     })
 }
 

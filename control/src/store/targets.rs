@@ -99,14 +99,6 @@ pub(crate) fn spec_by_name(
     }
 }
 
-/// Target `id`'s spec.
-pub(crate) fn spec(tx: &Tx<'_>, id: i64) -> Result<TargetSpec, Error> {
-    let spec: String = tx
-        .prepare_cached("SELECT spec FROM targets WHERE id = ?1")?
-        .query_row(params![id], |r| r.get(0))?;
-    Ok(serde_json::from_str(&spec)?)
-}
-
 /// Target `id`'s certificate (JSON), if an admin certified it.
 pub(crate) fn certificate(tx: &Tx<'_>, id: i64) -> Result<Option<String>, Error> {
     Ok(tx
