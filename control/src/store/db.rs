@@ -739,21 +739,34 @@ mod tests {
 
     type TestJob = Box<dyn FnOnce(&Tx<'_>) -> Result<(), Error> + Send>;
 
-    /// Sends `jobs` so that the writer runs them as one batch (behind a job
-    /// that holds the writer until all of them are queued); their answers.
+    /// Sends `jobs` so that the writer runs them as one batch, and returns
+    /// their answers: a holder job keeps the writer busy until every job is
+    /// queued behind it, so the writer takes them all at once.
     async fn one_batch(db: &Db, jobs: Vec<TestJob>) -> Vec<Result<(), Error>> {
+        let (started, running) = std::sync::mpsc::channel::<()>();
         let (go, wait) = std::sync::mpsc::channel::<()>();
         let hold = db.write(move |_| {
+            started
+                .send(())
+                .map_err(|_| Error::internal("the test went away"))?;
             wait.recv()
                 .map_err(|_| Error::internal("the test went away"))?;
             Ok(())
         });
-        let writes = futures_util::future::join_all(jobs.into_iter().map(|job| db.write(job)));
-        // `join!` polls in order: the holder is queued, then every job,
-        // then the holder is let go.
-        let (held, answers, ()) = tokio::join!(hold, writes, async {
-            go.send(()).expect("the holder waits");
-        });
+        let rest = async {
+            tokio::task::spawn_blocking(move || running.recv())
+                .await
+                .expect("a thread")
+                .expect("the holder runs");
+            let writes = futures_util::future::join_all(jobs.into_iter().map(|job| db.write(job)));
+            // `join!` polls in order: every job is queued, then the holder
+            // is let go.
+            let (answers, ()) = tokio::join!(writes, async {
+                go.send(()).expect("the holder waits");
+            });
+            answers
+        };
+        let (held, answers) = tokio::join!(hold, rest);
         held.expect("the holder");
         answers
     }
@@ -774,6 +787,31 @@ mod tests {
             if fails {
                 return Err(Error::Invalid(format!("{name} fails")));
             }
+            Ok(())
+        })
+    }
+
+    /// A job adding org `name` a second time: it fails on the database's
+    /// own constraint (on PostgreSQL its transaction is then aborted until
+    /// rolled back to the job's savepoint).
+    fn duplicate_org_job(name: &'static str) -> TestJob {
+        Box::new(move |tx| {
+            tx.prepare_cached("INSERT INTO orgs (name, created_ms) VALUES (?1, 0)")?
+                .execute(params![name])?;
+            Ok(())
+        })
+    }
+
+    /// A job adding org `name`, then adding org `taken` (which exists) and
+    /// going on as if nothing had failed.
+    fn ignoring_job(name: &'static str, taken: &'static str) -> TestJob {
+        Box::new(move |tx| {
+            tx.prepare_cached("INSERT INTO orgs (name, created_ms) VALUES (?1, 0)")?
+                .execute(params![name])?;
+            let ignored = tx
+                .prepare_cached("INSERT INTO orgs (name, created_ms) VALUES (?1, 0)")
+                .and_then(|mut stmt| stmt.execute(params![taken]));
+            assert!(ignored.is_err(), "{taken} exists");
             Ok(())
         })
     }
@@ -836,6 +874,55 @@ mod tests {
         let names = org_names(db).await;
         assert!(names.contains(&"kept-4".to_owned()), "{names:?}");
         assert!(!names.iter().any(|n| n.starts_with("dropped")), "{names:?}");
+        // Failing on a constraint, in the middle and at the end.
+        let answers = one_batch(
+            db,
+            vec![
+                org_job("kept-5", false),
+                duplicate_org_job("kept-1"),
+                org_job("kept-6", false),
+                duplicate_org_job("kept-2"),
+            ],
+        )
+        .await;
+        assert_eq!(answers[0], Ok(()));
+        assert!(answers[1].is_err());
+        assert_eq!(answers[2], Ok(()));
+        assert!(answers[3].is_err());
+        let names = org_names(db).await;
+        assert!(names.contains(&"kept-5".to_owned()), "{names:?}");
+        assert!(names.contains(&"kept-6".to_owned()), "{names:?}");
+    }
+
+    /// A job that goes on after one of its statements failed: whatever the
+    /// backend makes of that (SQLite keeps its other changes; PostgreSQL
+    /// aborts the transaction), a job answered `Ok` has its changes stored
+    /// and one answered with an error has none, at the end of a batch and
+    /// in its middle.
+    async fn a_job_answered_ok_has_its_changes_stored(db: &Db) {
+        add_org(db, "taken").await.expect("an org");
+        for jobs in [
+            vec![
+                ("first-a", org_job("first-a", false)),
+                ("ignoring-a", ignoring_job("ignoring-a", "taken")),
+            ],
+            vec![
+                ("ignoring-b", ignoring_job("ignoring-b", "taken")),
+                ("last-b", org_job("last-b", false)),
+            ],
+        ] {
+            let (names, jobs): (Vec<&str>, Vec<TestJob>) = jobs.into_iter().unzip();
+            let answers = one_batch(db, jobs).await;
+            let stored = org_names(db).await;
+            for (name, answer) in names.iter().zip(&answers) {
+                let here = stored.iter().any(|n| n == name);
+                assert_eq!(
+                    answer.is_ok(),
+                    here,
+                    "{name}: {answer:?}, stored: {stored:?}"
+                );
+            }
+        }
     }
 
     /// A job appending `action` to org `org_id`'s audit chain, then failing
@@ -932,6 +1019,21 @@ mod tests {
     async fn a_failing_job_of_a_batch_undoes_only_its_own_changes_on_postgres() {
         let Some(pg) = OnPostgres::open() else { return };
         a_failing_job_undoes_only_its_own_changes(&pg.db).await;
+        pg.close();
+    }
+
+    #[tokio::test]
+    async fn a_job_answered_ok_has_its_changes_stored_on_sqlite() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let db = open(dir.path(), &Settings::default());
+        a_job_answered_ok_has_its_changes_stored(&db).await;
+        db.close();
+    }
+
+    #[tokio::test]
+    async fn a_job_answered_ok_has_its_changes_stored_on_postgres() {
+        let Some(pg) = OnPostgres::open() else { return };
+        a_job_answered_ok_has_its_changes_stored(&pg.db).await;
         pg.close();
     }
 

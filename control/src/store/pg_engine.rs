@@ -89,7 +89,12 @@ pub(super) fn writer_loop(
                 cell.borrow_mut().batch(sql)
             })
         };
-        let committed = end.and_then(|end| c.client.batch_execute(end));
+        // Whether the statement with `COMMIT` was sent decides what a lost
+        // connection means: before it, the batch certainly did not commit.
+        let committed = match end {
+            Ok(end) => c.client.batch_execute(end).map_err(|e| (e, true)),
+            Err(e) => Err((e, false)),
+        };
         // The injected fault: PostgreSQL committed, but its answer was lost
         // on the way (as when the connection breaks during `COMMIT`).
         #[cfg(any(test, feature = "fault-injection"))]
@@ -110,11 +115,15 @@ pub(super) fn writer_loop(
                     job.deliver(Ok(()));
                 }
             }
-            Err(e) => {
+            Err((e, commit_sent)) => {
                 health.failed();
                 let err = if e.is_closed() || e.code().is_none() {
                     conn = None;
-                    not_durable()
+                    if commit_sent {
+                        not_durable()
+                    } else {
+                        error(&e)
+                    }
                 } else {
                     let _ = c.client.batch_execute("ROLLBACK");
                     error(&e)

@@ -160,8 +160,9 @@ pub(super) fn next_batch(jobs: &mpsc::Receiver<Message>, stopping: &mut bool) ->
 }
 
 /// Opens the savepoint of a batch's first job: the engine sends it with its
-/// `BEGIN`, in the same round trip (one of five control statements a
-/// single-job batch took on PostgreSQL, where each is a round trip).
+/// `BEGIN` (on PostgreSQL, where every control statement is a round trip,
+/// a single-job batch took four: `BEGIN` with the lock, `SAVEPOINT`,
+/// `RELEASE`, `COMMIT`; it now takes two).
 pub(super) const FIRST_SAVEPOINT: &str = "SAVEPOINT job";
 /// Between two jobs when the first is kept: its savepoint released, the
 /// next one's opened, in one round trip.
@@ -169,9 +170,14 @@ const KEEP_AND_NEXT: &str = "RELEASE job; SAVEPOINT job";
 /// Between two jobs when the first is not kept: rolling back to its
 /// savepoint keeps the savepoint open, and the next job runs in it.
 const DROP_AND_NEXT: &str = "ROLLBACK TO job";
-/// Ends a batch whose last job is kept: `COMMIT` keeps what an open
-/// savepoint holds, so nothing need release it first.
-pub(super) const COMMIT: &str = "COMMIT";
+/// Ends a batch whose last job is kept. The `RELEASE` is not there to keep
+/// the job's changes (`COMMIT` would) but to fail when the transaction is
+/// aborted: PostgreSQL answers a `COMMIT` of an aborted transaction by
+/// rolling it back *without an error*, which would answer every job of the
+/// batch `Ok` and store none of them (a job that went on after one of its
+/// statements failed). A failing `RELEASE` stops the batch before its
+/// `COMMIT`, and the engine answers the error.
+const KEEP_AND_COMMIT: &str = "RELEASE job; COMMIT";
 /// Ends a batch whose last job is not kept. If the rollback fails, the
 /// `COMMIT` behind it does not run (a multi-statement batch stops at its
 /// first error), so the job's changes can never be committed.
@@ -181,10 +187,11 @@ const DROP_AND_COMMIT: &str = "ROLLBACK TO job; COMMIT";
 /// whose first savepoint ([`FIRST_SAVEPOINT`]) the engine opened with its
 /// `BEGIN`, so that a failing job rolls back only its own changes.
 /// `control` runs the one statement between two jobs. Returns the
-/// statement that ends the transaction ([`COMMIT`], or one rolling the last
-/// job back first), or the error of a statement between jobs: the
-/// transaction then cannot be trusted to hold exactly the kept jobs, and
-/// the engine rolls it all back. The same SQL on both backends.
+/// statement that ends the transaction (releasing or rolling back the last
+/// job's savepoint, then `COMMIT`), or the error of a statement between
+/// jobs: the transaction then cannot be trusted to hold exactly the kept
+/// jobs, the `COMMIT` was never sent, and the engine rolls it all back. The
+/// same SQL on both backends.
 pub(super) fn run_jobs<E>(
     batch: &mut Batch,
     tx: &Tx<'_>,
@@ -200,5 +207,9 @@ pub(super) fn run_jobs<E>(
             tx.forget_memos();
         }
     }
-    Ok(if kept { COMMIT } else { DROP_AND_COMMIT })
+    Ok(if kept {
+        KEEP_AND_COMMIT
+    } else {
+        DROP_AND_COMMIT
+    })
 }
