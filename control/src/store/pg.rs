@@ -25,22 +25,7 @@ impl PgConn {
     /// statement of every writer (the writer thread's batches, standalone
     /// transactions), so all of them are one writer.
     pub(super) fn begin_write(&mut self) -> Result<(), postgres::Error> {
-        static BEGIN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-            format!("BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})")
-        });
-        self.client.batch_execute(&BEGIN)
-    }
-
-    /// Begins the writer thread's batch: [`PgConn::begin_write`] and the
-    /// savepoint of its first job, in one round trip.
-    pub(super) fn begin_batch(&mut self) -> Result<(), postgres::Error> {
-        static BEGIN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-            format!(
-                "BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK}); {}",
-                super::writer::FIRST_SAVEPOINT
-            )
-        });
-        self.client.batch_execute(&BEGIN)
+        self.client.batch_execute(&BEGIN_WRITE)
     }
 
     /// A handle for one transaction's statements (the caller has begun it).
@@ -51,6 +36,10 @@ impl PgConn {
         }
     }
 }
+
+/// What begins a write transaction: `BEGIN`, then [`WRITE_LOCK`].
+pub(super) static BEGIN_WRITE: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})"));
 
 /// What a [`Tx`](super::Tx) on PostgreSQL holds.
 pub(crate) struct PgTx<'c> {

@@ -1,17 +1,22 @@
 //! The PostgreSQL engine: its writer thread, reader threads and standalone
 //! transactions, over the connections of [`super::pg`].
 
-use super::pg::{Connector, DatabaseUrl, PgConn, error};
+use super::pg::{BEGIN_WRITE, Connector, DatabaseUrl, PgConn, error};
 use super::tx::Tx;
-use super::writer::{Health, MAX_READERS, Message, next_batch, not_durable, run_jobs};
+use super::writer::{
+    FIRST_SAVEPOINT, Health, MAX_READERS, Message, next_batch, not_durable, run_jobs,
+};
 use crate::error::{Error, OpenError};
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex, mpsc};
 
 /// Begins a batch's write transaction holding
-/// [`WRITE_LOCK`](super::pg::WRITE_LOCK) (see [`begin_on`]).
+/// [`WRITE_LOCK`](super::pg::WRITE_LOCK) and the savepoint of its first
+/// job, in one round trip (see [`begin_on`]).
 fn begin_batch(conn: &mut Option<PgConn>, connector: &Connector) -> Result<(), postgres::Error> {
-    begin_on(conn, connector, PgConn::begin_batch)
+    static BEGIN: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| format!("{}; {FIRST_SAVEPOINT}", *BEGIN_WRITE));
+    begin_on(conn, connector, |c| c.client.batch_execute(&BEGIN))
 }
 
 /// Begins a transaction on `conn` with `begin`, connecting first if there is
