@@ -9,7 +9,7 @@ use reqwest::{Method, StatusCode};
 use sealrun_api::Settings;
 use sealrun_testkit::{Answer, Client, InProcessWorld, World, quick_settings, to_value};
 use sealrun_wire::admin::Role;
-use sealrun_wire::agent::Assignment;
+use sealrun_wire::agent::{Assignment, ConnectRequest};
 use sealrun_wire::audit::AuditPage;
 use sealrun_wire::run::{RunCreated, RunList, RunRequest, RunStatus};
 use serde_json::json;
@@ -186,6 +186,49 @@ async fn a_run_handed_out_in_one_poll_is_not_handed_out_in_another() {
         StatusCode::NO_CONTENT
     );
     assert_eq!(w.agent.poll().await.map(|a| a.run_id), None);
+}
+
+#[tokio::test]
+async fn a_run_handed_out_again_whose_secret_is_gone_frees_its_slot_for_the_next_run() {
+    let w = World::in_process_with(quiet()).await;
+    // The agent runs one run at a time.
+    let proofs = w.agent.prove(&w.agent.challenges().await);
+    let connect = ConnectRequest {
+        version: "test".into(),
+        max_concurrency: 1,
+        targets: w.agent.served(),
+        proofs,
+    };
+    w.agent
+        .client
+        .post("/v1/agent/connect", to_value(&connect))
+        .await
+        .ok();
+    w.admin
+        .set_secret(&w.target, "TOKEN", b"a-secret-value")
+        .await;
+    let needing = w.admin.submit(&w.target, &["migrate"], &["TOKEN"]).await;
+    let handed = poll_with_id(&w, "poll-1").await;
+    assert_eq!(handed.parse::<Assignment>().run_id, needing);
+    // Its answer never reached the agent. Another run queues; the agent's
+    // one slot is taken (positive control for the limit).
+    let next = w.submit(&["status"]).await;
+    assert_eq!(
+        poll_with_id(&w, "poll-2").await.status,
+        StatusCode::NO_CONTENT
+    );
+    // The secret is deleted; the agent asks again with the same poll id.
+    let deleted = w
+        .admin
+        .delete(&format!("/v1/targets/{}/secrets/TOKEN", w.target))
+        .await;
+    assert!(deleted.status.is_success(), "{}", deleted.text);
+    let again = poll_with_id(&w, "poll-1").await;
+    // The run it was handed ends (it cannot run without its secret), and
+    // the slot it held takes the next run in the same poll.
+    assert_eq!(again.status, StatusCode::OK, "{}", again.text);
+    assert_eq!(again.parse::<Assignment>().run_id, next);
+    assert_eq!(w.admin.run(&needing).await.status, RunStatus::Error);
 }
 
 #[tokio::test]
