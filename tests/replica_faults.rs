@@ -53,6 +53,23 @@ impl Following {
         }
     }
 
+    /// `sealrun run` on `target` of a command printing `lines` lines, one
+    /// every half second.
+    fn printing(cli: &Cli, target: &str, lines: u32) -> Following {
+        Following::start(
+            cli,
+            &[
+                "run",
+                "--target",
+                target,
+                "--",
+                "sh",
+                "-c",
+                &printer(lines, "0.5"),
+            ],
+        )
+    }
+
     /// Waits for it to exit and for both pipes to be read to their end.
     async fn finish(self) -> std::process::ExitStatus {
         let Following {
@@ -143,18 +160,7 @@ async fn killing_the_replicas_an_agent_polls_and_a_cli_follows_mid_run_loses_no_
 
     // 40 lines over about 20 s on each target: the CLI follows `a`'s.
     let lines = 40;
-    let cli = Following::start(
-        &via_cli.cli(&admin.token),
-        &[
-            "run",
-            "--target",
-            "a",
-            "--",
-            "sh",
-            "-c",
-            &printer(lines, "0.5"),
-        ],
-    );
+    let cli = Following::printing(&via_cli.cli(&admin.token), "a", lines);
     let (shown, said) = (cli.shown.clone(), cli.said.clone());
     let other: RunCreated = admin
         .post(
@@ -234,18 +240,7 @@ async fn postgres_stopped_and_started_mid_run_loses_nothing_and_needs_no_operato
     trust_target(replicas.at(0), &admin, "db").await;
 
     let lines = 40;
-    let cli = Following::start(
-        &via_cli.cli(&admin.token),
-        &[
-            "run",
-            "--target",
-            "db",
-            "--",
-            "sh",
-            "-c",
-            &printer(lines, "0.5"),
-        ],
-    );
+    let cli = Following::printing(&via_cli.cli(&admin.token), "db", lines);
     let (shown, said) = (cli.shown.clone(), cli.said.clone());
     shown.wait_for("line 5\n").await;
     // Down for 5 s: uploads, heartbeats and the follower's reads all fail

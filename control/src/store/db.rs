@@ -614,14 +614,16 @@ mod tests {
         Db::open(&dir.join(DB_FILE), settings).expect("a database")
     }
 
+    /// Adds org `name` in `tx` (fails if it exists: names are unique).
+    fn insert_org(tx: &Tx<'_>, name: &str) -> Result<(), Error> {
+        tx.prepare_cached("INSERT INTO orgs (name, created_ms) VALUES (?1, 0)")?
+            .execute(params![name])?;
+        Ok(())
+    }
+
     async fn add_org(db: &Db, name: &str) -> Result<(), Error> {
         let name = name.to_owned();
-        db.write(move |tx| {
-            tx.prepare_cached("INSERT INTO orgs (name, created_ms) VALUES (?1, 0)")?
-                .execute(params![name])?;
-            Ok(())
-        })
-        .await
+        db.write(move |tx| insert_org(tx, &name)).await
     }
 
     fn orgs_in(path: &Path) -> Vec<String> {
@@ -774,8 +776,7 @@ mod tests {
     /// A job adding org `name`, then failing if `fails`.
     fn org_job(name: &'static str, fails: bool) -> TestJob {
         Box::new(move |tx| {
-            tx.prepare_cached("INSERT INTO orgs (name, created_ms) VALUES (?1, 0)")?
-                .execute(params![name])?;
+            insert_org(tx, name)?;
             // The insert happened in the job's savepoint (positive control
             // for its absence afterwards).
             let here: i64 = tx.query_row(
@@ -795,22 +796,15 @@ mod tests {
     /// own constraint (on PostgreSQL its transaction is then aborted until
     /// rolled back to the job's savepoint).
     fn duplicate_org_job(name: &'static str) -> TestJob {
-        Box::new(move |tx| {
-            tx.prepare_cached("INSERT INTO orgs (name, created_ms) VALUES (?1, 0)")?
-                .execute(params![name])?;
-            Ok(())
-        })
+        Box::new(move |tx| insert_org(tx, name))
     }
 
     /// A job adding org `name`, then adding org `taken` (which exists) and
     /// going on as if nothing had failed.
     fn ignoring_job(name: &'static str, taken: &'static str) -> TestJob {
         Box::new(move |tx| {
-            tx.prepare_cached("INSERT INTO orgs (name, created_ms) VALUES (?1, 0)")?
-                .execute(params![name])?;
-            let ignored = tx
-                .prepare_cached("INSERT INTO orgs (name, created_ms) VALUES (?1, 0)")
-                .and_then(|mut stmt| stmt.execute(params![taken]));
+            insert_org(tx, name)?;
+            let ignored = insert_org(tx, taken);
             assert!(ignored.is_err(), "{taken} exists");
             Ok(())
         })
