@@ -164,6 +164,48 @@ async fn an_idle_poll_is_held_then_answers_204() {
     assert!(started.elapsed() >= Duration::from_millis(450));
 }
 
+/// When the control plane last heard from the org's (one) agent.
+async fn last_seen(admin: &sealrun_testkit::Client) -> i64 {
+    let agents: AgentList = admin.get("/v1/agents").await.ok().parse();
+    agents.agents[0]
+        .last_seen_ms
+        .expect("heard from at its connect")
+}
+
+#[tokio::test]
+async fn a_poll_within_a_heartbeat_of_the_agent_last_being_heard_writes_nothing() {
+    // Heard from at its connect, a minute-long heartbeat ago at most: an
+    // idle poll is answered from a read (no claim, so no write).
+    let w = World::in_process_with(Settings {
+        heartbeat_interval: Duration::from_secs(60),
+        lease_ttl: Duration::from_secs(120),
+        poll_timeout: Duration::from_millis(100),
+        ..quick_settings()
+    })
+    .await;
+    let heard = last_seen(&w.admin).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(w.agent.poll().await.is_none());
+    assert_eq!(last_seen(&w.admin).await, heard);
+    // ... and a run queued since is still claimed from such a poll.
+    let run = w.admin.submit("db", &["true"], &[]).await;
+    assert_eq!(w.agent.poll().await.expect("the run").run_id, run);
+}
+
+#[tokio::test]
+async fn a_poll_a_heartbeat_after_the_agent_was_last_heard_records_it() {
+    let w = World::in_process_with(Settings {
+        heartbeat_interval: Duration::from_millis(50),
+        poll_timeout: Duration::from_millis(100),
+        ..quick_settings()
+    })
+    .await;
+    let heard = last_seen(&w.admin).await;
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    assert!(w.agent.poll().await.is_none());
+    assert!(last_seen(&w.admin).await >= heard + 60);
+}
+
 #[tokio::test]
 async fn a_held_poll_is_woken_when_a_run_is_queued() {
     // With a 60 s hold, only a wake-up can answer the poll within the test.

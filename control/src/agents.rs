@@ -486,6 +486,7 @@ impl Control {
             .collect();
         let agent = Arc::new(agent.clone());
         let ttl = millis(self.settings.lease_ttl);
+        let touch_every = millis(self.settings.heartbeat_interval);
         loop {
             // Register interest before looking, so a run queued between the
             // look and the wait still wakes us.
@@ -495,13 +496,21 @@ impl Control {
                 notified.as_mut().enable();
                 waits.push(notified);
             }
-            let a = Arc::clone(&agent);
-            let id = poll_id.clone();
-            match self
+            let (a, id) = (Arc::clone(&agent), poll_id.clone());
+            let settled = self
                 .db
-                .write(move |tx| queue::claim(tx, &a, ttl, id.as_deref()))
-                .await?
-            {
+                .read_one(move |tx| queue::settle(tx, &a, id.as_deref(), touch_every))
+                .await?;
+            let claim = match settled {
+                Some(answer) => answer,
+                None => {
+                    let (a, id) = (Arc::clone(&agent), poll_id.clone());
+                    self.db
+                        .write(move |tx| queue::claim(tx, &a, ttl, id.as_deref()))
+                        .await?
+                }
+            };
+            match claim {
                 Claim::Assigned(assignment, waited_ms) => {
                     tracing::info!(run = %assignment.run_id, agent = %agent.name, waited_ms, "run assigned");
                     return Ok(Some(Dispatched {

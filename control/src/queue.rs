@@ -500,6 +500,45 @@ pub(crate) fn claim(
     }
 }
 
+/// The answer a poll can be given without claiming, read from a snapshot:
+/// `Busy` or `Empty` when [`claim`] would give it and change nothing that
+/// matters, else `None` (claim).
+///
+/// A claim is a write, and on PostgreSQL every write of every replica
+/// holds one lock (`store::pg::WRITE_LOCK`); most polls and wake-ups find
+/// nothing for the agent, so settling those on a reader keeps them off it.
+/// What a claim would change is the agent's `last_seen_ms`: a poll is
+/// settled here only if the agent was heard from within `touch_every_ms`
+/// (its heartbeat interval), so that, the poll held for at most the poll
+/// timeout, it is still within the connected window
+/// (`Settings::connected_window`) when it polls again. A run handed to it
+/// in this poll (an answer it did not get) is always claimed again.
+pub(crate) fn settle(
+    tx: &Tx<'_>,
+    agent: &Agent,
+    poll_id: Option<&str>,
+    touch_every_ms: i64,
+) -> Result<Option<Claim>, Error> {
+    if let Some(poll_id) = poll_id {
+        check_poll_id(poll_id)?;
+    }
+    let Some(state) = store::agents::poll_state(tx, &agent.id, poll_id)? else {
+        return Ok(None);
+    };
+    let heard_lately = state
+        .last_seen_ms
+        .is_some_and(|seen| now_ms().saturating_sub(seen) < touch_every_ms);
+    Ok(if state.in_poll || !heard_lately {
+        None
+    } else if !state.online || state.held >= state.max {
+        Some(Claim::Busy)
+    } else if !state.queued {
+        Some(Claim::Empty)
+    } else {
+        None
+    })
+}
+
 /// The assignment of a run just claimed (`first`) or claimed before and
 /// handed out again, with how long it queued; `None` if a secret it needs
 /// was deleted since it was queued, in which case it ended as `error`.

@@ -135,6 +135,55 @@ pub(crate) fn touch_and_slots(tx: &Tx<'_>, id: &str, now: i64) -> Result<(i64, i
         .query_row(params![id, now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?)
 }
 
+/// What a poll of agent `id` would find if it claimed now, read without
+/// claiming (see `queue::claim_needed`).
+#[derive(Debug)]
+pub(crate) struct PollState {
+    /// When the agent was last heard from.
+    pub(crate) last_seen_ms: Option<i64>,
+    /// Its running runs.
+    pub(crate) held: i64,
+    /// The most it declared it runs at once.
+    pub(crate) max: i64,
+    /// Whether it is connected.
+    pub(crate) online: bool,
+    /// Whether a run of one of its targets is queued.
+    pub(crate) queued: bool,
+    /// Whether a run was handed to it in poll `poll_id` and is running.
+    pub(crate) in_poll: bool,
+}
+
+/// [`PollState`] of agent `id` asking in poll `poll_id`; `None` if there
+/// is no such agent.
+pub(crate) fn poll_state(
+    tx: &Tx<'_>,
+    id: &str,
+    poll_id: Option<&str>,
+) -> Result<Option<PollState>, Error> {
+    Ok(tx
+        .prepare_cached(
+            "SELECT a.last_seen_ms, a.max_concurrency, a.online,
+                    (SELECT COUNT(*) FROM runs WHERE agent_id = ?1 AND status = 'running'),
+                    EXISTS (SELECT 1 FROM agent_targets t
+                            JOIN runs r ON r.target_id = t.target_id AND r.status = 'queued'
+                            WHERE t.agent_id = ?1),
+                    EXISTS (SELECT 1 FROM runs
+                            WHERE agent_id = ?1 AND status = 'running' AND poll_id = ?2)
+             FROM agents a WHERE a.id = ?1",
+        )?
+        .query_row(params![id, poll_id], |r| {
+            Ok(PollState {
+                last_seen_ms: r.get(0)?,
+                max: r.get(1)?,
+                online: r.get(2)?,
+                held: r.get(3)?,
+                queued: r.get(4)?,
+                in_poll: r.get(5)?,
+            })
+        })
+        .optional()?)
+}
+
 /// How many of the org's agents other than `id` are connected (online,
 /// unrevoked, heard from at or after `since`).
 pub(crate) fn connected_others(

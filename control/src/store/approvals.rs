@@ -28,7 +28,7 @@ pub(crate) fn set_spec(
     submitter_user_id: i64,
 ) -> Result<(), Error> {
     tx.prepare_cached("UPDATE runs SET spec_digest = ?2, submitter_user_id = ?3 WHERE id = ?1")?
-        .execute(params![run_id, digest, submitter_user_id])?;
+        .execute_later(params![run_id, digest, submitter_user_id])?;
     Ok(())
 }
 

@@ -46,7 +46,7 @@ pub(crate) fn append(
         "INSERT INTO audit (org_id, seq, at_ms, actor, action, subject, detail, prev_hash, hash)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
-    .execute(params![
+    .execute_later(params![
         org_id,
         entry.seq,
         entry.at_ms,

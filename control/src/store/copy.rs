@@ -4,7 +4,7 @@
 //! compared with the original's head.
 
 use super::db::open_migrated;
-use super::pg::{Connector, DatabaseUrl, PgConn};
+use super::pg::{Connector, DatabaseUrl};
 use super::pg_engine::off_runtime;
 use super::sql::Value;
 use crate::error::OpenError;
@@ -43,10 +43,9 @@ pub fn migrate_store(from: &Path, to: &DatabaseUrl) -> Result<StoreMigration, Op
         // One read transaction: a consistent snapshot.
         let src = src.unchecked_transaction().map_err(sqlite_err)?;
         let tables = tables_in_order(&src).map_err(sqlite_err)?;
-        let mut conn = connector.connect().map_err(pg_err)?;
+        let mut conn = connector.connect_sync().map_err(pg_err)?;
         super::pg_schema::migrate(&mut conn, &connector)?;
         let orgs: i64 = conn
-            .client
             .query_one("SELECT COUNT(*) FROM orgs", &[])
             .map_err(pg_err)?
             .get(0);
@@ -59,7 +58,7 @@ pub fn migrate_store(from: &Path, to: &DatabaseUrl) -> Result<StoreMigration, Op
             });
         }
         let mut rows = BTreeMap::new();
-        let mut tx = conn.client.transaction().map_err(pg_err)?;
+        let mut tx = conn.transaction().map_err(pg_err)?;
         for table in &tables {
             let n = copy_table(&src, &mut tx, table).map_err(|e| OpenError::Database {
                 location: connector.location().to_owned(),
@@ -185,7 +184,7 @@ fn copy_table(
 /// length and head with the original's.
 fn verify_chains(
     src: &rusqlite::Connection,
-    conn: &mut PgConn,
+    conn: &mut postgres::Client,
 ) -> Result<Vec<(i64, u64, String)>, String> {
     let mut orgs = src
         .prepare("SELECT id FROM orgs ORDER BY id")
@@ -206,7 +205,6 @@ fn verify_chains(
             .map_err(|e| e.to_string())?;
         let mut verifier = ChainVerifier::new();
         let rows = conn
-            .client
             .query(
                 "SELECT seq, at_ms, actor, action, subject, detail, prev_hash, hash
                  FROM audit WHERE org_id = $1 ORDER BY seq",

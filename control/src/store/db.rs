@@ -35,7 +35,7 @@ use super::pg::DatabaseUrl;
 use super::schema::{self, database_error};
 use super::tx::Tx;
 use super::writer::{
-    Batch, FIRST_SAVEPOINT, Health, IDLE_READERS, Job, MAX_READERS, Message, next_batch,
+    Batch, Between, FIRST_SAVEPOINT, Health, IDLE_READERS, Job, MAX_READERS, Message, next_batch,
     not_durable, run_jobs,
 };
 use crate::error::{Error, OpenError};
@@ -279,6 +279,23 @@ impl Db {
         answer.await.map_err(|_| Error::shutting_down())?
     }
 
+    /// [`Db::read`] for `work` of one statement: on PostgreSQL it runs
+    /// outside a transaction (one statement sees one snapshot anyway), one
+    /// message to the server instead of three (`BEGIN`, the statement,
+    /// `ROLLBACK`), and a second statement fails the read. For the reads
+    /// every poll makes. `work` may run twice: once more on a new
+    /// connection if the first was found broken.
+    pub(crate) async fn read_one<T, F>(&self, work: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: Fn(&Tx<'_>) -> Result<T, Error> + Send + 'static,
+    {
+        match &self.readers {
+            Readers::Sqlite(_) => self.read(work).await,
+            Readers::Postgres(pool) => pool.read_one(work).await,
+        }
+    }
+
     /// Runs `work` on a reader connection on the blocking pool, inside one
     /// read transaction: every statement `work` runs sees the same snapshot.
     /// Without it each statement sees the latest commit, and a read made of
@@ -421,8 +438,15 @@ fn run_batch(conn: &Connection, mut batch: Batch) -> Option<Batch> {
         }
         return None;
     }
-    let end = run_jobs(&mut batch, &Tx::sqlite(conn), |sql| conn.execute_batch(sql));
-    match end.and_then(|end| conn.execute_batch(end)) {
+    // SQLite runs every statement when it is called: nothing is left to
+    // send with the statement ending a job, so only that statement fails.
+    let ended = run_jobs(
+        &mut batch,
+        &Tx::sqlite(conn),
+        |sql| conn.execute_batch(sql).map_err(Between::Batch),
+        |sql| conn.execute_batch(sql),
+    );
+    match ended.map_err(|failed| failed.error) {
         Ok(()) => {
             for job in &mut batch {
                 job.committed();
@@ -974,6 +998,67 @@ mod tests {
         assert!(verdict.ok, "{verdict:?}");
     }
 
+    /// A job adding org `name`, then org `later` with a write left to be
+    /// sent with the job's next statement ([`Stmt::execute_later`]); then,
+    /// if `reads`, counting the orgs (that next statement).
+    ///
+    /// [`Stmt::execute_later`]: super::super::tx::Stmt::execute_later
+    fn later_job(name: &'static str, later: &'static str, reads: bool) -> TestJob {
+        Box::new(move |tx| {
+            insert_org(tx, name)?;
+            tx.prepare_cached("INSERT INTO orgs (name, created_ms) VALUES (?1, 0)")?
+                .execute_later(params![later])?;
+            if reads {
+                tx.query_row("SELECT COUNT(*) FROM orgs", params![], |r| {
+                    r.get::<_, i64>(0)
+                })?;
+            }
+            Ok(())
+        })
+    }
+
+    /// A write left for later that fails (here on a constraint) fails its
+    /// job, whether it is sent with the job's next statement or at the
+    /// job's end (in the middle of a batch, and ending it): the job is
+    /// answered with an error and undoes its own changes only.
+    async fn a_failing_write_left_for_later_fails_its_job_only(db: &Db) {
+        add_org(db, "taken").await.expect("an org");
+        let answers = one_batch(
+            db,
+            vec![
+                org_job("kept-a", false),
+                later_job("dropped-a", "taken", false),
+                org_job("kept-b", false),
+                later_job("dropped-b", "taken", true),
+                org_job("kept-c", false),
+                later_job("dropped-c", "taken", false),
+            ],
+        )
+        .await;
+        let ok: Vec<bool> = answers.iter().map(Result::is_ok).collect();
+        assert_eq!(ok, [true, false, true, false, true, false], "{answers:?}");
+        let names = org_names(db).await;
+        for kept in ["kept-a", "kept-b", "kept-c"] {
+            assert!(names.contains(&kept.to_owned()), "{names:?}");
+        }
+        assert!(!names.iter().any(|n| n.starts_with("dropped")), "{names:?}");
+        // Positive control: writes left for later that succeed are stored
+        // with their job's.
+        let answers = one_batch(
+            db,
+            vec![
+                later_job("now-1", "later-1", true),
+                later_job("now-2", "later-2", false),
+            ],
+        )
+        .await;
+        assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+        let names = org_names(db).await;
+        for stored in ["now-1", "later-1", "now-2", "later-2"] {
+            assert!(names.contains(&stored.to_owned()), "{names:?}");
+        }
+    }
+
     /// A store on PostgreSQL: a database of its own on the test cluster,
     /// dropped with it; `None` (after a loud skip) without a cluster.
     struct OnPostgres {
@@ -1043,6 +1128,35 @@ mod tests {
     async fn audit_appends_around_a_rolled_back_one_keep_the_chain_whole_on_postgres() {
         let Some(pg) = OnPostgres::open() else { return };
         appends_around_a_rolled_back_one_keep_the_chain_whole(&pg.db).await;
+        pg.close();
+    }
+
+    #[tokio::test]
+    async fn a_failing_write_left_for_later_fails_its_job_only_on_sqlite() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let db = open(dir.path(), &Settings::default());
+        a_failing_write_left_for_later_fails_its_job_only(&db).await;
+        db.close();
+    }
+
+    #[tokio::test]
+    async fn a_failing_write_left_for_later_fails_its_job_only_on_postgres() {
+        let Some(pg) = OnPostgres::open() else { return };
+        a_failing_write_left_for_later_fails_its_job_only(&pg.db).await;
+        pg.close();
+    }
+
+    #[tokio::test]
+    async fn a_read_of_one_statement_refuses_a_second_on_postgres() {
+        // Outside a transaction, two statements could see two states.
+        let Some(pg) = OnPostgres::open() else { return };
+        add_org(&pg.db, "one").await.expect("an org");
+        fn count(tx: &Tx<'_>) -> Result<i64, Error> {
+            Ok(tx.query_row("SELECT COUNT(*) FROM orgs", params![], |r| r.get(0))?)
+        }
+        assert_eq!(pg.db.read_one(count).await, Ok(1));
+        let twice = pg.db.read_one(|tx| count(tx).and_then(|_| count(tx))).await;
+        assert!(twice.is_err(), "{twice:?}");
         pg.close();
     }
 

@@ -5,36 +5,69 @@ use super::sql::{self, Value};
 use crate::error::{Error, OpenError};
 use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::runtime::Runtime;
 
 /// A connection and the statements prepared on it (keyed by the SQL the
 /// store wrote, before renumbering).
+///
+/// The asynchronous client on a runtime of the connection's own (one
+/// thread, driven only while a call waits), rather than the synchronous
+/// client, because only the asynchronous one pipelines: statements sent
+/// together cost one round trip (see [`PgTx::execute_later`]).
 pub(crate) struct PgConn {
-    pub(super) client: postgres::Client,
-    pub(super) cache: HashMap<String, postgres::Statement>,
+    client: tokio_postgres::Client,
+    runtime: Arc<Runtime>,
+    cache: HashMap<String, postgres::Statement>,
 }
 
 impl PgConn {
-    pub(super) fn new(client: postgres::Client) -> PgConn {
-        PgConn {
-            client,
-            cache: HashMap::new(),
-        }
+    /// Runs statements without parameters (transaction control, locks).
+    pub(super) fn batch_execute(&mut self, sql: &str) -> Result<(), postgres::Error> {
+        self.runtime.block_on(self.client.batch_execute(sql))
+    }
+
+    /// Whether the connection is known to be broken.
+    pub(super) fn is_closed(&self) -> bool {
+        self.client.is_closed()
     }
 
     /// Begins a write transaction holding [`WRITE_LOCK`]: the first
     /// statement of every writer (the writer thread's batches, standalone
     /// transactions), so all of them are one writer.
     pub(super) fn begin_write(&mut self) -> Result<(), postgres::Error> {
-        self.client.batch_execute(&BEGIN_WRITE)
+        self.batch_execute(&BEGIN_WRITE)
     }
 
     /// A handle for one transaction's statements (the caller has begun it).
     pub(super) fn tx(&mut self) -> PgTx<'_> {
         PgTx {
-            client: &mut self.client,
-            cache: &mut self.cache,
+            conn: self,
+            later: Vec::new(),
+            statements_left: None,
         }
     }
+
+    /// A handle for one statement outside a transaction: a second fails.
+    pub(super) fn tx_of_one_statement(&mut self) -> PgTx<'_> {
+        PgTx {
+            conn: self,
+            later: Vec::new(),
+            statements_left: Some(1),
+        }
+    }
+}
+
+/// The runtime a thread's connections run on: one thread, driven only
+/// while a call on one of them waits. Each thread holding connections
+/// makes one, before its first connection, and reports failing to
+/// (the kernel refusing it an epoll instance: out of file descriptors).
+pub(super) fn runtime() -> std::io::Result<Arc<Runtime>> {
+    Ok(Arc::new(
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?,
+    ))
 }
 
 /// What begins a write transaction: `BEGIN`, then [`WRITE_LOCK`].
@@ -43,18 +76,61 @@ pub(super) static BEGIN_WRITE: std::sync::LazyLock<String> =
 
 /// What a [`Tx`](super::Tx) on PostgreSQL holds.
 pub(crate) struct PgTx<'c> {
-    client: &'c mut postgres::Client,
-    cache: &'c mut HashMap<String, postgres::Statement>,
+    conn: &'c mut PgConn,
+    /// Statements whose outcome the job does not look at, not sent yet
+    /// ([`PgTx::execute_later`]).
+    later: Vec<(postgres::Statement, Vec<OwnedValue>)>,
+    /// How many more statements may run, if bounded
+    /// ([`PgConn::tx_of_one_statement`]).
+    statements_left: Option<u32>,
+}
+
+/// How sending what a transaction left for later, with a statement, failed.
+pub(crate) enum Sent {
+    /// A statement left for later failed; the one sent with it did not run
+    /// (the transaction is aborted).
+    Later(postgres::Error),
+    /// The statement itself failed.
+    Now(postgres::Error),
 }
 
 impl PgTx<'_> {
     pub(super) fn prepare(&mut self, sql: &str) -> Result<postgres::Statement, postgres::Error> {
-        if let Some(stmt) = self.cache.get(sql) {
+        if let Some(stmt) = self.conn.cache.get(sql) {
             return Ok(stmt.clone());
         }
-        let stmt = self.client.prepare(&sql::renumber(sql))?;
-        self.cache.insert(sql.to_owned(), stmt.clone());
+        let conn = &mut *self.conn;
+        let stmt = conn
+            .runtime
+            .block_on(conn.client.prepare(&sql::renumber(sql)))?;
+        conn.cache.insert(sql.to_owned(), stmt.clone());
         Ok(stmt)
+    }
+
+    /// Leaves `stmt` with `values` to be sent with the transaction's next
+    /// statement, for a caller that does not look at its outcome: the two
+    /// cost one round trip instead of two. Its failure fails that statement
+    /// (or, at a job's end, the job: see `writer::run_jobs`).
+    pub(super) fn execute_later(&mut self, stmt: &postgres::Statement, values: &[Value<'_>]) {
+        self.later
+            .push((stmt.clone(), values.iter().map(OwnedValue::from).collect()));
+    }
+
+    /// Counts a statement about to run; `false` if no more may.
+    pub(super) fn may_run(&mut self) -> bool {
+        match &mut self.statements_left {
+            None => true,
+            Some(0) => false,
+            Some(left) => {
+                *left -= 1;
+                true
+            }
+        }
+    }
+
+    /// Drops what was left for later (the job that left it failed).
+    pub(super) fn drop_later(&mut self) {
+        self.later.clear();
     }
 
     pub(super) fn execute(
@@ -62,8 +138,17 @@ impl PgTx<'_> {
         stmt: &postgres::Statement,
         values: &[Value<'_>],
     ) -> Result<u64, postgres::Error> {
-        let refs: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| v as _).collect();
-        self.client.execute(stmt, &refs)
+        let later = std::mem::take(&mut self.later);
+        let PgConn {
+            client, runtime, ..
+        } = &*self.conn;
+        send(
+            runtime,
+            client,
+            &later,
+            client.execute_raw(stmt, values.iter()),
+        )
+        .map_err(Sent::into_error)
     }
 
     pub(super) fn query(
@@ -71,8 +156,19 @@ impl PgTx<'_> {
         stmt: &postgres::Statement,
         values: &[Value<'_>],
     ) -> Result<Vec<postgres::Row>, postgres::Error> {
-        let refs: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| v as _).collect();
-        self.client.query(stmt, &refs)
+        use futures_util::TryStreamExt as _;
+        let later = std::mem::take(&mut self.later);
+        let PgConn {
+            client, runtime, ..
+        } = &*self.conn;
+        let rows = async {
+            client
+                .query_raw(stmt, values.iter())
+                .await?
+                .try_collect()
+                .await
+        };
+        send(runtime, client, &later, rows).map_err(Sent::into_error)
     }
 
     pub(super) fn each(
@@ -81,19 +177,97 @@ impl PgTx<'_> {
         values: &[Value<'_>],
         mut f: impl FnMut(&postgres::Row) -> sql::Result<bool>,
     ) -> sql::Result<()> {
-        use postgres::fallible_iterator::FallibleIterator as _;
-        let mut rows = self.client.query_raw(stmt, values.iter())?;
-        while let Some(row) = rows.next()? {
-            if !f(&row)? {
+        use futures_util::StreamExt as _;
+        let later = std::mem::take(&mut self.later);
+        let PgConn {
+            client, runtime, ..
+        } = &*self.conn;
+        let rows = send(
+            runtime,
+            client,
+            &later,
+            client.query_raw(stmt, values.iter()),
+        )
+        .map_err(Sent::into_error)?;
+        let mut rows = Box::pin(rows);
+        while let Some(row) = runtime.block_on(rows.next()) {
+            if !f(&row?)? {
                 break;
             }
         }
         Ok(())
     }
 
-    /// Runs statements without parameters (transaction control, locks).
-    pub(super) fn batch(&mut self, sql: &str) -> Result<(), postgres::Error> {
-        self.client.batch_execute(sql)
+    /// Runs statements without parameters (transaction control), after
+    /// what was left for later, in one round trip; says which failed.
+    pub(super) fn batch(&mut self, sql: &str) -> Result<(), Sent> {
+        let later = std::mem::take(&mut self.later);
+        let PgConn {
+            client, runtime, ..
+        } = &*self.conn;
+        send(runtime, client, &later, client.batch_execute(sql))
+    }
+}
+
+impl Sent {
+    /// The error, whichever statement failed.
+    pub(crate) fn into_error(self) -> postgres::Error {
+        match self {
+            Sent::Later(e) | Sent::Now(e) => e,
+        }
+    }
+}
+
+/// Sends `later`, then `now`, pipelined: one round trip. Requests go out
+/// in the order their futures are first polled, which `join` does in
+/// order (and `join_all` in turn).
+fn send<T>(
+    runtime: &Runtime,
+    client: &tokio_postgres::Client,
+    later: &[(postgres::Statement, Vec<OwnedValue>)],
+    now: impl std::future::Future<Output = Result<T, postgres::Error>>,
+) -> Result<T, Sent> {
+    runtime.block_on(async {
+        let sent =
+            futures_util::future::join_all(later.iter().map(|(stmt, values)| {
+                client.execute_raw(stmt, values.iter().map(OwnedValue::value))
+            }));
+        let (sent, now) = futures_util::future::join(sent, now).await;
+        if let Some(e) = sent.into_iter().find_map(Result::err) {
+            return Err(Sent::Later(e));
+        }
+        now.map_err(Sent::Now)
+    })
+}
+
+/// A [`Value`] kept until it is sent ([`PgTx::execute_later`]).
+#[derive(Debug)]
+pub(crate) enum OwnedValue {
+    Null,
+    Int(i64),
+    Text(String),
+    Blob(Vec<u8>),
+}
+
+impl OwnedValue {
+    fn value(&self) -> Value<'_> {
+        match self {
+            OwnedValue::Null => Value::Null,
+            OwnedValue::Int(i) => Value::Int(*i),
+            OwnedValue::Text(t) => Value::Text(t),
+            OwnedValue::Blob(b) => Value::Blob(b),
+        }
+    }
+}
+
+impl From<&Value<'_>> for OwnedValue {
+    fn from(v: &Value<'_>) -> OwnedValue {
+        match v {
+            Value::Null => OwnedValue::Null,
+            Value::Int(i) => OwnedValue::Int(*i),
+            Value::Text(t) => OwnedValue::Text((*t).to_owned()),
+            Value::Blob(b) => OwnedValue::Blob(b.to_vec()),
+        }
     }
 }
 
@@ -231,13 +405,13 @@ pub(super) const WRITE_LOCK: i64 = 0x7365_616c_7275_6e02;
 /// Opens connections to one database.
 #[derive(Clone)]
 pub(crate) struct Connector {
-    config: postgres::Config,
+    config: tokio_postgres::Config,
     location: String,
 }
 
 impl Connector {
     pub(super) fn new(url: &DatabaseUrl) -> Result<Connector, OpenError> {
-        let mut config = postgres::Config::from(url.config.clone());
+        let mut config = url.config.clone();
         config
             .application_name("sealrun")
             .connect_timeout(std::time::Duration::from_secs(5))
@@ -249,8 +423,28 @@ impl Connector {
         })
     }
 
-    pub(super) fn connect(&self) -> Result<PgConn, postgres::Error> {
-        Ok(PgConn::new(self.config.connect(postgres::NoTls)?))
+    /// A connection for the store's transactions (see [`PgConn`]), driven
+    /// by `runtime`, the calling thread's (see [`runtime`]).
+    pub(super) fn connect(&self, runtime: &Arc<Runtime>) -> Result<PgConn, postgres::Error> {
+        let (client, connection) = runtime.block_on(self.config.connect(tokio_postgres::NoTls))?;
+        // Ends with the connection: broken, or closed once the client is
+        // dropped (driven by the thread's next call).
+        runtime.spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "a PostgreSQL connection ended");
+            }
+        });
+        Ok(PgConn {
+            client,
+            runtime: Arc::clone(runtime),
+            cache: HashMap::new(),
+        })
+    }
+
+    /// A synchronous client, for what runs once, off the hot path
+    /// (migrations, `migrate-store`).
+    pub(super) fn connect_sync(&self) -> Result<postgres::Client, postgres::Error> {
+        postgres::Config::from(self.config.clone()).connect(postgres::NoTls)
     }
 
     pub(super) fn location(&self) -> &str {

@@ -1,22 +1,27 @@
 //! The PostgreSQL engine: its writer thread, reader threads and standalone
 //! transactions, over the connections of [`super::pg`].
 
-use super::pg::{BEGIN_WRITE, Connector, DatabaseUrl, PgConn, error};
+use super::pg::{BEGIN_WRITE, Connector, DatabaseUrl, PgConn, Sent, error, runtime};
 use super::tx::Tx;
 use super::writer::{
-    FIRST_SAVEPOINT, Health, MAX_READERS, Message, next_batch, not_durable, run_jobs,
+    Between, FIRST_SAVEPOINT, Health, MAX_READERS, Message, next_batch, not_durable, run_jobs,
 };
 use crate::error::{Error, OpenError};
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex, mpsc};
+use tokio::runtime::Runtime;
 
 /// Begins a batch's write transaction holding
 /// [`WRITE_LOCK`](super::pg::WRITE_LOCK) and the savepoint of its first
 /// job, in one round trip (see [`begin_on`]).
-fn begin_batch(conn: &mut Option<PgConn>, connector: &Connector) -> Result<(), postgres::Error> {
+fn begin_batch(
+    conn: &mut Option<PgConn>,
+    connector: &Connector,
+    runtime: &Arc<Runtime>,
+) -> Result<(), postgres::Error> {
     static BEGIN: std::sync::LazyLock<String> =
         std::sync::LazyLock::new(|| format!("{}; {FIRST_SAVEPOINT}", *BEGIN_WRITE));
-    begin_on(conn, connector, |c| c.client.batch_execute(&BEGIN))
+    begin_on(conn, connector, runtime, |c| c.batch_execute(&BEGIN))
 }
 
 /// Begins a transaction on `conn` with `begin`, connecting first if there is
@@ -27,30 +32,65 @@ fn begin_batch(conn: &mut Option<PgConn>, connector: &Connector) -> Result<(), p
 fn begin_on(
     conn: &mut Option<PgConn>,
     connector: &Connector,
+    runtime: &Arc<Runtime>,
     begin: impl Fn(&mut PgConn) -> Result<(), postgres::Error>,
 ) -> Result<(), postgres::Error> {
-    if let Some(c) = conn.as_mut().filter(|c| !c.client.is_closed()) {
+    if let Some(c) = conn.as_mut().filter(|c| !c.is_closed()) {
         match begin(c) {
             Ok(()) => return Ok(()),
             Err(e) if !(e.is_closed() || e.code().is_none()) => {
-                let _ = c.client.batch_execute("ROLLBACK");
+                let _ = c.batch_execute("ROLLBACK");
                 return Err(e);
             }
             Err(_) => {}
         }
     }
     *conn = None;
-    let mut fresh = connector.connect()?;
+    let mut fresh = connector.connect(runtime)?;
     begin(&mut fresh)?;
     *conn = Some(fresh);
     Ok(())
 }
 
+/// Connects, brings the schema up to date, and answers `opened`: the
+/// writer's first steps. The migration runs on a synchronous client of
+/// its own, once.
+fn open_writer(
+    connector: &Connector,
+    opened: &mpsc::SyncSender<Result<(), OpenError>>,
+) -> Option<(Arc<Runtime>, PgConn)> {
+    let first = runtime()
+        .map_err(|e| OpenError::Database {
+            location: connector.location().to_owned(),
+            message: format!("cannot start the database connection's runtime: {e}"),
+        })
+        .and_then(|runtime| {
+            let mut sync = connector
+                .connect_sync()
+                .map_err(|e| connector.open_error(&e))?;
+            super::pg_schema::migrate(&mut sync, connector)?;
+            let conn = connector
+                .connect(&runtime)
+                .map_err(|e| connector.open_error(&e))?;
+            Ok((runtime, conn))
+        });
+    match first {
+        Ok(first) => {
+            let _ = opened.send(Ok(()));
+            Some(first)
+        }
+        Err(e) => {
+            let _ = opened.send(Err(e));
+            None
+        }
+    }
+}
+
 /// The PostgreSQL writer thread: batches as SQLite's does, each batch one
-/// transaction under [`WRITE_LOCK`](super::pg::WRITE_LOCK), each job in its own savepoint. A
-/// commit PostgreSQL acknowledged is durable; one whose answer was lost (the
-/// connection broke during `COMMIT`) may or may not have happened and is
-/// answered so ([`not_durable`]).
+/// transaction under [`WRITE_LOCK`](super::pg::WRITE_LOCK), each job in its
+/// own savepoint. A commit PostgreSQL acknowledged is durable; one whose
+/// answer was lost (the connection broke during `COMMIT`) may or may not
+/// have happened and is answered so ([`not_durable`]).
 pub(super) fn writer_loop(
     connector: Connector,
     jobs: mpsc::Receiver<Message>,
@@ -58,26 +98,16 @@ pub(super) fn writer_loop(
     opened: mpsc::SyncSender<Result<(), OpenError>>,
     #[cfg(any(test, feature = "fault-injection"))] faults: crate::settings::Faults,
 ) {
-    let first = connector
-        .connect()
-        .map_err(|e| connector.open_error(&e))
-        .and_then(|mut conn| super::pg_schema::migrate(&mut conn, &connector).map(|()| conn));
-    let mut conn = match first {
-        Ok(conn) => {
-            let _ = opened.send(Ok(()));
-            Some(conn)
-        }
-        Err(e) => {
-            let _ = opened.send(Err(e));
-            return;
-        }
+    let Some((runtime, first)) = open_writer(&connector, &opened) else {
+        return;
     };
+    let mut conn = Some(first);
     let mut stopping = false;
     while !stopping {
         let Some(mut batch) = next_batch(&jobs, &mut stopping) else {
             break;
         };
-        if let Err(e) = begin_batch(&mut conn, &connector) {
+        if let Err(e) = begin_batch(&mut conn, &connector, &runtime) {
             health.failed();
             let err = error(&e);
             for job in batch {
@@ -88,29 +118,31 @@ pub(super) fn writer_loop(
         let Some(c) = conn.as_mut() else {
             continue; // begin_batch left a connection: cannot happen
         };
-        let end = {
+        let ended = {
             let cell = RefCell::new(c.tx());
-            run_jobs(&mut batch, &Tx::postgres(&cell), |sql| {
-                cell.borrow_mut().batch(sql)
-            })
-        };
-        // Whether the statement with `COMMIT` was sent decides what a lost
-        // connection means: before it, the batch certainly did not commit.
-        let committed = match end {
-            Ok(end) => c.client.batch_execute(end).map_err(|e| (e, true)),
-            Err(e) => Err((e, false)),
+            run_jobs(
+                &mut batch,
+                &Tx::postgres(&cell),
+                |sql| {
+                    cell.borrow_mut().batch(sql).map_err(|sent| match sent {
+                        Sent::Later(e) => Between::Job(error(&e)),
+                        Sent::Now(e) => Between::Batch(e),
+                    })
+                },
+                |sql| cell.borrow_mut().batch(sql).map_err(Sent::into_error),
+            )
         };
         // The injected fault: PostgreSQL committed, but its answer was lost
         // on the way (as when the connection breaks during `COMMIT`).
         #[cfg(any(test, feature = "fault-injection"))]
-        if committed.is_ok() && faults.sync_fails() {
+        if ended.is_ok() && faults.sync_fails() {
             health.failed();
             for job in batch {
                 job.deliver(Err(not_durable()));
             }
             continue;
         }
-        match committed {
+        match ended {
             Ok(()) => {
                 health.succeeded();
                 for job in &mut batch {
@@ -120,17 +152,21 @@ pub(super) fn writer_loop(
                     job.deliver(Ok(()));
                 }
             }
-            Err((e, commit_sent)) => {
+            Err(failed) => {
                 health.failed();
+                let e = failed.error;
+                // Whether the statement with `COMMIT` was sent decides what
+                // a lost connection means: before it, the batch certainly
+                // did not commit.
                 let err = if e.is_closed() || e.code().is_none() {
                     conn = None;
-                    if commit_sent {
+                    if failed.commit_sent {
                         not_durable()
                     } else {
                         error(&e)
                     }
                 } else {
-                    let _ = c.client.batch_execute("ROLLBACK");
+                    let _ = c.batch_execute("ROLLBACK");
                     error(&e)
                 };
                 for job in batch {
@@ -142,7 +178,7 @@ pub(super) fn writer_loop(
 }
 
 /// A read for a reader thread.
-type ReadJob = Box<dyn FnOnce(&mut Option<PgConn>, &Connector) + Send>;
+type ReadJob = Box<dyn FnOnce(&mut Option<PgConn>, &Connector, &Arc<Runtime>) + Send>;
 
 /// Reader connections to PostgreSQL, bounded as SQLite's are: each lives on
 /// a thread of its own. (The synchronous client runs a runtime of its own,
@@ -159,10 +195,10 @@ impl ReaderPool {
         let rx = Arc::new(Mutex::new(rx));
         let threads = (0..MAX_READERS)
             .map(|i| {
-                let (rx, connector) = (Arc::clone(&rx), connector.clone());
+                let (rx, connector, runtime) = (Arc::clone(&rx), connector.clone(), runtime()?);
                 std::thread::Builder::new()
                     .name(format!("sealrun-db-reader-{i}"))
-                    .spawn(move || reader_thread(&rx, &connector))
+                    .spawn(move || reader_thread(&rx, &connector, &runtime))
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(ReaderPool {
@@ -179,9 +215,29 @@ impl ReaderPool {
         F: FnOnce(&Tx<'_>) -> Result<T, Error> + Send + 'static,
     {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let job: ReadJob = Box::new(move |conn, connector| {
-            let _ = reply.send(read_snapshot(conn, connector, work));
+        let job: ReadJob = Box::new(move |conn, connector, runtime| {
+            let _ = reply.send(read_snapshot(conn, connector, runtime, work));
         });
+        self.send(job)?;
+        answer.await.map_err(|_| Error::shutting_down())?
+    }
+
+    /// Runs `work`, of one statement, outside a transaction (see
+    /// `Db::read_one`).
+    pub(super) async fn read_one<T, F>(&self, work: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: Fn(&Tx<'_>) -> Result<T, Error> + Send + 'static,
+    {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job: ReadJob = Box::new(move |conn, connector, runtime| {
+            let _ = reply.send(read_statement(conn, connector, runtime, work));
+        });
+        self.send(job)?;
+        answer.await.map_err(|_| Error::shutting_down())?
+    }
+
+    fn send(&self, job: ReadJob) -> Result<(), Error> {
         let sent = self
             .jobs
             .lock()
@@ -190,7 +246,7 @@ impl ReaderPool {
         if sent != Some(true) {
             return Err(Error::shutting_down());
         }
-        answer.await.map_err(|_| Error::shutting_down())?
+        Ok(())
     }
 
     /// Stops the reader threads (after the reads already sent).
@@ -203,7 +259,11 @@ impl ReaderPool {
     }
 }
 
-fn reader_thread(jobs: &Mutex<mpsc::Receiver<ReadJob>>, connector: &Connector) {
+fn reader_thread(
+    jobs: &Mutex<mpsc::Receiver<ReadJob>>,
+    connector: &Connector,
+    runtime: &Arc<Runtime>,
+) {
     let mut conn: Option<PgConn> = None;
     loop {
         // The lock is held only while waiting for the next job.
@@ -212,7 +272,7 @@ fn reader_thread(jobs: &Mutex<mpsc::Receiver<ReadJob>>, connector: &Connector) {
             Err(_) => return,
         };
         let Ok(job) = job else { return };
-        job(&mut conn, connector);
+        job(&mut conn, connector, runtime);
     }
 }
 
@@ -221,10 +281,11 @@ fn reader_thread(jobs: &Mutex<mpsc::Receiver<ReadJob>>, connector: &Connector) {
 fn read_snapshot<T>(
     conn: &mut Option<PgConn>,
     connector: &Connector,
+    runtime: &Arc<Runtime>,
     work: impl FnOnce(&Tx<'_>) -> Result<T, Error>,
 ) -> Result<T, Error> {
     const BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
-    if let Err(e) = begin_on(conn, connector, |c| c.client.batch_execute(BEGIN)) {
+    if let Err(e) = begin_on(conn, connector, runtime, |c| c.batch_execute(BEGIN)) {
         *conn = None;
         return Err(error(&e));
     }
@@ -235,10 +296,42 @@ fn read_snapshot<T>(
         let cell = RefCell::new(c.tx());
         work(&Tx::postgres(&cell))
     };
-    if c.client.batch_execute("ROLLBACK").is_err() {
+    if c.batch_execute("ROLLBACK").is_err() {
         *conn = None;
     }
     result
+}
+
+/// One statement's read on `conn`, outside a transaction (see
+/// `Db::read_one`); run again, once, on a new connection if `conn` was
+/// found broken (a read changes nothing, so nothing is lost by retrying).
+fn read_statement<T>(
+    conn: &mut Option<PgConn>,
+    connector: &Connector,
+    runtime: &Arc<Runtime>,
+    work: impl Fn(&Tx<'_>) -> Result<T, Error>,
+) -> Result<T, Error> {
+    let mut fresh = false;
+    loop {
+        if conn.as_ref().is_none_or(PgConn::is_closed) {
+            *conn = Some(connector.connect(runtime).map_err(|e| error(&e))?);
+            fresh = true;
+        }
+        let Some(c) = conn.as_mut() else {
+            return Err(Error::internal("a reader lost its connection"));
+        };
+        let result = {
+            let cell = RefCell::new(c.tx_of_one_statement());
+            work(&Tx::postgres(&cell))
+        };
+        if !c.is_closed() {
+            return result;
+        }
+        *conn = None;
+        if fresh {
+            return result;
+        }
+    }
 }
 
 /// [`super::Standalone`] on PostgreSQL: each transaction on a connection of
@@ -251,7 +344,9 @@ impl Standalone {
     pub(super) fn open(url: &DatabaseUrl) -> Result<Standalone, OpenError> {
         let connector = Connector::new(url)?;
         off_runtime(|| {
-            let mut conn = connector.connect().map_err(|e| connector.open_error(&e))?;
+            let mut conn = connector
+                .connect_sync()
+                .map_err(|e| connector.open_error(&e))?;
             super::pg_schema::migrate(&mut conn, &connector)
         })?;
         Ok(Standalone { connector })
@@ -264,14 +359,25 @@ impl Standalone {
         let connector = &self.connector;
         off_runtime(|| {
             let db_err = |e: &postgres::Error| connector.open_error(e);
-            let mut conn = connector.connect().map_err(|e| db_err(&e))?;
+            let runtime = runtime().map_err(|e| OpenError::Database {
+                location: connector.location().to_owned(),
+                message: format!("cannot start the database connection's runtime: {e}"),
+            })?;
+            let mut conn = connector.connect(&runtime).map_err(|e| db_err(&e))?;
             conn.begin_write().map_err(|e| db_err(&e))?;
-            let result = {
-                let cell = RefCell::new(conn.tx());
-                work(&Tx::postgres(&cell))
+            let cell = RefCell::new(conn.tx());
+            let result = work(&Tx::postgres(&cell));
+            // What the work left to be sent goes with the `COMMIT` (and
+            // fails it); after a failure, nothing of it is sent.
+            let end = if result.is_ok() {
+                "COMMIT"
+            } else {
+                cell.borrow_mut().drop_later();
+                "ROLLBACK"
             };
-            let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
-            conn.client.batch_execute(end).map_err(|e| db_err(&e))?;
+            cell.borrow_mut()
+                .batch(end)
+                .map_err(|sent| db_err(&sent.into_error()))?;
             result
         })
     }

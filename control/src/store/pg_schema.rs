@@ -11,7 +11,7 @@
 //! Replicas may start together: migrating takes a transaction-level advisory
 //! lock first, so one migrates and the others find the work done.
 
-use super::pg::{Connector, PgConn};
+use super::pg::Connector;
 use crate::error::OpenError;
 
 /// Migration `i` brings the schema from version `i` to `i + 1`.
@@ -356,9 +356,9 @@ const MIGRATION_LOCK: i64 = 0x7365_616c_7275_6e01;
 
 /// Brings the database to the latest schema. Refuses a database whose schema
 /// is newer than this build knows (a downgrade would misread it).
-pub(super) fn migrate(conn: &mut PgConn, connector: &Connector) -> Result<(), OpenError> {
+pub(super) fn migrate(conn: &mut postgres::Client, connector: &Connector) -> Result<(), OpenError> {
     let db_err = |e: postgres::Error| connector.open_error(&e);
-    let mut tx = conn.client.transaction().map_err(db_err)?;
+    let mut tx = conn.transaction().map_err(db_err)?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .map_err(db_err)?;
     tx.batch_execute("CREATE TABLE IF NOT EXISTS sealrun_schema (version BIGINT NOT NULL)")

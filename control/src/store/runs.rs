@@ -162,7 +162,7 @@ pub(crate) fn insert(tx: &Tx<'_>, run: &NewRun<'_>) -> Result<(), Error> {
                                source, submitter, status, created_ms, stdin)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'queued', ?12, ?13)",
     )?
-    .execute(params![
+    .execute_later(params![
         run.id,
         run.org_id,
         run.target_id,
@@ -189,7 +189,7 @@ pub(crate) fn set_runbook(
     version: u64,
 ) -> Result<(), Error> {
     tx.prepare_cached("UPDATE runs SET runbook = ?2, runbook_version = ?3 WHERE id = ?1")?
-        .execute(params![run_id, name, version])?;
+        .execute_later(params![run_id, name, version])?;
     Ok(())
 }
 
@@ -204,7 +204,7 @@ pub(crate) fn set_signed(
     tx.prepare_cached(
         "UPDATE runs SET signed_intent = ?2, submitter_certificate = ?3 WHERE id = ?1",
     )?
-    .execute(params![run_id, intent, certificate])?;
+    .execute_later(params![run_id, intent, certificate])?;
     Ok(())
 }
 
@@ -212,7 +212,7 @@ pub(crate) fn set_signed(
 /// (JSON of a `RunIntent`), just inserted.
 pub(crate) fn set_stated(tx: &Tx<'_>, run_id: &str, intent: &str) -> Result<(), Error> {
     tx.prepare_cached("UPDATE runs SET stated_intent = ?2 WHERE id = ?1")?
-        .execute(params![run_id, intent])?;
+        .execute_later(params![run_id, intent])?;
     Ok(())
 }
 
@@ -388,7 +388,7 @@ pub(crate) fn insert_key(
         "INSERT INTO run_keys (org_id, actor, key, fingerprint, run_id, created_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
-    .execute(params![org_id, actor, key, fingerprint, run_id, now])?;
+    .execute_later(params![org_id, actor, key, fingerprint, run_id, now])?;
     Ok(())
 }
 
@@ -511,7 +511,7 @@ pub(crate) fn finish(tx: &Tx<'_>, run_id: &str, o: &Outcome<'_>) -> Result<(), E
                              redacted_stdout = ?9, redacted_stderr = ?10, report = ?11
              WHERE id = ?1 AND status = 'running'",
         )?
-        .execute(params![
+        .execute_later(params![
             run_id,
             o.status.as_str(),
             o.exit_code,

@@ -24,6 +24,8 @@ pub(crate) enum SqlError {
     NoRow,
     /// A value could not become what the store asked for.
     Conversion(String),
+    /// The store broke a rule of the seam (a bug).
+    Misuse(&'static str),
 }
 
 impl std::fmt::Display for SqlError {
@@ -33,6 +35,7 @@ impl std::fmt::Display for SqlError {
             SqlError::Postgres(e) => write!(f, "{e}"),
             SqlError::NoRow => f.write_str("no row"),
             SqlError::Conversion(m) => f.write_str(m),
+            SqlError::Misuse(m) => f.write_str(m),
         }
     }
 }

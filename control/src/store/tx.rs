@@ -14,7 +14,7 @@ pub struct Tx<'c> {
     /// round trip on PostgreSQL). Exact because no other writer can append
     /// while the transaction is open (SQLite's one writer, PostgreSQL's
     /// write lock) and because a job rolled back forgets it
-    /// ([`Tx::forget_memos`]).
+    /// ([`Tx::forget_job`]).
     audit_heads: RefCell<Vec<(i64, u64, String)>>,
 }
 
@@ -75,10 +75,14 @@ impl<'c> Tx<'c> {
         heads.push((org_id, seq, hash.to_owned()));
     }
 
-    /// Forgets what the transaction remembered of its own writes: a job's
-    /// changes were rolled back.
-    pub(super) fn forget_memos(&self) {
+    /// Forgets what the transaction remembered of its own writes, and
+    /// drops the statements left to be sent ([`Stmt::execute_later`]): a
+    /// job's changes were rolled back.
+    pub(super) fn forget_job(&self) {
         self.audit_heads.borrow_mut().clear();
+        if let Conn::Postgres(c) = self.conn {
+            c.borrow_mut().drop_later();
+        }
     }
 
     /// Prepares `sql` (written with `?N` placeholders), cached per
@@ -152,6 +156,7 @@ impl From<SqlError> for crate::error::Error {
             SqlError::Postgres(e) => super::pg::error(&e),
             SqlError::NoRow => crate::error::Error::internal("database: no row"),
             SqlError::Conversion(m) => crate::error::Error::internal(format_args!("database: {m}")),
+            SqlError::Misuse(m) => crate::error::Error::internal(format_args!("database: {m}")),
         }
     }
 }
@@ -178,10 +183,32 @@ impl Stmt<'_> {
         match self {
             Stmt::Sqlite(s) => Ok(s.execute(rusqlite::params_from_iter(values.iter()))?),
             Stmt::Postgres { conn, stmt } => {
+                counted(conn)?;
                 let n = conn.borrow_mut().execute(stmt, &values)?;
                 usize::try_from(n).map_err(|_| SqlError::Conversion("row count".into()))
             }
         }
+    }
+
+    /// Runs the statement for a caller that does not look at its outcome:
+    /// on PostgreSQL it is sent with the transaction's next statement, one
+    /// round trip for both, and its failure is that statement's (or, when
+    /// it is the job's last, the job's: see `writer::run_jobs`). For the
+    /// writes of a job that only add or change what it has decided (an
+    /// audit entry, a new run); never for one whose failure the caller
+    /// would tell apart.
+    pub(crate) fn execute_later(&mut self, params: &[&dyn Param]) -> Result<()> {
+        let values = bind(params)?;
+        match self {
+            Stmt::Sqlite(s) => {
+                s.execute(rusqlite::params_from_iter(values.iter()))?;
+            }
+            Stmt::Postgres { conn, stmt } => {
+                counted(conn)?;
+                conn.borrow_mut().execute_later(stmt, &values);
+            }
+        }
+        Ok(())
     }
 
     /// The first row, mapped; [`SqlError::NoRow`] if none.
@@ -200,6 +227,7 @@ impl Stmt<'_> {
                 }
             }
             Stmt::Postgres { conn, stmt } => {
+                counted(conn)?;
                 let rows = conn.borrow_mut().query(stmt, &values)?;
                 match rows.first() {
                     Some(r) => f(&Row::Postgres(r)),
@@ -241,9 +269,11 @@ impl Stmt<'_> {
                 }
                 Ok(())
             }
-            Stmt::Postgres { conn, stmt } => conn
-                .borrow_mut()
-                .each(stmt, &values, |r| f(&Row::Postgres(r))),
+            Stmt::Postgres { conn, stmt } => {
+                counted(conn)?;
+                conn.borrow_mut()
+                    .each(stmt, &values, |r| f(&Row::Postgres(r)))
+            }
         }
     }
 
@@ -252,5 +282,16 @@ impl Stmt<'_> {
         self.query_row(params, |_| Ok(()))
             .optional()
             .map(|r| r.is_some())
+    }
+}
+
+/// Counts a statement about to run on `conn` ([`PgTx::may_run`]).
+fn counted(conn: &RefCell<PgTx<'_>>) -> Result<()> {
+    if conn.borrow_mut().may_run() {
+        Ok(())
+    } else {
+        Err(SqlError::Misuse(
+            "a read of one statement ran a second (use Db::read)",
+        ))
     }
 }

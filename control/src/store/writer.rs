@@ -83,6 +83,9 @@ pub(super) trait WriteJob: Send {
     fn committed(&mut self);
     /// Answers the caller once the batch's fate is known (durable, or not).
     fn deliver(self: Box<Self>, committed: Result<(), Error>);
+    /// Fails a job that returned `Ok`: a statement it left to be sent
+    /// after it returned failed (see [`Between::Job`]).
+    fn fail(&mut self, error: Error);
 }
 
 pub(super) type Hook<T> = Box<dyn FnOnce(&T) + Send>;
@@ -116,6 +119,10 @@ where
         let keep = result.is_ok();
         self.result = Some(result);
         keep
+    }
+
+    fn fail(&mut self, error: Error) {
+        self.result = Some(Err(error));
     }
 
     fn deliver(self: Box<Self>, committed: Result<(), Error>) {
@@ -183,33 +190,76 @@ const KEEP_AND_COMMIT: &str = "RELEASE job; COMMIT";
 /// first error), so the job's changes can never be committed.
 const DROP_AND_COMMIT: &str = "ROLLBACK TO job; COMMIT";
 
+/// How the statement ending a job failed.
+pub(super) enum Between<E> {
+    /// A statement the job left to be sent with it failed (on PostgreSQL,
+    /// where statements whose outcome a job does not look at are sent with
+    /// the next one: `Tx::execute_later`): the job failed, and the
+    /// statement did not run.
+    Job(Error),
+    /// The statement itself failed.
+    Batch(E),
+}
+
+/// A batch that failed as a whole: every job is answered `error`.
+pub(super) struct BatchFailed<E> {
+    pub(super) error: E,
+    /// Whether the failing statement held the `COMMIT`: if the connection
+    /// was lost, the batch may have been committed.
+    pub(super) commit_sent: bool,
+}
+
 /// Runs each job of `batch` in its own savepoint of the open transaction,
 /// whose first savepoint ([`FIRST_SAVEPOINT`]) the engine opened with its
-/// `BEGIN`, so that a failing job rolls back only its own changes.
-/// `control` runs the one statement between two jobs. Returns the
-/// statement that ends the transaction (releasing or rolling back the last
-/// job's savepoint, then `COMMIT`), or the error of a statement between
-/// jobs: the transaction then cannot be trusted to hold exactly the kept
-/// jobs, the `COMMIT` was never sent, and the engine rolls it all back. The
-/// same SQL on both backends.
+/// `BEGIN`, so that a failing job rolls back only its own changes, and ends
+/// the transaction. `end_job` sends what the job left to be sent with the
+/// statement that follows it (releasing or rolling back its savepoint,
+/// then opening the next job's or committing); `run` runs a statement
+/// alone. A job whose last statements fail there is failed and rolled back
+/// to its savepoint like any other failing job. A failing statement
+/// between jobs fails the batch: the transaction then cannot be trusted to
+/// hold exactly the kept jobs, and the engine rolls it all back (the
+/// `COMMIT` was never sent unless [`BatchFailed::commit_sent`]). The same
+/// SQL on both backends.
 pub(super) fn run_jobs<E>(
     batch: &mut Batch,
     tx: &Tx<'_>,
-    mut control: impl FnMut(&str) -> Result<(), E>,
-) -> Result<&'static str, E> {
-    let mut kept = true;
+    mut end_job: impl FnMut(&str) -> Result<(), Between<E>>,
+    mut run: impl FnMut(&str) -> Result<(), E>,
+) -> Result<(), BatchFailed<E>> {
+    let last = batch.len().saturating_sub(1);
     for (i, job) in batch.iter_mut().enumerate() {
-        if i > 0 {
-            control(if kept { KEEP_AND_NEXT } else { DROP_AND_NEXT })?;
-        }
-        kept = job.run(tx);
+        let end = i == last;
+        let kept = job.run(tx);
         if !kept {
-            tx.forget_memos();
+            tx.forget_job();
+        }
+        let failed = |error| BatchFailed {
+            error,
+            commit_sent: end,
+        };
+        match end_job(next_statement(kept, end)) {
+            Ok(()) => {}
+            Err(Between::Job(error)) => {
+                // The transaction is aborted, the job's savepoint still
+                // open: rolling back to it undoes the job and the abort.
+                job.fail(error);
+                tx.forget_job();
+                run(next_statement(false, end)).map_err(failed)?;
+            }
+            Err(Between::Batch(error)) => return Err(failed(error)),
         }
     }
-    Ok(if kept {
-        KEEP_AND_COMMIT
-    } else {
-        DROP_AND_COMMIT
-    })
+    Ok(())
+}
+
+/// The statement after a job: whether it is `kept`, whether it is the
+/// batch's `last`.
+fn next_statement(kept: bool, last: bool) -> &'static str {
+    match (kept, last) {
+        (true, false) => KEEP_AND_NEXT,
+        (false, false) => DROP_AND_NEXT,
+        (true, true) => KEEP_AND_COMMIT,
+        (false, true) => DROP_AND_COMMIT,
+    }
 }
