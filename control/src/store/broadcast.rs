@@ -17,6 +17,11 @@ use tokio::sync::mpsc;
 const CHANNEL: &str = "sealrun_hints";
 /// The longest payload `NOTIFY` takes is 8000 bytes; hints are far shorter.
 const MAX_HINT: usize = 1000;
+/// Hints waiting to be sent together go in one `NOTIFY` (one transaction,
+/// one wake-up of each listener, instead of one per hint), up to this many
+/// bytes of payload: under load a replica sends hints faster than one
+/// round trip each, and PostgreSQL's CPU is what replicas share.
+const MAX_PAYLOAD: usize = 7000;
 /// Wait before reconnecting a lost listener.
 const RECONNECT: Duration = Duration::from_secs(1);
 
@@ -35,16 +40,16 @@ pub(crate) enum Heard<'a> {
 /// Sends this replica's hints to the others; cheap to clone.
 #[derive(Clone, Debug)]
 pub(crate) struct Broadcast {
-    origin: String,
     outgoing: mpsc::UnboundedSender<String>,
 }
 
 impl Broadcast {
-    /// Sends `hint` (best effort: a hint that cannot be sent is a hint
-    /// lost, see the module documentation). Callable from any thread.
+    /// Sends `hint`, one line (best effort: a hint that cannot be sent is
+    /// a hint lost, see the module documentation). Callable from any
+    /// thread.
     pub(crate) fn send(&self, hint: &str) {
-        if hint.len() <= MAX_HINT {
-            let _ = self.outgoing.send(format!("{}:{hint}", self.origin));
+        if hint.len() <= MAX_HINT && !hint.contains('\n') {
+            let _ = self.outgoing.send(hint.to_owned());
         }
     }
 }
@@ -69,10 +74,7 @@ pub(crate) fn channel(url: &DatabaseUrl) -> (Broadcast, Listener) {
     let origin = format!("{:016x}", rand::random::<u64>());
     let (tx, rx) = mpsc::unbounded_channel();
     (
-        Broadcast {
-            origin: origin.clone(),
-            outgoing: tx,
-        },
+        Broadcast { outgoing: tx },
         Listener {
             url: url.clone(),
             origin,
@@ -131,8 +133,11 @@ impl Listener {
         loop {
             tokio::select! {
                 message = messages.recv() => match message {
+                    // `origin:hint`, more hints on lines of their own.
                     Some(Ok(payload)) => match payload.split_once(':') {
-                        Some((origin, hint)) if origin != self.origin => heard(Heard::Hint(hint)),
+                        Some((origin, hints)) if origin != self.origin => {
+                            hints.split('\n').for_each(|hint| heard(Heard::Hint(hint)));
+                        }
                         _ => {} // this replica's own, or not a hint
                     },
                     Some(Err(e)) => return Err(e),
@@ -140,12 +145,28 @@ impl Listener {
                 },
                 hint = outgoing.recv() => {
                     let Some(hint) = hint else { return Ok(()) };
+                    let payload = self.payload(hint, outgoing);
                     client
-                        .execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &hint])
+                        .execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
                         .await?;
                 }
             }
         }
+    }
+}
+
+impl Listener {
+    /// The payload of one `NOTIFY`: this replica's origin, `first`, and the
+    /// hints waiting behind it that fit ([`MAX_PAYLOAD`]), a line each, in
+    /// the order they were sent.
+    fn payload(&self, first: String, outgoing: &mut mpsc::UnboundedReceiver<String>) -> String {
+        let mut payload = format!("{}:{first}", self.origin);
+        while payload.len() + 1 + MAX_HINT <= MAX_PAYLOAD {
+            let Ok(hint) = outgoing.try_recv() else { break };
+            payload.push('\n');
+            payload.push_str(&hint);
+        }
+        payload
     }
 }
 
@@ -154,5 +175,59 @@ struct AbortOnDrop(tokio::task::JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn hints_sent_together_are_each_heard_once_and_in_order_by_another_replica() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let Some(database) = sealrun_testkit::require_postgres(dir.path()) else {
+            return;
+        };
+        let url: DatabaseUrl = database.url_text.parse().expect("a URL");
+        let (sender, sending) = channel(&url);
+        // (A listener stops once its replica's sending side is dropped.)
+        let (_quiet, listening) = channel(&url);
+        let (heard_tx, mut heard) = mpsc::unbounded_channel::<Option<String>>();
+        let hear = |h: Heard<'_>| match h {
+            Heard::Hint(hint) => {
+                let _ = heard_tx.send(Some(hint.to_owned()));
+            }
+            Heard::Missed => {
+                let _ = heard_tx.send(None);
+            }
+            Heard::Deaf => {}
+        };
+        let hints = ["q:1", "r:run_0123", "a", "q:2", "k"];
+        let check = async {
+            // Both listen before anything is sent.
+            assert_eq!(heard.recv().await, Some(None));
+            assert_eq!(heard.recv().await, Some(None));
+            for hint in hints {
+                sender.send(hint);
+            }
+            let mut got = Vec::new();
+            while got.len() < hints.len() {
+                match heard.recv().await {
+                    Some(Some(hint)) => got.push(hint),
+                    other => panic!("{other:?} after {got:?}"),
+                }
+            }
+            assert_eq!(got, hints);
+        };
+        let ran = tokio::time::timeout(Duration::from_secs(20), async {
+            tokio::select! {
+                () = check => {}
+                () = sending.run(&hear) => unreachable!("a listener runs until dropped"),
+                () = listening.run(&hear) => unreachable!("a listener runs until dropped"),
+            }
+        })
+        .await;
+        database.drop_database();
+        ran.expect("every hint heard within 20 s");
     }
 }
