@@ -173,8 +173,8 @@ async fn last_seen(admin: &sealrun_testkit::Client) -> i64 {
 }
 
 #[tokio::test]
-async fn a_poll_within_a_heartbeat_of_the_agent_last_being_heard_writes_nothing() {
-    // Heard from at its connect, a minute-long heartbeat ago at most: an
+async fn a_poll_within_half_a_heartbeat_of_the_agent_last_being_heard_writes_nothing() {
+    // Heard from at its connect, well within half a minute-long heartbeat: an
     // idle poll is answered from a read (no claim, so no write).
     let w = World::in_process_with(Settings {
         heartbeat_interval: Duration::from_secs(60),
@@ -193,7 +193,7 @@ async fn a_poll_within_a_heartbeat_of_the_agent_last_being_heard_writes_nothing(
 }
 
 #[tokio::test]
-async fn a_poll_a_heartbeat_after_the_agent_was_last_heard_records_it() {
+async fn a_poll_half_a_heartbeat_or_more_after_the_agent_was_last_heard_records_it() {
     let w = World::in_process_with(Settings {
         heartbeat_interval: Duration::from_millis(50),
         poll_timeout: Duration::from_millis(100),

@@ -486,7 +486,10 @@ impl Control {
             .collect();
         let agent = Arc::new(agent.clone());
         let ttl = millis(self.settings.lease_ttl);
-        let touch_every = millis(self.settings.heartbeat_interval);
+        // Half a heartbeat: the margin a poll settled without a write
+        // leaves inside the connected window (see `queue::settle`).
+        let touch_every = millis(self.settings.heartbeat_interval) / 2;
+        let mut woken = false;
         loop {
             // Register interest before looking, so a run queued between the
             // look and the wait still wakes us.
@@ -496,11 +499,16 @@ impl Control {
                 notified.as_mut().enable();
                 waits.push(notified);
             }
-            let (a, id) = (Arc::clone(&agent), poll_id.clone());
-            let settled = self
-                .db
-                .read_one(move |tx| queue::settle(tx, &a, id.as_deref(), touch_every))
-                .await?;
+            // A wake-up (a run was queued) claims at once; a poll first
+            // reads whether it need (see `queue::settle`).
+            let settled = if woken {
+                None
+            } else {
+                let (a, id) = (Arc::clone(&agent), poll_id.clone());
+                self.db
+                    .read_one(move |tx| queue::settle(tx, &a, id.as_deref(), touch_every))
+                    .await?
+            };
             let claim = match settled {
                 Some(answer) => answer,
                 None => {
@@ -525,7 +533,7 @@ impl Control {
                 }
                 Claim::Empty => {}
             }
-            let woken = tokio::select! {
+            woken = tokio::select! {
                 () = any(waits) => true,
                 () = tokio::time::sleep_until(deadline) => false,
                 () = self.shutting_down() => false,

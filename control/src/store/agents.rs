@@ -136,7 +136,7 @@ pub(crate) fn touch_and_slots(tx: &Tx<'_>, id: &str, now: i64) -> Result<(i64, i
 }
 
 /// What a poll of agent `id` would find if it claimed now, read without
-/// claiming (see `queue::claim_needed`).
+/// claiming (see `queue::settle`).
 #[derive(Debug)]
 pub(crate) struct PollState {
     /// When the agent was last heard from.

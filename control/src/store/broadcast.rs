@@ -17,11 +17,12 @@ use tokio::sync::mpsc;
 const CHANNEL: &str = "sealrun_hints";
 /// The longest payload `NOTIFY` takes is 8000 bytes; hints are far shorter.
 const MAX_HINT: usize = 1000;
-/// Hints waiting to be sent together go in one `NOTIFY` (one transaction,
-/// one wake-up of each listener, instead of one per hint), up to this many
-/// bytes of payload: under load a replica sends hints faster than one
-/// round trip each, and PostgreSQL's CPU is what replicas share.
-const MAX_PAYLOAD: usize = 7000;
+/// Hints waiting to be sent go out together, up to this many: one
+/// statement, one transaction, one wake-up of each listener, instead of one
+/// of each per hint (under load a replica makes hints faster than one round
+/// trip each, and PostgreSQL's CPU is what replicas share). Each is still a
+/// notification of its own, which replicas of every version read.
+const MAX_TOGETHER: usize = 64;
 /// Wait before reconnecting a lost listener.
 const RECONNECT: Duration = Duration::from_secs(1);
 
@@ -44,11 +45,10 @@ pub(crate) struct Broadcast {
 }
 
 impl Broadcast {
-    /// Sends `hint`, one line (best effort: a hint that cannot be sent is
-    /// a hint lost, see the module documentation). Callable from any
-    /// thread.
+    /// Sends `hint` (best effort: a hint that cannot be sent is a hint
+    /// lost, see the module documentation). Callable from any thread.
     pub(crate) fn send(&self, hint: &str) {
-        if hint.len() <= MAX_HINT && !hint.contains('\n') {
+        if hint.len() <= MAX_HINT {
             let _ = self.outgoing.send(hint.to_owned());
         }
     }
@@ -133,11 +133,8 @@ impl Listener {
         loop {
             tokio::select! {
                 message = messages.recv() => match message {
-                    // `origin:hint`, more hints on lines of their own.
                     Some(Ok(payload)) => match payload.split_once(':') {
-                        Some((origin, hints)) if origin != self.origin => {
-                            hints.split('\n').for_each(|hint| heard(Heard::Hint(hint)));
-                        }
+                        Some((origin, hint)) if origin != self.origin => heard(Heard::Hint(hint)),
                         _ => {} // this replica's own, or not a hint
                     },
                     Some(Err(e)) => return Err(e),
@@ -145,9 +142,15 @@ impl Listener {
                 },
                 hint = outgoing.recv() => {
                     let Some(hint) = hint else { return Ok(()) };
-                    let payload = self.payload(hint, outgoing);
+                    let payloads = self.payloads(hint, outgoing);
+                    // One notification per element, in the array's order
+                    // (PostgreSQL delivers a transaction's in the order sent, and the same
+                    // one twice only once: a cue twice is a cue).
                     client
-                        .execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
+                        .execute(
+                            "SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload",
+                            &[&CHANNEL, &payloads],
+                        )
                         .await?;
                 }
             }
@@ -156,17 +159,19 @@ impl Listener {
 }
 
 impl Listener {
-    /// The payload of one `NOTIFY`: this replica's origin, `first`, and the
-    /// hints waiting behind it that fit ([`MAX_PAYLOAD`]), a line each, in
-    /// the order they were sent.
-    fn payload(&self, first: String, outgoing: &mut mpsc::UnboundedReceiver<String>) -> String {
-        let mut payload = format!("{}:{first}", self.origin);
-        while payload.len() + 1 + MAX_HINT <= MAX_PAYLOAD {
+    /// The payloads (`origin:hint`) of `first` and of the hints waiting
+    /// behind it, up to [`MAX_TOGETHER`], in the order they were sent.
+    fn payloads(
+        &self,
+        first: String,
+        outgoing: &mut mpsc::UnboundedReceiver<String>,
+    ) -> Vec<String> {
+        let mut payloads = vec![format!("{}:{first}", self.origin)];
+        while payloads.len() < MAX_TOGETHER {
             let Ok(hint) = outgoing.try_recv() else { break };
-            payload.push('\n');
-            payload.push_str(&hint);
+            payloads.push(format!("{}:{hint}", self.origin));
         }
-        payload
+        payloads
     }
 }
 
@@ -202,12 +207,17 @@ mod tests {
             }
             Heard::Deaf => {}
         };
-        let hints = ["q:1", "r:run_0123", "a", "q:2", "k"];
+        // More than go out together, so in several statements.
+        let hints: Vec<String> = ["r:run_0123", "a", "k"]
+            .into_iter()
+            .map(str::to_owned)
+            .chain((0..2 * MAX_TOGETHER).map(|i| format!("q:{i}")))
+            .collect();
         let check = async {
             // Both listen before anything is sent.
             assert_eq!(heard.recv().await, Some(None));
             assert_eq!(heard.recv().await, Some(None));
-            for hint in hints {
+            for hint in &hints {
                 sender.send(hint);
             }
             let mut got = Vec::new();

@@ -1009,9 +1009,29 @@ mod tests {
             tx.prepare_cached("INSERT INTO orgs (name, created_ms) VALUES (?1, 0)")?
                 .execute_later(params![later])?;
             if reads {
-                tx.query_row("SELECT COUNT(*) FROM orgs", params![], |r| {
-                    r.get::<_, i64>(0)
-                })?;
+                // Sent after the write left for later: it sees it.
+                let seen: i64 = tx.query_row(
+                    "SELECT COUNT(*) FROM orgs WHERE name = ?1",
+                    params![later],
+                    |r| r.get(0),
+                )?;
+                assert_eq!(seen, 1, "{later}");
+            }
+            Ok(())
+        })
+    }
+
+    /// A job leaving `n` inserts for later, each followed by an update of
+    /// the row it inserts, also left for later: they must reach the
+    /// database in the order they were left.
+    fn many_later_job(n: i64) -> TestJob {
+        Box::new(move |tx| {
+            for i in 0..n {
+                let name = format!("many-{i}");
+                tx.prepare_cached("INSERT INTO orgs (name, created_ms) VALUES (?1, 0)")?
+                    .execute_later(params![name])?;
+                tx.prepare_cached("UPDATE orgs SET created_ms = ?2 WHERE name = ?1")?
+                    .execute_later(params![name, i + 1])?;
             }
             Ok(())
         })
@@ -1057,6 +1077,24 @@ mod tests {
         for stored in ["now-1", "later-1", "now-2", "later-2"] {
             assert!(names.contains(&stored.to_owned()), "{names:?}");
         }
+    }
+
+    /// Statements left for later reach the database in the order they were
+    /// left, however many (each update finds the row inserted before it).
+    async fn writes_left_for_later_are_sent_in_order(db: &Db) {
+        let answers = one_batch(db, vec![many_later_job(40)]).await;
+        assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+        let updated: i64 = db
+            .read(|tx| {
+                Ok(tx.query_row(
+                    "SELECT COUNT(*) FROM orgs WHERE name LIKE 'many-%' AND created_ms > 0",
+                    params![],
+                    |r| r.get(0),
+                )?)
+            })
+            .await
+            .expect("a read");
+        assert_eq!(updated, 40);
     }
 
     /// A store on PostgreSQL: a database of its own on the test cluster,
@@ -1143,6 +1181,42 @@ mod tests {
     async fn a_failing_write_left_for_later_fails_its_job_only_on_postgres() {
         let Some(pg) = OnPostgres::open() else { return };
         a_failing_write_left_for_later_fails_its_job_only(&pg.db).await;
+        pg.close();
+    }
+
+    #[tokio::test]
+    async fn writes_left_for_later_are_sent_in_order_on_sqlite() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let db = open(dir.path(), &Settings::default());
+        writes_left_for_later_are_sent_in_order(&db).await;
+        db.close();
+    }
+
+    #[tokio::test]
+    async fn writes_left_for_later_are_sent_in_order_on_postgres() {
+        let Some(pg) = OnPostgres::open() else { return };
+        writes_left_for_later_are_sent_in_order(&pg.db).await;
+        pg.close();
+    }
+
+    #[tokio::test]
+    async fn a_write_left_for_later_whose_parameters_cannot_be_sent_fails_where_it_is_left() {
+        // Encoded only when sent, it would fail unsent on the client while
+        // the statement sent with it (the batch's COMMIT) ran.
+        let Some(pg) = OnPostgres::open() else { return };
+        let answers = one_batch(
+            &pg.db,
+            vec![Box::new(|tx: &Tx<'_>| {
+                let left = tx
+                    .prepare_cached("INSERT INTO orgs (name, created_ms) VALUES (?1, ?2)")?
+                    .execute_later(params!["unsendable"]);
+                assert!(left.is_err(), "one parameter of two");
+                Ok(())
+            })],
+        )
+        .await;
+        assert_eq!(answers[0], Ok(()));
+        assert!(!org_names(&pg.db).await.contains(&"unsendable".to_owned()));
         pg.close();
     }
 

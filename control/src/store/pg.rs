@@ -11,17 +11,36 @@ use tokio::runtime::Runtime;
 /// A connection and the statements prepared on it (keyed by the SQL the
 /// store wrote, before renumbering).
 ///
-/// The asynchronous client on a runtime of the connection's own (one
-/// thread, driven only while a call waits), rather than the synchronous
+/// The asynchronous client, driven by its thread's runtime ([`runtime`]:
+/// one thread, run only while a call waits), rather than the synchronous
 /// client, because only the asynchronous one pipelines: statements sent
 /// together cost one round trip (see [`PgTx::execute_later`]).
 pub(crate) struct PgConn {
     client: tokio_postgres::Client,
     runtime: Arc<Runtime>,
     cache: HashMap<String, postgres::Statement>,
+    /// The connection's task: it ends once the client is gone.
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl PgConn {
+    /// Closes the connection as PostgreSQL expects (`Terminate`), waiting
+    /// at most a second: dropped instead, with the runtime dropped before
+    /// the task noticed, the server would log an unexpected end of file.
+    pub(super) fn close(self) {
+        let PgConn {
+            client,
+            runtime,
+            task,
+            ..
+        } = self;
+        drop(client);
+        let _ = runtime.block_on(tokio::time::timeout(
+            std::time::Duration::from_secs(1),
+            task,
+        ));
+    }
+
     /// Runs statements without parameters (transaction control, locks).
     pub(super) fn batch_execute(&mut self, sql: &str) -> Result<(), postgres::Error> {
         self.runtime.block_on(self.client.batch_execute(sql))
@@ -87,8 +106,11 @@ pub(crate) struct PgTx<'c> {
 
 /// How sending what a transaction left for later, with a statement, failed.
 pub(crate) enum Sent {
-    /// A statement left for later failed; the one sent with it did not run
-    /// (the transaction is aborted).
+    /// A statement left for later failed. If the server said so
+    /// (`code()` is set), the transaction is aborted and the statement sent
+    /// with it did not run; if the connection broke, nothing is known of
+    /// either. (Its parameters were checked when it was left, so it cannot
+    /// fail on this side before being sent.)
     Later(postgres::Error),
     /// The statement itself failed.
     Now(postgres::Error),
@@ -111,9 +133,38 @@ impl PgTx<'_> {
     /// statement, for a caller that does not look at its outcome: the two
     /// cost one round trip instead of two. Its failure fails that statement
     /// (or, at a job's end, the job: see `writer::run_jobs`).
-    pub(super) fn execute_later(&mut self, stmt: &postgres::Statement, values: &[Value<'_>]) {
+    ///
+    /// The parameters are encoded here, once, to be checked: the client
+    /// encodes them again when it sends, and one that failed then would
+    /// fail on this side, unsent, while the statement sent with it ran (a
+    /// `COMMIT`, say). Any such error is the caller's, now, as on SQLite.
+    pub(super) fn execute_later(
+        &mut self,
+        stmt: &postgres::Statement,
+        values: &[Value<'_>],
+    ) -> Result<(), String> {
+        if values.len() != stmt.params().len() {
+            return Err(format!(
+                "a statement of {} parameters given {}",
+                stmt.params().len(),
+                values.len()
+            ));
+        }
+        let mut encoded = bytes::BytesMut::new();
+        for (value, ty) in values.iter().zip(stmt.params()) {
+            encoded.clear();
+            value
+                .to_sql_checked(ty, &mut encoded)
+                .map_err(|e| format!("a parameter of type {ty}: {e}"))?;
+        }
         self.later
             .push((stmt.clone(), values.iter().map(OwnedValue::from).collect()));
+        Ok(())
+    }
+
+    /// Whether statements were left for later and not sent.
+    pub(super) fn has_later(&self) -> bool {
+        !self.later.is_empty()
     }
 
     /// Counts a statement about to run; `false` if no more may.
@@ -218,26 +269,57 @@ impl Sent {
     }
 }
 
-/// Sends `later`, then `now`, pipelined: one round trip. Requests go out
-/// in the order their futures are first polled, which `join` does in
-/// order (and `join_all` in turn).
+/// Sends `later`, then `now`, pipelined: one round trip. The client sends
+/// a request when its future is first polled; every pass below polls the
+/// futures not yet done in their order, so the first pass sends them in
+/// order (which a general-purpose join does not promise).
 fn send<T>(
     runtime: &Runtime,
     client: &tokio_postgres::Client,
     later: &[(postgres::Statement, Vec<OwnedValue>)],
     now: impl std::future::Future<Output = Result<T, postgres::Error>>,
 ) -> Result<T, Sent> {
-    runtime.block_on(async {
-        let sent =
-            futures_util::future::join_all(later.iter().map(|(stmt, values)| {
-                client.execute_raw(stmt, values.iter().map(OwnedValue::value))
-            }));
-        let (sent, now) = futures_util::future::join(sent, now).await;
-        if let Some(e) = sent.into_iter().find_map(Result::err) {
-            return Err(Sent::Later(e));
+    use std::future::Future;
+    use std::task::Poll;
+    type Pending<'a> = std::pin::Pin<Box<dyn Future<Output = Result<u64, postgres::Error>> + 'a>>;
+    let mut sent: Vec<(Pending<'_>, Option<Result<u64, postgres::Error>>)> = later
+        .iter()
+        .map(|(stmt, values)| {
+            let future: Pending<'_> =
+                Box::pin(client.execute_raw(stmt, values.iter().map(OwnedValue::value)));
+            (future, None)
+        })
+        .collect();
+    let mut now = std::pin::pin!(now);
+    let mut answer = None;
+    let answer = runtime.block_on(std::future::poll_fn(|cx| {
+        for (future, done) in &mut sent {
+            if done.is_none() {
+                if let Poll::Ready(result) = future.as_mut().poll(cx) {
+                    *done = Some(result);
+                }
+            }
         }
-        now.map_err(Sent::Now)
-    })
+        if answer.is_none() {
+            if let Poll::Ready(result) = now.as_mut().poll(cx) {
+                answer = Some(result);
+            }
+        }
+        match answer.take() {
+            Some(result) if sent.iter().all(|(_, done)| done.is_some()) => Poll::Ready(result),
+            taken => {
+                answer = taken;
+                Poll::Pending
+            }
+        }
+    }));
+    if let Some(e) = sent
+        .into_iter()
+        .find_map(|(_, done)| done.and_then(Result::err))
+    {
+        return Err(Sent::Later(e));
+    }
+    answer.map_err(Sent::Now)
 }
 
 /// A [`Value`] kept until it is sent ([`PgTx::execute_later`]).
@@ -428,8 +510,8 @@ impl Connector {
     pub(super) fn connect(&self, runtime: &Arc<Runtime>) -> Result<PgConn, postgres::Error> {
         let (client, connection) = runtime.block_on(self.config.connect(tokio_postgres::NoTls))?;
         // Ends with the connection: broken, or closed once the client is
-        // dropped (driven by the thread's next call).
-        runtime.spawn(async move {
+        // dropped (driven by the thread's next call, or `PgConn::close`).
+        let task = runtime.spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "a PostgreSQL connection ended");
             }
@@ -438,6 +520,7 @@ impl Connector {
             client,
             runtime: Arc::clone(runtime),
             cache: HashMap::new(),
+            task,
         })
     }
 

@@ -125,8 +125,13 @@ pub(super) fn writer_loop(
                 &Tx::postgres(&cell),
                 |sql| {
                     cell.borrow_mut().batch(sql).map_err(|sent| match sent {
-                        Sent::Later(e) => Between::Job(error(&e)),
-                        Sent::Now(e) => Between::Batch(e),
+                        // The server refused a statement the job left: the
+                        // job's failure (the transaction is aborted, the
+                        // statement after it did not run).
+                        Sent::Later(e) if e.code().is_some() => Between::Job(error(&e)),
+                        // A broken connection: nothing is known of the
+                        // statement after it either (a `COMMIT`, maybe).
+                        Sent::Later(e) | Sent::Now(e) => Between::Batch(e),
                     })
                 },
                 |sql| cell.borrow_mut().batch(sql).map_err(Sent::into_error),
@@ -175,15 +180,19 @@ pub(super) fn writer_loop(
             }
         }
     }
+    if let Some(conn) = conn {
+        conn.close();
+    }
 }
 
 /// A read for a reader thread.
 type ReadJob = Box<dyn FnOnce(&mut Option<PgConn>, &Connector, &Arc<Runtime>) + Send>;
 
 /// Reader connections to PostgreSQL, bounded as SQLite's are: each lives on
-/// a thread of its own. (The synchronous client runs a runtime of its own,
-/// which tokio forbids inside the server's runtime, blocking pool included;
-/// the same holds for the writer thread and [`Standalone`].)
+/// a thread of its own. (Each thread drives its connection with a runtime
+/// of its own, blocking on it, which tokio forbids inside the server's
+/// runtime, blocking pool included; the same holds for the writer thread
+/// and [`Standalone`].)
 pub(crate) struct ReaderPool {
     jobs: Mutex<Option<mpsc::Sender<ReadJob>>>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
@@ -269,10 +278,13 @@ fn reader_thread(
         // The lock is held only while waiting for the next job.
         let job = match jobs.lock() {
             Ok(rx) => rx.recv(),
-            Err(_) => return,
+            Err(_) => break,
         };
-        let Ok(job) = job else { return };
+        let Ok(job) = job else { break };
         job(&mut conn, connector, runtime);
+    }
+    if let Some(conn) = conn {
+        conn.close();
     }
 }
 
@@ -294,7 +306,8 @@ fn read_snapshot<T>(
     };
     let result = {
         let cell = RefCell::new(c.tx());
-        work(&Tx::postgres(&cell))
+        let result = work(&Tx::postgres(&cell));
+        unsent_write(&cell).and(result)
     };
     if c.batch_execute("ROLLBACK").is_err() {
         *conn = None;
@@ -322,16 +335,25 @@ fn read_statement<T>(
         };
         let result = {
             let cell = RefCell::new(c.tx_of_one_statement());
-            work(&Tx::postgres(&cell))
+            let result = work(&Tx::postgres(&cell));
+            unsent_write(&cell).and(result)
         };
-        if !c.is_closed() {
+        // A broken connection may show as the server's last words (shutting
+        // down) before the client notices: any unavailability is retried.
+        let unavailable = matches!(result, Err(Error::Unavailable(_)));
+        if fresh || !(c.is_closed() || unavailable) {
             return result;
         }
         *conn = None;
-        if fresh {
-            return result;
-        }
     }
+}
+
+/// A read that left a write to be sent later: nothing sends it (a bug).
+fn unsent_write(cell: &RefCell<super::pg::PgTx<'_>>) -> Result<(), Error> {
+    if cell.borrow().has_later() {
+        return Err(Error::internal("a read left a write unsent"));
+    }
+    Ok(())
 }
 
 /// [`super::Standalone`] on PostgreSQL: each transaction on a connection of
@@ -365,19 +387,22 @@ impl Standalone {
             })?;
             let mut conn = connector.connect(&runtime).map_err(|e| db_err(&e))?;
             conn.begin_write().map_err(|e| db_err(&e))?;
-            let cell = RefCell::new(conn.tx());
-            let result = work(&Tx::postgres(&cell));
-            // What the work left to be sent goes with the `COMMIT` (and
-            // fails it); after a failure, nothing of it is sent.
-            let end = if result.is_ok() {
-                "COMMIT"
-            } else {
-                cell.borrow_mut().drop_later();
-                "ROLLBACK"
+            let (result, ended) = {
+                let cell = RefCell::new(conn.tx());
+                let result = work(&Tx::postgres(&cell));
+                // What the work left to be sent goes with the `COMMIT` (and
+                // fails it); after a failure, nothing of it is sent.
+                let end = if result.is_ok() {
+                    "COMMIT"
+                } else {
+                    cell.borrow_mut().drop_later();
+                    "ROLLBACK"
+                };
+                let ended = cell.borrow_mut().batch(end);
+                (result, ended)
             };
-            cell.borrow_mut()
-                .batch(end)
-                .map_err(|sent| db_err(&sent.into_error()))?;
+            conn.close();
+            ended.map_err(|sent| db_err(&sent.into_error()))?;
             result
         })
     }

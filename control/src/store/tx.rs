@@ -205,7 +205,9 @@ impl Stmt<'_> {
             }
             Stmt::Postgres { conn, stmt } => {
                 counted(conn)?;
-                conn.borrow_mut().execute_later(stmt, &values);
+                conn.borrow_mut()
+                    .execute_later(stmt, &values)
+                    .map_err(SqlError::Conversion)?;
             }
         }
         Ok(())
