@@ -35,10 +35,10 @@ impl PgConn {
             ..
         } = self;
         drop(client);
-        let _ = runtime.block_on(tokio::time::timeout(
-            std::time::Duration::from_secs(1),
-            task,
-        ));
+        // The timer is made inside the runtime: outside it there is none.
+        let _ = runtime.block_on(async {
+            tokio::time::timeout(std::time::Duration::from_secs(1), task).await
+        });
     }
 
     /// Runs statements without parameters (transaction control, locks).
