@@ -303,9 +303,10 @@ pub struct AgentView {
     pub targets: Vec<String>,
     /// Whether it has polled or heartbeated recently.
     pub connected: bool,
-    /// When it was last heard from, Unix milliseconds. A poll records it
-    /// only if it is older than the heartbeat interval (a poll within one
-    /// is answered without a write), so it may lag by up to that.
+    /// When it was last heard from, Unix milliseconds. A poll that finds
+    /// nothing to claim records it only once it is half a heartbeat
+    /// interval old (such a poll is answered without a write), so it may
+    /// lag by up to that.
     pub last_seen_ms: Option<i64>,
     /// Agent version.
     pub version: Option<String>,

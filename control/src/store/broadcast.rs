@@ -133,8 +133,14 @@ impl Listener {
         loop {
             tokio::select! {
                 message = messages.recv() => match message {
+                    // `origin.n:hint` (`origin:hint` from older replicas).
                     Some(Ok(payload)) => match payload.split_once(':') {
-                        Some((origin, hint)) if origin != self.origin => heard(Heard::Hint(hint)),
+                        Some((from, hint))
+                            if from.split_once('.').map_or(from, |(origin, _)| origin)
+                                != self.origin =>
+                        {
+                            heard(Heard::Hint(hint));
+                        }
                         _ => {} // this replica's own, or not a hint
                     },
                     Some(Err(e)) => return Err(e),
@@ -144,8 +150,7 @@ impl Listener {
                     let Some(hint) = hint else { return Ok(()) };
                     let payloads = self.payloads(hint, outgoing);
                     // One notification per element, in the array's order
-                    // (PostgreSQL delivers a transaction's in the order sent, and the same
-                    // one twice only once: a cue twice is a cue).
+                    // (PostgreSQL delivers a transaction's in the order sent).
                     client
                         .execute(
                             "SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload",
@@ -159,17 +164,20 @@ impl Listener {
 }
 
 impl Listener {
-    /// The payloads (`origin:hint`) of `first` and of the hints waiting
-    /// behind it, up to [`MAX_TOGETHER`], in the order they were sent.
+    /// The payloads of `first` and of the hints waiting behind it, up to
+    /// [`MAX_TOGETHER`], in the order they were sent: `origin.n:hint`, `n`
+    /// counting within the statement. The count keeps two equal hints
+    /// apart: PostgreSQL delivers equal notifications of one transaction
+    /// once, and two runs queued for one target must wake two agents.
     fn payloads(
         &self,
         first: String,
         outgoing: &mut mpsc::UnboundedReceiver<String>,
     ) -> Vec<String> {
-        let mut payloads = vec![format!("{}:{first}", self.origin)];
+        let mut payloads = vec![format!("{}.0:{first}", self.origin)];
         while payloads.len() < MAX_TOGETHER {
             let Ok(hint) = outgoing.try_recv() else { break };
-            payloads.push(format!("{}:{hint}", self.origin));
+            payloads.push(format!("{}.{}:{hint}", self.origin, payloads.len()));
         }
         payloads
     }
@@ -207,8 +215,9 @@ mod tests {
             }
             Heard::Deaf => {}
         };
-        // More than go out together, so in several statements.
-        let hints: Vec<String> = ["r:run_0123", "a", "k"]
+        // More than go out together, so in several statements; the same
+        // hint twice is heard twice (two runs queued, two agents to wake).
+        let hints: Vec<String> = ["r:run_0123", "a", "q:7", "q:7", "k"]
             .into_iter()
             .map(str::to_owned)
             .chain((0..2 * MAX_TOGETHER).map(|i| format!("q:{i}")))

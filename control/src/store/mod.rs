@@ -11,8 +11,8 @@
 //! either connection kind (an enum, or a trait object with a method per
 //! function below), each function here gets its PostgreSQL statement next to
 //! its SQLite one, and `Db` runs the same closures in a PostgreSQL
-//! transaction (a client driven off the server's runtime, on the writer's
-//! and readers' threads, or the closures made async). The domain modules and the HTTP edge do not change: they see
+//! transaction (a client driven off the server's runtime, on the
+//! writer's and readers' threads, or the closures made async). The domain modules and the HTTP edge do not change: they see
 //! only these functions' signatures, which speak domain types, never SQL
 //! types.
 

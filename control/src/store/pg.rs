@@ -21,6 +21,9 @@ pub(crate) struct PgConn {
     cache: HashMap<String, postgres::Statement>,
     /// The connection's task: it ends once the client is gone.
     task: tokio::task::JoinHandle<()>,
+    /// A statement's error said the connection is gone or going
+    /// ([`PgConn::note`]).
+    broken: bool,
 }
 
 impl PgConn {
@@ -48,7 +51,15 @@ impl PgConn {
 
     /// Whether the connection is known to be broken.
     pub(super) fn is_closed(&self) -> bool {
-        self.client.is_closed()
+        self.broken || self.client.is_closed()
+    }
+
+    /// Marks the connection broken if `e` says it is gone or going (closed,
+    /// a connection failure, the server shutting down), so that it is
+    /// replaced before its next use even if the client has not yet seen it
+    /// close.
+    fn note(&mut self, e: &postgres::Error) {
+        self.broken |= connection_lost(e);
     }
 
     /// Begins a write transaction holding [`WRITE_LOCK`]: the first
@@ -108,9 +119,9 @@ pub(crate) struct PgTx<'c> {
 pub(crate) enum Sent {
     /// A statement left for later failed. If the server said so
     /// (`code()` is set), the transaction is aborted and the statement sent
-    /// with it did not run; if the connection broke, nothing is known of
-    /// either. (Its parameters were checked when it was left, so it cannot
-    /// fail on this side before being sent.)
+    /// with it did not run; otherwise (the connection broke, or, though its
+    /// parameters were checked when it was left, the client refused to send
+    /// it) nothing is known of the statement sent with it.
     Later(postgres::Error),
     /// The statement itself failed.
     Now(postgres::Error),
@@ -193,13 +204,13 @@ impl PgTx<'_> {
         let PgConn {
             client, runtime, ..
         } = &*self.conn;
-        send(
+        let sent = send(
             runtime,
             client,
             &later,
             client.execute_raw(stmt, values.iter()),
-        )
-        .map_err(Sent::into_error)
+        );
+        sent.map_err(|sent| self.noted(sent.into_error()))
     }
 
     pub(super) fn query(
@@ -219,7 +230,8 @@ impl PgTx<'_> {
                 .try_collect()
                 .await
         };
-        send(runtime, client, &later, rows).map_err(Sent::into_error)
+        let sent = send(runtime, client, &later, rows);
+        sent.map_err(|sent| self.noted(sent.into_error()))
     }
 
     pub(super) fn each(
@@ -230,19 +242,18 @@ impl PgTx<'_> {
     ) -> sql::Result<()> {
         use futures_util::StreamExt as _;
         let later = std::mem::take(&mut self.later);
-        let PgConn {
-            client, runtime, ..
-        } = &*self.conn;
-        let rows = send(
-            runtime,
+        let runtime = Arc::clone(&self.conn.runtime);
+        let client = &self.conn.client;
+        let sent = send(
+            &runtime,
             client,
             &later,
             client.query_raw(stmt, values.iter()),
-        )
-        .map_err(Sent::into_error)?;
-        let mut rows = Box::pin(rows);
+        );
+        let mut rows = Box::pin(sent.map_err(|sent| self.noted(sent.into_error()))?);
         while let Some(row) = runtime.block_on(rows.next()) {
-            if !f(&row?)? {
+            let row = row.map_err(|e| self.noted(e))?;
+            if !f(&row)? {
                 break;
             }
         }
@@ -256,7 +267,17 @@ impl PgTx<'_> {
         let PgConn {
             client, runtime, ..
         } = &*self.conn;
-        send(runtime, client, &later, client.batch_execute(sql))
+        let sent = send(runtime, client, &later, client.batch_execute(sql));
+        if let Err(Sent::Later(e) | Sent::Now(e)) = &sent {
+            self.conn.note(e);
+        }
+        sent
+    }
+
+    /// `e`, noted on the connection ([`PgConn::note`]).
+    fn noted(&mut self, e: postgres::Error) -> postgres::Error {
+        self.conn.note(&e);
+        e
     }
 }
 
@@ -379,6 +400,16 @@ impl ToSql for Value<'_> {
     }
 
     to_sql_checked!();
+}
+
+/// Whether `e` says the connection is gone or going: closed, no answer
+/// from the server (`code()` unset), a connection failure (class 08), the
+/// server shutting down (57P01-57P03).
+pub(super) fn connection_lost(e: &postgres::Error) -> bool {
+    match e.code() {
+        None => true,
+        Some(c) => c.code().starts_with("08") || c.code().starts_with("57P0"),
+    }
 }
 
 /// The one translation of a PostgreSQL failure into a domain error, as
@@ -521,6 +552,7 @@ impl Connector {
             runtime: Arc::clone(runtime),
             cache: HashMap::new(),
             task,
+            broken: false,
         })
     }
 

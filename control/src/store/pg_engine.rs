@@ -1,7 +1,9 @@
 //! The PostgreSQL engine: its writer thread, reader threads and standalone
 //! transactions, over the connections of [`super::pg`].
 
-use super::pg::{BEGIN_WRITE, Connector, DatabaseUrl, PgConn, Sent, error, runtime};
+use super::pg::{
+    BEGIN_WRITE, Connector, DatabaseUrl, PgConn, Sent, connection_lost, error, runtime,
+};
 use super::tx::Tx;
 use super::writer::{
     Between, FIRST_SAVEPOINT, Health, MAX_READERS, Message, next_batch, not_durable, run_jobs,
@@ -38,7 +40,7 @@ fn begin_on(
     if let Some(c) = conn.as_mut().filter(|c| !c.is_closed()) {
         match begin(c) {
             Ok(()) => return Ok(()),
-            Err(e) if !(e.is_closed() || e.code().is_none()) => {
+            Err(e) if !connection_lost(&e) => {
                 let _ = c.batch_execute("ROLLBACK");
                 return Err(e);
             }
@@ -128,7 +130,7 @@ pub(super) fn writer_loop(
                         // The server refused a statement the job left: the
                         // job's failure (the transaction is aborted, the
                         // statement after it did not run).
-                        Sent::Later(e) if e.code().is_some() => Between::Job(error(&e)),
+                        Sent::Later(e) if !connection_lost(&e) => Between::Job(error(&e)),
                         // A broken connection: nothing is known of the
                         // statement after it either (a `COMMIT`, maybe).
                         Sent::Later(e) | Sent::Now(e) => Between::Batch(e),
@@ -163,7 +165,7 @@ pub(super) fn writer_loop(
                 // Whether the statement with `COMMIT` was sent decides what
                 // a lost connection means: before it, the batch certainly
                 // did not commit.
-                let err = if e.is_closed() || e.code().is_none() {
+                let err = if connection_lost(&e) {
                     conn = None;
                     if failed.commit_sent {
                         not_durable()
@@ -338,10 +340,9 @@ fn read_statement<T>(
             let result = work(&Tx::postgres(&cell));
             unsent_write(&cell).and(result)
         };
-        // A broken connection may show as the server's last words (shutting
-        // down) before the client notices: any unavailability is retried.
-        let unavailable = matches!(result, Err(Error::Unavailable(_)));
-        if fresh || !(c.is_closed() || unavailable) {
+        // Broken: closed, or the server's last words (shutting down) heard
+        // before the client saw it close (`PgConn::note`).
+        if fresh || !c.is_closed() {
             return result;
         }
         *conn = None;
@@ -392,8 +393,11 @@ impl Standalone {
                 let result = work(&Tx::postgres(&cell));
                 // What the work left to be sent goes with the `COMMIT` (and
                 // fails it); after a failure, nothing of it is sent.
+                // The `SAVEPOINT` fails if the transaction is aborted (work
+                // went on after a failed statement), and the `COMMIT` behind
+                // it then never runs: a bare `COMMIT` would roll back silently.
                 let end = if result.is_ok() {
-                    "COMMIT"
+                    "SAVEPOINT ending; COMMIT"
                 } else {
                     cell.borrow_mut().drop_later();
                     "ROLLBACK"

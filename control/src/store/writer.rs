@@ -192,12 +192,13 @@ const DROP_AND_COMMIT: &str = "ROLLBACK TO job; COMMIT";
 
 /// How the statement ending a job failed.
 pub(super) enum Between<E> {
-    /// A statement the job left to be sent with it failed (on PostgreSQL,
-    /// where statements whose outcome a job does not look at are sent with
-    /// the next one: `Tx::execute_later`): the job failed, and the
-    /// statement did not run.
+    /// The server refused a statement the job left to be sent with it (on
+    /// PostgreSQL, where statements whose outcome a job does not look at
+    /// are sent with the next one: `Stmt::execute_later`): the job failed,
+    /// the transaction is aborted and the statement did not run.
     Job(Error),
-    /// The statement itself failed.
+    /// The statement itself failed, or the connection did (then nothing is
+    /// known of either).
     Batch(E),
 }
 
