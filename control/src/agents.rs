@@ -500,7 +500,7 @@ impl Control {
                 waits.push(notified);
             }
             // A wake-up (a run was queued) claims at once; a poll first
-            // reads whether it need (see `queue::settle`).
+            // reads whether it must claim (see `queue::settle`).
             let settled = if woken {
                 None
             } else {

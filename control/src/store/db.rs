@@ -1221,6 +1221,49 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_connection_lost_with_writes_left_for_later_at_a_batchs_end_is_answered_maybe_applied()
+     {
+        // The statements left for later go out with `RELEASE job; COMMIT`:
+        // with the connection lost, nothing is known of the `COMMIT`.
+        let Some(pg) = OnPostgres::open() else { return };
+        let (pid_tx, pid_rx) = std::sync::mpsc::channel::<i64>();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let write = pg.db.write(move |tx| {
+            // Prepared first: preparing is a round trip of its own, and
+            // would fail the job itself.
+            let mut insert =
+                tx.prepare_cached("INSERT INTO orgs (name, created_ms) VALUES (?1, 0)")?;
+            let pid: i64 = tx.query_row("SELECT pg_backend_pid()", params![], |r| r.get(0))?;
+            let gone = || Error::internal("the test went away");
+            pid_tx.send(pid).map_err(|_| gone())?;
+            go_rx.recv().map_err(|_| gone())?;
+            insert.execute_later(params!["lost"])?;
+            Ok(())
+        });
+        let url = pg.database.url_text.clone();
+        let cut = async {
+            tokio::task::spawn_blocking(move || {
+                let pid = pid_rx.recv().expect("the writer's backend");
+                let mut admin = postgres::Client::connect(&url, postgres::NoTls).expect("a client");
+                let pid = i32::try_from(pid).expect("a process id");
+                let row = admin
+                    .query_one("SELECT pg_terminate_backend($1)", &[&pid])
+                    .expect("terminated");
+                assert!(row.get::<_, bool>(0));
+                go_tx.send(()).expect("the job waits");
+            })
+            .await
+            .expect("a thread");
+        };
+        let (answer, ()) = tokio::join!(write, cut);
+        assert_eq!(answer, Err(not_durable()));
+        // Positive control: the writer goes on, on a new connection.
+        add_org(&pg.db, "after").await.expect("a write");
+        assert!(org_names(&pg.db).await.contains(&"after".to_owned()));
+        pg.close();
+    }
+
+    #[tokio::test]
     async fn a_read_of_one_statement_refuses_a_second_on_postgres() {
         // Outside a transaction, two statements could see two states.
         let Some(pg) = OnPostgres::open() else { return };
