@@ -161,9 +161,7 @@ impl Listener {
             }
         }
     }
-}
 
-impl Listener {
     /// The payloads of `first` and of the hints waiting behind it, up to
     /// [`MAX_TOGETHER`], in the order they were sent: `origin.n:hint`, `n`
     /// counting within the statement. The count keeps two equal hints

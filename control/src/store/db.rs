@@ -638,10 +638,12 @@ mod tests {
         Db::open(&dir.join(DB_FILE), settings).expect("a database")
     }
 
+    /// Adds org `?1`.
+    const INSERT_ORG: &str = "INSERT INTO orgs (name, created_ms) VALUES (?1, 0)";
+
     /// Adds org `name` in `tx` (fails if it exists: names are unique).
     fn insert_org(tx: &Tx<'_>, name: &str) -> Result<(), Error> {
-        tx.prepare_cached("INSERT INTO orgs (name, created_ms) VALUES (?1, 0)")?
-            .execute(params![name])?;
+        tx.prepare_cached(INSERT_ORG)?.execute(params![name])?;
         Ok(())
     }
 
@@ -1006,7 +1008,7 @@ mod tests {
     fn later_job(name: &'static str, later: &'static str, reads: bool) -> TestJob {
         Box::new(move |tx| {
             insert_org(tx, name)?;
-            tx.prepare_cached("INSERT INTO orgs (name, created_ms) VALUES (?1, 0)")?
+            tx.prepare_cached(INSERT_ORG)?
                 .execute_later(params![later])?;
             if reads {
                 // Sent after the write left for later: it sees it.
@@ -1028,7 +1030,7 @@ mod tests {
         Box::new(move |tx| {
             for i in 0..n {
                 let name = format!("many-{i}");
-                tx.prepare_cached("INSERT INTO orgs (name, created_ms) VALUES (?1, 0)")?
+                tx.prepare_cached(INSERT_ORG)?
                     .execute_later(params![name])?;
                 tx.prepare_cached("UPDATE orgs SET created_ms = ?2 WHERE name = ?1")?
                     .execute_later(params![name, i + 1])?;
@@ -1231,8 +1233,7 @@ mod tests {
         let write = pg.db.write(move |tx| {
             // Prepared first: preparing is a round trip of its own, and
             // would fail the job itself.
-            let mut insert =
-                tx.prepare_cached("INSERT INTO orgs (name, created_ms) VALUES (?1, 0)")?;
+            let mut insert = tx.prepare_cached(INSERT_ORG)?;
             let pid: i64 = tx.query_row("SELECT pg_backend_pid()", params![], |r| r.get(0))?;
             let gone = || Error::internal("the test went away");
             pid_tx.send(pid).map_err(|_| gone())?;

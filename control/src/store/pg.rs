@@ -22,7 +22,8 @@ pub(crate) struct PgConn {
     /// The connection's task: it ends once the client is gone.
     task: tokio::task::JoinHandle<()>,
     /// A statement's error said the connection is gone or going
-    /// ([`PgConn::note`]).
+    /// ([`connection_lost`]): it is replaced before its next use even if
+    /// the client has not yet seen it close.
     broken: bool,
 }
 
@@ -52,14 +53,6 @@ impl PgConn {
     /// Whether the connection is known to be broken.
     pub(super) fn is_closed(&self) -> bool {
         self.broken || self.client.is_closed()
-    }
-
-    /// Marks the connection broken if `e` says it is gone or going (closed,
-    /// a connection failure, the server shutting down), so that it is
-    /// replaced before its next use even if the client has not yet seen it
-    /// close.
-    fn note(&mut self, e: &postgres::Error) {
-        self.broken |= connection_lost(e);
     }
 
     /// Begins a write transaction holding [`WRITE_LOCK`]: the first
@@ -202,15 +195,13 @@ impl PgTx<'_> {
     ) -> Result<u64, postgres::Error> {
         let later = std::mem::take(&mut self.later);
         let PgConn {
-            client, runtime, ..
-        } = &*self.conn;
-        let sent = send(
-            runtime,
             client,
-            &later,
-            client.execute_raw(stmt, values.iter()),
-        );
-        sent.map_err(|sent| self.noted(sent.into_error()))
+            runtime,
+            broken,
+            ..
+        } = &mut *self.conn;
+        let now = client.execute_raw(stmt, values.iter());
+        send(runtime, client, broken, &later, now).map_err(Sent::into_error)
     }
 
     pub(super) fn query(
@@ -221,8 +212,12 @@ impl PgTx<'_> {
         use futures_util::TryStreamExt as _;
         let later = std::mem::take(&mut self.later);
         let PgConn {
-            client, runtime, ..
-        } = &*self.conn;
+            client,
+            runtime,
+            broken,
+            ..
+        } = &mut *self.conn;
+        let client = &*client;
         let rows = async {
             client
                 .query_raw(stmt, values.iter())
@@ -230,8 +225,7 @@ impl PgTx<'_> {
                 .try_collect()
                 .await
         };
-        let sent = send(runtime, client, &later, rows);
-        sent.map_err(|sent| self.noted(sent.into_error()))
+        send(runtime, client, broken, &later, rows).map_err(Sent::into_error)
     }
 
     pub(super) fn each(
@@ -242,17 +236,17 @@ impl PgTx<'_> {
     ) -> sql::Result<()> {
         use futures_util::StreamExt as _;
         let later = std::mem::take(&mut self.later);
-        let runtime = Arc::clone(&self.conn.runtime);
-        let client = &self.conn.client;
-        let sent = send(
-            &runtime,
+        let PgConn {
             client,
-            &later,
-            client.query_raw(stmt, values.iter()),
-        );
-        let mut rows = Box::pin(sent.map_err(|sent| self.noted(sent.into_error()))?);
+            runtime,
+            broken,
+            ..
+        } = &mut *self.conn;
+        let now = client.query_raw(stmt, values.iter());
+        let rows = send(runtime, client, broken, &later, now).map_err(Sent::into_error)?;
+        let mut rows = Box::pin(rows);
         while let Some(row) = runtime.block_on(rows.next()) {
-            let row = row.map_err(|e| self.noted(e))?;
+            let row = row.inspect_err(|e| *broken |= connection_lost(e))?;
             if !f(&row)? {
                 break;
             }
@@ -265,19 +259,13 @@ impl PgTx<'_> {
     pub(super) fn batch(&mut self, sql: &str) -> Result<(), Sent> {
         let later = std::mem::take(&mut self.later);
         let PgConn {
-            client, runtime, ..
-        } = &*self.conn;
-        let sent = send(runtime, client, &later, client.batch_execute(sql));
-        if let Err(Sent::Later(e) | Sent::Now(e)) = &sent {
-            self.conn.note(e);
-        }
-        sent
-    }
-
-    /// `e`, noted on the connection ([`PgConn::note`]).
-    fn noted(&mut self, e: postgres::Error) -> postgres::Error {
-        self.conn.note(&e);
-        e
+            client,
+            runtime,
+            broken,
+            ..
+        } = &mut *self.conn;
+        let now = client.batch_execute(sql);
+        send(runtime, client, broken, &later, now)
     }
 }
 
@@ -293,10 +281,12 @@ impl Sent {
 /// Sends `later`, then `now`, pipelined: one round trip. The client sends
 /// a request when its future is first polled; every pass below polls the
 /// futures not yet done in their order, so the first pass sends them in
-/// order (which a general-purpose join does not promise).
+/// order (which a general-purpose join does not promise). An error saying
+/// the connection is gone or going sets `broken` ([`PgConn`]).
 fn send<T>(
     runtime: &Runtime,
     client: &tokio_postgres::Client,
+    broken: &mut bool,
     later: &[(postgres::Statement, Vec<OwnedValue>)],
     now: impl std::future::Future<Output = Result<T, postgres::Error>>,
 ) -> Result<T, Sent> {
@@ -334,13 +324,17 @@ fn send<T>(
             }
         }
     }));
-    if let Some(e) = sent
+    let result = match sent
         .into_iter()
         .find_map(|(_, done)| done.and_then(Result::err))
     {
-        return Err(Sent::Later(e));
+        Some(e) => Err(Sent::Later(e)),
+        None => answer.map_err(Sent::Now),
+    };
+    if let Err(Sent::Later(e) | Sent::Now(e)) = &result {
+        *broken |= connection_lost(e);
     }
-    answer.map_err(Sent::Now)
+    result
 }
 
 /// A [`Value`] kept until it is sent ([`PgTx::execute_later`]).
@@ -553,6 +547,15 @@ impl Connector {
             cache: HashMap::new(),
             task,
             broken: false,
+        })
+    }
+
+    /// A thread's [`runtime`] for its connections to this database, or
+    /// why there is none, as an open error.
+    pub(super) fn runtime(&self) -> Result<Arc<Runtime>, OpenError> {
+        runtime().map_err(|e| OpenError::Database {
+            location: self.location.clone(),
+            message: format!("cannot start the database connection's runtime: {e}"),
         })
     }
 

@@ -61,21 +61,16 @@ fn open_writer(
     connector: &Connector,
     opened: &mpsc::SyncSender<Result<(), OpenError>>,
 ) -> Option<(Arc<Runtime>, PgConn)> {
-    let first = runtime()
-        .map_err(|e| OpenError::Database {
-            location: connector.location().to_owned(),
-            message: format!("cannot start the database connection's runtime: {e}"),
-        })
-        .and_then(|runtime| {
-            let mut sync = connector
-                .connect_sync()
-                .map_err(|e| connector.open_error(&e))?;
-            super::pg_schema::migrate(&mut sync, connector)?;
-            let conn = connector
-                .connect(&runtime)
-                .map_err(|e| connector.open_error(&e))?;
-            Ok((runtime, conn))
-        });
+    let first = connector.runtime().and_then(|runtime| {
+        let mut sync = connector
+            .connect_sync()
+            .map_err(|e| connector.open_error(&e))?;
+        super::pg_schema::migrate(&mut sync, connector)?;
+        let conn = connector
+            .connect(&runtime)
+            .map_err(|e| connector.open_error(&e))?;
+        Ok((runtime, conn))
+    });
     match first {
         Ok(first) => {
             let _ = opened.send(Ok(()));
@@ -225,12 +220,10 @@ impl ReaderPool {
         T: Send + 'static,
         F: FnOnce(&Tx<'_>) -> Result<T, Error> + Send + 'static,
     {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let job: ReadJob = Box::new(move |conn, connector, runtime| {
-            let _ = reply.send(read_snapshot(conn, connector, runtime, work));
-        });
-        self.send(job)?;
-        answer.await.map_err(|_| Error::shutting_down())?
+        self.on_a_reader(move |conn, connector, runtime| {
+            read_snapshot(conn, connector, runtime, work)
+        })
+        .await
     }
 
     /// Runs `work`, of one statement, outside a transaction (see
@@ -240,15 +233,26 @@ impl ReaderPool {
         T: Send + 'static,
         F: Fn(&Tx<'_>) -> Result<T, Error> + Send + 'static,
     {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let job: ReadJob = Box::new(move |conn, connector, runtime| {
-            let _ = reply.send(read_statement(conn, connector, runtime, work));
-        });
-        self.send(job)?;
-        answer.await.map_err(|_| Error::shutting_down())?
+        self.on_a_reader(move |conn, connector, runtime| {
+            read_statement(conn, connector, runtime, work)
+        })
+        .await
     }
 
-    fn send(&self, job: ReadJob) -> Result<(), Error> {
+    /// Runs `read` on the next free reader thread and waits for its answer.
+    async fn on_a_reader<T>(
+        &self,
+        read: impl FnOnce(&mut Option<PgConn>, &Connector, &Arc<Runtime>) -> Result<T, Error>
+        + Send
+        + 'static,
+    ) -> Result<T, Error>
+    where
+        T: Send + 'static,
+    {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job: ReadJob = Box::new(move |conn, connector, runtime| {
+            let _ = reply.send(read(conn, connector, runtime));
+        });
         let sent = self
             .jobs
             .lock()
@@ -257,7 +261,7 @@ impl ReaderPool {
         if sent != Some(true) {
             return Err(Error::shutting_down());
         }
-        Ok(())
+        answer.await.map_err(|_| Error::shutting_down())?
     }
 
     /// Stops the reader threads (after the reads already sent).
@@ -306,11 +310,7 @@ fn read_snapshot<T>(
     let Some(c) = conn.as_mut() else {
         return Err(Error::internal("a reader lost its connection"));
     };
-    let result = {
-        let cell = RefCell::new(c.tx());
-        let result = work(&Tx::postgres(&cell));
-        unsent_write(&cell).and(result)
-    };
+    let result = read_in(c.tx(), work);
     if c.batch_execute("ROLLBACK").is_err() {
         *conn = None;
     }
@@ -335,13 +335,9 @@ fn read_statement<T>(
         let Some(c) = conn.as_mut() else {
             return Err(Error::internal("a reader lost its connection"));
         };
-        let result = {
-            let cell = RefCell::new(c.tx_of_one_statement());
-            let result = work(&Tx::postgres(&cell));
-            unsent_write(&cell).and(result)
-        };
+        let result = read_in(c.tx_of_one_statement(), &work);
         // Broken: closed, or the server's last words (shutting down) heard
-        // before the client saw it close (`PgConn::note`).
+        // before the client saw it close (`pg::connection_lost`).
         if fresh || !c.is_closed() {
             return result;
         }
@@ -349,12 +345,18 @@ fn read_statement<T>(
     }
 }
 
-/// A read that left a write to be sent later: nothing sends it (a bug).
-fn unsent_write(cell: &RefCell<super::pg::PgTx<'_>>) -> Result<(), Error> {
+/// Runs a read's `work` on `tx`. A read that left a write to be sent later
+/// fails: nothing would send it (a bug).
+fn read_in<T>(
+    tx: super::pg::PgTx<'_>,
+    work: impl FnOnce(&Tx<'_>) -> Result<T, Error>,
+) -> Result<T, Error> {
+    let cell = RefCell::new(tx);
+    let result = work(&Tx::postgres(&cell));
     if cell.borrow().has_later() {
         return Err(Error::internal("a read left a write unsent"));
     }
-    Ok(())
+    result
 }
 
 /// [`super::Standalone`] on PostgreSQL: each transaction on a connection of
@@ -382,10 +384,7 @@ impl Standalone {
         let connector = &self.connector;
         off_runtime(|| {
             let db_err = |e: &postgres::Error| connector.open_error(e);
-            let runtime = runtime().map_err(|e| OpenError::Database {
-                location: connector.location().to_owned(),
-                message: format!("cannot start the database connection's runtime: {e}"),
-            })?;
+            let runtime = connector.runtime()?;
             let mut conn = connector.connect(&runtime).map_err(|e| db_err(&e))?;
             conn.begin_write().map_err(|e| db_err(&e))?;
             let (result, ended) = {
