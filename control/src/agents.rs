@@ -492,9 +492,12 @@ impl Control {
         let mut woken = false;
         loop {
             // Register interest before looking, so a run queued between the
-            // look and the wait still wakes us.
+            // look and the wait still wakes us, and is known to (see
+            // `Queue::waiting`).
             let mut waits: Vec<Pin<Box<dyn Future<Output = ()> + Send + '_>>> = Vec::new();
+            let mut waiting = Vec::new();
             for n in &notifiers {
+                waiting.push(n.waiting());
                 let mut notified = Box::pin(n.notified());
                 notified.as_mut().enable();
                 waits.push(notified);
@@ -513,8 +516,9 @@ impl Control {
                 Some(answer) => answer,
                 None => {
                     let (a, id) = (Arc::clone(&agent), poll_id.clone());
+                    // Beside other replicas' claims (see `Db::write_beside`).
                     self.db
-                        .write(move |tx| queue::claim(tx, &a, ttl, id.as_deref()))
+                        .write_beside(move |tx| queue::claim(tx, &a, ttl, id.as_deref()), |_| {})
                         .await?
                 }
             };
@@ -530,6 +534,7 @@ impl Control {
                     // Not entitled to a run now: do not take a wake-up another
                     // agent could use.
                     waits.clear();
+                    waiting.clear();
                 }
                 Claim::Empty => {}
             }
@@ -602,7 +607,10 @@ impl Control {
         let stdin_bytes = self.stdin.finish(&run_id);
         let changed = self
             .db
-            .write(move |tx| queue::finish(tx, &agent, &id, &req, stdin_bytes))
+            .write_beside(
+                move |tx| queue::finish(tx, &agent, &id, &req, stdin_bytes),
+                |_| {},
+            )
             .await?;
         if changed {
             self.watchers.touch(&run_id);

@@ -7,51 +7,98 @@
 
 use crate::store::Broadcast;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, futures::Notified, watch};
 
-/// One [`Notify`] per target; a queued run wakes exactly one waiting poller.
+/// One [`Queue`] per target; a queued run wakes exactly one waiting poller.
 ///
 /// `notify_one` (not `notify_waiters`) avoids a thundering herd: with many
 /// agents idle on a target, a new run costs one claim attempt, not one per
 /// agent. If the woken poller goes away before claiming, tokio hands the
 /// wake-up on to the next waiter; if no one waits, it is kept for the next.
+///
+/// Across replicas the same holds as far as it can: a replica with a poller
+/// of the target waiting wakes it and tells the others it did
+/// (hint `p`, else `q`); they do not claim at once (each claim but one
+/// would find the run gone: a write each for nothing), but look at the
+/// queue a moment later in case it was not taken after all
+/// (`Control::relay_hints`).
 #[derive(Debug, Default)]
 pub(crate) struct PollWakeups {
-    by_target: Mutex<HashMap<i64, Arc<Notify>>>,
+    by_target: Mutex<HashMap<i64, Arc<Queue>>>,
     /// The other replicas of a shared database, told of each queued run.
     broadcast: Option<Broadcast>,
 }
 
+/// One target's queue, as its pollers wait on it.
+#[derive(Debug, Default)]
+pub(crate) struct Queue {
+    notify: Notify,
+    /// Pollers waiting on it now (see [`Queue::waiting`]).
+    waiting: AtomicUsize,
+}
+
+impl Queue {
+    /// Resolves at the queue's next wake-up (or at once for one not yet
+    /// taken); enable it, then look at the database, then wait.
+    pub(crate) fn notified(&self) -> Notified<'_> {
+        self.notify.notified()
+    }
+
+    /// Counts a poller as waiting on the queue until the guard is dropped:
+    /// held from before its look at the database until it stops waiting,
+    /// with its `notified` future enabled, so that a run queued in between
+    /// is known here to be a wake-up away from a claim.
+    pub(crate) fn waiting(self: &Arc<Self>) -> Waiting {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        Waiting(Arc::clone(self))
+    }
+}
+
+/// A poller counted as waiting on a queue ([`Queue::waiting`]).
+#[derive(Debug)]
+pub(crate) struct Waiting(Arc<Queue>);
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 impl PollWakeups {
-    /// The notifier of `target_id`'s queue.
-    pub(crate) fn notifier(&self, target_id: i64) -> Arc<Notify> {
+    /// The queue of `target_id`.
+    pub(crate) fn notifier(&self, target_id: i64) -> Arc<Queue> {
         match self.by_target.lock() {
             Ok(mut map) => Arc::clone(map.entry(target_id).or_default()),
             // A poisoned map only loses hints; polls still time out and retry.
-            Err(_) => Arc::new(Notify::new()),
+            Err(_) => Arc::default(),
         }
     }
 
-    /// A run for `target_id` was queued (and committed).
+    /// A run for `target_id` was queued (and committed). The other
+    /// replicas are told `q:<target>`, or `p:<target>` if a poller here
+    /// waited for it (and is woken).
     pub(crate) fn run_queued(&self, target_id: i64) {
-        self.run_queued_here(target_id);
+        let queue = self.notifier(target_id);
+        let here = queue.waiting.load(Ordering::SeqCst) > 0;
+        queue.notify.notify_one();
         if let Some(b) = &self.broadcast {
-            b.send(&format!("q:{target_id}"));
+            b.send(&format!("{}:{target_id}", if here { "p" } else { "q" }));
         }
     }
 
     /// Wakes a poller of this replica only (another replica's hint).
     pub(crate) fn run_queued_here(&self, target_id: i64) {
-        self.notifier(target_id).notify_one();
+        self.notifier(target_id).notify.notify_one();
     }
 
     /// Wakes every waiting poller (hints may have been missed): each looks
     /// at the queue again.
     pub(crate) fn wake_all(&self) {
         if let Ok(map) = self.by_target.lock() {
-            for n in map.values() {
-                n.notify_waiters();
+            for q in map.values() {
+                q.notify.notify_waiters();
             }
         }
     }
@@ -226,6 +273,26 @@ mod tests {
                 .map(|m| m.is_empty())
                 .unwrap_or(false)
         );
+    }
+
+    #[tokio::test]
+    async fn a_run_queued_with_a_poller_waiting_here_wakes_it_and_tells_the_others_it_did() {
+        let (broadcast, mut sent) = Broadcast::to_test();
+        let wakeups = PollWakeups::new(Some(broadcast));
+        let queue = wakeups.notifier(7);
+        let waiting = queue.waiting();
+        let notified = queue.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        wakeups.run_queued(7);
+        assert_eq!(sent.try_recv().ok().as_deref(), Some("p:7"));
+        let woke = tokio::time::timeout(Duration::from_secs(1), notified).await;
+        assert!(woke.is_ok());
+        // Once it stops waiting, the next run is the other replicas' to
+        // claim (positive control for the letter).
+        drop(waiting);
+        wakeups.run_queued(7);
+        assert_eq!(sent.try_recv().ok().as_deref(), Some("q:7"));
     }
 
     #[tokio::test]

@@ -106,6 +106,8 @@ impl Control {
                     };
                     let mut expired = queue::expire_queued(tx, now, queue_ttl)?;
                     expired.extend(crate::approval::expire_pending(tx, now)?);
+                    // No write beside it: the run counts can be folded up.
+                    store::runs::compact_counts(tx)?;
                     Ok((lost, expired))
                 })
                 .await;

@@ -97,9 +97,11 @@ impl Control {
         let wakeups = Arc::clone(&self.wakeups);
         let outbox = Arc::clone(&self.slack_outbox);
         let connected_since = self.settings.connected_since(now_ms());
+        // Written to run beside other replicas' submissions, claims and
+        // finishes (see `Db::write_beside`).
         let submitted = self
             .db
-            .write_then(
+            .write_beside(
                 move |tx| {
                     let submitter = Submitter {
                         org_id: who.org_id,

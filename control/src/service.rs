@@ -10,9 +10,18 @@ use crate::slack_keys::SlackKeys;
 use crate::store::Heard;
 use crate::store::{DB_FILE, DatabaseUrl, Db, Standalone};
 use sealrun_dirlock::DirLock;
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
-use tokio::sync::watch;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// How long after another replica said it woke a poller of its own for a
+/// run (hint `p`) this one looks whether the target's queue still holds a
+/// run: long enough for that claim to be made under load, short beside a
+/// long poll (what a run not taken after all waits, instead of the poll
+/// timeout).
+const LOOK_AGAIN: Duration = Duration::from_millis(20);
 
 /// How to open a control plane's data directory.
 #[derive(Clone, Debug)]
@@ -136,8 +145,9 @@ impl Control {
         if self.db.broadcast().is_none() {
             return;
         }
+        let (look, looks) = mpsc::unbounded_channel();
         let heard = |heard: Heard<'_>| match heard {
-            Heard::Hint(hint) => self.apply_hint(hint),
+            Heard::Hint(hint) => self.apply_hint(hint, &look),
             Heard::Missed => {
                 // Every cue may have been missed: drop what is cached, and
                 // let every waiter look at the database again.
@@ -156,16 +166,54 @@ impl Control {
         };
         tokio::select! {
             () = self.db.listen(heard) => {}
+            () = self.look_again(looks) => {}
             () = self.shutting_down() => {}
         }
     }
 
-    /// Applies another replica's hint here.
-    fn apply_hint(&self, hint: &str) {
+    /// For each target another replica woke a poller of its own for
+    /// (`p:<target>`), [`LOOK_AGAIN`] later: wakes a poller here if the
+    /// target's queue still holds a run (that poller was taken by another
+    /// run, say, or its replica died before it claimed). One look covers
+    /// every hint heard while it waited: a write-free read per target and
+    /// interval, where claiming on every hint was a write per replica and
+    /// run, all but one finding the run gone.
+    async fn look_again(&self, mut looks: mpsc::UnboundedReceiver<i64>) {
+        while let Some(first) = looks.recv().await {
+            tokio::time::sleep(LOOK_AGAIN).await;
+            let mut targets = BTreeSet::from([first]);
+            while let Ok(target) = looks.try_recv() {
+                targets.insert(target);
+            }
+            for target in targets {
+                let queued = self
+                    .db
+                    .read_one(move |tx| crate::store::runs::has_queued(tx, target))
+                    .await;
+                match queued {
+                    Ok(true) => self.wakeups.run_queued_here(target),
+                    Ok(false) => {}
+                    // A poll still sees the run when it next looks.
+                    Err(e) => {
+                        tracing::debug!(error = %e, target, "could not look at a queue again")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies another replica's hint here; `look` takes targets to look at
+    /// again ([`Control::look_again`]).
+    fn apply_hint(&self, hint: &str, look: &mpsc::UnboundedSender<i64>) {
         match hint.split_once(':') {
             Some(("q", target)) => {
                 if let Ok(target) = target.parse() {
                     self.wakeups.run_queued_here(target);
+                }
+            }
+            Some(("p", target)) => {
+                if let Ok(target) = target.parse() {
+                    let _ = look.send(target);
                 }
             }
             Some(("r", run)) => self.watchers.touch_here(run),

@@ -14,9 +14,14 @@ use std::collections::BTreeMap;
 
 /// The org's name (part of every run's spec digest).
 pub(crate) fn org_name(tx: &Tx<'_>, org_id: i64) -> Result<String, Error> {
-    Ok(tx
+    if let Some(name) = tx.known_org_name(org_id) {
+        return Ok(name);
+    }
+    let name: String = tx
         .prepare_cached("SELECT name FROM orgs WHERE id = ?1")?
-        .query_row(params![org_id], |r| r.get(0))?)
+        .query_row(params![org_id], |r| r.get(0))?;
+    tx.know_org_name(org_id, &name);
+    Ok(name)
 }
 
 /// Records the spec digest and the submitter's user id of run `run_id`,

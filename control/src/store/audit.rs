@@ -3,10 +3,14 @@
 //! Appends happen only inside writer jobs (see [`super::Db`]), so they are
 //! serialized and an entry is committed together with the change it records:
 //! there is no change without its entry and no entry without its change.
+//! On PostgreSQL, a transaction that runs beside other replicas' appends
+//! its jobs' entries as it commits, under [`AUDIT_LOCK`]
+//! ([`append_deferred`]).
 
 use super::db::now_ms;
+use super::pg::AUDIT_LOCK;
 use super::sql::{self, Optional as _, Row};
-use super::tx::Tx;
+use super::tx::{PendingAppend, Tx};
 use crate::error::Error;
 use sealrun_wire::audit::{AuditEntry, AuditLink, GENESIS_HASH};
 use serde_json::Value;
@@ -20,24 +24,45 @@ pub(crate) fn append(
     action: &str,
     subject: &str,
     detail: Value,
-) -> Result<AuditEntry, Error> {
-    let head: Option<(u64, String)> = match tx.audit_head(org_id) {
-        Some(head) => Some(head),
-        None => tx
-            .prepare_cached(
-                "SELECT seq, hash FROM audit WHERE org_id = ?1 ORDER BY seq DESC LIMIT 1",
-            )?
-            .query_row(params![org_id], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?,
-    };
-    let (prev_seq, prev_hash) = head.unwrap_or((0, GENESIS_HASH.to_owned()));
-    let mut entry = AuditEntry {
-        seq: prev_seq + 1,
+) -> Result<(), Error> {
+    let pending = PendingAppend {
+        org_id,
         at_ms: now_ms(),
         actor: actor.to_owned(),
         action: action.to_owned(),
         subject: subject.to_owned(),
         detail: detail.to_string(),
+    };
+    if tx.defers_appends() {
+        tx.defer_append(pending);
+        return Ok(());
+    }
+    let head = match tx.audit_head(org_id) {
+        Some(head) => Some(head),
+        None => head(tx, org_id)?,
+    };
+    insert(tx, pending, head)
+}
+
+/// The head (`seq`, `hash`) of the org's chain, if it has an entry.
+fn head(tx: &Tx<'_>, org_id: i64) -> sql::Result<Option<(u64, String)>> {
+    tx.prepare_cached("SELECT seq, hash FROM audit WHERE org_id = ?1 ORDER BY seq DESC LIMIT 1")?
+        .query_row(params![org_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()
+}
+
+/// Appends `pending` after `head` (`None`: the chain is empty), sent with
+/// the transaction's next statement.
+fn insert(tx: &Tx<'_>, pending: PendingAppend, head: Option<(u64, String)>) -> Result<(), Error> {
+    let (prev_seq, prev_hash) = head.unwrap_or((0, GENESIS_HASH.to_owned()));
+    let org_id = pending.org_id;
+    let mut entry = AuditEntry {
+        seq: prev_seq + 1,
+        at_ms: pending.at_ms,
+        actor: pending.actor,
+        action: pending.action,
+        subject: pending.subject,
+        detail: pending.detail,
         prev_hash,
         hash: String::new(),
     };
@@ -58,7 +83,32 @@ pub(crate) fn append(
         entry.hash
     ])?;
     tx.remember_audit_head(org_id, entry.seq, &entry.hash);
-    Ok(entry)
+    Ok(())
+}
+
+/// Appends the entries the transaction's kept jobs left
+/// ([`Tx::defers_appends`]), in the order they made them: takes
+/// [`AUDIT_LOCK`] (held to the commit), reads each org's head after it
+/// (a statement's snapshot is taken when it starts, under READ COMMITTED,
+/// so after the lock is held), and leaves the inserts to be sent with the
+/// `COMMIT`. Transactions beside each other thus extend a chain one at a
+/// time, each from the head the one before committed: it never forks.
+pub(super) fn append_deferred(tx: &Tx<'_>) -> Result<(), Error> {
+    let pending = tx.take_deferred();
+    if pending.is_empty() {
+        return Ok(());
+    }
+    // Sent with the first head's read: one round trip for both.
+    tx.prepare_cached("SELECT pg_advisory_xact_lock(?1)")?
+        .execute_later(params![AUDIT_LOCK])?;
+    for entry in pending {
+        let head = match tx.audit_head(entry.org_id) {
+            Some(head) => Some(head),
+            None => head(tx, entry.org_id)?,
+        };
+        insert(tx, entry, head)?;
+    }
+    Ok(())
 }
 
 fn entry_from_row(r: &Row<'_>) -> sql::Result<AuditEntry> {

@@ -54,6 +54,15 @@ impl Broadcast {
     }
 }
 
+#[cfg(test)]
+impl Broadcast {
+    /// A broadcast whose hints a test reads from the receiver.
+    pub(crate) fn to_test() -> (Broadcast, mpsc::UnboundedReceiver<String>) {
+        let (outgoing, sent) = mpsc::unbounded_channel();
+        (Broadcast { outgoing }, sent)
+    }
+}
+
 /// The receiving side, run by [`Listener::run`] on the server's runtime.
 pub(crate) struct Listener {
     url: DatabaseUrl,

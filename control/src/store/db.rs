@@ -256,11 +256,41 @@ impl Db {
         self.write_then(work, |_| {}).await
     }
 
+    /// [`write_then`](Db::write_then) for `work` written to run beside
+    /// other replicas' writes of the same kind: on PostgreSQL, a batch of
+    /// such jobs holds the write lock shared, so the replicas' writers run
+    /// those batches side by side, and appends its audit entries as it
+    /// commits. `work` must then keep its rules with row locks, not with the
+    /// lock: every row whose state it reads to decide a write is read
+    /// `FOR UPDATE` (or claimed `SKIP LOCKED`) or written conditionally on
+    /// that state, and it reads nothing another job of the kind changes
+    /// unless so locked; an audit append's entry is not in the chain until
+    /// the commit (see `audit::append`). Only submitting, claiming and
+    /// finishing runs are written so: the writes a run's dispatch is made
+    /// of. On SQLite, the same as `write_then`.
+    pub(crate) async fn write_beside<T, F, H>(&self, work: F, on_commit: H) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Tx<'_>) -> Result<T, Error> + Send + 'static,
+        H: FnOnce(&T) + Send + 'static,
+    {
+        self.send_job(work, on_commit, true).await
+    }
+
     /// [`write`](Db::write), also running `on_commit` with the result as soon
     /// as it is committed, before it is on disk: for in-memory hints (waking
     /// pollers) that may run early because anything they lead to is itself a
     /// later write, made durable by a later (or the same) fsync.
     pub(crate) async fn write_then<T, F, H>(&self, work: F, on_commit: H) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Tx<'_>) -> Result<T, Error> + Send + 'static,
+        H: FnOnce(&T) + Send + 'static,
+    {
+        self.send_job(work, on_commit, false).await
+    }
+
+    async fn send_job<T, F, H>(&self, work: F, on_commit: H, beside: bool) -> Result<T, Error>
     where
         T: Send + 'static,
         F: FnOnce(&Tx<'_>) -> Result<T, Error> + Send + 'static,
@@ -272,6 +302,7 @@ impl Db {
             on_commit: Some(Box::new(on_commit)),
             result: None,
             reply,
+            beside,
         });
         if self.jobs.send(Message::Job(job)).is_err() {
             return Err(Error::shutting_down());
@@ -445,6 +476,8 @@ fn run_batch(conn: &Connection, mut batch: Batch) -> Option<Batch> {
         &Tx::sqlite(conn),
         |sql| conn.execute_batch(sql).map_err(Between::Batch),
         |sql| conn.execute_batch(sql),
+        // SQLite appends audit entries as jobs make them: nothing to close.
+        || Ok(()),
     );
     match ended.map_err(|failed| failed.error) {
         Ok(()) => {
@@ -771,6 +804,12 @@ mod tests {
     /// their answers: a holder job keeps the writer busy until every job is
     /// queued behind it, so the writer takes them all at once.
     async fn one_batch(db: &Db, jobs: Vec<TestJob>) -> Vec<Result<(), Error>> {
+        one_batch_as(db, jobs, false).await
+    }
+
+    /// [`one_batch`] of jobs that may run beside other replicas' (see
+    /// [`Db::write_beside`]) when `beside`.
+    async fn one_batch_as(db: &Db, jobs: Vec<TestJob>, beside: bool) -> Vec<Result<(), Error>> {
         let (started, running) = std::sync::mpsc::channel::<()>();
         let (go, wait) = std::sync::mpsc::channel::<()>();
         let hold = db.write(move |_| {
@@ -786,7 +825,9 @@ mod tests {
                 .await
                 .expect("a thread")
                 .expect("the holder runs");
-            let writes = futures_util::future::join_all(jobs.into_iter().map(|job| db.write(job)));
+            let writes = futures_util::future::join_all(
+                jobs.into_iter().map(|job| db.send_job(job, |_| {}, beside)),
+            );
             // `join!` polls in order: every job is queued, then the holder
             // is let go.
             let (answers, ()) = tokio::join!(writes, async {
@@ -1099,6 +1140,61 @@ mod tests {
         assert_eq!(updated, 40);
     }
 
+    /// The id of org `name`, added.
+    async fn org_id_of_new(db: &Db, name: &'static str) -> i64 {
+        add_org(db, name).await.expect("an org");
+        db.read(move |tx| {
+            Ok(
+                tx.query_row("SELECT id FROM orgs WHERE name = ?1", params![name], |r| {
+                    r.get::<_, i64>(0)
+                })?,
+            )
+        })
+        .await
+        .expect("a read")
+    }
+
+    /// The org's whole chain, checked: consecutive from 1, each entry
+    /// linked to the one before and hashing to what it says.
+    async fn verified_chain(db: &Db, org_id: i64) -> Vec<sealrun_wire::audit::AuditEntry> {
+        let entries = db
+            .read(move |tx| super::super::audit::page(tx, org_id, 0, 10_000))
+            .await
+            .expect("a read");
+        let seqs: Vec<u64> = entries.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, (1..=entries.len() as u64).collect::<Vec<_>>());
+        let verdict = sealrun_wire::audit::verify_chain(&entries);
+        assert!(verdict.ok, "{verdict:?}");
+        entries
+    }
+
+    /// Appends of batches beside other replicas' wait for the commit: those
+    /// of a job rolled back (between others, or last) are never appended,
+    /// the rest are, in the order made, and batches of either kind after
+    /// it extend the same chain.
+    async fn appends_left_for_the_commit_keep_the_chain_whole(db: &Db) {
+        let org_id = org_id_of_new(db, "audited-beside").await;
+        let answers = one_batch_as(
+            db,
+            vec![
+                audit_job(org_id, "first", false),
+                audit_job(org_id, "second", false),
+                audit_job(org_id, "rolled-back", true),
+                audit_job(org_id, "third", false),
+                audit_job(org_id, "rolled-back-last", true),
+            ],
+            true,
+        )
+        .await;
+        let failed: Vec<bool> = answers.iter().map(Result::is_err).collect();
+        assert_eq!(failed, [false, false, true, false, true]);
+        one_batch_as(db, vec![audit_job(org_id, "fourth", false)], false).await;
+        one_batch_as(db, vec![audit_job(org_id, "fifth", false)], true).await;
+        let entries = verified_chain(db, org_id).await;
+        let actions: Vec<&str> = entries.iter().map(|e| e.action.as_str()).collect();
+        assert_eq!(actions, ["first", "second", "third", "fourth", "fifth"]);
+    }
+
     /// A store on PostgreSQL: a database of its own on the test cluster,
     /// dropped with it; `None` (after a loud skip) without a cluster.
     struct OnPostgres {
@@ -1120,10 +1216,105 @@ mod tests {
             })
         }
 
+        /// Another replica: a second store on the same database.
+        fn replica(&self) -> Db {
+            let url: DatabaseUrl = self.database.url_text.parse().expect("a URL");
+            Db::open_postgres(&url, &Settings::default()).expect("a database")
+        }
+
         fn close(self) {
             self.db.close();
             self.database.drop_database();
         }
+    }
+
+    #[tokio::test]
+    async fn appends_left_for_the_commit_keep_the_chain_whole_on_sqlite() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let db = open(dir.path(), &Settings::default());
+        appends_left_for_the_commit_keep_the_chain_whole(&db).await;
+        db.close();
+    }
+
+    #[tokio::test]
+    async fn appends_left_for_the_commit_keep_the_chain_whole_on_postgres() {
+        let Some(pg) = OnPostgres::open() else { return };
+        appends_left_for_the_commit_keep_the_chain_whole(&pg.db).await;
+        pg.close();
+    }
+
+    /// A job that says it started, then waits to be let go.
+    fn held_job(
+        started: std::sync::mpsc::Sender<()>,
+        go: std::sync::mpsc::Receiver<()>,
+    ) -> impl FnOnce(&Tx<'_>) -> Result<(), Error> + Send + 'static {
+        move |_| {
+            let gone = |_| Error::internal("the test went away");
+            started.send(()).map_err(gone)?;
+            go.recv().map_err(|_| Error::internal("the test went away"))
+        }
+    }
+
+    #[tokio::test]
+    async fn batches_beside_each_other_run_side_by_side_and_others_wait_for_them_on_postgres() {
+        let Some(pg) = OnPostgres::open() else { return };
+        let other = pg.replica();
+        let org_id = org_id_of_new(&pg.db, "side-by-side").await;
+        // Replica one holds a batch beside others open.
+        let (started, running) = std::sync::mpsc::channel();
+        let (go, wait) = std::sync::mpsc::channel();
+        let held = pg.db.write_beside(held_job(started, wait), |_| {});
+        let rest = async {
+            tokio::task::spawn_blocking(move || running.recv())
+                .await
+                .expect("a thread")
+                .expect("the holder runs");
+            // Replica two's batch beside it commits meanwhile, appending
+            // to the chain...
+            let beside = tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                other.write_beside(audit_job(org_id, "beside", false), |_| {}),
+            )
+            .await;
+            assert!(matches!(beside, Ok(Ok(()))), "{beside:?}");
+            // ...while a write of any other kind waits for it (positive
+            // control: the lock is held).
+            let alone = other.write(audit_job(org_id, "alone", false));
+            tokio::pin!(alone);
+            let early =
+                tokio::time::timeout(std::time::Duration::from_millis(500), alone.as_mut()).await;
+            assert!(
+                early.is_err(),
+                "a write alone ran beside a batch: {early:?}"
+            );
+            go.send(()).expect("the holder waits");
+            alone.await.expect("the write alone, once the batch ended");
+        };
+        let (held, ()) = tokio::join!(held, rest);
+        held.expect("the held batch");
+        let entries = verified_chain(&pg.db, org_id).await;
+        let actions: Vec<&str> = entries.iter().map(|e| e.action.as_str()).collect();
+        assert_eq!(actions, ["beside", "alone"]);
+        other.close();
+        pg.close();
+    }
+
+    #[tokio::test]
+    async fn appends_of_replicas_writing_side_by_side_make_one_chain_on_postgres() {
+        let Some(pg) = OnPostgres::open() else { return };
+        let other = pg.replica();
+        let org_id = org_id_of_new(&pg.db, "two-writers").await;
+        let writes = |db| {
+            futures_util::future::join_all(
+                (0..150)
+                    .map(move |_| Db::write_beside(db, audit_job(org_id, "beside", false), |_| {})),
+            )
+        };
+        let (one, two) = tokio::join!(writes(&pg.db), writes(&other));
+        assert!(one.iter().chain(&two).all(Result::is_ok));
+        assert_eq!(verified_chain(&pg.db, org_id).await.len(), 300);
+        other.close();
+        pg.close();
     }
 
     #[tokio::test]

@@ -19,6 +19,11 @@ pub(crate) struct PgConn {
     client: tokio_postgres::Client,
     runtime: Arc<Runtime>,
     cache: HashMap<String, postgres::Statement>,
+    /// Org names read on this connection, by id: an org is never renamed
+    /// or deleted, and PostgreSQL never hands out an id twice, so a name
+    /// once read is the id's forever (a round trip saved on every
+    /// submission, whose spec digest covers it).
+    org_names: HashMap<i64, String>,
     /// The connection's task: it ends once the client is gone.
     task: tokio::task::JoinHandle<()>,
     /// A statement's error said the connection is gone or going
@@ -97,6 +102,12 @@ pub(super) fn runtime() -> std::io::Result<Arc<Runtime>> {
 pub(super) static BEGIN_WRITE: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| format!("BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})"));
 
+/// What begins a write transaction of jobs that may run beside other
+/// replicas': `BEGIN`, then [`WRITE_LOCK`] shared.
+pub(super) static BEGIN_BESIDE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!("BEGIN; SELECT pg_advisory_xact_lock_shared({WRITE_LOCK})")
+});
+
 /// What a [`Tx`](super::Tx) on PostgreSQL holds.
 pub(crate) struct PgTx<'c> {
     conn: &'c mut PgConn,
@@ -164,6 +175,16 @@ impl PgTx<'_> {
         self.later
             .push((stmt.clone(), values.iter().map(OwnedValue::from).collect()));
         Ok(())
+    }
+
+    /// The name of org `id`, if read on this connection before.
+    pub(super) fn known_org_name(&self, id: i64) -> Option<String> {
+        self.conn.org_names.get(&id).cloned()
+    }
+
+    /// Remembers that org `id` is named `name` (see [`PgConn`]).
+    pub(super) fn know_org_name(&mut self, id: i64, name: &str) {
+        self.conn.org_names.insert(id, name.to_owned());
     }
 
     /// Whether statements were left for later and not sent.
@@ -502,12 +523,22 @@ impl DatabaseUrl {
 }
 
 /// The key of the transaction-level advisory lock every write transaction
-/// takes first ("sealrun" + 2). It makes the replicas' writers one writer,
-/// as SQLite's single writer thread is: a read-then-write of one job (the
-/// audit chain's head, a quota, a run's state) cannot interleave with
-/// another replica's, so every rule the domain keeps on SQLite holds
-/// unchanged, and the audit chain cannot fork.
+/// takes first ("sealrun" + 2). Held exclusively, it makes the replicas'
+/// writers one writer, as SQLite's single writer thread is: a
+/// read-then-write of one job (the audit chain's head, a quota, a run's
+/// state) cannot interleave with another replica's, so every rule the
+/// domain keeps on SQLite holds unchanged. Held shared, by a batch of jobs
+/// written to run beside each other (`Db::write_beside`: submitting,
+/// claiming and finishing runs), it lets those run side by side while
+/// keeping every other write away from them; their audit entries wait for
+/// [`AUDIT_LOCK`].
 pub(super) const WRITE_LOCK: i64 = 0x7365_616c_7275_6e02;
+
+/// The key of the advisory lock a transaction holding [`WRITE_LOCK`]
+/// shared takes to append its audit entries, as it commits ("sealrun" +
+/// 3): one such transaction at a time reads and extends the chains, so
+/// they never fork (see `audit::append_deferred`).
+pub(super) const AUDIT_LOCK: i64 = 0x7365_616c_7275_6e03;
 
 /// Opens connections to one database.
 #[derive(Clone)]
@@ -545,6 +576,7 @@ impl Connector {
             client,
             runtime: Arc::clone(runtime),
             cache: HashMap::new(),
+            org_names: HashMap::new(),
             task,
             broken: false,
         })

@@ -2,7 +2,8 @@
 //! transactions, over the connections of [`super::pg`].
 
 use super::pg::{
-    BEGIN_WRITE, Connector, DatabaseUrl, PgConn, Sent, connection_lost, error, runtime,
+    BEGIN_BESIDE, BEGIN_WRITE, Connector, DatabaseUrl, PgConn, Sent, connection_lost, error,
+    runtime,
 };
 use super::tx::Tx;
 use super::writer::{
@@ -14,16 +15,30 @@ use std::sync::{Arc, Mutex, mpsc};
 use tokio::runtime::Runtime;
 
 /// Begins a batch's write transaction holding
-/// [`WRITE_LOCK`](super::pg::WRITE_LOCK) and the savepoint of its first
-/// job, in one round trip (see [`begin_on`]).
+/// [`WRITE_LOCK`](super::pg::WRITE_LOCK), shared if every job may run
+/// `beside` other replicas' (else exclusively), and the savepoint of its
+/// first job, in one round trip (see [`begin_on`]).
 fn begin_batch(
     conn: &mut Option<PgConn>,
     connector: &Connector,
     runtime: &Arc<Runtime>,
+    beside: bool,
 ) -> Result<(), postgres::Error> {
-    static BEGIN: std::sync::LazyLock<String> =
+    static ALONE: std::sync::LazyLock<String> =
         std::sync::LazyLock::new(|| format!("{}; {FIRST_SAVEPOINT}", *BEGIN_WRITE));
-    begin_on(conn, connector, runtime, |c| c.batch_execute(&BEGIN))
+    static BESIDE: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| format!("{}; {FIRST_SAVEPOINT}", *BEGIN_BESIDE));
+    let begin: &str = if beside { &BESIDE } else { &ALONE };
+    begin_on(conn, connector, runtime, |c| c.batch_execute(begin))
+}
+
+/// How a batch failed.
+enum Failed {
+    /// A statement failed (the error says whether the connection is gone).
+    Statement(postgres::Error),
+    /// Appending the audit entries its jobs left for the commit failed,
+    /// before the `COMMIT` was sent.
+    Appending(Error),
 }
 
 /// Begins a transaction on `conn` with `begin`, connecting first if there is
@@ -104,7 +119,8 @@ pub(super) fn writer_loop(
         let Some(mut batch) = next_batch(&jobs, &mut stopping) else {
             break;
         };
-        if let Err(e) = begin_batch(&mut conn, &connector, &runtime) {
+        let beside = batch.iter().all(|job| job.beside());
+        if let Err(e) = begin_batch(&mut conn, &connector, &runtime, beside) {
             health.failed();
             let err = error(&e);
             for job in batch {
@@ -117,9 +133,14 @@ pub(super) fn writer_loop(
         };
         let ended = {
             let cell = RefCell::new(c.tx());
+            let tx = if beside {
+                Tx::postgres_beside(&cell)
+            } else {
+                Tx::postgres(&cell)
+            };
             run_jobs(
                 &mut batch,
-                &Tx::postgres(&cell),
+                &tx,
                 |sql| {
                     cell.borrow_mut().batch(sql).map_err(|sent| match sent {
                         // The server refused a statement the job left: the
@@ -128,10 +149,22 @@ pub(super) fn writer_loop(
                         Sent::Later(e) if !connection_lost(&e) => Between::Job(error(&e)),
                         // A broken connection: nothing is known of the
                         // statement after it either (a `COMMIT`, maybe).
-                        Sent::Later(e) | Sent::Now(e) => Between::Batch(e),
+                        Sent::Later(e) | Sent::Now(e) => Between::Batch(Failed::Statement(e)),
                     })
                 },
-                |sql| cell.borrow_mut().batch(sql).map_err(Sent::into_error),
+                |sql| {
+                    cell.borrow_mut()
+                        .batch(sql)
+                        .map_err(|sent| Failed::Statement(sent.into_error()))
+                },
+                || {
+                    super::audit::append_deferred(&tx).map_err(Failed::Appending)?;
+                    // A failing insert fails the batch: its `COMMIT` then
+                    // rolled back (the transaction was aborted).
+                    cell.borrow_mut()
+                        .batch("COMMIT")
+                        .map_err(|sent| Failed::Statement(sent.into_error()))
+                },
             )
         };
         // The injected fault: PostgreSQL committed, but its answer was lost
@@ -156,20 +189,26 @@ pub(super) fn writer_loop(
             }
             Err(failed) => {
                 health.failed();
-                let e = failed.error;
                 // Whether the statement with `COMMIT` was sent decides what
                 // a lost connection means: before it, the batch certainly
                 // did not commit.
-                let err = if connection_lost(&e) {
-                    conn = None;
-                    if failed.commit_sent {
-                        not_durable()
-                    } else {
+                let err = match failed.error {
+                    Failed::Statement(e) if connection_lost(&e) => {
+                        conn = None;
+                        if failed.commit_sent {
+                            not_durable()
+                        } else {
+                            error(&e)
+                        }
+                    }
+                    Failed::Statement(e) => {
+                        let _ = c.batch_execute("ROLLBACK");
                         error(&e)
                     }
-                } else {
-                    let _ = c.batch_execute("ROLLBACK");
-                    error(&e)
+                    Failed::Appending(err) => {
+                        let _ = c.batch_execute("ROLLBACK");
+                        err
+                    }
                 };
                 for job in batch {
                     job.deliver(Err(err.clone()));

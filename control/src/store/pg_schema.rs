@@ -5,8 +5,9 @@
 //! (64-bit integers throughout, identity columns for SQLite's row ids,
 //! `BYTEA` for blobs, the run-count triggers in PL/pgSQL). A later change of
 //! schema is a new entry here and in [`super::schema::MIGRATIONS`] alike, the
-//! two written to mean the same; `schema_tests` checks that both backends
-//! end with the same tables and columns.
+//! two written to mean the same (what only PostgreSQL needs, such as
+//! migration 3, is an entry here alone); `schema_tests` checks that both
+//! backends end with the same tables and columns.
 //!
 //! Replicas may start together: migrating takes a transaction-level advisory
 //! lock first, so one migrates and the others find the work done.
@@ -348,6 +349,26 @@ ALTER TABLE slack_approval_posts ADD COLUMN holder TEXT;
 ALTER TABLE slack_approval_posts ADD COLUMN held_until_ms BIGINT;
 ALTER TABLE slack_notices ADD COLUMN holder TEXT;
 ALTER TABLE slack_notices ADD COLUMN held_until_ms BIGINT;
+"#,
+    // 3: (PostgreSQL only: SQLite has one writer.) Run counts as a row per
+    // change rather than a row per status: transactions of several
+    // replicas run beside each other (`Db::write_beside`), and updating
+    // one row per status would make each wait for the others' commits, and
+    // two that changed two statuses in opposite orders deadlock. Reads sum
+    // the rows; the lease sweep folds them up (`runs::compact_counts`).
+    r#"
+ALTER TABLE run_counts DROP CONSTRAINT run_counts_pkey;
+CREATE OR REPLACE FUNCTION run_counts_track() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP IN ('UPDATE', 'DELETE') THEN
+        INSERT INTO run_counts (status, n) VALUES (OLD.status, -1);
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+        INSERT INTO run_counts (status, n) VALUES (NEW.status, 1);
+    END IF;
+    RETURN NULL;
+END;
+$$;
 "#,
 ];
 

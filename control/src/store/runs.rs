@@ -5,7 +5,7 @@
 
 use super::sql::Arg;
 use super::sql::{self, Optional as _, Row};
-use super::tx::Tx;
+use super::tx::{Backend, Tx};
 use crate::error::Error;
 use sealrun_wire::admin::TargetSpec;
 use sealrun_wire::run::{Redactions, RunSource, RunStatus, RunView};
@@ -304,13 +304,20 @@ pub(crate) fn claim_next(
     lease_until: i64,
     now: i64,
 ) -> Result<Option<Claimed>, Error> {
+    // On PostgreSQL, claims of several replicas run beside each other
+    // (`Db::write_beside`): each skips the queued runs another is claiming
+    // instead of waiting for it and then finding them taken.
+    let skip = match tx.backend() {
+        Backend::Sqlite => "",
+        Backend::Postgres => " FOR UPDATE OF r SKIP LOCKED",
+    };
     Ok(tx
         .prepare_cached(&format!(
             "UPDATE runs SET status = 'running', agent_id = ?1, agent_name = ?2,
                              lease_expires_ms = ?3, started_ms = ?4, poll_id = ?5
              WHERE n = (SELECT r.n FROM agent_targets a
                         JOIN runs r ON r.target_id = a.target_id AND r.status = 'queued'
-                        WHERE a.agent_id = ?1 ORDER BY r.n LIMIT 1)
+                        WHERE a.agent_id = ?1 ORDER BY r.n LIMIT 1{skip})
                AND status = 'queued'
              RETURNING {CLAIMED_COLUMNS}"
         ))?
@@ -461,12 +468,20 @@ pub(crate) fn request_cancel(tx: &Tx<'_>, run_id: &str) -> Result<bool, Error> {
 /// A run as its holder sees it: status, holding agent, exit code.
 pub(crate) type Held = (String, Option<String>, Option<i64>);
 
-/// The org's run `run_id` as its holder sees it.
+/// The org's run `run_id` as its holder sees it. On PostgreSQL the row is
+/// locked until the transaction ends: a finish decides from it, and the
+/// same finish sent again to another replica runs beside it
+/// (`Db::write_beside`), so the second waits and sees the first's outcome.
 pub(crate) fn holder(tx: &Tx<'_>, org_id: i64, run_id: &str) -> Result<Option<Held>, Error> {
+    const SELECT: &str =
+        "SELECT status, agent_id, exit_code FROM runs WHERE org_id = ?1 AND id = ?2";
+    static LOCKING: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| format!("{SELECT} FOR UPDATE"));
     Ok(tx
-        .prepare_cached(
-            "SELECT status, agent_id, exit_code FROM runs WHERE org_id = ?1 AND id = ?2",
-        )?
+        .prepare_cached(match tx.backend() {
+            Backend::Sqlite => SELECT,
+            Backend::Postgres => &LOCKING,
+        })?
         .query_row(params![org_id, run_id], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })
@@ -617,12 +632,39 @@ pub(crate) fn active_for_target(tx: &Tx<'_>, target_id: i64) -> Result<i64, Erro
 /// How many runs (of every org) are in each status: read from `run_counts`,
 /// which triggers keep up to date as runs are inserted and change status, so
 /// the cost does not grow with the number of runs (`/metrics` asks often).
+///
+/// On PostgreSQL the triggers add a row per change instead of updating one
+/// per status (transactions beside each other would otherwise wait on, and
+/// deadlock over, those rows): the counts are the sums, and
+/// [`compact_counts`] folds the rows up now and then.
 pub(crate) fn count_by_status(tx: &Tx<'_>) -> Result<HashMap<String, u64>, Error> {
     let mut counts = HashMap::new();
-    let mut stmt = tx.prepare_cached("SELECT status, n FROM run_counts")?;
+    let mut stmt =
+        tx.prepare_cached("SELECT status, CAST(SUM(n) AS BIGINT) FROM run_counts GROUP BY status")?;
     stmt.each(params![], |r| {
         counts.insert(r.get::<_, String>(0)?, r.get::<_, u64>(1)?);
         Ok(true)
     })?;
     Ok(counts)
+}
+
+/// Folds `run_counts`' rows into one per status (PostgreSQL adds one per
+/// change: see [`count_by_status`]). For a write that no job beside it can
+/// interleave with (`Db::write`). Nothing to do on SQLite.
+pub(crate) fn compact_counts(tx: &Tx<'_>) -> Result<(), Error> {
+    if tx.backend() == Backend::Postgres {
+        tx.prepare_cached(
+            "WITH gone AS (DELETE FROM run_counts RETURNING status, n)
+             INSERT INTO run_counts (status, n) SELECT status, SUM(n) FROM gone GROUP BY status",
+        )?
+        .execute_later(params![])?;
+    }
+    Ok(())
+}
+
+/// Whether a run of target `target_id` is queued.
+pub(crate) fn has_queued(tx: &Tx<'_>, target_id: i64) -> Result<bool, Error> {
+    Ok(tx
+        .prepare_cached("SELECT 1 FROM runs WHERE target_id = ?1 AND status = 'queued' LIMIT 1")?
+        .exists(params![target_id])?)
 }

@@ -2,7 +2,7 @@
 
 use super::pg::PgTx;
 use super::sql::{self, Optional as _, Param, Result, Row, SqlError, bind};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 /// A transaction of the writer, or a reader's snapshot: what the domain
 /// hands to store functions. Only the store modules can reach the
@@ -16,6 +16,25 @@ pub struct Tx<'c> {
     /// write lock) and because a job rolled back forgets it
     /// ([`Tx::forget_job`]).
     audit_heads: RefCell<Vec<(i64, u64, String)>>,
+    /// Whether audit entries are appended when the transaction commits
+    /// rather than when a job makes them ([`Tx::defers_appends`]).
+    defers: bool,
+    /// The entries left for then, in the order the jobs made them.
+    deferred: RefCell<Vec<PendingAppend>>,
+    /// How many of them the jobs before the running one left.
+    job_mark: Cell<usize>,
+}
+
+/// An audit entry made by a job of a transaction that appends them as it
+/// commits: everything but its place in the chain.
+#[derive(Debug)]
+pub(super) struct PendingAppend {
+    pub(super) org_id: i64,
+    pub(super) at_ms: i64,
+    pub(super) actor: String,
+    pub(super) action: String,
+    pub(super) subject: String,
+    pub(super) detail: String,
 }
 
 impl std::fmt::Debug for Tx<'_> {
@@ -35,18 +54,71 @@ pub(crate) enum Backend {
 }
 
 impl<'c> Tx<'c> {
-    pub(super) fn sqlite(conn: &'c rusqlite::Connection) -> Tx<'c> {
+    fn new(conn: Conn<'c>, defers: bool) -> Tx<'c> {
         Tx {
-            conn: Conn::Sqlite(conn),
+            conn,
             audit_heads: RefCell::default(),
+            defers,
+            deferred: RefCell::default(),
+            job_mark: Cell::new(0),
         }
     }
 
+    pub(super) fn sqlite(conn: &'c rusqlite::Connection) -> Tx<'c> {
+        Tx::new(Conn::Sqlite(conn), false)
+    }
+
     pub(super) fn postgres(conn: &'c RefCell<PgTx<'c>>) -> Tx<'c> {
-        Tx {
-            conn: Conn::Postgres(conn),
-            audit_heads: RefCell::default(),
+        Tx::new(Conn::Postgres(conn), false)
+    }
+
+    /// A PostgreSQL transaction that may run beside other replicas' (it
+    /// holds [`WRITE_LOCK`](super::pg::WRITE_LOCK) shared): its audit
+    /// entries are appended as it commits, under a lock of their own, so
+    /// that the chain's head is read and extended by one transaction at a
+    /// time while everything before runs side by side (see
+    /// `audit::append_deferred`).
+    pub(super) fn postgres_beside(conn: &'c RefCell<PgTx<'c>>) -> Tx<'c> {
+        Tx::new(Conn::Postgres(conn), true)
+    }
+
+    /// The name of org `id` if this connection read it before (PostgreSQL
+    /// only: there a read is a round trip, and ids are never reused).
+    pub(super) fn known_org_name(&self, id: i64) -> Option<String> {
+        match self.conn {
+            Conn::Sqlite(_) => None,
+            Conn::Postgres(c) => c.borrow().known_org_name(id),
         }
+    }
+
+    /// Remembers org `id`'s name for [`Tx::known_org_name`].
+    pub(super) fn know_org_name(&self, id: i64, name: &str) {
+        if let Conn::Postgres(c) = self.conn {
+            c.borrow_mut().know_org_name(id, name);
+        }
+    }
+
+    /// Whether audit entries wait for the transaction's end
+    /// ([`Tx::postgres_beside`]).
+    pub(super) fn defers_appends(&self) -> bool {
+        self.defers
+    }
+
+    /// Leaves `entry` to be appended when the transaction commits.
+    pub(super) fn defer_append(&self, entry: PendingAppend) {
+        self.deferred.borrow_mut().push(entry);
+    }
+
+    /// The entries left to be appended, taken.
+    pub(super) fn take_deferred(&self) -> Vec<PendingAppend> {
+        self.job_mark.set(0);
+        std::mem::take(&mut *self.deferred.borrow_mut())
+    }
+
+    /// A job begins: what it leaves from here on is its own
+    /// ([`Tx::forget_job`]).
+    pub(super) fn begin_job(&self) {
+        self.job_mark.set(self.deferred.borrow().len());
     }
 
     /// The backend this transaction runs on.
@@ -80,6 +152,7 @@ impl<'c> Tx<'c> {
     /// job's changes were rolled back.
     pub(super) fn forget_job(&self) {
         self.audit_heads.borrow_mut().clear();
+        self.deferred.borrow_mut().truncate(self.job_mark.get());
         if let Conn::Postgres(c) = self.conn {
             c.borrow_mut().drop_later();
         }

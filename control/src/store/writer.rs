@@ -86,6 +86,9 @@ pub(super) trait WriteJob: Send {
     /// Fails a job that returned `Ok`: a statement it left to be sent
     /// after it returned failed (see [`Between::Job`]).
     fn fail(&mut self, error: Error);
+    /// Whether the job may run beside other replicas' writes (see
+    /// [`Db::write_beside`](super::Db::write_beside)).
+    fn beside(&self) -> bool;
 }
 
 pub(super) type Hook<T> = Box<dyn FnOnce(&T) + Send>;
@@ -95,6 +98,8 @@ pub(super) struct Job<T, F> {
     pub(super) on_commit: Option<Hook<T>>,
     pub(super) result: Option<Result<T, Error>>,
     pub(super) reply: oneshot::Sender<Result<T, Error>>,
+    /// See [`WriteJob::beside`].
+    pub(super) beside: bool,
 }
 
 impl<T, F> WriteJob for Job<T, F>
@@ -123,6 +128,10 @@ where
 
     fn fail(&mut self, error: Error) {
         self.result = Some(Err(error));
+    }
+
+    fn beside(&self) -> bool {
+        self.beside
     }
 
     fn deliver(self: Box<Self>, committed: Result<(), Error>) {
@@ -189,6 +198,12 @@ const KEEP_AND_COMMIT: &str = "RELEASE job; COMMIT";
 /// `COMMIT` behind it does not run (a multi-statement batch stops at its
 /// first error), so the job's changes can never be committed.
 const DROP_AND_COMMIT: &str = "ROLLBACK TO job; COMMIT";
+/// Ends the last job of a batch that appends its audit entries when it
+/// commits ([`Tx::defers_appends`]), when it is kept: the engine's `close`
+/// then appends and commits.
+const KEEP_AND_CLOSE: &str = "RELEASE job";
+/// The same, when the last job is not kept.
+const DROP_AND_CLOSE: &str = "ROLLBACK TO job; RELEASE job";
 
 /// How the statement ending a job failed.
 pub(super) enum Between<E> {
@@ -222,45 +237,61 @@ pub(super) struct BatchFailed<E> {
 /// hold exactly the kept jobs, and the engine rolls it all back (the
 /// `COMMIT` was never sent unless [`BatchFailed::commit_sent`]). The same
 /// SQL on both backends.
+///
+/// A transaction that appends its audit entries as it commits
+/// ([`Tx::defers_appends`], PostgreSQL beside other replicas) ends its last
+/// job's savepoint on its own and leaves the rest to `close`, which
+/// appends what the kept jobs left and commits.
 pub(super) fn run_jobs<E>(
     batch: &mut Batch,
     tx: &Tx<'_>,
     mut end_job: impl FnMut(&str) -> Result<(), Between<E>>,
     mut run: impl FnMut(&str) -> Result<(), E>,
+    close: impl FnOnce() -> Result<(), E>,
 ) -> Result<(), BatchFailed<E>> {
     let last = batch.len().saturating_sub(1);
+    let closing = tx.defers_appends();
     for (i, job) in batch.iter_mut().enumerate() {
         let end = i == last;
+        tx.begin_job();
         let kept = job.run(tx);
         if !kept {
             tx.forget_job();
         }
         let failed = |error| BatchFailed {
             error,
-            commit_sent: end,
+            commit_sent: end && !closing,
         };
-        match end_job(next_statement(kept, end)) {
+        match end_job(next_statement(kept, end, closing)) {
             Ok(()) => {}
             Err(Between::Job(error)) => {
                 // The transaction is aborted, the job's savepoint still
                 // open: rolling back to it undoes the job and the abort.
                 job.fail(error);
                 tx.forget_job();
-                run(next_statement(false, end)).map_err(failed)?;
+                run(next_statement(false, end, closing)).map_err(failed)?;
             }
             Err(Between::Batch(error)) => return Err(failed(error)),
         }
+    }
+    if closing {
+        close().map_err(|error| BatchFailed {
+            error,
+            commit_sent: true,
+        })?;
     }
     Ok(())
 }
 
 /// The statement after a job: whether it is `kept`, whether it is the
-/// batch's `last`.
-fn next_statement(kept: bool, last: bool) -> &'static str {
-    match (kept, last) {
-        (true, false) => KEEP_AND_NEXT,
-        (false, false) => DROP_AND_NEXT,
-        (true, true) => KEEP_AND_COMMIT,
-        (false, true) => DROP_AND_COMMIT,
+/// batch's `last`, whether the engine's `close` commits (see [`run_jobs`]).
+fn next_statement(kept: bool, last: bool, closing: bool) -> &'static str {
+    match (kept, last, closing) {
+        (true, false, _) => KEEP_AND_NEXT,
+        (false, false, _) => DROP_AND_NEXT,
+        (true, true, false) => KEEP_AND_COMMIT,
+        (false, true, false) => DROP_AND_COMMIT,
+        (true, true, true) => KEEP_AND_CLOSE,
+        (false, true, true) => DROP_AND_CLOSE,
     }
 }
