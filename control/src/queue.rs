@@ -664,7 +664,8 @@ pub(crate) fn finish(
             req.status
         )));
     }
-    let Some((status, holder, exit_code)) = store::runs::holder(tx, agent.org_id, run_id)? else {
+    let Some((status, holder, exit_code)) = store::runs::holder_locked(tx, agent.org_id, run_id)?
+    else {
         return Err(no_such_run(run_id));
     };
     if holder.as_deref() != Some(agent.id.as_str()) {

@@ -468,20 +468,30 @@ pub(crate) fn request_cancel(tx: &Tx<'_>, run_id: &str) -> Result<bool, Error> {
 /// A run as its holder sees it: status, holding agent, exit code.
 pub(crate) type Held = (String, Option<String>, Option<i64>);
 
-/// The org's run `run_id` as its holder sees it. On PostgreSQL the row is
-/// locked until the transaction ends: a finish decides from it, and the
-/// same finish sent again to another replica runs beside it
-/// (`Db::write_beside`), so the second waits and sees the first's outcome.
+/// What [`holder`] and [`holder_locked`] read.
+const HOLDER: &str = "SELECT status, agent_id, exit_code FROM runs WHERE org_id = ?1 AND id = ?2";
+
+/// The org's run `run_id` as its holder sees it.
 pub(crate) fn holder(tx: &Tx<'_>, org_id: i64, run_id: &str) -> Result<Option<Held>, Error> {
-    const SELECT: &str =
-        "SELECT status, agent_id, exit_code FROM runs WHERE org_id = ?1 AND id = ?2";
+    held(tx, HOLDER, org_id, run_id)
+}
+
+/// [`holder`], for a write that decides from it: on PostgreSQL the row is
+/// locked until the transaction ends, because a finish runs beside other
+/// replicas' (`Db::write_beside`) and the same finish sent again to another
+/// replica must wait and see the first's outcome.
+pub(crate) fn holder_locked(tx: &Tx<'_>, org_id: i64, run_id: &str) -> Result<Option<Held>, Error> {
     static LOCKING: std::sync::LazyLock<String> =
-        std::sync::LazyLock::new(|| format!("{SELECT} FOR UPDATE"));
+        std::sync::LazyLock::new(|| format!("{HOLDER} FOR UPDATE"));
+    match tx.backend() {
+        Backend::Sqlite => held(tx, HOLDER, org_id, run_id),
+        Backend::Postgres => held(tx, &LOCKING, org_id, run_id),
+    }
+}
+
+fn held(tx: &Tx<'_>, sql: &str, org_id: i64, run_id: &str) -> Result<Option<Held>, Error> {
     Ok(tx
-        .prepare_cached(match tx.backend() {
-            Backend::Sqlite => SELECT,
-            Backend::Postgres => &LOCKING,
-        })?
+        .prepare_cached(sql)?
         .query_row(params![org_id, run_id], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })
