@@ -58,12 +58,10 @@ pub(crate) fn check_rule(rule: &ApprovalRule) -> Result<(), Error> {
 pub(crate) struct Submission<'a> {
     pub(crate) org_id: i64,
     pub(crate) run_id: &'a str,
-    /// Everything its digest covers, but the org's name (read here).
+    /// Everything its digest covers (see [`digest`]).
     pub(crate) spec: RunSpec,
-    /// The digest of its intent, if its submitter signed one or one was
-    /// stated for it (a Slack command): then approvals bind that instead
-    /// of the spec's.
-    pub(crate) intent_digest: Option<&'a str>,
+    /// What approvals bind ([`digest`]), stored with the run.
+    pub(crate) digest: &'a str,
     /// The target's rule, if it has one.
     pub(crate) target_rule: Option<&'a ApprovalRule>,
     /// The runbook's own rule, if the run calls a runbook that has one
@@ -83,16 +81,25 @@ pub(crate) struct Admitted {
     pub(crate) approval: Option<ApprovalProgress>,
 }
 
-/// Records the run's spec digest and, if a rule demands approval, holds it
-/// as `pending_approval` (or lets it through by break-glass). Fails (and
-/// so rolls the submission back) on a break-glass the rule does not allow,
-/// one with a blank reason, or one for a run that needs no approval.
-pub(crate) fn admit(tx: &Tx<'_>, mut s: Submission<'_>) -> Result<Admitted, Error> {
-    s.spec.org = store::approvals::org_name(tx, s.org_id)?;
-    let digest = s
-        .intent_digest
-        .map_or_else(|| s.spec.digest(), str::to_owned);
-    store::approvals::set_spec(tx, s.run_id, &digest, s.spec.submitter_user_id)?;
+/// What approvals of a run bind, stored with it: the digest of its intent
+/// if its submitter signed one or one was stated for it (a Slack command),
+/// else of `spec` (whose org's name is filled in here).
+pub(crate) fn digest(
+    tx: &Tx<'_>,
+    org_id: i64,
+    spec: &mut RunSpec,
+    intent_digest: Option<&str>,
+) -> Result<String, Error> {
+    spec.org = store::approvals::org_name(tx, org_id)?;
+    Ok(intent_digest.map_or_else(|| spec.digest(), str::to_owned))
+}
+
+/// If a rule demands approval, holds the run (inserted with its digest) as
+/// `pending_approval` (or lets it through by break-glass). Fails (and so
+/// rolls the submission back) on a break-glass the rule does not allow, one
+/// with a blank reason, or one for a run that needs no approval.
+pub(crate) fn admit(tx: &Tx<'_>, s: Submission<'_>) -> Result<Admitted, Error> {
+    let digest = s.digest;
     let runbook = s.spec.runbook.as_ref().map(|r| r.name.as_str());
     let rule = s.runbook_rule.or(s.target_rule);
     let needed = rule.filter(|r| r.applies(runbook, !s.spec.secrets.is_empty()));

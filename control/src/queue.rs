@@ -281,8 +281,9 @@ pub(crate) fn submit(
             "name a target (a run without a runbook needs one)".into(),
         ));
     }
-    let (target_id, spec) = store::targets::spec_by_name(tx, who.org_id, &req.target)?
-        .ok_or_else(|| Error::not_found(Object::Target, req.target.clone()))?;
+    let (target_id, spec, serving) =
+        store::targets::spec_by_name_served(tx, who.org_id, &req.target, connected_since)?
+            .ok_or_else(|| Error::not_found(Object::Target, req.target.clone()))?;
     if rendered.is_none() {
         check_ad_hoc_policy(req, &spec)?;
     }
@@ -295,7 +296,7 @@ pub(crate) fn submit(
             )));
         }
     }
-    let served = store::agents::serving(tx, target_id, connected_since)? > 0;
+    let served = serving > 0;
     if req.require_agent && !served {
         return Err(Error::Conflict(format!(
             "no connected agent serves target {}; the run was not queued",
@@ -344,7 +345,27 @@ pub(crate) fn submit(
         )?),
         _ => None,
     };
-    store::runs::insert(tx, &run)?;
+    let intent_digest = signed
+        .as_ref()
+        .map(|s| s.digest.as_str())
+        .or(stated.as_ref().map(|s| s.digest.as_str()));
+    let mut run_spec = RunSpec {
+        org: String::new(),
+        target: req.target.clone(),
+        argv: req.argv.clone(),
+        env: req.env.clone(),
+        secrets: req.secrets.clone(),
+        image: image.clone(),
+        timeout_secs: timeout,
+        runbook: rendered.as_ref().map(|r| RunbookRef {
+            name: r.name.clone(),
+            version: r.version,
+        }),
+        submitter_user_id: who.user_id,
+        stdin: req.stdin,
+    };
+    let digest = crate::approval::digest(tx, who.org_id, &mut run_spec, intent_digest)?;
+    store::runs::insert(tx, &run, &digest, who.user_id)?;
     if let Some(r) = &rendered {
         store::runs::set_runbook(tx, &id, &r.name, r.version)?;
     }
@@ -354,10 +375,6 @@ pub(crate) fn submit(
     if let Some(s) = &stated {
         store::runs::set_stated(tx, &id, &s.intent)?;
     }
-    let intent_digest = signed
-        .as_ref()
-        .map(|s| s.digest.as_str())
-        .or(stated.as_ref().map(|s| s.digest.as_str()));
     if let Some((key, fingerprint)) = &keyed {
         store::runs::insert_key(tx, who.org_id, who.actor, key, fingerprint, &id, now)?;
     }
@@ -389,22 +406,8 @@ pub(crate) fn submit(
         crate::approval::Submission {
             org_id: who.org_id,
             run_id: &id,
-            spec: RunSpec {
-                org: String::new(),
-                target: req.target.clone(),
-                argv: req.argv.clone(),
-                env: req.env.clone(),
-                secrets: req.secrets.clone(),
-                image: image.clone(),
-                timeout_secs: timeout,
-                runbook: rendered.as_ref().map(|r| RunbookRef {
-                    name: r.name.clone(),
-                    version: r.version,
-                }),
-                submitter_user_id: who.user_id,
-                stdin: req.stdin,
-            },
-            intent_digest,
+            spec: run_spec,
+            digest: &digest,
             target_rule: spec.policy.approval.as_ref(),
             runbook_rule: rendered.as_ref().and_then(|r| r.approval.as_ref()),
             role: who.role,

@@ -208,15 +208,22 @@ pub(crate) fn connected(tx: &Tx<'_>, since: i64) -> Result<u64, Error> {
         .query_row(params![since], |r| r.get(0))?)
 }
 
+/// The query counting the connected agents (online, unrevoked, heard from
+/// at or after `since`) that serve target `target`, both SQL expressions.
+pub(super) fn serving_sql(target: &str, since: &str) -> String {
+    format!(
+        "SELECT COUNT(*) FROM agent_targets t JOIN agents a ON a.id = t.agent_id
+         WHERE t.target_id = {target} AND a.online = 1 AND a.revoked_ms IS NULL
+           AND a.last_seen_ms >= {since}"
+    )
+}
+
 /// How many connected agents (online, unrevoked, heard from at or after
 /// `since`) serve target `target_id`.
 pub(crate) fn serving(tx: &Tx<'_>, target_id: i64, since: i64) -> Result<i64, Error> {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| serving_sql("?1", "?2"));
     Ok(tx
-        .prepare_cached(
-            "SELECT COUNT(*) FROM agent_targets t JOIN agents a ON a.id = t.agent_id
-             WHERE t.target_id = ?1 AND a.online = 1 AND a.revoked_ms IS NULL
-               AND a.last_seen_ms >= ?2",
-        )?
+        .prepare_cached(&SQL)?
         .query_row(params![target_id, since], |r| r.get(0))?)
 }
 

@@ -24,19 +24,6 @@ pub(crate) fn org_name(tx: &Tx<'_>, org_id: i64) -> Result<String, Error> {
     Ok(name)
 }
 
-/// Records the spec digest and the submitter's user id of run `run_id`,
-/// just inserted.
-pub(crate) fn set_spec(
-    tx: &Tx<'_>,
-    run_id: &str,
-    digest: &str,
-    submitter_user_id: i64,
-) -> Result<(), Error> {
-    tx.prepare_cached("UPDATE runs SET spec_digest = ?2, submitter_user_id = ?3 WHERE id = ?1")?
-        .execute_later(params![run_id, digest, submitter_user_id])?;
-    Ok(())
-}
-
 /// `queued -> pending_approval` for run `run_id`, just inserted, under
 /// `rule` (JSON) until `expires_ms`.
 pub(crate) fn hold(tx: &Tx<'_>, run_id: &str, rule: &str, expires_ms: i64) -> Result<(), Error> {

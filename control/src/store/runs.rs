@@ -155,12 +155,19 @@ pub(crate) struct NewRun<'a> {
     pub(crate) now: i64,
 }
 
-/// Queues a run.
-pub(crate) fn insert(tx: &Tx<'_>, run: &NewRun<'_>) -> Result<(), Error> {
+/// Queues a run, with the digest its approvals bind and its submitter's
+/// user id.
+pub(crate) fn insert(
+    tx: &Tx<'_>,
+    run: &NewRun<'_>,
+    spec_digest: &str,
+    submitter_user_id: i64,
+) -> Result<(), Error> {
     tx.prepare_cached(
         "INSERT INTO runs (id, org_id, target_id, target, argv, env, secrets, image, timeout_secs,
-                               source, submitter, status, created_ms, stdin)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'queued', ?12, ?13)",
+                               source, submitter, status, created_ms, stdin, spec_digest,
+                               submitter_user_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'queued', ?12, ?13, ?14, ?15)",
     )?
     .execute_later(params![
         run.id,
@@ -176,6 +183,8 @@ pub(crate) fn insert(tx: &Tx<'_>, run: &NewRun<'_>) -> Result<(), Error> {
         run.submitter,
         run.now,
         run.stdin,
+        spec_digest,
+        submitter_user_id,
     ])?;
     Ok(())
 }

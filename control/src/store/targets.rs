@@ -99,6 +99,33 @@ pub(crate) fn spec_by_name(
     }
 }
 
+/// [`spec_by_name`], with how many connected agents serve the target (as
+/// `agents::serving` counts them, with agents heard from at or after
+/// `since`): what a submission needs, in one round trip.
+pub(crate) fn spec_by_name_served(
+    tx: &Tx<'_>,
+    org_id: i64,
+    name: &str,
+    since: i64,
+) -> Result<Option<(i64, TargetSpec, i64)>, Error> {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "SELECT id, spec, ({}) FROM targets WHERE org_id = ?1 AND name = ?2",
+            super::agents::serving_sql("targets.id", "?3")
+        )
+    });
+    let row: Option<(i64, String, i64)> = tx
+        .prepare_cached(&SQL)?
+        .query_row(params![org_id, name, since], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .optional()?;
+    match row {
+        Some((id, spec, serving)) => Ok(Some((id, serde_json::from_str(&spec)?, serving))),
+        None => Ok(None),
+    }
+}
+
 /// Target `id`'s certificate (JSON), if an admin certified it.
 pub(crate) fn certificate(tx: &Tx<'_>, id: i64) -> Result<Option<String>, Error> {
     Ok(tx
