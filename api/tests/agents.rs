@@ -127,7 +127,7 @@ async fn the_connected_agent_cap_is_enforced_per_org() {
     let mut second = FakeAgent::register(&s, &enrollment, "two").await;
     second
         .keys
-        .push(("db".into(), first.keys[0].1.clone_for_test()));
+        .push(("db".into(), sealrun_testkit::same_key(&first.keys[0].1)));
     second.connect().await.error(StatusCode::TOO_MANY_REQUESTS);
     // Once the first goes away, the second may connect.
     assert_eq!(
@@ -139,20 +139,6 @@ async fn the_connected_agent_cap_is_enforced_per_org() {
         StatusCode::NO_CONTENT
     );
     second.connect().await.ok();
-}
-
-trait CloneForTest {
-    fn clone_for_test(&self) -> TargetKeypair;
-}
-
-impl CloneForTest for TargetKeypair {
-    /// A second agent serving the same target holds the same keypair.
-    fn clone_for_test(&self) -> TargetKeypair {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("k");
-        self.save(&path).unwrap();
-        TargetKeypair::load(&path).unwrap()
-    }
 }
 
 #[tokio::test]

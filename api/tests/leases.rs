@@ -24,7 +24,7 @@ async fn a_run_whose_lease_lapses_becomes_lost_and_is_never_handed_out_again() {
     // A second agent serving the same target, with the same key.
     let backup = FakeAgent::enroll(&w.server, &w.admin, "agent-2", &[]).await;
     let backup = FakeAgent {
-        keys: vec![("db".into(), same_key(&w.agent.keys[0].1))],
+        keys: vec![("db".into(), sealrun_testkit::same_key(&w.agent.keys[0].1))],
         ..backup
     };
     backup.connect().await.ok();
@@ -78,11 +78,4 @@ async fn heartbeats_keep_a_lease_alive() {
         .finish(&run, RunStatus::Succeeded, Some(0), 0)
         .await
         .ok();
-}
-
-fn same_key(kp: &sealrun_vault::TargetKeypair) -> sealrun_vault::TargetKeypair {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("k");
-    kp.save(&path).unwrap();
-    sealrun_vault::TargetKeypair::load(&path).unwrap()
 }

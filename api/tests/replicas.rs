@@ -231,3 +231,90 @@ async fn an_approval_request_is_posted_to_slack_once_though_every_replica_drains
     b.stop().await;
     a.stop().await;
 }
+
+#[tokio::test]
+async fn a_submission_sent_to_two_replicas_at_once_with_one_key_queues_one_run() {
+    let Some((a, b, _dir)) = replicas().await else {
+        return;
+    };
+    let (admin_a, admin_b) = (a.admin(), b.admin());
+    admin_a.declare_target("db").await;
+    let req = to_value(&run_request("db", &["true"]));
+    let submit = |client: &Client, key: String| {
+        let (client, req) = (client.clone(), req.clone());
+        async move {
+            client
+                .call_with(
+                    reqwest::Method::POST,
+                    "/v1/runs",
+                    Some(req),
+                    &[("Idempotency-Key", &key)],
+                )
+                .await
+        }
+    };
+    // Each pair races: the replicas run submissions side by side, so
+    // without the key's lock the second would insert a run of its own and
+    // fail on the key (a 500) instead of replaying the first.
+    for i in 0..8 {
+        let key = format!("race-{i}");
+        let (one, two) = tokio::join!(submit(&admin_a, key.clone()), submit(&admin_b, key));
+        let one: RunCreated = one.ok().parse();
+        let two: RunCreated = two.ok().parse();
+        assert_eq!(one.id, two.id, "pair {i} queued two runs");
+    }
+    let list: sealrun_wire::run::RunList = admin_a.get("/v1/runs").await.ok().parse();
+    assert_eq!(list.runs.len(), 8);
+}
+
+#[tokio::test]
+async fn a_burst_queued_where_one_agent_waits_reaches_the_agents_waiting_on_another_replica() {
+    let Some((a, b, _dir)) = replicas().await else {
+        return;
+    };
+    let admin_a = a.admin();
+    admin_a.declare_target("db").await;
+    let here = FakeAgent::enroll(&a, &admin_a, "agent-a", &["db"]).await;
+    let mut there = Vec::new();
+    for i in 0..5 {
+        let name = format!("agent-b{i}");
+        there.push(FakeAgent::enroll_beside(&b, &b.admin(), &name, &here).await);
+    }
+    let polls: Vec<_> = there
+        .into_iter()
+        .map(|agent| tokio::spawn(async move { agent.poll().await }))
+        .collect();
+    // A's agent waits too: A wakes it for the burst and tells B so, for
+    // each run (`p:`); B must still wake one of its own per run left.
+    let poll_here = tokio::spawn(async move { here.poll().await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let submissions: Vec<_> = (0..6)
+        .map(|_| {
+            let admin = admin_a.clone();
+            async move {
+                let created: RunCreated = admin
+                    .post("/v1/runs", to_value(&run_request("db", &["true"])))
+                    .await
+                    .ok()
+                    .parse();
+                created.id
+            }
+        })
+        .collect();
+    let queued = futures_util::future::join_all(submissions).await;
+    let mut assigned = Vec::new();
+    for poll in polls {
+        let run = tokio::time::timeout(PROMPTLY, poll)
+            .await
+            .expect("an agent on the other replica was left waiting with runs queued")
+            .unwrap()
+            .expect("an assignment");
+        assigned.push(run.run_id);
+    }
+    assigned.extend(poll_here.await.unwrap().map(|run| run.run_id));
+    assert!(assigned.iter().all(|id| queued.contains(id)));
+    let mut distinct = assigned.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), assigned.len(), "a run was handed out twice");
+}

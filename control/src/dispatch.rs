@@ -88,6 +88,11 @@ impl PollWakeups {
         }
     }
 
+    /// How many pollers of this replica wait on `target_id`'s queue.
+    pub(crate) fn waiting(&self, target_id: i64) -> usize {
+        self.notifier(target_id).waiting.load(Ordering::SeqCst)
+    }
+
     /// Wakes a poller of this replica only (another replica's hint).
     pub(crate) fn run_queued_here(&self, target_id: i64) {
         self.notifier(target_id).notify.notify_one();

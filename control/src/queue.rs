@@ -10,10 +10,14 @@
 //!   └──a referenced secret was deleted──> error
 //! ```
 //!
-//! Every transition is a conditional `UPDATE ... WHERE status = <expected>`
-//! run by the single writer, so two transitions can never both apply: a run is
-//! claimed at most once, and a run that became `lost` can never be finished.
-//! Every function here runs inside a writer job and audits what it changes.
+//! Every transition is a conditional `UPDATE ... WHERE status = <expected>`,
+//! so two transitions can never both apply: a run is claimed at most once,
+//! and a run that became `lost` can never be finished. Every function here
+//! runs inside a writer job and audits what it changes. On PostgreSQL
+//! [`submit`], [`claim`] and [`finish`] run beside other replicas' (see
+//! `Db::write_beside`): they lock what they decide from (the idempotency
+//! key, the run claimed or finished, the agent's row before counting its
+//! slots) instead of relying on the one writer.
 
 use crate::caller::Agent;
 use crate::caller::SYSTEM;
@@ -507,10 +511,9 @@ pub(crate) fn claim(
 /// `Busy` or `Empty` when [`claim`] would give it and change nothing that
 /// matters, else `None` (claim).
 ///
-/// A claim is a write, and on PostgreSQL every write of every replica
-/// holds one lock (`store::pg::WRITE_LOCK`); most polls begin with nothing
-/// queued for the agent (it has just finished a run), so settling those on
-/// a reader keeps them off it. What a claim would change is the agent's
+/// A claim is a write (a transaction, the agent's row locked); most polls
+/// begin with nothing queued for the agent (it has just finished a run), so
+/// settling those on a reader keeps them off the writer. What a claim would change is the agent's
 /// `last_seen_ms`: a poll is settled here only if the agent was heard from
 /// within `touch_every_ms` (the poll passes half its heartbeat interval),
 /// so that, the poll held for at most the poll timeout, it is still within
@@ -667,13 +670,11 @@ pub(crate) fn finish(
             req.status
         )));
     }
-    let Some((status, holder, exit_code)) = store::runs::holder_locked(tx, agent.org_id, run_id)?
+    let Some((status, _, exit_code)) =
+        store::runs::holder_locked(tx, agent.org_id, run_id, &agent.id)?
     else {
         return Err(no_such_run(run_id));
     };
-    if holder.as_deref() != Some(agent.id.as_str()) {
-        return Err(no_such_run(run_id));
-    }
     match RunStatus::parse(&status) {
         Some(RunStatus::Running) => {}
         Some(RunStatus::Lost) => {

@@ -10,7 +10,7 @@ use crate::slack_keys::SlackKeys;
 use crate::store::Heard;
 use crate::store::{DB_FILE, DatabaseUrl, Db, Standalone};
 use sealrun_dirlock::DirLock;
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -171,32 +171,38 @@ impl Control {
         }
     }
 
-    /// For each target another replica woke a poller of its own for
-    /// (`p:<target>`), [`LOOK_AGAIN`] later: wakes a poller here if the
-    /// target's queue still holds a run (that poller was taken by another
-    /// run, say, or its replica died before it claimed). One look covers
-    /// every hint heard while it waited: a write-free read per target and
-    /// interval, where claiming on every hint was a write per replica and
-    /// run, all but one finding the run gone.
+    /// For the runs other replicas queued and woke a poller of their own
+    /// for (`p:<target>`), [`LOOK_AGAIN`] later: wakes as many pollers here
+    /// as those runs still queued (each such poller was taken by another
+    /// run, say, or its replica died before it claimed), at most one per
+    /// run heard of. One look covers every hint heard while it waited: a
+    /// write-free read per target and interval, where claiming on every
+    /// hint was a write per replica and run, all but one finding the run
+    /// gone.
     async fn look_again(&self, mut looks: mpsc::UnboundedReceiver<i64>) {
         while let Some(first) = looks.recv().await {
             tokio::time::sleep(LOOK_AGAIN).await;
-            let mut targets = BTreeSet::from([first]);
+            let mut heard = BTreeMap::from([(first, 1)]);
             while let Ok(target) = looks.try_recv() {
-                targets.insert(target);
+                *heard.entry(target).or_insert(0) += 1;
             }
-            for target in targets {
+            for (target, runs) in heard {
+                // No poller here to wake: nothing to look for.
+                if self.wakeups.waiting(target) == 0 {
+                    continue;
+                }
                 let queued = self
                     .db
-                    .read_one(move |tx| crate::store::runs::has_queued(tx, target))
-                    .await;
-                match queued {
-                    Ok(true) => self.wakeups.run_queued_here(target),
-                    Ok(false) => {}
-                    // A poll still sees the run when it next looks.
-                    Err(e) => {
-                        tracing::debug!(error = %e, target, "could not look at a queue again")
-                    }
+                    .read_one(move |tx| crate::store::runs::queued(tx, target, runs))
+                    .await
+                    .unwrap_or_else(|e| {
+                        // Wake them all the same: a claim that finds
+                        // nothing costs less than a run left waiting.
+                        tracing::debug!(error = %e, target, "could not look at a queue again");
+                        runs
+                    });
+                for _ in 0..queued {
+                    self.wakeups.run_queued_here(target);
                 }
             }
         }

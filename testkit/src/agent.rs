@@ -229,6 +229,25 @@ impl FakeAgent {
         agent
     }
 
+    /// Registers in the default pool and connects serving the targets
+    /// `other` serves, with the same keys (as two agents of one target
+    /// hold its one keypair); on `server`, which may be another replica.
+    pub async fn enroll_beside(
+        server: &InProcessServer,
+        admin: &Client,
+        name: &str,
+        other: &FakeAgent,
+    ) -> FakeAgent {
+        let mut agent = FakeAgent::enroll(server, admin, name, &[]).await;
+        agent.keys = other
+            .keys
+            .iter()
+            .map(|(target, kp)| (target.clone(), same_key(kp)))
+            .collect();
+        agent.connect().await.ok();
+        agent
+    }
+
     /// The targets it serves, with its keys' public halves.
     pub fn served(&self) -> Vec<ServedTarget> {
         self.keys
@@ -366,4 +385,13 @@ impl FakeAgent {
             .post(&format!("/v1/agent/runs/{run}/finish"), to_value(&req))
             .await
     }
+}
+
+/// A copy of `kp` (keypairs are not `Clone`: a copy is made on purpose,
+/// through the files an agent keeps them in).
+pub fn same_key(kp: &TargetKeypair) -> TargetKeypair {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("k");
+    kp.save(&path).expect("the key saved");
+    TargetKeypair::load(&path).expect("the key loaded")
 }

@@ -86,7 +86,7 @@ pub mod stall;
 mod wait;
 mod world;
 
-pub use agent::{AgentProcess, FakeAgent};
+pub use agent::{AgentProcess, FakeAgent, same_key};
 pub use browser::{Browser, require_browser};
 pub use client::{Answer, Client, https_client, run_request, to_value};
 pub use dev::DevProcess;

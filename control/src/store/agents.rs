@@ -126,13 +126,20 @@ pub(crate) fn touch(tx: &Tx<'_>, id: &str, now: i64) -> Result<(), Error> {
 /// declared it runs at once, and whether it is connected: one statement
 /// (every poll takes both).
 pub(crate) fn touch_and_slots(tx: &Tx<'_>, id: &str, now: i64) -> Result<(i64, i64, bool), Error> {
+    tx.prepare_cached("UPDATE agents SET last_seen_ms = ?2 WHERE id = ?1")?
+        .execute_later(params![id, now])?;
+    // Counted by a statement of its own, after the touch: on PostgreSQL the
+    // touch holds the agent's row, waiting first for a claim of the same
+    // agent on another replica (claims run beside each other) to commit,
+    // and only a statement begun after that sees the run it took. A count
+    // inside the touch would use the snapshot taken before the wait.
     Ok(tx
         .prepare_cached(
-            "UPDATE agents SET last_seen_ms = ?2 WHERE id = ?1
-             RETURNING (SELECT COUNT(*) FROM runs WHERE agent_id = ?1 AND status = 'running'),
-                       max_concurrency, online",
+            "SELECT (SELECT COUNT(*) FROM runs WHERE agent_id = ?1 AND status = 'running'),
+                    max_concurrency, online
+             FROM agents WHERE id = ?1",
         )?
-        .query_row(params![id, now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?)
+        .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?)
 }
 
 /// What a poll of agent `id` would find if it claimed now, read without

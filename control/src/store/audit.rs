@@ -101,7 +101,10 @@ pub(super) fn append_deferred(tx: &Tx<'_>) -> Result<(), Error> {
     // Sent with the first head's read: one round trip for both.
     tx.prepare_cached("SELECT pg_advisory_xact_lock(?1)")?
         .execute_later(params![AUDIT_LOCK])?;
-    for entry in pending {
+    for mut entry in pending {
+        // Stamped now, under the lock: entries then follow each other in
+        // time as in the chain, though made by transactions side by side.
+        entry.at_ms = now_ms();
         let head = match tx.audit_head(entry.org_id) {
             Some(head) => Some(head),
             None => head(tx, entry.org_id)?,

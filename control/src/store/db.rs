@@ -261,11 +261,15 @@ impl Db {
     /// such jobs holds the write lock shared, so the replicas' writers run
     /// those batches side by side, and appends its audit entries as it
     /// commits. `work` must then keep its rules with row locks, not with the
-    /// lock: every row whose state it reads to decide a write is read
-    /// `FOR UPDATE` (or claimed `SKIP LOCKED`) or written conditionally on
-    /// that state, and it reads nothing another job of the kind changes
-    /// unless so locked; an audit append's entry is not in the chain until
-    /// the commit (see `audit::append`). Only submitting, claiming and
+    /// lock: every row (or key) whose state it reads to decide a write is
+    /// locked first (`FOR UPDATE`, claimed `SKIP LOCKED`, written before it
+    /// is read, or, for an idempotency key, an advisory lock) or written
+    /// conditionally on that state, and it reads nothing another job of
+    /// the kind changes unless so locked; an audit append's entry is not in
+    /// the chain until the commit (see `audit::append`). Rows are locked in
+    /// no fixed order, so two such transactions can deadlock (one agent
+    /// claiming through two replicas at once, say): PostgreSQL then fails
+    /// one, answered 503 ("busy, retry"). Only submitting, claiming and
     /// finishing runs are written so: the writes a run's dispatch is made
     /// of. On SQLite, the same as `write_then`.
     pub(crate) async fn write_beside<T, F, H>(&self, work: F, on_commit: H) -> Result<T, Error>
@@ -1240,6 +1244,44 @@ mod tests {
     async fn appends_left_for_the_commit_keep_the_chain_whole_on_postgres() {
         let Some(pg) = OnPostgres::open() else { return };
         appends_left_for_the_commit_keep_the_chain_whole(&pg.db).await;
+        pg.close();
+    }
+
+    #[tokio::test]
+    async fn run_counts_are_the_sums_of_their_rows_before_and_after_folding_on_postgres() {
+        let Some(pg) = OnPostgres::open() else { return };
+        let db = &pg.db;
+        let counts = || db.read(super::super::runs::count_by_status);
+        let rows = || {
+            db.read(|tx| {
+                Ok(
+                    tx.query_row("SELECT COUNT(*) FROM run_counts", params![], |r| {
+                        r.get::<_, i64>(0)
+                    })?,
+                )
+            })
+        };
+        // As the triggers leave them: a row per change.
+        pg.db
+            .write(|tx| {
+                for (status, n) in [("queued", 1), ("queued", 1), ("queued", -1), ("running", 1)] {
+                    tx.prepare_cached("INSERT INTO run_counts (status, n) VALUES (?1, ?2)")?
+                        .execute(params![status, n])?;
+                }
+                Ok(())
+            })
+            .await
+            .expect("a write");
+        let before = counts().await.expect("a read");
+        assert_eq!(before.get("queued"), Some(&1));
+        assert_eq!(before.get("running"), Some(&1));
+        assert_eq!(rows().await.expect("a read"), 4);
+        pg.db
+            .write(super::super::runs::compact_counts)
+            .await
+            .expect("a fold");
+        assert_eq!(counts().await.expect("a read"), before);
+        assert_eq!(rows().await.expect("a read"), 2, "one row per status");
         pg.close();
     }
 

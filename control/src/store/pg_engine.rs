@@ -7,7 +7,8 @@ use super::pg::{
 };
 use super::tx::Tx;
 use super::writer::{
-    Between, FIRST_SAVEPOINT, Health, MAX_READERS, Message, next_batch, not_durable, run_jobs,
+    Batch, Between, FIRST_SAVEPOINT, Health, MAX_READERS, Message, next_batch, not_durable,
+    run_jobs,
 };
 use crate::error::{Error, OpenError};
 use std::cell::RefCell;
@@ -116,102 +117,110 @@ pub(super) fn writer_loop(
     let mut conn = Some(first);
     let mut stopping = false;
     while !stopping {
-        let Some(mut batch) = next_batch(&jobs, &mut stopping) else {
+        let Some(batch) = next_batch(&jobs, &mut stopping) else {
             break;
         };
-        let beside = batch.iter().all(|job| job.beside());
-        if let Err(e) = begin_batch(&mut conn, &connector, &runtime, beside) {
-            health.failed();
-            let err = error(&e);
-            for job in batch {
-                job.deliver(Err(err.clone()));
+        // Jobs that may run beside other replicas' go in a transaction of
+        // their own, so that others (heartbeats, log uploads) in the same
+        // batch do not make it exclusive.
+        let (beside, alone): (Batch, Batch) = batch.into_iter().partition(|job| job.beside());
+        for (beside, mut batch) in [(true, beside), (false, alone)] {
+            if batch.is_empty() {
+                continue;
             }
-            continue;
-        }
-        let Some(c) = conn.as_mut() else {
-            continue; // begin_batch left a connection: cannot happen
-        };
-        let ended = {
-            let cell = RefCell::new(c.tx());
-            let tx = if beside {
-                Tx::postgres_beside(&cell)
-            } else {
-                Tx::postgres(&cell)
-            };
-            run_jobs(
-                &mut batch,
-                &tx,
-                |sql| {
-                    cell.borrow_mut().batch(sql).map_err(|sent| match sent {
-                        // The server refused a statement the job left: the
-                        // job's failure (the transaction is aborted, the
-                        // statement after it did not run).
-                        Sent::Later(e) if !connection_lost(&e) => Between::Job(error(&e)),
-                        // A broken connection: nothing is known of the
-                        // statement after it either (a `COMMIT`, maybe).
-                        Sent::Later(e) | Sent::Now(e) => Between::Batch(Failed::Statement(e)),
-                    })
-                },
-                |sql| {
-                    cell.borrow_mut()
-                        .batch(sql)
-                        .map_err(|sent| Failed::Statement(sent.into_error()))
-                },
-                || {
-                    super::audit::append_deferred(&tx).map_err(Failed::Appending)?;
-                    // A failing insert fails the batch: its `COMMIT` then
-                    // rolled back (the transaction was aborted).
-                    cell.borrow_mut()
-                        .batch("COMMIT")
-                        .map_err(|sent| Failed::Statement(sent.into_error()))
-                },
-            )
-        };
-        // The injected fault: PostgreSQL committed, but its answer was lost
-        // on the way (as when the connection breaks during `COMMIT`).
-        #[cfg(any(test, feature = "fault-injection"))]
-        if ended.is_ok() && faults.sync_fails() {
-            health.failed();
-            for job in batch {
-                job.deliver(Err(not_durable()));
-            }
-            continue;
-        }
-        match ended {
-            Ok(()) => {
-                health.succeeded();
-                for job in &mut batch {
-                    job.committed();
-                }
-                for job in batch {
-                    job.deliver(Ok(()));
-                }
-            }
-            Err(failed) => {
+            if let Err(e) = begin_batch(&mut conn, &connector, &runtime, beside) {
                 health.failed();
-                // Whether the statement with `COMMIT` was sent decides what
-                // a lost connection means: before it, the batch certainly
-                // did not commit.
-                let err = match failed.error {
-                    Failed::Statement(e) if connection_lost(&e) => {
-                        conn = None;
-                        if failed.commit_sent {
-                            not_durable()
-                        } else {
-                            error(&e)
-                        }
-                    }
-                    Failed::Statement(e) => {
-                        let _ = c.batch_execute("ROLLBACK");
-                        error(&e)
-                    }
-                    Failed::Appending(err) => {
-                        let _ = c.batch_execute("ROLLBACK");
-                        err
-                    }
-                };
+                let err = error(&e);
                 for job in batch {
                     job.deliver(Err(err.clone()));
+                }
+                continue;
+            }
+            let Some(c) = conn.as_mut() else {
+                continue; // begin_batch left a connection: cannot happen
+            };
+            let ended = {
+                let cell = RefCell::new(c.tx());
+                let tx = if beside {
+                    Tx::postgres_beside(&cell)
+                } else {
+                    Tx::postgres(&cell)
+                };
+                run_jobs(
+                    &mut batch,
+                    &tx,
+                    |sql| {
+                        cell.borrow_mut().batch(sql).map_err(|sent| match sent {
+                            // The server refused a statement the job left: the
+                            // job's failure (the transaction is aborted, the
+                            // statement after it did not run).
+                            Sent::Later(e) if !connection_lost(&e) => Between::Job(error(&e)),
+                            // A broken connection: nothing is known of the
+                            // statement after it either (a `COMMIT`, maybe).
+                            Sent::Later(e) | Sent::Now(e) => Between::Batch(Failed::Statement(e)),
+                        })
+                    },
+                    |sql| {
+                        cell.borrow_mut()
+                            .batch(sql)
+                            .map_err(|sent| Failed::Statement(sent.into_error()))
+                    },
+                    || {
+                        super::audit::append_deferred(&tx).map_err(Failed::Appending)?;
+                        // A failing insert fails the batch: its `COMMIT` then
+                        // rolled back (the transaction was aborted).
+                        cell.borrow_mut()
+                            .batch("COMMIT")
+                            .map_err(|sent| Failed::Statement(sent.into_error()))
+                    },
+                )
+            };
+            // The injected fault: PostgreSQL committed, but its answer was lost
+            // on the way (as when the connection breaks during `COMMIT`).
+            #[cfg(any(test, feature = "fault-injection"))]
+            if ended.is_ok() && faults.sync_fails() {
+                health.failed();
+                for job in batch {
+                    job.deliver(Err(not_durable()));
+                }
+                continue;
+            }
+            match ended {
+                Ok(()) => {
+                    health.succeeded();
+                    for job in &mut batch {
+                        job.committed();
+                    }
+                    for job in batch {
+                        job.deliver(Ok(()));
+                    }
+                }
+                Err(failed) => {
+                    health.failed();
+                    // Whether the statement with `COMMIT` was sent decides what
+                    // a lost connection means: before it, the batch certainly
+                    // did not commit.
+                    let err = match failed.error {
+                        Failed::Statement(e) if connection_lost(&e) => {
+                            conn = None;
+                            if failed.commit_sent {
+                                not_durable()
+                            } else {
+                                error(&e)
+                            }
+                        }
+                        Failed::Statement(e) => {
+                            let _ = c.batch_execute("ROLLBACK");
+                            error(&e)
+                        }
+                        Failed::Appending(err) => {
+                            let _ = c.batch_execute("ROLLBACK");
+                            err
+                        }
+                    };
+                    for job in batch {
+                        job.deliver(Err(err.clone()));
+                    }
                 }
             }
         }

@@ -366,12 +366,24 @@ pub(crate) struct Keyed {
 }
 
 /// The run `actor` of org `org_id` submitted with idempotency key `key`.
+///
+/// On PostgreSQL the key is locked first, to the transaction's end
+/// (an advisory lock on its hash): submissions run beside other
+/// replicas' (`Db::write_beside`), and the same submission sent again to
+/// another replica while the first is open must wait for it and replay
+/// its run, not insert a second one and fail on the key.
 pub(crate) fn by_key(
     tx: &Tx<'_>,
     org_id: i64,
     actor: &str,
     key: &str,
 ) -> Result<Option<Keyed>, Error> {
+    if tx.backend() == Backend::Postgres {
+        // Sent with the read below, which begins once the lock is held
+        // and so sees the other submission's key if it committed.
+        tx.prepare_cached("SELECT pg_advisory_xact_lock(hashtextextended(?1, ?2))")?
+            .execute_later(params![format!("{org_id}\n{actor}\n{key}"), KEY_LOCKS])?;
+    }
     Ok(tx
         .prepare_cached(
             "SELECT k.run_id, k.fingerprint, r.target_id, r.created_ms
@@ -388,6 +400,10 @@ pub(crate) fn by_key(
         })
         .optional()?)
 }
+
+/// The seed of the idempotency keys' lock hashes ("sealrun" + 4), which
+/// sets them apart from other uses of the same text.
+const KEY_LOCKS: i64 = 0x7365_616c_7275_6e04;
 
 /// Remembers that `actor` of org `org_id` submitted run `run_id` with
 /// idempotency key `key` and a request hashing to `fingerprint`.
@@ -482,29 +498,40 @@ const HOLDER: &str = "SELECT status, agent_id, exit_code FROM runs WHERE org_id 
 
 /// The org's run `run_id` as its holder sees it.
 pub(crate) fn holder(tx: &Tx<'_>, org_id: i64, run_id: &str) -> Result<Option<Held>, Error> {
-    held(tx, HOLDER, org_id, run_id)
+    Ok(tx
+        .prepare_cached(HOLDER)?
+        .query_row(params![org_id, run_id], held)
+        .optional()?)
 }
 
-/// [`holder`], for a write that decides from it: on PostgreSQL the row is
-/// locked until the transaction ends, because a finish runs beside other
-/// replicas' (`Db::write_beside`) and the same finish sent again to another
-/// replica must wait and see the first's outcome.
-pub(crate) fn holder_locked(tx: &Tx<'_>, org_id: i64, run_id: &str) -> Result<Option<Held>, Error> {
-    static LOCKING: std::sync::LazyLock<String> =
-        std::sync::LazyLock::new(|| format!("{HOLDER} FOR UPDATE"));
-    match tx.backend() {
-        Backend::Sqlite => held(tx, HOLDER, org_id, run_id),
-        Backend::Postgres => held(tx, &LOCKING, org_id, run_id),
-    }
-}
-
-fn held(tx: &Tx<'_>, sql: &str, org_id: i64, run_id: &str) -> Result<Option<Held>, Error> {
+/// [`holder`] if agent `agent_id` holds the run, for a write that decides
+/// from it: on PostgreSQL the row is locked until the transaction ends,
+/// because a finish runs beside other replicas' (`Db::write_beside`) and
+/// the same finish sent again to another replica must wait and see the
+/// first's outcome. (Only the agent's own runs: one naming another's run
+/// locks nothing.)
+pub(crate) fn holder_locked(
+    tx: &Tx<'_>,
+    org_id: i64,
+    run_id: &str,
+    agent_id: &str,
+) -> Result<Option<Held>, Error> {
+    static SQL: std::sync::LazyLock<[String; 2]> = std::sync::LazyLock::new(|| {
+        let own = format!("{HOLDER} AND agent_id = ?3");
+        [own.clone(), format!("{own} FOR UPDATE")]
+    });
+    let sql = match tx.backend() {
+        Backend::Sqlite => &SQL[0],
+        Backend::Postgres => &SQL[1],
+    };
     Ok(tx
         .prepare_cached(sql)?
-        .query_row(params![org_id, run_id], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
+        .query_row(params![org_id, run_id, agent_id], held)
         .optional()?)
+}
+
+fn held(r: &Row<'_>) -> sql::Result<Held> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
 }
 
 /// How a running run ended.
@@ -681,9 +708,13 @@ pub(crate) fn compact_counts(tx: &Tx<'_>) -> Result<(), Error> {
     Ok(())
 }
 
-/// Whether a run of target `target_id` is queued.
-pub(crate) fn has_queued(tx: &Tx<'_>, target_id: i64) -> Result<bool, Error> {
+/// How many runs of target `target_id` are queued, counting up to
+/// `at_most`.
+pub(crate) fn queued(tx: &Tx<'_>, target_id: i64, at_most: u64) -> Result<u64, Error> {
     Ok(tx
-        .prepare_cached("SELECT 1 FROM runs WHERE target_id = ?1 AND status = 'queued' LIMIT 1")?
-        .exists(params![target_id])?)
+        .prepare_cached(
+            "SELECT COUNT(*) FROM
+                (SELECT 1 FROM runs WHERE target_id = ?1 AND status = 'queued' LIMIT ?2) AS q",
+        )?
+        .query_row(params![target_id, at_most], |r| r.get(0))?)
 }

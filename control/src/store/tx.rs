@@ -13,7 +13,8 @@ pub struct Tx<'c> {
     /// it: the next append in the same transaction need not read it back (a
     /// round trip on PostgreSQL). Exact because no other writer can append
     /// while the transaction is open (SQLite's one writer, PostgreSQL's
-    /// write lock) and because a job rolled back forgets it
+    /// write lock held exclusively, or `AUDIT_LOCK` while a side-by-side
+    /// transaction appends) and because a job rolled back forgets it
     /// ([`Tx::forget_job`]).
     audit_heads: RefCell<Vec<(i64, u64, String)>>,
     /// Whether audit entries are appended when the transaction commits
