@@ -90,7 +90,10 @@ impl PollWakeups {
 
     /// How many pollers of this replica wait on `target_id`'s queue.
     pub(crate) fn waiting(&self, target_id: i64) -> usize {
-        self.notifier(target_id).waiting.load(Ordering::SeqCst)
+        self.by_target.lock().map_or(0, |map| {
+            map.get(&target_id)
+                .map_or(0, |q| q.waiting.load(Ordering::SeqCst))
+        })
     }
 
     /// Wakes a poller of this replica only (another replica's hint).

@@ -7,10 +7,10 @@
 //! its jobs' entries as it commits, under [`AUDIT_LOCK`]
 //! ([`append_deferred`]).
 
-use super::db::now_ms;
 use super::pg::AUDIT_LOCK;
 use super::sql::{self, Optional as _, Row};
 use super::tx::{PendingAppend, Tx};
+use super::writer::now_ms;
 use crate::error::Error;
 use sealrun_wire::audit::{AuditEntry, AuditLink, GENESIS_HASH};
 use serde_json::Value;
@@ -102,13 +102,15 @@ pub(super) fn append_deferred(tx: &Tx<'_>) -> Result<(), Error> {
     tx.prepare_cached("SELECT pg_advisory_xact_lock(?1)")?
         .execute_later(params![AUDIT_LOCK])?;
     for mut entry in pending {
-        // Stamped now, under the lock: entries then follow each other in
-        // time as in the chain, though made by transactions side by side.
-        entry.at_ms = now_ms();
         let head = match tx.audit_head(entry.org_id) {
             Some(head) => Some(head),
             None => head(tx, entry.org_id)?,
         };
+        // Stamped now, the lock held (it went out with the first head's
+        // read): entries then follow each other in time as in the chain,
+        // though made by transactions side by side (on one clock; replicas'
+        // clocks differ by what NTP leaves).
+        entry.at_ms = now_ms();
         insert(tx, entry, head)?;
     }
     Ok(())

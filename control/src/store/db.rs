@@ -266,10 +266,12 @@ impl Db {
     /// is read, or, for an idempotency key, an advisory lock) or written
     /// conditionally on that state, and it reads nothing another job of
     /// the kind changes unless so locked; an audit append's entry is not in
-    /// the chain until the commit (see `audit::append`). Rows are locked in
-    /// no fixed order, so two such transactions can deadlock (one agent
-    /// claiming through two replicas at once, say): PostgreSQL then fails
-    /// one, answered 503 ("busy, retry"). Only submitting, claiming and
+    /// the chain until the commit (see `audit::append`). Rows and keys are
+    /// locked in no fixed order, so two such transactions can deadlock (one
+    /// agent claiming through two replicas at once, or the same submission
+    /// sent to two replicas while its agent claims on both): PostgreSQL
+    /// then fails one after `deadlock_timeout`, answered 503 ("busy,
+    /// retry"). Only submitting, claiming and
     /// finishing runs are written so: the writes a run's dispatch is made
     /// of. On SQLite, the same as `write_then`.
     pub(crate) async fn write_beside<T, F, H>(&self, work: F, on_commit: H) -> Result<T, Error>

@@ -98,14 +98,21 @@ pub(super) fn runtime() -> std::io::Result<Arc<Runtime>> {
     ))
 }
 
+/// `BEGIN`, at the isolation level every write's rules are written for,
+/// whatever the database's or role's default: each statement sees what was
+/// committed when it began, so a statement after a lock is taken sees what
+/// the lock's previous holder committed (a chain's head under
+/// [`AUDIT_LOCK`], a submission's idempotency key under its lock).
+const BEGIN: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
+
 /// What begins a write transaction: `BEGIN`, then [`WRITE_LOCK`].
 pub(super) static BEGIN_WRITE: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| format!("BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})"));
+    std::sync::LazyLock::new(|| format!("{BEGIN}; SELECT pg_advisory_xact_lock({WRITE_LOCK})"));
 
 /// What begins a write transaction of jobs that may run beside other
 /// replicas': `BEGIN`, then [`WRITE_LOCK`] shared.
 pub(super) static BEGIN_BESIDE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    format!("BEGIN; SELECT pg_advisory_xact_lock_shared({WRITE_LOCK})")
+    format!("{BEGIN}; SELECT pg_advisory_xact_lock_shared({WRITE_LOCK})")
 });
 
 /// What a [`Tx`](super::Tx) on PostgreSQL holds.

@@ -381,8 +381,8 @@ pub(crate) fn by_key(
     if tx.backend() == Backend::Postgres {
         // Sent with the read below, which begins once the lock is held
         // and so sees the other submission's key if it committed.
-        tx.prepare_cached("SELECT pg_advisory_xact_lock(hashtextextended(?1, ?2))")?
-            .execute_later(params![format!("{org_id}\n{actor}\n{key}"), KEY_LOCKS])?;
+        tx.prepare_cached(&KEY_LOCK)?
+            .execute_later(params![format!("{org_id}\n{actor}\n{key}")])?;
     }
     Ok(tx
         .prepare_cached(
@@ -401,9 +401,18 @@ pub(crate) fn by_key(
         .optional()?)
 }
 
-/// The seed of the idempotency keys' lock hashes ("sealrun" + 4), which
-/// sets them apart from other uses of the same text.
-const KEY_LOCKS: i64 = 0x7365_616c_7275_6e04;
+/// Locks an idempotency key (`?1`: org, actor and key) to the end of the
+/// transaction: an advisory lock of two 32-bit keys, a class ("seal") and
+/// the text's hash, whose locks are apart from the one-key locks
+/// (`WRITE_LOCK`, `AUDIT_LOCK`, the migrations'), so no key, however
+/// chosen, can hash to one of those. Two keys of one hash only wait for
+/// each other.
+static KEY_LOCK: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT pg_advisory_xact_lock({}, hashtext(?1))",
+        0x7365_616c_i32
+    )
+});
 
 /// Remembers that `actor` of org `org_id` submitted run `run_id` with
 /// idempotency key `key` and a request hashing to `fingerprint`.
