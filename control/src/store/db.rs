@@ -1201,6 +1201,28 @@ mod tests {
         assert_eq!(actions, ["first", "second", "third", "fourth", "fifth"]);
     }
 
+    /// The test `$check` on each backend: `$sqlite` on a store in a
+    /// temporary directory, `$postgres` on a database of its own on the
+    /// test cluster (skipped loudly without one).
+    macro_rules! on_both_backends {
+        ($sqlite:ident, $postgres:ident, $check:ident) => {
+            #[tokio::test]
+            async fn $sqlite() {
+                let dir = tempfile::tempdir().expect("a directory");
+                let db = open(dir.path(), &Settings::default());
+                $check(&db).await;
+                db.close();
+            }
+
+            #[tokio::test]
+            async fn $postgres() {
+                let Some(pg) = OnPostgres::open() else { return };
+                $check(&pg.db).await;
+                pg.close();
+            }
+        };
+    }
+
     /// A store on PostgreSQL: a database of its own on the test cluster,
     /// dropped with it; `None` (after a loud skip) without a cluster.
     struct OnPostgres {
@@ -1234,20 +1256,11 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn appends_left_for_the_commit_keep_the_chain_whole_on_sqlite() {
-        let dir = tempfile::tempdir().expect("a directory");
-        let db = open(dir.path(), &Settings::default());
-        appends_left_for_the_commit_keep_the_chain_whole(&db).await;
-        db.close();
-    }
-
-    #[tokio::test]
-    async fn appends_left_for_the_commit_keep_the_chain_whole_on_postgres() {
-        let Some(pg) = OnPostgres::open() else { return };
-        appends_left_for_the_commit_keep_the_chain_whole(&pg.db).await;
-        pg.close();
-    }
+    on_both_backends!(
+        appends_left_for_the_commit_keep_the_chain_whole_on_sqlite,
+        appends_left_for_the_commit_keep_the_chain_whole_on_postgres,
+        appends_left_for_the_commit_keep_the_chain_whole
+    );
 
     #[tokio::test]
     async fn run_counts_are_the_sums_of_their_rows_before_and_after_folding_on_postgres() {
@@ -1361,80 +1374,35 @@ mod tests {
         pg.close();
     }
 
-    #[tokio::test]
-    async fn a_failing_job_of_a_batch_undoes_only_its_own_changes_on_sqlite() {
-        let dir = tempfile::tempdir().expect("a directory");
-        let db = open(dir.path(), &Settings::default());
-        a_failing_job_undoes_only_its_own_changes(&db).await;
-        db.close();
-    }
+    on_both_backends!(
+        a_failing_job_of_a_batch_undoes_only_its_own_changes_on_sqlite,
+        a_failing_job_of_a_batch_undoes_only_its_own_changes_on_postgres,
+        a_failing_job_undoes_only_its_own_changes
+    );
 
-    #[tokio::test]
-    async fn a_failing_job_of_a_batch_undoes_only_its_own_changes_on_postgres() {
-        let Some(pg) = OnPostgres::open() else { return };
-        a_failing_job_undoes_only_its_own_changes(&pg.db).await;
-        pg.close();
-    }
+    on_both_backends!(
+        a_job_answered_ok_has_its_changes_stored_on_sqlite,
+        a_job_answered_ok_has_its_changes_stored_on_postgres,
+        a_job_answered_ok_has_its_changes_stored
+    );
 
-    #[tokio::test]
-    async fn a_job_answered_ok_has_its_changes_stored_on_sqlite() {
-        let dir = tempfile::tempdir().expect("a directory");
-        let db = open(dir.path(), &Settings::default());
-        a_job_answered_ok_has_its_changes_stored(&db).await;
-        db.close();
-    }
+    on_both_backends!(
+        audit_appends_around_a_rolled_back_one_keep_the_chain_whole_on_sqlite,
+        audit_appends_around_a_rolled_back_one_keep_the_chain_whole_on_postgres,
+        appends_around_a_rolled_back_one_keep_the_chain_whole
+    );
 
-    #[tokio::test]
-    async fn a_job_answered_ok_has_its_changes_stored_on_postgres() {
-        let Some(pg) = OnPostgres::open() else { return };
-        a_job_answered_ok_has_its_changes_stored(&pg.db).await;
-        pg.close();
-    }
+    on_both_backends!(
+        a_failing_write_left_for_later_fails_its_job_only_on_sqlite,
+        a_failing_write_left_for_later_fails_its_job_only_on_postgres,
+        a_failing_write_left_for_later_fails_its_job_only
+    );
 
-    #[tokio::test]
-    async fn audit_appends_around_a_rolled_back_one_keep_the_chain_whole_on_sqlite() {
-        let dir = tempfile::tempdir().expect("a directory");
-        let db = open(dir.path(), &Settings::default());
-        appends_around_a_rolled_back_one_keep_the_chain_whole(&db).await;
-        db.close();
-    }
-
-    #[tokio::test]
-    async fn audit_appends_around_a_rolled_back_one_keep_the_chain_whole_on_postgres() {
-        let Some(pg) = OnPostgres::open() else { return };
-        appends_around_a_rolled_back_one_keep_the_chain_whole(&pg.db).await;
-        pg.close();
-    }
-
-    #[tokio::test]
-    async fn a_failing_write_left_for_later_fails_its_job_only_on_sqlite() {
-        let dir = tempfile::tempdir().expect("a directory");
-        let db = open(dir.path(), &Settings::default());
-        a_failing_write_left_for_later_fails_its_job_only(&db).await;
-        db.close();
-    }
-
-    #[tokio::test]
-    async fn a_failing_write_left_for_later_fails_its_job_only_on_postgres() {
-        let Some(pg) = OnPostgres::open() else { return };
-        a_failing_write_left_for_later_fails_its_job_only(&pg.db).await;
-        pg.close();
-    }
-
-    #[tokio::test]
-    async fn writes_left_for_later_are_sent_in_order_on_sqlite() {
-        let dir = tempfile::tempdir().expect("a directory");
-        let db = open(dir.path(), &Settings::default());
-        writes_left_for_later_are_sent_in_order(&db).await;
-        db.close();
-    }
-
-    #[tokio::test]
-    async fn writes_left_for_later_are_sent_in_order_on_postgres() {
-        let Some(pg) = OnPostgres::open() else { return };
-        writes_left_for_later_are_sent_in_order(&pg.db).await;
-        pg.close();
-    }
+    on_both_backends!(
+        writes_left_for_later_are_sent_in_order_on_sqlite,
+        writes_left_for_later_are_sent_in_order_on_postgres,
+        writes_left_for_later_are_sent_in_order
+    );
 
     #[tokio::test]
     async fn a_write_left_for_later_whose_parameters_cannot_be_sent_fails_where_it_is_left() {
