@@ -818,19 +818,9 @@ mod tests {
     async fn one_batch_as(db: &Db, jobs: Vec<TestJob>, beside: bool) -> Vec<Result<(), Error>> {
         let (started, running) = std::sync::mpsc::channel::<()>();
         let (go, wait) = std::sync::mpsc::channel::<()>();
-        let hold = db.write(move |_| {
-            started
-                .send(())
-                .map_err(|_| Error::internal("the test went away"))?;
-            wait.recv()
-                .map_err(|_| Error::internal("the test went away"))?;
-            Ok(())
-        });
+        let hold = db.write(held_job(started, wait));
         let rest = async {
-            tokio::task::spawn_blocking(move || running.recv())
-                .await
-                .expect("a thread")
-                .expect("the holder runs");
+            until_started(running).await;
             let writes = futures_util::future::join_all(
                 jobs.into_iter().map(|job| db.send_job(job, |_| {}, beside)),
             );
@@ -1300,6 +1290,14 @@ mod tests {
         pg.close();
     }
 
+    /// Returns once the [`held_job`] that `running` hears from started.
+    async fn until_started(running: std::sync::mpsc::Receiver<()>) {
+        tokio::task::spawn_blocking(move || running.recv())
+            .await
+            .expect("a thread")
+            .expect("the holder runs");
+    }
+
     /// A job that says it started, then waits to be let go.
     fn held_job(
         started: std::sync::mpsc::Sender<()>,
@@ -1322,10 +1320,7 @@ mod tests {
         let (go, wait) = std::sync::mpsc::channel();
         let held = pg.db.write_beside(held_job(started, wait), |_| {});
         let rest = async {
-            tokio::task::spawn_blocking(move || running.recv())
-                .await
-                .expect("a thread")
-                .expect("the holder runs");
+            until_started(running).await;
             // Replica two's batch beside it commits meanwhile, appending
             // to the chain...
             let beside = tokio::time::timeout(
