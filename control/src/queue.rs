@@ -513,15 +513,15 @@ pub(crate) fn claim(
 ///
 /// A claim is a write (a transaction, the agent's row locked); most polls
 /// begin with nothing queued for the agent (it has just finished a run), so
-/// settling those on a reader keeps them off the writer. What a claim would change is the agent's
-/// `last_seen_ms`: a poll is settled here only if the agent was heard from
-/// within `touch_every_ms` (the poll passes half its heartbeat interval),
-/// so that, the poll held for at most the poll timeout, it is still within
-/// the connected window (`Settings::connected_window`: the poll timeout
-/// and two heartbeat intervals) when it is next heard, with a heartbeat
-/// and a half to spare for the next poll's arrival and replicas' clocks. A
-/// run handed to it in this poll (an answer it did not get) is always
-/// claimed again.
+/// settling those on a reader keeps them off the writer. What a claim
+/// would change is the agent's `last_seen_ms`: a poll is settled here only
+/// if the agent was heard from within `touch_every_ms` (the poll passes half
+/// its heartbeat interval), so that, the poll held for at most the poll
+/// timeout, it is still within the connected window
+/// (`Settings::connected_window`: the poll timeout and two heartbeat
+/// intervals) when it is next heard, with a heartbeat and a half to spare
+/// for the next poll's arrival and replicas' clocks. A run handed to it in
+/// this poll (an answer it did not get) is always claimed again.
 pub(crate) fn settle(
     tx: &Tx<'_>,
     agent: &Agent,

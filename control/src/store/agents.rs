@@ -117,17 +117,18 @@ pub(crate) fn revoke(tx: &Tx<'_>, id: &str, now: i64) -> Result<(), Error> {
 
 /// Records that agent `id` was heard from.
 pub(crate) fn touch(tx: &Tx<'_>, id: &str, now: i64) -> Result<(), Error> {
-    tx.prepare_cached("UPDATE agents SET last_seen_ms = ?2 WHERE id = ?1")?
-        .execute(params![id, now])?;
+    tx.prepare_cached(TOUCH)?.execute(params![id, now])?;
     Ok(())
 }
 
+/// What [`touch`] says.
+const TOUCH: &str = "UPDATE agents SET last_seen_ms = ?2 WHERE id = ?1";
+
 /// [`touch`]es agent `id` and returns its running runs, the most it
-/// declared it runs at once, and whether it is connected: one statement
-/// (every poll takes both).
+/// declared it runs at once, and whether it is connected: one round trip
+/// (every poll takes both), two statements.
 pub(crate) fn touch_and_slots(tx: &Tx<'_>, id: &str, now: i64) -> Result<(i64, i64, bool), Error> {
-    tx.prepare_cached("UPDATE agents SET last_seen_ms = ?2 WHERE id = ?1")?
-        .execute_later(params![id, now])?;
+    tx.prepare_cached(TOUCH)?.execute_later(params![id, now])?;
     // Counted by a statement of its own, after the touch: on PostgreSQL the
     // touch holds the agent's row, waiting first for a claim of the same
     // agent on another replica (claims run beside each other) to commit,

@@ -37,15 +37,16 @@ pub(crate) fn append(
         tx.defer_append(pending);
         return Ok(());
     }
-    let head = match tx.audit_head(org_id) {
-        Some(head) => Some(head),
-        None => head(tx, org_id)?,
-    };
+    let head = head(tx, org_id)?;
     insert(tx, pending, head)
 }
 
-/// The head (`seq`, `hash`) of the org's chain, if it has an entry.
+/// The head (`seq`, `hash`) of the org's chain, if it has an entry: as
+/// this transaction last appended it, or else read.
 fn head(tx: &Tx<'_>, org_id: i64) -> sql::Result<Option<(u64, String)>> {
+    if let Some(head) = tx.audit_head(org_id) {
+        return Ok(Some(head));
+    }
     tx.prepare_cached("SELECT seq, hash FROM audit WHERE org_id = ?1 ORDER BY seq DESC LIMIT 1")?
         .query_row(params![org_id], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()
@@ -102,10 +103,7 @@ pub(super) fn append_deferred(tx: &Tx<'_>) -> Result<(), Error> {
     tx.prepare_cached("SELECT pg_advisory_xact_lock(?1)")?
         .execute_later(params![AUDIT_LOCK])?;
     for mut entry in pending {
-        let head = match tx.audit_head(entry.org_id) {
-            Some(head) => Some(head),
-            None => head(tx, entry.org_id)?,
-        };
+        let head = head(tx, entry.org_id)?;
         // Stamped now, the lock held (it went out with the first head's
         // read): entries then follow each other in time as in the chain,
         // though made by transactions side by side (on one clock; replicas'

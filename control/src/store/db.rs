@@ -271,9 +271,9 @@ impl Db {
     /// agent claiming through two replicas at once, or the same submission
     /// sent to two replicas while its agent claims on both): PostgreSQL
     /// then fails one after `deadlock_timeout`, answered 503 ("busy,
-    /// retry"). Only submitting, claiming and
-    /// finishing runs are written so: the writes a run's dispatch is made
-    /// of. On SQLite, the same as `write_then`.
+    /// retry"). Only submitting, claiming and finishing runs are written
+    /// so: the writes a run's dispatch is made of. On SQLite, the same as
+    /// `write_then`.
     pub(crate) async fn write_beside<T, F, H>(&self, work: F, on_commit: H) -> Result<T, Error>
     where
         T: Send + 'static,

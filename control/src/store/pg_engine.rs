@@ -124,109 +124,132 @@ pub(super) fn writer_loop(
         // their own, so that others (heartbeats, log uploads) in the same
         // batch do not make it exclusive.
         let (beside, alone): (Batch, Batch) = batch.into_iter().partition(|job| job.beside());
-        for (beside, mut batch) in [(true, beside), (false, alone)] {
-            if batch.is_empty() {
-                continue;
-            }
-            if let Err(e) = begin_batch(&mut conn, &connector, &runtime, beside) {
-                health.failed();
-                let err = error(&e);
-                for job in batch {
-                    job.deliver(Err(err.clone()));
-                }
-                continue;
-            }
-            let Some(c) = conn.as_mut() else {
-                continue; // begin_batch left a connection: cannot happen
-            };
-            let ended = {
-                let cell = RefCell::new(c.tx());
-                let tx = if beside {
-                    Tx::postgres_beside(&cell)
-                } else {
-                    Tx::postgres(&cell)
-                };
-                run_jobs(
-                    &mut batch,
-                    &tx,
-                    |sql| {
-                        cell.borrow_mut().batch(sql).map_err(|sent| match sent {
-                            // The server refused a statement the job left: the
-                            // job's failure (the transaction is aborted, the
-                            // statement after it did not run).
-                            Sent::Later(e) if !connection_lost(&e) => Between::Job(error(&e)),
-                            // A broken connection: nothing is known of the
-                            // statement after it either (a `COMMIT`, maybe).
-                            Sent::Later(e) | Sent::Now(e) => Between::Batch(Failed::Statement(e)),
-                        })
-                    },
-                    |sql| {
-                        cell.borrow_mut()
-                            .batch(sql)
-                            .map_err(|sent| Failed::Statement(sent.into_error()))
-                    },
-                    || {
-                        super::audit::append_deferred(&tx).map_err(Failed::Appending)?;
-                        // A failing insert fails the batch: its `COMMIT` then
-                        // rolled back (the transaction was aborted).
-                        cell.borrow_mut()
-                            .batch("COMMIT")
-                            .map_err(|sent| Failed::Statement(sent.into_error()))
-                    },
-                )
-            };
-            // The injected fault: PostgreSQL committed, but its answer was lost
-            // on the way (as when the connection breaks during `COMMIT`).
-            #[cfg(any(test, feature = "fault-injection"))]
-            if ended.is_ok() && faults.sync_fails() {
-                health.failed();
-                for job in batch {
-                    job.deliver(Err(not_durable()));
-                }
-                continue;
-            }
-            match ended {
-                Ok(()) => {
-                    health.succeeded();
-                    for job in &mut batch {
-                        job.committed();
-                    }
-                    for job in batch {
-                        job.deliver(Ok(()));
-                    }
-                }
-                Err(failed) => {
-                    health.failed();
-                    // Whether the statement with `COMMIT` was sent decides what
-                    // a lost connection means: before it, the batch certainly
-                    // did not commit.
-                    let err = match failed.error {
-                        Failed::Statement(e) if connection_lost(&e) => {
-                            conn = None;
-                            if failed.commit_sent {
-                                not_durable()
-                            } else {
-                                error(&e)
-                            }
-                        }
-                        Failed::Statement(e) => {
-                            let _ = c.batch_execute("ROLLBACK");
-                            error(&e)
-                        }
-                        Failed::Appending(err) => {
-                            let _ = c.batch_execute("ROLLBACK");
-                            err
-                        }
-                    };
-                    for job in batch {
-                        job.deliver(Err(err.clone()));
-                    }
-                }
+        for (beside, batch) in [(true, beside), (false, alone)] {
+            if !batch.is_empty() {
+                commit_batch(
+                    &mut conn,
+                    &connector,
+                    &runtime,
+                    &health,
+                    batch,
+                    beside,
+                    #[cfg(any(test, feature = "fault-injection"))]
+                    &faults,
+                );
             }
         }
     }
     if let Some(conn) = conn {
         conn.close();
+    }
+}
+
+/// Runs `batch` in one transaction (see [`run_jobs`]), holding
+/// [`WRITE_LOCK`](super::pg::WRITE_LOCK) shared if its jobs may run
+/// `beside` other replicas', and answers every job.
+fn commit_batch(
+    conn: &mut Option<PgConn>,
+    connector: &Connector,
+    runtime: &Arc<Runtime>,
+    health: &Health,
+    mut batch: Batch,
+    beside: bool,
+    #[cfg(any(test, feature = "fault-injection"))] faults: &crate::settings::Faults,
+) {
+    if let Err(e) = begin_batch(conn, connector, runtime, beside) {
+        health.failed();
+        let err = error(&e);
+        for job in batch {
+            job.deliver(Err(err.clone()));
+        }
+        return;
+    }
+    let Some(c) = conn.as_mut() else {
+        return; // begin_batch left a connection: cannot happen
+    };
+    let ended = {
+        let cell = RefCell::new(c.tx());
+        let tx = if beside {
+            Tx::postgres_beside(&cell)
+        } else {
+            Tx::postgres(&cell)
+        };
+        run_jobs(
+            &mut batch,
+            &tx,
+            |sql| {
+                cell.borrow_mut().batch(sql).map_err(|sent| match sent {
+                    // The server refused a statement the job left: the
+                    // job's failure (the transaction is aborted, the
+                    // statement after it did not run).
+                    Sent::Later(e) if !connection_lost(&e) => Between::Job(error(&e)),
+                    // A broken connection: nothing is known of the
+                    // statement after it either (a `COMMIT`, maybe).
+                    Sent::Later(e) | Sent::Now(e) => Between::Batch(Failed::Statement(e)),
+                })
+            },
+            |sql| {
+                cell.borrow_mut()
+                    .batch(sql)
+                    .map_err(|sent| Failed::Statement(sent.into_error()))
+            },
+            || {
+                super::audit::append_deferred(&tx).map_err(Failed::Appending)?;
+                // A failing insert fails the batch: its `COMMIT` then
+                // rolled back (the transaction was aborted).
+                cell.borrow_mut()
+                    .batch("COMMIT")
+                    .map_err(|sent| Failed::Statement(sent.into_error()))
+            },
+        )
+    };
+    // The injected fault: PostgreSQL committed, but its answer was lost
+    // on the way (as when the connection breaks during `COMMIT`).
+    #[cfg(any(test, feature = "fault-injection"))]
+    if ended.is_ok() && faults.sync_fails() {
+        health.failed();
+        for job in batch {
+            job.deliver(Err(not_durable()));
+        }
+        return;
+    }
+    match ended {
+        Ok(()) => {
+            health.succeeded();
+            for job in &mut batch {
+                job.committed();
+            }
+            for job in batch {
+                job.deliver(Ok(()));
+            }
+        }
+        Err(failed) => {
+            health.failed();
+            // Whether the statement with `COMMIT` was sent decides what
+            // a lost connection means: before it, the batch certainly
+            // did not commit.
+            let err = match failed.error {
+                Failed::Statement(e) if connection_lost(&e) => {
+                    *conn = None;
+                    if failed.commit_sent {
+                        not_durable()
+                    } else {
+                        error(&e)
+                    }
+                }
+                Failed::Statement(e) => {
+                    let _ = c.batch_execute("ROLLBACK");
+                    error(&e)
+                }
+                Failed::Appending(err) => {
+                    let _ = c.batch_execute("ROLLBACK");
+                    err
+                }
+            };
+            for job in batch {
+                job.deliver(Err(err.clone()));
+            }
+        }
     }
 }
 
