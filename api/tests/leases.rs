@@ -22,12 +22,7 @@ fn short_leases() -> Settings {
 async fn a_run_whose_lease_lapses_becomes_lost_and_is_never_handed_out_again() {
     let w = World::in_process_with(short_leases()).await;
     // A second agent serving the same target, with the same key.
-    let backup = FakeAgent::enroll(&w.server, &w.admin, "agent-2", &[]).await;
-    let backup = FakeAgent {
-        keys: vec![("db".into(), sealrun_testkit::same_key(&w.agent.keys[0].1))],
-        ..backup
-    };
-    backup.connect().await.ok();
+    let backup = FakeAgent::enroll_beside(&w.server, &w.admin, "agent-2", &w.agent).await;
 
     let run = w.admin.submit("db", &["migrate"], &[]).await;
     let first = w.agent.next_run().await;
