@@ -23,6 +23,7 @@ use crate::caller::Agent;
 use crate::caller::SYSTEM;
 use crate::error::{Error, Object};
 use crate::settings::millis;
+use crate::store::runs::{Found, Tried};
 use crate::store::{self, Tx, now_ms};
 use sealrun_wire::admin::TargetSpec;
 use sealrun_wire::agent::{AssignedSecret, Assignment, FinishRequest};
@@ -477,12 +478,15 @@ pub(crate) fn claim(
         check_poll_id(poll_id)?;
     }
     let now = now_ms();
-    let (mut held, max, online) = store::agents::touch_and_slots(tx, &agent.id, now)?;
-    // Before the slot check: the run handed out before holds a slot.
-    if let Some(poll_id) = poll_id {
-        if let Some(claimed) =
-            store::runs::claimed_in_poll(tx, &agent.id, poll_id, now + lease_ttl_ms)?
-        {
+    let lease_until = now + lease_ttl_ms;
+    let Tried {
+        mut held,
+        max,
+        online,
+        found,
+    } = store::runs::try_claim(tx, &agent.id, &agent.name, poll_id, lease_until, now)?;
+    match found {
+        Some(Found::Again(claimed)) => {
             tracing::warn!(run = %claimed.run_id, agent = %agent.name, "handing a run out again: the agent did not get the answer to the poll it was claimed in");
             if let Some((assignment, waited)) = hand_out(tx, agent, claimed, now, false)? {
                 return Ok(Claim::Assigned(assignment, waited));
@@ -491,13 +495,22 @@ pub(crate) fn claim(
             // above, its slot is free now.
             held -= 1;
         }
+        Some(Found::New(claimed)) => {
+            if let Some((assignment, waited)) = hand_out(tx, agent, claimed, now, true)? {
+                return Ok(Claim::Assigned(assignment, waited));
+            }
+            // It ended instead: the next one may be handed out.
+        }
+        // Nothing queued for it, or no slot free.
+        None if held < max && online => return Ok(Claim::Empty),
+        None => {}
     }
     if held >= max || !online {
         return Ok(Claim::Busy);
     }
     loop {
         let Some(claimed) =
-            store::runs::claim_next(tx, &agent.id, &agent.name, poll_id, now + lease_ttl_ms, now)?
+            store::runs::claim_next(tx, &agent.id, &agent.name, poll_id, lease_until, now)?
         else {
             return Ok(Claim::Empty);
         };

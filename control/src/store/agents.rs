@@ -124,11 +124,18 @@ pub(crate) fn touch(tx: &Tx<'_>, id: &str, now: i64) -> Result<(), Error> {
 /// What [`touch`] says.
 const TOUCH: &str = "UPDATE agents SET last_seen_ms = ?2 WHERE id = ?1";
 
+/// [`touch`], sent with the transaction's next statement
+/// (`Stmt::execute_later`).
+pub(super) fn touch_later(tx: &Tx<'_>, id: &str, now: i64) -> Result<(), Error> {
+    tx.prepare_cached(TOUCH)?.execute_later(params![id, now])?;
+    Ok(())
+}
+
 /// [`touch`]es agent `id` and returns its running runs, the most it
 /// declared it runs at once, and whether it is connected: one round trip
 /// (every poll takes both), two statements.
 pub(crate) fn touch_and_slots(tx: &Tx<'_>, id: &str, now: i64) -> Result<(i64, i64, bool), Error> {
-    tx.prepare_cached(TOUCH)?.execute_later(params![id, now])?;
+    touch_later(tx, id, now)?;
     // Counted by a statement of its own, after the touch: on PostgreSQL the
     // touch holds the agent's row, waiting first for a claim of the same
     // agent on another replica (claims run beside each other) to commit,

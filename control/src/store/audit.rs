@@ -55,8 +55,14 @@ fn head(tx: &Tx<'_>, org_id: i64) -> sql::Result<Option<(u64, String)>> {
 /// Appends `pending` after `head` (`None`: the chain is empty), sent with
 /// the transaction's next statement.
 fn insert(tx: &Tx<'_>, pending: PendingAppend, head: Option<(u64, String)>) -> Result<(), Error> {
+    let row = chained(tx, pending, head);
+    insert_rows(tx, std::slice::from_ref(&row))
+}
+
+/// `pending` as the entry after `head` (`None`: the chain is empty), now
+/// the head of its org's chain in this transaction.
+fn chained(tx: &Tx<'_>, pending: PendingAppend, head: Option<(u64, String)>) -> (i64, AuditEntry) {
     let (prev_seq, prev_hash) = head.unwrap_or((0, GENESIS_HASH.to_owned()));
-    let org_id = pending.org_id;
     let mut entry = AuditEntry {
         seq: prev_seq + 1,
         at_ms: pending.at_ms,
@@ -68,22 +74,59 @@ fn insert(tx: &Tx<'_>, pending: PendingAppend, head: Option<(u64, String)>) -> R
         hash: String::new(),
     };
     entry.hash = entry.compute_hash();
-    tx.prepare_cached(
-        "INSERT INTO audit (org_id, seq, at_ms, actor, action, subject, detail, prev_hash, hash)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )?
-    .execute_later(params![
-        org_id,
-        entry.seq,
-        entry.at_ms,
-        entry.actor,
-        entry.action,
-        entry.subject,
-        entry.detail,
-        entry.prev_hash,
-        entry.hash
-    ])?;
-    tx.remember_audit_head(org_id, entry.seq, &entry.hash);
+    tx.remember_audit_head(pending.org_id, entry.seq, &entry.hash);
+    (pending.org_id, entry)
+}
+
+/// The most rows one `INSERT` of [`insert_rows`] carries: each count up to
+/// it is a statement of its own, prepared once per connection.
+const ROWS_PER_INSERT: usize = 16;
+
+/// Inserts `rows` (org id, entry), sent with the transaction's next
+/// statement: one statement for up to [`ROWS_PER_INSERT`] rows (on
+/// PostgreSQL each statement is a message and an answer of its own).
+fn insert_rows(tx: &Tx<'_>, rows: &[(i64, AuditEntry)]) -> Result<(), Error> {
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let at = 9 * i;
+                format!(
+                    "(?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{})",
+                    at + 1,
+                    at + 2,
+                    at + 3,
+                    at + 4,
+                    at + 5,
+                    at + 6,
+                    at + 7,
+                    at + 8,
+                    at + 9
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO audit (org_id, seq, at_ms, actor, action, subject, detail, prev_hash, hash)
+             VALUES {}",
+            values.join(", ")
+        );
+        let params: Vec<&dyn sql::Param> = chunk
+            .iter()
+            .flat_map(|(org_id, e)| {
+                [
+                    org_id as &dyn sql::Param,
+                    &e.seq,
+                    &e.at_ms,
+                    &e.actor,
+                    &e.action,
+                    &e.subject,
+                    &e.detail,
+                    &e.prev_hash,
+                    &e.hash,
+                ]
+            })
+            .collect();
+        tx.prepare_cached(&sql)?.execute_later(&params)?;
+    }
     Ok(())
 }
 
@@ -102,6 +145,7 @@ pub(super) fn append_deferred(tx: &Tx<'_>) -> Result<(), Error> {
     // Sent with the first head's read: one round trip for both.
     tx.prepare_cached("SELECT pg_advisory_xact_lock(?1)")?
         .execute_later(params![AUDIT_LOCK])?;
+    let mut rows = Vec::with_capacity(pending.len());
     for mut entry in pending {
         let head = head(tx, entry.org_id)?;
         // Stamped now, the lock held (it went out with the first head's
@@ -109,9 +153,9 @@ pub(super) fn append_deferred(tx: &Tx<'_>) -> Result<(), Error> {
         // though made by transactions side by side (on one clock; replicas'
         // clocks differ by what NTP leaves).
         entry.at_ms = now_ms();
-        insert(tx, entry, head)?;
+        rows.push(chained(tx, entry, head));
     }
-    Ok(())
+    insert_rows(tx, &rows)
 }
 
 fn entry_from_row(r: &Row<'_>) -> sql::Result<AuditEntry> {

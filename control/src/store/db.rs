@@ -480,7 +480,7 @@ fn run_batch(conn: &Connection, mut batch: Batch) -> Option<Batch> {
     let ended = run_jobs(
         &mut batch,
         &Tx::sqlite(conn),
-        |sql| conn.execute_batch(sql).map_err(Between::Batch),
+        |end| conn.execute_batch(end.sql).map_err(Between::Batch),
         |sql| conn.execute_batch(sql),
         // SQLite appends audit entries as jobs make them: nothing to close.
         || Ok(()),
@@ -951,6 +951,43 @@ mod tests {
         assert!(names.contains(&"kept-6".to_owned()), "{names:?}");
     }
 
+    /// A job refusing before it sends a statement.
+    fn refusing_job(name: &'static str) -> TestJob {
+        Box::new(move |_| Err(Error::Invalid(format!("{name} refuses"))))
+    }
+
+    /// A job that fails before it sends any statement, after one that was
+    /// kept: on PostgreSQL the kept job's end (releasing its savepoint,
+    /// opening the next) waits to go with the next statement, and must
+    /// still go before the failing job's savepoint is rolled back to, or
+    /// the rollback would undo the kept job. In the middle of a batch and
+    /// at its end, exclusive and beside other replicas'.
+    async fn a_job_failing_before_its_first_statement_undoes_nothing_else(db: &Db) {
+        for beside in [false, true] {
+            let tag = if beside { "beside" } else { "alone" };
+            let name = |n: &str| -> &'static str { format!("{tag}-{n}").leak() };
+            let answers = one_batch_as(
+                db,
+                vec![
+                    org_job(name("kept-1"), false),
+                    refusing_job(name("refused-1")),
+                    org_job(name("kept-2"), false),
+                    refusing_job(name("refused-2")),
+                ],
+                beside,
+            )
+            .await;
+            assert_eq!(answers[0], Ok(()), "{tag}");
+            assert!(answers[1].is_err(), "{tag}");
+            assert_eq!(answers[2], Ok(()), "{tag}");
+            assert!(answers[3].is_err(), "{tag}");
+            let names = org_names(db).await;
+            for kept in ["kept-1", "kept-2"] {
+                assert!(names.contains(&format!("{tag}-{kept}")), "{tag}: {names:?}");
+            }
+        }
+    }
+
     /// A job that goes on after one of its statements failed: whatever the
     /// backend makes of that (SQLite keeps its other changes; PostgreSQL
     /// aborts the transaction), a job answered `Ok` has its changes stored
@@ -1191,6 +1228,32 @@ mod tests {
         assert_eq!(actions, ["first", "second", "third", "fourth", "fifth"]);
     }
 
+    /// More entries than one insert carries, of two orgs taking turns, in
+    /// one batch: each chain holds its own, in the order made, verified.
+    async fn many_appends_of_one_batch_make_two_whole_chains(db: &Db) {
+        let one = org_id_of_new(db, "audited-one").await;
+        let two = org_id_of_new(db, "audited-two").await;
+        let actions: Vec<&'static str> = (0..40).map(|i| format!("a{i}").leak() as &str).collect();
+        let jobs = actions
+            .iter()
+            .enumerate()
+            .map(|(i, action)| audit_job(if i % 3 == 0 { two } else { one }, action, false))
+            .collect();
+        let answers = one_batch_as(db, jobs, true).await;
+        assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+        for (org, of_org) in [(one, 1), (two, 0)] {
+            let made: Vec<&str> = actions
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| (i % 3 == 0) == (of_org == 0))
+                .map(|(_, a)| *a)
+                .collect();
+            let entries = verified_chain(db, org).await;
+            let stored: Vec<&str> = entries.iter().map(|e| e.action.as_str()).collect();
+            assert_eq!(stored, made);
+        }
+    }
+
     /// The test `$check` on each backend: `$sqlite` on a store in a
     /// temporary directory, `$postgres` on a database of its own on the
     /// test cluster (skipped loudly without one).
@@ -1373,6 +1436,18 @@ mod tests {
         a_failing_job_of_a_batch_undoes_only_its_own_changes_on_sqlite,
         a_failing_job_of_a_batch_undoes_only_its_own_changes_on_postgres,
         a_failing_job_undoes_only_its_own_changes
+    );
+
+    on_both_backends!(
+        many_appends_of_one_batch_make_two_whole_chains_on_sqlite,
+        many_appends_of_one_batch_make_two_whole_chains_on_postgres,
+        many_appends_of_one_batch_make_two_whole_chains
+    );
+
+    on_both_backends!(
+        a_job_failing_before_its_first_statement_undoes_nothing_else_on_sqlite,
+        a_job_failing_before_its_first_statement_undoes_nothing_else_on_postgres,
+        a_job_failing_before_its_first_statement_undoes_nothing_else
     );
 
     on_both_backends!(

@@ -73,6 +73,8 @@ impl PgConn {
             conn: self,
             later: Vec::new(),
             statements_left: None,
+            erred: false,
+            lost_control: None,
         }
     }
 
@@ -82,6 +84,8 @@ impl PgConn {
             conn: self,
             later: Vec::new(),
             statements_left: Some(1),
+            erred: false,
+            lost_control: None,
         }
     }
 }
@@ -118,12 +122,26 @@ pub(super) static BEGIN_BESIDE: std::sync::LazyLock<String> = std::sync::LazyLoc
 /// What a [`Tx`](super::Tx) on PostgreSQL holds.
 pub(crate) struct PgTx<'c> {
     conn: &'c mut PgConn,
-    /// Statements whose outcome the job does not look at, not sent yet
-    /// ([`PgTx::execute_later`]).
-    later: Vec<(postgres::Statement, Vec<OwnedValue>)>,
+    /// What is left to be sent with the transaction's next statement, in
+    /// order ([`PgTx::execute_later`], [`PgTx::end_job_later`]).
+    later: Vec<Later>,
     /// How many more statements may run, if bounded
     /// ([`PgConn::tx_of_one_statement`]).
     statements_left: Option<u32>,
+    /// A statement failed since the job began ([`PgTx::begin_job`]).
+    erred: bool,
+    /// How a job's end sent later failed, until the writer asks
+    /// ([`PgTx::take_lost_control`]).
+    lost_control: Option<Error>,
+}
+
+/// What a transaction left to be sent with its next statement.
+enum Later {
+    /// A statement whose outcome the job does not look at
+    /// ([`PgTx::execute_later`]).
+    Statement(postgres::Statement, Vec<OwnedValue>),
+    /// The transaction control ending a job ([`PgTx::end_job_later`]).
+    Control(&'static str),
 }
 
 /// How sending what a transaction left for later, with a statement, failed.
@@ -179,9 +197,44 @@ impl PgTx<'_> {
                 .to_sql_checked(ty, &mut encoded)
                 .map_err(|e| format!("a parameter of type {ty}: {e}"))?;
         }
-        self.later
-            .push((stmt.clone(), values.iter().map(OwnedValue::from).collect()));
+        self.later.push(Later::Statement(
+            stmt.clone(),
+            values.iter().map(OwnedValue::from).collect(),
+        ));
         Ok(())
+    }
+
+    /// Leaves `control`, the statements ending a job (releasing or rolling
+    /// back its savepoint and opening the next one's), to be sent with the
+    /// transaction's next statement, if nothing can make them fail but a
+    /// lost connection: the job left nothing else to be sent and no
+    /// statement of it failed (else the transaction may be aborted, and
+    /// the job must fail on them now). `false` if they must be sent now.
+    /// The caller sends a statement after them: leaving the `COMMIT` would
+    /// leave it unsent.
+    ///
+    /// A job of one statement whose outcome it reads (a claim) then costs
+    /// one round trip instead of two. Should they fail after all, the
+    /// failure is kept for [`PgTx::take_lost_control`], whatever the
+    /// statement they went with answered: the jobs kept before cannot be
+    /// told apart from the rest any more.
+    pub(super) fn end_job_later(&mut self, control: &'static str) -> bool {
+        let quiet = self.later.is_empty() && !self.erred;
+        if quiet {
+            self.later.push(Later::Control(control));
+        }
+        quiet
+    }
+
+    /// A job begins: no statement of it has failed yet.
+    pub(super) fn begin_job(&mut self) {
+        self.erred = false;
+    }
+
+    /// How a job's end left for later ([`PgTx::end_job_later`]) failed, if
+    /// it did: the batch then fails as a whole.
+    pub(super) fn take_lost_control(&mut self) -> Option<Error> {
+        self.lost_control.take()
     }
 
     /// The name of org `id`, if read on this connection before.
@@ -211,9 +264,11 @@ impl PgTx<'_> {
         }
     }
 
-    /// Drops what was left for later (the job that left it failed).
+    /// Drops the statements left for later (the job that left them
+    /// failed). The end of the job before it, if left, stays: it must
+    /// still go before the failed job's savepoint is rolled back to.
     pub(super) fn drop_later(&mut self) {
-        self.later.clear();
+        self.later.retain(|l| matches!(l, Later::Control(_)));
     }
 
     pub(super) fn execute(
@@ -229,7 +284,8 @@ impl PgTx<'_> {
             ..
         } = &mut *self.conn;
         let now = client.execute_raw(stmt, values.iter());
-        send(runtime, client, broken, &later, now).map_err(Sent::into_error)
+        let sent = send(runtime, client, broken, &later, now);
+        self.sent(sent).map_err(Sent::into_error)
     }
 
     pub(super) fn query(
@@ -253,7 +309,8 @@ impl PgTx<'_> {
                 .try_collect()
                 .await
         };
-        send(runtime, client, broken, &later, rows).map_err(Sent::into_error)
+        let sent = send(runtime, client, broken, &later, rows);
+        self.sent(sent).map_err(Sent::into_error)
     }
 
     pub(super) fn each(
@@ -271,10 +328,18 @@ impl PgTx<'_> {
             ..
         } = &mut *self.conn;
         let now = client.query_raw(stmt, values.iter());
-        let rows = send(runtime, client, broken, &later, now).map_err(Sent::into_error)?;
+        let sent = send(runtime, client, broken, &later, now);
+        let rows = self.sent(sent).map_err(Sent::into_error)?;
+        let PgConn {
+            runtime, broken, ..
+        } = &mut *self.conn;
+        let erred = &mut self.erred;
         let mut rows = Box::pin(rows);
         while let Some(row) = runtime.block_on(rows.next()) {
-            let row = row.inspect_err(|e| *broken |= connection_lost(e))?;
+            let row = row.inspect_err(|e| {
+                *broken |= connection_lost(e);
+                *erred = true;
+            })?;
             if !f(&row)? {
                 break;
             }
@@ -293,8 +358,37 @@ impl PgTx<'_> {
             ..
         } = &mut *self.conn;
         let now = client.batch_execute(sql);
-        send(runtime, client, broken, &later, now)
+        let sent = send(runtime, client, broken, &later, now);
+        self.sent(sent)
     }
+
+    /// Notes how what was just sent fared: a failure since the last job's
+    /// end ([`PgTx::end_job_later`]), and one of that end itself.
+    fn sent<T>(&mut self, sent: Result<T, Failure>) -> Result<T, Sent> {
+        sent.map_err(|failure| {
+            self.erred = true;
+            match failure {
+                Failure::Later(e) => Sent::Later(e),
+                Failure::Now(e) => Sent::Now(e),
+                // The statement sent with it did not run (or nothing is
+                // known of it): its caller fails, and the batch with it.
+                Failure::Control(e) => {
+                    self.lost_control = Some(error(&e));
+                    Sent::Later(e)
+                }
+            }
+        })
+    }
+}
+
+/// How [`send`] failed.
+enum Failure {
+    /// A statement left for later failed.
+    Later(postgres::Error),
+    /// A job's end left for later failed.
+    Control(postgres::Error),
+    /// The statement sent now failed.
+    Now(postgres::Error),
 }
 
 impl Sent {
@@ -315,17 +409,28 @@ fn send<T>(
     runtime: &Runtime,
     client: &tokio_postgres::Client,
     broken: &mut bool,
-    later: &[(postgres::Statement, Vec<OwnedValue>)],
+    later: &[Later],
     now: impl std::future::Future<Output = Result<T, postgres::Error>>,
-) -> Result<T, Sent> {
+) -> Result<T, Failure> {
+    use futures_util::FutureExt as _;
     use std::future::Future;
     use std::task::Poll;
-    type Pending<'a> = std::pin::Pin<Box<dyn Future<Output = Result<u64, postgres::Error>> + 'a>>;
-    let mut sent: Vec<(Pending<'_>, Option<Result<u64, postgres::Error>>)> = later
+    type Pending<'a> = std::pin::Pin<Box<dyn Future<Output = Result<(), Failure>> + 'a>>;
+    let mut sent: Vec<(Pending<'_>, Option<Result<(), Failure>>)> = later
         .iter()
-        .map(|(stmt, values)| {
-            let future: Pending<'_> =
-                Box::pin(client.execute_raw(stmt, values.iter().map(OwnedValue::value)));
+        .map(|later| {
+            let future: Pending<'_> = match later {
+                Later::Statement(stmt, values) => Box::pin(
+                    client
+                        .execute_raw(stmt, values.iter().map(OwnedValue::value))
+                        .map(|r| r.map(drop).map_err(Failure::Later)),
+                ),
+                Later::Control(sql) => Box::pin(
+                    client
+                        .batch_execute(sql)
+                        .map(|r| r.map_err(Failure::Control)),
+                ),
+            };
             (future, None)
         })
         .collect();
@@ -356,10 +461,10 @@ fn send<T>(
         .into_iter()
         .find_map(|(_, done)| done.and_then(Result::err))
     {
-        Some(e) => Err(Sent::Later(e)),
-        None => answer.map_err(Sent::Now),
+        Some(failure) => Err(failure),
+        None => answer.map_err(Failure::Now),
     };
-    if let Err(Sent::Later(e) | Sent::Now(e)) = &result {
+    if let Err(Failure::Later(e) | Failure::Control(e) | Failure::Now(e)) = &result {
         *broken |= connection_lost(e);
     }
     result

@@ -40,6 +40,9 @@ enum Failed {
     /// Appending the audit entries its jobs left for the commit failed,
     /// before the `COMMIT` was sent.
     Appending(Error),
+    /// The end of a job, left to be sent with the next statement
+    /// ([`PgTx::end_job_later`](super::pg::PgTx::end_job_later)), failed.
+    Control(Error),
 }
 
 /// Begins a transaction on `conn` with `begin`, connecting first if there is
@@ -177,8 +180,17 @@ fn commit_batch(
         run_jobs(
             &mut batch,
             &tx,
-            |sql| {
-                cell.borrow_mut().batch(sql).map_err(|sent| match sent {
+            |end| {
+                let mut c = cell.borrow_mut();
+                // A job's end left for later failed: the jobs kept before
+                // it may have been rolled back with it.
+                if let Some(err) = c.take_lost_control() {
+                    return Err(Between::Batch(Failed::Control(err)));
+                }
+                if end.may_wait && c.end_job_later(end.sql) {
+                    return Ok(());
+                }
+                c.batch(end.sql).map_err(|sent| match sent {
                     // The server refused a statement the job left: the
                     // job's failure (the transaction is aborted, the
                     // statement after it did not run).
@@ -241,7 +253,7 @@ fn commit_batch(
                     let _ = c.batch_execute("ROLLBACK");
                     error(&e)
                 }
-                Failed::Appending(err) => {
+                Failed::Appending(err) | Failed::Control(err) => {
                     let _ = c.batch_execute("ROLLBACK");
                     err
                 }

@@ -286,20 +286,140 @@ const CLAIMED_COLUMNS: &str = "id, target_id, target, argv, env, secrets, image,
 
 /// A [`Claimed`] from a row returned with [`CLAIMED_COLUMNS`].
 fn claimed_from_row(r: &Row<'_>) -> sql::Result<Claimed> {
+    claimed_at(r, 0)
+}
+
+/// A [`Claimed`] from [`CLAIMED_COLUMNS`] from column `i` on.
+fn claimed_at(r: &Row<'_>, i: usize) -> sql::Result<Claimed> {
     Ok(Claimed {
-        run_id: r.get(0)?,
-        target_id: r.get(1)?,
-        target: r.get(2)?,
-        argv: json_column(r, 3)?,
-        env: json_column(r, 4)?,
-        secrets: json_column(r, 5)?,
-        image: r.get(6)?,
-        timeout_secs: r.get(7)?,
-        created_ms: r.get(8)?,
-        stdin: r.get(9)?,
-        spec: json_column(r, 10)?,
-        intents: intents_from_row(r, 11)?,
+        run_id: r.get(i)?,
+        target_id: r.get(i + 1)?,
+        target: r.get(i + 2)?,
+        argv: json_column(r, i + 3)?,
+        env: json_column(r, i + 4)?,
+        secrets: json_column(r, i + 5)?,
+        image: r.get(i + 6)?,
+        timeout_secs: r.get(i + 7)?,
+        created_ms: r.get(i + 8)?,
+        stdin: r.get(i + 9)?,
+        spec: json_column(r, i + 10)?,
+        intents: intents_from_row(r, i + 11)?,
     })
+}
+
+/// What a poll's claim found ([`try_claim`]).
+#[derive(Debug)]
+pub(crate) struct Tried {
+    /// The agent's running runs before the claim.
+    pub(crate) held: i64,
+    /// The most it declared it runs at once.
+    pub(crate) max: i64,
+    /// Whether it is connected.
+    pub(crate) online: bool,
+    /// The run found, if any.
+    pub(crate) found: Option<Found>,
+}
+
+/// A run a poll's claim found.
+#[derive(Debug)]
+pub(crate) enum Found {
+    /// Handed to the agent in this poll before (it did not get the
+    /// answer), its lease renewed ([`claimed_in_poll`]).
+    Again(Claimed),
+    /// Just claimed ([`claim_next`]): the agent had a free slot.
+    New(Claimed),
+}
+
+/// A poll's claim for agent `agent_id` (see `queue::claim`): touches the
+/// agent, counts its slots, renews and returns the run handed to it in
+/// poll `poll_id` if it still runs, else claims the next queued run if the
+/// agent is connected and has a free slot.
+///
+/// On SQLite, statement after statement; on PostgreSQL, the touch and one
+/// statement doing the rest, one round trip (an agent's every poll takes
+/// it). The count there begins after the touch, which holds the agent's
+/// row: a claim of the same agent on another replica has committed by
+/// then, and the run it took is counted (see [`super::agents::touch_and_slots`]).
+/// Fails if there is no such agent.
+pub(crate) fn try_claim(
+    tx: &Tx<'_>,
+    agent_id: &str,
+    agent_name: &str,
+    poll_id: Option<&str>,
+    lease_until: i64,
+    now: i64,
+) -> Result<Tried, Error> {
+    if tx.backend() == Backend::Sqlite {
+        let (held, max, online) = super::agents::touch_and_slots(tx, agent_id, now)?;
+        let again = match poll_id {
+            Some(poll_id) => claimed_in_poll(tx, agent_id, poll_id, lease_until)?,
+            None => None,
+        };
+        let found = match again {
+            Some(again) => Some(Found::Again(again)),
+            None if held < max && online => {
+                claim_next(tx, agent_id, agent_name, poll_id, lease_until, now)?.map(Found::New)
+            }
+            None => None,
+        };
+        return Ok(Tried {
+            held,
+            max,
+            online,
+            found,
+        });
+    }
+    super::agents::touch_later(tx, agent_id, now)?;
+    // `again` and `claimed` cannot both return a run: a run of this poll
+    // still running stops the claim. Both see the statement's snapshot,
+    // as does `me`: the count includes the run handed out again.
+    static CLAIM: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "WITH me AS (
+                 SELECT max_concurrency, online,
+                        (SELECT COUNT(*) FROM runs
+                         WHERE agent_id = ?1 AND status = 'running') AS held
+                 FROM agents WHERE id = ?1),
+             again AS (
+                 UPDATE runs SET lease_expires_ms = ?3
+                 WHERE agent_id = ?1 AND status = 'running' AND poll_id = ?5
+                 RETURNING 'again' AS kind, {CLAIMED_COLUMNS}),
+             claimed AS (
+                 UPDATE runs SET status = 'running', agent_id = ?1, agent_name = ?2,
+                                 lease_expires_ms = ?3, started_ms = ?4, poll_id = ?5
+                 WHERE n = (SELECT r.n FROM agent_targets a
+                            JOIN runs r ON r.target_id = a.target_id AND r.status = 'queued'
+                            WHERE a.agent_id = ?1
+                              AND EXISTS (SELECT 1 FROM me
+                                          WHERE online = 1 AND held < max_concurrency)
+                              AND NOT EXISTS (SELECT 1 FROM runs p
+                                              WHERE p.agent_id = ?1 AND p.status = 'running'
+                                                AND p.poll_id = ?5)
+                            ORDER BY r.n LIMIT 1 FOR UPDATE OF r SKIP LOCKED)
+                   AND status = 'queued'
+                 RETURNING 'new' AS kind, {CLAIMED_COLUMNS})
+             SELECT me.held, me.max_concurrency, me.online, found.*
+             FROM me LEFT JOIN (SELECT * FROM again UNION ALL SELECT * FROM claimed) AS found
+                  ON TRUE"
+        )
+    });
+    Ok(tx.prepare_cached(&CLAIM)?.query_row(
+        params![agent_id, agent_name, lease_until, now, poll_id],
+        |r| {
+            let kind: Option<String> = r.get(3)?;
+            let found = match kind.as_deref() {
+                Some("again") => Some(Found::Again(claimed_at(r, 4)?)),
+                Some(_) => Some(Found::New(claimed_at(r, 4)?)),
+                None => None,
+            };
+            Ok(Tried {
+                held: r.get(0)?,
+                max: r.get(1)?,
+                online: r.get(2)?,
+                found,
+            })
+        },
+    )?)
 }
 
 /// Atomically turns the oldest queued run of the agent's targets into

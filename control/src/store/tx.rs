@@ -120,6 +120,9 @@ impl<'c> Tx<'c> {
     /// ([`Tx::forget_job`]).
     pub(super) fn begin_job(&self) {
         self.job_mark.set(self.deferred.borrow().len());
+        if let Conn::Postgres(c) = self.conn {
+            c.borrow_mut().begin_job();
+        }
     }
 
     /// The backend this transaction runs on.

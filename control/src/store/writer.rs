@@ -217,6 +217,14 @@ pub(super) enum Between<E> {
     Batch(E),
 }
 
+/// The statement ending a job, and whether the engine may leave it to be
+/// sent with the next statement of the transaction (one always follows:
+/// it is not the `COMMIT`).
+pub(super) struct JobEnd {
+    pub(super) sql: &'static str,
+    pub(super) may_wait: bool,
+}
+
 /// A batch that failed as a whole: every job is answered `error`.
 pub(super) struct BatchFailed<E> {
     pub(super) error: E,
@@ -230,8 +238,10 @@ pub(super) struct BatchFailed<E> {
 /// `BEGIN`, so that a failing job rolls back only its own changes, and ends
 /// the transaction. `end_job` sends what the job left to be sent with the
 /// statement that follows it (releasing or rolling back its savepoint,
-/// then opening the next job's or committing); `run` runs a statement
-/// alone. A job whose last statements fail there is failed and rolled back
+/// then opening the next job's or committing), or leaves it all to go with
+/// the next statement if it [`JobEnd::may_wait`] (on PostgreSQL, after a
+/// job that left nothing to send: one round trip less); `run` runs a
+/// statement alone. A job whose last statements fail there is failed and rolled back
 /// to its savepoint like any other failing job. A failing statement
 /// between jobs fails the batch: the transaction then cannot be trusted to
 /// hold exactly the kept jobs, and the engine rolls it all back (the
@@ -245,7 +255,7 @@ pub(super) struct BatchFailed<E> {
 pub(super) fn run_jobs<E>(
     batch: &mut Batch,
     tx: &Tx<'_>,
-    mut end_job: impl FnMut(&str) -> Result<(), Between<E>>,
+    mut end_job: impl FnMut(JobEnd) -> Result<(), Between<E>>,
     mut run: impl FnMut(&str) -> Result<(), E>,
     close: impl FnOnce() -> Result<(), E>,
 ) -> Result<(), BatchFailed<E>> {
@@ -262,7 +272,12 @@ pub(super) fn run_jobs<E>(
             error,
             commit_sent: end && !closing,
         };
-        match end_job(next_statement(kept, end, closing)) {
+        let ending = JobEnd {
+            sql: next_statement(kept, end, closing),
+            // Only the `COMMIT` has nothing after it.
+            may_wait: !end || closing,
+        };
+        match end_job(ending) {
             Ok(()) => {}
             Err(Between::Job(error)) => {
                 // The transaction is aborted, the job's savepoint still
