@@ -35,8 +35,8 @@ use super::pg::DatabaseUrl;
 use super::schema::{self, database_error};
 use super::tx::Tx;
 use super::writer::{
-    Batch, Between, FIRST_SAVEPOINT, Health, IDLE_READERS, Job, MAX_READERS, Message, next_batch,
-    not_durable, run_jobs,
+    Again, Batch, Between, FIRST_SAVEPOINT, Health, IDLE_READERS, Job, MAX_READERS, Message, Once,
+    Work, next_batch, not_durable, run_jobs,
 };
 use crate::error::{Error, OpenError};
 use crate::settings::Settings;
@@ -274,13 +274,19 @@ impl Db {
     /// retry"). Only submitting, claiming and finishing runs are written
     /// so: the writes a run's dispatch is made of. On SQLite, the same as
     /// `write_then`.
+    ///
+    /// `work` may run more than once, each time in a new transaction after
+    /// the last was rolled back, and must change nothing but through it: on
+    /// PostgreSQL a batch of such jobs runs without a savepoint per job, and
+    /// if one fails, it is all rolled back and run again, each job in its
+    /// own savepoint.
     pub(crate) async fn write_beside<T, F, H>(&self, work: F, on_commit: H) -> Result<T, Error>
     where
         T: Send + 'static,
-        F: FnOnce(&Tx<'_>) -> Result<T, Error> + Send + 'static,
+        F: Fn(&Tx<'_>) -> Result<T, Error> + Send + 'static,
         H: FnOnce(&T) + Send + 'static,
     {
-        self.send_job(work, on_commit, true).await
+        self.send_job(Again(work), on_commit, true).await
     }
 
     /// [`write`](Db::write), also running `on_commit` with the result as soon
@@ -293,18 +299,18 @@ impl Db {
         F: FnOnce(&Tx<'_>) -> Result<T, Error> + Send + 'static,
         H: FnOnce(&T) + Send + 'static,
     {
-        self.send_job(work, on_commit, false).await
+        self.send_job(Once(Some(work)), on_commit, false).await
     }
 
-    async fn send_job<T, F, H>(&self, work: F, on_commit: H, beside: bool) -> Result<T, Error>
+    async fn send_job<T, W, H>(&self, work: W, on_commit: H, beside: bool) -> Result<T, Error>
     where
         T: Send + 'static,
-        F: FnOnce(&Tx<'_>) -> Result<T, Error> + Send + 'static,
+        W: Work<T> + 'static,
         H: FnOnce(&T) + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
         let job = Box::new(Job {
-            work: Some(work),
+            work,
             on_commit: Some(Box::new(on_commit)),
             result: None,
             reply,
@@ -804,7 +810,8 @@ mod tests {
         db.close();
     }
 
-    type TestJob = Box<dyn FnOnce(&Tx<'_>) -> Result<(), Error> + Send>;
+    /// A test's job: it may run again (see [`Db::write_beside`]).
+    type TestJob = Box<dyn Fn(&Tx<'_>) -> Result<(), Error> + Send>;
 
     /// Sends `jobs` so that the writer runs them as one batch, and returns
     /// their answers: a holder job keeps the writer busy until every job is
@@ -821,9 +828,13 @@ mod tests {
         let hold = db.write(held_job(started, wait));
         let rest = async {
             until_started(running).await;
-            let writes = futures_util::future::join_all(
-                jobs.into_iter().map(|job| db.send_job(job, |_| {}, beside)),
-            );
+            let writes = futures_util::future::join_all(jobs.into_iter().map(|job| async move {
+                if beside {
+                    db.write_beside(job, |_| {}).await
+                } else {
+                    db.write(job).await
+                }
+            }));
             // `join!` polls in order: every job is queued, then the holder
             // is let go.
             let (answers, ()) = tokio::join!(writes, async {
@@ -889,14 +900,15 @@ mod tests {
 
     /// A failing job in the middle of a batch and one ending it: each rolls
     /// back its own changes only, and is answered with its own error.
-    async fn a_failing_job_undoes_only_its_own_changes(db: &Db) {
-        let answers = one_batch(
+    async fn a_failing_job_undoes_only_its_own_changes_as(db: &Db, beside: bool) {
+        let answers = one_batch_as(
             db,
             vec![
                 org_job("kept-1", false),
                 org_job("dropped-1", true),
                 org_job("kept-2", false),
             ],
+            beside,
         )
         .await;
         assert_eq!(answers[0], Ok(()));
@@ -906,9 +918,10 @@ mod tests {
         assert!(names.contains(&"kept-1".to_owned()), "{names:?}");
         assert!(names.contains(&"kept-2".to_owned()), "{names:?}");
         assert!(!names.contains(&"dropped-1".to_owned()), "{names:?}");
-        let answers = one_batch(
+        let answers = one_batch_as(
             db,
             vec![org_job("kept-3", false), org_job("dropped-2", true)],
+            beside,
         )
         .await;
         assert_eq!(answers[0], Ok(()));
@@ -917,13 +930,14 @@ mod tests {
         assert!(names.contains(&"kept-3".to_owned()), "{names:?}");
         assert!(!names.contains(&"dropped-2".to_owned()), "{names:?}");
         // Two failing in a row, then one kept.
-        let answers = one_batch(
+        let answers = one_batch_as(
             db,
             vec![
                 org_job("dropped-3", true),
                 org_job("dropped-4", true),
                 org_job("kept-4", false),
             ],
+            beside,
         )
         .await;
         assert!(answers[0].is_err() && answers[1].is_err());
@@ -932,7 +946,7 @@ mod tests {
         assert!(names.contains(&"kept-4".to_owned()), "{names:?}");
         assert!(!names.iter().any(|n| n.starts_with("dropped")), "{names:?}");
         // Failing on a constraint, in the middle and at the end.
-        let answers = one_batch(
+        let answers = one_batch_as(
             db,
             vec![
                 org_job("kept-5", false),
@@ -940,6 +954,7 @@ mod tests {
                 org_job("kept-6", false),
                 duplicate_org_job("kept-2"),
             ],
+            beside,
         )
         .await;
         assert_eq!(answers[0], Ok(()));
@@ -949,6 +964,17 @@ mod tests {
         let names = org_names(db).await;
         assert!(names.contains(&"kept-5".to_owned()), "{names:?}");
         assert!(names.contains(&"kept-6".to_owned()), "{names:?}");
+    }
+
+    async fn a_failing_job_undoes_only_its_own_changes(db: &Db) {
+        a_failing_job_undoes_only_its_own_changes_as(db, false).await;
+    }
+
+    /// [`a_failing_job_undoes_only_its_own_changes_as`] in batches beside other
+    /// replicas': on PostgreSQL they run without savepoints, and are run
+    /// again with them after a failure.
+    async fn a_failing_job_undoes_only_its_own_changes_beside(db: &Db) {
+        a_failing_job_undoes_only_its_own_changes_as(db, true).await;
     }
 
     /// A job refusing before it sends a statement.
@@ -993,7 +1019,7 @@ mod tests {
     /// aborts the transaction), a job answered `Ok` has its changes stored
     /// and one answered with an error has none, at the end of a batch and
     /// in its middle.
-    async fn a_job_answered_ok_has_its_changes_stored(db: &Db) {
+    async fn a_job_answered_ok_has_its_changes_stored_as(db: &Db, beside: bool) {
         add_org(db, "taken").await.expect("an org");
         for jobs in [
             vec![
@@ -1006,7 +1032,7 @@ mod tests {
             ],
         ] {
             let (names, jobs): (Vec<&str>, Vec<TestJob>) = jobs.into_iter().unzip();
-            let answers = one_batch(db, jobs).await;
+            let answers = one_batch_as(db, jobs, beside).await;
             let stored = org_names(db).await;
             for (name, answer) in names.iter().zip(&answers) {
                 let here = stored.iter().any(|n| n == name);
@@ -1017,6 +1043,17 @@ mod tests {
                 );
             }
         }
+    }
+
+    async fn a_job_answered_ok_has_its_changes_stored(db: &Db) {
+        a_job_answered_ok_has_its_changes_stored_as(db, false).await;
+    }
+
+    /// [`a_job_answered_ok_has_its_changes_stored_as`] in batches beside other
+    /// replicas': on PostgreSQL they run without savepoints, and are run
+    /// again with them after a failure.
+    async fn a_job_answered_ok_has_its_changes_stored_beside(db: &Db) {
+        a_job_answered_ok_has_its_changes_stored_as(db, true).await;
     }
 
     /// A job appending `action` to org `org_id`'s audit chain, then failing
@@ -1117,9 +1154,9 @@ mod tests {
     /// job, whether it is sent with the job's next statement or at the
     /// job's end (in the middle of a batch, and ending it): the job is
     /// answered with an error and undoes its own changes only.
-    async fn a_failing_write_left_for_later_fails_its_job_only(db: &Db) {
+    async fn a_failing_write_left_for_later_fails_its_job_only_as(db: &Db, beside: bool) {
         add_org(db, "taken").await.expect("an org");
-        let answers = one_batch(
+        let answers = one_batch_as(
             db,
             vec![
                 org_job("kept-a", false),
@@ -1129,6 +1166,7 @@ mod tests {
                 org_job("kept-c", false),
                 later_job("dropped-c", "taken", false),
             ],
+            beside,
         )
         .await;
         let ok: Vec<bool> = answers.iter().map(Result::is_ok).collect();
@@ -1140,12 +1178,13 @@ mod tests {
         assert!(!names.iter().any(|n| n.starts_with("dropped")), "{names:?}");
         // Positive control: writes left for later that succeed are stored
         // with their job's.
-        let answers = one_batch(
+        let answers = one_batch_as(
             db,
             vec![
                 later_job("now-1", "later-1", true),
                 later_job("now-2", "later-2", false),
             ],
+            beside,
         )
         .await;
         assert!(answers.iter().all(Result::is_ok), "{answers:?}");
@@ -1153,6 +1192,17 @@ mod tests {
         for stored in ["now-1", "later-1", "now-2", "later-2"] {
             assert!(names.contains(&stored.to_owned()), "{names:?}");
         }
+    }
+
+    async fn a_failing_write_left_for_later_fails_its_job_only(db: &Db) {
+        a_failing_write_left_for_later_fails_its_job_only_as(db, false).await;
+    }
+
+    /// [`a_failing_write_left_for_later_fails_its_job_only_as`] in batches beside other
+    /// replicas': on PostgreSQL they run without savepoints, and are run
+    /// again with them after a failure.
+    async fn a_failing_write_left_for_later_fails_its_job_only_beside(db: &Db) {
+        a_failing_write_left_for_later_fails_its_job_only_as(db, true).await;
     }
 
     /// Statements left for later reach the database in the order they were
@@ -1226,6 +1276,70 @@ mod tests {
         let entries = verified_chain(db, org_id).await;
         let actions: Vec<&str> = entries.iter().map(|e| e.action.as_str()).collect();
         assert_eq!(actions, ["first", "second", "third", "fourth", "fifth"]);
+    }
+
+    /// A job adding org `name`, counting its runs in `runs`, failing if
+    /// `fails`.
+    fn counted_job(
+        name: &'static str,
+        runs: &std::sync::Arc<std::sync::atomic::AtomicUsize>,
+        fails: bool,
+    ) -> TestJob {
+        let runs = std::sync::Arc::clone(runs);
+        let job = org_job(name, fails);
+        Box::new(move |tx| {
+            runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            job(tx)
+        })
+    }
+
+    /// Jobs beside other replicas' run once when their batch commits; on
+    /// PostgreSQL, where such a batch runs without savepoints, a failing
+    /// job has it rolled back and run again, savepoint by savepoint, so a
+    /// job before it runs twice (its first run undone), and is stored once.
+    async fn jobs_beside_others_run_again_only_after_a_failure(db: &Db) {
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+        let counters: Vec<std::sync::Arc<AtomicUsize>> =
+            (0..5).map(|_| Default::default()).collect();
+        let answers = one_batch_as(
+            db,
+            vec![
+                counted_job("once-1", &counters[0], false),
+                counted_job("once-2", &counters[1], false),
+            ],
+            true,
+        )
+        .await;
+        assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+        assert_eq!((counters[0].load(SeqCst), counters[1].load(SeqCst)), (1, 1));
+        let answers = one_batch_as(
+            db,
+            vec![
+                counted_job("again-1", &counters[2], false),
+                counted_job("failing", &counters[3], true),
+                counted_job("after", &counters[4], false),
+            ],
+            true,
+        )
+        .await;
+        let ok: Vec<bool> = answers.iter().map(Result::is_ok).collect();
+        assert_eq!(ok, [true, false, true], "{answers:?}");
+        let runs: Vec<usize> = counters[2..].iter().map(|c| c.load(SeqCst)).collect();
+        let backend = db.read(|tx| Ok(tx.backend())).await.expect("a read");
+        let expected = match backend {
+            super::super::tx::Backend::Sqlite => [1, 1, 1],
+            super::super::tx::Backend::Postgres => [2, 2, 1],
+        };
+        assert_eq!(runs, expected);
+        let names = org_names(db).await;
+        for stored in ["once-1", "once-2", "again-1", "after"] {
+            assert_eq!(
+                names.iter().filter(|n| *n == stored).count(),
+                1,
+                "{names:?}"
+            );
+        }
+        assert!(!names.contains(&"failing".to_owned()), "{names:?}");
     }
 
     /// More entries than one insert carries, of two orgs taking turns, in
@@ -1365,7 +1479,7 @@ mod tests {
     fn held_job(
         started: std::sync::mpsc::Sender<()>,
         go: std::sync::mpsc::Receiver<()>,
-    ) -> impl FnOnce(&Tx<'_>) -> Result<(), Error> + Send + 'static {
+    ) -> impl Fn(&Tx<'_>) -> Result<(), Error> + Send + 'static {
         move |_| {
             let gone = |_| Error::internal("the test went away");
             started.send(()).map_err(gone)?;
@@ -1439,6 +1553,18 @@ mod tests {
     );
 
     on_both_backends!(
+        a_failing_job_of_a_batch_undoes_only_its_own_changes_beside_others_on_sqlite,
+        a_failing_job_of_a_batch_undoes_only_its_own_changes_beside_others_on_postgres,
+        a_failing_job_undoes_only_its_own_changes_beside
+    );
+
+    on_both_backends!(
+        jobs_beside_others_run_again_only_after_a_failure_on_sqlite,
+        jobs_beside_others_run_again_only_after_a_failure_on_postgres,
+        jobs_beside_others_run_again_only_after_a_failure
+    );
+
+    on_both_backends!(
         many_appends_of_one_batch_make_two_whole_chains_on_sqlite,
         many_appends_of_one_batch_make_two_whole_chains_on_postgres,
         many_appends_of_one_batch_make_two_whole_chains
@@ -1457,6 +1583,12 @@ mod tests {
     );
 
     on_both_backends!(
+        a_job_answered_ok_has_its_changes_stored_beside_others_on_sqlite,
+        a_job_answered_ok_has_its_changes_stored_beside_others_on_postgres,
+        a_job_answered_ok_has_its_changes_stored_beside
+    );
+
+    on_both_backends!(
         audit_appends_around_a_rolled_back_one_keep_the_chain_whole_on_sqlite,
         audit_appends_around_a_rolled_back_one_keep_the_chain_whole_on_postgres,
         appends_around_a_rolled_back_one_keep_the_chain_whole
@@ -1466,6 +1598,12 @@ mod tests {
         a_failing_write_left_for_later_fails_its_job_only_on_sqlite,
         a_failing_write_left_for_later_fails_its_job_only_on_postgres,
         a_failing_write_left_for_later_fails_its_job_only
+    );
+
+    on_both_backends!(
+        a_failing_write_left_for_later_fails_its_job_only_beside_others_on_sqlite,
+        a_failing_write_left_for_later_fails_its_job_only_beside_others_on_postgres,
+        a_failing_write_left_for_later_fails_its_job_only_beside
     );
 
     on_both_backends!(

@@ -226,6 +226,11 @@ impl PgTx<'_> {
         quiet
     }
 
+    /// Whether a statement failed since the job began.
+    pub(super) fn erred(&self) -> bool {
+        self.erred
+    }
+
     /// A job begins: no statement of it has failed yet.
     pub(super) fn begin_job(&mut self) {
         self.erred = false;

@@ -128,6 +128,20 @@ pub(super) fn writer_loop(
         // batch do not make it exclusive.
         let (beside, alone): (Batch, Batch) = batch.into_iter().partition(|job| job.beside());
         for (beside, batch) in [(true, beside), (false, alone)] {
+            // Jobs that may run again go without savepoints first.
+            let batch = if beside && batch.iter().all(|job| job.may_run_again()) {
+                commit_at_once(
+                    &mut conn,
+                    &connector,
+                    &runtime,
+                    &health,
+                    batch,
+                    #[cfg(any(test, feature = "fault-injection"))]
+                    &faults,
+                )
+            } else {
+                batch
+            };
             if !batch.is_empty() {
                 commit_batch(
                     &mut conn,
@@ -145,6 +159,98 @@ pub(super) fn writer_loop(
     if let Some(conn) = conn {
         conn.close();
     }
+}
+
+/// Runs `batch`, of jobs that may run again and beside other replicas', in
+/// one transaction without a savepoint per job (on PostgreSQL each is a
+/// message, an answer and a subtransaction: as much again as the jobs of a
+/// run's dispatch), holding [`WRITE_LOCK`](super::pg::WRITE_LOCK) shared,
+/// and answers every job if it commits. Gives the batch back, to be run
+/// the careful way ([`commit_batch`]), if anything failed before it could
+/// commit: a job (its result, or a statement of it, even one it went on
+/// after), a statement it left to be sent later, or appending the audit
+/// entries; the transaction is then rolled back, so each job is run again
+/// from nothing. Empty if it answered every job.
+fn commit_at_once(
+    conn: &mut Option<PgConn>,
+    connector: &Connector,
+    runtime: &Arc<Runtime>,
+    health: &Health,
+    mut batch: Batch,
+    #[cfg(any(test, feature = "fault-injection"))] faults: &crate::settings::Faults,
+) -> Batch {
+    if begin_on(conn, connector, runtime, |c| c.batch_execute(&BEGIN_BESIDE)).is_err() {
+        // The careful way begins again, and answers why if it fails too.
+        return batch;
+    }
+    let Some(c) = conn.as_mut() else {
+        return batch; // begin_on left a connection: cannot happen
+    };
+    let committed = {
+        let cell = RefCell::new(c.tx());
+        let tx = Tx::postgres_beside(&cell);
+        let ran = batch.iter_mut().all(|job| {
+            tx.begin_job();
+            job.run(&tx) && !cell.borrow().erred()
+        });
+        // What the last job left goes with the appends' first statement
+        // or, if none, with the `COMMIT`; a `COMMIT` sent behind a failed
+        // statement rolls back, and nothing is lost by running it all again.
+        let appended = ran && super::audit::append_deferred(&tx).is_ok() && !cell.borrow().erred();
+        if appended {
+            Some(cell.borrow_mut().batch("COMMIT"))
+        } else {
+            None
+        }
+    };
+    let failed = match committed {
+        Some(Ok(())) => None,
+        // Nothing was committed: the failure came before the `COMMIT`,
+        // which rolled back.
+        Some(Err(Sent::Later(e))) if !connection_lost(&e) => {
+            let _ = c.batch_execute("ROLLBACK");
+            return batch;
+        }
+        // The `COMMIT` failed, or nothing is known of it.
+        Some(Err(sent)) => Some(sent.into_error()),
+        None => {
+            let _ = c.batch_execute("ROLLBACK");
+            return batch;
+        }
+    };
+    #[cfg(any(test, feature = "fault-injection"))]
+    if failed.is_none() && faults.sync_fails() {
+        health.failed();
+        for job in batch {
+            job.deliver(Err(not_durable()));
+        }
+        return Vec::new();
+    }
+    match failed {
+        None => {
+            health.succeeded();
+            for job in &mut batch {
+                job.committed();
+            }
+            for job in batch {
+                job.deliver(Ok(()));
+            }
+        }
+        Some(e) => {
+            health.failed();
+            let err = if connection_lost(&e) {
+                *conn = None;
+                not_durable()
+            } else {
+                let _ = c.batch_execute("ROLLBACK");
+                error(&e)
+            };
+            for job in batch {
+                job.deliver(Err(err.clone()));
+            }
+        }
+    }
+    Vec::new()
 }
 
 /// Runs `batch` in one transaction (see [`run_jobs`]), holding

@@ -89,12 +89,56 @@ pub(super) trait WriteJob: Send {
     /// Whether the job may run beside other replicas' writes (see
     /// [`Db::write_beside`](super::Db::write_beside)).
     fn beside(&self) -> bool;
+    /// Whether the job may be run again, in a new transaction, after the
+    /// one it ran in was rolled back: its work changes nothing but through
+    /// the transaction, so running it twice that way is running it once.
+    fn may_run_again(&self) -> bool;
+}
+
+/// What a job runs: once, or again each time its batch is run.
+pub(super) trait Work<T>: Send {
+    /// Runs it; `None` if it ran before and cannot run again.
+    fn call(&mut self, tx: &Tx<'_>) -> Option<Result<T, Error>>;
+    /// Whether it may run again ([`WriteJob::may_run_again`]).
+    fn again(&self) -> bool;
+}
+
+/// Work that runs once.
+pub(super) struct Once<F>(pub(super) Option<F>);
+
+impl<T, F> Work<T> for Once<F>
+where
+    F: FnOnce(&Tx<'_>) -> Result<T, Error> + Send,
+{
+    fn call(&mut self, tx: &Tx<'_>) -> Option<Result<T, Error>> {
+        self.0.take().map(|work| work(tx))
+    }
+
+    fn again(&self) -> bool {
+        false
+    }
+}
+
+/// Work that may run again ([`WriteJob::may_run_again`]).
+pub(super) struct Again<F>(pub(super) F);
+
+impl<T, F> Work<T> for Again<F>
+where
+    F: Fn(&Tx<'_>) -> Result<T, Error> + Send,
+{
+    fn call(&mut self, tx: &Tx<'_>) -> Option<Result<T, Error>> {
+        Some((self.0)(tx))
+    }
+
+    fn again(&self) -> bool {
+        true
+    }
 }
 
 pub(super) type Hook<T> = Box<dyn FnOnce(&T) + Send>;
 
-pub(super) struct Job<T, F> {
-    pub(super) work: Option<F>,
+pub(super) struct Job<T, W> {
+    pub(super) work: W,
     pub(super) on_commit: Option<Hook<T>>,
     pub(super) result: Option<Result<T, Error>>,
     pub(super) reply: oneshot::Sender<Result<T, Error>>,
@@ -102,10 +146,10 @@ pub(super) struct Job<T, F> {
     pub(super) beside: bool,
 }
 
-impl<T, F> WriteJob for Job<T, F>
+impl<T, W> WriteJob for Job<T, W>
 where
     T: Send,
-    F: FnOnce(&Tx<'_>) -> Result<T, Error> + Send,
+    W: Work<T>,
 {
     fn committed(&mut self) {
         if let (Some(hook), Some(Ok(value))) = (self.on_commit.take(), self.result.as_ref()) {
@@ -114,13 +158,13 @@ where
     }
 
     fn run(&mut self, tx: &Tx<'_>) -> bool {
-        let Some(work) = self.work.take() else {
-            return false;
-        };
         // A bug in one job must not take the writer thread (and with it
         // every later write) down.
-        let result = catch_unwind(AssertUnwindSafe(|| work(tx)))
-            .unwrap_or_else(|_| Err(Error::internal("a database job panicked")));
+        let result = match catch_unwind(AssertUnwindSafe(|| self.work.call(tx))) {
+            Ok(Some(result)) => result,
+            Ok(None) => return false,
+            Err(_) => Err(Error::internal("a database job panicked")),
+        };
         let keep = result.is_ok();
         self.result = Some(result);
         keep
@@ -132,6 +176,10 @@ where
 
     fn beside(&self) -> bool {
         self.beside
+    }
+
+    fn may_run_again(&self) -> bool {
+        self.work.again()
     }
 
     fn deliver(self: Box<Self>, committed: Result<(), Error>) {
