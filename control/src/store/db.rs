@@ -1014,6 +1014,59 @@ mod tests {
         }
     }
 
+    /// A job preparing a statement the database refuses to parse (on
+    /// PostgreSQL the `Parse` fails and aborts the transaction), then,
+    /// if `goes_on`, answering `Ok` all the same.
+    fn unparsable_job(goes_on: bool) -> TestJob {
+        Box::new(move |tx| {
+            let refused = tx.prepare_cached("SELECT * FROM no_such_table").map(drop);
+            assert!(refused.is_err(), "no such table");
+            if goes_on { Ok(()) } else { Ok(refused?) }
+        })
+    }
+
+    /// A job whose statement fails as it is prepared, after two kept ones
+    /// (whose ends, on PostgreSQL, wait to go with the next statement),
+    /// and a batch whose only job's write left for later fails with the
+    /// `COMMIT`: every job answered `Ok` has its changes stored, and no
+    /// other, exclusive and beside other replicas'; the jobs before one
+    /// failing on its own are kept.
+    async fn a_job_answered_ok_is_stored_whatever_fails_after_it(db: &Db) {
+        add_org(db, "taken").await.expect("an org");
+        for beside in [false, true] {
+            for goes_on in [false, true] {
+                let tag = format!("{beside}-{goes_on}");
+                let name = |n: &str| -> &'static str { format!("{tag}-{n}").leak() };
+                let names = [name("kept-0"), name("kept-1")];
+                let answers = one_batch_as(
+                    db,
+                    vec![
+                        org_job(names[0], false),
+                        org_job(names[1], false),
+                        unparsable_job(goes_on),
+                    ],
+                    beside,
+                )
+                .await;
+                // Going on, it changed nothing: `Ok` is as true as an error.
+                assert!(goes_on || answers[2].is_err(), "{tag}: {answers:?}");
+                let stored = org_names(db).await;
+                for (name, answer) in names.iter().zip(&answers) {
+                    let here = stored.iter().any(|n| n == name);
+                    assert_eq!(answer.is_ok(), here, "{name}: {answer:?}, {stored:?}");
+                    // Failing on its own, the job undoes only itself (one
+                    // going on may fail the batch, which is answered so).
+                    assert!(goes_on || here, "{name}: {answer:?}, {stored:?}");
+                }
+            }
+            let tag = format!("{beside}-later");
+            let name: &'static str = format!("{tag}-now").leak();
+            let answers = one_batch_as(db, vec![later_job(name, "taken", false)], beside).await;
+            assert!(answers[0].is_err(), "{tag}: {answers:?}");
+            assert!(!org_names(db).await.contains(&name.to_owned()), "{tag}");
+        }
+    }
+
     /// A job that goes on after one of its statements failed: whatever the
     /// backend makes of that (SQLite keeps its other changes; PostgreSQL
     /// aborts the transaction), a job answered `Ok` has its changes stored
@@ -1556,6 +1609,12 @@ mod tests {
         a_failing_job_of_a_batch_undoes_only_its_own_changes_beside_others_on_sqlite,
         a_failing_job_of_a_batch_undoes_only_its_own_changes_beside_others_on_postgres,
         a_failing_job_undoes_only_its_own_changes_beside
+    );
+
+    on_both_backends!(
+        a_job_answered_ok_is_stored_whatever_fails_after_it_on_sqlite,
+        a_job_answered_ok_is_stored_whatever_fails_after_it_on_postgres,
+        a_job_answered_ok_is_stored_whatever_fails_after_it
     );
 
     on_both_backends!(

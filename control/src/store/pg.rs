@@ -161,10 +161,20 @@ impl PgTx<'_> {
         if let Some(stmt) = self.conn.cache.get(sql) {
             return Ok(stmt.clone());
         }
+        // What was left goes first: a `Parse` that fails aborts the
+        // transaction, and a job's end left behind it would then fail too,
+        // the job before left without its savepoint released.
+        if !self.later.is_empty() {
+            self.send_later().map_err(Sent::into_error)?;
+        }
         let conn = &mut *self.conn;
-        let stmt = conn
+        let prepared = conn
             .runtime
-            .block_on(conn.client.prepare(&sql::renumber(sql)))?;
+            .block_on(conn.client.prepare(&sql::renumber(sql)));
+        let stmt = prepared.inspect_err(|e| {
+            conn.broken |= connection_lost(e);
+            self.erred = true;
+        })?;
         conn.cache.insert(sql.to_owned(), stmt.clone());
         Ok(stmt)
     }
@@ -234,6 +244,29 @@ impl PgTx<'_> {
     /// A job begins: no statement of it has failed yet.
     pub(super) fn begin_job(&mut self) {
         self.erred = false;
+    }
+
+    /// Sends a job's end left for later ([`PgTx::end_job_later`]), if any,
+    /// with what was left after it, on their own: before a `COMMIT`, so
+    /// that should it fail, nothing sent behind it commits.
+    pub(super) fn send_job_end(&mut self) -> Result<(), Sent> {
+        if self.later.iter().any(|l| matches!(l, Later::Control(_))) {
+            self.send_later()?;
+        }
+        Ok(())
+    }
+
+    /// Sends what was left for later, on its own.
+    fn send_later(&mut self) -> Result<(), Sent> {
+        let later = std::mem::take(&mut self.later);
+        let PgConn {
+            client,
+            runtime,
+            broken,
+            ..
+        } = &mut *self.conn;
+        let sent = send(runtime, client, broken, &later, std::future::ready(Ok(())));
+        self.sent(sent)
     }
 
     /// How a job's end left for later ([`PgTx::end_job_later`]) failed, if
@@ -375,8 +408,9 @@ impl PgTx<'_> {
             match failure {
                 Failure::Later(e) => Sent::Later(e),
                 Failure::Now(e) => Sent::Now(e),
-                // The statement sent with it did not run (or nothing is
-                // known of it): its caller fails, and the batch with it.
+                // The transaction cannot be trusted to hold the jobs kept
+                // before (the end of the last one did not run): the caller
+                // fails, and the batch with it (`take_lost_control`).
                 Failure::Control(e) => {
                     self.lost_control = Some(error(&e));
                     Sent::Later(e)

@@ -129,19 +129,20 @@ pub(super) fn writer_loop(
         let (beside, alone): (Batch, Batch) = batch.into_iter().partition(|job| job.beside());
         for (beside, batch) in [(true, beside), (false, alone)] {
             // Jobs that may run again go without savepoints first.
-            let batch = if beside && batch.iter().all(|job| job.may_run_again()) {
-                commit_at_once(
-                    &mut conn,
-                    &connector,
-                    &runtime,
-                    &health,
-                    batch,
-                    #[cfg(any(test, feature = "fault-injection"))]
-                    &faults,
-                )
-            } else {
-                batch
-            };
+            let batch =
+                if beside && !batch.is_empty() && batch.iter().all(|job| job.may_run_again()) {
+                    commit_at_once(
+                        &mut conn,
+                        &connector,
+                        &runtime,
+                        &health,
+                        batch,
+                        #[cfg(any(test, feature = "fault-injection"))]
+                        &faults,
+                    )
+                } else {
+                    batch
+                };
             if !batch.is_empty() {
                 commit_batch(
                     &mut conn,
@@ -194,28 +195,27 @@ fn commit_at_once(
             job.run(&tx) && !cell.borrow().erred()
         });
         // What the last job left goes with the appends' first statement
-        // or, if none, with the `COMMIT`; a `COMMIT` sent behind a failed
-        // statement rolls back, and nothing is lost by running it all again.
+        // or, if none, with the `COMMIT`. The `SAVEPOINT` fails if the
+        // transaction is aborted, and the `COMMIT` behind it then never
+        // runs: PostgreSQL answers the `COMMIT` of an aborted transaction
+        // by rolling it back without an error.
         let appended = ran && super::audit::append_deferred(&tx).is_ok() && !cell.borrow().erred();
-        if appended {
-            Some(cell.borrow_mut().batch("COMMIT"))
-        } else {
-            None
-        }
+        appended.then(|| cell.borrow_mut().batch("SAVEPOINT done; COMMIT"))
     };
     let failed = match committed {
         Some(Ok(())) => None,
-        // Nothing was committed: the failure came before the `COMMIT`,
-        // which rolled back.
-        Some(Err(Sent::Later(e))) if !connection_lost(&e) => {
+        // The server refused a statement: nothing was committed (an error
+        // before the `COMMIT` stops it, and a `COMMIT` that fails rolls
+        // back), so nothing is lost by running it all again.
+        Some(Err(Sent::Later(e) | Sent::Now(e))) if !connection_lost(&e) => {
             let _ = c.batch_execute("ROLLBACK");
-            return batch;
+            return hand_back(batch);
         }
-        // The `COMMIT` failed, or nothing is known of it.
+        // Nothing is known of the `COMMIT`.
         Some(Err(sent)) => Some(sent.into_error()),
         None => {
             let _ = c.batch_execute("ROLLBACK");
-            return batch;
+            return hand_back(batch);
         }
     };
     #[cfg(any(test, feature = "fault-injection"))]
@@ -251,6 +251,16 @@ fn commit_at_once(
         }
     }
     Vec::new()
+}
+
+/// `batch`, rolled back, to be run again: what its jobs answered is
+/// forgotten, so that a job the next run does not reach is answered why
+/// that run failed, not what the rolled-back one said.
+fn hand_back(mut batch: Batch) -> Batch {
+    for job in &mut batch {
+        job.forget_answer();
+    }
+    batch
 }
 
 /// Runs `batch` in one transaction (see [`run_jobs`]), holding
@@ -296,14 +306,27 @@ fn commit_batch(
                 if end.may_wait && c.end_job_later(end.sql) {
                     return Ok(());
                 }
-                c.batch(end.sql).map_err(|sent| match sent {
+                // A job's end left for later goes alone before a `COMMIT`.
+                let sent = if end.may_wait {
+                    c.batch(end.sql)
+                } else {
+                    c.send_job_end().and_then(|()| c.batch(end.sql))
+                };
+                let lost_control = c.take_lost_control();
+                sent.map_err(|sent| match (sent, lost_control) {
+                    // A broken connection: nothing is known of the
+                    // statement after it either (a `COMMIT`, maybe).
+                    (Sent::Later(e) | Sent::Now(e), _) if connection_lost(&e) => {
+                        Between::Batch(Failed::Statement(e))
+                    }
+                    // The end of the job before, left for later, failed:
+                    // rolling back to the savepoint would undo that job.
+                    (Sent::Later(_), Some(err)) => Between::Batch(Failed::Control(err)),
                     // The server refused a statement the job left: the
                     // job's failure (the transaction is aborted, the
                     // statement after it did not run).
-                    Sent::Later(e) if !connection_lost(&e) => Between::Job(error(&e)),
-                    // A broken connection: nothing is known of the
-                    // statement after it either (a `COMMIT`, maybe).
-                    Sent::Later(e) | Sent::Now(e) => Between::Batch(Failed::Statement(e)),
+                    (Sent::Later(e), None) => Between::Job(error(&e)),
+                    (Sent::Now(e), _) => Between::Batch(Failed::Statement(e)),
                 })
             },
             |sql| {
@@ -314,9 +337,16 @@ fn commit_batch(
             || {
                 super::audit::append_deferred(&tx).map_err(Failed::Appending)?;
                 // A failing insert fails the batch: its `COMMIT` then
-                // rolled back (the transaction was aborted).
-                cell.borrow_mut()
-                    .batch("COMMIT")
+                // rolled back (the transaction was aborted). A job's end
+                // left for later goes alone before it.
+                let mut c = cell.borrow_mut();
+                c.send_job_end().map_err(|_| {
+                    Failed::Control(
+                        c.take_lost_control()
+                            .unwrap_or_else(|| Error::internal("a job's end failed")),
+                    )
+                })?;
+                c.batch("COMMIT")
                     .map_err(|sent| Failed::Statement(sent.into_error()))
             },
         )

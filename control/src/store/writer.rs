@@ -93,6 +93,9 @@ pub(super) trait WriteJob: Send {
     /// one it ran in was rolled back: its work changes nothing but through
     /// the transaction, so running it twice that way is running it once.
     fn may_run_again(&self) -> bool;
+    /// Forgets what the job answered: the transaction it ran in was rolled
+    /// back, and it will run again.
+    fn forget_answer(&mut self);
 }
 
 /// What a job runs: once, or again each time its batch is run.
@@ -180,6 +183,10 @@ where
 
     fn may_run_again(&self) -> bool {
         self.work.again()
+    }
+
+    fn forget_answer(&mut self) {
+        self.result = None;
     }
 
     fn deliver(self: Box<Self>, committed: Result<(), Error>) {
