@@ -1540,6 +1540,39 @@ mod tests {
         }
     }
 
+    /// A job beside other replicas' that stops reading a query's rows
+    /// before the row that fails it (the transaction is aborted, and the
+    /// job never sees the error) and answers `Ok`: it is answered `Ok` only
+    /// if its change is stored. A `COMMIT` of an aborted transaction rolls
+    /// back without an error, so a batch without savepoints ends behind one
+    /// that fails instead.
+    #[tokio::test]
+    async fn a_job_stopping_before_a_failing_row_is_answered_as_stored_on_postgres() {
+        let Some(pg) = OnPostgres::open() else { return };
+        let job: TestJob = Box::new(|tx| {
+            insert_org(tx, "stops-early")?;
+            let mut rows = 0;
+            tx.prepare_cached("SELECT 1 / (2 - g) FROM generate_series(1, 3) AS g")?
+                .each(params![], |_| {
+                    rows += 1;
+                    Ok(false)
+                })?;
+            assert_eq!(rows, 1, "the first row, which does not fail");
+            Ok(())
+        });
+        let answers = one_batch_as(&pg.db, vec![org_job("before", false), job], true).await;
+        let stored = org_names(&pg.db).await;
+        assert_eq!(
+            answers[1].is_ok(),
+            stored.contains(&"stops-early".to_owned()),
+            "{answers:?}, {stored:?}"
+        );
+        // Positive control: the job before it is kept and answered so.
+        assert_eq!(answers[0], Ok(()));
+        assert!(stored.contains(&"before".to_owned()), "{stored:?}");
+        pg.close();
+    }
+
     #[tokio::test]
     async fn batches_beside_each_other_run_side_by_side_and_others_wait_for_them_on_postgres() {
         let Some(pg) = OnPostgres::open() else { return };

@@ -373,13 +373,17 @@ impl PgTx<'_> {
         } = &mut *self.conn;
         let erred = &mut self.erred;
         let mut rows = Box::pin(rows);
+        let mut wanted = true;
         while let Some(row) = runtime.block_on(rows.next()) {
             let row = row.inspect_err(|e| {
                 *broken |= connection_lost(e);
                 *erred = true;
             })?;
-            if !f(&row)? {
-                break;
+            // The rows not wanted are read all the same (the server sends
+            // them anyway): one may fail, aborting the transaction, and
+            // the caller must then fail too, not go on unknowing.
+            if wanted && !f(&row)? {
+                wanted = false;
             }
         }
         Ok(())

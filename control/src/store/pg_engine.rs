@@ -167,11 +167,14 @@ pub(super) fn writer_loop(
 /// message, an answer and a subtransaction: as much again as the jobs of a
 /// run's dispatch), holding [`WRITE_LOCK`](super::pg::WRITE_LOCK) shared,
 /// and answers every job if it commits. Gives the batch back, to be run
-/// the careful way ([`commit_batch`]), if anything failed before it could
-/// commit: a job (its result, or a statement of it, even one it went on
-/// after), a statement it left to be sent later, or appending the audit
-/// entries; the transaction is then rolled back, so each job is run again
-/// from nothing. Empty if it answered every job.
+/// the careful way ([`commit_batch`]), if the server refused anything, so
+/// that nothing was committed: a job (its result, or a statement of it,
+/// even one it went on after), a statement it left to be sent later,
+/// appending the audit entries, or the `COMMIT` itself; or if the
+/// connection was lost before the `COMMIT` was sent. The transaction is
+/// then rolled back, so each job is run again from nothing. A connection
+/// lost with the `COMMIT` is answered [`not_durable`]. Empty if it
+/// answered every job.
 fn commit_at_once(
     conn: &mut Option<PgConn>,
     connector: &Connector,
@@ -236,17 +239,13 @@ fn commit_at_once(
                 job.deliver(Ok(()));
             }
         }
-        Some(e) => {
+        // Only a lost connection is left (the server's refusals were
+        // handed back above).
+        Some(_) => {
             health.failed();
-            let err = if connection_lost(&e) {
-                *conn = None;
-                not_durable()
-            } else {
-                let _ = c.batch_execute("ROLLBACK");
-                error(&e)
-            };
+            *conn = None;
             for job in batch {
-                job.deliver(Err(err.clone()));
+                job.deliver(Err(not_durable()));
             }
         }
     }
@@ -306,12 +305,21 @@ fn commit_batch(
                 if end.may_wait && c.end_job_later(end.sql) {
                     return Ok(());
                 }
-                // A job's end left for later goes alone before a `COMMIT`.
-                let sent = if end.may_wait {
-                    c.batch(end.sql)
-                } else {
-                    c.send_job_end().and_then(|()| c.batch(end.sql))
-                };
+                // A job's end left for later goes alone before a `COMMIT`:
+                // if it fails, nothing is sent behind it.
+                if !end.may_wait {
+                    if let Err(sent) = c.send_job_end() {
+                        return Err(match (c.take_lost_control(), sent.into_error()) {
+                            (Some(err), _) => Between::Batch(Failed::Control(err)),
+                            (None, e) if connection_lost(&e) => {
+                                Between::Batch(Failed::Control(error(&e)))
+                            }
+                            // The job's own statement left for later.
+                            (None, e) => Between::Job(error(&e)),
+                        });
+                    }
+                }
+                let sent = c.batch(end.sql);
                 let lost_control = c.take_lost_control();
                 sent.map_err(|sent| match (sent, lost_control) {
                     // A broken connection: nothing is known of the
@@ -340,12 +348,12 @@ fn commit_batch(
                 // rolled back (the transaction was aborted). A job's end
                 // left for later goes alone before it.
                 let mut c = cell.borrow_mut();
-                c.send_job_end().map_err(|_| {
-                    Failed::Control(
-                        c.take_lost_control()
-                            .unwrap_or_else(|| Error::internal("a job's end failed")),
-                    )
-                })?;
+                if let Err(sent) = c.send_job_end() {
+                    return Err(match c.take_lost_control() {
+                        Some(err) => Failed::Control(err),
+                        None => Failed::Statement(sent.into_error()),
+                    });
+                }
                 c.batch("COMMIT")
                     .map_err(|sent| Failed::Statement(sent.into_error()))
             },
