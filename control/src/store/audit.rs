@@ -86,29 +86,27 @@ const ROWS_PER_INSERT: usize = 16;
 /// statement: one statement for up to [`ROWS_PER_INSERT`] rows (on
 /// PostgreSQL each statement is a message and an answer of its own).
 fn insert_rows(tx: &Tx<'_>, rows: &[(i64, AuditEntry)]) -> Result<(), Error> {
-    for chunk in rows.chunks(ROWS_PER_INSERT) {
-        let values: Vec<String> = (0..chunk.len())
-            .map(|i| {
-                let at = 9 * i;
+    /// The `INSERT` of `n` rows at index `n - 1`, written once.
+    static INSERTS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+        (1..=ROWS_PER_INSERT)
+            .map(|n| {
+                let rows: Vec<String> = (0..n)
+                    .map(|row| {
+                        // Nine columns a row.
+                        let marks: Vec<String> =
+                            (1..=9).map(|k| format!("?{}", 9 * row + k)).collect();
+                        format!("({})", marks.join(", "))
+                    })
+                    .collect();
                 format!(
-                    "(?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{})",
-                    at + 1,
-                    at + 2,
-                    at + 3,
-                    at + 4,
-                    at + 5,
-                    at + 6,
-                    at + 7,
-                    at + 8,
-                    at + 9
+                    "INSERT INTO audit (org_id, seq, at_ms, actor, action, subject, detail, prev_hash, hash)
+             VALUES {}",
+                    rows.join(", ")
                 )
             })
-            .collect();
-        let sql = format!(
-            "INSERT INTO audit (org_id, seq, at_ms, actor, action, subject, detail, prev_hash, hash)
-             VALUES {}",
-            values.join(", ")
-        );
+            .collect()
+    });
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
         let params: Vec<&dyn sql::Param> = chunk
             .iter()
             .flat_map(|(org_id, e)| {
@@ -125,7 +123,9 @@ fn insert_rows(tx: &Tx<'_>, rows: &[(i64, AuditEntry)]) -> Result<(), Error> {
                 ]
             })
             .collect();
-        tx.prepare_cached(&sql)?.execute_later(&params)?;
+        // A chunk holds 1 to `ROWS_PER_INSERT` rows: the index is in range.
+        tx.prepare_cached(&INSERTS[chunk.len() - 1])?
+            .execute_later(&params)?;
     }
     Ok(())
 }

@@ -258,15 +258,48 @@ impl PgTx<'_> {
 
     /// Sends what was left for later, on its own.
     fn send_later(&mut self) -> Result<(), Sent> {
-        let later = std::mem::take(&mut self.later);
+        self.send_with(|_| std::future::ready(Ok(())))
+    }
+
+    /// Sends what was left for later, then the request `now` makes on the
+    /// client, pipelined ([`send`]), and notes a failure: of a statement,
+    /// since the job began ([`PgTx::erred`]), and of a job's end left for
+    /// later ([`PgTx::take_lost_control`]).
+    fn send_with<'s, T, F>(
+        &'s mut self,
+        now: impl FnOnce(&'s tokio_postgres::Client) -> F,
+    ) -> Result<T, Sent>
+    where
+        F: std::future::Future<Output = Result<T, postgres::Error>> + 's,
+    {
+        let PgTx {
+            conn,
+            later,
+            erred,
+            lost_control,
+            ..
+        } = self;
+        let later = std::mem::take(later);
         let PgConn {
             client,
             runtime,
             broken,
             ..
-        } = &mut *self.conn;
-        let sent = send(runtime, client, broken, &later, std::future::ready(Ok(())));
-        self.sent(sent)
+        } = &mut **conn;
+        send(runtime, client, broken, &later, now(client)).map_err(|failure| {
+            *erred = true;
+            match failure {
+                Failure::Later(e) => Sent::Later(e),
+                Failure::Now(e) => Sent::Now(e),
+                // The transaction cannot be trusted to hold the jobs kept
+                // before (the end of the last one did not run): the caller
+                // fails, and the batch with it (`take_lost_control`).
+                Failure::Control(e) => {
+                    *lost_control = Some(error(&e));
+                    Sent::Later(e)
+                }
+            }
+        })
     }
 
     /// How a job's end left for later ([`PgTx::end_job_later`]) failed, if
@@ -314,16 +347,8 @@ impl PgTx<'_> {
         stmt: &postgres::Statement,
         values: &[Value<'_>],
     ) -> Result<u64, postgres::Error> {
-        let later = std::mem::take(&mut self.later);
-        let PgConn {
-            client,
-            runtime,
-            broken,
-            ..
-        } = &mut *self.conn;
-        let now = client.execute_raw(stmt, values.iter());
-        let sent = send(runtime, client, broken, &later, now);
-        self.sent(sent).map_err(Sent::into_error)
+        self.send_with(|client| client.execute_raw(stmt, values.iter()))
+            .map_err(Sent::into_error)
     }
 
     pub(super) fn query(
@@ -332,23 +357,14 @@ impl PgTx<'_> {
         values: &[Value<'_>],
     ) -> Result<Vec<postgres::Row>, postgres::Error> {
         use futures_util::TryStreamExt as _;
-        let later = std::mem::take(&mut self.later);
-        let PgConn {
-            client,
-            runtime,
-            broken,
-            ..
-        } = &mut *self.conn;
-        let client = &*client;
-        let rows = async {
+        self.send_with(|client| async move {
             client
                 .query_raw(stmt, values.iter())
                 .await?
                 .try_collect()
                 .await
-        };
-        let sent = send(runtime, client, broken, &later, rows);
-        self.sent(sent).map_err(Sent::into_error)
+        })
+        .map_err(Sent::into_error)
     }
 
     pub(super) fn each(
@@ -358,16 +374,9 @@ impl PgTx<'_> {
         mut f: impl FnMut(&postgres::Row) -> sql::Result<bool>,
     ) -> sql::Result<()> {
         use futures_util::StreamExt as _;
-        let later = std::mem::take(&mut self.later);
-        let PgConn {
-            client,
-            runtime,
-            broken,
-            ..
-        } = &mut *self.conn;
-        let now = client.query_raw(stmt, values.iter());
-        let sent = send(runtime, client, broken, &later, now);
-        let rows = self.sent(sent).map_err(Sent::into_error)?;
+        let rows = self
+            .send_with(|client| client.query_raw(stmt, values.iter()))
+            .map_err(Sent::into_error)?;
         let PgConn {
             runtime, broken, ..
         } = &mut *self.conn;
@@ -392,35 +401,7 @@ impl PgTx<'_> {
     /// Runs statements without parameters (transaction control), after
     /// what was left for later, in one round trip; says which failed.
     pub(super) fn batch(&mut self, sql: &str) -> Result<(), Sent> {
-        let later = std::mem::take(&mut self.later);
-        let PgConn {
-            client,
-            runtime,
-            broken,
-            ..
-        } = &mut *self.conn;
-        let now = client.batch_execute(sql);
-        let sent = send(runtime, client, broken, &later, now);
-        self.sent(sent)
-    }
-
-    /// Notes how what was just sent fared: a failure since the last job's
-    /// end ([`PgTx::end_job_later`]), and one of that end itself.
-    fn sent<T>(&mut self, sent: Result<T, Failure>) -> Result<T, Sent> {
-        sent.map_err(|failure| {
-            self.erred = true;
-            match failure {
-                Failure::Later(e) => Sent::Later(e),
-                Failure::Now(e) => Sent::Now(e),
-                // The transaction cannot be trusted to hold the jobs kept
-                // before (the end of the last one did not run): the caller
-                // fails, and the batch with it (`take_lost_control`).
-                Failure::Control(e) => {
-                    self.lost_control = Some(error(&e));
-                    Sent::Later(e)
-                }
-            }
-        })
+        self.send_with(|client| client.batch_execute(sql))
     }
 }
 

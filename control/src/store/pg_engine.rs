@@ -205,8 +205,8 @@ fn commit_at_once(
         let appended = ran && super::audit::append_deferred(&tx).is_ok() && !cell.borrow().erred();
         appended.then(|| cell.borrow_mut().batch("SAVEPOINT done; COMMIT"))
     };
-    let failed = match committed {
-        Some(Ok(())) => None,
+    let ended = match committed {
+        Some(Ok(())) => Ok(()),
         // The server refused a statement: nothing was committed (an error
         // before the `COMMIT` stops it, and a `COMMIT` that fails rolls
         // back), so nothing is lost by running it all again.
@@ -214,23 +214,44 @@ fn commit_at_once(
             let _ = c.batch_execute("ROLLBACK");
             return hand_back(batch);
         }
-        // Nothing is known of the `COMMIT`.
-        Some(Err(sent)) => Some(sent.into_error()),
+        // The connection was lost with the `COMMIT` (the server's
+        // refusals were handed back above): nothing is known of it.
+        Some(Err(_)) => {
+            *conn = None;
+            Err(not_durable())
+        }
         None => {
             let _ = c.batch_execute("ROLLBACK");
             return hand_back(batch);
         }
     };
+    answer(
+        health,
+        batch,
+        ended,
+        #[cfg(any(test, feature = "fault-injection"))]
+        faults,
+    );
+    Vec::new()
+}
+
+/// Answers every job of `batch` as the transaction `ended`: committed, or
+/// why not.
+fn answer(
+    health: &Health,
+    mut batch: Batch,
+    ended: Result<(), Error>,
+    #[cfg(any(test, feature = "fault-injection"))] faults: &crate::settings::Faults,
+) {
+    // The injected fault: PostgreSQL committed, but its answer was lost
+    // on the way (as when the connection breaks during `COMMIT`).
     #[cfg(any(test, feature = "fault-injection"))]
-    if failed.is_none() && faults.sync_fails() {
-        health.failed();
-        for job in batch {
-            job.deliver(Err(not_durable()));
-        }
-        return Vec::new();
-    }
-    match failed {
-        None => {
+    let ended = match ended {
+        Ok(()) if faults.sync_fails() => Err(not_durable()),
+        ended => ended,
+    };
+    match ended {
+        Ok(()) => {
             health.succeeded();
             for job in &mut batch {
                 job.committed();
@@ -239,17 +260,13 @@ fn commit_at_once(
                 job.deliver(Ok(()));
             }
         }
-        // Only a lost connection is left (the server's refusals were
-        // handed back above).
-        Some(_) => {
+        Err(err) => {
             health.failed();
-            *conn = None;
             for job in batch {
-                job.deliver(Err(not_durable()));
+                job.deliver(Err(err.clone()));
             }
         }
     }
-    Vec::new()
 }
 
 /// `batch`, rolled back, to be run again: what its jobs answered is
@@ -275,11 +292,13 @@ fn commit_batch(
     #[cfg(any(test, feature = "fault-injection"))] faults: &crate::settings::Faults,
 ) {
     if let Err(e) = begin_batch(conn, connector, runtime, beside) {
-        health.failed();
-        let err = error(&e);
-        for job in batch {
-            job.deliver(Err(err.clone()));
-        }
+        answer(
+            health,
+            batch,
+            Err(error(&e)),
+            #[cfg(any(test, feature = "fault-injection"))]
+            faults,
+        );
         return;
     }
     let Some(c) = conn.as_mut() else {
@@ -359,54 +378,36 @@ fn commit_batch(
             },
         )
     };
-    // The injected fault: PostgreSQL committed, but its answer was lost
-    // on the way (as when the connection breaks during `COMMIT`).
-    #[cfg(any(test, feature = "fault-injection"))]
-    if ended.is_ok() && faults.sync_fails() {
-        health.failed();
-        for job in batch {
-            job.deliver(Err(not_durable()));
-        }
-        return;
-    }
-    match ended {
-        Ok(()) => {
-            health.succeeded();
-            for job in &mut batch {
-                job.committed();
-            }
-            for job in batch {
-                job.deliver(Ok(()));
-            }
-        }
-        Err(failed) => {
-            health.failed();
-            // Whether the statement with `COMMIT` was sent decides what
-            // a lost connection means: before it, the batch certainly
-            // did not commit.
-            let err = match failed.error {
-                Failed::Statement(e) if connection_lost(&e) => {
-                    *conn = None;
-                    if failed.commit_sent {
-                        not_durable()
-                    } else {
-                        error(&e)
-                    }
-                }
-                Failed::Statement(e) => {
-                    let _ = c.batch_execute("ROLLBACK");
+    // Whether the statement with `COMMIT` was sent decides what a lost
+    // connection means: before it, the batch certainly did not commit.
+    let ended = match ended {
+        Ok(()) => Ok(()),
+        Err(failed) => Err(match failed.error {
+            Failed::Statement(e) if connection_lost(&e) => {
+                *conn = None;
+                if failed.commit_sent {
+                    not_durable()
+                } else {
                     error(&e)
                 }
-                Failed::Appending(err) | Failed::Control(err) => {
-                    let _ = c.batch_execute("ROLLBACK");
-                    err
-                }
-            };
-            for job in batch {
-                job.deliver(Err(err.clone()));
             }
-        }
-    }
+            Failed::Statement(e) => {
+                let _ = c.batch_execute("ROLLBACK");
+                error(&e)
+            }
+            Failed::Appending(err) | Failed::Control(err) => {
+                let _ = c.batch_execute("ROLLBACK");
+                err
+            }
+        }),
+    };
+    answer(
+        health,
+        batch,
+        ended,
+        #[cfg(any(test, feature = "fault-injection"))]
+        faults,
+    );
 }
 
 /// A read for a reader thread.

@@ -296,8 +296,8 @@ pub(super) struct BatchFailed<E> {
 /// then opening the next job's or committing), or leaves it all to go with
 /// the next statement if it [`JobEnd::may_wait`] (on PostgreSQL, after a
 /// job that left nothing to send: one round trip less); `run` runs a
-/// statement alone. A job whose last statements fail there is failed and rolled back
-/// to its savepoint like any other failing job. A failing statement
+/// statement alone. A job whose last statements fail there is failed and
+/// rolled back to its savepoint like any other failing job. A failing statement
 /// between jobs fails the batch: the transaction then cannot be trusted to
 /// hold exactly the kept jobs, and the engine rolls it all back (the
 /// `COMMIT` was never sent unless [`BatchFailed::commit_sent`]). The same
