@@ -20,7 +20,11 @@
 //! replicas of one database (agents and submitters spread over them), when
 //! `SEALRUN_TEST_DATABASE_URL` names a cluster (see `testkit/src/postgres.rs`;
 //! `scripts/provision.sh` makes one): their rates are reported as ratios of
-//! the SQLite figure measured in the same run.
+//! the SQLite figure measured in the same run. Then the floor: PostgreSQL
+//! driven straight, without the control plane, doing only the writes a
+//! dispatch cannot skip (see `floor_phase`), on sealrun's `runs` table and on
+//! a table of three columns. Each 16-in-flight phase and the floor report the
+//! machine's CPU time a run (every process counted, from `/proc/stat`).
 //!
 //! `cargo bench -p sealrun-api --bench dispatch` (about a minute).
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
@@ -325,6 +329,38 @@ struct Measured {
     p99: Duration,
     max: Duration,
     n: usize,
+    /// CPU time the whole machine spent busy during the measurement, every
+    /// process counted (the bench's clients, the servers, PostgreSQL).
+    busy: Duration,
+}
+
+impl Measured {
+    /// The machine's CPU time per thing measured (run, request).
+    fn cpu_each(&self) -> Duration {
+        self.busy / u32::try_from(self.n.max(1)).unwrap_or(u32::MAX)
+    }
+}
+
+/// The machine's busy CPU time so far, from `/proc/stat` (every CPU, all
+/// but idle and I/O wait); zero where it cannot be read.
+fn machine_busy() -> Duration {
+    let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
+        return Duration::ZERO;
+    };
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal ...; USER_HZ is 100 on
+    // every Linux this runs on.
+    let busy: u64 = ticks.iter().take(8).sum::<u64>()
+        - ticks.get(3).copied().unwrap_or(0)
+        - ticks.get(4).copied().unwrap_or(0);
+    Duration::from_millis(busy * 10)
 }
 
 fn summarize(mut lat: Vec<Duration>, elapsed: Duration) -> Measured {
@@ -337,6 +373,7 @@ fn summarize(mut lat: Vec<Duration>, elapsed: Duration) -> Measured {
         p99: pick(0.99),
         max: lat[lat.len() - 1],
         n: lat.len(),
+        busy: Duration::ZERO,
     }
 }
 
@@ -383,16 +420,19 @@ async fn dispatch_phase(
         tokio::task::block_in_place(|| database.analyze());
     }
     counting.store(true, Ordering::Relaxed);
-    let started = Instant::now();
+    let (started, busy) = (Instant::now(), machine_busy());
     tokio::time::sleep(length).await;
     counting.store(false, Ordering::Relaxed);
-    let elapsed = started.elapsed();
+    let (elapsed, busy) = (started.elapsed(), machine_busy() - busy);
     stop.store(true, Ordering::Relaxed);
     let mut lat = Vec::new();
     for t in tasks {
         lat.extend(t.await.unwrap());
     }
-    summarize(lat, elapsed)
+    Measured {
+        busy,
+        ..summarize(lat, elapsed)
+    }
 }
 
 /// The same shape of load with `GET /health` (one round trip, one read).
@@ -708,6 +748,172 @@ async fn certify(env: &Env, http: &reqwest::Client, key: &sealrun_vault::TargetK
     }
 }
 
+/// Where the floor phase queues its runs.
+#[derive(Clone, Copy)]
+enum FloorTable {
+    /// sealrun's `runs`: its columns, indexes and triggers.
+    Runs,
+    /// A table of three columns and the one index a queue needs.
+    Lean,
+}
+
+/// Runs a floor-phase transaction holds.
+const FLOOR_BATCH: usize = 8;
+
+/// Connections of the floor phase.
+const FLOOR_WORKERS: usize = 4;
+
+/// What PostgreSQL can dispatch at most on this machine: the three writes
+/// no design of a run's dispatch does without (the run queued, claimed
+/// `SKIP LOCKED`, finished), sent straight from [`FLOOR_WORKERS`]
+/// connections with every CPU to PostgreSQL and them (no HTTPS, no control
+/// plane, no idempotency key, audit entry, agent or wake-up), each
+/// transaction holding [`FLOOR_BATCH`] runs as the control plane's writers
+/// batch their jobs, each commit durable. Latency: from a run's batch
+/// starting to its finish committed. The database is `database_url`'s,
+/// with target `bench`.
+async fn floor_phase(database_url: &str, table: FloorTable, length: Duration) -> Measured {
+    let connect = || async {
+        let (client, connection) = tokio_postgres::connect(database_url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        client
+    };
+    let setup = connect().await;
+    let (insert, claim, finish) = match table {
+        FloorTable::Runs => (
+            "INSERT INTO runs (id, org_id, target_id, target, argv, env, secrets, image,
+                               timeout_secs, source, submitter, status, created_ms, stdin,
+                               spec_digest, submitter_user_id)
+             SELECT $1, org_id, id, name, '[\"true\"]', '{}', '[]', 'busybox', 3600, 'cli',
+                    'admin', 'queued', $2, 0, 'floor', NULL
+             FROM targets WHERE name = 'bench'",
+            "UPDATE runs SET status = 'running', agent_id = 'floor', agent_name = 'floor',
+                             lease_expires_ms = $1, started_ms = $1, poll_id = 'floor'
+             WHERE n = (SELECT n FROM runs
+                        WHERE target_id = (SELECT id FROM targets WHERE name = 'bench')
+                          AND status = 'queued'
+                        ORDER BY n LIMIT 1 FOR UPDATE SKIP LOCKED)
+               AND status = 'queued'
+             RETURNING id",
+            "UPDATE runs SET status = 'succeeded', exit_code = 0, finished_ms = $2,
+                             lease_expires_ms = NULL
+             WHERE id = $1",
+        ),
+        FloorTable::Lean => {
+            setup
+                .batch_execute(
+                    "CREATE TABLE floor_queue (
+                         n BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                         id TEXT NOT NULL UNIQUE,
+                         status TEXT NOT NULL);
+                     CREATE INDEX floor_queue_queued ON floor_queue (n)
+                         WHERE status = 'queued'",
+                )
+                .await
+                .unwrap();
+            (
+                "INSERT INTO floor_queue (id, status) SELECT $1, 'queued' WHERE $2::BIGINT > 0",
+                "UPDATE floor_queue SET status = 'running'
+                 WHERE n = (SELECT n FROM floor_queue WHERE status = 'queued'
+                            ORDER BY n LIMIT 1 FOR UPDATE SKIP LOCKED)
+                   AND status = 'queued' AND $1::BIGINT > 0
+                 RETURNING id",
+                "UPDATE floor_queue SET status = 'succeeded' WHERE id = $1 AND $2::BIGINT > 0",
+            )
+        }
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let counting = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for worker in 0..FLOOR_WORKERS {
+        let mut client = connect().await;
+        let (stop, counting) = (Arc::clone(&stop), Arc::clone(&counting));
+        tasks.push(tokio::spawn(async move {
+            let insert = client.prepare(insert).await.unwrap();
+            let claim = client.prepare(claim).await.unwrap();
+            let finish = client.prepare(finish).await.unwrap();
+            let mut lat = Vec::new();
+            for batch in 0.. {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let t0 = Instant::now();
+                let now = now_ms();
+                let tx = client.transaction().await.unwrap();
+                for i in 0..FLOOR_BATCH {
+                    let id = format!("floor-{worker}-{batch}-{i}");
+                    tx.execute(&insert, &[&id, &now]).await.unwrap();
+                }
+                tx.commit().await.unwrap();
+                // Another worker may have claimed these; any queued run will
+                // do, as for an agent.
+                let tx = client.transaction().await.unwrap();
+                let mut ids = Vec::with_capacity(FLOOR_BATCH);
+                for _ in 0..FLOOR_BATCH {
+                    if let Some(row) = tx.query_opt(&claim, &[&now]).await.unwrap() {
+                        ids.push(row.get::<_, String>(0));
+                    }
+                }
+                tx.commit().await.unwrap();
+                let tx = client.transaction().await.unwrap();
+                for id in &ids {
+                    tx.execute(&finish, &[id, &now]).await.unwrap();
+                }
+                tx.commit().await.unwrap();
+                if counting.load(Ordering::Relaxed) {
+                    lat.extend(std::iter::repeat_n(t0.elapsed(), ids.len()));
+                }
+            }
+            lat
+        }));
+    }
+    tokio::time::sleep(WARMUP).await;
+    counting.store(true, Ordering::Relaxed);
+    let (started, busy) = (Instant::now(), machine_busy());
+    tokio::time::sleep(length).await;
+    counting.store(false, Ordering::Relaxed);
+    let (elapsed, busy) = (started.elapsed(), machine_busy() - busy);
+    stop.store(true, Ordering::Relaxed);
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.unwrap());
+    }
+    Measured {
+        busy,
+        ..summarize(lat, elapsed)
+    }
+}
+
+/// The floor phases (see [`floor_phase`]), on a database of their own with
+/// target `bench`; `None` without a cluster.
+async fn floor_phases() -> Option<(Measured, Measured)> {
+    let server = InProcessServer::start_on_postgres(Settings::default()).await?;
+    let put = server
+        .http
+        .put(format!("{}/v1/targets/bench", server.url))
+        .bearer_auth(&server.admin_token)
+        .json(&json!({"name": "bench", "image": "busybox"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(put.status().is_success());
+    let url = server.database.as_ref().unwrap().url_text.clone();
+    let runs = floor_phase(&url, FloorTable::Runs, Duration::from_secs(3)).await;
+    row(
+        &format!("PostgreSQL floor: runs table, {FLOOR_BATCH} a transaction"),
+        &runs,
+    );
+    let lean = floor_phase(&url, FloorTable::Lean, Duration::from_secs(3)).await;
+    row(
+        &format!("PostgreSQL floor: lean table, {FLOOR_BATCH} a transaction"),
+        &lean,
+    );
+    server.stop().await;
+    Some((runs, lean))
+}
+
 /// `fdatasync` latency of 4 KiB appends in `dir`: what a durable commit
 /// waits for at least once.
 fn fsync_baseline(dir: &std::path::Path, length: Duration) -> Measured {
@@ -793,6 +999,11 @@ async fn main() {
         postgres.push((label.clone(), dispatch_phases(&bench, &label).await));
         bench.stop().await;
     }
+    let floor = if postgres.is_empty() {
+        None
+    } else {
+        floor_phases().await
+    };
     let relaxed = Bench::start(false, false).await;
     let (r1, r16, ropen) = dispatch_phases(&relaxed, "durable_commits=false").await;
     relaxed.stop().await;
@@ -822,18 +1033,41 @@ async fn main() {
         d16.per_sec,
         s1.p50.as_secs_f64() / d1.p50.as_secs_f64(),
     );
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let cpu = |m: &Measured| {
+        format!(
+            "{:.2} ms CPU a run ({:.0}% of the CPUs busy)",
+            m.cpu_each().as_secs_f64() * 1000.0,
+            m.busy.as_secs_f64() / (m.n as f64 / m.per_sec) / cpus * 100.0
+        )
+    };
+    println!("SQLite at 16 in flight: {}", cpu(&d16));
     for (label, (one, many, open)) in &postgres {
         println!(
-            "{label}: {:.0} runs/s at 16 in flight = {:.2} x SQLite's ({:.0}/s), p99 {}; unloaded p50 {} = {:.2} x SQLite's; at 2000/s offered {:.0}/s = {:.2} x SQLite's, p99 {} (goal for 3 replicas: >= 0.5 x, p99 < 25 ms)",
+            "{label}: {:.0} runs/s at 16 in flight = {:.2} x SQLite's ({:.0}/s), p99 {}, {}; unloaded p50 {} = {:.2} x SQLite's; at 2000/s offered {:.0}/s = {:.2} x SQLite's, p99 {} (goal for 3 replicas: >= 0.5 x, p99 < 25 ms)",
             many.per_sec,
             many.per_sec / d16.per_sec,
             d16.per_sec,
             ms(many.p99),
+            cpu(many),
             ms(one.p50),
             one.p50.as_secs_f64() / d1.p50.as_secs_f64(),
             open.per_sec,
             open.per_sec / dopen.per_sec,
             ms(open.p99),
+        );
+    }
+    if let Some((runs, lean)) = &floor {
+        let goal = 0.5 * d16.per_sec;
+        println!(
+            "PostgreSQL floor (queue, claim, finish; no HTTPS, no control plane): runs table {:.0} runs/s = {:.2} x SQLite's whole dispatch, {}; lean table {:.0} runs/s = {:.2} x, {}; the goal ({goal:.0} runs/s) leaves {:.2} ms of CPU a run for all of it",
+            runs.per_sec,
+            runs.per_sec / d16.per_sec,
+            cpu(runs),
+            lean.per_sec,
+            lean.per_sec / d16.per_sec,
+            cpu(lean),
+            cpus / goal * 1000.0,
         );
     }
     println!(
