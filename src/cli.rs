@@ -247,8 +247,9 @@ pub struct ServerArgs {
     #[arg(long, env = "SEALRUN_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// A shared PostgreSQL database (postgres://USER:PASSWORD@HOST/DB) for
-    /// several replicas, instead of SQLite in the data directory; prefer the
-    /// environment variable or the config file (a flag is visible in `ps`)
+    /// several replicas, instead of SQLite in the data directory; over TLS
+    /// with ?sslmode=verify-full&sslrootcert=CA.pem; prefer the environment
+    /// variable or the config file (a flag is visible in `ps`)
     #[arg(long, env = "SEALRUN_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// Address to listen on

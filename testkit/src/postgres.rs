@@ -166,9 +166,14 @@ pub struct PrivateCluster {
     /// `(uid, gid)` of `postgres` when the tests run as root.
     run_as: Option<(u32, u32)>,
     child: Option<Child>,
+    /// Settings given to `postgres` at each start (`-c name=value`).
+    settings: Vec<String>,
     /// `postgres://sealrun@127.0.0.1:<port>/postgres`: no password (the
     /// cluster trusts local connections).
     pub url_text: String,
+    /// With [`PrivateCluster::require_tls`], the PEM file of the CA that
+    /// signed the server's certificate (for `127.0.0.1` and `localhost`).
+    pub ca_cert: Option<PathBuf>,
 }
 
 impl PrivateCluster {
@@ -176,6 +181,18 @@ impl PrivateCluster {
     /// PostgreSQL's binaries are not installed (a failure instead under
     /// `SEALRUN_REQUIRE_POSTGRES` or `CI`).
     pub fn require() -> Option<PrivateCluster> {
+        PrivateCluster::require_with(false)
+    }
+
+    /// [`require`](PrivateCluster::require), the cluster taking connections
+    /// over TLS only (`hostssl` in `pg_hba.conf`, no `host`: one in the
+    /// clear is refused), with a certificate signed by a CA of the test's
+    /// own ([`PrivateCluster::ca_cert`]).
+    pub fn require_tls() -> Option<PrivateCluster> {
+        PrivateCluster::require_with(true)
+    }
+
+    fn require_with(tls: bool) -> Option<PrivateCluster> {
         let Some(bin) = newest_server_binaries() else {
             crate::docker::skip_or_fail_unless(
                 "PostgreSQL's server binaries are not installed (/usr/lib/postgresql/N/bin)",
@@ -203,6 +220,8 @@ impl PrivateCluster {
             port,
             run_as,
             child: None,
+            settings: Vec::new(),
+            ca_cert: None,
         };
         let out = cluster
             .command("initdb")
@@ -215,8 +234,56 @@ impl PrivateCluster {
             "initdb failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        if tls {
+            cluster.serve_tls_only();
+        }
         cluster.start();
         Some(cluster)
+    }
+
+    /// A CA and a certificate it signs for the server; TLS on, and
+    /// `pg_hba.conf` letting TCP connections in over TLS only.
+    fn serve_tls_only(&mut self) {
+        let ca_key = rcgen::KeyPair::generate().expect("a CA key");
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(rcgen::DnType::CommonName, "sealrun test PostgreSQL CA");
+        let ca = ca.self_signed(&ca_key).expect("the CA's certificate");
+        let key = rcgen::KeyPair::generate().expect("the server's key");
+        let cert =
+            rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+                .expect("the server's parameters")
+                .signed_by(&key, &ca, &ca_key)
+                .expect("the server's certificate");
+        let ca_cert = self.dir.path().join("ca.pem");
+        std::fs::write(&ca_cert, ca.pem()).expect("the CA's PEM");
+        let data = self.data();
+        let files = [
+            ("server.crt", cert.pem()),
+            ("server.key", key.serialize_pem()),
+            (
+                "pg_hba.conf",
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\n".to_owned(),
+            ),
+        ];
+        for (name, text) in files {
+            let path = data.join(name);
+            std::fs::write(&path, text).expect("a file of the cluster's");
+            // PostgreSQL refuses a key others may read.
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .expect("the file's mode");
+            if let Some((uid, gid)) = self.run_as {
+                std::os::unix::fs::chown(&path, Some(uid), Some(gid))
+                    .expect("the file handed to postgres");
+            }
+        }
+        self.settings = vec![
+            "ssl=on".to_owned(),
+            format!("ssl_cert_file={}", data.join("server.crt").display()),
+            format!("ssl_key_file={}", data.join("server.key").display()),
+        ];
+        self.ca_cert = Some(ca_cert);
     }
 
     fn data(&self) -> PathBuf {
@@ -254,6 +321,7 @@ impl PrivateCluster {
             .args(["-p", &self.port.to_string(), "-k"])
             .arg(self.dir.path())
             .args(["-c", "listen_addresses=127.0.0.1"])
+            .args(self.settings.iter().flat_map(|s| ["-c", s]))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("a second handle on the log"))
             .stderr(log)

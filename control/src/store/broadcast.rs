@@ -116,7 +116,7 @@ impl Listener {
         heard: &impl Fn(Heard<'_>),
     ) -> Result<(), tokio_postgres::Error> {
         use futures_util::StreamExt as _;
-        let (client, mut connection) = self.url.config().connect(tokio_postgres::NoTls).await?;
+        let (client, mut connection) = self.url.config().connect(self.url.tls()).await?;
         let (messages_tx, mut messages) = mpsc::unbounded_channel();
         // The connection yields notifications only when polled for messages.
         let pump = tokio::spawn(async move {

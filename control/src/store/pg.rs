@@ -603,9 +603,20 @@ impl From<postgres::Error> for Error {
 /// (`database_url`, `SEALRUN_DATABASE_URL`). Its password is a secret: the
 /// URL is never shown; [`DatabaseUrl::location`] names the server, user and
 /// database without it.
+///
+/// Its `sslmode` and `sslrootcert` (libpq's names) say how connections are
+/// secured: none given or `disable`, no TLS (a database on this host or a
+/// trusted network); `verify-full` (or `require`, `verify-ca`), TLS, the
+/// server's certificate checked against the CA certificates of the PEM file
+/// `sslrootcert` names, and its name against the URL's host, whatever the
+/// mode (libpq's `require` checks neither: here no connection trusts a
+/// server it has not verified). `prefer` and `allow`, which fall back to
+/// a connection in the clear unseen, are refused.
 #[derive(Clone)]
 pub struct DatabaseUrl {
     config: tokio_postgres::Config,
+    /// Used when `config`'s `ssl_mode` asks for TLS.
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
     location: String,
 }
 
@@ -622,10 +633,23 @@ impl std::str::FromStr for DatabaseUrl {
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             return Err("a database URL must start with postgres:// (or postgresql://)".into());
         }
+        let (url, tls) = take_tls(url)?;
         // The parser's message never quotes the URL (it may hold a password).
-        let config: tokio_postgres::Config = url
+        let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| format!("not a PostgreSQL URL: {e}"))?;
+        let tls = match tls {
+            None => {
+                config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+                tokio_postgres_rustls::MakeRustlsConnect::new(client_config(
+                    rustls::RootCertStore::empty(),
+                )?)
+            }
+            Some(roots) => {
+                config.ssl_mode(tokio_postgres::config::SslMode::Require);
+                tokio_postgres_rustls::MakeRustlsConnect::new(client_config(roots)?)
+            }
+        };
         let Some(dbname) = config.get_dbname().map(str::to_owned) else {
             return Err(
                 "the database URL names no database (postgres://user@host/DATABASE)".into(),
@@ -642,8 +666,103 @@ impl std::str::FromStr for DatabaseUrl {
         let port = config.get_ports().first().copied().unwrap_or(5432);
         let user = config.get_user().unwrap_or("");
         let location = format!("postgres://{user}@{}:{port}/{dbname}", hosts.join(","));
-        Ok(DatabaseUrl { config, location })
+        Ok(DatabaseUrl {
+            config,
+            tls,
+            location,
+        })
     }
+}
+
+/// Takes `sslmode` and `sslrootcert` out of `url`'s query (the driver reads
+/// `sslmode` its own way, and knows no `sslrootcert`): the rest of the URL,
+/// and the CA certificates to verify the server with when the mode asks
+/// for TLS.
+fn take_tls(url: &str) -> Result<(String, Option<rustls::RootCertStore>), String> {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let (mut mode, mut root_cert, mut rest) = (None, None, Vec::new());
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = || {
+            percent_encoding::percent_decode_str(value)
+                .decode_utf8()
+                .map(|v| v.into_owned())
+                .map_err(|_| format!("the database URL's {key} is not UTF-8"))
+        };
+        match key {
+            "sslmode" => mode = Some(value()?),
+            "sslrootcert" => root_cert = Some(value()?),
+            _ => rest.push(pair),
+        }
+    }
+    let url = if rest.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", rest.join("&"))
+    };
+    let verify = match mode.as_deref() {
+        None | Some("disable") => false,
+        Some("require" | "verify-ca" | "verify-full") => true,
+        Some(fallback @ ("prefer" | "allow")) => {
+            return Err(format!(
+                "sslmode={fallback} is refused: it falls back to a connection in the clear \
+                 unseen; write sslmode=verify-full with sslrootcert=<the CA's PEM file>, or \
+                 sslmode=disable for a database on this host or a trusted network"
+            ));
+        }
+        Some(other) => {
+            return Err(format!(
+                "unknown sslmode {other:?} (disable, require, verify-ca or verify-full)"
+            ));
+        }
+    };
+    if !verify {
+        if root_cert.is_some() {
+            return Err(
+                "the database URL names an sslrootcert but no sslmode: write sslmode=verify-full"
+                    .into(),
+            );
+        }
+        return Ok((url, None));
+    }
+    let Some(path) = root_cert else {
+        return Err(format!(
+            "sslmode={} needs sslrootcert=<path>: the PEM file of the CA certificates the \
+             database server's certificate is checked against",
+            mode.unwrap_or_default()
+        ));
+    };
+    if path == "system" {
+        return Err(
+            "sslrootcert=system is not supported: name the PEM file of the CA that signed \
+             the database server's certificate"
+                .into(),
+        );
+    }
+    let pem = std::fs::read(&path).map_err(|e| format!("cannot read sslrootcert {path}: {e}"))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        let cert = cert.map_err(|e| format!("sslrootcert {path} is not PEM: {e}"))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("sslrootcert {path}: a certificate is unusable: {e}"))?;
+    }
+    if roots.is_empty() {
+        return Err(format!("sslrootcert {path} holds no certificate"));
+    }
+    Ok((url, Some(roots)))
+}
+
+/// TLS for PostgreSQL with the workspace's provider (`ring`), trusting
+/// `roots` only.
+fn client_config(roots: rustls::RootCertStore) -> Result<rustls::ClientConfig, String> {
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| format!("TLS: {e}"))?
+    .with_root_certificates(roots)
+    .with_no_client_auth())
 }
 
 impl DatabaseUrl {
@@ -655,6 +774,12 @@ impl DatabaseUrl {
     /// The connection settings, for the asynchronous client (hints).
     pub(super) fn config(&self) -> &tokio_postgres::Config {
         &self.config
+    }
+
+    /// What secures a connection, for [`config`](DatabaseUrl::config)'s
+    /// `connect` (used only if the URL asks for TLS).
+    pub(super) fn tls(&self) -> tokio_postgres_rustls::MakeRustlsConnect {
+        self.tls.clone()
     }
 }
 
@@ -680,6 +805,7 @@ pub(super) const AUDIT_LOCK: i64 = 0x7365_616c_7275_6e03;
 #[derive(Clone)]
 pub(crate) struct Connector {
     config: tokio_postgres::Config,
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
     location: String,
 }
 
@@ -693,6 +819,7 @@ impl Connector {
             .keepalives_idle(std::time::Duration::from_secs(30));
         Ok(Connector {
             config,
+            tls: url.tls(),
             location: url.location().to_owned(),
         })
     }
@@ -700,7 +827,7 @@ impl Connector {
     /// A connection for the store's transactions (see [`PgConn`]), driven
     /// by `runtime`, the calling thread's (see [`runtime`]).
     pub(super) fn connect(&self, runtime: &Arc<Runtime>) -> Result<PgConn, postgres::Error> {
-        let (client, connection) = runtime.block_on(self.config.connect(tokio_postgres::NoTls))?;
+        let (client, connection) = runtime.block_on(self.config.connect(self.tls.clone()))?;
         // Ends with the connection: broken, or closed once the client is
         // dropped (driven by the thread's next call, or `PgConn::close`).
         let task = runtime.spawn(async move {
@@ -730,7 +857,7 @@ impl Connector {
     /// A synchronous client, for what runs once, off the hot path
     /// (migrations, `migrate-store`).
     pub(super) fn connect_sync(&self) -> Result<postgres::Client, postgres::Error> {
-        postgres::Config::from(self.config.clone()).connect(postgres::NoTls)
+        postgres::Config::from(self.config.clone()).connect(self.tls.clone())
     }
 
     pub(super) fn location(&self) -> &str {
@@ -738,9 +865,124 @@ impl Connector {
     }
 
     pub(super) fn open_error(&self, e: &postgres::Error) -> OpenError {
+        // With its causes: "error performing TLS handshake" alone does not
+        // say that the certificate's issuer is unknown.
+        let mut message = e.to_string();
+        let mut cause = std::error::Error::source(e);
+        while let Some(c) = cause {
+            message.push_str(&format!(": {c}"));
+            cause = c.source();
+        }
         OpenError::Database {
             location: self.location().to_owned(),
-            message: e.to_string(),
+            message,
         }
+    }
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::DatabaseUrl;
+    use tokio_postgres::config::SslMode;
+
+    fn parsed(url: &str) -> Result<DatabaseUrl, String> {
+        url.parse()
+    }
+
+    /// A PEM file of one CA certificate, in `dir`.
+    fn ca_file(dir: &std::path::Path) -> std::path::PathBuf {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let path = dir.join("ca file.pem");
+        std::fs::write(&path, params.self_signed(&key).unwrap().pem()).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_url_without_sslmode_connects_in_the_clear() {
+        for url in ["postgres://u@h/db", "postgres://u@h/db?sslmode=disable"] {
+            assert_eq!(
+                parsed(url).unwrap().config().get_ssl_mode(),
+                SslMode::Disable
+            );
+        }
+    }
+
+    #[test]
+    fn verify_full_with_a_ca_file_asks_for_tls_and_keeps_the_other_parameters() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = ca_file(dir.path());
+        // The path percent-encoded, as in any URL (its space).
+        let encoded = ca.display().to_string().replace(' ', "%20");
+        for mode in ["verify-full", "verify-ca", "require"] {
+            let url = format!(
+                "postgres://u@h/db?connect_timeout=7&sslmode={mode}&sslrootcert={encoded}\
+                 &application_name=x"
+            );
+            let url = parsed(&url).unwrap();
+            let config = url.config();
+            assert_eq!(config.get_ssl_mode(), SslMode::Require, "{mode}");
+            assert_eq!(
+                config.get_connect_timeout(),
+                Some(&std::time::Duration::from_secs(7))
+            );
+            assert_eq!(config.get_application_name(), Some("x"));
+        }
+    }
+
+    #[test]
+    fn tls_without_an_sslrootcert_is_refused_naming_it() {
+        for mode in ["require", "verify-ca", "verify-full"] {
+            let e = parsed(&format!("postgres://u@h/db?sslmode={mode}"))
+                .err()
+                .unwrap();
+            assert!(e.contains("needs sslrootcert=<path>"), "{e}");
+        }
+    }
+
+    #[test]
+    fn modes_falling_back_to_the_clear_are_refused() {
+        for mode in ["prefer", "allow"] {
+            let e = parsed(&format!("postgres://u@h/db?sslmode={mode}"))
+                .err()
+                .unwrap();
+            assert!(e.contains(&format!("sslmode={mode} is refused")), "{e}");
+        }
+    }
+
+    #[test]
+    fn an_sslrootcert_without_sslmode_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = ca_file(dir.path());
+        let e = parsed(&format!("postgres://u@h/db?sslrootcert={}", ca.display()))
+            .err()
+            .unwrap();
+        assert!(e.contains("write sslmode=verify-full"), "{e}");
+    }
+
+    #[test]
+    fn an_sslrootcert_that_is_missing_or_holds_no_certificate_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let missing = dir.path().join("missing.pem");
+        for (path, says) in [(&empty, "holds no certificate"), (&missing, "cannot read")] {
+            let url = format!(
+                "postgres://u@h/db?sslmode=verify-full&sslrootcert={}",
+                path.display()
+            );
+            let e = parsed(&url).err().unwrap();
+            assert!(e.contains(says), "{e}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_sslmode_is_refused_without_showing_the_password() {
+        let e = parsed("postgres://u:hunter2@h/db?sslmode=bogus")
+            .err()
+            .unwrap();
+        assert!(e.contains("unknown sslmode"), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
     }
 }
