@@ -419,6 +419,18 @@ async fn dispatch_phase(
         // installation (see `TestDatabase::analyze`).
         tokio::task::block_in_place(|| database.analyze());
     }
+    measure(tasks, &counting, &stop, length).await
+}
+
+/// Counts what `tasks` time for `length` (they push a latency while
+/// `counting` is set), then stops them (`stop`) and summarizes, with the
+/// machine's busy CPU time over that window.
+async fn measure(
+    tasks: Vec<tokio::task::JoinHandle<Vec<Duration>>>,
+    counting: &AtomicBool,
+    stop: &AtomicBool,
+    length: Duration,
+) -> Measured {
     counting.store(true, Ordering::Relaxed);
     let (started, busy) = (Instant::now(), machine_busy());
     tokio::time::sleep(length).await;
@@ -458,17 +470,7 @@ async fn health_phase(env: &Env, clients: usize, length: Duration) -> Measured {
         }));
     }
     tokio::time::sleep(WARMUP).await;
-    counting.store(true, Ordering::Relaxed);
-    let started = Instant::now();
-    tokio::time::sleep(length).await;
-    counting.store(false, Ordering::Relaxed);
-    let elapsed = started.elapsed();
-    stop.store(true, Ordering::Relaxed);
-    let mut lat = Vec::new();
-    for t in tasks {
-        lat.extend(t.await.unwrap());
-    }
-    summarize(lat, elapsed)
+    measure(tasks, &counting, &stop, length).await
 }
 
 /// Most open-loop submissions outstanding at once: past it the generator
@@ -870,20 +872,7 @@ async fn floor_phase(database_url: &str, table: FloorTable, length: Duration) ->
         }));
     }
     tokio::time::sleep(WARMUP).await;
-    counting.store(true, Ordering::Relaxed);
-    let (started, busy) = (Instant::now(), machine_busy());
-    tokio::time::sleep(length).await;
-    counting.store(false, Ordering::Relaxed);
-    let (elapsed, busy) = (started.elapsed(), machine_busy() - busy);
-    stop.store(true, Ordering::Relaxed);
-    let mut lat = Vec::new();
-    for t in tasks {
-        lat.extend(t.await.unwrap());
-    }
-    Measured {
-        busy,
-        ..summarize(lat, elapsed)
-    }
+    measure(tasks, &counting, &stop, length).await
 }
 
 /// The floor phases (see [`floor_phase`]), on a database of their own with
