@@ -8,7 +8,7 @@
 //! them, and fails under `CI` / `SEALRUN_REQUIRE_POSTGRES`.
 #![allow(clippy::unwrap_used)]
 
-use sealrun_testkit::{ControlPlane, PrivateCluster, Replicas, sealrun_bin};
+use sealrun_testkit::{ControlPlane, PrivateCluster, Replicas, sealrun_bin, unrelated_ca};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -65,12 +65,50 @@ async fn replicas_run_on_a_database_reached_over_tls_verified_against_its_ca() {
     let replicas =
         Replicas::start(dir.path(), &url_with(&cluster, &verified_by(&ca)), 2, &[]).await;
     // Written through one replica, read through the other: both hold
-    // working connections (migrations, the writer, the readers, and the
-    // replicas' hint channel all connect with the URL's TLS).
+    // working connections (migrations, the writer, the readers).
     replicas.at(0).admin().declare_target("db").await;
     let seen = replicas.at(1).admin().get("/v1/targets/db").await;
     assert!(seen.status.is_success(), "{}", seen.text);
     assert!(seen.text.contains("\"db\""), "{}", seen.text);
+    // And each hears the others: its hint channel (a connection of its
+    // own, `LISTEN`) is open over the same TLS.
+    for i in 0..2 {
+        let opened = eventually(|| {
+            replicas
+                .at(i)
+                .log()
+                .contains("the replicas' hint channel is open")
+        });
+        assert!(opened, "replica {i}: {}", replicas.logs());
+    }
+    assert!(
+        !replicas.logs().contains("hint channel was lost"),
+        "{}",
+        replicas.logs()
+    );
+}
+
+/// Whether `holds` holds within ten seconds.
+fn eventually(holds: impl Fn() -> bool) -> bool {
+    for _ in 0..100 {
+        if holds() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_reaches_a_database_on_this_host_through_its_unix_socket() {
+    // No TLS over a socket: the URL names none, and the driver is given a
+    // connector it never uses.
+    let Some(cluster) = PrivateCluster::require_tls() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let replicas = Replicas::start(dir.path(), &cluster.socket_url(), 1, &[]).await;
+    replicas.at(0).admin().declare_target("db").await;
 }
 
 #[test]
@@ -78,19 +116,48 @@ fn a_server_refuses_a_database_whose_certificate_another_ca_signed() {
     let Some(cluster) = PrivateCluster::require_tls() else {
         return;
     };
-    // A CA of another cluster's: valid, but not the one that signed this
-    // server's certificate.
-    let Some(other) = PrivateCluster::require_tls() else {
-        return;
-    };
     let dir = tempfile::tempdir().unwrap();
-    let url = url_with(&cluster, &verified_by(other.ca_cert.as_ref().unwrap()));
+    // A valid CA, but not the one that signed this server's certificate.
+    let other = dir.path().join("other-ca.pem");
+    unrelated_ca(&other);
+    let url = url_with(&cluster, &verified_by(&other));
     let (status, said) = failed_start(dir.path(), &url);
     assert!(!status.success(), "the server started: {said}");
     assert_eq!(said.trim().lines().count(), 1, "one line: {said}");
     // (rustls names the cause: here `BadSignature`, the other CA bearing
     // the same name as this one.)
     assert!(said.contains("invalid peer certificate"), "{said}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_refuses_a_database_whose_certificate_names_another_host() {
+    let Some(cluster) = PrivateCluster::require_tls() else {
+        return;
+    };
+    let ca = cluster.ca_cert.clone().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // The right server (reached at `hostaddr`), its certificate signed by
+    // the right CA, but the URL names a host its certificate does not.
+    let port = cluster.url_text.rsplit(':').next().unwrap();
+    let port = port.split('/').next().unwrap();
+    let url = format!(
+        "postgres://sealrun@db.example:{port}/postgres?hostaddr=127.0.0.1&{}",
+        verified_by(&ca)
+    );
+    let (status, said) = failed_start(dir.path(), &url);
+    assert!(!status.success(), "the server started: {said}");
+    assert!(
+        said.contains("certificate not valid for name \"db.example\""),
+        "{said}"
+    );
+    // Positive control: named as its certificate names it, it is reached.
+    let url = format!(
+        "postgres://sealrun@localhost:{port}/postgres?hostaddr=127.0.0.1&{}",
+        verified_by(&ca)
+    );
+    let named = tempfile::tempdir().unwrap();
+    let replicas = Replicas::start(named.path(), &url, 1, &[]).await;
+    replicas.at(0).admin().declare_target("db").await;
 }
 
 #[test]

@@ -96,7 +96,7 @@ pub use docker::{
 };
 pub use postgres::{
     PrivateCluster, TEST_DATABASE_URL, TEST_STORE, TestDatabase, postgres_under_test,
-    require_postgres,
+    require_postgres, unrelated_ca,
 };
 pub use process::{
     Cli, code, free_port, output_within, raise_open_file_limit, sealrun_bin, signal, sigterm, text,

@@ -244,12 +244,7 @@ impl PrivateCluster {
     /// A CA and a certificate it signs for the server; TLS on, and
     /// `pg_hba.conf` letting TCP connections in over TLS only.
     fn serve_tls_only(&mut self) {
-        let ca_key = rcgen::KeyPair::generate().expect("a CA key");
-        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
-        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca.distinguished_name
-            .push(rcgen::DnType::CommonName, "sealrun test PostgreSQL CA");
-        let ca = ca.self_signed(&ca_key).expect("the CA's certificate");
+        let (ca, ca_key) = new_ca();
         let key = rcgen::KeyPair::generate().expect("the server's key");
         let cert =
             rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
@@ -366,6 +361,13 @@ impl PrivateCluster {
         }
     }
 
+    /// `postgres://sealrun@<socket directory>:<port>/postgres`: the cluster
+    /// through its Unix socket (trusted, as TCP is).
+    pub fn socket_url(&self) -> String {
+        let dir = self.dir.path().display().to_string().replace('/', "%2F");
+        format!("postgres://sealrun@{dir}:{}/postgres", self.port)
+    }
+
     /// The server's logs so far.
     pub fn logs(&self) -> String {
         let mut logs = String::new();
@@ -384,6 +386,23 @@ impl Drop for PrivateCluster {
     fn drop(&mut self) {
         self.stop_immediately();
     }
+}
+
+/// A new CA: its certificate and key.
+fn new_ca() -> (rcgen::Certificate, rcgen::KeyPair) {
+    let key = rcgen::KeyPair::generate().expect("a CA key");
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "sealrun test PostgreSQL CA");
+    (params.self_signed(&key).expect("the CA's certificate"), key)
+}
+
+/// Writes to `path` the certificate of a new CA that signed nothing: for a
+/// test that a server whose certificate another CA signed is refused.
+pub fn unrelated_ca(path: &Path) {
+    std::fs::write(path, new_ca().0.pem()).expect("the CA's PEM");
 }
 
 /// `/usr/lib/postgresql/N/bin` for the newest N holding `postgres`.

@@ -102,7 +102,7 @@ impl Listener {
         };
         loop {
             if let Err(e) = self.session(&mut outgoing, &heard).await {
-                tracing::warn!(error = %e, "the replicas' hint channel was lost; reconnecting");
+                tracing::warn!(error = %super::pg::with_causes(&e), "the replicas' hint channel was lost; reconnecting");
             }
             heard(Heard::Deaf);
             tokio::time::sleep(RECONNECT).await;
@@ -138,6 +138,8 @@ impl Listener {
         });
         let _stop_pump = AbortOnDrop(pump);
         client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+        // Said on each (re)connection: that this replica hears the others.
+        tracing::info!("the replicas' hint channel is open");
         heard(Heard::Missed);
         loop {
             tokio::select! {

@@ -586,11 +586,24 @@ pub(crate) fn error(e: &postgres::Error) -> Error {
     };
     match unavailable {
         Some(message) => {
-            tracing::error!(error = %e, "{message}");
+            tracing::error!(error = %with_causes(e), "{message}");
             Error::Unavailable(format!("{message}; retry later"))
         }
         None => Error::internal(format_args!("database: {e}")),
     }
+}
+
+/// `e` and the errors that caused it, one after the other: the driver's
+/// "error performing TLS handshake" alone does not say that the server's
+/// certificate was signed by an unknown CA.
+pub(crate) fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    text
 }
 
 impl From<postgres::Error> for Error {
@@ -615,9 +628,36 @@ impl From<postgres::Error> for Error {
 #[derive(Clone)]
 pub struct DatabaseUrl {
     config: tokio_postgres::Config,
-    /// Used when `config`'s `ssl_mode` asks for TLS.
-    tls: tokio_postgres_rustls::MakeRustlsConnect,
+    tls: PgTls,
     location: String,
+}
+
+/// What secures a connection to PostgreSQL: TLS trusting the URL's
+/// `sslrootcert` only, when the URL asks for TLS (its `ssl_mode` is then
+/// `Require`); otherwise nothing (`Disable`).
+#[derive(Clone)]
+pub(super) struct PgTls {
+    rustls: tokio_postgres_rustls::MakeRustlsConnect,
+    on: bool,
+}
+
+impl<S> tokio_postgres::tls::MakeTlsConnect<S> for PgTls
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    type Stream = <tokio_postgres_rustls::MakeRustlsConnect as tokio_postgres::tls::MakeTlsConnect<S>>::Stream;
+    type TlsConnect = <tokio_postgres_rustls::MakeRustlsConnect as tokio_postgres::tls::MakeTlsConnect<S>>::TlsConnect;
+    type Error =
+        <tokio_postgres_rustls::MakeRustlsConnect as tokio_postgres::tls::MakeTlsConnect<S>>::Error;
+
+    fn make_tls_connect(&mut self, name: &str) -> Result<Self::TlsConnect, Self::Error> {
+        // The driver asks for a connector on every connection, before it
+        // looks at `ssl_mode`, and with an empty name for a Unix socket or a
+        // bare `hostaddr`, which rustls refuses. Without TLS the connector is
+        // never used (no handshake starts), so any valid name will do.
+        let name = if self.on { name } else { "localhost" };
+        tokio_postgres::tls::MakeTlsConnect::<S>::make_tls_connect(&mut self.rustls, name)
+    }
 }
 
 impl std::fmt::Debug for DatabaseUrl {
@@ -633,22 +673,42 @@ impl std::str::FromStr for DatabaseUrl {
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             return Err("a database URL must start with postgres:// (or postgresql://)".into());
         }
-        let (url, tls) = take_tls(url)?;
+        let (url, roots) = take_tls(url)?;
         // The parser's message never quotes the URL (it may hold a password).
         let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| format!("not a PostgreSQL URL: {e}"))?;
-        let tls = match tls {
-            None => {
-                config.ssl_mode(tokio_postgres::config::SslMode::Disable);
-                tokio_postgres_rustls::MakeRustlsConnect::new(client_config(
-                    rustls::RootCertStore::empty(),
-                )?)
+        let on = roots.is_some();
+        if on {
+            if let Some(tokio_postgres::config::Host::Unix(dir)) = config
+                .get_hosts()
+                .iter()
+                .find(|h| matches!(h, tokio_postgres::config::Host::Unix(_)))
+            {
+                return Err(format!(
+                    "TLS is not available over a Unix socket ({}): write sslmode=disable \
+                     for a socket, or name the server's host",
+                    dir.display()
+                ));
             }
-            Some(roots) => {
-                config.ssl_mode(tokio_postgres::config::SslMode::Require);
-                tokio_postgres_rustls::MakeRustlsConnect::new(client_config(roots)?)
+            if config.get_hosts().is_empty() {
+                return Err(
+                    "TLS checks the database server's certificate against its name: \
+                     write host=<that name> beside hostaddr"
+                        .into(),
+                );
             }
+        }
+        config.ssl_mode(if on {
+            tokio_postgres::config::SslMode::Require
+        } else {
+            tokio_postgres::config::SslMode::Disable
+        });
+        let tls = PgTls {
+            rustls: tokio_postgres_rustls::MakeRustlsConnect::new(client_config(
+                roots.unwrap_or_else(rustls::RootCertStore::empty),
+            )?),
+            on,
         };
         let Some(dbname) = config.get_dbname().map(str::to_owned) else {
             return Err(
@@ -679,19 +739,30 @@ impl std::str::FromStr for DatabaseUrl {
 /// and the CA certificates to verify the server with when the mode asks
 /// for TLS.
 fn take_tls(url: &str) -> Result<(String, Option<rustls::RootCertStore>), String> {
-    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    // Where the driver's parser finds the query: after the credentials,
+    // which end at the first `@` (a password may hold a `?`).
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let after_credentials = url[after_scheme..]
+        .find('@')
+        .map_or(after_scheme, |i| after_scheme + i + 1);
+    let (base, query) = match url[after_credentials..].find('?') {
+        Some(i) => url.split_at(after_credentials + i),
+        None => (url, ""),
+    };
+    let query = query.strip_prefix('?').unwrap_or(query);
+    let decoded = |text: &str, what: &str| {
+        percent_encoding::percent_decode_str(text)
+            .decode_utf8()
+            .map(|v| v.into_owned())
+            .map_err(|_| format!("the database URL's {what} is not UTF-8"))
+    };
     let (mut mode, mut root_cert, mut rest) = (None, None, Vec::new());
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let value = || {
-            percent_encoding::percent_decode_str(value)
-                .decode_utf8()
-                .map(|v| v.into_owned())
-                .map_err(|_| format!("the database URL's {key} is not UTF-8"))
-        };
-        match key {
-            "sslmode" => mode = Some(value()?),
-            "sslrootcert" => root_cert = Some(value()?),
+        // Decoded as the driver decodes it: `ssl%6Dode` is `sslmode`.
+        match decoded(key, "query")?.as_str() {
+            "sslmode" => mode = Some(decoded(value, "sslmode")?),
+            "sslrootcert" => root_cert = Some(decoded(value, "sslrootcert")?),
             _ => rest.push(pair),
         }
     }
@@ -710,16 +781,18 @@ fn take_tls(url: &str) -> Result<(String, Option<rustls::RootCertStore>), String
                  sslmode=disable for a database on this host or a trusted network"
             ));
         }
-        Some(other) => {
-            return Err(format!(
-                "unknown sslmode {other:?} (disable, require, verify-ca or verify-full)"
-            ));
+        // Not quoted: a malformed URL could make it part of a password.
+        Some(_) => {
+            return Err(
+                "unknown sslmode (write disable, require, verify-ca or verify-full)".into(),
+            );
         }
     };
     if !verify {
         if root_cert.is_some() {
             return Err(
-                "the database URL names an sslrootcert but no sslmode: write sslmode=verify-full"
+                "the database URL names an sslrootcert but asks for no TLS: write \
+                 sslmode=verify-full"
                     .into(),
             );
         }
@@ -777,8 +850,8 @@ impl DatabaseUrl {
     }
 
     /// What secures a connection, for [`config`](DatabaseUrl::config)'s
-    /// `connect` (used only if the URL asks for TLS).
-    pub(super) fn tls(&self) -> tokio_postgres_rustls::MakeRustlsConnect {
+    /// `connect`: every connection goes through it (see [`PgTls`]).
+    pub(super) fn tls(&self) -> PgTls {
         self.tls.clone()
     }
 }
@@ -805,7 +878,7 @@ pub(super) const AUDIT_LOCK: i64 = 0x7365_616c_7275_6e03;
 #[derive(Clone)]
 pub(crate) struct Connector {
     config: tokio_postgres::Config,
-    tls: tokio_postgres_rustls::MakeRustlsConnect,
+    tls: PgTls,
     location: String,
 }
 
@@ -865,17 +938,9 @@ impl Connector {
     }
 
     pub(super) fn open_error(&self, e: &postgres::Error) -> OpenError {
-        // With its causes: "error performing TLS handshake" alone does not
-        // say that the certificate's issuer is unknown.
-        let mut message = e.to_string();
-        let mut cause = std::error::Error::source(e);
-        while let Some(c) = cause {
-            message.push_str(&format!(": {c}"));
-            cause = c.source();
-        }
         OpenError::Database {
             location: self.location().to_owned(),
-            message,
+            message: with_causes(e),
         }
     }
 }
@@ -984,5 +1049,50 @@ mod url_tests {
             .unwrap();
         assert!(e.contains("unknown sslmode"), "{e}");
         assert!(!e.contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn a_question_mark_in_the_password_is_part_of_the_password() {
+        // The driver reads the credentials up to the first `@`, so the
+        // query begins at the first `?` after it.
+        let url = parsed("postgres://u:a?sslmode=b@h/db").unwrap();
+        assert_eq!(url.config().get_password(), Some(&b"a?sslmode=b"[..]));
+        assert_eq!(url.config().get_ssl_mode(), SslMode::Disable);
+        // Asking for TLS after such a password is not dropped unseen.
+        let e = parsed("postgres://u:p?w@h/db?sslmode=require")
+            .err()
+            .unwrap();
+        assert!(e.contains("needs sslrootcert"), "{e}");
+    }
+
+    #[test]
+    fn a_percent_encoded_key_is_read_as_the_driver_reads_it() {
+        let e = parsed("postgres://u@h/db?ssl%6Dode=require").err().unwrap();
+        assert!(e.contains("needs sslrootcert"), "{e}");
+    }
+
+    #[test]
+    fn tls_over_a_unix_socket_or_to_a_bare_address_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = ca_file(dir.path());
+        let tls = format!("sslmode=verify-full&sslrootcert={}", ca.display());
+        let e = parsed(&format!("postgres://u@%2Frun%2Fpg/db?{tls}"))
+            .err()
+            .unwrap();
+        assert!(e.contains("Unix socket (/run/pg)"), "{e}");
+        let e = parsed(&format!("postgres://u@/db?hostaddr=127.0.0.1&{tls}"))
+            .err()
+            .unwrap();
+        assert!(e.contains("write host="), "{e}");
+        // Positive control: the same places without TLS.
+        for url in [
+            "postgres://u@%2Frun%2Fpg/db",
+            "postgres://u@/db?hostaddr=127.0.0.1",
+        ] {
+            assert_eq!(
+                parsed(url).unwrap().config().get_ssl_mode(),
+                SslMode::Disable
+            );
+        }
     }
 }
