@@ -750,6 +750,19 @@ fn take_tls(url: &str) -> Result<(String, Option<rustls::RootCertStore>), String
         None => (url, ""),
     };
     let query = query.strip_prefix('?').unwrap_or(query);
+    // A URL with no user whose query holds an `@` (a path to the CA, say)
+    // is read by the driver as a user up to that `@`: its parameters, TLS
+    // ones included, would be lost unseen into the user and host names.
+    if ["sslmode=", "sslrootcert=", "password="]
+        .iter()
+        .any(|key| base.contains(key))
+    {
+        return Err(
+            "the database URL's parameters would be read as its user and host: percent-encode \
+             each '@' after the host as %40"
+                .into(),
+        );
+    }
     let decoded = |text: &str, what: &str| {
         percent_encoding::percent_decode_str(text)
             .decode_utf8()
@@ -1055,8 +1068,8 @@ mod url_tests {
     fn a_question_mark_in_the_password_is_part_of_the_password() {
         // The driver reads the credentials up to the first `@`, so the
         // query begins at the first `?` after it.
-        let url = parsed("postgres://u:a?sslmode=b@h/db").unwrap();
-        assert_eq!(url.config().get_password(), Some(&b"a?sslmode=b"[..]));
+        let url = parsed("postgres://u:a?b=c@h/db").unwrap();
+        assert_eq!(url.config().get_password(), Some(&b"a?b=c"[..]));
         assert_eq!(url.config().get_ssl_mode(), SslMode::Disable);
         // Asking for TLS after such a password is not dropped unseen.
         let e = parsed("postgres://u:p?w@h/db?sslmode=require")
@@ -1094,5 +1107,20 @@ mod url_tests {
                 SslMode::Disable
             );
         }
+    }
+
+    #[test]
+    fn an_at_sign_in_a_parameter_of_a_url_without_user_is_refused() {
+        // The driver would read `h/db?sslrootcert=/a` as the user and `b`
+        // as the host: no TLS, unseen.
+        let e = parsed("postgres://h/db?sslrootcert=/a@b/ca.pem&sslmode=verify-full")
+            .err()
+            .unwrap();
+        assert!(e.contains("percent-encode"), "{e}");
+        // Positive control: encoded, the path is read whole.
+        let e = parsed("postgres://h/db?sslrootcert=/a%40b/ca.pem&sslmode=verify-full")
+            .err()
+            .unwrap();
+        assert!(e.contains("cannot read sslrootcert /a@b/ca.pem"), "{e}");
     }
 }
