@@ -24,7 +24,8 @@
 //! driven straight, without the control plane, doing only the writes a
 //! dispatch cannot skip (see `floor_phase`), on sealrun's `runs` table and on
 //! a table of three columns. Each 16-in-flight phase and the floor report the
-//! machine's CPU time a run (every process counted, from `/proc/stat`).
+//! machine's CPU time a run (every process counted, from `/proc/stat`), and
+//! of it this process's (clients and servers) and PostgreSQL's.
 //!
 //! `cargo bench -p sealrun-api --bench dispatch` (about a minute).
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
@@ -329,38 +330,96 @@ struct Measured {
     p99: Duration,
     max: Duration,
     n: usize,
-    /// CPU time the whole machine spent busy during the measurement, every
-    /// process counted (the bench's clients, the servers, PostgreSQL).
-    busy: Duration,
+    /// CPU time spent during the measurement.
+    cpu: Cpu,
 }
 
 impl Measured {
-    /// The machine's CPU time per thing measured (run, request).
-    fn cpu_each(&self) -> Duration {
-        self.busy / u32::try_from(self.n.max(1)).unwrap_or(u32::MAX)
+    /// `cpu` per thing measured (run, request), in milliseconds.
+    fn cpu_each(&self, cpu: Duration) -> f64 {
+        cpu.as_secs_f64() * 1000.0 / self.n.max(1) as f64
     }
 }
 
-/// The machine's busy CPU time so far, from `/proc/stat` (every CPU, all
-/// but idle and I/O wait); zero where it cannot be read.
-fn machine_busy() -> Duration {
-    let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
-        return Duration::ZERO;
-    };
-    let ticks: Vec<u64> = stat
-        .lines()
-        .next()
-        .unwrap_or_default()
+/// CPU time spent so far: by the whole machine (every process, other
+/// tenants' too), by this process (the bench's clients and the servers it
+/// runs in process), and by PostgreSQL's processes.
+#[derive(Clone, Copy, Default)]
+struct Cpu {
+    machine: Duration,
+    this: Duration,
+    postgres: Duration,
+}
+
+impl std::ops::Sub for Cpu {
+    type Output = Cpu;
+
+    fn sub(self, before: Cpu) -> Cpu {
+        Cpu {
+            machine: self.machine.saturating_sub(before.machine),
+            this: self.this.saturating_sub(before.this),
+            postgres: self.postgres.saturating_sub(before.postgres),
+        }
+    }
+}
+
+/// USER_HZ, the unit of `/proc`'s CPU times: 100 on every Linux this runs on.
+const TICK: Duration = Duration::from_millis(10);
+
+/// [`Cpu`] now, from `/proc`; zero where it cannot be read.
+fn cpu_now() -> Cpu {
+    // The first line of /proc/stat: user nice system idle iowait irq
+    // softirq steal ..., every CPU together; busy is all but idle and wait.
+    let machine = std::fs::read_to_string("/proc/stat").map_or(0, |stat| {
+        let ticks: Vec<u64> = stat
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|t| t.parse().ok())
+            .collect();
+        ticks.iter().take(8).sum::<u64>()
+            - ticks.get(3).copied().unwrap_or(0)
+            - ticks.get(4).copied().unwrap_or(0)
+    });
+    let this = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| process_ticks(&stat))
+        .map_or(0, |(_, own, _)| own);
+    // Every `postgres` process, with its reaped children's time: a backend
+    // that ended during the measurement is then counted in its parent's.
+    let postgres = std::fs::read_dir("/proc").map_or(0, |procs| {
+        procs
+            .flatten()
+            .filter_map(|p| std::fs::read_to_string(p.path().join("stat")).ok())
+            .filter_map(|stat| process_ticks(&stat))
+            .filter(|(name, _, _)| name == "postgres")
+            .map(|(_, own, children)| own + children)
+            .sum()
+    });
+    let ticks = |n: u64| TICK * u32::try_from(n).unwrap_or(u32::MAX);
+    Cpu {
+        machine: ticks(machine),
+        this: ticks(this),
+        postgres: ticks(postgres),
+    }
+}
+
+/// A process's name, its own CPU ticks (user + system) and its reaped
+/// children's, from its `/proc/<pid>/stat`.
+fn process_ticks(stat: &str) -> Option<(String, u64, u64)> {
+    // The name is in parentheses and may hold spaces: fields count from
+    // the last `)`.
+    let (head, rest) = stat.rsplit_once(')')?;
+    let name = head.split_once('(')?.1.to_owned();
+    let f: Vec<u64> = rest
         .split_whitespace()
-        .skip(1)
+        .skip(11)
+        .take(4)
         .filter_map(|t| t.parse().ok())
         .collect();
-    // user nice system idle iowait irq softirq steal ...; USER_HZ is 100 on
-    // every Linux this runs on.
-    let busy: u64 = ticks.iter().take(8).sum::<u64>()
-        - ticks.get(3).copied().unwrap_or(0)
-        - ticks.get(4).copied().unwrap_or(0);
-    Duration::from_millis(busy * 10)
+    (f.len() == 4).then(|| (name, f[0] + f[1], f[2] + f[3]))
 }
 
 fn summarize(mut lat: Vec<Duration>, elapsed: Duration) -> Measured {
@@ -373,7 +432,7 @@ fn summarize(mut lat: Vec<Duration>, elapsed: Duration) -> Measured {
         p99: pick(0.99),
         max: lat[lat.len() - 1],
         n: lat.len(),
-        busy: Duration::ZERO,
+        cpu: Cpu::default(),
     }
 }
 
@@ -424,7 +483,7 @@ async fn dispatch_phase(
 
 /// Counts what `tasks` time for `length` (they push a latency while
 /// `counting` is set), then stops them (`stop`) and summarizes, with the
-/// machine's busy CPU time over that window.
+/// CPU time spent over that window.
 async fn measure(
     tasks: Vec<tokio::task::JoinHandle<Vec<Duration>>>,
     counting: &AtomicBool,
@@ -432,17 +491,17 @@ async fn measure(
     length: Duration,
 ) -> Measured {
     counting.store(true, Ordering::Relaxed);
-    let (started, busy) = (Instant::now(), machine_busy());
+    let (started, cpu) = (Instant::now(), cpu_now());
     tokio::time::sleep(length).await;
     counting.store(false, Ordering::Relaxed);
-    let (elapsed, busy) = (started.elapsed(), machine_busy() - busy);
+    let (elapsed, cpu) = (started.elapsed(), cpu_now() - cpu);
     stop.store(true, Ordering::Relaxed);
     let mut lat = Vec::new();
     for t in tasks {
         lat.extend(t.await.unwrap());
     }
     Measured {
-        busy,
+        cpu,
         ..summarize(lat, elapsed)
     }
 }
@@ -1025,9 +1084,11 @@ async fn main() {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     let cpu = |m: &Measured| {
         format!(
-            "{:.2} ms CPU a run ({:.0}% of the CPUs busy)",
-            m.cpu_each().as_secs_f64() * 1000.0,
-            m.busy.as_secs_f64() / (m.n as f64 / m.per_sec) / cpus * 100.0
+            "{:.2} ms CPU a run ({:.0}% of the CPUs busy; this process {:.2} ms, PostgreSQL {:.2} ms)",
+            m.cpu_each(m.cpu.machine),
+            m.cpu.machine.as_secs_f64() / (m.n as f64 / m.per_sec) / cpus * 100.0,
+            m.cpu_each(m.cpu.this),
+            m.cpu_each(m.cpu.postgres),
         )
     };
     println!("SQLite at 16 in flight: {}", cpu(&d16));
