@@ -138,8 +138,7 @@ async fn a_server_refuses_a_database_whose_certificate_names_another_host() {
     let dir = tempfile::tempdir().unwrap();
     // The right server (reached at `hostaddr`), its certificate signed by
     // the right CA, but the URL names a host its certificate does not.
-    let port = cluster.url_text.rsplit(':').next().unwrap();
-    let port = port.split('/').next().unwrap();
+    let port = cluster.port();
     let url = format!(
         "postgres://sealrun@db.example:{port}/postgres?hostaddr=127.0.0.1&{}",
         verified_by(&ca)

@@ -361,6 +361,11 @@ impl PrivateCluster {
         }
     }
 
+    /// The port it listens on (127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// `postgres://sealrun@<socket directory>:<port>/postgres`: the cluster
     /// through its Unix socket (trusted, as TCP is).
     pub fn socket_url(&self) -> String {

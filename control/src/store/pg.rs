@@ -680,11 +680,10 @@ impl std::str::FromStr for DatabaseUrl {
             .map_err(|e| format!("not a PostgreSQL URL: {e}"))?;
         let on = roots.is_some();
         if on {
-            if let Some(tokio_postgres::config::Host::Unix(dir)) = config
-                .get_hosts()
-                .iter()
-                .find(|h| matches!(h, tokio_postgres::config::Host::Unix(_)))
-            {
+            if let Some(dir) = config.get_hosts().iter().find_map(|h| match h {
+                tokio_postgres::config::Host::Unix(dir) => Some(dir),
+                tokio_postgres::config::Host::Tcp(_) => None,
+            }) {
                 return Err(format!(
                     "TLS is not available over a Unix socket ({}): write sslmode=disable \
                      for a socket, or name the server's host",
@@ -969,11 +968,8 @@ mod url_tests {
 
     /// A PEM file of one CA certificate, in `dir`.
     fn ca_file(dir: &std::path::Path) -> std::path::PathBuf {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         let path = dir.join("ca file.pem");
-        std::fs::write(&path, params.self_signed(&key).unwrap().pem()).unwrap();
+        sealrun_testkit::unrelated_ca(&path);
         path
     }
 
