@@ -628,3 +628,64 @@ async fn the_journey_of_a_secret_run_needing_approval_crosses_two_replicas() {
     drop(replicas);
     db.drop_database();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn input_piped_into_sealrun_run_on_one_replica_reaches_the_command_run_through_another() {
+    use sha2::{Digest as _, Sha256};
+    if !require_docker() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let Some(db) = require_postgres(&dir.path().join("pg")) else {
+        return;
+    };
+    let replicas = Replicas::start(dir.path(), &db.url_text, 2, &[]).await;
+    let admin = replicas.at(0).admin();
+    admin.put_target(&spawned_target("db", 300)).await;
+    let enrollment = admin.enrollment_token("default").await;
+    // The agent talks to replica 0 only, the CLI to replica 1 only.
+    let via_agent = replicas.balancer(&[0]).await;
+    let mut agent = AgentProcess::start(
+        &via_agent,
+        &dir.path().join("agent"),
+        "agent",
+        &["db"],
+        Some(&enrollment),
+        &[],
+    )
+    .await;
+    agent.wait_connected(&admin, &["db"]).await;
+    let data: Vec<u8> = (0..4 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let cli = replicas.at(1).cli(&admin.token);
+    let out = cli.output_with_stdin(
+        &[
+            "run",
+            "--target",
+            "db",
+            "--",
+            "sh",
+            "-c",
+            "cat >/tmp/input && wc -c </tmp/input && sha256sum </tmp/input",
+        ],
+        &data,
+    );
+    let said = text(&out.stderr);
+    assert_eq!(code(&out), 0, "{said}\n{}", replicas.logs());
+    let shown = text(&out.stdout);
+    let mut lines = shown.lines();
+    assert_eq!(lines.next().unwrap().trim(), data.len().to_string());
+    assert_eq!(
+        lines.next().unwrap(),
+        format!("{}  -", hex::encode(Sha256::digest(&data)))
+    );
+    let id = said
+        .split_whitespace()
+        .find(|w| w.starts_with("run_"))
+        .unwrap()
+        .trim_end_matches(|c: char| !c.is_ascii_alphanumeric());
+    let run = cli.json(&["runs", "show", id]);
+    assert_eq!(run["stdin_bytes"], data.len() as u64, "{run}");
+    drop(agent);
+}

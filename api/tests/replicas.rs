@@ -12,7 +12,7 @@ use sealrun_testkit::{
     Client, ControlPlane as _, FakeAgent, InProcessServer, quick_settings, run_request, to_value,
 };
 use sealrun_wire::admin::{TargetSpec, TokenCreated};
-use sealrun_wire::run::{RunCreated, RunView};
+use sealrun_wire::run::{RunCreated, RunStatus, RunView, StdinSent};
 use serde_json::json;
 use std::time::Duration;
 
@@ -317,4 +317,237 @@ async fn a_burst_queued_where_one_agent_waits_reaches_the_agents_waiting_on_anot
     distinct.sort();
     distinct.dedup();
     assert_eq!(distinct.len(), assigned.len(), "a run was handed out twice");
+}
+
+/// Submits `cat` on target `db` with input, through `admin`; the run id.
+async fn submit_with_input(admin: &Client) -> String {
+    let mut req = run_request("db", &["cat"]);
+    req.stdin = true;
+    admin.submit_request(&req).await
+}
+
+/// A request body sending `chunks`, then its end.
+fn body_of(chunks: Vec<Vec<u8>>) -> reqwest::Body {
+    reqwest::Body::wrap_stream(futures_util::stream::iter(
+        chunks.into_iter().map(Ok::<_, std::io::Error>),
+    ))
+}
+
+/// 48 chunks of 64 KiB (six times what the relay holds between its two
+/// sides), each holding its own number, so that a chunk lost, repeated or
+/// out of order shows.
+fn numbered_input() -> Vec<Vec<u8>> {
+    (0..48u32)
+        .map(|i| {
+            format!("chunk {i:04} ")
+                .into_bytes()
+                .into_iter()
+                .cycle()
+                .take(64 * 1024)
+                .collect()
+        })
+        .collect()
+}
+
+/// Sends `chunks` as run `id`'s input through `submitter`, in a task.
+fn feed(submitter: &Client, id: &str, chunks: Vec<Vec<u8>>) -> tokio::task::JoinHandle<StdinSent> {
+    let (submitter, path) = (submitter.clone(), format!("/v1/runs/{id}/stdin"));
+    tokio::spawn(async move {
+        submitter
+            .put_body(&path, body_of(chunks))
+            .await
+            .ok()
+            .parse()
+    })
+}
+
+#[tokio::test]
+async fn input_sent_to_one_replica_reaches_the_agent_reading_from_another_whole_and_in_order() {
+    let Some((a, b, _dir)) = replicas().await else {
+        return;
+    };
+    let (admin_a, agent) = target_on_a_agent_on_b(&a, &b).await;
+    let id = submit_with_input(&admin_a).await;
+    let input = numbered_input();
+    let fed = feed(&admin_a, &id, input.clone());
+    assert_eq!(agent.next_run().await.run_id, id);
+    let (status, read) = tokio::time::timeout(PROMPTLY, agent.read_stdin(&id))
+        .await
+        .expect("the input arrived");
+    assert_eq!(status, StatusCode::OK);
+    let read = read.expect("the input ended, not broke off");
+    assert!(read == input.concat(), "the input arrived changed");
+    let sent = fed.await.unwrap();
+    assert_eq!(
+        sent,
+        StdinSent {
+            bytes: 48 * 64 * 1024,
+            complete: true
+        }
+    );
+    agent
+        .finish(&id, RunStatus::Succeeded, Some(0), 0)
+        .await
+        .ok();
+    let run = admin_a.run(&id).await;
+    assert_eq!(run.stdin_bytes, Some(48 * 64 * 1024));
+}
+
+#[tokio::test]
+async fn an_agent_reading_before_the_input_is_sent_to_another_replica_gets_it() {
+    let Some((a, b, _dir)) = replicas().await else {
+        return;
+    };
+    let (admin_a, agent) = target_on_a_agent_on_b(&a, &b).await;
+    let id = submit_with_input(&admin_a).await;
+    assert_eq!(agent.next_run().await.run_id, id);
+    let reading = {
+        let id = id.clone();
+        tokio::spawn(async move { agent.read_stdin(&id).await })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!reading.is_finished(), "the read ended before any input");
+    let fed = feed(&admin_a, &id, vec![b"select 1;\n".to_vec()]);
+    let (status, read) = tokio::time::timeout(PROMPTLY, reading)
+        .await
+        .expect("the input arrived")
+        .unwrap();
+    assert_eq!(
+        (status, read.unwrap()),
+        (StatusCode::OK, b"select 1;\n".to_vec())
+    );
+    assert!(fed.await.unwrap().complete);
+}
+
+#[tokio::test]
+async fn input_that_breaks_off_on_one_replica_cuts_the_agents_read_on_another() {
+    let Some((a, b, _dir)) = replicas().await else {
+        return;
+    };
+    let (admin_a, agent) = target_on_a_agent_on_b(&a, &b).await;
+    let id = submit_with_input(&admin_a).await;
+    assert_eq!(agent.next_run().await.run_id, id);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
+    let feeding = {
+        let (admin, path) = (admin_a.clone(), format!("/v1/runs/{id}/stdin"));
+        let body = reqwest::Body::wrap_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+        tokio::spawn(async move {
+            let _ = admin
+                .http
+                .put(format!("{}{path}", admin.url))
+                .bearer_auth(&admin.token)
+                .body(body)
+                .send()
+                .await;
+        })
+    };
+    tx.send(Ok(b"part of a migration".to_vec())).await.unwrap();
+    let reading = {
+        let id = id.clone();
+        tokio::spawn(async move { agent.read_stdin(&id).await })
+    };
+    // Positive control: while the submitter is still sending, the read
+    // goes on.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !reading.is_finished(),
+        "the read ended while input was coming"
+    );
+    tx.send(Err(std::io::Error::other("the submitter's pipe broke")))
+        .await
+        .unwrap();
+    drop(tx);
+    let (status, read) = tokio::time::timeout(PROMPTLY, reading)
+        .await
+        .expect("the read ended")
+        .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert!(read.is_err(), "a broken input read as complete: {read:?}");
+    feeding.abort();
+}
+
+#[tokio::test]
+async fn a_runs_input_is_sent_once_and_read_once_across_replicas() {
+    let Some((a, b, _dir)) = replicas().await else {
+        return;
+    };
+    let (admin_a, agent) = target_on_a_agent_on_b(&a, &b).await;
+    let id = submit_with_input(&admin_a).await;
+    let first = feed(&admin_a, &id, vec![b"once".to_vec()]);
+    // The first feed has attached once this read sees it taken.
+    assert_eq!(agent.next_run().await.run_id, id);
+    let (status, read) = agent.read_stdin(&id).await;
+    assert_eq!((status, read.unwrap()), (StatusCode::OK, b"once".to_vec()));
+    assert!(first.await.unwrap().complete);
+    let again = b
+        .admin()
+        .put_body(
+            &format!("/v1/runs/{id}/stdin"),
+            body_of(vec![b"twice".to_vec()]),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.text);
+    assert!(again.text.contains("can be sent once"), "{}", again.text);
+    let (status, _) = FakeAgent::read_stdin(&agent, &id).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+}
+
+#[tokio::test]
+async fn input_passed_between_replicas_is_in_the_database_only_sealed_and_only_until_read() {
+    let Some((a, b, _dir)) = replicas().await else {
+        return;
+    };
+    // Every chunk PostgreSQL is given is copied aside as it is inserted.
+    let db = a.database.as_ref().unwrap().url_text.clone();
+    let (pg, connection) = tokio_postgres::connect(&db, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let connection = tokio::spawn(connection);
+    pg.batch_execute(
+        "CREATE TABLE seen_chunks (sealed BYTEA);
+         CREATE FUNCTION copy_chunk() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN INSERT INTO seen_chunks VALUES (NEW.sealed); RETURN NEW; END $$;
+         CREATE TRIGGER copy_chunk AFTER INSERT ON input_chunks
+             FOR EACH ROW EXECUTE FUNCTION copy_chunk();",
+    )
+    .await
+    .unwrap();
+    let (admin_a, agent) = target_on_a_agent_on_b(&a, &b).await;
+    let id = submit_with_input(&admin_a).await;
+    let input = numbered_input();
+    let fed = feed(&admin_a, &id, input.clone());
+    assert_eq!(agent.next_run().await.run_id, id);
+    let (_, read) = agent.read_stdin(&id).await;
+    assert!(read.unwrap() == input.concat());
+    assert!(fed.await.unwrap().complete);
+
+    let seen: Vec<Vec<u8>> = pg
+        .query("SELECT sealed FROM seen_chunks", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    // Positive control: the input did go through the database.
+    assert!(
+        seen.len() > 48,
+        "{} chunks passed through PostgreSQL",
+        seen.len()
+    );
+    let marker = b"chunk 0007 chunk";
+    assert!(input.concat().windows(marker.len()).any(|w| w == marker));
+    for sealed in &seen {
+        assert!(
+            !sealed.windows(marker.len()).any(|w| w == marker),
+            "a chunk was stored in the clear"
+        );
+    }
+    let left: i64 = pg
+        .query_one("SELECT COUNT(*) FROM input_chunks", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0, "chunks read were left in the database");
+    drop(pg);
+    connection.await.unwrap().unwrap();
 }

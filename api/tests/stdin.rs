@@ -21,30 +21,6 @@ fn stdin_path(id: &str) -> String {
     format!("/v1/runs/{id}/stdin")
 }
 
-/// The agent's `GET /v1/agent/runs/{id}/stdin`: status, and the body read
-/// to its end (`Err` if it was cut off).
-async fn read_input(w: &InProcessWorld, id: &str) -> (StatusCode, Result<Vec<u8>, String>) {
-    let resp = w
-        .agent
-        .client
-        .http
-        .get(format!("{}/v1/agent/runs/{id}/stdin", w.agent.client.url))
-        .bearer_auth(&w.agent.client.token)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status();
-    let mut body = Vec::new();
-    let mut stream = resp.bytes_stream();
-    while let Some(chunk) = stream.next().await {
-        match chunk {
-            Ok(c) => body.extend_from_slice(&c),
-            Err(e) => return (status, Err(e.to_string())),
-        }
-    }
-    (status, Ok(body))
-}
-
 fn body_of(chunks: Vec<Result<Bytes, std::io::Error>>) -> reqwest::Body {
     reqwest::Body::wrap_stream(futures_util::stream::iter(chunks))
 }
@@ -68,7 +44,7 @@ async fn the_input_reaches_the_agent_in_order_with_its_end_and_its_size_is_recor
     let assignment = w.agent.next_run().await;
     assert_eq!(assignment.run_id, id);
     assert!(assignment.stdin, "the assignment says input follows");
-    let (status, body) = read_input(&w, &id).await;
+    let (status, body) = w.agent.read_stdin(&id).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body.unwrap(), b"select 1;\nselect 2;\n");
     let answer = feeder.await.unwrap();
@@ -166,7 +142,7 @@ async fn only_the_runs_submitter_may_send_its_input() {
                 .await
         })
     };
-    assert_eq!(read_input(&w, &id).await.1.unwrap(), b"x");
+    assert_eq!(w.agent.read_stdin(&id).await.1.unwrap(), b"x");
     assert_eq!(feeder.await.unwrap().status, StatusCode::OK);
 }
 
@@ -181,7 +157,7 @@ async fn a_run_submitted_without_input_refuses_input() {
     assert!(answer.error(StatusCode::CONFLICT).contains("without input"));
     let assignment = w.agent.next_run().await;
     assert!(!assignment.stdin);
-    let (status, _) = read_input(&w, &id).await;
+    let (status, _) = w.agent.read_stdin(&id).await;
     assert_eq!(status, StatusCode::CONFLICT);
 }
 
@@ -199,7 +175,7 @@ async fn input_is_sent_once_and_read_once() {
         })
     };
     w.agent.next_run().await;
-    assert_eq!(read_input(&w, &id).await.1.unwrap(), b"once");
+    assert_eq!(w.agent.read_stdin(&id).await.1.unwrap(), b"once");
     assert_eq!(first.await.unwrap().status, StatusCode::OK);
     let again = w
         .admin
@@ -210,7 +186,7 @@ async fn input_is_sent_once_and_read_once() {
         "{}",
         again.text
     );
-    let (status, _) = read_input(&w, &id).await;
+    let (status, _) = w.agent.read_stdin(&id).await;
     assert_eq!(status, StatusCode::CONFLICT);
 }
 

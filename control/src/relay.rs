@@ -90,6 +90,7 @@ impl StdinRelays {
             fed,
             delivered,
             grace,
+            relayed: None,
             done: false,
         })
     }
@@ -113,16 +114,56 @@ impl StdinRelays {
 #[error("{0}")]
 pub struct StdinBroken(String);
 
+impl StdinBroken {
+    pub(crate) fn new(why: impl Into<String>) -> StdinBroken {
+        StdinBroken(why.into())
+    }
+}
+
+/// A run's input as it arrives from another replica (see `stdin.rs`).
+pub(crate) type Relayed = Pin<Box<dyn Stream<Item = Result<Bytes, StdinBroken>> + Send>>;
+
 /// A run's input as the agent reads it: the submitter's bytes in order, then
 /// the end; or [`StdinBroken`] if the submitter broke off (or never came).
-#[derive(Debug)]
 pub struct StdinStream {
     rx: mpsc::Receiver<Piece>,
     fed: Arc<AtomicBool>,
     delivered: Arc<AtomicU64>,
     /// Armed while the submitter has not started sending.
     grace: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Where the input comes from instead of `rx`
+    /// ([`StdinStream::relayed`]).
+    relayed: Option<Relayed>,
     done: bool,
+}
+
+impl std::fmt::Debug for StdinStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StdinStream")
+            .field("relayed", &self.relayed.is_some())
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StdinStream {
+    /// A stream reading what `from` makes of this one (which may use it,
+    /// or read another replica's relay instead): the bytes it gives are
+    /// counted as this relay's, for the run's record, and this one's own
+    /// count goes nowhere.
+    pub(crate) fn relayed(mut self, from: impl FnOnce(StdinStream) -> Relayed) -> StdinStream {
+        let delivered = std::mem::take(&mut self.delivered);
+        let fed = Arc::clone(&self.fed);
+        StdinStream {
+            // Never read: `relayed` is.
+            rx: mpsc::channel(1).1,
+            fed,
+            delivered,
+            grace: None,
+            relayed: Some(from(self)),
+            done: false,
+        }
+    }
 }
 
 impl Stream for StdinStream {
@@ -131,6 +172,19 @@ impl Stream for StdinStream {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         if self.done {
             return Poll::Ready(None);
+        }
+        let this = &mut *self;
+        if let Some(relayed) = this.relayed.as_mut() {
+            let next = relayed.as_mut().poll_next(cx);
+            match &next {
+                Poll::Ready(Some(Ok(bytes))) => {
+                    this.delivered
+                        .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                }
+                Poll::Ready(Some(Err(_)) | None) => this.done = true,
+                Poll::Pending => {}
+            }
+            return next;
         }
         match self.rx.poll_recv(cx) {
             Poll::Ready(Some(Piece::Data(bytes))) => {

@@ -20,24 +20,58 @@
 //! when its agent reports its end; the relay entry is dropped then, or by the
 //! sweep once the run has ended another way.
 //!
-//! The relay lives in this process's memory: with several replicas (one day),
-//! the feeder and the reader must reach the same one.
+//! The relay lives in this process's memory. With several replicas of one
+//! PostgreSQL database, the feeder and the reader may reach different
+//! replicas (a load balancer picks for each connection): each side then
+//! records where it is in `input_relays` (each side once, across replicas),
+//! and when they differ the feeder's replica reads its own relay and passes
+//! the input on through `input_chunks`, sealed (`crypto_box` sealed boxes)
+//! to a key the reader's replica made for this run and holds only in
+//! memory, at most [`RELAY_CHUNKS`](crate::RELAY_CHUNKS) chunks ahead of
+//! the reader, which deletes them as it reads. What the database holds is
+//! ciphertext nobody can open once the reader's replica forgets the key,
+//! in a table PostgreSQL does not write to its log. A feeder's replica
+//! that stops saying it is alive for [`FEEDER_STALE`] breaks the input, as
+//! a feeder that breaks off does.
 
 use crate::caller::{Agent, Member};
+use crate::dispatch::RunWatch;
 use crate::error::{Error, Object};
 use crate::permissions::Action;
 use crate::relay::{Piece, StdinStream};
 use crate::service::Control;
-use crate::store;
+use crate::store::inputs::{self, Party, Side};
+use crate::store::{self, now_ms};
+use crate::{RELAY_CHUNKS, StdinBroken};
 use bytes::Bytes;
+use crypto_box::aead::OsRng;
+use crypto_box::{PublicKey, SecretKey};
 use futures_util::{Stream, StreamExt as _};
 use sealrun_wire::run::{RunStatus, StdinSent};
+use std::collections::VecDeque;
 use std::fmt::Display;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// How often a blocked feeder re-checks that its run has not ended, should
 /// a change notification be missed.
 const RECHECK: Duration = Duration::from_secs(5);
+
+/// How often each side of a relay between replicas looks at the database
+/// should a hint be missed (hints wake them at once).
+const RELAY_LOOK: Duration = Duration::from_secs(1);
+
+/// How often the feeder's replica says it is alive while it relays.
+const FEEDER_ALIVE: Duration = Duration::from_secs(5);
+
+/// How long the reader's replica waits for a sign of life from the feeder's
+/// before it takes the input as broken (that replica died mid-input).
+const FEEDER_STALE: Duration = Duration::from_secs(30);
+
+/// What a chunk passed between replicas carries, after its sequence number.
+const DATA: u8 = 0;
+const END: u8 = 1;
+const BROKEN: u8 = 2;
 
 impl Control {
     /// Relays `body` to run `id`'s command as its stdin. Only the run's
@@ -46,12 +80,15 @@ impl Control {
     ///
     /// Returns once the whole body is passed on, the body breaks off (the
     /// command is then killed: it must not act on part of its input), or
-    /// the run ends first (a command that stopped reading and exited).
+    /// the run ends first (a command that stopped reading and exited). On
+    /// a database other replicas share, "passed on" means taken by a reader
+    /// on this replica, or written for the reader's replica to the last
+    /// chunk: the answer may wait for the agent to ask for the input.
     pub async fn feed_stdin<S, E>(
         &self,
         who: &Member,
         id: String,
-        mut body: S,
+        body: S,
     ) -> Result<StdinSent, Error>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
@@ -80,13 +117,52 @@ impl Control {
                 "run {id} already ended as {status}"
             )));
         }
-        let Some(tx) = self.stdin.take_feeder(&id) else {
-            return Err(Error::Conflict(format!(
+        let sent_once = || {
+            Error::Conflict(format!(
                 "the input of run {id} is already being sent (input can be sent once)"
-            )));
+            ))
         };
+        // On a shared database, this replica is the feeder for every
+        // replica; the reader may be here or on another.
+        let reader = if self.shares_database() {
+            Some(
+                self.attach_input(Side::Feeder, &id, &[])
+                    .await?
+                    .ok_or_else(sent_once)?,
+            )
+        } else {
+            None
+        };
+        let tx = self.stdin.take_feeder(&id).ok_or_else(sent_once)?;
+        let Some(reader) = reader else {
+            return self.feed_here(org_id, &id, tx, body).await;
+        };
+        self.watchers.touch(&relay_key(&id));
+        let (fed, forwarded) = tokio::join!(
+            self.feed_here(org_id, &id, tx, body),
+            self.forward_input(org_id, &id, reader)
+        );
+        if let Err(e) = forwarded {
+            tracing::warn!(run = %id, error = %e, "the input could not be passed to the replica reading it");
+            return Err(e);
+        }
+        fed
+    }
 
-        let mut watch = self.watchers.watch(&id);
+    /// Passes `body` into this replica's relay of run `id` through `tx`,
+    /// until it ends, breaks off, or the run ends.
+    async fn feed_here<S, E>(
+        &self,
+        org_id: i64,
+        id: &str,
+        tx: tokio::sync::mpsc::Sender<Piece>,
+        mut body: S,
+    ) -> Result<StdinSent, Error>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: Display,
+    {
+        let mut watch = self.watchers.watch(id);
         let mut bytes = 0u64;
         loop {
             // Wait for room first, so that a run which ends while the
@@ -97,7 +173,7 @@ impl Control {
                     () = watch.changed() => {}
                     () = tokio::time::sleep(RECHECK) => {}
                 }
-                if self.run_ended(org_id, &id).await? {
+                if self.run_ended(org_id, id).await? {
                     break None;
                 }
             };
@@ -116,7 +192,7 @@ impl Control {
                     () = watch.changed() => {}
                     () = tokio::time::sleep(RECHECK) => {}
                 }
-                if tx.is_closed() || self.run_ended(org_id, &id).await? {
+                if tx.is_closed() || self.run_ended(org_id, id).await? {
                     break None;
                 }
             };
@@ -155,7 +231,11 @@ impl Control {
     /// Run `id`'s input, for the agent that holds it: a stream that ends
     /// when the submitter's input does, or with [`StdinBroken`](crate::StdinBroken). Each run's
     /// input can be taken once.
-    pub async fn take_stdin(&self, agent: &Agent, id: String) -> Result<StdinStream, Error> {
+    pub async fn take_stdin(
+        self: &Arc<Self>,
+        agent: &Agent,
+        id: String,
+    ) -> Result<StdinStream, Error> {
         let org_id = agent.org_id;
         let run_id = id.clone();
         let held = self
@@ -183,11 +263,177 @@ impl Control {
                 "run {id} was submitted without input (stdin)"
             )));
         }
-        self.stdin.take_reader(&id).ok_or_else(|| {
+        let taken_once = || {
             Error::Conflict(format!(
                 "the input of run {id} was already taken (input can be read once)"
             ))
-        })
+        };
+        if !self.shares_database() {
+            return self.stdin.take_reader(&id).ok_or_else(taken_once);
+        }
+        // The key chunks from another replica are sealed to: made for this
+        // run, held only here, forgotten with the stream.
+        let key = SecretKey::generate(&mut OsRng);
+        let feeder = self
+            .attach_input(Side::Reader, &id, key.public_key().as_bytes())
+            .await?
+            .ok_or_else(taken_once)?;
+        let here = self.stdin.take_reader(&id).ok_or_else(taken_once)?;
+        self.watchers.touch(&relay_key(&id));
+        let source = match feeder {
+            Some(feeder) if feeder.replica == self.replica => return Ok(here),
+            Some(_) => Source::There,
+            None => Source::Either,
+        };
+        let control = Arc::clone(self);
+        Ok(here.relayed(move |here| {
+            let watch = control.watchers.watch(&relay_key(&id));
+            let incoming = Incoming {
+                control,
+                org_id,
+                id,
+                key,
+                here: Some(here),
+                source,
+                watch,
+                next: 0,
+                ready: VecDeque::new(),
+                done: false,
+                seen: None,
+                last_sign: Instant::now(),
+            };
+            Box::pin(futures_util::stream::unfold(
+                incoming,
+                |mut incoming| async move {
+                    let piece = incoming.next_piece().await?;
+                    Some((piece, incoming))
+                },
+            ))
+        }))
+    }
+
+    /// Whether other replicas may share this one's database (and so see
+    /// a run's two sides arrive at different replicas).
+    fn shares_database(&self) -> bool {
+        self.db.broadcast().is_some()
+    }
+
+    /// Records this replica as run `id`'s `side` of its input (see
+    /// `store::inputs::attach`).
+    async fn attach_input(
+        &self,
+        side: Side,
+        id: &str,
+        key: &[u8],
+    ) -> Result<Option<Option<Party>>, Error> {
+        let (run_id, replica, key) = (id.to_owned(), self.replica.clone(), key.to_vec());
+        self.db
+            .write(move |tx| inputs::attach(tx, &run_id, side, &replica, &key, now_ms()))
+            .await
+    }
+
+    /// On the feeder's replica: once run `id`'s reader is known to be on
+    /// another replica, passes this replica's relay of it on, sealed to the
+    /// reader's key, at most [`RELAY_CHUNKS`] chunks ahead. Returns when the
+    /// input's end (or its breaking off) is passed on, when the reader is
+    /// found here, or when the run ends.
+    async fn forward_input(
+        &self,
+        org_id: i64,
+        id: &str,
+        reader: Option<Party>,
+    ) -> Result<(), Error> {
+        let key = relay_key(id);
+        let mut watch = self.watchers.watch(&key);
+        let mut alive = tokio::time::interval(FEEDER_ALIVE);
+        let mut reader = reader;
+        let reader_key = loop {
+            if reader.is_none() {
+                let run_id = id.to_owned();
+                reader = self
+                    .db
+                    .read_one(move |tx| inputs::relay(tx, &run_id))
+                    .await?
+                    .and_then(|relay| relay.reader);
+            }
+            match reader.take() {
+                Some(reader) if reader.replica == self.replica => return Ok(()),
+                Some(reader) => break reader.key,
+                None => {}
+            }
+            if self.run_ended(org_id, id).await? {
+                return Ok(());
+            }
+            tokio::select! {
+                () = watch.changed() => {}
+                () = tokio::time::sleep(RELAY_LOOK) => {}
+                _ = alive.tick() => self.feeder_alive(id).await?,
+            }
+        };
+        let reader_key = reader_key
+            .and_then(|k| <[u8; 32]>::try_from(k).ok())
+            .map(PublicKey::from)
+            .ok_or_else(|| Error::internal("a run's input reader without a 32-byte key"))?;
+        // A reader here took it first (it then found this replica the
+        // feeder's): nothing to pass on.
+        let Some(mut input) = self.stdin.take_reader(id) else {
+            return Ok(());
+        };
+        for seq in 0_i64.. {
+            let piece = loop {
+                tokio::select! {
+                    piece = input.next() => break piece,
+                    _ = alive.tick() => self.feeder_alive(id).await?,
+                }
+            };
+            let (kind, data) = match piece {
+                Some(Ok(data)) => (DATA, data),
+                None => (END, Bytes::new()),
+                Some(Err(_)) => (BROKEN, Bytes::new()),
+            };
+            // Wait for room: the reader deletes what it read.
+            loop {
+                let run_id = id.to_owned();
+                let unread = self
+                    .db
+                    .read_one(move |tx| inputs::unread(tx, &run_id))
+                    .await?;
+                if unread < RELAY_CHUNKS as i64 {
+                    break;
+                }
+                if self.run_ended(org_id, id).await? {
+                    return Ok(());
+                }
+                tokio::select! {
+                    () = watch.changed() => {}
+                    () = tokio::time::sleep(RELAY_LOOK) => {}
+                    _ = alive.tick() => self.feeder_alive(id).await?,
+                }
+            }
+            let mut frame = Vec::with_capacity(9 + data.len());
+            frame.extend_from_slice(&seq.to_be_bytes());
+            frame.push(kind);
+            frame.extend_from_slice(&data);
+            let sealed = reader_key
+                .seal(&mut OsRng, &frame)
+                .map_err(|_| Error::internal("sealing a run's input failed"))?;
+            let run_id = id.to_owned();
+            self.db
+                .write(move |tx| inputs::put(tx, &run_id, seq, &sealed))
+                .await?;
+            self.watchers.touch(&key);
+            if kind != DATA {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    async fn feeder_alive(&self, id: &str) -> Result<(), Error> {
+        let run_id = id.to_owned();
+        self.db
+            .write(move |tx| inputs::feeder_alive(tx, &run_id, now_ms()))
+            .await
     }
 
     async fn run_ended(&self, org_id: i64, id: &str) -> Result<bool, Error> {
@@ -203,8 +449,18 @@ impl Control {
 
     /// Drops the relays of runs that ended without their agent reporting
     /// (canceled or expired in the queue, lost), so a relay never outlives
-    /// its run for long. Called by the sweep.
+    /// its run for long; on a shared database, also the records of relays
+    /// between replicas of runs that ended, and any chunks left in them.
+    /// Called by the sweep.
     pub(crate) async fn prune_stdin_relays(&self) {
+        if self.shares_database() {
+            let any = self.db.read_one(inputs::any).await;
+            if any.unwrap_or(true) {
+                if let Err(e) = self.db.write(inputs::prune_ended).await {
+                    tracing::warn!(error = %e, "could not drop the input relays of ended runs");
+                }
+            }
+        }
         for run_id in self.stdin.runs() {
             let Ok(ended) = self.run_ended_any_org(&run_id).await else {
                 continue;
@@ -224,5 +480,199 @@ impl Control {
         Ok(status
             .and_then(|s| RunStatus::parse(&s))
             .is_none_or(RunStatus::is_terminal))
+    }
+}
+
+/// What run `id`'s two sides of a relay between replicas watch and touch.
+fn relay_key(id: &str) -> String {
+    format!("input:{id}")
+}
+
+/// Where the reader's replica takes a run's input from.
+enum Source {
+    /// Not known yet: here, if a feeder comes here; another replica, if
+    /// the relay's record says so first.
+    Either,
+    /// This replica's relay.
+    Here,
+    /// Another replica, through the database.
+    There,
+}
+
+/// The reader's side of a run's input that may come from another replica.
+struct Incoming {
+    control: Arc<Control>,
+    org_id: i64,
+    id: String,
+    key: SecretKey,
+    here: Option<StdinStream>,
+    source: Source,
+    watch: RunWatch,
+    /// The sequence number of the next chunk from another replica.
+    next: i64,
+    ready: VecDeque<Result<Bytes, StdinBroken>>,
+    done: bool,
+    /// The feeder's last sign of life as recorded, and when it changed.
+    seen: Option<i64>,
+    last_sign: Instant,
+}
+
+impl Incoming {
+    async fn next_piece(&mut self) -> Option<Result<Bytes, StdinBroken>> {
+        loop {
+            if let Some(piece) = self.ready.pop_front() {
+                return Some(piece);
+            }
+            if self.done {
+                return None;
+            }
+            match self.source {
+                Source::Here => return self.here.as_mut()?.next().await,
+                Source::Either => {
+                    let here = self.here.as_mut()?;
+                    tokio::select! {
+                        piece = here.next() => {
+                            // Only a feeder here feeds this relay.
+                            self.source = Source::Here;
+                            return piece;
+                        }
+                        () = self.watch.changed() => {}
+                        () = tokio::time::sleep(RELAY_LOOK) => {}
+                    }
+                    let run_id = self.id.clone();
+                    let relay = self
+                        .control
+                        .db
+                        .read_one(move |tx| inputs::relay(tx, &run_id))
+                        .await;
+                    if let Ok(Some(inputs::Relay {
+                        feeder: Some(feeder),
+                        ..
+                    })) = relay
+                    {
+                        if feeder.replica == self.control.replica {
+                            self.source = Source::Here;
+                        } else {
+                            self.source = Source::There;
+                            self.here = None;
+                            self.last_sign = Instant::now();
+                        }
+                    }
+                }
+                Source::There => {
+                    if let Some(broken) = self.look_there().await {
+                        self.done = true;
+                        return Some(Err(broken));
+                    }
+                }
+            }
+        }
+    }
+
+    /// One look at the chunks another replica passed on: takes and opens
+    /// those there are, or waits for some. `Some` if the input broke.
+    async fn look_there(&mut self) -> Option<StdinBroken> {
+        // A read first: most looks find nothing, and a write would take
+        // the replicas' write lock for nothing.
+        let run_id = self.id.clone();
+        let unread = self
+            .control
+            .db
+            .read_one(move |tx| inputs::unread(tx, &run_id))
+            .await;
+        let taken = match unread {
+            Ok(0) => Ok(Vec::new()),
+            Ok(_) => {
+                let run_id = self.id.clone();
+                self.control
+                    .db
+                    .write(move |tx| inputs::take(tx, &run_id, RELAY_CHUNKS as i64))
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        match taken {
+            Ok(taken) if !taken.is_empty() => {
+                self.control.watchers.touch(&relay_key(&self.id));
+                self.last_sign = Instant::now();
+                for (seq, sealed) in taken {
+                    if let Err(broken) = self.open(seq, &sealed) {
+                        return Some(broken);
+                    }
+                    if self.done {
+                        break;
+                    }
+                }
+                return None;
+            }
+            Ok(_) => self.look_for_life().await,
+            Err(e) => {
+                tracing::debug!(run = %self.id, error = %e, "could not read a run's input from another replica")
+            }
+        }
+        if self.last_sign.elapsed() > FEEDER_STALE {
+            return Some(StdinBroken::new(format!(
+                "the replica the input was sent to gave no sign of life for {} s",
+                FEEDER_STALE.as_secs()
+            )));
+        }
+        if matches!(
+            self.control.run_ended(self.org_id, &self.id).await,
+            Ok(true)
+        ) {
+            return Some(StdinBroken::new("the run ended before its input did"));
+        }
+        tokio::select! {
+            () = self.watch.changed() => {}
+            () = tokio::time::sleep(RELAY_LOOK) => {}
+        }
+        None
+    }
+
+    /// Notes the feeder's replica's sign of life, if it gave a new one.
+    async fn look_for_life(&mut self) {
+        let run_id = self.id.clone();
+        let relay = self
+            .control
+            .db
+            .read_one(move |tx| inputs::relay(tx, &run_id))
+            .await;
+        if let Ok(Some(relay)) = relay {
+            if relay.feeder_seen_ms != self.seen {
+                self.seen = relay.feeder_seen_ms;
+                self.last_sign = Instant::now();
+            }
+        }
+    }
+
+    /// Opens chunk `seq` and queues what it carries.
+    fn open(&mut self, seq: i64, sealed: &[u8]) -> Result<(), StdinBroken> {
+        let broken =
+            |why: &str| StdinBroken::new(format!("the input relayed between replicas {why}"));
+        let frame = self
+            .key
+            .unseal(sealed)
+            .map_err(|_| broken("could not be opened (not sealed to this replica's key)"))?;
+        let (head, data) = frame
+            .split_at_checked(9)
+            .ok_or_else(|| broken("was cut short"))?;
+        let (seq_bytes, kind) = head.split_at(8);
+        let sent_seq =
+            i64::from_be_bytes(seq_bytes.try_into().map_err(|_| broken("was cut short"))?);
+        if sent_seq != seq || seq != self.next {
+            return Err(broken("arrived out of order"));
+        }
+        self.next += 1;
+        match kind[0] {
+            DATA => self.ready.push_back(Ok(Bytes::copy_from_slice(data))),
+            END => self.done = true,
+            _ => {
+                self.done = true;
+                self.ready.push_back(Err(StdinBroken::new(
+                    "the submitter's input broke off before its end",
+                )));
+            }
+        }
+        Ok(())
     }
 }

@@ -341,6 +341,28 @@ impl FakeAgent {
             .parse()
     }
 
+    /// `GET /v1/agent/runs/{run}/stdin`: the status, and the body read to
+    /// its end (`Err` if it was cut off: the input broke).
+    pub async fn read_stdin(&self, run: &str) -> (StatusCode, Result<Vec<u8>, String>) {
+        let mut resp = self
+            .client
+            .http
+            .get(format!("{}/v1/agent/runs/{run}/stdin", self.client.url))
+            .bearer_auth(&self.client.token)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("read the input of {run}: {e}"));
+        let status = resp.status();
+        let mut body = Vec::new();
+        loop {
+            match resp.chunk().await {
+                Ok(Some(c)) => body.extend_from_slice(&c),
+                Ok(None) => return (status, Ok(body)),
+                Err(e) => return (status, Err(e.to_string())),
+            }
+        }
+    }
+
     /// Uploads stdout chunks `(seq, data)` of `run`.
     pub async fn upload(&self, run: &str, chunks: &[(u64, &[u8])]) -> Answer {
         let chunks: Vec<LogChunk> = chunks

@@ -1476,6 +1476,62 @@ mod tests {
         }
     }
 
+    /// Both backends' migrations end with the same tables and columns
+    /// (what only PostgreSQL needs aside), so that a store function, written
+    /// once, reads and writes the same on both.
+    #[tokio::test]
+    async fn both_backends_end_with_the_same_tables_and_columns() {
+        /// PostgreSQL's own: its schema version, and the relay of a run's
+        /// input between replicas (SQLite has one replica).
+        const POSTGRES_ONLY: &[&str] = &["sealrun_schema", "input_relays", "input_chunks"];
+        let Some(pg) = OnPostgres::open() else { return };
+        let dir = tempfile::tempdir().expect("a directory");
+        let sqlite = open_migrated(&dir.path().join("schema.db")).expect("a database");
+        let on_sqlite: std::collections::BTreeSet<String> = sqlite
+            .prepare(
+                "SELECT m.name || '.' || p.name FROM sqlite_master m, pragma_table_info(m.name) p
+                 WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%'",
+            )
+            .expect("a query")
+            .query_map([], |r| r.get(0))
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("columns");
+        let on_postgres: std::collections::BTreeSet<String> = pg
+            .db
+            .read(|tx| {
+                Ok(tx
+                    .prepare_cached(
+                        "SELECT CAST(table_name AS TEXT) || '.' || CAST(column_name AS TEXT)
+                         FROM information_schema.columns WHERE table_schema = current_schema()",
+                    )?
+                    .query_map(params![], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?)
+            })
+            .await
+            .expect("columns");
+        let (only_postgres, shared): (std::collections::BTreeSet<String>, _) =
+            on_postgres.into_iter().partition(|column| {
+                POSTGRES_ONLY
+                    .iter()
+                    .any(|t| column.starts_with(&format!("{t}.")))
+            });
+        // Positive control: both listings found something, and the tables
+        // set aside are there.
+        assert!(on_sqlite.contains("runs.id") && shared.contains("runs.id"));
+        assert!(
+            only_postgres.contains("input_chunks.sealed"),
+            "{only_postgres:?}"
+        );
+        let missing: Vec<_> = on_sqlite.difference(&shared).collect();
+        let extra: Vec<_> = shared.difference(&on_sqlite).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "only on SQLite: {missing:?}; only on PostgreSQL: {extra:?}"
+        );
+        pg.close();
+    }
+
     on_both_backends!(
         appends_left_for_the_commit_keep_the_chain_whole_on_sqlite,
         appends_left_for_the_commit_keep_the_chain_whole_on_postgres,

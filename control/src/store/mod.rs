@@ -45,6 +45,7 @@ pub(crate) mod agents;
 pub(crate) mod approvals;
 pub(crate) mod audit;
 pub(crate) mod health;
+pub(crate) mod inputs;
 pub(crate) mod logs;
 pub(crate) mod orgs;
 pub(crate) mod passkeys;

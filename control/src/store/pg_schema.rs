@@ -6,8 +6,9 @@
 //! `BYTEA` for blobs, the run-count triggers in PL/pgSQL). A later change of
 //! schema is a new entry here and in [`super::schema::MIGRATIONS`] alike, the
 //! two written to mean the same (what only PostgreSQL needs, such as
-//! migration 3, is an entry here alone); `schema_tests` checks that both
-//! backends end with the same tables and columns.
+//! migrations 3 and 4, is an entry here alone); `store::db`'s
+//! `both_backends_end_with_the_same_tables_and_columns` checks that both
+//! backends end with the same tables and columns, but for those.
 //!
 //! Replicas may start together: migrating takes a transaction-level advisory
 //! lock first, so one migrates and the others find the work done.
@@ -369,6 +370,28 @@ BEGIN
     RETURN NULL;
 END;
 $$;
+"#,
+    // 4: (PostgreSQL only: SQLite has one replica, whose input relay is in
+    // memory.) A run's input relayed between two replicas: who feeds it
+    // and who reads it (with the key the reader's replica holds for it),
+    // and the chunks in between, sealed to that key and deleted as read.
+    // The chunks' table is `UNLOGGED`: they are never in the write-ahead
+    // log, a standby or a WAL archive, and a crash of PostgreSQL empties it
+    // (the relay then breaks, as one in a replica's memory would).
+    r#"
+CREATE TABLE input_relays (
+    run_id          TEXT PRIMARY KEY,
+    feeder_replica  TEXT,
+    feeder_seen_ms  BIGINT,
+    reader_replica  TEXT,
+    reader_key      BYTEA
+);
+CREATE UNLOGGED TABLE input_chunks (
+    run_id  TEXT NOT NULL,
+    seq     BIGINT NOT NULL,
+    sealed  BYTEA NOT NULL,
+    PRIMARY KEY (run_id, seq)
+);
 "#,
 ];
 
