@@ -551,3 +551,47 @@ async fn input_passed_between_replicas_is_in_the_database_only_sealed_and_only_u
     drop(pg);
     connection.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn the_size_of_a_runs_input_is_recorded_though_its_agent_reports_the_end_to_a_third_replica()
+{
+    let Some((a, b, _dir)) = replicas().await else {
+        return;
+    };
+    let (admin_a, agent) = target_on_a_agent_on_b(&a, &b).await;
+    let id = submit_with_input(&admin_a).await;
+    let fed = feed(&admin_a, &id, vec![b"select 1;\n".to_vec(); 3]);
+    assert_eq!(agent.next_run().await.run_id, id);
+    let (_, read) = agent.read_stdin(&id).await;
+    assert_eq!(read.unwrap().len(), 30);
+    assert!(fed.await.unwrap().complete);
+    // The same agent, its end reported through a third replica, which
+    // relayed nothing (A passed the input on, and counted it too).
+    let dir = tempfile::tempdir().unwrap();
+    let c = a
+        .start_replica(dir.path(), quick_settings())
+        .await
+        .expect("a replica on PostgreSQL");
+    let through_c = FakeAgent {
+        client: c.client(&agent.client.token),
+        id: agent.id.clone(),
+        keys: Vec::new(),
+    };
+    through_c
+        .finish(&id, RunStatus::Succeeded, Some(0), 0)
+        .await
+        .ok();
+    let recorded = tokio::time::timeout(PROMPTLY, async {
+        loop {
+            let run = admin_a.run(&id).await;
+            if run.stdin_bytes.is_some() {
+                return run;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the input's size was recorded");
+    assert_eq!(recorded.status, RunStatus::Succeeded);
+    assert_eq!(recorded.stdin_bytes, Some(30));
+}

@@ -91,6 +91,7 @@ impl StdinRelays {
             delivered,
             grace,
             relayed: None,
+            on_drop: None,
             done: false,
         })
     }
@@ -134,7 +135,18 @@ pub struct StdinStream {
     /// Where the input comes from instead of `rx`
     /// ([`StdinStream::relayed`]).
     relayed: Option<Relayed>,
+    /// Told the bytes given once the stream is dropped
+    /// ([`StdinStream::on_drop`]).
+    on_drop: Option<Box<dyn FnOnce(u64) + Send>>,
     done: bool,
+}
+
+impl Drop for StdinStream {
+    fn drop(&mut self) {
+        if let Some(tell) = self.on_drop.take() {
+            tell(self.delivered.load(Ordering::Relaxed));
+        }
+    }
 }
 
 impl std::fmt::Debug for StdinStream {
@@ -154,6 +166,7 @@ impl StdinStream {
     pub(crate) fn relayed(mut self, from: impl FnOnce(StdinStream) -> Relayed) -> StdinStream {
         let delivered = std::mem::take(&mut self.delivered);
         let fed = Arc::clone(&self.fed);
+        let on_drop = self.on_drop.take();
         StdinStream {
             // Never read: `relayed` is.
             rx: mpsc::channel(1).1,
@@ -161,8 +174,16 @@ impl StdinStream {
             delivered,
             grace: None,
             relayed: Some(from(self)),
+            on_drop,
             done: false,
         }
+    }
+
+    /// This stream, calling `tell` with the bytes it gave once it is
+    /// dropped (its reader is done with it, whether or not it ended).
+    pub(crate) fn on_drop(mut self, tell: impl FnOnce(u64) + Send + 'static) -> StdinStream {
+        self.on_drop = Some(Box::new(tell));
+        self
     }
 }
 

@@ -278,7 +278,28 @@ impl Control {
             .attach_input(Side::Reader, &id, key.public_key().as_bytes())
             .await?
             .ok_or_else(taken_once)?;
-        let here = self.stdin.take_reader(&id).ok_or_else(taken_once)?;
+        // The agent may report the run's end to another replica, which
+        // cannot know how much was relayed here: this one records it.
+        let here = {
+            let (control, run_id) = (Arc::clone(self), id.clone());
+            let record = move |bytes: u64| {
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    runtime.spawn(async move {
+                        let recorded = control
+                            .db
+                            .write(move |tx| store::runs::record_stdin_bytes(tx, &run_id, bytes))
+                            .await;
+                        if let Err(e) = recorded {
+                            tracing::warn!(error = %e, "could not record the size of a run's input");
+                        }
+                    });
+                }
+            };
+            self.stdin
+                .take_reader(&id)
+                .ok_or_else(taken_once)?
+                .on_drop(record)
+        };
         self.watchers.touch(&relay_key(&id));
         let source = match feeder {
             Some(feeder) if feeder.replica == self.replica => return Ok(here),

@@ -672,7 +672,8 @@ pub(crate) struct Outcome<'a> {
     pub(crate) oom_killed: bool,
     pub(crate) now: i64,
     pub(crate) final_seq: u64,
-    /// Bytes of input relayed, for a run given input.
+    /// Bytes of input relayed, for a run given input, if this replica
+    /// relayed it.
     pub(crate) stdin_bytes: Option<u64>,
     /// Masks the agent's redactor wrote, per stream.
     pub(crate) redactions: Redactions,
@@ -692,12 +693,23 @@ pub(crate) fn report_key(tx: &Tx<'_>, run_id: &str) -> Result<Option<String>, Er
         .flatten())
 }
 
-/// `running -> <outcome>`.
+/// Records that `bytes` of run `run_id`'s input were relayed (by the
+/// replica its agent read it from, which may not be the one it reports its
+/// end to).
+pub(crate) fn record_stdin_bytes(tx: &Tx<'_>, run_id: &str, bytes: u64) -> Result<(), Error> {
+    tx.prepare_cached("UPDATE runs SET stdin_bytes = ?2 WHERE id = ?1 AND stdin <> 0")?
+        .execute(params![run_id, bytes])?;
+    Ok(())
+}
+
+/// `running -> <outcome>`; a run's input's size, if `o` does not know it,
+/// stays what [`record_stdin_bytes`] recorded.
 pub(crate) fn finish(tx: &Tx<'_>, run_id: &str, o: &Outcome<'_>) -> Result<(), Error> {
     tx.prepare_cached(
             "UPDATE runs SET status = ?2, exit_code = ?3, error = ?4, oom_killed = ?5, finished_ms = ?6,
                              lease_expires_ms = NULL, log_final_seq = ?7,
-                             stdin_bytes = CASE WHEN stdin <> 0 THEN CAST(?8 AS BIGINT) END,
+                             stdin_bytes = CASE WHEN stdin <> 0
+                                 THEN COALESCE(CAST(?8 AS BIGINT), stdin_bytes) END,
                              redacted_stdout = ?9, redacted_stderr = ?10, report = ?11
              WHERE id = ?1 AND status = 'running'",
         )?
