@@ -488,8 +488,111 @@ async fn a_runs_input_is_sent_once_and_read_once_across_replicas() {
         .await;
     assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.text);
     assert!(again.text.contains("can be sent once"), "{}", again.text);
-    let (status, _) = FakeAgent::read_stdin(&agent, &id).await;
+    // Read again, on B and on A.
+    let (status, _) = agent.read_stdin(&id).await;
     assert_eq!(status, StatusCode::CONFLICT);
+    let through_a = FakeAgent {
+        client: a.client(&agent.client.token),
+        id: agent.id.clone(),
+        keys: Vec::new(),
+    };
+    let (status, _) = through_a.read_stdin(&id).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+}
+
+/// A connection to `server`'s database, for a test to look at what is
+/// stored; and its task.
+async fn database(
+    server: &InProcessServer,
+) -> (
+    tokio_postgres::Client,
+    tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>,
+) {
+    let url = &server.database.as_ref().unwrap().url_text;
+    let (pg, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    (pg, tokio::spawn(connection))
+}
+
+/// Rows of run `id`'s relay between replicas: its record, and its chunks.
+async fn relay_rows(pg: &tokio_postgres::Client, id: &str) -> (i64, i64) {
+    let row = pg
+        .query_one(
+            "SELECT (SELECT COUNT(*) FROM input_relays WHERE run_id = $1),
+                    (SELECT COUNT(*) FROM input_chunks WHERE run_id = $1)",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+#[tokio::test]
+async fn a_run_canceled_mid_input_between_replicas_leaves_nothing_of_it_in_the_database() {
+    let Some((a, b, _dir)) = replicas().await else {
+        return;
+    };
+    let (pg, connection) = database(&a).await;
+    let (admin_a, agent) = target_on_a_agent_on_b(&a, &b).await;
+    let id = submit_with_input(&admin_a).await;
+    // More than the relay holds, sent while nobody reads.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(64);
+    for _ in 0..40 {
+        tx.send(Ok(vec![b'x'; 64 * 1024])).await.unwrap();
+    }
+    let feeding = {
+        let (admin, path) = (admin_a.clone(), format!("/v1/runs/{id}/stdin"));
+        let body = reqwest::Body::wrap_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+        tokio::spawn(async move { admin.put_body(&path, body).await })
+    };
+    assert_eq!(agent.next_run().await.run_id, id);
+    // The agent asks for the input and does not read it.
+    let unread = agent
+        .client
+        .http
+        .get(format!("{}/v1/agent/runs/{id}/stdin", agent.client.url))
+        .bearer_auth(&agent.client.token)
+        .send()
+        .await
+        .unwrap();
+    // Positive control: chunks wait in the database.
+    tokio::time::timeout(PROMPTLY, async {
+        while relay_rows(&pg, &id).await.1 == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("chunks were passed on through the database");
+    let canceled = admin_a
+        .post(&format!("/v1/runs/{id}/cancel"), json!({}))
+        .await;
+    assert_eq!(canceled.status, StatusCode::OK, "{}", canceled.text);
+    agent.finish(&id, RunStatus::Canceled, None, 0).await;
+    drop(tx);
+    let left = tokio::time::timeout(PROMPTLY, async {
+        loop {
+            let rows = relay_rows(&pg, &id).await;
+            if rows == (0, 0) {
+                return rows;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(
+        left.is_ok(),
+        "left in the database: {:?}",
+        relay_rows(&pg, &id).await
+    );
+    // Nothing comes back after the relay is gone (the feeder's replica
+    // wakes and tries to go on).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(relay_rows(&pg, &id).await, (0, 0));
+    drop(unread);
+    feeding.abort();
+    drop(pg);
+    connection.await.unwrap().unwrap();
 }
 
 #[tokio::test]
@@ -498,11 +601,7 @@ async fn input_passed_between_replicas_is_in_the_database_only_sealed_and_only_u
         return;
     };
     // Every chunk PostgreSQL is given is copied aside as it is inserted.
-    let db = a.database.as_ref().unwrap().url_text.clone();
-    let (pg, connection) = tokio_postgres::connect(&db, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    let connection = tokio::spawn(connection);
+    let (pg, connection) = database(&a).await;
     pg.batch_execute(
         "CREATE TABLE seen_chunks (sealed BYTEA);
          CREATE FUNCTION copy_chunk() RETURNS trigger LANGUAGE plpgsql AS $$

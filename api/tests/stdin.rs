@@ -67,6 +67,26 @@ async fn the_input_reaches_the_agent_in_order_with_its_end_and_its_size_is_recor
 }
 
 #[tokio::test]
+async fn input_that_fits_the_relay_is_answered_complete_before_any_agent_reads_it() {
+    let w = World::in_process().await;
+    let id = submit_with_input(&w).await;
+    let answer = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        w.admin.put_body(
+            &stdin_path(&id),
+            body_of(vec![Ok(Bytes::from("select 1;\n"))]),
+        ),
+    )
+    .await
+    .expect("answered without an agent");
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    assert!(answer.parse::<StdinSent>().complete);
+    // Positive control: the input is still there for the agent.
+    assert_eq!(w.agent.next_run().await.run_id, id);
+    assert_eq!(w.agent.read_stdin(&id).await.1.unwrap(), b"select 1;\n");
+}
+
+#[tokio::test]
 async fn a_feed_that_breaks_off_cuts_the_agents_stream_instead_of_ending_it() {
     let w = World::in_process().await;
     let id = submit_with_input(&w).await;

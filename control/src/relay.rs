@@ -39,6 +39,9 @@ struct Slot {
     fed: Arc<AtomicBool>,
     /// Bytes handed to the reader.
     delivered: Arc<AtomicU64>,
+    /// The reader passes the input on to another replica, which counts
+    /// what its agent read ([`StdinRelays::forwarded`]).
+    forwarded: bool,
 }
 
 impl Slot {
@@ -49,6 +52,7 @@ impl Slot {
             reader: Some(rx),
             fed: Arc::new(AtomicBool::new(false)),
             delivered: Arc::new(AtomicU64::new(0)),
+            forwarded: false,
         }
     }
 }
@@ -97,10 +101,18 @@ impl StdinRelays {
     }
 
     /// Bytes relayed for `run_id` so far, and forgets its relay.
+    /// `None` if it had none here, or passed it on to another replica.
     pub(crate) fn finish(&self, run_id: &str) -> Option<u64> {
         let mut map = self.by_run.lock().unwrap_or_else(PoisonError::into_inner);
         map.remove(run_id)
+            .filter(|slot| !slot.forwarded)
             .map(|slot| slot.delivered.load(Ordering::Relaxed))
+    }
+
+    /// Marks `run_id`'s relay as passed on to another replica: what it
+    /// counts is not what an agent read.
+    pub(crate) fn forwarded(&self, run_id: &str) {
+        self.with_slot(run_id, |slot| slot.forwarded = true);
     }
 
     /// Ids of the runs with a relay.

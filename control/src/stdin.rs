@@ -17,8 +17,10 @@
 //! not kept.
 //!
 //! What the relay counts (bytes handed to the agent) is recorded with the run
-//! when its agent reports its end; the relay entry is dropped then, or by the
-//! sweep once the run has ended another way.
+//! when its agent reports its end (and, on a database other replicas share,
+//! by the replica the agent read it from when that read ends, since the
+//! agent may report its end to another); the relay entry is dropped then, or
+//! by the sweep once the run has ended another way.
 //!
 //! The relay lives in this process's memory. With several replicas of one
 //! PostgreSQL database, the feeder and the reader may reach different
@@ -27,12 +29,15 @@
 //! and when they differ the feeder's replica reads its own relay and passes
 //! the input on through `input_chunks`, sealed (`crypto_box` sealed boxes)
 //! to a key the reader's replica made for this run and holds only in
-//! memory, at most [`RELAY_CHUNKS`](crate::RELAY_CHUNKS) chunks ahead of
-//! the reader, which deletes them as it reads. What the database holds is
+//! memory: at most [`RELAY_CHUNKS`](crate::RELAY_CHUNKS) chunks unread in
+//! the database, which the reader deletes as it reads (and every chunk goes
+//! with its relay when the run ends). What the database holds is
 //! ciphertext nobody can open once the reader's replica forgets the key,
 //! in a table PostgreSQL does not write to its log. A feeder's replica
 //! that stops saying it is alive for [`FEEDER_STALE`] breaks the input, as
-//! a feeder that breaks off does.
+//! a feeder that breaks off does. Each chunk costs the replicas' write lock
+//! twice (written, taken): inputs of many megabytes are slower between
+//! replicas than within one, and hold up other writes a little.
 
 use crate::caller::{Agent, Member};
 use crate::dispatch::RunWatch;
@@ -80,12 +85,12 @@ impl Control {
     ///
     /// Returns once the whole body is passed on, the body breaks off (the
     /// command is then killed: it must not act on part of its input), or
-    /// the run ends first (a command that stopped reading and exited). On
-    /// a database other replicas share, "passed on" means taken by a reader
-    /// on this replica, or written for the reader's replica to the last
-    /// chunk: the answer may wait for the agent to ask for the input.
+    /// the run ends first (a command that stopped reading and exited).
+    /// "Passed on" is into this replica's relay; on a database other
+    /// replicas share, a task then passes it on to the reader's replica if
+    /// that is another ([`Control::forward_input`]).
     pub async fn feed_stdin<S, E>(
-        &self,
+        self: &Arc<Self>,
         who: &Member,
         id: String,
         body: S,
@@ -134,19 +139,15 @@ impl Control {
             None
         };
         let tx = self.stdin.take_feeder(&id).ok_or_else(sent_once)?;
-        let Some(reader) = reader else {
-            return self.feed_here(org_id, &id, tx, body).await;
-        };
-        self.watchers.touch(&relay_key(&id));
-        let (fed, forwarded) = tokio::join!(
-            self.feed_here(org_id, &id, tx, body),
-            self.forward_input(org_id, &id, reader)
-        );
-        if let Err(e) = forwarded {
-            tracing::warn!(run = %id, error = %e, "the input could not be passed to the replica reading it");
-            return Err(e);
+        if let Some(reader) = reader {
+            self.watchers.touch(&relay_key(&id));
+            // Not tied to this request: the reader may come long after the
+            // input has all been sent (a run waiting for approval), and
+            // what this replica holds of it must still be passed on.
+            let (control, id) = (Arc::clone(self), id.clone());
+            tokio::spawn(async move { control.forward_input(&id, reader).await });
         }
-        fed
+        self.feed_here(org_id, &id, tx, body).await
     }
 
     /// Passes `body` into this replica's relay of run `id` through `tx`,
@@ -355,56 +356,59 @@ impl Control {
 
     /// On the feeder's replica: once run `id`'s reader is known to be on
     /// another replica, passes this replica's relay of it on, sealed to the
-    /// reader's key, at most [`RELAY_CHUNKS`] chunks ahead. Returns when the
-    /// input's end (or its breaking off) is passed on, when the reader is
-    /// found here, or when the run ends.
-    async fn forward_input(
-        &self,
-        org_id: i64,
-        id: &str,
-        reader: Option<Party>,
-    ) -> Result<(), Error> {
+    /// reader's key, at most [`RELAY_CHUNKS`] chunks ahead of the reader.
+    /// Ends when the input's end (or its breaking off) is passed on, when
+    /// the reader is found here, or when the run ends. The database failing
+    /// meanwhile is waited out, up to [`FEEDER_STALE`] (the reader's replica
+    /// gives up after as long without a sign of life from this one).
+    async fn forward_input(&self, id: &str, reader: Option<Party>) {
         let key = relay_key(id);
         let mut watch = self.watchers.watch(&key);
-        let mut alive = tokio::time::interval(FEEDER_ALIVE);
         let mut reader = reader;
         let reader_key = loop {
-            if reader.is_none() {
-                let run_id = id.to_owned();
-                reader = self
-                    .db
-                    .read_one(move |tx| inputs::relay(tx, &run_id))
-                    .await?
-                    .and_then(|relay| relay.reader);
-            }
             match reader.take() {
-                Some(reader) if reader.replica == self.replica => return Ok(()),
+                Some(reader) if reader.replica == self.replica => return,
                 Some(reader) => break reader.key,
                 None => {}
             }
-            if self.run_ended(org_id, id).await? {
-                return Ok(());
-            }
+            // The reader's attaching is hinted; the look is for a lost hint.
             tokio::select! {
                 () = watch.changed() => {}
-                () = tokio::time::sleep(RELAY_LOOK) => {}
-                _ = alive.tick() => self.feeder_alive(id).await?,
+                () = tokio::time::sleep(RECHECK) => {}
+            }
+            let run_id = id.to_owned();
+            let relay = self.db.read_one(move |tx| inputs::relay(tx, &run_id)).await;
+            match relay {
+                // The run ended and its relay was dropped.
+                Ok(None) => return,
+                Ok(Some(relay)) => reader = relay.reader,
+                Err(e) => {
+                    tracing::debug!(run = %id, error = %e, "could not look for a run's input reader")
+                }
             }
         };
-        let reader_key = reader_key
+        let Some(reader_key) = reader_key
             .and_then(|k| <[u8; 32]>::try_from(k).ok())
             .map(PublicKey::from)
-            .ok_or_else(|| Error::internal("a run's input reader without a 32-byte key"))?;
+        else {
+            tracing::error!(run = %id, "a run's input reader has no 32-byte key: its input is not passed on");
+            return;
+        };
         // A reader here took it first (it then found this replica the
         // feeder's): nothing to pass on.
         let Some(mut input) = self.stdin.take_reader(id) else {
-            return Ok(());
+            return;
         };
+        // What this replica's relay counts now went to another replica,
+        // which records what its agent read.
+        self.stdin.forwarded(id);
+        let mut alive =
+            tokio::time::interval_at(tokio::time::Instant::now() + FEEDER_ALIVE, FEEDER_ALIVE);
         for seq in 0_i64.. {
             let piece = loop {
                 tokio::select! {
                     piece = input.next() => break piece,
-                    _ = alive.tick() => self.feeder_alive(id).await?,
+                    _ = alive.tick() => self.feeder_alive(id).await,
                 }
             };
             let (kind, data) = match piece {
@@ -412,49 +416,58 @@ impl Control {
                 None => (END, Bytes::new()),
                 Some(Err(_)) => (BROKEN, Bytes::new()),
             };
-            // Wait for room: the reader deletes what it read.
-            loop {
-                let run_id = id.to_owned();
-                let unread = self
-                    .db
-                    .read_one(move |tx| inputs::unread(tx, &run_id))
-                    .await?;
-                if unread < RELAY_CHUNKS as i64 {
-                    break;
-                }
-                if self.run_ended(org_id, id).await? {
-                    return Ok(());
-                }
-                tokio::select! {
-                    () = watch.changed() => {}
-                    () = tokio::time::sleep(RELAY_LOOK) => {}
-                    _ = alive.tick() => self.feeder_alive(id).await?,
-                }
-            }
             let mut frame = Vec::with_capacity(9 + data.len());
             frame.extend_from_slice(&seq.to_be_bytes());
             frame.push(kind);
             frame.extend_from_slice(&data);
-            let sealed = reader_key
-                .seal(&mut OsRng, &frame)
-                .map_err(|_| Error::internal("sealing a run's input failed"))?;
-            let run_id = id.to_owned();
-            self.db
-                .write(move |tx| inputs::put(tx, &run_id, seq, &sealed))
-                .await?;
+            let Ok(sealed) = reader_key.seal(&mut OsRng, &frame) else {
+                tracing::error!(run = %id, "sealing a run's input failed: it is not passed on");
+                return;
+            };
+            let mut last_success = Instant::now();
+            loop {
+                let (run_id, sealed) = (id.to_owned(), sealed.clone());
+                // Room is made by the reader deleting what it read; the
+                // relay is gone once the run ended.
+                let put = self
+                    .db
+                    .write(move |tx| inputs::put_if_room(tx, &run_id, seq, &sealed, RELAY_CHUNKS))
+                    .await;
+                match put {
+                    Ok(inputs::Put::Done) => break,
+                    Ok(inputs::Put::Gone) => return,
+                    Ok(inputs::Put::NoRoom) => last_success = Instant::now(),
+                    Err(e) => {
+                        if last_success.elapsed() > FEEDER_STALE {
+                            tracing::warn!(run = %id, error = %e, "gave up passing a run's input to the replica reading it");
+                            return;
+                        }
+                        tracing::debug!(run = %id, error = %e, "could not pass a run's input on; retrying");
+                    }
+                }
+                tokio::select! {
+                    () = watch.changed() => {}
+                    () = tokio::time::sleep(RELAY_LOOK) => {}
+                    _ = alive.tick() => self.feeder_alive(id).await,
+                }
+            }
             self.watchers.touch(&key);
             if kind != DATA {
-                break;
+                return;
             }
         }
-        Ok(())
     }
 
-    async fn feeder_alive(&self, id: &str) -> Result<(), Error> {
+    /// Records that this replica, run `id`'s feeder's, is alive.
+    async fn feeder_alive(&self, id: &str) {
         let run_id = id.to_owned();
-        self.db
+        let said = self
+            .db
             .write(move |tx| inputs::feeder_alive(tx, &run_id, now_ms()))
-            .await
+            .await;
+        if let Err(e) = said {
+            tracing::debug!(run = %id, error = %e, "could not say this replica still relays a run's input");
+        }
     }
 
     async fn run_ended(&self, org_id: i64, id: &str) -> Result<bool, Error> {
@@ -475,7 +488,7 @@ impl Control {
     /// Called by the sweep.
     pub(crate) async fn prune_stdin_relays(&self) {
         if self.shares_database() {
-            let any = self.db.read_one(inputs::any).await;
+            let any = self.db.read_one(inputs::any_ended).await;
             if any.unwrap_or(true) {
                 if let Err(e) = self.db.write(inputs::prune_ended).await {
                     tracing::warn!(error = %e, "could not drop the input relays of ended runs");
@@ -548,6 +561,11 @@ impl Incoming {
                 return None;
             }
             match self.source {
+                Source::Here | Source::Either if self.here.is_none() => {
+                    // Cannot be: `here` is dropped only on leaving both.
+                    self.done = true;
+                    return Some(Err(StdinBroken::new("the input's relay was lost")));
+                }
                 Source::Here => return self.here.as_mut()?.next().await,
                 Source::Either => {
                     let here = self.here.as_mut()?;
@@ -681,7 +699,7 @@ impl Incoming {
         let sent_seq =
             i64::from_be_bytes(seq_bytes.try_into().map_err(|_| broken("was cut short"))?);
         if sent_seq != seq || seq != self.next {
-            return Err(broken("arrived out of order"));
+            return Err(broken("arrived out of order, or a chunk was lost"));
         }
         self.next += 1;
         match kind[0] {

@@ -108,6 +108,43 @@ pub(crate) fn feeder_alive(tx: &Tx<'_>, run_id: &str, now: i64) -> Result<(), Er
     Ok(())
 }
 
+/// What [`put_if_room`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Put {
+    Done,
+    /// `room` chunks are unread already.
+    NoRoom,
+    /// The relay is gone: its run ended.
+    Gone,
+}
+
+/// Stores chunk `seq` of run `run_id`'s input (sealed), if fewer than
+/// `room` are unread and the relay is still recorded (deleting a relay
+/// deletes its chunks: nothing is left behind once its run ended).
+pub(crate) fn put_if_room(
+    tx: &Tx<'_>,
+    run_id: &str,
+    seq: i64,
+    sealed: &[u8],
+    room: usize,
+) -> Result<Put, Error> {
+    let (relay, unread): (bool, i64) = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM input_relays WHERE run_id = ?1),
+                (SELECT COUNT(*) FROM input_chunks WHERE run_id = ?1)",
+        params![run_id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    if !relay {
+        return Ok(Put::Gone);
+    }
+    if unread >= i64::try_from(room).unwrap_or(i64::MAX) {
+        return Ok(Put::NoRoom);
+    }
+    tx.prepare_cached("INSERT INTO input_chunks (run_id, seq, sealed) VALUES (?1, ?2, ?3)")?
+        .execute(params![run_id, seq, sealed])?;
+    Ok(Put::Done)
+}
+
 /// Chunks of run `run_id`'s input not yet read.
 pub(crate) fn unread(tx: &Tx<'_>, run_id: &str) -> Result<i64, Error> {
     Ok(tx.query_row(
@@ -115,13 +152,6 @@ pub(crate) fn unread(tx: &Tx<'_>, run_id: &str) -> Result<i64, Error> {
         params![run_id],
         |r| r.get(0),
     )?)
-}
-
-/// Stores chunk `seq` of run `run_id`'s input (sealed).
-pub(crate) fn put(tx: &Tx<'_>, run_id: &str, seq: i64, sealed: &[u8]) -> Result<(), Error> {
-    tx.prepare_cached("INSERT INTO input_chunks (run_id, seq, sealed) VALUES (?1, ?2, ?3)")?
-        .execute(params![run_id, seq, sealed])?;
-    Ok(())
 }
 
 /// Takes (reads and deletes) up to `limit` of run `run_id`'s chunks, in
@@ -139,23 +169,20 @@ pub(crate) fn take(tx: &Tx<'_>, run_id: &str, limit: i64) -> Result<Vec<(i64, Ve
     Ok(taken)
 }
 
-/// Whether any relay is recorded.
-pub(crate) fn any(tx: &Tx<'_>) -> Result<bool, Error> {
+/// The relays of runs that ended (or are gone).
+const ENDED: &str = "SELECT r.run_id FROM input_relays r LEFT JOIN runs ON runs.id = r.run_id
+     WHERE runs.id IS NULL OR runs.status NOT IN ('pending_approval', 'queued', 'running')";
+
+/// Whether a relay of a run that ended is recorded.
+pub(crate) fn any_ended(tx: &Tx<'_>) -> Result<bool, Error> {
     Ok(tx
-        .prepare_cached("SELECT 1 FROM input_relays LIMIT 1")?
+        .prepare_cached(&format!("SELECT 1 FROM ({ENDED}) e LIMIT 1"))?
         .exists(params![])?)
 }
 
-/// Deletes the relays (and any chunks left) of runs that ended. Returns
-/// how many relays.
+/// Deletes the relays of runs that ended, with their chunks left unread.
+/// Returns how many relays.
 pub(crate) fn prune_ended(tx: &Tx<'_>) -> Result<usize, Error> {
-    const ENDED: &str = "SELECT r.run_id FROM input_relays r LEFT JOIN runs ON runs.id = r.run_id
-         WHERE runs.id IS NULL
-            OR runs.status NOT IN ('pending_approval', 'queued', 'running')";
-    tx.prepare_cached(&format!(
-        "DELETE FROM input_chunks WHERE run_id IN ({ENDED})"
-    ))?
-    .execute(params![])?;
     Ok(tx
         .prepare_cached(&format!(
             "DELETE FROM input_relays WHERE run_id IN ({ENDED})"

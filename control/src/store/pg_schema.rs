@@ -374,7 +374,8 @@ $$;
     // 4: (PostgreSQL only: SQLite has one replica, whose input relay is in
     // memory.) A run's input relayed between two replicas: who feeds it
     // and who reads it (with the key the reader's replica holds for it),
-    // and the chunks in between, sealed to that key and deleted as read.
+    // and the chunks in between, sealed to that key, deleted as read and
+    // with their relay.
     // The chunks' table is `UNLOGGED`: they are never in the write-ahead
     // log, a standby or a WAL archive, and a crash of PostgreSQL empties it
     // (the relay then breaks, as one in a replica's memory would).
@@ -387,7 +388,7 @@ CREATE TABLE input_relays (
     reader_key      BYTEA
 );
 CREATE UNLOGGED TABLE input_chunks (
-    run_id  TEXT NOT NULL,
+    run_id  TEXT NOT NULL REFERENCES input_relays (run_id) ON DELETE CASCADE,
     seq     BIGINT NOT NULL,
     sealed  BYTEA NOT NULL,
     PRIMARY KEY (run_id, seq)
