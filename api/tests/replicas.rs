@@ -498,6 +498,63 @@ async fn a_runs_input_is_sent_once_and_read_once_across_replicas() {
     };
     let (status, _) = through_a.read_stdin(&id).await;
     assert_eq!(status, StatusCode::CONFLICT);
+    // And on a replica that holds nothing of it in memory: only the
+    // database's record says it was read.
+    let dir = tempfile::tempdir().unwrap();
+    let c = a
+        .start_replica(dir.path(), quick_settings())
+        .await
+        .expect("a replica on PostgreSQL");
+    let through_c = FakeAgent {
+        client: c.client(&agent.client.token),
+        id: agent.id.clone(),
+        keys: Vec::new(),
+    };
+    let (status, read) = through_c.read_stdin(&id).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{read:?}");
+}
+
+#[tokio::test]
+async fn an_agent_that_stops_reading_on_one_replica_ends_the_feed_on_another_as_incomplete() {
+    let Some((a, b, _dir)) = replicas().await else {
+        return;
+    };
+    let (admin_a, agent) = target_on_a_agent_on_b(&a, &b).await;
+    let id = submit_with_input(&admin_a).await;
+    // A pipe held open: the feed ends only if the control plane ends it.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(64);
+    tx.send(Ok(b"select 1;\n".to_vec())).await.unwrap();
+    let feeding = {
+        let (admin, path) = (admin_a.clone(), format!("/v1/runs/{id}/stdin"));
+        let body = reqwest::Body::wrap_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+        tokio::spawn(async move { admin.put_body(&path, body).await })
+    };
+    assert_eq!(agent.next_run().await.run_id, id);
+    let mut reading = agent
+        .client
+        .http
+        .get(format!("{}/v1/agent/runs/{id}/stdin", agent.client.url))
+        .bearer_auth(&agent.client.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        reading.chunk().await.unwrap().as_deref(),
+        Some(&b"select 1;\n"[..])
+    );
+    // Positive control: while the agent reads, the feed goes on.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!feeding.is_finished(), "the feed ended while read");
+    // The command closed its stdin: the agent drops the stream.
+    drop(reading);
+    let answer = tokio::time::timeout(PROMPTLY, feeding)
+        .await
+        .expect("the feed was ended")
+        .unwrap();
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    let sent: StdinSent = answer.parse();
+    assert!(!sent.complete, "{sent:?}");
+    drop(tx);
 }
 
 /// A connection to `server`'s database, for a test to look at what is

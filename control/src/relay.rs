@@ -40,7 +40,7 @@ struct Slot {
     /// Bytes handed to the reader.
     delivered: Arc<AtomicU64>,
     /// The reader passes the input on to another replica, which counts
-    /// what its agent read ([`StdinRelays::forwarded`]).
+    /// what its agent read ([`StdinRelays::take_reader_to_pass_on`]).
     forwarded: bool,
 }
 
@@ -87,9 +87,35 @@ impl StdinRelays {
             let rx = slot.reader.take()?;
             Some((rx, Arc::clone(&slot.fed), Arc::clone(&slot.delivered)))
         })?;
+        Some(StdinStream::reading(rx, fed, delivered))
+    }
+
+    /// The reader's half of `run_id`'s relay, once, to pass on to another
+    /// replica, which counts what its agent reads: this relay's count is
+    /// then not recorded ([`StdinRelays::finish`] says `None`). `None` if the
+    /// relay is gone (its run ended) or its reader's half was taken.
+    pub(crate) fn take_reader_to_pass_on(&self, run_id: &str) -> Option<StdinStream> {
+        let mut map = self.by_run.lock().unwrap_or_else(PoisonError::into_inner);
+        let slot = map.get_mut(run_id)?;
+        let rx = slot.reader.take()?;
+        slot.forwarded = true;
+        Some(StdinStream::reading(
+            rx,
+            Arc::clone(&slot.fed),
+            Arc::clone(&slot.delivered),
+        ))
+    }
+}
+
+impl StdinStream {
+    fn reading(
+        rx: mpsc::Receiver<Piece>,
+        fed: Arc<AtomicBool>,
+        delivered: Arc<AtomicU64>,
+    ) -> StdinStream {
         let grace =
             (!fed.load(Ordering::Relaxed)).then(|| Box::pin(tokio::time::sleep(FEEDER_GRACE)));
-        Some(StdinStream {
+        StdinStream {
             rx,
             fed,
             delivered,
@@ -97,9 +123,11 @@ impl StdinRelays {
             relayed: None,
             on_drop: None,
             done: false,
-        })
+        }
     }
+}
 
+impl StdinRelays {
     /// Bytes relayed for `run_id` so far, and forgets its relay.
     /// `None` if it had none here, or passed it on to another replica.
     pub(crate) fn finish(&self, run_id: &str) -> Option<u64> {
@@ -107,12 +135,6 @@ impl StdinRelays {
         map.remove(run_id)
             .filter(|slot| !slot.forwarded)
             .map(|slot| slot.delivered.load(Ordering::Relaxed))
-    }
-
-    /// Marks `run_id`'s relay as passed on to another replica: what it
-    /// counts is not what an agent read.
-    pub(crate) fn forwarded(&self, run_id: &str) {
-        self.with_slot(run_id, |slot| slot.forwarded = true);
     }
 
     /// Ids of the runs with a relay.
@@ -252,5 +274,31 @@ impl Stream for StdinStream {
                 Poll::Pending
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_relay_passed_on_to_another_replica_is_not_counted_as_read_here() {
+        let relays = StdinRelays::default();
+        let _feeder = relays.take_feeder("run_passed");
+        assert!(relays.take_reader_to_pass_on("run_passed").is_some());
+        assert_eq!(relays.finish("run_passed"), None);
+        // Positive control: a relay read here is counted.
+        let _feeder = relays.take_feeder("run_read");
+        assert!(relays.take_reader("run_read").is_some());
+        assert_eq!(relays.finish("run_read"), Some(0));
+    }
+
+    #[test]
+    fn passing_on_a_relay_that_is_gone_does_not_bring_it_back() {
+        let relays = StdinRelays::default();
+        let _feeder = relays.take_feeder("run_gone");
+        relays.finish("run_gone");
+        assert!(relays.take_reader_to_pass_on("run_gone").is_none());
+        assert!(relays.runs().is_empty(), "{:?}", relays.runs());
     }
 }

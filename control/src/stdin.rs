@@ -29,16 +29,19 @@
 //! and when they differ the feeder's replica reads its own relay and passes
 //! the input on through `input_chunks`, sealed (`crypto_box` sealed boxes)
 //! to a key the reader's replica made for this run and holds only in
-//! memory: at most [`RELAY_CHUNKS`](crate::RELAY_CHUNKS) chunks unread in
+//! memory: at most [`BETWEEN_REPLICAS`] chunks unread in
 //! the database, which the reader deletes as it reads (and every chunk goes
 //! with its relay when the run ends). What the database holds is
 //! ciphertext nobody can open once the reader's replica forgets the key,
 //! in a table PostgreSQL does not write to its log. A feeder's replica
 //! that stops saying it is alive for [`FEEDER_STALE`] breaks the input, as
-//! a feeder that breaks off does. Each chunk costs the replicas' write lock
-//! twice (written, taken): inputs of many megabytes are slower between
-//! replicas than within one, and hold up other writes a little.
+//! a feeder that breaks off does. Each passage (the chunks the feeder's
+//! replica has ready, written; those the reader's finds, taken) costs the
+//! replicas' write lock: input passes between replicas about a tenth as
+//! fast as within one (`benches/input.rs` in `api`), and holds up other
+//! writes a little.
 
+use crate::StdinBroken;
 use crate::caller::{Agent, Member};
 use crate::dispatch::RunWatch;
 use crate::error::{Error, Object};
@@ -47,11 +50,10 @@ use crate::relay::{Piece, StdinStream};
 use crate::service::Control;
 use crate::store::inputs::{self, Party, Side};
 use crate::store::{self, now_ms};
-use crate::{RELAY_CHUNKS, StdinBroken};
 use bytes::Bytes;
 use crypto_box::aead::OsRng;
 use crypto_box::{PublicKey, SecretKey};
-use futures_util::{Stream, StreamExt as _};
+use futures_util::{FutureExt as _, Stream, StreamExt as _};
 use sealrun_wire::run::{RunStatus, StdinSent};
 use std::collections::VecDeque;
 use std::fmt::Display;
@@ -73,6 +75,12 @@ const FEEDER_ALIVE: Duration = Duration::from_secs(5);
 /// before it takes the input as broken (that replica died mid-input).
 const FEEDER_STALE: Duration = Duration::from_secs(30);
 
+/// Chunks of a run's input unread in the database at most, when it passes
+/// between replicas (and taken at once by the reader's replica): each
+/// passage costs writes and wake-ups, so more go at a time than through a
+/// replica's own relay; 2 MiB sealed at most with the CLI's 64 KiB chunks.
+const BETWEEN_REPLICAS: usize = 32;
+
 /// What a chunk passed between replicas carries, after its sequence number.
 const DATA: u8 = 0;
 const END: u8 = 1;
@@ -88,7 +96,7 @@ impl Control {
     /// the run ends first (a command that stopped reading and exited).
     /// "Passed on" is into this replica's relay; on a database other
     /// replicas share, a task then passes it on to the reader's replica if
-    /// that is another ([`Control::forward_input`]).
+    /// that is another (`forward_input`).
     pub async fn feed_stdin<S, E>(
         self: &Arc<Self>,
         who: &Member,
@@ -129,6 +137,9 @@ impl Control {
         };
         // On a shared database, this replica is the feeder for every
         // replica; the reader may be here or on another.
+        // Watched before attaching, so that a reader attaching on another
+        // replica right after is not missed.
+        let watch = self.watchers.watch(&relay_key(&id));
         let reader = if self.shares_database() {
             Some(
                 self.attach_input(Side::Feeder, &id, &[])
@@ -145,7 +156,7 @@ impl Control {
             // input has all been sent (a run waiting for approval), and
             // what this replica holds of it must still be passed on.
             let (control, id) = (Arc::clone(self), id.clone());
-            tokio::spawn(async move { control.forward_input(&id, reader).await });
+            tokio::spawn(async move { control.forward_input(&id, reader, watch).await });
         }
         self.feed_here(org_id, &id, tx, body).await
     }
@@ -275,6 +286,9 @@ impl Control {
         // The key chunks from another replica are sealed to: made for this
         // run, held only here, forgotten with the stream.
         let key = SecretKey::generate(&mut OsRng);
+        // Watched before attaching, so that a feeder attaching on another
+        // replica right after is not missed.
+        let watch = self.watchers.watch(&relay_key(&id));
         let feeder = self
             .attach_input(Side::Reader, &id, key.public_key().as_bytes())
             .await?
@@ -282,14 +296,21 @@ impl Control {
         // The agent may report the run's end to another replica, which
         // cannot know how much was relayed here: this one records it.
         let here = {
-            let (control, run_id) = (Arc::clone(self), id.clone());
+            let (control, run_id, run_id_again) = (Arc::clone(self), id.clone(), id.clone());
             let record = move |bytes: u64| {
                 if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                     runtime.spawn(async move {
+                        // The feeder's replica, if another, stops passing
+                        // the input on, as a feeder here would find the
+                        // reader gone.
                         let recorded = control
                             .db
-                            .write(move |tx| store::runs::record_stdin_bytes(tx, &run_id, bytes))
+                            .write(move |tx| {
+                                store::runs::record_stdin_bytes(tx, &run_id, bytes)?;
+                                inputs::reader_done(tx, &run_id)
+                            })
                             .await;
+                        control.watchers.touch(&relay_key(&run_id_again));
                         if let Err(e) = recorded {
                             tracing::warn!(error = %e, "could not record the size of a run's input");
                         }
@@ -309,7 +330,6 @@ impl Control {
         };
         let control = Arc::clone(self);
         Ok(here.relayed(move |here| {
-            let watch = control.watchers.watch(&relay_key(&id));
             let incoming = Incoming {
                 control,
                 org_id,
@@ -356,14 +376,13 @@ impl Control {
 
     /// On the feeder's replica: once run `id`'s reader is known to be on
     /// another replica, passes this replica's relay of it on, sealed to the
-    /// reader's key, at most [`RELAY_CHUNKS`] chunks ahead of the reader.
+    /// reader's key, at most [`BETWEEN_REPLICAS`] chunks ahead of the reader.
     /// Ends when the input's end (or its breaking off) is passed on, when
     /// the reader is found here, or when the run ends. The database failing
     /// meanwhile is waited out, up to [`FEEDER_STALE`] (the reader's replica
     /// gives up after as long without a sign of life from this one).
-    async fn forward_input(&self, id: &str, reader: Option<Party>) {
+    async fn forward_input(&self, id: &str, reader: Option<Party>, mut watch: RunWatch) {
         let key = relay_key(id);
-        let mut watch = self.watchers.watch(&key);
         let mut reader = reader;
         let reader_key = loop {
             match reader.take() {
@@ -395,46 +414,87 @@ impl Control {
             return;
         };
         // A reader here took it first (it then found this replica the
-        // feeder's): nothing to pass on.
-        let Some(mut input) = self.stdin.take_reader(id) else {
+        // feeder's), or the relay is gone (its run ended): nothing to pass
+        // on.
+        let Some(mut input) = self.stdin.take_reader_to_pass_on(id) else {
             return;
         };
-        // What this replica's relay counts now went to another replica,
-        // which records what its agent read.
-        self.stdin.forwarded(id);
         let mut alive =
             tokio::time::interval_at(tokio::time::Instant::now() + FEEDER_ALIVE, FEEDER_ALIVE);
-        for seq in 0_i64.. {
-            let piece = loop {
-                tokio::select! {
-                    piece = input.next() => break piece,
-                    _ = alive.tick() => self.feeder_alive(id).await,
+        let mut next_seq = 0_i64;
+        // Sealed frames not yet in the database, in order; `ended` once the
+        // last (the end, or the input's breaking off) is among them.
+        let mut pending: Vec<(i64, Vec<u8>)> = Vec::new();
+        let mut ended = false;
+        loop {
+            if pending.is_empty() {
+                if ended {
+                    return;
                 }
-            };
-            let (kind, data) = match piece {
-                Some(Ok(data)) => (DATA, data),
-                None => (END, Bytes::new()),
-                Some(Err(_)) => (BROKEN, Bytes::new()),
-            };
-            let mut frame = Vec::with_capacity(9 + data.len());
-            frame.extend_from_slice(&seq.to_be_bytes());
-            frame.push(kind);
-            frame.extend_from_slice(&data);
-            let Ok(sealed) = reader_key.seal(&mut OsRng, &frame) else {
-                tracing::error!(run = %id, "sealing a run's input failed: it is not passed on");
-                return;
-            };
+                // While the submitter pauses, the reader may stop reading
+                // (its command closed its stdin): this relay then ends, and
+                // so does the submitter's request, as on one replica.
+                let first = loop {
+                    tokio::select! {
+                        piece = input.next() => break piece,
+                        () = watch.changed() => {}
+                        _ = alive.tick() => self.feeder_alive(id).await,
+                    }
+                    if self.reader_gone(id).await {
+                        return;
+                    }
+                };
+                // With it, whatever else is ready now: one write for all.
+                let mut piece = Some(first);
+                while let Some(next) = piece.take() {
+                    let (kind, data) = match next {
+                        Some(Ok(data)) => (DATA, data),
+                        None => (END, Bytes::new()),
+                        Some(Err(_)) => (BROKEN, Bytes::new()),
+                    };
+                    let mut frame = Vec::with_capacity(9 + data.len());
+                    frame.extend_from_slice(&next_seq.to_be_bytes());
+                    frame.push(kind);
+                    frame.extend_from_slice(&data);
+                    let Ok(sealed) = reader_key.seal(&mut OsRng, &frame) else {
+                        tracing::error!(run = %id, "sealing a run's input failed: it is not passed on");
+                        return;
+                    };
+                    pending.push((next_seq, sealed));
+                    next_seq += 1;
+                    if kind != DATA {
+                        ended = true;
+                    } else if pending.len() < BETWEEN_REPLICAS {
+                        piece = input.next().now_or_never();
+                    }
+                }
+            }
             let mut last_success = Instant::now();
             loop {
-                let (run_id, sealed) = (id.to_owned(), sealed.clone());
-                // Room is made by the reader deleting what it read; the
-                // relay is gone once the run ended.
-                let put = self
+                // A read first: while the reader is behind, most looks find
+                // no room, and a write would take the replicas' write lock.
+                let run_id = id.to_owned();
+                let unread = self
                     .db
-                    .write(move |tx| inputs::put_if_room(tx, &run_id, seq, &sealed, RELAY_CHUNKS))
+                    .read_one(move |tx| inputs::unread(tx, &run_id))
                     .await;
+                let put = if unread.is_ok_and(|n| n >= BETWEEN_REPLICAS as i64) {
+                    Ok(inputs::Put::NoRoom)
+                } else {
+                    let (run_id, frames) = (id.to_owned(), pending.clone());
+                    // Room is made by the reader deleting what it read; the
+                    // relay is gone once the run ended.
+                    self.db
+                        .write(move |tx| {
+                            inputs::put_if_room(tx, &run_id, &frames, BETWEEN_REPLICAS)
+                        })
+                        .await
+                };
                 match put {
-                    Ok(inputs::Put::Done) => break,
+                    Ok(inputs::Put::Done(n)) => {
+                        pending.drain(..n);
+                        break;
+                    }
                     Ok(inputs::Put::Gone) => return,
                     Ok(inputs::Put::NoRoom) => last_success = Instant::now(),
                     Err(e) => {
@@ -452,9 +512,16 @@ impl Control {
                 }
             }
             self.watchers.touch(&key);
-            if kind != DATA {
-                return;
-            }
+        }
+    }
+
+    /// Whether run `id`'s relay is gone (its run ended) or its reader is
+    /// done with it; `false` if the database cannot say now.
+    async fn reader_gone(&self, id: &str) -> bool {
+        let run_id = id.to_owned();
+        match self.db.read_one(move |tx| inputs::relay(tx, &run_id)).await {
+            Ok(relay) => relay.is_none_or(|relay| relay.reader_done),
+            Err(_) => false,
         }
     }
 
@@ -625,7 +692,7 @@ impl Incoming {
                 let run_id = self.id.clone();
                 self.control
                     .db
-                    .write(move |tx| inputs::take(tx, &run_id, RELAY_CHUNKS as i64))
+                    .write(move |tx| inputs::take(tx, &run_id, BETWEEN_REPLICAS as i64))
                     .await
             }
             Err(e) => Err(e),

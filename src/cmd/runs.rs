@@ -121,7 +121,7 @@ pub async fn run(cmd: RunsCommand) -> Result<ExitCode> {
             let input = match (r.stdin, r.stdin_bytes) {
                 (false, _) => "none".to_owned(),
                 (true, Some(n)) => format!("{n} bytes relayed (never stored)"),
-                (true, None) => "piped in (size recorded when the run ends)".to_owned(),
+                (true, None) => "piped in (size not recorded yet)".to_owned(),
             };
             outln!("input:     {input}")?;
             // Each mask is a run of output that held a secret (or an

@@ -24,6 +24,8 @@ pub(crate) struct Relay {
     pub(crate) reader: Option<Party>,
     /// When the feeder's replica last said it is alive (Unix ms).
     pub(crate) feeder_seen_ms: Option<i64>,
+    /// The reader is done with it ([`reader_done`]).
+    pub(crate) reader_done: bool,
 }
 
 /// Which side attaches.
@@ -85,7 +87,7 @@ pub(crate) fn attach(
 pub(crate) fn relay(tx: &Tx<'_>, run_id: &str) -> Result<Option<Relay>, Error> {
     Ok(tx
         .prepare_cached(
-            "SELECT feeder_replica, reader_replica, reader_key, feeder_seen_ms
+            "SELECT feeder_replica, reader_replica, reader_key, feeder_seen_ms, reader_done
              FROM input_relays WHERE run_id = ?1",
         )?
         .query_row(params![run_id], |r| {
@@ -96,6 +98,7 @@ pub(crate) fn relay(tx: &Tx<'_>, run_id: &str) -> Result<Option<Relay>, Error> {
                 feeder: feeder.map(|replica| Party { replica, key: None }),
                 reader: reader.map(|replica| Party { replica, key }),
                 feeder_seen_ms: r.get(3)?,
+                reader_done: r.get::<_, i64>(4)? != 0,
             })
         })
         .optional()?)
@@ -111,25 +114,26 @@ pub(crate) fn feeder_alive(tx: &Tx<'_>, run_id: &str, now: i64) -> Result<(), Er
 /// What [`put_if_room`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Put {
-    Done,
+    /// Stored the first this many (at least one).
+    Done(usize),
     /// `room` chunks are unread already.
     NoRoom,
-    /// The relay is gone: its run ended.
+    /// The relay is gone (its run ended) or its reader is done with it.
     Gone,
 }
 
-/// Stores chunk `seq` of run `run_id`'s input (sealed), if fewer than
-/// `room` are unread and the relay is still recorded (deleting a relay
-/// deletes its chunks: nothing is left behind once its run ended).
+/// Stores the first of `chunks` (each a sequence number and its sealed
+/// frame) of run `run_id`'s input that fit with at most `room` unread, if
+/// the relay is still recorded and read (deleting a relay deletes its
+/// chunks: nothing is left behind once its run ended).
 pub(crate) fn put_if_room(
     tx: &Tx<'_>,
     run_id: &str,
-    seq: i64,
-    sealed: &[u8],
+    chunks: &[(i64, Vec<u8>)],
     room: usize,
 ) -> Result<Put, Error> {
     let (relay, unread): (bool, i64) = tx.query_row(
-        "SELECT EXISTS (SELECT 1 FROM input_relays WHERE run_id = ?1),
+        "SELECT EXISTS (SELECT 1 FROM input_relays WHERE run_id = ?1 AND reader_done = 0),
                 (SELECT COUNT(*) FROM input_chunks WHERE run_id = ?1)",
         params![run_id],
         |r| Ok((r.get(0)?, r.get(1)?)),
@@ -137,12 +141,27 @@ pub(crate) fn put_if_room(
     if !relay {
         return Ok(Put::Gone);
     }
-    if unread >= i64::try_from(room).unwrap_or(i64::MAX) {
+    let free = room.saturating_sub(usize::try_from(unread).unwrap_or(usize::MAX));
+    let fit = &chunks[..free.min(chunks.len())];
+    if fit.is_empty() {
         return Ok(Put::NoRoom);
     }
-    tx.prepare_cached("INSERT INTO input_chunks (run_id, seq, sealed) VALUES (?1, ?2, ?3)")?
-        .execute(params![run_id, seq, sealed])?;
-    Ok(Put::Done)
+    let mut insert =
+        tx.prepare_cached("INSERT INTO input_chunks (run_id, seq, sealed) VALUES (?1, ?2, ?3)")?;
+    for (seq, sealed) in fit {
+        insert.execute(params![run_id, seq, sealed])?;
+    }
+    Ok(Put::Done(fit.len()))
+}
+
+/// The reader of run `run_id`'s input is done with it (it read the end,
+/// or stopped reading): nothing more is passed on, and what was is dropped.
+pub(crate) fn reader_done(tx: &Tx<'_>, run_id: &str) -> Result<(), Error> {
+    tx.prepare_cached("UPDATE input_relays SET reader_done = 1 WHERE run_id = ?1")?
+        .execute(params![run_id])?;
+    tx.prepare_cached("DELETE FROM input_chunks WHERE run_id = ?1")?
+        .execute(params![run_id])?;
+    Ok(())
 }
 
 /// Chunks of run `run_id`'s input not yet read.

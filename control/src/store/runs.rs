@@ -697,19 +697,24 @@ pub(crate) fn report_key(tx: &Tx<'_>, run_id: &str) -> Result<Option<String>, Er
 /// replica its agent read it from, which may not be the one it reports its
 /// end to).
 pub(crate) fn record_stdin_bytes(tx: &Tx<'_>, run_id: &str, bytes: u64) -> Result<(), Error> {
-    tx.prepare_cached("UPDATE runs SET stdin_bytes = ?2 WHERE id = ?1 AND stdin <> 0")?
-        .execute(params![run_id, bytes])?;
+    tx.prepare_cached(
+        "UPDATE runs SET stdin_bytes = ?2
+         WHERE id = ?1 AND stdin <> 0 AND (stdin_bytes IS NULL OR stdin_bytes < ?2)",
+    )?
+    .execute(params![run_id, bytes])?;
     Ok(())
 }
 
-/// `running -> <outcome>`; a run's input's size, if `o` does not know it,
-/// stays what [`record_stdin_bytes`] recorded.
+/// `running -> <outcome>`; a run's input's size, if `o` does not know it
+/// or knows less, stays what [`record_stdin_bytes`] recorded (both count
+/// what one relay handed the agent, which only grows).
 pub(crate) fn finish(tx: &Tx<'_>, run_id: &str, o: &Outcome<'_>) -> Result<(), Error> {
     tx.prepare_cached(
             "UPDATE runs SET status = ?2, exit_code = ?3, error = ?4, oom_killed = ?5, finished_ms = ?6,
                              lease_expires_ms = NULL, log_final_seq = ?7,
-                             stdin_bytes = CASE WHEN stdin <> 0
-                                 THEN COALESCE(CAST(?8 AS BIGINT), stdin_bytes) END,
+                             stdin_bytes = CASE WHEN stdin <> 0 THEN
+                                 CASE WHEN stdin_bytes IS NULL OR stdin_bytes < CAST(?8 AS BIGINT)
+                                      THEN CAST(?8 AS BIGINT) ELSE stdin_bytes END END,
                              redacted_stdout = ?9, redacted_stderr = ?10, report = ?11
              WHERE id = ?1 AND status = 'running'",
         )?
