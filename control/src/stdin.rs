@@ -81,6 +81,10 @@ const FEEDER_STALE: Duration = Duration::from_secs(30);
 /// replica's own relay; 2 MiB sealed at most with the CLI's 64 KiB chunks.
 const BETWEEN_REPLICAS: usize = 32;
 
+/// Bytes of sealed chunks the feeder's replica gathers for one write at
+/// most (the CLI's chunks are 64 KiB; another client's may be larger).
+const BATCH_BYTES: usize = 2 << 20;
+
 /// What a chunk passed between replicas carries, after its sequence number.
 const DATA: u8 = 0;
 const END: u8 = 1;
@@ -96,7 +100,10 @@ impl Control {
     /// the run ends first (a command that stopped reading and exited).
     /// "Passed on" is into this replica's relay; on a database other
     /// replicas share, a task then passes it on to the reader's replica if
-    /// that is another (`forward_input`).
+    /// that is another (`forward_input`), so `complete` then says less
+    /// than on one replica: more of the input may still be on its way
+    /// (up to `BETWEEN_REPLICAS` chunks in the database and as many on
+    /// each side) when the command stops reading.
     pub async fn feed_stdin<S, E>(
         self: &Arc<Self>,
         who: &Member,
@@ -296,24 +303,38 @@ impl Control {
         // The agent may report the run's end to another replica, which
         // cannot know how much was relayed here: this one records it.
         let here = {
-            let (control, run_id, run_id_again) = (Arc::clone(self), id.clone(), id.clone());
+            let (control, run_id) = (Arc::clone(self), id.clone());
             let record = move |bytes: u64| {
                 if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                     runtime.spawn(async move {
                         // The feeder's replica, if another, stops passing
                         // the input on, as a feeder here would find the
                         // reader gone.
-                        let recorded = control
-                            .db
-                            .write(move |tx| {
-                                store::runs::record_stdin_bytes(tx, &run_id, bytes)?;
-                                inputs::reader_done(tx, &run_id)
-                            })
-                            .await;
-                        control.watchers.touch(&relay_key(&run_id_again));
-                        if let Err(e) = recorded {
-                            tracing::warn!(error = %e, "could not record the size of a run's input");
+                        // Tried again while the database fails: a feeder's
+                        // replica not told waits until the run ends.
+                        let mut wait = Duration::from_millis(100);
+                        loop {
+                            let run_id = run_id.clone();
+                            let recorded = control
+                                .db
+                                .write(move |tx| {
+                                    store::runs::record_stdin_bytes(tx, &run_id, bytes)?;
+                                    inputs::reader_done(tx, &run_id)
+                                })
+                                .await;
+                            match recorded {
+                                Ok(()) => break,
+                                Err(e) if wait > FEEDER_STALE => {
+                                    tracing::warn!(error = %e, "could not record the end of a run's input");
+                                    break;
+                                }
+                                Err(_) => {
+                                    tokio::time::sleep(wait).await;
+                                    wait *= 2;
+                                }
+                            }
                         }
+                        control.watchers.touch(&relay_key(&run_id));
                     });
                 }
             };
@@ -378,7 +399,8 @@ impl Control {
     /// another replica, passes this replica's relay of it on, sealed to the
     /// reader's key, at most [`BETWEEN_REPLICAS`] chunks ahead of the reader.
     /// Ends when the input's end (or its breaking off) is passed on, when
-    /// the reader is found here, or when the run ends. The database failing
+    /// the reader is found here, when the reader is done with the input
+    /// (it stopped reading), or when the run ends. The database failing
     /// meanwhile is waited out, up to [`FEEDER_STALE`] (the reader's replica
     /// gives up after as long without a sign of life from this one).
     async fn forward_input(&self, id: &str, reader: Option<Party>, mut watch: RunWatch) {
@@ -446,6 +468,7 @@ impl Control {
                 };
                 // With it, whatever else is ready now: one write for all.
                 let mut piece = Some(first);
+                let mut pending_bytes = 0;
                 while let Some(next) = piece.take() {
                     let (kind, data) = match next {
                         Some(Ok(data)) => (DATA, data),
@@ -460,11 +483,12 @@ impl Control {
                         tracing::error!(run = %id, "sealing a run's input failed: it is not passed on");
                         return;
                     };
+                    pending_bytes += sealed.len();
                     pending.push((next_seq, sealed));
                     next_seq += 1;
                     if kind != DATA {
                         ended = true;
-                    } else if pending.len() < BETWEEN_REPLICAS {
+                    } else if pending.len() < BETWEEN_REPLICAS && pending_bytes < BATCH_BYTES {
                         piece = input.next().now_or_never();
                     }
                 }
@@ -481,14 +505,18 @@ impl Control {
                 let put = if unread.is_ok_and(|n| n >= BETWEEN_REPLICAS as i64) {
                     Ok(inputs::Put::NoRoom)
                 } else {
-                    let (run_id, frames) = (id.to_owned(), pending.clone());
+                    // Lent to the writer, not copied: the job is dropped
+                    // once it ran, and the frames are this task's again.
+                    let frames = Arc::new(std::mem::take(&mut pending));
+                    let (run_id, lent) = (id.to_owned(), Arc::clone(&frames));
                     // Room is made by the reader deleting what it read; the
                     // relay is gone once the run ended.
-                    self.db
-                        .write(move |tx| {
-                            inputs::put_if_room(tx, &run_id, &frames, BETWEEN_REPLICAS)
-                        })
-                        .await
+                    let put = self
+                        .db
+                        .write(move |tx| inputs::put_if_room(tx, &run_id, &lent, BETWEEN_REPLICAS))
+                        .await;
+                    pending = Arc::try_unwrap(frames).unwrap_or_else(|frames| (*frames).clone());
+                    put
                 };
                 match put {
                     Ok(inputs::Put::Done(n)) => {

@@ -1532,6 +1532,58 @@ mod tests {
         pg.close();
     }
 
+    /// A relay of run `run_x`'s input, its reader attached, with `frames`
+    /// chunks numbered from 0.
+    async fn input_relay(db: &Db) -> Vec<(i64, Vec<u8>)> {
+        use super::super::inputs::{Side, attach};
+        db.write(|tx| attach(tx, "run_x", Side::Reader, "replica", &[7; 32], 1))
+            .await
+            .expect("attached");
+        (0..40).map(|i| (i, vec![i as u8; 3])).collect()
+    }
+
+    #[tokio::test]
+    async fn input_chunks_sent_again_after_a_lost_answer_are_not_stored_twice_on_postgres() {
+        use super::super::inputs::{Put, put_if_room, take};
+        let Some(pg) = OnPostgres::open() else { return };
+        let frames = input_relay(&pg.db).await;
+        let first = frames[..3].to_vec();
+        let put = pg.db.write(move |tx| put_if_room(tx, "run_x", &first, 32));
+        assert_eq!(put.await.expect("stored"), Put::Done(3));
+        // The answer was lost: the same three again, and one more.
+        let again = frames[..4].to_vec();
+        let put = pg.db.write(move |tx| put_if_room(tx, "run_x", &again, 32));
+        assert_eq!(put.await.expect("stored"), Put::Done(4));
+        let taken = pg
+            .db
+            .write(|tx| take(tx, "run_x", 32))
+            .await
+            .expect("taken");
+        let seqs: Vec<i64> = taken.iter().map(|(seq, _)| *seq).collect();
+        assert_eq!(seqs, [0, 1, 2, 3]);
+        pg.close();
+    }
+
+    #[tokio::test]
+    async fn input_chunks_beyond_the_room_wait_for_the_reader_on_postgres() {
+        use super::super::inputs::{Put, put_if_room, take};
+        let Some(pg) = OnPostgres::open() else { return };
+        let frames = input_relay(&pg.db).await;
+        let all = frames.clone();
+        let put = pg.db.write(move |tx| put_if_room(tx, "run_x", &all, 32));
+        assert_eq!(put.await.expect("stored"), Put::Done(32));
+        let rest = frames[32..].to_vec();
+        let again = rest.clone();
+        let put = pg.db.write(move |tx| put_if_room(tx, "run_x", &again, 32));
+        assert_eq!(put.await.expect("refused"), Put::NoRoom);
+        // Positive control: once the reader took some, the rest fit.
+        let taken = pg.db.write(|tx| take(tx, "run_x", 8)).await.expect("taken");
+        assert_eq!(taken.len(), 8);
+        let put = pg.db.write(move |tx| put_if_room(tx, "run_x", &rest, 32));
+        assert_eq!(put.await.expect("stored"), Put::Done(8));
+        pg.close();
+    }
+
     on_both_backends!(
         appends_left_for_the_commit_keep_the_chain_whole_on_sqlite,
         appends_left_for_the_commit_keep_the_chain_whole_on_postgres,

@@ -114,7 +114,7 @@ pub(crate) fn feeder_alive(tx: &Tx<'_>, run_id: &str, now: i64) -> Result<(), Er
 /// What [`put_if_room`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Put {
-    /// Stored the first this many (at least one).
+    /// The first this many are stored (at least one).
     Done(usize),
     /// `room` chunks are unread already.
     NoRoom,
@@ -123,27 +123,33 @@ pub(crate) enum Put {
 }
 
 /// Stores the first of `chunks` (each a sequence number and its sealed
-/// frame) of run `run_id`'s input that fit with at most `room` unread, if
-/// the relay is still recorded and read (deleting a relay deletes its
-/// chunks: nothing is left behind once its run ended).
+/// frame, in order) of run `run_id`'s input that fit with at most `room`
+/// unread, if the relay is still recorded and read (deleting a relay
+/// deletes its chunks: nothing is left behind once its run ended); those
+/// stored before (`next_seq`) count as stored.
 pub(crate) fn put_if_room(
     tx: &Tx<'_>,
     run_id: &str,
     chunks: &[(i64, Vec<u8>)],
     room: usize,
 ) -> Result<Put, Error> {
-    let (relay, unread): (bool, i64) = tx.query_row(
-        "SELECT EXISTS (SELECT 1 FROM input_relays WHERE run_id = ?1 AND reader_done = 0),
-                (SELECT COUNT(*) FROM input_chunks WHERE run_id = ?1)",
-        params![run_id],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
-    if !relay {
+    let relay: Option<(i64, i64)> = tx
+        .query_row(
+            "SELECT next_seq, (SELECT COUNT(*) FROM input_chunks WHERE run_id = ?1)
+             FROM input_relays WHERE run_id = ?1 AND reader_done = 0",
+            params![run_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let Some((next_seq, unread)) = relay else {
         return Ok(Put::Gone);
-    }
+    };
+    // Those stored by a write whose answer was lost (then sent again) are
+    // not stored twice.
+    let stored = chunks.iter().take_while(|(seq, _)| *seq < next_seq).count();
     let free = room.saturating_sub(usize::try_from(unread).unwrap_or(usize::MAX));
-    let fit = &chunks[..free.min(chunks.len())];
-    if fit.is_empty() {
+    let fit = &chunks[stored..stored + free.min(chunks.len() - stored)];
+    if stored == 0 && fit.is_empty() {
         return Ok(Put::NoRoom);
     }
     let mut insert =
@@ -151,7 +157,11 @@ pub(crate) fn put_if_room(
     for (seq, sealed) in fit {
         insert.execute(params![run_id, seq, sealed])?;
     }
-    Ok(Put::Done(fit.len()))
+    if let Some((last, _)) = fit.last() {
+        tx.prepare_cached("UPDATE input_relays SET next_seq = ?2 WHERE run_id = ?1")?
+            .execute(params![run_id, last + 1])?;
+    }
+    Ok(Put::Done(stored + fit.len()))
 }
 
 /// The reader of run `run_id`'s input is done with it (it read the end,

@@ -386,7 +386,8 @@ CREATE TABLE input_relays (
     feeder_seen_ms  BIGINT,
     reader_replica  TEXT,
     reader_key      BYTEA,
-    reader_done     BIGINT NOT NULL DEFAULT 0
+    reader_done     BIGINT NOT NULL DEFAULT 0,
+    next_seq        BIGINT NOT NULL DEFAULT 0
 );
 CREATE UNLOGGED TABLE input_chunks (
     run_id  TEXT NOT NULL REFERENCES input_relays (run_id) ON DELETE CASCADE,
