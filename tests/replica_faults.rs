@@ -688,4 +688,6 @@ async fn input_piped_into_sealrun_run_on_one_replica_reaches_the_command_run_thr
     let run = cli.json(&["runs", "show", id]);
     assert_eq!(run["stdin_bytes"], data.len() as u64, "{run}");
     drop(agent);
+    drop(replicas);
+    db.drop_database();
 }

@@ -38,6 +38,16 @@ async fn replicas() -> Option<(InProcessServer, InProcessServer, tempfile::TempD
     Some((first, second, dir))
 }
 
+/// Another replica of `a`'s database, and its directory.
+async fn another_replica(a: &InProcessServer) -> (InProcessServer, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let replica = a
+        .start_replica(dir.path(), quick_settings())
+        .await
+        .expect("a replica on PostgreSQL");
+    (replica, dir)
+}
+
 /// Target `db` declared through `a`, served by an agent connected to `b`;
 /// `a`'s admin and the agent.
 async fn target_on_a_agent_on_b(a: &InProcessServer, b: &InProcessServer) -> (Client, FakeAgent) {
@@ -427,20 +437,7 @@ async fn input_that_breaks_off_on_one_replica_cuts_the_agents_read_on_another() 
     let (admin_a, agent) = target_on_a_agent_on_b(&a, &b).await;
     let id = submit_with_input(&admin_a).await;
     assert_eq!(agent.next_run().await.run_id, id);
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
-    let feeding = {
-        let (admin, path) = (admin_a.clone(), format!("/v1/runs/{id}/stdin"));
-        let body = reqwest::Body::wrap_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
-        tokio::spawn(async move {
-            let _ = admin
-                .http
-                .put(format!("{}{path}", admin.url))
-                .bearer_auth(&admin.token)
-                .body(body)
-                .send()
-                .await;
-        })
-    };
+    let (tx, feeding) = admin_a.put_fed(&format!("/v1/runs/{id}/stdin"));
     tx.send(Ok(b"part of a migration".to_vec())).await.unwrap();
     let reading = {
         let id = id.clone();
@@ -491,25 +488,13 @@ async fn a_runs_input_is_sent_once_and_read_once_across_replicas() {
     // Read again, on B and on A.
     let (status, _) = agent.read_stdin(&id).await;
     assert_eq!(status, StatusCode::CONFLICT);
-    let through_a = FakeAgent {
-        client: a.client(&agent.client.token),
-        id: agent.id.clone(),
-        keys: Vec::new(),
-    };
+    let through_a = agent.through(&a);
     let (status, _) = through_a.read_stdin(&id).await;
     assert_eq!(status, StatusCode::CONFLICT);
     // And on a replica that holds nothing of it in memory: only the
     // database's record says it was read.
-    let dir = tempfile::tempdir().unwrap();
-    let c = a
-        .start_replica(dir.path(), quick_settings())
-        .await
-        .expect("a replica on PostgreSQL");
-    let through_c = FakeAgent {
-        client: c.client(&agent.client.token),
-        id: agent.id.clone(),
-        keys: Vec::new(),
-    };
+    let (c, _c_dir) = another_replica(&a).await;
+    let through_c = agent.through(&c);
     let (status, read) = through_c.read_stdin(&id).await;
     assert_eq!(status, StatusCode::CONFLICT, "{read:?}");
 }
@@ -522,22 +507,10 @@ async fn an_agent_that_stops_reading_on_one_replica_ends_the_feed_on_another_as_
     let (admin_a, agent) = target_on_a_agent_on_b(&a, &b).await;
     let id = submit_with_input(&admin_a).await;
     // A pipe held open: the feed ends only if the control plane ends it.
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(64);
+    let (tx, feeding) = admin_a.put_fed(&format!("/v1/runs/{id}/stdin"));
     tx.send(Ok(b"select 1;\n".to_vec())).await.unwrap();
-    let feeding = {
-        let (admin, path) = (admin_a.clone(), format!("/v1/runs/{id}/stdin"));
-        let body = reqwest::Body::wrap_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
-        tokio::spawn(async move { admin.put_body(&path, body).await })
-    };
     assert_eq!(agent.next_run().await.run_id, id);
-    let mut reading = agent
-        .client
-        .http
-        .get(format!("{}/v1/agent/runs/{id}/stdin", agent.client.url))
-        .bearer_auth(&agent.client.token)
-        .send()
-        .await
-        .unwrap();
+    let mut reading = agent.open_stdin(&id).await;
     assert_eq!(
         reading.chunk().await.unwrap().as_deref(),
         Some(&b"select 1;\n"[..])
@@ -550,7 +523,8 @@ async fn an_agent_that_stops_reading_on_one_replica_ends_the_feed_on_another_as_
     let answer = tokio::time::timeout(PROMPTLY, feeding)
         .await
         .expect("the feed was ended")
-        .unwrap();
+        .unwrap()
+        .expect("an answer");
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
     let sent: StdinSent = answer.parse();
     assert!(!sent.complete, "{sent:?}");
@@ -594,25 +568,13 @@ async fn a_run_canceled_mid_input_between_replicas_leaves_nothing_of_it_in_the_d
     let (admin_a, agent) = target_on_a_agent_on_b(&a, &b).await;
     let id = submit_with_input(&admin_a).await;
     // More than the relay holds, sent while nobody reads.
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(64);
+    let (tx, feeding) = admin_a.put_fed(&format!("/v1/runs/{id}/stdin"));
     for _ in 0..40 {
         tx.send(Ok(vec![b'x'; 64 * 1024])).await.unwrap();
     }
-    let feeding = {
-        let (admin, path) = (admin_a.clone(), format!("/v1/runs/{id}/stdin"));
-        let body = reqwest::Body::wrap_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
-        tokio::spawn(async move { admin.put_body(&path, body).await })
-    };
     assert_eq!(agent.next_run().await.run_id, id);
     // The agent asks for the input and does not read it.
-    let unread = agent
-        .client
-        .http
-        .get(format!("{}/v1/agent/runs/{id}/stdin", agent.client.url))
-        .bearer_auth(&agent.client.token)
-        .send()
-        .await
-        .unwrap();
+    let unread = agent.open_stdin(&id).await;
     // Positive control: chunks wait in the database.
     tokio::time::timeout(PROMPTLY, async {
         while relay_rows(&pg, &id).await.1 == 0 {
@@ -723,16 +685,8 @@ async fn the_size_of_a_runs_input_is_recorded_though_its_agent_reports_the_end_t
     assert!(fed.await.unwrap().complete);
     // The same agent, its end reported through a third replica, which
     // relayed nothing (A passed the input on, and counted it too).
-    let dir = tempfile::tempdir().unwrap();
-    let c = a
-        .start_replica(dir.path(), quick_settings())
-        .await
-        .expect("a replica on PostgreSQL");
-    let through_c = FakeAgent {
-        client: c.client(&agent.client.token),
-        id: agent.id.clone(),
-        keys: Vec::new(),
-    };
+    let (c, _c_dir) = another_replica(&a).await;
+    let through_c = agent.through(&c);
     through_c
         .finish(&id, RunStatus::Succeeded, Some(0), 0)
         .await

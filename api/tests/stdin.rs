@@ -91,33 +91,9 @@ async fn a_feed_that_breaks_off_cuts_the_agents_stream_instead_of_ending_it() {
     let w = World::in_process().await;
     let id = submit_with_input(&w).await;
     w.agent.next_run().await;
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
-    let feeder = {
-        let admin = w.admin.clone();
-        let path = stdin_path(&id);
-        let body = reqwest::Body::wrap_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
-        tokio::spawn(async move {
-            let _ = admin
-                .http
-                .put(format!("{}{path}", admin.url))
-                .bearer_auth(&admin.token)
-                .body(body)
-                .send()
-                .await;
-        })
-    };
-    tx.send(Ok(Bytes::from("part of a migration")))
-        .await
-        .unwrap();
-    let resp = w
-        .agent
-        .client
-        .http
-        .get(format!("{}/v1/agent/runs/{id}/stdin", w.agent.client.url))
-        .bearer_auth(&w.agent.client.token)
-        .send()
-        .await
-        .unwrap();
+    let (tx, feeder) = w.admin.put_fed(&stdin_path(&id));
+    tx.send(Ok(b"part of a migration".to_vec())).await.unwrap();
+    let resp = w.agent.open_stdin(&id).await;
     assert_eq!(resp.status(), StatusCode::OK);
     let mut stream = resp.bytes_stream();
     // Positive control: what was sent arrives.

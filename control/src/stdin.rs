@@ -417,9 +417,7 @@ impl Control {
                 () = watch.changed() => {}
                 () = tokio::time::sleep(RECHECK) => {}
             }
-            let run_id = id.to_owned();
-            let relay = self.db.read_one(move |tx| inputs::relay(tx, &run_id)).await;
-            match relay {
+            match self.input_relay(id).await {
                 // The run ended and its relay was dropped.
                 Ok(None) => return,
                 Ok(Some(relay)) => reader = relay.reader,
@@ -497,11 +495,7 @@ impl Control {
             loop {
                 // A read first: while the reader is behind, most looks find
                 // no room, and a write would take the replicas' write lock.
-                let run_id = id.to_owned();
-                let unread = self
-                    .db
-                    .read_one(move |tx| inputs::unread(tx, &run_id))
-                    .await;
+                let unread = self.unread_input(id).await;
                 let put = if unread.is_ok_and(|n| n >= BETWEEN_REPLICAS as i64) {
                     Ok(inputs::Put::NoRoom)
                 } else {
@@ -546,11 +540,24 @@ impl Control {
     /// Whether run `id`'s relay is gone (its run ended) or its reader is
     /// done with it; `false` if the database cannot say now.
     async fn reader_gone(&self, id: &str) -> bool {
-        let run_id = id.to_owned();
-        match self.db.read_one(move |tx| inputs::relay(tx, &run_id)).await {
+        match self.input_relay(id).await {
             Ok(relay) => relay.is_none_or(|relay| relay.reader_done),
             Err(_) => false,
         }
+    }
+
+    /// Run `id`'s relay between replicas, if recorded.
+    async fn input_relay(&self, id: &str) -> Result<Option<inputs::Relay>, Error> {
+        let run_id = id.to_owned();
+        self.db.read_one(move |tx| inputs::relay(tx, &run_id)).await
+    }
+
+    /// Chunks of run `id`'s input unread in the database.
+    async fn unread_input(&self, id: &str) -> Result<i64, Error> {
+        let run_id = id.to_owned();
+        self.db
+            .read_one(move |tx| inputs::unread(tx, &run_id))
+            .await
     }
 
     /// Records that this replica, run `id`'s feeder's, is alive.
@@ -673,12 +680,7 @@ impl Incoming {
                         () = self.watch.changed() => {}
                         () = tokio::time::sleep(RELAY_LOOK) => {}
                     }
-                    let run_id = self.id.clone();
-                    let relay = self
-                        .control
-                        .db
-                        .read_one(move |tx| inputs::relay(tx, &run_id))
-                        .await;
+                    let relay = self.control.input_relay(&self.id).await;
                     if let Ok(Some(inputs::Relay {
                         feeder: Some(feeder),
                         ..
@@ -708,12 +710,7 @@ impl Incoming {
     async fn look_there(&mut self) -> Option<StdinBroken> {
         // A read first: most looks find nothing, and a write would take
         // the replicas' write lock for nothing.
-        let run_id = self.id.clone();
-        let unread = self
-            .control
-            .db
-            .read_one(move |tx| inputs::unread(tx, &run_id))
-            .await;
+        let unread = self.control.unread_input(&self.id).await;
         let taken = match unread {
             Ok(0) => Ok(Vec::new()),
             Ok(_) => {
@@ -765,13 +762,7 @@ impl Incoming {
 
     /// Notes the feeder's replica's sign of life, if it gave a new one.
     async fn look_for_life(&mut self) {
-        let run_id = self.id.clone();
-        let relay = self
-            .control
-            .db
-            .read_one(move |tx| inputs::relay(tx, &run_id))
-            .await;
-        if let Ok(Some(relay)) = relay {
+        if let Ok(Some(relay)) = self.control.input_relay(&self.id).await {
             if relay.feeder_seen_ms != self.seen {
                 self.seen = relay.feeder_seen_ms;
                 self.last_sign = Instant::now();

@@ -341,17 +341,32 @@ impl FakeAgent {
             .parse()
     }
 
-    /// `GET /v1/agent/runs/{run}/stdin`: the status, and the body read to
-    /// its end (`Err` if it was cut off: the input broke).
-    pub async fn read_stdin(&self, run: &str) -> (StatusCode, Result<Vec<u8>, String>) {
-        let mut resp = self
-            .client
+    /// This agent with its requests sent to `server` (another replica of
+    /// its control plane), without its targets' keys: for what needs none
+    /// (reading a run's input, reporting its end).
+    pub fn through(&self, server: &impl ControlPlane) -> FakeAgent {
+        FakeAgent {
+            client: server.client(&self.client.token),
+            id: self.id.clone(),
+            keys: Vec::new(),
+        }
+    }
+
+    /// `GET /v1/agent/runs/{run}/stdin`, its body not read yet.
+    pub async fn open_stdin(&self, run: &str) -> reqwest::Response {
+        self.client
             .http
             .get(format!("{}/v1/agent/runs/{run}/stdin", self.client.url))
             .bearer_auth(&self.client.token)
             .send()
             .await
-            .unwrap_or_else(|e| panic!("read the input of {run}: {e}"));
+            .unwrap_or_else(|e| panic!("read the input of {run}: {e}"))
+    }
+
+    /// `GET /v1/agent/runs/{run}/stdin`: the status, and the body read to
+    /// its end (`Err` if it was cut off: the input broke).
+    pub async fn read_stdin(&self, run: &str) -> (StatusCode, Result<Vec<u8>, String>) {
+        let mut resp = self.open_stdin(run).await;
         let status = resp.status();
         let mut body = Vec::new();
         loop {

@@ -90,6 +90,10 @@ impl Answer {
     }
 }
 
+/// What feeds a body chunk by chunk ([`Client::put_fed`]): an `Err` breaks it
+/// off, dropping it ends it.
+pub type Feed = tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>;
+
 /// A user (or agent) talking to the API with one token; no token at all when
 /// the token is empty.
 #[derive(Clone, Debug)]
@@ -182,6 +186,24 @@ impl Client {
 
     /// `PUT path` with a streamed octet body (a run's input).
     pub async fn put_body(&self, path: &str, body: reqwest::Body) -> Answer {
+        self.try_put_body(path, body)
+            .await
+            .unwrap_or_else(|e| panic!("PUT {path}: {e}"))
+    }
+
+    /// Starts `PUT path` in a task with a streamed octet body fed from the
+    /// sender returned, chunk by chunk as a test sends them; an `Err` sent
+    /// breaks the body off, dropping the sender ends it. The task gives the
+    /// answer, or `None` if the request failed (as one broken off may).
+    pub fn put_fed(&self, path: &str) -> (Feed, tokio::task::JoinHandle<Option<Answer>>) {
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let body = reqwest::Body::wrap_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+        let (client, path) = (self.clone(), path.to_owned());
+        let answer = tokio::spawn(async move { client.try_put_body(&path, body).await.ok() });
+        (tx, answer)
+    }
+
+    async fn try_put_body(&self, path: &str, body: reqwest::Body) -> reqwest::Result<Answer> {
         let mut req = self
             .http
             .put(format!("{}{}", self.url, path))
@@ -190,22 +212,18 @@ impl Client {
         if !self.token.is_empty() {
             req = req.bearer_auth(&self.token);
         }
-        match req.send().await {
-            Ok(resp) => {
-                let status = resp.status();
-                let content_type = resp
-                    .headers()
-                    .get("content-type")
-                    .map(|v| v.to_str().expect("an ASCII content-type").to_owned());
-                let text = resp.text().await.unwrap_or_default();
-                Answer {
-                    status,
-                    text,
-                    content_type,
-                }
-            }
-            Err(e) => panic!("PUT {path}: {e}"),
-        }
+        let resp = req.send().await?;
+        let status = resp.status();
+        let content_type = resp
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().expect("an ASCII content-type").to_owned());
+        let text = resp.text().await.unwrap_or_default();
+        Ok(Answer {
+            status,
+            text,
+            content_type,
+        })
     }
 
     /// `DELETE path`.
