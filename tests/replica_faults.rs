@@ -10,11 +10,13 @@
 #![allow(clippy::unwrap_used)]
 
 use sealrun_testkit::{
-    AgentProcess, Cli, Client, ControlPlane, FakeAgent, PrivateCluster, Replicas, code,
-    require_docker, require_postgres, run_request, spawned_target, text, to_value, trust_target,
+    AgentProcess, Balancer, Cli, Client, ControlPlane, FakeAgent, PrivateCluster, Replicas,
+    TestDatabase, announced_run, code, require_docker, require_postgres, run_request,
+    spawned_target, text, to_value, trust_target, varied_bytes,
 };
 use sealrun_vault::TargetKeypair;
 use sealrun_wire::admin::Role;
+use sealrun_wire::admin::TargetSpec;
 use sealrun_wire::agent::Assignment;
 use sealrun_wire::run::{RunCreated, RunStatus};
 use std::collections::{HashMap, HashSet};
@@ -30,6 +32,47 @@ fn printer(lines: u32, pause: &str) -> String {
 /// What [`printer`] prints.
 fn printed(lines: u32) -> String {
     (0..lines).map(|i| format!("line {i}\n")).collect()
+}
+
+/// Two replicas on `db`, target `spec` on them, and a real agent serving it
+/// through a balancer over the replicas `via` (in that order).
+struct Served {
+    replicas: Replicas,
+    admin: Client,
+    agent: AgentProcess,
+    /// The agent's way in: kept as long as the agent.
+    via_agent: Balancer,
+}
+
+impl Served {
+    async fn start(
+        dir: &std::path::Path,
+        db: &TestDatabase,
+        spec: &TargetSpec,
+        via: &[usize],
+    ) -> Served {
+        let replicas = Replicas::start(dir, &db.url_text, 2, &[]).await;
+        let admin = replicas.at(0).admin();
+        admin.put_target(spec).await;
+        let enrollment = admin.enrollment_token("default").await;
+        let via_agent = replicas.balancer(via).await;
+        let mut agent = AgentProcess::start(
+            &via_agent,
+            &dir.join("agent"),
+            "agent",
+            &[&spec.name],
+            Some(&enrollment),
+            &[],
+        )
+        .await;
+        agent.wait_connected(&admin, &[&spec.name]).await;
+        Served {
+            replicas,
+            admin,
+            agent,
+            via_agent,
+        }
+    }
 }
 
 /// `sealrun ARGS` running, its stdout and stderr captured as they come.
@@ -516,28 +559,19 @@ async fn the_journey_of_a_secret_run_needing_approval_crosses_two_replicas() {
     let Some(db) = require_postgres(&dir.path().join("pg")) else {
         return;
     };
-    let replicas = Replicas::start(dir.path(), &db.url_text, 2, &[]).await;
-    let admin = replicas.at(0).admin();
-    // The agent polls replica 0; every person below talks to replica 1
-    // except the approver.
-    let via_agent = replicas.balancer(&[0, 1]).await;
     let mut spec = spawned_target("db", 300);
     spec.policy.approval = serde_json::from_value(
         serde_json::json!({"require": "ad_hoc", "approvals": 1, "from_groups": ["dba"]}),
     )
     .unwrap();
-    admin.put_target(&spec).await;
-    let enrollment = admin.enrollment_token("default").await;
-    let mut agent = AgentProcess::start(
-        &via_agent,
-        &dir.path().join("agent"),
-        "agent",
-        &["db"],
-        Some(&enrollment),
-        &[],
-    )
-    .await;
-    agent.wait_connected(&admin, &["db"]).await;
+    // The agent polls replica 0; every person below talks to replica 1
+    // except the approver.
+    let Served {
+        replicas,
+        admin,
+        agent,
+        via_agent: _via_agent,
+    } = Served::start(dir.path(), &db, &spec, &[0, 1]).await;
     trust_target(replicas.at(0), &admin, "db").await;
     // Replica 1 first; its CLIs share the first replica's HOME, whose trust
     // file `trust_target` wrote.
@@ -566,12 +600,7 @@ async fn the_journey_of_a_secret_run_needing_approval_crosses_two_replicas() {
     );
     let (shown, said) = (run.shown.clone(), run.said.clone());
     said.wait_for("is waiting for approval").await;
-    let id = said
-        .text()
-        .split_whitespace()
-        .find(|w| w.starts_with("run_"))
-        .unwrap()
-        .to_owned();
+    let id = announced_run(&said.text());
     // Approved on the other replica.
     replicas
         .at(0)
@@ -639,25 +668,14 @@ async fn input_piped_into_sealrun_run_on_one_replica_reaches_the_command_run_thr
     let Some(db) = require_postgres(&dir.path().join("pg")) else {
         return;
     };
-    let replicas = Replicas::start(dir.path(), &db.url_text, 2, &[]).await;
-    let admin = replicas.at(0).admin();
-    admin.put_target(&spawned_target("db", 300)).await;
-    let enrollment = admin.enrollment_token("default").await;
     // The agent talks to replica 0 only, the CLI to replica 1 only.
-    let via_agent = replicas.balancer(&[0]).await;
-    let mut agent = AgentProcess::start(
-        &via_agent,
-        &dir.path().join("agent"),
-        "agent",
-        &["db"],
-        Some(&enrollment),
-        &[],
-    )
-    .await;
-    agent.wait_connected(&admin, &["db"]).await;
-    let data: Vec<u8> = (0..4 * 1024 * 1024u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
-        .collect();
+    let Served {
+        replicas,
+        admin,
+        agent,
+        via_agent: _via_agent,
+    } = Served::start(dir.path(), &db, &spawned_target("db", 300), &[0]).await;
+    let data = varied_bytes(4 * 1024 * 1024);
     let cli = replicas.at(1).cli(&admin.token);
     let out = cli.output_with_stdin(
         &[
@@ -680,12 +698,7 @@ async fn input_piped_into_sealrun_run_on_one_replica_reaches_the_command_run_thr
         lines.next().unwrap(),
         format!("{}  -", hex::encode(Sha256::digest(&data)))
     );
-    let id = said
-        .split_whitespace()
-        .find(|w| w.starts_with("run_"))
-        .unwrap()
-        .trim_end_matches(|c: char| !c.is_ascii_alphanumeric());
-    let run = cli.json(&["runs", "show", id]);
+    let run = cli.json(&["runs", "show", &announced_run(&said)]);
     assert_eq!(run["stdin_bytes"], data.len() as u64, "{run}");
     drop(agent);
     drop(replicas);

@@ -3,34 +3,12 @@
 //! a real container.
 #![allow(clippy::unwrap_used)]
 
-use sealrun_testkit::{DevProcess, code, require_docker, text};
+use sealrun_testkit::{DevProcess, announced_run, code, require_docker, text, varied_bytes};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 use std::io::Write as _;
 use std::process::Stdio;
 use std::time::Duration;
-
-/// `len` bytes of varied, deterministic content (every byte value occurs).
-fn input(len: usize) -> Vec<u8> {
-    let mut x: u32 = 0x9e37_79b9;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x.to_le_bytes()[0]
-        })
-        .collect()
-}
-
-/// The id of the run sealrun announced on stderr ("run <id> submitted").
-fn announced_id(stderr: &str) -> String {
-    stderr
-        .split_whitespace()
-        .find(|w| w.starts_with("run_"))
-        .unwrap_or_else(|| panic!("no run id in: {stderr}"))
-        .to_owned()
-}
 
 fn show(dev: &DevProcess, id: &str) -> Value {
     dev.cli.json(&["runs", "show", id])
@@ -42,7 +20,7 @@ fn ten_megabytes_piped_in_reach_the_command_byte_for_byte_and_only_the_size_is_r
         return;
     }
     let dev = DevProcess::start();
-    let data = input(10 * 1024 * 1024);
+    let data = varied_bytes(10 * 1024 * 1024);
     // `wc -c; sha256sum` would hash nothing: `wc` reads the input to its
     // end first (as with `docker run -i`). The command keeps a copy in its
     // tmpfs and measures both from it.
@@ -65,7 +43,7 @@ fn ten_megabytes_piped_in_reach_the_command_byte_for_byte_and_only_the_size_is_r
     let mut lines = stdout.lines();
     assert_eq!(lines.next().unwrap().trim(), data.len().to_string());
     assert_eq!(lines.next().unwrap(), format!("{hash}  -"));
-    let run = show(&dev, &announced_id(&stderr));
+    let run = show(&dev, &announced_run(&stderr));
     assert_eq!(run["stdin"], true);
     assert_eq!(run["stdin_bytes"], data.len() as u64);
 }
@@ -106,7 +84,7 @@ fn with_no_stdin_the_command_reads_an_empty_input() {
     let stderr = text(&out.stderr);
     assert_eq!(code(&out), 0, "{stderr}");
     assert_eq!(text(&out.stdout), "end\n");
-    let run = show(&dev, &announced_id(&stderr));
+    let run = show(&dev, &announced_run(&stderr));
     assert_eq!(run["stdin"], false);
     assert!(run.get("stdin_bytes").is_none_or(Value::is_null), "{run}");
 }
@@ -119,7 +97,7 @@ fn a_command_that_stops_reading_early_ends_normally_and_sealrun_with_it() {
     let dev = DevProcess::start();
     // Far more than the relay and the pipes hold: sealrun must not wait to
     // send it all once the command is done.
-    let data = input(64 * 1024 * 1024);
+    let data = varied_bytes(64 * 1024 * 1024);
     let out = dev
         .cli
         .output_with_stdin(&["run", "--target", "demo", "--", "head", "-c", "5"], &data);
@@ -127,7 +105,7 @@ fn a_command_that_stops_reading_early_ends_normally_and_sealrun_with_it() {
     assert_eq!(code(&out), 0, "{stderr}");
     assert_eq!(out.stdout, &data[..5]);
     assert!(!stderr.contains("could not send"), "{stderr}");
-    let run = show(&dev, &announced_id(&stderr));
+    let run = show(&dev, &announced_run(&stderr));
     assert_eq!(run["status"], "succeeded");
     assert!(
         run["stdin_bytes"].as_u64().unwrap() < data.len() as u64,
@@ -180,7 +158,7 @@ fn the_issues_wc_then_sha256sum_prints_what_it_prints_run_locally() {
         return;
     }
     let dev = DevProcess::start();
-    let data = input(10 * 1024 * 1024);
+    let data = varied_bytes(10 * 1024 * 1024);
     let script = "wc -c; sha256sum";
     let out = dev.cli.output_with_stdin(
         &["run", "--target", "demo", "--", "sh", "-c", script],
@@ -219,5 +197,5 @@ fn a_stdin_on_dev_null_gives_the_command_no_input_and_records_none() {
     let stderr = text(&out.stderr);
     assert_eq!(code(&out), 0, "{stderr}");
     assert_eq!(text(&out.stdout), "end\n");
-    assert_eq!(show(&dev, &announced_id(&stderr))["stdin"], false);
+    assert_eq!(show(&dev, &announced_run(&stderr))["stdin"], false);
 }

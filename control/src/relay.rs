@@ -105,29 +105,7 @@ impl StdinRelays {
             Arc::clone(&slot.delivered),
         ))
     }
-}
 
-impl StdinStream {
-    fn reading(
-        rx: mpsc::Receiver<Piece>,
-        fed: Arc<AtomicBool>,
-        delivered: Arc<AtomicU64>,
-    ) -> StdinStream {
-        let grace =
-            (!fed.load(Ordering::Relaxed)).then(|| Box::pin(tokio::time::sleep(FEEDER_GRACE)));
-        StdinStream {
-            rx,
-            fed,
-            delivered,
-            grace,
-            relayed: None,
-            on_drop: None,
-            done: false,
-        }
-    }
-}
-
-impl StdinRelays {
     /// Bytes relayed for `run_id` so far, and forgets its relay.
     /// `None` if it had none here, or passed it on to another replica.
     pub(crate) fn finish(&self, run_id: &str) -> Option<u64> {
@@ -193,6 +171,26 @@ impl std::fmt::Debug for StdinStream {
 }
 
 impl StdinStream {
+    /// The reader's half of a relay, giving up after [`FEEDER_GRACE`] if
+    /// the submitter has not started sending.
+    fn reading(
+        rx: mpsc::Receiver<Piece>,
+        fed: Arc<AtomicBool>,
+        delivered: Arc<AtomicU64>,
+    ) -> StdinStream {
+        let grace =
+            (!fed.load(Ordering::Relaxed)).then(|| Box::pin(tokio::time::sleep(FEEDER_GRACE)));
+        StdinStream {
+            rx,
+            fed,
+            delivered,
+            grace,
+            relayed: None,
+            on_drop: None,
+            done: false,
+        }
+    }
+
     /// A stream reading what `from` makes of this one (which may use it,
     /// or read another replica's relay instead): the bytes it gives are
     /// counted as this relay's, for the run's record, and this one's own

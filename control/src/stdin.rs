@@ -306,36 +306,7 @@ impl Control {
             let (control, run_id) = (Arc::clone(self), id.clone());
             let record = move |bytes: u64| {
                 if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                    runtime.spawn(async move {
-                        // The feeder's replica, if another, stops passing
-                        // the input on, as a feeder here would find the
-                        // reader gone.
-                        // Tried again while the database fails: a feeder's
-                        // replica not told waits until the run ends.
-                        let mut wait = Duration::from_millis(100);
-                        loop {
-                            let run_id = run_id.clone();
-                            let recorded = control
-                                .db
-                                .write(move |tx| {
-                                    store::runs::record_stdin_bytes(tx, &run_id, bytes)?;
-                                    inputs::reader_done(tx, &run_id)
-                                })
-                                .await;
-                            match recorded {
-                                Ok(()) => break,
-                                Err(e) if wait > FEEDER_STALE => {
-                                    tracing::warn!(error = %e, "could not record the end of a run's input");
-                                    break;
-                                }
-                                Err(_) => {
-                                    tokio::time::sleep(wait).await;
-                                    wait *= 2;
-                                }
-                            }
-                        }
-                        control.watchers.touch(&relay_key(&run_id));
-                    });
+                    runtime.spawn(async move { control.input_read(&run_id, bytes).await });
                 }
             };
             self.stdin
@@ -373,6 +344,38 @@ impl Control {
                 },
             ))
         }))
+    }
+
+    /// On the reader's replica, once the agent is done reading run `id`'s
+    /// input (`bytes` of it): records the size, and that the reader is
+    /// done, so that the feeder's replica, if another, stops passing the
+    /// input on (as a feeder here finds the reader gone). Tried again while
+    /// the database fails: a feeder's replica not told waits until the run
+    /// ends.
+    async fn input_read(&self, id: &str, bytes: u64) {
+        let mut wait = Duration::from_millis(100);
+        loop {
+            let run_id = id.to_owned();
+            let recorded = self
+                .db
+                .write(move |tx| {
+                    store::runs::record_stdin_bytes(tx, &run_id, bytes)?;
+                    inputs::reader_done(tx, &run_id)
+                })
+                .await;
+            match recorded {
+                Ok(()) => break,
+                Err(e) if wait > FEEDER_STALE => {
+                    tracing::warn!(run = %id, error = %e, "could not record the end of a run's input");
+                    break;
+                }
+                Err(_) => {
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                }
+            }
+        }
+        self.watchers.touch(&relay_key(id));
     }
 
     /// Whether other replicas may share this one's database (and so see
@@ -473,11 +476,8 @@ impl Control {
                         None => (END, Bytes::new()),
                         Some(Err(_)) => (BROKEN, Bytes::new()),
                     };
-                    let mut frame = Vec::with_capacity(9 + data.len());
-                    frame.extend_from_slice(&next_seq.to_be_bytes());
-                    frame.push(kind);
-                    frame.extend_from_slice(&data);
-                    let Ok(sealed) = reader_key.seal(&mut OsRng, &frame) else {
+                    let Ok(sealed) = reader_key.seal(&mut OsRng, &frame(next_seq, kind, &data))
+                    else {
                         tracing::error!(run = %id, "sealing a run's input failed: it is not passed on");
                         return;
                     };
@@ -617,6 +617,17 @@ impl Control {
             .and_then(|s| RunStatus::parse(&s))
             .is_none_or(RunStatus::is_terminal))
     }
+}
+
+/// A chunk passed between replicas, before it is sealed: its sequence
+/// number, what it carries ([`DATA`], [`END`], [`BROKEN`]), and the data
+/// (read back by `Incoming::open`).
+fn frame(seq: i64, kind: u8, data: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(9 + data.len());
+    frame.extend_from_slice(&seq.to_be_bytes());
+    frame.push(kind);
+    frame.extend_from_slice(data);
+    frame
 }
 
 /// What run `id`'s two sides of a relay between replicas watch and touch.

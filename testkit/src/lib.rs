@@ -99,7 +99,8 @@ pub use postgres::{
     require_postgres, unrelated_ca,
 };
 pub use process::{
-    Cli, code, free_port, output_within, raise_open_file_limit, sealrun_bin, signal, sigterm, text,
+    Cli, announced_run, code, free_port, output_within, raise_open_file_limit, sealrun_bin, signal,
+    sigterm, text, varied_bytes,
 };
 pub use replicas::{Balancer, Replicas};
 pub use server::{ControlPlane, InProcessServer, ServerProcess, quick_settings};

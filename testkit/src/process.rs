@@ -79,6 +79,29 @@ pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// The id of the run `sealrun run` announced on stderr (`run <id> ...`).
+pub fn announced_run(stderr: &str) -> String {
+    stderr
+        .split_whitespace()
+        .find(|w| w.starts_with("run_"))
+        .unwrap_or_else(|| panic!("no run id in: {stderr}"))
+        .to_owned()
+}
+
+/// `len` bytes of varied, deterministic content (every byte value occurs):
+/// input to pipe into a run.
+pub fn varied_bytes(len: usize) -> Vec<u8> {
+    let mut x: u32 = 0x9e37_79b9;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x.to_le_bytes()[0]
+        })
+        .collect()
+}
+
 /// Runs `command` (stdin empty, output captured) until it exits by itself,
 /// for daemons that must refuse to start: its output, or a failed test
 /// (naming `what`, with what it printed) if it is still running after
