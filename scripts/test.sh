@@ -15,6 +15,10 @@ export SEALRUN_REQUIRE_BROWSER=1
 export SEALRUN_REQUIRE_POSTGRES=1
 export SEALRUN_TEST_DATABASE_URL="postgres://sealrun:sealrun@127.0.0.1:$(pg_lsclusters --no-header | awk 'NR==1 {print $3}')/postgres"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# One build, run once: incremental caches (a copy of each workspace crate's
+# objects per target) would only cost disk, several GB of it, and a CI machine
+# ran out of disk with them. Export CARGO_INCREMENTAL=1 to keep them.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 say "cargo fmt --check"
 cargo fmt --all -- --check
@@ -62,7 +66,10 @@ say "no sealrun container left on the engine"
 pg_url="$SEALRUN_TEST_DATABASE_URL"
 say "the control-plane suite (api/tests) again, on PostgreSQL"
 if cargo nextest --version >/dev/null 2>&1; then
-  SEALRUN_TEST_STORE=postgres cargo nextest run -p sealrun-api --no-fail-fast || status=$?
+  # --workspace with a filter, not -p: the binaries built above, as built
+  # (-p resolves the dependencies' features for one package and builds them
+  # all again).
+  SEALRUN_TEST_STORE=postgres cargo nextest run --workspace -E 'package(sealrun-api)' --no-fail-fast || status=$?
 else
   SEALRUN_TEST_STORE=postgres cargo test -p sealrun-api --no-fail-fast || status=$?
 fi

@@ -8,6 +8,8 @@
 //!   HTTP crate.
 //! * Only `control/src/store/` contains SQL.
 //! * `ApiError` exists only in `api`.
+//! * Each crate's integration tests are one binary, and it compiles every
+//!   file of the crate's `tests/`.
 //!
 //! The parser is deliberately small (comments and literals are blanked, `use`
 //! trees expanded, inline modules tracked by their braces); each check has a
@@ -582,4 +584,71 @@ fn api_error_exists_only_in_the_api_crate() {
         }
     }
     assert!(in_api >= 5, "ApiError found in only {in_api} api files");
+}
+
+/// The names of the modules `root` declares out of line (`mod name;`).
+fn declared_modules(root: &Path) -> BTreeSet<String> {
+    let code = blank(&std::fs::read_to_string(root).unwrap(), true);
+    code.lines()
+        .filter_map(|line| line.trim().strip_prefix("mod "))
+        .filter_map(|rest| rest.strip_suffix(';'))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A test binary links the whole dependency graph: one per file of
+/// `tests/` cost CI ~80 MB and a link each, and once all its disk. So each
+/// crate has one, `tests/main.rs` (`autotests = false`, one `[[test]]`),
+/// and since cargo then no longer finds test files by itself, a file of
+/// `tests/` that `main.rs` does not declare would never be compiled or run.
+#[test]
+fn each_crate_has_one_test_binary_that_compiles_every_test_file() {
+    let mut declared_in_all = 0;
+    for member in members() {
+        let tests = member.join("tests");
+        let Ok(entries) = std::fs::read_dir(&tests) else {
+            continue;
+        };
+        let mut files = BTreeSet::new();
+        for entry in entries {
+            let path = entry.unwrap().path();
+            let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+            if path.is_dir() && path.join("mod.rs").exists()
+                || path.extension().is_some_and(|e| e == "rs")
+            {
+                files.insert(name);
+            }
+        }
+        let manifest = std::fs::read_to_string(member.join("Cargo.toml")).unwrap();
+        let name = member.display();
+        if !files.remove("main") {
+            assert!(
+                files.len() <= 1 && !manifest.contains("autotests = false"),
+                "{name}: tests/ has {} files and no main.rs: each would be a binary of its own",
+                files.len()
+            );
+            continue;
+        }
+        assert!(
+            manifest.contains("autotests = false"),
+            "{name}: cargo would make a binary of each file of tests/ beside main.rs"
+        );
+        assert_eq!(
+            manifest.matches("[[test]]").count(),
+            1,
+            "{name}: one [[test]], tests/main.rs"
+        );
+        assert!(manifest.contains("path = \"tests/main.rs\""), "{name}");
+        let declared = declared_modules(&tests.join("main.rs"));
+        assert_eq!(
+            declared, files,
+            "{name}: tests/main.rs must declare exactly the files of tests/ (an undeclared one never runs)"
+        );
+        declared_in_all += declared.len();
+    }
+    // Positive control: the test files of the workspace were seen.
+    assert!(
+        declared_in_all >= 80,
+        "only {declared_in_all} test modules seen"
+    );
 }

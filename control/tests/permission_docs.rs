@@ -5,7 +5,7 @@
 //! `<!-- permissions:begin -->` and `<!-- permissions:end -->`, and every
 //! OpenAPI operation the table names says the same roles in its summary.
 //! When the table changes, `SEALRUN_BLESS=1 cargo test -p sealrun-control
-//! --test permission_docs` rewrites the blocks; the summaries are fixed by
+//! --test suite permission_docs` rewrites the blocks; the summaries are fixed by
 //! hand.
 #![allow(clippy::unwrap_used)]
 
@@ -62,7 +62,7 @@ fn check_block(relative: &str) {
     panic!(
         "{relative}: the permission table differs from the one the code enforces.\n\
          --- in the document:\n{block}--- enforced:\n{expected}\
-         Run `SEALRUN_BLESS=1 cargo test -p sealrun-control --test permission_docs` to rewrite it."
+         Run `SEALRUN_BLESS=1 cargo test -p sealrun-control --test suite permission_docs` to rewrite it."
     );
 }
 

@@ -12,7 +12,7 @@
 //! (`scripts/test.sh`) so that binary is current.
 #![allow(clippy::unwrap_used)]
 
-mod signing;
+use crate::signing;
 
 use sealrun_testkit::slack::{StandIn, link_workspace, slash_command};
 use sealrun_testkit::{ADMIN_KEY_FILE, ControlPlane as _, SpawnedWorld, require_docker};

@@ -12,7 +12,7 @@
 //! current.
 #![allow(clippy::unwrap_used)]
 
-mod signing;
+use crate::signing;
 
 use rusqlite::params;
 use sealrun_testkit::{

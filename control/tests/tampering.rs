@@ -5,7 +5,7 @@
 //! the domain, as the HTTP API and Slack do.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use common::{AUDIT_COLUMNS, audit_entry};
 use rusqlite::Connection;

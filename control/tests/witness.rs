@@ -9,7 +9,7 @@
 //! current.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use common::{AUDIT_COLUMNS, audit_entry};
 use rusqlite::{Connection, params};

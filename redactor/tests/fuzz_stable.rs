@@ -6,7 +6,7 @@
 //! `SEALRUN_FUZZ_SECS` (e.g. 600 for ten minutes; `SEALRUN_FUZZ_SEED` to vary the inputs):
 //!
 //! ```sh
-//! SEALRUN_FUZZ_SECS=600 cargo test --release -p sealrun-redactor --test fuzz_stable -- --nocapture
+//! SEALRUN_FUZZ_SECS=600 cargo test --release -p sealrun-redactor --test suite fuzz_stable -- --nocapture
 //! ```
 #![allow(clippy::unwrap_used)]
 

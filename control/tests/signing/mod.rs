@@ -2,6 +2,7 @@
 //! a trust file, the running server's database to edit, the check that
 //! the agent refused a run with nothing run, and the changes an attacker
 //! or an admin makes to it.
+#![allow(clippy::unwrap_used)]
 
 use rusqlite::Connection;
 use sealrun_testkit::{SpawnedWorld, World, WorldOptions, spawned_target, trust_target};
