@@ -4,8 +4,9 @@
 //! its own, dynamically linked, `sealrun-init` beside the `sealrun` binary.
 #![allow(clippy::unwrap_used)]
 
-use sealrun_testkit::{DevProcess, init_binary, require_docker, sealrun_bin, workspace_root};
-use std::process::Command;
+use sealrun_testkit::{
+    DevProcess, cargo, init_binary, require_docker, sealrun_bin, workspace_root,
+};
 
 #[test]
 fn sealrun_dev_starts_after_a_workspace_build_without_being_told_where_the_shim_is() {
@@ -15,7 +16,7 @@ fn sealrun_dev_starts_after_a_workspace_build_without_being_told_where_the_shim_
     // The static shim, built and installed first...
     let installed = init_binary();
     // ...then the build that used to make `sealrun dev` refuse to start.
-    let build = Command::new(env!("CARGO"))
+    let build = cargo()
         .args(["build", "--workspace", "--bins", "--quiet"])
         .current_dir(workspace_root())
         .status()
