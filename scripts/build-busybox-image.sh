@@ -9,5 +9,12 @@
 # `build-base-image` example of the agent crate.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-exec "${CARGO:-cargo}" run --quiet -p sealrun-agent --example build-base-image -- \
+cargo="${CARGO:-cargo}"
+# `--workspace --examples`, not `run -p sealrun-agent`: the dependencies are
+# built with the features the workspace's tests resolve, so the test build
+# uses them as they are (with -p, a part of them would be built twice).
+"$cargo" build --quiet --workspace --examples
+target_dir=$("$cargo" metadata --format-version 1 --no-deps |
+  sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+exec "$target_dir/debug/examples/build-base-image" \
   ${SEALRUN_BUSYBOX_IMAGE:+"$SEALRUN_BUSYBOX_IMAGE"}

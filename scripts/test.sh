@@ -6,6 +6,11 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 say() { printf '\033[1;34m[test]\033[0m %s\n' "$*" >&2; }
 
+# One build, run once: incremental caches (a copy of each workspace crate's
+# objects per target) would only cost disk, several GB of it, and a CI machine
+# ran out of disk with them. Export CARGO_INCREMENTAL=1 to keep them.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
 ./scripts/provision.sh
 # Docker-backed tests must never skip here: they fail instead when Docker is missing.
 export SEALRUN_REQUIRE_DOCKER=1
@@ -15,10 +20,6 @@ export SEALRUN_REQUIRE_BROWSER=1
 export SEALRUN_REQUIRE_POSTGRES=1
 export SEALRUN_TEST_DATABASE_URL="postgres://sealrun:sealrun@127.0.0.1:$(pg_lsclusters --no-header | awk 'NR==1 {print $3}')/postgres"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
-# One build, run once: incremental caches (a copy of each workspace crate's
-# objects per target) would only cost disk, several GB of it, and a CI machine
-# ran out of disk with them. Export CARGO_INCREMENTAL=1 to keep them.
-export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 say "cargo fmt --check"
 cargo fmt --all -- --check

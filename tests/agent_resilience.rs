@@ -184,24 +184,29 @@ async fn a_killed_agents_command_ends_at_its_deadline_and_an_agent_under_a_new_i
     if !require_docker() {
         return;
     }
+    // The timeout leaves the test time to see the command start and kill
+    // its agent before the agent would stop it (a loaded CI machine took
+    // more than 2 s, and the agent had removed the container).
     let mut world = World::spawned_with(WorldOptions {
-        target_timeout_secs: 2,
+        target_timeout_secs: 8,
         ..Default::default()
     })
     .await;
     let id = world.submit(&["sh", "-c", "echo started; sleep 600"]).await;
     world.admin.wait_output(&id, "started").await;
-    let container = containers_of(&world.agent.id).pop().unwrap();
     world.agent.kill();
+    let container = containers_of(&world.agent.id)
+        .pop()
+        .expect("the run's container outlives its killed agent");
 
-    // Nobody is left to stop it: its shim does, at the deadline (timeout 2 s
+    // Nobody is left to stop it: its shim does, at the deadline (timeout 8 s
     // + stop grace 10 s + margin 5 s), not after `sleep 600`.
     let running = || {
         sealrun_testkit::docker_cli(&["inspect", "--format", "{{.State.Running}}", &container])
             .trim()
             .to_owned()
     };
-    sealrun_testkit::wait_until(40, "the orphan to be stopped by its shim", || {
+    sealrun_testkit::wait_until(60, "the orphan to be stopped by its shim", || {
         running() == "false"
     })
     .await;
