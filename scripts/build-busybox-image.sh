@@ -13,8 +13,10 @@ cargo="${CARGO:-cargo}"
 # `--workspace --examples`, not `run -p sealrun-agent`: the dependencies are
 # built with the features the workspace's tests resolve, so the test build
 # uses them as they are (with -p, a part of them would be built twice).
-"$cargo" build --quiet --workspace --examples
-target_dir=$("$cargo" metadata --format-version 1 --no-deps |
-  sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
-exec "$target_dir/debug/examples/build-base-image" \
-  ${SEALRUN_BUSYBOX_IMAGE:+"$SEALRUN_BUSYBOX_IMAGE"}
+# The path of the executable is cargo's to say (a target directory or triple
+# set elsewhere moves it).
+example=$("$cargo" build --quiet --workspace --examples --message-format=json-render-diagnostics |
+  { grep '"name":"build-base-image"' || true; } |
+  sed -n 's/.*"executable":"\([^"]*\)".*/\1/p')
+: "${example:?cargo built no build-base-image example}"
+exec "$example" ${SEALRUN_BUSYBOX_IMAGE:+"$SEALRUN_BUSYBOX_IMAGE"}

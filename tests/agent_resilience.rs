@@ -206,6 +206,13 @@ async fn a_killed_agents_command_ends_at_its_deadline_and_an_agent_under_a_new_i
             .trim()
             .to_owned()
     };
+    // Positive control: it was still running when its agent died, so what
+    // stops it below is its shim.
+    assert_eq!(
+        running(),
+        "true",
+        "the agent stopped it before it was killed"
+    );
     sealrun_testkit::wait_until(60, "the orphan to be stopped by its shim", || {
         running() == "false"
     })

@@ -586,14 +586,23 @@ fn api_error_exists_only_in_the_api_crate() {
     assert!(in_api >= 5, "ApiError found in only {in_api} api files");
 }
 
-/// The names of the modules `root` declares out of line (`mod name;`).
+/// The modules a crate's `tests/main.rs` declares: nothing but one
+/// `mod name;` a line (besides comments), so that none is compiled out by a
+/// `cfg` or hidden in a line this reads another way.
 fn declared_modules(root: &Path) -> BTreeSet<String> {
     let code = blank(&std::fs::read_to_string(root).unwrap(), true);
-    code.lines()
-        .filter_map(|line| line.trim().strip_prefix("mod "))
-        .filter_map(|rest| rest.strip_suffix(';'))
-        .map(str::to_owned)
-        .collect()
+    let mut declared = BTreeSet::new();
+    for line in code.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let name = line
+            .strip_prefix("mod ")
+            .and_then(|rest| rest.strip_suffix(';'))
+            .filter(|name| name.chars().all(is_ident));
+        match name {
+            Some(name) => declared.insert(name.to_owned()),
+            None => panic!("{}: `{line}` is not a `mod name;` line", root.display()),
+        };
+    }
+    declared
 }
 
 /// A test binary links the whole dependency graph: one per file of
@@ -613,9 +622,14 @@ fn each_crate_has_one_test_binary_that_compiles_every_test_file() {
         for entry in entries {
             let path = entry.unwrap().path();
             let name = path.file_stem().unwrap().to_string_lossy().into_owned();
-            if path.is_dir() && path.join("mod.rs").exists()
-                || path.extension().is_some_and(|e| e == "rs")
-            {
+            // A directory holding Rust is a module too (or was a test of
+            // its own, `tests/<name>/main.rs`, that must now be declared).
+            let holds_rust = || {
+                std::fs::read_dir(&path)
+                    .unwrap()
+                    .any(|e| e.unwrap().path().extension().is_some_and(|e| e == "rs"))
+            };
+            if path.extension().is_some_and(|e| e == "rs") || path.is_dir() && holds_rust() {
                 files.insert(name);
             }
         }

@@ -31,7 +31,7 @@ pub fn cargo() -> Command {
 /// Removes from `command`'s environment what cargo sets for one package's
 /// test or benchmark run (see [`cargo`]).
 fn forget_the_running_package(command: &mut Command) {
-    const SET_BY_CARGO: [&str; 8] = [
+    const SET_BY_CARGO: [&str; 9] = [
         "CARGO_PKG_",
         "CARGO_MANIFEST_",
         "CARGO_CRATE_NAME",
@@ -40,6 +40,8 @@ fn forget_the_running_package(command: &mut Command) {
         "CARGO_TARGET_TMPDIR",
         "CARGO_RUSTC_CURRENT_DIR",
         "CARGO_SBOM_PATH",
+        // Set for a package with a build script; ring's watches it too.
+        "OUT_DIR",
     ];
     for (name, _) in std::env::vars_os() {
         let name = name.to_string_lossy();
