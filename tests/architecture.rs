@@ -625,9 +625,9 @@ fn each_crate_has_one_test_binary_that_compiles_every_test_file() {
             // A directory holding Rust is a module too (or was a test of
             // its own, `tests/<name>/main.rs`, that must now be declared).
             let holds_rust = || {
-                std::fs::read_dir(&path)
-                    .unwrap()
-                    .any(|e| e.unwrap().path().extension().is_some_and(|e| e == "rs"))
+                let mut found = Vec::new();
+                rust_files(&path, &mut found);
+                !found.is_empty()
             };
             if path.extension().is_some_and(|e| e == "rs") || path.is_dir() && holds_rust() {
                 files.insert(name);
