@@ -259,11 +259,14 @@ async fn agent_loop(
     stop: Arc<AtomicBool>,
     signing: Option<Arc<Signing>>,
 ) {
+    // As the real agent does: one id per poll until it is answered.
+    let new_poll_id = || format!("{:032x}", rand::random::<u128>());
+    let mut poll_id = new_poll_id();
     while !stop.load(Ordering::Relaxed) {
         let resp = match http
             .post(format!("{url}/v1/agent/poll"))
             .bearer_auth(&token)
-            .json(&json!({}))
+            .json(&json!({ "poll_id": poll_id }))
             .send()
             .await
         {
@@ -280,6 +283,7 @@ async fn agent_loop(
             }
         };
         if resp.status() == StatusCode::NO_CONTENT {
+            poll_id = new_poll_id();
             continue;
         }
         if resp.status() != StatusCode::OK {
@@ -291,6 +295,7 @@ async fn agent_loop(
             continue;
         }
         let a: Assignment = resp.json().await.unwrap();
+        poll_id = new_poll_id();
         if let Some(s) = &signing {
             s.authorize(&a);
         }

@@ -70,6 +70,8 @@ pub(crate) struct Metrics {
     dispatch_buckets: [AtomicU64; LATENCY_BOUNDS.len()],
     dispatch_count: AtomicU64,
     dispatch_sum_ms: AtomicU64,
+    /// Runs of `dispatch_count` a submission claimed for a waiting poll.
+    handed_off: AtomicU64,
     auth_failures: AtomicU64,
 }
 
@@ -94,8 +96,12 @@ impl Metrics {
         }
     }
 
-    /// Records how long a run waited between submission and assignment.
-    pub(crate) fn dispatched(&self, waited_ms: u64) {
+    /// Records how long a run waited between submission and assignment,
+    /// and whether its submission handed it to a waiting poll.
+    pub(crate) fn dispatched(&self, waited_ms: u64, handed_off: bool) {
+        if handed_off {
+            self.handed_off.fetch_add(1, Ordering::Relaxed);
+        }
         let secs = waited_ms as f64 / 1000.0;
         for (bound, bucket) in LATENCY_BOUNDS.iter().zip(&self.dispatch_buckets) {
             if secs <= *bound {
@@ -154,6 +160,22 @@ impl Metrics {
         );
         let _ = writeln!(out, "# TYPE sealrun_connected_agents gauge");
         let _ = writeln!(out, "sealrun_connected_agents {}", gauges.connected_agents);
+        let _ = writeln!(
+            out,
+            "# HELP sealrun_polls_waiting Agents' polls held open by this replica with nothing to do, each ready to be handed a run submitted here."
+        );
+        let _ = writeln!(out, "# TYPE sealrun_polls_waiting gauge");
+        let _ = writeln!(out, "sealrun_polls_waiting {}", gauges.polls_waiting);
+        let _ = writeln!(
+            out,
+            "# HELP sealrun_dispatch_handed_off_total Runs this replica's submissions claimed for an agent's poll waiting here, in their own transaction."
+        );
+        let _ = writeln!(out, "# TYPE sealrun_dispatch_handed_off_total counter");
+        let _ = writeln!(
+            out,
+            "sealrun_dispatch_handed_off_total {}",
+            self.handed_off.load(Ordering::Relaxed)
+        );
         let snapshots: Vec<(&str, Snapshot)> = listeners
             .iter()
             .map(|(name, registry)| (*name, registry.snapshot()))
@@ -265,15 +287,16 @@ mod tests {
     #[test]
     fn the_histogram_is_cumulative() {
         let m = Metrics::default();
-        m.dispatched(0);
-        m.dispatched(3);
-        m.dispatched(20_000);
+        m.dispatched(0, false);
+        m.dispatched(3, true);
+        m.dispatched(20_000, false);
         let text = m.render(&Gauges::default(), &[]);
         assert!(text.contains("sealrun_dispatch_latency_seconds_bucket{le=\"0.001\"} 1\n"));
         assert!(text.contains("sealrun_dispatch_latency_seconds_bucket{le=\"0.005\"} 2\n"));
         assert!(text.contains("sealrun_dispatch_latency_seconds_bucket{le=\"60\"} 3\n"));
         assert!(text.contains("sealrun_dispatch_latency_seconds_bucket{le=\"+Inf\"} 3\n"));
         assert!(text.contains("sealrun_dispatch_latency_seconds_count 3\n"));
+        assert!(text.contains("sealrun_dispatch_handed_off_total 1\n"));
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod approvals;
 mod audit;
 mod connections;
 mod console;
+mod hand_off;
 mod http;
 mod isolation;
 mod leases;

@@ -40,6 +40,37 @@ pub struct Dispatched {
     pub assignment: Box<Assignment>,
     /// How long the run was queued.
     pub waited_ms: u64,
+    /// Whether a submission to this replica claimed it for this poll as
+    /// it was queued, the poll waiting (see `HandOffs`), rather than the
+    /// poll itself.
+    pub handed_off: bool,
+}
+
+/// What a poll does after a wait.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Next {
+    /// Reads whether to claim first (`queue::settle`).
+    Look,
+    /// Claims at once: woken by a run queued.
+    Claim,
+    /// Ends with nothing, after one last claim: a claim made for it may
+    /// have committed without its answer.
+    End,
+}
+
+/// A run handed to `agent` in its poll, logged.
+fn assigned(
+    agent: &Agent,
+    assignment: Box<Assignment>,
+    waited_ms: u64,
+    handed_off: bool,
+) -> Dispatched {
+    tracing::info!(run = %assignment.run_id, agent = %agent.name, waited_ms, handed_off, "run assigned");
+    Dispatched {
+        assignment,
+        waited_ms,
+        handed_off,
+    }
 }
 
 /// A served target, checked.
@@ -104,7 +135,9 @@ fn parse_served(targets: &[ServedTarget]) -> Result<Vec<Served>, Error> {
 /// What a connect did (committed either way: a refused key or proof is
 /// audited).
 enum Connected {
-    Ok(AgentSettings, Vec<String>),
+    /// The settings, the runs it held (lost now), and the targets it
+    /// serves by name and id.
+    Ok(AgentSettings, Vec<String>, Vec<(String, i64)>),
     Refused(Error),
 }
 
@@ -273,6 +306,10 @@ fn connect_job(
             cancel_grace_ms: ms(s.cancel_grace),
         },
         lost,
+        resolved
+            .iter()
+            .map(|(id, t)| (t.name.clone(), *id))
+            .collect(),
     ))
 }
 
@@ -388,6 +425,7 @@ impl Control {
         req: ConnectRequest,
     ) -> Result<AgentSettings, Error> {
         let served = check_connect(&req)?;
+        let agent_org = agent.org_id;
         let agent = agent.clone();
         let settings = self.settings.clone();
         let cache = Arc::clone(&self.auth);
@@ -400,9 +438,14 @@ impl Control {
             )
             .await?;
         match outcome {
-            Connected::Ok(settings, lost) => {
+            Connected::Ok(settings, lost, targets) => {
                 for run in &lost {
                     self.watchers.touch(run);
+                }
+                // Submissions here can hand its runs to its polls from the
+                // first (see `HandOffs`).
+                for (name, id) in &targets {
+                    self.handoffs.learn(agent_org, name, *id);
                 }
                 Ok(settings)
             }
@@ -489,7 +532,10 @@ impl Control {
         // Half a heartbeat: the margin a poll settled without a write
         // leaves inside the connected window (see `queue::settle`).
         let touch_every = millis(self.settings.heartbeat_interval) / 2;
-        let mut woken = false;
+        // What the last wait ended with: a wake-up (a run was queued)
+        // claims at once; a poll first reads whether it must claim (see
+        // `queue::settle`).
+        let mut next = Next::Look;
         loop {
             // Register interest before looking, so a run queued between the
             // look and the wait still wakes us, and is known to (see
@@ -502,9 +548,7 @@ impl Control {
                 notified.as_mut().enable();
                 waits.push(notified);
             }
-            // A wake-up (a run was queued) claims at once; a poll first
-            // reads whether it must claim (see `queue::settle`).
-            let settled = if woken {
+            let settled = if next == Next::Claim {
                 None
             } else {
                 let (a, id) = (Arc::clone(&agent), poll_id.clone());
@@ -522,13 +566,23 @@ impl Control {
                         .await?
                 }
             };
+            if next == Next::End {
+                // The deadline passed (or shutdown came) while a claim made
+                // for this poll was under way; it has been looked for.
+                return Ok(match claim {
+                    Claim::Assigned(assignment, waited_ms) => {
+                        Some(assigned(&agent, assignment, waited_ms, false))
+                    }
+                    Claim::Empty | Claim::Busy => None,
+                });
+            }
+            // Entitled to a run and nothing queued: ready to be handed one
+            // as it is submitted here (see `HandOffs`), if the poll has an
+            // id to record it under.
+            let mut offer = None;
             match claim {
                 Claim::Assigned(assignment, waited_ms) => {
-                    tracing::info!(run = %assignment.run_id, agent = %agent.name, waited_ms, "run assigned");
-                    return Ok(Some(Dispatched {
-                        assignment,
-                        waited_ms,
-                    }));
+                    return Ok(Some(assigned(&agent, assignment, waited_ms, false)));
                 }
                 Claim::Busy => {
                     // Not entitled to a run now: do not take a wake-up another
@@ -536,16 +590,49 @@ impl Control {
                     waits.clear();
                     waiting.clear();
                 }
-                Claim::Empty => {}
+                Claim::Empty => {
+                    offer = poll_id.as_deref().map(|id| self.handoffs.offer(&agent, id));
+                }
             }
-            woken = tokio::select! {
-                () = any(waits) => true,
-                () = tokio::time::sleep_until(deadline) => false,
-                () = self.shutting_down() => false,
-                // A revoked agent's poll ends now, not at the poll timeout.
-                () = self.agent_revoked(&agent) => false,
+            let handed = async {
+                match offer.as_mut() {
+                    Some(offer) => Some(offer.handed().await),
+                    None => std::future::pending().await,
+                }
             };
-            if !woken {
+            next = tokio::select! {
+                handed = handed => match handed.flatten() {
+                    Some(Claim::Assigned(assignment, waited_ms)) => {
+                        return Ok(Some(assigned(&agent, assignment, waited_ms, true)));
+                    }
+                    // The claim made for it found nothing it may take, or
+                    // was not made, or failed (and may have committed):
+                    // look again, from the database.
+                    _ => {
+                        offer = None;
+                        Next::Look
+                    }
+                },
+                () = any(waits) => Next::Claim,
+                () = tokio::time::sleep_until(deadline) => Next::End,
+                () = self.shutting_down() => Next::End,
+                // A revoked agent's poll ends now, not at the poll timeout.
+                () = self.agent_revoked(&agent) => Next::End,
+            };
+            // A submission may be claiming for this poll right now: then
+            // its answer is this poll's, a run or a look at the database
+            // (a claim whose answer was lost may still have committed),
+            // never "nothing" unlooked.
+            if let Some(mut offer) = offer.filter(|offer| !offer.withdraw()) {
+                match offer.handed().await {
+                    Some(Claim::Assigned(assignment, waited_ms)) => {
+                        return Ok(Some(assigned(&agent, assignment, waited_ms, true)));
+                    }
+                    Some(Claim::Empty | Claim::Busy) if next == Next::End => return Ok(None),
+                    _ if next == Next::End => {}
+                    _ => next = Next::Look,
+                }
+            } else if next == Next::End {
                 return Ok(None);
             }
         }

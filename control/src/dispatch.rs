@@ -5,11 +5,13 @@
 //! source of truth: a waiter that is woken re-reads the database, and every
 //! wait is bounded, so a lost hint costs latency, never correctness.
 
+use crate::caller::Agent;
+use crate::queue::Claim;
 use crate::store::Broadcast;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::{Notify, futures::Notified, watch};
+use tokio::sync::{Notify, futures::Notified, oneshot, watch};
 
 /// One [`Queue`] per target; a queued run wakes exactly one waiting poller.
 ///
@@ -116,6 +118,199 @@ impl PollWakeups {
         PollWakeups {
             by_target: Mutex::default(),
             broadcast,
+        }
+    }
+}
+
+/// Pollers of this replica waiting with nothing to do, each offering to
+/// be handed a run as it is submitted here.
+///
+/// A poller woken by a submission would claim in a transaction of its own
+/// once the submission's committed: on PostgreSQL a second transaction a
+/// run (its round trips, its turn at the audit chain's lock), a wake-up,
+/// and as often as not a claim that finds the run taken by a poll that
+/// came in meanwhile. A submission that finds a poller of its target
+/// waiting here claims *for it* instead, in the submission's own batch
+/// ([`Db::write_beside_pair`](crate::store::Db::write_beside_pair)),
+/// and hands it the answer.
+///
+/// That claim is the very claim the poller would have made
+/// (`queue::claim`, for its agent, in its poll, `poll_id` included): it
+/// takes the oldest run queued for the agent's targets, whichever that
+/// is, so a hand-off never jumps the queue, and a run it takes is
+/// recorded as handed out in that poll. So nothing is lost if the answer
+/// does not reach the agent: the poller, or the agent asking again with
+/// the same poll id, gets the run from the database (`Found::Again`).
+/// What the poller must never do is end its poll with "nothing" while a
+/// claim for it may be under way: it withdraws its offer first
+/// ([`Offer::withdraw`]), and if a submission took it, waits for that
+/// claim's answer, and looks at the database itself unless it is a run.
+#[derive(Debug, Default)]
+pub(crate) struct HandOffs {
+    state: Mutex<Offers>,
+}
+
+#[derive(Debug, Default)]
+struct Offers {
+    /// The offers of pollers serving each target, oldest first.
+    by_target: HashMap<i64, BTreeMap<u64, Arc<Offered>>>,
+    next: u64,
+    /// Offers not yet dropped, taken or not.
+    live: u64,
+    /// The target a name of an org stood for when a run was last
+    /// submitted to it here: a submission sees a name, pollers offer by
+    /// target id. Only a guess (a target renamed since): a wrong one
+    /// hands a poller the run its own claim would have found, and the
+    /// submitted run is woken for as if no one had been handed anything.
+    names: HashMap<(i64, String), i64>,
+}
+
+/// Most names [`Offers::names`] remembers before starting over.
+const NAMES_KEPT: usize = 4096;
+
+#[derive(Debug)]
+struct Offered {
+    agent: Arc<Agent>,
+    poll_id: String,
+    /// Taken by the submission that claims for the poller, or by the
+    /// poller withdrawing: whoever takes it first.
+    reply: Mutex<Option<oneshot::Sender<Claim>>>,
+}
+
+/// A poller's standing offer ([`HandOffs::offer`]); withdrawn from every
+/// target's list when dropped.
+#[derive(Debug)]
+pub(crate) struct Offer {
+    handoffs: Arc<HandOffs>,
+    key: u64,
+    targets: Vec<i64>,
+    offered: Arc<Offered>,
+    handed: oneshot::Receiver<Claim>,
+}
+
+/// An offer a submission took: it claims for `agent` in poll `poll_id`,
+/// then [`Taken::hand`]s over what the claim found. Dropped unanswered,
+/// it tells the poller to look for itself.
+#[derive(Debug)]
+pub(crate) struct Taken {
+    pub(crate) agent: Arc<Agent>,
+    pub(crate) poll_id: String,
+    reply: oneshot::Sender<Claim>,
+}
+
+impl Taken {
+    /// Gives the poller what the claim made for it found.
+    pub(crate) fn hand(self, claim: Claim) {
+        // A poller gone already ended its poll without it: the run, if
+        // any, waits for its agent to ask again with the poll's id.
+        let _ = self.reply.send(claim);
+    }
+}
+
+impl HandOffs {
+    /// Offers the poller of `agent`, in poll `poll_id`, to be handed a run
+    /// of one of its targets.
+    pub(crate) fn offer(self: &Arc<Self>, agent: &Arc<Agent>, poll_id: &str) -> Offer {
+        let (reply, handed) = oneshot::channel();
+        let offered = Arc::new(Offered {
+            agent: Arc::clone(agent),
+            poll_id: poll_id.to_owned(),
+            reply: Mutex::new(Some(reply)),
+        });
+        let mut key = 0;
+        if let Ok(mut state) = self.state.lock() {
+            key = state.next;
+            state.next += 1;
+            state.live += 1;
+            for target in &agent.targets {
+                state
+                    .by_target
+                    .entry(*target)
+                    .or_default()
+                    .insert(key, Arc::clone(&offered));
+            }
+        }
+        Offer {
+            handoffs: Arc::clone(self),
+            key,
+            targets: agent.targets.clone(),
+            offered,
+            handed,
+        }
+    }
+
+    /// Takes the oldest offer of a poller of `target_id`, if one waits.
+    pub(crate) fn take(&self, target_id: i64) -> Option<Taken> {
+        let mut state = self.state.lock().ok()?;
+        let offers = state.by_target.get_mut(&target_id)?;
+        while let Some((_, offered)) = offers.pop_first() {
+            let reply = offered.reply.lock().ok().and_then(|mut r| r.take());
+            if let Some(reply) = reply {
+                return Some(Taken {
+                    agent: Arc::clone(&offered.agent),
+                    poll_id: offered.poll_id.clone(),
+                    reply,
+                });
+            }
+        }
+        None
+    }
+
+    /// Polls of this replica waiting with an offer standing.
+    pub(crate) fn waiting(&self) -> u64 {
+        self.state.lock().map_or(0, |state| state.live)
+    }
+
+    /// The target `name` of org `org_id` was when last submitted to here.
+    pub(crate) fn target_named(&self, org_id: i64, name: &str) -> Option<i64> {
+        let state = self.state.lock().ok()?;
+        state.names.get(&(org_id, name.to_owned())).copied()
+    }
+
+    /// Remembers that `name` of org `org_id` is target `target_id`.
+    pub(crate) fn learn(&self, org_id: i64, name: &str, target_id: i64) {
+        if let Ok(mut state) = self.state.lock() {
+            if state.names.len() >= NAMES_KEPT {
+                state.names.clear();
+            }
+            state.names.insert((org_id, name.to_owned()), target_id);
+        }
+    }
+}
+
+impl Offer {
+    /// What a submission's claim for this poller found; `None` if the
+    /// submission dropped the offer without claiming (or its claim
+    /// failed): look for yourself. Pending while no one took the offer.
+    pub(crate) async fn handed(&mut self) -> Option<Claim> {
+        (&mut self.handed).await.ok()
+    }
+
+    /// Withdraws the offer: `true` if no submission took it (none will
+    /// now), `false` if one did, whose answer must then be awaited
+    /// ([`Offer::handed`]) before the poll may end.
+    pub(crate) fn withdraw(&self) -> bool {
+        self.offered
+            .reply
+            .lock()
+            .ok()
+            .and_then(|mut r| r.take())
+            .is_some()
+    }
+}
+
+impl Drop for Offer {
+    fn drop(&mut self) {
+        if let Ok(mut state) = self.handoffs.state.lock() {
+            state.live = state.live.saturating_sub(1);
+            for target in &self.targets {
+                if let Some(offers) = state.by_target.get_mut(target) {
+                    offers.remove(&self.key);
+                    if offers.is_empty() {
+                        state.by_target.remove(target);
+                    }
+                }
+            }
         }
     }
 }
@@ -301,6 +496,89 @@ mod tests {
         drop(waiting);
         wakeups.run_queued(7);
         assert_eq!(sent.try_recv().ok().as_deref(), Some("q:7"));
+    }
+
+    fn agent(id: &str, targets: &[i64]) -> Arc<Agent> {
+        Arc::new(Agent {
+            org_id: 1,
+            org: "acme".into(),
+            id: id.into(),
+            name: id.into(),
+            pool_id: 1,
+            online: true,
+            targets: targets.to_vec(),
+            verified_at: 0,
+        })
+    }
+
+    #[test]
+    fn offers_are_taken_oldest_first_and_each_once() {
+        let handoffs = Arc::new(HandOffs::default());
+        let first = handoffs.offer(&agent("a", &[7]), "p1");
+        let second = handoffs.offer(&agent("b", &[7, 8]), "p2");
+        let taken = handoffs
+            .take(7)
+            .map(|t| (t.agent.id.clone(), t.poll_id.clone()));
+        assert_eq!(taken, Some(("a".into(), "p1".into())));
+        // Taken through target 7, `b`'s offer is gone from target 8 too.
+        assert_eq!(
+            handoffs.take(8).map(|t| t.agent.id.clone()),
+            Some("b".into())
+        );
+        assert!(handoffs.take(7).is_none());
+        assert!(handoffs.take(8).is_none());
+        drop((first, second));
+    }
+
+    #[test]
+    fn a_withdrawn_offer_is_never_taken_and_a_taken_one_cannot_be_withdrawn() {
+        let handoffs = Arc::new(HandOffs::default());
+        let withdrawn = handoffs.offer(&agent("a", &[7]), "p1");
+        let kept = handoffs.offer(&agent("b", &[7]), "p2");
+        assert!(withdrawn.withdraw());
+        let taken = handoffs.take(7).map(|t| t.agent.id.clone());
+        // The next offer is taken instead (positive control: one was there
+        // to take).
+        assert_eq!(taken, Some("b".into()));
+        assert!(!kept.withdraw(), "taken, so its answer must be awaited");
+    }
+
+    #[test]
+    fn a_dropped_offer_leaves_nothing_behind() {
+        let handoffs = Arc::new(HandOffs::default());
+        drop(handoffs.offer(&agent("a", &[7, 8]), "p1"));
+        assert!(handoffs.take(7).is_none());
+        assert!(handoffs.take(8).is_none());
+        let empty = handoffs.state.lock().map(|s| s.by_target.is_empty());
+        assert_eq!(empty.ok(), Some(true));
+    }
+
+    #[tokio::test]
+    async fn a_taken_offer_answers_its_poller_with_the_claim_or_tells_it_to_look() {
+        let handoffs = Arc::new(HandOffs::default());
+        let mut answered = handoffs.offer(&agent("a", &[7]), "p1");
+        let taken = handoffs.take(7);
+        assert!(taken.is_some());
+        if let Some(taken) = taken {
+            taken.hand(Claim::Empty);
+        }
+        assert!(matches!(answered.handed().await, Some(Claim::Empty)));
+        // Dropped unanswered (its claim failed): the poller looks itself.
+        let mut dropped = handoffs.offer(&agent("b", &[7]), "p2");
+        drop(handoffs.take(7));
+        assert!(dropped.handed().await.is_none());
+    }
+
+    #[test]
+    fn a_name_is_guessed_as_the_target_it_last_was_in_its_org() {
+        let handoffs = HandOffs::default();
+        assert_eq!(handoffs.target_named(1, "db"), None);
+        handoffs.learn(1, "db", 7);
+        handoffs.learn(2, "db", 9);
+        assert_eq!(handoffs.target_named(1, "db"), Some(7));
+        handoffs.learn(1, "db", 8);
+        assert_eq!(handoffs.target_named(1, "db"), Some(8));
+        assert_eq!(handoffs.target_named(2, "db"), Some(9));
     }
 
     #[tokio::test]

@@ -61,6 +61,9 @@ pub struct Gauges {
     pub runs_by_status: Vec<(&'static str, u64)>,
     /// Agents connected now.
     pub connected_agents: u64,
+    /// Agents' polls held open on this replica with nothing to do, each
+    /// ready to be handed a run as one is submitted here.
+    pub polls_waiting: u64,
 }
 
 impl Control {
@@ -139,6 +142,7 @@ impl Control {
     /// Counts for monitoring.
     pub async fn gauges(&self) -> Result<Gauges, Error> {
         let since = self.settings.connected_since(now_ms());
+        let polls_waiting = self.handoffs.waiting();
         self.db
             .read(move |tx| {
                 let counts = store::runs::count_by_status(tx)?;
@@ -150,6 +154,7 @@ impl Control {
                 Ok(Gauges {
                     runs_by_status,
                     connected_agents,
+                    polls_waiting,
                 })
             })
             .await

@@ -433,6 +433,7 @@ pub(crate) fn submit(
 }
 
 /// What a claim attempt found.
+#[derive(Debug)]
 pub(crate) enum Claim {
     /// A run, now `running` and leased to the agent; with how long it queued.
     Assigned(Box<Assignment>, u64),

@@ -2,15 +2,17 @@
 
 use crate::caller::Member;
 use crate::dispatch::RunWatch;
+use crate::dispatch::Taken;
 use crate::error::Error;
 use crate::logs::{self, Page};
 use crate::permissions::Action;
-use crate::queue::{self, Canceled, Submitter};
+use crate::queue::{self, Canceled, Claim, Submitter};
 use crate::service::Control;
 use crate::settings::millis;
-use crate::store::{self, now_ms};
+use crate::store::{self, Tx, now_ms};
 use sealrun_wire::run::{ApprovalProgress, RunRequest, RunSource, RunStatus, RunView};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 const DEFAULT_LIST: u32 = 50;
 const MAX_LIST: u32 = 500;
@@ -94,35 +96,49 @@ impl Control {
     ) -> Result<Submitted, Error> {
         who.require(Action::SubmitRuns)?;
         let who = who.clone();
-        let wakeups = Arc::clone(&self.wakeups);
-        let outbox = Arc::clone(&self.slack_outbox);
+        let org_id = who.org_id;
         let connected_since = self.settings.connected_since(now_ms());
-        // Written to run beside other replicas' submissions, claims and
-        // finishes (see `Db::write_beside`).
-        let submitted = self
-            .db
-            .write_beside(
-                move |tx| {
-                    let submitter = Submitter {
-                        org_id: who.org_id,
-                        name: &who.name,
-                        actor: &who.actor,
-                        source: who.source,
-                        user_id: who.user_id,
-                        role: who.role,
-                    };
-                    queue::submit(tx, &submitter, &req, key.as_deref(), connected_since)
-                },
-                // Pollers may claim it as soon as it is committed: their claim
-                // is answered only once it (and so this submit) is on disk.
-                // A run waiting for approval is not theirs yet.
-                move |s| match s.status {
-                    RunStatus::Queued => wakeups.run_queued(s.target_id),
-                    RunStatus::PendingApproval => outbox.cue(),
-                    _ => {}
-                },
-            )
-            .await?;
+        // A run of a runbook names its target once rendered, in the job.
+        let name = req.runbook.is_none().then(|| req.target.clone());
+        let taken = name
+            .as_deref()
+            .and_then(|name| self.handoffs.target_named(org_id, name))
+            .and_then(|target| self.handoffs.take(target));
+        let submit = move |tx: &Tx<'_>| {
+            let submitter = Submitter {
+                org_id: who.org_id,
+                name: &who.name,
+                actor: &who.actor,
+                source: who.source,
+                user_id: who.user_id,
+                role: who.role,
+            };
+            queue::submit(tx, &submitter, &req, key.as_deref(), connected_since)
+        };
+        let submitted = match taken {
+            // Written to run beside other replicas' submissions, claims and
+            // finishes (see `Db::write_beside`).
+            None => {
+                let (wakeups, outbox) = (Arc::clone(&self.wakeups), Arc::clone(&self.slack_outbox));
+                self.db
+                    .write_beside(
+                        submit,
+                        // Pollers may claim it as soon as it is committed: their
+                        // claim is answered only once it (and so this submit) is
+                        // on disk. A run waiting for approval is not theirs yet.
+                        move |s| match s.status {
+                            RunStatus::Queued => wakeups.run_queued(s.target_id),
+                            RunStatus::PendingApproval => outbox.cue(),
+                            _ => {}
+                        },
+                    )
+                    .await?
+            }
+            Some(taken) => self.submit_handing_off(submit, taken).await?,
+        };
+        if let Some(name) = &name {
+            self.handoffs.learn(org_id, name, submitted.target_id);
+        }
         Ok(Submitted {
             id: submitted.id,
             served: submitted.served,
@@ -136,6 +152,85 @@ impl Control {
             status: submitted.status,
             approval: submitted.approval,
         })
+    }
+
+    /// Writes `submit` and, in the same batch behind it, the claim the
+    /// poller whose offer was `taken` would make (see `HandOffs`), then
+    /// hands that poller the claim's answer. The run submitted is woken
+    /// for as [`submit_run_once`](Control::submit_run_once) wakes for it
+    /// unless that claim took it.
+    async fn submit_handing_off(
+        &self,
+        submit: impl Fn(&Tx<'_>) -> Result<queue::Submitted, Error> + Send + 'static,
+        taken: Taken,
+    ) -> Result<queue::Submitted, Error> {
+        // The run this submission left queued (id, target), as it commits.
+        let queued: Arc<Mutex<Option<(String, i64)>>> = Arc::default();
+        let on_submit = {
+            let (queued, outbox) = (Arc::clone(&queued), Arc::clone(&self.slack_outbox));
+            move |s: &queue::Submitted| match s.status {
+                RunStatus::Queued => {
+                    if let Ok(mut queued) = queued.lock() {
+                        *queued = Some((s.id.clone(), s.target_id));
+                    }
+                }
+                RunStatus::PendingApproval => outbox.cue(),
+                _ => {}
+            }
+        };
+        // Whether the submission queued a run, as it last ran: the claim
+        // behind it in the batch runs after it, on the same thread. A run
+        // waiting for approval (or none) leaves nothing to claim: the
+        // poller was waiting with nothing queued for it.
+        let queues = Arc::new(AtomicBool::new(false));
+        let submit = {
+            let queues = Arc::clone(&queues);
+            move |tx: &Tx<'_>| {
+                let submitted = submit(tx);
+                let queued = matches!(&submitted, Ok(s) if s.status == RunStatus::Queued);
+                queues.store(queued, Ordering::SeqCst);
+                submitted
+            }
+        };
+        let (agent, poll_id) = (Arc::clone(&taken.agent), taken.poll_id.clone());
+        let ttl = millis(self.settings.lease_ttl);
+        let claim = move |tx: &Tx<'_>| match queues.load(Ordering::SeqCst) {
+            true => queue::claim(tx, &agent, ttl, Some(&poll_id)).map(Some),
+            false => Ok(None),
+        };
+        let (submitted, claimed) = self
+            .db
+            .write_beside_pair((submit, on_submit), (claim, |_: &Option<Claim>| {}));
+        // Its own task: the poller waits for the answer whatever becomes of
+        // this request (its client may hang up).
+        let wakeups = Arc::clone(&self.wakeups);
+        tokio::spawn(async move {
+            let claimed = claimed.await;
+            let took = match &claimed {
+                Ok(Some(Claim::Assigned(assignment, _))) => Some(assignment.run_id.clone()),
+                _ => None,
+            };
+            // The submit's batch committed before this answer came (it
+            // went first), so what it queued is known by now.
+            let queued = queued.lock().ok().and_then(|mut q| q.take());
+            if let Some((id, target)) = queued {
+                if took.as_deref() != Some(id.as_str()) {
+                    wakeups.run_queued(target);
+                }
+            }
+            match claimed {
+                Ok(Some(claim)) => taken.hand(claim),
+                // Dropped, the poller looks at the database itself: nothing
+                // was claimed for it.
+                Ok(None) => {}
+                // Dropped, the poller looks at the database itself (the
+                // claim may have committed without its answer).
+                Err(e) => {
+                    tracing::warn!(error = %e, agent = %taken.agent.name, "the claim made for a waiting poll failed; it looks for itself");
+                }
+            }
+        });
+        submitted.await
     }
 
     /// The org's runs, newest first.

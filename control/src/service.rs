@@ -1,7 +1,7 @@
 //! [`Control`]: the control plane's state, opened once per process.
 
 use crate::credentials::{AuthCache, FailureThrottle};
-use crate::dispatch::{Outbox, PollWakeups, RunWatchers};
+use crate::dispatch::{HandOffs, Outbox, PollWakeups, RunWatchers};
 use crate::error::OpenError;
 use crate::orgs;
 use crate::relay::StdinRelays;
@@ -52,6 +52,8 @@ pub struct Control {
     pub(crate) db: Db,
     pub(crate) settings: Settings,
     pub(crate) wakeups: Arc<PollWakeups>,
+    /// Pollers here ready to be handed a run as it is submitted.
+    pub(crate) handoffs: Arc<HandOffs>,
     pub(crate) watchers: RunWatchers,
     pub(crate) auth: Arc<AuthCache>,
     pub(crate) failures: FailureThrottle,
@@ -114,6 +116,7 @@ impl Control {
             db,
             settings: options.settings,
             wakeups: Arc::new(PollWakeups::new(broadcast.clone())),
+            handoffs: Arc::default(),
             watchers: RunWatchers::new(broadcast.clone()),
             auth: Arc::new(AuthCache::new(broadcast.clone())),
             failures: FailureThrottle::default(),

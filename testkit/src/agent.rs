@@ -312,9 +312,15 @@ impl FakeAgent {
         self.connect().await.ok().parse()
     }
 
-    /// One poll: `Some` assignment, or `None` on 204.
+    /// One poll, with a poll id of its own as the real agent sends:
+    /// `Some` assignment, or `None` on 204.
     pub async fn poll(&self) -> Option<Assignment> {
-        let a = self.client.post("/v1/agent/poll", json!({})).await;
+        static POLLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let id = POLLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let a = self
+            .client
+            .post("/v1/agent/poll", json!({ "poll_id": format!("kit-{id}") }))
+            .await;
         match a.status {
             StatusCode::OK => Some(a.parse()),
             StatusCode::NO_CONTENT => None,

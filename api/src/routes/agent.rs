@@ -71,7 +71,9 @@ pub(crate) async fn poll(
 ) -> Result<Response, ApiError> {
     match state.control.poll(&agent, req.poll_id).await? {
         Some(dispatched) => {
-            state.metrics.dispatched(dispatched.waited_ms);
+            state
+                .metrics
+                .dispatched(dispatched.waited_ms, dispatched.handed_off);
             Ok(Json(*dispatched.assignment).into_response())
         }
         None => Ok(StatusCode::NO_CONTENT.into_response()),

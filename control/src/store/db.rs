@@ -36,7 +36,7 @@ use super::schema::{self, database_error};
 use super::tx::Tx;
 use super::writer::{
     Again, Batch, Between, FIRST_SAVEPOINT, Health, IDLE_READERS, Job, MAX_READERS, Message, Once,
-    Work, next_batch, not_durable, run_jobs,
+    Work, WriteJob, next_batch, not_durable, run_jobs,
 };
 use crate::error::{Error, OpenError};
 use crate::settings::Settings;
@@ -302,24 +302,42 @@ impl Db {
         self.send_job(Once(Some(work)), on_commit, false).await
     }
 
+    /// Two jobs written as [`write_beside`](Db::write_beside)'s, sent now
+    /// and together: they run in one batch, so in one transaction, `first`
+    /// before `second` (each may still fail alone: a batch with a failed
+    /// job runs again, each job in its own savepoint). Each is answered on
+    /// its own, and both run whether or not their answers are awaited.
+    pub(crate) fn write_beside_pair<A, FA, HA, B, FB, HB>(
+        &self,
+        first: (FA, HA),
+        second: (FB, HB),
+    ) -> (Answer<A>, Answer<B>)
+    where
+        A: Send + 'static,
+        FA: Fn(&Tx<'_>) -> Result<A, Error> + Send + 'static,
+        HA: FnOnce(&A) + Send + 'static,
+        B: Send + 'static,
+        FB: Fn(&Tx<'_>) -> Result<B, Error> + Send + 'static,
+        HB: FnOnce(&B) + Send + 'static,
+    {
+        let (a, first) = job(Again(first.0), first.1, true);
+        let (b, second) = job(Again(second.0), second.1, true);
+        // Not sent: both answer futures then say the writer has stopped.
+        let _ = self.jobs.send(Message::Jobs(vec![a, b]));
+        (Answer(first), Answer(second))
+    }
+
     async fn send_job<T, W, H>(&self, work: W, on_commit: H, beside: bool) -> Result<T, Error>
     where
         T: Send + 'static,
         W: Work<T> + 'static,
         H: FnOnce(&T) + Send + 'static,
     {
-        let (reply, answer) = oneshot::channel();
-        let job = Box::new(Job {
-            work,
-            on_commit: Some(Box::new(on_commit)),
-            result: None,
-            reply,
-            beside,
-        });
+        let (job, answer) = job(work, on_commit, beside);
         if self.jobs.send(Message::Job(job)).is_err() {
             return Err(Error::shutting_down());
         }
-        answer.await.map_err(|_| Error::shutting_down())?
+        Answer(answer).await
     }
 
     /// [`Db::read`] for `work` of one statement: on PostgreSQL it runs
@@ -383,6 +401,46 @@ impl Db {
                 tracing::error!("the database writer thread panicked");
             }
         }
+    }
+}
+
+/// A write job for the writer thread, and where its answer will come.
+fn job<T, W, H>(
+    work: W,
+    on_commit: H,
+    beside: bool,
+) -> (Box<dyn WriteJob>, oneshot::Receiver<Result<T, Error>>)
+where
+    T: Send + 'static,
+    W: Work<T> + 'static,
+    H: FnOnce(&T) + Send + 'static,
+{
+    let (reply, answer) = oneshot::channel();
+    let job = Box::new(Job {
+        work,
+        on_commit: Some(Box::new(on_commit)),
+        result: None,
+        reply,
+        beside,
+    });
+    (job, answer)
+}
+
+/// The answer to a job sent to the writer ([`Db::write_beside_pair`]).
+#[derive(Debug)]
+pub(crate) struct Answer<T>(oneshot::Receiver<Result<T, Error>>);
+
+impl<T> std::future::Future for Answer<T> {
+    type Output = Result<T, Error>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        // The writer dropped the job unanswered: it has stopped.
+        std::pin::Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|answer| answer.unwrap_or_else(|_| Err(Error::shutting_down())))
     }
 }
 

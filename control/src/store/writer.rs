@@ -204,6 +204,9 @@ where
 
 pub(super) enum Message {
     Job(Box<dyn WriteJob>),
+    /// Jobs that go in one batch, in this order (unless the batch would
+    /// hold more than [`MAX_BATCH`] jobs; they are then in two, in order).
+    Jobs(Batch),
     Stop,
 }
 
@@ -215,11 +218,13 @@ pub(super) type Batch = Vec<Box<dyn WriteJob>>;
 pub(super) fn next_batch(jobs: &mpsc::Receiver<Message>, stopping: &mut bool) -> Option<Batch> {
     let mut batch: Batch = match jobs.recv() {
         Ok(Message::Job(job)) => vec![job],
+        Ok(Message::Jobs(jobs)) => jobs,
         Ok(Message::Stop) | Err(_) => return None,
     };
     while batch.len() < MAX_BATCH {
         match jobs.try_recv() {
             Ok(Message::Job(job)) => batch.push(job),
+            Ok(Message::Jobs(more)) => batch.extend(more),
             Ok(Message::Stop) => {
                 *stopping = true;
                 break;
