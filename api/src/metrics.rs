@@ -162,13 +162,13 @@ impl Metrics {
         let _ = writeln!(out, "sealrun_connected_agents {}", gauges.connected_agents);
         let _ = writeln!(
             out,
-            "# HELP sealrun_polls_waiting Agents' polls held open by this replica with nothing to do, each ready to be handed a run submitted here."
+            "# HELP sealrun_polls_waiting Agents' polls this replica holds open with an offer to be handed a run submitted here (standing, or taken and about to be answered)."
         );
         let _ = writeln!(out, "# TYPE sealrun_polls_waiting gauge");
         let _ = writeln!(out, "sealrun_polls_waiting {}", gauges.polls_waiting);
         let _ = writeln!(
             out,
-            "# HELP sealrun_dispatch_handed_off_total Runs this replica's submissions claimed for an agent's poll waiting here, in their own transaction."
+            "# HELP sealrun_dispatch_handed_off_total Runs answered to the poll a submission to this replica claimed them for, in its own transaction (one whose answer was lost, found again by the agent, is not counted)."
         );
         let _ = writeln!(out, "# TYPE sealrun_dispatch_handed_off_total counter");
         let _ = writeln!(

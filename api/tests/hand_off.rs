@@ -8,10 +8,13 @@
 
 use reqwest::{Method, StatusCode};
 use sealrun_api::{MetricsAccess, Settings};
-use sealrun_testkit::{InProcessWorld, World, quick_settings, to_value, wait_for};
+use sealrun_testkit::{Answer, InProcessWorld, World, quick_settings, to_value, wait_for};
 use sealrun_wire::admin::TargetSpec;
+use sealrun_wire::agent::Assignment;
 use sealrun_wire::audit::AuditPage;
 use sealrun_wire::run::{RunCreated, RunStatus};
+use serde_json::json;
+use std::time::Duration;
 
 const METRICS_TOKEN: &str = "metrics-token-for-the-hand-off-tests";
 
@@ -61,6 +64,23 @@ async fn polls_waiting(w: &InProcessWorld, n: u64) {
     .await;
 }
 
+/// Quick settings whose polls wait `secs`: long enough for a test to see
+/// one waiting and submit on a loaded machine; the tests end on the
+/// hand-off, not the timeout.
+fn polls_held(secs: u64) -> Settings {
+    Settings {
+        poll_timeout: Duration::from_secs(secs),
+        ..quick_settings()
+    }
+}
+
+async fn poll_with_id(w: &InProcessWorld, poll_id: &str) -> Answer {
+    w.agent
+        .client
+        .post("/v1/agent/poll", json!({ "poll_id": poll_id }))
+        .await
+}
+
 async fn audited(w: &InProcessWorld, action: &str, subject: &str) -> usize {
     let audit: AuditPage = w.admin.get("/v1/audit?limit=1000").await.ok().parse();
     audit
@@ -72,7 +92,7 @@ async fn audited(w: &InProcessWorld, action: &str, subject: &str) -> usize {
 
 #[tokio::test]
 async fn a_run_submitted_while_its_agent_waits_is_handed_to_that_poll() {
-    let (w, _dir) = world(quick_settings()).await;
+    let (w, _dir) = world(polls_held(30)).await;
     let (polled, run) = tokio::join!(w.agent.poll(), async {
         polls_waiting(&w, 1).await;
         w.submit(&["migrate"]).await
@@ -86,7 +106,7 @@ async fn a_run_submitted_while_its_agent_waits_is_handed_to_that_poll() {
 
 #[tokio::test]
 async fn a_run_submitted_while_no_poll_waits_is_claimed_by_the_next_poll_not_handed_off() {
-    let (w, _dir) = world(quick_settings()).await;
+    let (w, _dir) = world(polls_held(30)).await;
     let run = w.submit(&["migrate"]).await;
     assert_eq!(w.agent.poll().await.map(|a| a.run_id), Some(run.clone()));
     assert_eq!(metric(&w, "sealrun_dispatch_handed_off_total").await, 0);
@@ -101,7 +121,7 @@ async fn a_run_submitted_while_no_poll_waits_is_claimed_by_the_next_poll_not_han
 
 #[tokio::test]
 async fn a_run_waiting_for_approval_is_not_handed_to_a_waiting_poll() {
-    let (w, _dir) = world(quick_settings()).await;
+    let (w, _dir) = world(polls_held(2)).await;
     let spec: TargetSpec = serde_json::from_value(serde_json::json!({
         "name": w.target, "image": sealrun_testkit::IMAGE,
         "policy": {"approval": {"require": "ad_hoc"}},
@@ -110,10 +130,7 @@ async fn a_run_waiting_for_approval_is_not_handed_to_a_waiting_poll() {
     w.admin.put_target(&spec).await;
     let (polled, run) = tokio::join!(w.agent.poll(), async {
         polls_waiting(&w, 1).await;
-        let run = w.submit(&["migrate"]).await;
-        // The poll is still waiting, not handed anything.
-        polls_waiting(&w, 1).await;
-        run
+        w.submit(&["migrate"]).await
     });
     // The poll ended at its timeout, with nothing.
     assert_eq!(polled.map(|a| a.run_id), None);
@@ -122,8 +139,9 @@ async fn a_run_waiting_for_approval_is_not_handed_to_a_waiting_poll() {
 }
 
 #[tokio::test]
-async fn a_hand_off_whose_commit_may_not_have_held_still_reaches_its_poll_once() {
-    let settings = quick_settings();
+async fn a_hand_off_whose_commit_may_not_have_held_is_answered_as_a_failed_claim_and_the_same_poll_id_gets_the_run()
+ {
+    let settings = polls_held(30);
     let faults = settings.faults.clone();
     let (w, _dir) = world(settings).await;
     let request = to_value(&w.request(&["migrate"]));
@@ -135,7 +153,7 @@ async fn a_hand_off_whose_commit_may_not_have_held_still_reaches_its_poll_once()
             &[("Idempotency-Key", "hand-off-1")],
         )
     };
-    let (polled, maybe) = tokio::join!(w.agent.poll(), async {
+    let (polled, maybe) = tokio::join!(poll_with_id(&w, "poll-1"), async {
         polls_waiting(&w, 1).await;
         // The submission and the claim made for the poll commit together;
         // their answer is lost ("may or may not have been applied").
@@ -143,15 +161,41 @@ async fn a_hand_off_whose_commit_may_not_have_held_still_reaches_its_poll_once()
         submit().await
     });
     maybe.error(StatusCode::SERVICE_UNAVAILABLE);
-    // The poll looked for itself, under its poll id, and found the run
-    // claimed for it.
-    let handed = polled.expect("the run reached the poll");
-    // The client sends its submission again with the same key: the same run.
+    // The poll is answered as its own claim would be, so that the agent
+    // asks again with the same id (a poll's own claim is never answered so:
+    // the poll would have been woken, or left waiting, and claimed after).
+    polled.error(StatusCode::SERVICE_UNAVAILABLE);
+    // The client sends its submission again with the same key: the run
+    // queued the first time (200, not 201: nothing new was queued)...
     let again = submit().await;
-    // 200, not 201: nothing new was queued.
     assert_eq!(again.status, StatusCode::OK, "{}", again.text);
-    let again: RunCreated = again.parse();
-    assert_eq!(handed.run_id, again.id);
-    assert_eq!(w.admin.run(&again.id).await.status, RunStatus::Running);
-    assert_eq!(audited(&w, "run.started", &again.id).await, 1);
+    let run: RunCreated = again.parse();
+    // ...which the claim did take for the poll: asked again with its id,
+    // the poll gets it, handed out once.
+    assert_eq!(w.admin.run(&run.id).await.status, RunStatus::Running);
+    let asked = poll_with_id(&w, "poll-1").await;
+    assert_eq!(asked.status, StatusCode::OK, "{}", asked.text);
+    assert_eq!(asked.parse::<Assignment>().run_id, run.id);
+    assert_eq!(audited(&w, "run.started", &run.id).await, 1);
+}
+
+#[tokio::test]
+async fn a_poll_whose_deadline_passes_while_a_claim_made_for_it_is_under_way_gets_that_run() {
+    let settings = Settings {
+        poll_timeout: Duration::from_secs(2),
+        ..quick_settings()
+    };
+    let faults = settings.faults.clone();
+    let (w, _dir) = world(settings).await;
+    let (polled, run) = tokio::join!(poll_with_id(&w, "poll-1"), async {
+        polls_waiting(&w, 1).await;
+        // The claim made for the poll commits; its answer comes 4 s later,
+        // after the poll's deadline (a slow disk).
+        faults.delay_next_answers(Duration::from_secs(4));
+        w.submit(&["migrate"]).await
+    });
+    // Not "nothing" at the deadline: the run was claimed in this poll.
+    assert_eq!(polled.status, StatusCode::OK, "{}", polled.text);
+    assert_eq!(polled.parse::<Assignment>().run_id, run);
+    assert_eq!(metric(&w, "sealrun_dispatch_handed_off_total").await, 1);
 }

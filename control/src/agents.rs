@@ -2,6 +2,7 @@
 //! long-poll, heartbeat, upload output, finish, deregister.
 
 use crate::caller::{Agent, Enroller};
+use crate::dispatch::Handed;
 use crate::error::Error;
 use crate::logs;
 use crate::possession;
@@ -53,8 +54,9 @@ enum Next {
     Look,
     /// Claims at once: woken by a run queued.
     Claim,
-    /// Ends with nothing, after one last claim: a claim made for it may
-    /// have committed without its answer.
+    /// Ends: the deadline passed, shutdown came or the agent was revoked.
+    /// At the loop's top, after one last look: a claim made for the poll
+    /// may have been under way (the one case the loop comes back for).
     End,
 }
 
@@ -313,12 +315,13 @@ fn connect_job(
     ))
 }
 
-/// Resolves when any of `waits` does; never if there are none.
-async fn any(waits: Vec<Pin<Box<dyn Future<Output = ()> + Send + '_>>>) {
+/// Resolves when any of `waits` does, with its index; never if there are
+/// none.
+async fn any(waits: Vec<Pin<Box<dyn Future<Output = ()> + Send + '_>>>) -> usize {
     if waits.is_empty() {
-        std::future::pending::<()>().await;
+        std::future::pending().await
     } else {
-        futures_util::future::select_all(waits).await;
+        futures_util::future::select_all(waits).await.1
     }
 }
 
@@ -567,8 +570,9 @@ impl Control {
                 }
             };
             if next == Next::End {
-                // The deadline passed (or shutdown came) while a claim made
-                // for this poll was under way; it has been looked for.
+                // The deadline passed (or shutdown came) when no one could
+                // say whether a claim was made for this poll; it has been
+                // looked for.
                 return Ok(match claim {
                     Claim::Assigned(assignment, waited_ms) => {
                         Some(assigned(&agent, assignment, waited_ms, false))
@@ -596,44 +600,65 @@ impl Control {
             }
             let handed = async {
                 match offer.as_mut() {
-                    Some(offer) => Some(offer.handed().await),
+                    Some(offer) => offer.handed().await,
                     None => std::future::pending().await,
                 }
             };
-            next = tokio::select! {
-                handed = handed => match handed.flatten() {
-                    Some(Claim::Assigned(assignment, waited_ms)) => {
-                        return Ok(Some(assigned(&agent, assignment, waited_ms, true)));
-                    }
-                    // The claim made for it found nothing it may take, or
-                    // was not made, or failed (and may have committed):
-                    // look again, from the database.
-                    _ => {
-                        offer = None;
-                        Next::Look
-                    }
-                },
-                () = any(waits) => Next::Claim,
-                () = tokio::time::sleep_until(deadline) => Next::End,
-                () = self.shutting_down() => Next::End,
+            // The target whose wake-up this wait took, if one did.
+            let mut woke = None;
+            let answer;
+            (next, answer) = tokio::select! {
+                handed = handed => (Next::Look, Some(handed)),
+                i = any(waits) => {
+                    woke = agent.targets.get(i).copied();
+                    (Next::Claim, None)
+                }
+                () = tokio::time::sleep_until(deadline) => (Next::End, None),
+                () = self.shutting_down() => (Next::End, None),
                 // A revoked agent's poll ends now, not at the poll timeout.
-                () = self.agent_revoked(&agent) => Next::End,
+                () = self.agent_revoked(&agent) => (Next::End, None),
             };
             // A submission may be claiming for this poll right now: then
-            // its answer is this poll's, a run or a look at the database
-            // (a claim whose answer was lost may still have committed),
-            // never "nothing" unlooked.
-            if let Some(mut offer) = offer.filter(|offer| !offer.withdraw()) {
-                match offer.handed().await {
-                    Some(Claim::Assigned(assignment, waited_ms)) => {
-                        return Ok(Some(assigned(&agent, assignment, waited_ms, true)));
-                    }
-                    Some(Claim::Empty | Claim::Busy) if next == Next::End => return Ok(None),
-                    _ if next == Next::End => {}
-                    _ => next = Next::Look,
+            // its answer is this poll's.
+            let answer = match answer {
+                Some(answer) => Some(answer),
+                None => match offer.as_mut().filter(|offer| !offer.withdraw()) {
+                    Some(offer) => Some(offer.handed().await),
+                    None => None,
+                },
+            };
+            // The poll ends on the claim made for it: a wake-up this wait
+            // took was for another run, and goes to the next poller.
+            let pass_on = |woke: Option<i64>| {
+                if let Some(target) = woke {
+                    self.wakeups.run_queued_here(target);
                 }
-            } else if next == Next::End {
-                return Ok(None);
+            };
+            match answer {
+                Some(Some(Handed::Answer(Claim::Assigned(assignment, waited_ms)))) => {
+                    pass_on(woke);
+                    return Ok(Some(assigned(&agent, assignment, waited_ms, true)));
+                }
+                // It may have committed without its answer: answered as
+                // this poll's own claim would be, so that the agent asks
+                // again with the same poll id.
+                Some(Some(Handed::Failed(e))) => {
+                    pass_on(woke);
+                    return Err(e);
+                }
+                // It committed and took nothing for this poll.
+                Some(Some(Handed::Answer(Claim::Empty | Claim::Busy))) | None => {
+                    if next == Next::End {
+                        return Ok(None);
+                    }
+                }
+                // None was made (the submission queued nothing, or went
+                // away before): look at the database, also before ending.
+                Some(None) => {
+                    if next != Next::End {
+                        next = Next::Look;
+                    }
+                }
             }
         }
     }

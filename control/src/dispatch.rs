@@ -1,13 +1,18 @@
 //! Waking the right waiters: agents long-polling for a target's runs, and
-//! clients following a run's log.
+//! clients following a run's log; and handing a run submitted here to an
+//! agent's poll waiting here.
 //!
-//! Both are in-memory hints layered over the database, which stays the only
-//! source of truth: a waiter that is woken re-reads the database, and every
-//! wait is bounded, so a lost hint costs latency, never correctness.
+//! Wake-ups are in-memory hints layered over the database, which stays the
+//! only source of truth: a waiter that is woken re-reads the database, and
+//! every wait is bounded, so a lost hint costs latency, never correctness.
+//! A hand-off ([`HandOffs`]) is more than a hint: a claim made for a poll,
+//! in the database, under the poll's id; what a poll must do about it is
+//! said there.
 
 use crate::caller::Agent;
-use crate::queue::Claim;
+use crate::error::Error;
 use crate::store::Broadcast;
+use sealrun_wire::agent::Assignment;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -122,8 +127,21 @@ impl PollWakeups {
     }
 }
 
+/// What a claim attempt found (`queue::claim`), or a claim made for a
+/// poll ([`HandOffs`]) found for it.
+#[derive(Debug)]
+pub(crate) enum Claim {
+    /// A run, now `running` and leased to the agent; with how long it queued.
+    Assigned(Box<Assignment>, u64),
+    /// No queued run for the agent's targets.
+    Empty,
+    /// The agent may not take a run now (every slot busy, or not connected).
+    Busy,
+}
+
 /// Pollers of this replica waiting with nothing to do, each offering to
-/// be handed a run as it is submitted here.
+/// be handed a run as it is submitted here; `T` is what a poller is
+/// handed (a [`Claim`]; generic so that its tests need no run).
 ///
 /// A poller woken by a submission would claim in a transaction of its own
 /// once the submission's committed: on PostgreSQL a second transaction a
@@ -139,97 +157,148 @@ impl PollWakeups {
 /// takes the oldest run queued for the agent's targets, whichever that
 /// is, so a hand-off never jumps the queue, and a run it takes is
 /// recorded as handed out in that poll. So nothing is lost if the answer
-/// does not reach the agent: the poller, or the agent asking again with
-/// the same poll id, gets the run from the database (`Found::Again`).
-/// What the poller must never do is end its poll with "nothing" while a
-/// claim for it may be under way: it withdraws its offer first
-/// ([`Offer::withdraw`]), and if a submission took it, waits for that
-/// claim's answer, and looks at the database itself unless it is a run.
-#[derive(Debug, Default)]
-pub(crate) struct HandOffs {
-    state: Mutex<Offers>,
+/// does not reach the agent: the agent asks again with the same poll id
+/// and gets the run from the database (`Found::Again`). What the poller
+/// must never do is end its poll with "nothing" while a claim for it may
+/// be under way: it withdraws its offer first ([`Offer::withdraw`]), and
+/// if a submission took it, waits for that claim's answer: a run, nothing
+/// (then it may end), a failure (answered as its own failed claim: the
+/// agent asks again with the same id), or no claim made (it looks).
+#[derive(Debug)]
+pub(crate) struct HandOffs<T> {
+    state: Mutex<Offers<T>>,
 }
 
-#[derive(Debug, Default)]
-struct Offers {
+impl<T> Default for HandOffs<T> {
+    fn default() -> Self {
+        HandOffs {
+            state: Mutex::new(Offers {
+                by_target: HashMap::new(),
+                next: 0,
+                live: 0,
+                names: HashMap::new(),
+            }),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Offers<T> {
     /// The offers of pollers serving each target, oldest first.
-    by_target: HashMap<i64, BTreeMap<u64, Arc<Offered>>>,
+    by_target: HashMap<i64, BTreeMap<u64, Arc<Offered<T>>>>,
     next: u64,
     /// Offers not yet dropped, taken or not.
     live: u64,
     /// The target a name of an org stood for when a run was last
-    /// submitted to it here: a submission sees a name, pollers offer by
-    /// target id. Only a guess (a target renamed since): a wrong one
-    /// hands a poller the run its own claim would have found, and the
-    /// submitted run is woken for as if no one had been handed anything.
+    /// submitted to it here or an agent connected here serving it: a
+    /// submission sees a name, pollers offer by target id. Only a guess (a
+    /// target renamed since): a wrong one hands a poller the run its own
+    /// claim would have found, and the submitted run is woken for as if no
+    /// one had been handed anything.
     names: HashMap<(i64, String), i64>,
 }
 
 /// Most names [`Offers::names`] remembers before starting over.
 const NAMES_KEPT: usize = 4096;
 
+/// What a poller is told of the claim a submission made for it.
 #[derive(Debug)]
-struct Offered {
+pub(crate) enum Handed<T> {
+    /// The claim's answer, committed.
+    Answer(T),
+    /// The claim failed, and may have committed all the same (its answer
+    /// was lost): the poll answers this error, as its own claim's, and
+    /// the agent asks again with the same poll id.
+    Failed(Error),
+}
+
+#[derive(Debug)]
+struct Offered<T> {
     agent: Arc<Agent>,
     poll_id: String,
     /// Taken by the submission that claims for the poller, or by the
     /// poller withdrawing: whoever takes it first.
-    reply: Mutex<Option<oneshot::Sender<Claim>>>,
+    reply: Mutex<Option<oneshot::Sender<Handed<T>>>>,
+}
+
+impl<T> Offered<T> {
+    /// Takes the way to answer the poller, if no one has. A poisoned lock
+    /// is taken all the same: the `Option` in it is whole either way, and
+    /// a poller must never wait on a sender no one can reach.
+    fn take_reply(&self) -> Option<oneshot::Sender<Handed<T>>> {
+        self.reply
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
 }
 
 /// A poller's standing offer ([`HandOffs::offer`]); withdrawn from every
 /// target's list when dropped.
 #[derive(Debug)]
-pub(crate) struct Offer {
-    handoffs: Arc<HandOffs>,
+pub(crate) struct Offer<T> {
+    handoffs: Arc<HandOffs<T>>,
     key: u64,
     targets: Vec<i64>,
-    offered: Arc<Offered>,
-    handed: oneshot::Receiver<Claim>,
+    offered: Arc<Offered<T>>,
+    handed: oneshot::Receiver<Handed<T>>,
 }
 
 /// An offer a submission took: it claims for `agent` in poll `poll_id`,
-/// then [`Taken::hand`]s over what the claim found. Dropped unanswered,
-/// it tells the poller to look for itself.
+/// then hands over what the claim found ([`Taken::hand`]) or that it
+/// failed ([`Taken::fail`]). Dropped unanswered, it tells the poller that
+/// no claim was made.
 #[derive(Debug)]
-pub(crate) struct Taken {
+pub(crate) struct Taken<T> {
     pub(crate) agent: Arc<Agent>,
     pub(crate) poll_id: String,
-    reply: oneshot::Sender<Claim>,
+    reply: oneshot::Sender<Handed<T>>,
 }
 
-impl Taken {
+impl<T> Taken<T> {
     /// Gives the poller what the claim made for it found.
-    pub(crate) fn hand(self, claim: Claim) {
-        // A poller gone already ended its poll without it: the run, if
-        // any, waits for its agent to ask again with the poll's id.
-        let _ = self.reply.send(claim);
+    pub(crate) fn hand(self, answer: T) {
+        // A poller gone already ended its poll without it: a run, if one
+        // was claimed, waits for its agent to ask again with the poll's id.
+        let _ = self.reply.send(Handed::Answer(answer));
+    }
+
+    /// Tells the poller the claim made for it failed with `error`.
+    pub(crate) fn fail(self, error: Error) {
+        let _ = self.reply.send(Handed::Failed(error));
     }
 }
 
-impl HandOffs {
+impl<T> HandOffs<T> {
+    fn state(&self) -> std::sync::MutexGuard<'_, Offers<T>> {
+        // Every change to the maps is a single insert or remove: whole
+        // whatever panicked while the lock was held.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Offers the poller of `agent`, in poll `poll_id`, to be handed a run
     /// of one of its targets.
-    pub(crate) fn offer(self: &Arc<Self>, agent: &Arc<Agent>, poll_id: &str) -> Offer {
+    pub(crate) fn offer(self: &Arc<Self>, agent: &Arc<Agent>, poll_id: &str) -> Offer<T> {
         let (reply, handed) = oneshot::channel();
         let offered = Arc::new(Offered {
             agent: Arc::clone(agent),
             poll_id: poll_id.to_owned(),
             reply: Mutex::new(Some(reply)),
         });
-        let mut key = 0;
-        if let Ok(mut state) = self.state.lock() {
-            key = state.next;
-            state.next += 1;
-            state.live += 1;
-            for target in &agent.targets {
-                state
-                    .by_target
-                    .entry(*target)
-                    .or_default()
-                    .insert(key, Arc::clone(&offered));
-            }
+        let mut state = self.state();
+        let key = state.next;
+        state.next += 1;
+        state.live += 1;
+        for target in &agent.targets {
+            state
+                .by_target
+                .entry(*target)
+                .or_default()
+                .insert(key, Arc::clone(&offered));
         }
+        drop(state);
         Offer {
             handoffs: Arc::clone(self),
             key,
@@ -240,12 +309,11 @@ impl HandOffs {
     }
 
     /// Takes the oldest offer of a poller of `target_id`, if one waits.
-    pub(crate) fn take(&self, target_id: i64) -> Option<Taken> {
-        let mut state = self.state.lock().ok()?;
+    pub(crate) fn take(&self, target_id: i64) -> Option<Taken<T>> {
+        let mut state = self.state();
         let offers = state.by_target.get_mut(&target_id)?;
         while let Some((_, offered)) = offers.pop_first() {
-            let reply = offered.reply.lock().ok().and_then(|mut r| r.take());
-            if let Some(reply) = reply {
+            if let Some(reply) = offered.take_reply() {
                 return Some(Taken {
                     agent: Arc::clone(&offered.agent),
                     poll_id: offered.poll_id.clone(),
@@ -256,33 +324,33 @@ impl HandOffs {
         None
     }
 
-    /// Polls of this replica waiting with an offer standing.
+    /// Offers standing or taken and not yet dropped: polls of this replica
+    /// waiting, or about to be answered by a claim made for them.
     pub(crate) fn waiting(&self) -> u64 {
-        self.state.lock().map_or(0, |state| state.live)
+        self.state().live
     }
 
-    /// The target `name` of org `org_id` was when last submitted to here.
+    /// The target `name` of org `org_id` was when last seen here.
     pub(crate) fn target_named(&self, org_id: i64, name: &str) -> Option<i64> {
-        let state = self.state.lock().ok()?;
-        state.names.get(&(org_id, name.to_owned())).copied()
+        self.state().names.get(&(org_id, name.to_owned())).copied()
     }
 
     /// Remembers that `name` of org `org_id` is target `target_id`.
     pub(crate) fn learn(&self, org_id: i64, name: &str, target_id: i64) {
-        if let Ok(mut state) = self.state.lock() {
-            if state.names.len() >= NAMES_KEPT {
-                state.names.clear();
-            }
-            state.names.insert((org_id, name.to_owned()), target_id);
+        let mut state = self.state();
+        if state.names.len() >= NAMES_KEPT {
+            state.names.clear();
         }
+        state.names.insert((org_id, name.to_owned()), target_id);
     }
 }
 
-impl Offer {
-    /// What a submission's claim for this poller found; `None` if the
-    /// submission dropped the offer without claiming (or its claim
-    /// failed): look for yourself. Pending while no one took the offer.
-    pub(crate) async fn handed(&mut self) -> Option<Claim> {
+impl<T> Offer<T> {
+    /// What became of the claim a submission made for this poller; `None`
+    /// if none was made (the submission queued nothing, or went away
+    /// before). Pending while no one took the offer. Not to be awaited
+    /// again once it answered.
+    pub(crate) async fn handed(&mut self) -> Option<Handed<T>> {
         (&mut self.handed).await.ok()
     }
 
@@ -290,25 +358,19 @@ impl Offer {
     /// now), `false` if one did, whose answer must then be awaited
     /// ([`Offer::handed`]) before the poll may end.
     pub(crate) fn withdraw(&self) -> bool {
-        self.offered
-            .reply
-            .lock()
-            .ok()
-            .and_then(|mut r| r.take())
-            .is_some()
+        self.offered.take_reply().is_some()
     }
 }
 
-impl Drop for Offer {
+impl<T> Drop for Offer<T> {
     fn drop(&mut self) {
-        if let Ok(mut state) = self.handoffs.state.lock() {
-            state.live = state.live.saturating_sub(1);
-            for target in &self.targets {
-                if let Some(offers) = state.by_target.get_mut(target) {
-                    offers.remove(&self.key);
-                    if offers.is_empty() {
-                        state.by_target.remove(target);
-                    }
+        let mut state = self.handoffs.state();
+        state.live = state.live.saturating_sub(1);
+        for target in &self.targets {
+            if let Some(offers) = state.by_target.get_mut(target) {
+                offers.remove(&self.key);
+                if offers.is_empty() {
+                    state.by_target.remove(target);
                 }
             }
         }
@@ -513,7 +575,7 @@ mod tests {
 
     #[test]
     fn offers_are_taken_oldest_first_and_each_once() {
-        let handoffs = Arc::new(HandOffs::default());
+        let handoffs: Arc<HandOffs<&str>> = Arc::default();
         let first = handoffs.offer(&agent("a", &[7]), "p1");
         let second = handoffs.offer(&agent("b", &[7, 8]), "p2");
         let taken = handoffs
@@ -532,7 +594,7 @@ mod tests {
 
     #[test]
     fn a_withdrawn_offer_is_never_taken_and_a_taken_one_cannot_be_withdrawn() {
-        let handoffs = Arc::new(HandOffs::default());
+        let handoffs: Arc<HandOffs<&str>> = Arc::default();
         let withdrawn = handoffs.offer(&agent("a", &[7]), "p1");
         let kept = handoffs.offer(&agent("b", &[7]), "p2");
         assert!(withdrawn.withdraw());
@@ -545,7 +607,7 @@ mod tests {
 
     #[test]
     fn a_dropped_offer_leaves_nothing_behind() {
-        let handoffs = Arc::new(HandOffs::default());
+        let handoffs: Arc<HandOffs<&str>> = Arc::default();
         drop(handoffs.offer(&agent("a", &[7, 8]), "p1"));
         assert!(handoffs.take(7).is_none());
         assert!(handoffs.take(8).is_none());
@@ -554,15 +616,24 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_taken_offer_answers_its_poller_with_the_claim_or_tells_it_to_look() {
-        let handoffs = Arc::new(HandOffs::default());
+    async fn a_taken_offer_answers_its_poller_with_the_claim_its_failure_or_that_none_was_made() {
+        let handoffs: Arc<HandOffs<&str>> = Arc::default();
         let mut answered = handoffs.offer(&agent("a", &[7]), "p1");
         let taken = handoffs.take(7);
         assert!(taken.is_some());
         if let Some(taken) = taken {
-            taken.hand(Claim::Empty);
+            taken.hand("nothing queued");
         }
-        assert!(matches!(answered.handed().await, Some(Claim::Empty)));
+        assert!(matches!(
+            answered.handed().await,
+            Some(Handed::Answer("nothing queued"))
+        ));
+        // Failed, the poller is told so (the claim may have committed).
+        let mut failed = handoffs.offer(&agent("c", &[7]), "p3");
+        if let Some(taken) = handoffs.take(7) {
+            taken.fail(Error::Unavailable("lost".into()));
+        }
+        assert!(matches!(failed.handed().await, Some(Handed::Failed(_))));
         // Dropped unanswered (its claim failed): the poller looks itself.
         let mut dropped = handoffs.offer(&agent("b", &[7]), "p2");
         drop(handoffs.take(7));
@@ -571,7 +642,7 @@ mod tests {
 
     #[test]
     fn a_name_is_guessed_as_the_target_it_last_was_in_its_org() {
-        let handoffs = HandOffs::default();
+        let handoffs = HandOffs::<&str>::default();
         assert_eq!(handoffs.target_named(1, "db"), None);
         handoffs.learn(1, "db", 7);
         handoffs.learn(2, "db", 9);

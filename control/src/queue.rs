@@ -21,6 +21,7 @@
 
 use crate::caller::Agent;
 use crate::caller::SYSTEM;
+pub(crate) use crate::dispatch::Claim;
 use crate::error::{Error, Object};
 use crate::settings::millis;
 use crate::store::runs::{Found, Tried};
@@ -257,7 +258,7 @@ pub(crate) fn submit(
                 .and_then(|s| RunStatus::parse(&s))
                 .unwrap_or(RunStatus::Queued);
             return Ok(Submitted {
-                served: store::agents::serving(tx, first.target_id, connected_since)? > 0,
+                served: store::agents::served(tx, first.target_id, connected_since)?,
                 approval: crate::approval::progress(tx, who.org_id, &first.run_id)?,
                 id: first.run_id,
                 target_id: first.target_id,
@@ -286,7 +287,7 @@ pub(crate) fn submit(
             "name a target (a run without a runbook needs one)".into(),
         ));
     }
-    let (target_id, spec, serving) =
+    let (target_id, spec, served) =
         store::targets::spec_by_name_served(tx, who.org_id, &req.target, connected_since)?
             .ok_or_else(|| Error::not_found(Object::Target, req.target.clone()))?;
     if rendered.is_none() {
@@ -301,7 +302,6 @@ pub(crate) fn submit(
             )));
         }
     }
-    let served = serving > 0;
     if req.require_agent && !served {
         return Err(Error::Conflict(format!(
             "no connected agent serves target {}; the run was not queued",
@@ -430,17 +430,6 @@ pub(crate) fn submit(
         status: admitted.status,
         approval: admitted.approval,
     })
-}
-
-/// What a claim attempt found.
-#[derive(Debug)]
-pub(crate) enum Claim {
-    /// A run, now `running` and leased to the agent; with how long it queued.
-    Assigned(Box<Assignment>, u64),
-    /// No queued run for the agent's targets.
-    Empty,
-    /// The agent may not take a run now (every slot busy, or not connected).
-    Busy,
 }
 
 /// A poll id: 1 to 64 ASCII letters, digits, `-` or `_`.
@@ -684,29 +673,6 @@ pub(crate) fn finish(
             req.status
         )));
     }
-    let Some((status, _, exit_code)) =
-        store::runs::holder_locked(tx, agent.org_id, run_id, &agent.id)?
-    else {
-        return Err(no_such_run(run_id));
-    };
-    match RunStatus::parse(&status) {
-        Some(RunStatus::Running) => {}
-        Some(RunStatus::Lost) => {
-            return Err(Error::Conflict(format!(
-                "run {run_id} is lost (its lease lapsed); its result is refused"
-            )));
-        }
-        Some(s) if s == req.status && exit_code == req.exit_code => return Ok(false),
-        _ => {
-            return Err(Error::Conflict(format!(
-                "run {run_id} already ended as {status}"
-            )));
-        }
-    }
-    let report = match &req.report {
-        Some(signed) => Some(check_report(tx, run_id, req, signed)?),
-        None => None,
-    };
     let error = req.error.as_ref().map(|e| {
         if e.chars().count() > MAX_ERROR_CHARS {
             let mut short: String = e.chars().take(MAX_ERROR_CHARS).collect();
@@ -716,8 +682,16 @@ pub(crate) fn finish(
             e.clone()
         }
     });
-    store::runs::finish(
+    // Stored as sent, once checked below.
+    let report = req.report.as_ref().map(serde_json::to_string).transpose()?;
+    // The run is finished first, if this agent holds it running, in one
+    // statement: what a finish nearly always finds. Else nothing changed,
+    // and the run's state says why. A report that does not hold (checked
+    // after, against the target's key) fails the job, undoing the finish.
+    let finished = store::runs::finish_held(
         tx,
+        agent.org_id,
+        &agent.id,
         run_id,
         &store::runs::Outcome {
             status: req.status,
@@ -731,6 +705,12 @@ pub(crate) fn finish(
             report: report.as_deref(),
         },
     )?;
+    let Some(target_id) = finished else {
+        return not_finished(tx, agent, run_id, req);
+    };
+    if let Some(signed) = &req.report {
+        check_report(tx, run_id, target_id, req, signed)?;
+    }
     store::audit::append(
         tx,
         agent.org_id,
@@ -754,16 +734,48 @@ pub(crate) fn finish(
     Ok(true)
 }
 
-/// Checks that the agent's signed report of run `run_id` says what `req`
-/// says, signed with the target's report key (as its agent presented it
-/// with the target's key): the report's JSON, to store. A mismatch is the
+/// Why agent `agent` could not finish run `run_id` as `req` says, which it
+/// does not hold running: it holds no such run (`404`), the run is lost,
+/// or it ended before, as `req` says (the same report sent again: `Ok`,
+/// nothing changed) or otherwise.
+fn not_finished(
+    tx: &Tx<'_>,
+    agent: &Agent,
+    run_id: &str,
+    req: &FinishRequest,
+) -> Result<bool, Error> {
+    let Some((status, _, exit_code)) =
+        store::runs::holder_locked(tx, agent.org_id, run_id, &agent.id)?
+    else {
+        return Err(no_such_run(run_id));
+    };
+    match RunStatus::parse(&status) {
+        Some(RunStatus::Lost) => Err(Error::Conflict(format!(
+            "run {run_id} is lost (its lease lapsed); its result is refused"
+        ))),
+        Some(s) if s == req.status && exit_code == req.exit_code => Ok(false),
+        // Running and held, yet not finished by the statement before it in
+        // the same transaction: cannot be; said rather than hidden.
+        Some(RunStatus::Running) => Err(Error::internal(format_args!(
+            "run {run_id} is running but could not be finished"
+        ))),
+        _ => Err(Error::Conflict(format!(
+            "run {run_id} already ended as {status}"
+        ))),
+    }
+}
+
+/// Checks that the agent's signed report of run `run_id` (of target
+/// `target_id`) says what `req` says, signed with the target's report key
+/// (as its agent presented it with the target's key). A mismatch is the
 /// agent's mistake, refused (`400`) rather than stored to look forged.
 fn check_report(
     tx: &Tx<'_>,
     run_id: &str,
+    target_id: i64,
     req: &FinishRequest,
     signed: &Signed<RunReport>,
-) -> Result<String, Error> {
+) -> Result<(), Error> {
     let bad = |why: &str| Error::Invalid(format!("the run report {why}"));
     let (report, signer) = signed
         .open()
@@ -778,11 +790,11 @@ fn check_report(
     if !report.differences(&ended).is_empty() || report.log_chunks != req.next_seq {
         return Err(bad("does not say what the request says"));
     }
-    let key = store::runs::report_key(tx, run_id)?;
+    let key = store::targets::report_key(tx, target_id)?;
     if key.as_deref() != Some(signer.to_string().as_str()) {
         return Err(bad("is not signed with the target's report key"));
     }
-    Ok(serde_json::to_string(signed)?)
+    Ok(())
 }
 
 /// Marks the runs `agent_id` holds as `lost` (it restarted, deregistered or

@@ -2,7 +2,7 @@
 
 use crate::caller::Member;
 use crate::dispatch::RunWatch;
-use crate::dispatch::Taken;
+use crate::dispatch::{Outbox, Taken};
 use crate::error::Error;
 use crate::logs::{self, Page};
 use crate::permissions::Action;
@@ -121,17 +121,9 @@ impl Control {
             None => {
                 let (wakeups, outbox) = (Arc::clone(&self.wakeups), Arc::clone(&self.slack_outbox));
                 self.db
-                    .write_beside(
-                        submit,
-                        // Pollers may claim it as soon as it is committed: their
-                        // claim is answered only once it (and so this submit) is
-                        // on disk. A run waiting for approval is not theirs yet.
-                        move |s| match s.status {
-                            RunStatus::Queued => wakeups.run_queued(s.target_id),
-                            RunStatus::PendingApproval => outbox.cue(),
-                            _ => {}
-                        },
-                    )
+                    .write_beside(submit, move |s| {
+                        cue(s, &outbox, |_, target| wakeups.run_queued(target));
+                    })
                     .await?
             }
             Some(taken) => self.submit_handing_off(submit, taken).await?,
@@ -162,20 +154,19 @@ impl Control {
     async fn submit_handing_off(
         &self,
         submit: impl Fn(&Tx<'_>) -> Result<queue::Submitted, Error> + Send + 'static,
-        taken: Taken,
+        taken: Taken<Claim>,
     ) -> Result<queue::Submitted, Error> {
-        // The run this submission left queued (id, target), as it commits.
+        // The run this submission left queued (id, target), as it commits;
+        // taken by whichever wakes pollers for it if the claim did not
+        // take it: the claim as it commits (right after the submission,
+        // same batch), or, if the claim failed, the task below.
         let queued: Arc<Mutex<Option<(String, i64)>>> = Arc::default();
         let on_submit = {
             let (queued, outbox) = (Arc::clone(&queued), Arc::clone(&self.slack_outbox));
-            move |s: &queue::Submitted| match s.status {
-                RunStatus::Queued => {
-                    if let Ok(mut queued) = queued.lock() {
-                        *queued = Some((s.id.clone(), s.target_id));
-                    }
-                }
-                RunStatus::PendingApproval => outbox.cue(),
-                _ => {}
+            move |s: &queue::Submitted| {
+                cue(s, &outbox, |id, target| {
+                    *lock(&queued) = Some((id.to_owned(), target));
+                });
             }
         };
         // Whether the submission queued a run, as it last ran: the claim
@@ -198,35 +189,41 @@ impl Control {
             true => queue::claim(tx, &agent, ttl, Some(&poll_id)).map(Some),
             false => Ok(None),
         };
-        let (submitted, claimed) = self
-            .db
-            .write_beside_pair((submit, on_submit), (claim, |_: &Option<Claim>| {}));
-        // Its own task: the poller waits for the answer whatever becomes of
-        // this request (its client may hang up).
-        let wakeups = Arc::clone(&self.wakeups);
-        tokio::spawn(async move {
-            let claimed = claimed.await;
-            let took = match &claimed {
-                Ok(Some(Claim::Assigned(assignment, _))) => Some(assignment.run_id.clone()),
-                _ => None,
-            };
-            // The submit's batch committed before this answer came (it
-            // went first), so what it queued is known by now.
-            let queued = queued.lock().ok().and_then(|mut q| q.take());
-            if let Some((id, target)) = queued {
-                if took.as_deref() != Some(id.as_str()) {
-                    wakeups.run_queued(target);
+        let wake_unless = {
+            let (queued, wakeups) = (Arc::clone(&queued), Arc::clone(&self.wakeups));
+            move |took: Option<&str>| {
+                let queued = lock(&queued).take();
+                if let Some((id, target)) = queued {
+                    if took != Some(id.as_str()) {
+                        wakeups.run_queued(target);
+                    }
                 }
             }
-            match claimed {
+        };
+        let on_claim = {
+            let wake_unless = wake_unless.clone();
+            move |claimed: &Option<Claim>| {
+                wake_unless(match claimed {
+                    Some(Claim::Assigned(assignment, _)) => Some(assignment.run_id.as_str()),
+                    _ => None,
+                });
+            }
+        };
+        let (submitted, claimed) = self
+            .db
+            .write_beside_pair((submit, on_submit), (claim, on_claim));
+        // Its own task: the poller waits for the answer whatever becomes of
+        // this request (its client may hang up). The answer comes once the
+        // claim is durable.
+        tokio::spawn(async move {
+            match claimed.await {
                 Ok(Some(claim)) => taken.hand(claim),
-                // Dropped, the poller looks at the database itself: nothing
-                // was claimed for it.
+                // Dropped: none was made, and the poller looks itself.
                 Ok(None) => {}
-                // Dropped, the poller looks at the database itself (the
-                // claim may have committed without its answer).
                 Err(e) => {
-                    tracing::warn!(error = %e, agent = %taken.agent.name, "the claim made for a waiting poll failed; it looks for itself");
+                    // The submission may have committed without it.
+                    wake_unless(None);
+                    taken.fail(e);
                 }
             }
         });
@@ -355,4 +352,22 @@ impl Control {
             })
             .await
     }
+}
+
+/// What a submission's commit cues: for a run queued, `queued` (pollers
+/// may claim it as soon as it is committed: their claim is answered only
+/// once it, and so this submission, is on disk); for a run waiting for
+/// approval, Slack's outbox (the run is not the pollers' yet).
+fn cue(s: &queue::Submitted, outbox: &Outbox, queued: impl FnOnce(&str, i64)) {
+    match s.status {
+        RunStatus::Queued => queued(&s.id, s.target_id),
+        RunStatus::PendingApproval => outbox.cue(),
+        _ => {}
+    }
+}
+
+/// `m` locked, poisoned or not: what it guards (a run queued) is whole
+/// either way.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

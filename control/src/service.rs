@@ -1,7 +1,7 @@
 //! [`Control`]: the control plane's state, opened once per process.
 
 use crate::credentials::{AuthCache, FailureThrottle};
-use crate::dispatch::{HandOffs, Outbox, PollWakeups, RunWatchers};
+use crate::dispatch::{Claim, HandOffs, Outbox, PollWakeups, RunWatchers};
 use crate::error::OpenError;
 use crate::orgs;
 use crate::relay::StdinRelays;
@@ -53,7 +53,7 @@ pub struct Control {
     pub(crate) settings: Settings,
     pub(crate) wakeups: Arc<PollWakeups>,
     /// Pollers here ready to be handed a run as it is submitted.
-    pub(crate) handoffs: Arc<HandOffs>,
+    pub(crate) handoffs: Arc<HandOffs<Claim>>,
     pub(crate) watchers: RunWatchers,
     pub(crate) auth: Arc<AuthCache>,
     pub(crate) failures: FailureThrottle,

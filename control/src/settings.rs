@@ -125,6 +125,8 @@ fn seconds(d: Duration) -> String {
 #[derive(Clone, Debug, Default)]
 pub struct Faults {
     failing_syncs: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    /// Milliseconds the next answers wait ([`Faults::delay_next_answers`]).
+    answer_delay_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 #[cfg(any(test, feature = "fault-injection"))]
@@ -134,6 +136,26 @@ impl Faults {
     pub fn fail_next_syncs(&self, n: u32) {
         self.failing_syncs
             .store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Makes the answers to the next batch of writes made durable wait
+    /// `delay` more, as a slow disk (or a slow `COMMIT`) would: the writes
+    /// are committed, their writers not yet told.
+    pub fn delay_next_answers(&self, delay: std::time::Duration) {
+        self.answer_delay_ms.store(
+            u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            std::sync::atomic::Ordering::SeqCst,
+        );
+    }
+
+    /// Waits the delay armed for these answers, if one is (once).
+    pub(crate) fn delay_answers(&self) {
+        let ms = self
+            .answer_delay_ms
+            .swap(0, std::sync::atomic::Ordering::SeqCst);
+        if ms > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
     }
 
     /// Whether this sync is to fail (counting it down).

@@ -223,23 +223,26 @@ pub(crate) fn connected(tx: &Tx<'_>, since: i64) -> Result<u64, Error> {
         .query_row(params![since], |r| r.get(0))?)
 }
 
-/// The query counting the connected agents (online, unrevoked, heard from
-/// at or after `since`) that serve target `target`, both SQL expressions.
-pub(super) fn serving_sql(target: &str, since: &str) -> String {
+/// The query of whether a connected agent (online, unrevoked, heard from
+/// at or after `since`) serves target `target`, both SQL expressions: 1 or
+/// 0. It stops at the first such agent: a submission asks it, and a target
+/// may have a thousand.
+pub(super) fn served_sql(target: &str, since: &str) -> String {
     format!(
-        "SELECT COUNT(*) FROM agent_targets t JOIN agents a ON a.id = t.agent_id
+        "SELECT COUNT(*) FROM (SELECT 1 FROM agent_targets t JOIN agents a ON a.id = t.agent_id
          WHERE t.target_id = {target} AND a.online = 1 AND a.revoked_ms IS NULL
-           AND a.last_seen_ms >= {since}"
+           AND a.last_seen_ms >= {since} LIMIT 1) AS serving"
     )
 }
 
-/// How many connected agents (online, unrevoked, heard from at or after
-/// `since`) serve target `target_id`.
-pub(crate) fn serving(tx: &Tx<'_>, target_id: i64, since: i64) -> Result<i64, Error> {
-    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| serving_sql("?1", "?2"));
-    Ok(tx
+/// Whether a connected agent (online, unrevoked, heard from at or after
+/// `since`) serves target `target_id`.
+pub(crate) fn served(tx: &Tx<'_>, target_id: i64, since: i64) -> Result<bool, Error> {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| served_sql("?1", "?2"));
+    let n: i64 = tx
         .prepare_cached(&SQL)?
-        .query_row(params![target_id, since], |r| r.get(0))?)
+        .query_row(params![target_id, since], |r| r.get(0))?;
+    Ok(n > 0)
 }
 
 /// Agent `id` serves no target any more.

@@ -621,6 +621,8 @@ impl Syncer {
 
     /// Makes everything committed so far durable, or says it may not be.
     fn sync(&mut self) -> Result<(), Error> {
+        #[cfg(any(test, feature = "fault-injection"))]
+        self.faults.delay_answers();
         let Some(wal) = &self.wal_file else {
             return Ok(());
         };

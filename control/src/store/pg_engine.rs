@@ -248,7 +248,10 @@ fn answer(
     #[cfg(any(test, feature = "fault-injection"))]
     let ended = match ended {
         Ok(()) if faults.sync_fails() => Err(not_durable()),
-        ended => ended,
+        ended => {
+            faults.delay_answers();
+            ended
+        }
     };
     match ended {
         Ok(()) => {

@@ -681,18 +681,6 @@ pub(crate) struct Outcome<'a> {
     pub(crate) report: Option<&'a str>,
 }
 
-/// The report key of run `run_id`'s target (`ed25519:...`), if its agent
-/// presented one.
-pub(crate) fn report_key(tx: &Tx<'_>, run_id: &str) -> Result<Option<String>, Error> {
-    Ok(tx
-        .prepare_cached(
-            "SELECT t.report_key FROM runs r JOIN targets t ON t.id = r.target_id WHERE r.id = ?1",
-        )?
-        .query_row(params![run_id], |r| r.get(0))
-        .optional()?
-        .flatten())
-}
-
 /// Records that `bytes` of run `run_id`'s input were relayed (by the
 /// replica its agent read it from, which may not be the one it reports its
 /// end to).
@@ -705,33 +693,48 @@ pub(crate) fn record_stdin_bytes(tx: &Tx<'_>, run_id: &str, bytes: u64) -> Resul
     Ok(())
 }
 
-/// `running -> <outcome>`; a run's input's size, if `o` does not know it
-/// or knows less, stays what [`record_stdin_bytes`] recorded (both count
-/// what one relay handed the agent, which only grows).
-pub(crate) fn finish(tx: &Tx<'_>, run_id: &str, o: &Outcome<'_>) -> Result<(), Error> {
-    tx.prepare_cached(
+/// Finishes run `run_id` of org `org_id` as `o` says (`running ->
+/// <outcome>`), if agent `agent_id` holds it running: its target's id, or
+/// `None` if it does not (nothing changed). A run's input's size, if `o`
+/// does not know it or knows less, stays what [`record_stdin_bytes`]
+/// recorded (both count what one relay handed the agent, which only grows).
+pub(crate) fn finish_held(
+    tx: &Tx<'_>,
+    org_id: i64,
+    agent_id: &str,
+    run_id: &str,
+    o: &Outcome<'_>,
+) -> Result<Option<i64>, Error> {
+    Ok(tx
+        .prepare_cached(
             "UPDATE runs SET status = ?2, exit_code = ?3, error = ?4, oom_killed = ?5, finished_ms = ?6,
                              lease_expires_ms = NULL, log_final_seq = ?7,
                              stdin_bytes = CASE WHEN stdin <> 0 THEN
                                  CASE WHEN stdin_bytes IS NULL OR stdin_bytes < CAST(?8 AS BIGINT)
                                       THEN CAST(?8 AS BIGINT) ELSE stdin_bytes END END,
                              redacted_stdout = ?9, redacted_stderr = ?10, report = ?11
-             WHERE id = ?1 AND status = 'running'",
+             WHERE id = ?1 AND org_id = ?12 AND agent_id = ?13 AND status = 'running'
+             RETURNING target_id",
         )?
-        .execute_later(params![
-            run_id,
-            o.status.as_str(),
-            o.exit_code,
-            o.error,
-            o.oom_killed,
-            o.now,
-            o.final_seq,
-            o.stdin_bytes,
-            o.redactions.stdout,
-            o.redactions.stderr,
-            o.report,
-        ])?;
-    Ok(())
+        .query_row(
+            params![
+                run_id,
+                o.status.as_str(),
+                o.exit_code,
+                o.error,
+                o.oom_killed,
+                o.now,
+                o.final_seq,
+                o.stdin_bytes,
+                o.redactions.stdout,
+                o.redactions.stderr,
+                o.report,
+                org_id,
+                agent_id,
+            ],
+            |r| r.get(0),
+        )
+        .optional()?)
 }
 
 /// `running -> lost` for every run agent `agent_id` holds; returns their ids.

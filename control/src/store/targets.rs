@@ -99,19 +99,19 @@ pub(crate) fn spec_by_name(
     }
 }
 
-/// [`spec_by_name`], with how many connected agents serve the target (as
-/// `agents::serving` counts them, with agents heard from at or after
-/// `since`): what a submission needs, in one round trip.
+/// [`spec_by_name`], with whether a connected agent serves the target (as
+/// `agents::served` says, of agents heard from at or after `since`): what
+/// a submission needs, in one round trip.
 pub(crate) fn spec_by_name_served(
     tx: &Tx<'_>,
     org_id: i64,
     name: &str,
     since: i64,
-) -> Result<Option<(i64, TargetSpec, i64)>, Error> {
+) -> Result<Option<(i64, TargetSpec, bool)>, Error> {
     static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         format!(
             "SELECT id, spec, ({}) FROM targets WHERE org_id = ?1 AND name = ?2",
-            super::agents::serving_sql("targets.id", "?3")
+            super::agents::served_sql("targets.id", "?3")
         )
     });
     let row: Option<(i64, String, i64)> = tx
@@ -121,7 +121,7 @@ pub(crate) fn spec_by_name_served(
         })
         .optional()?;
     match row {
-        Some((id, spec, serving)) => Ok(Some((id, serde_json::from_str(&spec)?, serving))),
+        Some((id, spec, served)) => Ok(Some((id, serde_json::from_str(&spec)?, served > 0))),
         None => Ok(None),
     }
 }
@@ -158,6 +158,15 @@ pub(crate) fn pin_key(tx: &Tx<'_>, id: i64, key: &str, key_id: &str) -> Result<b
         )?
         .execute(params![id, key, key_id])?
         > 0)
+}
+
+/// Target `id`'s report key (`ed25519:...`), if its agent presented one.
+pub(crate) fn report_key(tx: &Tx<'_>, id: i64) -> Result<Option<String>, Error> {
+    Ok(tx
+        .prepare_cached("SELECT report_key FROM targets WHERE id = ?1")?
+        .query_row(params![id], |r| r.get(0))
+        .optional()?
+        .flatten())
 }
 
 /// Records target `id`'s report key, presented with its pinned key `key`,

@@ -204,8 +204,8 @@ where
 
 pub(super) enum Message {
     Job(Box<dyn WriteJob>),
-    /// Jobs that go in one batch, in this order (unless the batch would
-    /// hold more than [`MAX_BATCH`] jobs; they are then in two, in order).
+    /// Jobs that go in one batch, in this order, whole: the batch may then
+    /// hold a few more than [`MAX_BATCH`].
     Jobs(Batch),
     Stop,
 }
@@ -213,7 +213,7 @@ pub(super) enum Message {
 pub(super) type Batch = Vec<Box<dyn WriteJob>>;
 
 /// Waits for a job, then takes those already waiting behind it (up to
-/// [`MAX_BATCH`]); `None` once told to stop with nothing left. A `Stop`
+/// [`MAX_BATCH`], but never part of a [`Message::Jobs`]); `None` once told to stop with nothing left. A `Stop`
 /// behind the jobs sets `stopping`: the batch still runs.
 pub(super) fn next_batch(jobs: &mpsc::Receiver<Message>, stopping: &mut bool) -> Option<Batch> {
     let mut batch: Batch = match jobs.recv() {
