@@ -4,12 +4,16 @@
 
 use reqwest::StatusCode;
 use sealrun_api::Settings;
-use sealrun_testkit::{ControlPlane as _, FakeAgent, InProcessServer, World, quick_settings};
+use sealrun_testkit::{
+    ControlPlane as _, FakeAgent, InProcessServer, World, quick_settings, to_value,
+};
 use sealrun_vault::TargetKeypair;
 use sealrun_wire::admin::{AgentList, EnrollmentToken, TargetView};
-use sealrun_wire::agent::Challenges;
+use sealrun_wire::agent::{Challenges, FinishRequest};
 use sealrun_wire::audit::AuditPage;
+use sealrun_wire::report::RunReport;
 use sealrun_wire::run::RunStatus;
+use sealrun_wire::trust::SigningKey;
 use serde_json::json;
 use std::time::Duration;
 
@@ -383,6 +387,49 @@ async fn only_the_agent_holding_a_run_may_report_on_it() {
         .await
         .error(StatusCode::NOT_FOUND);
     assert_eq!(other.heartbeat(&[&run]).await.abandon, vec![run]);
+}
+
+#[tokio::test]
+async fn a_finish_whose_signed_report_does_not_hold_is_refused_and_changes_nothing() {
+    let w = World::in_process().await;
+    let run = w.admin.submit("db", &["true"], &[]).await;
+    w.agent.next_run().await;
+    // Signed with a key the target's agent never presented.
+    let report = SigningKey::generate().sign(&RunReport {
+        target: w.target.clone(),
+        run_id: run.clone(),
+        status: "succeeded".into(),
+        exit_code: Some(0),
+        stdout_redactions: 0,
+        stderr_redactions: 0,
+        log_chunks: 0,
+        secrets: vec![],
+        nonce: None,
+        finished_at_ms: 0,
+    });
+    let finish = FinishRequest {
+        status: RunStatus::Succeeded,
+        exit_code: Some(0),
+        error: None,
+        oom_killed: false,
+        next_seq: 0,
+        redactions: Default::default(),
+        report: Some(report),
+    };
+    let refused = w
+        .agent
+        .client
+        .post(&format!("/v1/agent/runs/{run}/finish"), to_value(&finish))
+        .await;
+    let message = refused.error(StatusCode::BAD_REQUEST);
+    assert!(message.contains("report key"), "{message}");
+    assert_eq!(w.admin.run(&run).await.status, RunStatus::Running);
+    // Positive control: the same finish without the report is taken.
+    w.agent
+        .finish(&run, RunStatus::Succeeded, Some(0), 0)
+        .await
+        .ok();
+    assert_eq!(w.admin.run(&run).await.status, RunStatus::Succeeded);
 }
 
 #[tokio::test]
