@@ -8,13 +8,11 @@
 
 use reqwest::{Method, StatusCode};
 use sealrun_api::{MetricsAccess, Settings};
-use sealrun_testkit::{Answer, InProcessWorld, World, quick_settings, to_value, wait_for};
+use sealrun_testkit::{InProcessWorld, World, quick_settings, to_value, wait_for};
 use sealrun_wire::admin::TargetSpec;
 use sealrun_wire::agent::Assignment;
-use sealrun_wire::audit::AuditPage;
 use sealrun_wire::run::{RunCreated, RunStatus};
-use serde_json::json;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const METRICS_TOKEN: &str = "metrics-token-for-the-hand-off-tests";
 
@@ -65,29 +63,16 @@ async fn polls_waiting(w: &InProcessWorld, n: u64) {
 }
 
 /// Quick settings whose polls wait `secs`: long enough for a test to see
-/// one waiting and submit on a loaded machine; the tests end on the
-/// hand-off, not the timeout.
+/// one waiting and submit on a loaded machine (most tests end on the
+/// hand-off, not the timeout); and no background writes during a test (the
+/// lease sweeper runs once, at start), so that a fault armed for the next
+/// write hits the one the test makes.
 fn polls_held(secs: u64) -> Settings {
     Settings {
         poll_timeout: Duration::from_secs(secs),
+        lease_sweep_interval: Duration::from_secs(3600),
         ..quick_settings()
     }
-}
-
-async fn poll_with_id(w: &InProcessWorld, poll_id: &str) -> Answer {
-    w.agent
-        .client
-        .post("/v1/agent/poll", json!({ "poll_id": poll_id }))
-        .await
-}
-
-async fn audited(w: &InProcessWorld, action: &str, subject: &str) -> usize {
-    let audit: AuditPage = w.admin.get("/v1/audit?limit=1000").await.ok().parse();
-    audit
-        .entries
-        .iter()
-        .filter(|e| e.action == action && e.subject == subject)
-        .count()
 }
 
 #[tokio::test]
@@ -101,7 +86,7 @@ async fn a_run_submitted_while_its_agent_waits_is_handed_to_that_poll() {
     assert_eq!(metric(&w, "sealrun_dispatch_handed_off_total").await, 1);
     assert_eq!(metric(&w, "sealrun_polls_waiting").await, 0);
     assert_eq!(w.admin.run(&run).await.status, RunStatus::Running);
-    assert_eq!(audited(&w, "run.started", &run).await, 1);
+    assert_eq!(w.admin.audited("run.started", &run).await, 1);
 }
 
 #[tokio::test]
@@ -121,19 +106,21 @@ async fn a_run_submitted_while_no_poll_waits_is_claimed_by_the_next_poll_not_han
 
 #[tokio::test]
 async fn a_run_waiting_for_approval_is_not_handed_to_a_waiting_poll() {
-    let (w, _dir) = world(polls_held(2)).await;
+    let (w, _dir) = world(polls_held(4)).await;
     let spec: TargetSpec = serde_json::from_value(serde_json::json!({
         "name": w.target, "image": sealrun_testkit::IMAGE,
         "policy": {"approval": {"require": "ad_hoc"}},
     }))
     .unwrap();
     w.admin.put_target(&spec).await;
+    let started = Instant::now();
     let (polled, run) = tokio::join!(w.agent.poll(), async {
         polls_waiting(&w, 1).await;
         w.submit(&["migrate"]).await
     });
     // The poll ended at its timeout, with nothing.
     assert_eq!(polled.map(|a| a.run_id), None);
+    assert!(started.elapsed() >= Duration::from_secs(4));
     assert_eq!(w.admin.run(&run).await.status, RunStatus::PendingApproval);
     assert_eq!(metric(&w, "sealrun_dispatch_handed_off_total").await, 0);
 }
@@ -153,7 +140,7 @@ async fn a_hand_off_whose_commit_may_not_have_held_is_answered_as_a_failed_claim
             &[("Idempotency-Key", "hand-off-1")],
         )
     };
-    let (polled, maybe) = tokio::join!(poll_with_id(&w, "poll-1"), async {
+    let (polled, maybe) = tokio::join!(w.agent.poll_with_id("poll-1"), async {
         polls_waiting(&w, 1).await;
         // The submission and the claim made for the poll commit together;
         // their answer is lost ("may or may not have been applied").
@@ -173,28 +160,28 @@ async fn a_hand_off_whose_commit_may_not_have_held_is_answered_as_a_failed_claim
     // ...which the claim did take for the poll: asked again with its id,
     // the poll gets it, handed out once.
     assert_eq!(w.admin.run(&run.id).await.status, RunStatus::Running);
-    let asked = poll_with_id(&w, "poll-1").await;
+    let asked = w.agent.poll_with_id("poll-1").await;
     assert_eq!(asked.status, StatusCode::OK, "{}", asked.text);
     assert_eq!(asked.parse::<Assignment>().run_id, run.id);
-    assert_eq!(audited(&w, "run.started", &run.id).await, 1);
+    assert_eq!(w.admin.audited("run.started", &run.id).await, 1);
 }
 
 #[tokio::test]
 async fn a_poll_whose_deadline_passes_while_a_claim_made_for_it_is_under_way_gets_that_run() {
-    let settings = Settings {
-        poll_timeout: Duration::from_secs(2),
-        ..quick_settings()
-    };
+    let settings = polls_held(6);
     let faults = settings.faults.clone();
     let (w, _dir) = world(settings).await;
-    let (polled, run) = tokio::join!(poll_with_id(&w, "poll-1"), async {
+    let started = Instant::now();
+    let (polled, run) = tokio::join!(w.agent.poll_with_id("poll-1"), async {
         polls_waiting(&w, 1).await;
-        // The claim made for the poll commits; its answer comes 4 s later,
+        // The claim made for the poll commits; its answer comes 8 s later,
         // after the poll's deadline (a slow disk).
-        faults.delay_next_answers(Duration::from_secs(4));
+        faults.delay_next_answers(Duration::from_secs(8));
         w.submit(&["migrate"]).await
     });
-    // Not "nothing" at the deadline: the run was claimed in this poll.
+    // Answered after its deadline (the fault held the answer), and not
+    // with "nothing": the run was claimed in this poll.
+    assert!(started.elapsed() >= Duration::from_secs(6));
     assert_eq!(polled.status, StatusCode::OK, "{}", polled.text);
     assert_eq!(polled.parse::<Assignment>().run_id, run);
     assert_eq!(metric(&w, "sealrun_dispatch_handed_off_total").await, 1);

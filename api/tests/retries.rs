@@ -10,9 +10,7 @@ use sealrun_api::Settings;
 use sealrun_testkit::{Answer, Client, InProcessWorld, World, quick_settings, to_value};
 use sealrun_wire::admin::Role;
 use sealrun_wire::agent::{Assignment, ConnectRequest};
-use sealrun_wire::audit::AuditPage;
 use sealrun_wire::run::{RunCreated, RunList, RunRequest, RunStatus};
-use serde_json::json;
 use std::time::Duration;
 
 /// Quick settings with no background writes during a test (the lease
@@ -41,22 +39,6 @@ async fn run_ids(w: &InProcessWorld) -> Vec<String> {
     list.runs.into_iter().map(|r| r.id).collect()
 }
 
-async fn audited(w: &InProcessWorld, action: &str, subject: &str) -> usize {
-    let audit: AuditPage = w.admin.get("/v1/audit?limit=1000").await.ok().parse();
-    audit
-        .entries
-        .iter()
-        .filter(|e| e.action == action && e.subject == subject)
-        .count()
-}
-
-async fn poll_with_id(w: &InProcessWorld, poll_id: &str) -> Answer {
-    w.agent
-        .client
-        .post("/v1/agent/poll", json!({ "poll_id": poll_id }))
-        .await
-}
-
 #[tokio::test]
 async fn a_submission_sent_again_with_the_same_key_answers_the_same_run_and_queues_nothing() {
     let w = World::in_process_with(quiet()).await;
@@ -71,7 +53,7 @@ async fn a_submission_sent_again_with_the_same_key_answers_the_same_run_and_queu
     assert_eq!(again.status, RunStatus::Queued);
     assert_eq!(again.expires_at_ms, first.expires_at_ms);
     assert_eq!(run_ids(&w).await, vec![first.id.clone()]);
-    assert_eq!(audited(&w, "run.submitted", &first.id).await, 1);
+    assert_eq!(w.admin.audited("run.submitted", &first.id).await, 1);
     // Positive control: another key is another run.
     let other = submit_with_key(&w.admin, &req, "key-2").await;
     assert_eq!(other.status, StatusCode::CREATED, "{}", other.text);
@@ -155,19 +137,19 @@ async fn an_agent_that_did_not_get_its_poll_answer_gets_the_same_run_by_asking_w
     let run = w.submit(&["migrate"]).await;
     // The claim commits, its sync fails: the agent is told 503, not the run.
     faults.fail_next_syncs(1);
-    let lost = poll_with_id(&w, "poll-1").await;
+    let lost = w.agent.poll_with_id("poll-1").await;
     lost.error(StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(w.admin.run(&run).await.status, RunStatus::Running);
     // Another poll does not get it (it is held)...
     assert_eq!(
-        poll_with_id(&w, "poll-2").await.status,
+        w.agent.poll_with_id("poll-2").await.status,
         StatusCode::NO_CONTENT
     );
     // ...the same poll asked again does, instead of it sitting held by nobody.
-    let again = poll_with_id(&w, "poll-1").await;
+    let again = w.agent.poll_with_id("poll-1").await;
     assert_eq!(again.status, StatusCode::OK, "{}", again.text);
     assert_eq!(again.parse::<Assignment>().run_id, run);
-    assert_eq!(audited(&w, "run.started", &run).await, 1);
+    assert_eq!(w.admin.audited("run.started", &run).await, 1);
     w.agent
         .finish(&run, RunStatus::Succeeded, Some(0), 0)
         .await
@@ -179,10 +161,10 @@ async fn an_agent_that_did_not_get_its_poll_answer_gets_the_same_run_by_asking_w
 async fn a_run_handed_out_in_one_poll_is_not_handed_out_in_another() {
     let w = World::in_process_with(quiet()).await;
     let run = w.submit(&["migrate"]).await;
-    let first = poll_with_id(&w, "poll-1").await;
+    let first = w.agent.poll_with_id("poll-1").await;
     assert_eq!(first.parse::<Assignment>().run_id, run);
     assert_eq!(
-        poll_with_id(&w, "poll-2").await.status,
+        w.agent.poll_with_id("poll-2").await.status,
         StatusCode::NO_CONTENT
     );
     assert_eq!(w.agent.poll().await.map(|a| a.run_id), None);
@@ -208,13 +190,13 @@ async fn a_run_handed_out_again_whose_secret_is_gone_frees_its_slot_for_the_next
         .set_secret(&w.target, "TOKEN", b"a-secret-value")
         .await;
     let needing = w.admin.submit(&w.target, &["migrate"], &["TOKEN"]).await;
-    let handed = poll_with_id(&w, "poll-1").await;
+    let handed = w.agent.poll_with_id("poll-1").await;
     assert_eq!(handed.parse::<Assignment>().run_id, needing);
     // Its answer never reached the agent. Another run queues; the agent's
     // one slot is taken (positive control for the limit).
     let next = w.submit(&["status"]).await;
     assert_eq!(
-        poll_with_id(&w, "poll-2").await.status,
+        w.agent.poll_with_id("poll-2").await.status,
         StatusCode::NO_CONTENT
     );
     // The secret is deleted; the agent asks again with the same poll id.
@@ -223,7 +205,7 @@ async fn a_run_handed_out_again_whose_secret_is_gone_frees_its_slot_for_the_next
         .delete(&format!("/v1/targets/{}/secrets/TOKEN", w.target))
         .await;
     assert!(deleted.status.is_success(), "{}", deleted.text);
-    let again = poll_with_id(&w, "poll-1").await;
+    let again = w.agent.poll_with_id("poll-1").await;
     // The run it was handed ends (it cannot run without its secret), and
     // the slot it held takes the next run in the same poll.
     assert_eq!(again.status, StatusCode::OK, "{}", again.text);
@@ -234,7 +216,7 @@ async fn a_run_handed_out_again_whose_secret_is_gone_frees_its_slot_for_the_next
 #[tokio::test]
 async fn a_malformed_poll_id_is_refused() {
     let w = World::in_process_with(quiet()).await;
-    let refused = poll_with_id(&w, "not/an id").await;
+    let refused = w.agent.poll_with_id("not/an id").await;
     let message = refused.error(StatusCode::BAD_REQUEST);
     assert!(message.contains("poll id"), "{message}");
 }

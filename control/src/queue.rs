@@ -754,10 +754,11 @@ fn not_finished(
             "run {run_id} is lost (its lease lapsed); its result is refused"
         ))),
         Some(s) if s == req.status && exit_code == req.exit_code => Ok(false),
-        // Running and held, yet not finished by the statement before it in
-        // the same transaction: cannot be; said rather than hidden.
-        Some(RunStatus::Running) => Err(Error::internal(format_args!(
-            "run {run_id} is running but could not be finished"
+        // Running and held, yet not finished by the statement before: on
+        // PostgreSQL, a run the agent was not handed when that statement
+        // began (it finishes a run it guessed) claimed for it since.
+        Some(RunStatus::Running) => Err(Error::Conflict(format!(
+            "run {run_id} was handed to this agent while it was being finished; send the finish again"
         ))),
         _ => Err(Error::Conflict(format!(
             "run {run_id} already ended as {status}"

@@ -328,6 +328,14 @@ impl FakeAgent {
         }
     }
 
+    /// One poll under `poll_id` (asked again after a lost answer, it gets
+    /// the run handed out in it): the answer as it came.
+    pub async fn poll_with_id(&self, poll_id: &str) -> Answer {
+        self.client
+            .post("/v1/agent/poll", json!({ "poll_id": poll_id }))
+            .await
+    }
+
     /// Polls until an assignment comes (at most 40 polls).
     pub async fn next_run(&self) -> Assignment {
         for _ in 0..40 {

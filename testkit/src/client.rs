@@ -293,6 +293,18 @@ impl Client {
         self.submit_request(&request).await
     }
 
+    /// How many entries of the org's audit trail (its latest 1,000) record
+    /// `action` on `subject`.
+    pub async fn audited(&self, action: &str, subject: &str) -> usize {
+        let audit: sealrun_wire::audit::AuditPage =
+            self.get("/v1/audit?limit=1000").await.ok().parse();
+        audit
+            .entries
+            .iter()
+            .filter(|e| e.action == action && e.subject == subject)
+            .count()
+    }
+
     /// `GET /v1/runs/{id}`.
     pub async fn run(&self, id: &str) -> RunView {
         let a = self.get(&format!("/v1/runs/{id}")).await;
