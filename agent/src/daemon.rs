@@ -416,8 +416,10 @@ impl<R: Runtime> Supervisor<R> {
                     .into(),
             )
         });
+        // Only a refused token makes reporting impossible: a run refused
+        // on the way out (a rewritten history) must still be reported.
+        self.drain(revoked.is_cancelled()).await;
         let error = fatal.or(revoked_error);
-        self.drain(error.is_some()).await;
         if let Some(pools) = pools {
             // It removes every member (within a bound) before it returns.
             if let Err(e) = pools.await {
