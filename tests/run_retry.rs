@@ -7,7 +7,6 @@
 
 use sealrun_api::Settings;
 use sealrun_testkit::{AgentProcess, ControlPlane, InProcessServer, code, require_docker, text};
-use sealrun_wire::audit::AuditPage;
 use sealrun_wire::run::RunList;
 use std::time::Duration;
 
@@ -71,16 +70,8 @@ async fn a_submission_that_may_not_have_been_applied_is_sent_again_by_the_cli_wi
     assert_eq!(runs.runs.len(), 1, "{:?}", runs.runs);
     let id = &runs.runs[0].id;
     assert_eq!(admin.stdout(id).await, "once\n");
-    let audit: AuditPage = admin.get("/v1/audit?limit=1000").await.ok().parse();
-    let count = |action: &str| {
-        audit
-            .entries
-            .iter()
-            .filter(|e| e.action == action && &e.subject == id)
-            .count()
-    };
-    assert_eq!(count("run.submitted"), 1);
-    assert_eq!(count("run.started"), 1);
+    assert_eq!(admin.audited("run.submitted", id).await, 1);
+    assert_eq!(admin.audited("run.started", id).await, 1);
     drop(agent);
     drop(server);
 }

@@ -58,23 +58,8 @@ async fn five_hundred_idle_or_slow_connections_do_not_stop_a_client_with_a_token
 
     // The server fitted its cap to the limit and made room by closing idle
     // connections (the positive control that the limit was in force)...
-    let metrics = server
-        .http
-        .get(format!("{}/metrics", server.url))
-        .bearer_auth(METRICS_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let value = |name: &str| -> u64 {
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no {name} in:\n{metrics}"))
-    };
+    let metrics = server.client(METRICS_TOKEN).metrics().await;
+    let value = |series: &str| metrics.value(series);
     let max = value("sealrun_connections_max{listener=\"api\"}");
     assert!(max < 256, "the cap is fitted to the open-file limit: {max}");
     // Of the 500, those sending a body without a token were answered 401

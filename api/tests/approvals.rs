@@ -9,7 +9,6 @@ use reqwest::StatusCode;
 use sealrun_testkit::{Client, InProcessWorld, World, run_request, to_value};
 use sealrun_wire::admin::{Role, TargetSpec};
 use sealrun_wire::approval::{ApprovalList, ApprovalView};
-use sealrun_wire::audit::AuditPage;
 use sealrun_wire::run::{RunCreated, RunRequest, RunStatus};
 use serde_json::{Value, json};
 
@@ -83,10 +82,10 @@ async fn approve_shown(who: &Client, id: &str) -> sealrun_testkit::Answer {
 }
 
 async fn trail(w: &InProcessWorld, action: &str, subject: &str) -> Vec<Value> {
-    let page: AuditPage = w.admin.get("/v1/audit?limit=1000").await.ok().parse();
-    page.entries
+    w.admin
+        .audit_of(action, subject)
+        .await
         .into_iter()
-        .filter(|e| e.action == action && e.subject == subject)
         .map(|e| serde_json::from_str(&e.detail).unwrap())
         .collect()
 }

@@ -8,7 +8,9 @@
 
 use reqwest::{Method, StatusCode};
 use sealrun_api::{MetricsAccess, Settings};
-use sealrun_testkit::{InProcessWorld, World, quick_settings, to_value, wait_for};
+use sealrun_testkit::{
+    ControlPlane as _, InProcessWorld, World, quick_settings, to_value, wait_for,
+};
 use sealrun_wire::admin::TargetSpec;
 use sealrun_wire::agent::Assignment;
 use sealrun_wire::run::{RunCreated, RunStatus};
@@ -36,22 +38,7 @@ async fn world(settings: Settings) -> (InProcessWorld, tempfile::TempDir) {
 
 /// The value of the unlabelled metric `name`.
 async fn metric(w: &InProcessWorld, name: &str) -> u64 {
-    let body = w
-        .server
-        .http
-        .get(format!("{}/metrics", w.server.url))
-        .bearer_auth(METRICS_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    body.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .unwrap_or_else(|| panic!("no {name} in {body}"))
-        .parse()
-        .unwrap()
+    w.server.client(METRICS_TOKEN).metrics().await.value(name)
 }
 
 /// Waits until `n` polls wait on the server.

@@ -61,8 +61,8 @@ pub struct Gauges {
     pub runs_by_status: Vec<(&'static str, u64)>,
     /// Agents connected now.
     pub connected_agents: u64,
-    /// Agents' polls held open on this replica with nothing to do, each
-    /// ready to be handed a run as one is submitted here.
+    /// Agents' polls held open on this replica with an offer to be handed
+    /// a run submitted here (standing, or taken and about to be answered).
     pub polls_waiting: u64,
 }
 

@@ -1,8 +1,7 @@
 //! Runs as users see them: submit, list, inspect, cancel, read output.
 
 use crate::caller::Member;
-use crate::dispatch::RunWatch;
-use crate::dispatch::{Outbox, Taken};
+use crate::dispatch::{Outbox, RunWatch, Taken};
 use crate::error::Error;
 use crate::logs::{self, Page};
 use crate::permissions::Action;
@@ -100,10 +99,10 @@ impl Control {
         let connected_since = self.settings.connected_since(now_ms());
         // A run of a runbook names its target once rendered, in the job.
         let name = req.runbook.is_none().then(|| req.target.clone());
-        let taken = name
+        let guessed = name
             .as_deref()
-            .and_then(|name| self.handoffs.target_named(org_id, name))
-            .and_then(|target| self.handoffs.take(target));
+            .and_then(|name| self.handoffs.target_named(org_id, name));
+        let taken = guessed.and_then(|target| self.handoffs.take(target));
         let submit = move |tx: &Tx<'_>| {
             let submitter = Submitter {
                 org_id: who.org_id,
@@ -128,8 +127,9 @@ impl Control {
             }
             Some(taken) => self.submit_handing_off(submit, taken).await?,
         };
-        if let Some(name) = &name {
-            self.handoffs.learn(org_id, name, submitted.target_id);
+        // Learned only when the guess was not right already.
+        if let Some(name) = name.filter(|_| guessed != Some(submitted.target_id)) {
+            self.handoffs.learn(org_id, &name, submitted.target_id);
         }
         Ok(Submitted {
             id: submitted.id,

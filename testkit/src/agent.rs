@@ -317,10 +317,7 @@ impl FakeAgent {
     pub async fn poll(&self) -> Option<Assignment> {
         static POLLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let id = POLLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let a = self
-            .client
-            .post("/v1/agent/poll", json!({ "poll_id": format!("kit-{id}") }))
-            .await;
+        let a = self.poll_with_id(&format!("kit-{id}")).await;
         match a.status {
             StatusCode::OK => Some(a.parse()),
             StatusCode::NO_CONTENT => None,

@@ -7,6 +7,7 @@ use crate::wait::{WAIT, wait_for};
 use reqwest::{Method, StatusCode};
 use sealrun_vault::SealedSecret;
 use sealrun_wire::admin::{EnrollmentToken, PublicKeyView, Role, TargetSpec, TokenCreated};
+use sealrun_wire::audit::{AuditEntry, AuditPage};
 use sealrun_wire::log::{LogChunk, LogEvent, LogPage, RunEnd, StreamKind};
 use sealrun_wire::run::{RunCreated, RunRequest, RunStatus, RunView};
 use serde::Serialize;
@@ -293,16 +294,29 @@ impl Client {
         self.submit_request(&request).await
     }
 
+    /// The entries of the org's audit trail (its latest 1,000) that record
+    /// `action` on `subject`, oldest first.
+    pub async fn audit_of(&self, action: &str, subject: &str) -> Vec<AuditEntry> {
+        let audit: AuditPage = self.get("/v1/audit?limit=1000").await.ok().parse();
+        audit
+            .entries
+            .into_iter()
+            .filter(|e| e.action == action && e.subject == subject)
+            .collect()
+    }
+
     /// How many entries of the org's audit trail (its latest 1,000) record
     /// `action` on `subject`.
     pub async fn audited(&self, action: &str, subject: &str) -> usize {
-        let audit: sealrun_wire::audit::AuditPage =
-            self.get("/v1/audit?limit=1000").await.ok().parse();
-        audit
-            .entries
-            .iter()
-            .filter(|e| e.action == action && e.subject == subject)
-            .count()
+        self.audit_of(action, subject).await.len()
+    }
+
+    /// `GET /metrics` (the client holding the metrics token), expecting
+    /// success.
+    pub async fn metrics(&self) -> Metrics {
+        let answer = self.get("/metrics").await;
+        answer.ok();
+        Metrics(answer.text)
     }
 
     /// `GET /v1/runs/{id}`.
@@ -471,5 +485,28 @@ pub fn run_request(target: &str, argv: &[&str]) -> RunRequest {
         break_glass: None,
         runbook: None,
         signed: None,
+    }
+}
+
+/// A `/metrics` exposition ([`Client::metrics`]).
+#[derive(Clone, Debug)]
+pub struct Metrics(pub String);
+
+impl Metrics {
+    /// The value of `series` (a name with its labels, as the exposition
+    /// writes it: `sealrun_connections_max{listener="api"}`), failing the
+    /// test if it is not there.
+    pub fn value(&self, series: &str) -> u64 {
+        self.0
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in:\n{self}"))
+    }
+}
+
+impl std::fmt::Display for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
     }
 }

@@ -88,7 +88,7 @@ mod world;
 
 pub use agent::{AgentProcess, FakeAgent, same_key};
 pub use browser::{Browser, require_browser};
-pub use client::{Answer, Client, https_client, run_request, to_value};
+pub use client::{Answer, Client, Metrics, https_client, run_request, to_value};
 pub use dev::DevProcess;
 pub use docker::{
     IMAGE, containers_labeled, containers_of, docker_cli, remove_container, require_docker,

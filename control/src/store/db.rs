@@ -334,9 +334,8 @@ impl Db {
         H: FnOnce(&T) + Send + 'static,
     {
         let (job, answer) = job(work, on_commit, beside);
-        if self.jobs.send(Message::Job(job)).is_err() {
-            return Err(Error::shutting_down());
-        }
+        // Not sent: the answer says the writer has stopped.
+        let _ = self.jobs.send(Message::Job(job));
         Answer(answer).await
     }
 
