@@ -9,9 +9,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 say() { printf '\n\033[1;32m[demo]\033[0m %s\n' "$*" >&2; }
 
 ./scripts/provision.sh
-say "building sealrun (cargo build)"
-cargo build --quiet --bin sealrun
-SEALRUN="$PWD/target/debug/sealrun"
+say "building sealrun as users run it (cargo build --release)"
+cargo build --release --quiet --bin sealrun
+SEALRUN="$PWD/target/release/sealrun"
 say "building the static sealrun-init shim: every run container starts with it, and it receives the secrets over stdin, never through Docker's config (scripts/build-init.sh)"
 SEALRUN_AGENT_INIT="$(./scripts/build-init.sh)"
 export SEALRUN_AGENT_INIT

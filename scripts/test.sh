@@ -39,7 +39,13 @@ say "building the binaries the end-to-end tests drive"
 cargo build --workspace --bins --quiet
 # sealrun containers already on the engine (another agent's runs, a killed
 # earlier run of this script) are not this run's: only new ones count below.
-before=$(docker ps -aq --no-trunc --filter label=sealrun.run | sort)
+# Every container an agent makes carries `sealrun.agent` (a run's also
+# `sealrun.run`, a warm pool member's `sealrun.pool`).
+sealrun_containers() {
+  { docker ps -aq --no-trunc --filter label=sealrun.agent
+    docker ps -aq --no-trunc --filter label=sealrun.run; } | sort -u
+}
+before=$(sealrun_containers)
 status=0
 if cargo nextest --version >/dev/null 2>&1; then
   say "cargo nextest run --workspace"
@@ -50,7 +56,7 @@ else
 fi
 # Every test removes what it created: a sealrun container that appeared
 # during the run and is still on the engine is a leak, and fails the run.
-after=$(docker ps -aq --no-trunc --filter label=sealrun.run | sort)
+after=$(sealrun_containers)
 left=$(comm -13 <(echo "$before") <(echo "$after") | sed '/^$/d')
 if [ -n "$left" ]; then
   say "FAILED: the test suite left sealrun containers behind:"

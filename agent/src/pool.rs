@@ -30,7 +30,10 @@
 //! - **Crashes.** Members carry the agent's label like every unit, so the
 //!   sweep of an agent's orphans on restart removes them
 //!   ([`Runtime::remove_orphans`]); and they carry a deadline
-//!   ([`RUN_HORIZON`] past their idle time) after which any agent removes them.
+//!   ([`RUN_HORIZON`] past their idle time) after which any agent removes them:
+//!   the engine completes a create whose agent was killed while sending it,
+//!   perhaps after the restarted agent's sweep, and that member (created,
+//!   never started) goes at its deadline.
 //! - **Shutdown.** When the agent stops, `keep_warm` removes every member.
 //!
 //! Size 0 (the default) is no pool: every run prepares its own unit.

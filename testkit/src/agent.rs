@@ -20,9 +20,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::Duration;
 
-/// A `sealrun agent` process, given the kit's static shim. Dropping it kills
-/// the process and removes every container labeled with its agent id, so no
-/// container outlives a failed test either. Its log is `agent-<name>.log`
+/// A `sealrun agent` process, given the kit's static shim. Dropping it stops
+/// the process (SIGTERM, which removes its warm pool's members and stops its
+/// runs; killed if it does not exit within [`STOP_ON_DROP`]) and removes
+/// every container labeled with its agent id, so no container outlives a
+/// failed test either. Its log is `agent-<name>.log`
 /// next to its state directory.
 #[derive(Debug)]
 pub struct AgentProcess {
@@ -161,14 +163,33 @@ impl AgentProcess {
     }
 }
 
+/// How long a dropped [`AgentProcess`] is given to stop by itself.
+pub const STOP_ON_DROP: Duration = Duration::from_secs(10);
+
+/// How long after a kill the engine may still complete a container create
+/// the killed agent sent: the engine finishes a create whose client is gone.
+const LATE_CREATES: Duration = Duration::from_secs(2);
+
 impl Drop for AgentProcess {
     fn drop(&mut self) {
-        // A failed test may leave a run in flight: kill the agent, then remove
-        // what it was running.
-        self.daemon.kill();
-        if !self.id.is_empty() {
-            for id in containers_of(&self.id) {
-                remove_container(&id);
+        // A failed test may leave a run in flight: stop the agent, then remove
+        // whatever of it is left.
+        let killed = self.daemon.stop_or_kill(STOP_ON_DROP);
+        if self.id.is_empty() {
+            return;
+        }
+        for id in containers_of(&self.id) {
+            remove_container(&id);
+        }
+        if killed {
+            // A create sent just before the kill (a warm pool's refill, a
+            // run's container) may appear after the list above.
+            let until = std::time::Instant::now() + LATE_CREATES;
+            while std::time::Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(200));
+                for id in containers_of(&self.id) {
+                    remove_container(&id);
+                }
             }
         }
     }

@@ -149,6 +149,9 @@ pub(crate) struct Daemon {
     envs: Vec<(String, PathBuf)>,
     pub(crate) log: PathBuf,
     child: Option<Child>,
+    /// Whether a process of it was ever killed (SIGKILL): what it was
+    /// doing was cut off, perhaps with a request the engine still completes.
+    killed: bool,
 }
 
 impl Daemon {
@@ -177,6 +180,7 @@ impl Daemon {
             envs,
             log,
             child: None,
+            killed: false,
         };
         d.respawn();
         d
@@ -259,9 +263,34 @@ impl Daemon {
 
     pub(crate) fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
+            self.killed = true;
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Stops the process as its operator would (SIGTERM), giving it up to
+    /// `within` to exit, and kills it if it has not. Never panics (it runs
+    /// in drops, perhaps of a failed test). Returns whether any process of
+    /// this daemon was killed, now or before ([`Daemon::kill`]).
+    pub(crate) fn stop_or_kill(&mut self, within: Duration) -> bool {
+        if let Some(child) = &mut self.child {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            let deadline = Instant::now() + within;
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    self.child = None;
+                    return self.killed;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        self.kill();
+        self.killed
     }
 
     /// SIGTERM, then [`Daemon::wait_exit`].
