@@ -2,7 +2,9 @@
 //! processes and real faults: a replica SIGKILLed under the agent polling it
 //! and under the CLI following a run, PostgreSQL itself stopped and started
 //! mid-run, and a thousand agents spread over three replicas taking ten
-//! thousand runs. Nothing is lost, nothing runs twice, nobody has to step in.
+//! thousand runs, and the replica a run's input is sent to killed mid-feed.
+//! Nothing is lost, nothing runs twice, nothing acts on part of its input,
+//! nobody has to step in.
 //!
 //! Each test needs a PostgreSQL (the suite's cluster, or its server binaries
 //! for a private one) and all but the last Docker; each skips loudly
@@ -20,6 +22,8 @@ use sealrun_wire::admin::TargetSpec;
 use sealrun_wire::agent::Assignment;
 use sealrun_wire::run::{RunCreated, RunStatus};
 use std::collections::{HashMap, HashSet};
+use std::io::Write as _;
+use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -700,6 +704,79 @@ async fn input_piped_into_sealrun_run_on_one_replica_reaches_the_command_run_thr
     );
     let run = cli.json(&["runs", "show", &announced_run(&said)]);
     assert_eq!(run["stdin_bytes"], data.len() as u64, "{run}");
+    drop(agent);
+    drop(replicas);
+    db.drop_database();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn input_whose_replica_is_killed_mid_feed_breaks_off_and_is_never_acted_on_in_part() {
+    if !require_docker() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let Some(db) = require_postgres(&dir.path().join("pg")) else {
+        return;
+    };
+    // The agent talks to replica 0 only, the CLI to replica 1 only: the
+    // input passes from replica 1 to replica 0 through the database.
+    let Served {
+        mut replicas,
+        admin,
+        agent,
+        via_agent: _via_agent,
+    } = Served::start(dir.path(), &db, &spawned_target("db", 300), &[0]).await;
+    let cli = replicas.at(1).cli(&admin.token);
+    // The command takes its input's first line, says so, then acts on the
+    // rest once the input has ended (`read` takes no byte past the line).
+    let script = "read -r line; echo took the first line; cat >/tmp/rest; echo acted on $(wc -c </tmp/rest) more bytes";
+    let args = ["run", "--target", "db", "--", "sh", "-c", script];
+    let input_of = |rest: usize| [b"BEGIN;\n".as_slice(), &varied_bytes(rest)].concat();
+
+    // Positive control: input that ends is acted on, whole.
+    let whole = cli.output_with_stdin(&args, &input_of(10));
+    assert_eq!(
+        code(&whole),
+        0,
+        "{}\n{}",
+        text(&whole.stderr),
+        replicas.logs()
+    );
+    assert_eq!(
+        text(&whole.stdout),
+        "took the first line\nacted on 10 more bytes\n"
+    );
+
+    let mut feeding = cli
+        .command(&args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = feeding.stdin.take().unwrap();
+    let (shown, _out) = Captured::of(feeding.stdout.take().unwrap());
+    let (said, _err) = Captured::of(feeding.stderr.take().unwrap());
+    input.write_all(&input_of(64 * 1024)).unwrap();
+    input.flush().unwrap();
+    // The first line crossed from replica 1 to the command; the input is
+    // still open when replica 1 dies.
+    shown.wait_for("took the first line\n").await;
+    let id = announced_run(&said.text());
+    replicas.at_mut(1).kill();
+
+    // Replica 0 takes the input as broken once replica 1 has given no
+    // sign of life for a while, and the agent kills the command.
+    let end = admin.wait_terminal(&id).await;
+    assert_eq!(end.status, RunStatus::Error, "{end:?}\n{}", replicas.logs());
+    let error = end.error.clone().unwrap_or_default();
+    assert!(error.contains("input broke off"), "{error}");
+    let stored = admin.stdout(&id).await;
+    assert_eq!(stored, "took the first line\n", "{error}");
+    drop(input);
+    let _ = feeding.kill();
+    let _ = feeding.wait();
+    assert!(agent.containers().is_empty(), "{:?}", agent.containers());
     drop(agent);
     drop(replicas);
     db.drop_database();

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 /// A `sealrun agent` process, given the kit's static shim. Dropping it stops
 /// the process (SIGTERM, which removes its warm pool's members and stops its
-/// runs; killed if it does not exit within [`STOP_ON_DROP`]) and removes
+/// runs; killed if it does not exit within 10 s) and removes
 /// every container labeled with its agent id, so no container outlives a
 /// failed test either. Its log is `agent-<name>.log`
 /// next to its state directory.
@@ -164,7 +164,7 @@ impl AgentProcess {
 }
 
 /// How long a dropped [`AgentProcess`] is given to stop by itself.
-pub const STOP_ON_DROP: Duration = Duration::from_secs(10);
+const STOP_ON_DROP: Duration = Duration::from_secs(10);
 
 /// How long after a kill the engine may still complete a container create
 /// the killed agent sent: the engine finishes a create whose client is gone.
