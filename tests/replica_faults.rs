@@ -7,7 +7,7 @@
 //! nobody has to step in.
 //!
 //! Each test needs a PostgreSQL (the suite's cluster, or its server binaries
-//! for a private one) and all but the last Docker; each skips loudly
+//! for a private one) and most need Docker; each skips loudly
 //! without them, and fails under `CI` / `SEALRUN_REQUIRE_POSTGRES`.
 #![allow(clippy::unwrap_used)]
 
@@ -709,6 +709,18 @@ async fn input_piped_into_sealrun_run_on_one_replica_reaches_the_command_run_thr
     db.drop_database();
 }
 
+/// A child process killed (and reaped) when dropped, so a failing test
+/// leaves no `sealrun run` behind (one whose replica died keeps
+/// reconnecting for minutes).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn input_whose_replica_is_killed_mid_feed_breaks_off_and_is_never_acted_on_in_part() {
     if !require_docker() {
@@ -747,35 +759,55 @@ async fn input_whose_replica_is_killed_mid_feed_breaks_off_and_is_never_acted_on
         "took the first line\nacted on 10 more bytes\n"
     );
 
-    let mut feeding = cli
-        .command(&args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = feeding.stdin.take().unwrap();
-    let (shown, _out) = Captured::of(feeding.stdout.take().unwrap());
-    let (said, _err) = Captured::of(feeding.stderr.take().unwrap());
-    input.write_all(&input_of(64 * 1024)).unwrap();
-    input.flush().unwrap();
-    // The first line crossed from replica 1 to the command; the input is
-    // still open when replica 1 dies.
+    let mut feeding = KillOnDrop(
+        cli.command(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let (shown, _out) = Captured::of(feeding.0.stdout.take().unwrap());
+    let (said, _err) = Captured::of(feeding.0.stderr.take().unwrap());
+    // Written from a thread of its own (a pipe's buffer is smaller than
+    // the input), which hands the pipe back open.
+    let mut input = feeding.0.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        input.write_all(&input_of(64 * 1024)).unwrap();
+        input
+    });
+    // The first line crossed from replica 1 to the command.
     shown.wait_for("took the first line\n").await;
     let id = announced_run(&said.text());
-    replicas.at_mut(1).kill();
+    let _input = tokio::task::spawn_blocking(move || writer.join().unwrap())
+        .await
+        .unwrap();
+    // Positive control: input that pauses for longer than a silent
+    // replica is given, its replica alive, is still waited for.
+    tokio::time::sleep(Duration::from_secs(35)).await;
+    let paused = admin.run(&id).await;
+    assert_eq!(paused.status, RunStatus::Running, "{paused:?}");
 
-    // Replica 0 takes the input as broken once replica 1 has given no
-    // sign of life for a while, and the agent kills the command.
-    let end = admin.wait_terminal(&id).await;
+    replicas.at_mut(1).kill();
+    // Replica 0 takes the input as broken once replica 1 has given no sign
+    // of life for 30 s, and the agent kills the command.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let end = loop {
+        let run = admin.run(&id).await;
+        if run.status.is_terminal() {
+            break run;
+        }
+        assert!(Instant::now() < deadline, "{run:?}\n{}", replicas.logs());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     assert_eq!(end.status, RunStatus::Error, "{end:?}\n{}", replicas.logs());
     let error = end.error.clone().unwrap_or_default();
     assert!(error.contains("input broke off"), "{error}");
-    let stored = admin.stdout(&id).await;
-    assert_eq!(stored, "took the first line\n", "{error}");
-    drop(input);
-    let _ = feeding.kill();
-    let _ = feeding.wait();
+    // Broken for that reason (not, say, because the run ended).
+    let why = replicas.at(0).log();
+    assert!(why.contains("gave no sign of life"), "{why}");
+    assert_eq!(admin.stdout(&id).await, "took the first line\n", "{error}");
+    drop(feeding);
     assert!(agent.containers().is_empty(), "{:?}", agent.containers());
     drop(agent);
     drop(replicas);

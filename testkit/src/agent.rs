@@ -3,7 +3,7 @@
 //! with reqwest, for control-plane tests that need no Docker).
 
 use crate::client::{Answer, Client, to_value};
-use crate::docker::{containers_of, remove_container};
+use crate::docker::{containers_of, containers_of_quietly, remove_container};
 use crate::process::{Daemon, sibling};
 use crate::server::{ControlPlane, InProcessServer};
 use reqwest::StatusCode;
@@ -21,10 +21,11 @@ use std::process::ExitStatus;
 use std::time::Duration;
 
 /// A `sealrun agent` process, given the kit's static shim. Dropping it stops
-/// the process (SIGTERM, which removes its warm pool's members and stops its
-/// runs; killed if it does not exit within 10 s) and removes
-/// every container labeled with its agent id, so no container outlives a
-/// failed test either. Its log is `agent-<name>.log`
+/// the process as an operator would (SIGTERM: it removes its warm pool's
+/// members), kills it if it has not exited within 10 s (a run still in
+/// progress holds it for its grace period, 30 s), and removes every
+/// container labeled with its agent id, so no container outlives a failed
+/// test either. Its log is `agent-<name>.log`
 /// next to its state directory.
 #[derive(Debug)]
 pub struct AgentProcess {
@@ -178,7 +179,7 @@ impl Drop for AgentProcess {
         if self.id.is_empty() {
             return;
         }
-        for id in containers_of(&self.id) {
+        for id in containers_of_quietly(&self.id) {
             remove_container(&id);
         }
         if killed {
@@ -187,7 +188,7 @@ impl Drop for AgentProcess {
             let until = std::time::Instant::now() + LATE_CREATES;
             while std::time::Instant::now() < until {
                 std::thread::sleep(Duration::from_millis(200));
-                for id in containers_of(&self.id) {
+                for id in containers_of_quietly(&self.id) {
                     remove_container(&id);
                 }
             }

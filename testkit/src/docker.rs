@@ -167,6 +167,24 @@ pub fn containers_of(agent_id: &str) -> Vec<String> {
     containers_labeled(&format!("sealrun.agent={agent_id}"))
 }
 
+/// [`containers_of`] for a drop, perhaps of a failed test: nothing if the
+/// engine cannot list them (a panic there would abort the test binary).
+pub(crate) fn containers_of_quietly(agent_id: &str) -> Vec<String> {
+    Command::new("docker")
+        .args(["ps", "-aq", "--no-trunc", "--filter"])
+        .arg(format!("label=sealrun.agent={agent_id}"))
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| {
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Removes a container (by name or id) and its anonymous volumes, whatever
 /// its state; a container that is already gone is not an error.
 pub fn remove_container(name: &str) {

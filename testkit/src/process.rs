@@ -275,6 +275,11 @@ impl Daemon {
     /// this daemon was killed, now or before ([`Daemon::kill`]).
     pub(crate) fn stop_or_kill(&mut self, within: Duration) -> bool {
         if let Some(child) = &mut self.child {
+            // Only a child not yet reaped: its pid may be another's after.
+            if let Ok(Some(_)) | Err(_) = child.try_wait() {
+                self.child = None;
+                return self.killed;
+            }
             let _ = Command::new("kill")
                 .args(["-TERM", &child.id().to_string()])
                 .stdout(Stdio::null())

@@ -10,6 +10,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures_util::TryStreamExt as _;
 use sealrun_control::{Agent, Enroller};
 use sealrun_wire::agent::{
     AgentSettings, AuditLinks, AuditLinksRequest, ChallengeRequest, Challenges, ConnectRequest,
@@ -124,7 +125,16 @@ pub(crate) async fn stdin(
     Caller(agent): Caller<Agent>,
     Segments(run_id): Segments<String>,
 ) -> Result<Response, ApiError> {
-    let input = state.control.take_stdin(&agent, run_id).await?;
+    let run = run_id.clone();
+    // Cutting the body tells the agent only that the input broke off: the
+    // reason is said here, for whoever looks into the run's `error`.
+    let input = state
+        .control
+        .take_stdin(&agent, run_id)
+        .await?
+        .inspect_err(move |broken| {
+            tracing::warn!(%run, reason = %broken, "a run's input broke off; its agent's read is cut");
+        });
     Ok((
         [(header::CONTENT_TYPE, "application/octet-stream")],
         Body::from_stream(input),
