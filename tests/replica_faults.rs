@@ -662,23 +662,32 @@ async fn the_journey_of_a_secret_run_needing_approval_crosses_two_replicas() {
     db.drop_database();
 }
 
+/// Two replicas on a database of their own and an agent of target `db`
+/// talking to replica 0 only: a test's CLI then talks to replica 1 only, so
+/// a run's input passes between them, through the database. `None`
+/// (skipped, loudly) without Docker or PostgreSQL.
+async fn input_between_replicas(dir: &std::path::Path) -> Option<(TestDatabase, Served)> {
+    if !require_docker() {
+        return None;
+    }
+    let db = require_postgres(&dir.join("pg"))?;
+    let served = Served::start(dir, &db, &spawned_target("db", 300), &[0]).await;
+    Some((db, served))
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn input_piped_into_sealrun_run_on_one_replica_reaches_the_command_run_through_another() {
     use sha2::{Digest as _, Sha256};
-    if !require_docker() {
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
-    let Some(db) = require_postgres(&dir.path().join("pg")) else {
+    let Some((db, served)) = input_between_replicas(dir.path()).await else {
         return;
     };
-    // The agent talks to replica 0 only, the CLI to replica 1 only.
     let Served {
         replicas,
         admin,
         agent,
         via_agent: _via_agent,
-    } = Served::start(dir.path(), &db, &spawned_target("db", 300), &[0]).await;
+    } = served;
     let data = varied_bytes(4 * 1024 * 1024);
     let cli = replicas.at(1).cli(&admin.token);
     let out = cli.output_with_stdin(
@@ -723,21 +732,16 @@ impl Drop for KillOnDrop {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn input_whose_replica_is_killed_mid_feed_breaks_off_and_is_never_acted_on_in_part() {
-    if !require_docker() {
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
-    let Some(db) = require_postgres(&dir.path().join("pg")) else {
+    let Some((db, served)) = input_between_replicas(dir.path()).await else {
         return;
     };
-    // The agent talks to replica 0 only, the CLI to replica 1 only: the
-    // input passes from replica 1 to replica 0 through the database.
     let Served {
         mut replicas,
         admin,
         agent,
         via_agent: _via_agent,
-    } = Served::start(dir.path(), &db, &spawned_target("db", 300), &[0]).await;
+    } = served;
     let cli = replicas.at(1).cli(&admin.token);
     // The command takes its input's first line, says so, then acts on the
     // rest once the input has ended (`read` takes no byte past the line).
