@@ -3,7 +3,7 @@
 # image, builds sealrun, starts `sealrun dev` (control plane + agent + demo
 # target), seals a secret, runs a real command in a hardened throwaway
 # container that prints the secret several ways, and shows that only `***`
-# comes back. Leaves nothing running.
+# comes back. Leaves nothing running, and nothing behind unless it fails.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 say() { printf '\n\033[1;32m[demo]\033[0m %s\n' "$*" >&2; }
@@ -22,8 +22,15 @@ say "starting sealrun dev (data in $DIR, log in $DIR/dev.log)"
 "$SEALRUN" dev --data-dir "$DIR" --listen "127.0.0.1:$PORT" >"$DIR/dev.log" 2>&1 &
 DEV_PID=$!
 cleanup() {
+  local status=$?
   kill -INT "$DEV_PID" 2>/dev/null || true
   wait "$DEV_PID" 2>/dev/null || true
+  # Its data and log are kept only if something went wrong, to look at.
+  if [ "$status" -eq 0 ]; then
+    rm -rf "$DIR"
+  else
+    echo "sealrun dev's data and log are kept in $DIR" >&2
+  fi
 }
 trap cleanup EXIT
 for _ in $(seq 1 600); do
