@@ -23,7 +23,6 @@ use sealrun_wire::agent::Assignment;
 use sealrun_wire::run::{RunCreated, RunStatus};
 use std::collections::{HashMap, HashSet};
 use std::io::Write as _;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -79,24 +78,30 @@ impl Served {
     }
 }
 
-/// `sealrun ARGS` running, its stdout and stderr captured as they come.
+/// `sealrun ARGS` running, its stdout and stderr captured as they come;
+/// killed if dropped before [`Following::finish`], so a failing test leaves
+/// no `sealrun` behind (one whose replica died reconnects for minutes).
 struct Following {
-    child: std::process::Child,
+    child: Option<std::process::Child>,
     shown: Captured,
     said: Captured,
-    readers: [std::thread::JoinHandle<()>; 2],
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Following {
     fn start(cli: &Cli, args: &[&str]) -> Following {
-        let mut child = cli.spawn(args);
+        Following::of(cli.spawn(args))
+    }
+
+    /// `child`, spawned with its stdout and stderr piped.
+    fn of(mut child: std::process::Child) -> Following {
         let (shown, out) = Captured::of(child.stdout.take().unwrap());
         let (said, err) = Captured::of(child.stderr.take().unwrap());
         Following {
-            child,
+            child: Some(child),
             shown,
             said,
-            readers: [out, err],
+            readers: vec![out, err],
         }
     }
 
@@ -118,17 +123,24 @@ impl Following {
     }
 
     /// Waits for it to exit and for both pipes to be read to their end.
-    async fn finish(self) -> std::process::ExitStatus {
-        let Following {
-            mut child, readers, ..
-        } = self;
+    async fn finish(mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
         let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
             .await
             .unwrap();
-        for reader in readers {
+        for reader in std::mem::take(&mut self.readers) {
             reader.join().unwrap();
         }
         status
+    }
+}
+
+impl Drop for Following {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -718,18 +730,6 @@ async fn input_piped_into_sealrun_run_on_one_replica_reaches_the_command_run_thr
     db.drop_database();
 }
 
-/// A child process killed (and reaped) when dropped, so a failing test
-/// leaves no `sealrun run` behind (one whose replica died keeps
-/// reconnecting for minutes).
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn input_whose_replica_is_killed_mid_feed_breaks_off_and_is_never_acted_on_in_part() {
     let dir = tempfile::tempdir().unwrap();
@@ -763,19 +763,12 @@ async fn input_whose_replica_is_killed_mid_feed_breaks_off_and_is_never_acted_on
         "took the first line\nacted on 10 more bytes\n"
     );
 
-    let mut feeding = KillOnDrop(
-        cli.command(&args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let (shown, _out) = Captured::of(feeding.0.stdout.take().unwrap());
-    let (said, _err) = Captured::of(feeding.0.stderr.take().unwrap());
+    let mut child = cli.spawn_fed(&args);
     // Written from a thread of its own (a pipe's buffer is smaller than
     // the input), which hands the pipe back open.
-    let mut input = feeding.0.stdin.take().unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let feeding = Following::of(child);
+    let (shown, said) = (&feeding.shown, &feeding.said);
     let writer = std::thread::spawn(move || {
         input.write_all(&input_of(64 * 1024)).unwrap();
         input
@@ -795,15 +788,9 @@ async fn input_whose_replica_is_killed_mid_feed_breaks_off_and_is_never_acted_on
     replicas.at_mut(1).kill();
     // Replica 0 takes the input as broken once replica 1 has given no sign
     // of life for 30 s, and the agent kills the command.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let end = loop {
-        let run = admin.run(&id).await;
-        if run.status.is_terminal() {
-            break run;
-        }
-        assert!(Instant::now() < deadline, "{run:?}\n{}", replicas.logs());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let end = admin
+        .wait_terminal_within(&id, Duration::from_secs(120))
+        .await;
     assert_eq!(end.status, RunStatus::Error, "{end:?}\n{}", replicas.logs());
     let error = end.error.clone().unwrap_or_default();
     assert!(error.contains("input broke off"), "{error}");

@@ -119,22 +119,15 @@ fn input_that_breaks_off_kills_the_command_instead_of_letting_it_act_on_part() {
         return;
     }
     let dev = DevProcess::start();
-    let mut child = dev
-        .cli
-        .command(&[
-            "run",
-            "--target",
-            "demo",
-            "--",
-            "sh",
-            "-c",
-            "cat >/dev/null; echo applied-the-whole-migration",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = dev.cli.spawn_fed(&[
+        "run",
+        "--target",
+        "demo",
+        "--",
+        "sh",
+        "-c",
+        "cat >/dev/null; echo applied-the-whole-migration",
+    ]);
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(b"BEGIN; ALTER TABLE users").unwrap();
     stdin.flush().unwrap();

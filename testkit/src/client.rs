@@ -3,7 +3,7 @@
 //! requests and responses for the common calls, and raw [`Answer`]s (status,
 //! body, content type) for tests that assert on them.
 
-use crate::wait::{WAIT, wait_for};
+use crate::wait::{WAIT, wait_for, wait_for_within};
 use reqwest::{Method, StatusCode};
 use sealrun_vault::SealedSecret;
 use sealrun_wire::admin::{EnrollmentToken, PublicKeyView, Role, TargetSpec, TokenCreated};
@@ -14,6 +14,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use std::path::Path;
+use std::time::Duration;
 
 /// An HTTPS client trusting only the CA certificate at `ca_cert` (PEM), with
 /// a [`WAIT`] timeout on every request.
@@ -385,7 +386,12 @@ impl Client {
 
     /// Waits until the run reaches a terminal status.
     pub async fn wait_terminal(&self, id: &str) -> RunView {
-        wait_for(&format!("run {id} to end"), || async {
+        self.wait_terminal_within(id, WAIT).await
+    }
+
+    /// [`Client::wait_terminal`], for up to `within`.
+    pub async fn wait_terminal_within(&self, id: &str, within: Duration) -> RunView {
+        wait_for_within(within, &format!("run {id} to end"), || async {
             let run = self.run(id).await;
             run.status.is_terminal().then_some(run)
         })

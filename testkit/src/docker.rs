@@ -136,53 +136,56 @@ fn test_name() -> String {
 
 /// Runs `docker ARGS`, asserting success; returns its stdout.
 pub fn docker_cli(args: &[&str]) -> String {
+    try_docker_cli(args).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Runs `docker ARGS`: its stdout, or why it failed.
+fn try_docker_cli(args: &[&str]) -> Result<String, String> {
     let output = Command::new("docker")
         .args(args)
         .output()
-        .unwrap_or_else(|e| panic!("cannot run docker {args:?}: {e}"));
-    assert!(
-        output.status.success(),
-        "docker {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("docker printed UTF-8")
+        .map_err(|e| format!("cannot run docker {args:?}: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "docker {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    String::from_utf8(output.stdout).map_err(|_| format!("docker {args:?} printed non-UTF-8"))
 }
 
-/// Ids of the containers (running or not) labeled `label` (`key=value`).
-pub fn containers_labeled(label: &str) -> Vec<String> {
-    docker_cli(&[
+/// Ids of the containers (running or not) labeled `label` (`key=value`), or
+/// why the engine could not list them.
+fn try_containers_labeled(label: &str) -> Result<Vec<String>, String> {
+    let listed = try_docker_cli(&[
         "ps",
         "-aq",
         "--no-trunc",
         "--filter",
         &format!("label={label}"),
-    ])
-    .lines()
-    .map(str::to_owned)
-    .collect()
+    ])?;
+    Ok(listed.lines().map(str::to_owned).collect())
+}
+
+/// Ids of the containers (running or not) labeled `label` (`key=value`).
+pub fn containers_labeled(label: &str) -> Vec<String> {
+    try_containers_labeled(label).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Ids of the containers labeled as created by the agent `agent_id`.
 pub fn containers_of(agent_id: &str) -> Vec<String> {
-    containers_labeled(&format!("sealrun.agent={agent_id}"))
+    containers_labeled(&agent_label(agent_id))
 }
 
 /// [`containers_of`] for a drop, perhaps of a failed test: nothing if the
 /// engine cannot list them (a panic there would abort the test binary).
 pub(crate) fn containers_of_quietly(agent_id: &str) -> Vec<String> {
-    Command::new("docker")
-        .args(["ps", "-aq", "--no-trunc", "--filter"])
-        .arg(format!("label=sealrun.agent={agent_id}"))
-        .output()
-        .ok()
-        .filter(|out| out.status.success())
-        .map(|out| {
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default()
+    try_containers_labeled(&agent_label(agent_id)).unwrap_or_default()
+}
+
+/// The label every container the agent `agent_id` makes carries.
+fn agent_label(agent_id: &str) -> String {
+    format!("sealrun.agent={agent_id}")
 }
 
 /// Removes a container (by name or id) and its anonymous volumes, whatever

@@ -105,7 +105,7 @@ pub use process::{
 pub use replicas::{Balancer, Replicas};
 pub use server::{ControlPlane, InProcessServer, ServerProcess, quick_settings};
 pub use shim::{cargo, init_binary, workspace_root};
-pub use wait::{WAIT, wait_for, wait_until};
+pub use wait::{WAIT, wait_for, wait_for_within, wait_until};
 pub use world::{
     ADMIN_KEY_FILE, Checked, InProcessWorld, SpawnedWorld, World, WorldOptions, certify_user,
     signing_cli, spawned_target, trust_target, what_an_admin_checks,

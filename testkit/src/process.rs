@@ -61,11 +61,17 @@ pub fn sigterm(pid: u32) {
 
 /// Sends `SIG<name>` (e.g. `"INT"`) to `pid` through kill(1).
 pub fn signal(pid: u32, name: &str) {
-    let ok = Command::new("kill")
+    assert!(try_signal(pid, name), "kill -{name} {pid} failed");
+}
+
+/// [`signal`], saying whether it was sent rather than failing the test.
+fn try_signal(pid: u32, name: &str) -> bool {
+    Command::new("kill")
         .args([&format!("-{name}"), &pid.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "kill -{name} {pid} failed");
+        .is_ok_and(|s| s.success())
 }
 
 /// The exit code of a process that exited by itself (a test fails if a
@@ -280,11 +286,7 @@ impl Daemon {
                 self.child = None;
                 return self.killed;
             }
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+            try_signal(child.id(), "TERM");
             let deadline = Instant::now() + within;
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = child.try_wait() {
@@ -399,8 +401,19 @@ impl Cli {
     /// Starts `sealrun ARGS` with no stdin and its stdout and stderr piped,
     /// for a test that reads it or signals it while it runs.
     pub fn spawn(&self, args: &[&str]) -> Child {
+        self.spawn_reading(args, Stdio::null())
+    }
+
+    /// Starts `sealrun ARGS` with its stdin, stdout and stderr piped, for a
+    /// test that feeds it input while it runs.
+    pub fn spawn_fed(&self, args: &[&str]) -> Child {
+        self.spawn_reading(args, Stdio::piped())
+    }
+
+    /// Starts `sealrun ARGS` with `stdin`, its stdout and stderr piped.
+    fn spawn_reading(&self, args: &[&str], stdin: Stdio) -> Child {
         self.command(args)
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -420,13 +433,7 @@ impl Cli {
     /// thread while the output is read (so a large input and a chatty
     /// command cannot block each other); its exit status and output.
     pub fn output_with_stdin(&self, args: &[&str], stdin: &[u8]) -> Output {
-        let mut child = self
-            .command(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run sealrun {args:?}: {e}"));
+        let mut child = self.spawn_fed(args);
         let mut input = child.stdin.take().expect("a piped stdin");
         let stdin = stdin.to_vec();
         let writer = std::thread::spawn(move || {

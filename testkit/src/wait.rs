@@ -9,19 +9,29 @@ pub const WAIT: Duration = Duration::from_secs(60);
 
 /// Polls `check` every 50 ms until it returns `Some`, failing the test after
 /// [`WAIT`] with `what` in the message.
-pub async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
+pub async fn wait_for<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + WAIT;
+    wait_for_within(WAIT, what, check).await
+}
+
+/// [`wait_for`], failing the test after `within` instead: for what takes
+/// longer by design (a timeout of the product's own being waited out).
+pub async fn wait_for_within<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
     loop {
         if let Some(v) = check().await {
             return v;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "timed out after {WAIT:?} waiting for {what}"
+            "timed out after {within:?} waiting for {what}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
