@@ -329,7 +329,8 @@ Examples:
   SEALRUN_DATABASE_URL=postgres://sealrun:PASSWORD@db/sealrun \\
     sealrun server migrate-store --from /var/lib/sealrun/sealrun.db")]
     MigrateStore {
-        /// The SQLite database to copy (DATA_DIR/sealrun.db)
+        /// The installation to copy: its data directory or DATA_DIR/sealrun.db
+        /// (refused while a server uses the directory)
         #[arg(long)]
         from: PathBuf,
         /// The empty PostgreSQL database to fill; prefer SEALRUN_DATABASE_URL

@@ -3,7 +3,10 @@
 //! verified on the copy; the server then runs on PostgreSQL as before.
 #![allow(clippy::unwrap_used)]
 
-use sealrun_testkit::{ControlPlane as _, ServerProcess, require_postgres, run_request, to_value};
+use sealrun_testkit::{
+    ControlPlane as _, ServerProcess, free_port, output_within, require_postgres, run_request,
+    to_value,
+};
 use sealrun_wire::audit::AuditVerification;
 use sealrun_wire::run::{RunCreated, RunView};
 use std::path::PathBuf;
@@ -102,6 +105,139 @@ async fn a_database_that_already_holds_an_installation_is_refused() {
     let err = String::from_utf8_lossy(&again.stderr);
     assert!(!again.status.success());
     assert!(err.contains("already holds an installation"), "{err}");
+    drop(server);
+    db.drop_database();
+}
+
+/// A URL no database answers at: the source is checked before anything
+/// connects, so these refusals need no PostgreSQL.
+const NOWHERE: &str = "postgres://sealrun:sealrun@127.0.0.1:1/nowhere";
+
+fn refusal(moved: &std::process::Output) -> String {
+    assert!(!moved.status.success(), "{moved:?}");
+    let err = String::from_utf8_lossy(&moved.stderr).into_owned();
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    err
+}
+
+#[test]
+fn a_path_that_does_not_exist_is_refused_and_not_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("sealrun.bd");
+    let err = refusal(&migrate(&typo, NOWHERE));
+    assert!(
+        err.contains("is not a sealrun installation: no such file"),
+        "{err}"
+    );
+    assert!(!typo.exists(), "the mistyped path was created");
+}
+
+#[test]
+fn a_database_that_is_not_sealrun_s_is_refused_and_left_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let other = dir.path().join("other.db");
+    rusqlite::Connection::open(&other)
+        .unwrap()
+        .execute_batch("CREATE TABLE notes (body TEXT); INSERT INTO notes VALUES ('mine');")
+        .unwrap();
+    let before = std::fs::read(&other).unwrap();
+    let err = refusal(&migrate(&other, NOWHERE));
+    assert!(err.contains("no sealrun schema in it"), "{err}");
+    assert_eq!(std::fs::read(&other).unwrap(), before, "the file changed");
+
+    let empty = dir.path().join("empty.db");
+    std::fs::write(&empty, b"").unwrap();
+    let err = refusal(&migrate(&empty, NOWHERE));
+    assert!(err.contains("no sealrun schema in it"), "{err}");
+    assert_eq!(
+        std::fs::metadata(&empty).unwrap().len(),
+        0,
+        "the file changed"
+    );
+}
+
+#[tokio::test]
+async fn a_data_directory_a_server_is_using_is_refused_then_moves_once_it_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = ServerProcess::start(&data, &[]).await;
+    // The directory itself names its database, as the file does.
+    let err = refusal(&migrate(&data, NOWHERE));
+    assert!(
+        err.contains(&format!("in use by sealrun server (pid {})", server.pid())),
+        "{err}"
+    );
+    server.terminate();
+    // Positive control: stopped, the same directory gets as far as the
+    // database (which the nowhere URL then refuses).
+    let err = refusal(&migrate(&data, NOWHERE));
+    assert!(
+        !err.contains("in use") && err.contains("127.0.0.1:1/nowhere"),
+        "{err}"
+    );
+    let Some(db) = require_postgres(&dir.path().join("pg")) else {
+        return;
+    };
+    let moved = migrate(&data, &db.url_text);
+    let out = String::from_utf8_lossy(&moved.stdout);
+    assert!(moved.status.success(), "{moved:?}");
+    assert!(
+        out.contains(&format!("moved {}", data.join("sealrun.db").display())),
+        "{out}"
+    );
+    drop(server);
+    db.drop_database();
+}
+
+#[tokio::test]
+async fn a_server_pointed_at_an_empty_database_beside_its_unmoved_installation_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(db) = require_postgres(&dir.path().join("pg")) else {
+        return;
+    };
+    let data = dir.path().join("data");
+    let mut server = ServerProcess::start(&data, &[]).await;
+    let admin = server.admin();
+    admin.declare_target("db").await;
+    server.terminate();
+
+    let on_postgres = |port: u16| {
+        let mut command = Command::new(sealrun_testkit::sealrun_bin());
+        command
+            .args(["server", "--data-dir"])
+            .arg(&data)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env("SEALRUN_DATABASE_URL", &db.url_text);
+        command
+    };
+    let refused = output_within(
+        "a server beside an unmoved installation",
+        &mut on_postgres(free_port()),
+        std::time::Duration::from_secs(30),
+    );
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{err}");
+    assert!(
+        err.contains("the PostgreSQL database is empty: move it there first")
+            && err.contains(&format!("migrate-store --from {}", data.display())),
+        "{err}"
+    );
+    assert!(!err.contains("admin token"), "a new org was made: {err}");
+
+    // Positive control: moved, the same command starts, on the same org
+    // (its target is there), the SQLite file left beside it unused.
+    assert!(migrate(&data, &db.url_text).status.success());
+    let on_pg = ServerProcess::start_with_env(
+        &data,
+        free_port(),
+        &[],
+        &[],
+        vec![("SEALRUN_DATABASE_URL".into(), PathBuf::from(&db.url_text))],
+    )
+    .await;
+    let admin = on_pg.client(&server.admin_token);
+    admin.get("/v1/targets/db").await.ok();
+    drop(on_pg);
     drop(server);
     db.drop_database();
 }

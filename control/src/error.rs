@@ -178,6 +178,26 @@ pub enum OpenError {
         /// What the database said.
         message: String,
     },
+    /// What should be a sealrun installation's database is not one (no such
+    /// file, another program's database, an installation with no org).
+    #[error("{location} is not a sealrun installation: {reason}")]
+    NotAnInstallation {
+        /// The file.
+        location: String,
+        /// What is missing.
+        reason: String,
+    },
+    /// The server was pointed at an empty PostgreSQL database while its
+    /// data directory still holds its SQLite installation.
+    #[error(
+        "{} holds this data directory's installation, and the PostgreSQL database is empty: move it there first (sealrun server migrate-store --from {}), or move the file away to start a new installation",
+        file.display(),
+        file.parent().unwrap_or(file).display()
+    )]
+    NotMoved {
+        /// The SQLite database.
+        file: PathBuf,
+    },
     /// The database was written by a newer sealrun.
     #[error(
         "database {location} has schema version {found}, but this sealrun knows only up to {known}: upgrade sealrun"

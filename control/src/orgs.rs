@@ -111,19 +111,23 @@ fn seed_org(tx: &Tx<'_>, name: &str) -> Result<token::NewToken, crate::error::Er
 /// On first start (no org yet), creates `org_name` and hands its admin token
 /// to the operator: written to `token_file` (mode 0600), or printed once to
 /// stderr.
+/// How many orgs the database holds.
+pub(crate) fn count(conn: &mut Standalone) -> Result<i64, OpenError> {
+    let location = conn.location().to_owned();
+    conn.immediate(|tx| {
+        store::orgs::count(tx).map_err(|e| OpenError::Database {
+            location: location.clone(),
+            message: e.detail(),
+        })
+    })
+}
+
 pub(crate) fn bootstrap(
     conn: &mut Standalone,
     org_name: &str,
     token_file: Option<&Path>,
 ) -> Result<(), OpenError> {
-    let location = conn.location().to_owned();
-    let orgs = conn.immediate(|tx| {
-        store::orgs::count(tx).map_err(|e| OpenError::Database {
-            location: location.clone(),
-            message: e.detail(),
-        })
-    })?;
-    if orgs > 0 {
+    if count(conn)? > 0 {
         return Ok(());
     }
     let token = match create_org_in(conn, org_name) {

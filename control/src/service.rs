@@ -103,6 +103,9 @@ impl Control {
                 Some(url) => Standalone::open_postgres(url)?,
                 None => Standalone::open(&path)?,
             };
+            if options.database.is_some() && path.exists() {
+                left_behind(&mut conn, &path)?;
+            }
             orgs::bootstrap(&mut conn, options.org_name, options.admin_token_file)?;
         }
         let db = match &options.database {
@@ -252,4 +255,26 @@ impl Control {
                 .take(),
         );
     }
+}
+
+/// A server pointed at PostgreSQL whose data directory still holds its
+/// SQLite installation (`sealrun.db`): on an empty database that would start
+/// a second, empty installation beside the first, with a new admin token,
+/// and the operator would see their runs, people and audit trail gone. So
+/// it is refused until the installation is moved (or the file moved away);
+/// once the database holds one, the file is only unused, and said so.
+fn left_behind(conn: &mut Standalone, file: &Path) -> Result<(), OpenError> {
+    if orgs::count(conn)? == 0 {
+        if crate::store::check_installation(file).is_ok() {
+            return Err(OpenError::NotMoved {
+                file: file.to_owned(),
+            });
+        }
+    } else {
+        tracing::warn!(
+            file = %file.display(),
+            "this SQLite database is not used: the server keeps its data in PostgreSQL"
+        );
+    }
+    Ok(())
 }

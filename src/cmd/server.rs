@@ -61,7 +61,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         }
         outln!(
             "moved {} to {}: {} rows, {} audit chains verified",
-            from.display(),
+            moved.source.display(),
             to.location(),
             moved.rows.values().sum::<u64>(),
             moved.chains.len()

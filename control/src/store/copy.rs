@@ -3,19 +3,24 @@
 //! transaction, then each org's audit chain verified on the copy and
 //! compared with the original's head.
 
-use super::db::open_migrated;
+use super::db::{DB_FILE, open_migrated};
 use super::pg::{Connector, DatabaseUrl};
 use super::pg_engine::off_runtime;
+use super::schema::database_error;
 use super::sql::Value;
 use crate::error::OpenError;
 use postgres::types::ToSql;
+use sealrun_dirlock::DirLock;
 use sealrun_wire::audit::{AuditEntry, ChainVerifier};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// What was moved.
 #[derive(Debug)]
 pub struct StoreMigration {
+    /// The SQLite database copied (`from`, or `from/sealrun.db` when `from`
+    /// is a data directory).
+    pub source: PathBuf,
     /// Rows copied, per table.
     pub rows: BTreeMap<String, u64>,
     /// Each org's audit chain on the copy: (org id, entries, head hash),
@@ -27,11 +32,22 @@ pub struct StoreMigration {
 /// copy's triggers rebuild as the runs are inserted.
 const SKIPPED: &[&str] = &["sqlite_sequence", "run_counts"];
 
-/// Copies the SQLite database at `from` (migrated to the latest schema
-/// first) into the empty PostgreSQL database at `to`.
+/// Copies the SQLite database at `from` (a data directory or its
+/// `sealrun.db`; migrated to the latest schema first) into the empty
+/// PostgreSQL database at `to`.
+///
+/// The source must be a sealrun installation that no server is using: a
+/// path that does not exist is not created, a file that is not sealrun's is
+/// neither changed nor copied, and a data directory held by a running
+/// server (or another `migrate-store`) is refused, naming its pid.
 pub fn migrate_store(from: &Path, to: &DatabaseUrl) -> Result<StoreMigration, OpenError> {
     let connector = Connector::new(to)?;
     let pg_err = |e: postgres::Error| connector.open_error(&e);
+    let from = &source_file(from)?;
+    // Held until the copy is verified: a server started on the directory
+    // meanwhile would write runs the copy never sees.
+    let _lock = lock_data_dir(from)?;
+    check_installation(from)?;
     // Both connections live on one thread off any tokio runtime (the
     // synchronous PostgreSQL client runs one of its own).
     off_runtime(|| {
@@ -89,8 +105,76 @@ pub fn migrate_store(from: &Path, to: &DatabaseUrl) -> Result<StoreMigration, Op
             location: connector.location().to_owned(),
             message,
         })?;
-        Ok(StoreMigration { rows, chains })
+        Ok(StoreMigration {
+            source: from.clone(),
+            rows,
+            chains,
+        })
     })
+}
+
+/// The database file `from` names: itself, or `sealrun.db` in it if it is a
+/// directory. It must exist: opening a missing one would create it, and the
+/// move of a mistyped path would "succeed" with nothing in it.
+fn source_file(from: &Path) -> Result<PathBuf, OpenError> {
+    let file = if from.is_dir() {
+        from.join(DB_FILE)
+    } else {
+        from.to_owned()
+    };
+    match std::fs::metadata(&file) {
+        Ok(meta) if meta.is_file() => Ok(file),
+        Ok(_) => Err(not_installation(&file, "not a file")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(not_installation(&file, "no such file"))
+        }
+        Err(source) => Err(OpenError::DataDir { path: file, source }),
+    }
+}
+
+/// Locks the data directory holding `file`, as a server on it does.
+fn lock_data_dir(file: &Path) -> Result<DirLock, OpenError> {
+    let dir = match file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    Ok(DirLock::acquire(
+        dir,
+        "data directory",
+        "sealrun server migrate-store",
+    )?)
+}
+
+/// Looks at `file` read-only before anything writes to it (the schema's
+/// migration would otherwise add sealrun's tables to any SQLite database):
+/// it must carry sealrun's schema and at least one org.
+pub(crate) fn check_installation(file: &Path) -> Result<(), OpenError> {
+    let sqlite_err = |e: rusqlite::Error| database_error(file, &e);
+    let conn = rusqlite::Connection::open_with_flags(
+        file,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sqlite_err)?;
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(sqlite_err)?;
+    if version == 0 {
+        return Err(not_installation(file, "no sealrun schema in it"));
+    }
+    let orgs: i64 = conn
+        .query_row("SELECT COUNT(*) FROM orgs", [], |r| r.get(0))
+        .map_err(sqlite_err)?;
+    if orgs == 0 {
+        return Err(not_installation(file, "it holds no org"));
+    }
+    Ok(())
+}
+
+fn not_installation(file: &Path, reason: &str) -> OpenError {
+    OpenError::NotAnInstallation {
+        location: file.display().to_string(),
+        reason: reason.to_owned(),
+    }
 }
 
 /// The tables to copy, each after those its foreign keys name.

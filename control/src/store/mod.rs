@@ -59,6 +59,7 @@ pub(crate) mod tokens;
 pub(crate) mod users;
 
 pub(crate) use broadcast::{Broadcast, Heard};
+pub(crate) use copy::check_installation;
 pub use copy::{StoreMigration, migrate_store};
 pub use db::DB_FILE;
 pub(crate) use db::{Db, Standalone, now_ms};
