@@ -313,14 +313,38 @@ pub enum ServerCommand {
 Examples:
   sealrun server create-org --data-dir /var/lib/sealrun acme   # prints acme's admin token")]
     CreateOrg {
-        /// Directory of the control plane's data
+        /// The server's TOML config file: its data_dir and database_url are
+        /// used unless given here
+        #[arg(long, env = "SEALRUN_CONFIG")]
+        config: Option<PathBuf>,
+        /// Directory of the control plane's data (default ./sealrun-data, as
+        /// the server's)
         #[arg(long, env = "SEALRUN_DATA_DIR")]
-        data_dir: PathBuf,
+        data_dir: Option<PathBuf>,
         /// The shared PostgreSQL database, when the control plane uses one
         #[arg(long, env = "SEALRUN_DATABASE_URL", hide_env_values = true)]
         database_url: Option<String>,
         /// Org name
         name: String,
+    },
+    /// Make the files the replicas of a shared database must hold alike: the
+    /// certificate clients pin (and its CA) and the key Slack secrets are
+    /// sealed to (offline; run again to renew the certificate)
+    #[command(after_help = "\
+Examples:
+  sealrun server replica-files --out ./secrets --hostname lb --hostname sealrun.example.com
+  # each replica: tls_cert = secrets/server.pem, tls_key = secrets/server.key,
+  #               secrets/slack.key copied into its data directory
+  # agents and CLIs: --ca-cert secrets/ca.pem (keep secrets/ca.key off the replicas)")]
+    ReplicaFiles {
+        /// Directory to write them to (created if missing; files already
+        /// there are kept: the CA and Slack key are reused)
+        #[arg(long)]
+        out: PathBuf,
+        /// A name or address clients reach the replicas by, besides
+        /// localhost (repeatable)
+        #[arg(long = "hostname")]
+        hostnames: Vec<String>,
     },
     /// Copy a SQLite installation into an empty PostgreSQL database, every
     /// org's audit chain verified on the copy (offline: stop the server first)

@@ -30,6 +30,7 @@ mod profiles;
 mod queue_honesty;
 mod redaction_e2e;
 mod replica_faults;
+mod replica_setup;
 mod run_input;
 mod run_retry;
 mod runbooks;

@@ -87,3 +87,39 @@ pub fn create_org(
 ) -> Result<String, Error> {
     Ok(sealrun_control::create_org(data_dir, database, name)?)
 }
+
+/// The files every replica of a shared PostgreSQL database must hold alike,
+/// made by [`replica_files`].
+#[derive(Debug, Clone)]
+pub struct ReplicaFiles {
+    /// The CA agents and CLIs pin (`--ca-cert`).
+    pub ca_cert: std::path::PathBuf,
+    /// The CA's key: not for the replicas; kept to issue a new certificate.
+    pub ca_key: std::path::PathBuf,
+    /// The certificate each replica presents (`tls_cert`).
+    pub cert: std::path::PathBuf,
+    /// Its key (`tls_key`).
+    pub key: std::path::PathBuf,
+    /// The key Slack secrets are sealed to, copied into each replica's
+    /// data directory.
+    pub slack_key: std::path::PathBuf,
+}
+
+/// Makes, in `dir`, what the replicas of one control plane must share
+/// besides the database (`sealrun server replica-files`): a CA, a server
+/// certificate it signed for `localhost`, loopback and `hostnames` (the
+/// names clients reach the replicas by: the load balancer's, the Service's),
+/// and the Slack key. Run again on the same directory it keeps the CA and
+/// the Slack key and issues a new certificate only if the names changed or
+/// it is near its end, so clients that pinned the CA go on trusting it.
+pub fn replica_files(dir: &std::path::Path, hostnames: &[String]) -> Result<ReplicaFiles, Error> {
+    let (cert, key, ca_cert) = tls::self_signed(dir, hostnames)?;
+    let slack_key = sealrun_control::ensure_slack_key(dir)?;
+    Ok(ReplicaFiles {
+        ca_key: dir.join("ca.key"),
+        ca_cert,
+        cert,
+        key,
+        slack_key,
+    })
+}

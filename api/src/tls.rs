@@ -106,7 +106,10 @@ struct ServerCertMeta {
 
 /// Ensures `dir` holds a CA and a server certificate for `localhost`,
 /// loopback and `extra`; returns (server cert, server key, CA cert) paths.
-fn self_signed(dir: &Path, extra: &[String]) -> Result<(PathBuf, PathBuf, PathBuf), Error> {
+pub(crate) fn self_signed(
+    dir: &Path,
+    extra: &[String],
+) -> Result<(PathBuf, PathBuf, PathBuf), Error> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)

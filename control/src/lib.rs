@@ -131,6 +131,6 @@ pub use settings::Faults;
 pub use settings::Settings;
 pub use slack::{SlackNotice, check_slack_id};
 pub use slack_approvals::{ApprovalPost, MAX_POST_ATTEMPTS};
-pub use slack_keys::Workspace;
+pub use slack_keys::{Workspace, ensure_slack_key};
 pub use store::{DB_FILE, DatabaseUrl, MAX_READERS, StoreMigration, migrate_store};
 pub use targets::Written;

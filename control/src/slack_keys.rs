@@ -11,7 +11,7 @@ use crate::error::{Error, OpenError};
 use crate::store::Broadcast;
 use sealrun_vault::{SealedSecret, TargetKeypair};
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use zeroize::Zeroizing;
@@ -92,6 +92,18 @@ impl std::fmt::Debug for SlackKeys {
             .field("key_id", &self.keypair.key_id())
             .finish_non_exhaustive()
     }
+}
+
+/// Makes `dir/slack.key` if it is not there yet (an existing key is kept:
+/// secrets already sealed to it stay readable); its path. Replicas of a
+/// shared database each hold a copy of one such key.
+pub fn ensure_slack_key(dir: &Path) -> Result<PathBuf, OpenError> {
+    let path = dir.join(KEY_FILE);
+    TargetKeypair::load_or_generate(&path).map_err(|e| OpenError::DataDir {
+        path: path.clone(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    Ok(path)
 }
 
 impl SlackKeys {

@@ -35,16 +35,43 @@ struct ServerFile {
 
 pub async fn run(args: ServerArgs) -> Result<()> {
     if let Some(ServerCommand::CreateOrg {
+        config,
         data_dir,
         database_url: url,
         name,
     }) = args.command
     {
+        // The org goes where the server keeps its data: the same settings,
+        // read the same way (flags, then env, then the file).
+        let file = server_file(config.as_deref().or(args.config.as_deref()))?;
+        let data_dir = data_dir
+            .or(args.data_dir)
+            .or(file.data_dir)
+            .unwrap_or_else(|| ServerConfig::default().data_dir);
+        let url = url.or(args.database_url).or(file.database_url);
         let database = url.as_deref().map(database_url).transpose()?;
         let token = sealrun_api::create_org(&data_dir, database.as_ref(), &name)
             .with_context(|| format!("cannot create org {name}"))?;
         eprintln!("org {name} created; its admin token is shown only this once:");
         outln!("{token}")?;
+        return Ok(());
+    }
+    if let Some(ServerCommand::ReplicaFiles { out, hostnames }) = args.command {
+        let files = sealrun_api::replica_files(&out, &hostnames)
+            .with_context(|| format!("cannot make the replicas' files in {}", out.display()))?;
+        outln!(
+            "made the files replicas share in {}:\n  \
+             tls_cert = {}\n  tls_key = {}\n  \
+             copy into each replica's data directory: {}\n  \
+             agents and CLIs pin: {}\n  \
+             keep off the replicas (it issues certificates): {}",
+            out.display(),
+            files.cert.display(),
+            files.key.display(),
+            files.slack_key.display(),
+            files.ca_cert.display(),
+            files.ca_key.display()
+        )?;
         return Ok(());
     }
     if let Some(ServerCommand::MigrateStore { from, to }) = args.command {
@@ -86,11 +113,16 @@ fn database_url(url: &str) -> Result<sealrun_api::DatabaseUrl> {
         .map_err(|e: String| anyhow::anyhow!("database_url: {e}"))
 }
 
+/// `server.toml`, or every key unset when none is given.
+fn server_file(path: Option<&std::path::Path>) -> Result<ServerFile> {
+    match path {
+        Some(p) => crate::config::load(p),
+        None => Ok(ServerFile::default()),
+    }
+}
+
 fn config(args: ServerArgs) -> Result<ServerConfig> {
-    let file: ServerFile = match &args.config {
-        Some(p) => crate::config::load(p)?,
-        None => ServerFile::default(),
-    };
+    let file = server_file(args.config.as_deref())?;
     let mut config = ServerConfig::default();
     if let Some(d) = args.data_dir.or(file.data_dir) {
         config.data_dir = d;

@@ -453,6 +453,31 @@ impl ServerProcess {
         extra_args: &[&str],
         envs: Vec<(String, PathBuf)>,
     ) -> ServerProcess {
+        let ca_cert = data_dir.join("tls").join("ca.pem");
+        ServerProcess::start_full(data_dir, port, launcher, extra_args, envs, ca_cert).await
+    }
+
+    /// [`start_with_env`](ServerProcess::start_with_env) for a server given
+    /// its certificate (`--tls-cert`, `--tls-key` in `extra_args`), which
+    /// clients trust through `ca_cert`.
+    pub async fn start_pinned(
+        data_dir: &Path,
+        extra_args: &[&str],
+        envs: Vec<(String, PathBuf)>,
+        ca_cert: &Path,
+    ) -> ServerProcess {
+        let port = free_port();
+        ServerProcess::start_full(data_dir, port, &[], extra_args, envs, ca_cert.to_owned()).await
+    }
+
+    async fn start_full(
+        data_dir: &Path,
+        port: u16,
+        launcher: &[&str],
+        extra_args: &[&str],
+        envs: Vec<(String, PathBuf)>,
+        ca_cert: PathBuf,
+    ) -> ServerProcess {
         let token_file = data_dir.join("admin.token");
         let mut args: Vec<String> = vec![
             "server".into(),
@@ -468,7 +493,6 @@ impl ServerProcess {
         let launcher = launcher.iter().map(|s| (*s).to_owned()).collect();
         let mut daemon = Daemon::spawn_under("sealrun server", launcher, args, envs, log);
         let url = format!("https://localhost:{port}");
-        let ca_cert = data_dir.join("tls").join("ca.pem");
         let http = ServerProcess::wait_ready(&mut daemon, &url, &ca_cert, &token_file).await;
         ServerProcess {
             daemon,
