@@ -8,7 +8,7 @@
 //! listening connection is (re)established every hint is assumed missed
 //! ([`Heard::Missed`]). On SQLite there is one process and nothing to send.
 
-use super::pg::DatabaseUrl;
+use super::pg::Connector;
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -65,7 +65,7 @@ impl Broadcast {
 
 /// The receiving side, run by [`Listener::run`] on the server's runtime.
 pub(crate) struct Listener {
-    url: DatabaseUrl,
+    connector: Connector,
     origin: String,
     outgoing: Mutex<Option<mpsc::UnboundedReceiver<String>>>,
 }
@@ -73,19 +73,19 @@ pub(crate) struct Listener {
 impl std::fmt::Debug for Listener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Listener")
-            .field("url", &self.url)
+            .field("database", &self.connector.location())
             .finish_non_exhaustive()
     }
 }
 
-/// A broadcast and its listener for the database at `url`.
-pub(crate) fn channel(url: &DatabaseUrl) -> (Broadcast, Listener) {
+/// A broadcast and its listener for the database `connector` reaches.
+pub(crate) fn channel(connector: &Connector) -> (Broadcast, Listener) {
     let origin = format!("{:016x}", rand::random::<u64>());
     let (tx, rx) = mpsc::unbounded_channel();
     (
         Broadcast { outgoing: tx },
         Listener {
-            url: url.clone(),
+            connector: connector.clone(),
             origin,
             outgoing: Mutex::new(Some(rx)),
         },
@@ -100,8 +100,12 @@ impl Listener {
         let Some(mut outgoing) = self.outgoing.lock().ok().and_then(|mut o| o.take()) else {
             return;
         };
+        // Hints taken off the queue whose sending failed: sent first on the
+        // next connection (a hint sent twice costs a look; one lost, a
+        // revoked token trusted or a run left waiting).
+        let mut unsent = Vec::new();
         loop {
-            if let Err(e) = self.session(&mut outgoing, &heard).await {
+            if let Err(e) = self.session(&mut outgoing, &mut unsent, &heard).await {
                 tracing::warn!(error = %super::pg::with_causes(&e), "the replicas' hint channel was lost; reconnecting");
             }
             heard(Heard::Deaf);
@@ -113,10 +117,11 @@ impl Listener {
     async fn session(
         &self,
         outgoing: &mut mpsc::UnboundedReceiver<String>,
+        unsent: &mut Vec<String>,
         heard: &impl Fn(Heard<'_>),
     ) -> Result<(), tokio_postgres::Error> {
         use futures_util::StreamExt as _;
-        let (client, mut connection) = self.url.config().connect(self.url.tls()).await?;
+        let (client, mut connection) = self.connector.connect_here().await?;
         let (messages_tx, mut messages) = mpsc::unbounded_channel();
         // The connection yields notifications only when polled for messages.
         let pump = tokio::spawn(async move {
@@ -141,6 +146,9 @@ impl Listener {
         // Said on each (re)connection: that this replica hears the others.
         tracing::info!("the replicas' hint channel is open");
         heard(Heard::Missed);
+        if !unsent.is_empty() {
+            notify(&client, unsent).await?;
+        }
         loop {
             tokio::select! {
                 message = messages.recv() => match message {
@@ -159,15 +167,8 @@ impl Listener {
                 },
                 hint = outgoing.recv() => {
                     let Some(hint) = hint else { return Ok(()) };
-                    let payloads = self.payloads(hint, outgoing);
-                    // One notification per element, in the array's order
-                    // (PostgreSQL delivers a transaction's in the order sent).
-                    client
-                        .execute(
-                            "SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload",
-                            &[&CHANNEL, &payloads],
-                        )
-                        .await?;
+                    *unsent = self.payloads(hint, outgoing);
+                    notify(&client, unsent).await?;
                 }
             }
         }
@@ -192,6 +193,33 @@ impl Listener {
     }
 }
 
+/// Sends `payloads`, one notification each, in their order (PostgreSQL
+/// delivers a transaction's in the order sent), and empties it; left as
+/// they are if the connection was lost meanwhile, for the next one to send.
+async fn notify(
+    client: &tokio_postgres::Client,
+    payloads: &mut Vec<String>,
+) -> Result<(), tokio_postgres::Error> {
+    let sent = client
+        .execute(
+            "SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload",
+            &[&CHANNEL, &*payloads],
+        )
+        .await;
+    match sent {
+        Ok(_) => payloads.clear(),
+        // Refused, not lost: sending them again would be refused again,
+        // and hold up every hint after them.
+        Err(e) if !super::pg::connection_lost(&e) => {
+            tracing::warn!(error = %super::pg::with_causes(&e), hints = payloads.len(), "the database refused hints for the other replicas; they are dropped");
+            payloads.clear();
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+    }
+    Ok(())
+}
+
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
@@ -210,7 +238,7 @@ mod tests {
         let Some(database) = sealrun_testkit::require_postgres(dir.path()) else {
             return;
         };
-        let url: DatabaseUrl = database.url_text.parse().expect("a URL");
+        let url = Connector::new(&database.url_text.parse().expect("a URL")).expect("a connector");
         let (sender, sending) = channel(&url);
         // (A listener stops once its replica's sending side is dropped.)
         let (_quiet, listening) = channel(&url);

@@ -221,7 +221,7 @@ impl Db {
             jobs: tx,
             readers: Readers::Postgres(Arc::new(readers)),
             writer: Mutex::new(Some(writer)),
-            replicas: Some(super::broadcast::channel(url)),
+            replicas: Some(super::broadcast::channel(&connector)),
         })
     }
 
@@ -1529,6 +1529,14 @@ mod tests {
             Db::open_postgres(&url, &Settings::default()).expect("a database")
         }
 
+        /// Another replica, its URL with `query` added (`options=...`).
+        fn replica_with(&self, query: &str) -> Db {
+            let text = &self.database.url_text;
+            let sep = if text.contains('?') { '&' } else { '?' };
+            let url: DatabaseUrl = format!("{text}{sep}{query}").parse().expect("a URL");
+            Db::open_postgres(&url, &Settings::default()).expect("a database")
+        }
+
         fn close(self) {
             self.db.close();
             self.database.drop_database();
@@ -1778,6 +1786,51 @@ mod tests {
         let actions: Vec<&str> = entries.iter().map(|e| e.action.as_str()).collect();
         assert_eq!(actions, ["beside", "alone"]);
         other.close();
+        pg.close();
+    }
+
+    /// A replica that stops inside a transaction (paused, frozen, its host
+    /// cut off) holds the write lock until PostgreSQL ends its session:
+    /// sealrun asks for that after 15 s idle in a transaction (here 2 s,
+    /// through the URL's own `options`, which win). Without it, every other
+    /// replica's writes wait for as long as it stays stopped.
+    #[tokio::test]
+    async fn a_replica_stopped_inside_a_transaction_holds_the_others_writes_only_until_its_session_ends_on_postgres()
+     {
+        let Some(pg) = OnPostgres::open() else { return };
+        let stopped = pg.replica_with("options=-c%20idle_in_transaction_session_timeout%3D2000");
+        let org_id = org_id_of_new(&pg.db, "stopped").await;
+        let (started, running) = std::sync::mpsc::channel();
+        let (go, wait) = std::sync::mpsc::channel();
+        let held = stopped.write_beside(held_job(started, wait), |_| {});
+        let rest = async {
+            until_started(running).await;
+            let alone = pg.db.write(audit_job(org_id, "alone", false));
+            tokio::pin!(alone);
+            // Positive control: while the stopped replica's session lives,
+            // the write waits for it.
+            let early =
+                tokio::time::timeout(std::time::Duration::from_millis(500), alone.as_mut()).await;
+            assert!(early.is_err(), "the write did not wait: {early:?}");
+            let done = tokio::time::timeout(std::time::Duration::from_secs(60), alone).await;
+            assert!(matches!(done, Ok(Ok(()))), "{done:?}");
+            // The stopped replica goes on, too late.
+            go.send(()).expect("the holder waits");
+        };
+        let (held, ()) = tokio::join!(held, rest);
+        assert!(
+            held.is_err(),
+            "the stopped replica's batch was answered as stored"
+        );
+        let entries = verified_chain(&pg.db, org_id).await;
+        let actions: Vec<&str> = entries.iter().map(|e| e.action.as_str()).collect();
+        assert_eq!(actions, ["alone"]);
+        // And its writer carries on, on a new session.
+        stopped
+            .write(audit_job(org_id, "after", false))
+            .await
+            .expect("the stopped replica writes again");
+        stopped.close();
         pg.close();
     }
 

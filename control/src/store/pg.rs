@@ -632,6 +632,10 @@ pub struct DatabaseUrl {
     location: String,
 }
 
+/// The stream a [`PgTls`] connection runs over.
+pub(super) type PgTlsStream =
+    <PgTls as tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>>::Stream;
+
 /// What secures a connection to PostgreSQL: TLS trusting the URL's
 /// `sslrootcert` only, when the URL asks for TLS (its `ssl_mode` is then
 /// `Require`); otherwise nothing (`Disable`).
@@ -672,6 +676,21 @@ impl std::str::FromStr for DatabaseUrl {
     fn from_str(url: &str) -> Result<DatabaseUrl, String> {
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             return Err("a database URL must start with postgres:// (or postgresql://)".into());
+        }
+        // The driver ends the credentials at the first `@`: the rest of a
+        // password holding one would be read as the host, and shown in
+        // every message naming the database.
+        let after_scheme = url.find("://").map_or(0, |i| i + 3);
+        let authority = url[after_scheme..]
+            .split(['/', '?'])
+            .next()
+            .unwrap_or_default();
+        if authority.matches('@').count() > 1 {
+            return Err(
+                "the database URL has more than one '@' before its host: percent-encode an \
+                 '@' in the user name or password as %40"
+                    .into(),
+            );
         }
         let (url, roots) = take_tls(url)?;
         // The parser's message never quotes the URL (it may hold a password).
@@ -856,13 +875,14 @@ impl DatabaseUrl {
         &self.location
     }
 
-    /// The connection settings, for the asynchronous client (hints).
+    /// The connection settings as parsed (a [`Connector`] adds its own).
+    #[cfg(test)]
     pub(super) fn config(&self) -> &tokio_postgres::Config {
         &self.config
     }
 
-    /// What secures a connection, for [`config`](DatabaseUrl::config)'s
-    /// `connect`: every connection goes through it (see [`PgTls`]).
+    /// What secures a connection: every connection, made by a
+    /// [`Connector`], goes through it (see [`PgTls`]).
     pub(super) fn tls(&self) -> PgTls {
         self.tls.clone()
     }
@@ -894,14 +914,38 @@ pub(crate) struct Connector {
     location: String,
 }
 
+/// What every session asks of PostgreSQL, before any `options` of the
+/// URL's own (which win, being later):
+/// - a session idle inside a transaction for 15 s is ended. Every
+///   transaction of the store sends its statements back to back, so only a
+///   replica that stopped mid-transaction (paused, frozen, its host cut off
+///   without a reset) is ever that idle, and until PostgreSQL ends its
+///   session it holds the write lock and its rows: every other replica's
+///   writes would wait behind it for as long as it stays stopped;
+/// - the server probes a silent connection after 30 s, every 10 s, and
+///   drops it after 3 unanswered probes: a replica whose host vanished
+///   mid-statement lets go of its locks within about a minute, not the
+///   kernel's two hours.
+const SESSION_OPTIONS: &str = "-c idle_in_transaction_session_timeout=15000 \
+     -c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=3";
+
 impl Connector {
     pub(super) fn new(url: &DatabaseUrl) -> Result<Connector, OpenError> {
         let mut config = url.config.clone();
+        let options = match config.get_options() {
+            Some(own) => format!("{SESSION_OPTIONS} {own}"),
+            None => SESSION_OPTIONS.to_owned(),
+        };
         config
             .application_name("sealrun")
+            .options(&options)
             .connect_timeout(std::time::Duration::from_secs(5))
+            // The same on this side: a database host that vanished is
+            // noticed within about a minute.
             .keepalives(true)
-            .keepalives_idle(std::time::Duration::from_secs(30));
+            .keepalives_idle(std::time::Duration::from_secs(30))
+            .keepalives_interval(std::time::Duration::from_secs(10))
+            .keepalives_retries(3);
         Ok(Connector {
             config,
             tls: url.tls(),
@@ -939,6 +983,20 @@ impl Connector {
         })
     }
 
+    /// A connection driven by the caller's runtime (the replicas' hint
+    /// listener), with the same settings as the store's.
+    pub(super) async fn connect_here(
+        &self,
+    ) -> Result<
+        (
+            tokio_postgres::Client,
+            tokio_postgres::Connection<tokio_postgres::Socket, PgTlsStream>,
+        ),
+        tokio_postgres::Error,
+    > {
+        self.config.connect(self.tls.clone()).await
+    }
+
     /// A synchronous client, for what runs once, off the hot path
     /// (migrations, `migrate-store`).
     pub(super) fn connect_sync(&self) -> Result<postgres::Client, postgres::Error> {
@@ -971,6 +1029,39 @@ mod url_tests {
         let path = dir.join("ca file.pem");
         sealrun_testkit::unrelated_ca(&path);
         path
+    }
+
+    #[test]
+    fn a_password_holding_an_unencoded_at_sign_is_refused_and_never_shown() {
+        let e = parsed("postgres://sealrun:p@ss@db/sealrun").err().unwrap();
+        assert!(e.contains("percent-encode"), "{e}");
+        assert!(!e.contains("ss@db"), "{e}");
+        // Positive control: encoded, it is the password, and the location
+        // names only the user and the host.
+        let url = parsed("postgres://sealrun:p%40ss@db/sealrun").unwrap();
+        assert_eq!(url.config().get_password(), Some(&b"p@ss"[..]));
+        assert_eq!(url.location(), "postgres://sealrun@db:5432/sealrun");
+    }
+
+    #[test]
+    fn a_session_idle_in_a_transaction_is_ended_unless_the_url_says_otherwise() {
+        let options = |url: &str| {
+            let connector = super::Connector::new(&parsed(url).unwrap()).unwrap();
+            connector.config.get_options().map(str::to_owned)
+        };
+        let ours = options("postgres://u@h/db").unwrap();
+        assert!(
+            ours.contains("-c idle_in_transaction_session_timeout=15000"),
+            "{ours}"
+        );
+        // The URL's own options come after, so they win.
+        let theirs =
+            options("postgres://u@h/db?options=-c%20idle_in_transaction_session_timeout%3D1000")
+                .unwrap();
+        assert!(
+            theirs.ends_with("-c idle_in_transaction_session_timeout=1000"),
+            "{theirs}"
+        );
     }
 
     #[test]
