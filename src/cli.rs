@@ -342,8 +342,8 @@ Examples:
         #[arg(long)]
         out: PathBuf,
         /// A name or address clients reach the replicas by, besides
-        /// localhost (repeatable)
-        #[arg(long = "hostname")]
+        /// localhost (repeatable, or comma-separated); give them all each time
+        #[arg(long = "hostname", value_delimiter = ',')]
         hostnames: Vec<String>,
     },
     /// Copy a SQLite installation into an empty PostgreSQL database, every
@@ -358,9 +358,12 @@ Examples:
         #[arg(long)]
         from: PathBuf,
         /// The empty PostgreSQL database to fill; prefer SEALRUN_DATABASE_URL
-        /// (a flag is visible in `ps`)
+        /// or the config file's database_url (a flag is visible in `ps`)
         #[arg(long, env = "SEALRUN_DATABASE_URL", hide_env_values = true)]
-        to: String,
+        to: Option<String>,
+        /// The server's TOML config file, for its database_url
+        #[arg(long, env = "SEALRUN_CONFIG")]
+        config: Option<PathBuf>,
     },
 }
 

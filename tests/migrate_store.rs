@@ -132,19 +132,11 @@ fn a_path_that_does_not_exist_is_refused_and_not_created() {
     assert!(!typo.exists(), "the mistyped path was created");
 }
 
+/// (Another program's SQLite database is left alone too: `store::copy`'s
+/// unit tests, where SQLite is at hand.)
 #[test]
-fn a_database_that_is_not_sealrun_s_is_refused_and_left_unchanged() {
+fn an_empty_file_is_refused_and_left_unchanged_with_no_lock_beside_it() {
     let dir = tempfile::tempdir().unwrap();
-    let other = dir.path().join("other.db");
-    rusqlite::Connection::open(&other)
-        .unwrap()
-        .execute_batch("CREATE TABLE notes (body TEXT); INSERT INTO notes VALUES ('mine');")
-        .unwrap();
-    let before = std::fs::read(&other).unwrap();
-    let err = refusal(&migrate(&other, NOWHERE));
-    assert!(err.contains("no sealrun schema in it"), "{err}");
-    assert_eq!(std::fs::read(&other).unwrap(), before, "the file changed");
-
     let empty = dir.path().join("empty.db");
     std::fs::write(&empty, b"").unwrap();
     let err = refusal(&migrate(&empty, NOWHERE));
@@ -153,6 +145,10 @@ fn a_database_that_is_not_sealrun_s_is_refused_and_left_unchanged() {
         std::fs::metadata(&empty).unwrap().len(),
         0,
         "the file changed"
+    );
+    assert!(
+        !dir.path().join("sealrun.lock").exists(),
+        "a lock file was left beside it"
     );
 }
 

@@ -87,9 +87,20 @@ fn replica_files_made_again_keep_the_ca_and_slack_key_and_reissue_only_for_new_n
         first("slack.key"),
         first("server.pem"),
     );
+    for key in ["ca.key", "server.key", "slack.key"] {
+        assert_eq!(mode(&shared.join(key)), 0o600, "{key}");
+    }
     // The same names: nothing changes.
     replica_files(&shared, &["lb"]);
     assert_eq!(first("server.pem"), cert);
+    // A temporary file a crash left, readable by all, lends its mode to no
+    // key written after it.
+    std::fs::write(shared.join("server.tmp"), b"left").unwrap();
+    std::fs::set_permissions(
+        shared.join("server.tmp"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
     // A new name: a new certificate from the same CA (clients pinned it);
     // the Slack key (secrets are sealed to it) is kept.
     replica_files(&shared, &["lb", "sealrun.example.com"]);
@@ -97,6 +108,12 @@ fn replica_files_made_again_keep_the_ca_and_slack_key_and_reissue_only_for_new_n
     assert_eq!(first("ca.pem"), ca);
     assert_eq!(first("ca.key"), ca_key);
     assert_eq!(first("slack.key"), slack);
+    assert_eq!(mode(&shared.join("server.key")), 0o600);
+}
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
 #[tokio::test]

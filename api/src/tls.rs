@@ -13,7 +13,7 @@ use rcgen::{
 };
 use serde::{Deserialize, Serialize};
 use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -207,14 +207,23 @@ fn ca_params(today: i64) -> Result<CertificateParams, Error> {
 
 fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), Error> {
     let err = |e: std::io::Error| tls_err(&format!("cannot write {}", path.display()), e);
-    // Written beside and renamed, so a crash never leaves half a key.
+    // Written beside and renamed, so a crash never leaves half a key. The
+    // file is made afresh with its mode (a temporary file left by a crash,
+    // or another file's, would keep its own), and the mode set again: the
+    // umask only ever clears bits, but a key's mode is not left to it.
     let tmp = path.with_extension("tmp");
+    match std::fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(err(e)),
+    }
     let mut f = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(mode)
         .open(&tmp)
+        .map_err(err)?;
+    f.set_permissions(std::fs::Permissions::from_mode(mode))
         .map_err(err)?;
     f.write_all(contents).map_err(err)?;
     f.sync_all().map_err(err)?;

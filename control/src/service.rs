@@ -263,12 +263,18 @@ impl Control {
 /// and the operator would see their runs, people and audit trail gone. So
 /// it is refused until the installation is moved (or the file moved away);
 /// once the database holds one, the file is only unused, and said so.
+/// A file that cannot be read is refused as well: it may be the
+/// installation.
 fn left_behind(conn: &mut Standalone, file: &Path) -> Result<(), OpenError> {
     if orgs::count(conn)? == 0 {
-        if crate::store::check_installation(file).is_ok() {
-            return Err(OpenError::NotMoved {
-                file: file.to_owned(),
-            });
+        match crate::store::check_installation(file) {
+            Ok(()) => {
+                return Err(OpenError::NotMoved {
+                    file: file.to_owned(),
+                });
+            }
+            Err(OpenError::NotAnInstallation { .. }) => {}
+            Err(other) => return Err(other),
         }
     } else {
         tracing::warn!(

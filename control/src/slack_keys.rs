@@ -99,11 +99,16 @@ impl std::fmt::Debug for SlackKeys {
 /// shared database each hold a copy of one such key.
 pub fn ensure_slack_key(dir: &Path) -> Result<PathBuf, OpenError> {
     let path = dir.join(KEY_FILE);
-    TargetKeypair::load_or_generate(&path).map_err(|e| OpenError::DataDir {
-        path: path.clone(),
-        source: std::io::Error::other(e.to_string()),
-    })?;
+    load_or_generate(&path)?;
     Ok(path)
+}
+
+/// The key at `path`, made if missing (and whether it was).
+fn load_or_generate(path: &Path) -> Result<(TargetKeypair, bool), OpenError> {
+    TargetKeypair::load_or_generate(path).map_err(|e| OpenError::DataDir {
+        path: path.to_owned(),
+        source: std::io::Error::other(e.to_string()),
+    })
 }
 
 impl SlackKeys {
@@ -113,11 +118,7 @@ impl SlackKeys {
         broadcast: Option<Broadcast>,
     ) -> Result<SlackKeys, OpenError> {
         let path = data_dir.join(KEY_FILE);
-        let (keypair, created) =
-            TargetKeypair::load_or_generate(&path).map_err(|e| OpenError::DataDir {
-                path: path.clone(),
-                source: std::io::Error::other(e.to_string()),
-            })?;
+        let (keypair, created) = load_or_generate(&path)?;
         if created {
             tracing::info!(path = %path.display(), "generated the key Slack signing secrets are sealed to");
         }

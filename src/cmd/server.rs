@@ -74,7 +74,13 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         )?;
         return Ok(());
     }
-    if let Some(ServerCommand::MigrateStore { from, to }) = args.command {
+    if let Some(ServerCommand::MigrateStore { from, to, config }) = args.command {
+        let file = server_file(config.as_deref().or(args.config.as_deref()))?;
+        let Some(to) = to.or(args.database_url).or(file.database_url) else {
+            anyhow::bail!(
+                "migrate-store needs the PostgreSQL database: SEALRUN_DATABASE_URL, --to, or database_url in --config"
+            );
+        };
         let to = database_url(&to)?;
         let moved = sealrun_api::migrate_store(&from, &to)
             .with_context(|| format!("cannot move {} to {}", from.display(), to.location()))?;

@@ -142,7 +142,9 @@ impl Listener {
             }
         });
         let _stop_pump = AbortOnDrop(pump);
-        client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+        client
+            .batch_execute(&format!("{}; LISTEN {CHANNEL}", self.connector.setup()))
+            .await?;
         // Said on each (re)connection: that this replica hears the others.
         tracing::info!("the replicas' hint channel is open");
         heard(Heard::Missed);
@@ -208,9 +210,11 @@ async fn notify(
         .await;
     match sent {
         Ok(_) => payloads.clear(),
-        // Refused, not lost: sending them again would be refused again,
-        // and hold up every hint after them.
-        Err(e) if !super::pg::connection_lost(&e) => {
+        // Refused for what they are (a payload too long): sending them
+        // again would be refused again, and hold up every hint after them.
+        // Anything else (the connection lost, a full queue, a cancel) may
+        // pass: they are sent again on the next connection.
+        Err(e) if e.code().is_some_and(|c| c.code().starts_with("22")) => {
             tracing::warn!(error = %super::pg::with_causes(&e), hints = payloads.len(), "the database refused hints for the other replicas; they are dropped");
             payloads.clear();
             return Err(e);

@@ -44,10 +44,12 @@ pub fn migrate_store(from: &Path, to: &DatabaseUrl) -> Result<StoreMigration, Op
     let connector = Connector::new(to)?;
     let pg_err = |e: postgres::Error| connector.open_error(&e);
     let from = &source_file(from)?;
+    // Looked at before the lock, which writes its file beside it: nothing
+    // is written next to a file that is not an installation.
+    check_installation(from)?;
     // Held until the copy is verified: a server started on the directory
     // meanwhile would write runs the copy never sees.
     let _lock = lock_data_dir(from)?;
-    check_installation(from)?;
     // Both connections live on one thread off any tokio runtime (the
     // synchronous PostgreSQL client runs one of its own).
     off_runtime(|| {
@@ -326,4 +328,57 @@ fn verify_chains(
         chains.push((org, rows.len() as u64, head.unwrap_or_default()));
     }
     Ok(chains)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A URL nothing answers at: the source is refused before any
+    /// connection.
+    fn nowhere() -> DatabaseUrl {
+        "postgres://u:p@127.0.0.1:1/nowhere".parse().expect("a URL")
+    }
+
+    #[test]
+    fn another_program_s_database_is_refused_and_left_unchanged() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let other = dir.path().join("notes.db");
+        rusqlite::Connection::open(&other)
+            .and_then(|c| {
+                c.execute_batch(
+                    "CREATE TABLE notes (body TEXT); INSERT INTO notes VALUES ('mine');",
+                )
+            })
+            .expect("another program's database");
+        let before = std::fs::read(&other).expect("its bytes");
+        let err = migrate_store(&other, &nowhere()).expect_err("refused");
+        assert!(
+            matches!(&err, OpenError::NotAnInstallation { reason, .. } if reason.contains("no sealrun schema")),
+            "{err}"
+        );
+        assert_eq!(
+            std::fs::read(&other).expect("its bytes"),
+            before,
+            "it changed"
+        );
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("the directory")
+            .map(|e| e.expect("an entry").file_name())
+            .collect();
+        assert_eq!(left, ["notes.db"], "something was written beside it");
+    }
+
+    #[test]
+    fn an_installation_with_no_org_is_refused() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let db = dir.path().join(DB_FILE);
+        // Positive control for the schema check: sealrun's schema, no org.
+        drop(open_migrated(&db).expect("a migrated database"));
+        let err = migrate_store(&db, &nowhere()).expect_err("refused");
+        assert!(
+            matches!(&err, OpenError::NotAnInstallation { reason, .. } if reason.contains("no org")),
+            "{err}"
+        );
+    }
 }

@@ -678,14 +678,16 @@ impl std::str::FromStr for DatabaseUrl {
             return Err("a database URL must start with postgres:// (or postgresql://)".into());
         }
         // The driver ends the credentials at the first `@`: the rest of a
-        // password holding one would be read as the host, and shown in
-        // every message naming the database.
+        // password holding one would be read as the host (and the path),
+        // and shown in every message naming the database.
         let after_scheme = url.find("://").map_or(0, |i| i + 3);
-        let authority = url[after_scheme..]
-            .split(['/', '?'])
+        let rest = &url[after_scheme..];
+        let after_credentials = rest.find('@').map_or("", |at| &rest[at + 1..]);
+        if after_credentials
+            .split('?')
             .next()
-            .unwrap_or_default();
-        if authority.matches('@').count() > 1 {
+            .is_some_and(|host_and_path| host_and_path.contains('@'))
+        {
             return Err(
                 "the database URL has more than one '@' before its host: percent-encode an \
                  '@' in the user name or password as %40"
@@ -912,10 +914,11 @@ pub(crate) struct Connector {
     config: tokio_postgres::Config,
     tls: PgTls,
     location: String,
+    /// Sent on every new connection first ([`SESSION_SETTINGS`]).
+    setup: String,
 }
 
-/// What every session asks of PostgreSQL, before any `options` of the
-/// URL's own (which win, being later):
+/// What every session asks of PostgreSQL, once connected:
 /// - a session idle inside a transaction for 15 s is ended. Every
 ///   transaction of the store sends its statements back to back, so only a
 ///   replica that stopped mid-transaction (paused, frozen, its host cut off
@@ -926,19 +929,33 @@ pub(crate) struct Connector {
 ///   drops it after 3 unanswered probes: a replica whose host vanished
 ///   mid-statement lets go of its locks within about a minute, not the
 ///   kernel's two hours.
-const SESSION_OPTIONS: &str = "-c idle_in_transaction_session_timeout=15000 \
-     -c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=3";
+///
+/// Sent as `SET`s rather than as the startup packet's `options`, which
+/// poolers (PgBouncer) refuse; a setting the URL's own `options` names is
+/// left to it.
+const SESSION_SETTINGS: &[(&str, &str)] = &[
+    ("idle_in_transaction_session_timeout", "15000"),
+    ("tcp_keepalives_idle", "30"),
+    ("tcp_keepalives_interval", "10"),
+    ("tcp_keepalives_count", "3"),
+];
+
+/// The `SET`s of [`SESSION_SETTINGS`] a session with `config` needs.
+fn session_setup(config: &tokio_postgres::Config) -> String {
+    let own = config.get_options().unwrap_or_default();
+    SESSION_SETTINGS
+        .iter()
+        .filter(|(name, _)| !own.contains(name))
+        .map(|(name, value)| format!("SET {name} = {value}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
 
 impl Connector {
     pub(super) fn new(url: &DatabaseUrl) -> Result<Connector, OpenError> {
         let mut config = url.config.clone();
-        let options = match config.get_options() {
-            Some(own) => format!("{SESSION_OPTIONS} {own}"),
-            None => SESSION_OPTIONS.to_owned(),
-        };
         config
             .application_name("sealrun")
-            .options(&options)
             .connect_timeout(std::time::Duration::from_secs(5))
             // The same on this side: a database host that vanished is
             // noticed within about a minute.
@@ -947,6 +964,7 @@ impl Connector {
             .keepalives_interval(std::time::Duration::from_secs(10))
             .keepalives_retries(3);
         Ok(Connector {
+            setup: session_setup(&config),
             config,
             tls: url.tls(),
             location: url.location().to_owned(),
@@ -964,6 +982,7 @@ impl Connector {
                 tracing::debug!(error = %e, "a PostgreSQL connection ended");
             }
         });
+        runtime.block_on(client.batch_execute(&self.setup))?;
         Ok(PgConn {
             client,
             runtime: Arc::clone(runtime),
@@ -984,7 +1003,9 @@ impl Connector {
     }
 
     /// A connection driven by the caller's runtime (the replicas' hint
-    /// listener), with the same settings as the store's.
+    /// listener), with the same settings as the store's but for
+    /// [`setup`](Connector::setup), which the caller sends once it drives
+    /// the connection.
     pub(super) async fn connect_here(
         &self,
     ) -> Result<
@@ -997,10 +1018,17 @@ impl Connector {
         self.config.connect(self.tls.clone()).await
     }
 
+    /// The `SET`s a new connection sends first ([`SESSION_SETTINGS`]).
+    pub(super) fn setup(&self) -> &str {
+        &self.setup
+    }
+
     /// A synchronous client, for what runs once, off the hot path
     /// (migrations, `migrate-store`).
     pub(super) fn connect_sync(&self) -> Result<postgres::Client, postgres::Error> {
-        postgres::Config::from(self.config.clone()).connect(self.tls.clone())
+        let mut client = postgres::Config::from(self.config.clone()).connect(self.tls.clone())?;
+        client.batch_execute(&self.setup)?;
+        Ok(client)
     }
 
     pub(super) fn location(&self) -> &str {
@@ -1033,9 +1061,14 @@ mod url_tests {
 
     #[test]
     fn a_password_holding_an_unencoded_at_sign_is_refused_and_never_shown() {
-        let e = parsed("postgres://sealrun:p@ss@db/sealrun").err().unwrap();
-        assert!(e.contains("percent-encode"), "{e}");
-        assert!(!e.contains("ss@db"), "{e}");
+        for url in [
+            "postgres://sealrun:p@ss@db/sealrun",
+            "postgres://sealrun:p@s/s@db/sealrun",
+        ] {
+            let e = parsed(url).err().unwrap();
+            assert!(e.contains("percent-encode"), "{e}");
+            assert!(!e.contains("@db"), "{e}");
+        }
         // Positive control: encoded, it is the password, and the location
         // names only the user and the host.
         let url = parsed("postgres://sealrun:p%40ss@db/sealrun").unwrap();
@@ -1045,22 +1078,30 @@ mod url_tests {
 
     #[test]
     fn a_session_idle_in_a_transaction_is_ended_unless_the_url_says_otherwise() {
-        let options = |url: &str| {
-            let connector = super::Connector::new(&parsed(url).unwrap()).unwrap();
-            connector.config.get_options().map(str::to_owned)
-        };
-        let ours = options("postgres://u@h/db").unwrap();
+        let connector = |url: &str| super::Connector::new(&parsed(url).unwrap()).unwrap();
+        let ours = connector("postgres://u@h/db");
         assert!(
-            ours.contains("-c idle_in_transaction_session_timeout=15000"),
-            "{ours}"
+            ours.setup()
+                .contains("SET idle_in_transaction_session_timeout = 15000"),
+            "{}",
+            ours.setup()
         );
-        // The URL's own options come after, so they win.
+        // Not in the startup packet, which poolers refuse.
+        assert_eq!(ours.config.get_options(), None);
+        // A setting the URL's own options name is left to them.
         let theirs =
-            options("postgres://u@h/db?options=-c%20idle_in_transaction_session_timeout%3D1000")
-                .unwrap();
+            connector("postgres://u@h/db?options=-c%20idle_in_transaction_session_timeout%3D1000");
         assert!(
-            theirs.ends_with("-c idle_in_transaction_session_timeout=1000"),
-            "{theirs}"
+            !theirs
+                .setup()
+                .contains("idle_in_transaction_session_timeout")
+                && theirs.setup().contains("SET tcp_keepalives_idle = 30"),
+            "{}",
+            theirs.setup()
+        );
+        assert_eq!(
+            theirs.config.get_options(),
+            Some("-c idle_in_transaction_session_timeout=1000")
         );
     }
 
