@@ -237,3 +237,44 @@ async fn a_server_pointed_at_an_empty_database_beside_its_unmoved_installation_r
     drop(server);
     db.drop_database();
 }
+
+#[tokio::test]
+async fn a_server_beside_an_installation_the_database_does_not_hold_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(db) = require_postgres(&dir.path().join("pg")) else {
+        return;
+    };
+    let env = || vec![("SEALRUN_DATABASE_URL".into(), PathBuf::from(&db.url_text))];
+    // An installation on SQLite, never moved...
+    let unmoved = dir.path().join("unmoved");
+    let mut server = ServerProcess::start(&unmoved, &[]).await;
+    server.terminate();
+    // ...while another replica, its data directory empty, started one
+    // afresh in the database.
+    let fresh =
+        ServerProcess::start_with_env(&dir.path().join("fresh"), free_port(), &[], &[], env())
+            .await;
+    drop(fresh);
+    let mut command = Command::new(sealrun_testkit::sealrun_bin());
+    command
+        .args(["server", "--data-dir"])
+        .arg(&unmoved)
+        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .env("SEALRUN_DATABASE_URL", &db.url_text);
+    let refused = output_within(
+        "a server beside an installation the database does not hold",
+        &mut command,
+        std::time::Duration::from_secs(30),
+    );
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{err}");
+    assert!(
+        err.contains("holds an installation the PostgreSQL database does not"),
+        "{err}"
+    );
+    // (Positive control: beside the installation the database does hold,
+    // moved there, a server starts: the test of the unmoved installation
+    // above, after its move.)
+    drop(server);
+    db.drop_database();
+}

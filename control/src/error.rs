@@ -198,6 +198,16 @@ pub enum OpenError {
         /// The SQLite database.
         file: PathBuf,
     },
+    /// The server was pointed at a PostgreSQL database holding another
+    /// installation than the SQLite one its data directory still holds.
+    #[error(
+        "{} holds an installation the PostgreSQL database does not (it was never moved there, and another replica started one afresh): move the file away to join the database's installation, or move this one into an empty database (sealrun server migrate-store)",
+        file.display()
+    )]
+    OtherInstallation {
+        /// The SQLite database.
+        file: PathBuf,
+    },
     /// The database was written by a newer sealrun.
     #[error(
         "database {location} has schema version {found}, but this sealrun knows only up to {known}: upgrade sealrun"

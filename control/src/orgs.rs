@@ -122,6 +122,21 @@ pub(crate) fn count(conn: &mut Standalone) -> Result<i64, OpenError> {
     })
 }
 
+/// Whether the database holds the audit entry `(org id, seq, hash)`.
+pub(crate) fn holds_audit_entry(
+    conn: &mut Standalone,
+    (org_id, seq, hash): &(i64, u64, String),
+) -> Result<bool, OpenError> {
+    let location = conn.location().to_owned();
+    let found = conn.immediate(|tx| {
+        store::audit::hash_at(tx, *org_id, *seq).map_err(|e| OpenError::Database {
+            location: location.clone(),
+            message: e.detail(),
+        })
+    })?;
+    Ok(found.as_deref() == Some(hash.as_str()))
+}
+
 pub(crate) fn bootstrap(
     conn: &mut Standalone,
     org_name: &str,

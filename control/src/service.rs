@@ -257,30 +257,36 @@ impl Control {
     }
 }
 
-/// A server pointed at PostgreSQL whose data directory still holds its
-/// SQLite installation (`sealrun.db`): on an empty database that would start
+/// A server pointed at PostgreSQL whose data directory still holds a
+/// SQLite installation (`sealrun.db`). On an empty database it would start
 /// a second, empty installation beside the first, with a new admin token,
-/// and the operator would see their runs, people and audit trail gone. So
-/// it is refused until the installation is moved (or the file moved away);
-/// once the database holds one, the file is only unused, and said so.
-/// A file that cannot be read is refused as well: it may be the
-/// installation.
+/// and the operator would see their runs, people and audit trail gone; on
+/// a database another replica started afresh, the same has happened
+/// already. So it is refused unless the database holds that installation
+/// (moved there: its first audit entry is there as it is), when the file is
+/// only unused, and said so. A file that cannot be read is refused as
+/// well: it may be the installation.
 fn left_behind(conn: &mut Standalone, file: &Path) -> Result<(), OpenError> {
+    let installation = match crate::store::check_installation(file) {
+        Ok(installation) => installation,
+        Err(OpenError::NotAnInstallation { .. }) => return Ok(()),
+        Err(other) => return Err(other),
+    };
     if orgs::count(conn)? == 0 {
-        match crate::store::check_installation(file) {
-            Ok(()) => {
-                return Err(OpenError::NotMoved {
-                    file: file.to_owned(),
-                });
-            }
-            Err(OpenError::NotAnInstallation { .. }) => {}
-            Err(other) => return Err(other),
-        }
-    } else {
-        tracing::warn!(
-            file = %file.display(),
-            "this SQLite database is not used: the server keeps its data in PostgreSQL"
-        );
+        return Err(OpenError::NotMoved {
+            file: file.to_owned(),
+        });
     }
+    if let Some(entry) = &installation.first_entry {
+        if !orgs::holds_audit_entry(conn, entry)? {
+            return Err(OpenError::OtherInstallation {
+                file: file.to_owned(),
+            });
+        }
+    }
+    tracing::warn!(
+        file = %file.display(),
+        "this SQLite database is not used: the server keeps its data in PostgreSQL, where it was moved"
+    );
     Ok(())
 }

@@ -10,6 +10,7 @@ use super::schema::database_error;
 use super::sql::Value;
 use crate::error::OpenError;
 use postgres::types::ToSql;
+use rusqlite::OptionalExtension as _;
 use sealrun_dirlock::DirLock;
 use sealrun_wire::audit::{AuditEntry, ChainVerifier};
 use std::collections::{BTreeMap, BTreeSet};
@@ -149,8 +150,10 @@ fn lock_data_dir(file: &Path) -> Result<DirLock, OpenError> {
 
 /// Looks at `file` read-only before anything writes to it (the schema's
 /// migration would otherwise add sealrun's tables to any SQLite database):
-/// it must carry sealrun's schema and at least one org.
-pub(crate) fn check_installation(file: &Path) -> Result<(), OpenError> {
+/// it must carry sealrun's schema and at least one org. What tells this
+/// installation from another: the first audit entry of its first org,
+/// which a move copies as it is.
+pub(crate) fn check_installation(file: &Path) -> Result<Installation, OpenError> {
     let sqlite_err = |e: rusqlite::Error| database_error(file, &e);
     let conn = rusqlite::Connection::open_with_flags(
         file,
@@ -169,7 +172,23 @@ pub(crate) fn check_installation(file: &Path) -> Result<(), OpenError> {
     if orgs == 0 {
         return Err(not_installation(file, "it holds no org"));
     }
-    Ok(())
+    let first_entry = conn
+        .query_row(
+            "SELECT org_id, seq, hash FROM audit ORDER BY org_id, seq LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get::<_, i64>(1)?, r.get(2)?)),
+        )
+        .optional()
+        .map_err(sqlite_err)?
+        .map(|(org_id, seq, hash)| (org_id, u64::try_from(seq).unwrap_or_default(), hash));
+    Ok(Installation { first_entry })
+}
+
+/// A SQLite installation, as [`check_installation`] found it.
+#[derive(Debug)]
+pub(crate) struct Installation {
+    /// Its first org's first audit entry: org id, `seq`, hash.
+    pub(crate) first_entry: Option<(i64, u64, String)>,
 }
 
 fn not_installation(file: &Path, reason: &str) -> OpenError {
