@@ -113,6 +113,25 @@ async fn a_database_that_already_holds_an_installation_is_refused() {
 /// connects, so these refusals need no PostgreSQL.
 const NOWHERE: &str = "postgres://sealrun:sealrun@127.0.0.1:1/nowhere";
 
+/// `sealrun server` on `data` and the database at `url`, expected to refuse
+/// to start: what it said (a server that started fails the test).
+fn refused_start(data: &std::path::Path, url: &str) -> String {
+    let mut command = Command::new(sealrun_testkit::sealrun_bin());
+    command
+        .args(["server", "--data-dir"])
+        .arg(data)
+        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .env("SEALRUN_DATABASE_URL", url);
+    let refused = output_within(
+        &format!("a server on {}", data.display()),
+        &mut command,
+        std::time::Duration::from_secs(30),
+    );
+    let err = String::from_utf8_lossy(&refused.stderr).into_owned();
+    assert!(!refused.status.success(), "{err}");
+    err
+}
+
 fn refusal(moved: &std::process::Output) -> String {
     assert!(!moved.status.success(), "{moved:?}");
     let err = String::from_utf8_lossy(&moved.stderr).into_owned();
@@ -197,22 +216,7 @@ async fn a_server_pointed_at_an_empty_database_beside_its_unmoved_installation_r
     admin.declare_target("db").await;
     server.terminate();
 
-    let on_postgres = |port: u16| {
-        let mut command = Command::new(sealrun_testkit::sealrun_bin());
-        command
-            .args(["server", "--data-dir"])
-            .arg(&data)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .env("SEALRUN_DATABASE_URL", &db.url_text);
-        command
-    };
-    let refused = output_within(
-        "a server beside an unmoved installation",
-        &mut on_postgres(free_port()),
-        std::time::Duration::from_secs(30),
-    );
-    let err = String::from_utf8_lossy(&refused.stderr);
-    assert!(!refused.status.success(), "{err}");
+    let err = refused_start(&data, &db.url_text);
     assert!(
         err.contains("the PostgreSQL database is empty: move it there first")
             && err.contains(&format!("migrate-store --from {}", data.display())),
@@ -255,19 +259,7 @@ async fn a_server_beside_an_installation_the_database_does_not_hold_refuses_to_s
         ServerProcess::start_with_env(&dir.path().join("fresh"), free_port(), &[], &[], env())
             .await;
     drop(fresh);
-    let mut command = Command::new(sealrun_testkit::sealrun_bin());
-    command
-        .args(["server", "--data-dir"])
-        .arg(&unmoved)
-        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
-        .env("SEALRUN_DATABASE_URL", &db.url_text);
-    let refused = output_within(
-        "a server beside an installation the database does not hold",
-        &mut command,
-        std::time::Duration::from_secs(30),
-    );
-    let err = String::from_utf8_lossy(&refused.stderr);
-    assert!(!refused.status.success(), "{err}");
+    let err = refused_start(&unmoved, &db.url_text);
     assert!(
         err.contains("holds an installation the PostgreSQL database does not"),
         "{err}"
