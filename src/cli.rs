@@ -240,8 +240,9 @@ pub struct ClientOnly {
 pub struct ServerArgs {
     #[command(subcommand)]
     pub command: Option<ServerCommand>,
-    /// TOML config file (flags and SEALRUN_* env vars override it)
-    #[arg(long, env = "SEALRUN_CONFIG")]
+    /// TOML config file (flags and SEALRUN_* env vars override it); read by
+    /// create-org and migrate-store too, for data_dir and database_url
+    #[arg(long, env = "SEALRUN_CONFIG", global = true)]
     pub config: Option<PathBuf>,
     /// Directory for the database, TLS material and the first admin token
     #[arg(long, env = "SEALRUN_DATA_DIR")]
@@ -313,10 +314,6 @@ pub enum ServerCommand {
 Examples:
   sealrun server create-org --data-dir /var/lib/sealrun acme   # prints acme's admin token")]
     CreateOrg {
-        /// The server's TOML config file: its data_dir and database_url are
-        /// used unless given here
-        #[arg(long, env = "SEALRUN_CONFIG")]
-        config: Option<PathBuf>,
         /// Directory of the control plane's data (default ./sealrun-data, as
         /// the server's)
         #[arg(long, env = "SEALRUN_DATA_DIR")]
@@ -361,9 +358,6 @@ Examples:
         /// or the config file's database_url (a flag is visible in `ps`)
         #[arg(long, env = "SEALRUN_DATABASE_URL", hide_env_values = true)]
         to: Option<String>,
-        /// The server's TOML config file, for its database_url
-        #[arg(long, env = "SEALRUN_CONFIG")]
-        config: Option<PathBuf>,
     },
 }
 

@@ -56,12 +56,9 @@ pub fn create_org(
 fn create_org_in(conn: &mut Standalone, name: &str) -> Result<String, OpenError> {
     names::object("org", name).map_err(|e| OpenError::InvalidName(e.to_string()))?;
     let location = conn.location().to_owned();
-    let db_err = |e: crate::error::Error| OpenError::Database {
-        location: location.clone(),
-        message: e.detail(),
-    };
+    let db_err = database_error(&location);
     let admin = conn.immediate(|tx| {
-        if store::orgs::exists(tx, name).map_err(db_err)? {
+        if store::orgs::exists(tx, name).map_err(&db_err)? {
             return Err(OpenError::OrgExists(name.to_owned()));
         }
         seed_org(tx, name).map_err(db_err)
@@ -111,15 +108,18 @@ fn seed_org(tx: &Tx<'_>, name: &str) -> Result<token::NewToken, crate::error::Er
 /// On first start (no org yet), creates `org_name` and hands its admin token
 /// to the operator: written to `token_file` (mode 0600), or printed once to
 /// stderr.
+/// A domain error of the database at `location`, as an open error naming it.
+fn database_error(location: &str) -> impl Fn(crate::error::Error) -> OpenError + '_ {
+    move |e| OpenError::Database {
+        location: location.to_owned(),
+        message: e.detail(),
+    }
+}
+
 /// How many orgs the database holds.
 pub(crate) fn count(conn: &mut Standalone) -> Result<i64, OpenError> {
     let location = conn.location().to_owned();
-    conn.immediate(|tx| {
-        store::orgs::count(tx).map_err(|e| OpenError::Database {
-            location: location.clone(),
-            message: e.detail(),
-        })
-    })
+    conn.immediate(|tx| store::orgs::count(tx).map_err(database_error(&location)))
 }
 
 /// Whether the database holds the audit entry `(org id, seq, hash)`.
@@ -129,10 +129,7 @@ pub(crate) fn holds_audit_entry(
 ) -> Result<bool, OpenError> {
     let location = conn.location().to_owned();
     let found = conn.immediate(|tx| {
-        store::audit::hash_at(tx, *org_id, *seq).map_err(|e| OpenError::Database {
-            location: location.clone(),
-            message: e.detail(),
-        })
+        store::audit::hash_at(tx, *org_id, *seq).map_err(database_error(&location))
     })?;
     Ok(found.as_deref() == Some(hash.as_str()))
 }

@@ -35,7 +35,6 @@ struct ServerFile {
 
 pub async fn run(args: ServerArgs) -> Result<()> {
     if let Some(ServerCommand::CreateOrg {
-        config,
         data_dir,
         database_url: url,
         name,
@@ -43,7 +42,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     {
         // The org goes where the server keeps its data: the same settings,
         // read the same way (flags, then env, then the file).
-        let file = server_file(config.as_deref().or(args.config.as_deref()))?;
+        let file = server_file(args.config.as_deref())?;
         let data_dir = data_dir
             .or(args.data_dir)
             .or(file.data_dir)
@@ -74,8 +73,8 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         )?;
         return Ok(());
     }
-    if let Some(ServerCommand::MigrateStore { from, to, config }) = args.command {
-        let file = server_file(config.as_deref().or(args.config.as_deref()))?;
+    if let Some(ServerCommand::MigrateStore { from, to }) = args.command {
+        let file = server_file(args.config.as_deref())?;
         let Some(to) = to.or(args.database_url).or(file.database_url) else {
             anyhow::bail!(
                 "migrate-store needs the PostgreSQL database: SEALRUN_DATABASE_URL, --to, or database_url in --config"

@@ -6,7 +6,7 @@
 use super::db::{DB_FILE, open_migrated};
 use super::pg::{Connector, DatabaseUrl};
 use super::pg_engine::off_runtime;
-use super::schema::database_error;
+use super::schema::{self, database_error};
 use super::sql::Value;
 use crate::error::OpenError;
 use postgres::types::ToSql;
@@ -160,10 +160,7 @@ pub(crate) fn check_installation(file: &Path) -> Result<Installation, OpenError>
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(sqlite_err)?;
-    let version: i64 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(sqlite_err)?;
-    if version == 0 {
+    if schema::schema_version(&conn).map_err(sqlite_err)? == 0 {
         return Err(not_installation(file, "no sealrun schema in it"));
     }
     let orgs: i64 = conn

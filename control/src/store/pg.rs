@@ -677,23 +677,6 @@ impl std::str::FromStr for DatabaseUrl {
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             return Err("a database URL must start with postgres:// (or postgresql://)".into());
         }
-        // The driver ends the credentials at the first `@`: the rest of a
-        // password holding one would be read as the host (and the path),
-        // and shown in every message naming the database.
-        let after_scheme = url.find("://").map_or(0, |i| i + 3);
-        let rest = &url[after_scheme..];
-        let after_credentials = rest.find('@').map_or("", |at| &rest[at + 1..]);
-        if after_credentials
-            .split('?')
-            .next()
-            .is_some_and(|host_and_path| host_and_path.contains('@'))
-        {
-            return Err(
-                "the database URL has more than one '@' before its host: percent-encode an \
-                 '@' in the user name or password as %40"
-                    .into(),
-            );
-        }
         let (url, roots) = take_tls(url)?;
         // The parser's message never quotes the URL (it may hold a password).
         let mut config: tokio_postgres::Config = url
@@ -770,6 +753,15 @@ fn take_tls(url: &str) -> Result<(String, Option<rustls::RootCertStore>), String
         None => (url, ""),
     };
     let query = query.strip_prefix('?').unwrap_or(query);
+    // The rest of a password holding an `@` would be read as the host (and
+    // the path), and shown in every message naming the database.
+    if base[after_credentials..].contains('@') {
+        return Err(
+            "the database URL has more than one '@' before its host: percent-encode an \
+             '@' in the user name or password as %40"
+                .into(),
+        );
+    }
     // A URL with no user whose query holds an `@` (a path to the CA, say)
     // is read by the driver as a user up to that `@`: its parameters, TLS
     // ones included, would be lost unseen into the user and host names.

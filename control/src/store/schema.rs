@@ -590,13 +590,16 @@ ALTER TABLE slack_notices ADD COLUMN held_until_ms INTEGER;
 "#,
 ];
 
+/// The schema version of the database `conn` is open on (0: none).
+pub(crate) fn schema_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+}
+
 /// Brings the database at `path` (open as `conn`) up to the current schema.
 pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), OpenError> {
     let db_err = |e: rusqlite::Error| database_error(path, &e);
     let known = MIGRATIONS.len() as i64;
-    let found: i64 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(db_err)?;
+    let found = schema_version(conn).map_err(db_err)?;
     if found > known {
         return Err(OpenError::SchemaTooNew {
             location: path.display().to_string(),
@@ -609,9 +612,7 @@ pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), OpenErro
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(db_err)?;
         // Another process may have migrated while we waited for the lock.
-        let now: i64 = tx
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(db_err)?;
+        let now = schema_version(&tx).map_err(db_err)?;
         if now > version as i64 {
             continue;
         }
